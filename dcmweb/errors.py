@@ -1,0 +1,67 @@
+"""Exceptions and the exit-code table.
+
+Every expected failure is a :class:`DcmwebError` carrying a one-line message, an
+optional hint (what to try) and the exit code the CLI ends with. The CLI turns
+them into output in one place.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Process exit codes, documented in docs/exit-codes.md."""
+
+    OK = 0
+    ERROR = 1  # unexpected error (a bug): rerun with --traceback and report it
+    USAGE = 2  # bad arguments or input
+    AUTH = 3  # 401/403: credentials missing, expired or not allowed
+    NOT_FOUND = 4  # 404: the study, series, instance or store does not exist
+    UNAVAILABLE = 5  # server or network unavailable after retries, or timed out
+    PARTIAL = 6  # some items failed, the rest were done
+    INTERRUPTED = 130  # Ctrl-C / SIGINT
+
+
+class DcmwebError(Exception):
+    """Base class of every error dcmweb expects and reports without a traceback."""
+
+    exit_status: ExitStatus = ExitStatus.ERROR
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class UsageError(DcmwebError):
+    exit_status = ExitStatus.USAGE
+
+
+class AuthError(DcmwebError):
+    exit_status = ExitStatus.AUTH
+
+
+class NotFoundError(DcmwebError):
+    exit_status = ExitStatus.NOT_FOUND
+
+
+class UnavailableError(DcmwebError):
+    """Connection refused, DNS failure, timeouts, or 5xx/429 still failing after retries."""
+
+    exit_status = ExitStatus.UNAVAILABLE
+
+
+class ServerError(DcmwebError):
+    """The server answered with an error that is not one of the above (e.g. 400, 409)."""
+
+    exit_status = ExitStatus.ERROR
+
+
+class PartialFailure(DcmwebError):
+    """Some items of a bulk operation failed; the others were done."""
+
+    exit_status = ExitStatus.PARTIAL
