@@ -60,6 +60,10 @@ class ServerError(DcmwebError):
 
     exit_status = ExitStatus.ERROR
 
+    def __init__(self, message: str, hint: str | None = None, *, status: int | None = None):
+        super().__init__(message, hint)
+        self.status = status
+
 
 class PartialFailure(DcmwebError):
     """Some items of a bulk operation failed; the others were done."""

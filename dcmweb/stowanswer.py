@@ -1,0 +1,160 @@
+"""Read a STOW-RS answer (DICOM XML or DICOM JSON) into per-instance results.
+
+Servers differ: GCP answers XML unless asked for JSON, Orthanc sends JSON (with no
+Content-Type on errors), tiny-pacs plain text on errors. The body is sniffed, not
+trusted to its header.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any
+
+RETRIEVE_URL = "00081190"
+FAILED_SOP_SEQUENCE = "00081198"
+REFERENCED_SOP_SEQUENCE = "00081199"
+REFERENCED_SOP_INSTANCE_UID = "00081155"
+FAILURE_REASON = "00081197"
+WARNING_REASON = "00081196"
+
+FAILURE_NAMES = {
+    0x0110: "processing failure",
+    0x0111: "duplicate instance",
+    0x0122: "SOP class not supported",
+    0x0124: "not authorized",
+    0xA700: "out of resources",
+    0xA900: "data set does not match the study or SOP class",
+    0xC000: "cannot understand",
+    0xC122: "transfer syntax not supported",
+}
+
+# A parsed data set: tag -> list of values; sequence values are nested data sets.
+Dataset = dict[str, list[Any]]
+
+
+@dataclass
+class InstanceFailure:
+    reason: int | None
+    detail: str
+
+    def describe(self) -> str:
+        parts = []
+        if self.reason is not None:
+            name = FAILURE_NAMES.get(self.reason, "failure")
+            parts.append(f"{name} (0x{self.reason:04X})")
+        if self.detail:
+            parts.append(self.detail)
+        return ": ".join(parts) or "failed (no reason given)"
+
+
+@dataclass
+class StowAnswer:
+    retrieve_url: str | None = None
+    stored: dict[str, str | None] = field(default_factory=dict)  # SOP UID -> RetrieveURL
+    warnings: dict[str, int] = field(default_factory=dict)  # SOP UID -> WarningReason
+    failed: dict[str, InstanceFailure] = field(default_factory=dict)
+    text: str = ""  # a body that was neither XML nor JSON (for error messages)
+
+
+def _from_json(node: Any) -> Dataset:
+    dataset: Dataset = {}
+    if not isinstance(node, dict):
+        return dataset
+    for tag, element in node.items():
+        if not isinstance(element, dict):
+            continue
+        values = element.get("Value") or []
+        if element.get("vr") == "SQ":
+            values = [_from_json(item) for item in values]
+        dataset[tag.upper()] = list(values)
+    return dataset
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _from_xml(node: ET.Element) -> Dataset:
+    dataset: Dataset = {}
+    for attribute in node:
+        if _local(attribute.tag) != "DicomAttribute":
+            continue
+        tag = (attribute.get("tag") or "").upper()
+        values: list[Any] = []
+        for child in attribute:
+            kind = _local(child.tag)
+            if kind == "Item":
+                values.append(_from_xml(child))
+            elif kind == "Value":
+                values.append(child.text or "")
+        dataset[tag] = values
+    return dataset
+
+
+def parse_dataset(body: bytes) -> Dataset | None:
+    """A DICOM JSON object/array or a NativeDicomModel document, else None."""
+    text = body.decode("utf-8", "replace").strip()
+    if text.startswith(("{", "[")):
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            return None
+        if isinstance(payload, list):
+            payload = payload[0] if payload else {}
+        return _from_json(payload)
+    if text.startswith("<"):
+        try:
+            root = ET.fromstring(text)
+        except ET.ParseError:
+            return None
+        return _from_xml(root)
+    return None
+
+
+def _first(dataset: Dataset, tag: str) -> Any:
+    values = dataset.get(tag) or []
+    return values[0] if values else None
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _private_text(item: Dataset) -> str:
+    """Readable reasons servers put in private elements (GCP's FailureDetail)."""
+    texts = []
+    for tag, values in item.items():
+        try:
+            group, element = int(tag[:4], 16), int(tag[4:], 16)
+        except ValueError:
+            continue
+        # (gggg,0010) holds the private creator name ("GOOGLE"), not a reason.
+        if group % 2 and element != 0x0010:
+            texts.extend(str(v) for v in values if isinstance(v, str) and v)
+    return "; ".join(texts)
+
+
+def parse_stow_answer(body: bytes) -> StowAnswer:
+    answer = StowAnswer()
+    dataset = parse_dataset(body)
+    if dataset is None:
+        answer.text = body.decode("utf-8", "replace").strip()[:300]
+        return answer
+    answer.retrieve_url = _first(dataset, RETRIEVE_URL)
+    for item in dataset.get(REFERENCED_SOP_SEQUENCE, []):
+        uid = _first(item, REFERENCED_SOP_INSTANCE_UID)
+        if uid:
+            answer.stored[uid] = _first(item, RETRIEVE_URL)
+            warning = _as_int(_first(item, WARNING_REASON))
+            if warning is not None:
+                answer.warnings[uid] = warning
+    for index, item in enumerate(dataset.get(FAILED_SOP_SEQUENCE, [])):
+        uid = _first(item, REFERENCED_SOP_INSTANCE_UID) or f"<unknown #{index + 1}>"
+        answer.failed[uid] = InstanceFailure(_as_int(_first(item, FAILURE_REASON)),
+                                             _private_text(item))
+    return answer
