@@ -1,0 +1,432 @@
+"""multipart/related for DICOMweb: a rewindable streaming encoder and an incremental parser.
+
+Written in-house (standard library only) because the usual libraries lose data here:
+requests-toolbelt's encoder is one-shot (a retry sends 0 bytes) and its decoder buffers the
+whole response; the `multipart` packages reject preambles or boundary padding.
+Wire format: RFC 2046 section 5.1 and DICOM PS3.18 (STOW-RS, WADO-RS).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import secrets
+import stat
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+from types import TracebackType
+
+__all__ = [
+    "MultipartBody",
+    "MultipartError",
+    "Part",
+    "iter_parts",
+    "new_boundary",
+    "parse_content_type",
+]
+
+MAX_HEADER_BYTES = 64 * 1024  # per part; a larger header section means a broken stream
+_MAX_PADDING = 4096  # transport padding allowed after a boundary (RFC 2046 sets no limit)
+_ITER_SIZE = 64 * 1024
+_BCHARS = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")  # RFC 2046
+_PAD = re.compile(rb"[ \t]*")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+class MultipartError(ValueError):
+    """The multipart data is malformed or truncated, or a file changed while being sent."""
+
+
+def new_boundary() -> str:
+    """A random boundary: 32 hex chars cannot need quoting and will not occur in the data."""
+    return secrets.token_hex(16)
+
+
+def _quote(value: str) -> str:
+    if _TOKEN.fullmatch(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
+    """Split a Content-Type into (lower-cased mime type, {lower-cased name: unquoted value})."""
+    mime, _, rest = value.partition(";")
+    params: dict[str, str] = {}
+    i, n = 0, len(rest)
+    while i < n:
+        # A hand-written scanner: split(";") would break quoted values containing ';'.
+        eq = rest.find("=", i)
+        semi = rest.find(";", i)
+        if eq < 0 or (0 <= semi < eq):  # a parameter without '=': skip it
+            i = n if semi < 0 else semi + 1
+            continue
+        name = rest[i:eq].strip().lower()
+        i = eq + 1
+        while i < n and rest[i] in " \t":
+            i += 1
+        if i < n and rest[i] == '"':
+            chars: list[str] = []
+            i += 1
+            while i < n and rest[i] != '"':
+                if rest[i] == "\\" and i + 1 < n:
+                    i += 1
+                chars.append(rest[i])
+                i += 1
+            val = "".join(chars)
+            semi = rest.find(";", i)
+            i = n if semi < 0 else semi + 1
+        else:
+            semi = rest.find(";", i)
+            end = n if semi < 0 else semi
+            val = rest[i:end].strip()
+            i = end + 1
+        if name:
+            params.setdefault(name, val)  # first wins, like most HTTP stacks
+    return mime.strip().lower(), params
+
+
+class MultipartBody:
+    """Rewindable, streaming multipart/related body built from files on disk (a body requests
+    can send and re-send).
+
+    Only the sizes are read upfront; file bytes are read lazily, one file open at a time.
+    requests sends Content-Length = len(body) - body.tell(): call seek(0) before re-sending.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        part_type: str = "application/dicom",
+        boundary: str | None = None,
+    ) -> None:
+        if not paths:
+            raise ValueError("a multipart body needs at least one file")
+        self.boundary = new_boundary() if boundary is None else boundary
+        if not _BCHARS.fullmatch(self.boundary):
+            raise ValueError(f"invalid multipart boundary: {self.boundary!r}")
+        if "\r" in part_type or "\n" in part_type:
+            raise ValueError("part_type must not contain line breaks")
+        self.content_type = (
+            f'multipart/related; type="{part_type}"; boundary={_quote(self.boundary)}'
+        )
+        b = self.boundary.encode("ascii")
+        head = b"--" + b + b"\r\nContent-Type: " + part_type.encode("latin-1") + b"\r\n\r\n"
+        # The body is a list of segments: constant bytes, or (path, size) read on demand.
+        self._items: list[bytes | str] = []
+        self._lens: list[int] = []
+        for p in paths:
+            path = os.fspath(p)
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):
+                raise MultipartError(f"not a regular file: {path}")
+            self._items += [head, path, b"\r\n"]
+            self._lens += [len(head), st.st_size, 2]
+        self._items.append(b"--" + b + b"--\r\n")
+        self._lens.append(len(self._items[-1]))
+        self._ends: list[int] = []
+        total = 0
+        for length in self._lens:
+            total += length
+            self._ends.append(total)
+        self._length = total
+        self._pos = 0
+        self._closed = False
+        self._file: io.FileIO | None = None  # at most one open file at a time
+        self._file_index = -1
+        self._file_pos = 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def tell(self) -> int:
+        self._check_open()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._check_open()
+        if whence == os.SEEK_SET:
+            pos = offset
+        elif whence == os.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == os.SEEK_END:
+            pos = self._length + offset
+        else:
+            raise ValueError(f"invalid whence: {whence}")
+        if pos < 0:
+            raise ValueError(f"negative seek position {pos}")
+        self._pos = pos
+        return pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check_open()
+        left = self._length - self._pos
+        if size is None or size < 0 or size > left:
+            size = max(left, 0)
+        if size == 0:
+            return b""
+        pieces: list[bytes] = []
+        # bisect_left: also visit zero-length files at this position, so they get checked too.
+        i = bisect_left(self._ends, self._pos)
+        while size > 0:
+            off = self._pos - (self._ends[i] - self._lens[i])
+            n = min(self._lens[i] - off, size)
+            item = self._items[i]
+            if isinstance(item, bytes):
+                if n:
+                    pieces.append(item[off : off + n])
+            else:
+                pieces.append(self._read_file(i, item, off, n))
+            self._pos += n
+            size -= n
+            i += 1
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def __iter__(self) -> Iterator[bytes]:
+        # Being iterable makes requests record tell() and rewind the body on a 307/308 redirect.
+        while chunk := self.read(_ITER_SIZE):
+            yield chunk
+
+    def _read_file(self, i: int, path: str, off: int, n: int) -> bytes:
+        size = self._lens[i]
+        if self._file_index != i:
+            self._close_file()
+            self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - open across read()s
+            self._file_index, self._file_pos = i, 0
+            self._check_size(path, os.fstat(self._file.fileno()).st_size, size)
+        f = self._file
+        assert f is not None
+        if self._file_pos != off:
+            f.seek(off)
+        data = f.read(n)
+        while len(data) < n:  # a raw read may be short; b"" means the file shrank
+            more = f.read(n - len(data))
+            if not more:
+                self._check_size(path, off + len(data), size)
+            data += more
+        self._file_pos = off + n
+        if off + n == size:
+            # A file that grew would otherwise go out cut to the promised Content-Length.
+            self._check_size(path, os.fstat(f.fileno()).st_size, size)
+            self._close_file()
+        return data
+
+    def _check_size(self, path: str, actual: int, expected: int) -> None:
+        if actual != expected:
+            self._close_file()
+            raise MultipartError(
+                f"{path} changed size while being sent ({expected} -> {actual} bytes)"
+            )
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file, self._file_index = None, -1
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("I/O operation on a closed MultipartBody")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        self._close_file()
+        self._closed = True
+
+    def __enter__(self) -> MultipartBody:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Part:
+    """One body part of a multipart response; read it with iter_content() before the next."""
+
+    def __init__(self, headers: dict[str, str], body: Iterator[bytes]) -> None:
+        self.headers = headers
+        self.content_type = headers.get("content-type", "")
+        self._body = body
+
+    def iter_content(self) -> Iterator[bytes]:
+        return self._body  # one shared generator: a partly read part resumes where it stopped
+
+    def __repr__(self) -> str:
+        return f"Part(headers={self.headers!r})"
+
+
+_PART, _CLOSE, _MISS, _MORE = range(4)
+
+
+def _parse_headers(block: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    last = ""
+    for line in block.decode("latin-1").split("\r\n") if block else []:
+        if line[:1] in (" ", "\t") and last:  # obsolete folding: cheap to accept
+            headers[last] += " " + line.strip()
+            continue
+        name, sep, value = line.partition(":")
+        name = name.strip().lower()
+        if not sep or not name:
+            raise MultipartError(f"malformed part header line: {line[:100]!r}")
+        headers[name] = value.strip()
+        last = name
+    return headers
+
+
+class _Parser:
+    """State shared by iter_parts and the body generator of the current part.
+
+    self._buf holds unconsumed input from self._pos on: at most one chunk plus a delimiter
+    (or a header section), never a whole part.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], boundary: bytes) -> None:
+        self._chunks = iter(chunks)
+        self._delim = b"\r\n--" + boundary
+        # The leading CRLF lets a boundary at the very start of the stream match the delimiter.
+        self._buf = bytearray(b"\r\n")
+        self._pos = 0
+        self._next = (_MORE, 0)  # what followed the delimiter that ended the last part
+        self._part_done = True
+
+    def _fill(self) -> bool:
+        """Drop consumed bytes and append the next non-empty chunk; False at end of stream."""
+        for chunk in self._chunks:
+            if chunk:
+                del self._buf[: self._pos]  # bytearray trims its front cheaply
+                self._pos = 0
+                self._buf += chunk
+                return True
+        return False
+
+    def _classify(self, i: int) -> tuple[int, int]:
+        """Look at what follows a delimiter that ends at buf[i]."""
+        buf, n = self._buf, len(self._buf)
+        if buf[i : i + 2] == b"--":
+            return _CLOSE, i + 2
+        if n == i or (n == i + 1 and buf[i] == 0x2D):
+            return _MORE, 0
+        j = _PAD.match(buf, i).end()  # type: ignore[union-attr]
+        if j - i > _MAX_PADDING:
+            raise MultipartError("too much padding after a multipart boundary")
+        if j == n or (buf[j] == 0x0D and j + 1 == n):
+            return _MORE, 0
+        if buf[j] == 0x0D and buf[j + 1] == 0x0A:
+            return _PART, j  # j: the CRLF that ends the boundary line
+        return _MISS, 0  # e.g. "--B" followed by more text: not a boundary, just data
+
+    def parts(self) -> Iterator[Part]:
+        kind, at = self._skip_preamble()
+        while kind == _PART:
+            headers = self._read_headers(at)
+            self._part_done = False
+            part = Part(headers, self._body())
+            yield part
+            for _ in part._body:  # the caller left part of it unread: skip it
+                pass
+            if not self._part_done:  # its generator failed or was closed early
+                raise MultipartError("multipart stream is broken after an earlier error")
+            kind, at = self._next
+        for _ in self._chunks:  # the epilogue: ignored, but consumed so the connection is freed
+            pass
+
+    def _skip_preamble(self) -> tuple[int, int]:
+        d, keep = self._delim, len(self._delim) - 1
+        start = 0
+        while True:
+            buf = self._buf
+            idx = buf.find(d, start)
+            if idx >= 0:
+                kind, at = self._classify(idx + len(d))
+                if kind in (_PART, _CLOSE):
+                    return kind, at
+                if kind == _MISS:
+                    start = idx + 1
+                    continue
+                self._pos = idx
+            else:
+                self._pos = max(self._pos, len(buf) - keep)
+            if not self._fill():
+                if idx >= 0:
+                    raise MultipartError("multipart stream truncated in a boundary line")
+                raise MultipartError("no multipart boundary found in the data")
+            start = 0
+
+    def _read_headers(self, at: int) -> dict[str, str]:
+        self._pos = at
+        scan = 0  # relative to self._pos: where to resume looking for the blank line
+        while True:
+            end = self._buf.find(b"\r\n\r\n", self._pos + scan)
+            if end >= 0:
+                break
+            if len(self._buf) - self._pos > MAX_HEADER_BYTES:
+                raise MultipartError(f"part headers larger than {MAX_HEADER_BYTES} bytes")
+            scan = max(0, len(self._buf) - self._pos - 3)  # the blank line may straddle chunks
+            if not self._fill():
+                raise MultipartError("multipart stream truncated in part headers")
+        if end - self._pos > MAX_HEADER_BYTES:
+            raise MultipartError(f"part headers larger than {MAX_HEADER_BYTES} bytes")
+        block = bytes(self._buf[self._pos + 2 : end])
+        self._pos = end + 4
+        return _parse_headers(block)
+
+    def _take(self, a: int, b: int) -> bytes:
+        with memoryview(self._buf) as mv:  # one copy; released so the buffer can resize
+            return mv[a:b].tobytes()
+
+    def _body(self) -> Iterator[bytes]:
+        d, keep = self._delim, len(self._delim) - 1
+        scan = 0  # relative to self._pos
+        while True:
+            pos = self._pos
+            idx = self._buf.find(d, pos + scan)
+            if idx >= 0:
+                if idx > pos:
+                    self._pos = idx
+                    yield self._take(pos, idx)
+                kind, at = self._classify(idx + len(d))
+                if kind in (_PART, _CLOSE):
+                    self._next, self._part_done = (kind, at), True
+                    return
+                if kind == _MISS:
+                    scan = 1
+                    continue
+                scan = 0
+            else:
+                # Hold back only what could be the start of a delimiter split across chunks.
+                cut = len(self._buf) - keep
+                if cut > pos:
+                    self._pos = cut
+                    yield self._take(pos, cut)
+                scan = 0
+            if not self._fill():
+                raise MultipartError("multipart stream truncated in a part body")
+
+
+def iter_parts(chunks: Iterable[bytes], boundary: str) -> Iterator[Part]:
+    """Parse a multipart body arriving as chunks, yielding parts as their headers arrive.
+
+    Consume part.iter_content() before advancing; whatever is left unread is skipped.
+    Raises MultipartError on malformed or truncated input (never a silently short part).
+    """
+    if not boundary:
+        raise MultipartError("empty multipart boundary")
+    try:
+        b = boundary.encode("ascii")
+    except UnicodeEncodeError:
+        raise MultipartError(f"non-ASCII multipart boundary: {boundary!r}") from None
+    return _Parser(chunks, b).parts()
