@@ -180,7 +180,8 @@ class Http:
         self._closed.set()
         self.session.close()
 
-    def _sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> None:
+        """Wait, unless the session is closed meanwhile (Ctrl-C in another thread)."""
         if self._closed.wait(seconds):
             raise UnavailableError("cancelled")
 
@@ -238,7 +239,7 @@ class Http:
                 else:
                     delay = 0.0 if attempt == 1 else policy.backoff(attempt)
                 log.info("%s: %s; retrying in %.1f s", what, reason, delay)
-                self._sleep(delay)
+                self.sleep(delay)
                 continue
             finally:
                 close = getattr(data, "close", None)
@@ -260,7 +261,7 @@ class Http:
                 log.info("%s: HTTP %s; retrying in %.1f s (attempt %d of %d)",
                          what, status, delay, attempt + 1, policy.attempts)
                 response.close()
-                self._sleep(delay)
+                self.sleep(delay)
                 continue
             try:
                 raise error_for_response(response, what, attempt)

@@ -1,0 +1,127 @@
+"""The library's front door: ``Client(host)`` with store, search, retrieve and delete."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .auth import choose_auth
+from .delete import Deleter, DeleteResult
+from .errors import UsageError
+from .files import expand_masks
+from .http import Http, HttpConfig, RetryPolicy
+from .retrieve import RetrieveResult, iter_retrieve
+from .search import Params, Searcher
+from .store import StoreOptions, StoreResult, iter_store
+
+log = logging.getLogger("dcmweb")
+
+GCP_API = "https://healthcare.googleapis.com/v1"
+_STORE_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/datasets/[^/]+/dicomStores/[^/]+")
+
+
+def normalize_host(host: str) -> str:
+    """The DICOMweb base URL; a bare GCP store name expands to its v1 URL."""
+    host = host.strip().rstrip("/")
+    if _STORE_NAME.fullmatch(host):
+        return f"{GCP_API}/{host}/dicomWeb"
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(
+            f"invalid HOST {host!r}",
+            "give the DICOMweb base URL (http://127.0.0.1:8042/dicom-web) or a store name "
+            "(projects/P/locations/L/datasets/D/dicomStores/S)",
+        )
+    return host
+
+
+class Client:
+    """A DICOMweb server. Every method is what the command of the same name does."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        token: str | None = None,
+        user: str | None = None,
+        google_auth: bool | None = None,
+        headers: Mapping[str, str] | None = None,
+        ca_bundle: str | None = None,
+        workers: int = 1,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 300.0,
+        retries: int = 5,
+        backoff: float = 1.0,
+    ) -> None:
+        self.base_url = normalize_host(host)
+        if workers < 1:
+            raise UsageError("workers must be at least 1")
+        self.workers = workers
+        config = HttpConfig(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retry=RetryPolicy(attempts=retries + 1, base=backoff),
+            verify=ca_bundle or True,
+            headers=dict(headers or {}),
+            pool_size=max(workers, 4),
+        )
+        auth = choose_auth(self.base_url, token=token, user=user, google=google_auth)
+        self.http = Http(auth, config)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # store -----------------------------------------------------------------
+    def files_to_store(self, masks: Iterable[str | os.PathLike[str]]) -> list[Path]:
+        """Expand files, directories and glob masks; warn about masks matching nothing."""
+        expansion = expand_masks(os.fspath(mask) for mask in masks)
+        for mask in expansion.unmatched:
+            log.warning("no files match %s", mask)
+        if not expansion.files:
+            raise UsageError("no files to store", "check the paths and masks")
+        return expansion.files
+
+    def iter_store(self, paths: Iterable[Path], **options: Any) -> Iterator[StoreResult]:
+        """Store files (see :class:`StoreOptions` for options); one result per file."""
+        options.setdefault("workers", self.workers)
+        return iter_store(self.http, self.base_url, paths, StoreOptions(**options))
+
+    def store(self, masks: Iterable[str | os.PathLike[str]], **options: Any) -> list[StoreResult]:
+        return list(self.iter_store(self.files_to_store(masks), **options))
+
+    # search ----------------------------------------------------------------
+    def iter_search(self, path: str | None = "studies", params: Params | None = None,
+                    page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every matching row, paging past the server's limits unless ``limit`` is given."""
+        return Searcher(self.http, self.base_url).iter_rows(path, params, page_size)
+
+    def search(self, path: str | None = "studies", params: Params | None = None,
+               page_size: int | None = None) -> list[dict[str, Any]]:
+        return list(self.iter_search(path, params, page_size))
+
+    # retrieve --------------------------------------------------------------
+    def iter_retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".", *,
+                      part_type: str | None = None) -> Iterator[RetrieveResult]:
+        """Download to OUTPUT/STUDY/SERIES/SOP.dcm; one result per file."""
+        return iter_retrieve(self.http, self.base_url, path, output, part_type=part_type,
+                             workers=self.workers)
+
+    def retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".", *,
+                 part_type: str | None = None) -> list[RetrieveResult]:
+        return list(self.iter_retrieve(path, output, part_type=part_type))
+
+    # delete ----------------------------------------------------------------
+    def delete(self, path: str, *, timeout: float = 600.0) -> DeleteResult:
+        """Delete a study, series or instance; wait for GCP's operation to finish."""
+        return Deleter(self.http, self.base_url, timeout).delete(path)

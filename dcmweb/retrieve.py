@@ -1,0 +1,191 @@
+"""WADO-RS: stream studies, series and instances to DIR/STUDY/SERIES/SOP.dcm.
+
+Each part goes to a temporary file beside its destination and is renamed only
+once complete, so a half file never carries a final name. The folder names come
+from the UIDs inside each file and are checked before they touch the disk: a
+hostile server cannot write outside the output folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import requests
+
+from .errors import ServerError, UsageError
+from .http import Http
+from .multipart import MultipartError, iter_parts, parse_content_type
+from .parallel import run_bounded
+from .paths import ResourcePath, parse_resource_path, safe_uid
+from .search import Searcher
+
+log = logging.getLogger("dcmweb")
+
+DEFAULT_TYPE = "application/dicom; transfer-syntax=*"
+CHUNK = 64 * 1024
+STREAM_ATTEMPTS = 3  # a response cut mid-stream is requested again this many times
+EXTENSIONS = {
+    "application/dicom": ".dcm",
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/jp2": ".jp2",
+    "image/jls": ".jls",
+    "application/octet-stream": ".raw",
+}
+_UID_TAGS = (0x0020000D, 0x0020000E, 0x00080018)  # study, series, SOP instance
+
+
+@dataclass(frozen=True)
+class RetrieveResult:
+    status: Literal["saved", "failed"]
+    source: str  # what was asked for, e.g. studies/1.2/series/3.4
+    path: Path | None = None
+    size: int = 0
+    message: str | None = None
+
+
+def accept_header(part_type: str | None) -> str:
+    """``multipart/related; type="X"; params`` from a part type like the old tool's --type."""
+    mime, params = parse_content_type(part_type or DEFAULT_TYPE)
+    if not mime or "/" not in mime:
+        raise UsageError(f"invalid --type {part_type!r}", "for example image/jpeg")
+    extra = "".join(f"; {name}={value}" for name, value in params.items())
+    return f'multipart/related; type="{mime}"{extra}'
+
+
+def _dicom_uids(path: str) -> tuple[str | None, ...]:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(_UID_TAGS))
+    except (InvalidDicomError, OSError, ValueError, EOFError):
+        return (None, None, None)
+    return tuple(str(dataset[tag].value) if tag in dataset else None for tag in _UID_TAGS)
+
+
+class Downloader:
+    def __init__(self, http: Http, base_url: str, output: Path, part_type: str | None) -> None:
+        self.http = http
+        self.base_url = base_url
+        self.output = output
+        self.part_type = part_type or DEFAULT_TYPE
+        self.accept = accept_header(part_type)
+
+    def fetch(self, target: ResourcePath) -> list[RetrieveResult]:
+        """Download one study, series, instance or frame list; retry a cut stream."""
+        source = target.url_path()
+        saved: dict[Path, RetrieveResult] = {}
+        for attempt in range(1, STREAM_ATTEMPTS + 1):
+            try:
+                response = self.http.request(
+                    "GET", f"{self.base_url}/{source}", what=f"retrieve {source}",
+                    headers={"Accept": self.accept}, stream=True,
+                )
+                with response:
+                    failures = []
+                    for result in self._save_response(response, target):
+                        if result.path is not None:
+                            saved[result.path] = result
+                        else:
+                            failures.append(result)
+                return [*saved.values(), *failures]
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError, MultipartError) as exc:
+                if attempt == STREAM_ATTEMPTS:
+                    reason = f"the answer was cut off: {exc}"
+                    return [*saved.values(), RetrieveResult("failed", source, message=reason)]
+                log.info("retrieve %s: answer cut off (%s); asking again", source, exc)
+        raise AssertionError("unreachable")
+
+    def _save_response(self, response: requests.Response,
+                       target: ResourcePath) -> Iterator[RetrieveResult]:
+        mime, params = parse_content_type(response.headers.get("Content-Type", ""))
+        chunks = response.iter_content(CHUNK)
+        if not mime.startswith("multipart/"):
+            yield self._save_part(chunks, mime, target, 1)
+            return
+        boundary = params.get("boundary")
+        if not boundary:
+            raise ServerError(f"retrieve {target.url_path()}: multipart answer without a boundary")
+        for index, part in enumerate(iter_parts(chunks, boundary), start=1):
+            part_mime, _ = parse_content_type(part.content_type or self.part_type)
+            yield self._save_part(part.iter_content(), part_mime, target, index)
+
+    def _save_part(self, chunks: Iterable[bytes], mime: str, target: ResourcePath,
+                   index: int) -> RetrieveResult:
+        source = target.url_path()
+        self.output.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=self.output, prefix=".dcmweb-", suffix=".part")
+        try:
+            size = 0
+            with os.fdopen(handle, "wb") as sink:
+                for chunk in chunks:
+                    sink.write(chunk)
+                    size += len(chunk)
+            final = self._destination(temp, mime, target, index)
+            if isinstance(final, str):
+                os.unlink(temp)
+                return RetrieveResult("failed", source, message=final)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temp, final)
+        except BaseException:
+            # Truncated or interrupted: never leave the half file behind.
+            if os.path.exists(temp):
+                os.unlink(temp)
+            raise
+        return RetrieveResult("saved", source, final, size)
+
+    def _destination(self, temp: str, mime: str, target: ResourcePath,
+                     index: int) -> Path | str:
+        """Where a finished part goes, or a message saying why it cannot be kept."""
+        if mime in ("application/dicom", ""):
+            study, series, sop = _dicom_uids(temp)
+            if not (study and series and sop):
+                return "the server sent a part that is not a readable DICOM file"
+            names = [safe_uid(study), safe_uid(series), safe_uid(sop)]
+            if None in names:
+                shown = ", ".join(repr(uid) for uid in (study, series, sop))
+                return f"refused unsafe UIDs from the server ({shown})"
+            return self.output.joinpath(*names[:2], f"{names[2]}.dcm")
+        extension = EXTENSIONS.get(mime, ".bin")
+        folders = [uid for uid in (target.study, target.series) if uid]
+        stem = f"{target.instance}_frame_{index}" if target.instance else f"part_{index}"
+        return self.output.joinpath(*folders, stem + extension)
+
+
+def _split_store(searcher: Searcher) -> Iterator[ResourcePath | RetrieveResult]:
+    """Every study of the store, found by paged search."""
+    for row in searcher.iter_rows("studies", [("includefield", "0020000D")]):
+        values = (row.get("0020000D") or {}).get("Value") or [None]
+        uid = safe_uid(values[0])
+        if uid is None:
+            yield RetrieveResult("failed", "studies",
+                                 message=f"refused unsafe study UID {values[0]!r} from the server")
+        else:
+            yield ResourcePath(study=uid)
+
+
+def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.PathLike[str],
+                  *, part_type: str | None = None, workers: int = 1
+                  ) -> Iterator[RetrieveResult]:
+    """Retrieve a path (or, with no path, the whole store); yield one result per file."""
+    target = parse_resource_path(path, allow_frames=True)
+    downloader = Downloader(http, base_url, Path(output), part_type)
+    if target.level != "store":
+        targets: Iterable[ResourcePath | RetrieveResult] = [target]
+    else:
+        targets = _split_store(Searcher(http, base_url))
+
+    def fetch(item: ResourcePath | RetrieveResult) -> list[RetrieveResult]:
+        return [item] if isinstance(item, RetrieveResult) else downloader.fetch(item)
+
+    for results in run_bounded(fetch, targets, workers):
+        yield from results

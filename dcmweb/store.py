@@ -1,0 +1,184 @@
+"""STOW-RS: send files in batches, match the answer back to files, report each one.
+
+Each attempt rebuilds its body from the files on disk (see http.Http.request), so a
+retried upload always carries every byte. Batches group small files into one
+multipart request: per-request overhead, not bytes, dominates small instances.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .errors import UsageError
+from .files import Part10Info, read_part10_info
+from .http import Http, server_message
+from .multipart import MultipartBody, new_boundary
+from .parallel import run_bounded
+from .stowanswer import StowAnswer, parse_stow_answer
+
+STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
+Status = Literal["stored", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    single_part: bool = False
+    batch_size: int = 20  # instances per multipart request
+    batch_bytes: int = 16 * 1024 * 1024  # a larger file travels alone
+    workers: int = 1
+    storage_class: str | None = None
+    study_uid: str | None = None  # POST to /studies/{uid} instead of /studies
+
+    def __post_init__(self) -> None:
+        if self.storage_class and self.storage_class.upper() not in STORAGE_CLASSES:
+            raise UsageError(f"unknown storage class {self.storage_class!r}",
+                             f"use one of {', '.join(STORAGE_CLASSES)}")
+        if self.batch_size < 1 or self.workers < 1:
+            raise UsageError("--batch-size and --workers must be at least 1")
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    path: Path
+    status: Status
+    size: int = 0
+    sop_instance_uid: str | None = None
+    retrieve_url: str | None = None
+    message: str | None = None  # why it failed or was skipped, or a server warning
+
+
+@dataclass(frozen=True)
+class _Item:
+    path: Path
+    info: Part10Info
+    size: int
+
+
+def _batches(paths: Iterable[Path], options: StoreOptions,
+             skipped: list[StoreResult]) -> Iterator[list[_Item]]:
+    """Group DICOM files into requests; non-DICOM files go to ``skipped``."""
+    limit = 1 if options.single_part else options.batch_size
+    batch: list[_Item] = []
+    batch_bytes = 0
+    uids: set[str] = set()
+    for path in paths:
+        info = read_part10_info(path)
+        if info is None:
+            reason = "not a DICOM Part-10 file (no DICM marker)"
+            try:
+                if os.path.getsize(path) == 0:
+                    reason = "empty file"
+            except OSError as exc:
+                reason = f"cannot read: {exc.strerror}"
+            skipped.append(StoreResult(path, "skipped", message=reason))
+            continue
+        size = os.path.getsize(path)
+        # One UID per request: the answer is matched to files by SOP Instance UID.
+        if batch and (len(batch) >= limit or batch_bytes + size > options.batch_bytes
+                      or info.sop_instance_uid in uids):
+            yield batch
+            batch, batch_bytes, uids = [], 0, set()
+        batch.append(_Item(path, info, size))
+        batch_bytes += size
+        uids.add(info.sop_instance_uid)
+    if batch:
+        yield batch
+
+
+class Uploader:
+    """Sends batches to one store and turns answers into per-file results."""
+
+    def __init__(self, http: Http, base_url: str, options: StoreOptions) -> None:
+        self.http = http
+        self.options = options
+        self.url = f"{base_url}/studies"
+        if options.study_uid:
+            self.url += f"/{options.study_uid}"
+
+    def _post(self, items: list[_Item]) -> tuple[int, StowAnswer, str]:
+        headers = {"Accept": "application/dicom+json"}
+        if self.options.storage_class:
+            headers["Storage-Class"] = self.options.storage_class.upper()
+        paths = [item.path for item in items]
+        if self.options.single_part:
+            headers["Content-Type"] = "application/dicom"
+
+            def body() -> object:
+                return open(paths[0], "rb")  # Http closes it after sending
+        else:
+            boundary = new_boundary()
+            headers["Content-Type"] = MultipartBody([], boundary=boundary).content_type
+
+            def body() -> object:
+                return MultipartBody(paths, boundary=boundary)
+
+        what = f"store {paths[0]}" if len(paths) == 1 else f"store of {len(paths)} files"
+        response = self.http.request("POST", self.url, what=what, headers=headers, body=body,
+                                     accept_status=(400, 409, 413, 415, 422))
+        with response:
+            content = response.content
+        answer = parse_stow_answer(content)
+        message = f"HTTP {response.status_code}"
+        detail = answer.text or (server_message(response) if not answer.failed else "")
+        if detail:
+            message += f": {detail}"
+        return response.status_code, answer, message
+
+    def send(self, items: list[_Item]) -> list[StoreResult]:
+        status, answer, message = self._post(items)
+        results: list[StoreResult] = []
+        unknown: list[_Item] = []
+        for item in items:
+            uid = item.info.sop_instance_uid
+            if uid in answer.failed:
+                results.append(self._result(item, "failed", message=answer.failed[uid].describe()))
+            elif uid in answer.stored:
+                warning = answer.warnings.get(uid)
+                note = f"server warning 0x{warning:04X}" if warning is not None else None
+                results.append(self._result(item, "stored", answer.stored[uid], note))
+            elif status == 200:
+                results.append(self._result(item, "stored", None))
+            else:
+                unknown.append(item)
+        if unknown and len(items) > 1:
+            # The answer does not say which files failed: ask one file at a time.
+            # Re-storing identical bytes is a no-op on GCP and Orthanc.
+            for item in unknown:
+                results.extend(self.send([item]))
+        elif unknown:
+            hint = ""
+            if status == 415 and self.options.single_part:
+                hint = " (this server needs multipart uploads: drop --single-part)"
+            results.append(self._result(unknown[0], "failed", message=message + hint))
+        return results
+
+    @staticmethod
+    def _result(item: _Item, status: Status, url: str | None = None,
+                message: str | None = None) -> StoreResult:
+        return StoreResult(item.path, status, item.size, item.info.sop_instance_uid, url, message)
+
+
+def iter_store(http: Http, base_url: str, paths: Iterable[Path],
+               options: StoreOptions | None = None) -> Iterator[StoreResult]:
+    """Store files and yield one result per file as batches finish.
+
+    Files that are not DICOM are yielded as ``skipped``. Per-file failures are
+    results, not exceptions; errors that make going on pointless (credentials,
+    an unreachable server) stop the run and are raised after the finished
+    batches' results have been yielded.
+    """
+    options = options or StoreOptions()
+    uploader = Uploader(http, base_url, options)
+    skipped: list[StoreResult] = []
+    for results in run_bounded(uploader.send, _batches(paths, options, skipped),
+                               options.workers):
+        while skipped:
+            yield skipped.pop(0)
+        yield from results
+    while skipped:
+        yield skipped.pop(0)
+
