@@ -1,0 +1,80 @@
+"""dcmweb-testserver: run the local Google-like DICOMweb server until SIGTERM/SIGINT.
+
+The base URL is the only line written to stdout, so scripts can read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+import threading
+from types import FrameType
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dcmweb-testserver",
+        description="Local DICOMweb server that behaves like Google's Cloud Healthcare API.",
+        epilog="Example: dcmweb-testserver --port 0 --data ./store --token secret",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one")
+    parser.add_argument("--data", default=None, help="data directory (default: a temp dir)")
+    parser.add_argument("--token", default=None, help="require this bearer token")
+    parser.add_argument(
+        "--delete-delay", type=float, default=1.0, help="seconds before a delete is done"
+    )
+    parser.add_argument(
+        "--no-match-status", type=int, choices=(200, 204), default=200,
+        help="status of a search without results",
+    )  # fmt: skip
+    parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .server import LocalServer
+
+    temp_dir = None
+    data = args.data
+    if data is None:
+        temp_dir = tempfile.TemporaryDirectory(prefix="dcmweb-testserver-")
+        data = temp_dir.name
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = LocalServer(
+        data,
+        args.host,
+        args.port,
+        token=args.token,
+        delete_delay=args.delete_delay,
+        no_match_status=args.no_match_status,
+        verbose=args.verbose,
+    )
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"dcmweb-testserver: cannot listen on {args.host}:{args.port}: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    try:
+        print(server.url, flush=True)
+        while not stop.wait(0.5):  # a timeout keeps signals handled promptly
+            pass
+    finally:
+        server.stop()
+        if temp_dir is not None:
+            temp_dir.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

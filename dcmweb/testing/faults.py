@@ -1,0 +1,122 @@
+"""Injected faults and the log of received requests.
+
+Both are shared by all handler threads, so every change happens under a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Fault:
+    """What to do to the next `count` requests that match `method` and `path_contains`."""
+
+    status: int | None = None
+    count: int = 1
+    retry_after: str | None = None
+    drop: bool = False
+    delay: float = 0.0
+    method: str | None = None
+    path_contains: str | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method is not None and self.method.upper() != method.upper():
+            return False
+        return self.path_contains is None or self.path_contains in path
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fault:
+        """Build from the JSON body of `POST /_control/faults`; raises ValueError."""
+        known = {"status", "count", "retry_after", "drop", "delay", "method", "path_contains"}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown fault keys: {', '.join(sorted(unknown))}")
+        fault = cls(**data)
+        fault.validate()
+        return fault
+
+    def validate(self) -> None:
+        if self.status is not None and not (100 <= int(self.status) <= 599):
+            raise ValueError("status must be an HTTP status code")
+        if int(self.count) < 1:
+            raise ValueError("count must be at least 1")
+        if float(self.delay) < 0:
+            raise ValueError("delay must not be negative")
+
+
+class FaultQueue:
+    """FIFO list of faults; the first matching one is used and counted down."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+
+    def add(self, fault: Fault) -> None:
+        fault.validate()
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def take(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(method, path):
+                    fault.count -= 1
+                    if fault.count <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
+
+@dataclass
+class RequestRecord:
+    """One received request. Also readable like a dict: record["status"]."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body_length: int
+    body_sha256: str
+    status: int | None = None
+    complete: bool = True  # False when the client went away mid-body
+    time: float = field(default=0.0)
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RequestLog:
+    """Append-only list of RequestRecord, safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.items: list[RequestRecord] = []
+
+    def append(self, record: RequestRecord) -> None:
+        with self._lock:
+            self.items.append(record)
+
+    def snapshot(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self.items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.items.clear()
+
+    def __iter__(self) -> Iterator[RequestRecord]:
+        return iter(self.snapshot())

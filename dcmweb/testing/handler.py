@@ -1,0 +1,356 @@
+"""The HTTP request handler: body spooling, faults, auth, and response writing.
+
+Every request body is first streamed to a temp file (so it can be recorded and
+hashed, and never held in memory), then injected faults are applied, then the
+bearer token is checked, and only then is the request routed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import socket
+import struct
+import sys
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .faults import RequestRecord
+from .multipart import CHUNK
+from .responses import error_body
+
+if TYPE_CHECKING:
+    from .server import LocalServer
+
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+class ClientGone(Exception):
+    """The client closed the connection or stopped sending mid-request."""
+
+
+class BadBody(Exception):
+    """The request framing is broken (bad Content-Length or chunk size)."""
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # without the query string, no trailing slash
+    target: str  # path with query, as received
+    query: list[tuple[str, str]]
+    headers: Message
+    body_path: Path | None
+    body_length: int
+    body_sha256: str
+
+    def read_body(self, limit: int = 1 << 20) -> bytes:
+        if self.body_path is None:
+            return b""
+        with open(self.body_path, "rb") as fh:
+            return fh.read(limit)
+
+
+class HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: LocalServer) -> None:
+        self.app = app
+        self.connections: set[socket.socket] = set()
+        super().__init__(address, Handler)
+
+    def close_connections(self) -> None:
+        """Shut down open keep-alive connections so their threads end promptly."""
+        for conn in list(self.connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    server_version = "dcmweb-testserver"
+    sys_version = ""
+    timeout = 120  # idle keep-alive or stalled upload
+    server: HTTPServer
+
+    # --- connection bookkeeping -------------------------------------------------
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        self.server.connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    @property
+    def app(self) -> LocalServer:
+        return self.server.app
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.app.verbose:
+            sys.stderr.write(f"{self.address_string()} - {format % args}\n")
+
+    # --- entry points -----------------------------------------------------------
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+
+    def _handle(self) -> None:
+        self._record: RequestRecord | None = None
+        self._headers_sent = False
+        body_path: Path | None = None
+        try:
+            try:
+                body_path, length, digest = self._spool_body()
+            except ClientGone as exc:
+                self._log_record(None, int(exc.args[0]) if exc.args else 0, complete=False)
+                self.close_connection = True
+                return
+            except BadBody as exc:
+                self._log_record(None, 0, complete=False, pending=True)
+                self.close_connection = True
+                self.send_error_json(400, str(exc))
+                return
+            self._record = RequestRecord(
+                method=self.command,
+                path=self.path,
+                headers=dict(self.headers.items()),
+                body_length=length,
+                body_sha256=digest,
+                time=time.time(),
+            )
+            req = self._request(body_path, length, digest)
+            self._dispatch(req)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            self.close_connection = True
+            if not self._headers_sent:
+                with contextlib.suppress(OSError):
+                    self.send_error_json(500, "internal error in the test server")
+        finally:
+            if self._record is not None:  # answered nothing: record it anyway
+                self._record.status = None
+                self.app.records.append(self._record)
+                self._record = None
+            if body_path is not None:
+                body_path.unlink(missing_ok=True)
+
+    def _request(self, body_path: Path | None, length: int, digest: str) -> Request:
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/") or "/"
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        return Request(
+            self.command, path, self.path, query, self.headers, body_path, length, digest
+        )
+
+    def _dispatch(self, req: Request) -> None:
+        from .routes import route
+
+        control = req.path.startswith("/_control/")
+        if not control:
+            fault = self.app.faults.take(req.method, req.target)
+            if fault is not None:
+                if fault.delay:
+                    time.sleep(fault.delay)
+                if fault.drop:
+                    self._drop()
+                    return
+                if fault.status is not None:
+                    headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                    self.send_error_json(fault.status, "injected fault", headers)
+                    return
+        if not control and req.path != "/token" and not self._authorized():
+            self.send_error_json(
+                401,
+                "Request had invalid authentication credentials. Expected OAuth 2 access"
+                " token, login cookie or other valid authentication credential.",
+                {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
+            )
+            return
+        route(self, req)
+
+    def _authorized(self) -> bool:
+        token = self.app.token
+        if token is None:
+            return True
+        scheme, _, value = self.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and value.strip() == token
+
+    def _drop(self) -> None:
+        """Close the socket without an answer; linger 0 makes it a reset, like a proxy."""
+        if self._record is not None:
+            self._record.status = None
+            self.app.records.append(self._record)
+            self._record = None
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # --- request body -----------------------------------------------------------
+    def _spool_body(self) -> tuple[Path | None, int, str]:
+        """Stream the body to a temp file; returns (path or None, length, sha256)."""
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        raw_length = self.headers.get("Content-Length")
+        if not chunked:
+            if raw_length is None:
+                return None, 0, _EMPTY_SHA256
+            try:
+                length = int(raw_length)
+            except ValueError:
+                raise BadBody(f"invalid Content-Length {raw_length!r}") from None
+            if length < 0:
+                raise BadBody(f"invalid Content-Length {raw_length!r}")
+            if length == 0:
+                return None, 0, _EMPTY_SHA256
+        path = self.app.store.new_temp("body-")
+        digest = hashlib.sha256()
+        received = 0
+        try:
+            with open(path, "wb") as out:
+
+                def sink(data: bytes) -> None:
+                    nonlocal received
+                    out.write(data)
+                    digest.update(data)
+                    received += len(data)
+
+                try:
+                    if chunked:
+                        self._read_chunked(sink)
+                    else:
+                        self._read_exact(length, sink)
+                except (OSError, ClientGone) as exc:
+                    raise ClientGone(received) from exc
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if received == 0:
+            path.unlink(missing_ok=True)
+            return None, 0, _EMPTY_SHA256
+        return path, received, digest.hexdigest()
+
+    def _read_exact(self, length: int, sink: Any) -> None:
+        remaining = length
+        while remaining:
+            data = self.rfile.read(min(CHUNK, remaining))
+            if not data:
+                raise ClientGone()
+            sink(data)
+            remaining -= len(data)
+
+    def _read_chunked(self, sink: Any) -> None:
+        while True:
+            line = self.rfile.readline(1024)
+            if not line:
+                raise ClientGone()
+            size_text = line.split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise BadBody(f"invalid chunk size {size_text!r}") from None
+            if size == 0:
+                while True:  # trailers, up to the empty line
+                    trailer = self.rfile.readline(8192)
+                    if not trailer:
+                        raise ClientGone()
+                    if trailer in (b"\r\n", b"\n"):
+                        return
+            self._read_exact(size, sink)
+            if self.rfile.readline(1024) not in (b"\r\n", b"\n"):
+                raise BadBody("chunk not followed by CRLF")
+
+    # --- responses --------------------------------------------------------------
+    def _log_record(
+        self, status: int | None, length: int, *, complete: bool, pending: bool = False
+    ) -> None:
+        record = RequestRecord(
+            method=self.command,
+            path=self.path,
+            headers=dict(self.headers.items()),
+            body_length=length,
+            body_sha256="",
+            status=status,
+            complete=complete,
+            time=time.time(),
+        )
+        if pending:
+            self._record = record  # completed by the answer that follows
+        else:
+            self.app.records.append(record)
+
+    def _start(self, status: int, headers: dict[str, str]) -> None:
+        # Record before the first byte goes out, so a client that has its answer
+        # always finds the request in srv.requests.
+        if self._record is not None:
+            self._record.status = status
+            self.app.records.append(self._record)
+            self._record = None
+        self._headers_sent = True
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+
+    def send_bytes(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str | None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        all_headers = dict(headers or {})
+        if content_type:
+            all_headers["Content-Type"] = content_type
+        all_headers["Content-Length"] = str(len(body))
+        self._start(status, all_headers)
+        if body:
+            self.wfile.write(body)
+
+    def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(obj).encode()
+        self.send_bytes(status, body, "application/json; charset=utf-8", headers)
+
+    def send_error_json(
+        self, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_bytes(
+            status, error_body(status, message), "application/json; charset=utf-8", headers
+        )
+
+    def send_sized(
+        self, status: int, content_type: str, size: int, chunks: Iterable[bytes]
+    ) -> None:
+        self._start(status, {"Content-Type": content_type, "Content-Length": str(size)})
+        for chunk in chunks:
+            self.wfile.write(chunk)
+
+    def send_stream(self, status: int, content_type: str, chunks: Iterable[bytes]) -> None:
+        """Stream an answer of unknown length with chunked transfer encoding."""
+        self._start(status, {"Content-Type": content_type, "Transfer-Encoding": "chunked"})
+        for chunk in chunks:
+            if chunk:
+                self.wfile.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def external_base(self) -> str:
+        """The DICOMweb base URL as the client addressed this server."""
+        host = self.headers.get("Host") or f"{self.app.host}:{self.app.port}"
+        return f"http://{host}{self.app.base_path}"

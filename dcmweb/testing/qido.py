@@ -1,0 +1,298 @@
+"""QIDO-RS: searches at study, series and instance level, with Google's limits.
+
+Google's traps are reproduced on purpose: without `limit` only the first 100 studies
+or 1,000 series/instances come back, silently; a larger `limit` is clamped to the
+cap; an offset past 1,000,000 is refused; unknown keys get a plain-text 400.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from .responses import element, sorted_dataset
+
+if TYPE_CHECKING:
+    from .handler import Handler, Request
+
+STUDY, SERIES, INSTANCE = "study", "series", "instance"
+DEFAULT_LIMIT = {STUDY: 100, SERIES: 1000, INSTANCE: 1000}
+MAX_LIMIT = {STUDY: 5000, SERIES: 5000, INSTANCE: 50000}
+MAX_OFFSET = 1_000_000
+
+# keyword -> (tag, VR, index column or computed name)
+ATTRIBUTES: dict[str, tuple[str, str, str]] = {
+    "TransferSyntaxUID": ("00020010", "UI", "transfer_syntax_uid"),
+    "SOPClassUID": ("00080016", "UI", "sop_class_uid"),
+    "SOPInstanceUID": ("00080018", "UI", "sop_uid"),
+    "StudyDate": ("00080020", "DA", "study_date"),
+    "StudyTime": ("00080030", "TM", "study_time"),
+    "AccessionNumber": ("00080050", "SH", "accession_number"),
+    "Modality": ("00080060", "CS", "modality"),
+    "ModalitiesInStudy": ("00080061", "CS", "modalities"),
+    "ReferringPhysicianName": ("00080090", "PN", "referring_physician_name"),
+    "StudyDescription": ("00081030", "LO", "study_description"),
+    "SeriesDescription": ("0008103E", "LO", "series_description"),
+    "AvailableTransferSyntaxUID": ("00083002", "UI", "transfer_syntax_uid"),
+    "PatientName": ("00100010", "PN", "patient_name"),
+    "PatientID": ("00100020", "LO", "patient_id"),
+    "StudyInstanceUID": ("0020000D", "UI", "study_uid"),
+    "SeriesInstanceUID": ("0020000E", "UI", "series_uid"),
+    "StudyID": ("00200010", "SH", "study_id"),
+    "SeriesNumber": ("00200011", "IS", "series_number"),
+    "InstanceNumber": ("00200013", "IS", "instance_number"),
+    "NumberOfStudyRelatedSeries": ("00201206", "IS", "n_series"),
+    "NumberOfStudyRelatedInstances": ("00201208", "IS", "n_instances"),
+    "NumberOfSeriesRelatedInstances": ("00201209", "IS", "n_instances"),
+}
+_TAG_TO_KEYWORD = {tag: kw for kw, (tag, _, _) in ATTRIBUTES.items()}
+
+_STUDY_ATTRS = [
+    "StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy",
+    "ReferringPhysicianName", "PatientName", "PatientID", "StudyInstanceUID", "StudyID",
+]  # fmt: skip
+_SERIES_ATTRS = ["Modality", "SeriesInstanceUID", "SeriesNumber"]
+_INSTANCE_ATTRS = [
+    "SOPClassUID", "SOPInstanceUID", "InstanceNumber", "AvailableTransferSyntaxUID",
+]  # fmt: skip
+DEFAULTS = {
+    STUDY: [*_STUDY_ATTRS, "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"],
+    SERIES: ["StudyInstanceUID", *_SERIES_ATTRS, "NumberOfSeriesRelatedInstances"],
+    INSTANCE: ["StudyInstanceUID", "SeriesInstanceUID", *_INSTANCE_ATTRS],
+}
+# What includefield=all (or naming them) may add at each level.
+AVAILABLE = {
+    STUDY: [*DEFAULTS[STUDY], "StudyDescription"],
+    SERIES: [*DEFAULTS[SERIES], "SeriesDescription", *_STUDY_ATTRS, "StudyDescription"],
+    INSTANCE: [
+        *DEFAULTS[INSTANCE], "TransferSyntaxUID", *_SERIES_ATTRS, "SeriesDescription",
+        *_STUDY_ATTRS, "StudyDescription",
+    ],
+}  # fmt: skip
+
+# Search keys Google supports -> (column, how to match)
+FILTERS: dict[str, tuple[str, str]] = {
+    "StudyInstanceUID": ("study_uid", "uid"),
+    "SeriesInstanceUID": ("series_uid", "uid"),
+    "SOPInstanceUID": ("sop_uid", "uid"),
+    "SOPClassUID": ("sop_class_uid", "uid"),
+    "PatientName": ("patient_name", "pn"),
+    "ReferringPhysicianName": ("referring_physician_name", "pn"),
+    "PatientID": ("patient_id", "text"),
+    "AccessionNumber": ("accession_number", "text"),
+    "StudyID": ("study_id", "text"),
+    "StudyDate": ("study_date", "date"),
+    "Modality": ("modality", "text"),
+    "ModalitiesInStudy": ("modality", "text"),
+}
+_CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
+
+
+class QueryError(ValueError):
+    """Answered as 400 with a plain-text body, as Google does for QIDO."""
+
+
+def handle_qido(
+    h: Handler, req: Request, level: str, study: str | None = None, series: str | None = None
+) -> None:
+    try:
+        sql, params, fields = build_query(req.query, level, study, series)
+    except QueryError as exc:
+        h.send_bytes(400, (str(exc) + "\n").encode(), "text/plain; charset=utf-8")
+        return
+    rows = h.app.store.query(sql, params)
+    if not rows:
+        if h.app.no_match_status == 204:
+            h.send_bytes(204, b"", None)
+        else:
+            h.send_bytes(200, b"[]", "application/dicom+json")
+        return
+    results = [_to_json(row, fields) for row in rows]
+    h.send_bytes(200, json.dumps(results, separators=(",", ":")).encode(), "application/dicom+json")
+
+
+def build_query(
+    query: list[tuple[str, str]], level: str, study: str | None, series: str | None
+) -> tuple[str, list[Any], list[str]]:
+    """Turn query parameters into SQL over the index and the list of fields to return."""
+    where: list[str] = []
+    params: list[Any] = []
+    includes: set[str] = set()
+    limit: int | None = None
+    offset = 0
+    fuzzy = False
+    if study is not None:
+        where.append("study_uid = ?")
+        params.append(study)
+    if series is not None:
+        where.append("series_uid = ?")
+        params.append(series)
+    filters: list[tuple[str, str]] = []
+    for key, value in query:
+        lowered = key.lower()
+        if lowered == "limit":
+            limit = _int_param(key, value)
+        elif lowered == "offset":
+            offset = _int_param(key, value)
+        elif lowered == "fuzzymatching":
+            fuzzy = value.strip().lower() == "true"
+        elif lowered == "includefield":
+            includes.update(_include_names(value))
+        else:
+            filters.append((_filter_keyword(key), value))
+    for keyword, value in filters:
+        _add_filter(keyword, value, fuzzy, where, params)
+    if offset > MAX_OFFSET:
+        raise QueryError(f"offset {offset} is larger than the maximum {MAX_OFFSET}")
+    if limit is None or limit == 0:
+        limit = DEFAULT_LIMIT[level]  # Google's silent cut
+    limit = min(limit, MAX_LIMIT[level])
+    fields = _fields(level, study, series, includes)
+    cond = " AND ".join(where) if where else "1"
+    if level == STUDY:
+        sql = (
+            "WITH m AS (SELECT study_uid AS k, MIN(id) AS first FROM instances"
+            f" WHERE {cond} GROUP BY study_uid ORDER BY first LIMIT ? OFFSET ?)"
+            " SELECT i.*,"
+            " (SELECT COUNT(DISTINCT series_uid) FROM instances x WHERE x.study_uid = m.k)"
+            " AS n_series,"
+            " (SELECT COUNT(*) FROM instances x WHERE x.study_uid = m.k) AS n_instances,"
+            " (SELECT GROUP_CONCAT(DISTINCT modality) FROM instances x"
+            "  WHERE x.study_uid = m.k) AS modalities"
+            " FROM m JOIN instances i ON i.id = m.first ORDER BY m.first"
+        )
+    elif level == SERIES:
+        sql = (
+            "WITH m AS (SELECT series_uid AS k, MIN(id) AS first FROM instances"
+            f" WHERE {cond} GROUP BY series_uid ORDER BY first LIMIT ? OFFSET ?)"
+            " SELECT i.*,"
+            " (SELECT COUNT(*) FROM instances x WHERE x.series_uid = m.k) AS n_instances,"
+            " (SELECT GROUP_CONCAT(DISTINCT modality) FROM instances x"
+            "  WHERE x.study_uid = i.study_uid) AS modalities"
+            " FROM m JOIN instances i ON i.id = m.first ORDER BY m.first"
+        )
+    else:
+        sql = (
+            "SELECT i.*, (SELECT GROUP_CONCAT(DISTINCT modality) FROM instances x"
+            "  WHERE x.study_uid = i.study_uid) AS modalities"
+            f" FROM instances i WHERE {cond} ORDER BY i.id LIMIT ? OFFSET ?"
+        )
+    return sql, [*params, limit, offset], fields
+
+
+def _int_param(key: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise QueryError(f"invalid value for {key}: {value!r} is not an integer") from None
+    if number < 0:
+        raise QueryError(f"invalid value for {key}: {number} is negative")
+    return number
+
+
+def _keyword(name: str) -> str | None:
+    """A DICOM keyword for a keyword or an 8-hex-digit tag; None if unknown."""
+    from pydicom.datadict import dictionary_has_tag, keyword_for_tag, tag_for_keyword
+
+    name = name.strip()
+    if re.fullmatch(r"[0-9A-Fa-f]{8}", name):
+        tag = name.upper()
+        if tag in _TAG_TO_KEYWORD:
+            return _TAG_TO_KEYWORD[tag]
+        number = int(tag, 16)
+        return (keyword_for_tag(number) or None) if dictionary_has_tag(number) else None
+    if name in ATTRIBUTES:
+        return name
+    return name if tag_for_keyword(name) is not None else None
+
+
+def _filter_keyword(key: str) -> str:
+    keyword = _keyword(key)
+    if keyword is None:
+        raise QueryError(f"unknown query parameter {key!r}")
+    if keyword not in FILTERS:
+        raise QueryError(f"searching on {keyword} ({key}) is not supported")
+    return keyword
+
+
+def _include_names(value: str) -> set[str]:
+    names: set[str] = set()
+    for raw in value.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        if name.lower() == "all":
+            names.add("all")
+            continue
+        keyword = _keyword(name)
+        if keyword is None:
+            raise QueryError(f"unknown includefield value {name!r}")
+        names.add(keyword)
+    return names
+
+
+def _add_filter(keyword: str, value: str, fuzzy: bool, where: list[str], params: list[Any]) -> None:
+    column, kind = FILTERS[keyword]
+    value = value.strip()
+    if value in ("", "*"):
+        return  # universal matching
+    if kind == "uid":
+        uids = [u.strip() for u in re.split(r"[,\\]", value) if u.strip()]
+        where.append(f"{column} IN ({', '.join('?' for _ in uids)})")
+        params.extend(uids)
+    elif kind == "pn":
+        where.append(f"dcm_match({column}, ?, ?)")
+        params.extend([value, "pnfuzzy" if fuzzy else "pn"])
+    elif kind == "text":
+        if "*" in value or "?" in value:
+            where.append(f"dcm_match({column}, ?, 'wild')")
+        else:
+            where.append(f"{column} = ?")
+        params.append(value)
+    else:
+        _add_date_filter(column, value, where, params)
+
+
+def _add_date_filter(column: str, value: str, where: list[str], params: list[Any]) -> None:
+    start, dash, end = value.partition("-")
+    for part in (start, end):
+        if part and not re.fullmatch(r"\d{8}", part):
+            raise QueryError(f"invalid StudyDate {value!r}: use YYYYMMDD or YYYYMMDD-YYYYMMDD")
+    if not dash:
+        where.append(f"{column} = ?")
+        params.append(start)
+        return
+    if start:
+        where.append(f"{column} >= ?")
+        params.append(start)
+    if end:
+        where.append(f"{column} <= ?")
+        params.append(end)
+    if not start and not end:
+        raise QueryError("invalid StudyDate '-': give at least one end of the range")
+
+
+def _fields(level: str, study: str | None, series: str | None, includes: set[str]) -> list[str]:
+    fields = list(DEFAULTS[level])
+    # PS3.18: searching series or instances across studies adds the study attributes.
+    if level in (SERIES, INSTANCE) and study is None:
+        fields += _STUDY_ATTRS
+    if level == INSTANCE and series is None:
+        fields += _SERIES_ATTRS
+    wanted = set(AVAILABLE[level]) if "all" in includes else includes
+    fields += [name for name in AVAILABLE[level] if name in wanted]
+    return list(dict.fromkeys(fields))
+
+
+def _to_json(row: sqlite3.Row, fields: list[str]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for keyword in fields:
+        tag, vr, column = ATTRIBUTES[keyword]
+        value = row[column]
+        if column == "modalities":
+            obj[tag] = element(vr, *sorted(set((value or "").split(","))))
+        else:
+            obj[tag] = element(vr, value)
+    return sorted_dataset(obj)

@@ -1,0 +1,134 @@
+"""Response bodies: Google's JSON error envelope, DICOM JSON values and PS3.19 XML.
+
+The server builds every DICOM answer as a DICOM JSON object first (a dict keyed by
+8-hex-digit tags) and turns it into NativeDicomModel XML only when the client did not
+ask for JSON, so both encodings always carry the same content.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+# gRPC status names Google uses in its error envelope, keyed by HTTP status.
+STATUS_NAMES: dict[int, str] = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    406: "FAILED_PRECONDITION",
+    408: "DEADLINE_EXCEEDED",
+    409: "ALREADY_EXISTS",
+    411: "INVALID_ARGUMENT",
+    413: "OUT_OF_RANGE",
+    415: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+# Private elements Google adds to STOW answers: tag -> (keyword, private creator).
+GOOGLE_CREATOR_TAG = "00090010"
+FAILURE_DETAIL_TAG = "00090097"
+_PRIVATE: dict[str, tuple[str, str]] = {FAILURE_DETAIL_TAG: ("FailureDetail", "GOOGLE")}
+
+# Keywords of the few public tags the server ever emits; avoids importing pydicom's
+# dictionary just to label XML attributes.
+_KEYWORDS: dict[str, str] = {
+    "00081190": "RetrieveURL",
+    "00081198": "FailedSOPSequence",
+    "00081199": "ReferencedSOPSequence",
+    "00081150": "ReferencedSOPClassUID",
+    "00081155": "ReferencedSOPInstanceUID",
+    "00081197": "FailureReason",
+    "00081196": "WarningReason",
+}
+
+
+def status_name(code: int) -> str:
+    """The gRPC status name Google would pair with an HTTP status."""
+    if code in STATUS_NAMES:
+        return STATUS_NAMES[code]
+    return "INTERNAL" if code >= 500 else "FAILED_PRECONDITION"
+
+
+def error_body(code: int, message: str) -> bytes:
+    """Google's JSON error envelope."""
+    body = {"error": {"code": code, "message": message, "status": status_name(code)}}
+    return json.dumps(body).encode()
+
+
+def element(vr: str, *values: Any) -> dict[str, Any]:
+    """One DICOM JSON element; empty or None values give an element without Value."""
+    kept = [v for v in values if v is not None and v != ""]
+    if not kept:
+        return {"vr": vr}
+    if vr == "PN":
+        kept = [{"Alphabetic": str(v)} for v in kept]
+    return {"vr": vr, "Value": kept}
+
+
+def sequence(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
+
+
+def sorted_dataset(obj: dict[str, Any]) -> dict[str, Any]:
+    """DICOM JSON objects list their tags in ascending order."""
+    return {tag: obj[tag] for tag in sorted(obj)}
+
+
+def dataset_to_json(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def dataset_to_xml(obj: dict[str, Any]) -> bytes:
+    """PS3.19 NativeDicomModel for one DICOM JSON object."""
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>']
+    lines.append(
+        '<NativeDicomModel xmlns="http://dicom.nema.org/PS3.19/models/NativeDICOM"'
+        ' xml:space="preserve">'
+    )
+    _xml_attributes(obj, lines)
+    lines.append("</NativeDicomModel>")
+    return "".join(lines).encode("utf-8")
+
+
+def _xml_attributes(obj: dict[str, Any], out: list[str]) -> None:
+    for tag in sorted(obj):
+        el = obj[tag]
+        vr = el["vr"]
+        attrs = f'tag="{tag}" vr="{vr}"'
+        if tag in _PRIVATE:
+            keyword, creator = _PRIVATE[tag]
+            attrs += f' keyword="{keyword}" privateCreator={quoteattr(creator)}'
+        elif tag in _KEYWORDS:
+            attrs += f' keyword="{_KEYWORDS[tag]}"'
+        out.append(f"<DicomAttribute {attrs}>")
+        for number, value in enumerate(el.get("Value", []), start=1):
+            if vr == "SQ":
+                out.append(f'<Item number="{number}">')
+                _xml_attributes(value, out)
+                out.append("</Item>")
+            elif vr == "PN":
+                out.append(f'<PersonName number="{number}"><Alphabetic>')
+                out.append(_xml_person_name(value.get("Alphabetic", "")))
+                out.append("</Alphabetic></PersonName>")
+            else:
+                out.append(f'<Value number="{number}">{escape(str(value))}</Value>')
+        out.append("</DicomAttribute>")
+
+
+def _xml_person_name(name: str) -> str:
+    parts = name.split("^")
+    labels = ["FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix"]
+    return "".join(
+        f"<{label}>{escape(part)}</{label}>"
+        for label, part in zip(labels, parts, strict=False)
+        if part
+    )

@@ -1,0 +1,143 @@
+"""URL routing: DICOMweb under BASE, operations, the fake token endpoint and /_control."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from . import qido
+from .faults import Fault
+from .operations import DATASET_NAME
+from .stow import handle_stow
+from .wado import handle_wado
+
+if TYPE_CHECKING:
+    from .handler import Handler, Request
+
+BASE_PATH = f"/v1/{DATASET_NAME}/dicomStores/store/dicomWeb"
+OPERATIONS_PATH = f"/v1/{DATASET_NAME}/operations"
+
+Action = Callable[..., None]
+_U = "([^/]+)"  # one UID path segment
+
+
+def _qido(level: str) -> Action:
+    return lambda h, req, *ids: qido.handle_qido(h, req, level, *ids)
+
+
+def _stow(h: Handler, req: Request, study: str | None = None) -> None:
+    handle_stow(h, req, study)
+
+
+def _wado(h: Handler, req: Request, *ids: str) -> None:
+    handle_wado(h, *ids)
+
+
+def _delete(h: Handler, req: Request, study: str, series: str | None = None) -> None:
+    rows = h.app.store.instances(study, series)
+    if not rows:
+        what = f"series {series}" if series else f"study {study}"
+        h.send_error_json(404, f"{what} not found")
+        return
+    root = h.external_base()[: -len(BASE_PATH)]
+    op = h.app.operations.start_delete(study, series, len(rows), root)
+    h.send_json(200, {"name": op.name})
+
+
+def _delete_instance(h: Handler, req: Request, study: str, series: str, sop: str) -> None:
+    if h.app.store.delete(study, series, sop, unblock=False) == 0:
+        h.send_error_json(404, f"instance {sop} not found")
+        return
+    h.send_json(200, {})
+
+
+def _operation(h: Handler, req: Request, op_id: str) -> None:
+    body = h.app.operations.get(op_id)
+    if body is None:
+        h.send_error_json(404, f"operation {op_id} not found")
+    else:
+        h.send_json(200, body)
+
+
+def _token(h: Handler, req: Request) -> None:
+    h.send_json(
+        200,
+        {
+            "access_token": h.app.token or "local-token",
+            "expires_in": 3600,
+            "token_type": "Bearer",
+            # Asked for by the STS exchange of google-auth external_account.
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        },
+    )
+
+
+def _add_fault(h: Handler, req: Request) -> None:
+    try:
+        data = json.loads(req.read_body() or b"{}")
+        if not isinstance(data, dict):
+            raise ValueError("the body must be a JSON object")
+        fault = Fault.from_json(data)
+    except (ValueError, TypeError) as exc:
+        h.send_error_json(400, f"invalid fault: {exc}")
+        return
+    h.app.faults.add(fault)
+    h.send_json(200, {})
+
+
+def _clear_faults(h: Handler, req: Request) -> None:
+    h.app.faults.clear()
+    h.send_json(200, {})
+
+
+def _list_requests(h: Handler, req: Request) -> None:
+    h.send_json(200, [r.to_dict() for r in h.app.records.snapshot()])
+
+
+def _clear_requests(h: Handler, req: Request) -> None:
+    h.app.records.clear()
+    h.send_json(200, {})
+
+
+ROUTES: list[tuple[re.Pattern[str], dict[str, Action]]] = [
+    (re.compile(p), actions)
+    for p, actions in [
+        (rf"{BASE_PATH}/studies", {"GET": _qido(qido.STUDY), "POST": _stow}),
+        (rf"{BASE_PATH}/series", {"GET": _qido(qido.SERIES)}),
+        (rf"{BASE_PATH}/instances", {"GET": _qido(qido.INSTANCE)}),
+        (rf"{BASE_PATH}/studies/{_U}", {"GET": _wado, "POST": _stow, "DELETE": _delete}),
+        (rf"{BASE_PATH}/studies/{_U}/series", {"GET": _qido(qido.SERIES)}),
+        (rf"{BASE_PATH}/studies/{_U}/instances", {"GET": _qido(qido.INSTANCE)}),
+        (rf"{BASE_PATH}/studies/{_U}/series/{_U}", {"GET": _wado, "DELETE": _delete}),
+        (rf"{BASE_PATH}/studies/{_U}/series/{_U}/instances", {"GET": _qido(qido.INSTANCE)}),
+        (
+            rf"{BASE_PATH}/studies/{_U}/series/{_U}/instances/{_U}",
+            {"GET": _wado, "DELETE": _delete_instance},
+        ),
+        (rf"{OPERATIONS_PATH}/([0-9]+)", {"GET": _operation}),
+        (r"/token", {"POST": _token}),
+        (r"/_control/faults", {"POST": _add_fault, "DELETE": _clear_faults}),
+        (r"/_control/requests", {"GET": _list_requests, "DELETE": _clear_requests}),
+    ]
+]
+
+
+def route(h: Handler, req: Request) -> None:
+    """Call the action for the request's path and method; 404 or 405 otherwise."""
+    for pattern, actions in ROUTES:
+        match = pattern.fullmatch(req.path)
+        if match is None:
+            continue
+        action = actions.get(req.method)
+        if action is None:
+            allowed = ", ".join(sorted(actions))
+            h.send_error_json(
+                405, f"method {req.method} not allowed on {req.path}", {"Allow": allowed}
+            )
+            return
+        action(h, req, *(unquote(g) for g in match.groups()))
+        return
+    h.send_error_json(404, f"no such resource: {req.path}")

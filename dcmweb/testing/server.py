@@ -1,0 +1,154 @@
+"""LocalServer: a small DICOMweb server that behaves like Google's Cloud Healthcare API."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from .faults import Fault, FaultQueue, RequestLog, RequestRecord
+from .operations import Operations
+from .routes import BASE_PATH
+from .storage import Store
+
+
+class LocalServer:
+    """Run the test server in a background thread.
+
+    Example:
+        with LocalServer(tmp_path) as srv:
+            requests.get(srv.url + "/studies")
+    """
+
+    base_path = BASE_PATH
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        delete_delay: float = 1.0,
+        no_match_status: int = 200,
+        verbose: bool = False,
+    ) -> None:
+        if no_match_status not in (200, 204):
+            raise ValueError("no_match_status must be 200 or 204")
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self._requested_port = port
+        self.token = token  # settable at runtime, read on every request
+        self.delete_delay = delete_delay
+        self.no_match_status = no_match_status
+        self.verbose = verbose
+        self.faults = FaultQueue()
+        self.records = RequestLog()
+        self.store: Store
+        self.operations: Operations
+        self._httpd = None  # type: ignore[var-annotated]
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle --------------------------------------------------------------
+    def start(self) -> LocalServer:
+        from .handler import HTTPServer
+
+        if self._thread is not None:
+            raise RuntimeError("server already started")
+        self.store = Store(self.data_dir)
+        self.operations = Operations(self.store, self.delete_delay)
+        try:
+            self._httpd = HTTPServer((self.host, self._requested_port), self)
+        except BaseException:
+            self.store.close()
+            raise
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"dcmweb-testserver:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None or self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.close_connections()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+        self._thread = None
+        self.operations.shutdown()
+        self.store.close()
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- addresses --------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            return self._requested_port
+        return int(self._httpd.server_address[1])
+
+    @property
+    def root_url(self) -> str:
+        """http://host:port, with a wildcard bind address shown as loopback."""
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The DICOMweb base URL."""
+        return self.root_url + BASE_PATH
+
+    @property
+    def token_url(self) -> str:
+        return self.root_url + "/token"
+
+    # --- faults and request log -------------------------------------------------
+    def inject_fault(
+        self,
+        status: int | None = None,
+        *,
+        count: int = 1,
+        retry_after: str | None = None,
+        drop: bool = False,
+        delay: float = 0.0,
+        method: str | None = None,
+        path_contains: str | None = None,
+    ) -> None:
+        """Apply a fault to the next `count` matching requests (after reading their body)."""
+        self.faults.add(
+            Fault(
+                status=status,
+                count=count,
+                retry_after=retry_after,
+                drop=drop,
+                delay=delay,
+                method=method,
+                path_contains=path_contains,
+            )
+        )
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every request received so far, oldest first (the live list)."""
+        return self.records.items
+
+    def clear_requests(self) -> None:
+        self.records.clear()

@@ -1,0 +1,165 @@
+"""WADO-RS: retrieve studies, series and instances, as stored or as Explicit VR LE.
+
+Stored bytes are streamed from disk in 64 KiB chunks. Like Google, a request without
+`transfer-syntax=*` gets Explicit VR Little Endian: files already in it are sent
+as-is, uncompressed ones are converted with pydicom, compressed ones get 406.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .multipart import CHUNK, split_media_ranges
+
+if TYPE_CHECKING:
+    from .handler import Handler
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+# Uncompressed syntaxes pydicom can rewrite as Explicit VR LE without codecs.
+CONVERTIBLE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
+_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+
+
+class NotAcceptable(ValueError):
+    pass
+
+
+@dataclass
+class Wanted:
+    multipart: bool
+    transfer_syntax: str | None  # None: as stored ("*")
+
+
+def negotiate(accept: str | None, instance_level: bool) -> Wanted:
+    """Pick the answer form from the Accept header; raise NotAcceptable."""
+    ranges = split_media_ranges(accept)
+    if not ranges:
+        return Wanted(True, None)
+    for media, params in ranges:
+        ts = params.get("transfer-syntax")
+        target = None if ts == "*" else (ts or EXPLICIT_LE)
+        if media == "*/*":
+            return Wanted(True, None)
+        if media == "multipart/related":
+            if params.get("type", "application/dicom").lower() == "application/dicom":
+                return Wanted(True, target)
+        elif media == "application/dicom" and instance_level:
+            return Wanted(False, target)
+    if instance_level:
+        raise NotAcceptable(
+            'use Accept: multipart/related; type="application/dicom" or application/dicom'
+        )
+    raise NotAcceptable('use Accept: multipart/related; type="application/dicom"')
+
+
+def handle_wado(h: Handler, study: str, series: str | None = None, sop: str | None = None) -> None:
+    rows = h.app.store.instances(study, series, sop)
+    if not rows:
+        what = "instance" if sop else "series" if series else "study"
+        h.send_error_json(404, f"{what} not found: {sop or series or study}")
+        return
+    try:
+        wanted = negotiate(h.headers.get("Accept"), instance_level=sop is not None)
+    except NotAcceptable as exc:
+        h.send_error_json(406, str(exc))
+        return
+    if wanted.transfer_syntax is not None:
+        for row in rows:
+            stored = row["transfer_syntax_uid"]
+            if stored == wanted.transfer_syntax:
+                continue
+            if wanted.transfer_syntax != EXPLICIT_LE or stored not in CONVERTIBLE:
+                h.send_error_json(
+                    406,
+                    f"transcoding from {stored} to {wanted.transfer_syntax} is not supported"
+                    " by this test server; ask for transfer-syntax=*",
+                )
+                return
+    if wanted.multipart:
+        boundary = uuid.uuid4().hex
+        h.send_stream(
+            200,
+            f'multipart/related; type="application/dicom"; boundary={boundary}',
+            _multipart_chunks(h, rows, wanted.transfer_syntax, boundary),
+        )
+        return
+    row = rows[0]
+    data = _instance_bytes(h.app.store.file_path(row), row, wanted.transfer_syntax)
+    if data is None:
+        h.send_error_json(404, f"instance not found: {sop}")
+        return
+    size, chunks, ts = data
+    h.send_sized(200, f"application/dicom; transfer-syntax={ts}", size, chunks)
+
+
+def _instance_bytes(
+    path: Path, row: sqlite3.Row, target: str | None
+) -> tuple[int, Iterator[bytes], str] | None:
+    """Size, chunk iterator and transfer syntax of one instance as it will be sent."""
+    stored = row["transfer_syntax_uid"]
+    if target is None or target == stored:
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - closed by the generator
+        except FileNotFoundError:
+            return None  # deleted since the index was read
+        return row["size"], _file_chunks(fh), stored
+    try:
+        data = transcode_to_explicit_le(path, stored)
+    except FileNotFoundError:
+        return None
+    return len(data), iter([data]), EXPLICIT_LE
+
+
+def _file_chunks(fh: io.BufferedReader) -> Iterator[bytes]:
+    with fh:
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+
+def _multipart_chunks(
+    h: Handler, rows: list[sqlite3.Row], target: str | None, boundary: str
+) -> Iterator[bytes]:
+    for row in rows:
+        data = _instance_bytes(h.app.store.file_path(row), row, target)
+        if data is None:
+            continue
+        _, chunks, ts = data
+        yield (
+            f"--{boundary}\r\nContent-Type: application/dicom; transfer-syntax={ts}\r\n\r\n"
+        ).encode()
+        yield from chunks
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+def transcode_to_explicit_le(path: Path, stored: str) -> bytes:
+    """Rewrite an uncompressed instance as Explicit VR Little Endian (in memory)."""
+    from pydicom import dcmread, dcmwrite
+
+    ds = dcmread(path)
+    if stored == _BIG_ENDIAN:
+        # pydicom keeps OW/OF/OL/OD/OV values as raw bytes: swap them by hand.
+        widths = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+        for elem in ds.iterall():
+            width = widths.get(elem.VR)
+            if width and isinstance(elem.value, bytes):
+                elem.value = _swap(elem.value, width)
+    ds.file_meta.TransferSyntaxUID = EXPLICIT_LE
+    out = io.BytesIO()
+    dcmwrite(out, ds, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _swap(data: bytes, width: int) -> bytes:
+    out = bytearray(len(data))
+    usable = len(data) - len(data) % width
+    for i in range(width):
+        out[i:usable:width] = data[width - 1 - i : usable : width]
+    out[usable:] = data[usable:]
+    return bytes(out)
