@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import NotFoundError, ServerError, UnavailableError
+from .errors import DcmwebError, NotFoundError, ServerError, UnavailableError
 from .http import Http
 from .paths import ResourcePath, parse_resource_path
 
@@ -74,7 +74,7 @@ class Deleter:
                                      what=f"delete {url_path}", accept_status=(405,))
         with response:
             if response.status_code == 405:
-                return self._orthanc_fallback(target, response.headers.get("Server", ""))
+                return self._orthanc_fallback(target)
             try:
                 payload = response.json() if response.content.strip() else {}
             except ValueError:
@@ -110,12 +110,24 @@ class Deleter:
             self.http.sleep(min(delay, remaining))
             delay = min(delay * 2, POLL_MAX)
 
-    def _orthanc_fallback(self, target: ResourcePath, server: str) -> DeleteResult:
-        """Delete through Orthanc's REST API, found one level above /dicom-web."""
-        if "orthanc" not in server.lower():
+    def _orthanc_root(self) -> str | None:
+        """Orthanc's REST root (one level above /dicom-web), if this server is Orthanc."""
+        root = self.base_url.rstrip("/").rsplit("/", 1)[0]
+        try:
+            response = self.http.request("GET", f"{root}/system", what="identify the server")
+            with response:
+                system = response.json()
+        except (DcmwebError, ValueError):
+            return None
+        is_orthanc = isinstance(system, dict) and "ApiVersion" in system and "DicomAet" in system
+        return root if is_orthanc else None
+
+    def _orthanc_fallback(self, target: ResourcePath) -> DeleteResult:
+        """Delete through Orthanc's REST API: DICOMweb DELETE is not in its plugin."""
+        root = self._orthanc_root()
+        if root is None:
             raise ServerError(f"delete {target.url_path()}: the server does not support "
                               "DICOMweb DELETE (HTTP 405)")
-        root = self.base_url.rstrip("/").rsplit("/", 1)[0]
         uid = target.instance or target.series or target.study
         level = {"instance": "Instance", "series": "Series", "study": "Study"}[target.level]
         response = self.http.request("POST", f"{root}/tools/lookup", what=f"look up {uid}",

@@ -102,8 +102,9 @@ def server_message(response: requests.Response) -> str:
             if isinstance(error, str):
                 return error
             parts = [str(payload[k]) for k in ("Message", "Details") if payload.get(k)]
-            if parts:
-                return ": ".join(parts)
+            return ": ".join(parts)
+        if payload is not None:
+            return ""  # JSON with nothing readable (e.g. a DICOM data set)
     first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return first_line[:300]
 

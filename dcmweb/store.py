@@ -15,12 +15,13 @@ from typing import Literal
 
 from .errors import UsageError
 from .files import Part10Info, read_part10_info
-from .http import Http, server_message
+from .http import Http
 from .multipart import MultipartBody, new_boundary
 from .parallel import run_bounded
 from .stowanswer import StowAnswer, parse_stow_answer
 
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory: no server stores it
 Status = Literal["stored", "failed", "skipped"]
 
 
@@ -67,6 +68,9 @@ def _batches(paths: Iterable[Path], options: StoreOptions,
     uids: set[str] = set()
     for path in paths:
         info = read_part10_info(path)
+        if info is not None and info.sop_class_uid == DICOMDIR_CLASS:
+            skipped.append(StoreResult(path, "skipped", message="a DICOMDIR index, not an image"))
+            continue
         if info is None:
             reason = "not a DICOM Part-10 file (no DICM marker)"
             try:
@@ -111,7 +115,8 @@ class Uploader:
                 return open(paths[0], "rb")  # Http closes it after sending
         else:
             boundary = new_boundary()
-            headers["Content-Type"] = MultipartBody([], boundary=boundary).content_type
+            headers["Content-Type"] = (
+                f'multipart/related; type="application/dicom"; boundary={boundary}')
 
             def body() -> object:
                 return MultipartBody(paths, boundary=boundary)
@@ -122,10 +127,11 @@ class Uploader:
         with response:
             content = response.content
         answer = parse_stow_answer(content)
-        message = f"HTTP {response.status_code}"
-        detail = answer.text or (server_message(response) if not answer.failed else "")
-        if detail:
-            message += f": {detail}"
+        message = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+        if answer.text:
+            message += f": {answer.text}"
+        elif response.status_code == 400:
+            message += " (the server could not read or accept the file)"
         return response.status_code, answer, message
 
     def send(self, items: list[_Item]) -> list[StoreResult]:

@@ -1,0 +1,359 @@
+"""The ``dcmweb`` command: parse arguments, call the library, hand results to output.
+
+Heavy modules (requests, pydicom, google-auth) are imported inside the commands so
+that ``dcmweb --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from . import __version__
+from .errors import DcmwebError, ExitStatus, PartialFailure, UsageError
+from .output import FORMATS, Output, StderrLogHandler, human_size
+
+if TYPE_CHECKING:
+    from .client import Client
+
+LOCAL_WORKERS = 4  # loopback/PACS servers: their CPU, not the wire, is the limit
+GOOGLE_WORKERS = 8
+
+
+@dataclass
+class Settings:
+    host: str
+    workers: int
+    client_options: dict[str, Any] = field(default_factory=dict)
+    output: Output = field(default_factory=Output)
+    traceback: bool = False
+
+    def client(self) -> Client:
+        from .client import Client
+
+        return Client(self.host, workers=self.workers, **self.client_options)
+
+
+class DcmwebGroup(click.Group):
+    """Maps errors to exit codes in one place, and lets HOST come from DCMWEB_HOST."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # click takes the first word as HOST even when it is a command name; when the
+        # host is left out (it may come from DCMWEB_HOST), put it back in front.
+        takes_value = {name for param in self.params if isinstance(param, click.Option)
+                       and not param.is_flag and not param.count
+                       for name in param.opts + param.secondary_opts}
+        index = 0
+        while index < len(args):
+            word = args[index]
+            if word == "--":
+                break
+            if word.startswith("-"):
+                index += 2 if word in takes_value else 1
+                continue
+            if word in self.commands:
+                host = os.environ.get("DCMWEB_HOST")
+                if not host:
+                    raise click.UsageError("HOST is missing (give it before the command, "
+                                           "or set DCMWEB_HOST)", ctx)
+                args = [*args[:index], host, *args[index:]]
+            break
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DcmwebError as error:
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            output = settings.output if settings else Output()
+            output.stop_progress()
+            if settings and settings.traceback:
+                traceback.print_exc(file=output.stderr)
+            output.error(error)
+            ctx.exit(int(error.exit_status))
+        except BrokenPipeError:
+            # The reader went away (dcmweb ... | head): nothing left to say to it.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
+        except KeyboardInterrupt:
+            Output().error("interrupted")
+            ctx.exit(int(ExitStatus.INTERRUPTED))
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as error:  # a bug: say so, and how to report it
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            if settings and settings.traceback:
+                raise
+            Output().error(f"unexpected error: {type(error).__name__}: {error} "
+                           "(rerun with --traceback and report it)")
+            ctx.exit(int(ExitStatus.ERROR))
+
+
+def _headers(values: tuple[str, ...]) -> dict[str, str]:
+    headers = {}
+    for value in values:
+        name, sep, content = value.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"invalid header {value!r}", "write -H 'Name: value'")
+        headers[name.strip()] = content.strip()
+    return headers
+
+
+@click.group(cls=DcmwebGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                                "max_content_width": 100})
+@click.argument("host", metavar="HOST")
+@click.option("-m", "--multithreading", is_flag=True,
+              help="Run transfers in parallel (a thread pool).")
+@click.option("--workers", type=click.IntRange(1, 64), envvar="DCMWEB_WORKERS",
+              help=f"Parallel transfers with -m [default: {GOOGLE_WORKERS} for Google, "
+                   f"{LOCAL_WORKERS} otherwise].")
+@click.option("--token", envvar="DCMWEB_TOKEN", metavar="TOKEN",
+              help="Bearer token to send (env DCMWEB_TOKEN). Never logged.")
+@click.option("--user", envvar="DCMWEB_USER", metavar="USER[:PASS]",
+              help="HTTP basic authentication (env DCMWEB_USER).")
+@click.option("--google-auth/--no-google-auth", default=None,
+              help="Force Google Application Default Credentials on or off "
+                   "[default: on for *.googleapis.com].")
+@click.option("-H", "--header", "header_values", multiple=True, metavar="'NAME: VALUE'",
+              help="Extra request header; repeatable.")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
+              envvar="DCMWEB_CA_BUNDLE", help="CA certificates to verify TLS with.")
+@click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, help="Seconds to wait for a connection.")
+@click.option("--read-timeout", type=click.FloatRange(min=0.1), default=300.0,
+              show_default=True, help="Seconds without a byte before giving up "
+              "(an idle limit, never a whole-transfer deadline).")
+@click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True,
+              envvar="DCMWEB_RETRIES",
+              help="Retries for 408, 429, 5xx and dropped connections.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the summary.")
+@click.option("-v", "--verbose", count=True, help="Log every HTTP request (secrets hidden).")
+@click.option("--traceback", "show_traceback", is_flag=True,
+              help="Show the Python stack on errors, for bug reports.")
+@click.version_option(__version__, "-V", "--version", prog_name="dcmweb")
+@click.pass_context
+def cli(ctx: click.Context, host: str, multithreading: bool, workers: int | None,
+        token: str | None, user: str | None, google_auth: bool | None,
+        header_values: tuple[str, ...], ca_bundle: str | None, connect_timeout: float,
+        read_timeout: float, retries: int, quiet: bool, verbose: int,
+        show_traceback: bool) -> None:
+    """Store, search, retrieve and delete DICOM on a DICOMweb server.
+
+    HOST is the DICOMweb base URL, for example
+    https://healthcare.googleapis.com/v1/projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb
+    or http://127.0.0.1:8042/dicom-web, or a Google store name
+    projects/P/locations/L/datasets/D/dicomStores/S. It may be left out when DCMWEB_HOST is set.
+
+    \b
+    Examples:
+      dcmweb -m HOST store "./**.dcm"
+      dcmweb HOST search instances "PatientName=Sally%20Zhang&limit=10"
+      dcmweb HOST retrieve studies/1.2.3 --output ./downloads
+      dcmweb HOST delete studies/1.2.3
+
+    Exit codes: 0 done, 1 failed, 2 usage, 3 auth, 4 not found, 5 unavailable,
+    6 some items failed, 130 interrupted (see docs/exit-codes.md).
+    """
+    output = Output(quiet=quiet)
+    logger = logging.getLogger("dcmweb")
+    logger.handlers[:] = [StderrLogHandler(output)]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    if not multithreading:
+        parallel = workers or 1
+    else:
+        from .auth import is_google_host
+
+        parallel = workers or (GOOGLE_WORKERS if is_google_host(host) else LOCAL_WORKERS)
+    ctx.obj = Settings(
+        host=host,
+        workers=parallel,
+        client_options={
+            "token": token, "user": user, "google_auth": google_auth,
+            "headers": _headers(header_values), "ca_bundle": ca_bundle,
+            "connect_timeout": connect_timeout, "read_timeout": read_timeout,
+            "retries": retries,
+        },
+        output=output,
+        traceback=show_traceback,
+    )
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+@cli.command()
+@click.argument("masks", nargs=-1, required=True)
+@click.option("--single-part", is_flag=True,
+              help="Send each file alone as Content-Type: application/dicom "
+                   "(GCP accepts it; Orthanc does not).")
+@click.option("--batch-size", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Files per multipart request.")
+@click.option("--storage-class", metavar="CLASS",
+              help="GCP storage class: STANDARD, NEARLINE, COLDLINE or ARCHIVE.")
+@click.option("--study", "study_uid", metavar="UID",
+              help="Store into this study (POST /studies/UID).")
+@click.option("--report", type=click.File("w"), metavar="FILE",
+              help="Write one JSON line per file (path, status, UID, URL, message).")
+@pass_settings
+def store(settings: Settings, masks: tuple[str, ...], single_part: bool, batch_size: int,
+          storage_class: str | None, study_uid: str | None, report: Any) -> None:
+    """Store files, directories (recursive) and glob masks ('**' recurses).
+
+    Files that are not DICOM Part-10 are skipped with a warning. Each stored file
+    prints 'PATH uploaded as URL'; the run ends with 'Transferred SIZE in N files'.
+
+    \b
+    Example:
+      dcmweb -m HOST store "./scans/**.dcm" --report store-report.jsonl
+    """
+    output = settings.output
+    with settings.client() as client:
+        paths = client.files_to_store(masks)
+        counts = {"stored": 0, "failed": 0, "skipped": 0}
+        size = 0
+        output.start_progress(len(paths), "file")
+        try:
+            for result in client.iter_store(paths, single_part=single_part,
+                                            batch_size=batch_size,
+                                            storage_class=storage_class,
+                                            study_uid=study_uid):
+                counts[result.status] += 1
+                output.advance()
+                if report:
+                    report.write(json.dumps({
+                        "path": str(result.path), "status": result.status,
+                        "sop_instance_uid": result.sop_instance_uid,
+                        "retrieve_url": result.retrieve_url, "message": result.message,
+                        "size": result.size}) + "\n")
+                if result.status == "stored":
+                    size += result.size
+                    where = result.retrieve_url or result.sop_instance_uid
+                    output.log(f"{result.path} uploaded as {where}"
+                               + (f" ({result.message})" if result.message else ""))
+                elif result.status == "skipped":
+                    output.warning(f"skipped {result.path}: {result.message}")
+                else:
+                    output.error(f"{result.path} failed: {result.message}")
+        finally:
+            output.stop_progress()
+            done = sum(counts.values())
+            line = f"Transferred {human_size(size)} in {counts['stored']} files"
+            extras = [f"{counts['failed']} failed"] if counts["failed"] else []
+            if counts["skipped"]:
+                extras.append(f"{counts['skipped']} skipped")
+            if done < len(paths):
+                extras.append(f"{len(paths) - done} not attempted")
+            output.summary(line + (f"; {', '.join(extras)}" if extras else ""))
+    if counts["failed"]:
+        raise PartialFailure(f"{counts['failed']} of {len(paths)} files failed to store")
+    if not counts["stored"]:
+        raise UsageError("no DICOM files to store", "all files were skipped as not DICOM")
+
+
+@cli.command()
+@click.argument("path", required=False, default="studies")
+@click.argument("params", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="pretty",
+              show_default=True, help="JSON array (pretty or compact) or one object per line.")
+@click.option("--page-size", type=click.IntRange(1), metavar="N",
+              help="Rows per request when paging [default: the server's maximum].")
+@pass_settings
+def search(settings: Settings, path: str, params: tuple[str, ...], fmt: str,
+           page_size: int | None) -> None:
+    """Search studies, series or instances; print all matches as JSON on stdout.
+
+    PATH is studies (default), series, instances, studies/UID/series,
+    studies/UID/instances or studies/UID/series/UID/instances. PARAMS is a query
+    string ("PatientName=Sally%20Zhang&limit=10") or KEY=VALUE words. Without
+    limit, every page is fetched, past the server's silent caps.
+
+    \b
+    Example:
+      dcmweb HOST search instances StudyInstanceUID=1.2.3 includefield=all
+    """
+    from .search import parse_params
+
+    if "=" in path:  # the old tool allowed: search "PatientName=X" (path omitted)
+        path, params = "studies", (path, *params)
+    with settings.client() as client:
+        settings.output.json_rows(client.iter_search(path, parse_params(params), page_size), fmt)
+
+
+@cli.command()
+@click.argument("path", required=False, default="")
+@click.option("-o", "--output", "output_dir", default=".", show_default=True,
+              type=click.Path(file_okay=False), help="Folder to write STUDY/SERIES/SOP.dcm into.")
+@click.option("--type", "part_type", metavar="TYPE",
+              help="Part type to ask for [default: application/dicom; transfer-syntax=*].")
+@pass_settings
+def retrieve(settings: Settings, path: str, output_dir: str, part_type: str | None) -> None:
+    """Download a study, series or instance (or, with no PATH, the whole store).
+
+    Files are written as OUTPUT/STUDY_UID/SERIES_UID/SOP_UID.dcm, each first to a
+    temporary name and renamed when complete. The stored bytes are asked for
+    (transfer-syntax=*).
+
+    \b
+    Example:
+      dcmweb -m HOST retrieve studies/1.2.3 --output ./downloads
+    """
+    output = settings.output
+    counts = {"saved": 0, "failed": 0}
+    size = 0
+    with settings.client() as client:
+        output.start_progress(None, "file")
+        try:
+            for result in client.iter_retrieve(path, output_dir, part_type=part_type):
+                counts[result.status] += 1
+                output.advance()
+                if result.status == "saved":
+                    size += result.size
+                    output.log(f"{result.source} saved as {result.path}")
+                else:
+                    output.error(f"{result.source}: {result.message}")
+        finally:
+            output.stop_progress()
+            failed = f"; {counts['failed']} failed" if counts["failed"] else ""
+            output.summary(f"Transferred {human_size(size)} in {counts['saved']} files{failed}")
+    if counts["failed"]:
+        raise PartialFailure(f"{counts['failed']} items could not be retrieved")
+
+
+@cli.command()
+@click.argument("path")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              help="Seconds to wait for Google's long-running delete operation.")
+@pass_settings
+def delete(settings: Settings, path: str, timeout: float) -> None:
+    """Delete a study, series or instance.
+
+    On Google's API a study or series delete runs as an operation; dcmweb waits
+    until it is done and fails if it ends with an error.
+
+    \b
+    Example:
+      dcmweb HOST delete studies/1.2.3/series/4.5.6
+    """
+    with settings.client() as client:
+        result = client.delete(path, timeout=timeout)
+    note = ""
+    if result.counter:
+        note = f" ({result.counter['success']} instances)"
+    settings.output.summary(f"deleted {result.path}{note}")
+
+
+def main() -> None:
+    cli.main(prog_name="dcmweb")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The only place that writes to stdout and stderr.
+
+stdout carries data (search results), so it pipes; stderr carries the per-file log
+lines, progress, warnings and errors. Log lines keep the old tool's shape:
+``2026-11-26 16:40:00,123 -- PATH uploaded as URL``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from typing import IO, Any
+
+from .errors import DcmwebError
+
+FORMATS = ("pretty", "compact", "jsonl")
+_NOTHING = object()
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def timestamp() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d}"
+
+
+class Output:
+    """Writers for data, log lines, a progress bar, and errors."""
+
+    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None, *,
+                 quiet: bool = False, progress: bool | None = None) -> None:
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.quiet = quiet
+        # A bar only on a terminal: in a cron log carriage returns are noise.
+        isatty = getattr(self.stderr, "isatty", lambda: False)()
+        self.show_progress = (not quiet and isatty) if progress is None else progress
+        self._bar: Any = None
+
+    # stderr ----------------------------------------------------------------
+    def write_err(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=self.stderr)
+        else:
+            print(text, file=self.stderr, flush=True)
+
+    def log(self, message: str) -> None:
+        """A per-item line, hidden by --quiet."""
+        if not self.quiet:
+            self.write_err(f"{timestamp()} -- {message}")
+
+    def summary(self, message: str) -> None:
+        """A closing line, shown even with --quiet (cron keeps it)."""
+        self.write_err(f"{timestamp()} -- {message}")
+
+    def warning(self, message: str) -> None:
+        self.write_err(f"dcmweb: warning: {message}")
+
+    def error(self, error: DcmwebError | str) -> None:
+        self.write_err(f"dcmweb: error: {error}")
+
+    def start_progress(self, total: int | None, unit: str) -> None:
+        if not self.show_progress:
+            return
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, unit=unit, file=self.stderr, leave=False,
+                         dynamic_ncols=True)
+
+    def advance(self, count: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(count)
+
+    def stop_progress(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    # stdout ----------------------------------------------------------------
+    def json_rows(self, rows: Iterable[Any], fmt: str = "pretty") -> int:
+        """Stream rows as one JSON array (pretty or compact) or JSON lines."""
+        out = self.stdout
+        count = 0
+        # Pull the first row before writing: a search that fails at once prints nothing.
+        source = iter(rows)
+        first = next(source, _NOTHING)
+        rows = source if first is _NOTHING else itertools.chain([first], source)
+        if fmt == "jsonl":
+            for row in rows:
+                out.write(json.dumps(row, sort_keys=True) + "\n")
+                count += 1
+            out.flush()
+            return count
+        pretty = fmt == "pretty"
+        out.write("[")
+        for row in rows:
+            out.write("," if count else "")
+            if pretty:
+                text = json.dumps(row, indent=2, sort_keys=True)
+                out.write("\n  " + text.replace("\n", "\n  "))
+            else:
+                out.write(json.dumps(row, sort_keys=True, separators=(",", ":")))
+            count += 1
+        out.write("\n]\n" if pretty and count else "]\n")
+        out.flush()
+        return count
+
+
+class StderrLogHandler(logging.Handler):
+    """Routes the library's log records (retries, warnings) through Output."""
+
+    def __init__(self, output: Output) -> None:
+        super().__init__()
+        self.output = output
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            self.output.warning(message)
+        elif record.levelno >= logging.INFO:
+            self.output.log(message)
+        else:
+            self.output.write_err(f"{timestamp()} -- debug: {message}")
