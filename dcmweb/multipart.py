@@ -15,22 +15,18 @@ import secrets
 import stat
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
-from types import TracebackType
+from itertools import accumulate
 
-__all__ = [
-    "MultipartBody",
-    "MultipartError",
-    "Part",
-    "iter_parts",
-    "new_boundary",
-    "parse_content_type",
-]
+__all__ = ["MultipartBody", "MultipartError", "Part", "iter_parts", "new_boundary",
+           "parse_content_type"]
 
 MAX_HEADER_BYTES = 64 * 1024  # per part; a larger header section means a broken stream
 _MAX_PADDING = 4096  # transport padding allowed after a boundary (RFC 2046 sets no limit)
 _ITER_SIZE = 64 * 1024
 _BCHARS = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")  # RFC 2046
 _PAD = re.compile(rb"[ \t]*")
+_PARAM = re.compile(r'\s*([^=;]*?)\s*(?:=\s*(?:"((?:[^"\\]|\\.)*)"?|([^;]*?))\s*)?(?:;|$)')
+_ESCAPE = re.compile(r"\\(.)")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
@@ -53,35 +49,14 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
     """Split a Content-Type into (lower-cased mime type, {lower-cased name: unquoted value})."""
     mime, _, rest = value.partition(";")
     params: dict[str, str] = {}
-    i, n = 0, len(rest)
-    while i < n:
-        # A hand-written scanner: split(";") would break quoted values containing ';'.
-        eq = rest.find("=", i)
-        semi = rest.find(";", i)
-        if eq < 0 or (0 <= semi < eq):  # a parameter without '=': skip it
-            i = n if semi < 0 else semi + 1
-            continue
-        name = rest[i:eq].strip().lower()
-        i = eq + 1
-        while i < n and rest[i] in " \t":
-            i += 1
-        if i < n and rest[i] == '"':
-            chars: list[str] = []
-            i += 1
-            while i < n and rest[i] != '"':
-                if rest[i] == "\\" and i + 1 < n:
-                    i += 1
-                chars.append(rest[i])
-                i += 1
-            val = "".join(chars)
-            semi = rest.find(";", i)
-            i = n if semi < 0 else semi + 1
-        else:
-            semi = rest.find(";", i)
-            end = n if semi < 0 else semi
-            val = rest[i:end].strip()
-            i = end + 1
-        if name:
+    pos = 0
+    while pos < len(rest):  # a regex scan, not split(";"): quoted values may contain ';'
+        m = _PARAM.match(rest, pos)
+        assert m is not None  # every group is optional, so it always matches
+        pos = m.end() if m.end() > pos else pos + 1
+        name, quoted, plain = m.group(1).lower(), m.group(2), m.group(3)
+        if name and (quoted is not None or plain is not None):
+            val = plain if quoted is None else _ESCAPE.sub(r"\1", quoted)
             params.setdefault(name, val)  # first wins, like most HTTP stacks
     return mime.strip().lower(), params
 
@@ -107,8 +82,9 @@ class MultipartBody:
             raise ValueError(f"invalid multipart boundary: {self.boundary!r}")
         if "\r" in part_type or "\n" in part_type:
             raise ValueError("part_type must not contain line breaks")
+        # type is always quoted ('/' is not a token char); a hex boundary never needs quotes.
         self.content_type = (
-            f'multipart/related; type="{part_type}"; boundary={_quote(self.boundary)}'
+            f"multipart/related; type={_quote(part_type)}; boundary={_quote(self.boundary)}"
         )
         b = self.boundary.encode("ascii")
         head = b"--" + b + b"\r\nContent-Type: " + part_type.encode("latin-1") + b"\r\n\r\n"
@@ -124,12 +100,8 @@ class MultipartBody:
             self._lens += [len(head), st.st_size, 2]
         self._items.append(b"--" + b + b"--\r\n")
         self._lens.append(len(self._items[-1]))
-        self._ends: list[int] = []
-        total = 0
-        for length in self._lens:
-            total += length
-            self._ends.append(total)
-        self._length = total
+        self._ends = list(accumulate(self._lens))
+        self._length = self._ends[-1]
         self._pos = 0
         self._closed = False
         self._file: io.FileIO | None = None  # at most one open file at a time
@@ -145,14 +117,10 @@ class MultipartBody:
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         self._check_open()
-        if whence == os.SEEK_SET:
-            pos = offset
-        elif whence == os.SEEK_CUR:
-            pos = self._pos + offset
-        elif whence == os.SEEK_END:
-            pos = self._length + offset
-        else:
+        bases = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}
+        if whence not in bases:
             raise ValueError(f"invalid whence: {whence}")
+        pos = bases[whence] + offset
         if pos < 0:
             raise ValueError(f"negative seek position {pos}")
         self._pos = pos
@@ -179,9 +147,8 @@ class MultipartBody:
             n = min(self._lens[i] - off, size)
             item = self._items[i]
             if isinstance(item, bytes):
-                if n:
-                    pieces.append(item[off : off + n])
-            else:
+                pieces.append(item[off : off + n])
+            elif n or not self._lens[i]:  # an empty file is opened too, to check it is still empty
                 pieces.append(self._read_file(i, item, off, n))
             self._pos += n
             size -= n
@@ -220,9 +187,7 @@ class MultipartBody:
     def _check_size(self, path: str, actual: int, expected: int) -> None:
         if actual != expected:
             self._close_file()
-            raise MultipartError(
-                f"{path} changed size while being sent ({expected} -> {actual} bytes)"
-            )
+            raise MultipartError(f"{path} changed size while being sent ({expected} -> {actual})")
 
     def _close_file(self) -> None:
         if self._file is not None:
@@ -244,12 +209,7 @@ class MultipartBody:
     def __enter__(self) -> MultipartBody:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -273,17 +233,11 @@ _PART, _CLOSE, _MISS, _MORE = range(4)
 
 def _parse_headers(block: bytes) -> dict[str, str]:
     headers: dict[str, str] = {}
-    last = ""
     for line in block.decode("latin-1").split("\r\n") if block else []:
-        if line[:1] in (" ", "\t") and last:  # obsolete folding: cheap to accept
-            headers[last] += " " + line.strip()
-            continue
         name, sep, value = line.partition(":")
-        name = name.strip().lower()
-        if not sep or not name:
+        if not sep or not name.strip():  # also rejects folded lines (obsolete, never seen)
             raise MultipartError(f"malformed part header line: {line[:100]!r}")
-        headers[name] = value.strip()
-        last = name
+        headers[name.strip().lower()] = value.strip()
     return headers
 
 
@@ -330,11 +284,13 @@ class _Parser:
         return _MISS, 0  # e.g. "--B" followed by more text: not a boundary, just data
 
     def parts(self) -> Iterator[Part]:
-        kind, at = self._skip_preamble()
+        for _ in self._body("no multipart boundary found in the data"):
+            pass  # the preamble is read like a part body, and thrown away
+        kind, at = self._next
         while kind == _PART:
             headers = self._read_headers(at)
             self._part_done = False
-            part = Part(headers, self._body())
+            part = Part(headers, self._body("multipart stream truncated in a part body"))
             yield part
             for _ in part._body:  # the caller left part of it unread: skip it
                 pass
@@ -344,35 +300,10 @@ class _Parser:
         for _ in self._chunks:  # the epilogue: ignored, but consumed so the connection is freed
             pass
 
-    def _skip_preamble(self) -> tuple[int, int]:
-        d, keep = self._delim, len(self._delim) - 1
-        start = 0
-        while True:
-            buf = self._buf
-            idx = buf.find(d, start)
-            if idx >= 0:
-                kind, at = self._classify(idx + len(d))
-                if kind in (_PART, _CLOSE):
-                    return kind, at
-                if kind == _MISS:
-                    start = idx + 1
-                    continue
-                self._pos = idx
-            else:
-                self._pos = max(self._pos, len(buf) - keep)
-            if not self._fill():
-                if idx >= 0:
-                    raise MultipartError("multipart stream truncated in a boundary line")
-                raise MultipartError("no multipart boundary found in the data")
-            start = 0
-
     def _read_headers(self, at: int) -> dict[str, str]:
         self._pos = at
         scan = 0  # relative to self._pos: where to resume looking for the blank line
-        while True:
-            end = self._buf.find(b"\r\n\r\n", self._pos + scan)
-            if end >= 0:
-                break
+        while (end := self._buf.find(b"\r\n\r\n", self._pos + scan)) < 0:
             if len(self._buf) - self._pos > MAX_HEADER_BYTES:
                 raise MultipartError(f"part headers larger than {MAX_HEADER_BYTES} bytes")
             scan = max(0, len(self._buf) - self._pos - 3)  # the blank line may straddle chunks
@@ -388,7 +319,7 @@ class _Parser:
         with memoryview(self._buf) as mv:  # one copy; released so the buffer can resize
             return mv[a:b].tobytes()
 
-    def _body(self) -> Iterator[bytes]:
+    def _body(self, eof_error: str) -> Iterator[bytes]:
         d, keep = self._delim, len(self._delim) - 1
         scan = 0  # relative to self._pos
         while True:
@@ -414,7 +345,7 @@ class _Parser:
                     yield self._take(pos, cut)
                 scan = 0
             if not self._fill():
-                raise MultipartError("multipart stream truncated in a part body")
+                raise MultipartError(eof_error)
 
 
 def iter_parts(chunks: Iterable[bytes], boundary: str) -> Iterator[Part]:

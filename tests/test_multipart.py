@@ -150,8 +150,8 @@ def test_seek_tell_len_and_odd_reads() -> None:
             # Tiny reads only over a prefix (it still spans several small files): 1 syscall each.
             body.seek(0)
             pieces = []
-            while body.tell() < limit and (piece := body.read(size)):
-                assert len(piece) == min(size, len(full) - body.tell() + len(piece))
+            while (before := body.tell()) < limit and (piece := body.read(size)):
+                assert len(piece) == min(size, len(full) - before)
                 pieces.append(piece)
             assert b"".join(pieces) == full[: len(b"".join(pieces))]
             assert len(b"".join(pieces)) >= limit
@@ -455,6 +455,13 @@ def test_header_size_limit() -> None:
         parse([build(b"x", headers=big)])
     ok = b"X-Big: " + b"a" * (MAX_HEADER_BYTES - 100) + b"\r\n"
     assert parse(chunked(build(b"x", headers=ok), random.Random(0), 8192))[0][1] == b"x"
+
+
+def test_padding_limit() -> None:
+    data = b"--" + BB + b" " * 5000 + b"\r\n\r\nx\r\n--" + BB + b"--"
+    with pytest.raises(MultipartError, match="padding"):
+        parse(chunked(data, random.Random(0), 1000))
+    assert parse([data.replace(b" " * 5000, b" " * 4000)]) == [({}, b"x")]
 
 
 def test_malformed_header_line() -> None:
