@@ -88,7 +88,7 @@ class MultipartBody:
         )
         b = self.boundary.encode("ascii")
         head = b"--" + b + b"\r\nContent-Type: " + part_type.encode("latin-1") + b"\r\n\r\n"
-        # The body is a list of segments: constant bytes, or (path, size) read on demand.
+        # The body is a list of segments: constant bytes, or a file path read on demand.
         self._items: list[bytes | str] = []
         self._lens: list[int] = []
         for p in paths:
