@@ -137,13 +137,13 @@ def pydicom_data_files() -> list[Path]:
 @functools.cache
 def sop_instance_uid(path: Path) -> str | None:
     """SOPInstanceUID of a file (None if pydicom cannot read it)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the corpora hold deliberately odd files
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the corpora hold deliberately odd files
+        try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
-    except Exception:
-        return None
-    uid = ds.get("SOPInstanceUID")
+            uid = ds.get("SOPInstanceUID")
+        except Exception:
+            return None
     return str(uid) if uid else None
 
 

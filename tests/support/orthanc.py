@@ -37,12 +37,11 @@ class OrthancInstall(NamedTuple):
 def find_orthanc() -> OrthancInstall | None:
     """Paths of the Orthanc binary and its DICOMweb plugin, or None if either is missing.
 
-    `ORTHANC_BIN` overrides the binary location.
+    `ORTHANC_BIN`, when set, is the only binary considered.
     """
-    binaries = [os.environ["ORTHANC_BIN"]] if os.environ.get("ORTHANC_BIN") else []
-    binary = next(
-        (Path(b) for b in [*binaries, *BINARY_CANDIDATES] if os.access(b, os.X_OK)), None
-    )
+    override = os.environ.get("ORTHANC_BIN")
+    binaries = [override] if override else BINARY_CANDIDATES
+    binary = next((Path(b) for b in binaries if os.access(b, os.X_OK)), None)
     plugin = next(
         (
             Path(p).resolve()
