@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -291,3 +288,540 @@ def test_large_upload_and_retrieve_stream_without_holding_the_body(srv: LocalSer
     # Client and server run in this process; both together stay far below 20 MiB.
     assert upload_peak < 8 * 1024 * 1024, f"upload peak {upload_peak} bytes"
     assert retrieve_peak < 8 * 1024 * 1024, f"retrieve peak {retrieve_peak} bytes"
+
+
+# -- QIDO ---------------------------------------------------------------------------------
+def test_qido_levels_and_attributes(loaded: LocalServer) -> None:
+    srv = loaded
+    studies = qido(srv, "/studies")
+    assert len(studies) == 5
+    ct_study, ct_series, ct_sop = uids(blob(CT))
+    ct = next(s for s in studies if value(s, "0020000D") == ct_study)
+    assert ct["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "CompressedSamples^CT1"}]}
+    assert value(ct, "00080020") == "20040119"
+    assert value(ct, "00201206") == 1 and value(ct, "00201208") == 1
+    assert ct["00080061"]["Value"] == ["CT"]
+    assert "00081030" not in ct  # StudyDescription only on request
+    rt_study = uids(blob(RTPLAN))[0]
+    rt = next(s for s in studies if value(s, "0020000D") == rt_study)
+    assert rt["00080061"]["Value"] == ["RTPLAN"]
+    assert rt["00080050"] == {"vr": "SH"}  # empty AccessionNumber: no Value
+    # Stable insertion order.
+    assert [value(s, "0020000D") for s in studies][:2] == [ct_study, uids(blob(MR))[0]]
+
+    series = qido(srv, "/series")
+    assert len(series) == 5
+    assert all("00201209" in s for s in series)
+    assert "00100010" in series[0]  # study attributes come with a cross-study search
+    in_study = qido(srv, f"/studies/{rt_study}/series")
+    assert [value(s, "00080060") for s in in_study] == ["RTPLAN"]
+    assert "00100010" not in in_study[0]
+
+    instances = qido(srv, "/instances")
+    assert value(instances[0], "00080018") == ct_sop
+    assert len(instances) == 5
+    assert value(instances[0], "00083002") == EXPLICIT_LE
+    assert len(qido(srv, f"/studies/{rt_study}/instances")) == 1
+    one = qido(srv, f"/studies/{ct_study}/series/{ct_series}/instances")
+    assert [value(i, "00080018") for i in one] == [ct_sop]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"PatientName": "compressed*"}, {CT, MR}),
+        ({"PatientName": "*SAMPLES^?R1"}, {MR}),
+        ({"00100010": "lestrade^g"}, {JPEG}),
+        ({"PatientID": "1CT1"}, {CT}),
+        ({"StudyDate": "20040119"}, {CT}),
+        ({"StudyDate": "20040101-20041231"}, {CT, MR}),
+        ({"StudyDate": "-20031231"}, {RTPLAN, RTDOSE}),
+        ({"StudyDate": "20030801-20030831"}, {RTDOSE}),
+        ({"StudyDate": "20170101-"}, {JPEG}),
+        ({"Modality": "RTDOSE"}, {RTDOSE}),
+        ({"0020000D": "STUDY(MR)"}, {MR}),
+        ({"StudyInstanceUID": "STUDY(MR),STUDY(CT)"}, {CT, MR}),
+        ({"PatientName": "lest", "fuzzymatching": "true"}, {JPEG}),
+        ({"PatientName": "lest"}, set()),
+    ],
+)
+def test_qido_study_filters(loaded: LocalServer, params: dict, expected: set[str]) -> None:
+    def resolve(text: str) -> str:
+        for name in (CT, MR, JPEG):
+            text = text.replace(f"STUDY({name.split('_')[0]})", uids(blob(name))[0])
+        return text
+
+    params = {key: resolve(v) for key, v in params.items()}
+    got = {value(s, "0020000D") for s in qido(loaded, "/studies", **params)}
+    assert got == {uids(blob(name))[0] for name in expected}
+
+
+def test_qido_instance_filters_and_includefield(loaded: LocalServer) -> None:
+    srv = loaded
+    sop = uids(blob(RTDOSE))[2]
+    (hit,) = qido(srv, "/instances", SOPInstanceUID=sop)
+    assert value(hit, "00080060") == "RTDOSE"
+    series_uid = uids(blob(MR))[1]
+    (mr,) = qido(srv, "/series", SeriesInstanceUID=series_uid, includefield="SeriesDescription")
+    assert "0008103E" in mr
+    (ct,) = qido(srv, "/studies", PatientID="1CT1", includefield="00081030")
+    assert value(ct, "00081030") == "e+1"
+    (full,) = qido(srv, "/instances", SOPInstanceUID=sop, includefield="all")
+    assert value(full, "00020010") == "1.2.840.10008.1.2"
+    assert value(full, "00100010")["Alphabetic"] == "Lastname^Firstname"
+    repeated = requests.get(
+        srv.url + "/studies",
+        params=[("PatientID", "1CT1"), ("includefield", "StudyDescription,StudyID")],
+    )
+    assert "00081030" in repeated.json()[0]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"NoSuchKey": "x"},
+        {"7FE00010": "x"},  # a real tag, but not searchable
+        {"includefield": "NotAKeyword"},
+        {"offset": "1000001"},
+        {"limit": "ten"},
+        {"StudyDate": "2004"},
+    ],
+)
+def test_qido_bad_queries_are_plain_text_400(loaded: LocalServer, params: dict) -> None:
+    resp = requests.get(loaded.url + "/studies", params=params)
+    assert resp.status_code == 400
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    assert resp.text.strip()
+
+
+def test_qido_no_match_200_or_204(tmp_path: Path) -> None:
+    with LocalServer(tmp_path / "a") as srv:
+        resp = requests.get(srv.url + "/studies", params={"PatientID": "nobody"})
+        assert (resp.status_code, resp.text) == (200, "[]")
+    with LocalServer(tmp_path / "b", no_match_status=204) as srv:
+        resp = requests.get(srv.url + "/studies")
+        assert (resp.status_code, resp.content) == (204, b"")
+
+
+def test_qido_limit_is_clamped_to_google_caps() -> None:
+    for level, asked, cap in [
+        ("study", 9999, 5000),
+        ("series", 6000, 5000),
+        ("instance", 60000, 50000),
+        ("study", 20, 20),
+    ]:
+        _, params, _ = build_query([("limit", str(asked))], level, None, None)
+        assert params[-2:] == [cap, 0]
+    _, params, _ = build_query([("offset", "7")], "study", None, None)
+    assert params[-2:] == [100, 7]
+
+
+@pytest.fixture(scope="module")
+def bulk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalServer, list[str]]]:
+    """151 studies, one of them with a series of 900 instances: 1,050 instances in all."""
+    template = blob(RTPLAN)
+    with LocalServer(tmp_path_factory.mktemp("bulk")) as srv:
+        files = [synthetic(template) for _ in range(150)]
+        study, series = generate_uid(), generate_uid()
+        files += [synthetic(template, study, series) for _ in range(900)]
+        for i in range(0, len(files), 350):
+            assert stow(srv, files[i : i + 350]).status_code == 200
+        order = [uids(f)[0] for f in files[:151]]
+        yield srv, order
+
+
+def test_qido_without_limit_is_silently_cut(bulk: tuple[LocalServer, list[str]]) -> None:
+    srv, order = bulk
+    studies = qido(srv, "/studies")
+    assert len(studies) == 100
+    assert [value(s, "0020000D") for s in studies] == order[:100]
+    assert len(qido(srv, "/studies", limit=500)) == 151
+    assert len(qido(srv, "/instances")) == 1000
+    assert len(qido(srv, "/instances", limit=2000)) == 1050
+    big = order[150]
+    (row,) = [s for s in qido(srv, "/studies", limit=500) if value(s, "0020000D") == big]
+    assert value(row, "00201208") == 900
+
+
+def test_qido_offset_paging_visits_everything_once(bulk: tuple[LocalServer, list[str]]) -> None:
+    srv, order = bulk
+    seen: list[str] = []
+    while True:
+        page = qido(srv, "/studies", limit=40, offset=len(seen))
+        seen += [value(s, "0020000D") for s in page]
+        if len(page) < 40:
+            break
+    assert seen == order
+    assert qido(srv, "/studies", limit=40, offset=151) == []
+
+
+# -- WADO ---------------------------------------------------------------------------------
+def test_wado_study_multipart_is_byte_identical(loaded: LocalServer) -> None:
+    srv = loaded
+    study = uids(blob(CT))[0]
+    resp = requests.get(f"{srv.url}/studies/{study}", headers={"Accept": RAW_MP})
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith(DICOM_MP)
+    assert resp.headers.get("Transfer-Encoding") == "chunked"
+    ((head, data),) = split_multipart(resp)
+    assert data == blob(CT)
+    assert f"transfer-syntax={EXPLICIT_LE}" in head
+
+
+def test_wado_accept_variants_and_series_level(loaded: LocalServer) -> None:
+    srv = loaded
+    study, series, _ = uids(blob(RTDOSE))
+    url = f"{srv.url}/studies/{study}/series/{series}"
+    for accept in ("multipart/related; type=application/dicom; transfer-syntax=*", "*/*", None):
+        # A bare prepared request sent by Session.send carries no default Accept.
+        request = requests.Request("GET", url).prepare()
+        if accept is not None:
+            request.headers["Accept"] = accept
+        with requests.Session() as session:
+            resp = session.send(request, timeout=10)
+        assert resp.status_code == 200, accept
+        assert "Accept" not in loaded.requests[-1].headers or accept is not None
+        ((head, data),) = split_multipart(resp)
+        assert data == blob(RTDOSE), accept  # stored bytes, implicit VR kept
+        assert head.endswith("transfer-syntax=1.2.840.10008.1.2"), head
+    assert requests.get(url, headers={"Accept": "application/json"}).status_code == 406
+
+
+def test_wado_instance_single_part_and_404(loaded: LocalServer) -> None:
+    srv = loaded
+    study, series, sop = uids(blob(MR))
+    url = f"{srv.url}/studies/{study}/series/{series}/instances/{sop}"
+    resp = requests.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"})
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"] == f"application/dicom; transfer-syntax={EXPLICIT_LE}"
+    assert resp.headers["Content-Length"] == str(len(blob(MR)))
+    assert resp.content == blob(MR)
+    multi = requests.get(url, headers={"Accept": RAW_MP})
+    assert [d for _, d in split_multipart(multi)] == [blob(MR)]
+    for missing in (
+        f"{srv.url}/studies/1.2.3",
+        f"{srv.url}/studies/{study}/series/1.2.3",
+        f"{srv.url}/studies/{study}/series/{series}/instances/1.2.3",
+    ):
+        gone = requests.get(missing, headers={"Accept": RAW_MP})
+        assert gone.status_code == 404
+        assert gone.headers["Content-Type"].startswith("application/json")
+        assert gone.json()["error"]["status"] == "NOT_FOUND"
+    # Single part makes no sense for a whole study.
+    whole = requests.get(f"{srv.url}/studies/{study}", headers={"Accept": "application/dicom"})
+    assert whole.status_code == 406
+
+
+def test_wado_without_star_transcodes_to_explicit_le(loaded: LocalServer) -> None:
+    srv = loaded
+    study, series, sop = uids(blob(RTPLAN))
+    url = f"{srv.url}/studies/{study}/series/{series}/instances/{sop}"
+    resp = requests.get(url, headers={"Accept": "application/dicom"})
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].endswith(f"transfer-syntax={EXPLICIT_LE}")
+    ds = pydicom.dcmread(io.BytesIO(resp.content))
+    assert ds.file_meta.TransferSyntaxUID == EXPLICIT_LE
+    assert ds.SOPInstanceUID == sop
+    assert ds.RTPlanLabel == pydicom.dcmread(real_file(RTPLAN)).RTPlanLabel
+    ((head, data),) = split_multipart(requests.get(url, headers={"Accept": DICOM_MP}))
+    assert EXPLICIT_LE in head and data != blob(RTPLAN)
+    # Already Explicit VR LE: sent as stored.
+    ct_study = uids(blob(CT))[0]
+    ct_resp = requests.get(f"{srv.url}/studies/{ct_study}", headers={"Accept": DICOM_MP})
+    assert [d for _, d in split_multipart(ct_resp)] == [blob(CT)]
+    # Compressed: this server does not transcode.
+    jpeg_study = uids(blob(JPEG))[0]
+    refused = requests.get(f"{srv.url}/studies/{jpeg_study}", headers={"Accept": DICOM_MP})
+    assert refused.status_code == 406
+    assert "not supported by this test server" in refused.json()["error"]["message"]
+    raw = requests.get(f"{srv.url}/studies/{jpeg_study}", headers={"Accept": RAW_MP})
+    assert [d for _, d in split_multipart(raw)] == [blob(JPEG)]
+
+
+def test_wado_big_endian_is_converted(srv: LocalServer) -> None:
+    numpy = pytest.importorskip("numpy")
+    data = blob("MR_small_bigendian.dcm")
+    assert stow(srv, [data]).status_code == 200
+    study, series, sop = uids(data)
+    url = f"{srv.url}/studies/{study}/series/{series}/instances/{sop}"
+    resp = requests.get(url, headers={"Accept": "application/dicom"})
+    assert resp.status_code == 200
+    ds = pydicom.dcmread(io.BytesIO(resp.content))
+    assert ds.file_meta.TransferSyntaxUID == EXPLICIT_LE
+    reference = pydicom.dcmread(real_file(MR)).pixel_array
+    assert numpy.array_equal(ds.pixel_array, reference)
+
+
+def test_wado_multipart_orders_by_series_then_instance(srv: LocalServer) -> None:
+    template = blob(RTPLAN)
+    study, first, second = generate_uid(), generate_uid(), generate_uid()
+    files = [
+        synthetic(template, study, first),
+        synthetic(template, study, second),
+        synthetic(template, study, first),
+    ]
+    assert stow(srv, files).status_code == 200
+    resp = requests.get(f"{srv.url}/studies/{study}", headers={"Accept": RAW_MP})
+    assert [d for _, d in split_multipart(resp)] == [files[0], files[2], files[1]]
+
+
+# -- DELETE and operations ----------------------------------------------------------------
+def poll(srv: LocalServer, name: str, timeout: float = 5.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        op = requests.get(f"{srv.root_url}/v1/{name}").json()
+        if op.get("done") or time.monotonic() > deadline:
+            return op
+        time.sleep(0.05)
+
+
+def test_delete_study_is_a_long_running_operation(loaded: LocalServer) -> None:
+    srv = loaded
+    study = uids(blob(CT))[0]
+    resp = requests.delete(f"{srv.url}/studies/{study}")
+    assert resp.status_code == 200
+    name = resp.json()["name"]
+    assert re.fullmatch(r"projects/demo/locations/local/datasets/ds/operations/\d{15,}", name)
+    running = requests.get(f"{srv.root_url}/v1/{name}").json()
+    assert "done" not in running
+    meta = running["metadata"]
+    assert meta["@type"] == "type.googleapis.com/google.cloud.healthcare.v1.OperationMetadata"
+    assert meta["apiMethodName"].endswith("DicomWebService.DeleteStudy")
+    assert meta["counter"]["pending"] == "1" and "endTime" not in meta
+    # No inserts into a study while its delete runs.
+    blocked = stow(srv, [blob(CT)])
+    assert blocked.status_code == 409
+    assert "being deleted" in value(blocked.json()["00081198"]["Value"][0], "00090097")
+    done = poll(srv, name)
+    assert done["done"] is True
+    assert done["response"] == {"@type": "type.googleapis.com/google.protobuf.Empty"}
+    assert done["metadata"]["counter"] == {"success": "1", "failure": "0", "pending": "0"}
+    assert done["metadata"]["endTime"] >= done["metadata"]["createTime"]
+    assert qido(srv, "/studies", StudyInstanceUID=study) == []
+    assert requests.get(f"{srv.url}/studies/{study}").status_code == 404
+    assert len(qido(srv, "/studies")) == 4
+    assert stow(srv, [blob(CT)]).status_code == 200  # allowed again once done
+
+
+def test_delete_series_instance_and_unknowns(loaded: LocalServer) -> None:
+    srv = loaded
+    study, series, _ = uids(blob(MR))
+    resp = requests.delete(f"{srv.url}/studies/{study}/series/{series}")
+    assert resp.status_code == 200
+    op = poll(srv, resp.json()["name"])
+    assert op["metadata"]["apiMethodName"].endswith("DeleteSeries") and op["done"]
+    assert qido(srv, "/series", SeriesInstanceUID=series) == []
+    r_study, r_series, r_sop = uids(blob(RTPLAN))
+    gone = requests.delete(f"{srv.url}/studies/{r_study}/series/{r_series}/instances/{r_sop}")
+    assert (gone.status_code, gone.json()) == (200, {})
+    assert qido(srv, "/instances", SOPInstanceUID=r_sop) == []
+    for url in (
+        f"{srv.url}/studies/1.2.3",
+        f"{srv.url}/studies/{study}/series/{series}",
+        f"{srv.url}/studies/{r_study}/series/{r_series}/instances/{r_sop}",
+        f"{srv.root_url}/v1/projects/demo/locations/local/datasets/ds/operations/12345",
+    ):
+        method = "GET" if "operations" in url else "DELETE"
+        missing = requests.request(method, url)
+        assert missing.status_code == 404, url
+        assert missing.json()["error"]["code"] == 404
+
+
+# -- faults, auth, routing ----------------------------------------------------------------
+def test_fault_503_with_retry_after_then_success(srv: LocalServer) -> None:
+    srv.inject_fault(503, retry_after="2", method="POST", path_contains="/studies")
+    body, ctype = multipart([blob(CT)])
+    first = requests.post(srv.url + "/studies", data=body, headers={"Content-Type": ctype})
+    assert first.status_code == 503
+    assert first.headers["Retry-After"] == "2"
+    assert first.json()["error"]["status"] == "UNAVAILABLE"
+    assert qido(srv, "/instances") == []  # the failed attempt stored nothing
+    second = requests.post(srv.url + "/studies", data=body, headers={"Content-Type": ctype})
+    assert second.status_code == 200
+    posts = [r for r in srv.requests if r.method == "POST"]
+    assert [r.status for r in posts] == [503, 200]
+    digest = hashlib.sha256(body).hexdigest()
+    assert all(r.body_sha256 == digest and r.body_length == len(body) for r in posts)
+
+
+def test_fault_matching_count_and_fifo(srv: LocalServer) -> None:
+    srv.inject_fault(429, count=2, method="GET", path_contains="/series")
+    srv.inject_fault(500, method="GET")
+    assert requests.get(srv.url + "/studies").status_code == 500  # first fault does not match
+    assert requests.get(srv.url + "/series").status_code == 429
+    assert requests.get(srv.url + "/series").status_code == 429
+    assert requests.get(srv.url + "/series").status_code == 200
+    srv.inject_fault(502, count=5)
+    srv.clear_faults()
+    assert requests.get(srv.url + "/studies").status_code == 200
+
+
+def test_fault_drop_closes_the_connection(srv: LocalServer) -> None:
+    srv.inject_fault(drop=True, method="POST")
+    body, ctype = multipart([blob(MR)])
+    with pytest.raises(requests.ConnectionError):
+        requests.post(srv.url + "/studies", data=body, headers={"Content-Type": ctype})
+    record = srv.requests[-1]
+    assert record.status is None and record.body_length == len(body)
+    assert qido(srv, "/instances") == []
+    again = requests.post(srv.url + "/studies", data=body, headers={"Content-Type": ctype})
+    assert again.status_code == 200
+
+
+def test_fault_delay_causes_read_timeout(srv: LocalServer) -> None:
+    srv.inject_fault(delay=0.6)
+    with pytest.raises(requests.ReadTimeout):
+        requests.get(srv.url + "/studies", timeout=0.2)
+    started = time.monotonic()
+    assert requests.get(srv.url + "/studies", timeout=5).status_code == 200
+    assert time.monotonic() - started < 0.5
+    srv.inject_fault(404, delay=0.3)
+    started = time.monotonic()
+    assert requests.get(srv.url + "/studies", timeout=5).status_code == 404
+    assert time.monotonic() - started >= 0.3
+
+
+def test_control_endpoints_over_http(srv: LocalServer) -> None:
+    control = srv.root_url + "/_control"
+    bad = requests.post(control + "/faults", json={"status": 503, "colour": "red"})
+    assert bad.status_code == 400
+    ok = requests.post(control + "/faults", json={"status": 503, "count": 2, "retry_after": "1"})
+    assert ok.status_code == 200
+    assert requests.get(srv.url + "/studies").status_code == 503
+    assert requests.delete(control + "/faults").status_code == 200
+    assert requests.get(srv.url + "/studies").status_code == 200
+    listed = requests.get(control + "/requests").json()
+    assert [r["status"] for r in listed if "/dicomWeb/" in r["path"]] == [503, 200]
+    assert all(len(r["body_sha256"]) == 64 for r in listed)
+    assert requests.delete(control + "/requests").status_code == 200
+    assert [r.path for r in srv.requests] == ["/_control/requests"]
+
+
+def test_bearer_token_401_and_runtime_change(tmp_path: Path) -> None:
+    with LocalServer(tmp_path, token="s3cret") as srv:
+        missing = requests.get(srv.url + "/studies")
+        assert missing.status_code == 401
+        assert missing.json()["error"]["status"] == "UNAUTHENTICATED"
+        wrong = requests.get(srv.url + "/studies", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        good = requests.get(srv.url + "/studies", headers={"Authorization": "Bearer s3cret"})
+        assert good.status_code == 200
+        srv.token = "fresh"
+        again = requests.get(srv.url + "/studies", headers={"Authorization": "Bearer s3cret"})
+        assert again.status_code == 401
+        token = requests.post(srv.root_url + "/token", data={"grant_type": "x"}).json()
+        assert token == {
+            "access_token": "fresh",
+            "expires_in": 3600,
+            "token_type": "Bearer",
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        }
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        assert requests.get(srv.url + "/studies", headers=headers).status_code == 200
+        assert requests.get(srv.root_url + "/_control/requests").status_code == 200
+
+
+def test_unknown_path_404_and_wrong_method_405(srv: LocalServer) -> None:
+    assert requests.get(srv.root_url + "/v1/nothing/here").status_code == 404
+    assert requests.get(srv.url + "/studies/1/series/2/instances/3/frames/1").status_code == 404
+    wrong = requests.put(srv.url + "/studies", data=b"x")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["code"] == 405
+    assert set(wrong.headers["Allow"].split(", ")) == {"GET", "POST"}
+    assert requests.post(srv.url + "/series").status_code == 405
+    assert requests.get(srv.root_url + "/token").status_code == 405
+
+
+# -- robustness and persistence -----------------------------------------------------------
+def test_client_dropping_mid_upload_leaves_nothing_behind(srv: LocalServer) -> None:
+    body, ctype = multipart([blob(CT)])
+    head = (
+        f"POST {srv.base_path}/studies HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+        sock.sendall(head + body[: len(body) // 2])
+    deadline = time.monotonic() + 5
+    while not srv.requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (record,) = srv.requests
+    assert record.complete is False and record.status is None
+    assert record.body_length == len(body) // 2
+    assert list((srv.data_dir / "tmp").iterdir()) == []
+    assert list((srv.data_dir / "objects").rglob("*.dcm")) == []
+    assert qido(srv, "/instances") == []  # and the server still answers
+
+
+def test_bad_chunked_framing_gets_400(srv: LocalServer) -> None:
+    head = f"POST {srv.base_path}/studies HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+        sock.sendall(head.encode() + b"Content-Type: application/dicom\r\n\r\nzz\r\nabc\r\n")
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert list((srv.data_dir / "tmp").iterdir()) == []
+
+
+def test_index_survives_restart(tmp_path: Path) -> None:
+    with LocalServer(tmp_path) as srv:
+        assert stow(srv, [blob(CT), blob(MR)]).status_code == 200
+    with LocalServer(tmp_path) as srv:
+        studies = qido(srv, "/studies")
+        assert {value(s, "0020000D") for s in studies} == {uids(blob(CT))[0], uids(blob(MR))[0]}
+        study, series, sop = uids(blob(CT))
+        url = f"{srv.url}/studies/{study}/series/{series}/instances/{sop}"
+        got = requests.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"})
+        assert got.content == blob(CT)
+        assert stow(srv, [blob(CT)]).status_code == 200  # still a byte-identical duplicate
+
+
+def test_concurrent_stows_keep_every_instance(srv: LocalServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    template = blob(RTPLAN)
+    files = [synthetic(template) for _ in range(24)]
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(lambda f: stow(srv, [f]).status_code, files))
+    assert codes == [200] * 24
+    assert len(qido(srv, "/instances")) == 24
+
+
+# -- the console script -------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_console_script_prints_url_serves_and_stops_on_sigterm(tmp_path: Path, how: str) -> None:
+    script = Path(sys.executable).with_name("dcmweb-testserver")
+    if how == "script" and not script.exists():
+        pytest.skip("dcmweb-testserver is not installed in this environment")
+    command = [str(script)] if how == "script" else [sys.executable, "-m", "dcmweb.testing"]
+    port = free_port()
+    command += ["--port", str(port), "--data", str(tmp_path / "data"), "--delete-delay", "0.1"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url == (
+            f"http://127.0.0.1:{port}/v1/projects/demo/locations/local/datasets/ds"
+            "/dicomStores/store/dicomWeb"
+        )
+        assert stow_url(url, blob(CT)).status_code == 200
+        assert len(requests.get(url + "/studies", timeout=5).json()) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, err
+    assert out == ""  # the URL was the only line
+    assert err == ""  # no request log without --verbose
+    assert (tmp_path / "data" / "index.sqlite").exists()
+
+
+def stow_url(url: str, data: bytes) -> requests.Response:
+    headers = {"Content-Type": "application/dicom"}
+    return requests.post(url + "/studies", data=data, headers=headers, timeout=10)
