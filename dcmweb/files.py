@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -81,8 +82,9 @@ def _expand_one(mask: str) -> list[str]:
         return [mask]
     if not glob.has_magic(mask):
         return []
-    # The old tool's '**' matched files at any depth, like '**/*'.
-    pattern = mask.replace("**", "**/*") if mask.endswith("**") else mask
+    # The old tool's '**' matched files at any depth: 'a/**' is 'a/**/*' and './**.dcm'
+    # is './**/*.dcm' (Python's glob alone treats '**.dcm' like '*.dcm').
+    pattern = re.sub(r"\*\*(?![/\\])", "**/*", mask)
     found: list[str] = []
     for match in sorted(glob.glob(pattern, recursive=True)):
         if os.path.isdir(match):
