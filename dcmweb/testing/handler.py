@@ -80,6 +80,9 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "dcmweb-testserver"
     sys_version = ""
     timeout = 120  # idle keep-alive or stalled upload
+    # Headers and body go out in separate writes; with Nagle on, each small answer
+    # would wait for the client's delayed ACK (~40 ms per request).
+    disable_nagle_algorithm = True
     server: HTTPServer
 
     # --- connection bookkeeping -------------------------------------------------

@@ -94,6 +94,9 @@ class Store:
             self.data_dir / "index.sqlite", check_same_thread=False, isolation_level=None
         )
         self._db.row_factory = sqlite3.Row
+        # A test store needs no fsync per insert; WAL keeps reads cheap during writes.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._db.create_function("dcm_match", 3, dcm_match, deterministic=True)
         # (study, series or None) -> number of running deletes; STOW into them fails.
