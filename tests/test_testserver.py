@@ -825,3 +825,20 @@ def test_console_script_prints_url_serves_and_stops_on_sigterm(tmp_path: Path, h
 def stow_url(url: str, data: bytes) -> requests.Response:
     headers = {"Content-Type": "application/dicom"}
     return requests.post(url + "/studies", data=data, headers=headers, timeout=10)
+
+
+def test_expect_100_continue_is_never_required(srv: LocalServer) -> None:
+    data = blob(CT)
+    head = (
+        f"POST {srv.base_path}/studies HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        f"Content-Type: application/dicom\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+        sock.sendall(head + data)  # body at once, without waiting for 100 Continue
+        answer = b""
+        while b"</NativeDicomModel>" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    assert b"HTTP/1.1 200" in answer
+    assert qido(srv, "/instances", SOPInstanceUID=uids(data)[2])

@@ -62,11 +62,18 @@ class Request:
 class HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # bursts of parallel uploads must not be refused
 
     def __init__(self, address: tuple[str, int], app: LocalServer) -> None:
         self.app = app
         self.connections: set[socket.socket] = set()
         super().__init__(address, Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that reset or time out an idle keep-alive connection are normal here.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         """Shut down open keep-alive connections so their threads end promptly."""
