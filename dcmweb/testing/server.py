@@ -5,11 +5,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from .faults import Fault, FaultQueue, RequestLog, RequestRecord
 from .operations import Operations
 from .routes import BASE_PATH
 from .storage import Store
+
+if TYPE_CHECKING:
+    from .handler import HTTPServer
 
 
 class LocalServer:
@@ -46,12 +50,12 @@ class LocalServer:
         self.records = RequestLog()
         self.store: Store
         self.operations: Operations
-        self._httpd = None  # type: ignore[var-annotated]
+        self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # --- lifecycle --------------------------------------------------------------
     def start(self) -> LocalServer:
-        from .handler import HTTPServer
+        from .handler import HTTPServer  # the handler pulls in http.server only when run
 
         if self._thread is not None:
             raise RuntimeError("server already started")
