@@ -842,3 +842,43 @@ def test_expect_100_continue_is_never_required(srv: LocalServer) -> None:
             answer += chunk
     assert b"HTTP/1.1 200" in answer
     assert qido(srv, "/instances", SOPInstanceUID=uids(data)[2])
+
+
+class _Trickle(io.RawIOBase):
+    """A reader that hands out a few bytes per read, to cross every buffer edge."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        step = 1 + self.pos % 5
+        out = self.data[self.pos : self.pos + step]
+        self.pos += len(out)
+        return out
+
+
+def test_multipart_splitter_handles_tiny_reads_and_lookalike_boundaries(tmp_path: Path) -> None:
+    from dcmweb.testing.multipart import MultipartError, iter_parts
+
+    parts = [b"", b"--b0undar\r\n--b0undar\r\n-", b"\r\n\r\n--", blob(RTPLAN)]
+    body, _ = multipart(parts)
+    counter = iter(range(1000))
+
+    def new_temp() -> Path:
+        return tmp_path / f"part{next(counter)}"
+
+    got = list(iter_parts(_Trickle(b"preamble\r\n" + body + b"epilogue"), "b0undary", new_temp))
+    assert [p.path.read_bytes() for p in got] == parts
+    assert got[3].sha256 == hashlib.sha256(parts[3]).hexdigest()
+    assert all(p.headers == {"content-type": "application/dicom"} for p in got)
+    truncated = _Trickle(body[: len(body) // 2])
+    complete = 0
+    with pytest.raises(MultipartError):
+        for part in iter_parts(truncated, "b0undary", new_temp):
+            part.path.unlink()  # the caller owns the complete parts
+            complete += 1
+    assert complete == 3
+    assert len(list(tmp_path.iterdir())) == 4  # the half part was removed by the splitter
