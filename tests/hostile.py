@@ -1,0 +1,168 @@
+"""A small http.server fake for answers no real DICOMweb server gives on purpose.
+
+One handler per (method, path): a test registers what each request should get, runs
+dcmweb against ``fake.url``, then reads ``fake.requests``. It listens on 127.0.0.1 only.
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.reply(200, b"[]", "application/json"))
+        ...
+        assert [r.path for r in fake.requests] == [...]
+
+Paths in ``route`` are relative to the DICOMweb base (``/studies``) unless they start with
+``/v1/`` (operations live at the API root, as on Google's API).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+DATASET = "projects/p/locations/l/datasets/d"
+BASE_PATH = f"/v1/{DATASET}/dicomStores/s/dicomWeb"
+
+
+@dataclass
+class Seen:
+    """One request the fake received."""
+
+    method: str
+    path: str  # relative to the DICOMweb base when under it
+    query: list[tuple[str, str]]
+    headers: dict[str, str]
+    body: bytes = b""
+    params: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.params = dict(self.query)
+
+
+class Request:
+    """What a route function gets: the request, and ways to answer (or not) it."""
+
+    def __init__(self, handler: _Handler, seen: Seen) -> None:
+        self.handler = handler
+        self.seen = seen
+        self.params = seen.params
+
+    def reply(self, status: int, body: bytes = b"", content_type: str | None = None,
+              headers: dict[str, str] | None = None) -> None:
+        h = self.handler
+        h.send_response(status)
+        if content_type:
+            h.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            h.send_header(name, value)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def json(self, status: int, payload: Any, content_type: str = "application/json") -> None:
+        self.reply(status, json.dumps(payload).encode(), content_type)
+
+    def stream(self, status: int, content_type: str, chunks: Iterable[bytes], *,
+               claimed_length: int | None = None) -> None:
+        """Send chunks, then close the connection. With ``claimed_length`` the header
+        promises that many bytes (a lie if fewer are sent); without it the body simply
+        ends when the connection closes."""
+        h = self.handler
+        h.send_response(status)
+        h.send_header("Content-Type", content_type)
+        if claimed_length is not None:
+            h.send_header("Content-Length", str(claimed_length))
+        h.send_header("Connection", "close")
+        h.end_headers()
+        for chunk in chunks:
+            h.wfile.write(chunk)
+            h.wfile.flush()
+        h.close_connection = True
+
+
+Route = Callable[[Request], None]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _dispatch(self) -> None:
+        parts = urlsplit(self.path)
+        path = parts.path
+        if path.startswith(BASE_PATH):
+            path = path[len(BASE_PATH):] or "/"
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        seen = Seen(self.command, path, parse_qsl(parts.query, keep_blank_values=True),
+                    dict(self.headers.items()), body)
+        fake = self.server.fake
+        with fake.lock:
+            fake.requests.append(seen)
+            action = fake.routes.get((self.command, path))
+        request = Request(self, seen)
+        if action is None:
+            request.reply(404, f"no route for {self.command} {path}".encode(), "text/plain")
+            return
+        action(request)
+
+    do_GET = do_POST = do_DELETE = do_PUT = _dispatch
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    fake: Hostile
+
+
+class Hostile:
+    """The fake server; a context manager that starts and stops it."""
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], Route] = {}
+        self.requests: list[Seen] = []
+        self.lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def url(self) -> str:
+        """A DICOMweb base shaped like Google's (so operations can be polled)."""
+        return self.root_url + BASE_PATH
+
+    def route(self, method: str, path: str, action: Route) -> None:
+        self.routes[(method.upper(), path)] = action
+
+    def seen(self, method: str | None = None, path: str | None = None) -> list[Seen]:
+        with self.lock:
+            return [r for r in self.requests
+                    if (method is None or r.method == method) and (path is None or r.path == path)]
+
+    def __enter__(self) -> Hostile:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def multipart(parts: Iterable[bytes], boundary: str, content_type: str = "application/dicom"
+              ) -> bytes:
+    """A complete multipart/related body."""
+    body = b"".join(
+        f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode() + part + b"\r\n"
+        for part in parts
+    )
+    return body + f"--{boundary}--\r\n".encode()
