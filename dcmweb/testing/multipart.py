@@ -3,6 +3,9 @@
 The splitter reads the request body from its temp file in 64 KiB chunks and writes
 each part to its own temp file, hashing as it goes, so memory stays flat whatever
 the size of the upload.
+
+It is deliberately not dcmweb.multipart: the test server is the client's oracle, and
+a parser shared by both would let one bug hide on both sides of every test.
 """
 
 from __future__ import annotations
