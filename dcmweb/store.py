@@ -138,8 +138,13 @@ class Uploader:
         status, answer, message = self._post(items)
         results: list[StoreResult] = []
         unknown: list[_Item] = []
+        answered = [*answer.failed, *answer.stored]
         for item in items:
             uid = item.info.sop_instance_uid
+            if len(items) == 1 and uid not in answered and len(answered) == 1:
+                # One file, one answer: it is this file's, even when the File Meta
+                # MediaStorageSOPInstanceUID differs from the data set's SOPInstanceUID.
+                uid = answered[0]
             if uid in answer.failed:
                 results.append(self._result(item, "failed", message=answer.failed[uid].describe()))
             elif uid in answer.stored:
