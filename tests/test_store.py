@@ -1,0 +1,433 @@
+"""Store (STOW-RS) through the library and the CLI, against Orthanc, tiny-pacs and the local
+GCP-like server, with real pydicom files: what is stored, what is reported, how it exits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pydicom
+import pytest
+import requests
+from click.testing import CliRunner, Result
+from support import corpus
+
+from dcmweb import Client
+from dcmweb.cli import cli
+from dcmweb.multipart import MultipartBody
+from dcmweb.store import StoreResult
+
+STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+UPLOADED = re.compile(rf"^{STAMP} -- (?P<path>.+) uploaded as (?P<url>\S+)$")
+SUMMARY = re.compile(rf"^{STAMP} -- Transferred (?P<size>\S+ \S+) in (?P<files>\d+) files"
+                     r"(?:; (?P<extras>.*))?$")
+CONFLICT_DETAIL = ("processing failure (0x0110): an instance with the same SOPInstanceUID"
+                   " already exists with different content")
+# Files the local server stores (readable, valid UIDs), unique SOPInstanceUIDs, clean meta.
+CLEAN = ["CT_small.dcm", "MR_small.dcm", "693_J2KI.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm"]
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+def by_name(files: list[Path], *names: str) -> list[Path]:
+    index = {p.name: p for p in files}
+    return [index[name] for name in names]
+
+
+def uids(path: Path) -> tuple[str, str, str]:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+
+
+def instance_url(base: str, path: Path) -> str:
+    study, series, sop = uids(path)
+    return f"{base}/studies/{study}/series/{series}/instances/{sop}"
+
+
+def conflicting_copy(source: Path, target: Path) -> Path:
+    """A file with the same UIDs as `source` and different bytes."""
+    ds = pydicom.dcmread(source)
+    ds.PatientName = "Conflict^Copy"
+    ds.save_as(target, enforce_file_format=True)
+    assert target.read_bytes() != source.read_bytes()
+    return target
+
+
+def expected_body(record, paths: list[Path]) -> bytes:
+    """The multipart body holding `paths` under the boundary the record's request used."""
+    boundary = record.headers["Content-Type"].rsplit("boundary=", 1)[1].strip('"')
+    return MultipartBody(paths, boundary=boundary).read()
+
+
+def stored_bytes(local_server, path: Path) -> bytes:
+    response = requests.get(instance_url(local_server.url, path),
+                            headers={"Accept": "application/dicom; transfer-syntax=*"}, timeout=30)
+    response.raise_for_status()
+    return response.content
+
+
+def orthanc_instances(orthanc) -> int:
+    response = requests.get(orthanc.rest_url + "/instances", timeout=30)
+    response.raise_for_status()
+    return len(response.json())
+
+
+def uploaded_lines(stderr: str) -> dict[str, str]:
+    lines = [m for m in map(UPLOADED.match, stderr.splitlines()) if m]
+    paths = [m["path"] for m in lines]
+    assert len(paths) == len(set(paths)), "a file was reported twice"
+    return {m["path"]: m["url"] for m in lines}
+
+
+def summary(stderr: str) -> re.Match[str]:
+    matches = [m for m in map(SUMMARY.match, stderr.splitlines()) if m]
+    assert len(matches) == 1, stderr
+    return matches[0]
+
+
+def statuses(results: list[StoreResult]) -> dict[str, str]:
+    return {r.path.name: r.status for r in results}
+
+
+# -- Orthanc -----------------------------------------------------------------------------------
+def test_library_stores_every_acceptable_pydicom_file_in_orthanc(
+        orthanc, pydicom_files: list[Path]) -> None:
+    files = corpus.orthanc_safe(pydicom_files)
+    with Client(orthanc.url, backoff=0.01) as client:
+        results = client.store(files)
+    assert [r.path for r in results] == files  # one worker: input order
+    assert {r.status for r in results} == {"stored"}, [r for r in results if r.status != "stored"]
+    assert orthanc_instances(orthanc) == len(corpus.unique_by_sop(files))
+    ct = next(r for r in results if r.path.name == "CT_small.dcm")
+    assert ct.retrieve_url == instance_url(orthanc.url, ct.path)
+    assert ct.size == ct.path.stat().st_size
+    # The stored bytes are the file's bytes: never re-encoded on the way.
+    response = requests.get(f"{orthanc.rest_url}/instances", timeout=30)
+    first = response.json()[0]
+    raw = requests.get(f"{orthanc.rest_url}/instances/{first}/file", timeout=30).content
+    assert hashlib.sha256(raw).hexdigest() in {
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.mark.parametrize("parallel", [[], ["-m", "--workers", "3"]], ids=["serial", "parallel"])
+def test_cli_stores_pydicom_corpus_in_orthanc_reporting_rejects(
+        orthanc, pydicom_files: list[Path], tmp_path: Path, parallel: list[str]) -> None:
+    report = tmp_path / "report.jsonl"
+    result = run(*parallel, orthanc.url, "store", "--batch-size", "7", "--report", str(report),
+                 *map(str, pydicom_files))
+    assert result.exit_code == 6, result.stderr  # old dcmweb said 0 here
+    assert result.stdout == ""
+
+    skipped = {p for p in pydicom_files if p.name.startswith("DICOMDIR")}
+    rejects = {p for p in pydicom_files if p.name in corpus.ORTHANC_REJECTS} - skipped
+    accepted = set(pydicom_files) - skipped - rejects
+    # Orthanc answers 200 to a file whose SOPInstanceUID it already holds, before it parses
+    # the file: a reject sharing its UID with an accepted file (rtdose_rle.dcm and badVR.dcm)
+    # may be reported either way, depending on which arrives first.
+    accepted_uids = {corpus.sop_instance_uid(p) for p in accepted}
+    either = {p for p in rejects if corpus.sop_instance_uid(p) in accepted_uids}
+    assert either  # the corpus still has such a case
+    assert orthanc_instances(orthanc) == len(corpus.unique_by_sop(sorted(accepted)))
+
+    uploaded = uploaded_lines(result.stderr)
+    stored = {Path(p) for p in uploaded}
+    assert accepted <= stored <= accepted | either
+    failed = rejects - stored
+    assert uploaded[str(by_name(pydicom_files, "CT_small.dcm")[0])] == instance_url(
+        orthanc.url, by_name(pydicom_files, "CT_small.dcm")[0])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("dcmweb: error: ")]
+    for path in failed:  # Orthanc names some in FailedSOPSequence, some only by the 400
+        assert (f"dcmweb: error: {path} failed: HTTP 400 Bad Request" in result.stderr
+                or f"dcmweb: error: {path} failed: cannot understand (0xC000)" in result.stderr)
+    assert errors[-1] == (
+        f"dcmweb: error: {len(failed)} of {len(pydicom_files)} files failed to store")
+    assert len(errors) == len(failed) + 1
+    for path in skipped:
+        assert f"dcmweb: warning: skipped {path}: a DICOMDIR index, not an image" in result.stderr
+    total = sum(p.stat().st_size for p in stored)
+    line = summary(result.stderr)
+    assert int(line["files"]) == len(stored)
+    assert line["extras"] == f"{len(failed)} failed, {len(skipped)} skipped"
+    assert line["size"] == f"{total / 1024 / 1024:.1f} MiB"
+
+    rows = [json.loads(text) for text in report.read_text().splitlines()]
+    assert len(rows) == len(pydicom_files)
+    assert {Path(r["path"]): r["status"] for r in rows} == {
+        **{p: "stored" for p in stored}, **{p: "failed" for p in failed},
+        **{p: "skipped" for p in skipped}}
+    ct = by_name(pydicom_files, "CT_small.dcm")[0]
+    assert next(r for r in rows if r["path"] == str(ct)) == {
+        "path": str(ct), "status": "stored", "sop_instance_uid": uids(ct)[2],
+        "retrieve_url": instance_url(orthanc.url, ct), "message": None,
+        "size": ct.stat().st_size}
+    assert all(r["message"] for r in rows if r["status"] != "stored")
+
+
+def test_orthanc_rejecting_one_file_keeps_the_rest_of_its_batch(
+        orthanc, pydicom_files: list[Path]) -> None:
+    files = by_name(pydicom_files, "CT_small.dcm", "SC_rgb_jpeg.dcm", "MR_small.dcm")
+    with Client(orthanc.url, backoff=0.01) as client:
+        results = client.store(files, batch_size=10)
+    assert statuses(results) == {
+        "CT_small.dcm": "stored", "SC_rgb_jpeg.dcm": "failed", "MR_small.dcm": "stored"}
+    bad = next(r for r in results if r.status == "failed")
+    assert bad.message is not None and bad.message.startswith("HTTP 400 Bad Request")
+    assert orthanc_instances(orthanc) == 2
+
+
+def test_single_part_to_orthanc_is_415_per_file_with_a_hint(
+        orthanc, pydicom_files: list[Path]) -> None:
+    files = by_name(pydicom_files, "CT_small.dcm", "MR_small.dcm")
+    result = run(orthanc.url, "store", "--single-part", *map(str, files))
+    assert result.exit_code == 6
+    assert result.stdout == ""
+    for path in files:
+        assert (f"dcmweb: error: {path} failed: HTTP 415 Unsupported Media Type"
+                f" (this server needs multipart uploads: drop --single-part)") in result.stderr
+    assert summary(result.stderr)["extras"] == "2 failed"
+    assert "dcmweb: error: 2 of 2 files failed to store" in result.stderr
+    assert orthanc_instances(orthanc) == 0
+
+
+def test_parallel_store_of_300_synthetic_files(orthanc, tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "synth", 300, studies=3, series_per_study=2)
+    result = run("-m", "--workers", "4", orthanc.url, "store", str(tmp_path / "synth"))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    uploaded = uploaded_lines(result.stderr)
+    assert set(uploaded) == {str(p) for p in files}
+    assert set(uploaded.values()) == {instance_url(orthanc.url, p) for p in files}
+    assert orthanc_instances(orthanc) == 300
+    line = summary(result.stderr)
+    assert line["files"] == "300" and line["extras"] is None
+    total = sum(p.stat().st_size for p in files)
+    assert line["size"] == f"{total / 1024 / 1024:.1f} MiB"
+    assert "error" not in result.stderr and "warning" not in result.stderr
+
+
+# -- local GCP-like server ------------------------------------------------------------------
+@pytest.mark.parametrize("mode", [[], ["--single-part"]], ids=["multipart", "single-part"])
+def test_cli_store_to_local_server(local_server, pydicom_files: list[Path],
+                                   mode: list[str]) -> None:
+    files = by_name(pydicom_files, *CLEAN)
+    result = run(local_server.url, "store", *mode, *map(str, files))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert uploaded_lines(result.stderr) == {
+        str(p): instance_url(local_server.url, p) for p in files}
+    assert summary(result.stderr)["files"] == str(len(files))
+    for path in files:
+        assert stored_bytes(local_server, path) == path.read_bytes()
+    posts = [r for r in local_server.requests if r.method == "POST"]
+    if mode:
+        assert len(posts) == len(files)
+        for record, path in zip(posts, files, strict=True):
+            assert record.headers["Content-Type"] == "application/dicom"
+            assert record.body_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    else:
+        assert len(posts) == 1
+        assert posts[0].headers["Content-Type"].startswith(
+            'multipart/related; type="application/dicom"; boundary=')
+    assert {r.headers["Accept"] for r in posts} == {"application/dicom+json"}
+
+
+def test_library_batches_by_count(local_server, tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "s", 7)
+    with Client(local_server.url, backoff=0.01) as client:
+        results = client.store([tmp_path / "s"], batch_size=3)
+    assert [r.status for r in results] == ["stored"] * 7
+    assert [r.path for r in results] == files
+    posts = [r for r in local_server.requests if r.method == "POST"]
+    assert len(posts) == 3
+    for record, batch in zip(posts, (files[0:3], files[3:6], files[6:]), strict=True):
+        body = expected_body(record, batch)
+        assert (record.body_length, record.body_sha256) == (
+            len(body), hashlib.sha256(body).hexdigest())
+    assert local_server.store.query("SELECT COUNT(*) FROM instances")[0][0] == 7
+
+
+def test_conflict_is_reported_per_file_and_the_others_stored(
+        local_server, pydicom_files: list[Path], tmp_path: Path) -> None:
+    ct, mr = by_name(pydicom_files, "CT_small.dcm", "MR_small.dcm")
+    copy = conflicting_copy(ct, tmp_path / "ct-copy.dcm")
+    report = tmp_path / "r.jsonl"
+    result = run(local_server.url, "store", "--report", str(report), str(ct), str(copy), str(mr))
+    assert result.exit_code == 6
+    assert result.stdout == ""
+    assert f"dcmweb: error: {copy} failed: {CONFLICT_DETAIL}" in result.stderr.splitlines()
+    assert uploaded_lines(result.stderr) == {
+        str(ct): instance_url(local_server.url, ct), str(mr): instance_url(local_server.url, mr)}
+    assert summary(result.stderr)["extras"] == "1 failed"
+    assert result.stderr.splitlines()[-1] == "dcmweb: error: 1 of 3 files failed to store"
+    assert stored_bytes(local_server, ct) == ct.read_bytes()
+    assert stored_bytes(local_server, mr) == mr.read_bytes()
+    rows = {Path(r["path"]).name: r for r in map(json.loads, report.read_text().splitlines())}
+    assert rows["ct-copy.dcm"]["status"] == "failed"
+    assert rows["ct-copy.dcm"]["message"] == CONFLICT_DETAIL
+
+
+def test_conflict_inside_one_batch_is_matched_to_its_file(
+        local_server, pydicom_files: list[Path], tmp_path: Path) -> None:
+    ct, mr, j2k = by_name(pydicom_files, "CT_small.dcm", "MR_small.dcm", "693_J2KI.dcm")
+    with Client(local_server.url, backoff=0.01) as client:
+        assert statuses(client.store([ct])) == {"CT_small.dcm": "stored"}
+        local_server.clear_requests()
+        results = client.store([mr, conflicting_copy(ct, tmp_path / "copy.dcm"), j2k])
+    assert statuses(results) == {
+        "MR_small.dcm": "stored", "copy.dcm": "failed", "693_J2KI.dcm": "stored"}
+    assert next(r for r in results if r.status == "failed").message == CONFLICT_DETAIL
+    # The 202 answer named the failed instance: no request per file was needed.
+    assert [r.status for r in local_server.requests] == [202]
+
+
+def test_meta_uid_differing_from_dataset_uid_still_gets_the_servers_answer(
+        local_server, pydicom_files: list[Path]) -> None:
+    # rtdose*.dcm: File Meta UID 1.2.999..., data set UID 1.9.999..., different bytes.
+    first, second = by_name(pydicom_files, "rtdose.dcm", "rtdose_1frame.dcm")
+    with Client(local_server.url, backoff=0.01) as client:
+        results = client.store([first, second])
+    assert statuses(results) == {"rtdose.dcm": "stored", "rtdose_1frame.dcm": "failed"}
+    assert results[0].retrieve_url == instance_url(local_server.url, first)
+    assert results[1].message == CONFLICT_DETAIL
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom, reading odd corpus files
+def test_whole_pydicom_corpus_to_local_server(local_server, pydicom_files: list[Path]) -> None:
+    with Client(local_server.url, backoff=0.01) as client:
+        results = client.store(pydicom_files)
+    assert len(results) == len(pydicom_files)
+    got = {r.path: r.status for r in results}
+    skipped = {p for p in pydicom_files if p.name.startswith("DICOMDIR")}
+    # Like GCP: a SOPInstanceUID already held is 200 for the same bytes, 409 for others.
+    first_bytes: dict[str | None, bytes] = {}
+    stored = set()
+    for path in pydicom_files:
+        if path.name not in corpus.NOT_STORABLE:
+            data = first_bytes.setdefault(corpus.sop_instance_uid(path), path.read_bytes())
+            if data == path.read_bytes():
+                stored.add(path)
+    assert {p for p, s in got.items() if s == "skipped"} == skipped
+    assert {p for p, s in got.items() if s == "stored"} == stored
+    assert local_server.store.query("SELECT COUNT(*) FROM instances")[0][0] == len(first_bytes)
+    for r in results:
+        if r.status == "failed":
+            assert r.message and (r.message.startswith(("processing failure (0x0110)",
+                                                        "cannot understand (0xC000)"))), r
+
+
+def test_storage_class_and_study(local_server, pydicom_files: list[Path]) -> None:
+    ct, mr = by_name(pydicom_files, "CT_small.dcm", "MR_small.dcm")
+    study = uids(ct)[0]
+    result = run(local_server.url, "store", "--storage-class", "nearline", "--study", study,
+                 str(ct), str(mr))
+    assert result.exit_code == 6
+    assert f"{ct} uploaded as {instance_url(local_server.url, ct)}" in result.stderr
+    assert (f"dcmweb: error: {mr} failed: data set does not match the study or SOP class"
+            " (0xA900)") in result.stderr
+    post = next(r for r in local_server.requests if r.method == "POST")
+    assert post.path.endswith(f"/studies/{study}")
+    assert post.headers["Storage-Class"] == "NEARLINE"
+    rows = local_server.store.query("SELECT storage_class FROM instances")
+    assert [row[0] for row in rows] == ["NEARLINE"]
+
+
+def test_unknown_storage_class_is_a_usage_error(local_server, pydicom_files: list[Path]) -> None:
+    result = run(local_server.url, "store", "--storage-class", "FROZEN",
+                 str(by_name(pydicom_files, "CT_small.dcm")[0]))
+    assert result.exit_code == 2
+    assert "dcmweb: error: unknown storage class 'FROZEN'" in result.stderr
+    assert local_server.requests == []
+
+
+# -- tiny-pacs ----------------------------------------------------------------------------------
+def test_store_to_tiny_pacs_and_duplicates(tinypacs_fresh, pydicom_files: list[Path]) -> None:
+    files = by_name(pydicom_files, "CT_small.dcm", "MR_small.dcm")
+    first = run(tinypacs_fresh.url, "store", *map(str, files))
+    assert first.exit_code == 0, first.stderr
+    assert uploaded_lines(first.stderr) == {
+        str(p): instance_url(tinypacs_fresh.url, p) for p in files}
+    listed = requests.get(tinypacs_fresh.url + "/studies", timeout=30).json()
+    assert len(listed) == 2
+    again = run(tinypacs_fresh.url, "store", *map(str, files))  # tiny-pacs: 409 on duplicates
+    assert again.exit_code == 6
+    for path in files:
+        assert f"dcmweb: error: {path} failed: processing failure (0x0110)" in again.stderr
+
+
+# -- what is not DICOM, and bad paths ----------------------------------------------------------
+def test_non_dicom_and_empty_files_are_skipped(local_server, pydicom_files: list[Path],
+                                               tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image\n")
+    empty = tmp_path / "empty.dcm"
+    empty.write_bytes(b"")
+    ct = by_name(pydicom_files, "CT_small.dcm")[0]
+    result = run(local_server.url, "store", str(text), str(empty), str(ct))
+    assert result.exit_code == 0, result.stderr
+    assert (f"dcmweb: warning: skipped {text}: not a DICOM Part-10 file (no DICM marker)"
+            in result.stderr.splitlines())
+    assert f"dcmweb: warning: skipped {empty}: empty file" in result.stderr.splitlines()
+    assert summary(result.stderr)["extras"] == "2 skipped"
+    assert uploaded_lines(result.stderr) == {str(ct): instance_url(local_server.url, ct)}
+
+
+def test_nothing_dicom_exits_2(local_server, pydicom_files: list[Path], tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image\n")
+    dicomdir = by_name(pydicom_files, "DICOMDIR")[0]
+    result = run(local_server.url, "store", str(text), str(dicomdir))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert f"dcmweb: warning: skipped {dicomdir}: a DICOMDIR index, not an image" in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "dcmweb: error: no DICOM files to store (all files were skipped as not DICOM)")
+    assert local_server.requests == []
+
+
+@pytest.mark.parametrize("target", ["empty-dir", "missing.dcm", "empty-dir/*.dcm"])
+def test_no_files_exits_2_with_one_clear_error(local_server, tmp_path: Path,
+                                               target: str) -> None:
+    (tmp_path / "empty-dir").mkdir()
+    mask = str(tmp_path / target)
+    result = run(local_server.url, "store", mask)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"dcmweb: warning: no files match {mask}",
+        "dcmweb: error: no files to store (check the paths and masks)",
+    ]
+    assert local_server.requests == []
+
+
+def test_unmatched_mask_does_not_stop_the_others(local_server, pydicom_files: list[Path],
+                                                 tmp_path: Path) -> None:
+    ct = by_name(pydicom_files, "CT_small.dcm")[0]
+    result = run(local_server.url, "store", str(tmp_path / "nope*.dcm"), str(ct))
+    assert result.exit_code == 0
+    assert f"dcmweb: warning: no files match {tmp_path / 'nope*.dcm'}" in result.stderr
+    assert list(uploaded_lines(result.stderr)) == [str(ct)]
+
+
+def test_quiet_keeps_only_the_summary(local_server, pydicom_files: list[Path]) -> None:
+    files = by_name(pydicom_files, *CLEAN[:2])
+    result = run("-q", local_server.url, "store", *map(str, files))
+    assert result.exit_code == 0
+    assert len(result.stderr.splitlines()) == 1
+    assert summary(result.stderr)["files"] == "2"
+
+
+def test_library_results_count(local_server, pydicom_files: list[Path], tmp_path: Path) -> None:
+    (tmp_path / "junk.bin").write_bytes(b"junk")
+    files = by_name(pydicom_files, *CLEAN)
+    with Client(local_server.url, backoff=0.01) as client:
+        results = client.store([*map(str, files), str(tmp_path / "junk.bin")])
+    assert Counter(r.status for r in results) == {"stored": len(files), "skipped": 1}
+    for r in results:
+        if r.status == "stored":
+            assert r.retrieve_url == instance_url(local_server.url, r.path)
+            assert r.sop_instance_uid == uids(r.path)[2]
