@@ -1,0 +1,251 @@
+"""dcmweb delete: Google's long-running operations polled to the end, instances at once,
+errors and timeouts with their exit codes, and Orthanc through its REST API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from click.testing import CliRunner, Result
+from hostile import DATASET, Hostile, Request
+from support import corpus
+from support.orthanc import Orthanc
+from support.procs import http_session
+from support.tinypacs import TinyPacs
+
+from dcmweb import Client
+from dcmweb import delete as delete_module
+from dcmweb.cli import cli
+from dcmweb.testing import LocalServer
+
+
+def dcmweb(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def uids_of(path: Path) -> tuple[str, str, str]:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+
+
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Poll every 0.1 s instead of from 1 s up, to keep the tests quick."""
+    monkeypatch.setattr(delete_module, "POLL_FIRST", 0.1)
+    monkeypatch.setattr(delete_module, "POLL_MAX", 0.1)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """12 instances: 2 studies x 2 series x 3 instances."""
+    return corpus.synthetic_files(tmp_path_factory.mktemp("synth"), 12, studies=2,
+                                  series_per_study=2)
+
+
+def start(tmp_path: Path, synth: list[Path], delete_delay: float) -> LocalServer:
+    srv = LocalServer(tmp_path / "store", delete_delay=delete_delay).start()
+    with Client(srv.url) as client:
+        assert {r.status for r in client.store(synth)} == {"stored"}
+    srv.clear_requests()
+    return srv
+
+
+@pytest.fixture
+def gcp(tmp_path: Path, synth: list[Path]) -> Iterator[LocalServer]:
+    srv = start(tmp_path, synth, delete_delay=0.4)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def sops(url: str) -> set[str]:
+    with Client(url) as client:
+        return {row["00080018"]["Value"][0] for row in client.search("instances")}
+
+
+def operation_gets(srv: LocalServer) -> list[str]:
+    return [r.path for r in srv.requests if r.method == "GET" and "/operations/" in r.path]
+
+
+# -- Google-like server -----------------------------------------------------------------------
+def test_study_delete_polls_the_operation_until_done(gcp: LocalServer,
+                                                     synth: list[Path]) -> None:
+    study = uids_of(synth[0])[0]
+    result = dcmweb(gcp.url, "delete", f"studies/{study}")
+    assert result.exit_code == 0, result.stderr
+    assert f"deleted studies/{study} (6 instances)" in result.stderr
+    assert result.stdout == ""
+    [delete] = [r for r in gcp.requests if r.method == "DELETE"]
+    assert delete.path.endswith(f"/dicomWeb/studies/{study}")
+    polls = operation_gets(gcp)
+    assert len(polls) >= 2  # still running at first (0.4 s), then done
+    assert all(p.startswith(f"/v1/{'projects/demo/locations/local/datasets/ds'}/operations/")
+               for p in polls)
+    assert len(set(polls)) == 1
+    left = {p for p in synth if uids_of(p)[0] != study}
+    assert sops(gcp.url) == {uids_of(p)[2] for p in left}
+
+
+def test_series_delete(gcp: LocalServer, synth: list[Path]) -> None:
+    study, series, _ = uids_of(synth[0])
+    result = dcmweb(gcp.url, "delete", f"studies/{study}/series/{series}")
+    assert result.exit_code == 0, result.stderr
+    assert "(3 instances)" in result.stderr
+    assert operation_gets(gcp)
+    assert sops(gcp.url) == {uids_of(p)[2] for p in synth if uids_of(p)[1] != series}
+
+
+def test_instance_delete_is_immediate(gcp: LocalServer, synth: list[Path]) -> None:
+    study, series, sop = uids_of(synth[0])
+    with Client(gcp.url) as client:
+        result = client.delete(f"studies/{study}/series/{series}/instances/{sop}")
+    assert result.operation is None
+    assert operation_gets(gcp) == []
+    assert [r.method for r in gcp.requests] == ["DELETE"]
+    assert sops(gcp.url) == {uids_of(p)[2] for p in synth[1:]}
+
+
+def test_not_found_is_exit_4(gcp: LocalServer) -> None:
+    result = dcmweb(gcp.url, "delete", "studies/1.2.3.404")
+    assert result.exit_code == 4
+    assert "HTTP 404" in result.stderr
+    assert operation_gets(gcp) == []
+
+
+def test_timeout_is_exit_5_and_names_the_operation(tmp_path: Path, synth: list[Path]) -> None:
+    srv = start(tmp_path, synth, delete_delay=30)
+    try:
+        study = uids_of(synth[0])[0]
+        result = dcmweb(srv.url, "delete", f"studies/{study}", "--timeout", "1")
+        [delete] = [r for r in srv.requests if r.method == "DELETE"]
+        polls = operation_gets(srv)
+    finally:
+        srv.stop()
+    assert result.exit_code == 5
+    assert "still running after 1 s" in result.stderr
+    operation_id = polls[0].rsplit("/", 1)[1]
+    assert f"operations/{operation_id}" in result.stderr
+    assert delete.status == 200
+    assert len(polls) >= 2
+
+
+@pytest.mark.parametrize("path", ["studies", "series/1.2", "studies/1.2/instances/3",
+                                  "studies/1.2/series/../..", "studies/1/series/2/instances/3/x"])
+def test_invalid_path_is_exit_2(gcp: LocalServer, path: str) -> None:
+    result = dcmweb(gcp.url, "delete", path)
+    assert result.exit_code == 2
+    assert "invalid path" in result.stderr
+    assert gcp.requests == []
+
+
+def test_missing_path_is_exit_2(gcp: LocalServer) -> None:
+    result = dcmweb(gcp.url, "delete")
+    assert result.exit_code == 2
+    assert gcp.requests == []
+
+
+# -- operations no test server ends that way ---------------------------------------------------
+def operation_server(fake: Hostile, answers: list[dict]) -> str:
+    """DELETE studies/1.2 starts operation 42; each poll gets the next answer (the last
+    one repeats)."""
+    name = f"{DATASET}/operations/42"
+    fake.route("DELETE", "/studies/1.2", lambda req: req.json(200, {"name": name}))
+    polls = iter(answers)
+    last: list[dict] = []
+
+    def poll(req: Request) -> None:
+        answer = next(polls, None)
+        if answer is None:
+            answer = last[-1]
+        last.append(answer)
+        req.json(200, {"name": name, **answer})
+
+    fake.route("GET", f"/v1/{name}", poll)
+    return name
+
+
+def test_operation_done_with_error_is_exit_1() -> None:
+    with Hostile() as fake:
+        name = operation_server(fake, [
+            {"metadata": {"counter": {"success": "1", "pending": "4"}}},
+            {"done": False},
+            {"done": True, "metadata": {"counter": {"success": "2", "failure": "3"}},
+             "error": {"code": 13, "message": "3 instances could not be deleted"}},
+        ])
+        result = dcmweb(fake.url, "delete", "studies/1.2")
+        polls = fake.seen("GET")
+    assert result.exit_code == 1
+    assert "3 instances could not be deleted" in result.stderr
+    assert name in result.stderr
+    assert len(polls) == 3
+    assert result.stdout == ""
+
+
+def test_operation_counter_as_strings() -> None:
+    with Hostile() as fake:
+        operation_server(fake, [{"done": True, "response": {},
+                                 "metadata": {"counter": {"success": "17"}}}])
+        result = dcmweb(fake.url, "delete", "studies/1.2")
+    assert result.exit_code == 0, result.stderr
+    assert "deleted studies/1.2 (17 instances)" in result.stderr
+
+
+def test_operation_poll_retries_a_503() -> None:
+    with Hostile() as fake:
+        name = operation_server(fake, [{"done": True, "response": {}}])
+        calls = {"n": 0}
+        original = fake.routes[("GET", f"/v1/{name}")]
+
+        def flaky(req: Request) -> None:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                req.reply(503, b"busy", "text/plain")
+            else:
+                original(req)
+
+        fake.route("GET", f"/v1/{name}", flaky)
+        with Client(fake.url, backoff=0.01) as client:
+            result = client.delete("studies/1.2")
+    assert result.operation == name
+    assert calls["n"] == 2
+
+
+# -- Orthanc (REST fallback) and tiny-pacs (no delete) ------------------------------------------
+def orthanc_studies(orthanc: Orthanc) -> list[str]:
+    with http_session() as s:
+        response = s.get(orthanc.rest_url + "/studies", timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def test_orthanc_delete_through_rest(orthanc: Orthanc, synth: list[Path]) -> None:
+    with Client(orthanc.url) as client:
+        assert {r.status for r in client.store(synth)} == {"stored"}
+    studies = sorted({uids_of(p)[0] for p in synth})
+    assert len(orthanc_studies(orthanc)) == 2
+    study, series, sop = uids_of(next(p for p in synth if uids_of(p)[0] == studies[1]))
+
+    instance = dcmweb(orthanc.url, "delete", f"studies/{study}/series/{series}/instances/{sop}")
+    assert instance.exit_code == 0, instance.stderr
+    assert orthanc.instance_count() == 11
+    first = dcmweb(orthanc.url, "delete", f"studies/{studies[0]}")
+    assert first.exit_code == 0, first.stderr
+    assert sops(orthanc.url) == {uids_of(p)[2] for p in synth
+                                 if uids_of(p)[0] == studies[1] and uids_of(p)[2] != sop}
+    second = dcmweb(orthanc.url, "delete", f"studies/{studies[1]}")
+    assert second.exit_code == 0, second.stderr
+    assert orthanc_studies(orthanc) == []
+    again = dcmweb(orthanc.url, "delete", f"studies/{studies[1]}")
+    assert again.exit_code == 4
+    assert "not found" in again.stderr
+
+
+def test_server_without_delete_is_exit_1(tinypacs: TinyPacs) -> None:
+    """tiny-pacs answers 405 and is not Orthanc: no fallback, a clear failure."""
+    result = dcmweb(tinypacs.url, "delete", "studies/1.2")
+    assert result.exit_code == 1
+    assert "does not support DICOMweb DELETE (HTTP 405)" in result.stderr
+    assert result.stdout == ""
