@@ -219,6 +219,12 @@ class Http:
                     method, url, params=params, headers=merged, data=data,
                     stream=stream, timeout=timeout,
                 )
+            except requests.exceptions.InvalidHeader:
+                # requests quotes the whole header value, which may be a token: never show it.
+                raise UsageError(
+                    f"{what} failed: a header value has a line break or leading whitespace",
+                    "check --token, --user, -H and their environment variables",
+                ) from None
             except requests.exceptions.SSLError as exc:
                 raise UnavailableError(
                     f"{what} failed: TLS error: {exc}",
