@@ -15,7 +15,7 @@ from typing import Literal
 
 from .errors import UsageError
 from .files import Part10Info, read_part10_info
-from .http import Http
+from .http import Http, server_message
 from .multipart import MultipartBody, new_boundary
 from .parallel import run_bounded
 from .stowanswer import StowAnswer, parse_stow_answer
@@ -128,8 +128,11 @@ class Uploader:
             content = response.content
         answer = parse_stow_answer(content)
         message = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
-        if answer.text:
-            message += f": {answer.text}"
+        # Not a STOW answer at all (e.g. Google's JSON error envelope): show its message.
+        detail = answer.text or (
+            "" if answer.stored or answer.failed else server_message(response))
+        if detail:
+            message += f": {detail}"
         elif response.status_code == 400:
             message += " (the server could not read or accept the file)"
         return response.status_code, answer, message
