@@ -1,0 +1,397 @@
+"""The HTTP layer under store: retries that resend every byte, what is never retried, timeouts,
+connection failures, headers, exit codes, and secrets kept out of the output.
+
+Faults come from the local GCP-like server, which records every request it received
+(body length and SHA-256), so each attempt's body is checked, not assumed.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from dcmweb import Client, __version__
+from dcmweb.cli import cli
+from dcmweb.errors import AuthError, NotFoundError, UnavailableError
+from dcmweb.http import Http, HttpConfig, RetryPolicy, parse_retry_after
+from dcmweb.multipart import MultipartBody
+
+SECRET = "SECRET-9f8e7d6c5b4a"
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture
+def ct(pydicom_files: list[Path]) -> Path:
+    return next(p for p in pydicom_files if p.name == "CT_small.dcm")
+
+
+@pytest.fixture
+def mr(pydicom_files: list[Path]) -> Path:
+    return next(p for p in pydicom_files if p.name == "MR_small.dcm")
+
+
+def posts(local_server) -> list:
+    return [r for r in local_server.requests if r.method == "POST"]
+
+
+def expected_body(record, paths: list[Path]) -> bytes:
+    """What the client must send: the file itself, or the multipart body around the files."""
+    content_type = record.headers["Content-Type"]
+    if content_type == "application/dicom":
+        assert len(paths) == 1
+        return paths[0].read_bytes()
+    boundary = content_type.rsplit("boundary=", 1)[1].strip('"')
+    return MultipartBody(paths, boundary=boundary).read()
+
+
+def assert_every_attempt_complete(local_server, paths: list[Path], attempts: int) -> None:
+    records = posts(local_server)
+    assert len(records) == attempts, [(r.status, r.body_length) for r in records]
+    for record in records:
+        body = expected_body(record, paths)
+        assert record.complete
+        assert record.body_length == len(body)  # never an empty or short body
+        assert record.body_sha256 == hashlib.sha256(body).hexdigest()
+    assert records[-1].status == 200
+    assert all(r.status != 200 for r in records[:-1])
+
+
+def stored_bytes(local_server, path: Path) -> bytes:
+    rows = local_server.store.query("SELECT * FROM instances")
+    matches = [local_server.store.file_path(row).read_bytes() for row in rows]
+    assert len(matches) == 1
+    return matches[0]
+
+
+def store_one(local_server, path: Path, *, single_part: bool, **client_options):
+    client_options.setdefault("backoff", 0.01)
+    with Client(local_server.url, **client_options) as client:
+        started = time.monotonic()
+        results = client.store([path], single_part=single_part)
+        elapsed = time.monotonic() - started
+    assert [(r.status, r.message) for r in results] == [("stored", None)]
+    return elapsed
+
+
+# -- retries carry every byte ----------------------------------------------------------------
+FAULTS = {
+    "503": ({"status": 503, "count": 2}, 3, 0.0),
+    "503-retry-after": ({"status": 503, "retry_after": "1"}, 2, 1.0),
+    "429-retry-after": ({"status": 429, "retry_after": "1"}, 2, 1.0),
+    "500-502-504": (None, 4, 0.0),  # three faults, one after the other
+    "dropped": ({"drop": True, "count": 2}, 3, 0.0),
+}
+
+
+@pytest.mark.parametrize("single_part", [False, True], ids=["multipart", "single-part"])
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_retried_store_resends_the_whole_body(local_server, ct: Path, name: str,
+                                              single_part: bool) -> None:
+    fault, attempts, min_elapsed = FAULTS[name]
+    if fault is None:
+        for status in (500, 502, 504):
+            local_server.inject_fault(status, method="POST")
+    else:
+        local_server.inject_fault(method="POST", **fault)
+    elapsed = store_one(local_server, ct, single_part=single_part)
+    assert_every_attempt_complete(local_server, [ct], attempts)
+    assert stored_bytes(local_server, ct) == ct.read_bytes()
+    assert elapsed >= min_elapsed
+    if not min_elapsed:
+        assert elapsed < 2  # backoff=0.01: no long sleeps when no Retry-After was sent
+
+
+def test_retried_batch_resends_every_file(local_server, ct: Path, mr: Path) -> None:
+    local_server.inject_fault(503, method="POST")
+    local_server.inject_fault(drop=True, method="POST")
+    with Client(local_server.url, backoff=0.01) as client:
+        results = client.store([ct, mr])
+    assert [r.status for r in results] == ["stored", "stored"]
+    assert_every_attempt_complete(local_server, [ct, mr], 3)
+
+
+def test_retry_after_http_date(local_server, ct: Path) -> None:
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)  # whole seconds: 1 to 2 s
+    local_server.inject_fault(503, retry_after=when, method="POST")
+    elapsed = store_one(local_server, ct, single_part=False)
+    assert elapsed >= 0.9
+    assert_every_attempt_complete(local_server, [ct], 2)
+
+
+def test_read_timeout_is_retried_and_the_late_answer_is_harmless(local_server, ct: Path) -> None:
+    # The first attempt is answered after 1.5 s (and stored then); the client gave up at
+    # 0.4 s and sent it again. Re-storing identical bytes is a no-op on GCP.
+    local_server.inject_fault(delay=1.5, method="POST")
+    store_one(local_server, ct, single_part=False, read_timeout=0.4)
+    deadline = time.monotonic() + 5
+    while len(posts(local_server)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    records = posts(local_server)
+    assert len(records) == 2
+    body_lengths = {r.body_length for r in records}
+    assert body_lengths == {len(expected_body(records[0], [ct]))}
+    assert stored_bytes(local_server, ct) == ct.read_bytes()
+
+
+class RotatingAuth:
+    """A bearer credential whose refresh() yields a new token, like an expired OAuth token."""
+
+    def __init__(self, token: str, new_token: str) -> None:
+        self.token, self.new_token, self.refreshes = token, new_token, 0
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def refresh(self) -> bool:
+        self.refreshes += 1
+        self.token = self.new_token
+        return True
+
+
+@pytest.mark.parametrize("single_part", [False, True], ids=["multipart", "single-part"])
+def test_401_refreshes_once_and_resends_the_whole_body(local_server, ct: Path,
+                                                       single_part: bool) -> None:
+    local_server.token = "fresh-token"
+    auth = RotatingAuth("expired-token", "fresh-token")
+    with Client(local_server.url, backoff=0.01) as client:
+        client.http.auth = auth
+        results = client.store([ct], single_part=single_part)
+    assert [r.status for r in results] == ["stored"]
+    assert auth.refreshes == 1
+    records = posts(local_server)
+    assert [r.status for r in records] == [401, 200]
+    assert [r.headers["Authorization"] for r in records] == [
+        "Bearer expired-token", "Bearer fresh-token"]
+    assert_every_attempt_complete(local_server, [ct], 2)
+    assert stored_bytes(local_server, ct) == ct.read_bytes()
+
+
+def test_401_after_refresh_is_not_refreshed_again(local_server, ct: Path) -> None:
+    local_server.token = "never-matches"
+    auth = RotatingAuth("a", "b")
+    with Client(local_server.url, backoff=0.01) as client:
+        client.http.auth = auth
+        with pytest.raises(AuthError) as info:
+            client.store([ct])
+    assert auth.refreshes == 1
+    assert [r.status for r in posts(local_server)] == [401, 401]
+    assert info.value.exit_status == 3
+
+
+# -- never retried -----------------------------------------------------------------------------
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409])
+def test_client_errors_are_never_retried(local_server, ct: Path, status: int) -> None:
+    local_server.inject_fault(status, count=5, method="POST")
+    with Client(local_server.url, backoff=0.01) as client:
+        if status in (400, 409):  # a verdict on the file: reported, the run goes on
+            results = client.store([ct])
+            reason = {400: "Bad Request", 409: "Conflict"}[status]
+            assert [(r.status, r.message) for r in results] == [
+                ("failed", f"HTTP {status} {reason}: injected fault")]
+        else:
+            expected = {401: AuthError, 403: AuthError, 404: NotFoundError}[status]
+            with pytest.raises(expected):
+                client.store([ct])
+    assert len(posts(local_server)) == 1
+
+
+def test_server_error_envelope_message_is_shown(local_server, ct: Path) -> None:
+    # A real 400 from the server (it checks Storage-Class), with Google's JSON envelope.
+    result = run("-H", "Storage-Class: FROZEN", local_server.url, "store", str(ct))
+    assert result.exit_code == 6
+    assert (f"dcmweb: error: {ct} failed: HTTP 400 Bad Request:"
+            " invalid Storage-Class header 'FROZEN'") in result.stderr.splitlines()
+    assert len(posts(local_server)) == 1
+
+
+# -- exit codes and messages -----------------------------------------------------------------
+def test_retries_exhausted_exit_5(local_server, ct: Path) -> None:
+    local_server.inject_fault(503, count=10, retry_after="0", method="POST")
+    result = run("--retries", "2", local_server.url, "store", str(ct))
+    assert result.exit_code == 5
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        f"dcmweb: error: store {ct} failed: HTTP 503 Service Unavailable: injected fault"
+        " (after 3 attempts) (the server is overloaded or down; try again later)")
+    assert "Transferred 0 B in 0 files; 1 not attempted" in result.stderr
+    assert len(posts(local_server)) == 3
+    assert result.stderr.count("retrying in 0.0 s") == 2
+
+
+def test_dropped_connections_exhausted_exit_5(local_server, ct: Path) -> None:
+    local_server.inject_fault(drop=True, count=10, method="POST")
+    with Client(local_server.url, backoff=0.01, retries=2) as client, \
+            pytest.raises(UnavailableError) as info:
+        client.store([ct])
+    assert info.value.message == (
+        f"store {ct} failed: cannot reach 127.0.0.1:{local_server.port}: connection dropped"
+        " (after 3 attempts)")
+    records = posts(local_server)
+    assert len(records) == 3
+    assert all(r.body_length == len(expected_body(r, [ct])) for r in records)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_connection_refused_is_quick_exit_5(ct: Path) -> None:
+    port = free_port()
+    started = time.monotonic()
+    result = run(f"http://127.0.0.1:{port}/dicom-web", "store", str(ct))
+    elapsed = time.monotonic() - started
+    assert elapsed < 3
+    assert result.exit_code == 5
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        f"dcmweb: error: store {ct} failed: cannot reach 127.0.0.1:{port}: connection refused"
+        " (after 3 attempts) (check the HOST URL and that the server is running)")
+
+
+def test_read_timeout_exhausted_exit_5(local_server, ct: Path) -> None:
+    local_server.inject_fault(delay=1.0, count=2, method="POST")
+    started = time.monotonic()
+    result = run("--read-timeout", "0.3", "--retries", "1", local_server.url, "store", str(ct))
+    assert time.monotonic() - started < 3
+    assert result.exit_code == 5
+    assert result.stderr.splitlines()[-1] == (
+        f"dcmweb: error: store {ct} failed: cannot reach 127.0.0.1:{local_server.port}:"
+        " no answer within the read timeout (after 2 attempts)"
+        " (check the HOST URL and that the server is running)")
+
+
+def test_401_without_refresh_exit_3_with_hint(local_server, ct: Path) -> None:
+    local_server.token = "the-right-one"
+    result = run("--token", "wrong", local_server.url, "store", str(ct))
+    assert result.exit_code == 3
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        f"dcmweb: error: store {ct} failed: HTTP 401 Unauthorized: Request had invalid"
+        " authentication credentials. Expected OAuth 2 access token, login cookie or other"
+        " valid authentication credential. (check the credentials: --token, --user, or"
+        " 'gcloud auth application-default login')")
+    assert len(posts(local_server)) == 1
+
+
+def test_wrong_base_path_exit_4(local_server, ct: Path) -> None:
+    result = run(local_server.root_url + "/wrong/dicomWeb", "store", str(ct))
+    assert result.exit_code == 4
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        f"dcmweb: error: store {ct} failed: HTTP 404 Not Found: no such resource:"
+        " /wrong/dicomWeb/studies (check the HOST URL and the UIDs in the path)")
+
+
+def test_auth_failure_stops_a_bulk_run(local_server, tmp_path: Path, ct: Path) -> None:
+    from support import corpus
+
+    files = corpus.synthetic_files(tmp_path / "s", 6)
+    local_server.token = "right"
+    result = run("--token", "wrong", local_server.url, "store", "--batch-size", "2",
+                 str(tmp_path / "s"))
+    assert result.exit_code == 3
+    assert "Transferred 0 B in 0 files; 6 not attempted" in result.stderr
+    assert len(posts(local_server)) == 1
+    assert len(files) == 6
+
+
+# -- headers -----------------------------------------------------------------------------------
+def test_headers_sent(local_server, ct: Path) -> None:
+    local_server.inject_fault(503, method="POST")
+    result = run("-H", "X-Trace: abc", local_server.url, "store", str(ct))
+    assert result.exit_code == 0, result.stderr
+    result = run(local_server.url, "store", "--single-part", str(ct))
+    assert result.exit_code == 0, result.stderr
+    records = local_server.requests
+    assert len(records) == 3
+    for record in records:
+        names = {name.lower() for name in record.headers}
+        assert "expect" not in names  # Orthanc never answers 100-continue
+        assert record.headers["User-Agent"] == f"dcmweb/{__version__}"
+        assert "Authorization" not in record.headers
+    assert [r.headers.get("X-Trace") for r in records] == ["abc", "abc", None]
+
+
+# -- secrets -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "credentials",
+    [["--token", SECRET], ["--user", f"someone:{SECRET}"], ["--token", SECRET + "\n"],
+     ["-H", f"Authorization: Bearer {SECRET}\n"]],
+    ids=["token", "user", "token-newline", "header-newline"],
+)
+def test_secrets_never_printed_on_errors(local_server, ct: Path, credentials: list[str]) -> None:
+    local_server.token = "something-else"
+    result = run("-v", "-v", *credentials, local_server.url, "store", str(ct))
+    assert result.exit_code in (2, 3), result.stderr
+    assert SECRET not in result.stdout
+    assert SECRET not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("dcmweb: error: ")
+
+
+def test_bad_header_value_is_a_usage_error(local_server, ct: Path) -> None:
+    result = run("--token", SECRET + "\n", local_server.url, "store", str(ct))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"dcmweb: error: store {ct} failed: a header value has a line break or leading"
+        " whitespace (check --token, --user, -H and their environment variables)")
+
+
+def test_secrets_never_printed_when_it_works(local_server, ct: Path) -> None:
+    local_server.token = SECRET
+    local_server.inject_fault(503, method="POST")
+    result = run("-v", "--traceback", "--token", SECRET, local_server.url, "store", str(ct))
+    assert result.exit_code == 0, result.stderr
+    assert "debug: POST" in result.stderr and "retrying" in result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    assert [r.headers["Authorization"] for r in posts(local_server)] == [f"Bearer {SECRET}"] * 2
+
+
+def test_auth_objects_hide_secrets() -> None:
+    from dcmweb.auth import BasicAuth, BearerAuth
+
+    assert SECRET not in repr(BearerAuth(SECRET))
+    assert SECRET not in repr(BasicAuth("u", SECRET))
+
+
+# -- the session on its own (GET) --------------------------------------------------------------
+def test_get_is_retried_and_errors_are_mapped(local_server) -> None:
+    http = Http(config=HttpConfig(retry=RetryPolicy(attempts=3, base=0.01)))
+    try:
+        local_server.inject_fault(502, method="GET")
+        local_server.inject_fault(drop=True, method="GET")
+        response = http.request("GET", local_server.url + "/studies")
+        assert response.status_code == 200 and response.json() == []
+        assert [r.status for r in local_server.requests] == [502, None, 200]
+        local_server.inject_fault(429, count=3, retry_after="0", method="GET")
+        with pytest.raises(UnavailableError) as info:
+            http.request("GET", local_server.url + "/studies", what="search studies")
+        assert info.value.message == (
+            "search studies failed: HTTP 429 Too Many Requests: injected fault (after 3 attempts)")
+    finally:
+        http.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("", None), ("3", 3.0), (" 7 ", 7.0), ("soon", None), ("-1", None),
+     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_future_date() -> None:
+    value = email.utils.formatdate(time.time() + 30, usegmt=True)
+    seconds = parse_retry_after(value)
+    assert seconds is not None and 28 <= seconds <= 30
