@@ -23,7 +23,7 @@ from .output import FORMATS, Output, StderrLogHandler, human_size
 if TYPE_CHECKING:
     from .client import Client
 
-LOCAL_WORKERS = 4  # loopback/PACS servers: their CPU, not the wire, is the limit
+LOCAL_WORKERS = 6  # loopback/PACS servers: their CPU, not the wire, is the limit
 GOOGLE_WORKERS = 8
 
 
