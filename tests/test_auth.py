@@ -1,0 +1,235 @@
+"""Credentials: which kind is chosen, Google ADC end to end against the local server's token
+endpoint (google-auth `external_account`, offline), one refresh for many threads, and what
+happens when there are no credentials. Nothing here leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from support import corpus
+
+from dcmweb import Client
+from dcmweb.auth import (
+    ADC_HINT,
+    BasicAuth,
+    BearerAuth,
+    GoogleAuth,
+    NoAuth,
+    choose_auth,
+    is_google_host,
+)
+from dcmweb.cli import cli
+from dcmweb.errors import AuthError
+from dcmweb.multipart import MultipartBody
+
+GCP = "https://healthcare.googleapis.com/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb"
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any test here that tries to connect anywhere but 127.0.0.1 (e.g. a metadata server)."""
+    real_connect = socket.socket.connect
+
+    def connect(self: socket.socket, address: object) -> None:
+        host = address[0] if isinstance(address, tuple) else address
+        if host not in ("127.0.0.1", "::1", "localhost") and self.family != socket.AF_UNIX:
+            raise AssertionError(f"test tried to reach {address!r}")
+        real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+
+
+@pytest.fixture
+def ct(pydicom_files: list[Path]) -> Path:
+    return next(p for p in pydicom_files if p.name == "CT_small.dcm")
+
+
+@pytest.fixture
+def adc(local_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Application Default Credentials whose token endpoint is the local server's /token."""
+    subject = tmp_path / "subject-token"
+    subject.write_text("a-subject-jwt")
+    config = {
+        "type": "external_account",
+        "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/"
+                    "providers/local",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": local_server.token_url,
+        "credential_source": {"file": str(subject)},
+    }
+    path = tmp_path / "adc.json"
+    path.write_text(json.dumps(config))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo")  # else google-auth looks it up
+    return path
+
+
+def token_hits(local_server) -> int:
+    return sum(1 for r in local_server.requests if r.path == "/token")
+
+
+# -- choose_auth -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("url", "kwargs", "kind"),
+    [
+        ("http://127.0.0.1:8042/dicom-web", {}, NoAuth),
+        (GCP, {}, GoogleAuth),
+        ("https://googleapis.com/x", {}, GoogleAuth),
+        ("https://HEALTHCARE.GOOGLEAPIS.COM/v1", {}, GoogleAuth),
+        ("https://evilgoogleapis.com/v1", {}, NoAuth),
+        ("https://healthcare.googleapis.com.evil.net/v1", {}, NoAuth),
+        (GCP, {"token": "t"}, BearerAuth),
+        (GCP, {"user": "u:p"}, BasicAuth),
+        (GCP, {"token": "t", "user": "u:p"}, BearerAuth),
+        (GCP, {"google": False}, NoAuth),
+        ("http://127.0.0.1:8042/dicom-web", {"google": True}, GoogleAuth),
+        ("http://127.0.0.1:8042/dicom-web", {"google": True, "token": "t"}, BearerAuth),
+        ("http://127.0.0.1:8042/dicom-web", {"token": ""}, NoAuth),
+    ],
+)
+def test_choose_auth(url: str, kwargs: dict, kind: type) -> None:
+    assert type(choose_auth(url, **kwargs)) is kind
+
+
+def test_is_google_host() -> None:
+    assert is_google_host(GCP)
+    assert not is_google_host("http://localhost:8080/googleapis.com")
+
+
+def test_header_values() -> None:
+    assert BearerAuth("abc").headers() == {"Authorization": "Bearer abc"}
+    basic = BasicAuth("user", "pa:ss wörd").headers()["Authorization"]
+    assert basic.startswith("Basic ")
+    assert base64.b64decode(basic[6:]).decode() == "user:pa:ss wörd"
+    assert choose_auth("http://h", user="alone").headers() == {
+        "Authorization": "Basic " + base64.b64encode(b"alone:").decode()}
+    assert NoAuth().headers() == {}
+    assert not BearerAuth("x").refresh() and not BasicAuth("u", "p").refresh()
+
+
+def test_client_for_a_google_store_name_uses_adc_lazily() -> None:
+    client = Client("projects/p/locations/l/datasets/d/dicomStores/s")
+    assert client.base_url == GCP
+    assert isinstance(client.http.auth, GoogleAuth)  # built without loading anything
+    assert isinstance(Client(GCP, google_auth=False).http.auth, NoAuth)
+
+
+def test_basic_auth_is_sent(local_server, ct: Path) -> None:
+    result = run("--user", "ann:pw", local_server.url, "store", str(ct))
+    assert result.exit_code == 0, result.stderr
+    post = next(r for r in local_server.requests if r.method == "POST")
+    assert post.headers["Authorization"] == "Basic " + base64.b64encode(b"ann:pw").decode()
+
+
+# -- Google ADC, offline ------------------------------------------------------------------------
+def test_google_auth_refreshes_once_for_eight_threads(local_server, adc: Path) -> None:
+    local_server.token = "tok-1"
+    auth = GoogleAuth()
+    barrier = threading.Barrier(8)
+    seen: list[dict[str, str]] = []
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            barrier.wait()
+            seen.append(auth.headers())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert errors == []
+    assert seen == [{"Authorization": "Bearer tok-1"}] * 8
+    assert token_hits(local_server) == 1
+    assert auth.headers() == {"Authorization": "Bearer tok-1"}
+    assert token_hits(local_server) == 1  # still valid: not fetched again
+
+
+def test_parallel_cli_store_with_adc_fetches_one_token(local_server, adc: Path,
+                                                       tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "s", 16)
+    local_server.token = "adc-token"
+    result = run("-m", "--workers", "8", "--google-auth", local_server.url, "store",
+                 "--batch-size", "1", str(tmp_path / "s"))
+    assert result.exit_code == 0, result.stderr
+    assert "Transferred" in result.stderr and "in 16 files" in result.stderr
+    assert token_hits(local_server) == 1
+    posts = [r for r in local_server.requests if r.method == "POST" and r.path != "/token"]
+    assert len(posts) == len(files)
+    assert {r.headers["Authorization"] for r in posts} == {"Bearer adc-token"}
+    assert "adc-token" not in result.stderr + result.stdout
+
+
+def test_expired_google_token_is_refreshed_and_the_body_resent(local_server, adc: Path,
+                                                               ct: Path) -> None:
+    local_server.token = "tok-1"
+    with Client(local_server.url, google_auth=True, backoff=0.01) as client:
+        assert client.search("studies") == []
+        local_server.token = "tok-2"  # the server no longer takes tok-1, like an expiry
+        results = client.store([ct])
+    assert [r.status for r in results] == ["stored"]
+    assert token_hits(local_server) == 2
+    posts = [r for r in local_server.requests if r.method == "POST" and r.path != "/token"]
+    assert [(r.status, r.headers["Authorization"]) for r in posts] == [
+        (401, "Bearer tok-1"), (200, "Bearer tok-2")]
+    boundary = posts[0].headers["Content-Type"].rsplit("boundary=", 1)[1]
+    body = MultipartBody([ct], boundary=boundary).read()
+    for record in posts:  # the replay after the refresh is not an empty body
+        assert (record.body_length, record.body_sha256) == (
+            len(body), hashlib.sha256(body).hexdigest())
+
+
+def test_token_endpoint_failure_is_an_auth_error(local_server, adc: Path, ct: Path) -> None:
+    local_server.inject_fault(403, path_contains="/token")
+    result = run("--google-auth", local_server.url, "store", str(ct))
+    assert result.exit_code == 3
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("dcmweb: error: could not get a Google access token: ")
+    assert last.endswith(f"({ADC_HINT})")
+    assert [r.path for r in local_server.requests] == ["/token"]
+
+
+def test_missing_adc_file_exit_3_with_gcloud_hint(local_server, tmp_path: Path, ct: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo")
+    result = run("--google-auth", local_server.url, "store", str(ct))
+    assert result.exit_code == 3
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        "dcmweb: error: no Google credentials found (run 'gcloud auth application-default"
+        " login', or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or"
+        " pass --token)")
+    assert local_server.requests == []
+
+
+def test_no_adc_anywhere_is_an_auth_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import google.auth.compute_engine._metadata as metadata
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(home / "gcloud"))
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo")
+    monkeypatch.setattr(metadata, "_NO_GCE_CHECK", True)  # no metadata-server probe
+    with pytest.raises(AuthError) as info:
+        GoogleAuth().headers()
+    assert info.value.exit_status == 3
+    assert info.value.message == "no Google credentials found"
+    assert "gcloud auth application-default login" in str(info.value)
