@@ -1,8 +1,8 @@
 """Find the files to store: paths, directories (recursive) and glob masks.
 
 Also the cheap Part-10 check: 128-byte preamble + ``DICM``, then the group 0002
-meta elements read by hand (about 10x faster than pydicom's reader), which gives
-the SOP Instance UID needed to match a store answer back to its file.
+meta elements read by hand (see dicomhead), which gives the SOP Instance UID
+needed to match a store answer back to its file.
 """
 
 from __future__ import annotations
@@ -10,14 +10,12 @@ from __future__ import annotations
 import glob
 import os
 import re
-import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-# VRs whose explicit-VR header has 2 reserved bytes and a 4-byte length.
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR",
-             b"UT", b"UV"}
+from .dicomhead import read_meta
+
 _META_READ = 8192
 
 
@@ -35,28 +33,12 @@ def read_part10_info(path: str | os.PathLike[str]) -> Part10Info | None:
             head = handle.read(_META_READ)
     except OSError:
         return None
-    if len(head) < 132 or head[128:132] != b"DICM":
+    meta = read_meta(head)
+    if meta is None:
         return None
-    values: dict[int, str] = {}
-    pos = 132
-    while pos + 8 <= len(head):
-        group, element = struct.unpack_from("<HH", head, pos)
-        if group != 0x0002:
-            break
-        vr = head[pos + 4:pos + 6]
-        if vr in _LONG_VRS:
-            if pos + 12 > len(head):
-                break
-            (length,) = struct.unpack_from("<I", head, pos + 8)
-            start = pos + 12
-        else:
-            (length,) = struct.unpack_from("<H", head, pos + 6)
-            start = pos + 8
-        if element in (0x0002, 0x0003, 0x0010):
-            raw = head[start:start + length]
-            values[element] = raw.decode("ascii", "replace").rstrip("\x00 ")
-        pos = start + length
-    return Part10Info(values.get(0x0002, ""), values.get(0x0003, ""), values.get(0x0010, ""))
+    values = meta[0]
+    return Part10Info(values.get(0x00020002, ""), values.get(0x00020003, ""),
+                      values.get(0x00020010, ""))
 
 
 def is_part10(path: str | os.PathLike[str]) -> bool:

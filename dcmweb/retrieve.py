@@ -18,6 +18,7 @@ from typing import Literal
 
 import requests
 
+from .dicomhead import read_uids
 from .errors import ServerError, UsageError
 from .http import Http
 from .multipart import MultipartError, iter_parts, parse_content_type
@@ -29,6 +30,7 @@ log = logging.getLogger("dcmweb")
 
 DEFAULT_TYPE = "application/dicom; transfer-syntax=*"
 CHUNK = 64 * 1024
+HEAD_BYTES = 64 * 1024
 STREAM_ATTEMPTS = 3  # a response cut mid-stream is requested again this many times
 EXTENSIONS = {
     "application/dicom": ".dcm",
@@ -60,7 +62,11 @@ def accept_header(part_type: str | None) -> str:
     return f'multipart/related; type="{mime}"{extra}'
 
 
-def _dicom_uids(path: str) -> tuple[str | None, ...]:
+def _dicom_uids(head: bytes, path: str) -> tuple[str | None, ...]:
+    """Study, series and SOP UIDs: read from the first bytes, else by pydicom."""
+    uids = read_uids(head)
+    if uids is not None:
+        return uids
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -126,11 +132,14 @@ class Downloader:
         handle, temp = tempfile.mkstemp(dir=self.output, prefix=".dcmweb-", suffix=".part")
         try:
             size = 0
+            head = bytearray()  # enough of the file to read its UIDs without reopening it
             with os.fdopen(handle, "wb") as sink:
                 for chunk in chunks:
                     sink.write(chunk)
                     size += len(chunk)
-            final = self._destination(temp, mime, target, index)
+                    if len(head) < HEAD_BYTES:
+                        head += chunk[:HEAD_BYTES - len(head)]
+            final = self._destination(bytes(head), temp, mime, target, index)
             if isinstance(final, str):
                 os.unlink(temp)
                 return RetrieveResult("failed", source, message=final)
@@ -143,11 +152,11 @@ class Downloader:
             raise
         return RetrieveResult("saved", source, final, size)
 
-    def _destination(self, temp: str, mime: str, target: ResourcePath,
+    def _destination(self, head: bytes, temp: str, mime: str, target: ResourcePath,
                      index: int) -> Path | str:
         """Where a finished part goes, or a message saying why it cannot be kept."""
         if mime in ("application/dicom", ""):
-            study, series, sop = _dicom_uids(temp)
+            study, series, sop = _dicom_uids(head, temp)
             if not (study and series and sop):
                 return "the server sent a part that is not a readable DICOM file"
             names = [safe_uid(study), safe_uid(series), safe_uid(sop)]

@@ -1,0 +1,129 @@
+"""Read a few attributes from the start of a DICOM Part-10 file, without pydicom.
+
+Importing pydicom costs about 0.2 s (it imports numpy) and reading one file with it
+about 0.8 ms; both would dominate storing or retrieving small instances. These
+readers walk the raw elements instead and answer None whenever anything is unusual
+(deflated data, a header longer than the bytes given), so that callers can fall back
+to pydicom.
+"""
+
+from __future__ import annotations
+
+import struct
+
+# Explicit-VR elements with these VRs have 2 reserved bytes and a 4-byte length.
+LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
+                      b"UR", b"UT", b"UV"})
+UNDEFINED = 0xFFFFFFFF
+ITEM = 0xFFFEE000
+ITEM_END = 0xFFFEE00D
+SEQUENCE_END = 0xFFFEE0DD
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+
+STUDY_UID = 0x0020000D
+SERIES_UID = 0x0020000E
+SOP_UID = 0x00080018
+
+
+class _Reader:
+    """Element headers in one encoding (explicit or implicit VR, little or big endian)."""
+
+    def __init__(self, buf: bytes, explicit: bool, little: bool) -> None:
+        self.buf = buf
+        self.explicit = explicit
+        self.little = little
+        order = "<" if little else ">"
+        self.tag_fmt = order + "HH"
+        self.u16 = order + "H"
+        self.u32 = order + "I"
+
+    def element(self, pos: int) -> tuple[int, bytes | None, int, int]:
+        """(tag, VR, value start, value length) of the element at pos."""
+        group, number = struct.unpack_from(self.tag_fmt, self.buf, pos)
+        tag = group << 16 | number
+        if group == 0xFFFE or not self.explicit:  # items and delimiters never carry a VR
+            (length,) = struct.unpack_from(self.u32, self.buf, pos + 4)
+            return tag, None, pos + 8, length
+        vr = self.buf[pos + 4:pos + 6]
+        if vr in LONG_VRS:
+            (length,) = struct.unpack_from(self.u32, self.buf, pos + 8)
+            return tag, vr, pos + 12, length
+        (length,) = struct.unpack_from(self.u16, self.buf, pos + 6)
+        return tag, vr, pos + 8, length
+
+    def skip_value(self, start: int, length: int, vr: bytes | None) -> int:
+        """The position after a value; undefined lengths are walked item by item."""
+        if length != UNDEFINED:
+            return start + length
+        # A sequence (or encapsulated pixel data); an explicit UN one is implicit VR inside.
+        inner = _Reader(self.buf, self.explicit and vr != b"UN", self.little)
+        pos = start
+        while True:
+            tag, _, item_start, item_length = inner.element(pos)
+            if tag == SEQUENCE_END:
+                return item_start
+            if tag != ITEM:
+                raise ValueError("malformed sequence")
+            if item_length != UNDEFINED:
+                pos = item_start + item_length
+            else:
+                pos = inner.skip_item(item_start)
+
+    def skip_item(self, pos: int) -> int:
+        while True:
+            tag, vr, start, length = self.element(pos)
+            if tag == ITEM_END:
+                return start
+            pos = self.skip_value(start, length, vr)
+
+    def text(self, start: int, length: int) -> str:
+        if start + length > len(self.buf):
+            raise ValueError("value past the end of the bytes read")
+        return self.buf[start:start + length].decode("ascii", "replace").rstrip("\x00 ")
+
+
+def read_meta(head: bytes) -> tuple[dict[int, str], int] | None:
+    """File Meta text elements by tag, and where the data set starts; None if not Part-10."""
+    if len(head) < 132 or head[128:132] != b"DICM":
+        return None
+    reader = _Reader(head, explicit=True, little=True)
+    values: dict[int, str] = {}
+    pos = 132
+    try:
+        while pos + 8 <= len(head):
+            tag, vr, start, length = reader.element(pos)
+            if tag >> 16 != 0x0002:
+                break
+            if vr not in (b"OB", b"UN", b"SQ") and length != UNDEFINED:
+                values[tag] = reader.text(start, length)
+            pos = reader.skip_value(start, length, vr)
+    except (struct.error, ValueError):
+        return values, -1
+    return values, pos
+
+
+def read_uids(head: bytes) -> tuple[str, str, str] | None:
+    """(StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID) from the data set, or None."""
+    meta = read_meta(head)
+    if meta is None or meta[1] < 0:
+        return None
+    values, pos = meta
+    syntax = values.get(0x00020010, "")
+    if syntax in DEFLATED:
+        return None
+    reader = _Reader(head, explicit=syntax != IMPLICIT_LE, little=syntax != EXPLICIT_BE)
+    found: dict[int, str] = {}
+    try:
+        while len(found) < 3:
+            tag, vr, start, length = reader.element(pos)
+            if tag > SERIES_UID:
+                break
+            if tag in (STUDY_UID, SERIES_UID, SOP_UID):
+                found[tag] = reader.text(start, length)
+            pos = reader.skip_value(start, length, vr)
+    except (struct.error, ValueError):
+        return None
+    uids = (found.get(STUDY_UID), found.get(SERIES_UID), found.get(SOP_UID))
+    return uids if all(uids) else None  # type: ignore[return-value]
