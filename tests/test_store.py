@@ -187,8 +187,9 @@ def test_single_part_to_orthanc_is_415_per_file_with_a_hint(
     assert result.exit_code == 6
     assert result.stdout == ""
     for path in files:
-        assert (f"dcmweb: error: {path} failed: HTTP 415 Unsupported Media Type"
-                f" (this server needs multipart uploads: drop --single-part)") in result.stderr
+        assert (f"dcmweb: error: {path} failed: HTTP 415 Unsupported Media Type:"
+                " Unsupported media type (this server needs multipart uploads:"
+                " drop --single-part)") in result.stderr.splitlines()
     assert summary(result.stderr)["extras"] == "2 failed"
     assert "dcmweb: error: 2 of 2 files failed to store" in result.stderr
     assert orthanc_instances(orthanc) == 0
