@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .dicomhead import read_uids
 from .errors import UsageError
 from .files import Part10Info, read_part10_info
 from .http import Http, server_message
@@ -21,6 +22,7 @@ from .parallel import run_bounded
 from .stowanswer import StowAnswer, parse_stow_answer
 
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
+HEAD_BYTES = 64 * 1024  # enough to reach the SOPInstanceUID of any sane file
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory: no server stores it
 Status = Literal["stored", "failed", "skipped"]
 
@@ -93,6 +95,16 @@ def _batches(paths: Iterable[Path], options: StoreOptions,
         yield batch
 
 
+def _dataset_sop_uid(path: Path) -> str | None:
+    """The data set's SOPInstanceUID, read from the start of the file."""
+    try:
+        with open(path, "rb") as handle:
+            uids = read_uids(handle.read(HEAD_BYTES))
+    except OSError:
+        return None
+    return uids[2] if uids else None
+
+
 class Uploader:
     """Sends batches to one store and turns answers into per-file results."""
 
@@ -144,6 +156,9 @@ class Uploader:
         answered = [*answer.failed, *answer.stored]
         for item in items:
             uid = item.info.sop_instance_uid
+            if answered and uid not in answered:
+                # The answer names the data set's SOPInstanceUID; the File Meta's may differ.
+                uid = _dataset_sop_uid(item.path) or uid
             if len(items) == 1 and uid not in answered and len(answered) == 1:
                 # One file, one answer: it is this file's, even when the File Meta
                 # MediaStorageSOPInstanceUID differs from the data set's SOPInstanceUID.
