@@ -1,0 +1,205 @@
+"""python -m benchmarks [--quick] [--reps N] [--only CASE,...] [--work-dir DIR] [--out DIR]
+
+Starts its own Orthanc servers on 127.0.0.1, makes the data, runs every case for
+dcmweb (command and library), curl and dicomweb-client, and writes
+benchmarks/results/latest.md and latest.json. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import data, servers
+from .cases import Case, Ctx, Sets, build_cases, remove
+from .measure import ROOT, Sample
+from .report import Results, write
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _busy_fraction(seconds: float = 1.0) -> float:
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values) - values[3] - values[4], sum(values)
+
+    a = read()
+    time.sleep(seconds)
+    b = read()
+    return (b[0] - a[0]) / max(1, b[1] - a[1])
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return "?"
+    return out.split("\n")[0].split()[1] if out else "?"
+
+
+def check_tools() -> None:
+    missing = [tool for tool in ("curl", "jq") if shutil.which(tool) is None]
+    if not os.access("/usr/bin/time", os.X_OK):
+        missing.append("GNU time (apt-get install time)")
+    if servers.find_orthanc() is None:
+        missing.append("Orthanc (apt-get install orthanc orthanc-dicomweb)")
+    try:
+        import dicomweb_client  # noqa: F401
+    except ImportError:
+        missing.append("dicomweb-client (pip install -e '.[bench]')")
+    if missing:
+        sys.exit("benchmarks: missing " + ", ".join(missing))
+
+
+def make_sets(data_dir: Path) -> Sets:
+    say(f"data: synthetic sets (cached in {data_dir})")
+    small = data.synthetic(data.SMALL, data_dir)
+    large = data.synthetic(data.LARGE, data_dir)
+    large10 = data.synthetic(data.LARGE10, data_dir)
+    search = data.synthetic(data.SEARCH, data_dir)
+    corpus = servers.corpus
+    candidates = corpus.orthanc_safe(corpus.pydicom_files() + corpus.pydicom_data_files())
+    real = data.real_files(data_dir, candidates)
+    bodies = {
+        "small-1": data.curl_bodies(small, data_dir, 1),
+        "small-20": data.curl_bodies(small, data_dir, 20),
+        "large-1": data.curl_bodies(large, data_dir, 1),
+        "large10-1": data.curl_bodies(large10, data_dir, 1),
+        "search-20": data.curl_bodies(search, data_dir, 20),
+        "real-1": data.curl_bodies(real, data_dir, 1),
+    }
+    say(f"data: {small.count} small, {large.count}+{large10.count} large, {search.count} "
+        f"search, {real.count} real files")
+    return Sets(small, large, large10, search, real, bodies)
+
+
+def run_case(case: Case, reps: int, run_dir: Path, results: Results) -> None:
+    scratch = run_dir / "scratch"
+    output = run_dir / "out"
+    shared = None
+    if case.shared_server is not None:
+        started = time.monotonic()
+        shared = case.shared_server()
+        say(f"{case.key}: server loaded in {time.monotonic() - started:.1f} s")
+    try:
+        for rep in range(reps):
+            shift = rep % len(case.clients)
+            order = case.clients[shift:] + case.clients[:shift]
+            for client in order:
+                for _ in range(case.repeat):
+                    remove(scratch)
+                    remove(output)
+                    scratch.mkdir(parents=True)
+                    server = case.fresh_server() if case.fresh_server else shared
+                    url = server.url if server is not None else ""
+                    try:
+                        ctx = Ctx(url, scratch, output)
+                        sample = client.run(ctx)
+                        if case.after_run is not None and server is not None:
+                            case.after_run(server, sample)
+                        if client.check is not None and sample.ok:
+                            client.check(ctx, sample)
+                    finally:
+                        if case.fresh_server and server is not None:
+                            server.stop()
+                    results.setdefault(case.key, {}).setdefault(client.key, []).append(sample)
+                    _log(case, client.key, rep, sample)
+    finally:
+        if shared is not None:
+            shared.stop()
+        remove(output)
+
+
+def _log(case: Case, key: str, rep: int, sample: Sample) -> None:
+    status = "ok" if sample.ok else f"FAILED {sample.note}"
+    say(f"{case.key} rep {rep + 1} {key}: {sample.wall:.3f} s, cpu {sample.cpu:.2f} s, "
+        f"rss {sample.rss_mb:.0f} MB, {status}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split(
+        "\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument("--quick", action="store_true", help="one repetition")
+    parser.add_argument("--only", help="comma-separated case keys (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the case keys and exit")
+    parser.add_argument("--work-dir", type=Path, default=data.default_work_dir(),
+                        help="data cache and server folders (default ~/.cache/dcmweb-bench)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
+                        help="where latest.md and latest.json go")
+    args = parser.parse_args(argv)
+    reps = 1 if args.quick else args.reps
+    check_tools()
+    work = args.work_dir.absolute()
+    run_dir = work / "run"
+    remove(run_dir)
+    run_dir.mkdir(parents=True)
+    servers.compile_shim()
+
+    sets = make_sets(work / "data")
+    cases = build_cases(sets, run_dir)
+    if args.list:
+        for case in cases:
+            print(f"{case.key:20} {case.title}")
+        return 0
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {c.key for c in cases}
+        if unknown:
+            parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
+        cases = [c for c in cases if c.key in wanted]
+
+    probe = servers.fresh_orthanc(run_dir / "orthanc-probe")
+    server_version = servers.orthanc_version(probe)
+    probe.stop()
+    busy = _busy_fraction()
+    load_before = os.getloadavg()
+    import dicomweb_client
+    import pydicom
+
+    import dcmweb
+
+    started = time.monotonic()
+    results: Results = {}
+    for case in cases:
+        say(f"case {case.key}: {case.title}")
+        run_case(case, reps, run_dir, results)
+    elapsed = time.monotonic() - started
+    meta = {
+        "command": "python -m benchmarks" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:]
+                                             else ""),
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "reps": reps,
+        "machine": f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
+        "server": server_version,
+        "dcmweb": dcmweb.__version__,
+        "curl": _version(["curl", "--version"]),
+        "dicomweb_client": dicomweb_client.__version__,
+        "pydicom": pydicom.__version__,
+        "python": platform.python_version(),
+        "background": (f"{busy:.0%} of the CPUs busy before the run, load average "
+                       f"{load_before[0]:.1f} before and {os.getloadavg()[0]:.1f} after"),
+        "elapsed_s": round(elapsed, 1),
+    }
+    write(args.out, cases, results, meta)
+    remove(run_dir)
+    say(f"done in {elapsed:.0f} s: {args.out / 'latest.md'}")
+    failed = [f"{c}/{k}" for c, runs in results.items() for k, s in runs.items()
+              if not all(x.ok for x in s)]
+    if failed:
+        say("runs that failed their checks: " + ", ".join(failed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
