@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, urlencode
 
 from .errors import ServerError, UsageError
 from .http import Http
@@ -21,6 +21,9 @@ from .paths import parse_search_path
 PAGE_SIZES = {"studies": 5000, "series": 5000, "instances": 50000}
 
 Params = list[tuple[str, str]]
+# Wildcards and UID lists travel unescaped: Orthanc treats a %2A or %3F as a plain
+# character, so PatientName=Sally%2A finds nothing where PatientName=Sally* matches.
+_QUERY_SAFE = "*?,"
 
 
 def parse_params(words: Iterable[str]) -> Params:
@@ -55,7 +58,8 @@ class Searcher:
     def page(self, url_path: str, params: Params) -> list[dict[str, Any]]:
         response = self.http.request(
             "GET", f"{self.base_url}/{url_path}", what=f"search {url_path}",
-            params=params, headers={"Accept": "application/dicom+json"},
+            params=urlencode(params, safe=_QUERY_SAFE, quote_via=quote),
+            headers={"Accept": "application/dicom+json"},
         )
         with response:
             if response.status_code == 204 or not response.content.strip():
