@@ -183,6 +183,15 @@ def test_offset_without_limit_pages_from_there(srv: LocalServer) -> None:
     assert [q["offset"] for _, q in qido_requests(srv)] == ["1100", "1200"]
 
 
+def test_wildcards_and_uid_lists_are_sent_unescaped(srv: LocalServer) -> None:
+    result = dcmweb(srv.url, "search", "studies", "PatientID=SEARCH-PAG*",
+                    "StudyDate=19000101-20991231", "limit=2")
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 2
+    [record] = srv.requests
+    assert "PatientID=SEARCH-PAG*&" in record.path
+
+
 def test_query_string_with_the_path_left_out_searches_studies(srv: LocalServer) -> None:
     result = dcmweb(srv.url, "search", f"PatientID={PATIENT}&limit=3")
     assert result.exit_code == 0, result.stderr
@@ -315,6 +324,11 @@ def test_orthanc_search(orthanc: Orthanc, few_files: list[Path]) -> None:
     study_uid = json.loads(studies.stdout)[0][STUDY_TAG]["Value"][0]
     scoped = dcmweb(orthanc.url, "search", f"studies/{study_uid}/instances", "--format", "jsonl")
     assert len(scoped.stdout.splitlines()) == 4
+    # Wildcards reach Orthanc as wildcards (it ignores an escaped %2A or %3F).
+    for pattern in ("SEARCH-RE*", "SEARCH?REAL", "*REAL"):
+        wild = dcmweb(orthanc.url, "search", "instances", f"PatientID={pattern}")
+        assert wild.exit_code == 0, wild.stderr
+        assert len(json.loads(wild.stdout)) == 12, pattern
     none = dcmweb(orthanc.url, "search", "studies", "PatientID=nobody")  # Orthanc: 200 []
     assert (none.exit_code, none.stdout) == (0, "[]\n")
 
