@@ -8,6 +8,7 @@ itself (google-auth's own 401 replay resends a consumed body as 0 bytes).
 from __future__ import annotations
 
 import base64
+import os
 import threading
 from typing import Any, Protocol
 
@@ -40,7 +41,8 @@ class NoAuth:
 
 class BearerAuth:
     def __init__(self, token: str) -> None:
-        self._value = f"Bearer {token}"
+        # A token read from a file or an env file often ends in a newline.
+        self._value = f"Bearer {token.strip()}"
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": self._value}
@@ -87,7 +89,11 @@ class GoogleAuth:
             try:
                 self._credentials, _ = google.auth.default(scopes=list(GOOGLE_SCOPES))
             except google.auth.exceptions.DefaultCredentialsError as exc:
-                raise AuthError("no Google credentials found", ADC_HINT) from exc
+                message = "no Google credentials found"
+                if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+                    # google-auth says what is wrong with the file it was pointed at.
+                    message += f": {str(exc).splitlines()[0]}"
+                raise AuthError(message, ADC_HINT) from exc
         return self._credentials
 
     def _refresh_locked(self) -> None:

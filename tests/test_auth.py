@@ -212,9 +212,9 @@ def test_missing_adc_file_exit_3_with_gcloud_hint(local_server, tmp_path: Path, 
     assert result.exit_code == 3
     assert result.stdout == ""
     assert result.stderr.splitlines()[-1] == (
-        "dcmweb: error: no Google credentials found (run 'gcloud auth application-default"
-        " login', or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or"
-        " pass --token)")
+        f"dcmweb: error: no Google credentials found: File {tmp_path / 'missing.json'} was not"
+        " found. (run 'gcloud auth application-default login', or set"
+        " GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or pass --token)")
     assert local_server.requests == []
 
 

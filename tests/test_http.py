@@ -339,8 +339,15 @@ def test_secrets_never_printed_on_errors(local_server, ct: Path, credentials: li
     assert result.stderr.splitlines()[-1].startswith("dcmweb: error: ")
 
 
-def test_bad_header_value_is_a_usage_error(local_server, ct: Path) -> None:
+def test_token_read_with_a_trailing_newline_still_works(local_server, ct: Path) -> None:
+    local_server.token = SECRET
     result = run("--token", SECRET + "\n", local_server.url, "store", str(ct))
+    assert result.exit_code == 0, result.stderr
+    assert SECRET not in result.stderr
+
+
+def test_bad_header_value_is_a_usage_error(local_server, ct: Path) -> None:
+    result = run("-H", f"X-Api-Key: {SECRET}\nInjected: 1", local_server.url, "store", str(ct))
     assert result.exit_code == 2
     assert result.stderr.splitlines()[-1] == (
         f"dcmweb: error: store {ct} failed: a header value has a line break or leading"
