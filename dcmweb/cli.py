@@ -45,26 +45,37 @@ class DcmwebGroup(click.Group):
     """Maps errors to exit codes in one place, and lets HOST come from DCMWEB_HOST."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        # click takes the first word as HOST even when it is a command name; when the
-        # host is left out (it may come from DCMWEB_HOST), put it back in front.
+        """Put the words before the command in click's order: options, HOST, command.
+
+        click stops reading group options at HOST, so ``dcmweb HOST -q search`` would
+        fail; and with HOST left out (DCMWEB_HOST) it would take the command as HOST.
+        """
         takes_value = {name for param in self.params if isinstance(param, click.Option)
                        and not param.is_flag and not param.count
                        for name in param.opts + param.secondary_opts}
-        index = 0
-        while index < len(args):
-            word = args[index]
-            if word == "--":
-                break
-            if word.startswith("-"):
-                index += 2 if word in takes_value else 1
+        options: list[str] = []
+        hosts: list[str] = []
+        value_next = False
+        for index, word in enumerate(args):
+            if value_next:
+                options.append(word)
+                value_next = False
                 continue
             if word in self.commands:
-                host = os.environ.get("DCMWEB_HOST")
-                if not host:
-                    raise click.UsageError("HOST is missing (give it before the command, "
-                                           "or set DCMWEB_HOST)", ctx)
-                args = [*args[:index], host, *args[index:]]
-            break
+                if not hosts:
+                    host = os.environ.get("DCMWEB_HOST")
+                    if not host:
+                        raise click.UsageError("HOST is missing (give it before the command, "
+                                               "or set DCMWEB_HOST)", ctx)
+                    hosts = [host]
+                return super().parse_args(ctx, [*options, *hosts, *args[index:]])
+            if word == "--":
+                break
+            if word.startswith("-") and len(word) > 1:
+                options.append(word)
+                value_next = word in takes_value
+            else:
+                hosts.append(word)
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:

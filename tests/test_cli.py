@@ -117,6 +117,17 @@ def test_dcmweb_host_stands_in_for_host(local_server: LocalServer, tmp_path: Pat
     assert len(json.loads(quiet.stdout)) == 1
 
 
+def test_global_options_may_follow_host(local_server: LocalServer, tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "f", 2)
+    with Client(local_server.url) as client:
+        client.store(files)
+    result = dcmweb(local_server.url, "-q", "--workers", "2", "-m", "search", "instances",
+                    "--format", "jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+    assert result.stderr == ""
+
+
 def test_unreachable_host_is_exit_5() -> None:
     result = dcmweb("--retries", "0", "http://127.0.0.1:1/dicom-web", "search")
     assert result.exit_code == 5
