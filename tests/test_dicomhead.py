@@ -18,8 +18,8 @@ def _pydicom_uids(path: Path) -> tuple[str, str, str] | None:
             dataset = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception:
             return None
-    uids = tuple(str(dataset.get(k, "")) for k in
-                 ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
+        uids = tuple(str(dataset.get(k, "")) for k in
+                     ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
     return uids if all(uids) else None  # type: ignore[return-value]
 
 
