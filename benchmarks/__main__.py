@@ -100,6 +100,8 @@ def run_case(case: Case, reps: int, run_dir: Path, results: Results) -> None:
                     remove(scratch)
                     remove(output)
                     scratch.mkdir(parents=True)
+                    # Flush the last run's writes and deletes now, not during this run.
+                    os.sync()
                     server = case.fresh_server() if case.fresh_server else shared
                     url = server.url if server is not None else ""
                     try:

@@ -177,6 +177,8 @@ def check_lib_count(key: str, expected: int) -> Callable[[Ctx, Sample], None]:
         if got != expected:
             sample.ok = False
             sample.note = f"{got} of {expected} {key}"
+        else:
+            sample.extra["check"] = f"{got} {key}"
 
     return check
 
