@@ -7,17 +7,20 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .auth import choose_auth
-from .delete import Deleter, DeleteResult
 from .errors import UsageError
 from .files import expand_masks
 from .http import Http, HttpConfig, RetryPolicy
-from .retrieve import RetrieveResult, iter_retrieve
-from .search import Params, Searcher
-from .store import StoreOptions, StoreResult, iter_store
+
+# Each operation's module is imported by its method: a command loads only its own.
+if TYPE_CHECKING:
+    from .delete import DeleteResult
+    from .retrieve import RetrieveResult
+    from .search import Params
+    from .store import StoreResult
 
 log = logging.getLogger("dcmweb")
 
@@ -94,6 +97,8 @@ class Client:
 
     def iter_store(self, paths: Iterable[Path], **options: Any) -> Iterator[StoreResult]:
         """Store files (see :class:`StoreOptions` for options); one result per file."""
+        from .store import StoreOptions, iter_store
+
         options.setdefault("workers", self.workers)
         return iter_store(self.http, self.base_url, paths, StoreOptions(**options))
 
@@ -104,6 +109,8 @@ class Client:
     def iter_search(self, path: str | None = "studies", params: Params | None = None,
                     page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Every matching row, paging past the server's limits unless ``limit`` is given."""
+        from .search import Searcher
+
         return Searcher(self.http, self.base_url).iter_rows(path, params, page_size)
 
     def search(self, path: str | None = "studies", params: Params | None = None,
@@ -114,6 +121,8 @@ class Client:
     def iter_retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".", *,
                       part_type: str | None = None) -> Iterator[RetrieveResult]:
         """Download to OUTPUT/STUDY/SERIES/SOP.dcm; one result per file."""
+        from .retrieve import iter_retrieve
+
         return iter_retrieve(self.http, self.base_url, path, output, part_type=part_type,
                              workers=self.workers)
 
@@ -124,4 +133,6 @@ class Client:
     # delete ----------------------------------------------------------------
     def delete(self, path: str, *, timeout: float = 600.0) -> DeleteResult:
         """Delete a study, series or instance; wait for GCP's operation to finish."""
+        from .delete import Deleter
+
         return Deleter(self.http, self.base_url, timeout).delete(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -83,16 +84,25 @@ class Searcher:
         offset = _int_param(params, "offset") or 0
         rest = [(k, v) for k, v in params if k.lower() != "offset"]
         size = page_size or PAGE_SIZES[level]
+
+        def fetch(at: int) -> list[dict[str, Any]]:
+            return self.page(url_path, [*rest, ("limit", str(size)), ("offset", str(at))])
+
         previous_first = None
-        while True:
-            rows = self.page(url_path, [*rest, ("limit", str(size)), ("offset", str(offset))])
-            if not rows:
-                return
-            # A server that ignores offset would repeat page one forever.
-            first = _row_key(rows[0])
-            if first == previous_first:
-                raise ServerError(f"search {url_path}: the server ignores 'offset' "
-                                  "(the same page came back twice); add a limit")
-            previous_first = first
-            yield from rows
-            offset += len(rows)
+        # One page is fetched ahead while the caller handles the current one: writing
+        # pretty JSON costs about as much as the server's answer, so the two overlap.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcmweb-search") as ahead:
+            upcoming = ahead.submit(fetch, offset)
+            while True:
+                rows = upcoming.result()
+                if not rows:
+                    return
+                # A server that ignores offset would repeat page one forever.
+                first = _row_key(rows[0])
+                if first == previous_first:
+                    raise ServerError(f"search {url_path}: the server ignores 'offset' "
+                                      "(the same page came back twice); add a limit")
+                previous_first = first
+                offset += len(rows)
+                upcoming = ahead.submit(fetch, offset)
+                yield from rows
