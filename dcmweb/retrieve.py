@@ -63,11 +63,8 @@ def accept_header(part_type: str | None) -> str:
     return f'multipart/related; type="{mime}"{extra}'
 
 
-def _dicom_uids(head: bytes, path: str) -> tuple[str | None, ...]:
-    """Study, series and SOP UIDs: read from the first bytes, else by pydicom."""
-    uids = read_uids(head)
-    if uids is not None:
-        return uids
+def _pydicom_uids(path: str) -> tuple[str | None, ...]:
+    """Study, series and SOP UIDs of a file dicomhead could not read (e.g. deflated)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -135,22 +132,33 @@ class Downloader:
     def _save_part(self, chunks: Iterable[bytes], mime: str, target: ResourcePath,
                    index: int) -> RetrieveResult:
         source = target.url_path()
-        self._folder(self.output)
-        handle, temp = tempfile.mkstemp(dir=self.output, prefix=".dcmweb-", suffix=".part")
+        stream = iter(chunks)
+        head = bytearray()
+        for chunk in stream:  # the first bytes name the file: read them before creating it
+            head += chunk
+            if len(head) >= HEAD_BYTES:
+                break
+        final = self._destination(bytes(head[:HEAD_BYTES]), mime, target, index)
+        if isinstance(final, str):
+            return RetrieveResult("failed", source, message=final)
+        # Written beside its final name: renaming within a folder is cheap, while a
+        # rename across folders cost 0.6 ms of kernel time per file here.
+        folder = final.parent if final is not None else self.output
+        self._folder(folder)
+        handle, temp = tempfile.mkstemp(dir=folder, prefix=".dcmweb-", suffix=".part")
         try:
-            size = 0
-            head = bytearray()  # enough of the file to read its UIDs without reopening it
+            size = len(head)
             with os.fdopen(handle, "wb") as sink:
-                for chunk in chunks:
+                sink.write(head)
+                for chunk in stream:
                     sink.write(chunk)
                     size += len(chunk)
-                    if len(head) < HEAD_BYTES:
-                        head += chunk[:HEAD_BYTES - len(head)]
-            final = self._destination(bytes(head), temp, mime, target, index)
-            if isinstance(final, str):
-                os.unlink(temp)
-                return RetrieveResult("failed", source, message=final)
-            self._folder(final.parent)
+            if final is None:
+                final = self._dicom_path(*_pydicom_uids(temp))
+                if isinstance(final, str):
+                    os.unlink(temp)
+                    return RetrieveResult("failed", source, message=final)
+                self._folder(final.parent)
             os.replace(temp, final)
         except BaseException:
             # Truncated or interrupted: never leave the half file behind.
@@ -159,22 +167,27 @@ class Downloader:
             raise
         return RetrieveResult("saved", source, final, size)
 
-    def _destination(self, head: bytes, temp: str, mime: str, target: ResourcePath,
-                     index: int) -> Path | str:
-        """Where a finished part goes, or a message saying why it cannot be kept."""
+    def _destination(self, head: bytes, mime: str, target: ResourcePath,
+                     index: int) -> Path | str | None:
+        """Where a part goes, a message saying why it cannot be kept, or None when
+        only the whole file can tell."""
         if mime in ("application/dicom", ""):
-            study, series, sop = _dicom_uids(head, temp)
-            if not (study and series and sop):
-                return "the server sent a part that is not a readable DICOM file"
-            names = [safe_uid(study), safe_uid(series), safe_uid(sop)]
-            if None in names:
-                shown = ", ".join(repr(uid) for uid in (study, series, sop))
-                return f"refused unsafe UIDs from the server ({shown})"
-            return self.output.joinpath(*names[:2], f"{names[2]}.dcm")
+            uids = read_uids(head)
+            return None if uids is None else self._dicom_path(*uids)
         extension = EXTENSIONS.get(mime, ".bin")
         folders = [uid for uid in (target.study, target.series) if uid]
         stem = f"{target.instance}_frame_{index}" if target.instance else f"part_{index}"
         return self.output.joinpath(*folders, stem + extension)
+
+    def _dicom_path(self, study: str | None, series: str | None, sop: str | None) -> Path | str:
+        """OUTPUT/STUDY/SERIES/SOP.dcm, or why the UIDs cannot name a file."""
+        if not (study and series and sop):
+            return "the server sent a part that is not a readable DICOM file"
+        names = [safe_uid(study), safe_uid(series), safe_uid(sop)]
+        if None in names:
+            shown = ", ".join(repr(uid) for uid in (study, series, sop))
+            return f"refused unsafe UIDs from the server ({shown})"
+        return self.output.joinpath(*names[:2], f"{names[2]}.dcm")
 
 
 def _split_store(searcher: Searcher) -> Iterator[ResourcePath | RetrieveResult]:
