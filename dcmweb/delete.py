@@ -9,6 +9,7 @@ dcmweb falls back to that when the server says it is Orthanc.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,9 @@ log = logging.getLogger("dcmweb")
 POLL_FIRST = 1.0
 POLL_MAX = 10.0
 API_VERSIONS = ("v1", "v1beta1", "v1alpha2")
+# projects/P/locations/L/datasets/D/operations/ID: polled on the same host, so a
+# hostile name must not reach other paths there.
+_OPERATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*(/[A-Za-z0-9._~-]+)*")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class DeleteResult:
 
 def operation_url(base_url: str, name: str) -> str:
     """GCP serves operations at the API root: https://host/v1/{name}."""
+    if not _OPERATION_NAME.fullmatch(name) or ".." in name.split("/"):
+        raise ServerError(f"the server answered the delete with an odd operation name {name!r}")
     parts = urlsplit(base_url)
     words = parts.path.split("/")
     for index, word in enumerate(words):

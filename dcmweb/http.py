@@ -83,12 +83,27 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def read_limited(response: requests.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of a body: a hostile server may send one without end."""
+    data = bytearray()
+    for chunk in response.iter_content(64 * 1024):
+        data += chunk
+        if len(data) >= limit:
+            break
+    return bytes(data[:limit])
+
+
 def server_message(response: requests.Response) -> str:
-    """The human part of an error body: Google's envelope, Orthanc's JSON, or text."""
+    """The human part of an error body."""
     try:
-        text = response.text
-    except (requests.RequestException, UnicodeDecodeError):
+        raw = read_limited(response, 64 * 1024)
+    except requests.RequestException:
         return ""
+    return body_message(raw.decode(response.encoding or "utf-8", "replace"))
+
+
+def body_message(text: str) -> str:
+    """Google's error envelope, Orthanc's JSON error, or the first line of text."""
     text = text.strip()
     if text[:1] in "{[":
         try:

@@ -19,7 +19,7 @@ from typing import Literal
 import requests
 
 from .dicomhead import read_uids
-from .errors import ServerError, UsageError
+from .errors import NotFoundError, ServerError, UsageError
 from .http import Http
 from .multipart import MultipartError, iter_parts, parse_content_type
 from .parallel import run_bounded
@@ -214,7 +214,16 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
         targets = _split_store(Searcher(http, base_url))
 
     def fetch(item: ResourcePath | RetrieveResult) -> list[RetrieveResult]:
-        return [item] if isinstance(item, RetrieveResult) else downloader.fetch(item)
+        if isinstance(item, RetrieveResult):
+            return [item]
+        if target.level != "store":
+            return downloader.fetch(item)
+        try:
+            return downloader.fetch(item)
+        except (NotFoundError, ServerError) as error:
+            # One study of many (deleted since the listing, or answered badly) must not
+            # stop the others; credentials and outages still stop the run.
+            return [RetrieveResult("failed", item.url_path(), message=error.message)]
 
     for results in run_bounded(fetch, targets, workers):
         yield from results

@@ -16,12 +16,13 @@ from typing import Literal
 from .dicomhead import read_uids
 from .errors import UsageError
 from .files import Part10Info, read_part10_info
-from .http import Http, server_message
+from .http import Http, body_message, read_limited
 from .multipart import MultipartBody, new_boundary
 from .parallel import run_bounded
 from .stowanswer import StowAnswer, parse_stow_answer
 
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
+ANSWER_LIMIT = 16 * 1024 * 1024  # a STOW answer lists each instance: far less than this
 HEAD_BYTES = 64 * 1024  # enough to reach the SOPInstanceUID of any sane file
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory: no server stores it
 Status = Literal["stored", "failed", "skipped"]
@@ -135,14 +136,15 @@ class Uploader:
 
         what = f"store {paths[0]}" if len(paths) == 1 else f"store of {len(paths)} files"
         response = self.http.request("POST", self.url, what=what, headers=headers, body=body,
-                                     accept_status=(400, 409, 413, 415, 422))
+                                     accept_status=(400, 409, 413, 415, 422), stream=True)
         with response:
-            content = response.content
+            content = read_limited(response, ANSWER_LIMIT)
         answer = parse_stow_answer(content)
         message = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
         # Not a STOW answer at all (e.g. Google's JSON error envelope): show its message.
-        detail = answer.text or (
-            "" if answer.stored or answer.failed else server_message(response))
+        detail = answer.text
+        if not (detail or answer.stored or answer.failed):
+            detail = body_message(content.decode("utf-8", "replace"))
         if detail:
             message += f": {detail}"
         elif response.status_code == 400:

@@ -250,3 +250,16 @@ def test_server_without_delete_is_exit_1(tinypacs: TinyPacs) -> None:
     assert result.exit_code == 1
     assert "does not support DICOMweb DELETE (HTTP 405)" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("name", ["../../../evil", "projects/p/../../x", "/etc/passwd",
+                                  "projects/p operations"])
+def test_odd_operation_name_is_not_polled(name: str) -> None:
+    """The name becomes a URL on the same host: a hostile one must not reach other paths."""
+    with Hostile() as fake:
+        fake.route("DELETE", "/studies/1.2", lambda req: req.json(200, {"name": name}))
+        result = dcmweb(fake.url, "delete", "studies/1.2")
+        methods = [r.method for r in fake.requests]
+    assert result.exit_code == 1
+    assert "odd operation name" in result.stderr
+    assert methods == ["DELETE"]

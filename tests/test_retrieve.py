@@ -397,3 +397,30 @@ def test_memory_stays_flat_on_a_large_study(local_server: LocalServer, tmp_path:
     assert peak < 80 * 1024, f"peak {peak} KiB"
     assert peak - baseline < 16 * 1024, f"peak {peak} KiB vs {baseline} KiB for one file"
 
+
+
+def test_whole_store_goes_on_past_a_study_that_fails(synth: list[Path], tmp_path: Path) -> None:
+    """A study deleted since the listing (404), or answered without a boundary, fails
+    alone: the other studies are still saved, and the run ends with exit 6."""
+    good = synth[0]
+    study = uids_of(good)[0]
+    rows = [{"0020000D": {"vr": "UI", "Value": [uid]}} for uid in ("9.9.1", study, "9.9.2")]
+
+    def studies(req: Request) -> None:
+        req.json(200, rows if req.params.get("offset") == "0" else [], "application/dicom+json")
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies", studies)
+        fake.route("GET", "/studies/9.9.1", lambda req: req.json(404, {"error": {
+            "code": 404, "message": "no such study", "status": "NOT_FOUND"}}))
+        fake.route("GET", f"/studies/{study}", lambda req: req.reply(
+            200, multipart([good.read_bytes()], "b1"), "multipart/related; boundary=b1"))
+        fake.route("GET", "/studies/9.9.2", lambda req: req.reply(
+            200, b"--x\r\n\r\n", "multipart/related"))
+        result = dcmweb(fake.url, "retrieve", "--output", str(tmp_path))
+    assert result.exit_code == 6, result.stderr
+    assert files_under(tmp_path) == {where(tmp_path, good)}
+    assert "studies/9.9.1: retrieve studies/9.9.1 failed: HTTP 404" in result.stderr
+    assert "no such study" in result.stderr
+    assert "studies/9.9.2: retrieve studies/9.9.2: multipart answer without a boundary" \
+        in result.stderr
