@@ -1,17 +1,21 @@
-"""Run a function over a lazy stream of work items in a bounded thread pool.
+"""Run a function over a lazy stream of work items in a bounded pool of threads.
 
-Bounded, because the items may be millions of files: only a few batches are in
-flight at once. Results come back in completion order as soon as each is done.
+Bounded, because the items may be millions of files: only a few batches are queued at
+once. Results come back in completion order as soon as each is done. The threads are
+daemons: on Ctrl-C the process ends at once instead of waiting for uploads in flight.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+_STOP = object()
 
 
 def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
@@ -24,28 +28,48 @@ def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int) -> Ite
         for item in items:
             yield func(item)
         return
-    pending: set[cf.Future[R]] = set()
-    failure: BaseException | None = None
+    tasks: queue.Queue[Any] = queue.Queue()
+    results: queue.Queue[tuple[bool, Any]] = queue.Queue()
+
+    def work() -> None:
+        while (item := tasks.get()) is not _STOP:
+            try:
+                results.put((True, func(item)))
+            except BaseException as error:  # handed to the caller's thread
+                results.put((False, error))
+
+    threads = [threading.Thread(target=work, name=f"dcmweb-{n}", daemon=True)
+               for n in range(workers)]
+    for thread in threads:
+        thread.start()
     source = iter(items)
-    executor = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dcmweb")
+    exhausted = False
+    pending = 0
+    failure: BaseException | None = None
     try:
         while True:
-            while failure is None and len(pending) < workers * 2:
-                item = next(source, None)
-                if item is None:
-                    break
-                pending.add(executor.submit(func, item))
+            while failure is None and not exhausted and pending < workers * 2:
+                try:
+                    tasks.put(next(source))
+                    pending += 1
+                except StopIteration:
+                    exhausted = True
             if not pending:
                 break
-            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            for future in done:
-                error = future.exception()
-                if error is None:
-                    yield future.result()
-                elif failure is None:
-                    failure = error
+            ok, value = results.get()
+            pending -= 1
+            if ok:
+                yield value
+            elif failure is None:
+                failure = value
+                while True:  # what has not started yet never will
+                    try:
+                        tasks.get_nowait()
+                        pending -= 1
+                    except queue.Empty:
+                        break
         if failure is not None:
             raise failure
     finally:
-        # On Ctrl-C (or the caller closing the generator) drop what has not started.
-        executor.shutdown(wait=failure is not None, cancel_futures=True)
+        for _ in threads:
+            tasks.put(_STOP)

@@ -8,6 +8,7 @@ hostile server cannot write outside the output folder.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -83,6 +84,14 @@ class Downloader:
         self.part_type = part_type or DEFAULT_TYPE
         self.accept = accept_header(part_type)
         self._folders: set[Path] = set()  # made already: one mkdir per folder, not per file
+        self._partial: set[str] = set()  # temporary files being written right now
+
+    def discard_partial(self) -> None:
+        """Remove the temporary files of parts still being written (after Ctrl-C the
+        threads writing them are not waited for)."""
+        for temp in list(self._partial):
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
 
     def _folder(self, path: Path) -> None:
         if path not in self._folders:
@@ -146,6 +155,7 @@ class Downloader:
         folder = final.parent if final is not None else self.output
         self._folder(folder)
         handle, temp = tempfile.mkstemp(dir=folder, prefix=".dcmweb-", suffix=".part")
+        self._partial.add(temp)
         try:
             size = len(head)
             with os.fdopen(handle, "wb") as sink:
@@ -165,6 +175,8 @@ class Downloader:
             if os.path.exists(temp):
                 os.unlink(temp)
             raise
+        finally:
+            self._partial.discard(temp)
         return RetrieveResult("saved", source, final, size)
 
     def _destination(self, head: bytes, mime: str, target: ResourcePath,
@@ -225,5 +237,9 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
             # stop the others; credentials and outages still stop the run.
             return [RetrieveResult("failed", item.url_path(), message=error.message)]
 
-    for results in run_bounded(fetch, targets, workers):
-        yield from results
+    try:
+        for results in run_bounded(fetch, targets, workers):
+            yield from results
+    except BaseException:
+        downloader.discard_partial()
+        raise

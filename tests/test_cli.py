@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pydicom
@@ -254,3 +256,26 @@ def test_closed_stdout_prints_no_traceback(many: LocalServer) -> None:
     assert "Traceback" not in stderr
     assert "Exception ignored" not in stderr
     assert "BrokenPipe" not in stderr
+
+
+def test_ctrl_c_is_exit_130_and_stops_promptly(local_server: LocalServer,
+                                                tmp_path: Path) -> None:
+    """SIGINT during a store whose server is slow: one 'interrupted' line, exit 130, and
+    the process ends without waiting for the slow answers."""
+    files = corpus.synthetic_files(tmp_path / "f", 6)
+    local_server.inject_fault(200, count=100, delay=30.0, method="POST")
+    env = {k: v for k, v in os.environ.items() if k != "DCMWEB_HOST"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dcmweb", "-m", "--workers", "2", local_server.url, "store",
+         "--batch-size", "1", *map(str, files)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(2.0)  # started, and waiting for the slow answers (recorded only when sent)
+    assert process.poll() is None
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=25)
+    assert process.returncode == 130, stderr
+    assert time.monotonic() - started < 10
+    assert stdout == ""
+    assert "dcmweb: error: interrupted" in stderr
+    assert "Traceback" not in stderr
