@@ -65,6 +65,12 @@ class ServerError(DcmwebError):
         self.status = status
 
 
+class LocalFileError(DcmwebError):
+    """A file or folder on this machine cannot be written (permissions, disk full)."""
+
+    exit_status = ExitStatus.ERROR
+
+
 class PartialFailure(DcmwebError):
     """Some items of a bulk operation failed; the others were done."""
 

@@ -20,7 +20,7 @@ from typing import Literal
 import requests
 
 from .dicomhead import read_uids
-from .errors import NotFoundError, ServerError, UsageError
+from .errors import LocalFileError, NotFoundError, ServerError, UsageError
 from .http import Http
 from .multipart import MultipartError, iter_parts, parse_content_type
 from .parallel import run_bounded
@@ -74,6 +74,20 @@ def _pydicom_uids(path: str) -> tuple[str | None, ...]:
     except (InvalidDicomError, OSError, ValueError, EOFError):
         return (None, None, None)
     return tuple(str(dataset[tag].value) if tag in dataset else None for tag in _UID_TAGS)
+
+
+@contextlib.contextmanager
+def _writing(folder: Path) -> Iterator[None]:
+    """Local write failures (permissions, a full disk) end the run with a clear message;
+    network errors, which requests also derives from OSError, pass through."""
+    try:
+        yield
+    except OSError as error:
+        if isinstance(error, requests.RequestException):
+            raise
+        raise LocalFileError(f"cannot write in {folder}: {error.strerror or error}",
+                             "check the --output folder: its permissions and free space"
+                             ) from error
 
 
 class Downloader:
@@ -153,23 +167,25 @@ class Downloader:
         # Written beside its final name: renaming within a folder is cheap, while a
         # rename across folders cost 0.6 ms of kernel time per file here.
         folder = final.parent if final is not None else self.output
-        self._folder(folder)
-        handle, temp = tempfile.mkstemp(dir=folder, prefix=".dcmweb-", suffix=".part")
+        with _writing(folder):
+            self._folder(folder)
+            handle, temp = tempfile.mkstemp(dir=folder, prefix=".dcmweb-", suffix=".part")
         self._partial.add(temp)
         try:
-            size = len(head)
-            with os.fdopen(handle, "wb") as sink:
-                sink.write(head)
-                for chunk in stream:
-                    sink.write(chunk)
-                    size += len(chunk)
-            if final is None:
-                final = self._dicom_path(*_pydicom_uids(temp))
-                if isinstance(final, str):
-                    os.unlink(temp)
-                    return RetrieveResult("failed", source, message=final)
-                self._folder(final.parent)
-            os.replace(temp, final)
+            with _writing(folder):
+                size = len(head)
+                with os.fdopen(handle, "wb") as sink:
+                    sink.write(head)
+                    for chunk in stream:
+                        sink.write(chunk)
+                        size += len(chunk)
+                if final is None:
+                    final = self._dicom_path(*_pydicom_uids(temp))
+                    if isinstance(final, str):
+                        os.unlink(temp)
+                        return RetrieveResult("failed", source, message=final)
+                    self._folder(final.parent)
+                os.replace(temp, final)
         except BaseException:
             # Truncated or interrupted: never leave the half file behind.
             if os.path.exists(temp):

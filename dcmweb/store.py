@@ -64,7 +64,7 @@ class _Item:
 
 def _batches(paths: Iterable[Path], options: StoreOptions,
              skipped: list[StoreResult]) -> Iterator[list[_Item]]:
-    """Group DICOM files into requests; non-DICOM files go to ``skipped``."""
+    """Group DICOM files into requests; files decided without sending go to ``skipped``."""
     limit = 1 if options.single_part else options.batch_size
     batch: list[_Item] = []
     batch_bytes = 0
@@ -75,12 +75,13 @@ def _batches(paths: Iterable[Path], options: StoreOptions,
             skipped.append(StoreResult(path, "skipped", message="a DICOMDIR index, not an image"))
             continue
         if info is None:
-            reason = "not a DICOM Part-10 file (no DICM marker)"
             try:
-                if os.path.getsize(path) == 0:
-                    reason = "empty file"
-            except OSError as exc:
-                reason = f"cannot read: {exc.strerror}"
+                with open(path, "rb"):
+                    empty = os.path.getsize(path) == 0
+            except OSError as exc:  # asked for but unreadable: a failure, not a skip
+                skipped.append(StoreResult(path, "failed", message=f"cannot read: {exc.strerror}"))
+                continue
+            reason = "empty file" if empty else "not a DICOM Part-10 file (no DICM marker)"
             skipped.append(StoreResult(path, "skipped", message=reason))
             continue
         size = os.path.getsize(path)

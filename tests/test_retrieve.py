@@ -424,3 +424,20 @@ def test_whole_store_goes_on_past_a_study_that_fails(synth: list[Path], tmp_path
     assert "no such study" in result.stderr
     assert "studies/9.9.2: retrieve studies/9.9.2: multipart answer without a boundary" \
         in result.stderr
+
+
+def test_output_that_cannot_be_written_is_one_clear_error(synth: list[Path],
+                                                          tmp_path: Path) -> None:
+    study = uids_of(synth[0])[0]
+    (tmp_path / study).write_text("a file where the study folder should go")
+    body = multipart([synth[0].read_bytes()], "b1")
+    with Hostile() as fake:
+        fake.route("GET", f"/studies/{study}",
+                   lambda req: req.reply(200, body, "multipart/related; boundary=b1"))
+        result = dcmweb(fake.url, "retrieve", f"studies/{study}", "--output", str(tmp_path))
+    assert result.exit_code == 1
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"dcmweb: error: cannot write in {tmp_path / study}/")
+    assert last.endswith("(check the --output folder: its permissions and free space)")
+    assert "Traceback" not in result.stderr
+    assert temp_leftovers(tmp_path) == []

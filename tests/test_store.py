@@ -377,6 +377,21 @@ def test_non_dicom_and_empty_files_are_skipped(local_server, pydicom_files: list
     assert uploaded_lines(result.stderr) == {str(ct): instance_url(local_server.url, ct)}
 
 
+def test_unreadable_file_is_a_failure_not_a_skip(local_server, pydicom_files: list[Path],
+                                                 tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ct = by_name(pydicom_files, "CT_small.dcm")[0]
+    (folder / "ct.dcm").write_bytes(ct.read_bytes())
+    (folder / "gone.dcm").symlink_to(tmp_path / "deleted-meanwhile.dcm")  # lists, cannot open
+    result = run(local_server.url, "store", str(folder))
+    assert result.exit_code == 6, result.stderr
+    assert (f"dcmweb: error: {folder / 'gone.dcm'} failed: cannot read: No such file or"
+            " directory") in result.stderr.splitlines()
+    assert summary(result.stderr)["extras"] == "1 failed"
+    assert list(uploaded_lines(result.stderr)) == [str(folder / "ct.dcm")]
+
+
 def test_nothing_dicom_exits_2(local_server, pydicom_files: list[Path], tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("not an image\n")
