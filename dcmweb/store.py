@@ -17,7 +17,7 @@ from .dicomhead import read_uids
 from .errors import UsageError
 from .files import Part10Info, read_part10_info
 from .http import Http, body_message, read_limited
-from .multipart import MultipartBody, new_boundary
+from .multipart import MultipartBody, MultipartError, new_boundary
 from .parallel import run_bounded
 from .stowanswer import StowAnswer, parse_stow_answer
 
@@ -153,7 +153,14 @@ class Uploader:
         return response.status_code, answer, message
 
     def send(self, items: list[_Item]) -> list[StoreResult]:
-        status, answer, message = self._post(items)
+        try:
+            status, answer, message = self._post(items)
+        except (MultipartError, OSError) as error:
+            # A file deleted or changed since it was listed: the upload was cut, so
+            # nothing of it is stored. Find out which file, one request each.
+            if len(items) > 1:
+                return [result for item in items for result in self.send([item])]
+            return [self._result(items[0], "failed", message=f"cannot send: {error}")]
         results: list[StoreResult] = []
         unknown: list[_Item] = []
         answered = [*answer.failed, *answer.stored]

@@ -447,3 +447,27 @@ def test_library_results_count(local_server, pydicom_files: list[Path], tmp_path
         if r.status == "stored":
             assert r.retrieve_url == instance_url(local_server.url, r.path)
             assert r.sop_instance_uid == uids(r.path)[2]
+
+
+def test_file_removed_after_listing_fails_alone(local_server, pydicom_files: list[Path],
+                                                tmp_path: Path) -> None:
+    """Listed, then gone before its batch is sent: that file fails, its batch-mates are
+    stored, and nothing crashes."""
+    sources = [by_name(pydicom_files, n)[0] for n in ("CT_small.dcm", "MR_small.dcm")]
+    copies = []
+    for source in sources:
+        copies.append(tmp_path / source.name)
+        copies[-1].write_bytes(source.read_bytes())
+
+    def listing():
+        yield copies[0]
+        copies[0].unlink()  # after its header was read, before the batch goes out
+        yield copies[1]
+
+    with Client(local_server.url, backoff=0.01) as client:
+        results = list(client.iter_store(listing(), batch_size=2))
+    by_path = {r.path: r for r in results}
+    assert by_path[copies[0]].status == "failed"
+    assert by_path[copies[0]].message.startswith("cannot send: ")
+    assert "No such file" in by_path[copies[0]].message
+    assert by_path[copies[1]].status == "stored"
