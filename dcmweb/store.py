@@ -159,7 +159,7 @@ class Uploader:
             # A file deleted or changed since it was listed: the upload was cut, so
             # nothing of it is stored. Find out which file, one request each.
             if len(items) > 1:
-                return [result for item in items for result in self.send([item])]
+                return self._one_by_one(items)
             return [self._result(items[0], "failed", message=f"cannot send: {error}")]
         results: list[StoreResult] = []
         unknown: list[_Item] = []
@@ -186,14 +186,16 @@ class Uploader:
         if unknown and len(items) > 1:
             # The answer does not say which files failed: ask one file at a time.
             # Re-storing identical bytes is a no-op on GCP and Orthanc.
-            for item in unknown:
-                results.extend(self.send([item]))
+            results.extend(self._one_by_one(unknown))
         elif unknown:
             hint = ""
             if status == 415 and self.options.single_part:
                 hint = " (this server needs multipart uploads: drop --single-part)"
             results.append(self._result(unknown[0], "failed", message=message + hint))
         return results
+
+    def _one_by_one(self, items: list[_Item]) -> list[StoreResult]:
+        return [result for item in items for result in self.send([item])]
 
     @staticmethod
     def _result(item: _Item, status: Status, url: str | None = None,
