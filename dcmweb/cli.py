@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -240,11 +240,7 @@ def store(settings: Settings, masks: tuple[str, ...], single_part: bool, batch_s
                 counts[result.status] += 1
                 output.advance()
                 if report:
-                    report.write(json.dumps({
-                        "path": str(result.path), "status": result.status,
-                        "sop_instance_uid": result.sop_instance_uid,
-                        "retrieve_url": result.retrieve_url, "message": result.message,
-                        "size": result.size}) + "\n")
+                    report.write(json.dumps({**asdict(result), "path": str(result.path)}) + "\n")
                 if result.status == "stored":
                     size += result.size
                     where = result.retrieve_url or result.sop_instance_uid
