@@ -211,11 +211,12 @@ class Downloader:
         """OUTPUT/STUDY/SERIES/SOP.dcm, or why the UIDs cannot name a file."""
         if not (study and series and sop):
             return "the server sent a part that is not a readable DICOM file"
-        names = [safe_uid(study), safe_uid(series), safe_uid(sop)]
-        if None in names:
+        safe = [safe_uid(study), safe_uid(series), safe_uid(sop)]
+        names = [name for name in safe if name is not None]
+        if len(names) < 3:
             shown = ", ".join(repr(uid) for uid in (study, series, sop))
             return f"refused unsafe UIDs from the server ({shown})"
-        return self.output.joinpath(*names[:2], f"{names[2]}.dcm")
+        return self.output.joinpath(names[0], names[1], f"{names[2]}.dcm")
 
 
 def _split_store(searcher: Searcher) -> Iterator[ResourcePath | RetrieveResult]:

@@ -127,7 +127,7 @@ def _as_int(value: Any) -> int | None:
 
 def _private_text(item: Dataset) -> str:
     """Readable reasons servers put in private elements (GCP's FailureDetail)."""
-    texts = []
+    texts: list[str] = []
     for tag, values in item.items():
         try:
             group, element = int(tag[:4], 16), int(tag[4:], 16)

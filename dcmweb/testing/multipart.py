@@ -61,7 +61,9 @@ def _split_params(value: str) -> list[str]:
 
 
 def _split_outside_quotes(value: str, sep: str) -> list[str]:
-    out, current, quoted = [], [], False
+    out: list[str] = []
+    current: list[str] = []
+    quoted = False
     for ch in value:
         if ch == '"':
             quoted = not quoted

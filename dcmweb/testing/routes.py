@@ -102,27 +102,25 @@ def _clear_requests(h: Handler, req: Request) -> None:
     h.send_json(200, {})
 
 
-ROUTES: list[tuple[re.Pattern[str], dict[str, Action]]] = [
-    (re.compile(p), actions)
-    for p, actions in [
-        (rf"{BASE_PATH}/studies", {"GET": _qido(qido.STUDY), "POST": _stow}),
-        (rf"{BASE_PATH}/series", {"GET": _qido(qido.SERIES)}),
-        (rf"{BASE_PATH}/instances", {"GET": _qido(qido.INSTANCE)}),
-        (rf"{BASE_PATH}/studies/{_U}", {"GET": _wado, "POST": _stow, "DELETE": _delete}),
-        (rf"{BASE_PATH}/studies/{_U}/series", {"GET": _qido(qido.SERIES)}),
-        (rf"{BASE_PATH}/studies/{_U}/instances", {"GET": _qido(qido.INSTANCE)}),
-        (rf"{BASE_PATH}/studies/{_U}/series/{_U}", {"GET": _wado, "DELETE": _delete}),
-        (rf"{BASE_PATH}/studies/{_U}/series/{_U}/instances", {"GET": _qido(qido.INSTANCE)}),
-        (
-            rf"{BASE_PATH}/studies/{_U}/series/{_U}/instances/{_U}",
-            {"GET": _wado, "DELETE": _delete_instance},
-        ),
-        (rf"{OPERATIONS_PATH}/([0-9]+)", {"GET": _operation}),
-        (r"/token", {"POST": _token}),
-        (r"/_control/faults", {"POST": _add_fault, "DELETE": _clear_faults}),
-        (r"/_control/requests", {"GET": _list_requests, "DELETE": _clear_requests}),
-    ]
+_TABLE: list[tuple[str, dict[str, Action]]] = [
+    (rf"{BASE_PATH}/studies", {"GET": _qido(qido.STUDY), "POST": _stow}),
+    (rf"{BASE_PATH}/series", {"GET": _qido(qido.SERIES)}),
+    (rf"{BASE_PATH}/instances", {"GET": _qido(qido.INSTANCE)}),
+    (rf"{BASE_PATH}/studies/{_U}", {"GET": _wado, "POST": _stow, "DELETE": _delete}),
+    (rf"{BASE_PATH}/studies/{_U}/series", {"GET": _qido(qido.SERIES)}),
+    (rf"{BASE_PATH}/studies/{_U}/instances", {"GET": _qido(qido.INSTANCE)}),
+    (rf"{BASE_PATH}/studies/{_U}/series/{_U}", {"GET": _wado, "DELETE": _delete}),
+    (rf"{BASE_PATH}/studies/{_U}/series/{_U}/instances", {"GET": _qido(qido.INSTANCE)}),
+    (
+        rf"{BASE_PATH}/studies/{_U}/series/{_U}/instances/{_U}",
+        {"GET": _wado, "DELETE": _delete_instance},
+    ),
+    (rf"{OPERATIONS_PATH}/([0-9]+)", {"GET": _operation}),
+    (r"/token", {"POST": _token}),
+    (r"/_control/faults", {"POST": _add_fault, "DELETE": _clear_faults}),
+    (r"/_control/requests", {"GET": _list_requests, "DELETE": _clear_requests}),
 ]
+ROUTES = [(re.compile(pattern), actions) for pattern, actions in _TABLE]
 
 
 def route(h: Handler, req: Request) -> None:

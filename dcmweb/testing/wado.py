@@ -141,6 +141,7 @@ def _multipart_chunks(
 def transcode_to_explicit_le(path: Path, stored: str) -> bytes:
     """Rewrite an uncompressed instance as Explicit VR Little Endian (in memory)."""
     from pydicom import dcmread, dcmwrite
+    from pydicom.uid import UID
 
     ds = dcmread(path)
     if stored == _BIG_ENDIAN:
@@ -150,7 +151,7 @@ def transcode_to_explicit_le(path: Path, stored: str) -> bytes:
             width = widths.get(elem.VR)
             if width and isinstance(elem.value, bytes):
                 elem.value = _swap(elem.value, width)
-    ds.file_meta.TransferSyntaxUID = EXPLICIT_LE
+    ds.file_meta.TransferSyntaxUID = UID(EXPLICIT_LE)
     out = io.BytesIO()
     dcmwrite(out, ds, enforce_file_format=True)
     return out.getvalue()
