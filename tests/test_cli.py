@@ -279,3 +279,45 @@ def test_ctrl_c_is_exit_130_and_stops_promptly(local_server: LocalServer,
     assert stdout == ""
     assert "dcmweb: error: interrupted" in stderr
     assert "Traceback" not in stderr
+
+
+def _run_in_terminal(args: list[str], timeout: float = 60) -> tuple[int, str]:
+    """dcmweb with stdout and stderr on a pseudo-terminal of 100 columns."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k != "DCMWEB_HOST"}
+    process = subprocess.Popen([sys.executable, "-m", "dcmweb", *args], stdin=slave,
+                               stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            out += data
+        elif process.poll() is not None:
+            break
+    os.close(master)
+    return process.wait(timeout=5), out.decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal_only(local_server: LocalServer, tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "f", 30)
+    code, screen = _run_in_terminal([local_server.url, "store", str(tmp_path / "f")])
+    assert code == 0, screen
+    assert "30/30" in screen and "file/s" in screen
+    piped = run_process(local_server.url, "store", *map(str, files))
+    assert piped.returncode == 0
+    assert "\r" not in piped.stderr and "file/s" not in piped.stderr  # a cron log stays clean
