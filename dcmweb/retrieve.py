@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,7 +20,7 @@ from typing import Literal
 import requests
 
 from .dicomhead import read_uids
-from .errors import LocalFileError, NotFoundError, ServerError, UsageError
+from .errors import DcmwebError, LocalFileError, NotFoundError, ServerError, UsageError
 from .http import Http
 from .multipart import MultipartError, iter_parts, parse_content_type
 from .parallel import run_bounded
@@ -219,39 +219,66 @@ class Downloader:
         return self.output.joinpath(names[0], names[1], f"{names[2]}.dcm")
 
 
-def _split_store(searcher: Searcher) -> Iterator[ResourcePath | RetrieveResult]:
-    """Every study of the store, found by paged search."""
-    for row in searcher.iter_rows("studies", [("includefield", "0020000D")]):
-        values = (row.get("0020000D") or {}).get("Value") or [None]
+Target = ResourcePath | RetrieveResult
+
+
+def _listed(searcher: Searcher, search_path: str, tag: str, level: str,
+            make: Callable[[str], ResourcePath]) -> Iterator[Target]:
+    """Each study or series a search lists; its UID is checked before it becomes a path."""
+    for row in searcher.iter_rows(search_path, [("includefield", tag)]):
+        values = (row.get(tag) or {}).get("Value") or [None]
         uid = safe_uid(values[0])
         if uid is None:
-            yield RetrieveResult("failed", "studies",
-                                 message=f"refused unsafe study UID {values[0]!r} from the server")
+            reason = f"refused unsafe {level} UID {values[0]!r} from the server"
+            yield RetrieveResult("failed", search_path, message=reason)
         else:
-            yield ResourcePath(study=uid)
+            yield make(uid)
+
+
+def _by_series(searcher: Searcher, study: ResourcePath) -> list[Target]:
+    """A study as its series, so that -m downloads them side by side; the study itself
+    when it has one series or the listing is not usable."""
+    try:
+        series = list(_listed(searcher, f"studies/{study.study}/series", "0020000E", "series",
+                              lambda uid: ResourcePath(study=study.study, series=uid)))
+    except DcmwebError:
+        return [study]
+    if len(series) < 2 or not all(isinstance(item, ResourcePath) for item in series):
+        return [study]
+    return series
 
 
 def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.PathLike[str],
                   *, part_type: str | None = None, workers: int = 1
                   ) -> Iterator[RetrieveResult]:
-    """Retrieve a path (or, with no path, the whole store); yield one result per file."""
+    """Retrieve a path (or, with no path, the whole store); yield one result per file.
+
+    With several workers the store is fetched study by study and a study series by
+    series, in parallel.
+    """
     target = parse_resource_path(path, allow_frames=True)
     downloader = Downloader(http, base_url, Path(output), part_type)
-    if target.level != "store":
-        targets: Iterable[ResourcePath | RetrieveResult] = [target]
+    searcher = Searcher(http, base_url)
+    targets: Iterable[Target]
+    if target.level == "store":
+        targets = _listed(searcher, "studies", "0020000D", "study",
+                          lambda uid: ResourcePath(study=uid))
+    elif target.level == "study" and workers > 1:
+        targets = _by_series(searcher, target)
     else:
-        targets = _split_store(Searcher(http, base_url))
+        targets = [target]
+    several = not isinstance(targets, list) or len(targets) > 1
 
-    def fetch(item: ResourcePath | RetrieveResult) -> list[RetrieveResult]:
+    def fetch(item: Target) -> list[RetrieveResult]:
         if isinstance(item, RetrieveResult):
             return [item]
-        if target.level != "store":
+        if not several:
             return downloader.fetch(item)
         try:
             return downloader.fetch(item)
         except (NotFoundError, ServerError) as error:
-            # One study of many (deleted since the listing, or answered badly) must not
-            # stop the others; credentials and outages still stop the run.
+            # One study or series of many (deleted since the listing, or answered
+            # badly) must not stop the others; credentials and outages still do.
             return [RetrieveResult("failed", item.url_path(), message=error.message)]
 
     try:

@@ -441,3 +441,27 @@ def test_output_that_cannot_be_written_is_one_clear_error(synth: list[Path],
     assert last.endswith("(check the --output folder: its permissions and free space)")
     assert "Traceback" not in result.stderr
     assert temp_leftovers(tmp_path) == []
+
+
+def test_parallel_study_retrieve_goes_series_by_series(local_server: LocalServer,
+                                                       tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "in", 12, studies=1, series_per_study=3)
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(files)} == {"stored"}
+    study = uids_of(files[0])[0]
+    local_server.clear_requests()
+    result = dcmweb("-m", "--workers", "3", local_server.url, "retrieve", f"studies/{study}",
+                    "--output", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    wado = [r.path for r in local_server.requests if r.method == "GET" and "/series/" in r.path
+            and not r.path.endswith("/series") and "?" not in r.path]
+    assert len(wado) == 3  # one request per series, none for the whole study
+    assert files_under(tmp_path / "out") == {where(tmp_path / "out", p) for p in files}
+    assert all(sha(where(tmp_path / "out", p)) == sha(p) for p in files)
+    # Without -m the study is one request.
+    local_server.clear_requests()
+    result = dcmweb(local_server.url, "retrieve", f"studies/{study}", "--output",
+                    str(tmp_path / "one"))
+    assert result.exit_code == 0, result.stderr
+    assert [r.path.split("?")[0].rsplit("/dicomWeb", 1)[1] for r in local_server.requests] \
+        == [f"/studies/{study}"]
