@@ -194,6 +194,13 @@ def _key(*parts: object) -> str:
     return json.dumps([RECIPE_VERSION, pydicom.__version__, *parts], sort_keys=True)
 
 
+def _empty(root: Path) -> None:
+    """root as a new, empty folder (a stale cached set is removed)."""
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+
+
 def synthetic(spec: SynthSpec, data_dir: Path) -> DataSet:
     """The set for ``spec`` under data_dir/spec.name, generated when missing or stale."""
     root = data_dir / spec.name
@@ -201,9 +208,7 @@ def synthetic(spec: SynthSpec, data_dir: Path) -> DataSet:
     found = _load(root, key)
     if found is not None:
         return found
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
+    _empty(root)
     _write_synthetic(spec, root)
     files = sorted(p for p in root.rglob("*.dcm"))
     return _save(root, key, _index(spec.name, root, files))
@@ -224,9 +229,7 @@ def real_files(data_dir: Path, candidates: Iterable[Path]) -> DataSet:
     found = _load(root, key)
     if found is not None:
         return found
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
+    _empty(root)
     files = []
     for n, path in enumerate(chosen):
         target = root / f"{n:04d}-{path.name}"
