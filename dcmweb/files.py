@@ -41,15 +41,6 @@ def read_part10_info(path: str | os.PathLike[str]) -> Part10Info | None:
                       values.get(0x00020010, ""))
 
 
-def is_part10(path: str | os.PathLike[str]) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:] == b"DICM"
-
-
 def _walk(directory: str) -> Iterator[str]:
     for root, dirs, names in os.walk(directory):
         dirs.sort()

@@ -14,7 +14,7 @@ from support import corpus
 
 from dcmweb import Client
 from dcmweb.errors import UsageError
-from dcmweb.files import Part10Info, expand_masks, is_part10, read_part10_info
+from dcmweb.files import Part10Info, expand_masks, read_part10_info
 
 
 # -- read_part10_info ------------------------------------------------------------------------
@@ -71,13 +71,11 @@ def test_not_part10(tmp_path: Path, content: bytes, why: str) -> None:
     path = tmp_path / "f.bin"
     path.write_bytes(content)
     assert read_part10_info(path) is None, why
-    assert not is_part10(path), why
 
 
 def test_marker_only_file_is_part10_with_empty_info(tmp_path: Path) -> None:
     path = tmp_path / "bare.dcm"
     path.write_bytes(b"\0" * 128 + b"DICM")
-    assert is_part10(path)
     assert read_part10_info(path) == Part10Info("", "", "")
 
 
@@ -93,7 +91,6 @@ def test_truncated_meta_does_not_raise(pydicom_files: list[Path], tmp_path: Path
 def test_unreadable_paths(tmp_path: Path) -> None:
     assert read_part10_info(tmp_path / "missing.dcm") is None
     assert read_part10_info(tmp_path) is None  # a directory
-    assert not is_part10(tmp_path / "missing.dcm")
 
 
 # -- expand_masks ----------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import generate_uid
 
+from dcmweb.files import read_part10_info
+
 PYDICOM_DATA_HINT = "pip install -e '.[test]'  (pydicom-data)"
 
 # What Orthanc 1.10.1 + DICOMweb 1.7 refuses. Verified 2025-11-26 by STOWing every file of
@@ -79,17 +81,8 @@ ORTHANC_REJECTS: frozenset[str] = ORTHANC_REJECTS_VALID | NOT_STORABLE
 # count expected instances with unique_by_sop(), and see duplicate_sop_groups().
 
 
-def _is_part10(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
 def _part10_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and _is_part10(p))
+    return sorted(p for p in root.rglob("*") if p.is_file() and read_part10_info(p) is not None)
 
 
 def pydicom_test_files_dir() -> Path:
