@@ -1,28 +1,22 @@
-"""Fresh Orthanc servers on loopback, through the test suite's launcher.
+"""Fresh Orthanc servers on loopback, through the launcher the tests use too.
 
-The launcher lives in tests/support (it is also what the tests use): Orthanc on a free
-127.0.0.1 port, an LD_PRELOAD shim that rewrites wildcard binds to loopback, stopped by
-its own PID only. tests/ is not a package, so its folder is put on sys.path here.
+The launcher lives in dcmweb_devtools (beside dcmweb/, not shipped in the wheel): Orthanc
+on a free 127.0.0.1 port, an LD_PRELOAD shim that rewrites wildcard binds to loopback,
+stopped by its own PID only.
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-_TESTS = ROOT / "tests"
-if str(_TESTS) not in sys.path:
-    sys.path.insert(0, str(_TESTS))
-
-from support import corpus  # noqa: E402
-from support.orthanc import Orthanc, find_orthanc  # noqa: E402
-from support.procs import compile_shim, http_session  # noqa: E402
+from dcmweb_devtools import corpus
+from dcmweb_devtools.orthanc import Orthanc, find_orthanc
+from dcmweb_devtools.procs import compile_shim, http_session
 
 if TYPE_CHECKING:
     from .data import DataSet

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import pytest
-from support import corpus
-from support.orthanc import INSTALL_HINT as ORTHANC_HINT
-from support.orthanc import Orthanc, OrthancInstall, find_orthanc
-from support.procs import MissingDependency, compile_shim, wait_for_background_stops
-from support.tinypacs import INSTALL_HINT as TINYPACS_HINT
-from support.tinypacs import TinyPacs, find_tinypacs
+
+from dcmweb_devtools import corpus
+from dcmweb_devtools.orthanc import INSTALL_HINT as ORTHANC_HINT
+from dcmweb_devtools.orthanc import Orthanc, OrthancInstall, find_orthanc
+from dcmweb_devtools.procs import MissingDependency, compile_shim, wait_for_background_stops
+from dcmweb_devtools.tinypacs import INSTALL_HINT as TINYPACS_HINT
+from dcmweb_devtools.tinypacs import TinyPacs, find_tinypacs
 
 if TYPE_CHECKING:
     from dcmweb.testing import LocalServer

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from support import corpus
 
 from dcmweb import Client
 from dcmweb.auth import (
@@ -29,6 +28,7 @@ from dcmweb.auth import (
 from dcmweb.cli import cli
 from dcmweb.errors import AuthError
 from dcmweb.multipart import MultipartBody
+from dcmweb_devtools import corpus
 
 GCP = "https://healthcare.googleapis.com/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb"
 

@@ -16,14 +16,14 @@ from pathlib import Path
 import pydicom
 import pytest
 from click.testing import CliRunner, Result
-from support import corpus
-from support.orthanc import Orthanc
 
 from dcmweb import Client, __version__
 from dcmweb.cli import cli
 from dcmweb.client import normalize_host
 from dcmweb.errors import UsageError
 from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+from dcmweb_devtools.orthanc import Orthanc
 
 COMMANDS = ("store", "search", "retrieve", "delete")
 NO_HOST_ENV = {"DCMWEB_HOST": None}

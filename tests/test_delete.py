@@ -10,15 +10,15 @@ import pydicom
 import pytest
 from click.testing import CliRunner, Result
 from hostile import DATASET, Hostile, Request
-from support import corpus
-from support.orthanc import Orthanc
-from support.procs import http_session
-from support.tinypacs import TinyPacs
 
 from dcmweb import Client
 from dcmweb import delete as delete_module
 from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+from dcmweb_devtools.orthanc import Orthanc
+from dcmweb_devtools.procs import http_session
+from dcmweb_devtools.tinypacs import TinyPacs
 
 
 def dcmweb(*args: str) -> Result:

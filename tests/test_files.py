@@ -10,11 +10,11 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.filereader import read_file_meta_info
-from support import corpus
 
 from dcmweb import Client
 from dcmweb.errors import UsageError
 from dcmweb.files import Part10Info, expand_masks, read_part10_info
+from dcmweb_devtools import corpus
 
 
 # -- read_part10_info ------------------------------------------------------------------------

@@ -294,7 +294,7 @@ def test_wrong_base_path_exit_4(local_server, ct: Path) -> None:
 
 
 def test_auth_failure_stops_a_bulk_run(local_server, tmp_path: Path, ct: Path) -> None:
-    from support import corpus
+    from dcmweb_devtools import corpus
 
     files = corpus.synthetic_files(tmp_path / "s", 6)
     local_server.token = "right"

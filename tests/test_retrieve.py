@@ -14,13 +14,13 @@ import pydicom
 import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request, multipart
-from support import corpus
-from support.orthanc import Orthanc
-from support.tinypacs import TinyPacs
 
 from dcmweb import Client
 from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+from dcmweb_devtools.orthanc import Orthanc
+from dcmweb_devtools.tinypacs import TinyPacs
 
 ANY_TS = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 

@@ -22,12 +22,12 @@ from pathlib import Path
 import pydicom
 import pytest
 from click.testing import CliRunner, Result
-from support import corpus
-from support.orthanc import Orthanc
-from support.tinypacs import TinyPacs
 
 from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+from dcmweb_devtools.orthanc import Orthanc
+from dcmweb_devtools.tinypacs import TinyPacs
 
 # tiny-pacs 0.4.1 refuses these (409) although Orthanc keeps them: Deflated transfer
 # syntax (documented), and two files its parser trips on.

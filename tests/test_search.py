@@ -16,13 +16,13 @@ import pydicom
 import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request
-from support import corpus
-from support.orthanc import Orthanc
-from support.tinypacs import TinyPacs
 
 from dcmweb import Client
 from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+from dcmweb_devtools.orthanc import Orthanc
+from dcmweb_devtools.tinypacs import TinyPacs
 
 N_STUDIES = 120
 PER_STUDY = 10

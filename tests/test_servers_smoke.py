@@ -11,10 +11,11 @@ from pathlib import Path
 import pydicom
 import pytest
 import requests
-from support import corpus
-from support.orthanc import Orthanc
-from support.procs import http_session, listening_sockets, wait_for_background_stops
-from support.tinypacs import TinyPacs
+
+from dcmweb_devtools import corpus
+from dcmweb_devtools.orthanc import Orthanc
+from dcmweb_devtools.procs import http_session, listening_sockets, wait_for_background_stops
+from dcmweb_devtools.tinypacs import TinyPacs
 
 ANY_TS_MULTIPART = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 LOOPBACK_ADDRS = {"127.0.0.1", "::1"}

@@ -13,12 +13,12 @@ import pydicom
 import pytest
 import requests
 from click.testing import CliRunner, Result
-from support import corpus
 
 from dcmweb import Client
 from dcmweb.cli import cli
 from dcmweb.multipart import MultipartBody
 from dcmweb.store import StoreResult
+from dcmweb_devtools import corpus
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
 UPLOADED = re.compile(rf"^{STAMP} -- (?P<path>.+) uploaded as (?P<url>\S+)$")
