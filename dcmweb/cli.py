@@ -19,6 +19,7 @@ import click
 from . import __version__
 from .errors import DcmwebError, ExitStatus, PartialFailure, UsageError
 from .output import FORMATS, Output, StderrLogHandler, human_size
+from .searchformat import TEXT_FORMATS
 
 if TYPE_CHECKING:
     from .client import Client
@@ -269,30 +270,57 @@ def store(settings: Settings, masks: tuple[str, ...], single_part: bool, batch_s
 @cli.command()
 @click.argument("path", required=False, default="studies")
 @click.argument("params", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="pretty",
-              show_default=True, help="JSON array (pretty or compact) or one object per line.")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="Match an attribute, by keyword or tag (PatientName=DOE^JOHN, "
+                   "StudyDate=20200101-20201231); repeatable.")
+@click.option("--include", "include", multiple=True, metavar="FIELD",
+              help="Ask for an attribute beyond the defaults (keyword, tag, or 'all'); "
+                   "repeatable.")
+@click.option("--fuzzy", is_flag=True, help="Fuzzy matching of person names (GCP).")
+@click.option("--limit", type=click.IntRange(1), metavar="N",
+              help="Return at most N rows, in one request (no paging).")
+@click.option("--offset", type=click.IntRange(0), metavar="N", help="Skip the first N rows.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS + TEXT_FORMATS), default="pretty",
+              show_default=True, help="JSON array (pretty or compact), one JSON object per "
+              "line (jsonl), a table (csv, tsv) or the found UIDs one per line (uids).")
+@click.option("--fields", metavar="F1,F2", help="Columns of csv/tsv, by keyword or tag "
+              "[default: a few per level]; they are also asked for with includefield.")
 @click.option("--page-size", type=click.IntRange(1), metavar="N",
               help="Rows per request when paging [default: the server's maximum].")
 @pass_settings
-def search(settings: Settings, path: str, params: tuple[str, ...], fmt: str,
-           page_size: int | None) -> None:
-    """Search studies, series or instances; print all matches as JSON on stdout.
+def search(settings: Settings, path: str, params: tuple[str, ...], filters: tuple[str, ...],
+           include: tuple[str, ...], fuzzy: bool, limit: int | None, offset: int | None,
+           fmt: str, fields: str | None, page_size: int | None) -> None:
+    """Search studies, series or instances; print all matches on stdout.
 
     PATH is studies (default), series, instances, studies/UID/series,
     studies/UID/instances or studies/UID/series/UID/instances. PARAMS is a query
     string ("PatientName=Sally%20Zhang&limit=10") or KEY=VALUE words. Without
-    limit, every page is fetched, past the server's silent caps.
+    a limit, every page is fetched, past the server's silent caps.
 
     \b
     Example:
       dcmweb HOST search instances StudyInstanceUID=1.2.3 includefield=all
+      dcmweb HOST search --filter PatientName=DOE^JOHN --format csv --fields PatientName,StudyDate
+      dcmweb HOST search series --format uids | xargs -n1 echo
     """
+    from .paths import parse_search_path
     from .search import parse_params
+    from .searchformat import field_tags, text_lines
 
     if "=" in path:  # the old tool allowed: search "PatientName=X" (path omitted)
         path, params = "studies", (path, *params)
+    columns = [name.strip() for name in fields.split(",") if name.strip()] if fields else None
+    if columns and fmt in ("csv", "tsv"):
+        field_tags(columns)  # unknown names are refused before any request
+        include = (*include, *columns) if "all" not in (i.lower() for i in include) else include
     with settings.client() as client:
-        settings.output.json_rows(client.iter_search(path, parse_params(params), page_size), fmt)
+        rows = client.iter_search(path, parse_params(params), page_size, filters=filters,
+                                  include=include, fuzzy=fuzzy, limit=limit, offset=offset)
+        if fmt in TEXT_FORMATS:
+            settings.output.text_lines(text_lines(rows, fmt, parse_search_path(path)[1], columns))
+        else:
+            settings.output.json_rows(rows, fmt)
 
 
 @cli.command()

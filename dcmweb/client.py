@@ -107,15 +107,22 @@ class Client:
 
     # search ----------------------------------------------------------------
     def iter_search(self, path: str | None = "studies", params: Params | None = None,
-                    page_size: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every matching row, paging past the server's limits unless ``limit`` is given."""
+                    page_size: int | None = None, **query: Any) -> Iterator[dict[str, Any]]:
+        """Every matching row, paging past the server's limits unless ``limit`` is given.
+
+        ``query`` takes the search command's options: ``filters=["PatientName=DOE^J*"]``
+        (keywords or tags), ``include=["StudyDate"]`` or ``["all"]``, ``fuzzy=True``,
+        ``limit=N``, ``offset=N``; ``params`` are raw query words sent as they are.
+        """
+        from .query import Query
         from .search import Searcher
 
-        return Searcher(self.http, self.base_url).iter_rows(path, params, page_size)
+        words = Query(extra=list(params or []), **query).params()
+        return Searcher(self.http, self.base_url).iter_rows(path, words, page_size)
 
     def search(self, path: str | None = "studies", params: Params | None = None,
-               page_size: int | None = None) -> list[dict[str, Any]]:
-        return list(self.iter_search(path, params, page_size))
+               page_size: int | None = None, **query: Any) -> list[dict[str, Any]]:
+        return list(self.iter_search(path, params, page_size, **query))
 
     # retrieve --------------------------------------------------------------
     def iter_retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".", *,

@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .auth import Auth, NoAuth
@@ -32,6 +31,7 @@ from .errors import (
     UnavailableError,
     UsageError,
 )
+from .rawquery import CaretAdapter
 
 log = logging.getLogger("dcmweb")
 
@@ -182,7 +182,8 @@ class Http:
         self.auth: Auth = auth or NoAuth()
         self.config = config or HttpConfig()
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(self.config.pool_size, 1),
+        # Queries keep '^' unescaped: Orthanc does not decode %5E (see rawquery.py).
+        adapter = CaretAdapter(pool_connections=4, pool_maxsize=max(self.config.pool_size, 1),
                               max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)

@@ -116,6 +116,29 @@ class Output:
         return count
 
 
+    def text_lines(self, lines: Iterable[str]) -> int:
+        """Write lines (each with its newline) to stdout as they come: CSV, TSV, UIDs."""
+        count = 0
+        for line in lines:
+            self.stdout.write(line)
+            count += 1
+        self.stdout.flush()
+        return count
+
+    def data(self, payload: bytes | str) -> None:
+        """A whole answer (metadata JSON or XML) on stdout."""
+        if isinstance(payload, bytes):
+            self.stdout.flush()
+            buffer = getattr(self.stdout, "buffer", None)
+            if buffer is not None:
+                buffer.write(payload)
+                buffer.flush()
+                return
+            payload = payload.decode("utf-8", "replace")
+        self.stdout.write(payload)
+        self.stdout.flush()
+
+
 class StderrLogHandler(logging.Handler):
     """Routes the library's log records (retries, warnings) through Output."""
 

@@ -22,9 +22,10 @@ from .paths import parse_search_path
 PAGE_SIZES = {"studies": 5000, "series": 5000, "instances": 50000}
 
 Params = list[tuple[str, str]]
-# Wildcards and UID lists travel unescaped: Orthanc treats a %2A or %3F as a plain
-# character, so PatientName=Sally%2A finds nothing where PatientName=Sally* matches.
-_QUERY_SAFE = "*?,"
+# Wildcards, UID lists and the person-name separator travel unescaped: Orthanc's plugin
+# does not percent-decode, so PatientName=Sally%2A or DOE%5EJOHN finds nothing where
+# Sally* or DOE^JOHN matches (requests escapes '^' anyway: see rawquery.py).
+_QUERY_SAFE = "*?,^"
 
 
 def parse_params(words: Iterable[str]) -> Params:
@@ -57,10 +58,11 @@ class Searcher:
         self.base_url = base_url
 
     def page(self, url_path: str, params: Params) -> list[dict[str, Any]]:
+        query = urlencode(params, safe=_QUERY_SAFE, quote_via=quote)
+        # The query is part of the URL (not params=) so that -v logs the whole request line.
         response = self.http.request(
-            "GET", f"{self.base_url}/{url_path}", what=f"search {url_path}",
-            params=urlencode(params, safe=_QUERY_SAFE, quote_via=quote),
-            headers={"Accept": "application/dicom+json"},
+            "GET", f"{self.base_url}/{url_path}" + (f"?{query}" if query else ""),
+            what=f"search {url_path}", headers={"Accept": "application/dicom+json"},
         )
         with response:
             if response.status_code == 204 or not response.content.strip():

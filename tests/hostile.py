@@ -35,6 +35,7 @@ class Seen:
     query: list[tuple[str, str]]
     headers: dict[str, str]
     body: bytes = b""
+    raw_query: str = ""  # the query exactly as it came on the request line
     params: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -100,7 +101,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         seen = Seen(self.command, path, parse_qsl(parts.query, keep_blank_values=True),
-                    dict(self.headers.items()), body)
+                    dict(self.headers.items()), body, parts.query)
         fake = self.server.fake
         with fake.lock:
             fake.requests.append(seen)

@@ -1,0 +1,21 @@
+"""Run the examples shown in docs/usage.md, so that the documentation cannot rot."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+USAGE = Path(__file__).resolve().parents[1] / "docs" / "usage.md"
+
+
+def run_example(example: str, host: str) -> Result:
+    """Check that ``example`` (a ``dcmweb HOST ...`` line) is in docs/usage.md, then run
+    it with HOST replaced by ``host``."""
+    from dcmweb.cli import cli
+
+    assert example in USAGE.read_text(), f"not in docs/usage.md: {example}"
+    words = shlex.split(example)
+    assert words[:2] == ["dcmweb", "HOST"], example
+    return CliRunner().invoke(cli, [host, *words[2:]], catch_exceptions=False)
