@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from .errors import DcmwebError, ExitStatus, PartialFailure, UsageError
+from .errors import AllFailed, DcmwebError, ExitStatus, PartialFailure, UsageError
 from .output import FORMATS, Output, StderrLogHandler, human_size
 from .searchformat import TEXT_FORMATS
 
@@ -359,6 +359,8 @@ def retrieve(settings: Settings, path: str, output_dir: str, part_type: str | No
             output.stop_progress()
             failed = f"; {counts['failed']} failed" if counts["failed"] else ""
             output.summary(f"Transferred {human_size(size)} in {counts['saved']} files{failed}")
+    if counts["failed"] and not counts["saved"]:
+        raise AllFailed(f"nothing was retrieved ({counts['failed']} items failed)")
     if counts["failed"]:
         raise PartialFailure(f"{counts['failed']} items could not be retrieved")
 

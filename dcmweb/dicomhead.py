@@ -10,6 +10,8 @@ to pydicom.
 from __future__ import annotations
 
 import struct
+import zlib
+from typing import Any
 
 # Explicit-VR elements with these VRs have 2 reserved bytes and a 4-byte length.
 LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
@@ -127,3 +129,41 @@ def read_uids(head: bytes) -> tuple[str, str, str] | None:
         return None
     uids = (found.get(STUDY_UID), found.get(SERIES_UID), found.get(SOP_UID))
     return uids if all(uids) else None  # type: ignore[return-value]
+
+
+def ends_complete(data: Any) -> bool | None:
+    """Whether a Part-10 file's elements run exactly to its end (False: it was cut off
+    inside an element or an open sequence); None when it cannot tell (not Part-10, no
+    transfer syntax). A cut exactly between two elements looks complete: this is the
+    last resort for a body whose length nothing else vouches for.
+
+    ``data`` may be an mmap: values are skipped, never read, so this costs a few
+    microseconds per element whatever the file size.
+    """
+    meta = read_meta(data)
+    if meta is None:
+        return None
+    values, pos = meta
+    if pos < 0 or pos + 8 > len(data):  # cut inside the File Meta, or right after it
+        return False
+    syntax = values.get(0x00020010)
+    if not syntax:
+        return None
+    if syntax in DEFLATED:
+        inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:
+            for start in range(pos, len(data), 1 << 20):
+                inflate.decompress(data[start:start + (1 << 20)])
+        except zlib.error:
+            return False
+        return inflate.eof
+    reader = _Reader(data, explicit=syntax != IMPLICIT_LE, little=syntax != EXPLICIT_BE)
+    try:
+        while pos < len(data):
+            _, vr, start, length = reader.element(pos)
+            if length == UNDEFINED and vr not in (None, b"SQ", b"UN", b"OB", b"OW"):
+                return False
+            pos = reader.skip_value(start, length, vr)
+    except (struct.error, ValueError):
+        return False
+    return pos == len(data)

@@ -75,3 +75,10 @@ class PartialFailure(DcmwebError):
     """Some items of a bulk operation failed; the others were done."""
 
     exit_status = ExitStatus.PARTIAL
+
+
+class AllFailed(DcmwebError):
+    """Every item of a bulk operation failed: exit 1, never 6 (a CI script may take 6 for
+    a warning)."""
+
+    exit_status = ExitStatus.ERROR

@@ -8,13 +8,20 @@ from dataclasses import dataclass
 from .errors import UsageError
 
 # Real UIDs are digits and dots; a little more is tolerated from servers, but never
-# anything that could climb out of, or into another part of, a folder.
-_SAFE_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# anything that could climb out of, or into another part of, a folder. The character
+# set already excludes what Windows and macOS refuse in names (<>:"/\|?*, control
+# characters); a trailing dot is dropped by Windows, so it is refused too.
+_SAFE_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}(?<!\.)")
+# Device names Windows reserves whatever the extension: NUL.dcm is the null device.
+_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL"}
+                      | {f"{name}{n}" for name in ("COM", "LPT") for n in range(10)})
 
 
 def safe_uid(value: object) -> str | None:
-    """The UID if it can safely be a file or folder name, else None."""
+    """The UID if it can safely be a file or folder name on any system, else None."""
     if not isinstance(value, str) or not _SAFE_UID.fullmatch(value) or ".." in value:
+        return None
+    if value.split(".", 1)[0].upper() in _RESERVED:
         return None
     return value
 

@@ -10,22 +10,35 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
-import tempfile
+import secrets
+import shutil
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import requests
+from urllib3.exceptions import ProtocolError
 
-from .dicomhead import read_uids
-from .errors import DcmwebError, LocalFileError, NotFoundError, ServerError, UsageError
+from .dicomhead import ends_complete, read_uids
+from .errors import (
+    DcmwebError,
+    LocalFileError,
+    NotFoundError,
+    ServerError,
+    UnavailableError,
+    UsageError,
+)
 from .http import Http
 from .multipart import MultipartError, iter_parts, parse_content_type
+from .output import human_size
 from .parallel import run_bounded
 from .paths import ResourcePath, parse_resource_path, safe_uid
 from .search import Searcher
+from .unexpected import HOST_HINT, describe_answer
 
 log = logging.getLogger("dcmweb")
 
@@ -44,6 +57,69 @@ EXTENSIONS = {
     "application/octet-stream": ".raw",
 }
 _UID_TAGS = (0x0020000D, 0x0020000E, 0x00080018)  # study, series, SOP instance
+# Free space a download leaves on the disk: the smaller of these, so that a small disk
+# can still be filled up to 95 % and a large one keeps 1 GiB for everything else.
+KEEP_FREE_BYTES = 1024 ** 3
+KEEP_FREE_FRACTION = 0.05
+SPACE_CHECK_BYTES = 8 * CHUNK  # written between two looks at the free space
+
+
+class CutOffError(ValueError):
+    """An answer ended before all its bytes arrived (asked for again)."""
+
+
+class DiskSpace:
+    """Stops a download before it fills the disk (an endless answer, a huge study):
+    a full disk breaks other programs too, and dcmweb removes its partial file."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.unchecked = 0
+        self.check()
+
+    def free(self) -> tuple[int, int]:
+        """(bytes free for this user, size of the file system)."""
+        usage = shutil.disk_usage(self.folder)
+        return usage.free, usage.total
+
+    def use(self, size: int) -> None:
+        self.unchecked += size
+        if self.unchecked >= SPACE_CHECK_BYTES:
+            self.check()
+
+    def check(self) -> None:
+        self.unchecked = 0
+        free, total = self.free()
+        keep = min(KEEP_FREE_BYTES, int(total * KEEP_FREE_FRACTION))
+        if free - SPACE_CHECK_BYTES < keep:
+            raise LocalFileError(
+                f"stopped writing in {self.folder}: {human_size(free)} free, and dcmweb "
+                f"keeps {human_size(keep)} free (the smaller of 1 GiB and 5 % of the disk)",
+                "free some space or choose another --output folder")
+
+
+def _counted(chunks: Iterator[bytes], length: str | None,
+             encoding: str | None) -> Iterator[bytes]:
+    """The chunks, checked against Content-Length when the body is not compressed
+    (requests hands out decompressed bytes)."""
+    expected = int(length) if length and length.isascii() and length.isdigit() else None
+    if encoding and encoding.strip().lower() != "identity":
+        expected = None
+    received = 0
+    for chunk in chunks:
+        received += len(chunk)
+        yield chunk
+    if expected is not None and received != expected:
+        raise CutOffError(f"{received} bytes arrived where Content-Length promised {expected}")
+
+
+def _ends_early(path: str) -> bool:
+    """Whether a saved Part-10 file stops inside an element (False when it cannot tell)."""
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return True
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return ends_complete(data) is False
 
 
 @dataclass(frozen=True)
@@ -76,6 +152,17 @@ def _pydicom_uids(path: str) -> tuple[str | None, ...]:
     return tuple(str(dataset[tag].value) if tag in dataset else None for tag in _UID_TAGS)
 
 
+def _create_temp(folder: Path) -> tuple[int, str]:
+    """A new, empty temporary file in folder. Unlike mkstemp (always 0600) its mode is
+    what the umask gives new files, so other users and services can read the result."""
+    while True:
+        temp = os.path.join(folder, f".dcmweb-{secrets.token_hex(8)}.part")
+        try:
+            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temp
+        except FileExistsError:  # a name left by another run: pick another
+            continue
+
+
 @contextlib.contextmanager
 def _writing(folder: Path) -> Iterator[None]:
     """Local write failures (permissions, a full disk) end the run with a clear message;
@@ -99,13 +186,25 @@ class Downloader:
         self.accept = accept_header(part_type)
         self._folders: set[Path] = set()  # made already: one mkdir per folder, not per file
         self._partial: set[str] = set()  # temporary files being written right now
+        self._lock = threading.Lock()
+        self._stopped = False
 
     def discard_partial(self) -> None:
-        """Remove the temporary files of parts still being written (after Ctrl-C the
-        threads writing them are not waited for)."""
-        for temp in list(self._partial):
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+        """Remove the temporary files of parts still being written, and create no more
+        (after Ctrl-C the threads writing them are not waited for)."""
+        with self._lock:
+            self._stopped = True
+            for temp in list(self._partial):
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+
+    def _create(self, folder: Path) -> tuple[int, str]:
+        with self._lock:
+            if self._stopped:
+                raise UnavailableError("cancelled")
+            handle, temp = _create_temp(folder)
+            self._partial.add(temp)
+        return handle, temp
 
     def _folder(self, path: Path) -> None:
         if path not in self._folders:
@@ -131,7 +230,8 @@ class Downloader:
                             failures.append(result)
                 return [*saved.values(), *failures]
             except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError, MultipartError) as exc:
+                    requests.exceptions.ChunkedEncodingError, ProtocolError,
+                    MultipartError, CutOffError) as exc:
                 if attempt == STREAM_ATTEMPTS:
                     reason = f"the answer was cut off: {exc}"
                     return [*saved.values(), RetrieveResult("failed", source, message=reason)]
@@ -141,9 +241,20 @@ class Downloader:
     def _save_response(self, response: requests.Response,
                        target: ResourcePath) -> Iterator[RetrieveResult]:
         mime, params = parse_content_type(response.headers.get("Content-Type", ""))
-        chunks = response.iter_content(CHUNK)
-        if not mime.startswith("multipart/"):
-            yield self._save_part(chunks, mime, target, 1)
+        asked, _ = parse_content_type(self.part_type)
+        if mime not in ("multipart/related", asked):
+            raise ServerError(
+                f"retrieve {target.url_path()}: the server answered HTTP "
+                f"{response.status_code} with {describe_answer(response)}, not DICOMweb "
+                f"data (multipart/related or {asked})", HOST_HINT)
+        chunks = _counted(response.iter_content(CHUNK), response.headers.get("Content-Length"),
+                          response.headers.get("Content-Encoding"))
+        if mime == asked:
+            # Without a length or chunked framing only the file itself can show that
+            # the connection did not close early.
+            framed = ("Content-Length" in response.headers
+                      or "chunked" in response.headers.get("Transfer-Encoding", "").lower())
+            yield self._save_part(chunks, mime, target, 1, check_end=not framed)
             return
         boundary = params.get("boundary")
         if not boundary:
@@ -153,7 +264,7 @@ class Downloader:
             yield self._save_part(part.iter_content(), part_mime, target, index)
 
     def _save_part(self, chunks: Iterable[bytes], mime: str, target: ResourcePath,
-                   index: int) -> RetrieveResult:
+                   index: int, *, check_end: bool = False) -> RetrieveResult:
         source = target.url_path()
         stream = iter(chunks)
         head = bytearray()
@@ -169,16 +280,20 @@ class Downloader:
         folder = final.parent if final is not None else self.output
         with _writing(folder):
             self._folder(folder)
-            handle, temp = tempfile.mkstemp(dir=folder, prefix=".dcmweb-", suffix=".part")
-        self._partial.add(temp)
+            space = DiskSpace(folder)
+            handle, temp = self._create(folder)
         try:
             with _writing(folder):
                 size = len(head)
                 with os.fdopen(handle, "wb") as sink:
                     sink.write(head)
                     for chunk in stream:
+                        space.use(len(chunk))
                         sink.write(chunk)
                         size += len(chunk)
+                if check_end and mime == "application/dicom" and _ends_early(temp):
+                    raise CutOffError(f"the connection closed after {size} bytes, inside "
+                                      "the DICOM data")
                 if final is None:
                     final = self._dicom_path(*_pydicom_uids(temp))
                     if isinstance(final, str):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from dcmweb.dicomhead import read_meta, read_uids
+from dcmweb.dicomhead import ends_complete, read_meta, read_uids
 
 
 def _pydicom_uids(path: Path) -> tuple[str, str, str] | None:
@@ -65,3 +65,30 @@ def test_meta_gives_transfer_syntax_and_data_set_start(pydicom_files: list[Path]
     assert values[0x00020010] == reference.TransferSyntaxUID
     assert values[0x00020003] == reference.MediaStorageSOPInstanceUID
     assert start == 132 + 12 + reference.FileMetaInformationGroupLength
+
+
+def test_ends_complete_sees_every_cut_inside_the_last_element(pydicom_files: list[Path]) -> None:
+    """Complete files end exactly after their last element; a body cut inside any element
+    or open sequence does not (a cut exactly between two elements cannot be seen)."""
+    checked = 0
+    for path in pydicom_files:
+        data = path.read_bytes()
+        if ends_complete(data) is not True:
+            continue
+        checked += 1
+        # Inside the last element, or the deflated stream (which may end in padding),
+        # and inside the File Meta.
+        last = len(data) // 2 if b"1.2.840.10008.1.2.1.99" in data[:1024] else len(data) - 3
+        for cut in (last, 133, 140):
+            assert ends_complete(data[:cut]) is False, (path.name, cut)
+    assert checked > 60
+
+
+@pytest.mark.parametrize("name", ["MR_truncated.dcm", "rtplan_truncated.dcm"])
+def test_ends_complete_on_truncated_corpus_files(pydicom_files: list[Path], name: str) -> None:
+    [path] = [p for p in pydicom_files if p.name == name]
+    assert ends_complete(path.read_bytes()) is False
+
+
+def test_ends_complete_cannot_tell_without_part10_or_syntax() -> None:
+    assert ends_complete(b"\0" * 300) is None

@@ -1,0 +1,249 @@
+"""dcmweb retrieve against answers of the wrong kind: web pages, short bodies, endless
+parts, a disk about to fill up; and the files it writes (permissions)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from hostile import Hostile, Request, multipart
+from support import corpus
+from test_retrieve import files_under, sha, temp_leftovers, uids_of, where
+
+from dcmweb import Client
+from dcmweb.cli import cli
+from dcmweb.retrieve import DiskSpace
+from dcmweb.testing import LocalServer
+
+LOGIN_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Sign in - Example SSO</title></head>"
+              b"<body><form>...</form></body></html>")
+
+
+def dcmweb(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return corpus.synthetic_files(tmp_path_factory.mktemp("synth"), 3)
+
+
+def instance_path(source: Path) -> str:
+    study, series, sop = uids_of(source)
+    return f"studies/{study}/series/{series}/instances/{sop}"
+
+
+# -- answers of the wrong kind ------------------------------------------------------------------
+@pytest.mark.parametrize(("content_type", "body", "shown"), [
+    ("text/html; charset=utf-8", LOGIN_PAGE,
+     'text/html (a web page titled "Sign in - Example SSO")'),
+    ("application/json", b'{"error": {"code": 200, "message": "viewer config"}}',
+     "application/json: viewer config"),
+    (None, b"", "no Content-Type"),
+    ("multipart/mixed; boundary=x", multipart([b"x"], "x"), "multipart/mixed"),
+])
+def test_an_answer_that_is_not_dicomweb_data_is_a_failure(
+        tmp_path: Path, content_type: str | None, body: bytes, shown: str) -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1.2", lambda req: req.reply(200, body, content_type))
+        result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(tmp_path))
+    assert result.exit_code == 1, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"dcmweb: error: retrieve studies/1.2: the server answered HTTP 200 "
+                           f"with {shown}, not DICOMweb data (multipart/related or "
+                           "application/dicom) (HOST must be the DICOMweb base URL, e.g. https:")
+    assert files_under(tmp_path) == set()  # no part_1.bin
+
+
+def test_a_web_page_in_a_whole_store_retrieve_fails_that_study_only(
+        synth: list[Path], tmp_path: Path) -> None:
+    good = synth[0]
+    study = uids_of(good)[0]
+    rows = [{"0020000D": {"vr": "UI", "Value": [uid]}} for uid in ("9.9.1", study)]
+
+    def studies(req: Request) -> None:
+        req.json(200, rows if req.params.get("offset") == "0" else [], "application/dicom+json")
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies", studies)
+        fake.route("GET", "/studies/9.9.1", lambda req: req.reply(200, LOGIN_PAGE, "text/html"))
+        fake.route("GET", f"/studies/{study}", lambda req: req.reply(
+            200, multipart([good.read_bytes()], "b1"), "multipart/related; boundary=b1"))
+        result = dcmweb(fake.url, "retrieve", "--output", str(tmp_path))
+    assert result.exit_code == 6, result.stderr
+    assert files_under(tmp_path) == {where(tmp_path, good)}
+    assert 'studies/9.9.1: retrieve studies/9.9.1: the server answered HTTP 200 with text/html ' \
+        '(a web page titled "Sign in - Example SSO")' in result.stderr
+
+
+# -- bodies that end early ----------------------------------------------------------------------
+def test_single_part_cut_without_content_length_is_not_saved(synth: list[Path],
+                                                             tmp_path: Path) -> None:
+    """Connection: close and no length: only the DICOM data itself shows the cut."""
+    data = synth[0].read_bytes()
+    path = instance_path(synth[0])
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", lambda req: req.stream(
+            200, "application/dicom", [data[: len(data) - 100]]))
+        result = dcmweb(fake.url, "retrieve", path, "--output", str(tmp_path))
+        asked = len(fake.requests)
+    assert result.exit_code == 1, result.stderr
+    assert f"{path}: the answer was cut off: the connection closed after {len(data) - 100} " \
+        "bytes, inside the DICOM data" in result.stderr
+    assert asked == 3
+    assert files_under(tmp_path) == set()
+
+
+def test_single_part_complete_without_content_length_is_saved(synth: list[Path],
+                                                              tmp_path: Path) -> None:
+    path = instance_path(synth[0])
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", lambda req: req.stream(
+            200, "application/dicom", [synth[0].read_bytes()]))
+        result = dcmweb(fake.url, "retrieve", path, "--output", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert sha(where(tmp_path, synth[0])) == sha(synth[0])
+
+
+def test_single_part_shorter_than_content_length_is_not_saved(synth: list[Path],
+                                                              tmp_path: Path) -> None:
+    data = synth[0].read_bytes()
+    path = instance_path(synth[0])
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", lambda req: req.stream(
+            200, "application/dicom", [data[:-10]], claimed_length=len(data)))
+        result = dcmweb(fake.url, "retrieve", path, "--output", str(tmp_path))
+    assert result.exit_code == 1, result.stderr
+    assert "the answer was cut off" in result.stderr
+    assert files_under(tmp_path) == set()
+
+
+def chunked_reply(req: Request, content_type: str, body: bytes, *, cut_at: int | None) -> None:
+    """A chunked answer; with cut_at the connection closes in the middle of a chunk."""
+    h = req.handler
+    h.send_response(200)
+    h.send_header("Content-Type", content_type)
+    h.send_header("Transfer-Encoding", "chunked")
+    h.send_header("Connection", "close")
+    h.end_headers()
+    size = 4096
+    wire = b"".join(b"%x\r\n" % len(body[i:i + size]) + body[i:i + size] + b"\r\n"
+                    for i in range(0, len(body), size)) + b"0\r\n\r\n"
+    h.wfile.write(wire if cut_at is None else wire[:cut_at])
+    h.wfile.flush()
+    h.close_connection = True
+
+
+@pytest.mark.parametrize("single_part", [True, False], ids=["single-part", "multipart"])
+def test_a_body_cut_mid_chunk_is_asked_again(synth: list[Path], tmp_path: Path,
+                                             single_part: bool) -> None:
+    if single_part:
+        path, content_type, body = instance_path(synth[0]), "application/dicom", \
+            synth[0].read_bytes()
+    else:
+        path = f"studies/{uids_of(synth[0])[0]}"
+        content_type = "multipart/related; boundary=ck"
+        body = multipart([p.read_bytes() for p in synth], "ck")
+    cuts = iter([len(body) // 2])
+
+    def flaky(req: Request) -> None:
+        chunked_reply(req, content_type, body, cut_at=next(cuts, None))
+
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", flaky)
+        result = dcmweb(fake.url, "retrieve", path, "--output", str(tmp_path))
+        asked = len(fake.requests)
+    assert result.exit_code == 0, result.stderr
+    assert asked == 2
+    assert "answer cut off" in result.stderr
+    expected = [synth[0]] if single_part else synth
+    assert files_under(tmp_path) == {where(tmp_path, p) for p in expected}
+    assert all(sha(where(tmp_path, p)) == sha(p) for p in expected)
+
+
+# -- an endless part and the disk ---------------------------------------------------------------
+def endless_part(req: Request, head: bytes) -> None:
+    """A multipart answer whose first part never ends (until the client goes away)."""
+    h = req.handler
+    h.send_response(200)
+    h.send_header("Content-Type", "multipart/related; boundary=endless")
+    h.send_header("Connection", "close")
+    h.end_headers()
+    block = os.urandom(1024 * 1024)
+    try:
+        h.wfile.write(b"--endless\r\nContent-Type: application/dicom\r\n\r\n" + head)
+        while True:
+            h.wfile.write(block)
+    except OSError:
+        pass  # dcmweb hung up, as it should
+    h.close_connection = True
+
+
+def test_an_endless_part_stops_before_the_disk_is_full(synth: list[Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk is pretended to hold 100 GiB with 1 GiB + 40 MiB free: dcmweb keeps 1 GiB
+    free, so it must stop after about 40 MiB and remove what it wrote."""
+    out = tmp_path / "out"
+    free_at_start = 1024 ** 3 + 40 * 1024 ** 2
+    written: list[int] = []
+
+    def pretend(self: DiskSpace) -> tuple[int, int]:
+        used = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+        written.append(used)
+        return free_at_start - used, 100 * 1024 ** 3
+
+    monkeypatch.setattr(DiskSpace, "free", pretend)
+    head = synth[0].read_bytes()
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1.2", lambda req: endless_part(req, head))
+        result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(out))
+    assert result.exit_code == 1, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"dcmweb: error: stopped writing in {out}/")
+    assert "and dcmweb keeps 1.0 GiB free (the smaller of 1 GiB and 5 % of the disk)" in last
+    assert last.endswith("(free some space or choose another --output folder)")
+    assert 30 * 1024 ** 2 < max(written) <= 40 * 1024 ** 2
+    assert files_under(out) == set()
+    assert temp_leftovers(out) == []
+
+
+def test_a_nearly_full_disk_is_refused_before_writing(synth: list[Path], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """5 % of a small (10 GiB) disk is the margin when it is less than 1 GiB."""
+    monkeypatch.setattr(DiskSpace, "free", lambda self: (500 * 1024 ** 2, 10 * 1024 ** 3))
+    body = multipart([synth[0].read_bytes()], "b")
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1.2",
+                   lambda req: req.reply(200, body, "multipart/related; boundary=b"))
+        result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(tmp_path))
+    assert result.exit_code == 1
+    assert "500.0 MiB free, and dcmweb keeps 512.0 MiB free" in result.stderr
+    assert files_under(tmp_path) == set()
+
+
+# -- permissions --------------------------------------------------------------------------------
+@pytest.fixture
+def umask() -> Iterator[None]:
+    old = os.umask(0o022)
+    os.umask(old)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o077, 0o002])
+def test_files_get_the_permissions_the_umask_gives(local_server: LocalServer, synth: list[Path],
+                                                   tmp_path: Path, mask: int,
+                                                   umask: None) -> None:
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(synth)} == {"stored"}
+    os.umask(mask)
+    result = dcmweb(local_server.url, "retrieve", f"studies/{uids_of(synth[0])[0]}",
+                    "--output", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    saved = files_under(tmp_path / "out")
+    assert saved == {where(tmp_path / "out", p) for p in synth}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in saved} == {0o666 & ~mask}
