@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request, multipart
-from support import corpus
 from test_retrieve import files_under, sha, temp_leftovers, uids_of, where
 
 from dcmweb import Client
 from dcmweb.cli import cli
 from dcmweb.retrieve import DiskSpace
 from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
 
 LOGIN_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Sign in - Example SSO</title></head>"
               b"<body><form>...</form></body></html>")
