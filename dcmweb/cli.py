@@ -213,8 +213,9 @@ pass_settings = click.make_pass_decorator(Settings)
               help="GCP storage class: STANDARD, NEARLINE, COLDLINE or ARCHIVE.")
 @click.option("--study", "study_uid", metavar="UID",
               help="Store into this study (POST /studies/UID).")
-@click.option("--report", type=click.File("w"), metavar="FILE",
-              help="Write one JSON line per file (path, status, UID, URL, message).")
+@click.option("--report", type=click.File("w", lazy=False), metavar="FILE",
+              help="Write one JSON line per file (path, status, UID, URL, message, "
+                   "confirmed_by); created at the start of the run.")
 @pass_settings
 def store(settings: Settings, masks: tuple[str, ...], single_part: bool, batch_size: int,
           storage_class: str | None, study_uid: str | None, report: Any) -> None:
@@ -242,11 +243,14 @@ def store(settings: Settings, masks: tuple[str, ...], single_part: bool, batch_s
                 output.advance()
                 if report:
                     report.write(json.dumps({**asdict(result), "path": str(result.path)}) + "\n")
+                    report.flush()  # a run cut short still leaves what it did
                 if result.status == "stored":
                     size += result.size
                     where = result.retrieve_url or result.sop_instance_uid
+                    notes = [n for n in (result.message, result.confirmed_by == "search"
+                                         and "confirmed by search") if n]
                     output.log(f"{result.path} uploaded as {where}"
-                               + (f" ({result.message})" if result.message else ""))
+                               + (f" ({'; '.join(notes)})" if notes else ""))
                 elif result.status == "skipped":
                     output.warning(f"skipped {result.path}: {result.message}")
                 else:
@@ -261,6 +265,8 @@ def store(settings: Settings, masks: tuple[str, ...], single_part: bool, batch_s
             if done < len(paths):
                 extras.append(f"{len(paths) - done} not attempted")
             output.summary(line + (f"; {', '.join(extras)}" if extras else ""))
+    if counts["failed"] and not counts["stored"]:
+        raise AllFailed(f"nothing stored: {counts['failed']} of {len(paths)} files failed")
     if counts["failed"]:
         raise PartialFailure(f"{counts['failed']} of {len(paths)} files failed to store")
     if not counts["stored"]:

@@ -77,6 +77,12 @@ class PartialFailure(DcmwebError):
     exit_status = ExitStatus.PARTIAL
 
 
+class AnswerLost(UnavailableError):
+    """A write was sent but its answer never came (connection dropped, read timeout):
+    the server may have done the work. Raised instead of a blind resend when the caller
+    asked to check first (``Http.request(..., retry_sent=False)``)."""
+
+
 class AllFailed(DcmwebError):
     """Every item of a bulk operation failed: exit 1, never 6 (a CI script may take 6 for
     a warning)."""

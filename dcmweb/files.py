@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,37 @@ class Part10Info:
     transfer_syntax_uid: str
 
 
-def read_part10_info(path: str | os.PathLike[str]) -> Part10Info | None:
-    """Read the File Meta Information of a Part-10 file, or None if it is not one."""
+def not_regular(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` must not be read (a FIFO would block forever), or None for a file.
+
+    A missing or unreadable path is None: opening it gives the precise error.
+    """
     try:
-        with open(path, "rb") as handle:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISDIR, "a directory"))
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    return f"not a regular file: {kind}"
+
+
+def read_part10_info(path: str | os.PathLike[str]) -> Part10Info | None:
+    """Read the File Meta Information of a Part-10 file, or None if it is not one.
+
+    Only regular files are opened (checked before, and again on the open file, so a
+    FIFO swapped in meanwhile cannot block the read).
+    """
+    if not_regular(path) is not None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return None
             head = handle.read(_META_READ)
     except OSError:
         return None
@@ -51,10 +79,10 @@ def _walk(directory: str) -> Iterator[str]:
 def _expand_one(mask: str) -> list[str]:
     if os.path.isdir(mask):
         return list(_walk(mask))
-    if os.path.isfile(mask):
-        return [mask]
     if not glob.has_magic(mask):
-        return []
+        # An explicit path is an item even when it is missing or not a regular file:
+        # the store reports it (failed, or skipped with the reason), never drops it.
+        return [mask]
     # The old tool's '**' matched files at any depth: 'a/**' is 'a/**/*' and './**.dcm'
     # is './**/*.dcm' (Python's glob alone treats '**.dcm' like '*.dcm').
     pattern = re.sub(r"\*\*(?![/\\])", "**/*", mask)
@@ -68,12 +96,16 @@ def _expand_one(mask: str) -> list[str]:
 
 @dataclass
 class Expansion:
-    files: list[Path]
-    unmatched: list[str]  # masks that matched no file at all
+    files: list[Path]  # with explicit paths that do not exist: they fail when read
+    unmatched: list[str]  # glob masks that matched no file at all
 
 
 def expand_masks(masks: Iterable[str]) -> Expansion:
-    """Every regular file named by the masks, each once, in a stable order."""
+    """Every file named by the masks, each once, in a stable order.
+
+    Folders and globs also yield FIFOs, sockets and devices: the store skips them with
+    a reason (see :func:`not_regular`) instead of opening them.
+    """
     seen: set[str] = set()
     files: list[Path] = []
     unmatched: list[str] = []

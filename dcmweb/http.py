@@ -24,6 +24,7 @@ import requests
 from . import __version__
 from .auth import Auth, NoAuth
 from .errors import (
+    AnswerLost,
     AuthError,
     DcmwebError,
     NotFoundError,
@@ -213,11 +214,18 @@ class Http:
         body: BodyFactory | None = None,
         stream: bool = False,
         accept_status: Container[int] = (),
+        retry_sent: bool = True,
     ) -> requests.Response:
         """Send with retries; return a 2xx response (or one in ``accept_status``).
 
         ``body`` is called before every attempt, so each attempt sends a complete body.
         Anything else raises a :class:`DcmwebError` subclass.
+
+        ``retry_sent=False`` is for writes whose blind resend is not safe (a STOW to a
+        server that refuses duplicates): a connection that fails after it was open (a
+        drop, a read timeout) raises :class:`AnswerLost` instead of being retried, so the
+        caller can ask the server what it now holds. A refused connection or a connect
+        timeout, which surely did not reach the server, is still retried here.
         """
         what = what or f"{method} {urlsplit(url).path}"
         policy = self.config.retry
@@ -248,6 +256,9 @@ class Http:
                 ) from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
                 reason, refused = _connection_failure(exc)
+                if not (retry_sent or refused or reason == "host name not found"
+                        or isinstance(exc, requests.exceptions.ConnectTimeout)):
+                    raise AnswerLost(f"{what}: {reason} after the request was sent") from exc
                 limit = min(REFUSED_ATTEMPTS, policy.attempts) if refused else policy.attempts
                 if reason == "host name not found" or attempt >= limit:
                     host = urlsplit(url).netloc

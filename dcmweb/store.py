@@ -7,25 +7,38 @@ multipart request: per-request overhead, not bytes, dominates small instances.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .dicomhead import read_uids
-from .errors import UsageError
-from .files import Part10Info, read_part10_info
-from .http import Http, body_message, read_limited
+from . import storecheck
+from .errors import AnswerLost, ServerError, UnavailableError, UsageError
+from .filebody import SizedFileBody
+from .files import Part10Info, not_regular, read_part10_info
+from .http import Http, body_message, parse_retry_after, read_limited
 from .multipart import MultipartBody, MultipartError, new_boundary
 from .parallel import run_bounded
 from .stowanswer import StowAnswer, parse_stow_answer
 
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 ANSWER_LIMIT = 16 * 1024 * 1024  # a STOW answer lists each instance: far less than this
-HEAD_BYTES = 64 * 1024  # enough to reach the SOPInstanceUID of any sane file
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory: no server stores it
 Status = Literal["stored", "failed", "skipped"]
+ConfirmedBy = Literal["answer", "search"]
+# These may come after the server stored the files: checked by search before a resend.
+# 503 and 429 (retried by Http) say the server did not take the request on at all.
+LOST_STATUSES = (500, 502, 504)
+FAILED_BATCHES_LIMIT = 5  # batches in a row the server fails before the run stops
+SPLIT_ATTEMPTS = 2  # attempts per half when a failing batch is split
+HOST_HINT = ("HOST must be the DICOMweb base URL, e.g. "
+             "https://healthcare.googleapis.com/v1/projects/P/locations/L/datasets/D/"
+             "dicomStores/S/dicomWeb or http://host:8042/dicom-web")
+log = logging.getLogger("dcmweb")
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,8 @@ class StoreResult:
     sop_instance_uid: str | None = None
     retrieve_url: str | None = None
     message: str | None = None  # why it failed or was skipped, or a server warning
+    # How a stored file was proven: the STOW answer named it, or a search found it.
+    confirmed_by: ConfirmedBy | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,10 @@ def _batches(paths: Iterable[Path], options: StoreOptions,
     batch_bytes = 0
     uids: set[str] = set()
     for path in paths:
+        odd = not_regular(path)
+        if odd is not None:  # never opened: a FIFO would block the run forever
+            skipped.append(StoreResult(path, "skipped", message=odd))
+            continue
         info = read_part10_info(path)
         if info is not None and info.sop_class_uid == DICOMDIR_CLASS:
             skipped.append(StoreResult(path, "skipped", message="a DICOMDIR index, not an image"))
@@ -98,35 +117,58 @@ def _batches(paths: Iterable[Path], options: StoreOptions,
 
 
 def _dataset_sop_uid(path: Path) -> str | None:
-    """The data set's SOPInstanceUID, read from the start of the file."""
-    try:
-        with open(path, "rb") as handle:
-            uids = read_uids(handle.read(HEAD_BYTES))
-    except OSError:
-        return None
+    uids = storecheck.dataset_uids(path)
     return uids[2] if uids else None
 
 
+class _Reply:
+    """A STOW answer that arrived (any status the Uploader reads itself)."""
+
+    def __init__(self, status: int, answer: StowAnswer, message: str,
+                 retry_after: float | None = None) -> None:
+        self.status = status
+        self.answer = answer
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def lost(self) -> bool:
+        """A 5xx without a STOW answer: the server may have stored part of it, or all."""
+        return self.status >= 500 and self.answer.names_nothing
+
+
 class Uploader:
-    """Sends batches to one store and turns answers into per-file results."""
+    """Sends batches to one store and turns answers into per-file results.
+
+    A file counts as stored only when the server's answer names it, or when a search
+    by SOP Instance UID finds it (an answer that names nothing, a lost answer, a
+    refused duplicate). A lost answer is never resent blindly: what the search finds
+    is not sent again, so a server that refuses duplicates sees no duplicate.
+    """
 
     def __init__(self, http: Http, base_url: str, options: StoreOptions) -> None:
         self.http = http
+        self.base_url = base_url
         self.options = options
         self.url = f"{base_url}/studies"
         if options.study_uid:
             self.url += f"/{options.study_uid}"
+        self._lock = threading.Lock()
+        self._failed_in_row = 0  # batches in a row of which the server stored nothing
+        self._gave_up: UnavailableError | None = None
+        self.stats: Counter[str] = Counter()  # answers_lost, found_after_loss, resent
 
-    def _post(self, items: list[_Item]) -> tuple[int, StowAnswer, str]:
+    def _post(self, items: list[_Item]) -> _Reply:
         headers = {"Accept": "application/dicom+json"}
         if self.options.storage_class:
             headers["Storage-Class"] = self.options.storage_class.upper()
         paths = [item.path for item in items]
         if self.options.single_part:
             headers["Content-Type"] = "application/dicom"
+            item = items[0]
 
             def body() -> object:
-                return open(paths[0], "rb")  # Http closes it after sending
+                return SizedFileBody(item.path, item.size)  # Http closes it after sending
         else:
             boundary = new_boundary()
             headers["Content-Type"] = (
@@ -136,33 +178,125 @@ class Uploader:
                 return MultipartBody(paths, boundary=boundary)
 
         what = f"store {paths[0]}" if len(paths) == 1 else f"store of {len(paths)} files"
+        # retry_sent=False: a lost answer comes back here, to be checked before a resend;
+        # 5xx likewise (accepted here), since the server may have stored before failing.
         response = self.http.request("POST", self.url, what=what, headers=headers, body=body,
-                                     accept_status=(400, 409, 413, 415, 422), stream=True)
+                                     accept_status=(400, 409, 413, 415, 422, *LOST_STATUSES),
+                                     stream=True, retry_sent=False)
         with response:
             content = read_limited(response, ANSWER_LIMIT)
-        answer = parse_stow_answer(content)
+        answer = parse_stow_answer(content, response.headers.get("Content-Type"))
         message = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
         # Not a STOW answer at all (e.g. Google's JSON error envelope): show its message.
         detail = answer.text
-        if not (detail or answer.stored or answer.failed):
-            detail = body_message(content.decode("utf-8", "replace"))
+        if answer.kind == "foreign":
+            detail = body_message(answer.text) or detail
         if detail:
-            message += f": {detail}"
+            message += f": {detail[:200]}"
         elif response.status_code == 400:
             message += " (the server could not read or accept the file)"
-        return response.status_code, answer, message
+        return _Reply(response.status_code, answer, message,
+                      parse_retry_after(response.headers.get("Retry-After")))
 
     def send(self, items: list[_Item]) -> list[StoreResult]:
+        """Store one batch; every file gets a result. Raises only what stops the run."""
+        with self._lock:
+            if self._gave_up is not None:
+                raise self._gave_up
         try:
-            status, answer, message = self._post(items)
-        except (MultipartError, OSError) as error:
-            # A file deleted or changed since it was listed: the upload was cut, so
-            # nothing of it is stored. Find out which file, one request each.
-            if len(items) > 1:
-                return self._one_by_one(items)
-            return [self._result(items[0], "failed", message=f"cannot send: {error}")]
+            results, request_failed = self._send(items, self.http.config.retry.attempts)
+        except (UnavailableError, ServerError) as error:
+            # This batch's own failure (a search that kept failing, a redirect refused);
+            # whether the run goes on is decided below, across batches.
+            if isinstance(error, UnavailableError) and not isinstance(error, AnswerLost):
+                raise  # unreachable or overloaded for every retry: stop now
+            results = [self._result(item, "failed", message=error.message) for item in items]
+            request_failed = True
+        self._count(results, request_failed)
+        return results
+
+    def _count(self, results: list[StoreResult], request_failed: bool) -> None:
+        """Stop the run (before the next batch) when the server fails everything."""
+        with self._lock:
+            if request_failed and not any(r.status == "stored" for r in results):
+                self._failed_in_row += 1
+            else:
+                self._failed_in_row = 0
+            if self._failed_in_row >= FAILED_BATCHES_LIMIT and self._gave_up is None:
+                last = results[-1].message if results else ""
+                self._gave_up = UnavailableError(
+                    f"stopping: the server failed {self._failed_in_row} batches in a row "
+                    f"(last: {last})", HOST_HINT)
+
+    def _send(self, items: list[_Item], attempts: int) -> tuple[list[StoreResult], bool]:
+        """Results, and whether the request itself failed (not the server's per-file no)."""
+        done: list[StoreResult] = []
+        pending = items
+        reason = ""
+        policy = self.http.config.retry
+        for attempt in range(1, attempts + 1):
+            wait: float | None = None
+            try:
+                reply = self._post(pending)
+            except AnswerLost as error:
+                reason = error.message
+            except (MultipartError, OSError) as error:
+                # A file deleted or changed since it was listed: the upload was cut, so
+                # nothing of it is stored. Find out which file, one request each.
+                if len(pending) > 1:
+                    return done + self._one_by_one(pending), False
+                return [*done, self._result(pending[0], "failed",
+                                            message=f"cannot send: {error}")], False
+            else:
+                if not reply.lost:
+                    # A web page where an answer should be is the request failing, not a
+                    # refusal of these files.
+                    foreign = reply.answer.kind == "foreign" and reply.status < 300
+                    return done + self._interpret(pending, reply), foreign
+                reason, wait = reply.message, reply.retry_after
+            # The answer is lost: ask what the server holds before sending anything again.
+            self.stats["answers_lost"] += 1
+            found = self._confirmed(pending, "its answer was lost")
+            done += found
+            self.stats["found_after_loss"] += len(found)
+            stored = {result.path for result in found}
+            pending = [item for item in pending if item.path not in stored]
+            if not pending or attempt == attempts:
+                log.info("%s; %d of %d found on the server by search", reason,
+                         len(found), len(found) + len(pending))
+                if not pending:
+                    return done, False
+                continue
+            delay = (min(wait, policy.retry_after_cap) if wait is not None
+                     else policy.backoff(attempt))
+            log.info("%s; %d of %d found on the server by search; retrying the other %d "
+                     "in %.1f s", reason, len(found), len(found) + len(pending),
+                     len(pending), delay)
+            self.stats["resent"] += len(pending)
+            self.http.sleep(delay)
+        if len(pending) > 1:
+            # One bad file may fail the whole request: split to find it (fewer attempts).
+            half = len(pending) // 2
+            first, first_failed = self._send(pending[:half], SPLIT_ATTEMPTS)
+            if first_failed and not any(r.status == "stored" for r in first):
+                # Both halves failing means the server, not a file: stop splitting.
+                rest = [self._result(item, "failed", message=reason) for item in pending[half:]]
+                return done + first + rest, True
+            second, second_failed = self._send(pending[half:], SPLIT_ATTEMPTS)
+            return done + first + second, first_failed and second_failed
+        tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+        return [*done, self._result(pending[0], "failed", message=reason + tries)], True
+
+    def _interpret(self, items: list[_Item], reply: _Reply) -> list[StoreResult]:
+        status, answer = reply.status, reply.answer
+        if answer.kind == "foreign" and status < 300:
+            message = (f"server answered {answer.describe()}, not a STOW answer "
+                       f"(HTTP {status})")
+            return [self._result(item, "failed", message=message, hint=HOST_HINT)
+                    for item in items]
         results: list[StoreResult] = []
-        unknown: list[_Item] = []
+        unnamed: list[_Item] = []
+        duplicates: list[tuple[_Item, str]] = []
         answered = [*answer.failed, *answer.stored]
         for item in items:
             uid = item.info.sop_instance_uid
@@ -174,33 +308,78 @@ class Uploader:
                 # MediaStorageSOPInstanceUID differs from the data set's SOPInstanceUID.
                 uid = answered[0]
             if uid in answer.failed:
-                results.append(self._result(item, "failed", message=answer.failed[uid].describe()))
+                failure = answer.failed[uid]
+                if failure.maybe_duplicate:
+                    duplicates.append((item, failure.describe()))
+                else:
+                    results.append(self._result(item, "failed", message=failure.describe()))
             elif uid in answer.stored:
                 warning = answer.warnings.get(uid)
                 note = f"server warning 0x{warning:04X}" if warning is not None else None
-                results.append(self._result(item, "stored", answer.stored[uid], note))
-            elif status == 200:
-                results.append(self._result(item, "stored", None))
+                results.append(self._result(item, "stored", answer.stored[uid], note, "answer"))
             else:
-                unknown.append(item)
-        if unknown and len(items) > 1:
+                unnamed.append(item)
+        if duplicates:
+            results.extend(self._duplicates(duplicates))
+        if not unnamed:
+            return results
+        if len(items) > 1 and not answer.names_nothing:
+            # The answer speaks of some files only: ask one file at a time.
+            results.extend(self._one_by_one(unnamed))
+        elif status < 300:
+            # A success that does not name these files proves nothing: ask the server.
+            results.extend(self._confirmed(unnamed, None, missing=(
+                f"the server answered HTTP {status} with {answer.describe()} naming no file, "
+                "and a search does not find it")))
+        elif len(items) > 1:
             # The answer does not say which files failed: ask one file at a time.
-            # Re-storing identical bytes is a no-op on GCP and Orthanc.
-            results.extend(self._one_by_one(unknown))
-        elif unknown:
+            results.extend(self._one_by_one(unnamed))
+        elif status == 409:
+            results.extend(self._duplicates([(unnamed[0], reply.message)]))
+        else:
             hint = ""
             if status == 415 and self.options.single_part:
-                hint = " (this server needs multipart uploads: drop --single-part)"
-            results.append(self._result(unknown[0], "failed", message=message + hint))
+                hint = "this server needs multipart uploads: drop --single-part"
+            results.append(self._result(unnamed[0], "failed", message=reply.message,
+                                        hint=hint or None))
+        return results
+
+    def _duplicates(self, refused: list[tuple[_Item, str]]) -> list[StoreResult]:
+        """A refused duplicate is stored when a search finds it (a rerun, a resend)."""
+        found = self._confirmed([item for item, _ in refused],
+                                "already on the server: a duplicate refused")
+        stored = {result.path for result in found}
+        return found + [self._result(item, "failed", message=message)
+                        for item, message in refused if item.path not in stored]
+
+    def _confirmed(self, items: list[_Item], note: str | None,
+                   missing: str | None = None) -> list[StoreResult]:
+        """Search for the items: found ones are stored (by search); the others fail with
+        ``missing``, or are left out when ``missing`` is None."""
+        wanted = {item.path: storecheck.wanted(item.path, item.info.sop_instance_uid)
+                  for item in items}
+        found = storecheck.held(self.http, self.base_url, wanted.values())
+        results: list[StoreResult] = []
+        for item in items:
+            uid = wanted[item.path].sop_uid
+            if uid in found:
+                results.append(self._result(item, "stored", found[uid], note, "search"))
+            elif missing is not None:
+                results.append(self._result(item, "failed", message=missing))
         return results
 
     def _one_by_one(self, items: list[_Item]) -> list[StoreResult]:
-        return [result for item in items for result in self.send([item])]
+        return [result for item in items
+                for result in self._send([item], self.http.config.retry.attempts)[0]]
 
     @staticmethod
     def _result(item: _Item, status: Status, url: str | None = None,
-                message: str | None = None) -> StoreResult:
-        return StoreResult(item.path, status, item.size, item.info.sop_instance_uid, url, message)
+                message: str | None = None, confirmed_by: ConfirmedBy | None = None, *,
+                hint: str | None = None) -> StoreResult:
+        if hint:
+            message = f"{message} ({hint})"
+        return StoreResult(item.path, status, item.size, item.info.sop_instance_uid, url,
+                           message, confirmed_by)
 
 
 def iter_store(http: Http, base_url: str, paths: Iterable[Path],

@@ -2,15 +2,18 @@
 
 Servers differ: GCP answers XML unless asked for JSON, Orthanc sends JSON (with no
 Content-Type on errors), tiny-pacs plain text on errors. The body is sniffed, not
-trusted to its header.
+trusted to its header; only a DICOM data set counts as an answer: a web page (a login
+page, a viewer at the wrong path) or an error envelope is ``foreign``, whatever its
+status, so that it can never be taken for a success.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 RETRIEVE_URL = "00081190"
 FAILED_SOP_SEQUENCE = "00081198"
@@ -32,6 +35,9 @@ FAILURE_NAMES = {
 
 # A parsed data set: tag -> list of values; sequence values are nested data sets.
 Dataset = dict[str, list[Any]]
+# "dataset": DICOM JSON or XML; "empty": no body; "foreign": anything else.
+AnswerKind = Literal["dataset", "empty", "foreign"]
+_TAG = re.compile(r"[0-9A-Fa-f]{8}")
 
 
 @dataclass
@@ -48,6 +54,12 @@ class InstanceFailure:
             parts.append(self.detail)
         return ": ".join(parts) or "failed (no reason given)"
 
+    @property
+    def maybe_duplicate(self) -> bool:
+        """A refusal that may mean "already stored": 0x0111, or tiny-pacs' bare 0x0110
+        (a server that says why, e.g. "different content", is taken at its word)."""
+        return self.reason == 0x0111 or (self.reason == 0x0110 and not self.detail)
+
 
 @dataclass
 class StowAnswer:
@@ -56,6 +68,21 @@ class StowAnswer:
     warnings: dict[str, int] = field(default_factory=dict)  # SOP UID -> WarningReason
     failed: dict[str, InstanceFailure] = field(default_factory=dict)
     text: str = ""  # a body that was neither XML nor JSON (for error messages)
+    kind: AnswerKind = "dataset"
+    content_type: str = ""  # as the server labelled it, without parameters
+
+    @property
+    def names_nothing(self) -> bool:
+        return not (self.stored or self.failed)
+
+    def describe(self) -> str:
+        """What came back, for a message: 'text/html (a web page)'."""
+        if self.kind == "empty":
+            return "an empty answer"
+        label = self.content_type or "no Content-Type"
+        if self.content_type == "text/html" or self.text.lower().startswith(("<!doctype", "<html")):
+            return f"{label} (a web page)"
+        return label
 
 
 def _from_json(node: Any) -> Dataset:
@@ -94,7 +121,11 @@ def _from_xml(node: ET.Element) -> Dataset:
 
 
 def parse_dataset(body: bytes) -> Dataset | None:
-    """A DICOM JSON object/array or a NativeDicomModel document, else None."""
+    """A DICOM JSON object/array or a NativeDicomModel document, else None.
+
+    JSON whose keys are not tags (Google's ``{"error": ...}``) and XML that is not a
+    NativeDicomModel (an XHTML page) are not data sets.
+    """
     text = body.decode("utf-8", "replace").strip()
     if text.startswith(("{", "[")):
         try:
@@ -103,11 +134,15 @@ def parse_dataset(body: bytes) -> Dataset | None:
             return None
         if isinstance(payload, list):
             payload = payload[0] if payload else {}
+        if not isinstance(payload, dict) or not all(map(_TAG.fullmatch, payload)):
+            return None
         return _from_json(payload)
     if text.startswith("<"):
         try:
             root = ET.fromstring(text)
         except ET.ParseError:
+            return None
+        if _local(root.tag) != "NativeDicomModel":
             return None
         return _from_xml(root)
     return None
@@ -139,10 +174,15 @@ def _private_text(item: Dataset) -> str:
     return "; ".join(texts)
 
 
-def parse_stow_answer(body: bytes) -> StowAnswer:
-    answer = StowAnswer()
-    dataset = parse_dataset(body)
+def parse_stow_answer(body: bytes, content_type: str | None = None) -> StowAnswer:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    answer = StowAnswer(content_type=media)
+    if not body.strip():
+        answer.kind = "empty"
+        return answer
+    dataset = None if media == "text/html" else parse_dataset(body)
     if dataset is None:
+        answer.kind = "foreign"
         answer.text = body.decode("utf-8", "replace").strip()[:300]
         return answer
     answer.retrieve_url = _first(dataset, RETRIEVE_URL)

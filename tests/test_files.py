@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import warnings
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from pydicom.filereader import read_file_meta_info
 
 from dcmweb import Client
 from dcmweb.errors import UsageError
-from dcmweb.files import Part10Info, expand_masks, read_part10_info
+from dcmweb.files import Part10Info, expand_masks, not_regular, read_part10_info
 from dcmweb_devtools import corpus
 
 
@@ -147,8 +148,28 @@ def test_unmatched_masks_are_listed_and_the_rest_kept(tree: Path) -> None:
     masks = [str(tree / "*.nothing"), str(tree / "missing.dcm"), str(tree / "empty"),
              str(tree / "a.dcm")]
     result = expand_masks(masks)
-    assert _rel(result.files, tree) == ["a.dcm"]
-    assert result.unmatched == masks[:3]
+    # An explicit path stays an item even when missing: the store reports it as failed.
+    assert _rel(result.files, tree) == ["missing.dcm", "a.dcm"]
+    assert result.unmatched == [masks[0], masks[2]]
+
+
+def test_fifos_and_sockets_are_listed_but_never_opened(tree: Path) -> None:
+    fifo = tree / "sub" / "pipe.dcm"
+    os.mkfifo(fifo)
+    sock = socket.socket(socket.AF_UNIX)
+    sock_path = tree / "sub" / "sock.dcm"
+    sock.bind(str(sock_path))
+    try:
+        listed = _rel(expand_masks([str(tree / "sub")]).files, tree)
+        assert {"sub/pipe.dcm", "sub/sock.dcm"} <= set(listed)
+        assert not_regular(fifo) == "not a regular file: a FIFO (named pipe)"
+        assert not_regular(sock_path) == "not a regular file: a socket"
+        assert not_regular("/dev/null") == "not a regular file: a character device"
+        assert not_regular(tree / "a.dcm") is None
+        assert not_regular(tree / "missing") is None  # opening it says why
+        assert read_part10_info(fifo) is None  # returns at once: no writer is waited for
+    finally:
+        sock.close()
 
 
 def test_each_file_listed_once_even_through_symlinks(tree: Path) -> None:
@@ -179,6 +200,6 @@ def test_client_files_to_store(tree: Path, caplog: pytest.LogCaptureFixture) -> 
     assert _rel(files, tree) == ["sub/c.dcm", "sub/deeper/d.dcm", "sub/deeper/e.txt"]
     assert [r.getMessage() for r in caplog.records] == [f"no files match {tree / '*.none'}"]
     with pytest.raises(UsageError) as info:
-        client.files_to_store([str(tree / "empty"), os.fspath(tree / "nope")])
+        client.files_to_store([str(tree / "empty"), os.fspath(tree / "nope*")])
     assert info.value.exit_status == 2
     assert info.value.message == "no files to store"

@@ -164,7 +164,7 @@ def test_cli_stores_pydicom_corpus_in_orthanc_reporting_rejects(
     assert next(r for r in rows if r["path"] == str(ct)) == {
         "path": str(ct), "status": "stored", "sop_instance_uid": uids(ct)[2],
         "retrieve_url": instance_url(orthanc.url, ct), "message": None,
-        "size": ct.stat().st_size}
+        "size": ct.stat().st_size, "confirmed_by": "answer"}
     assert all(r["message"] for r in rows if r["status"] != "stored")
 
 
@@ -184,14 +184,14 @@ def test_single_part_to_orthanc_is_415_per_file_with_a_hint(
         orthanc, pydicom_files: list[Path]) -> None:
     files = by_name(pydicom_files, "CT_small.dcm", "MR_small.dcm")
     result = run(orthanc.url, "store", "--single-part", *map(str, files))
-    assert result.exit_code == 6
+    assert result.exit_code == 1  # nothing stored: not 6 (old dcmweb said 6)
     assert result.stdout == ""
     for path in files:
         assert (f"dcmweb: error: {path} failed: HTTP 415 Unsupported Media Type:"
                 " Unsupported media type (this server needs multipart uploads:"
                 " drop --single-part)") in result.stderr.splitlines()
     assert summary(result.stderr)["extras"] == "2 failed"
-    assert "dcmweb: error: 2 of 2 files failed to store" in result.stderr
+    assert result.stderr.splitlines()[-1] == "dcmweb: error: nothing stored: 2 of 2 files failed"
     assert orthanc_instances(orthanc) == 0
 
 
@@ -346,7 +346,8 @@ def test_unknown_storage_class_is_a_usage_error(local_server, pydicom_files: lis
 
 
 # -- tiny-pacs ----------------------------------------------------------------------------------
-def test_store_to_tiny_pacs_and_duplicates(tinypacs_fresh, pydicom_files: list[Path]) -> None:
+def test_store_to_tiny_pacs_and_duplicates(tinypacs_fresh, pydicom_files: list[Path],
+                                           tmp_path: Path) -> None:
     files = by_name(pydicom_files, "CT_small.dcm", "MR_small.dcm")
     first = run(tinypacs_fresh.url, "store", *map(str, files))
     assert first.exit_code == 0, first.stderr
@@ -354,10 +355,18 @@ def test_store_to_tiny_pacs_and_duplicates(tinypacs_fresh, pydicom_files: list[P
         str(p): instance_url(tinypacs_fresh.url, p) for p in files}
     listed = requests.get(tinypacs_fresh.url + "/studies", timeout=30).json()
     assert len(listed) == 2
-    again = run(tinypacs_fresh.url, "store", *map(str, files))  # tiny-pacs: 409 on duplicates
-    assert again.exit_code == 6
+    # tiny-pacs answers 409 to duplicates: a rerun finds them by search, so it is safe
+    # (old dcmweb: every file failed, exit 6).
+    again = run(tinypacs_fresh.url, "store", "--report", str(tmp_path / "again.jsonl"),
+                *map(str, files))
+    assert again.exit_code == 0, again.stderr
+    assert "error" not in again.stderr
     for path in files:
-        assert f"dcmweb: error: {path} failed: processing failure (0x0110)" in again.stderr
+        assert (f"{path} uploaded as {instance_url(tinypacs_fresh.url, path)} (already on the"
+                " server: a duplicate refused; confirmed by search)") in again.stderr
+    rows = [json.loads(line) for line in (tmp_path / "again.jsonl").read_text().splitlines()]
+    assert {(r["status"], r["confirmed_by"]) for r in rows} == {("stored", "search")}
+    assert len(requests.get(tinypacs_fresh.url + "/studies", timeout=30).json()) == 2
 
 
 # -- what is not DICOM, and bad paths ----------------------------------------------------------
@@ -405,7 +414,7 @@ def test_nothing_dicom_exits_2(local_server, pydicom_files: list[Path], tmp_path
     assert local_server.requests == []
 
 
-@pytest.mark.parametrize("target", ["empty-dir", "missing.dcm", "empty-dir/*.dcm"])
+@pytest.mark.parametrize("target", ["empty-dir", "empty-dir/*.dcm"])
 def test_no_files_exits_2_with_one_clear_error(local_server, tmp_path: Path,
                                                target: str) -> None:
     (tmp_path / "empty-dir").mkdir()
@@ -418,6 +427,24 @@ def test_no_files_exits_2_with_one_clear_error(local_server, tmp_path: Path,
         "dcmweb: error: no files to store (check the paths and masks)",
     ]
     assert local_server.requests == []
+
+
+def test_missing_explicit_path_is_a_failed_item(local_server, pydicom_files: list[Path],
+                                                tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.dcm")
+    alone = run(local_server.url, "store", missing)
+    assert alone.exit_code == 1  # nothing stored
+    assert alone.stderr.splitlines()[0] == (
+        f"dcmweb: error: {missing} failed: cannot read: No such file or directory")
+    assert alone.stderr.splitlines()[-1] == "dcmweb: error: nothing stored: 1 of 1 files failed"
+    assert local_server.requests == []
+    ct = str(by_name(pydicom_files, "CT_small.dcm")[0])
+    report = tmp_path / "report.jsonl"
+    mixed = run(local_server.url, "store", "--report", str(report), ct, missing)
+    assert mixed.exit_code == 6, mixed.stderr  # old dcmweb: a warning and exit 0
+    assert summary(mixed.stderr)["extras"] == "1 failed"
+    rows = {r["path"]: r["status"] for r in map(json.loads, report.read_text().splitlines())}
+    assert rows == {ct: "stored", missing: "failed"}
 
 
 def test_unmatched_mask_does_not_stop_the_others(local_server, pydicom_files: list[Path],

@@ -5,7 +5,9 @@ Both are shared by all handler threads, so every change happens under a lock.
 
 from __future__ import annotations
 
+import random
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -13,7 +15,12 @@ from typing import Any
 
 @dataclass
 class Fault:
-    """What to do to the next `count` requests that match `method` and `path_contains`."""
+    """What to do to the next `count` requests that match `method` and `path_contains`.
+
+    `after=True` handles the request as usual and then drops the connection instead of
+    answering: the work is done but the answer is lost. A 3xx `status` sends `location`
+    (default: the request's own path and query).
+    """
 
     status: int | None = None
     count: int = 1
@@ -22,6 +29,8 @@ class Fault:
     delay: float = 0.0
     method: str | None = None
     path_contains: str | None = None
+    after: bool = False
+    location: str | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method.upper() != method.upper():
@@ -31,7 +40,8 @@ class Fault:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fault:
         """Build from the JSON body of `POST /_control/faults`; raises ValueError."""
-        known = {"status", "count", "retry_after", "drop", "delay", "method", "path_contains"}
+        known = {"status", "count", "retry_after", "drop", "delay", "method", "path_contains",
+                 "after", "location"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown fault keys: {', '.join(sorted(unknown))}")
@@ -48,12 +58,58 @@ class Fault:
             raise ValueError("delay must not be negative")
 
 
+# What a chaos run injects, by name: the fault each kind stands for.
+CHAOS_KINDS: dict[str, dict[str, Any]] = {
+    "lost": {"after": True},  # stored, then the connection dropped: the answer is lost
+    "drop": {"drop": True},  # dropped before the request is handled
+    "500": {"status": 500},
+    "503": {"status": 503, "retry_after": "0"},
+    "429": {"status": 429, "retry_after": "1"},
+    "307": {"status": 307},
+    "302": {"status": 302},
+}
+
+
+class Chaos:
+    """Faults at random with a fixed seed: each matching request gets kind K with
+    probability ``rates[K]``. ``injected`` counts what was done, by kind."""
+
+    def __init__(self, seed: int, rates: dict[str, float], method: str | None = "POST") -> None:
+        unknown = set(rates) - set(CHAOS_KINDS)
+        if unknown:
+            raise ValueError(f"unknown chaos kinds: {', '.join(sorted(unknown))}")
+        if sum(rates.values()) > 1:
+            raise ValueError("chaos rates add up to more than 1")
+        self.random = random.Random(seed)
+        self.rates = rates
+        self.method = method
+        self.injected: Counter[str] = Counter()
+
+    def pick(self, method: str) -> Fault | None:
+        """Called under the FaultQueue lock: the draws happen in request order."""
+        if self.method is not None and method.upper() != self.method:
+            return None
+        draw = self.random.random()
+        for kind, rate in self.rates.items():
+            if draw < rate:
+                self.injected[kind] += 1
+                return Fault(**CHAOS_KINDS[kind])
+            draw -= rate
+        return None
+
+
 class FaultQueue:
-    """FIFO list of faults; the first matching one is used and counted down."""
+    """FIFO list of faults; the first matching one is used and counted down. Then, when
+    set, the chaos generator may pick a random one."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self.chaos: Chaos | None = None
+
+    def set_chaos(self, chaos: Chaos | None) -> None:
+        with self._lock:
+            self.chaos = chaos
 
     def add(self, fault: Fault) -> None:
         fault.validate()
@@ -72,7 +128,7 @@ class FaultQueue:
                     if fault.count <= 0:
                         self._faults.remove(fault)
                     return fault
-        return None
+            return self.chaos.pick(method) if self.chaos is not None else None
 
     def __len__(self) -> int:
         with self._lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import socket
 import struct
@@ -175,11 +176,16 @@ class Handler(BaseHTTPRequestHandler):
             if fault is not None:
                 if fault.delay:
                     time.sleep(fault.delay)
+                if fault.after:
+                    self._lose_answer(req)
+                    return
                 if fault.drop:
                     self._drop()
                     return
                 if fault.status is not None:
                     headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                    if 300 <= fault.status < 400:
+                        headers["Location"] = fault.location or req.target
                     self.send_error_json(fault.status, "injected fault", headers)
                     return
         if not control and req.path != "/token" and not self._authorized():
@@ -191,6 +197,18 @@ class Handler(BaseHTTPRequestHandler):
             )
             return
         route(self, req)
+
+    def _lose_answer(self, req: Request) -> None:
+        """Handle the request, then drop the connection instead of sending the answer."""
+        from .routes import route
+
+        answer = self.wfile
+        self.wfile = io.BytesIO()  # the answer is written here and thrown away
+        try:
+            route(self, req)
+        finally:
+            self.wfile = answer
+        self._drop()
 
     def _authorized(self) -> bool:
         token = self.app.token

@@ -36,6 +36,7 @@ class LocalServer:
         delete_delay: float = 1.0,
         no_match_status: int = 200,
         verbose: bool = False,
+        refuse_duplicates: bool = False,
     ) -> None:
         if no_match_status not in (200, 204):
             raise ValueError("no_match_status must be 200 or 204")
@@ -46,6 +47,11 @@ class LocalServer:
         self.delete_delay = delete_delay
         self.no_match_status = no_match_status
         self.verbose = verbose
+        # Like tiny-pacs: a STOW of an instance already held (same bytes) is refused
+        # with 0x0111 instead of answered as stored. Every such upload is listed in
+        # `duplicates` (SOP Instance UIDs), refused or not.
+        self.refuse_duplicates = refuse_duplicates
+        self.duplicates: list[str] = []
         self.faults = FaultQueue()
         self.records = RequestLog()
         self.store: Store
@@ -132,8 +138,13 @@ class LocalServer:
         delay: float = 0.0,
         method: str | None = None,
         path_contains: str | None = None,
+        after: bool = False,
+        location: str | None = None,
     ) -> None:
-        """Apply a fault to the next `count` matching requests (after reading their body)."""
+        """Apply a fault to the next `count` matching requests (after reading their body).
+
+        `after=True`: handle the request, then drop the connection (a lost answer).
+        """
         self.faults.add(
             Fault(
                 status=status,
@@ -143,6 +154,8 @@ class LocalServer:
                 delay=delay,
                 method=method,
                 path_contains=path_contains,
+                after=after,
+                location=location,
             )
         )
 

@@ -26,6 +26,7 @@ STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 
 # FailureReason codes (PS3.18 / PS3.4) the server uses.
 PROCESSING_FAILURE = 0x0110  # 272: conflicts, study being deleted
+DUPLICATE = 0x0111  # 273: with refuse_duplicates, an instance already stored
 CANNOT_UNDERSTAND = 0xC000  # not DICOM, unreadable
 STUDY_MISMATCH = 0xA900  # instance does not belong to the study in the URL
 
@@ -118,6 +119,11 @@ def _store_part(h: Handler, part: Part, study: str | None, storage_class: str) -
             )
             return outcome
         result = h.app.store.add(info, part.path, part.sha256, part.size, storage_class)
+        if result == "duplicate":
+            h.app.duplicates.append(info.sop_uid)
+            if h.app.refuse_duplicates:
+                outcome.failure = DUPLICATE
+                outcome.detail = "the instance is already stored (identical bytes)"
         if result == "conflict":
             outcome.failure = PROCESSING_FAILURE
             outcome.detail = (

@@ -1,0 +1,107 @@
+"""Ask the server which instances it holds: the proof behind a success the STOW answer
+did not give (an empty 200, a lost answer, a refused duplicate).
+
+One QIDO search per series with a UID list (``SOPInstanceUID=a,b,c``, PS3.18 UID list
+matching), so confirming a batch costs a request per series, not one per file. The
+series level is the one every server has (tiny-pacs has no study-level instance
+search); a 404 there means the series is not on the server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .dicomhead import read_uids
+from .errors import ServerError
+from .http import Http, read_limited
+
+HEAD_BYTES = 64 * 1024  # enough to reach the SOPInstanceUID of any sane file
+UIDS_PER_SEARCH = 50  # keeps the URL far below the 8 KiB that proxies accept
+ANSWER_LIMIT = 16 * 1024 * 1024
+SOP_INSTANCE_UID = "00080018"
+RETRIEVE_URL = "00081190"
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One instance to look for: the data set's UIDs (what the server indexes)."""
+
+    sop_uid: str
+    # The instance's place: None when the file's head cannot be read (search all studies).
+    series_path: str | None
+
+
+def dataset_uids(path: Path) -> tuple[str, str, str] | None:
+    """The data set's (Study, Series, SOP Instance) UIDs, read from the start of the file."""
+    try:
+        with open(path, "rb") as handle:
+            return read_uids(handle.read(HEAD_BYTES))
+    except OSError:
+        return None
+
+
+def wanted(path: Path, meta_sop_uid: str) -> Wanted:
+    uids = dataset_uids(path)
+    if uids is None:
+        return Wanted(meta_sop_uid, None)
+    return Wanted(uids[2], f"studies/{uids[0]}/series/{uids[1]}")
+
+
+def held(http: Http, base_url: str, items: Iterable[Wanted]) -> dict[str, str | None]:
+    """SOP Instance UID -> RetrieveURL (or None) of every wanted instance the server holds."""
+    by_series: dict[str | None, list[str]] = defaultdict(list)
+    for item in items:
+        if item.sop_uid not in by_series[item.series_path]:
+            by_series[item.series_path].append(item.sop_uid)
+    found: dict[str, str | None] = {}
+    for series, uids in by_series.items():
+        url = f"{base_url}/{series}/instances" if series else f"{base_url}/instances"
+        for start in range(0, len(uids), UIDS_PER_SEARCH):
+            chunk = uids[start:start + UIDS_PER_SEARCH]
+            for uid, retrieve_url in _search(http, url, chunk).items():
+                # Where the server does not say, the instance's URL is known anyway.
+                found[uid] = retrieve_url or (f"{url}/{uid}" if series else None)
+    return found
+
+
+def _search(http: Http, url: str, uids: list[str]) -> dict[str, str | None]:
+    params = {"SOPInstanceUID": ",".join(uids), "limit": str(len(uids))}
+    response = http.request("GET", url, what="search for stored instances", params=params,
+                            headers={"Accept": "application/dicom+json"}, stream=True,
+                            accept_status=(204, 404))
+    with response:
+        if response.status_code in (204, 404):  # no match (404: the series is not there)
+            return {}
+        content = read_limited(response, ANSWER_LIMIT)
+    if not content.strip():
+        return {}
+    try:
+        rows = json.loads(content)
+    except ValueError:
+        rows = None
+    if not isinstance(rows, list):
+        raise ServerError("search for stored instances failed: the answer is not a JSON list",
+                          "check the HOST URL: it must be the DICOMweb base URL")
+    wanted_uids = set(uids)
+    found: dict[str, str | None] = {}
+    for row in rows:
+        uid = _value(row, SOP_INSTANCE_UID)
+        # Only what was asked for: a server that ignores the filter must not prove anything.
+        if isinstance(uid, str) and uid in wanted_uids:
+            url_value = _value(row, RETRIEVE_URL)
+            found[uid] = url_value if isinstance(url_value, str) else None
+    return found
+
+
+def _value(row: object, tag: str) -> object:
+    if not isinstance(row, dict):
+        return None
+    element = row.get(tag)
+    if not isinstance(element, dict):
+        return None
+    values = element.get("Value")
+    return values[0] if isinstance(values, list) and values else None

@@ -1,0 +1,325 @@
+"""Store truth: a file counts as stored only when the server's answer names it or a search
+finds it; lost answers are checked before anything is resent; one bad batch fails only its
+own files; inputs that could hang are skipped. Each test asserts the exit code, the lines
+on stderr and what the server really holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from pathlib import Path
+
+import pydicom
+import pytest
+from click.testing import CliRunner, Result
+from hostile import Hostile, Request
+
+from dcmweb import Client
+from dcmweb.cli import cli
+from dcmweb.filebody import FileChanged, SizedFileBody
+from dcmweb.files import read_part10_info
+from dcmweb.store import StoreOptions, Uploader, _Item
+from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+
+STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} -- "
+HOST_HINT = ("HOST must be the DICOMweb base URL, e.g. https://healthcare.googleapis.com/v1/"
+             "projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb or "
+             "http://host:8042/dicom-web")
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+def lines(result: Result) -> list[str]:
+    """stderr with the timestamps taken out."""
+    return [re.sub(rf"^{STAMP}", "", line) for line in result.stderr.splitlines()]
+
+
+def sop_uid(path: Path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+
+
+def held(server: LocalServer) -> set[str]:
+    return {row[0] for row in server.store.query("SELECT sop_uid FROM instances")}
+
+
+def report_rows(path: Path) -> dict[str, dict]:
+    return {r["path"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+@pytest.fixture
+def ct(pydicom_files: list[Path]) -> Path:
+    return next(p for p in pydicom_files if p.name == "CT_small.dcm")
+
+
+@pytest.fixture
+def refusing_server(tmp_path: Path):
+    """The local server answering 0x0111 (409) to duplicates, like tiny-pacs."""
+    with LocalServer(tmp_path / "refusing", refuse_duplicates=True) as server:
+        yield server
+
+
+# -- lost answers: search before resend ------------------------------------------------------
+def test_lost_answer_is_found_by_search_and_never_resent(refusing_server: LocalServer,
+                                                         tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "s", 3)
+    refusing_server.inject_fault(after=True, method="POST")  # stored, then dropped
+    report = tmp_path / "report.jsonl"
+    result = run(refusing_server.url, "store", "--report", str(report), str(tmp_path / "s"))
+    # Old dcmweb resent the batch blindly: the server refused every file as a duplicate.
+    assert result.exit_code == 0, result.stderr
+    assert held(refusing_server) == {sop_uid(p) for p in files}
+    assert refusing_server.duplicates == []
+    assert [r.method for r in refusing_server.requests] == ["POST", "GET"]
+    assert lines(result)[0].endswith(
+        "connection dropped after the request was sent; 3 of 3 found on the server by search")
+    for path in files:
+        assert f"{path} uploaded as " in result.stderr
+        assert report_rows(report)[str(path)]["confirmed_by"] == "search"
+        assert report_rows(report)[str(path)]["message"] == "its answer was lost"
+
+
+def test_lost_answer_then_only_the_missing_files_are_resent(local_server: LocalServer,
+                                                            tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "s", 4)
+    local_server.inject_fault(500, method="POST")  # before processing: nothing stored
+    with Client(local_server.url, backoff=0.01) as client:
+        results = client.store([tmp_path / "s"])
+    assert {(r.status, r.confirmed_by) for r in results} == {("stored", "answer")}
+    posts = [r for r in local_server.requests if r.method == "POST"]
+    assert [r.status for r in posts] == [500, 200]
+    assert held(local_server) == {sop_uid(p) for p in files}
+
+
+def test_rerun_on_a_server_that_refuses_duplicates_is_safe(refusing_server: LocalServer,
+                                                           tmp_path: Path, ct: Path) -> None:
+    first = run(refusing_server.url, "store", str(ct))
+    assert first.exit_code == 0, first.stderr
+    again = run(refusing_server.url, "store", str(ct))
+    assert again.exit_code == 0, again.stderr  # old dcmweb: failed, duplicate instance
+    assert refusing_server.duplicates == [sop_uid(ct)]
+    assert any(line.startswith(f"{ct} uploaded as ") and line.endswith(
+        "(already on the server: a duplicate refused; confirmed by search)")
+        for line in lines(again))
+
+
+def test_conflicting_bytes_are_still_a_failure(refusing_server: LocalServer,
+                                               tmp_path: Path, ct: Path) -> None:
+    ds = pydicom.dcmread(ct)
+    ds.PatientName = "Other^Bytes"
+    other = tmp_path / "other.dcm"
+    ds.save_as(other, enforce_file_format=True)
+    assert run(refusing_server.url, "store", str(ct)).exit_code == 0
+    result = run(refusing_server.url, "store", str(other))
+    assert result.exit_code == 1
+    assert lines(result)[0] == (
+        f"dcmweb: error: {other} failed: processing failure (0x0110): an instance with the"
+        " same SOPInstanceUID already exists with different content")
+
+
+# -- answers that are not STOW answers (hostile) ----------------------------------------------
+def test_200_with_a_web_page_is_a_failure_naming_what_came_back(ct: Path) -> None:
+    page = b"<!DOCTYPE html><html><body>Sign in</body></html>"
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.reply(200, page, "text/html"))
+        result = run(fake.url, "store", str(ct))
+    assert result.exit_code == 1  # old dcmweb: "uploaded", exit 0
+    assert result.stdout == ""
+    assert lines(result) == [
+        f"dcmweb: error: {ct} failed: server answered text/html (a web page), not a STOW"
+        f" answer (HTTP 200) ({HOST_HINT})",
+        "Transferred 0 B in 0 files; 1 failed",
+        "dcmweb: error: nothing stored: 1 of 1 files failed",
+    ]
+    assert [r.method for r in fake.requests] == ["POST"]
+
+
+def test_200_with_googles_error_envelope_is_a_failure(ct: Path) -> None:
+    envelope = {"error": {"code": 200, "message": "proxy says hello", "status": "OK"}}
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.json(200, envelope))
+        result = run(fake.url, "store", str(ct))
+    assert result.exit_code == 1
+    assert lines(result)[0] == (
+        f"dcmweb: error: {ct} failed: server answered application/json, not a STOW answer"
+        f" (HTTP 200) ({HOST_HINT})")
+
+
+def _series_route(fake: Hostile, path: Path, rows: list[list[dict]]) -> None:
+    """Answer the series-level instance search with rows[n] on the n-th call (last repeats)."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    calls = []
+
+    def search(req: Request) -> None:
+        calls.append(req.params)
+        req.json(200, rows[min(len(calls), len(rows)) - 1], "application/dicom+json")
+
+    fake.route("GET", f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances",
+               search)
+
+
+def _row(path: Path) -> dict:
+    return {"00080018": {"vr": "UI", "Value": [sop_uid(path)]}}
+
+
+@pytest.mark.parametrize("on_server", [True, False], ids=["held", "not-held"])
+def test_200_with_an_empty_body_is_proven_by_search(ct: Path, tmp_path: Path,
+                                                    on_server: bool) -> None:
+    report = tmp_path / "report.jsonl"
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.reply(200))
+        _series_route(fake, ct, [[_row(ct)] if on_server else []])
+        result = run(fake.url, "store", "--report", str(report), str(ct))
+        searches = fake.seen("GET")
+    assert [s.params["SOPInstanceUID"] for s in searches] == [sop_uid(ct)]
+    row = report_rows(report)[str(ct)]
+    if on_server:
+        assert result.exit_code == 0, result.stderr
+        assert (row["status"], row["confirmed_by"]) == ("stored", "search")
+        assert lines(result)[0].endswith("(confirmed by search)")
+    else:  # old dcmweb: "uploaded", exit 0
+        assert result.exit_code == 1
+        assert (row["status"], row["confirmed_by"]) == ("failed", None)
+        assert lines(result)[0] == (
+            f"dcmweb: error: {ct} failed: the server answered HTTP 200 with an empty answer"
+            " naming no file, and a search does not find it")
+
+
+def test_409_duplicate_after_a_lost_answer_is_stored(ct: Path, tmp_path: Path) -> None:
+    """The answer is lost, the search does not see the instance yet (an index that lags),
+    so it is resent; the resend gets tiny-pacs' 409; a second search finds it: stored."""
+    failed = {"00081198": {"vr": "SQ", "Value": [{
+        "00081155": {"vr": "UI", "Value": [sop_uid(ct)]},
+        "00081197": {"vr": "US", "Value": [0x0110]}}]}}
+    posts = []
+
+    def stow(req: Request) -> None:
+        posts.append(req)
+        if len(posts) == 1:  # processed, then the connection goes away
+            req.handler.close_connection = True
+            req.handler.connection.close()
+            return
+        req.json(409, failed, "application/dicom+json")
+
+    with Hostile() as fake:
+        fake.route("POST", "/studies", stow)
+        _series_route(fake, ct, [[], [_row(ct)]])
+        result = run("--retries", "2", fake.url, "store", str(ct))
+        methods = [r.method for r in fake.requests]
+    assert result.exit_code == 0, result.stderr  # old dcmweb: failed, exit 6
+    assert methods == ["POST", "GET", "POST", "GET"]
+    assert lines(result)[-2].endswith(
+        "(already on the server: a duplicate refused; confirmed by search)")
+
+
+# -- one bad batch fails its own files ----------------------------------------------------------
+def _poison_server(fake: Hostile, files: list[Path], poison: set[Path]) -> None:
+    """Answers 500 to any request holding a poison file; names every file otherwise."""
+    contents = {p: p.read_bytes() for p in files}
+
+    def stow(req: Request) -> None:
+        inside = [p for p, data in contents.items() if data in req.seen.body]
+        if poison & set(inside):
+            req.json(500, {"error": {"code": 500, "message": "cannot parse"}})
+            return
+        refs = [{"00081155": {"vr": "UI", "Value": [sop_uid(p)]}} for p in inside]
+        req.json(200, {"00081199": {"vr": "SQ", "Value": refs}}, "application/dicom+json")
+
+    fake.route("POST", "/studies", stow)
+    for path in files:  # nothing is found by a search: what fails was never stored
+        _series_route(fake, path, [[]])
+
+
+def test_one_batch_that_always_fails_does_not_stop_the_run(tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "s", 12)
+    poison = files[5]
+    with Hostile() as fake:
+        _poison_server(fake, files, {poison})
+        result = run("--retries", "1", fake.url, "store", "--batch-size", "4",
+                     str(tmp_path / "s"))
+    # Old dcmweb: exit 5, "8 not attempted".
+    assert result.exit_code == 6, result.stderr
+    assert lines(result)[-2].endswith(" in 11 files; 1 failed")
+    errors = [line for line in lines(result) if line.startswith("dcmweb: error:")]
+    assert errors == [
+        f"dcmweb: error: {poison} failed: HTTP 500 Internal Server Error: cannot parse"
+        " (after 2 attempts)",
+        "dcmweb: error: 1 of 12 files failed to store",
+    ]
+
+
+def test_a_server_that_fails_everything_stops_the_run(tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "s", 16)
+    with Hostile() as fake:
+        _poison_server(fake, files, set(files))
+        result = run("--retries", "1", fake.url, "store", "--batch-size", "2",
+                     str(tmp_path / "s"))
+        posts = len(fake.seen("POST"))
+    assert result.exit_code == 5
+    assert lines(result)[-2] == "Transferred 0 B in 0 files; 10 failed, 6 not attempted"
+    assert lines(result)[-1].startswith(
+        "dcmweb: error: stopping: the server failed 5 batches in a row (last: HTTP 500")
+    # Each batch: two attempts, then its first half twice: both halves failing stops the split.
+    assert posts == 5 * 4
+
+
+# -- inputs -------------------------------------------------------------------------------------
+def test_a_fifo_in_a_folder_is_skipped_not_read(local_server: LocalServer, tmp_path: Path,
+                                                ct: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "ct.dcm").write_bytes(ct.read_bytes())
+    os.mkfifo(folder / "pipe.dcm")
+    outcome: list[Result] = []
+    worker = threading.Thread(target=lambda: outcome.append(
+        run(local_server.url, "store", str(folder))), daemon=True)
+    worker.start()
+    worker.join(60)
+    if not outcome:  # old dcmweb blocked here forever: unblock it, then fail
+        with open(folder / "pipe.dcm", "wb"):
+            pass
+        pytest.fail("store hung on a FIFO")
+    result = outcome[0]
+    assert result.exit_code == 0, result.stderr
+    assert (f"dcmweb: warning: skipped {folder / 'pipe.dcm'}: not a regular file:"
+            " a FIFO (named pipe)") in lines(result)
+    assert lines(result)[-1] == "Transferred 38.3 KiB in 1 files; 1 skipped"
+    assert held(local_server) == {sop_uid(ct)}
+
+
+def test_single_part_never_sends_more_than_the_measured_size(local_server: LocalServer,
+                                                             tmp_path: Path, ct: Path) -> None:
+    grown = tmp_path / "grown.dcm"
+    data = ct.read_bytes()
+    grown.write_bytes(data)
+    info = read_part10_info(grown)
+    assert info is not None
+    item = _Item(grown, info, len(data))
+    with grown.open("ab") as handle:  # grows after it was measured
+        handle.write(b"\0" * 1000)
+    with Client(local_server.url, backoff=0.01) as client:
+        uploader = Uploader(client.http, client.base_url, StoreOptions(single_part=True))
+        results = uploader.send([item])
+    # Old dcmweb sent the grown file (1000 bytes past the size it listed), and stored it.
+    assert [(r.status, r.message) for r in results] == [(
+        "failed", f"cannot send: {grown} changed size while being sent"
+        f" ({len(data)} -> {len(data) + 1000})")]
+    assert held(local_server) == set()
+
+
+def test_sized_body_reads_exactly_its_size(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    body = SizedFileBody(path, 100)
+    assert len(body) == 100
+    assert body.read(60) == b"x" * 60
+    with path.open("ab") as handle:
+        handle.write(b"y")
+    with pytest.raises(FileChanged):
+        body.read()
+    body = SizedFileBody(path, 101)
+    assert b"".join(body) == b"x" * 100 + b"y"
