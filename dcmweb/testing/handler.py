@@ -1,5 +1,10 @@
 """The HTTP request handler: body spooling, faults, auth, and response writing.
 
+This is the bottom layer of the server: it knows nothing of routes or of LocalServer.
+The server hands it an `App` (what the handler and the request handlers read) and a
+`route` function; the modules that answer requests sit above it, routes above them,
+and the server on top.
+
 Every request body is first streamed to a temp file (so it can be recorded and
 hashed, and never held in memory), then injected faults are applied, then the
 bearer token is checked, and only then is the request routed.
@@ -16,20 +21,19 @@ import struct
 import sys
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from .faults import RequestRecord
+from .faults import FaultQueue, RequestLog, RequestRecord
 from .multipart import CHUNK
+from .operations import Operations
 from .responses import error_body
-
-if TYPE_CHECKING:
-    from .server import LocalServer
+from .storage import Store
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -60,13 +64,34 @@ class Request:
             return fh.read(limit)
 
 
+class App(Protocol):
+    """What the handler and the request handlers read from the running server."""
+
+    host: str
+    base_path: str
+    token: str | None
+    verbose: bool
+    no_match_status: int
+    faults: FaultQueue
+    records: RequestLog
+    store: Store
+    operations: Operations
+
+    @property
+    def port(self) -> int: ...
+
+
+Route = Callable[["Handler", Request], None]
+
+
 class HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128  # bursts of parallel uploads must not be refused
 
-    def __init__(self, address: tuple[str, int], app: LocalServer) -> None:
+    def __init__(self, address: tuple[str, int], app: App, route: Route) -> None:
         self.app = app
+        self.route = route
         self.connections: set[socket.socket] = set()
         super().__init__(address, Handler)
 
@@ -104,7 +129,7 @@ class Handler(BaseHTTPRequestHandler):
             super().finish()
 
     @property
-    def app(self) -> LocalServer:
+    def app(self) -> App:
         return self.server.app
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -168,8 +193,6 @@ class Handler(BaseHTTPRequestHandler):
         )
 
     def _dispatch(self, req: Request) -> None:
-        from .routes import route
-
         control = req.path.startswith("/_control/")
         if not control:
             fault = self.app.faults.take(req.method, req.target)
@@ -196,7 +219,7 @@ class Handler(BaseHTTPRequestHandler):
                 {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
             )
             return
-        route(self, req)
+        self.server.route(self, req)
 
     def _lose_answer(self, req: Request) -> None:
         """Handle the request, then drop the connection instead of sending the answer."""

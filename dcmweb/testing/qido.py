@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .handler import Handler, Request
 from .responses import element, sorted_dataset
-
-if TYPE_CHECKING:
-    from .handler import Handler, Request
 
 STUDY, SERIES, INSTANCE = "study", "series", "instance"
 DEFAULT_LIMIT = {STUDY: 100, SERIES: 1000, INSTANCE: 1000}

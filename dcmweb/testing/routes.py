@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from . import qido
 from .faults import Fault
+from .handler import Handler, Request
 from .operations import DATASET_NAME
 from .stow import handle_stow
 from .wado import handle_wado
-
-if TYPE_CHECKING:
-    from .handler import Handler, Request
 
 BASE_PATH = f"/v1/{DATASET_NAME}/dicomStores/store/dicomWeb"
 OPERATIONS_PATH = f"/v1/{DATASET_NAME}/operations"

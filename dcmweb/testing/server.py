@@ -5,15 +5,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from .faults import Fault, FaultQueue, RequestLog, RequestRecord
+from .handler import HTTPServer
 from .operations import Operations
-from .routes import BASE_PATH
+from .routes import BASE_PATH, route
 from .storage import Store
-
-if TYPE_CHECKING:
-    from .handler import HTTPServer
 
 
 class LocalServer:
@@ -61,14 +58,12 @@ class LocalServer:
 
     # --- lifecycle --------------------------------------------------------------
     def start(self) -> LocalServer:
-        from .handler import HTTPServer  # the handler pulls in http.server only when run
-
         if self._thread is not None:
             raise RuntimeError("server already started")
         self.store = Store(self.data_dir)
         self.operations = Operations(self.store, self.delete_delay)
         try:
-            self._httpd = HTTPServer((self.host, self._requested_port), self)
+            self._httpd = HTTPServer((self.host, self._requested_port), self, route)
         except BaseException:
             self.store.close()
             raise

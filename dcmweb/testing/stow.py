@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .handler import Handler, Request
 from .multipart import MultipartError, Part, iter_parts, parse_media_type
 from .responses import (
     FAILURE_DETAIL_TAG,
@@ -18,9 +19,6 @@ from .responses import (
     sorted_dataset,
 )
 from .storage import InstanceInfo
-
-if TYPE_CHECKING:
-    from .handler import Handler, Request
 
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 

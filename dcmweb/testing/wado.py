@@ -13,12 +13,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from .handler import Handler
 from .multipart import CHUNK, split_media_ranges
-
-if TYPE_CHECKING:
-    from .handler import Handler
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 # Uncompressed syntaxes pydicom can rewrite as Explicit VR LE without codecs.
