@@ -223,12 +223,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _lose_answer(self, req: Request) -> None:
         """Handle the request, then drop the connection instead of sending the answer."""
-        from .routes import route
-
         answer = self.wfile
         self.wfile = io.BytesIO()  # the answer is written here and thrown away
         try:
-            route(self, req)
+            self.server.route(self, req)
         finally:
             self.wfile = answer
         self._drop()
