@@ -72,6 +72,8 @@ class App(Protocol):
     token: str | None
     verbose: bool
     no_match_status: int
+    refuse_duplicates: bool
+    duplicates: list[str]
     faults: FaultQueue
     records: RequestLog
     store: Store
