@@ -12,6 +12,7 @@ import os
 import sys
 import traceback
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -22,7 +23,10 @@ from .output import FORMATS, Output, StderrLogHandler, human_size
 from .searchformat import TEXT_FORMATS
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .client import Client
+    from .retrieve import RetrieveResult
 
 LOCAL_WORKERS = 6  # loopback/PACS servers: their CPU, not the wire, is the limit
 GOOGLE_WORKERS = 8
@@ -329,42 +333,100 @@ def search(settings: Settings, path: str, params: tuple[str, ...], filters: tupl
             settings.output.json_rows(rows, fmt)
 
 
+RETRIEVE_FORMATS = ("json", "xml", "jpeg", "png", "gif")
+
+
 @cli.command()
 @click.argument("path", required=False, default="")
-@click.option("-o", "--output", "output_dir", default=".", show_default=True,
-              type=click.Path(file_okay=False), help="Folder to write STUDY/SERIES/SOP.dcm into.")
+@click.option("-o", "--output", "output_path", type=click.Path(), metavar="PATH",
+              help="Folder to write STUDY/SERIES/SOP.dcm (frames, images, bulk data) into "
+                   "[default: .]; for metadata, a file [default: stdout].")
 @click.option("--type", "part_type", metavar="TYPE",
-              help="Part type to ask for [default: application/dicom; transfer-syntax=*].")
+              help="Part type to ask for [default: application/dicom; transfer-syntax=*, "
+                   "frames: application/octet-stream; transfer-syntax=*].")
+@click.option("--transfer-syntax", metavar="UID",
+              help="Ask for this transfer syntax ('*' = as stored, the default); "
+                   "a shortcut for --type.")
+@click.option("--single-part", is_flag=True,
+              help="Ask for one instance as a bare application/dicom body (not multipart).")
+@click.option("--format", "fmt", type=click.Choice(RETRIEVE_FORMATS), metavar="FORMAT",
+              help="metadata: json (default) or xml; rendered: jpeg (default), png or gif.")
+@click.option("--viewport", metavar="W,H", help="rendered: image size in pixels.")
+@click.option("--window", metavar="C,W[,FN]",
+              help="rendered: window center and width [, linear|linear-exact|sigmoid].")
+@click.option("--quality", type=click.IntRange(1, 100), metavar="Q",
+              help="rendered: JPEG quality, 1-100.")
 @pass_settings
-def retrieve(settings: Settings, path: str, output_dir: str, part_type: str | None) -> None:
-    """Download a study, series or instance (or, with no PATH, the whole store).
+def retrieve(settings: Settings, path: str, output_path: str | None, part_type: str | None,
+             transfer_syntax: str | None, single_part: bool, fmt: str | None,
+             viewport: str | None, window: str | None, quality: int | None) -> None:
+    """Download a study, series, instance, frames, rendered images, bulk data or
+    metadata (or, with no PATH, the whole store).
 
     Files are written as OUTPUT/STUDY_UID/SERIES_UID/SOP_UID.dcm, each first to a
     temporary name and renamed when complete. The stored bytes are asked for
-    (transfer-syntax=*).
+    (transfer-syntax=*). PATH may end in /metadata (printed on stdout),
+    /rendered, /frames/1,3,5[/rendered] or /bulkdata/TAG, or be a BulkDataURI.
 
     \b
     Example:
       dcmweb -m HOST retrieve studies/1.2.3 --output ./downloads
+      dcmweb HOST retrieve studies/1.2.3/metadata > metadata.json
+      dcmweb HOST retrieve studies/1.2.3/series/4.5/instances/6.7/frames/1,3 -o frames
+      dcmweb HOST retrieve studies/1.2.3/series/4.5/rendered --format png --viewport 128,128
     """
+    from .wadopath import parse_wado_path
+
     output = settings.output
+    kind = parse_wado_path(path).kind
+    if fmt and fmt not in {"metadata": ("json", "xml"), "rendered": ("jpeg", "png", "gif")
+                           }.get(kind, ()):
+        raise UsageError(f"--format {fmt} does not apply to this path",
+                         "json|xml for .../metadata, jpeg|png|gif for .../rendered")
+    with settings.client() as client:
+        if kind == "metadata":
+            if part_type or transfer_syntax or single_part:
+                raise UsageError("--type, --transfer-syntax and --single-part do not apply "
+                                 "to metadata", "choose JSON or XML with --format")
+            answer = client.fetch_metadata(path, fmt or "json")
+            if output_path is None:
+                output.data(answer.raw)
+                return
+            from .wado import save
+
+            size = save([answer.raw], Path(output_path))
+            output.summary(f"Transferred {human_size(size)} of metadata to {output_path}")
+            return
+        render = None
+        if kind == "rendered":
+            from .rendered import RenderOptions
+
+            render = RenderOptions(fmt or "jpeg", viewport, window, quality)
+        elif viewport or window or quality:
+            raise UsageError("--viewport, --window and --quality apply to .../rendered paths")
+        results = client.iter_retrieve(path, output_path or ".", part_type=part_type,
+                                       transfer_syntax=transfer_syntax,
+                                       single_part=single_part, render=render)
+        _report_retrieve(output, results)
+
+
+def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
     counts = {"saved": 0, "failed": 0}
     size = 0
-    with settings.client() as client:
-        output.start_progress(None, "file")
-        try:
-            for result in client.iter_retrieve(path, output_dir, part_type=part_type):
-                counts[result.status] += 1
-                output.advance()
-                if result.status == "saved":
-                    size += result.size
-                    output.log(f"{result.source} saved as {result.path}")
-                else:
-                    output.error(f"{result.source}: {result.message}")
-        finally:
-            output.stop_progress()
-            failed = f"; {counts['failed']} failed" if counts["failed"] else ""
-            output.summary(f"Transferred {human_size(size)} in {counts['saved']} files{failed}")
+    output.start_progress(None, "file")
+    try:
+        for result in results:
+            counts[result.status] += 1
+            output.advance()
+            if result.status == "saved":
+                size += result.size
+                output.log(f"{result.source} saved as {result.path}")
+            else:
+                output.error(f"{result.source}: {result.message}")
+    finally:
+        output.stop_progress()
+        failed = f"; {counts['failed']} failed" if counts["failed"] else ""
+        output.summary(f"Transferred {human_size(size)} in {counts['saved']} files{failed}")
     if counts["failed"] and not counts["saved"]:
         raise AllFailed(f"nothing was retrieved ({counts['failed']} items failed)")
     if counts["failed"]:

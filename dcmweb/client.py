@@ -18,6 +18,8 @@ from .http import Http, HttpConfig, RetryPolicy
 # Each operation's module is imported by its method: a command loads only its own.
 if TYPE_CHECKING:
     from .delete import DeleteResult
+    from .metadata import Metadata
+    from .rendered import RenderOptions
     from .retrieve import RetrieveResult
     from .search import Params
     from .store import StoreResult
@@ -65,6 +67,12 @@ class Client:
         if workers < 1:
             raise UsageError("workers must be at least 1")
         self.workers = workers
+        if any(name.strip().lower() == "accept" for name in (headers or {})):
+            # Each call picks its own Accept (and parses the answer by it): a global one
+            # would be silently overridden, or break every other call.
+            raise UsageError("an Accept header cannot be set with -H",
+                             "choose what retrieve asks for with --type, --transfer-syntax, "
+                             "--single-part or --format")
         config = HttpConfig(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -126,16 +134,96 @@ class Client:
 
     # retrieve --------------------------------------------------------------
     def iter_retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".", *,
-                      part_type: str | None = None) -> Iterator[RetrieveResult]:
-        """Download to OUTPUT/STUDY/SERIES/SOP.dcm; one result per file."""
+                      part_type: str | None = None, transfer_syntax: str | None = None,
+                      single_part: bool = False, render: RenderOptions | None = None
+                      ) -> Iterator[RetrieveResult]:
+        """Download to files under OUTPUT; one result per file.
+
+        Studies, series and instances go to OUTPUT/STUDY/SERIES/SOP.dcm; frames to
+        SOP_frame_N.raw (or the image type asked for), rendered images to SOP.jpg or
+        SOP_frame_N.png, bulk data to SOP_TAG.raw. ``transfer_syntax`` is a readable
+        shortcut for ``part_type``; ``single_part`` asks for one instance as a bare
+        application/dicom body; ``render`` sets format, viewport, window and quality.
+        """
+        from .wadopath import parse_wado_path
+
+        kind = parse_wado_path(path).kind
+        out = Path(output)
+        if render is not None and kind != "rendered":
+            raise UsageError("rendering options apply to .../rendered paths")
+        if single_part and kind != "dicom":
+            raise UsageError("--single-part applies to an instance path")
+        if kind == "rendered":
+            from .rendered import RenderOptions as Options
+            from .rendered import save_rendered
+
+            return save_rendered(self.http, self.base_url, str(path), out,
+                                 render or Options(), self.workers)
+        if kind == "frames":
+            from .frames import save_frames
+
+            return save_frames(self.http, self.base_url, str(path), out, part_type,
+                               transfer_syntax)
+        if kind == "bulkdata":
+            from .bulkdata import save_bulk
+
+            return iter([save_bulk(self.http, self.base_url, str(path), out)])
+        if kind == "metadata":
+            raise UsageError("metadata is not written as files here",
+                             "use Client.metadata() (the CLI prints it)")
         from .retrieve import iter_retrieve
 
+        if transfer_syntax:
+            if part_type:
+                raise UsageError("give --type or --transfer-syntax, not both")
+            part_type = f"application/dicom; transfer-syntax={transfer_syntax}"
         return iter_retrieve(self.http, self.base_url, path, output, part_type=part_type,
-                             workers=self.workers)
+                             workers=self.workers, single_part=single_part)
 
-    def retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".", *,
-                 part_type: str | None = None) -> list[RetrieveResult]:
-        return list(self.iter_retrieve(path, output, part_type=part_type))
+    def retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".",
+                 **options: Any) -> list[RetrieveResult]:
+        return list(self.iter_retrieve(path, output, **options))
+
+    # metadata, rendered images, frames, bulk data -----------------------------
+    def fetch_metadata(self, path: str, fmt: str = "json") -> Metadata:
+        """The metadata answer of a study, series or instance: ``.raw`` bytes as sent,
+        ``.rows`` (JSON) or ``.documents`` (XML, one per instance)."""
+        from .metadata import fetch_metadata
+
+        return fetch_metadata(self.http, self.base_url, path, fmt)
+
+    def metadata(self, path: str, *, datasets: bool = False) -> list[Any]:
+        """DICOM JSON rows (one per instance), or pydicom Datasets with ``datasets=True``
+        (bulk values are left empty: read them with :meth:`bulkdata`)."""
+        answer = self.fetch_metadata(path)
+        return answer.datasets() if datasets else answer.rows
+
+    def rendered(self, path: str, *, format: str = "jpeg", viewport: str | None = None,
+                 window: str | None = None, quality: int | None = None) -> bytes:
+        """One instance or frame rendered as JPEG, PNG or GIF (viewport "W,H", window
+        "C,W[,FN]", quality 1-100). Write files with :meth:`retrieve`."""
+        from .rendered import RenderOptions as Options
+        from .rendered import render, rendered_target
+
+        options = Options(format, viewport, window, quality)
+        target = rendered_target(path)
+        if target.resource.level != "instance" or len(target.frames) > 1:
+            raise UsageError("Client.rendered renders one instance or frame",
+                             "write several with Client.retrieve(PATH/rendered, OUTPUT)")
+        return render(self.http, self.base_url, target, options)
+
+    def frames(self, path: str, *, part_type: str | None = None,
+               transfer_syntax: str | None = None) -> dict[int, bytes]:
+        """Frame number -> bytes for .../frames/1,3,5 (the stored bytes by default)."""
+        from .frames import frames_bytes
+
+        return frames_bytes(self.http, self.base_url, path, part_type, transfer_syntax)
+
+    def bulkdata(self, uri: str) -> bytes:
+        """A bulk value by BulkDataURI (on HOST's server) or .../bulkdata/PATH."""
+        from .bulkdata import bulk_bytes
+
+        return bulk_bytes(self.http, self.base_url, uri)
 
     # delete ----------------------------------------------------------------
     def delete(self, path: str, *, timeout: float = 600.0) -> DeleteResult:

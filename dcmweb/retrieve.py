@@ -23,6 +23,7 @@ from typing import Literal
 import requests
 from urllib3.exceptions import ProtocolError
 
+from . import wado
 from .dicomhead import ends_complete, read_uids
 from .errors import (
     DcmwebError,
@@ -178,12 +179,15 @@ def _writing(folder: Path) -> Iterator[None]:
 
 
 class Downloader:
-    def __init__(self, http: Http, base_url: str, output: Path, part_type: str | None) -> None:
+    def __init__(self, http: Http, base_url: str, output: Path, part_type: str | None,
+                 single_part: bool = False) -> None:
         self.http = http
         self.base_url = base_url
         self.output = output
         self.part_type = part_type or DEFAULT_TYPE
         self.accept = accept_header(part_type)
+        if single_part:  # one instance as a bare application/dicom body (GCP, tiny-pacs)
+            self.accept = self.part_type
         self._folders: set[Path] = set()  # made already: one mkdir per folder, not per file
         self._partial: set[str] = set()  # temporary files being written right now
         self._lock = threading.Lock()
@@ -217,10 +221,8 @@ class Downloader:
         saved: dict[Path, RetrieveResult] = {}
         for attempt in range(1, STREAM_ATTEMPTS + 1):
             try:
-                response = self.http.request(
-                    "GET", f"{self.base_url}/{source}", what=f"retrieve {source}",
-                    headers={"Accept": self.accept}, stream=True,
-                )
+                response = wado.get(self.http, f"{self.base_url}/{source}", f"retrieve {source}",
+                                    self.accept, transcoding=wado.wants_transcoding(self.part_type))
                 with response:
                     failures = []
                     for result in self._save_response(response, target):
@@ -364,7 +366,7 @@ def _by_series(searcher: Searcher, study: ResourcePath) -> list[Target]:
 
 
 def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.PathLike[str],
-                  *, part_type: str | None = None, workers: int = 1
+                  *, part_type: str | None = None, workers: int = 1, single_part: bool = False
                   ) -> Iterator[RetrieveResult]:
     """Retrieve a path (or, with no path, the whole store); yield one result per file.
 
@@ -372,7 +374,10 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
     series, in parallel.
     """
     target = parse_resource_path(path, allow_frames=True)
-    downloader = Downloader(http, base_url, Path(output), part_type)
+    if single_part and target.level != "instance":
+        raise UsageError("--single-part retrieves one instance",
+                         "give a path studies/S/series/R/instances/I")
+    downloader = Downloader(http, base_url, Path(output), part_type, single_part)
     searcher = Searcher(http, base_url)
     targets: Iterable[Target]
     if target.level == "store":

@@ -1,0 +1,84 @@
+"""WADO-RS bulk data: the values metadata leaves out and points at with a BulkDataURI.
+
+A path ``.../instances/I/bulkdata/7FE00010`` (``bulk/`` on Orthanc) is read below HOST; a
+whole BulkDataURI must be on HOST's own server (scheme, host and port), so credentials
+never travel to a server a metadata answer names. Google serves bulk data in its
+v1beta1 API: with a v1 HOST on healthcare.googleapis.com the v1beta1 URL is asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import UsageError
+from .http import Http
+from .retrieve import RetrieveResult
+from .wado import answer_parts, get, instance_file, save
+from .wadopath import WadoPath, parse_wado_path
+
+# The standard multipart form (Orthanc requires it), or the single part Google documents.
+ACCEPT = ('multipart/related; type="application/octet-stream"; transfer-syntax=*, '
+          "application/octet-stream; transfer-syntax=*; q=0.9")
+GOOGLE_HOST = "healthcare.googleapis.com"
+
+
+def beta_base(base_url: str) -> str:
+    """Google's v1beta1 DICOMweb base for a v1 one; any other base as it is."""
+    parts = urlsplit(base_url)
+    if parts.hostname == GOOGLE_HOST and parts.path.startswith("/v1/"):
+        return base_url.replace("/v1/", "/v1beta1/", 1)
+    return base_url
+
+
+def bulk_url(base_url: str, target: WadoPath) -> str:
+    if target.bulk and urlsplit(target.bulk).scheme:
+        given, home = urlsplit(target.bulk), urlsplit(base_url)
+        if (given.scheme, given.netloc) != (home.scheme, home.netloc):
+            raise UsageError(f"the BulkDataURI {target.bulk!r} is not on HOST's server",
+                             "dcmweb sends credentials only to HOST: give HOST for that server")
+        return target.bulk
+    return f"{beta_base(base_url)}/{target.url_path()}"
+
+
+def _target(path: str) -> WadoPath:
+    target = parse_wado_path(path)
+    if target.kind != "bulkdata":
+        raise UsageError(f"invalid bulk data path {path!r}",
+                         "studies/S/series/R/instances/I/bulkdata/TAG or a BulkDataURI")
+    if target.bulk and urlsplit(target.bulk).scheme:
+        # Name the file after what the URI's own path says, when it says it.
+        below = urlsplit(target.bulk).path.partition("/studies/")[2]
+        inner = parse_wado_path(f"studies/{below}" if below else "")
+        if inner.kind == "bulkdata":
+            return WadoPath(inner.resource, "bulkdata", bulk=target.bulk)
+    return target
+
+
+def _chunks(http: Http, base_url: str, target: WadoPath) -> Iterator[bytes]:
+    url = bulk_url(base_url, target)
+    what = f"retrieve bulk data {url}"
+    with get(http, url, what, ACCEPT) as response:
+        for _, chunks in answer_parts(response, what):
+            yield from chunks  # one value: a single part
+            return
+
+
+def bulk_bytes(http: Http, base_url: str, path: str) -> bytes:
+    return b"".join(_chunks(http, base_url, _target(path)))
+
+
+def save_bulk(http: Http, base_url: str, path: str, output: Path) -> RetrieveResult:
+    """Write OUTPUT/STUDY/SERIES/SOP_TAG[_I_TAG].raw (or OUTPUT/bulkdata.raw when a
+    BulkDataURI does not name its instance)."""
+    target = _target(path)
+    tail = urlsplit(target.bulk or "").path.rstrip("/").split("/")
+    if target.resource.instance:
+        words = tail[tail.index("bulkdata" if "bulkdata" in tail else "bulk") + 1:]
+        final = instance_file(output, target.resource, "_" + "_".join(words),
+                              "application/octet-stream")
+    else:
+        final = output / "bulkdata.raw"
+    size = save(_chunks(http, base_url, target), final)
+    return RetrieveResult("saved", target.bulk or "", final, size)

@@ -1,0 +1,76 @@
+"""WADO-RS metadata of a study, series or instance: DICOM JSON, or DICOM XML on request.
+
+JSON is one array with an object per instance; XML comes as a multipart answer with one
+NativeDicomModel document per instance. The answer is checked before it is handed on (a
+200 may be a login page): JSON must parse to an array of objects, each XML part must be
+an XML document.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import ServerError, UsageError
+from .http import Http
+from .wado import answer_parts, get
+from .wadopath import parse_wado_path
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
+JSON_TYPE = "application/dicom+json"
+XML_TYPE = 'multipart/related; type="application/dicom+xml"'
+FORMATS = ("json", "xml")
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """One metadata answer: the bytes as sent (what the CLI writes) and what they hold."""
+
+    raw: bytes  # JSON as sent, or the XML documents one after another
+    rows: list[dict[str, Any]] = field(default_factory=list)  # JSON
+    documents: list[bytes] = field(default_factory=list)  # XML, one per instance
+
+    def datasets(self) -> list[Dataset]:
+        """The JSON rows as pydicom Datasets (bulk values stay BulkDataURIs)."""
+        from pydicom import Dataset
+
+        return [Dataset.from_json(row, bulk_data_uri_handler=lambda *_: b"")
+                for row in self.rows]
+
+
+def fetch_metadata(http: Http, base_url: str, path: str, fmt: str = "json") -> Metadata:
+    target = parse_wado_path(path if path.rstrip("/").endswith("/metadata")
+                             else path.rstrip("/") + "/metadata")
+    if target.kind != "metadata":
+        raise UsageError(f"invalid metadata path {path!r}",
+                         "studies/S[/series/R[/instances/I]]/metadata")
+    if fmt not in FORMATS:
+        raise UsageError(f"invalid metadata format {fmt!r}", "json or xml")
+    url_path = target.url_path()
+    what = f"metadata {url_path}"
+    accept = XML_TYPE if fmt == "xml" else JSON_TYPE
+    response = get(http, f"{base_url}/{url_path}", what, accept, stream=fmt == "xml")
+    with response:
+        if fmt == "json":
+            return _json(response.content, what)
+        documents = []
+        for mime, chunks in answer_parts(response, what):
+            document = b"".join(chunks)
+            if not document.lstrip().startswith(b"<"):
+                raise ServerError(f"{what}: the server sent a part that is not XML ({mime})")
+            documents.append(document)
+    raw = b"".join(doc if doc.endswith(b"\n") else doc + b"\n" for doc in documents)
+    return Metadata(raw, documents=documents)
+
+
+def _json(raw: bytes, what: str) -> Metadata:
+    try:
+        rows = json.loads(raw)
+    except ValueError:
+        raise ServerError(f"{what}: the server's answer is not JSON") from None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ServerError(f"{what}: expected a JSON array of objects")
+    return Metadata(raw if raw.endswith(b"\n") else raw + b"\n", rows=rows)

@@ -1,0 +1,145 @@
+"""WADO-RS rendered images: an instance or a frame as PNG, JPEG or GIF.
+
+``studies/S/rendered`` and ``studies/S/series/R/rendered`` render every instance of the
+study or series, one request each (in parallel with -m): Google's API renders only
+instances and frames. A list of frames is rendered frame by frame. An answer is kept
+only if it starts like the image type asked for (a 200 may be a login page).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+from .errors import ServerError, UsageError
+from .http import Http
+from .parallel import run_bounded
+from .paths import ResourcePath
+from .retrieve import RetrieveResult
+from .search import Searcher
+from .wado import get, instance_file, save
+from .wadopath import WadoPath, parse_wado_path
+
+TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
+FORMATS = ("jpeg", "png", "gif")
+_MAGIC = {"image/jpeg": b"\xff\xd8", "image/png": b"\x89PNG\r\n\x1a\n", "image/gif": b"GIF8"}
+_WINDOW_FUNCTIONS = ("linear", "linear-exact", "sigmoid")
+MAX_VIEWPORT = 10000  # Google's limit
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    format: str = "jpeg"  # jpeg, png or gif
+    viewport: str | None = None  # "W,H"
+    window: str | None = None  # "C,W" or "C,W,FUNCTION"
+    quality: int | None = None  # 1-100 (JPEG)
+
+    def accept(self) -> str:
+        if self.format not in TYPES:
+            raise UsageError(f"invalid rendered format {self.format!r}", "png, jpeg or gif")
+        return TYPES[self.format]
+
+    def query(self) -> str:
+        """The query string, checked: a typo becomes a usage error, not a server 400."""
+        params = []
+        if self.viewport is not None:
+            sizes = self.viewport.split(",")
+            if len(sizes) != 2 or not all(s.isdigit() and 0 < int(s) <= MAX_VIEWPORT
+                                          for s in sizes):
+                raise UsageError(f"invalid viewport {self.viewport!r}",
+                                 f"write WIDTH,HEIGHT in pixels, each 1-{MAX_VIEWPORT}")
+            params.append(("viewport", self.viewport))
+        if self.window is not None:
+            parts = self.window.split(",")
+            number = r"-?[0-9]+(\.[0-9]+)?"
+            if len(parts) not in (2, 3) or not all(re.fullmatch(number, p) for p in parts[:2]) \
+                    or (len(parts) == 3 and parts[2] not in _WINDOW_FUNCTIONS):
+                raise UsageError(f"invalid window {self.window!r}",
+                                 "write CENTER,WIDTH[,linear|linear-exact|sigmoid]")
+            params.append(("window", self.window if len(parts) == 3 else self.window + ",linear"))
+        if self.quality is not None:
+            if not 1 <= self.quality <= 100:
+                raise UsageError(f"invalid quality {self.quality}", "1 to 100")
+            params.append(("quality", str(self.quality)))
+        return urlencode(params, safe=",")
+
+
+def _targets(http: Http, base_url: str, target: WadoPath) -> Iterator[WadoPath]:
+    """One rendered request per instance or frame."""
+    resource = target.resource
+    if resource.level == "instance":
+        if not target.frames:
+            yield target
+        for number in target.frames:
+            yield WadoPath(resource, "rendered", (number,))
+        return
+    from .paths import safe_uid
+
+    for row in Searcher(http, base_url).iter_rows(f"{resource.url_path()}/instances"):
+        uids = [safe_uid(((row.get(tag) or {}).get("Value") or [None])[0])
+                for tag in ("0020000E", "00080018")]
+        if None in uids:
+            raise ServerError(f"render {resource.url_path()}: the server listed an instance "
+                              "without safe series and SOP Instance UIDs")
+        yield WadoPath(ResourcePath(resource.study, uids[0], uids[1]), "rendered")
+
+
+def render(http: Http, base_url: str, target: WadoPath, options: RenderOptions) -> bytes:
+    """One rendered instance or frame, in memory."""
+    return b"".join(_fetch(http, base_url, target, options))
+
+
+def _fetch(http: Http, base_url: str, target: WadoPath, options: RenderOptions
+           ) -> Iterator[bytes]:
+    accept = options.accept()
+    url_path = target.url_path()
+    what = f"render {url_path}"
+    query = options.query()
+    response = get(http, f"{base_url}/{url_path}" + (f"?{query}" if query else ""), what,
+                   accept)
+    with response:
+        chunks = response.iter_content(1024 * 1024)
+        head = b""
+        for chunk in chunks:
+            head += chunk
+            if len(head) >= 8:
+                break
+        if not head.startswith(_MAGIC[accept]):
+            sent = response.headers.get("Content-Type", "nothing")
+            raise ServerError(f"{what}: the server did not send {accept} (it sent {sent})")
+        yield head
+        yield from chunks
+
+
+def rendered_target(path: str) -> WadoPath:
+    target = parse_wado_path(path if path.rstrip("/").endswith("/rendered")
+                             else path.rstrip("/") + "/rendered")
+    if target.kind != "rendered":
+        raise UsageError(f"invalid rendered path {path!r}",
+                         "studies/S[/series/R[/instances/I[/frames/N]]]/rendered")
+    return target
+
+
+def save_rendered(http: Http, base_url: str, path: str, output: Path,
+                  options: RenderOptions, workers: int = 1) -> Iterator[RetrieveResult]:
+    """Write OUTPUT/STUDY/SERIES/SOP.png (or SOP_frame_N.jpg) per instance or frame."""
+    target = rendered_target(path)
+    mime = options.accept()
+    options.query()  # a bad option fails before the first request
+
+    def one(item: WadoPath) -> list[RetrieveResult]:
+        suffix = f"_frame_{item.frames[0]}" if item.frames else ""
+        final = instance_file(output, item.resource, suffix, mime)
+        try:
+            size = save(_fetch(http, base_url, item, options), final)
+        except ServerError as error:
+            if item is target:
+                raise
+            return [RetrieveResult("failed", item.url_path(), message=error.message)]
+        return [RetrieveResult("saved", item.url_path(), final, size)]
+
+    for results in run_bounded(one, _targets(http, base_url, target), workers):
+        yield from results

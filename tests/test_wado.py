@@ -1,0 +1,316 @@
+"""Metadata, frames, rendered images and bulk data: CLI and library, on Orthanc (which
+supports them all), with hostile answers for what no server sends on purpose."""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pydicom
+import pytest
+from click.testing import CliRunner, Result
+from hostile import Hostile, multipart
+from PIL import Image
+from pydicom.encaps import generate_fragmented_frames
+
+from dcmweb import Client
+from dcmweb.cli import cli
+from dcmweb.wadopath import parse_wado_path
+from dcmweb_devtools import corpus
+from dcmweb_devtools.docexamples import run_example
+from dcmweb_devtools.orthanc import Orthanc
+
+MULTIFRAME = "rtdose.dcm"  # 15 uncompressed frames, 32-bit
+RLE_MULTIFRAME = "SC_rgb_rle_2frame.dcm"
+SINGLE = "CT_small.dcm"
+
+
+def dcmweb(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def pydicom_file(name: str) -> Path:
+    return corpus.pydicom_test_files_dir() / name
+
+
+def instance_path(path: Path) -> str:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return (f"studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}")
+
+
+@pytest.fixture(scope="module")
+def orthanc_files(orthanc_session: Orthanc) -> Orthanc:
+    files = [pydicom_file(n) for n in (MULTIFRAME, RLE_MULTIFRAME, SINGLE, "JPEG2000.dcm")]
+    with Client(orthanc_session.url) as client:
+        assert {r.status for r in client.store(files)} == {"stored"}
+    return orthanc_session
+
+
+# -- paths --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("path", "kind", "url"), [
+    ("studies/1/metadata", "metadata", "studies/1/metadata"),
+    ("studies/1/series/2/instances/3/metadata", "metadata", None),
+    ("studies/1/series/2/rendered", "rendered", None),
+    ("studies/1/series/2/instances/3/frames/4,1/rendered", "rendered", None),
+    ("studies/1/series/2/instances/3/frames/1,3,5", "frames", None),
+    ("studies/1/series/2/instances/3/bulkdata/7FE00010", "bulkdata", None),
+    ("studies/1/series/2/instances/3/bulk/0040A730/1/0040A160", "bulkdata", None),
+    ("studies/1/series/2", "dicom", None),
+])
+def test_wado_paths(path: str, kind: str, url: str | None) -> None:
+    target = parse_wado_path(path)
+    assert (target.kind, target.url_path()) == (kind, url or path)
+
+
+@pytest.mark.parametrize("path", [
+    "metadata", "rendered", "studies/1/frames/1", "studies/1/series/2/instances/3/frames/0",
+    "studies/1/series/2/instances/3/frames/1,,2", "studies/1/series/2/instances/3/frames/x",
+    "studies/1/bulkdata/7FE00010", "studies/1/series/2/instances/3/bulkdata/../x",
+])
+def test_invalid_wado_paths_are_exit_2_without_a_request(path: str) -> None:
+    with Hostile() as fake:
+        result = dcmweb(fake.url, "retrieve", path)
+        assert result.exit_code == 2, result.stderr
+        assert fake.requests == []
+
+
+# -- metadata -----------------------------------------------------------------------------------
+def test_metadata_json_at_every_level(orthanc_files: Orthanc) -> None:
+    path = instance_path(pydicom_file(MULTIFRAME))
+    study, series = "/".join(path.split("/")[:2]), "/".join(path.split("/")[:4])
+    sop = path.rsplit("/", 1)[1]
+    for level in (study, series, path):
+        result = dcmweb(orthanc_files.url, "retrieve", f"{level}/metadata")
+        assert result.exit_code == 0, result.stderr
+        rows = json.loads(result.stdout)
+        assert [row["00080018"]["Value"][0] for row in rows] == [sop]
+        assert "BulkDataURI" in rows[0]["7FE00010"]  # pixels stay out
+        assert result.stderr == ""
+
+
+def test_metadata_xml_one_document_per_instance(orthanc_files: Orthanc) -> None:
+    path = instance_path(pydicom_file(SINGLE))
+    result = dcmweb(orthanc_files.url, "retrieve", f"{path}/metadata", "--format", "xml")
+    assert result.exit_code == 0, result.stderr
+    root = ET.fromstring(result.stdout.split("?>", 1)[1])
+    ns = "{http://dicom.nema.org/PS3.19/models/NativeDICOM}"
+    [sop] = [a for a in root.iter(f"{ns}DicomAttribute") if a.get("tag") == "00080018"]
+    assert sop.find(f"{ns}Value").text == path.rsplit("/", 1)[1]
+
+
+def test_metadata_to_a_file_and_as_datasets(orthanc_files: Orthanc, tmp_path: Path) -> None:
+    path = instance_path(pydicom_file(SINGLE))
+    result = dcmweb(orthanc_files.url, "retrieve", f"{path}/metadata", "-o",
+                    str(tmp_path / "m.json"))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    rows = json.loads((tmp_path / "m.json").read_text())
+    with Client(orthanc_files.url) as client:
+        assert client.metadata(path) == rows
+        [ds] = client.metadata(path, datasets=True)
+    original = pydicom.dcmread(pydicom_file(SINGLE), stop_before_pixels=True)
+    assert (ds.PatientName, ds.SOPInstanceUID) == (original.PatientName,
+                                                  original.SOPInstanceUID)
+
+
+def test_metadata_that_is_not_json_is_an_error_not_data() -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1/metadata",
+                   lambda req: req.reply(200, b"<html>Sign in</html>", "text/html"))
+        result = dcmweb(fake.url, "retrieve", "studies/1/metadata")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "not JSON" in result.stderr
+
+
+# -- frames -------------------------------------------------------------------------------------
+def test_uncompressed_multiframe_round_trips_frame_by_frame(orthanc_files: Orthanc,
+                                                            tmp_path: Path) -> None:
+    source = pydicom_file(MULTIFRAME)
+    ds = pydicom.dcmread(source)
+    frames = int(ds.NumberOfFrames)
+    size = len(ds.PixelData) // frames
+    path = instance_path(source)
+    asked = ",".join(str(n) for n in range(1, frames + 1))
+    result = dcmweb(orthanc_files.url, "retrieve", f"{path}/frames/{asked}", "-o", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    folder = tmp_path.joinpath(*path.split("/")[1:4:2])
+    pixels = ds.pixel_array
+    for number in range(1, frames + 1):
+        raw = (folder / f"{ds.SOPInstanceUID}_frame_{number}.raw").read_bytes()
+        assert raw == ds.PixelData[(number - 1) * size:number * size]
+        assert raw == pixels[number - 1].tobytes()  # what pydicom decodes
+    assert f"Transferred 5.9 KiB in {frames} files" in result.stderr
+
+
+def test_frames_keep_the_asked_numbers_and_order(orthanc_files: Orthanc) -> None:
+    source = pydicom_file(MULTIFRAME)
+    ds = pydicom.dcmread(source)
+    size = len(ds.PixelData) // int(ds.NumberOfFrames)
+    with Client(orthanc_files.url) as client:
+        frames = client.frames(f"{instance_path(source)}/frames/5,1,15")
+    assert list(frames) == [5, 1, 15]
+    assert frames[15] == ds.PixelData[14 * size:]
+
+
+def test_compressed_frames_are_the_stored_fragments(orthanc_files: Orthanc) -> None:
+    source = pydicom_file(RLE_MULTIFRAME)
+    ds = pydicom.dcmread(source)
+    stored = [b"".join(f) for f in generate_fragmented_frames(ds.PixelData,
+                                                              number_of_frames=2)]
+    with Client(orthanc_files.url) as client:
+        frames = client.frames(f"{instance_path(source)}/frames/1,2")
+    assert [frames[1], frames[2]] == [f + b"\0" * (len(frames[n]) - len(f))
+                                      for n, f in ((1, stored[0]), (2, stored[1]))]
+    assert all(frames[n].startswith(stored[n - 1]) for n in (1, 2))
+
+
+def test_frame_past_the_end_is_an_error(orthanc_files: Orthanc, tmp_path: Path) -> None:
+    path = instance_path(pydicom_file(SINGLE))
+    result = dcmweb(orthanc_files.url, "retrieve", f"{path}/frames/2", "-o", str(tmp_path))
+    assert result.exit_code == 2  # Orthanc answers 400
+    assert list(tmp_path.rglob("*.raw")) == []
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_a_part_count_that_differs_from_the_frames_asked_is_a_failure(parts: int,
+                                                                      tmp_path: Path) -> None:
+    body = multipart([b"x" * 10] * parts, "b0", "application/octet-stream")
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1/series/2/instances/3/frames/1,2",
+                   lambda req: req.reply(200, body, 'multipart/related; boundary=b0; '
+                                         'type="application/octet-stream"'))
+        result = dcmweb(fake.url, "retrieve", "studies/1/series/2/instances/3/frames/1,2",
+                        "-o", str(tmp_path))
+        accept = fake.requests[0].headers["Accept"]
+    assert accept == 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+    assert result.exit_code == 1
+    assert "parts" in result.stderr
+
+
+# -- rendered -----------------------------------------------------------------------------------
+def test_rendered_png_has_the_asked_size(orthanc_files: Orthanc, tmp_path: Path) -> None:
+    path = instance_path(pydicom_file(SINGLE))
+    result = dcmweb(orthanc_files.url, "retrieve", f"{path}/rendered", "--format", "png",
+                    "--viewport", "40,40", "--window", "100,500", "-o", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    [png] = tmp_path.rglob("*.png")
+    assert png.name == path.rsplit("/", 1)[1] + ".png"
+    with Image.open(png) as image:
+        assert (image.format, image.size) == ("PNG", (40, 40))
+
+
+def test_rendered_frames_and_jpeg_quality(orthanc_files: Orthanc, tmp_path: Path) -> None:
+    path = instance_path(pydicom_file(RLE_MULTIFRAME))
+    result = dcmweb(orthanc_files.url, "retrieve", f"{path}/frames/1,2/rendered",
+                    "--quality", "60", "-o", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    names = sorted(p.name for p in tmp_path.rglob("*.jpg"))
+    sop = path.rsplit("/", 1)[1]
+    assert names == [f"{sop}_frame_1.jpg", f"{sop}_frame_2.jpg"]
+    for jpg in tmp_path.rglob("*.jpg"):
+        with Image.open(jpg) as image:
+            assert image.format == "JPEG"
+
+
+def test_a_whole_series_renders_each_instance_in_parallel(orthanc_files: Orthanc,
+                                                          tmp_path: Path) -> None:
+    series = "/".join(instance_path(pydicom_file(SINGLE)).split("/")[:4])
+    result = dcmweb("-m", orthanc_files.url, "retrieve", f"{series}/rendered", "-o",
+                    str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert len(list(tmp_path.rglob("*.jpg"))) == 1
+
+
+def test_library_rendered_returns_bytes(orthanc_files: Orthanc) -> None:
+    with Client(orthanc_files.url) as client:
+        data = client.rendered(instance_path(pydicom_file(SINGLE)), format="png",
+                               viewport="16,24")
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.size == (16, 24)
+
+
+def test_rendered_answer_that_is_not_an_image_is_a_failure(tmp_path: Path) -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1/series/2/instances/3/rendered",
+                   lambda req: req.reply(200, b"<html>login</html>", "text/html"))
+        result = dcmweb(fake.url, "retrieve", "studies/1/series/2/instances/3/rendered",
+                        "--format", "png", "-o", str(tmp_path))
+        assert fake.requests[0].headers["Accept"] == "image/png"
+    assert result.exit_code == 1
+    assert "did not send image/png" in result.stderr
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize("args", [["--viewport", "0,10"], ["--viewport", "10"],
+                                  ["--window", "a,b"], ["--window", "1,2,cubic"],
+                                  ["--format", "xml"]])
+def test_bad_render_options_are_usage_errors(args: list[str]) -> None:
+    with Hostile() as fake:
+        result = dcmweb(fake.url, "retrieve", "studies/1/series/2/instances/3/rendered", *args)
+        assert result.exit_code == 2, result.stderr
+        assert fake.requests == []
+
+
+def test_render_options_on_a_dicom_path_are_usage_errors() -> None:
+    with Hostile() as fake:
+        result = dcmweb(fake.url, "retrieve", "studies/1", "--viewport", "10,10")
+        assert result.exit_code == 2
+        assert fake.requests == []
+
+
+# -- bulk data ----------------------------------------------------------------------------------
+def test_bulk_data_by_uri_from_metadata(orthanc_files: Orthanc, tmp_path: Path) -> None:
+    source = pydicom_file(MULTIFRAME)
+    with Client(orthanc_files.url) as client:
+        [row] = client.metadata(instance_path(source))
+        uri = row["7FE00010"]["BulkDataURI"]
+        assert client.bulkdata(uri) == pydicom.dcmread(source).PixelData
+    result = dcmweb(orthanc_files.url, "retrieve", uri, "-o", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    [raw] = tmp_path.rglob("*.raw")
+    assert raw.name == f"{pydicom.dcmread(source).SOPInstanceUID}_7fe00010.raw"
+    assert raw.read_bytes() == pydicom.dcmread(source).PixelData
+
+
+def test_bulk_data_uri_on_another_server_is_refused() -> None:
+    with Hostile() as fake:
+        result = dcmweb(fake.url, "retrieve", "http://127.0.0.2:1/studies/1/series/2/"
+                        "instances/3/bulkdata/7FE00010")
+        assert result.exit_code == 2
+        assert "not on HOST's server" in result.stderr
+        assert fake.requests == []
+
+
+def test_v1_google_host_reads_bulk_data_from_v1beta1() -> None:
+    from dcmweb.bulkdata import beta_base
+
+    v1 = "https://healthcare.googleapis.com/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb"
+    assert beta_base(v1) == v1.replace("/v1/", "/v1beta1/")
+    assert beta_base(v1.replace("/v1/", "/v1beta1/")) == v1.replace("/v1/", "/v1beta1/")
+    assert beta_base("http://127.0.0.1:8042/dicom-web") == "http://127.0.0.1:8042/dicom-web"
+
+
+# -- docs ---------------------------------------------------------------------------------------
+def test_docs_examples_run(orthanc_files: Orthanc, tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = instance_path(pydicom_file(MULTIFRAME))
+    study = "/".join(path.split("/")[:2])
+    instance = "studies/1.2.3/series/4.5/instances/6.7"
+    rendered = instance_path(pydicom_file(SINGLE))  # Orthanc renders no 32-bit images
+    for example, real in ((f"dcmweb HOST retrieve {instance}/frames/1,3,5 -o frames", path),
+                          ("dcmweb HOST retrieve studies/1.2.3/metadata -o metadata.json", path),
+                          (f"dcmweb HOST retrieve {instance}/rendered --format png "
+                           "--viewport 128,128", rendered)):
+        result = run_example(example, orthanc_files.url, {"studies/1.2.3": study,
+                                                          instance: real})
+        assert result.exit_code == 0, result.stderr
+    assert json.loads(Path("metadata.json").read_text())[0]["00080018"]["Value"] == [
+        path.rsplit("/", 1)[1]]
+    assert len(list(Path("frames").rglob("*_frame_*.raw"))) == 3
+    with Image.open(next(Path(".").rglob("*.png"))) as image:
+        assert max(image.size) <= 128
