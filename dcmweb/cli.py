@@ -20,6 +20,7 @@ import click
 from . import __version__
 from .errors import AllFailed, DcmwebError, ExitStatus, PartialFailure, UsageError
 from .output import FORMATS, Output, StderrLogHandler, human_size
+from .redact import redact_text
 from .searchformat import TEXT_FORMATS
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class DcmwebGroup(click.Group):
             output = settings.output if settings else Output()
             output.stop_progress()
             if settings and settings.traceback:
-                traceback.print_exc(file=output.stderr)
+                output.stderr.write(redact_text(traceback.format_exc()))
             output.error(error)
             ctx.exit(int(error.exit_status))
         except BrokenPipeError:
@@ -108,9 +109,18 @@ class DcmwebGroup(click.Group):
             settings = ctx.obj if isinstance(ctx.obj, Settings) else None
             if settings and settings.traceback:
                 raise
-            Output().error(f"unexpected error: {type(error).__name__}: {error} "
+            Output().error(f"unexpected error: {type(error).__name__}: {redact_text(str(error))} "
                            "(rerun with --traceback and report it)")
             ctx.exit(int(ExitStatus.ERROR))
+
+
+def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    from .throttle import parse_rate
+
+    try:
+        return parse_rate(value) if value else None
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 def _headers(values: tuple[str, ...]) -> dict[str, str]:
@@ -149,7 +159,24 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
               "(an idle limit, never a whole-transfer deadline).")
 @click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True,
               envvar="DCMWEB_RETRIES",
-              help="Retries for 408, 429, 5xx and dropped connections.")
+              help="Retries of one request that keeps failing (408, 502, 504, drops) "
+                   "while the server answers others; outages: see --outage-limit.")
+@click.option("--request-deadline", type=click.FloatRange(min=1), default=900.0,
+              show_default=True, envvar="DCMWEB_REQUEST_DEADLINE", metavar="SECONDS",
+              help="Give up one request after this long, all retries and waits included.")
+@click.option("--low-speed-limit", type=click.FloatRange(min=0), default=1024.0,
+              show_default=True, envvar="DCMWEB_LOW_SPEED_LIMIT", metavar="BYTES/S",
+              help="Cut off an answer slower than this over --low-speed-time (0: never).")
+@click.option("--low-speed-time", type=click.FloatRange(min=1), default=120.0,
+              show_default=True, envvar="DCMWEB_LOW_SPEED_TIME", metavar="SECONDS",
+              help="How long an answer may stay under --low-speed-limit.")
+@click.option("--outage-limit", type=click.FloatRange(min=0), default=300.0,
+              show_default=True, envvar="DCMWEB_OUTAGE_LIMIT", metavar="SECONDS",
+              help="Wait this long for a server that is down or answers 429/503 "
+                   "before giving up (all workers share the wait).")
+@click.option("--max-rate", envvar="DCMWEB_MAX_RATE", metavar="N[/s|/m|/h]",
+              callback=_rate, help="At most N requests per second (or minute, hour), "
+                                   "all workers together, e.g. to match a quota.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the summary.")
 @click.option("-v", "--verbose", count=True, help="Log every HTTP request (secrets hidden).")
 @click.option("--traceback", "show_traceback", is_flag=True,
@@ -159,7 +186,9 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
 def cli(ctx: click.Context, host: str, multithreading: bool, workers: int | None,
         token: str | None, user: str | None, google_auth: bool | None,
         header_values: tuple[str, ...], ca_bundle: str | None, connect_timeout: float,
-        read_timeout: float, retries: int, quiet: bool, verbose: int,
+        read_timeout: float, retries: int, request_deadline: float,
+        low_speed_limit: float, low_speed_time: float, outage_limit: float,
+        max_rate: float | None, quiet: bool, verbose: int,
         show_traceback: bool) -> None:
     """Store, search, retrieve and delete DICOM on a DICOMweb server.
 
@@ -196,7 +225,9 @@ def cli(ctx: click.Context, host: str, multithreading: bool, workers: int | None
             "token": token, "user": user, "google_auth": google_auth,
             "headers": _headers(header_values), "ca_bundle": ca_bundle,
             "connect_timeout": connect_timeout, "read_timeout": read_timeout,
-            "retries": retries,
+            "retries": retries, "request_deadline": request_deadline,
+            "low_speed_limit": low_speed_limit, "low_speed_time": low_speed_time,
+            "outage_limit": outage_limit, "max_rate": max_rate,
         },
         output=output,
         traceback=show_traceback,

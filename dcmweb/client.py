@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .auth import choose_auth
+from .body import LowSpeed
 from .errors import UsageError
 from .files import expand_masks
 from .http import Http, HttpConfig, RetryPolicy
@@ -62,6 +63,11 @@ class Client:
         read_timeout: float = 300.0,
         retries: int = 5,
         backoff: float = 1.0,
+        request_deadline: float = 900.0,
+        low_speed_limit: float = 1024.0,
+        low_speed_time: float = 120.0,
+        outage_limit: float = 300.0,
+        max_rate: float | None = None,
     ) -> None:
         self.base_url = normalize_host(host)
         if workers < 1:
@@ -80,6 +86,10 @@ class Client:
             verify=ca_bundle or True,
             headers=dict(headers or {}),
             pool_size=max(workers, 4),
+            request_deadline=request_deadline,
+            low_speed=LowSpeed(low_speed_limit, low_speed_time),
+            outage_limit=outage_limit,
+            max_rate=max_rate,
         )
         auth = choose_auth(self.base_url, token=token, user=user, google=google_auth)
         self.http = Http(auth, config)

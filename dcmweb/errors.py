@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from .redact import redact_text
+
 
 class ExitStatus(IntEnum):
     """Process exit codes, documented in docs/exit-codes.md."""
@@ -29,9 +31,11 @@ class DcmwebError(Exception):
     exit_status: ExitStatus = ExitStatus.ERROR
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        # Messages often quote URLs: a password in HOST must never be shown.
+        message = redact_text(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = redact_text(hint) if hint else hint
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"

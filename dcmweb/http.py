@@ -1,28 +1,56 @@
-"""The HTTP session: headers, timeouts, retries with backoff, and error mapping.
+"""The HTTP session: headers, timeouts, retries with backoff, redirects and error mapping.
 
 One loop handles every retry, so that a retried upload always gets a freshly built
 body (``body`` is a factory called once per attempt) and a 401 refreshes the
 credential exactly once. urllib3's own retries are off: they cannot rebuild bodies.
+
+The rules (docs/exit-codes.md says what the user sees):
+- Redirects are followed here, never by requests: a write (anything but GET/HEAD) is
+  never redirected (requests would turn a POST into a GET and report its 200), and a
+  GET follows only to the same origin (scheme, host and port), so no header (-H, auth)
+  reaches another host.
+- 429/503 and 408/502/504, dropped or cut connections, read timeouts, temporary DNS
+  failures and (once the server has answered) refused connections mean "unavailable":
+  every worker waits on the shared backoff of :class:`~dcmweb.throttle.Gate`, and the
+  run gives up after ``outage_limit`` seconds without an answer. 408/502/504 and drops
+  that one request keeps getting while the server answers others are its own failures,
+  limited by ``retry.attempts``.
+- A 500 is retried twice, then reported with the server's message.
+- A refused connection or an unknown host name before the server ever answered is
+  reported at once (about a second): a wrong HOST or port.
+- ``request_deadline`` bounds one request with all its retries and waits; it is longer
+  than ``outage_limit`` by default so that outages are ridden out. It never cuts a
+  transfer that makes progress (the low-speed limit judges those).
 """
 
 from __future__ import annotations
 
 import email.utils
 import errno
-import json
 import logging
 import random
+import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Container, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from . import __version__
 from .auth import Auth, NoAuth
+from .body import (
+    LowSpeed,
+    TooSlowError,
+    body_message,
+    read_all,
+    read_limited,
+    server_message,
+    set_low_speed,
+)
 from .errors import (
     AnswerLost,
     AuthError,
@@ -33,15 +61,25 @@ from .errors import (
     UsageError,
 )
 from .rawquery import CaretAdapter
+from .redact import redact_text, redact_url
+from .throttle import Cancelled, Gate, GateStats, Outcome
+
+__all__ = ["Http", "HttpConfig", "RetryPolicy", "body_message", "parse_retry_after",
+           "read_limited", "server_message"]
 
 log = logging.getLogger("dcmweb")
 
 USER_AGENT = f"dcmweb/{__version__}"
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-# A refused connection is retried briefly (a server restarting), never for long:
-# a user with a wrong port should hear about it in about a second.
+THROTTLE_STATUSES = frozenset({429, 503})  # the server asks us to slow down
+UNAVAILABLE_STATUSES = frozenset({408, 502, 504})  # something in between is failing
+RETRY_STATUSES = THROTTLE_STATUSES | UNAVAILABLE_STATUSES | {500}
+SERVER_ERROR_RETRIES = 2  # a 500 is usually a verdict ("cannot transcode"); try twice more
+# A refused connection before the server ever answered is a wrong HOST or port: tell
+# the user in about a second. Once it has answered, a refusal is a restart: wait it out.
 REFUSED_ATTEMPTS = 3
 REFUSED_DELAY = 0.3
+MAX_REDIRECTS = 10
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 BodyFactory = Callable[[], Any]
 
@@ -67,62 +105,32 @@ class HttpConfig:
     retry: RetryPolicy = RetryPolicy()
     verify: bool | str = True
     headers: Mapping[str, str] | None = None
-    pool_size: int = 10
+    pool_size: int = 10  # also the gate's starting (and highest) concurrency
+    request_deadline: float = 900.0
+    low_speed: LowSpeed = field(default_factory=LowSpeed)
+    outage_limit: float = 300.0
+    max_rate: float | None = None  # requests per second, all workers together
+
+
+_DIGITS = re.compile(r"[0-9]{1,10}")
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date).
+
+    Anything else (``²``, ``-1``, ``soon``) is ignored: ``str.isdigit`` accepts
+    characters ``float`` refuses, so only ASCII digits count.
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DIGITS.fullmatch(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def read_limited(response: requests.Response, limit: int) -> bytes:
-    """At most ``limit`` bytes of a body: a hostile server may send one without end."""
-    data = bytearray()
-    for chunk in response.iter_content(64 * 1024):
-        data += chunk
-        if len(data) >= limit:
-            break
-    return bytes(data[:limit])
-
-
-def server_message(response: requests.Response) -> str:
-    """The human part of an error body."""
-    try:
-        raw = read_limited(response, 64 * 1024)
-    except requests.RequestException:
-        return ""
-    return body_message(raw.decode(response.encoding or "utf-8", "replace"))
-
-
-def body_message(text: str) -> str:
-    """Google's error envelope, Orthanc's JSON error, or the first line of text."""
-    text = text.strip()
-    if text[:1] in "{[":
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            payload = None
-        if isinstance(payload, dict):
-            error = payload.get("error")
-            if isinstance(error, dict) and error.get("message"):
-                return str(error["message"])
-            if isinstance(error, str):
-                return error
-            parts = [str(payload[k]) for k in ("Message", "Details") if payload.get(k)]
-            return ": ".join(parts)
-        if payload is not None:
-            return ""  # JSON with nothing readable (e.g. a DICOM data set)
-    first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return first_line[:300]
 
 
 _HINTS = {
@@ -131,15 +139,19 @@ _HINTS = {
     400: "the server refused the request as malformed; check the path and parameters",
     404: "check the HOST URL and the UIDs in the path",
 }
+UNAVAILABLE_HINT = "the server is overloaded or down; try again later"
 
 
-def error_for_response(response: requests.Response, what: str, attempts: int = 1) -> DcmwebError:
+def error_for_response(response: requests.Response, what: str, attempts: int = 1,
+                       note: str | None = None) -> DcmwebError:
     status = response.status_code
     detail = server_message(response)
     message = f"{what} failed: HTTP {status} {response.reason or ''}".rstrip()
     if detail:
         message += f": {detail}"
-    if status in RETRY_STATUSES and attempts > 1:
+    if note:
+        message += f" ({note})"
+    elif status in RETRY_STATUSES and attempts > 1:
         message += f" (after {attempts} attempts)"
     hint = _HINTS.get(status)
     if status in (401, 403):
@@ -148,32 +160,89 @@ def error_for_response(response: requests.Response, what: str, attempts: int = 1
         return NotFoundError(message, hint)
     if status == 400:
         return UsageError(message, hint)
-    if status in RETRY_STATUSES:
-        return UnavailableError(message, "the server is overloaded or down; try again later")
+    if status in THROTTLE_STATUSES or status in UNAVAILABLE_STATUSES:
+        return UnavailableError(message, UNAVAILABLE_HINT)
     return ServerError(message, hint, status=status)
 
 
-def _connection_failure(exc: Exception) -> tuple[str, bool]:
-    """A short reason, and whether it is a refused connection."""
-    seen: set[int] = set()
+@dataclass
+class _Failure:
+    """A request that got no usable answer: why, and how to treat it."""
+
+    reason: str
+    outcome: Outcome = Outcome.UNAVAILABLE
+    refused: bool = False
+    sent: bool = True  # the request may have reached the server
+    fatal_at_start: bool = False  # a wrong HOST or port, unless the server answered before
+    midway: bool = False  # the server answered, then its answer failed
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and every exception it wraps (requests and urllib3 nest them)."""
+    found: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    while current is not None and all(current is not seen for seen in found):
+        found.append(current)
+        reason = getattr(current, "reason", None)
+        arg = current.args[0] if current.args else None
+        current = (reason if isinstance(reason, BaseException)
+                   else current.__cause__ or current.__context__
+                   or (arg if isinstance(arg, BaseException) else None))
+    return found
+
+
+def classify(exc: BaseException) -> _Failure:
+    """A connection-level failure as an operator would name it."""
+    for current in _chain(exc):
+        if isinstance(current, TooSlowError):
+            return _Failure(current.message, midway=True)
         if isinstance(current, ConnectionRefusedError) or (
             isinstance(current, OSError) and current.errno == errno.ECONNREFUSED
         ):
-            return "connection refused", True
-        name = type(current).__name__
-        if name == "NameResolutionError" or "Name or service not known" in str(current):
-            return "host name not found", False
-        current = current.__cause__ or current.__context__ or (
-            current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
-        )
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return "no answer within the read timeout", False
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "connection timed out", False
-    return "connection dropped", False
+            return _Failure("connection refused", refused=True, fatal_at_start=True,
+                            sent=False)
+        if isinstance(current, socket.gaierror):
+            if current.errno == socket.EAI_AGAIN:
+                return _Failure("temporary failure in name resolution", sent=False)
+            return _Failure("host name not found", fatal_at_start=True, sent=False)
+        if isinstance(current, (requests.exceptions.ReadTimeout,
+                                socket.timeout)) or type(current).__name__ == "ReadTimeoutError":
+            return _Failure("no answer within the read timeout")
+        if isinstance(current, requests.exceptions.ConnectTimeout):
+            return _Failure("connection timed out", sent=False)
+    if "Name or service not known" in str(exc):
+        return _Failure("host name not found", fatal_at_start=True, sent=False)
+    return _Failure("connection dropped")
+
+
+def _outcome(status: int) -> Outcome:
+    if 200 <= status < 300:
+        return Outcome.OK
+    if status in THROTTLE_STATUSES:
+        return Outcome.THROTTLED
+    return Outcome.UNAVAILABLE if status in UNAVAILABLE_STATUSES else Outcome.ANSWERED
+
+
+def same_origin(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme.lower(), pa.hostname, pa.port or _default_port(pa.scheme)) == (
+        pb.scheme.lower(), pb.hostname, pb.port or _default_port(pb.scheme))
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme.lower() == "https" else 80
+
+
+def redirect_error(response: requests.Response, method: str, url: str, what: str,
+                   reason: str) -> ServerError:
+    location = response.headers.get("Location") or ""
+    target = redact_url(urljoin(url, location)) if location else "(no Location)"
+    return ServerError(
+        f"{what} failed: HTTP {response.status_code} redirect to {target}: {reason}",
+        "fix HOST to the address the server redirects to (for example https:// instead of"
+        " http://, or the right path)",
+        status=response.status_code,
+    )
 
 
 class Http:
@@ -185,17 +254,29 @@ class Http:
         self.session = requests.Session()
         # Queries keep '^' unescaped: Orthanc does not decode %5E (see rawquery.py).
         adapter = CaretAdapter(pool_connections=4, pool_maxsize=max(self.config.pool_size, 1),
-                              max_retries=0)
+                               max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers.update(self.config.headers or {})
         self.session.verify = self.config.verify
+        policy = self.config.retry
+        self.gate = Gate(max_in_flight=self.config.pool_size,
+                         outage_limit=self.config.outage_limit, max_rate=self.config.max_rate,
+                         backoff_base=policy.base, backoff_cap=policy.cap)
         self._closed = threading.Event()
+        self._answered = threading.Event()  # the server answered once: refusals are restarts
+
+    @property
+    def stats(self) -> GateStats:
+        """Retries made and seconds the server was unavailable (for summaries)."""
+        self.gate.stats.unavailable_seconds = self.gate.unavailable_seconds
+        return self.gate.stats
 
     def close(self) -> None:
         """Stop waiting in backoff sleeps and release pooled connections."""
         self._closed.set()
+        self.gate.cancel()
         self.session.close()
 
     def sleep(self, seconds: float) -> None:
@@ -215,89 +296,256 @@ class Http:
         stream: bool = False,
         accept_status: Container[int] = (),
         retry_sent: bool = True,
+        deadline: float | None = None,
     ) -> requests.Response:
         """Send with retries; return a 2xx response (or one in ``accept_status``).
 
         ``body`` is called before every attempt, so each attempt sends a complete body.
+        ``deadline`` (seconds) overrides the configured request deadline.
         Anything else raises a :class:`DcmwebError` subclass.
 
         ``retry_sent=False`` is for writes whose blind resend is not safe (a STOW to a
         server that refuses duplicates): a connection that fails after it was open (a
-        drop, a read timeout) raises :class:`AnswerLost` instead of being retried, so the
-        caller can ask the server what it now holds. A refused connection or a connect
-        timeout, which surely did not reach the server, is still retried here.
+        drop, a read timeout, a cut or trickling answer) raises :class:`AnswerLost`
+        instead of being retried, so the caller can ask the server what it now holds. A
+        refused connection or a connect timeout, which surely did not reach the server,
+        is still retried here.
         """
-        what = what or f"{method} {urlsplit(url).path}"
-        policy = self.config.retry
-        timeout = (self.config.connect_timeout, self.config.read_timeout)
-        refreshed = False
-        attempt = 0
+        return _Exchange(self, method, url, what, params, headers, body, stream,
+                         accept_status, deadline, retry_sent).run()
+
+
+class _Exchange:
+    """One call of :meth:`Http.request`: the attempts, redirects and retry decisions."""
+
+    def __init__(self, http: Http, method: str, url: str, what: str | None, params: Any,
+                 headers: Mapping[str, str] | None, body: BodyFactory | None, stream: bool,
+                 accept_status: Container[int], deadline: float | None,
+                 retry_sent: bool) -> None:
+        self.http, self.config, self.gate = http, http.config, http.gate
+        self.method = method.upper()
+        self.url, self.params = url, params
+        self.what = what or f"{method} {urlsplit(url).path}"
+        self.headers, self.body, self.stream = headers, body, stream
+        self.accept_status = accept_status
+        self.retry_sent = retry_sent
+        self.started = time.monotonic()
+        self.deadline = self.started + (self.config.request_deadline if deadline is None
+                                        else deadline)
+        self.attempt = 0  # sends, including redirects followed
+        self.own_failures = 0  # failures while the server answered other requests
+        self.last_failure = float("-inf")
+        self.server_errors = 0
+        self.refused = 0
+        self.refreshed = False
+        self.redirects = 0
+
+    # -- the loop ---------------------------------------------------------------------
+    def run(self) -> requests.Response:
         while True:
-            attempt += 1
-            data = body() if body is not None else None
-            merged = dict(headers or {})
-            merged.update(self.auth.headers())
-            started = time.monotonic()
             try:
-                response = self.session.request(
-                    method, url, params=params, headers=merged, data=data,
-                    stream=stream, timeout=timeout,
-                )
-            except requests.exceptions.InvalidHeader:
-                # requests quotes the whole header value, which may be a token: never show it.
-                raise UsageError(
-                    f"{what} failed: a header value has a line break or leading whitespace",
-                    "check --token, --user, -H and their environment variables",
-                ) from None
-            except requests.exceptions.SSLError as exc:
+                sent_at = self.gate.enter(self.deadline)
+            except Cancelled:
+                raise UnavailableError("cancelled") from None
+            if sent_at is None:
                 raise UnavailableError(
-                    f"{what} failed: TLS error: {exc}",
-                    "pass --ca-bundle FILE if the server uses a private certificate authority",
-                ) from exc
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                reason, refused = _connection_failure(exc)
-                if not (retry_sent or refused or reason == "host name not found"
-                        or isinstance(exc, requests.exceptions.ConnectTimeout)):
-                    raise AnswerLost(f"{what}: {reason} after the request was sent") from exc
-                limit = min(REFUSED_ATTEMPTS, policy.attempts) if refused else policy.attempts
-                if reason == "host name not found" or attempt >= limit:
-                    host = urlsplit(url).netloc
-                    tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-                    raise UnavailableError(
-                        f"{what} failed: cannot reach {host}: {reason}{tries}",
-                        "check the HOST URL and that the server is running",
-                    ) from exc
-                # The first drop is often a stale pooled connection: retry at once.
-                if refused:
-                    delay = REFUSED_DELAY
-                else:
-                    delay = 0.0 if attempt == 1 else policy.backoff(attempt)
-                log.info("%s: %s; retrying in %.1f s", what, reason, delay)
-                self.sleep(delay)
-                continue
-            finally:
-                close = getattr(data, "close", None)
-                if close is not None:
-                    close()
-            status = response.status_code
-            log.debug("%s %s -> %s in %.0f ms", method, url, status,
-                      (time.monotonic() - started) * 1000)
-            if status == 401 and not refreshed and self.auth.refresh():
-                refreshed = True
-                response.close()
-                continue
-            if 200 <= status < 300 or status in accept_status:
-                return response
-            if status in RETRY_STATUSES and attempt < policy.attempts:
-                wait = parse_retry_after(response.headers.get("Retry-After"))
-                delay = (min(wait, policy.retry_after_cap) if wait is not None
-                         else policy.backoff(attempt))
-                log.info("%s: HTTP %s; retrying in %.1f s (attempt %d of %d)",
-                         what, status, delay, attempt + 1, policy.attempts)
-                response.close()
-                self.sleep(delay)
-                continue
+                    f"{self.what} failed: {self._last_problem} ({self._deadline_note()})",
+                    UNAVAILABLE_HINT)
+            self.attempt += 1
             try:
-                raise error_for_response(response, what, attempt)
+                response = self._send()
+            except (requests.RequestException, TooSlowError) as exc:
+                self._connection_failed(exc, sent_at)
+                continue
+            result = self._answered(response, sent_at)
+            if result is not None:
+                return result
+
+    _last_problem = "no answer"
+
+    def _send(self) -> requests.Response:
+        data = self.body() if self.body is not None else None
+        merged = dict(self.headers or {})
+        merged.update(self.http.auth.headers())
+        remaining = max(self.deadline - time.monotonic(), 0.1)
+        timeout = (min(self.config.connect_timeout, remaining),
+                   min(self.config.read_timeout, remaining))
+        sent = time.monotonic()
+        try:
+            response = self.http.session.request(
+                self.method, self.url, params=self.params, headers=merged, data=data,
+                stream=True, timeout=timeout, allow_redirects=False,
+                # Per request: REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE beat session.verify.
+                verify=self.config.verify)
+            set_low_speed(response, self.config.low_speed)
+            if not self.stream and not (300 <= response.status_code < 400):
+                read_all(response)  # a cut or trickling body is retried like a drop
+        except requests.exceptions.InvalidHeader:
+            # requests quotes the whole header value, which may be a token: never show it.
+            raise UsageError(
+                f"{self.what} failed: a header value has a line break or leading whitespace",
+                "check --token, --user, -H and their environment variables",
+            ) from None
+        except UnicodeEncodeError:
+            raise UsageError(
+                f"{self.what} failed: a header value has characters that are not Latin-1",
+                "check --token, --user, -H and their environment variables",
+            ) from None
+        except requests.exceptions.SSLError as exc:
+            raise UnavailableError(
+                f"{self.what} failed: TLS error: {redact_text(str(exc))}",
+                "pass --ca-bundle FILE if the server uses a private certificate authority",
+            ) from exc
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                requests.exceptions.MissingSchema) as exc:
+            raise UsageError(f"{self.what} failed: {redact_text(str(exc))}",
+                             "check the HOST URL") from None
+        finally:
+            close = getattr(data, "close", None)
+            if close is not None:
+                close()
+        log.debug("%s %s -> %s in %.0f ms", self.method, redact_url(self.url),
+                  response.status_code, (time.monotonic() - sent) * 1000)
+        return response
+
+    # -- no answer --------------------------------------------------------------------
+    def _connection_failed(self, exc: Exception, sent_at: float) -> None:
+        failure = classify(exc)
+        host = urlsplit(self.url).hostname or ""
+        if urlsplit(self.url).port:
+            host += f":{urlsplit(self.url).port}"
+        self._last_problem = (failure.reason if failure.midway
+                              else f"cannot reach {host}: {failure.reason}")
+        hint = "check the HOST URL and that the server is running"
+        if failure.sent and not self.retry_sent:
+            self.gate.leave(Outcome.UNAVAILABLE, sent_at)
+            raise AnswerLost(f"{self.what}: {failure.reason} after the request was sent"
+                             ) from exc
+        if failure.fatal_at_start and not self.http._answered.is_set():
+            self.gate.leave(Outcome.NEUTRAL, sent_at)
+            self.refused += failure.refused
+            if not failure.refused or self.refused >= min(REFUSED_ATTEMPTS,
+                                                           self.config.retry.attempts):
+                tries = f" (after {self.attempt} attempts)" if self.attempt > 1 else ""
+                raise UnavailableError(f"{self.what} failed: {self._last_problem}{tries}",
+                                       hint) from exc
+            self._wait(REFUSED_DELAY, failure.reason)
+            return
+        if self.attempt == 1 and failure.reason == "connection dropped":
+            # The first drop is often a stale pooled connection: retry at once.
+            self.gate.leave(Outcome.NEUTRAL, sent_at)
+            log.info("%s: %s; retrying at once", self.what, failure.reason)
+            return
+        self._unavailable(Outcome.UNAVAILABLE, sent_at, None, hint, exc)
+
+    # -- an answer --------------------------------------------------------------------
+    def _answered(self, response: requests.Response, sent_at: float
+                  ) -> requests.Response | None:
+        self.http._answered.set()
+        status = response.status_code
+        if 300 <= status < 400 and status != 304 and status not in self.accept_status:
+            self.gate.leave(Outcome.ANSWERED, sent_at)
+            self._follow(response)
+            return None
+        if status == 401 and not self.refreshed:
+            self.gate.leave(Outcome.ANSWERED, sent_at)
+            if self.http.auth.refresh():
+                self.refreshed = True
+                response.close()
+                return None
+            raise self._error(response)
+        if 200 <= status < 300 or status in self.accept_status:
+            # An accepted 502 (the caller checks what happened) still tells the gate.
+            self.gate.leave(_outcome(status), sent_at,
+                            parse_retry_after(response.headers.get("Retry-After")))
+            return response
+        if status in THROTTLE_STATUSES or status in UNAVAILABLE_STATUSES:
+            outcome = Outcome.THROTTLED if status in THROTTLE_STATUSES else Outcome.UNAVAILABLE
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            if wait is not None:
+                wait = min(wait, self.config.retry.retry_after_cap)
+            self._last_problem = f"HTTP {status} {response.reason or ''}".rstrip()
+            try:
+                self._unavailable(outcome, sent_at, wait, UNAVAILABLE_HINT, None, response)
             finally:
                 response.close()
+            return None
+        self.gate.leave(Outcome.ANSWERED, sent_at)
+        if status == 500 and self.server_errors < min(SERVER_ERROR_RETRIES,
+                                                      self.config.retry.attempts - 1):
+            self.server_errors += 1
+            response.close()
+            self._wait(self.config.retry.backoff(self.server_errors), f"HTTP {status}")
+            return None
+        raise self._error(response)
+
+    def _error(self, response: requests.Response) -> DcmwebError:
+        try:
+            return error_for_response(response, self.what, self.attempt)
+        finally:
+            response.close()
+
+    def _follow(self, response: requests.Response) -> None:
+        """Follow a GET's redirect within the same origin; refuse everything else."""
+        location = response.headers.get("Location")
+        response.close()
+        if self.method not in READ_METHODS:
+            raise redirect_error(response, self.method, self.url, self.what,
+                                 f"a {self.method} is never redirected (its body would be"
+                                 " dropped or sent elsewhere); nothing was done")
+        if not location:
+            raise redirect_error(response, self.method, self.url, self.what,
+                                 "the redirect names no Location")
+        target = urljoin(self.url, location)
+        if not same_origin(target, self.url):
+            raise redirect_error(response, self.method, self.url, self.what,
+                                 "redirects to another scheme, host or port are not followed"
+                                 " (headers and credentials must not leave HOST)")
+        self.redirects += 1
+        if self.redirects > MAX_REDIRECTS:
+            raise redirect_error(response, self.method, self.url, self.what,
+                                 f"more than {MAX_REDIRECTS} redirects")
+        log.debug("%s: HTTP %s redirect to %s", self.what, response.status_code,
+                  redact_url(target))
+        self.url, self.params = target, None  # the Location carries the query
+
+    # -- retry decisions --------------------------------------------------------------
+    def _unavailable(self, outcome: Outcome, sent_at: float, retry_after: float | None,
+                     hint: str, exc: BaseException | None,
+                     response: requests.Response | None = None) -> None:
+        """Wait on the shared backoff, or give up with the right message."""
+        now = time.monotonic()
+        # A failure while the server answered other requests is this request's own.
+        own = outcome is Outcome.UNAVAILABLE and self.gate.last_ok > self.last_failure
+        self.last_failure = now
+        self.gate.leave(outcome, sent_at, retry_after)
+        if own:
+            self.own_failures += 1
+        note = None
+        if own and self.own_failures >= self.config.retry.attempts:
+            note = f"after {self.attempt} attempts"
+        elif self.gate.outage_over_limit():
+            note = (f"the server was unavailable for {self.gate.outage_seconds():.0f} s,"
+                    f" the outage limit")
+        elif now + (retry_after or 0.0) >= self.deadline:
+            note = self._deadline_note()
+        if note is not None:
+            if response is not None:
+                raise error_for_response(response, self.what, self.attempt, note)
+            raise UnavailableError(f"{self.what} failed: {self._last_problem} ({note})",
+                                   hint) from exc
+        self.gate.stats.retries += 1
+        log.info("%s: %s; retrying (attempt %d)", self.what, self._last_problem,
+                 self.attempt + 1)
+
+    def _wait(self, seconds: float, reason: str) -> None:
+        if time.monotonic() + seconds >= self.deadline:
+            raise UnavailableError(f"{self.what} failed: {reason} ({self._deadline_note()})",
+                                   UNAVAILABLE_HINT)
+        self.gate.stats.retries += 1
+        log.info("%s: %s; retrying in %.1f s", self.what, reason, seconds)
+        self.http.sleep(seconds)
+
+    def _deadline_note(self) -> str:
+        return (f"gave up after {time.monotonic() - self.started:.0f} s and {self.attempt}"
+                f" attempts: the request deadline")

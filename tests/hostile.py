@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,18 +120,27 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     fake: Hostile
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The client hanging up on a trickle or a silence is what the test wants.
+        pass
+
 
 class Hostile:
     """The fake server; a context manager that starts and stops it."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        """``port`` 0 picks a free one; a given port lets a test "restart" a server."""
         self.routes: dict[tuple[str, str], Route] = {}
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.fake = self
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
 
     @property
     def root_url(self) -> str:
@@ -167,3 +177,49 @@ def multipart(parts: Iterable[bytes], boundary: str, content_type: str = "applic
         for part in parts
     )
     return body + f"--{boundary}--\r\n".encode()
+
+
+# -- reusable hostile behaviours (each a Route) --------------------------------------------------
+def redirect(status: int, location: str) -> Route:
+    """Answer with a redirect, as nginx does for http -> https or a load balancer."""
+    return lambda req: req.reply(status, b"", "text/html", headers={"Location": location})
+
+
+def once(first: Route, then: Route) -> Route:
+    """``first`` for the first request, ``then`` for every later one."""
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def action(req: Request) -> None:
+        with lock:
+            calls.append(1)
+            index = len(calls)
+        (first if index == 1 else then)(req)
+    return action
+
+
+def cut(status: int, content_type: str, body: bytes, keep: int) -> Route:
+    """Promise ``body`` (Content-Length) but close the connection after ``keep`` bytes."""
+    return lambda req: req.stream(status, content_type, [body[:keep]],
+                                  claimed_length=len(body))
+
+
+def trickle(status: int, content_type: str, body: bytes, every: float) -> Route:
+    """Send the body one byte at a time, ``every`` seconds apart: no read ever times out."""
+    def chunks() -> Iterable[bytes]:
+        for index in range(len(body)):
+            time.sleep(every)
+            yield body[index:index + 1]
+    return lambda req: req.stream(status, content_type, chunks(), claimed_length=len(body))
+
+
+def silent(seconds: float) -> Route:
+    """Read the request, then say nothing for ``seconds`` and close."""
+    def action(req: Request) -> None:
+        time.sleep(seconds)
+        req.handler.close_connection = True
+    return action
+
+
+def status(code: int, headers: dict[str, str] | None = None, body: bytes = b"") -> Route:
+    return lambda req: req.reply(code, body, "text/plain", headers=headers)

@@ -1,0 +1,179 @@
+"""The request gate: one per :class:`~dcmweb.http.Http`, shared by every worker thread.
+
+Why one gate and not a retry budget per request: when the server is down or
+throttling, eight workers each burning their own six attempts end a long run in
+seconds while the server comes back a minute later. Through the gate they wait on
+one shared backoff instead, and the run gives up only when the server has answered
+nothing for ``outage_limit`` seconds in a row.
+
+The gate also shapes the load (issue 8):
+- AIMD concurrency: at most ``limit`` requests in flight; the limit starts at the
+  worker count, halves on 429/503 (at most once per second, so one burst of refusals
+  is one cut), and grows by one after ``limit`` successes in a row.
+- ``Retry-After`` is shared: every worker waits until then, not only the one that got it.
+- ``max_rate``: a token bucket (one token at a time) to stay under a project quota.
+
+A request holds its slot while it is sent and its headers come back, not while a
+streamed body is read (the caller reads it at its own pace).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Outcome(Enum):
+    OK = "ok"  # a 2xx (or an accepted status): the server works
+    ANSWERED = "answered"  # an error answer that is not unavailability (4xx, 500)
+    THROTTLED = "throttled"  # 429 or 503: the server asks us to slow down
+    UNAVAILABLE = "unavailable"  # 502/504/408, dropped, refused, timed out, DNS
+    NEUTRAL = "neutral"  # says nothing about the server (a stale pooled connection)
+
+
+@dataclass
+class GateStats:
+    """What the summary can tell: how long the server was unavailable, retries made."""
+
+    retries: int = 0
+    throttled: int = 0  # 429/503 answers received
+    unavailable_seconds: float = 0.0  # closed outages; see Gate.unavailable_seconds
+
+
+class Gate:
+    def __init__(
+        self,
+        *,
+        max_in_flight: int = 10,
+        outage_limit: float = 300.0,
+        max_rate: float | None = None,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_in_flight = max(1, max_in_flight)
+        self.limit = self.max_in_flight
+        self.outage_limit = outage_limit
+        self.interval = 1.0 / max_rate if max_rate else 0.0
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.stats = GateStats()
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._cancelled = False
+        self._in_flight = 0
+        self._resume_at = 0.0  # shared backoff / Retry-After: nobody sends before this
+        self._next_token = 0.0  # token bucket: the next send time allowed by max_rate
+        self._failures = 0  # consecutive failure waves, for the backoff exponent
+        self._wave_started = float("-inf")
+        self._last_cut = float("-inf")
+        self._successes = 0
+        self._down_since: float | None = None
+        self.last_ok = float("-inf")
+
+    # -- waiting ------------------------------------------------------------------------
+    def enter(self, deadline: float) -> float | None:
+        """Wait for a slot, the shared backoff and a rate token; the send time, or None
+        when ``deadline`` comes first. Raises :class:`Cancelled` after :meth:`cancel`."""
+        with self._cond:
+            while True:
+                if self._cancelled:
+                    raise Cancelled()
+                now = self._clock()
+                ready_at = max(self._resume_at, self._next_token)
+                if now >= deadline:
+                    return None
+                if now >= ready_at and self._in_flight < self.limit:
+                    self._in_flight += 1
+                    if self.interval:
+                        self._next_token = max(now, self._next_token) + self.interval
+                    return now
+                wake = deadline if self._in_flight >= self.limit else min(ready_at, deadline)
+                self._cond.wait(max(0.0, min(wake - now, 1.0)))
+
+    def leave(self, outcome: Outcome, sent_at: float, retry_after: float | None = None) -> None:
+        """Give the slot back and learn from the outcome."""
+        with self._cond:
+            self._in_flight -= 1
+            now = self._clock()
+            if outcome is Outcome.NEUTRAL:
+                pass
+            elif outcome in (Outcome.OK, Outcome.ANSWERED):
+                self._server_answered(now)
+                if outcome is Outcome.OK:
+                    self.last_ok = now
+                    self._successes += 1
+                    if self._successes >= self.limit and self.limit < self.max_in_flight:
+                        self.limit += 1
+                        self._successes = 0
+            else:
+                self._server_failed(outcome, sent_at, now, retry_after)
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        """Wake every waiting thread with :class:`Cancelled` (Ctrl-C, close)."""
+        with self._cond:
+            self._cancelled = True
+            self._cond.notify_all()
+
+    # -- what the loop asks -------------------------------------------------------------
+    def outage_seconds(self) -> float:
+        """How long the server has been answering nothing useful (0 when it is up)."""
+        with self._cond:
+            return 0.0 if self._down_since is None else self._clock() - self._down_since
+
+    def outage_over_limit(self) -> bool:
+        return self.outage_seconds() >= self.outage_limit
+
+    @property
+    def unavailable_seconds(self) -> float:
+        """Total time the server was unavailable, including an outage still going on."""
+        return self.stats.unavailable_seconds + self.outage_seconds()
+
+    # -- internals (called under the lock) ----------------------------------------------
+    def _server_answered(self, now: float) -> None:
+        self._failures = 0
+        if self._down_since is not None:
+            self.stats.unavailable_seconds += now - self._down_since
+            self._down_since = None
+
+    def _server_failed(self, outcome: Outcome, sent_at: float, now: float,
+                       retry_after: float | None) -> None:
+        self._successes = 0
+        if self._down_since is None:
+            self._down_since = sent_at
+        if outcome is Outcome.THROTTLED:
+            self.stats.throttled += 1
+            if now - self._last_cut >= 1.0 and self.limit > 1:
+                self.limit = max(1, self.limit // 2)
+                self._last_cut = now
+        if retry_after is not None:  # the server said when: no guessing
+            self._resume_at = max(self._resume_at, now + retry_after)
+        elif sent_at >= self._wave_started:
+            # Requests sent before the current wave began failed for the same reason: one
+            # wave, one step up the backoff (eight workers failing together are one failure).
+            self._failures += 1
+            self._wave_started = now
+            ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (self._failures - 1))
+            self._resume_at = max(self._resume_at, now + random.uniform(ceiling / 2, ceiling))
+
+
+class Cancelled(Exception):
+    """The gate was cancelled while a thread waited in it."""
+
+
+_RATE_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(text: str) -> float:
+    """Requests per second from ``N``, ``N/s``, ``N/m`` or ``N/h``; ValueError otherwise."""
+    number, _, unit = text.strip().partition("/")
+    per = _RATE_UNITS.get(unit.strip().lower())
+    value = float(number) if per is not None and number.strip() else float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"invalid rate {text!r}: write N, N/s, N/m or N/h with N > 0")
+    return value / (per or 1.0)

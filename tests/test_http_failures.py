@@ -1,0 +1,206 @@
+"""How transport failures are classified, against hostile fakes and the local server:
+cut bodies, DNS failures, restarts, 500s, garbage Retry-After, trickles and silence."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from hostile import Hostile, Request, cut, once, silent, trickle
+
+from dcmweb.body import read_json
+from dcmweb.cli import cli
+from dcmweb.errors import ServerError, UnavailableError
+from dcmweb.http import Http, HttpConfig, LowSpeed, RetryPolicy
+
+ROWS = json.dumps([{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}]).encode()
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+def rows(req: Request) -> None:
+    """One page of one row; the next page (offset) is empty."""
+    req.reply(200, b"[]" if req.params.get("offset", "0") != "0" else ROWS,
+              "application/dicom+json")
+
+
+def first_pages(fake: Hostile) -> list:
+    return [r for r in fake.seen("GET", "/studies") if r.params.get("offset", "0") == "0"]
+
+
+@pytest.fixture
+def http() -> Iterator[Http]:
+    session = Http(config=HttpConfig(retry=RetryPolicy(base=0.01), outage_limit=5))
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def ct(pydicom_files: list[Path]) -> Path:
+    return next(p for p in pydicom_files if p.name == "CT_small.dcm")
+
+
+# -- retried ----------------------------------------------------------------------------------
+def test_body_cut_mid_read_on_a_get_is_retried() -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", once(cut(200, "application/dicom+json", ROWS, 10), rows))
+        result = run(fake.url, "search", "--format", "compact")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(ROWS)
+    assert len(first_pages(fake)) == 2
+
+
+def _flaky_dns(monkeypatch: pytest.MonkeyPatch, code: int, failures: int) -> list[str]:
+    """getaddrinfo fails ``failures`` times for 'localhost' with ``code``, then works."""
+    real = socket.getaddrinfo
+    calls: list[str] = []
+
+    def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host == "localhost":
+            calls.append(host)
+            if len(calls) <= failures:
+                raise socket.gaierror(code, "injected resolver failure")
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return calls
+
+
+def test_temporary_dns_failure_is_retried(monkeypatch: pytest.MonkeyPatch, http: Http) -> None:
+    calls = _flaky_dns(monkeypatch, socket.EAI_AGAIN, 2)
+    with Hostile() as fake:
+        fake.route("GET", "/studies", rows)
+        response = http.request("GET", fake.url.replace("127.0.0.1", "localhost") + "/studies")
+    assert response.json() == json.loads(ROWS)
+    assert len(calls) == 3
+    assert http.stats.retries == 2
+
+
+def test_unknown_host_name_at_the_start_is_reported_at_once(monkeypatch: pytest.MonkeyPatch,
+                                                            http: Http) -> None:
+    calls = _flaky_dns(monkeypatch, socket.EAI_NONAME, 100)
+    with pytest.raises(UnavailableError) as info:
+        http.request("GET", "http://localhost:9/dicom-web/studies", what="search studies")
+    assert info.value.message == (
+        "search studies failed: cannot reach localhost:9: host name not found")
+    assert len(calls) == 1
+
+
+def test_refused_connection_mid_run_is_a_restart_and_waited_out(http: Http) -> None:
+    first = Hostile()
+    first.route("GET", "/studies", lambda req: req.reply(200, ROWS, "application/dicom+json",
+                                                         headers={"Connection": "close"}))
+    with first:
+        http.request("GET", first.url + "/studies")
+    port = first.port
+    restarted: list[Hostile] = []
+
+    def restart() -> None:
+        time.sleep(1.0)
+        server = Hostile(port)
+        server.route("GET", "/studies", rows)
+        restarted.append(server.__enter__())
+
+    thread = threading.Thread(target=restart)
+    thread.start()
+    try:
+        response = http.request("GET", first.url + "/studies")
+        assert response.json() == json.loads(ROWS)
+    finally:
+        thread.join()
+        for server in restarted:
+            server.__exit__(None, None, None)
+    assert http.stats.retries >= 1
+    assert http.stats.unavailable_seconds >= 0.5
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "-5", "1.5", "soon", "\u0663", "99999999999"])
+def test_garbage_retry_after_never_crashes(local_server, ct: Path, value: str) -> None:
+    local_server.inject_fault(503, retry_after=value, method="POST")
+    result = run(local_server.url, "store", str(ct))
+    assert result.exit_code == 0, result.stderr
+    assert [r.status for r in local_server.requests if r.method == "POST"] == [503, 200]
+
+
+# -- a 500 is the server's verdict -------------------------------------------------------------
+def test_500_is_retried_twice_then_reported_with_its_message(local_server, ct: Path) -> None:
+    local_server.inject_fault(500, count=10, method="POST")
+    result = run("--retries", "5", local_server.url, "store", str(ct))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"dcmweb: error: store {ct} failed: HTTP 500 Internal Server Error: injected fault"
+        " (after 3 attempts)")
+    assert "overloaded" not in result.stderr
+    assert [r.status for r in local_server.requests if r.method == "POST"] == [500] * 3
+
+
+# -- bounded waits ----------------------------------------------------------------------------
+def test_trickling_answer_is_cut_off_and_retried() -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies",
+                   once(trickle(200, "application/dicom+json", ROWS, 0.3), rows))
+        started = time.monotonic()
+        result = run("--low-speed-limit", "100", "--low-speed-time", "1", fake.url, "search")
+        elapsed = time.monotonic() - started
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(ROWS)
+    assert "below the low-speed limit of 100 bytes/s; retrying (attempt 2)" in result.stderr
+    assert len(first_pages(fake)) == 2
+    assert elapsed < len(ROWS) * 0.3  # cut, not read to the end
+
+
+def test_trickling_forever_ends_at_the_outage_limit() -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", trickle(200, "application/dicom+json", ROWS, 0.3))
+        result = run("--low-speed-limit", "100", "--low-speed-time", "1", "--outage-limit", "2",
+                     fake.url, "search")
+    assert result.exit_code == 5
+    last = result.stderr.splitlines()[-1]
+    assert "below the low-speed limit of 100 bytes/s (the server was unavailable for" in last
+    assert 2 <= len(first_pages(fake)) <= 4
+
+
+def test_silent_server_ends_at_the_request_deadline() -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", silent(10))
+        started = time.monotonic()
+        result = run("--read-timeout", "0.5", "--request-deadline", "2", fake.url, "search")
+        elapsed = time.monotonic() - started
+    assert result.exit_code == 5
+    assert elapsed < 6
+    last = result.stderr.splitlines()[-1]
+    assert "no answer within the read timeout (gave up after 2 s and" in last, last
+    assert "attempts: the request deadline)" in last
+
+
+# -- JSON limits ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [(b"[" * 100_000 + b"]" * 100_000, "search failed: the server's JSON answer is nested"
+      " too deeply"),
+     (b"[" + b"1," * 600 + b"1]", "search failed: the server's answer is larger than 1000 bytes"),
+     (b"<html>login</html>", "search failed: the answer is not JSON (JSONDecodeError: starts"
+      " with '<html>login</html>')")],
+    ids=["deep", "large", "html"],
+)
+def test_read_json_refuses_hostile_answers(http: Http, payload: bytes, message: str) -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.reply(200, payload, "application/json"))
+        response = http.request("GET", fake.url + "/studies", stream=True)
+        with pytest.raises(ServerError) as info:
+            read_json(response, 1000 if len(payload) < 2000 else 10**6, "search")
+    assert info.value.message == message
+    assert info.value.exit_status == 1
+
+
+def test_low_speed_is_configurable_per_session() -> None:
+    assert HttpConfig().low_speed == LowSpeed(1024.0, 120.0)

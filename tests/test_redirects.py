@@ -1,0 +1,130 @@
+"""Redirects: a write is never redirected into something else, and no header leaves HOST.
+
+requests follows redirects by default: a POST behind a 301/302/303 became a GET whose
+200 was reported as "uploaded"; a DELETE behind a 302 downloaded the study and printed
+"deleted". dcmweb now follows redirects itself: writes never, GETs only within the same
+origin (scheme, host and port: another port on 127.0.0.1 counts as another host).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from hostile import BASE_PATH, Hostile, Route, redirect
+
+from dcmweb.cli import cli
+from dcmweb.errors import ServerError
+from dcmweb.http import Http
+
+REDIRECTS = [301, 302, 303, 307, 308]
+SECRET = "SECRET-api-key-0c9d"
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+def ok_json(payload: bytes = b"[]") -> Route:
+    return lambda req: req.reply(200, payload, "application/dicom+json")
+
+
+@pytest.fixture
+def ct(pydicom_files: list[Path]) -> Path:
+    return next(p for p in pydicom_files if p.name == "CT_small.dcm")
+
+
+@pytest.mark.parametrize("code", REDIRECTS)
+def test_store_behind_a_redirect_is_an_error_and_nothing_is_reported_stored(
+        ct: Path, code: int) -> None:
+    with Hostile() as fake:
+        target = fake.url.replace("http://", "https://") + "/studies"
+        fake.route("POST", "/studies", redirect(code, target))
+        fake.route("GET", "/studies", ok_json())
+        result = run(fake.url, "store", str(ct))
+    assert result.exit_code == 1, result.stderr
+    assert result.stdout == ""
+    assert "uploaded" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"dcmweb: error: store {ct} failed: HTTP {code} redirect to {target}: a POST is never"
+        " redirected (its body would be dropped or sent elsewhere); nothing was done"
+        " (fix HOST to the address the server redirects to (for example https:// instead of"
+        " http://, or the right path))")
+    assert [(r.method, r.path) for r in fake.requests] == [("POST", "/studies")]
+
+
+@pytest.mark.parametrize("code", REDIRECTS)
+def test_delete_behind_a_redirect_is_an_error(code: int) -> None:
+    with Hostile() as fake:
+        fake.route("DELETE", "/studies/1.2", redirect(code, fake.url + "/elsewhere/1.2"))
+        fake.route("GET", "/elsewhere/1.2", ok_json())
+        fake.route("DELETE", "/elsewhere/1.2", lambda req: req.reply(200, b"{}"))
+        result = run(fake.url, "delete", "studies/1.2")
+    assert result.exit_code == 1, result.stderr
+    assert "deleted" not in result.stdout + result.stderr
+    assert (f"HTTP {code} redirect to {fake.url}/elsewhere/1.2: a DELETE is never redirected"
+            in result.stderr.splitlines()[-1])
+    assert [(r.method, r.path) for r in fake.requests] == [("DELETE", "/studies/1.2")]
+
+
+@pytest.mark.parametrize("code", REDIRECTS)
+def test_get_follows_a_redirect_within_the_same_origin(code: int) -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", redirect(code, BASE_PATH + "/moved/studies?limit=5"))
+        fake.route("GET", "/moved/studies", ok_json(b'[{"0020000D": {"vr": "UI"}}]'))
+        result = run("-H", f"X-Api-Key: {SECRET}", fake.url, "search", "limit=5")
+    assert result.exit_code == 0, result.stderr
+    assert '"0020000D"' in result.stdout
+    assert [(r.method, r.path, r.params) for r in fake.requests] == [
+        ("GET", "/studies", {"limit": "5"}), ("GET", "/moved/studies", {"limit": "5"})]
+    assert all(r.headers["X-Api-Key"] == SECRET for r in fake.requests)
+
+
+@pytest.mark.parametrize("code", REDIRECTS)
+def test_get_redirect_to_another_host_is_refused_and_sends_it_nothing(code: int) -> None:
+    with Hostile() as fake, Hostile() as other:  # another port: another origin
+        fake.route("GET", "/studies", redirect(code, other.url + "/studies"))
+        other.route("GET", "/studies", ok_json())
+        result = run("-H", f"X-Api-Key: {SECRET}", "--token", SECRET, fake.url, "search")
+    assert result.exit_code == 1, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        f"dcmweb: error: search studies failed: HTTP {code} redirect to {other.url}/studies:"
+        " redirects to another scheme, host or port are not followed (headers and credentials"
+        " must not leave HOST) (fix HOST to the address the server redirects to (for example"
+        " https:// instead of http://, or the right path))")
+    assert other.requests == []
+    assert len(fake.requests) == 1
+
+
+def test_http_to_https_on_a_get_is_refused_with_the_location() -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", redirect(301, fake.url.replace("http:", "https:")
+                                               + "/studies"))
+        http = Http()
+        with pytest.raises(ServerError) as info:
+            http.request("GET", fake.url + "/studies", what="search")
+        http.close()
+    assert info.value.exit_status == 1
+    assert "redirect to https://127.0.0.1:" in info.value.message
+
+
+def test_redirect_loop_ends() -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", redirect(302, BASE_PATH + "/studies"))
+        result = run(fake.url, "search")
+    assert result.exit_code == 1
+    assert "more than 10 redirects" in result.stderr.splitlines()[-1]
+    assert len(fake.requests) == 11
+
+
+def test_location_with_a_password_is_redacted() -> None:
+    with Hostile() as fake:
+        fake.route("POST", "/studies", redirect(307, f"https://alice:{SECRET}@example.org/x"))
+        http = Http()
+        with pytest.raises(ServerError) as info:
+            http.request("POST", fake.url + "/studies", what="store")
+        http.close()
+    assert SECRET not in str(info.value)
+    assert "redirect to https://***@example.org/x" in info.value.message
