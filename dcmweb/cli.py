@@ -468,23 +468,77 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
 @click.argument("path")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
               help="Seconds to wait for Google's long-running delete operation.")
+@click.option("--no-wait", is_flag=True,
+              help="Do not wait for Google's operation: print its name on stdout and exit 0.")
 @pass_settings
-def delete(settings: Settings, path: str, timeout: float) -> None:
+def delete(settings: Settings, path: str, timeout: float, no_wait: bool) -> None:
     """Delete a study, series or instance.
 
     On Google's API a study or series delete runs as an operation; dcmweb waits
-    until it is done and fails if it ends with an error.
+    until it is done (showing its counters) and fails if it ends with an error or
+    with failed instances.
 
     \b
     Example:
       dcmweb HOST delete studies/1.2.3/series/4.5.6
+      op=$(dcmweb HOST delete studies/1.2.3 --no-wait) && dcmweb HOST operations wait "$op"
     """
     with settings.client() as client:
-        result = client.delete(path, timeout=timeout)
+        result = client.delete(path, timeout=timeout, wait=not no_wait)
+    if no_wait and result.operation:
+        settings.output.text_lines([result.operation + "\n"])
+        settings.output.summary(f"deleting {result.path}: operation {result.operation} started")
+        return
     note = ""
     if result.counter:
         note = f" ({result.counter['success']} instances)"
     settings.output.summary(f"deleted {result.path}{note}")
+
+
+@cli.group()
+def operations() -> None:
+    """Read or wait for Google's long-running operations (study and series deletes).
+
+    NAME is projects/P/locations/L/datasets/D/operations/ID, or the ID alone (the
+    dataset is taken from HOST).
+
+    \b
+    Example:
+      dcmweb HOST operations get projects/P/locations/L/datasets/D/operations/123
+      dcmweb HOST operations wait 123 --timeout 3600
+    """
+
+
+@operations.command("get")
+@click.argument("name")
+@pass_settings
+def operations_get(settings: Settings, name: str) -> None:
+    """Print the operation as JSON on stdout, as the server sent it.
+
+    \b
+    Example:
+      dcmweb HOST operations get 123
+    """
+    with settings.client() as client:
+        operation = client.operation(name)
+    settings.output.json_rows([operation.raw], "jsonl")
+
+
+@operations.command("wait")
+@click.argument("name")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              help="Seconds to wait before giving up (the operation goes on; exit 5).")
+@pass_settings
+def operations_wait(settings: Settings, name: str, timeout: float) -> None:
+    """Wait until the operation is done, showing its counters; exit 1 if it failed.
+
+    \b
+    Example:
+      dcmweb HOST operations wait 123 --timeout 3600
+    """
+    with settings.client() as client:
+        operation = client.wait_operation(name, timeout=timeout)
+    settings.output.summary(f"operation {operation.name} done: {operation.progress()}")
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from .http import Http, HttpConfig, RetryPolicy
 if TYPE_CHECKING:
     from .delete import DeleteResult
     from .metadata import Metadata
+    from .operations import Operation
     from .rendered import RenderOptions
     from .retrieve import RetrieveResult
     from .search import Params
@@ -236,8 +237,23 @@ class Client:
         return bulk_bytes(self.http, self.base_url, uri)
 
     # delete ----------------------------------------------------------------
-    def delete(self, path: str, *, timeout: float = 600.0) -> DeleteResult:
-        """Delete a study, series or instance; wait for GCP's operation to finish."""
+    def delete(self, path: str, *, timeout: float = 600.0, wait: bool = True) -> DeleteResult:
+        """Delete a study, series or instance; wait for GCP's operation to finish (with
+        ``wait=False`` return at once: ``result.operation`` names it)."""
         from .delete import Deleter
 
-        return Deleter(self.http, self.base_url, timeout).delete(path)
+        return Deleter(self.http, self.base_url, timeout, wait).delete(path)
+
+    # long-running operations ---------------------------------------------------
+    def operation(self, name: str) -> Operation:
+        """Google's operation NAME (or its ID, the dataset taken from HOST), as it is now."""
+        from .operations import get_operation
+
+        return get_operation(self.http, self.base_url, name)
+
+    def wait_operation(self, name: str, *, timeout: float = 600.0) -> Operation:
+        """Wait until the operation is done; raise if it failed (an error, or failed
+        instances counted) or is still running after ``timeout`` seconds."""
+        from .operations import wait_operation
+
+        return wait_operation(self.http, self.base_url, name, timeout)

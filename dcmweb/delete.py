@@ -9,24 +9,14 @@ dcmweb falls back to that when the server says it is Orthanc.
 from __future__ import annotations
 
 import logging
-import re
-import time
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from .errors import DcmwebError, NotFoundError, ServerError, UnavailableError
+from .errors import DcmwebError, NotFoundError, ServerError
 from .http import Http
+from .operations import wait_operation
 from .paths import ResourcePath, parse_resource_path
 
 log = logging.getLogger("dcmweb")
-
-POLL_FIRST = 1.0
-POLL_MAX = 10.0
-API_VERSIONS = ("v1", "v1beta1", "v1alpha2")
-# projects/P/locations/L/datasets/D/operations/ID: polled on the same host, so a
-# hostile name must not reach other paths there.
-_OPERATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*(/[A-Za-z0-9._~-]+)*")
 
 
 @dataclass(frozen=True)
@@ -36,40 +26,13 @@ class DeleteResult:
     counter: dict[str, int] | None = None  # GCP's success/failure counts
 
 
-def operation_url(base_url: str, name: str) -> str:
-    """GCP serves operations at the API root: https://host/v1/{name}."""
-    if not _OPERATION_NAME.fullmatch(name) or ".." in name.split("/"):
-        raise ServerError(f"the server answered the delete with an odd operation name {name!r}")
-    parts = urlsplit(base_url)
-    words = parts.path.split("/")
-    for index, word in enumerate(words):
-        if word in API_VERSIONS:
-            root = "/".join(words[: index + 1])
-            return urlunsplit((parts.scheme, parts.netloc, f"{root}/{name}", "", ""))
-    raise ServerError(
-        f"the server started operation {name!r} but HOST has no API version segment "
-        f"({'/'.join(API_VERSIONS)}) to poll it at"
-    )
-
-
-def _counter(metadata: Any) -> dict[str, int] | None:
-    raw = metadata.get("counter") if isinstance(metadata, dict) else None
-    if not isinstance(raw, dict):
-        return None
-    counts = {}
-    for key in ("success", "failure", "pending"):
-        try:
-            counts[key] = int(raw.get(key, 0))  # GCP sends int64 as JSON strings
-        except (TypeError, ValueError):
-            counts[key] = 0
-    return counts
-
-
 class Deleter:
-    def __init__(self, http: Http, base_url: str, timeout: float = 600.0) -> None:
+    def __init__(self, http: Http, base_url: str, timeout: float = 600.0,
+                 wait: bool = True) -> None:
         self.http = http
         self.base_url = base_url
         self.timeout = timeout
+        self.wait = wait  # False: return the operation's name at once (--no-wait)
 
     def delete(self, path: str) -> DeleteResult:
         target = parse_resource_path(path)
@@ -88,33 +51,11 @@ class Deleter:
         name = payload.get("name") if isinstance(payload, dict) else None
         if not name:
             return DeleteResult(url_path)
-        return self._wait(url_path, str(name))
-
-    def _wait(self, url_path: str, name: str) -> DeleteResult:
-        url = operation_url(self.base_url, name)
-        deadline = time.monotonic() + self.timeout
-        delay = POLL_FIRST
-        while True:
-            response = self.http.request("GET", url, what=f"check operation {name}")
-            with response:
-                operation = response.json()
-            counter = _counter(operation.get("metadata"))
-            if operation.get("done"):
-                error = operation.get("error")
-                if error:
-                    message = error.get("message") if isinstance(error, dict) else str(error)
-                    raise ServerError(f"delete {url_path} failed on the server: {message}",
-                                      f"operation {name}")
-                return DeleteResult(url_path, name, counter)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise UnavailableError(
-                    f"delete {url_path} still running after {self.timeout:g} s",
-                    f"it goes on on the server; follow operation {name} or raise --timeout",
-                )
-            log.info("delete %s: operation %s still running", url_path, name)
-            self.http.sleep(min(delay, remaining))
-            delay = min(delay * 2, POLL_MAX)
+        if not self.wait:
+            return DeleteResult(url_path, str(name))
+        operation = wait_operation(self.http, self.base_url, str(name), self.timeout,
+                                   what=f"delete {url_path}")
+        return DeleteResult(url_path, operation.name, operation.counter)
 
     def _orthanc_root(self) -> str | None:
         """Orthanc's REST root (one level above /dicom-web), if this server is Orthanc."""

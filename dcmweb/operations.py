@@ -1,0 +1,138 @@
+"""Google's long-running operations: read one, or wait until it is done.
+
+A study or series delete on Google's API answers with an operation name and does the
+work in the background. The operation is served at the API root
+(``https://host/v1/{name}``); its ``metadata.counter`` counts instances done, failed
+and pending (int64 as JSON strings). Done with an ``error``, or with failed instances
+counted, is a failure: the report is the server's truth, not the status code.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ServerError, UnavailableError, UsageError
+from .http import Http
+
+log = logging.getLogger("dcmweb")
+
+POLL_FIRST = 1.0
+POLL_MAX = 10.0
+API_VERSIONS = ("v1", "v1beta1", "v1alpha2")
+# projects/P/locations/L/datasets/D/operations/ID: polled on the same host, so a
+# hostile name must not reach other paths there.
+_OPERATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*(/[A-Za-z0-9._~-]+)*")
+_DATASET = re.compile(r"projects/[^/]+/locations/[^/]+/datasets/[^/]+")
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    done: bool = False
+    counter: dict[str, int] | None = None  # success, failure, pending
+    error: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)  # as the server sent it
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or bool(self.counter and self.counter["failure"] > 0)
+
+    def progress(self) -> str:
+        if not self.counter:
+            return "done" if self.done else "running"
+        c = self.counter
+        return f"{c['success']} done, {c['failure']} failed, {c['pending']} pending"
+
+
+def full_name(base_url: str, name: str) -> str:
+    """An operation ID alone becomes projects/P/locations/L/datasets/D/operations/ID,
+    the dataset taken from HOST."""
+    name = name.strip()
+    if "/" in name:
+        return name
+    dataset = _DATASET.search(urlsplit(base_url).path)
+    if dataset is None:
+        raise UsageError(f"operation {name!r} needs its full name",
+                         "projects/P/locations/L/datasets/D/operations/ID")
+    return f"{dataset.group(0)}/operations/{name}"
+
+
+def operation_url(base_url: str, name: str) -> str:
+    """GCP serves operations at the API root: https://host/v1/{name}."""
+    if not _OPERATION_NAME.fullmatch(name) or ".." in name.split("/"):
+        raise ServerError(f"odd operation name {name!r}")
+    parts = urlsplit(base_url)
+    words = parts.path.split("/")
+    for index, word in enumerate(words):
+        if word in API_VERSIONS:
+            root = "/".join(words[: index + 1])
+            return urlunsplit((parts.scheme, parts.netloc, f"{root}/{name}", "", ""))
+    raise ServerError(
+        f"operation {name!r} cannot be read: HOST has no API version segment "
+        f"({'/'.join(API_VERSIONS)}) to find it under"
+    )
+
+
+def _counter(metadata: Any) -> dict[str, int] | None:
+    raw = metadata.get("counter") if isinstance(metadata, dict) else None
+    if not isinstance(raw, dict):
+        return None
+    counts = {}
+    for key in ("success", "failure", "pending"):
+        try:
+            counts[key] = int(raw.get(key, 0))  # GCP sends int64 as JSON strings
+        except (TypeError, ValueError):
+            counts[key] = 0
+    return counts
+
+
+def get_operation(http: Http, base_url: str, name: str) -> Operation:
+    name = full_name(base_url, name)
+    response = http.request("GET", operation_url(base_url, name), what=f"check operation {name}")
+    with response:
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+    if not isinstance(payload, dict):
+        raise ServerError(f"check operation {name}: the answer is not an operation (JSON)")
+    error = payload.get("error")
+    message = None
+    if error:
+        message = str(error.get("message") or error) if isinstance(error, dict) else str(error)
+    return Operation(name, bool(payload.get("done")), _counter(payload.get("metadata")),
+                     message, payload)
+
+
+def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,
+                   what: str | None = None) -> Operation:
+    """Poll until done; raise if it failed or is still running after ``timeout`` seconds."""
+    name = full_name(base_url, name)
+    what = what or f"operation {name}"
+    deadline = time.monotonic() + timeout
+    delay = POLL_FIRST
+    while True:
+        operation = get_operation(http, base_url, name)
+        if operation.done:
+            if operation.failed:
+                reason = operation.error
+                if reason is None and operation.counter:
+                    reason = f"{operation.counter['failure']} instances failed"
+                raise ServerError(f"{what} failed on the server: {reason} "
+                                  f"({operation.progress()})", f"operation {name}")
+            return operation
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise UnavailableError(
+                f"{what} still running after {timeout:g} s ({operation.progress()})",
+                f"it goes on on the server; follow it with 'dcmweb HOST operations wait "
+                f"{name}' or raise --timeout",
+            )
+        log.info("%s: operation %s still running: %s", what, name, operation.progress())
+        http.sleep(min(delay, remaining))
+        delay = min(delay * 2, POLL_MAX)

@@ -1,0 +1,147 @@
+"""operations get|wait and delete --no-wait, on the local GCP-like server and on answers
+only a hostile fake gives (failed instances counted without an error)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from click.testing import CliRunner, Result
+from hostile import DATASET, Hostile, Request
+
+from dcmweb import Client
+from dcmweb import operations as operations_module
+from dcmweb.cli import cli
+from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+from dcmweb_devtools.docexamples import run_example
+
+PREFIX = "projects/demo/locations/local/datasets/ds/operations/"
+
+
+def dcmweb(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(operations_module, "POLL_FIRST", 0.1)
+    monkeypatch.setattr(operations_module, "POLL_MAX", 0.1)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return corpus.synthetic_files(tmp_path_factory.mktemp("synth"), 4, studies=2)
+
+
+@pytest.fixture
+def gcp(tmp_path: Path, synth: list[Path]) -> Iterator[LocalServer]:
+    srv = LocalServer(tmp_path / "store", delete_delay=0.5).start()
+    try:
+        with Client(srv.url) as client:
+            assert {r.status for r in client.store(synth)} == {"stored"}
+        yield srv
+    finally:
+        srv.stop()
+
+
+def study_of(path: Path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+
+
+def remaining(url: str) -> set[str]:
+    with Client(url) as client:
+        return {row["0020000D"]["Value"][0] for row in client.search("studies")}
+
+
+def test_no_wait_prints_the_name_then_wait_follows_it(gcp: LocalServer,
+                                                      synth: list[Path]) -> None:
+    study = study_of(synth[0])
+    result = dcmweb(gcp.url, "delete", f"studies/{study}", "--no-wait")
+    assert result.exit_code == 0, result.stderr
+    name = result.stdout.strip()
+    assert name.startswith(PREFIX) and result.stdout == name + "\n"
+    assert study in remaining(gcp.url)  # not done yet: the work goes on on the server
+
+    got = dcmweb(gcp.url, "operations", "get", name)
+    assert got.exit_code == 0, got.stderr
+    operation = json.loads(got.stdout)
+    assert operation["name"] == name and not operation.get("done")
+
+    waited = dcmweb(gcp.url, "operations", "wait", name)
+    assert waited.exit_code == 0, waited.stderr
+    # Counters shown while it runs (the server may have moved them on already).
+    assert re.search(r"still running: [0-2] done, 0 failed, [0-2] pending", waited.stderr)
+    assert f"operation {name} done: 2 done, 0 failed, 0 pending" in waited.stderr
+    assert study not in remaining(gcp.url)
+    got = dcmweb(gcp.url, "operations", "get", name.rsplit("/", 1)[1])  # the ID alone
+    assert json.loads(got.stdout)["done"] is True
+
+
+def test_library_delete_without_waiting(gcp: LocalServer, synth: list[Path]) -> None:
+    with Client(gcp.url) as client:
+        result = client.delete(f"studies/{study_of(synth[1])}", wait=False)
+        assert result.operation and result.counter is None
+        operation = client.wait_operation(result.operation, timeout=30)
+    assert operation.done and operation.counter == {"success": 2, "failure": 0, "pending": 0}
+
+
+def test_wait_timeout_is_exit_5_and_says_how_to_follow(tmp_path: Path, synth: list[Path]) -> None:
+    srv = LocalServer(tmp_path / "store", delete_delay=30).start()
+    try:
+        with Client(srv.url) as client:
+            client.store(synth[:1])
+            name = client.delete(f"studies/{study_of(synth[0])}", wait=False).operation
+        assert name
+        result = dcmweb(srv.url, "operations", "wait", name, "--timeout", "1")
+    finally:
+        srv.stop()
+    assert result.exit_code == 5
+    assert f"operations wait {name}" in result.stderr
+
+
+def test_unknown_operation_is_exit_4(gcp: LocalServer) -> None:
+    result = dcmweb(gcp.url, "operations", "get", f"{PREFIX}nosuch")
+    assert result.exit_code == 4
+
+
+def test_failed_instances_counted_make_a_failure_even_without_an_error() -> None:
+    name = f"{DATASET}/operations/7"
+    answers = [{"metadata": {"counter": {"success": "1", "pending": "2"}}},
+               {"done": True, "response": {},
+                "metadata": {"counter": {"success": "2", "failure": "1"}}}]
+
+    def poll(req: Request) -> None:
+        req.json(200, {"name": name, **(answers.pop(0) if len(answers) > 1 else answers[0])})
+
+    with Hostile() as fake:
+        fake.route("GET", f"/v1/{name}", poll)
+        result = dcmweb(fake.url, "operations", "wait", "7")
+    assert result.exit_code == 1
+    assert "1 instances failed" in result.stderr
+    assert "1 done, 0 failed, 2 pending" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["../x", "projects/p/../../x", "/etc/passwd"])
+def test_odd_names_are_not_requested(name: str) -> None:
+    with Hostile() as fake:
+        result = dcmweb(fake.url, "operations", "get", name)
+        assert result.exit_code == 1
+        assert fake.requests == []
+
+
+def test_an_id_alone_needs_a_google_shaped_host() -> None:
+    result = dcmweb("http://127.0.0.1:9/dicom-web", "operations", "get", "123")
+    assert result.exit_code == 2
+    assert "full name" in result.stderr
+
+
+def test_docs_example_runs(gcp: LocalServer, synth: list[Path]) -> None:
+    name = dcmweb(gcp.url, "delete", f"studies/{study_of(synth[0])}", "--no-wait").stdout.strip()
+    result = run_example("dcmweb HOST operations wait 123 --timeout 3600", gcp.url,
+                         {"123": name.rsplit("/", 1)[1]})
+    assert result.exit_code == 0, result.stderr
