@@ -133,6 +133,15 @@ def local_server(tmp_path: Path) -> Iterator[LocalServer]:
         yield srv
 
 
+@pytest.fixture
+def quick_operation_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Poll Google-like operations every 0.1 s instead of from 1 s up: quick tests."""
+    from dcmweb import operations
+
+    monkeypatch.setattr(operations, "POLL_FIRST", 0.1)
+    monkeypatch.setattr(operations, "POLL_MAX", 0.1)
+
+
 # -- corpora -------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def pydicom_files() -> list[Path]:

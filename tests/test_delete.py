@@ -12,7 +12,6 @@ from click.testing import CliRunner, Result
 from hostile import DATASET, Hostile, Request
 
 from dcmweb import Client
-from dcmweb import operations as operations_module
 from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
@@ -30,11 +29,7 @@ def uids_of(path: Path) -> tuple[str, str, str]:
     return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
 
 
-@pytest.fixture(autouse=True)
-def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Poll every 0.1 s instead of from 1 s up, to keep the tests quick."""
-    monkeypatch.setattr(operations_module, "POLL_FIRST", 0.1)
-    monkeypatch.setattr(operations_module, "POLL_MAX", 0.1)
+pytestmark = pytest.mark.usefixtures("quick_operation_polls")
 
 
 @pytest.fixture(scope="module")

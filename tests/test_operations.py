@@ -14,7 +14,6 @@ from click.testing import CliRunner, Result
 from hostile import DATASET, Hostile, Request
 
 from dcmweb import Client
-from dcmweb import operations as operations_module
 from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
@@ -27,10 +26,7 @@ def dcmweb(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-@pytest.fixture(autouse=True)
-def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(operations_module, "POLL_FIRST", 0.1)
-    monkeypatch.setattr(operations_module, "POLL_MAX", 0.1)
+pytestmark = pytest.mark.usefixtures("quick_operation_polls")
 
 
 @pytest.fixture(scope="module")
