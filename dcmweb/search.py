@@ -9,14 +9,19 @@ until a page comes back empty: a short page alone may be a cap, not the end.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode
 
 from .errors import ServerError, UsageError
-from .http import Http
+from .http import Http, read_limited
 from .paths import parse_search_path
+
+log = logging.getLogger("dcmweb")
+T = TypeVar("T")
 
 # GCP's caps; larger pages mean fewer round trips on servers without caps too.
 PAGE_SIZES = {"studies": 5000, "series": 5000, "instances": 50000}
@@ -48,8 +53,37 @@ def _int_param(params: Params, key: str) -> int | None:
     return None
 
 
-def _row_key(row: Any) -> Any:
-    return json.dumps(row, sort_keys=True) if isinstance(row, dict) else row
+# One page's JSON: 50,000 instances with their default attributes take about 100 MB. An
+# answer past this is an endless or broken one; smaller pages (--page-size) stay below.
+ANSWER_LIMIT = 256 * 1024 * 1024
+# The attribute naming a row at each level: the loop guard's identity of a row.
+_ROW_UID = {"studies": "0020000D", "series": "0020000E", "instances": "00080018"}
+
+
+def _row_identity(row: dict[str, Any], level: str) -> int:
+    """A row's identity for the loop guard: a hash of its UID (64 bits, kept as an int
+    to stay small for millions of rows), or of the whole row when it has no UID."""
+    element = row.get(_ROW_UID[level])
+    values = element.get("Value") if isinstance(element, dict) else None
+    if isinstance(values, list) and values and isinstance(values[0], str):
+        return hash(values[0])
+    return hash(json.dumps(row, sort_keys=True))
+
+
+def _in_background(func: Callable[[], T]) -> Future[T]:
+    """Run func in a daemon thread: Ctrl-C and SIGTERM never wait for it (a page fetch
+    may be retrying a 503 for minutes), unlike a ThreadPoolExecutor's threads."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(func())
+            except BaseException as error:  # handed to the thread that waits for it
+                future.set_exception(error)
+
+    threading.Thread(target=run, name="dcmweb-search", daemon=True).start()
+    return future
 
 
 class Searcher:
@@ -59,21 +93,34 @@ class Searcher:
 
     def page(self, url_path: str, params: Params) -> list[dict[str, Any]]:
         query = urlencode(params, safe=_QUERY_SAFE, quote_via=quote)
+        what = f"search {url_path}"
         # The query is part of the URL (not params=) so that -v logs the whole request line.
         response = self.http.request(
             "GET", f"{self.base_url}/{url_path}" + (f"?{query}" if query else ""),
-            what=f"search {url_path}", headers={"Accept": "application/dicom+json"},
+            what=what, headers={"Accept": "application/dicom+json"}, stream=True,
         )
         with response:
-            if response.status_code == 204 or not response.content.strip():
-                return []
-            try:
-                rows = response.json()
-            except ValueError:
-                raise ServerError(f"search {url_path}: the server's answer is not JSON") from None
+            content = read_limited(response, ANSWER_LIMIT + 1)
+        if len(content) > ANSWER_LIMIT:
+            raise ServerError(f"{what}: the server's answer is larger than "
+                              f"{ANSWER_LIMIT // 1024 ** 2} MiB",
+                              "ask for smaller pages with --page-size")
+        if response.status_code == 204 or not content.strip():
+            return []
+        try:
+            rows = json.loads(content)
+        except RecursionError:
+            raise ServerError(f"{what}: the server's answer is JSON nested too deeply "
+                              "to be DICOM") from None
+        except ValueError:
+            raise ServerError(f"{what}: the server's answer is not JSON") from None
         if not isinstance(rows, list):
-            kind = type(rows).__name__
-            raise ServerError(f"search {url_path}: expected a JSON array, got {kind}")
+            raise ServerError(f"{what}: expected a JSON array of objects, got "
+                              f"{_json_kind(rows)}")
+        for index, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise ServerError(f"{what}: expected a JSON array of objects, but row "
+                                  f"{index + 1} is {_json_kind(row)}")
         return rows
 
     def iter_rows(self, path: str | None = "studies", params: Params | None = None,
@@ -87,24 +134,40 @@ class Searcher:
         rest = [(k, v) for k, v in params if k.lower() != "offset"]
         size = page_size or PAGE_SIZES[level]
 
-        def fetch(at: int) -> list[dict[str, Any]]:
-            return self.page(url_path, [*rest, ("limit", str(size)), ("offset", str(at))])
+        def fetch(at: int) -> Callable[[], list[dict[str, Any]]]:
+            return lambda: self.page(url_path, [*rest, ("limit", str(size)), ("offset", str(at))])
 
-        previous_first = None
+        # Every row seen so far: a server that ignores offset (or pages in circles)
+        # would otherwise be followed forever.
+        seen: set[int] = set()
         # One page is fetched ahead while the caller handles the current one: writing
         # pretty JSON costs about as much as the server's answer, so the two overlap.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcmweb-search") as ahead:
-            upcoming = ahead.submit(fetch, offset)
-            while True:
-                rows = upcoming.result()
-                if not rows:
-                    return
-                # A server that ignores offset would repeat page one forever.
-                first = _row_key(rows[0])
-                if first == previous_first:
-                    raise ServerError(f"search {url_path}: the server ignores 'offset' "
-                                      "(the same page came back twice); add a limit")
-                previous_first = first
-                offset += len(rows)
-                upcoming = ahead.submit(fetch, offset)
-                yield from rows
+        upcoming = _in_background(fetch(offset))
+        while True:
+            rows = upcoming.result()
+            if not rows:
+                return
+            fresh = []
+            for row in rows:
+                identity = _row_identity(row, level)
+                if identity not in seen:
+                    seen.add(identity)
+                    fresh.append(row)
+            if not fresh:
+                raise ServerError(f"search {url_path}: the page at offset {offset} holds only "
+                                  "rows that came before: the server ignores 'offset' or "
+                                  "pages in circles", "add a limit")
+            if len(fresh) < len(rows):
+                # The data changed while paging (an insert shifts the offsets): each row
+                # is shown once.
+                log.warning("search %s: %d rows at offset %d came back twice; shown once",
+                            url_path, len(rows) - len(fresh), offset)
+            offset += len(rows)
+            upcoming = _in_background(fetch(offset))
+            yield from fresh
+
+
+def _json_kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "true or false",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)

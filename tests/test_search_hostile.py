@@ -1,0 +1,133 @@
+"""dcmweb search against answers of the wrong shape or size, and pages that go in circles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from hostile import Hostile, Request
+
+from dcmweb import search
+from dcmweb.cli import cli
+
+SOP_TAG, STUDY_TAG = "00080018", "0020000D"
+
+
+def dcmweb(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def row(uid: str, tag: str = SOP_TAG) -> dict:
+    return {tag: {"vr": "UI", "Value": [uid]}}
+
+
+@pytest.mark.parametrize(("payload", "shown"), [
+    ([row("1.2.1"), "1.2.2"], "row 2 is a string"),
+    ([row("1.2.1"), None], "row 2 is null"),
+    ([[row("1.2.1")]], "row 1 is an array"),
+    ({"rows": []}, "got an object"),
+    ("studies", "got a string"),
+    (42, "got a number"),
+])
+def test_rows_that_are_not_objects_are_a_server_error(payload: object, shown: str) -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.json(200, payload,
+                                                            "application/dicom+json"))
+        result = dcmweb(fake.url, "search")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == \
+        f"dcmweb: error: search studies: expected a JSON array of objects, but {shown}" \
+        if "row" in shown else \
+        f"dcmweb: error: search studies: expected a JSON array of objects, {shown}"
+    assert "unexpected error" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_row_that_is_not_an_object_in_a_whole_store_retrieve(tmp_path: Path) -> None:
+    """It used to end as 'unexpected error: AttributeError ... report it'."""
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.json(200, ["1.2.3"],
+                                                            "application/dicom+json"))
+        result = dcmweb(fake.url, "retrieve", "--output", str(tmp_path))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == "dcmweb: error: search studies: expected a JSON " \
+        "array of objects, but row 1 is a string"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_deeply_nested_json_is_a_server_error() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.reply(200, deep, "application/dicom+json"))
+        result = dcmweb(fake.url, "search")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == \
+        "dcmweb: error: search studies: the server's answer is JSON nested too deeply to be DICOM"
+    assert "RecursionError" not in result.stderr
+
+
+def endless_json(req: Request) -> None:
+    h = req.handler
+    h.send_response(200)
+    h.send_header("Content-Type", "application/dicom+json")
+    h.send_header("Connection", "close")
+    h.end_headers()
+    block = (json.dumps(row("1.2.3")) + ",").encode() * 1000
+    try:
+        h.wfile.write(b"[")
+        while True:
+            h.wfile.write(block)
+    except OSError:
+        pass  # dcmweb stopped reading
+    h.close_connection = True
+
+
+def test_an_endless_answer_is_cut_at_the_size_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search, "ANSWER_LIMIT", 4 * 1024 * 1024)
+    with Hostile() as fake:
+        fake.route("GET", "/studies", endless_json)
+        result = dcmweb(fake.url, "search")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == "dcmweb: error: search studies: the server's " \
+        "answer is larger than 4 MiB (ask for smaller pages with --page-size)"
+
+
+def test_pages_in_circles_end_with_an_error() -> None:
+    """The server ignores offset but rotates its answer, so the first row differs on
+    every page: only remembering every row seen stops it (it stops by itself after 50
+    pages, so that a broken guard fails here instead of hanging)."""
+    rows = [row(f"1.2.{i}") for i in range(5)]
+    calls = []
+
+    def rotating(req: Request) -> None:
+        calls.append(req.params.get("offset"))
+        start = len(calls) % len(rows)
+        page = rows[start:start + 2] + rows[: max(0, start + 2 - len(rows))]
+        req.json(200, page if len(calls) < 50 else [], "application/dicom+json")
+
+    with Hostile() as fake:
+        fake.route("GET", "/instances", rotating)
+        result = dcmweb(fake.url, "search", "instances", "--format", "jsonl", "--page-size", "2")
+    assert result.exit_code == 1, result.stderr
+    assert "holds only rows that came before: the server ignores 'offset' or pages in " \
+        "circles (add a limit)" in result.stderr.splitlines()[-1]
+    printed = [json.loads(line)[SOP_TAG]["Value"][0] for line in result.stdout.splitlines()]
+    assert sorted(printed) == sorted(set(printed))  # each row once
+    assert len(calls) < 10
+
+
+def test_a_row_shifted_onto_the_next_page_is_shown_once() -> None:
+    """An instance stored while paging shifts every offset by one: the last row of a
+    page comes back first on the next. Shown once, with a warning; not an error."""
+    pages = {"0": [row("1.2.1"), row("1.2.2")], "2": [row("1.2.2"), row("1.2.3")],
+             "4": [row("1.2.4")], "5": []}
+    with Hostile() as fake:
+        fake.route("GET", "/instances", lambda req: req.json(
+            200, pages[req.params["offset"]], "application/dicom+json"))
+        result = dcmweb(fake.url, "search", "instances", "--format", "jsonl", "--page-size", "2")
+    assert result.exit_code == 0, result.stderr
+    printed = [json.loads(line)[SOP_TAG]["Value"][0] for line in result.stdout.splitlines()]
+    assert printed == ["1.2.1", "1.2.2", "1.2.3", "1.2.4"]
+    assert "search instances: 1 rows at offset 2 came back twice; shown once" in result.stderr
