@@ -24,6 +24,7 @@ import urllib3.exceptions
 from .errors import ServerError, UnavailableError
 
 CHUNK = 64 * 1024
+_REQUIRED = object()
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,14 @@ def iter_body(response: requests.Response, chunk_size: int = CHUNK) -> Iterator[
     _mark_consumed(response)
 
 
-def read_all(response: requests.Response) -> None:
-    """Read a whole body into ``response.content`` through :func:`iter_body`."""
+def read_all(response: requests.Response, limit: int | None = None, what: str = "") -> None:
+    """Read a whole body into ``response.content`` through :func:`iter_body`; more than
+    ``limit`` bytes is a :class:`ServerError` (an endless answer)."""
     try:
-        content = b"".join(iter_body(response))
+        content = read_limited(response, limit + 1) if limit is not None else b"".join(
+            iter_body(response))
+        if limit is not None and len(content) > limit:
+            raise _too_large(what, limit)
     except BaseException:
         response.close()  # the rest of a cut or trickling body is never read
         raise
@@ -129,13 +134,21 @@ def read_limited(response: requests.Response, limit: int) -> bytes:
     return bytes(data[:limit])
 
 
-def read_json(response: requests.Response, limit: int, what: str) -> Any:
+def _too_large(what: str, limit: int) -> ServerError:
+    return ServerError(f"{what} failed: the server's answer is larger than {limit} bytes",
+                       "the server sent more than any sensible answer; check HOST")
+
+
+def read_json(response: requests.Response, limit: int, what: str, *,
+              if_empty: Any = _REQUIRED) -> Any:
     """The JSON answer, refused with a clear :class:`ServerError` when it is larger than
-    ``limit`` bytes, nested too deeply, or not JSON."""
+    ``limit`` bytes, nested too deeply, or not JSON. ``if_empty``: what an empty (or
+    blank) body stands for, when that is allowed."""
     data = read_limited(response, limit + 1)
     if len(data) > limit:
-        raise ServerError(f"{what} failed: the server's answer is larger than {limit} bytes",
-                          "the server sent more than any sensible answer; check HOST")
+        raise _too_large(what, limit)
+    if if_empty is not _REQUIRED and not data.strip():
+        return if_empty
     try:
         return json.loads(data)
     except RecursionError:

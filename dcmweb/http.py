@@ -297,11 +297,14 @@ class Http:
         accept_status: Container[int] = (),
         retry_sent: bool = True,
         deadline: float | None = None,
+        max_body: int | None = None,
     ) -> requests.Response:
         """Send with retries; return a 2xx response (or one in ``accept_status``).
 
         ``body`` is called before every attempt, so each attempt sends a complete body.
         ``deadline`` (seconds) overrides the configured request deadline.
+        ``max_body`` (bytes) bounds a body read here (``stream=False``): a longer one is a
+        :class:`ServerError`, not a process that grows without end.
         Anything else raises a :class:`DcmwebError` subclass.
 
         ``retry_sent=False`` is for writes whose blind resend is not safe (a STOW to a
@@ -312,7 +315,7 @@ class Http:
         is still retried here.
         """
         return _Exchange(self, method, url, what, params, headers, body, stream,
-                         accept_status, deadline, retry_sent).run()
+                         accept_status, deadline, retry_sent, max_body).run()
 
 
 class _Exchange:
@@ -321,7 +324,7 @@ class _Exchange:
     def __init__(self, http: Http, method: str, url: str, what: str | None, params: Any,
                  headers: Mapping[str, str] | None, body: BodyFactory | None, stream: bool,
                  accept_status: Container[int], deadline: float | None,
-                 retry_sent: bool) -> None:
+                 retry_sent: bool, max_body: int | None = None) -> None:
         self.http, self.config, self.gate = http, http.config, http.gate
         self.method = method.upper()
         self.url, self.params = url, params
@@ -329,6 +332,7 @@ class _Exchange:
         self.headers, self.body, self.stream = headers, body, stream
         self.accept_status = accept_status
         self.retry_sent = retry_sent
+        self.max_body = max_body
         self.started = time.monotonic()
         self.deadline = self.started + (self.config.request_deadline if deadline is None
                                         else deadline)
@@ -379,7 +383,8 @@ class _Exchange:
                 verify=self.config.verify)
             set_low_speed(response, self.config.low_speed)
             if not self.stream and not (300 <= response.status_code < 400):
-                read_all(response)  # a cut or trickling body is retried like a drop
+                # A cut or trickling body is retried like a drop.
+                read_all(response, self.max_body, self.what)
         except requests.exceptions.InvalidHeader:
             # requests quotes the whole header value, which may be a token: never show it.
             raise UsageError(

@@ -24,6 +24,7 @@ import requests
 from urllib3.exceptions import ProtocolError
 
 from . import wado
+from .body import TooSlowError, iter_body
 from .dicomhead import ends_complete, read_uids
 from .errors import (
     DcmwebError,
@@ -233,7 +234,7 @@ class Downloader:
                 return [*saved.values(), *failures]
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError, ProtocolError,
-                    MultipartError, CutOffError) as exc:
+                    MultipartError, CutOffError, TooSlowError) as exc:
                 if attempt == STREAM_ATTEMPTS:
                     reason = f"the answer was cut off: {exc}"
                     return [*saved.values(), RetrieveResult("failed", source, message=reason)]
@@ -249,7 +250,7 @@ class Downloader:
                 f"retrieve {target.url_path()}: the server answered HTTP "
                 f"{response.status_code} with {describe_answer(response)}, not DICOMweb "
                 f"data (multipart/related or {asked})", HOST_HINT)
-        chunks = _counted(response.iter_content(CHUNK), response.headers.get("Content-Length"),
+        chunks = _counted(iter_body(response, CHUNK), response.headers.get("Content-Length"),
                           response.headers.get("Content-Encoding"))
         if mime == asked:
             # Without a length or chunked framing only the file itself can show that

@@ -16,8 +16,9 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode
 
+from .body import read_json
 from .errors import ServerError, UsageError
-from .http import Http, read_limited
+from .http import Http
 from .paths import parse_search_path
 
 log = logging.getLogger("dcmweb")
@@ -54,7 +55,7 @@ def _int_param(params: Params, key: str) -> int | None:
 
 
 # One page's JSON: 50,000 instances with their default attributes take about 100 MB. An
-# answer past this is an endless or broken one; smaller pages (--page-size) stay below.
+# answer past this is an endless or broken one.
 ANSWER_LIMIT = 256 * 1024 * 1024
 # The attribute naming a row at each level: the loop guard's identity of a row.
 _ROW_UID = {"studies": "0020000D", "series": "0020000E", "instances": "00080018"}
@@ -97,23 +98,10 @@ class Searcher:
         # The query is part of the URL (not params=) so that -v logs the whole request line.
         response = self.http.request(
             "GET", f"{self.base_url}/{url_path}" + (f"?{query}" if query else ""),
-            what=what, headers={"Accept": "application/dicom+json"}, stream=True,
+            what=what, headers={"Accept": "application/dicom+json"}, max_body=ANSWER_LIMIT,
         )
-        with response:
-            content = read_limited(response, ANSWER_LIMIT + 1)
-        if len(content) > ANSWER_LIMIT:
-            raise ServerError(f"{what}: the server's answer is larger than "
-                              f"{ANSWER_LIMIT // 1024 ** 2} MiB",
-                              "ask for smaller pages with --page-size")
-        if response.status_code == 204 or not content.strip():
-            return []
-        try:
-            rows = json.loads(content)
-        except RecursionError:
-            raise ServerError(f"{what}: the server's answer is JSON nested too deeply "
-                              "to be DICOM") from None
-        except ValueError:
-            raise ServerError(f"{what}: the server's answer is not JSON") from None
+        with response:  # no match: [], or 204 (or 200) with an empty body
+            rows = read_json(response, ANSWER_LIMIT, what, if_empty=[])
         if not isinstance(rows, list):
             raise ServerError(f"{what}: expected a JSON array of objects, got "
                               f"{_json_kind(rows)}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile, Request, multipart
+from hostile import Hostile, Request, multipart, once, trickle
 from test_retrieve import files_under, sha, temp_leftovers, uids_of, where
 
 from dcmweb import Client
@@ -247,3 +247,21 @@ def test_files_get_the_permissions_the_umask_gives(local_server: LocalServer, sy
     saved = files_under(tmp_path / "out")
     assert saved == {where(tmp_path / "out", p) for p in synth}
     assert {stat.S_IMODE(p.stat().st_mode) for p in saved} == {0o666 & ~mask}
+
+
+def test_a_trickling_download_is_cut_off_and_asked_again(synth: list[Path],
+                                                         tmp_path: Path) -> None:
+    body = multipart([synth[0].read_bytes()], "t")
+    content_type = "multipart/related; boundary=t"
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1.2", once(
+            trickle(200, content_type, body, 0.3),
+            lambda req: req.reply(200, body, content_type)))
+        result = dcmweb("--low-speed-limit", "100", "--low-speed-time", "1", fake.url,
+                        "retrieve", "studies/1.2", "--output", str(tmp_path))
+        asked = len(fake.requests)
+    assert result.exit_code == 0, result.stderr
+    assert asked == 2
+    assert "answer cut off (the server sent" in result.stderr
+    assert "below the low-speed limit of 100 bytes/s" in result.stderr
+    assert files_under(tmp_path) == {where(tmp_path, synth[0])}

@@ -64,7 +64,8 @@ def test_deeply_nested_json_is_a_server_error() -> None:
         result = dcmweb(fake.url, "search")
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == \
-        "dcmweb: error: search studies: the server's answer is JSON nested too deeply to be DICOM"
+        "dcmweb: error: search studies failed: the server's JSON answer is nested too deeply " \
+        "(check HOST)"
     assert "RecursionError" not in result.stderr
 
 
@@ -90,8 +91,9 @@ def test_an_endless_answer_is_cut_at_the_size_limit(monkeypatch: pytest.MonkeyPa
         fake.route("GET", "/studies", endless_json)
         result = dcmweb(fake.url, "search")
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[-1] == "dcmweb: error: search studies: the server's " \
-        "answer is larger than 4 MiB (ask for smaller pages with --page-size)"
+    assert result.stderr.splitlines()[-1] == "dcmweb: error: search studies failed: the " \
+        "server's answer is larger than 4194304 bytes (the server sent more than any sensible " \
+        "answer; check HOST)"
 
 
 def test_pages_in_circles_end_with_an_error() -> None:
