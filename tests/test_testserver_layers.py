@@ -14,9 +14,10 @@ import dcmweb.testing
 
 PACKAGE = Path(dcmweb.testing.__file__).parent
 LAYERS: list[set[str]] = [
-    {"multipart", "responses", "faults", "storage"},
+    {"multipart", "responses", "faults", "storage", "dicomjson"},
     {"operations"},
     {"handler"},
+    {"metadata"},
     {"qido", "stow", "wado"},
     {"routes"},
     {"server"},

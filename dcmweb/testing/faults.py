@@ -40,8 +40,17 @@ class Fault:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fault:
         """Build from the JSON body of `POST /_control/faults`; raises ValueError."""
-        known = {"status", "count", "retry_after", "drop", "delay", "method", "path_contains",
-                 "after", "location"}
+        known = {
+            "status",
+            "count",
+            "retry_after",
+            "drop",
+            "delay",
+            "method",
+            "path_contains",
+            "after",
+            "location",
+        }
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown fault keys: {', '.join(sorted(unknown))}")

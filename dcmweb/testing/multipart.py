@@ -199,3 +199,29 @@ def _read_headers(scanner: _Scanner) -> dict[str, str]:
         if sep:
             headers[name.strip().lower()] = value.strip()
     return headers
+
+
+def choose(accept: str | None, offers: list[str]) -> tuple[str, dict[str, str]] | None:
+    """The first offer the Accept header allows, in the client's order of ranges.
+
+    Offers are media types, multipart ones written "multipart/related; type=X". No
+    Accept header, or a wildcard range, picks the first offer. Returns (offer, the
+    matching range's parameters), or None when nothing offered is acceptable.
+    """
+    ranges = split_media_ranges(accept) or [("*/*", {})]
+    parsed = [(offer, *parse_media_type(offer)) for offer in offers]
+    for media, params in ranges:
+        for offer, offer_media, offer_params in parsed:
+            if _media_matches(media, offer_media) and (
+                "type" not in params
+                or offer_params.get("type", "").lower() == params["type"].lower()
+                or params["type"] == "*/*"
+            ):
+                return offer, params
+    return None
+
+
+def _media_matches(wanted: str, offered: str) -> bool:
+    if wanted in ("*/*", offered):
+        return True
+    return wanted.endswith("/*") and offered.startswith(wanted[:-1])

@@ -8,6 +8,7 @@ ask for JSON, so both encodings always carry the same content.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
@@ -87,40 +88,55 @@ def dataset_to_json(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def dataset_to_xml(obj: dict[str, Any]) -> bytes:
-    """PS3.19 NativeDicomModel for one DICOM JSON object."""
+def dataset_to_xml(
+    obj: dict[str, Any], keyword: Callable[[str], str | None] | None = None
+) -> bytes:
+    """PS3.19 NativeDicomModel for one DICOM JSON object.
+
+    `keyword` names public tags beyond the few the server's own answers use.
+    """
     lines = ['<?xml version="1.0" encoding="UTF-8"?>']
     lines.append(
         '<NativeDicomModel xmlns="http://dicom.nema.org/PS3.19/models/NativeDICOM"'
         ' xml:space="preserve">'
     )
-    _xml_attributes(obj, lines)
+    _xml_attributes(obj, lines, keyword or _KEYWORDS.get)
     lines.append("</NativeDicomModel>")
     return "".join(lines).encode("utf-8")
 
 
-def _xml_attributes(obj: dict[str, Any], out: list[str]) -> None:
+def _xml_attributes(
+    obj: dict[str, Any], out: list[str], keyword: Callable[[str], str | None]
+) -> None:
     for tag in sorted(obj):
         el = obj[tag]
         vr = el["vr"]
         attrs = f'tag="{tag}" vr="{vr}"'
+        name = keyword(tag)
         if tag in _PRIVATE:
-            keyword, creator = _PRIVATE[tag]
-            attrs += f' keyword="{keyword}" privateCreator={quoteattr(creator)}'
-        elif tag in _KEYWORDS:
-            attrs += f' keyword="{_KEYWORDS[tag]}"'
+            name, creator = _PRIVATE[tag]
+            attrs += f' keyword="{name}" privateCreator={quoteattr(creator)}'
+        elif name:
+            attrs += f' keyword="{name}"'
         out.append(f"<DicomAttribute {attrs}>")
+        if "BulkDataURI" in el:
+            out.append(f"<BulkData uri={quoteattr(el['BulkDataURI'])}/>")
+        elif "InlineBinary" in el:
+            out.append(f"<InlineBinary>{escape(el['InlineBinary'])}</InlineBinary>")
         for number, value in enumerate(el.get("Value", []), start=1):
             if vr == "SQ":
                 out.append(f'<Item number="{number}">')
-                _xml_attributes(value, out)
+                _xml_attributes(value, out, keyword)
                 out.append("</Item>")
             elif vr == "PN":
-                out.append(f'<PersonName number="{number}"><Alphabetic>')
-                out.append(_xml_person_name(value.get("Alphabetic", "")))
-                out.append("</Alphabetic></PersonName>")
+                out.append(f'<PersonName number="{number}">')
+                for group in ("Alphabetic", "Ideographic", "Phonetic"):
+                    if value.get(group):
+                        out.append(f"<{group}>{_xml_person_name(value[group])}</{group}>")
+                out.append("</PersonName>")
             else:
-                out.append(f'<Value number="{number}">{escape(str(value))}</Value>')
+                text = "" if value is None else escape(str(value))
+                out.append(f'<Value number="{number}">{text}</Value>')
         out.append("</DicomAttribute>")
 
 

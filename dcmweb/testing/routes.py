@@ -10,6 +10,7 @@ from urllib.parse import unquote
 from . import qido
 from .faults import Fault
 from .handler import Handler, Request
+from .metadata import handle_metadata
 from .operations import DATASET_NAME
 from .stow import handle_stow
 from .wado import handle_wado
@@ -31,6 +32,10 @@ def _stow(h: Handler, req: Request, study: str | None = None) -> None:
 
 def _wado(h: Handler, req: Request, *ids: str) -> None:
     handle_wado(h, *ids)
+
+
+def _metadata(h: Handler, req: Request, *ids: str) -> None:
+    handle_metadata(h, *ids)
 
 
 def _delete(h: Handler, req: Request, study: str, series: str | None = None) -> None:
@@ -112,6 +117,9 @@ _TABLE: list[tuple[str, dict[str, Action]]] = [
         rf"{BASE_PATH}/studies/{_U}/series/{_U}/instances/{_U}",
         {"GET": _wado, "DELETE": _delete_instance},
     ),
+    (rf"{BASE_PATH}/studies/{_U}/metadata", {"GET": _metadata}),
+    (rf"{BASE_PATH}/studies/{_U}/series/{_U}/metadata", {"GET": _metadata}),
+    (rf"{BASE_PATH}/studies/{_U}/series/{_U}/instances/{_U}/metadata", {"GET": _metadata}),
     (rf"{OPERATIONS_PATH}/([0-9]+)", {"GET": _operation}),
     (r"/token", {"POST": _token}),
     (r"/_control/faults", {"POST": _add_fault, "DELETE": _clear_faults}),
