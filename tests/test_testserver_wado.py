@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -86,7 +85,7 @@ def test_metadata_xml_parts_are_native_dicom_model(srv: LocalServer) -> None:
     [(head, body)] = split_multipart(resp)
     assert "application/dicom+xml" in head
     root = ET.fromstring(body)
-    assert root.tag == "{%s}NativeDicomModel" % NS["d"]
+    assert root.tag == f"{{{NS['d']}}}NativeDicomModel"
     name = root.find("d:DicomAttribute[@keyword='PatientName']/d:PersonName/d:Alphabetic", NS)
     assert name is not None
     assert name.find("d:FamilyName", NS).text == "CompressedSamples"
