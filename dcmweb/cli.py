@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .client import Client
+    from .jsonstore import JsonInstance
     from .retrieve import RetrieveResult
 
 LOCAL_WORKERS = 6  # loopback/PACS servers: their CPU, not the wire, is the limit
@@ -238,7 +239,17 @@ pass_settings = click.make_pass_decorator(Settings)
 
 
 @cli.command()
-@click.argument("masks", nargs=-1, required=True)
+@click.argument("masks", nargs=-1)
+@click.option("--metadata", "metadata_files", multiple=True, metavar="FILE.json",
+              type=click.Path(exists=True, dir_okay=False),
+              help="Create an instance from this DICOM JSON and the --jpeg of the same "
+                   "rank; repeatable.")
+@click.option("--jpeg", "jpeg_files", multiple=True, metavar="IMAGE.jpg",
+              type=click.Path(exists=True, dir_okay=False),
+              help="The baseline JPEG image of the --metadata of the same rank; repeatable.")
+@click.option("--generate-uids", is_flag=True,
+              help="With --metadata: fill missing Study, Series and SOP Instance UIDs "
+                   "(shown in the log line and the report).")
 @click.option("--single-part", is_flag=True,
               help="Send each file alone as Content-Type: application/dicom "
                    "(GCP accepts it; Orthanc does not).")
@@ -252,9 +263,12 @@ pass_settings = click.make_pass_decorator(Settings)
               help="Write one JSON line per file (path, status, UID, URL, message, "
                    "confirmed_by); created at the start of the run.")
 @pass_settings
-def store(settings: Settings, masks: tuple[str, ...], single_part: bool, batch_size: int,
-          storage_class: str | None, study_uid: str | None, report: Any) -> None:
-    """Store files, directories (recursive) and glob masks ('**' recurses).
+def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str, ...],
+          jpeg_files: tuple[str, ...], generate_uids: bool, single_part: bool,
+          batch_size: int, storage_class: str | None, study_uid: str | None,
+          report: Any) -> None:
+    """Store files, directories (recursive) and glob masks ('**' recurses), or create
+    instances from DICOM JSON metadata plus JPEG images (--metadata/--jpeg pairs).
 
     Files that are not DICOM Part-10 are skipped with a warning. Each stored file
     prints 'PATH uploaded as URL'; the run ends with 'Transferred SIZE in N files'.
@@ -262,18 +276,23 @@ def store(settings: Settings, masks: tuple[str, ...], single_part: bool, batch_s
     \b
     Example:
       dcmweb -m HOST store "./scans/**.dcm" --report store-report.jsonl
+      dcmweb HOST store --metadata photo.json --jpeg photo.jpg --generate-uids
     """
     output = settings.output
+    pairs = _json_pairs(masks, metadata_files, jpeg_files, generate_uids)
     with settings.client() as client:
-        paths = client.files_to_store(masks)
+        if pairs:
+            paths = [pair.metadata for pair in pairs]
+            results = client.iter_store_json(pairs, generate_uids=generate_uids)
+        else:
+            paths = client.files_to_store(masks)
+            results = client.iter_store(paths, single_part=single_part, batch_size=batch_size,
+                                        storage_class=storage_class, study_uid=study_uid)
         counts = {"stored": 0, "failed": 0, "skipped": 0}
         size = 0
         output.start_progress(len(paths), "file")
         try:
-            for result in client.iter_store(paths, single_part=single_part,
-                                            batch_size=batch_size,
-                                            storage_class=storage_class,
-                                            study_uid=study_uid):
+            for result in results:
                 counts[result.status] += 1
                 output.advance()
                 if report:
@@ -306,6 +325,26 @@ def store(settings: Settings, masks: tuple[str, ...], single_part: bool, batch_s
         raise PartialFailure(f"{counts['failed']} of {len(paths)} files failed to store")
     if not counts["stored"]:
         raise UsageError("no DICOM files to store", "all files were skipped as not DICOM")
+
+
+def _json_pairs(masks: tuple[str, ...], metadata: tuple[str, ...], jpeg: tuple[str, ...],
+                generate_uids: bool) -> list[JsonInstance]:
+    """--metadata/--jpeg pairs by rank; none when files are stored instead."""
+    from .jsonstore import JsonInstance
+
+    if not metadata and not jpeg:
+        if generate_uids:
+            raise UsageError("--generate-uids goes with --metadata and --jpeg")
+        if not masks:
+            raise UsageError("nothing to store", "give files, folders or masks, or "
+                             "--metadata FILE.json --jpeg IMAGE.jpg")
+        return []
+    if masks:
+        raise UsageError("store files or --metadata/--jpeg pairs, not both in one run")
+    if len(metadata) != len(jpeg):
+        raise UsageError(f"{len(metadata)} --metadata but {len(jpeg)} --jpeg",
+                         "give one --jpeg per --metadata, in the same order")
+    return [JsonInstance(Path(m), Path(j)) for m, j in zip(metadata, jpeg, strict=True)]
 
 
 @cli.command()

@@ -19,6 +19,7 @@ from .http import Http, HttpConfig, RetryPolicy
 # Each operation's module is imported by its method: a command loads only its own.
 if TYPE_CHECKING:
     from .delete import DeleteResult
+    from .jsonstore import JsonInstance
     from .metadata import Metadata
     from .operations import Operation
     from .rendered import RenderOptions
@@ -120,6 +121,24 @@ class Client:
 
         options.setdefault("workers", self.workers)
         return iter_store(self.http, self.base_url, paths, StoreOptions(**options))
+
+    def iter_store_json(self, items: Iterable[JsonInstance], *, generate_uids: bool = False
+                        ) -> Iterator[StoreResult]:
+        """Create instances from DICOM JSON metadata plus a JPEG each (Google's JSON+JPEG
+        STOW); one result per pair, stored only when the answer or a search proves it."""
+        from .jsonstore import iter_store_json
+
+        return iter_store_json(self.http, self.base_url, items, generate_uids)
+
+    def store_json(self, items: Iterable[JsonInstance | tuple[str | os.PathLike[str],
+                                                               str | os.PathLike[str]]],
+                   *, generate_uids: bool = False) -> list[StoreResult]:
+        """``store_json([("photo.json", "photo.jpg")], generate_uids=True)``."""
+        from .jsonstore import JsonInstance
+
+        pairs = [item if isinstance(item, JsonInstance)
+                 else JsonInstance(Path(item[0]), Path(item[1])) for item in items]
+        return list(self.iter_store_json(pairs, generate_uids=generate_uids))
 
     def store(self, masks: Iterable[str | os.PathLike[str]], **options: Any) -> list[StoreResult]:
         return list(self.iter_store(self.files_to_store(masks), **options))

@@ -1,0 +1,153 @@
+"""Create instances from DICOM JSON metadata plus a JPEG image (STOW-RS, Google's form).
+
+One request per pair::
+
+    Content-Type: multipart/related; type="application/dicom+json"; boundary=B
+
+    --B
+    Content-Type: application/dicom+json
+
+    [{... "7FE00010": {"vr": "OB", "BulkDataURI": "jpeg-image"} ...}]
+    --B
+    Content-Type: image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50
+    Content-Location: jpeg-image
+
+    <JPEG bytes>
+    --B--
+
+As for files, the report is the server's truth: an instance counts as stored when the
+answer names its SOP Instance UID, or, when the answer is lost or names nothing, when a
+search finds it. ``generate_uids`` fills missing Study, Series and SOP Instance UIDs
+(``2.25.`` + a random UUID, so no registered root is needed).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import AnswerLost, UsageError
+from .http import Http, body_message, read_limited
+from .multipart import new_boundary
+from .store import LOST_STATUSES, ConfirmedBy, Status, StoreResult
+from .storecheck import Wanted, held
+from .stowanswer import parse_stow_answer
+
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+LOCATION = "jpeg-image"
+ANSWER_LIMIT = 16 * 1024 * 1024
+UID_TAGS = {"StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E",
+            "SOPInstanceUID": "00080018"}
+SOP_CLASS = "00080016"
+PIXEL_DATA = "7FE00010"
+
+
+@dataclass(frozen=True)
+class JsonInstance:
+    """One instance to create: its metadata (the JSON object) and its JPEG."""
+
+    metadata: Path
+    jpeg: Path
+
+
+def _uid(dataset: dict[str, Any], tag: str) -> str | None:
+    values = (dataset.get(tag) or {}).get("Value") or []
+    return values[0] if values and isinstance(values[0], str) and values[0] else None
+
+
+def load(item: JsonInstance, generate_uids: bool) -> tuple[dict[str, Any], bytes, list[str]]:
+    """The metadata ready to send, the JPEG bytes, and the UIDs generated (as Keyword=UID)."""
+    try:
+        document = json.loads(item.metadata.read_text(encoding="utf-8"))
+        jpeg = item.jpeg.read_bytes()
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read {item.metadata} / {item.jpeg}: {error}") from None
+    if isinstance(document, list) and len(document) == 1:
+        document = document[0]  # a metadata answer of one instance
+    if not isinstance(document, dict):
+        raise UsageError(f"{item.metadata} is not one DICOM JSON object",
+                         "give the metadata of one instance: {\"00080016\": {...}, ...}")
+    if not jpeg.startswith(b"\xff\xd8"):
+        raise UsageError(f"{item.jpeg} is not a JPEG image")
+    dataset = {key.upper(): value for key, value in document.items()}
+    if _uid(dataset, SOP_CLASS) is None:
+        raise UsageError(f"{item.metadata} has no SOPClassUID (00080016)",
+                         "for a photo, 1.2.840.10008.5.1.4.1.1.7 (Secondary Capture)")
+    generated = []
+    for keyword, tag in UID_TAGS.items():
+        if _uid(dataset, tag) is None:
+            if not generate_uids:
+                raise UsageError(f"{item.metadata} has no {keyword} ({tag})",
+                                 "add it, or pass --generate-uids")
+            value = f"2.25.{uuid.uuid4().int}"
+            dataset[tag] = {"vr": "UI", "Value": [value]}
+            generated.append(f"{keyword}={value}")
+    dataset[PIXEL_DATA] = {"vr": "OB", "BulkDataURI": LOCATION}
+    return dataset, jpeg, generated
+
+
+def body(dataset: dict[str, Any], jpeg: bytes, boundary: str) -> bytes:
+    head = (f"--{boundary}\r\nContent-Type: application/dicom+json\r\n\r\n"
+            + json.dumps([dataset], separators=(",", ":"))
+            + f"\r\n--{boundary}\r\nContent-Type: image/jpeg; transfer-syntax={JPEG_BASELINE}"
+            f"\r\nContent-Location: {LOCATION}\r\n\r\n")
+    return head.encode() + jpeg + f"\r\n--{boundary}--\r\n".encode()
+
+
+def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool = False
+              ) -> StoreResult:
+    dataset, jpeg, generated = load(item, generate_uids)
+    study, series, sop = (_uid(dataset, tag) for tag in UID_TAGS.values())
+    assert study and series and sop  # load() filled or refused them
+    note = f"generated {', '.join(generated)}" if generated else None
+    boundary = new_boundary()
+    payload = body(dataset, jpeg, boundary)
+    headers = {"Accept": "application/dicom+json",
+               "Content-Type": f'multipart/related; type="application/dicom+json"; '
+                               f"boundary={boundary}"}
+    size = len(jpeg)
+
+    def result(status: Status, url: str | None = None, message: str | None = None,
+               confirmed_by: ConfirmedBy | None = None) -> StoreResult:
+        text = "; ".join(m for m in (message, note) if m) or None
+        return StoreResult(item.metadata, status, size if status == "stored" else 0, sop, url,
+                           text, confirmed_by)
+
+    lost = None
+    try:
+        response = http.request("POST", f"{base_url}/studies", what=f"store {item.metadata}",
+                                headers=headers, body=lambda: payload, retry_sent=False,
+                                accept_status=(400, 409, 415, 422, *LOST_STATUSES),
+                                stream=True)
+    except AnswerLost as error:
+        lost = error.message
+    else:
+        with response:
+            content = read_limited(response, ANSWER_LIMIT)
+        answer = parse_stow_answer(content, response.headers.get("Content-Type"))
+        if sop in answer.stored:
+            return result("stored", answer.stored[sop] or answer.retrieve_url,
+                          confirmed_by="answer")
+        if sop in answer.failed:
+            return result("failed", message=answer.failed[sop].describe())
+        status = response.status_code
+        detail = body_message(answer.text) if answer.kind == "foreign" else ""
+        lost = f"HTTP {status}" + (f": {detail}" if detail else "")
+        if 300 <= status < 500:
+            return result("failed", message=lost)
+    # No word on this instance (lost answer, 5xx, an answer naming nothing): ask.
+    found = held(http, base_url, [Wanted(sop, f"studies/{study}/series/{series}")])
+    if sop in found:
+        return result("stored", found[sop], f"{lost}; found on the server by search",
+                      "search")
+    return result("failed", message=f"{lost}; not on the server")
+
+
+def iter_store_json(http: Http, base_url: str, items: Iterable[JsonInstance],
+                    generate_uids: bool = False) -> Iterator[StoreResult]:
+    for item in items:
+        yield store_one(http, base_url, item, generate_uids)

@@ -1,0 +1,199 @@
+"""store --metadata FILE.json --jpeg IMAGE.jpg: the exact request, the server's truth
+(answer, or a search after a lost answer), generated UIDs, and Orthanc's refusal."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from hostile import Hostile
+from PIL import Image
+
+from dcmweb import Client
+from dcmweb.cli import cli
+from dcmweb_devtools.docexamples import run_example
+from dcmweb_devtools.orthanc import Orthanc
+
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+STUDY, SERIES, SOP = "1.2.3", "1.2.3.4", "1.2.3.4.5"
+
+
+def dcmweb(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def jpeg_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8), 128).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def sop_of(name: str) -> str:
+    return f"{SOP}.{ord(name)}"
+
+
+def write_pair(folder: Path, name: str, uids: bool = True) -> tuple[Path, Path]:
+    metadata = {
+        "00080016": {"vr": "UI", "Value": [SECONDARY_CAPTURE]},
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "DOE^JANE"}]},
+        "00280010": {"vr": "US", "Value": [8]},
+        "00280011": {"vr": "US", "Value": [8]},
+    }
+    if uids:
+        metadata.update({"0020000D": {"vr": "UI", "Value": [STUDY]},
+                         "0020000E": {"vr": "UI", "Value": [SERIES]},
+                         "00080018": {"vr": "UI", "Value": [sop_of(name)]}})
+    json_path, jpeg_path = folder / f"{name}.json", folder / f"{name}.jpg"
+    json_path.write_text(json.dumps(metadata))
+    jpeg_path.write_bytes(jpeg_bytes())
+    return json_path, jpeg_path
+
+
+def stow_answer(sop: str) -> bytes:
+    return json.dumps({"00081199": {"vr": "SQ", "Value": [{
+        "00081150": {"vr": "UI", "Value": [SECONDARY_CAPTURE]},
+        "00081155": {"vr": "UI", "Value": [sop]},
+        "00081190": {"vr": "UR", "Value": [f"http://x/studies/{STUDY}/instances/{sop}"]},
+    }]}}).encode()
+
+
+def sop_in(body: bytes) -> str:
+    match = re.search(rb'"00080018":\{"vr":"UI","Value":\["([0-9.]+)"\]', body)
+    assert match
+    return match.group(1).decode()
+
+
+def test_the_request_is_google_s_json_plus_jpeg_form(tmp_path: Path) -> None:
+    json_path, jpeg_path = write_pair(tmp_path, "a")
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.reply(
+            200, stow_answer(sop_in(req.seen.body)), "application/dicom+json"))
+        result = dcmweb(fake.url, "store", "--metadata", str(json_path), "--jpeg", str(jpeg_path))
+        [seen] = fake.requests
+    assert result.exit_code == 0, result.stderr
+    url = f"http://x/studies/{STUDY}/instances/{sop_of('a')}"
+    assert f"{json_path} uploaded as {url}" in result.stderr
+    content_type = seen.headers["Content-Type"]
+    boundary = content_type.rsplit("boundary=", 1)[1]
+    assert content_type == ('multipart/related; type="application/dicom+json"; '
+                            f"boundary={boundary}")
+    assert seen.headers["Accept"] == "application/dicom+json"
+    head, jpeg_part = seen.body.split(f"\r\n--{boundary}\r\n".encode())
+    assert head.startswith(f"--{boundary}\r\nContent-Type: application/dicom+json\r\n\r\n"
+                           .encode())
+    [dataset] = json.loads(head.split(b"\r\n\r\n", 1)[1])
+    assert dataset["7FE00010"] == {"vr": "OB", "BulkDataURI": "jpeg-image"}  # JSON part first
+    assert dataset["00100010"]["Value"] == [{"Alphabetic": "DOE^JANE"}]
+    headers, image = jpeg_part.split(b"\r\n\r\n", 1)
+    assert headers == (b"Content-Type: image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50\r\n"
+                       b"Content-Location: jpeg-image")
+    assert image == jpeg_path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+
+
+def test_several_pairs_and_generated_uids(tmp_path: Path) -> None:
+    pairs = [write_pair(tmp_path, name, uids=False) for name in ("a", "b")]
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.reply(
+            200, stow_answer(sop_in(req.seen.body)), "application/dicom+json"))
+        args = [a for j, p in pairs for a in ("--metadata", str(j), "--jpeg", str(p))]
+        result = dcmweb(fake.url, "store", "--generate-uids", *args, "--report",
+                        str(tmp_path / "report.jsonl"))
+        bodies = [r.body for r in fake.requests]
+    assert result.exit_code == 0, result.stderr
+    assert len(bodies) == 2
+    reports = [json.loads(line) for line in (tmp_path / "report.jsonl").read_text().splitlines()]
+    for body, report in zip(bodies, reports, strict=True):
+        assert report["status"] == "stored" and report["sop_instance_uid"] == sop_in(body)
+        assert re.fullmatch(r"generated StudyInstanceUID=2\.25\.\d+, SeriesInstanceUID="
+                            r"2\.25\.\d+, SOPInstanceUID=2\.25\.\d+", report["message"])
+        assert f"SOPInstanceUID={sop_in(body)}" in result.stderr  # shown to the user
+
+
+def test_missing_uids_without_generate_is_a_usage_error(tmp_path: Path) -> None:
+    json_path, jpeg_path = write_pair(tmp_path, "a", uids=False)
+    with Hostile() as fake:
+        result = dcmweb(fake.url, "store", "--metadata", str(json_path), "--jpeg", str(jpeg_path))
+        assert fake.requests == []
+    assert result.exit_code == 2
+    assert "--generate-uids" in result.stderr
+
+
+def test_an_answer_that_names_nothing_is_checked_by_search(tmp_path: Path) -> None:
+    """A 200 that names nothing is not proof; a search that finds nothing makes it a failure."""
+    json_path, jpeg_path = write_pair(tmp_path, "a")
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.reply(200, b"", "application/dicom+json"))
+        fake.route("GET", f"/studies/{STUDY}/series/{SERIES}/instances",
+                   lambda req: req.reply(200, b"[]", "application/dicom+json"))
+        result = dcmweb(fake.url, "store", "--metadata", str(json_path), "--jpeg", str(jpeg_path))
+        assert [r.method for r in fake.requests] == ["POST", "GET"]
+    assert result.exit_code == 1
+    assert "not on the server" in result.stderr
+
+
+def test_a_lost_answer_found_by_search_is_stored(tmp_path: Path) -> None:
+    json_path, jpeg_path = write_pair(tmp_path, "a")
+    row = {"00080018": {"vr": "UI", "Value": [sop_of("a")]}}
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.reply(502, b"bad gateway", "text/plain"))
+        fake.route("GET", f"/studies/{STUDY}/series/{SERIES}/instances",
+                   lambda req: req.json(200, [row], "application/dicom+json"))
+        with Client(fake.url) as client:
+            [result] = client.store_json([(json_path, jpeg_path)])
+    assert (result.status, result.confirmed_by) == ("stored", "search")
+
+
+def test_refusal_names_the_reason(tmp_path: Path) -> None:
+    json_path, jpeg_path = write_pair(tmp_path, "a")
+    failed = {"00081198": {"vr": "SQ", "Value": [{
+        "00081155": {"vr": "UI", "Value": [sop_of("a")]},
+        "00081197": {"vr": "US", "Value": [0xA900]}}]}}
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.json(409, failed,
+                                                              "application/dicom+json"))
+        result = dcmweb(fake.url, "store", "--metadata", str(json_path), "--jpeg", str(jpeg_path))
+    assert result.exit_code == 1
+    assert "0xA900" in result.stderr
+
+
+def test_orthanc_refuses_json_stow_with_415(orthanc: Orthanc, tmp_path: Path) -> None:
+    json_path, jpeg_path = write_pair(tmp_path, "a")
+    result = dcmweb(orthanc.url, "store", "--metadata", str(json_path), "--jpeg", str(jpeg_path))
+    assert result.exit_code == 1
+    assert "HTTP 415" in result.stderr
+    assert orthanc.instance_count() == 0
+
+
+@pytest.mark.parametrize("args", [
+    ["--metadata", "{json}"],  # no --jpeg
+    ["--metadata", "{json}", "--jpeg", "{jpeg}", "some.dcm"],
+    ["--generate-uids", "some.dcm"],
+    ["--metadata", "{jpeg}", "--jpeg", "{jpeg}"],  # not JSON
+    ["--metadata", "{json}", "--jpeg", "{json}"],  # not a JPEG
+    [],
+])
+def test_usage_errors(args: list[str], tmp_path: Path) -> None:
+    json_path, jpeg_path = write_pair(tmp_path, "a")
+    words = [a.format(json=json_path, jpeg=jpeg_path) for a in args]
+    with Hostile() as fake:
+        result = dcmweb(fake.url, "store", *words)
+        assert fake.requests == []
+    assert result.exit_code == 2, result.stderr
+
+
+def test_docs_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    json_path, jpeg_path = write_pair(tmp_path, "a", uids=False)
+    json_path.rename("photo.json")
+    jpeg_path.rename("photo.jpg")
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.reply(
+            200, stow_answer(sop_in(req.seen.body)), "application/dicom+json"))
+        result = run_example("dcmweb HOST store --metadata photo.json --jpeg photo.jpg "
+                             "--generate-uids", fake.url)
+    assert result.exit_code == 0, result.stderr
+    assert "Transferred" in result.stderr and "in 1 files" in result.stderr
