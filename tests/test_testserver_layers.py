@@ -14,10 +14,11 @@ import dcmweb.testing
 
 PACKAGE = Path(dcmweb.testing.__file__).parent
 LAYERS: list[set[str]] = [
-    {"multipart", "responses", "faults", "storage", "dicomjson"},
+    {"multipart", "responses", "faults", "storage", "dicomjson", "pixels"},
     {"operations"},
     {"handler"},
-    {"metadata"},
+    {"metadata", "frames"},
+    {"rendered"},
     {"qido", "stow", "wado"},
     {"routes"},
     {"server"},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -10,6 +12,8 @@ from pathlib import Path
 import pydicom
 import pytest
 import requests
+from PIL import Image
+from pydicom.encaps import generate_frames
 from test_testserver import blob, real_file, split_multipart, stow, uids
 
 from dcmweb.testing import LocalServer
@@ -20,6 +24,7 @@ MULTI = "emri_small.dcm"  # 10 frames, 64x64, 16 bit, explicit VR LE
 RLE_MULTI = "emri_small_RLE.dcm"  # the same frames, RLE Lossless
 JPEG = "SC_rgb_jpeg_dcmtk.dcm"  # JPEG baseline RGB
 SEQ = "rtplan.dcm"  # nested sequences
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
 @pytest.fixture
@@ -104,3 +109,130 @@ def test_json_and_xml_metadata_carry_the_same_tags(srv: LocalServer) -> None:
     root = ET.fromstring(body)
     assert [a.get("tag") for a in root.findall("d:DicomAttribute", NS)] == sorted(obj)
     assert re.search(rb'keyword="BeamSequence"', body)
+
+
+# -- frames and bulk data -----------------------------------------------------------------
+OCTET_MP = 'multipart/related; type="application/octet-stream"'
+
+
+def frames(url: str, numbers: str, accept: str = OCTET_MP) -> list[tuple[str, bytes]]:
+    resp = requests.get(f"{url}/frames/{numbers}", headers={"Accept": accept}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    return split_multipart(resp)
+
+
+@pytest.mark.parametrize("name", [MULTI, RLE_MULTI])
+def test_frames_equal_what_pydicom_decodes(srv: LocalServer, name: str) -> None:
+    url = put(srv, name)
+    expected = pydicom.dcmread(real_file(name)).pixel_array
+    got = frames(url, "1,3,10")
+    assert [body for _, body in got] == [expected[i].astype("<u2").tobytes() for i in (0, 2, 9)]
+    assert all(f"transfer-syntax={EXPLICIT_LE}" in head for head, _ in got)
+
+
+def test_frames_as_stored_with_transfer_syntax_star(srv: LocalServer) -> None:
+    url = put(srv, RLE_MULTI)
+    ds = pydicom.dcmread(real_file(RLE_MULTI))
+    stored = list(generate_frames(ds.PixelData, number_of_frames=10))
+    got = frames(url, "2,1", OCTET_MP + "; transfer-syntax=*")
+    assert [body for _, body in got] == [stored[1], stored[0]]
+    assert all(ds.file_meta.TransferSyntaxUID in head for head, _ in got)
+
+
+def test_jpeg_frames_as_image_jpeg_and_single_part(srv: LocalServer) -> None:
+    url = put(srv, JPEG)
+    [(head, body)] = frames(url, "1", 'multipart/related; type="image/jpeg"')
+    assert head.startswith("Content-Type: image/jpeg") and body.startswith(b"\xff\xd8")
+    resp = requests.get(url + "/frames/1", headers={"Accept": "application/octet-stream"},
+                        timeout=30)  # fmt: skip
+    ds = pydicom.dcmread(real_file(JPEG))
+    assert resp.status_code == 200 and resp.content == ds.pixel_array.tobytes()
+
+
+@pytest.mark.parametrize(("numbers", "status"), [("0", 400), ("1,x", 400), ("11", 404)])
+def test_bad_frame_numbers(srv: LocalServer, numbers: str, status: int) -> None:
+    url = put(srv, MULTI)
+    resp = requests.get(f"{url}/frames/{numbers}", headers={"Accept": OCTET_MP}, timeout=30)
+    assert resp.status_code == status, resp.text
+
+
+def test_frames_refuse_image_types_of_uncompressed_and_unknown_syntaxes(srv: LocalServer) -> None:
+    url = put(srv, MULTI)
+    for accept in ('multipart/related; type="image/jpeg"',
+                   OCTET_MP + "; transfer-syntax=1.2.840.10008.1.2.4.50"):  # fmt: skip
+        resp = requests.get(url + "/frames/1", headers={"Accept": accept}, timeout=30)
+        assert resp.status_code == 406, accept
+
+
+def test_bulkdata_uri_from_metadata_returns_the_value(srv: LocalServer) -> None:
+    url = put(srv, CT)
+    [obj] = requests.get(url + "/metadata", timeout=30).json()
+    uri = obj["7FE00010"]["BulkDataURI"]
+    resp = requests.get(uri, headers={"Accept": OCTET_MP}, timeout=30)
+    assert resp.status_code == 200
+    [(_, body)] = split_multipart(resp)
+    assert body == pydicom.dcmread(real_file(CT)).PixelData
+    single = requests.get(uri, headers={"Accept": "application/octet-stream"}, timeout=30)
+    assert single.content == body
+    assert requests.get(url + "/bulkdata/00100010", timeout=30).status_code == 404
+    assert requests.get(url + "/bulkdata/7FE00010/x", timeout=30).status_code == 404
+
+
+# -- rendered -----------------------------------------------------------------------------
+def rendered(url: str, accept: str = "image/png", **params: str) -> requests.Response:
+    return requests.get(url + "/rendered", headers={"Accept": accept}, params=params, timeout=30)
+
+
+def test_rendered_png_has_the_viewport_size(srv: LocalServer) -> None:
+    url = put(srv, CT)
+    resp = rendered(url, viewport="64,64")
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["Content-Type"] == "image/png"
+    image = Image.open(io.BytesIO(resp.content))
+    assert (image.format, image.size, image.mode) == ("PNG", (64, 64), "L")
+
+
+def test_rendered_jpeg_default_window_and_frame(srv: LocalServer) -> None:
+    url = put(srv, MULTI)
+    resp = requests.get(url + "/frames/2/rendered", timeout=30)
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(resp.content)).size == (64, 64)
+    narrow = rendered(url, window="100,1")  # a 1-wide window: only black and white
+    histogram = Image.open(io.BytesIO(narrow.content)).histogram()
+    assert {v for v, count in enumerate(histogram) if count} == {0, 255}
+    assert rendered(url, window="0,1,sigmoid").status_code == 200
+
+
+def test_rendered_color_jpeg_instance(srv: LocalServer) -> None:
+    url = put(srv, JPEG)
+    resp = rendered(url, "image/jpeg", quality="50", viewport="50,100")
+    image = Image.open(io.BytesIO(resp.content))
+    ds = pydicom.dcmread(real_file(JPEG))
+    assert image.mode == "RGB"
+    assert image.size == (50, round(int(ds.Rows) * 50 / int(ds.Columns)))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"viewport": "0,10"}, {"viewport": "10"}, {"window": "1,0"}, {"window": "a,b"},
+     {"quality": "101"}, {"size": "1"}],
+)  # fmt: skip
+def test_rendered_bad_parameters_400(srv: LocalServer, params: dict[str, str]) -> None:
+    assert rendered(put(srv, CT), **params).status_code == 400
+
+
+def test_rendered_406_for_other_types(srv: LocalServer) -> None:
+    assert rendered(put(srv, CT), "image/gif").status_code == 406
+
+
+def test_rendered_without_pillow_is_501_naming_the_extra(
+    srv: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = put(srv, CT)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "PIL" else real(name, *a)
+    )
+    resp = rendered(url)
+    assert resp.status_code == 501
+    assert "pip install 'dcmweb[testserver]'" in resp.json()["error"]["message"]

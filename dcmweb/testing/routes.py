@@ -9,9 +9,11 @@ from urllib.parse import unquote
 
 from . import qido
 from .faults import Fault
+from .frames import handle_bulkdata, handle_frames
 from .handler import Handler, Request
 from .metadata import handle_metadata
 from .operations import DATASET_NAME
+from .rendered import handle_rendered
 from .stow import handle_stow
 from .wado import handle_wado
 
@@ -20,6 +22,7 @@ OPERATIONS_PATH = f"/v1/{DATASET_NAME}/operations"
 
 Action = Callable[..., None]
 _U = "([^/]+)"  # one UID path segment
+_INSTANCE = f"{BASE_PATH}/studies/{_U}/series/{_U}/instances/{_U}"
 
 
 def _qido(level: str) -> Action:
@@ -36,6 +39,14 @@ def _wado(h: Handler, req: Request, *ids: str) -> None:
 
 def _metadata(h: Handler, req: Request, *ids: str) -> None:
     handle_metadata(h, *ids)
+
+
+def _frames(h: Handler, req: Request, *ids: str) -> None:
+    handle_frames(h, *ids)
+
+
+def _bulkdata(h: Handler, req: Request, *ids: str) -> None:
+    handle_bulkdata(h, *ids)
 
 
 def _delete(h: Handler, req: Request, study: str, series: str | None = None) -> None:
@@ -120,6 +131,10 @@ _TABLE: list[tuple[str, dict[str, Action]]] = [
     (rf"{BASE_PATH}/studies/{_U}/metadata", {"GET": _metadata}),
     (rf"{BASE_PATH}/studies/{_U}/series/{_U}/metadata", {"GET": _metadata}),
     (rf"{BASE_PATH}/studies/{_U}/series/{_U}/instances/{_U}/metadata", {"GET": _metadata}),
+    (rf"{_INSTANCE}/frames/{_U}", {"GET": _frames}),
+    (rf"{_INSTANCE}/frames/{_U}/rendered", {"GET": handle_rendered}),
+    (rf"{_INSTANCE}/rendered", {"GET": handle_rendered}),
+    (rf"{_INSTANCE}/bulkdata/(.+)", {"GET": _bulkdata}),
     (rf"{OPERATIONS_PATH}/([0-9]+)", {"GET": _operation}),
     (r"/token", {"POST": _token}),
     (r"/_control/faults", {"POST": _add_fault, "DELETE": _clear_faults}),
