@@ -2,117 +2,44 @@
 
 Heavy modules (requests, pydicom, google-auth) are imported inside the commands so
 that ``dcmweb --help`` stays fast.
+
+How to add an option: add a ``@click.option("--long-name", ...)`` to the command (or to
+``cli`` for a global one), with a help text. Nothing else is needed for the rest:
+
+- its environment variable is made from the long name, ``DCMWEB_LONG_NAME`` for a global
+  option and ``DCMWEB_COMMAND_LONG_NAME`` for a command's (``DCMWEB_STORE_BATCH_SIZE``),
+  and ``--help`` shows it (cligroup.py); an explicit ``envvar=`` is kept;
+- a profile in the config file may set it (key ``long-name``; a command's options in
+  ``[profiles.NAME.COMMAND]``), through click's ``default_map``;
+- a global option is accepted before HOST, between HOST and the command, and after the
+  command's arguments (cligroup.py);
+- docs/usage.md must mention it (tests/test_docs.py).
+
+Precedence: flag > environment variable > profile > built-in default.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
-import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
-from .errors import AllFailed, DcmwebError, ExitStatus, PartialFailure, UsageError
-from .output import FORMATS, Output, StderrLogHandler, human_size
-from .redact import redact_text
+from .cligroup import GOOGLE_WORKERS, HELP_NAMES, LOCAL_WORKERS, DcmwebGroup, Settings
+from .climeta import completion_command, config_group, help_command
+from .errors import AllFailed, PartialFailure, UsageError
+from .output import FORMATS, LOG_FORMATS, Output, StderrLogHandler, human_size, plural
 from .searchformat import TEXT_FORMATS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from .client import Client
     from .jsonstore import JsonInstance
     from .retrieve import RetrieveResult
-
-LOCAL_WORKERS = 6  # loopback/PACS servers: their CPU, not the wire, is the limit
-GOOGLE_WORKERS = 8
-
-
-@dataclass
-class Settings:
-    host: str
-    workers: int
-    client_options: dict[str, Any] = field(default_factory=dict)
-    output: Output = field(default_factory=Output)
-    traceback: bool = False
-
-    def client(self) -> Client:
-        from .client import Client
-
-        return Client(self.host, workers=self.workers, **self.client_options)
-
-
-class DcmwebGroup(click.Group):
-    """Maps errors to exit codes in one place, and lets HOST come from DCMWEB_HOST."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        """Put the words before the command in click's order: options, HOST, command.
-
-        click stops reading group options at HOST, so ``dcmweb HOST -q search`` would
-        fail; and with HOST left out (DCMWEB_HOST) it would take the command as HOST.
-        """
-        takes_value = {name for param in self.params if isinstance(param, click.Option)
-                       and not param.is_flag and not param.count
-                       for name in param.opts + param.secondary_opts}
-        options: list[str] = []
-        hosts: list[str] = []
-        value_next = False
-        for index, word in enumerate(args):
-            if value_next:
-                options.append(word)
-                value_next = False
-                continue
-            if word in self.commands:
-                if not hosts:
-                    host = os.environ.get("DCMWEB_HOST")
-                    if not host:
-                        raise click.UsageError("HOST is missing (give it before the command, "
-                                               "or set DCMWEB_HOST)", ctx)
-                    hosts = [host]
-                return super().parse_args(ctx, [*options, *hosts, *args[index:]])
-            if word == "--":
-                break
-            if word.startswith("-") and len(word) > 1:
-                options.append(word)
-                value_next = word in takes_value
-            else:
-                hosts.append(word)
-        return super().parse_args(ctx, args)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except DcmwebError as error:
-            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
-            output = settings.output if settings else Output()
-            output.stop_progress()
-            if settings and settings.traceback:
-                output.stderr.write(redact_text(traceback.format_exc()))
-            output.error(error)
-            ctx.exit(int(error.exit_status))
-        except BrokenPipeError:
-            # The reader went away (dcmweb ... | head): nothing left to say to it.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            ctx.exit(0)
-        except KeyboardInterrupt:
-            Output().error("interrupted")
-            ctx.exit(int(ExitStatus.INTERRUPTED))
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except Exception as error:  # a bug: say so, and how to report it
-            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
-            if settings and settings.traceback:
-                raise
-            Output().error(f"unexpected error: {type(error).__name__}: {redact_text(str(error))} "
-                           "(rerun with --traceback and report it)")
-            ctx.exit(int(ExitStatus.ERROR))
 
 
 def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -134,69 +61,78 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
     return headers
 
 
-@click.group(cls=DcmwebGroup, context_settings={"help_option_names": ["-h", "--help"],
-                                                "max_content_width": 100})
-@click.argument("host", metavar="HOST")
+@click.group("dcmweb", cls=DcmwebGroup, subcommand_metavar="[HOST] COMMAND [ARGS]...",
+             context_settings={"help_option_names": list(HELP_NAMES), "max_content_width": 100})
+@click.option("--host", metavar="HOST", help="The DICOMweb base URL or Google store name; "
+              "also accepted as the first word before the command.")
+@click.option("-p", "--profile", metavar="NAME",
+              help="Use the settings of [profiles.NAME] in the config file.")
+@click.option("--config", "config_file", metavar="FILE",
+              help="Config file [default: $XDG_CONFIG_HOME/dcmweb/config.toml].")
 @click.option("-m", "--multithreading", is_flag=True,
               help="Run transfers in parallel (a thread pool).")
-@click.option("--workers", type=click.IntRange(1, 64), envvar="DCMWEB_WORKERS",
+@click.option("--workers", type=click.IntRange(1, 64),
               help=f"Parallel transfers with -m [default: {GOOGLE_WORKERS} for Google, "
                    f"{LOCAL_WORKERS} otherwise].")
 @click.option("--token", envvar="DCMWEB_TOKEN", metavar="TOKEN",
-              help="Bearer token to send (env DCMWEB_TOKEN). Never logged.")
+              help="Bearer token to send. Never logged.")
 @click.option("--user", envvar="DCMWEB_USER", metavar="USER[:PASS]",
-              help="HTTP basic authentication (env DCMWEB_USER).")
+              help="HTTP basic authentication.")
 @click.option("--google-auth/--no-google-auth", default=None,
               help="Force Google Application Default Credentials on or off "
                    "[default: on for *.googleapis.com].")
 @click.option("-H", "--header", "header_values", multiple=True, metavar="'NAME: VALUE'",
-              help="Extra request header; repeatable.")
+              help="Extra request header; repeatable (one per line in the variable).")
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
-              envvar="DCMWEB_CA_BUNDLE", help="CA certificates to verify TLS with.")
+              help="CA certificates to verify TLS with.")
 @click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0,
               show_default=True, help="Seconds to wait for a connection.")
 @click.option("--read-timeout", type=click.FloatRange(min=0.1), default=300.0,
               show_default=True, help="Seconds without a byte before giving up "
               "(an idle limit, never a whole-transfer deadline).")
 @click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True,
-              envvar="DCMWEB_RETRIES",
               help="Retries of one request that keeps failing (408, 502, 504, drops) "
                    "while the server answers others; outages: see --outage-limit.")
 @click.option("--request-deadline", type=click.FloatRange(min=1), default=900.0,
-              show_default=True, envvar="DCMWEB_REQUEST_DEADLINE", metavar="SECONDS",
+              show_default=True, metavar="SECONDS",
               help="Give up one request after this long, all retries and waits included.")
 @click.option("--low-speed-limit", type=click.FloatRange(min=0), default=1024.0,
-              show_default=True, envvar="DCMWEB_LOW_SPEED_LIMIT", metavar="BYTES/S",
+              show_default=True, metavar="BYTES/S",
               help="Cut off an answer slower than this over --low-speed-time (0: never).")
 @click.option("--low-speed-time", type=click.FloatRange(min=1), default=120.0,
-              show_default=True, envvar="DCMWEB_LOW_SPEED_TIME", metavar="SECONDS",
+              show_default=True, metavar="SECONDS",
               help="How long an answer may stay under --low-speed-limit.")
 @click.option("--outage-limit", type=click.FloatRange(min=0), default=300.0,
-              show_default=True, envvar="DCMWEB_OUTAGE_LIMIT", metavar="SECONDS",
+              show_default=True, metavar="SECONDS",
               help="Wait this long for a server that is down or answers 429/503 "
                    "before giving up (all workers share the wait).")
-@click.option("--max-rate", envvar="DCMWEB_MAX_RATE", metavar="N[/s|/m|/h]",
+@click.option("--max-rate", metavar="N[/s|/m|/h]",
               callback=_rate, help="At most N requests per second (or minute, hour), "
                                    "all workers together, e.g. to match a quota.")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the summary.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Silent on success: only warnings and errors.")
 @click.option("-v", "--verbose", count=True, help="Log every HTTP request (secrets hidden).")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text",
+              show_default=True, help="Log lines on stderr as text or one JSON object each.")
 @click.option("--traceback", "show_traceback", is_flag=True,
               help="Show the Python stack on errors, for bug reports.")
 @click.version_option(__version__, "-V", "--version", prog_name="dcmweb")
 @click.pass_context
-def cli(ctx: click.Context, host: str, multithreading: bool, workers: int | None,
-        token: str | None, user: str | None, google_auth: bool | None,
-        header_values: tuple[str, ...], ca_bundle: str | None, connect_timeout: float,
-        read_timeout: float, retries: int, request_deadline: float,
+def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: str | None,
+        multithreading: bool, workers: int | None, token: str | None, user: str | None,
+        google_auth: bool | None, header_values: tuple[str, ...], ca_bundle: str | None,
+        connect_timeout: float, read_timeout: float, retries: int, request_deadline: float,
         low_speed_limit: float, low_speed_time: float, outage_limit: float,
-        max_rate: float | None, quiet: bool, verbose: int,
+        max_rate: float | None, quiet: bool, verbose: int, log_format: str,
         show_traceback: bool) -> None:
     """Store, search, retrieve and delete DICOM on a DICOMweb server.
 
     HOST is the DICOMweb base URL, for example
     https://healthcare.googleapis.com/v1/projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb
     or http://127.0.0.1:8042/dicom-web, or a Google store name
-    projects/P/locations/L/datasets/D/dicomStores/S. It may be left out when DCMWEB_HOST is set.
+    projects/P/locations/L/datasets/D/dicomStores/S. It may be left out when DCMWEB_HOST
+    is set or the profile has a host. Options go before HOST, between HOST and the
+    command, or after the command's arguments.
 
     \b
     Examples:
@@ -204,24 +140,27 @@ def cli(ctx: click.Context, host: str, multithreading: bool, workers: int | None
       dcmweb HOST search instances "PatientName=Sally%20Zhang&limit=10"
       dcmweb HOST retrieve studies/1.2.3 --output ./downloads
       dcmweb HOST delete studies/1.2.3
+      dcmweb -p prod search
+      dcmweb help store
+
+    Every option has an environment variable (shown below) and may be set in a profile
+    of the config file; a flag beats its variable, which beats the profile.
 
     Exit codes: 0 done, 1 failed, 2 usage, 3 auth, 4 not found, 5 unavailable,
     6 some items failed, 130 interrupted (see docs/exit-codes.md).
     """
-    output = Output(quiet=quiet)
+    output = Output(quiet=quiet, log_format=log_format)
+    ctx.obj = Settings(given_host=host, output=output, traceback=show_traceback)
+    if quiet and verbose:
+        raise UsageError("-q/--quiet and -v/--verbose cannot be used together")
     logger = logging.getLogger("dcmweb")
     logger.handlers[:] = [StderrLogHandler(output)]
     logger.propagate = False
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
-    if not multithreading:
-        parallel = workers or 1
-    else:
-        from .auth import is_google_host
-
-        parallel = workers or (GOOGLE_WORKERS if is_google_host(host) else LOCAL_WORKERS)
     ctx.obj = Settings(
-        host=host,
-        workers=parallel,
+        given_host=host,
+        multithreading=multithreading,
+        given_workers=workers,
         client_options={
             "token": token, "user": user, "google_auth": google_auth,
             "headers": _headers(header_values), "ca_bundle": ca_bundle,
@@ -312,17 +251,19 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
         finally:
             output.stop_progress()
             done = sum(counts.values())
-            line = f"Transferred {human_size(size)} in {counts['stored']} files"
+            line = f"Transferred {human_size(size)} in {plural(counts['stored'], 'file')}"
             extras = [f"{counts['failed']} failed"] if counts["failed"] else []
             if counts["skipped"]:
                 extras.append(f"{counts['skipped']} skipped")
             if done < len(paths):
                 extras.append(f"{len(paths) - done} not attempted")
-            output.summary(line + (f"; {', '.join(extras)}" if extras else ""))
+            if counts["skipped"] < len(paths):  # else the usage error below says it all
+                output.summary(line + (f"; {', '.join(extras)}" if extras else ""))
     if counts["failed"] and not counts["stored"]:
-        raise AllFailed(f"nothing stored: {counts['failed']} of {len(paths)} files failed")
+        raise AllFailed(f"nothing stored: {counts['failed']} of {plural(len(paths), 'file')} "
+                        "failed")
     if counts["failed"]:
-        raise PartialFailure(f"{counts['failed']} of {len(paths)} files failed to store")
+        raise PartialFailure(f"{counts['failed']} of {plural(len(paths), 'file')} failed to store")
     if not counts["stored"]:
         raise UsageError("no DICOM files to store", "all files were skipped as not DICOM")
 
@@ -496,11 +437,12 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
     finally:
         output.stop_progress()
         failed = f"; {counts['failed']} failed" if counts["failed"] else ""
-        output.summary(f"Transferred {human_size(size)} in {counts['saved']} files{failed}")
+        output.summary(f"Transferred {human_size(size)} in "
+                       f"{plural(counts['saved'], 'file')}{failed}")
     if counts["failed"] and not counts["saved"]:
-        raise AllFailed(f"nothing was retrieved ({counts['failed']} items failed)")
+        raise AllFailed(f"nothing was retrieved ({plural(counts['failed'], 'item')} failed)")
     if counts["failed"]:
-        raise PartialFailure(f"{counts['failed']} items could not be retrieved")
+        raise PartialFailure(f"{plural(counts['failed'], 'item')} could not be retrieved")
 
 
 @cli.command()
@@ -530,7 +472,7 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool) -> None
         return
     note = ""
     if result.counter:
-        note = f" ({result.counter['success']} instances)"
+        note = f" ({plural(result.counter['success'], 'instance')})"
     settings.output.summary(f"deleted {result.path}{note}")
 
 
@@ -578,6 +520,11 @@ def operations_wait(settings: Settings, name: str, timeout: float) -> None:
     with settings.client() as client:
         operation = client.wait_operation(name, timeout=timeout)
     settings.output.summary(f"operation {operation.name} done: {operation.progress()}")
+
+
+cli.add_command(help_command)
+cli.add_command(config_group)
+cli.add_command(completion_command)
 
 
 def main() -> None:

@@ -439,7 +439,7 @@ class _Exchange:
         if self.attempt == 1 and failure.reason == "connection dropped":
             # The first drop is often a stale pooled connection: retry at once.
             self.gate.leave(Outcome.NEUTRAL, sent_at)
-            log.info("%s: %s; retrying at once", self.what, failure.reason)
+            log.warning("%s: %s; retrying at once", self.what, failure.reason)
             return
         self._unavailable(Outcome.UNAVAILABLE, sent_at, None, hint, exc)
 
@@ -540,7 +540,7 @@ class _Exchange:
             raise UnavailableError(f"{self.what} failed: {self._last_problem} ({note})",
                                    hint) from exc
         self.gate.stats.retries += 1
-        log.info("%s: %s; retrying (attempt %d)", self.what, self._last_problem,
+        log.warning("%s: %s; retrying (attempt %d)", self.what, self._last_problem,
                  self.attempt + 1)
 
     def _wait(self, seconds: float, reason: str) -> None:
@@ -548,7 +548,7 @@ class _Exchange:
             raise UnavailableError(f"{self.what} failed: {reason} ({self._deadline_note()})",
                                    UNAVAILABLE_HINT)
         self.gate.stats.retries += 1
-        log.info("%s: %s; retrying in %.1f s", self.what, reason, seconds)
+        log.warning("%s: %s; retrying in %.1f s", self.what, reason, seconds)
         self.http.sleep(seconds)
 
     def _deadline_note(self) -> str:

@@ -1,8 +1,14 @@
 """The only place that writes to stdout and stderr.
 
-stdout carries data (search results), so it pipes; stderr carries the per-file log
-lines, progress, warnings and errors. Log lines keep the old tool's shape:
-``2026-11-26 16:40:00,123 -- PATH uploaded as URL``.
+stdout carries data (search results, help, scripts), so it pipes; stderr carries log
+lines, progress, warnings and errors, every one in the same shape::
+
+    2026-11-26T16:40:00.123+01:00 dcmweb: info: PATH uploaded as URL
+    2026-11-26T16:40:00.456+01:00 dcmweb: error: PATH failed: REASON
+
+or, with ``--log-format json``, one JSON object per line with ``time``, ``level`` and
+``message``. The message texts are the old tool's ("PATH uploaded as URL",
+"Transferred SIZE in N files"), so scripts that grep them keep working.
 """
 
 from __future__ import annotations
@@ -11,13 +17,14 @@ import itertools
 import json
 import logging
 import sys
-import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import IO, Any
 
 from .errors import DcmwebError
 
 FORMATS = ("pretty", "compact", "jsonl")
+LOG_FORMATS = ("text", "json")
 _NOTHING = object()
 
 
@@ -29,19 +36,26 @@ def human_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``, ``0 instances`` (nouns dcmweb counts take an s)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def timestamp() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d}"
+    """Local time with its offset, to the millisecond (RFC 3339): sortable and unambiguous."""
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 class Output:
     """Writers for data, log lines, a progress bar, and errors."""
 
     def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None, *,
-                 quiet: bool = False, progress: bool | None = None) -> None:
+                 quiet: bool = False, progress: bool | None = None,
+                 log_format: str = "text") -> None:
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
-        self.quiet = quiet
+        self.quiet = quiet  # info lines (per-file lines and the summary) hidden
+        self.log_format = log_format
         # A bar only on a terminal: in a cron log carriage returns are noise.
         isatty = getattr(self.stderr, "isatty", lambda: False)()
         self.show_progress = (not quiet and isatty) if progress is None else progress
@@ -54,20 +68,38 @@ class Output:
         else:
             print(text, file=self.stderr, flush=True)
 
+    def line(self, level: str, message: str) -> None:
+        """One log line in the chosen format; every stderr line goes through here."""
+        if self.log_format == "json":
+            text = json.dumps({"time": timestamp(), "level": level, "message": message})
+        else:
+            text = f"{timestamp()} dcmweb: {level}: {message}"
+        self.write_err(text)
+
+    def debug(self, message: str) -> None:
+        self.line("debug", message)
+
     def log(self, message: str) -> None:
         """A per-item line, hidden by --quiet."""
         if not self.quiet:
-            self.write_err(f"{timestamp()} -- {message}")
+            self.line("info", message)
 
     def summary(self, message: str) -> None:
-        """A closing line, shown even with --quiet (cron keeps it)."""
-        self.write_err(f"{timestamp()} -- {message}")
+        """A closing line; --quiet is silent on success, so it hides this one too."""
+        self.log(message)
 
     def warning(self, message: str) -> None:
-        self.write_err(f"dcmweb: warning: {message}")
+        """Shown even with --quiet."""
+        self.line("warning", message)
 
     def error(self, error: DcmwebError | str) -> None:
-        self.write_err(f"dcmweb: error: {error}")
+        self.line("error", str(error))
+
+    # stdout ----------------------------------------------------------------
+    def text(self, text: str) -> None:
+        """Plain text for the user to read or pipe (help, completion scripts, settings)."""
+        self.stdout.write(text if text.endswith("\n") else text + "\n")
+        self.stdout.flush()
 
     def start_progress(self, total: int | None, unit: str) -> None:
         if not self.show_progress:
@@ -86,7 +118,6 @@ class Output:
             self._bar.close()
             self._bar = None
 
-    # stdout ----------------------------------------------------------------
     def json_rows(self, rows: Iterable[Any], fmt: str = "pretty") -> int:
         """Stream rows as one JSON array (pretty or compact) or JSON lines."""
         out = self.stdout
@@ -148,9 +179,11 @@ class StderrLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if record.levelno >= logging.WARNING:
+        if record.levelno >= logging.ERROR:
+            self.output.error(message)
+        elif record.levelno >= logging.WARNING:
             self.output.warning(message)
         elif record.levelno >= logging.INFO:
             self.output.log(message)
         else:
-            self.output.write_err(f"{timestamp()} -- debug: {message}")
+            self.output.debug(message)

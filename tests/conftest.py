@@ -43,6 +43,19 @@ def missing_dependency(message: str) -> NoReturn:
 
 # -- plumbing ----------------------------------------------------------------------------
 @pytest.fixture(scope="session", autouse=True)
+def _no_user_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every option has a DCMWEB_* variable and a config file may set it: the tests run
+    with neither from the machine they run on (a test sets what it needs)."""
+    saved = dict(os.environ)
+    for name in [name for name in os.environ if name.startswith("DCMWEB_")]:
+        del os.environ[name]
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _reap_background_stops() -> Iterator[None]:
     """At the end of the session wait until every server stopped in the background is gone."""
     yield

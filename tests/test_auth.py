@@ -29,6 +29,7 @@ from dcmweb.cli import cli
 from dcmweb.errors import AuthError
 from dcmweb.multipart import MultipartBody
 from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
 
 GCP = "https://healthcare.googleapis.com/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb"
 
@@ -198,7 +199,7 @@ def test_token_endpoint_failure_is_an_auth_error(local_server, adc: Path, ct: Pa
     local_server.inject_fault(403, path_contains="/token")
     result = run("--google-auth", local_server.url, "store", str(ct))
     assert result.exit_code == 3
-    last = result.stderr.splitlines()[-1]
+    last = lines(result.stderr)[-1]
     assert last.startswith("dcmweb: error: could not get a Google access token: ")
     assert last.endswith(f"({ADC_HINT})")
     assert [r.path for r in local_server.requests] == ["/token"]
@@ -211,7 +212,7 @@ def test_missing_adc_file_exit_3_with_gcloud_hint(local_server, tmp_path: Path, 
     result = run("--google-auth", local_server.url, "store", str(ct))
     assert result.exit_code == 3
     assert result.stdout == ""
-    assert result.stderr.splitlines()[-1] == (
+    assert lines(result.stderr)[-1] == (
         f"dcmweb: error: no Google credentials found: File {tmp_path / 'missing.json'} was not"
         " found. (run 'gcloud auth application-default login', or set"
         " GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or pass --token)")

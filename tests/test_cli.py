@@ -23,6 +23,7 @@ from dcmweb.client import normalize_host
 from dcmweb.errors import UsageError
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
 from dcmweb_devtools.orthanc import Orthanc
 
 COMMANDS = ("store", "search", "retrieve", "delete")
@@ -95,7 +96,7 @@ def test_store_name_expands_to_the_v1_url() -> None:
 def test_invalid_host_is_exit_2(host: str) -> None:
     result = dcmweb(host, "search")
     assert result.exit_code == 2
-    assert result.stderr.startswith("dcmweb: error: invalid HOST")
+    assert lines(result.stderr)[0].startswith("dcmweb: error: invalid HOST")
     assert result.stdout == ""
 
 
@@ -163,7 +164,7 @@ def run_examples(host: str, folder: Path, monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.chdir(folder)
     stored = dcmweb("-m", host, "store", "./**.dcm")
     assert stored.exit_code == 0, stored.stderr
-    assert "in 15 files" in stored.stderr.splitlines()[-1]
+    assert "in 15 files" in lines(stored.stderr)[-1]
     assert " uploaded as " in stored.stderr
     assert stored.stdout == ""
 
@@ -223,7 +224,7 @@ def test_process_separates_stdout_and_stderr(many: LocalServer) -> None:
     missing = run_process(many.url, "retrieve", "studies/1.2.3.404", "--output", "/nonexistent")
     assert missing.returncode == 4
     assert missing.stdout == ""
-    assert missing.stderr.splitlines()[-1].startswith("dcmweb: error: retrieve studies/1.2.3.404")
+    assert lines(missing.stderr)[-1].startswith("dcmweb: error: retrieve studies/1.2.3.404")
     assert "Traceback" not in missing.stderr
 
     usage = run_process(many.url, "search", "nowhere")

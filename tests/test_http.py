@@ -21,6 +21,7 @@ from dcmweb.cli import cli
 from dcmweb.errors import AuthError, NotFoundError, UnavailableError
 from dcmweb.http import Http, HttpConfig, RetryPolicy, parse_retry_after
 from dcmweb.multipart import MultipartBody
+from dcmweb_devtools.logs import lines
 
 SECRET = "SECRET-9f8e7d6c5b4a"
 
@@ -209,7 +210,7 @@ def test_server_error_envelope_message_is_shown(local_server, ct: Path) -> None:
     result = run("-H", "Storage-Class: FROZEN", local_server.url, "store", str(ct))
     assert result.exit_code == 1  # nothing stored (old dcmweb: 6)
     assert (f"dcmweb: error: {ct} failed: HTTP 400 Bad Request:"
-            " invalid Storage-Class header 'FROZEN'") in result.stderr.splitlines()
+            " invalid Storage-Class header 'FROZEN'") in lines(result.stderr)
     assert len(posts(local_server)) == 1
 
 
@@ -219,7 +220,7 @@ def test_outage_limit_reached_exit_5(local_server, ct: Path) -> None:
     result = run("--outage-limit", "0.5", local_server.url, "store", str(ct))
     assert result.exit_code == 5
     assert result.stdout == ""
-    last = result.stderr.splitlines()[-1]
+    last = lines(result.stderr)[-1]
     assert last.startswith(
         f"dcmweb: error: store {ct} failed: HTTP 503 Service Unavailable: injected fault"
         " (the server was unavailable for "), last
@@ -266,7 +267,7 @@ def test_connection_refused_is_quick_exit_5(ct: Path) -> None:
     assert elapsed < 3
     assert result.exit_code == 5
     assert result.stdout == ""
-    assert result.stderr.splitlines()[-1] == (
+    assert lines(result.stderr)[-1] == (
         f"dcmweb: error: store {ct} failed: cannot reach 127.0.0.1:{port}: connection refused"
         " (after 3 attempts) (check the HOST URL and that the server is running)")
 
@@ -278,11 +279,11 @@ def test_read_timeout_exhausted_fails_the_file(local_server, ct: Path) -> None:
     result = run("--read-timeout", "0.3", "--retries", "1", local_server.url, "store", str(ct))
     assert time.monotonic() - started < 3
     assert result.exit_code == 1  # the one file failed: nothing stored
-    assert result.stderr.splitlines()[-3:] == [
+    assert lines(result.stderr)[-3:] == [
         f"dcmweb: error: {ct} failed: store {ct}: no answer within the read timeout after the"
         " request was sent (after 2 attempts)",
-        f"{result.stderr.splitlines()[-2][:27]}Transferred 0 B in 0 files; 1 failed",
-        "dcmweb: error: nothing stored: 1 of 1 files failed"]
+        "dcmweb: info: Transferred 0 B in 0 files; 1 failed",
+        "dcmweb: error: nothing stored: 1 of 1 file failed"]
 
 
 def test_401_without_refresh_exit_3_with_hint(local_server, ct: Path) -> None:
@@ -290,7 +291,7 @@ def test_401_without_refresh_exit_3_with_hint(local_server, ct: Path) -> None:
     result = run("--token", "wrong", local_server.url, "store", str(ct))
     assert result.exit_code == 3
     assert result.stdout == ""
-    assert result.stderr.splitlines()[-1] == (
+    assert lines(result.stderr)[-1] == (
         f"dcmweb: error: store {ct} failed: HTTP 401 Unauthorized: Request had invalid"
         " authentication credentials. Expected OAuth 2 access token, login cookie or other"
         " valid authentication credential. (check the credentials: --token, --user, or"
@@ -302,7 +303,7 @@ def test_wrong_base_path_exit_4(local_server, ct: Path) -> None:
     result = run(local_server.root_url + "/wrong/dicomWeb", "store", str(ct))
     assert result.exit_code == 4
     assert result.stdout == ""
-    assert result.stderr.splitlines()[-1] == (
+    assert lines(result.stderr)[-1] == (
         f"dcmweb: error: store {ct} failed: HTTP 404 Not Found: no such resource:"
         " /wrong/dicomWeb/studies (check the HOST URL and the UIDs in the path)")
 
@@ -350,7 +351,7 @@ def test_secrets_never_printed_on_errors(local_server, ct: Path, credentials: li
     assert result.exit_code in (2, 3), result.stderr
     assert SECRET not in result.stdout
     assert SECRET not in result.stderr
-    assert result.stderr.splitlines()[-1].startswith("dcmweb: error: ")
+    assert lines(result.stderr)[-1].startswith("dcmweb: error: ")
 
 
 def test_token_read_with_a_trailing_newline_still_works(local_server, ct: Path) -> None:
@@ -363,7 +364,7 @@ def test_token_read_with_a_trailing_newline_still_works(local_server, ct: Path) 
 def test_bad_header_value_is_a_usage_error(local_server, ct: Path) -> None:
     result = run("-H", f"X-Api-Key: {SECRET}\nInjected: 1", local_server.url, "store", str(ct))
     assert result.exit_code == 2
-    assert result.stderr.splitlines()[-1] == (
+    assert lines(result.stderr)[-1] == (
         f"dcmweb: error: store {ct} failed: a header value has a line break or leading"
         " whitespace (check --token, --user, -H and their environment variables)")
 

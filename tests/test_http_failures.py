@@ -18,6 +18,7 @@ from dcmweb.body import read_json
 from dcmweb.cli import cli
 from dcmweb.errors import ServerError, UnavailableError
 from dcmweb.http import Http, HttpConfig, LowSpeed, RetryPolicy
+from dcmweb_devtools.logs import lines
 
 ROWS = json.dumps([{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}]).encode()
 
@@ -136,7 +137,7 @@ def test_500_is_retried_twice_then_reported_with_its_message(local_server) -> No
     local_server.inject_fault(500, count=10, method="GET")
     result = run("--retries", "5", local_server.url, "search")
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[-1] == (
+    assert lines(result.stderr)[-1] == (
         "dcmweb: error: search studies failed: HTTP 500 Internal Server Error: injected fault"
         " (after 3 attempts)")
     assert "overloaded" not in result.stderr
@@ -164,7 +165,7 @@ def test_trickling_forever_ends_at_the_outage_limit() -> None:
         result = run("--low-speed-limit", "100", "--low-speed-time", "1", "--outage-limit", "2",
                      fake.url, "search")
     assert result.exit_code == 5
-    last = result.stderr.splitlines()[-1]
+    last = lines(result.stderr)[-1]
     assert "below the low-speed limit of 100 bytes/s (the server was unavailable for" in last
     assert 2 <= len(first_pages(fake)) <= 4
 
@@ -177,7 +178,7 @@ def test_silent_server_ends_at_the_request_deadline() -> None:
         elapsed = time.monotonic() - started
     assert result.exit_code == 5
     assert elapsed < 6
-    last = result.stderr.splitlines()[-1]
+    last = lines(result.stderr)[-1]
     assert "no answer within the read timeout (gave up after 2 s and" in last, last
     assert "attempts: the request deadline)" in last
 

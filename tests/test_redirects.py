@@ -17,6 +17,7 @@ from hostile import BASE_PATH, Hostile, Route, redirect
 from dcmweb.cli import cli
 from dcmweb.errors import ServerError
 from dcmweb.http import Http
+from dcmweb_devtools.logs import lines
 
 REDIRECTS = [301, 302, 303, 307, 308]
 SECRET = "SECRET-api-key-0c9d"
@@ -46,11 +47,11 @@ def test_store_behind_a_redirect_is_an_error_and_nothing_is_reported_stored(
     assert result.exit_code == 1, result.stderr
     assert result.stdout == ""
     assert "uploaded" not in result.stderr
-    assert result.stderr.splitlines()[-1] == "dcmweb: error: nothing stored: 1 of 1 files failed"
+    assert lines(result.stderr)[-1] == "dcmweb: error: nothing stored: 1 of 1 file failed"
     assert (
         f"dcmweb: error: {ct} failed: store {ct} failed: HTTP {code} redirect to {target}: a POST"
         " is never redirected (its body would be dropped or sent elsewhere); nothing was done"
-    ) in result.stderr.splitlines()
+    ) in lines(result.stderr)
     assert [(r.method, r.path) for r in fake.requests] == [("POST", "/studies")]
 
 
@@ -64,7 +65,7 @@ def test_delete_behind_a_redirect_is_an_error(code: int) -> None:
     assert result.exit_code == 1, result.stderr
     assert "deleted" not in result.stdout + result.stderr
     assert (f"HTTP {code} redirect to {fake.url}/elsewhere/1.2: a DELETE is never redirected"
-            in result.stderr.splitlines()[-1])
+            in lines(result.stderr)[-1])
     assert [(r.method, r.path) for r in fake.requests] == [("DELETE", "/studies/1.2")]
 
 
@@ -89,7 +90,7 @@ def test_get_redirect_to_another_host_is_refused_and_sends_it_nothing(code: int)
         result = run("-H", f"X-Api-Key: {SECRET}", "--token", SECRET, fake.url, "search")
     assert result.exit_code == 1, result.stderr
     assert result.stdout == ""
-    assert result.stderr.splitlines()[-1] == (
+    assert lines(result.stderr)[-1] == (
         f"dcmweb: error: search studies failed: HTTP {code} redirect to {other.url}/studies:"
         " redirects to another scheme, host or port are not followed (headers and credentials"
         " must not leave HOST) (fix HOST to the address the server redirects to (for example"
@@ -115,7 +116,7 @@ def test_redirect_loop_ends() -> None:
         fake.route("GET", "/studies", redirect(302, BASE_PATH + "/studies"))
         result = run(fake.url, "search")
     assert result.exit_code == 1
-    assert "more than 10 redirects" in result.stderr.splitlines()[-1]
+    assert "more than 10 redirects" in lines(result.stderr)[-1]
     assert len(fake.requests) == 11
 
 

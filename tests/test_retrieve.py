@@ -17,8 +17,10 @@ from hostile import Hostile, Request, multipart
 
 from dcmweb import Client
 from dcmweb.cli import cli
+from dcmweb.output import human_size, plural
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
 from dcmweb_devtools.orthanc import Orthanc
 from dcmweb_devtools.tinypacs import TinyPacs
 
@@ -84,7 +86,9 @@ def test_study_series_and_instance_levels(filled: LocalServer, synth: list[Path]
         assert result.exit_code == 0, result.stderr
         assert files_under(out) == {where(out, p) for p in expected}
         assert all(sha(where(out, p)) == sha(p) for p in expected)
-        assert "Transferred" in result.stderr and f"in {len(expected)} files" in result.stderr
+        assert lines(result.stderr)[-1].startswith(
+            f"dcmweb: info: Transferred {human_size(sum(p.stat().st_size for p in expected))} "
+            f"in {plural(len(expected), 'file')}")
         assert result.stdout == ""
     sent = [r for r in filled.requests if r.method == "GET"]
     assert [r.headers.get("Accept") for r in sent] == [ANY_TS] * 3
@@ -336,8 +340,8 @@ def test_part_that_is_not_dicom_is_reported(tmp_path: Path) -> None:
         result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(tmp_path))
     assert result.exit_code == 1
     assert "not a readable DICOM file" in result.stderr
-    assert result.stderr.splitlines()[-1] == \
-        "dcmweb: error: nothing was retrieved (1 items failed)"
+    assert lines(result.stderr)[-1] == \
+        "dcmweb: error: nothing was retrieved (1 item failed)"
     assert files_under(tmp_path) == set()
 
 
@@ -439,7 +443,7 @@ def test_output_that_cannot_be_written_is_one_clear_error(synth: list[Path],
                    lambda req: req.reply(200, body, "multipart/related; boundary=b1"))
         result = dcmweb(fake.url, "retrieve", f"studies/{study}", "--output", str(tmp_path))
     assert result.exit_code == 1
-    last = result.stderr.splitlines()[-1]
+    last = lines(result.stderr)[-1]
     assert last.startswith(f"dcmweb: error: cannot write in {tmp_path / study}/")
     assert last.endswith("(check the --output folder: its permissions and free space)")
     assert "Traceback" not in result.stderr

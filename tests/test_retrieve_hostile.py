@@ -18,6 +18,7 @@ from dcmweb.cli import cli
 from dcmweb.retrieve import DiskSpace
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
 
 LOGIN_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Sign in - Example SSO</title></head>"
               b"<body><form>...</form></body></html>")
@@ -52,7 +53,7 @@ def test_an_answer_that_is_not_dicomweb_data_is_a_failure(
         fake.route("GET", "/studies/1.2", lambda req: req.reply(200, body, content_type))
         result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(tmp_path))
     assert result.exit_code == 1, result.stderr
-    last = result.stderr.splitlines()[-1]
+    last = lines(result.stderr)[-1]
     assert last.startswith(f"dcmweb: error: retrieve studies/1.2: the server answered HTTP 200 "
                            f"with {shown}, not DICOMweb data (multipart/related or "
                            "application/dicom) (HOST must be the DICOMweb base URL, e.g. https:")
@@ -202,7 +203,7 @@ def test_an_endless_part_stops_before_the_disk_is_full(synth: list[Path], tmp_pa
         fake.route("GET", "/studies/1.2", lambda req: endless_part(req, head))
         result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(out))
     assert result.exit_code == 1, result.stderr
-    last = result.stderr.splitlines()[-1]
+    last = lines(result.stderr)[-1]
     assert last.startswith(f"dcmweb: error: stopped writing in {out}/")
     assert "and dcmweb keeps 1.0 GiB free (the smaller of 1 GiB and 5 % of the disk)" in last
     assert last.endswith("(free some space or choose another --output folder)")

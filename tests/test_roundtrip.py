@@ -26,6 +26,7 @@ from click.testing import CliRunner, Result
 from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
 from dcmweb_devtools.orthanc import Orthanc
 from dcmweb_devtools.tinypacs import TinyPacs
 
@@ -145,7 +146,7 @@ def test_orthanc_round_trip(orthanc: Orthanc, everything: list[Path], tmp_path: 
     sops = {s.sop for s in sources}
     stored = store_verbatim(orthanc.url, everything, tmp_path, monkeypatch, "-m")
     assert stored.exit_code == 0, stored.stderr
-    assert f"in {len(everything)} files" in stored.stderr.splitlines()[-1]
+    assert f"in {len(everything)} files" in lines(stored.stderr)[-1]
     assert stored.stdout == ""
 
     found = searched_sops(orthanc.url)
@@ -170,7 +171,7 @@ def test_local_server_round_trip(local_server: LocalServer, everything: list[Pat
     stored = store_verbatim(local_server.url, files, tmp_path, monkeypatch, "-m")
     assert stored.exit_code == 6  # exactly the refused files failed
     failed = {line.split(" failed:")[0].rsplit("/", 1)[1]
-              for line in stored.stderr.splitlines() if " failed: " in line}
+              for line in lines(stored.stderr) if " failed: " in line}
     assert failed == LOCAL_REFUSES
     kept = [p for p in files if p.name not in LOCAL_REFUSES]
     sources = describe(kept)
@@ -197,7 +198,7 @@ def test_tinypacs_round_trip(tinypacs_fresh: TinyPacs, everything: list[Path], t
     stored = store_verbatim(host, files, tmp_path, monkeypatch)
     assert stored.exit_code == 6
     failed = {line.split(" failed:")[0].rsplit("/", 1)[1]
-              for line in stored.stderr.splitlines() if " failed: " in line}
+              for line in lines(stored.stderr) if " failed: " in line}
     assert failed == TINYPACS_REFUSES
     sources = describe([p for p in files if p.name not in TINYPACS_REFUSES])
     sops = {s.sop for s in sources}

@@ -21,6 +21,7 @@ from dcmweb import Client
 from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
 from dcmweb_devtools.orthanc import Orthanc
 from dcmweb_devtools.tinypacs import TinyPacs
 
@@ -231,7 +232,7 @@ def test_scoped_paths(srv: LocalServer) -> None:
 def test_invalid_path_is_exit_2_without_a_request(srv: LocalServer, path: str) -> None:
     result = dcmweb(srv.url, "search", path)
     assert result.exit_code == 2
-    assert result.stderr.startswith("dcmweb: error: invalid search path")
+    assert lines(result.stderr)[0].startswith("dcmweb: error: invalid search path")
     assert result.stdout == ""
     assert srv.requests == []
 

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request
 
+from dcmweb_devtools.logs import lines
 from dcmweb import search
 from dcmweb.cli import cli
 
@@ -37,7 +38,7 @@ def test_rows_that_are_not_objects_are_a_server_error(payload: object, shown: st
                                                             "application/dicom+json"))
         result = dcmweb(fake.url, "search")
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[-1] == \
+    assert lines(result.stderr)[-1] == \
         f"dcmweb: error: search studies: expected a JSON array of objects, but {shown}" \
         if "row" in shown else \
         f"dcmweb: error: search studies: expected a JSON array of objects, {shown}"
@@ -52,7 +53,7 @@ def test_a_row_that_is_not_an_object_in_a_whole_store_retrieve(tmp_path: Path) -
                                                             "application/dicom+json"))
         result = dcmweb(fake.url, "retrieve", "--output", str(tmp_path))
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[-1] == "dcmweb: error: search studies: expected a JSON " \
+    assert lines(result.stderr)[-1] == "dcmweb: error: search studies: expected a JSON " \
         "array of objects, but row 1 is a string"
     assert list(tmp_path.iterdir()) == []
 
@@ -63,7 +64,7 @@ def test_deeply_nested_json_is_a_server_error() -> None:
         fake.route("GET", "/studies", lambda req: req.reply(200, deep, "application/dicom+json"))
         result = dcmweb(fake.url, "search")
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[-1] == \
+    assert lines(result.stderr)[-1] == \
         "dcmweb: error: search studies failed: the server's JSON answer is nested too deeply " \
         "(check HOST)"
     assert "RecursionError" not in result.stderr
@@ -91,7 +92,7 @@ def test_an_endless_answer_is_cut_at_the_size_limit(monkeypatch: pytest.MonkeyPa
         fake.route("GET", "/studies", endless_json)
         result = dcmweb(fake.url, "search")
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[-1] == "dcmweb: error: search studies failed: the " \
+    assert lines(result.stderr)[-1] == "dcmweb: error: search studies failed: the " \
         "server's answer is larger than 4194304 bytes (the server sent more than any sensible " \
         "answer; check HOST)"
 
@@ -114,7 +115,7 @@ def test_pages_in_circles_end_with_an_error() -> None:
         result = dcmweb(fake.url, "search", "instances", "--format", "jsonl", "--page-size", "2")
     assert result.exit_code == 1, result.stderr
     assert "holds only rows that came before: the server ignores 'offset' or pages in " \
-        "circles (add a limit)" in result.stderr.splitlines()[-1]
+        "circles (add a limit)" in lines(result.stderr)[-1]
     printed = [json.loads(line)[SOP_TAG]["Value"][0] for line in result.stdout.splitlines()]
     assert sorted(printed) == sorted(set(printed))  # each row once
     assert len(calls) < 10

@@ -19,10 +19,10 @@ from dcmweb.cli import cli
 from dcmweb.multipart import MultipartBody
 from dcmweb.store import StoreResult
 from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
 
-STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
-UPLOADED = re.compile(rf"^{STAMP} -- (?P<path>.+) uploaded as (?P<url>\S+)$")
-SUMMARY = re.compile(rf"^{STAMP} -- Transferred (?P<size>\S+ \S+) in (?P<files>\d+) files"
+UPLOADED = re.compile(r"^dcmweb: info: (?P<path>.+) uploaded as (?P<url>\S+)$")
+SUMMARY = re.compile(r"^dcmweb: info: Transferred (?P<size>\S+ \S+) in (?P<files>\d+) files?"
                      r"(?:; (?P<extras>.*))?$")
 CONFLICT_DETAIL = ("processing failure (0x0110): an instance with the same SOPInstanceUID"
                    " already exists with different content")
@@ -78,14 +78,14 @@ def orthanc_instances(orthanc) -> int:
 
 
 def uploaded_lines(stderr: str) -> dict[str, str]:
-    lines = [m for m in map(UPLOADED.match, stderr.splitlines()) if m]
-    paths = [m["path"] for m in lines]
+    matches = [m for m in map(UPLOADED.match, lines(stderr)) if m]
+    paths = [m["path"] for m in matches]
     assert len(paths) == len(set(paths)), "a file was reported twice"
-    return {m["path"]: m["url"] for m in lines}
+    return {m["path"]: m["url"] for m in matches}
 
 
 def summary(stderr: str) -> re.Match[str]:
-    matches = [m for m in map(SUMMARY.match, stderr.splitlines()) if m]
+    matches = [m for m in map(SUMMARY.match, lines(stderr)) if m]
     assert len(matches) == 1, stderr
     return matches[0]
 
@@ -140,7 +140,7 @@ def test_cli_stores_pydicom_corpus_in_orthanc_reporting_rejects(
     failed = rejects - stored
     assert uploaded[str(by_name(pydicom_files, "CT_small.dcm")[0])] == instance_url(
         orthanc.url, by_name(pydicom_files, "CT_small.dcm")[0])
-    errors = [line for line in result.stderr.splitlines() if line.startswith("dcmweb: error: ")]
+    errors = [line for line in lines(result.stderr) if line.startswith("dcmweb: error: ")]
     for path in failed:  # Orthanc names some in FailedSOPSequence, some only by the 400
         assert (f"dcmweb: error: {path} failed: HTTP 400 Bad Request" in result.stderr
                 or f"dcmweb: error: {path} failed: cannot understand (0xC000)" in result.stderr)
@@ -189,9 +189,9 @@ def test_single_part_to_orthanc_is_415_per_file_with_a_hint(
     for path in files:
         assert (f"dcmweb: error: {path} failed: HTTP 415 Unsupported Media Type:"
                 " Unsupported media type (this server needs multipart uploads:"
-                " drop --single-part)") in result.stderr.splitlines()
+                " drop --single-part)") in lines(result.stderr)
     assert summary(result.stderr)["extras"] == "2 failed"
-    assert result.stderr.splitlines()[-1] == "dcmweb: error: nothing stored: 2 of 2 files failed"
+    assert lines(result.stderr)[-1] == "dcmweb: error: nothing stored: 2 of 2 files failed"
     assert orthanc_instances(orthanc) == 0
 
 
@@ -260,11 +260,11 @@ def test_conflict_is_reported_per_file_and_the_others_stored(
     result = run(local_server.url, "store", "--report", str(report), str(ct), str(copy), str(mr))
     assert result.exit_code == 6
     assert result.stdout == ""
-    assert f"dcmweb: error: {copy} failed: {CONFLICT_DETAIL}" in result.stderr.splitlines()
+    assert f"dcmweb: error: {copy} failed: {CONFLICT_DETAIL}" in lines(result.stderr)
     assert uploaded_lines(result.stderr) == {
         str(ct): instance_url(local_server.url, ct), str(mr): instance_url(local_server.url, mr)}
     assert summary(result.stderr)["extras"] == "1 failed"
-    assert result.stderr.splitlines()[-1] == "dcmweb: error: 1 of 3 files failed to store"
+    assert lines(result.stderr)[-1] == "dcmweb: error: 1 of 3 files failed to store"
     assert stored_bytes(local_server, ct) == ct.read_bytes()
     assert stored_bytes(local_server, mr) == mr.read_bytes()
     rows = {Path(r["path"]).name: r for r in map(json.loads, report.read_text().splitlines())}
@@ -380,8 +380,8 @@ def test_non_dicom_and_empty_files_are_skipped(local_server, pydicom_files: list
     result = run(local_server.url, "store", str(text), str(empty), str(ct))
     assert result.exit_code == 0, result.stderr
     assert (f"dcmweb: warning: skipped {text}: not a DICOM Part-10 file (no DICM marker)"
-            in result.stderr.splitlines())
-    assert f"dcmweb: warning: skipped {empty}: empty file" in result.stderr.splitlines()
+            in lines(result.stderr))
+    assert f"dcmweb: warning: skipped {empty}: empty file" in lines(result.stderr)
     assert summary(result.stderr)["extras"] == "2 skipped"
     assert uploaded_lines(result.stderr) == {str(ct): instance_url(local_server.url, ct)}
 
@@ -396,7 +396,7 @@ def test_unreadable_file_is_a_failure_not_a_skip(local_server, pydicom_files: li
     result = run(local_server.url, "store", str(folder))
     assert result.exit_code == 6, result.stderr
     assert (f"dcmweb: error: {folder / 'gone.dcm'} failed: cannot read: No such file or"
-            " directory") in result.stderr.splitlines()
+            " directory") in lines(result.stderr)
     assert summary(result.stderr)["extras"] == "1 failed"
     assert list(uploaded_lines(result.stderr)) == [str(folder / "ct.dcm")]
 
@@ -409,7 +409,7 @@ def test_nothing_dicom_exits_2(local_server, pydicom_files: list[Path], tmp_path
     assert result.exit_code == 2
     assert result.stdout == ""
     assert f"dcmweb: warning: skipped {dicomdir}: a DICOMDIR index, not an image" in result.stderr
-    assert result.stderr.splitlines()[-1] == (
+    assert lines(result.stderr)[-1] == (
         "dcmweb: error: no DICOM files to store (all files were skipped as not DICOM)")
     assert local_server.requests == []
 
@@ -422,7 +422,7 @@ def test_no_files_exits_2_with_one_clear_error(local_server, tmp_path: Path,
     result = run(local_server.url, "store", mask)
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert result.stderr.splitlines() == [
+    assert lines(result.stderr) == [
         f"dcmweb: warning: no files match {mask}",
         "dcmweb: error: no files to store (check the paths and masks)",
     ]
@@ -434,9 +434,9 @@ def test_missing_explicit_path_is_a_failed_item(local_server, pydicom_files: lis
     missing = str(tmp_path / "missing.dcm")
     alone = run(local_server.url, "store", missing)
     assert alone.exit_code == 1  # nothing stored
-    assert alone.stderr.splitlines()[0] == (
+    assert lines(alone.stderr)[0] == (
         f"dcmweb: error: {missing} failed: cannot read: No such file or directory")
-    assert alone.stderr.splitlines()[-1] == "dcmweb: error: nothing stored: 1 of 1 files failed"
+    assert lines(alone.stderr)[-1] == "dcmweb: error: nothing stored: 1 of 1 file failed"
     assert local_server.requests == []
     ct = str(by_name(pydicom_files, "CT_small.dcm")[0])
     report = tmp_path / "report.jsonl"
@@ -456,12 +456,17 @@ def test_unmatched_mask_does_not_stop_the_others(local_server, pydicom_files: li
     assert list(uploaded_lines(result.stderr)) == [str(ct)]
 
 
-def test_quiet_keeps_only_the_summary(local_server, pydicom_files: list[Path]) -> None:
+def test_quiet_is_silent_on_success_and_keeps_warnings(local_server, pydicom_files: list[Path],
+                                                      tmp_path: Path) -> None:
     files = by_name(pydicom_files, *CLEAN[:2])
     result = run("-q", local_server.url, "store", *map(str, files))
-    assert result.exit_code == 0
-    assert len(result.stderr.splitlines()) == 1
-    assert summary(result.stderr)["files"] == "2"
+    assert (result.exit_code, result.stderr, result.stdout) == (0, "", "")
+    text = tmp_path / "notes.txt"
+    text.write_text("not DICOM")
+    warned = run("-q", local_server.url, "store", str(text), *map(str, files))
+    assert warned.exit_code == 0
+    assert lines(warned.stderr) == [
+        f"dcmweb: warning: skipped {text}: not a DICOM Part-10 file (no DICM marker)"]
 
 
 def test_library_results_count(local_server, pydicom_files: list[Path], tmp_path: Path) -> None:

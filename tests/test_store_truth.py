@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 from pathlib import Path
 
@@ -22,9 +21,8 @@ from dcmweb.filebody import FileChanged, SizedFileBody
 from dcmweb.files import read_part10_info
 from dcmweb.store import StoreOptions, Uploader, _Item
 from dcmweb.testing import LocalServer
-from dcmweb_devtools import corpus
+from dcmweb_devtools import corpus, logs
 
-STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} -- "
 HOST_HINT = ("HOST must be the DICOMweb base URL, e.g. https://healthcare.googleapis.com/v1/"
              "projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb or "
              "http://host:8042/dicom-web")
@@ -36,7 +34,7 @@ def run(*args: str) -> Result:
 
 def lines(result: Result) -> list[str]:
     """stderr with the timestamps taken out."""
-    return [re.sub(rf"^{STAMP}", "", line) for line in result.stderr.splitlines()]
+    return logs.lines(result.stderr)
 
 
 def sop_uid(path: Path) -> str:
@@ -102,7 +100,7 @@ def test_rerun_on_a_server_that_refuses_duplicates_is_safe(refusing_server: Loca
     again = run(refusing_server.url, "store", str(ct))
     assert again.exit_code == 0, again.stderr  # old dcmweb: failed, duplicate instance
     assert refusing_server.duplicates == [sop_uid(ct)]
-    assert any(line.startswith(f"{ct} uploaded as ") and line.endswith(
+    assert any(line.startswith(f"dcmweb: info: {ct} uploaded as ") and line.endswith(
         "(already on the server: a duplicate refused; confirmed by search)")
         for line in lines(again))
 
@@ -132,8 +130,8 @@ def test_200_with_a_web_page_is_a_failure_naming_what_came_back(ct: Path) -> Non
     assert lines(result) == [
         f"dcmweb: error: {ct} failed: server answered text/html (a web page), not a STOW"
         f" answer (HTTP 200) ({HOST_HINT})",
-        "Transferred 0 B in 0 files; 1 failed",
-        "dcmweb: error: nothing stored: 1 of 1 files failed",
+        "dcmweb: info: Transferred 0 B in 0 files; 1 failed",
+        "dcmweb: error: nothing stored: 1 of 1 file failed",
     ]
     assert [r.method for r in fake.requests] == ["POST"]
 
@@ -260,7 +258,8 @@ def test_a_server_that_fails_everything_stops_the_run(tmp_path: Path) -> None:
                      str(tmp_path / "s"))
         posts = len(fake.seen("POST"))
     assert result.exit_code == 5
-    assert lines(result)[-2] == "Transferred 0 B in 0 files; 10 failed, 6 not attempted"
+    assert lines(result)[-2] == (
+        "dcmweb: info: Transferred 0 B in 0 files; 10 failed, 6 not attempted")
     assert lines(result)[-1].startswith(
         "dcmweb: error: stopping: the server failed 5 batches in a row (last: HTTP 500")
     # Each batch: two attempts, then its first half twice: both halves failing stops the split.
@@ -287,7 +286,7 @@ def test_a_fifo_in_a_folder_is_skipped_not_read(local_server: LocalServer, tmp_p
     assert result.exit_code == 0, result.stderr
     assert (f"dcmweb: warning: skipped {folder / 'pipe.dcm'}: not a regular file:"
             " a FIFO (named pipe)") in lines(result)
-    assert lines(result)[-1] == "Transferred 38.3 KiB in 1 files; 1 skipped"
+    assert lines(result)[-1] == "dcmweb: info: Transferred 38.3 KiB in 1 file; 1 skipped"
     assert held(local_server) == {sop_uid(ct)}
 
 

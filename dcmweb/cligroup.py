@@ -1,0 +1,300 @@
+"""The machinery under the ``dcmweb`` group: the grammar (options anywhere, HOST optional,
+help anywhere), environment variables for every option, the profile's defaults, and the
+one place where errors become log lines and exit codes. See the note at the top of
+cli.py for how to add an option.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .errors import DcmwebError, ExitStatus, UsageError
+from .output import Output
+from .redact import redact_text
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .config import Profile
+
+LOCAL_WORKERS = 6  # loopback/PACS servers: their CPU, not the wire, is the limit
+GOOGLE_WORKERS = 8
+ENV_PREFIX = "DCMWEB"
+HELP_NAMES = ("-h", "--help")
+
+
+@dataclass
+class Settings:
+    """What the global options decided, handed to every command."""
+
+    given_host: str | None
+    multithreading: bool = False
+    given_workers: int | None = None
+    client_options: dict[str, Any] = field(default_factory=dict)
+    output: Output = field(default_factory=Output)
+    traceback: bool = False
+
+    @property
+    def host(self) -> str:
+        """HOST, asked for only by the commands that talk to a server."""
+        if not self.given_host:
+            raise UsageError("HOST is missing", "give it before the command, set DCMWEB_HOST, "
+                             "or choose a profile with a host: dcmweb -p NAME COMMAND")
+        return self.given_host
+
+    @property
+    def workers(self) -> int:
+        if not self.multithreading:
+            return self.given_workers or 1
+        if self.given_workers:
+            return self.given_workers
+        from .auth import is_google_host
+
+        return GOOGLE_WORKERS if is_google_host(self.host) else LOCAL_WORKERS
+
+    def client(self) -> Client:
+        from .client import Client
+
+        return Client(self.host, workers=self.workers, **self.client_options)
+
+
+class _Lines(click.types.StringParamType):
+    envvar_list_splitter = "\n"
+
+
+_LINES = _Lines()
+
+
+def long_name(param: click.Parameter) -> str:
+    """The option's name as users write it: ``--read-timeout`` -> ``read-timeout``."""
+    longs = [opt for opt in param.opts if opt.startswith("--")]
+    return (longs or param.opts)[0].lstrip("-")
+
+
+def options(command: click.Command) -> list[click.Option]:
+    return [param for param in command.params if isinstance(param, click.Option)
+            and not param.hidden and long_name(param) not in ("help", "version")]
+
+
+def _give_envvars(command: click.Command, prefix: str) -> None:
+    """Every option gets DCMWEB_[COMMAND_]LONG_NAME, shown in --help (recursively)."""
+    for param in options(command):
+        if param.envvar is None:
+            param.envvar = f"{prefix}_{long_name(param).replace('-', '_').upper()}"
+        param.show_envvar = True
+        if param.multiple and param.type is click.STRING:
+            param.type = _LINES  # one value per line: header values hold spaces
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            _give_envvars(sub, f"{prefix}_{name.replace('-', '_').upper()}")
+
+
+def _value_options(command: click.Command) -> tuple[set[str], set[str]]:
+    """(names of options that take a value, names of all options) of a command and,
+    for a group, of its subcommands."""
+    takes_value: set[str] = set()
+    names: set[str] = set()
+    for param in command.params:
+        if isinstance(param, click.Option):
+            opts = {*param.opts, *param.secondary_opts}
+            names |= opts
+            if not param.is_flag and not param.count:
+                takes_value |= opts
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            sub_values, sub_names = _value_options(sub)
+            takes_value |= sub_values
+            names |= sub_names
+    return takes_value, names
+
+
+def _looks_like_host(word: str) -> bool:
+    return any(mark in word for mark in "/:.")
+
+
+def _option_value(words: Sequence[str], names: tuple[str, ...]) -> str | None:
+    """The value given to one of ``names`` in a list of option words (last one wins)."""
+    value = None
+    for index, word in enumerate(words):
+        for name in names:
+            if word == name and index + 1 < len(words):
+                value = words[index + 1]
+            elif name.startswith("--") and word.startswith(name + "="):
+                value = word[len(name) + 1:]
+            elif not name.startswith("--") and word.startswith(name) and len(word) > 2:
+                value = word[len(name):]
+    return value
+
+
+class DcmwebGroup(click.Group):
+    """The grammar (options anywhere, HOST optional, help anywhere), the profile, and the
+    one place where errors become output and exit codes."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        if parent is None:
+            _give_envvars(self, ENV_PREFIX)
+        return super().make_context(info_name, args, parent, **extra)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = self._reorder(ctx, args)
+            ctx.default_map = self._profile_defaults(args)
+        return super().parse_args(ctx, args)
+
+    def _reorder(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Put the words in click's order: global options, --host HOST, command, its args.
+
+        Accepts ``dcmweb [OPTS] [HOST] [OPTS] COMMAND [ARGS and OPTS]``: global options
+        found after the command (and not one of the command's own) move to the front;
+        ``--help`` before the command becomes the command's help.
+        """
+        takes_value, global_names = _value_options(self)
+        global_names -= {"-h", "--help"}
+        words: list[str] = []
+        hosts: list[str] = []
+        index = 0
+        while index < len(args):
+            word = args[index]
+            if word in self.commands or word == "--":
+                break
+            if word.startswith("-") and len(word) > 1:
+                words.append(word)
+                if word in takes_value and index + 1 < len(args):
+                    index += 1
+                    words.append(args[index])
+            else:
+                hosts.append(word)
+            index += 1
+        rest = args[index:]
+        if not rest and hosts:
+            # No command: the first word that is not HOST is a mistyped one (click names it).
+            start = 1 if _looks_like_host(hosts[0]) else 0
+            hosts, rest = hosts[:start], hosts[start:]
+        if len(hosts) > 1:
+            raise click.UsageError(f"unexpected {hosts[1]!r} before the command "
+                                   f"(HOST is {hosts[0]!r})", ctx)
+        host = ["--host", hosts[0]] if hosts else []
+        if not rest or rest[0] not in self.commands:
+            return [*words, *host, *rest]
+        if any(word in HELP_NAMES for word in words):
+            words = [word for word in words if word not in HELP_NAMES]
+            rest = [rest[0], "--help", *rest[1:]]
+        own_value, own_names = _value_options(self.commands[rest[0]])
+        kept: list[str] = [rest[0]]
+        index = 1
+        while index < len(rest):
+            word = rest[index]
+            name = word.split("=", 1)[0]
+            if word == "--":
+                kept.extend(rest[index:])
+                break
+            target = kept if name in own_names or name not in global_names else words
+            target.append(word)
+            value_next = name in own_value if target is kept else name in takes_value
+            if value_next and "=" not in word and index + 1 < len(rest):
+                index += 1
+                target.append(rest[index])
+            index += 1
+        return [*words, *host, *kept]
+
+    def _profile_defaults(self, words: list[str]) -> dict[str, Any]:
+        """click's default_map from the chosen profile: option names -> parameter names."""
+        from .config import load_profile
+
+        profile = load_profile(
+            _option_value(words, ("--config",)) or os.environ.get(f"{ENV_PREFIX}_CONFIG"),
+            _option_value(words, ("-p", "--profile")) or os.environ.get(f"{ENV_PREFIX}_PROFILE"))
+        defaults = _defaults_for(self, profile.values, profile, "")
+        for name, values in profile.commands.items():
+            command = self.commands.get(name)
+            if command is None:
+                raise UsageError(f"config file {profile.path}: profile {profile.name!r} has "
+                                 f"a table [{name}], but there is no command {name!r}")
+            defaults[name] = _defaults_for(command, values, profile, f"{name}.")
+        return defaults
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DcmwebError as error:
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            output = settings.output if settings else Output()
+            output.stop_progress()
+            if settings and settings.traceback:
+                output.stderr.write(redact_text(traceback.format_exc()))
+            output.error(error)
+            ctx.exit(int(error.exit_status))
+        except BrokenPipeError:
+            # The reader went away (dcmweb ... | head): nothing left to say to it.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
+        except KeyboardInterrupt:
+            output_of(ctx).error("interrupted")
+            ctx.exit(int(ExitStatus.INTERRUPTED))
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as error:  # a bug: say so, and how to report it
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            if settings and settings.traceback:
+                raise
+            output_of(ctx).error(f"unexpected error: {type(error).__name__}: "
+                                 f"{redact_text(str(error))} "
+                                 "(rerun with --traceback and report it)")
+            ctx.exit(int(ExitStatus.ERROR))
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        """click's main, with usage errors (and errors in the config file) printed as one
+        log line like every other error."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            result = super().main(args, prog_name or "dcmweb", complete_var,
+                                  standalone_mode=False, **extra)
+            code = result if isinstance(result, int) else 0
+        except click.UsageError as error:
+            where = error.ctx.command_path if error.ctx else "dcmweb"
+            Output().error(f"{error.format_message().rstrip('.')} (see '{where} --help')")
+            code = error.exit_code
+        except click.ClickException as error:
+            Output().error(error.format_message())
+            code = error.exit_code
+        except DcmwebError as error:
+            Output().error(error)
+            code = int(error.exit_status)
+        except click.Abort:
+            Output().error("aborted")
+            code = int(ExitStatus.INTERRUPTED)
+        sys.exit(code)
+
+
+def output_of(ctx: click.Context) -> Output:
+    settings = ctx.find_object(Settings)
+    return settings.output if settings else Output()
+
+
+def _defaults_for(command: click.Command, values: dict[str, Any], profile: Profile,
+                  where: str) -> dict[str, Any]:
+    from .config import option_key
+
+    by_name = {long_name(param): param.name for param in options(command) if param.name}
+    defaults: dict[str, Any] = {}
+    for key, value in values.items():
+        name = by_name.get(option_key(key))
+        if name is None:
+            raise UsageError(f"config file {profile.path}: profile {profile.name!r}: unknown "
+                             f"setting {where}{key}", f"see 'dcmweb {where.rstrip('.')} --help'"
+                             .replace("dcmweb  ", "dcmweb "))
+        defaults[name] = value
+    return defaults
+
+

@@ -1,0 +1,125 @@
+"""Commands about dcmweb itself, which need no HOST: ``help``, ``config show`` and
+``completion``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from click.core import ParameterSource
+
+from .cligroup import long_name, options, output_of
+from .errors import UsageError
+
+SHELLS = ("bash", "zsh", "fish")
+
+
+@click.command("help")
+@click.argument("command_name", metavar="[COMMAND]", required=False)
+@click.pass_context
+def help_command(ctx: click.Context, command_name: str | None) -> None:
+    """Show the help of dcmweb or of one command (same as COMMAND --help).
+
+    \b
+    Example:
+      dcmweb help store
+    """
+    root = ctx.find_root()
+    group = root.command
+    if command_name is None:
+        output_of(ctx).text(group.get_help(root))
+        return
+    assert isinstance(group, click.Group)
+    command = group.get_command(root, command_name)
+    if command is None:
+        raise UsageError(f"no command {command_name!r}",
+                         f"commands: {', '.join(group.list_commands(root))}")
+    with click.Context(command, info_name=command_name, parent=root) as sub:
+        output_of(ctx).text(command.get_help(sub))
+
+
+@click.group("config")
+def config_group() -> None:
+    """Show the settings dcmweb would use (flags, environment, profile)."""
+
+
+_SOURCES = {
+    ParameterSource.COMMANDLINE: "flag",
+    ParameterSource.ENVIRONMENT: "env",
+    ParameterSource.DEFAULT_MAP: "profile",
+    ParameterSource.DEFAULT: "default",
+}
+
+
+def _setting_lines(ctx: click.Context, prefix: str, changed_only: bool) -> list[str]:
+    from .config import redact
+
+    lines = []
+    for param in options(ctx.command):
+        name = long_name(param)
+        if param.name is None or name in ("config", "profile"):
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if changed_only and source not in (ParameterSource.ENVIRONMENT,
+                                           ParameterSource.DEFAULT_MAP):
+            continue
+        value = redact(name, ctx.params.get(param.name))
+        if isinstance(value, tuple):
+            value = list(value)
+        where = _SOURCES.get(source, "default") if source else "default"
+        if source is ParameterSource.ENVIRONMENT and isinstance(param.envvar, str):
+            where = f"env {param.envvar}"
+        shown = "(not set)" if value is None else json.dumps(value)
+        lines.append(f"{prefix}{name} = {shown}  # {where}")
+    return lines
+
+
+@config_group.command("show")
+@click.pass_context
+def config_show(ctx: click.Context) -> None:
+    """Print the effective settings and where each comes from; secrets are hidden.
+
+    Global settings first, then each command's settings that the environment or the
+    profile changes.
+
+    \b
+    Example:
+      dcmweb -p prod config show
+    """
+    from .config import default_path
+
+    root = ctx.find_root()
+    group = root.command
+    assert isinstance(group, click.Group)
+    profile = root.params.get("profile") or "(none)"
+    config = root.params.get("config_file") or default_path()
+    lines = [f"# config file: {config}", f"# profile: {profile}"]
+    lines += _setting_lines(root, "", changed_only=False)
+    for name in group.list_commands(root):
+        command = group.get_command(root, name)
+        if command is None or isinstance(command, click.Group):
+            continue
+        with command.make_context(name, [], parent=root, resilient_parsing=True) as sub:
+            lines += _setting_lines(sub, f"{name}.", changed_only=True)
+    output_of(ctx).text("\n".join(lines))
+
+
+@click.command("completion")
+@click.argument("shell", type=click.Choice(SHELLS))
+@click.pass_context
+def completion_command(ctx: click.Context, shell: str) -> None:
+    """Print the shell completion script for bash, zsh or fish.
+
+    \b
+    Install it:
+      bash: dcmweb completion bash > ~/.local/share/bash-completion/completions/dcmweb
+      zsh:  dcmweb completion zsh > ~/.zfunc/_dcmweb   (with fpath+=~/.zfunc)
+      fish: dcmweb completion fish > ~/.config/fish/completions/dcmweb.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    root = ctx.find_root()
+    completion_class = get_completion_class(shell)
+    assert completion_class is not None  # every choice is one click knows
+    script = completion_class(root.command, {}, "dcmweb", "_DCMWEB_COMPLETE").source()
+    output_of(ctx).text(script)

@@ -1,0 +1,172 @@
+"""The command-line grammar: help anywhere without HOST, global options before HOST, between
+HOST and the command and after the command's arguments, the old tool's order, HOST from the
+environment, and shell completion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from dcmweb import Client
+from dcmweb.cli import cli
+from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
+
+HOST = "http://127.0.0.1:9/dicom-web"
+
+
+def dcmweb(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def reorder(*args: str) -> list[str]:
+    """The words as click gets them after dcmweb's grammar put them in order."""
+    assert isinstance(cli, click.Group)
+    with click.Context(cli, info_name="dcmweb") as ctx:
+        return cli._reorder(ctx, list(args))  # type: ignore[attr-defined]
+
+
+# -- help without HOST ----------------------------------------------------------------------
+@pytest.mark.parametrize("args", [
+    ("store", "--help"), ("store", "-h"), ("-h", "store"), ("--help", "store"),
+    ("help", "store"), ("-q", "--help", "store"), (HOST, "store", "--help"),
+])
+def test_command_help_needs_no_host(args: tuple[str, ...]) -> None:
+    result = dcmweb(*args)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.startswith("Usage: dcmweb store [OPTIONS] MASKS...\n")
+    assert ("[env var: DCMWEB_STORE_BATCH_SIZE; default: 20; 1<=x<=1000]"
+            in " ".join(result.stdout.split()))
+
+
+@pytest.mark.parametrize("args", [("--help",), ("-h",), ("help",)])
+def test_group_help(args: tuple[str, ...]) -> None:
+    result = dcmweb(*args)
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: dcmweb [OPTIONS] [HOST] COMMAND [ARGS]...\n")
+    for command in ("store", "search", "retrieve", "delete", "help", "config", "completion"):
+        assert f"\n  {command} " in result.stdout
+
+
+def test_help_of_an_unknown_command_is_exit_2() -> None:
+    result = dcmweb("help", "stor")
+    assert result.exit_code == 2
+    assert lines(result.stderr) == [
+        "dcmweb: error: no command 'stor' (commands: completion, config, delete, help, "
+        "retrieve, search, store)"]
+
+
+def test_a_mistyped_command_is_named() -> None:
+    result = dcmweb("stor", "x.dcm")
+    assert result.exit_code == 2
+    assert lines(result.stderr) == [
+        "dcmweb: error: No such command 'stor'. Did you mean 'store'? (see 'dcmweb --help')"]
+
+
+def test_missing_host_is_exit_2_with_the_ways_to_give_it() -> None:
+    result = dcmweb("search", "instances")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr) == [
+        "dcmweb: error: HOST is missing (give it before the command, set DCMWEB_HOST, or "
+        "choose a profile with a host: dcmweb -p NAME COMMAND)"]
+
+
+def test_two_hosts_are_a_usage_error() -> None:
+    result = dcmweb(HOST, "extra", "search")
+    assert result.exit_code == 2
+    assert lines(result.stderr) == [
+        f"dcmweb: error: unexpected 'extra' before the command (HOST is '{HOST}') "
+        "(see 'dcmweb --help')"]
+
+
+def test_usage_errors_are_one_log_line() -> None:
+    result = dcmweb(HOST, "search", "--format", "yaml")
+    assert result.exit_code == 2
+    [line] = lines(result.stderr)
+    assert line.startswith("dcmweb: error: Invalid value for '--format' (env var: "
+                           "'DCMWEB_SEARCH_FORMAT'): 'yaml' is not one of 'pretty', ")
+    assert line.endswith(" (see 'dcmweb search --help')")
+
+
+# -- where options go -----------------------------------------------------------------------
+@pytest.mark.parametrize(("args", "expected"), [
+    # the old tool's order
+    (["-m", HOST, "store", "a.dcm"], ["-m", "--host", HOST, "store", "a.dcm"]),
+    # between HOST and the command
+    ([HOST, "-q", "--workers", "2", "search"],
+     ["-q", "--workers", "2", "--host", HOST, "search"]),
+    # after the command's arguments, mixed with the command's own options
+    ([HOST, "store", "dir", "-m", "--batch-size", "5", "--workers=3"],
+     ["-m", "--workers=3", "--host", HOST, "store", "dir", "--batch-size", "5"]),
+    ([HOST, "search", "-q"], ["-q", "--host", HOST, "search"]),
+    # the value of a command's option is never taken for a global option
+    ([HOST, "store", "--report", "-q", "x"], ["--host", HOST, "store", "--report", "-q", "x"]),
+    # no HOST (DCMWEB_HOST or a profile), profile options anywhere
+    (["search", "-p", "prod"], ["-p", "prod", "search"]),
+    # after --, nothing moves
+    ([HOST, "search", "--", "-q"], ["--host", HOST, "search", "--", "-q"]),
+])
+def test_options_are_put_in_order(args: list[str], expected: list[str]) -> None:
+    assert reorder(*args) == expected
+
+
+def test_options_after_the_command_take_effect(local_server: LocalServer, tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "f", 3)
+    stored = dcmweb(local_server.url, "store", str(tmp_path / "f"), "-m", "--workers", "2", "-q")
+    assert (stored.exit_code, stored.stderr) == (0, "")
+    found = dcmweb(local_server.url, "search", "instances", "--format", "jsonl", "-q")
+    assert found.exit_code == 0
+    assert len(found.stdout.splitlines()) == len(files)
+
+
+def test_host_from_the_environment_with_options_anywhere(local_server: LocalServer,
+                                                          tmp_path: Path) -> None:
+    with Client(local_server.url) as client:
+        client.store(corpus.synthetic_files(tmp_path / "f", 2))
+    env = {"DCMWEB_HOST": local_server.url}
+    for args in (("search", "instances", "-q"), ("-q", "search", "instances"),
+                 ("--retries", "1", "search", "instances", "--format", "compact")):
+        result = dcmweb(*args, env=env)
+        assert result.exit_code == 0, result.stderr
+        assert len(json.loads(result.stdout)) == 2
+
+
+# -- completion -----------------------------------------------------------------------------
+@pytest.mark.parametrize(("shell", "marker"), [
+    ("bash", "complete -o nosort -F _dcmweb_completion dcmweb"),
+    ("zsh", "#compdef dcmweb"),
+    ("fish", "complete --no-files --command dcmweb"),
+])
+def test_completion_script(shell: str, marker: str) -> None:
+    result = dcmweb("completion", shell)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert marker in result.stdout
+    assert "_DCMWEB_COMPLETE" in result.stdout
+
+
+@pytest.mark.parametrize(("words", "expected"), [
+    ("dcmweb st", ["store"]),
+    (f"dcmweb {HOST} st", ["store"]),
+    (f"dcmweb -m {HOST} store --batch", ["--batch-size"]),
+    ("dcmweb --work", ["--workers"]),
+    ("dcmweb completion ", ["bash", "zsh", "fish"]),
+])
+def test_completion_answers(words: str, expected: list[str]) -> None:
+    cword = str(len(words.split()) - (0 if words.endswith(" ") else 1))
+    result = CliRunner().invoke(cli, [], prog_name="dcmweb", env={
+        "_DCMWEB_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": cword})
+    assert result.exit_code == 0
+    assert [line.split(",", 1)[1] for line in result.stdout.splitlines()] == expected
+
+
+def test_completion_of_an_unknown_shell_is_exit_2() -> None:
+    result = dcmweb("completion", "tcsh")
+    assert result.exit_code == 2
+    assert lines(result.stderr) == [
+        "dcmweb: error: Invalid value for '{bash|zsh|fish}': 'tcsh' is not one of 'bash', "
+        "'zsh', 'fish' (see 'dcmweb completion --help')"]

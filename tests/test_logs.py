@@ -1,0 +1,114 @@
+"""Log lines: one shape for every line (timestamp with zone, level, message), JSON lines,
+-q silent on success but never hiding warnings, errors or retries, plurals."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from dcmweb.cli import cli
+from dcmweb.output import Output, plural
+from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
+
+LINE = re.compile(r"^(?P<time>\S+) dcmweb: (?P<level>debug|info|warning|error): (?P<msg>.+)$")
+
+
+def dcmweb(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def parsed(stderr: str) -> list[tuple[str, str]]:
+    """(level, message) of each line, checking every line's shape and time stamp."""
+    out = []
+    for line in stderr.splitlines():
+        match = LINE.match(line)
+        assert match, line
+        stamp = datetime.fromisoformat(match["time"])
+        assert stamp.utcoffset() is not None  # the time zone is in every line
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d", match["time"])
+        out.append((match["level"], match["msg"]))
+    return out
+
+
+def test_every_line_has_one_shape(local_server: LocalServer, tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "f", 1)
+    (tmp_path / "f" / "notes.txt").write_text("no")
+    result = dcmweb(local_server.url, "store", str(tmp_path / "f"))
+    assert result.exit_code == 0
+    assert [level for level, _ in parsed(result.stderr)] == ["warning", "info", "info"]
+    assert parsed(result.stderr)[-1][1].endswith(" in 1 file; 1 skipped")
+    assert f"{files[0]} uploaded as " in parsed(result.stderr)[1][1]
+    usage = dcmweb(local_server.url, "store")
+    assert parsed(usage.stderr) == [
+        ("error", "Missing argument 'MASKS...' (see 'dcmweb store --help')")]
+
+
+def test_json_log_format(local_server: LocalServer, tmp_path: Path) -> None:
+    corpus.synthetic_files(tmp_path / "f", 2)
+    result = dcmweb("--log-format", "json", local_server.url, "store", str(tmp_path / "f"))
+    assert result.exit_code == 0
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [sorted(record) for record in records] == [["level", "message", "time"]] * 3
+    assert records[-1]["level"] == "info"
+    assert records[-1]["message"].startswith("Transferred ")
+    assert records[-1]["message"].endswith(" in 2 files")
+    assert datetime.fromisoformat(records[0]["time"]).utcoffset() is not None
+
+
+def test_quiet_and_verbose_together_are_a_usage_error() -> None:
+    result = dcmweb("-q", "-v", "http://127.0.0.1:9/dicom-web", "search")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr) == [
+        "dcmweb: error: -q/--quiet and -v/--verbose cannot be used together"]
+
+
+def test_no_summary_before_a_usage_error(local_server: LocalServer, tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not DICOM")
+    result = dcmweb(local_server.url, "store", str(text))
+    assert result.exit_code == 2
+    assert lines(result.stderr) == [
+        f"dcmweb: warning: skipped {text}: not a DICOM Part-10 file (no DICM marker)",
+        "dcmweb: error: no DICOM files to store (all files were skipped as not DICOM)"]
+
+
+def test_retries_are_shown_with_quiet(local_server: LocalServer, tmp_path: Path) -> None:
+    corpus.synthetic_files(tmp_path / "f", 1)
+    local_server.inject_fault(503, count=1, method="POST")
+    result = CliRunner().invoke(cli, ["-q", local_server.url, "store", str(tmp_path / "f")],
+                                env={"DCMWEB_RETRIES": "2"}, catch_exceptions=False)
+    assert result.exit_code == 0
+    [(level, message)] = parsed(result.stderr)
+    assert level == "warning"
+    assert "HTTP 503; retrying in " in message
+
+
+def test_one_deleted_instance_is_singular(local_server: LocalServer, tmp_path: Path) -> None:
+    [path] = corpus.synthetic_files(tmp_path / "f", 1)
+    stored = dcmweb(local_server.url, "store", str(path))
+    study = lines(stored.stderr)[0].split("/studies/")[1].split("/")[0]
+    result = dcmweb(local_server.url, "delete", f"studies/{study}")
+    assert result.exit_code == 0, result.stderr
+    assert lines(result.stderr)[-1] == f"dcmweb: info: deleted studies/{study} (1 instance)"
+
+
+def test_plural() -> None:
+    assert [plural(n, "file") for n in (0, 1, 2)] == ["0 files", "1 file", "2 files"]
+    assert plural(1, "instance") == "1 instance"
+
+
+def test_output_levels(tmp_path: Path) -> None:
+    with (tmp_path / "err").open("w+") as err:
+        output = Output(stderr=err, quiet=True)
+        output.log("hidden")
+        output.summary("hidden too")
+        output.warning("kept")
+        output.error("kept too")
+        err.seek(0)
+        assert [message for _, message in parsed(err.read())] == ["kept", "kept too"]
