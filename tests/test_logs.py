@@ -86,7 +86,7 @@ def test_retries_are_shown_with_quiet(local_server: LocalServer, tmp_path: Path)
     assert result.exit_code == 0
     [(level, message)] = parsed(result.stderr)
     assert level == "warning"
-    assert "HTTP 503; retrying in " in message
+    assert "HTTP 503 Service Unavailable; retrying" in message
 
 
 def test_one_deleted_instance_is_singular(local_server: LocalServer, tmp_path: Path) -> None:
