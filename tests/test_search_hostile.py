@@ -12,6 +12,7 @@ from hostile import Hostile, Request
 from dcmweb_devtools.logs import lines
 from dcmweb import search
 from dcmweb.cli import cli
+from dcmweb_devtools.logs import lines
 
 SOP_TAG, STUDY_TAG = "00080018", "0020000D"
 
