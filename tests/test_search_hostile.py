@@ -9,7 +9,6 @@ import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request
 
-from dcmweb_devtools.logs import lines
 from dcmweb import search
 from dcmweb.cli import cli
 from dcmweb_devtools.logs import lines
