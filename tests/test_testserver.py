@@ -529,9 +529,11 @@ def test_wado_without_star_transcodes_to_explicit_le(loaded: LocalServer) -> Non
     ct_study = uids(blob(CT))[0]
     ct_resp = requests.get(f"{srv.url}/studies/{ct_study}", headers={"Accept": DICOM_MP})
     assert [d for _, d in split_multipart(ct_resp)] == [blob(CT)]
-    # Compressed: this server does not transcode.
+    # Compressed: decoded like Google does (see test_testserver_wado.py); another
+    # target syntax is refused before the answer starts.
     jpeg_study = uids(blob(JPEG))[0]
-    refused = requests.get(f"{srv.url}/studies/{jpeg_study}", headers={"Accept": DICOM_MP})
+    accept = f"{DICOM_MP}; transfer-syntax=1.2.840.10008.1.2.4.90"
+    refused = requests.get(f"{srv.url}/studies/{jpeg_study}", headers={"Accept": accept})
     assert refused.status_code == 406
     assert "not supported by this test server" in refused.json()["error"]["message"]
     raw = requests.get(f"{srv.url}/studies/{jpeg_study}", headers={"Accept": RAW_MP})

@@ -236,3 +236,31 @@ def test_rendered_without_pillow_is_501_naming_the_extra(
     resp = rendered(url)
     assert resp.status_code == 501
     assert "pip install 'dcmweb[testserver]'" in resp.json()["error"]["message"]
+
+
+# -- transcoding on retrieve --------------------------------------------------------------
+@pytest.mark.parametrize("accept", ['multipart/related; type="application/dicom"',
+                                    "application/dicom"])  # fmt: skip
+def test_compressed_instance_is_decoded_to_explicit_le(srv: LocalServer, accept: str) -> None:
+    url = put(srv, RLE_MULTI)
+    resp = requests.get(url, headers={"Accept": accept}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    body = resp.content if accept == "application/dicom" else split_multipart(resp)[0][1]
+    ds = pydicom.dcmread(io.BytesIO(body))
+    assert ds.file_meta.TransferSyntaxUID == EXPLICIT_LE
+    original = pydicom.dcmread(real_file(RLE_MULTI))
+    assert ds.SOPInstanceUID == original.SOPInstanceUID
+    assert (ds.pixel_array == original.pixel_array).all()
+
+
+def test_undecodable_syntax_gets_406_before_the_answer(
+    srv: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = put(srv, RLE_MULTI)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "numpy" else real(name, *a)
+    )
+    resp = requests.get(url, headers={"Accept": "application/dicom"}, timeout=30)
+    assert resp.status_code == 406
+    assert "cannot transcode from 1.2.840.10008.1.2.5" in resp.json()["error"]["message"]

@@ -107,6 +107,23 @@ def _need(*modules: str) -> None:
         raise Unavailable(f"this needs {' and '.join(missing)}: {EXTRA_HINT}")
 
 
+def decoding_problem(transfer_syntax: str) -> str | None:
+    """Why pixel data in this transfer syntax cannot be decoded here; None if it can."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        _need("numpy")
+        decoder = get_decoder(transfer_syntax)
+    except Unavailable as exc:
+        return f"cannot transcode from {transfer_syntax}: {exc}"
+    except NotImplementedError:
+        return f"cannot transcode from {transfer_syntax}: no decoder for it"
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies)
+        return f"cannot transcode from {transfer_syntax}: no decoder plugin ({missing})"
+    return None
+
+
 def decode_instance(path: Path) -> bytes:
     """A compressed instance rewritten as Explicit VR Little Endian (in memory)."""
     from pydicom import dcmread
@@ -115,7 +132,7 @@ def decode_instance(path: Path) -> bytes:
     _need("numpy")
     ds = dcmread(path)
     try:
-        ds.decompress()
+        ds.decompress(generate_instance_uid=False)  # the same instance, re-encoded
     except Exception as exc:
         raise CannotDecode(
             f"cannot decode {ds.file_meta.TransferSyntaxUID.name} pixel data: {exc}"

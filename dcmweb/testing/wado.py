@@ -2,7 +2,9 @@
 
 Stored bytes are streamed from disk in 64 KiB chunks. Like Google, a request without
 `transfer-syntax=*` gets Explicit VR Little Endian: files already in it are sent
-as-is, uncompressed ones are converted with pydicom, compressed ones get 406.
+as-is, uncompressed ones are converted with pydicom, compressed ones are decoded
+with pydicom's pixel handlers (numpy, from the `testserver` extra). What cannot be
+decoded here, and any other target syntax, gets 406 before the answer starts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import pixels
 from .handler import Handler
 from .multipart import CHUNK, split_media_ranges
 
@@ -67,16 +70,10 @@ def handle_wado(h: Handler, study: str, series: str | None = None, sop: str | No
         h.send_error_json(406, str(exc))
         return
     if wanted.transfer_syntax is not None:
-        for row in rows:
-            stored = row["transfer_syntax_uid"]
-            if stored == wanted.transfer_syntax:
-                continue
-            if wanted.transfer_syntax != EXPLICIT_LE or stored not in CONVERTIBLE:
-                h.send_error_json(
-                    406,
-                    f"transcoding from {stored} to {wanted.transfer_syntax} is not supported"
-                    " by this test server; ask for transfer-syntax=*",
-                )
+        for stored in sorted({row["transfer_syntax_uid"] for row in rows}):
+            problem = transcoding_problem(stored, wanted.transfer_syntax)
+            if problem:
+                h.send_error_json(406, problem)
                 return
     if wanted.multipart:
         boundary = uuid.uuid4().hex
@@ -107,10 +104,25 @@ def _instance_bytes(
             return None  # deleted since the index was read
         return row["size"], _file_chunks(fh), stored
     try:
-        data = transcode_to_explicit_le(path, stored)
+        if stored in CONVERTIBLE:
+            data = transcode_to_explicit_le(path, stored)
+        else:
+            data = pixels.decode_instance(path)
     except FileNotFoundError:
         return None
     return len(data), iter([data]), EXPLICIT_LE
+
+
+def transcoding_problem(stored: str, target: str) -> str | None:
+    """Why instances stored in `stored` cannot be sent as `target`; None when they can."""
+    if stored == target or (target == EXPLICIT_LE and stored in CONVERTIBLE):
+        return None
+    if target != EXPLICIT_LE:
+        return (
+            f"transcoding from {stored} to {target} is not supported by this test server;"
+            f" ask for {EXPLICIT_LE} or transfer-syntax=*"
+        )
+    return pixels.decoding_problem(stored)
 
 
 def _file_chunks(fh: io.BufferedReader) -> Iterator[bytes]:
