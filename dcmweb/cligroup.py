@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .errors import DcmwebError, ExitStatus, UsageError
+from .errors import DcmwebError, ExitStatus, Terminated, UsageError
 from .output import Output
 from .redact import redact_text
 
@@ -221,8 +221,11 @@ class DcmwebGroup(click.Group):
         return defaults
 
     def invoke(self, ctx: click.Context) -> Any:
+        from .signals import stop_on_signals
+
         try:
-            return super().invoke(ctx)
+            with stop_on_signals():
+                return super().invoke(ctx)
         except DcmwebError as error:
             settings = ctx.obj if isinstance(ctx.obj, Settings) else None
             output = settings.output if settings else Output()
@@ -236,9 +239,12 @@ class DcmwebGroup(click.Group):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(0)
-        except KeyboardInterrupt:
-            output_of(ctx).error("interrupted")
-            ctx.exit(int(ExitStatus.INTERRUPTED))
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated)
+            output = output_of(ctx)
+            output.stop_progress()
+            terminated = isinstance(stop, Terminated)
+            output.error("terminated (SIGTERM)" if terminated else "interrupted")
+            ctx.exit(int(ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED))
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as error:  # a bug: say so, and how to report it

@@ -53,8 +53,13 @@ class Deleter:
             return DeleteResult(url_path)
         if not self.wait:
             return DeleteResult(url_path, str(name))
-        operation = wait_operation(self.http, self.base_url, str(name), self.timeout,
-                                   what=f"delete {url_path}")
+        try:
+            operation = wait_operation(self.http, self.base_url, str(name), self.timeout,
+                                       what=f"delete {url_path}")
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the server is not told to stop
+            log.warning("delete %s: stopped waiting; operation %s goes on on the server",
+                        url_path, name)
+            raise
         return DeleteResult(url_path, operation.name, operation.counter)
 
     def _orthanc_root(self) -> str | None:

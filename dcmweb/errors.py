@@ -23,6 +23,7 @@ class ExitStatus(IntEnum):
     UNAVAILABLE = 5  # server or network unavailable after retries, or timed out
     PARTIAL = 6  # some items failed, the rest were done
     INTERRUPTED = 130  # Ctrl-C / SIGINT
+    TERMINATED = 143  # SIGTERM (timeout, systemd, Kubernetes)
 
 
 class DcmwebError(Exception):
@@ -92,3 +93,8 @@ class AllFailed(DcmwebError):
     a warning)."""
 
     exit_status = ExitStatus.ERROR
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the CLI: a KeyboardInterrupt, so every
+    cleanup for Ctrl-C runs for it too; the exit status tells them apart."""

@@ -70,6 +70,20 @@ def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int) -> Ite
                         break
         if failure is not None:
             raise failure
+    except GeneratorExit:
+        raise
+    except BaseException:
+        # Stopped while waiting for the next item or result (Ctrl-C, SIGTERM, a listing
+        # that failed): calls that have finished are still handed over, so that the
+        # summary counts what is done; running ones are not waited for.
+        while True:
+            try:
+                ok, value = results.get_nowait()
+            except queue.Empty:
+                break
+            if ok:
+                yield value
+        raise
     finally:
         for _ in threads:
             tasks.put(_STOP)

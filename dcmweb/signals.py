@@ -1,0 +1,47 @@
+"""Stopping a run: Ctrl-C (SIGINT) and SIGTERM end every command within a second.
+
+SIGTERM (what ``timeout``, systemd and Kubernetes send) is turned into
+:class:`~dcmweb.errors.Terminated`, a kind of KeyboardInterrupt, raised in the main
+thread: every cleanup written for Ctrl-C then runs for it too (the summary so far,
+partial files removed, the session closed so that worker threads stop waiting). The
+main thread never waits for a worker thread without a signal reaching it (queues,
+futures and events wake up for signals), and worker threads are daemons, so nothing
+holds the exit. A second signal while stopping ends the process at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from .errors import ExitStatus, Terminated
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While inside, SIGINT raises KeyboardInterrupt and SIGTERM raises Terminated (in
+    the main thread only: elsewhere Python cannot install signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        terminated = signum == signal.SIGTERM
+        if stopping:  # the first one is being handled: the user insists
+            os._exit(ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED)
+        stopping = True
+        raise Terminated() if terminated else KeyboardInterrupt()
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT,
+                                                                   signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -1,0 +1,177 @@
+"""Ctrl-C (SIGINT) and SIGTERM stop every command promptly, in a real process: the summary
+so far, one closing line, no partial files, exit 130 / 143.
+
+Each test starts `python -m dcmweb` against a fake that stalls or keeps answering 503,
+waits until dcmweb is provably waiting (the fake has seen the retries), sends the signal
+and checks what the process said and left behind. The time bound only catches a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hostile import Hostile, Request, multipart
+
+from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
+
+HANG = 10.0  # seconds: far more than the < 1 s dcmweb takes; only a hang goes past it
+STOPS = [(signal.SIGINT, 130, "dcmweb: error: interrupted"),
+         (signal.SIGTERM, 143, "dcmweb: error: terminated (SIGTERM)")]
+STOP_IDS = ["SIGINT", "SIGTERM"]
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DCMWEB_")}
+    return subprocess.Popen([sys.executable, "-m", "dcmweb", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str],
+             timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"dcmweb ended early: {process.communicate()}")
+        assert time.monotonic() < deadline, "dcmweb never got to the point of the test"
+        time.sleep(0.05)
+
+
+def stop(process: subprocess.Popen[str], number: int) -> tuple[str, list[str], float]:
+    """Send the signal; (stdout, stderr lines, seconds until the process ended)."""
+    sent = time.monotonic()
+    process.send_signal(number)
+    try:
+        stdout, stderr = process.communicate(timeout=HANG)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError(f"dcmweb still running {HANG} s after the signal") from None
+    elapsed = time.monotonic() - sent
+    return stdout, lines(stderr), elapsed
+
+
+def unavailable(req: Request) -> None:
+    req.reply(503, b"busy", "text/plain", headers={"Retry-After": "1"})
+
+
+def rows(*uids: str, tag: str = "0020000D") -> list[dict]:
+    return [{tag: {"vr": "UI", "Value": [uid]}} for uid in uids]
+
+
+@pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
+def test_search_stops_while_the_next_page_is_retried(number: int, code: int,
+                                                     line: str) -> None:
+    def studies(req: Request) -> None:
+        if req.params["offset"] == "0":
+            req.json(200, rows("1.1", "1.2"), "application/dicom+json")
+        else:
+            unavailable(req)
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies", studies)
+        process = start(fake.url, "search", "--page-size", "2", "--format", "jsonl")
+        wait_for(lambda: len(fake.seen("GET", "/studies")) >= 3, process)  # page 2 retried
+        stdout, stderr, _ = stop(process, number)
+    assert process.returncode == code, stderr
+    assert stderr[-1] == line
+    assert [json.loads(row) for row in stdout.splitlines()] == rows("1.1", "1.2")
+    assert not any("Traceback" in text for text in stderr)
+
+
+@pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
+def test_whole_store_retrieve_stops_while_the_listing_is_retried(
+        tmp_path: Path, number: int, code: int, line: str) -> None:
+    [instance] = corpus.synthetic_files(tmp_path / "in", 1)
+    study = corpus_uids(instance)[0]
+
+    def studies(req: Request) -> None:
+        if req.params["offset"] == "0":
+            req.json(200, rows(study), "application/dicom+json")
+        else:
+            unavailable(req)
+
+    out = tmp_path / "out"
+    with Hostile() as fake:
+        fake.route("GET", "/studies", studies)
+        fake.route("GET", f"/studies/{study}", lambda req: req.reply(
+            200, multipart([instance.read_bytes()], "b"), "multipart/related; boundary=b"))
+        process = start("-m", fake.url, "retrieve", "--output", str(out))
+        wait_for(lambda: len(fake.seen("GET", "/studies")) >= 3, process)
+        _, stderr, _ = stop(process, number)
+    assert process.returncode == code, stderr
+    assert stderr[-1] == line
+    assert "Transferred" in stderr[-2] and stderr[-2].endswith(" in 1 files")  # the one saved
+    assert [p.name for p in out.rglob("*") if p.is_file()] == [f"{corpus_uids(instance)[2]}.dcm"]
+
+
+@pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
+def test_retrieve_stopped_mid_file_leaves_no_partial_file(tmp_path: Path, number: int,
+                                                          code: int, line: str) -> None:
+    def stalls(req: Request) -> None:
+        h = req.handler
+        h.send_response(200)
+        h.send_header("Content-Type", "multipart/related; boundary=s")
+        h.end_headers()
+        h.wfile.write(b"--s\r\nContent-Type: image/jpeg\r\n\r\n" + os.urandom(300_000))
+        h.wfile.flush()
+        time.sleep(30)  # and never more
+        h.close_connection = True
+
+    out = tmp_path / "out"
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1.2", stalls)
+        process = start(fake.url, "retrieve", "studies/1.2", "--type", "image/jpeg",
+                        "--output", str(out))
+        wait_for(lambda: any(out.rglob(".dcmweb-*")), process)  # writing the part
+        _, stderr, _ = stop(process, number)
+    assert process.returncode == code, stderr
+    assert stderr[-1] == line
+    assert "Transferred 0 B in 0 files" in stderr[-2]
+    assert [p for p in out.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
+def test_store_stops_while_the_server_keeps_answering_503(tmp_path: Path, number: int,
+                                                          code: int, line: str) -> None:
+    files = corpus.synthetic_files(tmp_path / "in", 4)
+    with Hostile() as fake:
+        fake.route("POST", "/studies", unavailable)
+        process = start("-m", "--workers", "2", fake.url, "store", "--batch-size", "1",
+                        *map(str, files))
+        wait_for(lambda: len(fake.seen("POST", "/studies")) >= 3, process)
+        _, stderr, _ = stop(process, number)
+    assert process.returncode == code, stderr
+    assert stderr[-1] == line
+    assert "Transferred 0 B in 0 files" in stderr[-2]
+
+
+@pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
+def test_delete_stops_waiting_and_names_the_operation(number: int, code: int,
+                                                      line: str) -> None:
+    name = "projects/p/locations/l/datasets/d/operations/42"
+    with Hostile() as fake:
+        fake.route("DELETE", "/studies/1.2", lambda req: req.json(200, {"name": name}))
+        fake.route("GET", f"/v1/{name}", lambda req: req.json(200, {"name": name}))
+        process = start(fake.url, "delete", "studies/1.2")
+        wait_for(lambda: len(fake.seen("GET")) >= 2, process)
+        _, stderr, _ = stop(process, number)
+    assert process.returncode == code, stderr
+    assert stderr[-1] == line
+    assert stderr[-2] == ("dcmweb: warning: delete studies/1.2: stopped waiting; operation "
+                          f"{name} goes on on the server")
+
+
+def corpus_uids(path: Path) -> tuple[str, str, str]:
+    import pydicom
+
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
