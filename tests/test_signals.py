@@ -109,7 +109,8 @@ def test_whole_store_retrieve_stops_while_the_listing_is_retried(
         _, stderr, _ = stop(process, number)
     assert process.returncode == code, stderr
     assert stderr[-1] == line
-    assert "Transferred" in stderr[-2] and stderr[-2].endswith(" in 1 files")  # the one saved
+    assert stderr[-2].startswith("dcmweb: info: Transferred ")
+    assert stderr[-2].endswith(" in 1 file")  # the one saved before the signal
     assert [p.name for p in out.rglob("*") if p.is_file()] == [f"{corpus_uids(instance)[2]}.dcm"]
 
 
