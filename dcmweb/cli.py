@@ -20,11 +20,9 @@ Precedence: flag > environment variable > profile > built-in default.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -32,7 +30,16 @@ from . import __version__
 from .cligroup import GOOGLE_WORKERS, HELP_NAMES, LOCAL_WORKERS, DcmwebGroup, Settings
 from .climeta import completion_command, config_group, help_command
 from .errors import AllFailed, PartialFailure, UsageError
-from .output import FORMATS, LOG_FORMATS, Output, StderrLogHandler, human_size, plural
+from .output import (
+    FORMATS,
+    LOG_FORMATS,
+    Output,
+    StderrLogHandler,
+    StorePrinter,
+    describe_summary,
+    human_size,
+    plural,
+)
 from .searchformat import TEXT_FORMATS
 
 if TYPE_CHECKING:
@@ -198,74 +205,109 @@ pass_settings = click.make_pass_decorator(Settings)
               help="GCP storage class: STANDARD, NEARLINE, COLDLINE or ARCHIVE.")
 @click.option("--study", "study_uid", metavar="UID",
               help="Store into this study (POST /studies/UID).")
-@click.option("--report", type=click.File("w", lazy=False), metavar="FILE",
-              help="Write one JSON line per file (path, status, UID, URL, message, "
-                   "confirmed_by); created at the start of the run.")
+@click.option("--report", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write one row per file (path, status, UIDs, HTTP status, reason, ...): "
+                   "CSV when FILE ends in .csv, else JSON lines; created at the start.")
+@click.option("--journal", metavar="FILE", type=click.Path(dir_okay=False),
+              help="SQLite journal of what is stored: a rerun sends only the rest.")
+@click.option("--retry-failed", is_flag=True,
+              help="With --journal: send only the files that failed before.")
+@click.option("--skip-existing", is_flag=True,
+              help="Ask the server (one search per study) and send only what it lacks.")
+@click.option("--on-conflict", type=click.Choice(("fail", "skip", "overwrite")), default="fail",
+              show_default=True,
+              help="Same UIDs, other bytes on the server: fail, skip (record it) or "
+                   "overwrite (delete the instance, store it again).")
+@click.option("--files-from", metavar="FILE", multiple=True,
+              help="Read paths from FILE ('-': stdin), one per line; repeatable.")
+@click.option("-0", "--null", "null_separated", is_flag=True,
+              help="Paths in --files-from are NUL-separated (find -print0).")
+@click.option("--include", metavar="GLOB", multiple=True,
+              help="Only files whose name (or path, if GLOB has '/') matches; repeatable.")
+@click.option("--exclude", metavar="GLOB", multiple=True,
+              help="Leave out files (and folders) whose name or path matches; repeatable.")
+@click.option("--shard", metavar="K/N",
+              help="Take share K of N (1 <= K <= N) by a stable hash of each path.")
+@click.option("--dry-run", is_flag=True,
+              help="Say what would be sent (files, bytes, studies, skips) and send nothing.")
 @pass_settings
 def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str, ...],
           jpeg_files: tuple[str, ...], generate_uids: bool, single_part: bool,
           batch_size: int, storage_class: str | None, study_uid: str | None,
-          report: Any) -> None:
-    """Store files, directories (recursive) and glob masks ('**' recurses), or create
-    instances from DICOM JSON metadata plus JPEG images (--metadata/--jpeg pairs).
+          report: str | None, journal: str | None, retry_failed: bool, skip_existing: bool,
+          on_conflict: str, files_from: tuple[str, ...], null_separated: bool,
+          include: tuple[str, ...], exclude: tuple[str, ...], shard: str | None,
+          dry_run: bool) -> None:
+    """Store files, directories (recursive), glob masks ('**' recurses) and file lists,
+    or create instances from DICOM JSON metadata plus JPEG images (--metadata/--jpeg).
 
-    Files that are not DICOM Part-10 are skipped with a warning. Each stored file
+    MASK '-' reads paths from stdin (like --files-from -). Files that are not DICOM
+    Part-10 (and DICOMDIR, empty files) are skipped with a warning. Each stored file
     prints 'PATH uploaded as URL'; the run ends with 'Transferred SIZE in N files'.
+    Files the journal (or the server) already holds are not sent again and are
+    listed only with -v.
 
     \b
     Example:
       dcmweb -m HOST store "./scans/**.dcm" --report store-report.jsonl
       dcmweb HOST store --metadata photo.json --jpeg photo.jpg --generate-uids
+      dcmweb -m HOST store /data --journal /var/lib/dcmweb/j.db --report r.csv -q
+      find /data -name '*.dcm' -print0 | dcmweb -m HOST store --files-from - -0
     """
+    from .bulk import BulkOptions, BulkStore
+    from .inputs import BackgroundCount, InputSpec, Shard
+    from .store import StoreOptions
+
+    pairs = _json_pairs((*masks, *files_from), metadata_files, jpeg_files, generate_uids)
+    lists = tuple(files_from) + (("-",) if "-" in masks else ())
+    # JSON + JPEG instances are not walked: their metadata files name them in the report.
+    spec = InputSpec(masks=metadata_files) if pairs else InputSpec(
+        masks=tuple(mask for mask in masks if mask != "-"), files_from=lists,
+        null_separated=null_separated, include=include, exclude=exclude,
+        shard=Shard.parse(shard) if shard else None)
+    options = BulkOptions(journal=journal, retry_failed=retry_failed,
+                          skip_existing=skip_existing,
+                          on_conflict=on_conflict, dry_run=dry_run)  # type: ignore[arg-type]
     output = settings.output
-    pairs = _json_pairs(masks, metadata_files, jpeg_files, generate_uids)
+    counter = BackgroundCount(spec) if output.show_progress and not pairs else None
+    printer = StorePrinter(output, logging.getLogger("dcmweb").isEnabledFor(logging.DEBUG),
+                           lambda: counter.total if counter else None)
     with settings.client() as client:
-        if pairs:
-            paths = [pair.metadata for pair in pairs]
-            results = client.iter_store_json(pairs, generate_uids=generate_uids)
-        else:
-            paths = client.files_to_store(masks)
-            results = client.iter_store(paths, single_part=single_part, batch_size=batch_size,
-                                        storage_class=storage_class, study_uid=study_uid)
-        counts = {"stored": 0, "failed": 0, "skipped": 0}
-        size = 0
-        output.start_progress(len(paths), "file")
+        store_options = StoreOptions(single_part=single_part, batch_size=batch_size,
+                                     storage_class=storage_class, study_uid=study_uid,
+                                     workers=client.workers)
+        run = BulkStore(client.http, client.base_url, spec, store_options, options,
+                        report=report, on_outcome=printer)
+        output.start_progress(len(pairs) if pairs else None, "file")
         try:
-            for result in results:
-                counts[result.status] += 1
-                output.advance()
-                if report:
-                    report.write(json.dumps({**asdict(result), "path": str(result.path)}) + "\n")
-                    report.flush()  # a run cut short still leaves what it did
-                if result.status == "stored":
-                    size += result.size
-                    where = result.retrieve_url or result.sop_instance_uid
-                    notes = [n for n in (result.message, result.confirmed_by == "search"
-                                         and "confirmed by search") if n]
-                    output.log(f"{result.path} uploaded as {where}"
-                               + (f" ({'; '.join(notes)})" if notes else ""))
-                elif result.status == "skipped":
-                    output.warning(f"skipped {result.path}: {result.message}")
-                else:
-                    output.error(f"{result.path} failed: {result.message}")
+            summary = run.run(client.iter_store_json(pairs, generate_uids=generate_uids)
+                              if pairs else None)
         finally:
+            if counter:
+                counter.stop()
             output.stop_progress()
-            done = sum(counts.values())
-            line = f"Transferred {human_size(size)} in {plural(counts['stored'], 'file')}"
-            extras = [f"{counts['failed']} failed"] if counts["failed"] else []
-            if counts["skipped"]:
-                extras.append(f"{counts['skipped']} skipped")
-            if done < len(paths):
-                extras.append(f"{len(paths) - done} not attempted")
-            if counts["skipped"] < len(paths):  # else the usage error below says it all
-                output.summary(line + (f"; {', '.join(extras)}" if extras else ""))
-    if counts["failed"] and not counts["stored"]:
-        raise AllFailed(f"nothing stored: {counts['failed']} of {plural(len(paths), 'file')} "
-                        "failed")
+            for mask in run.inputs.stats.unmatched:
+                output.warning(f"no files match {mask}")
+            nothing = run.summary.counts["skipped"] == run.summary.done  # the error says it
+            if run.started and (dry_run or not nothing):
+                output.summary(describe_summary(run.summary, dry_run=dry_run))
+    counts = summary.counts
+    if counts["failed"] and not (counts["stored"] or counts["already stored"]
+                                 or counts["conflict"]):
+        raise AllFailed(f"nothing stored: {counts['failed']} of "
+                        f"{plural(summary.done, 'file')} failed")
     if counts["failed"]:
-        raise PartialFailure(f"{counts['failed']} of {plural(len(paths), 'file')} failed to store")
-    if not counts["stored"]:
-        raise UsageError("no DICOM files to store", "all files were skipped as not DICOM")
+        raise PartialFailure(f"{counts['failed']} of {plural(summary.done, 'file')} failed "
+                             "to store")
+    if dry_run or summary.counts["stored"] or summary.counts["already stored"]:
+        return
+    if summary.counts["conflict"]:
+        return
+    if summary.not_retried and not summary.done:
+        return  # --retry-failed with nothing left to retry
+    if summary.unmatched and not summary.done:
+        raise UsageError("no files to store", "check the paths and masks")
+    raise UsageError("no DICOM files to store", "all files were skipped as not DICOM")
 
 
 def _json_pairs(masks: tuple[str, ...], metadata: tuple[str, ...], jpeg: tuple[str, ...],

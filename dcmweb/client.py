@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -18,7 +18,9 @@ from .http import Http, HttpConfig, RetryPolicy
 
 # Each operation's module is imported by its method: a command loads only its own.
 if TYPE_CHECKING:
+    from .bulk import Outcome, Summary
     from .delete import DeleteResult
+    from .inputs import InputSpec
     from .jsonstore import JsonInstance
     from .metadata import Metadata
     from .operations import Operation
@@ -142,6 +144,31 @@ class Client:
 
     def store(self, masks: Iterable[str | os.PathLike[str]], **options: Any) -> list[StoreResult]:
         return list(self.iter_store(self.files_to_store(masks), **options))
+
+    def bulk_store(self, inputs: InputSpec | Iterable[str | os.PathLike[str]], *,
+                   journal: str | os.PathLike[str] | None = None, retry_failed: bool = False,
+                   skip_existing: bool = False, on_conflict: str = "fail",
+                   dry_run: bool = False, report: str | os.PathLike[str] | None = None,
+                   on_outcome: Callable[[Outcome], None] | None = None,
+                   **options: Any) -> Summary:
+        """What ``dcmweb store`` does: walk the inputs lazily, skip what the journal (or,
+        with ``skip_existing``, the server) holds, store the rest, write the report.
+
+        ``inputs`` is an :class:`~dcmweb.inputs.InputSpec` or paths, folders and masks.
+        ``on_outcome`` is called with each file's :class:`~dcmweb.bulk.Outcome` as it
+        is decided; the returned :class:`~dcmweb.bulk.Summary` has the counts.
+        """
+        from .bulk import BulkOptions, BulkStore
+        from .inputs import InputSpec, from_paths
+        from .store import StoreOptions
+
+        spec = inputs if isinstance(inputs, InputSpec) else from_paths(inputs)
+        options.setdefault("workers", self.workers)
+        bulk = BulkOptions(journal=journal, retry_failed=retry_failed,
+                           skip_existing=skip_existing, dry_run=dry_run,
+                           on_conflict=on_conflict)  # type: ignore[arg-type]
+        return BulkStore(self.http, self.base_url, spec, StoreOptions(**options), bulk,
+                         report=report, on_outcome=on_outcome).run()
 
     # search ----------------------------------------------------------------
     def iter_search(self, path: str | None = "studies", params: Params | None = None,

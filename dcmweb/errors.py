@@ -22,6 +22,7 @@ class ExitStatus(IntEnum):
     NOT_FOUND = 4  # 404: the study, series, instance or store does not exist
     UNAVAILABLE = 5  # server or network unavailable after retries, or timed out
     PARTIAL = 6  # some items failed, the rest were done
+    BUSY = 7  # another run holds the --journal (overlapping cron runs)
     INTERRUPTED = 130  # Ctrl-C / SIGINT
     TERMINATED = 143  # SIGTERM (timeout, systemd, Kubernetes)
 

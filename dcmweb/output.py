@@ -17,11 +17,14 @@ import itertools
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .errors import DcmwebError
+
+if TYPE_CHECKING:
+    from .bulk import Outcome, Summary
 
 FORMATS = ("pretty", "compact", "jsonl")
 LOG_FORMATS = ("text", "json")
@@ -109,6 +112,12 @@ class Output:
         self._bar = tqdm(total=total, unit=unit, file=self.stderr, leave=False,
                          dynamic_ncols=True)
 
+    def progress_total(self, total: int) -> None:
+        """The total became known (counted in the background)."""
+        if self._bar is not None and self._bar.total != total:
+            self._bar.total = total
+            self._bar.refresh()
+
     def advance(self, count: int = 1) -> None:
         if self._bar is not None:
             self._bar.update(count)
@@ -187,3 +196,63 @@ class StderrLogHandler(logging.Handler):
             self.output.log(message)
         else:
             self.output.debug(message)
+
+
+class StorePrinter:
+    """The store command's per-file lines: the old tool's 'uploaded as' for stored files;
+    files not sent because the journal or the server has them only with -v."""
+
+    def __init__(self, output: Output, verbose: int = 0,
+                 total: Callable[[], int | None] = lambda: None) -> None:
+        self.output = output
+        self.verbose = verbose
+        self.total = total  # the progress total, once counted
+
+    def __call__(self, outcome: Outcome) -> None:
+        output = self.output
+        total = self.total()
+        if total is not None:
+            output.progress_total(total)
+        output.advance()
+        notes = [n for n in (outcome.message, outcome.confirmed_by == "search"
+                             and "confirmed by search") if n]
+        note = f" ({'; '.join(notes)})" if notes else ""
+        if outcome.status == "stored":
+            where = outcome.retrieve_url or outcome.uids[2]
+            output.log(f"{outcome.path} uploaded as {where}{note}")
+        elif outcome.status == "already stored":
+            if self.verbose:
+                output.log(f"{outcome.path} already stored{note}")
+        elif outcome.status == "skipped":
+            output.warning(f"skipped {outcome.path}: {outcome.message}")
+        elif outcome.status == "conflict":
+            output.warning(f"{outcome.path} not stored, the server holds other bytes under "
+                           f"its UIDs (--on-conflict skip){note}")
+        else:
+            output.error(f"{outcome.path} failed: {outcome.message}")
+
+
+def describe_summary(summary: Summary, *, dry_run: bool = False) -> str:
+    """The closing line of a store run."""
+    counts = summary.counts
+    extras: list[str] = []
+    for status, label in (("failed", "failed"), ("skipped", "skipped"),
+                          ("already stored", "already stored"), ("conflict", "conflicts")):
+        if counts[status] and not (dry_run and status == "skipped"):
+            extras.append(f"{counts[status]} {label}")
+    for number, label in ((summary.not_attempted, "not attempted"),
+                          (summary.not_retried, "not retried (not failed in the journal)"),
+                          (summary.excluded, "excluded"),
+                          (summary.other_shards, "left to other shards")):
+        if number:
+            extras.append(f"{number} {label}")
+    if dry_run:
+        line = (f"Dry run: would send {plural(summary.would_send, 'file')} "
+                f"({human_size(summary.would_send_bytes)}, {len(summary.studies)} studies)")
+        reasons = [f"{number} {reason}" for reason, number in summary.skip_reasons.items()]
+        if reasons:
+            extras.append(f"skipped: {', '.join(reasons)}")
+    else:
+        line = (f"Transferred {human_size(summary.stored_bytes)} in "
+                f"{plural(counts['stored'], 'file')}")
+    return line + (f"; {', '.join(extras)}" if extras else "")

@@ -12,7 +12,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -68,6 +68,7 @@ class StoreResult:
     message: str | None = None  # why it failed or was skipped, or a server warning
     # How a stored file was proven: the STOW answer named it, or a search found it.
     confirmed_by: ConfirmedBy | None = None
+    http_status: int | None = None  # of the STOW request that decided this file
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,10 @@ class Uploader:
                     # A web page where an answer should be is the request failing, not a
                     # refusal of these files.
                     foreign = reply.answer.kind == "foreign" and reply.status < 300
-                    return done + self._interpret(pending, reply), foreign
+                    # Files resent one by one keep their own request's status.
+                    return done + [result if result.http_status else
+                                   replace(result, http_status=reply.status)
+                                   for result in self._interpret(pending, reply)], foreign
                 reason, wait = reply.message, reply.retry_after
             # The answer is lost: ask what the server holds before sending anything again.
             self.stats["answers_lost"] += 1

@@ -161,10 +161,14 @@ def test_cli_stores_pydicom_corpus_in_orthanc_reporting_rejects(
         **{p: "stored" for p in stored}, **{p: "failed" for p in failed},
         **{p: "skipped" for p in skipped}}
     ct = by_name(pydicom_files, "CT_small.dcm")[0]
-    assert next(r for r in rows if r["path"] == str(ct)) == {
+    row = next(r for r in rows if r["path"] == str(ct))
+    assert row | {"seconds": 0} == {
         "path": str(ct), "status": "stored", "sop_instance_uid": uids(ct)[2],
+        "study_instance_uid": uids(ct)[0], "series_instance_uid": uids(ct)[1],
         "retrieve_url": instance_url(orthanc.url, ct), "message": None,
-        "size": ct.stat().st_size, "confirmed_by": "answer"}
+        "size": ct.stat().st_size, "http_status": 200, "reason_code": None, "attempts": 1,
+        "seconds": 0, "confirmed_by": "answer"}
+    assert row["seconds"] >= 0
     assert all(r["message"] for r in rows if r["status"] != "stored")
 
 

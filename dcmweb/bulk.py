@@ -1,0 +1,325 @@
+"""A bulk store run a cron job can trust: lazy inputs, a journal, a report, a summary.
+
+The files stream from :mod:`inputs` through a filter (the journal's verdicts, --retry-
+failed, --dry-run) into the STOW uploader. Every file ends as exactly one
+:class:`Outcome`, recorded in the journal and the report and handed to ``on_outcome``
+(the CLI prints it), in the caller's thread: the journal needs no locking.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Literal
+
+from .dicomhead import read_uids
+from .errors import DcmwebError, UsageError
+from .existing import ServerHoldings
+from .files import read_part10_info
+from .http import Http
+from .inputs import Inputs, InputSpec
+from .journal import DONE, Journal
+from .report import ReportWriter
+from .store import DICOMDIR_CLASS, StoreOptions, StoreResult, iter_store
+
+OutcomeStatus = Literal["stored", "already stored", "skipped", "failed", "conflict"]
+ConflictPolicy = Literal["fail", "skip", "overwrite"]
+CONFLICT_POLICIES: tuple[ConflictPolicy, ...] = ("fail", "skip", "overwrite")
+HEAD_BYTES = 64 * 1024  # enough to reach the Study/Series/SOP UIDs of any sane file
+_HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
+_REASON = re.compile(r"\(0x([0-9A-Fa-f]{4})\)")
+# A refused duplicate: DICOM's 0x0111, or the 409/0x0110 "already exists" of Google's API.
+_CONFLICT = re.compile(r"0x0111|already exists|HTTP 409", re.IGNORECASE)
+UIDs = tuple[str | None, str | None, str | None]
+
+
+@dataclass(frozen=True)
+class BulkOptions:
+    journal: str | os.PathLike[str] | None = None
+    retry_failed: bool = False  # send only what the journal says failed
+    skip_existing: bool = False  # ask the server (per study) before sending
+    on_conflict: ConflictPolicy = "fail"
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.on_conflict not in CONFLICT_POLICIES:
+            raise UsageError(f"unknown --on-conflict {self.on_conflict!r}",
+                             f"use one of {', '.join(CONFLICT_POLICIES)}")
+        if self.retry_failed and not self.journal:
+            raise UsageError("--retry-failed needs --journal",
+                             "the journal is where the failures of earlier runs are")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one file, as the report and the journal record it."""
+
+    path: Path
+    status: OutcomeStatus
+    size: int = 0
+    uids: UIDs = (None, None, None)  # Study, Series, SOP Instance UID
+    retrieve_url: str | None = None
+    message: str | None = None
+    http_status: int | None = None
+    reason_code: int | None = None
+    attempts: int = 0
+    seconds: float | None = None
+    confirmed_by: str | None = None  # stored: "answer" or "search" (see store.StoreResult)
+
+    def row(self) -> dict[str, object]:
+        return {
+            "path": str(self.path), "status": self.status,
+            "study_instance_uid": self.uids[0], "series_instance_uid": self.uids[1],
+            "sop_instance_uid": self.uids[2], "http_status": self.http_status,
+            "reason_code": None if self.reason_code is None else f"0x{self.reason_code:04X}",
+            "message": self.message, "attempts": self.attempts, "size": self.size,
+            "seconds": None if self.seconds is None else round(self.seconds, 3),
+            "retrieve_url": self.retrieve_url, "confirmed_by": self.confirmed_by,
+        }
+
+
+@dataclass
+class Summary:
+    """Counts for the closing line and the exit code."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    stored_bytes: int = 0
+    skip_reasons: Counter[str] = field(default_factory=Counter)
+    not_retried: int = 0  # --retry-failed: files the journal does not list as failed
+    not_attempted: int = 0  # the run stopped early (server unreachable, credentials)
+    excluded: int = 0
+    other_shards: int = 0
+    unmatched: list[str] = field(default_factory=list)
+    # --dry-run: what would be sent
+    would_send: int = 0
+    would_send_bytes: int = 0
+    studies: set[str] = field(default_factory=set)
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass
+class _Pending:
+    key: str
+    size: int
+    mtime_ns: int
+    started: float
+    attempts: int
+
+
+def _file_uids(path: Path) -> UIDs:
+    try:
+        with open(path, "rb") as handle:
+            uids = read_uids(handle.read(HEAD_BYTES))
+    except OSError:
+        uids = None
+    return uids if uids else (None, None, None)
+
+
+class BulkStore:
+    """One run: ``run()`` stores every input file and returns the :class:`Summary`."""
+
+    def __init__(self, http: Http, base_url: str, spec: InputSpec,
+                 store_options: StoreOptions | None = None,
+                 options: BulkOptions | None = None, *,
+                 report: str | os.PathLike[str] | IO[str] | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 stdin: IO[bytes] | None = None) -> None:
+        self.http = http
+        self.base_url = base_url
+        self.store_options = store_options or StoreOptions()
+        self.options = options or BulkOptions()
+        self.inputs = Inputs(spec, stdin)
+        self._source = iter(self.inputs)
+        self.on_outcome = on_outcome
+        self.summary = Summary()
+        self.target = f"{base_url}/studies"
+        if self.store_options.study_uid:
+            self.target += f"/{self.store_options.study_uid}"
+        self._report_target = report
+        self._report: ReportWriter | None = None
+        self._journal: Journal | None = None
+        self._pending: dict[str, _Pending] = {}
+        self._holdings: ServerHoldings | None = None
+        self.started = False  # the journal is ours and the run has begun
+
+    # -- the run ------------------------------------------------------------------------
+    def run(self, results: Iterable[StoreResult] | None = None) -> Summary:
+        """Store the inputs; or, given ``results`` (instances built from something other
+        than files, e.g. JSON + JPEG), only record and report those."""
+        if self.options.journal:
+            self._journal = Journal(self.options.journal, self.target)
+        self.started = True
+        try:
+            if self._report_target is not None and not self.options.dry_run:
+                self._report = ReportWriter(self._report_target)
+            if self.options.dry_run:
+                for _ in self._to_send():
+                    pass
+            else:
+                if results is None:
+                    results = iter_store(self.http, self.base_url, self._to_send(),
+                                         self.store_options)
+                for result in results:
+                    self._finish(result)
+        except DcmwebError:
+            # Stopped early: what was listed but not finished, and the rest of the input.
+            self.summary.not_attempted = len(self._pending) + sum(1 for _ in self._source)
+            raise
+        finally:
+            stats = self.inputs.stats
+            self.summary.excluded = stats.excluded
+            self.summary.other_shards = stats.other_shards
+            self.summary.unmatched = list(stats.unmatched)
+            if self._report:
+                self._report.close()
+            if self._journal:
+                self._journal.close()
+        return self.summary
+
+    def _to_send(self) -> Iterator[Path]:
+        """The files to send; the others get their outcome here, without a request."""
+        journal = self._journal
+        for path in self._source:
+            key = os.path.abspath(path)
+            try:
+                stat = os.stat(path)
+            except OSError:
+                yield path  # the uploader reports why it cannot be read
+                continue
+            entry = journal.lookup(key) if journal else None
+            same = (entry is not None and entry.size == stat.st_size
+                    and entry.mtime_ns == stat.st_mtime_ns)
+            if entry is not None and same and entry.status in DONE:
+                self._emit(Outcome(path, "already stored", stat.st_size,
+                                   (entry.study_uid, entry.series_uid, entry.sop_uid),
+                                   message="stored by an earlier run (journal)",
+                                   attempts=entry.attempts), record=False)
+                continue
+            if entry is not None and same and entry.status == "skipped":
+                self._emit(Outcome(path, "skipped", stat.st_size, message=entry.message),
+                           record=False)
+                continue
+            if self.options.retry_failed and not same:
+                self.summary.not_retried += 1
+                continue
+            # A killed run never learned these files' outcome; --skip-existing asks
+            # about every file the journal does not know.
+            unsure = entry is not None and same and entry.status == "sending"
+            if (unsure or (self.options.skip_existing and not same)) and self._on_server(
+                    path, stat.st_size, "found on the server after an interrupted run"
+                    if unsure else "already on the server (--skip-existing)"):
+                continue
+            if self.options.dry_run:
+                self._plan(path, stat.st_size)
+                continue
+            attempts = (entry.attempts if entry is not None and same else 0) + 1
+            self._pending[str(path)] = _Pending(key, stat.st_size, stat.st_mtime_ns,
+                                                time.monotonic(), attempts)
+            if journal:
+                journal.mark_sending(key, stat.st_size, stat.st_mtime_ns, (None, None, None))
+            yield path
+
+    def _on_server(self, path: Path, size: int, why: str) -> bool:
+        """Whether the server holds the file's SOP Instance UID (then it is reported)."""
+        uids = _file_uids(path)
+        if uids[0] is None or uids[2] is None:
+            return False  # not DICOM, or unreadable: the uploader says which
+        if self._holdings is None:
+            self._holdings = ServerHoldings(self.http, self.base_url)
+        if not self._holdings.holds(uids[0], uids[2]):
+            return False
+        self._emit(Outcome(path, "already stored", size, uids, message=why))
+        return True
+
+    def _plan(self, path: Path, size: int) -> None:
+        """--dry-run: classify by header as the store would, and count."""
+        info = read_part10_info(path)
+        if info is None or info.sop_class_uid == DICOMDIR_CLASS:
+            reason = ("a DICOMDIR index, not an image" if info else
+                      "empty file" if size == 0 else "not a DICOM Part-10 file (no DICM marker)")
+            self.summary.counts["skipped"] += 1
+            self.summary.skip_reasons[reason] += 1
+            return
+        self.summary.would_send += 1
+        self.summary.would_send_bytes += size
+        study = _file_uids(path)[0]
+        if study:
+            self.summary.studies.add(study)
+
+    def _finish(self, result: StoreResult) -> None:
+        pending = self._pending.pop(str(result.path), None)
+        outcome = self._outcome(result, pending)
+        if outcome.status == "failed" and _CONFLICT.search(outcome.message or ""):
+            outcome = self._conflict(outcome, pending)
+        self._emit(outcome, pending)
+
+    def _outcome(self, result: StoreResult, pending: _Pending | None) -> Outcome:
+        message = result.message
+        http_match = _HTTP_STATUS.search(message or "")
+        reason_match = _REASON.search(message or "")
+        uids: UIDs = (None, None, result.sop_instance_uid)
+        if result.status != "skipped":
+            study, series, sop = _file_uids(result.path)
+            uids = (study, series, sop or result.sop_instance_uid)
+        return Outcome(
+            result.path, result.status, result.size or (pending.size if pending else 0), uids,
+            result.retrieve_url, message,
+            http_status=result.http_status or (int(http_match[1]) if http_match else None),
+            reason_code=int(reason_match[1], 16) if reason_match else None,
+            attempts=pending.attempts if pending else 1,
+            seconds=time.monotonic() - pending.started if pending else None,
+            confirmed_by=result.confirmed_by)
+
+    def _conflict(self, outcome: Outcome, pending: _Pending | None) -> Outcome:
+        """The server holds other bytes under the same UIDs: apply --on-conflict."""
+        policy = self.options.on_conflict
+        if policy == "skip":
+            return replace(outcome, status="conflict")
+        if policy == "fail" or None in outcome.uids:
+            return outcome
+        from .delete import Deleter
+
+        study, series, sop = outcome.uids
+        Deleter(self.http, self.base_url, 600.0).delete(
+            f"studies/{study}/series/{series}/instances/{sop}")
+        again = next(iter(iter_store(self.http, self.base_url, [outcome.path],
+                                     replace(self.store_options, workers=1))))
+        redone = self._outcome(again, pending)
+        note = "replaced the server's conflicting instance"
+        return replace(redone, attempts=outcome.attempts + 1,
+                       message=f"{note}; {redone.message}" if redone.message else note)
+
+    def _emit(self, outcome: Outcome, pending: _Pending | None = None, *,
+              record: bool = True) -> None:
+        """Count, journal (unless the journal itself decided), report, tell the caller."""
+        summary = self.summary
+        summary.counts[outcome.status] += 1
+        if outcome.status == "stored":
+            summary.stored_bytes += outcome.size
+        elif outcome.status == "skipped":
+            summary.skip_reasons[outcome.message or "skipped"] += 1
+        if self._journal and record:
+            key = pending.key if pending else os.path.abspath(outcome.path)
+            try:
+                stat = os.stat(outcome.path)
+                size, mtime = stat.st_size, stat.st_mtime_ns
+            except OSError:
+                size, mtime = -1, -1  # a vanished file: never matches a later one
+            if pending and (size, mtime) != (pending.size, pending.mtime_ns):
+                size, mtime = -1, -1  # changed while being sent: send it again next time
+            self._journal.record(key, size, mtime, outcome.status, uids=outcome.uids,
+                                 http_status=outcome.http_status,
+                                 reason=outcome.reason_code, message=outcome.message)
+            self._journal.commit()
+        if self._report:
+            self._report.write(outcome.row())
+        if self.on_outcome:
+            self.on_outcome(outcome)

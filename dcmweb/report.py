@@ -1,0 +1,49 @@
+"""The ``--report FILE`` of a store run: one row per file, JSON lines or CSV by extension.
+
+The file is created when the run starts (a cron job finds it even when the run is
+stopped early) and every row is flushed as it is written, so a killed run leaves
+every finished file in it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import IO, Any
+
+COLUMNS = ("path", "status", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
+           "http_status", "reason_code", "message", "attempts", "size", "seconds",
+           "retrieve_url", "confirmed_by")
+
+
+class ReportWriter:
+    """Writes report rows to a file: ``.csv`` gives CSV with a header, anything else JSONL."""
+
+    def __init__(self, target: str | os.PathLike[str] | IO[str]) -> None:
+        if isinstance(target, (str, os.PathLike)):
+            name = os.fspath(target)
+            self._handle: IO[str] = open(name, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            self._owned = True
+        else:
+            self._handle = target
+            name = getattr(target, "name", "")
+            self._owned = False
+        self._csv = csv.writer(self._handle) if str(name).lower().endswith(".csv") else None
+        if self._csv:
+            self._csv.writerow(COLUMNS)
+            self._handle.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self._csv:
+            self._csv.writerow(["" if row.get(key) is None else row[key] for key in COLUMNS])
+        else:
+            self._handle.write(json.dumps({key: row.get(key) for key in COLUMNS},
+                                          ensure_ascii=False) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._owned:
+            self._handle.close()
+        else:
+            self._handle.flush()

@@ -1,0 +1,286 @@
+"""Bulk store as a nightly job runs it: journal and resume, reports, conflicts, lists,
+dry runs; against the local GCP-like server."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+from click.testing import CliRunner, Result
+
+from dcmweb.cli import cli
+from dcmweb.journal import Journal
+from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus, logs
+
+
+def run(*args: str, stdin: bytes | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=stdin)
+
+
+def server_uids(server: LocalServer) -> set[str]:
+    return {row["sop_uid"] for row in server.store.query("SELECT sop_uid FROM instances")}
+
+
+def posted_instances(server: LocalServer) -> int:
+    return sum(1 for r in server.requests if r.method == "POST")
+
+
+def rows(report: Path) -> list[dict[str, str]]:
+    if report.suffix == ".csv":
+        with report.open(newline="") as handle:
+            return list(csv.DictReader(handle))
+    return [json.loads(line) for line in report.read_text().splitlines()]
+
+
+def conflicting_copy(source: Path, target: Path) -> Path:
+    ds = pydicom.dcmread(source)
+    ds.PatientName = "Conflict^Copy"
+    ds.save_as(target, enforce_file_format=True)
+    return target
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> list[Path]:
+    return corpus.synthetic_files(tmp_path / "in", 30, studies=3, seed="bulk")
+
+
+def test_rerun_with_journal_sends_nothing_and_reports_already_stored(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    journal, report = tmp_path / "j.db", tmp_path / "r.csv"
+    first = run(local_server.url, "store", str(files[0].parent), "--journal", str(journal),
+                "--report", str(report))
+    assert first.exit_code == 0, first.stderr
+    assert {r["status"] for r in rows(report)} == {"stored"}
+    assert len(server_uids(local_server)) == 30
+    local_server.clear_requests()
+
+    again = run("-v", local_server.url, "store", str(files[0].parent), "--journal",
+                str(journal), "--report", str(report))
+    assert again.exit_code == 0, again.stderr
+    assert local_server.requests == []
+    assert again.stderr.splitlines()[-1].endswith(
+        "Transferred 0 B in 0 files; 30 already stored")
+    assert f"{files[3]} already stored (stored by an earlier run (journal))" in again.stderr
+    table = rows(report)
+    assert [r["status"] for r in table] == ["already stored"] * 30
+    assert table[0]["sop_instance_uid"] == corpus.sop_instance_uid(files[0])
+
+    os.utime(files[5], ns=(1, 1))  # changed since: sent again
+    third = run(local_server.url, "store", str(files[0].parent), "--journal", str(journal))
+    assert third.exit_code == 0
+    assert third.stderr.splitlines()[-1].endswith(
+        f"Transferred {files[5].stat().st_size / 1024:.1f} KiB in 1 file; 29 already stored")
+
+
+def test_second_run_on_a_busy_journal_exits_7_and_sends_nothing(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    journal = tmp_path / "j.db"
+    with Journal(journal, "x"):
+        result = run(local_server.url, "store", str(files[0]), "--journal", str(journal))
+    assert result.exit_code == 7
+    assert logs.lines(result.stderr) == [
+        f"dcmweb: error: the journal {journal} is in use by another dcmweb run "
+        "(wait for it to finish, or use another --journal)"]
+    assert local_server.requests == []
+    assert run(local_server.url, "store", str(files[0]), "--journal",
+               str(journal)).exit_code == 0
+
+
+def test_two_processes_on_one_journal(local_server: LocalServer, files: list[Path],
+                                      tmp_path: Path) -> None:
+    journal = tmp_path / "j.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from dcmweb.journal import Journal; "
+         f"j = Journal({str(journal)!r}, 'x'); print('held', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        done = subprocess.run([sys.executable, "-m", "dcmweb", local_server.url, "store",
+                               str(files[0]), "--journal", str(journal)],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 7, done.stderr
+    assert "in use by another dcmweb run" in done.stderr
+
+
+def test_conflicts_fail_skip_overwrite(local_server: LocalServer, pydicom_files: list[Path],
+                                       tmp_path: Path) -> None:
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    assert run(local_server.url, "store", str(ct)).exit_code == 0
+    copy = conflicting_copy(ct, tmp_path / "copy.dcm")
+    report = tmp_path / "r.jsonl"
+
+    failed = run(local_server.url, "store", str(copy), "--report", str(report))
+    assert failed.exit_code in (1, 6)
+    row = rows(report)[0]
+    assert row["status"] == "failed" and row["http_status"] == 409
+    assert "already exists with different content" in row["message"]
+
+    skipped = run(local_server.url, "store", str(copy), "--report", str(report),
+                  "--on-conflict", "skip")
+    assert skipped.exit_code == 0, skipped.stderr
+    row = rows(report)[0]
+    assert row["status"] == "conflict" and "already exists" in row["message"]
+    assert "(--on-conflict skip)" in skipped.stderr
+
+    overwritten = run(local_server.url, "store", str(copy), "--report", str(report),
+                      "--on-conflict", "overwrite")
+    assert overwritten.exit_code == 0, overwritten.stderr
+    row = rows(report)[0]
+    assert row["status"] == "stored" and row["attempts"] == 2
+    assert row["message"].startswith("replaced the server's conflicting instance")
+    (held,) = local_server.store.query("SELECT patient_name FROM instances")
+    assert held["patient_name"] == "Conflict^Copy"
+
+
+def test_retry_failed_sends_only_the_failures(local_server: LocalServer, files: list[Path],
+                                              pydicom_files: list[Path],
+                                              tmp_path: Path) -> None:
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    assert run(local_server.url, "store", str(ct)).exit_code == 0
+    copy = conflicting_copy(ct, files[0].parent / "zz-copy.dcm")
+    journal = tmp_path / "j.db"
+    first = run(local_server.url, "store", str(files[0].parent), "--journal", str(journal))
+    assert first.exit_code == 6
+    local_server.clear_requests()
+    (files[0].parent / "new.dcm").write_bytes(files[1].read_bytes())  # not in the journal
+
+    retry = run(local_server.url, "store", str(files[0].parent), "--journal", str(journal),
+                "--retry-failed", "--on-conflict", "skip")
+    assert retry.exit_code == 0, retry.stderr
+    assert posted_instances(local_server) == 1
+    assert retry.stderr.splitlines()[-1].endswith(
+        "Transferred 0 B in 0 files; 30 already stored, 1 conflicts, "
+        "1 not retried (not failed in the journal)")
+    assert str(copy) in retry.stderr
+
+
+def test_files_from_stdin_nul_separated_with_odd_names(local_server: LocalServer,
+                                                       files: list[Path],
+                                                       tmp_path: Path) -> None:
+    odd = []
+    for path, name in zip(files, ["with space.dcm", "ünïcødé.dcm", "new\nline.dcm"],
+                          strict=False):
+        target = tmp_path / name
+        target.write_bytes(path.read_bytes())
+        odd.append(target)
+    listing = b"".join(os.fsencode(p) + b"\0" for p in odd)
+    report = tmp_path / "r.jsonl"
+    result = run(local_server.url, "store", "--files-from", "-", "-0", "--report",
+                 str(report), stdin=listing)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(r["path"] for r in rows(report)) == sorted(map(str, odd))
+    assert len(server_uids(local_server)) == 3
+
+    dash = run(local_server.url, "store", "-", stdin=f"{odd[0]}\n{odd[1]}\n".encode())
+    assert dash.exit_code == 0, dash.stderr
+    assert dash.stderr.splitlines()[-1].endswith("in 2 files")
+
+
+def test_dry_run_sends_nothing_and_says_what_it_would_do(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    folder = files[0].parent
+    (folder / "notes.txt").write_text("hello")
+    (folder / "empty.dcm").write_bytes(b"")
+    journal = tmp_path / "j.db"
+    assert run(local_server.url, "store", *map(str, files[:10]), "--journal",
+               str(journal)).exit_code == 0
+    local_server.clear_requests()
+    result = run(local_server.url, "store", str(folder), "--journal", str(journal),
+                 "--dry-run", "--exclude", "synth-000029.dcm")
+    assert result.exit_code == 0, result.stderr
+    assert local_server.requests == []
+    size = files[10].stat().st_size * 19 / 1024
+    assert result.stderr.splitlines()[-1].endswith(
+        f"Dry run: would send 19 files ({size:.1f} KiB, 3 studies); 10 already stored, "
+        "1 excluded, skipped: 1 empty file, 1 not a DICOM Part-10 file (no DICM marker)")
+
+
+def test_corrupt_file_in_the_middle_fails_alone(local_server: LocalServer, files: list[Path],
+                                                tmp_path: Path) -> None:
+    bad = files[0].parent / "synth-000014b.dcm"
+    data = bytearray(files[14].read_bytes())
+    bad.write_bytes(bytes(data[:400]))  # header and meta intact, data set cut short
+    report = tmp_path / "r.csv"
+    result = run("-m", local_server.url, "store", str(files[0].parent), "--report", str(report))
+    assert result.exit_code == 6, result.stderr
+    table = {Path(r["path"]).name: r for r in rows(report)}
+    assert len(table) == 31
+    assert table[bad.name]["status"] == "failed"
+    assert table[bad.name]["message"]
+    assert {r["status"] for name, r in table.items() if name != bad.name} == {"stored"}
+    assert any(line.startswith(f"{bad} failed: ")
+               for line in logs.messages(result.stderr, "error"))
+
+
+def test_sigkill_mid_run_then_rerun_stores_everything_once(local_server: LocalServer,
+                                                           tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "in", 1500, studies=10, seed="kill")
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    command = [sys.executable, "-m", "dcmweb", "-m", local_server.url, "store",
+               str(tmp_path / "in"), "--journal", str(journal), "--report", str(report)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    seen = 0
+    for line in process.stderr:
+        seen += " uploaded as " in line
+        if seen >= 500:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    before = server_uids(local_server)
+    assert 500 <= len(before) < 1500
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert server_uids(local_server) == {corpus.sop_instance_uid(p) for p in files}
+    table = rows(report)
+    assert len(table) == 1500 and {r["status"] for r in table} <= {"stored", "already stored"}
+    resent = [r for r in table if r["status"] == "stored" and r["sop_instance_uid"] in before]
+    assert len(resent) <= 75  # at most 5 %: only the batches in flight at the kill
+    assert len([r for r in table if r["status"] == "already stored"]) >= 500 - 75
+
+
+def test_skip_existing_after_a_partial_upload_sends_only_the_rest(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    assert run(local_server.url, "store", *map(str, files[:12])).exit_code == 0
+    local_server.clear_requests()
+    report = tmp_path / "r.jsonl"
+    result = run(local_server.url, "store", str(files[0].parent), "--skip-existing",
+                 "--report", str(report))
+    assert result.exit_code == 0, result.stderr
+    searches = [r for r in local_server.requests if r.method == "GET"]
+    # One search per study (two pages: a page comes back empty at the end), not per file.
+    assert len(searches) == 2 * 3
+    assert result.stderr.splitlines()[-1].endswith("in 18 files; 12 already stored")
+    statuses = {Path(r["path"]).name: r["status"] for r in rows(report)}
+    assert statuses == {p.name: "already stored" if i < 12 else "stored"
+                        for i, p in enumerate(files)}
+    assert len(server_uids(local_server)) == 30
+
+
+def test_library_bulk_store_with_journal(local_server: LocalServer, files: list[Path],
+                                         tmp_path: Path) -> None:
+    from dcmweb import Client
+    from dcmweb.bulk import Outcome
+
+    seen: list[Outcome] = []
+    with Client(local_server.url, workers=3) as client:
+        summary = client.bulk_store([files[0].parent], journal=tmp_path / "j.db",
+                                    on_outcome=seen.append)
+        assert summary.counts == {"stored": 30}
+        assert {o.path for o in seen} == set(files)
+        again = client.bulk_store([str(files[0].parent)], journal=tmp_path / "j.db")
+    assert again.counts == {"already stored": 30}
+    assert again.stored_bytes == 0

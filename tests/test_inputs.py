@@ -1,0 +1,169 @@
+"""The lazy input stream of store: folders, masks, lists, filters and shards."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dcmweb.errors import UsageError
+from dcmweb.inputs import BackgroundCount, Inputs, InputSpec, Shard
+
+
+def tree(root: Path, *names: str) -> Path:
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    return root
+
+
+def listed(spec: InputSpec, stdin: bytes | None = None) -> list[str]:
+    source = Inputs(spec, io.BytesIO(stdin) if stdin is not None else None)
+    return [str(path) for path in source]
+
+
+def test_folder_walk_is_depth_first_in_name_order(tmp_path: Path) -> None:
+    root = tree(tmp_path / "t", "b/2.dcm", "a/1.dcm", "a/z/3.dcm", "top.dcm", ".hidden")
+    (root / "loop").symlink_to(root, target_is_directory=True)  # not followed: no loop
+    assert listed(InputSpec(masks=(str(root),))) == [
+        str(root / name) for name in (".hidden", "top.dcm", "a/1.dcm", "a/z/3.dcm", "b/2.dcm")]
+
+
+@pytest.mark.parametrize(("mask", "expected"), [
+    ("**.dcm", {"a/1.dcm", "a/z/3.dcm", "b/2.dcm", "top.dcm"}),
+    ("a/**", {"a/1.dcm", "a/z/3.dcm", "a/notes.txt"}),
+    ("*/*.dcm", {"a/1.dcm", "b/2.dcm"}),
+    ("*.dcm", {"top.dcm"}),
+    ("a/[0-9].dcm", {"a/1.dcm"}),
+    ("**/3.dcm", {"a/z/3.dcm"}),
+])
+def test_masks_match_like_the_old_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       mask: str, expected: set[str]) -> None:
+    tree(tmp_path, "a/1.dcm", "a/z/3.dcm", "a/notes.txt", "b/2.dcm", "top.dcm", ".h/4.dcm")
+    monkeypatch.chdir(tmp_path)
+    assert set(listed(InputSpec(masks=(mask,)))) == expected
+    absolute = listed(InputSpec(masks=(str(tmp_path / mask),)))
+    assert set(absolute) == {str(tmp_path / name) for name in expected}
+
+
+def test_unmatched_masks_and_empty_folders_are_reported(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    source = Inputs(InputSpec(masks=(str(tmp_path / "empty"), str(tmp_path / "no*.dcm"))))
+    assert list(source) == []
+    assert source.stats.unmatched == [str(tmp_path / "empty"), str(tmp_path / "no*.dcm")]
+
+
+def test_explicit_missing_path_is_passed_on(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.dcm")
+    assert listed(InputSpec(masks=(missing,))) == [missing]
+
+
+def test_overlapping_masks_give_each_file_once(tmp_path: Path) -> None:
+    root = tree(tmp_path, "a/1.dcm", "a/2.dcm")
+    assert sorted(listed(InputSpec(masks=(str(root / "a"), str(root / "a/1.dcm"))))) == [
+        str(root / "a/1.dcm"), str(root / "a/2.dcm")]
+
+
+def test_include_exclude_and_folder_pruning(tmp_path: Path) -> None:
+    root = tree(tmp_path, "a/1.dcm", "a/1.txt", ".snap/x.dcm", "b/keep.dcm", "b/skip.dcm")
+    spec = InputSpec(masks=(str(root),), include=("*.dcm",), exclude=(".snap", "*/b/skip*"))
+    source = Inputs(spec)
+    assert sorted(str(p) for p in source) == [str(root / "a/1.dcm"), str(root / "b/keep.dcm")]
+    assert source.stats.excluded == 2  # 1.txt and skip.dcm; .snap was never entered
+
+
+NAMES = ["plain.dcm", "with space.dcm", "ünïcødé.dcm", "new\nline.dcm"]
+
+
+def test_lists_newline_and_nul_separated(tmp_path: Path) -> None:
+    paths = [str(tmp_path / name) for name in NAMES]
+    for path in paths:
+        Path(path).write_bytes(b"x")
+    nul = b"\0".join(os.fsencode(p) for p in paths) + b"\0"
+    assert listed(InputSpec(files_from=("-",), null_separated=True), nul) == paths
+    lines = "\r\n".join(paths[:3]).encode() + b"\n\n"
+    assert listed(InputSpec(files_from=("-",)), lines) == paths[:3]
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(nul)
+    assert listed(InputSpec(files_from=(str(listing),), null_separated=True)) == paths
+
+
+def test_missing_list_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot read the file list"):
+        listed(InputSpec(files_from=(str(tmp_path / "nope.txt"),)))
+
+
+def test_shards_split_the_input_exactly(tmp_path: Path) -> None:
+    names = [f"d{i % 7}/f{i}.dcm" for i in range(300)]
+    root = tree(tmp_path, *names)
+    every = set(listed(InputSpec(masks=(str(root),))))
+    shares = [set(listed(InputSpec(masks=(str(root),), shard=Shard(k, 3)))) for k in (1, 2, 3)]
+    assert set().union(*shares) == every
+    assert sum(len(share) for share in shares) == len(every)
+    assert all(60 < len(share) < 140 for share in shares)  # a fair hash, not all in one
+    assert Shard.parse(" 2/3 ") == Shard(2, 3)
+    for text in ("0/3", "4/3", "x", "1/0"):
+        with pytest.raises(UsageError):
+            Shard.parse(text)
+
+
+def test_shard_hash_is_stable_across_processes() -> None:
+    # A salted hash (Python's hash()) would split one job differently on each machine.
+    code = ("from dcmweb.inputs import Shard; "
+            "print([k for k in range(1, 8) if Shard(k, 7).holds('/data/a.dcm')])")
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+               for seed in (1, 2)}
+    expected = [k for k in range(1, 8) if Shard(k, 7).holds("/data/a.dcm")]
+    assert outputs == {f"{expected}\n"} and len(expected) == 1
+
+
+def test_background_count(tmp_path: Path) -> None:
+    root = tree(tmp_path, *(f"d/{i}.dcm" for i in range(50)))
+    counter = BackgroundCount(InputSpec(masks=(str(root),)))
+    assert counter._thread is not None
+    counter._thread.join(10)
+    assert counter.total == 50
+    assert BackgroundCount(InputSpec(files_from=("-",))).total is None
+
+
+def test_walk_of_200000_files_has_flat_memory_and_streams(tmp_path: Path) -> None:
+    """200,000 stub files: the first path comes before the walk has read the tree, and
+    peak memory grows by far less than a list of every path would take."""
+    script = textwrap.dedent(f"""
+        import os, resource, sys, time
+        root = {str(tmp_path / "big")!r}
+        for d in range(400):
+            folder = os.path.join(root, f"{{d:03d}}")
+            os.makedirs(folder)
+            for f in range(500):
+                open(os.path.join(folder, f"{{f:04d}}.dcm"), "wb").close()
+        from dcmweb.inputs import Inputs, InputSpec
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        source = iter(Inputs(InputSpec(masks=(root,))))
+        opened = []
+        real_scandir = os.scandir
+        def counting(path):
+            opened.append(path)
+            return real_scandir(path)
+        os.scandir = counting
+        import dcmweb.inputs
+        first = next(source)
+        folders_at_first = len(opened)
+        count = 1 + sum(1 for _ in source)
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        print(count, folders_at_first, grown)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    count, folders_at_first, grown_kib = map(int, done.stdout.split())
+    assert count == 200_000
+    assert folders_at_first <= 2  # the root and the first folder, not 400
+    assert grown_kib < 10 * 1024  # a list of 200,000 paths alone would take ~30 MB
