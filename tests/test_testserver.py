@@ -228,12 +228,19 @@ def test_single_part_stow_storage_class_and_415(srv: LocalServer) -> None:
     wrong = requests.post(url, data=b"{}", headers={"Content-Type": "application/json"})
     assert wrong.status_code == 415
     body, _ = multipart([blob(CT)])
+    xml_mp = requests.post(
+        url,
+        data=body,
+        headers={"Content-Type": 'multipart/related; type="application/dicom+xml"; boundary=x'},
+    )
+    assert xml_mp.status_code == 415
+    # DICOM JSON creation (test_testserver_wado.py) wants the JSON part first.
     json_mp = requests.post(
         url,
         data=body,
         headers={"Content-Type": 'multipart/related; type="application/dicom+json"; boundary=x'},
     )
-    assert json_mp.status_code == 415
+    assert json_mp.status_code == 400
 
 
 def test_chunked_upload_with_preamble_and_unquoted_boundary(srv: LocalServer) -> None:

@@ -14,7 +14,7 @@ import dcmweb.testing
 
 PACKAGE = Path(dcmweb.testing.__file__).parent
 LAYERS: list[set[str]] = [
-    {"multipart", "responses", "faults", "storage", "dicomjson", "pixels"},
+    {"multipart", "responses", "faults", "storage", "dicomjson", "pixels", "jsonjpeg"},
     {"operations"},
     {"handler"},
     {"metadata", "frames"},

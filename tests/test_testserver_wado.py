@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -264,3 +265,80 @@ def test_undecodable_syntax_gets_406_before_the_answer(
     resp = requests.get(url, headers={"Accept": "application/dicom"}, timeout=30)
     assert resp.status_code == 406
     assert "cannot transcode from 1.2.840.10008.1.2.5" in resp.json()["error"]["message"]
+
+
+# -- instances from DICOM JSON + JPEG -----------------------------------------------------
+def jpeg_image(width: int = 32, height: int = 24) -> bytes:
+    image = Image.new("RGB", (width, height))
+    image.putdata([(x * 8, y * 10, 128) for y in range(height) for x in range(width)])
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=95)
+    return out.getvalue()
+
+
+def json_metadata(**extra: str) -> dict:
+    obj = {
+        "00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.7"]},
+        "00080018": {"vr": "UI", "Value": [pydicom.uid.generate_uid()]},
+        "0020000D": {"vr": "UI", "Value": [pydicom.uid.generate_uid()]},
+        "0020000E": {"vr": "UI", "Value": [pydicom.uid.generate_uid()]},
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Photo^Jane"}]},
+        "7FE00010": {"vr": "OB", "BulkDataURI": "jpeg-image"},
+    }
+    obj.update(extra)
+    return obj
+
+
+def post_json(srv: LocalServer, document: object, images: dict[str, bytes]) -> requests.Response:
+    parts = [b"Content-Type: application/dicom+json\r\n\r\n" + json.dumps(document).encode()]
+    for location, data in images.items():
+        parts.append(
+            b"Content-Type: image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50\r\n"
+            + f"Content-Location: {location}\r\n\r\n".encode() + data
+        )
+    body = b"".join(b"--B\r\n" + p + b"\r\n" for p in parts) + b"--B--\r\n"
+    headers = {
+        "Content-Type": 'multipart/related; type="application/dicom+json"; boundary=B',
+        "Accept": "application/dicom+json",
+    }
+    return requests.post(srv.url + "/studies", data=body, headers=headers, timeout=30)
+
+
+def test_json_plus_jpeg_creates_a_real_part10_instance(srv: LocalServer) -> None:
+    obj, jpeg = json_metadata(), jpeg_image()
+    resp = post_json(srv, [obj], {"jpeg-image": jpeg})
+    assert resp.status_code == 200, resp.text
+    [ref] = resp.json()["00081199"]["Value"]
+    url = ref["00081190"]["Value"][0]
+    assert ref["00081155"]["Value"] == obj["00080018"]["Value"]
+    raw = requests.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"},
+                       timeout=30)  # fmt: skip
+    ds = pydicom.dcmread(io.BytesIO(raw.content))
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
+    assert (ds.Rows, ds.Columns, ds.SamplesPerPixel) == (24, 32, 3)
+    assert str(ds.PatientName) == "Photo^Jane"
+    assert ds.pixel_array.shape == (24, 32, 3)
+    [(_, frame)] = frames(url, "1", 'multipart/related; type="image/jpeg"')
+    assert frame in (jpeg, jpeg + b"\x00")  # DICOM pads odd-length fragments
+    # The same request again stores nothing new and succeeds (identical bytes).
+    assert post_json(srv, obj, {"jpeg-image": jpeg}).status_code == 200
+
+
+def test_json_array_of_two_instances_and_failures(srv: LocalServer) -> None:
+    good, no_sop, bad_uri = json_metadata(), json_metadata(), json_metadata()
+    del no_sop["00080018"]
+    bad_uri["7FE00010"] = {"vr": "OB", "BulkDataURI": "elsewhere"}
+    resp = post_json(srv, [good, no_sop, bad_uri], {"jpeg-image": jpeg_image()})
+    assert resp.status_code == 202
+    failures = resp.json()["00081198"]["Value"]
+    details = [f["00090097"]["Value"][0] for f in failures]
+    assert details == ["the metadata has no SOPInstanceUID",
+                       "BulkDataURI 'elsewhere' names no part's Content-Location"]  # fmt: skip
+    assert len(resp.json()["00081199"]["Value"]) == 1
+
+
+def test_json_body_that_is_not_json_is_400(srv: LocalServer) -> None:
+    body = b"--B\r\nContent-Type: application/dicom+json\r\n\r\n{nope\r\n--B--\r\n"
+    headers = {"Content-Type": 'multipart/related; type="application/dicom+json"; boundary=B'}
+    resp = requests.post(srv.url + "/studies", data=body, headers=headers, timeout=30)
+    assert resp.status_code == 400 and "not JSON" in resp.json()["error"]["message"]

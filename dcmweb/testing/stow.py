@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import jsonjpeg
 from .handler import Handler, Request
 from .multipart import MultipartError, Part, iter_parts, parse_media_type
 from .responses import (
@@ -20,6 +22,7 @@ from .responses import (
 )
 from .storage import InstanceInfo
 
+JSON = "application/dicom+json"
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 
 # FailureReason codes (PS3.18 / PS3.4) the server uses.
@@ -61,11 +64,22 @@ def handle_stow(h: Handler, req: Request, study: str | None) -> None:
         outcomes.append(_store_part(h, part, study, storage_class))
     elif media == "multipart/related":
         kind = params.get("type", "application/dicom").lower()
-        if kind != "application/dicom":
-            h.send_error_json(415, f"unsupported multipart type {kind!r}; use application/dicom")
+        if kind not in ("application/dicom", JSON):
+            h.send_error_json(
+                415, f"unsupported multipart type {kind!r}; use application/dicom or {JSON}"
+            )
             return
         if req.body_path is None:
             h.send_error_json(400, "empty request body")
+            return
+        if kind == JSON:
+            try:
+                outcomes = _store_json(h, req.body_path, params.get("boundary", ""), study,
+                                       storage_class)  # fmt: skip
+            except (MultipartError, jsonjpeg.BuildError) as exc:
+                h.send_error_json(400, f"cannot create instances from this request: {exc}")
+                return
+            _answer(h, req, study, outcomes)
             return
         try:
             with open(req.body_path, "rb") as src:
@@ -87,6 +101,52 @@ def handle_stow(h: Handler, req: Request, study: str | None) -> None:
         )
         return
     _answer(h, req, study, outcomes)
+
+
+def _store_json(
+    h: Handler, body: Path, boundary: str, study: str | None, storage_class: str
+) -> list[Outcome]:
+    """Instances built from a DICOM JSON part plus bulk parts (see jsonjpeg)."""
+    with open(body, "rb") as src:
+        parts = list(iter_parts(src, boundary, _temp_maker(h)))
+    try:
+        if not parts:
+            raise jsonjpeg.BuildError("the multipart body has no parts")
+        media, _ = parse_media_type(parts[0].headers.get("content-type", JSON))
+        if media not in (JSON, "application/json"):
+            raise jsonjpeg.BuildError(f"the first part is {media}, not {JSON}")
+        objects = jsonjpeg.datasets(parts[0].path.read_bytes())
+        bulk: dict[str, jsonjpeg.BulkPart] = {}
+        for part in parts[1:]:
+            part_media, part_params = parse_media_type(part.headers.get("content-type"))
+            location = part.headers.get("content-location")
+            if location:
+                bulk[location] = jsonjpeg.BulkPart(
+                    part_media, part_params.get("transfer-syntax"), part.path.read_bytes()
+                )
+    finally:
+        for part in parts:
+            part.path.unlink(missing_ok=True)
+    outcomes = []
+    for obj in objects:
+        try:
+            data = jsonjpeg.build(obj, bulk)
+        except jsonjpeg.BuildError as exc:
+            sop = _json_uid(obj, "00080018")
+            outcomes.append(Outcome(_json_uid(obj, "00080016"), sop, failure=CANNOT_UNDERSTAND,
+                                    detail=str(exc)))  # fmt: skip
+            continue
+        path = h.app.store.new_temp("jsonpart-")
+        path.write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        part = Part({"content-type": "application/dicom"}, path, len(data), digest)
+        outcomes.append(_store_part(h, part, study, storage_class))
+    return outcomes
+
+
+def _json_uid(obj: dict[str, Any], tag: str) -> str | None:
+    values = (obj.get(tag) or {}).get("Value") or [None]
+    return values[0] if isinstance(values[0], str) else None
 
 
 def _temp_maker(h: Handler) -> Any:
