@@ -158,6 +158,7 @@ class Uploader:
         self._failed_in_row = 0  # batches in a row of which the server stored nothing
         self._gave_up: UnavailableError | None = None
         self.stats: Counter[str] = Counter()  # answers_lost, found_after_loss, resent
+        self.finder = storecheck.Finder(http, base_url)
 
     def _post(self, items: list[_Item]) -> _Reply:
         headers = {"Accept": "application/dicom+json"}
@@ -362,7 +363,7 @@ class Uploader:
         ``missing``, or are left out when ``missing`` is None."""
         wanted = {item.path: storecheck.wanted(item.path, item.info.sop_instance_uid)
                   for item in items}
-        found = storecheck.held(self.http, self.base_url, wanted.values())
+        found = self.finder.held(wanted.values())
         results: list[StoreResult] = []
         for item in items:
             uid = wanted[item.path].sop_uid

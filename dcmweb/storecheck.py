@@ -2,9 +2,10 @@
 did not give (an empty 200, a lost answer, a refused duplicate).
 
 One QIDO search per series with a UID list (``SOPInstanceUID=a,b,c``, PS3.18 UID list
-matching), so confirming a batch costs a request per series, not one per file. The
-series level is the one every server has (tiny-pacs has no study-level instance
-search); a 404 there means the series is not on the server.
+matching), so confirming a batch costs a request per series, not one per file; one
+search per UID on a server that does not match lists. The series level is the one every
+server has (tiny-pacs has no study-level instance search); a 404 there means the series
+is not on the server.
 """
 
 from __future__ import annotations
@@ -51,25 +52,55 @@ def wanted(path: Path, meta_sop_uid: str) -> Wanted:
     return Wanted(uids[2], f"studies/{uids[0]}/series/{uids[1]}")
 
 
-def held(http: Http, base_url: str, items: Iterable[Wanted]) -> dict[str, str | None]:
-    """SOP Instance UID -> RetrieveURL (or None) of every wanted instance the server holds."""
-    by_series: dict[str | None, list[str]] = defaultdict(list)
-    for item in items:
-        if item.sop_uid not in by_series[item.series_path]:
-            by_series[item.series_path].append(item.sop_uid)
-    found: dict[str, str | None] = {}
-    for series, uids in by_series.items():
-        url = f"{base_url}/{series}/instances" if series else f"{base_url}/instances"
-        for start in range(0, len(uids), UIDS_PER_SEARCH):
-            chunk = uids[start:start + UIDS_PER_SEARCH]
-            for uid, retrieve_url in _search(http, url, chunk).items():
+class Finder:
+    """Finds which instances the server holds.
+
+    A UID list is tried first (one request per series); a server that does not match
+    lists (tiny-pacs matches exactly) finds nothing with one, so an empty answer to a
+    list is checked one UID at a time, and what that shows is remembered.
+    """
+
+    def __init__(self, http: Http, base_url: str) -> None:
+        self.http = http
+        self.base_url = base_url
+        self.lists: bool | None = None  # does the server match UID lists? None: not known
+
+    def held(self, items: Iterable[Wanted]) -> dict[str, str | None]:
+        """SOP Instance UID -> RetrieveURL (or None) of every wanted instance it holds."""
+        by_series: dict[str | None, list[str]] = defaultdict(list)
+        for item in items:
+            if item.sop_uid not in by_series[item.series_path]:
+                by_series[item.series_path].append(item.sop_uid)
+        found: dict[str, str | None] = {}
+        for series, uids in by_series.items():
+            url = f"{self.base_url}/{series}/instances" if series else f"{self.base_url}/instances"
+            for uid, retrieve_url in self._series(url, uids).items():
                 # Where the server does not say, the instance's URL is known anyway.
                 found[uid] = retrieve_url or (f"{url}/{uid}" if series else None)
-    return found
+        return found
+
+    def _series(self, url: str, uids: list[str]) -> dict[str, str | None]:
+        if len(uids) == 1 or self.lists is False:
+            return self._one_by_one(url, uids)
+        found: dict[str, str | None] = {}
+        for start in range(0, len(uids), UIDS_PER_SEARCH):
+            chunk = uids[start:start + UIDS_PER_SEARCH]
+            got = _search(self.http, url, chunk)
+            if got:
+                self.lists = True
+            elif self.lists is None:
+                got = self._one_by_one(url, chunk)
+                if got:
+                    self.lists = False
+            found.update(got)
+        return found
+
+    def _one_by_one(self, url: str, uids: list[str]) -> dict[str, str | None]:
+        return {uid: where for one in uids for uid, where in _search(self.http, url, [one]).items()}
 
 
 def _search(http: Http, url: str, uids: list[str]) -> dict[str, str | None]:
-    params = {"SOPInstanceUID": ",".join(uids), "limit": str(len(uids))}
+    params = {"SOPInstanceUID": ",".join(uids)}
     response = http.request("GET", url, what="search for stored instances", params=params,
                             headers={"Accept": "application/dicom+json"}, stream=True,
                             accept_status=(204, 404))

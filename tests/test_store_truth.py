@@ -322,3 +322,40 @@ def test_sized_body_reads_exactly_its_size(tmp_path: Path) -> None:
         body.read()
     body = SizedFileBody(path, 101)
     assert b"".join(body) == b"x" * 100 + b"y"
+
+
+# -- the search that proves a store, on every server -----------------------------------------
+@pytest.mark.parametrize("server", ["local_server", "orthanc", "tinypacs_fresh"])
+def test_search_by_uid_list_finds_exactly_what_is_held(server: str, tmp_path: Path,
+                                                       request: pytest.FixtureRequest) -> None:
+    from dcmweb import storecheck
+
+    srv = request.getfixturevalue(server)
+    files = corpus.synthetic_files(tmp_path / "s", 6, series_per_study=2)
+    with Client(srv.url, backoff=0.01) as client:
+        assert {r.status for r in client.store(files[:4])} == {"stored"}
+        wanted = [storecheck.wanted(p, sop_uid(p)) for p in files]
+        finder = storecheck.Finder(client.http, client.base_url)
+        found = finder.held(wanted)
+        assert finder.held(wanted) == found  # again, now knowing whether lists match
+    assert set(found) == {sop_uid(p) for p in files[:4]}
+    assert finder.lists is (server != "tinypacs_fresh")  # tiny-pacs matches exact UIDs only
+    for path in files[:4]:
+        assert found[sop_uid(path)] is not None
+
+
+@pytest.mark.parametrize("server", ["orthanc", "tinypacs_fresh"])
+def test_rerun_of_a_batch_is_safe_on_real_servers(server: str, tmp_path: Path,
+                                                  request: pytest.FixtureRequest) -> None:
+    """Orthanc answers 200 to a file it holds (proven by its answer); tiny-pacs answers
+    409 (proven by a search, in one request per series)."""
+    srv = request.getfixturevalue(server)
+    corpus.synthetic_files(tmp_path / "s", 8)
+    first = run(srv.url, "store", str(tmp_path / "s"))
+    assert first.exit_code == 0, first.stderr
+    report = tmp_path / "again.jsonl"
+    again = run(srv.url, "store", "--report", str(report), str(tmp_path / "s"))
+    assert again.exit_code == 0, again.stderr
+    proof = {r["confirmed_by"] for r in report_rows(report).values()}
+    assert proof == ({"answer"} if server == "orthanc" else {"search"})
+    assert lines(again)[-1].endswith(" in 8 files")
