@@ -359,3 +359,14 @@ def test_rerun_of_a_batch_is_safe_on_real_servers(server: str, tmp_path: Path,
     proof = {r["confirmed_by"] for r in report_rows(report).values()}
     assert proof == ({"answer"} if server == "orthanc" else {"search"})
     assert lines(again)[-1].endswith(" in 8 files")
+
+
+def test_report_file_exists_even_when_no_file_finished(local_server: LocalServer,
+                                                       tmp_path: Path, ct: Path) -> None:
+    local_server.token = "right"
+    report = tmp_path / "report.jsonl"
+    result = run("--token", "wrong", local_server.url, "store", "--report", str(report),
+                 str(ct))
+    assert result.exit_code == 3
+    assert lines(result)[-2] == "Transferred 0 B in 0 files; 1 not attempted"
+    assert report.read_text() == ""  # old dcmweb: no file at all
