@@ -136,3 +136,8 @@ def _value(row: object, tag: str) -> object:
         return None
     values = element.get("Value")
     return values[0] if isinstance(values, list) and values else None
+
+
+def held(http: Http, base_url: str, items: Iterable[Wanted]) -> dict[str, str | None]:
+    """One-off :meth:`Finder.held` (a caller that searches once needs no memory)."""
+    return Finder(http, base_url).held(items)

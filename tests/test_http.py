@@ -274,11 +274,11 @@ def test_connection_refused_is_quick_exit_5(ct: Path) -> None:
 
 def test_read_timeout_exhausted_fails_the_file(local_server, ct: Path) -> None:
     # Slow, then dropped: never stored, so the outcome cannot depend on timing. Waiting
-    # for the server would take 8 s: the read timeout cuts each attempt short.
-    local_server.inject_fault(delay=4.0, drop=True, count=2, method="POST")
+    # for the server would take 12 s: the read timeout cuts each attempt short.
+    local_server.inject_fault(delay=6.0, drop=True, count=2, method="POST")
     started = time.monotonic()
     result = run("--read-timeout", "0.3", "--retries", "1", local_server.url, "store", str(ct))
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 6
     assert result.exit_code == 1  # the one file failed: nothing stored
     assert lines(result.stderr)[-3:] == [
         f"dcmweb: error: {ct} failed: store {ct}: no answer within the read timeout after the"
