@@ -288,7 +288,11 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
             output.stop_progress()
             for mask in run.inputs.stats.unmatched:
                 output.warning(f"no files match {mask}")
-            nothing = run.summary.counts["skipped"] == run.summary.done  # the error says it
+            done = run.summary.done
+            # When nothing was DICOM or nothing matched, the error alone says it.
+            nothing = not run.summary.not_attempted and (
+                (done and run.summary.counts["skipped"] == done)
+                or (not done and run.inputs.stats.unmatched))
             if run.started and (dry_run or not nothing):
                 output.summary(describe_summary(run.summary, dry_run=dry_run))
     counts = summary.counts
