@@ -196,4 +196,4 @@ def test_docs_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         result = run_example("dcmweb HOST store --metadata photo.json --jpeg photo.jpg "
                              "--generate-uids", fake.url)
     assert result.exit_code == 0, result.stderr
-    assert "Transferred" in result.stderr and "in 1 files" in result.stderr
+    assert "Transferred" in result.stderr and "in 1 file\n" in result.stderr
