@@ -46,7 +46,8 @@ def test_every_line_has_one_shape(local_server: LocalServer, tmp_path: Path) -> 
     assert f"{files[0]} uploaded as " in parsed(result.stderr)[1][1]
     usage = dcmweb(local_server.url, "store")
     assert parsed(usage.stderr) == [
-        ("error", "Missing argument 'MASKS...' (see 'dcmweb store --help')")]
+        ("error", "nothing to store (give files, folders or masks, or "
+                  "--metadata FILE.json --jpeg IMAGE.jpg)")]
 
 
 def test_json_log_format(local_server: LocalServer, tmp_path: Path) -> None:
