@@ -69,7 +69,10 @@ class Output:
         if self._bar is not None:
             self._bar.write(text, file=self.stderr)
         else:
-            print(text, file=self.stderr, flush=True)
+            # One write per line: worker threads log too, and print() writes the text
+            # and its newline separately, so two lines could run into each other.
+            self.stderr.write(text + "\n")
+            self.stderr.flush()
 
     def line(self, level: str, message: str) -> None:
         """One log line in the chosen format; every stderr line goes through here."""

@@ -11,6 +11,7 @@ holds the exit. A second signal while stopping ends the process at once.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -29,6 +30,7 @@ def stop_on_signals() -> Iterator[None]:
         yield
         return
     stopping = False
+    logger = logging.getLogger("dcmweb")
 
     def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
@@ -36,6 +38,9 @@ def stop_on_signals() -> Iterator[None]:
         if stopping:  # the first one is being handled: the user insists
             os._exit(ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED)
         stopping = True
+        # Worker threads are not waited for; what they still log (a retry of a request
+        # nobody waits for) would only blur the summary and the last line.
+        logger.addFilter(main_thread_only)
         raise Terminated() if terminated else KeyboardInterrupt()
 
     previous = {number: signal.signal(number, stop) for number in (signal.SIGINT,
@@ -45,3 +50,8 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+        logger.removeFilter(main_thread_only)
+
+
+def main_thread_only(record: logging.LogRecord) -> bool:
+    return record.thread == threading.main_thread().ident
