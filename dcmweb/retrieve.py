@@ -93,7 +93,8 @@ class DiskSpace:
         self.unchecked = 0
         free, total = self.free()
         keep = min(KEEP_FREE_BYTES, int(total * KEEP_FREE_FRACTION))
-        if free - SPACE_CHECK_BYTES < keep:
+        # Until the next look: SPACE_CHECK_BYTES, plus the chunk that crosses it.
+        if free - SPACE_CHECK_BYTES - 2 * CHUNK < keep:
             raise LocalFileError(
                 f"stopped writing in {self.folder}: {human_size(free)} free, and dcmweb "
                 f"keeps {human_size(keep)} free (the smaller of 1 GiB and 5 % of the disk)",

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from hostile import Hostile, Request, multipart
 
+from dcmweb import Client
+from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines
 
@@ -136,23 +138,31 @@ def test_retrieve_stopped_mid_file_leaves_no_partial_file(tmp_path: Path, number
         _, stderr, _ = stop(process, number)
     assert process.returncode == code, stderr
     assert stderr[-1] == line
-    assert "Transferred 0 B in 0 files" in stderr[-2]
+    assert "Transferred 0 B in 0 files" in stderr[-2], stderr
     assert [p for p in out.rglob("*") if p.is_file()] == []
 
 
 @pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
-def test_store_stops_while_the_server_keeps_answering_503(tmp_path: Path, number: int,
+def test_store_stops_while_the_server_keeps_answering_503(local_server: LocalServer,
+                                                          tmp_path: Path, number: int,
                                                           code: int, line: str) -> None:
+    """The first file is stored; then the server answers 503 to everything."""
     files = corpus.synthetic_files(tmp_path / "in", 4)
-    with Hostile() as fake:
-        fake.route("POST", "/studies", unavailable)
-        process = start("-m", "--workers", "2", fake.url, "store", "--batch-size", "1",
-                        *map(str, files))
-        wait_for(lambda: len(fake.seen("POST", "/studies")) >= 3, process)
-        _, stderr, _ = stop(process, number)
+    local_server.inject_fault(delay=0.01, method="POST")  # faults apply in order: this one
+    local_server.inject_fault(503, count=1000, retry_after="1", method="POST")  # then these
+    process = start(local_server.url, "store", "--batch-size", "1", *map(str, files))
+    wait_for(lambda: len(posts(local_server)) >= 3, process)  # the second file, retried
+    _, stderr, _ = stop(process, number)
     assert process.returncode == code, stderr
     assert stderr[-1] == line
-    assert "Transferred 0 B in 0 files" in stderr[-2]
+    assert stderr[-2].startswith("dcmweb: info: Transferred "), stderr
+    assert " in 1 file" in stderr[-2]  # the one the server took before the signal
+    with Client(local_server.url) as client:
+        assert len(client.search("instances")) == 1  # what the summary says
+
+
+def posts(server: LocalServer) -> list[object]:
+    return [r for r in server.requests if r.method == "POST"]
 
 
 @pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
