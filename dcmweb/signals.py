@@ -40,8 +40,8 @@ def stop_on_signals() -> Iterator[None]:
         stopping = True
         # Worker threads are not waited for; what they still log (a retry of a request
         # nobody waits for) would only blur the summary and the last line.
-        for handler in logger.handlers:
-            handler.addFilter(main_thread_only)
+        for sink in logger.handlers:
+            sink.addFilter(main_thread_only)
         raise Terminated() if terminated else KeyboardInterrupt()
 
     previous = {number: signal.signal(number, stop) for number in (signal.SIGINT,
@@ -51,8 +51,8 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        for handler in logger.handlers:
-            handler.removeFilter(main_thread_only)
+        for sink in logger.handlers:
+            sink.removeFilter(main_thread_only)
 
 
 def main_thread_only(record: logging.LogRecord) -> bool:
