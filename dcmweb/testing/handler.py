@@ -402,6 +402,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
     def external_base(self) -> str:
-        """The DICOMweb base URL as the client addressed this server."""
+        """The DICOMweb base URL as the client addressed this server (v1 or v1beta1)."""
         host = self.headers.get("Host") or f"{self.app.host}:{self.app.port}"
-        return f"http://{host}{self.app.base_path}"
+        base = self.app.base_path
+        if self.path.startswith("/v1beta1/"):
+            base = "/v1beta1/" + base.split("/", 2)[2]
+        return f"http://{host}{base}"

@@ -1,7 +1,8 @@
 """Long-running delete operations, shaped like Google's google.longrunning.Operation.
 
-A delete blocks inserts into its study/series at once, and after `delay` seconds
-removes the data and becomes done. Operations live in memory only.
+A delete blocks inserts into its study/series at once, then removes its instances one
+by one spread over `delay` seconds, so the counters move while it runs (success up,
+pending down, like Google's); then it becomes done. Operations live in memory only.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Operation:
         return f"{DATASET_NAME}/operations/{self.op_id}"
 
     def to_json(self) -> dict[str, Any]:
-        pending = 0 if self.done else self.total
+        pending = 0 if self.done else max(0, self.total - self.deleted)
         metadata: dict[str, Any] = {
             "@type": _METADATA_TYPE,
             "apiMethodName": _METHOD + self.method,
@@ -70,7 +71,8 @@ class Operations:
         self.delay = delay
         self._lock = threading.Lock()
         self._ops: dict[str, Operation] = {}
-        self._timers: dict[str, threading.Timer] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     def start_delete(self, study: str, series: str | None, total: int, logs_base: str) -> Operation:
         op_id = str(secrets.randbelow(9 * 10**18) + 10**18)  # 19 digits, like Google's
@@ -84,22 +86,32 @@ class Operations:
             logs_url=f"{logs_base}/logs/operations/{op_id}",
         )
         self.store.block(study, series)
-        timer = threading.Timer(self.delay, self._finish, args=(op,))
-        timer.daemon = True
+        thread = threading.Thread(target=self._run, args=(op,), daemon=True)
         with self._lock:
             self._ops[op_id] = op
-            self._timers[op_id] = timer
-        timer.start()
+            self._threads.append(thread)
+        thread.start()
         return op
 
-    def _finish(self, op: Operation) -> None:
+    def _run(self, op: Operation) -> None:
+        """Delete one instance per step; a cancelled run (server stopping) ends early."""
+        rows = self.store.instances(op.study, op.series)
+        step = self.delay / max(1, len(rows))
         try:
-            op.deleted = self.store.delete(op.study, op.series, unblock=True)
+            for row in rows:
+                if self._stop.wait(step):
+                    return
+                # An instance deleted meanwhile by its own request is gone all the same.
+                self.store.delete(op.study, op.series, row["sop_uid"], unblock=False)
+                with self._lock:
+                    op.deleted += 1
         finally:
-            with self._lock:
-                op.end_time = _now()
-                op.done = True
-                self._timers.pop(op.op_id, None)
+            if not self._stop.is_set():
+                late = self.store.delete(op.study, op.series, unblock=True)
+                with self._lock:
+                    op.deleted = min(op.total, op.deleted + late)
+                    op.end_time = _now()
+                    op.done = True
 
     def get(self, op_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -108,8 +120,9 @@ class Operations:
 
     def shutdown(self) -> None:
         """Finish nothing more: running deletes are cancelled with the server."""
+        self._stop.set()
         with self._lock:
-            timers = list(self._timers.values())
-            self._timers.clear()
-        for timer in timers:
-            timer.cancel()
+            threads = list(self._threads)
+            self._threads.clear()
+        for thread in threads:
+            thread.join(timeout=5)

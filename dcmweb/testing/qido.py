@@ -13,7 +13,9 @@ import sqlite3
 from typing import Any
 
 from .handler import Handler, Request
+from .metadata import instance_attributes
 from .responses import element, sorted_dataset
+from .storage import Store
 
 STUDY, SERIES, INSTANCE = "study", "series", "instance"
 DEFAULT_LIMIT = {STUDY: 100, SERIES: 1000, INSTANCE: 1000}
@@ -107,7 +109,13 @@ def handle_qido(
         else:
             h.send_bytes(200, b"[]", "application/dicom+json")
         return
+    extra = [name for name in fields if name not in ATTRIBUTES]
     results = [_to_json(row, fields) for row in rows]
+    if extra:
+        results = [
+            sorted_dataset({**obj, **_stored_attributes(h.app.store, row, extra, obj)})
+            for row, obj in zip(rows, results, strict=True)
+        ]
     h.send_bytes(200, json.dumps(results, separators=(",", ":")).encode(), "application/dicom+json")
 
 
@@ -281,12 +289,34 @@ def _fields(level: str, study: str | None, series: str | None, includes: set[str
         fields += _SERIES_ATTRS
     wanted = set(AVAILABLE[level]) if "all" in includes else includes
     fields += [name for name in AVAILABLE[level] if name in wanted]
+    # "all", and keywords the index does not hold, are read from the stored instance.
+    fields += sorted(name for name in includes if name not in ATTRIBUTES)
     return list(dict.fromkeys(fields))
+
+
+def _stored_attributes(
+    store: Store, row: sqlite3.Row, names: list[str], computed: dict[str, Any]
+) -> dict[str, Any]:
+    """Attributes of the row's instance (its first one for a study or series) that
+    includefield asks for: all of them for "all", never bulk values, never replacing
+    the computed ones."""
+    from pydicom.datadict import tag_for_keyword
+
+    stored = instance_attributes(store, row)
+    everything = "all" in names
+    tags = set(stored) if everything else {f"{tag_for_keyword(n):08X}" for n in names}
+    return {
+        tag: stored[tag]
+        for tag in sorted(tags)
+        if tag in stored and tag not in computed and "BulkDataURI" not in stored[tag]
+    }
 
 
 def _to_json(row: sqlite3.Row, fields: list[str]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for keyword in fields:
+        if keyword not in ATTRIBUTES:
+            continue  # read from the stored instance
         tag, vr, column = ATTRIBUTES[keyword]
         value = row[column]
         if column == "modalities":

@@ -18,11 +18,14 @@ from .stow import handle_stow
 from .wado import handle_wado
 
 BASE_PATH = f"/v1/{DATASET_NAME}/dicomStores/store/dicomWeb"
-OPERATIONS_PATH = f"/v1/{DATASET_NAME}/operations"
+# Google serves the same store under v1 and v1beta1 (bulk data samples use v1beta1).
+_VERSION = "/(?:v1|v1beta1)/"
+_BASE = _VERSION + re.escape(BASE_PATH[len("/v1/") :])
+_OPERATIONS = _VERSION + re.escape(f"{DATASET_NAME}/operations")
 
 Action = Callable[..., None]
 _U = "([^/]+)"  # one UID path segment
-_INSTANCE = f"{BASE_PATH}/studies/{_U}/series/{_U}/instances/{_U}"
+_INSTANCE = f"{_BASE}/studies/{_U}/series/{_U}/instances/{_U}"
 
 
 def _qido(level: str) -> Action:
@@ -55,7 +58,7 @@ def _delete(h: Handler, req: Request, study: str, series: str | None = None) -> 
         what = f"series {series}" if series else f"study {study}"
         h.send_error_json(404, f"{what} not found")
         return
-    root = h.external_base()[: -len(BASE_PATH)]
+    root = h.external_base().split("/v1", 1)[0]
     op = h.app.operations.start_delete(study, series, len(rows), root)
     h.send_json(200, {"name": op.name})
 
@@ -116,26 +119,26 @@ def _clear_requests(h: Handler, req: Request) -> None:
 
 
 _TABLE: list[tuple[str, dict[str, Action]]] = [
-    (rf"{BASE_PATH}/studies", {"GET": _qido(qido.STUDY), "POST": _stow}),
-    (rf"{BASE_PATH}/series", {"GET": _qido(qido.SERIES)}),
-    (rf"{BASE_PATH}/instances", {"GET": _qido(qido.INSTANCE)}),
-    (rf"{BASE_PATH}/studies/{_U}", {"GET": _wado, "POST": _stow, "DELETE": _delete}),
-    (rf"{BASE_PATH}/studies/{_U}/series", {"GET": _qido(qido.SERIES)}),
-    (rf"{BASE_PATH}/studies/{_U}/instances", {"GET": _qido(qido.INSTANCE)}),
-    (rf"{BASE_PATH}/studies/{_U}/series/{_U}", {"GET": _wado, "DELETE": _delete}),
-    (rf"{BASE_PATH}/studies/{_U}/series/{_U}/instances", {"GET": _qido(qido.INSTANCE)}),
+    (rf"{_BASE}/studies", {"GET": _qido(qido.STUDY), "POST": _stow}),
+    (rf"{_BASE}/series", {"GET": _qido(qido.SERIES)}),
+    (rf"{_BASE}/instances", {"GET": _qido(qido.INSTANCE)}),
+    (rf"{_BASE}/studies/{_U}", {"GET": _wado, "POST": _stow, "DELETE": _delete}),
+    (rf"{_BASE}/studies/{_U}/series", {"GET": _qido(qido.SERIES)}),
+    (rf"{_BASE}/studies/{_U}/instances", {"GET": _qido(qido.INSTANCE)}),
+    (rf"{_BASE}/studies/{_U}/series/{_U}", {"GET": _wado, "DELETE": _delete}),
+    (rf"{_BASE}/studies/{_U}/series/{_U}/instances", {"GET": _qido(qido.INSTANCE)}),
     (
-        rf"{BASE_PATH}/studies/{_U}/series/{_U}/instances/{_U}",
+        rf"{_BASE}/studies/{_U}/series/{_U}/instances/{_U}",
         {"GET": _wado, "DELETE": _delete_instance},
     ),
-    (rf"{BASE_PATH}/studies/{_U}/metadata", {"GET": _metadata}),
-    (rf"{BASE_PATH}/studies/{_U}/series/{_U}/metadata", {"GET": _metadata}),
-    (rf"{BASE_PATH}/studies/{_U}/series/{_U}/instances/{_U}/metadata", {"GET": _metadata}),
+    (rf"{_BASE}/studies/{_U}/metadata", {"GET": _metadata}),
+    (rf"{_BASE}/studies/{_U}/series/{_U}/metadata", {"GET": _metadata}),
+    (rf"{_BASE}/studies/{_U}/series/{_U}/instances/{_U}/metadata", {"GET": _metadata}),
     (rf"{_INSTANCE}/frames/{_U}", {"GET": _frames}),
     (rf"{_INSTANCE}/frames/{_U}/rendered", {"GET": handle_rendered}),
     (rf"{_INSTANCE}/rendered", {"GET": handle_rendered}),
     (rf"{_INSTANCE}/bulkdata/(.+)", {"GET": _bulkdata}),
-    (rf"{OPERATIONS_PATH}/([0-9]+)", {"GET": _operation}),
+    (rf"{_OPERATIONS}/([0-9]+)", {"GET": _operation}),
     (r"/token", {"POST": _token}),
     (r"/_control/faults", {"POST": _add_fault, "DELETE": _clear_faults}),
     (r"/_control/requests", {"GET": _list_requests, "DELETE": _clear_requests}),

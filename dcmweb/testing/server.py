@@ -119,6 +119,11 @@ class LocalServer:
         return self.root_url + BASE_PATH
 
     @property
+    def beta_url(self) -> str:
+        """The same DICOMweb base URL under Google's v1beta1 API."""
+        return self.url.replace("/v1/", "/v1beta1/", 1)
+
+    @property
     def token_url(self) -> str:
         return self.root_url + "/token"
 

@@ -1,0 +1,89 @@
+"""The local server's Google-specific behaviour: v1beta1, operation counters, includefield."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+import requests
+from pydicom.uid import generate_uid
+from test_testserver import blob, qido, real_file, stow, synthetic, uids
+
+from dcmweb.testing import LocalServer
+
+CT = "CT_small.dcm"
+
+
+@pytest.fixture
+def srv(tmp_path: Path) -> Iterator[LocalServer]:
+    with LocalServer(tmp_path / "store", delete_delay=1.0) as server:
+        yield server
+
+
+def test_v1beta1_serves_the_same_store_with_its_own_urls(srv: LocalServer) -> None:
+    data = blob(CT)
+    study, series, sop = uids(data)
+    resp = requests.post(srv.beta_url + "/studies", data=data,
+                         headers={"Content-Type": "application/dicom",
+                                  "Accept": "application/dicom+json"}, timeout=30)  # fmt: skip
+    assert resp.status_code == 200
+    assert resp.json()["00081190"]["Value"][0] == f"{srv.beta_url}/studies/{study}"
+    assert [o["0020000D"]["Value"][0] for o in qido(srv, "/studies")] == [study]
+    url = f"{srv.beta_url}/studies/{study}/series/{series}/instances/{sop}"
+    [obj] = requests.get(url + "/metadata", timeout=30).json()
+    assert obj["7FE00010"]["BulkDataURI"] == url + "/bulkdata/7FE00010"
+    deleted = requests.delete(f"{srv.beta_url}/studies/{study}", timeout=30)
+    name = deleted.json()["name"]
+    assert requests.get(f"{srv.root_url}/v1beta1/{name}", timeout=30).json()["name"] == name
+
+
+def test_delete_counters_move_while_the_operation_runs(srv: LocalServer) -> None:
+    study, series = generate_uid(), generate_uid()
+    template = blob(CT)
+    assert stow(srv, [synthetic(template, study, series) for _ in range(5)]).status_code == 200
+    name = requests.delete(f"{srv.url}/studies/{study}", timeout=30).json()["name"]
+    seen: list[tuple[int, int]] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        op = requests.get(f"{srv.root_url}/v1/{name}", timeout=30).json()
+        counter = op["metadata"]["counter"]
+        seen.append((int(counter["success"]), int(counter["pending"])))
+        if op.get("done"):
+            break
+        time.sleep(0.02)
+    assert seen[-1] == (5, 0)
+    assert all(success + pending == 5 for success, pending in seen)
+    successes = [success for success, _ in seen]
+    assert successes == sorted(successes)
+    assert len(set(successes)) >= 3  # seen between the start and the end, not only 0 and 5
+
+
+def test_includefield_all_returns_every_stored_attribute_but_bulk(srv: LocalServer) -> None:
+    assert stow(srv, [blob(CT)]).status_code == 200
+    ds = pydicom.dcmread(real_file(CT))
+    [obj] = qido(srv, "/instances", includefield="all")
+    assert list(obj) == sorted(obj)
+    study, series, sop = uids(blob(CT))
+    url = f"{srv.url}/studies/{study}/series/{series}/instances/{sop}/metadata"
+    [metadata] = requests.get(url, timeout=30).json()
+    bulk = {tag for tag, el in metadata.items() if "BulkDataURI" in el}
+    assert {"7FE00010", "00431029"} <= bulk
+    assert set(metadata) - bulk <= set(obj)
+    assert not bulk & set(obj)
+    assert obj["00180050"]["Value"] == [float(ds.SliceThickness)]
+    [study] = qido(srv, "/studies", includefield="all")
+    assert study["00201208"]["Value"] == [1]  # computed attributes stay
+
+
+def test_includefield_by_keyword_or_tag_and_unknown_400(srv: LocalServer) -> None:
+    assert stow(srv, [blob(CT)]).status_code == 200
+    [obj] = qido(srv, "/instances", includefield="Rows,00280011")
+    assert obj["00280010"]["Value"] == [128] and obj["00280011"]["Value"] == [128]
+    plain = qido(srv, "/instances")[0]
+    assert "00280010" not in plain
+    resp = requests.get(srv.url + "/instances", params={"includefield": "NoSuchThing"},
+                        timeout=30)  # fmt: skip
+    assert resp.status_code == 400 and resp.headers["Content-Type"].startswith("text/plain")
