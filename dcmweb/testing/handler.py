@@ -404,6 +404,9 @@ class Handler(BaseHTTPRequestHandler):
     def external_base(self) -> str:
         """The DICOMweb base URL as the client addressed this server (v1 or v1beta1)."""
         host = self.headers.get("Host") or f"{self.app.host}:{self.app.port}"
+        if not host.rsplit("]", 1)[-1].count(":"):
+            # dicomweb-client sends Host without the port: URLs must still reach us.
+            host = f"{host}:{self.app.port}"
         base = self.app.base_path
         if self.path.startswith("/v1beta1/"):
             base = "/v1beta1/" + base.split("/", 2)[2]
