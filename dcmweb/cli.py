@@ -516,10 +516,11 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool) -> None
         settings.output.text_lines([result.operation + "\n"])
         settings.output.summary(f"deleting {result.path}: operation {result.operation} started")
         return
-    note = ""
-    if result.counter:
-        note = f" ({plural(result.counter['success'], 'instance')})"
-    settings.output.summary(f"deleted {result.path}{note}")
+    notes = [plural(result.counter["success"], "instance")] if result.counter else []
+    if result.answer_lost:
+        notes.append("answer lost: the server no longer has it")
+    settings.output.summary(f"deleted {result.path}" + (f" ({'; '.join(notes)})" if notes
+                                                         else ""))
 
 
 @cli.group()

@@ -8,15 +8,28 @@ dcmweb falls back to that when the server says it is Orthanc.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
-from .errors import DcmwebError, NotFoundError, ServerError
-from .http import Http
+import requests
+
+from .errors import AnswerLost, DcmwebError, NotFoundError, ServerError, UnavailableError
+from .http import UNAVAILABLE_HINT, Http
 from .operations import wait_operation
 from .paths import ResourcePath, parse_resource_path
+from .unexpected import HOST_HINT, describe_answer
 
 log = logging.getLogger("dcmweb")
+
+
+# A delete's answer is `{}`, an operation's name, or nothing: far less than this.
+ANSWER_LIMIT = 1024 * 1024
+LOST_ANSWER_RESENDS = 3  # DELETEs sent again after an answer was lost on the way
+_ORTHANC_LEVELS = {"studies": "study", "series": "series", "instances": "instance"}
+_UID_TAGS = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID",
+             "instance": "SOPInstanceUID"}
+_PARENTS = {"instance": ("ParentSeries", "series"), "series": ("ParentStudy", "study")}
 
 
 @dataclass(frozen=True)
@@ -24,6 +37,8 @@ class DeleteResult:
     path: str
     operation: str | None = None  # the long-running operation's name, if there was one
     counter: dict[str, int] | None = None  # GCP's success/failure counts
+    # The first answer was lost and a resend found nothing left: deleted by that request.
+    answer_lost: bool = False
 
 
 class Deleter:
@@ -39,28 +54,66 @@ class Deleter:
         if target.level == "store":
             raise ServerError("delete needs a path: studies/UID[/series/UID[/instances/UID]]")
         url_path = target.url_path()
-        response = self.http.request("DELETE", f"{self.base_url}/{url_path}",
-                                     what=f"delete {url_path}", accept_status=(405,))
+        response, lost = self._send(url_path)
         with response:
             if response.status_code == 405:
                 return self._orthanc_fallback(target)
-            try:
-                payload = response.json() if response.content.strip() else {}
-            except ValueError:
-                payload = {}
-        name = payload.get("name") if isinstance(payload, dict) else None
+            if response.status_code == 404:  # only after a lost answer: see _send
+                log.info("delete %s: the answer was lost, and the server no longer has it",
+                         url_path)
+                return DeleteResult(url_path, answer_lost=True)
+            name = self._operation_name(response, url_path)
         if not name:
-            return DeleteResult(url_path)
+            return DeleteResult(url_path, answer_lost=lost)
         if not self.wait:
-            return DeleteResult(url_path, str(name))
+            return DeleteResult(url_path, name, answer_lost=lost)
         try:
-            operation = wait_operation(self.http, self.base_url, str(name), self.timeout,
+            operation = wait_operation(self.http, self.base_url, name, self.timeout,
                                        what=f"delete {url_path}")
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the server is not told to stop
             log.warning("delete %s: stopped waiting; operation %s goes on on the server",
                         url_path, name)
             raise
-        return DeleteResult(url_path, operation.name, operation.counter)
+        return DeleteResult(url_path, operation.name, operation.counter, lost)
+
+    def _send(self, url_path: str) -> tuple[requests.Response, bool]:
+        """The DELETE's answer, and whether an earlier answer was lost. A DELETE whose
+        answer is lost (a drop, a timeout after sending) may have been done: it is sent
+        again, and then a 404 means it was, not that the path never existed."""
+        lost = False
+        for _ in range(LOST_ANSWER_RESENDS + 1):
+            try:
+                return self.http.request(
+                    "DELETE", f"{self.base_url}/{url_path}", what=f"delete {url_path}",
+                    accept_status=(404, 405) if lost else (405,), retry_sent=False,
+                    max_body=ANSWER_LIMIT), lost
+            except AnswerLost as error:
+                log.warning("%s; asking again", error.message)
+                lost = True
+        raise UnavailableError(f"delete {url_path} failed: the answer was lost "
+                               f"{LOST_ANSWER_RESENDS + 1} times", UNAVAILABLE_HINT)
+
+    @staticmethod
+    def _operation_name(response: requests.Response, url_path: str) -> str | None:
+        """The operation a delete started, or None when it was done at once; anything
+        but `{}`, an operation or an empty answer (a web page, an error envelope) means
+        the DELETE did not reach a DICOMweb server."""
+        content = response.content
+        if not content.strip():
+            return None
+        try:
+            payload = json.loads(content)
+        except (ValueError, RecursionError):
+            payload = None
+        if payload == {}:
+            return None
+        name = payload.get("name") if isinstance(payload, dict) else None
+        if isinstance(name, str) and name:
+            return name
+        raise ServerError(
+            f"delete {url_path}: the server answered HTTP {response.status_code} with "
+            f"{describe_answer(response)}, not a DICOMweb delete answer (empty, {{}} or an "
+            "operation); nothing shows that anything was deleted", HOST_HINT)
 
     def _orthanc_root(self) -> str | None:
         """Orthanc's REST root (one level above /dicom-web), if this server is Orthanc."""
@@ -75,7 +128,11 @@ class Deleter:
         return root if is_orthanc else None
 
     def _orthanc_fallback(self, target: ResourcePath) -> DeleteResult:
-        """Delete through Orthanc's REST API: DICOMweb DELETE is not in its plugin."""
+        """Delete through Orthanc's REST API: DICOMweb DELETE is not in its plugin.
+
+        Orthanc looks a UID up on its own, whatever its parents: every UID of the path
+        is checked against the resource's parents before anything is deleted, so that
+        studies/WRONG/series/REAL deletes nothing."""
         root = self._orthanc_root()
         if root is None:
             raise ServerError(f"delete {target.url_path()}: the server does not support "
@@ -83,12 +140,41 @@ class Deleter:
         uid = target.instance or target.series or target.study
         level = {"instance": "Instance", "series": "Series", "study": "Study"}[target.level]
         response = self.http.request("POST", f"{root}/tools/lookup", what=f"look up {uid}",
-                                     body=lambda: str(uid).encode())
+                                     body=lambda: str(uid).encode(), max_body=ANSWER_LIMIT)
         with response:
-            matches = [m for m in response.json() if m.get("Type") == level]
+            found = response.json()
+        matches = [m for m in found if isinstance(m, dict) and m.get("Type") == level
+                   and isinstance(m.get("Path"), str)] if isinstance(found, list) else []
+        matches = [m for m in matches if self._orthanc_uids(root, m["Path"]) == _uids(target)]
         if not matches:
-            raise NotFoundError(f"delete {target.url_path()} failed: not found on the server")
+            raise NotFoundError(f"delete {target.url_path()} failed: not found on the server",
+                                "check the UIDs: each must be inside the one before it")
         for match in matches:
             self.http.request("DELETE", f"{root}{match['Path']}",
                               what=f"delete {target.url_path()}").close()
         return DeleteResult(target.url_path())
+
+    def _orthanc_uids(self, root: str, path: str) -> dict[str, str | None]:
+        """The UIDs of an Orthanc resource (e.g. /series/ID) and of its parents."""
+        uids: dict[str, str | None] = {}
+        level = _ORTHANC_LEVELS.get(path.split("/")[1] if path.count("/") == 2 else "")
+        while level is not None:
+            response = self.http.request("GET", f"{root}{path}", what=f"look up {path}",
+                                         max_body=ANSWER_LIMIT)
+            with response:
+                resource = response.json()
+            if not isinstance(resource, dict):
+                break
+            tags = resource.get("MainDicomTags") or {}
+            uids[level] = tags.get(_UID_TAGS[level]) if isinstance(tags, dict) else None
+            parent_key, parent_level = _PARENTS.get(level, ("", None))
+            parent = resource.get(parent_key) if parent_level else None
+            level = parent_level if isinstance(parent, str) else None
+            path = f"/{'studies' if level == 'study' else 'series'}/{parent}"  # Orthanc IDs
+        return uids
+
+
+def _uids(target: ResourcePath) -> dict[str, str | None]:
+    """The UIDs a path names, by level, down to its own level."""
+    uids = {"study": target.study, "series": target.series, "instance": target.instance}
+    return {level: uid for level, uid in uids.items() if uid is not None}
