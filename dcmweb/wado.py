@@ -16,6 +16,7 @@ from pathlib import Path
 
 import requests
 
+from .body import iter_body
 from .errors import ServerError
 from .http import Http, server_message
 from .multipart import iter_parts, parse_content_type
@@ -75,7 +76,7 @@ def answer_parts(response: requests.Response, what: str
     """(part type, its chunks) for each part of a multipart answer, or the one body."""
     content_type = response.headers.get("Content-Type", "")
     mime, params = parse_content_type(content_type)
-    chunks = response.iter_content(CHUNK)
+    chunks = iter_body(response, CHUNK)  # cut off below the low-speed limit
     if not mime.startswith("multipart/"):
         yield mime, chunks
         return
@@ -96,17 +97,19 @@ def instance_file(output: Path, resource: ResourcePath, suffix: str, mime: str) 
 
 def save(chunks: Iterable[bytes], final: Path) -> int:
     """Write to a temporary file beside ``final``, rename when complete; the size."""
-    from .retrieve import _create_temp, _writing  # retrieve owns the file-writing rules
+    from .retrieve import DiskSpace, _create_temp, _writing  # retrieve owns these rules
 
     folder = final.parent
     with _writing(folder):
         folder.mkdir(parents=True, exist_ok=True)
+        space = DiskSpace(folder)  # an endless answer stops before the disk is full
         handle, temp = _create_temp(folder)
     try:
         with _writing(folder):
             size = 0
             with os.fdopen(handle, "wb") as sink:
                 for chunk in chunks:
+                    space.use(len(chunk))
                     sink.write(chunk)
                     size += len(chunk)
             os.replace(temp, final)

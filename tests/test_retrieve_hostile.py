@@ -266,3 +266,19 @@ def test_a_trickling_download_is_cut_off_and_asked_again(synth: list[Path],
     assert "answer cut off (the server sent" in result.stderr
     assert "below the low-speed limit of 100 bytes/s" in result.stderr
     assert files_under(tmp_path) == {where(tmp_path, synth[0])}
+
+
+def test_an_endless_frame_stops_before_the_disk_is_full(synth: list[Path], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames, rendered images and bulk data are written by the same rules."""
+    out = tmp_path / "out"
+    monkeypatch.setattr(DiskSpace, "free", lambda self: (
+        1024 ** 3 + 30 * 1024 ** 2 - sum(p.stat().st_size for p in out.rglob("*") if p.is_file()),
+        100 * 1024 ** 3))
+    path = "studies/1.2/series/3.4/instances/5.6/frames/1"
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", lambda req: endless_part(req, b""))
+        result = dcmweb(fake.url, "retrieve", path, "--output", str(out))
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1].startswith(f"dcmweb: error: stopped writing in {out}/")
+    assert files_under(out) == set()
