@@ -22,7 +22,7 @@ from .errors import DcmwebError, UsageError
 from .existing import ServerHoldings
 from .files import read_part10_info
 from .http import Http
-from .inputs import Inputs, InputSpec
+from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, Journal
 from .report import ReportWriter
 from .store import DICOMDIR_CLASS, StoreOptions, StoreResult, iter_store
@@ -31,6 +31,9 @@ OutcomeStatus = Literal["stored", "already stored", "skipped", "failed", "confli
 ConflictPolicy = Literal["fail", "skip", "overwrite"]
 CONFLICT_POLICIES: tuple[ConflictPolicy, ...] = ("fail", "skip", "overwrite")
 HEAD_BYTES = 64 * 1024  # enough to reach the Study/Series/SOP UIDs of any sane file
+SHAPING_WAIT = 0.5  # seconds the first request may wait for the job's size to be known
+MIN_BATCH_BYTES = 1024 * 1024
+LARGE_JOB_BATCH_BYTES = 4 * 1024 * 1024  # a tree too big to count at once
 _HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
 _REASON = re.compile(r"\(0x([0-9A-Fa-f]{4})\)")
 # A refused duplicate: DICOM's 0x0111, or the 409/0x0110 "already exists" of Google's API.
@@ -131,12 +134,14 @@ class BulkStore:
                  options: BulkOptions | None = None, *,
                  report: str | os.PathLike[str] | IO[str] | None = None,
                  on_outcome: Callable[[Outcome], None] | None = None,
-                 stdin: IO[bytes] | None = None) -> None:
+                 stdin: IO[bytes] | None = None,
+                 count: BackgroundCount | None = None) -> None:
         self.http = http
         self.base_url = base_url
         self.store_options = store_options or StoreOptions()
         self.options = options or BulkOptions()
         self.inputs = Inputs(spec, stdin)
+        self.count = count  # the job's size, counted in the background (shaping, progress)
         self._source = iter(self.inputs)
         self.on_outcome = on_outcome
         self.summary = Summary()
@@ -166,7 +171,7 @@ class BulkStore:
             else:
                 if results is None:
                     results = iter_store(self.http, self.base_url, self._to_send(),
-                                         self.store_options)
+                                         self.shaped())
                 for result in results:
                     self._finish(result)
         except DcmwebError:
@@ -183,6 +188,25 @@ class BulkStore:
             if self._journal:
                 self._journal.close()
         return self.summary
+
+    def shaped(self) -> StoreOptions:
+        """Batches that keep every worker busy: at least two requests per worker when the
+        job's size is known in time, and never one worker holding a few huge batches.
+
+        Small files still share requests (per-request overhead dominates them); large
+        files travel alone, as before. Without a count in time the tree is large, so
+        there are many batches anyway and only their bytes are capped.
+        """
+        options = self.store_options
+        if options.workers <= 1 or options.single_part:
+            return options
+        if self.count is None or not self.count.wait(SHAPING_WAIT) or not self.count.total:
+            return replace(options, batch_bytes=min(options.batch_bytes, LARGE_JOB_BATCH_BYTES))
+        requests = 2 * options.workers
+        per_request = -(-self.count.total // requests)  # ceiling division
+        return replace(options, batch_size=max(1, min(options.batch_size, per_request)),
+                       batch_bytes=max(MIN_BATCH_BYTES, min(
+                           options.batch_bytes, self.count.total_bytes // requests)))
 
     def _to_send(self) -> Iterator[Path]:
         """The files to send; the others get their outcome here, without a request."""

@@ -228,6 +228,9 @@ pass_settings = click.make_pass_decorator(Settings)
               help="Leave out files (and folders) whose name or path matches; repeatable.")
 @click.option("--shard", metavar="K/N",
               help="Take share K of N (1 <= K <= N) by a stable hash of each path.")
+@click.option("--progress-every", type=click.FloatRange(min=0), default=60.0,
+              show_default=True, metavar="SECONDS",
+              help="Without a terminal (cron, CI): a progress line this often; 0: never.")
 @click.option("--dry-run", is_flag=True,
               help="Say what would be sent (files, bytes, studies, skips) and send nothing.")
 @pass_settings
@@ -237,7 +240,7 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
           report: str | None, journal: str | None, retry_failed: bool, skip_existing: bool,
           on_conflict: str, files_from: tuple[str, ...], null_separated: bool,
           include: tuple[str, ...], exclude: tuple[str, ...], shard: str | None,
-          dry_run: bool) -> None:
+          progress_every: float, dry_run: bool) -> None:
     """Store files, directories (recursive), glob masks ('**' recurses) and file lists,
     or create instances from DICOM JSON metadata plus JPEG images (--metadata/--jpeg).
 
@@ -269,15 +272,17 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
                           skip_existing=skip_existing,
                           on_conflict=on_conflict, dry_run=dry_run)  # type: ignore[arg-type]
     output = settings.output
-    counter = BackgroundCount(spec) if output.show_progress and not pairs else None
+    counter = None
+    if not pairs and (output.show_progress or settings.workers > 1 or progress_every):
+        counter = BackgroundCount(spec)  # the progress total, and the job's size for shaping
     printer = StorePrinter(output, logging.getLogger("dcmweb").isEnabledFor(logging.DEBUG),
-                           lambda: counter.total if counter else None)
+                           lambda: counter.total if counter else None, progress_every)
     with settings.client() as client:
         store_options = StoreOptions(single_part=single_part, batch_size=batch_size,
                                      storage_class=storage_class, study_uid=study_uid,
                                      workers=client.workers)
         run = BulkStore(client.http, client.base_url, spec, store_options, options,
-                        report=report, on_outcome=printer)
+                        report=report, on_outcome=printer, count=counter)
         output.start_progress(len(pairs) if pairs else None, "file")
         try:
             summary = run.run(client.iter_store_json(pairs, generate_uids=generate_uids)

@@ -14,6 +14,7 @@ without talking to each other.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import glob
 import hashlib
@@ -281,13 +282,16 @@ def _stdin_bytes() -> IO[bytes]:
 
 
 class BackgroundCount:
-    """Counts the files of a spec in a thread, for a progress total (None until done).
+    """Counts the files (and bytes) of a spec in a thread: the progress total, and the
+    size of the job that request shaping needs. ``total`` is None until done.
 
     Lists on stdin cannot be read twice, so they are never counted.
     """
 
     def __init__(self, spec: InputSpec) -> None:
         self.total: int | None = None
+        self.total_bytes = 0
+        self.done = threading.Event()
         self._spec = spec
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -298,11 +302,18 @@ class BackgroundCount:
 
     def _count(self) -> None:
         count = 0
-        for _ in Inputs(self._spec):
+        for path in Inputs(self._spec):
             if self._stop.is_set():
                 return
             count += 1
+            with contextlib.suppress(OSError):  # the store reports an unreadable file
+                self.total_bytes += os.stat(path).st_size
         self.total = count
+        self.done.set()
+
+    def wait(self, seconds: float) -> bool:
+        """Whether the count finished within ``seconds``."""
+        return self._thread is not None and self.done.wait(seconds)
 
     def stop(self) -> None:
         self._stop.set()

@@ -17,6 +17,7 @@ import itertools
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
@@ -121,6 +122,11 @@ class Output:
             self._bar.total = total
             self._bar.refresh()
 
+    def progress_note(self, text: str) -> None:
+        """Extra text after the bar's counts (bytes, failures)."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=False)
+
     def advance(self, count: int = 1) -> None:
         if self._bar is not None:
             self._bar.update(count)
@@ -202,21 +208,36 @@ class StderrLogHandler(logging.Handler):
 
 
 class StorePrinter:
-    """The store command's per-file lines: the old tool's 'uploaded as' for stored files;
-    files not sent because the journal or the server has them only with -v."""
+    """The store command's per-file lines and progress.
 
-    def __init__(self, output: Output, verbose: int = 0,
-                 total: Callable[[], int | None] = lambda: None) -> None:
+    Stored files get the old tool's 'uploaded as' line; files not sent because the
+    journal or the server has them are listed only with -v. On a terminal the bar
+    counts files and shows bytes and failures; without one (cron, CI) a plain progress
+    line every ``every`` seconds says how far the run is.
+    """
+
+    def __init__(self, output: Output, verbose: bool = False,
+                 total: Callable[[], int | None] = lambda: None, every: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.output = output
         self.verbose = verbose
         self.total = total  # the progress total, once counted
+        self.every = every
+        self.clock = clock
+        self.started = self.last = clock()
+        self.files = self.failed = self.bytes = 0
 
     def __call__(self, outcome: Outcome) -> None:
         output = self.output
+        self.files += 1
+        self.failed += outcome.status == "failed"
+        self.bytes += outcome.size if outcome.status == "stored" else 0
         total = self.total()
         if total is not None:
             output.progress_total(total)
         output.advance()
+        output.progress_note(f"{human_size(self.bytes)}"
+                             + (f", {self.failed} failed" if self.failed else ""))
         notes = [n for n in (outcome.message, outcome.confirmed_by == "search"
                              and "confirmed by search") if n]
         note = f" ({'; '.join(notes)})" if notes else ""
@@ -233,6 +254,19 @@ class StorePrinter:
                            f"its UIDs (--on-conflict skip){note}")
         else:
             output.error(f"{outcome.path} failed: {outcome.message}")
+        now = self.clock()
+        if self.every and not output.show_progress and now - self.last >= self.every:
+            self.last = now
+            output.log(self.progress_line(total, now))
+
+    def progress_line(self, total: int | None, now: float) -> str:
+        rate = self.files / max(now - self.started, 1e-9)
+        of = f" of {total}" if total is not None else ""
+        line = (f"progress: {self.files}{of} files, {human_size(self.bytes)} stored, "
+                f"{self.failed} failed, {rate:.1f} files/s")
+        if total is not None and rate > 0:
+            line += f", about {(total - self.files) / rate:.0f} s left"
+        return line
 
 
 def describe_summary(summary: Summary, *, dry_run: bool = False) -> str:

@@ -284,3 +284,54 @@ def test_library_bulk_store_with_journal(local_server: LocalServer, files: list[
         again = client.bulk_store([str(files[0].parent)], journal=tmp_path / "j.db")
     assert again.counts == {"already stored": 30}
     assert again.stored_bytes == 0
+
+
+def test_docs_example_runs_twice_as_a_nightly_job(local_server: LocalServer,
+                                                  files: list[Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from dcmweb_devtools.docexamples import run_example
+
+    monkeypatch.chdir(tmp_path)
+    files[0].parent.rename("scans")
+    (tmp_path / "scans" / "readme.txt").write_text("not DICOM, excluded")
+    example = "dcmweb HOST store scans --journal nightly.db --report nightly.csv --exclude '*.txt'"
+    first = run_example(example, local_server.url)
+    assert first.exit_code == 0, first.stderr
+    assert [r["status"] for r in rows(tmp_path / "nightly.csv")] == ["stored"] * 30
+    second = run_example(example, local_server.url)
+    assert second.exit_code == 0, second.stderr
+    assert [r["status"] for r in rows(tmp_path / "nightly.csv")] == ["already stored"] * 30
+    assert logs.messages(second.stderr, "info")[-1] == (
+        "Transferred 0 B in 0 files; 30 already stored, 1 excluded")
+
+
+def test_batches_are_cut_so_every_worker_has_work(local_server: LocalServer,
+                                                  files: list[Path]) -> None:
+    # 30 files, 5 workers: not 2 batches of 20 (3 workers idle) but 10 requests of 3.
+    result = run("-m", "--workers", "5", local_server.url, "store", str(files[0].parent))
+    assert result.exit_code == 0, result.stderr
+    posts = [r for r in local_server.requests if r.method == "POST"]
+    assert len(posts) == 10
+    assert len(server_uids(local_server)) == 30
+
+
+def test_plain_progress_lines_without_a_terminal(files: list[Path]) -> None:
+    import io
+
+    from dcmweb.bulk import Outcome
+    from dcmweb.output import Output, StorePrinter
+
+    stderr = io.StringIO()
+    now = [0.0]
+    printer = StorePrinter(Output(stderr=stderr), total=lambda: 30, every=10,
+                           clock=lambda: now[0])
+    for index, path in enumerate(files):
+        now[0] = index * 1.0
+        printer(Outcome(path, "failed" if index == 3 else "stored", 1024 * 1024,
+                        message="x"))
+    progress = [m for m in logs.messages(stderr.getvalue(), "info")
+                if m.startswith("progress:")]
+    assert progress == [
+        "progress: 11 of 30 files, 10.0 MiB stored, 1 failed, 1.1 files/s, about 17 s left",
+        "progress: 21 of 30 files, 20.0 MiB stored, 1 failed, 1.1 files/s, about 9 s left"]
+    assert "\r" not in stderr.getvalue()
