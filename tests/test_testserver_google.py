@@ -87,3 +87,59 @@ def test_includefield_by_keyword_or_tag_and_unknown_400(srv: LocalServer) -> Non
     resp = requests.get(srv.url + "/instances", params={"includefield": "NoSuchThing"},
                         timeout=30)  # fmt: skip
     assert resp.status_code == 400 and resp.headers["Content-Type"].startswith("text/plain")
+
+
+@pytest.fixture
+def three(srv: LocalServer) -> LocalServer:
+    assert stow(srv, [blob(CT), blob("MR_small.dcm"), blob("rtplan.dcm")]).status_code == 200
+    return srv
+
+
+def study_of(name: str) -> str:
+    return uids(blob(name))[0]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"PatientSex": "F"}, {"MR_small.dcm"}),
+        ({"InstitutionName": "*IMAGING*"}, {CT}),
+        ({"Manufacturer": "TOSHIBA_MEC"}, {"MR_small.dcm"}),
+        ({"StudyTime": "150000-190000"}, {"MR_small.dcm", "rtplan.dcm"}),
+        ({"StudyTime": "-080000"}, {CT}),
+        ({"StudyDescription": "e+1"}, {CT}),
+        ({"SeriesNumber": "2"}, {"rtplan.dcm"}),
+        ({"00200011": "1", "PatientSex": "O"}, {CT}),
+    ],
+)  # fmt: skip
+def test_more_search_keys(three: LocalServer, params: dict[str, str], expected: set[str]) -> None:
+    found = {first["0020000D"]["Value"][0] for first in qido(three, "/instances", **params)}
+    assert found == {study_of(name) for name in expected}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"SeriesNumber": "one"}, "not an integer"), ({"StudyTime": "7pm"}, "HHMMSS"),
+     ({"Rows": "128"}, "not supported"), ({"NotAKeyword": "x"}, "unknown query parameter")],
+)  # fmt: skip
+def test_unsupported_or_bad_search_keys_are_plain_400(
+    three: LocalServer, params: dict[str, str], message: str
+) -> None:
+    resp = requests.get(three.url + "/instances", params=params, timeout=30)
+    assert resp.status_code == 400
+    assert resp.headers["Content-Type"].startswith("text/plain") and message in resp.text
+
+
+def test_an_older_index_gains_the_new_search_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    from dcmweb.testing import storage
+
+    (tmp_path / "store").mkdir()
+    old = "\n".join(line for line in storage._SCHEMA.splitlines()
+                    if line.strip().split(" ")[0] not in storage._ADDED_COLUMNS)  # fmt: skip
+    with sqlite3.connect(tmp_path / "store" / "index.sqlite") as db:
+        db.executescript(old)
+    with LocalServer(tmp_path / "store") as server:
+        assert stow(server, [blob(CT)]).status_code == 200
+        assert len(qido(server, "/instances", PatientSex="O")) == 1

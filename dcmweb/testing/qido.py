@@ -84,9 +84,23 @@ FILTERS: dict[str, tuple[str, str]] = {
     "AccessionNumber": ("accession_number", "text"),
     "StudyID": ("study_id", "text"),
     "StudyDate": ("study_date", "date"),
+    "StudyTime": ("study_time", "time"),
+    "StudyDescription": ("study_description", "text"),
     "Modality": ("modality", "text"),
     "ModalitiesInStudy": ("modality", "text"),
+    "SeriesNumber": ("series_number", "int"),
+    "SeriesDescription": ("series_description", "text"),
+    "InstanceNumber": ("instance_number", "int"),
+    "PatientBirthDate": ("patient_birth_date", "date"),
+    "PatientSex": ("patient_sex", "text"),
+    "InstitutionName": ("institution_name", "text"),
+    "BodyPartExamined": ("body_part_examined", "text"),
+    "Manufacturer": ("manufacturer", "text"),
+    "PerformedProcedureStepStartDate": ("pps_start_date", "date"),
+    "PerformedProcedureStepStartTime": ("pps_start_time", "time"),
 }
+# What a range bound looks like, by kind.
+_RANGE_FORMS = {"date": (r"\d{8}", "YYYYMMDD"), "time": (r"\d{2,6}(\.\d{1,6})?", "HHMMSS")}
 _CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
 
 
@@ -257,15 +271,21 @@ def _add_filter(keyword: str, value: str, fuzzy: bool, where: list[str], params:
         else:
             where.append(f"{column} = ?")
         params.append(value)
+    elif kind == "int":
+        where.append(f"{column} = ?")
+        params.append(_int_param(keyword, value))
     else:
-        _add_date_filter(column, value, where, params)
+        _add_range_filter(keyword, kind, column, value, where, params)
 
 
-def _add_date_filter(column: str, value: str, where: list[str], params: list[Any]) -> None:
+def _add_range_filter(
+    keyword: str, kind: str, column: str, value: str, where: list[str], params: list[Any]
+) -> None:
+    pattern, form = _RANGE_FORMS[kind]
     start, dash, end = value.partition("-")
     for part in (start, end):
-        if part and not re.fullmatch(r"\d{8}", part):
-            raise QueryError(f"invalid StudyDate {value!r}: use YYYYMMDD or YYYYMMDD-YYYYMMDD")
+        if part and not re.fullmatch(pattern, part):
+            raise QueryError(f"invalid {keyword} {value!r}: use {form} or {form}-{form}")
     if not dash:
         where.append(f"{column} = ?")
         params.append(start)
@@ -277,7 +297,7 @@ def _add_date_filter(column: str, value: str, where: list[str], params: list[Any
         where.append(f"{column} <= ?")
         params.append(end)
     if not start and not end:
-        raise QueryError("invalid StudyDate '-': give at least one end of the range")
+        raise QueryError(f"invalid {keyword} '-': give at least one end of the range")
 
 
 def _fields(level: str, study: str | None, series: str | None, includes: set[str]) -> list[str]:

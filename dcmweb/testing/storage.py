@@ -41,6 +41,13 @@ CREATE TABLE IF NOT EXISTS instances (
     series_number INTEGER,
     series_description TEXT,
     instance_number INTEGER,
+    patient_birth_date TEXT,
+    patient_sex TEXT,
+    institution_name TEXT,
+    body_part_examined TEXT,
+    manufacturer TEXT,
+    pps_start_date TEXT,
+    pps_start_time TEXT,
     storage_class TEXT NOT NULL,
     size INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
@@ -73,6 +80,20 @@ class InstanceInfo:
     series_number: int | None = None
     series_description: str = ""
     instance_number: int | None = None
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    institution_name: str = ""
+    body_part_examined: str = ""
+    manufacturer: str = ""
+    pps_start_date: str = ""
+    pps_start_time: str = ""
+
+
+# Search columns added after 0.1: an index written by 0.1 gains them (empty).
+_ADDED_COLUMNS = (
+    "patient_birth_date", "patient_sex", "institution_name", "body_part_examined",
+    "manufacturer", "pps_start_date", "pps_start_time",
+)  # fmt: skip
 
 
 AddOutcome = Literal["stored", "duplicate", "conflict", "deleting"]
@@ -98,6 +119,10 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        present = {row["name"] for row in self._db.execute("PRAGMA table_info(instances)")}
+        for column in _ADDED_COLUMNS:
+            if column not in present:
+                self._db.execute(f"ALTER TABLE instances ADD COLUMN {column} TEXT")
         self._db.create_function("dcm_match", 3, dcm_match, deterministic=True)
         # (study, series or None) -> number of running deletes; STOW into them fails.
         self._blocked: Counter[tuple[str, str | None]] = Counter()

@@ -225,6 +225,13 @@ def read_instance_info(path: Path) -> InstanceInfo:
             series_number=_int(ds, "SeriesNumber"),
             series_description=_text(ds, "SeriesDescription"),
             instance_number=_int(ds, "InstanceNumber"),
+            patient_birth_date=_text(ds, "PatientBirthDate"),
+            patient_sex=_text(ds, "PatientSex"),
+            institution_name=_text(ds, "InstitutionName"),
+            body_part_examined=_text(ds, "BodyPartExamined"),
+            manufacturer=_text(ds, "Manufacturer"),
+            pps_start_date=_text(ds, "PerformedProcedureStepStartDate"),
+            pps_start_time=_text(ds, "PerformedProcedureStepStartTime"),
             **values,
         )
     except Exception as exc:  # pydicom raises many types for garbage input
