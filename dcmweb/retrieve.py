@@ -265,6 +265,12 @@ class Downloader:
             raise ServerError(f"retrieve {target.url_path()}: multipart answer without a boundary")
         for index, part in enumerate(iter_parts(chunks, boundary), start=1):
             part_mime, _ = parse_content_type(part.content_type or self.part_type)
+            if part_mime != asked and not (asked.startswith("image/")
+                                           and part_mime.startswith("image/")):
+                # e.g. a web page inside the multipart answer: never saved as part_N.bin
+                yield RetrieveResult("failed", target.url_path(), message=(
+                    f"the server sent a {part_mime} part where {asked} was asked for"))
+                continue  # the parser skips what was not read
             yield self._save_part(part.iter_content(), part_mime, target, index)
 
     def _save_part(self, chunks: Iterable[bytes], mime: str, target: ResourcePath,

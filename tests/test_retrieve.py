@@ -140,6 +140,10 @@ def test_type_builds_the_accept_header(part_type: str | None, accept: str,
                         "--output", str(tmp_path), *extra)
         [seen] = fake.requests
     assert seen.headers["Accept"] == accept
+    if part_type != "image/jpeg":  # a JPEG where DICOM was asked for is not kept
+        assert result.exit_code == 1
+        assert files_under(tmp_path) == set()
+        return
     assert result.exit_code == 0, result.stderr
     # A non-DICOM part is named after the path asked for and its own type.
     saved = tmp_path / "1.2" / "3.4" / "5.6_frame_1.jpg"

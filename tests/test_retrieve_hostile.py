@@ -282,3 +282,17 @@ def test_an_endless_frame_stops_before_the_disk_is_full(synth: list[Path], tmp_p
     assert result.exit_code == 1, result.stderr
     assert lines(result.stderr)[-1].startswith(f"dcmweb: error: stopped writing in {out}/")
     assert files_under(out) == set()
+
+
+def test_a_part_of_another_type_is_not_saved(synth: list[Path], tmp_path: Path) -> None:
+    good = synth[0].read_bytes()
+    body = (b"--m\r\nContent-Type: application/dicom\r\n\r\n" + good + b"\r\n"
+            b"--m\r\nContent-Type: text/html\r\n\r\n" + LOGIN_PAGE + b"\r\n--m--\r\n")
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1.2",
+                   lambda req: req.reply(200, body, "multipart/related; boundary=m"))
+        result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(tmp_path))
+    assert result.exit_code == 6, result.stderr
+    assert "dcmweb: error: studies/1.2: the server sent a text/html part where " \
+        "application/dicom was asked for" in lines(result.stderr)
+    assert files_under(tmp_path) == {where(tmp_path, synth[0])}
