@@ -226,14 +226,19 @@ def test_rendered_406_for_other_types(srv: LocalServer) -> None:
     assert rendered(put(srv, CT), "image/gif").status_code == 406
 
 
+def hide_module(monkeypatch: pytest.MonkeyPatch, hidden: str) -> None:
+    """Make the server believe a module is not installed."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == hidden else real(name, *a)
+    )
+
+
 def test_rendered_without_pillow_is_501_naming_the_extra(
     srv: LocalServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = put(srv, CT)
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "PIL" else real(name, *a)
-    )
+    hide_module(monkeypatch, "PIL")
     resp = rendered(url)
     assert resp.status_code == 501
     assert "pip install 'dcmweb[testserver]'" in resp.json()["error"]["message"]
@@ -258,10 +263,7 @@ def test_undecodable_syntax_gets_406_before_the_answer(
     srv: LocalServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = put(srv, RLE_MULTI)
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "numpy" else real(name, *a)
-    )
+    hide_module(monkeypatch, "numpy")
     resp = requests.get(url, headers={"Accept": "application/dicom"}, timeout=30)
     assert resp.status_code == 406
     assert "cannot transcode from 1.2.840.10008.1.2.5" in resp.json()["error"]["message"]

@@ -14,11 +14,14 @@ from __future__ import annotations
 import re
 import sqlite3
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 from . import dicomjson, pixels
 from .handler import Handler
 from .multipart import choose
 
+T = TypeVar("T")
 OCTET = "application/octet-stream"
 OCTET_PARTS = "multipart/related; type=application/octet-stream"
 JPEG_PARTS = "multipart/related; type=image/jpeg"
@@ -63,18 +66,9 @@ def handle_frames(h: Handler, study: str, series: str, sop: str, frame_list: str
         )
         return
     ds = dicomjson.read(h.app.store.file_path(row))
-    try:
-        frames = (
-            pixels.stored_frames(ds, numbers) if as_stored else pixels.decoded_frames(ds, numbers)
-        )
-    except pixels.NoSuchFrame as exc:
-        h.send_error_json(404, str(exc))
-        return
-    except pixels.Unavailable as exc:
-        h.send_error_json(501, str(exc))
-        return
-    except pixels.CannotDecode as exc:
-        h.send_error_json(406, str(exc))
+    pick = pixels.stored_frames if as_stored else pixels.decoded_frames
+    frames = pixel_work(h, lambda: pick(ds, numbers))
+    if frames is None:
         return
     sent_ts = stored_ts if as_stored else pixels.EXPLICIT_LE
     media = "image/jpeg" if offer == JPEG_PARTS else OCTET
@@ -83,6 +77,20 @@ def handle_frames(h: Handler, study: str, series: str, sop: str, frame_list: str
         h.send_bytes(200, frames[0], part_type)
         return
     send_parts(h, media, part_type, frames)
+
+
+def pixel_work(h: Handler, work: Callable[[], T]) -> T | None:
+    """Run decoding work; on failure answer it (404 no such frame, 501 without the
+    extra, 406 undecodable) and return None."""
+    try:
+        return work()
+    except pixels.NoSuchFrame as exc:
+        h.send_error_json(404, str(exc))
+    except pixels.Unavailable as exc:
+        h.send_error_json(501, str(exc))
+    except pixels.CannotDecode as exc:
+        h.send_error_json(406, str(exc))
+    return None
 
 
 def send_parts(h: Handler, media: str, part_type: str, bodies: list[bytes]) -> None:

@@ -10,7 +10,7 @@ them the answer is 501 naming the extra.
 from __future__ import annotations
 
 from . import dicomjson, pixels
-from .frames import instance_row
+from .frames import instance_row, pixel_work
 from .handler import Handler, Request
 from .multipart import choose
 
@@ -39,18 +39,9 @@ def handle_rendered(
         h.send_error_json(400, str(exc))
         return
     ds = dicomjson.read(h.app.store.file_path(row))
-    try:
-        image = pixels.render(ds, number, options)
-    except pixels.NoSuchFrame as exc:
-        h.send_error_json(404, str(exc))
-        return
-    except pixels.Unavailable as exc:
-        h.send_error_json(501, str(exc))
-        return
-    except pixels.CannotDecode as exc:
-        h.send_error_json(406, str(exc))
-        return
-    h.send_bytes(200, image, options.media)
+    image = pixel_work(h, lambda: pixels.render(ds, number, options))
+    if image is not None:
+        h.send_bytes(200, image, options.media)
 
 
 def _frame_number(frame: str | None) -> int:
