@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -157,7 +156,6 @@ class Uploader:
         self._lock = threading.Lock()
         self._failed_in_row = 0  # batches in a row of which the server stored nothing
         self._gave_up: UnavailableError | None = None
-        self.stats: Counter[str] = Counter()  # answers_lost, found_after_loss, resent
         self.finder = storecheck.Finder(http, base_url)
 
     def _post(self, items: list[_Item]) -> _Reply:
@@ -230,8 +228,14 @@ class Uploader:
                     f"stopping: the server failed {self._failed_in_row} batches in a row "
                     f"(last: {last})", HOST_HINT)
 
-    def _send(self, items: list[_Item], attempts: int) -> tuple[list[StoreResult], bool]:
-        """Results, and whether the request itself failed (not the server's per-file no)."""
+    def _send(self, items: list[_Item], attempts: int,
+              split: bool = True) -> tuple[list[StoreResult], bool]:
+        """Results, and whether the request itself failed (not the server's per-file no).
+
+        A request that keeps failing is split in halves to find the file that fails it
+        (``split``); when a first half fails as a whole, the second is tried once as a
+        whole: both failing means the server, not a file.
+        """
         done: list[StoreResult] = []
         pending = items
         reason = ""
@@ -260,10 +264,8 @@ class Uploader:
                                    for result in self._interpret(pending, reply)], foreign
                 reason, wait = reply.message, reply.retry_after
             # The answer is lost: ask what the server holds before sending anything again.
-            self.stats["answers_lost"] += 1
             found = self._confirmed(pending, "its answer was lost")
             done += found
-            self.stats["found_after_loss"] += len(found)
             stored = {result.path for result in found}
             pending = [item for item in pending if item.path not in stored]
             if not pending or attempt == attempts:
@@ -277,20 +279,16 @@ class Uploader:
             log.info("%s; %d of %d found on the server by search; retrying the other %d "
                      "in %.1f s", reason, len(found), len(found) + len(pending),
                      len(pending), delay)
-            self.stats["resent"] += len(pending)
             self.http.sleep(delay)
-        if len(pending) > 1:
-            # One bad file may fail the whole request: split to find it (fewer attempts).
+        if len(pending) > 1 and split:
             half = len(pending) // 2
             first, first_failed = self._send(pending[:half], SPLIT_ATTEMPTS)
-            if first_failed and not any(r.status == "stored" for r in first):
-                # Both halves failing means the server, not a file: stop splitting.
-                rest = [self._result(item, "failed", message=reason) for item in pending[half:]]
-                return done + first + rest, True
-            second, second_failed = self._send(pending[half:], SPLIT_ATTEMPTS)
+            whole = first_failed and not any(r.status == "stored" for r in first)
+            second, second_failed = self._send(pending[half:], SPLIT_ATTEMPTS, split=not whole)
             return done + first + second, first_failed and second_failed
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
-        return [*done, self._result(pending[0], "failed", message=reason + tries)], True
+        return done + [self._result(item, "failed", message=reason + tries)
+                       for item in pending], True
 
     def _interpret(self, items: list[_Item], reply: _Reply) -> list[StoreResult]:
         status, answer = reply.status, reply.answer

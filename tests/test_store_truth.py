@@ -234,19 +234,19 @@ def _poison_server(fake: Hostile, files: list[Path], poison: set[Path]) -> None:
 
 def test_one_batch_that_always_fails_does_not_stop_the_run(tmp_path: Path) -> None:
     files = corpus.synthetic_files(tmp_path / "s", 12)
-    poison = files[5]
+    poison = files[4:6]  # the first half of the second batch
     with Hostile() as fake:
-        _poison_server(fake, files, {poison})
+        _poison_server(fake, files, set(poison))
         result = run("--retries", "1", fake.url, "store", "--batch-size", "4",
                      str(tmp_path / "s"))
     # Old dcmweb: exit 5, "8 not attempted".
     assert result.exit_code == 6, result.stderr
-    assert lines(result)[-2].endswith(" in 11 files; 1 failed")
+    assert lines(result)[-2].endswith(" in 10 files; 2 failed")
     errors = [line for line in lines(result) if line.startswith("dcmweb: error:")]
     assert errors == [
-        f"dcmweb: error: {poison} failed: HTTP 500 Internal Server Error: cannot parse"
-        " (after 2 attempts)",
-        "dcmweb: error: 1 of 12 files failed to store",
+        *(f"dcmweb: error: {path} failed: HTTP 500 Internal Server Error: cannot parse"
+          " (after 2 attempts)" for path in poison),
+        "dcmweb: error: 2 of 12 files failed to store",
     ]
 
 
@@ -262,8 +262,8 @@ def test_a_server_that_fails_everything_stops_the_run(tmp_path: Path) -> None:
         "dcmweb: info: Transferred 0 B in 0 files; 10 failed, 6 not attempted")
     assert lines(result)[-1].startswith(
         "dcmweb: error: stopping: the server failed 5 batches in a row (last: HTTP 500")
-    # Each batch: two attempts, then its first half twice: both halves failing stops the split.
-    assert posts == 5 * 4
+    # Each batch: two attempts, then each half twice: both halves failing stops the split.
+    assert posts == 5 * 6
 
 
 # -- inputs -------------------------------------------------------------------------------------
