@@ -335,3 +335,22 @@ def test_plain_progress_lines_without_a_terminal(files: list[Path]) -> None:
         "progress: 11 of 30 files, 10.0 MiB stored, 1 failed, 1.1 files/s, about 17 s left",
         "progress: 21 of 30 files, 20.0 MiB stored, 1 failed, 1.1 files/s, about 9 s left"]
     assert "\r" not in stderr.getvalue()
+
+
+@pytest.mark.parametrize("max_rate", [None, "30/s"])
+def test_quota_429s_end_with_every_file_stored(tmp_path: Path, max_rate: str | None) -> None:
+    """A server with a request quota (30/s, 429 above): adaptive concurrency alone, and
+    with --max-rate at the quota, store every file and do not hammer the server."""
+    from dcmweb.testing.faults import Quota
+
+    files = corpus.synthetic_files(tmp_path / "in", 90, studies=3, seed="quota")
+    with LocalServer(tmp_path / "store") as server:
+        server.quota = Quota(30, burst=15)
+        options = ["--max-rate", max_rate] if max_rate else []
+        result = run("-m", "--workers", "12", *options, server.url, "store",
+                     str(tmp_path / "in"), "--batch-size", "1")
+        assert result.exit_code == 0, result.stderr
+        assert len(server_uids(server)) == len(files)
+        assert server.quota.allowed >= len(files)
+        # Fewer refusals than requests that got through; at the quota, almost none.
+        assert server.quota.refused < (3 if max_rate else len(files))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -65,6 +66,36 @@ class Fault:
             raise ValueError("count must be at least 1")
         if float(self.delay) < 0:
             raise ValueError("delay must not be negative")
+
+
+class Quota:
+    """A request quota like a cloud project's: ``rate`` requests per second (a token
+    bucket holding up to ``burst``); above it the server answers 429 with Retry-After."""
+
+    def __init__(self, rate: float, burst: float | None = None,
+                 retry_after: str = "1") -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = burst if burst is not None else rate
+        self.retry_after = retry_after
+        self.allowed = 0
+        self.refused = 0
+        self._tokens = self.burst
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                self.allowed += 1
+                return True
+            self.refused += 1
+            return False
 
 
 # What a chaos run injects, by name: the fault each kind stands for.

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from .faults import Fault, FaultQueue, RequestLog, RequestRecord
+from .faults import Fault, FaultQueue, Quota, RequestLog, RequestRecord
 from .handler import HTTPServer
 from .operations import Operations
 from .routes import BASE_PATH, route
@@ -50,6 +50,8 @@ class LocalServer:
         self.refuse_duplicates = refuse_duplicates
         self.duplicates: list[str] = []
         self.faults = FaultQueue()
+        # A per-second request quota (429 above it); settable at runtime.
+        self.quota: Quota | None = None
         self.records = RequestLog()
         self.store: Store
         self.operations: Operations
