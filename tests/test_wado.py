@@ -17,6 +17,7 @@ from pydicom.encaps import generate_fragmented_frames
 
 from dcmweb import Client
 from dcmweb.cli import cli
+from dcmweb.testing import LocalServer
 from dcmweb.wadopath import parse_wado_path
 from dcmweb_devtools import corpus
 from dcmweb_devtools.docexamples import run_example
@@ -314,3 +315,25 @@ def test_docs_examples_run(orthanc_files: Orthanc, tmp_path: Path,
     assert len(list(Path("frames").rglob("*_frame_*.raw"))) == 3
     with Image.open(next(Path(".").rglob("*.png"))) as image:
         assert max(image.size) <= 128
+
+
+# -- the local GCP-like server ------------------------------------------------------------------
+def test_local_server_metadata_json_xml_and_bulk_uri(local_server: LocalServer,
+                                                     tmp_path: Path) -> None:
+    source = pydicom_file(MULTIFRAME)
+    path = instance_path(source)
+    with Client(local_server.url) as client:
+        client.store([source])
+        [row] = client.metadata(path)
+        [ds] = client.metadata(path, datasets=True)
+        [xml] = client.fetch_metadata("/".join(path.split("/")[:4]), "xml").documents
+    original = pydicom.dcmread(source, stop_before_pixels=True)
+    assert row["00080018"]["Value"] == [original.SOPInstanceUID]
+    assert "BulkDataURI" in row["7FE00010"]
+    assert (ds.SOPInstanceUID, ds.NumberOfFrames) == (original.SOPInstanceUID,
+                                                     original.NumberOfFrames)
+    assert original.SOPInstanceUID in xml.decode()
+    result = dcmweb(local_server.url, "retrieve", f"{path}/metadata", "-o",
+                    str(tmp_path / "m.json"))
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((tmp_path / "m.json").read_text()) == [row]
