@@ -67,6 +67,8 @@ def make_sets(data_dir: Path) -> Sets:
     large = data.synthetic(data.LARGE, data_dir)
     large10 = data.synthetic(data.LARGE10, data_dir)
     search = data.synthetic(data.SEARCH, data_dir)
+    meta = data.synthetic(data.META, data_dir)
+    huge = data.synthetic(data.HUGE, data_dir)
     corpus = servers.corpus
     candidates = corpus.orthanc_safe(corpus.pydicom_files() + corpus.pydicom_data_files())
     real = data.real_files(data_dir, candidates)
@@ -77,10 +79,12 @@ def make_sets(data_dir: Path) -> Sets:
         "large10-1": data.curl_bodies(large10, data_dir, 1),
         "search-20": data.curl_bodies(search, data_dir, 20),
         "real-1": data.curl_bodies(real, data_dir, 1),
+        "meta-20": data.curl_bodies(meta, data_dir, 20),
+        "huge-1": data.curl_bodies(huge, data_dir, 1),
     }
     say(f"data: {small.count} small, {large.count}+{large10.count} large, {search.count} "
         f"search, {real.count} real files")
-    return Sets(small, large, large10, search, real, bodies)
+    return Sets(small, large, large10, search, real, bodies, meta, huge)
 
 
 def run_case(case: Case, reps: int, run_dir: Path, results: Results) -> None:

@@ -275,6 +275,8 @@ class Sets:
     search: DataSet
     real: DataSet
     bodies: dict[str, list[Path]]
+    meta: DataSet  # issue 10: metadata and rendered thumbnails
+    huge: DataSet  # issue 10: a 500 MB study
 
 
 def _loaded(run_dir: Path, name: str, sets: list[DataSet],
@@ -486,8 +488,11 @@ def build_cases(s: Sets, run_dir: Path) -> list[Case]:
         ],
         repeat=7,
     )
+    from .cases10 import build_issue10_cases
+
     return [startup, store_small_seq, store_small_par, store_large, store_real,
-            retrieve_study, retrieve_study10, retrieve_store, search]
+            retrieve_study, retrieve_study10, retrieve_store, search,
+            *build_issue10_cases(s, run_dir)]
 
 
 def remove(path: Path) -> None:

@@ -42,6 +42,8 @@ SMALL = SynthSpec("small", studies=20, per_study=100)  # 2,000 x 8.9 KB
 LARGE = SynthSpec("large", studies=1, per_study=100, rows=512, cols=512)  # 52.5 MB study
 LARGE10 = SynthSpec("large10", studies=1, per_study=10, rows=512, cols=512)  # 5.2 MB study
 SEARCH = SynthSpec("search", studies=100, per_study=100)  # 10,000 x 8.9 KB
+META = SynthSpec("meta", studies=1, per_study=2000)  # one study, 2 series of 1,000
+HUGE = SynthSpec("huge", studies=1, per_study=1000, rows=512, cols=512)  # 525 MB study
 
 
 @dataclass

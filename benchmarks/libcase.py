@@ -61,6 +61,14 @@ def dcmweb_search(task: dict[str, Any]) -> dict[str, Any]:
     return {"rows": len(rows)}
 
 
+def dcmweb_metadata(task: dict[str, Any]) -> dict[str, Any]:
+    from dcmweb import Client
+
+    with Client(task["url"]) as client:
+        rows = client.metadata(task["path"])
+    return {"rows": len(rows)}
+
+
 # -- dicomweb-client -------------------------------------------------------------------------
 def _dwc(url: str) -> Any:
     from dicomweb_client.api import DICOMwebClient
@@ -127,7 +135,14 @@ def dwc_search(task: dict[str, Any]) -> dict[str, Any]:
     return {"rows": len(rows)}
 
 
+def dwc_metadata(task: dict[str, Any]) -> dict[str, Any]:
+    rows = _dwc(task["url"]).retrieve_study_metadata(task["study"])
+    return {"rows": len(rows)}
+
+
 TASKS = {
+    "dcmweb-metadata": dcmweb_metadata,
+    "dwc-metadata": dwc_metadata,
     "dcmweb-store": dcmweb_store,
     "dcmweb-retrieve": dcmweb_retrieve,
     "dcmweb-search": dcmweb_search,
