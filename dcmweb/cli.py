@@ -33,6 +33,7 @@ from .errors import AllFailed, PartialFailure, UsageError
 from .output import (
     FORMATS,
     LOG_FORMATS,
+    TEXT_FORMATS,
     Output,
     StderrLogHandler,
     StorePrinter,
@@ -40,7 +41,6 @@ from .output import (
     human_size,
     plural,
 )
-from .searchformat import TEXT_FORMATS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

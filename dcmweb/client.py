@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 from .auth import choose_auth
 from .body import LowSpeed
 from .errors import UsageError
-from .files import expand_masks
 from .http import Http, HttpConfig, RetryPolicy
 
 # Each operation's module is imported by its method: a command loads only its own.
@@ -110,6 +109,8 @@ class Client:
     # store -----------------------------------------------------------------
     def files_to_store(self, masks: Iterable[str | os.PathLike[str]]) -> list[Path]:
         """Expand files, directories and glob masks; warn about masks matching nothing."""
+        from .files import expand_masks  # store only: other commands skip its imports
+
         expansion = expand_masks(os.fspath(mask) for mask in masks)
         for mask in expansion.unmatched:
             log.warning("no files match %s", mask)

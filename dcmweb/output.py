@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 FORMATS = ("pretty", "compact", "jsonl")
 LOG_FORMATS = ("text", "json")
+TEXT_FORMATS = ("csv", "tsv", "uids")  # written by searchformat.py
 _NOTHING = object()
 
 

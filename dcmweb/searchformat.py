@@ -15,7 +15,6 @@ from typing import Any
 
 from .keywords import tag_of
 
-TEXT_FORMATS = ("csv", "tsv", "uids")
 # What a table shows when no --fields is given, per level searched.
 DEFAULT_FIELDS = {
     "studies": ("StudyInstanceUID", "PatientName", "PatientID", "StudyDate",
