@@ -191,7 +191,7 @@ def build_issue10_cases(s: Sets, run_dir: Path) -> list[Case]:
                    cli("HOST", "search", "instances", "--page-size", str(page), "--format",
                        "csv", "--fields", ",".join(CSV_FIELDS), stdout_name="out.csv"),
                    check_lines(n_search + 1, "out.csv")),
-            Client("curl-jq", "curl (same pages, keep-alive) | jq -r '... | @csv'", "curl",
+            Client("curl-jq", "curl (same pages, keep-alive) piped to jq -r '... @csv'", "curl",
                    curl_jq_csv(pages), check_lines(n_search, "out.csv")),
         ],
         shared_server=read_search,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ServerError, UsageError
-from .http import Http
+from .http import Http, read_limited
 from .wado import answer_parts, get
 from .wadopath import parse_wado_path
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 JSON_TYPE = "application/dicom+json"
 XML_TYPE = 'multipart/related; type="application/dicom+xml"'
 FORMATS = ("json", "xml")
+MAX_JSON = 4 * 1024**3  # about a million instances' metadata; more is an endless answer
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,14 @@ def fetch_metadata(http: Http, base_url: str, path: str, fmt: str = "json") -> M
     url_path = target.url_path()
     what = f"metadata {url_path}"
     accept = XML_TYPE if fmt == "xml" else JSON_TYPE
-    response = get(http, f"{base_url}/{url_path}", what, accept, stream=fmt == "xml")
+    response = get(http, f"{base_url}/{url_path}", what, accept)
     with response:
         if fmt == "json":
-            return _json(response.content, what)
+            # Read through the body reader: low-speed limit, and a bound on the size.
+            raw = read_limited(response, MAX_JSON + 1)
+            if len(raw) > MAX_JSON:
+                raise ServerError(f"{what}: the answer is larger than {MAX_JSON} bytes")
+            return _json(raw, what)
         documents = []
         for mime, chunks in answer_parts(response, what):
             document = b"".join(chunks)
