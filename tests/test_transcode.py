@@ -14,6 +14,7 @@ from hostile import Hostile, Request, multipart
 from dcmweb import Client
 from dcmweb.cli import cli
 from dcmweb.errors import UsageError
+from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
 from dcmweb_devtools.docexamples import run_example
 from dcmweb_devtools.orthanc import Orthanc
@@ -159,3 +160,21 @@ def test_docs_example_runs(orthanc: Orthanc, tmp_path: Path,
     assert result.exit_code == 0, result.stderr
     [saved] = tmp_path.rglob("*.dcm")
     assert pydicom.dcmread(saved).file_meta.TransferSyntaxUID == EXPLICIT_LE
+
+
+def test_local_server_refuses_a_syntax_it_cannot_make_with_406(local_server: LocalServer,
+                                                               tmp_path: Path) -> None:
+    source = corpus.pydicom_test_files_dir() / "CT_small.dcm"
+    with Client(local_server.url) as client:
+        client.store([source])
+    local_server.clear_requests()
+    result = dcmweb(local_server.url, "retrieve", instance_path(source), "--transfer-syntax",
+                    "1.2.840.10008.1.2.4.50", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "HTTP 406" in result.stderr and "--transfer-syntax '*'" in result.stderr
+    assert [r.status for r in local_server.requests] == [406]  # asked once, not retried
+    result = dcmweb(local_server.url, "retrieve", instance_path(source), "--single-part",
+                    "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    [saved] = (tmp_path / "out").rglob("*.dcm")
+    assert saved.read_bytes() == source.read_bytes()

@@ -337,3 +337,25 @@ def test_local_server_metadata_json_xml_and_bulk_uri(local_server: LocalServer,
                     str(tmp_path / "m.json"))
     assert result.exit_code == 0, result.stderr
     assert json.loads((tmp_path / "m.json").read_text()) == [row]
+
+
+def test_local_server_frames_rendered_and_bulk_data(local_server: LocalServer,
+                                                    tmp_path: Path) -> None:
+    multiframe, single = pydicom_file(MULTIFRAME), pydicom_file(SINGLE)
+    ds = pydicom.dcmread(multiframe)
+    size = len(ds.PixelData) // int(ds.NumberOfFrames)
+    with Client(local_server.url) as client:
+        client.store([multiframe, single])
+        frames = client.frames(f"{instance_path(multiframe)}/frames/2,15")
+        [row] = client.metadata(instance_path(multiframe))
+        bulk = client.bulkdata(row["7FE00010"]["BulkDataURI"])
+        png = client.rendered(instance_path(single), format="png", viewport="32,32")
+    assert frames == {2: ds.PixelData[size:2 * size], 15: ds.PixelData[14 * size:]}
+    assert bulk == ds.PixelData
+    with Image.open(io.BytesIO(png)) as image:
+        assert (image.format, image.size) == ("PNG", (32, 32))
+    result = dcmweb(local_server.url, "retrieve", f"{instance_path(single)}/rendered",
+                    "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    [jpg] = (tmp_path / "out").rglob("*.jpg")
+    assert jpg.read_bytes()[:2] == b"\xff\xd8"
