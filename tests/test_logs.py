@@ -44,10 +44,9 @@ def test_every_line_has_one_shape(local_server: LocalServer, tmp_path: Path) -> 
     assert [level for level, _ in parsed(result.stderr)] == ["warning", "info", "info"]
     assert parsed(result.stderr)[-1][1].endswith(" in 1 file; 1 skipped")
     assert f"{files[0]} uploaded as " in parsed(result.stderr)[1][1]
-    usage = dcmweb(local_server.url, "store")
+    usage = dcmweb(local_server.url, "delete")
     assert parsed(usage.stderr) == [
-        ("error", "nothing to store (give files, folders or masks, or "
-                  "--metadata FILE.json --jpeg IMAGE.jpg)")]
+        ("error", "Missing argument 'PATH' (see 'dcmweb delete --help')")]
 
 
 def test_json_log_format(local_server: LocalServer, tmp_path: Path) -> None:
