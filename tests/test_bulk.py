@@ -19,6 +19,7 @@ from dcmweb.cli import cli
 from dcmweb.journal import Journal
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus, logs
+from dcmweb_devtools.logs import lines
 
 
 def run(*args: str, stdin: bytes | None = None) -> Result:
@@ -66,7 +67,7 @@ def test_rerun_with_journal_sends_nothing_and_reports_already_stored(
                 str(journal), "--report", str(report))
     assert again.exit_code == 0, again.stderr
     assert local_server.requests == []
-    assert again.stderr.splitlines()[-1].endswith(
+    assert lines(again.stderr)[-1].endswith(
         "Transferred 0 B in 0 files; 30 already stored")
     assert f"{files[3]} already stored (stored by an earlier run (journal))" in again.stderr
     table = rows(report)
@@ -76,7 +77,7 @@ def test_rerun_with_journal_sends_nothing_and_reports_already_stored(
     os.utime(files[5], ns=(1, 1))  # changed since: sent again
     third = run(local_server.url, "store", str(files[0].parent), "--journal", str(journal))
     assert third.exit_code == 0
-    assert third.stderr.splitlines()[-1].endswith(
+    assert lines(third.stderr)[-1].endswith(
         f"Transferred {files[5].stat().st_size / 1024:.1f} KiB in 1 file; 29 already stored")
 
 
@@ -159,7 +160,7 @@ def test_retry_failed_sends_only_the_failures(local_server: LocalServer, files: 
                 "--retry-failed", "--on-conflict", "skip")
     assert retry.exit_code == 0, retry.stderr
     assert posted_instances(local_server) == 1
-    assert retry.stderr.splitlines()[-1].endswith(
+    assert lines(retry.stderr)[-1].endswith(
         "Transferred 0 B in 0 files; 30 already stored, 1 conflicts, "
         "1 not retried (not failed in the journal)")
     assert str(copy) in retry.stderr
@@ -184,7 +185,7 @@ def test_files_from_stdin_nul_separated_with_odd_names(local_server: LocalServer
 
     dash = run(local_server.url, "store", "-", stdin=f"{odd[0]}\n{odd[1]}\n".encode())
     assert dash.exit_code == 0, dash.stderr
-    assert dash.stderr.splitlines()[-1].endswith("in 2 files")
+    assert lines(dash.stderr)[-1].endswith("in 2 files")
 
 
 def test_dry_run_sends_nothing_and_says_what_it_would_do(
@@ -201,7 +202,7 @@ def test_dry_run_sends_nothing_and_says_what_it_would_do(
     assert result.exit_code == 0, result.stderr
     assert local_server.requests == []
     size = files[10].stat().st_size * 19 / 1024
-    assert result.stderr.splitlines()[-1].endswith(
+    assert lines(result.stderr)[-1].endswith(
         f"Dry run: would send 19 files ({size:.1f} KiB, 3 studies); 10 already stored, "
         "1 excluded, skipped: 1 empty file, 1 not a DICOM Part-10 file (no DICM marker)")
 
@@ -263,7 +264,7 @@ def test_skip_existing_after_a_partial_upload_sends_only_the_rest(
     searches = [r for r in local_server.requests if r.method == "GET"]
     # One search per study (two pages: a page comes back empty at the end), not per file.
     assert len(searches) == 2 * 3
-    assert result.stderr.splitlines()[-1].endswith("in 18 files; 12 already stored")
+    assert lines(result.stderr)[-1].endswith("in 18 files; 12 already stored")
     statuses = {Path(r["path"]).name: r["status"] for r in rows(report)}
     assert statuses == {p.name: "already stored" if i < 12 else "stored"
                         for i, p in enumerate(files)}
