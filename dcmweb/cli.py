@@ -502,8 +502,15 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
               help="Seconds to wait for Google's long-running delete operation.")
 @click.option("--no-wait", is_flag=True,
               help="Do not wait for Google's operation: print its name on stdout and exit 0.")
+@click.option("-y", "--yes", is_flag=True,
+              help="Delete without asking (a study or series delete asks when stdin is a "
+                   "terminal; never otherwise).")
+@click.option("--dry-run", is_flag=True,
+              help="Print the instances that would be deleted (a search, JSON lines on "
+                   "stdout) and delete nothing.")
 @pass_settings
-def delete(settings: Settings, path: str, timeout: float, no_wait: bool) -> None:
+def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bool,
+           dry_run: bool) -> None:
     """Delete a study, series or instance.
 
     On Google's API a study or series delete runs as an operation; dcmweb waits
@@ -514,8 +521,24 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool) -> None
     Example:
       dcmweb HOST delete studies/1.2.3/series/4.5.6
       op=$(dcmweb HOST delete studies/1.2.3 --no-wait) && dcmweb HOST operations wait "$op"
+      dcmweb HOST delete studies/1.2.3 --dry-run | wc -l
     """
+    from .paths import parse_resource_path
+    from .preview import instances_under
+
+    output = settings.output
+    ask = not yes and output.interactive and parse_resource_path(path).level in ("study",
+                                                                                 "series")
     with settings.client() as client:
+        if dry_run or ask:
+            rows = list(instances_under(client, path))
+            what = f"{path} ({plural(len(rows), 'instance')})"
+            if dry_run:
+                output.json_rows(rows, "jsonl")
+                output.summary(f"would delete {what}; nothing deleted (--dry-run)")
+                return
+            if not output.confirm(f"Delete {what}?"):
+                raise UsageError(f"{path} not deleted", "answer y, or give --yes")
         result = client.delete(path, timeout=timeout, wait=not no_wait)
     if no_wait and result.operation:
         settings.output.text_lines([result.operation + "\n"])

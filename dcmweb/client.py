@@ -41,12 +41,22 @@ def normalize_host(host: str) -> str:
         return f"{GCP_API}/{host}/dicomWeb"
     parts = urlsplit(host)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(
-            f"invalid HOST {host!r}",
-            "give the DICOMweb base URL (http://127.0.0.1:8042/dicom-web) or a store name "
-            "(projects/P/locations/L/datasets/D/dicomStores/S)",
-        )
+        raise UsageError(f"invalid HOST {host!r}", _host_hint(host))
     return host
+
+
+_NO_SCHEME = re.compile(r"[A-Za-z0-9.-]+(:[0-9]+)?(/.*)?")
+_LOCAL_NAMES = re.compile(r"(localhost|127(\.[0-9]+){3}|\[::1\])(:[0-9]+)?(/.*)?")
+
+
+def _host_hint(host: str) -> str:
+    """'did you mean http://...?' for a URL typed without its scheme."""
+    netloc = host.split("/", 1)[0]
+    if _NO_SCHEME.fullmatch(host) and ("." in netloc or ":" in netloc):
+        scheme = "http" if _LOCAL_NAMES.fullmatch(host) else "https"
+        return f"did you mean {scheme}://{host}?"
+    return ("HOST is a DICOMweb base URL such as http://127.0.0.1:8042/dicom-web, "
+            "or a store name projects/P/locations/L/datasets/D/dicomStores/S")
 
 
 class Client:

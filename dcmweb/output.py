@@ -59,6 +59,7 @@ class Output:
                  log_format: str = "text") -> None:
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
+        self.stdin = sys.stdin
         self.quiet = quiet  # info lines (per-file lines and the summary) hidden
         self.log_format = log_format
         # A bar only on a terminal: in a cron log carriage returns are noise.
@@ -104,6 +105,22 @@ class Output:
         self.line("error", str(error))
 
     # stdout ----------------------------------------------------------------
+    # stdin -----------------------------------------------------------------
+    @property
+    def interactive(self) -> bool:
+        """Someone can answer a question: stdin is a terminal (never in cron or CI)."""
+        return self.stdin.isatty()
+
+    def confirm(self, question: str) -> bool:
+        """Ask on stderr, read y/N from stdin; no answer (end of input) is no."""
+        import click
+
+        self.stop_progress()
+        try:
+            return click.confirm(question, default=False, err=True)
+        except click.Abort:
+            return False
+
     def text(self, text: str) -> None:
         """Plain text for the user to read or pipe (help, completion scripts, settings)."""
         self.stdout.write(text if text.endswith("\n") else text + "\n")

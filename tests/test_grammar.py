@@ -170,3 +170,17 @@ def test_completion_of_an_unknown_shell_is_exit_2() -> None:
     assert lines(result.stderr) == [
         "dcmweb: error: Invalid value for '{bash|zsh|fish}': 'tcsh' is not one of 'bash', "
         "'zsh', 'fish' (see 'dcmweb completion --help')"]
+
+
+# -- HOST mistakes ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("host", "hint"), [
+    ("localhost:8042/dicom-web", "did you mean http://localhost:8042/dicom-web?"),
+    ("127.0.0.1:8042/dicom-web", "did you mean http://127.0.0.1:8042/dicom-web?"),
+    ("pacs.example.org/dicom-web", "did you mean https://pacs.example.org/dicom-web?"),
+    ("ftp://127.0.0.1/x", "HOST is a DICOMweb base URL such as http://127.0.0.1:8042/dicom-web, "
+                          "or a store name projects/P/locations/L/datasets/D/dicomStores/S"),
+])
+def test_a_host_without_its_scheme_gets_the_url_suggested(host: str, hint: str) -> None:
+    result = dcmweb(host, "search")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr) == [f"dcmweb: error: invalid HOST '{host}' ({hint})"]
