@@ -9,9 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    AllFailed,
+    AnswerLost,
     AuthError,
     DcmwebError,
     ExitStatus,
+    LocalFileError,
     NotFoundError,
     PartialFailure,
     ServerError,
@@ -21,26 +24,40 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .client import Client
+    from .delete import DeleteResult
+    from .retrieve import RetrieveResult
+    from .store import StoreResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AllFailed",
+    "AnswerLost",
     "AuthError",
     "Client",
     "DcmwebError",
+    "DeleteResult",
     "ExitStatus",
+    "LocalFileError",
     "NotFoundError",
     "PartialFailure",
+    "RetrieveResult",
     "ServerError",
+    "StoreResult",
     "UnavailableError",
     "UsageError",
     "__version__",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Client":
-        from .client import Client
+# Imported on first use (they pull in requests): name -> module.
+_LAZY = {"Client": "client", "StoreResult": "store", "RetrieveResult": "retrieve",
+         "DeleteResult": "delete"}
 
-        return Client
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'dcmweb' has no attribute {name!r}")

@@ -13,7 +13,8 @@ How to add an option: add a ``@click.option("--long-name", ...)`` to the command
   ``[profiles.NAME.COMMAND]``), through click's ``default_map``;
 - a global option is accepted before HOST, between HOST and the command, and after the
   command's arguments (cligroup.py);
-- docs/usage.md must mention it (tests/test_docs.py).
+- docs/usage.md must mention it (tests/test_docs.py), and docs/cli-reference.md is
+  regenerated with ``python -m dcmweb_devtools.clidocs`` (tests/test_cli_reference.py).
 
 Precedence: flag > environment variable > profile > built-in default.
 """

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from .jsonstore import JsonInstance
     from .metadata import Metadata
     from .operations import Operation
+    from .params import ParamsLike
     from .rendered import RenderOptions
     from .retrieve import RetrieveResult
-    from .search import Params
     from .store import StoreResult
 
 log = logging.getLogger("dcmweb")
@@ -182,22 +182,27 @@ class Client:
                          report=report, on_outcome=on_outcome).run()
 
     # search ----------------------------------------------------------------
-    def iter_search(self, path: str | None = "studies", params: Params | None = None,
+    def iter_search(self, path: str | None = "studies", params: ParamsLike = None,
                     page_size: int | None = None, **query: Any) -> Iterator[dict[str, Any]]:
         """Every matching row, paging past the server's limits unless ``limit`` is given.
 
         ``query`` takes the search command's options: ``filters=["PatientName=DOE^J*"]``
         (keywords or tags), ``include=["StudyDate"]`` or ``["all"]``, ``fuzzy=True``,
-        ``limit=N``, ``offset=N``; ``params`` are raw query words sent as they are.
+        ``limit=N``, ``offset=N``; ``params`` are raw query words sent as they are: a
+        dict (``{"PatientID": "P005"}``; a list value repeats the key), a list of
+        ``(key, value)`` pairs, or a query string (``"PatientID=P005&limit=10"``).
         """
+        from .params import to_pairs
         from .query import Query
         from .search import Searcher
 
-        words = Query(extra=list(params or []), **query).params()
+        words = Query(extra=to_pairs(params), **query).params()
         return Searcher(self.http, self.base_url).iter_rows(path, words, page_size)
 
-    def search(self, path: str | None = "studies", params: Params | None = None,
+    def search(self, path: str | None = "studies", params: ParamsLike = None,
                page_size: int | None = None, **query: Any) -> list[dict[str, Any]]:
+        """Every matching row as a list (see :meth:`iter_search`); read values by keyword
+        with :func:`dcmweb.rows.value`."""
         return list(self.iter_search(path, params, page_size, **query))
 
     # retrieve --------------------------------------------------------------

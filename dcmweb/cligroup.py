@@ -82,7 +82,7 @@ def options(command: click.Command) -> list[click.Option]:
             and not param.hidden and long_name(param) not in ("help", "version")]
 
 
-def _give_envvars(command: click.Command, prefix: str) -> None:
+def give_envvars(command: click.Command, prefix: str) -> None:
     """Every option gets DCMWEB_[COMMAND_]LONG_NAME, shown in --help (recursively)."""
     for param in options(command):
         if param.envvar is None:
@@ -92,7 +92,7 @@ def _give_envvars(command: click.Command, prefix: str) -> None:
             param.type = _LINES  # one value per line: header values hold spaces
     if isinstance(command, click.Group):
         for name, sub in command.commands.items():
-            _give_envvars(sub, f"{prefix}_{name.replace('-', '_').upper()}")
+            give_envvars(sub, f"{prefix}_{name.replace('-', '_').upper()}")
 
 
 def _value_options(command: click.Command) -> tuple[set[str], set[str]]:
@@ -139,7 +139,7 @@ class DcmwebGroup(click.Group):
     def make_context(self, info_name: str | None, args: list[str],
                      parent: click.Context | None = None, **extra: Any) -> click.Context:
         if parent is None:
-            _give_envvars(self, ENV_PREFIX)
+            give_envvars(self, ENV_PREFIX)
         return super().make_context(info_name, args, parent, **extra)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:

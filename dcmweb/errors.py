@@ -32,12 +32,15 @@ class DcmwebError(Exception):
 
     exit_status: ExitStatus = ExitStatus.ERROR
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, status: int | None = None,
+                 url: str | None = None) -> None:
         # Messages often quote URLs: a password in HOST must never be shown.
         message = redact_text(message)
         super().__init__(message)
         self.message = message
         self.hint = redact_text(hint) if hint else hint
+        self.status = status  # the HTTP status of the answer, when there was one
+        self.url = redact_text(url) if url else url  # the URL that answered so
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"
@@ -65,10 +68,6 @@ class ServerError(DcmwebError):
     """The server answered with an error that is not one of the above (e.g. 400, 409)."""
 
     exit_status = ExitStatus.ERROR
-
-    def __init__(self, message: str, hint: str | None = None, *, status: int | None = None):
-        super().__init__(message, hint)
-        self.status = status
 
 
 class LocalFileError(DcmwebError):

@@ -154,15 +154,16 @@ def error_for_response(response: requests.Response, what: str, attempts: int = 1
     elif status in RETRY_STATUSES and attempts > 1:
         message += f" (after {attempts} attempts)"
     hint = _HINTS.get(status)
+    kind: type[DcmwebError] = ServerError
     if status in (401, 403):
-        return AuthError(message, hint)
-    if status == 404:
-        return NotFoundError(message, hint)
-    if status == 400:
-        return UsageError(message, hint)
-    if status in THROTTLE_STATUSES or status in UNAVAILABLE_STATUSES:
-        return UnavailableError(message, UNAVAILABLE_HINT)
-    return ServerError(message, hint, status=status)
+        kind = AuthError
+    elif status == 404:
+        kind = NotFoundError
+    elif status == 400:
+        kind = UsageError
+    elif status in THROTTLE_STATUSES or status in UNAVAILABLE_STATUSES:
+        kind, hint = UnavailableError, UNAVAILABLE_HINT
+    return kind(message, hint, status=status, url=response.url)
 
 
 @dataclass

@@ -1,0 +1,39 @@
+"""Search parameters as a caller may give them: a dict, a list of pairs, or a query string."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# {"PatientID": "P005", "includefield": ["00081030", "00080060"]},
+# [("PatientID", "P005")], or "PatientID=P005&limit=10"
+ParamsLike = Mapping[str, Any] | Iterable[tuple[str, Any]] | str | None
+
+
+def to_pairs(params: ParamsLike) -> list[tuple[str, str]]:
+    """The (key, value) pairs to send; a list or tuple value in a dict repeats its key."""
+    if params is None:
+        return []
+    if isinstance(params, str):
+        from .search import parse_params
+
+        return parse_params([params]) if params.strip() else []
+    if isinstance(params, Mapping):
+        pairs = []
+        for key, item in params.items():
+            for one in item if isinstance(item, (list, tuple)) else [item]:
+                pairs.append((str(key), _text(one)))
+        return pairs
+    pairs = []
+    for pair in params:
+        if isinstance(pair, (str, bytes)) or len(pair) != 2:
+            raise TypeError("search params must be a dict, a list of (key, value) pairs or "
+                            f"a query string; got the item {pair!r}")
+        pairs.append((str(pair[0]), _text(pair[1])))
+    return pairs
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

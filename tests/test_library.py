@@ -1,0 +1,73 @@
+"""The library's surface: search params in three shapes, rows read by keyword, exported
+types, errors with status and url, clear TypeErrors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import dcmweb
+from dcmweb import Client, NotFoundError
+from dcmweb.params import to_pairs
+from dcmweb.rows import as_dataset, value, values
+from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+
+
+def test_params_shapes() -> None:
+    assert to_pairs({"PatientID": "P005", "limit": 10, "fuzzymatching": True}) == [
+        ("PatientID", "P005"), ("limit", "10"), ("fuzzymatching", "true")]
+    assert to_pairs({"includefield": ["00081030", "00080060"]}) == [
+        ("includefield", "00081030"), ("includefield", "00080060")]
+    assert to_pairs([("PatientID", "P005")]) == [("PatientID", "P005")]
+    assert to_pairs("PatientName=Sally%20Zhang&limit=10") == [
+        ("PatientName", "Sally Zhang"), ("limit", "10")]
+    assert to_pairs(None) == to_pairs("") == to_pairs({}) == []
+    with pytest.raises(TypeError, match="got the item 'PatientID'"):
+        to_pairs(["PatientID"])  # type: ignore[list-item]
+
+
+def test_search_with_a_dict_a_string_and_pairs(local_server: LocalServer,
+                                               tmp_path: Path) -> None:
+    with Client(local_server.url) as client:
+        client.store(corpus.synthetic_files(tmp_path / "a", 2, patient_id="P005"))
+        client.store(corpus.synthetic_files(tmp_path / "b", 1, patient_id="P006"))
+        by_dict = client.search("instances", {"PatientID": "P005"})
+        by_text = client.search("instances", "PatientID=P005")
+        by_pairs = client.search("instances", [("PatientID", "P005")])
+        assert len(by_dict) == len(by_text) == len(by_pairs) == 2
+        assert {value(row, "PatientID") for row in by_dict} == {"P005"}
+        with pytest.raises(TypeError, match="colour"):
+            client.search("instances", colour="red")  # type: ignore[call-arg]
+
+
+def test_rows_by_keyword() -> None:
+    row = {"00100010": {"vr": "PN", "Value": [{"Alphabetic": "DOE^JOHN"}]},
+           "00080061": {"vr": "CS", "Value": ["CT", "MR"]},
+           "0020000D": {"vr": "UI", "Value": ["1.2.3"]}}
+    assert value(row, "PatientName") == "DOE^JOHN"
+    assert values(row, "ModalitiesInStudy") == ["CT", "MR"]
+    assert value(row, "00080061") == "CT"
+    assert value(row, "PatientID", "?") == "?"
+    ds = as_dataset(row)
+    assert (str(ds.PatientName), ds.StudyInstanceUID) == ("DOE^JOHN", "1.2.3")
+
+
+def test_exported_types() -> None:
+    from dcmweb.delete import DeleteResult
+    from dcmweb.retrieve import RetrieveResult
+    from dcmweb.store import StoreResult
+
+    assert (dcmweb.StoreResult, dcmweb.RetrieveResult, dcmweb.DeleteResult) == (
+        StoreResult, RetrieveResult, DeleteResult)
+    for name in dcmweb.__all__:
+        assert getattr(dcmweb, name) is not None
+
+
+def test_http_errors_carry_status_and_url(local_server: LocalServer, tmp_path: Path) -> None:
+    with Client(local_server.url) as client, pytest.raises(NotFoundError) as caught:
+        client.retrieve("studies/1.2.3.404", tmp_path)
+    assert caught.value.status == 404
+    assert caught.value.url == f"{local_server.url}/studies/1.2.3.404"
+    assert dcmweb.UsageError("x").status is None
