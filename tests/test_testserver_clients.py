@@ -139,3 +139,19 @@ _MP = 'multipart/related; type="application/dicom"; boundary=BOUNDARY'
 def _multipart(body: bytes) -> bytes:
     return (b"--BOUNDARY\r\nContent-Type: application/dicom\r\n\r\n" + body
             + b"\r\n--BOUNDARY--\r\n")  # fmt: skip
+
+
+# dicomweb-client sets the private FailureDetail and PrivateCreator by keyword: pydicom warns.
+@pytest.mark.filterwarnings("ignore:Camel case attribute")
+def test_dicomweb_client_reads_a_partial_failure(srv: LocalServer) -> None:
+    """Our XML answer with Google's private FailureDetail parses in dicomweb-client."""
+    client = DICOMwebClient(url=srv.url)
+    ct, mr = datasets(CT, "MR_small.dcm")
+    client.store_instances(datasets=[ct])
+    ct.PatientID = "changed"  # same UIDs, other bytes: refused
+    answer = client.store_instances(datasets=[ct, mr])
+    [failed] = answer.FailedSOPSequence
+    assert failed.ReferencedSOPInstanceUID == ct.SOPInstanceUID
+    assert int(failed.FailureReason) == 272
+    [stored] = answer.ReferencedSOPSequence
+    assert stored.ReferencedSOPInstanceUID == mr.SOPInstanceUID

@@ -37,7 +37,11 @@ STATUS_NAMES: dict[int, str] = {
 # Private elements Google adds to STOW answers: tag -> (keyword, private creator).
 GOOGLE_CREATOR_TAG = "00090010"
 FAILURE_DETAIL_TAG = "00090097"
-_PRIVATE: dict[str, tuple[str, str]] = {FAILURE_DETAIL_TAG: ("FailureDetail", "GOOGLE")}
+_PRIVATE: dict[str, tuple[str, str]] = {
+    FAILURE_DETAIL_TAG: ("FailureDetail", "GOOGLE"),
+    # Named too: clients such as dicomweb-client need a keyword on every attribute.
+    GOOGLE_CREATOR_TAG: ("PrivateCreator", "GOOGLE"),
+}
 
 # Keywords of the few public tags the server ever emits; avoids importing pydicom's
 # dictionary just to label XML attributes.
