@@ -42,7 +42,15 @@ def normalize_host(host: str) -> str:
     parts = urlsplit(host)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise UsageError(f"invalid HOST {host!r}", _host_hint(host))
+    resource = _RESOURCE_TAIL.search(parts.path)
+    if resource:
+        raise UsageError(f"invalid HOST {host!r}: it names a resource, not the DICOMweb base",
+                         f"did you mean {host[:len(host) - len(resource.group(0))]}?")
     return host
+
+
+# HOST ending in a DICOMweb resource: .../studies, .../studies/UID/series/UID/instances
+_RESOURCE_TAIL = re.compile(r"(/(studies|series|instances)(/[^/]+)?)+$")
 
 
 _NO_SCHEME = re.compile(r"[A-Za-z0-9.-]+(:[0-9]+)?(/.*)?")

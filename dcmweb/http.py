@@ -246,6 +246,18 @@ def redirect_error(response: requests.Response, method: str, url: str, what: str
     )
 
 
+def _as_given(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
+
+
+def proxy_for(exc: BaseException, url: str) -> str | None:
+    """The proxy that failed, when the failure is the proxy's (a dead HTTP_PROXY)."""
+    if not any(type(e).__name__ == "ProxyError" for e in _chain(exc)):
+        return None
+    proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+    return redact_url(proxy) if proxy else "(the environment's proxy)"
+
+
 class Http:
     """A requests.Session with dcmweb's headers, timeouts, retries and error mapping."""
 
@@ -261,6 +273,11 @@ class Http:
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers.update(self.config.headers or {})
         self.session.verify = self.config.verify
+        if not isinstance(self.auth, NoAuth) or any(
+                name.lower() == "authorization" for name in self.config.headers or {}):
+            # Our credentials travel as headers. With no session auth, requests would put
+            # a ~/.netrc entry for the host in their place (--token silently replaced).
+            self.session.auth = _as_given
         policy = self.config.retry
         self.gate = Gate(max_in_flight=self.config.pool_size,
                          outage_limit=self.config.outage_limit, max_rate=self.config.max_rate,
@@ -420,9 +437,12 @@ class _Exchange:
         host = urlsplit(self.url).hostname or ""
         if urlsplit(self.url).port:
             host += f":{urlsplit(self.url).port}"
+        proxy = proxy_for(exc, self.url)
+        who = f"the proxy {proxy} (on the way to {host})" if proxy else host
         self._last_problem = (failure.reason if failure.midway
-                              else f"cannot reach {host}: {failure.reason}")
-        hint = "check the HOST URL and that the server is running"
+                              else f"cannot reach {who}: {failure.reason}")
+        hint = ("check the proxy (HTTPS_PROXY / HTTP_PROXY), or bypass it for this host "
+                "with NO_PROXY" if proxy else "check the HOST URL and that the server is running")
         if failure.sent and not self.retry_sent:
             self.gate.leave(Outcome.UNAVAILABLE, sent_at)
             raise AnswerLost(f"{self.what}: {failure.reason} after the request was sent"
