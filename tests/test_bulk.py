@@ -355,3 +355,16 @@ def test_quota_429s_end_with_every_file_stored(tmp_path: Path, max_rate: str | N
         assert server.quota.allowed >= len(files)
         # Fewer refusals than requests that got through; at the quota, almost none.
         assert server.quota.refused < (3 if max_rate else len(files))
+
+
+def test_verbose_run_starts_with_one_line_saying_what_it_does(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    url = local_server.url.replace("http://", "http://alice:secret@")
+    result = run("-v", url, "store", str(files[0].parent), "--journal", str(tmp_path / "j.db"),
+                 "--shard", "1/1", "--exclude", "*.txt", "--skip-existing")
+    assert result.exit_code == 0, result.stderr
+    first = logs.messages(result.stderr, "debug")[0]
+    assert first == (f"store to {url.replace('alice:secret', '***')} from "
+                     f"{files[0].parent} (1 worker; journal {tmp_path / 'j.db'}; shard 1/1; "
+                     "exclude *.txt; skip-existing)")
+    assert "secret" not in result.stderr
