@@ -41,7 +41,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from . import __version__
-from .auth import Auth, NoAuth
+from .auth import Auth, NoAuth, is_google_host
 from .body import (
     LowSpeed,
     TooSlowError,
@@ -154,6 +154,8 @@ def error_for_response(response: requests.Response, what: str, attempts: int = 1
     elif status in RETRY_STATUSES and attempts > 1:
         message += f" (after {attempts} attempts)"
     hint = _HINTS.get(status)
+    if status == 401 and not is_google_host(response.url):  # gcloud cannot help there
+        hint = "check the credentials: --token, --user, -H 'Authorization: ...' or ~/.netrc"
     kind: type[DcmwebError] = ServerError
     if status in (401, 403):
         kind = AuthError

@@ -295,9 +295,27 @@ def test_401_without_refresh_exit_3_with_hint(local_server, ct: Path) -> None:
     assert lines(result.stderr)[-1] == (
         f"dcmweb: error: store {ct} failed: HTTP 401 Unauthorized: Request had invalid"
         " authentication credentials. Expected OAuth 2 access token, login cookie or other"
-        " valid authentication credential. (check the credentials: --token, --user, or"
-        " 'gcloud auth application-default login')")
+        " valid authentication credential. (check the credentials: --token, --user,"
+        " -H 'Authorization: ...' or ~/.netrc)")
     assert len(posts(local_server)) == 1
+
+
+@pytest.mark.parametrize(("url", "hint"), [
+    ("https://healthcare.googleapis.com/v1/projects/p/locations/l/datasets/d/dicomStores/s"
+     "/dicomWeb/studies", "or 'gcloud auth application-default login'"),
+    ("http://127.0.0.1:8042/dicom-web/studies", "-H 'Authorization: ...' or ~/.netrc"),
+])
+def test_401_hint_fits_the_host_kind(url: str, hint: str) -> None:
+    import requests
+
+    from dcmweb.http import error_for_response
+
+    response = requests.Response()
+    response.status_code, response.reason, response.url = 401, "Unauthorized", url
+    response._content, response._content_consumed = b"", True  # an empty body, read
+    error = error_for_response(response, "search studies")
+    assert (error.status, error.url) == (401, url)
+    assert error.hint is not None and error.hint.endswith(hint)
 
 
 def test_wrong_base_path_exit_4(local_server, ct: Path) -> None:
