@@ -12,7 +12,6 @@ import http.server
 import os
 import random
 import threading
-import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -501,12 +500,14 @@ def test_parser_memory_is_bounded() -> None:
     assert peak < 512 * 1024
 
 
-def test_parse_speed() -> None:
+def test_parse_passes_large_chunks_through_whole() -> None:
+    """Payload bytes leave in about the chunks they arrived in, never byte by byte.
+
+    Speed itself is measured in benchmarks/; this pins the property that makes it fast.
+    """
     payload = random.Random(0).randbytes(1 << 20) * 32
     data = build(payload, payload)
     chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
-    start = time.perf_counter()
-    total = sum(len(c) for p in iter_parts(chunks, B) for c in p.iter_content())
-    elapsed = time.perf_counter() - start
-    assert total == 2 * len(payload)
-    assert len(data) / elapsed > 300e6  # measured ~4.8 GB/s; a per-byte loop would be ~50 MB/s
+    sizes = [len(c) for p in iter_parts(chunks, B) for c in p.iter_content()]
+    assert sum(sizes) == 2 * len(payload)
+    assert len(sizes) <= len(chunks) + 4
