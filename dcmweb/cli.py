@@ -158,7 +158,8 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
     of the config file; a flag beats its variable, which beats the profile.
 
     Exit codes: 0 done, 1 failed, 2 usage, 3 auth, 4 not found, 5 unavailable,
-    6 some items failed, 130 interrupted, 143 terminated (see docs/exit-codes.md).
+    6 some items failed, 7 journal busy, 130 interrupted, 143 terminated
+    (see docs/exit-codes.md).
     """
     output = Output(quiet=quiet, log_format=log_format)
     ctx.obj = Settings(given_host=host, output=output, traceback=show_traceback)
