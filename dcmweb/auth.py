@@ -12,7 +12,7 @@ import os
 import threading
 from typing import Any, Protocol
 
-from .errors import AuthError
+from .errors import AuthError, UsageError
 
 GOOGLE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 ADC_HINT = (
@@ -39,10 +39,30 @@ class NoAuth:
         return False
 
 
+def check_header_value(value: str, what: str) -> str:
+    """``value`` if it can be sent as a header, else a :class:`UsageError` that never
+    shows it (it may be a secret): http.client would fail deep inside with the value
+    in its message, or a line break would inject another header."""
+    if any(c in value for c in "\r\n\0"):
+        raise UsageError(f"{what} has a line break in it",
+                         "check --token, --user, -H and their environment variables")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} has characters that are not Latin-1 (e.g. typographic"
+                         " quotes or non-ASCII letters)",
+                         "check --token, --user, -H and their environment variables") from None
+    return value
+
+
+def bearer_value(token: str, what: str = "the token") -> str:
+    return "Bearer " + check_header_value(token, what)
+
+
 class BearerAuth:
     def __init__(self, token: str) -> None:
         # A token read from a file or an env file often ends in a newline.
-        self._value = f"Bearer {token.strip()}"
+        self._value = bearer_value(token.strip())
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": self._value}
@@ -74,12 +94,17 @@ class GoogleAuth:
     """Application Default Credentials, refreshed under one lock shared by all threads.
 
     google-auth itself takes no lock: 16 threads with no token make 16 token calls.
+    A generation counter makes eight threads that see a 401 at once cause one refresh:
+    each thread remembers the generation of the token it sent, and a thread whose token
+    was already replaced just uses the new one.
     """
 
     def __init__(self, credentials: Any = None) -> None:
         self._credentials = credentials
         self._lock = threading.Lock()
         self._request: Any = None
+        self._generation = 0
+        self._sent = threading.local()  # the generation this thread last sent
 
     def _load(self) -> Any:
         if self._credentials is None:
@@ -106,6 +131,7 @@ class GoogleAuth:
             self._load().refresh(self._request)
         except google.auth.exceptions.GoogleAuthError as exc:
             raise AuthError(f"could not get a Google access token: {exc}", ADC_HINT) from exc
+        self._generation += 1
 
     def headers(self) -> dict[str, str]:
         with self._lock:
@@ -113,11 +139,14 @@ class GoogleAuth:
             if not credentials.valid:
                 self._refresh_locked()
             token = credentials.token
-        return {"Authorization": f"Bearer {token}"}
+            self._sent.generation = self._generation
+        return {"Authorization": bearer_value(str(token), "the Google access token")}
 
     def refresh(self) -> bool:
         with self._lock:
-            self._refresh_locked()
+            if getattr(self._sent, "generation", self._generation) == self._generation:
+                self._refresh_locked()
+            # else another thread refreshed after this one sent its request: reuse it
         return True
 
     def __repr__(self) -> str:

@@ -45,7 +45,17 @@ _LIMITS: weakref.WeakKeyDictionary[requests.Response, LowSpeed] = weakref.WeakKe
 
 
 def set_low_speed(response: requests.Response, limit: LowSpeed) -> None:
+    """Read this response with ``limit``; its ``iter_content`` becomes :func:`iter_body`,
+    so every caller that streams (retrieve, multipart parsing) is guarded too."""
     _LIMITS[response] = limit
+    plain = response.iter_content
+
+    def iter_content(chunk_size: int | None = 1, decode_unicode: bool = False) -> Iterator[Any]:
+        if decode_unicode:
+            return plain(chunk_size, decode_unicode)
+        return iter_body(response, chunk_size or CHUNK)
+
+    setattr(response, "iter_content", iter_content)  # noqa: B010
 
 
 class _Meter:
@@ -80,7 +90,7 @@ def iter_body(response: requests.Response, chunk_size: int = CHUNK) -> Iterator[
     :class:`TooSlowError` for a trickle.
     """
     if getattr(response, "_content_consumed", False) or response.raw is None:  # already read
-        yield from response.iter_content(chunk_size)
+        yield from requests.Response.iter_content(response, chunk_size)
         return
     meter = _Meter(_LIMITS.get(response, LowSpeed()))
     raw = response.raw

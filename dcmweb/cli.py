@@ -305,7 +305,9 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
                 (done and run.summary.counts["skipped"] == done)
                 or (not done and run.inputs.stats.unmatched))
             if run.started and (dry_run or not nothing):
-                output.summary(describe_summary(run.summary, dry_run=dry_run))
+                output.summary(describe_summary(
+                    run.summary, dry_run=dry_run,
+                    unavailable_seconds=client.http.stats.unavailable_seconds))
     counts = summary.counts
     if counts["failed"] and not (counts["stored"] or counts["already stored"]
                                  or counts["conflict"]):

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .auth import choose_auth
+from .auth import check_header_value, choose_auth
 from .body import LowSpeed
 from .errors import UsageError
 from .http import Http, HttpConfig, RetryPolicy
+from .tls import check_ca_bundle
 
 # Each operation's module is imported by its method: a command loads only its own.
 if TYPE_CHECKING:
@@ -104,8 +105,10 @@ class Client:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             retry=RetryPolicy(attempts=retries + 1, base=backoff),
-            verify=ca_bundle or True,
-            headers=dict(headers or {}),
+            # Per request, so that --ca-bundle wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE.
+            verify=check_ca_bundle(ca_bundle) if ca_bundle else True,
+            headers={name: check_header_value(value, f"the -H {name} value")
+                     for name, value in (headers or {}).items()},
             pool_size=max(workers, 4),
             request_deadline=request_deadline,
             low_speed=LowSpeed(low_speed_limit, low_speed_time),

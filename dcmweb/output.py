@@ -287,8 +287,9 @@ class StorePrinter:
         return line
 
 
-def describe_summary(summary: Summary, *, dry_run: bool = False) -> str:
-    """The closing line of a store run."""
+def describe_summary(summary: Summary, *, dry_run: bool = False,
+                     unavailable_seconds: float = 0.0) -> str:
+    """The closing line of a store run (with how long the server was unavailable)."""
     counts = summary.counts
     extras: list[str] = []
     for status, label in (("failed", "failed"), ("skipped", "skipped"),
@@ -301,6 +302,8 @@ def describe_summary(summary: Summary, *, dry_run: bool = False) -> str:
                           (summary.other_shards, "left to other shards")):
         if number:
             extras.append(f"{number} {label}")
+    if unavailable_seconds >= 1:
+        extras.append(f"server unavailable for {unavailable_seconds:.0f} s")
     if dry_run:
         line = (f"Dry run: would send {plural(summary.would_send, 'file')} "
                 f"({human_size(summary.would_send_bytes)}, {len(summary.studies)} studies)")

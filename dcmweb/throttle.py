@@ -8,8 +8,9 @@ nothing for ``outage_limit`` seconds in a row.
 
 The gate also shapes the load (issue 8):
 - AIMD concurrency: at most ``limit`` requests in flight; the limit starts at the
-  worker count, halves on 429/503 (at most once per second, so one burst of refusals
-  is one cut), and grows by one after ``limit`` successes in a row.
+  worker count, halves on a 429/503 to a request sent after the last cut (a burst of
+  refusals to requests already in flight is one cut), and grows by one after ``limit``
+  successes in a row, at most once per ``GROW_INTERVAL`` (a quota needs time to show).
 - ``Retry-After`` is shared: every worker waits until then, not only the one that got it.
 - ``max_rate``: a token bucket (one token at a time) to stay under a project quota.
 
@@ -25,6 +26,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+
+GROW_INTERVAL = 1.0
 
 
 class Outcome(Enum):
@@ -71,6 +74,7 @@ class Gate:
         self._failures = 0  # consecutive failure waves, for the backoff exponent
         self._wave_started = float("-inf")
         self._last_cut = float("-inf")
+        self._last_change = float("-inf")
         self._successes = 0
         self._down_since: float | None = None
         self.last_ok = float("-inf")
@@ -107,9 +111,11 @@ class Gate:
                 if outcome is Outcome.OK:
                     self.last_ok = now
                     self._successes += 1
-                    if self._successes >= self.limit and self.limit < self.max_in_flight:
+                    if (self._successes >= self.limit and self.limit < self.max_in_flight
+                            and now - self._last_change >= GROW_INTERVAL):
                         self.limit += 1
                         self._successes = 0
+                        self._last_change = now
             else:
                 self._server_failed(outcome, sent_at, now, retry_after)
             self._cond.notify_all()
@@ -148,9 +154,9 @@ class Gate:
             self._down_since = sent_at
         if outcome is Outcome.THROTTLED:
             self.stats.throttled += 1
-            if now - self._last_cut >= 1.0 and self.limit > 1:
+            if sent_at >= self._last_cut and self.limit > 1:
                 self.limit = max(1, self.limit // 2)
-                self._last_cut = now
+                self._last_cut = self._last_change = now
         if retry_after is not None:  # the server said when: no guessing
             self._resume_at = max(self._resume_at, now + retry_after)
         elif sent_at >= self._wave_started:

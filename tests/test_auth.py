@@ -161,6 +161,36 @@ def test_google_auth_refreshes_once_for_eight_threads(local_server, adc: Path) -
     assert token_hits(local_server) == 1  # still valid: not fetched again
 
 
+def test_eight_threads_that_see_a_401_at_once_cause_one_refresh(local_server, adc: Path
+                                                                ) -> None:
+    local_server.token = "tok-1"
+    with Client(local_server.url, google_auth=True, backoff=0.01, workers=8) as client:
+        assert client.search("studies") == []
+        assert token_hits(local_server) == 1
+        local_server.token = "tok-2"  # every token sent so far is now refused
+        # Hold the answers so that all eight requests go out with tok-1 before any 401.
+        local_server.inject_fault(delay=0.5, count=8, method="GET", path_contains="/studies")
+        barrier = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                barrier.wait()
+                client.http.request("GET", local_server.url + "/studies")
+            except BaseException as exc:  # collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=call) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+    assert errors == []
+    gets = [r for r in local_server.requests if r.method == "GET"]
+    assert [r.status for r in gets].count(401) == 8
+    assert token_hits(local_server) == 2  # one refresh for the eight 401s
+
+
 def test_parallel_cli_store_with_adc_fetches_one_token(local_server, adc: Path,
                                                        tmp_path: Path) -> None:
     files = corpus.synthetic_files(tmp_path / "s", 16)

@@ -1,0 +1,26 @@
+"""TLS settings checked before the first request.
+
+A ``--ca-bundle`` file that is not a PEM bundle would otherwise surface as a TLS
+failure on the first request (exit 5, "unavailable"): it is a usage error.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+from .errors import UsageError
+
+
+def check_ca_bundle(path: str) -> str:
+    """``path`` if it is a readable bundle of PEM certificates, else a :class:`UsageError`."""
+    try:
+        context = ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not PEM"
+        raise UsageError(f"--ca-bundle {path} cannot be used: {reason}",
+                         "give a file of PEM certificates (-----BEGIN CERTIFICATE-----)"
+                         ) from None
+    if not context.get_ca_certs():
+        raise UsageError(f"--ca-bundle {path} holds no CA certificate",
+                         "give a file of PEM certificates (-----BEGIN CERTIFICATE-----)")
+    return path

@@ -1,0 +1,146 @@
+"""Secrets never leave: URL passwords redacted everywhere, --ca-bundle beats the
+environment, malformed credentials are usage errors that never echo them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from hostile import Hostile, Request, tls_certificate
+
+from dcmweb.cli import cli
+from dcmweb.redact import redact_text, redact_url
+from dcmweb_devtools.logs import lines
+
+SECRET = "PW-7c1e9a55"
+ROWS = json.dumps([{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}]).encode()
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), env=env)
+
+
+def rows(req: Request) -> None:
+    req.reply(200, b"[]" if req.params.get("offset", "0") != "0" else ROWS,
+              "application/dicom+json")
+
+
+def with_password(url: str) -> str:
+    return url.replace("://", f"://alice:{SECRET}@", 1)
+
+
+# -- URL userinfo ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [(f"http://alice:{SECRET}@h:8042/dicom-web", "http://***@h:8042/dicom-web"),
+     (f"https://alice:{SECRET}@h/x?u=a@b", "https://***@h/x?u=a@b"),
+     (f"http://a:{SECRET}@weird@h/", "http://***@h/"),
+     ("http://h/a@b", "http://h/a@b")],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert redact_text(f"error with url: {url} (more)") == f"error with url: {shown} (more)"
+
+
+def test_password_in_host_is_hidden_in_verbose_logs_and_errors() -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.reply(404, b"no such store"))
+        result = run("-v", "--traceback", with_password(fake.url), "search")
+    assert result.exit_code == 4
+    assert SECRET not in result.stdout + result.stderr
+    assert f"GET http://***@127.0.0.1:{fake.port}/" in result.stderr
+    assert "Traceback" in result.stderr  # --traceback printed, redacted too
+    assert fake.requests[0].headers["Authorization"].startswith("Basic ")  # still used
+
+
+def test_password_in_host_is_hidden_when_unreachable() -> None:
+    with Hostile() as fake:
+        url = with_password(fake.url)
+    result = run("-v", "--traceback", url, "search")  # the fake is gone: refused
+    assert result.exit_code == 5
+    assert SECRET not in result.stdout + result.stderr
+
+
+# -- TLS -------------------------------------------------------------------------------------
+@pytest.fixture
+def tls(tmp_path: Path) -> tuple[Path, Path]:
+    (tmp_path / "server").mkdir()
+    return tls_certificate(tmp_path / "server")
+
+
+def test_ca_bundle_wins_over_the_environment(tls: tuple[Path, Path], tmp_path: Path) -> None:
+    (tmp_path / "other").mkdir()
+    other_ca, _ = tls_certificate(tmp_path / "other")  # trusts nothing the fake shows
+    with Hostile(tls=tls) as fake:
+        fake.route("GET", "/studies", rows)
+        env = {"REQUESTS_CA_BUNDLE": str(other_ca), "CURL_CA_BUNDLE": str(other_ca)}
+        result = run("--ca-bundle", str(tls[0]), fake.url, "search", env=env)
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout) == json.loads(ROWS)
+        # Without --ca-bundle the environment's bundle is used, and it does not trust the fake.
+        result = run(fake.url, "search", env=env)
+        assert result.exit_code == 5
+        assert "TLS error" in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", b"", b"-----BEGIN CERTIFICATE-----\nxx\n"],
+                         ids=["text", "empty", "broken-pem"])
+def test_garbage_ca_bundle_is_a_usage_error(tmp_path: Path, content: bytes) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(content)
+    with Hostile() as fake:
+        result = run("--ca-bundle", str(bundle), fake.url.replace("http:", "https:"), "search")
+    assert result.exit_code == 2
+    assert lines(result.stderr)[-1].startswith(
+        f"dcmweb: error: --ca-bundle {bundle} ")
+    assert "(give a file of PEM certificates (-----BEGIN CERTIFICATE-----))" in result.stderr
+    assert fake.requests == []
+
+
+# -- malformed credentials -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [(["--token", f"{SECRET}\u20ac"], {}, "the token has characters that are not Latin-1"),
+     (["--token", f"{SECRET}\nX-Injected: 1"], {}, "the token has a line break in it"),
+     ([], {"DCMWEB_TOKEN": f"{SECRET}\r\nX: 1"}, "the token has a line break in it"),
+     (["-H", f"X-Api-Key: {SECRET}\u201c"], {}, "the -H X-Api-Key value has characters"
+      " that are not Latin-1"),
+     (["-H", f"X-Api-Key: {SECRET}\rInjected: 1"], {}, "the -H X-Api-Key value has a line"
+      " break in it")],
+    ids=["token-euro", "token-newline", "env-token-crlf", "header-quote", "header-cr"],
+)
+def test_malformed_credentials_are_usage_errors_that_never_echo_them(
+        args: list[str], env: dict[str, str], message: str) -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", rows)
+        result = run(*args, fake.url, "search", env=env)
+    assert result.exit_code == 2, result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    assert lines(result.stderr)[-1].startswith(f"dcmweb: error: {message}")
+    assert fake.requests == []  # refused before anything was sent
+
+
+def test_401_hint_names_gcloud_only_for_google_hosts() -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.reply(401, b"who are you"))
+        result = run("--token", SECRET, fake.url, "search")
+    assert result.exit_code == 3
+    assert lines(result.stderr)[-1] == (
+        "dcmweb: error: search studies failed: HTTP 401 Unauthorized: who are you"
+        " (check the credentials: --token, --user, -H 'Authorization: ...' or ~/.netrc)")
+
+
+def test_401_hint_names_gcloud_for_google_hosts() -> None:
+    import requests
+
+    from dcmweb.http import error_for_response
+
+    response = requests.Response()
+    response.status_code, response.reason = 401, "Unauthorized"
+    response.url = "https://healthcare.googleapis.com/v1/projects/p/x/dicomWeb/studies"
+    response._content = b"expired"
+    response._content_consumed = True  # type: ignore[attr-defined]
+    error = error_for_response(response, "search")
+    assert error.hint is not None and "gcloud auth application-default login" in error.hint

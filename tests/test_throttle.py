@@ -1,0 +1,209 @@
+"""The shared request gate: outages ridden out by every worker together, AIMD
+concurrency, shared Retry-After, --max-rate, and what the summary can say."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from hostile import Hostile, Request
+
+from dcmweb import Client
+from dcmweb.cli import cli
+from dcmweb.http import Http, HttpConfig, RetryPolicy
+from dcmweb.throttle import Gate, Outcome, parse_rate
+from dcmweb_devtools import corpus
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- the gate on its own ----------------------------------------------------------------------
+def test_throttling_halves_the_limit_once_per_wave_and_grows_it_back() -> None:
+    clock = Clock()
+    gate = Gate(max_in_flight=8, clock=clock, backoff_base=0.0)
+    sent = [gate.enter(float("inf")) for _ in range(8)]
+    assert gate.limit == 8
+    clock.now += 0.1
+    for sent_at in sent:  # eight refusals to requests already in flight: one cut
+        gate.leave(Outcome.THROTTLED, sent_at or 0.0)
+    assert gate.limit == 4
+    again = gate.enter(float("inf"))
+    clock.now += 0.1
+    gate.leave(Outcome.THROTTLED, again or 0.0)  # sent after the cut: still too many
+    assert gate.limit == 2
+    for _ in range(2):
+        clock.now += 0.5
+        gate.leave(Outcome.OK, gate.enter(float("inf")) or 0.0)
+    assert gate.limit == 3  # two successes in a row at limit 2, one second after the cut
+    assert gate.stats.throttled == 9
+
+
+def test_outage_time_is_measured_and_ended_by_any_answer() -> None:
+    clock = Clock()
+    gate = Gate(clock=clock, outage_limit=60, backoff_base=0.0)
+    gate.leave(Outcome.UNAVAILABLE, gate.enter(float("inf")) or 0.0)
+    clock.now += 45
+    assert gate.outage_seconds() == 45 and not gate.outage_over_limit()
+    clock.now += 15
+    assert gate.outage_over_limit()
+    gate.leave(Outcome.ANSWERED, gate.enter(float("inf")) or 0.0)  # a 404 is an answer
+    assert gate.outage_seconds() == 0
+    assert gate.unavailable_seconds == 60
+
+
+def test_retry_after_is_shared_by_every_thread() -> None:
+    gate = Gate(max_in_flight=4)
+    gate.leave(Outcome.THROTTLED, gate.enter(float("inf")) or 0.0, retry_after=0.5)
+    waited: list[float] = []
+
+    def other_worker() -> None:
+        started = time.monotonic()
+        sent_at = gate.enter(float("inf"))
+        waited.append(time.monotonic() - started)
+        gate.leave(Outcome.OK, sent_at or 0.0)
+
+    threads = [threading.Thread(target=other_worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(waited) == 3 and min(waited) >= 0.4
+
+
+def test_max_rate_spaces_requests() -> None:
+    gate = Gate(max_in_flight=8, max_rate=20)
+    started = time.monotonic()
+    for _ in range(11):
+        gate.leave(Outcome.OK, gate.enter(float("inf")) or 0.0)
+    assert time.monotonic() - started >= 0.45  # ten intervals of 50 ms at least
+
+
+def test_deadline_while_waiting_and_cancel() -> None:
+    gate = Gate(max_in_flight=1)
+    gate.enter(float("inf"))  # the only slot is taken
+    assert gate.enter(time.monotonic() + 0.2) is None
+    threading.Timer(0.2, gate.cancel).start()
+    from dcmweb.throttle import Cancelled
+
+    with pytest.raises(Cancelled):
+        gate.enter(float("inf"))
+
+
+@pytest.mark.parametrize(("text", "per_second"),
+                         [("5", 5.0), ("5/s", 5.0), ("120/m", 2.0), ("3600/h", 1.0),
+                          ("0.5", 0.5)])
+def test_parse_rate(text: str, per_second: float) -> None:
+    assert parse_rate(text) == per_second
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "x", "5/d", "", "/s", "inf", "nan"])
+def test_bad_rates_are_usage_errors(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rate(text)
+    if not text:
+        return  # an empty option value means "no limit", like leaving it out
+    result = run("--max-rate", text, "http://127.0.0.1:9/dicom-web", "search")
+    assert result.exit_code == 2
+    assert "--max-rate" in result.stderr
+
+
+# -- against servers --------------------------------------------------------------------------
+def test_outage_at_the_start_of_a_bulk_store_is_ridden_out(local_server, tmp_path: Path
+                                                           ) -> None:
+    """0.1: 503 to the first 50 uploads ended a 2,000-file run with exit 5, 0 stored."""
+    corpus.synthetic_files(tmp_path / "in", 2000)
+    local_server.inject_fault(503, count=50, retry_after="0", method="POST")
+    result = run("-m", "--workers", "6", local_server.url, "store", str(tmp_path / "in"))
+    assert result.exit_code == 0, result.stderr[-2000:]
+    assert "Transferred" in result.stderr and "in 2000 files" in result.stderr
+    rows = local_server.store.query("SELECT COUNT(*) AS n FROM instances")
+    assert rows[0]["n"] == 2000
+    statuses = [r.status for r in local_server.requests if r.method == "POST"]
+    assert statuses.count(503) == 50
+    assert "failed" not in result.stderr
+
+
+def quota_route(limit: int, hits: list[int]) -> tuple[object, list[int]]:
+    """200 while at most ``limit`` requests are being handled, 429 beyond (a quota)."""
+    lock = threading.Lock()
+    active = [0]
+
+    def action(req: Request) -> None:
+        with lock:
+            active[0] += 1
+            over = active[0] > limit
+        try:
+            if over:
+                hits.append(429)
+                req.reply(429, b"quota exceeded", "text/plain", headers={"Retry-After": "0"})
+            else:
+                time.sleep(0.02)
+                hits.append(200)
+                req.reply(200, b"[]", "application/dicom+json")
+        finally:
+            with lock:
+                active[0] -= 1
+    return action, hits
+
+
+def test_a_storm_of_429s_fails_nothing_and_stays_bounded() -> None:
+    hits: list[int] = []
+    with Hostile() as fake:
+        action, _ = quota_route(2, hits)
+        fake.route("GET", "/studies", action)  # type: ignore[arg-type]
+        http = Http(config=HttpConfig(pool_size=8, retry=RetryPolicy(base=0.05)))
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            for _ in range(25):
+                try:
+                    http.request("GET", fake.url + "/studies")
+                except BaseException as error:  # collected and asserted below
+                    errors.append(error)
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        http.close()
+    assert errors == []
+    assert hits.count(200) == 200
+    # Eight workers against a quota of two: without the gate most attempts were 429s.
+    assert hits.count(429) < 60, hits.count(429)
+
+
+def test_stats_say_how_long_the_server_was_unavailable(local_server, tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "in", 4)
+    local_server.inject_fault(503, count=3, retry_after="1", method="POST")
+    with Client(local_server.url, backoff=0.01) as client:
+        results = client.store(files)
+        stats = client.http.stats
+    assert [r.status for r in results] == ["stored"] * 4
+    assert stats.retries == 3
+    assert stats.throttled == 3
+    assert stats.unavailable_seconds >= 2.5
+
+
+def test_store_summary_says_how_long_the_server_was_unavailable(local_server, tmp_path: Path
+                                                                ) -> None:
+    files = corpus.synthetic_files(tmp_path / "in", 2)
+    local_server.inject_fault(503, count=2, retry_after="1", method="POST")
+    result = run(local_server.url, "store", *map(str, files))
+    assert result.exit_code == 0, result.stderr
+    summary = result.stderr.splitlines()[-1]
+    assert re.search(r"in 2 files; server unavailable for [23] s$", summary), summary
