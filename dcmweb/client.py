@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from .auth import check_header_value, choose_auth
 from .body import LowSpeed
-from .errors import UsageError
+from .errors import ServerError, UsageError
 from .http import Http, HttpConfig, RetryPolicy
 from .tls import check_ca_bundle
 
@@ -267,6 +267,28 @@ class Client:
     def retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".",
                  **options: Any) -> list[RetrieveResult]:
         return list(self.iter_retrieve(path, output, **options))
+
+    def iter_instances(self, path: str, *, dataset: bool = False) -> Iterator[Any]:
+        """Each instance of a study, series or instance path, in memory, as the answer
+        streams in: its stored Part-10 bytes, or a pydicom Dataset with ``dataset=True``."""
+        from .instances import as_dataset, iter_instance_bytes
+
+        for data in iter_instance_bytes(self.http, self.base_url, path):
+            yield as_dataset(data) if dataset else data
+
+    def retrieve_instance(self, path: str, *, dataset: bool = False) -> Any:
+        """One instance (``studies/S/series/R/instances/I``) in memory: its stored
+        Part-10 bytes, or a pydicom Dataset with ``dataset=True``."""
+        from .paths import parse_resource_path
+
+        if parse_resource_path(path).level != "instance":
+            raise UsageError("retrieve_instance takes an instance path",
+                             "studies/S/series/R/instances/I; use iter_instances for more")
+        found = list(self.iter_instances(path, dataset=dataset))
+        if len(found) != 1:
+            raise ServerError(f"retrieve {path}: the server sent {len(found)} instances "
+                              "where one was asked for")
+        return found[0]
 
     # metadata, rendered images, frames, bulk data -----------------------------
     def fetch_metadata(self, path: str, fmt: str = "json") -> Metadata:

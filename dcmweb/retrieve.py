@@ -70,6 +70,11 @@ class CutOffError(ValueError):
     """An answer ended before all its bytes arrived (asked for again)."""
 
 
+# What a response cut mid-stream raises (on the way, in the parser, or in the checks).
+CUT_OFF = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+           ProtocolError, MultipartError, CutOffError, TooSlowError)
+
+
 class DiskSpace:
     """Stops a download before it fills the disk (an endless answer, a huge study):
     a full disk breaks other programs too, and dcmweb removes its partial file."""
@@ -180,6 +185,38 @@ def _writing(folder: Path) -> Iterator[None]:
                              ) from error
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A WADO-RS answer that passed the checks: its counted chunks, the multipart
+    boundary (None for a single-part body of the asked-for type) and whether the body is
+    framed (a length or chunked encoding; else only the file itself shows its end)."""
+
+    chunks: Iterator[bytes]
+    boundary: str | None
+    framed: bool
+
+
+def checked_answer(response: requests.Response, what: str, asked: str) -> Answer:
+    """Accept only multipart/related or the asked-for single-part type (a web page with
+    200 is not DICOM data); the chunks are checked against Content-Length."""
+    mime, params = parse_content_type(response.headers.get("Content-Type", ""))
+    if mime not in ("multipart/related", asked):
+        raise ServerError(
+            f"{what}: the server answered HTTP {response.status_code} with "
+            f"{describe_answer(response)}, not DICOMweb data (multipart/related or {asked})",
+            HOST_HINT)
+    chunks = _counted(iter_body(response, CHUNK), response.headers.get("Content-Length"),
+                      response.headers.get("Content-Encoding"))
+    framed = ("Content-Length" in response.headers
+              or "chunked" in response.headers.get("Transfer-Encoding", "").lower())
+    if mime == asked:
+        return Answer(chunks, None, framed)
+    boundary = params.get("boundary")
+    if not boundary:
+        raise ServerError(f"{what}: multipart answer without a boundary")
+    return Answer(chunks, boundary, framed)
+
+
 class Downloader:
     def __init__(self, http: Http, base_url: str, output: Path, part_type: str | None,
                  single_part: bool = False) -> None:
@@ -233,9 +270,7 @@ class Downloader:
                         else:
                             failures.append(result)
                 return [*saved.values(), *failures]
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError, ProtocolError,
-                    MultipartError, CutOffError, TooSlowError) as exc:
+            except CUT_OFF as exc:
                 if attempt == STREAM_ATTEMPTS:
                     reason = f"the answer was cut off: {exc}"
                     return [*saved.values(), RetrieveResult("failed", source, message=reason)]
@@ -244,26 +279,12 @@ class Downloader:
 
     def _save_response(self, response: requests.Response,
                        target: ResourcePath) -> Iterator[RetrieveResult]:
-        mime, params = parse_content_type(response.headers.get("Content-Type", ""))
         asked, _ = parse_content_type(self.part_type)
-        if mime not in ("multipart/related", asked):
-            raise ServerError(
-                f"retrieve {target.url_path()}: the server answered HTTP "
-                f"{response.status_code} with {describe_answer(response)}, not DICOMweb "
-                f"data (multipart/related or {asked})", HOST_HINT)
-        chunks = _counted(iter_body(response, CHUNK), response.headers.get("Content-Length"),
-                          response.headers.get("Content-Encoding"))
-        if mime == asked:
-            # Without a length or chunked framing only the file itself can show that
-            # the connection did not close early.
-            framed = ("Content-Length" in response.headers
-                      or "chunked" in response.headers.get("Transfer-Encoding", "").lower())
-            yield self._save_part(chunks, mime, target, 1, check_end=not framed)
+        answer = checked_answer(response, f"retrieve {target.url_path()}", asked)
+        if answer.boundary is None:
+            yield self._save_part(answer.chunks, asked, target, 1, check_end=not answer.framed)
             return
-        boundary = params.get("boundary")
-        if not boundary:
-            raise ServerError(f"retrieve {target.url_path()}: multipart answer without a boundary")
-        for index, part in enumerate(iter_parts(chunks, boundary), start=1):
+        for index, part in enumerate(iter_parts(answer.chunks, answer.boundary), start=1):
             part_mime, _ = parse_content_type(part.content_type or self.part_type)
             if part_mime != asked and not (asked.startswith("image/")
                                            and part_mime.startswith("image/")):

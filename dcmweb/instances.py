@@ -1,0 +1,66 @@
+"""Instances in memory: a study, series or instance as Part-10 bytes (or pydicom
+Datasets), one at a time, for notebooks and scripts that do not want files.
+
+The answer gets the same checks as a download to disk (dcmweb.retrieve.checked_answer):
+only multipart/related or application/dicom, lengths counted; a part of another type
+or a body cut inside the DICOM data raises instead of being handed out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from . import wado
+from .dicomhead import ends_complete
+from .errors import ServerError, UsageError
+from .http import Http
+from .multipart import iter_parts, parse_content_type
+from .paths import parse_resource_path
+from .retrieve import CUT_OFF, DEFAULT_TYPE, Answer, CutOffError, accept_header, checked_answer
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
+DICOM = "application/dicom"
+
+
+def iter_instance_bytes(http: Http, base_url: str, path: str) -> Iterator[bytes]:
+    """Each instance of a study, series or instance path as its stored Part-10 bytes."""
+    target = parse_resource_path(path)
+    if target.level == "store":
+        raise UsageError("give a study, series or instance path",
+                         "studies/S, studies/S/series/R or studies/S/series/R/instances/I")
+    source = target.url_path()
+    what = f"retrieve {source}"
+    response = wado.get(http, f"{base_url}/{source}", what, accept_header(DEFAULT_TYPE))
+    with response:
+        try:
+            yield from _instances(checked_answer(response, what, DICOM), what)
+        except CUT_OFF as exc:
+            raise ServerError(f"{what}: the answer was cut off: {exc}") from exc
+
+
+def _instances(answer: Answer, what: str) -> Iterator[bytes]:
+    if answer.boundary is None:
+        data = b"".join(answer.chunks)
+        if not answer.framed and ends_complete(data) is False:
+            raise CutOffError(f"the connection closed after {len(data)} bytes, inside "
+                              "the DICOM data")
+        yield data
+        return
+    for part in iter_parts(answer.chunks, answer.boundary):
+        mime, _ = parse_content_type(part.content_type or DICOM)
+        if mime != DICOM:
+            raise ServerError(f"{what}: the server sent a {mime} part where {DICOM} "
+                              "was asked for")
+        yield b"".join(part.iter_content())
+
+
+def as_dataset(data: bytes) -> Dataset:
+    """Part-10 bytes as a pydicom Dataset."""
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    return dcmread(BytesIO(data))
