@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .bulk import BulkOptions
+    from .client import Client
     from .inputs import InputSpec
     from .jsonstore import JsonInstance
     from .retrieve import RetrieveResult
@@ -444,10 +445,14 @@ RETRIEVE_FORMATS = ("json", "xml", "jpeg", "png", "gif")
               help="rendered: window center and width [, linear|linear-exact|sigmoid].")
 @click.option("--quality", type=click.IntRange(1, 100), metavar="Q",
               help="rendered: JPEG quality, 1-100.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the file each instance would be written to (found with a search) "
+                   "and write nothing.")
 @pass_settings
 def retrieve(settings: Settings, path: str, output_path: str | None, part_type: str | None,
              transfer_syntax: str | None, single_part: bool, fmt: str | None,
-             viewport: str | None, window: str | None, quality: int | None) -> None:
+             viewport: str | None, window: str | None, quality: int | None,
+             dry_run: bool) -> None:
     """Download a study, series, instance, frames, rendered images, bulk data or
     metadata (or, with no PATH, the whole store).
 
@@ -462,6 +467,7 @@ def retrieve(settings: Settings, path: str, output_path: str | None, part_type: 
       dcmweb HOST retrieve studies/1.2.3/metadata > metadata.json
       dcmweb HOST retrieve studies/1.2.3/series/4.5/instances/6.7/frames/1,3 -o frames
       dcmweb HOST retrieve studies/1.2.3/series/4.5/rendered --format png --viewport 128,128
+      dcmweb HOST retrieve studies/1.2.3 --output ./downloads --dry-run
     """
     from .wadopath import parse_wado_path
 
@@ -471,7 +477,12 @@ def retrieve(settings: Settings, path: str, output_path: str | None, part_type: 
                            }.get(kind, ()):
         raise UsageError(f"--format {fmt} does not apply to this path",
                          "json|xml for .../metadata, jpeg|png|gif for .../rendered")
+    if dry_run and kind != "dicom":
+        raise UsageError("--dry-run applies to the store, a study, series or instance path")
     with settings.client() as client:
+        if dry_run:
+            _dry_run_retrieve(output, client, path, output_path or ".")
+            return
         if kind == "metadata":
             if part_type or transfer_syntax or single_part:
                 raise UsageError("--type, --transfer-syntax and --single-part do not apply "
@@ -496,6 +507,14 @@ def retrieve(settings: Settings, path: str, output_path: str | None, part_type: 
                                        transfer_syntax=transfer_syntax,
                                        single_part=single_part, render=render)
         _report_retrieve(output, results)
+
+
+def _dry_run_retrieve(output: Output, client: Client, path: str, folder: str) -> None:
+    from .preview import files_under
+
+    count = output.text_lines(f"{name}\n" for name in files_under(client, path, folder))
+    output.summary(f"would write {plural(count, 'file')} under {folder}; nothing written "
+                   "(--dry-run)")
 
 
 def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:

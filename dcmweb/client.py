@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .params import ParamsLike
     from .rendered import RenderOptions
     from .retrieve import RetrieveResult
-    from .store import StoreResult
+    from .store import StoreOptions, StoreResult
 
 log = logging.getLogger("dcmweb")
 
@@ -119,6 +119,7 @@ class Client:
         self.http = Http(auth, config)
 
     def close(self) -> None:
+        """Close the connections (the Client is also a context manager)."""
         self.http.close()
 
     def __enter__(self) -> Client:
@@ -139,12 +140,32 @@ class Client:
             raise UsageError("no files to store", "check the paths and masks")
         return expansion.files
 
-    def iter_store(self, paths: Iterable[Path], **options: Any) -> Iterator[StoreResult]:
-        """Store files (see :class:`StoreOptions` for options); one result per file."""
-        from .store import StoreOptions, iter_store
+    def iter_store(self, paths: Iterable[Path], *, single_part: bool = False,
+                   batch_size: int = 20, batch_bytes: int = 16 * 1024 * 1024,
+                   workers: int | None = None, storage_class: str | None = None,
+                   study_uid: str | None = None) -> Iterator[StoreResult]:
+        """Store DICOM files; one :class:`~dcmweb.store.StoreResult` per file, "stored"
+        only when the answer or a search proves it.
 
-        options.setdefault("workers", self.workers)
-        return iter_store(self.http, self.base_url, paths, StoreOptions(**options))
+        ``batch_size`` instances (at most ``batch_bytes``) travel in one multipart
+        request, one each with ``single_part``; ``workers`` requests at a time (default:
+        the Client's); ``storage_class`` (Google: STANDARD, NEARLINE, COLDLINE, ARCHIVE);
+        ``study_uid`` posts to .../studies/UID, which refuses other studies.
+        """
+        from .store import iter_store
+
+        options = self._store_options(single_part, batch_size, batch_bytes, workers,
+                                      storage_class, study_uid)
+        return iter_store(self.http, self.base_url, paths, options)
+
+    def _store_options(self, single_part: bool, batch_size: int, batch_bytes: int,
+                       workers: int | None, storage_class: str | None,
+                       study_uid: str | None) -> StoreOptions:
+        from .store import StoreOptions
+
+        return StoreOptions(single_part=single_part, batch_size=batch_size,
+                            batch_bytes=batch_bytes, workers=workers or self.workers,
+                            storage_class=storage_class, study_uid=study_uid)
 
     def iter_store_json(self, items: Iterable[JsonInstance], *, generate_uids: bool = False
                         ) -> Iterator[StoreResult]:
@@ -164,40 +185,54 @@ class Client:
                  else JsonInstance(Path(item[0]), Path(item[1])) for item in items]
         return list(self.iter_store_json(pairs, generate_uids=generate_uids))
 
-    def store(self, masks: Iterable[str | os.PathLike[str]], **options: Any) -> list[StoreResult]:
-        return list(self.iter_store(self.files_to_store(masks), **options))
+    def store(self, masks: Iterable[str | os.PathLike[str]], *, single_part: bool = False,
+              batch_size: int = 20, batch_bytes: int = 16 * 1024 * 1024,
+              workers: int | None = None, storage_class: str | None = None,
+              study_uid: str | None = None) -> list[StoreResult]:
+        """Store files, folders and glob masks; the results as a list (the options are
+        those of :meth:`iter_store`). For journals, reports and skipping what is there
+        already, see :meth:`bulk_store`."""
+        return list(self.iter_store(self.files_to_store(masks), single_part=single_part,
+                                    batch_size=batch_size, batch_bytes=batch_bytes,
+                                    workers=workers, storage_class=storage_class,
+                                    study_uid=study_uid))
 
     def bulk_store(self, inputs: InputSpec | Iterable[str | os.PathLike[str]], *,
                    journal: str | os.PathLike[str] | None = None, retry_failed: bool = False,
                    skip_existing: bool = False, on_conflict: str = "fail",
                    dry_run: bool = False, report: str | os.PathLike[str] | None = None,
                    on_outcome: Callable[[Outcome], None] | None = None,
-                   **options: Any) -> Summary:
+                   single_part: bool = False, batch_size: int = 20,
+                   batch_bytes: int = 16 * 1024 * 1024, workers: int | None = None,
+                   storage_class: str | None = None, study_uid: str | None = None) -> Summary:
         """What ``dcmweb store`` does: walk the inputs lazily, skip what the journal (or,
         with ``skip_existing``, the server) holds, store the rest, write the report.
 
         ``inputs`` is an :class:`~dcmweb.inputs.InputSpec` or paths, folders and masks.
         ``on_outcome`` is called with each file's :class:`~dcmweb.bulk.Outcome` as it
-        is decided; the returned :class:`~dcmweb.bulk.Summary` has the counts.
+        is decided; the returned :class:`~dcmweb.bulk.Summary` has the counts. The
+        other options are those of :meth:`iter_store`.
         """
         from .bulk import BulkOptions, BulkStore
         from .inputs import InputSpec, from_paths
-        from .store import StoreOptions
 
         spec = inputs if isinstance(inputs, InputSpec) else from_paths(inputs)
-        options.setdefault("workers", self.workers)
+        options = self._store_options(single_part, batch_size, batch_bytes, workers,
+                                      storage_class, study_uid)
         bulk = BulkOptions(journal=journal, retry_failed=retry_failed,
                            skip_existing=skip_existing, dry_run=dry_run,
                            on_conflict=on_conflict)  # type: ignore[arg-type]
-        return BulkStore(self.http, self.base_url, spec, StoreOptions(**options), bulk,
+        return BulkStore(self.http, self.base_url, spec, options, bulk,
                          report=report, on_outcome=on_outcome).run()
 
     # search ----------------------------------------------------------------
     def iter_search(self, path: str | None = "studies", params: ParamsLike = None,
-                    page_size: int | None = None, **query: Any) -> Iterator[dict[str, Any]]:
+                    page_size: int | None = None, *, filters: Iterable[str] = (),
+                    include: Iterable[str] = (), fuzzy: bool = False, limit: int | None = None,
+                    offset: int | None = None) -> Iterator[dict[str, Any]]:
         """Every matching row, paging past the server's limits unless ``limit`` is given.
 
-        ``query`` takes the search command's options: ``filters=["PatientName=DOE^J*"]``
+        The search command's options: ``filters=["PatientName=DOE^J*"]``
         (keywords or tags), ``include=["StudyDate"]`` or ``["all"]``, ``fuzzy=True``,
         ``limit=N``, ``offset=N``; ``params`` are raw query words sent as they are: a
         dict (``{"PatientID": "P005"}``; a list value repeats the key), a list of
@@ -207,14 +242,17 @@ class Client:
         from .query import Query
         from .search import Searcher
 
-        words = Query(extra=to_pairs(params), **query).params()
+        words = Query(filters, include, fuzzy, limit, offset, to_pairs(params)).params()
         return Searcher(self.http, self.base_url).iter_rows(path, words, page_size)
 
     def search(self, path: str | None = "studies", params: ParamsLike = None,
-               page_size: int | None = None, **query: Any) -> list[dict[str, Any]]:
+               page_size: int | None = None, *, filters: Iterable[str] = (),
+               include: Iterable[str] = (), fuzzy: bool = False, limit: int | None = None,
+               offset: int | None = None) -> list[dict[str, Any]]:
         """Every matching row as a list (see :meth:`iter_search`); read values by keyword
         with :func:`dcmweb.rows.value`."""
-        return list(self.iter_search(path, params, page_size, **query))
+        return list(self.iter_search(path, params, page_size, filters=filters,
+                                     include=include, fuzzy=fuzzy, limit=limit, offset=offset))
 
     # retrieve --------------------------------------------------------------
     def iter_retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".", *,
@@ -264,9 +302,15 @@ class Client:
         return iter_retrieve(self.http, self.base_url, path, output, part_type=part_type,
                              workers=self.workers, single_part=single_part)
 
-    def retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".",
-                 **options: Any) -> list[RetrieveResult]:
-        return list(self.iter_retrieve(path, output, **options))
+    def retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".", *,
+                 part_type: str | None = None, transfer_syntax: str | None = None,
+                 single_part: bool = False, render: RenderOptions | None = None
+                 ) -> list[RetrieveResult]:
+        """Download to files under OUTPUT; the results as a list (see
+        :meth:`iter_retrieve`). For instances in memory see :meth:`retrieve_instance`."""
+        return list(self.iter_retrieve(path, output, part_type=part_type,
+                                       transfer_syntax=transfer_syntax,
+                                       single_part=single_part, render=render))
 
     def iter_instances(self, path: str, *, dataset: bool = False) -> Iterator[Any]:
         """Each instance of a study, series or instance path, in memory, as the answer

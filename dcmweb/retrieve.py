@@ -354,15 +354,20 @@ class Downloader:
         return self.output.joinpath(*folders, stem + extension)
 
     def _dicom_path(self, study: str | None, series: str | None, sop: str | None) -> Path | str:
-        """OUTPUT/STUDY/SERIES/SOP.dcm, or why the UIDs cannot name a file."""
-        if not (study and series and sop):
-            return "the server sent a part that is not a readable DICOM file"
-        safe = [safe_uid(study), safe_uid(series), safe_uid(sop)]
-        names = [name for name in safe if name is not None]
-        if len(names) < 3:
-            shown = ", ".join(repr(uid) for uid in (study, series, sop))
-            return f"refused unsafe UIDs from the server ({shown})"
-        return self.output.joinpath(names[0], names[1], f"{names[2]}.dcm")
+        return dicom_file(self.output, study, series, sop)
+
+
+def dicom_file(output: Path, study: str | None, series: str | None,
+               sop: str | None) -> Path | str:
+    """OUTPUT/STUDY/SERIES/SOP.dcm, or why the UIDs cannot name a file."""
+    if not (study and series and sop):
+        return "the server sent a part that is not a readable DICOM file"
+    safe = [safe_uid(study), safe_uid(series), safe_uid(sop)]
+    names = [name for name in safe if name is not None]
+    if len(names) < 3:
+        shown = ", ".join(repr(uid) for uid in (study, series, sop))
+        return f"refused unsafe UIDs from the server ({shown})"
+    return output.joinpath(names[0], names[1], f"{names[2]}.dcm")
 
 
 Target = ResourcePath | RetrieveResult

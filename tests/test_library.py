@@ -71,3 +71,38 @@ def test_http_errors_carry_status_and_url(local_server: LocalServer, tmp_path: P
     assert caught.value.status == 404
     assert caught.value.url == f"{local_server.url}/studies/1.2.3.404"
     assert dcmweb.UsageError("x").status is None
+
+
+def test_every_public_client_method_has_a_docstring() -> None:
+    import inspect
+
+    public = [name for name, member in inspect.getmembers(Client, inspect.isfunction)
+              if not name.startswith("_")]
+    assert {"store", "iter_store", "bulk_store", "search", "retrieve", "close",
+            "retrieve_instance", "iter_instances"} <= set(public)
+    assert [name for name in public if not (getattr(Client, name).__doc__ or "").strip()] == []
+
+
+@pytest.mark.parametrize("method", ["store", "iter_store", "bulk_store", "search",
+                                    "iter_search", "retrieve", "iter_retrieve"])
+def test_keywords_are_typed_and_explicit(method: str) -> None:
+    import inspect
+
+    parameters = inspect.signature(getattr(Client, method)).parameters.values()
+    assert all(p.kind != p.VAR_KEYWORD for p in parameters)
+    keywords = [p for p in parameters if p.kind == p.KEYWORD_ONLY]
+    assert keywords and all(p.annotation is not p.empty for p in keywords)
+
+
+def test_a_misspelt_store_keyword_is_a_type_error_naming_it(local_server: LocalServer,
+                                                           tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "f", 1)
+    with Client(local_server.url) as client:
+        with pytest.raises(TypeError, match="batchsize"):
+            client.store(files, batchsize=5)  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="single_parts"):
+            client.bulk_store(files, single_parts=True)  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="trasnfer_syntax"):
+            client.retrieve("studies/1.2", tmp_path, trasnfer_syntax="*")  # type: ignore[call-arg]
+        assert [r.status for r in client.store(files, batch_size=5, workers=2)] == ["stored"]
+    assert "batch_size" in (Client.store.__doc__ or "") + (Client.iter_store.__doc__ or "")
