@@ -1,5 +1,6 @@
 """Bulk store as a nightly job runs it: journal and resume, reports, conflicts, lists,
-dry runs; against the local GCP-like server."""
+dry runs; against the local GCP-like server (kill -9 and rerun also against Orthanc
+and with faults injected at random)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import csv
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pydicom
 import pytest
+import requests
 from click.testing import CliRunner, Result
 
 from dcmweb.cli import cli
@@ -20,6 +23,7 @@ from dcmweb.journal import Journal
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus, logs
 from dcmweb_devtools.logs import lines
+from dcmweb_devtools.orthanc import Orthanc
 
 
 def run(*args: str, stdin: bytes | None = None) -> Result:
@@ -224,33 +228,122 @@ def test_corrupt_file_in_the_middle_fails_alone(local_server: LocalServer, files
                for line in logs.messages(result.stderr, "error"))
 
 
-def test_sigkill_mid_run_then_rerun_stores_everything_once(local_server: LocalServer,
-                                                           tmp_path: Path) -> None:
-    files = corpus.synthetic_files(tmp_path / "in", 1500, studies=10, seed="kill")
-    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
-    command = [sys.executable, "-m", "dcmweb", "-m", local_server.url, "store",
-               str(tmp_path / "in"), "--journal", str(journal), "--report", str(report)]
+def kill_run(url: str, folder: Path, journal: Path, report: Path, *options: str,
+             after: int) -> list[str]:
+    """Start a journaled ``-m`` store of `folder` in a process and SIGKILL it once it has
+    logged `after` files as uploaded; return the command, for the rerun."""
+    command = [sys.executable, "-m", "dcmweb", "-m", url, "store", str(folder),
+               "--journal", str(journal), "--report", str(report), *options]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     seen = 0
     for line in process.stderr:
         seen += " uploaded as " in line
-        if seen >= 500:
+        if seen >= after:
             process.send_signal(signal.SIGKILL)
             break
     process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    assert process.returncode == -signal.SIGKILL, f"ended before the kill, at {seen} files"
+    return command
+
+
+def check_rerun_report(report: Path, files: list[Path], before: set[str]) -> list[str]:
+    """The rerun's report names every input file once, each stored or already stored
+    (by the journal or by a search for what the killed run left unsure); return the
+    SOP Instance UIDs the rerun posted although the server already held them."""
+    table = rows(report)
+    assert sorted(r["path"] for r in table) == sorted(map(str, files))
+    assert {r["status"] for r in table} <= {"stored", "already stored"}
+    assert {r["message"] for r in table if r["status"] == "already stored"} <= {
+        "stored by an earlier run (journal)", "found on the server after an interrupted run"}
+    return [r["sop_instance_uid"] for r in table
+            if r["status"] == "stored" and r["sop_instance_uid"] in before]
+
+
+def check_journal(journal: Path, files: list[Path]) -> None:
+    """The journal, read as the next run would, holds every file as stored."""
+    with sqlite3.connect(journal) as db:
+        statuses = dict(db.execute("SELECT status, count(*) FROM files GROUP BY status"))
+    assert statuses.keys() <= {"stored", "already stored"}
+    assert sum(statuses.values()) == len(files)
+
+
+def test_sigkill_mid_run_then_rerun_stores_everything_once(local_server: LocalServer,
+                                                           tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "in", 1500, studies=10, seed="kill")
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    command = kill_run(local_server.url, tmp_path / "in", journal, report, after=500)
     before = server_uids(local_server)
     assert 500 <= len(before) < 1500
 
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert server_uids(local_server) == {corpus.sop_instance_uid(p) for p in files}
-    table = rows(report)
-    assert len(table) == 1500 and {r["status"] for r in table} <= {"stored", "already stored"}
-    resent = [r for r in table if r["status"] == "stored" and r["sop_instance_uid"] in before]
+    resent = check_rerun_report(report, files, before)
     assert len(resent) <= 75  # at most 5 %: only the batches in flight at the kill
-    assert len([r for r in table if r["status"] == "already stored"]) >= 500 - 75
+    assert len([r for r in rows(report) if r["status"] == "already stored"]) >= 500 - 75
+
+
+def orthanc_uids(orthanc: Orthanc) -> list[str]:
+    """Every instance Orthanc holds, by SOP Instance UID (one entry per stored copy)."""
+    response = requests.get(orthanc.rest_url + "/instances?expand", timeout=60)
+    response.raise_for_status()
+    return [i["MainDicomTags"]["SOPInstanceUID"] for i in response.json()]
+
+
+def test_sigkill_mid_run_then_rerun_against_orthanc(orthanc: Orthanc, tmp_path: Path) -> None:
+    """Orthanc ignores duplicates silently, so the re-posts are counted from the rerun's
+    report: files it stored although Orthanc held them before the rerun."""
+    files = corpus.synthetic_files(tmp_path / "in", 600, studies=6, seed="kill-orthanc")
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    command = kill_run(orthanc.url, tmp_path / "in", journal, report, "--workers", "4",
+                       "--batch-size", "10", after=200)
+    before = set(orthanc_uids(orthanc))
+    assert 200 <= len(before) < 600
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    held = orthanc_uids(orthanc)
+    assert sorted(held) == sorted(corpus.sop_instance_uid(p) for p in files)  # each once
+    resent = check_rerun_report(report, files, before)
+    print(f"\nOrthanc held {len(before)} files at the kill; re-posted {len(resent)}")
+    assert len(resent) <= 30 + 4 * 10  # 5 % plus the 4 batches of 10 in flight at the kill
+    check_journal(journal, files)
+
+
+def test_sigkill_mid_run_then_rerun_with_random_faults(tmp_path: Path) -> None:
+    """Kill -9 while the server drops connections, loses answers after storing, and
+    answers 500, 503 and 429 at random (seeded); the rerun, with faults still on at a
+    lower rate, ends with every file stored once and nothing sent twice unproven."""
+    from dcmweb.testing.faults import Chaos
+
+    files = corpus.synthetic_files(tmp_path / "in", 600, studies=6, seed="kill-chaos")
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    rates = {"lost": 0.06, "drop": 0.04, "500": 0.03, "503": 0.03, "429": 0.05}
+    with LocalServer(tmp_path / "store", refuse_duplicates=True) as server:
+        server.faults.set_chaos(first := Chaos(11, rates))
+        command = kill_run(server.url, tmp_path / "in", journal, report, "--workers", "4",
+                           "--retries", "4", "--batch-size", "10", after=200)
+        before = server_uids(server)
+        assert 200 <= len(before) < 600
+
+        server.faults.set_chaos(second := Chaos(12, {k: r / 2 for k, r in rates.items()}))
+        rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        server.faults.set_chaos(None)
+        count = server.store.query("SELECT count(*) AS n FROM instances")[0]["n"]
+        held, duplicates = server_uids(server), list(server.duplicates)
+
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    resent = check_rerun_report(report, files, before)
+    print(f"\nfaults before the kill {dict(first.injected)}, in the rerun "
+          f"{dict(second.injected)}, duplicates {len(duplicates)}, re-posted {len(resent)}")
+    assert sum(first.injected.values()) and sum(second.injected.values())
+    assert count == len(files) and held == {corpus.sop_instance_uid(p) for p in files}
+    assert len(resent) <= 30 + 4 * 10
+    # A duplicate the server refused is only one dcmweb then reported as already stored.
+    already = {r["sop_instance_uid"] for r in rows(report) if r["status"] == "already stored"}
+    assert set(duplicates) <= already
+    check_journal(journal, files)
 
 
 def test_skip_existing_after_a_partial_upload_sends_only_the_rest(
