@@ -51,8 +51,11 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        for sink in logger.handlers:
-            sink.removeFilter(main_thread_only)
+        # Once stopping, worker threads stay muted: the summary and the final
+        # 'interrupted' line are written after this block and must come last.
+        if not stopping:
+            for sink in logger.handlers:
+                sink.removeFilter(main_thread_only)
 
 
 def main_thread_only(record: logging.LogRecord) -> bool:

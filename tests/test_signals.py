@@ -186,3 +186,32 @@ def corpus_uids(path: Path) -> tuple[str, str, str]:
 
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+
+
+def test_worker_lines_stay_muted_after_the_stop_until_the_process_ends() -> None:
+    """The closing line is written after stop_on_signals is left: a worker thread's retry
+    line must not land after it (it did when leaving the block unmuted the workers)."""
+    import io
+    import logging
+    import threading
+
+    from dcmweb.output import Output, StderrLogHandler
+    from dcmweb.signals import stop_on_signals
+
+    stream = io.StringIO()
+    logger = logging.getLogger("dcmweb")
+    saved = logger.handlers[:], logger.level
+    logger.handlers[:] = [StderrLogHandler(Output(stderr=stream))]
+    logger.setLevel(logging.INFO)
+    try:
+        with pytest.raises(KeyboardInterrupt), stop_on_signals():
+            signal.raise_signal(signal.SIGINT)
+        worker = threading.Thread(target=logger.warning, args=("retrying (attempt 3)",))
+        worker.start()
+        worker.join()
+        assert stream.getvalue() == ""
+    finally:
+        for handler in logger.handlers:
+            handler.filters.clear()
+        logger.handlers[:], level = saved
+        logger.setLevel(level)
