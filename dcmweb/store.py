@@ -23,6 +23,7 @@ from .http import Http, body_message, parse_retry_after, read_limited
 from .multipart import MultipartBody, MultipartError, new_boundary
 from .parallel import run_bounded
 from .stowanswer import StowAnswer, parse_stow_answer
+from .unexpected import HOST_HINT
 
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 ANSWER_LIMIT = 16 * 1024 * 1024  # a STOW answer lists each instance: far less than this
@@ -34,9 +35,6 @@ ConfirmedBy = Literal["answer", "search"]
 LOST_STATUSES = (500, 502, 504)
 FAILED_BATCHES_LIMIT = 5  # batches in a row the server fails before the run stops
 SPLIT_ATTEMPTS = 2  # attempts per half when a failing batch is split
-HOST_HINT = ("HOST must be the DICOMweb base URL, e.g. "
-             "https://healthcare.googleapis.com/v1/projects/P/locations/L/datasets/D/"
-             "dicomStores/S/dicomWeb or http://host:8042/dicom-web")
 log = logging.getLogger("dcmweb")
 
 

@@ -25,7 +25,7 @@ from dcmweb_devtools import corpus, logs
 
 HOST_HINT = ("HOST must be the DICOMweb base URL, e.g. https://healthcare.googleapis.com/v1/"
              "projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb or "
-             "http://host:8042/dicom-web")
+             "http://127.0.0.1:8042/dicom-web")
 
 
 def run(*args: str) -> Result:
