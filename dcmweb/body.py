@@ -163,11 +163,12 @@ def read_json(response: requests.Response, limit: int, what: str, *,
         return json.loads(data)
     except RecursionError:
         raise ServerError(f"{what} failed: the server's JSON answer is nested too deeply",
-                          "check HOST") from None
+                          "check HOST", status=response.status_code) from None
     except ValueError as exc:
         start = data[:60].decode("utf-8", "replace")
         raise ServerError(f"{what} failed: the answer is not JSON ({exc.__class__.__name__}:"
-                          f" starts with {start!r})", "check HOST") from None
+                          f" starts with {start!r})", "check HOST",
+                          status=response.status_code) from None
 
 
 def server_message(response: requests.Response) -> str:

@@ -102,10 +102,16 @@ class Summary:
     would_send: int = 0
     would_send_bytes: int = 0
     studies: set[str] = field(default_factory=set)
+    failed_statuses: set[int | None] = field(default_factory=set)  # of the failed files
 
     @property
     def done(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def failure_status(self) -> int | None:
+        """The HTTP status every failed file got, when they all got the same one."""
+        return next(iter(self.failed_statuses)) if len(self.failed_statuses) == 1 else None
 
 
 @dataclass
@@ -330,6 +336,8 @@ class BulkStore:
             summary.stored_bytes += outcome.size
         elif outcome.status == "skipped":
             summary.skip_reasons[outcome.message or "skipped"] += 1
+        elif outcome.status == "failed":
+            summary.failed_statuses.add(outcome.http_status)
         if self._journal and record:
             key = pending.key if pending else os.path.abspath(outcome.path)
             try:

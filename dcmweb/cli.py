@@ -46,7 +46,7 @@ from .output import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from .bulk import BulkOptions
+    from .bulk import BulkOptions, Summary
     from .client import Client
     from .inputs import InputSpec
     from .jsonstore import JsonInstance
@@ -309,11 +309,17 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
                 output.summary(describe_summary(
                     run.summary, dry_run=dry_run,
                     unavailable_seconds=client.http.stats.unavailable_seconds))
+        _store_verdict(summary, dry_run)  # in the block: the client explains a wrong HOST
+
+
+def _store_verdict(summary: Summary, dry_run: bool) -> None:
+    """The store run's exit: an error, or nothing when it went well."""
     counts = summary.counts
     if counts["failed"] and not (counts["stored"] or counts["already stored"]
                                  or counts["conflict"]):
         raise AllFailed(f"nothing stored: {counts['failed']} of "
-                        f"{plural(summary.done, 'file')} failed")
+                        f"{plural(summary.done, 'file')} failed",
+                        status=summary.failure_status)
     if counts["failed"]:
         raise PartialFailure(f"{counts['failed']} of {plural(summary.done, 'file')} failed "
                              "to store")

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from .auth import check_header_value, choose_auth
 from .body import LowSpeed
-from .errors import ServerError, UsageError
+from .errors import DcmwebError, ServerError, UsageError
+from .hostprobe import HostProbe
 from .http import Http, HttpConfig, RetryPolicy
 from .tls import check_ca_bundle
 
@@ -117,16 +118,30 @@ class Client:
         )
         auth = choose_auth(self.base_url, token=token, user=user, google=google_auth)
         self.http = Http(auth, config)
+        self._host_probe = HostProbe(self.http, self.base_url)
 
     def close(self) -> None:
         """Close the connections (the Client is also a context manager)."""
         self.http.close()
 
+    def explain(self, error: DcmwebError) -> bool:
+        """After a failure a wrong HOST explains (HTTP 400, 404, 405, or a 2xx answer
+        that is not DICOMweb), ask the likely DICOMweb base once (one GET, at most once
+        per Client) and, when it answers, add a line to ``error`` naming it: ``HOST looks
+        like the server's root; did you mean http://127.0.0.1:8042/dicom-web?``. True
+        when a line was added; never raises. Leaving a ``with Client(...)`` block with a
+        DcmwebError calls it."""
+        return self._host_probe.explain(error)
+
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            if isinstance(exc, DcmwebError):
+                self.explain(exc)
+        finally:
+            self.close()
 
     # store -----------------------------------------------------------------
     def files_to_store(self, masks: Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -113,7 +113,8 @@ class Deleter:
         raise ServerError(
             f"delete {url_path}: the server answered HTTP {response.status_code} with "
             f"{describe_answer(response)}, not a DICOMweb delete answer (empty, {{}} or an "
-            "operation); nothing shows that anything was deleted", HOST_HINT)
+            "operation); nothing shows that anything was deleted", HOST_HINT,
+            status=response.status_code)
 
     def _orthanc_root(self) -> str | None:
         """Orthanc's REST root (one level above /dicom-web), if this server is Orthanc."""

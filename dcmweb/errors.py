@@ -41,9 +41,20 @@ class DcmwebError(Exception):
         self.hint = redact_text(hint) if hint else hint
         self.status = status  # the HTTP status of the answer, when there was one
         self.url = redact_text(url) if url else url  # the URL that answered so
+        # Lines added after the fact (what HOST should be): each is shown as its own line.
+        self.notes: list[str] = []
+
+    def add_line(self, note: str) -> None:
+        """Add a line that explains the failure (shown after the message)."""
+        self.notes.append(redact_text(note))
+
+    @property
+    def headline(self) -> str:
+        """The message with its hint: the first line."""
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
 
     def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message} ({self.hint})"
+        return "\n".join([self.headline, *self.notes])
 
 
 class UsageError(DcmwebError):

@@ -102,7 +102,12 @@ class Output:
         self.line("warning", message)
 
     def error(self, error: DcmwebError | str) -> None:
-        self.line("error", str(error))
+        """The error's message, then each line added to it (see DcmwebError.add_line)."""
+        if isinstance(error, DcmwebError):
+            for text in (error.headline, *error.notes):
+                self.line("error", text)
+        else:
+            self.line("error", error)
 
     # stdout ----------------------------------------------------------------
     # stdin -----------------------------------------------------------------

@@ -204,7 +204,7 @@ def checked_answer(response: requests.Response, what: str, asked: str) -> Answer
         raise ServerError(
             f"{what}: the server answered HTTP {response.status_code} with "
             f"{describe_answer(response)}, not DICOMweb data (multipart/related or {asked})",
-            HOST_HINT)
+            HOST_HINT, status=response.status_code)
     chunks = _counted(iter_body(response, CHUNK), response.headers.get("Content-Length"),
                       response.headers.get("Content-Encoding"))
     framed = ("Content-Length" in response.headers

@@ -104,11 +104,12 @@ class Searcher:
             rows = read_json(response, ANSWER_LIMIT, what, if_empty=[])
         if not isinstance(rows, list):
             raise ServerError(f"{what}: expected a JSON array of objects, got "
-                              f"{_json_kind(rows)}")
+                              f"{_json_kind(rows)}", status=response.status_code)
         for index, row in enumerate(rows):
             if not isinstance(row, dict):
                 raise ServerError(f"{what}: expected a JSON array of objects, but row "
-                                  f"{index + 1} is {_json_kind(row)}")
+                                  f"{index + 1} is {_json_kind(row)}",
+                                  status=response.status_code)
         return rows
 
     def iter_rows(self, path: str | None = "studies", params: Params | None = None,
