@@ -336,8 +336,6 @@ def test_qido_levels_and_attributes(loaded: LocalServer) -> None:
 @pytest.mark.parametrize(
     ("params", "expected"),
     [
-        ({"PatientName": "compressed*"}, {CT, MR}),
-        ({"PatientName": "*SAMPLES^?R1"}, {MR}),
         ({"00100010": "lestrade^g"}, {JPEG}),
         ({"PatientID": "1CT1"}, {CT}),
         ({"StudyDate": "20040119"}, {CT}),
@@ -345,7 +343,6 @@ def test_qido_levels_and_attributes(loaded: LocalServer) -> None:
         ({"StudyDate": "-20031231"}, {RTPLAN, RTDOSE}),
         ({"StudyDate": "20030801-20030831"}, {RTDOSE}),
         ({"StudyDate": "20170101-"}, {JPEG}),
-        ({"Modality": "RTDOSE"}, {RTDOSE}),
         ({"0020000D": "STUDY(MR)"}, {MR}),
         ({"StudyInstanceUID": "STUDY(MR),STUDY(CT)"}, {CT, MR}),
         ({"PatientName": "lest", "fuzzymatching": "true"}, {JPEG}),
@@ -809,6 +806,8 @@ def test_console_script_prints_url_serves_and_stops_on_sigterm(tmp_path: Path, h
     command = [str(script)] if how == "script" else [sys.executable, "-m", "dcmweb.testing"]
     port = free_port()
     command += ["--port", str(port), "--data", str(tmp_path / "data"), "--delete-delay", "0.1"]
+    extended = how == "module"  # one of the two runs takes the wider set of search keys
+    command += ["--search-keys", "extended"] if extended else []
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()
@@ -818,6 +817,8 @@ def test_console_script_prints_url_serves_and_stops_on_sigterm(tmp_path: Path, h
         )
         assert stow_url(url, blob(CT)).status_code == 200
         assert len(requests.get(url + "/studies", timeout=5).json()) == 1
+        by_sex = requests.get(url + "/instances", params={"PatientSex": "O"}, timeout=5)
+        assert by_sex.status_code == (200 if extended else 400)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -90,9 +90,11 @@ def test_includefield_by_keyword_or_tag_and_unknown_400(srv: LocalServer) -> Non
 
 
 @pytest.fixture
-def three(srv: LocalServer) -> LocalServer:
-    assert stow(srv, [blob(CT), blob("MR_small.dcm"), blob("rtplan.dcm")]).status_code == 200
-    return srv
+def three(tmp_path: Path) -> Iterator[LocalServer]:
+    with LocalServer(tmp_path / "store", search_keys="extended") as server:
+        files = [blob(CT), blob("MR_small.dcm"), blob("rtplan.dcm")]
+        assert stow(server, files).status_code == 200
+        yield server
 
 
 def study_of(name: str) -> str:
@@ -120,7 +122,8 @@ def test_more_search_keys(three: LocalServer, params: dict[str, str], expected: 
 @pytest.mark.parametrize(
     ("params", "message"),
     [({"SeriesNumber": "one"}, "not an integer"), ({"StudyTime": "7pm"}, "HHMMSS"),
-     ({"Rows": "128"}, "not supported"), ({"NotAKeyword": "x"}, "unknown query parameter")],
+     ({"Rows": "128"}, "Rows is not a supported instance level attribute"),
+     ({"NotAKeyword": "x"}, "unknown query parameter")],
 )  # fmt: skip
 def test_unsupported_or_bad_search_keys_are_plain_400(
     three: LocalServer, params: dict[str, str], message: str
@@ -140,6 +143,6 @@ def test_an_older_index_gains_the_new_search_columns(tmp_path: Path) -> None:
                     if line.strip().split(" ")[0] not in storage._ADDED_COLUMNS)  # fmt: skip
     with sqlite3.connect(tmp_path / "store" / "index.sqlite") as db:
         db.executescript(old)
-    with LocalServer(tmp_path / "store") as server:
+    with LocalServer(tmp_path / "store", search_keys="extended") as server:
         assert stow(server, [blob(CT)]).status_code == 200
         assert len(qido(server, "/instances", PatientSex="O")) == 1

@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-match-status", type=int, choices=(200, 204), default=200,
         help="status of a search without results",
     )  # fmt: skip
+    parser.add_argument(
+        "--search-keys", choices=("google", "extended"), default="google",
+        help="search keys: the ones Google documents (default), or more with wildcards",
+    )  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
     return parser
 
@@ -58,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         delete_delay=args.delete_delay,
         no_match_status=args.no_match_status,
         verbose=args.verbose,
+        search_keys=args.search_keys,
     )
     try:
         server.start()

@@ -72,6 +72,7 @@ class App(Protocol):
     token: str | None
     verbose: bool
     no_match_status: int
+    search_keys: str
     refuse_duplicates: bool
     duplicates: list[str]
     faults: FaultQueue

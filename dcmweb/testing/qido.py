@@ -72,33 +72,47 @@ AVAILABLE = {
     ],
 }  # fmt: skip
 
-# Search keys Google supports -> (column, how to match)
-FILTERS: dict[str, tuple[str, str]] = {
-    "StudyInstanceUID": ("study_uid", "uid"),
-    "SeriesInstanceUID": ("series_uid", "uid"),
-    "SOPInstanceUID": ("sop_uid", "uid"),
-    "SOPClassUID": ("sop_class_uid", "uid"),
-    "PatientName": ("patient_name", "pn"),
-    "ReferringPhysicianName": ("referring_physician_name", "pn"),
-    "PatientID": ("patient_id", "text"),
-    "AccessionNumber": ("accession_number", "text"),
-    "StudyID": ("study_id", "text"),
-    "StudyDate": ("study_date", "date"),
-    "StudyTime": ("study_time", "time"),
-    "StudyDescription": ("study_description", "text"),
-    "Modality": ("modality", "text"),
-    "ModalitiesInStudy": ("modality", "text"),
-    "SeriesNumber": ("series_number", "int"),
-    "SeriesDescription": ("series_description", "text"),
-    "InstanceNumber": ("instance_number", "int"),
-    "PatientBirthDate": ("patient_birth_date", "date"),
-    "PatientSex": ("patient_sex", "text"),
-    "InstitutionName": ("institution_name", "text"),
-    "BodyPartExamined": ("body_part_examined", "text"),
-    "Manufacturer": ("manufacturer", "text"),
-    "PerformedProcedureStepStartDate": ("pps_start_date", "date"),
-    "PerformedProcedureStepStartTime": ("pps_start_time", "time"),
+# Search keys -> (the level that owns the key, index column, how to match). Google's
+# conformance statement names nine: a study search takes the study keys, a series search
+# also the series keys, an instance search also SOPInstanceUID; anything else is a 400
+# "<keyword> is not a supported <level> level attribute". Matching is exact on one value,
+# except UID lists, StudyDate ranges and fuzzy PatientName.
+GOOGLE_KEYS: dict[str, tuple[str, str, str]] = {
+    "StudyInstanceUID": (STUDY, "study_uid", "uid"),
+    "PatientName": (STUDY, "patient_name", "fuzzy"),
+    "PatientID": (STUDY, "patient_id", "text"),
+    "AccessionNumber": (STUDY, "accession_number", "text"),
+    "ReferringPhysicianName": (STUDY, "referring_physician_name", "name"),
+    "StudyDate": (STUDY, "study_date", "date"),
+    "SeriesInstanceUID": (SERIES, "series_uid", "uid"),
+    "Modality": (SERIES, "modality", "text"),
+    "SOPInstanceUID": (INSTANCE, "sop_uid", "uid"),
 }
+# search_keys="extended": more keys (PS3.18's required matching attributes and common
+# ones), each at its own level, PS3.4 wildcards `*` `?` on text and names, and fuzzy
+# matching on both person names. Not what Google does; for tests that need the keys.
+EXTENDED_KEYS: dict[str, tuple[str, str, str]] = {
+    **GOOGLE_KEYS,
+    "ReferringPhysicianName": (STUDY, "referring_physician_name", "fuzzy"),
+    "StudyTime": (STUDY, "study_time", "time"),
+    "StudyID": (STUDY, "study_id", "text"),
+    "StudyDescription": (STUDY, "study_description", "text"),
+    "ModalitiesInStudy": (STUDY, "modality", "text"),
+    "PatientBirthDate": (STUDY, "patient_birth_date", "date"),
+    "PatientSex": (STUDY, "patient_sex", "text"),
+    "SeriesNumber": (SERIES, "series_number", "int"),
+    "SeriesDescription": (SERIES, "series_description", "text"),
+    "InstitutionName": (SERIES, "institution_name", "text"),
+    "BodyPartExamined": (SERIES, "body_part_examined", "text"),
+    "Manufacturer": (SERIES, "manufacturer", "text"),
+    "PerformedProcedureStepStartDate": (SERIES, "pps_start_date", "date"),
+    "PerformedProcedureStepStartTime": (SERIES, "pps_start_time", "time"),
+    "SOPClassUID": (INSTANCE, "sop_class_uid", "uid"),
+    "InstanceNumber": (INSTANCE, "instance_number", "int"),
+}
+GOOGLE, EXTENDED = "google", "extended"
+SEARCH_KEYS = {GOOGLE: GOOGLE_KEYS, EXTENDED: EXTENDED_KEYS}
+_DEPTH = {STUDY: 0, SERIES: 1, INSTANCE: 2}
 # What a range bound looks like, by kind.
 _RANGE_FORMS = {"date": (r"\d{8}", "YYYYMMDD"), "time": (r"\d{2,6}(\.\d{1,6})?", "HHMMSS")}
 _CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
@@ -112,7 +126,9 @@ def handle_qido(
     h: Handler, req: Request, level: str, study: str | None = None, series: str | None = None
 ) -> None:
     try:
-        sql, params, fields = build_query(req.query, level, study, series)
+        sql, params, fields = build_query(
+            req.query, level, study, series, search_keys=h.app.search_keys
+        )
     except QueryError as exc:
         h.send_bytes(400, (str(exc) + "\n").encode(), "text/plain; charset=utf-8")
         return
@@ -134,9 +150,18 @@ def handle_qido(
 
 
 def build_query(
-    query: list[tuple[str, str]], level: str, study: str | None, series: str | None
+    query: list[tuple[str, str]],
+    level: str,
+    study: str | None,
+    series: str | None,
+    *,
+    search_keys: str = GOOGLE,
 ) -> tuple[str, list[Any], list[str]]:
-    """Turn query parameters into SQL over the index and the list of fields to return."""
+    """Turn query parameters into SQL over the index and the list of fields to return.
+
+    search_keys is "google" (the keys and matching Google documents) or "extended".
+    """
+    keys = SEARCH_KEYS[search_keys]
     where: list[str] = []
     params: list[Any] = []
     includes: set[str] = set()
@@ -161,9 +186,11 @@ def build_query(
         elif lowered == "includefield":
             includes.update(_include_names(value))
         else:
-            filters.append((_filter_keyword(key), value))
+            filters.append((_filter_keyword(key, level, keys), value))
     for keyword, value in filters:
-        _add_filter(keyword, value, fuzzy, where, params)
+        _, column, kind = keys[keyword]
+        matcher = _Matcher(keyword, column, fuzzy, wildcards=search_keys == EXTENDED)
+        matcher.add(kind, value.strip(), where, params)
     if offset > MAX_OFFSET:
         raise QueryError(f"offset {offset} is larger than the maximum {MAX_OFFSET}")
     if limit is None or limit == 0:
@@ -228,12 +255,14 @@ def _keyword(name: str) -> str | None:
     return name if tag_for_keyword(name) is not None else None
 
 
-def _filter_keyword(key: str) -> str:
+def _filter_keyword(key: str, level: str, keys: dict[str, tuple[str, str, str]]) -> str:
     keyword = _keyword(key)
     if keyword is None:
         raise QueryError(f"unknown query parameter {key!r}")
-    if keyword not in FILTERS:
-        raise QueryError(f"searching on {keyword} ({key}) is not supported")
+    owner = keys.get(keyword, (None,))[0]
+    if owner is None or _DEPTH[owner] > _DEPTH[level]:
+        # Google's words for a key it does not match at this level.
+        raise QueryError(f"{keyword} is not a supported {level} level attribute")
     return keyword
 
 
@@ -253,51 +282,56 @@ def _include_names(value: str) -> set[str]:
     return names
 
 
-def _add_filter(keyword: str, value: str, fuzzy: bool, where: list[str], params: list[Any]) -> None:
-    column, kind = FILTERS[keyword]
-    value = value.strip()
-    if value in ("", "*"):
-        return  # universal matching
-    if kind == "uid":
-        uids = [u.strip() for u in re.split(r"[,\\]", value) if u.strip()]
-        where.append(f"{column} IN ({', '.join('?' for _ in uids)})")
-        params.extend(uids)
-    elif kind == "pn":
-        where.append(f"dcm_match({column}, ?, ?)")
-        params.extend([value, "pnfuzzy" if fuzzy else "pn"])
-    elif kind == "text":
-        if "*" in value or "?" in value:
-            where.append(f"dcm_match({column}, ?, 'wild')")
-        else:
+class _Matcher:
+    """Adds one search key's condition to the WHERE clause being built."""
+
+    def __init__(self, keyword: str, column: str, fuzzy: bool, *, wildcards: bool) -> None:
+        self.keyword, self.column = keyword, column
+        self.fuzzy, self.wildcards = fuzzy, wildcards
+
+    def add(self, kind: str, value: str, where: list[str], params: list[Any]) -> None:
+        column = self.column
+        if value in ("", "*"):
+            return  # universal matching
+        if kind == "uid":
+            uids = [u.strip() for u in re.split(r"[,\\]", value) if u.strip()]
+            where.append(f"{column} IN ({', '.join('?' for _ in uids)})")
+            params.extend(uids)
+        elif kind == "fuzzy" and self.fuzzy:
+            where.append(f"dcm_match({column}, ?, 'fuzzy')")
+            params.append(value)
+        elif kind in ("fuzzy", "name", "text"):
+            name = kind != "text"  # person names match whatever the case
+            if self.wildcards and ("*" in value or "?" in value):
+                where.append(f"dcm_match({column}, ?, '{'name' if name else 'wild'}')")
+            else:
+                where.append(f"{column} = ?" + (" COLLATE NOCASE" if name else ""))
+            params.append(value)
+        elif kind == "int":
             where.append(f"{column} = ?")
-        params.append(value)
-    elif kind == "int":
-        where.append(f"{column} = ?")
-        params.append(_int_param(keyword, value))
-    else:
-        _add_range_filter(keyword, kind, column, value, where, params)
+            params.append(_int_param(self.keyword, value))
+        else:
+            self._add_range(kind, value, where, params)
 
-
-def _add_range_filter(
-    keyword: str, kind: str, column: str, value: str, where: list[str], params: list[Any]
-) -> None:
-    pattern, form = _RANGE_FORMS[kind]
-    start, dash, end = value.partition("-")
-    for part in (start, end):
-        if part and not re.fullmatch(pattern, part):
-            raise QueryError(f"invalid {keyword} {value!r}: use {form} or {form}-{form}")
-    if not dash:
-        where.append(f"{column} = ?")
-        params.append(start)
-        return
-    if start:
-        where.append(f"{column} >= ?")
-        params.append(start)
-    if end:
-        where.append(f"{column} <= ?")
-        params.append(end)
-    if not start and not end:
-        raise QueryError(f"invalid {keyword} '-': give at least one end of the range")
+    def _add_range(self, kind: str, value: str, where: list[str], params: list[Any]) -> None:
+        keyword, column = self.keyword, self.column
+        pattern, form = _RANGE_FORMS[kind]
+        start, dash, end = value.partition("-")
+        for part in (start, end):
+            if part and not re.fullmatch(pattern, part):
+                raise QueryError(f"invalid {keyword} {value!r}: use {form} or {form}-{form}")
+        if not dash:
+            where.append(f"{column} = ?")
+            params.append(start)
+            return
+        if not start and not end:
+            raise QueryError(f"invalid {keyword} '-': give at least one end of the range")
+        if start:
+            where.append(f"{column} >= ?")
+            params.append(start)
+        if end:
+            where.append(f"{column} <= ?")
+            params.append(end)
 
 
 def _fields(level: str, study: str | None, series: str | None, includes: set[str]) -> list[str]:

@@ -9,6 +9,7 @@ from types import TracebackType
 from .faults import Fault, FaultQueue, Quota, RequestLog, RequestRecord
 from .handler import HTTPServer
 from .operations import Operations
+from .qido import SEARCH_KEYS
 from .routes import BASE_PATH, route
 from .storage import Store
 
@@ -34,9 +35,12 @@ class LocalServer:
         no_match_status: int = 200,
         verbose: bool = False,
         refuse_duplicates: bool = False,
+        search_keys: str = "google",
     ) -> None:
         if no_match_status not in (200, 204):
             raise ValueError("no_match_status must be 200 or 204")
+        if search_keys not in SEARCH_KEYS:
+            raise ValueError(f"search_keys must be one of {', '.join(SEARCH_KEYS)}")
         self.data_dir = Path(data_dir)
         self.host = host
         self._requested_port = port
@@ -49,6 +53,9 @@ class LocalServer:
         # `duplicates` (SOP Instance UIDs), refused or not.
         self.refuse_duplicates = refuse_duplicates
         self.duplicates: list[str] = []
+        # "google": only the search keys Google documents, at the levels it allows, with
+        # its matching; "extended": more keys and PS3.4 wildcards (docs/testserver.md).
+        self.search_keys = search_keys
         self.faults = FaultQueue()
         # A per-second request quota (429 above it); settable at runtime.
         self.quota: Quota | None = None

@@ -14,6 +14,7 @@ import re
 import sqlite3
 import tempfile
 import threading
+import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -226,20 +227,28 @@ class Store:
 
 
 def dcm_match(value: str | None, pattern: str, mode: str) -> int:
-    """SQLite function: DICOM wildcard matching (* and ?).
+    """SQLite function: how a search value matches a stored one.
 
-    mode "pn": case-insensitive (names); "pnfuzzy": also matches when any word of
-    the name starts with the pattern; "wild": case-sensitive.
+    mode "wild": DICOM wildcards (* and ?), case-sensitive; "name": the same for person
+    names, whatever the case; "fuzzy": Google's fuzzy person-name matching, where both
+    sides are split into words and normalised, and it is a match when any word of the
+    pattern starts any word of the value ("jo" and "Doe" find John^Doe, "ohn" does not).
     """
     if value is None:
         return 0
-    if mode == "pnfuzzy":
-        stem = pattern.lower().rstrip("*")
-        words = [w for w in re.split(r"[\^\s=,]+", value.lower()) if w]
-        if stem and any(w.startswith(stem) for w in words):
-            return 1
-    flags = re.IGNORECASE if mode.startswith("pn") else 0
+    if mode == "fuzzy":
+        words = _name_words(value)
+        return 1 if any(w.startswith(p) for p in _name_words(pattern) for w in words) else 0
+    flags = re.IGNORECASE if mode == "name" else 0
     return 1 if _wildcard_regex(pattern, flags).fullmatch(value) else 0
+
+
+def _name_words(text: str) -> list[str]:
+    """Words of a name, lower case and without accents (José^Doe -> jose, doe)."""
+    plain = "".join(
+        ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)
+    )
+    return [word for word in re.split(r"[\W_]+", plain.casefold()) if word]
 
 
 @lru_cache(maxsize=256)
