@@ -244,6 +244,15 @@ def test_search_keys_must_be_google_or_extended(tmp_path: Path) -> None:
         LocalServer(tmp_path, search_keys="all")
 
 
+def test_search_keys_can_change_while_the_server_runs(google: LocalServer) -> None:
+    refused(google, "/studies", {"PatientSex": "F"})
+    google.search_keys = "extended"  # what a dcmweb_server fixture user can do
+    try:
+        assert found(google, "/studies", {"PatientSex": "F"}) == {MR, SC}
+    finally:
+        google.search_keys = "google"
+
+
 # -- dcmweb's own search command ---------------------------------------------------------------
 def dcmweb(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)

@@ -76,7 +76,9 @@ AVAILABLE = {
 # conformance statement names nine: a study search takes the study keys, a series search
 # also the series keys, an instance search also SOPInstanceUID; anything else is a 400
 # "<keyword> is not a supported <level> level attribute". Matching is exact on one value,
-# except UID lists, StudyDate ranges and fuzzy PatientName.
+# except UID lists, StudyDate ranges and fuzzy PatientName. Kinds: "uid" (a list, by
+# comma or backslash), "text" (exact), "name" (exact, any case), "fuzzy" (a name, word
+# prefixes with fuzzymatching=true), "date"/"time" (a value or a range), "int".
 GOOGLE_KEYS: dict[str, tuple[str, str, str]] = {
     "StudyInstanceUID": (STUDY, "study_uid", "uid"),
     "PatientName": (STUDY, "patient_name", "fuzzy"),
@@ -115,7 +117,6 @@ SEARCH_KEYS = {GOOGLE: GOOGLE_KEYS, EXTENDED: EXTENDED_KEYS}
 _DEPTH = {STUDY: 0, SERIES: 1, INSTANCE: 2}
 # What a range bound looks like, by kind.
 _RANGE_FORMS = {"date": (r"\d{8}", "YYYYMMDD"), "time": (r"\d{2,6}(\.\d{1,6})?", "HHMMSS")}
-_CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
 
 
 class QueryError(ValueError):

@@ -9,7 +9,7 @@ from types import TracebackType
 from .faults import Fault, FaultQueue, Quota, RequestLog, RequestRecord
 from .handler import HTTPServer
 from .operations import Operations
-from .qido import SEARCH_KEYS
+from .qido import GOOGLE, SEARCH_KEYS
 from .routes import BASE_PATH, route
 from .storage import Store
 
@@ -35,7 +35,7 @@ class LocalServer:
         no_match_status: int = 200,
         verbose: bool = False,
         refuse_duplicates: bool = False,
-        search_keys: str = "google",
+        search_keys: str = GOOGLE,
     ) -> None:
         if no_match_status not in (200, 204):
             raise ValueError("no_match_status must be 200 or 204")
