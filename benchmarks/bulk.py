@@ -192,7 +192,7 @@ def main() -> None:
             "host": os.uname().nodename,
             "journal": journal_case(work, 2000 // scale, 1 if args.quick else 3),
             "walk": walk_case(work, 100_000 // scale, 10_000 // scale),
-            "quota": quota_case(work, 600 // scale, 50.0),
+            "quota": quota_case(work, 1500 // scale, 50.0),
         }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bulk.json").write_text(json.dumps(results, indent=2) + "\n")

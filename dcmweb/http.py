@@ -221,6 +221,8 @@ def classify(exc: BaseException) -> _Failure:
 def _outcome(status: int) -> Outcome:
     if 200 <= status < 300:
         return Outcome.OK
+    if status == 429:
+        return Outcome.OVER_QUOTA
     if status in THROTTLE_STATUSES:
         return Outcome.THROTTLED
     return Outcome.UNAVAILABLE if status in UNAVAILABLE_STATUSES else Outcome.ANSWERED
@@ -488,7 +490,7 @@ class _Exchange:
                             parse_retry_after(response.headers.get("Retry-After")))
             return response
         if status in THROTTLE_STATUSES or status in UNAVAILABLE_STATUSES:
-            outcome = Outcome.THROTTLED if status in THROTTLE_STATUSES else Outcome.UNAVAILABLE
+            outcome = _outcome(status)
             wait = parse_retry_after(response.headers.get("Retry-After"))
             if wait is not None:
                 wait = min(wait, self.config.retry.retry_after_cap)

@@ -11,8 +11,13 @@ The gate also shapes the load (issue 8):
   worker count, halves on a 429/503 to a request sent after the last cut (a burst of
   refusals to requests already in flight is one cut), and grows by one after ``limit``
   successes in a row, at most once per ``GROW_INTERVAL`` (a quota needs time to show).
+- A learned pace on 429 (a quota counts requests per second, not in flight): on the
+  first 429 of a wave the pace becomes a little under the rate the server accepted
+  since sending last resumed; while the pace is what holds requests back it grows,
+  quickly until the first paced 429 and slowly after it (a quota's ceiling is near).
 - ``Retry-After`` is shared: every worker waits until then, not only the one that got it.
-- ``max_rate``: a token bucket (one token at a time) to stay under a project quota.
+- ``max_rate``: a token bucket (one token at a time) to stay under a project quota; a
+  learned pace never goes above it.
 
 A request holds its slot while it is sent and its headers come back, not while a
 streamed body is read (the caller reads it at its own pace).
@@ -20,20 +25,36 @@ streamed body is read (the caller reads it at its own pace).
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+log = logging.getLogger("dcmweb")
+
 GROW_INTERVAL = 1.0
+# The learned pace: how far under the accepted rate it starts after a 429, how much
+# history the accepted rate is measured over (and at least how long, so the first few
+# requests that rode the server's burst allowance do not pass for its rate), and how
+# fast it grows per second while the rate reaches it (PACE_IN_USE of it).
+PACE_MARGIN = 0.95
+RATE_WINDOW = 10.0
+MIN_RATE_WINDOW = 0.5
+PACE_GROWTH_UNKNOWN = 0.20
+PACE_GROWTH_NEAR_CEILING = 0.02
+NEAR_CEILING = 0.9
+PACE_IN_USE = 0.8
 
 
 class Outcome(Enum):
     OK = "ok"  # a 2xx (or an accepted status): the server works
     ANSWERED = "answered"  # an error answer that is not unavailability (4xx, 500)
-    THROTTLED = "throttled"  # 429 or 503: the server asks us to slow down
+    THROTTLED = "throttled"  # 503: the server asks us to slow down
+    OVER_QUOTA = "over quota"  # 429: the same, and a request rate to learn
     UNAVAILABLE = "unavailable"  # 502/504/408, dropped, refused, timed out, DNS
     NEUTRAL = "neutral"  # says nothing about the server (a stale pooled connection)
 
@@ -61,7 +82,9 @@ class Gate:
         self.max_in_flight = max(1, max_in_flight)
         self.limit = self.max_in_flight
         self.outage_limit = outage_limit
+        self.max_rate = max_rate
         self.interval = 1.0 / max_rate if max_rate else 0.0
+        self.pace: float | None = None  # learned requests/s after a 429; None: unpaced
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.stats = GateStats()
@@ -78,6 +101,10 @@ class Gate:
         self._successes = 0
         self._down_since: float | None = None
         self.last_ok = float("-inf")
+        self._accepted: deque[float] = deque()  # when recent 2xx answers came back
+        self._first_sent: float | None = None
+        self._pace_grown_at = 0.0
+        self._ceiling: float | None = None  # the accepted rate when the last 429 came
 
     # -- waiting ------------------------------------------------------------------------
     def enter(self, deadline: float) -> float | None:
@@ -93,8 +120,11 @@ class Gate:
                     return None
                 if now >= ready_at and self._in_flight < self.limit:
                     self._in_flight += 1
-                    if self.interval:
-                        self._next_token = max(now, self._next_token) + self.interval
+                    if self._first_sent is None:
+                        self._first_sent = now
+                    interval = self._interval()
+                    if interval:
+                        self._next_token = max(now, self._next_token) + interval
                     return now
                 wake = deadline if self._in_flight >= self.limit else min(ready_at, deadline)
                 self._cond.wait(max(0.0, min(wake - now, 1.0)))
@@ -110,6 +140,10 @@ class Gate:
                 self._server_answered(now)
                 if outcome is Outcome.OK:
                     self.last_ok = now
+                    self._accepted.append(now)
+                    while self._accepted[0] < now - RATE_WINDOW:
+                        self._accepted.popleft()
+                    self._grow_pace(now)
                     self._successes += 1
                     if (self._successes >= self.limit and self.limit < self.max_in_flight
                             and now - self._last_change >= GROW_INTERVAL):
@@ -141,6 +175,42 @@ class Gate:
         return self.stats.unavailable_seconds + self.outage_seconds()
 
     # -- internals (called under the lock) ----------------------------------------------
+    def _interval(self) -> float:
+        paced = 1.0 / self.pace if self.pace else 0.0
+        return max(self.interval, paced)
+
+    def _accepted_rate(self, now: float) -> float:
+        """2xx answers per second over the last RATE_WINDOW (shared waits included, so
+        the estimate errs low)."""
+        started = self._first_sent if self._first_sent is not None else now
+        window = min(RATE_WINDOW, max(MIN_RATE_WINDOW, now - started))
+        return sum(1 for t in self._accepted if t >= now - window) / window
+
+    def _learn_pace(self, now: float) -> None:
+        """A 429 to a request sent after the last cut: pace a little under what got in."""
+        self._ceiling = self._accepted_rate(now)
+        pace = max(1.0, PACE_MARGIN * self._ceiling)
+        if self.pace is not None:
+            pace = min(pace, PACE_MARGIN * self.pace)
+        self.pace = min(pace, self.max_rate) if self.max_rate else pace
+        self._pace_grown_at = now
+        log.debug("HTTP 429: about %.1f requests/s got in; pacing at %.1f/s",
+                  self._ceiling, self.pace)
+
+    def _grow_pace(self, now: float) -> None:
+        if self.pace is None:
+            return
+        elapsed = min(1.0, now - self._pace_grown_at)
+        self._pace_grown_at = now
+        recent = sum(1 for t in self._accepted if t >= now - 1.0)
+        if recent < PACE_IN_USE * self.pace:
+            return  # the pace is not what limits the rate: growing it would prove nothing
+        near = self._ceiling is not None and self.pace >= NEAR_CEILING * self._ceiling
+        growth = PACE_GROWTH_NEAR_CEILING if near else PACE_GROWTH_UNKNOWN
+        self.pace *= 1.0 + growth * elapsed
+        if self.max_rate:
+            self.pace = min(self.pace, self.max_rate)
+
     def _server_answered(self, now: float) -> None:
         self._failures = 0
         if self._down_since is not None:
@@ -152,9 +222,11 @@ class Gate:
         self._successes = 0
         if self._down_since is None:
             self._down_since = sent_at
-        if outcome is Outcome.THROTTLED:
+        if outcome in (Outcome.THROTTLED, Outcome.OVER_QUOTA):
             self.stats.throttled += 1
-            if sent_at >= self._last_cut and self.limit > 1:
+            if sent_at >= self._last_cut:
+                if outcome is Outcome.OVER_QUOTA:
+                    self._learn_pace(now)
                 self.limit = max(1, self.limit // 2)
                 self._last_cut = self._last_change = now
         if retry_after is not None:  # the server said when: no guessing

@@ -437,17 +437,20 @@ def test_quota_429s_end_with_every_file_stored(tmp_path: Path, max_rate: str | N
     with --max-rate at the quota, store every file and do not hammer the server."""
     from dcmweb.testing.faults import Quota
 
-    files = corpus.synthetic_files(tmp_path / "in", 90, studies=3, seed="quota")
+    files = corpus.synthetic_files(tmp_path / "in", 150, studies=3, seed="quota")
     with LocalServer(tmp_path / "store") as server:
         server.quota = Quota(30, burst=15)
         options = ["--max-rate", max_rate] if max_rate else []
-        result = run("-m", "--workers", "12", *options, server.url, "store",
+        result = run("-m", "-v", "--workers", "12", *options, server.url, "store",
                      str(tmp_path / "in"), "--batch-size", "1")
         assert result.exit_code == 0, result.stderr
         assert len(server_uids(server)) == len(files)
         assert server.quota.allowed >= len(files)
-        # Fewer refusals than requests that got through; at the quota, almost none.
-        assert server.quota.refused < (3 if max_rate else len(files))
+        # At the quota almost no refusals; alone, the first 429s teach the pace (0.1
+        # halved the worker count on each and got 9-11 refusals here).
+        assert server.quota.refused < (3 if max_rate else 6), server.quota.refused
+        if not max_rate:
+            assert "pacing at" in result.stderr
 
 
 def test_verbose_run_starts_with_one_line_saying_what_it_does(

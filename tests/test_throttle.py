@@ -52,6 +52,48 @@ def test_throttling_halves_the_limit_once_per_wave_and_grows_it_back() -> None:
     assert gate.stats.throttled == 9
 
 
+def accept(gate: Gate, clock: Clock, count: int, seconds: float) -> None:
+    """``count`` requests answered 2xx, evenly over ``seconds``."""
+    for _ in range(count):
+        clock.now += seconds / count
+        sent_at = gate.enter(float("inf"))
+        gate.leave(Outcome.OK, sent_at or 0.0)
+
+
+def test_a_429_paces_requests_a_little_under_what_got_in() -> None:
+    clock = Clock()
+    gate = Gate(max_in_flight=8, clock=clock, backoff_base=0.0)
+    accept(gate, clock, 40, 2.0)  # 20 requests/s got in
+    assert gate.pace is None
+    gate.leave(Outcome.OVER_QUOTA, gate.enter(float("inf")) or 0.0)
+    assert gate.pace == pytest.approx(0.95 * 20, rel=0.06)
+    first = gate.enter(float("inf"))
+    assert first is not None
+    assert gate.enter(clock.now) is None  # the next one waits for the pace
+    clock.now += 1 / gate.pace
+    assert gate.enter(float("inf")) == clock.now
+
+
+def test_the_pace_grows_only_while_in_use_and_slowly_near_the_ceiling() -> None:
+    clock = Clock()
+    gate = Gate(max_in_flight=8, clock=clock, backoff_base=0.0)
+    accept(gate, clock, 20, 1.0)
+    gate.leave(Outcome.OVER_QUOTA, gate.enter(float("inf")) or 0.0)
+    learned = gate.pace or 0.0
+    accept(gate, clock, 5, 5.0)  # far under the pace: nothing learned from it
+    assert gate.pace == learned
+    accept(gate, clock, int(5 * learned), 5.0)  # at the pace, near the last ceiling
+    assert learned * 1.05 < (gate.pace or 0.0) < learned * 1.15  # 2 %/s, not 20 %/s
+
+
+def test_a_503_cuts_concurrency_but_learns_no_pace() -> None:
+    clock = Clock()
+    gate = Gate(max_in_flight=8, clock=clock, backoff_base=0.0)
+    accept(gate, clock, 40, 1.0)
+    gate.leave(Outcome.THROTTLED, gate.enter(float("inf")) or 0.0)
+    assert gate.pace is None and gate.limit == 4
+
+
 def test_outage_time_is_measured_and_ended_by_any_answer() -> None:
     clock = Clock()
     gate = Gate(clock=clock, outage_limit=60, backoff_base=0.0)
