@@ -17,20 +17,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Literal
 
-from .dicomhead import read_uids
 from .errors import DcmwebError, UsageError
 from .existing import ServerHoldings
-from .files import read_part10_info
+from .files import read_part10_head
 from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, Journal
 from .report import ReportWriter
 from .store import DICOMDIR_CLASS, StoreOptions, StoreResult, iter_store
+from .storecheck import dataset_uids
 
 OutcomeStatus = Literal["stored", "already stored", "skipped", "failed", "conflict"]
 ConflictPolicy = Literal["fail", "skip", "overwrite"]
 CONFLICT_POLICIES: tuple[ConflictPolicy, ...] = ("fail", "skip", "overwrite")
-HEAD_BYTES = 64 * 1024  # enough to reach the Study/Series/SOP UIDs of any sane file
 SHAPING_WAIT = 0.2  # seconds the first request may wait for the job's size to be known
 MIN_BATCH_BYTES = 1024 * 1024
 LARGE_JOB_BATCH_BYTES = 4 * 1024 * 1024  # a tree too big to count at once
@@ -124,12 +123,7 @@ class _Pending:
 
 
 def _file_uids(path: Path) -> UIDs:
-    try:
-        with open(path, "rb") as handle:
-            uids = read_uids(handle.read(HEAD_BYTES))
-    except OSError:
-        uids = None
-    return uids if uids else (None, None, None)
+    return dataset_uids(path) or (None, None, None)
 
 
 class BulkStore:
@@ -271,18 +265,17 @@ class BulkStore:
 
     def _plan(self, path: Path, size: int) -> None:
         """--dry-run: classify by header as the store would, and count."""
-        info = read_part10_info(path)
-        if info is None or info.sop_class_uid == DICOMDIR_CLASS:
-            reason = ("a DICOMDIR index, not an image" if info else
+        head = read_part10_head(path)
+        if head is None or head.info.sop_class_uid == DICOMDIR_CLASS:
+            reason = ("a DICOMDIR index, not an image" if head else
                       "empty file" if size == 0 else "not a DICOM Part-10 file (no DICM marker)")
             self.summary.counts["skipped"] += 1
             self.summary.skip_reasons[reason] += 1
             return
         self.summary.would_send += 1
         self.summary.would_send_bytes += size
-        study = _file_uids(path)[0]
-        if study:
-            self.summary.studies.add(study)
+        if head.uids:
+            self.summary.studies.add(head.uids[0])
 
     def _finish(self, result: StoreResult) -> None:
         pending = self._pending.pop(str(result.path), None)
@@ -296,7 +289,10 @@ class BulkStore:
         http_match = _HTTP_STATUS.search(message or "")
         reason_match = _REASON.search(message or "")
         uids: UIDs = (None, None, result.sop_instance_uid)
-        if result.status != "skipped":
+        if result.study_instance_uid:
+            uids = (result.study_instance_uid, result.series_instance_uid,
+                    result.sop_instance_uid)
+        elif result.status != "skipped":  # a file read before sending knows its UIDs
             study, series, sop = _file_uids(result.path)
             uids = (study, series, sop or result.sop_instance_uid)
         return Outcome(

@@ -15,9 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .dicomhead import read_meta
-
-_META_READ = 8192
+from .dicomhead import HEAD_BYTES, read_meta, read_uids
 
 
 @dataclass(frozen=True)
@@ -45,8 +43,18 @@ def not_regular(path: str | os.PathLike[str]) -> str | None:
     return f"not a regular file: {kind}"
 
 
-def read_part10_info(path: str | os.PathLike[str]) -> Part10Info | None:
-    """Read the File Meta Information of a Part-10 file, or None if it is not one.
+@dataclass(frozen=True)
+class Part10Head:
+    """What one read of a file's first bytes tells: its File Meta, the UIDs of its data
+    set (None when they lie past the bytes read, or the encoding is unusual) and its size."""
+
+    info: Part10Info
+    uids: tuple[str, str, str] | None
+    size: int
+
+
+def read_part10_head(path: str | os.PathLike[str]) -> Part10Head | None:
+    """Read the start of a Part-10 file once, or None if it is not one.
 
     Only regular files are opened (checked before, and again on the open file, so a
     FIFO swapped in meanwhile cannot block the read).
@@ -56,17 +64,25 @@ def read_part10_info(path: str | os.PathLike[str]) -> Part10Info | None:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            status = os.fstat(handle.fileno())
+            if not stat.S_ISREG(status.st_mode):
                 return None
-            head = handle.read(_META_READ)
+            head = handle.read(HEAD_BYTES)
     except OSError:
         return None
     meta = read_meta(head)
     if meta is None:
         return None
     values = meta[0]
-    return Part10Info(values.get(0x00020002, ""), values.get(0x00020003, ""),
+    info = Part10Info(values.get(0x00020002, ""), values.get(0x00020003, ""),
                       values.get(0x00020010, ""))
+    return Part10Head(info, read_uids(head, meta), status.st_size)
+
+
+def read_part10_info(path: str | os.PathLike[str]) -> Part10Info | None:
+    """The File Meta Information of a Part-10 file, or None if it is not one."""
+    head = read_part10_head(path)
+    return head.info if head else None
 
 
 def _walk(directory: str) -> Iterator[str]:

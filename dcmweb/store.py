@@ -18,7 +18,7 @@ from typing import Literal
 from . import storecheck
 from .errors import AnswerLost, ServerError, UnavailableError, UsageError
 from .filebody import SizedFileBody
-from .files import Part10Info, not_regular, read_part10_info
+from .files import Part10Head, not_regular, read_part10_head
 from .http import Http, body_message, parse_retry_after, read_limited
 from .multipart import MultipartBody, MultipartError, new_boundary
 from .parallel import run_bounded
@@ -66,13 +66,23 @@ class StoreResult:
     # How a stored file was proven: the STOW answer named it, or a search found it.
     confirmed_by: ConfirmedBy | None = None
     http_status: int | None = None  # of the STOW request that decided this file
+    # The data set's own UIDs, read before sending (None when the file was not read).
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
 
 
 @dataclass(frozen=True)
 class _Item:
     path: Path
-    info: Part10Info
-    size: int
+    head: Part10Head
+
+    @property
+    def size(self) -> int:
+        return self.head.size
+
+    @property
+    def sop_instance_uid(self) -> str:
+        return self.head.info.sop_instance_uid
 
 
 def _batches(paths: Iterable[Path], options: StoreOptions,
@@ -87,11 +97,11 @@ def _batches(paths: Iterable[Path], options: StoreOptions,
         if odd is not None:  # never opened: a FIFO would block the run forever
             skipped.append(StoreResult(path, "skipped", message=odd))
             continue
-        info = read_part10_info(path)
-        if info is not None and info.sop_class_uid == DICOMDIR_CLASS:
+        head = read_part10_head(path)
+        if head is not None and head.info.sop_class_uid == DICOMDIR_CLASS:
             skipped.append(StoreResult(path, "skipped", message="a DICOMDIR index, not an image"))
             continue
-        if info is None:
+        if head is None:
             try:
                 with open(path, "rb"):
                     empty = os.path.getsize(path) == 0
@@ -101,22 +111,17 @@ def _batches(paths: Iterable[Path], options: StoreOptions,
             reason = "empty file" if empty else "not a DICOM Part-10 file (no DICM marker)"
             skipped.append(StoreResult(path, "skipped", message=reason))
             continue
-        size = os.path.getsize(path)
+        item = _Item(path, head)
         # One UID per request: the answer is matched to files by SOP Instance UID.
-        if batch and (len(batch) >= limit or batch_bytes + size > options.batch_bytes
-                      or info.sop_instance_uid in uids):
+        if batch and (len(batch) >= limit or batch_bytes + item.size > options.batch_bytes
+                      or item.sop_instance_uid in uids):
             yield batch
             batch, batch_bytes, uids = [], 0, set()
-        batch.append(_Item(path, info, size))
-        batch_bytes += size
-        uids.add(info.sop_instance_uid)
+        batch.append(item)
+        batch_bytes += item.size
+        uids.add(item.sop_instance_uid)
     if batch:
         yield batch
-
-
-def _dataset_sop_uid(path: Path) -> str | None:
-    uids = storecheck.dataset_uids(path)
-    return uids[2] if uids else None
 
 
 class _Reply:
@@ -300,10 +305,10 @@ class Uploader:
         duplicates: list[tuple[_Item, str]] = []
         answered = [*answer.failed, *answer.stored]
         for item in items:
-            uid = item.info.sop_instance_uid
-            if answered and uid not in answered:
+            uid = item.sop_instance_uid
+            if answered and uid not in answered and item.head.uids:
                 # The answer names the data set's SOPInstanceUID; the File Meta's may differ.
-                uid = _dataset_sop_uid(item.path) or uid
+                uid = item.head.uids[2]
             if len(items) == 1 and uid not in answered and len(answered) == 1:
                 # One file, one answer: it is this file's, even when the File Meta
                 # MediaStorageSOPInstanceUID differs from the data set's SOPInstanceUID.
@@ -357,7 +362,7 @@ class Uploader:
                    missing: str | None = None) -> list[StoreResult]:
         """Search for the items: found ones are stored (by search); the others fail with
         ``missing``, or are left out when ``missing`` is None."""
-        wanted = {item.path: storecheck.wanted(item.path, item.info.sop_instance_uid)
+        wanted = {item.path: storecheck.wanted(item.head.uids, item.sop_instance_uid)
                   for item in items}
         found = self.finder.held(wanted.values())
         results: list[StoreResult] = []
@@ -379,8 +384,12 @@ class Uploader:
                 hint: str | None = None) -> StoreResult:
         if hint:
             message = f"{message} ({hint})"
-        return StoreResult(item.path, status, item.size, item.info.sop_instance_uid, url,
-                           message, confirmed_by)
+        # The data set's UIDs are the instance's identity on the server (the File Meta's
+        # SOP Instance UID may differ).
+        study, series, sop = item.head.uids or (None, None, item.sop_instance_uid)
+        return StoreResult(item.path, status, item.size, sop, url,
+                           message, confirmed_by, study_instance_uid=study,
+                           series_instance_uid=series)
 
 
 def iter_store(http: Http, base_url: str, paths: Iterable[Path],

@@ -16,11 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .dicomhead import read_uids
+from .dicomhead import HEAD_BYTES, read_uids
 from .errors import ServerError
 from .http import Http, read_limited
 
-HEAD_BYTES = 64 * 1024  # enough to reach the SOPInstanceUID of any sane file
 UIDS_PER_SEARCH = 50  # keeps the URL far below the 8 KiB that proxies accept
 ANSWER_LIMIT = 16 * 1024 * 1024
 SOP_INSTANCE_UID = "00080018"
@@ -45,8 +44,9 @@ def dataset_uids(path: Path) -> tuple[str, str, str] | None:
         return None
 
 
-def wanted(path: Path, meta_sop_uid: str) -> Wanted:
-    uids = dataset_uids(path)
+def wanted(uids: tuple[str, str, str] | None, meta_sop_uid: str) -> Wanted:
+    """What to search for: the data set's UIDs when they were read, else the File Meta's
+    SOP Instance UID alone."""
     if uids is None:
         return Wanted(meta_sop_uid, None)
     return Wanted(uids[2], f"studies/{uids[0]}/series/{uids[1]}")

@@ -18,7 +18,7 @@ from hostile import Hostile, Request
 from dcmweb import Client
 from dcmweb.cli import cli
 from dcmweb.filebody import FileChanged, SizedFileBody
-from dcmweb.files import read_part10_info
+from dcmweb.files import read_part10_head
 from dcmweb.store import StoreOptions, Uploader, _Item
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus, logs
@@ -295,9 +295,9 @@ def test_single_part_never_sends_more_than_the_measured_size(local_server: Local
     grown = tmp_path / "grown.dcm"
     data = ct.read_bytes()
     grown.write_bytes(data)
-    info = read_part10_info(grown)
-    assert info is not None
-    item = _Item(grown, info, len(data))
+    head = read_part10_head(grown)
+    assert head is not None and head.size == len(data)
+    item = _Item(grown, head)
     with grown.open("ab") as handle:  # grows after it was measured
         handle.write(b"\0" * 1000)
     with Client(local_server.url, backoff=0.01) as client:
@@ -334,7 +334,7 @@ def test_search_by_uid_list_finds_exactly_what_is_held(server: str, tmp_path: Pa
     files = corpus.synthetic_files(tmp_path / "s", 6, series_per_study=2)
     with Client(srv.url, backoff=0.01) as client:
         assert {r.status for r in client.store(files[:4])} == {"stored"}
-        wanted = [storecheck.wanted(p, sop_uid(p)) for p in files]
+        wanted = [storecheck.wanted(storecheck.dataset_uids(p), sop_uid(p)) for p in files]
         finder = storecheck.Finder(client.http, client.base_url)
         found = finder.held(wanted)
         assert finder.held(wanted) == found  # again, now knowing whether lists match
