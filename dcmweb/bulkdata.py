@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from .errors import UsageError
 from .http import Http
+from .multipart import Chunk
 from .retrieve import RetrieveResult
 from .wado import answer_parts, get, instance_file, save
 from .wadopath import WadoPath, parse_wado_path
@@ -56,7 +57,7 @@ def _target(path: str) -> WadoPath:
     return target
 
 
-def _chunks(http: Http, base_url: str, target: WadoPath) -> Iterator[bytes]:
+def _chunks(http: Http, base_url: str, target: WadoPath) -> Iterator[Chunk]:
     url = bulk_url(base_url, target)
     what = f"retrieve bulk data {url}"
     with get(http, url, what, ACCEPT) as response:

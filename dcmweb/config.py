@@ -29,11 +29,6 @@ from typing import Any
 
 from .errors import UsageError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 
 def default_path() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
@@ -65,6 +60,11 @@ def load_profile(config: str | None, profile: str | None) -> Profile:
             raise UsageError(f"profile {profile!r} asked for, but there is no config file "
                              f"{path}", "create it, or give one with --config FILE")
         return Profile()
+    # Imported here: most runs have no config file, and each command's start-up counts.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:

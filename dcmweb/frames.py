@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import ServerError, UsageError
 from .http import Http
-from .multipart import parse_content_type
+from .multipart import Chunk, parse_content_type
 from .retrieve import RetrieveResult, accept_header
 from .wado import answer_parts, get, instance_file, save, wants_transcoding
 from .wadopath import WadoPath, parse_wado_path
@@ -39,7 +39,7 @@ def frames_target(path: str) -> WadoPath:
 
 
 def iter_frames(http: Http, base_url: str, target: WadoPath, part_type: str
-                ) -> Iterator[tuple[int, str, Iterator[bytes]]]:
+                ) -> Iterator[tuple[int, str, Iterator[Chunk]]]:
     """(frame number, part type, chunks) for each frame asked for, in order."""
     url_path = target.url_path()
     what = f"retrieve {url_path}"

@@ -11,14 +11,15 @@ from __future__ import annotations
 import io
 import os
 import re
-import secrets
 import stat
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate
 
-__all__ = ["MultipartBody", "MultipartError", "Part", "iter_parts", "new_boundary",
+__all__ = ["Chunk", "MultipartBody", "MultipartError", "Part", "iter_parts", "new_boundary",
            "parse_content_type"]
+
+Chunk = bytes | memoryview  # a piece of an answer: part bodies are views of what arrived
 
 MAX_HEADER_BYTES = 64 * 1024  # per part; a larger header section means a broken stream
 _MAX_PADDING = 4096  # transport padding allowed after a boundary (RFC 2046 sets no limit)
@@ -36,7 +37,7 @@ class MultipartError(ValueError):
 
 def new_boundary() -> str:
     """A random boundary: 32 hex chars cannot need quoting and will not occur in the data."""
-    return secrets.token_hex(16)
+    return os.urandom(16).hex()  # as secrets.token_hex, without importing it on every run
 
 
 def _quote(value: str) -> str:
@@ -216,12 +217,14 @@ class MultipartBody:
 class Part:
     """One body part of a multipart response; read it with iter_content() before the next."""
 
-    def __init__(self, headers: dict[str, str], body: Iterator[bytes]) -> None:
+    def __init__(self, headers: dict[str, str], body: Iterator[memoryview]) -> None:
         self.headers = headers
         self.content_type = headers.get("content-type", "")
         self._body = body
 
-    def iter_content(self) -> Iterator[bytes]:
+    def iter_content(self) -> Iterator[memoryview]:
+        """The body as read-only views of the chunks it arrived in (no copies): write
+        them, ``b"".join`` them, or ``bytes()`` one to keep it."""
         return self._body  # one shared generator: a partly read part resumes where it stopped
 
     def __repr__(self) -> str:
@@ -244,15 +247,18 @@ def _parse_headers(block: bytes) -> dict[str, str]:
 class _Parser:
     """State shared by iter_parts and the body generator of the current part.
 
-    self._buf holds unconsumed input from self._pos on: at most one chunk plus a delimiter
-    (or a header section), never a whole part.
+    self._buf is the chunk being parsed, unconsumed from self._pos on. Part bodies leave
+    as views of it, so a byte is never copied here: a new chunk becomes the buffer as it
+    is, unless a few bytes are left over (a delimiter or a header section split across
+    chunks), which are then joined with it.
     """
 
     def __init__(self, chunks: Iterable[bytes], boundary: bytes) -> None:
         self._chunks = iter(chunks)
         self._delim = b"\r\n--" + boundary
         # The leading CRLF lets a boundary at the very start of the stream match the delimiter.
-        self._buf = bytearray(b"\r\n")
+        self._buf = b"\r\n"
+        self._view = memoryview(self._buf)
         self._pos = 0
         self._next = (_MORE, 0)  # what followed the delimiter that ended the last part
         self._part_done = True
@@ -261,9 +267,10 @@ class _Parser:
         """Drop consumed bytes and append the next non-empty chunk; False at end of stream."""
         for chunk in self._chunks:
             if chunk:
-                del self._buf[: self._pos]  # bytearray trims its front cheaply
+                left = self._buf[self._pos :] if self._pos < len(self._buf) else b""
+                self._buf = left + chunk if left else bytes(chunk)  # bytes(bytes): no copy
+                self._view = memoryview(self._buf)
                 self._pos = 0
-                self._buf += chunk
                 return True
         return False
 
@@ -311,16 +318,23 @@ class _Parser:
                 raise MultipartError("multipart stream truncated in part headers")
         if end - self._pos > MAX_HEADER_BYTES:
             raise MultipartError(f"part headers larger than {MAX_HEADER_BYTES} bytes")
-        block = bytes(self._buf[self._pos + 2 : end])
+        block = self._buf[self._pos + 2 : end]
         self._pos = end + 4
         return _parse_headers(block)
 
-    def _take(self, a: int, b: int) -> bytes:
-        with memoryview(self._buf) as mv:  # one copy; released so the buffer can resize
-            return mv[a:b].tobytes()
+    def _data_end(self, pos: int) -> int:
+        """Where the bytes from pos on stop being surely data: a tail that may be the start
+        of a delimiter split across chunks is held back (it always starts with CR)."""
+        buf, delim = self._buf, self._delim
+        cr = buf.find(b"\r", max(pos, len(buf) - len(delim) + 1))
+        while cr >= 0:
+            if delim.startswith(buf[cr:]):
+                return cr
+            cr = buf.find(b"\r", cr + 1)
+        return len(buf)
 
-    def _body(self, eof_error: str) -> Iterator[bytes]:
-        d, keep = self._delim, len(self._delim) - 1
+    def _body(self, eof_error: str) -> Iterator[memoryview]:
+        d = self._delim
         scan = 0  # relative to self._pos
         while True:
             pos = self._pos
@@ -328,7 +342,7 @@ class _Parser:
             if idx >= 0:
                 if idx > pos:
                     self._pos = idx
-                    yield self._take(pos, idx)
+                    yield self._view[pos:idx]
                 kind, at = self._classify(idx + len(d))
                 if kind in (_PART, _CLOSE):
                     self._next, self._part_done = (kind, at), True
@@ -338,11 +352,10 @@ class _Parser:
                     continue
                 scan = 0
             else:
-                # Hold back only what could be the start of a delimiter split across chunks.
-                cut = len(self._buf) - keep
+                cut = self._data_end(pos)
                 if cut > pos:
                     self._pos = cut
-                    yield self._take(pos, cut)
+                    yield self._view[pos:cut]
                 scan = 0
             if not self._fill():
                 raise MultipartError(eof_error)

@@ -12,14 +12,16 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode
 
 from .body import read_json
 from .errors import ServerError, UsageError
 from .http import Http
 from .paths import parse_search_path
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 log = logging.getLogger("dcmweb")
 T = TypeVar("T")
@@ -74,6 +76,8 @@ def _row_identity(row: dict[str, Any], level: str) -> int:
 def _in_background(func: Callable[[], T]) -> Future[T]:
     """Run func in a daemon thread: Ctrl-C and SIGTERM never wait for it (a page fetch
     may be retrying a 503 for minutes), unlike a ThreadPoolExecutor's threads."""
+    from concurrent.futures import Future  # paging only: a single page never waits
+
     future: Future[T] = Future()
 
     def run() -> None:

@@ -19,7 +19,7 @@ import requests
 from .body import iter_body
 from .errors import ServerError
 from .http import Http, server_message
-from .multipart import iter_parts, parse_content_type
+from .multipart import Chunk, iter_parts, parse_content_type
 from .paths import ResourcePath
 
 CHUNK = 1024 * 1024
@@ -72,7 +72,7 @@ def get(http: Http, url: str, what: str, accept: str, *, transcoding: bool = Fal
 
 
 def answer_parts(response: requests.Response, what: str
-                 ) -> Iterator[tuple[str, Iterator[bytes]]]:
+                 ) -> Iterator[tuple[str, Iterator[Chunk]]]:
     """(part type, its chunks) for each part of a multipart answer, or the one body."""
     content_type = response.headers.get("Content-Type", "")
     mime, params = parse_content_type(content_type)
@@ -95,7 +95,7 @@ def instance_file(output: Path, resource: ResourcePath, suffix: str, mime: str) 
     return output.joinpath(*folders, f"{resource.instance}{suffix}{EXTENSIONS.get(mime, '.bin')}")
 
 
-def save(chunks: Iterable[bytes], final: Path) -> int:
+def save(chunks: Iterable[Chunk], final: Path) -> int:
     """Write to a temporary file beside ``final``, rename when complete; the size."""
     from .retrieve import DiskSpace, _create_temp, _writing  # retrieve owns these rules
 

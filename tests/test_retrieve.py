@@ -176,6 +176,25 @@ def test_boundary_from_the_answer_header(content_type: str, synth: list[Path],
     assert all(sha(where(tmp_path, p)) == sha(p) for p in synth[:3])
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
+def test_content_encoded_answer_is_decoded(encoding: str, synth: list[Path],
+                                           tmp_path: Path) -> None:
+    """Chunks are handed on as read only when the body has no content coding: a gzipped
+    answer (a proxy may send one, since requests offers gzip) is still decoded."""
+    import gzip
+
+    body = multipart([p.read_bytes() for p in synth[:3]], "plain-1")
+    sent = gzip.compress(body) if encoding == "gzip" else body
+    content_type = 'multipart/related; type="application/dicom"; boundary=plain-1'
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1.2", lambda req: req.reply(
+            200, sent, content_type, headers={"Content-Encoding": encoding}))
+        result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert files_under(tmp_path) == {where(tmp_path, p) for p in synth[:3]}
+    assert all(sha(where(tmp_path, p)) == sha(p) for p in synth[:3])
+
+
 def test_single_part_answer(synth: list[Path], tmp_path: Path) -> None:
     study, series, sop = uids_of(synth[0])
     path = f"/studies/{study}/series/{series}/instances/{sop}"

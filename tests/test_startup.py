@@ -1,0 +1,75 @@
+"""Start-up: a command imports only what it needs (each import is paid on every run).
+
+A whole `dcmweb retrieve` process should spend at most about 120 ms before its first byte
+(docs/performance.md); most of that is the interpreter, requests and click. These tests
+pin that nothing heavier comes along: pydicom (numpy), google-auth, sqlite, the test
+server, the store machinery, a TOML parser without a config file, the search pager.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dcmweb import Client
+from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+
+# Runs the command in a fresh interpreter, then lists every module it imported.
+_RUN = """
+import json, sys
+report = sys.argv.pop(1)
+from dcmweb.cli import main
+try:
+    main()
+except SystemExit as done:
+    code = done.code
+with open(report, "w") as out:
+    json.dump({"code": code, "modules": sorted(sys.modules)}, out)
+"""
+
+HEAVY = ("pydicom", "numpy", "google.auth", "sqlite3", "dcmweb.testing", "dcmweb.store",
+         "dcmweb.bulk", "dcmweb.journal", "dcmweb.files", "dcmweb.inputs", "tqdm",
+         "requests_toolbelt", "pytest")
+
+
+def imported(tmp_path: Path, *args: str) -> set[str]:
+    report = tmp_path / "modules.json"
+    done = subprocess.run([sys.executable, "-c", _RUN, str(report), *args],
+                          capture_output=True, text=True, timeout=120)
+    result = json.loads(report.read_text())
+    assert result["code"] in (0, None), done.stderr
+    return set(result["modules"])
+
+
+def loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
+
+
+def test_help_imports_no_http_stack(tmp_path: Path) -> None:
+    modules = imported(tmp_path, "--help")
+    assert loaded(modules, ("requests", "urllib3", "ssl", *HEAVY)) == []
+
+
+@pytest.fixture
+def one_study(local_server: LocalServer, tmp_path: Path) -> str:
+    files = corpus.synthetic_files(tmp_path / "files", 2)
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(files)} == {"stored"}
+        return str(client.search("studies")[0]["0020000D"]["Value"][0])
+
+
+def test_retrieve_of_a_study_imports_only_what_it_needs(local_server: LocalServer,
+                                                         one_study: str,
+                                                         tmp_path: Path) -> None:
+    modules = imported(tmp_path, local_server.url, "retrieve", f"studies/{one_study}",
+                       "--output", str(tmp_path / "out"))
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 2
+    # No config file (the tests' XDG_CONFIG_HOME is empty): no TOML parser. One study
+    # without -m: no listing, so no search pager and its futures.
+    assert loaded(modules, (*HEAVY, "tomllib", "tomli", "dcmweb.search",
+                            "concurrent.futures", "secrets")) == []
