@@ -108,7 +108,12 @@ def check_size(at_least: int) -> Callable[[Ctx, Sample], None]:
 
 
 def curl_jq_csv(pages: list[str]) -> Callable[[Ctx], Sample]:
-    """The shell pipeline a user writes without dcmweb: curl the pages, jq them to CSV."""
+    """The shell pipeline a user writes without dcmweb: curl the pages, jq them to CSV.
+
+    A page that fails ends the run with curl's message (an earlier run reported "0 of
+    10000 lines" and exit 0: every page but the last, empty one had failed, and curl
+    exits with the last transfer's status). A 500 or 503 is retried twice, as dcmweb
+    retries a 500."""
     fields = ", ".join(f'(.["{_TAGS[f]}"].Value[0] // "")' for f in CSV_FIELDS)
 
     def run(ctx: Ctx) -> Sample:
@@ -117,7 +122,8 @@ def curl_jq_csv(pages: list[str]) -> Callable[[Ctx], Sample]:
             curl.block(f"{ctx.url}/{page}", headers={"Accept": "application/dicom+json"},
                        output="-")
             for page in pages))
-        pipeline = (f"{shlex.join(curl.command(config))} | jq -r '.[] | [{fields}] | @csv'"
+        argv = curl.command(config, fail_early=True, retries=2)
+        pipeline = (f"{shlex.join(argv)} | jq -r '.[] | [{fields}] | @csv'"
                     f" > {shlex.quote(str(ctx.output / 'out.csv'))}")
         return run_sample(["bash", "-o", "pipefail", "-c", pipeline],
                           stderr=ctx.scratch / "curl.stderr")
@@ -191,7 +197,8 @@ def build_issue10_cases(s: Sets, run_dir: Path) -> list[Case]:
                    cli("HOST", "search", "instances", "--page-size", str(page), "--format",
                        "csv", "--fields", ",".join(CSV_FIELDS), stdout_name="out.csv"),
                    check_lines(n_search + 1, "out.csv")),
-            Client("curl-jq", "curl (same pages, keep-alive) piped to jq -r '... @csv'", "curl",
+            Client("curl-jq", "curl (same pages, keep-alive, --retry 2) piped to "
+                   "jq -r '... @csv'", "curl",
                    curl_jq_csv(pages), check_lines(n_search, "out.csv")),
         ],
         shared_server=read_search,

@@ -43,8 +43,15 @@ def write_config(path: Path, blocks: Iterable[list[str]]) -> Path:
     return path
 
 
-def command(config: Path, *, parallel: int = 0) -> list[str]:
+def command(config: Path, *, parallel: int = 0, fail_early: bool = False,
+            retries: int = 0) -> list[str]:
+    """curl for a config file. Without ``fail_early`` curl's exit status is only the last
+    transfer's: pages that failed before a last empty one leave a pipeline exiting 0."""
     argv = ["curl", "--no-progress-meter"]
+    if fail_early:
+        argv.append("--fail-early")
+    if retries:
+        argv += ["--retry", str(retries)]
     if parallel > 1:
         argv += ["--parallel", "--parallel-max", str(parallel)]
     return [*argv, "--config", str(config)]
