@@ -48,6 +48,7 @@ PACE_GROWTH_UNKNOWN = 0.20
 PACE_GROWTH_NEAR_CEILING = 0.02
 NEAR_CEILING = 0.9
 PACE_IN_USE = 0.8
+PACE_MIN_SAMPLES = 10
 
 
 class Outcome(Enum):
@@ -187,7 +188,11 @@ class Gate:
         return sum(1 for t in self._accepted if t >= now - window) / window
 
     def _learn_pace(self, now: float) -> None:
-        """A 429 to a request sent after the last cut: pace a little under what got in."""
+        """A 429 to a request sent after the last cut: pace a little under what got in.
+        Too few answers to measure a rate (a 429 at the very start, or a lone one) teach
+        nothing: a pace of 1/s from no data would take half a minute to grow back."""
+        if len(self._accepted) < PACE_MIN_SAMPLES:
+            return
         self._ceiling = self._accepted_rate(now)
         pace = max(1.0, PACE_MARGIN * self._ceiling)
         if self.pace is not None:

@@ -86,6 +86,14 @@ def test_the_pace_grows_only_while_in_use_and_slowly_near_the_ceiling() -> None:
     assert learned * 1.05 < (gate.pace or 0.0) < learned * 1.15  # 2 %/s, not 20 %/s
 
 
+def test_a_429_before_enough_answers_learns_no_pace() -> None:
+    clock = Clock()
+    gate = Gate(max_in_flight=8, clock=clock, backoff_base=0.0)
+    accept(gate, clock, 3, 1.0)
+    gate.leave(Outcome.OVER_QUOTA, gate.enter(float("inf")) or 0.0)
+    assert gate.pace is None and gate.limit == 4  # concurrency still halves
+
+
 def test_a_503_cuts_concurrency_but_learns_no_pace() -> None:
     clock = Clock()
     gate = Gate(max_in_flight=8, clock=clock, backoff_base=0.0)
