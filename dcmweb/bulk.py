@@ -19,12 +19,11 @@ from typing import IO, Literal
 
 from .errors import DcmwebError, UsageError
 from .existing import ServerHoldings
-from .files import read_part10_head
 from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, Journal
 from .report import ReportWriter
-from .store import DICOMDIR_CLASS, StoreOptions, StoreResult, iter_store
+from .store import StoreOptions, StoreResult, iter_store, triage
 from .storecheck import dataset_uids
 
 OutcomeStatus = Literal["stored", "already stored", "skipped", "failed", "conflict"]
@@ -216,7 +215,10 @@ class BulkStore:
             try:
                 stat = os.stat(path)
             except OSError:
-                yield path  # the uploader reports why it cannot be read
+                if self.options.dry_run:
+                    self._plan(path)  # fails it, as the upload would
+                else:
+                    yield path  # the uploader reports why it cannot be read
                 continue
             entry = journal.lookup(key) if journal else None
             same = (entry is not None and entry.size == stat.st_size
@@ -242,7 +244,7 @@ class BulkStore:
                     if unsure else "already on the server (--skip-existing)"):
                 continue
             if self.options.dry_run:
-                self._plan(path, stat.st_size)
+                self._plan(path)
                 continue
             attempts = (entry.attempts if entry is not None and same else 0) + 1
             self._pending[str(path)] = _Pending(key, stat.st_size, stat.st_mtime_ns,
@@ -263,19 +265,21 @@ class BulkStore:
         self._emit(Outcome(path, "already stored", size, uids, message=why))
         return True
 
-    def _plan(self, path: Path, size: int) -> None:
-        """--dry-run: classify by header as the store would, and count."""
-        head = read_part10_head(path)
-        if head is None or head.info.sop_class_uid == DICOMDIR_CLASS:
-            reason = ("a DICOMDIR index, not an image" if head else
-                      "empty file" if size == 0 else "not a DICOM Part-10 file (no DICM marker)")
-            self.summary.counts["skipped"] += 1
-            self.summary.skip_reasons[reason] += 1
+    def _plan(self, path: Path) -> None:
+        """--dry-run: decide as the store would (skip, fail or send), and count; a file
+        that would fail is reported as failed, as in a real run."""
+        item = triage(path)
+        if isinstance(item, StoreResult):
+            if item.status == "failed":
+                self._emit(self._outcome(item, None), record=False)
+            else:
+                self.summary.counts["skipped"] += 1
+                self.summary.skip_reasons[item.message or "skipped"] += 1
             return
         self.summary.would_send += 1
-        self.summary.would_send_bytes += size
-        if head.uids:
-            self.summary.studies.add(head.uids[0])
+        self.summary.would_send_bytes += item.size
+        if item.head.uids:
+            self.summary.studies.add(item.head.uids[0])
 
     def _finish(self, result: StoreResult) -> None:
         pending = self._pending.pop(str(result.path), None)

@@ -313,19 +313,20 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
 
 
 def _store_verdict(summary: Summary, dry_run: bool) -> None:
-    """The store run's exit: an error, or nothing when it went well."""
+    """The store run's exit: an error, or nothing when it went well. A dry run ends as
+    the real run would, its files to send counting as stored."""
     counts = summary.counts
+    would_send = summary.would_send if dry_run else 0
+    total = summary.done + would_send
     if counts["failed"] and not (counts["stored"] or counts["already stored"]
-                                 or counts["conflict"]):
+                                 or counts["conflict"] or would_send):
         raise AllFailed(f"nothing stored: {counts['failed']} of "
-                        f"{plural(summary.done, 'file')} failed",
+                        f"{plural(total, 'file')} failed",
                         status=summary.failure_status)
     if counts["failed"]:
-        raise PartialFailure(f"{counts['failed']} of {plural(summary.done, 'file')} failed "
+        raise PartialFailure(f"{counts['failed']} of {plural(total, 'file')} failed "
                              "to store")
-    if dry_run or summary.counts["stored"] or summary.counts["already stored"]:
-        return
-    if summary.counts["conflict"]:
+    if counts["stored"] or counts["already stored"] or counts["conflict"] or would_send:
         return
     if summary.not_retried and not summary.done:
         return  # --retry-failed with nothing left to retry

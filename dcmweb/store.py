@@ -85,6 +85,26 @@ class _Item:
         return self.head.info.sop_instance_uid
 
 
+def triage(path: Path) -> _Item | StoreResult:
+    """The file to send, or its outcome decided without sending (skipped: not DICOM, a
+    DICOMDIR, a FIFO; failed: missing or unreadable). A dry run decides the same way."""
+    odd = not_regular(path)
+    if odd is not None:  # never opened: a FIFO would block the run forever
+        return StoreResult(path, "skipped", message=odd)
+    head = read_part10_head(path)
+    if head is not None and head.info.sop_class_uid == DICOMDIR_CLASS:
+        return StoreResult(path, "skipped", message="a DICOMDIR index, not an image")
+    if head is not None:
+        return _Item(path, head)
+    try:
+        with open(path, "rb"):
+            empty = os.path.getsize(path) == 0
+    except OSError as exc:  # asked for but unreadable: a failure, not a skip
+        return StoreResult(path, "failed", message=f"cannot read: {exc.strerror}")
+    reason = "empty file" if empty else "not a DICOM Part-10 file (no DICM marker)"
+    return StoreResult(path, "skipped", message=reason)
+
+
 def _batches(paths: Iterable[Path], options: StoreOptions,
              skipped: list[StoreResult]) -> Iterator[list[_Item]]:
     """Group DICOM files into requests; files decided without sending go to ``skipped``."""
@@ -93,25 +113,10 @@ def _batches(paths: Iterable[Path], options: StoreOptions,
     batch_bytes = 0
     uids: set[str] = set()
     for path in paths:
-        odd = not_regular(path)
-        if odd is not None:  # never opened: a FIFO would block the run forever
-            skipped.append(StoreResult(path, "skipped", message=odd))
+        item = triage(path)
+        if isinstance(item, StoreResult):
+            skipped.append(item)
             continue
-        head = read_part10_head(path)
-        if head is not None and head.info.sop_class_uid == DICOMDIR_CLASS:
-            skipped.append(StoreResult(path, "skipped", message="a DICOMDIR index, not an image"))
-            continue
-        if head is None:
-            try:
-                with open(path, "rb"):
-                    empty = os.path.getsize(path) == 0
-            except OSError as exc:  # asked for but unreadable: a failure, not a skip
-                skipped.append(StoreResult(path, "failed", message=f"cannot read: {exc.strerror}"))
-                continue
-            reason = "empty file" if empty else "not a DICOM Part-10 file (no DICM marker)"
-            skipped.append(StoreResult(path, "skipped", message=reason))
-            continue
-        item = _Item(path, head)
         # One UID per request: the answer is matched to files by SOP Instance UID.
         if batch and (len(batch) >= limit or batch_bytes + item.size > options.batch_bytes
                       or item.sop_instance_uid in uids):

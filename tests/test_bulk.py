@@ -211,6 +211,42 @@ def test_dry_run_sends_nothing_and_says_what_it_would_do(
         "1 excluded, skipped: 1 empty file, 1 not a DICOM Part-10 file (no DICM marker)")
 
 
+@pytest.mark.parametrize(("inputs", "code"), [
+    (["missing.dcm"], 1),  # a file named that does not exist fails: nothing stored
+    (["missing.dcm", "GOOD"], 6),  # ... beside a good one: partial failure
+    (["missing-*.dcm"], 2),  # a mask matching nothing: no files to store
+])
+def test_dry_run_fails_on_missing_input_as_the_real_run_does(
+        local_server: LocalServer, files: list[Path], tmp_path: Path, inputs: list[str],
+        code: int) -> None:
+    args = [str(files[0]) if name == "GOOD" else str(tmp_path / name) for name in inputs]
+    dry = run(local_server.url, "store", *args, "--dry-run")
+    assert local_server.requests == []
+    real = run(local_server.url, "store", *args)
+    assert (dry.exit_code, real.exit_code) == (code, code), (dry.stderr, real.stderr)
+    # The same lines but the summary (Dry run: would send ... / Transferred ...) and
+    # the real run's 'uploaded as'.
+    assert [line for line in lines(dry.stderr) if "Dry run: " not in line] == [
+        line for line in lines(real.stderr)
+        if "Transferred " not in line and " uploaded as " not in line]
+    if code != 2:
+        assert lines(dry.stderr)[0] == (f"dcmweb: error: {tmp_path / 'missing.dcm'} failed: "
+                                        "cannot read: No such file or directory")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_dry_run_gives_the_real_runs_skip_reason_for_a_fifo(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    folder = tmp_path / "with-fifo"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.dcm")
+    (folder / "a.dcm").write_bytes(files[0].read_bytes())
+    result = run(local_server.url, "store", str(folder), "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert lines(result.stderr)[-1].endswith(
+        "skipped: 1 not a regular file: a FIFO (named pipe)")
+
+
 def test_corrupt_file_in_the_middle_fails_alone(local_server: LocalServer, files: list[Path],
                                                 tmp_path: Path) -> None:
     bad = files[0].parent / "synth-000014b.dcm"
