@@ -892,3 +892,29 @@ def test_multipart_splitter_handles_tiny_reads_and_lookalike_boundaries(tmp_path
             complete += 1
     assert complete == 3
     assert len(list(tmp_path.iterdir())) == 4  # the half part was removed by the splitter
+
+
+def test_stop_during_a_request_prints_no_traceback(tmp_path: Path,
+                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    """A server stopped while it still handles an upload (a benchmark's SIGTERM, a
+    fixture's teardown) printed 'Cannot operate on a closed database' with a traceback."""
+    import threading
+
+    server = LocalServer(tmp_path / "store").start()
+    server.inject_fault(delay=0.5, method="POST")  # the upload is handled after stop()
+    answers: list[object] = []
+
+    def upload() -> None:
+        try:
+            answers.append(stow(server, [blob(CT)]).status_code)
+        except requests.RequestException as exc:  # the connection is closed under it
+            answers.append(type(exc).__name__)
+
+    thread = threading.Thread(target=upload)
+    thread.start()
+    time.sleep(0.2)
+    server.stop()
+    thread.join(timeout=10)
+    time.sleep(0.6)  # the handler thread wakes from its delay and meets the closed store
+    assert answers, "the upload never ended"
+    assert "Traceback" not in capfd.readouterr().err

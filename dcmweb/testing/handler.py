@@ -97,6 +97,7 @@ class HTTPServer(ThreadingHTTPServer):
         self.app = app
         self.route = route
         self.connections: set[socket.socket] = set()
+        self.stopping = False
         super().__init__(address, Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -175,7 +176,8 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
         except Exception:
-            traceback.print_exc(file=sys.stderr)
+            if not self.server.stopping:  # stop() closed the store under this request
+                traceback.print_exc(file=sys.stderr)
             self.close_connection = True
             if not self._headers_sent:
                 with contextlib.suppress(OSError):

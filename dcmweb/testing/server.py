@@ -88,6 +88,7 @@ class LocalServer:
     def stop(self) -> None:
         if self._thread is None or self._httpd is None:
             return
+        self._httpd.stopping = True
         self._httpd.shutdown()
         self._httpd.close_connections()
         self._httpd.server_close()
