@@ -301,6 +301,14 @@ class Http:
         self.gate.cancel()
         self.session.close()
 
+    def outage_note(self) -> str | None:
+        """Why to give up once the server has been unavailable for ``outage_limit``
+        seconds in a row; None while the outage may still be waited out."""
+        if not self.gate.outage_over_limit():
+            return None
+        return (f"the server was unavailable for {self.gate.outage_seconds():.0f} s,"
+                " the outage limit")
+
     def sleep(self, seconds: float) -> None:
         """Wait, unless the session is closed meanwhile (Ctrl-C in another thread)."""
         if self._closed.wait(seconds):
@@ -320,6 +328,7 @@ class Http:
         retry_sent: bool = True,
         deadline: float | None = None,
         max_body: int | None = None,
+        ends_outage: bool = True,
     ) -> requests.Response:
         """Send with retries; return a 2xx response (or one in ``accept_status``).
 
@@ -335,9 +344,13 @@ class Http:
         instead of being retried, so the caller can ask the server what it now holds. A
         refused connection or a connect timeout, which surely did not reach the server,
         is still retried here.
+
+        ``ends_outage=False`` is for a check of what a failed write left behind (a search
+        after a lost STOW answer): searches may be answered while every store fails, so
+        its answer does not end an outage on the shared clock (its failures still count).
         """
         return _Exchange(self, method, url, what, params, headers, body, stream,
-                         accept_status, deadline, retry_sent, max_body).run()
+                         accept_status, deadline, retry_sent, max_body, ends_outage).run()
 
 
 class _Exchange:
@@ -346,7 +359,8 @@ class _Exchange:
     def __init__(self, http: Http, method: str, url: str, what: str | None, params: Any,
                  headers: Mapping[str, str] | None, body: BodyFactory | None, stream: bool,
                  accept_status: Container[int], deadline: float | None,
-                 retry_sent: bool, max_body: int | None = None) -> None:
+                 retry_sent: bool, max_body: int | None = None,
+                 ends_outage: bool = True) -> None:
         self.http, self.config, self.gate = http, http.config, http.gate
         self.method = method.upper()
         self.url, self.params = url, params
@@ -355,6 +369,7 @@ class _Exchange:
         self.accept_status = accept_status
         self.retry_sent = retry_sent
         self.max_body = max_body
+        self.ends_outage = ends_outage
         self.started = time.monotonic()
         self.deadline = self.started + (self.config.request_deadline if deadline is None
                                         else deadline)
@@ -474,11 +489,11 @@ class _Exchange:
         self.http._answered.set()
         status = response.status_code
         if 300 <= status < 400 and status != 304 and status not in self.accept_status:
-            self.gate.leave(Outcome.ANSWERED, sent_at)
+            self._leave(Outcome.ANSWERED, sent_at)
             self._follow(response)
             return None
         if status == 401 and not self.refreshed:
-            self.gate.leave(Outcome.ANSWERED, sent_at)
+            self._leave(Outcome.ANSWERED, sent_at)
             if self.http.auth.refresh():
                 self.refreshed = True
                 response.close()
@@ -486,8 +501,8 @@ class _Exchange:
             raise self._error(response)
         if 200 <= status < 300 or status in self.accept_status:
             # An accepted 502 (the caller checks what happened) still tells the gate.
-            self.gate.leave(_outcome(status), sent_at,
-                            parse_retry_after(response.headers.get("Retry-After")))
+            self._leave(_outcome(status), sent_at,
+                        parse_retry_after(response.headers.get("Retry-After")))
             return response
         if status in THROTTLE_STATUSES or status in UNAVAILABLE_STATUSES:
             outcome = _outcome(status)
@@ -500,7 +515,7 @@ class _Exchange:
             finally:
                 response.close()
             return None
-        self.gate.leave(Outcome.ANSWERED, sent_at)
+        self._leave(Outcome.ANSWERED, sent_at)
         if status == 500 and self.server_errors < min(SERVER_ERROR_RETRIES,
                                                       self.config.retry.attempts - 1):
             self.server_errors += 1
@@ -508,6 +523,12 @@ class _Exchange:
             self._wait(self.config.retry.backoff(self.server_errors), f"HTTP {status}")
             return None
         raise self._error(response)
+
+    def _leave(self, outcome: Outcome, sent_at: float, retry_after: float | None = None
+               ) -> None:
+        if not self.ends_outage and outcome in (Outcome.OK, Outcome.ANSWERED):
+            outcome = Outcome.NEUTRAL  # see ends_outage in Http.request
+        self.gate.leave(outcome, sent_at, retry_after)
 
     def _error(self, response: requests.Response) -> DcmwebError:
         try:
@@ -551,13 +572,10 @@ class _Exchange:
         self.gate.leave(outcome, sent_at, retry_after)
         if own:
             self.own_failures += 1
-        note = None
-        if own and self.own_failures >= self.config.retry.attempts:
-            note = f"after {self.attempt} attempts"
-        elif self.gate.outage_over_limit():
-            note = (f"the server was unavailable for {self.gate.outage_seconds():.0f} s,"
-                    f" the outage limit")
-        elif now + (retry_after or 0.0) >= self.deadline:
+        note = (f"after {self.attempt} attempts"
+                if own and self.own_failures >= self.config.retry.attempts
+                else self.http.outage_note())
+        if note is None and now + (retry_after or 0.0) >= self.deadline:
             note = self._deadline_note()
         if note is not None:
             if response is not None:

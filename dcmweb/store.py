@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +20,14 @@ from . import storecheck
 from .errors import AnswerLost, ServerError, UnavailableError, UsageError
 from .filebody import SizedFileBody
 from .files import Part10Head, not_regular, read_part10_head
-from .http import Http, body_message, parse_retry_after, read_limited
+from .http import (
+    UNAVAILABLE_HINT,
+    UNAVAILABLE_STATUSES,
+    Http,
+    body_message,
+    parse_retry_after,
+    read_limited,
+)
 from .multipart import MultipartBody, MultipartError, new_boundary
 from .parallel import run_bounded
 from .stowanswer import StowAnswer, parse_stow_answer
@@ -185,7 +193,7 @@ class Uploader:
             def body() -> object:
                 return MultipartBody(paths, boundary=boundary)
 
-        what = f"store {paths[0]}" if len(paths) == 1 else f"store of {len(paths)} files"
+        what = _what(items)
         # retry_sent=False: a lost answer comes back here, to be checked before a resend;
         # 5xx likewise (accepted here), since the server may have stored before failing.
         response = self.http.request("POST", self.url, what=what, headers=headers, body=body,
@@ -248,12 +256,15 @@ class Uploader:
         pending = items
         reason = ""
         policy = self.http.config.retry
-        for attempt in range(1, attempts + 1):
+        attempt = 0  # this request's own failures (not an outage's)
+        last_failure = float("-inf")
+        while attempt < attempts:
             wait: float | None = None
             try:
                 reply = self._post(pending)
             except AnswerLost as error:
-                reason = error.message
+                reason = problem = error.message
+                unavailable = True
             except (MultipartError, OSError) as error:
                 # A file deleted or changed since it was listed: the upload was cut, so
                 # nothing of it is stored. Find out which file, one request each.
@@ -271,6 +282,13 @@ class Uploader:
                                    replace(result, http_status=reply.status)
                                    for result in self._interpret(pending, reply)], foreign
                 reason, wait = reply.message, reply.retry_after
+                problem = f"{_what(pending)} failed: {reason}"
+                unavailable = reply.status in UNAVAILABLE_STATUSES
+            # Like Http: a failure is this request's own when the server stored something
+            # since its last one; otherwise every store is failing (an outage, waited out).
+            outage = unavailable and self.http.gate.last_ok <= last_failure
+            last_failure = time.monotonic()
+            attempt += not outage
             # The answer is lost: ask what the server holds before sending anything again.
             found = self._confirmed(pending, "its answer was lost")
             done += found
@@ -281,6 +299,16 @@ class Uploader:
                          len(found), len(found) + len(pending))
                 if not pending:
                     return done, False
+                continue
+            if outage:
+                note = self.http.outage_note()
+                if note is not None:
+                    raise UnavailableError(f"{problem} ({note})", UNAVAILABLE_HINT)
+                # The shared backoff this failure set spaced the search and the resend
+                # (and holds every other worker's requests likewise).
+                log.info("%s; %d of %d found on the server by search; the server is "
+                         "unavailable: retrying the other %d", reason, len(found),
+                         len(found) + len(pending), len(pending))
                 continue
             delay = (min(wait, policy.retry_after_cap) if wait is not None
                      else policy.backoff(attempt))
@@ -395,6 +423,10 @@ class Uploader:
         return StoreResult(item.path, status, item.size, sop, url,
                            message, confirmed_by, study_instance_uid=study,
                            series_instance_uid=series)
+
+
+def _what(items: list[_Item]) -> str:
+    return f"store {items[0].path}" if len(items) == 1 else f"store of {len(items)} files"
 
 
 def iter_store(http: Http, base_url: str, paths: Iterable[Path],

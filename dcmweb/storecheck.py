@@ -103,7 +103,8 @@ def _search(http: Http, url: str, uids: list[str]) -> dict[str, str | None]:
     params = {"SOPInstanceUID": ",".join(uids)}
     response = http.request("GET", url, what="search for stored instances", params=params,
                             headers={"Accept": "application/dicom+json"}, stream=True,
-                            accept_status=(204, 404))
+                            # Searches may answer while every store fails: not the end of an outage.
+                            accept_status=(204, 404), ends_outage=False)
     with response:
         if response.status_code in (204, 404):  # no match (404: the series is not there)
             return {}

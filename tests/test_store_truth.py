@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pydicom
@@ -215,15 +219,19 @@ def test_409_duplicate_after_a_lost_answer_is_stored(ct: Path, tmp_path: Path) -
 
 
 # -- one bad batch fails its own files ----------------------------------------------------------
-def _poison_server(fake: Hostile, files: list[Path], poison: set[Path]) -> None:
-    """Answers 500 to any request holding a poison file; names every file otherwise."""
+def _poison_server(fake: Hostile, files: list[Path], poison: set[Path], status: int = 500,
+                   delay: float = 0.0, poison_delay: float = 0.0) -> None:
+    """Answers ``status`` to any request holding a poison file; names every file otherwise.
+    Each answer comes after ``delay`` seconds (``poison_delay`` for a poison one)."""
     contents = {p: p.read_bytes() for p in files}
 
     def stow(req: Request) -> None:
         inside = [p for p, data in contents.items() if data in req.seen.body]
         if poison & set(inside):
-            req.json(500, {"error": {"code": 500, "message": "cannot parse"}})
+            time.sleep(poison_delay)
+            req.json(status, {"error": {"code": status, "message": "cannot parse"}})
             return
+        time.sleep(delay)
         refs = [{"00081155": {"vr": "UI", "Value": [sop_uid(p)]}} for p in inside]
         req.json(200, {"00081199": {"vr": "SQ", "Value": refs}}, "application/dicom+json")
 
@@ -265,6 +273,94 @@ def test_a_server_that_fails_everything_stops_the_run(tmp_path: Path) -> None:
     # Each batch: two attempts, then each half twice: both halves failing stops the split.
     assert posts == 5 * 6
 
+
+
+# -- outages: every store failing is waited out like any outage ----------------------------------
+@contextmanager
+def outage(server: LocalServer, seconds: float, **fault: object) -> Iterator[None]:
+    """The fault to every matching request for ``seconds`` (a redeploy behind a proxy)."""
+    server.inject_fault(count=10**6, **fault)  # type: ignore[arg-type]
+    timer = threading.Timer(seconds, server.clear_faults)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+@pytest.mark.parametrize("fault", [{"status": 502}, {"drop": True}], ids=["502", "dropped"])
+def test_an_outage_of_every_store_is_ridden_out(refusing_server: LocalServer, tmp_path: Path,
+                                                fault: dict) -> None:
+    files = corpus.synthetic_files(tmp_path / "s", 20)
+    with outage(refusing_server, 4, method="POST", **fault):
+        result = run("-m", "--workers", "4", "--retries", "1", "--outage-limit", "60",
+                     refusing_server.url, "store", "--batch-size", "1", str(tmp_path / "s"))
+    # Old dcmweb: files failed "(after 2 attempts)" within 2 s, then "stopping: the server
+    # failed 5 batches in a row", exit 5.
+    assert result.exit_code == 0, result.stderr[-3000:]
+    assert held(refusing_server) == {sop_uid(p) for p in files}
+    assert refusing_server.duplicates == []
+    # Until the first store after the outage (the shared backoff doubles meanwhile).
+    unavailable = re.search(r"in 20 files; server unavailable for (\d+) s$", lines(result)[-1])
+    assert unavailable and 4 <= int(unavailable[1]) <= 20, lines(result)[-1]
+
+
+def test_an_outage_longer_than_the_outage_limit_stops_the_run(local_server: LocalServer,
+                                                              tmp_path: Path) -> None:
+    corpus.synthetic_files(tmp_path / "s", 6)
+    local_server.inject_fault(502, count=10**6, method="POST")
+    started = time.monotonic()
+    result = run("--outage-limit", "3", local_server.url, "store", str(tmp_path / "s"))
+    assert result.exit_code == 5, result.stderr
+    assert time.monotonic() - started < 15
+    assert re.fullmatch(r"dcmweb: error: store of 6 files failed: HTTP 502 Bad Gateway.*"
+                        r" \(the server was unavailable for [3-9] s, the outage limit\)"
+                        r" \(the server is overloaded or down; try again later\)",
+                        lines(result)[-1]), lines(result)[-1]
+    assert re.search(r" in 0 files; 6 not attempted, server unavailable for \d+ s$",
+                     lines(result)[-2])
+    assert held(local_server) == set()
+
+
+def test_a_lone_502_among_stored_batches_is_tried_retries_times(tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "s", 60)
+    poison = files[5]
+    with Hostile() as fake:
+        # Slow answers: the other workers store files while the poison batch is retried.
+        _poison_server(fake, files, {poison}, status=502, delay=0.05, poison_delay=0.3)
+        result = run("-m", "--workers", "3", "--retries", "1", "--outage-limit", "30",
+                     fake.url, "store", "--batch-size", "1", str(tmp_path / "s"))
+        poison_posts = [seen for seen in fake.seen("POST")
+                        if poison.read_bytes() in seen.body]
+    assert result.exit_code == 6, result.stderr[-3000:]
+    assert len(poison_posts) == 2
+    errors = [line for line in lines(result) if line.startswith("dcmweb: error:")]
+    assert errors[0] == (f"dcmweb: error: {poison} failed: HTTP 502 Bad Gateway: cannot parse"
+                         " (after 2 attempts)")
+    assert lines(result)[-2].endswith(" in 59 files; 1 failed")
+
+
+def test_lost_answers_in_an_outage_are_found_by_search_once_it_ends(
+        refusing_server: LocalServer, tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "s", 20)
+    report = tmp_path / "report.jsonl"
+    # The first two batches are stored, their answers lost; then every request (the
+    # searches too) gets 502 for 3 s.
+    refusing_server.inject_fault(after=True, count=2, method="POST")
+    with outage(refusing_server, 3, status=502):
+        result = run("-m", "--workers", "2", "--outage-limit", "60", refusing_server.url,
+                     "store", "--batch-size", "5", "--report", str(report),
+                     str(tmp_path / "s"))
+    assert result.exit_code == 0, result.stderr[-3000:]
+    assert held(refusing_server) == {sop_uid(p) for p in files}
+    assert refusing_server.duplicates == []  # nothing the server held was sent again
+    searches = [r.status for r in refusing_server.requests if r.method == "GET"]
+    assert 502 in searches and 200 in searches
+    rows = report_rows(report).values()
+    assert all(row["status"] == "stored" for row in rows)
+    by_search = [row for row in rows if row["confirmed_by"] == "search"]
+    assert len(by_search) == 10
+    assert {row["message"] for row in by_search} == {"its answer was lost"}
 
 # -- inputs -------------------------------------------------------------------------------------
 def test_a_fifo_in_a_folder_is_skipped_not_read(local_server: LocalServer, tmp_path: Path,
