@@ -38,6 +38,7 @@ from .output import (
     Output,
     StderrLogHandler,
     StorePrinter,
+    describe_start,
     describe_summary,
     human_size,
     plural,
@@ -46,12 +47,10 @@ from .output import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from .bulk import BulkOptions, Summary
+    from .bulk import Summary
     from .client import Client
-    from .inputs import InputSpec
     from .jsonstore import JsonInstance
     from .retrieve import RetrieveResult
-    from .store import StoreOptions
 
 
 def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -289,7 +288,9 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
                                      workers=client.workers)
         run = BulkStore(client.http, client.base_url, spec, store_options, options,
                         report=report, on_outcome=printer, count=counter)
-        _log_start(client.base_url, spec, store_options, options)
+        # Hidden by -q (cron runs stay silent on success), like every info line.
+        output.log(describe_start(client.base_url, spec, store_options, options,
+                                  None if dry_run else report, client.http.config.max_rate))
         output.start_progress(len(pairs) if pairs else None, "file")
         try:
             summary = run.run(client.iter_store_json(pairs, generate_uids=generate_uids)
@@ -333,24 +334,6 @@ def _store_verdict(summary: Summary, dry_run: bool) -> None:
     if summary.unmatched and not summary.done:
         raise UsageError("no files to store", "check the paths and masks")
     raise UsageError("no DICOM files to store", "all files were skipped as not DICOM")
-
-
-def _log_start(url: str, spec: InputSpec, store: StoreOptions, bulk: BulkOptions) -> None:
-    """With -v, one line that says what this run is: where to, from where, how."""
-    from .redact import redact_url
-
-    inputs = [*spec.masks, *(f"list {name}" for name in spec.files_from)]
-    settings = [plural(store.workers, "worker")]
-    settings += [f"{name} {value}" for name, value in (
-        ("journal", bulk.journal), ("shard", spec.shard and
-                                    f"{spec.shard.index}/{spec.shard.count}"),
-        ("on-conflict", bulk.on_conflict if bulk.on_conflict != "fail" else None),
-        ("include", ",".join(spec.include)), ("exclude", ",".join(spec.exclude))) if value]
-    settings += [flag for flag, on in (("retry-failed", bulk.retry_failed),
-                                       ("skip-existing", bulk.skip_existing),
-                                       ("dry-run", bulk.dry_run)) if on]
-    logging.getLogger("dcmweb").debug("store to %s from %s (%s)", redact_url(url),
-                                      ", ".join(inputs), "; ".join(settings))
 
 
 def _json_pairs(masks: tuple[str, ...], metadata: tuple[str, ...], jpeg: tuple[str, ...],

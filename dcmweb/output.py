@@ -25,7 +25,9 @@ from typing import IO, TYPE_CHECKING, Any
 from .errors import DcmwebError
 
 if TYPE_CHECKING:
-    from .bulk import Outcome, Summary
+    from .bulk import BulkOptions, Outcome, Summary
+    from .inputs import InputSpec
+    from .store import StoreOptions
 
 FORMATS = ("pretty", "compact", "jsonl")
 LOG_FORMATS = ("text", "json")
@@ -290,6 +292,29 @@ class StorePrinter:
         if total is not None and rate > 0:
             line += f", about {(total - self.files) / rate:.0f} s left"
         return line
+
+
+def describe_start(url: str, spec: InputSpec, store: StoreOptions, bulk: BulkOptions,
+                   report: str | None = None, max_rate: float | None = None) -> str:
+    """The opening line of a store run: where to (secrets hidden), from where (the
+    inputs as given), and the options that change what or how it sends. Never a file's
+    contents: no patient data."""
+    from .redact import redact_url
+
+    inputs = [*spec.masks, *(f"list {name}" for name in spec.files_from)]
+    batching = "single-part" if store.single_part else f"batch-size {store.batch_size}"
+    settings = [plural(store.workers, "worker"), batching]
+    settings += [f"{name} {value}" for name, value in (
+        ("max-rate", max_rate and f"{max_rate:.3g}/s"),
+        ("journal", bulk.journal), ("report", report),
+        ("shard", spec.shard and f"{spec.shard.index}/{spec.shard.count}"),
+        ("on-conflict", bulk.on_conflict if bulk.on_conflict != "fail" else None),
+        ("include", ",".join(spec.include)), ("exclude", ",".join(spec.exclude)),
+        ("storage-class", store.storage_class), ("study", store.study_uid)) if value]
+    settings += [flag for flag, on in (("retry-failed", bulk.retry_failed),
+                                       ("skip-existing", bulk.skip_existing),
+                                       ("dry-run", bulk.dry_run)) if on]
+    return f"store to {redact_url(url)} from {', '.join(inputs)} ({'; '.join(settings)})"
 
 
 def describe_summary(summary: Summary, *, dry_run: bool = False,

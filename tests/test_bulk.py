@@ -92,6 +92,8 @@ def test_second_run_on_a_busy_journal_exits_7_and_sends_nothing(
         result = run(local_server.url, "store", str(files[0]), "--journal", str(journal))
     assert result.exit_code == 7
     assert logs.lines(result.stderr) == [
+        f"dcmweb: info: store to {local_server.url} from {files[0]} (1 worker; batch-size 20; "
+        f"journal {journal})",
         f"dcmweb: error: the journal {journal} is in use by another dcmweb run "
         "(wait for it to finish, or use another --journal)"]
     assert local_server.requests == []
@@ -226,11 +228,12 @@ def test_dry_run_fails_on_missing_input_as_the_real_run_does(
     assert (dry.exit_code, real.exit_code) == (code, code), (dry.stderr, real.stderr)
     # The same lines but the summary (Dry run: would send ... / Transferred ...) and
     # the real run's 'uploaded as'.
-    assert [line for line in lines(dry.stderr) if "Dry run: " not in line] == [
-        line for line in lines(real.stderr)
+    assert lines(dry.stderr)[0] == lines(real.stderr)[0].removesuffix(")") + "; dry-run)"
+    assert [line for line in lines(dry.stderr)[1:] if "Dry run: " not in line] == [
+        line for line in lines(real.stderr)[1:]
         if "Transferred " not in line and " uploaded as " not in line]
     if code != 2:
-        assert lines(dry.stderr)[0] == (f"dcmweb: error: {tmp_path / 'missing.dcm'} failed: "
+        assert lines(dry.stderr)[1] == (f"dcmweb: error: {tmp_path / 'missing.dcm'} failed: "
                                         "cannot read: No such file or directory")
 
 
@@ -489,14 +492,15 @@ def test_quota_429s_end_with_every_file_stored(tmp_path: Path, max_rate: str | N
             assert "pacing at" in result.stderr
 
 
-def test_verbose_run_starts_with_one_line_saying_what_it_does(
+def test_verbose_run_starts_with_the_same_opening_line(
         local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
     url = local_server.url.replace("http://", "http://alice:secret@")
     result = run("-v", url, "store", str(files[0].parent), "--journal", str(tmp_path / "j.db"),
                  "--shard", "1/1", "--exclude", "*.txt", "--skip-existing")
     assert result.exit_code == 0, result.stderr
-    first = logs.messages(result.stderr, "debug")[0]
+    first = logs.messages(result.stderr, "info")[0]
     assert first == (f"store to {url.replace('alice:secret', '***')} from "
-                     f"{files[0].parent} (1 worker; journal {tmp_path / 'j.db'}; shard 1/1; "
+                     f"{files[0].parent} (1 worker; batch-size 20; journal {tmp_path / 'j.db'}; "
+                     "shard 1/1; "
                      "exclude *.txt; skip-existing)")
     assert "secret" not in result.stderr

@@ -14,7 +14,7 @@ from dcmweb.cli import cli
 from dcmweb.output import Output, plural
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
-from dcmweb_devtools.logs import lines
+from dcmweb_devtools.logs import lines, messages
 
 LINE = re.compile(r"^(?P<time>\S+) dcmweb: (?P<level>debug|info|warning|error): (?P<msg>.+)$")
 
@@ -41,9 +41,10 @@ def test_every_line_has_one_shape(local_server: LocalServer, tmp_path: Path) -> 
     (tmp_path / "f" / "notes.txt").write_text("no")
     result = dcmweb(local_server.url, "store", str(tmp_path / "f"))
     assert result.exit_code == 0
-    assert [level for level, _ in parsed(result.stderr)] == ["warning", "info", "info"]
+    assert [level for level, _ in parsed(result.stderr)] == ["info", "warning", "info", "info"]
+    assert parsed(result.stderr)[0][1].startswith("store to ")
     assert parsed(result.stderr)[-1][1].endswith(" in 1 file; 1 skipped")
-    assert f"{files[0]} uploaded as " in parsed(result.stderr)[1][1]
+    assert f"{files[0]} uploaded as " in parsed(result.stderr)[2][1]
     usage = dcmweb(local_server.url, "delete")
     assert parsed(usage.stderr) == [
         ("error", "Missing argument 'PATH' (see 'dcmweb delete --help')")]
@@ -54,11 +55,39 @@ def test_json_log_format(local_server: LocalServer, tmp_path: Path) -> None:
     result = dcmweb("--log-format", "json", local_server.url, "store", str(tmp_path / "f"))
     assert result.exit_code == 0
     records = [json.loads(line) for line in result.stderr.splitlines()]
-    assert [sorted(record) for record in records] == [["level", "message", "time"]] * 3
+    assert [sorted(record) for record in records] == [["level", "message", "time"]] * 4
+    assert records[0] == {"time": records[0]["time"], "level": "info", "message":
+                          f"store to {local_server.url} from {tmp_path / 'f'} (1 worker; "
+                          "batch-size 20)"}
     assert records[-1]["level"] == "info"
     assert records[-1]["message"].startswith("Transferred ")
     assert records[-1]["message"].endswith(" in 2 files")
     assert datetime.fromisoformat(records[0]["time"]).utcoffset() is not None
+
+
+def test_a_store_run_starts_with_one_line_saying_what_it_does(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    corpus.synthetic_files(tmp_path / "f", 2)
+    host = local_server.url.replace("http://", "http://alice:secret@")
+    result = dcmweb("-m", "--workers", "3", "--max-rate", "20/s", host, "store",
+                    str(tmp_path / "f"), "--batch-size", "5", "--journal", str(tmp_path / "j.db"),
+                    "--report", str(tmp_path / "r.csv"), "--on-conflict", "skip",
+                    "--skip-existing", "--shard", "1/1")
+    assert result.exit_code == 0, result.stderr
+    assert parsed(result.stderr)[0] == ("info", (
+        f"store to {local_server.url.replace('http://', 'http://***@')} from {tmp_path / 'f'} "
+        f"(3 workers; batch-size 5; max-rate 20/s; journal {tmp_path / 'j.db'}; report "
+        f"{tmp_path / 'r.csv'}; shard 1/1; on-conflict skip; skip-existing)"))
+    assert "secret" not in result.stderr
+    # Nothing read from the files: no patient name, ID or UID in the opening line.
+    assert "/studies/" not in parsed(result.stderr)[0][1]
+
+
+def test_a_quiet_store_run_prints_nothing_on_success(local_server: LocalServer,
+                                                     tmp_path: Path) -> None:
+    corpus.synthetic_files(tmp_path / "f", 2)
+    result = dcmweb("-q", local_server.url, "store", str(tmp_path / "f"))
+    assert (result.exit_code, result.stderr) == (0, "")
 
 
 def test_quiet_and_verbose_together_are_a_usage_error() -> None:
@@ -74,6 +103,7 @@ def test_no_summary_before_a_usage_error(local_server: LocalServer, tmp_path: Pa
     result = dcmweb(local_server.url, "store", str(text))
     assert result.exit_code == 2
     assert lines(result.stderr) == [
+        f"dcmweb: info: store to {local_server.url} from {text} (1 worker; batch-size 20)",
         f"dcmweb: warning: skipped {text}: not a DICOM Part-10 file (no DICM marker)",
         "dcmweb: error: no DICOM files to store (all files were skipped as not DICOM)"]
 
@@ -92,7 +122,8 @@ def test_retries_are_shown_with_quiet(local_server: LocalServer, tmp_path: Path)
 def test_one_deleted_instance_is_singular(local_server: LocalServer, tmp_path: Path) -> None:
     [path] = corpus.synthetic_files(tmp_path / "f", 1)
     stored = dcmweb(local_server.url, "store", str(path))
-    study = lines(stored.stderr)[0].split("/studies/")[1].split("/")[0]
+    [uploaded] = [m for m in messages(stored.stderr, "info") if " uploaded as " in m]
+    study = uploaded.split("/studies/")[1].split("/")[0]
     result = dcmweb(local_server.url, "delete", f"studies/{study}")
     assert result.exit_code == 0, result.stderr
     assert lines(result.stderr)[-1] == f"dcmweb: info: deleted studies/{study} (1 instance)"

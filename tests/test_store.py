@@ -427,6 +427,7 @@ def test_no_files_exits_2_with_one_clear_error(local_server, tmp_path: Path,
     assert result.exit_code == 2
     assert result.stdout == ""
     assert lines(result.stderr) == [
+        f"dcmweb: info: store to {local_server.url} from {mask} (1 worker; batch-size 20)",
         f"dcmweb: warning: no files match {mask}",
         "dcmweb: error: no files to store (check the paths and masks)",
     ]
@@ -438,7 +439,7 @@ def test_missing_explicit_path_is_a_failed_item(local_server, pydicom_files: lis
     missing = str(tmp_path / "missing.dcm")
     alone = run(local_server.url, "store", missing)
     assert alone.exit_code == 1  # nothing stored
-    assert lines(alone.stderr)[0] == (
+    assert lines(alone.stderr)[1] == (
         f"dcmweb: error: {missing} failed: cannot read: No such file or directory")
     assert lines(alone.stderr)[-1] == "dcmweb: error: nothing stored: 1 of 1 file failed"
     assert local_server.requests == []

@@ -37,8 +37,10 @@ def run(*args: str) -> Result:
 
 
 def lines(result: Result) -> list[str]:
-    """stderr with the timestamps taken out."""
-    return logs.lines(result.stderr)
+    """stderr with the timestamps taken out, after the run's opening line (checked)."""
+    found = logs.lines(result.stderr)
+    assert found[0].startswith("dcmweb: info: store to "), found
+    return found[1:]
 
 
 def sop_uid(path: Path) -> str:
