@@ -13,8 +13,8 @@ The gate also shapes the load (issue 8):
   successes in a row, at most once per ``GROW_INTERVAL`` (a quota needs time to show).
 - A learned pace on 429 (a quota counts requests per second, not in flight): on the
   first 429 of a wave the pace becomes a little under the rate the server accepted
-  since sending last resumed; while the pace is what holds requests back it grows,
-  quickly until the first paced 429 and slowly after it (a quota's ceiling is near).
+  over the last ``RATE_WINDOW``; while requests go out at that pace it grows, quickly
+  until it nears the rate measured at the last 429 and slowly after that.
 - ``Retry-After`` is shared: every worker waits until then, not only the one that got it.
 - ``max_rate``: a token bucket (one token at a time) to stay under a project quota; a
   learned pace never goes above it.
@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from itertools import takewhile
 
 log = logging.getLogger("dcmweb")
 
@@ -185,7 +186,12 @@ class Gate:
         the estimate errs low)."""
         started = self._first_sent if self._first_sent is not None else now
         window = min(RATE_WINDOW, max(MIN_RATE_WINDOW, now - started))
-        return sum(1 for t in self._accepted if t >= now - window) / window
+        return self._accepted_since(now - window) / window
+
+    def _accepted_since(self, cutoff: float) -> int:
+        """2xx answers since ``cutoff``, counted from the newest: on every answer while
+        paced this must not walk the whole window."""
+        return sum(1 for _ in takewhile(lambda t: t >= cutoff, reversed(self._accepted)))
 
     def _learn_pace(self, now: float) -> None:
         """A 429 to a request sent after the last cut: pace a little under what got in.
@@ -207,8 +213,7 @@ class Gate:
             return
         elapsed = min(1.0, now - self._pace_grown_at)
         self._pace_grown_at = now
-        recent = sum(1 for t in self._accepted if t >= now - 1.0)
-        if recent < PACE_IN_USE * self.pace:
+        if self._accepted_since(now - 1.0) < PACE_IN_USE * self.pace:
             return  # the pace is not what limits the rate: growing it would prove nothing
         near = self._ceiling is not None and self.pace >= NEAR_CEILING * self._ceiling
         growth = PACE_GROWTH_NEAR_CEILING if near else PACE_GROWTH_UNKNOWN
