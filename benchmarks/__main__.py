@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from . import data, servers
@@ -201,34 +202,47 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     results: Results = {}
+    broken: list[str] = []
+
+    def meta() -> dict[str, object]:
+        return {
+            "command": "python -m benchmarks" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:]
+                                                 else ""),
+            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            "reps": reps,
+            "machine": f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
+            "server": server_version,
+            "dcmweb": dcmweb.__version__,
+            "curl": _version(["curl", "--version"]),
+            "dicomweb_client": dicomweb_client.__version__,
+            "pydicom": pydicom.__version__,
+            "python": platform.python_version(),
+            "background": (f"{busy:.0%} of the CPUs busy before the run, load average "
+                           f"{load_before[0]:.1f} before and {os.getloadavg()[0]:.1f} after"),
+            "elapsed_s": round(time.monotonic() - started, 1),
+            "broken_cases": broken,
+        }
+
     for case in cases:
         say(f"case {case.key}: {case.title}")
-        run_case(case, reps, run_dir, results)
+        # A case whose set-up breaks (a server that would not load) costs its own rows,
+        # not the run's: the others go on, and the results so far are on disk after each.
+        try:
+            run_case(case, reps, run_dir, results)
+        except Exception:  # reported, and named in the results
+            say(f"case {case.key} broke:\n{traceback.format_exc()}")
+            broken.append(case.key)
+        write(args.out, cases, results, meta())
     elapsed = time.monotonic() - started
-    meta = {
-        "command": "python -m benchmarks" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:]
-                                             else ""),
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "reps": reps,
-        "machine": f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
-        "server": server_version,
-        "dcmweb": dcmweb.__version__,
-        "curl": _version(["curl", "--version"]),
-        "dicomweb_client": dicomweb_client.__version__,
-        "pydicom": pydicom.__version__,
-        "python": platform.python_version(),
-        "background": (f"{busy:.0%} of the CPUs busy before the run, load average "
-                       f"{load_before[0]:.1f} before and {os.getloadavg()[0]:.1f} after"),
-        "elapsed_s": round(elapsed, 1),
-    }
-    write(args.out, cases, results, meta)
     remove(run_dir)
     say(f"done in {elapsed:.0f} s: {args.out / 'latest.md'}")
     failed = [f"{c}/{k}" for c, runs in results.items() for k, s in runs.items()
               if not all(x.ok for x in s)]
     if failed:
         say("runs that failed their checks: " + ", ".join(failed))
-    return 0
+    if broken:
+        say("cases that broke (no rows): " + ", ".join(broken))
+    return 1 if broken else 0
 
 
 if __name__ == "__main__":

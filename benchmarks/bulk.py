@@ -133,7 +133,7 @@ def walk_case(work: Path, files: int, upload_files: int) -> dict[str, Any]:
 
 def quota_case(work: Path, files: int, rate: float) -> dict[str, Any]:
     clone_tree(work / "q", files)
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for label, extra in (("adaptive, --workers 16", []),
                          (f"adaptive + --max-rate {rate:g}/s", ["--max-rate", f"{rate:g}/s"])):
         with LocalServer(work / f"store-quota-{len(rows)}") as server:

@@ -189,10 +189,10 @@ def after_store(expected: int) -> Callable[[servers.Orthanc, Sample], None]:
         sample.extra["stored"] = count
         if count != expected:
             sample.ok = False
-            errors = sample.extra.get("errors") or {}
+            errors: dict[str, int] = sample.extra.get("errors") or {}
             why = ""
             if errors:
-                top = max(errors, key=errors.get)
+                top = max(errors, key=lambda name: errors[name])
                 why = f"; {sum(errors.values())} calls raised, most often {top} ({errors[top]}x)"
             sample.note = (sample.note + "; " if sample.note else "") + (
                 f"server holds {count} of {expected} instances{why}")

@@ -67,6 +67,7 @@ def _write_synthetic(spec: SynthSpec, root: Path) -> None:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import (
         PYDICOM_IMPLEMENTATION_UID,
+        UID,
         ExplicitVRLittleEndian,
         MRImageStorage,
         generate_uid,
@@ -93,7 +94,7 @@ def _write_synthetic(spec: SynthSpec, root: Path) -> None:
                 sop_uid = uid("instance", st, se, i)
                 meta = FileMetaDataset()
                 meta.MediaStorageSOPClassUID = MRImageStorage
-                meta.MediaStorageSOPInstanceUID = sop_uid
+                meta.MediaStorageSOPInstanceUID = UID(sop_uid)
                 meta.TransferSyntaxUID = ExplicitVRLittleEndian
                 meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
                 ds = Dataset()

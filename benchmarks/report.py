@@ -237,6 +237,11 @@ def markdown(cases: list[Case], results: Results, meta: dict[str, Any]) -> str:
         "the work alone (imports excluded). CPU is user+sys of that process; peak RSS is the "
         "process's ru_maxrss.",
         "",
+    ]
+    if meta.get("broken_cases"):
+        lines += [f"Cases that broke before giving rows (see the run's log): "
+                  f"{', '.join(meta['broken_cases'])}.", ""]
+    lines += [
         "## Targets",
         "",
         "| target | measured | holds |",
