@@ -42,8 +42,11 @@ GROW_INTERVAL = 1.0
 # history the accepted rate is measured over (and at least how long, so the first few
 # requests that rode the server's burst allowance do not pass for its rate), and how
 # fast it grows per second while the rate reaches it (PACE_IN_USE of it).
+# The history spans a minute because Google counts a project's quota per minute: a
+# minute's allowance is used up in a burst, then every request gets a 429 until the next
+# minute, and over a shorter history the rate that "got in" would read as nothing.
 PACE_MARGIN = 0.95
-RATE_WINDOW = 10.0
+RATE_WINDOW = 60.0
 MIN_RATE_WINDOW = 0.5
 PACE_GROWTH_UNKNOWN = 0.20
 PACE_GROWTH_NEAR_CEILING = 0.02
@@ -195,9 +198,10 @@ class Gate:
 
     def _learn_pace(self, now: float) -> None:
         """A 429 to a request sent after the last cut: pace a little under what got in.
-        Too few answers to measure a rate (a 429 at the very start, or a lone one) teach
-        nothing: a pace of 1/s from no data would take half a minute to grow back."""
-        if len(self._accepted) < PACE_MIN_SAMPLES:
+        Too few answers to measure a rate (a 429 at the very start, a lone one, or a
+        quota window used up long ago) teach nothing and keep the pace: one of 1/s from
+        no data would take minutes to grow back."""
+        if self._accepted_since(now - RATE_WINDOW) < PACE_MIN_SAMPLES:
             return
         self._ceiling = self._accepted_rate(now)
         pace = max(1.0, PACE_MARGIN * self._ceiling)

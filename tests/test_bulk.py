@@ -492,6 +492,24 @@ def test_quota_429s_end_with_every_file_stored(tmp_path: Path, max_rate: str | N
             assert "pacing at" in result.stderr
 
 
+def test_a_quota_counted_per_window_without_retry_after_ends_with_every_file_stored(
+        tmp_path: Path) -> None:
+    """Google's kind of quota: so many requests per window, then 429s with no
+    Retry-After until the next window. Every file is stored and the 429s stay few."""
+    from dcmweb.testing.faults import WindowQuota
+
+    files = corpus.synthetic_files(tmp_path / "in", 240, studies=3, seed="window")
+    with LocalServer(tmp_path / "store") as server:
+        server.quota = WindowQuota(80, window=3.0)
+        result = run("-m", "-v", "--workers", "16", server.url, "store", str(tmp_path / "in"),
+                     "--batch-size", "1")
+        assert result.exit_code == 0, result.stderr
+        assert len(server_uids(server)) == len(files)
+        assert server.quota.allowed == len(files)
+        assert server.quota.refused < 30, server.quota.refused
+        assert "pacing at" in result.stderr
+
+
 def test_verbose_run_starts_with_the_same_opening_line(
         local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
     url = local_server.url.replace("http://", "http://alice:secret@")

@@ -3,6 +3,7 @@ concurrency, shared Retry-After, --max-rate, and what the summary can say."""
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 import time
@@ -100,6 +101,52 @@ def test_a_503_cuts_concurrency_but_learns_no_pace() -> None:
     accept(gate, clock, 40, 1.0)
     gate.leave(Outcome.THROTTLED, gate.enter(float("inf")) or 0.0)
     assert gate.pace is None and gate.limit == 4
+
+
+class VirtualWait(threading.Condition):
+    """The gate's condition with waits that move the fake clock instead of sleeping."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.clock.now += timeout or 0.0
+        return False
+
+
+def test_a_per_minute_quota_paces_at_its_share_after_the_first_minute() -> None:
+    """Google counts a project's quota per minute: a minute's 1,200 requests go out in a
+    burst, then every request gets a 429 (no Retry-After) until the next minute. The pace
+    must settle near 20/s; measured over a shorter history than the minute, the rate
+    that got in read as 0 and the pace fell to 1/s."""
+    random.seed(7)
+    clock = Clock()
+    gate = Gate(max_in_flight=8, clock=clock)
+    gate._cond = VirtualWait(clock)  # single-threaded simulation of 8 workers
+    latency, per_minute, start = 0.05, 1200, clock.now
+    used: dict[int, int] = {}
+    in_flight: list[tuple[float, float, bool]] = []  # (answered at, sent at, accepted)
+    accepted_after_first_minute = 0
+    while clock.now < start + 240:
+        if in_flight and (len(in_flight) >= gate.limit or in_flight[0][0] <= clock.now):
+            answered, sent_at, ok = in_flight.pop(0)
+            clock.now = max(clock.now, answered)
+            gate.leave(Outcome.OK if ok else Outcome.OVER_QUOTA, sent_at)
+            accepted_after_first_minute += ok and sent_at >= start + 60
+            continue
+        sent_at = gate.enter(float("inf"))
+        assert sent_at is not None
+        minute = int((sent_at - start) // 60)
+        ok = used.get(minute, 0) < per_minute
+        used[minute] = used.get(minute, 0) + ok
+        in_flight.append((sent_at + latency, sent_at, ok))
+        in_flight.sort()
+    # Three minutes' quota is 3,600 (the old pace got 1,473 of them); the pace probes a
+    # little above 20/s and falls back on each minute's first 429: a few per minute.
+    assert accepted_after_first_minute > 0.9 * 3 * per_minute, accepted_after_first_minute
+    assert gate.stats.throttled < 60, gate.stats.throttled
+    assert gate.pace is not None and 14 < gate.pace < 30, gate.pace
 
 
 def test_outage_time_is_measured_and_ended_by_any_answer() -> None:

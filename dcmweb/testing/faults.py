@@ -72,6 +72,8 @@ class Quota:
     """A request quota like a cloud project's: ``rate`` requests per second (a token
     bucket holding up to ``burst``); above it the server answers 429 with Retry-After."""
 
+    message = "Quota exceeded: too many requests per second"
+
     def __init__(self, rate: float, burst: float | None = None,
                  retry_after: str = "1") -> None:
         if rate <= 0:
@@ -92,6 +94,40 @@ class Quota:
             self._last = now
             if self._tokens >= 1:
                 self._tokens -= 1
+                self.allowed += 1
+                return True
+            self.refused += 1
+            return False
+
+
+class WindowQuota:
+    """A quota counted per fixed window, as Google counts a project's requests per
+    minute: ``limit`` requests from each ``window`` seconds' start, then 429 until the
+    next window. Retry-After only when ``retry_after`` is set (Google's 429s may not
+    say when): a client must find the pace by itself."""
+
+    message = "Quota exceeded: too many requests in this quota window"
+
+    def __init__(self, limit: int, window: float = 60.0, retry_after: str | None = None) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("limit must be at least 1 and window positive")
+        self.limit = limit
+        self.window = window
+        self.retry_after = retry_after
+        self.allowed = 0
+        self.refused = 0
+        self._start = time.monotonic()
+        self._used = 0
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._start >= self.window:
+                self._start += (now - self._start) // self.window * self.window
+                self._used = 0
+            if self._used < self.limit:
+                self._used += 1
                 self.allowed += 1
                 return True
             self.refused += 1

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from .faults import FaultQueue, Quota, RequestLog, RequestRecord
+from .faults import FaultQueue, Quota, RequestLog, RequestRecord, WindowQuota
 from .multipart import CHUNK
 from .operations import Operations
 from .responses import error_body
@@ -76,7 +76,7 @@ class App(Protocol):
     refuse_duplicates: bool
     duplicates: list[str]
     faults: FaultQueue
-    quota: Quota | None
+    quota: Quota | WindowQuota | None
     records: RequestLog
     store: Store
     operations: Operations
@@ -200,9 +200,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, req: Request) -> None:
         control = req.path.startswith("/_control/")
-        if not control and self.app.quota is not None and not self.app.quota.allow():
-            self.send_error_json(429, "Quota exceeded: too many requests per second",
-                                 {"Retry-After": self.app.quota.retry_after})
+        quota = self.app.quota
+        if not control and quota is not None and not quota.allow():
+            wait = quota.retry_after
+            self.send_error_json(429, quota.message, {"Retry-After": wait} if wait else None)
             return
         if not control:
             fault = self.app.faults.take(req.method, req.target)

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from .faults import Fault, FaultQueue, Quota, RequestLog, RequestRecord
+from .faults import Fault, FaultQueue, Quota, RequestLog, RequestRecord, WindowQuota
 from .handler import HTTPServer
 from .operations import Operations
 from .qido import GOOGLE, SEARCH_KEYS
@@ -57,8 +57,8 @@ class LocalServer:
         # its matching; "extended": more keys and PS3.4 wildcards (docs/testserver.md).
         self.search_keys = search_keys
         self.faults = FaultQueue()
-        # A per-second request quota (429 above it); settable at runtime.
-        self.quota: Quota | None = None
+        # A request quota (429 above it), per second or per window; settable at runtime.
+        self.quota: Quota | WindowQuota | None = None
         self.records = RequestLog()
         self.store: Store
         self.operations: Operations
