@@ -43,9 +43,10 @@ def human_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
-def plural(count: int, noun: str) -> str:
-    """``1 file``, ``2 files``, ``0 instances`` (nouns dcmweb counts take an s)."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 file``, ``2 files``, ``0 instances``; ``nouns`` where an s is not the plural
+    (``1 study``, ``2 studies``)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"
 
 
 def timestamp() -> str:
@@ -322,10 +323,11 @@ def describe_summary(summary: Summary, *, dry_run: bool = False,
     """The closing line of a store run (with how long the server was unavailable)."""
     counts = summary.counts
     extras: list[str] = []
-    for status, label in (("failed", "failed"), ("skipped", "skipped"),
-                          ("already stored", "already stored"), ("conflict", "conflicts")):
+    for status in ("failed", "skipped", "already stored"):
         if counts[status] and not (dry_run and status == "skipped"):
-            extras.append(f"{counts[status]} {label}")
+            extras.append(f"{counts[status]} {status}")
+    if counts["conflict"]:
+        extras.append(plural(counts["conflict"], "conflict"))
     for number, label in ((summary.not_attempted, "not attempted"),
                           (summary.not_retried, "not retried (not failed in the journal)"),
                           (summary.excluded, "excluded"),
@@ -336,7 +338,8 @@ def describe_summary(summary: Summary, *, dry_run: bool = False,
         extras.append(f"server unavailable for {unavailable_seconds:.0f} s")
     if dry_run:
         line = (f"Dry run: would send {plural(summary.would_send, 'file')} "
-                f"({human_size(summary.would_send_bytes)}, {len(summary.studies)} studies)")
+                f"({human_size(summary.would_send_bytes)}, "
+                f"{plural(len(summary.studies), 'study', 'studies')})")
         reasons = [f"{number} {reason}" for reason, number in summary.skip_reasons.items()]
         if reasons:
             extras.append(f"skipped: {', '.join(reasons)}")

@@ -167,7 +167,7 @@ def test_retry_failed_sends_only_the_failures(local_server: LocalServer, files: 
     assert retry.exit_code == 0, retry.stderr
     assert posted_instances(local_server) == 1
     assert lines(retry.stderr)[-1].endswith(
-        "Transferred 0 B in 0 files; 30 already stored, 1 conflicts, "
+        "Transferred 0 B in 0 files; 30 already stored, 1 conflict, "
         "1 not retried (not failed in the journal)")
     assert str(copy) in retry.stderr
 
@@ -211,6 +211,16 @@ def test_dry_run_sends_nothing_and_says_what_it_would_do(
     assert lines(result.stderr)[-1].endswith(
         f"Dry run: would send 19 files ({size:.1f} KiB, 3 studies); 10 already stored, "
         "1 excluded, skipped: 1 empty file, 1 not a DICOM Part-10 file (no DICM marker)")
+
+
+def test_dry_run_summary_of_one_file_says_one_study(local_server: LocalServer,
+                                                   files: list[Path]) -> None:
+    result = run(local_server.url, "store", str(files[0]), "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    size = files[0].stat().st_size / 1024
+    # Old dcmweb: "(..., 1 studies)".
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: info: Dry run: would send 1 file ({size:.1f} KiB, 1 study)")
 
 
 @pytest.mark.parametrize(("inputs", "code"), [
