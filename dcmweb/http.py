@@ -501,14 +501,11 @@ class _Exchange:
             raise self._error(response)
         if 200 <= status < 300 or status in self.accept_status:
             # An accepted 502 (the caller checks what happened) still tells the gate.
-            self._leave(_outcome(status), sent_at,
-                        parse_retry_after(response.headers.get("Retry-After")))
+            self._leave(_outcome(status), sent_at, self._retry_after(response))
             return response
         if status in THROTTLE_STATUSES or status in UNAVAILABLE_STATUSES:
             outcome = _outcome(status)
-            wait = parse_retry_after(response.headers.get("Retry-After"))
-            if wait is not None:
-                wait = min(wait, self.config.retry.retry_after_cap)
+            wait = self._retry_after(response)
             self._last_problem = f"HTTP {status} {response.reason or ''}".rstrip()
             try:
                 self._unavailable(outcome, sent_at, wait, UNAVAILABLE_HINT, None, response)
@@ -523,6 +520,17 @@ class _Exchange:
             self._wait(self.config.retry.backoff(self.server_errors), f"HTTP {status}")
             return None
         raise self._error(response)
+
+    def _retry_after(self, response: requests.Response) -> float | None:
+        """The answer's Retry-After in seconds, at most ``retry_after_cap``: a server asking
+        for a day must not stall a nightly job for a day."""
+        wait = parse_retry_after(response.headers.get("Retry-After"))
+        cap = self.config.retry.retry_after_cap
+        if wait is None or wait <= cap:
+            return wait
+        log.info("%s: HTTP %s asks to wait %.0f s (Retry-After); waiting %.0f s, the cap",
+                 self.what, response.status_code, wait, cap)
+        return cap
 
     def _leave(self, outcome: Outcome, sent_at: float, retry_after: float | None = None
                ) -> None:

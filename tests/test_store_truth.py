@@ -6,6 +6,7 @@ on stderr and what the server really holds."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -23,7 +24,8 @@ from dcmweb import Client
 from dcmweb.cli import cli
 from dcmweb.filebody import FileChanged, SizedFileBody
 from dcmweb.files import read_part10_head
-from dcmweb.store import StoreOptions, Uploader, _Item
+from dcmweb.http import Http, HttpConfig, RetryPolicy
+from dcmweb.store import StoreOptions, Uploader, _Item, iter_store
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus, logs
 
@@ -322,6 +324,28 @@ def test_an_outage_longer_than_the_outage_limit_stops_the_run(local_server: Loca
     assert re.search(r" in 0 files; 6 not attempted, server unavailable for \d+ s$",
                      lines(result)[-2])
     assert held(local_server) == set()
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_lost_answers_retry_after_is_capped(local_server: LocalServer, tmp_path: Path,
+                                              ct: Path, status: int,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    local_server.inject_fault(status, retry_after="100000", method="POST")
+    http = Http(config=HttpConfig(retry=RetryPolicy(base=0.01, retry_after_cap=1),
+                                  request_deadline=10))
+    started = time.monotonic()
+    try:
+        with caplog.at_level(logging.INFO, "dcmweb"):
+            results = list(iter_store(http, local_server.url, [ct]))
+    finally:
+        http.close()
+    # Old dcmweb waited the whole Retry-After (here: until the request deadline, then
+    # failed); 502/504 answers to a store were the only ones not capped.
+    assert time.monotonic() - started < 5
+    assert [(r.status, r.confirmed_by) for r in results] == [("stored", "answer")]
+    assert held(local_server) == {sop_uid(ct)}
+    assert (f"store {ct}: HTTP {status} asks to wait 100000 s (Retry-After); waiting 1 s,"
+            " the cap") in caplog.messages
 
 
 def test_a_lone_502_among_stored_batches_is_tried_retries_times(tmp_path: Path) -> None:
