@@ -12,12 +12,13 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from . import storecheck
-from .errors import AnswerLost, ServerError, UnavailableError, UsageError
+from .errors import AnswerLost, DcmwebError, ServerError, UnavailableError, UsageError
 from .filebody import SizedFileBody
 from .files import Part10Head, not_regular, read_part10_head
 from .http import (
@@ -137,6 +138,28 @@ def _batches(paths: Iterable[Path], options: StoreOptions,
         yield batch
 
 
+class _Stopped(Exception):
+    """An error that stops a batch, with the batch's files already decided: a file the
+    server proved it holds is reported stored, not lost with the error."""
+
+    def __init__(self, error: DcmwebError, decided: list[StoreResult]) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.decided = decided
+
+
+@contextmanager
+def _keeping(decided: list[StoreResult]) -> Iterator[None]:
+    """Whatever stops the batch here carries ``decided`` along (see :class:`_Stopped`)."""
+    try:
+        yield
+    except _Stopped as stopped:
+        stopped.decided[:0] = decided
+        raise
+    except DcmwebError as error:
+        raise _Stopped(error, list(decided)) from error
+
+
 class _Reply:
     """A STOW answer that arrived (any status the Uploader reads itself)."""
 
@@ -171,7 +194,8 @@ class Uploader:
             self.url += f"/{options.study_uid}"
         self._lock = threading.Lock()
         self._failed_in_row = 0  # batches in a row of which the server stored nothing
-        self._gave_up: UnavailableError | None = None
+        self._gave_up: DcmwebError | None = None
+        self._stopped: list[StoreResult] = []  # decided in batches an error stopped
         self.finder = storecheck.Finder(http, base_url)
 
     def _post(self, items: list[_Item]) -> _Reply:
@@ -221,15 +245,30 @@ class Uploader:
                 raise self._gave_up
         try:
             results, request_failed = self._send(items, self.http.config.retry.attempts)
-        except (UnavailableError, ServerError) as error:
+        except _Stopped as stopped:
+            error = stopped.error
+            if not isinstance(error, (AnswerLost, ServerError)):
+                # Unreachable or overloaded for every retry, credentials: stop now (no
+                # batch starts after this); what this batch decided is reported with the
+                # error (see stopped_results).
+                with self._lock:
+                    self._stopped += stopped.decided
+                    self._gave_up = self._gave_up or error
+                raise error from None
             # This batch's own failure (a search that kept failing, a redirect refused);
             # whether the run goes on is decided below, across batches.
-            if isinstance(error, UnavailableError) and not isinstance(error, AnswerLost):
-                raise  # unreachable or overloaded for every retry: stop now
-            results = [self._result(item, "failed", message=error.message) for item in items]
+            decided = {result.path for result in stopped.decided}
+            results = stopped.decided + [self._result(item, "failed", message=error.message)
+                                         for item in items if item.path not in decided]
             request_failed = True
         self._count(results, request_failed)
         return results
+
+    def stopped_results(self) -> list[StoreResult]:
+        """The results of files decided in batches an error stopped, taken once."""
+        with self._lock:
+            taken, self._stopped = self._stopped, []
+        return taken
 
     def _count(self, results: list[StoreResult], request_failed: bool) -> None:
         """Stop the run (before the next batch) when the server fails everything."""
@@ -253,6 +292,12 @@ class Uploader:
         whole: both failing means the server, not a file.
         """
         done: list[StoreResult] = []
+        with _keeping(done):
+            return self._sending(done, items, attempts, split)
+
+    def _sending(self, done: list[StoreResult], items: list[_Item], attempts: int,
+                 split: bool) -> tuple[list[StoreResult], bool]:
+        """:meth:`_send`, adding each file's result to ``done`` once it is decided."""
         pending = items
         reason = ""
         policy = self.http.config.retry
@@ -319,9 +364,10 @@ class Uploader:
         if len(pending) > 1 and split:
             half = len(pending) // 2
             first, first_failed = self._send(pending[:half], SPLIT_ATTEMPTS)
+            done += first
             whole = first_failed and not any(r.status == "stored" for r in first)
             second, second_failed = self._send(pending[half:], SPLIT_ATTEMPTS, split=not whole)
-            return done + first + second, first_failed and second_failed
+            return done + second, first_failed and second_failed
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
         return done + [self._result(item, "failed", message=reason + tries)
                        for item in pending], True
@@ -358,30 +404,31 @@ class Uploader:
                 results.append(self._result(item, "stored", answer.stored[uid], note, "answer"))
             else:
                 unnamed.append(item)
-        if duplicates:
-            results.extend(self._duplicates(duplicates))
-        if not unnamed:
+        with _keeping(results):  # a search or resend below may stop the run
+            if duplicates:
+                results.extend(self._duplicates(duplicates))
+            if not unnamed:
+                return results
+            if len(items) > 1 and not answer.names_nothing:
+                # The answer speaks of some files only: ask one file at a time.
+                results.extend(self._one_by_one(unnamed))
+            elif status < 300:
+                # A success that does not name these files proves nothing: ask the server.
+                results.extend(self._confirmed(unnamed, None, missing=(
+                    f"the server answered HTTP {status} with {answer.describe()} naming no file, "
+                    "and a search does not find it")))
+            elif len(items) > 1:
+                # The answer does not say which files failed: ask one file at a time.
+                results.extend(self._one_by_one(unnamed))
+            elif status == 409:
+                results.extend(self._duplicates([(unnamed[0], reply.message)]))
+            else:
+                hint = ""
+                if status == 415 and self.options.single_part:
+                    hint = "this server needs multipart uploads: drop --single-part"
+                results.append(self._result(unnamed[0], "failed", message=reply.message,
+                                            hint=hint or None))
             return results
-        if len(items) > 1 and not answer.names_nothing:
-            # The answer speaks of some files only: ask one file at a time.
-            results.extend(self._one_by_one(unnamed))
-        elif status < 300:
-            # A success that does not name these files proves nothing: ask the server.
-            results.extend(self._confirmed(unnamed, None, missing=(
-                f"the server answered HTTP {status} with {answer.describe()} naming no file, "
-                "and a search does not find it")))
-        elif len(items) > 1:
-            # The answer does not say which files failed: ask one file at a time.
-            results.extend(self._one_by_one(unnamed))
-        elif status == 409:
-            results.extend(self._duplicates([(unnamed[0], reply.message)]))
-        else:
-            hint = ""
-            if status == 415 and self.options.single_part:
-                hint = "this server needs multipart uploads: drop --single-part"
-            results.append(self._result(unnamed[0], "failed", message=reply.message,
-                                        hint=hint or None))
-        return results
 
     def _duplicates(self, refused: list[tuple[_Item, str]]) -> list[StoreResult]:
         """A refused duplicate is stored when a search finds it (a rerun, a resend)."""
@@ -408,8 +455,11 @@ class Uploader:
         return results
 
     def _one_by_one(self, items: list[_Item]) -> list[StoreResult]:
-        return [result for item in items
-                for result in self._send([item], self.http.config.retry.attempts)[0]]
+        results: list[StoreResult] = []
+        with _keeping(results):
+            for item in items:
+                results += self._send([item], self.http.config.retry.attempts)[0]
+        return results
 
     @staticmethod
     def _result(item: _Item, status: Status, url: str | None = None,
@@ -441,11 +491,18 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path],
     options = options or StoreOptions()
     uploader = Uploader(http, base_url, options)
     skipped: list[StoreResult] = []
-    for results in run_bounded(uploader.send, _batches(paths, options, skipped),
-                               options.workers):
-        while skipped:
-            yield skipped.pop(0)
-        yield from results
+    try:
+        for results in run_bounded(uploader.send, _batches(paths, options, skipped),
+                                   options.workers):
+            while skipped:
+                yield skipped.pop(0)
+            yield from results
+    except DcmwebError:
+        # Stopped: the files already decided are still told (what the server holds is
+        # stored), so that only the others count as not attempted.
+        yield from skipped
+        yield from uploader.stopped_results()
+        raise
     while skipped:
         yield skipped.pop(0)
 

@@ -326,6 +326,34 @@ def test_an_outage_longer_than_the_outage_limit_stops_the_run(local_server: Loca
     assert held(local_server) == set()
 
 
+@pytest.mark.parametrize(("workers", "batch_size"), [([], "6"), (["-m", "--workers", "2"], "3")],
+                         ids=["one-batch", "two-workers"])
+def test_files_found_by_search_before_the_outage_limit_are_reported_stored(
+        local_server: LocalServer, tmp_path: Path, workers: list[str], batch_size: str) -> None:
+    files = corpus.synthetic_files(tmp_path / "s", 6)
+    there = [files[0], files[2]]  # stored by an earlier run (in every batch of this one)
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(there)} == {"stored"}
+    local_server.inject_fault(502, count=10**6, method="POST")
+    report = tmp_path / "report.jsonl"
+    result = run(*workers, "--outage-limit", "2", local_server.url, "store", "--batch-size",
+                 batch_size, "--report", str(report), str(tmp_path / "s"))
+    assert result.exit_code == 5, result.stderr
+    rows = report_rows(report)
+    # Old dcmweb: no row at all, "in 0 files; 6 not attempted": the files its searches
+    # had found on the server were forgotten when the run gave up.
+    assert {row["sop_instance_uid"] for row in rows.values()
+            if row["status"] == "stored"} == held(local_server) == {sop_uid(p) for p in there}
+    assert set(rows) == {str(p) for p in there}
+    assert {(row["confirmed_by"], row["message"]) for row in rows.values()} == {
+        ("search", "its answer was lost")}
+    for path in there:
+        assert f"dcmweb: info: {path} uploaded as " in result.stderr
+    assert re.search(r" in 2 files; 4 not attempted, server unavailable for \d+ s$",
+                     lines(result)[-2]), lines(result)[-2]
+    assert lines(result)[-1].startswith("dcmweb: error: ")
+
+
 @pytest.mark.parametrize("status", [502, 504])
 def test_a_lost_answers_retry_after_is_capped(local_server: LocalServer, tmp_path: Path,
                                               ct: Path, status: int,
