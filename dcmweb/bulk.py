@@ -19,11 +19,12 @@ from typing import IO, Literal
 
 from .errors import DcmwebError, UsageError
 from .existing import ServerHoldings
+from .files import Part10Head, read_part10_head
 from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, Journal
 from .report import ReportWriter
-from .store import StoreOptions, StoreResult, iter_store, triage
+from .store import Part10File, StoreOptions, StoreResult, iter_store, triage
 from .storecheck import dataset_uids
 
 OutcomeStatus = Literal["stored", "already stored", "skipped", "failed", "conflict"]
@@ -207,7 +208,7 @@ class BulkStore:
                        batch_bytes=max(MIN_BATCH_BYTES, min(
                            options.batch_bytes, self.count.total_bytes // requests)))
 
-    def _to_send(self) -> Iterator[Path]:
+    def _to_send(self) -> Iterator[Path | Part10File]:
         """The files to send; the others get their outcome here, without a request."""
         journal = self._journal
         for path in self._source:
@@ -239,24 +240,29 @@ class BulkStore:
             # A killed run never learned these files' outcome; --skip-existing asks
             # about every file the journal does not know.
             unsure = entry is not None and same and entry.status == "sending"
-            if (unsure or (self.options.skip_existing and not same)) and self._on_server(
-                    path, stat.st_size, "found on the server after an interrupted run"
-                    if unsure else "already on the server (--skip-existing)"):
-                continue
+            item: Path | Part10File = path
+            if unsure or (self.options.skip_existing and not same):
+                head = read_part10_head(path)
+                if self._on_server(path, head, stat.st_size, "found on the server after an "
+                                   "interrupted run" if unsure else
+                                   "already on the server (--skip-existing)"):
+                    continue
+                if head is not None:  # read once: the upload uses what was read here
+                    item = Part10File(path, head)
             if self.options.dry_run:
-                self._plan(path)
+                self._plan(item)
                 continue
             attempts = (entry.attempts if entry is not None and same else 0) + 1
             self._pending[str(path)] = _Pending(key, stat.st_size, stat.st_mtime_ns,
                                                 time.monotonic(), attempts)
             if journal:
                 journal.mark_sending(key, stat.st_size, stat.st_mtime_ns, (None, None, None))
-            yield path
+            yield item
 
-    def _on_server(self, path: Path, size: int, why: str) -> bool:
+    def _on_server(self, path: Path, head: Part10Head | None, size: int, why: str) -> bool:
         """Whether the server holds the file's SOP Instance UID (then it is reported)."""
-        uids = _file_uids(path)
-        if uids[0] is None or uids[2] is None:
+        uids = head.uids if head else None
+        if uids is None:
             return False  # not DICOM, or unreadable: the uploader says which
         if self._holdings is None:
             self._holdings = ServerHoldings(self.http, self.base_url)
@@ -265,10 +271,10 @@ class BulkStore:
         self._emit(Outcome(path, "already stored", size, uids, message=why))
         return True
 
-    def _plan(self, path: Path) -> None:
+    def _plan(self, entry: Path | Part10File) -> None:
         """--dry-run: decide as the store would (skip, fail or send), and count; a file
         that would fail is reported as failed, as in a real run."""
-        item = triage(path)
+        item = triage(entry)
         if isinstance(item, StoreResult):
             if item.status == "failed":
                 self._emit(self._outcome(item, None), record=False)

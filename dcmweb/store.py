@@ -81,7 +81,9 @@ class StoreResult:
 
 
 @dataclass(frozen=True)
-class _Item:
+class Part10File:
+    """A DICOM file to send, with what one read of its head told (never read again)."""
+
     path: Path
     head: Part10Head
 
@@ -94,17 +96,23 @@ class _Item:
         return self.head.info.sop_instance_uid
 
 
-def triage(path: Path) -> _Item | StoreResult:
+def triage(entry: Path | Part10File) -> Part10File | StoreResult:
     """The file to send, or its outcome decided without sending (skipped: not DICOM, a
-    DICOMDIR, a FIFO; failed: missing or unreadable). A dry run decides the same way."""
-    odd = not_regular(path)
-    if odd is not None:  # never opened: a FIFO would block the run forever
-        return StoreResult(path, "skipped", message=odd)
-    head = read_part10_head(path)
+    DICOMDIR, a FIFO; failed: missing or unreadable). A dry run decides the same way.
+    A file whose head was read already is not read again."""
+    head: Part10Head | None
+    if isinstance(entry, Part10File):
+        path, head = entry.path, entry.head
+    else:
+        path = entry
+        odd = not_regular(path)
+        if odd is not None:  # never opened: a FIFO would block the run forever
+            return StoreResult(path, "skipped", message=odd)
+        head = read_part10_head(path)
     if head is not None and head.info.sop_class_uid == DICOMDIR_CLASS:
         return StoreResult(path, "skipped", message="a DICOMDIR index, not an image")
     if head is not None:
-        return _Item(path, head)
+        return Part10File(path, head)
     try:
         with open(path, "rb"):
             empty = os.path.getsize(path) == 0
@@ -114,15 +122,15 @@ def triage(path: Path) -> _Item | StoreResult:
     return StoreResult(path, "skipped", message=reason)
 
 
-def _batches(paths: Iterable[Path], options: StoreOptions,
-             skipped: list[StoreResult]) -> Iterator[list[_Item]]:
+def _batches(paths: Iterable[Path | Part10File], options: StoreOptions,
+             skipped: list[StoreResult]) -> Iterator[list[Part10File]]:
     """Group DICOM files into requests; files decided without sending go to ``skipped``."""
     limit = 1 if options.single_part else options.batch_size
-    batch: list[_Item] = []
+    batch: list[Part10File] = []
     batch_bytes = 0
     uids: set[str] = set()
-    for path in paths:
-        item = triage(path)
+    for entry in paths:
+        item = triage(entry)
         if isinstance(item, StoreResult):
             skipped.append(item)
             continue
@@ -198,7 +206,7 @@ class Uploader:
         self._stopped: list[StoreResult] = []  # decided in batches an error stopped
         self.finder = storecheck.Finder(http, base_url)
 
-    def _post(self, items: list[_Item]) -> _Reply:
+    def _post(self, items: list[Part10File]) -> _Reply:
         headers = {"Accept": "application/dicom+json"}
         if self.options.storage_class:
             headers["Storage-Class"] = self.options.storage_class.upper()
@@ -238,7 +246,7 @@ class Uploader:
         return _Reply(response.status_code, answer, message,
                       parse_retry_after(response.headers.get("Retry-After")))
 
-    def send(self, items: list[_Item]) -> list[StoreResult]:
+    def send(self, items: list[Part10File]) -> list[StoreResult]:
         """Store one batch; every file gets a result. Raises only what stops the run."""
         with self._lock:
             if self._gave_up is not None:
@@ -283,7 +291,7 @@ class Uploader:
                     f"stopping: the server failed {self._failed_in_row} batches in a row "
                     f"(last: {last})", HOST_HINT)
 
-    def _send(self, items: list[_Item], attempts: int,
+    def _send(self, items: list[Part10File], attempts: int,
               split: bool = True) -> tuple[list[StoreResult], bool]:
         """Results, and whether the request itself failed (not the server's per-file no).
 
@@ -295,7 +303,7 @@ class Uploader:
         with _keeping(done):
             return self._sending(done, items, attempts, split)
 
-    def _sending(self, done: list[StoreResult], items: list[_Item], attempts: int,
+    def _sending(self, done: list[StoreResult], items: list[Part10File], attempts: int,
                  split: bool) -> tuple[list[StoreResult], bool]:
         """:meth:`_send`, adding each file's result to ``done`` once it is decided."""
         pending = items
@@ -372,7 +380,7 @@ class Uploader:
         return done + [self._result(item, "failed", message=reason + tries)
                        for item in pending], True
 
-    def _interpret(self, items: list[_Item], reply: _Reply) -> list[StoreResult]:
+    def _interpret(self, items: list[Part10File], reply: _Reply) -> list[StoreResult]:
         status, answer = reply.status, reply.answer
         if answer.kind == "foreign" and status < 300:
             message = (f"server answered {answer.describe()}, not a STOW answer "
@@ -380,8 +388,8 @@ class Uploader:
             return [self._result(item, "failed", message=message, hint=HOST_HINT)
                     for item in items]
         results: list[StoreResult] = []
-        unnamed: list[_Item] = []
-        duplicates: list[tuple[_Item, str]] = []
+        unnamed: list[Part10File] = []
+        duplicates: list[tuple[Part10File, str]] = []
         answered = [*answer.failed, *answer.stored]
         for item in items:
             uid = item.sop_instance_uid
@@ -430,7 +438,7 @@ class Uploader:
                                             hint=hint or None))
             return results
 
-    def _duplicates(self, refused: list[tuple[_Item, str]]) -> list[StoreResult]:
+    def _duplicates(self, refused: list[tuple[Part10File, str]]) -> list[StoreResult]:
         """A refused duplicate is stored when a search finds it (a rerun, a resend)."""
         found = self._confirmed([item for item, _ in refused],
                                 "already on the server: a duplicate refused")
@@ -438,7 +446,7 @@ class Uploader:
         return found + [self._result(item, "failed", message=message)
                         for item, message in refused if item.path not in stored]
 
-    def _confirmed(self, items: list[_Item], note: str | None,
+    def _confirmed(self, items: list[Part10File], note: str | None,
                    missing: str | None = None) -> list[StoreResult]:
         """Search for the items: found ones are stored (by search); the others fail with
         ``missing``, or are left out when ``missing`` is None."""
@@ -454,7 +462,7 @@ class Uploader:
                 results.append(self._result(item, "failed", message=missing))
         return results
 
-    def _one_by_one(self, items: list[_Item]) -> list[StoreResult]:
+    def _one_by_one(self, items: list[Part10File]) -> list[StoreResult]:
         results: list[StoreResult] = []
         with _keeping(results):
             for item in items:
@@ -462,7 +470,7 @@ class Uploader:
         return results
 
     @staticmethod
-    def _result(item: _Item, status: Status, url: str | None = None,
+    def _result(item: Part10File, status: Status, url: str | None = None,
                 message: str | None = None, confirmed_by: ConfirmedBy | None = None, *,
                 hint: str | None = None) -> StoreResult:
         if hint:
@@ -475,13 +483,14 @@ class Uploader:
                            series_instance_uid=series)
 
 
-def _what(items: list[_Item]) -> str:
+def _what(items: list[Part10File]) -> str:
     return f"store {items[0].path}" if len(items) == 1 else f"store of {len(items)} files"
 
 
-def iter_store(http: Http, base_url: str, paths: Iterable[Path],
+def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
                options: StoreOptions | None = None) -> Iterator[StoreResult]:
-    """Store files and yield one result per file as batches finish.
+    """Store files and yield one result per file as batches finish (a
+    :class:`Part10File` is a file whose head the caller has read already).
 
     Files that are not DICOM are yielded as ``skipped``. Per-file failures are
     results, not exceptions; errors that make going on pointless (credentials,

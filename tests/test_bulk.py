@@ -4,6 +4,7 @@ and with faults injected at random)."""
 
 from __future__ import annotations
 
+import builtins
 import csv
 import json
 import os
@@ -11,7 +12,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -411,6 +416,40 @@ def test_skip_existing_after_a_partial_upload_sends_only_the_rest(
     assert statuses == {p.name: "already stored" if i < 12 else "stored"
                         for i, p in enumerate(files)}
     assert len(server_uids(local_server)) == 30
+
+
+@contextmanager
+def counting_opens(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """How many times each path is opened (by open() or os.open()) in the block."""
+    opened: Counter[str] = Counter()
+    real_open, real_os_open = builtins.open, os.open
+
+    def counted_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        opened[os.fspath(file)] += 1
+        return real_open(file, *args, **kwargs)
+
+    def counted_os_open(path: Any, *args: Any, **kwargs: Any) -> int:
+        opened[os.fspath(path)] += 1
+        return real_os_open(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(builtins, "open", counted_open)
+        patch.setattr(os, "open", counted_os_open)
+        yield opened
+
+
+def test_skip_existing_reads_a_file_no_more_than_a_plain_run(
+        local_server: LocalServer, files: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    with counting_opens(monkeypatch) as plain:
+        assert run(local_server.url, "store", *map(str, files[:4])).exit_code == 0
+    with counting_opens(monkeypatch) as skipping:
+        result = run(local_server.url, "store", "--skip-existing", *map(str, files[:6]))
+    assert result.exit_code == 0, result.stderr
+    assert lines(result.stderr)[-1].endswith("in 2 files; 4 already stored")
+    sent = {plain[str(path)] for path in files[:4]}
+    assert len(sent) == 1 and sent.pop() >= 1
+    # Old dcmweb read each file's head once for the server check and again to send it.
+    assert [skipping[str(path)] for path in files[:6]] == [1] * 4 + [plain[str(files[0])]] * 2
 
 
 def test_library_bulk_store_with_journal(local_server: LocalServer, files: list[Path],

@@ -25,7 +25,7 @@ from dcmweb.cli import cli
 from dcmweb.filebody import FileChanged, SizedFileBody
 from dcmweb.files import read_part10_head
 from dcmweb.http import Http, HttpConfig, RetryPolicy
-from dcmweb.store import StoreOptions, Uploader, _Item, iter_store
+from dcmweb.store import Part10File, StoreOptions, Uploader, iter_store
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus, logs
 
@@ -418,15 +418,16 @@ def test_lost_answers_in_an_outage_are_found_by_search_once_it_ends(
     assert {row["message"] for row in by_search} == {"its answer was lost"}
 
 # -- inputs -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("options", [[], ["--skip-existing"]], ids=["plain", "skip-existing"])
 def test_a_fifo_in_a_folder_is_skipped_not_read(local_server: LocalServer, tmp_path: Path,
-                                                ct: Path) -> None:
+                                                ct: Path, options: list[str]) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "ct.dcm").write_bytes(ct.read_bytes())
     os.mkfifo(folder / "pipe.dcm")
     outcome: list[Result] = []
     worker = threading.Thread(target=lambda: outcome.append(
-        run(local_server.url, "store", str(folder))), daemon=True)
+        run(local_server.url, "store", *options, str(folder))), daemon=True)
     worker.start()
     worker.join(60)
     if not outcome:  # old dcmweb blocked here forever: unblock it, then fail
@@ -448,7 +449,7 @@ def test_single_part_never_sends_more_than_the_measured_size(local_server: Local
     grown.write_bytes(data)
     head = read_part10_head(grown)
     assert head is not None and head.size == len(data)
-    item = _Item(grown, head)
+    item = Part10File(grown, head)
     with grown.open("ab") as handle:  # grows after it was measured
         handle.write(b"\0" * 1000)
     with Client(local_server.url, backoff=0.01) as client:
