@@ -30,7 +30,7 @@ import click
 from . import __version__
 from .cligroup import GOOGLE_WORKERS, HELP_NAMES, LOCAL_WORKERS, DcmwebGroup, Settings
 from .climeta import completion_command, config_group, help_command
-from .errors import AllFailed, PartialFailure, UsageError
+from .errors import AllFailed, DcmwebError, PartialFailure, UsageError
 from .output import (
     FORMATS,
     LOG_FORMATS,
@@ -121,7 +121,8 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
               callback=_rate, help="At most N requests per second (or minute, hour), "
                                    "all workers together, e.g. to match a quota.")
 @click.option("-q", "--quiet", is_flag=True,
-              help="Silent on success: only warnings and errors.")
+              help="Silent on success: only warnings and errors (and the summary of a "
+                   "store that failed).")
 @click.option("-v", "--verbose", count=True, help="Log every HTTP request (secrets hidden).")
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text",
               show_default=True, help="Log lines on stderr as text or one JSON object each.")
@@ -292,9 +293,13 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
         output.log(describe_start(client.base_url, spec, store_options, options,
                                   None if dry_run else report, client.http.config.max_rate))
         output.start_progress(len(pairs) if pairs else None, "file")
+        verdict: DcmwebError | None = None
+        failed = True  # until the run ends well: -q shows the summary of a failed run
         try:
             summary = run.run(client.iter_store_json(pairs, generate_uids=generate_uids)
                               if pairs else None)
+            verdict = _store_verdict(summary, dry_run)
+            failed = verdict is not None
         finally:
             if counter:
                 counter.stop()
@@ -309,31 +314,32 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
             if run.started and (dry_run or not nothing):
                 output.summary(describe_summary(
                     run.summary, dry_run=dry_run,
-                    unavailable_seconds=client.http.stats.unavailable_seconds))
-        _store_verdict(summary, dry_run)  # in the block: the client explains a wrong HOST
+                    unavailable_seconds=client.http.stats.unavailable_seconds), failed=failed)
+        if verdict is not None:
+            raise verdict  # in the block: the client explains a wrong HOST
 
 
-def _store_verdict(summary: Summary, dry_run: bool) -> None:
-    """The store run's exit: an error, or nothing when it went well. A dry run ends as
+def _store_verdict(summary: Summary, dry_run: bool) -> DcmwebError | None:
+    """The store run's exit: an error, or None when it went well. A dry run ends as
     the real run would, its files to send counting as stored."""
     counts = summary.counts
     would_send = summary.would_send if dry_run else 0
     total = summary.done + would_send
     if counts["failed"] and not (counts["stored"] or counts["already stored"]
                                  or counts["conflict"] or would_send):
-        raise AllFailed(f"nothing stored: {counts['failed']} of "
-                        f"{plural(total, 'file')} failed",
-                        status=summary.failure_status)
+        return AllFailed(f"nothing stored: {counts['failed']} of "
+                         f"{plural(total, 'file')} failed",
+                         status=summary.failure_status)
     if counts["failed"]:
-        raise PartialFailure(f"{counts['failed']} of {plural(total, 'file')} failed "
-                             "to store")
+        return PartialFailure(f"{counts['failed']} of {plural(total, 'file')} failed "
+                              "to store")
     if counts["stored"] or counts["already stored"] or counts["conflict"] or would_send:
-        return
+        return None
     if summary.not_retried and not summary.done:
-        return  # --retry-failed with nothing left to retry
+        return None  # --retry-failed with nothing left to retry
     if summary.unmatched and not summary.done:
-        raise UsageError("no files to store", "check the paths and masks")
-    raise UsageError("no DICOM files to store", "all files were skipped as not DICOM")
+        return UsageError("no files to store", "check the paths and masks")
+    return UsageError("no DICOM files to store", "all files were skipped as not DICOM")
 
 
 def _json_pairs(masks: tuple[str, ...], metadata: tuple[str, ...], jpeg: tuple[str, ...],

@@ -96,9 +96,13 @@ class Output:
         if not self.quiet:
             self.line("info", message)
 
-    def summary(self, message: str) -> None:
-        """A closing line; --quiet is silent on success, so it hides this one too."""
-        self.log(message)
+    def summary(self, message: str, *, failed: bool = False) -> None:
+        """A closing line; --quiet is silent on success, so it hides this one too, but
+        shows it after a failure (a cron mail says how far the run got)."""
+        if failed:
+            self.line("info", message)
+        else:
+            self.log(message)
 
     def warning(self, message: str) -> None:
         """Shown even with --quiet."""

@@ -1,5 +1,6 @@
 """Log lines: one shape for every line (timestamp with zone, level, message), JSON lines,
--q silent on success but never hiding warnings, errors or retries, plurals."""
+-q silent on success but never hiding warnings, errors, retries or the summary of a failed
+store, plurals."""
 
 from __future__ import annotations
 
@@ -88,6 +89,20 @@ def test_a_quiet_store_run_prints_nothing_on_success(local_server: LocalServer,
     corpus.synthetic_files(tmp_path / "f", 2)
     result = dcmweb("-q", local_server.url, "store", str(tmp_path / "f"))
     assert (result.exit_code, result.stderr) == (0, "")
+
+
+def test_a_quiet_store_run_that_fails_prints_its_summary(local_server: LocalServer,
+                                                         tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "f", 2)
+    missing = tmp_path / "missing.dcm"
+    result = dcmweb("-q", local_server.url, "store", str(tmp_path / "f"), str(missing))
+    assert result.exit_code == 6
+    size = sum(path.stat().st_size for path in files) / 1024
+    # Old dcmweb: the error lines alone, though docs/bulk-upload.md promised the summary.
+    assert parsed(result.stderr) == [
+        ("error", f"{missing} failed: cannot read: No such file or directory"),
+        ("info", f"Transferred {size:.1f} KiB in 2 files; 1 failed"),
+        ("error", "1 of 3 files failed to store")]
 
 
 def test_quiet_and_verbose_together_are_a_usage_error() -> None:
