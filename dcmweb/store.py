@@ -203,7 +203,7 @@ class Uploader:
         self._lock = threading.Lock()
         self._failed_in_row = 0  # batches in a row of which the server stored nothing
         self._gave_up: DcmwebError | None = None
-        self._stopped: list[StoreResult] = []  # decided in batches an error stopped
+        self._decided_at_stop: list[StoreResult] = []  # in batches an error stopped
         self.finder = storecheck.Finder(http, base_url)
 
     def _post(self, items: list[Part10File]) -> _Reply:
@@ -247,7 +247,8 @@ class Uploader:
                       parse_retry_after(response.headers.get("Retry-After")))
 
     def send(self, items: list[Part10File]) -> list[StoreResult]:
-        """Store one batch; every file gets a result. Raises only what stops the run."""
+        """Store one batch; every file gets a result. Raises only what stops the run (the
+        files decided before it are then kept for :meth:`stopped_results`)."""
         with self._lock:
             if self._gave_up is not None:
                 raise self._gave_up
@@ -260,7 +261,7 @@ class Uploader:
                 # batch starts after this); what this batch decided is reported with the
                 # error (see stopped_results).
                 with self._lock:
-                    self._stopped += stopped.decided
+                    self._decided_at_stop += stopped.decided
                     self._gave_up = self._gave_up or error
                 raise error from None
             # This batch's own failure (a search that kept failing, a redirect refused);
@@ -275,7 +276,7 @@ class Uploader:
     def stopped_results(self) -> list[StoreResult]:
         """The results of files decided in batches an error stopped, taken once."""
         with self._lock:
-            taken, self._stopped = self._stopped, []
+            taken, self._decided_at_stop = self._decided_at_stop, []
         return taken
 
     def _count(self, results: list[StoreResult], request_failed: bool) -> None:
