@@ -152,11 +152,11 @@ def quota_case(work: Path, files: int, rate: float) -> dict[str, Any]:
 
 
 def window_quota_case(work: Path, files: int, limit: int, window: float) -> dict[str, Any]:
-    clone_tree(work / "w", files)
+    clone_tree(work / "window", files)
     with LocalServer(work / "store-window") as server:
         server.quota = WindowQuota(limit, window)
         result = run_dcmweb(["-m", "--workers", "16", "-q", server.url, "store",
-                             str(work / "w" / "tree"), "--batch-size", "1"])
+                             str(work / "window" / "tree"), "--batch-size", "1"])
         stored = len(server.store.query("SELECT sop_uid FROM instances"))
         return {"files": files, "limit": limit, "window_s": window, "exit": result["exit"],
                 "failed": files - stored, "wall_s": result["wall"],
