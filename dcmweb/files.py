@@ -25,6 +25,17 @@ class Part10Info:
     transfer_syntax_uid: str
 
 
+NOT_REGULAR = "not a regular file"  # what not_regular says, with the kind when known
+_KINDS = ((stat.S_ISFIFO, "FIFO (named pipe)", "FIFOs (named pipes)"),
+          (stat.S_ISSOCK, "socket", "sockets"),
+          (stat.S_ISCHR, "character device", "character devices"),
+          (stat.S_ISBLK, "block device", "block devices"),
+          (stat.S_ISDIR, "directory", "directories"))
+# How a summary counts each reason of not_regular: one, several.
+NOT_REGULAR_COUNTS = {f"{NOT_REGULAR}: a {one}": (one, many) for _, one, many in _KINDS}
+NOT_REGULAR_COUNTS[NOT_REGULAR] = (NOT_REGULAR, "not regular files")
+
+
 def not_regular(path: str | os.PathLike[str]) -> str | None:
     """Why ``path`` must not be read (a FIFO would block forever), or None for a file.
 
@@ -36,11 +47,8 @@ def not_regular(path: str | os.PathLike[str]) -> str | None:
         return None
     if stat.S_ISREG(mode):
         return None
-    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-             (stat.S_ISDIR, "a directory"))
-    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
-    return f"not a regular file: {kind}"
+    kind = next((one for test, one, _ in _KINDS if test(mode)), None)
+    return f"{NOT_REGULAR}: a {kind}" if kind else NOT_REGULAR
 
 
 @dataclass(frozen=True)

@@ -344,10 +344,20 @@ def describe_summary(summary: Summary, *, dry_run: bool = False,
         line = (f"Dry run: would send {plural(summary.would_send, 'file')} "
                 f"({human_size(summary.would_send_bytes)}, "
                 f"{plural(len(summary.studies), 'study', 'studies')})")
-        reasons = [f"{number} {reason}" for reason, number in summary.skip_reasons.items()]
+        reasons = [_count_skipped(reason, number)
+                   for reason, number in summary.skip_reasons.items()]
         if reasons:
             extras.append(f"skipped: {', '.join(reasons)}")
     else:
         line = (f"Transferred {human_size(summary.stored_bytes)} in "
                 f"{plural(counts['stored'], 'file')}")
     return line + (f"; {', '.join(extras)}" if extras else "")
+
+
+def _count_skipped(reason: str, number: int) -> str:
+    """``2 empty files``, ``1 not DICOM``; a reason without nouns (an old journal's) as
+    ``REASON: N``, which reads right for any number."""
+    from .store import SKIP_COUNTS
+
+    nouns = SKIP_COUNTS.get(reason)
+    return plural(number, *nouns) if nouns else f"{reason}: {number}"

@@ -20,7 +20,7 @@ from typing import Literal
 from . import storecheck
 from .errors import AnswerLost, DcmwebError, ServerError, UnavailableError, UsageError
 from .filebody import SizedFileBody
-from .files import Part10Head, not_regular, read_part10_head
+from .files import NOT_REGULAR_COUNTS, Part10Head, not_regular, read_part10_head
 from .http import (
     UNAVAILABLE_HINT,
     UNAVAILABLE_STATUSES,
@@ -96,6 +96,15 @@ class Part10File:
         return self.head.info.sop_instance_uid
 
 
+# Why a file is skipped: its warning's, report's and journal's message.
+EMPTY = "empty file"
+NOT_DICOM = "not a DICOM Part-10 file (no DICM marker)"
+DICOMDIR = "a DICOMDIR index, not an image"
+# How the dry-run summary counts each reason: one, several ("1 empty file", "2 empty files").
+SKIP_COUNTS = {EMPTY: ("empty file", "empty files"), NOT_DICOM: ("not DICOM", "not DICOM"),
+               DICOMDIR: ("DICOMDIR index", "DICOMDIR indexes"), **NOT_REGULAR_COUNTS}
+
+
 def triage(entry: Path | Part10File) -> Part10File | StoreResult:
     """The file to send, or its outcome decided without sending (skipped: not DICOM, a
     DICOMDIR, a FIFO; failed: missing or unreadable). A dry run decides the same way.
@@ -110,7 +119,7 @@ def triage(entry: Path | Part10File) -> Part10File | StoreResult:
             return StoreResult(path, "skipped", message=odd)
         head = read_part10_head(path)
     if head is not None and head.info.sop_class_uid == DICOMDIR_CLASS:
-        return StoreResult(path, "skipped", message="a DICOMDIR index, not an image")
+        return StoreResult(path, "skipped", message=DICOMDIR)
     if head is not None:
         return Part10File(path, head)
     try:
@@ -118,8 +127,7 @@ def triage(entry: Path | Part10File) -> Part10File | StoreResult:
             empty = os.path.getsize(path) == 0
     except OSError as exc:  # asked for but unreadable: a failure, not a skip
         return StoreResult(path, "failed", message=f"cannot read: {exc.strerror}")
-    reason = "empty file" if empty else "not a DICOM Part-10 file (no DICM marker)"
-    return StoreResult(path, "skipped", message=reason)
+    return StoreResult(path, "skipped", message=EMPTY if empty else NOT_DICOM)
 
 
 def _batches(paths: Iterable[Path | Part10File], options: StoreOptions,

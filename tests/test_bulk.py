@@ -204,6 +204,7 @@ def test_dry_run_sends_nothing_and_says_what_it_would_do(
     folder = files[0].parent
     (folder / "notes.txt").write_text("hello")
     (folder / "empty.dcm").write_bytes(b"")
+    (folder / "empty2.dcm").write_bytes(b"")
     journal = tmp_path / "j.db"
     assert run(local_server.url, "store", *map(str, files[:10]), "--journal",
                str(journal)).exit_code == 0
@@ -215,7 +216,27 @@ def test_dry_run_sends_nothing_and_says_what_it_would_do(
     size = files[10].stat().st_size * 19 / 1024
     assert lines(result.stderr)[-1].endswith(
         f"Dry run: would send 19 files ({size:.1f} KiB, 3 studies); 10 already stored, "
-        "1 excluded, skipped: 1 empty file, 1 not a DICOM Part-10 file (no DICM marker)")
+        "1 excluded, skipped: 2 empty files, 1 not DICOM")
+
+
+@pytest.mark.parametrize(("number", "expected"), [
+    (1, "skipped: 1 empty file, 1 not DICOM, 1 DICOMDIR index, 1 FIFO (named pipe), "
+        "1 directory, 1 not a regular file, an odd reason: 1"),
+    (2, "skipped: 2 empty files, 2 not DICOM, 2 DICOMDIR indexes, 2 FIFOs (named pipes), "
+        "2 directories, 2 not regular files, an odd reason: 2"),
+])
+def test_dry_run_summary_counts_skip_reasons_in_good_english(number: int,
+                                                             expected: str) -> None:
+    from dcmweb.bulk import Summary
+    from dcmweb.output import describe_summary
+
+    reasons = ["empty file", "not a DICOM Part-10 file (no DICM marker)",
+               "a DICOMDIR index, not an image", "not a regular file: a FIFO (named pipe)",
+               "not a regular file: a directory", "not a regular file", "an odd reason"]
+    summary = Summary(skip_reasons=Counter(dict.fromkeys(reasons, number)))
+    # Old dcmweb: "2 empty file, 2 a DICOMDIR index, not an image, ...".
+    assert describe_summary(summary, dry_run=True) == (
+        f"Dry run: would send 0 files (0 B, 0 studies); {expected}")
 
 
 def test_dry_run_summary_of_one_file_says_one_study(local_server: LocalServer,
@@ -262,7 +283,7 @@ def test_dry_run_gives_the_real_runs_skip_reason_for_a_fifo(
     result = run(local_server.url, "store", str(folder), "--dry-run")
     assert result.exit_code == 0, result.stderr
     assert lines(result.stderr)[-1].endswith(
-        "skipped: 1 not a regular file: a FIFO (named pipe)")
+        "skipped: 1 FIFO (named pipe)")
 
 
 def test_corrupt_file_in_the_middle_fails_alone(local_server: LocalServer, files: list[Path],
@@ -517,6 +538,26 @@ def test_plain_progress_lines_without_a_terminal(files: list[Path]) -> None:
         "progress: 11 of 30 files, 10.0 MiB stored, 1 failed, 1.1 files/s, about 17 s left",
         "progress: 21 of 30 files, 20.0 MiB stored, 1 failed, 1.1 files/s, about 9 s left"]
     assert "\r" not in stderr.getvalue()
+
+
+@pytest.mark.parametrize(("total", "expected"), [
+    (None, "progress: 1 file, 1.0 MiB stored, 0 failed, 0.1 files/s"),
+    (1, "progress: 1 of 1 file, 1.0 MiB stored, 0 failed, 0.1 files/s, about 0 s left"),
+])
+def test_plain_progress_line_of_one_file_is_singular(files: list[Path], total: int | None,
+                                                     expected: str) -> None:
+    import io
+
+    from dcmweb.bulk import Outcome
+    from dcmweb.output import Output, StorePrinter
+
+    stderr = io.StringIO()
+    printer = StorePrinter(Output(stderr=stderr), total=lambda: total, every=10,
+                           clock=iter([0.0, 10.0]).__next__)
+    printer(Outcome(files[0], "stored", 1024 * 1024))
+    # Old dcmweb: "progress: 1 files, ...".
+    assert [m for m in logs.messages(stderr.getvalue(), "info")
+            if m.startswith("progress:")] == [expected]
 
 
 @pytest.mark.parametrize("max_rate", [None, "30/s"])
