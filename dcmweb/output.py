@@ -291,8 +291,9 @@ class StorePrinter:
 
     def progress_line(self, total: int | None, now: float) -> str:
         rate = self.files / max(now - self.started, 1e-9)
-        of = f" of {total}" if total is not None else ""
-        line = (f"progress: {self.files}{of} files, {human_size(self.bytes)} stored, "
+        files = (plural(self.files, "file") if total is None
+                 else f"{self.files} of {plural(total, 'file')}")
+        line = (f"progress: {files}, {human_size(self.bytes)} stored, "
                 f"{self.failed} failed, {rate:.1f} files/s")
         if total is not None and rate > 0:
             line += f", about {(total - self.files) / rate:.0f} s left"
