@@ -122,7 +122,7 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
                                    "all workers together, e.g. to match a quota.")
 @click.option("-q", "--quiet", is_flag=True,
               help="Silent on success: only warnings and errors (and the summary of a "
-                   "store that failed).")
+                   "store or retrieve that failed).")
 @click.option("-v", "--verbose", count=True, help="Log every HTTP request (secrets hidden).")
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text",
               show_default=True, help="Log lines on stderr as text or one JSON object each.")
@@ -516,6 +516,7 @@ def _dry_run_retrieve(output: Output, client: Client, path: str, folder: str) ->
 def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
     counts = {"saved": 0, "failed": 0}
     size = 0
+    failed = True  # until the run ends well: -q shows the summary of a failed run
     output.start_progress(None, "file")
     try:
         for result in results:
@@ -526,11 +527,12 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
                 output.log(f"{result.source} saved as {result.path}")
             else:
                 output.error(f"{result.source}: {result.message}")
+        failed = bool(counts["failed"])
     finally:
         output.stop_progress()
-        failed = f"; {counts['failed']} failed" if counts["failed"] else ""
+        failures = f"; {counts['failed']} failed" if counts["failed"] else ""
         output.summary(f"Transferred {human_size(size)} in "
-                       f"{plural(counts['saved'], 'file')}{failed}")
+                       f"{plural(counts['saved'], 'file')}{failures}", failed=failed)
     if counts["failed"] and not counts["saved"]:
         raise AllFailed(f"nothing was retrieved ({plural(counts['failed'], 'item')} failed)")
     if counts["failed"]:

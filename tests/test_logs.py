@@ -1,6 +1,6 @@
 """Log lines: one shape for every line (timestamp with zone, level, message), JSON lines,
 -q silent on success but never hiding warnings, errors, retries or the summary of a failed
-store, plurals."""
+store or retrieve, plurals."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+import pydicom
 from click.testing import CliRunner, Result
 
+from dcmweb import Client
 from dcmweb.cli import cli
 from dcmweb.output import Output, plural
 from dcmweb.testing import LocalServer
@@ -103,6 +105,26 @@ def test_a_quiet_store_run_that_fails_prints_its_summary(local_server: LocalServ
         ("error", f"{missing} failed: cannot read: No such file or directory"),
         ("info", f"Transferred {size:.1f} KiB in 2 files; 1 failed"),
         ("error", "1 of 3 files failed to store")]
+
+
+def test_a_quiet_retrieve_prints_nothing_on_success_and_its_summary_on_failure(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "f", 2, studies=2)
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(files)} == {"stored"}
+    good = dcmweb("-q", local_server.url, "retrieve", "--output", str(tmp_path / "good"))
+    assert (good.exit_code, good.stderr) == (0, "")
+    lost = str(pydicom.dcmread(files[1], stop_before_pixels=True).StudyInstanceUID)
+    local_server.inject_fault(404, method="GET", path_contains=f"/studies/{lost}")
+    failed = dcmweb("-q", local_server.url, "retrieve", "--output", str(tmp_path / "bad"))
+    assert failed.exit_code == 6
+    size = files[0].stat().st_size / 1024
+    [(level, message), *rest] = parsed(failed.stderr)
+    assert (level, message.split(" failed: ")[0]) == (
+        "error", f"studies/{lost}: retrieve studies/{lost}")
+    # Old dcmweb: the error lines alone; store -q printed its summary, retrieve -q did not.
+    assert rest == [("info", f"Transferred {size:.1f} KiB in 1 file; 1 failed"),
+                    ("error", "1 item could not be retrieved")]
 
 
 def test_quiet_and_verbose_together_are_a_usage_error() -> None:
