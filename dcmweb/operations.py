@@ -122,7 +122,8 @@ def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,
             if operation.failed:
                 reason = operation.error
                 if reason is None and operation.counter:
-                    reason = f"{operation.counter['failure']} instances failed"
+                    failures = operation.counter["failure"]
+                    reason = f"{failures} instance{'' if failures == 1 else 's'} failed"
                 raise ServerError(f"{what} failed on the server: {reason} "
                                   f"({operation.progress()})", f"operation {name}")
             return operation

@@ -118,7 +118,7 @@ def test_failed_instances_counted_make_a_failure_even_without_an_error() -> None
         fake.route("GET", f"/v1/{name}", poll)
         result = dcmweb(fake.url, "operations", "wait", "7")
     assert result.exit_code == 1
-    assert "1 instances failed" in result.stderr
+    assert "1 instance failed" in result.stderr
     assert "1 done, 0 failed, 2 pending" in result.stderr
 
 
