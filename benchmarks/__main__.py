@@ -20,12 +20,8 @@ from pathlib import Path
 
 from . import data, servers
 from .cases import Case, Ctx, Sets, build_cases, remove
-from .measure import ROOT, Sample
+from .measure import ROOT, Sample, say
 from .report import Results, write
-
-
-def say(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def _busy_fraction(seconds: float = 1.0) -> float:

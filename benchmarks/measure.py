@@ -23,6 +23,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def say(message: str) -> None:
+    """A progress line of the harness on stderr, with the time."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 BIN = Path(sys.executable).parent
 GNU_TIME = "/usr/bin/time"
 

@@ -8,7 +8,6 @@ stopped by its own PID only.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,8 @@ import requests
 from dcmweb_devtools import corpus
 from dcmweb_devtools.orthanc import Orthanc, find_orthanc
 from dcmweb_devtools.procs import compile_shim, http_session
+
+from .measure import say
 
 if TYPE_CHECKING:
     from .data import DataSet
@@ -66,8 +67,8 @@ def load(server: Orthanc, bodies: list[Path], expected: int) -> float:
         count = server.instance_count()
         if count == expected:
             return time.monotonic() - started
-        print(f"[bench] loading {server.url}: {count} of {expected} instances stored"
-              + ("; sending again" if attempt < 2 else ""), file=sys.stderr, flush=True)
+        say(f"loading {server.url}: {count} of {expected} instances stored"
+            + ("; sending again" if attempt < 2 else ""))
     raise RuntimeError(f"loading {server.url}: {count} instances stored, {expected} expected")
 
 
