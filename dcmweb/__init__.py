@@ -1,6 +1,6 @@
 """dcmweb: a command-line client and Python library for DICOMweb servers.
 
-``from dcmweb import Client``. The client (and requests with it) is imported on
+``from dcmweb import Client``. The client (and the HTTP stack with it) is imported on
 first use, so that ``dcmweb --help`` starts fast.
 """
 
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 
-# Imported on first use (they pull in requests): name -> module.
+# Imported on first use (they pull in the HTTP stack): name -> module.
 _LAZY = {"Client": "client", "StoreResult": "store", "RetrieveResult": "retrieve",
          "DeleteResult": "delete"}
 

@@ -123,10 +123,11 @@ class GoogleAuth:
 
     def _refresh_locked(self) -> None:
         import google.auth.exceptions
-        import google.auth.transport.requests
+
+        from .tokenrequest import TokenRequest
 
         if self._request is None:
-            self._request = google.auth.transport.requests.Request()
+            self._request = TokenRequest()
         try:
             self._load().refresh(self._request)
         except google.auth.exceptions.GoogleAuthError as exc:

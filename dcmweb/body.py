@@ -5,23 +5,19 @@ timeout (each read gets a byte in time), so every body read here also checks the
 transfer rate, like curl's --speed-limit/--speed-time: fewer than ``limit`` bytes
 per second over ``seconds`` seconds ends the transfer.
 
-``iter_body`` reads with ``read1`` (whatever the socket has, up to the chunk size):
-requests' ``iter_content`` waits for a full chunk, so a trickle would never be seen.
+Bodies are read with ``read1`` (whatever the socket has, up to the chunk size), so a
+trickle is seen as it trickles.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-import urllib3.exceptions
-
 from .errors import ServerError, UnavailableError
+from .transport import Response, TransportError
 
 CHUNK = 64 * 1024
 _REQUIRED = object()
@@ -39,23 +35,10 @@ class TooSlowError(UnavailableError):
     """The server sent the body slower than the low-speed limit."""
 
 
-# The limit each response is read with, set by Http.request: whoever reads the body
-# (store, retrieve, search) gets it without passing it around.
-_LIMITS: weakref.WeakKeyDictionary[requests.Response, LowSpeed] = weakref.WeakKeyDictionary()
-
-
-def set_low_speed(response: requests.Response, limit: LowSpeed) -> None:
-    """Read this response with ``limit``; its ``iter_content`` becomes :func:`iter_body`,
-    so every caller that streams (retrieve, multipart parsing) is guarded too."""
-    _LIMITS[response] = limit
-    plain = response.iter_content
-
-    def iter_content(chunk_size: int | None = 1, decode_unicode: bool = False) -> Iterator[Any]:
-        if decode_unicode:
-            return plain(chunk_size, decode_unicode)
-        return iter_body(response, chunk_size or CHUNK)
-
-    setattr(response, "iter_content", iter_content)  # noqa: B010
+def set_low_speed(response: Response, limit: LowSpeed) -> None:
+    """Read this response with ``limit``: whoever reads the body (store, retrieve,
+    search, multipart parsing) is guarded without passing the limit around."""
+    response.on_read = _Meter(limit).add
 
 
 class _Meter:
@@ -82,66 +65,23 @@ class _Meter:
         self.window_start, self.window_bytes = now, 0
 
 
-def iter_body(response: requests.Response, chunk_size: int = CHUNK) -> Iterator[bytes]:
-    """The body in chunks as they arrive, cut off when slower than the response's limit.
-
-    Raises the same exceptions as ``response.iter_content`` for a cut body
-    (``requests.exceptions.ChunkedEncodingError`` and friends), and
-    :class:`TooSlowError` for a trickle.
-    """
-    if getattr(response, "_content_consumed", False) or response.raw is None:  # already read
-        yield from requests.Response.iter_content(response, chunk_size)
-        return
-    meter = _Meter(_LIMITS.get(response, LowSpeed()))
-    raw = response.raw
-    # Without a content coding the socket's bytes are handed on as read: decoding would
-    # only copy each chunk through urllib3's buffer (a tenth of a 500 MB retrieve's CPU).
-    coding = response.headers.get("Content-Encoding", "").strip().lower()
-    decode = coding not in ("", "identity")
-    # The same translation requests' iter_content makes, so callers catch one family.
+def read_all(response: Response, limit: int | None = None, what: str = "") -> None:
+    """Read a whole body into ``response.content``; more than ``limit`` bytes is a
+    :class:`ServerError` (an endless answer)."""
     try:
-        while True:
-            chunk = raw.read1(chunk_size, decode_content=decode)
-            if not chunk:
-                break
-            meter.add(len(chunk))
-            yield chunk
-    except urllib3.exceptions.ProtocolError as exc:
-        raise requests.exceptions.ChunkedEncodingError(exc) from exc
-    except urllib3.exceptions.DecodeError as exc:
-        raise requests.exceptions.ContentDecodingError(exc) from exc
-    except urllib3.exceptions.ReadTimeoutError as exc:
-        raise requests.exceptions.ConnectionError(exc) from exc
-    except urllib3.exceptions.SSLError as exc:
-        raise requests.exceptions.SSLError(exc) from exc
-    _mark_consumed(response)
-
-
-def read_all(response: requests.Response, limit: int | None = None, what: str = "") -> None:
-    """Read a whole body into ``response.content`` through :func:`iter_body`; more than
-    ``limit`` bytes is a :class:`ServerError` (an endless answer)."""
-    try:
-        content = read_limited(response, limit + 1) if limit is not None else b"".join(
-            iter_body(response))
+        content = read_limited(response, limit + 1) if limit is not None else response.content
         if limit is not None and len(content) > limit:
             raise _too_large(what, limit)
     except BaseException:
         response.close()  # the rest of a cut or trickling body is never read
         raise
-    response._content = content
-    _mark_consumed(response)
-    response.raw.release_conn()
+    response.keep(content)
 
 
-def _mark_consumed(response: requests.Response) -> None:
-    # requests' own flag (not in its type stubs): its iter_content then serves _content.
-    setattr(response, "_content_consumed", True)  # noqa: B010
-
-
-def read_limited(response: requests.Response, limit: int) -> bytes:
+def read_limited(response: Response, limit: int) -> bytes:
     """At most ``limit`` bytes of a body: a hostile server may send one without end."""
     data = bytearray()
-    for chunk in iter_body(response):
+    for chunk in response.iter_content():
         data += chunk
         if len(data) >= limit:
             break
@@ -153,7 +93,7 @@ def _too_large(what: str, limit: int) -> ServerError:
                        "the server sent more than any sensible answer; check HOST")
 
 
-def read_json(response: requests.Response, limit: int, what: str, *,
+def read_json(response: Response, limit: int, what: str, *,
               if_empty: Any = _REQUIRED) -> Any:
     """The JSON answer, refused with a clear :class:`ServerError` when it is larger than
     ``limit`` bytes, nested too deeply, or not JSON. ``if_empty``: what an empty (or
@@ -175,11 +115,11 @@ def read_json(response: requests.Response, limit: int, what: str, *,
                           status=response.status_code) from None
 
 
-def server_message(response: requests.Response) -> str:
+def server_message(response: Response) -> str:
     """The human part of an error body."""
     try:
         raw = read_limited(response, 64 * 1024)
-    except (requests.RequestException, UnavailableError):
+    except (TransportError, UnavailableError):
         return ""
     return body_message(raw.decode(response.encoding or "utf-8", "replace"))
 

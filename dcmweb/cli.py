@@ -1,6 +1,6 @@
 """The ``dcmweb`` command: parse arguments, call the library, hand results to output.
 
-Heavy modules (requests, pydicom, google-auth) are imported inside the commands so
+Heavy modules (the HTTP stack, pydicom, google-auth) are imported inside the commands so
 that ``dcmweb --help`` stays fast.
 
 How to add an option: add a ``@click.option("--long-name", ...)`` to the command (or to

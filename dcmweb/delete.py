@@ -12,12 +12,11 @@ import json
 import logging
 from dataclasses import dataclass
 
-import requests
-
 from .errors import AnswerLost, DcmwebError, NotFoundError, ServerError, UnavailableError
 from .http import UNAVAILABLE_HINT, Http
 from .operations import wait_operation
 from .paths import ResourcePath, parse_resource_path
+from .transport import Response
 from .unexpected import HOST_HINT, describe_answer
 
 log = logging.getLogger("dcmweb")
@@ -76,7 +75,7 @@ class Deleter:
             raise
         return DeleteResult(url_path, operation.name, operation.counter, lost)
 
-    def _send(self, url_path: str) -> tuple[requests.Response, bool]:
+    def _send(self, url_path: str) -> tuple[Response, bool]:
         """The DELETE's answer, and whether an earlier answer was lost. A DELETE whose
         answer is lost (a drop, a timeout after sending) may have been done: it is sent
         again, and then a 404 means it was, not that the path never existed."""
@@ -94,7 +93,7 @@ class Deleter:
                                f"{LOST_ANSWER_RESENDS + 1} times", UNAVAILABLE_HINT)
 
     @staticmethod
-    def _operation_name(response: requests.Response, url_path: str) -> str | None:
+    def _operation_name(response: Response, url_path: str) -> str | None:
         """The operation a delete started, or None when it was done at once; anything
         but `{}`, an operation or an empty answer (a web page, an error envelope) means
         the DELETE did not reach a DICOMweb server."""

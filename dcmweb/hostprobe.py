@@ -25,7 +25,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import DcmwebError
-from .http import Http
+from .http import Http, read_limited
 from .redact import redact_url
 
 log = logging.getLogger("dcmweb")
@@ -88,10 +88,9 @@ def probe(http: Http, base: str) -> bool:
     url = f"{base}/studies?limit=1"
     try:
         headers = {"Accept": "application/dicom+json", **http.auth.headers()}
-        with http.session.get(url, headers=headers, stream=True, allow_redirects=False,
-                              timeout=(PROBE_TIMEOUT, PROBE_TIMEOUT),
-                              verify=http.config.verify) as response:
-            body = response.raw.read(PROBE_BYTES + 1, decode_content=True)
+        with http.transport.request("GET", url, headers=headers,
+                                    timeout=(PROBE_TIMEOUT, PROBE_TIMEOUT)) as response:
+            body = read_limited(response, PROBE_BYTES + 1)
             found = len(body) <= PROBE_BYTES and answers_dicomweb(
                 response.status_code, response.headers.get("Content-Type", ""), body)
             log.debug("HOST probe: GET %s -> %s", redact_url(url), response.status_code)

@@ -2,10 +2,11 @@
 
 One loop handles every retry, so that a retried upload always gets a freshly built
 body (``body`` is a factory called once per attempt) and a 401 refreshes the
-credential exactly once. urllib3's own retries are off: they cannot rebuild bodies.
+credential exactly once. The transport (transport.py) never retries: it cannot rebuild
+bodies.
 
 The rules (docs/exit-codes.md says what the user sees):
-- Redirects are followed here, never by requests: a write (anything but GET/HEAD) is
+- Redirects are followed here, never by the transport: a write (anything but GET/HEAD) is
   never redirected (requests would turn a POST into a GET and report its 200), and a
   GET follows only to the same origin (scheme, host and port), so no header (-H, auth)
   reaches another host.
@@ -38,8 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import requests
-
 from . import __version__
 from .auth import Auth, NoAuth, is_google_host
 from .body import (
@@ -60,9 +59,21 @@ from .errors import (
     UnavailableError,
     UsageError,
 )
-from .rawquery import CaretAdapter
 from .redact import redact_text, redact_url
 from .throttle import Cancelled, Gate, GateStats, Outcome
+from .transport import (
+    ConnectError,
+    ConnectTimeout,
+    InvalidHeader,
+    InvalidURL,
+    ReadTimeout,
+    Response,
+    TLSError,
+    Transport,
+    TransportError,
+    environ_proxy,
+    split_url,
+)
 
 __all__ = ["Http", "HttpConfig", "RetryPolicy", "body_message", "parse_retry_after",
            "read_limited", "server_message"]
@@ -142,7 +153,7 @@ _HINTS = {
 UNAVAILABLE_HINT = "the server is overloaded or down; try again later"
 
 
-def error_for_response(response: requests.Response, what: str, attempts: int = 1,
+def error_for_response(response: Response, what: str, attempts: int = 1,
                        note: str | None = None) -> DcmwebError:
     status = response.status_code
     detail = server_message(response)
@@ -181,7 +192,7 @@ class _Failure:
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
-    """The exception and every exception it wraps (requests and urllib3 nest them)."""
+    """The exception and every exception it wraps (the transport chains its causes)."""
     found: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and all(current is not seen for seen in found):
@@ -208,13 +219,14 @@ def classify(exc: BaseException) -> _Failure:
             if current.errno == socket.EAI_AGAIN:
                 return _Failure("temporary failure in name resolution", sent=False)
             return _Failure("host name not found", fatal_at_start=True, sent=False)
-        if isinstance(current, (requests.exceptions.ReadTimeout,
-                                socket.timeout)) or type(current).__name__ == "ReadTimeoutError":
-            return _Failure("no answer within the read timeout")
-        if isinstance(current, requests.exceptions.ConnectTimeout):
+        if isinstance(current, ConnectTimeout):
             return _Failure("connection timed out", sent=False)
+        if isinstance(current, (ReadTimeout, socket.timeout)):
+            return _Failure("no answer within the read timeout")
     if "Name or service not known" in str(exc):
         return _Failure("host name not found", fatal_at_start=True, sent=False)
+    if isinstance(exc, ConnectError):  # no connection, so nothing was sent
+        return _Failure(f"cannot connect ({exc})", sent=False)
     return _Failure("connection dropped")
 
 
@@ -238,7 +250,7 @@ def _default_port(scheme: str) -> int:
     return 443 if scheme.lower() == "https" else 80
 
 
-def redirect_error(response: requests.Response, method: str, url: str, what: str,
+def redirect_error(response: Response, method: str, url: str, what: str,
                    reason: str) -> ServerError:
     location = response.headers.get("Location") or ""
     target = redact_url(urljoin(url, location)) if location else "(no Location)"
@@ -250,38 +262,28 @@ def redirect_error(response: requests.Response, method: str, url: str, what: str
     )
 
 
-def _as_given(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    return request
-
-
 def proxy_for(exc: BaseException, url: str) -> str | None:
     """The proxy that failed, when the failure is the proxy's (a dead HTTP_PROXY)."""
     if not any(type(e).__name__ == "ProxyError" for e in _chain(exc)):
         return None
-    proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+    try:
+        proxy = environ_proxy(*split_url(url)[:3])
+    except InvalidURL:
+        proxy = None
     return redact_url(proxy) if proxy else "(the environment's proxy)"
 
 
 class Http:
-    """A requests.Session with dcmweb's headers, timeouts, retries and error mapping."""
+    """A connection pool with dcmweb's headers, timeouts, retries and error mapping."""
 
     def __init__(self, auth: Auth | None = None, config: HttpConfig | None = None) -> None:
         self.auth: Auth = auth or NoAuth()
         self.config = config or HttpConfig()
-        self.session = requests.Session()
-        # Queries keep '^' unescaped: Orthanc does not decode %5E (see rawquery.py).
-        adapter = CaretAdapter(pool_connections=4, pool_maxsize=max(self.config.pool_size, 1),
-                               max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers["User-Agent"] = USER_AGENT
-        self.session.headers.update(self.config.headers or {})
-        self.session.verify = self.config.verify
-        if not isinstance(self.auth, NoAuth) or any(
-                name.lower() == "authorization" for name in self.config.headers or {}):
-            # Our credentials travel as headers. With no session auth, requests would put
-            # a ~/.netrc entry for the host in their place (--token silently replaced).
-            self.session.auth = _as_given
+        # Credentials travel as headers; a ~/.netrc entry is used only without them.
+        self.transport = Transport(pool_size=self.config.pool_size,
+                                   verify=self.config.verify,
+                                   headers={"User-Agent": USER_AGENT,
+                                            **(self.config.headers or {})})
         policy = self.config.retry
         self.gate = Gate(max_in_flight=self.config.pool_size,
                          outage_limit=self.config.outage_limit, max_rate=self.config.max_rate,
@@ -299,7 +301,7 @@ class Http:
         """Stop waiting in backoff sleeps and release pooled connections."""
         self._closed.set()
         self.gate.cancel()
-        self.session.close()
+        self.transport.close()
 
     def outage_note(self) -> str | None:
         """Why to give up once the server has been unavailable for ``outage_limit``
@@ -329,7 +331,7 @@ class Http:
         deadline: float | None = None,
         max_body: int | None = None,
         ends_outage: bool = True,
-    ) -> requests.Response:
+    ) -> Response:
         """Send with retries; return a 2xx response (or one in ``accept_status``).
 
         ``body`` is called before every attempt, so each attempt sends a complete body.
@@ -382,7 +384,7 @@ class _Exchange:
         self.redirects = 0
 
     # -- the loop ---------------------------------------------------------------------
-    def run(self) -> requests.Response:
+    def run(self) -> Response:
         while True:
             try:
                 sent_at = self.gate.enter(self.deadline)
@@ -395,7 +397,7 @@ class _Exchange:
             self.attempt += 1
             try:
                 response = self._send()
-            except (requests.RequestException, TooSlowError) as exc:
+            except (TransportError, TooSlowError) as exc:
                 self._connection_failed(exc, sent_at)
                 continue
             result = self._answered(response, sent_at)
@@ -404,7 +406,7 @@ class _Exchange:
 
     _last_problem = "no answer"
 
-    def _send(self) -> requests.Response:
+    def _send(self) -> Response:
         data = self.body() if self.body is not None else None
         merged = dict(self.headers or {})
         merged.update(self.http.auth.headers())
@@ -413,17 +415,15 @@ class _Exchange:
                    min(self.config.read_timeout, remaining))
         sent = time.monotonic()
         try:
-            response = self.http.session.request(
+            response = self.http.transport.request(
                 self.method, self.url, params=self.params, headers=merged, data=data,
-                stream=True, timeout=timeout, allow_redirects=False,
-                # Per request: REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE beat session.verify.
-                verify=self.config.verify)
+                timeout=timeout)
             set_low_speed(response, self.config.low_speed)
             if not self.stream and not (300 <= response.status_code < 400):
                 # A cut or trickling body is retried like a drop.
                 read_all(response, self.max_body, self.what)
-        except requests.exceptions.InvalidHeader:
-            # requests quotes the whole header value, which may be a token: never show it.
+        except InvalidHeader:
+            # Never show the header's value: it may be a token.
             raise UsageError(
                 f"{self.what} failed: a header value has a line break or leading whitespace",
                 "check --token, --user, -H and their environment variables",
@@ -433,13 +433,12 @@ class _Exchange:
                 f"{self.what} failed: a header value has characters that are not Latin-1",
                 "check --token, --user, -H and their environment variables",
             ) from None
-        except requests.exceptions.SSLError as exc:
+        except TLSError as exc:
             raise UnavailableError(
                 f"{self.what} failed: TLS error: {redact_text(str(exc))}",
                 "pass --ca-bundle FILE if the server uses a private certificate authority",
             ) from exc
-        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
-                requests.exceptions.MissingSchema) as exc:
+        except InvalidURL as exc:
             raise UsageError(f"{self.what} failed: {redact_text(str(exc))}",
                              "check the HOST URL") from None
         finally:
@@ -484,8 +483,8 @@ class _Exchange:
         self._unavailable(Outcome.UNAVAILABLE, sent_at, None, hint, exc)
 
     # -- an answer --------------------------------------------------------------------
-    def _answered(self, response: requests.Response, sent_at: float
-                  ) -> requests.Response | None:
+    def _answered(self, response: Response, sent_at: float
+                  ) -> Response | None:
         self.http._answered.set()
         status = response.status_code
         if 300 <= status < 400 and status != 304 and status not in self.accept_status:
@@ -521,7 +520,7 @@ class _Exchange:
             return None
         raise self._error(response)
 
-    def _retry_after(self, response: requests.Response) -> float | None:
+    def _retry_after(self, response: Response) -> float | None:
         """The answer's Retry-After in seconds, at most ``retry_after_cap``: a server asking
         for a day must not stall a nightly job for a day."""
         wait = parse_retry_after(response.headers.get("Retry-After"))
@@ -538,13 +537,13 @@ class _Exchange:
             outcome = Outcome.NEUTRAL  # see ends_outage in Http.request
         self.gate.leave(outcome, sent_at, retry_after)
 
-    def _error(self, response: requests.Response) -> DcmwebError:
+    def _error(self, response: Response) -> DcmwebError:
         try:
             return error_for_response(response, self.what, self.attempt)
         finally:
             response.close()
 
-    def _follow(self, response: requests.Response) -> None:
+    def _follow(self, response: Response) -> None:
         """Follow a GET's redirect within the same origin; refuse everything else."""
         location = response.headers.get("Location")
         response.close()
@@ -571,7 +570,7 @@ class _Exchange:
     # -- retry decisions --------------------------------------------------------------
     def _unavailable(self, outcome: Outcome, sent_at: float, retry_after: float | None,
                      hint: str, exc: BaseException | None,
-                     response: requests.Response | None = None) -> None:
+                     response: Response | None = None) -> None:
         """Wait on the shared backoff, or give up with the right message."""
         now = time.monotonic()
         # A failure while the server answered other requests is this request's own.

@@ -19,11 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import requests
-from urllib3.exceptions import ProtocolError
-
 from . import wado
-from .body import TooSlowError, iter_body
+from .body import TooSlowError
 from .dicomhead import HEAD_BYTES, ends_complete, read_uids
 from .errors import (
     DcmwebError,
@@ -38,6 +35,7 @@ from .multipart import Chunk, MultipartError, iter_parts, parse_content_type
 from .output import human_size
 from .parallel import run_bounded
 from .paths import ResourcePath, parse_resource_path, safe_uid
+from .transport import Response, TransportError
 from .unexpected import HOST_HINT, describe_answer
 
 if TYPE_CHECKING:
@@ -71,8 +69,7 @@ class CutOffError(ValueError):
 
 
 # What a response cut mid-stream raises (on the way, in the parser, or in the checks).
-CUT_OFF = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-           ProtocolError, MultipartError, CutOffError, TooSlowError)
+CUT_OFF = (TransportError, MultipartError, CutOffError, TooSlowError)
 
 
 class DiskSpace:
@@ -109,7 +106,7 @@ class DiskSpace:
 def _counted(chunks: Iterator[bytes], length: str | None,
              encoding: str | None) -> Iterator[bytes]:
     """The chunks, checked against Content-Length when the body is not compressed
-    (requests hands out decompressed bytes)."""
+    (the transport hands out decoded bytes)."""
     expected = int(length) if length and length.isascii() and length.isdigit() else None
     if encoding and encoding.strip().lower() != "identity":
         expected = None
@@ -182,11 +179,11 @@ def _create_temp(folder: Path) -> tuple[int, str]:
 @contextlib.contextmanager
 def _writing(folder: Path) -> Iterator[None]:
     """Local write failures (permissions, a full disk) end the run with a clear message;
-    network errors, which requests also derives from OSError, pass through."""
+    network errors, which the transport also derives from OSError, pass through."""
     try:
         yield
     except OSError as error:
-        if isinstance(error, requests.RequestException):
+        if isinstance(error, TransportError):
             raise
         raise LocalFileError(f"cannot write in {folder}: {error.strerror or error}",
                              "check the --output folder: its permissions and free space"
@@ -204,7 +201,7 @@ class Answer:
     framed: bool
 
 
-def checked_answer(response: requests.Response, what: str, asked: str) -> Answer:
+def checked_answer(response: Response, what: str, asked: str) -> Answer:
     """Accept only multipart/related or the asked-for single-part type (a web page with
     200 is not DICOM data); the chunks are checked against Content-Length."""
     mime, params = parse_content_type(response.headers.get("Content-Type", ""))
@@ -213,7 +210,7 @@ def checked_answer(response: requests.Response, what: str, asked: str) -> Answer
             f"{what}: the server answered HTTP {response.status_code} with "
             f"{describe_answer(response)}, not DICOMweb data (multipart/related or {asked})",
             HOST_HINT, status=response.status_code)
-    chunks = _counted(iter_body(response, CHUNK), response.headers.get("Content-Length"),
+    chunks = _counted(response.iter_content(CHUNK), response.headers.get("Content-Length"),
                       response.headers.get("Content-Encoding"))
     framed = ("Content-Length" in response.headers
               or "chunked" in response.headers.get("Transfer-Encoding", "").lower())
@@ -285,7 +282,7 @@ class Downloader:
                 log.info("retrieve %s: answer cut off (%s); asking again", source, exc)
         raise AssertionError("unreachable")
 
-    def _save_response(self, response: requests.Response,
+    def _save_response(self, response: Response,
                        target: ResourcePath) -> Iterator[RetrieveResult]:
         asked, _ = parse_content_type(self.part_type)
         answer = checked_answer(response, f"retrieve {target.url_path()}", asked)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import re
 
-import requests
-
 from .http import body_message, read_limited
 from .multipart import parse_content_type
+from .transport import Response, TransportError
 
 HOST_HINT = ("HOST must be the DICOMweb base URL, e.g. https://healthcare.googleapis.com/v1/"
              "projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb or "
@@ -21,14 +20,14 @@ _TITLE = re.compile(rb"<title[^>]*>\s*([^<]{1,200}?)\s*<", re.IGNORECASE)
 SNIFF_BYTES = 16 * 1024
 
 
-def describe_answer(response: requests.Response) -> str:
+def describe_answer(response: Response) -> str:
     """'text/html (a web page titled "Sign in")', 'application/json: quota exceeded',
     'no Content-Type'. Reads at most SNIFF_BYTES of the body."""
     mime, _ = parse_content_type(response.headers.get("Content-Type", ""))
     what = mime or "no Content-Type"
     try:
         head = read_limited(response, SNIFF_BYTES)
-    except requests.RequestException:
+    except TransportError:
         return what
     title = _TITLE.search(head)
     if title:

@@ -14,13 +14,11 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import requests
-
-from .body import iter_body
 from .errors import ServerError
 from .http import Http, server_message
 from .multipart import Chunk, iter_parts, parse_content_type
 from .paths import ResourcePath
+from .transport import Response
 
 CHUNK = 1024 * 1024
 TRANSCODE_HINT = "ask for the stored bytes with --transfer-syntax '*'"
@@ -50,7 +48,7 @@ def wants_transcoding(part_type: str) -> bool:
 
 
 def get(http: Http, url: str, what: str, accept: str, *, transcoding: bool = False,
-        stream: bool = True) -> requests.Response:
+        stream: bool = True) -> Response:
     """GET with this Accept; a 406 (and, when transcoding, a 500 twice) is reported as
     the server being unable to send that type, not as an outage."""
     refused = (406, 500) if transcoding else (406,)
@@ -71,12 +69,12 @@ def get(http: Http, url: str, what: str, accept: str, *, transcoding: bool = Fal
     raise AssertionError("unreachable")
 
 
-def answer_parts(response: requests.Response, what: str
+def answer_parts(response: Response, what: str
                  ) -> Iterator[tuple[str, Iterator[Chunk]]]:
     """(part type, its chunks) for each part of a multipart answer, or the one body."""
     content_type = response.headers.get("Content-Type", "")
     mime, params = parse_content_type(content_type)
-    chunks = iter_body(response, CHUNK)  # cut off below the low-speed limit
+    chunks = response.iter_content(CHUNK)  # cut off below the low-speed limit
     if not mime.startswith("multipart/"):
         yield mime, chunks
         return

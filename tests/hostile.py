@@ -39,6 +39,8 @@ class Seen:
     headers: dict[str, str]
     body: bytes = b""
     raw_query: str = ""  # the query exactly as it came on the request line
+    target: str = ""  # the request line's target (absolute through a forward proxy)
+    peer_port: int = 0  # the client's port: one per connection
     params: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,7 +106,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         seen = Seen(self.command, path, parse_qsl(parts.query, keep_blank_values=True),
-                    dict(self.headers.items()), body, parts.query)
+                    dict(self.headers.items()), body, parts.query, self.path,
+                    self.client_address[1])
         fake = self.server.fake
         with fake.lock:
             fake.requests.append(seen)

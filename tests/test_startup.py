@@ -1,9 +1,10 @@
 """Start-up: a command imports only what it needs (each import is paid on every run).
 
 A whole `dcmweb retrieve` process should spend at most about 120 ms before its first byte
-(docs/performance.md); most of that is the interpreter, requests and click. These tests
-pin that nothing heavier comes along: pydicom (numpy), google-auth, sqlite, the test
-server, the store machinery, a TOML parser without a config file, the search pager.
+(docs/performance.md); most of that is the interpreter, http.client and click. These tests
+pin that nothing heavier comes along: requests and urllib3 (dcmweb has its own transport),
+pydicom (numpy), google-auth, sqlite, the test server, the store machinery, a TOML parser
+without a config file, the search pager.
 """
 
 from __future__ import annotations
@@ -71,5 +72,5 @@ def test_retrieve_of_a_study_imports_only_what_it_needs(local_server: LocalServe
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 2
     # No config file (the tests' XDG_CONFIG_HOME is empty): no TOML parser. One study
     # without -m: no listing, so no search pager and its futures.
-    assert loaded(modules, (*HEAVY, "tomllib", "tomli", "dcmweb.search",
-                            "concurrent.futures", "secrets")) == []
+    assert loaded(modules, (*HEAVY, "requests", "urllib3", "tomllib", "tomli",
+                            "dcmweb.search", "concurrent.futures", "secrets")) == []

@@ -1,0 +1,158 @@
+"""An HTTP answer whose body is read on demand, decoded (gzip, deflate) and checked
+against its Content-Length; reading it to the end gives its connection back."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .neterrors import ReadTimeout, TransportError
+
+READ_CHUNK = 64 * 1024
+
+
+class _Decoder:
+    """gzip or deflate (zlib-wrapped or raw), as servers send them."""
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS if coding == "gzip"
+                                        else zlib.MAX_WBITS)
+        self._first = True
+
+    def decode(self, data: bytes) -> bytes:
+        try:
+            out = self._zlib.decompress(data)
+        except zlib.error:
+            if not (self._first and self.coding == "deflate"):
+                raise
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, no header
+            out = self._zlib.decompress(data)
+        self._first = False
+        while self.coding == "gzip" and self._zlib.unused_data:  # another gzip member
+            rest = self._zlib.unused_data
+            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out += self._zlib.decompress(rest)
+        return out
+
+    def flush(self) -> bytes:
+        return self._zlib.flush()
+
+
+class Response:
+    """An answer whose body is read on demand: ``read1`` (one socket read),
+    ``iter_content``, or ``content`` (all of it). Close it, or read it to the end, to give
+    its connection back to the pool."""
+
+    def __init__(self, raw: http.client.HTTPResponse, url: str,
+                 release: Callable[[bool], None]) -> None:
+        self._raw = raw
+        self.url = url
+        self.status_code: int = raw.status
+        self.reason: str = raw.reason
+        self.headers: http.client.HTTPMessage = raw.headers
+        self._release: Callable[[bool], None] | None = release
+        coding = (raw.headers.get("Content-Encoding") or "").strip().lower()
+        self._decoder = _Decoder("gzip" if coding == "x-gzip" else coding) if coding in (
+            "gzip", "x-gzip", "deflate") else None
+        self._content: bytes | None = None
+        self.on_read: Callable[[int], None] | None = None  # a low-speed meter, say
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status_code}]>"
+
+    @property
+    def encoding(self) -> str | None:
+        """The charset the Content-Type names, if any."""
+        charset = self.headers.get_content_charset() if self.headers else None
+        return charset or None
+
+    def read1(self, size: int = READ_CHUNK) -> bytes:
+        """Up to ``size`` bytes of the body as they arrive (decoded); b"" at its end."""
+        while True:
+            data = self._read_raw(size)
+            if self._decoder is None:
+                return data
+            try:
+                out = self._decoder.decode(data) if data else self._decoder.flush()
+            except zlib.error as exc:
+                self.close()
+                raise TransportError(f"the answer's {self._decoder.coding} body cannot be"
+                                     f" decoded: {exc}") from exc
+            if out or not data:
+                return out
+
+    def _read_raw(self, size: int) -> bytes:
+        raw = self._raw
+        if self._release is None:
+            return b""
+        try:
+            data = raw.read1(size)
+        except TimeoutError as exc:
+            self.close()
+            raise ReadTimeout("no bytes within the read timeout") from exc
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            self.close()
+            raise TransportError(f"the answer was cut off: {exc!r}") from exc
+        if self.on_read is not None and data:
+            self.on_read(len(data))
+        if data and raw.length != 0:
+            return data
+        if not data and raw.length:  # the server closed before its Content-Length
+            missing = raw.length
+            self.close()
+            raise TransportError(f"the answer ended {missing} bytes before its"
+                                 " Content-Length")
+        self._finish()
+        return data
+
+    def _finish(self) -> None:
+        """The body is read: the connection goes back to the pool unless it closes."""
+        reusable = not self._raw.will_close
+        self._raw.close()
+        release, self._release = self._release, None
+        if release is not None:
+            release(reusable)
+
+    def iter_content(self, chunk_size: int | None = READ_CHUNK) -> Iterator[bytes]:
+        """The body in chunks of at most ``chunk_size`` bytes, each as soon as it arrives."""
+        size = chunk_size or READ_CHUNK
+        if self._content is not None:
+            for start in range(0, len(self._content), size):
+                yield self._content[start:start + size]
+            return
+        while chunk := self.read1(size):
+            yield chunk
+
+    def keep(self, content: bytes) -> None:
+        """Keep ``content`` (read by the caller) as the whole body: later reads serve it."""
+        self._content = content
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            self._content = b"".join(self.iter_content())
+        return self._content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding or "utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    def close(self) -> None:
+        """Stop reading: an unread rest means the connection cannot be reused."""
+        release, self._release = self._release, None
+        if release is not None:
+            self._raw.close()
+            release(False)

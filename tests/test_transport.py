@@ -1,0 +1,294 @@
+"""The HTTP transport on http.client (dcmweb/transport.py) against real sockets: pooled
+connections, proxies from the environment (forward and CONNECT), ~/.netrc, content
+codings, and answers that arrive early or on connections the server has closed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from hostile import Hostile, Request, once, tls_certificate
+
+from dcmweb.cli import cli
+from dcmweb.errors import UsageError
+from dcmweb.http import Http, HttpConfig, RetryPolicy
+
+ROWS = json.dumps([{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}]).encode()
+NO_PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy",
+                "https_proxy", "all_proxy", "no_proxy", "NETRC")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in NO_PROXY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc of the machine
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+def rows(req: Request) -> None:
+    req.reply(200, b"[]" if req.params.get("offset", "0") != "0" else ROWS,
+              "application/dicom+json")
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# -- connections ----------------------------------------------------------------------------
+def test_one_connection_serves_a_whole_run() -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", rows)
+        result = run(fake.url, "search", "--format", "compact")
+    assert result.exit_code == 0, result.stderr
+    pages = fake.seen("GET", "/studies")
+    assert len(pages) == 2
+    assert len({page.peer_port for page in pages}) == 1  # kept alive, reused
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    """A keep-alive answer, then the server closes the idle connection (as servers do
+    after their idle timeout): the next request opens a new one instead of failing on
+    the dead one and retrying (a STOW on it would have been an answer lost)."""
+    def answer_then_hang_up(req: Request) -> None:
+        req.reply(200, ROWS, "application/dicom+json")
+        req.handler.close_connection = True  # no "Connection: close" was announced
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies", answer_then_hang_up)
+        http = Http(config=HttpConfig(retry=RetryPolicy(base=0.01)))
+        try:
+            for _ in range(3):
+                assert http.request("GET", fake.url + "/studies").content == ROWS
+                time.sleep(0.2)  # the server has closed by now
+            retries = http.stats.retries
+        finally:
+            http.close()
+    seen = fake.seen("GET", "/studies")
+    assert len(seen) == 3  # no request was sent twice
+    assert len({request.peer_port for request in seen}) == 3
+    assert retries == 0
+
+
+class EarlyAnswer:
+    """Answers 413 as soon as the request's headers arrived, then closes without reading
+    the body (as a front end refusing a too-large upload does)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        connection, _ = self.server.accept()
+        with connection:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain"
+                               b"\r\nContent-Length: 17\r\nConnection: close\r\n\r\n"
+                               b"the body is large")
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        self.server.close()
+        self.thread.join(timeout=5)
+
+
+def test_an_answer_sent_before_the_body_was_read_is_reported(tmp_path: Path) -> None:
+    big = tmp_path / "big.dcm"
+    big.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * (64 * 1024 * 1024))
+    server = EarlyAnswer()
+    try:
+        http = Http(config=HttpConfig(retry=RetryPolicy(attempts=1)))
+        try:
+            response = http.request("POST", f"http://127.0.0.1:{server.port}/studies",
+                                    body=lambda: big.read_bytes(), accept_status={413})
+            assert (response.status_code, response.content) == (413, b"the body is large")
+        finally:
+            http.close()
+    finally:
+        server.close()
+
+
+# -- proxies ----------------------------------------------------------------------------------
+def test_a_forward_proxy_from_the_environment_gets_the_whole_url(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake answers as the proxy: the HOST's port has nothing listening, so only a
+    request through the proxy can succeed."""
+    with Hostile() as proxy:
+        proxy.route("GET", "/studies", rows)
+        monkeypatch.setenv("HTTP_PROXY", f"http://pat:s%40fe@127.0.0.1:{proxy.port}")
+        host = proxy.url.replace(f":{proxy.port}/", ":9/")
+        result = run(host, "search", "--format", "compact")
+    assert result.exit_code == 0, result.stderr
+    first = proxy.seen("GET", "/studies")[0]
+    assert first.target.startswith("http://127.0.0.1:9/v1/")
+    assert first.headers["Proxy-Authorization"] == basic("pat", "s@fe")
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "*", "127.0.0.0/8", ".0.0.1"])
+def test_no_proxy_bypasses_the_proxy(monkeypatch: pytest.MonkeyPatch, no_proxy: str) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    with Hostile() as fake:
+        fake.route("GET", "/studies", rows)
+        result = run(fake.url, "search", "--format", "compact")
+    if no_proxy == ".0.0.1":  # a name's suffix never matches inside an address
+        assert result.exit_code == 5
+        assert "cannot reach the proxy http://127.0.0.1:9" in result.stderr
+    else:
+        assert result.exit_code == 0, result.stderr
+        assert fake.seen("GET", "/studies")[0].target.startswith("/v1/")
+
+
+class TunnelProxy:
+    """A CONNECT proxy: one tunnel per connection, bytes piped both ways."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.heads: list[bytes] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += client.recv(65536)
+        self.heads.append(head)
+        host, _, port = head.split(b" ")[1].decode().rpartition(":")
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+        _pipe(client, upstream)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        sink.close()
+
+
+def test_https_through_a_connect_proxy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cert, key = tls_certificate(tmp_path)
+    proxy = TunnelProxy()
+    try:
+        with Hostile(tls=(cert, key)) as fake:
+            fake.route("GET", "/studies", rows)
+            monkeypatch.setenv("HTTPS_PROXY", f"127.0.0.1:{proxy.port}")  # no scheme: http
+            monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # not for https
+            result = run("--ca-bundle", str(cert), fake.url, "search", "--format", "compact")
+    finally:
+        proxy.close()
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(ROWS)
+    assert proxy.heads and proxy.heads[0].startswith(f"CONNECT 127.0.0.1:{fake.port} ".encode())
+
+
+# -- credentials from ~/.netrc ------------------------------------------------------------------
+@pytest.fixture
+def netrc_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "netrc"
+    path.write_text("machine 127.0.0.1 login alice password s3cret\n")
+    path.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(path))
+    return path
+
+
+def test_netrc_credentials_are_used_without_others(netrc_file: Path) -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", rows)
+        result = run(fake.url, "search")
+    assert result.exit_code == 0, result.stderr
+    assert fake.seen("GET", "/studies")[0].headers["Authorization"] == basic("alice", "s3cret")
+
+
+@pytest.mark.parametrize(("options", "sent"), [
+    (["--token", "tok"], "Bearer tok"),
+    (["-H", "Authorization: Custom x"], "Custom x"),
+    (["--user", "bob:pw"], basic("bob", "pw")),
+])
+def test_given_credentials_beat_netrc(netrc_file: Path, options: list[str], sent: str) -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", rows)
+        result = run(*options, fake.url, "search")
+    assert result.exit_code == 0, result.stderr
+    assert [r.headers["Authorization"] for r in fake.seen("GET", "/studies")] == [sent] * 2
+
+
+# -- answers ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate"])
+def test_coded_answers_are_decoded(coding: str) -> None:
+    if coding == "gzip":
+        body, name = zlib.compress(ROWS, wbits=16 + zlib.MAX_WBITS), "gzip"
+    elif coding == "deflate":
+        body, name = zlib.compress(ROWS), "deflate"
+    else:  # some servers send deflate without its zlib header
+        packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        body, name = packer.compress(ROWS) + packer.flush(), "deflate"
+
+    def coded(req: Request) -> None:
+        if req.params.get("offset", "0") != "0":
+            return req.reply(200, b"[]", "application/dicom+json")
+        req.reply(200, body, "application/dicom+json", headers={"Content-Encoding": name})
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies", coded)
+        result = run(fake.url, "search", "--format", "compact")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(ROWS)
+    assert fake.seen("GET", "/studies")[0].headers["Accept-Encoding"] == "gzip, deflate"
+
+
+def test_a_body_shorter_than_its_content_length_is_a_cut_and_retried() -> None:
+    def short(req: Request) -> None:
+        req.stream(200, "application/dicom+json", [ROWS[:10]], claimed_length=len(ROWS))
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies", once(short, rows))
+        result = run(fake.url, "search", "--format", "compact")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(ROWS)
+    assert [r.params.get("offset", "0") for r in fake.seen("GET", "/studies")] == ["0", "0", "1"]
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("ftp://127.0.0.1/dicomWeb/studies", "the URL scheme 'ftp' is not http or https"),
+    ("http:///dicomWeb/studies", "no host in the URL"),
+    ("http://127.0.0.1:99999/dicomWeb/studies", "invalid URL"),
+    ("127.0.0.1/dicomWeb/studies", "no http:// or https:// in the URL"),
+])
+def test_urls_that_cannot_be_requested_are_usage_errors(url: str, message: str) -> None:
+    http = Http()
+    try:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            http.request("GET", url)
+    finally:
+        http.close()
