@@ -243,6 +243,15 @@ def test_given_credentials_beat_netrc(netrc_file: Path, options: list[str], sent
     assert [r.headers["Authorization"] for r in fake.seen("GET", "/studies")] == [sent] * 2
 
 
+def test_credentials_in_host_beat_netrc(netrc_file: Path) -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", rows)
+        host = fake.url.replace("http://", "http://carol:p%3Ass@")
+        result = run(host, "search")
+    assert result.exit_code == 0, result.stderr
+    assert fake.seen("GET", "/studies")[0].headers["Authorization"] == basic("carol", "p:ss")
+
+
 # -- answers ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate"])
 def test_coded_answers_are_decoded(coding: str) -> None:
