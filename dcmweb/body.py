@@ -85,7 +85,7 @@ def read_limited(response: Response, limit: int) -> bytes:
         data += chunk
         if len(data) >= limit:
             break
-    return bytes(data[:limit])
+    return bytes(memoryview(data)[:limit])  # one copy, not two
 
 
 def _too_large(what: str, limit: int) -> ServerError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,6 @@ from urllib.parse import urlsplit
 from .auth import check_header_value, choose_auth
 from .body import LowSpeed
 from .errors import DcmwebError, ServerError, UsageError
-from .hostprobe import HostProbe
 from .http import Http, HttpConfig, RetryPolicy
 from .tls import check_ca_bundle
 
@@ -21,6 +21,7 @@ from .tls import check_ca_bundle
 if TYPE_CHECKING:
     from .bulk import Outcome, Summary
     from .delete import DeleteResult
+    from .hostprobe import HostProbe
     from .inputs import InputSpec
     from .jsonstore import JsonInstance
     from .metadata import Metadata
@@ -118,7 +119,8 @@ class Client:
         )
         auth = choose_auth(self.base_url, token=token, user=user, google=google_auth)
         self.http = Http(auth, config)
-        self._host_probe = HostProbe(self.http, self.base_url)
+        self._host_probe: HostProbe | None = None  # made by the first failure (explain)
+        self._probe_lock = threading.Lock()
 
     def close(self) -> None:
         """Close the connections (the Client is also a context manager)."""
@@ -131,6 +133,11 @@ class Client:
         like the server's root; did you mean http://127.0.0.1:8042/dicom-web?``. True
         when a line was added; never raises. Leaving a ``with Client(...)`` block with a
         DcmwebError calls it."""
+        from .hostprobe import HostProbe  # only a failed run needs it
+
+        with self._probe_lock:
+            if self._host_probe is None:
+                self._host_probe = HostProbe(self.http, self.base_url)
         return self._host_probe.explain(error)
 
     def __enter__(self) -> Client:

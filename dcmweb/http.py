@@ -29,7 +29,6 @@ from __future__ import annotations
 import email.utils
 import errno
 import logging
-import random
 import re
 import socket
 import threading
@@ -105,6 +104,8 @@ class RetryPolicy:
     retry_after_cap: float = 300.0
 
     def backoff(self, attempt: int) -> float:
+        import random  # only a retried run needs it
+
         return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
 
 

@@ -26,7 +26,6 @@ streamed body is read (the caller reads it at its own pace).
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -251,6 +250,8 @@ class Gate:
             self._failures += 1
             self._wave_started = now
             ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (self._failures - 1))
+            import random  # only a throttled run needs it
+
             self._resume_at = max(self._resume_at, now + random.uniform(ceiling / 2, ceiling))
 
 
