@@ -65,6 +65,7 @@ from .transport import (
     ConnectTimeout,
     InvalidHeader,
     InvalidURL,
+    ProxyError,
     ReadTimeout,
     Response,
     TLSError,
@@ -265,7 +266,7 @@ def redirect_error(response: Response, method: str, url: str, what: str,
 
 def proxy_for(exc: BaseException, url: str) -> str | None:
     """The proxy that failed, when the failure is the proxy's (a dead HTTP_PROXY)."""
-    if not any(type(e).__name__ == "ProxyError" for e in _chain(exc)):
+    if not any(isinstance(e, ProxyError) for e in _chain(exc)):
         return None
     try:
         proxy = environ_proxy(*split_url(url)[:3])
