@@ -18,8 +18,8 @@ class LocalServer:
     """Run the test server in a background thread.
 
     Example:
-        with LocalServer(tmp_path) as srv:
-            requests.get(srv.url + "/studies")
+        with LocalServer(tmp_path) as srv, Client(srv.url) as client:
+            client.search("studies")
     """
 
     base_path = BASE_PATH
