@@ -65,6 +65,7 @@ from .transport import (
     ConnectTimeout,
     InvalidHeader,
     InvalidURL,
+    NotHTTP,
     ProxyError,
     ReadTimeout,
     Response,
@@ -191,6 +192,7 @@ class _Failure:
     sent: bool = True  # the request may have reached the server
     fatal_at_start: bool = False  # a wrong HOST or port, unless the server answered before
     midway: bool = False  # the server answered, then its answer failed
+    reached: bool = False  # something answered, but not with HTTP
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -221,6 +223,9 @@ def classify(exc: BaseException) -> _Failure:
             if current.errno == socket.EAI_AGAIN:
                 return _Failure("temporary failure in name resolution", sent=False)
             return _Failure("host name not found", fatal_at_start=True, sent=False)
+        if isinstance(current, NotHTTP):  # a wrong port, or http:// for https://
+            return _Failure(f"answered with something that is not HTTP ({current})",
+                            fatal_at_start=True, reached=True)
         if isinstance(current, ConnectTimeout):
             return _Failure("connection timed out", sent=False)
         if isinstance(current, (ReadTimeout, socket.timeout)):
@@ -460,13 +465,13 @@ class _Exchange:
         proxy = proxy_for(exc, self.url)
         who = f"the proxy {proxy} (on the way to {host})" if proxy else host
         self._last_problem = (failure.reason if failure.midway
+                              else f"{who} {failure.reason}" if failure.reached
                               else f"cannot reach {who}: {failure.reason}")
         hint = ("check the proxy (HTTPS_PROXY / HTTP_PROXY), or bypass it for this host "
-                "with NO_PROXY" if proxy else "check the HOST URL and that the server is running")
-        if failure.sent and not self.retry_sent:
-            self.gate.leave(Outcome.UNAVAILABLE, sent_at)
-            raise AnswerLost(f"{self.what}: {failure.reason} after the request was sent"
-                             ) from exc
+                "with NO_PROXY" if proxy else
+                "check the port in HOST, and http:// against https://" if failure.reached
+                else "check the HOST URL and that the server is running")
+        # Before the server ever answered: a wrong HOST or port, whatever was sent.
         if failure.fatal_at_start and not self.http._answered.is_set():
             self.gate.leave(Outcome.NEUTRAL, sent_at)
             self.refused += failure.refused
@@ -477,6 +482,10 @@ class _Exchange:
                                        hint) from exc
             self._wait(REFUSED_DELAY, failure.reason)
             return
+        if failure.sent and not self.retry_sent:
+            self.gate.leave(Outcome.UNAVAILABLE, sent_at)
+            raise AnswerLost(f"{self.what}: {failure.reason} after the request was sent"
+                             ) from exc
         if self.attempt == 1 and failure.reason == "connection dropped":
             # The first drop is often a stale pooled connection: retry at once.
             self.gate.leave(Outcome.NEUTRAL, sent_at)

@@ -28,6 +28,11 @@ class ReadTimeout(TransportError):
     """The server sent nothing for the read timeout."""
 
 
+class NotHTTP(TransportError):
+    """The answer does not start like HTTP: another service on that port, or TLS met with
+    plain HTTP."""
+
+
 class InvalidURL(TransportError):
     """The URL cannot be requested (scheme, host or port)."""
 

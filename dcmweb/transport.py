@@ -30,6 +30,7 @@ from .neterrors import (
     ConnectTimeout,
     InvalidHeader,
     InvalidURL,
+    NotHTTP,
     ProxyError,
     ReadTimeout,
     TLSError,
@@ -37,7 +38,8 @@ from .neterrors import (
 )
 from .rawquery import unescape_caret
 
-__all__ = ["ConnectError", "ConnectTimeout", "InvalidHeader", "InvalidURL", "ProxyError",
+__all__ = ["ConnectError", "ConnectTimeout", "InvalidHeader", "InvalidURL", "NotHTTP",
+           "ProxyError",
            "ReadTimeout", "Response", "TLSError", "Transport", "TransportError",
            "environ_proxy", "split_url"]
 
@@ -280,6 +282,12 @@ class Transport:
             return connection.getresponse()
         except TimeoutError as exc:
             raise ReadTimeout("no answer within the read timeout") from exc
+        except http.client.RemoteDisconnected as exc:  # a BadStatusLine too: first
+            raise TransportError(f"the connection dropped: {exc!r}") from exc
+        except (http.client.BadStatusLine, http.client.LineTooLong) as exc:
+            line = getattr(exc, "line", "")
+            raise NotHTTP(f"it starts with {line[:40]!r}" if isinstance(line, str) and line
+                          else str(exc)) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise TransportError(f"the connection dropped: {exc!r}") from exc
 

@@ -33,6 +33,11 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc of the machine
 
 
+@pytest.fixture
+def ct_file(pydicom_files: list[Path]) -> Path:
+    return next(p for p in pydicom_files if p.name == "CT_small.dcm")
+
+
 def run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
 
@@ -121,6 +126,52 @@ def test_an_answer_sent_before_the_body_was_read_is_reported(tmp_path: Path) -> 
             http.close()
     finally:
         server.close()
+
+
+class NotHttp:
+    """Another service on the port: it sends one line that is not HTTP to every connection
+    (an SSH server, say) and closes."""
+
+    def __init__(self, line: bytes) -> None:
+        self.line = line
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with connection:
+                connection.recv(65536)
+                connection.sendall(self.line)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.mark.parametrize("command", ["search", "store"])
+def test_a_port_that_does_not_speak_http_fails_at_once(command: str, ct_file: Path) -> None:
+    """Before, every attempt counted as a dropped connection and the run waited out the
+    outage limit (5 minutes) before it said so."""
+    other = NotHttp(b"SSH-2.0-OpenSSH_9.2\r\n")
+    try:
+        started = time.monotonic()
+        args = [str(ct_file)] if command == "store" else []
+        result = run(f"http://127.0.0.1:{other.port}/dicomWeb", command, *args)
+        elapsed = time.monotonic() - started
+    finally:
+        other.close()
+    assert result.exit_code == 5, result.stderr
+    assert elapsed < 5
+    assert other.connections == 1  # not retried
+    assert (f"127.0.0.1:{other.port} answered with something that is not HTTP (it starts"
+            " with 'SSH-2.0-OpenSSH_9.2\\r\\n') (check the port in HOST, and http:// against"
+            " https://)") in result.stderr
 
 
 # -- proxies ----------------------------------------------------------------------------------
