@@ -143,10 +143,6 @@ class Response:
             self._content = b"".join(self.iter_content())
         return self._content
 
-    @property
-    def text(self) -> str:
-        return self.content.decode(self.encoding or "utf-8", "replace")
-
     def json(self) -> Any:
         return json.loads(self.content)
 

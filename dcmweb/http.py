@@ -72,6 +72,7 @@ from .transport import (
     TLSError,
     Transport,
     TransportError,
+    default_port,
     environ_proxy,
     split_url,
 )
@@ -249,12 +250,8 @@ def _outcome(status: int) -> Outcome:
 
 def same_origin(a: str, b: str) -> bool:
     pa, pb = urlsplit(a), urlsplit(b)
-    return (pa.scheme.lower(), pa.hostname, pa.port or _default_port(pa.scheme)) == (
-        pb.scheme.lower(), pb.hostname, pb.port or _default_port(pb.scheme))
-
-
-def _default_port(scheme: str) -> int:
-    return 443 if scheme.lower() == "https" else 80
+    return (pa.scheme.lower(), pa.hostname, pa.port or default_port(pa.scheme)) == (
+        pb.scheme.lower(), pb.hostname, pb.port or default_port(pb.scheme))
 
 
 def redirect_error(response: Response, method: str, url: str, what: str,

@@ -39,9 +39,8 @@ from .neterrors import (
 from .rawquery import unescape_caret
 
 __all__ = ["ConnectError", "ConnectTimeout", "InvalidHeader", "InvalidURL", "NotHTTP",
-           "ProxyError",
-           "ReadTimeout", "Response", "TLSError", "Transport", "TransportError",
-           "environ_proxy", "split_url"]
+           "ProxyError", "ReadTimeout", "Response", "TLSError", "Transport", "TransportError",
+           "default_port", "environ_proxy", "split_url"]
 
 DEFAULT_HEADERS = {"Accept-Encoding": "gzip, deflate", "Accept": "*/*",
                    "Connection": "keep-alive"}
@@ -84,11 +83,11 @@ def split_url(url: str, params: Any = None) -> tuple[str, str, int, str]:
     target = quote(parts.path or "/", safe=_URL_SAFE) + (
         "?" + quote(query, safe=_URL_SAFE) if query else "")
     # Queries keep '^' unescaped: Orthanc does not decode %5E (see rawquery.py).
-    return scheme, parts.hostname, port or _default_port(scheme), unescape_caret(target)
+    return scheme, parts.hostname, port or default_port(scheme), unescape_caret(target)
 
 
-def _default_port(scheme: str) -> int:
-    return 443 if scheme == "https" else 80
+def default_port(scheme: str) -> int:
+    return 443 if scheme.lower() == "https" else 80
 
 
 def _check_header(name: str, value: str) -> None:
@@ -324,4 +323,4 @@ def _body(data: Any) -> tuple[Any, int | None]:
 
 def _netloc(host: str, port: int, scheme: str) -> str:
     name = f"[{host}]" if ":" in host else host
-    return name if port == _default_port(scheme) else f"{name}:{port}"
+    return name if port == default_port(scheme) else f"{name}:{port}"
