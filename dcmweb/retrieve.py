@@ -107,21 +107,6 @@ class DiskSpace:
                 "free some space or choose another --output folder")
 
 
-def _counted(chunks: Iterator[bytes], length: str | None,
-             encoding: str | None) -> Iterator[bytes]:
-    """The chunks, checked against Content-Length when the body is not compressed
-    (the transport hands out decoded bytes)."""
-    expected = int(length) if length and length.isascii() and length.isdigit() else None
-    if encoding and encoding.strip().lower() != "identity":
-        expected = None
-    received = 0
-    for chunk in chunks:
-        received += len(chunk)
-        yield chunk
-    if expected is not None and received != expected:
-        raise CutOffError(f"{received} bytes arrived where Content-Length promised {expected}")
-
-
 def _head(chunks: list[Chunk]) -> bytes:
     """The first HEAD_BYTES of a part's first chunks, copied once (a chunk is often a
     whole part: copying it all would cost a tenth of a large retrieve's CPU)."""
@@ -207,15 +192,15 @@ class Answer:
 
 def checked_answer(response: Response, what: str, asked: str) -> Answer:
     """Accept only multipart/related or the asked-for single-part type (a web page with
-    200 is not DICOM data); the chunks are checked against Content-Length."""
+    200 is not DICOM data). A body shorter than its Content-Length is a cut: the transport
+    raises it (answer.py), for this and every other answer."""
     mime, params = parse_content_type(response.headers.get("Content-Type", ""))
     if mime not in ("multipart/related", asked):
         raise ServerError(
             f"{what}: the server answered HTTP {response.status_code} with "
             f"{describe_answer(response)}, not DICOMweb data (multipart/related or {asked})",
             HOST_HINT, status=response.status_code)
-    chunks = _counted(response.iter_content(CHUNK), response.headers.get("Content-Length"),
-                      response.headers.get("Content-Encoding"))
+    chunks = response.iter_content(CHUNK)
     framed = ("Content-Length" in response.headers
               or "chunked" in response.headers.get("Transfer-Encoding", "").lower())
     if mime == asked:

@@ -267,8 +267,8 @@ def test_cut_stream_leaves_no_half_file_and_is_reported(synth: list[Path], tmp_p
     assert asked == 3  # asked again twice, then reported
     assert not where(out, synth[1]).exists()
     if length_lie:
-        # urllib3 drops the bytes of the read that hit the early end, so the complete
-        # first part may not have arrived at all; if it did, it is whole.
+        # The cut is raised at the early end, which may come before the complete first
+        # part was handed on; if it was saved, it is whole.
         assert files_under(out) <= {where(out, synth[0])}
     else:
         assert files_under(out) == {where(out, synth[0])}  # the complete part only
