@@ -144,6 +144,10 @@ class Transport:
         self._idle: dict[Key, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
+        # What the environment says per host, read once: a bulk store sends 100,000s of
+        # requests, and a stat (and parse) of ~/.netrc each time would be waste.
+        self._proxies: dict[tuple[str, str, int], str | None] = {}
+        self._netrc: dict[str, str | None] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -159,12 +163,18 @@ class Transport:
         line and headers arrived; the body is read from the :class:`Response`."""
         method = method.upper()
         scheme, host, port, target = split_url(url, params)
-        proxy = environ_proxy(scheme, host, port)
+        if (scheme, host, port) not in self._proxies:
+            self._proxies[scheme, host, port] = environ_proxy(scheme, host, port)
+        proxy = self._proxies[scheme, host, port]
         merged = _Headers(self.headers, headers)
         for name, value in merged.items():
             _check_header(name, value)
         if "Authorization" not in merged:  # the URL's user:password, else ~/.netrc
-            found = userinfo_authorization(url) or netrc_authorization(host)
+            found = userinfo_authorization(url)
+            if found is None:
+                if host not in self._netrc:
+                    self._netrc[host] = netrc_authorization(host)
+                found = self._netrc[host]
             if found:
                 merged.set("Authorization", found)
         body, length = _body(data)
