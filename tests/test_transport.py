@@ -86,30 +86,54 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
     assert retries == 0
 
 
-class EarlyAnswer:
-    """Answers 413 as soon as the request's headers arrived, then closes without reading
-    the body (as a front end refusing a too-large upload does)."""
+class RawServer:
+    """A loopback TCP server for answers http.server cannot give: ``handle`` gets each
+    connection in its own thread; ``connections`` counts them."""
 
     def __init__(self) -> None:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _serve(self) -> None:
-        connection, _ = self.server.accept()
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
         with connection:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += connection.recv(65536)
-            connection.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain"
-                               b"\r\nContent-Length: 17\r\nConnection: close\r\n\r\n"
-                               b"the body is large")
-            time.sleep(0.5)
+            self.handle(connection)
+
+    def handle(self, connection: socket.socket) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         self.server.close()
-        self.thread.join(timeout=5)
+
+
+def read_head(connection: socket.socket) -> bytes:
+    """The request line and headers (and whatever body came with them)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += connection.recv(65536)
+    return head
+
+
+class EarlyAnswer(RawServer):
+    """Answers 413 as soon as the request's headers arrived, then closes without reading
+    the body (as a front end refusing a too-large upload does)."""
+
+    def handle(self, connection: socket.socket) -> None:
+        read_head(connection)
+        connection.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain"
+                           b"\r\nContent-Length: 17\r\nConnection: close\r\n\r\n"
+                           b"the body is large")
+        time.sleep(0.5)
 
 
 def test_an_answer_sent_before_the_body_was_read_is_reported(tmp_path: Path) -> None:
@@ -128,30 +152,17 @@ def test_an_answer_sent_before_the_body_was_read_is_reported(tmp_path: Path) -> 
         server.close()
 
 
-class NotHttp:
+class NotHttp(RawServer):
     """Another service on the port: it sends one line that is not HTTP to every connection
     (an SSH server, say) and closes."""
 
     def __init__(self, line: bytes) -> None:
         self.line = line
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with connection:
-                connection.recv(65536)
-                connection.sendall(self.line)
-
-    def close(self) -> None:
-        self.server.close()
+    def handle(self, connection: socket.socket) -> None:
+        connection.recv(65536)
+        connection.sendall(self.line)
 
 
 @pytest.mark.parametrize("command", ["search", "store"])
@@ -205,36 +216,21 @@ def test_no_proxy_bypasses_the_proxy(monkeypatch: pytest.MonkeyPatch, no_proxy: 
         assert fake.seen("GET", "/studies")[0].target.startswith("/v1/")
 
 
-class TunnelProxy:
+class TunnelProxy(RawServer):
     """A CONNECT proxy: one tunnel per connection, bytes piped both ways."""
 
     def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
         self.heads: list[bytes] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
-
-    def _tunnel(self, client: socket.socket) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += client.recv(65536)
+    def handle(self, connection: socket.socket) -> None:
+        head = read_head(connection)
         self.heads.append(head)
         host, _, port = head.split(b" ")[1].decode().rpartition(":")
         upstream = socket.create_connection((host, int(port)))
-        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
-        _pipe(client, upstream)
-
-    def close(self) -> None:
-        self.server.close()
+        connection.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        threading.Thread(target=_pipe, args=(upstream, connection), daemon=True).start()
+        _pipe(connection, upstream)
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
