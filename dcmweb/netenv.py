@@ -9,8 +9,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import ssl
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    import ssl
 
 
 def _environ(name: str) -> str | None:
@@ -82,6 +85,8 @@ def netrc_authorization(host: str) -> str | None:
 def tls_context(verify: bool | str) -> ssl.SSLContext:
     """The context HTTPS connections are made with: ``verify`` is True (certifi's bundle,
     or REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE), a bundle file or folder, or False."""
+    import ssl  # here, not at the top: a plain http:// run never needs it
+
     if verify is False:
         context = ssl.create_default_context()
         context.check_hostname = False

@@ -6,13 +6,13 @@ failure on the first request (exit 5, "unavailable"): it is a usage error.
 
 from __future__ import annotations
 
-import ssl
-
 from .errors import UsageError
 
 
 def check_ca_bundle(path: str) -> str:
     """``path`` if it is a readable bundle of PEM certificates, else a :class:`UsageError`."""
+    import ssl  # only with --ca-bundle: an http:// run never loads it
+
     try:
         context = ssl.create_default_context(cafile=path)
     except (ssl.SSLError, OSError, ValueError) as exc:

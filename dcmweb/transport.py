@@ -1,9 +1,10 @@
-"""HTTP/1.1 on the standard library's ``http.client``: pooled keep-alive connections,
+"""HTTP/1.1 requests over pooled keep-alive connections (wire.py speaks the protocol):
 proxies from the environment (netenv.py), TLS verification, bodies streamed both ways.
 
 dcmweb follows redirects, retries and rebuilds bodies itself (http.py), so it needs only
 this much of an HTTP stack. Importing requests with urllib3 took longer than a whole
-command's start-up budget (docs/performance.md, F); ``http.client`` takes about 20 ms.
+command's start-up budget (docs/performance.md, F), and ``http.client`` with the email
+package and ssl about 28 ms; wire.py imports nothing heavier than socket and re.
 
 Behaviour kept from requests, which dcmweb 0.1 used: the same default headers
 (``Accept: */*``, ``Accept-Encoding: gzip, deflate``), gzip and deflate answers decoded,
@@ -15,12 +16,10 @@ the URL's ``user:password`` or else a ``~/.netrc`` (or ``$NETRC``) entry for the
 
 from __future__ import annotations
 
-import http.client
 import select
-import ssl
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from .answer import Response
@@ -37,6 +36,11 @@ from .neterrors import (
     TransportError,
 )
 from .rawquery import unescape_caret
+from .wire import Answer, Connection, body_blocks, host_field, open_socket, request_head
+
+if TYPE_CHECKING:
+    import socket
+    import ssl
 
 __all__ = ["ConnectError", "ConnectTimeout", "InvalidHeader", "InvalidURL", "NotHTTP",
            "ProxyError", "ReadTimeout", "Response", "TLSError", "Transport", "TransportError",
@@ -119,11 +123,11 @@ class _Headers:
 Key = tuple[str, str, int, str | None]
 
 
-def _dropped(connection: http.client.HTTPConnection) -> bool:
+def _dropped(connection: Connection) -> bool:
     """True when an idle pooled connection was closed by the server (or has stray bytes):
     sending on it would fail or read someone else's answer."""
     sock = connection.sock
-    if sock is None:
+    if sock is None or connection.has_unread_bytes:
         return True
     poller = select.poll()
     poller.register(sock, select.POLLIN)
@@ -141,7 +145,7 @@ class Transport:
         self.pool_size = max(pool_size, 1)
         self.verify = verify
         self.headers = {**DEFAULT_HEADERS, **(headers or {})}
-        self._idle: dict[Key, list[http.client.HTTPConnection]] = {}
+        self._idle: dict[Key, list[Connection]] = {}
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
         # What the environment says per host, read once: a bulk store sends 100,000s of
@@ -187,10 +191,14 @@ class Transport:
             proxy_auth = userinfo_authorization(proxy)
             if proxy_auth:
                 merged.set("Proxy-Authorization", proxy_auth)
+        fields = merged.items()
+        if "Host" not in merged:
+            fields.insert(0, ("Host", host_field(host, port, default_port(scheme))))
+        head = request_head(method, target, fields)
         key: Key = (scheme, host, port, proxy)
         connection = self._connection(key, timeout)
         try:
-            raw = self._exchange(connection, method, target, merged, body, timeout[1])
+            raw = self._exchange(connection, method, head, body, timeout[1])
         except BaseException:
             connection.close()
             raise
@@ -201,7 +209,7 @@ class Transport:
         return Response(raw, url, release)
 
     # -- pooling ---------------------------------------------------------------------------
-    def _connection(self, key: Key, timeout: Timeout) -> http.client.HTTPConnection:
+    def _connection(self, key: Key, timeout: Timeout) -> Connection:
         with self._lock:
             idle = self._idle.get(key, [])
             while idle:
@@ -211,9 +219,9 @@ class Transport:
                 connection.close()
         return self._connect(key, timeout)
 
-    def _give_back(self, key: Key, connection: http.client.HTTPConnection,
+    def _give_back(self, key: Key, connection: Connection,
                    reusable: bool) -> None:
-        if reusable and connection.sock is not None:
+        if reusable and connection.sock is not None and not connection.has_unread_bytes:
             with self._lock:
                 idle = self._idle.setdefault(key, [])
                 if len(idle) < self.pool_size:
@@ -221,9 +229,8 @@ class Transport:
                     return
         connection.close()
 
-    def _connect(self, key: Key, timeout: Timeout) -> http.client.HTTPConnection:
+    def _connect(self, key: Key, timeout: Timeout) -> Connection:
         scheme, host, port, proxy = key
-        connection: http.client.HTTPConnection
         if proxy is not None:
             proxy_parts = urlsplit(proxy)
             if proxy_parts.scheme.lower() not in ("http", ""):
@@ -232,82 +239,92 @@ class Transport:
             where = (proxy_parts.hostname or "", proxy_parts.port or 80)
         else:
             where = (host, port)
-        if scheme == "https":
-            if self._context is None:
-                self._context = tls_context(self.verify)
-            connection = http.client.HTTPSConnection(
-                *where, timeout=timeout[0], context=self._context, blocksize=SEND_BLOCK)
-            if proxy is not None:
-                auth = userinfo_authorization(proxy)
-                connection.set_tunnel(host, port, headers={"Proxy-Authorization": auth}
-                                      if auth else None)
-        else:
-            connection = http.client.HTTPConnection(*where, timeout=timeout[0],
-                                                    blocksize=SEND_BLOCK)
         try:
-            connection.connect()
+            connection = Connection(open_socket(*where, timeout[0]))
         except TimeoutError as exc:
-            connection.close()
             timed_out: type[ConnectError] = ProxyError if proxy is not None else ConnectTimeout
             raise timed_out(f"no connection within {timeout[0]:g} s") from exc
-        except (ssl.SSLError, ssl.CertificateError) as exc:
-            connection.close()
-            raise TLSError(str(exc)) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
+        except OSError as exc:
             failed: type[ConnectError] = ProxyError if proxy is not None else ConnectError
             raise failed(str(exc) or type(exc).__name__) from exc
-        return connection
+        if scheme != "https":
+            return connection
+        try:
+            if proxy is not None:
+                _tunnel(connection, host, port, proxy)
+            assert connection.sock is not None
+            return Connection(self._tls(connection.sock, host, timeout[0]))
+        except BaseException:
+            connection.close()
+            raise
+
+    def _tls(self, sock: socket.socket, host: str, timeout: float) -> ssl.SSLSocket:
+        import ssl  # only for https: 17 ms of a start-up otherwise
+
+        if self._context is None:
+            self._context = tls_context(self.verify)
+        try:
+            return self._context.wrap_socket(sock, server_hostname=host)
+        except TimeoutError as exc:
+            raise ConnectTimeout(f"no TLS handshake within {timeout:g} s") from exc
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            raise TLSError(str(exc)) from exc
+        except OSError as exc:
+            raise ConnectError(str(exc) or type(exc).__name__) from exc
 
     # -- one exchange ----------------------------------------------------------------------
     @staticmethod
-    def _exchange(connection: http.client.HTTPConnection, method: str, target: str,
-                  headers: _Headers, body: Any, read_timeout: float
-                  ) -> http.client.HTTPResponse:
-        if connection.sock is not None:
-            connection.sock.settimeout(read_timeout)
+    def _exchange(connection: Connection, method: str, head: bytes, body: Any,
+                  read_timeout: float) -> Answer:
+        assert connection.sock is not None
+        connection.sock.settimeout(read_timeout)
+        blocks = body_blocks(body, SEND_BLOCK)
         try:
-            connection.putrequest(method, target, skip_host="Host" in headers,
-                                  skip_accept_encoding=True)
-            for name, value in headers.items():
-                connection.putheader(name, value)
-        except http.client.InvalidURL as exc:
-            raise InvalidURL(str(exc)) from None
-        first = body if body is None or isinstance(body, bytes) else None
-        try:
-            _write(lambda: connection.endheaders(first))
-            if first is None and body is not None:
-                # Read errors of the body (a file) are the caller's, not the network's.
-                while block := body.read(SEND_BLOCK):
-                    _write(lambda: connection.send(block))
+            # The head and the first block in one send: a small request is one packet.
+            _write(connection, head + next(blocks, b""))
+            for block in blocks:
+                _write(connection, block)
         except _Closed as closed:
             # The server may have answered early (a 401, a 413) and closed: read it.
             try:
-                return connection.getresponse()
-            except (OSError, http.client.HTTPException):
+                return connection.read_answer(method)
+            except OSError:
                 raise TransportError(f"the connection dropped while sending: {closed}"
                                      ) from closed.__cause__
         try:
-            return connection.getresponse()
+            return connection.read_answer(method)
+        except TransportError:
+            raise
         except TimeoutError as exc:
             raise ReadTimeout("no answer within the read timeout") from exc
-        except http.client.RemoteDisconnected as exc:  # a BadStatusLine too: first
+        except OSError as exc:
             raise TransportError(f"the connection dropped: {exc!r}") from exc
-        except (http.client.BadStatusLine, http.client.LineTooLong) as exc:
-            line = getattr(exc, "line", "")
-            raise NotHTTP(f"it starts with {line[:40]!r}" if isinstance(line, str) and line
-                          else str(exc)) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            raise TransportError(f"the connection dropped: {exc!r}") from exc
+
+
+def _tunnel(connection: Connection, host: str, port: int, proxy: str) -> None:
+    """Ask an http:// proxy for a tunnel to host:port (CONNECT), for TLS through it."""
+    target = host_field(host, port, default_port=0)
+    fields = [("Host", target)]
+    auth = userinfo_authorization(proxy)
+    if auth:
+        fields.append(("Proxy-Authorization", auth))
+    try:
+        connection.send(request_head("CONNECT", target, fields))
+        answer = connection.read_answer("CONNECT")
+    except OSError as exc:
+        raise ProxyError(f"the proxy dropped the tunnel to {target}: {exc}") from exc
+    if answer.status != 200 or connection.has_unread_bytes:
+        raise ProxyError(f"the proxy refused a tunnel to {target}: HTTP {answer.status}"
+                         f" {answer.reason}".rstrip())
 
 
 class _Closed(TransportError):
     """The server closed the connection while the request was being sent."""
 
 
-def _write(send: Callable[[], None]) -> None:
+def _write(connection: Connection, data: bytes) -> None:
     try:
-        send()
+        connection.send(data)
     except TimeoutError as exc:
         raise ReadTimeout("the server took no bytes within the read timeout") from exc
     except (BrokenPipeError, ConnectionResetError) as exc:

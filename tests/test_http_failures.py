@@ -65,8 +65,8 @@ def _flaky_dns(monkeypatch: pytest.MonkeyPatch, code: int, failures: int) -> lis
     calls: list[str] = []
 
     def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if host == "localhost":
-            calls.append(host)
+        if host in ("localhost", b"localhost"):  # dcmweb passes ASCII names as bytes
+            calls.append("localhost")
             if len(calls) <= failures:
                 raise socket.gaierror(code, "injected resolver failure")
             host = "127.0.0.1"

@@ -1,8 +1,9 @@
 """Start-up: a command imports only what it needs (each import is paid on every run).
 
 A whole `dcmweb retrieve` process should spend at most about 120 ms before its first byte
-(docs/performance.md); most of that is the interpreter, http.client and click. These tests
-pin that nothing heavier comes along: requests and urllib3 (dcmweb has its own transport),
+(docs/performance.md); most of that is the interpreter and click. These tests pin that
+nothing heavier comes along: requests, urllib3, http.client and its email package (dcmweb
+speaks HTTP itself, wire.py), ssl for an http:// HOST,
 pydicom (numpy), google-auth, sqlite, the test server, the store machinery, a TOML parser
 without a config file, the search pager.
 """
@@ -73,4 +74,5 @@ def test_retrieve_of_a_study_imports_only_what_it_needs(local_server: LocalServe
     # No config file (the tests' XDG_CONFIG_HOME is empty): no TOML parser. One study
     # without -m: no listing, so no search pager and its futures.
     assert loaded(modules, (*HEAVY, "requests", "urllib3", "tomllib", "tomli",
-                            "dcmweb.search", "concurrent.futures", "secrets")) == []
+                            "dcmweb.search", "concurrent.futures", "secrets", "http.client",
+                            "email", "ssl", "encodings.idna")) == []

@@ -1,6 +1,7 @@
-"""The HTTP transport on http.client (dcmweb/transport.py) against real sockets: pooled
+"""The HTTP transport (dcmweb/transport.py, wire.py) against real sockets: pooled
 connections, proxies from the environment (forward and CONNECT), ~/.netrc, content
-codings, and answers that arrive early or on connections the server has closed."""
+codings, the ways an answer is framed, and answers that arrive early or on connections
+the server has closed."""
 
 from __future__ import annotations
 
@@ -348,3 +349,104 @@ def test_urls_that_cannot_be_requested_are_usage_errors(url: str, message: str) 
             http.request("GET", url)
     finally:
         http.close()
+
+
+# -- how answers are framed ---------------------------------------------------------------
+class Scripted(RawServer):
+    """Sends prepared answers, one per request in arrival order, whatever the connection;
+    an answer marked ``close`` ends its connection after it is sent."""
+
+    def __init__(self, answers: list[tuple[bytes, bool]]) -> None:
+        self.answers = answers
+        self.requests: list[bytes] = []
+        super().__init__()
+
+    def handle(self, connection: socket.socket) -> None:
+        while self.answers:
+            try:
+                head = read_head(connection)
+            except OSError:
+                return
+            self.requests.append(head)
+            answer, close = self.answers.pop(0)
+            connection.sendall(answer)
+            if close:
+                return
+
+
+def json_answer(head: bytes, body: bytes = ROWS) -> bytes:
+    return head.replace(b"LENGTH", str(len(body)).encode()) + b"\r\n\r\n" + body
+
+
+CHUNKED = (b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n"
+           + b"".join(b"%x;name=value\r\n%s\r\n" % (len(piece), piece)
+                      for piece in (ROWS[:7], ROWS[7:]))
+           + b"0\r\nX-Checksum: none\r\n\r\n")
+FRAMINGS = {
+    "content-length": [(json_answer(b"HTTP/1.1 200 OK\r\nContent-Length: LENGTH"), False)] * 2,
+    "chunked, extensions and trailers": [(CHUNKED, False)] * 2,
+    "100 Continue first": [(b"HTTP/1.1 100 Continue\r\n\r\n" + json_answer(
+        b"HTTP/1.1 200 OK\r\nContent-Length: LENGTH"), False)] * 2,
+    "folded header line": [(json_answer(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json;\r\n charset=utf-8\r\n"
+        b"Content-Length: LENGTH"), False)] * 2,
+    "HTTP/1.0, no length: to the close": [(json_answer(b"HTTP/1.0 200 OK"), True)] * 2,
+    "Connection: close": [(json_answer(
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: LENGTH"), True)] * 2,
+    "bytes beyond the length": [(json_answer(
+        b"HTTP/1.1 200 OK\r\nContent-Length: LENGTH") + b"junk", False)] * 2,
+}
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_every_framing_of_an_answer_is_read_whole(framing: str) -> None:
+    """Two GETs: each reads the whole body, and the connection is reused exactly when
+    the first answer left it clean and open."""
+    server = Scripted(list(FRAMINGS[framing]))
+    http = Http(config=HttpConfig(retry=RetryPolicy(attempts=1)))
+    try:
+        for _ in range(2):
+            assert http.request("GET", f"http://127.0.0.1:{server.port}/studies").content == ROWS
+    finally:
+        http.close()
+        server.close()
+    reused = framing in ("content-length", "chunked, extensions and trailers",
+                         "100 Continue first", "folded header line")
+    assert server.connections == (1 if reused else 2)
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("cut", [
+    CHUNKED[:CHUNKED.index(b"0\r\n")],  # before the last chunk
+    CHUNKED[:CHUNKED.index(b"\r\n\r\n") + 10],  # inside the first chunk
+    json_answer(b"HTTP/1.1 200 OK\r\nContent-Length: LENGTH")[:-5],  # short of its length
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n",  # inside the headers
+    b"",  # no answer at all
+])
+def test_an_answer_cut_anywhere_is_retried_not_taken(cut: bytes) -> None:
+    whole = json_answer(b"HTTP/1.1 200 OK\r\nContent-Length: LENGTH")
+    server = Scripted([(cut, True), (whole, False)])
+    http = Http(config=HttpConfig(retry=RetryPolicy(base=0.01)))
+    try:
+        assert http.request("GET", f"http://127.0.0.1:{server.port}/studies").content == ROWS
+    finally:
+        http.close()
+        server.close()
+    assert (server.connections, len(server.requests)) == (2, 2)
+
+
+def test_the_request_head_is_plain_http_1_1() -> None:
+    server = Scripted([(json_answer(b"HTTP/1.1 200 OK\r\nContent-Length: LENGTH"), False)])
+    http = Http()
+    try:
+        http.request("POST", f"http://127.0.0.1:{server.port}/studies?x=a b^c",
+                     body=lambda: b"12345", accept_status={200})
+    finally:
+        http.close()
+        server.close()
+    lines = server.requests[0].split(b"\r\n")
+    assert lines[0] == b"POST /studies?x=a%20b^c HTTP/1.1"
+    assert lines[1] == f"Host: 127.0.0.1:{server.port}".encode()
+    assert b"Content-Length: 5" in lines
+    assert server.requests[0].endswith(b"\r\n\r\n12345")  # head and body in one send

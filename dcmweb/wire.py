@@ -1,0 +1,278 @@
+"""HTTP/1.1 on one socket: a request's head and body out; an answer's status line,
+headers and body in, framed by Content-Length, chunked coding or the connection's close.
+
+dcmweb's own rather than ``http.client``: that module imports the email package and ssl
+(about 28 ms of every command's start-up; docs/performance.md, F) and parses each
+answer's headers with the email parser. Here ssl is imported only for https (netenv.py).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from typing import Any, overload
+
+from .neterrors import InvalidHeader, InvalidURL, NotHTTP, TransportError
+
+MAX_LINE = 65536  # one status or header line, as http.client allows
+MAX_FIELDS = 200
+RECEIVE = 65536  # bytes asked of the socket when a head or a chunk line is read
+_NOT_IN_TARGET = re.compile("[\x00-\x20\x7f]")  # a space or control would split the line
+
+
+class Headers:
+    """An answer's header fields: names without regard to case, repeated fields kept in
+    order; :meth:`get` gives the first, as http.client did."""
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        self._fields = fields
+        self._first: dict[str, str] = {}
+        for name, value in fields:
+            self._first.setdefault(name.lower(), value)
+
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._first.get(name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return self._first[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._first
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def get_all(self, name: str) -> list[str]:
+        wanted = name.lower()
+        return [value for field, value in self._fields if field.lower() == wanted]
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._fields)
+
+    def get_content_charset(self) -> str | None:
+        """The Content-Type's charset parameter, lower-cased."""
+        for param in (self.get("Content-Type") or "").split(";")[1:]:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "charset" and value.strip().strip('"'):
+                return value.strip().strip('"').lower()
+        return None
+
+    def __repr__(self) -> str:
+        return f"Headers({self._fields!r})"
+
+
+def request_head(method: str, target: str, headers: list[tuple[str, str]]) -> bytes:
+    """The request line and header fields, encoded as HTTP/1.1 sends them."""
+    if _NOT_IN_TARGET.search(target):
+        raise InvalidURL(f"the URL has a space or control character in it: {target!r}")
+    lines = [f"{method} {target} HTTP/1.1", *(f"{name}: {value}" for name, value in headers)]
+    try:
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        bad = [name for name, value in headers if not f"{name}{value}".isascii()]
+        raise InvalidHeader(f"the header {bad[0] if bad else '?'!r} is not Latin-1 text"
+                            ) from None
+
+
+def host_field(host: str, port: int, default_port: int) -> str:
+    """The Host header (and CONNECT target) for host and port."""
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")
+    name = f"[{host}]" if ":" in host else host
+    return name if port == default_port else f"{name}:{port}"
+
+
+def open_socket(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection with Nagle off (a head and a small body go out at once)."""
+    # An ASCII name as bytes: getaddrinfo then needs no idna codec (2 ms to import).
+    name: Any = host.encode() if host.isascii() else host  # typeshed omits bytes
+    sock = socket.create_connection((name, port), timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+class Connection:
+    """One connection's socket and what was received on it but not yet read."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock: socket.socket | None = sock
+        self._buffer = b""
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        self._buffer = b""
+        if sock is not None:
+            sock.close()
+
+    @property
+    def has_unread_bytes(self) -> bool:
+        """Bytes beyond the last answer: the server sent more than it framed."""
+        return bool(self._buffer)
+
+    def send(self, data: bytes) -> None:
+        assert self.sock is not None
+        self.sock.sendall(data)
+
+    def read_line(self) -> bytes:
+        """One line with its line end, or what came before the connection closed."""
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line, self._buffer = self._buffer[:end + 1], self._buffer[end + 1:]
+                return line
+            if len(self._buffer) > MAX_LINE:
+                return self._buffer  # the caller sees it is too long
+            data = self._receive(RECEIVE)
+            if not data:
+                line, self._buffer = self._buffer, b""
+                return line
+            self._buffer += data
+
+    def read_some(self, size: int) -> bytes:
+        """Up to size bytes: what is buffered, else one read of the socket."""
+        if self._buffer:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+            return data
+        return self._receive(size)
+
+    def _receive(self, size: int) -> bytes:
+        if self.sock is None:
+            return b""
+        return self.sock.recv(size)
+
+    def read_answer(self, method: str) -> Answer:
+        """The next final answer's status and headers (informational 1xx ones are
+        skipped); its body is read from the :class:`Answer`."""
+        while True:
+            status, reason, version = self._status_line()
+            fields = self._fields()
+            if not 100 <= status < 200 or status == 101:
+                return Answer(self, method, status, reason, version, Headers(fields))
+
+    def _status_line(self) -> tuple[int, str, str]:
+        line = self.read_line()
+        if not line:
+            raise TransportError("the connection dropped: the server closed it without "
+                                 "an answer")
+        text = line.decode("latin-1")
+        version, _, rest = text.rstrip("\r\n").partition(" ")
+        code, _, reason = rest.partition(" ")
+        if (len(line) > MAX_LINE or not version.startswith("HTTP/") or len(code) != 3
+                or not code.isdigit()):
+            raise NotHTTP(f"it starts with {text[:40]!r}")
+        return int(code), reason.strip(), version
+
+    def _fields(self) -> list[tuple[str, str]]:
+        fields: list[tuple[str, str]] = []
+        while True:
+            line = self.read_line()
+            if line in (b"\r\n", b"\n"):
+                return fields
+            if not line:
+                raise TransportError("the connection dropped inside the answer's headers")
+            if len(line) > MAX_LINE or len(fields) >= MAX_FIELDS:
+                raise TransportError("the answer's headers are too long (over 64 KiB in a"
+                                     f" line or over {MAX_FIELDS} lines)")
+            text = line.decode("latin-1").rstrip("\r\n")
+            if text[:1] in (" ", "\t"):  # an obsolete folded line continues the last one
+                if fields:
+                    name, value = fields[-1]
+                    fields[-1] = (name, f"{value} {text.strip()}")
+                continue
+            name, colon, value = text.partition(":")
+            if colon and name.strip():
+                fields.append((name.strip(), value.strip()))
+
+
+class Answer:
+    """One answer's status, headers and body, framed as RFC 9112 section 6.3 says."""
+
+    def __init__(self, connection: Connection, method: str, status: int, reason: str,
+                 version: str, headers: Headers) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self._connection = connection
+        tokens = (headers.get("Connection") or "").lower()
+        self.will_close = "close" in tokens or (version == "HTTP/1.0"
+                                                and "keep-alive" not in tokens)
+        self.length: int | None = None  # body bytes still to come, when the length is known
+        self._chunked = False
+        self._chunk_left = -1  # -1: a chunk-size line comes next; 0: a chunk's line end
+        coding = (headers.get("Transfer-Encoding") or "").lower()
+        if method in ("HEAD", "CONNECT") or status in (204, 304):
+            self.length = 0
+        elif coding:
+            self._chunked = coding.rsplit(",", 1)[-1].strip() == "chunked"
+            self.will_close = self.will_close or not self._chunked
+        else:
+            self.length = _content_length(headers.get("Content-Length"))
+            self.will_close = self.will_close or self.length is None
+
+    def read1(self, size: int) -> bytes:
+        """Up to size bytes of the body as they come; b"" at its end (or, when a length
+        is left, where the connection closed early)."""
+        if self._chunked:
+            return self._read_chunked(size)
+        if self.length is None:
+            return self._connection.read_some(size)
+        if self.length == 0:
+            return b""
+        data = self._connection.read_some(min(size, self.length))
+        self.length -= len(data)
+        return data
+
+    def _read_chunked(self, size: int) -> bytes:
+        if self._chunk_left == 0:  # the line end after a chunk's data
+            if self._connection.read_line() not in (b"\r\n", b"\n"):
+                raise TransportError("the chunked answer has no line end after a chunk")
+            self._chunk_left = -1
+        if self._chunk_left < 0:
+            line = self._connection.read_line()
+            try:
+                self._chunk_left = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise TransportError(f"the chunked answer was cut off or broken (a chunk"
+                                     f" size line {line[:20]!r})") from None
+            if self._chunk_left == 0:
+                self._chunked = False
+                self.length = 0
+                while self._connection.read_line() not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields: nothing dcmweb reads
+                return b""
+        data = self._connection.read_some(min(size, self._chunk_left))
+        if not data:
+            raise TransportError(f"the chunked answer ended {self._chunk_left} bytes into "
+                                 "a chunk")
+        self._chunk_left -= len(data)
+        return data
+
+    def close(self) -> None:
+        """Nothing more is read; whether the connection is reused is the pool's call."""
+
+
+def _content_length(value: str | None) -> int | None:
+    """The Content-Length, or None (read to the close) when missing or not one number."""
+    digits = (value or "").strip()
+    return int(digits) if digits.isascii() and digits.isdigit() else None
+
+
+def body_blocks(body: Any, block: int) -> Iterator[bytes]:
+    """A request body as blocks: bytes whole, a readable object ``block`` bytes a read.
+    A read error is the body's (a file), never the network's: it is not caught here."""
+    if body is None:
+        return
+    if isinstance(body, bytes):
+        yield body
+        return
+    while data := body.read(block):
+        yield data
