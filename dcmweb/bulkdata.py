@@ -16,7 +16,8 @@ from .errors import UsageError
 from .http import Http
 from .multipart import Chunk
 from .retrieve import RetrieveResult
-from .wado import answer_parts, get, instance_file, save
+from .saving import Saver
+from .wado import answer_parts, get, instance_file
 from .wadopath import WadoPath, parse_wado_path
 
 # The standard multipart form (Orthanc requires it), or the single part Google documents.
@@ -81,5 +82,5 @@ def save_bulk(http: Http, base_url: str, path: str, output: Path) -> RetrieveRes
                               "application/octet-stream")
     else:
         final = output / "bulkdata.raw"
-    size = save(_chunks(http, base_url, target), final)
+    size = Saver().save(_chunks(http, base_url, target), final)
     return RetrieveResult("saved", target.bulk or "", final, size)

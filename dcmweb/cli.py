@@ -487,9 +487,9 @@ def retrieve(settings: Settings, path: str, output_path: str | None, part_type: 
             if output_path is None:
                 output.data(answer.raw)
                 return
-            from .wado import save
+            from .saving import Saver
 
-            size = save([answer.raw], Path(output_path))
+            size = Saver().save([answer.raw], Path(output_path))
             output.summary(f"Transferred {human_size(size)} of metadata to {output_path}")
             return
         render = None

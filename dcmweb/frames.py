@@ -15,7 +15,8 @@ from .errors import ServerError, UsageError
 from .http import Http
 from .multipart import Chunk, parse_content_type
 from .retrieve import RetrieveResult, accept_header
-from .wado import answer_parts, get, instance_file, save, wants_transcoding
+from .saving import Saver
+from .wado import answer_parts, get, instance_file, wants_transcoding
 from .wadopath import WadoPath, parse_wado_path
 
 DEFAULT_TYPE = "application/octet-stream; transfer-syntax=*"
@@ -72,8 +73,9 @@ def save_frames(http: Http, base_url: str, path: str, output: Path,
     target = frames_target(path)
     kind = frame_type(part_type, transfer_syntax)
     fallback, _ = parse_content_type(kind)
+    saver = Saver()
     for number, mime, chunks in iter_frames(http, base_url, target, kind):
         final = instance_file(output, target.resource, f"_frame_{number}", mime or fallback)
-        size = save(chunks, final)
+        size = saver.save(chunks, final)
         yield RetrieveResult("saved", f"{target.resource.url_path()}/frames/{number}", final,
                              size)

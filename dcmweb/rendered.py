@@ -19,8 +19,9 @@ from .http import Http
 from .parallel import run_bounded
 from .paths import ResourcePath
 from .retrieve import RetrieveResult
-from .search import Searcher
-from .wado import get, instance_file, save
+from .saving import Saver
+from .search import FIRST_PAGE, Searcher
+from .wado import get, instance_file
 from .wadopath import WadoPath, parse_wado_path
 
 TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
@@ -78,7 +79,8 @@ def _targets(http: Http, base_url: str, target: WadoPath) -> Iterator[WadoPath]:
         return
     from .paths import safe_uid
 
-    for row in Searcher(http, base_url).iter_rows(f"{resource.url_path()}/instances"):
+    for row in Searcher(http, base_url).iter_rows(f"{resource.url_path()}/instances",
+                                                  first_page=FIRST_PAGE):
         uids = [safe_uid(((row.get(tag) or {}).get("Value") or [None])[0])
                 for tag in ("0020000E", "00080018")]
         if None in uids:
@@ -129,17 +131,22 @@ def save_rendered(http: Http, base_url: str, path: str, output: Path,
     target = rendered_target(path)
     mime = options.accept()
     options.query()  # a bad option fails before the first request
+    saver = Saver()
 
     def one(item: WadoPath) -> list[RetrieveResult]:
         suffix = f"_frame_{item.frames[0]}" if item.frames else ""
         final = instance_file(output, item.resource, suffix, mime)
         try:
-            size = save(_fetch(http, base_url, item, options), final)
+            size = saver.save(_fetch(http, base_url, item, options), final)
         except ServerError as error:
             if item is target:
                 raise
             return [RetrieveResult("failed", item.url_path(), message=error.message)]
         return [RetrieveResult("saved", item.url_path(), final, size)]
 
-    for results in run_bounded(one, _targets(http, base_url, target), workers):
-        yield from results
+    try:
+        for results in run_bounded(one, _targets(http, base_url, target), workers):
+            yield from results
+    except BaseException:
+        saver.discard_partial()  # Ctrl-C: the threads still writing are not waited for
+        raise

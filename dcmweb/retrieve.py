@@ -8,11 +8,9 @@ hostile server cannot write outside the output folder.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import mmap
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +21,15 @@ from .body import TooSlowError
 from .dicomhead import HEAD_BYTES, ends_complete, read_uids
 from .errors import (
     DcmwebError,
-    LocalFileError,
     NotFoundError,
     ServerError,
-    UnavailableError,
     UsageError,
 )
 from .http import Http
 from .multipart import Chunk, MultipartError, iter_parts, parse_content_type
-from .output import human_size
 from .parallel import run_bounded
 from .paths import ResourcePath, parse_resource_path, safe_uid
+from .saving import Saver
 from .transport import Response, TransportError
 from .unexpected import HOST_HINT, describe_answer
 
@@ -56,55 +52,12 @@ EXTENSIONS = {
     "application/octet-stream": ".raw",
 }
 _UID_TAGS = (0x0020000D, 0x0020000E, 0x00080018)  # study, series, SOP instance
-# Free space a download leaves on the disk: the smaller of these, so that a small disk
-# can still be filled up to 95 % and a large one keeps 1 GiB for everything else.
-KEEP_FREE_BYTES = 1024 ** 3
-KEEP_FREE_FRACTION = 0.05
-SPACE_CHECK_BYTES = 8 * CHUNK  # written between two looks at the free space
-
-
 class CutOffError(ValueError):
     """An answer ended before all its bytes arrived (asked for again)."""
 
 
 # What a response cut mid-stream raises (on the way, in the parser, or in the checks).
 CUT_OFF = (TransportError, MultipartError, CutOffError, TooSlowError)
-
-
-class DiskSpace:
-    """Stops a download before it fills the disk (an endless answer, a huge study):
-    a full disk breaks other programs too, and dcmweb removes its partial file."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.unchecked = 0
-        self.check()
-
-    def free(self) -> tuple[int, int]:
-        """(bytes free for this user, size of the file system)."""
-        if not hasattr(os, "statvfs"):  # Windows
-            import shutil
-
-            usage = shutil.disk_usage(self.folder)
-            return usage.free, usage.total
-        found = os.statvfs(self.folder)  # what shutil.disk_usage reads, without its imports
-        return found.f_bavail * found.f_frsize, found.f_blocks * found.f_frsize
-
-    def use(self, size: int) -> None:
-        self.unchecked += size
-        if self.unchecked >= SPACE_CHECK_BYTES:
-            self.check()
-
-    def check(self) -> None:
-        self.unchecked = 0
-        free, total = self.free()
-        keep = min(KEEP_FREE_BYTES, int(total * KEEP_FREE_FRACTION))
-        # Until the next look: SPACE_CHECK_BYTES, plus the chunk that crosses it.
-        if free - SPACE_CHECK_BYTES - 2 * CHUNK < keep:
-            raise LocalFileError(
-                f"stopped writing in {self.folder}: {human_size(free)} free, and dcmweb "
-                f"keeps {human_size(keep)} free (the smaller of 1 GiB and 5 % of the disk)",
-                "free some space or choose another --output folder")
 
 
 def _head(chunks: list[Chunk]) -> bytes:
@@ -154,31 +107,6 @@ def _pydicom_uids(path: str) -> tuple[str | None, ...]:
     return tuple(str(dataset[tag].value) if tag in dataset else None for tag in _UID_TAGS)
 
 
-def _create_temp(folder: Path) -> tuple[int, str]:
-    """A new, empty temporary file in folder. Unlike mkstemp (always 0600) its mode is
-    what the umask gives new files, so other users and services can read the result."""
-    while True:
-        temp = os.path.join(folder, f".dcmweb-{os.urandom(8).hex()}.part")
-        try:
-            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temp
-        except FileExistsError:  # a name left by another run: pick another
-            continue
-
-
-@contextlib.contextmanager
-def _writing(folder: Path) -> Iterator[None]:
-    """Local write failures (permissions, a full disk) end the run with a clear message;
-    network errors, which the transport also derives from OSError, pass through."""
-    try:
-        yield
-    except OSError as error:
-        if isinstance(error, TransportError):
-            raise
-        raise LocalFileError(f"cannot write in {folder}: {error.strerror or error}",
-                             "check the --output folder: its permissions and free space"
-                             ) from error
-
-
 @dataclass(frozen=True)
 class Answer:
     """A WADO-RS answer that passed the checks: its counted chunks, the multipart
@@ -221,32 +149,7 @@ class Downloader:
         self.accept = accept_header(part_type)
         if single_part:  # one instance as a bare application/dicom body (GCP, tiny-pacs)
             self.accept = self.part_type
-        self._folders: set[Path] = set()  # made already: one mkdir per folder, not per file
-        self._partial: set[str] = set()  # temporary files being written right now
-        self._lock = threading.Lock()
-        self._stopped = False
-
-    def discard_partial(self) -> None:
-        """Remove the temporary files of parts still being written, and create no more
-        (after Ctrl-C the threads writing them are not waited for)."""
-        with self._lock:
-            self._stopped = True
-            for temp in list(self._partial):
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
-
-    def _create(self, folder: Path) -> tuple[int, str]:
-        with self._lock:
-            if self._stopped:
-                raise UnavailableError("cancelled")
-            handle, temp = _create_temp(folder)
-            self._partial.add(temp)
-        return handle, temp
-
-    def _folder(self, path: Path) -> None:
-        if path not in self._folders:
-            path.mkdir(parents=True, exist_ok=True)
-            self._folders.add(path)
+        self.saver = Saver()
 
     def fetch(self, target: ResourcePath) -> list[RetrieveResult]:
         """Download one study, series, instance or frame list; retry a cut stream."""
@@ -305,36 +208,30 @@ class Downloader:
         # Written beside its final name: renaming within a folder is cheap, while a
         # rename across folders cost 0.6 ms of kernel time per file here.
         folder = final.parent if final is not None else self.output
-        with _writing(folder):
-            self._folder(folder)
-            space = DiskSpace(folder)
-            handle, temp = self._create(folder)
+        saver = self.saver
+        handle, temp = saver.create(folder)
         try:
-            with _writing(folder):
-                with os.fdopen(handle, "wb") as sink:
-                    for chunk in first:
-                        sink.write(chunk)
-                    for chunk in stream:
-                        space.use(len(chunk))
-                        sink.write(chunk)
-                        size += len(chunk)
-                if check_end and mime == "application/dicom" and _ends_early(temp):
-                    raise CutOffError(f"the connection closed after {size} bytes, inside "
-                                      "the DICOM data")
-                if final is None:
-                    final = self._dicom_path(*_pydicom_uids(temp))
-                    if isinstance(final, str):
-                        os.unlink(temp)
-                        return RetrieveResult("failed", source, message=final)
-                    self._folder(final.parent)
-                os.replace(temp, final)
+            try:
+                for chunk in first:
+                    saver.write(handle, chunk, folder)
+                for chunk in stream:
+                    saver.write(handle, chunk, folder)
+                    size += len(chunk)
+            finally:
+                os.close(handle)
+            if check_end and mime == "application/dicom" and _ends_early(temp):
+                raise CutOffError(f"the connection closed after {size} bytes, inside "
+                                  "the DICOM data")
+            if final is None:
+                final = self._dicom_path(*_pydicom_uids(temp))
+                if isinstance(final, str):
+                    saver.abandon(temp)
+                    return RetrieveResult("failed", source, message=final)
+                saver.folder(final.parent)
+            saver.finish(temp, final)
         except BaseException:
-            # Truncated or interrupted: never leave the half file behind.
-            if os.path.exists(temp):
-                os.unlink(temp)
+            saver.abandon(temp)  # truncated or interrupted: never left behind
             raise
-        finally:
-            self._partial.discard(temp)
         return RetrieveResult("saved", source, final, size)
 
     def _destination(self, head: bytes, mime: str, target: ResourcePath,
@@ -372,7 +269,9 @@ Target = ResourcePath | RetrieveResult
 def _listed(searcher: Searcher, search_path: str, tag: str, level: str,
             make: Callable[[str], ResourcePath]) -> Iterator[Target]:
     """Each study or series a search lists; its UID is checked before it becomes a path."""
-    for row in searcher.iter_rows(search_path, [("includefield", tag)]):
+    from .search import FIRST_PAGE  # loaded with the searcher already
+
+    for row in searcher.iter_rows(search_path, [("includefield", tag)], first_page=FIRST_PAGE):
         values = (row.get(tag) or {}).get("Value") or [None]
         uid = safe_uid(values[0])
         if uid is None:
@@ -434,5 +333,5 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
         for results in run_bounded(fetch, targets, workers):
             yield from results
     except BaseException:
-        downloader.discard_partial()
+        downloader.saver.discard_partial()
         raise

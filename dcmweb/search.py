@@ -28,6 +28,9 @@ T = TypeVar("T")
 
 # GCP's caps; larger pages mean fewer round trips on servers without caps too.
 PAGE_SIZES = {"studies": 5000, "series": 5000, "instances": 50000}
+# The first page of a listing whose rows each start a download: work begins after 100
+# rows are listed instead of all of them (1,000 instances: 0.1 s instead of 1 s on Orthanc).
+FIRST_PAGE = 100
 
 Params = list[tuple[str, str]]
 # Wildcards, UID lists and the person-name separator travel unescaped: Orthanc's plugin
@@ -117,7 +120,11 @@ class Searcher:
         return rows
 
     def iter_rows(self, path: str | None = "studies", params: Params | None = None,
-                  page_size: int | None = None) -> Iterator[dict[str, Any]]:
+                  page_size: int | None = None, first_page: int | None = None
+                  ) -> Iterator[dict[str, Any]]:
+        """Every row, page after page. ``first_page`` asks for that many rows first, so
+        that work on each row starts while the rest is listed (a server takes about as
+        long per row for a page of 50,000 as for one of 100)."""
         url_path, level = parse_search_path(path)
         params = list(params or [])
         if _int_param(params, "limit") is not None:
@@ -127,15 +134,16 @@ class Searcher:
         rest = [(k, v) for k, v in params if k.lower() != "offset"]
         size = page_size or PAGE_SIZES[level]
 
-        def fetch(at: int) -> Callable[[], list[dict[str, Any]]]:
-            return lambda: self.page(url_path, [*rest, ("limit", str(size)), ("offset", str(at))])
+        def fetch(at: int, limit: int = size) -> Callable[[], list[dict[str, Any]]]:
+            return lambda: self.page(url_path, [*rest, ("limit", str(limit)),
+                                                ("offset", str(at))])
 
         # Every row seen so far: a server that ignores offset (or pages in circles)
         # would otherwise be followed forever.
         seen: set[int] = set()
         # One page is fetched ahead while the caller handles the current one: writing
         # pretty JSON costs about as much as the server's answer, so the two overlap.
-        upcoming = _in_background(fetch(offset))
+        upcoming = _in_background(fetch(offset, min(first_page or size, size)))
         while True:
             rows = upcoming.result()
             if not rows:

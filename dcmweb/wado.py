@@ -9,9 +9,7 @@ cause; it is asked once more (a 500 may be a hiccup) and then reported with a hi
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import ServerError
@@ -91,28 +89,3 @@ def instance_file(output: Path, resource: ResourcePath, suffix: str, mime: str) 
     """OUTPUT/STUDY/SERIES/SOP{suffix}.ext: where a piece of an instance is written."""
     folders = [uid for uid in (resource.study, resource.series) if uid]
     return output.joinpath(*folders, f"{resource.instance}{suffix}{EXTENSIONS.get(mime, '.bin')}")
-
-
-def save(chunks: Iterable[Chunk], final: Path) -> int:
-    """Write to a temporary file beside ``final``, rename when complete; the size."""
-    from .retrieve import DiskSpace, _create_temp, _writing  # retrieve owns these rules
-
-    folder = final.parent
-    with _writing(folder):
-        folder.mkdir(parents=True, exist_ok=True)
-        space = DiskSpace(folder)  # an endless answer stops before the disk is full
-        handle, temp = _create_temp(folder)
-    try:
-        with _writing(folder):
-            size = 0
-            with os.fdopen(handle, "wb") as sink:
-                for chunk in chunks:
-                    space.use(len(chunk))
-                    sink.write(chunk)
-                    size += len(chunk)
-            os.replace(temp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    return size

@@ -15,7 +15,7 @@ from test_retrieve import files_under, sha, temp_leftovers, uids_of, where
 
 from dcmweb import Client
 from dcmweb.cli import cli
-from dcmweb.retrieve import DiskSpace
+from dcmweb.saving import DiskSpace
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines
@@ -224,6 +224,38 @@ def test_a_nearly_full_disk_is_refused_before_writing(synth: list[Path], tmp_pat
     assert result.exit_code == 1
     assert "500.0 MiB free, and dcmweb keeps 512.0 MiB free" in result.stderr
     assert files_under(tmp_path) == set()
+
+
+@pytest.mark.parametrize("workers", ["1", "4"])
+def test_the_free_space_is_looked_at_per_megabytes_not_per_file(
+        local_server: LocalServer, synth: list[Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, workers: str) -> None:
+    """Eight small instances (and their thumbnails): one look at the free space each run,
+    not one system call per file, and still every file whole."""
+    looks: list[Path] = []
+    real = DiskSpace.free
+
+    def counted(self: DiskSpace) -> tuple[int, int]:
+        looks.append(self.folder)
+        return real(self)
+
+    monkeypatch.setattr(DiskSpace, "free", counted)
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(synth)} == {"stored"}
+    result = dcmweb("--workers", workers, local_server.url, "retrieve", "--output",
+                    str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    assert files_under(tmp_path / "out") == {where(tmp_path / "out", p) for p in synth}
+    assert len(looks) == 1
+    study, series, _ = uids_of(synth[0])
+    result = dcmweb("--workers", workers, local_server.url, "retrieve",
+                    f"studies/{study}/series/{series}/rendered", "--output",
+                    str(tmp_path / "thumbs"))
+    assert result.exit_code == 0, result.stderr
+    thumbs = list((tmp_path / "thumbs").rglob("*.jpg"))
+    assert len(thumbs) >= 2 and all(p.read_bytes()[:2] == b"\xff\xd8" for p in thumbs)
+    assert len(looks) == 2
+    assert temp_leftovers(tmp_path) == []
 
 
 # -- permissions --------------------------------------------------------------------------------

@@ -134,3 +134,31 @@ def test_a_row_shifted_onto_the_next_page_is_shown_once() -> None:
     printed = [json.loads(line)[SOP_TAG]["Value"][0] for line in result.stdout.splitlines()]
     assert printed == ["1.2.1", "1.2.2", "1.2.3", "1.2.4"]
     assert "search instances: 1 rows at offset 2 came back twice; shown once" in result.stderr
+
+
+def test_a_listing_that_starts_downloads_asks_for_a_small_page_first(tmp_path: Path) -> None:
+    """Rendering a series of 150 instances: the first 100 are listed (and their images
+    asked for) before the rest of the listing, which a server takes as long per row to
+    answer as the first; every instance is rendered once."""
+    study, series = "1.2", "1.2.3"
+    rows = [{**row(f"1.2.3.{i}"), "0020000E": {"vr": "UI", "Value": [series]}}
+            for i in range(150)]
+    listed: list[tuple[str, str]] = []
+
+    def listing(req: Request) -> None:
+        offset, limit = int(req.params["offset"]), int(req.params["limit"])
+        listed.append((req.params["offset"], req.params["limit"]))
+        req.json(200, rows[offset:offset + limit], "application/dicom+json")
+
+    with Hostile() as fake:
+        fake.route("GET", f"/studies/{study}/series/{series}/instances", listing)
+        for index in range(150):
+            fake.route("GET", f"/studies/{study}/series/{series}/instances/1.2.3.{index}/"
+                       "rendered", lambda req: req.reply(200, b"\xff\xd8 a JPEG", "image/jpeg"))
+        result = dcmweb("-m", fake.url, "retrieve", f"studies/{study}/series/{series}/rendered",
+                        "--output", str(tmp_path))
+        rendered = [r for r in fake.seen("GET") if r.path.endswith("/rendered")]
+    assert result.exit_code == 0, result.stderr
+    assert listed == [("0", "100"), ("100", "50000"), ("150", "50000")]
+    assert len(rendered) == 150 and len({r.target for r in rendered}) == 150
+    assert len(list(tmp_path.rglob("*.jpg"))) == 150

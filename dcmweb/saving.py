@@ -1,0 +1,167 @@
+"""Writing a download's files: whole or not at all, and never filling the disk.
+
+Each file goes to a temporary file beside its final name and is renamed once complete,
+so a half file never carries a final name. One :class:`Saver` serves a whole run and all
+its threads: folders are made once, the free space is looked at every few MiB written
+(not per file), temporary names need no random bytes, and files are written with plain
+``os.write``. A thousand thumbnails thus cost four system calls each (open, write, close,
+rename) instead of ten; with four threads every call is also a hand-over of the GIL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .errors import LocalFileError, UnavailableError
+from .neterrors import TransportError
+from .output import human_size
+
+# Free space a download leaves on the disk: the smaller of these, so that a small disk
+# can still be filled up to 95 % and a large one keeps 1 GiB for everything else.
+KEEP_FREE_BYTES = 1024 ** 3
+KEEP_FREE_FRACTION = 0.05
+LARGEST_WRITE = 1024 * 1024  # a download's chunks are at most this large
+SPACE_CHECK_BYTES = 8 * LARGEST_WRITE  # written between two looks at the free space
+
+Chunk = bytes | bytearray | memoryview
+# Temporary names: unique within this process by the counter, across processes (two
+# runs into one folder) by the tag; O_EXCL settles what is left.
+_TAG = os.urandom(4).hex()
+_NUMBERS = itertools.count()
+
+
+class DiskSpace:
+    """Stops a download before it fills the disk (an endless answer, a huge study):
+    a full disk breaks other programs too, and dcmweb removes its partial file."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.unchecked = 0
+        self.check()
+
+    def free(self) -> tuple[int, int]:
+        """(bytes free for this user, size of the file system)."""
+        if not hasattr(os, "statvfs"):  # Windows
+            import shutil
+
+            usage = shutil.disk_usage(self.folder)
+            return usage.free, usage.total
+        found = os.statvfs(self.folder)  # what shutil.disk_usage reads, without its imports
+        return found.f_bavail * found.f_frsize, found.f_blocks * found.f_frsize
+
+    def use(self, size: int) -> None:
+        self.unchecked += size
+        if self.unchecked >= SPACE_CHECK_BYTES:
+            self.check()
+
+    def check(self) -> None:
+        self.unchecked = 0
+        free, total = self.free()
+        keep = min(KEEP_FREE_BYTES, int(total * KEEP_FREE_FRACTION))
+        # Until the next look: SPACE_CHECK_BYTES, plus the chunks that cross it.
+        if free - SPACE_CHECK_BYTES - 2 * LARGEST_WRITE < keep:
+            raise LocalFileError(
+                f"stopped writing in {self.folder}: {human_size(free)} free, and dcmweb "
+                f"keeps {human_size(keep)} free (the smaller of 1 GiB and 5 % of the disk)",
+                "free some space or choose another --output folder")
+
+
+@contextlib.contextmanager
+def writing(folder: Path) -> Iterator[None]:
+    """Local write failures (permissions, a full disk) end the run with a clear message;
+    network errors, which the transport also derives from OSError, pass through."""
+    try:
+        yield
+    except OSError as error:
+        if isinstance(error, TransportError):
+            raise
+        raise LocalFileError(f"cannot write in {folder}: {error.strerror or error}",
+                             "check the --output folder: its permissions and free space"
+                             ) from error
+
+
+class Saver:
+    """Writes one run's files; shared by its threads."""
+
+    def __init__(self) -> None:
+        self._folders: set[Path] = set()  # made already
+        self._partial: set[str] = set()  # temporary files being written right now
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._space: DiskSpace | None = None
+
+    def folder(self, path: Path) -> None:
+        if path not in self._folders:
+            with writing(path):
+                path.mkdir(parents=True, exist_ok=True)
+            self._folders.add(path)
+
+    def create(self, folder: Path) -> tuple[int, str]:
+        """A new, empty temporary file in folder (made if need be): its handle and path.
+        Unlike mkstemp's (always 0600) its mode is what the umask gives new files, so
+        other users and services can read the result."""
+        self.folder(folder)
+        with self._lock, writing(folder):
+            if self._stopped:
+                raise UnavailableError("cancelled")
+            if self._space is None:
+                self._space = DiskSpace(folder)  # a nearly full disk: refused at once
+            while True:
+                temp = os.path.join(folder, f".dcmweb-{_TAG}-{next(_NUMBERS)}.part")
+                try:
+                    handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                except FileExistsError:  # a name left by another run: take the next
+                    continue
+                self._partial.add(temp)
+                return handle, temp
+
+    def write(self, handle: int, chunk: Chunk, folder: Path) -> None:
+        with self._lock, writing(folder):
+            assert self._space is not None  # made by create()
+            self._space.use(len(chunk))
+        with writing(folder):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(handle, view):]
+
+    def finish(self, temp: str, final: Path) -> None:
+        with writing(final.parent):
+            os.replace(temp, final)
+        self._partial.discard(temp)
+
+    def abandon(self, temp: str) -> None:
+        """A truncated or interrupted file: never left behind."""
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        self._partial.discard(temp)
+
+    def discard_partial(self) -> None:
+        """Remove the temporary files still being written, and create no more (after
+        Ctrl-C the threads writing them are not waited for)."""
+        with self._lock:
+            self._stopped = True
+            for temp in list(self._partial):
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+
+    def save(self, chunks: Iterable[Chunk], final: Path) -> int:
+        """Write chunks to ``final`` whole or not at all; the size."""
+        handle, temp = self.create(final.parent)
+        size = 0
+        try:
+            try:
+                for chunk in chunks:
+                    self.write(handle, chunk, final.parent)
+                    size += len(chunk)
+            finally:
+                os.close(handle)
+            self.finish(temp, final)
+        except BaseException:
+            self.abandon(temp)
+            raise
+        return size
