@@ -483,7 +483,7 @@ def retrieve(settings: Settings, path: str, output_path: str | None, part_type: 
             if part_type or transfer_syntax or single_part:
                 raise UsageError("--type, --transfer-syntax and --single-part do not apply "
                                  "to metadata", "choose JSON or XML with --format")
-            answer = client.fetch_metadata(path, fmt or "json")
+            answer = client.fetch_metadata(path, fmt or "json", parse=False)
             if output_path is None:
                 output.data(answer.raw)
                 return

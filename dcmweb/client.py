@@ -357,12 +357,15 @@ class Client:
         return found[0]
 
     # metadata, rendered images, frames, bulk data -----------------------------
-    def fetch_metadata(self, path: str, fmt: str = "json") -> Metadata:
+    def fetch_metadata(self, path: str, fmt: str = "json", *, parse: bool = True
+                       ) -> Metadata:
         """The metadata answer of a study, series or instance: ``.raw`` bytes as sent,
-        ``.rows`` (JSON) or ``.documents`` (XML, one per instance)."""
+        ``.rows`` (JSON) or ``.documents`` (XML, one per instance). ``parse=False``: only
+        ``.raw`` is wanted, and JSON rows are not built when the answer's framing and its
+        first and last bytes show a complete array of objects."""
         from .metadata import fetch_metadata
 
-        return fetch_metadata(self.http, self.base_url, path, fmt)
+        return fetch_metadata(self.http, self.base_url, path, fmt, parse=parse)
 
     def metadata(self, path: str, *, datasets: bool = False) -> list[Any]:
         """DICOM JSON rows (one per instance), or pydicom Datasets with ``datasets=True``

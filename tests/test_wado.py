@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from hostile import Hostile, multipart
 from PIL import Image
 from pydicom.encaps import generate_fragmented_frames
+from test_transport import Scripted
 
 from dcmweb import Client
 from dcmweb.cli import cli
@@ -122,6 +123,51 @@ def test_metadata_that_is_not_json_is_an_error_not_data() -> None:
         fake.route("GET", "/studies/1/metadata",
                    lambda req: req.reply(200, b"<html>Sign in</html>", "text/html"))
         result = dcmweb(fake.url, "retrieve", "studies/1/metadata")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "not JSON" in result.stderr
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    (b'[{"00080018": {"vr": "UI", "Value": ["1.2"]}}]', None),
+    (b' [ ]\n', None),
+    (b'{"rows": []}', "expected a JSON array of objects"),
+    (b'[{"00080018": {"vr": "UI"}}, "x"]', "expected a JSON array of objects"),
+    (b'["x", {"00080018": {"vr": "UI"}}]', "expected a JSON array of objects"),
+    (b'[{"00080018": {"vr": "UI", "Value": []', "not JSON"),
+])
+def test_metadata_the_cli_writes_is_checked_by_its_shape(body: bytes, error: str | None,
+                                                         tmp_path: Path) -> None:
+    """The CLI writes the bytes as sent, without building the rows, when the first and
+    last bytes are an array of objects and its brackets pair up; anything else is parsed
+    and refused."""
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1/metadata",
+                   lambda req: req.reply(200, body, "application/dicom+json"))
+        printed = dcmweb(fake.url, "retrieve", "studies/1/metadata")
+        written = dcmweb(fake.url, "retrieve", "studies/1/metadata", "-o",
+                         str(tmp_path / "m.json"))
+    if error is None:
+        assert (printed.exit_code, written.exit_code) == (0, 0), printed.stderr
+        assert printed.stdout_bytes.rstrip(b"\n") == body.rstrip(b"\n")
+        assert (tmp_path / "m.json").read_bytes() == printed.stdout_bytes
+    else:
+        assert (printed.exit_code, written.exit_code) == (1, 1)
+        assert printed.stdout == "" and not (tmp_path / "m.json").exists()
+        assert error in printed.stderr
+
+
+def test_metadata_without_framing_is_parsed_before_it_is_written() -> None:
+    """An answer that ends where the connection closed (no length, not chunked) may be
+    cut anywhere, even after a ']': only a parse shows it is whole."""
+    cut = b'[{"00080018": {"vr": "UI", "Value": ["1.2"]}}, {"00100010": {"vr": "PN", "Value": []'
+    server = Scripted([(b"HTTP/1.0 200 OK\r\nContent-Type: application/dicom+json\r\n\r\n"
+                        + cut, True)] * 3)
+    try:
+        result = dcmweb(f"http://127.0.0.1:{server.port}/dicomWeb", "retrieve",
+                        "studies/1/metadata")
+    finally:
+        server.close()
     assert result.exit_code == 1
     assert result.stdout == ""
     assert "not JSON" in result.stderr
