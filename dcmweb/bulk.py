@@ -15,17 +15,19 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 from .errors import DcmwebError, UsageError
-from .existing import ServerHoldings
 from .files import Part10Head, read_part10_head
 from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, Journal
-from .report import ReportWriter
 from .store import Part10File, StoreOptions, StoreResult, iter_store, triage
 from .storecheck import dataset_uids
+
+if TYPE_CHECKING:
+    from .existing import ServerHoldings
+    from .report import ReportWriter
 
 OutcomeStatus = Literal["stored", "already stored", "skipped", "failed", "conflict"]
 ConflictPolicy = Literal["fail", "skip", "overwrite"]
@@ -164,6 +166,8 @@ class BulkStore:
         self.started = True
         try:
             if self._report_target is not None and not self.options.dry_run:
+                from .report import ReportWriter  # csv: only for --report
+
                 self._report = ReportWriter(self._report_target)
             if self.options.dry_run:
                 for _ in self._to_send():
@@ -265,6 +269,8 @@ class BulkStore:
         if uids is None:
             return False  # not DICOM, or unreadable: the uploader says which
         if self._holdings is None:
+            from .existing import ServerHoldings  # --skip-existing: the search pager too
+
             self._holdings = ServerHoldings(self.http, self.base_url)
         if not self._holdings.holds(uids[0], uids[2]):
             return False

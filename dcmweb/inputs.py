@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import glob
-import hashlib
 import os
 import re
 import threading
@@ -46,7 +45,9 @@ class Shard:
 
     def holds(self, path: str) -> bool:
         # blake2b of the path's bytes: the same on every machine and Python version
-        # (hash() is salted per process).
+        # (hash() is salted per process). Imported here: only --shard needs it.
+        import hashlib
+
         digest = hashlib.blake2b(os.fsencode(path), digest_size=8).digest()
         return int.from_bytes(digest, "big") % self.count == self.index - 1
 

@@ -18,7 +18,6 @@ the whole run and a second run stops at once with :class:`JournalBusy` (exit 7).
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 import time
 from dataclasses import dataclass
@@ -100,6 +99,8 @@ class Journal:
                               "wait for it to finish, or use another --journal") from None
         except OSError as error:
             raise UsageError(f"cannot open the journal {self.path}: {error.strerror}") from None
+        import sqlite3  # only with --journal: a store without one never loads it
+
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")

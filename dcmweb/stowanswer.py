@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 RETRIEVE_URL = "00081190"
 FAILED_SOP_SEQUENCE = "00081198"
@@ -138,6 +140,8 @@ def parse_dataset(body: bytes) -> Dataset | None:
             return None
         return _from_json(payload)
     if text.startswith("<"):
+        import xml.etree.ElementTree as ET  # Google's answers: Orthanc's are JSON
+
         try:
             root = ET.fromstring(text)
         except ET.ParseError:

@@ -76,3 +76,16 @@ def test_retrieve_of_a_study_imports_only_what_it_needs(local_server: LocalServe
     assert loaded(modules, (*HEAVY, "requests", "urllib3", "tomllib", "tomli",
                             "dcmweb.search", "concurrent.futures", "secrets", "http.client",
                             "email", "ssl", "encodings.idna")) == []
+
+
+def test_a_plain_store_imports_none_of_the_options_machinery(local_server: LocalServer,
+                                                             tmp_path: Path) -> None:
+    """Without --journal, --report, --shard or --skip-existing: no SQLite, csv, hashlib,
+    search pager; and, as for every command on http://, no http.client, email or ssl."""
+    files = corpus.synthetic_files(tmp_path / "files", 2)
+    modules = imported(tmp_path, local_server.url, "store", str(tmp_path / "files"))
+    with Client(local_server.url) as client:
+        assert len(client.search("instances")) == len(files)
+    assert loaded(modules, ("sqlite3", "csv", "hashlib", "dcmweb.search", "dcmweb.existing",
+                            "dcmweb.report", "http.client", "email", "ssl", "requests",
+                            "urllib3", "pydicom", "numpy")) == []
