@@ -139,29 +139,40 @@ def read_uids(head: bytes, meta: tuple[dict[int, str], int] | None = None
     return uids if all(uids) else None  # type: ignore[return-value]
 
 
-_EXPLICIT_LE_HEADER = struct.Struct("<HH2sH")
+# The VR as the 16-bit number its two letters make in little endian: no bytes object
+# per element.
+_EXPLICIT_LE_HEADER = struct.Struct("<HHHH")
+_LONG_VR_NUMBERS = frozenset(int.from_bytes(vr, "little") for vr in LONG_VRS)
 _U32_LE = struct.Struct("<I")
 _UID_TAGS = (STUDY_UID, SERIES_UID, SOP_UID)
 
 
 def _find_explicit_le(reader: _Reader, pos: int, found: dict[int, str]) -> None:
     """The UID search of :func:`read_uids` for the common encoding, in one tight loop:
-    a store reads every file's UIDs, and the general walk cost 4 us an element."""
+    a store reads every file's UIDs (about 120 elements to the Series UID of a CT), and
+    the general walk cost 4 us an element, this one about 0.4 us."""
     buf, header, u32 = reader.buf, _EXPLICIT_LE_HEADER.unpack_from, _U32_LE.unpack_from
-    while len(found) < 3:
+    long_vrs = _LONG_VR_NUMBERS
+    while True:
         group, number, vr, length = header(buf, pos)
         tag = group << 16 | number
         if tag > SERIES_UID:
             return
         if group == 0xFFFE:
             raise ValueError("an item outside a sequence")
-        start = pos + 8
-        if vr in LONG_VRS:
+        if vr in long_vrs:
             (length,) = u32(buf, pos + 8)
             start = pos + 12
+        else:
+            start = pos + 8
         if tag in _UID_TAGS:
             found[tag] = reader.text(start, length)
-        pos = start + length if length != UNDEFINED else reader.skip_value(start, length, vr)
+            if len(found) == 3:
+                return
+        if length == UNDEFINED:
+            pos = reader.skip_value(start, length, vr.to_bytes(2, "little"))
+        else:
+            pos = start + length
 
 
 def ends_complete(data: Any) -> bool | None:

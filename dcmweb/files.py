@@ -61,23 +61,28 @@ class Part10Head:
     size: int
 
 
-def read_part10_head(path: str | os.PathLike[str]) -> Part10Head | None:
+def read_part10_head(path: str | os.PathLike[str], *, checked: bool = False
+                     ) -> Part10Head | None:
     """Read the start of a Part-10 file once, or None if it is not one.
 
-    Only regular files are opened (checked before, and again on the open file, so a
-    FIFO swapped in meanwhile cannot block the read).
+    Only regular files are opened (checked before, unless the caller did, and again on
+    the open file, so a FIFO swapped in meanwhile cannot block the read).
     """
-    if not_regular(path) is not None:
+    if not checked and not_regular(path) is not None:
         return None
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as handle:
-            status = os.fstat(handle.fileno())
-            if not stat.S_ISREG(status.st_mode):
-                return None
-            head = handle.read(HEAD_BYTES)
     except OSError:
         return None
+    try:  # os.read, not a buffered file: no lseek, ioctl and buffer for one read
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        head = os.read(fd, HEAD_BYTES)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     meta = read_meta(head)
     if meta is None:
         return None

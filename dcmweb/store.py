@@ -117,7 +117,7 @@ def triage(entry: Path | Part10File) -> Part10File | StoreResult:
         odd = not_regular(path)
         if odd is not None:  # never opened: a FIFO would block the run forever
             return StoreResult(path, "skipped", message=odd)
-        head = read_part10_head(path)
+        head = read_part10_head(path, checked=True)
     if head is not None and head.info.sop_class_uid == DICOMDIR_CLASS:
         return StoreResult(path, "skipped", message=DICOMDIR)
     if head is not None:
