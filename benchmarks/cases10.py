@@ -5,7 +5,8 @@ fixed cost, and a 500 MB study.
   `Client.metadata` against one curl GET to a file and dicomweb-client's
   `retrieve_study_metadata`;
 - 1,000 rendered 64x64 thumbnails: `dcmweb -m retrieve studies/S/series/R/rendered
-  --viewport 64,64` against curl --parallel 4 (handed the instance list);
+  --viewport 64,64` against curl --parallel 4 (handed the instance list), and against
+  the curl script that does the same job (lists the series, then fetches in parallel);
 - search 10,000 instances as CSV: `dcmweb search instances --format csv --fields ...`
   against curl's pages piped to `jq -r ... @csv`;
 - a whole retrieve process for a 5 MB study against curl (the fixed cost);
@@ -52,6 +53,17 @@ def _series_of(dataset: DataSet) -> dict[str, list[str]]:
                              specific_tags=["SeriesInstanceUID", "SOPInstanceUID"])
         series.setdefault(str(ds.SeriesInstanceUID), []).append(str(ds.SOPInstanceUID))
     return series
+
+
+def curl_rendered_script(study: str, series: str, parallel: int = 4
+                         ) -> Callable[[Ctx], Sample]:
+    script = str(Path(__file__).with_name("curl-rendered-series.sh"))
+
+    def run(ctx: Ctx) -> Sample:
+        return run_sample(["bash", script, ctx.url, study, series, str(ctx.output),
+                           str(parallel)], stderr=ctx.scratch / "curl.stderr")
+
+    return run
 
 
 def check_metadata_rows(expected: int, name: str = "metadata.json"
@@ -176,10 +188,14 @@ def build_issue10_cases(s: Sets, run_dir: Path) -> list[Case]:
             Client("curl-p4", "curl --parallel --parallel-max 4 (instance list given)", "curl",
                    curl_get(rendered_paths, "image/jpeg", parallel=4),
                    check_images(len(thumbs))),
+            Client("curl-script", "curl script: list the series, jq, curl --parallel-max 4",
+                   "curl", curl_rendered_script(study, thumbs_series),
+                   check_images(len(thumbs))),
         ],
         shared_server=read_meta,
-        notes=["dcmweb lists the series' instances itself (one search); curl is handed the "
-               "list."],
+        notes=["dcmweb lists the series' instances itself (one search); the first curl row "
+               "is handed the list, the script (benchmarks/curl-rendered-series.sh) lists "
+               "the series as dcmweb does."],
     )
     n_search = s.search.count
     page = 1000
