@@ -450,3 +450,16 @@ def test_the_request_head_is_plain_http_1_1() -> None:
     assert lines[1] == f"Host: 127.0.0.1:{server.port}".encode()
     assert b"Content-Length: 5" in lines
     assert server.requests[0].endswith(b"\r\n\r\n12345")  # head and body in one send
+
+
+def test_https_connections_are_kept_alive(tmp_path: Path) -> None:
+    """TLS 1.3 servers send session tickets after the handshake: they must not make an
+    idle pooled connection look dropped (a new handshake for every request)."""
+    cert, key = tls_certificate(tmp_path)
+    with Hostile(tls=(cert, key)) as fake:
+        fake.route("GET", "/studies", rows)
+        result = run("--ca-bundle", str(cert), fake.url, "search", "--format", "compact")
+    assert result.exit_code == 0, result.stderr
+    pages = fake.seen("GET", "/studies")
+    assert len(pages) == 2
+    assert len({page.peer_port for page in pages}) == 1
