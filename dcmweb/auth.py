@@ -41,8 +41,8 @@ class NoAuth:
 
 def check_header_value(value: str, what: str) -> str:
     """``value`` if it can be sent as a header, else a :class:`UsageError` that never
-    shows it (it may be a secret): http.client would fail deep inside with the value
-    in its message, or a line break would inject another header."""
+    shows it (it may be a secret): the transport would refuse it only when the first
+    request is built, deep inside a run, or a line break would inject another header."""
     if any(c in value for c in "\r\n\0"):
         raise UsageError(f"{what} has a line break in it",
                          "check --token, --user, -H and their environment variables")
