@@ -1,7 +1,7 @@
 """WADO-RS: stream studies, series and instances to DIR/STUDY/SERIES/SOP.dcm.
 
 Each part goes to a temporary file beside its destination and is renamed only
-once complete, so a half file never carries a final name. The folder names come
+once complete (saving.py), so a half file never carries a final name. The folder names come
 from the UIDs inside each file and are checked before they touch the disk: a
 hostile server cannot write outside the output folder.
 """

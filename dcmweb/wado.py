@@ -1,5 +1,5 @@
 """What every WADO-RS download shares: asking (with transcoding failures told apart from
-outages), splitting the answer into parts, and writing files whole or not at all.
+outages), splitting the answer into parts, naming the files (saving.py writes them).
 
 A server that cannot convert to the asked-for transfer syntax says so in different ways:
 Google's API and dcmweb's local server answer 406, Orthanc without its GDCM plugin 500.
