@@ -167,7 +167,7 @@ class Connection:
         version, _, rest = text.rstrip("\r\n").partition(" ")
         code, _, reason = rest.partition(" ")
         if (len(line) > MAX_LINE or not version.startswith("HTTP/") or len(code) != 3
-                or not code.isdigit()):
+                or not (code.isascii() and code.isdigit())):  # '\u00b2' is a digit too
             raise NotHTTP(f"it starts with {text[:40]!r}")
         return int(code), reason.strip(), version
 

@@ -463,3 +463,16 @@ def test_https_connections_are_kept_alive(tmp_path: Path) -> None:
     pages = fake.seen("GET", "/studies")
     assert len(pages) == 2
     assert len({page.peer_port for page in pages}) == 1
+
+
+def test_a_status_code_of_other_digits_is_not_http() -> None:
+    """'\u00b2' is a digit to str.isdigit but not to int(): such a status line is an
+    answer that is not HTTP (exit 5, said at once), never an uncaught ValueError."""
+    server = Scripted([(b"HTTP/1.1 \xb200 OK\r\nContent-Length: 0\r\n\r\n", True)])
+    try:
+        result = run(f"http://127.0.0.1:{server.port}/dicomWeb", "search")
+    finally:
+        server.close()
+    assert result.exit_code == 5, result.stderr
+    assert "answered with something that is not HTTP (it starts with 'HTTP/1.1 \u00b200 OK" \
+        in result.stderr
