@@ -19,6 +19,7 @@ MAX_LINE = 65536  # one status or header line, as http.client allows
 MAX_FIELDS = 200
 RECEIVE = 65536  # bytes asked of the socket when a head or a chunk line is read
 _NOT_IN_TARGET = re.compile("[\x00-\x20\x7f]")  # a space or control would split the line
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")  # a chunk size
 
 
 class Headers:
@@ -238,11 +239,11 @@ class Answer:
             self._chunk_left = -1
         if self._chunk_left < 0:
             line = self._connection.read_line()
-            try:
-                self._chunk_left = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
+            digits = line.split(b";", 1)[0].strip()
+            if not _HEX.fullmatch(digits):  # int() would take '-5' and '1_0' too
                 raise TransportError(f"the chunked answer was cut off or broken (a chunk"
-                                     f" size line {line[:20]!r})") from None
+                                     f" size line {line[:20]!r})")
+            self._chunk_left = int(digits, 16)
             if self._chunk_left == 0:
                 self._chunked = False
                 self.length = 0

@@ -378,6 +378,7 @@ def json_answer(head: bytes, body: bytes = ROWS) -> bytes:
     return head.replace(b"LENGTH", str(len(body)).encode()) + b"\r\n\r\n" + body
 
 
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 CHUNKED = (b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\n"
            b"Transfer-Encoding: chunked\r\n\r\n"
            + b"".join(b"%x;name=value\r\n%s\r\n" % (len(piece), piece)
@@ -423,6 +424,9 @@ def test_every_framing_of_an_answer_is_read_whole(framing: str) -> None:
     json_answer(b"HTTP/1.1 200 OK\r\nContent-Length: LENGTH")[:-5],  # short of its length
     b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n",  # inside the headers
     b"",  # no answer at all
+    # Chunk sizes int() takes but HTTP does not: negative, with an underscore.
+    CHUNKED_HEAD + b"-5\r\n[{}, {}, {}]\r\n0\r\n\r\n",
+    CHUNKED_HEAD + b"1_0\r\n[{}, {}, {}, {}, {}]\r\n0\r\n\r\n",
 ])
 def test_an_answer_cut_anywhere_is_retried_not_taken(cut: bytes) -> None:
     whole = json_answer(b"HTTP/1.1 200 OK\r\nContent-Length: LENGTH")
