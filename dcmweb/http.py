@@ -57,9 +57,7 @@ from .errors import (
     UnavailableError,
     UsageError,
 )
-from .redact import redact_text, redact_url
-from .throttle import Cancelled, Gate, GateStats, Outcome
-from .transport import (
+from .neterrors import (
     ConnectError,
     ConnectTimeout,
     InvalidHeader,
@@ -67,14 +65,12 @@ from .transport import (
     NotHTTP,
     ProxyError,
     ReadTimeout,
-    Response,
     TLSError,
-    Transport,
     TransportError,
-    default_port,
-    environ_proxy,
-    split_url,
 )
+from .redact import redact_text, redact_url
+from .throttle import Cancelled, Gate, GateStats, Outcome
+from .transport import Response, Transport, default_port, environ_proxy, split_url
 
 __all__ = ["Http", "HttpConfig", "RetryPolicy", "body_message", "parse_retry_after",
            "read_limited", "server_message"]

@@ -29,7 +29,6 @@ from .neterrors import (
     ConnectTimeout,
     InvalidHeader,
     InvalidURL,
-    NotHTTP,
     ProxyError,
     ReadTimeout,
     TLSError,
@@ -42,9 +41,8 @@ if TYPE_CHECKING:
     import socket
     import ssl
 
-__all__ = ["ConnectError", "ConnectTimeout", "InvalidHeader", "InvalidURL", "NotHTTP",
-           "ProxyError", "ReadTimeout", "Response", "TLSError", "Transport", "TransportError",
-           "default_port", "environ_proxy", "split_url"]
+__all__ = ["Response", "Transport", "TransportError", "default_port", "environ_proxy",
+           "split_url"]
 
 DEFAULT_HEADERS = {"Accept-Encoding": "gzip, deflate", "Accept": "*/*",
                    "Connection": "keep-alive"}
@@ -187,7 +185,7 @@ class Transport:
         elif body is None and method in BODY_METHODS:
             merged.set("Content-Length", "0")
         if proxy and scheme == "http":  # a forward proxy: the whole URL is the target
-            target = f"http://{_netloc(host, port, scheme)}{target}"
+            target = f"http://{host_field(host, port, default_port(scheme))}{target}"
             proxy_auth = userinfo_authorization(proxy)
             if proxy_auth:
                 merged.set("Proxy-Authorization", proxy_auth)
@@ -347,7 +345,3 @@ def _body(data: Any) -> tuple[Any, int | None]:
         return data, len(data) - data.tell()
     raise TypeError(f"cannot send a body of type {type(data).__name__}")
 
-
-def _netloc(host: str, port: int, scheme: str) -> str:
-    name = f"[{host}]" if ":" in host else host
-    return name if port == default_port(scheme) else f"{name}:{port}"

@@ -16,9 +16,9 @@ from .errors import ServerError
 from .http import Http, server_message
 from .multipart import Chunk, iter_parts, parse_content_type
 from .paths import ResourcePath
+from .saving import CHUNK
 from .transport import Response
 
-CHUNK = 1024 * 1024
 TRANSCODE_HINT = "ask for the stored bytes with --transfer-syntax '*'"
 _STORED = {"*"}
 EXTENSIONS = {
