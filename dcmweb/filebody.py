@@ -11,7 +11,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .multipart import MultipartError
+from .multipart import SLICE_MIN, MultipartError, file_slice
+from .wire import FileSlice
 
 _CHUNK = 1024 * 1024
 
@@ -57,6 +58,15 @@ class SizedFileBody:
         if self._file.tell() >= self._size:  # the end: a file that grew must not pass
             self._check(os.fstat(self._file.fileno()).st_size)
         return data
+
+    def read_or_slice(self, size: int) -> bytes | FileSlice:
+        """:meth:`read`, except that the rest of a file of at least SLICE_MIN bytes comes as
+        a :class:`FileSlice`, which the kernel sends without a copy in memory."""
+        offset = self._file.tell()
+        if self._size - offset < SLICE_MIN:
+            return self.read(size)
+        self._file.seek(self._size)
+        return file_slice(self._file, offset, self._size, self._check)
 
     def __iter__(self) -> Iterator[bytes]:
         while chunk := self.read(_CHUNK):

@@ -12,9 +12,12 @@ import io
 import os
 import re
 import stat
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
+from typing import BinaryIO
+
+from .wire import FileSlice
 
 __all__ = ["Chunk", "MultipartBody", "MultipartError", "Part", "iter_parts", "new_boundary",
            "parse_content_type"]
@@ -24,6 +27,7 @@ Chunk = bytes | memoryview  # a piece of an answer: part bodies are views of wha
 MAX_HEADER_BYTES = 64 * 1024  # per part; a larger header section means a broken stream
 _MAX_PADDING = 4096  # transport padding allowed after a boundary (RFC 2046 sets no limit)
 _ITER_SIZE = 64 * 1024
+SLICE_MIN = 64 * 1024  # a smaller file is read and joined with its neighbours into one send
 _BCHARS = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")  # RFC 2046
 _PAD = re.compile(rb"[ \t]*")
 _PARAM = re.compile(r'\s*([^=;]*?)\s*(?:=\s*(?:"((?:[^"\\]|\\.)*)"?|([^;]*?))\s*)?(?:;|$)')
@@ -33,6 +37,16 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 class MultipartError(ValueError):
     """The multipart data is malformed or truncated, or a file changed while being sent."""
+
+
+def file_slice(file: BinaryIO, offset: int, size: int,
+               check: Callable[[int], None]) -> FileSlice:
+    """The rest of ``file`` (``size`` bytes when it was measured) from ``offset``, for the
+    transport to send; once sent, ``check`` gets the size the file turned out to have."""
+    def after_send(sent: int) -> None:
+        check(offset + sent if offset + sent < size else os.fstat(file.fileno()).st_size)
+
+    return FileSlice(file, offset, size - offset, after_send)
 
 
 def new_boundary() -> str:
@@ -67,6 +81,8 @@ class MultipartBody:
     can send and re-send).
 
     Only the sizes are read upfront; file bytes are read lazily, one file open at a time.
+    ``sizes``, when given, are the files' sizes when they were listed: a file that has
+    changed since fails here (:class:`MultipartError`), not after it was sent.
     requests sends Content-Length = len(body) - body.tell(): call seek(0) before re-sending.
     """
 
@@ -75,6 +91,7 @@ class MultipartBody:
         paths: Sequence[str | os.PathLike[str]],
         part_type: str = "application/dicom",
         boundary: str | None = None,
+        sizes: Sequence[int] | None = None,
     ) -> None:
         if not paths:
             raise ValueError("a multipart body needs at least one file")
@@ -89,25 +106,30 @@ class MultipartBody:
         )
         b = self.boundary.encode("ascii")
         head = b"--" + b + b"\r\nContent-Type: " + part_type.encode("latin-1") + b"\r\n\r\n"
-        # The body is a list of segments: constant bytes, or a file path read on demand.
-        self._items: list[bytes | str] = []
-        self._lens: list[int] = []
-        for p in paths:
-            path = os.fspath(p)
-            st = os.stat(path)
-            if not stat.S_ISREG(st.st_mode):
-                raise MultipartError(f"not a regular file: {path}")
-            self._items += [head, path, b"\r\n"]
-            self._lens += [len(head), st.st_size, 2]
-        self._items.append(b"--" + b + b"--\r\n")
-        self._lens.append(len(self._items[-1]))
-        self._ends = list(accumulate(self._lens))
-        self._length = self._ends[-1]
         self._pos = 0
         self._closed = False
         self._file: io.FileIO | None = None  # at most one open file at a time
         self._file_index = -1
         self._file_pos = 0
+        # The body is a list of segments: constant bytes, or a file path read on demand.
+        self._items: list[bytes | str] = []
+        self._lens: list[int] = []
+        for n, p in enumerate(paths):
+            path = os.fspath(p)
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):
+                raise MultipartError(f"not a regular file: {path}")
+            if sizes is not None:  # measured when listed: the file must still be that
+                self._check_size(path, st.st_size, sizes[n])
+            self._items += [head, path, b"\r\n"]
+            self._lens += [len(head), st.st_size, 2]
+        self._items.append(b"--" + b + b"--\r\n")
+        self._lens.append(len(self._items[-1]))
+        self._ends = list(accumulate(self._lens))
+        self._large_starts = [
+            end - n for item, n, end in zip(self._items, self._lens, self._ends, strict=True)
+            if isinstance(item, str) and n >= SLICE_MIN]
+        self._length = self._ends[-1]
 
     def __len__(self) -> int:
         return self._length
@@ -156,20 +178,46 @@ class MultipartBody:
             i += 1
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
+    def read_or_slice(self, size: int) -> bytes | FileSlice:
+        """:meth:`read`, except that a file of at least SLICE_MIN bytes comes as a
+        :class:`FileSlice` of the rest of it (the kernel sends it, no copy in memory), and
+        bytes read stop where such a file begins."""
+        self._check_open()
+        i = bisect_right(self._ends, self._pos)  # the item that holds the next byte
+        item = self._items[i] if i < len(self._items) else b""
+        if isinstance(item, str) and self._lens[i] >= SLICE_MIN:
+            path, size = item, self._lens[i]
+            file = self._open(i, path)
+            self._file_pos = -1  # the kernel moves the file's offset: seek before a read
+            offset, self._pos = self._pos - (self._ends[i] - size), self._ends[i]
+            return file_slice(file, offset, size, lambda actual: self._sent(path, actual, size))
+        following = bisect_right(self._large_starts, self._pos)
+        stop = (self._large_starts[following] if following < len(self._large_starts)
+                else self._length)
+        return self.read(min(size, stop - self._pos))
+
+    def _sent(self, path: str, actual: int, size: int) -> None:
+        self._check_size(path, actual, size)
+        self._close_file()
+
     def __iter__(self) -> Iterator[bytes]:
         # Being iterable makes requests record tell() and rewind the body on a 307/308 redirect.
         while chunk := self.read(_ITER_SIZE):
             yield chunk
 
-    def _read_file(self, i: int, path: str, off: int, n: int) -> bytes:
-        size = self._lens[i]
+    def _open(self, i: int, path: str) -> io.FileIO:
+        """Item ``i``'s file, opened (and its size checked) when it is not the open one."""
         if self._file_index != i:
             self._close_file()
             self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - open across read()s
             self._file_index, self._file_pos = i, 0
-            self._check_size(path, os.fstat(self._file.fileno()).st_size, size)
-        f = self._file
-        assert f is not None
+            self._check_size(path, os.fstat(self._file.fileno()).st_size, self._lens[i])
+        assert self._file is not None
+        return self._file
+
+    def _read_file(self, i: int, path: str, off: int, n: int) -> bytes:
+        size = self._lens[i]
+        f = self._open(i, path)
         if self._file_pos != off:
             f.seek(off)
         data = f.read(n)

@@ -231,7 +231,8 @@ class Uploader:
                 f'multipart/related; type="application/dicom"; boundary={boundary}')
 
             def body() -> object:
-                return MultipartBody(paths, boundary=boundary)
+                return MultipartBody(paths, boundary=boundary,
+                                     sizes=[item.size for item in items])
 
         what = _what(items)
         # retry_sent=False: a lost answer comes back here, to be checked before a resend;

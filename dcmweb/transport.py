@@ -17,6 +17,7 @@ the URL's ``user:password`` or else a ``~/.netrc`` (or ``$NETRC``) entry for the
 from __future__ import annotations
 
 import select
+import socket
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -35,10 +36,17 @@ from .neterrors import (
     TransportError,
 )
 from .rawquery import unescape_caret
-from .wire import Answer, Connection, body_blocks, host_field, open_socket, request_head
+from .wire import (
+    Answer,
+    Connection,
+    FileSlice,
+    body_blocks,
+    host_field,
+    open_socket,
+    request_head,
+)
 
 if TYPE_CHECKING:
-    import socket
     import ssl
 
 __all__ = ["Response", "Transport", "TransportError", "default_port", "environ_proxy",
@@ -276,10 +284,15 @@ class Transport:
                   read_timeout: float) -> Answer:
         assert connection.sock is not None
         connection.sock.settimeout(read_timeout)
-        blocks = body_blocks(body, SEND_BLOCK)
+        blocks = body_blocks(body, SEND_BLOCK,
+                             zero_copy=type(connection.sock) is socket.socket)
         try:
-            # The head and the first block in one send: a small request is one packet.
-            _write(connection, head + next(blocks, b""))
+            first = next(blocks, b"")
+            if isinstance(first, bytes):
+                _write(connection, head + first)  # a small request is one packet
+            else:
+                _write(connection, head)
+                _write(connection, first)
             for block in blocks:
                 _write(connection, block)
         except _Closed as closed:
@@ -320,7 +333,7 @@ class _Closed(TransportError):
     """The server closed the connection while the request was being sent."""
 
 
-def _write(connection: Connection, data: bytes) -> None:
+def _write(connection: Connection, data: bytes | FileSlice) -> None:
     try:
         connection.send(data)
     except TimeoutError as exc:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Iterator
-from typing import Any, overload
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, NamedTuple, overload
 
 from .neterrors import InvalidHeader, InvalidURL, NotHTTP, TransportError
 
@@ -20,6 +20,17 @@ MAX_FIELDS = 200
 RECEIVE = 65536  # bytes asked of the socket when a head or a chunk line is read
 _NOT_IN_TARGET = re.compile("[\x00-\x20\x7f]")  # a space or control would split the line
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")  # a chunk size
+
+
+class FileSlice(NamedTuple):
+    """Bytes of an open file for the kernel to send from the page cache (sendfile), never
+    read into Python. ``after_send`` gets the number of bytes sent and raises if the file
+    changed (fewer than ``length`` means it shrank)."""
+
+    file: BinaryIO
+    offset: int
+    length: int
+    after_send: Callable[[int], None]
 
 
 class Headers:
@@ -119,9 +130,12 @@ class Connection:
         """Bytes beyond the last answer: the server sent more than it framed."""
         return bool(self._buffer)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | FileSlice) -> None:
         assert self.sock is not None
-        self.sock.sendall(data)
+        if isinstance(data, bytes):
+            self.sock.sendall(data)
+        else:
+            data.after_send(self.sock.sendfile(data.file, data.offset, data.length))
 
     def read_line(self) -> bytes:
         """One line with its line end, or what came before the connection closed."""
@@ -267,13 +281,17 @@ def _content_length(value: str | None) -> int | None:
     return int(digits) if digits.isascii() and digits.isdigit() else None
 
 
-def body_blocks(body: Any, block: int) -> Iterator[bytes]:
+def body_blocks(body: Any, block: int, *, zero_copy: bool = False
+                ) -> Iterator[bytes | FileSlice]:
     """A request body as blocks: bytes whole, a readable object ``block`` bytes a read.
+    With ``zero_copy`` (a plain socket: TLS encrypts in Python) a body that can
+    (``read_or_slice``) gives its large files as :class:`FileSlice`s.
     A read error is the body's (a file), never the network's: it is not caught here."""
     if body is None:
         return
     if isinstance(body, bytes):
         yield body
         return
-    while data := body.read(block):
+    read = body.read_or_slice if zero_copy and hasattr(body, "read_or_slice") else body.read
+    while data := read(block):
         yield data
