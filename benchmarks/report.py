@@ -95,6 +95,17 @@ def _paired(results: Results, case: str, a: str, b: str,
     return _median(values) if values else None
 
 
+def _paired_best(results: Results, case: str, a: str, refs: list[str]) -> float | None:
+    """median over repetitions of (the fastest of ``refs``) / a."""
+    runs = results.get(case, {})
+    series = [runs[r] for r in refs if runs.get(r)]
+    if not runs.get(a) or not series:
+        return None
+    values = [min(s[i].wall for s in series) / x.wall
+              for i, x in enumerate(runs[a]) if x.wall > 0 and all(len(s) > i for s in series)]
+    return _median(values) if values else None
+
+
 def targets(cases: list[Case], results: Results) -> list[Target]:
     rows = {c.key: {r.key: r for r in rows_for(c, results)} for c in cases}
     by_key = {c.key: c for c in cases}
@@ -129,6 +140,22 @@ def targets(cases: list[Case], results: Results) -> list[Target]:
             f"{worst:.2f} ms (worst dcmweb CLI row)", worst <= 0.5)
     else:
         add("Client CPU per small instance stored: at most 0.5 ms", None, None)
+
+    # issue 8 (a): every store case with -m against curl's best parallel configuration
+    for case_key, what in (("store-small-par", "2,000 x 9 KB"), ("store-large", "100 x 525 KB"),
+                           ("store-real", "the real pydicom files")):
+        parallel = [r.key for r in rows.get(case_key, {}).values()
+                    if r.tool == "curl" and r.key.startswith("curl-p")]
+        cli_best = _paired_best(results, case_key, "dcmweb-cli-m", parallel)
+        text = f"Store {what} with -m: at least curl's best parallel configuration"
+        if cli_best is None:
+            add(text, None, None)
+            continue
+        library = [key for key in ("dcmweb-lib-m", "dcmweb-lib-4") if key in rows[case_key]]
+        lib_best = _paired_best(results, case_key, library[0], parallel) if library else None
+        lib_note = f"; library, work only: {lib_best:.2f}x" if lib_best is not None else ""
+        add(text, f"CLI {cli_best:.2f}x the faster of {', '.join(parallel)}{lib_note}",
+            cli_best >= 1.0)
 
     # retrieve the 52 MB study
     study = rows.get("retrieve-study", {})
