@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import socket
+import struct
 import threading
 import time
 import zlib
@@ -21,6 +23,7 @@ from hostile import Hostile, Request, once, tls_certificate
 from dcmweb.cli import cli
 from dcmweb.errors import UsageError
 from dcmweb.http import Http, HttpConfig, RetryPolicy
+from dcmweb.multipart import MultipartBody
 
 ROWS = json.dumps([{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}]).encode()
 NO_PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy",
@@ -137,7 +140,8 @@ class EarlyAnswer(RawServer):
         time.sleep(0.5)
 
 
-def test_an_answer_sent_before_the_body_was_read_is_reported(tmp_path: Path) -> None:
+@pytest.mark.parametrize("body", ["bytes", "file (sendfile)"])
+def test_an_answer_sent_before_the_body_was_read_is_reported(tmp_path: Path, body: str) -> None:
     big = tmp_path / "big.dcm"
     big.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * (64 * 1024 * 1024))
     server = EarlyAnswer()
@@ -145,12 +149,61 @@ def test_an_answer_sent_before_the_body_was_read_is_reported(tmp_path: Path) -> 
         http = Http(config=HttpConfig(retry=RetryPolicy(attempts=1)))
         try:
             response = http.request("POST", f"http://127.0.0.1:{server.port}/studies",
-                                    body=lambda: big.read_bytes(), accept_status={413})
+                                    body=lambda: (big.read_bytes() if body == "bytes"
+                                                  else MultipartBody([big])),
+                                    accept_status={413})
             assert (response.status_code, response.content) == (413, b"the body is large")
         finally:
             http.close()
     finally:
         server.close()
+
+
+class CutsTheFirstBody(RawServer):
+    """Resets the first connection half-way through the request body; answers 200 on the
+    next once the whole body arrived, and keeps the bodies it got whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[bytes] = []
+        self._seen = 0
+        self._lock = threading.Lock()
+
+    def handle(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._seen += 1
+            first = self._seen == 1
+        head, _, body = read_head(connection).partition(b"\r\n\r\n")
+        match = re.search(rb"Content-Length: (\d+)", head)
+        assert match is not None
+        length = int(match.group(1))
+        while len(body) < (length // 2 if first else length):
+            body += connection.recv(1 << 20)
+        if first:  # a reset, not a clean close: the sender is cut at once
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
+        self.bodies.append(body)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_a_body_cut_while_the_kernel_sends_it_goes_whole_again(tmp_path: Path) -> None:
+    """The files of a multipart body go out by sendfile; a retry after a cut sends every
+    byte again from a new body (no empty or half body on the resend)."""
+    files = [tmp_path / "a", tmp_path / "b", tmp_path / "c"]
+    for path, size in zip(files, (4 << 20, 100, 3 << 20), strict=True):
+        path.write_bytes(os.urandom(size))
+    expected = MultipartBody(files, boundary="cut").read()
+    server = CutsTheFirstBody()
+    http = Http(config=HttpConfig(retry=RetryPolicy(attempts=2, base=0.01)))
+    try:
+        response = http.request("POST", f"http://127.0.0.1:{server.port}/studies",
+                                body=lambda: MultipartBody(files, boundary="cut"),
+                                accept_status={200})
+    finally:
+        http.close()
+        server.close()
+    assert (response.status_code, server.connections) == (200, 2)
+    assert server.bodies == [expected]
 
 
 class NotHttp(RawServer):
