@@ -8,6 +8,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from dcmweb import dicomhead
 from dcmweb.dicomhead import ends_complete, read_meta, read_uids
 
 
@@ -92,3 +93,49 @@ def test_ends_complete_on_truncated_corpus_files(pydicom_files: list[Path], name
 
 def test_ends_complete_cannot_tell_without_part10_or_syntax() -> None:
     assert ends_complete(b"\0" * 300) is None
+
+
+# -- the remembered layout (dicomhead._Layout) ------------------------------------------------
+def _fresh_uids(data: bytes) -> tuple[str, str, str] | None:
+    dicomhead._last_layout = None
+    return read_uids(data)
+
+
+def test_a_remembered_layout_never_changes_an_answer(pydicom_files: list[Path],
+                                                     pydicom_data_files: list[Path]) -> None:
+    """Every file read right after every other one (its layout remembered) gives what a
+    fresh walk gives."""
+    heads = [p.read_bytes()[:65536] for p in pydicom_files + pydicom_data_files]
+    expected, layouts = [], []
+    for head in heads:
+        expected.append(_fresh_uids(head))
+        layouts.append(dicomhead._last_layout)
+    assert sum(layout is not None for layout in layouts) >= 150
+    for layout in layouts:
+        for head, uids in zip(heads, expected, strict=True):
+            dicomhead._last_layout = layout
+            assert read_uids(head) == uids
+
+
+def test_same_layout_other_values_and_other_layouts(pydicom_files: list[Path],
+                                                    tmp_path: Path) -> None:
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    dataset = pydicom.dcmread(ct)
+    sop = str(dataset.SOPInstanceUID)
+    other_sop = sop[:-1] + ("1" if sop[-1] != "1" else "2")  # same length
+    same_layout = ct.read_bytes().replace(sop.encode(), other_sop.encode())
+    assert _fresh_uids(ct.read_bytes()) == _pydicom_uids(ct)
+    remembered = dicomhead._last_layout
+    assert remembered is not None
+    uids = read_uids(same_layout)
+    assert uids is not None and uids[2] == other_sop
+    assert dicomhead._last_layout is remembered  # read by the layout, not walked again
+
+    dataset.PatientName = "A^LONGER^NAME^THAN^BEFORE"  # every element after it moves
+    dataset.StudyInstanceUID = dataset.StudyInstanceUID + ".7"
+    dataset.save_as(tmp_path / "moved.dcm")
+    moved = (tmp_path / "moved.dcm").read_bytes()
+    assert read_uids(moved) == _pydicom_uids(tmp_path / "moved.dcm") == _fresh_uids(moved)
+    assert dicomhead._last_layout is not remembered
+    dicomhead._last_layout = remembered
+    assert read_uids(ct.read_bytes()[:700]) is None  # cut inside the remembered headers
