@@ -158,8 +158,6 @@ def read_uids(head: bytes, meta: tuple[dict[int, str], int] | None = None
     return uids if all(uids) else None  # type: ignore[return-value]
 
 
-
-
 class _Layout:
     """The element headers one walk read, by position, and where it found the UIDs.
 

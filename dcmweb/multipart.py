@@ -186,11 +186,12 @@ class MultipartBody:
         i = bisect_right(self._ends, self._pos)  # the item that holds the next byte
         item = self._items[i] if i < len(self._items) else b""
         if isinstance(item, str) and self._lens[i] >= SLICE_MIN:
-            path, size = item, self._lens[i]
+            path, length = item, self._lens[i]
             file = self._open(i, path)
             self._file_pos = -1  # the kernel moves the file's offset: seek before a read
-            offset, self._pos = self._pos - (self._ends[i] - size), self._ends[i]
-            return file_slice(file, offset, size, lambda actual: self._sent(path, actual, size))
+            offset, self._pos = self._pos - (self._ends[i] - length), self._ends[i]
+            return file_slice(file, offset, length,
+                              lambda actual: self._sent(path, actual, length))
         following = bisect_right(self._large_starts, self._pos)
         stop = (self._large_starts[following] if following < len(self._large_starts)
                 else self._length)
