@@ -99,12 +99,21 @@ _NOT_TEXT_VR_NUMBERS = frozenset(int.from_bytes(vr, "little") for vr in (b"OB", 
 _UID_TAGS = (STUDY_UID, SERIES_UID, SOP_UID)
 
 
+def _explicit_le_value(buf: bytes, pos: int, vr: int, short_length: int) -> tuple[int, int]:
+    """(value start, value length) of the explicit VR little endian element at ``pos``
+    whose header gave ``vr`` and ``short_length``: long VRs have a 4-byte length after
+    2 reserved bytes."""
+    if vr in _LONG_VR_NUMBERS:
+        return pos + 12, _U32_LE.unpack_from(buf, pos + 8)[0]
+    return pos + 8, short_length
+
+
 def read_meta(head: bytes) -> tuple[dict[int, str], int] | None:
     """File Meta text elements by tag, and where the data set starts; None if not Part-10."""
     if len(head) < 132 or head[128:132] != b"DICM":
         return None
     reader = _Reader(head, explicit=True, little=True)  # the File Meta's own encoding
-    header, u32 = _EXPLICIT_LE_HEADER.unpack_from, _U32_LE.unpack_from
+    header = _EXPLICIT_LE_HEADER.unpack_from
     values: dict[int, str] = {}
     pos = 132
     try:
@@ -112,11 +121,7 @@ def read_meta(head: bytes) -> tuple[dict[int, str], int] | None:
             group, number, vr, length = header(head, pos)
             if group != 0x0002:
                 break
-            if vr in _LONG_VR_NUMBERS:
-                (length,) = u32(head, pos + 8)
-                start = pos + 12
-            else:
-                start = pos + 8
+            start, length = _explicit_le_value(head, pos, vr, length)
             if length == UNDEFINED:
                 pos = reader.skip_value(start, length, vr.to_bytes(2, "little"))
                 continue
@@ -193,8 +198,7 @@ def _find_explicit_le(reader: _Reader, pos: int, found: dict[int, str]) -> None:
         for tag, (start, length) in layout.uids.items():
             found[tag] = reader.text(start, length)
         return
-    header, u32 = _EXPLICIT_LE_HEADER.unpack_from, _U32_LE.unpack_from
-    long_vrs = _LONG_VR_NUMBERS
+    header = _EXPLICIT_LE_HEADER.unpack_from
     first, remember = pos, True
     headers: list[slice] = []
     where: dict[int, tuple[int, int]] = {}
@@ -205,11 +209,7 @@ def _find_explicit_le(reader: _Reader, pos: int, found: dict[int, str]) -> None:
             break
         if group == 0xFFFE:
             raise ValueError("an item outside a sequence")
-        if vr in long_vrs:
-            (length,) = u32(buf, pos + 8)
-            start = pos + 12
-        else:
-            start = pos + 8
+        start, length = _explicit_le_value(buf, pos, vr, length)
         headers.append(slice(pos, start))
         if tag in _UID_TAGS:
             found[tag] = reader.text(start, length)
