@@ -19,13 +19,18 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _fastest_walls(series: list[list[Sample]]) -> list[float]:
+    """Per repetition, the time of the fastest of several clients."""
+    reps = min((len(s) for s in series), default=0)
+    return [min(s[i].wall for s in series) for i in range(reps)]
+
+
 def reference_walls(case: Case, results: Results) -> list[float]:
     """The reference (curl) time of each repetition; 'curl-best' = fastest curl that rep."""
     runs = results.get(case.key, {})
     if case.reference == "curl-best":
-        curls = [runs[c.key] for c in case.clients if c.tool == "curl" and c.key in runs]
-        reps = min((len(s) for s in curls), default=0)
-        return [min(s[i].wall for s in curls) for i in range(reps)]
+        return _fastest_walls([runs[c.key] for c in case.clients
+                               if c.tool == "curl" and c.key in runs])
     return [s.wall for s in runs.get(case.reference, [])]
 
 
@@ -98,11 +103,9 @@ def _paired(results: Results, case: str, a: str, b: str,
 def _paired_best(results: Results, case: str, a: str, refs: list[str]) -> float | None:
     """median over repetitions of (the fastest of ``refs``) / a."""
     runs = results.get(case, {})
-    series = [runs[r] for r in refs if runs.get(r)]
-    if not runs.get(a) or not series:
-        return None
-    values = [min(s[i].wall for s in series) / x.wall
-              for i, x in enumerate(runs[a]) if x.wall > 0 and all(len(s) > i for s in series)]
+    fastest = _fastest_walls([runs[r] for r in refs if runs.get(r)])
+    values = [wall / x.wall for x, wall in zip(runs.get(a, []), fastest, strict=False)
+              if x.wall > 0]
     return _median(values) if values else None
 
 
