@@ -40,15 +40,6 @@ log = logging.getLogger("dcmweb")
 
 DEFAULT_TYPE = "application/dicom; transfer-syntax=*"
 STREAM_ATTEMPTS = 3  # a response cut mid-stream is requested again this many times
-EXTENSIONS = {
-    "application/dicom": ".dcm",
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "image/gif": ".gif",
-    "image/jp2": ".jp2",
-    "image/jls": ".jls",
-    "application/octet-stream": ".raw",
-}
 _UID_TAGS = (0x0020000D, 0x0020000E, 0x00080018)  # study, series, SOP instance
 
 
@@ -241,7 +232,7 @@ class Downloader:
         if mime in ("application/dicom", ""):
             uids = read_uids(head)
             return None if uids is None else self._dicom_path(*uids)
-        extension = EXTENSIONS.get(mime, ".bin")
+        extension = wado.EXTENSIONS.get(mime, ".bin")
         folders = [uid for uid in (target.study, target.series) if uid]
         stem = f"{target.instance}_frame_{index}" if target.instance else f"part_{index}"
         return self.output.joinpath(*folders, stem + extension)

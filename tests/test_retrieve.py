@@ -151,6 +151,27 @@ def test_type_builds_the_accept_header(part_type: str | None, accept: str,
     assert saved.read_bytes() == b"\xff\xd8jpeg\xff\xd9"
 
 
+@pytest.mark.parametrize(("part_type", "extension"), [
+    ("image/jpx", ".jpx"),
+    ("image/dicom-rle", ".rle"),
+    ("application/octet-stream", ".raw"),
+    ("image/x-unheard-of", ".bin"),
+])
+def test_an_image_part_is_named_after_its_type(part_type: str, extension: str,
+                                               tmp_path: Path) -> None:
+    """The same names as the frames a `.../frames/N` retrieve saves (one table of types)."""
+    with Hostile() as fake:
+        body = multipart([b"pixels"], "b1", part_type)
+        fake.route("GET", "/studies/1.2/series/3.4/instances/5.6",
+                   lambda req: req.reply(200, body, "multipart/related; boundary=b1"))
+        result = dcmweb(fake.url, "retrieve", "studies/1.2/series/3.4/instances/5.6",
+                        "--output", str(tmp_path), "--type", part_type)
+    assert result.exit_code == 0, result.stderr
+    saved = tmp_path / "1.2" / "3.4" / f"5.6_frame_1{extension}"
+    assert files_under(tmp_path) == {saved}
+    assert saved.read_bytes() == b"pixels"
+
+
 def test_invalid_type_is_exit_2(tmp_path: Path) -> None:
     result = dcmweb("http://127.0.0.1:9/dicom-web", "retrieve", "studies/1", "--type", "jpeg",
                     "--output", str(tmp_path))
