@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AnswerLost, UsageError
-from .http import Http, body_message, read_limited
+from .http import Http, body_message
 from .multipart import new_boundary
 from .store import LOST_STATUSES, ConfirmedBy, Status, StoreResult
 from .storecheck import Wanted, held
@@ -122,12 +122,11 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
         response = http.request("POST", f"{base_url}/studies", what=f"store {item.metadata}",
                                 headers=headers, body=lambda: payload, retry_sent=False,
                                 accept_status=(400, 409, 415, 422, *LOST_STATUSES),
-                                stream=True)
-    except AnswerLost as error:
+                                max_body=ANSWER_LIMIT)
+    except AnswerLost as error:  # dropped, or cut half-way: the server may hold it
         lost = error.message
     else:
-        with response:
-            content = read_limited(response, ANSWER_LIMIT)
+        content = response.content
         answer = parse_stow_answer(content, response.headers.get("Content-Type"))
         if sop in answer.stored:
             return result("stored", answer.stored[sop] or answer.retrieve_url,

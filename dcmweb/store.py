@@ -27,7 +27,6 @@ from .http import (
     Http,
     body_message,
     parse_retry_after,
-    read_limited,
 )
 from .multipart import MultipartBody, MultipartError, new_boundary
 from .parallel import run_bounded
@@ -235,13 +234,13 @@ class Uploader:
                                      sizes=[item.size for item in items])
 
         what = _what(items)
-        # retry_sent=False: a lost answer comes back here, to be checked before a resend;
-        # 5xx likewise (accepted here), since the server may have stored before failing.
+        # retry_sent=False: a lost answer (a drop, or a body cut half-way) comes back here,
+        # to be checked before a resend; 5xx likewise (accepted here), since the server may
+        # have stored before failing.
         response = self.http.request("POST", self.url, what=what, headers=headers, body=body,
                                      accept_status=(400, 409, 413, 415, 422, *LOST_STATUSES),
-                                     stream=True, retry_sent=False)
-        with response:
-            content = read_limited(response, ANSWER_LIMIT)
+                                     retry_sent=False, max_body=ANSWER_LIMIT)
+        content = response.content
         answer = parse_stow_answer(content, response.headers.get("Content-Type"))
         message = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
         # Not a STOW answer at all (e.g. Google's JSON error envelope): show its message.
@@ -406,9 +405,11 @@ class Uploader:
             if answered and uid not in answered and item.head.uids:
                 # The answer names the data set's SOPInstanceUID; the File Meta's may differ.
                 uid = item.head.uids[2]
-            if len(items) == 1 and uid not in answered and len(answered) == 1:
-                # One file, one answer: it is this file's, even when the File Meta
-                # MediaStorageSOPInstanceUID differs from the data set's SOPInstanceUID.
+            if (len(items) == 1 and uid not in answered and len(answered) == 1
+                    and not item.head.uids):
+                # One file whose data set could not be read, one answer: it is this
+                # file's (the data set's SOPInstanceUID may differ from the File Meta's).
+                # A file read whole is named by its own UIDs or not at all.
                 uid = answered[0]
             if uid in answer.failed:
                 failure = answer.failed[uid]

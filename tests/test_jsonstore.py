@@ -15,6 +15,7 @@ from PIL import Image
 
 from dcmweb import Client
 from dcmweb.cli import cli
+from dcmweb.testing import LocalServer
 from dcmweb_devtools.docexamples import run_example
 from dcmweb_devtools.orthanc import Orthanc
 
@@ -145,6 +146,20 @@ def test_a_lost_answer_found_by_search_is_stored(tmp_path: Path) -> None:
         with Client(fake.url) as client:
             [result] = client.store_json([(json_path, jpeg_path)])
     assert (result.status, result.confirmed_by) == ("stored", "search")
+
+
+def test_an_answer_cut_half_way_is_found_by_search(local_server: LocalServer,
+                                                   tmp_path: Path) -> None:
+    json_path, jpeg_path = write_pair(tmp_path, "a")
+    local_server.inject_fault(cut=True, method="POST")  # stored, then half an answer
+    report = tmp_path / "report.jsonl"
+    result = dcmweb(local_server.url, "store", "--metadata", str(json_path), "--jpeg",
+                    str(jpeg_path), "--report", str(report))
+    # Old dcmweb: "unexpected error: TransportError", exit 1, an empty report.
+    assert result.exit_code == 0, result.stderr
+    [row] = map(json.loads, report.read_text().splitlines())
+    assert (row["status"], row["confirmed_by"]) == ("stored", "search")
+    assert [r.method for r in local_server.requests] == ["POST", "GET"]
 
 
 def test_refusal_names_the_reason(tmp_path: Path) -> None:

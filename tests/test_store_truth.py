@@ -127,6 +127,45 @@ def test_conflicting_bytes_are_still_a_failure(refusing_server: LocalServer,
         " same SOPInstanceUID already exists with different content")
 
 
+@pytest.mark.parametrize("count", [1, 3], ids=["one-file", "batch"])
+def test_answer_cut_half_way_is_a_lost_answer(refusing_server: LocalServer, tmp_path: Path,
+                                              count: int) -> None:
+    """Stored, then the answer's body ends half-way: old dcmweb took the cut for a file
+    that changed on disk (one file: failed; a batch: each file resent, refused as a
+    duplicate)."""
+    files = corpus.synthetic_files(tmp_path / "s", count)
+    refusing_server.inject_fault(cut=True, method="POST")
+    report = tmp_path / "report.jsonl"
+    result = run(refusing_server.url, "store", "--report", str(report), str(tmp_path / "s"))
+    assert result.exit_code == 0, result.stderr
+    assert held(refusing_server) == {sop_uid(p) for p in files}
+    assert refusing_server.duplicates == []
+    assert [r.method for r in refusing_server.requests] == ["POST", "GET"]
+    assert "found on the server by search" in lines(result)[0]
+    assert {(row["status"], row["confirmed_by"]) for row in report_rows(report).values()} == {
+        ("stored", "search")}
+
+
+def test_an_answer_naming_another_instance_proves_nothing(ct: Path, tmp_path: Path) -> None:
+    """One file, one answer that names a UID that is neither the file's File Meta nor its
+    data set's: not this file's proof (old dcmweb: "uploaded as .../OTHER", exit 0)."""
+    other = {"00081199": {"vr": "SQ", "Value": [{
+        "00081155": {"vr": "UI", "Value": ["1.2.3.4.5.6.7"]},
+        "00081190": {"vr": "UR", "Value": ["http://x/studies/1/series/2/instances/1.2.3.4.5.6.7"]},
+    }]}}
+    report = tmp_path / "report.jsonl"
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.json(200, other, "application/dicom+json"))
+        _series_route(fake, ct, [[]])
+        result = run(fake.url, "store", "--report", str(report), str(ct))
+        searches = fake.seen("GET")
+    assert result.exit_code == 1, result.stderr
+    assert [s.params["SOPInstanceUID"] for s in searches] == [sop_uid(ct)]
+    row = report_rows(report)[str(ct)]
+    assert (row["status"], row["retrieve_url"]) == ("failed", None)
+    assert "1.2.3.4.5.6.7" not in result.stderr.split("failed:")[0]
+
+
 # -- answers that are not STOW answers (hostile) ----------------------------------------------
 def test_200_with_a_web_page_is_a_failure_naming_what_came_back(ct: Path) -> None:
     page = b"<!DOCTYPE html><html><body>Sign in</body></html>"

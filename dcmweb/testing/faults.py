@@ -19,8 +19,9 @@ class Fault:
     """What to do to the next `count` requests that match `method` and `path_contains`.
 
     `after=True` handles the request as usual and then drops the connection instead of
-    answering: the work is done but the answer is lost. A 3xx `status` sends `location`
-    (default: the request's own path and query).
+    answering: the work is done but the answer is lost. `cut=True` likewise, after
+    sending the status line, the header fields and the first half of the body. A 3xx
+    `status` sends `location` (default: the request's own path and query).
     """
 
     status: int | None = None
@@ -31,6 +32,7 @@ class Fault:
     method: str | None = None
     path_contains: str | None = None
     after: bool = False
+    cut: bool = False
     location: str | None = None
 
     def matches(self, method: str, path: str) -> bool:
@@ -50,6 +52,7 @@ class Fault:
             "method",
             "path_contains",
             "after",
+            "cut",
             "location",
         }
         unknown = set(data) - known
@@ -137,6 +140,7 @@ class WindowQuota:
 # What a chaos run injects, by name: the fault each kind stands for.
 CHAOS_KINDS: dict[str, dict[str, Any]] = {
     "lost": {"after": True},  # stored, then the connection dropped: the answer is lost
+    "cut": {"cut": True},  # stored, then the answer cut half-way through its body
     "drop": {"drop": True},  # dropped before the request is handled
     "500": {"status": 500},
     "503": {"status": 503, "retry_after": "0"},

@@ -210,8 +210,8 @@ class Handler(BaseHTTPRequestHandler):
             if fault is not None:
                 if fault.delay:
                     time.sleep(fault.delay)
-                if fault.after:
-                    self._lose_answer(req)
+                if fault.after or fault.cut:
+                    self._lose_answer(req, cut=fault.cut)
                     return
                 if fault.drop:
                     self._drop()
@@ -232,15 +232,22 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.server.route(self, req)
 
-    def _lose_answer(self, req: Request) -> None:
-        """Handle the request, then drop the connection instead of sending the answer."""
-        answer = self.wfile
-        self.wfile = io.BytesIO()  # the answer is written here and thrown away
+    def _lose_answer(self, req: Request, cut: bool = False) -> None:
+        """Handle the request, then drop the connection instead of sending the answer;
+        with ``cut``, close it (a clean end) after the answer's head and half its body."""
+        answer, written = self.wfile, io.BytesIO()
+        self.wfile = written  # the answer is written here and thrown away
         try:
             self.server.route(self, req)
         finally:
             self.wfile = answer
-        self._drop()
+        if not cut:
+            self._drop()
+            return
+        head, _, body = written.getvalue().partition(b"\r\n\r\n")
+        answer.write(head + b"\r\n\r\n" + body[: len(body) // 2])
+        answer.flush()
+        self.close_connection = True
 
     def _authorized(self) -> bool:
         token = self.app.token

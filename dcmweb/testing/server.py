@@ -149,11 +149,13 @@ class LocalServer:
         method: str | None = None,
         path_contains: str | None = None,
         after: bool = False,
+        cut: bool = False,
         location: str | None = None,
     ) -> None:
         """Apply a fault to the next `count` matching requests (after reading their body).
 
         `after=True`: handle the request, then drop the connection (a lost answer).
+        `cut=True`: handle it, then send half of the answer's body and close.
         """
         self.faults.add(
             Fault(
@@ -165,6 +167,7 @@ class LocalServer:
                 method=method,
                 path_contains=path_contains,
                 after=after,
+                cut=cut,
                 location=location,
             )
         )
