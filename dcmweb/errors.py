@@ -81,6 +81,11 @@ class ServerError(DcmwebError):
     exit_status = ExitStatus.ERROR
 
 
+class RedirectRefused(ServerError):
+    """A redirect dcmweb does not follow (a write, or to another origin): HOST is not the
+    server's address, so every other request of the run would be redirected too."""
+
+
 class LocalFileError(DcmwebError):
     """A file or folder on this machine cannot be written (permissions, disk full)."""
 

@@ -53,6 +53,7 @@ from .errors import (
     AuthError,
     DcmwebError,
     NotFoundError,
+    RedirectRefused,
     ServerError,
     UnavailableError,
     UsageError,
@@ -252,10 +253,10 @@ def same_origin(a: str, b: str) -> bool:
 
 
 def redirect_error(response: Response, method: str, url: str, what: str,
-                   reason: str) -> ServerError:
+                   reason: str) -> RedirectRefused:
     location = response.headers.get("Location") or ""
     target = redact_url(urljoin(url, location)) if location else "(no Location)"
-    return ServerError(
+    return RedirectRefused(
         f"{what} failed: HTTP {response.status_code} redirect to {target}: {reason}",
         "fix HOST to the address the server redirects to (for example https:// instead of"
         " http://, or the right path)",

@@ -139,7 +139,9 @@ class Journal:
 
     def mark_sending(self, path: str, size: int, mtime_ns: int,
                      uids: tuple[str | None, str | None, str | None]) -> None:
-        """The file is about to be sent; its outcome is unknown until :meth:`record`."""
+        """The file is about to be sent; its outcome is unknown until :meth:`record`.
+        Committed at once: a run killed after the request left must leave the mark, so
+        that the next run asks the server before sending the file again."""
         self._begin()
         self.db.execute(
             "INSERT INTO files (target, path, size, mtime_ns, status, study_uid, series_uid,"
@@ -149,6 +151,7 @@ class Journal:
             " series_uid = excluded.series_uid, sop_uid = excluded.sop_uid,"
             " attempts = attempts + 1, updated = excluded.updated",
             (self.target, path, size, mtime_ns, *uids, time.time()))
+        self.commit()
 
     def record(self, path: str, size: int, mtime_ns: int, status: str, *,
                uids: tuple[str | None, str | None, str | None] = (None, None, None),

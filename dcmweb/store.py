@@ -18,10 +18,18 @@ from pathlib import Path
 from typing import Literal
 
 from . import storecheck
-from .errors import AnswerLost, DcmwebError, ServerError, UnavailableError, UsageError
+from .errors import (
+    AnswerLost,
+    DcmwebError,
+    RedirectRefused,
+    ServerError,
+    UnavailableError,
+    UsageError,
+)
 from .filebody import SizedFileBody
 from .files import NOT_REGULAR_COUNTS, Part10Head, not_regular, read_part10_head
 from .http import (
+    SERVER_ERROR_RETRIES,
     UNAVAILABLE_HINT,
     UNAVAILABLE_STATUSES,
     Http,
@@ -94,6 +102,14 @@ class Part10File:
     def sop_instance_uid(self) -> str:
         return self.head.info.sop_instance_uid
 
+    @property
+    def names(self) -> set[str]:
+        """The UIDs a STOW answer may name this file by: its File Meta's, its data set's."""
+        names = {self.sop_instance_uid}
+        if self.head.uids:
+            names.add(self.head.uids[2])
+        return names
+
 
 # Why a file is skipped: its warning's, report's and journal's message.
 EMPTY = "empty file"
@@ -143,12 +159,12 @@ def _batches(paths: Iterable[Path | Part10File], options: StoreOptions,
             continue
         # One UID per request: the answer is matched to files by SOP Instance UID.
         if batch and (len(batch) >= limit or batch_bytes + item.size > options.batch_bytes
-                      or item.sop_instance_uid in uids):
+                      or not uids.isdisjoint(item.names)):
             yield batch
             batch, batch_bytes, uids = [], 0, set()
         batch.append(item)
         batch_bytes += item.size
-        uids.add(item.sop_instance_uid)
+        uids |= item.names
     if batch:
         yield batch
 
@@ -264,10 +280,11 @@ class Uploader:
             results, request_failed = self._send(items, self.http.config.retry.attempts)
         except _Stopped as stopped:
             error = stopped.error
-            if not isinstance(error, (AnswerLost, ServerError)):
-                # Unreachable or overloaded for every retry, credentials: stop now (no
-                # batch starts after this); what this batch decided is reported with the
-                # error (see stopped_results).
+            if not isinstance(error, (AnswerLost, ServerError)) or isinstance(
+                    error, RedirectRefused):
+                # Unreachable or overloaded for every retry, credentials, a HOST that
+                # redirects: stop now (no batch starts after this); what this batch
+                # decided is reported with the error (see stopped_results).
                 with self._lock:
                     self._decided_at_stop += stopped.decided
                     self._gave_up = self._gave_up or error
@@ -346,6 +363,8 @@ class Uploader:
                 reason, wait = reply.message, reply.retry_after
                 problem = f"{_what(pending)} failed: {reason}"
                 unavailable = reply.status in UNAVAILABLE_STATUSES
+                if reply.status == 500:  # usually a verdict: tried twice more, as in Http
+                    attempts = min(attempts, SERVER_ERROR_RETRIES + 1)
             # Like Http: a failure is this request's own when the server stored something
             # since its last one; otherwise every store is failing (an outage, waited out).
             outage = unavailable and self.http.gate.last_ok <= last_failure
@@ -385,7 +404,7 @@ class Uploader:
             whole = first_failed and not any(r.status == "stored" for r in first)
             second, second_failed = self._send(pending[half:], SPLIT_ATTEMPTS, split=not whole)
             return done + second, first_failed and second_failed
-        tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+        tries = f" (after {attempt} attempts)" if attempt > 1 else ""
         return done + [self._result(item, "failed", message=reason + tries)
                        for item in pending], True
 

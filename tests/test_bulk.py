@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ import pydicom
 import pytest
 import requests
 from click.testing import CliRunner, Result
+from hostile import Hostile, Request
 
 from dcmweb.cli import cli
 from dcmweb.journal import Journal
@@ -341,6 +343,36 @@ def check_journal(journal: Path, files: list[Path]) -> None:
         statuses = dict(db.execute("SELECT status, count(*) FROM files GROUP BY status"))
     assert statuses.keys() <= {"stored", "already stored"}
     assert sum(statuses.values()) == len(files)
+
+
+def test_files_are_marked_in_the_journal_before_their_answer_comes(tmp_path: Path) -> None:
+    """A run killed while the server holds a request's answer: the journal, read as the
+    next run would, already marks the request's files as sent with an unknown outcome, so
+    the rerun asks the server before sending them again. Old dcmweb committed the marks
+    with the next outcome only: after a kill the journal knew nothing of them."""
+    files = corpus.synthetic_files(tmp_path / "in", 3, seed="marks")
+    journal = tmp_path / "j.db"
+    arrived, release = threading.Event(), threading.Event()
+
+    def stow(req: Request) -> None:
+        arrived.set()  # the whole body is in
+        release.wait(30)
+        req.reply(503)
+
+    with Hostile() as fake:
+        fake.route("POST", "/studies", stow)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dcmweb", fake.url, "store", str(tmp_path / "in"),
+             "--journal", str(journal)], stderr=subprocess.DEVNULL)
+        try:
+            assert arrived.wait(60)
+            with sqlite3.connect(journal) as db:
+                marked = dict(db.execute("SELECT path, status FROM files"))
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=60)
+            release.set()
+    assert marked == {str(path): "sending" for path in files}
 
 
 def test_sigkill_mid_run_then_rerun_stores_everything_once(local_server: LocalServer,

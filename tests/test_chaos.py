@@ -1,6 +1,7 @@
 """Chaos: a 2,000-file ``-m`` store into the local server while it injects faults at random
-(seeded): lost answers after the files were stored, drops before, 500, 503, 429 with
-Retry-After, and 307/302 redirects. Afterwards the report must be the server's truth:
+(seeded): lost answers after the files were stored, answers cut half-way after it,
+drops before, 500, 503 and 429 with Retry-After. (A redirect stops a store: HOST is wrong;
+tests/test_redirects.py.) Afterwards the report must be the server's truth:
 the files it calls stored are exactly the instances the server holds (by SOP Instance
 UID), nothing was sent twice to a server that refuses duplicates, and the exit code
 matches the report.
@@ -31,8 +32,7 @@ FILES = 2000
 CI_SEED = 7
 # Rates per POST: every kind happens several times in a 2,000-file run (about 100 batches
 # plus their resends), yet most batches get through.
-RATES = {"lost": 0.05, "drop": 0.04, "500": 0.04, "503": 0.03, "429": 0.02, "307": 0.03,
-         "302": 0.02}
+RATES = {"lost": 0.04, "cut": 0.04, "drop": 0.04, "500": 0.04, "503": 0.03, "429": 0.02}
 FOUND = re.compile(r"; (\d+) of (\d+) found on the server by search")
 
 

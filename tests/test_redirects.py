@@ -17,6 +17,7 @@ from hostile import BASE_PATH, Hostile, Route, redirect
 from dcmweb.cli import cli
 from dcmweb.errors import ServerError
 from dcmweb.http import Http
+from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines
 
 REDIRECTS = [301, 302, 303, 307, 308]
@@ -47,11 +48,12 @@ def test_store_behind_a_redirect_is_an_error_and_nothing_is_reported_stored(
     assert result.exit_code == 1, result.stderr
     assert result.stdout == ""
     assert "uploaded" not in result.stderr
-    assert lines(result.stderr)[-1] == "dcmweb: error: nothing stored: 1 of 1 file failed"
-    assert (
-        f"dcmweb: error: {ct} failed: store {ct} failed: HTTP {code} redirect to {target}: a POST"
-        " is never redirected (its body would be dropped or sent elsewhere); nothing was done"
-    ) in lines(result.stderr)
+    assert lines(result.stderr)[-2:] == [
+        "dcmweb: info: Transferred 0 B in 0 files; 1 not attempted",
+        f"dcmweb: error: store {ct} failed: HTTP {code} redirect to {target}: a POST is never"
+        " redirected (its body would be dropped or sent elsewhere); nothing was done (fix HOST"
+        " to the address the server redirects to (for example https:// instead of http://, or"
+        " the right path))"]
     assert [(r.method, r.path) for r in fake.requests] == [("POST", "/studies")]
 
 
@@ -129,3 +131,21 @@ def test_location_with_a_password_is_redacted() -> None:
         http.close()
     assert SECRET not in str(info.value)
     assert "redirect to https://***@example.org/x" in info.value.message
+
+
+def test_a_redirect_stops_a_bulk_store_at_once(tmp_path: Path) -> None:
+    """Every request would be redirected the same way: the first redirect ends the run
+    with exit 1 and the hint (old dcmweb sent 5 batches, then exit 5: "the server failed
+    5 batches in a row", with no hint)."""
+    folder = tmp_path / "in"
+    corpus.synthetic_files(folder, 8)
+    with Hostile() as fake:
+        target = fake.url.replace("http://", "https://") + "/studies"
+        fake.route("POST", "/studies", redirect(301, target))
+        result = run("-q", fake.url, "store", "--batch-size", "1", str(folder))
+    assert result.exit_code == 1, result.stderr
+    assert [r.method for r in fake.requests] == ["POST"]
+    errors = [line for line in lines(result.stderr) if line.startswith("dcmweb: error: ")]
+    assert any(f"HTTP 301 redirect to {target}" in line and line.endswith(
+        "(fix HOST to the address the server redirects to (for example https:// instead of"
+        " http://, or the right path))") for line in errors), errors

@@ -301,6 +301,18 @@ def test_one_batch_that_always_fails_does_not_stop_the_run(tmp_path: Path) -> No
     ]
 
 
+def test_a_500_is_tried_twice_more_as_any_request(tmp_path: Path, ct: Path) -> None:
+    """usage.md: a 500 is tried twice more, then reported (old dcmweb: 6 sends, ~25 s)."""
+    with Hostile() as fake:
+        _poison_server(fake, [ct], {ct})
+        result = run(fake.url, "store", str(ct))
+        posts = len(fake.seen("POST"))
+    assert result.exit_code == 1, result.stderr
+    assert posts == 3
+    assert (f"dcmweb: error: {ct} failed: HTTP 500 Internal Server Error: cannot parse"
+            " (after 3 attempts)") in lines(result)
+
+
 def test_a_server_that_fails_everything_stops_the_run(tmp_path: Path) -> None:
     files = corpus.synthetic_files(tmp_path / "s", 16)
     with Hostile() as fake:
@@ -560,3 +572,25 @@ def test_report_file_exists_even_when_no_file_finished(local_server: LocalServer
                  str(ct))
     assert result.exit_code == 3
     assert report.read_text() == ""  # old dcmweb: no file at all
+
+
+def test_two_files_of_one_instance_with_other_file_meta_go_in_two_requests(
+        local_server: LocalServer, tmp_path: Path, ct: Path) -> None:
+    """The same data set SOP Instance UID under two File Meta UIDs, other bytes: the answer
+    names the data set's UID, so one request cannot tell which file it speaks of (old
+    dcmweb sent both in one request and reported both failed while the server held one)."""
+    first, second = tmp_path / "a.dcm", tmp_path / "b.dcm"
+    for path, meta_uid, name in ((first, "1.2.826.0.1.3680043.2.1.1", "A^A"),
+                                 (second, "1.2.826.0.1.3680043.2.1.2", "B^B")):
+        ds = pydicom.dcmread(ct)
+        ds.file_meta.MediaStorageSOPInstanceUID = meta_uid
+        ds.PatientName = name
+        ds.save_as(path)
+    report = tmp_path / "report.jsonl"
+    result = run(local_server.url, "store", "--report", str(report), str(first), str(second))
+    posts = [r for r in local_server.requests if r.method == "POST"]
+    assert len(posts) == 2
+    assert result.exit_code == 6, result.stderr
+    rows = report_rows(report)
+    assert (rows[str(first)]["status"], rows[str(second)]["status"]) == ("stored", "failed")
+    assert held(local_server) == {sop_uid(ct)}
