@@ -180,7 +180,7 @@ class BulkStore:
                     self._finish(result)
         except DcmwebError:
             # Stopped early: what was listed but not finished, and the rest of the input.
-            self.summary.not_attempted = len(self._pending) + sum(1 for _ in self._source)
+            self.summary.not_attempted += len(self._pending) + sum(1 for _ in self._source)
             raise
         finally:
             stats = self.inputs.stats
@@ -214,54 +214,64 @@ class BulkStore:
 
     def _to_send(self) -> Iterator[Path | Part10File]:
         """The files to send; the others get their outcome here, without a request."""
-        journal = self._journal
         for path in self._source:
-            key = os.path.abspath(path)
             try:
-                stat = os.stat(path)
-            except OSError:
-                if self.options.dry_run:
-                    self._plan(path)  # fails it, as the upload would
-                else:
-                    yield path  # the uploader reports why it cannot be read
-                continue
-            entry = journal.lookup(key) if journal else None
-            same = (entry is not None and entry.size == stat.st_size
-                    and entry.mtime_ns == stat.st_mtime_ns)
-            if entry is not None and same and entry.status in DONE:
-                self._emit(Outcome(path, "already stored", stat.st_size,
-                                   (entry.study_uid, entry.series_uid, entry.sop_uid),
-                                   message="stored by an earlier run (journal)",
-                                   attempts=entry.attempts), record=False)
-                continue
-            if entry is not None and same and entry.status == "skipped":
-                self._emit(Outcome(path, "skipped", stat.st_size, message=entry.message),
-                           record=False)
-                continue
-            if self.options.retry_failed and not same:
-                self.summary.not_retried += 1
-                continue
-            # A killed run never learned these files' outcome; --skip-existing asks
-            # about every file the journal does not know.
-            unsure = entry is not None and same and entry.status == "sending"
-            item: Path | Part10File = path
-            if unsure or (self.options.skip_existing and not same):
-                head = read_part10_head(path)
-                if self._on_server(path, head, stat.st_size, "found on the server after an "
-                                   "interrupted run" if unsure else
-                                   "already on the server (--skip-existing)"):
-                    continue
-                if head is not None:  # read once: the upload uses what was read here
-                    item = Part10File(path, head)
+                item = self._decide(path)
+            except DcmwebError:
+                self.summary.not_attempted += 1  # the check that stopped the run was its
+                raise
+            if item is not None:
+                yield item
+
+    def _decide(self, path: Path) -> Path | Part10File | None:
+        """The file (or its head, when read here) to send, or None when it was decided
+        without a request (journal, --skip-existing, --dry-run)."""
+        journal = self._journal
+        key = os.path.abspath(path)
+        try:
+            stat = os.stat(path)
+        except OSError:
             if self.options.dry_run:
-                self._plan(item)
-                continue
-            attempts = (entry.attempts if entry is not None and same else 0) + 1
-            self._pending[str(path)] = _Pending(key, stat.st_size, stat.st_mtime_ns,
-                                                time.monotonic(), attempts)
-            if journal:
-                journal.mark_sending(key, stat.st_size, stat.st_mtime_ns, (None, None, None))
-            yield item
+                self._plan(path)  # fails it, as the upload would
+                return None
+            return path  # the uploader reports why it cannot be read
+        entry = journal.lookup(key) if journal else None
+        same = (entry is not None and entry.size == stat.st_size
+                and entry.mtime_ns == stat.st_mtime_ns)
+        if entry is not None and same and entry.status in DONE:
+            self._emit(Outcome(path, "already stored", stat.st_size,
+                               (entry.study_uid, entry.series_uid, entry.sop_uid),
+                               message="stored by an earlier run (journal)",
+                               attempts=entry.attempts), record=False)
+            return None
+        if entry is not None and same and entry.status == "skipped":
+            self._emit(Outcome(path, "skipped", stat.st_size, message=entry.message),
+                       record=False)
+            return None
+        if self.options.retry_failed and not same:
+            self.summary.not_retried += 1
+            return None
+        # A killed run never learned these files' outcome; --skip-existing asks
+        # about every file the journal does not know.
+        unsure = entry is not None and same and entry.status == "sending"
+        item: Path | Part10File = path
+        if unsure or (self.options.skip_existing and not same):
+            head = read_part10_head(path)
+            if self._on_server(path, head, stat.st_size, "found on the server after an "
+                               "interrupted run" if unsure else
+                               "already on the server (--skip-existing)"):
+                return None
+            if head is not None:  # read once: the upload uses what was read here
+                item = Part10File(path, head)
+        if self.options.dry_run:
+            self._plan(item)
+            return None
+        attempts = (entry.attempts if entry is not None and same else 0) + 1
+        self._pending[str(path)] = _Pending(key, stat.st_size, stat.st_mtime_ns,
+                                            time.monotonic(), attempts)
+        if journal:
+            journal.mark_sending(key, stat.st_size, stat.st_mtime_ns, (None, None, None))
+        return item
 
     def _on_server(self, path: Path, head: Part10Head | None, size: int, why: str) -> bool:
         """Whether the server holds the file's SOP Instance UID (then it is reported)."""

@@ -110,12 +110,14 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
                "Content-Type": f'multipart/related; type="application/dicom+json"; '
                                f"boundary={boundary}"}
     size = len(jpeg)
+    answered: int | None = None  # the HTTP status of the answer, when one came
 
     def result(status: Status, url: str | None = None, message: str | None = None,
                confirmed_by: ConfirmedBy | None = None) -> StoreResult:
         text = "; ".join(m for m in (message, note) if m) or None
         return StoreResult(item.metadata, status, size if status == "stored" else 0, sop, url,
-                           text, confirmed_by)
+                           text, confirmed_by, http_status=answered,
+                           study_instance_uid=study, series_instance_uid=series)
 
     lost = None
     try:
@@ -126,17 +128,16 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
     except AnswerLost as error:  # dropped, or cut half-way: the server may hold it
         lost = error.message
     else:
-        content = response.content
-        answer = parse_stow_answer(content, response.headers.get("Content-Type"))
+        answered = response.status_code
+        answer = parse_stow_answer(response.content, response.headers.get("Content-Type"))
         if sop in answer.stored:
             return result("stored", answer.stored[sop] or answer.retrieve_url,
                           confirmed_by="answer")
         if sop in answer.failed:
             return result("failed", message=answer.failed[sop].describe())
-        status = response.status_code
         detail = body_message(answer.text) if answer.kind == "foreign" else ""
-        lost = f"HTTP {status}" + (f": {detail}" if detail else "")
-        if 300 <= status < 500:
+        lost = f"HTTP {answered}" + (f": {detail}" if detail else "")
+        if 300 <= answered < 500:
             return result("failed", message=lost)
     # No word on this instance (lost answer, 5xx, an answer naming nothing): ask.
     found = held(http, base_url, [Wanted(sop, f"studies/{study}/series/{series}")])

@@ -375,6 +375,24 @@ def test_files_are_marked_in_the_journal_before_their_answer_comes(tmp_path: Pat
     assert marked == {str(path): "sending" for path in files}
 
 
+def test_a_check_that_stops_the_run_counts_its_file_as_not_attempted(tmp_path: Path) -> None:
+    """Files a killed run left "sending" are looked up before a resend; when that search
+    stops the run (credentials expired), every file is counted (old dcmweb: "2 not
+    attempted" of 3: the file being checked was counted nowhere)."""
+    files = corpus.synthetic_files(tmp_path / "in", 3, seed="unsure")
+    journal = tmp_path / "j.db"
+    with LocalServer(tmp_path / "server", token="not-yours") as server:
+        with Journal(journal, server.url + "/studies") as marks:
+            for path in files:
+                stat = path.stat()
+                marks.mark_sending(os.path.abspath(path), stat.st_size, stat.st_mtime_ns,
+                                   (None, None, None))
+        result = run(server.url, "store", str(tmp_path / "in"), "--journal", str(journal))
+        assert [r.method for r in server.requests] == ["GET"]
+    assert result.exit_code == 3, result.stderr
+    assert "dcmweb: info: Transferred 0 B in 0 files; 3 not attempted" in lines(result.stderr)
+
+
 def test_sigkill_mid_run_then_rerun_stores_everything_once(local_server: LocalServer,
                                                            tmp_path: Path) -> None:
     files = corpus.synthetic_files(tmp_path / "in", 1500, studies=10, seed="kill")

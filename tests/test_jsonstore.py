@@ -148,6 +148,19 @@ def test_a_lost_answer_found_by_search_is_stored(tmp_path: Path) -> None:
     assert (result.status, result.confirmed_by) == ("stored", "search")
 
 
+def test_the_report_row_has_the_instance_s_uids_and_http_status(local_server: LocalServer,
+                                                                 tmp_path: Path) -> None:
+    json_path, jpeg_path = write_pair(tmp_path, "a")
+    report = tmp_path / "report.jsonl"
+    result = dcmweb(local_server.url, "store", "--metadata", str(json_path), "--jpeg",
+                    str(jpeg_path), "--report", str(report))
+    assert result.exit_code == 0, result.stderr
+    [row] = map(json.loads, report.read_text().splitlines())
+    # Old dcmweb left the study, series and HTTP status empty.
+    assert (row["study_instance_uid"], row["series_instance_uid"], row["sop_instance_uid"],
+            row["http_status"]) == (STUDY, SERIES, sop_of("a"), 200)
+
+
 def test_an_answer_cut_half_way_is_found_by_search(local_server: LocalServer,
                                                    tmp_path: Path) -> None:
     json_path, jpeg_path = write_pair(tmp_path, "a")
