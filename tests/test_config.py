@@ -4,6 +4,7 @@ precedence flag > env > profile > default, and `dcmweb config show`."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ from click.testing import CliRunner, Result
 
 from dcmweb import Client
 from dcmweb.cli import cli
+from dcmweb.cligroup import ENV_PREFIX, give_envvars
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines
@@ -59,6 +61,23 @@ def test_every_option_has_an_env_var_shown_in_help(path: str, command: click.Com
             long = next(o for o in param.opts if o.startswith("--"))
             assert param.envvar == prefix + long[2:].replace("-", "_").upper()
         assert f"env var: {param.envvar}" in text
+
+
+def test_every_env_var_the_docs_name_is_one_dcmweb_reads() -> None:
+    """A misspelt name in an example is silently ignored (the systemd unit of
+    bulk-upload.md set DCMWEB_JOURNAL: its nightly job ran without a journal)."""
+    give_envvars(cli, ENV_PREFIX)  # as a run does
+    read = {param.envvar for _, command in [("", cli), *all_commands(cli)]
+            for param in command.params if isinstance(param.envvar, str)}
+    read |= {"DCMWEB_CONFIG", "DCMWEB_PROFILE", "DCMWEB_HOST",  # read before the options
+             "DCMWEB_CHAOS_SEEDS"}  # the chaos test's
+    root = Path(__file__).parent.parent
+    documents = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    named = {(name, doc.name) for doc in documents
+             for name in re.findall(r"DCMWEB_[A-Z_]*[A-Z]\b", doc.read_text())}
+    # The pattern the docs use to explain the names.
+    unknown = {pair for pair in named if pair[0] not in read | {"DCMWEB_COMMAND_LONG_NAME"}}
+    assert unknown == set()
 
 
 def test_a_command_option_from_its_env_var(local_server: LocalServer, tmp_path: Path) -> None:
