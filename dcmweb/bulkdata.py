@@ -86,4 +86,4 @@ def save_bulk(http: Http, base_url: str, path: str, output: Path) -> RetrieveRes
     saver = Saver()
     size = asking_again(f"retrieve bulk data {url}",
                         lambda: saver.save(_chunks(http, url), final))
-    return RetrieveResult("saved", target.bulk or "", final, size)
+    return RetrieveResult("saved", path, final, size)

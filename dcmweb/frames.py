@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import ServerError, UsageError
 from .http import Http
 from .multipart import Chunk, parse_content_type
+from .output import plural
 from .retrieve import RetrieveResult, accept_header
 from .saving import Saver
 from .wado import answer_parts, asking_again, get, instance_file, wants_transcoding
@@ -56,7 +57,7 @@ def iter_frames(http: Http, base_url: str, target: WadoPath, part_type: str
                                   f"{len(target.frames)} frames asked for")
             yield target.frames[count - 1], mime, chunks
         if count < len(target.frames):
-            raise ServerError(f"{what}: the server sent {count} parts for "
+            raise ServerError(f"{what}: the server sent {plural(count, 'part')} for "
                               f"{len(target.frames)} frames")
 
 

@@ -21,7 +21,7 @@ from .paths import ResourcePath
 from .retrieve import RetrieveResult
 from .saving import Saver
 from .search import FIRST_PAGE, Searcher
-from .wado import asking_again, get, instance_file
+from .wado import asking_again, get, instance_file, item_message
 from .wadopath import WadoPath, parse_wado_path
 
 TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
@@ -144,7 +144,8 @@ def save_rendered(http: Http, base_url: str, path: str, output: Path,
             if item is target:
                 raise
             # One instance of many (deleted since the listing, or answered badly).
-            return [RetrieveResult("failed", item.url_path(), message=error.message)]
+            return [RetrieveResult("failed", item.url_path(), message=item_message(
+                error, f"render {item.url_path()}"))]
         return [RetrieveResult("saved", item.url_path(), final, size)]
 
     try:

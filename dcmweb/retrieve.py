@@ -298,7 +298,8 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
             # One study or series of many (deleted since the listing, or answered
             # badly), or the rest of one whose files are saved already, fails on its
             # own; credentials and outages still stop the run.
-            yield RetrieveResult("failed", item.url_path(), message=error.message)
+            yield RetrieveResult("failed", item.url_path(), message=wado.item_message(
+                error, f"retrieve {item.url_path()}"))
 
     # The results of the items still being fetched by the threads: when the run stops,
     # the files they saved already are reported too.

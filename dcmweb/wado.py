@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .body import TooSlowError
-from .errors import ServerError
+from .errors import DcmwebError, ServerError
 from .http import Http, server_message
 from .multipart import Chunk, MultipartError, iter_parts, parse_content_type
 from .paths import ResourcePath
@@ -151,6 +151,15 @@ def asking_again(what: str, attempt: Callable[[], T]) -> T:
                 raise cut_error(what, exc) from exc
             log.info("%s: answer cut off (%s); asking again", what, exc)
     raise AssertionError("unreachable")
+
+
+def item_message(error: DcmwebError, what: str) -> str:
+    """An error's message as one failed item's: without the ``what`` it begins with,
+    which the item's own name already says."""
+    for prefix in (f"{what}: ", f"{what} failed: "):
+        if error.message.startswith(prefix):
+            return error.message[len(prefix):]
+    return error.message
 
 
 def cut_error(what: str, exc: Exception) -> ServerError | TooSlowError:

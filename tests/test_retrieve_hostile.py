@@ -77,7 +77,7 @@ def test_a_web_page_in_a_whole_store_retrieve_fails_that_study_only(
         result = dcmweb(fake.url, "retrieve", "--output", str(tmp_path))
     assert result.exit_code == 6, result.stderr
     assert files_under(tmp_path) == {where(tmp_path, good)}
-    assert 'studies/9.9.1: retrieve studies/9.9.1: the server answered HTTP 200 with text/html ' \
+    assert 'studies/9.9.1: the server answered HTTP 200 with text/html ' \
         '(a web page titled "Sign in - Example SSO")' in result.stderr
 
 

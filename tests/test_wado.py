@@ -226,13 +226,15 @@ def test_frame_past_the_end_is_an_error(orthanc_files: Orthanc, tmp_path: Path) 
     assert list(tmp_path.rglob("*.raw")) == []
 
 
-@pytest.mark.parametrize(("body", "content_type"), [
-    (multipart([b"x" * 10], "b0", "application/octet-stream"), "multipart"),
-    (multipart([b"x" * 10] * 3, "b0", "application/octet-stream"), "multipart"),
-    (b"x" * 10, "application/octet-stream"),
+@pytest.mark.parametrize(("body", "content_type", "said"), [
+    (multipart([b"x" * 10], "b0", "application/octet-stream"), "multipart",
+     "the server sent 1 part for 2 frames"),
+    (multipart([b"x" * 10] * 3, "b0", "application/octet-stream"), "multipart",
+     "the server sent more parts than the 2 frames asked for"),
+    (b"x" * 10, "application/octet-stream", "the server sent 1 part for 2 frames"),
 ], ids=["fewer", "more", "one-single-part"])
 def test_a_part_count_that_differs_from_the_frames_asked_is_a_failure(
-        body: bytes, content_type: str, tmp_path: Path) -> None:
+        body: bytes, content_type: str, said: str, tmp_path: Path) -> None:
     if content_type == "multipart":
         content_type = 'multipart/related; boundary=b0; type="application/octet-stream"'
     with Hostile() as fake:
@@ -243,7 +245,8 @@ def test_a_part_count_that_differs_from_the_frames_asked_is_a_failure(
         accept = fake.requests[0].headers["Accept"]
     assert accept == 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
     assert result.exit_code == 1
-    assert "parts" in result.stderr
+    assert lines(result.stderr)[-1] == ("dcmweb: error: retrieve studies/1/series/2/instances/3"
+                                        f"/frames/1,2: {said}")
     assert "saved as" not in result.stderr
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # no file named by a guess
 
@@ -565,3 +568,24 @@ def test_a_trickling_answer_is_an_outage_that_names_its_request(
     assert lines(result.stderr)[-1].startswith(f"dcmweb: error: {what} {path}: the server sent")
     assert "below the low-speed limit of 100 bytes/s" in lines(result.stderr)[-1]
     assert files_in(tmp_path) == []
+
+
+def test_metadata_to_a_folder_is_a_usage_error_without_a_request(tmp_path: Path) -> None:
+    with Hostile() as fake:
+        result = dcmweb(fake.url, "retrieve", f"{INSTANCE}/metadata", "-o", str(tmp_path))
+        asked = len(fake.requests)
+    assert result.exit_code == 2, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: --output {tmp_path} is a folder (metadata goes to one file: give its "
+        "name, or none for stdout)")
+    assert asked == 0
+
+
+def test_bulk_data_is_logged_under_the_path_asked_for(tmp_path: Path) -> None:
+    path = KINDS["bulk"][0]
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", lambda req: req.reply(
+            200, good_body("bulk"), "multipart/related; boundary=g"))
+        result = dcmweb(fake.url, "retrieve", path, "-o", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert f"dcmweb: info: {path} saved as {tmp_path}/1/2/3_7FE00010.raw" in result.stderr
