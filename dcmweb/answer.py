@@ -23,6 +23,12 @@ class _Decoder:
                                         else zlib.MAX_WBITS)
         self._first = True
 
+    @property
+    def unfinished(self) -> bool:
+        """Whether compressed bytes came without the end of their stream (a cut answer:
+        every byte of its Content-Length may have arrived, but not the whole file)."""
+        return not self._first and not self._zlib.eof
+
     def decode(self, data: bytes) -> bytes:
         try:
             out = self._zlib.decompress(data)
@@ -88,6 +94,10 @@ class Response:
                 self.close()
                 raise TransportError(f"the answer's {self._decoder.coding} body cannot be"
                                      f" decoded: {exc}") from exc
+            if not data and self._decoder.unfinished:
+                self.close()
+                raise TransportError(f"the answer's {self._decoder.coding} body ends before"
+                                     " the end of its compressed data")
             if out or not data:
                 return out
 

@@ -17,7 +17,7 @@ from .http import Http
 from .multipart import Chunk
 from .retrieve import RetrieveResult
 from .saving import Saver
-from .wado import answer_parts, get, instance_file
+from .wado import answer_parts, asking_again, get, instance_file
 from .wadopath import WadoPath, parse_wado_path
 
 # The standard multipart form (Orthanc requires it), or the single part Google documents.
@@ -58,17 +58,17 @@ def _target(path: str) -> WadoPath:
     return target
 
 
-def _chunks(http: Http, base_url: str, target: WadoPath) -> Iterator[Chunk]:
-    url = bulk_url(base_url, target)
+def _chunks(http: Http, url: str) -> Iterator[Chunk]:
     what = f"retrieve bulk data {url}"
     with get(http, url, what, ACCEPT) as response:
-        for _, chunks in answer_parts(response, what):
+        for _, chunks in answer_parts(response, what, "application/octet-stream"):
             yield from chunks  # one value: a single part
             return
 
 
 def bulk_bytes(http: Http, base_url: str, path: str) -> bytes:
-    return b"".join(_chunks(http, base_url, _target(path)))
+    url = bulk_url(base_url, _target(path))
+    return asking_again(f"retrieve bulk data {url}", lambda: b"".join(_chunks(http, url)))
 
 
 def save_bulk(http: Http, base_url: str, path: str, output: Path) -> RetrieveResult:
@@ -82,5 +82,8 @@ def save_bulk(http: Http, base_url: str, path: str, output: Path) -> RetrieveRes
                               "application/octet-stream")
     else:
         final = output / "bulkdata.raw"
-    size = Saver().save(_chunks(http, base_url, target), final)
-    return RetrieveResult("saved", target.bulk or "", final, size)
+    url = bulk_url(base_url, target)
+    saver = Saver()
+    size = asking_again(f"retrieve bulk data {url}",
+                        lambda: saver.save(_chunks(http, url), final))
+    return RetrieveResult("saved", path, final, size)

@@ -483,6 +483,9 @@ def retrieve(settings: Settings, path: str, output_path: str | None, part_type: 
             if part_type or transfer_syntax or single_part:
                 raise UsageError("--type, --transfer-syntax and --single-part do not apply "
                                  "to metadata", "choose JSON or XML with --format")
+            if output_path is not None and Path(output_path).is_dir():
+                raise UsageError(f"--output {output_path} is a folder",
+                                 "metadata goes to one file: give its name, or none for stdout")
             answer = client.fetch_metadata(path, fmt or "json", parse=False)
             if output_path is None:
                 output.data(answer.raw)

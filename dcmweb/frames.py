@@ -14,9 +14,10 @@ from pathlib import Path
 from .errors import ServerError, UsageError
 from .http import Http
 from .multipart import Chunk, parse_content_type
+from .output import plural
 from .retrieve import RetrieveResult, accept_header
 from .saving import Saver
-from .wado import answer_parts, get, instance_file, wants_transcoding
+from .wado import answer_parts, asking_again, get, instance_file, wants_transcoding
 from .wadopath import WadoPath, parse_wado_path
 
 DEFAULT_TYPE = "application/octet-stream; transfer-syntax=*"
@@ -41,20 +42,22 @@ def frames_target(path: str) -> WadoPath:
 
 def iter_frames(http: Http, base_url: str, target: WadoPath, part_type: str
                 ) -> Iterator[tuple[int, str, Iterator[Chunk]]]:
-    """(frame number, part type, chunks) for each frame asked for, in order."""
+    """(frame number, part type, chunks) for each frame asked for, in order; a part
+    count that differs raises at the end (more parts: at the first one too many)."""
     url_path = target.url_path()
     what = f"retrieve {url_path}"
     response = get(http, f"{base_url}/{url_path}", what, accept_header(part_type),
                    transcoding=wants_transcoding(part_type))
+    asked, _ = parse_content_type(part_type)
     with response:
         count = 0
-        for count, (mime, chunks) in enumerate(answer_parts(response, what), start=1):
+        for count, (mime, chunks) in enumerate(answer_parts(response, what, asked), start=1):
             if count > len(target.frames):
                 raise ServerError(f"{what}: the server sent more parts than the "
                                   f"{len(target.frames)} frames asked for")
             yield target.frames[count - 1], mime, chunks
         if count < len(target.frames):
-            raise ServerError(f"{what}: the server sent {count} parts for "
+            raise ServerError(f"{what}: the server sent {plural(count, 'part')} for "
                               f"{len(target.frames)} frames")
 
 
@@ -62,20 +65,40 @@ def frames_bytes(http: Http, base_url: str, path: str, part_type: str | None = N
                  transfer_syntax: str | None = None) -> dict[int, bytes]:
     """Frame number -> its bytes, in memory."""
     kind = frame_type(part_type, transfer_syntax)
-    return {number: b"".join(chunks)
-            for number, _, chunks in iter_frames(http, base_url, frames_target(path), kind)}
+    target = frames_target(path)
+    return asking_again(f"retrieve {target.url_path()}", lambda: {
+        number: b"".join(chunks) for number, _, chunks in iter_frames(http, base_url, target,
+                                                                      kind)})
 
 
 def save_frames(http: Http, base_url: str, path: str, output: Path,
                 part_type: str | None = None, transfer_syntax: str | None = None
                 ) -> Iterator[RetrieveResult]:
-    """Write OUTPUT/STUDY/SERIES/SOP_frame_N.raw (or .jpg, ... by the part's type)."""
+    """Write OUTPUT/STUDY/SERIES/SOP_frame_N.raw (or .jpg, ... by the part's type).
+
+    The parts are written to temporary files and named only once the whole answer has
+    come with one part per frame asked for: a part is never named after a guess."""
     target = frames_target(path)
     kind = frame_type(part_type, transfer_syntax)
     fallback, _ = parse_content_type(kind)
     saver = Saver()
-    for number, mime, chunks in iter_frames(http, base_url, target, kind):
-        final = instance_file(output, target.resource, f"_frame_{number}", mime or fallback)
-        size = saver.save(chunks, final)
-        yield RetrieveResult("saved", f"{target.resource.url_path()}/frames/{number}", final,
-                             size)
+
+    def attempt() -> list[RetrieveResult]:
+        staged: list[tuple[str, RetrieveResult]] = []
+        try:
+            for number, mime, chunks in iter_frames(http, base_url, target, kind):
+                final = instance_file(output, target.resource, f"_frame_{number}",
+                                      mime or fallback)
+                temp, size = saver.stage(chunks, final.parent)
+                staged.append((temp, RetrieveResult(
+                    "saved", f"{target.resource.url_path()}/frames/{number}", final, size)))
+            for temp, result in staged:
+                assert result.path is not None
+                saver.finish(temp, result.path)
+        except BaseException:
+            for temp, _ in staged:
+                saver.abandon(temp)  # a frame already named keeps its name (a rename failed)
+            raise
+        return [result for _, result in staged]
+
+    yield from asking_again(f"retrieve {target.url_path()}", attempt)

@@ -1,7 +1,7 @@
 """Instances in memory: a study, series or instance as Part-10 bytes (or pydicom
 Datasets), one at a time, for notebooks and scripts that do not want files.
 
-The answer gets the same checks as a download to disk (dcmweb.retrieve.checked_answer):
+The answer gets the same checks as a download to disk (dcmweb.wado.checked_answer):
 only multipart/related or application/dicom, lengths counted; a part of another type
 or a body cut inside the DICOM data raises instead of being handed out.
 """
@@ -17,7 +17,8 @@ from .errors import ServerError, UsageError
 from .http import Http
 from .multipart import iter_parts, parse_content_type
 from .paths import parse_resource_path
-from .retrieve import CUT_OFF, DEFAULT_TYPE, Answer, CutOffError, accept_header, checked_answer
+from .retrieve import DEFAULT_TYPE, accept_header
+from .wado import CUT_OFF, Answer, CutOffError, checked_answer
 
 if TYPE_CHECKING:
     from pydicom import Dataset

@@ -19,14 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ServerError, UsageError
 from .http import Http, read_limited
-from .wado import answer_parts, get
+from .wado import answer_parts, asking_again, get
 from .wadopath import parse_wado_path
 
 if TYPE_CHECKING:
     from pydicom import Dataset
 
 JSON_TYPE = "application/dicom+json"
-XML_TYPE = 'multipart/related; type="application/dicom+xml"'
+XML_PART = "application/dicom+xml"
+XML_TYPE = f'multipart/related; type="{XML_PART}"'
 FORMATS = ("json", "xml")
 MAX_JSON = 4 * 1024**3  # about a million instances' metadata; more is an endless answer
 # The first and last bytes of a JSON array of objects (or of an empty one).
@@ -61,23 +62,30 @@ def fetch_metadata(http: Http, base_url: str, path: str, fmt: str = "json", *,
                          "studies/S[/series/R[/instances/I]]/metadata")
     if fmt not in FORMATS:
         raise UsageError(f"invalid metadata format {fmt!r}", "json or xml")
-    url_path = target.url_path()
-    what = f"metadata {url_path}"
-    accept = XML_TYPE if fmt == "xml" else JSON_TYPE
-    response = get(http, f"{base_url}/{url_path}", what, accept)
-    with response:
-        if fmt == "json":
-            # Read through the body reader: low-speed limit, and a bound on the size.
-            raw = read_limited(response, MAX_JSON + 1)
-            if len(raw) > MAX_JSON:
-                raise ServerError(f"{what}: the answer is larger than {MAX_JSON} bytes")
-            complete = ("Content-Length" in response.headers  # the transport checks both
-                        or "chunked" in response.headers.get("Transfer-Encoding", "").lower())
-            if not parse and complete and _looks_whole(raw):
-                return Metadata(raw if raw.endswith(b"\n") else raw + b"\n")
-            return _json(raw, what)
-        documents = []
-        for mime, chunks in answer_parts(response, what):
+    url = f"{base_url}/{target.url_path()}"
+    what = f"metadata {target.url_path()}"
+    if fmt == "json":
+        return asking_again(what, lambda: _fetch_json(http, url, what, parse))
+    return asking_again(what, lambda: _fetch_xml(http, url, what))
+
+
+def _fetch_json(http: Http, url: str, what: str, parse: bool) -> Metadata:
+    with get(http, url, what, JSON_TYPE) as response:
+        # Read through the body reader: low-speed limit, and a bound on the size.
+        raw = read_limited(response, MAX_JSON + 1)
+        if len(raw) > MAX_JSON:
+            raise ServerError(f"{what}: the answer is larger than {MAX_JSON} bytes")
+        complete = ("Content-Length" in response.headers  # the transport checks both
+                    or "chunked" in response.headers.get("Transfer-Encoding", "").lower())
+    if not parse and complete and _looks_whole(raw):
+        return Metadata(raw if raw.endswith(b"\n") else raw + b"\n")
+    return _json(raw, what)
+
+
+def _fetch_xml(http: Http, url: str, what: str) -> Metadata:
+    documents = []
+    with get(http, url, what, XML_TYPE) as response:
+        for mime, chunks in answer_parts(response, what, XML_PART):
             document = b"".join(chunks)
             if not document.lstrip().startswith(b"<"):
                 raise ServerError(f"{what}: the server sent a part that is not XML ({mime})")

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-from .errors import ServerError, UsageError
+from .errors import NotFoundError, ServerError, UsageError
 from .http import Http
 from .parallel import run_bounded
 from .paths import ResourcePath
 from .retrieve import RetrieveResult
 from .saving import Saver
 from .search import FIRST_PAGE, Searcher
-from .wado import get, instance_file
+from .wado import asking_again, get, instance_file, item_message
 from .wadopath import WadoPath, parse_wado_path
 
 TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
@@ -91,7 +91,8 @@ def _targets(http: Http, base_url: str, target: WadoPath) -> Iterator[WadoPath]:
 
 def render(http: Http, base_url: str, target: WadoPath, options: RenderOptions) -> bytes:
     """One rendered instance or frame, in memory."""
-    return b"".join(_fetch(http, base_url, target, options))
+    return asking_again(f"render {target.url_path()}",
+                        lambda: b"".join(_fetch(http, base_url, target, options)))
 
 
 def _fetch(http: Http, base_url: str, target: WadoPath, options: RenderOptions
@@ -137,11 +138,14 @@ def save_rendered(http: Http, base_url: str, path: str, output: Path,
         suffix = f"_frame_{item.frames[0]}" if item.frames else ""
         final = instance_file(output, item.resource, suffix, mime)
         try:
-            size = saver.save(_fetch(http, base_url, item, options), final)
-        except ServerError as error:
+            size = asking_again(f"render {item.url_path()}", lambda: saver.save(
+                _fetch(http, base_url, item, options), final))
+        except (NotFoundError, ServerError) as error:
             if item is target:
                 raise
-            return [RetrieveResult("failed", item.url_path(), message=error.message)]
+            # One instance of many (deleted since the listing, or answered badly).
+            return [RetrieveResult("failed", item.url_path(), message=item_message(
+                error, f"render {item.url_path()}"))]
         return [RetrieveResult("saved", item.url_path(), final, size)]
 
     try:

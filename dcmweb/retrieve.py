@@ -8,6 +8,7 @@ hostile server cannot write outside the output folder.
 
 from __future__ import annotations
 
+import filecmp
 import logging
 import mmap
 import os
@@ -26,12 +27,12 @@ from .errors import (
     UsageError,
 )
 from .http import Http
-from .multipart import Chunk, MultipartError, iter_parts, parse_content_type
+from .multipart import Chunk, iter_parts, parse_content_type
 from .parallel import run_bounded
 from .paths import ResourcePath, parse_resource_path, safe_uid
-from .saving import CHUNK, Saver
-from .transport import Response, TransportError
-from .unexpected import HOST_HINT, describe_answer
+from .saving import Saver
+from .transport import Response
+from .wado import CUT_OFF, STREAM_ATTEMPTS, CutOffError, checked_answer
 
 if TYPE_CHECKING:
     from .search import Searcher
@@ -39,16 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dcmweb")
 
 DEFAULT_TYPE = "application/dicom; transfer-syntax=*"
-STREAM_ATTEMPTS = 3  # a response cut mid-stream is requested again this many times
 _UID_TAGS = (0x0020000D, 0x0020000E, 0x00080018)  # study, series, SOP instance
-
-
-class CutOffError(ValueError):
-    """An answer ended before all its bytes arrived (asked for again)."""
-
-
-# What a response cut mid-stream raises (on the way, in the parser, or in the checks).
-CUT_OFF = (TransportError, MultipartError, CutOffError, TooSlowError)
 
 
 def _head(chunks: list[Chunk]) -> bytes:
@@ -98,38 +90,6 @@ def _pydicom_uids(path: str) -> tuple[str | None, ...]:
     return tuple(str(dataset[tag].value) if tag in dataset else None for tag in _UID_TAGS)
 
 
-@dataclass(frozen=True)
-class Answer:
-    """A WADO-RS answer that passed the checks: its counted chunks, the multipart
-    boundary (None for a single-part body of the asked-for type) and whether the body is
-    framed (a length or chunked encoding; else only the file itself shows its end)."""
-
-    chunks: Iterator[bytes]
-    boundary: str | None
-    framed: bool
-
-
-def checked_answer(response: Response, what: str, asked: str) -> Answer:
-    """Accept only multipart/related or the asked-for single-part type (a web page with
-    200 is not DICOM data). A body shorter than its Content-Length is a cut: the transport
-    raises it (answer.py), for this and every other answer."""
-    mime, params = parse_content_type(response.headers.get("Content-Type", ""))
-    if mime not in ("multipart/related", asked):
-        raise ServerError(
-            f"{what}: the server answered HTTP {response.status_code} with "
-            f"{describe_answer(response)}, not DICOMweb data (multipart/related or {asked})",
-            HOST_HINT, status=response.status_code)
-    chunks = response.iter_content(CHUNK)
-    framed = ("Content-Length" in response.headers
-              or "chunked" in response.headers.get("Transfer-Encoding", "").lower())
-    if mime == asked:
-        return Answer(chunks, None, framed)
-    boundary = params.get("boundary")
-    if not boundary:
-        raise ServerError(f"{what}: multipart answer without a boundary")
-    return Answer(chunks, boundary, framed)
-
-
 class Downloader:
     def __init__(self, http: Http, base_url: str, output: Path, part_type: str | None,
                  single_part: bool = False) -> None:
@@ -142,10 +102,13 @@ class Downloader:
             self.accept = self.part_type
         self.saver = Saver()
 
-    def fetch(self, target: ResourcePath) -> list[RetrieveResult]:
-        """Download one study, series, instance or frame list; retry a cut stream."""
+    def fetch(self, target: ResourcePath) -> Iterator[RetrieveResult]:
+        """Download one study, series, instance or frame list; retry a cut stream.
+
+        Each file is yielded as soon as it has its final name (once, however often the
+        answer is asked for again): an error or Ctrl-C later on leaves it reported."""
         source = target.url_path()
-        saved: dict[Path, RetrieveResult] = {}
+        reported: set[Path] = set()
         for attempt in range(1, STREAM_ATTEMPTS + 1):
             try:
                 response = wado.get(self.http, f"{self.base_url}/{source}", f"retrieve {source}",
@@ -153,37 +116,43 @@ class Downloader:
                 with response:
                     failures = []
                     for result in self._save_response(response, target):
-                        if result.path is not None:
-                            saved[result.path] = result
-                        else:
+                        if result.path is None:
                             failures.append(result)
-                return [*saved.values(), *failures]
+                        elif result.path not in reported:
+                            reported.add(result.path)
+                            yield result
+                yield from failures
+                return
             except CUT_OFF as exc:
-                if attempt == STREAM_ATTEMPTS:
-                    reason = f"the answer was cut off: {exc}"
-                    return [*saved.values(), RetrieveResult("failed", source, message=reason)]
-                log.info("retrieve %s: answer cut off (%s); asking again", source, exc)
-        raise AssertionError("unreachable")
+                if attempt < STREAM_ATTEMPTS:
+                    log.info("retrieve %s: answer cut off (%s); asking again", source, exc)
+                elif isinstance(exc, TooSlowError):
+                    raise wado.cut_error(f"retrieve {source}", exc) from exc
+                else:
+                    yield RetrieveResult("failed", source,
+                                         message=f"the answer was cut off: {exc}")
 
     def _save_response(self, response: Response,
                        target: ResourcePath) -> Iterator[RetrieveResult]:
         asked, _ = parse_content_type(self.part_type)
         answer = checked_answer(response, f"retrieve {target.url_path()}", asked)
+        saved: set[Path] = set()  # by this answer
         if answer.boundary is None:
-            yield self._save_part(answer.chunks, asked, target, 1, check_end=not answer.framed)
+            yield self._save_part(answer.chunks, asked, target, 1, saved,
+                                  check_end=not answer.framed)
             return
         for index, part in enumerate(iter_parts(answer.chunks, answer.boundary), start=1):
             part_mime, _ = parse_content_type(part.content_type or self.part_type)
-            if part_mime != asked and not (asked.startswith("image/")
-                                           and part_mime.startswith("image/")):
+            if not wado.fits(part_mime, asked):
                 # e.g. a web page inside the multipart answer: never saved as part_N.bin
                 yield RetrieveResult("failed", target.url_path(), message=(
                     f"the server sent a {part_mime} part where {asked} was asked for"))
                 continue  # the parser skips what was not read
-            yield self._save_part(part.iter_content(), part_mime, target, index)
+            yield self._save_part(part.iter_content(), part_mime, target, index, saved)
 
     def _save_part(self, chunks: Iterable[Chunk], mime: str, target: ResourcePath,
-                   index: int, *, check_end: bool = False) -> RetrieveResult:
+                   index: int, saved: set[Path], *, check_end: bool = False
+                   ) -> RetrieveResult:
         source = target.url_path()
         stream = iter(chunks)
         first: list[Chunk] = []
@@ -219,6 +188,12 @@ class Downloader:
                     saver.abandon(temp)
                     return RetrieveResult("failed", source, message=final)
                 saver.folder(final.parent)
+            if final in saved and not filecmp.cmp(temp, final, shallow=False):
+                saver.abandon(temp)  # the first is kept: the answer cannot say which is right
+                return RetrieveResult("failed", source, message=(
+                    f"the server sent {final.name} twice in one answer, with different "
+                    "bytes; the first was kept"))
+            saved.add(final)
             saver.finish(temp, final)
         except BaseException:
             saver.abandon(temp)  # truncated or interrupted: never left behind
@@ -308,21 +283,46 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
                    if target.level == "store" else _by_series(searcher, target))
     several = not isinstance(targets, list) or len(targets) > 1
 
-    def fetch(item: Target) -> list[RetrieveResult]:
+    def results_of(item: Target) -> Iterator[RetrieveResult]:
         if isinstance(item, RetrieveResult):
-            return [item]
-        if not several:
-            return downloader.fetch(item)
+            yield item
+            return
+        saved = False
         try:
-            return downloader.fetch(item)
+            for result in downloader.fetch(item):
+                saved = saved or result.status == "saved"
+                yield result
         except (NotFoundError, ServerError) as error:
+            if not (several or saved):
+                raise
             # One study or series of many (deleted since the listing, or answered
-            # badly) must not stop the others; credentials and outages still do.
-            return [RetrieveResult("failed", item.url_path(), message=error.message)]
+            # badly), or the rest of one whose files are saved already, fails on its
+            # own; credentials and outages still stop the run.
+            yield RetrieveResult("failed", item.url_path(), message=wado.item_message(
+                error, f"retrieve {item.url_path()}"))
+
+    # The results of the items still being fetched by the threads: when the run stops,
+    # the files they saved already are reported too.
+    running: dict[int, list[RetrieveResult]] = {}
+
+    def fetch(item: Target) -> list[RetrieveResult]:
+        results: list[RetrieveResult] = []
+        running[id(results)] = results
+        results.extend(results_of(item))  # appended one by one, as each is saved
+        del running[id(results)]  # kept when an error ends the item: reported below
+        return results
 
     try:
-        for results in run_bounded(fetch, targets, workers):
-            yield from results
+        if workers <= 1:
+            for item in targets:
+                yield from results_of(item)
+        else:
+            for results in run_bounded(fetch, targets, workers):
+                yield from results
+    except GeneratorExit:
+        raise
     except BaseException:
         downloader.saver.discard_partial()
+        for results in list(running.values()):
+            yield from [result for result in results if result.status == "saved"]
         raise

@@ -151,17 +151,27 @@ class Saver:
                 with contextlib.suppress(OSError):
                     os.unlink(temp)
 
-    def save(self, chunks: Iterable[Chunk], final: Path) -> int:
-        """Write chunks to ``final`` whole or not at all; the size."""
-        handle, temp = self.create(final.parent)
+    def stage(self, chunks: Iterable[Chunk], folder: Path) -> tuple[str, int]:
+        """Write chunks to a new temporary file in ``folder`` (removed if this fails):
+        its path and size, for :meth:`finish` or :meth:`abandon`."""
+        handle, temp = self.create(folder)
         size = 0
         try:
             try:
                 for chunk in chunks:
-                    self.write(handle, chunk, final.parent)
+                    self.write(handle, chunk, folder)
                     size += len(chunk)
             finally:
                 os.close(handle)
+        except BaseException:
+            self.abandon(temp)
+            raise
+        return temp, size
+
+    def save(self, chunks: Iterable[Chunk], final: Path) -> int:
+        """Write chunks to ``final`` whole or not at all; the size."""
+        temp, size = self.stage(chunks, final.parent)
+        try:
             self.finish(temp, final)
         except BaseException:
             self.abandon(temp)

@@ -9,15 +9,24 @@ cause; it is asked once more (a 500 may be a hiccup) and then reported with a hi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from .errors import ServerError
+from .body import TooSlowError
+from .errors import DcmwebError, ServerError
 from .http import Http, server_message
-from .multipart import Chunk, iter_parts, parse_content_type
+from .multipart import Chunk, MultipartError, iter_parts, parse_content_type
 from .paths import ResourcePath
 from .saving import CHUNK
-from .transport import Response
+from .transport import Response, TransportError
+from .unexpected import HOST_HINT, describe_answer
+
+log = logging.getLogger("dcmweb")
+T = TypeVar("T")
+STREAM_ATTEMPTS = 3  # a response cut mid-stream is requested again this many times
 
 TRANSCODE_HINT = "ask for the stored bytes with --transfer-syntax '*'"
 _STORED = {"*"}
@@ -67,22 +76,98 @@ def get(http: Http, url: str, what: str, accept: str, *, transcoding: bool = Fal
     raise AssertionError("unreachable")
 
 
-def answer_parts(response: Response, what: str
-                 ) -> Iterator[tuple[str, Iterator[Chunk]]]:
-    """(part type, its chunks) for each part of a multipart answer, or the one body."""
-    content_type = response.headers.get("Content-Type", "")
-    mime, params = parse_content_type(content_type)
+class CutOffError(ValueError):
+    """An answer ended before all its bytes arrived (asked for again)."""
+
+
+# What a response cut mid-stream raises (on the way, in the parser, or in the checks).
+CUT_OFF = (TransportError, MultipartError, CutOffError, TooSlowError)
+
+
+def fits(mime: str, asked: str) -> bool:
+    """Whether a body or part of type ``mime`` is what was asked for: pixel data asked
+    as bytes or as one image type may come as any image type (a compressed frame)."""
+    return mime == asked or (mime.startswith("image/") and (
+        asked.startswith("image/") or asked == "application/octet-stream"))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A WADO-RS answer that passed the checks: its counted chunks, the multipart
+    boundary (None for a single-part body of the asked-for type) and whether the body is
+    framed (a length or chunked encoding; else only the file itself shows its end)."""
+
+    chunks: Iterator[bytes]
+    boundary: str | None
+    framed: bool
+
+
+def checked_answer(response: Response, what: str, asked: str) -> Answer:
+    """Accept only multipart/related or the asked-for single-part type (a web page with
+    200 is not DICOMweb data). A body shorter than its Content-Length is a cut: the transport
+    raises it (answer.py), for this and every other answer."""
+    mime, params = parse_content_type(response.headers.get("Content-Type", ""))
+    if mime != "multipart/related" and not fits(mime, asked):
+        raise ServerError(
+            f"{what}: the server answered HTTP {response.status_code} with "
+            f"{describe_answer(response)}, not DICOMweb data (multipart/related or "
+            f"{asked})", HOST_HINT, status=response.status_code)
     chunks = response.iter_content(CHUNK)  # cut off below the low-speed limit
-    if not mime.startswith("multipart/"):
-        yield mime, chunks
-        return
+    framed = ("Content-Length" in response.headers
+              or "chunked" in response.headers.get("Transfer-Encoding", "").lower())
+    if mime != "multipart/related":
+        return Answer(chunks, None, framed)
     boundary = params.get("boundary")
     if not boundary:
         raise ServerError(f"{what}: multipart answer without a boundary")
-    inner, _ = parse_content_type(params.get("type", ""))
-    for part in iter_parts(chunks, boundary):
-        part_mime, _ = parse_content_type(part.content_type or inner)
+    return Answer(chunks, boundary, framed)
+
+
+def answer_parts(response: Response, what: str, asked: str
+                 ) -> Iterator[tuple[str, Iterator[Chunk]]]:
+    """(part type, its chunks) for each part of a multipart answer, or the one body; a
+    body or part of another type than ``asked`` (a login page) raises ServerError."""
+    mime, _ = parse_content_type(response.headers.get("Content-Type", ""))
+    answer = checked_answer(response, what, asked)
+    if answer.boundary is None:
+        yield mime, answer.chunks
+        return
+    for part in iter_parts(answer.chunks, answer.boundary):
+        part_mime, _ = parse_content_type(part.content_type or asked)
+        if not fits(part_mime, asked):
+            raise ServerError(f"{what}: the server sent a {part_mime} part where {asked} "
+                              "was asked for")
         yield part_mime, part.iter_content()
+
+
+def asking_again(what: str, attempt: Callable[[], T]) -> T:
+    """``attempt()``, asked again when its answer is cut off; after STREAM_ATTEMPTS cut
+    answers a ServerError (a stalling server: the TooSlowError, an outage)."""
+    for number in range(1, STREAM_ATTEMPTS + 1):
+        try:
+            return attempt()
+        except CUT_OFF as exc:
+            if number == STREAM_ATTEMPTS:
+                raise cut_error(what, exc) from exc
+            log.info("%s: answer cut off (%s); asking again", what, exc)
+    raise AssertionError("unreachable")
+
+
+def item_message(error: DcmwebError, what: str) -> str:
+    """An error's message as one failed item's: without the ``what`` it begins with,
+    which the item's own name already says."""
+    for prefix in (f"{what}: ", f"{what} failed: "):
+        if error.message.startswith(prefix):
+            return error.message[len(prefix):]
+    return error.message
+
+
+def cut_error(what: str, exc: Exception) -> ServerError | TooSlowError:
+    """What an answer cut off STREAM_ATTEMPTS times is reported as: a server too slow
+    for the low-speed limit is an outage (exit 5), a cut a failure of this request."""
+    if isinstance(exc, TooSlowError):
+        return TooSlowError(f"{what}: {exc.message}", exc.hint)
+    return ServerError(f"{what}: the answer was cut off {STREAM_ATTEMPTS} times: {exc}")
 
 
 def instance_file(output: Path, resource: ResourcePath, suffix: str, mime: str) -> Path:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile, Request, multipart, once, trickle
+from hostile import Hostile, Request, multipart, once, status, trickle
 from test_retrieve import files_under, sha, temp_leftovers, uids_of, where
 
 from dcmweb import Client
@@ -77,7 +77,7 @@ def test_a_web_page_in_a_whole_store_retrieve_fails_that_study_only(
         result = dcmweb(fake.url, "retrieve", "--output", str(tmp_path))
     assert result.exit_code == 6, result.stderr
     assert files_under(tmp_path) == {where(tmp_path, good)}
-    assert 'studies/9.9.1: retrieve studies/9.9.1: the server answered HTTP 200 with text/html ' \
+    assert 'studies/9.9.1: the server answered HTTP 200 with text/html ' \
         '(a web page titled "Sign in - Example SSO")' in result.stderr
 
 
@@ -167,7 +167,7 @@ def test_a_body_cut_mid_chunk_is_asked_again(synth: list[Path], tmp_path: Path,
 
 
 # -- an endless part and the disk ---------------------------------------------------------------
-def endless_part(req: Request, head: bytes) -> None:
+def endless_part(req: Request, head: bytes, part_type: str = "application/dicom") -> None:
     """A multipart answer whose first part never ends (until the client goes away)."""
     h = req.handler
     h.send_response(200)
@@ -176,7 +176,7 @@ def endless_part(req: Request, head: bytes) -> None:
     h.end_headers()
     block = os.urandom(1024 * 1024)
     try:
-        h.wfile.write(b"--endless\r\nContent-Type: application/dicom\r\n\r\n" + head)
+        h.wfile.write(f"--endless\r\nContent-Type: {part_type}\r\n\r\n".encode() + head)
         while True:
             h.wfile.write(block)
     except OSError:
@@ -309,7 +309,8 @@ def test_an_endless_frame_stops_before_the_disk_is_full(synth: list[Path], tmp_p
         100 * 1024 ** 3))
     path = "studies/1.2/series/3.4/instances/5.6/frames/1"
     with Hostile() as fake:
-        fake.route("GET", f"/{path}", lambda req: endless_part(req, b""))
+        fake.route("GET", f"/{path}", lambda req: endless_part(req, b"",
+                                                               "application/octet-stream"))
         result = dcmweb(fake.url, "retrieve", path, "--output", str(out))
     assert result.exit_code == 1, result.stderr
     assert lines(result.stderr)[-1].startswith(f"dcmweb: error: stopped writing in {out}/")
@@ -328,3 +329,111 @@ def test_a_part_of_another_type_is_not_saved(synth: list[Path], tmp_path: Path) 
     assert "dcmweb: error: studies/1.2: the server sent a text/html part where " \
         "application/dicom was asked for" in lines(result.stderr)
     assert files_under(tmp_path) == {where(tmp_path, synth[0])}
+
+
+# -- files saved before an error are reported ---------------------------------------------------
+def cut_after_two(synth: list[Path]) -> Callable[[Request], None]:
+    """A study answer with two whole instances, cut inside the third (no length)."""
+    body = multipart([p.read_bytes() for p in synth], "c")
+    whole_two = len(multipart([p.read_bytes() for p in synth[:2]], "c")) - len(b"--c--\r\n")
+    return lambda req: req.stream(200, "multipart/related; boundary=c",
+                                  [body[:whole_two + 300]])
+
+
+@pytest.mark.parametrize(("resend", "code", "message"), [
+    (lambda req: req.reply(200, LOGIN_PAGE, "text/html"), 6, "the server answered HTTP 200 "
+     'with text/html (a web page titled "Sign in - Example SSO"), not DICOMweb data'),
+    (lambda req: req.json(404, {"error": {"code": 404, "message": "study not found"}}), 6,
+     "study not found"),
+], ids=["login-page", "404"])
+def test_files_saved_before_the_resend_fails_are_reported(
+        synth: list[Path], tmp_path: Path, resend: Callable[[Request], None], code: int,
+        message: str) -> None:
+    study = uids_of(synth[0])[0]
+    with Hostile() as fake:
+        fake.route("GET", f"/studies/{study}", once(cut_after_two(synth), resend))
+        result = dcmweb(fake.url, "retrieve", f"studies/{study}", "--output", str(tmp_path))
+    assert result.exit_code == code, result.stderr
+    assert files_under(tmp_path) == {where(tmp_path, p) for p in synth[:2]}
+    assert sum(" saved as " in line for line in lines(result.stderr)) == 2
+    assert any(f"studies/{study}: " in line and message in line
+               for line in lines(result.stderr)), result.stderr
+    assert "in 2 files; 1 failed" in result.stderr
+
+
+def test_files_saved_before_an_outage_are_reported(synth: list[Path], tmp_path: Path) -> None:
+    study = uids_of(synth[0])[0]
+    with Hostile() as fake:
+        fake.route("GET", f"/studies/{study}", once(cut_after_two(synth), status(503)))
+        result = dcmweb("--outage-limit", "1", fake.url, "retrieve", f"studies/{study}",
+                        "--output", str(tmp_path))
+    assert result.exit_code == 5, result.stderr
+    assert files_under(tmp_path) == {where(tmp_path, p) for p in synth[:2]}
+    assert "in 2 files" in result.stderr
+
+
+def test_files_saved_before_a_write_error_are_reported(synth: list[Path],
+                                                       tmp_path: Path) -> None:
+    study = uids_of(synth[0])[0]
+    where(tmp_path, synth[1]).mkdir(parents=True)  # the second file cannot take its name
+    body = multipart([p.read_bytes() for p in synth], "w")
+    with Hostile() as fake:
+        fake.route("GET", f"/studies/{study}",
+                   lambda req: req.reply(200, body, "multipart/related; boundary=w"))
+        result = dcmweb(fake.url, "retrieve", f"studies/{study}", "--output", str(tmp_path))
+    assert result.exit_code == 1, result.stderr
+    assert files_under(tmp_path) == {where(tmp_path, synth[0])}
+    assert "Transferred " in result.stderr and " in 1 file" in result.stderr
+    assert f"saved as {where(tmp_path, synth[0])}" in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "4"])
+def test_a_study_cut_and_then_gone_keeps_its_saved_files_in_a_store_retrieve(
+        synth: list[Path], tmp_path: Path, workers: str) -> None:
+    study = uids_of(synth[0])[0]
+    rows = [{"0020000D": {"vr": "UI", "Value": [study]}}]
+
+    def listing(req: Request) -> None:
+        req.json(200, rows if req.params.get("offset") == "0" else [], "application/dicom+json")
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies", listing)
+        fake.route("GET", f"/studies/{study}", once(cut_after_two(synth), status(404)))
+        result = dcmweb("--workers", workers, fake.url, "retrieve", "--output", str(tmp_path))
+    assert result.exit_code == 6, result.stderr
+    assert files_under(tmp_path) == {where(tmp_path, p) for p in synth[:2]}
+    assert "in 2 files; 1 failed" in result.stderr
+
+
+def test_two_parts_for_one_instance_with_different_bytes_are_a_failure(
+        synth: list[Path], tmp_path: Path) -> None:
+    first = synth[0].read_bytes()
+    other = first[:-4] + bytes(4 - i for i in range(4))  # same UIDs, other pixel bytes
+    study = uids_of(synth[0])[0]
+    body = multipart([first, other, first], "d")
+    with Hostile() as fake:
+        fake.route("GET", f"/studies/{study}",
+                   lambda req: req.reply(200, body, "multipart/related; boundary=d"))
+        result = dcmweb(fake.url, "retrieve", f"studies/{study}", "--output", str(tmp_path))
+    assert result.exit_code == 6, result.stderr
+    assert f"dcmweb: error: studies/{study}: the server sent {where(tmp_path, synth[0]).name} " \
+        "twice in one answer, with different bytes; the first was kept" in lines(result.stderr)
+    assert "in 1 file; 1 failed" in result.stderr
+    assert sha(where(tmp_path, synth[0])) == sha(synth[0])
+    assert temp_leftovers(tmp_path) == []
+
+
+def test_a_trickling_study_is_an_outage_after_three_tries(synth: list[Path],
+                                                          tmp_path: Path) -> None:
+    body = multipart([synth[0].read_bytes()], "t")
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1.2", trickle(200, "multipart/related; boundary=t", body,
+                                                  0.3))
+        result = dcmweb("--low-speed-limit", "100", "--low-speed-time", "1", fake.url,
+                        "retrieve", "studies/1.2", "--output", str(tmp_path))
+        asked = len(fake.requests)
+    assert result.exit_code == 5, result.stderr
+    assert asked == 3
+    assert lines(result.stderr)[-1].startswith(
+        "dcmweb: error: retrieve studies/1.2: the server sent ")
+    assert files_under(tmp_path) == set()

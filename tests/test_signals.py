@@ -142,6 +142,42 @@ def test_retrieve_stopped_mid_file_leaves_no_partial_file(tmp_path: Path, number
     assert [p for p in out.rglob("*") if p.is_file()] == []
 
 
+@pytest.mark.parametrize("threads", [[], ["-m"]], ids=["one-thread", "-m"])
+@pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
+def test_retrieve_stopped_mid_study_reports_the_files_saved(
+        tmp_path: Path, number: int, code: int, line: str, threads: list[str]) -> None:
+    """The first instance is whole on disk when the signal comes during the second."""
+    first, second = corpus.synthetic_files(tmp_path / "in", 2)
+    study = corpus_uids(first)[0]
+
+    def stalls(req: Request) -> None:
+        h = req.handler
+        h.send_response(200)
+        h.send_header("Content-Type", "multipart/related; boundary=s")
+        h.end_headers()
+        h.wfile.write(b"--s\r\nContent-Type: application/dicom\r\n\r\n" + first.read_bytes()
+                      + b"\r\n--s\r\nContent-Type: application/dicom\r\n\r\n"
+                      + second.read_bytes()[:1000])
+        h.wfile.flush()
+        time.sleep(30)  # and never more
+        h.close_connection = True
+
+    out = tmp_path / "out"
+    saved = out / study / corpus_uids(first)[1] / f"{corpus_uids(first)[2]}.dcm"
+    with Hostile() as fake:
+        fake.route("GET", f"/studies/{study}/series", lambda req: req.json(
+            200, [], "application/dicom+json"))
+        fake.route("GET", f"/studies/{study}", stalls)
+        process = start(*threads, fake.url, "retrieve", f"studies/{study}", "--output", str(out))
+        wait_for(saved.exists, process)
+        _, stderr, _ = stop(process, number)
+    assert process.returncode == code, stderr
+    assert stderr[-1] == line
+    assert stderr[-2].startswith("dcmweb: info: Transferred ")
+    assert stderr[-2].endswith(" in 1 file"), stderr
+    assert [p for p in out.rglob("*") if p.is_file()] == [saved]
+
+
 @pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
 def test_store_stops_while_the_server_keeps_answering_503(local_server: LocalServer,
                                                           tmp_path: Path, number: int,

@@ -3,25 +3,29 @@ supports them all), with hostile answers for what no server sends on purpose."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile, multipart
+from hostile import Hostile, Request, multipart, once, trickle
 from PIL import Image
 from pydicom.encaps import generate_fragmented_frames
 from test_transport import Scripted
 
 from dcmweb import Client
 from dcmweb.cli import cli
+from dcmweb.errors import ServerError
 from dcmweb.testing import LocalServer
 from dcmweb.wadopath import parse_wado_path
 from dcmweb_devtools import corpus
 from dcmweb_devtools.docexamples import run_example
+from dcmweb_devtools.logs import lines
 from dcmweb_devtools.orthanc import Orthanc
 
 MULTIFRAME = "rtdose.dcm"  # 15 uncompressed frames, 32-bit
@@ -222,20 +226,29 @@ def test_frame_past_the_end_is_an_error(orthanc_files: Orthanc, tmp_path: Path) 
     assert list(tmp_path.rglob("*.raw")) == []
 
 
-@pytest.mark.parametrize("parts", [1, 3])
-def test_a_part_count_that_differs_from_the_frames_asked_is_a_failure(parts: int,
-                                                                      tmp_path: Path) -> None:
-    body = multipart([b"x" * 10] * parts, "b0", "application/octet-stream")
+@pytest.mark.parametrize(("body", "content_type", "said"), [
+    (multipart([b"x" * 10], "b0", "application/octet-stream"), "multipart",
+     "the server sent 1 part for 2 frames"),
+    (multipart([b"x" * 10] * 3, "b0", "application/octet-stream"), "multipart",
+     "the server sent more parts than the 2 frames asked for"),
+    (b"x" * 10, "application/octet-stream", "the server sent 1 part for 2 frames"),
+], ids=["fewer", "more", "one-single-part"])
+def test_a_part_count_that_differs_from_the_frames_asked_is_a_failure(
+        body: bytes, content_type: str, said: str, tmp_path: Path) -> None:
+    if content_type == "multipart":
+        content_type = 'multipart/related; boundary=b0; type="application/octet-stream"'
     with Hostile() as fake:
         fake.route("GET", "/studies/1/series/2/instances/3/frames/1,2",
-                   lambda req: req.reply(200, body, 'multipart/related; boundary=b0; '
-                                         'type="application/octet-stream"'))
+                   lambda req: req.reply(200, body, content_type))
         result = dcmweb(fake.url, "retrieve", "studies/1/series/2/instances/3/frames/1,2",
                         "-o", str(tmp_path))
         accept = fake.requests[0].headers["Accept"]
     assert accept == 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
     assert result.exit_code == 1
-    assert "parts" in result.stderr
+    assert lines(result.stderr)[-1] == ("dcmweb: error: retrieve studies/1/series/2/instances/3"
+                                        f"/frames/1,2: {said}")
+    assert "saved as" not in result.stderr
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # no file named by a guess
 
 
 # -- rendered -----------------------------------------------------------------------------------
@@ -405,3 +418,174 @@ def test_local_server_frames_rendered_and_bulk_data(local_server: LocalServer,
     assert result.exit_code == 0, result.stderr
     [jpg] = (tmp_path / "out").rglob("*.jpg")
     assert jpg.read_bytes()[:2] == b"\xff\xd8"
+
+
+# -- answers that are not what was asked for, or are cut off ------------------------------------
+INSTANCE = "studies/1/series/2/instances/3"
+LOGIN = b"<html><head><title>Sign in</title></head><body>...</body></html>"
+# What each kind of request is: its path, the part type it asks for, its extra options.
+KINDS = {
+    "frames": (f"{INSTANCE}/frames/1,2", "application/octet-stream", []),
+    "bulk": (f"{INSTANCE}/bulkdata/7FE00010", "application/octet-stream", []),
+    "xml": (f"{INSTANCE}/metadata", "application/dicom+xml", ["--format", "xml"]),
+}
+
+
+def files_in(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
+
+
+def good_body(kind: str) -> bytes:
+    part_type = KINDS[kind][1]
+    values = [b"<NativeDicomModel/>"] if kind == "xml" else [b"\x01" * 40] * (
+        2 if kind == "frames" else 1)
+    return multipart(values, "g", part_type)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("body", "content_type"), [
+    (LOGIN, "text/html"),
+    (b'{"error": {"code": 403, "message": "denied"}}', "application/json"),
+    (multipart([LOGIN, LOGIN], "h", "text/html"), 'multipart/related; boundary=h'),
+], ids=["login-page", "json-error", "html-parts"])
+def test_an_answer_of_another_type_is_not_saved(kind: str, body: bytes, content_type: str,
+                                                tmp_path: Path) -> None:
+    path, _, options = KINDS[kind]
+    output = ["-o", str(tmp_path)] if kind != "xml" else []
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", lambda req: req.reply(200, body, content_type))
+        result = dcmweb(fake.url, "retrieve", path, *options, *output)
+    assert result.exit_code == 1, result.stderr
+    assert result.stdout == ""
+    assert "text/html" in result.stderr or "application/json" in result.stderr
+    assert files_in(tmp_path) == []
+
+
+def test_library_frames_refuse_a_login_page() -> None:
+    with Hostile() as fake:
+        fake.route("GET", f"/{INSTANCE}/frames/1", lambda req: req.reply(200, LOGIN, "text/html"))
+        with Client(fake.url) as client, pytest.raises(ServerError, match="text/html"):
+            client.frames(f"{INSTANCE}/frames/1")
+
+
+def cut(body: bytes) -> Callable[[Request], None]:
+    """The answer cut in its middle: the connection closes, no length was promised."""
+    return lambda req: req.stream(200, "multipart/related; boundary=g", [body[:len(body) // 2]])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_cut_answer_is_asked_again(kind: str, tmp_path: Path) -> None:
+    path, _, options = KINDS[kind]
+    body = good_body(kind)
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", once(cut(body), lambda req: req.reply(
+            200, body, "multipart/related; boundary=g")))
+        result = dcmweb(fake.url, "retrieve", path, *options, "-o", str(tmp_path / "out"))
+        asked = len(fake.requests)
+    assert result.exit_code == 0, result.stderr
+    assert asked == 2
+    assert len(files_in(tmp_path)) == (2 if kind == "frames" else 1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_answer_cut_three_times_is_a_failure(kind: str, tmp_path: Path) -> None:
+    path, _, options = KINDS[kind]
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", cut(good_body(kind)))
+        result = dcmweb(fake.url, "retrieve", path, *options, "-o", str(tmp_path / "out"))
+        asked = len(fake.requests)
+    assert result.exit_code == 1, result.stderr
+    assert asked == 3
+    assert lines(result.stderr)[-1].startswith("dcmweb: error: ")
+    assert "the answer was cut off 3 times" in lines(result.stderr)[-1]
+    assert "unexpected" not in result.stderr
+    assert files_in(tmp_path) == []
+
+
+def gzip_cut(data: bytes, content_type: str) -> Callable[[Request], None]:
+    """All the promised bytes arrive, but the gzip stream inside them has no end."""
+    compressed = gzip.compress(data)[:-40]
+    return lambda req: req.reply(200, compressed, content_type,
+                                 headers={"Content-Encoding": "gzip"})
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20
+
+
+@pytest.mark.parametrize(("path", "content_type", "options"), [
+    (f"{INSTANCE}/frames/1", "application/octet-stream", []),
+    (f"{INSTANCE}/bulkdata/7FE00010", "application/octet-stream", []),
+    (f"{INSTANCE}/rendered", "image/png", ["--format", "png"]),
+], ids=["frames", "bulk", "rendered"])
+def test_a_gzip_answer_without_its_end_is_cut_off(path: str, content_type: str,
+                                                  options: list[str], tmp_path: Path) -> None:
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", gzip_cut(PNG, content_type))
+        result = dcmweb(fake.url, "retrieve", path, *options, "-o", str(tmp_path))
+        asked = len(fake.requests)
+    assert result.exit_code == 1, result.stderr
+    assert asked == 3
+    assert "the answer's gzip body ends before the end of its compressed data" in result.stderr
+    assert files_in(tmp_path) == []
+
+
+def test_a_series_renders_the_other_instances_when_one_is_gone(tmp_path: Path) -> None:
+    rows = [{"0020000E": {"vr": "UI", "Value": ["2"]}, "00080018": {"vr": "UI", "Value": [sop]}}
+            for sop in ("3", "4")]
+
+    def listing(req: Request) -> None:
+        req.json(200, rows if req.params.get("offset") == "0" else [], "application/dicom+json")
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1/series/2/instances", listing)
+        fake.route("GET", "/studies/1/series/2/instances/3/rendered",
+                   lambda req: req.json(404, {"error": {"code": 404, "message": "gone"}}))
+        fake.route("GET", "/studies/1/series/2/instances/4/rendered",
+                   lambda req: req.reply(200, PNG, "image/png"))
+        result = dcmweb(fake.url, "retrieve", "studies/1/series/2/rendered", "--format", "png",
+                        "-o", str(tmp_path))
+    assert result.exit_code == 6, result.stderr
+    assert files_in(tmp_path) == [tmp_path / "1" / "2" / "4.png"]
+    assert "in 1 file; 1 failed" in result.stderr
+
+
+@pytest.mark.parametrize(("what", "path", "content_type", "body", "options"), [
+    ("retrieve", f"{INSTANCE}/frames/1", "application/octet-stream", b"\x01" * 200, []),
+    ("render", f"{INSTANCE}/rendered", "image/png", PNG[:200], ["--format", "png"]),
+    ("metadata", f"{INSTANCE}/metadata", "application/dicom+json", b"[" + b" " * 200 + b"]",
+     []),
+], ids=["frames", "rendered", "metadata"])
+def test_a_trickling_answer_is_an_outage_that_names_its_request(
+        what: str, path: str, content_type: str, body: bytes, options: list[str],
+        tmp_path: Path) -> None:
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", trickle(200, content_type, body, 0.3))
+        result = dcmweb("--low-speed-limit", "100", "--low-speed-time", "1", fake.url,
+                        "retrieve", path, *options, "-o", str(tmp_path / "out"))
+        asked = len(fake.requests)
+    assert result.exit_code == 5, result.stderr
+    assert asked == 3
+    assert lines(result.stderr)[-1].startswith(f"dcmweb: error: {what} {path}: the server sent")
+    assert "below the low-speed limit of 100 bytes/s" in lines(result.stderr)[-1]
+    assert files_in(tmp_path) == []
+
+
+def test_metadata_to_a_folder_is_a_usage_error_without_a_request(tmp_path: Path) -> None:
+    with Hostile() as fake:
+        result = dcmweb(fake.url, "retrieve", f"{INSTANCE}/metadata", "-o", str(tmp_path))
+        asked = len(fake.requests)
+    assert result.exit_code == 2, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: --output {tmp_path} is a folder (metadata goes to one file: give its "
+        "name, or none for stdout)")
+    assert asked == 0
+
+
+def test_bulk_data_is_logged_under_the_path_asked_for(tmp_path: Path) -> None:
+    path = KINDS["bulk"][0]
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", lambda req: req.reply(
+            200, good_body("bulk"), "multipart/related; boundary=g"))
+        result = dcmweb(fake.url, "retrieve", path, "-o", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert f"dcmweb: info: {path} saved as {tmp_path}/1/2/3_7FE00010.raw" in result.stderr
