@@ -53,13 +53,12 @@ class Deleter:
         if target.level == "store":
             raise ServerError("delete needs a path: studies/UID[/series/UID[/instances/UID]]")
         url_path = target.url_path()
-        response, lost = self._send(url_path)
+        response, lost = self._send(f"{self.base_url}/{url_path}", f"delete {url_path}",
+                                    accept_status=(405,))
         with response:
             if response.status_code == 405:
                 return self._orthanc_fallback(target)
-            if response.status_code == 404:  # only after a lost answer: see _send
-                log.info("delete %s: the answer was lost, and the server no longer has it",
-                         url_path)
+            if _gone_after_lost_answer(response, url_path):
                 return DeleteResult(url_path, answer_lost=True)
             name = self._operation_name(response, url_path)
         if not name:
@@ -75,7 +74,8 @@ class Deleter:
             raise
         return DeleteResult(url_path, operation.name, operation.counter, lost)
 
-    def _send(self, url_path: str) -> tuple[Response, bool]:
+    def _send(self, url: str, what: str, accept_status: tuple[int, ...] = ()
+              ) -> tuple[Response, bool]:
         """The DELETE's answer, and whether an earlier answer was lost. A DELETE whose
         answer is lost (a drop, a timeout after sending) may have been done: it is sent
         again, and then a 404 means it was, not that the path never existed."""
@@ -83,13 +83,13 @@ class Deleter:
         for _ in range(LOST_ANSWER_RESENDS + 1):
             try:
                 return self.http.request(
-                    "DELETE", f"{self.base_url}/{url_path}", what=f"delete {url_path}",
-                    accept_status=(404, 405) if lost else (405,), retry_sent=False,
-                    max_body=ANSWER_LIMIT), lost
+                    "DELETE", url, what=what,
+                    accept_status=(404, *accept_status) if lost else accept_status,
+                    retry_sent=False, max_body=ANSWER_LIMIT), lost
             except AnswerLost as error:
                 log.warning("%s; asking again", error.message)
                 lost = True
-        raise UnavailableError(f"delete {url_path} failed: the answer was lost "
+        raise UnavailableError(f"{what} failed: the answer was lost "
                                f"{LOST_ANSWER_RESENDS + 1} times", UNAVAILABLE_HINT)
 
     @staticmethod
@@ -149,10 +149,12 @@ class Deleter:
         if not matches:
             raise NotFoundError(f"delete {target.url_path()} failed: not found on the server",
                                 "check the UIDs: each must be inside the one before it")
+        lost = False
         for match in matches:
-            self.http.request("DELETE", f"{root}{match['Path']}",
-                              what=f"delete {target.url_path()}").close()
-        return DeleteResult(target.url_path())
+            response, _ = self._send(f"{root}{match['Path']}", f"delete {target.url_path()}")
+            with response:
+                lost = _gone_after_lost_answer(response, target.url_path()) or lost
+        return DeleteResult(target.url_path(), answer_lost=lost)
 
     def _orthanc_uids(self, root: str, path: str) -> dict[str, str | None]:
         """The UIDs of an Orthanc resource (e.g. /series/ID) and of its parents."""
@@ -172,6 +174,15 @@ class Deleter:
             level = parent_level if isinstance(parent, str) else None
             path = f"/{'studies' if level == 'study' else 'series'}/{parent}"  # Orthanc IDs
         return uids
+
+
+def _gone_after_lost_answer(response: Response, url_path: str) -> bool:
+    """A 404 reaches here only as the answer to a resend (see Deleter._send): the lost
+    first DELETE did the work."""
+    if response.status_code != 404:
+        return False
+    log.info("delete %s: the answer was lost, and the server no longer has it", url_path)
+    return True
 
 
 def _uids(target: ResourcePath) -> dict[str, str | None]:
