@@ -24,6 +24,7 @@ log = logging.getLogger("dcmweb")
 
 # A delete's answer is `{}`, an operation's name, or nothing: far less than this.
 ANSWER_LIMIT = 1024 * 1024
+DONE_AT_ONCE = (200, 204)  # statuses whose empty answer (or {}) means deleted
 LOST_ANSWER_RESENDS = 3  # DELETEs sent again after an answer was lost on the way
 _ORTHANC_LEVELS = {"studies": "study", "series": "series", "instances": "instance"}
 _UID_TAGS = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID",
@@ -98,22 +99,28 @@ class Deleter:
         but `{}`, an operation or an empty answer (a web page, an error envelope) means
         the DELETE did not reach a DICOMweb server."""
         content = response.content
-        if not content.strip():
-            return None
         try:
-            payload = json.loads(content)
+            payload = json.loads(content) if content.strip() else {}
         except (ValueError, RecursionError):
             payload = None
+        status = response.status_code
         if payload == {}:
-            return None
+            if status in DONE_AT_ONCE:
+                return None
+            # 202 is "accepted", not "done": with nothing to poll, no proof it ever will be.
+            accepted = " (accepted, not done)" if status == 202 else ""
+            shown = "{}" if content.strip() else "an empty answer"
+            raise ServerError(
+                f"delete {url_path}: the server answered HTTP {status}{accepted} with {shown} "
+                "and no operation to follow; nothing shows that anything was deleted",
+                "search for it later to see whether the server deleted it", status=status)
         name = payload.get("name") if isinstance(payload, dict) else None
         if isinstance(name, str) and name:
             return name
         raise ServerError(
-            f"delete {url_path}: the server answered HTTP {response.status_code} with "
+            f"delete {url_path}: the server answered HTTP {status} with "
             f"{describe_answer(response)}, not a DICOMweb delete answer (empty, {{}} or an "
-            "operation); nothing shows that anything was deleted", HOST_HINT,
-            status=response.status_code)
+            "operation); nothing shows that anything was deleted", HOST_HINT, status=status)
 
     def _orthanc_root(self) -> str | None:
         """Orthanc's REST root (one level above /dicom-web), if this server is Orthanc."""

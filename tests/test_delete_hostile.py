@@ -70,6 +70,26 @@ def test_empty_answers_and_an_empty_object_are_a_done_delete(status: int, body: 
     assert lines(result.stderr)[-1] == "dcmweb: info: deleted studies/1.2/series/3/instances/4"
 
 
+@pytest.mark.parametrize(("status", "body", "shown"), [
+    (202, b"", "HTTP 202 (accepted, not done) with an empty answer"),
+    (202, b"{}", "HTTP 202 (accepted, not done) with {}"),
+    (201, b"", "HTTP 201 with an empty answer"),
+])
+def test_an_empty_answer_other_than_200_or_204_is_not_a_done_delete(
+        status: int, body: bytes, shown: str) -> None:
+    """A 202 says the server accepted the delete, not that it was done: without an
+    operation to follow nothing shows that it ever will be."""
+    with Hostile() as fake:
+        fake.route("DELETE", "/studies/1.2",
+                   lambda req: req.reply(status, body, "application/json" if body else None))
+        result = dcmweb(fake.url, "delete", "studies/1.2")
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: delete studies/1.2: the server answered {shown} and no operation to "
+        "follow; nothing shows that anything was deleted (search for it later to see whether "
+        "the server deleted it)")
+
+
 def test_a_302_on_delete_is_never_a_success() -> None:
     """requests would turn the DELETE into a GET and take its 200 (a web page) for done."""
     with Hostile() as fake:
