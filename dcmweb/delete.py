@@ -12,9 +12,16 @@ import json
 import logging
 from dataclasses import dataclass
 
-from .errors import AnswerLost, DcmwebError, NotFoundError, ServerError, UnavailableError
+from .errors import (
+    AnswerLost,
+    DcmwebError,
+    NotFoundError,
+    ServerError,
+    UnavailableError,
+    UsageError,
+)
 from .http import UNAVAILABLE_HINT, Http
-from .operations import wait_operation
+from .operations import is_operation_name, wait_operation
 from .paths import ResourcePath, parse_resource_path
 from .transport import Response
 from .unexpected import HOST_HINT, describe_answer
@@ -52,7 +59,8 @@ class Deleter:
     def delete(self, path: str) -> DeleteResult:
         target = parse_resource_path(path)
         if target.level == "store":
-            raise ServerError("delete needs a path: studies/UID[/series/UID[/instances/UID]]")
+            raise UsageError(f"invalid path {path!r}: delete needs at least a study",
+                             "expected studies/UID[/series/UID[/instances/UID]]")
         url_path = target.url_path()
         response, lost = self._send(f"{self.base_url}/{url_path}", f"delete {url_path}",
                                     accept_status=(405,))
@@ -115,8 +123,11 @@ class Deleter:
                 "and no operation to follow; nothing shows that anything was deleted",
                 "search for it later to see whether the server deleted it", status=status)
         name = payload.get("name") if isinstance(payload, dict) else None
-        if isinstance(name, str) and name:
+        if isinstance(name, str) and is_operation_name(name):
             return name
+        if isinstance(name, str) and name:  # polled on HOST's host and printed by --no-wait
+            raise ServerError(f"delete {url_path}: the server started an operation with an "
+                              f"odd name {name!r}; it was not followed", status=status)
         raise ServerError(
             f"delete {url_path}: the server answered HTTP {status} with "
             f"{describe_answer(response)}, not a DICOMweb delete answer (empty, {{}} or an "
