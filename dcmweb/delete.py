@@ -12,9 +12,16 @@ import json
 import logging
 from dataclasses import dataclass
 
-from .errors import AnswerLost, DcmwebError, NotFoundError, ServerError, UnavailableError
+from .errors import (
+    AnswerLost,
+    DcmwebError,
+    NotFoundError,
+    ServerError,
+    UnavailableError,
+    UsageError,
+)
 from .http import UNAVAILABLE_HINT, Http
-from .operations import wait_operation
+from .operations import is_operation_name, wait_operation
 from .paths import ResourcePath, parse_resource_path
 from .transport import Response
 from .unexpected import HOST_HINT, describe_answer
@@ -24,6 +31,7 @@ log = logging.getLogger("dcmweb")
 
 # A delete's answer is `{}`, an operation's name, or nothing: far less than this.
 ANSWER_LIMIT = 1024 * 1024
+DONE_AT_ONCE = (200, 204)  # statuses whose empty answer (or {}) means deleted
 LOST_ANSWER_RESENDS = 3  # DELETEs sent again after an answer was lost on the way
 _ORTHANC_LEVELS = {"studies": "study", "series": "series", "instances": "instance"}
 _UID_TAGS = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID",
@@ -51,15 +59,15 @@ class Deleter:
     def delete(self, path: str) -> DeleteResult:
         target = parse_resource_path(path)
         if target.level == "store":
-            raise ServerError("delete needs a path: studies/UID[/series/UID[/instances/UID]]")
+            raise UsageError(f"invalid path {path!r}: delete needs at least a study",
+                             "expected studies/UID[/series/UID[/instances/UID]]")
         url_path = target.url_path()
-        response, lost = self._send(url_path)
+        response, lost = self._send(f"{self.base_url}/{url_path}", f"delete {url_path}",
+                                    accept_status=(405,))
         with response:
             if response.status_code == 405:
                 return self._orthanc_fallback(target)
-            if response.status_code == 404:  # only after a lost answer: see _send
-                log.info("delete %s: the answer was lost, and the server no longer has it",
-                         url_path)
+            if _gone_after_lost_answer(response, url_path):
                 return DeleteResult(url_path, answer_lost=True)
             name = self._operation_name(response, url_path)
         if not name:
@@ -75,7 +83,8 @@ class Deleter:
             raise
         return DeleteResult(url_path, operation.name, operation.counter, lost)
 
-    def _send(self, url_path: str) -> tuple[Response, bool]:
+    def _send(self, url: str, what: str, accept_status: tuple[int, ...] = ()
+              ) -> tuple[Response, bool]:
         """The DELETE's answer, and whether an earlier answer was lost. A DELETE whose
         answer is lost (a drop, a timeout after sending) may have been done: it is sent
         again, and then a 404 means it was, not that the path never existed."""
@@ -83,13 +92,13 @@ class Deleter:
         for _ in range(LOST_ANSWER_RESENDS + 1):
             try:
                 return self.http.request(
-                    "DELETE", f"{self.base_url}/{url_path}", what=f"delete {url_path}",
-                    accept_status=(404, 405) if lost else (405,), retry_sent=False,
-                    max_body=ANSWER_LIMIT), lost
+                    "DELETE", url, what=what,
+                    accept_status=(404, *accept_status) if lost else accept_status,
+                    retry_sent=False, max_body=ANSWER_LIMIT), lost
             except AnswerLost as error:
                 log.warning("%s; asking again", error.message)
                 lost = True
-        raise UnavailableError(f"delete {url_path} failed: the answer was lost "
+        raise UnavailableError(f"{what} failed: the answer was lost "
                                f"{LOST_ANSWER_RESENDS + 1} times", UNAVAILABLE_HINT)
 
     @staticmethod
@@ -98,22 +107,31 @@ class Deleter:
         but `{}`, an operation or an empty answer (a web page, an error envelope) means
         the DELETE did not reach a DICOMweb server."""
         content = response.content
-        if not content.strip():
-            return None
         try:
-            payload = json.loads(content)
+            payload = json.loads(content) if content.strip() else {}
         except (ValueError, RecursionError):
             payload = None
+        status = response.status_code
         if payload == {}:
-            return None
+            if status in DONE_AT_ONCE:
+                return None
+            # 202 is "accepted", not "done": with nothing to poll, no proof it ever will be.
+            accepted = " (accepted, not done)" if status == 202 else ""
+            shown = "{}" if content.strip() else "an empty answer"
+            raise ServerError(
+                f"delete {url_path}: the server answered HTTP {status}{accepted} with {shown} "
+                "and no operation to follow; nothing shows that anything was deleted",
+                "search for it later to see whether the server deleted it", status=status)
         name = payload.get("name") if isinstance(payload, dict) else None
-        if isinstance(name, str) and name:
+        if isinstance(name, str) and is_operation_name(name):
             return name
+        if isinstance(name, str) and name:  # polled on HOST's host and printed by --no-wait
+            raise ServerError(f"delete {url_path}: the server started an operation with an "
+                              f"odd name {name!r}; it was not followed", status=status)
         raise ServerError(
-            f"delete {url_path}: the server answered HTTP {response.status_code} with "
+            f"delete {url_path}: the server answered HTTP {status} with "
             f"{describe_answer(response)}, not a DICOMweb delete answer (empty, {{}} or an "
-            "operation); nothing shows that anything was deleted", HOST_HINT,
-            status=response.status_code)
+            "operation); nothing shows that anything was deleted", HOST_HINT, status=status)
 
     def _orthanc_root(self) -> str | None:
         """Orthanc's REST root (one level above /dicom-web), if this server is Orthanc."""
@@ -149,10 +167,12 @@ class Deleter:
         if not matches:
             raise NotFoundError(f"delete {target.url_path()} failed: not found on the server",
                                 "check the UIDs: each must be inside the one before it")
+        lost = False
         for match in matches:
-            self.http.request("DELETE", f"{root}{match['Path']}",
-                              what=f"delete {target.url_path()}").close()
-        return DeleteResult(target.url_path())
+            response, _ = self._send(f"{root}{match['Path']}", f"delete {target.url_path()}")
+            with response:
+                lost = _gone_after_lost_answer(response, target.url_path()) or lost
+        return DeleteResult(target.url_path(), answer_lost=lost)
 
     def _orthanc_uids(self, root: str, path: str) -> dict[str, str | None]:
         """The UIDs of an Orthanc resource (e.g. /series/ID) and of its parents."""
@@ -172,6 +192,15 @@ class Deleter:
             level = parent_level if isinstance(parent, str) else None
             path = f"/{'studies' if level == 'study' else 'series'}/{parent}"  # Orthanc IDs
         return uids
+
+
+def _gone_after_lost_answer(response: Response, url_path: str) -> bool:
+    """A 404 reaches here only as the answer to a resend (see Deleter._send): the lost
+    first DELETE did the work."""
+    if response.status_code != 404:
+        return False
+    log.info("delete %s: the answer was lost, and the server no longer has it", url_path)
+    return True
 
 
 def _uids(target: ResourcePath) -> dict[str, str | None]:

@@ -9,6 +9,7 @@ counted, is a failure: the report is the server's truth, not the status code.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -49,10 +50,19 @@ class Operation:
         return f"{c['success']} done, {c['failure']} failed, {c['pending']} pending"
 
 
+def is_operation_name(name: str) -> bool:
+    """A name safe to poll on HOST's host (and to print as one line): path segments of
+    plain characters, no '..'."""
+    return _OPERATION_NAME.fullmatch(name) is not None and ".." not in name.split("/")
+
+
 def full_name(base_url: str, name: str) -> str:
-    """An operation ID alone becomes projects/P/locations/L/datasets/D/operations/ID,
-    the dataset taken from HOST."""
+    """The operation NAME given by the user, checked; an ID alone becomes
+    projects/P/locations/L/datasets/D/operations/ID, the dataset taken from HOST."""
     name = name.strip()
+    if not is_operation_name(name):
+        raise UsageError(f"odd operation name {name!r}",
+                         "expected projects/P/locations/L/datasets/D/operations/ID, or the ID")
     if "/" in name:
         return name
     dataset = _DATASET.search(urlsplit(base_url).path)
@@ -63,9 +73,8 @@ def full_name(base_url: str, name: str) -> str:
 
 
 def operation_url(base_url: str, name: str) -> str:
-    """GCP serves operations at the API root: https://host/v1/{name}."""
-    if not _OPERATION_NAME.fullmatch(name) or ".." in name.split("/"):
-        raise ServerError(f"odd operation name {name!r}")
+    """GCP serves operations at the API root: https://host/v1/{name} (a name checked by
+    full_name or is_operation_name)."""
     parts = urlsplit(base_url)
     words = parts.path.split("/")
     for index, word in enumerate(words):
@@ -101,11 +110,15 @@ def get_operation(http: Http, base_url: str, name: str) -> Operation:
             payload = None
     if not isinstance(payload, dict):
         raise ServerError(f"check operation {name}: the answer is not an operation (JSON)")
+    done = payload.get("done", False)  # Google leaves it out until it is true
+    if not isinstance(done, bool):  # "false" (a string) is truthy: never take it as done
+        raise ServerError(f'check operation {name}: "done" is {json.dumps(done)[:80]}, not '
+                          "true or false", "the answer is not an operation")
     error = payload.get("error")
     message = None
     if error:
         message = str(error.get("message") or error) if isinstance(error, dict) else str(error)
-    return Operation(name, bool(payload.get("done")), _counter(payload.get("metadata")),
+    return Operation(name, done, _counter(payload.get("metadata")),
                      message, payload)
 
 
@@ -113,6 +126,7 @@ def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,
                    what: str | None = None) -> Operation:
     """Poll until done; raise if it failed or is still running after ``timeout`` seconds."""
     name = full_name(base_url, name)
+    running = f"{what}: operation {name}" if what else f"operation {name}"
     what = what or f"operation {name}"
     deadline = time.monotonic() + timeout
     delay = POLL_FIRST
@@ -134,6 +148,6 @@ def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,
                 f"it goes on on the server; follow it with 'dcmweb HOST operations wait "
                 f"{name}' or raise --timeout",
             )
-        log.info("%s: operation %s still running: %s", what, name, operation.progress())
+        log.info("%s still running: %s", running, operation.progress())
         http.sleep(min(delay, remaining))
         delay = min(delay * 2, POLL_MAX)

@@ -14,6 +14,7 @@ Paths in ``route`` are relative to the DICOMweb base (``/studies``) unless they 
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import json
 import ssl
@@ -114,8 +115,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             action = fake.routes.get((self.command, path))
         request = Request(self, seen)
         if action is None:
-            request.reply(404, f"no route for {self.command} {path}".encode(), "text/plain")
-            return
+            action = fake.fallback or (lambda req: req.reply(
+                404, f"no route for {req.seen.method} {req.seen.path}".encode(), "text/plain"))
         action(request)
 
     do_GET = do_POST = do_DELETE = do_PUT = _dispatch
@@ -137,6 +138,7 @@ class Hostile:
         """``port`` 0 picks a free one; a given port lets a test "restart" a server.
         ``tls`` (certificate, key) serves HTTPS (see :func:`tls_certificate`)."""
         self.routes: dict[tuple[str, str], Route] = {}
+        self.fallback: Route | None = None  # for requests no route matches (default 404)
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), _Handler)
@@ -229,6 +231,29 @@ def silent(seconds: float) -> Route:
     def action(req: Request) -> None:
         time.sleep(seconds)
         req.handler.close_connection = True
+    return action
+
+
+def forward(root_url: str, *, answer: bool = True) -> Route:
+    """Pass the request on to a real server at ``root_url`` and relay its answer: a
+    loopback forwarder. ``answer=False`` drops the answer after the server did the work
+    (the connection closes, as when a proxy or the network loses it)."""
+    def action(req: Request) -> None:
+        seen = req.seen
+        connection = http.client.HTTPConnection(urlsplit(root_url).netloc, timeout=60)
+        hop_by_hop = ("host", "connection", "content-length", "accept-encoding")
+        headers = {k: v for k, v in seen.headers.items() if k.lower() not in hop_by_hop}
+        try:
+            connection.request(seen.method, seen.target, body=seen.body or None,
+                               headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+        finally:
+            connection.close()
+        if not answer:
+            req.handler.close_connection = True
+            return
+        req.reply(response.status, body, response.getheader("Content-Type"))
     return action
 
 

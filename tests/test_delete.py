@@ -15,6 +15,7 @@ from dcmweb import Client
 from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
 from dcmweb_devtools.orthanc import Orthanc
 from dcmweb_devtools.procs import http_session
 from dcmweb_devtools.tinypacs import TinyPacs
@@ -128,7 +129,7 @@ def test_timeout_is_exit_5_and_names_the_operation(tmp_path: Path, synth: list[P
     assert len(polls) >= 2
 
 
-@pytest.mark.parametrize("path", ["studies", "series/1.2", "studies/1.2/instances/3",
+@pytest.mark.parametrize("path", ["", "/", "studies", "series/1.2", "studies/1.2/instances/3",
                                   "studies/1.2/series/../..", "studies/1/series/2/instances/3/x"])
 def test_invalid_path_is_exit_2(gcp: LocalServer, path: str) -> None:
     result = dcmweb(gcp.url, "delete", path)
@@ -247,14 +248,42 @@ def test_server_without_delete_is_exit_1(tinypacs: TinyPacs) -> None:
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("flags", [[], ["--no-wait"]])
 @pytest.mark.parametrize("name", ["../../../evil", "projects/p/../../x", "/etc/passwd",
-                                  "projects/p operations"])
-def test_odd_operation_name_is_not_polled(name: str) -> None:
-    """The name becomes a URL on the same host: a hostile one must not reach other paths."""
+                                  "projects/p operations", f"{DATASET}/operations/1\nrm -rf"])
+def test_odd_operation_name_is_not_polled_nor_printed(name: str, flags: list[str]) -> None:
+    """The name becomes a URL on the same host: a hostile one must not reach other paths;
+    printed by --no-wait, a line break would make two lines of stdout."""
     with Hostile() as fake:
         fake.route("DELETE", "/studies/1.2", lambda req: req.json(200, {"name": name}))
-        result = dcmweb(fake.url, "delete", "studies/1.2")
+        result = dcmweb(fake.url, "delete", "studies/1.2", *flags)
         methods = [r.method for r in fake.requests]
     assert result.exit_code == 1
-    assert "odd operation name" in result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: delete studies/1.2: the server started an operation with an odd "
+        f"name {name!r}; it was not followed")
+    assert result.stdout == ""
     assert methods == ["DELETE"]
+
+
+def test_operation_with_a_string_done_is_not_done() -> None:
+    """"done": "false" (a string) while instances are pending is not a finished delete."""
+    with Hostile() as fake:
+        operation_server(fake, [{"done": "false",
+                                 "metadata": {"counter": {"success": "1", "pending": "3"}}}])
+        result = dcmweb(fake.url, "delete", "studies/1.2")
+    assert result.exit_code == 1, result.stderr
+    assert "\"done\" is \"false\", not true or false" in result.stderr
+    assert "deleted studies/1.2" not in result.stderr
+
+
+def test_the_wait_log_names_the_operation_once() -> None:
+    with Hostile() as fake:
+        name = operation_server(fake, [{"metadata": {"counter": {"success": "1",
+                                                                 "pending": "2"}}},
+                                       {"done": True}])
+        result = dcmweb(fake.url, "delete", "studies/1.2")
+    assert result.exit_code == 0, result.stderr
+    [running] = [line for line in result.stderr.splitlines() if "still running" in line]
+    assert running.endswith(f"info: delete studies/1.2: operation {name} still running: "
+                            "1 done, 0 failed, 2 pending")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile, once, silent
+from hostile import Hostile, forward, once, silent
 
 from dcmweb import Client
 from dcmweb.cli import cli
@@ -16,6 +16,7 @@ from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines
 from dcmweb_devtools.orthanc import Orthanc
+from dcmweb_devtools.procs import http_session
 
 pytestmark = pytest.mark.usefixtures("quick_operation_polls")
 LOGIN_PAGE = b"<html><head><title>Sign in</title></head><body>...</body></html>"
@@ -67,6 +68,26 @@ def test_empty_answers_and_an_empty_object_are_a_done_delete(status: int, body: 
         result = dcmweb(fake.url, "delete", "studies/1.2/series/3/instances/4")
     assert result.exit_code == 0, result.stderr
     assert lines(result.stderr)[-1] == "dcmweb: info: deleted studies/1.2/series/3/instances/4"
+
+
+@pytest.mark.parametrize(("status", "body", "shown"), [
+    (202, b"", "HTTP 202 (accepted, not done) with an empty answer"),
+    (202, b"{}", "HTTP 202 (accepted, not done) with {}"),
+    (201, b"", "HTTP 201 with an empty answer"),
+])
+def test_an_empty_answer_other_than_200_or_204_is_not_a_done_delete(
+        status: int, body: bytes, shown: str) -> None:
+    """A 202 says the server accepted the delete, not that it was done: without an
+    operation to follow nothing shows that it ever will be."""
+    with Hostile() as fake:
+        fake.route("DELETE", "/studies/1.2",
+                   lambda req: req.reply(status, body, "application/json" if body else None))
+        result = dcmweb(fake.url, "delete", "studies/1.2")
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: delete studies/1.2: the server answered {shown} and no operation to "
+        "follow; nothing shows that anything was deleted (search for it later to see whether "
+        "the server deleted it)")
 
 
 def test_a_302_on_delete_is_never_a_success() -> None:
@@ -148,3 +169,27 @@ def test_orthanc_delete_checks_every_uid_of_the_path(orthanc: Orthanc, synth: li
     remaining = left()
     assert len(remaining) == len(synth) - 2 and sop not in remaining
 
+
+
+def test_an_orthanc_delete_whose_answer_is_lost_is_deleted(orthanc: Orthanc,
+                                                            synth: list[Path]) -> None:
+    """Orthanc deletes the study through its REST API, then a forwarder drops the answer:
+    the resend's 404 means the first DELETE did the work, not that the study never was."""
+    with Client(orthanc.url) as client:
+        assert {r.status for r in client.store(synth)} == {"stored"}
+    study = uids_of(synth[0])[0]
+    with http_session() as session:
+        [found] = session.post(f"{orthanc.rest_url}/tools/lookup", data=study, timeout=10).json()
+    with Hostile() as forwarder:
+        forwarder.fallback = forward(orthanc.rest_url)
+        forwarder.route("DELETE", found["Path"], once(forward(orthanc.rest_url, answer=False),
+                                                      forward(orthanc.rest_url)))
+        result = dcmweb(forwarder.root_url + "/dicom-web", "delete", f"studies/{study}")
+        rest_deletes = forwarder.seen("DELETE", found["Path"])
+    with Client(orthanc.url) as client:
+        left = {row["0020000D"]["Value"][0] for row in client.search("studies")}
+    assert study not in left and len(left) == 1
+    assert len(rest_deletes) == 2
+    assert result.exit_code == 0, result.stderr
+    assert lines(result.stderr)[-1] == \
+        f"dcmweb: info: deleted studies/{study} (answer lost: the server no longer has it)"

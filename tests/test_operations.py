@@ -18,6 +18,7 @@ from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
 from dcmweb_devtools.docexamples import run_example
+from dcmweb_devtools.logs import lines
 
 PREFIX = "projects/demo/locations/local/datasets/ds/operations/"
 
@@ -71,7 +72,8 @@ def test_no_wait_prints_the_name_then_wait_follows_it(gcp: LocalServer,
     waited = dcmweb(gcp.url, "operations", "wait", name)
     assert waited.exit_code == 0, waited.stderr
     # Counters shown while it runs (the server may have moved them on already).
-    assert re.search(r"still running: [0-2] done, 0 failed, [0-2] pending", waited.stderr)
+    assert re.search(rf"info: operation {re.escape(name)} still running: [0-2] done, 0 failed, "
+                     r"[0-2] pending\n", waited.stderr)
     assert f"operation {name} done: 2 done, 0 failed, 0 pending" in waited.stderr
     assert study not in remaining(gcp.url)
     got = dcmweb(gcp.url, "operations", "get", name.rsplit("/", 1)[1])  # the ID alone
@@ -122,12 +124,31 @@ def test_failed_instances_counted_make_a_failure_even_without_an_error() -> None
     assert "1 done, 0 failed, 2 pending" in result.stderr
 
 
-@pytest.mark.parametrize("name", ["../x", "projects/p/../../x", "/etc/passwd"])
-def test_odd_names_are_not_requested(name: str) -> None:
+@pytest.mark.parametrize("command", ["get", "wait"])
+@pytest.mark.parametrize("name", ["../x", "projects/p/../../x", "/etc/passwd", "", "a b",
+                                  "https://evil/x", "x\ny"])
+def test_odd_names_on_the_command_line_are_usage_errors(command: str, name: str) -> None:
+    """A name the user typed is bad input (exit 2), and never requested."""
     with Hostile() as fake:
-        result = dcmweb(fake.url, "operations", "get", name)
-        assert result.exit_code == 1
+        result = dcmweb(fake.url, "operations", command, name)
+        assert result.exit_code == 2, result.stderr
+        assert lines(result.stderr)[-1].startswith(f"dcmweb: error: odd operation name {name!r}")
         assert fake.requests == []
+
+
+@pytest.mark.parametrize("done", ["false", "true", 1, None, {}])
+def test_done_that_is_not_a_boolean_is_a_server_error(done: object) -> None:
+    """Only JSON true is done: "false" (a string) must not end the wait as a success."""
+    name = f"{DATASET}/operations/7"
+    with Hostile() as fake:
+        fake.route("GET", f"/v1/{name}", lambda req: req.json(200, {
+            "name": name, "done": done,
+            "metadata": {"counter": {"success": "1", "pending": "3"}}}))
+        result = dcmweb(fake.url, "operations", "wait", "7")
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: check operation {name}: \"done\" is {json.dumps(done)}, not true or "
+        "false (the answer is not an operation)")
 
 
 def test_an_id_alone_needs_a_google_shaped_host() -> None:
