@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING
 import click
 
 from . import __version__
-from .cligroup import GOOGLE_WORKERS, HELP_NAMES, LOCAL_WORKERS, DcmwebGroup, Settings
+from .cligroup import (
+    GOOGLE_WORKERS,
+    HELP_NAMES,
+    LOCAL_WORKERS,
+    DcmwebGroup,
+    Finite,
+    Settings,
+)
 from .climeta import completion_command, config_group, help_command
 from .errors import AllFailed, DcmwebError, PartialFailure, UsageError
 from .output import (
@@ -96,24 +103,24 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
               help="Extra request header; repeatable (one per line in the variable).")
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
               help="CA certificates to verify TLS with.")
-@click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0,
+@click.option("--connect-timeout", type=Finite(min=0.1), default=10.0,
               show_default=True, help="Seconds to wait for a connection.")
-@click.option("--read-timeout", type=click.FloatRange(min=0.1), default=300.0,
+@click.option("--read-timeout", type=Finite(min=0.1), default=300.0,
               show_default=True, help="Seconds without a byte before giving up "
               "(an idle limit, never a whole-transfer deadline).")
 @click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True,
               help="Retries of one request that keeps failing (408, 502, 504, drops) "
                    "while the server answers others; outages: see --outage-limit.")
-@click.option("--request-deadline", type=click.FloatRange(min=1), default=900.0,
+@click.option("--request-deadline", type=Finite(min=1), default=900.0,
               show_default=True, metavar="SECONDS",
               help="Give up one request after this long, all retries and waits included.")
-@click.option("--low-speed-limit", type=click.FloatRange(min=0), default=1024.0,
+@click.option("--low-speed-limit", type=Finite(min=0), default=1024.0,
               show_default=True, metavar="BYTES/S",
               help="Cut off an answer slower than this over --low-speed-time (0: never).")
-@click.option("--low-speed-time", type=click.FloatRange(min=1), default=120.0,
+@click.option("--low-speed-time", type=Finite(min=1), default=120.0,
               show_default=True, metavar="SECONDS",
               help="How long an answer may stay under --low-speed-limit.")
-@click.option("--outage-limit", type=click.FloatRange(min=0), default=300.0,
+@click.option("--outage-limit", type=Finite(min=0), default=300.0,
               show_default=True, metavar="SECONDS",
               help="Wait this long for a server that is down or answers 429/503 "
                    "before giving up (all workers share the wait).")
@@ -234,7 +241,7 @@ pass_settings = click.make_pass_decorator(Settings)
               help="Leave out files (and folders) whose name or path matches; repeatable.")
 @click.option("--shard", metavar="K/N",
               help="Take share K of N (1 <= K <= N) by a stable hash of each path.")
-@click.option("--progress-every", type=click.FloatRange(min=0), default=60.0,
+@click.option("--progress-every", type=Finite(min=0), default=60.0,
               show_default=True, metavar="SECONDS",
               help="Without a terminal (cron, CI): a progress line this often; 0: never.")
 @click.option("--dry-run", is_flag=True,
@@ -541,7 +548,7 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
 
 @cli.command()
 @click.argument("path")
-@click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+@click.option("--timeout", type=Finite(min=1), default=600.0, show_default=True,
               help="Seconds to wait for Google's long-running delete operation.")
 @click.option("--no-wait", is_flag=True,
               help="Do not wait for Google's operation: print its name on stdout and exit 0.")
@@ -625,7 +632,7 @@ def operations_get(settings: Settings, name: str) -> None:
 
 @operations.command("wait")
 @click.argument("name")
-@click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+@click.option("--timeout", type=Finite(min=1), default=600.0, show_default=True,
               help="Seconds to wait before giving up (the operation goes on; exit 5).")
 @pass_settings
 def operations_wait(settings: Settings, name: str, timeout: float) -> None:

@@ -42,8 +42,12 @@ def normalize_host(host: str) -> str:
     host = host.strip().rstrip("/")
     if _STORE_NAME.fullmatch(host):
         return f"{GCP_API}/{host}/dicomWeb"
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(host)
+        parts.port  # noqa: B018 - a port out of range or not a number raises here
+    except ValueError as error:  # a broken IPv6 literal, a bad port
+        raise UsageError(f"invalid HOST {host!r}: {error}", _host_hint(host)) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"invalid HOST {host!r}", _host_hint(host))
     resource = _RESOURCE_TAIL.search(parts.path)
     if resource:

@@ -6,6 +6,7 @@ cli.py for how to add an option.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import traceback
@@ -62,6 +63,25 @@ class Settings:
         from .client import Client
 
         return Client(self.host, workers=self.workers, **self.client_options)
+
+
+class Finite(click.FloatRange):
+    """click's FloatRange without nan, inf and sizes past ``largest``: nan passes every
+    bound (each of its comparisons is false), so an outage limit of nan would never end,
+    and a timeout of 1e12 s overflows the clock deep inside a request."""
+
+    def __init__(self, min: float, largest: float = 1e9) -> None:  # noqa: A002 - click's name
+        super().__init__(min=min)
+        self.largest = largest
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        if number > self.largest:
+            self.fail(f"{value!r} is too large (at most {self.largest:.0f}).", param, ctx)
+        return number
 
 
 class _Lines(click.types.StringParamType):

@@ -92,7 +92,10 @@ def test_store_name_expands_to_the_v1_url() -> None:
             normalize_host(host)
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1:8042/dicom-web", "ftp://127.0.0.1/x", "http://"])
+@pytest.mark.parametrize("host", ["127.0.0.1:8042/dicom-web", "ftp://127.0.0.1/x", "http://",
+                                  "http://[::1/dicom-web", "http://[zz]/dicom-web",
+                                  "http://127.0.0.1:99999/dicom-web", "http://host:abc/x",
+                                  "http://:80/dicom-web", "http://user:pw@/dicom-web"])
 def test_invalid_host_is_exit_2(host: str) -> None:
     result = dcmweb(host, "search")
     assert result.exit_code == 2

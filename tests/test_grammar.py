@@ -184,3 +184,39 @@ def test_a_host_without_its_scheme_gets_the_url_suggested(host: str, hint: str) 
     result = dcmweb(host, "search")
     assert (result.exit_code, result.stdout) == (2, "")
     assert lines(result.stderr) == [f"dcmweb: error: invalid HOST '{host}' ({hint})"]
+
+
+# -- numbers ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("option", [
+    "--connect-timeout", "--read-timeout", "--request-deadline", "--low-speed-limit",
+    "--low-speed-time", "--outage-limit"])
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "1e400", "1e12"])
+def test_timing_options_refuse_nan_infinity_and_absurd_sizes(option: str, value: str) -> None:
+    # NaN passes every range check (all its comparisons are false): an outage limit of nan
+    # never ends, a read timeout of nan or 1e12 fails deep in the socket layer.
+    result = dcmweb(option, value, HOST, "search")
+    assert (result.exit_code, result.stdout) == (2, "")
+    [line] = lines(result.stderr)
+    assert line.startswith(f"dcmweb: error: Invalid value for '{option}'")
+    assert any(why in line for why in ("not a finite number", "too large", "not in the range"))
+
+
+@pytest.mark.parametrize(("args", "env"), [
+    ((HOST, "store", "x.dcm", "--progress-every", "nan"), {}),
+    ((HOST, "delete", "studies/1", "--timeout", "inf"), {}),
+    ((HOST, "operations", "wait", "1", "--timeout", "nan"), {}),
+    ((HOST, "search"), {"DCMWEB_READ_TIMEOUT": "nan"}),
+])
+def test_every_float_option_refuses_nan(args: tuple[str, ...], env: dict[str, str]) -> None:
+    result = dcmweb(*args, env=env)
+    assert (result.exit_code, result.stdout) == (2, "")
+    [line] = lines(result.stderr)
+    assert "is not a finite number" in line
+
+
+def test_config_file_nan_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[profiles.a]\noutage-limit = nan\n")
+    result = dcmweb("--config", str(config), "-p", "a", HOST, "search")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert "is not a finite number" in lines(result.stderr)[0]
