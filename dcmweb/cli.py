@@ -272,9 +272,12 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
     """
     from .bulk import BulkOptions, BulkStore
     from .inputs import BackgroundCount, InputSpec, Shard
+    from .report import check_report_target
     from .store import StoreOptions
 
     pairs = _json_pairs((*masks, *files_from), metadata_files, jpeg_files, generate_uids)
+    if report and report != "-":
+        check_report_target(report)
     lists = tuple(files_from) + (("-",) if "-" in masks else ())
     # JSON + JPEG instances are not walked: their metadata files name them in the report.
     spec = InputSpec(masks=metadata_files) if pairs else InputSpec(
@@ -295,7 +298,8 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
                                      storage_class=storage_class, study_uid=study_uid,
                                      workers=client.workers)
         run = BulkStore(client.http, client.base_url, spec, store_options, options,
-                        report=report, on_outcome=printer, count=counter)
+                        report=output.stdout if report == "-" else report,
+                        on_outcome=printer, count=counter)
         # Hidden by -q (cron runs stay silent on success), like every info line.
         output.log(describe_start(client.base_url, spec, store_options, options,
                                   None if dry_run else report, client.http.config.max_rate))

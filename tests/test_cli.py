@@ -207,6 +207,31 @@ def test_examples_against_orthanc(orthanc: Orthanc, example_dir: Path, tmp_path:
                  query="PatientName=Sally?Zhang&limit=10")
 
 
+# -- settings checked before anything is sent -------------------------------------------------
+@pytest.mark.parametrize("where", ["missing/r.csv", "a-file/r.jsonl", "missing/deeper/r.csv"])
+def test_a_report_in_a_missing_folder_is_refused_before_sending(
+        local_server: LocalServer, tmp_path: Path, where: str) -> None:
+    corpus.synthetic_files(tmp_path / "f", 2)
+    (tmp_path / "a-file").write_text("")
+    report = tmp_path / where
+    result = dcmweb(local_server.url, "store", str(tmp_path / "f"), "--report", str(report))
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr) == [
+        f"dcmweb: error: cannot write the report {report}: there is no folder "
+        f"{report.parent} (create it, or give another --report)"]
+    assert Client(local_server.url).search("instances") == []
+
+
+def test_report_dash_is_stdout(local_server: LocalServer, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus.synthetic_files(tmp_path / "f", 2)
+    monkeypatch.chdir(tmp_path)
+    result = dcmweb(local_server.url, "store", "f", "--report", "-")
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(row)["status"] for row in result.stdout.splitlines()] == ["stored"] * 2
+    assert not (tmp_path / "-").exists()
+
+
 # -- the real process ---------------------------------------------------------------------------
 @pytest.fixture
 def many(local_server: LocalServer, tmp_path: Path) -> LocalServer:
