@@ -271,7 +271,7 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
       find /data -name '*.dcm' -print0 | dcmweb -m HOST store --files-from - -0
     """
     from .bulk import BulkOptions, BulkStore
-    from .inputs import BackgroundCount, InputSpec, Shard
+    from .inputs import BackgroundCount, InputSpec, Shard, check_lists
     from .report import check_report_target
     from .store import StoreOptions
 
@@ -284,6 +284,7 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
         masks=tuple(mask for mask in masks if mask != "-"), files_from=lists,
         null_separated=null_separated, include=include, exclude=exclude,
         shard=Shard.parse(shard) if shard else None)
+    check_lists(spec)
     options = BulkOptions(journal=journal, retry_failed=retry_failed,
                           skip_existing=skip_existing,
                           on_conflict=on_conflict, dry_run=dry_run)  # type: ignore[arg-type]

@@ -70,7 +70,7 @@ class Finite(click.FloatRange):
     bound (each of its comparisons is false), so an outage limit of nan would never end,
     and a timeout of 1e12 s overflows the clock deep inside a request."""
 
-    def __init__(self, min: float, largest: float = 1e9) -> None:  # noqa: A002 - click's name
+    def __init__(self, min: float, largest: float = 1e9) -> None:
         super().__init__(min=min)
         self.largest = largest
 
