@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .errors import DcmwebError, ExitStatus, Terminated, UsageError
-from .output import Output
+from .output import LOG_FORMATS, Output
 from .redact import redact_text
 
 if TYPE_CHECKING:
@@ -283,24 +283,38 @@ class DcmwebGroup(click.Group):
         log line like every other error."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        words = list(sys.argv[1:] if args is None else args)
         try:
-            result = super().main(args, prog_name or "dcmweb", complete_var,
+            result = super().main(words, prog_name or "dcmweb", complete_var,
                                   standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
         except click.UsageError as error:
             where = error.ctx.command_path if error.ctx else "dcmweb"
-            Output().error(f"{error.format_message().rstrip('.')} (see '{where} --help')")
+            _early_output(words, error.ctx).error(f"{error.format_message().rstrip('.')} "
+                                                  f"(see '{where} --help')")
             code = error.exit_code
         except click.ClickException as error:
-            Output().error(error.format_message())
+            _early_output(words, getattr(error, "ctx", None)).error(error.format_message())
             code = error.exit_code
         except DcmwebError as error:
-            Output().error(error)
+            _early_output(words).error(error)
             code = int(error.exit_status)
         except click.Abort:
-            Output().error("aborted")
+            _early_output(words).error("aborted")
             code = int(ExitStatus.INTERRUPTED)
         sys.exit(code)
+
+
+def _early_output(words: Sequence[str], ctx: click.Context | None = None) -> Output:
+    """Where click's usage errors and the config file's go: the run's Output once the
+    global options took effect, else one in the --log-format that the words or the
+    environment ask for."""
+    settings = ctx.find_object(Settings) if ctx else None
+    if settings:
+        return settings.output
+    log_format = (_option_value(words, ("--log-format",))
+                  or os.environ.get(f"{ENV_PREFIX}_LOG_FORMAT"))
+    return Output(log_format=log_format if log_format in LOG_FORMATS else "text")
 
 
 def output_of(ctx: click.Context) -> Output:

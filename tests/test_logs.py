@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pydicom
+import pytest
 from click.testing import CliRunner, Result
 
 from dcmweb import Client
@@ -19,11 +20,12 @@ from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines, messages
 
+HOST = "http://127.0.0.1:9/dicom-web"
 LINE = re.compile(r"^(?P<time>\S+) dcmweb: (?P<level>debug|info|warning|error): (?P<msg>.+)$")
 
 
-def dcmweb(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+def dcmweb(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
 def parsed(stderr: str) -> list[tuple[str, str]]:
@@ -66,6 +68,31 @@ def test_json_log_format(local_server: LocalServer, tmp_path: Path) -> None:
     assert records[-1]["message"].startswith("Transferred ")
     assert records[-1]["message"].endswith(" in 2 files")
     assert datetime.fromisoformat(records[0]["time"]).utcoffset() is not None
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (("--log-format", "json", HOST, "search", "--bogus"), {},
+     "No such option '--bogus' (see 'dcmweb search --help')"),
+    ((HOST, "search", "--limit", "0"), {"DCMWEB_LOG_FORMAT": "json"},
+     "Invalid value for '--limit' (env var: 'DCMWEB_SEARCH_LIMIT'): 0 is not in the range "
+     "x>=1 (see 'dcmweb search --help')"),
+    (("--log-format=json", "--workers", "0", HOST, "search"), {},
+     "Invalid value for '--workers' (env var: 'DCMWEB_WORKERS'): 0 is not in the range "
+     "1<=x<=64 (see 'dcmweb --help')"),
+    (("--log-format", "json", "--config", "/nonexistent.toml", HOST, "search"), {},
+     "config file /nonexistent.toml not found"),
+    (("--config", "{config}", HOST, "search", "--limit", "0"), {},
+     "Invalid value for '--limit' (env var: 'DCMWEB_SEARCH_LIMIT'): 0 is not in the range "
+     "x>=1 (see 'dcmweb search --help')"),
+])
+def test_usage_errors_follow_the_log_format(args: tuple[str, ...], env: dict[str, str],
+                                            message: str, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('default-profile = "a"\n[profiles.a]\nlog-format = "json"\n')
+    result = dcmweb(*(arg.format(config=config) for arg in args), env=env)
+    assert (result.exit_code, result.stdout) == (2, "")
+    [record] = [json.loads(line) for line in result.stderr.splitlines()]
+    assert (record["level"], record["message"]) == ("error", message)
 
 
 def test_a_store_run_starts_with_one_line_saying_what_it_does(
