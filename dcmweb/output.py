@@ -33,6 +33,10 @@ FORMATS = ("pretty", "compact", "jsonl")
 LOG_FORMATS = ("text", "json")
 TEXT_FORMATS = ("csv", "tsv", "uids")  # written by searchformat.py
 _NOTHING = object()
+# C0 and C1 control characters as escapes, \n as the two characters '\' 'n'.
+_CONTROL_ESCAPES = {code: ({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(code))
+                           or f"\\x{code:02x}")
+                    for code in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 def human_size(size: float) -> str:
@@ -85,7 +89,9 @@ class Output:
         if self.log_format == "json":
             text = json.dumps({"time": timestamp(), "level": level, "message": message})
         else:
-            text = f"{timestamp()} dcmweb: {level}: {message}"
+            # Names and server messages come from outside: a line break in a file name
+            # would start a forged line (a fake summary) in a grepped cron log.
+            text = f"{timestamp()} dcmweb: {level}: {message.translate(_CONTROL_ESCAPES)}"
         self.write_err(text)
 
     def debug(self, message: str) -> None:

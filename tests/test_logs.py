@@ -207,3 +207,32 @@ def test_output_levels(tmp_path: Path) -> None:
         output.error("kept too")
         err.seek(0)
         assert [message for _, message in parsed(err.read())] == ["kept", "kept too"]
+
+
+FORGED = "2026-12-01T00:00:00.000+00:00 dcmweb: info: Transferred 99 GiB in 99999 files"
+
+
+def test_a_file_name_cannot_forge_a_log_line(local_server: LocalServer, tmp_path: Path) -> None:
+    # Cron logs are grepped: a line break in a name must not start a line of its own.
+    [source] = corpus.synthetic_files(tmp_path / "src", 1)
+    evil = tmp_path / "f" / f"evil\n{FORGED}\r\x1b[2K\t.dcm"
+    evil.parent.mkdir()
+    source.rename(evil)
+    result = dcmweb(local_server.url, "store", str(evil.parent))
+    assert result.exit_code == 0, result.stderr
+    logged = parsed(result.stderr)  # every line in the one shape
+    assert [level for level, _ in logged] == ["info", "info", "info"]
+    assert logged[1][1].startswith(f"{evil.parent}/evil\\n{FORGED}\\r\\x1b[2K\\t.dcm uploaded as ")
+    assert logged[2][1].endswith(" in 1 file")
+    # JSON escapes by itself: the message is the name as it is.
+    records = dcmweb("--log-format", "json", local_server.url, "store", str(evil.parent))
+    assert json.loads(records.stderr.splitlines()[1])["message"].startswith(
+        f"{evil} uploaded as ")
+
+
+def test_text_log_lines_escape_control_characters(tmp_path: Path) -> None:
+    with (tmp_path / "err").open("w+") as err:
+        Output(stderr=err).warning("a\nb\r\tc\x00\x7f\x9b é ✓ \\n")
+        err.seek(0)
+        [(_, message)] = parsed(err.read())
+    assert message == "a\\nb\\r\\tc\\x00\\x7f\\x9b é ✓ \\n"
