@@ -108,8 +108,13 @@ def test_garbage_ca_bundle_is_a_usage_error(tmp_path: Path, content: bytes) -> N
      (["-H", f"X-Api-Key: {SECRET}\u201c"], {}, "the -H X-Api-Key value has characters"
       " that are not Latin-1"),
      (["-H", f"X-Api-Key: {SECRET}\rInjected: 1"], {}, "the -H X-Api-Key value has a line"
-      " break in it")],
-    ids=["token-euro", "token-newline", "env-token-crlf", "header-quote", "header-cr"],
+      " break in it"),
+     (["--user", f"ann:{SECRET}\nX"], {}, "the password has a line break in it"),
+     (["--user", f"ann:{SECRET}\r"], {}, "the password has a line break in it"),
+     (["--user", f"{SECRET}\n:pw"], {}, "the user name has a line break in it"),
+     ([], {"DCMWEB_USER": f"ann:{SECRET}\n"}, "the password has a line break in it")],
+    ids=["token-euro", "token-newline", "env-token-crlf", "header-quote", "header-cr",
+         "user-password-lf", "user-password-cr", "user-name-lf", "env-user-lf"],
 )
 def test_malformed_credentials_are_usage_errors_that_never_echo_them(
         args: list[str], env: dict[str, str], message: str) -> None:
