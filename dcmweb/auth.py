@@ -51,6 +51,25 @@ def check_line_breaks(value: str, what: str) -> str:
     return value
 
 
+# RFC 9110 token characters: what a header name may hold.
+_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789"
+                        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+HEADER_HINT = "write -H 'Name: value'; a name is letters, digits and !#$%&'*+-.^_`|~"
+
+
+def check_header_name(name: str) -> str:
+    """``name`` if it is a valid header name, else a :class:`UsageError` naming the
+    character at fault (a name is no secret; its value is never shown)."""
+    if not name:
+        raise UsageError("a -H header has no name before its ':'", HEADER_HINT)
+    bad = next((char for char in name if char not in _NAME_CHARS), None)
+    if bad is not None:
+        what = ("a space" if bad == " " else "a control character" if not bad.isprintable()
+                else f"the character {bad!r}")
+        raise UsageError(f"the -H header name {name!r} has {what} in it", HEADER_HINT)
+    return name
+
+
 def check_header_value(value: str, what: str) -> str:
     """``value`` if it can be sent as a header, else a :class:`UsageError` that never
     shows it: the transport would refuse it only when the first request is built, deep

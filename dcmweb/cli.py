@@ -70,11 +70,14 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
 
 
 def _headers(values: tuple[str, ...]) -> dict[str, str]:
+    """-H 'Name: value' words as a dict; the Client checks names and values."""
+    from .auth import HEADER_HINT
+
     headers = {}
     for value in values:
         name, sep, content = value.partition(":")
-        if not sep or not name.strip():
-            raise UsageError(f"invalid header {value!r}", "write -H 'Name: value'")
+        if not sep:  # never echoed: 'Authorization Bearer TOKEN' holds a secret
+            raise UsageError("a -H header has no ':' between its name and value", HEADER_HINT)
         headers[name.strip()] = content.strip()
     return headers
 

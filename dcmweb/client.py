@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .auth import check_header_value, choose_auth
+from .auth import check_header_name, check_header_value, choose_auth
 from .body import LowSpeed
 from .errors import DcmwebError, ServerError, UsageError
 from .http import Http, HttpConfig, RetryPolicy
@@ -113,7 +113,7 @@ class Client:
             retry=RetryPolicy(attempts=retries + 1, base=backoff),
             # Per request, so that --ca-bundle wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE.
             verify=check_ca_bundle(ca_bundle) if ca_bundle else True,
-            headers={name: check_header_value(value, f"the -H {name} value")
+            headers={check_header_name(name): check_header_value(value, f"the -H {name} value")
                      for name, value in (headers or {}).items()},
             pool_size=max(workers, 4),
             request_deadline=request_deadline,

@@ -127,6 +127,25 @@ def test_malformed_credentials_are_usage_errors_that_never_echo_them(
     assert fake.requests == []  # refused before anything was sent
 
 
+@pytest.mark.parametrize(("header", "message"), [
+    (f"Bad Name: {SECRET}", "the -H header name 'Bad Name' has a space in it"),
+    (f"X\tKey: {SECRET}", "the -H header name 'X\\tKey' has a control character in it"),
+    (f"X(Key): {SECRET}", "the -H header name 'X(Key)' has the character '(' in it"),
+    (f": {SECRET}", "a -H header has no name before its ':'"),
+    (f"Authorization Bearer {SECRET}", "a -H header has no ':' between its name and value"),
+])
+def test_invalid_header_names_are_usage_errors_that_never_echo_values(
+        header: str, message: str) -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", rows)
+        result = run("-H", header, fake.url, "search")
+    assert result.exit_code == 2, result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    assert lines(result.stderr) == [f"dcmweb: error: {message} (write -H 'Name: value'; a "
+                                    "name is letters, digits and !#$%&'*+-.^_`|~)"]
+    assert fake.requests == []
+
+
 def test_401_hint_names_gcloud_only_for_google_hosts() -> None:
     with Hostile() as fake:
         fake.route("GET", "/studies", lambda req: req.reply(401, b"who are you"))
