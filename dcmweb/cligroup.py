@@ -288,9 +288,17 @@ class DcmwebGroup(click.Group):
             result = super().main(words, prog_name or "dcmweb", complete_var,
                                   standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
+        except click.exceptions.NoArgsIsHelpError as error:
+            # click's message is the whole help: one line that names the commands instead.
+            group = error.ctx.command
+            names = group.list_commands(error.ctx) if isinstance(group, click.Group) else []
+            _early_output(words, error.ctx).error(
+                f"missing command (commands: {', '.join(names)}; "
+                f"see '{error.ctx.command_path} --help')")
+            code = error.exit_code
         except click.UsageError as error:
             where = error.ctx.command_path if error.ctx else "dcmweb"
-            _early_output(words, error.ctx).error(f"{error.format_message().rstrip('.')} "
+            _early_output(words, error.ctx).error(f"{error.format_message().removesuffix('.')} "
                                                   f"(see '{where} --help')")
             code = error.exit_code
         except click.ClickException as error:

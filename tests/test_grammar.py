@@ -53,6 +53,19 @@ def test_group_help(args: tuple[str, ...]) -> None:
         assert f"\n  {command} " in result.stdout
 
 
+@pytest.mark.parametrize(("args", "where", "commands"), [
+    ((), "dcmweb", "completion, config, delete, help, operations, retrieve, search, store"),
+    (("config",), "dcmweb config", "show"),
+    ((HOST, "operations"), "dcmweb operations", "get, wait"),
+])
+def test_a_bare_group_is_one_line_naming_its_commands(args: tuple[str, ...], where: str,
+                                                      commands: str) -> None:
+    result = dcmweb(*args)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr) == [
+        f"dcmweb: error: missing command (commands: {commands}; see '{where} --help')"]
+
+
 def test_help_of_an_unknown_command_is_exit_2() -> None:
     result = dcmweb("help", "stor")
     assert result.exit_code == 2
