@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from .errors import DcmwebError, ExitStatus, Terminated, UsageError
 from .output import LOG_FORMATS, Output
@@ -28,6 +29,7 @@ LOCAL_WORKERS = 6  # loopback/PACS servers: their CPU, not the wire, is the limi
 GOOGLE_WORKERS = 8
 ENV_PREFIX = "DCMWEB"
 HELP_NAMES = ("-h", "--help")
+_PROFILE = "dcmweb.profile"  # ctx.meta key of the Profile in use
 
 
 @dataclass
@@ -84,6 +86,16 @@ class Finite(click.FloatRange):
         return number
 
 
+class _Count(click.types.IntRange):
+    """A counted flag (-vv): its variable also takes a flag's words, DCMWEB_VERBOSE=yes."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip().isdigit():
+            return int(click.BOOL.convert(value, param, ctx))
+        return super().convert(value, param, ctx)
+
+
 class _Lines(click.types.StringParamType):
     envvar_list_splitter = "\n"
 
@@ -110,6 +122,8 @@ def give_envvars(command: click.Command, prefix: str) -> None:
         param.show_envvar = True
         if param.multiple and param.type is click.STRING:
             param.type = _LINES  # one value per line: header values hold spaces
+        if param.count:
+            param.type = _Count(min=0)
     if isinstance(command, click.Group):
         for name, sub in command.commands.items():
             give_envvars(sub, f"{prefix}_{name.replace('-', '_').upper()}")
@@ -165,7 +179,7 @@ class DcmwebGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if ctx.parent is None:
             args = self._reorder(ctx, args)
-            ctx.default_map = self._profile_defaults(args)
+            ctx.default_map = self._profile_defaults(ctx, args)
         return super().parse_args(ctx, args)
 
     def _reorder(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -224,13 +238,14 @@ class DcmwebGroup(click.Group):
             index += 1
         return [*words, *host, *kept]
 
-    def _profile_defaults(self, words: list[str]) -> dict[str, Any]:
+    def _profile_defaults(self, ctx: click.Context, words: list[str]) -> dict[str, Any]:
         """click's default_map from the chosen profile: option names -> parameter names."""
         from .config import load_profile
 
         profile = load_profile(
             _option_value(words, ("--config",)) or os.environ.get(f"{ENV_PREFIX}_CONFIG"),
             _option_value(words, ("-p", "--profile")) or os.environ.get(f"{ENV_PREFIX}_PROFILE"))
+        ctx.meta[_PROFILE] = profile  # a bad value in it is reported with its file
         defaults = _defaults_for(self, profile.values, profile, "")
         for name, values in profile.commands.items():
             command = self.commands.get(name)
@@ -297,9 +312,7 @@ class DcmwebGroup(click.Group):
                 f"see '{error.ctx.command_path} --help')")
             code = error.exit_code
         except click.UsageError as error:
-            where = error.ctx.command_path if error.ctx else "dcmweb"
-            _early_output(words, error.ctx).error(f"{error.format_message().removesuffix('.')} "
-                                                  f"(see '{where} --help')")
+            _early_output(words, error.ctx).error(_usage_message(error))
             code = error.exit_code
         except click.ClickException as error:
             _early_output(words, getattr(error, "ctx", None)).error(error.format_message())
@@ -311,6 +324,20 @@ class DcmwebGroup(click.Group):
             _early_output(words).error("aborted")
             code = int(ExitStatus.INTERRUPTED)
         sys.exit(code)
+
+
+def _usage_message(error: click.UsageError) -> str:
+    """click's message in one line; a bad value from the profile names the config file
+    (click would name the environment variable)."""
+    ctx, param = error.ctx, getattr(error, "param", None)
+    profile = ctx.find_root().meta.get(_PROFILE) if ctx else None
+    if (ctx and profile and isinstance(error, click.BadParameter) and param and param.name
+            and ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT_MAP):
+        command = f"{ctx.info_name}." if ctx.parent else ""
+        return (f"config file {profile.path}: profile {profile.name!r}: {command}"
+                f"{long_name(param)}: {error.message.removesuffix('.')}")
+    where = ctx.command_path if ctx else "dcmweb"
+    return f"{error.format_message().removesuffix('.')} (see '{where} --help')"
 
 
 def _early_output(words: Sequence[str], ctx: click.Context | None = None) -> Output:

@@ -63,7 +63,13 @@ def _setting_lines(ctx: click.Context, prefix: str, changed_only: bool) -> list[
         if changed_only and source not in (ParameterSource.ENVIRONMENT,
                                            ParameterSource.DEFAULT_MAP):
             continue
-        value = redact(name, ctx.params.get(param.name))
+        value = ctx.params.get(param.name)
+        if ctx.resilient_parsing and source in (ParameterSource.ENVIRONMENT,
+                                                ParameterSource.DEFAULT_MAP):
+            # Resilient parsing (a command's context without its arguments) turns a bad
+            # value into None: convert it again, so that it is reported, not hidden.
+            value = param.process_value(ctx, param.consume_value(ctx, {})[0])
+        value = redact(name, value)
         if isinstance(value, tuple):
             value = list(value)
         where = _SOURCES.get(source, "default") if source else "default"
