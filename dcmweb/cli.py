@@ -322,10 +322,9 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
             for mask in run.inputs.stats.unmatched:
                 output.warning(f"no files match {mask}")
             done = run.summary.done
-            # When nothing was DICOM or nothing matched, the error alone says it.
-            nothing = not run.summary.not_attempted and (
-                (done and run.summary.counts["skipped"] == done)
-                or (not done and run.inputs.stats.unmatched))
+            # When there was nothing to store (no files, none DICOM), the error alone says it.
+            nothing = not run.summary.not_attempted and not run.summary.not_retried and (
+                not done or run.summary.counts["skipped"] == done)
             if run.started and (dry_run or not nothing):
                 output.summary(describe_summary(
                     run.summary, dry_run=dry_run,
@@ -352,9 +351,19 @@ def _store_verdict(summary: Summary, dry_run: bool) -> DcmwebError | None:
         return None
     if summary.not_retried and not summary.done:
         return None  # --retry-failed with nothing left to retry
-    if summary.unmatched and not summary.done:
-        return UsageError("no files to store", "check the paths and masks")
+    if not summary.done:
+        return UsageError("no files to store", _why_no_files(summary))
     return UsageError("no DICOM files to store", "all files were skipped as not DICOM")
+
+
+def _why_no_files(summary: Summary) -> str:
+    if summary.unmatched:
+        return "check the paths and masks"
+    if summary.excluded:
+        return "--include/--exclude left out every file"
+    if summary.other_shards:
+        return "every file is left to the other shards"
+    return "the file lists were empty"
 
 
 def _json_pairs(masks: tuple[str, ...], metadata: tuple[str, ...], jpeg: tuple[str, ...],

@@ -172,6 +172,21 @@ def test_no_summary_before_a_usage_error(local_server: LocalServer, tmp_path: Pa
         "dcmweb: error: no DICOM files to store (all files were skipped as not DICOM)"]
 
 
+@pytest.mark.parametrize(("args", "stdin", "why"), [
+    (("-",), "", "the file lists were empty"),
+    (("--files-from", "-"), "\n", "the file lists were empty"),
+    (("{f}", "--exclude", "*.dcm"), "", "--include/--exclude left out every file"),
+])
+def test_no_files_given_is_not_blamed_on_dicom(local_server: LocalServer, tmp_path: Path,
+                                               args: tuple[str, ...], stdin: str,
+                                               why: str) -> None:
+    corpus.synthetic_files(tmp_path / "f", 2)
+    words = [arg.format(f=tmp_path / "f") for arg in args]
+    result = CliRunner().invoke(cli, [local_server.url, "store", *words], input=stdin)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr)[1:] == [f"dcmweb: error: no files to store ({why})"]
+
+
 def test_retries_are_shown_with_quiet(local_server: LocalServer, tmp_path: Path) -> None:
     corpus.synthetic_files(tmp_path / "f", 1)
     local_server.inject_fault(503, count=1, method="POST")
