@@ -284,7 +284,9 @@ def check_lists(spec: InputSpec) -> None:
     """Refuse a --files-from that cannot be opened before a run starts (the lists are
     read lazily, once the files before them are sent)."""
     for name in spec.files_from:
-        if name != "-":
+        if name == "-":
+            _stdin_bytes()
+        else:
             try:
                 open(name, "rb").close()
             except OSError as error:
@@ -294,6 +296,8 @@ def check_lists(spec: InputSpec) -> None:
 def _stdin_bytes() -> IO[bytes]:
     import sys
 
+    if sys.stdin is None:  # started with fd 0 closed
+        raise UsageError("cannot read the file list -: stdin is closed")
     return sys.stdin.buffer
 
 

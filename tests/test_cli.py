@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -36,11 +38,12 @@ def dcmweb(*args: str, env: dict[str, str | None] | None = None) -> Result:
 
 
 def run_process(*args: str, stdin: int | None = subprocess.DEVNULL, timeout: float = 60,
-                **kwargs: object) -> subprocess.CompletedProcess[str]:
+                **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """dcmweb as a real process (python -m dcmweb), never near a terminal."""
     env = {k: v for k, v in os.environ.items() if k != "DCMWEB_HOST"}
-    return subprocess.run([sys.executable, "-m", "dcmweb", *args], capture_output=True,
-                          text=True, stdin=stdin, timeout=timeout, env=env, **kwargs)
+    kwargs.setdefault("capture_output", True)
+    return subprocess.run([sys.executable, "-m", "dcmweb", *args], text=True, stdin=stdin,
+                          timeout=timeout, env=env, **kwargs)
 
 
 # -- help and version -------------------------------------------------------------------------
@@ -285,6 +288,32 @@ def test_closed_stdout_prints_no_traceback(many: LocalServer) -> None:
     assert "Traceback" not in stderr
     assert "Exception ignored" not in stderr
     assert "BrokenPipe" not in stderr
+
+
+def _closed(fd: int) -> Callable[[], None]:
+    return lambda: os.close(fd)
+
+
+def test_closed_stdout_or_stdin_is_one_error_line(many: LocalServer) -> None:
+    # A wrapper that closes fd 1 (or 0): Python starts with sys.stdout (sys.stdin) None.
+    search = run_process(many.url, "search", "--format", "uids", stdout=None,
+                         preexec_fn=_closed(1), capture_output=False, stderr=subprocess.PIPE)
+    assert search.returncode == 1
+    assert lines(search.stderr) == [
+        "dcmweb: error: cannot write to stdout: it is closed (run dcmweb with its output "
+        "open, e.g. > FILE)"]
+    store = run_process(many.url, "store", "-", stdin=None, preexec_fn=_closed(0))
+    assert store.returncode == 2
+    assert lines(store.stderr) == [
+        "dcmweb: error: cannot read the file list -: stdin is closed"]
+
+
+def test_closed_stderr_still_stores(local_server: LocalServer, tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "f", 3)
+    done = run_process(local_server.url, "store", str(tmp_path / "f"), preexec_fn=_closed(2),
+                       capture_output=False, stdout=subprocess.PIPE)
+    assert done.returncode == 0
+    assert len(Client(local_server.url).search("instances")) == len(files)
 
 
 def test_ctrl_c_is_exit_130_and_stops_promptly(local_server: LocalServer,
