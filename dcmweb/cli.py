@@ -54,6 +54,8 @@ from .output import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from click.shell_completion import CompletionItem
+
     from .bulk import Summary
     from .client import Client
     from .jsonstore import JsonInstance
@@ -200,8 +202,16 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
 pass_settings = click.make_pass_decorator(Settings)
 
 
+def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
+                ) -> list[CompletionItem]:
+    """On TAB, the shell's own file-name completion."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="file")]
+
+
 @cli.command()
-@click.argument("masks", nargs=-1)
+@click.argument("masks", nargs=-1, shell_complete=_file_names)
 @click.option("--metadata", "metadata_files", multiple=True, metavar="FILE.json",
               type=click.Path(exists=True, dir_okay=False),
               help="Create an instance from this DICOM JSON and the --jpeg of the same "
@@ -234,7 +244,7 @@ pass_settings = click.make_pass_decorator(Settings)
               show_default=True,
               help="Same UIDs, other bytes on the server: fail, skip (record it) or "
                    "overwrite (delete the instance, store it again).")
-@click.option("--files-from", metavar="FILE", multiple=True,
+@click.option("--files-from", metavar="FILE", multiple=True, shell_complete=_file_names,
               help="Read paths from FILE ('-': stdin), one per line; repeatable.")
 @click.option("-0", "--null", "null_separated", is_flag=True,
               help="Paths in --files-from are NUL-separated (find -print0).")

@@ -178,8 +178,13 @@ class DcmwebGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if ctx.parent is None:
-            args = self._reorder(ctx, args)
-            ctx.default_map = self._profile_defaults(ctx, args)
+            try:
+                args = self._reorder(ctx, args)
+                ctx.default_map = self._profile_defaults(ctx, args)
+            except (click.UsageError, DcmwebError):
+                if not ctx.resilient_parsing:
+                    raise
+                # Completing on TAB: complete what can be, never print into the terminal.
         return super().parse_args(ctx, args)
 
     def _reorder(self, ctx: click.Context, args: list[str]) -> list[str]:

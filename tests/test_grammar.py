@@ -5,6 +5,11 @@ environment, and shell completion."""
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -175,6 +180,50 @@ def test_completion_answers(words: str, expected: list[str]) -> None:
         "_DCMWEB_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": cword})
     assert result.exit_code == 0
     assert [line.split(",", 1)[1] for line in result.stdout.splitlines()] == expected
+
+
+def complete_in_bash(words: list[str], line: str) -> subprocess.CompletedProcess[str]:
+    """Run the `completion bash` script's function as bash would on TAB: COMP_WORDS split
+    at ':' as COMP_WORDBREAKS splits them, COMP_LINE and COMP_POINT as typed."""
+    script = Path(sys.executable).with_name("dcmweb")
+    if not script.exists() or not shutil.which("bash"):
+        pytest.skip("needs bash and the dcmweb console script")
+    source = dcmweb("completion", "bash").stdout
+    call = (f"COMP_WORDS=({' '.join(shlex.quote(word) for word in words)}); "
+            f"COMP_CWORD={len(words) - 1}; COMP_LINE={shlex.quote(line)}; "
+            f"COMP_POINT={len(line)}; _dcmweb_completion dcmweb; "
+            'printf "%s\\n" "${COMPREPLY[@]}"')
+    env = {**os.environ, "PATH": f"{script.parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["bash", "--norc", "--noprofile", "-c", f"{source}\n{call}"],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_bash_completion_after_a_url_host() -> None:
+    # bash splits http://127.0.0.1:9/dicom-web at each ':' (COMP_WORDBREAKS).
+    words = ["dcmweb", "http", ":", "//127.0.0.1", ":", "9/dicom-web", "search", "--format", ""]
+    done = complete_in_bash(words, f"dcmweb {HOST} search --format ")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.split() == ["pretty", "compact", "jsonl", "csv", "tsv", "uids"]
+
+
+@pytest.mark.parametrize("words", [
+    "dcmweb http : //127.0.0.1 : 9/dicom-web search --format ",  # an older script's words
+    "dcmweb --config /nonexistent.toml sea",
+    "dcmweb --workers 0 sea",
+])
+def test_completion_never_prints_errors(words: str) -> None:
+    cword = str(len(words.split()) - (0 if words.endswith(" ") else 1))
+    result = CliRunner().invoke(cli, [], prog_name="dcmweb", env={
+        "_DCMWEB_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": cword})
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert "error" not in result.stdout
+
+
+def test_store_masks_complete_file_names() -> None:
+    result = CliRunner().invoke(cli, [], prog_name="dcmweb", env={
+        "_DCMWEB_COMPLETE": "bash_complete", "COMP_WORDS": f"dcmweb {HOST} store sc",
+        "COMP_CWORD": "3"})
+    assert result.stdout.splitlines() == ["file,sc"]
 
 
 def test_completion_of_an_unknown_shell_is_exit_2() -> None:
