@@ -285,11 +285,12 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
     """
     from .bulk import BulkOptions, BulkStore
     from .inputs import BackgroundCount, InputSpec, Shard, check_lists
-    from .report import check_report_target
     from .store import StoreOptions
 
     pairs = _json_pairs((*masks, *files_from), metadata_files, jpeg_files, generate_uids)
     if report and report != "-":
+        from .report import check_report_target  # csv: only for --report
+
         check_report_target(report)
     lists = tuple(files_from) + (("-",) if "-" in masks else ())
     # JSON + JPEG instances are not walked: their metadata files name them in the report.
