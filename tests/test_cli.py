@@ -222,7 +222,8 @@ def test_a_report_in_a_missing_folder_is_refused_before_sending(
     assert lines(result.stderr) == [
         f"dcmweb: error: cannot write the report {report}: there is no folder "
         f"{report.parent} (create it, or give another --report)"]
-    assert Client(local_server.url).search("instances") == []
+    with Client(local_server.url) as client:
+        assert client.search("instances") == []
 
 
 def test_report_dash_is_stdout(local_server: LocalServer, tmp_path: Path,
@@ -313,7 +314,8 @@ def test_closed_stderr_still_stores(local_server: LocalServer, tmp_path: Path) -
     done = run_process(local_server.url, "store", str(tmp_path / "f"), preexec_fn=_closed(2),
                        capture_output=False, stdout=subprocess.PIPE)
     assert done.returncode == 0
-    assert len(Client(local_server.url).search("instances")) == len(files)
+    with Client(local_server.url) as client:
+        assert len(client.search("instances")) == len(files)
 
 
 def test_ctrl_c_is_exit_130_and_stops_promptly(local_server: LocalServer,
