@@ -39,19 +39,47 @@ class NoAuth:
         return False
 
 
+_CREDENTIALS_HINT = "check --token, --user, -H and their environment variables"
+
+
+def check_line_breaks(value: str, what: str) -> str:
+    """``value`` if it has no line break (nor NUL), else a :class:`UsageError` that never
+    shows it (it may be a secret): a line break in a header injects another header, and
+    one in a password (a file's last newline in DCMWEB_USER) only ever fails as a 401."""
+    if any(c in value for c in "\r\n\0"):
+        raise UsageError(f"{what} has a line break in it", _CREDENTIALS_HINT)
+    return value
+
+
+# RFC 9110 token characters: what a header name may hold.
+_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789"
+                        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+HEADER_HINT = "write -H 'Name: value'; a name is letters, digits and !#$%&'*+-.^_`|~"
+
+
+def check_header_name(name: str) -> str:
+    """``name`` if it is a valid header name, else a :class:`UsageError` naming the
+    character at fault (a name is no secret; its value is never shown)."""
+    if not name:
+        raise UsageError("a -H header has no name before its ':'", HEADER_HINT)
+    bad = next((char for char in name if char not in _NAME_CHARS), None)
+    if bad is not None:
+        what = ("a space" if bad == " " else "a control character" if not bad.isprintable()
+                else f"the character {bad!r}")
+        raise UsageError(f"the -H header name {name!r} has {what} in it", HEADER_HINT)
+    return name
+
+
 def check_header_value(value: str, what: str) -> str:
     """``value`` if it can be sent as a header, else a :class:`UsageError` that never
-    shows it (it may be a secret): the transport would refuse it only when the first
-    request is built, deep inside a run, or a line break would inject another header."""
-    if any(c in value for c in "\r\n\0"):
-        raise UsageError(f"{what} has a line break in it",
-                         "check --token, --user, -H and their environment variables")
+    shows it: the transport would refuse it only when the first request is built, deep
+    inside a run."""
+    check_line_breaks(value, what)
     try:
         value.encode("latin-1")
     except UnicodeEncodeError:
         raise UsageError(f"{what} has characters that are not Latin-1 (e.g. typographic"
-                         " quotes or non-ASCII letters)",
-                         "check --token, --user, -H and their environment variables") from None
+                         " quotes or non-ASCII letters)", _CREDENTIALS_HINT) from None
     return value
 
 
@@ -75,7 +103,12 @@ class BearerAuth:
 
 
 class BasicAuth:
+    """HTTP basic authentication, sent as UTF-8 (RFC 7617, as curl does): other characters
+    than Latin-1 are fine in a password, a line break never is."""
+
     def __init__(self, user: str, password: str) -> None:
+        check_line_breaks(user, "the user name")
+        check_line_breaks(password, "the password")
         raw = f"{user}:{password}".encode()
         self._value = "Basic " + base64.b64encode(raw).decode("ascii")
         self.user = user

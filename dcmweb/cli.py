@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING
 import click
 
 from . import __version__
-from .cligroup import GOOGLE_WORKERS, HELP_NAMES, LOCAL_WORKERS, DcmwebGroup, Settings
+from .cligroup import (
+    GOOGLE_WORKERS,
+    HELP_NAMES,
+    LOCAL_WORKERS,
+    DcmwebGroup,
+    Finite,
+    Settings,
+)
 from .climeta import completion_command, config_group, help_command
 from .errors import AllFailed, DcmwebError, PartialFailure, UsageError
 from .output import (
@@ -47,6 +54,8 @@ from .output import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from click.shell_completion import CompletionItem
+
     from .bulk import Summary
     from .client import Client
     from .jsonstore import JsonInstance
@@ -63,11 +72,14 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
 
 
 def _headers(values: tuple[str, ...]) -> dict[str, str]:
+    """-H 'Name: value' words as a dict; the Client checks names and values."""
+    from .auth import HEADER_HINT
+
     headers = {}
     for value in values:
         name, sep, content = value.partition(":")
-        if not sep or not name.strip():
-            raise UsageError(f"invalid header {value!r}", "write -H 'Name: value'")
+        if not sep:  # never echoed: 'Authorization Bearer TOKEN' holds a secret
+            raise UsageError("a -H header has no ':' between its name and value", HEADER_HINT)
         headers[name.strip()] = content.strip()
     return headers
 
@@ -96,24 +108,24 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
               help="Extra request header; repeatable (one per line in the variable).")
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
               help="CA certificates to verify TLS with.")
-@click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0,
+@click.option("--connect-timeout", type=Finite(min=0.1), default=10.0,
               show_default=True, help="Seconds to wait for a connection.")
-@click.option("--read-timeout", type=click.FloatRange(min=0.1), default=300.0,
+@click.option("--read-timeout", type=Finite(min=0.1), default=300.0,
               show_default=True, help="Seconds without a byte before giving up "
               "(an idle limit, never a whole-transfer deadline).")
 @click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True,
               help="Retries of one request that keeps failing (408, 502, 504, drops) "
                    "while the server answers others; outages: see --outage-limit.")
-@click.option("--request-deadline", type=click.FloatRange(min=1), default=900.0,
+@click.option("--request-deadline", type=Finite(min=1), default=900.0,
               show_default=True, metavar="SECONDS",
               help="Give up one request after this long, all retries and waits included.")
-@click.option("--low-speed-limit", type=click.FloatRange(min=0), default=1024.0,
+@click.option("--low-speed-limit", type=Finite(min=0), default=1024.0,
               show_default=True, metavar="BYTES/S",
               help="Cut off an answer slower than this over --low-speed-time (0: never).")
-@click.option("--low-speed-time", type=click.FloatRange(min=1), default=120.0,
+@click.option("--low-speed-time", type=Finite(min=1), default=120.0,
               show_default=True, metavar="SECONDS",
               help="How long an answer may stay under --low-speed-limit.")
-@click.option("--outage-limit", type=click.FloatRange(min=0), default=300.0,
+@click.option("--outage-limit", type=Finite(min=0), default=300.0,
               show_default=True, metavar="SECONDS",
               help="Wait this long for a server that is down or answers 429/503 "
                    "before giving up (all workers share the wait).")
@@ -190,8 +202,16 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
 pass_settings = click.make_pass_decorator(Settings)
 
 
+def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
+                ) -> list[CompletionItem]:
+    """On TAB, the shell's own file-name completion."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="file")]
+
+
 @cli.command()
-@click.argument("masks", nargs=-1)
+@click.argument("masks", nargs=-1, shell_complete=_file_names)
 @click.option("--metadata", "metadata_files", multiple=True, metavar="FILE.json",
               type=click.Path(exists=True, dir_okay=False),
               help="Create an instance from this DICOM JSON and the --jpeg of the same "
@@ -224,7 +244,7 @@ pass_settings = click.make_pass_decorator(Settings)
               show_default=True,
               help="Same UIDs, other bytes on the server: fail, skip (record it) or "
                    "overwrite (delete the instance, store it again).")
-@click.option("--files-from", metavar="FILE", multiple=True,
+@click.option("--files-from", metavar="FILE", multiple=True, shell_complete=_file_names,
               help="Read paths from FILE ('-': stdin), one per line; repeatable.")
 @click.option("-0", "--null", "null_separated", is_flag=True,
               help="Paths in --files-from are NUL-separated (find -print0).")
@@ -234,7 +254,7 @@ pass_settings = click.make_pass_decorator(Settings)
               help="Leave out files (and folders) whose name or path matches; repeatable.")
 @click.option("--shard", metavar="K/N",
               help="Take share K of N (1 <= K <= N) by a stable hash of each path.")
-@click.option("--progress-every", type=click.FloatRange(min=0), default=60.0,
+@click.option("--progress-every", type=Finite(min=0), default=60.0,
               show_default=True, metavar="SECONDS",
               help="Without a terminal (cron, CI): a progress line this often; 0: never.")
 @click.option("--dry-run", is_flag=True,
@@ -264,16 +284,21 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
       find /data -name '*.dcm' -print0 | dcmweb -m HOST store --files-from - -0
     """
     from .bulk import BulkOptions, BulkStore
-    from .inputs import BackgroundCount, InputSpec, Shard
+    from .inputs import BackgroundCount, InputSpec, Shard, check_lists
     from .store import StoreOptions
 
     pairs = _json_pairs((*masks, *files_from), metadata_files, jpeg_files, generate_uids)
+    if report and report != "-":
+        from .report import check_report_target  # csv: only for --report
+
+        check_report_target(report)
     lists = tuple(files_from) + (("-",) if "-" in masks else ())
     # JSON + JPEG instances are not walked: their metadata files name them in the report.
     spec = InputSpec(masks=metadata_files) if pairs else InputSpec(
         masks=tuple(mask for mask in masks if mask != "-"), files_from=lists,
         null_separated=null_separated, include=include, exclude=exclude,
         shard=Shard.parse(shard) if shard else None)
+    check_lists(spec)
     options = BulkOptions(journal=journal, retry_failed=retry_failed,
                           skip_existing=skip_existing,
                           on_conflict=on_conflict, dry_run=dry_run)  # type: ignore[arg-type]
@@ -288,7 +313,8 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
                                      storage_class=storage_class, study_uid=study_uid,
                                      workers=client.workers)
         run = BulkStore(client.http, client.base_url, spec, store_options, options,
-                        report=report, on_outcome=printer, count=counter)
+                        report=output.stdout if report == "-" else report,
+                        on_outcome=printer, count=counter)
         # Hidden by -q (cron runs stay silent on success), like every info line.
         output.log(describe_start(client.base_url, spec, store_options, options,
                                   None if dry_run else report, client.http.config.max_rate))
@@ -307,10 +333,9 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
             for mask in run.inputs.stats.unmatched:
                 output.warning(f"no files match {mask}")
             done = run.summary.done
-            # When nothing was DICOM or nothing matched, the error alone says it.
-            nothing = not run.summary.not_attempted and (
-                (done and run.summary.counts["skipped"] == done)
-                or (not done and run.inputs.stats.unmatched))
+            # When there was nothing to store (no files, none DICOM), the error alone says it.
+            nothing = not run.summary.not_attempted and not run.summary.not_retried and (
+                not done or run.summary.counts["skipped"] == done)
             if run.started and (dry_run or not nothing):
                 output.summary(describe_summary(
                     run.summary, dry_run=dry_run,
@@ -337,9 +362,19 @@ def _store_verdict(summary: Summary, dry_run: bool) -> DcmwebError | None:
         return None
     if summary.not_retried and not summary.done:
         return None  # --retry-failed with nothing left to retry
-    if summary.unmatched and not summary.done:
-        return UsageError("no files to store", "check the paths and masks")
+    if not summary.done:
+        return UsageError("no files to store", _why_no_files(summary))
     return UsageError("no DICOM files to store", "all files were skipped as not DICOM")
+
+
+def _why_no_files(summary: Summary) -> str:
+    if summary.unmatched:
+        return "check the paths and masks"
+    if summary.excluded:
+        return "--include/--exclude left out every file"
+    if summary.other_shards:
+        return "every file is left to the other shards"
+    return "the file lists were empty"
 
 
 def _json_pairs(masks: tuple[str, ...], metadata: tuple[str, ...], jpeg: tuple[str, ...],
@@ -544,7 +579,7 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
 
 @cli.command()
 @click.argument("path")
-@click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+@click.option("--timeout", type=Finite(min=1), default=600.0, show_default=True,
               help="Seconds to wait for Google's long-running delete operation.")
 @click.option("--no-wait", is_flag=True,
               help="Do not wait for Google's operation: print its name on stdout and exit 0.")
@@ -628,7 +663,7 @@ def operations_get(settings: Settings, name: str) -> None:
 
 @operations.command("wait")
 @click.argument("name")
-@click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+@click.option("--timeout", type=Finite(min=1), default=600.0, show_default=True,
               help="Seconds to wait before giving up (the operation goes on; exit 5).")
 @pass_settings
 def operations_wait(settings: Settings, name: str, timeout: float) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .auth import check_header_value, choose_auth
+from .auth import check_header_name, check_header_value, choose_auth
 from .body import LowSpeed
 from .errors import DcmwebError, ServerError, UsageError
 from .http import Http, HttpConfig, RetryPolicy
@@ -42,8 +42,12 @@ def normalize_host(host: str) -> str:
     host = host.strip().rstrip("/")
     if _STORE_NAME.fullmatch(host):
         return f"{GCP_API}/{host}/dicomWeb"
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(host)
+        parts.port  # noqa: B018 - a port out of range or not a number raises here
+    except ValueError as error:  # a broken IPv6 literal, a bad port
+        raise UsageError(f"invalid HOST {host!r}: {error}", _host_hint(host)) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"invalid HOST {host!r}", _host_hint(host))
     resource = _RESOURCE_TAIL.search(parts.path)
     if resource:
@@ -109,7 +113,7 @@ class Client:
             retry=RetryPolicy(attempts=retries + 1, base=backoff),
             # Per request, so that --ca-bundle wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE.
             verify=check_ca_bundle(ca_bundle) if ca_bundle else True,
-            headers={name: check_header_value(value, f"the -H {name} value")
+            headers={check_header_name(name): check_header_value(value, f"the -H {name} value")
                      for name, value in (headers or {}).items()},
             pool_size=max(workers, 4),
             request_deadline=request_deadline,

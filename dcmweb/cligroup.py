@@ -6,6 +6,7 @@ cli.py for how to add an option.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import traceback
@@ -14,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from .errors import DcmwebError, ExitStatus, Terminated, UsageError
-from .output import Output
+from .output import LOG_FORMATS, Output
 from .redact import redact_text
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ LOCAL_WORKERS = 6  # loopback/PACS servers: their CPU, not the wire, is the limi
 GOOGLE_WORKERS = 8
 ENV_PREFIX = "DCMWEB"
 HELP_NAMES = ("-h", "--help")
+_PROFILE = "dcmweb.profile"  # ctx.meta key of the Profile in use
 
 
 @dataclass
@@ -64,6 +67,35 @@ class Settings:
         return Client(self.host, workers=self.workers, **self.client_options)
 
 
+class Finite(click.FloatRange):
+    """click's FloatRange without nan, inf and sizes past ``largest``: nan passes every
+    bound (each of its comparisons is false), so an outage limit of nan would never end,
+    and a timeout of 1e12 s overflows the clock deep inside a request."""
+
+    def __init__(self, min: float, largest: float = 1e9) -> None:
+        super().__init__(min=min)
+        self.largest = largest
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        if number > self.largest:
+            self.fail(f"{value!r} is too large (at most {self.largest:.0f}).", param, ctx)
+        return number
+
+
+class _Count(click.types.IntRange):
+    """A counted flag (-vv): its variable also takes a flag's words, DCMWEB_VERBOSE=yes."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip().isdigit():
+            return int(click.BOOL.convert(value, param, ctx))
+        return super().convert(value, param, ctx)
+
+
 class _Lines(click.types.StringParamType):
     envvar_list_splitter = "\n"
 
@@ -90,6 +122,8 @@ def give_envvars(command: click.Command, prefix: str) -> None:
         param.show_envvar = True
         if param.multiple and param.type is click.STRING:
             param.type = _LINES  # one value per line: header values hold spaces
+        if param.count:
+            param.type = _Count(min=0)
     if isinstance(command, click.Group):
         for name, sub in command.commands.items():
             give_envvars(sub, f"{prefix}_{name.replace('-', '_').upper()}")
@@ -144,8 +178,13 @@ class DcmwebGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if ctx.parent is None:
-            args = self._reorder(ctx, args)
-            ctx.default_map = self._profile_defaults(args)
+            try:
+                args = self._reorder(ctx, args)
+                ctx.default_map = self._profile_defaults(ctx, args)
+            except (click.UsageError, DcmwebError):
+                if not ctx.resilient_parsing:
+                    raise
+                # Completing on TAB: complete what can be, never print into the terminal.
         return super().parse_args(ctx, args)
 
     def _reorder(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -204,13 +243,14 @@ class DcmwebGroup(click.Group):
             index += 1
         return [*words, *host, *kept]
 
-    def _profile_defaults(self, words: list[str]) -> dict[str, Any]:
+    def _profile_defaults(self, ctx: click.Context, words: list[str]) -> dict[str, Any]:
         """click's default_map from the chosen profile: option names -> parameter names."""
         from .config import load_profile
 
         profile = load_profile(
             _option_value(words, ("--config",)) or os.environ.get(f"{ENV_PREFIX}_CONFIG"),
             _option_value(words, ("-p", "--profile")) or os.environ.get(f"{ENV_PREFIX}_PROFILE"))
+        ctx.meta[_PROFILE] = profile  # a bad value in it is reported with its file
         defaults = _defaults_for(self, profile.values, profile, "")
         for name, values in profile.commands.items():
             command = self.commands.get(name)
@@ -263,24 +303,58 @@ class DcmwebGroup(click.Group):
         log line like every other error."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        words = list(sys.argv[1:] if args is None else args)
         try:
-            result = super().main(args, prog_name or "dcmweb", complete_var,
+            result = super().main(words, prog_name or "dcmweb", complete_var,
                                   standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
+        except click.exceptions.NoArgsIsHelpError as error:
+            # click's message is the whole help: one line that names the commands instead.
+            group = error.ctx.command
+            names = group.list_commands(error.ctx) if isinstance(group, click.Group) else []
+            _early_output(words, error.ctx).error(
+                f"missing command (commands: {', '.join(names)}; "
+                f"see '{error.ctx.command_path} --help')")
+            code = error.exit_code
         except click.UsageError as error:
-            where = error.ctx.command_path if error.ctx else "dcmweb"
-            Output().error(f"{error.format_message().rstrip('.')} (see '{where} --help')")
+            _early_output(words, error.ctx).error(_usage_message(error))
             code = error.exit_code
         except click.ClickException as error:
-            Output().error(error.format_message())
+            _early_output(words, getattr(error, "ctx", None)).error(error.format_message())
             code = error.exit_code
         except DcmwebError as error:
-            Output().error(error)
+            _early_output(words).error(error)
             code = int(error.exit_status)
         except click.Abort:
-            Output().error("aborted")
+            _early_output(words).error("aborted")
             code = int(ExitStatus.INTERRUPTED)
         sys.exit(code)
+
+
+def _usage_message(error: click.UsageError) -> str:
+    """click's message in one line; a bad value from the profile names the config file
+    (click would name the environment variable)."""
+    ctx, param = error.ctx, getattr(error, "param", None)
+    profile = ctx.find_root().meta.get(_PROFILE) if ctx else None
+    if (ctx and profile and isinstance(error, click.BadParameter) and param and param.name
+            and ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT_MAP):
+        command = f"{ctx.info_name}." if ctx.parent else ""
+        return (f"config file {profile.path}: profile {profile.name!r}: {command}"
+                f"{long_name(param)}: {error.message.removesuffix('.')}")
+    where = ctx.command_path if ctx else "dcmweb"
+    return f"{error.format_message().removesuffix('.')} (see '{where} --help')"
+
+
+def _early_output(words: Sequence[str], ctx: click.Context | None = None) -> Output:
+    """Where click's usage errors and the config file's go: the run's Output once the
+    global options took effect, else one in the --log-format that the words or the
+    environment ask for."""
+    settings = ctx.find_object(Settings) if ctx else None
+    if settings:
+        return settings.output
+    log_format = (_option_value(words, ("--log-format",))
+                  or os.environ.get(f"{ENV_PREFIX}_LOG_FORMAT"))
+    return Output(log_format=log_format if log_format in LOG_FORMATS else "text")
 
 
 def output_of(ctx: click.Context) -> Output:

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 from click.core import ParameterSource
+from click.shell_completion import BashComplete, add_completion_class, split_arg_string
 
 from .cligroup import long_name, options, output_of
 from .errors import UsageError
@@ -63,7 +65,13 @@ def _setting_lines(ctx: click.Context, prefix: str, changed_only: bool) -> list[
         if changed_only and source not in (ParameterSource.ENVIRONMENT,
                                            ParameterSource.DEFAULT_MAP):
             continue
-        value = redact(name, ctx.params.get(param.name))
+        value = ctx.params.get(param.name)
+        if ctx.resilient_parsing and source in (ParameterSource.ENVIRONMENT,
+                                                ParameterSource.DEFAULT_MAP):
+            # Resilient parsing (a command's context without its arguments) turns a bad
+            # value into None: convert it again, so that it is reported, not hidden.
+            value = param.process_value(ctx, param.consume_value(ctx, {})[0])
+        value = redact(name, value)
         if isinstance(value, tuple):
             value = list(value)
         where = _SOURCES.get(source, "default") if source else "default"
@@ -102,6 +110,28 @@ def config_show(ctx: click.Context) -> None:
         with command.make_context(name, [], parent=root, resilient_parsing=True) as sub:
             lines += _setting_lines(sub, f"{name}.", changed_only=True)
     output_of(ctx).text("\n".join(lines))
+
+
+class _BashComplete(BashComplete):
+    """bash splits words at ':' (COMP_WORDBREAKS): http://127.0.0.1:8042/dicom-web
+    arrives as five words. The script also passes the line as typed, which is split
+    here as the shell splits a command's arguments."""
+
+    source_template = BashComplete.source_template.replace(
+        "COMP_CWORD=$COMP_CWORD", 'COMP_CWORD=$COMP_CWORD COMP_LINE="$COMP_LINE" '
+        "COMP_POINT=$COMP_POINT")
+
+    def get_completion_args(self) -> tuple[list[str], str]:
+        line, point = os.environ.get("COMP_LINE"), os.environ.get("COMP_POINT", "")
+        if line is None or not point.isdigit():  # a script written by an older dcmweb
+            return super().get_completion_args()
+        typed = line[:int(point)]
+        words = split_arg_string(typed)
+        incomplete = words.pop() if words and not typed[-1:].isspace() else ""
+        return words[1:], incomplete
+
+
+add_completion_class(_BashComplete, "bash")
 
 
 @click.command("completion")

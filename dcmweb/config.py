@@ -76,11 +76,17 @@ def load_profile(config: str | None, profile: str | None) -> Profile:
         raise UsageError(f"config file {path}: unknown key {unknown[0]!r}",
                          "settings go in [profiles.NAME] tables")
     profiles = document.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise UsageError(f"config file {path}: profiles is not a table",
+                         "write each profile as [profiles.NAME]")
     name = profile or document.get("default-profile") or document.get("default_profile")
     if not name:
         return Profile(path=path)
     table = profiles.get(name)
-    if not isinstance(table, dict):
+    if table is not None and not isinstance(table, dict):
+        raise UsageError(f"config file {path}: profile {name!r} is not a table",
+                         f"write its settings under [profiles.{name}]")
+    if table is None:
         known = ", ".join(sorted(profiles)) or "none"
         raise UsageError(f"no profile {name!r} in {path}", f"profiles: {known}")
     values = {key: value for key, value in table.items() if not isinstance(value, dict)}

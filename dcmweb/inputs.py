@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .errors import UsageError
+from .errors import DcmwebError, UsageError
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,7 @@ class Inputs:
                 with open(name, "rb") as handle:
                     yield from read_list(handle, self.spec.null_separated)
             except OSError as error:
-                raise UsageError(f"cannot read the file list {name}: {error.strerror}") from None
+                raise _unreadable_list(name, error) from None
 
     def __iter__(self) -> Iterator[Path]:
         several = len(self.spec.masks) + len(self.spec.files_from) > 1
@@ -276,9 +276,28 @@ class Inputs:
             yield Path(path)
 
 
+def _unreadable_list(name: str, error: OSError) -> UsageError:
+    return UsageError(f"cannot read the file list {name}: {error.strerror}")
+
+
+def check_lists(spec: InputSpec) -> None:
+    """Refuse a --files-from that cannot be opened before a run starts (the lists are
+    read lazily, once the files before them are sent)."""
+    for name in spec.files_from:
+        if name == "-":
+            _stdin_bytes()
+        else:
+            try:
+                open(name, "rb").close()
+            except OSError as error:
+                raise _unreadable_list(name, error) from None
+
+
 def _stdin_bytes() -> IO[bytes]:
     import sys
 
+    if sys.stdin is None:  # started with fd 0 closed
+        raise UsageError("cannot read the file list -: stdin is closed")
     return sys.stdin.buffer
 
 
@@ -303,14 +322,20 @@ class BackgroundCount:
 
     def _count(self) -> None:
         count = 0
-        for path in Inputs(self._spec):
-            if self._stop.is_set():
-                return
-            count += 1
-            with contextlib.suppress(OSError):  # the store reports an unreadable file
-                self.total_bytes += os.stat(path).st_size
-        self.total = count
-        self.done.set()
+        try:
+            for path in Inputs(self._spec):
+                if self._stop.is_set():
+                    return
+                count += 1
+                with contextlib.suppress(OSError):  # the store reports an unreadable file
+                    self.total_bytes += os.stat(path).st_size
+            self.total = count
+        except (DcmwebError, OSError):
+            # The store walks the same inputs and reports this in one line (a list that
+            # cannot be read): a thread's traceback beside it would only be noise.
+            return
+        finally:
+            self.done.set()  # counted or not: no one waits for a total that cannot come
 
     def wait(self, seconds: float) -> bool:
         """Whether the count finished within ``seconds``."""

@@ -16,13 +16,14 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from .errors import DcmwebError
+from .errors import DcmwebError, LocalFileError
 
 if TYPE_CHECKING:
     from .bulk import BulkOptions, Outcome, Summary
@@ -33,6 +34,14 @@ FORMATS = ("pretty", "compact", "jsonl")
 LOG_FORMATS = ("text", "json")
 TEXT_FORMATS = ("csv", "tsv", "uids")  # written by searchformat.py
 _NOTHING = object()
+# C0 and C1 control characters as escapes, \n as the two characters '\' 'n'.
+_CONTROL_ESCAPES = {code: ({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(code))
+                           or f"\\x{code:02x}")
+                    for code in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def _devnull() -> IO[str]:
+    return open(os.devnull, "w", encoding="utf-8")
 
 
 def human_size(size: float) -> str:
@@ -60,8 +69,10 @@ class Output:
     def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None, *,
                  quiet: bool = False, progress: bool | None = None,
                  log_format: str = "text") -> None:
-        self.stdout = stdout or sys.stdout
-        self.stderr = stderr or sys.stderr
+        # A wrapper may start dcmweb with fd 0, 1 or 2 closed: Python then has None there.
+        self._stdout = stdout or sys.stdout
+        # Without stderr the run still does its work; the exit status tells how it went.
+        self.stderr = stderr or sys.stderr or _devnull()
         self.stdin = sys.stdin
         self.quiet = quiet  # info lines (per-file lines and the summary) hidden
         self.log_format = log_format
@@ -69,6 +80,13 @@ class Output:
         isatty = getattr(self.stderr, "isatty", lambda: False)()
         self.show_progress = (not quiet and isatty) if progress is None else progress
         self._bar: Any = None
+
+    @property
+    def stdout(self) -> IO[str]:
+        if self._stdout is None:
+            raise LocalFileError("cannot write to stdout: it is closed",
+                                 "run dcmweb with its output open, e.g. > FILE")
+        return self._stdout
 
     # stderr ----------------------------------------------------------------
     def write_err(self, text: str) -> None:
@@ -85,7 +103,9 @@ class Output:
         if self.log_format == "json":
             text = json.dumps({"time": timestamp(), "level": level, "message": message})
         else:
-            text = f"{timestamp()} dcmweb: {level}: {message}"
+            # Names and server messages come from outside: a line break in a file name
+            # would start a forged line (a fake summary) in a grepped cron log.
+            text = f"{timestamp()} dcmweb: {level}: {message.translate(_CONTROL_ESCAPES)}"
         self.write_err(text)
 
     def debug(self, message: str) -> None:
@@ -121,7 +141,7 @@ class Output:
     @property
     def interactive(self) -> bool:
         """Someone can answer a question: stdin is a terminal (never in cron or CI)."""
-        return self.stdin.isatty()
+        return self.stdin is not None and self.stdin.isatty()
 
     def confirm(self, question: str) -> bool:
         """Ask on stderr, read y/N from stdin; no answer (end of input) is no."""

@@ -12,9 +12,25 @@ import json
 import os
 from typing import IO, Any
 
+from .errors import UsageError
+
 COLUMNS = ("path", "status", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
            "http_status", "reason_code", "message", "attempts", "size", "seconds",
            "retrieve_url", "confirmed_by")
+
+
+def check_report_target(name: str) -> None:
+    """Refuse a report that cannot be created (its folder missing or not writable) before
+    a run sends anything, as a missing journal folder is: the run would otherwise stop
+    on it after its inputs were walked."""
+    folder = os.path.dirname(name) or "."
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot write the report {name}: there is no folder {folder}",
+                         "create it, or give another --report")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(name)
+                                                    and not os.access(name, os.W_OK)):
+        raise UsageError(f"cannot write the report {name}: permission denied",
+                         "give a --report in a folder you can write to")
 
 
 class ReportWriter:
@@ -23,7 +39,11 @@ class ReportWriter:
     def __init__(self, target: str | os.PathLike[str] | IO[str]) -> None:
         if isinstance(target, (str, os.PathLike)):
             name = os.fspath(target)
-            self._handle: IO[str] = open(name, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            try:
+                self._handle: IO[str] = open(name, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            except OSError as error:
+                raise UsageError(f"cannot write the report {name}: {error.strerror}",
+                                 "give another --report") from None
             self._owned = True
         else:
             self._handle = target

@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -36,11 +38,12 @@ def dcmweb(*args: str, env: dict[str, str | None] | None = None) -> Result:
 
 
 def run_process(*args: str, stdin: int | None = subprocess.DEVNULL, timeout: float = 60,
-                **kwargs: object) -> subprocess.CompletedProcess[str]:
+                **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """dcmweb as a real process (python -m dcmweb), never near a terminal."""
     env = {k: v for k, v in os.environ.items() if k != "DCMWEB_HOST"}
-    return subprocess.run([sys.executable, "-m", "dcmweb", *args], capture_output=True,
-                          text=True, stdin=stdin, timeout=timeout, env=env, **kwargs)
+    kwargs.setdefault("capture_output", True)
+    return subprocess.run([sys.executable, "-m", "dcmweb", *args], text=True, stdin=stdin,
+                          timeout=timeout, env=env, **kwargs)
 
 
 # -- help and version -------------------------------------------------------------------------
@@ -92,7 +95,10 @@ def test_store_name_expands_to_the_v1_url() -> None:
             normalize_host(host)
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1:8042/dicom-web", "ftp://127.0.0.1/x", "http://"])
+@pytest.mark.parametrize("host", ["127.0.0.1:8042/dicom-web", "ftp://127.0.0.1/x", "http://",
+                                  "http://[::1/dicom-web", "http://[zz]/dicom-web",
+                                  "http://127.0.0.1:99999/dicom-web", "http://host:abc/x",
+                                  "http://:80/dicom-web", "http://user:pw@/dicom-web"])
 def test_invalid_host_is_exit_2(host: str) -> None:
     result = dcmweb(host, "search")
     assert result.exit_code == 2
@@ -204,6 +210,32 @@ def test_examples_against_orthanc(orthanc: Orthanc, example_dir: Path, tmp_path:
                  query="PatientName=Sally?Zhang&limit=10")
 
 
+# -- settings checked before anything is sent -------------------------------------------------
+@pytest.mark.parametrize("where", ["missing/r.csv", "a-file/r.jsonl", "missing/deeper/r.csv"])
+def test_a_report_in_a_missing_folder_is_refused_before_sending(
+        local_server: LocalServer, tmp_path: Path, where: str) -> None:
+    corpus.synthetic_files(tmp_path / "f", 2)
+    (tmp_path / "a-file").write_text("")
+    report = tmp_path / where
+    result = dcmweb(local_server.url, "store", str(tmp_path / "f"), "--report", str(report))
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr) == [
+        f"dcmweb: error: cannot write the report {report}: there is no folder "
+        f"{report.parent} (create it, or give another --report)"]
+    with Client(local_server.url) as client:
+        assert client.search("instances") == []
+
+
+def test_report_dash_is_stdout(local_server: LocalServer, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus.synthetic_files(tmp_path / "f", 2)
+    monkeypatch.chdir(tmp_path)
+    result = dcmweb(local_server.url, "store", "f", "--report", "-")
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(row)["status"] for row in result.stdout.splitlines()] == ["stored"] * 2
+    assert not (tmp_path / "-").exists()
+
+
 # -- the real process ---------------------------------------------------------------------------
 @pytest.fixture
 def many(local_server: LocalServer, tmp_path: Path) -> LocalServer:
@@ -257,6 +289,33 @@ def test_closed_stdout_prints_no_traceback(many: LocalServer) -> None:
     assert "Traceback" not in stderr
     assert "Exception ignored" not in stderr
     assert "BrokenPipe" not in stderr
+
+
+def _closed(fd: int) -> Callable[[], None]:
+    return lambda: os.close(fd)
+
+
+def test_closed_stdout_or_stdin_is_one_error_line(many: LocalServer) -> None:
+    # A wrapper that closes fd 1 (or 0): Python starts with sys.stdout (sys.stdin) None.
+    search = run_process(many.url, "search", "--format", "uids", stdout=None,
+                         preexec_fn=_closed(1), capture_output=False, stderr=subprocess.PIPE)
+    assert search.returncode == 1
+    assert lines(search.stderr) == [
+        "dcmweb: error: cannot write to stdout: it is closed (run dcmweb with its output "
+        "open, e.g. > FILE)"]
+    store = run_process(many.url, "store", "-", stdin=None, preexec_fn=_closed(0))
+    assert store.returncode == 2
+    assert lines(store.stderr) == [
+        "dcmweb: error: cannot read the file list -: stdin is closed"]
+
+
+def test_closed_stderr_still_stores(local_server: LocalServer, tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "f", 3)
+    done = run_process(local_server.url, "store", str(tmp_path / "f"), preexec_fn=_closed(2),
+                       capture_output=False, stdout=subprocess.PIPE)
+    assert done.returncode == 0
+    with Client(local_server.url) as client:
+        assert len(client.search("instances")) == len(files)
 
 
 def test_ctrl_c_is_exit_130_and_stops_promptly(local_server: LocalServer,

@@ -188,6 +188,14 @@ format = "jsonl"
     ("[profiles.a\n", (),
      "config file {config} is not valid TOML: Expected ']' at the end of a table declaration "
      "(at line 1, column 12)"),
+    ("[profiles]\na = 1\n", ("-p", "a"),
+     "config file {config}: profile 'a' is not a table (write its settings under "
+     "[profiles.a])"),
+    ("[profiles.a]\nworkers = 'many'\n", ("-p", "a"),
+     "config file {config}: profile 'a': workers: 'many' is not a valid integer range"),
+    ("[profiles.a.search]\nformat = 'xml'\n", ("-p", "a"),
+     "config file {config}: profile 'a': search.format: 'xml' is not one of 'pretty', "
+     "'compact', 'jsonl', 'csv', 'tsv', 'uids'"),
 ])
 def test_config_mistakes_are_usage_errors(tmp_path: Path, text: str, args: tuple[str, ...],
                                           message: str) -> None:
@@ -195,6 +203,14 @@ def test_config_mistakes_are_usage_errors(tmp_path: Path, text: str, args: tuple
     result = dcmweb("--config", str(config), *args, "config", "show")
     assert (result.exit_code, result.stdout) == (2, "")
     assert lines(result.stderr) == ["dcmweb: error: " + message.format(config=config)]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("yes", "1"), ("true", "1"), ("1", "1"), ("2", "2"), ("no", "0"), ("0", "0")])
+def test_count_options_take_flag_words_from_the_environment(value: str, expected: str) -> None:
+    # docs/usage.md: flags take 1/true/yes or 0/false/no; -v is a count (-vv) that does too.
+    settings = shown(dcmweb("config", "show", env={"DCMWEB_VERBOSE": value}))
+    assert settings["verbose"] == f"{expected}  # env DCMWEB_VERBOSE"
 
 
 def test_missing_config_files(tmp_path: Path) -> None:

@@ -5,6 +5,11 @@ environment, and shell completion."""
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -51,6 +56,19 @@ def test_group_help(args: tuple[str, ...]) -> None:
     assert result.stdout.startswith("Usage: dcmweb [OPTIONS] [HOST] COMMAND [ARGS]...\n")
     for command in ("store", "search", "retrieve", "delete", "help", "config", "completion"):
         assert f"\n  {command} " in result.stdout
+
+
+@pytest.mark.parametrize(("args", "where", "commands"), [
+    ((), "dcmweb", "completion, config, delete, help, operations, retrieve, search, store"),
+    (("config",), "dcmweb config", "show"),
+    ((HOST, "operations"), "dcmweb operations", "get, wait"),
+])
+def test_a_bare_group_is_one_line_naming_its_commands(args: tuple[str, ...], where: str,
+                                                      commands: str) -> None:
+    result = dcmweb(*args)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr) == [
+        f"dcmweb: error: missing command (commands: {commands}; see '{where} --help')"]
 
 
 def test_help_of_an_unknown_command_is_exit_2() -> None:
@@ -164,6 +182,50 @@ def test_completion_answers(words: str, expected: list[str]) -> None:
     assert [line.split(",", 1)[1] for line in result.stdout.splitlines()] == expected
 
 
+def complete_in_bash(words: list[str], line: str) -> subprocess.CompletedProcess[str]:
+    """Run the `completion bash` script's function as bash would on TAB: COMP_WORDS split
+    at ':' as COMP_WORDBREAKS splits them, COMP_LINE and COMP_POINT as typed."""
+    script = Path(sys.executable).with_name("dcmweb")
+    if not script.exists() or not shutil.which("bash"):
+        pytest.skip("needs bash and the dcmweb console script")
+    source = dcmweb("completion", "bash").stdout
+    call = (f"COMP_WORDS=({' '.join(shlex.quote(word) for word in words)}); "
+            f"COMP_CWORD={len(words) - 1}; COMP_LINE={shlex.quote(line)}; "
+            f"COMP_POINT={len(line)}; _dcmweb_completion dcmweb; "
+            'printf "%s\\n" "${COMPREPLY[@]}"')
+    env = {**os.environ, "PATH": f"{script.parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["bash", "--norc", "--noprofile", "-c", f"{source}\n{call}"],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_bash_completion_after_a_url_host() -> None:
+    # bash splits http://127.0.0.1:9/dicom-web at each ':' (COMP_WORDBREAKS).
+    words = ["dcmweb", "http", ":", "//127.0.0.1", ":", "9/dicom-web", "search", "--format", ""]
+    done = complete_in_bash(words, f"dcmweb {HOST} search --format ")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.split() == ["pretty", "compact", "jsonl", "csv", "tsv", "uids"]
+
+
+@pytest.mark.parametrize("words", [
+    "dcmweb http : //127.0.0.1 : 9/dicom-web search --format ",  # an older script's words
+    "dcmweb --config /nonexistent.toml sea",
+    "dcmweb --workers 0 sea",
+])
+def test_completion_never_prints_errors(words: str) -> None:
+    cword = str(len(words.split()) - (0 if words.endswith(" ") else 1))
+    result = CliRunner().invoke(cli, [], prog_name="dcmweb", env={
+        "_DCMWEB_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": cword})
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert "error" not in result.stdout
+
+
+def test_store_masks_complete_file_names() -> None:
+    result = CliRunner().invoke(cli, [], prog_name="dcmweb", env={
+        "_DCMWEB_COMPLETE": "bash_complete", "COMP_WORDS": f"dcmweb {HOST} store sc",
+        "COMP_CWORD": "3"})
+    assert result.stdout.splitlines() == ["file,sc"]
+
+
 def test_completion_of_an_unknown_shell_is_exit_2() -> None:
     result = dcmweb("completion", "tcsh")
     assert result.exit_code == 2
@@ -184,3 +246,39 @@ def test_a_host_without_its_scheme_gets_the_url_suggested(host: str, hint: str) 
     result = dcmweb(host, "search")
     assert (result.exit_code, result.stdout) == (2, "")
     assert lines(result.stderr) == [f"dcmweb: error: invalid HOST '{host}' ({hint})"]
+
+
+# -- numbers ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("option", [
+    "--connect-timeout", "--read-timeout", "--request-deadline", "--low-speed-limit",
+    "--low-speed-time", "--outage-limit"])
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "1e400", "1e12"])
+def test_timing_options_refuse_nan_infinity_and_absurd_sizes(option: str, value: str) -> None:
+    # NaN passes every range check (all its comparisons are false): an outage limit of nan
+    # never ends, a read timeout of nan or 1e12 fails deep in the socket layer.
+    result = dcmweb(option, value, HOST, "search")
+    assert (result.exit_code, result.stdout) == (2, "")
+    [line] = lines(result.stderr)
+    assert line.startswith(f"dcmweb: error: Invalid value for '{option}'")
+    assert any(why in line for why in ("not a finite number", "too large", "not in the range"))
+
+
+@pytest.mark.parametrize(("args", "env"), [
+    ((HOST, "store", "x.dcm", "--progress-every", "nan"), {}),
+    ((HOST, "delete", "studies/1", "--timeout", "inf"), {}),
+    ((HOST, "operations", "wait", "1", "--timeout", "nan"), {}),
+    ((HOST, "search"), {"DCMWEB_READ_TIMEOUT": "nan"}),
+])
+def test_every_float_option_refuses_nan(args: tuple[str, ...], env: dict[str, str]) -> None:
+    result = dcmweb(*args, env=env)
+    assert (result.exit_code, result.stdout) == (2, "")
+    [line] = lines(result.stderr)
+    assert "is not a finite number" in line
+
+
+def test_config_file_nan_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[profiles.a]\noutage-limit = nan\n")
+    result = dcmweb("--config", str(config), "-p", "a", HOST, "search")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert "is not a finite number" in lines(result.stderr)[0]

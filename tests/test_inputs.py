@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,27 @@ def test_background_count(tmp_path: Path) -> None:
     counter._thread.join(10)
     assert counter.total == 50
     assert BackgroundCount(InputSpec(files_from=("-",))).total is None
+
+
+@pytest.mark.parametrize("name", ["nope.txt", "."])
+def test_background_count_of_an_unreadable_list_prints_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    # The store walking the same list reports it (one line): the counting thread ends quietly.
+    crashes: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", crashes.append)
+    counter = BackgroundCount(InputSpec(files_from=(str(tmp_path / name),)))
+    assert counter.wait(10)
+    assert (counter.total, crashes) == (None, [])
+
+
+def test_a_missing_files_from_is_one_line_in_the_process(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "dcmweb", "http://127.0.0.1:9/dicom-web",
+                           "store", "--files-from", str(tmp_path / "nope.txt")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.endswith(f"dcmweb: error: cannot read the file list {tmp_path / 'nope.txt'}: "
+                         "No such file or directory")
 
 
 def test_walk_of_200000_files_has_flat_memory_and_streams(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pydicom
+import pytest
 from click.testing import CliRunner, Result
 
 from dcmweb import Client
@@ -19,11 +20,12 @@ from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines, messages
 
+HOST = "http://127.0.0.1:9/dicom-web"
 LINE = re.compile(r"^(?P<time>\S+) dcmweb: (?P<level>debug|info|warning|error): (?P<msg>.+)$")
 
 
-def dcmweb(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+def dcmweb(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
 def parsed(stderr: str) -> list[tuple[str, str]]:
@@ -66,6 +68,31 @@ def test_json_log_format(local_server: LocalServer, tmp_path: Path) -> None:
     assert records[-1]["message"].startswith("Transferred ")
     assert records[-1]["message"].endswith(" in 2 files")
     assert datetime.fromisoformat(records[0]["time"]).utcoffset() is not None
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (("--log-format", "json", HOST, "search", "--bogus"), {},
+     "No such option '--bogus' (see 'dcmweb search --help')"),
+    ((HOST, "search", "--limit", "0"), {"DCMWEB_LOG_FORMAT": "json"},
+     "Invalid value for '--limit' (env var: 'DCMWEB_SEARCH_LIMIT'): 0 is not in the range "
+     "x>=1 (see 'dcmweb search --help')"),
+    (("--log-format=json", "--workers", "0", HOST, "search"), {},
+     "Invalid value for '--workers' (env var: 'DCMWEB_WORKERS'): 0 is not in the range "
+     "1<=x<=64 (see 'dcmweb --help')"),
+    (("--log-format", "json", "--config", "/nonexistent.toml", HOST, "search"), {},
+     "config file /nonexistent.toml not found"),
+    (("--config", "{config}", HOST, "search", "--limit", "0"), {},
+     "Invalid value for '--limit' (env var: 'DCMWEB_SEARCH_LIMIT'): 0 is not in the range "
+     "x>=1 (see 'dcmweb search --help')"),
+])
+def test_usage_errors_follow_the_log_format(args: tuple[str, ...], env: dict[str, str],
+                                            message: str, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('default-profile = "a"\n[profiles.a]\nlog-format = "json"\n')
+    result = dcmweb(*(arg.format(config=config) for arg in args), env=env)
+    assert (result.exit_code, result.stdout) == (2, "")
+    [record] = [json.loads(line) for line in result.stderr.splitlines()]
+    assert (record["level"], record["message"]) == ("error", message)
 
 
 def test_a_store_run_starts_with_one_line_saying_what_it_does(
@@ -144,6 +171,21 @@ def test_no_summary_before_a_usage_error(local_server: LocalServer, tmp_path: Pa
         "dcmweb: error: no DICOM files to store (all files were skipped as not DICOM)"]
 
 
+@pytest.mark.parametrize(("args", "stdin", "why"), [
+    (("-",), "", "the file lists were empty"),
+    (("--files-from", "-"), "\n", "the file lists were empty"),
+    (("{f}", "--exclude", "*.dcm"), "", "--include/--exclude left out every file"),
+])
+def test_no_files_given_is_not_blamed_on_dicom(local_server: LocalServer, tmp_path: Path,
+                                               args: tuple[str, ...], stdin: str,
+                                               why: str) -> None:
+    corpus.synthetic_files(tmp_path / "f", 2)
+    words = [arg.format(f=tmp_path / "f") for arg in args]
+    result = CliRunner().invoke(cli, [local_server.url, "store", *words], input=stdin)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr)[1:] == [f"dcmweb: error: no files to store ({why})"]
+
+
 def test_retries_are_shown_with_quiet(local_server: LocalServer, tmp_path: Path) -> None:
     corpus.synthetic_files(tmp_path / "f", 1)
     local_server.inject_fault(503, count=1, method="POST")
@@ -179,3 +221,32 @@ def test_output_levels(tmp_path: Path) -> None:
         output.error("kept too")
         err.seek(0)
         assert [message for _, message in parsed(err.read())] == ["kept", "kept too"]
+
+
+FORGED = "2026-12-01T00:00:00.000+00:00 dcmweb: info: Transferred 99 GiB in 99999 files"
+
+
+def test_a_file_name_cannot_forge_a_log_line(local_server: LocalServer, tmp_path: Path) -> None:
+    # Cron logs are grepped: a line break in a name must not start a line of its own.
+    [source] = corpus.synthetic_files(tmp_path / "src", 1)
+    evil = tmp_path / "f" / f"evil\n{FORGED}\r\x1b[2K\t.dcm"
+    evil.parent.mkdir()
+    source.rename(evil)
+    result = dcmweb(local_server.url, "store", str(evil.parent))
+    assert result.exit_code == 0, result.stderr
+    logged = parsed(result.stderr)  # every line in the one shape
+    assert [level for level, _ in logged] == ["info", "info", "info"]
+    assert logged[1][1].startswith(f"{evil.parent}/evil\\n{FORGED}\\r\\x1b[2K\\t.dcm uploaded as ")
+    assert logged[2][1].endswith(" in 1 file")
+    # JSON escapes by itself: the message is the name as it is.
+    records = dcmweb("--log-format", "json", local_server.url, "store", str(evil.parent))
+    assert json.loads(records.stderr.splitlines()[1])["message"].startswith(
+        f"{evil} uploaded as ")
+
+
+def test_text_log_lines_escape_control_characters(tmp_path: Path) -> None:
+    with (tmp_path / "err").open("w+") as err:
+        Output(stderr=err).warning("a\nb\r\tc\x00\x7f\x9b é ✓ \\n")
+        err.seek(0)
+        [(_, message)] = parsed(err.read())
+    assert message == "a\\nb\\r\\tc\\x00\\x7f\\x9b é ✓ \\n"

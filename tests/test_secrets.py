@@ -108,8 +108,13 @@ def test_garbage_ca_bundle_is_a_usage_error(tmp_path: Path, content: bytes) -> N
      (["-H", f"X-Api-Key: {SECRET}\u201c"], {}, "the -H X-Api-Key value has characters"
       " that are not Latin-1"),
      (["-H", f"X-Api-Key: {SECRET}\rInjected: 1"], {}, "the -H X-Api-Key value has a line"
-      " break in it")],
-    ids=["token-euro", "token-newline", "env-token-crlf", "header-quote", "header-cr"],
+      " break in it"),
+     (["--user", f"ann:{SECRET}\nX"], {}, "the password has a line break in it"),
+     (["--user", f"ann:{SECRET}\r"], {}, "the password has a line break in it"),
+     (["--user", f"{SECRET}\n:pw"], {}, "the user name has a line break in it"),
+     ([], {"DCMWEB_USER": f"ann:{SECRET}\n"}, "the password has a line break in it")],
+    ids=["token-euro", "token-newline", "env-token-crlf", "header-quote", "header-cr",
+         "user-password-lf", "user-password-cr", "user-name-lf", "env-user-lf"],
 )
 def test_malformed_credentials_are_usage_errors_that_never_echo_them(
         args: list[str], env: dict[str, str], message: str) -> None:
@@ -120,6 +125,25 @@ def test_malformed_credentials_are_usage_errors_that_never_echo_them(
     assert SECRET not in result.stdout + result.stderr
     assert lines(result.stderr)[-1].startswith(f"dcmweb: error: {message}")
     assert fake.requests == []  # refused before anything was sent
+
+
+@pytest.mark.parametrize(("header", "message"), [
+    (f"Bad Name: {SECRET}", "the -H header name 'Bad Name' has a space in it"),
+    (f"X\tKey: {SECRET}", "the -H header name 'X\\tKey' has a control character in it"),
+    (f"X(Key): {SECRET}", "the -H header name 'X(Key)' has the character '(' in it"),
+    (f": {SECRET}", "a -H header has no name before its ':'"),
+    (f"Authorization Bearer {SECRET}", "a -H header has no ':' between its name and value"),
+])
+def test_invalid_header_names_are_usage_errors_that_never_echo_values(
+        header: str, message: str) -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", rows)
+        result = run("-H", header, fake.url, "search")
+    assert result.exit_code == 2, result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    assert lines(result.stderr) == [f"dcmweb: error: {message} (write -H 'Name: value'; a "
+                                    "name is letters, digits and !#$%&'*+-.^_`|~)"]
+    assert fake.requests == []
 
 
 def test_401_hint_names_gcloud_only_for_google_hosts() -> None:
