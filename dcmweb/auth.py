@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import threading
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .errors import AuthError, UsageError
+from .redact import hide
 
 GOOGLE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 ADC_HINT = (
     "run 'gcloud auth application-default login', or set GOOGLE_APPLICATION_CREDENTIALS "
     "to a service-account key file, or pass --token"
 )
+# -H headers whose value is a credential (Authorization, X-Api-Key, Cookie, ...).
+_CREDENTIAL_NAME = re.compile(r"(?i)auth|token|key|secret|passw|cookie|session|signature")
 
 
 class Auth(Protocol):
@@ -84,7 +89,15 @@ def check_header_value(value: str, what: str) -> str:
 
 
 def bearer_value(token: str, what: str = "the token") -> str:
+    hide(token)
     return "Bearer " + check_header_value(token, what)
+
+
+def hide_credential_headers(headers: Mapping[str, str]) -> None:
+    """Never show the value of a -H header whose name says it carries a credential."""
+    for name, value in headers.items():
+        if _CREDENTIAL_NAME.search(name):
+            hide(value)
 
 
 class BearerAuth:
@@ -110,7 +123,10 @@ class BasicAuth:
         check_line_breaks(user, "the user name")
         check_line_breaks(password, "the password")
         raw = f"{user}:{password}".encode()
-        self._value = "Basic " + base64.b64encode(raw).decode("ascii")
+        encoded = base64.b64encode(raw).decode("ascii")
+        hide(password)
+        hide(encoded)
+        self._value = "Basic " + encoded
         self.user = user
 
     def headers(self) -> dict[str, str]:

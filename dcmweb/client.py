@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .auth import check_header_name, check_header_value, choose_auth
+from .auth import check_header_name, check_header_value, choose_auth, hide_credential_headers
 from .body import LowSpeed
 from .errors import DcmwebError, ServerError, UsageError
 from .http import Http, HttpConfig, RetryPolicy
@@ -121,6 +121,7 @@ class Client:
             outage_limit=outage_limit,
             max_rate=max_rate,
         )
+        hide_credential_headers(config.headers or {})
         auth = choose_auth(self.base_url, token=token, user=user, google=google_auth)
         self.http = Http(auth, config)
         self._host_probe: HostProbe | None = None  # made by the first failure (explain)

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from .errors import DcmwebError, LocalFileError
+from .redact import redact_text
 
 if TYPE_CHECKING:
     from .bulk import BulkOptions, Outcome, Summary
@@ -100,6 +101,7 @@ class Output:
 
     def line(self, level: str, message: str) -> None:
         """One log line in the chosen format; every stderr line goes through here."""
+        message = redact_text(message)  # a server may quote the credentials it was sent
         if self.log_format == "json":
             text = json.dumps({"time": timestamp(), "level": level, "message": message})
         else:

@@ -13,6 +13,7 @@ import os
 from typing import IO, Any
 
 from .errors import UsageError
+from .redact import redact_text
 
 COLUMNS = ("path", "status", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
            "http_status", "reason_code", "message", "attempts", "size", "seconds",
@@ -55,6 +56,8 @@ class ReportWriter:
             self._handle.flush()
 
     def write(self, row: dict[str, Any]) -> None:
+        if row.get("message"):  # the server's words: it may quote the credentials sent
+            row = {**row, "message": redact_text(row["message"])}
         if self._csv:
             self._csv.writerow(["" if row.get(key) is None else row[key] for key in COLUMNS])
         else:

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from hostile import Hostile, Request, tls_certificate
 
 from dcmweb.cli import cli
-from dcmweb.redact import redact_text, redact_url
+from dcmweb.redact import hide, redact_text, redact_url
 from dcmweb_devtools.logs import lines
 
 SECRET = "PW-7c1e9a55"
@@ -168,3 +168,41 @@ def test_401_hint_names_gcloud_for_google_hosts() -> None:
     response._content_consumed = True  # type: ignore[attr-defined]
     error = error_for_response(response, "search")
     assert error.hint is not None and "gcloud auth application-default login" in error.hint
+
+
+# -- credentials a server echoes ---------------------------------------------------------------
+def _echo(req: Request) -> None:
+    """A proxy that quotes the request's credentials in its error (it happens)."""
+    quoted = f"{req.seen.headers.get('Authorization')} / {req.seen.headers.get('X-Api-Key')}"
+    req.json(401, {"error": {"code": 401, "message": f"rejected credentials: {quoted}"}})
+
+
+@pytest.mark.parametrize("credentials", [
+    ["--token", SECRET],
+    ["--user", f"alice:{SECRET}"],
+    ["-H", f"X-Api-Key: {SECRET}"],
+], ids=["token", "user", "api-key-header"])
+def test_credentials_a_server_echoes_are_never_shown(credentials: list[str],
+                                                     tmp_path: Path) -> None:
+    report = tmp_path / "report.jsonl"
+    dicom = tmp_path / "a.dcm"
+    dicom.write_bytes(b"\0" * 128 + b"DICM")  # never read: the store stops at the 401
+    with Hostile() as fake:
+        fake.route("GET", "/studies", _echo)
+        searched = run(*credentials, "-vv", fake.url, "search", "studies")
+        fake.route("POST", "/studies", _echo)
+        stored = run(*credentials, "--log-format", "json", fake.url, "store", "--report",
+                     str(report), str(dicom))
+    assert searched.exit_code == stored.exit_code == 3
+    assert "rejected credentials: " in searched.stderr
+    shown = searched.stdout + searched.stderr + stored.stdout + stored.stderr
+    basic = "YWxpY2U6UFctN2MxZTlhNTU="  # base64 of alice:SECRET, as sent
+    assert SECRET not in shown and basic not in shown
+    assert SECRET not in report.read_text()
+
+
+def test_hidden_secrets_are_replaced_whole_and_short_ones_not_at_all() -> None:
+    hide("s3cr3t-Hidden-Value")
+    hide("abc")  # too short: it would be found inside ordinary words
+    assert redact_text("got s3cr3t-Hidden-Value twice: s3cr3t-Hidden-Value; abc") == (
+        "got *** twice: ***; abc")
