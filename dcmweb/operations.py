@@ -87,16 +87,22 @@ def operation_url(base_url: str, name: str) -> str:
     )
 
 
-def _counter(metadata: Any) -> dict[str, int] | None:
+def _counter(metadata: Any, name: str) -> dict[str, int] | None:
     raw = metadata.get("counter") if isinstance(metadata, dict) else None
     if not isinstance(raw, dict):
         return None
     counts = {}
     for key in ("success", "failure", "pending"):
-        try:
-            counts[key] = int(raw.get(key, 0))  # GCP sends int64 as JSON strings
-        except (TypeError, ValueError):
-            counts[key] = 0
+        value = raw.get(key, 0)
+        text = str(value)
+        # GCP sends int64 as JSON strings. Anything else is no count: read as 0, an
+        # unreadable failure count would make a failed operation a success.
+        if (isinstance(value, bool) or not isinstance(value, (int, str))
+                or not (text.isascii() and text.isdigit())):
+            raise ServerError(f'check operation {name}: the counter\'s "{key}" is '
+                              f"{json.dumps(value)[:80]}, not a count",
+                              "the answer is not an operation")
+        counts[key] = int(text)
     return counts
 
 
@@ -118,7 +124,7 @@ def get_operation(http: Http, base_url: str, name: str) -> Operation:
     message = None
     if error:
         message = str(error.get("message") or error) if isinstance(error, dict) else str(error)
-    return Operation(name, done, _counter(payload.get("metadata")),
+    return Operation(name, done, _counter(payload.get("metadata"), name),
                      message, payload)
 
 

@@ -151,6 +151,21 @@ def test_done_that_is_not_a_boolean_is_a_server_error(done: object) -> None:
         "false (the answer is not an operation)")
 
 
+@pytest.mark.parametrize("failure", ["abc", [1], 1.5, -2, "²"])
+def test_a_counter_that_is_not_a_count_is_a_server_error(failure: object) -> None:
+    """Old dcmweb read an unreadable failure count as 0: the operation "succeeded"."""
+    name = f"{DATASET}/operations/7"
+    with Hostile() as fake:
+        fake.route("GET", f"/v1/{name}", lambda req: req.json(200, {
+            "name": name, "done": True,
+            "metadata": {"counter": {"success": "1", "failure": failure}}}))
+        result = dcmweb(fake.url, "operations", "wait", "7")
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: check operation {name}: the counter's \"failure\" is "
+        f"{json.dumps(failure)}, not a count (the answer is not an operation)")
+
+
 def test_an_id_alone_needs_a_google_shaped_host() -> None:
     result = dcmweb("http://127.0.0.1:9/dicom-web", "operations", "get", "123")
     assert result.exit_code == 2
