@@ -378,3 +378,5 @@ def _defaults_for(command: click.Command, values: dict[str, Any], profile: Profi
     return defaults
 
 
+# Hands a command the run's Settings (made by the group from the global options).
+pass_settings = click.make_pass_decorator(Settings)
