@@ -237,9 +237,15 @@ class DcmwebGroup(click.Group):
             target = kept if name in own_names or name not in global_names else words
             target.append(word)
             value_next = name in own_value if target is kept else name in takes_value
-            if value_next and "=" not in word and index + 1 < len(rest):
-                index += 1
-                target.append(rest[index])
+            if value_next and "=" not in word:
+                if index + 1 == len(rest) and target is words:
+                    # Moved to the front, it would take the next word there (HOST) as
+                    # its value: say what click says of a command's own option.
+                    raise click.BadOptionUsage(name, f"Option '{name}' requires an argument.",
+                                               ctx)
+                if index + 1 < len(rest):
+                    index += 1
+                    target.append(rest[index])
             index += 1
         return [*words, *host, *kept]
 

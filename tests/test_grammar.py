@@ -111,6 +111,16 @@ def test_usage_errors_are_one_log_line() -> None:
     assert line.endswith(" (see 'dcmweb search --help')")
 
 
+@pytest.mark.parametrize("option", ["--read-timeout", "-H", "--workers"])
+def test_a_global_option_without_its_value_at_the_end_says_so(option: str) -> None:
+    """Moved before HOST, it took '--host' for its value: "'--host' is not a valid float
+    range"."""
+    result = dcmweb(HOST, "store", "a.dcm", option)
+    assert result.exit_code == 2
+    assert lines(result.stderr) == [
+        f"dcmweb: error: Option '{option}' requires an argument (see 'dcmweb --help')"]
+
+
 # -- where options go -----------------------------------------------------------------------
 @pytest.mark.parametrize(("args", "expected"), [
     # the old tool's order
