@@ -353,6 +353,7 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
     counts = {"saved": 0, "failed": 0}
     size = 0
     failed = True  # until the run ends well: -q shows the summary of a failed run
+    summary = True
     output.start_progress(None, "file")
     try:
         for result in results:
@@ -364,11 +365,17 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
             else:
                 output.error(f"{result.source}: {result.message}")
         failed = bool(counts["failed"])
+    except UsageError:
+        # Bad input found as the run began (the results are made lazily): the error
+        # alone says it, as when the options are refused.
+        summary = bool(counts["saved"] or counts["failed"])
+        raise
     finally:
         output.stop_progress()
         failures = f"; {counts['failed']} failed" if counts["failed"] else ""
-        output.summary(f"Transferred {human_size(size)} in "
-                       f"{plural(counts['saved'], 'file')}{failures}", failed=failed)
+        if summary:
+            output.summary(f"Transferred {human_size(size)} in "
+                           f"{plural(counts['saved'], 'file')}{failures}", failed=failed)
     if counts["failed"] and not counts["saved"]:
         raise AllFailed(f"nothing was retrieved ({plural(counts['failed'], 'item')} failed)")
     if counts["failed"]:

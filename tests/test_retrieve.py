@@ -172,6 +172,23 @@ def test_an_image_part_is_named_after_its_type(part_type: str, extension: str,
     assert saved.read_bytes() == b"pixels"
 
 
+@pytest.mark.parametrize("args", [
+    ["studies/1.2/series/3.4/instances/5.6/rendered", "--viewport", "0,0"],
+    ["studies/1.2/series/3.4/instances/5.6/rendered", "--window", "1,2,nope"],
+    ["studies/1.2", "--single-part"],
+    ["studies/1.2/series/3.4/instances/5.6/frames/1", "--transfer-syntax", "1.2",
+     "--type", "image/png"],
+], ids=["viewport", "window", "single-part", "type-and-syntax"])
+def test_bad_input_found_as_the_run_begins_is_the_error_alone(args: list[str],
+                                                               tmp_path: Path) -> None:
+    """Old dcmweb printed "Transferred 0 B in 0 files" before these usage errors."""
+    result = dcmweb("http://127.0.0.1:9/dicom-web", "retrieve", *args, "--output",
+                    str(tmp_path))
+    assert result.exit_code == 2
+    [line] = lines(result.stderr)
+    assert line.startswith("dcmweb: error: ")
+
+
 def test_invalid_type_is_exit_2(tmp_path: Path) -> None:
     result = dcmweb("http://127.0.0.1:9/dicom-web", "retrieve", "studies/1", "--type", "jpeg",
                     "--output", str(tmp_path))
