@@ -685,6 +685,12 @@ def test_fault_delay_causes_read_timeout(srv: LocalServer) -> None:
     started = time.monotonic()
     assert requests.get(srv.url + "/studies", timeout=5).status_code == 404
     assert time.monotonic() - started >= 0.3
+    # docs/testserver.md's slow answer: the real answer, late (a status would replace it).
+    srv.inject_fault(delay=0.3)
+    started = time.monotonic()
+    slow = requests.get(srv.url + "/studies", timeout=5)
+    assert time.monotonic() - started >= 0.3
+    assert slow.ok and "injected fault" not in slow.text
 
 
 def test_control_endpoints_over_http(srv: LocalServer) -> None:
