@@ -337,6 +337,43 @@ def test_orthanc_search(orthanc: Orthanc, few_files: list[Path]) -> None:
     assert (none.exit_code, none.stdout) == (0, "[]\n")
 
 
+def shared_uid_files(directory: Path) -> list[Path]:
+    """One SOP Instance UID in two studies, and one Study Instance UID under two patients:
+    Orthanc keeps both pairs apart and lists four instances, four studies."""
+    [template] = corpus.synthetic_files(directory / "template", 1, patient_id="TWIN")
+    root = pydicom.uid.generate_uid()[:40]
+    uids = [(f"{root}.1.1", f"{root}.2.1", f"{root}.3.1", "TWIN-A"),  # same SOP ...
+            (f"{root}.1.2", f"{root}.2.1", f"{root}.3.1", "TWIN-B"),  # ... in two studies
+            (f"{root}.1.3", f"{root}.2.3", f"{root}.3.3", "TWIN-C"),  # same study ...
+            (f"{root}.1.3", f"{root}.2.4", f"{root}.3.4", "TWIN-D")]  # ... two patients
+    paths = []
+    for index, (study, series, sop, patient) in enumerate(uids):
+        ds = pydicom.dcmread(template)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.PatientID = study, series, patient
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
+        paths.append(directory / f"twin{index}.dcm")
+        ds.save_as(paths[-1], enforce_file_format=True)
+    return paths
+
+
+@pytest.mark.parametrize("page_size", ["5000", "1"])
+def test_rows_sharing_a_uid_are_all_shown(orthanc: Orthanc, tmp_path: Path,
+                                          page_size: str) -> None:
+    """Distinct rows that share the UID of the level searched are distinct rows: they
+    used to be shown once, with a warning that they 'came back twice'."""
+    with Client(orthanc.url) as client:
+        assert {r.status for r in client.store(shared_uid_files(tmp_path))} == {"stored"}
+    for level in ("instances", "studies"):
+        result = dcmweb(orthanc.url, "search", level, "PatientID=TWIN-*", "--format", "jsonl",
+                        "--page-size", page_size)
+        assert result.exit_code == 0, result.stderr
+        assert len(result.stdout.splitlines()) == 4, level
+        assert result.stderr == ""
+    dry = dcmweb(orthanc.url, "retrieve", "--dry-run", "--output", str(tmp_path / "out"))
+    assert dry.exit_code == 0, dry.stderr
+    assert len(dry.stdout.splitlines()) == 4
+
+
 def test_tinypacs_search(tinypacs: TinyPacs, few_files: list[Path]) -> None:
     with warnings.catch_warnings(), Client(tinypacs.url) as client:
         warnings.simplefilter("ignore")

@@ -133,7 +133,7 @@ def test_a_row_shifted_onto_the_next_page_is_shown_once() -> None:
     assert result.exit_code == 0, result.stderr
     printed = [json.loads(line)[SOP_TAG]["Value"][0] for line in result.stdout.splitlines()]
     assert printed == ["1.2.1", "1.2.2", "1.2.3", "1.2.4"]
-    assert "search instances: 1 rows at offset 2 came back twice; shown once" in result.stderr
+    assert "search instances: 1 row at offset 2 came back from an earlier page; shown once" in result.stderr
 
 
 def test_a_listing_that_starts_downloads_asks_for_a_small_page_first(tmp_path: Path) -> None:
