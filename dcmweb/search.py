@@ -159,7 +159,8 @@ class Searcher:
             if not rows:
                 return
             identities = [_row_identity(row) for row in rows]
-            fresh = [row for row, identity in zip(rows, identities) if identity not in seen]
+            fresh = [row for row, identity in zip(rows, identities, strict=True)
+                     if identity not in seen]
             if not fresh:
                 raise ServerError(f"search {url_path}: the page at offset {offset} holds only "
                                   "rows that came before: the server ignores 'offset' or "

@@ -204,6 +204,11 @@ def test_readable_values() -> None:
     assert readable({"vr": "TM", "Value": ["081500.123"]}) == "08:15:00.123"
     assert readable({"vr": "SQ", "Value": [{}]}) == "(sequence)"
     assert readable({"vr": "US", "Value": [512]}) == "512"
+    # A name written only in kanji or kana is shown, not an empty cell.
+    assert readable({"vr": "PN", "Value": [{"Ideographic": "山田^太郎"},
+                                           {"Phonetic": "やまだ^たろう"}]}) \
+        == "山田, 太郎\\やまだ, たろう"
+    assert readable({"vr": "PN", "Value": ["=山田^太郎=やまだ^たろう", None]}) == "山田, 太郎\\"
     assert readable(None) == ""
 
 
