@@ -40,6 +40,7 @@ def field_tags(fields: Sequence[str]) -> list[str]:
 def _person_name(value: Any) -> str:
     """``DOE, JOHN``: the first name form given, alphabetic before ideographic before
     phonetic (a name written only in kanji is shown in kanji, not as an empty cell)."""
+    groups: list[Any]
     if isinstance(value, dict):
         groups = [value.get(form) for form in ("Alphabetic", "Ideographic", "Phonetic")]
     else:
