@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from .errors import UsageError
 from .keywords import tag_of
 from .paths import safe_uid
 
@@ -30,6 +31,23 @@ DEFAULT_FIELDS = {
 }
 UID_FIELD = {"studies": "StudyInstanceUID", "series": "SeriesInstanceUID",
              "instances": "SOPInstanceUID"}
+
+
+def table_columns(level: str, fields: str | None, fmt: str) -> list[str]:
+    """The columns of a csv or tsv table: ``--fields F1,F2`` or the level's defaults;
+    none for other formats. Names that are not attributes are usage errors."""
+    if fmt not in ("csv", "tsv"):
+        if fields is not None:
+            raise UsageError("--fields picks the columns of --format csv or tsv",
+                             "to ask for attributes in JSON, use --include FIELD")
+        return []
+    if fields is None:
+        return list(DEFAULT_FIELDS[level])
+    names = [name.strip() for name in fields.split(",") if name.strip()]
+    if not names:
+        raise UsageError(f"--fields {fields!r} names no column", "write --fields F1,F2")
+    field_tags(names)
+    return names
 
 
 def field_tags(fields: Sequence[str]) -> list[str]:
