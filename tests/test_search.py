@@ -87,7 +87,7 @@ def srv(server: LocalServer) -> Iterator[LocalServer]:
     server.clear_requests()
     server.clear_faults()
     yield server
-    server.no_match_status = 200
+    server.no_match_status = 204
     server.search_keys = "google"
 
 
@@ -126,12 +126,12 @@ def test_search_returns_every_row_past_the_cap(srv: LocalServer, level: str, cou
     tag = {"instances": SOP_TAG, "studies": STUDY_TAG, "series": SERIES_TAG}[level]
     assert len(rows) == count
     assert len(set(uids(rows, tag))) == count
-    # The largest page the server allows, then one more request that comes back [].
+    # The largest page the server allows, then one more request that comes back empty.
     assert qido_requests(srv) == [
         (level, {"limit": page, "offset": "0"}),
         (level, {"limit": page, "offset": str(count)}),
     ]
-    assert [r.status for r in srv.requests] == [200, 200]
+    assert [r.status for r in srv.requests] == [200, 204]  # the empty page that ends the paging
 
 
 def test_small_pages_are_followed_to_the_empty_page(srv: LocalServer) -> None:
@@ -143,7 +143,6 @@ def test_small_pages_are_followed_to_the_empty_page(srv: LocalServer) -> None:
 
 
 def test_paging_stops_on_204(srv: LocalServer) -> None:
-    srv.no_match_status = 204
     result = dcmweb(srv.url, "search", "studies", "--page-size", "50", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     assert len(result.stdout.splitlines()) == N_STUDIES
@@ -156,7 +155,7 @@ def test_a_cut_page_is_retried_not_taken_as_the_end(srv: LocalServer) -> None:
     with Client(srv.url, backoff=0.01) as client:
         rows = client.search("instances", page_size=1000)
     assert len(set(uids(rows))) == N_INSTANCES
-    assert [r.status for r in srv.requests] == [200, 503, 200, 200]
+    assert [r.status for r in srv.requests] == [200, 503, 200, 204]
 
 
 # -- limit and offset -------------------------------------------------------------------------
@@ -273,13 +272,13 @@ def test_formats_compact_and_jsonl(srv: LocalServer) -> None:
     ("pretty", "[]\n"), ("compact", "[]\n"), ("jsonl", ""),
 ])
 def test_no_match_prints_an_empty_array(srv: LocalServer, fmt: str, expected: str) -> None:
+    srv.no_match_status = 200
     result = dcmweb(srv.url, "search", "instances", "PatientID=nobody", "--format", fmt)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == expected
 
 
 def test_no_match_as_204_prints_an_empty_array(srv: LocalServer) -> None:
-    srv.no_match_status = 204
     result = dcmweb(srv.url, "search", "studies", "PatientID=nobody")
     assert (result.exit_code, result.stdout) == (0, "[]\n")
     assert [r.status for r in srv.requests] == [204]
