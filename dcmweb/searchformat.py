@@ -137,8 +137,11 @@ def text_lines(rows: Iterable[dict[str, Any]], fmt: str, level: str,
         return
     names = list(fields or DEFAULT_FIELDS[level])
     tags = field_tags(names)
+    if fmt == "tsv":
+        yield from _tsv_lines(rows, names, tags)
+        return
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(names)
     for row in rows:
         writer.writerow([readable(row.get(tag)) for tag in tags])
@@ -147,3 +150,19 @@ def text_lines(rows: Iterable[dict[str, Any]], fmt: str, level: str,
         buffer.truncate()
     if buffer.tell():  # no rows: the header alone
         yield buffer.getvalue()
+
+
+# TSV has no quoting: a tab or line break inside a value is written as \t, \n, \r, so
+# that each line is one row and `cut -f` finds every column.
+_TSV_ESCAPES = str.maketrans({"\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _tsv_lines(rows: Iterable[dict[str, Any]], names: list[str], tags: list[str]
+               ) -> Iterator[str]:
+    header = "\t".join(names) + "\n"  # written with the first row: a failed search prints nothing
+    for row in rows:
+        yield header + "\t".join(readable(row.get(tag)).translate(_TSV_ESCAPES)
+                                 for tag in tags) + "\n"
+        header = ""
+    if header:
+        yield header

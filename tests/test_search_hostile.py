@@ -235,3 +235,15 @@ def test_numbers_json_cannot_carry_are_a_server_error(number: str, shown: str) -
     assert lines(result.stderr)[-1] == \
         f"dcmweb: error: search studies failed: the answer holds {shown} (check HOST)"
     assert result.stdout == ""
+
+
+def test_tsv_escapes_tabs_and_line_breaks_instead_of_quoting() -> None:
+    """TSV quoted such values the CSV way: a row spread over two lines, `cut -f` broke."""
+    rows = [{**row("1.2.1", STUDY_TAG),
+             "00081030": {"vr": "LO", "Value": ['a\tb "c"\r\nd']},
+             "00100020": {"vr": "LO", "Value": ["P1"]}}]
+    result = serve(rows, "--format", "tsv", "--fields",
+                   "StudyInstanceUID,StudyDescription,PatientID")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "StudyInstanceUID\tStudyDescription\tPatientID\n" \
+                            '1.2.1\ta\\tb "c"\\r\\nd\tP1\n'
