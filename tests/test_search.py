@@ -371,6 +371,12 @@ def test_rows_sharing_a_uid_are_all_shown(orthanc: Orthanc, tmp_path: Path,
     dry = dcmweb(orthanc.url, "retrieve", "--dry-run", "--output", str(tmp_path / "out"))
     assert dry.exit_code == 0, dry.stderr
     assert len(dry.stdout.splitlines()) == 4
+    # The whole store, study by study: the study listed under two patients is asked for
+    # once (Orthanc cannot serve it: 404), not once per row.
+    saved = dcmweb("-m", orthanc.url, "retrieve", "--output", str(tmp_path / "out"))
+    assert saved.exit_code == 6, saved.stderr
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 2
+    assert lines(saved.stderr)[-1] == "dcmweb: error: 1 item could not be retrieved"
 
 
 def test_tinypacs_search(tinypacs: TinyPacs, few_files: list[Path]) -> None:
