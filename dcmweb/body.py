@@ -12,6 +12,7 @@ trickle is seen as it trickles.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,23 @@ def _too_large(what: str, limit: int) -> ServerError:
                        "the server sent more than any sensible answer; check HOST")
 
 
+class _NotAJsonNumber(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python reads NaN and Infinity, but they are not JSON: written back (jsonl, CSV) they
+    # would pass a server's non-JSON on as JSON.
+    raise _NotAJsonNumber(f"{name}, which is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400: read as infinity, written back as Infinity
+        raise _NotAJsonNumber(f"the number {text[:40]}, too large to be read")
+    return value
+
+
 def read_json(response: Response, limit: int, what: str, *,
               if_empty: Any = _REQUIRED) -> Any:
     """The JSON answer, refused with a clear :class:`ServerError` when it is larger than
@@ -104,7 +122,10 @@ def read_json(response: Response, limit: int, what: str, *,
     if if_empty is not _REQUIRED and not data.strip():
         return if_empty
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _NotAJsonNumber as exc:
+        raise ServerError(f"{what} failed: the answer holds {exc}", "check HOST",
+                          status=response.status_code) from None
     except RecursionError:
         raise ServerError(f"{what} failed: the server's JSON answer is nested too deeply",
                           "check HOST", status=response.status_code) from None

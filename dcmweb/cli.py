@@ -211,8 +211,8 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
 @click.option("--format", "fmt", type=click.Choice(FORMATS + TEXT_FORMATS), default="pretty",
               show_default=True, help="JSON array (pretty or compact), one JSON object per "
               "line (jsonl), a table (csv, tsv) or the found UIDs one per line (uids).")
-@click.option("--fields", metavar="F1,F2", help="Columns of csv/tsv, by keyword or tag "
-              "[default: a few per level]; they are also asked for with includefield.")
+@click.option("--fields", metavar="F1,F2", help="Columns of csv/tsv (for them only), by keyword "
+              "or tag [default: a few per level]; every column is asked for with includefield.")
 @click.option("--page-size", type=click.IntRange(1), metavar="N",
               help="Rows per request when paging [default: the server's maximum].")
 @pass_settings
@@ -234,19 +234,20 @@ def search(settings: Settings, path: str, params: tuple[str, ...], filters: tupl
     """
     from .paths import parse_search_path
     from .search import parse_params
-    from .searchformat import field_tags, text_lines
+    from .searchformat import table_columns, text_lines
 
     if "=" in path:  # the old tool allowed: search "PatientName=X" (path omitted)
         path, params = "studies", (path, *params)
-    columns = [name.strip() for name in fields.split(",") if name.strip()] if fields else None
-    if columns and fmt in ("csv", "tsv"):
-        field_tags(columns)  # unknown names are refused before any request
+    level = parse_search_path(path)[1]
+    columns = table_columns(level, fields, fmt)
+    if columns:
+        # Servers leave out StudyDescription and others unless asked for.
         include = (*include, *columns) if "all" not in (i.lower() for i in include) else include
     with settings.client() as client:
         rows = client.iter_search(path, parse_params(params), page_size, filters=filters,
                                   include=include, fuzzy=fuzzy, limit=limit, offset=offset)
         if fmt in TEXT_FORMATS:
-            settings.output.text_lines(text_lines(rows, fmt, parse_search_path(path)[1], columns))
+            settings.output.text_lines(text_lines(rows, fmt, level, columns))
         else:
             settings.output.json_rows(rows, fmt)
 

@@ -219,11 +219,18 @@ class Output:
 
     def text_lines(self, lines: Iterable[str]) -> int:
         """Write lines (each with its newline) to stdout as they come: CSV, TSV, UIDs."""
+        out = self.stdout
         count = 0
         for line in lines:
-            self.stdout.write(line)
+            try:
+                out.write(line)
+            except UnicodeEncodeError:
+                # A lone surrogate ("\ud800" is valid JSON) or a character stdout's
+                # encoding lacks: escaped as \ud800, as JSON lines escape it.
+                encoding = getattr(out, "encoding", None) or "utf-8"
+                out.write(line.encode(encoding, "backslashreplace").decode(encoding))
             count += 1
-        self.stdout.flush()
+        out.flush()
         return count
 
     def data(self, payload: bytes | str) -> None:

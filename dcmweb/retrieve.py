@@ -237,13 +237,17 @@ def _listed(searcher: Searcher, search_path: str, tag: str, level: str,
     """Each study or series a search lists; its UID is checked before it becomes a path."""
     from .search import FIRST_PAGE  # loaded with the searcher already
 
+    listed: set[str] = set()
     for row in searcher.iter_rows(search_path, [("includefield", tag)], first_page=FIRST_PAGE):
         values = (row.get(tag) or {}).get("Value") or [None]
         uid = safe_uid(values[0])
+        if uid in listed:
+            continue  # one study listed under two patients: its path is fetched once
         if uid is None:
             reason = f"refused unsafe {level} UID {values[0]!r} from the server"
             yield RetrieveResult("failed", search_path, message=reason)
         else:
+            listed.add(uid)
             yield make(uid)
 
 

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from .errors import UsageError
 from .keywords import tag_of
+from .paths import safe_uid
+
+log = logging.getLogger("dcmweb")
 
 # What a table shows when no --fields is given, per level searched.
 DEFAULT_FIELDS = {
@@ -28,13 +33,37 @@ UID_FIELD = {"studies": "StudyInstanceUID", "series": "SeriesInstanceUID",
              "instances": "SOPInstanceUID"}
 
 
+def table_columns(level: str, fields: str | None, fmt: str) -> list[str]:
+    """The columns of a csv or tsv table: ``--fields F1,F2`` or the level's defaults;
+    none for other formats. Names that are not attributes are usage errors."""
+    if fmt not in ("csv", "tsv"):
+        if fields is not None:
+            raise UsageError("--fields picks the columns of --format csv or tsv",
+                             "to ask for attributes in JSON, use --include FIELD")
+        return []
+    if fields is None:
+        return list(DEFAULT_FIELDS[level])
+    names = [name.strip() for name in fields.split(",") if name.strip()]
+    if not names:
+        raise UsageError(f"--fields {fields!r} names no column", "write --fields F1,F2")
+    field_tags(names)
+    return names
+
+
 def field_tags(fields: Sequence[str]) -> list[str]:
     """Tags of the fields (keywords or tags), in order; unknown names are usage errors."""
     return [tag_of(name) for name in fields]
 
 
 def _person_name(value: Any) -> str:
-    text = value.get("Alphabetic", "") if isinstance(value, dict) else str(value)
+    """``DOE, JOHN``: the first name form given, alphabetic before ideographic before
+    phonetic (a name written only in kanji is shown in kanji, not as an empty cell)."""
+    groups: list[Any]
+    if isinstance(value, dict):
+        groups = [value.get(form) for form in ("Alphabetic", "Ideographic", "Phonetic")]
+    else:
+        groups = str(value).split("=")  # the DICOM text form: Alphabetic=Ideographic=Phonetic
+    text = next((group for group in groups if isinstance(group, str) and group), "")
     family, _, rest = text.partition("^")
     given = " ".join(part for part in rest.split("^") if part)
     return f"{family}, {given}" if family and given else family or given
@@ -62,7 +91,9 @@ def readable(element: Any) -> str:
     values = element.get("Value") or []
     cells = []
     for value in values:
-        if vr == "PN":
+        if value is None:  # DICOM JSON's empty value among several
+            cells.append("")
+        elif vr == "PN":
             cells.append(_person_name(value))
         elif vr == "DA":
             cells.append(_date(str(value)))
@@ -77,20 +108,40 @@ def readable(element: Any) -> str:
     return "\\".join(cells)
 
 
+def _uid_lines(rows: Iterable[dict[str, Any]], level: str) -> Iterator[str]:
+    """One UID a line. A row without a UID that retrieve would take (missing, null,
+    several values, spaces, control characters) is left out and counted: printed, it
+    would break the line or send xargs a path that cannot work."""
+    keyword = UID_FIELD[level]
+    tag = tag_of(keyword)
+    left_out, example = 0, ""
+    for row in rows:
+        element = row.get(tag)
+        values = element.get("Value") if isinstance(element, dict) else None
+        uid = safe_uid(values[0]) if isinstance(values, list) and len(values) == 1 else None
+        if uid is not None:
+            yield uid + "\n"
+            continue
+        left_out += 1
+        example = example or (ascii(values) if values else "none")
+    if left_out:
+        log.warning("search: %d %s without a usable %s left out (first: %s)", left_out,
+                    "row" if left_out == 1 else "rows", keyword, example)
+
+
 def text_lines(rows: Iterable[dict[str, Any]], fmt: str, level: str,
                fields: Sequence[str] | None = None) -> Iterator[str]:
     """Lines (each ending in a newline) for the csv, tsv or uids format."""
     if fmt == "uids":
-        tag = tag_of(UID_FIELD[level])
-        for row in rows:
-            value = readable(row.get(tag))
-            if value:
-                yield value + "\n"
+        yield from _uid_lines(rows, level)
         return
     names = list(fields or DEFAULT_FIELDS[level])
     tags = field_tags(names)
+    if fmt == "tsv":
+        yield from _tsv_lines(rows, names, tags)
+        return
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(names)
     for row in rows:
         writer.writerow([readable(row.get(tag)) for tag in tags])
@@ -99,3 +150,19 @@ def text_lines(rows: Iterable[dict[str, Any]], fmt: str, level: str,
         buffer.truncate()
     if buffer.tell():  # no rows: the header alone
         yield buffer.getvalue()
+
+
+# TSV has no quoting: a tab or line break inside a value is written as \t, \n, \r, so
+# that each line is one row and `cut -f` finds every column.
+_TSV_ESCAPES = str.maketrans({"\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _tsv_lines(rows: Iterable[dict[str, Any]], names: list[str], tags: list[str]
+               ) -> Iterator[str]:
+    header = "\t".join(names) + "\n"  # written with the first row: a failed search prints nothing
+    for row in rows:
+        yield header + "\t".join(readable(row.get(tag)).translate(_TSV_ESCAPES)
+                                 for tag in tags) + "\n"
+        header = ""
+    if header:
+        yield header

@@ -87,7 +87,7 @@ def srv(server: LocalServer) -> Iterator[LocalServer]:
     server.clear_requests()
     server.clear_faults()
     yield server
-    server.no_match_status = 200
+    server.no_match_status = 204
     server.search_keys = "google"
 
 
@@ -126,12 +126,12 @@ def test_search_returns_every_row_past_the_cap(srv: LocalServer, level: str, cou
     tag = {"instances": SOP_TAG, "studies": STUDY_TAG, "series": SERIES_TAG}[level]
     assert len(rows) == count
     assert len(set(uids(rows, tag))) == count
-    # The largest page the server allows, then one more request that comes back [].
+    # The largest page the server allows, then one more request that comes back empty.
     assert qido_requests(srv) == [
         (level, {"limit": page, "offset": "0"}),
         (level, {"limit": page, "offset": str(count)}),
     ]
-    assert [r.status for r in srv.requests] == [200, 200]
+    assert [r.status for r in srv.requests] == [200, 204]  # the empty page that ends the paging
 
 
 def test_small_pages_are_followed_to_the_empty_page(srv: LocalServer) -> None:
@@ -143,7 +143,6 @@ def test_small_pages_are_followed_to_the_empty_page(srv: LocalServer) -> None:
 
 
 def test_paging_stops_on_204(srv: LocalServer) -> None:
-    srv.no_match_status = 204
     result = dcmweb(srv.url, "search", "studies", "--page-size", "50", "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
     assert len(result.stdout.splitlines()) == N_STUDIES
@@ -156,7 +155,7 @@ def test_a_cut_page_is_retried_not_taken_as_the_end(srv: LocalServer) -> None:
     with Client(srv.url, backoff=0.01) as client:
         rows = client.search("instances", page_size=1000)
     assert len(set(uids(rows))) == N_INSTANCES
-    assert [r.status for r in srv.requests] == [200, 503, 200, 200]
+    assert [r.status for r in srv.requests] == [200, 503, 200, 204]
 
 
 # -- limit and offset -------------------------------------------------------------------------
@@ -273,13 +272,13 @@ def test_formats_compact_and_jsonl(srv: LocalServer) -> None:
     ("pretty", "[]\n"), ("compact", "[]\n"), ("jsonl", ""),
 ])
 def test_no_match_prints_an_empty_array(srv: LocalServer, fmt: str, expected: str) -> None:
+    srv.no_match_status = 200
     result = dcmweb(srv.url, "search", "instances", "PatientID=nobody", "--format", fmt)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == expected
 
 
 def test_no_match_as_204_prints_an_empty_array(srv: LocalServer) -> None:
-    srv.no_match_status = 204
     result = dcmweb(srv.url, "search", "studies", "PatientID=nobody")
     assert (result.exit_code, result.stdout) == (0, "[]\n")
     assert [r.status for r in srv.requests] == [204]
@@ -335,6 +334,49 @@ def test_orthanc_search(orthanc: Orthanc, few_files: list[Path]) -> None:
         assert len(json.loads(wild.stdout)) == 12, pattern
     none = dcmweb(orthanc.url, "search", "studies", "PatientID=nobody")  # Orthanc: 200 []
     assert (none.exit_code, none.stdout) == (0, "[]\n")
+
+
+def shared_uid_files(directory: Path) -> list[Path]:
+    """One SOP Instance UID in two studies, and one Study Instance UID under two patients:
+    Orthanc keeps both pairs apart and lists four instances, four studies."""
+    [template] = corpus.synthetic_files(directory / "template", 1, patient_id="TWIN")
+    root = pydicom.uid.generate_uid()[:40]
+    uids = [(f"{root}.1.1", f"{root}.2.1", f"{root}.3.1", "TWIN-A"),  # same SOP ...
+            (f"{root}.1.2", f"{root}.2.1", f"{root}.3.1", "TWIN-B"),  # ... in two studies
+            (f"{root}.1.3", f"{root}.2.3", f"{root}.3.3", "TWIN-C"),  # same study ...
+            (f"{root}.1.3", f"{root}.2.4", f"{root}.3.4", "TWIN-D")]  # ... two patients
+    paths = []
+    for index, (study, series, sop, patient) in enumerate(uids):
+        ds = pydicom.dcmread(template)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.PatientID = study, series, patient
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
+        paths.append(directory / f"twin{index}.dcm")
+        ds.save_as(paths[-1], enforce_file_format=True)
+    return paths
+
+
+@pytest.mark.parametrize("page_size", ["5000", "1"])
+def test_rows_sharing_a_uid_are_all_shown(orthanc: Orthanc, tmp_path: Path,
+                                          page_size: str) -> None:
+    """Distinct rows that share the UID of the level searched are distinct rows: they
+    used to be shown once, with a warning that they 'came back twice'."""
+    with Client(orthanc.url) as client:
+        assert {r.status for r in client.store(shared_uid_files(tmp_path))} == {"stored"}
+    for level in ("instances", "studies"):
+        result = dcmweb(orthanc.url, "search", level, "PatientID=TWIN-*", "--format", "jsonl",
+                        "--page-size", page_size)
+        assert result.exit_code == 0, result.stderr
+        assert len(result.stdout.splitlines()) == 4, level
+        assert result.stderr == ""
+    dry = dcmweb(orthanc.url, "retrieve", "--dry-run", "--output", str(tmp_path / "out"))
+    assert dry.exit_code == 0, dry.stderr
+    assert len(dry.stdout.splitlines()) == 4
+    # The whole store, study by study: the study listed under two patients is asked for
+    # once (Orthanc cannot serve it: 404), not once per row.
+    saved = dcmweb("-m", orthanc.url, "retrieve", "--output", str(tmp_path / "out"))
+    assert saved.exit_code == 6, saved.stderr
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 2
+    assert lines(saved.stderr)[-1] == "dcmweb: error: 1 item could not be retrieved"
 
 
 def test_tinypacs_search(tinypacs: TinyPacs, few_files: list[Path]) -> None:

@@ -133,7 +133,8 @@ def test_a_row_shifted_onto_the_next_page_is_shown_once() -> None:
     assert result.exit_code == 0, result.stderr
     printed = [json.loads(line)[SOP_TAG]["Value"][0] for line in result.stdout.splitlines()]
     assert printed == ["1.2.1", "1.2.2", "1.2.3", "1.2.4"]
-    assert "search instances: 1 rows at offset 2 came back twice; shown once" in result.stderr
+    assert "search instances: 1 row at offset 2 came back from an earlier page; shown " \
+        "once" in result.stderr
 
 
 def test_a_listing_that_starts_downloads_asks_for_a_small_page_first(tmp_path: Path) -> None:
@@ -162,3 +163,87 @@ def test_a_listing_that_starts_downloads_asks_for_a_small_page_first(tmp_path: P
     assert listed == [("0", "100"), ("100", "50000"), ("150", "50000")]
     assert len(rendered) == 150 and len({r.target for r in rendered}) == 150
     assert len(list(tmp_path.rglob("*.jpg"))) == 150
+
+
+# -- odd values in rows ---------------------------------------------------------------------------
+def serve(rows: list[dict], *args: str) -> Result:
+    """dcmweb search ARGS against a server answering ROWS (then an empty page)."""
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.json(
+            200, rows if req.params.get("offset", "0") == "0" else [],
+            "application/dicom+json"))
+        return dcmweb(fake.url, "search", *args)
+
+
+def test_null_values_are_empty_not_none() -> None:
+    """DICOM JSON writes an empty value among several as null: it used to print 'None'."""
+    rows = [{STUDY_TAG: {"vr": "UI", "Value": ["1.2.1"]},
+             "00100010": {"vr": "PN", "Value": [None, {"Alphabetic": "B^C"}]},
+             "00080061": {"vr": "CS", "Value": [None, "CT"]},
+             "00080020": {"vr": "DA", "Value": [None]}}]
+    result = serve(rows, "--format", "csv", "--fields",
+                   "StudyInstanceUID,PatientName,ModalitiesInStudy,StudyDate")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[1] == '1.2.1,"\\B, C",\\CT,'
+
+
+def test_uids_leaves_out_rows_without_a_usable_uid() -> None:
+    """A null, missing, multi-valued or line-breaking UID is never printed (it printed
+    'None', or split one row into two lines for xargs): left out, counted, warned about."""
+    rows = [row("1.2.1", STUDY_TAG), {STUDY_TAG: {"vr": "UI", "Value": [None]}},
+            {"00100020": {"vr": "LO", "Value": ["NOUID"]}}, {STUDY_TAG: {"vr": "UI"}},
+            row("1.2.3\n9.9.9", STUDY_TAG), row("1.2.4\r", STUDY_TAG),
+            {STUDY_TAG: {"vr": "UI", "Value": ["1.2.5", "1.2.6"]}}, row("1.2.7", STUDY_TAG)]
+    result = serve(rows, "--format", "uids")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "1.2.1\n1.2.7\n"
+    assert lines(result.stderr) == [
+        "dcmweb: warning: search: 6 rows without a usable StudyInstanceUID left out "
+        "(first: [None])"]
+
+
+@pytest.mark.parametrize(("fmt", "expected"), [
+    ("csv", "PatientID\nA\\ud800B\n"), ("tsv", "PatientID\nA\\ud800B\n"),
+    ("uids", "1.2.2\n"), ("jsonl", None)])
+def test_a_lone_surrogate_is_escaped_not_a_crash(fmt: str, expected: str | None) -> None:
+    """'\\ud800' is valid JSON but cannot be written as UTF-8: csv, tsv and uids ended
+    with 'unexpected error: UnicodeEncodeError' after some rows."""
+    rows = [{**row("1.2.1\ud800", STUDY_TAG), "00100020": {"vr": "LO", "Value": ["A\ud800B"]}},
+            row("1.2.2", STUDY_TAG)]
+    args = ["--fields", "PatientID"] if fmt in ("csv", "tsv") else []
+    result = serve(rows[:1] if fmt != "uids" else rows, "--format", fmt, *args)
+    assert result.exit_code == 0, result.stderr
+    assert "unexpected error" not in result.stderr
+    if expected is not None:
+        assert result.stdout == expected
+    else:
+        assert json.loads(result.stdout)["00100020"]["Value"] == ["A\ud800B"]
+
+
+@pytest.mark.parametrize(("number", "shown"), [
+    ("NaN", "NaN, which is not JSON"), ("Infinity", "Infinity, which is not JSON"),
+    ("-Infinity", "-Infinity, which is not JSON"),
+    ("1e400", "the number 1e400, too large to be read")])
+def test_numbers_json_cannot_carry_are_a_server_error(number: str, shown: str) -> None:
+    """Python reads NaN, Infinity and 1e400 (as inf): jsonl wrote them back as non-JSON."""
+    body = f'[{{"0020000D": {{"vr": "UI", "Value": ["1.2.1"]}}, ' \
+           f'"00201208": {{"vr": "IS", "Value": [{number}]}}}}]'.encode()
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.reply(200, body, "application/dicom+json"))
+        result = dcmweb(fake.url, "search", "--format", "jsonl")
+    assert result.exit_code == 1
+    assert lines(result.stderr)[-1] == \
+        f"dcmweb: error: search studies failed: the answer holds {shown} (check HOST)"
+    assert result.stdout == ""
+
+
+def test_tsv_escapes_tabs_and_line_breaks_instead_of_quoting() -> None:
+    """TSV quoted such values the CSV way: a row spread over two lines, `cut -f` broke."""
+    rows = [{**row("1.2.1", STUDY_TAG),
+             "00081030": {"vr": "LO", "Value": ['a\tb "c"\r\nd']},
+             "00100020": {"vr": "LO", "Value": ["P1"]}}]
+    result = serve(rows, "--format", "tsv", "--fields",
+                   "StudyInstanceUID,StudyDescription,PatientID")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "StudyInstanceUID\tStudyDescription\tPatientID\n" \
+                            '1.2.1\ta\\tb "c"\\r\\nd\tP1\n'

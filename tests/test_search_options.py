@@ -41,6 +41,7 @@ def patient_files(directory: Path) -> list[Path]:
         [path] = corpus.synthetic_files(directory / str(index), 1, patient_id=pid)
         ds = pydicom.dcmread(path)
         ds.PatientName, ds.StudyDate, ds.StudyTime = name, date, time
+        ds.StudyDescription, ds.SeriesDescription = f"Study of {pid}", f"Series of {pid}"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
@@ -141,7 +142,10 @@ def test_limit_and_offset_on_orthanc(orthanc_filled: Orthanc) -> None:
 
 
 @pytest.mark.parametrize("args", [["--filter", "PatientNam=X"], ["--include", "Nonsense"],
-                                  ["--filter", "novalue"], ["--format", "csv", "--fields", "Foo"]])
+                                  ["--filter", "novalue"], ["--format", "csv", "--fields", "Foo"],
+                                  ["--format", "csv", "--fields", " , "],
+                                  ["--format", "jsonl", "--fields", "Foo"],
+                                  ["--format", "uids", "--fields", "PatientName"]])
 def test_bad_names_are_usage_errors_before_any_request(args: list[str]) -> None:
     with Hostile() as fake:
         result = dcmweb(fake.url, "search", *args)
@@ -177,6 +181,21 @@ def test_tsv_default_columns_and_an_empty_result_prints_the_header(local_filled:
     assert result.stdout.count("\n") == 1 and result.stdout.startswith("StudyInstanceUID\t")
 
 
+@pytest.mark.parametrize("server", ["local_filled", "orthanc_filled"])
+def test_default_columns_are_asked_for(server: str, request: pytest.FixtureRequest) -> None:
+    """StudyDescription and SeriesDescription are default columns that servers leave out
+    unless asked for: the columns were always empty."""
+    url = request.getfixturevalue(server).url
+    studies = dcmweb(url, "search", "--filter", "PatientID=OPT-2", "--format", "csv")
+    assert studies.exit_code == 0, studies.stderr
+    [row] = csv.DictReader(io.StringIO(studies.stdout))
+    assert (row["PatientID"], row["StudyDescription"]) == ("OPT-2", "Study of OPT-2")
+    series = dcmweb(url, "search", "series", "--filter", "PatientID=OPT-2", "--format", "tsv")
+    assert series.exit_code == 0, series.stderr
+    [row] = csv.DictReader(io.StringIO(series.stdout), delimiter="\t")
+    assert (row["Modality"], row["SeriesDescription"]) == ("CT", "Series of OPT-2")
+
+
 def test_uids_pipe_into_xargs(orthanc_filled: Orthanc, files: list[Path]) -> None:
     """UIDs one per line, nothing else on stdout: xargs can run a command per study."""
     search = subprocess.run([sys.executable, "-m", "dcmweb", orthanc_filled.url, "search",
@@ -204,6 +223,11 @@ def test_readable_values() -> None:
     assert readable({"vr": "TM", "Value": ["081500.123"]}) == "08:15:00.123"
     assert readable({"vr": "SQ", "Value": [{}]}) == "(sequence)"
     assert readable({"vr": "US", "Value": [512]}) == "512"
+    # A name written only in kanji or kana is shown, not an empty cell.
+    assert readable({"vr": "PN", "Value": [{"Ideographic": "山田^太郎"},
+                                           {"Phonetic": "やまだ^たろう"}]}) \
+        == "山田, 太郎\\やまだ, たろう"
+    assert readable({"vr": "PN", "Value": ["=山田^太郎=やまだ^たろう", None]}) == "山田, 太郎\\"
     assert readable(None) == ""
 
 

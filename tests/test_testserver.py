@@ -97,6 +97,9 @@ def split_multipart(resp: requests.Response) -> list[tuple[str, bytes]]:
 
 def qido(srv: LocalServer, path: str, **params: Any) -> list[dict[str, Any]]:
     resp = requests.get(srv.url + path, params=params, timeout=30)
+    if resp.status_code == 204:  # no match, as Google answers it
+        assert resp.content == b""
+        return []
     assert resp.status_code == 200, resp.text
     assert resp.headers["Content-Type"].startswith("application/dicom+json")
     return resp.json()
@@ -398,13 +401,14 @@ def test_qido_bad_queries_are_plain_text_400(loaded: LocalServer, params: dict) 
     assert resp.text.strip()
 
 
-def test_qido_no_match_200_or_204(tmp_path: Path) -> None:
+def test_qido_no_match_204_as_google_or_200(tmp_path: Path) -> None:
+    """Google answers a search without results 204 (healthcare-api-dicomweb-cli#44)."""
     with LocalServer(tmp_path / "a") as srv:
-        resp = requests.get(srv.url + "/studies", params={"PatientID": "nobody"})
-        assert (resp.status_code, resp.text) == (200, "[]")
-    with LocalServer(tmp_path / "b", no_match_status=204) as srv:
         resp = requests.get(srv.url + "/studies")
         assert (resp.status_code, resp.content) == (204, b"")
+    with LocalServer(tmp_path / "b", no_match_status=200) as srv:
+        resp = requests.get(srv.url + "/studies", params={"PatientID": "nobody"})
+        assert (resp.status_code, resp.text) == (200, "[]")
 
 
 def test_qido_limit_is_clamped_to_google_caps() -> None:
@@ -656,10 +660,10 @@ def test_fault_matching_count_and_fifo(srv: LocalServer) -> None:
     assert requests.get(srv.url + "/studies").status_code == 500  # first fault does not match
     assert requests.get(srv.url + "/series").status_code == 429
     assert requests.get(srv.url + "/series").status_code == 429
-    assert requests.get(srv.url + "/series").status_code == 200
+    assert requests.get(srv.url + "/series").status_code == 204  # the empty store's answer
     srv.inject_fault(502, count=5)
     srv.clear_faults()
-    assert requests.get(srv.url + "/studies").status_code == 200
+    assert requests.get(srv.url + "/studies").status_code == 204
 
 
 def test_fault_drop_closes_the_connection(srv: LocalServer) -> None:
@@ -679,7 +683,7 @@ def test_fault_delay_causes_read_timeout(srv: LocalServer) -> None:
     with pytest.raises(requests.ReadTimeout):
         requests.get(srv.url + "/studies", timeout=0.2)
     started = time.monotonic()
-    assert requests.get(srv.url + "/studies", timeout=5).status_code == 200
+    assert requests.get(srv.url + "/studies", timeout=5).status_code == 204  # the empty store
     assert time.monotonic() - started < 0.5
     srv.inject_fault(404, delay=0.3)
     started = time.monotonic()
@@ -701,9 +705,9 @@ def test_control_endpoints_over_http(srv: LocalServer) -> None:
     assert ok.status_code == 200
     assert requests.get(srv.url + "/studies").status_code == 503
     assert requests.delete(control + "/faults").status_code == 200
-    assert requests.get(srv.url + "/studies").status_code == 200
+    assert requests.get(srv.url + "/studies").status_code == 204
     listed = requests.get(control + "/requests").json()
-    assert [r["status"] for r in listed if "/dicomWeb/" in r["path"]] == [503, 200]
+    assert [r["status"] for r in listed if "/dicomWeb/" in r["path"]] == [503, 204]
     assert all(len(r["body_sha256"]) == 64 for r in listed)
     assert requests.delete(control + "/requests").status_code == 200
     assert [r.path for r in srv.requests] == ["/_control/requests"]
@@ -717,7 +721,7 @@ def test_bearer_token_401_and_runtime_change(tmp_path: Path) -> None:
         wrong = requests.get(srv.url + "/studies", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
         good = requests.get(srv.url + "/studies", headers={"Authorization": "Bearer s3cret"})
-        assert good.status_code == 200
+        assert good.status_code == 204
         srv.token = "fresh"
         again = requests.get(srv.url + "/studies", headers={"Authorization": "Bearer s3cret"})
         assert again.status_code == 401
@@ -729,7 +733,7 @@ def test_bearer_token_401_and_runtime_change(tmp_path: Path) -> None:
             "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
         }
         headers = {"Authorization": f"Bearer {token['access_token']}"}
-        assert requests.get(srv.url + "/studies", headers=headers).status_code == 200
+        assert requests.get(srv.url + "/studies", headers=headers).status_code == 204
         assert requests.get(srv.root_url + "/_control/requests").status_code == 200
 
 

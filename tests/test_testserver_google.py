@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,3 +147,30 @@ def test_an_older_index_gains_the_new_search_columns(tmp_path: Path) -> None:
     with LocalServer(tmp_path / "store", search_keys="extended") as server:
         assert stow(server, [blob(CT)]).status_code == 200
         assert len(qido(server, "/instances", PatientSex="O")) == 1
+
+
+def test_qido_values_are_dicom_json_like_metadata(srv: LocalServer) -> None:
+    """A name with three component groups and a multi-valued attribute: QIDO answered
+    one Alphabetic string 'Yamada^Tarou=山田^太郎=やまだ^たろう' and one value 'S\\T',
+    unlike the instance's own metadata (and Google)."""
+    ds = pydicom.dcmread(real_file(CT))
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Yamada^Tarou=山田^太郎=やまだ^たろう"
+    ds.SeriesDescription = ["S", "T"]
+    ds.ReferringPhysicianName = "=山田^花子"  # ideographic only
+    data = synthetic(_bytes(ds))
+    study, series, _ = uids(data)
+    assert stow(srv, [data]).status_code == 200
+    [meta] = requests.get(f"{srv.url}/studies/{study}/metadata", timeout=30).json()
+    [row] = qido(srv, "/series", SeriesInstanceUID=series, includefield="SeriesDescription")
+    for tag in ("00100010", "0008103E", "00080090"):
+        assert row[tag] == meta[tag], tag
+    assert row["00100010"]["Value"] == [{"Alphabetic": "Yamada^Tarou",
+                                         "Ideographic": "山田^太郎", "Phonetic": "やまだ^たろう"}]
+    assert row["0008103E"]["Value"] == ["S", "T"]
+
+
+def _bytes(ds: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -344,3 +344,32 @@ def test_json_body_that_is_not_json_is_400(srv: LocalServer) -> None:
     headers = {"Content-Type": 'multipart/related; type="application/dicom+json"; boundary=B'}
     resp = requests.post(srv.url + "/studies", data=body, headers=headers, timeout=30)
     assert resp.status_code == 400 and "not JSON" in resp.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("level", ["study", "series", "instance"])
+def test_a_decoder_that_fails_gets_406_before_the_answer(srv: LocalServer, level: str) -> None:
+    """JPEG Extended 12-bit has a decoder plugin, which fails on it: the study or series
+    answer was a 200 cut mid-stream, a single instance a 500. Every instance is decoded
+    before the answer starts; the 406 says why."""
+    url = put(srv, "JPEG-lossy.dcm")
+    study_url, series_url = url.split("/series/")[0], url.split("/instances/")[0]
+    # An instance sent as stored, in the same study: the answer could start with it.
+    assert stow(srv, [_in_study(blob(CT), study_url.rsplit("/", 1)[1])]).status_code == 200
+    target = {"study": study_url, "series": series_url, "instance": url}[level]
+    accept = "application/dicom" if level == "instance" else \
+        'multipart/related; type="application/dicom"'
+    resp = requests.get(target, headers={"Accept": accept}, timeout=30)
+    assert resp.status_code == 406, resp.status_code
+    message = resp.json()["error"]["message"]
+    assert message.startswith("cannot decode JPEG Extended"), message
+    assert message.endswith("; ask for transfer-syntax=* to get the stored bytes")
+    stored = requests.get(target, headers={"Accept": accept + "; transfer-syntax=*"}, timeout=30)
+    assert stored.status_code == 200
+
+
+def _in_study(data: bytes, study: str) -> bytes:
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.StudyInstanceUID = study
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--delete-delay", type=float, default=1.0, help="seconds before a delete is done"
     )
     parser.add_argument(
-        "--no-match-status", type=int, choices=(200, 204), default=200,
-        help="status of a search without results",
+        "--no-match-status", type=int, choices=(200, 204), default=204,
+        help="status of a search without results: 204 and no body, as Google (default), "
+        "or 200 []",
     )  # fmt: skip
     parser.add_argument(
         "--search-keys", choices=("google", "extended"), default="google",

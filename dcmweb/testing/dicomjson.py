@@ -39,6 +39,15 @@ def metadata(ds: Dataset, instance_url: str) -> dict[str, Any]:
     return _dataset(ds, f"{instance_url}/bulkdata/", "")
 
 
+def text_element(vr: str, text: str) -> dict[str, Any]:
+    """A value kept as DICOM text (values joined by '\\', a person name's groups by '=')
+    as :func:`metadata` gives it: ``S\\T`` is two values, ``Yamada^Tarou=山田^太郎`` a name
+    with an Alphabetic and an Ideographic group."""
+    from pydicom.dataelem import DataElement
+
+    return DataElement(0, vr, text).to_json_dict(None, bulk_data_threshold=1 << 62)
+
+
 def _dataset(ds: Dataset, prefix: str, path: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for tag in ds.keys():  # noqa: SIM118 - iterating the Dataset would read deferred values

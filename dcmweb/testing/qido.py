@@ -12,6 +12,7 @@ import re
 import sqlite3
 from typing import Any
 
+from .dicomjson import text_element
 from .handler import Handler, Request
 from .metadata import instance_attributes
 from .responses import element, sorted_dataset
@@ -376,6 +377,8 @@ def _to_json(row: sqlite3.Row, fields: list[str]) -> dict[str, Any]:
         value = row[column]
         if column == "modalities":
             obj[tag] = element(vr, *sorted(set((value or "").split(","))))
+        elif isinstance(value, str) and ("\\" in value or (vr == "PN" and "=" in value)):
+            obj[tag] = text_element(vr, value)  # several values, or name groups
         else:
             obj[tag] = element(vr, value)
     return sorted_dataset(obj)

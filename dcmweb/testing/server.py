@@ -32,7 +32,7 @@ class LocalServer:
         *,
         token: str | None = None,
         delete_delay: float = 1.0,
-        no_match_status: int = 200,
+        no_match_status: int = 204,  # Google's answer to a search without results
         verbose: bool = False,
         refuse_duplicates: bool = False,
         search_keys: str = GOOGLE,

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import io
 import sqlite3
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from . import pixels
 from .handler import Handler
@@ -75,16 +77,29 @@ def handle_wado(h: Handler, study: str, series: str | None = None, sop: str | No
             if problem:
                 h.send_error_json(406, problem)
                 return
+    try:
+        # Every instance to convert is converted before the answer starts: one that cannot
+        # be decoded (12-bit JPEG without a codec) is a 406, not a cut stream or a 500.
+        converted = {
+            index: _instance_bytes(h.app.store.file_path(row), row, wanted.transfer_syntax)
+            for index, row in enumerate(rows)
+            if wanted.transfer_syntax not in (None, row["transfer_syntax_uid"])
+        }
+    except pixels.CannotDecode as exc:
+        h.send_error_json(406, f"{exc}; ask for transfer-syntax=* to get the stored bytes")
+        return
     if wanted.multipart:
         boundary = uuid.uuid4().hex
         h.send_stream(
             200,
             f'multipart/related; type="application/dicom"; boundary={boundary}',
-            _multipart_chunks(h, rows, wanted.transfer_syntax, boundary),
+            _multipart_chunks(h, rows, wanted.transfer_syntax, boundary, converted),
         )
         return
     row = rows[0]
-    data = _instance_bytes(h.app.store.file_path(row), row, wanted.transfer_syntax)
+    data = converted[0] if converted else _instance_bytes(
+        h.app.store.file_path(row), row, wanted.transfer_syntax
+    )
     if data is None:
         h.send_error_json(404, f"instance not found: {sop}")
         return
@@ -92,9 +107,11 @@ def handle_wado(h: Handler, study: str, series: str | None = None, sop: str | No
     h.send_sized(200, f"application/dicom; transfer-syntax={ts}", size, chunks)
 
 
-def _instance_bytes(
-    path: Path, row: sqlite3.Row, target: str | None
-) -> tuple[int, Iterator[bytes], str] | None:
+# An instance as it will be sent: size, chunks, transfer syntax.
+_Part = tuple[int, Iterator[bytes], str]
+
+
+def _instance_bytes(path: Path, row: sqlite3.Row, target: str | None) -> _Part | None:
     """Size, chunk iterator and transfer syntax of one instance as it will be sent."""
     stored = row["transfer_syntax_uid"]
     if target is None or target == stored:
@@ -110,7 +127,11 @@ def _instance_bytes(
             data = pixels.decode_instance(path)
     except FileNotFoundError:
         return None
-    return len(data), iter([data]), EXPLICIT_LE
+    # Kept until sent, on disk past 1 MiB: a study's decoded instances need not fit in memory.
+    spool = tempfile.SpooledTemporaryFile(max_size=16 * CHUNK)  # noqa: SIM115 - closed when sent
+    spool.write(data)
+    spool.seek(0)
+    return len(data), _file_chunks(spool), EXPLICIT_LE
 
 
 def transcoding_problem(stored: str, target: str) -> str | None:
@@ -125,17 +146,21 @@ def transcoding_problem(stored: str, target: str) -> str | None:
     return pixels.decoding_problem(stored)
 
 
-def _file_chunks(fh: io.BufferedReader) -> Iterator[bytes]:
+def _file_chunks(fh: IO[bytes]) -> Iterator[bytes]:
     with fh:
         while chunk := fh.read(CHUNK):
             yield chunk
 
 
 def _multipart_chunks(
-    h: Handler, rows: list[sqlite3.Row], target: str | None, boundary: str
+    h: Handler, rows: list[sqlite3.Row], target: str | None, boundary: str,
+    converted: dict[int, _Part | None],
 ) -> Iterator[bytes]:
-    for row in rows:
-        data = _instance_bytes(h.app.store.file_path(row), row, target)
+    for index, row in enumerate(rows):
+        if index in converted:
+            data = converted[index]
+        else:  # sent as stored: opened one at a time
+            data = _instance_bytes(h.app.store.file_path(row), row, target)
         if data is None:
             continue
         _, chunks, ts = data
