@@ -120,6 +120,12 @@ def read_json(response: Response, limit: int, what: str, *,
     if len(data) > limit:
         raise _too_large(what, limit)
     if if_empty is not _REQUIRED and not data.strip():
+        if response.headers.get("Content-Type", "").split(";")[0].strip().lower() == "text/html":
+            # A web server's empty page is no answer from a DICOMweb server.
+            raise ServerError(f"{what} failed: the server answered HTTP "
+                              f"{response.status_code} with an empty text/html answer (a web"
+                              " page), not DICOMweb data", "check HOST",
+                              status=response.status_code)
         return if_empty
     try:
         return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)

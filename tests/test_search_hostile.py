@@ -247,3 +247,14 @@ def test_tsv_escapes_tabs_and_line_breaks_instead_of_quoting() -> None:
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "StudyInstanceUID\tStudyDescription\tPatientID\n" \
                             '1.2.1\ta\\tb "c"\\r\\nd\tP1\n'
+
+
+def test_an_empty_web_page_is_not_an_empty_result() -> None:
+    """An empty body stands for no match, but not one that says it is a web page (old
+    dcmweb printed [] and exit 0)."""
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.reply(200, b"", "text/html"))
+        result = dcmweb(fake.url, "search")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "an empty text/html answer (a web page), not DICOMweb data" in result.stderr
