@@ -282,7 +282,7 @@ class BulkStore:
             from .existing import ServerHoldings  # --skip-existing: the search pager too
 
             self._holdings = ServerHoldings(self.http, self.base_url)
-        if not self._holdings.holds(uids[0], uids[2]):
+        if not self._holdings.holds(*uids):
             return False
         self._emit(Outcome(path, "already stored", size, uids, message=why))
         return True

@@ -1,9 +1,11 @@
-"""Which instances the server already holds, asked per study (``--skip-existing``, and the
-check of files a killed run left ``sending`` in the journal).
+"""Which instances the server already holds, asked per series (``--skip-existing``, and
+the check of files a killed run left ``sending`` in the journal).
 
-One QIDO search lists a study's SOP Instance UIDs (paged past the server's caps), and
-the answer is remembered for the last few studies: trees are usually laid out by
-study, so a study costs one search per run, not one per file.
+One QIDO search lists a series' SOP Instance UIDs (paged past the server's caps), and
+the answer is remembered for the last few series: trees are usually laid out by study
+and series, so a series costs one search per run, not one per file. The series level
+is the one every server can list (tiny-pacs answers 404 to a study-level instance
+search, which must not read as "the study is not there").
 """
 
 from __future__ import annotations
@@ -18,26 +20,27 @@ SOP_INSTANCE_UID = "00080018"
 
 
 class ServerHoldings:
-    def __init__(self, http: Http, base_url: str, studies_kept: int = 16) -> None:
+    def __init__(self, http: Http, base_url: str, series_kept: int = 64) -> None:
         self.searcher = Searcher(http, base_url)
-        self.studies_kept = studies_kept
+        self.series_kept = series_kept
         self.searches = 0
-        self._studies: OrderedDict[str, set[str]] = OrderedDict()
+        self._series: OrderedDict[str, set[str]] = OrderedDict()
 
-    def holds(self, study_uid: str, sop_uid: str) -> bool:
-        held = self._studies.get(study_uid)
+    def holds(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
+        path = f"studies/{study_uid}/series/{series_uid}"
+        held = self._series.get(path)
         if held is None:
-            held = self._ask(study_uid)
-            self._studies[study_uid] = held
-            if len(self._studies) > self.studies_kept:
-                self._studies.popitem(last=False)
+            held = self._ask(path)
+            self._series[path] = held
+            if len(self._series) > self.series_kept:
+                self._series.popitem(last=False)
         else:
-            self._studies.move_to_end(study_uid)
+            self._series.move_to_end(path)
         return sop_uid in held
 
-    def _ask(self, study_uid: str) -> set[str]:
+    def _ask(self, series_path: str) -> set[str]:
         self.searches += 1
-        rows = self.searcher.iter_rows(f"studies/{study_uid}/instances",
+        rows = self.searcher.iter_rows(f"{series_path}/instances",
                                        [("includefield", SOP_INSTANCE_UID)])
         held: set[str] = set()
         try:
@@ -47,5 +50,5 @@ class ServerHoldings:
                 if isinstance(values, list) and values and isinstance(values[0], str):
                     held.add(values[0])
         except NotFoundError:
-            return set()  # the study is not on the server
+            return set()  # the series is not on the server
         return held

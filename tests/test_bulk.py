@@ -31,6 +31,7 @@ from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus, logs
 from dcmweb_devtools.logs import lines
 from dcmweb_devtools.orthanc import Orthanc
+from dcmweb_devtools.tinypacs import TinyPacs
 
 
 def run(*args: str, stdin: bytes | None = None) -> Result:
@@ -480,13 +481,31 @@ def test_skip_existing_after_a_partial_upload_sends_only_the_rest(
                  "--report", str(report))
     assert result.exit_code == 0, result.stderr
     searches = [r for r in local_server.requests if r.method == "GET"]
-    # One search per study (two pages: a page comes back empty at the end), not per file.
+    # One search per series (two pages: a page comes back empty at the end), not per file.
     assert len(searches) == 2 * 3
     assert lines(result.stderr)[-1].endswith("in 18 files; 12 already stored")
     statuses = {Path(r["path"]).name: r["status"] for r in rows(report)}
     assert statuses == {p.name: "already stored" if i < 12 else "stored"
                         for i, p in enumerate(files)}
     assert len(server_uids(local_server)) == 30
+
+
+def test_skip_existing_finds_what_tiny_pacs_holds(tinypacs_fresh: TinyPacs,
+                                                   tmp_path: Path) -> None:
+    """tiny-pacs has no study-level instance search (404): old dcmweb took that for "the
+    study is not there" and sent every file again (refused as duplicates, 409)."""
+    files = corpus.synthetic_files(tmp_path / "in", 4, studies=2, seed="tiny")
+    assert run(tinypacs_fresh.url, "store", *map(str, files[:3])).exit_code == 0
+    report = tmp_path / "r.jsonl"
+    result = run(tinypacs_fresh.url, "store", str(tmp_path / "in"), "--skip-existing",
+                 "--report", str(report))
+    assert result.exit_code == 0, result.stderr
+    table = {Path(r["path"]).name: (r["status"], r["message"], r["http_status"])
+             for r in rows(report)}
+    assert table == {
+        **{p.name: ("already stored", "already on the server (--skip-existing)", None)
+           for p in files[:3]},
+        files[3].name: ("stored", None, 200)}
 
 
 @contextmanager
