@@ -158,9 +158,10 @@ class BulkStore:
         self.started = False  # the journal is ours and the run has begun
 
     # -- the run ------------------------------------------------------------------------
-    def run(self, results: Iterable[StoreResult] | None = None) -> Summary:
-        """Store the inputs; or, given ``results`` (instances built from something other
-        than files, e.g. JSON + JPEG), only record and report those."""
+    def run(self, results: Iterable[StoreResult] | None = None, total: int = 0) -> Summary:
+        """Store the inputs; or, given ``results`` (``total`` instances built from
+        something other than files, e.g. JSON + JPEG), only record and report those."""
+        given = results is not None
         if self.options.journal:
             self._journal = Journal(self.options.journal, self.target)
         self.started = True
@@ -180,7 +181,8 @@ class BulkStore:
                     self._finish(result)
         except DcmwebError:
             # Stopped early: what was listed but not finished, and the rest of the input.
-            self.summary.not_attempted += len(self._pending) + sum(1 for _ in self._source)
+            self.summary.not_attempted += (total - self.summary.done if given else
+                                           len(self._pending) + sum(1 for _ in self._source))
             raise
         finally:
             stats = self.inputs.stats
