@@ -155,6 +155,7 @@ class BulkStore:
         self._journal: Journal | None = None
         self._pending: dict[str, _Pending] = {}
         self._holdings: ServerHoldings | None = None
+        self._callback_error: Exception | None = None  # raised by on_outcome
         self.started = False  # the journal is ours and the run has begun
 
     # -- the run ------------------------------------------------------------------------
@@ -179,10 +180,13 @@ class BulkStore:
                                          self.shaped())
                 for result in results:
                     self._finish(result)
+                    if given and self._callback_error is not None:
+                        break  # one instance at a time: none is in flight
+            if self._callback_error is not None:
+                self.summary.not_attempted += self._left_over(given, total)
         except DcmwebError:
             # Stopped early: what was listed but not finished, and the rest of the input.
-            self.summary.not_attempted += (total - self.summary.done if given else
-                                           len(self._pending) + sum(1 for _ in self._source))
+            self.summary.not_attempted += self._left_over(given, total)
             raise
         finally:
             stats = self.inputs.stats
@@ -193,7 +197,16 @@ class BulkStore:
                 self._report.close()
             if self._journal:
                 self._journal.close()
+        if self._callback_error is not None:
+            raise self._callback_error
         return self.summary
+
+    def _left_over(self, given: bool, total: int) -> int:
+        """Not attempted, when the run stops early: what was listed but not finished,
+        and the rest of the input (of given results, those that did not come)."""
+        if given:
+            return total - self.summary.done
+        return len(self._pending) + sum(1 for _ in self._source)
 
     def shaped(self) -> StoreOptions:
         """Batches that keep every worker busy: at least two requests per worker when the
@@ -217,6 +230,9 @@ class BulkStore:
     def _to_send(self) -> Iterator[Path | Part10File]:
         """The files to send; the others get their outcome here, without a request."""
         for path in self._source:
+            if self._callback_error is not None:
+                self.summary.not_attempted += 1  # taken from the input, never sent
+                return
             try:
                 item = self._decide(path)
             except DcmwebError:
@@ -377,5 +393,10 @@ class BulkStore:
             self._journal.commit()
         if self._report:
             self._report.write(outcome.row())
-        if self.on_outcome:
-            self.on_outcome(outcome)
+        if self.on_outcome and self._callback_error is None:
+            try:
+                self.on_outcome(outcome)
+            except Exception as error:
+                # The caller's bug, or its way to stop: no new file is sent, the files in
+                # flight still reach the journal and the report, then run() raises it.
+                self._callback_error = error

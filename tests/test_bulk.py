@@ -539,6 +539,37 @@ def test_library_bulk_store_with_journal(local_server: LocalServer, files: list[
     assert again.stored_bytes == 0
 
 
+def test_a_callback_that_raises_stops_the_run_with_every_stored_file_reported(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """Old dcmweb raised at once: the report had 2 rows while the server held the whole
+    batch of 5, and the journal still said 'sending' for 3 of them."""
+    from dcmweb import Client
+    from dcmweb.bulk import Outcome
+
+    seen: list[Outcome] = []
+
+    def callback(outcome: Outcome) -> None:
+        seen.append(outcome)
+        if len(seen) == 2:
+            raise RuntimeError("caller bug")
+
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    with Client(local_server.url) as client:
+        with pytest.raises(RuntimeError, match="caller bug"):
+            client.bulk_store(files[:10], batch_size=5, journal=journal, report=report,
+                              on_outcome=callback)
+        assert len(seen) == 2  # not called again once it raised
+        held = server_uids(local_server)
+        # The batch in flight and the file read ahead for the next one; nothing after.
+        assert len(held) == 6
+        assert {row["sop_instance_uid"] for row in rows(report)} == held
+        assert {row["status"] for row in rows(report)} == {"stored"}
+        with Journal(journal, f"{local_server.url}/studies") as entries:
+            assert entries.counts() == {"stored": 6}
+        again = client.bulk_store(files[:10], batch_size=5, journal=journal)
+    assert again.counts == {"already stored": 6, "stored": 4}
+
+
 def test_docs_example_runs_twice_as_a_nightly_job(local_server: LocalServer,
                                                   files: list[Path], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
