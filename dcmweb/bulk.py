@@ -40,6 +40,7 @@ _REASON = re.compile(r"\(0x([0-9A-Fa-f]{4})\)")
 # A refused duplicate: DICOM's 0x0111, or the 409/0x0110 "already exists" of Google's API.
 _CONFLICT = re.compile(r"0x0111|already exists|HTTP 409", re.IGNORECASE)
 UIDs = tuple[str | None, str | None, str | None]
+NAMED_AGAIN = "named again in the inputs"
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,10 @@ class BulkStore:
         self._report_target = report
         self._report: ReportWriter | None = None
         self._journal: Journal | None = None
+        # The files sent and not yet answered, by absolute path: a file named twice
+        # ('a', './a') is never in flight twice.
         self._pending: dict[str, _Pending] = {}
+        self._run_started = 0.0  # time.time(): journal entries since are this run's
         self._holdings: ServerHoldings | None = None
         self._callback_error: Exception | None = None  # raised by on_outcome
         self.started = False  # the journal is ours and the run has begun
@@ -166,6 +170,7 @@ class BulkStore:
         if self.options.journal:
             self._journal = Journal(self.options.journal, self.target)
         self.started = True
+        self._run_started = time.time()
         try:
             if self._report_target is not None and not self.options.dry_run:
                 from .report import ReportWriter  # csv: only for --report
@@ -253,13 +258,19 @@ class BulkStore:
                 self._plan(path)  # fails it, as the upload would
                 return None
             return path  # the uploader reports why it cannot be read
+        if key in self._pending:  # named again (a list with 'a' and './a'): sent once
+            self._emit(Outcome(path, "skipped", stat.st_size,
+                               message=f"{NAMED_AGAIN}; sent once"), record=False)
+            return None
         entry = journal.lookup(key) if journal else None
         same = (entry is not None and entry.size == stat.st_size
                 and entry.mtime_ns == stat.st_mtime_ns)
         if entry is not None and same and entry.status in DONE:
+            this_run = entry.updated >= self._run_started
             self._emit(Outcome(path, "already stored", stat.st_size,
                                (entry.study_uid, entry.series_uid, entry.sop_uid),
-                               message="stored by an earlier run (journal)",
+                               message=f"{NAMED_AGAIN}; stored earlier in this run" if this_run
+                               else "stored by an earlier run (journal)",
                                attempts=entry.attempts), record=False)
             return None
         if entry is not None and same and entry.status == "skipped":
@@ -285,7 +296,7 @@ class BulkStore:
             self._plan(item)
             return None
         attempts = (entry.attempts if entry is not None and same else 0) + 1
-        self._pending[str(path)] = _Pending(key, stat.st_size, stat.st_mtime_ns,
+        self._pending[key] = _Pending(key, stat.st_size, stat.st_mtime_ns,
                                             time.monotonic(), attempts)
         if journal:
             journal.mark_sending(key, stat.st_size, stat.st_mtime_ns, (None, None, None))
@@ -322,7 +333,7 @@ class BulkStore:
             self.summary.studies.add(item.head.uids[0])
 
     def _finish(self, result: StoreResult) -> None:
-        pending = self._pending.pop(str(result.path), None)
+        pending = self._pending.pop(os.path.abspath(result.path), None)
         outcome = self._outcome(result, pending)
         if outcome.status == "failed" and _CONFLICT.search(outcome.message or ""):
             outcome = self._conflict(outcome, pending)
