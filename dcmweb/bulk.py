@@ -40,6 +40,7 @@ _REASON = re.compile(r"\(0x([0-9A-Fa-f]{4})\)")
 # A refused duplicate: DICOM's 0x0111, or the 409/0x0110 "already exists" of Google's API.
 _CONFLICT = re.compile(r"0x0111|already exists|HTTP 409", re.IGNORECASE)
 UIDs = tuple[str | None, str | None, str | None]
+NAMED_AGAIN = "named again in the inputs"
 
 
 @dataclass(frozen=True)
@@ -153,17 +154,23 @@ class BulkStore:
         self._report_target = report
         self._report: ReportWriter | None = None
         self._journal: Journal | None = None
+        # The files sent and not yet answered, by absolute path: a file named twice
+        # ('a', './a') is never in flight twice.
         self._pending: dict[str, _Pending] = {}
+        self._run_started = 0.0  # time.time(): journal entries since are this run's
         self._holdings: ServerHoldings | None = None
+        self._callback_error: Exception | None = None  # raised by on_outcome
         self.started = False  # the journal is ours and the run has begun
 
     # -- the run ------------------------------------------------------------------------
-    def run(self, results: Iterable[StoreResult] | None = None) -> Summary:
-        """Store the inputs; or, given ``results`` (instances built from something other
-        than files, e.g. JSON + JPEG), only record and report those."""
+    def run(self, results: Iterable[StoreResult] | None = None, total: int = 0) -> Summary:
+        """Store the inputs; or, given ``results`` (``total`` instances built from
+        something other than files, e.g. JSON + JPEG), only record and report those."""
+        given = results is not None
         if self.options.journal:
             self._journal = Journal(self.options.journal, self.target)
         self.started = True
+        self._run_started = time.time()
         try:
             if self._report_target is not None and not self.options.dry_run:
                 from .report import ReportWriter  # csv: only for --report
@@ -178,9 +185,13 @@ class BulkStore:
                                          self.shaped())
                 for result in results:
                     self._finish(result)
+                    if given and self._callback_error is not None:
+                        break  # one instance at a time: none is in flight
+            if self._callback_error is not None:
+                self.summary.not_attempted += self._left_over(given, total)
         except DcmwebError:
             # Stopped early: what was listed but not finished, and the rest of the input.
-            self.summary.not_attempted += len(self._pending) + sum(1 for _ in self._source)
+            self.summary.not_attempted += self._left_over(given, total)
             raise
         finally:
             stats = self.inputs.stats
@@ -191,7 +202,16 @@ class BulkStore:
                 self._report.close()
             if self._journal:
                 self._journal.close()
+        if self._callback_error is not None:
+            raise self._callback_error
         return self.summary
+
+    def _left_over(self, given: bool, total: int) -> int:
+        """Not attempted, when the run stops early: what was listed but not finished,
+        and the rest of the input (of given results, those that did not come)."""
+        if given:
+            return total - self.summary.done
+        return len(self._pending) + sum(1 for _ in self._source)
 
     def shaped(self) -> StoreOptions:
         """Batches that keep every worker busy: at least two requests per worker when the
@@ -215,6 +235,9 @@ class BulkStore:
     def _to_send(self) -> Iterator[Path | Part10File]:
         """The files to send; the others get their outcome here, without a request."""
         for path in self._source:
+            if self._callback_error is not None:
+                self.summary.not_attempted += 1  # taken from the input, never sent
+                return
             try:
                 item = self._decide(path)
             except DcmwebError:
@@ -235,13 +258,19 @@ class BulkStore:
                 self._plan(path)  # fails it, as the upload would
                 return None
             return path  # the uploader reports why it cannot be read
+        if key in self._pending:  # named again (a list with 'a' and './a'): sent once
+            self._emit(Outcome(path, "skipped", stat.st_size,
+                               message=f"{NAMED_AGAIN}; sent once"), record=False)
+            return None
         entry = journal.lookup(key) if journal else None
         same = (entry is not None and entry.size == stat.st_size
                 and entry.mtime_ns == stat.st_mtime_ns)
         if entry is not None and same and entry.status in DONE:
+            this_run = entry.updated >= self._run_started
             self._emit(Outcome(path, "already stored", stat.st_size,
                                (entry.study_uid, entry.series_uid, entry.sop_uid),
-                               message="stored by an earlier run (journal)",
+                               message=f"{NAMED_AGAIN}; stored earlier in this run" if this_run
+                               else "stored by an earlier run (journal)",
                                attempts=entry.attempts), record=False)
             return None
         if entry is not None and same and entry.status == "skipped":
@@ -267,7 +296,7 @@ class BulkStore:
             self._plan(item)
             return None
         attempts = (entry.attempts if entry is not None and same else 0) + 1
-        self._pending[str(path)] = _Pending(key, stat.st_size, stat.st_mtime_ns,
+        self._pending[key] = _Pending(key, stat.st_size, stat.st_mtime_ns,
                                             time.monotonic(), attempts)
         if journal:
             journal.mark_sending(key, stat.st_size, stat.st_mtime_ns, (None, None, None))
@@ -304,7 +333,7 @@ class BulkStore:
             self.summary.studies.add(item.head.uids[0])
 
     def _finish(self, result: StoreResult) -> None:
-        pending = self._pending.pop(str(result.path), None)
+        pending = self._pending.pop(os.path.abspath(result.path), None)
         outcome = self._outcome(result, pending)
         if outcome.status == "failed" and _CONFLICT.search(outcome.message or ""):
             outcome = self._conflict(outcome, pending)
@@ -375,5 +404,10 @@ class BulkStore:
             self._journal.commit()
         if self._report:
             self._report.write(outcome.row())
-        if self.on_outcome:
-            self.on_outcome(outcome)
+        if self.on_outcome and self._callback_error is None:
+            try:
+                self.on_outcome(outcome)
+            except Exception as error:
+                # The caller's bug, or its way to stop: no new file is sent, the files in
+                # flight still reach the journal and the report, then run() raises it.
+                self._callback_error = error

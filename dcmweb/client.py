@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from .bulk import Outcome, Summary
     from .delete import DeleteResult
     from .hostprobe import HostProbe
-    from .inputs import InputSpec
-    from .jsonstore import JsonInstance
+    from .inputs import InputSpec, PathsLike
+    from .jsonstore import JsonInstance, PairsLike
     from .metadata import Metadata
     from .operations import Operation
     from .params import ParamsLike
@@ -156,18 +156,20 @@ class Client:
             self.close()
 
     # store -----------------------------------------------------------------
-    def files_to_store(self, masks: Iterable[str | os.PathLike[str]]) -> list[Path]:
-        """Expand files, directories and glob masks; warn about masks matching nothing."""
+    def files_to_store(self, masks: PathsLike) -> list[Path]:
+        """Expand files, directories and glob masks (a lone str or path is one); warn
+        about masks matching nothing."""
         from .files import expand_masks  # store only: other commands skip its imports
+        from .inputs import as_masks
 
-        expansion = expand_masks(os.fspath(mask) for mask in masks)
+        expansion = expand_masks(as_masks(masks))
         for mask in expansion.unmatched:
             log.warning("no files match %s", mask)
         if not expansion.files:
             raise UsageError("no files to store", "check the paths and masks")
         return expansion.files
 
-    def iter_store(self, paths: Iterable[Path], *, single_part: bool = False,
+    def iter_store(self, paths: PathsLike, *, single_part: bool = False,
                    batch_size: int = 20, batch_bytes: int = 16 * 1024 * 1024,
                    workers: int | None = None, storage_class: str | None = None,
                    study_uid: str | None = None) -> Iterator[StoreResult]:
@@ -177,13 +179,16 @@ class Client:
         ``batch_size`` instances (at most ``batch_bytes``) travel in one multipart
         request, one each with ``single_part``; ``workers`` requests at a time (default:
         the Client's); ``storage_class`` (Google: STANDARD, NEARLINE, COLDLINE, ARCHIVE);
-        ``study_uid`` posts to .../studies/UID, which refuses other studies.
+        ``study_uid`` posts to .../studies/UID, which refuses other studies. ``paths``
+        are files (a lone str or path is one file), read as the upload goes.
         """
+        from .inputs import one_or_many
         from .store import iter_store
 
         options = self._store_options(single_part, batch_size, batch_bytes, workers,
                                       storage_class, study_uid)
-        return iter_store(self.http, self.base_url, paths, options)
+        files = (Path(path) for path in one_or_many(paths))
+        return iter_store(self.http, self.base_url, files, options)
 
     def _store_options(self, single_part: bool, batch_size: int, batch_bytes: int,
                        workers: int | None, storage_class: str | None,
@@ -197,34 +202,37 @@ class Client:
     def iter_store_json(self, items: Iterable[JsonInstance], *, generate_uids: bool = False
                         ) -> Iterator[StoreResult]:
         """Create instances from DICOM JSON metadata plus a JPEG each (Google's JSON+JPEG
-        STOW); one result per pair, stored only when the answer or a search proves it."""
+        STOW); one result per pair, stored only when the answer or a search proves it.
+        Each pair is read when its turn comes: one that cannot be read is a failed
+        result, and the others are still sent (:meth:`store_json` checks them first)."""
         from .jsonstore import iter_store_json
 
         return iter_store_json(self.http, self.base_url, items, generate_uids)
 
-    def store_json(self, items: Iterable[JsonInstance | tuple[str | os.PathLike[str],
-                                                               str | os.PathLike[str]]],
-                   *, generate_uids: bool = False) -> list[StoreResult]:
-        """``store_json([("photo.json", "photo.jpg")], generate_uids=True)``."""
-        from .jsonstore import JsonInstance
+    def store_json(self, items: PairsLike, *, generate_uids: bool = False
+                   ) -> list[StoreResult]:
+        """``store_json([("photo.json", "photo.jpg")], generate_uids=True)``; one pair
+        may be given alone. Every pair is read first: one that cannot be sent raises a
+        :class:`~dcmweb.UsageError` before anything is sent."""
+        from .jsonstore import check_pairs, json_pairs
 
-        pairs = [item if isinstance(item, JsonInstance)
-                 else JsonInstance(Path(item[0]), Path(item[1])) for item in items]
+        pairs = json_pairs(items)
+        check_pairs(pairs, generate_uids)
         return list(self.iter_store_json(pairs, generate_uids=generate_uids))
 
-    def store(self, masks: Iterable[str | os.PathLike[str]], *, single_part: bool = False,
+    def store(self, masks: PathsLike, *, single_part: bool = False,
               batch_size: int = 20, batch_bytes: int = 16 * 1024 * 1024,
               workers: int | None = None, storage_class: str | None = None,
               study_uid: str | None = None) -> list[StoreResult]:
-        """Store files, folders and glob masks; the results as a list (the options are
-        those of :meth:`iter_store`). For journals, reports and skipping what is there
-        already, see :meth:`bulk_store`."""
+        """Store files, folders and glob masks (a lone str or path is one); the results
+        as a list (the options are those of :meth:`iter_store`). For journals, reports
+        and skipping what is there already, see :meth:`bulk_store`."""
         return list(self.iter_store(self.files_to_store(masks), single_part=single_part,
                                     batch_size=batch_size, batch_bytes=batch_bytes,
                                     workers=workers, storage_class=storage_class,
                                     study_uid=study_uid))
 
-    def bulk_store(self, inputs: InputSpec | Iterable[str | os.PathLike[str]], *,
+    def bulk_store(self, inputs: InputSpec | PathsLike, *,
                    journal: str | os.PathLike[str] | None = None, retry_failed: bool = False,
                    skip_existing: bool = False, on_conflict: str = "fail",
                    dry_run: bool = False, report: str | os.PathLike[str] | None = None,

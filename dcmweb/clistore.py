@@ -109,6 +109,10 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
     from .store import StoreOptions
 
     pairs = _json_pairs((*masks, *files_from), metadata_files, jpeg_files, generate_uids)
+    if pairs:
+        from .jsonstore import check_pairs
+
+        check_pairs(pairs, generate_uids)  # a bad pair: exit 2 before anything is sent
     if report and report != "-":
         from .report import check_report_target  # csv: only for --report
 
@@ -143,8 +147,8 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
         verdict: DcmwebError | None = None
         failed = True  # until the run ends well: -q shows the summary of a failed run
         try:
-            summary = run.run(client.iter_store_json(pairs, generate_uids=generate_uids)
-                              if pairs else None)
+            summary = (run.run(client.iter_store_json(pairs, generate_uids=generate_uids),
+                               len(pairs)) if pairs else run.run())
             verdict = _store_verdict(summary, dry_run)
             failed = verdict is not None
         finally:

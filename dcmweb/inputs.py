@@ -345,6 +345,19 @@ class BackgroundCount:
         self._stop.set()
 
 
-def from_paths(paths: Iterable[str | os.PathLike[str]]) -> InputSpec:
+PathsLike = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+
+
+def one_or_many(paths: PathsLike) -> Iterable[str | os.PathLike[str]]:
+    """What a library caller passes as paths: a lone path is one (iterating a str would
+    take each character for a path: '.' and '/' walk whole trees)."""
+    return (paths,) if isinstance(paths, (str, os.PathLike)) else paths
+
+
+def as_masks(paths: PathsLike) -> tuple[str, ...]:
+    return tuple(os.fspath(path) for path in one_or_many(paths))
+
+
+def from_paths(paths: PathsLike) -> InputSpec:
     """An input spec for library callers that pass masks and paths."""
-    return InputSpec(masks=tuple(os.fspath(path) for path in paths))
+    return InputSpec(masks=as_masks(paths))

@@ -63,6 +63,7 @@ class Entry:
     sop_uid: str | None
     message: str | None
     attempts: int
+    updated: float  # time.time() of the last change
 
 
 def _lock(path: str) -> IO[bytes]:
@@ -128,7 +129,8 @@ class Journal:
 
     def lookup(self, path: str) -> Entry | None:
         row = self.db.execute(
-            "SELECT size, mtime_ns, status, study_uid, series_uid, sop_uid, message, attempts"
+            "SELECT size, mtime_ns, status, study_uid, series_uid, sop_uid, message, attempts,"
+            " updated"
             " FROM files WHERE target = ? AND path = ?", (self.target, path)).fetchone()
         return Entry(*row) if row else None
 

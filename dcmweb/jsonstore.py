@@ -24,11 +24,12 @@ search finds it. ``generate_uids`` fills missing Study, Series and SOP Instance 
 from __future__ import annotations
 
 import json
+import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import AnswerLost, UsageError
 from .http import Http, body_message
@@ -52,6 +53,34 @@ class JsonInstance:
 
     metadata: Path
     jpeg: Path
+
+
+Pair = tuple[str | os.PathLike[str], str | os.PathLike[str]]
+PairsLike = JsonInstance | Pair | Iterable[JsonInstance | Pair]
+
+
+def json_pairs(items: PairsLike) -> list[JsonInstance]:
+    """The pairs a library caller passes; one pair may come alone (iterating it would
+    take each file name, then each of its characters, for a pair)."""
+    if isinstance(items, JsonInstance):
+        return [items]
+    if _is_pair(items):
+        return [_pair(items)]
+    return [_pair(item) for item in items]
+
+
+def _is_pair(item: object) -> TypeGuard[Sequence[str | os.PathLike[str]]]:
+    return (isinstance(item, (tuple, list)) and len(item) == 2
+            and all(isinstance(path, (str, os.PathLike)) for path in item))
+
+
+def _pair(item: object) -> JsonInstance:
+    if isinstance(item, JsonInstance):
+        return item
+    if not _is_pair(item):
+        raise UsageError(f"not a (metadata, jpeg) pair: {item!r}",
+                         'give pairs of paths: [("photo.json", "photo.jpg")]')
+    return JsonInstance(Path(item[0]), Path(item[1]))
 
 
 def _uid(dataset: dict[str, Any], tag: str) -> str | None:
@@ -90,6 +119,13 @@ def load(item: JsonInstance, generate_uids: bool) -> tuple[dict[str, Any], bytes
     return dataset, jpeg, generated
 
 
+def check_pairs(items: Iterable[JsonInstance], generate_uids: bool) -> None:
+    """Refuse the first pair that cannot be sent before anything is sent: a run that
+    stops half-way on a typo would leave some of its instances on the server."""
+    for item in items:
+        load(item, generate_uids)
+
+
 def body(dataset: dict[str, Any], jpeg: bytes, boundary: str) -> bytes:
     head = (f"--{boundary}\r\nContent-Type: application/dicom+json\r\n\r\n"
             + json.dumps([dataset], separators=(",", ":"))
@@ -100,7 +136,12 @@ def body(dataset: dict[str, Any], jpeg: bytes, boundary: str) -> bytes:
 
 def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool = False
               ) -> StoreResult:
-    dataset, jpeg, generated = load(item, generate_uids)
+    """One pair's result; a pair that cannot be read (changed since it was checked, or
+    never checked: a lazy ``iter_store_json``) fails on its own."""
+    try:
+        dataset, jpeg, generated = load(item, generate_uids)
+    except UsageError as error:
+        return StoreResult(item.metadata, "failed", message=error.headline)
     study, series, sop = (_uid(dataset, tag) for tag in UID_TAGS.values())
     assert study and series and sop  # load() filled or refused them
     note = f"generated {', '.join(generated)}" if generated else None

@@ -22,7 +22,9 @@ def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int) -> Ite
     """Yield ``func(item)`` for every item, using up to ``workers`` threads.
 
     When a call raises, no new items start; the calls already running finish and
-    their results are yielded; then the first exception is raised.
+    their results are yielded; then the first exception is raised. When the caller
+    stops (``close()``, leaving its loop), no new items start either; the calls
+    already running finish in their threads and their results are dropped.
     """
     if workers <= 1:
         for item in items:
@@ -62,12 +64,7 @@ def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int) -> Ite
                 yield value
             elif failure is None:
                 failure = value
-                while True:  # what has not started yet never will
-                    try:
-                        tasks.get_nowait()
-                        pending -= 1
-                    except queue.Empty:
-                        break
+                pending -= _drop_queued(tasks)  # what has not started yet never will
         if failure is not None:
             raise failure
     except GeneratorExit:
@@ -85,5 +82,19 @@ def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int) -> Ite
                 yield value
         raise
     finally:
+        # However the run ends (an error, Ctrl-C, the caller leaving its loop: close()),
+        # queued items never start; calls already running finish unread.
+        _drop_queued(tasks)
         for _ in threads:
             tasks.put(_STOP)
+
+
+def _drop_queued(tasks: queue.Queue[Any]) -> int:
+    """Take the items no thread has started out of the queue; how many there were."""
+    dropped = 0
+    while True:
+        try:
+            tasks.get_nowait()
+        except queue.Empty:
+            return dropped
+        dropped += 1

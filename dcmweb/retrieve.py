@@ -324,6 +324,9 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
             for results in run_bounded(fetch, targets, workers):
                 yield from results
     except GeneratorExit:
+        # The caller left its loop: nothing more is written, and no half file is left
+        # (the threads' requests in flight may finish; what they fetch is not kept).
+        downloader.saver.discard_partial()
         raise
     except BaseException:
         downloader.saver.discard_partial()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .dicomhead import HEAD_BYTES, read_uids
 from .errors import ServerError
-from .http import Http, read_limited
+from .http import Http
 
 UIDS_PER_SEARCH = 50  # keeps the URL far below the 8 KiB that proxies accept
 ANSWER_LIMIT = 16 * 1024 * 1024
@@ -101,14 +101,15 @@ class Finder:
 
 def _search(http: Http, url: str, uids: list[str]) -> dict[str, str | None]:
     params = {"SOPInstanceUID": ",".join(uids)}
+    # Read whole inside Http: a cut or broken answer is asked again like a dropped one.
     response = http.request("GET", url, what="search for stored instances", params=params,
-                            headers={"Accept": "application/dicom+json"}, stream=True,
+                            headers={"Accept": "application/dicom+json"},
+                            max_body=ANSWER_LIMIT,
                             # Searches may answer while every store fails: not the end of an outage.
                             accept_status=(204, 404), ends_outage=False)
-    with response:
-        if response.status_code in (204, 404):  # no match (404: the series is not there)
-            return {}
-        content = read_limited(response, ANSWER_LIMIT)
+    if response.status_code in (204, 404):  # no match (404: the series is not there)
+        return {}
+    content = response.content
     if not content.strip():
         return {}
     try:

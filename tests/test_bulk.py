@@ -558,6 +558,59 @@ def test_library_bulk_store_with_journal(local_server: LocalServer, files: list[
     assert again.stored_bytes == 0
 
 
+def test_a_callback_that_raises_stops_the_run_with_every_stored_file_reported(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """Old dcmweb raised at once: the report had 2 rows while the server held the whole
+    batch of 5, and the journal still said 'sending' for 3 of them."""
+    from dcmweb import Client
+    from dcmweb.bulk import Outcome
+
+    seen: list[Outcome] = []
+
+    def callback(outcome: Outcome) -> None:
+        seen.append(outcome)
+        if len(seen) == 2:
+            raise RuntimeError("caller bug")
+
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    with Client(local_server.url) as client:
+        with pytest.raises(RuntimeError, match="caller bug"):
+            client.bulk_store(files[:10], batch_size=5, journal=journal, report=report,
+                              on_outcome=callback)
+        assert len(seen) == 2  # not called again once it raised
+        held = server_uids(local_server)
+        # The batch in flight and the file read ahead for the next one; nothing after.
+        assert len(held) == 6
+        assert {row["sop_instance_uid"] for row in rows(report)} == held
+        assert {row["status"] for row in rows(report)} == {"stored"}
+        with Journal(journal, f"{local_server.url}/studies") as entries:
+            assert entries.counts() == {"stored": 6}
+        again = client.bulk_store(files[:10], batch_size=5, journal=journal)
+    assert again.counts == {"already stored": 6, "stored": 4}
+
+
+def test_a_file_named_twice_in_a_list_is_sent_once_and_labelled_so(
+        local_server: LocalServer, files: list[Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old dcmweb posted 'a' and './a' both (one row with attempts 2), and called the
+    third mention 'stored by an earlier run (journal)' in a fresh journal."""
+    monkeypatch.chdir(files[0].parent)
+    a, b = files[0].name, files[1].name
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{a}\n./{a}\n{b}\n{a}\n")
+    report = tmp_path / "r.jsonl"
+    result = run(local_server.url, "store", "--files-from", str(listing), "--batch-size", "1",
+                 "--journal", str(tmp_path / "j.db"), "--report", str(report))
+    assert result.exit_code == 0, result.stderr
+    assert posted_instances(local_server) == 2
+    assert [(row["path"], row["status"], row["message"], row["attempts"])
+            for row in rows(report)] == [
+        (a, "skipped", "named again in the inputs; sent once", 0),  # ./a
+        (a, "stored", None, 1),
+        (a, "already stored", "named again in the inputs; stored earlier in this run", 1),
+        (b, "stored", None, 1)]
+
+
 def test_docs_example_runs_twice_as_a_nightly_job(local_server: LocalServer,
                                                   files: list[Path], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:

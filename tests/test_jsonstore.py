@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile
+from hostile import Hostile, Request
 from PIL import Image
 
-from dcmweb import Client
+from dcmweb import Client, UsageError
 from dcmweb.cli import cli
+from dcmweb.jsonstore import JsonInstance
 from dcmweb.testing import LocalServer
 from dcmweb_devtools.docexamples import run_example
 from dcmweb_devtools.orthanc import Orthanc
@@ -225,3 +226,60 @@ def test_docs_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
                              "--generate-uids", fake.url)
     assert result.exit_code == 0, result.stderr
     assert "Transferred" in result.stderr and "in 1 file\n" in result.stderr
+
+
+def test_one_pair_may_be_given_alone(local_server: LocalServer, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """store_json(("a.json", "a.jpg")): old dcmweb took each name for a pair, and read
+    the files "a" and "."."""
+    monkeypatch.chdir(tmp_path)
+    write_pair(tmp_path, "a")
+    with Client(local_server.url) as client:
+        [result] = client.store_json(("a.json", "a.jpg"))
+        assert (result.status, result.sop_instance_uid) == ("stored", sop_of("a"))
+        with pytest.raises(UsageError, match=r"not a \(metadata, jpeg\) pair: 'a\.json'"):
+            client.store_json(["a.json", "a.jpg", "b.json"])  # type: ignore[list-item]
+    assert [r.method for r in local_server.requests] == ["POST"]
+
+
+def test_a_bad_pair_among_good_ones_is_refused_before_anything_is_sent(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """Old dcmweb stored p1, then raised on the bad JSON: the caller got no result for
+    p1, p3 was never tried, and the CLI said '3 not attempted'."""
+    first, last = write_pair(tmp_path, "a"), write_pair(tmp_path, "c")
+    bad = (tmp_path / "bad.json", last[1])
+    bad[0].write_text("{not json")
+    report = tmp_path / "report.jsonl"
+    pairs = [first, bad, last]
+    args = [a for j, p in pairs for a in ("--metadata", str(j), "--jpeg", str(p))]
+    result = dcmweb(local_server.url, "store", "--report", str(report), *args)
+    assert result.exit_code == 2, result.stderr
+    assert f"dcmweb: error: cannot read {bad[0]} / {bad[1]}: " in result.stderr
+    assert "Transferred" not in result.stderr and not report.exists()
+    with Client(local_server.url) as client:
+        with pytest.raises(UsageError, match=r"cannot read .*bad\.json"):
+            client.store_json(pairs)
+        assert local_server.requests == []
+        # Lazily, each pair when its turn comes: the bad one fails on its own.
+        lazy = client.iter_store_json(JsonInstance(*pair) for pair in pairs)
+        assert [(r.path.name, r.status) for r in lazy] == [
+            ("a.json", "stored"), ("bad.json", "failed"), ("c.json", "stored")]
+
+
+def test_a_run_stopped_half_way_counts_only_the_rest_as_not_attempted(tmp_path: Path) -> None:
+    pairs = [write_pair(tmp_path, name) for name in "abc"]
+    answers = iter([200])
+
+    def stow(req: Request) -> None:
+        if next(answers, 401) == 200:
+            req.reply(200, stow_answer(sop_in(req.seen.body)), "application/dicom+json")
+        else:
+            req.reply(401, b"who are you?", "text/plain")
+
+    with Hostile() as fake:
+        fake.route("POST", "/studies", stow)
+        args = [a for j, p in pairs for a in ("--metadata", str(j), "--jpeg", str(p))]
+        result = dcmweb(fake.url, "store", *args)
+    assert result.exit_code == 3, result.stderr
+    # Old dcmweb: "Transferred 1.1 kB in 1 file; 3 not attempted" for three pairs.
+    assert re.search(r"Transferred \S+ \S+ in 1 file; 2 not attempted\n", result.stderr)

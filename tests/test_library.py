@@ -106,3 +106,19 @@ def test_a_misspelt_store_keyword_is_a_type_error_naming_it(local_server: LocalS
             client.retrieve("studies/1.2", tmp_path, trasnfer_syntax="*")  # type: ignore[call-arg]
         assert [r.status for r in client.store(files, batch_size=5, workers=2)] == ["stored"]
     assert "batch_size" in (Client.store.__doc__ or "") + (Client.iter_store.__doc__ or "")
+
+
+def test_a_lone_path_is_one_path_not_its_characters(local_server: LocalServer, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """store("one.dcm") for store(["one.dcm"]): old dcmweb iterated the characters, and
+    "." walked the current folder, uploading every file in it."""
+    monkeypatch.chdir(tmp_path)
+    corpus.synthetic_files(tmp_path / "unrelated", 5)
+    [one] = corpus.synthetic_files(tmp_path / "wanted", 1, patient_id="ONE")
+    with Client(local_server.url) as client:
+        assert client.bulk_store(str(one), dry_run=True).would_send == 1
+        assert [r.path for r in client.iter_store(str(one))] == [one]
+        assert [r.status for r in client.store(one.relative_to(tmp_path))] == ["stored"]
+        assert [r.status for r in client.store(str(one))] == ["stored"]
+        assert client.bulk_store(one).counts == {"stored": 1}
+        assert [value(row, "PatientID") for row in client.search("instances")] == ["ONE"]

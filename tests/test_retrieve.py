@@ -8,6 +8,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -532,3 +535,47 @@ def test_parallel_study_retrieve_goes_series_by_series(local_server: LocalServer
     assert result.exit_code == 0, result.stderr
     assert [r.path.split("?")[0].rsplit("/dicomWeb", 1)[1] for r in local_server.requests] \
         == [f"/studies/{study}"]
+
+
+def test_leaving_the_loop_stops_the_retrieve(tmp_path: Path) -> None:
+    """Old dcmweb went on fetching the studies queued for its threads after the caller
+    left the loop, and left the half-written file of the one in flight."""
+    root, (slow_file, fast_file) = big_study(tmp_path / "big", 1)
+    fast, slow = f"{root}1.2", f"{root}1.1"
+    queued = [f"9.9.{n}" for n in range(4)]
+    rows = [{"0020000D": {"vr": "UI", "Value": [uid]}} for uid in (fast, slow, *queued)]
+    body = multipart([slow_file.read_bytes()], "b")
+    released = threading.Event()
+
+    def half_then_wait(req: Request) -> None:
+        def chunks() -> Iterator[bytes]:
+            yield body[:len(body) // 2]
+            released.wait(10)
+            yield body[len(body) // 2:]
+        req.stream(200, "multipart/related; boundary=b", chunks())
+
+    out = tmp_path / "out"
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.json(
+            200, rows if req.params.get("offset") == "0" else [], "application/dicom+json"))
+        fake.route("GET", f"/studies/{fast}", lambda req: req.reply(
+            200, multipart([fast_file.read_bytes()], "b"), "multipart/related; boundary=b"))
+        fake.route("GET", f"/studies/{slow}", half_then_wait)
+        for uid in queued:  # slow too: a thread that takes one is busy for a while
+            fake.route("GET", f"/studies/{uid}", lambda req: (time.sleep(0.3),
+                                                              req.json(404, {})))
+        with Client(fake.url, workers=2) as client:
+            results = client.iter_retrieve(None, out)
+            first = next(results)
+            deadline = time.monotonic() + 10
+            while not temp_leftovers(out) and time.monotonic() < deadline:
+                time.sleep(0.01)  # until the slow study's file is half-written
+            results.close()
+            assert temp_leftovers(out) == []  # removed at once, its answer still coming
+            released.set()
+            time.sleep(0.5)  # the request in flight ends
+        asked = [r.path for r in fake.requests]
+    assert first.path == where(out, fast_file)
+    assert files_under(out) == {where(out, fast_file)}
+    # The thread that saved the first study took the next one before the loop was left.
+    assert sum(path.startswith("/studies/9.9.") for path in asked) <= 1, asked

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -508,3 +509,20 @@ def test_file_removed_after_listing_fails_alone(local_server, pydicom_files: lis
     assert by_path[copies[0]].message.startswith("cannot send: ")
     assert "No such file" in by_path[copies[0]].message
     assert by_path[copies[1]].status == "stored"
+
+
+def test_leaving_the_loop_starts_no_new_upload(local_server, tmp_path: Path) -> None:
+    """Old dcmweb went on sending the batches queued for its threads after the caller
+    left the loop (the caller saw 1 result; the server got 8 files)."""
+    files = corpus.synthetic_files(tmp_path / "s", 40)
+    workers = 4
+    local_server.inject_fault(method="POST")  # the first upload is answered at once,
+    local_server.inject_fault(delay=0.3, method="POST", count=100)  # the others are slow
+    with Client(local_server.url, workers=workers) as client:
+        for _ in client.iter_store(files, batch_size=1):
+            break  # the generator is closed here; 3 batches wait in the queue
+        time.sleep(1.5)  # the requests in flight have ended
+    posts = sum(r.method == "POST" for r in local_server.requests)
+    # The first, and one more per worker already sending when the loop was left.
+    assert posts <= 1 + workers
+    assert local_server.store.query("SELECT count(*) FROM instances")[0][0] == posts

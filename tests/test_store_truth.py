@@ -101,6 +101,23 @@ def test_lost_answer_then_only_the_missing_files_are_resent(local_server: LocalS
     assert held(local_server) == {sop_uid(p) for p in files}
 
 
+def test_a_cut_answer_to_the_check_search_is_asked_again(local_server: LocalServer,
+                                                         tmp_path: Path) -> None:
+    """The search after a lost STOW answer has its own answer cut half-way: old dcmweb read
+    it outside the retries and raised a raw TransportError (CLI: exit 1, empty report)."""
+    files = corpus.synthetic_files(tmp_path / "s", 4)
+    local_server.inject_fault(after=True, method="POST")  # stored, answer lost
+    local_server.inject_fault(cut=True, method="GET")  # the check search's answer cut
+    report = tmp_path / "report.jsonl"
+    result = run(local_server.url, "store", "--batch-size", "2",
+                 "--report", str(report), str(tmp_path / "s"))
+    assert result.exit_code == 0, result.stderr
+    assert held(local_server) == {sop_uid(p) for p in files}
+    assert {row["status"] for row in report_rows(report).values()} == {"stored"}
+    assert len(report_rows(report)) == 4
+    assert [r.method for r in local_server.requests] == ["POST", "GET", "GET", "POST"]
+
+
 def test_rerun_on_a_server_that_refuses_duplicates_is_safe(refusing_server: LocalServer,
                                                            tmp_path: Path, ct: Path) -> None:
     first = run(refusing_server.url, "store", str(ct))
