@@ -141,7 +141,8 @@ def test_limit_and_offset_on_orthanc(orthanc_filled: Orthanc) -> None:
 
 
 @pytest.mark.parametrize("args", [["--filter", "PatientNam=X"], ["--include", "Nonsense"],
-                                  ["--filter", "novalue"], ["--format", "csv", "--fields", "Foo"]])
+                                  ["--filter", "novalue"], ["--format", "csv", "--fields", "Foo"],
+                                  ["offset=10", "--offset", "50"]])  # which one won: a guess
 def test_bad_names_are_usage_errors_before_any_request(args: list[str]) -> None:
     with Hostile() as fake:
         result = dcmweb(fake.url, "search", *args)
