@@ -8,7 +8,10 @@ Kept free of imports beyond errors: ``Client()`` is on every command's start-up 
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from dataclasses import dataclass
+from typing import SupportsIndex
 
 from .errors import UsageError
 
@@ -25,22 +28,25 @@ class Whole:
 
     def check(self, name: str, value: object) -> int:
         """``value`` if it is within the bounds, else a UsageError naming ``name``."""
-        # bool is an int to Python, but workers=True is a mistake, not 1 worker.
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise UsageError(f"{name} must be a whole number {self}, not {value!r}")
-        if value < self.low or (self.high is not None and value > self.high):
+        # numpy's integers too; bool is an int, but workers=True is a mistake
+        number = None
+        if isinstance(value, SupportsIndex) and not isinstance(value, bool):
+            number = operator.index(value)
+        if number is None:
+            raise UsageError(f"{name} must be a whole number ({self}), not {value!r}")
+        if number < self.low or (self.high is not None and number > self.high):
             raise UsageError(f"{name} must be {self}, not {value!r}")
-        return value
+        return number
 
     def __str__(self) -> str:
         return f"from {self.low} to {self.high}" if self.high is not None else \
-            f"of at least {self.low}"
+            f"at least {self.low}"
 
 
 @dataclass(frozen=True)
 class Number:
     """A finite number of at least ``low`` (more than ``low`` when ``low_open``), at
-    most LARGEST. NaN passes every comparison, so it is refused by name."""
+    most LARGEST."""
 
     low: float
     low_open: bool = False
@@ -52,15 +58,15 @@ class Number:
     def check(self, name: str, value: object) -> float:
         """``value`` as a float if it is within the bounds, else a UsageError naming
         ``name``."""
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise UsageError(f"{name} must be a number {self}, not {value!r}")
-        if not self.holds(value):
-            raise UsageError(f"{name} must be a finite number {self}, not {value!r}")
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise UsageError(f"{name} must be a number ({self}), not {value!r}")
+        if not self.holds(float(value)):
+            raise UsageError(f"{name} must be {self}, finite and at most {LARGEST:.0f}, "
+                             f"not {value!r}")
         return float(value)
 
     def __str__(self) -> str:
-        return f"{'above' if self.low_open else 'of at least'} {self.low:g} " \
-            f"(at most {LARGEST:.0f})"
+        return f"{'above' if self.low_open else 'at least'} {self.low:g}"
 
 
 WORKERS = Whole(1, 64)

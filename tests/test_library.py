@@ -138,11 +138,11 @@ def test_client_refuses_what_the_cli_refuses(cli_option: str, keyword: str,
 
 
 @pytest.mark.parametrize(("keywords", "message"), [
-    ({"workers": "4"}, "workers must be a whole number from 1 to 64, not '4'"),
-    ({"workers": True}, "workers must be a whole number from 1 to 64, not True"),
-    ({"read_timeout": "30"}, "read_timeout must be a number of at least 0.1"),
-    ({"backoff": float("nan")}, "backoff must be a finite number of at least 0"),
-    ({"retries": 2.5}, "retries must be a whole number from 0 to 20, not 2.5"),
+    ({"workers": "4"}, "workers must be a whole number (from 1 to 64), not '4'"),
+    ({"workers": True}, "workers must be a whole number (from 1 to 64), not True"),
+    ({"read_timeout": "30"}, "read_timeout must be a number (at least 0.1), not '30'"),
+    ({"backoff": float("nan")}, "backoff must be at least 0, finite and at most 1000000000"),
+    ({"retries": 2.5}, "retries must be a whole number (from 0 to 20), not 2.5"),
 ])
 def test_client_names_the_option_of_a_wrong_type(keywords: dict[str, object],
                                                 message: str) -> None:
@@ -181,8 +181,8 @@ def test_store_checks_its_options_before_sending(local_server: LocalServer,
         for keywords, message in [
             ({"workers": 0}, "workers must be from 1 to 64, not 0"),  # was: the default
             ({"batch_size": 0}, "batch_size must be from 1 to 1000, not 0"),
-            ({"batch_size": "5"}, "batch_size must be a whole number from 1 to 1000"),
-            ({"batch_bytes": 0}, "batch_bytes must be of at least 1, not 0"),
+            ({"batch_size": "5"}, "batch_size must be a whole number (from 1 to 1000)"),
+            ({"batch_bytes": 0}, "batch_bytes must be at least 1, not 0"),
             # was posted as studies/../x: a 404 that ended the whole store
             ({"study_uid": "../x"}, "study_uid '../x' is not a UID"),
         ]:
@@ -209,9 +209,9 @@ def test_search_arguments(local_server: LocalServer, tmp_path: Path) -> None:
             client.search("instances", {"PatientID": None})
         with pytest.raises(dcmweb.UsageError, match=r"^search parameter 'PatientID' is None"):
             client.search("instances", [("PatientID", None)])
-        for keywords, message in [({"limit": 0}, "limit must be of at least 1, not 0"),
-                                  ({"offset": -1}, "offset must be of at least 0, not -1"),
-                                  ({"page_size": 0}, "page_size must be of at least 1"),
+        for keywords, message in [({"limit": 0}, "limit must be at least 1, not 0"),
+                                  ({"offset": -1}, "offset must be at least 0, not -1"),
+                                  ({"page_size": 0}, "page_size must be at least 1"),
                                   ({"limit": "1"}, "limit must be a whole number")]:
             with pytest.raises(dcmweb.UsageError) as caught:
                 client.search("instances", **keywords)  # type: ignore[arg-type]
@@ -231,7 +231,7 @@ def test_a_path_that_is_not_text_is_a_usage_error(call: Any) -> None:
 
 def test_waits_refuse_what_the_cli_refuses() -> None:
     with Client("http://127.0.0.1:9") as client:
-        with pytest.raises(dcmweb.UsageError, match=r"^timeout must be a finite number"):
+        with pytest.raises(dcmweb.UsageError, match=r"^timeout must be at least 1, finite"):
             client.delete("studies/1.2", timeout=-1)
-        with pytest.raises(dcmweb.UsageError, match=r"^timeout must be a finite number"):
+        with pytest.raises(dcmweb.UsageError, match=r"^timeout must be at least 1, finite"):
             client.wait_operation("1", timeout=float("nan"))
