@@ -109,6 +109,10 @@ class Client:
     ) -> None:
         self.base_url = normalize_host(host)
         self.workers = bounds.WORKERS.check("workers", workers)
+        if headers is not None and not isinstance(headers, Mapping):
+            # Never echoed: a header value may be a credential.
+            raise UsageError("headers must be a dict of names and values, not a "
+                             f"{type(headers).__name__}")
         if any(name.strip().lower() == "accept" for name in (headers or {})):
             # Each call picks its own Accept (and parses the answer by it): a global one
             # would be silently overridden, or break every other call.

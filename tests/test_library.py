@@ -143,6 +143,7 @@ def test_client_refuses_what_the_cli_refuses(cli_option: str, keyword: str,
     ({"read_timeout": "30"}, "read_timeout must be a number (at least 0.1), not '30'"),
     ({"backoff": float("nan")}, "backoff must be at least 0, finite and at most 1000000000"),
     ({"retries": 2.5}, "retries must be a whole number (from 0 to 20), not 2.5"),
+    ({"headers": [("X-A", "1")]}, "headers must be a dict of names and values, not a list"),
 ])
 def test_client_names_the_option_of_a_wrong_type(keywords: dict[str, object],
                                                 message: str) -> None:
