@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__
+from . import __version__, bounds
 from .cligroup import (
     GOOGLE_WORKERS,
     HELP_NAMES,
     LOCAL_WORKERS,
     DcmwebGroup,
-    Finite,
     Settings,
+    bounded,
     pass_settings,
 )
 from .climeta import completion_command, config_group, help_command
@@ -89,7 +89,7 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
               help="Config file [default: $XDG_CONFIG_HOME/dcmweb/config.toml].")
 @click.option("-m", "--multithreading", is_flag=True,
               help="Run transfers in parallel (a thread pool).")
-@click.option("--workers", type=click.IntRange(1, 64),
+@click.option("--workers", type=bounded(bounds.WORKERS),
               help=f"Parallel transfers with -m [default: {GOOGLE_WORKERS} for Google, "
                    f"{LOCAL_WORKERS} otherwise].")
 @click.option("--token", envvar="DCMWEB_TOKEN", metavar="TOKEN",
@@ -103,24 +103,24 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
               help="Extra request header; repeatable (one per line in the variable).")
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
               help="CA certificates to verify TLS with.")
-@click.option("--connect-timeout", type=Finite(min=0.1), default=10.0,
+@click.option("--connect-timeout", type=bounded(bounds.CONNECT_TIMEOUT), default=10.0,
               show_default=True, help="Seconds to wait for a connection.")
-@click.option("--read-timeout", type=Finite(min=0.1), default=300.0,
+@click.option("--read-timeout", type=bounded(bounds.READ_TIMEOUT), default=300.0,
               show_default=True, help="Seconds without a byte before giving up "
               "(an idle limit, never a whole-transfer deadline).")
-@click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True,
+@click.option("--retries", type=bounded(bounds.RETRIES), default=5, show_default=True,
               help="Retries of one request that keeps failing (408, 502, 504, drops) "
                    "while the server answers others; outages: see --outage-limit.")
-@click.option("--request-deadline", type=Finite(min=1), default=900.0,
+@click.option("--request-deadline", type=bounded(bounds.REQUEST_DEADLINE), default=900.0,
               show_default=True, metavar="SECONDS",
               help="Give up one request after this long, all retries and waits included.")
-@click.option("--low-speed-limit", type=Finite(min=0), default=1024.0,
+@click.option("--low-speed-limit", type=bounded(bounds.LOW_SPEED_LIMIT), default=1024.0,
               show_default=True, metavar="BYTES/S",
               help="Cut off an answer slower than this over --low-speed-time (0: never).")
-@click.option("--low-speed-time", type=Finite(min=1), default=120.0,
+@click.option("--low-speed-time", type=bounded(bounds.LOW_SPEED_TIME), default=120.0,
               show_default=True, metavar="SECONDS",
               help="How long an answer may stay under --low-speed-limit.")
-@click.option("--outage-limit", type=Finite(min=0), default=300.0,
+@click.option("--outage-limit", type=bounded(bounds.OUTAGE_LIMIT), default=300.0,
               show_default=True, metavar="SECONDS",
               help="Wait this long for a server that is down or answers 429/503 "
                    "before giving up (all workers share the wait).")
@@ -205,15 +205,15 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
               help="Ask for an attribute beyond the defaults (keyword, tag, or 'all'); "
                    "repeatable.")
 @click.option("--fuzzy", is_flag=True, help="Fuzzy matching of person names (GCP).")
-@click.option("--limit", type=click.IntRange(1), metavar="N",
+@click.option("--limit", type=bounded(bounds.LIMIT), metavar="N",
               help="Return at most N rows, in one request (no paging).")
-@click.option("--offset", type=click.IntRange(0), metavar="N", help="Skip the first N rows.")
+@click.option("--offset", type=bounded(bounds.OFFSET), metavar="N", help="Skip the first N rows.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS + TEXT_FORMATS), default="pretty",
               show_default=True, help="JSON array (pretty or compact), one JSON object per "
               "line (jsonl), a table (csv, tsv) or the found UIDs one per line (uids).")
 @click.option("--fields", metavar="F1,F2", help="Columns of csv/tsv (for them only), by keyword "
               "or tag [default: a few per level]; every column is asked for with includefield.")
-@click.option("--page-size", type=click.IntRange(1), metavar="N",
+@click.option("--page-size", type=bounded(bounds.PAGE_SIZE), metavar="N",
               help="Rows per request when paging [default: the server's maximum].")
 @pass_settings
 def search(settings: Settings, path: str, params: tuple[str, ...], filters: tuple[str, ...],
@@ -385,7 +385,7 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
 
 @cli.command()
 @click.argument("path")
-@click.option("--timeout", type=Finite(min=1), default=600.0, show_default=True,
+@click.option("--timeout", type=bounded(bounds.TIMEOUT), default=600.0, show_default=True,
               help="Seconds to wait for Google's long-running delete operation.")
 @click.option("--no-wait", is_flag=True,
               help="Do not wait for Google's operation: print its name on stdout and exit 0.")
@@ -469,7 +469,7 @@ def operations_get(settings: Settings, name: str) -> None:
 
 @operations.command("wait")
 @click.argument("name")
-@click.option("--timeout", type=Finite(min=1), default=600.0, show_default=True,
+@click.option("--timeout", type=bounded(bounds.TIMEOUT), default=600.0, show_default=True,
               help="Seconds to wait before giving up (the operation goes on; exit 5).")
 @pass_settings
 def operations_wait(settings: Settings, name: str, timeout: float) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from . import bounds
 from .auth import check_header_name, check_header_value, choose_auth, hide_credential_headers
 from .body import LowSpeed
 from .errors import DcmwebError, ServerError, UsageError
@@ -39,6 +40,8 @@ _STORE_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/datasets/[^/]+/dicomSt
 
 def normalize_host(host: str) -> str:
     """The DICOMweb base URL; a bare GCP store name expands to its v1 URL."""
+    if not isinstance(host, str):
+        raise UsageError(f"HOST must be a URL or a store name, not {host!r}", _host_hint(""))
     host = host.strip().rstrip("/")
     if _STORE_NAME.fullmatch(host):
         return f"{GCP_API}/{host}/dicomWeb"
@@ -74,6 +77,13 @@ def _host_hint(host: str) -> str:
             "or a store name projects/P/locations/L/datasets/D/dicomStores/S")
 
 
+def _text(name: str, value: object) -> str:
+    """A path or name argument; anything else would fail deep inside, unexplained."""
+    if not isinstance(value, str):
+        raise UsageError(f"{name} must be a str, not {value!r}")
+    return value
+
+
 class Client:
     """A DICOMweb server. Every method is what the command of the same name does."""
 
@@ -98,9 +108,11 @@ class Client:
         max_rate: float | None = None,
     ) -> None:
         self.base_url = normalize_host(host)
-        if workers < 1:
-            raise UsageError("workers must be at least 1")
-        self.workers = workers
+        self.workers = bounds.WORKERS.check("workers", workers)
+        if headers is not None and not isinstance(headers, Mapping):
+            # Never echoed: a header value may be a credential.
+            raise UsageError("headers must be a dict of names and values, not a "
+                             f"{type(headers).__name__}")
         if any(name.strip().lower() == "accept" for name in (headers or {})):
             # Each call picks its own Accept (and parses the answer by it): a global one
             # would be silently overridden, or break every other call.
@@ -108,28 +120,42 @@ class Client:
                              "choose what retrieve asks for with --type, --transfer-syntax, "
                              "--single-part or --format")
         config = HttpConfig(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=RetryPolicy(attempts=retries + 1, base=backoff),
+            connect_timeout=bounds.CONNECT_TIMEOUT.check("connect_timeout", connect_timeout),
+            read_timeout=bounds.READ_TIMEOUT.check("read_timeout", read_timeout),
+            retry=RetryPolicy(attempts=bounds.RETRIES.check("retries", retries) + 1,
+                              base=bounds.BACKOFF.check("backoff", backoff)),
             # Per request, so that --ca-bundle wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE.
             verify=check_ca_bundle(ca_bundle) if ca_bundle else True,
             headers={check_header_name(name): check_header_value(value, f"the -H {name} value")
                      for name, value in (headers or {}).items()},
             pool_size=max(workers, 4),
-            request_deadline=request_deadline,
-            low_speed=LowSpeed(low_speed_limit, low_speed_time),
-            outage_limit=outage_limit,
-            max_rate=max_rate,
+            request_deadline=bounds.REQUEST_DEADLINE.check("request_deadline", request_deadline),
+            low_speed=LowSpeed(bounds.LOW_SPEED_LIMIT.check("low_speed_limit", low_speed_limit),
+                               bounds.LOW_SPEED_TIME.check("low_speed_time", low_speed_time)),
+            outage_limit=bounds.OUTAGE_LIMIT.check("outage_limit", outage_limit),
+            max_rate=None if max_rate is None else bounds.MAX_RATE.check("max_rate", max_rate),
         )
         hide_credential_headers(config.headers or {})
         auth = choose_auth(self.base_url, token=token, user=user, google=google_auth)
-        self.http = Http(auth, config)
+        self._http = Http(auth, config)
+        self._closed = False
         self._host_probe: HostProbe | None = None  # made by the first failure (explain)
         self._probe_lock = threading.Lock()
 
+    @property
+    def http(self) -> Http:
+        """The HTTP session every call goes through; refused once the Client is closed
+        (its connections gone, a call would only fail as 'cancelled')."""
+        if self._closed:
+            raise UsageError("the client is closed",
+                             "make a new Client, or call it inside its with block")
+        return self._http
+
     def close(self) -> None:
-        """Close the connections (the Client is also a context manager)."""
-        self.http.close()
+        """Close the connections (the Client is also a context manager); calls made
+        afterwards raise UsageError."""
+        self._closed = True
+        self._http.close()
 
     def explain(self, error: DcmwebError) -> bool:
         """After a failure a wrong HOST explains (HTTP 400, 404, 405, or a 2xx answer
@@ -142,7 +168,7 @@ class Client:
 
         with self._probe_lock:
             if self._host_probe is None:
-                self._host_probe = HostProbe(self.http, self.base_url)
+                self._host_probe = HostProbe(self._http, self.base_url)
         return self._host_probe.explain(error)
 
     def __enter__(self) -> Client:
@@ -193,11 +219,19 @@ class Client:
     def _store_options(self, single_part: bool, batch_size: int, batch_bytes: int,
                        workers: int | None, storage_class: str | None,
                        study_uid: str | None) -> StoreOptions:
+        from .paths import safe_uid
         from .store import StoreOptions
 
-        return StoreOptions(single_part=single_part, batch_size=batch_size,
-                            batch_bytes=batch_bytes, workers=workers or self.workers,
-                            storage_class=storage_class, study_uid=study_uid)
+        if study_uid is not None and safe_uid(study_uid) is None:
+            # It becomes part of the URL: studies/../x would post elsewhere.
+            raise UsageError(f"study_uid {study_uid!r} is not a UID",
+                             "digits and dots, such as 1.2.840.113619.2.55")
+        return StoreOptions(
+            single_part=single_part,
+            batch_size=bounds.BATCH_SIZE.check("batch_size", batch_size),
+            batch_bytes=bounds.BATCH_BYTES.check("batch_bytes", batch_bytes),
+            workers=self.workers if workers is None else bounds.WORKERS.check("workers", workers),
+            storage_class=storage_class, study_uid=study_uid)
 
     def iter_store_json(self, items: Iterable[JsonInstance], *, generate_uids: bool = False
                         ) -> Iterator[StoreResult]:
@@ -262,28 +296,44 @@ class Client:
 
     # search ----------------------------------------------------------------
     def iter_search(self, path: str | None = "studies", params: ParamsLike = None,
-                    page_size: int | None = None, *, filters: Iterable[str] = (),
-                    include: Iterable[str] = (), fuzzy: bool = False, limit: int | None = None,
-                    offset: int | None = None) -> Iterator[dict[str, Any]]:
+                    page_size: int | None = None, *, filters: str | Iterable[str] = (),
+                    include: str | Iterable[str] = (), fuzzy: bool = False,
+                    limit: int | None = None, offset: int | None = None
+                    ) -> Iterator[dict[str, Any]]:
         """Every matching row, paging past the server's limits unless ``limit`` is given.
 
         The search command's options: ``filters=["PatientName=DOE^J*"]``
         (keywords or tags), ``include=["StudyDate"]`` or ``["all"]``, ``fuzzy=True``,
-        ``limit=N``, ``offset=N``; ``params`` are raw query words sent as they are: a
-        dict (``{"PatientID": "P005"}``; a list value repeats the key), a list of
-        ``(key, value)`` pairs, or a query string (``"PatientID=P005&limit=10"``).
+        ``limit=N``, ``offset=N`` (a str is one filter or field); ``params`` are raw
+        query words sent as they are: a dict (``{"PatientID": "P005"}``; a list value
+        repeats the key), a list of ``(key, value)`` pairs, or a query string
+        (``"PatientID=P005&limit=10"``). A value of None is refused (it would match
+        nothing, or everything); so is ``limit`` or ``offset`` given both ways.
         """
         from .params import to_pairs
         from .query import Query
         from .search import Searcher
 
-        words = Query(filters, include, fuzzy, limit, offset, to_pairs(params)).params()
-        return Searcher(self.http, self.base_url).iter_rows(path, words, page_size)
+        raw = to_pairs(params)
+        paging = {"limit": limit, "offset": offset}
+        twice = next((key for key, _ in raw if paging.get(key.lower()) is not None), None)
+        if twice:  # which of the two the server (and the paging) obeyed was a guess
+            raise UsageError(f"{twice.lower()} is given twice: as a search parameter "
+                             f"({twice}=...) and as the {twice.lower()} option", "give it once")
+        query = Query(
+            [filters] if isinstance(filters, str) else filters,
+            [include] if isinstance(include, str) else include, fuzzy,
+            None if limit is None else bounds.LIMIT.check("limit", limit),
+            None if offset is None else bounds.OFFSET.check("offset", offset), raw)
+        if page_size is not None:
+            bounds.PAGE_SIZE.check("page_size", page_size)
+        return Searcher(self.http, self.base_url).iter_rows(path, query.params(), page_size)
 
     def search(self, path: str | None = "studies", params: ParamsLike = None,
-               page_size: int | None = None, *, filters: Iterable[str] = (),
-               include: Iterable[str] = (), fuzzy: bool = False, limit: int | None = None,
-               offset: int | None = None) -> list[dict[str, Any]]:
+               page_size: int | None = None, *, filters: str | Iterable[str] = (),
+               include: str | Iterable[str] = (), fuzzy: bool = False,
+               limit: int | None = None, offset: int | None = None
+               ) -> list[dict[str, Any]]:
         """Every matching row as a list (see :meth:`iter_search`); read values by keyword
         with :func:`dcmweb.rows.value`."""
         return list(self.iter_search(path, params, page_size, filters=filters,
@@ -378,7 +428,7 @@ class Client:
         first and last bytes show a complete array of objects."""
         from .metadata import fetch_metadata
 
-        return fetch_metadata(self.http, self.base_url, path, fmt, parse=parse)
+        return fetch_metadata(self.http, self.base_url, _text("path", path), fmt, parse=parse)
 
     def metadata(self, path: str, *, datasets: bool = False) -> list[Any]:
         """DICOM JSON rows (one per instance), or pydicom Datasets with ``datasets=True``
@@ -394,7 +444,7 @@ class Client:
         from .rendered import render, rendered_target
 
         options = Options(format, viewport, window, quality)
-        target = rendered_target(path)
+        target = rendered_target(_text("path", path))
         if target.resource.level != "instance" or len(target.frames) > 1:
             raise UsageError("Client.rendered renders one instance or frame",
                              "write several with Client.retrieve(PATH/rendered, OUTPUT)")
@@ -419,6 +469,7 @@ class Client:
         ``wait=False`` return at once: ``result.operation`` names it)."""
         from .delete import Deleter
 
+        timeout = bounds.TIMEOUT.check("timeout", timeout)
         return Deleter(self.http, self.base_url, timeout, wait).delete(path)
 
     # long-running operations ---------------------------------------------------
@@ -426,11 +477,12 @@ class Client:
         """Google's operation NAME (or its ID, the dataset taken from HOST), as it is now."""
         from .operations import get_operation
 
-        return get_operation(self.http, self.base_url, name)
+        return get_operation(self.http, self.base_url, _text("name", name))
 
     def wait_operation(self, name: str, *, timeout: float = 600.0) -> Operation:
         """Wait until the operation is done; raise if it failed (an error, or failed
         instances counted) or is still running after ``timeout`` seconds."""
         from .operations import wait_operation
 
-        return wait_operation(self.http, self.base_url, name, timeout)
+        return wait_operation(self.http, self.base_url, _text("name", name),
+                              bounds.TIMEOUT.check("timeout", timeout))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
+from .bounds import LARGEST, Number, Whole
 from .errors import DcmwebError, ExitStatus, Terminated, UsageError
 from .output import LOG_FORMATS, Output
 from .redact import redact_text
@@ -68,22 +69,30 @@ class Settings:
 
 
 class Finite(click.FloatRange):
-    """click's FloatRange without nan, inf and sizes past ``largest``: nan passes every
-    bound (each of its comparisons is false), so an outage limit of nan would never end,
-    and a timeout of 1e12 s overflows the clock deep inside a request."""
+    """click's FloatRange for a bounds.Number: without nan, inf and sizes past
+    bounds.LARGEST (nan passes every bound, each of its comparisons being false, so an
+    outage limit of nan would never end, and a timeout of 1e12 s overflows the clock deep
+    inside a request)."""
 
-    def __init__(self, min: float, largest: float = 1e9) -> None:
-        super().__init__(min=min)
-        self.largest = largest
+    def __init__(self, bound: Number) -> None:
+        super().__init__(min=bound.low, min_open=bound.low_open)
+        self.bound = bound
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
-        if number > self.largest:
-            self.fail(f"{value!r} is too large (at most {self.largest:.0f}).", param, ctx)
+        if not self.bound.holds(number):
+            self.fail(f"{value!r} is too large (at most {LARGEST:.0f}).", param, ctx)
         return number
+
+
+def bounded(bound: Whole | Number) -> click.ParamType:
+    """The click type of an option whose values the library checks with ``bound``."""
+    if isinstance(bound, Whole):
+        return click.IntRange(bound.low, bound.high)
+    return Finite(bound)
 
 
 class _Count(click.types.IntRange):

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .cligroup import Finite, Settings, pass_settings
+from . import bounds
+from .cligroup import Settings, bounded, pass_settings
 from .errors import AllFailed, DcmwebError, PartialFailure, UsageError
 from .output import StorePrinter, describe_start, describe_summary, plural
 
@@ -46,7 +47,7 @@ def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
 @click.option("--single-part", is_flag=True,
               help="Send each file alone as Content-Type: application/dicom "
                    "(GCP accepts it; Orthanc does not).")
-@click.option("--batch-size", type=click.IntRange(1, 1000), default=20, show_default=True,
+@click.option("--batch-size", type=bounded(bounds.BATCH_SIZE), default=20, show_default=True,
               help="Files per multipart request.")
 @click.option("--storage-class", metavar="CLASS",
               help="GCP storage class: STANDARD, NEARLINE, COLDLINE or ARCHIVE.")
@@ -75,7 +76,7 @@ def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
               help="Leave out files (and folders) whose name or path matches; repeatable.")
 @click.option("--shard", metavar="K/N",
               help="Take share K of N (1 <= K <= N) by a stable hash of each path.")
-@click.option("--progress-every", type=Finite(min=0), default=60.0,
+@click.option("--progress-every", type=bounded(bounds.PROGRESS_EVERY), default=60.0,
               show_default=True, metavar="SECONDS",
               help="Without a terminal (cron, CI): a progress line this often; 0: never.")
 @click.option("--dry-run", is_flag=True,

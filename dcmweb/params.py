@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .errors import UsageError
+
 # {"PatientID": "P005", "includefield": ["00081030", "00080060"]},
 # [("PatientID", "P005")], or "PatientID=P005&limit=10"
 ParamsLike = Mapping[str, Any] | Iterable[tuple[str, Any]] | str | None
@@ -22,18 +24,21 @@ def to_pairs(params: ParamsLike) -> list[tuple[str, str]]:
         pairs = []
         for key, item in params.items():
             for one in item if isinstance(item, (list, tuple)) else [item]:
-                pairs.append((str(key), _text(one)))
+                pairs.append((str(key), _text(key, one)))
         return pairs
     pairs = []
     for pair in params:
         if isinstance(pair, (str, bytes)) or len(pair) != 2:
             raise TypeError("search params must be a dict, a list of (key, value) pairs or "
                             f"a query string; got the item {pair!r}")
-        pairs.append((str(pair[0]), _text(pair[1])))
+        pairs.append((str(pair[0]), _text(pair[0], pair[1])))
     return pairs
 
 
-def _text(value: Any) -> str:
+def _text(key: object, value: Any) -> str:
+    if value is None:  # sent as the text 'None' it matched nothing; left out, everything
+        raise UsageError(f"search parameter {str(key)!r} is None",
+                         "leave the key out to match any value")
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

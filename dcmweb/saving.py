@@ -70,7 +70,7 @@ class DiskSpace:
             raise LocalFileError(
                 f"stopped writing in {self.folder}: {human_size(free)} free, and dcmweb "
                 f"keeps {human_size(keep)} free (the smaller of 1 GiB and 5 % of the disk)",
-                "free some space or choose another --output folder")
+                "free some space or choose another output folder")
 
 
 @contextlib.contextmanager
@@ -83,7 +83,7 @@ def writing(folder: Path) -> Iterator[None]:
         if isinstance(error, TransportError):
             raise
         raise LocalFileError(f"cannot write in {folder}: {error.strerror or error}",
-                             "check the --output folder: its permissions and free space"
+                             "check the output folder: its permissions and free space"
                              ) from error
 
 

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from enum import Enum
 from itertools import takewhile
 
+from .bounds import MAX_RATE
+
 log = logging.getLogger("dcmweb")
 
 GROW_INTERVAL = 1.0
@@ -267,6 +269,6 @@ def parse_rate(text: str) -> float:
     number, _, unit = text.strip().partition("/")
     per = _RATE_UNITS.get(unit.strip().lower())
     value = float(number) if per is not None and number.strip() else float("nan")
-    if not value > 0 or value == float("inf"):
+    if not MAX_RATE.holds(value):
         raise ValueError(f"invalid rate {text!r}: write N, N/s, N/m or N/h with N > 0")
     return value / (per or 1.0)

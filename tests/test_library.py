@@ -4,6 +4,7 @@ types, errors with status and url, clear TypeErrors."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,3 +123,132 @@ def test_a_lone_path_is_one_path_not_its_characters(local_server: LocalServer, t
         assert [r.status for r in client.store(str(one))] == ["stored"]
         assert client.bulk_store(one).counts == {"stored": 1}
         assert [value(row, "PatientID") for row in client.search("instances")] == ["ONE"]
+
+
+# Client's options: the CLI's bounds, checked at construction ------------------------------
+@pytest.mark.parametrize(("cli_option", "keyword", "value"), [
+    ("--read-timeout", "read_timeout", 0),  # every request cut at once, blamed on the server
+    ("--read-timeout", "read_timeout", float("nan")),
+    ("--connect-timeout", "connect_timeout", float("inf")),
+    ("--retries", "retries", -1),
+    ("--retries", "retries", 21),
+    ("--workers", "workers", 0),
+    ("--workers", "workers", 65),
+    ("--request-deadline", "request_deadline", 0.5),
+    ("--low-speed-limit", "low_speed_limit", -1),
+    ("--low-speed-time", "low_speed_time", 1e12),
+    ("--outage-limit", "outage_limit", float("-inf")),
+    ("--max-rate", "max_rate", 0),
+    ("--max-rate", "max_rate", -1),
+])
+def test_client_refuses_what_the_cli_refuses(cli_option: str, keyword: str,
+                                             value: float) -> None:
+    from click.testing import CliRunner
+
+    from dcmweb.cli import cli
+
+    result = CliRunner().invoke(cli, ["http://127.0.0.1:9", cli_option, str(value), "search"])
+    assert result.exit_code == 2, result.output
+    with pytest.raises(dcmweb.UsageError, match=f"^{keyword} must be "):
+        Client("http://127.0.0.1:9", **{keyword: value})
+
+
+@pytest.mark.parametrize(("keywords", "message"), [
+    ({"workers": "4"}, "workers must be a whole number (from 1 to 64), not '4'"),
+    ({"workers": True}, "workers must be a whole number (from 1 to 64), not True"),
+    ({"read_timeout": "30"}, "read_timeout must be a number (at least 0.1), not '30'"),
+    ({"backoff": float("nan")}, "backoff must be at least 0, finite and at most 1000000000"),
+    ({"retries": 2.5}, "retries must be a whole number (from 0 to 20), not 2.5"),
+    ({"headers": [("X-A", "1")]}, "headers must be a dict of names and values, not a list"),
+])
+def test_client_names_the_option_of_a_wrong_type(keywords: dict[str, object],
+                                                message: str) -> None:
+    with pytest.raises(dcmweb.UsageError) as caught:
+        Client("http://127.0.0.1:9", **keywords)  # type: ignore[arg-type]
+    assert str(caught.value).startswith(message)
+
+
+def test_client_accepts_the_edges_of_each_range() -> None:
+    Client("http://127.0.0.1:9", workers=64, retries=0, read_timeout=0.1, backoff=0,
+           outage_limit=0, low_speed_limit=0, max_rate=0.001).close()
+
+
+def test_a_host_that_is_not_text_is_a_usage_error() -> None:
+    with pytest.raises(dcmweb.UsageError, match="HOST must be a URL or a store name, not None"):
+        Client(None)  # type: ignore[arg-type]
+
+
+def test_a_closed_client_says_so(local_server: LocalServer, tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "f", 1)
+    with Client(local_server.url) as client:
+        pass
+    client.close()  # twice is fine
+    for call in (lambda: client.search("studies"), lambda: client.store(files),
+                 lambda: client.metadata("studies/1.2"), lambda: client.delete("studies/1.2")):
+        with pytest.raises(dcmweb.UsageError, match=r"^the client is closed"):
+            call()
+    assert not list((tmp_path / "store").rglob("*.dcm"))
+
+
+# Arguments of the methods --------------------------------------------------------------------
+def test_store_checks_its_options_before_sending(local_server: LocalServer,
+                                                 tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "f", 1)
+    with Client(local_server.url) as client:
+        for keywords, message in [
+            ({"workers": 0}, "workers must be from 1 to 64, not 0"),  # was: the default
+            ({"batch_size": 0}, "batch_size must be from 1 to 1000, not 0"),
+            ({"batch_size": "5"}, "batch_size must be a whole number (from 1 to 1000)"),
+            ({"batch_bytes": 0}, "batch_bytes must be at least 1, not 0"),
+            # was posted as studies/../x: a 404 that ended the whole store
+            ({"study_uid": "../x"}, "study_uid '../x' is not a UID"),
+        ]:
+            with pytest.raises(dcmweb.UsageError) as caught:
+                client.store(files, **keywords)  # type: ignore[arg-type]
+            assert str(caught.value).startswith(message)
+        assert client.search("instances") == []
+
+
+def test_search_arguments(local_server: LocalServer, tmp_path: Path) -> None:
+    with Client(local_server.url) as client:
+        client.store(corpus.synthetic_files(tmp_path / "a", 2, patient_id="P005"))
+        client.store(corpus.synthetic_files(tmp_path / "b", 1, patient_id="P006"))
+        # A str is one filter (it was read as a list of letters: "invalid filter 'P'").
+        assert len(client.search("instances", filters="PatientID=P005")) == 2
+        assert len(client.search("instances", include="StudyDescription")) == 3
+        # The same paging word twice: which one the server used was a guess.
+        with pytest.raises(dcmweb.UsageError, match=r"^offset is given twice"):
+            client.search("instances", {"offset": 1}, offset=2)
+        with pytest.raises(dcmweb.UsageError, match=r"^limit is given twice"):
+            client.search("instances", "LIMIT=1", limit=2)
+        # None was sent as the text 'None' (no match), never as "any value".
+        with pytest.raises(dcmweb.UsageError, match=r"^search parameter 'PatientID' is None"):
+            client.search("instances", {"PatientID": None})
+        with pytest.raises(dcmweb.UsageError, match=r"^search parameter 'PatientID' is None"):
+            client.search("instances", [("PatientID", None)])
+        for keywords, message in [({"limit": 0}, "limit must be at least 1, not 0"),
+                                  ({"offset": -1}, "offset must be at least 0, not -1"),
+                                  ({"page_size": 0}, "page_size must be at least 1"),
+                                  ({"limit": "1"}, "limit must be a whole number")]:
+            with pytest.raises(dcmweb.UsageError) as caught:
+                client.search("instances", **keywords)  # type: ignore[arg-type]
+            assert str(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: c.metadata(None), lambda c: c.fetch_metadata(None),
+    lambda c: c.rendered(None), lambda c: c.frames(None), lambda c: c.bulkdata(None),
+    lambda c: c.retrieve_instance(None), lambda c: list(c.iter_instances(None)),
+    lambda c: c.delete(None), lambda c: c.operation(None), lambda c: c.wait_operation(None),
+])
+def test_a_path_that_is_not_text_is_a_usage_error(call: Any) -> None:
+    with Client("http://127.0.0.1:9") as client, pytest.raises(dcmweb.UsageError):
+        call(client)
+
+
+def test_waits_refuse_what_the_cli_refuses() -> None:
+    with Client("http://127.0.0.1:9") as client:
+        with pytest.raises(dcmweb.UsageError, match=r"^timeout must be at least 1, finite"):
+            client.delete("studies/1.2", timeout=-1)
+        with pytest.raises(dcmweb.UsageError, match=r"^timeout must be at least 1, finite"):
+            client.wait_operation("1", timeout=float("nan"))

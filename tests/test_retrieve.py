@@ -508,7 +508,7 @@ def test_output_that_cannot_be_written_is_one_clear_error(synth: list[Path],
     assert result.exit_code == 1
     last = lines(result.stderr)[-1]
     assert last.startswith(f"dcmweb: error: cannot write in {tmp_path / study}/")
-    assert last.endswith("(check the --output folder: its permissions and free space)")
+    assert last.endswith("(check the output folder: its permissions and free space)")
     assert "Traceback" not in result.stderr
     assert temp_leftovers(tmp_path) == []
 

@@ -206,7 +206,7 @@ def test_an_endless_part_stops_before_the_disk_is_full(synth: list[Path], tmp_pa
     last = lines(result.stderr)[-1]
     assert last.startswith(f"dcmweb: error: stopped writing in {out}/")
     assert "and dcmweb keeps 1.0 GiB free (the smaller of 1 GiB and 5 % of the disk)" in last
-    assert last.endswith("(free some space or choose another --output folder)")
+    assert last.endswith("(free some space or choose another output folder)")
     assert 30 * 1024 ** 2 < max(written) <= 40 * 1024 ** 2
     assert files_under(out) == set()
     assert temp_leftovers(out) == []

@@ -145,7 +145,8 @@ def test_limit_and_offset_on_orthanc(orthanc_filled: Orthanc) -> None:
                                   ["--filter", "novalue"], ["--format", "csv", "--fields", "Foo"],
                                   ["--format", "csv", "--fields", " , "],
                                   ["--format", "jsonl", "--fields", "Foo"],
-                                  ["--format", "uids", "--fields", "PatientName"]])
+                                  ["--format", "uids", "--fields", "PatientName"],
+                                  ["offset=10", "--offset", "50"]])  # which one won: a guess
 def test_bad_names_are_usage_errors_before_any_request(args: list[str]) -> None:
     with Hostile() as fake:
         result = dcmweb(fake.url, "search", *args)
