@@ -589,3 +589,34 @@ def test_bulk_data_is_logged_under_the_path_asked_for(tmp_path: Path) -> None:
         result = dcmweb(fake.url, "retrieve", path, "-o", str(tmp_path))
     assert result.exit_code == 0, result.stderr
     assert f"dcmweb: info: {path} saved as {tmp_path}/1/2/3_7FE00010.raw" in result.stderr
+
+
+BULK_VALUE = b"\x01" * 40
+# The value and the delimiter line after it, then the connection closes.
+FIRST_PART_ONLY = multipart([BULK_VALUE], "g", "application/octet-stream").replace(
+    b"--g--\r\n", b"--g\r\n")
+
+
+@pytest.mark.parametrize(("route", "message"), [
+    (lambda req: req.reply(200, b"--g--\r\n", "multipart/related; boundary=g"),
+     "the server sent no part where one value was asked for"),
+    (lambda req: req.reply(200, multipart([BULK_VALUE, b"\x02" * 40], "g",
+                                          "application/octet-stream"),
+                           "multipart/related; boundary=g"),
+     "the server sent more than one part for one value"),
+    (lambda req: req.stream(200, "multipart/related; boundary=g", [FIRST_PART_ONLY]),
+     "the answer was cut off 3 times"),
+], ids=["no-part", "two-parts", "cut-after-the-part"])
+def test_bulk_data_is_exactly_one_part(route: Callable[[Request], None], message: str,
+                                       tmp_path: Path) -> None:
+    path = KINDS["bulk"][0]
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", route)
+        result = dcmweb(fake.url, "retrieve", path, "-o", str(tmp_path))
+        with Client(fake.url, retries=0) as client, pytest.raises(ServerError) as caught:
+            client.bulkdata(path)
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1].startswith(f"dcmweb: error: retrieve bulk data {fake.url}/")
+    assert message in lines(result.stderr)[-1]
+    assert message in caught.value.message
+    assert files_in(tmp_path) == []
