@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import UsageError
+from .errors import ServerError, UsageError
 from .http import Http
 from .multipart import Chunk
 from .retrieve import RetrieveResult
@@ -59,11 +59,18 @@ def _target(path: str) -> WadoPath:
 
 
 def _chunks(http: Http, url: str) -> Iterator[Chunk]:
+    """The value: exactly one part. The answer is read to its end, so that no part, a
+    second part or an answer cut after the first raises instead of passing for the value."""
     what = f"retrieve bulk data {url}"
     with get(http, url, what, ACCEPT) as response:
-        for _, chunks in answer_parts(response, what, "application/octet-stream"):
-            yield from chunks  # one value: a single part
-            return
+        count = 0
+        for count, (_, chunks) in enumerate(
+                answer_parts(response, what, "application/octet-stream"), start=1):
+            if count > 1:
+                raise ServerError(f"{what}: the server sent more than one part for one value")
+            yield from chunks
+        if count == 0:
+            raise ServerError(f"{what}: the server sent no part where one value was asked for")
 
 
 def bulk_bytes(http: Http, base_url: str, path: str) -> bytes:

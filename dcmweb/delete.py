@@ -12,6 +12,7 @@ import json
 import logging
 from dataclasses import dataclass
 
+from .body import read_json
 from .errors import (
     AnswerLost,
     DcmwebError,
@@ -157,10 +158,11 @@ class Deleter:
                               "DICOMweb DELETE (HTTP 405)")
         uid = target.instance or target.series or target.study
         level = {"instance": "Instance", "series": "Series", "study": "Study"}[target.level]
-        response = self.http.request("POST", f"{root}/tools/lookup", what=f"look up {uid}",
+        what = f"delete {target.url_path()}: look up {uid}"
+        response = self.http.request("POST", f"{root}/tools/lookup", what=what,
                                      body=lambda: str(uid).encode(), max_body=ANSWER_LIMIT)
         with response:
-            found = response.json()
+            found = read_json(response, ANSWER_LIMIT, what)
         matches = [m for m in found if isinstance(m, dict) and m.get("Type") == level
                    and isinstance(m.get("Path"), str)] if isinstance(found, list) else []
         matches = [m for m in matches if self._orthanc_uids(root, m["Path"]) == _uids(target)]
@@ -179,10 +181,11 @@ class Deleter:
         uids: dict[str, str | None] = {}
         level = _ORTHANC_LEVELS.get(path.split("/")[1] if path.count("/") == 2 else "")
         while level is not None:
-            response = self.http.request("GET", f"{root}{path}", what=f"look up {path}",
+            what = f"look up {path}"
+            response = self.http.request("GET", f"{root}{path}", what=what,
                                          max_body=ANSWER_LIMIT)
             with response:
-                resource = response.json()
+                resource = read_json(response, ANSWER_LIMIT, what)
             if not isinstance(resource, dict):
                 break
             tags = resource.get("MainDicomTags") or {}

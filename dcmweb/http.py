@@ -247,15 +247,32 @@ def _outcome(status: int) -> Outcome:
 
 
 def same_origin(a: str, b: str) -> bool:
-    pa, pb = urlsplit(a), urlsplit(b)
-    return (pa.scheme.lower(), pa.hostname, pa.port or default_port(pa.scheme)) == (
-        pb.scheme.lower(), pb.hostname, pb.port or default_port(pb.scheme))
+    """Whether two URLs share scheme, host and port; never for a URL that is not valid."""
+    try:
+        pa, pb = urlsplit(a), urlsplit(b)
+        return (pa.scheme.lower(), pa.hostname, pa.port or default_port(pa.scheme)) == (
+            pb.scheme.lower(), pb.hostname, pb.port or default_port(pb.scheme))
+    except ValueError:  # a port out of range, a broken IPv6 literal
+        return False
+
+
+def redirect_target(url: str, location: str) -> str | None:
+    """The absolute URL a Location names, or None when it is not a valid URL (a port out
+    of range, a broken IPv6 literal)."""
+    try:
+        target = urljoin(url, location)
+        _ = urlsplit(target).port  # raises for a port out of range
+    except ValueError:
+        return None
+    return target
 
 
 def redirect_error(response: Response, method: str, url: str, what: str,
                    reason: str) -> RedirectRefused:
     location = response.headers.get("Location") or ""
-    target = redact_url(urljoin(url, location)) if location else "(no Location)"
+    resolved = redirect_target(url, location) if location else None
+    target = (redact_url(resolved) if resolved else
+              f"an invalid Location {redact_text(location)!r}" if location else "(no Location)")
     return RedirectRefused(
         f"{what} failed: HTTP {response.status_code} redirect to {target}: {reason}",
         "fix HOST to the address the server redirects to (for example https:// instead of"
@@ -560,7 +577,10 @@ class _Exchange:
         if not location:
             raise redirect_error(response, self.method, self.url, self.what,
                                  "the redirect names no Location")
-        target = urljoin(self.url, location)
+        target = redirect_target(self.url, location)
+        if target is None:
+            raise redirect_error(response, self.method, self.url, self.what,
+                                 "the Location is not a valid URL")
         if not same_origin(target, self.url):
             raise redirect_error(response, self.method, self.url, self.what,
                                  "redirects to another scheme, host or port are not followed"

@@ -2,22 +2,25 @@
 Datasets), one at a time, for notebooks and scripts that do not want files.
 
 The answer gets the same checks as a download to disk (dcmweb.wado.checked_answer):
-only multipart/related or application/dicom, lengths counted; a part of another type
-or a body cut inside the DICOM data raises instead of being handed out.
+only multipart/related or application/dicom, lengths counted; a part of another type,
+a body cut inside the DICOM data, bytes that are not a Part-10 file, or an instance of
+another study, series or SOP instance than the path names raises instead of being
+handed out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from io import BytesIO
 from typing import TYPE_CHECKING
 
 from . import wado
-from .dicomhead import ends_complete
+from .dicomhead import HEAD_BYTES, ends_complete, read_uids
 from .errors import ServerError, UsageError
 from .http import Http
 from .multipart import iter_parts, parse_content_type
-from .paths import parse_resource_path
-from .retrieve import DEFAULT_TYPE, accept_header
+from .paths import ResourcePath, parse_resource_path
+from .retrieve import DEFAULT_TYPE, accept_header, instance_problem, pydicom_uids
 from .wado import CUT_OFF, Answer, CutOffError, checked_answer
 
 if TYPE_CHECKING:
@@ -37,7 +40,8 @@ def iter_instance_bytes(http: Http, base_url: str, path: str) -> Iterator[bytes]
     response = wado.get(http, f"{base_url}/{source}", what, accept_header(DEFAULT_TYPE))
     with response:
         try:
-            yield from _instances(checked_answer(response, what, DICOM), what)
+            for data in _instances(checked_answer(response, what, DICOM), what):
+                yield _checked(data, target, what)
         except CUT_OFF as exc:
             raise ServerError(f"{what}: the answer was cut off: {exc}") from exc
 
@@ -58,10 +62,21 @@ def _instances(answer: Answer, what: str) -> Iterator[bytes]:
         yield b"".join(part.iter_content())
 
 
+def _checked(data: bytes, target: ResourcePath, what: str) -> bytes:
+    """The bytes, once their head shows a Part-10 instance of the path asked for."""
+    uids = read_uids(data[:HEAD_BYTES]) or pydicom_uids(BytesIO(data))
+    problem = instance_problem(target, uids)
+    if problem:
+        raise ServerError(f"{what}: {problem}")
+    return data
+
+
 def as_dataset(data: bytes) -> Dataset:
     """Part-10 bytes as a pydicom Dataset."""
-    from io import BytesIO
-
     from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
 
-    return dcmread(BytesIO(data))
+    try:
+        return dcmread(BytesIO(data))
+    except (InvalidDicomError, ValueError, EOFError) as exc:
+        raise ServerError(f"the server sent an instance pydicom cannot read: {exc}") from exc

@@ -33,6 +33,9 @@ MAX_JSON = 4 * 1024**3  # about a million instances' metadata; more is an endles
 # The first and last bytes of a JSON array of objects (or of an empty one).
 _OPENS = re.compile(rb"\s*\[\s*[{\]]")
 _CLOSES = re.compile(rb"[}\[]\s*\]\s*\Z")
+# What pydicom's Dataset.from_json raises for an element it cannot read (a value that is
+# not an object, a key that is not a tag, no "vr", a number that is text, deep nesting).
+_FROM_JSON_ERRORS = (TypeError, ValueError, LookupError, AttributeError, RecursionError)
 
 
 @dataclass(frozen=True)
@@ -44,11 +47,19 @@ class Metadata:
     documents: list[bytes] = field(default_factory=list)  # XML, one per instance
 
     def datasets(self) -> list[Dataset]:
-        """The JSON rows as pydicom Datasets (bulk values stay BulkDataURIs)."""
+        """The JSON rows as pydicom Datasets (bulk values stay BulkDataURIs); a row pydicom
+        cannot read raises ServerError."""
         from pydicom import Dataset
 
-        return [Dataset.from_json(row, bulk_data_uri_handler=lambda *_: b"")
-                for row in self.rows]
+        datasets = []
+        for number, row in enumerate(self.rows, start=1):
+            try:
+                datasets.append(Dataset.from_json(row, bulk_data_uri_handler=lambda *_: b""))
+            except _FROM_JSON_ERRORS as exc:
+                raise ServerError(f"metadata row {number} of {len(self.rows)} is not DICOM "
+                                  f"JSON that pydicom can read ({type(exc).__name__}: {exc})",
+                                  "check HOST") from exc
+        return datasets
 
 
 def fetch_metadata(http: Http, base_url: str, path: str, fmt: str = "json", *,
@@ -104,6 +115,9 @@ def _looks_whole(raw: bytes) -> bool:
 def _json(raw: bytes, what: str) -> Metadata:
     try:
         rows = json.loads(raw)
+    except RecursionError:
+        raise ServerError(f"{what}: the server's JSON answer is nested too deeply",
+                          "check HOST") from None
     except ValueError:
         raise ServerError(f"{what}: the server's answer is not JSON") from None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):

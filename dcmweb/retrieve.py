@@ -3,7 +3,9 @@
 Each part goes to a temporary file beside its destination and is renamed only
 once complete (saving.py), so a half file never carries a final name. The folder names come
 from the UIDs inside each file and are checked before they touch the disk: a
-hostile server cannot write outside the output folder.
+hostile server cannot write outside the output folder. They are checked against the path
+asked for too: an instance of another study, series or SOP instance than the path names
+is refused, never saved as if it were the one asked for.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from . import wado
 from .body import TooSlowError
@@ -41,6 +43,8 @@ log = logging.getLogger("dcmweb")
 
 DEFAULT_TYPE = "application/dicom; transfer-syntax=*"
 _UID_TAGS = (0x0020000D, 0x0020000E, 0x00080018)  # study, series, SOP instance
+_UID_NAMES = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+NOT_DICOM = "the server sent a part that is not a readable DICOM file"
 
 
 def _head(chunks: list[Chunk]) -> bytes:
@@ -78,16 +82,30 @@ def accept_header(part_type: str | None) -> str:
     return f'multipart/related; type="{mime}"{extra}'
 
 
-def _pydicom_uids(path: str) -> tuple[str | None, ...]:
-    """Study, series and SOP UIDs of a file dicomhead could not read (e.g. deflated)."""
+def pydicom_uids(source: str | BinaryIO) -> tuple[str | None, ...]:
+    """Study, series and SOP UIDs of a file (or bytes) dicomhead could not read (e.g.
+    deflated)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(_UID_TAGS))
+        dataset = pydicom.dcmread(source, stop_before_pixels=True,
+                                  specific_tags=list(_UID_TAGS))
     except (InvalidDicomError, OSError, ValueError, EOFError):
         return (None, None, None)
     return tuple(str(dataset[tag].value) if tag in dataset else None for tag in _UID_TAGS)
+
+
+def instance_problem(target: ResourcePath, uids: tuple[str | None, ...]) -> str | None:
+    """Why a part whose data set holds these UIDs is not an instance ``target`` asks for
+    (not readable DICOM, or of another study, series or SOP instance), or None."""
+    if not all(uids):
+        return NOT_DICOM
+    for name, asked, sent in zip(_UID_NAMES, (target.study, target.series, target.instance),
+                                 uids, strict=True):
+        if asked and sent != asked:
+            return f"the server sent an instance whose {name} is {sent}, not {asked} as asked"
+    return None
 
 
 class Downloader:
@@ -183,7 +201,7 @@ class Downloader:
                 raise CutOffError(f"the connection closed after {size} bytes, inside "
                                   "the DICOM data")
             if final is None:
-                final = self._dicom_path(*_pydicom_uids(temp))
+                final = self._dicom_path(target, pydicom_uids(temp))
                 if isinstance(final, str):
                     saver.abandon(temp)
                     return RetrieveResult("failed", source, message=final)
@@ -206,21 +224,22 @@ class Downloader:
         only the whole file can tell."""
         if mime in ("application/dicom", ""):
             uids = read_uids(head)
-            return None if uids is None else self._dicom_path(*uids)
+            return None if uids is None else self._dicom_path(target, uids)
         extension = wado.EXTENSIONS.get(mime, ".bin")
         folders = [uid for uid in (target.study, target.series) if uid]
         stem = f"{target.instance}_frame_{index}" if target.instance else f"part_{index}"
         return self.output.joinpath(*folders, stem + extension)
 
-    def _dicom_path(self, study: str | None, series: str | None, sop: str | None) -> Path | str:
-        return dicom_file(self.output, study, series, sop)
+    def _dicom_path(self, target: ResourcePath, uids: tuple[str | None, ...]) -> Path | str:
+        final = dicom_file(self.output, *uids)  # unreadable or unsafe UIDs are told first
+        return final if isinstance(final, str) else instance_problem(target, uids) or final
 
 
 def dicom_file(output: Path, study: str | None, series: str | None,
                sop: str | None) -> Path | str:
     """OUTPUT/STUDY/SERIES/SOP.dcm, or why the UIDs cannot name a file."""
     if not (study and series and sop):
-        return "the server sent a part that is not a readable DICOM file"
+        return NOT_DICOM
     safe = [safe_uid(study), safe_uid(series), safe_uid(sop)]
     names = [name for name in safe if name is not None]
     if len(names) < 3:

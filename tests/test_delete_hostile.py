@@ -8,7 +8,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile, forward, once, silent
+from hostile import Hostile, Request, forward, once, silent
 
 from dcmweb import Client
 from dcmweb.cli import cli
@@ -193,3 +193,29 @@ def test_an_orthanc_delete_whose_answer_is_lost_is_deleted(orthanc: Orthanc,
     assert result.exit_code == 0, result.stderr
     assert lines(result.stderr)[-1] == \
         f"dcmweb: info: deleted studies/{study} (answer lost: the server no longer has it)"
+
+
+@pytest.mark.parametrize(("lookup", "shown"), [
+    (LOGIN_PAGE, "delete studies/1.2/series/3.4: look up 3.4"),
+    (b'[{"Type": "Series", "Path": "/series/abc"}]', "look up /series/abc"),
+], ids=["lookup", "resource"])
+def test_an_orthanc_rest_answer_that_is_not_json_is_a_failure(lookup: bytes, shown: str) -> None:
+    """A proxy's login page in the REST API was a raw JSONDecodeError ("unexpected error")."""
+    def orthanc_like(req: Request) -> None:
+        if req.seen.path.endswith("/system"):
+            req.json(200, {"ApiVersion": 1, "DicomAet": "ORTHANC"})
+        elif req.seen.path.endswith("/tools/lookup"):
+            req.reply(200, lookup, "application/json")
+        else:
+            req.reply(200, LOGIN_PAGE, "text/html")
+
+    with Hostile() as fake:
+        fake.route("DELETE", "/studies/1.2/series/3.4", lambda req: req.reply(405))
+        fake.fallback = orthanc_like
+        result = dcmweb(fake.url, "delete", "studies/1.2/series/3.4")
+        deletes = fake.seen("DELETE")
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: {shown} failed: the answer is not JSON (JSONDecodeError: starts with "
+        f"{LOGIN_PAGE[:60].decode()!r}) (check HOST)")
+    assert [d.path for d in deletes] == ["/studies/1.2/series/3.4"]  # nothing through REST

@@ -93,3 +93,79 @@ def test_a_cut_multipart_answer_raises(pydicom_files: list[Path]) -> None:
             200, body, 'multipart/related; type="application/dicom"; boundary=b'))
         with Client(fake.url, retries=0) as client, pytest.raises(ServerError, match="cut off"):
             client.retrieve_instance(PATH)
+
+
+def _answers(data: bytes) -> dict[str, tuple[bytes, str]]:
+    """The same bytes as a multipart answer and as a single application/dicom body."""
+    return {"multipart": (multipart_of(data), 'multipart/related; type="application/dicom"; '
+                          "boundary=b"),
+            "single part": (data, "application/dicom")}
+
+
+def multipart_of(data: bytes) -> bytes:
+    from hostile import multipart
+
+    return multipart([data], "b")
+
+
+@pytest.mark.parametrize("form", ["multipart", "single part"])
+@pytest.mark.parametrize("body", [b"<html>Sign in</html>", b"hello"])
+@pytest.mark.parametrize("dataset", [False, True])
+def test_bytes_that_are_not_dicom_are_not_an_instance(form: str, body: bytes,
+                                                      dataset: bool) -> None:
+    from hostile import Hostile
+
+    data, content_type = _answers(body)[form]
+    with Hostile() as fake:
+        fake.route("GET", f"/{PATH}", lambda req: req.reply(200, data, content_type))
+        with Client(fake.url, retries=0) as client, pytest.raises(ServerError) as caught:
+            client.retrieve_instance(PATH, dataset=dataset)
+    assert caught.value.message == (f"retrieve {PATH}: the server sent a part that is not "
+                                    "a readable DICOM file")
+
+
+@pytest.mark.parametrize("form", ["multipart", "single part"])
+@pytest.mark.parametrize("dataset", [False, True])
+def test_another_instance_is_not_the_one_asked_for(pydicom_files: list[Path], form: str,
+                                                   dataset: bool) -> None:
+    from hostile import Hostile
+
+    ct, mr = (next(f for f in pydicom_files if f.name == name)
+              for name in ("CT_small.dcm", "MR_small.dcm"))
+    asked = _path(ct)
+    data, content_type = _answers(mr.read_bytes())[form]
+    with Hostile() as fake:
+        fake.route("GET", f"/{asked}", lambda req: req.reply(200, data, content_type))
+        with Client(fake.url, retries=0) as client, pytest.raises(ServerError) as caught:
+            client.retrieve_instance(asked, dataset=dataset)
+    ct_study = pydicom.dcmread(ct, stop_before_pixels=True).StudyInstanceUID
+    mr_study = pydicom.dcmread(mr, stop_before_pixels=True).StudyInstanceUID
+    assert caught.value.message == (f"retrieve {asked}: the server sent an instance whose "
+                                    f"StudyInstanceUID is {mr_study}, not {ct_study} as asked")
+
+
+def test_an_instance_of_another_series_ends_iter_instances(pydicom_files: list[Path]) -> None:
+    from hostile import Hostile, multipart
+
+    ct, mr = (next(f for f in pydicom_files if f.name == name)
+              for name in ("CT_small.dcm", "MR_small.dcm"))
+    study, series = _path(ct).split("/")[1:4:2]
+    other = pydicom.dcmread(ct)
+    other.SeriesInstanceUID = "1.2.3.4"
+    other.SOPInstanceUID = "1.2.3.4.5"
+    from io import BytesIO
+
+    buffer = BytesIO()
+    other.save_as(buffer)
+    body = multipart([ct.read_bytes(), buffer.getvalue(), mr.read_bytes()], "b")
+    asked = f"studies/{study}/series/{series}"
+    with Hostile() as fake:
+        fake.route("GET", f"/{asked}", lambda req: req.reply(
+            200, body, 'multipart/related; type="application/dicom"; boundary=b'))
+        got = []
+        with Client(fake.url, retries=0) as client, pytest.raises(ServerError) as caught:
+            for data in client.iter_instances(asked):
+                got.append(data)
+    assert got == [ct.read_bytes()]  # the instance of the series asked for, then the refusal
+    assert caught.value.message == (f"retrieve {asked}: the server sent an instance whose "
+                                    f"SeriesInstanceUID is 1.2.3.4, not {series} as asked")

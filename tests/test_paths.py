@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dcmweb.errors import UsageError
 from dcmweb.http import Http
-from dcmweb.paths import parse_resource_path, safe_uid
+from dcmweb.paths import ResourcePath, parse_resource_path, safe_uid
 from dcmweb.retrieve import Downloader
 
 
@@ -43,7 +43,7 @@ def test_uids_from_a_server_never_name_a_file_outside_the_output_folder(
         tmp_path_factory: pytest.TempPathFactory, study: str, series: str, sop: str) -> None:
     output = Path("/srv/out/folder")
     downloader = Downloader(Http(), "http://127.0.0.1:1/dicomWeb", output, None)
-    where = downloader._dicom_path(study, series, sop)
+    where = downloader._dicom_path(ResourcePath(), (study, series, sop))  # the whole store
     if isinstance(where, str):
         return  # refused, with a message
     assert where.parent.parent.parent == output

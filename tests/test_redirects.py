@@ -149,3 +149,24 @@ def test_a_redirect_stops_a_bulk_store_at_once(tmp_path: Path) -> None:
     assert any(f"HTTP 301 redirect to {target}" in line and line.endswith(
         "(fix HOST to the address the server redirects to (for example https:// instead of"
         " http://, or the right path))") for line in errors), errors
+
+
+@pytest.mark.parametrize("location", ["http://127.0.0.1:99999/x", "http://[::1/x"])
+@pytest.mark.parametrize("command", ["search", "store"])
+def test_a_location_that_is_not_a_valid_url_is_a_server_error(
+        ct: Path, location: str, command: str) -> None:
+    """A port out of range or a broken IPv6 literal: was a raw ValueError ("unexpected
+    error", exit 1) from urllib."""
+    with Hostile() as fake:
+        fake.route("GET", "/studies", redirect(302, location))
+        fake.route("POST", "/studies", redirect(302, location))
+        result = run("--retries", "0", fake.url, command, *([str(ct)] if command == "store"
+                                                             else []))
+    reason = ("the Location is not a valid URL" if command == "search" else
+              "a POST is never redirected (its body would be dropped or sent elsewhere); "
+              "nothing was done")
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1].startswith("dcmweb: error: ")
+    assert f"failed: HTTP 302 redirect to an invalid Location {location!r}: {reason} (fix " \
+        "HOST to the address the server redirects to" in lines(result.stderr)[-1]
+    assert len(fake.requests) == 1

@@ -43,6 +43,11 @@ def uids_of(path: Path) -> tuple[str, str, str]:
     return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
 
 
+def study_of(source: Path) -> str:
+    """The study path an answer holding ``source`` must be for (other studies are refused)."""
+    return f"studies/{uids_of(source)[0]}"
+
+
 def where(output: Path, source: Path) -> Path:
     study, series, sop = uids_of(source)
     return output / study / series / f"{sop}.dcm"
@@ -61,6 +66,12 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """8 instances: 2 studies x 2 series x 2 instances."""
     return corpus.synthetic_files(tmp_path_factory.mktemp("synth"), 8, studies=2,
                                   series_per_study=2)
+
+
+@pytest.fixture(scope="module")
+def one_study(synth: list[Path]) -> list[Path]:
+    """The 4 instances of the first study (2 series): what an answer for it may hold."""
+    return [p for p in synth if uids_of(p)[0] == uids_of(synth[0])[0]]
 
 
 @pytest.fixture
@@ -205,35 +216,37 @@ def test_invalid_type_is_exit_2(tmp_path: Path) -> None:
     "multipart/related; boundary=\"quoted:=,? boundary\"; type=\"application/dicom\"",
     "Multipart/Related; Boundary=\"plain-1\"",
 ])
-def test_boundary_from_the_answer_header(content_type: str, synth: list[Path],
+def test_boundary_from_the_answer_header(content_type: str, one_study: list[Path],
                                          tmp_path: Path) -> None:
+    study = study_of(one_study[0])
     boundary = re.search(r'boundary="?([^";]+)', content_type, re.I).group(1)
-    body = multipart([p.read_bytes() for p in synth[:3]], boundary)
+    body = multipart([p.read_bytes() for p in one_study[:3]], boundary)
     with Hostile() as fake:
-        fake.route("GET", "/studies/1.2", lambda req: req.reply(200, body, content_type))
-        result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(tmp_path))
+        fake.route("GET", f"/{study}", lambda req: req.reply(200, body, content_type))
+        result = dcmweb(fake.url, "retrieve", study, "--output", str(tmp_path))
     assert result.exit_code == 0, result.stderr
-    assert files_under(tmp_path) == {where(tmp_path, p) for p in synth[:3]}
-    assert all(sha(where(tmp_path, p)) == sha(p) for p in synth[:3])
+    assert files_under(tmp_path) == {where(tmp_path, p) for p in one_study[:3]}
+    assert all(sha(where(tmp_path, p)) == sha(p) for p in one_study[:3])
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "identity"])
-def test_content_encoded_answer_is_decoded(encoding: str, synth: list[Path],
+def test_content_encoded_answer_is_decoded(encoding: str, one_study: list[Path],
                                            tmp_path: Path) -> None:
     """Chunks are handed on as read only when the body has no content coding: a gzipped
     answer (a proxy may send one, since requests offers gzip) is still decoded."""
+    study = study_of(one_study[0])
     import gzip
 
-    body = multipart([p.read_bytes() for p in synth[:3]], "plain-1")
+    body = multipart([p.read_bytes() for p in one_study[:3]], "plain-1")
     sent = gzip.compress(body) if encoding == "gzip" else body
     content_type = 'multipart/related; type="application/dicom"; boundary=plain-1'
     with Hostile() as fake:
-        fake.route("GET", "/studies/1.2", lambda req: req.reply(
+        fake.route("GET", f"/{study}", lambda req: req.reply(
             200, sent, content_type, headers={"Content-Encoding": encoding}))
-        result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(tmp_path))
+        result = dcmweb(fake.url, "retrieve", study, "--output", str(tmp_path))
     assert result.exit_code == 0, result.stderr
-    assert files_under(tmp_path) == {where(tmp_path, p) for p in synth[:3]}
-    assert all(sha(where(tmp_path, p)) == sha(p) for p in synth[:3])
+    assert files_under(tmp_path) == {where(tmp_path, p) for p in one_study[:3]}
+    assert all(sha(where(tmp_path, p)) == sha(p) for p in one_study[:3])
 
 
 def test_single_part_answer(synth: list[Path], tmp_path: Path) -> None:
@@ -287,9 +300,10 @@ def cut_after(body: bytes, part_bytes: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("length_lie", [True, False], ids=["content-length", "connection-close"])
-def test_cut_stream_leaves_no_half_file_and_is_reported(synth: list[Path], tmp_path: Path,
+def test_cut_stream_leaves_no_half_file_and_is_reported(one_study: list[Path], tmp_path: Path,
                                                         length_lie: bool) -> None:
-    first, second = synth[0].read_bytes(), synth[1].read_bytes()
+    study = study_of(one_study[0])
+    first, second = one_study[0].read_bytes(), one_study[1].read_bytes()
     body = multipart([first, second], "cut")
     partial = cut_after(body, second)
 
@@ -299,28 +313,29 @@ def test_cut_stream_leaves_no_half_file_and_is_reported(synth: list[Path], tmp_p
 
     out = tmp_path / "out"
     with Hostile() as fake:
-        fake.route("GET", "/studies/1.2", cut)
-        result = dcmweb("--retries", "0", fake.url, "retrieve", "studies/1.2", "--output", str(out))
+        fake.route("GET", f"/{study}", cut)
+        result = dcmweb("--retries", "0", fake.url, "retrieve", study, "--output", str(out))
         asked = len(fake.requests)
     # 6 when the complete first part was saved, 1 when nothing was
     assert result.exit_code == (6 if files_under(out) else 1)
     assert "cut off" in result.stderr
     assert asked == 3  # asked again twice, then reported
-    assert not where(out, synth[1]).exists()
+    assert not where(out, one_study[1]).exists()
     if length_lie:
         # The cut is raised at the early end, which may come before the complete first
         # part was handed on; if it was saved, it is whole.
-        assert files_under(out) <= {where(out, synth[0])}
+        assert files_under(out) <= {where(out, one_study[0])}
     else:
-        assert files_under(out) == {where(out, synth[0])}  # the complete part only
+        assert files_under(out) == {where(out, one_study[0])}  # the complete part only
     for saved in files_under(out):
-        assert sha(saved) == sha(synth[0])
+        assert sha(saved) == sha(one_study[0])
     assert temp_leftovers(out) == []
 
 
-def test_cut_once_then_complete_succeeds(synth: list[Path], tmp_path: Path) -> None:
-    body = multipart([p.read_bytes() for p in synth[:3]], "once")
-    partial = cut_after(body, synth[2].read_bytes())
+def test_cut_once_then_complete_succeeds(one_study: list[Path], tmp_path: Path) -> None:
+    study = study_of(one_study[0])
+    body = multipart([p.read_bytes() for p in one_study[:3]], "once")
+    partial = cut_after(body, one_study[2].read_bytes())
     answers = iter([partial])
 
     def flaky(req: Request) -> None:
@@ -331,13 +346,13 @@ def test_cut_once_then_complete_succeeds(synth: list[Path], tmp_path: Path) -> N
             req.reply(200, body, "multipart/related; boundary=once")
 
     with Hostile() as fake:
-        fake.route("GET", "/studies/1.2", flaky)
-        result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(tmp_path))
+        fake.route("GET", f"/{study}", flaky)
+        result = dcmweb(fake.url, "retrieve", study, "--output", str(tmp_path))
         asked = len(fake.requests)
     assert result.exit_code == 0, result.stderr
     assert asked == 2
-    assert files_under(tmp_path) == {where(tmp_path, p) for p in synth[:3]}
-    assert all(sha(where(tmp_path, p)) == sha(p) for p in synth[:3])
+    assert files_under(tmp_path) == {where(tmp_path, p) for p in one_study[:3]}
+    assert all(sha(where(tmp_path, p)) == sha(p) for p in one_study[:3])
     assert temp_leftovers(tmp_path) == []
 
 
@@ -359,9 +374,10 @@ def with_uids(source: Path, study: str, series: str, sop: str) -> bytes:
     (None, None, ".."),
     ("/tmp", None, None),
 ])
-def test_unsafe_uids_never_leave_the_output_folder(synth: list[Path], tmp_path: Path,
+def test_unsafe_uids_never_leave_the_output_folder(one_study: list[Path], tmp_path: Path,
                                                    evil: tuple[str | None, ...]) -> None:
-    good, bad = synth[0], synth[1]
+    study = study_of(one_study[0])
+    good, bad = one_study[0], one_study[1]
     values = [e or u for e, u in zip(evil, uids_of(bad), strict=True)]
     hostile_part = with_uids(bad, *values)
     assert pydicom.dcmread(io.BytesIO(hostile_part)).SOPInstanceUID == values[2]
@@ -369,9 +385,9 @@ def test_unsafe_uids_never_leave_the_output_folder(synth: list[Path], tmp_path: 
     out = tmp_path / "a" / "b" / "c" / "out"
     before = files_under(tmp_path)
     with Hostile() as fake:
-        fake.route("GET", "/studies/1.2",
+        fake.route("GET", f"/{study}",
                    lambda req: req.reply(200, body, "multipart/related; boundary=evil"))
-        result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(out))
+        result = dcmweb(fake.url, "retrieve", study, "--output", str(out))
     assert result.exit_code == 6
     assert "refused unsafe UIDs" in result.stderr
     assert files_under(tmp_path) - before == {where(out, good)}  # nothing anywhere else

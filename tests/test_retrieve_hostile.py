@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request, multipart, once, status, trickle
-from test_retrieve import files_under, sha, temp_leftovers, uids_of, where
+from test_retrieve import files_under, sha, study_of, temp_leftovers, uids_of, where
 
 from dcmweb import Client
 from dcmweb.cli import cli
@@ -188,6 +188,7 @@ def test_an_endless_part_stops_before_the_disk_is_full(synth: list[Path], tmp_pa
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The disk is pretended to hold 100 GiB with 1 GiB + 40 MiB free: dcmweb keeps 1 GiB
     free, so it must stop after about 40 MiB and remove what it wrote."""
+    study = study_of(synth[0])
     out = tmp_path / "out"
     free_at_start = 1024 ** 3 + 40 * 1024 ** 2
     written: list[int] = []
@@ -200,8 +201,8 @@ def test_an_endless_part_stops_before_the_disk_is_full(synth: list[Path], tmp_pa
     monkeypatch.setattr(DiskSpace, "free", pretend)
     head = synth[0].read_bytes()
     with Hostile() as fake:
-        fake.route("GET", "/studies/1.2", lambda req: endless_part(req, head))
-        result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(out))
+        fake.route("GET", f"/{study}", lambda req: endless_part(req, head))
+        result = dcmweb(fake.url, "retrieve", study, "--output", str(out))
     assert result.exit_code == 1, result.stderr
     last = lines(result.stderr)[-1]
     assert last.startswith(f"dcmweb: error: stopped writing in {out}/")
@@ -215,12 +216,13 @@ def test_an_endless_part_stops_before_the_disk_is_full(synth: list[Path], tmp_pa
 def test_a_nearly_full_disk_is_refused_before_writing(synth: list[Path], tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """5 % of a small (10 GiB) disk is the margin when it is less than 1 GiB."""
+    study = study_of(synth[0])
     monkeypatch.setattr(DiskSpace, "free", lambda self: (500 * 1024 ** 2, 10 * 1024 ** 3))
     body = multipart([synth[0].read_bytes()], "b")
     with Hostile() as fake:
-        fake.route("GET", "/studies/1.2",
+        fake.route("GET", f"/{study}",
                    lambda req: req.reply(200, body, "multipart/related; boundary=b"))
-        result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(tmp_path))
+        result = dcmweb(fake.url, "retrieve", study, "--output", str(tmp_path))
     assert result.exit_code == 1
     assert "500.0 MiB free, and dcmweb keeps 512.0 MiB free" in result.stderr
     assert files_under(tmp_path) == set()
@@ -284,14 +286,15 @@ def test_files_get_the_permissions_the_umask_gives(local_server: LocalServer, sy
 
 def test_a_trickling_download_is_cut_off_and_asked_again(synth: list[Path],
                                                          tmp_path: Path) -> None:
+    study = study_of(synth[0])
     body = multipart([synth[0].read_bytes()], "t")
     content_type = "multipart/related; boundary=t"
     with Hostile() as fake:
-        fake.route("GET", "/studies/1.2", once(
+        fake.route("GET", f"/{study}", once(
             trickle(200, content_type, body, 0.3),
             lambda req: req.reply(200, body, content_type)))
         result = dcmweb("--low-speed-limit", "100", "--low-speed-time", "1", fake.url,
-                        "retrieve", "studies/1.2", "--output", str(tmp_path))
+                        "retrieve", study, "--output", str(tmp_path))
         asked = len(fake.requests)
     assert result.exit_code == 0, result.stderr
     assert asked == 2
@@ -318,15 +321,16 @@ def test_an_endless_frame_stops_before_the_disk_is_full(synth: list[Path], tmp_p
 
 
 def test_a_part_of_another_type_is_not_saved(synth: list[Path], tmp_path: Path) -> None:
+    study = study_of(synth[0])
     good = synth[0].read_bytes()
     body = (b"--m\r\nContent-Type: application/dicom\r\n\r\n" + good + b"\r\n"
             b"--m\r\nContent-Type: text/html\r\n\r\n" + LOGIN_PAGE + b"\r\n--m--\r\n")
     with Hostile() as fake:
-        fake.route("GET", "/studies/1.2",
+        fake.route("GET", f"/{study}",
                    lambda req: req.reply(200, body, "multipart/related; boundary=m"))
-        result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(tmp_path))
+        result = dcmweb(fake.url, "retrieve", study, "--output", str(tmp_path))
     assert result.exit_code == 6, result.stderr
-    assert "dcmweb: error: studies/1.2: the server sent a text/html part where " \
+    assert f"dcmweb: error: {study}: the server sent a text/html part where " \
         "application/dicom was asked for" in lines(result.stderr)
     assert files_under(tmp_path) == {where(tmp_path, synth[0])}
 
@@ -425,15 +429,80 @@ def test_two_parts_for_one_instance_with_different_bytes_are_a_failure(
 
 def test_a_trickling_study_is_an_outage_after_three_tries(synth: list[Path],
                                                           tmp_path: Path) -> None:
+    study = study_of(synth[0])
     body = multipart([synth[0].read_bytes()], "t")
     with Hostile() as fake:
-        fake.route("GET", "/studies/1.2", trickle(200, "multipart/related; boundary=t", body,
+        fake.route("GET", f"/{study}", trickle(200, "multipart/related; boundary=t", body,
                                                   0.3))
         result = dcmweb("--low-speed-limit", "100", "--low-speed-time", "1", fake.url,
-                        "retrieve", "studies/1.2", "--output", str(tmp_path))
+                        "retrieve", study, "--output", str(tmp_path))
         asked = len(fake.requests)
     assert result.exit_code == 5, result.stderr
     assert asked == 3
     assert lines(result.stderr)[-1].startswith(
-        "dcmweb: error: retrieve studies/1.2: the server sent ")
+        f"dcmweb: error: retrieve {study}: the server sent ")
     assert files_under(tmp_path) == set()
+
+
+# -- instances other than the path asked for ----------------------------------------------------
+def refusal(asked: str, name: str, sent: str) -> str:
+    return f"dcmweb: error: {asked}: the server sent an instance whose {name} is {sent}, not "
+
+
+@pytest.mark.parametrize("single_part", [False, True])
+def test_another_instance_for_an_instance_path_is_refused(synth: list[Path], tmp_path: Path,
+                                                          single_part: bool) -> None:
+    asked = instance_path(synth[0])
+    data = synth[1].read_bytes()  # same study and series, another SOP instance
+    with Hostile() as fake:
+        fake.route("GET", f"/{asked}", lambda req: req.reply(
+            200, data, "application/dicom") if single_part else req.reply(
+            200, multipart([data], "m"), "multipart/related; boundary=m"))
+        options = ["--single-part"] if single_part else []
+        result = dcmweb(fake.url, "retrieve", asked, *options, "--output", str(tmp_path))
+        with Client(fake.url) as client:
+            [failed] = client.retrieve(asked, tmp_path, single_part=single_part)
+    assert result.exit_code == 1, result.stderr
+    sop, other = uids_of(synth[0])[2], uids_of(synth[1])[2]
+    assert refusal(asked, "SOPInstanceUID", other) + f"{sop} as asked" in lines(result.stderr)
+    assert lines(result.stderr)[-1] == "dcmweb: error: nothing was retrieved (1 item failed)"
+    assert (failed.status, failed.path) == ("failed", None)
+    assert failed.message == f"the server sent an instance whose SOPInstanceUID is {other}, " \
+        f"not {sop} as asked"
+    assert files_under(tmp_path) == set()
+
+
+def test_a_deflated_instance_of_another_study_is_refused(synth: list[Path],
+                                                         pydicom_files: list[Path],
+                                                         tmp_path: Path) -> None:
+    """dicomhead cannot read a deflated data set: pydicom reads its UIDs from the file."""
+    deflated = next(p for p in pydicom_files if p.name == "image_dfl.dcm")
+    asked = instance_path(synth[0])
+    with Hostile() as fake:
+        fake.route("GET", f"/{asked}", lambda req: req.reply(
+            200, multipart([deflated.read_bytes()], "m"), "multipart/related; boundary=m"))
+        result = dcmweb(fake.url, "retrieve", asked, "--output", str(tmp_path))
+    assert result.exit_code == 1, result.stderr
+    assert any(line.startswith(refusal(asked, "StudyInstanceUID", uids_of(deflated)[0]))
+               for line in lines(result.stderr)), result.stderr
+    assert files_under(tmp_path) == set()
+
+
+def test_parts_of_another_study_or_series_are_refused_the_rest_saved(
+        synth: list[Path], tmp_path: Path) -> None:
+    other_study = corpus.synthetic_files(tmp_path / "other", 1)[0]
+    study, series, _ = uids_of(synth[0])
+    body = multipart([synth[0].read_bytes(), other_study.read_bytes(),
+                      synth[1].read_bytes()], "m")
+    out = tmp_path / "out"
+    with Hostile() as fake:
+        for asked in (f"studies/{study}", f"studies/{study}/series/{series}"):
+            fake.route("GET", f"/{asked}", lambda req: req.reply(
+                200, body, "multipart/related; boundary=m"))
+            result = dcmweb(fake.url, "retrieve", asked, "--output", str(out))
+            assert result.exit_code == 6, result.stderr
+            assert any(line.startswith(refusal(asked, "StudyInstanceUID",
+                                               uids_of(other_study)[0]))
+                       for line in lines(result.stderr)), result.stderr
+            assert "in 2 files; 1 failed" in result.stderr
+            assert files_under(out) == {where(out, synth[0]), where(out, synth[1])}

@@ -92,9 +92,12 @@ def test_one_500_then_success_is_success(tmp_path: Path) -> None:
             req.reply(200, multipart([source.read_bytes()], "bb"),
                       'multipart/related; type="application/dicom"; boundary=bb')
 
+    ds = pydicom.dcmread(source, stop_before_pixels=True)
+    path = (f"studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}")  # another instance would be refused
     with Hostile() as fake:
-        fake.route("GET", f"/{INSTANCE}", route)
-        result = dcmweb(fake.url, "retrieve", INSTANCE, "--transfer-syntax", EXPLICIT_LE,
+        fake.route("GET", f"/{path}", route)
+        result = dcmweb(fake.url, "retrieve", path, "--transfer-syntax", EXPLICIT_LE,
                         "-o", str(tmp_path))
         assert len(fake.requests) == 2
     assert result.exit_code == 0, result.stderr

@@ -177,6 +177,39 @@ def test_metadata_without_framing_is_parsed_before_it_is_written() -> None:
     assert "not JSON" in result.stderr
 
 
+@pytest.mark.parametrize(("row", "error"), [
+    (b'{"00100010": "x"}', "TypeError"),  # an element that is not an object
+    (b'{"hello": {"vr": "PN"}}', "ValueError"),  # a key that is not a tag
+    (b'{"00100010": {"Value": ["a"]}}', "KeyError"),  # no VR
+])
+def test_metadata_rows_pydicom_cannot_read_are_a_server_error(row: bytes, error: str) -> None:
+    body = b'[{"00080018": {"vr": "UI", "Value": ["1.2"]}}, ' + row + b"]"
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1/metadata",
+                   lambda req: req.reply(200, body, "application/dicom+json"))
+        with Client(fake.url) as client:
+            assert len(client.metadata("studies/1")) == 2  # the rows are handed out as sent
+            with pytest.raises(ServerError) as caught:
+                client.metadata("studies/1", datasets=True)
+    assert caught.value.message.startswith(
+        f"metadata row 2 of 2 is not DICOM JSON that pydicom can read ({error}: ")
+
+
+def test_metadata_nested_too_deeply_is_a_server_error() -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1/metadata",
+                   lambda req: req.reply(200, body, "application/dicom+json"))
+        with Client(fake.url) as client, pytest.raises(ServerError) as caught:
+            client.metadata("studies/1")
+        result = dcmweb(fake.url, "retrieve", "studies/1/metadata")
+    assert caught.value.message == ("metadata studies/1/metadata: the server's JSON answer is "
+                                    "nested too deeply")
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1] == ("dcmweb: error: metadata studies/1/metadata: the "
+                                        "server's JSON answer is nested too deeply (check HOST)")
+
+
 # -- frames -------------------------------------------------------------------------------------
 def test_uncompressed_multiframe_round_trips_frame_by_frame(orthanc_files: Orthanc,
                                                             tmp_path: Path) -> None:
@@ -589,3 +622,34 @@ def test_bulk_data_is_logged_under_the_path_asked_for(tmp_path: Path) -> None:
         result = dcmweb(fake.url, "retrieve", path, "-o", str(tmp_path))
     assert result.exit_code == 0, result.stderr
     assert f"dcmweb: info: {path} saved as {tmp_path}/1/2/3_7FE00010.raw" in result.stderr
+
+
+BULK_VALUE = b"\x01" * 40
+# The value and the delimiter line after it, then the connection closes.
+FIRST_PART_ONLY = multipart([BULK_VALUE], "g", "application/octet-stream").replace(
+    b"--g--\r\n", b"--g\r\n")
+
+
+@pytest.mark.parametrize(("route", "message"), [
+    (lambda req: req.reply(200, b"--g--\r\n", "multipart/related; boundary=g"),
+     "the server sent no part where one value was asked for"),
+    (lambda req: req.reply(200, multipart([BULK_VALUE, b"\x02" * 40], "g",
+                                          "application/octet-stream"),
+                           "multipart/related; boundary=g"),
+     "the server sent more than one part for one value"),
+    (lambda req: req.stream(200, "multipart/related; boundary=g", [FIRST_PART_ONLY]),
+     "the answer was cut off 3 times"),
+], ids=["no-part", "two-parts", "cut-after-the-part"])
+def test_bulk_data_is_exactly_one_part(route: Callable[[Request], None], message: str,
+                                       tmp_path: Path) -> None:
+    path = KINDS["bulk"][0]
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", route)
+        result = dcmweb(fake.url, "retrieve", path, "-o", str(tmp_path))
+        with Client(fake.url, retries=0) as client, pytest.raises(ServerError) as caught:
+            client.bulkdata(path)
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1].startswith(f"dcmweb: error: retrieve bulk data {fake.url}/")
+    assert message in lines(result.stderr)[-1]
+    assert message in caught.value.message
+    assert files_in(tmp_path) == []
