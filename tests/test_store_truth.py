@@ -70,19 +70,24 @@ def refusing_server(tmp_path: Path):
 
 
 # -- lost answers: search before resend ------------------------------------------------------
+@pytest.mark.parametrize(("fault", "count"), [("after", 3), ("cut", 1), ("cut", 3)],
+                         ids=["dropped", "cut-one-file", "cut-batch"])
 def test_lost_answer_is_found_by_search_and_never_resent(refusing_server: LocalServer,
-                                                         tmp_path: Path) -> None:
-    files = corpus.synthetic_files(tmp_path / "s", 3)
-    refusing_server.inject_fault(after=True, method="POST")  # stored, then dropped
+                                                         tmp_path: Path, fault: str,
+                                                         count: int) -> None:
+    """Stored, then the connection dropped, or the answer's body cut half-way. Old dcmweb
+    resent a dropped batch blindly (the server refused every file as a duplicate), and
+    took a cut for a file changed on disk (one file: failed; a batch: each resent)."""
+    files = corpus.synthetic_files(tmp_path / "s", count)
+    refusing_server.inject_fault(method="POST", **{fault: True})  # type: ignore[arg-type]
     report = tmp_path / "report.jsonl"
     result = run(refusing_server.url, "store", "--report", str(report), str(tmp_path / "s"))
-    # Old dcmweb resent the batch blindly: the server refused every file as a duplicate.
     assert result.exit_code == 0, result.stderr
     assert held(refusing_server) == {sop_uid(p) for p in files}
     assert refusing_server.duplicates == []
     assert [r.method for r in refusing_server.requests] == ["POST", "GET"]
-    assert lines(result)[0].endswith(
-        "connection dropped after the request was sent; 3 of 3 found on the server by search")
+    assert lines(result)[0].endswith("connection dropped after the request was sent; "
+                                     f"{count} of {count} found on the server by search")
     for path in files:
         assert f"{path} uploaded as " in result.stderr
         assert report_rows(report)[str(path)]["confirmed_by"] == "search"
@@ -142,25 +147,6 @@ def test_conflicting_bytes_are_still_a_failure(refusing_server: LocalServer,
     assert lines(result)[0] == (
         f"dcmweb: error: {other} failed: processing failure (0x0110): an instance with the"
         " same SOPInstanceUID already exists with different content")
-
-
-@pytest.mark.parametrize("count", [1, 3], ids=["one-file", "batch"])
-def test_answer_cut_half_way_is_a_lost_answer(refusing_server: LocalServer, tmp_path: Path,
-                                              count: int) -> None:
-    """Stored, then the answer's body ends half-way: old dcmweb took the cut for a file
-    that changed on disk (one file: failed; a batch: each file resent, refused as a
-    duplicate)."""
-    files = corpus.synthetic_files(tmp_path / "s", count)
-    refusing_server.inject_fault(cut=True, method="POST")
-    report = tmp_path / "report.jsonl"
-    result = run(refusing_server.url, "store", "--report", str(report), str(tmp_path / "s"))
-    assert result.exit_code == 0, result.stderr
-    assert held(refusing_server) == {sop_uid(p) for p in files}
-    assert refusing_server.duplicates == []
-    assert [r.method for r in refusing_server.requests] == ["POST", "GET"]
-    assert "found on the server by search" in lines(result)[0]
-    assert {(row["status"], row["confirmed_by"]) for row in report_rows(report).values()} == {
-        ("stored", "search")}
 
 
 def test_an_answer_naming_another_instance_proves_nothing(ct: Path, tmp_path: Path) -> None:
