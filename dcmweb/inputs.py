@@ -167,7 +167,13 @@ def _expand_mask(mask: str, prune: Callable[[str], bool]) -> Iterator[str]:
             relative = os.path.relpath(entry.path, top).replace(os.sep, "/")
             kind = _kind(entry)
             if kind == "dir":
-                if prune(entry.name) or (not deep and depth + 1 >= len(rest)):
+                if prune(entry.name):
+                    continue
+                if not deep and depth + 1 >= len(rest):
+                    if regex.match(relative):  # a folder the mask names: walked, as when
+                        # the shell expands the mask and passes the folder on
+                        for path in walk(entry.path, prune):
+                            yield path if root else os.path.relpath(path, top)
                     continue
                 if deep or fnmatch.fnmatchcase(entry.name, rest[depth]):
                     subfolders.append((entry.path, depth + 1))

@@ -43,6 +43,10 @@ def test_folder_walk_is_depth_first_in_name_order(tmp_path: Path) -> None:
     ("*.dcm", {"top.dcm"}),
     ("a/[0-9].dcm", {"a/1.dcm"}),
     ("**/3.dcm", {"a/z/3.dcm"}),
+    # a folder the mask names is walked, as when the shell expands the mask
+    ("*", {"a/1.dcm", "a/z/3.dcm", "a/notes.txt", "b/2.dcm", "top.dcm"}),
+    ("a/*", {"a/1.dcm", "a/z/3.dcm", "a/notes.txt"}),
+    ("[ab]", {"a/1.dcm", "a/z/3.dcm", "a/notes.txt", "b/2.dcm"}),
 ])
 def test_masks_match_like_the_old_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        mask: str, expected: set[str]) -> None:
