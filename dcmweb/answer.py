@@ -115,7 +115,9 @@ class Response:
             raise
         except (OSError, ValueError) as exc:
             self.close()
-            raise TransportError(f"the answer was cut off: {exc!r}") from exc
+            # Callers say "the answer was cut off: ..." already: name the cause only.
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc)
+            raise TransportError(f"the connection broke mid-answer ({reason})") from exc
         if self.on_read is not None and data:
             self.on_read(len(data))
         if data and raw.length != 0:

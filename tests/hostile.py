@@ -17,7 +17,9 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
+import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -72,10 +74,11 @@ class Request:
         self.reply(status, json.dumps(payload).encode(), content_type)
 
     def stream(self, status: int, content_type: str, chunks: Iterable[bytes], *,
-               claimed_length: int | None = None) -> None:
+               claimed_length: int | None = None, reset: bool = False) -> None:
         """Send chunks, then close the connection. With ``claimed_length`` the header
         promises that many bytes (a lie if fewer are sent); without it the body simply
-        ends when the connection closes."""
+        ends when the connection closes. ``reset``: end with a TCP reset, as a proxy
+        that gives up does."""
         h = self.handler
         h.send_response(status)
         h.send_header("Content-Type", content_type)
@@ -87,6 +90,10 @@ class Request:
             h.wfile.write(chunk)
             h.wfile.flush()
         h.close_connection = True
+        if reset:
+            time.sleep(0.2)  # let the bytes sent so far arrive first
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.connection.close()
 
 
 Route = Callable[[Request], None]

@@ -99,6 +99,21 @@ def test_single_part_cut_without_content_length_is_not_saved(synth: list[Path],
     assert files_under(tmp_path) == set()
 
 
+def test_a_reset_mid_answer_is_named_once(synth: list[Path], tmp_path: Path) -> None:
+    """Old dcmweb: "the answer was cut off: the answer was cut off: ConnectionResetError(...)"."""
+    data = synth[0].read_bytes()
+    path = instance_path(synth[0])
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", lambda req: req.stream(
+            200, "application/dicom", [data[: len(data) // 2]], claimed_length=len(data),
+            reset=True))
+        result = dcmweb(fake.url, "retrieve", path, "--output", str(tmp_path))
+    assert result.exit_code == 1, result.stderr
+    [failure] = [line for line in lines(result.stderr) if line.startswith(f"dcmweb: error: {path}")]
+    assert failure.count("cut off") == 1, failure
+    assert files_under(tmp_path) == set()
+
+
 def test_single_part_complete_without_content_length_is_saved(synth: list[Path],
                                                               tmp_path: Path) -> None:
     path = instance_path(synth[0])
