@@ -354,7 +354,9 @@ class Client:
         """
         from .wadopath import parse_wado_path
 
-        kind = parse_wado_path(path).kind
+        kind = parse_wado_path(None if path is None else _text("path", path)).kind
+        if not isinstance(output, (str, os.PathLike)):
+            raise UsageError(f"output must be a folder's path, not {output!r}")
         out = Path(output)
         if render is not None and kind != "rendered":
             raise UsageError("rendering options apply to .../rendered paths")

@@ -452,8 +452,10 @@ class Uploader:
                 results.extend(self._one_by_one(unnamed))
             elif status < 300:
                 # A success that does not name these files proves nothing: ask the server.
+                others = ", ".join(answered[:3])  # one file, another instance named
+                named = f"naming {others}, not this file" if others else "naming no file"
                 results.extend(self._confirmed(unnamed, None, missing=(
-                    f"the server answered HTTP {status} with {answer.describe()} naming no file, "
+                    f"the server answered HTTP {status} with {answer.describe()} {named}, "
                     "and a search does not find it")))
             elif len(items) > 1:
                 # The answer does not say which files failed: ask one file at a time.

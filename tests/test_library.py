@@ -240,6 +240,7 @@ def test_search_arguments(local_server: LocalServer, tmp_path: Path) -> None:
     lambda c: c.rendered(None), lambda c: c.frames(None), lambda c: c.bulkdata(None),
     lambda c: c.retrieve_instance(None), lambda c: list(c.iter_instances(None)),
     lambda c: c.delete(None), lambda c: c.operation(None), lambda c: c.wait_operation(None),
+    lambda c: list(c.iter_retrieve(["studies/1"], ".")), lambda c: c.retrieve("studies/1", None),
 ])
 def test_a_path_that_is_not_text_is_a_usage_error(call: Any) -> None:
     with Client("http://127.0.0.1:9") as client, pytest.raises(dcmweb.UsageError):
