@@ -94,21 +94,26 @@ def _too_large(what: str, limit: int) -> ServerError:
                        "the server sent more than any sensible answer; check HOST")
 
 
-class _NotAJsonNumber(ValueError):
-    pass
+class NotAJsonNumber(ValueError):
+    """NaN, Infinity or a number too large for a float: Python reads them, JSON has none."""
 
 
 def _refuse_constant(name: str) -> Any:
-    # Python reads NaN and Infinity, but they are not JSON: written back (jsonl, CSV) they
-    # would pass a server's non-JSON on as JSON.
-    raise _NotAJsonNumber(f"{name}, which is not JSON")
+    raise NotAJsonNumber(f"{name}, which is not JSON")
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if math.isinf(value):  # 1e400: read as infinity, written back as Infinity
-        raise _NotAJsonNumber(f"the number {text[:40]}, too large to be read")
+        raise NotAJsonNumber(f"the number {text[:40]}, too large to be read")
     return value
+
+
+def loads(data: bytes) -> Any:
+    """``json.loads`` that refuses what is not JSON although Python reads it (raises
+    :class:`NotAJsonNumber`): written back (jsonl, CSV, metadata) it would pass a
+    server's non-JSON on as JSON."""
+    return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def read_json(response: Response, limit: int, what: str, *,
@@ -128,8 +133,8 @@ def read_json(response: Response, limit: int, what: str, *,
                               status=response.status_code)
         return if_empty
     try:
-        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except _NotAJsonNumber as exc:
+        return loads(data)
+    except NotAJsonNumber as exc:
         raise ServerError(f"{what} failed: the answer holds {exc}", "check HOST",
                           status=response.status_code) from None
     except RecursionError:

@@ -12,14 +12,14 @@ parsed: building the rows cost a quarter of a 2,000-instance study's time
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .body import NotAJsonNumber, loads
 from .errors import ServerError, UsageError
 from .http import Http, read_limited
-from .wado import answer_parts, asking_again, get
+from .wado import answer_parts, asking_again, framed, get
 from .wadopath import parse_wado_path
 
 if TYPE_CHECKING:
@@ -86,8 +86,7 @@ def _fetch_json(http: Http, url: str, what: str, parse: bool) -> Metadata:
         raw = read_limited(response, MAX_JSON + 1)
         if len(raw) > MAX_JSON:
             raise ServerError(f"{what}: the answer is larger than {MAX_JSON} bytes")
-        complete = ("Content-Length" in response.headers  # the transport checks both
-                    or "chunked" in response.headers.get("Transfer-Encoding", "").lower())
+        complete = framed(response)
     if not parse and complete and _looks_whole(raw):
         return Metadata(raw if raw.endswith(b"\n") else raw + b"\n")
     return _json(raw, what)
@@ -114,7 +113,9 @@ def _looks_whole(raw: bytes) -> bool:
 
 def _json(raw: bytes, what: str) -> Metadata:
     try:
-        rows = json.loads(raw)
+        rows = loads(raw)
+    except NotAJsonNumber as exc:
+        raise ServerError(f"{what}: the answer holds {exc}", "check HOST") from None
     except RecursionError:
         raise ServerError(f"{what}: the server's JSON answer is nested too deeply",
                           "check HOST") from None

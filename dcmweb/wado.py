@@ -113,14 +113,19 @@ def checked_answer(response: Response, what: str, asked: str) -> Answer:
             f"{describe_answer(response)}, not DICOMweb data (multipart/related or "
             f"{asked})", HOST_HINT, status=response.status_code)
     chunks = response.iter_content(CHUNK)  # cut off below the low-speed limit
-    framed = ("Content-Length" in response.headers
-              or "chunked" in response.headers.get("Transfer-Encoding", "").lower())
     if mime != "multipart/related":
-        return Answer(chunks, None, framed)
+        return Answer(chunks, None, framed(response))
     boundary = params.get("boundary")
     if not boundary:
         raise ServerError(f"{what}: multipart answer without a boundary")
-    return Answer(chunks, boundary, framed)
+    return Answer(chunks, boundary, framed(response))
+
+
+def framed(response: Response) -> bool:
+    """Whether the body's end is known from its framing (a Content-Length or chunked
+    coding, both checked to the last byte by the transport), not only from the data."""
+    return ("Content-Length" in response.headers
+            or "chunked" in response.headers.get("Transfer-Encoding", "").lower())
 
 
 def answer_parts(response: Response, what: str, asked: str

@@ -210,6 +210,19 @@ def test_metadata_nested_too_deeply_is_a_server_error() -> None:
                                         "server's JSON answer is nested too deeply (check HOST)")
 
 
+def test_metadata_rows_with_numbers_json_has_not_are_a_server_error() -> None:
+    """The library parses metadata itself: it refuses NaN as every other JSON answer does
+    (it returned rows holding nan)."""
+    body = b'[{"00280030": {"vr": "DS", "Value": [NaN]}}]'
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1/metadata",
+                   lambda req: req.reply(200, body, "application/dicom+json"))
+        with Client(fake.url) as client, pytest.raises(ServerError) as caught:
+            client.metadata("studies/1")
+    assert caught.value.message == ("metadata studies/1/metadata: the answer holds NaN, "
+                                    "which is not JSON")
+
+
 # -- frames -------------------------------------------------------------------------------------
 def test_uncompressed_multiframe_round_trips_frame_by_frame(orthanc_files: Orthanc,
                                                             tmp_path: Path) -> None:
