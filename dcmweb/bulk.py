@@ -296,8 +296,8 @@ class BulkStore:
             self._plan(item)
             return None
         attempts = (entry.attempts if entry is not None and same else 0) + 1
-        self._pending[key] = _Pending(key, stat.st_size, stat.st_mtime_ns,
-                                            time.monotonic(), attempts)
+        self._pending[key] = _Pending(key, stat.st_size, stat.st_mtime_ns, time.monotonic(),
+                                      attempts)
         if journal:
             journal.mark_sending(key, stat.st_size, stat.st_mtime_ns, (None, None, None))
         return item
