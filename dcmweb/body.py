@@ -14,17 +14,17 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from .errors import ServerError, UnavailableError
+from .record import record
 from .transport import Response, TransportError
 
 CHUNK = 64 * 1024
 _REQUIRED = object()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LowSpeed:
     """Cut a transfer slower than ``limit`` bytes/s for ``seconds`` seconds (0: never)."""
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from dataclasses import dataclass
 from typing import SupportsIndex
 
 from .errors import UsageError
+from .record import record
 
 # Seconds (or bytes per second) past this overflow the clock deep inside a request.
 LARGEST = 1e9
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Whole:
     """A whole number from ``low`` to ``high`` (None: no upper bound)."""
 
@@ -43,7 +43,7 @@ class Whole:
             f"at least {self.low}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Number:
     """A finite number of at least ``low`` (more than ``low`` when ``low_open``), at
     most LARGEST."""

@@ -13,7 +13,6 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal
 
@@ -22,6 +21,7 @@ from .files import Part10Head, read_part10_head
 from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, Journal
+from .record import field, record, replace
 from .store import Part10File, StoreOptions, StoreResult, iter_store, triage
 from .storecheck import dataset_uids
 
@@ -43,7 +43,7 @@ UIDs = tuple[str | None, str | None, str | None]
 NAMED_AGAIN = "named again in the inputs"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BulkOptions:
     journal: str | os.PathLike[str] | None = None
     retry_failed: bool = False  # send only what the journal says failed
@@ -60,7 +60,7 @@ class BulkOptions:
                              "the journal is where the failures of earlier runs are")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Outcome:
     """What happened to one file, as the report and the journal record it."""
 
@@ -88,7 +88,7 @@ class Outcome:
         }
 
 
-@dataclass
+@record
 class Summary:
     """Counts for the closing line and the exit code."""
 
@@ -116,7 +116,7 @@ class Summary:
         return next(iter(self.failed_statuses)) if len(self.failed_statuses) == 1 else None
 
 
-@dataclass
+@record
 class _Pending:
     key: str
     size: int

@@ -11,7 +11,6 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,6 +19,7 @@ from click.core import ParameterSource
 from .bounds import LARGEST, Number, Whole
 from .errors import DcmwebError, ExitStatus, Terminated, UsageError
 from .output import LOG_FORMATS, Output
+from .record import field, record
 from .redact import redact_text
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ HELP_NAMES = ("-h", "--help")
 _PROFILE = "dcmweb.profile"  # ctx.meta key of the Profile in use
 
 
-@dataclass
+@record
 class Settings:
     """What the global options decided, handed to every command."""
 

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .record import field, record
 
 
 def default_path() -> Path:
@@ -35,7 +35,7 @@ def default_path() -> Path:
     return Path(base) / "dcmweb" / "config.toml"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Profile:
     """The chosen profile's settings: ``values`` for the global options, ``commands`` for
     each command's (``{"search": {"format": "jsonl"}}``)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 
 from .body import read_json
 from .errors import (
@@ -24,6 +23,7 @@ from .errors import (
 from .http import UNAVAILABLE_HINT, Http
 from .operations import is_operation_name, wait_operation
 from .paths import ResourcePath, parse_resource_path
+from .record import record
 from .transport import Response
 from .unexpected import HOST_HINT, describe_answer
 
@@ -40,7 +40,7 @@ _UID_TAGS = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID",
 _PARENTS = {"instance": ("ParentSeries", "series"), "series": ("ParentStudy", "study")}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DeleteResult:
     path: str
     operation: str | None = None  # the long-running operation's name, if there was one

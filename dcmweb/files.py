@@ -12,13 +12,13 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from .dicomhead import HEAD_BYTES, read_meta, read_uids
+from .record import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Part10Info:
     sop_class_uid: str
     sop_instance_uid: str
@@ -51,7 +51,7 @@ def not_regular(path: str | os.PathLike[str]) -> str | None:
     return f"{NOT_REGULAR}: a {kind}" if kind else NOT_REGULAR
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Part10Head:
     """What one read of a file's first bytes tells: its File Meta, the UIDs of its data
     set (None when they lie past the bytes read, or the encoding is unusual) and its size."""
@@ -123,7 +123,7 @@ def _expand_one(mask: str) -> list[str]:
     return found
 
 
-@dataclass
+@record
 class Expansion:
     files: list[Path]  # with explicit paths that do not exist: they fail when read
     unmatched: list[str]  # glob masks that matched no file at all

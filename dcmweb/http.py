@@ -33,7 +33,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Container, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -69,6 +68,7 @@ from .neterrors import (
     TLSError,
     TransportError,
 )
+from .record import field, record
 from .redact import redact_text, redact_url
 from .throttle import Cancelled, Gate, GateStats, Outcome
 from .transport import Response, Transport, default_port, environ_proxy, split_url
@@ -93,7 +93,7 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 BodyFactory = Callable[[], Any]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RetryPolicy:
     """Exponential backoff with full jitter; ``attempts`` counts the first try."""
 
@@ -108,7 +108,7 @@ class RetryPolicy:
         return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HttpConfig:
     connect_timeout: float = 10.0
     # Idle time between bytes, never a deadline for the whole transfer.
@@ -181,7 +181,7 @@ def error_for_response(response: Response, what: str, attempts: int = 1,
     return kind(message, hint, status=status, url=response.url)
 
 
-@dataclass
+@record
 class _Failure:
     """A request that got no usable answer: why, and how to treat it."""
 

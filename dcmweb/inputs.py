@@ -21,14 +21,14 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from .errors import DcmwebError, UsageError
+from .record import field, record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Shard:
     """Share ``index`` (1-based) of ``count``: the files whose path hashes to it."""
 
@@ -52,7 +52,7 @@ class Shard:
         return int.from_bytes(digest, "big") % self.count == self.index - 1
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InputSpec:
     """Where the files come from and which of them to take."""
 
@@ -202,7 +202,7 @@ def _list_entry(raw: bytes, null_separated: bool) -> Iterator[str]:
         yield os.fsdecode(raw)
 
 
-@dataclass
+@record
 class InputStats:
     """What the walk saw, for the summary: filled in while the stream is consumed."""
 

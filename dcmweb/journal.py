@@ -20,10 +20,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
 from typing import IO
 
 from .errors import DcmwebError, ExitStatus, UsageError
+from .record import record
 
 SCHEMA_VERSION = 1
 DONE = ("stored", "already stored")  # statuses that mean the server holds the file
@@ -53,7 +53,7 @@ class JournalBusy(DcmwebError):
     exit_status = ExitStatus.BUSY
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     size: int
     mtime_ns: int

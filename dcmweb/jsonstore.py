@@ -27,13 +27,13 @@ import json
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from .errors import AnswerLost, UsageError
 from .http import Http, body_message
 from .multipart import new_boundary
+from .record import record
 from .store import LOST_STATUSES, ConfirmedBy, Status, StoreResult
 from .storecheck import Wanted, held
 from .stowanswer import parse_stow_answer
@@ -47,7 +47,7 @@ SOP_CLASS = "00080016"
 PIXEL_DATA = "7FE00010"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class JsonInstance:
     """One instance to create: its metadata (the JSON object) and its JPEG."""
 

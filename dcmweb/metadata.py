@@ -13,12 +13,12 @@ parsed: building the rows cost a quarter of a 2,000-instance study's time
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .body import NotAJsonNumber, loads
 from .errors import ServerError, UsageError
 from .http import Http, read_limited
+from .record import field, record
 from .wado import answer_parts, asking_again, framed, get
 from .wadopath import parse_wado_path
 
@@ -38,7 +38,7 @@ _CLOSES = re.compile(rb"[}\[]\s*\]\s*\Z")
 _FROM_JSON_ERRORS = (TypeError, ValueError, LookupError, AttributeError, RecursionError)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Metadata:
     """One metadata answer: the bytes as sent (what the CLI writes) and what they hold."""
 

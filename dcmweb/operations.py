@@ -13,12 +13,12 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ServerError, UnavailableError, UsageError
 from .http import Http
+from .record import field, record
 
 log = logging.getLogger("dcmweb")
 
@@ -31,7 +31,7 @@ _OPERATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*(/[A-Za-z0-9._~-]+)*")
 _DATASET = re.compile(r"projects/[^/]+/locations/[^/]+/datasets/[^/]+")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Operation:
     name: str
     done: bool = False

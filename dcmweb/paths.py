@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from .errors import UsageError
+from .record import record
 
 # Real UIDs are digits and dots; a little more is tolerated from servers, but never
 # anything that could climb out of, or into another part of, a folder. The character
@@ -26,7 +26,7 @@ def safe_uid(value: object) -> str | None:
     return value
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ResourcePath:
     """studies/S[/series/R[/instances/I[/frames/F]]], or the whole store."""
 

@@ -11,15 +11,15 @@ server's syntax.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from .errors import UsageError
 from .keywords import tag_of
+from .record import field, record
 
 Params = list[tuple[str, str]]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Query:
     filters: Iterable[str] = ()  # KEY=VALUE, KEY a keyword or a tag
     include: Iterable[str] = ()  # keywords, tags, or "all"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -18,6 +17,7 @@ from .errors import NotFoundError, ServerError, UsageError
 from .http import Http
 from .parallel import run_bounded
 from .paths import ResourcePath
+from .record import record
 from .retrieve import RetrieveResult
 from .saving import Saver
 from .search import FIRST_PAGE, Searcher
@@ -31,7 +31,7 @@ _WINDOW_FUNCTIONS = ("linear", "linear-exact", "sigmoid")
 MAX_VIEWPORT = 10000  # Google's limit
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RenderOptions:
     format: str = "jpeg"  # jpeg, png or gif
     viewport: str | None = None  # "W,H"

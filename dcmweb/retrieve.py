@@ -15,7 +15,6 @@ import logging
 import mmap
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
@@ -32,6 +31,7 @@ from .http import Http
 from .multipart import Chunk, iter_parts, parse_content_type
 from .parallel import run_bounded
 from .paths import ResourcePath, parse_resource_path, safe_uid
+from .record import record
 from .saving import Saver
 from .transport import Response
 from .wado import CUT_OFF, STREAM_ATTEMPTS, CutOffError, checked_answer
@@ -64,7 +64,7 @@ def _ends_early(path: str) -> bool:
             return ends_complete(data) is False
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RetrieveResult:
     status: Literal["saved", "failed"]
     source: str  # what was asked for, e.g. studies/1.2/series/3.4

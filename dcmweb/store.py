@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +37,7 @@ from .http import (
 )
 from .multipart import MultipartBody, MultipartError, new_boundary
 from .parallel import run_bounded
+from .record import record, replace
 from .stowanswer import StowAnswer, parse_stow_answer
 from .unexpected import HOST_HINT
 
@@ -54,7 +54,7 @@ SPLIT_ATTEMPTS = 2  # attempts per half when a failing batch is split
 log = logging.getLogger("dcmweb")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StoreOptions:
     single_part: bool = False
     batch_size: int = 20  # instances per multipart request
@@ -71,7 +71,7 @@ class StoreOptions:
             raise UsageError("--batch-size and --workers must be at least 1")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StoreResult:
     path: Path
     status: Status
@@ -87,7 +87,7 @@ class StoreResult:
     series_instance_uid: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Part10File:
     """A DICOM file to send, with what one read of its head told (never read again)."""
 

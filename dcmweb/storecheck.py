@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from .dicomhead import HEAD_BYTES, read_uids
 from .errors import ServerError
 from .http import Http
+from .record import record
 
 UIDS_PER_SEARCH = 50  # keeps the URL far below the 8 KiB that proxies accept
 ANSWER_LIMIT = 16 * 1024 * 1024
@@ -26,7 +26,7 @@ SOP_INSTANCE_UID = "00080018"
 RETRIEVE_URL = "00081190"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Wanted:
     """One instance to look for: the data set's UIDs (what the server indexes)."""
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from .record import field, record
 
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
@@ -42,7 +43,7 @@ AnswerKind = Literal["dataset", "empty", "foreign"]
 _TAG = re.compile(r"[0-9A-Fa-f]{8}")
 
 
-@dataclass
+@record
 class InstanceFailure:
     reason: int | None
     detail: str
@@ -63,7 +64,7 @@ class InstanceFailure:
         return self.reason == 0x0111 or (self.reason == 0x0110 and not self.detail)
 
 
-@dataclass
+@record
 class StowAnswer:
     retrieve_url: str | None = None
     stored: dict[str, str | None] = field(default_factory=dict)  # SOP UID -> RetrieveURL

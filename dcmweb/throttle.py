@@ -30,11 +30,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 from itertools import takewhile
 
 from .bounds import MAX_RATE
+from .record import record
 
 log = logging.getLogger("dcmweb")
 
@@ -65,7 +65,7 @@ class Outcome(Enum):
     NEUTRAL = "neutral"  # says nothing about the server (a stale pooled connection)
 
 
-@dataclass
+@record
 class GateStats:
     """What the summary can tell: how long the server was unavailable, retries made."""
 

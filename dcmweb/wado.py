@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,6 +19,7 @@ from .errors import DcmwebError, ServerError
 from .http import Http, server_message
 from .multipart import Chunk, MultipartError, iter_parts, parse_content_type
 from .paths import ResourcePath
+from .record import record
 from .saving import CHUNK
 from .transport import Response, TransportError
 from .unexpected import HOST_HINT, describe_answer
@@ -91,7 +91,7 @@ def fits(mime: str, asked: str) -> bool:
         asked.startswith("image/") or asked == "application/octet-stream"))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Answer:
     """A WADO-RS answer that passed the checks: its counted chunks, the multipart
     boundary (None for a single-part body of the asked-for type) and whether the body is

@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
 from .errors import UsageError
 from .paths import ResourcePath, parse_resource_path
+from .record import record
 
 Kind = Literal["dicom", "metadata", "rendered", "frames", "bulkdata"]
 MAX_FRAMES_LISTED = 10000  # a longer list is a typo (and an over-long URL)
@@ -22,7 +22,7 @@ _FRAME_LIST = re.compile(r"[1-9][0-9]*(,[1-9][0-9]*)*")
 _BULK_PATH = re.compile(r"[A-Za-z0-9._~,=-]+(/[A-Za-z0-9._~,=-]+)*")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class WadoPath:
     resource: ResourcePath  # the study, series or instance (never frames)
     kind: Kind = "dicom"
