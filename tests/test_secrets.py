@@ -37,6 +37,7 @@ def with_password(url: str) -> str:
     [(f"http://alice:{SECRET}@h:8042/dicom-web", "http://***@h:8042/dicom-web"),
      (f"https://alice:{SECRET}@h/x?u=a@b", "https://***@h/x?u=a@b"),
      (f"http://a:{SECRET}@weird@h/", "http://***@h/"),
+     (f"HTTPS://alice:{SECRET}@h/", "HTTPS://***@h/"),
      ("http://h/a@b", "http://h/a@b")],
 )
 def test_redact_url(url: str, shown: str) -> None:
