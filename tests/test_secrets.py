@@ -37,12 +37,16 @@ def with_password(url: str) -> str:
     [(f"http://alice:{SECRET}@h:8042/dicom-web", "http://***@h:8042/dicom-web"),
      (f"https://alice:{SECRET}@h/x?u=a@b", "https://***@h/x?u=a@b"),
      (f"http://a:{SECRET}@weird@h/", "http://***@h/"),
-     (f"HTTPS://alice:{SECRET}@h/", "HTTPS://***@h/"),
      ("http://h/a@b", "http://h/a@b")],
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
     assert redact_text(f"error with url: {url} (more)") == f"error with url: {shown} (more)"
+
+
+def test_userinfo_is_hidden_whatever_the_scheme_s_case() -> None:
+    assert redact_text(f"at HTTPS://alice:{SECRET}@h/ and Http://b:{SECRET}@g/") == (
+        "at HTTPS://***@h/ and Http://***@g/")
 
 
 def test_password_in_host_is_hidden_in_verbose_logs_and_errors() -> None:
