@@ -3,7 +3,9 @@
 The files stream from :mod:`inputs` through a filter (the journal's verdicts, --retry-
 failed, --dry-run) into the STOW uploader. Every file ends as exactly one
 :class:`Outcome`, recorded in the journal and the report and handed to ``on_outcome``
-(the CLI prints it), in the caller's thread: the journal needs no locking.
+(the CLI prints it), in the caller's thread: the journal needs no locking. A run that
+stops early gives the files it sent without learning their fate the outcome
+"unconfirmed", and counts those it never sent as ``Summary.not_attempted`` (no outcome).
 """
 
 from __future__ import annotations
