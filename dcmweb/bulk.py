@@ -201,9 +201,10 @@ class BulkStore:
                         break  # one instance at a time: none is in flight
             if self._callback_error is not None:
                 self.summary.not_attempted += self._left_over(given, total)
-        except DcmwebError:
-            # Stopped early: what was listed but not finished, and the rest of the input.
+        except DcmwebError as error:
+            # Stopped early: what was listed but not sent, and the rest of the input.
             self.summary.not_attempted += self._left_over(given, total)
+            error.summary = self.summary
             raise
         finally:
             stats = self.inputs.stats

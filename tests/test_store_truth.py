@@ -21,12 +21,11 @@ from click.testing import CliRunner, Result
 from hostile import Hostile, Request
 
 from dcmweb import Client, UnavailableError
-from dcmweb.bulk import BulkStore, Outcome
+from dcmweb.bulk import Outcome
 from dcmweb.cli import cli
 from dcmweb.filebody import FileChanged, SizedFileBody
 from dcmweb.files import read_part10_head
 from dcmweb.http import Http, HttpConfig, RetryPolicy
-from dcmweb.inputs import from_paths
 from dcmweb.journal import Journal
 from dcmweb.output import describe_summary
 from dcmweb.store import Part10File, StoreOptions, Uploader, iter_store
@@ -585,13 +584,12 @@ def test_bulk_store_counts_unconfirmed_files_in_its_summary(local_server: LocalS
     files = corpus.synthetic_files(tmp_path / "s", 5)
     local_server.inject_fault(502, count=10**6, method="POST")
     outcomes: list[Outcome] = []
-    with Client(local_server.url, outage_limit=1) as client:
-        bulk = BulkStore(client.http, client.base_url, from_paths(files),
-                         StoreOptions(batch_size=2), report=tmp_path / "r.jsonl",
-                         on_outcome=outcomes.append)
-        with pytest.raises(UnavailableError, match="the outage limit"):
-            bulk.run()
-    summary = bulk.summary
+    with (Client(local_server.url, outage_limit=1) as client,
+          pytest.raises(UnavailableError, match="the outage limit") as stopped):
+        client.bulk_store(files, batch_size=2, report=tmp_path / "r.jsonl",
+                          on_outcome=outcomes.append)
+    summary = stopped.value.summary  # bulk_store returns nothing when it raises
+    assert summary is not None
     assert (summary.counts["stored"], summary.unconfirmed, summary.not_attempted) == (0, 2, 3)
     assert summary.done + summary.not_attempted == len(files)
     assert [(o.path, o.status, o.http_status) for o in outcomes] == [
