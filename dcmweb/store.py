@@ -237,6 +237,7 @@ class Uploader:
         self._lock = threading.Lock()
         self._failed_in_row = 0  # batches in a row of which the server stored nothing
         self._gave_up: DcmwebError | None = None
+        self._listing_failed: DcmwebError | None = None  # see until_stopped
         self._decided_at_stop: list[StoreResult] = []  # in batches an error stopped
         self.finder = storecheck.Finder(http, base_url)
 
@@ -313,6 +314,22 @@ class Uploader:
             request_failed = True
         self._count(results, request_failed)
         return results
+
+    def until_stopped(self, batches: Iterable[list[Part10File]]
+                      ) -> Iterator[list[Part10File]]:
+        """The batches, until listing them raises (a check of the inputs that failed:
+        credentials, an outage): then no other batch starts, and those already sent
+        finish, so what they stored is reported (see :meth:`raise_if_listing_failed`)."""
+        try:
+            yield from batches
+        except DcmwebError as error:
+            with self._lock:
+                self._listing_failed = error
+                self._gave_up = self._gave_up or error
+
+    def raise_if_listing_failed(self) -> None:
+        if self._listing_failed is not None:
+            raise self._listing_failed
 
     def stopped_results(self) -> list[StoreResult]:
         """The results of files in batches an error stopped (those decided, and those
@@ -562,11 +579,13 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
     uploader = Uploader(http, base_url, options)
     skipped: list[StoreResult] = []
     try:
-        for results in run_bounded(uploader.send, _batches(paths, options, skipped),
+        for results in run_bounded(uploader.send,
+                                   uploader.until_stopped(_batches(paths, options, skipped)),
                                    options.workers):
             while skipped:
                 yield skipped.pop(0)
             yield from results
+        uploader.raise_if_listing_failed()
     except DcmwebError:
         # Stopped: the files already decided are still told (what the server holds is
         # stored), and those sent without an answer (unconfirmed), so that only the
