@@ -176,10 +176,11 @@ Doubts = dict[Path, tuple[str, int | None]]
 UNCONFIRMED = "the run stopped before the server's answer or a search confirmed it"
 
 
-class _Stopped(Exception):
-    """An error that stops a batch, with the batch's files already decided: a file the
-    server proved it holds is reported stored, not lost with the error; a file sent
-    without a deciding answer (``doubts``) is unconfirmed, not "not attempted"."""
+class Stopped(Exception):
+    """An error that stops a batch (or a JSON + JPEG store), with the batch's files
+    already decided: a file the server proved it holds is reported stored, not lost with
+    the error; a file sent without a deciding answer (``doubts``) is unconfirmed, not
+    "not attempted". Never leaves this module or jsonstore's iterator."""
 
     def __init__(self, error: DcmwebError, decided: list[StoreResult], doubts: Doubts) -> None:
         super().__init__(error.message)
@@ -191,15 +192,15 @@ class _Stopped(Exception):
 @contextmanager
 def _keeping(decided: list[StoreResult], doubts: Doubts | None = None) -> Iterator[None]:
     """Whatever stops the batch here carries ``decided`` and ``doubts`` along (see
-    :class:`_Stopped`); a later doubt about a file (its resend) says more than this one."""
+    :class:`Stopped`); a later doubt about a file (its resend) says more than this one."""
     try:
         yield
-    except _Stopped as stopped:
+    except Stopped as stopped:
         stopped.decided[:0] = decided
         stopped.doubts = {**(doubts or {}), **stopped.doubts}
         raise
     except DcmwebError as error:
-        raise _Stopped(error, list(decided), dict(doubts or {})) from error
+        raise Stopped(error, list(decided), dict(doubts or {})) from error
 
 
 class _Reply:
@@ -290,7 +291,7 @@ class Uploader:
                 raise self._gave_up
         try:
             results, request_failed = self._send(items, self.http.config.retry.attempts)
-        except _Stopped as stopped:
+        except Stopped as stopped:
             error = stopped.error
             if not isinstance(error, (AnswerLost, ServerError)) or isinstance(
                     error, RedirectRefused):
