@@ -559,6 +559,28 @@ def test_a_run_that_gives_up_reports_the_files_in_flight_as_unconfirmed(
         set(uids) - set(rows)
 
 
+def test_files_a_success_did_not_name_are_unconfirmed_when_the_search_stops_the_run(
+        tmp_path: Path) -> None:
+    """HTTP 200 naming no file, then the search that should prove them is refused
+    (credentials): the server said yes to the request, so they may be stored."""
+    files = corpus.synthetic_files(tmp_path / "s", 3)
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.json(200, {}, "application/dicom+json"))
+        ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+        fake.route("GET", f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+                          "/instances", lambda req: req.reply(401, b"token expired"))
+        report = tmp_path / "report.jsonl"
+        result = run(fake.url, "store", "--report", str(report), str(tmp_path / "s"))
+    assert result.exit_code == 3, result.stderr
+    # Old dcmweb: "in 0 files; 3 not attempted", no row.
+    assert lines(result)[-2] == ("dcmweb: info: Transferred 0 B in 0 files; 3 unconfirmed "
+                                 "(sent, no answer: the server may hold them)")
+    assert {(row["status"], row["http_status"], row["message"])
+            for row in report_rows(report).values()} == {
+        ("unconfirmed", 200, "HTTP 200 OK; the run stopped before the server's answer or a "
+                             "search confirmed it")}
+
+
 def test_iter_store_yields_the_files_it_sent_without_an_answer_before_it_raises(
         local_server: LocalServer, tmp_path: Path) -> None:
     """The library: stored, then the answer lost, then the searches fail until the outage
