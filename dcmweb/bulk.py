@@ -3,7 +3,9 @@
 The files stream from :mod:`inputs` through a filter (the journal's verdicts, --retry-
 failed, --dry-run) into the STOW uploader. Every file ends as exactly one
 :class:`Outcome`, recorded in the journal and the report and handed to ``on_outcome``
-(the CLI prints it), in the caller's thread: the journal needs no locking.
+(the CLI prints it), in the caller's thread: the journal needs no locking. A run that
+stops early gives the files it sent without learning their fate the outcome
+"unconfirmed", and counts those it never sent as ``Summary.not_attempted`` (no outcome).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ if TYPE_CHECKING:
     from .existing import ServerHoldings
     from .report import ReportWriter
 
-OutcomeStatus = Literal["stored", "already stored", "skipped", "failed", "conflict"]
+# unconfirmed: sent, then the run stopped before an answer or a search decided it.
+OutcomeStatus = Literal["stored", "already stored", "skipped", "failed", "conflict",
+                        "unconfirmed"]
 ConflictPolicy = Literal["fail", "skip", "overwrite"]
 CONFLICT_POLICIES: tuple[ConflictPolicy, ...] = ("fail", "skip", "overwrite")
 SHAPING_WAIT = 0.2  # seconds the first request may wait for the job's size to be known
@@ -96,7 +100,9 @@ class Summary:
     stored_bytes: int = 0
     skip_reasons: Counter[str] = field(default_factory=Counter)
     not_retried: int = 0  # --retry-failed: files the journal does not list as failed
-    not_attempted: int = 0  # the run stopped early (server unreachable, credentials)
+    # The run stopped early (server unreachable, credentials): files never sent. Those
+    # sent without a deciding answer are counted as "unconfirmed" (see unconfirmed).
+    not_attempted: int = 0
     excluded: int = 0
     other_shards: int = 0
     unmatched: list[str] = field(default_factory=list)
@@ -109,6 +115,12 @@ class Summary:
     @property
     def done(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def unconfirmed(self) -> int:
+        """Files sent when the run stopped early, whose answer never decided them and a
+        search did not find (or could not run): the server may hold them."""
+        return self.counts["unconfirmed"]
 
     @property
     def failure_status(self) -> int | None:
@@ -189,9 +201,10 @@ class BulkStore:
                         break  # one instance at a time: none is in flight
             if self._callback_error is not None:
                 self.summary.not_attempted += self._left_over(given, total)
-        except DcmwebError:
-            # Stopped early: what was listed but not finished, and the rest of the input.
+        except DcmwebError as error:
+            # Stopped early: what was listed but not sent, and the rest of the input.
             self.summary.not_attempted += self._left_over(given, total)
+            error.summary = self.summary
             raise
         finally:
             stats = self.inputs.stats
@@ -207,8 +220,9 @@ class BulkStore:
         return self.summary
 
     def _left_over(self, given: bool, total: int) -> int:
-        """Not attempted, when the run stops early: what was listed but not finished,
-        and the rest of the input (of given results, those that did not come)."""
+        """Not attempted, when the run stops early: what was listed but not sent (the
+        files sent got a result, stored, failed or unconfirmed), and the rest of the
+        input (of given results, those that did not come)."""
         if given:
             return total - self.summary.done
         return len(self._pending) + sum(1 for _ in self._source)
@@ -380,7 +394,9 @@ class BulkStore:
 
     def _emit(self, outcome: Outcome, pending: _Pending | None = None, *,
               record: bool = True) -> None:
-        """Count, journal (unless the journal itself decided), report, tell the caller."""
+        """Count, journal (unless the journal itself decided), report, tell the caller.
+        An unconfirmed file keeps its journal mark "sending": a rerun asks the server
+        about it before sending it again."""
         summary = self.summary
         summary.counts[outcome.status] += 1
         if outcome.status == "stored":
@@ -389,7 +405,7 @@ class BulkStore:
             summary.skip_reasons[outcome.message or "skipped"] += 1
         elif outcome.status == "failed":
             summary.failed_statuses.add(outcome.http_status)
-        if self._journal and record:
+        if self._journal and record and outcome.status != "unconfirmed":
             key = pending.key if pending else os.path.abspath(outcome.path)
             try:
                 stat = os.stat(outcome.path)

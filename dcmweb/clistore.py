@@ -54,8 +54,9 @@ def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
 @click.option("--study", "study_uid", metavar="UID",
               help="Store into this study (POST /studies/UID).")
 @click.option("--report", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
-              help="Write one row per file (path, status, UIDs, HTTP status, reason, ...): "
-                   "CSV when FILE ends in .csv, else JSON lines; created at the start.")
+              help="Write one row per file sent or decided (path, status, UIDs, HTTP "
+                   "status, reason, ...): CSV when FILE ends in .csv, else JSON lines; "
+                   "created at the start.")
 @click.option("--journal", metavar="FILE", type=click.Path(dir_okay=False),
               help="SQLite journal of what is stored: a rerun sends only the rest.")
 @click.option("--retry-failed", is_flag=True,
@@ -96,7 +97,10 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
     Part-10 (and DICOMDIR, empty files) are skipped with a warning. Each stored file
     prints 'PATH uploaded as URL'; the run ends with 'Transferred SIZE in N files'.
     Files the journal (or the server) already holds are not sent again and are
-    listed only with -v.
+    listed only with -v. A run that stops early (exit 5, or 3 for credentials)
+    reports the files it sent without learning their fate as 'unconfirmed' (the
+    server may hold them; a rerun with --journal asks it first) and counts those
+    it never sent as 'not attempted'.
 
     \b
     Example:

@@ -8,8 +8,12 @@ them into output in one place.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from .redact import redact_text
+
+if TYPE_CHECKING:
+    from .bulk import Summary
 
 
 class ExitStatus(IntEnum):
@@ -43,6 +47,9 @@ class DcmwebError(Exception):
         self.url = redact_text(url) if url else url  # the URL that answered so
         # Lines added after the fact (what HOST should be): each is shown as its own line.
         self.notes: list[str] = []
+        # The counts of the bulk store this error stopped (stored, unconfirmed, not
+        # attempted, ...): bulk_store returns no Summary when it raises.
+        self.summary: Summary | None = None
 
     def add_line(self, note: str) -> None:
         """Add a line that explains the failure (shown after the message)."""

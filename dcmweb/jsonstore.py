@@ -30,11 +30,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from .errors import AnswerLost, UsageError
+from .errors import AnswerLost, DcmwebError, UsageError
 from .http import Http, body_message
 from .multipart import new_boundary
 from .record import record
-from .store import LOST_STATUSES, ConfirmedBy, Status, StoreResult
+from .store import LOST_STATUSES, UNCONFIRMED, ConfirmedBy, Status, Stopped, StoreResult
 from .storecheck import Wanted, held
 from .stowanswer import parse_stow_answer
 
@@ -181,7 +181,11 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
         if 300 <= answered < 500:
             return result("failed", message=lost)
     # No word on this instance (lost answer, 5xx, an answer naming nothing): ask.
-    found = held(http, base_url, [Wanted(sop, f"studies/{study}/series/{series}")])
+    try:
+        found = held(http, base_url, [Wanted(sop, f"studies/{study}/series/{series}")])
+    except DcmwebError as error:  # it stops the run: the pair was sent, its fate unknown
+        raise Stopped(error, [result("unconfirmed", message=f"{lost}; {UNCONFIRMED}")],
+                      {}) from error
     if sop in found:
         return result("stored", found[sop], f"{lost}; found on the server by search",
                       "search")
@@ -191,4 +195,9 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
 def iter_store_json(http: Http, base_url: str, items: Iterable[JsonInstance],
                     generate_uids: bool = False) -> Iterator[StoreResult]:
     for item in items:
-        yield store_one(http, base_url, item, generate_uids)
+        try:
+            result = store_one(http, base_url, item, generate_uids)
+        except Stopped as stopped:  # the pair sent before the stop is told, unconfirmed
+            yield from stopped.decided
+            raise stopped.error from None
+        yield result

@@ -311,6 +311,8 @@ class StorePrinter:
         elif outcome.status == "conflict":
             output.warning(f"{outcome.path} not stored, the server holds other bytes under "
                            f"its UIDs (--on-conflict skip){note}")
+        elif outcome.status == "unconfirmed":
+            output.warning(f"{outcome.path} unconfirmed: {outcome.message}")
         else:
             output.error(f"{outcome.path} failed: {outcome.message}")
         now = self.clock()
@@ -362,6 +364,9 @@ def describe_summary(summary: Summary, *, dry_run: bool = False,
             extras.append(f"{counts[status]} {status}")
     if counts["conflict"]:
         extras.append(plural(counts["conflict"], "conflict"))
+    if summary.unconfirmed:
+        extras.append(f"{summary.unconfirmed} unconfirmed (sent, no answer: the server may "
+                      f"hold {'it' if summary.unconfirmed == 1 else 'them'})")
     for number, label in ((summary.not_attempted, "not attempted"),
                           (summary.not_retried, "not retried (not failed in the journal)"),
                           (summary.excluded, "excluded"),

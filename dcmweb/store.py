@@ -44,7 +44,8 @@ from .unexpected import HOST_HINT
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 ANSWER_LIMIT = 16 * 1024 * 1024  # a STOW answer lists each instance: far less than this
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory: no server stores it
-Status = Literal["stored", "failed", "skipped"]
+# unconfirmed: sent, and the run stopped before an answer or a search decided it.
+Status = Literal["stored", "failed", "skipped", "unconfirmed"]
 ConfirmedBy = Literal["answer", "search"]
 # These may come after the server stored the files: checked by search before a resend.
 # 503 and 429 (retried by Http) say the server did not take the request on at all.
@@ -169,26 +170,37 @@ def _batches(paths: Iterable[Path | Part10File], options: StoreOptions,
         yield batch
 
 
-class _Stopped(Exception):
-    """An error that stops a batch, with the batch's files already decided: a file the
-    server proved it holds is reported stored, not lost with the error."""
+# Files sent without an answer that decided them (lost, a 5xx, not named): why, and the
+# HTTP status when there was one. The server may hold them until a search finds them.
+Doubts = dict[Path, tuple[str, int | None]]
+UNCONFIRMED = "the run stopped before the server's answer or a search confirmed it"
 
-    def __init__(self, error: DcmwebError, decided: list[StoreResult]) -> None:
+
+class Stopped(Exception):
+    """An error that stops a batch (or a JSON + JPEG store), with the batch's files
+    already decided: a file the server proved it holds is reported stored, not lost with
+    the error; a file sent without a deciding answer (``doubts``) is unconfirmed, not
+    "not attempted". Never leaves this module or jsonstore's iterator."""
+
+    def __init__(self, error: DcmwebError, decided: list[StoreResult], doubts: Doubts) -> None:
         super().__init__(error.message)
         self.error = error
         self.decided = decided
+        self.doubts = doubts
 
 
 @contextmanager
-def _keeping(decided: list[StoreResult]) -> Iterator[None]:
-    """Whatever stops the batch here carries ``decided`` along (see :class:`_Stopped`)."""
+def _keeping(decided: list[StoreResult], doubts: Doubts | None = None) -> Iterator[None]:
+    """Whatever stops the batch here carries ``decided`` and ``doubts`` along (see
+    :class:`Stopped`); a later doubt about a file (its resend) says more than this one."""
     try:
         yield
-    except _Stopped as stopped:
+    except Stopped as stopped:
         stopped.decided[:0] = decided
+        stopped.doubts = {**(doubts or {}), **stopped.doubts}
         raise
     except DcmwebError as error:
-        raise _Stopped(error, list(decided)) from error
+        raise Stopped(error, list(decided), dict(doubts or {})) from error
 
 
 class _Reply:
@@ -226,6 +238,7 @@ class Uploader:
         self._lock = threading.Lock()
         self._failed_in_row = 0  # batches in a row of which the server stored nothing
         self._gave_up: DcmwebError | None = None
+        self._listing_failed: DcmwebError | None = None  # see until_stopped
         self._decided_at_stop: list[StoreResult] = []  # in batches an error stopped
         self.finder = storecheck.Finder(http, base_url)
 
@@ -278,15 +291,20 @@ class Uploader:
                 raise self._gave_up
         try:
             results, request_failed = self._send(items, self.http.config.retry.attempts)
-        except _Stopped as stopped:
+        except Stopped as stopped:
             error = stopped.error
             if not isinstance(error, (AnswerLost, ServerError)) or isinstance(
                     error, RedirectRefused):
                 # Unreachable or overloaded for every retry, credentials, a HOST that
                 # redirects: stop now (no batch starts after this); what this batch
-                # decided is reported with the error (see stopped_results).
+                # decided is reported with the error (see stopped_results), and so are
+                # the files it sent without learning their fate.
+                decided = {result.path for result in stopped.decided}
+                unconfirmed = [self._unconfirmed(item, *stopped.doubts[item.path])
+                               for item in items
+                               if item.path in stopped.doubts and item.path not in decided]
                 with self._lock:
-                    self._decided_at_stop += stopped.decided
+                    self._decided_at_stop += stopped.decided + unconfirmed
                     self._gave_up = self._gave_up or error
                 raise error from None
             # This batch's own failure (a search that kept failing, a redirect refused);
@@ -298,8 +316,25 @@ class Uploader:
         self._count(results, request_failed)
         return results
 
+    def until_stopped(self, batches: Iterable[list[Part10File]]
+                      ) -> Iterator[list[Part10File]]:
+        """The batches, until listing them raises (a check of the inputs that failed:
+        credentials, an outage): then no other batch starts, and those already sent
+        finish, so what they stored is reported (see :meth:`raise_if_listing_failed`)."""
+        try:
+            yield from batches
+        except DcmwebError as error:
+            with self._lock:
+                self._listing_failed = error
+                self._gave_up = self._gave_up or error
+
+    def raise_if_listing_failed(self) -> None:
+        if self._listing_failed is not None:
+            raise self._listing_failed
+
     def stopped_results(self) -> list[StoreResult]:
-        """The results of files decided in batches an error stopped, taken once."""
+        """The results of files in batches an error stopped (those decided, and those
+        sent without a deciding answer: unconfirmed), taken once."""
         with self._lock:
             taken, self._decided_at_stop = self._decided_at_stop, []
         return taken
@@ -326,12 +361,14 @@ class Uploader:
         whole: both failing means the server, not a file.
         """
         done: list[StoreResult] = []
-        with _keeping(done):
-            return self._sending(done, items, attempts, split)
+        doubts: Doubts = {}
+        with _keeping(done, doubts):
+            return self._sending(done, doubts, items, attempts, split)
 
-    def _sending(self, done: list[StoreResult], items: list[Part10File], attempts: int,
-                 split: bool) -> tuple[list[StoreResult], bool]:
-        """:meth:`_send`, adding each file's result to ``done`` once it is decided."""
+    def _sending(self, done: list[StoreResult], doubts: Doubts, items: list[Part10File],
+                 attempts: int, split: bool) -> tuple[list[StoreResult], bool]:
+        """:meth:`_send`, adding each file's result to ``done`` once it is decided, and
+        each file sent without a deciding answer to ``doubts``."""
         pending = items
         reason = ""
         policy = self.http.config.retry
@@ -339,6 +376,7 @@ class Uploader:
         last_failure = float("-inf")
         while attempt < attempts:
             wait: float | None = None
+            status: int | None = None  # of the answer, when one came
             try:
                 reply = self._post(pending)
             except AnswerLost as error:
@@ -360,7 +398,7 @@ class Uploader:
                     return done + [result if result.http_status else
                                    replace(result, http_status=reply.status)
                                    for result in self._interpret(pending, reply)], foreign
-                reason, wait = reply.message, reply.retry_after
+                reason, wait, status = reply.message, reply.retry_after, reply.status
                 problem = f"{_what(pending)} failed: {reason}"
                 unavailable = reply.status in UNAVAILABLE_STATUSES
                 if reply.status == 500:  # usually a verdict: tried twice more, as in Http
@@ -371,6 +409,7 @@ class Uploader:
             last_failure = time.monotonic()
             attempt += not outage
             # The answer is lost: ask what the server holds before sending anything again.
+            doubts.update((item.path, (reason, status)) for item in pending)
             found = self._confirmed(pending, "its answer was lost")
             done += found
             stored = {result.path for result in found}
@@ -442,7 +481,9 @@ class Uploader:
                 results.append(self._result(item, "stored", answer.stored[uid], note, "answer"))
             else:
                 unnamed.append(item)
-        with _keeping(results):  # a search or resend below may stop the run
+        # A search or resend below may stop the run: the server may hold what it did not
+        # name (or refused as a duplicate).
+        with _keeping(results, {item.path: (reply.message, status) for item in items}):
             if duplicates:
                 results.extend(self._duplicates(duplicates))
             if not unnamed:
@@ -501,6 +542,11 @@ class Uploader:
                 results += self._send([item], self.http.config.retry.attempts)[0]
         return results
 
+    @classmethod
+    def _unconfirmed(cls, item: Part10File, reason: str, status: int | None) -> StoreResult:
+        return replace(cls._result(item, "unconfirmed", message=f"{reason}; {UNCONFIRMED}"),
+                       http_status=status)
+
     @staticmethod
     def _result(item: Part10File, status: Status, url: str | None = None,
                 message: str | None = None, confirmed_by: ConfirmedBy | None = None, *,
@@ -527,20 +573,24 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
     Files that are not DICOM are yielded as ``skipped``. Per-file failures are
     results, not exceptions; errors that make going on pointless (credentials,
     an unreachable server) stop the run and are raised after the finished
-    batches' results have been yielded.
+    batches' results have been yielded, and those of the files sent without an
+    answer that decided them (``unconfirmed``: the server may hold them).
     """
     options = options or StoreOptions()
     uploader = Uploader(http, base_url, options)
     skipped: list[StoreResult] = []
     try:
-        for results in run_bounded(uploader.send, _batches(paths, options, skipped),
+        for results in run_bounded(uploader.send,
+                                   uploader.until_stopped(_batches(paths, options, skipped)),
                                    options.workers):
             while skipped:
                 yield skipped.pop(0)
             yield from results
+        uploader.raise_if_listing_failed()
     except DcmwebError:
         # Stopped: the files already decided are still told (what the server holds is
-        # stored), so that only the others count as not attempted.
+        # stored), and those sent without an answer (unconfirmed), so that only the
+        # files never sent count as not attempted.
         yield from skipped
         yield from uploader.stopped_results()
         raise

@@ -394,6 +394,33 @@ def test_a_check_that_stops_the_run_counts_its_file_as_not_attempted(tmp_path: P
     assert "dcmweb: info: Transferred 0 B in 0 files; 3 not attempted" in lines(result.stderr)
 
 
+def test_a_check_that_stops_the_run_lets_the_batches_in_flight_finish(tmp_path: Path) -> None:
+    """The journal's check of a file a killed run left "sending" fails (credentials)
+    while two batches are on their way: they finish and are reported. Old dcmweb
+    stopped at once and counted them "not attempted", and the server stored them after
+    the run had ended."""
+    files = corpus.synthetic_files(tmp_path / "in", 8, seed="in-flight")
+    journal = tmp_path / "j.db"
+    with LocalServer(tmp_path / "server") as server:
+        with Journal(journal, server.url + "/studies") as marks:
+            stat = files[4].stat()  # checked when the third batch is listed
+            marks.mark_sending(os.path.abspath(files[4]), stat.st_size, stat.st_mtime_ns,
+                               (None, None, None))
+        server.inject_fault(delay=2, count=10**6, method="POST")  # answers come late
+        server.inject_fault(401, count=10**6, method="GET")
+        report = tmp_path / "r.jsonl"
+        result = run("-m", "--workers", "2", server.url, "store", str(tmp_path / "in"),
+                     "--batch-size", "1", "--journal", str(journal), "--report", str(report))
+        assert result.exit_code == 3, result.stderr
+        report_rows = {row["path"]: row["status"] for row in rows(report)}
+        assert report_rows == {str(files[0]): "stored", str(files[1]): "stored"}
+        assert "dcmweb: info: Transferred 76.7 KiB in 2 files; 6 not attempted" in lines(
+            result.stderr)
+        # Nothing still on its way: the server holds what the report says, no more.
+        assert [r.method for r in server.requests].count("POST") == 2
+        assert server_uids(server) == {corpus.sop_instance_uid(p) for p in files[:2]}
+
+
 def test_sigkill_mid_run_then_rerun_stores_everything_once(local_server: LocalServer,
                                                            tmp_path: Path) -> None:
     files = corpus.synthetic_files(tmp_path / "in", 1500, studies=10, seed="kill")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -105,3 +106,61 @@ def test_chaos_report_equals_the_servers_truth(small_files: Path, tmp_path: Path
           f" resends saved by search-before-resend {saved}, exit {result.exit_code}"
           + (f", e.g. {failed[0]['message']}" if failed else ""))
     assert saved >= chaos.injected["lost"] > 0  # each lost answer's files were found
+
+
+def _outage_after(server: LocalServer, posts: int) -> threading.Thread:
+    """Once the server has received ``posts`` stores: every store is stored and its
+    answer lost, and every search fails (a proxy that lost its way back), for good."""
+    def watch() -> None:
+        while sum(1 for r in server.requests if r.method == "POST") < posts:
+            time.sleep(0.01)
+        server.inject_fault(after=True, count=10**6, method="POST")
+        server.inject_fault(502, count=10**6, method="GET")
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_run_that_gives_up_under_chaos_reports_every_file_once(tmp_path: Path) -> None:
+    """Chaos, then an outage that outlasts --outage-limit while batches are in flight:
+    what the server holds is reported stored or unconfirmed, never "not attempted";
+    each file is counted once; a rerun with the journal stores the rest, sending nothing
+    the server holds."""
+    files = corpus.synthetic_files(tmp_path / "in", 300, studies=3, seed="gives-up")
+    report, journal = tmp_path / "report.jsonl", tmp_path / "j.db"
+    with LocalServer(tmp_path / "server", refuse_duplicates=True) as server:
+        server.faults.set_chaos(Chaos(CI_SEED, RATES))
+        watcher = _outage_after(server, 8)
+        result = CliRunner().invoke(cli, [
+            "-m", "--workers", "4", "--retries", "2", "--outage-limit", "2", server.url,
+            "store", "--batch-size", "5", "--report", str(report), "--journal", str(journal),
+            str(tmp_path / "in")])
+        watcher.join(5)
+        server.faults.set_chaos(None)
+        server.clear_faults()
+        held = {row[0] for row in server.store.query("SELECT sop_uid FROM instances")}
+        assert result.exit_code == 5, result.stderr[-3000:]
+        rows = [json.loads(line) for line in report.read_text().splitlines()]
+        summary = result.stderr.splitlines()[-2]
+        unconfirmed = re.search(r"; (?:.*, )?(\d+) unconfirmed \(sent, no answer", summary)
+        not_attempted = re.search(r"(\d+) not attempted", summary)
+        assert unconfirmed and not_attempted, summary
+        by_status: dict[str, set[str]] = {}
+        for row in rows:
+            by_status.setdefault(row["status"], set()).add(row["sop_instance_uid"])
+        assert len({row["path"] for row in rows}) == len(rows)  # one row per file
+        assert len(rows) + int(not_attempted[1]) == len(files)  # and every file counted
+        assert len(by_status["unconfirmed"]) == int(unconfirmed[1]) > 0
+        stored = by_status.get("stored", set())
+        assert stored <= held  # stored is the server's truth...
+        assert held <= stored | by_status["unconfirmed"]  # ...and nothing it holds is hidden
+        assert server.duplicates == []
+        print(f"\ngives up under chaos: {summary.split('dcmweb: info: ')[-1]}")
+
+        rerun = CliRunner().invoke(cli, ["-m", "--workers", "4", server.url, "store",
+                                         "--journal", str(journal), str(tmp_path / "in")])
+        assert rerun.exit_code == 0, rerun.stderr[-3000:]
+        assert {row[0] for row in server.store.query("SELECT sop_uid FROM instances")} == {
+            corpus.sop_instance_uid(p) for p in files}
+        assert server.duplicates == []

@@ -266,6 +266,30 @@ def test_a_bad_pair_among_good_ones_is_refused_before_anything_is_sent(
             ("a.json", "stored"), ("bad.json", "failed"), ("c.json", "stored")]
 
 
+def test_a_pair_sent_when_the_run_gives_up_is_unconfirmed(local_server: LocalServer,
+                                                         tmp_path: Path) -> None:
+    """Stored, its answer lost, then no search can run until the outage limit. Old
+    dcmweb: "2 not attempted", no report row, and the server held the first pair."""
+    pairs = [write_pair(tmp_path, name) for name in "ab"]
+    local_server.inject_fault(after=True, method="POST")
+    local_server.inject_fault(502, count=10**6, method="GET")
+    report = tmp_path / "report.jsonl"
+    args = [a for j, p in pairs for a in ("--metadata", str(j), "--jpeg", str(p))]
+    result = dcmweb("--outage-limit", "1", local_server.url, "store", "--report", str(report),
+                    *args)
+    assert result.exit_code == 5, result.stderr
+    assert re.search(r"Transferred 0 B in 0 files; 1 unconfirmed \(sent, no answer: the "
+                     r"server may hold it\), 1 not attempted, server unavailable", result.stderr)
+    [row] = [json.loads(line) for line in report.read_text().splitlines()]
+    assert (row["path"], row["status"], row["sop_instance_uid"]) == (
+        str(pairs[0][0]), "unconfirmed", sop_of("a"))
+    assert row["message"] == (f"store {pairs[0][0]}: connection dropped after the request was "
+                              "sent; the run stopped before the server's answer or a search "
+                              "confirmed it")
+    assert [r["sop_uid"] for r in local_server.store.query("SELECT sop_uid FROM instances")] \
+        == [sop_of("a")]
+
+
 def test_a_run_stopped_half_way_counts_only_the_rest_as_not_attempted(tmp_path: Path) -> None:
     pairs = [write_pair(tmp_path, name) for name in "abc"]
     answers = iter([200])

@@ -20,11 +20,14 @@ import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request
 
-from dcmweb import Client
+from dcmweb import Client, UnavailableError
+from dcmweb.bulk import Outcome
 from dcmweb.cli import cli
 from dcmweb.filebody import FileChanged, SizedFileBody
 from dcmweb.files import read_part10_head
 from dcmweb.http import Http, HttpConfig, RetryPolicy
+from dcmweb.journal import Journal
+from dcmweb.output import describe_summary
 from dcmweb.store import Part10File, StoreOptions, Uploader, iter_store
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus, logs
@@ -377,15 +380,23 @@ def test_an_outage_longer_than_the_outage_limit_stops_the_run(local_server: Loca
                         r" \(the server was unavailable for [3-9] s, the outage limit\)"
                         r" \(the server is overloaded or down; try again later\)",
                         lines(result)[-1]), lines(result)[-1]
-    assert re.search(r" in 0 files; 6 not attempted, server unavailable for \d+ s$",
-                     lines(result)[-2])
+    # Old dcmweb: "6 not attempted", though all 6 were sent and answered by a gateway's
+    # 502, which may come after the server stored them.
+    assert re.search(r" in 0 files; 6 unconfirmed \(sent, no answer: the server may hold "
+                     r"them\), server unavailable for \d+ s$", lines(result)[-2])
     assert held(local_server) == set()
+    assert f"dcmweb: warning: {tmp_path / 's'}/synth-000000.dcm unconfirmed: HTTP 502 Bad " \
+        "Gateway: injected fault; the run stopped before the server's answer or a search " \
+        "confirmed it" in lines(result)
 
 
-@pytest.mark.parametrize(("workers", "batch_size"), [([], "6"), (["-m", "--workers", "2"], "3")],
+@pytest.mark.parametrize(("workers", "batch_size", "sent"),
+                         [([], "6", 6), (["-m", "--workers", "2"], "3", 4)],
                          ids=["one-batch", "two-workers"])
 def test_files_found_by_search_before_the_outage_limit_are_reported_stored(
-        local_server: LocalServer, tmp_path: Path, workers: list[str], batch_size: str) -> None:
+        local_server: LocalServer, tmp_path: Path, workers: list[str], batch_size: str,
+        sent: int) -> None:
+    """Two workers: batches of 2 (shaped: two requests per worker), the third never sent."""
     files = corpus.synthetic_files(tmp_path / "s", 6)
     there = [files[0], files[2]]  # stored by an earlier run (in every batch of this one)
     with Client(local_server.url) as client:
@@ -400,13 +411,18 @@ def test_files_found_by_search_before_the_outage_limit_are_reported_stored(
     # had found on the server were forgotten when the run gave up.
     assert {row["sop_instance_uid"] for row in rows.values()
             if row["status"] == "stored"} == held(local_server) == {sop_uid(p) for p in there}
-    assert set(rows) == {str(p) for p in there}
-    assert {(row["confirmed_by"], row["message"]) for row in rows.values()} == {
-        ("search", "its answer was lost")}
+    assert set(rows) == {str(p) for p in files[:sent]}
+    assert {(row["confirmed_by"], row["message"]) for row in rows.values()
+            if row["status"] == "stored"} == {("search", "its answer was lost")}
+    # The others sent were answered 502 and not found: not "not attempted" (old dcmweb).
+    assert {row["path"] for row in rows.values() if row["status"] == "unconfirmed"} == {
+        str(p) for p in files[:sent] if p not in there}
     for path in there:
         assert f"dcmweb: info: {path} uploaded as " in result.stderr
-    assert re.search(r" in 2 files; 4 not attempted, server unavailable for \d+ s$",
-                     lines(result)[-2]), lines(result)[-2]
+    rest = f", {6 - sent} not attempted" if sent < 6 else ""
+    assert re.search(rf" in 2 files; {sent - 2} unconfirmed \(sent, no answer: the server may "
+                     rf"hold them\){rest}, server unavailable for \d+ s$", lines(result)[-2]), \
+        lines(result)[-2]
     assert lines(result)[-1].startswith("dcmweb: error: ")
 
 
@@ -472,6 +488,140 @@ def test_lost_answers_in_an_outage_are_found_by_search_once_it_ends(
     by_search = [row for row in rows if row["confirmed_by"] == "search"]
     assert len(by_search) == 10
     assert {row["message"] for row in by_search} == {"its answer was lost"}
+
+# -- a run that gives up: files sent without an answer are unconfirmed, not "not attempted" ----
+def summary_counts(line: str) -> dict[str, int]:
+    """The closing line's counts: {"stored": N, "unconfirmed": N, "not attempted": N, ...}."""
+    stored = re.search(r" in (\d+) files?(;|$)", line)
+    assert stored, line
+    extras = re.findall(r"(\d+) (failed|unconfirmed|not attempted)", line)
+    return {"stored": int(stored[1]), **{label: int(number) for number, label in extras}}
+
+
+def test_a_run_that_gives_up_reports_the_files_in_flight_as_unconfirmed(
+        refusing_server: LocalServer, tmp_path: Path) -> None:
+    """Two batches answered, two stored with their answers lost, then every search fails
+    until the outage limit: the run stops with batches still queued."""
+    files = corpus.synthetic_files(tmp_path / "s", 24)
+    server = refusing_server
+    server.inject_fault(delay=0.01, count=2, method="POST")  # answered as usual
+    server.inject_fault(after=True, count=2, method="POST")  # stored, the answer lost
+    server.inject_fault(502, count=10**6, method="GET")  # no search can confirm them
+    report, journal = tmp_path / "report.jsonl", tmp_path / "j.db"
+    result = run("-m", "--workers", "2", "--retries", "1", "--outage-limit", "2", server.url,
+                 "store", "--batch-size", "3", "--report", str(report), "--journal",
+                 str(journal), str(tmp_path / "s"))
+    assert result.exit_code == 5, result.stderr[-3000:]
+    rows = report_rows(report)
+    by_status: dict[str, set[str]] = {}
+    for row in rows.values():
+        by_status.setdefault(row["status"], set()).add(row["path"])
+    counts = summary_counts(lines(result)[-2])
+    # Old dcmweb: "Transferred ... in 6 files; 18 not attempted", and no row for the 6
+    # files the server holds from the batches whose answers were lost.
+    assert counts == {"stored": 6, "unconfirmed": 6, "not attempted": 12}, lines(result)[-2]
+    assert "6 unconfirmed (sent, no answer: the server may hold them), 12 not attempted" \
+        in lines(result)[-2]
+    # Every file once: a row each for the files sent, the summary counts the others.
+    assert {status: len(paths) for status, paths in by_status.items()} == {
+        "stored": 6, "unconfirmed": 6}
+    assert len(rows) + counts["not attempted"] == len(files)
+    # What the server holds is stored or unconfirmed, never "not attempted"; and every
+    # unconfirmed file was in a request the server received (it stored them).
+    uids = {str(p): sop_uid(p) for p in files}
+    assert held(server) == {uids[path] for path in by_status["stored"] | by_status["unconfirmed"]}
+    posted = [r for r in server.requests if r.method == "POST"]
+    assert len(posted) == 4  # 4 batches of 3: the 12 files with a row
+    for path in by_status["unconfirmed"]:
+        row = rows[path]
+        assert (row["http_status"], row["confirmed_by"], row["sop_instance_uid"]) == (
+            None, None, uids[path])
+        assert row["message"] == ("store of 3 files: connection dropped after the request was "
+                                  "sent; the run stopped before the server's answer or a "
+                                  "search confirmed it")
+        assert f"dcmweb: warning: {path} unconfirmed: {row['message']}" in lines(result)
+    # The journal still says "sending": a rerun asks the server before sending them.
+    with Journal(journal, server.url + "/studies") as marks:
+        entries = {path: marks.lookup(path) for path in rows}
+    assert {path for path, entry in entries.items()
+            if entry and entry.status == "sending"} == by_status["unconfirmed"]
+    server.clear_faults()
+    rerun = run(server.url, "store", "--report", str(report), "--journal", str(journal),
+                str(tmp_path / "s"))
+    assert rerun.exit_code == 0, rerun.stderr[-3000:]
+    assert held(server) == set(uids.values())
+    assert server.duplicates == []
+    again = report_rows(report)
+    assert {path for path, row in again.items() if (row["status"], row["message"]) == (
+        "already stored", "found on the server after an interrupted run")} == \
+        by_status["unconfirmed"]
+    assert {path for path, row in again.items() if row["status"] == "stored"} == \
+        set(uids) - set(rows)
+
+
+def test_files_a_success_did_not_name_are_unconfirmed_when_the_search_stops_the_run(
+        tmp_path: Path) -> None:
+    """HTTP 200 naming no file, then the search that should prove them is refused
+    (credentials): the server said yes to the request, so they may be stored."""
+    files = corpus.synthetic_files(tmp_path / "s", 3)
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.json(200, {}, "application/dicom+json"))
+        ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+        fake.route("GET", f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+                          "/instances", lambda req: req.reply(401, b"token expired"))
+        report = tmp_path / "report.jsonl"
+        result = run(fake.url, "store", "--report", str(report), str(tmp_path / "s"))
+    assert result.exit_code == 3, result.stderr
+    # Old dcmweb: "in 0 files; 3 not attempted", no row.
+    assert lines(result)[-2] == ("dcmweb: info: Transferred 0 B in 0 files; 3 unconfirmed "
+                                 "(sent, no answer: the server may hold them)")
+    assert {(row["status"], row["http_status"], row["message"])
+            for row in report_rows(report).values()} == {
+        ("unconfirmed", 200, "HTTP 200 OK; the run stopped before the server's answer or a "
+                             "search confirmed it")}
+
+
+def test_iter_store_yields_the_files_it_sent_without_an_answer_before_it_raises(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """The library: stored, then the answer lost, then the searches fail until the outage
+    limit. Old dcmweb raised with no result: a caller counted the files as never sent."""
+    files = corpus.synthetic_files(tmp_path / "s", 3)
+    local_server.inject_fault(after=True, method="POST")
+    local_server.inject_fault(502, count=10**6, method="GET")
+    results = []
+    with (Client(local_server.url, outage_limit=1) as client,
+          pytest.raises(UnavailableError, match="search for stored instances failed")):
+        for result in client.iter_store(files):
+            results.append(result)
+    assert [(r.path, r.status, r.sop_instance_uid) for r in results] == [
+        (p, "unconfirmed", sop_uid(p)) for p in files]
+    assert held(local_server) == {sop_uid(p) for p in files}  # the server has them
+    assert results[0].message == (
+        "store of 3 files: connection dropped after the request was sent; the run stopped "
+        "before the server's answer or a search confirmed it")
+
+
+def test_bulk_store_counts_unconfirmed_files_in_its_summary(local_server: LocalServer,
+                                                            tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "s", 5)
+    local_server.inject_fault(502, count=10**6, method="POST")
+    outcomes: list[Outcome] = []
+    with (Client(local_server.url, outage_limit=1) as client,
+          pytest.raises(UnavailableError, match="the outage limit") as stopped):
+        client.bulk_store(files, batch_size=2, report=tmp_path / "r.jsonl",
+                          on_outcome=outcomes.append)
+    summary = stopped.value.summary  # bulk_store returns nothing when it raises
+    assert summary is not None
+    assert (summary.counts["stored"], summary.unconfirmed, summary.not_attempted) == (0, 2, 3)
+    assert summary.done + summary.not_attempted == len(files)
+    assert [(o.path, o.status, o.http_status) for o in outcomes] == [
+        (p, "unconfirmed", 502) for p in files[:2]]
+    assert [row["status"] for row in report_rows(tmp_path / "r.jsonl").values()] == [
+        "unconfirmed"] * 2
+    assert describe_summary(summary) == (
+        "Transferred 0 B in 0 files; 2 unconfirmed (sent, no answer: the server may hold "
+        "them), 3 not attempted")
+
 
 # -- inputs -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("options", [[], ["--skip-existing"]], ids=["plain", "skip-existing"])
