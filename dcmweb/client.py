@@ -77,10 +77,32 @@ def _host_hint(host: str) -> str:
             "or a store name projects/P/locations/L/datasets/D/dicomStores/S")
 
 
-def _text(name: str, value: object) -> str:
+def _text(name: str, value: object, *, secret: bool = False) -> str:
     """A path or name argument; anything else would fail deep inside, unexplained."""
     if not isinstance(value, str):
-        raise UsageError(f"{name} must be a str, not {value!r}")
+        # A credential's value is never shown, not even a wrong one: only its type.
+        shown = f"a value of type {type(value).__name__}" if secret else repr(value)
+        raise UsageError(f"{name} must be a str, not {shown}")
+    return value
+
+
+def _optional_text(name: str, value: object, *, secret: bool = False) -> str | None:
+    return None if value is None else _text(name, value, secret=secret)
+
+
+def _texts(name: str, value: object) -> list[str]:
+    """Filters or fields: a lone str is one (iterated, it would be its characters)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (bytes, bytearray)) or not isinstance(value, Iterable):
+        raise UsageError(f"{name} must be a str or a list of str, not {value!r}")
+    return [_text(f"an item of {name}", item) for item in value]
+
+
+def _path(name: str, value: object, kind: str = "file") -> str | os.PathLike[str]:
+    """A file's or folder's path (a str or a Path)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise UsageError(f"{name} must be a {kind}'s path, not {value!r}")
     return value
 
 
@@ -113,7 +135,8 @@ class Client:
             # Never echoed: a header value may be a credential.
             raise UsageError("headers must be a dict of names and values, not a "
                              f"{type(headers).__name__}")
-        if any(name.strip().lower() == "accept" for name in (headers or {})):
+        if any(isinstance(name, str) and name.strip().lower() == "accept"
+               for name in (headers or {})):
             # Each call picks its own Accept (and parses the answer by it): a global one
             # would be silently overridden, or break every other call.
             raise UsageError("an Accept header cannot be set with -H",
@@ -125,8 +148,11 @@ class Client:
             retry=RetryPolicy(attempts=bounds.RETRIES.check("retries", retries) + 1,
                               base=bounds.BACKOFF.check("backoff", backoff)),
             # Per request, so that --ca-bundle wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE.
-            verify=check_ca_bundle(ca_bundle) if ca_bundle else True,
-            headers={check_header_name(name): check_header_value(value, f"the -H {name} value")
+            verify=check_ca_bundle(os.fspath(_path("ca_bundle", ca_bundle)))
+            if ca_bundle else True,
+            headers={check_header_name(_text("a header name", name)):
+                     check_header_value(_text(f"the header {name} value", value, secret=True),
+                                        f"the -H {name} value")
                      for name, value in (headers or {}).items()},
             pool_size=max(workers, 4),
             request_deadline=bounds.REQUEST_DEADLINE.check("request_deadline", request_deadline),
@@ -136,7 +162,8 @@ class Client:
             max_rate=None if max_rate is None else bounds.MAX_RATE.check("max_rate", max_rate),
         )
         hide_credential_headers(config.headers or {})
-        auth = choose_auth(self.base_url, token=token, user=user, google=google_auth)
+        auth = choose_auth(self.base_url, token=_optional_text("token", token, secret=True),
+                           user=_optional_text("user", user, secret=True), google=google_auth)
         self._http = Http(auth, config)
         self._closed = False
         self._host_probe: HostProbe | None = None  # made by the first failure (explain)
@@ -231,7 +258,7 @@ class Client:
             batch_size=bounds.BATCH_SIZE.check("batch_size", batch_size),
             batch_bytes=bounds.BATCH_BYTES.check("batch_bytes", batch_bytes),
             workers=self.workers if workers is None else bounds.WORKERS.check("workers", workers),
-            storage_class=storage_class, study_uid=study_uid)
+            storage_class=_optional_text("storage_class", storage_class), study_uid=study_uid)
 
     def iter_store_json(self, items: Iterable[JsonInstance], *, generate_uids: bool = False
                         ) -> Iterator[StoreResult]:
@@ -286,6 +313,8 @@ class Client:
         from .inputs import InputSpec, from_paths
 
         spec = inputs if isinstance(inputs, InputSpec) else from_paths(inputs)
+        journal = None if journal is None else _path("journal", journal)
+        report = None if report is None else _path("report", report)
         options = self._store_options(single_part, batch_size, batch_bytes, workers,
                                       storage_class, study_uid)
         bulk = BulkOptions(journal=journal, retry_failed=retry_failed,
@@ -320,14 +349,13 @@ class Client:
         if twice:  # which of the two the server (and the paging) obeyed was a guess
             raise UsageError(f"{twice.lower()} is given twice: as a search parameter "
                              f"({twice}=...) and as the {twice.lower()} option", "give it once")
-        query = Query(
-            [filters] if isinstance(filters, str) else filters,
-            [include] if isinstance(include, str) else include, fuzzy,
+        query = Query(_texts("filters", filters), _texts("include", include), fuzzy,
             None if limit is None else bounds.LIMIT.check("limit", limit),
             None if offset is None else bounds.OFFSET.check("offset", offset), raw)
         if page_size is not None:
             bounds.PAGE_SIZE.check("page_size", page_size)
-        return Searcher(self.http, self.base_url).iter_rows(path, query.params(), page_size)
+        return Searcher(self.http, self.base_url).iter_rows(_optional_text("path", path),
+                                                            query.params(), page_size)
 
     def search(self, path: str | None = "studies", params: ParamsLike = None,
                page_size: int | None = None, *, filters: str | Iterable[str] = (),
@@ -355,9 +383,9 @@ class Client:
         from .wadopath import parse_wado_path
 
         kind = parse_wado_path(None if path is None else _text("path", path)).kind
-        if not isinstance(output, (str, os.PathLike)):
-            raise UsageError(f"output must be a folder's path, not {output!r}")
-        out = Path(output)
+        out = Path(_path("output", output, "folder"))
+        part_type = _optional_text("part_type", part_type)
+        transfer_syntax = _optional_text("transfer_syntax", transfer_syntax)
         if render is not None and kind != "rendered":
             raise UsageError("rendering options apply to .../rendered paths")
         if single_part and kind != "dicom":
@@ -366,6 +394,8 @@ class Client:
             from .rendered import RenderOptions as Options
             from .rendered import save_rendered
 
+            if render is not None and not isinstance(render, Options):
+                raise UsageError(f"render must be a RenderOptions, not {render!r}")
             return save_rendered(self.http, self.base_url, str(path), out,
                                  render or Options(), self.workers)
         if kind == "frames":
@@ -404,7 +434,7 @@ class Client:
         streams in: its stored Part-10 bytes, or a pydicom Dataset with ``dataset=True``."""
         from .instances import as_dataset, iter_instance_bytes
 
-        for data in iter_instance_bytes(self.http, self.base_url, path):
+        for data in iter_instance_bytes(self.http, self.base_url, _text("path", path)):
             yield as_dataset(data) if dataset else data
 
     def retrieve_instance(self, path: str, *, dataset: bool = False) -> Any:
@@ -412,7 +442,7 @@ class Client:
         Part-10 bytes, or a pydicom Dataset with ``dataset=True``."""
         from .paths import parse_resource_path
 
-        if parse_resource_path(path).level != "instance":
+        if parse_resource_path(_text("path", path)).level != "instance":
             raise UsageError("retrieve_instance takes an instance path",
                              "studies/S/series/R/instances/I; use iter_instances for more")
         found = list(self.iter_instances(path, dataset=dataset))
@@ -457,13 +487,15 @@ class Client:
         """Frame number -> bytes for .../frames/1,3,5 (the stored bytes by default)."""
         from .frames import frames_bytes
 
-        return frames_bytes(self.http, self.base_url, path, part_type, transfer_syntax)
+        return frames_bytes(self.http, self.base_url, _text("path", path),
+                            _optional_text("part_type", part_type),
+                            _optional_text("transfer_syntax", transfer_syntax))
 
     def bulkdata(self, uri: str) -> bytes:
         """A bulk value by BulkDataURI (on HOST's server) or .../bulkdata/PATH."""
         from .bulkdata import bulk_bytes
 
-        return bulk_bytes(self.http, self.base_url, uri)
+        return bulk_bytes(self.http, self.base_url, _text("uri", uri))
 
     # delete ----------------------------------------------------------------
     def delete(self, path: str, *, timeout: float = 600.0, wait: bool = True) -> DeleteResult:
@@ -472,7 +504,7 @@ class Client:
         from .delete import Deleter
 
         timeout = bounds.TIMEOUT.check("timeout", timeout)
-        return Deleter(self.http, self.base_url, timeout, wait).delete(path)
+        return Deleter(self.http, self.base_url, timeout, wait).delete(_text("path", path))
 
     # long-running operations ---------------------------------------------------
     def operation(self, name: str) -> Operation:
