@@ -178,6 +178,13 @@ class Client:
                              "make a new Client, or call it inside its with block")
         return self._http
 
+    def _session(self) -> Http:
+        """:attr:`http` for a call that begins: the call counts its own outage (not
+        the time since an earlier call failed)."""
+        http = self.http
+        http.begin_call()
+        return http
+
     def close(self) -> None:
         """Close the connections (the Client is also a context manager); calls made
         afterwards raise UsageError."""
@@ -241,7 +248,7 @@ class Client:
         options = self._store_options(single_part, batch_size, batch_bytes, workers,
                                       storage_class, study_uid)
         files = (Path(path) for path in one_or_many(paths))
-        return iter_store(self.http, self.base_url, files, options)
+        return iter_store(self._session(), self.base_url, files, options)
 
     def _store_options(self, single_part: bool, batch_size: int, batch_bytes: int,
                        workers: int | None, storage_class: str | None,
@@ -268,7 +275,7 @@ class Client:
         result, and the others are still sent (:meth:`store_json` checks them first)."""
         from .jsonstore import iter_store_json
 
-        return iter_store_json(self.http, self.base_url, items, generate_uids)
+        return iter_store_json(self._session(), self.base_url, items, generate_uids)
 
     def store_json(self, items: PairsLike, *, generate_uids: bool = False
                    ) -> list[StoreResult]:
@@ -320,7 +327,7 @@ class Client:
         bulk = BulkOptions(journal=journal, retry_failed=retry_failed,
                            skip_existing=skip_existing, dry_run=dry_run,
                            on_conflict=on_conflict)  # type: ignore[arg-type]
-        return BulkStore(self.http, self.base_url, spec, options, bulk,
+        return BulkStore(self._session(), self.base_url, spec, options, bulk,
                          report=report, on_outcome=on_outcome).run()
 
     # search ----------------------------------------------------------------
@@ -354,7 +361,7 @@ class Client:
             None if offset is None else bounds.OFFSET.check("offset", offset), raw)
         if page_size is not None:
             bounds.PAGE_SIZE.check("page_size", page_size)
-        return Searcher(self.http, self.base_url).iter_rows(_optional_text("path", path),
+        return Searcher(self._session(), self.base_url).iter_rows(_optional_text("path", path),
                                                             query.params(), page_size)
 
     def search(self, path: str | None = "studies", params: ParamsLike = None,
@@ -396,17 +403,17 @@ class Client:
 
             if render is not None and not isinstance(render, Options):
                 raise UsageError(f"render must be a RenderOptions, not {render!r}")
-            return save_rendered(self.http, self.base_url, str(path), out,
+            return save_rendered(self._session(), self.base_url, str(path), out,
                                  render or Options(), self.workers)
         if kind == "frames":
             from .frames import save_frames
 
-            return save_frames(self.http, self.base_url, str(path), out, part_type,
+            return save_frames(self._session(), self.base_url, str(path), out, part_type,
                                transfer_syntax)
         if kind == "bulkdata":
             from .bulkdata import save_bulk
 
-            return iter([save_bulk(self.http, self.base_url, str(path), out)])
+            return iter([save_bulk(self._session(), self.base_url, str(path), out)])
         if kind == "metadata":
             raise UsageError("metadata is not written as files here",
                              "use Client.metadata() (the CLI prints it)")
@@ -416,7 +423,7 @@ class Client:
             if part_type:
                 raise UsageError("give --type or --transfer-syntax, not both")
             part_type = f"application/dicom; transfer-syntax={transfer_syntax}"
-        return iter_retrieve(self.http, self.base_url, path, output, part_type=part_type,
+        return iter_retrieve(self._session(), self.base_url, path, output, part_type=part_type,
                              workers=self.workers, single_part=single_part)
 
     def retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".", *,
@@ -434,7 +441,7 @@ class Client:
         streams in: its stored Part-10 bytes, or a pydicom Dataset with ``dataset=True``."""
         from .instances import as_dataset, iter_instance_bytes
 
-        for data in iter_instance_bytes(self.http, self.base_url, _text("path", path)):
+        for data in iter_instance_bytes(self._session(), self.base_url, _text("path", path)):
             yield as_dataset(data) if dataset else data
 
     def retrieve_instance(self, path: str, *, dataset: bool = False) -> Any:
@@ -460,7 +467,7 @@ class Client:
         first and last bytes show a complete array of objects."""
         from .metadata import fetch_metadata
 
-        return fetch_metadata(self.http, self.base_url, _text("path", path), fmt, parse=parse)
+        return fetch_metadata(self._session(), self.base_url, _text("path", path), fmt, parse=parse)
 
     def metadata(self, path: str, *, datasets: bool = False) -> list[Any]:
         """DICOM JSON rows (one per instance), or pydicom Datasets with ``datasets=True``
@@ -480,14 +487,14 @@ class Client:
         if target.resource.level != "instance" or len(target.frames) > 1:
             raise UsageError("Client.rendered renders one instance or frame",
                              "write several with Client.retrieve(PATH/rendered, OUTPUT)")
-        return render(self.http, self.base_url, target, options)
+        return render(self._session(), self.base_url, target, options)
 
     def frames(self, path: str, *, part_type: str | None = None,
                transfer_syntax: str | None = None) -> dict[int, bytes]:
         """Frame number -> bytes for .../frames/1,3,5 (the stored bytes by default)."""
         from .frames import frames_bytes
 
-        return frames_bytes(self.http, self.base_url, _text("path", path),
+        return frames_bytes(self._session(), self.base_url, _text("path", path),
                             _optional_text("part_type", part_type),
                             _optional_text("transfer_syntax", transfer_syntax))
 
@@ -495,7 +502,7 @@ class Client:
         """A bulk value by BulkDataURI (on HOST's server) or .../bulkdata/PATH."""
         from .bulkdata import bulk_bytes
 
-        return bulk_bytes(self.http, self.base_url, _text("uri", uri))
+        return bulk_bytes(self._session(), self.base_url, _text("uri", uri))
 
     # delete ----------------------------------------------------------------
     def delete(self, path: str, *, timeout: float = 600.0, wait: bool = True) -> DeleteResult:
@@ -504,19 +511,19 @@ class Client:
         from .delete import Deleter
 
         timeout = bounds.TIMEOUT.check("timeout", timeout)
-        return Deleter(self.http, self.base_url, timeout, wait).delete(_text("path", path))
+        return Deleter(self._session(), self.base_url, timeout, wait).delete(_text("path", path))
 
     # long-running operations ---------------------------------------------------
     def operation(self, name: str) -> Operation:
         """Google's operation NAME (or its ID, the dataset taken from HOST), as it is now."""
         from .operations import get_operation
 
-        return get_operation(self.http, self.base_url, _text("name", name))
+        return get_operation(self._session(), self.base_url, _text("name", name))
 
     def wait_operation(self, name: str, *, timeout: float = 600.0) -> Operation:
         """Wait until the operation is done; raise if it failed (an error, or failed
         instances counted) or is still running after ``timeout`` seconds."""
         from .operations import wait_operation
 
-        return wait_operation(self.http, self.base_url, _text("name", name),
+        return wait_operation(self._session(), self.base_url, _text("name", name),
                               bounds.TIMEOUT.check("timeout", timeout))
