@@ -85,4 +85,5 @@ LIMIT = Whole(1)
 OFFSET = Whole(0)
 PAGE_SIZE = Whole(1)
 TIMEOUT = Number(1)  # delete and operations wait
+QUALITY = Whole(1, 100)  # rendered JPEG
 PROGRESS_EVERY = Number(0)

@@ -282,7 +282,7 @@ RETRIEVE_FORMATS = ("json", "xml", "jpeg", "png", "gif")
 @click.option("--viewport", metavar="W,H", help="rendered: image size in pixels.")
 @click.option("--window", metavar="C,W[,FN]",
               help="rendered: window center and width [, linear|linear-exact|sigmoid].")
-@click.option("--quality", type=click.IntRange(1, 100), metavar="Q",
+@click.option("--quality", type=bounded(bounds.QUALITY), metavar="Q",
               help="rendered: JPEG quality, 1-100.")
 @click.option("--dry-run", is_flag=True,
               help="Print the file each instance would be written to (found with a search) "

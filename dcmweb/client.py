@@ -77,10 +77,32 @@ def _host_hint(host: str) -> str:
             "or a store name projects/P/locations/L/datasets/D/dicomStores/S")
 
 
-def _text(name: str, value: object) -> str:
+def _text(name: str, value: object, *, secret: bool = False) -> str:
     """A path or name argument; anything else would fail deep inside, unexplained."""
     if not isinstance(value, str):
-        raise UsageError(f"{name} must be a str, not {value!r}")
+        # A credential's value is never shown, not even a wrong one: only its type.
+        shown = f"a value of type {type(value).__name__}" if secret else repr(value)
+        raise UsageError(f"{name} must be a str, not {shown}")
+    return value
+
+
+def _optional_text(name: str, value: object, *, secret: bool = False) -> str | None:
+    return None if value is None else _text(name, value, secret=secret)
+
+
+def _texts(name: str, value: object) -> list[str]:
+    """Filters or fields: a lone str is one (iterated, it would be its characters)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (bytes, bytearray)) or not isinstance(value, Iterable):
+        raise UsageError(f"{name} must be a str or a list of str, not {value!r}")
+    return [_text(f"an item of {name}", item) for item in value]
+
+
+def _path(name: str, value: object, kind: str = "file") -> str | os.PathLike[str]:
+    """A file's or folder's path (a str or a Path)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise UsageError(f"{name} must be a {kind}'s path, not {value!r}")
     return value
 
 
@@ -113,7 +135,8 @@ class Client:
             # Never echoed: a header value may be a credential.
             raise UsageError("headers must be a dict of names and values, not a "
                              f"{type(headers).__name__}")
-        if any(name.strip().lower() == "accept" for name in (headers or {})):
+        if any(isinstance(name, str) and name.strip().lower() == "accept"
+               for name in (headers or {})):
             # Each call picks its own Accept (and parses the answer by it): a global one
             # would be silently overridden, or break every other call.
             raise UsageError("an Accept header cannot be set with -H",
@@ -125,8 +148,11 @@ class Client:
             retry=RetryPolicy(attempts=bounds.RETRIES.check("retries", retries) + 1,
                               base=bounds.BACKOFF.check("backoff", backoff)),
             # Per request, so that --ca-bundle wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE.
-            verify=check_ca_bundle(ca_bundle) if ca_bundle else True,
-            headers={check_header_name(name): check_header_value(value, f"the -H {name} value")
+            verify=check_ca_bundle(os.fspath(_path("ca_bundle", ca_bundle)))
+            if ca_bundle else True,
+            headers={check_header_name(_text("a header name", name)):
+                     check_header_value(_text(f"the header {name} value", value, secret=True),
+                                        f"the -H {name} value")
                      for name, value in (headers or {}).items()},
             pool_size=max(workers, 4),
             request_deadline=bounds.REQUEST_DEADLINE.check("request_deadline", request_deadline),
@@ -136,7 +162,8 @@ class Client:
             max_rate=None if max_rate is None else bounds.MAX_RATE.check("max_rate", max_rate),
         )
         hide_credential_headers(config.headers or {})
-        auth = choose_auth(self.base_url, token=token, user=user, google=google_auth)
+        auth = choose_auth(self.base_url, token=_optional_text("token", token, secret=True),
+                           user=_optional_text("user", user, secret=True), google=google_auth)
         self._http = Http(auth, config)
         self._closed = False
         self._host_probe: HostProbe | None = None  # made by the first failure (explain)
@@ -150,6 +177,13 @@ class Client:
             raise UsageError("the client is closed",
                              "make a new Client, or call it inside its with block")
         return self._http
+
+    def _session(self) -> Http:
+        """:attr:`http` for a call that begins: the call counts its own outage (not
+        the time since an earlier call failed)."""
+        http = self.http
+        http.begin_call()
+        return http
 
     def close(self) -> None:
         """Close the connections (the Client is also a context manager); calls made
@@ -214,7 +248,7 @@ class Client:
         options = self._store_options(single_part, batch_size, batch_bytes, workers,
                                       storage_class, study_uid)
         files = (Path(path) for path in one_or_many(paths))
-        return iter_store(self.http, self.base_url, files, options)
+        return iter_store(self._session(), self.base_url, files, options)
 
     def _store_options(self, single_part: bool, batch_size: int, batch_bytes: int,
                        workers: int | None, storage_class: str | None,
@@ -231,7 +265,7 @@ class Client:
             batch_size=bounds.BATCH_SIZE.check("batch_size", batch_size),
             batch_bytes=bounds.BATCH_BYTES.check("batch_bytes", batch_bytes),
             workers=self.workers if workers is None else bounds.WORKERS.check("workers", workers),
-            storage_class=storage_class, study_uid=study_uid)
+            storage_class=_optional_text("storage_class", storage_class), study_uid=study_uid)
 
     def iter_store_json(self, items: Iterable[JsonInstance], *, generate_uids: bool = False
                         ) -> Iterator[StoreResult]:
@@ -241,7 +275,7 @@ class Client:
         result, and the others are still sent (:meth:`store_json` checks them first)."""
         from .jsonstore import iter_store_json
 
-        return iter_store_json(self.http, self.base_url, items, generate_uids)
+        return iter_store_json(self._session(), self.base_url, items, generate_uids)
 
     def store_json(self, items: PairsLike, *, generate_uids: bool = False
                    ) -> list[StoreResult]:
@@ -286,12 +320,14 @@ class Client:
         from .inputs import InputSpec, from_paths
 
         spec = inputs if isinstance(inputs, InputSpec) else from_paths(inputs)
+        journal = None if journal is None else _path("journal", journal)
+        report = None if report is None else _path("report", report)
         options = self._store_options(single_part, batch_size, batch_bytes, workers,
                                       storage_class, study_uid)
         bulk = BulkOptions(journal=journal, retry_failed=retry_failed,
                            skip_existing=skip_existing, dry_run=dry_run,
                            on_conflict=on_conflict)  # type: ignore[arg-type]
-        return BulkStore(self.http, self.base_url, spec, options, bulk,
+        return BulkStore(self._session(), self.base_url, spec, options, bulk,
                          report=report, on_outcome=on_outcome).run()
 
     # search ----------------------------------------------------------------
@@ -320,14 +356,13 @@ class Client:
         if twice:  # which of the two the server (and the paging) obeyed was a guess
             raise UsageError(f"{twice.lower()} is given twice: as a search parameter "
                              f"({twice}=...) and as the {twice.lower()} option", "give it once")
-        query = Query(
-            [filters] if isinstance(filters, str) else filters,
-            [include] if isinstance(include, str) else include, fuzzy,
+        query = Query(_texts("filters", filters), _texts("include", include), fuzzy,
             None if limit is None else bounds.LIMIT.check("limit", limit),
             None if offset is None else bounds.OFFSET.check("offset", offset), raw)
         if page_size is not None:
             bounds.PAGE_SIZE.check("page_size", page_size)
-        return Searcher(self.http, self.base_url).iter_rows(path, query.params(), page_size)
+        return Searcher(self._session(), self.base_url).iter_rows(_optional_text("path", path),
+                                                            query.params(), page_size)
 
     def search(self, path: str | None = "studies", params: ParamsLike = None,
                page_size: int | None = None, *, filters: str | Iterable[str] = (),
@@ -355,9 +390,9 @@ class Client:
         from .wadopath import parse_wado_path
 
         kind = parse_wado_path(None if path is None else _text("path", path)).kind
-        if not isinstance(output, (str, os.PathLike)):
-            raise UsageError(f"output must be a folder's path, not {output!r}")
-        out = Path(output)
+        out = Path(_path("output", output, "folder"))
+        part_type = _optional_text("part_type", part_type)
+        transfer_syntax = _optional_text("transfer_syntax", transfer_syntax)
         if render is not None and kind != "rendered":
             raise UsageError("rendering options apply to .../rendered paths")
         if single_part and kind != "dicom":
@@ -366,17 +401,19 @@ class Client:
             from .rendered import RenderOptions as Options
             from .rendered import save_rendered
 
-            return save_rendered(self.http, self.base_url, str(path), out,
+            if render is not None and not isinstance(render, Options):
+                raise UsageError(f"render must be a RenderOptions, not {render!r}")
+            return save_rendered(self._session(), self.base_url, str(path), out,
                                  render or Options(), self.workers)
         if kind == "frames":
             from .frames import save_frames
 
-            return save_frames(self.http, self.base_url, str(path), out, part_type,
+            return save_frames(self._session(), self.base_url, str(path), out, part_type,
                                transfer_syntax)
         if kind == "bulkdata":
             from .bulkdata import save_bulk
 
-            return iter([save_bulk(self.http, self.base_url, str(path), out)])
+            return iter([save_bulk(self._session(), self.base_url, str(path), out)])
         if kind == "metadata":
             raise UsageError("metadata is not written as files here",
                              "use Client.metadata() (the CLI prints it)")
@@ -386,7 +423,7 @@ class Client:
             if part_type:
                 raise UsageError("give --type or --transfer-syntax, not both")
             part_type = f"application/dicom; transfer-syntax={transfer_syntax}"
-        return iter_retrieve(self.http, self.base_url, path, output, part_type=part_type,
+        return iter_retrieve(self._session(), self.base_url, path, output, part_type=part_type,
                              workers=self.workers, single_part=single_part)
 
     def retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".", *,
@@ -404,7 +441,7 @@ class Client:
         streams in: its stored Part-10 bytes, or a pydicom Dataset with ``dataset=True``."""
         from .instances import as_dataset, iter_instance_bytes
 
-        for data in iter_instance_bytes(self.http, self.base_url, path):
+        for data in iter_instance_bytes(self._session(), self.base_url, _text("path", path)):
             yield as_dataset(data) if dataset else data
 
     def retrieve_instance(self, path: str, *, dataset: bool = False) -> Any:
@@ -412,7 +449,7 @@ class Client:
         Part-10 bytes, or a pydicom Dataset with ``dataset=True``."""
         from .paths import parse_resource_path
 
-        if parse_resource_path(path).level != "instance":
+        if parse_resource_path(_text("path", path)).level != "instance":
             raise UsageError("retrieve_instance takes an instance path",
                              "studies/S/series/R/instances/I; use iter_instances for more")
         found = list(self.iter_instances(path, dataset=dataset))
@@ -430,7 +467,7 @@ class Client:
         first and last bytes show a complete array of objects."""
         from .metadata import fetch_metadata
 
-        return fetch_metadata(self.http, self.base_url, _text("path", path), fmt, parse=parse)
+        return fetch_metadata(self._session(), self.base_url, _text("path", path), fmt, parse=parse)
 
     def metadata(self, path: str, *, datasets: bool = False) -> list[Any]:
         """DICOM JSON rows (one per instance), or pydicom Datasets with ``datasets=True``
@@ -450,20 +487,22 @@ class Client:
         if target.resource.level != "instance" or len(target.frames) > 1:
             raise UsageError("Client.rendered renders one instance or frame",
                              "write several with Client.retrieve(PATH/rendered, OUTPUT)")
-        return render(self.http, self.base_url, target, options)
+        return render(self._session(), self.base_url, target, options)
 
     def frames(self, path: str, *, part_type: str | None = None,
                transfer_syntax: str | None = None) -> dict[int, bytes]:
         """Frame number -> bytes for .../frames/1,3,5 (the stored bytes by default)."""
         from .frames import frames_bytes
 
-        return frames_bytes(self.http, self.base_url, path, part_type, transfer_syntax)
+        return frames_bytes(self._session(), self.base_url, _text("path", path),
+                            _optional_text("part_type", part_type),
+                            _optional_text("transfer_syntax", transfer_syntax))
 
     def bulkdata(self, uri: str) -> bytes:
         """A bulk value by BulkDataURI (on HOST's server) or .../bulkdata/PATH."""
         from .bulkdata import bulk_bytes
 
-        return bulk_bytes(self.http, self.base_url, uri)
+        return bulk_bytes(self._session(), self.base_url, _text("uri", uri))
 
     # delete ----------------------------------------------------------------
     def delete(self, path: str, *, timeout: float = 600.0, wait: bool = True) -> DeleteResult:
@@ -472,19 +511,19 @@ class Client:
         from .delete import Deleter
 
         timeout = bounds.TIMEOUT.check("timeout", timeout)
-        return Deleter(self.http, self.base_url, timeout, wait).delete(path)
+        return Deleter(self._session(), self.base_url, timeout, wait).delete(_text("path", path))
 
     # long-running operations ---------------------------------------------------
     def operation(self, name: str) -> Operation:
         """Google's operation NAME (or its ID, the dataset taken from HOST), as it is now."""
         from .operations import get_operation
 
-        return get_operation(self.http, self.base_url, _text("name", name))
+        return get_operation(self._session(), self.base_url, _text("name", name))
 
     def wait_operation(self, name: str, *, timeout: float = 600.0) -> Operation:
         """Wait until the operation is done; raise if it failed (an error, or failed
         instances counted) or is still running after ``timeout`` seconds."""
         from .operations import wait_operation
 
-        return wait_operation(self.http, self.base_url, _text("name", name),
+        return wait_operation(self._session(), self.base_url, _text("name", name),
                               bounds.TIMEOUT.check("timeout", timeout))

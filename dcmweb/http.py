@@ -322,6 +322,10 @@ class Http:
         self.gate.cancel()
         self.transport.close()
 
+    def begin_call(self) -> None:
+        """A library call starts: it counts its own outage (see Gate.new_call)."""
+        self.gate.new_call()
+
     def outage_note(self) -> str | None:
         """Why to give up once the server has been unavailable for ``outage_limit``
         seconds in a row; None while the outage may still be waited out."""
@@ -410,9 +414,9 @@ class _Exchange:
             except Cancelled:
                 raise UnavailableError("cancelled") from None
             if sent_at is None:
-                raise UnavailableError(
-                    f"{self.what} failed: {self._last_problem} ({self._deadline_note()})",
-                    UNAVAILABLE_HINT)
+                problem = f"{self._last_problem} (" if self.attempt else "not sent ("
+                raise UnavailableError(f"{self.what} failed: {problem}{self._deadline_note()})",
+                                       UNAVAILABLE_HINT)
             self.attempt += 1
             try:
                 response = self._send()
@@ -605,11 +609,14 @@ class _Exchange:
         self.gate.leave(outcome, sent_at, retry_after)
         if own:
             self.own_failures += 1
-        note = (f"after {self.attempt} attempts"
+        note = (f"after {_attempts(self.attempt)}"
                 if own and self.own_failures >= self.config.retry.attempts
                 else self.http.outage_note())
-        if note is None and now + (retry_after or 0.0) >= self.deadline:
+        if note is None and now >= self.deadline:
             note = self._deadline_note()
+        elif note is None and retry_after is not None and now + retry_after >= self.deadline:
+            note = (f"the server asks to wait {retry_after:.0f} s (Retry-After), past the "
+                    "request deadline")
         if note is not None:
             if response is not None:
                 raise error_for_response(response, self.what, self.attempt, note)
@@ -628,5 +635,17 @@ class _Exchange:
         self.http.sleep(seconds)
 
     def _deadline_note(self) -> str:
-        return (f"gave up after {time.monotonic() - self.started:.0f} s and {self.attempt}"
-                f" attempts: the request deadline")
+        elapsed = time.monotonic() - self.started
+        if self.attempt:
+            return (f"gave up after {elapsed:.0f} s and {_attempts(self.attempt)}: the request"
+                    " deadline")
+        # Never sent: the deadline came (or would come) while it waited for its turn.
+        left, asked = self.gate.wait_left()
+        if left:
+            why = "the server asked to wait (Retry-After)" if asked else "the shared backoff"
+            return f"{why} for {left:.0f} s more, past the request deadline"
+        return f"waited {elapsed:.0f} s for a free slot: the request deadline"
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" if count == 1 else f"{count} attempts"

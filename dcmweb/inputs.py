@@ -357,7 +357,17 @@ PathsLike = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 def one_or_many(paths: PathsLike) -> Iterable[str | os.PathLike[str]]:
     """What a library caller passes as paths: a lone path is one (iterating a str would
     take each character for a path: '.' and '/' walk whole trees)."""
-    return (paths,) if isinstance(paths, (str, os.PathLike)) else paths
+    if isinstance(paths, (str, os.PathLike)):
+        return (paths,)
+    if isinstance(paths, (bytes, bytearray)) or not isinstance(paths, Iterable):
+        raise UsageError(f"paths must be a path or a list of paths, not {paths!r}")
+    return (_one_path(path) for path in paths)
+
+
+def _one_path(path: object) -> str | os.PathLike[str]:
+    if not isinstance(path, (str, os.PathLike)):
+        raise UsageError(f"each of the paths must be a str or a Path, not {path!r}")
+    return path
 
 
 def as_masks(paths: PathsLike) -> tuple[str, ...]:

@@ -64,8 +64,8 @@ def json_pairs(items: PairsLike) -> list[JsonInstance]:
     take each file name, then each of its characters, for a pair)."""
     if isinstance(items, JsonInstance):
         return [items]
-    if _is_pair(items):
-        return [_pair(items)]
+    if _is_pair(items) or isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        return [_pair(items)]  # one pair, or what is not one: refused there, named
     return [_pair(item) for item in items]
 
 

@@ -18,12 +18,16 @@ from typing import TYPE_CHECKING, Any
 from .body import NotAJsonNumber, loads
 from .errors import ServerError, UsageError
 from .http import Http, read_limited
+from .multipart import parse_content_type
 from .record import field, record
+from .unexpected import describe_body, not_dicomweb
 from .wado import answer_parts, asking_again, framed, get
 from .wadopath import parse_wado_path
 
 if TYPE_CHECKING:
     from pydicom import Dataset
+
+    from .transport import Response
 
 JSON_TYPE = "application/dicom+json"
 XML_PART = "application/dicom+xml"
@@ -89,7 +93,7 @@ def _fetch_json(http: Http, url: str, what: str, parse: bool) -> Metadata:
         complete = framed(response)
     if not parse and complete and _looks_whole(raw):
         return Metadata(raw if raw.endswith(b"\n") else raw + b"\n")
-    return _json(raw, what)
+    return _json(raw, what, response)
 
 
 def _fetch_xml(http: Http, url: str, what: str) -> Metadata:
@@ -111,7 +115,7 @@ def _looks_whole(raw: bytes) -> bool:
                 and raw.count(b"[") == raw.count(b"]") and raw.count(b"{") == raw.count(b"}"))
 
 
-def _json(raw: bytes, what: str) -> Metadata:
+def _json(raw: bytes, what: str, response: Response) -> Metadata:
     try:
         rows = loads(raw)
     except NotAJsonNumber as exc:
@@ -120,7 +124,12 @@ def _json(raw: bytes, what: str) -> Metadata:
         raise ServerError(f"{what}: the server's JSON answer is nested too deeply",
                           "check HOST") from None
     except ValueError:
-        raise ServerError(f"{what}: the server's answer is not JSON") from None
+        content_type = response.headers.get("Content-Type", "")
+        if not parse_content_type(content_type)[0].endswith("json"):
+            # A login page with 200: said as the XML path says it, naming HOST.
+            raise not_dicomweb(what, response.status_code, describe_body(content_type, raw),
+                               JSON_TYPE) from None
+        raise ServerError(f"{what}: the server's answer is not JSON") from None  # cut off
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise ServerError(f"{what}: expected a JSON array of objects")
     return Metadata(raw if raw.endswith(b"\n") else raw + b"\n", rows=rows)

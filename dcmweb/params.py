@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .errors import UsageError
@@ -26,13 +26,17 @@ def to_pairs(params: ParamsLike) -> list[tuple[str, str]]:
             for one in item if isinstance(item, (list, tuple)) else [item]:
                 pairs.append((str(key), _text(key, one)))
         return pairs
+    if isinstance(params, (bytes, bytearray)) or not isinstance(params, Iterable):
+        raise UsageError(f"search params must be {_SHAPES}, not {params!r}")
     pairs = []
     for pair in params:
-        if isinstance(pair, (str, bytes)) or len(pair) != 2:
-            raise TypeError("search params must be a dict, a list of (key, value) pairs or "
-                            f"a query string; got the item {pair!r}")
+        if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise UsageError(f"search params must be {_SHAPES}; got the item {pair!r}")
         pairs.append((str(pair[0]), _text(pair[0], pair[1])))
     return pairs
+
+
+_SHAPES = "a dict, a list of (key, value) pairs or a query string"
 
 
 def _text(key: object, value: Any) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
+from . import bounds
 from .errors import NotFoundError, ServerError, UsageError
 from .http import Http
 from .parallel import run_bounded
@@ -39,7 +40,7 @@ class RenderOptions:
     quality: int | None = None  # 1-100 (JPEG)
 
     def accept(self) -> str:
-        if self.format not in TYPES:
+        if not isinstance(self.format, str) or self.format not in TYPES:
             raise UsageError(f"invalid rendered format {self.format!r}", "png, jpeg or gif")
         return TYPES[self.format]
 
@@ -47,14 +48,14 @@ class RenderOptions:
         """The query string, checked: a typo becomes a usage error, not a server 400."""
         params = []
         if self.viewport is not None:
-            sizes = self.viewport.split(",")
+            sizes = self.viewport.split(",") if isinstance(self.viewport, str) else []
             if len(sizes) != 2 or not all(s.isdigit() and 0 < int(s) <= MAX_VIEWPORT
                                           for s in sizes):
                 raise UsageError(f"invalid viewport {self.viewport!r}",
                                  f"write WIDTH,HEIGHT in pixels, each 1-{MAX_VIEWPORT}")
             params.append(("viewport", self.viewport))
         if self.window is not None:
-            parts = self.window.split(",")
+            parts = self.window.split(",") if isinstance(self.window, str) else []
             number = r"-?[0-9]+(\.[0-9]+)?"
             if len(parts) not in (2, 3) or not all(re.fullmatch(number, p) for p in parts[:2]) \
                     or (len(parts) == 3 and parts[2] not in _WINDOW_FUNCTIONS):
@@ -62,9 +63,7 @@ class RenderOptions:
                                  "write CENTER,WIDTH[,linear|linear-exact|sigmoid]")
             params.append(("window", self.window if len(parts) == 3 else self.window + ",linear"))
         if self.quality is not None:
-            if not 1 <= self.quality <= 100:
-                raise UsageError(f"invalid quality {self.quality}", "1 to 100")
-            params.append(("quality", str(self.quality)))
+            params.append(("quality", str(bounds.QUALITY.check("quality", self.quality))))
         return urlencode(params, safe=",")
 
 

@@ -6,12 +6,21 @@ its threads: folders are made once, the free space is looked at every few MiB wr
 (not per file), temporary names need no random bytes, and files are written with plain
 ``os.write``. A thousand thumbnails thus cost four system calls each (open, write, close,
 rename) instead of ten; with four threads every call is also a hand-over of the GIL.
+
+A run that is killed (SIGKILL, the OOM killer, a power cut) leaves its temporary files
+behind. Their names say who wrote them: ``.dcmweb-SPACE-PID-TAG-N.part``, SPACE being
+where that PID names one process (this boot of this machine, its PID namespace). The
+first time a run writes in a folder it removes the temporary files of its own SPACE whose
+PID is not alive: a live writer's never (its PID is alive), another machine's or
+container's never (another SPACE, where this one cannot tell). Where SPACE cannot be known
+(not Linux), nothing is removed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -32,9 +41,75 @@ SPACE_CHECK_BYTES = 8 * CHUNK  # written between two looks at the free space
 
 Chunk = bytes | bytearray | memoryview
 # Temporary names: unique within this process by the counter, across processes (two
-# runs into one folder) by the tag; O_EXCL settles what is left.
+# runs into one folder) by the PID and tag; O_EXCL settles what is left.
 _TAG = os.urandom(4).hex()
 _NUMBERS = itertools.count()
+_PREFIX = ".dcmweb-"
+_SUFFIX = ".part"
+
+log = logging.getLogger("dcmweb")
+
+
+def _read_pid_space() -> str | None:
+    """Where a PID names one process: this boot of this machine (the kernel's random
+    boot ID: unlike a host name or a machine ID, never shared by two machines, even cloned
+    ones) and this PID namespace (containers). None where they cannot be read."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+            boot = file.read().strip().replace("-", "")
+        namespace = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except (OSError, ValueError):
+        return None
+    inode = namespace.partition("[")[2].rstrip("]")
+    if len(boot) != 32 or not boot.isalnum() or not inode.isdigit():
+        return None
+    return f"{boot[:16]}.{inode}"
+
+
+_PID_SPACE = _read_pid_space()
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this PID exists here (another user's counts: EPERM)."""
+    if pid == os.getpid():
+        return True  # another Saver of this process (library calls in threads)
+    try:
+        os.kill(pid, 0)  # signal 0: nothing is sent, only the check is made
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_parts(folder: Path) -> int:
+    """Remove the temporary files in ``folder`` that a dead run of this PID space left
+    (see the module's docstring); how many were removed."""
+    if _PID_SPACE is None:
+        return 0
+    mine = f"{_PREFIX}{_PID_SPACE}-"
+    removed = 0
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith(mine) and name.endswith(_SUFFIX)):
+                continue
+            pid = name[len(mine):].split("-", 1)[0]
+            # pid 0 would be kill()'s "every process in my group": digits and > 0 only
+            if not (pid.isdigit() and pid.isascii()) or int(pid) <= 0 or _alive(int(pid)):
+                continue
+            with contextlib.suppress(FileNotFoundError):  # another run removed it first
+                os.unlink(entry.path)
+                removed += 1
+    if removed:
+        log.info("removed %d temporary file%s left in %s by a run that was killed",
+                 removed, "" if removed == 1 else "s", folder)
+    return removed
+
+
+def temp_name(number: int) -> str:
+    """The name of this process's temporary file ``number``."""
+    return f"{_PREFIX}{_PID_SPACE or 'unknown'}-{os.getpid()}-{_TAG}-{number}{_SUFFIX}"
 
 
 class DiskSpace:
@@ -101,6 +176,7 @@ class Saver:
         if path not in self._folders:
             with writing(path):
                 path.mkdir(parents=True, exist_ok=True)
+            remove_stale_parts(path)  # once per folder and run: a listing, not per file
             self._folders.add(path)
 
     def create(self, folder: Path) -> tuple[int, str]:
@@ -114,7 +190,7 @@ class Saver:
             if self._space is None:
                 self._space = DiskSpace(folder)  # a nearly full disk: refused at once
             while True:
-                temp = os.path.join(folder, f".dcmweb-{_TAG}-{next(_NUMBERS)}.part")
+                temp = os.path.join(folder, temp_name(next(_NUMBERS)))
                 try:
                     handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
                 except FileExistsError:  # a name left by another run: take the next

@@ -98,7 +98,9 @@ class Gate:
         self._cond = threading.Condition()
         self._cancelled = False
         self._in_flight = 0
+        self._waiting = 0  # threads in enter(), waiting for their turn
         self._resume_at = 0.0  # shared backoff / Retry-After: nobody sends before this
+        self._asked_until = 0.0  # the part of _resume_at the server asked for (Retry-After)
         self._next_token = 0.0  # token bucket: the next send time allowed by max_rate
         self._failures = 0  # consecutive failure waves, for the backoff exponent
         self._wave_started = float("-inf")
@@ -106,6 +108,7 @@ class Gate:
         self._last_change = float("-inf")
         self._successes = 0
         self._down_since: float | None = None
+        self._last_failed = 0.0  # when the latest failure came back
         self.last_ok = float("-inf")
         self._accepted: deque[float] = deque()  # when recent 2xx answers came back
         self._first_sent: float | None = None
@@ -117,23 +120,56 @@ class Gate:
         """Wait for a slot, the shared backoff and a rate token; the send time, or None
         when ``deadline`` comes first. Raises :class:`Cancelled` after :meth:`cancel`."""
         with self._cond:
-            while True:
-                if self._cancelled:
-                    raise Cancelled()
-                now = self._clock()
-                ready_at = max(self._resume_at, self._next_token)
-                if now >= deadline:
-                    return None
-                if now >= ready_at and self._in_flight < self.limit:
-                    self._in_flight += 1
-                    if self._first_sent is None:
-                        self._first_sent = now
-                    interval = self._interval()
-                    if interval:
-                        self._next_token = max(now, self._next_token) + interval
-                    return now
-                wake = deadline if self._in_flight >= self.limit else min(ready_at, deadline)
-                self._cond.wait(max(0.0, min(wake - now, 1.0)))
+            self._waiting += 1
+            try:
+                return self._enter(deadline)
+            finally:
+                self._waiting -= 1
+
+    def _enter(self, deadline: float) -> float | None:
+        while True:
+            if self._cancelled:
+                raise Cancelled()
+            now = self._clock()
+            ready_at = max(self._resume_at, self._next_token)
+            # A shared wait that ends past the deadline: waiting for it would only end
+            # in the same failure later (the wait is only ever lengthened meanwhile).
+            if now >= deadline or self._resume_at >= deadline:
+                return None
+            if now >= ready_at and self._in_flight < self.limit:
+                self._in_flight += 1
+                if self._first_sent is None:
+                    self._first_sent = now
+                interval = self._interval()
+                if interval:
+                    self._next_token = max(now, self._next_token) + interval
+                return now
+            wake = deadline if self._in_flight >= self.limit else min(ready_at, deadline)
+            self._cond.wait(max(0.0, min(wake - now, 1.0)))
+
+    def new_call(self) -> None:
+        """A library call begins: when no other request is in flight or waiting, an
+        outage seen by earlier calls is over for the clock (its time counted in the
+        stats up to its last failure) and the backoff starts again from its first step.
+        Else the time between calls, with nothing asked, would count as outage: a third
+        failing call gave up at once, reporting the three calls' time and the gaps. A
+        Retry-After the server sent still holds."""
+        with self._cond:
+            if self._in_flight or self._waiting:
+                return  # another call is under way: it shares the clock
+            if self._down_since is not None:
+                self.stats.unavailable_seconds += max(0.0, self._last_failed - self._down_since)
+                self._down_since = None
+            self._failures = 0
+            self._wave_started = float("-inf")
+            self._resume_at = self._asked_until
+
+    def wait_left(self) -> tuple[float, bool]:
+        """Seconds until requests may be sent again, and whether the server asked for
+        that wait (Retry-After) rather than the shared backoff."""
+        with self._cond:
+            now = self._clock()
+            return max(0.0, self._resume_at - now), self._asked_until >= self._resume_at > now
 
     def leave(self, outcome: Outcome, sent_at: float, retry_after: float | None = None) -> None:
         """Give the slot back and learn from the outcome."""
@@ -235,6 +271,7 @@ class Gate:
     def _server_failed(self, outcome: Outcome, sent_at: float, now: float,
                        retry_after: float | None) -> None:
         self._successes = 0
+        self._last_failed = now
         if self._down_since is None:
             self._down_since = sent_at
         if outcome in (Outcome.THROTTLED, Outcome.OVER_QUOTA):
@@ -245,7 +282,8 @@ class Gate:
                 self.limit = max(1, self.limit // 2)
                 self._last_cut = self._last_change = now
         if retry_after is not None:  # the server said when: no guessing
-            self._resume_at = max(self._resume_at, now + retry_after)
+            self._asked_until = max(self._asked_until, now + retry_after)
+            self._resume_at = max(self._resume_at, self._asked_until)
         elif sent_at >= self._wave_started:
             # Requests sent before the current wave began failed for the same reason: one
             # wave, one step up the backoff (eight workers failing together are one failure).

@@ -22,7 +22,7 @@ from .paths import ResourcePath
 from .record import record
 from .saving import CHUNK
 from .transport import Response, TransportError
-from .unexpected import HOST_HINT, describe_answer
+from .unexpected import describe_answer, not_dicomweb
 
 log = logging.getLogger("dcmweb")
 T = TypeVar("T")
@@ -108,10 +108,8 @@ def checked_answer(response: Response, what: str, asked: str) -> Answer:
     raises it (answer.py), for this and every other answer."""
     mime, params = parse_content_type(response.headers.get("Content-Type", ""))
     if mime != "multipart/related" and not fits(mime, asked):
-        raise ServerError(
-            f"{what}: the server answered HTTP {response.status_code} with "
-            f"{describe_answer(response)}, not DICOMweb data (multipart/related or "
-            f"{asked})", HOST_HINT, status=response.status_code)
+        raise not_dicomweb(what, response.status_code, describe_answer(response),
+                           f"multipart/related or {asked}")
     chunks = response.iter_content(CHUNK)  # cut off below the low-speed limit
     if mime != "multipart/related":
         return Answer(chunks, None, framed(response))

@@ -93,6 +93,30 @@ def test_a_sign_in_page_gets_one_probe_with_the_runs_credentials() -> None:
     assert seen[1].headers["Authorization"] == "Bearer tok"
 
 
+@pytest.mark.parametrize(("fmt", "expected"), [
+    ("json", "application/dicom+json"),  # was: "the server's answer is not JSON", no hint
+    ("xml", "multipart/related or application/dicom+xml")])
+def test_a_sign_in_page_for_metadata_names_host_in_either_format(fmt: str,
+                                                                  expected: str) -> None:
+    from dcmweb.unexpected import HOST_HINT
+
+    with Hostile() as fake:
+        fake.route("GET", "/portal/studies/1/metadata",
+                   lambda req: req.reply(200, PAGE, "text/html"))
+        fake.route("GET", "/portal/dicom-web/studies",
+                   lambda req: req.json(200, [], "application/dicom+json"))
+        result = dcmweb(fake.root_url + "/portal", "retrieve", "studies/1/metadata",
+                        "--format", fmt)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert lines(result.stderr) == [
+        'dcmweb: error: metadata studies/1/metadata: the server answered HTTP 200 with '
+        f'text/html (a web page titled "Sign in"), not DICOMweb data ({expected}) '
+        f"({HOST_HINT})",
+        "dcmweb: error: HOST looks like a path above the DICOMweb base; did you mean "
+        f"{fake.root_url}/portal/dicom-web?"]
+
+
 def test_a_probe_that_finds_no_dicomweb_adds_nothing() -> None:
     with Hostile() as fake:
         fake.route("GET", "/portal/studies", lambda req: req.reply(200, PAGE, "text/html"))

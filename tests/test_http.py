@@ -448,3 +448,51 @@ def test_parse_retry_after_future_date() -> None:
     value = email.utils.formatdate(time.time() + 30, usegmt=True)
     seconds = parse_retry_after(value)
     assert seconds is not None and 28 <= seconds <= 30
+
+
+# -- one Client, several calls: each counts its own outage -------------------------------------
+def outage_seconds(error: UnavailableError) -> float:
+    found = re.search(r"the server was unavailable for ([0-9]+) s, the outage limit", str(error))
+    assert found, str(error)
+    return float(found.group(1))
+
+
+def test_each_library_call_counts_its_own_outage(tmp_path: Path) -> None:
+    """The clock ran on between calls: the second and third failing calls gave up at their
+    first failure, reporting the time since the first call's (and the gaps between)."""
+    from dcmweb.testing import LocalServer
+
+    server = LocalServer(tmp_path / "store").start()
+    with Client(server.url, outage_limit=1, backoff=0.05, retries=20) as client:
+        assert client.search("instances") == []  # the server answered: refusals are a restart
+        server.stop()  # refused from now on
+        for _ in range(3):
+            started = time.monotonic()
+            with pytest.raises(UnavailableError) as caught:
+                client.search("instances")
+            elapsed = time.monotonic() - started
+            assert "connection refused" in str(caught.value)
+            assert elapsed >= 1.0  # it waited its own outage out
+            assert outage_seconds(caught.value) <= elapsed + 0.5  # its own, not the sum
+            time.sleep(1.5)  # nothing asked: no outage to count
+
+
+def test_a_retry_after_past_the_deadline_is_said_so_and_holds_for_the_next_call(
+        local_server) -> None:
+    """Was: "gave up after 0 s and 1 attempts", then the next call waited its whole
+    deadline in the shared wait and said "no answer (gave up after 2 s and 0 attempts)"."""
+    local_server.inject_fault(503, count=10, retry_after="60", method="GET")
+    with Client(local_server.url, request_deadline=2) as client:
+        with pytest.raises(UnavailableError) as first:
+            client.search("instances")
+        assert str(first.value).startswith(
+            "search instances failed: HTTP 503 Service Unavailable: injected fault (the server"
+            " asks to wait 60 s (Retry-After), past the request deadline)")
+        started = time.monotonic()
+        with pytest.raises(UnavailableError) as second:
+            client.search("instances")
+        assert time.monotonic() - started < 1  # nothing to wait for: it cannot be sent
+        assert re.match(r"search instances failed: not sent \(the server asked to wait "
+                        r"\(Retry-After\) for (59|60) s more, past the request deadline\)",
+                        str(second.value)), str(second.value)
+    assert [r.status for r in local_server.requests] == [503]  # the second call asked nothing

@@ -25,7 +25,7 @@ def test_params_shapes() -> None:
     assert to_pairs("PatientName=Sally%20Zhang&limit=10") == [
         ("PatientName", "Sally Zhang"), ("limit", "10")]
     assert to_pairs(None) == to_pairs("") == to_pairs({}) == []
-    with pytest.raises(TypeError, match="got the item 'PatientID'"):
+    with pytest.raises(dcmweb.UsageError, match="got the item 'PatientID'"):
         to_pairs(["PatientID"])  # type: ignore[list-item]
 
 
@@ -245,6 +245,52 @@ def test_search_arguments(local_server: LocalServer, tmp_path: Path) -> None:
 def test_a_path_that_is_not_text_is_a_usage_error(call: Any) -> None:
     with Client("http://127.0.0.1:9") as client, pytest.raises(dcmweb.UsageError):
         call(client)
+
+
+_SHAPES = "a dict, a list of (key, value) pairs or a query string"
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    # each was a raw TypeError or AttributeError from deep inside
+    (lambda c: c.search("instances", 5), f"search params must be {_SHAPES}, not 5"),
+    (lambda c: c.search("instances", [5]), f"search params must be {_SHAPES}; got the item 5"),
+    (lambda c: c.search("instances", b"PatientID=1"), "search params must be"),
+    (lambda c: c.search(5), "path must be a str, not 5"),
+    (lambda c: c.search(filters=5), "filters must be a str or a list of str, not 5"),
+    (lambda c: c.search(include=[5]), "an item of include must be a str, not 5"),
+    (lambda c: c.frames(5), "path must be a str, not 5"),
+    (lambda c: c.bulkdata(5), "uri must be a str, not 5"),
+    (lambda c: c.delete(5), "path must be a str, not 5"),
+    (lambda c: c.retrieve_instance(5), "path must be a str, not 5"),
+    (lambda c: c.retrieve("studies/1.2", ".", part_type=5), "part_type must be a str, not 5"),
+    (lambda c: c.frames("studies/1/series/2/instances/3/frames/1", transfer_syntax=1.2),
+     "transfer_syntax must be a str, not 1.2"),
+    (lambda c: c.retrieve("studies/1/series/2/instances/3/rendered", ".", render="png"),
+     "render must be a RenderOptions, not 'png'"),
+    (lambda c: c.rendered("studies/1/series/2/instances/3", viewport=64), "invalid viewport 64"),
+    (lambda c: c.rendered("studies/1/series/2/instances/3", quality="9"),
+     "quality must be a whole number (from 1 to 100), not '9'"),
+    (lambda c: c.store(5), "paths must be a path or a list of paths, not 5"),
+    (lambda c: c.store([5]), "each of the paths must be a str or a Path, not 5"),
+    (lambda c: list(c.iter_store(None)), "paths must be a path or a list of paths, not None"),
+    (lambda c: c.store(".", storage_class=5), "storage_class must be a str, not 5"),
+    (lambda c: c.bulk_store(".", journal=5), "journal must be a file's path, not 5"),
+    (lambda c: c.store_json(5), "not a (metadata, jpeg) pair: 5"),
+    (lambda c: Client(c.base_url, token=12345),  # type: ignore[arg-type]
+     "token must be a str, not a value of type int"),
+    (lambda c: Client(c.base_url, headers={"X-Key": 12345}),  # type: ignore[dict-item]
+     "the header X-Key value must be a str, not a value of type int"),  # never the value
+    (lambda c: Client(c.base_url, ca_bundle=5),  # type: ignore[arg-type]
+     "ca_bundle must be a file's path, not 5"),
+])
+def test_an_argument_of_a_wrong_type_is_a_usage_error_naming_it(
+        call: Any, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    corpus.synthetic_files(tmp_path, 1)  # what "." would store, were it reached
+    with Client("http://127.0.0.1:9", retries=0) as client, \
+            pytest.raises(dcmweb.UsageError) as caught:
+        call(client)
+    assert str(caught.value).startswith(message)
 
 
 def test_waits_refuse_what_the_cli_refuses() -> None:

@@ -158,6 +158,27 @@ def test_a_cut_page_is_retried_not_taken_as_the_end(srv: LocalServer) -> None:
     assert [r.status for r in srv.requests] == [200, 503, 200, 204]
 
 
+@pytest.mark.parametrize("fmt", ["pretty", "compact", "jsonl"])
+def test_a_failed_later_page_leaves_the_rows_shown_and_no_closing_bracket(
+        srv: LocalServer, fmt: str) -> None:
+    """Deliberate: rows go out as they come, and the array is never closed over a failure,
+    so a JSON parser fails on the output instead of taking part of the result for all
+    of it; jsonl has the complete lines of the pages that came (the exit code says the
+    rest is missing)."""
+    srv.inject_fault(403, path_contains="offset=50")
+    result = dcmweb(srv.url, "search", "studies", "--page-size", "50", "--format", fmt)
+    assert result.exit_code == 3
+    assert lines(result.stderr)[-1].startswith(
+        "dcmweb: error: search studies failed: HTTP 403 Forbidden")
+    if fmt == "jsonl":
+        assert len([json.loads(line) for line in result.stdout.splitlines()]) == 50
+        return
+    assert result.stdout.startswith("[") and not result.stdout.rstrip().endswith("]")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(result.stdout)
+    assert len(json.loads(result.stdout + "]")) == 50  # the first page, whole
+
+
 # -- limit and offset -------------------------------------------------------------------------
 def test_user_limit_is_exactly_one_request(srv: LocalServer) -> None:
     result = dcmweb(srv.url, "search", "instances", f"PatientID={PATIENT}&limit=10")

@@ -251,3 +251,43 @@ def test_worker_lines_stay_muted_after_the_stop_until_the_process_ends() -> None
             handler.filters.clear()
         logger.handlers[:], level = saved
         logger.setLevel(level)
+
+
+# -- SIGKILL: nothing can clean up; the next run into the folder does -------------------------
+def test_the_parts_a_killed_retrieve_left_are_removed_by_the_next_run(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    from dcmweb import saving
+
+    if saving._PID_SPACE is None:
+        pytest.skip("no boot ID or PID namespace to read here: nothing is ever removed")
+    # 230 KB: half of it is more than the 64 KiB read before a part's file is opened
+    template = corpus.pydicom_test_files_dir() / "examples_rgb_color.dcm"
+    [instance] = corpus.synthetic_files(tmp_path / "in", 1, template=template)
+    study, series, sop = corpus_uids(instance)
+    with Client(local_server.url) as client:
+        client.store([instance])
+    out = tmp_path / "out"
+    folder = out / study / series
+    local_server.inject_fault(stall=60.0, method="GET")  # half the answer, then nothing
+    process = start(local_server.url, "retrieve", f"studies/{study}", "--output", str(out))
+    wait_for(lambda: any(folder.glob(".dcmweb-*.part")), process)
+    process.kill()  # SIGKILL: no handler runs, the part stays
+    process.communicate(timeout=HANG)
+    [killed] = folder.glob(".dcmweb-*.part")
+    assert killed.name.startswith(f".dcmweb-{saving._PID_SPACE}-{process.pid}-")
+    # What must stay: a live run's part (this test's PID), another machine's or
+    # container's (another PID space: its PIDs mean nothing here), and an older dcmweb's.
+    kept = [folder / f".dcmweb-{saving._PID_SPACE}-{os.getpid()}-0badc0de-0.part",
+            folder / f".dcmweb-0123456789abcdef.4026531836-{process.pid}-0badc0de-0.part",
+            folder / ".dcmweb-0badc0de-0.part"]
+    for path in kept:
+        path.write_bytes(b"partial")
+    local_server.clear_faults()
+    again = subprocess.run([sys.executable, "-m", "dcmweb", local_server.url, "retrieve",
+                            f"studies/{study}", "--output", str(out)],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 0, again.stderr
+    assert (f"dcmweb: info: removed 1 temporary file left in {folder} by a run that was "
+            "killed") in lines(again.stderr)
+    assert not killed.exists()
+    assert sorted(folder.iterdir()) == sorted([*kept, folder / f"{sop}.dcm"])

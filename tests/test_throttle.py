@@ -162,6 +162,27 @@ def test_outage_time_is_measured_and_ended_by_any_answer() -> None:
     assert gate.unavailable_seconds == 60
 
 
+def test_a_new_call_ends_the_outage_clock_only_when_nothing_else_is_under_way() -> None:
+    clock = Clock()
+    gate = Gate(clock=clock, outage_limit=60, backoff_base=10.0)
+    gate.leave(Outcome.UNAVAILABLE, gate.enter(float("inf")) or 0.0)  # down since 100
+    clock.now += 10  # the backoff (5-10 s) is over
+    busy = gate.enter(float("inf")) or 0.0
+    clock.now += 5
+    gate.new_call()  # another call's request is in flight: it shares the clock
+    assert gate.outage_seconds() == 15
+    gate.leave(Outcome.UNAVAILABLE, busy)  # the last failure, at 115
+    assert gate.wait_left()[0] >= 10  # the second step of the backoff
+    clock.now += 100  # nothing asked for 100 s
+    gate.new_call()
+    assert gate.outage_seconds() == 0
+    assert gate.wait_left() == (0.0, False)  # the backoff starts again from its first step
+    assert gate.unavailable_seconds == 15  # first failure to last, not the idle time
+    gate.leave(Outcome.THROTTLED, gate.enter(float("inf")) or 0.0, retry_after=30)
+    gate.new_call()
+    assert gate.wait_left() == (30.0, True)  # what the server asked for still holds
+
+
 def test_retry_after_is_shared_by_every_thread() -> None:
     gate = Gate(max_in_flight=4)
     gate.leave(Outcome.THROTTLED, gate.enter(float("inf")) or 0.0, retry_after=0.5)

@@ -129,7 +129,8 @@ def test_metadata_that_is_not_json_is_an_error_not_data() -> None:
         result = dcmweb(fake.url, "retrieve", "studies/1/metadata")
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert "not JSON" in result.stderr
+    assert "text/html (a web page), not DICOMweb data (application/dicom+json)" in result.stderr
+    assert "HOST must be the DICOMweb base URL" in result.stderr
 
 
 @pytest.mark.parametrize(("body", "error"), [

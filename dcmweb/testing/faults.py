@@ -20,8 +20,10 @@ class Fault:
 
     `after=True` handles the request as usual and then drops the connection instead of
     answering: the work is done but the answer is lost. `cut=True` likewise, after
-    sending the status line, the header fields and the first half of the body. A 3xx
-    `status` sends `location` (default: the request's own path and query).
+    sending the status line, the header fields and the first half of the body. `stall=S`
+    sends that half too, then holds the connection open S seconds before closing it (a
+    server that stops sending mid-answer). A 3xx `status` sends `location` (default: the
+    request's own path and query).
     """
 
     status: int | None = None
@@ -34,6 +36,7 @@ class Fault:
     after: bool = False
     cut: bool = False
     location: str | None = None
+    stall: float = 0.0
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method.upper() != method.upper():
@@ -54,6 +57,7 @@ class Fault:
             "after",
             "cut",
             "location",
+            "stall",
         }
         unknown = set(data) - known
         if unknown:
@@ -67,8 +71,8 @@ class Fault:
             raise ValueError("status must be an HTTP status code")
         if int(self.count) < 1:
             raise ValueError("count must be at least 1")
-        if float(self.delay) < 0:
-            raise ValueError("delay must not be negative")
+        if float(self.delay) < 0 or float(self.stall) < 0:
+            raise ValueError("delay and stall must not be negative")
 
 
 class Quota:

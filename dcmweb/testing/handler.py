@@ -210,8 +210,9 @@ class Handler(BaseHTTPRequestHandler):
             if fault is not None:
                 if fault.delay:
                     time.sleep(fault.delay)
-                if fault.after or fault.cut:
-                    self._lose_answer(req, cut=fault.cut)
+                if fault.after or fault.cut or fault.stall:
+                    self._lose_answer(req, cut=fault.cut or bool(fault.stall),
+                                      stall=fault.stall)
                     return
                 if fault.drop:
                     self._drop()
@@ -232,9 +233,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.server.route(self, req)
 
-    def _lose_answer(self, req: Request, cut: bool = False) -> None:
+    def _lose_answer(self, req: Request, cut: bool = False, stall: float = 0.0) -> None:
         """Handle the request, then drop the connection instead of sending the answer;
-        with ``cut``, close it (a clean end) after the answer's head and half its body."""
+        with ``cut``, close it (a clean end) after the answer's head and half its body,
+        ``stall`` seconds after sending them (cut short when the server stops)."""
         answer, written = self.wfile, io.BytesIO()
         self.wfile = written  # the answer is written here and thrown away
         try:
@@ -247,6 +249,9 @@ class Handler(BaseHTTPRequestHandler):
         head, _, body = written.getvalue().partition(b"\r\n\r\n")
         answer.write(head + b"\r\n\r\n" + body[: len(body) // 2])
         answer.flush()
+        until = time.monotonic() + stall
+        while time.monotonic() < until and not self.server.stopping:
+            time.sleep(min(0.1, until - time.monotonic()))
         self.close_connection = True
 
     def _authorized(self) -> bool:

@@ -151,11 +151,13 @@ class LocalServer:
         after: bool = False,
         cut: bool = False,
         location: str | None = None,
+        stall: float = 0.0,
     ) -> None:
         """Apply a fault to the next `count` matching requests (after reading their body).
 
         `after=True`: handle the request, then drop the connection (a lost answer).
         `cut=True`: handle it, then send half of the answer's body and close.
+        `stall=S`: likewise, but hold the connection S seconds before closing it.
         """
         self.faults.add(
             Fault(
@@ -169,6 +171,7 @@ class LocalServer:
                 after=after,
                 cut=cut,
                 location=location,
+                stall=stall,
             )
         )
 
