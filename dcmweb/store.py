@@ -86,6 +86,7 @@ class StoreResult:
     # The data set's own UIDs, read before sending (None when the file was not read).
     study_instance_uid: str | None = None
     series_instance_uid: str | None = None
+    sent: bool = True  # False: decided from the file alone (not DICOM, unreadable)
 
 
 @record(frozen=True)
@@ -132,18 +133,18 @@ def triage(entry: Path | Part10File) -> Part10File | StoreResult:
         path = entry
         odd = not_regular(path)
         if odd is not None:  # never opened: a FIFO would block the run forever
-            return StoreResult(path, "skipped", message=odd)
+            return StoreResult(path, "skipped", message=odd, sent=False)
         head = read_part10_head(path, checked=True)
     if head is not None and head.info.sop_class_uid == DICOMDIR_CLASS:
-        return StoreResult(path, "skipped", message=DICOMDIR)
+        return StoreResult(path, "skipped", message=DICOMDIR, sent=False)
     if head is not None:
         return Part10File(path, head)
     try:
         with open(path, "rb"):
             empty = os.path.getsize(path) == 0
     except OSError as exc:  # asked for but unreadable: a failure, not a skip
-        return StoreResult(path, "failed", message=f"cannot read: {exc.strerror}")
-    return StoreResult(path, "skipped", message=EMPTY if empty else NOT_DICOM)
+        return StoreResult(path, "failed", message=f"cannot read: {exc.strerror}", sent=False)
+    return StoreResult(path, "skipped", message=EMPTY if empty else NOT_DICOM, sent=False)
 
 
 def _batches(paths: Iterable[Path | Part10File], options: StoreOptions,

@@ -93,6 +93,26 @@ def test_rerun_with_journal_sends_nothing_and_reports_already_stored(
         f"Transferred {files[5].stat().st_size / 1024:.1f} KiB in 1 file; 29 already stored")
 
 
+def test_report_attempts_count_only_the_runs_that_sent_the_file(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """A file decided from its bytes alone (not DICOM, a FIFO) was sent by no run."""
+    folder = files[0].parent
+    (folder / "notes.txt").write_text("not DICOM")
+    os.mkfifo(folder / "pipe")
+    journal, report = tmp_path / "j.db", tmp_path / "r.csv"
+    for _ in range(2):
+        result = run(local_server.url, "store", str(folder), "--journal", str(journal),
+                     "--report", str(report))
+        assert result.exit_code == 0, result.stderr
+        attempts = {Path(r["path"]).name: (r["status"], r["attempts"]) for r in rows(report)}
+        assert attempts["notes.txt"] == ("skipped", "0")
+        assert attempts["pipe"] == ("skipped", "0")
+    first = run(local_server.url, "store", str(folder), "--report", str(report))
+    assert first.exit_code == 0, first.stderr
+    sent = {Path(r["path"]).name: r["attempts"] for r in rows(report)}
+    assert sent[files[0].name] == "1" and sent["notes.txt"] == "0"
+
+
 def test_second_run_on_a_busy_journal_exits_7_and_sends_nothing(
         local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
     journal = tmp_path / "j.db"
