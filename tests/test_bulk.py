@@ -288,12 +288,17 @@ def test_dry_run_fails_on_missing_input_as_the_real_run_does(
     # The same lines but the summary (Dry run: would send ... / Transferred ...) and
     # the real run's 'uploaded as'.
     assert lines(dry.stderr)[0] == lines(real.stderr)[0].removesuffix(")") + "; dry-run)"
-    assert [line for line in lines(dry.stderr)[1:] if "Dry run: " not in line] == [
-        line for line in lines(real.stderr)[1:]
+    # The verdict says what the real run would do ("would fail"), not that a store failed.
+    assert [line for line in lines(dry.stderr)[1:-1] if "Dry run: " not in line] == [
+        line for line in lines(real.stderr)[1:-1]
         if "Transferred " not in line and " uploaded as " not in line]
     if code != 2:
         assert lines(dry.stderr)[1] == (f"dcmweb: error: {tmp_path / 'missing.dcm'} failed: "
                                         "cannot read: No such file or directory")
+        assert lines(dry.stderr)[-1] == {
+            1: "dcmweb: error: dry run: nothing would be stored: 1 of 1 file would fail",
+            6: "dcmweb: error: dry run: 1 of 2 files would fail"}[code]
+        assert "would" not in lines(real.stderr)[-1]
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
