@@ -369,7 +369,8 @@ class BulkStore:
             result.retrieve_url, message,
             http_status=result.http_status or (int(http_match[1]) if http_match else None),
             reason_code=int(reason_match[1], 16) if reason_match else None,
-            attempts=pending.attempts if pending else 1,
+            # Runs that sent the file: this one only if a request carried it.
+            attempts=(pending.attempts if pending else 1) - (not result.sent),
             seconds=time.monotonic() - pending.started if pending else None,
             confirmed_by=result.confirmed_by)
 

@@ -180,14 +180,15 @@ def _store_verdict(summary: Summary, dry_run: bool) -> DcmwebError | None:
     counts = summary.counts
     would_send = summary.would_send if dry_run else 0
     total = summary.done + would_send
+    failed = f"{counts['failed']} of {plural(total, 'file')}"
     if counts["failed"] and not (counts["stored"] or counts["already stored"]
                                  or counts["conflict"] or would_send):
-        return AllFailed(f"nothing stored: {counts['failed']} of "
-                         f"{plural(total, 'file')} failed",
+        return AllFailed(f"dry run: nothing would be stored: {failed} would fail" if dry_run
+                         else f"nothing stored: {failed} failed",
                          status=summary.failure_status)
     if counts["failed"]:
-        return PartialFailure(f"{counts['failed']} of {plural(total, 'file')} failed "
-                              "to store")
+        return PartialFailure(f"dry run: {failed} would fail" if dry_run
+                              else f"{failed} failed to store")
     if counts["stored"] or counts["already stored"] or counts["conflict"] or would_send:
         return None
     if summary.not_retried and not summary.done:

@@ -86,6 +86,7 @@ class StoreResult:
     # The data set's own UIDs, read before sending (None when the file was not read).
     study_instance_uid: str | None = None
     series_instance_uid: str | None = None
+    sent: bool = True  # False: decided from the file alone (not DICOM, unreadable)
 
 
 @record(frozen=True)
@@ -132,18 +133,18 @@ def triage(entry: Path | Part10File) -> Part10File | StoreResult:
         path = entry
         odd = not_regular(path)
         if odd is not None:  # never opened: a FIFO would block the run forever
-            return StoreResult(path, "skipped", message=odd)
+            return StoreResult(path, "skipped", message=odd, sent=False)
         head = read_part10_head(path, checked=True)
     if head is not None and head.info.sop_class_uid == DICOMDIR_CLASS:
-        return StoreResult(path, "skipped", message=DICOMDIR)
+        return StoreResult(path, "skipped", message=DICOMDIR, sent=False)
     if head is not None:
         return Part10File(path, head)
     try:
         with open(path, "rb"):
             empty = os.path.getsize(path) == 0
     except OSError as exc:  # asked for but unreadable: a failure, not a skip
-        return StoreResult(path, "failed", message=f"cannot read: {exc.strerror}")
-    return StoreResult(path, "skipped", message=EMPTY if empty else NOT_DICOM)
+        return StoreResult(path, "failed", message=f"cannot read: {exc.strerror}", sent=False)
+    return StoreResult(path, "skipped", message=EMPTY if empty else NOT_DICOM, sent=False)
 
 
 def _batches(paths: Iterable[Path | Part10File], options: StoreOptions,
@@ -347,10 +348,12 @@ class Uploader:
             else:
                 self._failed_in_row = 0
             if self._failed_in_row >= FAILED_BATCHES_LIMIT and self._gave_up is None:
-                last = results[-1].message if results else ""
+                last = (results[-1].message if results else "") or ""
+                # A web page where a STOW answer belongs carries the HOST hint already;
+                # anything else (5xx at the right address) is the server failing.
                 self._gave_up = UnavailableError(
                     f"stopping: the server failed {self._failed_in_row} batches in a row "
-                    f"(last: {last})", HOST_HINT)
+                    f"(last: {last})", None if HOST_HINT in last else UNAVAILABLE_HINT)
 
     def _send(self, items: list[Part10File], attempts: int,
               split: bool = True) -> tuple[list[StoreResult], bool]:
@@ -415,7 +418,7 @@ class Uploader:
             stored = {result.path for result in found}
             pending = [item for item in pending if item.path not in stored]
             if not pending or attempt == attempts:
-                log.info("%s; %d of %d found on the server by search", reason,
+                log.info("%s; %d of %d found on the server by search", problem,
                          len(found), len(found) + len(pending))
                 if not pending:
                     return done, False
@@ -427,13 +430,13 @@ class Uploader:
                 # The shared backoff this failure set spaced the search and the resend
                 # (and holds every other worker's requests likewise).
                 log.info("%s; %d of %d found on the server by search; the server is "
-                         "unavailable: retrying the other %d", reason, len(found),
+                         "unavailable: retrying the other %d", problem, len(found),
                          len(found) + len(pending), len(pending))
                 continue
             delay = (min(wait, policy.retry_after_cap) if wait is not None
                      else policy.backoff(attempt))
             log.info("%s; %d of %d found on the server by search; retrying the other %d "
-                     "in %.1f s", reason, len(found), len(found) + len(pending),
+                     "in %.1f s", problem, len(found), len(found) + len(pending),
                      len(pending), delay)
             self.http.sleep(delay)
         if len(pending) > 1 and split:

@@ -93,6 +93,26 @@ def test_rerun_with_journal_sends_nothing_and_reports_already_stored(
         f"Transferred {files[5].stat().st_size / 1024:.1f} KiB in 1 file; 29 already stored")
 
 
+def test_report_attempts_count_only_the_runs_that_sent_the_file(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """A file decided from its bytes alone (not DICOM, a FIFO) was sent by no run."""
+    folder = files[0].parent
+    (folder / "notes.txt").write_text("not DICOM")
+    os.mkfifo(folder / "pipe")
+    journal, report = tmp_path / "j.db", tmp_path / "r.csv"
+    for _ in range(2):
+        result = run(local_server.url, "store", str(folder), "--journal", str(journal),
+                     "--report", str(report))
+        assert result.exit_code == 0, result.stderr
+        attempts = {Path(r["path"]).name: (r["status"], r["attempts"]) for r in rows(report)}
+        assert attempts["notes.txt"] == ("skipped", "0")
+        assert attempts["pipe"] == ("skipped", "0")
+    first = run(local_server.url, "store", str(folder), "--report", str(report))
+    assert first.exit_code == 0, first.stderr
+    sent = {Path(r["path"]).name: r["attempts"] for r in rows(report)}
+    assert sent[files[0].name] == "1" and sent["notes.txt"] == "0"
+
+
 def test_second_run_on_a_busy_journal_exits_7_and_sends_nothing(
         local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
     journal = tmp_path / "j.db"
@@ -268,12 +288,17 @@ def test_dry_run_fails_on_missing_input_as_the_real_run_does(
     # The same lines but the summary (Dry run: would send ... / Transferred ...) and
     # the real run's 'uploaded as'.
     assert lines(dry.stderr)[0] == lines(real.stderr)[0].removesuffix(")") + "; dry-run)"
-    assert [line for line in lines(dry.stderr)[1:] if "Dry run: " not in line] == [
-        line for line in lines(real.stderr)[1:]
+    # The verdict says what the real run would do ("would fail"), not that a store failed.
+    assert [line for line in lines(dry.stderr)[1:-1] if "Dry run: " not in line] == [
+        line for line in lines(real.stderr)[1:-1]
         if "Transferred " not in line and " uploaded as " not in line]
     if code != 2:
         assert lines(dry.stderr)[1] == (f"dcmweb: error: {tmp_path / 'missing.dcm'} failed: "
                                         "cannot read: No such file or directory")
+        assert lines(dry.stderr)[-1] == {
+            1: "dcmweb: error: dry run: nothing would be stored: 1 of 1 file would fail",
+            6: "dcmweb: error: dry run: 1 of 2 files would fail"}[code]
+        assert "would" not in lines(real.stderr)[-1]
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")

@@ -144,6 +144,16 @@ def test_500_is_retried_twice_then_reported_with_its_message(local_server) -> No
     assert [r.status for r in local_server.requests] == [500] * 3
 
 
+def test_a_store_retried_after_a_500_says_which_files_in_its_lines(local_server,
+                                                                    ct: Path) -> None:
+    """With several batches in flight, each retry line must say whose it is."""
+    local_server.inject_fault(500, method="POST")
+    result = run(local_server.url, "store", str(ct))
+    assert result.exit_code == 0, result.stderr
+    assert (f"store {ct} failed: HTTP 500 Internal Server Error: injected fault; 0 of 1 "
+            "found on the server by search; retrying the other 1 in") in result.stderr
+
+
 # -- bounded waits ----------------------------------------------------------------------------
 def test_trickling_answer_is_cut_off_and_retried() -> None:
     with Hostile() as fake:

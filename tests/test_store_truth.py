@@ -333,6 +333,9 @@ def test_a_server_that_fails_everything_stops_the_run(tmp_path: Path) -> None:
         "dcmweb: info: Transferred 0 B in 0 files; 10 failed, 6 not attempted")
     assert lines(result)[-1].startswith(
         "dcmweb: error: stopping: the server failed 5 batches in a row (last: HTTP 500")
+    # A 500 at the right address is the server failing, not a wrong HOST.
+    assert "HOST must be" not in result.stderr
+    assert lines(result)[-1].endswith("(the server is overloaded or down; try again later)")
     # Each batch: two attempts, then each half twice: both halves failing stops the split.
     assert posts == 5 * 6
 
