@@ -505,7 +505,10 @@ class Uploader:
                 # The answer does not say which files failed: ask one file at a time.
                 results.extend(self._one_by_one(unnamed))
             elif status == 409:
-                results.extend(self._duplicates([(unnamed[0], reply.message)]))
+                # Its reason, when the answer gives one (and its code, for the report).
+                lone = answer.lone_unnamed_failure
+                message = lone.describe() if lone else reply.message
+                results.extend(self._duplicates([(unnamed[0], message)]))
             else:
                 hint = ""
                 if status == 415 and self.options.single_part:

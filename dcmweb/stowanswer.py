@@ -41,6 +41,7 @@ Dataset = dict[str, list[Any]]
 # "dataset": DICOM JSON or XML; "empty": no body; "foreign": anything else.
 AnswerKind = Literal["dataset", "empty", "foreign"]
 _TAG = re.compile(r"[0-9A-Fa-f]{8}")
+_UNNAMED = "<unknown #"  # the key of a failure that names no SOP Instance UID
 
 
 @record
@@ -77,6 +78,15 @@ class StowAnswer:
     @property
     def names_nothing(self) -> bool:
         return not (self.stored or self.failed)
+
+    @property
+    def lone_unnamed_failure(self) -> InstanceFailure | None:
+        """The failure of an answer that holds one failed instance and names no UID for it
+        (tiny-pacs, for a part it would not read): with one file sent, it is that file's."""
+        if self.stored or len(self.failed) != 1:
+            return None
+        [(uid, failure)] = self.failed.items()
+        return failure if uid.startswith(_UNNAMED) else None
 
     def describe(self) -> str:
         """What came back, for a message: 'text/html (a web page)'."""
@@ -199,7 +209,7 @@ def parse_stow_answer(body: bytes, content_type: str | None = None) -> StowAnswe
             if warning is not None:
                 answer.warnings[uid] = warning
     for index, item in enumerate(dataset.get(FAILED_SOP_SEQUENCE, [])):
-        uid = _first(item, REFERENCED_SOP_INSTANCE_UID) or f"<unknown #{index + 1}>"
+        uid = _first(item, REFERENCED_SOP_INSTANCE_UID) or f"{_UNNAMED}{index + 1}>"
         answer.failed[uid] = InstanceFailure(_as_int(_first(item, FAILURE_REASON)),
                                              _private_text(item))
     return answer

@@ -374,6 +374,25 @@ def test_store_to_tiny_pacs_and_duplicates(tinypacs_fresh, pydicom_files: list[P
     assert len(requests.get(tinypacs_fresh.url + "/studies", timeout=30).json()) == 2
 
 
+def test_a_tiny_pacs_refusal_naming_no_instance_keeps_its_reason(
+        tinypacs_fresh, tmp_path: Path) -> None:
+    """tiny-pacs refuses a part with a malformed UID by 409 and a failure 0x0110 that
+    names no instance (it never echoes a malformed UID): the report's reason_code was
+    empty and the message only 'HTTP 409 Conflict'."""
+    [path] = corpus.synthetic_files(tmp_path / "in", 1)
+    dataset = pydicom.dcmread(path)
+    malformed = "1.2.826.0.1.3680043.8.498.01"  # a component with a leading zero
+    with pytest.warns(UserWarning, match="Invalid value for VR UI"):
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = malformed
+    dataset.save_as(path)
+    report = tmp_path / "report.jsonl"
+    result = run(tinypacs_fresh.url, "store", "--report", str(report), str(path))
+    assert result.exit_code == 1
+    assert f"dcmweb: error: {path} failed: processing failure (0x0110)" in lines(result.stderr)
+    [row] = [json.loads(line) for line in report.read_text().splitlines()]
+    assert (row["status"], row["http_status"], row["reason_code"]) == ("failed", 409, "0x0110")
+
+
 # -- what is not DICOM, and bad paths ----------------------------------------------------------
 def test_non_dicom_and_empty_files_are_skipped(local_server, pydicom_files: list[Path],
                                                tmp_path: Path) -> None:
