@@ -292,7 +292,11 @@ class Gate:
             ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (self._failures - 1))
             import random  # only a throttled run needs it
 
-            self._resume_at = max(self._resume_at, now + random.uniform(ceiling / 2, ceiling))
+            # Never past the outage limit: one more try at the limit, not a full step later
+            # (a limit of 10 s gave up after 11-17 s).
+            give_up_at = self._down_since + self.outage_limit
+            self._resume_at = max(self._resume_at, min(
+                now + random.uniform(ceiling / 2, ceiling), give_up_at))
 
 
 class Cancelled(Exception):

@@ -231,6 +231,15 @@ def test_outage_limit_reached_exit_5(local_server, ct: Path) -> None:
     assert "HTTP 503 Service Unavailable; retrying (attempt 2)" in result.stderr
 
 
+def test_an_outage_limit_ends_the_run_near_it_not_a_backoff_step_later(local_server) -> None:
+    local_server.inject_fault(503, count=1000, method="GET")
+    result = run("--outage-limit", "3", local_server.url, "search")
+    assert result.exit_code == 5
+    said = re.search(r"the server was unavailable for (\d+) s, the outage limit", result.stderr)
+    assert said is not None, result.stderr
+    assert int(said[1]) <= 4  # was 5-6 s: the backoff's last step waited past the limit
+
+
 def test_retries_do_not_end_an_outage_that_ends(local_server, ct: Path) -> None:
     """--retries 1 used to end this run after two 503s; the server came back after ten."""
     local_server.inject_fault(503, count=10, retry_after="0", method="POST")

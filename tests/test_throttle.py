@@ -162,6 +162,20 @@ def test_outage_time_is_measured_and_ended_by_any_answer() -> None:
     assert gate.unavailable_seconds == 60
 
 
+def test_the_backoff_never_waits_past_the_outage_limit() -> None:
+    """The last wait ends at the limit, for one more try there (a limit of 10 s gave up
+    after 11-17 s: a whole backoff step past it)."""
+    clock = Clock()
+    gate = Gate(clock=clock, outage_limit=10, backoff_base=8.0)
+    gate.leave(Outcome.UNAVAILABLE, gate.enter(float("inf")) or 0.0)  # down since 100
+    clock.now += 8
+    gate.leave(Outcome.UNAVAILABLE, gate.enter(float("inf")) or 0.0)  # step 2: 8-16 s
+    assert gate.wait_left() == (2.0, False)  # until 110, the limit: not 116-124
+    clock.now += 2
+    gate.leave(Outcome.UNAVAILABLE, gate.enter(float("inf")) or 0.0)
+    assert gate.outage_over_limit()
+
+
 def test_a_new_call_ends_the_outage_clock_only_when_nothing_else_is_under_way() -> None:
     clock = Clock()
     gate = Gate(clock=clock, outage_limit=60, backoff_base=10.0)
