@@ -749,9 +749,11 @@ def test_quota_429s_end_with_every_file_stored(tmp_path: Path, max_rate: str | N
         assert result.exit_code == 0, result.stderr
         assert len(server_uids(server)) == len(files)
         assert server.quota.allowed >= len(files)
-        # At the quota almost no refusals; alone, the first 429s teach the pace (0.1
-        # halved the worker count on each and got 9-11 refusals here).
-        assert server.quota.refused < (3 if max_rate else 6), server.quota.refused
+        # At the quota almost no refusals. Alone, the first 429s teach the pace: 12
+        # workers in flight when the burst runs out make a wave of refusals, 3-10 in 12
+        # runs on a fresh machine (a bound of 6 failed there): under a tenth of the
+        # 150 requests.
+        assert server.quota.refused < (3 if max_rate else 15), server.quota.refused
         if not max_rate:
             assert "pacing at" in result.stderr
 
