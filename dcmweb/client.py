@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .delete import DeleteResult
     from .hostprobe import HostProbe
     from .inputs import InputSpec, PathsLike
-    from .jsonstore import JsonInstance, PairsLike
+    from .jsonstore import PairsLike
     from .metadata import Metadata
     from .operations import Operation
     from .params import ParamsLike
@@ -267,12 +267,14 @@ class Client:
             workers=self.workers if workers is None else bounds.WORKERS.check("workers", workers),
             storage_class=_optional_text("storage_class", storage_class), study_uid=study_uid)
 
-    def iter_store_json(self, items: Iterable[JsonInstance], *, generate_uids: bool = False
+    def iter_store_json(self, items: PairsLike, *, generate_uids: bool = False
                         ) -> Iterator[StoreResult]:
         """Create instances from DICOM JSON metadata plus a JPEG each (Google's JSON+JPEG
-        STOW); one result per pair, stored only when the answer or a search proves it.
-        Each pair is read when its turn comes: one that cannot be read is a failed
-        result, and the others are still sent (:meth:`store_json` checks them first)."""
+        STOW); ``items`` are ``(metadata, jpeg)`` path pairs, as for :meth:`store_json`
+        (one pair may come alone). One result per pair, stored only when the answer or a
+        search proves it. Each pair is read when its turn comes: one that cannot be read
+        is a failed result, and the others are still sent (:meth:`store_json` checks
+        them first)."""
         from .jsonstore import iter_store_json
 
         return iter_store_json(self._session(), self.base_url, items, generate_uids)
