@@ -383,6 +383,23 @@ def test_qido_instance_filters_and_includefield(loaded: LocalServer) -> None:
     assert "00081030" in repeated.json()[0]
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
+def test_a_value_its_vr_cannot_hold_is_answered_as_text(srv: LocalServer) -> None:
+    """pydicom's badVR.dcm (NumberOfFrames IS "1A") is accepted; old dcmweb then answered
+    500 to every instance search with includefield, and cut its study's metadata off."""
+    assert stow(srv, [real_file("badVR.dcm").read_bytes(), blob(CT)]).status_code == 200
+    study, series, sop = "1.2.999.999.99.9.9999.8888", "1.2.777.777.77.7.7777.7777", (
+        "1.9.999.999.99.9.9999.9999.20030818153516")
+    rows = {value(row, "00080018"): row for row in qido(srv, "/instances", includefield="all")}
+    assert set(rows) == {sop, uids(blob(CT))[2]}
+    assert rows[sop]["00280008"] == {"vr": "IS", "Value": ["1A"]}  # as CP 1861 allows
+    assert value(rows[sop], "00280010") == 10  # the good values keep their JSON types
+    assert len(qido(srv, "/instances", includefield="NumberOfFrames")) == 2
+    resp = requests.get(f"{srv.url}/studies/{study}/series/{series}/metadata", timeout=30)
+    assert resp.status_code == 200
+    assert resp.json()[0]["00280008"] == {"vr": "IS", "Value": ["1A"]}
+
+
 @pytest.mark.parametrize(
     "params",
     [
