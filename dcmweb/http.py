@@ -505,7 +505,7 @@ class _Exchange:
         if self.attempt == 1 and failure.reason == "connection dropped":
             # The first drop is often a stale pooled connection: retry at once.
             self.gate.leave(Outcome.NEUTRAL, sent_at)
-            log.warning("%s: %s; retrying at once", self.what, failure.reason)
+            self._retrying(failure.reason, " at once")
             return
         self._unavailable(Outcome.UNAVAILABLE, sent_at, None, hint, exc)
 
@@ -543,7 +543,8 @@ class _Exchange:
                                                       self.config.retry.attempts - 1):
             self.server_errors += 1
             response.close()
-            self._wait(self.config.retry.backoff(self.server_errors), f"HTTP {status}")
+            self._wait(self.config.retry.backoff(self.server_errors),
+                       f"HTTP {status} {response.reason or ''}".rstrip())
             return None
         raise self._error(response)
 
@@ -623,16 +624,20 @@ class _Exchange:
             raise UnavailableError(f"{self.what} failed: {self._last_problem} ({note})",
                                    hint) from exc
         self.gate.stats.retries += 1
-        log.warning("%s: %s; retrying (attempt %d)", self.what, self._last_problem,
-                 self.attempt + 1)
+        self._retrying(self._last_problem)  # the shared backoff's wait is the gate's
 
     def _wait(self, seconds: float, reason: str) -> None:
         if time.monotonic() + seconds >= self.deadline:
             raise UnavailableError(f"{self.what} failed: {reason} ({self._deadline_note()})",
                                    UNAVAILABLE_HINT)
         self.gate.stats.retries += 1
-        log.warning("%s: %s; retrying in %.1f s", self.what, reason, seconds)
+        self._retrying(reason, f" in {seconds:.1f} s")
         self.http.sleep(seconds)
+
+    def _retrying(self, reason: str, when: str = "") -> None:
+        # Every retry's line has this one shape, so one grep finds them all.
+        log.warning("%s: %s; retrying%s (attempt %d)", self.what, reason, when,
+                    self.attempt + 1)
 
     def _deadline_note(self) -> str:
         elapsed = time.monotonic() - self.started
