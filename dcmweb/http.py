@@ -17,8 +17,8 @@ The rules (docs/exit-codes.md says what the user sees):
   that one request keeps getting while the server answers others are its own failures,
   limited by ``retry.attempts``.
 - A 500 is retried twice, then reported with the server's message.
-- A refused connection or an unknown host name before the server ever answered is
-  reported at once (about a second): a wrong HOST or port.
+- An unknown host name before the server ever answered is reported at once, a refused
+  connection after 3 tries 0.3 s apart (about a second): a wrong HOST or port.
 - ``request_deadline`` bounds one request with all its retries and waits; it is longer
   than ``outage_limit`` by default so that outages are ridden out. It never cuts a
   transfer that makes progress (the low-speed limit judges those).
