@@ -397,7 +397,8 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
 @click.option("--timeout", type=bounded(bounds.TIMEOUT), default=600.0, show_default=True,
               help="Seconds to wait for Google's long-running delete operation.")
 @click.option("--no-wait", is_flag=True,
-              help="Do not wait for Google's operation: print its name on stdout and exit 0.")
+              help="Do not wait for Google's operation: print its name on stdout and exit 0 "
+                   "(nothing when the delete started none: it is done).")
 @click.option("-y", "--yes", is_flag=True,
               help="Delete without asking (a study or series delete asks when stdin is a "
                    "terminal; never otherwise).")
@@ -416,7 +417,8 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
     \b
     Example:
       dcmweb HOST delete studies/1.2.3/series/4.5.6
-      op=$(dcmweb HOST delete studies/1.2.3 --no-wait) && dcmweb HOST operations wait "$op"
+      op=$(dcmweb HOST delete studies/1.2.3 --no-wait)  # empty: done, nothing to wait for
+      [ -z "$op" ] || dcmweb HOST operations wait "$op"
       dcmweb HOST delete studies/1.2.3 --dry-run | wc -l
     """
     from .paths import parse_resource_path
@@ -443,6 +445,8 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
     notes = [plural(result.counter["success"], "instance")] if result.counter else []
     if result.answer_lost:
         notes.append("answer lost: the server no longer has it")
+    if no_wait:  # stdout stays empty: say why, for the script that expected a name
+        notes.append("done at once: no operation to wait for")
     settings.output.summary(f"deleted {result.path}" + (f" ({'; '.join(notes)})" if notes
                                                          else ""))
 
