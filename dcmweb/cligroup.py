@@ -377,6 +377,12 @@ def output_of(ctx: click.Context) -> Output:
     return settings.output if settings else Output()
 
 
+def profile_of(ctx: click.Context) -> Profile | None:
+    """The profile the run uses: the one asked for, or the config file's default-profile."""
+    profile = ctx.find_root().meta.get(_PROFILE)
+    return profile if profile is not None and profile.name else None
+
+
 def _defaults_for(command: click.Command, values: dict[str, Any], profile: Profile,
                   where: str) -> dict[str, Any]:
     from .config import option_key

@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 from click.shell_completion import BashComplete, add_completion_class, split_arg_string
 
-from .cligroup import long_name, options, output_of
+from .cligroup import long_name, options, output_of, profile_of
 from .errors import UsageError
 
 SHELLS = ("bash", "zsh", "fish")
@@ -99,9 +99,11 @@ def config_show(ctx: click.Context) -> None:
     root = ctx.find_root()
     group = root.command
     assert isinstance(group, click.Group)
-    profile = root.params.get("profile") or "(none)"
+    profile = profile_of(ctx)
+    named = ("(none)" if profile is None else profile.name if root.params.get("profile")
+             else f"{profile.name} (default-profile)")
     config = root.params.get("config_file") or default_path()
-    lines = [f"# config file: {config}", f"# profile: {profile}"]
+    lines = [f"# config file: {config}", f"# profile: {named}"]
     lines += _setting_lines(root, "", changed_only=False)
     for name in group.list_commands(root):
         command = group.get_command(root, name)

@@ -226,6 +226,17 @@ def test_missing_config_files(tmp_path: Path) -> None:
         "(create it, or give one with --config FILE)"]
 
 
+def test_config_show_names_the_default_profile_in_use(tmp_path: Path) -> None:
+    """Old dcmweb: '# profile: (none)' above values it labelled '# profile'."""
+    config = write_config(tmp_path, PROFILES)
+    result = dcmweb("--config", str(config), "config", "show")
+    assert result.stdout.splitlines()[1] == "# profile: home (default-profile)"
+    assert shown(result)["workers"] == "2  # profile"
+    chosen = dcmweb("--config", str(config), "config", "show", env={"DCMWEB_PROFILE": "prod"})
+    assert chosen.stdout.splitlines()[1] == "# profile: prod"
+    assert dcmweb("config", "show").stdout.splitlines()[1] == "# profile: (none)"
+
+
 def test_the_xdg_config_file_is_read(tmp_path: Path) -> None:
     (tmp_path / "dcmweb").mkdir()
     (tmp_path / "dcmweb" / "config.toml").write_text(PROFILES)
