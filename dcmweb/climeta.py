@@ -97,21 +97,31 @@ def config_show(ctx: click.Context) -> None:
     from .config import default_path
 
     root = ctx.find_root()
-    group = root.command
-    assert isinstance(group, click.Group)
     profile = profile_of(ctx)
     named = ("(none)" if profile is None else profile.name if root.params.get("profile")
              else f"{profile.name} (default-profile)")
     config = root.params.get("config_file") or default_path()
     lines = [f"# config file: {config}", f"# profile: {named}"]
     lines += _setting_lines(root, "", changed_only=False)
-    for name in group.list_commands(root):
-        command = group.get_command(root, name)
-        if command is None or isinstance(command, click.Group):
-            continue
-        with command.make_context(name, [], parent=root, resilient_parsing=True) as sub:
-            lines += _setting_lines(sub, f"{name}.", changed_only=True)
+    lines += _command_lines(root, "")
     output_of(ctx).text("\n".join(lines))
+
+
+def _command_lines(parent: click.Context, prefix: str) -> list[str]:
+    """The settings the environment or the profile changes, of every command under a
+    group, and of the commands of its groups (operations.wait.timeout)."""
+    group = parent.command
+    assert isinstance(group, click.Group)
+    lines = []
+    for name in group.list_commands(parent):
+        command = group.get_command(parent, name)
+        if command is None:
+            continue
+        with command.make_context(name, [], parent=parent, resilient_parsing=True) as sub:
+            lines += _setting_lines(sub, f"{prefix}{name}.", changed_only=True)
+            if isinstance(command, click.Group):
+                lines += _command_lines(sub, f"{prefix}{name}.")
+    return lines
 
 
 class _BashComplete(BashComplete):
