@@ -350,7 +350,12 @@ def _usage_message(error: click.UsageError) -> str:
         return (f"config file {profile.path}: profile {profile.name!r}: {command}"
                 f"{long_name(param)}: {error.message.removesuffix('.')}")
     where = ctx.command_path if ctx else "dcmweb"
-    return f"{error.format_message().removesuffix('.')} (see '{where} --help')"
+    message = error.format_message()
+    if isinstance(error, click.MissingParameter):
+        # click lays the choices out on lines ("Choose from:\n\tbash,\n\tzsh"), which the
+        # log line would escape; the message holds only dcmweb's own names.
+        message = " ".join(message.split())
+    return f"{message.removesuffix('.')} (see '{where} --help')"
 
 
 def _early_output(words: Sequence[str], ctx: click.Context | None = None) -> Output:

@@ -71,6 +71,15 @@ def test_a_bare_group_is_one_line_naming_its_commands(args: tuple[str, ...], whe
         f"dcmweb: error: missing command (commands: {commands}; see '{where} --help')"]
 
 
+def test_a_missing_choice_is_one_readable_line() -> None:
+    """Old dcmweb: 'Choose from:\\n\\tbash,\\n\\tzsh,\\n\\tfish', click's layout escaped."""
+    result = dcmweb("completion")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr) == [
+        "dcmweb: error: Missing argument '{bash|zsh|fish}'. Choose from: bash, zsh, fish"
+        " (see 'dcmweb completion --help')"]
+
+
 def test_help_of_an_unknown_command_is_exit_2() -> None:
     result = dcmweb("help", "stor")
     assert result.exit_code == 2
