@@ -383,6 +383,20 @@ def test_qido_instance_filters_and_includefield(loaded: LocalServer) -> None:
     assert "00081030" in repeated.json()[0]
 
 
+def test_every_testserver_option_shows_its_default() -> None:
+    """Old dcmweb-testserver --help: '--port PORT  port; 0 picks a free one' and
+    '--delete-delay DELETE_DELAY  seconds before a delete is done', no default shown."""
+    from dcmweb.testing.cli import build_parser
+
+    parser = build_parser()
+    valued = [a for a in parser._actions if a.option_strings and a.nargs != 0]
+    assert [a.dest for a in valued if "default" not in (a.help or "")] == []
+    shown = " ".join(parser.format_help().split())
+    assert "--port PORT port (default: 8080); 0 picks a free one" in shown
+    assert "--delete-delay S seconds a study or series delete's operation runs" in shown
+    assert "(default: 1.0)" in shown
+
+
 @pytest.mark.filterwarnings("ignore:Invalid value for VR")
 def test_a_value_its_vr_cannot_hold_is_answered_as_text(srv: LocalServer) -> None:
     """pydicom's badVR.dcm (NumberOfFrames IS "1A") is accepted; old dcmweb then answered
