@@ -349,6 +349,12 @@ def _usage_message(error: click.UsageError) -> str:
         command = "".join(f"{name}." for name in ctx.command_path.split()[1:])
         return (f"config file {profile.path}: profile {profile.name!r}: {command}"
                 f"{long_name(param)}: {error.message.removesuffix('.')}")
+    if (ctx and isinstance(error, click.BadParameter) and isinstance(param, click.Option)
+            and param.name and error.param_hint is None
+            and ctx.get_parameter_source(param.name) is not ParameterSource.ENVIRONMENT):
+        # click names the option's variable whenever --help shows it; say so only when
+        # the value came from it.
+        error.param_hint = click.Parameter.get_error_hint(param, ctx)
     where = ctx.command_path if ctx else "dcmweb"
     message = error.format_message()
     if isinstance(error, click.MissingParameter):

@@ -115,8 +115,8 @@ def test_usage_errors_are_one_log_line() -> None:
     result = dcmweb(HOST, "search", "--format", "yaml")
     assert result.exit_code == 2
     [line] = lines(result.stderr)
-    assert line.startswith("dcmweb: error: Invalid value for '--format' (env var: "
-                           "'DCMWEB_SEARCH_FORMAT'): 'yaml' is not one of 'pretty', ")
+    assert line.startswith("dcmweb: error: Invalid value for '--format': 'yaml' is not one"
+                           " of 'pretty', ")
     assert line.endswith(" (see 'dcmweb search --help')")
 
 
