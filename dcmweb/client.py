@@ -139,9 +139,11 @@ class Client:
                for name in (headers or {})):
             # Each call picks its own Accept (and parses the answer by it): a global one
             # would be silently overridden, or break every other call.
-            raise UsageError("an Accept header cannot be set with -H",
-                             "choose what retrieve asks for with --type, --transfer-syntax, "
-                             "--single-part or --format")
+            raise UsageError("an Accept header cannot be set with -H: each command asks for "
+                             "the type it reads",
+                             "choose a search's output with --format, and what a retrieve "
+                             "asks for with --type, --transfer-syntax, --single-part or "
+                             "--format")
         config = HttpConfig(
             connect_timeout=bounds.CONNECT_TIMEOUT.check("connect_timeout", connect_timeout),
             read_timeout=bounds.READ_TIMEOUT.check("read_timeout", read_timeout),
