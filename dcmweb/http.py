@@ -153,6 +153,7 @@ _HINTS = {
     404: "check the HOST URL and the UIDs in the path",
 }
 UNAVAILABLE_HINT = "the server is overloaded or down; try again later"
+DEADLINE_HINT = "raise --request-deadline for a server this slow"
 
 
 def error_for_response(response: Response, what: str, attempts: int = 1,
@@ -191,6 +192,7 @@ class _Failure:
     sent: bool = True  # the request may have reached the server
     fatal_at_start: bool = False  # a wrong HOST or port, unless the server answered before
     midway: bool = False  # the server answered, then its answer failed
+    silent: bool = False  # connected and sent, and no answer came in time
     reached: bool = False  # something answered, but not with HTTP
 
 
@@ -228,7 +230,7 @@ def classify(exc: BaseException) -> _Failure:
         if isinstance(current, ConnectTimeout):
             return _Failure("connection timed out", sent=False)
         if isinstance(current, (ReadTimeout, socket.timeout)):
-            return _Failure("no answer within the read timeout")
+            return _Failure("no answer within the read timeout", silent=True)
     if "Name or service not known" in str(exc):
         return _Failure("host name not found", fatal_at_start=True, sent=False)
     if isinstance(exc, ConnectError):  # no connection, so nothing was sent
@@ -399,6 +401,7 @@ class _Exchange:
         self.deadline = self.started + (self.config.request_deadline if deadline is None
                                         else deadline)
         self.attempt = 0  # sends, including redirects followed
+        self.deadline_cut = False  # the last send's read timeout was the deadline's rest
         self.own_failures = 0  # failures while the server answered other requests
         self.last_failure = float("-inf")
         self.server_errors = 0
@@ -416,7 +419,7 @@ class _Exchange:
             if sent_at is None:
                 problem = f"{self._last_problem} (" if self.attempt else "not sent ("
                 raise UnavailableError(f"{self.what} failed: {problem}{self._deadline_note()})",
-                                       UNAVAILABLE_HINT)
+                                       DEADLINE_HINT)
             self.attempt += 1
             try:
                 response = self._send()
@@ -436,6 +439,7 @@ class _Exchange:
         remaining = max(self.deadline - time.monotonic(), 0.1)
         timeout = (min(self.config.connect_timeout, remaining),
                    min(self.config.read_timeout, remaining))
+        self.deadline_cut = remaining < self.config.read_timeout
         sent = time.monotonic()
         try:
             response = self.http.transport.request(
@@ -480,12 +484,18 @@ class _Exchange:
             host += f":{urlsplit(self.url).port}"
         proxy = proxy_for(exc, self.url)
         who = f"the proxy {proxy} (on the way to {host})" if proxy else host
+        # A silent server was reached (connected, sent to): it did not answer in time,
+        # the read timeout's or, when that was shorter, the request deadline's.
         self._last_problem = (failure.reason if failure.midway
+                              else f"no answer from {who}" + (
+                                  "" if self.deadline_cut else " within the read timeout")
+                              if failure.silent
                               else f"{who} {failure.reason}" if failure.reached
                               else f"cannot reach {who}: {failure.reason}")
         hint = ("check the proxy (HTTPS_PROXY / HTTP_PROXY), or bypass it for this host "
                 "with NO_PROXY" if proxy else
                 "check the port in HOST, and http:// against https://" if failure.reached
+                else UNAVAILABLE_HINT if failure.silent  # it took the connection: it runs
                 else "check the HOST URL and that the server is running")
         # Before the server ever answered: a wrong HOST or port, whatever was sent.
         if failure.fatal_at_start and not self.http._answered.is_set():
@@ -616,10 +626,11 @@ class _Exchange:
                 if own and self.own_failures >= self.config.retry.attempts
                 else self.http.outage_note())
         if note is None and now >= self.deadline:
-            note = self._deadline_note()
+            note, hint = self._deadline_note(), DEADLINE_HINT
         elif note is None and retry_after is not None and now + retry_after >= self.deadline:
             note = (f"the server asks to wait {retry_after:.0f} s (Retry-After), past the "
                     "request deadline")
+            hint = DEADLINE_HINT
         if note is not None:
             if response is not None:
                 raise error_for_response(response, self.what, self.attempt, note)
@@ -631,7 +642,7 @@ class _Exchange:
     def _wait(self, seconds: float, reason: str) -> None:
         if time.monotonic() + seconds >= self.deadline:
             raise UnavailableError(f"{self.what} failed: {reason} ({self._deadline_note()})",
-                                   UNAVAILABLE_HINT)
+                                   DEADLINE_HINT)
         self.gate.stats.retries += 1
         self._retrying(reason, f" in {seconds:.1f} s")
         self.http.sleep(seconds)
