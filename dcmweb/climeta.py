@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import ExitStack
 
 import click
 from click.core import ParameterSource
@@ -17,27 +18,29 @@ SHELLS = ("bash", "zsh", "fish")
 
 
 @click.command("help")
-@click.argument("command_name", metavar="[COMMAND]", required=False)
+@click.argument("command_names", metavar="[COMMAND]...", nargs=-1)
 @click.pass_context
-def help_command(ctx: click.Context, command_name: str | None) -> None:
+def help_command(ctx: click.Context, command_names: tuple[str, ...]) -> None:
     """Show the help of dcmweb or of one command (same as COMMAND --help).
 
     \b
     Example:
       dcmweb help store
+      dcmweb help operations wait
     """
-    root = ctx.find_root()
-    group = root.command
-    if command_name is None:
-        output_of(ctx).text(group.get_help(root))
-        return
-    assert isinstance(group, click.Group)
-    command = group.get_command(root, command_name)
-    if command is None:
-        raise UsageError(f"no command {command_name!r}",
-                         f"commands: {', '.join(group.list_commands(root))}")
-    with click.Context(command, info_name=command_name, parent=root) as sub:
-        output_of(ctx).text(command.get_help(sub))
+    current = ctx.find_root()
+    with ExitStack() as contexts:
+        for name in command_names:  # down through groups: operations, then wait
+            group = current.command
+            missing = f"no command {' '.join(command_names)!r}"
+            if not isinstance(group, click.Group):
+                raise UsageError(missing, f"{current.command_path} has no subcommands")
+            command = group.get_command(current, name)
+            if command is None:
+                raise UsageError(missing, f"commands: {', '.join(group.list_commands(current))}")
+            current = contexts.enter_context(click.Context(command, info_name=name,
+                                                           parent=current))
+        output_of(ctx).text(current.command.get_help(current))
 
 
 @click.group("config")

@@ -80,6 +80,26 @@ def test_a_missing_choice_is_one_readable_line() -> None:
         " (see 'dcmweb completion --help')"]
 
 
+@pytest.mark.parametrize("words", [("operations", "wait"), ("config", "show")])
+def test_help_shows_a_subcommand_s_help(words: tuple[str, ...]) -> None:
+    """Old dcmweb: 'Got unexpected extra argument (wait)', exit 2, for the help that
+    'dcmweb operations wait --help' shows."""
+    result = dcmweb("help", *words)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == dcmweb(*words, "--help").stdout
+    assert result.stdout.startswith(f"Usage: dcmweb {' '.join(words)} [OPTIONS]")
+
+
+@pytest.mark.parametrize(("words", "hint"), [
+    (("operations", "wiat"), "commands: get, wait"),
+    (("store", "x"), "dcmweb store has no subcommands"),
+])
+def test_help_of_an_unknown_subcommand_is_exit_2(words: tuple[str, ...], hint: str) -> None:
+    result = dcmweb("help", *words)
+    assert result.exit_code == 2
+    assert lines(result.stderr) == [f"dcmweb: error: no command {' '.join(words)!r} ({hint})"]
+
+
 def test_help_of_an_unknown_command_is_exit_2() -> None:
     result = dcmweb("help", "stor")
     assert result.exit_code == 2
