@@ -17,7 +17,7 @@ from .errors import UsageError
 SHELLS = ("bash", "zsh", "fish")
 
 
-@click.command("help")
+@click.command("help", short_help="Show the help of dcmweb or of a command.")
 @click.argument("command_names", metavar="[COMMAND]...", nargs=-1)
 @click.pass_context
 def help_command(ctx: click.Context, command_names: tuple[str, ...]) -> None:
@@ -43,7 +43,7 @@ def help_command(ctx: click.Context, command_names: tuple[str, ...]) -> None:
         output_of(ctx).text(current.command.get_help(current))
 
 
-@click.group("config")
+@click.group("config", short_help="Show the settings dcmweb would use.")
 def config_group() -> None:
     """Show the settings dcmweb would use (flags, environment, profile)."""
 
@@ -85,7 +85,7 @@ def _setting_lines(ctx: click.Context, prefix: str, changed_only: bool) -> list[
     return lines
 
 
-@config_group.command("show")
+@config_group.command("show", short_help="Print the effective settings and their sources.")
 @click.pass_context
 def config_show(ctx: click.Context) -> None:
     """Print the effective settings and where each comes from; secrets are hidden.

@@ -32,7 +32,7 @@ def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
     return [CompletionItem(incomplete, type="file")]
 
 
-@click.command()
+@click.command(short_help="Store DICOM files, folders, masks and file lists.")
 @click.argument("masks", nargs=-1, shell_complete=_file_names)
 @click.option("--metadata", "metadata_files", multiple=True, metavar="FILE.json",
               type=click.Path(exists=True, dir_okay=False),

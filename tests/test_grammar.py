@@ -49,6 +49,16 @@ def test_command_help_needs_no_host(args: tuple[str, ...]) -> None:
             in " ".join(result.stdout.split()))
 
 
+@pytest.mark.parametrize("group", [(), ("operations",), ("config",)])
+def test_no_command_summary_is_cut_short(group: tuple[str, ...]) -> None:
+    """Old dcmweb: 'retrieve  Download a study, ... bulk data or...' (click cuts a summary
+    that does not fit 80 columns)."""
+    result = CliRunner().invoke(cli, [*group, "--help"], terminal_width=80)
+    assert result.exit_code == 0
+    commands = result.stdout.split("\nCommands:\n", 1)[1].splitlines()
+    assert commands and [line for line in commands if line.endswith("...")] == []
+
+
 @pytest.mark.parametrize("args", [("--help",), ("-h",), ("help",)])
 def test_group_help(args: tuple[str, ...]) -> None:
     result = dcmweb(*args)
