@@ -26,6 +26,8 @@ from .errors import (
 if TYPE_CHECKING:
     from .client import Client
     from .delete import DeleteResult
+    from .operations import Operation
+    from .rendered import RenderOptions
     from .retrieve import RetrieveResult
     from .store import StoreResult
 
@@ -41,8 +43,10 @@ __all__ = [
     "ExitStatus",
     "LocalFileError",
     "NotFoundError",
+    "Operation",
     "PartialFailure",
     "RedirectRefused",
+    "RenderOptions",
     "RetrieveResult",
     "ServerError",
     "StoreResult",
@@ -54,7 +58,7 @@ __all__ = [
 
 # Imported on first use (they pull in the HTTP stack): name -> module.
 _LAZY = {"Client": "client", "StoreResult": "store", "RetrieveResult": "retrieve",
-         "DeleteResult": "delete"}
+         "DeleteResult": "delete", "Operation": "operations", "RenderOptions": "rendered"}
 
 
 def __getattr__(name: str) -> Any:

@@ -176,7 +176,7 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
 
     Exit codes: 0 done, 1 failed, 2 usage, 3 auth, 4 not found, 5 unavailable,
     6 some items failed, 7 journal busy, 130 interrupted, 143 terminated
-    (see docs/exit-codes.md).
+    (details: docs/exit-codes.md in the source).
     """
     output = Output(quiet=quiet, log_format=log_format)
     ctx.obj = Settings(given_host=host, output=output, traceback=show_traceback)
@@ -204,7 +204,7 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
 
 
 
-@cli.command()
+@cli.command(short_help="Search studies, series or instances.")
 @click.argument("path", required=False, default="studies")
 @click.argument("params", nargs=-1)
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
@@ -264,7 +264,7 @@ def search(settings: Settings, path: str, params: tuple[str, ...], filters: tupl
 RETRIEVE_FORMATS = ("json", "xml", "jpeg", "png", "gif")
 
 
-@cli.command()
+@cli.command(short_help="Download DICOM, metadata, frames, rendered images, bulk data.")
 @click.argument("path", required=False, default="")
 @click.option("-o", "--output", "output_path", type=click.Path(), metavar="PATH",
               help="Folder to write STUDY/SERIES/SOP.dcm (frames, images, bulk data) into "
@@ -397,7 +397,8 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
 @click.option("--timeout", type=bounded(bounds.TIMEOUT), default=600.0, show_default=True,
               help="Seconds to wait for Google's long-running delete operation.")
 @click.option("--no-wait", is_flag=True,
-              help="Do not wait for Google's operation: print its name on stdout and exit 0.")
+              help="Do not wait for Google's operation: print its name on stdout and exit 0 "
+                   "(nothing when the delete started none: it is done).")
 @click.option("-y", "--yes", is_flag=True,
               help="Delete without asking (a study or series delete asks when stdin is a "
                    "terminal; never otherwise).")
@@ -416,7 +417,8 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
     \b
     Example:
       dcmweb HOST delete studies/1.2.3/series/4.5.6
-      op=$(dcmweb HOST delete studies/1.2.3 --no-wait) && dcmweb HOST operations wait "$op"
+      op=$(dcmweb HOST delete studies/1.2.3 --no-wait)  # empty: done, nothing to wait for
+      [ -z "$op" ] || dcmweb HOST operations wait "$op"
       dcmweb HOST delete studies/1.2.3 --dry-run | wc -l
     """
     from .paths import parse_resource_path
@@ -443,11 +445,13 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
     notes = [plural(result.counter["success"], "instance")] if result.counter else []
     if result.answer_lost:
         notes.append("answer lost: the server no longer has it")
+    if no_wait:  # stdout stays empty: say why, for the script that expected a name
+        notes.append("done at once: no operation to wait for")
     settings.output.summary(f"deleted {result.path}" + (f" ({'; '.join(notes)})" if notes
                                                          else ""))
 
 
-@cli.group()
+@cli.group(short_help="Read or wait for Google's long-running operations.")
 def operations() -> None:
     """Read or wait for Google's long-running operations (study and series deletes).
 
@@ -476,7 +480,7 @@ def operations_get(settings: Settings, name: str) -> None:
     settings.output.json_rows([operation.raw], "jsonl")
 
 
-@operations.command("wait")
+@operations.command("wait", short_help="Wait until the operation is done.")
 @click.argument("name")
 @click.option("--timeout", type=bounded(bounds.TIMEOUT), default=600.0, show_default=True,
               help="Seconds to wait before giving up (the operation goes on; exit 5).")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .delete import DeleteResult
     from .hostprobe import HostProbe
     from .inputs import InputSpec, PathsLike
-    from .jsonstore import JsonInstance, PairsLike
+    from .jsonstore import PairsLike
     from .metadata import Metadata
     from .operations import Operation
     from .params import ParamsLike
@@ -139,9 +139,11 @@ class Client:
                for name in (headers or {})):
             # Each call picks its own Accept (and parses the answer by it): a global one
             # would be silently overridden, or break every other call.
-            raise UsageError("an Accept header cannot be set with -H",
-                             "choose what retrieve asks for with --type, --transfer-syntax, "
-                             "--single-part or --format")
+            raise UsageError("an Accept header cannot be set with -H: each command asks for "
+                             "the type it reads",
+                             "choose a search's output with --format, and what a retrieve "
+                             "asks for with --type, --transfer-syntax, --single-part or "
+                             "--format")
         config = HttpConfig(
             connect_timeout=bounds.CONNECT_TIMEOUT.check("connect_timeout", connect_timeout),
             read_timeout=bounds.READ_TIMEOUT.check("read_timeout", read_timeout),
@@ -267,12 +269,14 @@ class Client:
             workers=self.workers if workers is None else bounds.WORKERS.check("workers", workers),
             storage_class=_optional_text("storage_class", storage_class), study_uid=study_uid)
 
-    def iter_store_json(self, items: Iterable[JsonInstance], *, generate_uids: bool = False
+    def iter_store_json(self, items: PairsLike, *, generate_uids: bool = False
                         ) -> Iterator[StoreResult]:
         """Create instances from DICOM JSON metadata plus a JPEG each (Google's JSON+JPEG
-        STOW); one result per pair, stored only when the answer or a search proves it.
-        Each pair is read when its turn comes: one that cannot be read is a failed
-        result, and the others are still sent (:meth:`store_json` checks them first)."""
+        STOW); ``items`` are ``(metadata, jpeg)`` path pairs, as for :meth:`store_json`
+        (one pair may come alone). One result per pair, stored only when the answer or a
+        search proves it. Each pair is read when its turn comes: one that cannot be read
+        is a failed result, and the others are still sent (:meth:`store_json` checks
+        them first)."""
         from .jsonstore import iter_store_json
 
         return iter_store_json(self._session(), self.base_url, items, generate_uids)

@@ -266,14 +266,7 @@ class DcmwebGroup(click.Group):
             _option_value(words, ("--config",)) or os.environ.get(f"{ENV_PREFIX}_CONFIG"),
             _option_value(words, ("-p", "--profile")) or os.environ.get(f"{ENV_PREFIX}_PROFILE"))
         ctx.meta[_PROFILE] = profile  # a bad value in it is reported with its file
-        defaults = _defaults_for(self, profile.values, profile, "")
-        for name, values in profile.commands.items():
-            command = self.commands.get(name)
-            if command is None:
-                raise UsageError(f"config file {profile.path}: profile {profile.name!r} has "
-                                 f"a table [{name}], but there is no command {name!r}")
-            defaults[name] = _defaults_for(command, values, profile, f"{name}.")
-        return defaults
+        return _defaults_for(self, {**profile.values, **profile.commands}, profile, "")
 
     def invoke(self, ctx: click.Context) -> Any:
         from .signals import stop_on_signals
@@ -353,11 +346,22 @@ def _usage_message(error: click.UsageError) -> str:
     profile = ctx.find_root().meta.get(_PROFILE) if ctx else None
     if (ctx and profile and isinstance(error, click.BadParameter) and param and param.name
             and ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT_MAP):
-        command = f"{ctx.info_name}." if ctx.parent else ""
+        command = "".join(f"{name}." for name in ctx.command_path.split()[1:])
         return (f"config file {profile.path}: profile {profile.name!r}: {command}"
                 f"{long_name(param)}: {error.message.removesuffix('.')}")
+    if (ctx and isinstance(error, click.BadParameter) and isinstance(param, click.Option)
+            and param.name and error.param_hint is None
+            and ctx.get_parameter_source(param.name) is not ParameterSource.ENVIRONMENT):
+        # click names the option's variable whenever --help shows it; say so only when
+        # the value came from it.
+        error.param_hint = click.Parameter.get_error_hint(param, ctx)
     where = ctx.command_path if ctx else "dcmweb"
-    return f"{error.format_message().removesuffix('.')} (see '{where} --help')"
+    message = error.format_message()
+    if isinstance(error, click.MissingParameter):
+        # click lays the choices out on lines ("Choose from:\n\tbash,\n\tzsh"), which the
+        # log line would escape; the message holds only dcmweb's own names.
+        message = " ".join(message.split())
+    return f"{message.removesuffix('.')} (see '{where} --help')"
 
 
 def _early_output(words: Sequence[str], ctx: click.Context | None = None) -> Output:
@@ -377,6 +381,12 @@ def output_of(ctx: click.Context) -> Output:
     return settings.output if settings else Output()
 
 
+def profile_of(ctx: click.Context) -> Profile | None:
+    """The profile the run uses: the one asked for, or the config file's default-profile."""
+    profile = ctx.find_root().meta.get(_PROFILE)
+    return profile if profile is not None and profile.name else None
+
+
 def _defaults_for(command: click.Command, values: dict[str, Any], profile: Profile,
                   where: str) -> dict[str, Any]:
     from .config import option_key
@@ -384,11 +394,19 @@ def _defaults_for(command: click.Command, values: dict[str, Any], profile: Profi
     by_name = {long_name(param): param.name for param in options(command) if param.name}
     defaults: dict[str, Any] = {}
     for key, value in values.items():
+        if isinstance(value, dict):  # a command's table; a group's holds its commands'
+            sub = command.commands.get(key) if isinstance(command, click.Group) else None
+            if sub is None:
+                raise UsageError(f"config file {profile.path}: profile {profile.name!r} has "
+                                 f"a table [{where}{key}], but there is no command "
+                                 f"{(where + key).replace('.', ' ')!r}")
+            defaults[key] = _defaults_for(sub, value, profile, f"{where}{key}.")
+            continue
         name = by_name.get(option_key(key))
         if name is None:
+            command_path = " ".join(["dcmweb", *where.split(".")[:-1]])
             raise UsageError(f"config file {profile.path}: profile {profile.name!r}: unknown "
-                             f"setting {where}{key}", f"see 'dcmweb {where.rstrip('.')} --help'"
-                             .replace("dcmweb  ", "dcmweb "))
+                             f"setting {where}{key}", f"see '{command_path} --help'")
         defaults[name] = value
     return defaults
 

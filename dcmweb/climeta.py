@@ -5,42 +5,45 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import ExitStack
 
 import click
 from click.core import ParameterSource
 from click.shell_completion import BashComplete, add_completion_class, split_arg_string
 
-from .cligroup import long_name, options, output_of
+from .cligroup import long_name, options, output_of, profile_of
 from .errors import UsageError
 
 SHELLS = ("bash", "zsh", "fish")
 
 
-@click.command("help")
-@click.argument("command_name", metavar="[COMMAND]", required=False)
+@click.command("help", short_help="Show the help of dcmweb or of a command.")
+@click.argument("command_names", metavar="[COMMAND]...", nargs=-1)
 @click.pass_context
-def help_command(ctx: click.Context, command_name: str | None) -> None:
+def help_command(ctx: click.Context, command_names: tuple[str, ...]) -> None:
     """Show the help of dcmweb or of one command (same as COMMAND --help).
 
     \b
     Example:
       dcmweb help store
+      dcmweb help operations wait
     """
-    root = ctx.find_root()
-    group = root.command
-    if command_name is None:
-        output_of(ctx).text(group.get_help(root))
-        return
-    assert isinstance(group, click.Group)
-    command = group.get_command(root, command_name)
-    if command is None:
-        raise UsageError(f"no command {command_name!r}",
-                         f"commands: {', '.join(group.list_commands(root))}")
-    with click.Context(command, info_name=command_name, parent=root) as sub:
-        output_of(ctx).text(command.get_help(sub))
+    current = ctx.find_root()
+    with ExitStack() as contexts:
+        for name in command_names:  # down through groups: operations, then wait
+            group = current.command
+            missing = f"no command {' '.join(command_names)!r}"
+            if not isinstance(group, click.Group):
+                raise UsageError(missing, f"{current.command_path} has no subcommands")
+            command = group.get_command(current, name)
+            if command is None:
+                raise UsageError(missing, f"commands: {', '.join(group.list_commands(current))}")
+            current = contexts.enter_context(click.Context(command, info_name=name,
+                                                           parent=current))
+        output_of(ctx).text(current.command.get_help(current))
 
 
-@click.group("config")
+@click.group("config", short_help="Show the settings dcmweb would use.")
 def config_group() -> None:
     """Show the settings dcmweb would use (flags, environment, profile)."""
 
@@ -82,7 +85,7 @@ def _setting_lines(ctx: click.Context, prefix: str, changed_only: bool) -> list[
     return lines
 
 
-@config_group.command("show")
+@config_group.command("show", short_help="Print the effective settings and their sources.")
 @click.pass_context
 def config_show(ctx: click.Context) -> None:
     """Print the effective settings and where each comes from; secrets are hidden.
@@ -97,19 +100,31 @@ def config_show(ctx: click.Context) -> None:
     from .config import default_path
 
     root = ctx.find_root()
-    group = root.command
-    assert isinstance(group, click.Group)
-    profile = root.params.get("profile") or "(none)"
+    profile = profile_of(ctx)
+    named = ("(none)" if profile is None else profile.name if root.params.get("profile")
+             else f"{profile.name} (default-profile)")
     config = root.params.get("config_file") or default_path()
-    lines = [f"# config file: {config}", f"# profile: {profile}"]
+    lines = [f"# config file: {config}", f"# profile: {named}"]
     lines += _setting_lines(root, "", changed_only=False)
-    for name in group.list_commands(root):
-        command = group.get_command(root, name)
-        if command is None or isinstance(command, click.Group):
-            continue
-        with command.make_context(name, [], parent=root, resilient_parsing=True) as sub:
-            lines += _setting_lines(sub, f"{name}.", changed_only=True)
+    lines += _command_lines(root, "")
     output_of(ctx).text("\n".join(lines))
+
+
+def _command_lines(parent: click.Context, prefix: str) -> list[str]:
+    """The settings the environment or the profile changes, of every command under a
+    group, and of the commands of its groups (operations.wait.timeout)."""
+    group = parent.command
+    assert isinstance(group, click.Group)
+    lines = []
+    for name in group.list_commands(parent):
+        command = group.get_command(parent, name)
+        if command is None:
+            continue
+        with command.make_context(name, [], parent=parent, resilient_parsing=True) as sub:
+            lines += _setting_lines(sub, f"{prefix}{name}.", changed_only=True)
+            if isinstance(command, click.Group):
+                lines += _command_lines(sub, f"{prefix}{name}.")
+    return lines
 
 
 class _BashComplete(BashComplete):

@@ -32,7 +32,7 @@ def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
     return [CompletionItem(incomplete, type="file")]
 
 
-@click.command()
+@click.command(short_help="Store DICOM files, folders, masks and file lists.")
 @click.argument("masks", nargs=-1, shell_complete=_file_names)
 @click.option("--metadata", "metadata_files", multiple=True, metavar="FILE.json",
               type=click.Path(exists=True, dir_okay=False),
@@ -62,7 +62,7 @@ def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
 @click.option("--retry-failed", is_flag=True,
               help="With --journal: send only the files that failed before.")
 @click.option("--skip-existing", is_flag=True,
-              help="Ask the server (one search per study) and send only what it lacks.")
+              help="Ask the server (one search per series) and send only what it lacks.")
 @click.option("--on-conflict", type=click.Choice(("fail", "skip", "overwrite")), default="fail",
               show_default=True,
               help="Same UIDs, other bytes on the server: fail, skip (record it) or "

@@ -22,7 +22,7 @@ from .errors import (
 )
 from .http import UNAVAILABLE_HINT, Http
 from .operations import is_operation_name, wait_operation
-from .paths import ResourcePath, parse_resource_path
+from .paths import RESOURCE_SHAPE, ResourcePath, parse_resource_path
 from .record import record
 from .transport import Response
 from .unexpected import HOST_HINT, describe_answer
@@ -61,7 +61,7 @@ class Deleter:
         target = parse_resource_path(path)
         if target.level == "store":
             raise UsageError(f"invalid path {path!r}: delete needs at least a study",
-                             "expected studies/UID[/series/UID[/instances/UID]]")
+                             f"expected {RESOURCE_SHAPE}")
         url_path = target.url_path()
         response, lost = self._send(f"{self.base_url}/{url_path}", f"delete {url_path}",
                                     accept_status=(405,))

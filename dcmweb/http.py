@@ -17,8 +17,8 @@ The rules (docs/exit-codes.md says what the user sees):
   that one request keeps getting while the server answers others are its own failures,
   limited by ``retry.attempts``.
 - A 500 is retried twice, then reported with the server's message.
-- A refused connection or an unknown host name before the server ever answered is
-  reported at once (about a second): a wrong HOST or port.
+- An unknown host name before the server ever answered is reported at once, a refused
+  connection after 3 tries 0.3 s apart (about a second): a wrong HOST or port.
 - ``request_deadline`` bounds one request with all its retries and waits; it is longer
   than ``outage_limit`` by default so that outages are ridden out. It never cuts a
   transfer that makes progress (the low-speed limit judges those).
@@ -153,6 +153,7 @@ _HINTS = {
     404: "check the HOST URL and the UIDs in the path",
 }
 UNAVAILABLE_HINT = "the server is overloaded or down; try again later"
+DEADLINE_HINT = "raise --request-deadline for a server this slow"
 
 
 def error_for_response(response: Response, what: str, attempts: int = 1,
@@ -191,6 +192,7 @@ class _Failure:
     sent: bool = True  # the request may have reached the server
     fatal_at_start: bool = False  # a wrong HOST or port, unless the server answered before
     midway: bool = False  # the server answered, then its answer failed
+    silent: bool = False  # connected and sent, and no answer came in time
     reached: bool = False  # something answered, but not with HTTP
 
 
@@ -228,7 +230,7 @@ def classify(exc: BaseException) -> _Failure:
         if isinstance(current, ConnectTimeout):
             return _Failure("connection timed out", sent=False)
         if isinstance(current, (ReadTimeout, socket.timeout)):
-            return _Failure("no answer within the read timeout")
+            return _Failure("no answer within the read timeout", silent=True)
     if "Name or service not known" in str(exc):
         return _Failure("host name not found", fatal_at_start=True, sent=False)
     if isinstance(exc, ConnectError):  # no connection, so nothing was sent
@@ -399,6 +401,7 @@ class _Exchange:
         self.deadline = self.started + (self.config.request_deadline if deadline is None
                                         else deadline)
         self.attempt = 0  # sends, including redirects followed
+        self.deadline_cut = False  # the last send's read timeout was the deadline's rest
         self.own_failures = 0  # failures while the server answered other requests
         self.last_failure = float("-inf")
         self.server_errors = 0
@@ -416,7 +419,7 @@ class _Exchange:
             if sent_at is None:
                 problem = f"{self._last_problem} (" if self.attempt else "not sent ("
                 raise UnavailableError(f"{self.what} failed: {problem}{self._deadline_note()})",
-                                       UNAVAILABLE_HINT)
+                                       DEADLINE_HINT)
             self.attempt += 1
             try:
                 response = self._send()
@@ -436,6 +439,7 @@ class _Exchange:
         remaining = max(self.deadline - time.monotonic(), 0.1)
         timeout = (min(self.config.connect_timeout, remaining),
                    min(self.config.read_timeout, remaining))
+        self.deadline_cut = remaining < self.config.read_timeout
         sent = time.monotonic()
         try:
             response = self.http.transport.request(
@@ -480,12 +484,18 @@ class _Exchange:
             host += f":{urlsplit(self.url).port}"
         proxy = proxy_for(exc, self.url)
         who = f"the proxy {proxy} (on the way to {host})" if proxy else host
+        # A silent server was reached (connected, sent to): it did not answer in time,
+        # the read timeout's or, when that was shorter, the request deadline's.
         self._last_problem = (failure.reason if failure.midway
+                              else f"no answer from {who}" + (
+                                  "" if self.deadline_cut else " within the read timeout")
+                              if failure.silent
                               else f"{who} {failure.reason}" if failure.reached
                               else f"cannot reach {who}: {failure.reason}")
         hint = ("check the proxy (HTTPS_PROXY / HTTP_PROXY), or bypass it for this host "
                 "with NO_PROXY" if proxy else
                 "check the port in HOST, and http:// against https://" if failure.reached
+                else UNAVAILABLE_HINT if failure.silent  # it took the connection: it runs
                 else "check the HOST URL and that the server is running")
         # Before the server ever answered: a wrong HOST or port, whatever was sent.
         if failure.fatal_at_start and not self.http._answered.is_set():
@@ -505,7 +515,7 @@ class _Exchange:
         if self.attempt == 1 and failure.reason == "connection dropped":
             # The first drop is often a stale pooled connection: retry at once.
             self.gate.leave(Outcome.NEUTRAL, sent_at)
-            log.warning("%s: %s; retrying at once", self.what, failure.reason)
+            self._retrying(failure.reason, " at once")
             return
         self._unavailable(Outcome.UNAVAILABLE, sent_at, None, hint, exc)
 
@@ -543,7 +553,8 @@ class _Exchange:
                                                       self.config.retry.attempts - 1):
             self.server_errors += 1
             response.close()
-            self._wait(self.config.retry.backoff(self.server_errors), f"HTTP {status}")
+            self._wait(self.config.retry.backoff(self.server_errors),
+                       f"HTTP {status} {response.reason or ''}".rstrip())
             return None
         raise self._error(response)
 
@@ -575,9 +586,11 @@ class _Exchange:
         location = response.headers.get("Location")
         response.close()
         if self.method not in READ_METHODS:
+            why = ("its body would be dropped or sent elsewhere" if self.body is not None
+                   else "it acts only on HOST, never where a redirect points")
             raise redirect_error(response, self.method, self.url, self.what,
-                                 f"a {self.method} is never redirected (its body would be"
-                                 " dropped or sent elsewhere); nothing was done")
+                                 f"a {self.method} is never redirected ({why}); nothing was"
+                                 " done")
         if not location:
             raise redirect_error(response, self.method, self.url, self.what,
                                  "the redirect names no Location")
@@ -613,26 +626,31 @@ class _Exchange:
                 if own and self.own_failures >= self.config.retry.attempts
                 else self.http.outage_note())
         if note is None and now >= self.deadline:
-            note = self._deadline_note()
+            note, hint = self._deadline_note(), DEADLINE_HINT
         elif note is None and retry_after is not None and now + retry_after >= self.deadline:
             note = (f"the server asks to wait {retry_after:.0f} s (Retry-After), past the "
                     "request deadline")
+            hint = DEADLINE_HINT
         if note is not None:
             if response is not None:
                 raise error_for_response(response, self.what, self.attempt, note)
             raise UnavailableError(f"{self.what} failed: {self._last_problem} ({note})",
                                    hint) from exc
         self.gate.stats.retries += 1
-        log.warning("%s: %s; retrying (attempt %d)", self.what, self._last_problem,
-                 self.attempt + 1)
+        self._retrying(self._last_problem)  # the shared backoff's wait is the gate's
 
     def _wait(self, seconds: float, reason: str) -> None:
         if time.monotonic() + seconds >= self.deadline:
             raise UnavailableError(f"{self.what} failed: {reason} ({self._deadline_note()})",
-                                   UNAVAILABLE_HINT)
+                                   DEADLINE_HINT)
         self.gate.stats.retries += 1
-        log.warning("%s: %s; retrying in %.1f s", self.what, reason, seconds)
+        self._retrying(reason, f" in {seconds:.1f} s")
         self.http.sleep(seconds)
+
+    def _retrying(self, reason: str, when: str = "") -> None:
+        # Every retry's line has this one shape, so one grep finds them all.
+        log.warning("%s: %s; retrying%s (attempt %d)", self.what, reason, when,
+                    self.attempt + 1)
 
     def _deadline_note(self) -> str:
         elapsed = time.monotonic() - self.started

@@ -59,14 +59,21 @@ Pair = tuple[str | os.PathLike[str], str | os.PathLike[str]]
 PairsLike = JsonInstance | Pair | Iterable[JsonInstance | Pair]
 
 
-def json_pairs(items: PairsLike) -> list[JsonInstance]:
-    """The pairs a library caller passes; one pair may come alone (iterating it would
-    take each file name, then each of its characters, for a pair)."""
+def iter_json_pairs(items: PairsLike) -> Iterator[JsonInstance]:
+    """The pairs a library caller passes, taken one at a time (a generator of pairs is
+    not read ahead); one pair may come alone (iterating it would take each file name,
+    then each of its characters, for a pair)."""
     if isinstance(items, JsonInstance):
-        return [items]
-    if _is_pair(items) or isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
-        return [_pair(items)]  # one pair, or what is not one: refused there, named
-    return [_pair(item) for item in items]
+        yield items
+    elif _is_pair(items) or isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        yield _pair(items)  # one pair, or what is not one: refused there, named
+    else:
+        for item in items:
+            yield _pair(item)
+
+
+def json_pairs(items: PairsLike) -> list[JsonInstance]:
+    return list(iter_json_pairs(items))
 
 
 def _is_pair(item: object) -> TypeGuard[Sequence[str | os.PathLike[str]]]:
@@ -192,9 +199,9 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
     return result("failed", message=f"{lost}; not on the server")
 
 
-def iter_store_json(http: Http, base_url: str, items: Iterable[JsonInstance],
+def iter_store_json(http: Http, base_url: str, items: PairsLike,
                     generate_uids: bool = False) -> Iterator[StoreResult]:
-    for item in items:
+    for item in iter_json_pairs(items):
         try:
             result = store_one(http, base_url, item, generate_uids)
         except Stopped as stopped:  # the pair sent before the stop is told, unconfirmed

@@ -52,6 +52,10 @@ class ResourcePath:
         return "/".join(parts)
 
 
+RESOURCE_SHAPE = "studies/UID[/series/UID[/instances/UID]]"
+FRAMES_SHAPE = "studies/UID[/series/UID[/instances/UID[/frames/N]]]"
+
+
 def _words(path: str) -> list[str]:
     return [word for word in path.strip().split("/") if word]
 
@@ -73,8 +77,8 @@ def parse_resource_path(path: str | None, *, allow_frames: bool = False) -> Reso
 
     if len(words) % 2 == 0 and all(valid(i, word) for i, word in enumerate(words)):
         return ResourcePath(*words[1::2])
-    shape = "studies/UID[/series/UID[/instances/UID" + ("[/frames/N]" if allow_frames else "")
-    raise UsageError(f"invalid path {path!r}", f"expected {shape}]]]")
+    shape = FRAMES_SHAPE if allow_frames else RESOURCE_SHAPE
+    raise UsageError(f"invalid path {path!r}", f"expected {shape}")
 
 
 SEARCH_LEVELS = ("studies", "series", "instances")

@@ -311,7 +311,8 @@ class Uploader:
             # This batch's own failure (a search that kept failing, a redirect refused);
             # whether the run goes on is decided below, across batches.
             decided = {result.path for result in stopped.decided}
-            results = stopped.decided + [self._result(item, "failed", message=error.message)
+            reason = error.message.removeprefix(f"{_what(items)} failed: ")  # named per file
+            results = stopped.decided + [self._result(item, "failed", message=reason)
                                          for item in items if item.path not in decided]
             request_failed = True
         self._count(results, request_failed)

@@ -310,7 +310,10 @@ def parse_rate(text: str) -> float:
     """Requests per second from ``N``, ``N/s``, ``N/m`` or ``N/h``; ValueError otherwise."""
     number, _, unit = text.strip().partition("/")
     per = _RATE_UNITS.get(unit.strip().lower())
-    value = float(number) if per is not None and number.strip() else float("nan")
+    try:
+        value = float(number) if per is not None and number.strip() else float("nan")
+    except ValueError:  # "abc": the message below says what a rate is, not float()'s
+        value = float("nan")
     if not MAX_RATE.holds(value):
         raise ValueError(f"invalid rate {text!r}: write N, N/s, N/m or N/h with N > 0")
     return value / (per or 1.0)

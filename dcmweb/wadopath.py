@@ -13,13 +13,16 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from .errors import UsageError
-from .paths import ResourcePath, parse_resource_path
+from .paths import RESOURCE_SHAPE, ResourcePath, parse_resource_path
 from .record import record
 
 Kind = Literal["dicom", "metadata", "rendered", "frames", "bulkdata"]
 MAX_FRAMES_LISTED = 10000  # a longer list is a typo (and an over-long URL)
 _FRAME_LIST = re.compile(r"[1-9][0-9]*(,[1-9][0-9]*)*")
 _BULK_PATH = re.compile(r"[A-Za-z0-9._~,=-]+(/[A-Za-z0-9._~,=-]+)*")
+# Every path retrieve takes, for the message of one it cannot read.
+SHAPES = (f"{RESOURCE_SHAPE}, optionally ending in /metadata or /rendered; an instance's "
+          "/frames/N[/rendered] or /bulkdata/TAG")
 
 
 @record(frozen=True)
@@ -55,8 +58,15 @@ def _frames(word: str, path: str) -> tuple[int, ...]:
     return numbers
 
 
+def _resource(words: list[str], path: str) -> ResourcePath:
+    try:
+        return parse_resource_path("/".join(words))
+    except UsageError:
+        raise UsageError(f"invalid path {path!r}", f"expected {SHAPES}") from None
+
+
 def _instance(words: list[str], path: str, what: str) -> ResourcePath:
-    resource = parse_resource_path("/".join(words))
+    resource = _resource(words, path)
     if resource.level != "instance":
         raise UsageError(f"invalid path {path!r}",
                          f"{what} belong to an instance: studies/S/series/R/instances/I/{what}")
@@ -79,7 +89,7 @@ def parse_wado_path(path: str | None) -> WadoPath:
                         bulk=f"{words[at]}/{bulk}")
     last = words[-1] if words else ""
     if last == "metadata":
-        resource = parse_resource_path("/".join(words[:-1]))
+        resource = _resource(words[:-1], text)
         if resource.level == "store":
             raise UsageError(f"invalid path {path!r}", "metadata of a study, series or instance")
         return WadoPath(resource, "metadata")
@@ -88,11 +98,11 @@ def parse_wado_path(path: str | None) -> WadoPath:
         if len(words) >= 2 and words[-2] == "frames":
             frames = _frames(words[-1], text)
             return WadoPath(_instance(words[:-2], text, "frames"), "rendered", frames)
-        resource = parse_resource_path("/".join(words))
+        resource = _resource(words, text)
         if resource.level == "store":
             raise UsageError(f"invalid path {path!r}", "render a study, series or instance")
         return WadoPath(resource, "rendered")
     if len(words) >= 2 and words[-2] == "frames":
         return WadoPath(_instance(words[:-2], text, "frames"), "frames",
                         _frames(words[-1], text))
-    return WadoPath(parse_resource_path(text))
+    return WadoPath(_resource(words, text))

@@ -183,6 +183,15 @@ format = "jsonl"
      "(see 'dcmweb search --help')"),
     ("[profiles.a.serch]\nformat = 'jsonl'\n", ("-p", "a"),
      "config file {config}: profile 'a' has a table [serch], but there is no command 'serch'"),
+    ("[profiles.a.operations.wiat]\ntimeout = 1\n", ("-p", "a"),
+     "config file {config}: profile 'a' has a table [operations.wiat], but there is no "
+     "command 'operations wiat'"),
+    ("[profiles.a.operations.wait]\ntimeuot = 1\n", ("-p", "a"),
+     "config file {config}: profile 'a': unknown setting operations.wait.timeuot "
+     "(see 'dcmweb operations wait --help')"),
+    ("[profiles.a.operations.wait]\ntimeout = 'long'\n", ("-p", "a"),
+     "config file {config}: profile 'a': operations.wait.timeout: 'long' is not a valid "
+     "float range"),
     ("workers = 3\n", (),
      "config file {config}: unknown key 'workers' (settings go in [profiles.NAME] tables)"),
     ("[profiles.a\n", (),
@@ -224,6 +233,50 @@ def test_missing_config_files(tmp_path: Path) -> None:
     assert lines(result.stderr) == [
         f"dcmweb: error: profile 'prod' asked for, but there is no config file {default} "
         "(create it, or give one with --config FILE)"]
+
+
+def test_config_show_names_the_default_profile_in_use(tmp_path: Path) -> None:
+    """Old dcmweb: '# profile: (none)' above values it labelled '# profile'."""
+    config = write_config(tmp_path, PROFILES)
+    result = dcmweb("--config", str(config), "config", "show")
+    assert result.stdout.splitlines()[1] == "# profile: home (default-profile)"
+    assert shown(result)["workers"] == "2  # profile"
+    chosen = dcmweb("--config", str(config), "config", "show", env={"DCMWEB_PROFILE": "prod"})
+    assert chosen.stdout.splitlines()[1] == "# profile: prod"
+    assert dcmweb("config", "show").stdout.splitlines()[1] == "# profile: (none)"
+
+
+NESTED = """\
+[profiles.a]
+host = "{url}"
+
+[profiles.a.operations.wait]
+timeout = 1
+"""
+
+
+def test_a_subcommand_of_a_group_takes_settings_from_the_profile_and_env(
+        tmp_path: Path) -> None:
+    """Old dcmweb refused [profiles.a.operations.wait] ('unknown setting operations.wait'),
+    and config show left out DCMWEB_OPERATIONS_WAIT_TIMEOUT."""
+    server = LocalServer(tmp_path / "store", delete_delay=30).start()
+    try:
+        with Client(server.url) as client:
+            client.store(corpus.synthetic_files(tmp_path / "f", 1))
+            [study] = client.search("studies")
+            operation = client.delete(f"studies/{study['0020000D']['Value'][0]}",
+                                      wait=False).operation
+        assert operation
+        config = write_config(tmp_path, NESTED.format(url=server.url))
+        settings = shown(dcmweb("--config", str(config), "-p", "a", "config", "show"))
+        assert settings["operations.wait.timeout"] == "1.0  # profile"
+        # Used, not only shown: the wait gives up after the profile's 1 s, not 600 s.
+        waited = dcmweb("--config", str(config), "-p", "a", "operations", "wait", operation)
+        assert waited.exit_code == 5, waited.stderr
+    finally:
+        server.stop()
+    settings = shown(dcmweb("config", "show", env={"DCMWEB_OPERATIONS_WAIT_TIMEOUT": "7"}))
+    assert settings["operations.wait.timeout"] == "7.0  # env DCMWEB_OPERATIONS_WAIT_TIMEOUT"
 
 
 def test_the_xdg_config_file_is_read(tmp_path: Path) -> None:

@@ -136,6 +136,8 @@ def test_invalid_path_is_exit_2(gcp: LocalServer, path: str) -> None:
     assert result.exit_code == 2
     assert "invalid path" in result.stderr
     assert gcp.requests == []
+    # Old dcmweb: 'studies' got 'studies/UID[/series/UID[/instances/UID]]]' (three ']').
+    assert "(expected studies/UID[/series/UID[/instances/UID]])" in result.stderr
 
 
 def test_missing_path_is_exit_2(gcp: LocalServer) -> None:

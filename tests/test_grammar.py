@@ -49,6 +49,16 @@ def test_command_help_needs_no_host(args: tuple[str, ...]) -> None:
             in " ".join(result.stdout.split()))
 
 
+@pytest.mark.parametrize("group", [(), ("operations",), ("config",)])
+def test_no_command_summary_is_cut_short(group: tuple[str, ...]) -> None:
+    """Old dcmweb: 'retrieve  Download a study, ... bulk data or...' (click cuts a summary
+    that does not fit 80 columns)."""
+    result = CliRunner().invoke(cli, [*group, "--help"], terminal_width=80)
+    assert result.exit_code == 0
+    commands = result.stdout.split("\nCommands:\n", 1)[1].splitlines()
+    assert commands and [line for line in commands if line.endswith("...")] == []
+
+
 @pytest.mark.parametrize("args", [("--help",), ("-h",), ("help",)])
 def test_group_help(args: tuple[str, ...]) -> None:
     result = dcmweb(*args)
@@ -69,6 +79,35 @@ def test_a_bare_group_is_one_line_naming_its_commands(args: tuple[str, ...], whe
     assert (result.exit_code, result.stdout) == (2, "")
     assert lines(result.stderr) == [
         f"dcmweb: error: missing command (commands: {commands}; see '{where} --help')"]
+
+
+def test_a_missing_choice_is_one_readable_line() -> None:
+    """Old dcmweb: 'Choose from:\\n\\tbash,\\n\\tzsh,\\n\\tfish', click's layout escaped."""
+    result = dcmweb("completion")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr) == [
+        "dcmweb: error: Missing argument '{bash|zsh|fish}'. Choose from: bash, zsh, fish"
+        " (see 'dcmweb completion --help')"]
+
+
+@pytest.mark.parametrize("words", [("operations", "wait"), ("config", "show")])
+def test_help_shows_a_subcommand_s_help(words: tuple[str, ...]) -> None:
+    """Old dcmweb: 'Got unexpected extra argument (wait)', exit 2, for the help that
+    'dcmweb operations wait --help' shows."""
+    result = dcmweb("help", *words)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == dcmweb(*words, "--help").stdout
+    assert result.stdout.startswith(f"Usage: dcmweb {' '.join(words)} [OPTIONS]")
+
+
+@pytest.mark.parametrize(("words", "hint"), [
+    (("operations", "wiat"), "commands: get, wait"),
+    (("store", "x"), "dcmweb store has no subcommands"),
+])
+def test_help_of_an_unknown_subcommand_is_exit_2(words: tuple[str, ...], hint: str) -> None:
+    result = dcmweb("help", *words)
+    assert result.exit_code == 2
+    assert lines(result.stderr) == [f"dcmweb: error: no command {' '.join(words)!r} ({hint})"]
 
 
 def test_help_of_an_unknown_command_is_exit_2() -> None:
@@ -106,8 +145,8 @@ def test_usage_errors_are_one_log_line() -> None:
     result = dcmweb(HOST, "search", "--format", "yaml")
     assert result.exit_code == 2
     [line] = lines(result.stderr)
-    assert line.startswith("dcmweb: error: Invalid value for '--format' (env var: "
-                           "'DCMWEB_SEARCH_FORMAT'): 'yaml' is not one of 'pretty', ")
+    assert line.startswith("dcmweb: error: Invalid value for '--format': 'yaml' is not one"
+                           " of 'pretty', ")
     assert line.endswith(" (see 'dcmweb search --help')")
 
 

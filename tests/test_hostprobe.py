@@ -45,6 +45,9 @@ def test_orthanc_root_store_names_the_dicomweb_base(orthanc, pydicom_files: list
                                                     ) -> None:
     result = dcmweb(orthanc.root_url + "/", "store", str(pydicom_files[0]))
     assert result.exit_code == 1
+    # Old dcmweb: 'X failed: store X failed: HTTP 405 ...', the file named twice.
+    assert (f"dcmweb: error: {pydicom_files[0]} failed: HTTP 405 Method Not Allowed"
+            in lines(result.stderr))
     assert lines(result.stderr)[-2:] == [
         "dcmweb: error: nothing stored: 1 of 1 file failed",
         f"dcmweb: error: HOST looks like the server's root; did you mean {orthanc.url}?"]

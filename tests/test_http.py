@@ -22,7 +22,7 @@ from dcmweb.cli import cli
 from dcmweb.errors import AuthError, NotFoundError, UnavailableError
 from dcmweb.http import Http, HttpConfig, RetryPolicy, parse_retry_after
 from dcmweb.multipart import MultipartBody
-from dcmweb_devtools.logs import lines
+from dcmweb_devtools.logs import lines, messages
 
 SECRET = "SECRET-9f8e7d6c5b4a"
 
@@ -280,6 +280,24 @@ def test_connection_refused_is_quick_exit_5(ct: Path) -> None:
     assert lines(result.stderr)[-1] == (
         f"dcmweb: error: store {ct} failed: cannot reach 127.0.0.1:{port}: connection refused"
         " (after 3 attempts) (check the HOST URL and that the server is running)")
+
+
+def test_every_retry_line_has_one_shape(local_server) -> None:
+    """Old dcmweb: '...; retrying (attempt 2)' for a 503 but '...: HTTP 500; retrying in
+    0.4 s' for a 500 and a refused connection, so a grep for either missed lines."""
+    local_server.inject_fault(503, count=1, retry_after="0")
+    local_server.inject_fault(500, count=1)
+    result = run(local_server.url, "search")
+    assert result.exit_code == 0, result.stderr
+    refused = run(f"http://127.0.0.1:{free_port()}/dicom-web", "search")
+    assert refused.exit_code == 5
+    shape = re.compile(r"search studies: (.+); retrying( in \d+\.\d s)? \(attempt (\d)\)")
+    got = [shape.fullmatch(line) for line in messages(result.stderr + refused.stderr,
+                                                       "warning")]
+    assert all(got), got
+    assert [(m[1].rsplit(":", 1)[-1].strip(), m[3]) for m in got if m] == [
+        ("HTTP 503 Service Unavailable", "2"), ("HTTP 500 Internal Server Error", "3"),
+        ("connection refused", "2"), ("connection refused", "3")]
 
 
 def test_read_timeouts_to_every_store_are_an_outage_ridden_out(local_server, ct: Path

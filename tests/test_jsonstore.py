@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -288,6 +289,33 @@ def test_a_pair_sent_when_the_run_gives_up_is_unconfirmed(local_server: LocalSer
                               "confirmed it")
     assert [r["sop_uid"] for r in local_server.store.query("SELECT sop_uid FROM instances")] \
         == [sop_of("a")]
+
+
+def test_iter_store_json_takes_the_pairs_store_json_takes(local_server: LocalServer,
+                                                          tmp_path: Path) -> None:
+    """Old dcmweb: AttributeError ('tuple' object has no attribute 'metadata') for the
+    (json, jpeg) pairs the docs show; only its internal JsonInstance worked."""
+    pairs = [write_pair(tmp_path, name, uids=False) for name in "ab"]
+    bad = (tmp_path / "bad.json", pairs[0][1])
+    bad[0].write_text("{not json")
+    read: list[str] = []
+
+    def lazily() -> Iterator[tuple[Path, Path]]:
+        for pair in (pairs[0], bad, pairs[1]):
+            read.append(pair[0].name)
+            yield pair
+
+    with Client(local_server.url) as client:
+        results = client.iter_store_json(lazily(), generate_uids=True)
+        assert read == []  # nothing is read before the caller asks for a result
+        assert next(results).status == "stored" and read == ["a.json"]
+        assert [(r.path.name, r.status) for r in results] == [
+            ("bad.json", "failed"), ("b.json", "stored")]
+        [alone] = client.iter_store_json((str(pairs[0][0]), str(pairs[0][1])),
+                                         generate_uids=True)
+        assert alone.status == "stored"
+        with pytest.raises(UsageError, match=r"not a \(metadata, jpeg\) pair: 'a\.json'"):
+            list(client.iter_store_json(["a.json", "a.jpg", "b.json"]))  # type: ignore[list-item]
 
 
 def test_a_run_stopped_half_way_counts_only_the_rest_as_not_attempted(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@ types, errors with status and url, clear TypeErrors."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,35 @@ def test_exported_types() -> None:
         StoreResult, RetrieveResult, DeleteResult)
     for name in dcmweb.__all__:
         assert getattr(dcmweb, name) is not None
+
+
+def test_the_types_the_docs_name_are_exported_and_import_dcmweb_stays_light() -> None:
+    """usage.md names RenderOptions and Operation; old dcmweb had them only in
+    dcmweb.rendered and dcmweb.operations (ImportError from dcmweb)."""
+    from dcmweb import Operation, RenderOptions
+    from dcmweb.operations import Operation as OperationItself
+    from dcmweb.rendered import RenderOptions as RenderOptionsItself
+
+    assert (Operation, RenderOptions) == (OperationItself, RenderOptionsItself)
+    code = ("import sys, dcmweb; print(sorted(m for m in sys.modules if m in "
+            "('dcmweb.rendered', 'dcmweb.operations', 'dcmweb.client')))")
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, timeout=60)
+    assert fresh.stdout.strip() == "[]"  # imported on first use, like Client
+
+
+def test_rendered_images_with_the_exported_options(local_server: LocalServer,
+                                                   tmp_path: Path) -> None:
+    from dcmweb import RenderOptions
+
+    with Client(local_server.url) as client:
+        [stored] = client.store(corpus.synthetic_files(tmp_path / "in", 1))
+        path = (f"studies/{stored.study_instance_uid}/series/{stored.series_instance_uid}"
+                f"/instances/{stored.sop_instance_uid}/rendered")
+        [result] = client.retrieve(path, tmp_path / "out",
+                                   render=RenderOptions(format="png", viewport="16,16"))
+    assert result.path is not None
+    assert result.path.read_bytes().startswith(b"\x89PNG")
 
 
 def test_http_errors_carry_status_and_url(local_server: LocalServer, tmp_path: Path) -> None:

@@ -73,17 +73,21 @@ def test_json_log_format(local_server: LocalServer, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "env", "message"), [
     (("--log-format", "json", HOST, "search", "--bogus"), {},
      "No such option '--bogus' (see 'dcmweb search --help')"),
+    # The variable is named only when the value came from it (old dcmweb: always).
     ((HOST, "search", "--limit", "0"), {"DCMWEB_LOG_FORMAT": "json"},
+     "Invalid value for '--limit': 0 is not in the range x>=1 (see 'dcmweb search --help')"),
+    ((HOST, "search"), {"DCMWEB_LOG_FORMAT": "json", "DCMWEB_SEARCH_LIMIT": "0"},
      "Invalid value for '--limit' (env var: 'DCMWEB_SEARCH_LIMIT'): 0 is not in the range "
      "x>=1 (see 'dcmweb search --help')"),
     (("--log-format=json", "--workers", "0", HOST, "search"), {},
-     "Invalid value for '--workers' (env var: 'DCMWEB_WORKERS'): 0 is not in the range "
-     "1<=x<=64 (see 'dcmweb --help')"),
+     "Invalid value for '--workers': 0 is not in the range 1<=x<=64 (see 'dcmweb --help')"),
+    (("--log-format=json", "--max-rate", "abc", HOST, "search"), {},
+     "Invalid value for '--max-rate': invalid rate 'abc': write N, N/s, N/m or N/h with N > 0"
+     " (see 'dcmweb --help')"),
     (("--log-format", "json", "--config", "/nonexistent.toml", HOST, "search"), {},
      "config file /nonexistent.toml not found"),
     (("--config", "{config}", HOST, "search", "--limit", "0"), {},
-     "Invalid value for '--limit' (env var: 'DCMWEB_SEARCH_LIMIT'): 0 is not in the range "
-     "x>=1 (see 'dcmweb search --help')"),
+     "Invalid value for '--limit': 0 is not in the range x>=1 (see 'dcmweb search --help')"),
 ])
 def test_usage_errors_follow_the_log_format(args: tuple[str, ...], env: dict[str, str],
                                             message: str, tmp_path: Path) -> None:

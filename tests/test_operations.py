@@ -55,6 +55,20 @@ def remaining(url: str) -> set[str]:
         return {row["0020000D"]["Value"][0] for row in client.search("studies")}
 
 
+def test_no_wait_without_an_operation_prints_nothing_and_says_it_is_done(
+        gcp: LocalServer, synth: list[Path]) -> None:
+    """An instance delete starts no operation: old dcmweb printed nothing and said only
+    'deleted ...', so the help's `op=$(...) && operations wait "$op"` failed (exit 2)."""
+    ds = pydicom.dcmread(synth[0], stop_before_pixels=True)
+    path = (f"studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}")
+    result = dcmweb(gcp.url, "delete", path, "--no-wait")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: info: deleted {path} (done at once: no operation to wait for)")
+
+
 def test_no_wait_prints_the_name_then_wait_follows_it(gcp: LocalServer,
                                                       synth: list[Path]) -> None:
     study = study_of(synth[0])

@@ -66,7 +66,9 @@ def test_delete_behind_a_redirect_is_an_error(code: int) -> None:
         result = run(fake.url, "delete", "studies/1.2")
     assert result.exit_code == 1, result.stderr
     assert "deleted" not in result.stdout + result.stderr
+    # Old dcmweb: '(its body would be dropped or sent elsewhere)', for a DELETE, no body.
     assert (f"HTTP {code} redirect to {fake.url}/elsewhere/1.2: a DELETE is never redirected"
+            " (it acts only on HOST, never where a redirect points); nothing was done"
             in lines(result.stderr)[-1])
     assert [(r.method, r.path) for r in fake.requests] == [("DELETE", "/studies/1.2")]
 

@@ -136,6 +136,18 @@ def test_invalid_path_is_exit_2(filled: LocalServer, path: str, tmp_path: Path) 
     assert filled.requests == []
 
 
+@pytest.mark.parametrize("path", ["foo/bar", "foo/metadata", "studies/1.2/instances/3/rendered"])
+def test_an_invalid_path_names_every_shape_retrieve_takes(path: str) -> None:
+    """Old dcmweb: 'expected studies/UID[/series/UID[/instances/UID]]]', three ']' to two
+    '[', and neither metadata, rendered, frames nor bulk data."""
+    result = dcmweb("http://127.0.0.1:9/dicom-web", "retrieve", path)
+    assert result.exit_code == 2
+    assert lines(result.stderr) == [
+        f"dcmweb: error: invalid path {path!r} (expected studies/UID[/series/UID"
+        "[/instances/UID]], optionally ending in /metadata or /rendered; an instance's"
+        " /frames/N[/rendered] or /bulkdata/TAG)"]
+
+
 # -- --type and Accept ------------------------------------------------------------------------
 @pytest.mark.parametrize(("part_type", "accept"), [
     (None, ANY_TS),

@@ -383,6 +383,37 @@ def test_qido_instance_filters_and_includefield(loaded: LocalServer) -> None:
     assert "00081030" in repeated.json()[0]
 
 
+def test_every_testserver_option_shows_its_default() -> None:
+    """Old dcmweb-testserver --help: '--port PORT  port; 0 picks a free one' and
+    '--delete-delay DELETE_DELAY  seconds before a delete is done', no default shown."""
+    from dcmweb.testing.cli import build_parser
+
+    parser = build_parser()
+    valued = [a for a in parser._actions if a.option_strings and a.nargs != 0]
+    assert [a.dest for a in valued if "default" not in (a.help or "")] == []
+    shown = " ".join(parser.format_help().split())
+    assert "--port PORT port (default: 8080); 0 picks a free one" in shown
+    assert "--delete-delay S seconds a study or series delete's operation runs" in shown
+    assert "(default: 1.0)" in shown
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
+def test_a_value_its_vr_cannot_hold_is_answered_as_text(srv: LocalServer) -> None:
+    """pydicom's badVR.dcm (NumberOfFrames IS "1A") is accepted; old dcmweb then answered
+    500 to every instance search with includefield, and cut its study's metadata off."""
+    assert stow(srv, [real_file("badVR.dcm").read_bytes(), blob(CT)]).status_code == 200
+    study, series, sop = "1.2.999.999.99.9.9999.8888", "1.2.777.777.77.7.7777.7777", (
+        "1.9.999.999.99.9.9999.9999.20030818153516")
+    rows = {value(row, "00080018"): row for row in qido(srv, "/instances", includefield="all")}
+    assert set(rows) == {sop, uids(blob(CT))[2]}
+    assert rows[sop]["00280008"] == {"vr": "IS", "Value": ["1A"]}  # as CP 1861 allows
+    assert value(rows[sop], "00280010") == 10  # the good values keep their JSON types
+    assert len(qido(srv, "/instances", includefield="NumberOfFrames")) == 2
+    resp = requests.get(f"{srv.url}/studies/{study}/series/{series}/metadata", timeout=30)
+    assert resp.status_code == 200
+    assert resp.json()[0]["00280008"] == {"vr": "IS", "Value": ["1A"]}
+
+
 @pytest.mark.parametrize(
     "params",
     [

@@ -244,7 +244,8 @@ def test_parse_rate(text: str, per_second: float) -> None:
 
 @pytest.mark.parametrize("text", ["0", "-1", "x", "5/d", "", "/s", "inf", "nan"])
 def test_bad_rates_are_usage_errors(text: str) -> None:
-    with pytest.raises(ValueError):
+    # Old dcmweb: 'x' got float()'s "could not convert string to float: 'x'".
+    with pytest.raises(ValueError, match=r"write N, N/s, N/m or N/h with N > 0"):
         parse_rate(text)
     if not text:
         return  # an empty option value means "no limit", like leaving it out

@@ -17,6 +17,7 @@ from dcmweb.errors import UsageError
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
 from dcmweb_devtools.docexamples import run_example
+from dcmweb_devtools.logs import lines
 from dcmweb_devtools.orthanc import Orthanc
 from dcmweb_devtools.tinypacs import TinyPacs
 
@@ -141,11 +142,16 @@ def test_option_misuse_is_exit_2_without_a_request(args: list[str]) -> None:
         assert fake.requests == []
 
 
-def test_header_accept_is_refused_not_silently_overridden() -> None:
+@pytest.mark.parametrize("command", [("retrieve", INSTANCE), ("search",)])
+def test_header_accept_is_refused_not_silently_overridden(command: tuple[str, ...]) -> None:
     with Hostile() as fake:
-        result = dcmweb("-H", "accept: application/dicom", fake.url, "retrieve", INSTANCE)
+        result = dcmweb("-H", "accept: application/dicom", fake.url, *command)
         assert result.exit_code == 2
-        assert "Accept header cannot be set" in result.stderr
+        # Old dcmweb: only 'choose what retrieve asks for ...', on a search too.
+        assert lines(result.stderr) == [
+            "dcmweb: error: an Accept header cannot be set with -H: each command asks for the"
+            " type it reads (choose a search's output with --format, and what a retrieve asks"
+            " for with --type, --transfer-syntax, --single-part or --format)"]
         assert fake.requests == []
     with pytest.raises(UsageError):
         Client(fake.url, headers={"Accept": "image/png"})

@@ -19,13 +19,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Local DICOMweb server that behaves like Google's Cloud Healthcare API.",
         epilog="Example: dcmweb-testserver --port 0 --data ./store --token secret",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one")
-    parser.add_argument("--data", default=None, help="data directory (default: a temp dir)")
-    parser.add_argument("--token", default=None, help="require this bearer token")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--port", type=int, default=8080,
+                        help="port (default: %(default)s); 0 picks a free one")  # fmt: skip
+    parser.add_argument("--data", default=None, metavar="DIR",
+                        help="data directory (default: a temp dir removed on exit)")  # fmt: skip
+    parser.add_argument("--token", default=None, metavar="T",
+                        help="require this bearer token (default: none)")  # fmt: skip
     parser.add_argument(
-        "--delete-delay", type=float, default=1.0, help="seconds before a delete is done"
-    )
+        "--delete-delay", type=float, default=1.0, metavar="S",
+        help="seconds a study or series delete's operation runs, its instances removed "
+        "one by one (default: %(default)s); an instance delete is immediate",
+    )  # fmt: skip
     parser.add_argument(
         "--no-match-status", type=int, choices=(200, 204), default=204,
         help="status of a search without results: 204 and no body, as Google (default), "

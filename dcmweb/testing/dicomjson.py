@@ -65,8 +65,22 @@ def _dataset(ds: Dataset, prefix: str, path: str) -> dict[str, Any]:
             ]
             out[key] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
         else:
-            out[key] = elem.to_json_dict(None, bulk_data_threshold=1 << 62)
+            out[key] = _element(elem)
     return out
+
+
+def _element(elem: Any) -> dict[str, Any]:
+    try:
+        return dict(elem.to_json_dict(None, bulk_data_threshold=1 << 62))
+    except (ValueError, TypeError, OverflowError):
+        # A value its VR's JSON form cannot hold (IS "1A" in pydicom's badVR.dcm): the
+        # file was accepted, so its answers must not fail; the text goes as JSON strings,
+        # which CP 1861 allows for IS and DS (fo-dicom and dcm4che fall back likewise).
+        from pydicom.multival import MultiValue
+
+        values = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
+        return {"vr": elem.VR,
+                "Value": [None if value is None else str(value) for value in values]}
 
 
 def _vr(ds: Dataset, tag: Any, raw: Any) -> str:
