@@ -383,6 +383,13 @@ class Uploader:
             status: int | None = None  # of the answer, when one came
             try:
                 reply = self._post(pending)
+            except RedirectRefused as error:
+                # Sent, and answered by a redirect: not stored (the run stops, as every
+                # other request would be redirected too).
+                reason = error.message.removeprefix(f"{_what(pending)} failed: ")
+                done += [replace(self._result(item, "failed", message=reason),
+                                 http_status=error.status) for item in pending]
+                raise
             except AnswerLost as error:
                 reason = problem = error.message
                 unavailable = True

@@ -8,6 +8,7 @@ origin (scheme, host and port: another port on 127.0.0.1 counts as another host)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def test_store_behind_a_redirect_is_an_error_and_nothing_is_reported_stored(
     assert result.stdout == ""
     assert "uploaded" not in result.stderr
     assert lines(result.stderr)[-2:] == [
-        "dcmweb: info: Transferred 0 B in 0 files; 1 not attempted",
+        "dcmweb: info: Transferred 0 B in 0 files; 1 failed",
         f"dcmweb: error: store {ct} failed: HTTP {code} redirect to {target}: a POST is never"
         " redirected (its body would be dropped or sent elsewhere); nothing was done (fix HOST"
         " to the address the server redirects to (for example https:// instead of http://, or"
@@ -144,9 +145,16 @@ def test_a_redirect_stops_a_bulk_store_at_once(tmp_path: Path) -> None:
     with Hostile() as fake:
         target = fake.url.replace("http://", "https://") + "/studies"
         fake.route("POST", "/studies", redirect(301, target))
-        result = run("-q", fake.url, "store", "--batch-size", "1", str(folder))
+        report = tmp_path / "report.jsonl"
+        result = run("-q", fake.url, "store", "--batch-size", "1", "--report", str(report),
+                     str(folder))
     assert result.exit_code == 1, result.stderr
     assert [r.method for r in fake.requests] == ["POST"]
+    # The file sent and redirected failed (it was counted "not attempted", with no row).
+    assert "Transferred 0 B in 0 files; 1 failed, 7 not attempted" in result.stderr
+    [row] = [json.loads(line) for line in report.read_text().splitlines()]
+    assert (row["status"], row["http_status"]) == ("failed", 301)
+    assert row["message"].startswith(f"HTTP 301 redirect to {target}")
     errors = [line for line in lines(result.stderr) if line.startswith("dcmweb: error: ")]
     assert any(f"HTTP 301 redirect to {target}" in line and line.endswith(
         "(fix HOST to the address the server redirects to (for example https:// instead of"
