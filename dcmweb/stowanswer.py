@@ -1,7 +1,8 @@
 """Read a STOW-RS answer (DICOM XML or DICOM JSON) into per-instance results.
 
-Servers differ: GCP answers XML unless asked for JSON, Orthanc sends JSON (with no
-Content-Type on errors), tiny-pacs plain text on errors. The body is sniffed, not
+Servers differ: GCP answers XML unless asked for JSON, Orthanc sends JSON (on errors
+with no Content-Type in 1.10, "application/dicom+json, text/plain" in 1.12), tiny-pacs
+plain text on errors. The body is sniffed, not
 trusted to its header; only a DICOM data set counts as an answer: a web page (a login
 page, a viewer at the wrong path) or an error envelope is ``foreign``, whatever its
 status, so that it can never be taken for a success.
@@ -190,7 +191,8 @@ def _private_text(item: Dataset) -> str:
 
 
 def parse_stow_answer(body: bytes, content_type: str | None = None) -> StowAnswer:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
+    # The first media type: Orthanc 1.12 lists two ("application/dicom+json, text/plain").
+    media = (content_type or "").split(";", 1)[0].split(",", 1)[0].strip().lower()
     answer = StowAnswer(content_type=media)
     if not body.strip():
         answer.kind = "empty"
