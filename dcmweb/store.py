@@ -294,13 +294,13 @@ class Uploader:
             results, request_failed = self._send(items, self.http.config.retry.attempts)
         except Stopped as stopped:
             error = stopped.error
+            decided = {result.path for result in stopped.decided}
             if not isinstance(error, (AnswerLost, ServerError)) or isinstance(
                     error, RedirectRefused):
                 # Unreachable or overloaded for every retry, credentials, a HOST that
                 # redirects: stop now (no batch starts after this); what this batch
                 # decided is reported with the error (see stopped_results), and so are
                 # the files it sent without learning their fate.
-                decided = {result.path for result in stopped.decided}
                 unconfirmed = [self._unconfirmed(item, *stopped.doubts[item.path])
                                for item in items
                                if item.path in stopped.doubts and item.path not in decided]
@@ -308,10 +308,9 @@ class Uploader:
                     self._decided_at_stop += stopped.decided + unconfirmed
                     self._gave_up = self._gave_up or error
                 raise error from None
-            # This batch's own failure (a search that kept failing, a redirect refused);
+            # This batch's own failure (a search that kept failing, a server error);
             # whether the run goes on is decided below, across batches.
-            decided = {result.path for result in stopped.decided}
-            reason = error.message.removeprefix(f"{_what(items)} failed: ")  # named per file
+            reason = _per_file(error, items)
             results = stopped.decided + [self._result(item, "failed", message=reason)
                                          for item in items if item.path not in decided]
             request_failed = True
@@ -386,9 +385,9 @@ class Uploader:
             except RedirectRefused as error:
                 # Sent, and answered by a redirect: not stored (the run stops, as every
                 # other request would be redirected too).
-                reason = error.message.removeprefix(f"{_what(pending)} failed: ")
-                done += [replace(self._result(item, "failed", message=reason),
-                                 http_status=error.status) for item in pending]
+                reason = _per_file(error, pending)
+                done += [self._result(item, "failed", message=reason, http_status=error.status)
+                         for item in pending]
                 raise
             except AnswerLost as error:
                 reason = problem = error.message
@@ -558,25 +557,30 @@ class Uploader:
 
     @classmethod
     def _unconfirmed(cls, item: Part10File, reason: str, status: int | None) -> StoreResult:
-        return replace(cls._result(item, "unconfirmed", message=f"{reason}; {UNCONFIRMED}"),
-                       http_status=status)
+        return cls._result(item, "unconfirmed", message=f"{reason}; {UNCONFIRMED}",
+                           http_status=status)
 
     @staticmethod
     def _result(item: Part10File, status: Status, url: str | None = None,
                 message: str | None = None, confirmed_by: ConfirmedBy | None = None, *,
-                hint: str | None = None) -> StoreResult:
+                hint: str | None = None, http_status: int | None = None) -> StoreResult:
         if hint:
             message = f"{message} ({hint})"
         # The data set's UIDs are the instance's identity on the server (the File Meta's
         # SOP Instance UID may differ).
         study, series, sop = item.head.uids or (None, None, item.sop_instance_uid)
         return StoreResult(item.path, status, item.size, sop, url,
-                           message, confirmed_by, study_instance_uid=study,
-                           series_instance_uid=series)
+                           message, confirmed_by, http_status=http_status,
+                           study_instance_uid=study, series_instance_uid=series)
 
 
 def _what(items: list[Part10File]) -> str:
     return f"store {items[0].path}" if len(items) == 1 else f"store of {len(items)} files"
+
+
+def _per_file(error: DcmwebError, items: list[Part10File]) -> str:
+    """The error's reason for each file's own line, which names the file already."""
+    return error.message.removeprefix(f"{_what(items)} failed: ")
 
 
 def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
