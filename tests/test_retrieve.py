@@ -439,15 +439,15 @@ def test_part_that_is_not_dicom_is_reported(tmp_path: Path) -> None:
 
 # -- memory -----------------------------------------------------------------------------------
 PEAK_SCRIPT = """
-import atexit, sys
-def peak():
+import sys
+sys.argv[0] = 'dcmweb'
+from dcmweb.cli import cli
+try:
+    cli.main(prog_name='dcmweb')  # main() would end the process without the finally
+finally:
     for line in open('/proc/self/status'):
         if line.startswith('VmHWM:'):
             sys.stderr.write('PEAK ' + line.split()[1] + '\\n')
-atexit.register(peak)
-sys.argv[0] = 'dcmweb'
-from dcmweb.cli import main
-main()
 """
 
 
