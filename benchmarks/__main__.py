@@ -17,6 +17,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import IO
 
 from . import data, servers
 from .cases import Case, Ctx, Sets, build_cases, remove
@@ -136,6 +137,21 @@ def _set_aside(output: Path, spent: Path) -> None:
         output.rename(spent / str(len(list(spent.iterdir()))))
 
 
+def hold(work: Path) -> IO[str]:
+    """One run per work folder: a second one (even ``--list``) would delete the first's
+    server folders and outputs under it."""
+    import fcntl
+
+    work.mkdir(parents=True, exist_ok=True)
+    lock = (work / "run.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"benchmarks: another run is using {work}: wait for it to end, "
+                         "or give another --work-dir") from None
+    return lock
+
+
 def compile_dcmweb() -> None:
     """Byte-compile dcmweb as pip does when it installs a wheel: the clients run with
     PYTHONDONTWRITEBYTECODE=1, and an editable checkout without __pycache__ would compile
@@ -167,18 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     reps = 1 if args.quick else args.reps
     check_tools()
     work = args.work_dir.absolute()
+    lock = hold(work)  # noqa: F841 (held until the process ends)
     run_dir = work / "run"
-    remove(run_dir)
-    run_dir.mkdir(parents=True)
-    servers.compile_shim()
-    compile_dcmweb()
-
     sets = make_sets(work / "data")
     cases = build_cases(sets, run_dir)
     if args.list:
         for case in cases:
             print(f"{case.key:20} {case.title}")
         return 0
+    remove(run_dir)
+    run_dir.mkdir(parents=True)
+    servers.compile_shim()
+    compile_dcmweb()
     if args.only:
         wanted = set(args.only.split(","))
         unknown = wanted - {c.key for c in cases}
