@@ -10,11 +10,12 @@ stops early gives the files it sent without learning their fate the outcome
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal
 
@@ -36,6 +37,9 @@ OutcomeStatus = Literal["stored", "already stored", "skipped", "failed", "confli
                         "unconfirmed"]
 ConflictPolicy = Literal["fail", "skip", "overwrite"]
 CONFLICT_POLICIES: tuple[ConflictPolicy, ...] = ("fail", "skip", "overwrite")
+# A stopped run counts the input it did not reach, for at most this long: a signal
+# must not wait on the walk of a large tree (the background count usually has it).
+INTERRUPT_COUNT_SECONDS = 1.0
 SHAPING_WAIT = 0.2  # seconds the first request may wait for the job's size to be known
 MIN_BATCH_BYTES = 1024 * 1024
 LARGE_JOB_BATCH_BYTES = 4 * 1024 * 1024  # a tree too big to count at once
@@ -103,6 +107,9 @@ class Summary:
     # The run stopped early (server unreachable, credentials): files never sent. Those
     # sent without a deciding answer are counted as "unconfirmed" (see unconfirmed).
     not_attempted: int = 0
+    # Stopped by Ctrl-C or SIGTERM before the input was counted: more files than
+    # not_attempted were never sent.
+    rest_uncounted: bool = False
     excluded: int = 0
     other_shards: int = 0
     unmatched: list[str] = field(default_factory=list)
@@ -158,6 +165,7 @@ class BulkStore:
         self.inputs = Inputs(spec, stdin)
         self.count = count  # the job's size, counted in the background (shaping, progress)
         self._source = iter(self.inputs)
+        self._taken = 0  # files taken from the input so far
         self.on_outcome = on_outcome
         self.summary = Summary()
         self.target = f"{base_url}/studies"
@@ -179,6 +187,7 @@ class BulkStore:
         """Store the inputs; or, given ``results`` (``total`` instances built from
         something other than files, e.g. JSON + JPEG), only record and report those."""
         given = results is not None
+        store: Generator[StoreResult, None, None] | None = None  # iter_store's, when ours
         if self.options.journal:
             self._journal = Journal(self.options.journal, self.target)
         self.started = True
@@ -193,8 +202,8 @@ class BulkStore:
                     pass
             else:
                 if results is None:
-                    results = iter_store(self.http, self.base_url, self._to_send(),
-                                         self.shaped())
+                    results = store = iter_store(self.http, self.base_url, self._to_send(),
+                                                 self.shaped())
                 for result in results:
                     self._finish(result)
                     if given and self._callback_error is not None:
@@ -205,6 +214,18 @@ class BulkStore:
             # Stopped early: what was listed but not sent, and the rest of the input.
             self.summary.not_attempted += self._left_over(given, total)
             error.summary = self.summary
+            raise
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM: the files in flight come back unconfirmed (iter_store);
+            # the rest is counted without making the stop wait on a long walk.
+            if given:
+                self.summary.not_attempted += self._left_over(given, total)
+            else:
+                if store is not None:
+                    self._hand_over(store)
+                rest, counted = self._rest_of_input(INTERRUPT_COUNT_SECONDS)
+                self.summary.not_attempted += len(self._pending) + rest
+                self.summary.rest_uncounted = not counted
             raise
         finally:
             stats = self.inputs.stats
@@ -219,13 +240,41 @@ class BulkStore:
             raise self._callback_error
         return self.summary
 
+    def _hand_over(self, store: Generator[StoreResult, None, None]) -> None:
+        """Record the results a stopped store hands over (its files in flight, as
+        unconfirmed). A signal that came while a result was being recorded here, not
+        inside the store, is passed on to it first; one that came inside it has made it
+        hand them over already, and throwing into it again only re-raises."""
+        with contextlib.suppress(KeyboardInterrupt, StopIteration):
+            result = store.throw(KeyboardInterrupt())
+            while True:
+                # A second signal does not cut the hand-over short: it records a few
+                # batches' files, without a request.
+                with contextlib.suppress(KeyboardInterrupt):
+                    self._finish(result)
+                result = next(store)
+
     def _left_over(self, given: bool, total: int) -> int:
         """Not attempted, when the run stops early: what was listed but not sent (the
         files sent got a result, stored, failed or unconfirmed), and the rest of the
         input (of given results, those that did not come)."""
         if given:
             return total - self.summary.done
-        return len(self._pending) + sum(1 for _ in self._source)
+        return len(self._pending) + self._rest_of_input()[0]
+
+    def _rest_of_input(self, seconds: float = float("inf")) -> tuple[int, bool]:
+        """The files of the input not taken yet, and whether that is all of them: the
+        background count's total when it has one, else a walk of the rest for at most
+        ``seconds``."""
+        if self.count is not None and self.count.total is not None:
+            return max(0, self.count.total - self._taken), True
+        deadline = time.monotonic() + seconds
+        rest = 0
+        for _ in self._source:
+            rest += 1
+            if time.monotonic() > deadline:
+                return rest, False
+        return rest, True
 
     def shaped(self) -> StoreOptions:
         """Batches that keep every worker busy: at least two requests per worker when the
@@ -249,6 +298,7 @@ class BulkStore:
     def _to_send(self) -> Iterator[Path | Part10File]:
         """The files to send; the others get their outcome here, without a request."""
         for path in self._source:
+            self._taken += 1
             if self._callback_error is not None:
                 self.summary.not_attempted += 1  # taken from the input, never sent
                 return

@@ -367,7 +367,9 @@ def describe_summary(summary: Summary, *, dry_run: bool = False,
     if summary.unconfirmed:
         extras.append(f"{summary.unconfirmed} unconfirmed (sent, no answer: the server may "
                       f"hold {'it' if summary.unconfirmed == 1 else 'them'})")
-    for number, label in ((summary.not_attempted, "not attempted"),
+    not_attempted = "not attempted (and the rest of the input, not counted)" if (
+        summary.rest_uncounted) else "not attempted"
+    for number, label in ((summary.not_attempted, not_attempted),
                           (summary.not_retried, "not retried (not failed in the journal)"),
                           (summary.excluded, "excluded"),
                           (summary.other_shards, "left to other shards")):

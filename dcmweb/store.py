@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -241,6 +241,9 @@ class Uploader:
         self._gave_up: DcmwebError | None = None
         self._listing_failed: DcmwebError | None = None  # see until_stopped
         self._decided_at_stop: list[StoreResult] = []  # in batches an error stopped
+        # The files of batches a worker has taken whose results the caller has not had
+        # yet (see landed): what Ctrl-C or SIGTERM leaves without an answer.
+        self._in_flight: dict[Path, Part10File] = {}
         self.finder = storecheck.Finder(http, base_url)
 
     def _post(self, items: list[Part10File]) -> _Reply:
@@ -290,6 +293,7 @@ class Uploader:
         with self._lock:
             if self._gave_up is not None:
                 raise self._gave_up
+            self._in_flight.update((item.path, item) for item in items)
         try:
             results, request_failed = self._send(items, self.http.config.retry.attempts)
         except Stopped as stopped:
@@ -332,6 +336,21 @@ class Uploader:
     def raise_if_listing_failed(self) -> None:
         if self._listing_failed is not None:
             raise self._listing_failed
+
+    def landed(self, results: list[StoreResult]) -> None:
+        """The caller has these results: their files are no longer in flight."""
+        with self._lock:
+            for result in results:
+                self._in_flight.pop(result.path, None)
+
+    def interrupted_results(self) -> list[StoreResult]:
+        """Unconfirmed results for the files in flight when Ctrl-C or SIGTERM stopped the
+        run: taken by a worker, maybe sent, and never answered to the caller (the server
+        may hold them). Taken once."""
+        with self._lock:
+            flying, self._in_flight = list(self._in_flight.values()), {}
+        return [self._result(item, "unconfirmed", message=f"in flight when the run was "
+                             f"interrupted; {UNCONFIRMED}") for item in flying]
 
     def stopped_results(self) -> list[StoreResult]:
         """The results of files in batches an error stopped (those decided, and those
@@ -584,7 +603,7 @@ def _per_file(error: DcmwebError, items: list[Part10File]) -> str:
 
 
 def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
-               options: StoreOptions | None = None) -> Iterator[StoreResult]:
+               options: StoreOptions | None = None) -> Generator[StoreResult, None, None]:
     """Store files and yield one result per file as batches finish (a
     :class:`Part10File` is a file whose head the caller has read already).
 
@@ -601,6 +620,7 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
         for results in run_bounded(uploader.send,
                                    uploader.until_stopped(_batches(paths, options, skipped)),
                                    options.workers):
+            uploader.landed(results)
             while skipped:
                 yield skipped.pop(0)
             yield from results
@@ -611,6 +631,12 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
         # files never sent count as not attempted.
         yield from skipped
         yield from uploader.stopped_results()
+        raise
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM: the batches that finished were handed over (run_bounded);
+        # those still running are not waited for, and their files are unconfirmed.
+        yield from skipped
+        yield from uploader.interrupted_results()
         raise
     while skipped:
         yield skipped.pop(0)

@@ -197,6 +197,42 @@ def test_store_stops_while_the_server_keeps_answering_503(local_server: LocalSer
         assert len(client.search("instances")) == 1  # what the summary says
 
 
+@pytest.mark.parametrize("threads", [[], ["-m"]], ids=["one-thread", "-m"])
+@pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
+def test_a_stopped_store_reports_every_file_the_server_may_hold(
+        local_server: LocalServer, tmp_path: Path, number: int, code: int, line: str,
+        threads: list[str]) -> None:
+    """The server stores every file it is sent but answers only the first; the others'
+    answers never come. A signal then: each file the server holds has a report row,
+    stored or unconfirmed, and the summary counts the files never sent."""
+    files = corpus.synthetic_files(tmp_path / "in", 12)
+    report = tmp_path / "report.jsonl"
+    local_server.inject_fault(delay=0.01, method="POST")  # faults apply in order: this one
+    local_server.inject_fault(stall=30, count=1000, method="POST")  # stored, then silence
+    process = start(*threads, local_server.url, "store", "--batch-size", "1", "--report",
+                    str(report), *map(str, files))
+    wait_for(lambda: len(posts(local_server)) >= (4 if threads else 2), process)
+    time.sleep(0.3)  # the stalled requests' files are stored by now
+    _, stderr, _ = stop(process, number)
+    assert process.returncode == code, stderr
+    assert stderr[-1] == line
+    rows = [json.loads(row) for row in report.read_text().splitlines()]
+    statuses = {row["path"]: row["status"] for row in rows}
+    assert len(statuses) == len(rows)  # one row a file
+    assert sorted(statuses.values()).count("stored") == 1
+    with Client(local_server.url) as client:
+        held = {row["00080018"]["Value"][0] for row in client.search("instances")}
+    reported = {row["sop_instance_uid"] for row in rows}
+    assert held <= reported, "a file the server holds has no report row"
+    unconfirmed = sum(status == "unconfirmed" for status in statuses.values())
+    assert unconfirmed >= len(held) - 1
+    not_attempted = len(files) - len(rows)
+    assert stderr[-2] == (
+        f"dcmweb: info: Transferred {stderr[-2].split()[3]} {stderr[-2].split()[4]} in 1 "
+        f"file; {unconfirmed} unconfirmed (sent, no answer: the server may hold "
+        f"{'it' if unconfirmed == 1 else 'them'}), {not_attempted} not attempted")
+
+
 def posts(server: LocalServer) -> list[object]:
     return [r for r in server.requests if r.method == "POST"]
 
