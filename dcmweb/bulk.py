@@ -104,8 +104,8 @@ class Summary:
     stored_bytes: int = 0
     skip_reasons: Counter[str] = field(default_factory=Counter)
     not_retried: int = 0  # --retry-failed: files the journal does not list as failed
-    # The run stopped early (server unreachable, credentials): files never sent. Those
-    # sent without a deciding answer are counted as "unconfirmed" (see unconfirmed).
+    # The run stopped early (server unreachable, credentials, Ctrl-C or SIGTERM): files
+    # never sent. Those sent without a deciding answer are "unconfirmed" (see below).
     not_attempted: int = 0
     # Stopped by Ctrl-C or SIGTERM before the input was counted: more files than
     # not_attempted were never sent.
