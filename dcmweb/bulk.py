@@ -215,9 +215,10 @@ class BulkStore:
             self.summary.not_attempted += self._left_over(given, total)
             error.summary = self.summary
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             # Ctrl-C or SIGTERM: the files in flight come back unconfirmed (iter_store);
             # the rest is counted without making the stop wait on a long walk.
+            stop.summary = self.summary  # type: ignore[attr-defined]  # as error.summary
             if given:
                 self.summary.not_attempted += self._left_over(given, total)
             else:

@@ -641,11 +641,16 @@ def test_a_stop_between_two_results_still_reports_the_files_in_flight(
         if len(seen) == 1:
             raise KeyboardInterrupt
 
-    with Client(local_server.url, workers=4) as client, pytest.raises(KeyboardInterrupt):
+    with (Client(local_server.url, workers=4) as client,
+          pytest.raises(KeyboardInterrupt) as stopped):
         client.bulk_store(files, batch_size=1, report=tmp_path / "r.jsonl",
                           on_outcome=stop_at_the_first)
     rows = report_rows(tmp_path / "r.jsonl")
     statuses = sorted(row["status"] for row in rows.values())
+    summary = stopped.value.summary  # type: ignore[attr-defined]
+    assert summary.counts["stored"] == 1
+    assert summary.unconfirmed == len(rows) - 1
+    assert summary.done + summary.not_attempted == len(files)
     # Old dcmweb: the one stored row; the files in flight (the three sent with it, and
     # the one its worker may have sent next) had none.
     assert statuses in (["stored"] + ["unconfirmed"] * 3, ["stored"] + ["unconfirmed"] * 4)
