@@ -25,6 +25,7 @@ from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, Journal
 from .record import field, record, replace
+from .signals import deferred, resumed
 from .store import Part10File, StoreOptions, StoreResult, iter_store, triage
 from .storecheck import dataset_uids
 
@@ -398,11 +399,21 @@ class BulkStore:
             self.summary.studies.add(item.head.uids[0])
 
     def _finish(self, result: StoreResult) -> None:
-        pending = self._pending.pop(os.path.abspath(result.path), None)
-        outcome = self._outcome(result, pending)
-        if outcome.status == "failed" and _CONFLICT.search(outcome.message or ""):
-            outcome = self._conflict(outcome, pending)
-        self._emit(outcome, pending)
+        # Ctrl-C waits for one file's bookkeeping: cut in the middle, the file would be
+        # out of the pending set with no row (see signals.deferred).
+        with deferred():
+            pending = self._pending.pop(os.path.abspath(result.path), None)
+            outcome = self._outcome(result, pending)
+            if outcome.status == "failed" and _CONFLICT.search(outcome.message or ""):
+                if self._replaces(outcome):
+                    self._overwrite(outcome, pending)  # requests: not deferred
+                    return
+                if self.options.on_conflict == "skip":
+                    outcome = replace(outcome, status="conflict")
+            self._emit(outcome, pending)
+
+    def _replaces(self, outcome: Outcome) -> bool:
+        return self.options.on_conflict == "overwrite" and None not in outcome.uids
 
     def _outcome(self, result: StoreResult, pending: _Pending | None) -> Outcome:
         message = result.message
@@ -425,30 +436,38 @@ class BulkStore:
             seconds=time.monotonic() - pending.started if pending else None,
             confirmed_by=result.confirmed_by)
 
-    def _conflict(self, outcome: Outcome, pending: _Pending | None) -> Outcome:
-        """The server holds other bytes under the same UIDs: apply --on-conflict."""
-        policy = self.options.on_conflict
-        if policy == "skip":
-            return replace(outcome, status="conflict")
-        if policy == "fail" or None in outcome.uids:
-            return outcome
+    def _overwrite(self, outcome: Outcome, pending: _Pending | None) -> None:
+        """--on-conflict overwrite: delete the server's instance and store the file again.
+        Ctrl-C is not held back for these requests; the file is then unconfirmed (the
+        server may hold either instance, or neither)."""
         from .delete import Deleter
 
         study, series, sop = outcome.uids
-        Deleter(self.http, self.base_url, 600.0).delete(
-            f"studies/{study}/series/{series}/instances/{sop}")
-        again = next(iter(iter_store(self.http, self.base_url, [outcome.path],
-                                     replace(self.store_options, workers=1))))
+        try:
+            with resumed():
+                Deleter(self.http, self.base_url, 600.0).delete(
+                    f"studies/{study}/series/{series}/instances/{sop}")
+                again = next(iter(iter_store(self.http, self.base_url, [outcome.path],
+                                             replace(self.store_options, workers=1))))
+        except KeyboardInterrupt:
+            self._emit(replace(outcome, status="unconfirmed", message=(
+                "interrupted while replacing the server's conflicting instance")), pending)
+            raise
         redone = self._outcome(again, pending)
         note = "replaced the server's conflicting instance"
-        return replace(redone, attempts=outcome.attempts + 1,
-                       message=f"{note}; {redone.message}" if redone.message else note)
+        self._emit(replace(redone, attempts=outcome.attempts + 1,
+                           message=f"{note}; {redone.message}" if redone.message else note),
+                   pending)
 
     def _emit(self, outcome: Outcome, pending: _Pending | None = None, *,
               record: bool = True) -> None:
         """Count, journal (unless the journal itself decided), report, tell the caller.
         An unconfirmed file keeps its journal mark "sending": a rerun asks the server
-        about it before sending it again."""
+        about it before sending it again. Ctrl-C waits for it (see deferred)."""
+        with deferred():
+            self._emitting(outcome, pending, record)
+
+    def _emitting(self, outcome: Outcome, pending: _Pending | None, record: bool) -> None:
         summary = self.summary
         summary.counts[outcome.status] += 1
         if outcome.status == "stored":

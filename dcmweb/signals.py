@@ -35,8 +35,11 @@ def stop_on_signals() -> Iterator[None]:
     def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         terminated = signum == signal.SIGTERM
-        if stopping:  # the first one is being handled: the user insists
+        if stopping or _deferral.pending is not None:  # being handled: the user insists
             os._exit(ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED)
+        if _deferral.depth:
+            _deferral.pending = signum  # raised when the bookkeeping is done (deferred)
+            return
         stopping = True
         # Worker threads are not waited for; what they still log (a retry of a request
         # nobody waits for) would only blur the summary and the last line.
@@ -56,6 +59,44 @@ def stop_on_signals() -> Iterator[None]:
         if not stopping:
             for sink in logger.handlers:
                 sink.removeFilter(main_thread_only)
+
+
+class _Deferral:
+    depth = 0  # deferred() blocks entered and not left
+    pending: int | None = None  # the signal that came inside one
+
+
+_deferral = _Deferral()
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A signal that comes inside is raised when the block ends, so that one file's
+    bookkeeping (its count, journal entry and report row) is never cut in half. Only
+    while :func:`stop_on_signals` handles the signals (the CLI); a second signal inside
+    still ends the process at once."""
+    _deferral.depth += 1
+    try:
+        yield
+    finally:
+        _deferral.depth -= 1
+        if not _deferral.depth and _deferral.pending is not None:
+            signum, _deferral.pending = _deferral.pending, None
+            signal.raise_signal(signum)  # the handler runs again, now outside
+
+
+@contextmanager
+def resumed() -> Iterator[None]:
+    """Inside a :func:`deferred` block, signals are raised again at once (for requests
+    that may take minutes); one that came before is raised on entry."""
+    depth, _deferral.depth = _deferral.depth, 0
+    try:
+        if _deferral.pending is not None:
+            signum, _deferral.pending = _deferral.pending, None
+            signal.raise_signal(signum)
+        yield
+    finally:
+        _deferral.depth = depth
 
 
 def main_thread_only(record: logging.LogRecord) -> bool:

@@ -233,6 +233,42 @@ def test_a_stopped_store_reports_every_file_the_server_may_hold(
         f"{'it' if unconfirmed == 1 else 'them'}), {not_attempted} not attempted")
 
 
+# Run in a child: a stop leaves the "dcmweb" logger's handlers muted for other threads.
+_DEFERRED = """
+import signal, sys
+from dcmweb.signals import deferred, resumed, stop_on_signals
+steps = []
+try:
+    with stop_on_signals():
+        with deferred():
+            signal.raise_signal(signal.SIGTERM)
+            steps.append("after the signal")
+            with deferred():
+                steps.append("nested")
+            if sys.argv[1] == "resumed":
+                with resumed():
+                    steps.append("resumed")
+            steps.append("end of the block")
+        steps.append("after the block")
+except KeyboardInterrupt as stop:
+    steps.append(type(stop).__name__)
+print(",".join(steps))
+"""
+
+
+@pytest.mark.parametrize(("how", "steps"), [
+    ("deferred", "after the signal,nested,end of the block,Terminated"),
+    ("resumed", "after the signal,nested,Terminated")],
+    ids=["deferred", "resumed"])
+def test_a_signal_waits_for_the_bookkeeping_it_lands_in(how: str, steps: str) -> None:
+    """A signal inside signals.deferred() (one file's count, journal entry and report
+    row) is raised when the block ends; inside resumed() (requests that may take
+    minutes) at once."""
+    done = subprocess.run([sys.executable, "-c", _DEFERRED, how], capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip() == steps, done.stderr
+
+
 def posts(server: LocalServer) -> list[object]:
     return [r for r in server.requests if r.method == "POST"]
 
