@@ -141,8 +141,8 @@ def test_the_console_script_keeps_every_exit_status_and_line(local_server: Local
     """The statuses of a partial failure and of a usage error, and every output line,
     survive the early exit, stdout in a pipe (block-buffered) included."""
     files = corpus.synthetic_files(tmp_path / "files", 30)
-    (tmp_path / "files" / "bad.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 64)
-    stored = console(local_server.url, "store", str(tmp_path / "files"))
+    stored = console(local_server.url, "store", str(tmp_path / "files"),
+                     str(tmp_path / "missing.dcm"))  # named, and not there: a failed item
     assert stored.returncode == 6, stored.stderr
     assert stored.stderr.count(" uploaded as ") == len(files)
     listed = console(local_server.url, "search", "instances", "--format", "uids")
