@@ -117,10 +117,11 @@ def loads(data: bytes) -> Any:
 
 
 def read_json(response: Response, limit: int, what: str, *,
-              if_empty: Any = _REQUIRED) -> Any:
+              if_empty: Any = _REQUIRED, expected: str = "application/dicom+json") -> Any:
     """The JSON answer, refused with a clear :class:`ServerError` when it is larger than
-    ``limit`` bytes, nested too deeply, or not JSON. ``if_empty``: what an empty (or
-    blank) body stands for, when that is allowed."""
+    ``limit`` bytes, nested too deeply, or not JSON (a web page: said as for any answer
+    that is not the ``expected`` type). ``if_empty``: what an empty (or blank) body
+    stands for, when that is allowed."""
     data = read_limited(response, limit + 1)
     if len(data) > limit:
         raise _too_large(what, limit)
@@ -141,6 +142,13 @@ def read_json(response: Response, limit: int, what: str, *,
         raise ServerError(f"{what} failed: the server's JSON answer is nested too deeply",
                           "check HOST", status=response.status_code) from None
     except ValueError as exc:
+        content_type = response.headers.get("Content-Type", "")
+        if content_type.split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml"):
+            # A sign-in page with 200: said as retrieve and metadata say it, naming HOST.
+            from .unexpected import describe_body, not_dicomweb
+
+            raise not_dicomweb(f"{what} failed", response.status_code,
+                               describe_body(content_type, data), expected) from None
         start = data[:60].decode("utf-8", "replace")
         raise ServerError(f"{what} failed: the answer is not JSON ({exc.__class__.__name__}:"
                           f" starts with {start!r})", "check HOST",

@@ -162,7 +162,7 @@ class Deleter:
         response = self.http.request("POST", f"{root}/tools/lookup", what=what,
                                      body=lambda: str(uid).encode(), max_body=ANSWER_LIMIT)
         with response:
-            found = read_json(response, ANSWER_LIMIT, what)
+            found = read_json(response, ANSWER_LIMIT, what, expected="application/json")
         matches = [m for m in found if isinstance(m, dict) and m.get("Type") == level
                    and isinstance(m.get("Path"), str)] if isinstance(found, list) else []
         matches = [m for m in matches if self._orthanc_uids(root, m["Path"]) == _uids(target)]
@@ -185,7 +185,7 @@ class Deleter:
             response = self.http.request("GET", f"{root}{path}", what=what,
                                          max_body=ANSWER_LIMIT)
             with response:
-                resource = read_json(response, ANSWER_LIMIT, what)
+                resource = read_json(response, ANSWER_LIMIT, what, expected="application/json")
             if not isinstance(resource, dict):
                 break
             tags = resource.get("MainDicomTags") or {}

@@ -13,6 +13,7 @@ from hostile import Hostile, Request, forward, once, silent
 from dcmweb import Client
 from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
+from dcmweb.unexpected import HOST_HINT
 from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines
 from dcmweb_devtools.orthanc import Orthanc
@@ -215,7 +216,13 @@ def test_an_orthanc_rest_answer_that_is_not_json_is_a_failure(lookup: bytes, sho
         result = dcmweb(fake.url, "delete", "studies/1.2/series/3.4")
         deletes = fake.seen("DELETE")
     assert result.exit_code == 1, result.stderr
-    assert lines(result.stderr)[-1] == (
-        f"dcmweb: error: {shown} failed: the answer is not JSON (JSONDecodeError: starts with "
-        f"{LOGIN_PAGE[:60].decode()!r}) (check HOST)")
+    if lookup == LOGIN_PAGE:  # labelled application/json: a JSON answer that is not JSON
+        assert lines(result.stderr)[-1] == (
+            f"dcmweb: error: {shown} failed: the answer is not JSON (JSONDecodeError: starts "
+            f"with {LOGIN_PAGE[:60].decode()!r}) (check HOST)")
+    else:  # the page as a web page (was "the answer is not JSON (JSONDecodeError" too)
+        assert lines(result.stderr)[-1] == (
+            f"dcmweb: error: {shown} failed: the server answered HTTP 200 with text/html (a "
+            f"web page titled \"Sign in\"), not DICOMweb data (application/json) "
+            f"({HOST_HINT})")
     assert [d.path for d in deletes] == ["/studies/1.2/series/3.4"]  # nothing through REST

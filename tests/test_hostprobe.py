@@ -12,6 +12,7 @@ from hostile import Hostile
 from dcmweb import Client, NotFoundError
 from dcmweb.cli import cli
 from dcmweb.hostprobe import guess
+from dcmweb.unexpected import HOST_HINT
 from dcmweb_devtools.logs import lines
 
 PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body></body></html>"
@@ -86,9 +87,11 @@ def test_a_sign_in_page_gets_one_probe_with_the_runs_credentials() -> None:
         seen = fake.seen("GET")
     assert result.exit_code == 1
     assert lines(result.stderr) == [
-        "dcmweb: error: search studies failed: the answer is not JSON (JSONDecodeError: "
-        "starts with '<!DOCTYPE html><html><head><title>Sign in</title></head><bod') "
-        "(check HOST)",
+        # Was "the answer is not JSON (JSONDecodeError: starts with '<!DOCTYPE html>...",
+        # unlike the same page as a metadata or retrieve answer.
+        "dcmweb: error: search studies failed: the server answered HTTP 200 with text/html "
+        "(a web page titled \"Sign in\"), not DICOMweb data (application/dicom+json) "
+        f"({HOST_HINT})",
         "dcmweb: error: HOST looks like a path above the DICOMweb base; did you mean "
         f"{fake.root_url}/portal/dicom-web?"]
     assert [r.path for r in seen] == ["/portal/studies", "/portal/dicom-web/studies"]
