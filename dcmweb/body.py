@@ -126,7 +126,7 @@ def read_json(response: Response, limit: int, what: str, *,
     if len(data) > limit:
         raise _too_large(what, limit)
     if if_empty is not _REQUIRED and not data.strip():
-        if response.headers.get("Content-Type", "").split(";")[0].strip().lower() == "text/html":
+        if _media_type(response) == "text/html":
             # A web server's empty page is no answer from a DICOMweb server.
             raise ServerError(f"{what} failed: the server answered HTTP "
                               f"{response.status_code} with an empty text/html answer (a web"
@@ -142,17 +142,21 @@ def read_json(response: Response, limit: int, what: str, *,
         raise ServerError(f"{what} failed: the server's JSON answer is nested too deeply",
                           "check HOST", status=response.status_code) from None
     except ValueError as exc:
-        content_type = response.headers.get("Content-Type", "")
-        if content_type.split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml"):
+        if _media_type(response) in ("text/html", "application/xhtml+xml"):
             # A sign-in page with 200: said as retrieve and metadata say it, naming HOST.
             from .unexpected import describe_body, not_dicomweb
 
-            raise not_dicomweb(f"{what} failed", response.status_code,
-                               describe_body(content_type, data), expected) from None
+            raise not_dicomweb(f"{what} failed", response.status_code, describe_body(
+                response.headers.get("Content-Type", ""), data), expected) from None
         start = data[:60].decode("utf-8", "replace")
         raise ServerError(f"{what} failed: the answer is not JSON ({exc.__class__.__name__}:"
                           f" starts with {start!r})", "check HOST",
                           status=response.status_code) from None
+
+
+def _media_type(response: Response) -> str:
+    """The answer's Content-Type without its parameters, in lower case."""
+    return response.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
 
 def server_message(response: Response) -> str:

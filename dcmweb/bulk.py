@@ -405,15 +405,12 @@ class BulkStore:
             pending = self._pending.pop(os.path.abspath(result.path), None)
             outcome = self._outcome(result, pending)
             if outcome.status == "failed" and _CONFLICT.search(outcome.message or ""):
-                if self._replaces(outcome):
+                if self.options.on_conflict == "overwrite" and None not in outcome.uids:
                     self._overwrite(outcome, pending)  # requests: not deferred
                     return
                 if self.options.on_conflict == "skip":
                     outcome = replace(outcome, status="conflict")
             self._emit(outcome, pending)
-
-    def _replaces(self, outcome: Outcome) -> bool:
-        return self.options.on_conflict == "overwrite" and None not in outcome.uids
 
     def _outcome(self, result: StoreResult, pending: _Pending | None) -> Outcome:
         message = result.message
