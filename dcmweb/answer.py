@@ -15,13 +15,16 @@ READ_CHUNK = 64 * 1024
 
 
 class _Decoder:
-    """gzip or deflate (zlib-wrapped or raw), as servers send them."""
+    """gzip or deflate (zlib-wrapped or raw), as servers send them, decoded a bounded
+    amount at a time: 1 MiB of zeros gzips to 1 KiB, so a small answer could otherwise
+    become gigabytes in one read."""
 
     def __init__(self, coding: str) -> None:
         self.coding = coding
         self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS if coding == "gzip"
                                         else zlib.MAX_WBITS)
         self._first = True
+        self.tail = b""  # compressed input not decoded yet: decoded before reading more
 
     @property
     def unfinished(self) -> bool:
@@ -29,19 +32,20 @@ class _Decoder:
         every byte of its Content-Length may have arrived, but not the whole file)."""
         return not self._first and not self._zlib.eof
 
-    def decode(self, data: bytes) -> bytes:
+    def decode(self, data: bytes, limit: int) -> bytes:
+        """At most ``limit`` decoded bytes of ``data``; what is left of it is ``tail``."""
         try:
-            out = self._zlib.decompress(data)
+            out = self._zlib.decompress(data, limit)
         except zlib.error:
             if not (self._first and self.coding == "deflate"):
                 raise
             self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, no header
-            out = self._zlib.decompress(data)
+            out = self._zlib.decompress(data, limit)
         self._first = False
-        while self.coding == "gzip" and self._zlib.unused_data:  # another gzip member
-            rest = self._zlib.unused_data
+        self.tail = self._zlib.unconsumed_tail
+        if self.coding == "gzip" and self._zlib.eof and self._zlib.unused_data:
+            self.tail = self._zlib.unused_data  # another gzip member: the next call's
             self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out += self._zlib.decompress(rest)
         return out
 
     def flush(self) -> bytes:
@@ -84,19 +88,20 @@ class Response:
 
     def read1(self, size: int = READ_CHUNK) -> bytes:
         """Up to ``size`` bytes of the body as they arrive (decoded); b"" at its end."""
+        decoder = self._decoder
+        if decoder is None:
+            return self._read_raw(size)
         while True:
-            data = self._read_raw(size)
-            if self._decoder is None:
-                return data
+            data = decoder.tail or self._read_raw(size)
             try:
-                out = self._decoder.decode(data) if data else self._decoder.flush()
+                out = decoder.decode(data, size) if data else decoder.flush()
             except zlib.error as exc:
                 self.close()
-                raise TransportError(f"the answer's {self._decoder.coding} body cannot be"
+                raise TransportError(f"the answer's {decoder.coding} body cannot be"
                                      f" decoded: {exc}") from exc
-            if not data and self._decoder.unfinished:
+            if not data and decoder.unfinished:
                 self.close()
-                raise TransportError(f"the answer's {self._decoder.coding} body ends before"
+                raise TransportError(f"the answer's {decoder.coding} body ends before"
                                      " the end of its compressed data")
             if out or not data:
                 return out

@@ -377,6 +377,26 @@ def test_coded_answers_are_decoded(coding: str) -> None:
     assert fake.seen("GET", "/studies")[0].headers["Accept-Encoding"] == "gzip, deflate"
 
 
+@pytest.mark.parametrize("members", [1, 3])
+def test_a_small_coded_answer_is_decoded_a_bounded_amount_at_a_time(members: int) -> None:
+    """A gzip bomb: 48 MiB of zeros in about 48 KiB. Each read hands out at most what was
+    asked for, so no read holds the whole of it (the first read had held all 48 MiB)."""
+    zeros = bytes(16 * 1024 * 1024)
+    body = b"".join(zlib.compress(zeros, wbits=16 + zlib.MAX_WBITS) for _ in range(members))
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1", lambda req: req.reply(
+            200, body, "application/octet-stream", headers={"Content-Encoding": "gzip"}))
+        http = Http()
+        try:
+            with http.request("GET", f"{fake.url}/studies/1", stream=True) as response:
+                sizes = [len(chunk) for chunk in response.iter_content(1024 * 1024)]
+        finally:
+            http.close()
+    assert len(body) < 64 * 1024 * members
+    assert sum(sizes) == members * len(zeros)
+    assert max(sizes) <= 1024 * 1024
+
+
 def test_a_body_shorter_than_its_content_length_is_a_cut_and_retried() -> None:
     def short(req: Request) -> None:
         req.stream(200, "application/dicom+json", [ROWS[:10]], claimed_length=len(ROWS))
