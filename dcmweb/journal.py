@@ -23,6 +23,7 @@ import time
 from typing import IO
 
 from .errors import DcmwebError, ExitStatus, UsageError
+from .output import readable
 from .record import record
 
 SCHEMA_VERSION = 1
@@ -64,6 +65,16 @@ class Entry:
     message: str | None
     attempts: int
     updated: float  # time.time() of the last change
+
+
+def _key(path: str) -> str | bytes:
+    """A path as the journal keys it: its text, or its bytes when the name is not UTF-8
+    (SQLite keeps text as UTF-8; the bytes, a BLOB, never equal a text key)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
 
 
 def _lock(path: str) -> IO[bytes]:
@@ -131,7 +142,7 @@ class Journal:
         row = self.db.execute(
             "SELECT size, mtime_ns, status, study_uid, series_uid, sop_uid, message, attempts,"
             " updated"
-            " FROM files WHERE target = ? AND path = ?", (self.target, path)).fetchone()
+            " FROM files WHERE target = ? AND path = ?", (self.target, _key(path))).fetchone()
         return Entry(*row) if row else None
 
     def _begin(self) -> None:
@@ -152,7 +163,7 @@ class Journal:
             " mtime_ns = excluded.mtime_ns, status = 'sending', study_uid = excluded.study_uid,"
             " series_uid = excluded.series_uid, sop_uid = excluded.sop_uid,"
             " attempts = attempts + 1, updated = excluded.updated",
-            (self.target, path, size, mtime_ns, *uids, time.time()))
+            (self.target, _key(path), size, mtime_ns, *uids, time.time()))
         self.commit()
 
     def record(self, path: str, size: int, mtime_ns: int, status: str, *,
@@ -171,8 +182,8 @@ class Journal:
             " series_uid = coalesce(excluded.series_uid, series_uid),"
             " sop_uid = coalesce(excluded.sop_uid, sop_uid), http_status = excluded.http_status,"
             " reason = excluded.reason, message = excluded.message, updated = excluded.updated",
-            (self.target, path, size, mtime_ns, status, *uids, http_status, reason, message,
-             time.time()))
+            (self.target, _key(path), size, mtime_ns, status, *uids, http_status, reason,
+             None if message is None else readable(message), time.time()))
 
     def commit(self) -> None:
         if self._in_transaction:

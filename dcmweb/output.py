@@ -53,6 +53,16 @@ def human_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
+def readable(text: str) -> str:
+    """Text that can be written as UTF-8: the bytes of a file name that are not UTF-8
+    (which Python keeps as lone surrogates) become \\xNN escapes, as ``ls -b`` shows them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """``1 file``, ``2 files``, ``0 instances``; ``nouns`` where an s is not the plural
     (``1 study``, ``2 studies``)."""

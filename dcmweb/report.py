@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 from typing import IO, Any
 
 from .errors import UsageError
+from .output import readable
 from .redact import redact_text
 
 COLUMNS = ("path", "status", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
@@ -32,6 +34,24 @@ def check_report_target(name: str) -> None:
                                                     and not os.access(name, os.W_OK)):
         raise UsageError(f"cannot write the report {name}: permission denied",
                          "give a --report in a folder you can write to")
+    if not _replaceable(name):
+        raise UsageError(f"--report {name} is an existing file that is not a dcmweb report:"
+                         " not overwritten", "give a new file name: .csv or .jsonl")
+
+
+def _replaceable(name: str) -> bool:
+    """Whether writing the report may replace what ``name`` holds: nothing, or an earlier
+    report. Any other file is kept: ``--report scan.dcm other.dcm`` is an easy slip, and
+    would otherwise destroy an input."""
+    try:
+        if not stat.S_ISREG(os.stat(name).st_mode):
+            return True  # a FIFO, /dev/stdout: not read here (it could block)
+        with open(name, "rb") as handle:
+            start = handle.read(64)
+    except OSError:
+        return True  # missing, or unreadable: opening it for writing says what is wrong
+    # Reports of every version start so (the columns after these two have grown).
+    return not start or start.startswith((b"path,status,", b'{"path": '))
 
 
 class ReportWriter:
@@ -58,6 +78,8 @@ class ReportWriter:
     def write(self, row: dict[str, Any]) -> None:
         if row.get("message"):  # the server's words: it may quote the credentials sent
             row = {**row, "message": redact_text(row["message"])}
+        row = {key: readable(value) if isinstance(value, str) else value
+               for key, value in row.items()}
         if self._csv:
             self._csv.writerow(["" if row.get(key) is None else row[key] for key in COLUMNS])
         else:

@@ -222,6 +222,28 @@ def test_files_from_stdin_nul_separated_with_odd_names(local_server: LocalServer
     assert lines(dash.stderr)[-1].endswith("in 2 files")
 
 
+@pytest.mark.parametrize("report_name", ["r.csv", "r.jsonl"])
+def test_a_name_that_is_not_utf8_is_journaled_and_reported(
+        local_server: LocalServer, files: list[Path], tmp_path: Path, report_name: str) -> None:
+    """A file named with a byte that is not UTF-8 (from another system's copy) had stopped
+    every run with a journal before its first request, and lost the report of the rest."""
+    folder = files[0].parent
+    odd = os.fsencode(folder) + b"/bad\xffname.dcm"
+    os.rename(files[2], odd)
+    journal, report = tmp_path / "j.db", tmp_path / report_name
+    first = run(local_server.url, "store", str(folder), "--journal", str(journal),
+                "--report", str(report))
+    assert first.exit_code == 0, first.stderr
+    assert len(server_uids(local_server)) == len(files)
+    table = rows(report)
+    assert len(table) == len(files) and {r["status"] for r in table} == {"stored"}
+    assert f"{folder}/bad\\xffname.dcm" in [r["path"] for r in table]
+
+    again = run(local_server.url, "store", str(folder), "--journal", str(journal))
+    assert again.exit_code == 0, again.stderr
+    assert lines(again.stderr)[-1].endswith(f"in 0 files; {len(files)} already stored")
+
+
 def test_dry_run_sends_nothing_and_says_what_it_would_do(
         local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
     folder = files[0].parent

@@ -226,6 +226,28 @@ def test_a_report_in_a_missing_folder_is_refused_before_sending(
         assert client.search("instances") == []
 
 
+def test_a_report_named_like_an_input_is_not_overwritten(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """``--report a.dcm b.dcm`` names an input as the report: it is kept, nothing is sent.
+    An earlier report (CSV or JSON lines, of any version) is replaced as before."""
+    files = corpus.synthetic_files(tmp_path / "f", 2)
+    before = files[0].read_bytes()
+    result = dcmweb(local_server.url, "store", "--report", str(files[0]), str(files[1]))
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr) == [
+        f"dcmweb: error: --report {files[0]} is an existing file that is not a dcmweb "
+        "report: not overwritten (give a new file name: .csv or .jsonl)"]
+    assert files[0].read_bytes() == before
+    with Client(local_server.url) as client:
+        assert client.search("instances") == []
+    for name in ("r.csv", "r.jsonl"):
+        report = tmp_path / name
+        for _ in range(2):
+            again = dcmweb(local_server.url, "store", str(files[1]), "--report", str(report))
+            assert again.exit_code == 0, again.stderr
+        assert report.read_text().count(str(files[1])) == 1
+
+
 def test_report_dash_is_stdout(local_server: LocalServer, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     corpus.synthetic_files(tmp_path / "f", 2)
