@@ -103,13 +103,16 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
-def _sorted_entries(directory: str) -> list[os.DirEntry[str]]:
-    """One folder's entries in name order (a stable order; memory ~ the largest folder)."""
+def _sorted_entries(directory: str) -> list[os.DirEntry[str]] | None:
+    """One folder's entries in name order (a stable order; memory ~ the largest folder);
+    None when the folder cannot be read."""
     try:
         with os.scandir(directory) as entries:
             return sorted(entries, key=lambda entry: entry.name)
+    except FileNotFoundError:
+        return []  # gone since it was listed: nothing to take from it
     except OSError:
-        return []  # unreadable or vanished folder: nothing to take from it
+        return None
 
 
 def _kind(entry: os.DirEntry[str]) -> str:
@@ -132,7 +135,13 @@ def walk(directory: str, prune: Callable[[str], bool] = lambda name: False) -> I
     while stack:
         folder = stack.pop()
         subfolders = []
-        for entry in _sorted_entries(folder):
+        entries = _sorted_entries(folder)
+        if entries is None:
+            # Passed on as a path: the store fails it with the reason (permission
+            # denied), where skipping it would hide the files inside.
+            yield folder
+            continue
+        for entry in entries:
             kind = _kind(entry)
             if kind == "dir":
                 if not prune(entry.name):
@@ -161,7 +170,11 @@ def _expand_mask(mask: str, prune: Callable[[str], bool]) -> Iterator[str]:
     while stack:
         folder, depth = stack.pop()
         subfolders = []
-        for entry in _sorted_entries(folder):
+        entries = _sorted_entries(folder)
+        if entries is None:
+            yield folder if root else os.path.relpath(folder, top)  # as walk() does
+            continue
+        for entry in entries:
             if entry.name.startswith(".") and not hidden:
                 continue  # like glob: '*' does not match hidden names
             relative = os.path.relpath(entry.path, top).replace(os.sep, "/")

@@ -132,6 +132,9 @@ def triage(entry: Path | Part10File) -> Part10File | StoreResult:
     else:
         path = entry
         odd = not_regular(path)
+        unreadable = _unreadable_folder(path) if odd is not None else None
+        if unreadable is not None:
+            return StoreResult(path, "failed", message=unreadable, sent=False)
         if odd is not None:  # never opened: a FIFO would block the run forever
             return StoreResult(path, "skipped", message=odd, sent=False)
         head = read_part10_head(path, checked=True)
@@ -145,6 +148,18 @@ def triage(entry: Path | Part10File) -> Part10File | StoreResult:
     except OSError as exc:  # asked for but unreadable: a failure, not a skip
         return StoreResult(path, "failed", message=f"cannot read: {exc.strerror}", sent=False)
     return StoreResult(path, "skipped", message=EMPTY if empty else NOT_DICOM, sent=False)
+
+
+def _unreadable_folder(path: Path) -> str | None:
+    """Why a folder cannot be read (the walk passes such folders on), or None: its files
+    are not skipped, they are lost, so the folder fails."""
+    if not os.path.isdir(path):
+        return None
+    try:
+        os.scandir(path).close()
+    except OSError as exc:
+        return f"cannot read the folder: {exc.strerror}"
+    return None
 
 
 def _batches(paths: Iterable[Path | Part10File], options: StoreOptions,

@@ -244,6 +244,33 @@ def test_a_name_that_is_not_utf8_is_journaled_and_reported(
     assert lines(again.stderr)[-1].endswith(f"in 0 files; {len(files)} already stored")
 
 
+@pytest.mark.parametrize("mask", ["{folder}", "{folder}/**"])
+def test_a_folder_that_cannot_be_read_fails_and_is_reported(
+        local_server: LocalServer, files: list[Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, mask: str) -> None:
+    """A subfolder the walk cannot open (permission denied: root reads every folder, so
+    the refusal is made here) had been skipped without a word, exit 0."""
+    folder = files[0].parent
+    locked = folder / "locked"
+    locked.mkdir()
+    os.rename(files[0], locked / files[0].name)
+    real_scandir = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    report = tmp_path / "r.csv"
+    result = run(local_server.url, "store", mask.format(folder=folder), "--report", str(report))
+    assert result.exit_code == 6, result.stderr
+    table = {r["path"]: (r["status"], r["message"]) for r in rows(report)}
+    assert table[str(locked)] == ("failed", "cannot read the folder: Permission denied")
+    assert len(table) == len(files)  # the folder's row, and every other file stored
+    assert len(server_uids(local_server)) == len(files) - 1
+
+
 def test_dry_run_sends_nothing_and_says_what_it_would_do(
         local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
     folder = files[0].parent
