@@ -37,6 +37,7 @@ from .http import (
 )
 from .multipart import MultipartBody, MultipartError, new_boundary
 from .parallel import run_bounded
+from .paths import safe_uid
 from .record import record, replace
 from .stowanswer import StowAnswer, parse_stow_answer
 from .unexpected import HOST_HINT
@@ -70,6 +71,10 @@ class StoreOptions:
                              f"use one of {', '.join(STORAGE_CLASSES)}")
         if self.batch_size < 1 or self.workers < 1:
             raise UsageError("--batch-size and --workers must be at least 1")
+        if self.study_uid is not None and safe_uid(self.study_uid) is None:
+            # It goes into the URL: '../x' or '1.2?x=1' would post somewhere else.
+            raise UsageError(f"invalid study UID {self.study_uid!r}",
+                             "give a study UID such as 1.2.840.113619.2.55.3")
 
 
 @record(frozen=True)

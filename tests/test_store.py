@@ -350,6 +350,17 @@ def test_unknown_storage_class_is_a_usage_error(local_server, pydicom_files: lis
     assert local_server.requests == []
 
 
+@pytest.mark.parametrize("study", ["../../../x", "1.2.3?x=1", "1.2/3", "bad uid", ""])
+def test_a_study_uid_that_is_not_one_is_a_usage_error(local_server, pydicom_files: list[Path],
+                                                      study: str) -> None:
+    """--study goes into the URL: '../x' had posted to another path of the server."""
+    result = run(local_server.url, "store", "--study", study,
+                 str(by_name(pydicom_files, "CT_small.dcm")[0]))
+    assert result.exit_code == 2, result.stderr
+    assert f"dcmweb: error: invalid study UID {study!r}" in result.stderr
+    assert local_server.requests == []
+
+
 # -- tiny-pacs ----------------------------------------------------------------------------------
 def test_store_to_tiny_pacs_and_duplicates(tinypacs_fresh, pydicom_files: list[Path],
                                            tmp_path: Path) -> None:
