@@ -256,6 +256,10 @@ class DcmwebGroup(click.Group):
                     index += 1
                     target.append(rest[index])
             index += 1
+        given = _option_value(words, ("--host",))
+        if hosts and given is not None and given != hosts[0]:
+            # click would take one and drop the other: a delete could go to the wrong store.
+            raise click.UsageError(f"two HOSTs: {hosts[0]!r} and --host {given!r}", ctx)
         return [*words, *host, *kept]
 
     def _profile_defaults(self, ctx: click.Context, words: list[str]) -> dict[str, Any]:

@@ -141,6 +141,26 @@ def test_two_hosts_are_a_usage_error() -> None:
         "(see 'dcmweb --help')"]
 
 
+@pytest.mark.parametrize("args", [
+    ("--host", "http://127.0.0.1:9/other", HOST, "search"),
+    (HOST, "--host=http://127.0.0.1:9/other", "search"),
+    (HOST, "search", "--host", "http://127.0.0.1:9/other"),
+])
+def test_a_host_word_and_another_host_option_are_a_usage_error(args: tuple[str, ...]) -> None:
+    """click had kept one of the two without a word (the HOST word): a delete could have
+    gone to the store the user did not mean."""
+    result = dcmweb(*args)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr) == [
+        f"dcmweb: error: two HOSTs: '{HOST}' and --host 'http://127.0.0.1:9/other' "
+        "(see 'dcmweb --help')"]
+
+
+def test_the_same_host_twice_is_fine(local_server: LocalServer) -> None:
+    result = dcmweb("--host", local_server.url, local_server.url, "search")
+    assert result.exit_code == 0, result.stderr
+
+
 def test_usage_errors_are_one_log_line() -> None:
     result = dcmweb(HOST, "search", "--format", "yaml")
     assert result.exit_code == 2
