@@ -13,15 +13,16 @@ or, with ``--log-format json``, one JSON object per line with ``time``, ``level`
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from .errors import DcmwebError, LocalFileError
 from .redact import redact_text
@@ -74,6 +75,42 @@ def timestamp() -> str:
     return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
+class _Guarded:
+    """A stream whose failed writes (a full disk behind ``> FILE``) are a LocalFileError
+    that names it, instead of an OSError taken for a bug. A closed pipe stays a
+    BrokenPipeError: the reader went away, which is not a failure (dcmweb ... | head)."""
+
+    def __init__(self, stream: Any, name: str) -> None:
+        self._stream = stream
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._stream, attribute)
+
+    @property
+    def buffer(self) -> _Guarded | None:
+        buffer = getattr(self._stream, "buffer", None)
+        return None if buffer is None else _Guarded(buffer, self._name)
+
+    def write(self, data: Any) -> int:
+        with self._failing():
+            return int(self._stream.write(data))
+
+    def flush(self) -> None:
+        with self._failing():
+            self._stream.flush()
+
+    @contextlib.contextmanager
+    def _failing(self) -> Iterator[None]:
+        try:
+            yield
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise LocalFileError(f"cannot write to {self._name}: "
+                                 f"{error.strerror or error}") from None
+
+
 class Output:
     """Writers for data, log lines, a progress bar, and errors."""
 
@@ -81,7 +118,8 @@ class Output:
                  quiet: bool = False, progress: bool | None = None,
                  log_format: str = "text") -> None:
         # A wrapper may start dcmweb with fd 0, 1 or 2 closed: Python then has None there.
-        self._stdout = stdout or sys.stdout
+        self._stdout = stdout or (cast("IO[str]", _Guarded(sys.stdout, "stdout"))
+                                  if sys.stdout else None)
         # Without stderr the run still does its work; the exit status tells how it went.
         self.stderr = stderr or sys.stderr or _devnull()
         self.stdin = sys.stdin

@@ -285,6 +285,22 @@ def test_process_separates_stdout_and_stderr(many: LocalServer) -> None:
     assert (usage.returncode, usage.stdout) == (2, "")
 
 
+@pytest.mark.parametrize("args", [("search", "instances"), ("search", "--format", "csv"),
+                                  ("retrieve", "{study}/metadata")])
+def test_a_full_disk_behind_stdout_is_a_clear_error(many: LocalServer, args: tuple[str, ...]
+                                                    ) -> None:
+    """> FILE on a full disk: said as such, exit 1; it had been an "unexpected error"
+    (a bug, report it)."""
+    with Client(many.url) as client:
+        study = "studies/" + client.search("studies")[0]["0020000D"]["Value"][0]
+    with open("/dev/full", "w") as full:
+        result = run_process(many.url, *(arg.format(study=study) for arg in args),
+                             capture_output=False, stdout=full, stderr=subprocess.PIPE)
+    assert result.returncode == 1, result.stderr
+    assert lines(result.stderr)[-1].endswith(
+        "dcmweb: error: cannot write to stdout: No space left on device")
+
+
 def test_console_script(many: LocalServer) -> None:
     script = Path(sys.executable).with_name("dcmweb")
     if not script.exists():
