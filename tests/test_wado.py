@@ -352,6 +352,40 @@ def test_rendered_answer_that_is_not_an_image_is_a_failure(tmp_path: Path) -> No
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
+def image_bytes(fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 128).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("fmt", "mime", "extension"), [
+    ("jpeg", "image/jpeg", "jpg"), ("png", "image/png", "png"), ("gif", "image/gif", "gif")])
+def test_a_rendered_image_cut_without_content_length_is_not_saved(
+        tmp_path: Path, fmt: str, mime: str, extension: str) -> None:
+    """Connection: close and no length: only the image's own end (JPEG FF D9, PNG IEND,
+    GIF 3B) shows the cut."""
+    image = image_bytes(fmt)
+    path = "studies/1/series/2/instances/3"
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}/rendered",
+                   lambda req: req.stream(200, mime, [image[: len(image) // 2]]))
+        result = dcmweb(fake.url, "retrieve", f"{path}/rendered", "--format", fmt,
+                        "-o", str(tmp_path))
+        asked = len(fake.requests)
+    assert result.exit_code == 1, result.stderr
+    assert f"render {path}/rendered: the answer was cut off 3 times: the connection closed " \
+        f"after {len(image) // 2} bytes, before the end of the {mime} image" in result.stderr
+    assert asked == 3
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    # The whole image without a length is kept.
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}/rendered", lambda req: req.stream(200, mime, [image]))
+        result = dcmweb(fake.url, "retrieve", f"{path}/rendered", "--format", fmt,
+                        "-o", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "1" / "2" / f"3.{extension}").read_bytes() == image
+
+
 @pytest.mark.parametrize("args", [["--viewport", "0,10"], ["--viewport", "10"],
                                   ["--window", "a,b"], ["--window", "1,2,cubic"],
                                   ["--format", "xml"]])
