@@ -20,7 +20,7 @@ from test_transport import Scripted
 
 from dcmweb import Client
 from dcmweb.cli import cli
-from dcmweb.errors import ServerError
+from dcmweb.errors import ServerError, UsageError
 from dcmweb.testing import LocalServer
 from dcmweb.wadopath import parse_wado_path
 from dcmweb_devtools import corpus
@@ -271,6 +271,21 @@ def test_frame_past_the_end_is_an_error(orthanc_files: Orthanc, tmp_path: Path) 
     result = dcmweb(orthanc_files.url, "retrieve", f"{path}/frames/2", "-o", str(tmp_path))
     assert result.exit_code == 2  # Orthanc answers 400
     assert list(tmp_path.rglob("*.raw")) == []
+
+
+@pytest.mark.parametrize("asked", ["frames/2,2", "frames/1,2,3,2/rendered"])
+def test_a_frame_listed_twice_is_a_usage_error(asked: str, tmp_path: Path) -> None:
+    """PS3.18: a frame list holds no duplicates. Saving frame 2 twice under one name
+    counted two files where one was on the disk (and lost one if they differed)."""
+    path = f"studies/1/series/2/instances/3/{asked}"
+    with Hostile() as fake:
+        result = dcmweb(fake.url, "retrieve", path, "-o", str(tmp_path))
+        assert fake.requests == []
+    assert result.exit_code == 2, result.stderr
+    assert lines(result.stderr)[-1] == (f"dcmweb: error: invalid path {path!r} (frame 2 is "
+                                        "listed twice: give each frame number once)")
+    with pytest.raises(UsageError, match="frame 2 is listed twice"):
+        Client(fake.url).frames("studies/1/series/2/instances/3/frames/2,1,2")
 
 
 @pytest.mark.parametrize(("body", "content_type", "said"), [
