@@ -84,6 +84,27 @@ def test_invalid_wado_paths_are_exit_2_without_a_request(path: str) -> None:
 
 
 # -- metadata -----------------------------------------------------------------------------------
+def test_metadata_xml_with_no_part_is_a_failure() -> None:
+    path = "studies/1/series/2/instances/3/metadata"
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", lambda req: req.reply(
+            200, multipart([], "b0", "application/dicom+xml"),
+            'multipart/related; type="application/dicom+xml"; boundary=b0'))
+        result = dcmweb(fake.url, "retrieve", path, "--format", "xml")
+    assert result.exit_code == 1, result.stderr
+    assert result.stdout == ""
+    assert lines(result.stderr)[-1] == f"dcmweb: error: metadata {path}: the server sent " \
+        "no instance"
+
+
+def test_a_missing_study_is_not_found_on_orthanc(orthanc_files: Orthanc,
+                                                 tmp_path: Path) -> None:
+    for args in (["retrieve", "studies/9.9.9", "-o", str(tmp_path)],
+                 ["retrieve", "studies/9.9.9/metadata", "--format", "xml"]):
+        result = dcmweb(orthanc_files.url, *args)
+        assert result.exit_code == 4, result.stderr
+
+
 def test_metadata_json_at_every_level(orthanc_files: Orthanc) -> None:
     path = instance_path(pydicom_file(MULTIFRAME))
     study, series = "/".join(path.split("/")[:2]), "/".join(path.split("/")[:4])
