@@ -21,7 +21,7 @@ from .http import Http, read_limited
 from .multipart import parse_content_type
 from .record import field, record
 from .unexpected import describe_body, not_dicomweb
-from .wado import answer_parts, asking_again, framed, get
+from .wado import NoInstanceError, answer_parts, asking_again, framed, get
 from .wadopath import parse_wado_path
 
 if TYPE_CHECKING:
@@ -104,6 +104,8 @@ def _fetch_xml(http: Http, url: str, what: str) -> Metadata:
             if not document.lstrip().startswith(b"<"):
                 raise ServerError(f"{what}: the server sent a part that is not XML ({mime})")
             documents.append(document)
+    if not documents:
+        raise NoInstanceError(what)
     raw = b"".join(doc if doc.endswith(b"\n") else doc + b"\n" for doc in documents)
     return Metadata(raw, documents=documents)
 

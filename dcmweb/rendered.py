@@ -3,7 +3,9 @@
 ``studies/S/rendered`` and ``studies/S/series/R/rendered`` render every instance of the
 study or series, one request each (in parallel with -m): Google's API renders only
 instances and frames. A list of frames is rendered frame by frame. An answer is kept
-only if it starts like the image type asked for (a 200 may be a login page).
+only if it starts like the image type asked for (a 200 may be a login page) and, when
+neither a Content-Length nor chunked coding frames it, ends like one: a connection closed
+mid-image looks like a normal end.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from .record import record
 from .retrieve import RetrieveResult
 from .saving import Saver
 from .search import FIRST_PAGE, Searcher
-from .wado import asking_again, get, instance_file, item_message
+from .wado import CutOffError, asking_again, framed, get, instance_file, item_message
 from .wadopath import WadoPath, parse_wado_path
 
 TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
 FORMATS = ("jpeg", "png", "gif")
 _MAGIC = {"image/jpeg": b"\xff\xd8", "image/png": b"\x89PNG\r\n\x1a\n", "image/gif": b"GIF8"}
+# How a whole image ends: JPEG's EOI marker, PNG's IEND chunk (type and CRC), GIF's trailer.
+_END = {"image/jpeg": b"\xff\xd9", "image/png": b"IEND\xaeB`\x82", "image/gif": b";"}
 _WINDOW_FUNCTIONS = ("linear", "linear-exact", "sigmoid")
 MAX_VIEWPORT = 10000  # Google's limit
 
@@ -113,7 +117,25 @@ def _fetch(http: Http, base_url: str, target: WadoPath, options: RenderOptions
             sent = response.headers.get("Content-Type", "nothing")
             raise ServerError(f"{what}: the server did not send {accept} (it sent {sent})")
         yield head
-        yield from chunks
+        if framed(response):
+            yield from chunks
+        else:
+            yield from _ending_whole(head, chunks, accept)
+
+
+def _ending_whole(head: bytes, chunks: Iterator[bytes], mime: str) -> Iterator[bytes]:
+    """The chunks after ``head``; a CutOffError after the last one unless the image ends
+    as a whole ``mime`` image does (the caller then never names the file)."""
+    end = _END[mime]
+    tail = head[-len(end):]
+    size = len(head)
+    for chunk in chunks:
+        size += len(chunk)
+        tail = (tail + chunk[-len(end):])[-len(end):]
+        yield chunk
+    if tail != end:
+        raise CutOffError(f"the connection closed after {size} bytes, before the end of "
+                          f"the {mime} image")
 
 
 def rendered_target(path: str) -> WadoPath:

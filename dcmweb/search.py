@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 from .body import read_json
 from .errors import ServerError, UsageError
 from .http import Http
+from .output import plural
 from .paths import parse_search_path
 
 if TYPE_CHECKING:
@@ -136,8 +137,15 @@ class Searcher:
         long per row for a page of 50,000 as for one of 100)."""
         url_path, level = parse_search_path(path)
         params = list(params or [])
-        if _int_param(params, "limit") is not None:
-            yield from self.page(url_path, params)  # the user asked for exactly this page
+        limit = _int_param(params, "limit")
+        if limit is not None:  # the user asked for exactly this page
+            rows = self.page(url_path, params)
+            if 0 <= limit < len(rows):  # a server that ignores limit: "at most N rows"
+                log.warning("search %s: the server sent %s, more than the limit of %d; "
+                            "showing the first %d", url_path, plural(len(rows), "row"),
+                            limit, limit)
+                rows = rows[:limit]
+            yield from rows
             return
         offset = _int_param(params, "offset") or 0
         rest = [(k, v) for k, v in params if k.lower() != "offset"]

@@ -76,6 +76,14 @@ def get(http: Http, url: str, what: str, accept: str, *, transcoding: bool = Fal
     raise AssertionError("unreachable")
 
 
+class NoInstanceError(ServerError):
+    """An answer without a single instance for a path that names at least one (a
+    missing study, series or instance is a 404 on real servers, not an empty answer)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}: the server sent no instance")
+
+
 class CutOffError(ValueError):
     """An answer ended before all its bytes arrived (asked for again)."""
 

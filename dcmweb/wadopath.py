@@ -55,6 +55,13 @@ def _frames(word: str, path: str) -> tuple[int, ...]:
     if len(numbers) > MAX_FRAMES_LISTED:
         raise UsageError(f"too many frames in one path ({len(numbers)})",
                          f"ask for at most {MAX_FRAMES_LISTED} frames at a time")
+    # PS3.18 lists each frame once; twice would be two results for one file name.
+    listed: set[int] = set()
+    for number in numbers:
+        if number in listed:
+            raise UsageError(f"invalid path {path!r}",
+                             f"frame {number} is listed twice: give each frame number once")
+        listed.add(number)
     return numbers
 
 

@@ -95,6 +95,17 @@ def test_a_cut_multipart_answer_raises(pydicom_files: list[Path]) -> None:
             client.retrieve_instance(PATH)
 
 
+def test_an_empty_multipart_answer_raises() -> None:
+    from hostile import Hostile, multipart
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1.2", lambda req: req.reply(
+            200, multipart([], "b"), 'multipart/related; type="application/dicom"; boundary=b'))
+        with Client(fake.url, retries=0) as client, pytest.raises(
+                ServerError, match=r"^retrieve studies/1\.2: the server sent no instance$"):
+            list(client.iter_instances("studies/1.2"))
+
+
 def _answers(data: bytes) -> dict[str, tuple[bytes, str]]:
     """The same bytes as a multipart answer and as a single application/dicom body."""
     return {"multipart": (multipart_of(data), 'multipart/related; type="application/dicom"; '

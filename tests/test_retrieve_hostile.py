@@ -81,6 +81,48 @@ def test_a_web_page_in_a_whole_store_retrieve_fails_that_study_only(
         '(a web page titled "Sign in - Example SSO")' in result.stderr
 
 
+# -- answers with no instance ------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["studies/1.2", "studies/1.2/series/3.4",
+                                  "studies/1.2/series/3.4/instances/5.6"])
+def test_an_empty_multipart_answer_is_a_failure(tmp_path: Path, path: str) -> None:
+    """"Transferred 0 B in 0 files", exit 0, for a path naming a study, series or instance
+    that exists (a missing one is a 404 on real servers: see the next test)."""
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", lambda req: req.reply(
+            200, multipart([], "b1"), "multipart/related; boundary=b1"))
+        result = dcmweb(fake.url, "retrieve", path, "--output", str(tmp_path))
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1] == (f"dcmweb: error: retrieve {path}: the server sent "
+                                        "no instance")
+    assert files_under(tmp_path) == set()
+
+
+def test_a_study_with_an_empty_answer_fails_alone_in_a_store_retrieve(
+        synth: list[Path], tmp_path: Path) -> None:
+    good = synth[0]
+    study = uids_of(good)[0]
+    rows = [{"0020000D": {"vr": "UI", "Value": [uid]}} for uid in ("9.9.1", study)]
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.json(
+            200, rows if req.params.get("offset") == "0" else [], "application/dicom+json"))
+        fake.route("GET", "/studies/9.9.1", lambda req: req.reply(
+            200, multipart([], "b1"), "multipart/related; boundary=b1"))
+        fake.route("GET", f"/studies/{study}", lambda req: req.reply(
+            200, multipart([good.read_bytes()], "b1"), "multipart/related; boundary=b1"))
+        result = dcmweb(fake.url, "retrieve", "--output", str(tmp_path))
+    assert result.exit_code == 6, result.stderr
+    assert "studies/9.9.1: the server sent no instance" in result.stderr
+    assert files_under(tmp_path) == {where(tmp_path, good)}
+
+
+def test_a_missing_study_is_not_found_on_the_local_server(local_server: LocalServer,
+                                                          tmp_path: Path) -> None:
+    for args in (["retrieve", "studies/9.9.9", "-o", str(tmp_path)],
+                 ["retrieve", "studies/9.9.9/metadata", "--format", "xml"]):
+        result = dcmweb(local_server.url, *args)
+        assert result.exit_code == 4, result.stderr
+
+
 # -- bodies that end early ----------------------------------------------------------------------
 def test_single_part_cut_without_content_length_is_not_saved(synth: list[Path],
                                                              tmp_path: Path) -> None:

@@ -137,6 +137,21 @@ def test_a_row_shifted_onto_the_next_page_is_shown_once() -> None:
         "once" in result.stderr
 
 
+@pytest.mark.parametrize("asked", [["--limit", "5"], ["limit=5"]])
+def test_a_server_that_ignores_limit_shows_at_most_limit_rows(asked: list[str]) -> None:
+    rows = [row(f"1.2.{n}") for n in range(1, 51)]
+    with Hostile() as fake:
+        fake.route("GET", "/instances", lambda req: req.json(200, rows,
+                                                             "application/dicom+json"))
+        result = dcmweb(fake.url, "search", "instances", *asked, "--format", "jsonl")
+        assert fake.requests[0].params["limit"] == "5"
+    assert result.exit_code == 0, result.stderr
+    printed = [json.loads(line)[SOP_TAG]["Value"][0] for line in result.stdout.splitlines()]
+    assert printed == ["1.2.1", "1.2.2", "1.2.3", "1.2.4", "1.2.5"]
+    assert "dcmweb: warning: search instances: the server sent 50 rows, more than the " \
+        "limit of 5; showing the first 5" in lines(result.stderr)
+
+
 def test_a_listing_that_starts_downloads_asks_for_a_small_page_first(tmp_path: Path) -> None:
     """Rendering a series of 150 instances: the first 100 are listed (and their images
     asked for) before the rest of the listing, which a server takes as long per row to

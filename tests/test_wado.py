@@ -20,7 +20,7 @@ from test_transport import Scripted
 
 from dcmweb import Client
 from dcmweb.cli import cli
-from dcmweb.errors import ServerError
+from dcmweb.errors import ServerError, UsageError
 from dcmweb.testing import LocalServer
 from dcmweb.wadopath import parse_wado_path
 from dcmweb_devtools import corpus
@@ -84,6 +84,27 @@ def test_invalid_wado_paths_are_exit_2_without_a_request(path: str) -> None:
 
 
 # -- metadata -----------------------------------------------------------------------------------
+def test_metadata_xml_with_no_part_is_a_failure() -> None:
+    path = "studies/1/series/2/instances/3/metadata"
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", lambda req: req.reply(
+            200, multipart([], "b0", "application/dicom+xml"),
+            'multipart/related; type="application/dicom+xml"; boundary=b0'))
+        result = dcmweb(fake.url, "retrieve", path, "--format", "xml")
+    assert result.exit_code == 1, result.stderr
+    assert result.stdout == ""
+    assert lines(result.stderr)[-1] == f"dcmweb: error: metadata {path}: the server sent " \
+        "no instance"
+
+
+def test_a_missing_study_is_not_found_on_orthanc(orthanc_files: Orthanc,
+                                                 tmp_path: Path) -> None:
+    for args in (["retrieve", "studies/9.9.9", "-o", str(tmp_path)],
+                 ["retrieve", "studies/9.9.9/metadata", "--format", "xml"]):
+        result = dcmweb(orthanc_files.url, *args)
+        assert result.exit_code == 4, result.stderr
+
+
 def test_metadata_json_at_every_level(orthanc_files: Orthanc) -> None:
     path = instance_path(pydicom_file(MULTIFRAME))
     study, series = "/".join(path.split("/")[:2]), "/".join(path.split("/")[:4])
@@ -273,6 +294,21 @@ def test_frame_past_the_end_is_an_error(orthanc_files: Orthanc, tmp_path: Path) 
     assert list(tmp_path.rglob("*.raw")) == []
 
 
+@pytest.mark.parametrize("asked", ["frames/2,2", "frames/1,2,3,2/rendered"])
+def test_a_frame_listed_twice_is_a_usage_error(asked: str, tmp_path: Path) -> None:
+    """PS3.18: a frame list holds no duplicates. Saving frame 2 twice under one name
+    counted two files where one was on the disk (and lost one if they differed)."""
+    path = f"studies/1/series/2/instances/3/{asked}"
+    with Hostile() as fake:
+        result = dcmweb(fake.url, "retrieve", path, "-o", str(tmp_path))
+        assert fake.requests == []
+    assert result.exit_code == 2, result.stderr
+    assert lines(result.stderr)[-1] == (f"dcmweb: error: invalid path {path!r} (frame 2 is "
+                                        "listed twice: give each frame number once)")
+    with pytest.raises(UsageError, match="frame 2 is listed twice"):
+        Client(fake.url).frames("studies/1/series/2/instances/3/frames/2,1,2")
+
+
 @pytest.mark.parametrize(("body", "content_type", "said"), [
     (multipart([b"x" * 10], "b0", "application/octet-stream"), "multipart",
      "the server sent 1 part for 2 frames"),
@@ -350,6 +386,40 @@ def test_rendered_answer_that_is_not_an_image_is_a_failure(tmp_path: Path) -> No
     assert result.exit_code == 1
     assert "did not send image/png" in result.stderr
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def image_bytes(fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 128).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("fmt", "mime", "extension"), [
+    ("jpeg", "image/jpeg", "jpg"), ("png", "image/png", "png"), ("gif", "image/gif", "gif")])
+def test_a_rendered_image_cut_without_content_length_is_not_saved(
+        tmp_path: Path, fmt: str, mime: str, extension: str) -> None:
+    """Connection: close and no length: only the image's own end (JPEG FF D9, PNG IEND,
+    GIF 3B) shows the cut."""
+    image = image_bytes(fmt)
+    path = "studies/1/series/2/instances/3"
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}/rendered",
+                   lambda req: req.stream(200, mime, [image[: len(image) // 2]]))
+        result = dcmweb(fake.url, "retrieve", f"{path}/rendered", "--format", fmt,
+                        "-o", str(tmp_path))
+        asked = len(fake.requests)
+    assert result.exit_code == 1, result.stderr
+    assert f"render {path}/rendered: the answer was cut off 3 times: the connection closed " \
+        f"after {len(image) // 2} bytes, before the end of the {mime} image" in result.stderr
+    assert asked == 3
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    # The whole image without a length is kept.
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}/rendered", lambda req: req.stream(200, mime, [image]))
+        result = dcmweb(fake.url, "retrieve", f"{path}/rendered", "--format", fmt,
+                        "-o", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "1" / "2" / f"3.{extension}").read_bytes() == image
 
 
 @pytest.mark.parametrize("args", [["--viewport", "0,10"], ["--viewport", "10"],
