@@ -200,7 +200,10 @@ class Output:
         self.stop_progress()
         try:
             return click.confirm(question, default=False, err=True)
-        except click.Abort:
+        except click.Abort as stop:
+            if isinstance(stop.__context__, KeyboardInterrupt):  # Ctrl-C, not "no"
+                self.stderr.write("\n")  # the error goes below the question, not after it
+                raise KeyboardInterrupt from None
             return False
 
     def text(self, text: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -67,6 +68,9 @@ def test_no_terminal_never_asks(local_server: LocalServer, tmp_path: Path) -> No
     assert count(local_server) == 0
 
 
+CTRL_C = b"\x03"
+
+
 def _in_terminal(args: list[str], answer: bytes, timeout: float = 60) -> tuple[int, str]:
     """dcmweb with stdin and stderr on a pseudo-terminal; ``answer`` typed at the prompt."""
     import pty
@@ -91,7 +95,10 @@ def _in_terminal(args: list[str], answer: bytes, timeout: float = 60) -> tuple[i
                 break
             screen += data
             if not answered and b"[y/N]" in screen:
-                os.write(master, answer)
+                if answer == CTRL_C:  # the pty is not the child's controlling terminal
+                    process.send_signal(signal.SIGINT)
+                else:
+                    os.write(master, answer)
                 answered = True
         elif process.poll() is not None:
             break
@@ -106,6 +113,18 @@ def test_a_terminal_is_asked_and_no_keeps_the_study(local_server: LocalServer,
     assert code == 2, screen
     assert f"Delete studies/{study} (3 instances)? [y/N]" in screen
     assert f"dcmweb: error: studies/{study} not deleted (answer y, or give --yes)" in screen
+    assert count(local_server) == 3
+
+
+def test_ctrl_c_at_the_question_is_an_interrupt(local_server: LocalServer,
+                                               tmp_path: Path) -> None:
+    """It had been taken for "no": a usage error (exit 2) written after the question."""
+    study = one_study(local_server, tmp_path)
+    code, screen = _in_terminal([local_server.url, "delete", f"studies/{study}"], CTRL_C)
+    assert code == 130, screen
+    question = f"Delete studies/{study} (3 instances)? [y/N]: "
+    assert question + "\r\n" in screen  # the error on a line of its own
+    assert screen.rstrip().endswith("dcmweb: error: interrupted")
     assert count(local_server) == 3
 
 
