@@ -175,6 +175,43 @@ def _option_value(words: Sequence[str], names: tuple[str, ...]) -> str | None:
     return value
 
 
+# The old tool (python-fire) also took its arguments by name: ``search --path instances
+# --parameters "..."``, ``retrieve --path P``, ``delete --path P``. Each name is the
+# command's first or its last (repeated) argument.
+_OLD_FIRST = {"search": "--path", "retrieve": "--path", "delete": "--path"}
+_OLD_LAST = {"search": "--parameters", "store": "--masks"}
+
+
+def _old_named_arguments(rest: list[str]) -> list[str]:
+    """A command's words with the old tool's named arguments made positional."""
+    command = rest[0]
+    first, last = _OLD_FIRST.get(command), _OLD_LAST.get(command)
+    if first is None and last is None:
+        return rest
+    words: list[str] = []
+    firsts: list[str] = []
+    lasts: list[str] = []
+    index = 1
+    while index < len(rest):
+        word = rest[index]
+        if word == "--":
+            words.extend(rest[index:])
+            break
+        name, equals, value = word.partition("=")
+        target = firsts if name == first else lasts if name == last else None
+        if target is None or (not equals and index + 1 == len(rest)):
+            words.append(word)  # not one of them, or without its value: click says so
+        elif equals:
+            target.append(value)
+        else:
+            index += 1
+            target.append(rest[index])
+        index += 1
+    if lasts and "--" not in words:
+        lasts = ["--", *lasts]  # a value may start with '-': it is still an argument
+    return [command, *firsts, *words, *lasts]
+
+
 class DcmwebGroup(click.Group):
     """The grammar (options anywhere, HOST optional, help anywhere), the profile, and the
     one place where errors become output and exit codes."""
@@ -234,6 +271,7 @@ class DcmwebGroup(click.Group):
         if any(word in HELP_NAMES for word in words):
             words = [word for word in words if word not in HELP_NAMES]
             rest = [rest[0], "--help", *rest[1:]]
+        rest = _old_named_arguments(rest)
         own_value, own_names = _value_options(self.commands[rest[0]])
         kept: list[str] = [rest[0]]
         index = 1

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+import pydicom
 import pytest
 from click.testing import CliRunner, Result
 
@@ -159,6 +160,29 @@ def test_a_host_word_and_another_host_option_are_a_usage_error(args: tuple[str, 
 def test_the_same_host_twice_is_fine(local_server: LocalServer) -> None:
     result = dcmweb("--host", local_server.url, local_server.url, "search")
     assert result.exit_code == 0, result.stderr
+
+
+def test_the_old_tools_named_arguments(local_server: LocalServer, pydicom_files: list[Path],
+                                       tmp_path: Path) -> None:
+    """Google's old tool (python-fire) also took --path, --parameters and --masks."""
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    stored = dcmweb(local_server.url, "store", "--masks", str(ct))
+    assert stored.exit_code == 0, stored.stderr
+    study = pydicom.dcmread(ct, stop_before_pixels=True).StudyInstanceUID
+    found = dcmweb(local_server.url, "search", "--parameters", f"StudyInstanceUID={study}",
+                   "--path", "instances", "--format", "uids")
+    assert found.exit_code == 0, found.stderr
+    assert found.stdout.split() == [pydicom.dcmread(ct, stop_before_pixels=True).SOPInstanceUID]
+    none = dcmweb(local_server.url, "search", "--path=studies", "--parameters=PatientID=nobody",
+                  "--format", "uids")
+    assert (none.exit_code, none.stdout) == (0, "")
+    saved = dcmweb(local_server.url, "retrieve", "--path", f"studies/{study}", "--output",
+                   str(tmp_path / "out"))
+    assert saved.exit_code == 0, saved.stderr
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 1
+    deleted = dcmweb(local_server.url, "delete", "--path", f"studies/{study}")
+    assert deleted.exit_code == 0, deleted.stderr
+    assert dcmweb(local_server.url, "search", "--format", "uids").stdout == ""
 
 
 def test_usage_errors_are_one_log_line() -> None:
