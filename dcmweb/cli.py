@@ -270,7 +270,7 @@ RETRIEVE_FORMATS = ("json", "xml", "jpeg", "png", "gif")
 @click.argument("path", required=False, default="")
 @click.option("-o", "--output", "output_path", type=click.Path(), metavar="PATH",
               help="Folder to write STUDY/SERIES/SOP.dcm (frames, images, bulk data) into "
-                   "[default: .]; for metadata, a file [default: stdout].")
+                   "[default: .]; for metadata, a file [default: stdout, also -].")
 @click.option("--type", "part_type", metavar="TYPE",
               help="Part type to ask for [default: application/dicom; transfer-syntax=*, "
                    "frames: application/octet-stream; transfer-syntax=*].")
@@ -318,6 +318,8 @@ def retrieve(settings: Settings, path: str, output_path: str | None, part_type: 
                            }.get(kind, ()):
         raise UsageError(f"--format {fmt} does not apply to this path",
                          "json|xml for .../metadata, jpeg|png|gif for .../rendered")
+    if kind != "rendered" and (viewport or window or quality is not None):
+        raise UsageError("--viewport, --window and --quality apply to .../rendered paths")
     if dry_run and kind != "dicom":
         raise UsageError("--dry-run applies to the store, a study, series or instance path")
     with settings.client() as client:
@@ -332,7 +334,7 @@ def retrieve(settings: Settings, path: str, output_path: str | None, part_type: 
                 raise UsageError(f"--output {output_path} is a folder",
                                  "metadata goes to one file: give its name, or none for stdout")
             answer = client.fetch_metadata(path, fmt or "json", parse=False)
-            if output_path is None:
+            if output_path in (None, "-"):  # '-' is stdout, as for --report
                 output.data(answer.raw)
                 return
             from .saving import Saver

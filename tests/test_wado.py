@@ -143,6 +143,20 @@ def test_metadata_to_a_file_and_as_datasets(orthanc_files: Orthanc, tmp_path: Pa
                                                   original.SOPInstanceUID)
 
 
+def test_metadata_to_dash_is_stdout_and_render_options_are_refused(
+        orthanc_files: Orthanc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-o - had written a file named '-'; --viewport on metadata had been ignored."""
+    monkeypatch.chdir(tmp_path)
+    path = instance_path(pydicom_file(SINGLE))
+    result = dcmweb(orthanc_files.url, "retrieve", f"{path}/metadata", "-o", "-")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)[0]["00080018"]["Value"] == [path.rsplit("/", 1)[1]]
+    assert list(tmp_path.iterdir()) == []
+    refused = dcmweb(orthanc_files.url, "retrieve", f"{path}/metadata", "--viewport", "1,1")
+    assert (refused.exit_code, refused.stdout) == (2, "")
+    assert "--viewport, --window and --quality apply to .../rendered paths" in refused.stderr
+
+
 def test_metadata_that_is_not_json_is_an_error_not_data() -> None:
     with Hostile() as fake:
         fake.route("GET", "/studies/1/metadata",
