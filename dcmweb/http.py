@@ -461,8 +461,11 @@ class _Exchange:
                 "check --token, --user, -H and their environment variables",
             ) from None
         except TLSError as exc:
+            # WRONG_VERSION_NUMBER: the port answered without TLS (https:// to an http port).
+            plain = "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc)
             raise UnavailableError(
                 f"{self.what} failed: TLS error: {redact_text(str(exc))}",
+                "the port does not speak TLS: did you mean http://?" if plain else
                 "pass --ca-bundle FILE if the server uses a private certificate authority",
             ) from exc
         except InvalidURL as exc:

@@ -24,6 +24,7 @@ from dcmweb.cli import cli
 from dcmweb.errors import UsageError
 from dcmweb.http import Http, HttpConfig, RetryPolicy
 from dcmweb.multipart import MultipartBody
+from dcmweb_devtools.logs import lines
 
 ROWS = json.dumps([{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}]).encode()
 NO_PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy",
@@ -375,6 +376,16 @@ def test_coded_answers_are_decoded(coding: str) -> None:
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == json.loads(ROWS)
     assert fake.seen("GET", "/studies")[0].headers["Accept-Encoding"] == "gzip, deflate"
+
+
+def test_https_to_a_plain_http_port_says_so() -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", rows)
+        result = run(fake.url.replace("http://", "https://"), "search")
+    assert result.exit_code == 5
+    assert lines(result.stderr)[-1].endswith(
+        "(the port does not speak TLS: did you mean http://?)"), result.stderr
+    assert fake.requests == []
 
 
 @pytest.mark.parametrize("members", [1, 3])
