@@ -358,16 +358,19 @@ class DcmwebGroup(click.Group):
             result = super().main(words, prog_name or "dcmweb", complete_var,
                                   standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
-        except click.exceptions.NoArgsIsHelpError as error:
-            # click's message is the whole help: one line that names the commands instead.
-            group = error.ctx.command
-            names = group.list_commands(error.ctx) if isinstance(group, click.Group) else []
-            _early_output(words, error.ctx).error(
-                f"missing command (commands: {', '.join(names)}; "
-                f"see '{error.ctx.command_path} --help')")
-            code = error.exit_code
         except click.UsageError as error:
-            _early_output(words, error.ctx).error(_usage_message(error))
+            # No command (`dcmweb`, `dcmweb HOST`, `dcmweb -v`): click's message is the
+            # whole help or "Missing command": one line that names the commands instead.
+            ctx = error.ctx
+            if ctx is not None and isinstance(ctx.command, click.Group) and (
+                    isinstance(error, click.exceptions.NoArgsIsHelpError)
+                    or error.message == "Missing command."):
+                message = (f"missing command (commands: "
+                           f"{', '.join(ctx.command.list_commands(ctx))}; "
+                           f"see '{ctx.command_path} --help')")
+            else:
+                message = _usage_message(error)
+            _early_output(words, error.ctx).error(message)
             code = error.exit_code
         except click.ClickException as error:
             _early_output(words, getattr(error, "ctx", None)).error(error.format_message())

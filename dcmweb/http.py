@@ -154,6 +154,9 @@ _HINTS = {
 }
 UNAVAILABLE_HINT = "the server is overloaded or down; try again later"
 DEADLINE_HINT = "raise --request-deadline for a server this slow"
+# Header values come from credentials, -H, and the Accept that --type and
+# --transfer-syntax make.
+_HEADER_HINT = "check --type, --transfer-syntax, -H, --token, --user and their variables"
 
 
 def error_for_response(response: Response, what: str, attempts: int = 1,
@@ -453,12 +456,12 @@ class _Exchange:
             # Never show the header's value: it may be a token.
             raise UsageError(
                 f"{self.what} failed: a header value has a line break or leading whitespace",
-                "check --token, --user, -H and their environment variables",
+                _HEADER_HINT,
             ) from None
         except UnicodeEncodeError:
             raise UsageError(
                 f"{self.what} failed: a header value has characters that are not Latin-1",
-                "check --token, --user, -H and their environment variables",
+                _HEADER_HINT,
             ) from None
         except TLSError as exc:
             # WRONG_VERSION_NUMBER: the port answered without TLS (https:// to an http port).

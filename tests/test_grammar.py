@@ -73,6 +73,9 @@ def test_group_help(args: tuple[str, ...]) -> None:
     ((), "dcmweb", "completion, config, delete, help, operations, retrieve, search, store"),
     (("config",), "dcmweb config", "show"),
     ((HOST, "operations"), "dcmweb operations", "get, wait"),
+    # With HOST or an option and no command, click had said only "Missing command".
+    ((HOST,), "dcmweb", "completion, config, delete, help, operations, retrieve, search, store"),
+    (("-v",), "dcmweb", "completion, config, delete, help, operations, retrieve, search, store"),
 ])
 def test_a_bare_group_is_one_line_naming_its_commands(args: tuple[str, ...], where: str,
                                                       commands: str) -> None:

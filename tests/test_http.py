@@ -415,6 +415,17 @@ def test_token_read_with_a_trailing_newline_still_works(local_server, ct: Path) 
     assert SECRET not in result.stderr
 
 
+@pytest.mark.parametrize(("option", "value"), [("--type", "application/dicom\r\nX: 1"),
+                                               ("--transfer-syntax", "1.2\r\nX: 1")])
+def test_a_line_break_in_the_asked_type_names_the_option(local_server, option: str,
+                                                         value: str) -> None:
+    result = run(local_server.url, "retrieve", "studies/1.2.3", option, value)
+    assert result.exit_code == 2
+    assert lines(result.stderr)[-1].endswith(
+        "(check --type, --transfer-syntax, -H, --token, --user and their variables)")
+    assert local_server.requests == []
+
+
 def test_bad_header_value_is_a_usage_error(local_server, ct: Path) -> None:
     result = run("-H", f"X-Api-Key: {SECRET}\nInjected: 1", local_server.url, "store", str(ct))
     assert result.exit_code == 2
