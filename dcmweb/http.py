@@ -314,6 +314,7 @@ class Http:
                          backoff_base=policy.base, backoff_cap=policy.cap)
         self._closed = threading.Event()
         self._answered = threading.Event()  # the server answered once: refusals are restarts
+        self.last_retry_line: tuple[str, float] = ("", 0.0)  # (reason and attempt, when)
 
     @property
     def stats(self) -> GateStats:
@@ -654,9 +655,16 @@ class _Exchange:
         self.http.sleep(seconds)
 
     def _retrying(self, reason: str, when: str = "") -> None:
+        # With -m, every worker meets the same outage: its line is shown once a second,
+        # the others' go to -v (six workers had printed six alike lines per attempt).
+        key, now = f"{reason} #{self.attempt}", time.monotonic()
+        last_key, last_time = self.http.last_retry_line
+        level = logging.DEBUG if key == last_key and now - last_time < 1.0 else logging.WARNING
+        if level == logging.WARNING:
+            self.http.last_retry_line = (key, now)
         # Every retry's line has this one shape, so one grep finds them all.
-        log.warning("%s: %s; retrying%s (attempt %d)", self.what, reason, when,
-                    self.attempt + 1)
+        log.log(level, "%s: %s; retrying%s (attempt %d)", self.what, reason, when,
+                self.attempt + 1)
 
     def _deadline_note(self) -> str:
         elapsed = time.monotonic() - self.started

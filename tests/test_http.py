@@ -22,6 +22,7 @@ from dcmweb.cli import cli
 from dcmweb.errors import AuthError, NotFoundError, UnavailableError
 from dcmweb.http import Http, HttpConfig, RetryPolicy, parse_retry_after
 from dcmweb.multipart import MultipartBody
+from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines, messages
 
 SECRET = "SECRET-9f8e7d6c5b4a"
@@ -280,6 +281,20 @@ def test_connection_refused_is_quick_exit_5(ct: Path) -> None:
     assert lines(result.stderr)[-1] == (
         f"dcmweb: error: store {ct} failed: cannot reach 127.0.0.1:{port}: connection refused"
         " (after 3 attempts) (check the HOST URL and that the server is running)")
+
+
+def test_workers_meeting_one_outage_print_each_retry_line_once(tmp_path: Path) -> None:
+    """Six workers against a server that is down had printed six alike lines per attempt;
+    the others' lines are kept for -v."""
+    files = corpus.synthetic_files(tmp_path / "in", 30)
+    host = f"http://127.0.0.1:{free_port()}/dicom-web"
+    quiet = run("-m", "--workers", "6", host, "store", "--batch-size", "5", str(files[0].parent))
+    assert quiet.exit_code == 5
+    retries = [line for line in messages(quiet.stderr, "warning") if "retrying" in line]
+    assert [line[-len("(attempt 2)"):] for line in retries] == ["(attempt 2)", "(attempt 3)"]
+    loud = run("-v", "-m", "--workers", "6", host, "store", "--batch-size", "5",
+               str(files[0].parent))
+    assert loud.stderr.count("; retrying") == 12
 
 
 def test_every_retry_line_has_one_shape(local_server) -> None:
