@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ServerError, UnavailableError, UsageError
-from .http import Http
+from .http import Deadline, Http
 from .record import field, record
 
 log = logging.getLogger("dcmweb")
@@ -106,9 +106,11 @@ def _counter(metadata: Any, name: str) -> dict[str, int] | None:
     return counts
 
 
-def get_operation(http: Http, base_url: str, name: str) -> Operation:
+def get_operation(http: Http, base_url: str, name: str,
+                  deadline: Deadline | None = None) -> Operation:
     name = full_name(base_url, name)
-    response = http.request("GET", operation_url(base_url, name), what=f"check operation {name}")
+    response = http.request("GET", operation_url(base_url, name), what=f"check operation {name}",
+                            deadline=deadline)
     with response:
         try:
             payload = response.json()
@@ -134,10 +136,15 @@ def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,
     name = full_name(base_url, name)
     running = f"{what}: operation {name}" if what else f"operation {name}"
     what = what or f"operation {name}"
+    follow = (f"it goes on on the server; follow it with 'dcmweb HOST operations wait {name}'"
+              " or raise --timeout")
     deadline = time.monotonic() + timeout
     delay = POLL_FIRST
     while True:
-        operation = get_operation(http, base_url, name)
+        # A poll's retries end with the wait: a Retry-After must not keep it going.
+        poll_limit = Deadline(max(0.0, deadline - time.monotonic()),
+                              f"the wait's timeout ({timeout:g} s)", follow)
+        operation = get_operation(http, base_url, name, poll_limit)
         if operation.done:
             if operation.failed:
                 reason = operation.error
@@ -150,10 +157,7 @@ def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise UnavailableError(
-                f"{what} still running after {timeout:g} s ({operation.progress()})",
-                f"it goes on on the server; follow it with 'dcmweb HOST operations wait "
-                f"{name}' or raise --timeout",
-            )
+                f"{what} still running after {timeout:g} s ({operation.progress()})", follow)
         log.info("%s still running: %s", running, operation.progress())
         http.sleep(min(delay, remaining))
         delay = min(delay * 2, POLL_MAX)
