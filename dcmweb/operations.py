@@ -16,7 +16,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import ServerError, UnavailableError, UsageError
+from .errors import NotFoundError, ServerError, UnavailableError, UsageError
 from .http import Deadline, Http
 from .record import field, record
 
@@ -109,8 +109,13 @@ def _counter(metadata: Any, name: str) -> dict[str, int] | None:
 def get_operation(http: Http, base_url: str, name: str,
                   deadline: Deadline | None = None) -> Operation:
     name = full_name(base_url, name)
-    response = http.request("GET", operation_url(base_url, name), what=f"check operation {name}",
-                            deadline=deadline)
+    try:
+        response = http.request("GET", operation_url(base_url, name),
+                                what=f"check operation {name}", deadline=deadline)
+    except NotFoundError as error:  # the status's own hint is about UIDs in a path
+        raise NotFoundError(error.message, "no such operation: check its name, and that HOST"
+                            " is the store it ran in", status=error.status,
+                            url=error.url) from None
     with response:
         try:
             payload = response.json()
@@ -122,12 +127,18 @@ def get_operation(http: Http, base_url: str, name: str,
     if not isinstance(done, bool):  # "false" (a string) is truthy: never take it as done
         raise ServerError(f'check operation {name}: "done" is {json.dumps(done)[:80]}, not '
                           "true or false", "the answer is not an operation")
-    error = payload.get("error")
-    message = None
-    if error:
-        message = str(error.get("message") or error) if isinstance(error, dict) else str(error)
     return Operation(name, done, _counter(payload.get("metadata"), name),
-                     message, payload)
+                     _failure(payload.get("error")), payload)
+
+
+def _failure(error: Any) -> str | None:
+    """What an operation's ``error`` reports, or None for none: a google.rpc.Status with
+    code 0 (OK, and left out of the JSON as proto3's default) or empty is no error."""
+    if isinstance(error, dict):
+        if not error.get("code"):
+            return None
+        return str(error.get("message") or error)
+    return str(error) if error else None
 
 
 def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,

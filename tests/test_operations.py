@@ -212,3 +212,28 @@ def test_wait_timeout_holds_against_a_long_retry_after(gcp: LocalServer, synth: 
         " fault (the server asks to wait 100 s (Retry-After), past the wait's timeout (3 s))"
         f" (it goes on on the server; follow it with 'dcmweb HOST operations wait {name}' or"
         " raise --timeout)")
+
+
+@pytest.mark.parametrize(("error", "exit_code"), [
+    ({}, 0), ({"code": 0, "message": ""}, 0), ({"code": 0}, 0),
+    ({"code": 9, "message": ""}, 1), ({"code": 13, "message": "boom"}, 1)])
+def test_an_error_is_a_failure_only_with_a_code_that_is_not_ok(error: dict, exit_code: int
+                                                              ) -> None:
+    """google.rpc.Status code 0 is OK. Was: `{}` a success but `{"code": 0, "message": ""}`
+    a failure."""
+    name = f"{DATASET}/operations/7"
+    with Hostile() as fake:
+        fake.route("GET", f"/v1/{name}", lambda req: req.json(
+            200, {"name": name, "done": True, "error": error}))
+        result = dcmweb(fake.url, "operations", "wait", "7")
+    assert result.exit_code == exit_code, result.stderr
+
+
+def test_an_operation_that_vanishes_while_waited_for_says_so(gcp: LocalServer) -> None:
+    """Was: exit 4 with the hint to check the UIDs in the path, which has none."""
+    result = dcmweb(gcp.url, "operations", "wait", f"{PREFIX}nosuch")
+    assert result.exit_code == 4
+    assert lines(result.stderr)[-1].startswith(
+        f"dcmweb: error: check operation {PREFIX}nosuch failed: HTTP 404")
+    assert lines(result.stderr)[-1].endswith(
+        "(no such operation: check its name, and that HOST is the store it ran in)")
