@@ -24,6 +24,8 @@ log = logging.getLogger("dcmweb")
 
 POLL_FIRST = 1.0
 POLL_MAX = 10.0
+# The poll made at the timeout still gets this long: it may find the operation done.
+LAST_POLL_TIME = 2.0
 API_VERSIONS = ("v1", "v1beta1", "v1alpha2")
 # projects/P/locations/L/datasets/D/operations/ID: polled on the same host, so a
 # hostile name must not reach other paths there.
@@ -153,7 +155,7 @@ def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,
     delay = POLL_FIRST
     while True:
         # A poll's retries end with the wait: a Retry-After must not keep it going.
-        poll_limit = Deadline(max(0.0, deadline - time.monotonic()),
+        poll_limit = Deadline(max(LAST_POLL_TIME, deadline - time.monotonic()),
                               f"the wait's timeout ({timeout:g} s)", follow)
         operation = get_operation(http, base_url, name, poll_limit)
         if operation.done:
