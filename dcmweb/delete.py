@@ -87,14 +87,15 @@ class Deleter:
     def _send(self, url: str, what: str, accept_status: tuple[int, ...] = ()
               ) -> tuple[Response, bool]:
         """The DELETE's answer, and whether an earlier answer was lost. A DELETE whose
-        answer is lost (a drop, a timeout after sending) may have been done: it is sent
-        again, and then a 404 means it was, not that the path never existed."""
+        answer is lost (a drop, a timeout after sending) or a 5xx may have been done: it
+        is sent again, and then a 404 means it was, not that the path never existed."""
         lost = False
         for _ in range(LOST_ANSWER_RESENDS + 1):
             try:
                 return self.http.request(
                     "DELETE", url, what=what,
                     accept_status=(404, *accept_status) if lost else accept_status,
+                    accept_if_outcome_unknown=(404,),  # resent by Http after a 5xx
                     retry_sent=False, max_body=ANSWER_LIMIT), lost
             except AnswerLost as error:
                 log.warning("%s; asking again", error.message)
@@ -198,11 +199,12 @@ class Deleter:
 
 
 def _gone_after_lost_answer(response: Response, url_path: str) -> bool:
-    """A 404 reaches here only as the answer to a resend (see Deleter._send): the lost
-    first DELETE did the work."""
+    """A 404 reaches here only as the answer to a resend (see Deleter._send): the earlier
+    DELETE, whose outcome is unknown, did the work."""
     if response.status_code != 404:
         return False
-    log.info("delete %s: the answer was lost, and the server no longer has it", url_path)
+    log.info("delete %s: an earlier attempt's outcome is unknown (its answer lost, or a "
+             "server error), and the server no longer has it", url_path)
     return True
 
 

@@ -73,8 +73,8 @@ from .redact import redact_text, redact_url
 from .throttle import Cancelled, Gate, GateStats, Outcome
 from .transport import Response, Transport, default_port, environ_proxy, split_url
 
-__all__ = ["Http", "HttpConfig", "RetryPolicy", "body_message", "parse_retry_after",
-           "read_limited", "server_message"]
+__all__ = ["Deadline", "Http", "HttpConfig", "RetryPolicy", "body_message",
+           "parse_retry_after", "read_limited", "server_message"]
 
 log = logging.getLogger("dcmweb")
 
@@ -82,6 +82,9 @@ USER_AGENT = f"dcmweb/{__version__}"
 THROTTLE_STATUSES = frozenset({429, 503})  # the server asks us to slow down
 UNAVAILABLE_STATUSES = frozenset({408, 502, 504})  # something in between is failing
 RETRY_STATUSES = THROTTLE_STATUSES | UNAVAILABLE_STATUSES | {500}
+# Answers after which the server may have done the work all the same (a gateway gave up
+# waiting, the server failed after writing): a resend's answer may be that work's result.
+OUTCOME_UNKNOWN_STATUSES = frozenset({500, 502, 503, 504})
 SERVER_ERROR_RETRIES = 2  # a 500 is usually a verdict ("cannot transcode"); try twice more
 # A refused connection before the server ever answered is a wrong HOST or port: tell
 # the user in about a second. Once it has answered, a refusal is a restart: wait it out.
@@ -159,8 +162,19 @@ DEADLINE_HINT = "raise --request-deadline for a server this slow"
 _HEADER_HINT = "check --type, --transfer-syntax, -H, --token, --user and their variables"
 
 
+@record(frozen=True)
+class Deadline:
+    """A caller's own time limit for one request (``operations wait --timeout``): how
+    messages name it and what to try. The request deadline still holds when shorter."""
+
+    seconds: float
+    name: str
+    hint: str
+
+
 def error_for_response(response: Response, what: str, attempts: int = 1,
-                       note: str | None = None) -> DcmwebError:
+                       note: str | None = None, hint: str | None = None) -> DcmwebError:
+    """The error an answer means; ``hint`` replaces the status's own (a deadline's)."""
     status = response.status_code
     detail = server_message(response)
     message = f"{what} failed: HTTP {status} {response.reason or ''}".rstrip()
@@ -170,9 +184,10 @@ def error_for_response(response: Response, what: str, attempts: int = 1,
         message += f" ({note})"
     elif status in RETRY_STATUSES and attempts > 1:
         message += f" (after {attempts} attempts)"
-    hint = _HINTS.get(status)
+    status_hint = _HINTS.get(status)
     if status == 401 and not is_google_host(response.url):  # gcloud cannot help there
-        hint = "check the credentials: --token, --user, -H 'Authorization: ...' or ~/.netrc"
+        status_hint = ("check the credentials: --token, --user, -H 'Authorization: ...' or"
+                       " ~/.netrc")
     kind: type[DcmwebError] = ServerError
     if status in (401, 403):
         kind = AuthError
@@ -181,8 +196,8 @@ def error_for_response(response: Response, what: str, attempts: int = 1,
     elif status == 400:
         kind = UsageError
     elif status in THROTTLE_STATUSES or status in UNAVAILABLE_STATUSES:
-        kind, hint = UnavailableError, UNAVAILABLE_HINT
-    return kind(message, hint, status=status, url=response.url)
+        kind, status_hint = UnavailableError, UNAVAILABLE_HINT
+    return kind(message, hint or status_hint, status=status, url=response.url)
 
 
 @record
@@ -332,6 +347,15 @@ class Http:
         """A library call starts: it counts its own outage (see Gate.new_call)."""
         self.gate.new_call()
 
+    def retry_after_limit(self, started: float) -> tuple[float, str]:
+        """The longest a Retry-After is waited for a request sent at ``started``, and what
+        sets it: ``retry_after_cap`` (a server asking for a day must not stall a nightly
+        job for a day) or the rest of the outage limit (one more try at the limit, as for
+        the backoff: a longer wait would give up past it)."""
+        cap = self.config.retry.retry_after_cap
+        left = self.gate.outage_left(started)
+        return (left, "the outage limit") if left < cap else (cap, "the cap")
+
     def outage_note(self) -> str | None:
         """Why to give up once the server has been unavailable for ``outage_limit``
         seconds in a row; None while the outage may still be waited out."""
@@ -356,15 +380,16 @@ class Http:
         body: BodyFactory | None = None,
         stream: bool = False,
         accept_status: Container[int] = (),
+        accept_if_outcome_unknown: Container[int] = (),
         retry_sent: bool = True,
-        deadline: float | None = None,
+        deadline: Deadline | None = None,
         max_body: int | None = None,
         ends_outage: bool = True,
     ) -> Response:
         """Send with retries; return a 2xx response (or one in ``accept_status``).
 
         ``body`` is called before every attempt, so each attempt sends a complete body.
-        ``deadline`` (seconds) overrides the configured request deadline.
+        ``deadline`` is the caller's own limit, when shorter than the request deadline.
         ``max_body`` (bytes) bounds a body read here (``stream=False``): a longer one is a
         :class:`ServerError`, not a process that grows without end.
         Anything else raises a :class:`DcmwebError` subclass.
@@ -379,9 +404,14 @@ class Http:
         ``ends_outage=False`` is for a check of what a failed write left behind (a search
         after a lost STOW answer): searches may be answered while every store fails, so
         its answer does not end an outage on the shared clock (its failures still count).
+
+        ``accept_if_outcome_unknown`` statuses are returned only when an earlier attempt of
+        this call may have done the work (a 5xx, a lost answer): a DELETE's 404 then says
+        that attempt deleted it, not that it never existed.
         """
         return _Exchange(self, method, url, what, params, headers, body, stream,
-                         accept_status, deadline, retry_sent, max_body, ends_outage).run()
+                         accept_status, accept_if_outcome_unknown, deadline, retry_sent,
+                         max_body, ends_outage).run()
 
 
 class _Exchange:
@@ -389,8 +419,8 @@ class _Exchange:
 
     def __init__(self, http: Http, method: str, url: str, what: str | None, params: Any,
                  headers: Mapping[str, str] | None, body: BodyFactory | None, stream: bool,
-                 accept_status: Container[int], deadline: float | None,
-                 retry_sent: bool, max_body: int | None = None,
+                 accept_status: Container[int], accept_if_outcome_unknown: Container[int],
+                 deadline: Deadline | None, retry_sent: bool, max_body: int | None = None,
                  ends_outage: bool = True) -> None:
         self.http, self.config, self.gate = http, http.config, http.gate
         self.method = method.upper()
@@ -398,12 +428,17 @@ class _Exchange:
         self.what = what or f"{method} {urlsplit(url).path}"
         self.headers, self.body, self.stream = headers, body, stream
         self.accept_status = accept_status
+        self.accept_if_outcome_unknown = accept_if_outcome_unknown
+        self.outcome_unknown = False  # an attempt was sent and may have done the work
         self.retry_sent = retry_sent
         self.max_body = max_body
         self.ends_outage = ends_outage
         self.started = time.monotonic()
-        self.deadline = self.started + (self.config.request_deadline if deadline is None
-                                        else deadline)
+        if deadline is None or deadline.seconds >= self.config.request_deadline:
+            deadline = Deadline(self.config.request_deadline, "the request deadline",
+                                DEADLINE_HINT)
+        self.deadline = self.started + deadline.seconds
+        self.deadline_name, self.deadline_hint = deadline.name, deadline.hint
         self.attempt = 0  # sends, including redirects followed
         self.deadline_cut = False  # the last send's read timeout was the deadline's rest
         self.own_failures = 0  # failures while the server answered other requests
@@ -423,7 +458,7 @@ class _Exchange:
             if sent_at is None:
                 problem = f"{self._last_problem} (" if self.attempt else "not sent ("
                 raise UnavailableError(f"{self.what} failed: {problem}{self._deadline_note()})",
-                                       DEADLINE_HINT)
+                                       self.deadline_hint)
             self.attempt += 1
             try:
                 response = self._send()
@@ -519,6 +554,7 @@ class _Exchange:
             self.gate.leave(Outcome.UNAVAILABLE, sent_at)
             raise AnswerLost(f"{self.what}: {failure.reason} after the request was sent"
                              ) from exc
+        self.outcome_unknown = self.outcome_unknown or failure.sent
         if self.attempt == 1 and failure.reason == "connection dropped":
             # The first drop is often a stale pooled connection: retry at once.
             self.gate.leave(Outcome.NEUTRAL, sent_at)
@@ -542,13 +578,15 @@ class _Exchange:
                 response.close()
                 return None
             raise self._error(response)
-        if 200 <= status < 300 or status in self.accept_status:
+        if 200 <= status < 300 or status in self.accept_status or (
+                self.outcome_unknown and status in self.accept_if_outcome_unknown):
             # An accepted 502 (the caller checks what happened) still tells the gate.
-            self._leave(_outcome(status), sent_at, self._retry_after(response))
+            self._leave(_outcome(status), sent_at, self._retry_after(response, sent_at))
             return response
+        self.outcome_unknown = self.outcome_unknown or status in OUTCOME_UNKNOWN_STATUSES
         if status in THROTTLE_STATUSES or status in UNAVAILABLE_STATUSES:
             outcome = _outcome(status)
-            wait = self._retry_after(response)
+            wait = self._retry_after(response, sent_at)
             self._last_problem = f"HTTP {status} {response.reason or ''}".rstrip()
             try:
                 self._unavailable(outcome, sent_at, wait, UNAVAILABLE_HINT, None, response)
@@ -565,16 +603,15 @@ class _Exchange:
             return None
         raise self._error(response)
 
-    def _retry_after(self, response: Response) -> float | None:
-        """The answer's Retry-After in seconds, at most ``retry_after_cap``: a server asking
-        for a day must not stall a nightly job for a day."""
+    def _retry_after(self, response: Response, sent_at: float) -> float | None:
+        """The answer's Retry-After in seconds, within :meth:`Http.retry_after_limit`."""
         wait = parse_retry_after(response.headers.get("Retry-After"))
-        cap = self.config.retry.retry_after_cap
-        if wait is None or wait <= cap:
+        limit, why = self.http.retry_after_limit(sent_at)
+        if wait is None or wait <= limit:
             return wait
-        log.info("%s: HTTP %s asks to wait %.0f s (Retry-After); waiting %.0f s, the cap",
-                 self.what, response.status_code, wait, cap)
-        return cap
+        log.info("%s: HTTP %s asks to wait %.0f s (Retry-After); waiting %.0f s, %s",
+                 self.what, response.status_code, wait, limit, why)
+        return limit
 
     def _leave(self, outcome: Outcome, sent_at: float, retry_after: float | None = None
                ) -> None:
@@ -633,14 +670,14 @@ class _Exchange:
                 if own and self.own_failures >= self.config.retry.attempts
                 else self.http.outage_note())
         if note is None and now >= self.deadline:
-            note, hint = self._deadline_note(), DEADLINE_HINT
+            note, hint = self._deadline_note(), self.deadline_hint
         elif note is None and retry_after is not None and now + retry_after >= self.deadline:
-            note = (f"the server asks to wait {retry_after:.0f} s (Retry-After), past the "
-                    "request deadline")
-            hint = DEADLINE_HINT
+            note = (f"the server asks to wait {retry_after:.0f} s (Retry-After), past "
+                    f"{self.deadline_name}")
+            hint = self.deadline_hint
         if note is not None:
             if response is not None:
-                raise error_for_response(response, self.what, self.attempt, note)
+                raise error_for_response(response, self.what, self.attempt, note, hint)
             raise UnavailableError(f"{self.what} failed: {self._last_problem} ({note})",
                                    hint) from exc
         self.gate.stats.retries += 1
@@ -649,7 +686,7 @@ class _Exchange:
     def _wait(self, seconds: float, reason: str) -> None:
         if time.monotonic() + seconds >= self.deadline:
             raise UnavailableError(f"{self.what} failed: {reason} ({self._deadline_note()})",
-                                   DEADLINE_HINT)
+                                   self.deadline_hint)
         self.gate.stats.retries += 1
         self._retrying(reason, f" in {seconds:.1f} s")
         self.http.sleep(seconds)
@@ -669,14 +706,14 @@ class _Exchange:
     def _deadline_note(self) -> str:
         elapsed = time.monotonic() - self.started
         if self.attempt:
-            return (f"gave up after {elapsed:.0f} s and {_attempts(self.attempt)}: the request"
-                    " deadline")
+            return (f"gave up after {elapsed:.0f} s and {_attempts(self.attempt)}: "
+                    f"{self.deadline_name}")
         # Never sent: the deadline came (or would come) while it waited for its turn.
         left, asked = self.gate.wait_left()
         if left:
             why = "the server asked to wait (Retry-After)" if asked else "the shared backoff"
-            return f"{why} for {left:.0f} s more, past the request deadline"
-        return f"waited {elapsed:.0f} s for a free slot: the request deadline"
+            return f"{why} for {left:.0f} s more, past {self.deadline_name}"
+        return f"waited {elapsed:.0f} s for a free slot: {self.deadline_name}"
 
 
 def _attempts(count: int) -> str:

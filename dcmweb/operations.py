@@ -16,14 +16,16 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import ServerError, UnavailableError, UsageError
-from .http import Http
+from .errors import NotFoundError, ServerError, UnavailableError, UsageError
+from .http import Deadline, Http
 from .record import field, record
 
 log = logging.getLogger("dcmweb")
 
 POLL_FIRST = 1.0
 POLL_MAX = 10.0
+# The poll made at the timeout still gets this long: it may find the operation done.
+LAST_POLL_TIME = 2.0
 API_VERSIONS = ("v1", "v1beta1", "v1alpha2")
 # projects/P/locations/L/datasets/D/operations/ID: polled on the same host, so a
 # hostile name must not reach other paths there.
@@ -106,9 +108,16 @@ def _counter(metadata: Any, name: str) -> dict[str, int] | None:
     return counts
 
 
-def get_operation(http: Http, base_url: str, name: str) -> Operation:
+def get_operation(http: Http, base_url: str, name: str,
+                  deadline: Deadline | None = None) -> Operation:
     name = full_name(base_url, name)
-    response = http.request("GET", operation_url(base_url, name), what=f"check operation {name}")
+    try:
+        response = http.request("GET", operation_url(base_url, name),
+                                what=f"check operation {name}", deadline=deadline)
+    except NotFoundError as error:  # the status's own hint is about UIDs in a path
+        raise NotFoundError(error.message, "no such operation: check its name, and that HOST"
+                            " is the store it ran in", status=error.status,
+                            url=error.url) from None
     with response:
         try:
             payload = response.json()
@@ -120,12 +129,19 @@ def get_operation(http: Http, base_url: str, name: str) -> Operation:
     if not isinstance(done, bool):  # "false" (a string) is truthy: never take it as done
         raise ServerError(f'check operation {name}: "done" is {json.dumps(done)[:80]}, not '
                           "true or false", "the answer is not an operation")
-    error = payload.get("error")
-    message = None
-    if error:
-        message = str(error.get("message") or error) if isinstance(error, dict) else str(error)
     return Operation(name, done, _counter(payload.get("metadata"), name),
-                     message, payload)
+                     _failure(payload.get("error")), payload)
+
+
+def _failure(error: Any) -> str | None:
+    """What an operation's ``error`` reports, or None for none: a google.rpc.Status with
+    code 0 (OK, and left out of the JSON as proto3's default) and no message, or empty,
+    is no error; a message without a code still says the operation failed."""
+    if isinstance(error, dict):
+        if not error.get("code") and not error.get("message"):
+            return None
+        return str(error.get("message") or error)
+    return str(error) if error else None
 
 
 def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,
@@ -134,10 +150,15 @@ def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,
     name = full_name(base_url, name)
     running = f"{what}: operation {name}" if what else f"operation {name}"
     what = what or f"operation {name}"
+    follow = (f"it goes on on the server; follow it with 'dcmweb HOST operations wait {name}'"
+              " or raise --timeout")
     deadline = time.monotonic() + timeout
     delay = POLL_FIRST
     while True:
-        operation = get_operation(http, base_url, name)
+        # A poll's retries end with the wait: a Retry-After must not keep it going.
+        poll_limit = Deadline(max(LAST_POLL_TIME, deadline - time.monotonic()),
+                              f"the wait's timeout ({timeout:g} s)", follow)
+        operation = get_operation(http, base_url, name, poll_limit)
         if operation.done:
             if operation.failed:
                 reason = operation.error
@@ -150,10 +171,7 @@ def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise UnavailableError(
-                f"{what} still running after {timeout:g} s ({operation.progress()})",
-                f"it goes on on the server; follow it with 'dcmweb HOST operations wait "
-                f"{name}' or raise --timeout",
-            )
+                f"{what} still running after {timeout:g} s ({operation.progress()})", follow)
         log.info("%s still running: %s", running, operation.progress())
         http.sleep(min(delay, remaining))
         delay = min(delay * 2, POLL_MAX)

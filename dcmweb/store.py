@@ -479,8 +479,8 @@ class Uploader:
                          "unavailable: retrying the other %d", problem, len(found),
                          len(found) + len(pending), len(pending))
                 continue
-            delay = (min(wait, policy.retry_after_cap) if wait is not None
-                     else policy.backoff(attempt))
+            delay = (min(wait, self.http.retry_after_limit(last_failure)[0])
+                     if wait is not None else policy.backoff(attempt))
             log.info("%s; %d of %d found on the server by search; retrying the other %d "
                      "in %.1f s", problem, len(found), len(found) + len(pending),
                      len(pending), delay)

@@ -211,6 +211,13 @@ class Gate:
     def outage_over_limit(self) -> bool:
         return self.outage_seconds() >= self.outage_limit
 
+    def outage_left(self, started: float) -> float:
+        """Seconds until the run gives up on the outage going on, or on one that a failure
+        sent at ``started`` begins."""
+        with self._cond:
+            since = started if self._down_since is None else self._down_since
+            return max(0.0, since + self.outage_limit - self._clock())
+
     @property
     def unavailable_seconds(self) -> float:
         """Total time the server was unavailable, including an outage still going on."""

@@ -117,6 +117,25 @@ def test_a_lost_answer_then_404_is_deleted_not_not_found() -> None:
         "dcmweb: info: deleted studies/1.2 (answer lost: the server no longer has it)"
 
 
+@pytest.mark.parametrize("status", [500, 503, 504])
+def test_a_server_error_then_404_is_deleted_not_not_found(status: int) -> None:
+    """A gateway gave up waiting (or the server failed after deleting): dcmweb resent, and
+    the 404 says the first DELETE did the work. Was: exit 4, "not found"."""
+    with Hostile() as fake:
+        fake.route("DELETE", "/studies/1.2", once(
+            lambda req: req.reply(status, b"upstream timed out", "text/plain",
+                                  headers={"Retry-After": "0"}),
+            lambda req: req.json(404, {"error": {"code": 404, "message": "no such study"}})))
+        result = dcmweb(fake.url, "delete", "studies/1.2")
+        deletes = fake.seen("DELETE")
+    assert result.exit_code == 0, result.stderr
+    assert len(deletes) == 2
+    assert ("info: delete studies/1.2: an earlier attempt's outcome is unknown (its answer "
+            "lost, or a server error), and the server no longer has it") in result.stderr
+    assert lines(result.stderr)[-1] == \
+        "dcmweb: info: deleted studies/1.2 (answer lost: the server no longer has it)"
+
+
 def test_a_first_404_is_still_not_found() -> None:
     with Hostile() as fake:
         fake.route("DELETE", "/studies/1.2", lambda req: req.json(

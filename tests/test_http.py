@@ -549,3 +549,18 @@ def test_a_retry_after_past_the_deadline_is_said_so_and_holds_for_the_next_call(
                         r"\(Retry-After\) for (59|60) s more, past the request deadline\)",
                         str(second.value)), str(second.value)
     assert [r.status for r in local_server.requests] == [503]  # the second call asked nothing
+
+
+def test_a_long_retry_after_never_waits_past_the_outage_limit(local_server) -> None:
+    """Was: a 503 asking to wait 100000 s was waited 300 s (the Retry-After cap), then
+    reported as "unavailable for 300 s, the outage limit" though the limit was 1 s."""
+    local_server.inject_fault(503, count=1000, retry_after="100000", method="GET")
+    started = time.monotonic()
+    result = run("--outage-limit", "1", "--request-deadline", "10", local_server.url,
+                 "search", "instances")
+    assert time.monotonic() - started < 5
+    assert result.exit_code == 5, result.stderr
+    assert lines(result.stderr)[-1].startswith(
+        "dcmweb: error: search instances failed: HTTP 503 Service Unavailable: injected fault"
+        " (the server was unavailable for 1 s, the outage limit)"), result.stderr
+    assert "asks to wait 100000 s (Retry-After); waiting 1 s, the outage limit" in result.stderr

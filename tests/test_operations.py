@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,3 +192,49 @@ def test_docs_example_runs(gcp: LocalServer, synth: list[Path]) -> None:
     result = run_example("dcmweb HOST operations wait 123 --timeout 3600", gcp.url,
                          {"123": name.rsplit("/", 1)[1]})
     assert result.exit_code == 0, result.stderr
+
+
+def test_wait_timeout_holds_against_a_long_retry_after(gcp: LocalServer, synth: list[Path]
+                                                      ) -> None:
+    """Was: every poll answered 503 with Retry-After: 100 kept `operations wait --timeout 3`
+    retrying until the outage limit (300 s)."""
+    with Client(gcp.url) as client:
+        name = client.delete(f"studies/{study_of(synth[0])}", wait=False).operation
+    assert name
+    gcp.inject_fault(503, count=500, retry_after="100", path_contains="operations",
+                     method="GET")
+    started = time.monotonic()
+    result = dcmweb(gcp.url, "operations", "wait", name, "--timeout", "3")
+    assert time.monotonic() - started < 5
+    assert result.exit_code == 5, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: check operation {name} failed: HTTP 503 Service Unavailable: injected"
+        " fault (the server asks to wait 100 s (Retry-After), past the wait's timeout (3 s))"
+        f" (it goes on on the server; follow it with 'dcmweb HOST operations wait {name}' or"
+        " raise --timeout)")
+
+
+@pytest.mark.parametrize(("error", "exit_code"), [
+    ({}, 0), ({"code": 0, "message": ""}, 0), ({"code": 0}, 0),
+    ({"code": 9, "message": ""}, 1), ({"code": 13, "message": "boom"}, 1),
+    ({"message": "boom"}, 1)])
+def test_an_error_is_a_failure_only_with_a_code_that_is_not_ok(error: dict, exit_code: int
+                                                              ) -> None:
+    """google.rpc.Status code 0 is OK. Was: `{}` a success but `{"code": 0, "message": ""}`
+    a failure. A message without a code still reports a failure."""
+    name = f"{DATASET}/operations/7"
+    with Hostile() as fake:
+        fake.route("GET", f"/v1/{name}", lambda req: req.json(
+            200, {"name": name, "done": True, "error": error}))
+        result = dcmweb(fake.url, "operations", "wait", "7")
+    assert result.exit_code == exit_code, result.stderr
+
+
+def test_an_operation_that_vanishes_while_waited_for_says_so(gcp: LocalServer) -> None:
+    """Was: exit 4 with the hint to check the UIDs in the path, which has none."""
+    result = dcmweb(gcp.url, "operations", "wait", f"{PREFIX}nosuch")
+    assert result.exit_code == 4
+    assert lines(result.stderr)[-1].startswith(
+        f"dcmweb: error: check operation {PREFIX}nosuch failed: HTTP 404")
+    assert lines(result.stderr)[-1].endswith(
+        "(no such operation: check its name, and that HOST is the store it ran in)")

@@ -789,3 +789,23 @@ def test_two_files_of_one_instance_with_other_file_meta_go_in_two_requests(
     rows = report_rows(report)
     assert (rows[str(first)]["status"], rows[str(second)]["status"]) == ("stored", "failed")
     assert held(local_server) == {sop_uid(ct)}
+
+
+def test_a_lost_answers_retry_after_never_waits_past_the_outage_limit(
+        local_server: LocalServer, ct: Path) -> None:
+    """Was: a 502 asking to wait 100000 s, after the server had answered, was waited 300 s
+    (the Retry-After cap) between resends though the outage limit was 1 s."""
+    http = Http(config=HttpConfig(retry=RetryPolicy(base=0.01), request_deadline=10,
+                                  outage_limit=1))
+    started = time.monotonic()
+    try:
+        http.request("GET", f"{local_server.url}/studies")  # the server answers: not down
+        local_server.inject_fault(502, count=1000, retry_after="100000", method="POST")
+        with pytest.raises(UnavailableError) as caught:
+            list(iter_store(http, local_server.url, [ct]))
+    finally:
+        http.close()
+    assert time.monotonic() - started < 5
+    assert str(caught.value).startswith(
+        f"store {ct} failed: HTTP 502 Bad Gateway: injected fault (the server was unavailable"
+        " for 1 s, the outage limit)"), str(caught.value)
