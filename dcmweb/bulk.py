@@ -66,6 +66,12 @@ class BulkOptions:
         if self.on_conflict not in CONFLICT_POLICIES:
             raise UsageError(f"unknown --on-conflict {self.on_conflict!r}",
                              f"use one of {', '.join(CONFLICT_POLICIES)}")
+        if self.skip_existing and self.on_conflict == "overwrite":
+            # The search sees UIDs, not bytes: the conflicts would pass as already stored.
+            raise UsageError("--skip-existing cannot go with --on-conflict overwrite",
+                             "it would report the conflicts to overwrite as already stored; "
+                             "without it, --journal still keeps a rerun from sending the "
+                             "files again")
         if self.retry_failed and not self.journal:
             raise UsageError("--retry-failed needs --journal",
                              "the journal is where the failures of earlier runs are")

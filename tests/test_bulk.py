@@ -267,6 +267,20 @@ def test_a_failed_store_after_the_delete_says_neither_copy_is_held(
     assert corpus.sop_instance_uid(conflicts[0]) not in server_uids(local_server)
 
 
+def test_skip_existing_with_overwrite_is_refused_before_anything_is_sent(
+        local_server: LocalServer, conflicts: list[Path]) -> None:
+    """--skip-existing asks only whether a UID is held: it would report the very
+    conflicts overwrite is asked to replace as already stored."""
+    result = run(local_server.url, "store", str(conflicts[0].parent), "--skip-existing",
+                 "--on-conflict", "overwrite")
+    assert result.exit_code == 2, result.stderr
+    assert logs.lines(result.stderr)[-1] == (
+        "dcmweb: error: --skip-existing cannot go with --on-conflict overwrite (it would "
+        "report the conflicts to overwrite as already stored; without it, --journal still "
+        "keeps a rerun from sending the files again)")
+    assert local_server.requests == []
+
+
 def test_retry_failed_sends_only_the_failures(local_server: LocalServer, files: list[Path],
                                               pydicom_files: list[Path],
                                               tmp_path: Path) -> None:
