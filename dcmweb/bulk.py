@@ -351,7 +351,9 @@ class BulkStore:
             self._emit(Outcome(path, "skipped", stat.st_size, message=entry.message),
                        record=False)
             return None
-        if self.options.retry_failed and not same:
+        # A failed file fixed since (its size or mtime changed) is retried all the same.
+        unfinished = entry is not None and entry.status in ("failed", "sending")
+        if self.options.retry_failed and not (same or unfinished):
             self.summary.not_retried += 1
             return None
         # A killed run never learned these files' outcome; --skip-existing asks

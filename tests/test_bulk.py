@@ -303,6 +303,23 @@ def test_retry_failed_sends_only_the_failures(local_server: LocalServer, files: 
     assert str(copy) in retry.stderr
 
 
+def test_retry_failed_sends_a_failed_file_changed_since(local_server: LocalServer,
+                                                        conflicts: list[Path],
+                                                        tmp_path: Path) -> None:
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    first = run(local_server.url, "store", str(conflicts[0].parent), "--journal", str(journal))
+    assert first.exit_code == 1, first.stderr
+    # The fix: the right bytes for c0 (its size and modification time change).
+    conflicts[0].write_bytes(sorted((tmp_path / "held").iterdir())[0].read_bytes())
+
+    retry = run("-q", local_server.url, "store", str(conflicts[0].parent), "--journal",
+                str(journal), "--retry-failed", "--report", str(report))
+    assert retry.exit_code == 6, retry.stderr
+    assert [(Path(r["path"]).name, r["status"]) for r in rows(report)] == [
+        ("c0.dcm", "stored"), ("c1.dcm", "failed"), ("c2.dcm", "failed")]
+    assert "not retried" not in retry.stderr
+
+
 def test_files_from_stdin_nul_separated_with_odd_names(local_server: LocalServer,
                                                        files: list[Path],
                                                        tmp_path: Path) -> None:
