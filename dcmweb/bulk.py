@@ -196,6 +196,8 @@ class BulkStore:
         """Store the inputs; or, given ``results`` (``total`` instances built from
         something other than files, e.g. JSON + JPEG), only record and report those."""
         given = results is not None
+        if given:
+            self._refuse_file_options()
         store: Generator[StoreResult, None, None] | None = None  # iter_store's, when ours
         if self.options.journal:
             self._journal = Journal(self.options.journal, self.target)
@@ -249,6 +251,17 @@ class BulkStore:
         if self._callback_error is not None:
             raise self._callback_error
         return self.summary
+
+    def _refuse_file_options(self) -> None:
+        """The journal and --skip-existing decide by a file's path or the UIDs read from
+        it: instances built from something else (JSON + JPEG, new UIDs on each run with
+        --generate-uids) would be stored again on every run."""
+        for option, asked in (("--journal", self.options.journal),
+                              ("--skip-existing", self.options.skip_existing)):
+            if asked:
+                raise UsageError(f"{option} works on DICOM files, not on --metadata/--jpeg "
+                                 "pairs", "a rerun would store the pairs again; store them "
+                                 "without it")
 
     def _hand_over(self, store: Generator[StoreResult, None, None]) -> None:
         """Record the results a stopped store hands over (its files in flight, as
