@@ -50,6 +50,8 @@ _REASON = re.compile(r"\(0x([0-9A-Fa-f]{4})\)")
 _CONFLICT = re.compile(r"0x0111|already exists|HTTP 409", re.IGNORECASE)
 UIDs = tuple[str | None, str | None, str | None]
 NAMED_AGAIN = "named again in the inputs"
+# --on-conflict overwrite: the server now holds neither the old copy nor this one.
+DELETED_NOT_STORED = "deleted the server's conflicting instance, then this file was not stored"
 
 
 @record(frozen=True)
@@ -64,6 +66,12 @@ class BulkOptions:
         if self.on_conflict not in CONFLICT_POLICIES:
             raise UsageError(f"unknown --on-conflict {self.on_conflict!r}",
                              f"use one of {', '.join(CONFLICT_POLICIES)}")
+        if self.skip_existing and self.on_conflict == "overwrite":
+            # The search sees UIDs, not bytes: the conflicts would pass as already stored.
+            raise UsageError("--skip-existing cannot go with --on-conflict overwrite",
+                             "it would report the conflicts to overwrite as already stored; "
+                             "without it, --journal still keeps a rerun from sending the "
+                             "files again")
         if self.retry_failed and not self.journal:
             raise UsageError("--retry-failed needs --journal",
                              "the journal is where the failures of earlier runs are")
@@ -188,6 +196,8 @@ class BulkStore:
         """Store the inputs; or, given ``results`` (``total`` instances built from
         something other than files, e.g. JSON + JPEG), only record and report those."""
         given = results is not None
+        if given:
+            self._refuse_file_options()
         store: Generator[StoreResult, None, None] | None = None  # iter_store's, when ours
         if self.options.journal:
             self._journal = Journal(self.options.journal, self.target)
@@ -241,6 +251,17 @@ class BulkStore:
         if self._callback_error is not None:
             raise self._callback_error
         return self.summary
+
+    def _refuse_file_options(self) -> None:
+        """The journal and --skip-existing decide by a file's path or the UIDs read from
+        it: instances built from something else (JSON + JPEG, new UIDs on each run with
+        --generate-uids) would be stored again on every run."""
+        for option, asked in (("--journal", self.options.journal),
+                              ("--skip-existing", self.options.skip_existing)):
+            if asked:
+                raise UsageError(f"{option} works on DICOM files, not on --metadata/--jpeg "
+                                 "pairs", "a rerun would store the pairs again; store them "
+                                 "without it")
 
     def _hand_over(self, store: Generator[StoreResult, None, None]) -> None:
         """Record the results a stopped store hands over (its files in flight, as
@@ -343,7 +364,9 @@ class BulkStore:
             self._emit(Outcome(path, "skipped", stat.st_size, message=entry.message),
                        record=False)
             return None
-        if self.options.retry_failed and not same:
+        # A failed file fixed since (its size or mtime changed) is retried all the same.
+        unfinished = entry is not None and entry.status in ("failed", "sending")
+        if self.options.retry_failed and not (same or unfinished):
             self.summary.not_retried += 1
             return None
         # A killed run never learned these files' outcome; --skip-existing asks
@@ -435,26 +458,57 @@ class BulkStore:
 
     def _overwrite(self, outcome: Outcome, pending: _Pending | None) -> None:
         """--on-conflict overwrite: delete the server's instance and store the file again.
-        Ctrl-C is not held back for these requests; the file is then unconfirmed (the
-        server may hold either instance, or neither)."""
-        from .delete import Deleter
-
-        study, series, sop = outcome.uids
+        A delete that fails fails this file alone, its row saying whether the server
+        still holds its instance. Ctrl-C is not held back for these requests; the file
+        is then unconfirmed (the server may hold either instance, or neither)."""
         try:
             with resumed():
-                Deleter(self.http, self.base_url, 600.0).delete(
-                    f"studies/{study}/series/{series}/instances/{sop}")
-                again = next(iter(iter_store(self.http, self.base_url, [outcome.path],
-                                             replace(self.store_options, workers=1))))
+                kept = self._delete_conflicting(outcome)
+                if kept is None:
+                    again = next(iter(iter_store(self.http, self.base_url, [outcome.path],
+                                                 replace(self.store_options, workers=1))))
         except KeyboardInterrupt:
             self._emit(replace(outcome, status="unconfirmed", message=(
                 "interrupted while replacing the server's conflicting instance")), pending)
             raise
+        except DcmwebError as error:  # the store stopped the run before sending the file
+            self._emit(replace(outcome, message=f"{DELETED_NOT_STORED}; {error.headline}",
+                               http_status=error.status, reason_code=None), pending)
+            raise
+        if kept is not None:
+            self._emit(kept, pending)
+            return
         redone = self._outcome(again, pending)
-        note = "replaced the server's conflicting instance"
         self._emit(replace(redone, attempts=outcome.attempts + 1,
-                           message=f"{note}; {redone.message}" if redone.message else note),
-                   pending)
+                           message=_replacement_note(redone)), pending)
+
+    def _delete_conflicting(self, outcome: Outcome) -> Outcome | None:
+        """Delete the server's instance under the file's UIDs: None once it is gone, else
+        the file's failed outcome. A failed delete may have been done all the same (its
+        answer lost, a 500 sent after the work): a search tells."""
+        from .delete import Deleter
+        from .existing import ServerHoldings
+
+        study, series, sop = outcome.uids
+        assert study and series and sop  # _finish overwrites only files with all three
+        try:
+            Deleter(self.http, self.base_url, 600.0).delete(
+                f"studies/{study}/series/{series}/instances/{sop}")
+            return None
+        except DcmwebError as error:
+            failure = error
+        try:
+            # A fresh search: a --skip-existing answer remembered earlier is stale now.
+            held = ServerHoldings(self.http, self.base_url).holds(study, series, sop)
+        except DcmwebError as error:
+            why = (f"could not delete the server's conflicting instance, nor search whether "
+                   f"it still holds it: {failure.headline}; {error.headline}")
+        else:
+            if not held:
+                return None
+            why = (f"could not delete the server's conflicting instance (it still holds "
+                   f"it): {failure.headline}")
+        return replace(outcome, message=why, http_status=failure.status, reason_code=None)
 
     def _emit(self, outcome: Outcome, pending: _Pending | None = None, *,
               record: bool = True) -> None:
@@ -495,3 +549,12 @@ class BulkStore:
                 # The caller's bug, or its way to stop: no new file is sent, the files in
                 # flight still reach the journal and the report, then run() raises it.
                 self._callback_error = error
+
+
+def _replacement_note(redone: Outcome) -> str:
+    """The row's message after --on-conflict overwrite deleted the server's instance."""
+    note = {"stored": "replaced the server's conflicting instance",
+            "unconfirmed": "deleted the server's conflicting instance, then sent this file "
+                           "without learning whether it was stored"}.get(redone.status,
+                                                                         DELETED_NOT_STORED)
+    return f"{note}; {redone.message}" if redone.message else note

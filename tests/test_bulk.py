@@ -178,6 +178,109 @@ def test_conflicts_fail_skip_overwrite(local_server: LocalServer, pydicom_files:
     assert held["patient_name"] == "Conflict^Copy"
 
 
+@pytest.fixture
+def conflicts(local_server: LocalServer, tmp_path: Path) -> list[Path]:
+    """Three files whose UIDs the server holds with other bytes (c0, c1, c2)."""
+    held = corpus.synthetic_files(tmp_path / "held", 3, seed="conflicts")
+    assert run(local_server.url, "store", str(held[0].parent)).exit_code == 0
+    (tmp_path / "d8").mkdir()
+    local_server.clear_requests()
+    return [conflicting_copy(path, tmp_path / "d8" / f"c{n}.dcm")
+            for n, path in enumerate(sorted(held))]
+
+
+def overwrite(server: LocalServer, folder: Path, tmp_path: Path) -> Result:
+    return run(server.url, "store", str(folder), "--on-conflict", "overwrite",
+               "--batch-size", "1", "--report", str(tmp_path / "r8.jsonl"),
+               "--journal", str(tmp_path / "j8.db"))
+
+
+def patient_names(server: LocalServer) -> dict[str, str]:
+    return {row["sop_uid"]: row["patient_name"]
+            for row in server.store.query("SELECT sop_uid, patient_name FROM instances")}
+
+
+def test_a_failed_delete_fails_its_file_alone(local_server: LocalServer,
+                                             conflicts: list[Path], tmp_path: Path) -> None:
+    local_server.inject_fault(500, count=3, method="DELETE")  # c0's, with its retries
+    result = overwrite(local_server, conflicts[0].parent, tmp_path)
+    assert result.exit_code == 6, result.stderr
+    assert lines(result.stderr)[-2].endswith("Transferred 76.7 KiB in 2 files; 1 failed")
+    table = {Path(r["path"]).name: r for r in rows(tmp_path / "r8.jsonl")}
+    assert [table[f"c{n}.dcm"]["status"] for n in range(3)] == ["failed", "stored", "stored"]
+    message = table["c0.dcm"]["message"]
+    assert message.startswith("could not delete the server's conflicting instance "
+                              "(it still holds it): "), message
+    assert "HTTP 500" in message
+    names = patient_names(local_server)
+    assert names[corpus.sop_instance_uid(conflicts[0])] != "Conflict^Copy"
+    assert names[corpus.sop_instance_uid(conflicts[1])] == "Conflict^Copy"
+    with Journal(tmp_path / "j8.db", local_server.url + "/studies") as journal:
+        entry = journal.lookup(str(conflicts[0]))
+        assert entry is not None and entry.status == "failed"
+
+
+def test_a_failed_delete_then_a_failed_search_says_the_server_may_hold_either(
+        local_server: LocalServer, conflicts: list[Path], tmp_path: Path) -> None:
+    local_server.inject_fault(500, count=3, method="DELETE")
+    local_server.inject_fault(500, count=3, method="GET")  # the search that follows
+    result = overwrite(local_server, conflicts[0], tmp_path)
+    assert result.exit_code == 1, result.stderr
+    (row,) = rows(tmp_path / "r8.jsonl")
+    assert row["status"] == "failed" and row["http_status"] == 500
+    assert row["message"].startswith("could not delete the server's conflicting instance, "
+                                     "nor search whether it still holds it: "), row["message"]
+
+
+def test_a_delete_whose_answer_is_lost_is_checked_by_search(
+        local_server: LocalServer, conflicts: list[Path], tmp_path: Path) -> None:
+    # Done, answer lost: the DELETE and each of its resends.
+    local_server.inject_fault(count=5, method="DELETE", after=True)
+    result = overwrite(local_server, conflicts[0].parent, tmp_path)
+    assert result.exit_code == 0, result.stderr
+    table = {Path(r["path"]).name: r for r in rows(tmp_path / "r8.jsonl")}
+    assert [table[f"c{n}.dcm"]["status"] for n in range(3)] == ["stored"] * 3
+    assert set(patient_names(local_server).values()) == {"Conflict^Copy"}
+    assert len(patient_names(local_server)) == 3
+
+
+def test_a_failed_store_after_the_delete_says_neither_copy_is_held(
+        local_server: LocalServer, conflicts: list[Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from dcmweb.delete import Deleter
+
+    delete = Deleter.delete
+
+    def delete_then_fail_the_store(self: Deleter, path: str) -> Any:
+        done = delete(self, path)
+        local_server.inject_fault(500, count=3, method="POST")  # the store that follows
+        return done
+
+    monkeypatch.setattr(Deleter, "delete", delete_then_fail_the_store)
+    result = overwrite(local_server, conflicts[0], tmp_path)
+    assert result.exit_code == 1, result.stderr
+    (row,) = rows(tmp_path / "r8.jsonl")
+    assert row["status"] == "failed"
+    assert row["message"].startswith(
+        "deleted the server's conflicting instance, then this file was not stored; "
+        "HTTP 500"), row["message"]
+    assert corpus.sop_instance_uid(conflicts[0]) not in server_uids(local_server)
+
+
+def test_skip_existing_with_overwrite_is_refused_before_anything_is_sent(
+        local_server: LocalServer, conflicts: list[Path]) -> None:
+    """--skip-existing asks only whether a UID is held: it would report the very
+    conflicts overwrite is asked to replace as already stored."""
+    result = run(local_server.url, "store", str(conflicts[0].parent), "--skip-existing",
+                 "--on-conflict", "overwrite")
+    assert result.exit_code == 2, result.stderr
+    assert logs.lines(result.stderr)[-1] == (
+        "dcmweb: error: --skip-existing cannot go with --on-conflict overwrite (it would "
+        "report the conflicts to overwrite as already stored; without it, --journal still "
+        "keeps a rerun from sending the files again)")
+    assert local_server.requests == []
+
+
 def test_retry_failed_sends_only_the_failures(local_server: LocalServer, files: list[Path],
                                               pydicom_files: list[Path],
                                               tmp_path: Path) -> None:
@@ -198,6 +301,23 @@ def test_retry_failed_sends_only_the_failures(local_server: LocalServer, files: 
         "Transferred 0 B in 0 files; 30 already stored, 1 conflict, "
         "1 not retried (not failed in the journal)")
     assert str(copy) in retry.stderr
+
+
+def test_retry_failed_sends_a_failed_file_changed_since(local_server: LocalServer,
+                                                        conflicts: list[Path],
+                                                        tmp_path: Path) -> None:
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    first = run(local_server.url, "store", str(conflicts[0].parent), "--journal", str(journal))
+    assert first.exit_code == 1, first.stderr
+    # The fix: the right bytes for c0 (its size and modification time change).
+    conflicts[0].write_bytes(sorted((tmp_path / "held").iterdir())[0].read_bytes())
+
+    retry = run("-q", local_server.url, "store", str(conflicts[0].parent), "--journal",
+                str(journal), "--retry-failed", "--report", str(report))
+    assert retry.exit_code == 6, retry.stderr
+    assert [(Path(r["path"]).name, r["status"]) for r in rows(report)] == [
+        ("c0.dcm", "stored"), ("c1.dcm", "failed"), ("c2.dcm", "failed")]
+    assert "not retried" not in retry.stderr
 
 
 def test_files_from_stdin_nul_separated_with_odd_names(local_server: LocalServer,

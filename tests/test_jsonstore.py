@@ -335,3 +335,20 @@ def test_a_run_stopped_half_way_counts_only_the_rest_as_not_attempted(tmp_path: 
     assert result.exit_code == 3, result.stderr
     # Old dcmweb: "Transferred 1.1 kB in 1 file; 3 not attempted" for three pairs.
     assert re.search(r"Transferred \S+ \S+ in 1 file; 2 not attempted\n", result.stderr)
+
+
+@pytest.mark.parametrize("option", [["--journal", "{journal}"], ["--skip-existing"]])
+def test_journal_and_skip_existing_are_refused_with_pairs(local_server: LocalServer,
+                                                          tmp_path: Path,
+                                                          option: list[str]) -> None:
+    """They decide files by path or by the UIDs read from them: pairs (new UIDs each run
+    with --generate-uids) would be stored again on every run."""
+    json_path, jpeg_path = write_pair(tmp_path, "a", uids=False)
+    words = [word.format(journal=tmp_path / "j.db") for word in option]
+    result = dcmweb(local_server.url, "store", "--metadata", str(json_path), "--jpeg",
+                    str(jpeg_path), "--generate-uids", *words)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.rstrip().endswith(
+        f"dcmweb: error: {option[0]} works on DICOM files, not on --metadata/--jpeg pairs "
+        "(a rerun would store the pairs again; store them without it)")
+    assert local_server.requests == []
