@@ -238,8 +238,32 @@ class Downloader:
         return self.output.joinpath(*folders, stem + extension)
 
     def _dicom_path(self, target: ResourcePath, uids: tuple[str | None, ...]) -> Path | str:
-        final = dicom_file(self.output, *uids)  # unreadable or unsafe UIDs are told first
-        return final if isinstance(final, str) else instance_problem(target, uids) or final
+        return dicom_path(self.output, target, uids)
+
+
+def dicom_path(output: Path, target: ResourcePath, uids: tuple[str | None, ...]
+               ) -> Path | str:
+    """Where an instance with these UIDs, retrieved for ``target``, is saved, or why it is
+    refused (unreadable or unsafe UIDs, told first; another study, series or instance)."""
+    final = dicom_file(output, *uids)
+    return final if isinstance(final, str) else instance_problem(target, uids) or final
+
+
+def check_request(target: ResourcePath, part_type: str | None, single_part: bool) -> None:
+    """The usage errors of a retrieve, found before any request (a dry run finds them too)."""
+    if single_part and target.level != "instance":
+        raise UsageError("--single-part retrieves one instance",
+                         "give a path studies/S/series/R/instances/I")
+    accept_header(part_type)
+
+
+def dicom_part_type(part_type: str | None, transfer_syntax: str | None) -> str | None:
+    """The part type asked for: ``transfer_syntax`` is a shortcut for one."""
+    if not transfer_syntax:
+        return part_type
+    if part_type:
+        raise UsageError("give --type or --transfer-syntax, not both")
+    return f"application/dicom; transfer-syntax={transfer_syntax}"
 
 
 def dicom_file(output: Path, study: str | None, series: str | None,
@@ -332,9 +356,7 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
     series, in parallel.
     """
     target = parse_resource_path(path, allow_frames=True)
-    if single_part and target.level != "instance":
-        raise UsageError("--single-part retrieves one instance",
-                         "give a path studies/S/series/R/instances/I")
+    check_request(target, part_type, single_part)
     downloader = Downloader(http, base_url, Path(output), part_type, single_part)
     targets: Iterable[Target] = [target]
     if target.level == "store" or (target.level == "study" and workers > 1):
