@@ -299,12 +299,17 @@ def _listed(rows: Iterable[dict[str, Any]], search_path: str, tag: str, level: s
             yield make(uid)
 
 
-def _count(row: dict[str, Any], tag: str) -> int | None:
-    """A search row's whole-number attribute (e.g. NumberOfSeriesRelatedInstances), or None."""
+def _first_value(row: dict[str, Any], tag: str) -> Any:
+    """A search row's first value of ``tag``, or None (also for a malformed element)."""
     element = row.get(tag)
     values = element.get("Value") if isinstance(element, dict) else None
+    return values[0] if isinstance(values, list) and values else None
+
+
+def _count(row: dict[str, Any], tag: str) -> int | None:
+    """A search row's whole-number attribute (e.g. NumberOfSeriesRelatedInstances), or None."""
     try:
-        return int(values[0]) if isinstance(values, list) and values else None
+        return int(_first_value(row, tag))
     except (TypeError, ValueError):
         return None
 
@@ -315,7 +320,7 @@ def _study_instances(searcher: Searcher, study: str) -> int | None:
     rows = searcher.page("studies", [("StudyInstanceUID", study),
                                      ("includefield", _STUDY_INSTANCES)])
     counts = {_count(row, _STUDY_INSTANCES) for row in rows
-              if (row.get("0020000D") or {}).get("Value") == [study]}
+              if _first_value(row, "0020000D") == study}
     return counts.pop() if len(counts) == 1 else None
 
 
