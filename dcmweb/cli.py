@@ -324,7 +324,8 @@ def retrieve(settings: Settings, path: str, output_path: str | None, part_type: 
         raise UsageError("--dry-run applies to the store, a study, series or instance path")
     with settings.client() as client:
         if dry_run:
-            _dry_run_retrieve(output, client, path, output_path or ".")
+            _dry_run_retrieve(output, client, path, output_path or ".", part_type=part_type,
+                              transfer_syntax=transfer_syntax, single_part=single_part)
             return
         if kind == "metadata":
             if part_type or transfer_syntax or single_part:
@@ -355,12 +356,28 @@ def retrieve(settings: Settings, path: str, output_path: str | None, part_type: 
         _report_retrieve(output, results)
 
 
-def _dry_run_retrieve(output: Output, client: Client, path: str, folder: str) -> None:
+def _dry_run_retrieve(output: Output, client: Client, path: str, folder: str, *,
+                      part_type: str | None, transfer_syntax: str | None,
+                      single_part: bool) -> None:
     from .preview import files_under
 
-    count = output.text_lines(f"{name}\n" for name in files_under(client, path, folder))
-    output.summary(f"would write {plural(count, 'file')} under {folder}; nothing written "
-                   "(--dry-run)")
+    failed = 0
+
+    def lines() -> Iterator[str]:
+        nonlocal failed
+        for item in files_under(client, path, folder, part_type=part_type,
+                                transfer_syntax=transfer_syntax, single_part=single_part):
+            if isinstance(item, str):  # refused by the real run: a message, not a path
+                failed += 1
+                output.error(f"{path or 'the store'}: {item}")
+            else:
+                yield f"{item}\n"
+
+    count = output.text_lines(lines())
+    failures = f"; {failed} would fail" if failed else ""
+    output.summary(f"would write {plural(count, 'file')} under {folder}{failures}; nothing "
+                   "written (--dry-run)", failed=bool(failed))
+    _raise_for_failures(count, failed, dry_run=True)
 
 
 def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
@@ -390,10 +407,19 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
         if summary:
             output.summary(f"Transferred {human_size(size)} in "
                            f"{plural(counts['saved'], 'file')}{failures}", failed=failed)
-    if counts["failed"] and not counts["saved"]:
-        raise AllFailed(f"nothing was retrieved ({plural(counts['failed'], 'item')} failed)")
-    if counts["failed"]:
-        raise PartialFailure(f"{plural(counts['failed'], 'item')} could not be retrieved")
+    _raise_for_failures(counts["saved"], counts["failed"])
+
+
+def _raise_for_failures(saved: int, failed: int, *, dry_run: bool = False) -> None:
+    """A retrieve's exit: 1 when every item failed, 6 when some did (a dry run, as its
+    real run would)."""
+    items = plural(failed, "item")
+    if failed and not saved:
+        raise AllFailed(f"dry run: nothing would be retrieved ({items} would fail)" if dry_run
+                        else f"nothing was retrieved ({items} failed)")
+    if failed:
+        raise PartialFailure(f"dry run: {items} would fail" if dry_run
+                             else f"{items} could not be retrieved")
 
 
 @cli.command()
@@ -433,7 +459,8 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
                                                                                  "series")
     with settings.client() as client:
         if dry_run or ask:
-            rows = list(instances_under(client, path))
+            # Nothing under the path: not found (exit 4), as the DELETE would be, unasked.
+            rows = list(instances_under(client, path, "delete"))
             what = f"{path} ({plural(len(rows), 'instance')})"
             if dry_run:
                 output.json_rows(rows, "jsonl")

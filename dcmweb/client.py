@@ -421,13 +421,10 @@ class Client:
         if kind == "metadata":
             raise UsageError("metadata is not written as files here",
                              "use Client.metadata() (the CLI prints it)")
-        from .retrieve import iter_retrieve
+        from .retrieve import dicom_part_type, iter_retrieve
 
-        if transfer_syntax:
-            if part_type:
-                raise UsageError("give --type or --transfer-syntax, not both")
-            part_type = f"application/dicom; transfer-syntax={transfer_syntax}"
-        return iter_retrieve(self._session(), self.base_url, path, output, part_type=part_type,
+        return iter_retrieve(self._session(), self.base_url, path, output,
+                             part_type=dicom_part_type(part_type, transfer_syntax),
                              workers=self.workers, single_part=single_part)
 
     def retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".", *,

@@ -1,5 +1,6 @@
 """What a delete or a retrieve would touch, found by a search (for --dry-run and for the
-question a delete asks on a terminal)."""
+question a delete asks on a terminal). A dry run ends as its real run would: what the
+real run would refuse is told as a failure, and a path with nothing under it is not found."""
 
 from __future__ import annotations
 
@@ -8,32 +9,53 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import NotFoundError
 from .paths import parse_resource_path
 
 if TYPE_CHECKING:
     from .client import Client
 
-def instances_under(client: Client, path: str | None) -> Iterator[dict[str, Any]]:
+_UID_TAGS = ("0020000D", "0020000E", "00080018")
+
+
+def instances_under(client: Client, path: str | None, what: str) -> Iterator[dict[str, Any]]:
     """The search rows of every instance under a study, series or instance path (or the
-    whole store when ``path`` is empty)."""
+    whole store when ``path`` is empty). A path under which the search finds none raises
+    NotFoundError once the rows are read: the real ``what`` (delete, retrieve) gets a 404."""
     target = parse_resource_path(path)
     if target.level == "store":
-        return client.iter_search("instances")
-    if target.level == "study":
-        return client.iter_search(f"studies/{target.study}/instances")
+        yield from client.iter_search("instances")
+        return
     series = f"studies/{target.study}/series/{target.series}/instances"
-    if target.level == "series":
-        return client.iter_search(series)
-    return client.iter_search(series, [("SOPInstanceUID", target.instance or "")])
+    rows = (client.iter_search(f"studies/{target.study}/instances") if target.level == "study"
+            else client.iter_search(series) if target.level == "series"
+            else client.iter_search(series, [("SOPInstanceUID", target.instance or "")]))
+    found = False
+    for row in rows:
+        found = True
+        yield row
+    if not found:
+        raise NotFoundError(f"{what} {target.url_path()}: not found (a search finds no "
+                            "instance under it)", "check the HOST URL and the UIDs in the path")
 
 
-def files_under(client: Client, path: str | None, output: str | os.PathLike[str]
-                ) -> Iterator[Path | str]:
+def files_under(client: Client, path: str | None, output: str | os.PathLike[str], *,
+                part_type: str | None = None, transfer_syntax: str | None = None,
+                single_part: bool = False) -> Iterator[Path | str]:
     """Where retrieve would write each instance under ``path`` (OUTPUT/STUDY/SERIES/SOP.dcm,
-    from a search), or why its UIDs could not name a file; nothing is written."""
-    from .retrieve import dicom_file
+    from a search, each file once), or why the real run would refuse it (unsafe UIDs, an
+    instance of another study); nothing is written. The options are checked as the real
+    run checks them."""
+    from .retrieve import check_request, dicom_part_type, dicom_path
 
-    for row in instances_under(client, path):
-        uids = [((row.get(tag) or {}).get("Value") or [None])[0]
-                for tag in ("0020000D", "0020000E", "00080018")]
-        yield dicom_file(Path(output), *uids)
+    target = parse_resource_path(path)
+    check_request(target, dicom_part_type(part_type, transfer_syntax), single_part)
+    listed: set[Path] = set()
+    for row in instances_under(client, path, "retrieve"):
+        uids = tuple(((row.get(tag) or {}).get("Value") or [None])[0] for tag in _UID_TAGS)
+        final = dicom_path(Path(output), target, uids)
+        if isinstance(final, Path):
+            if final in listed:
+                continue  # listed twice: the real run saves it once
+            listed.add(final)
+        yield final

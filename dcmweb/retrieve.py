@@ -16,7 +16,7 @@ import mmap
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from . import wado
 from .body import TooSlowError
@@ -44,6 +44,8 @@ log = logging.getLogger("dcmweb")
 DEFAULT_TYPE = "application/dicom; transfer-syntax=*"
 _UID_TAGS = (0x0020000D, 0x0020000E, 0x00080018)  # study, series, SOP instance
 _UID_NAMES = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+_STUDY_INSTANCES = "00201208"  # NumberOfStudyRelatedInstances
+_SERIES_INSTANCES = "00201209"  # NumberOfSeriesRelatedInstances
 NOT_DICOM = "the server sent a part that is not a readable DICOM file"
 
 
@@ -236,8 +238,32 @@ class Downloader:
         return self.output.joinpath(*folders, stem + extension)
 
     def _dicom_path(self, target: ResourcePath, uids: tuple[str | None, ...]) -> Path | str:
-        final = dicom_file(self.output, *uids)  # unreadable or unsafe UIDs are told first
-        return final if isinstance(final, str) else instance_problem(target, uids) or final
+        return dicom_path(self.output, target, uids)
+
+
+def dicom_path(output: Path, target: ResourcePath, uids: tuple[str | None, ...]
+               ) -> Path | str:
+    """Where an instance with these UIDs, retrieved for ``target``, is saved, or why it is
+    refused (unreadable or unsafe UIDs, told first; another study, series or instance)."""
+    final = dicom_file(output, *uids)
+    return final if isinstance(final, str) else instance_problem(target, uids) or final
+
+
+def check_request(target: ResourcePath, part_type: str | None, single_part: bool) -> None:
+    """The usage errors of a retrieve, found before any request (a dry run finds them too)."""
+    if single_part and target.level != "instance":
+        raise UsageError("--single-part retrieves one instance",
+                         "give a path studies/S/series/R/instances/I")
+    accept_header(part_type)
+
+
+def dicom_part_type(part_type: str | None, transfer_syntax: str | None) -> str | None:
+    """The part type asked for: ``transfer_syntax`` is a shortcut for one."""
+    if not transfer_syntax:
+        return part_type
+    if part_type:
+        raise UsageError("give --type or --transfer-syntax, not both")
+    return f"application/dicom; transfer-syntax={transfer_syntax}"
 
 
 def dicom_file(output: Path, study: str | None, series: str | None,
@@ -256,13 +282,11 @@ def dicom_file(output: Path, study: str | None, series: str | None,
 Target = ResourcePath | RetrieveResult
 
 
-def _listed(searcher: Searcher, search_path: str, tag: str, level: str,
+def _listed(rows: Iterable[dict[str, Any]], search_path: str, tag: str, level: str,
             make: Callable[[str], ResourcePath]) -> Iterator[Target]:
     """Each study or series a search lists; its UID is checked before it becomes a path."""
-    from .search import FIRST_PAGE  # loaded with the searcher already
-
     listed: set[str] = set()
-    for row in searcher.iter_rows(search_path, [("includefield", tag)], first_page=FIRST_PAGE):
+    for row in rows:
         values = (row.get(tag) or {}).get("Value") or [None]
         uid = safe_uid(values[0])
         if uid in listed:
@@ -275,15 +299,55 @@ def _listed(searcher: Searcher, search_path: str, tag: str, level: str,
             yield make(uid)
 
 
+def _first_value(row: dict[str, Any], tag: str) -> Any:
+    """A search row's first value of ``tag``, or None (also for a malformed element)."""
+    element = row.get(tag)
+    values = element.get("Value") if isinstance(element, dict) else None
+    return values[0] if isinstance(values, list) and values else None
+
+
+def _count(row: dict[str, Any], tag: str) -> int | None:
+    """A search row's whole-number attribute (e.g. NumberOfSeriesRelatedInstances), or None."""
+    try:
+        return int(_first_value(row, tag))
+    except (TypeError, ValueError):
+        return None
+
+
+def _study_instances(searcher: Searcher, study: str) -> int | None:
+    """The study's NumberOfStudyRelatedInstances from a study search, or None when the
+    server does not say (or says two things)."""
+    rows = searcher.page("studies", [("StudyInstanceUID", study),
+                                     ("includefield", _STUDY_INSTANCES)])
+    counts = {_count(row, _STUDY_INSTANCES) for row in rows
+              if _first_value(row, "0020000D") == study}
+    return counts.pop() if len(counts) == 1 else None
+
+
 def _by_series(searcher: Searcher, study: ResourcePath) -> list[Target]:
     """A study as its series, so that -m downloads them side by side; the study itself
-    when it has one series or the listing is not usable."""
+    when it has one series or the listing is not usable. The split is only a speed-up:
+    unless the series' instance counts add up to the study's, a series the listing left
+    out would be lost, so the whole study is asked for."""
+    from .search import FIRST_PAGE  # loaded with the searcher already
+
+    path = f"studies/{study.study}/series"
     try:
-        series = list(_listed(searcher, f"studies/{study.study}/series", "0020000E", "series",
-                              lambda uid: ResourcePath(study=study.study, series=uid)))
+        rows = list(searcher.iter_rows(path, [("includefield", "0020000E"),
+                                              ("includefield", _SERIES_INSTANCES)],
+                                       first_page=FIRST_PAGE))
+        if len(rows) < 2:
+            return [study]
+        total = _study_instances(searcher, str(study.study))
     except DcmwebError:
         return [study]
-    if len(series) < 2 or not all(isinstance(item, ResourcePath) for item in series):
+    series = list(_listed(rows, path, "0020000E", "series",
+                          lambda uid: ResourcePath(study=study.study, series=uid)))
+    counts = [_count(row, _SERIES_INSTANCES) for row in rows]
+    if (total is None or None in counts or sum(c or 0 for c in counts) != total
+            or len(series) < 2 or not all(isinstance(item, ResourcePath) for item in series)):
+        log.debug("retrieve %s: the series search does not account for every instance "
+                  "of the study; asking for the whole study", study.url_path())
         return [study]
     return series
 
@@ -297,18 +361,20 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
     series, in parallel.
     """
     target = parse_resource_path(path, allow_frames=True)
-    if single_part and target.level != "instance":
-        raise UsageError("--single-part retrieves one instance",
-                         "give a path studies/S/series/R/instances/I")
+    check_request(target, part_type, single_part)
     downloader = Downloader(http, base_url, Path(output), part_type, single_part)
     targets: Iterable[Target] = [target]
     if target.level == "store" or (target.level == "study" and workers > 1):
-        from .search import Searcher  # only a listing needs it: one study starts sooner
+        from .search import FIRST_PAGE, Searcher  # a listing only: one study starts sooner
 
         searcher = Searcher(http, base_url)
-        targets = (_listed(searcher, "studies", "0020000D", "study",
-                           lambda uid: ResourcePath(study=uid))
-                   if target.level == "store" else _by_series(searcher, target))
+        if target.level == "store":
+            studies = searcher.iter_rows("studies", [("includefield", "0020000D")],
+                                         first_page=FIRST_PAGE)
+            targets = _listed(studies, "studies", "0020000D", "study",
+                              lambda uid: ResourcePath(study=uid))
+        else:
+            targets = _by_series(searcher, target)
     several = not isinstance(targets, list) or len(targets) > 1
 
     def results_of(item: Target) -> Iterator[RetrieveResult]:

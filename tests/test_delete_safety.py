@@ -142,3 +142,21 @@ def test_yes_never_asks_even_on_a_terminal(local_server: LocalServer, tmp_path: 
     assert code == 0, screen
     assert "[y/N]" not in screen
     assert count(local_server) == 0
+
+
+def test_dry_run_of_a_missing_study_is_not_found(local_server: LocalServer) -> None:
+    real = dcmweb(local_server.url, "delete", "studies/1.2.3")
+    dry = dcmweb(local_server.url, "delete", "studies/1.2.3", "--dry-run")
+    assert real.exit_code == dry.exit_code == 4, dry.stderr
+    assert dry.stdout == ""
+    assert lines(dry.stderr) == ["dcmweb: error: delete studies/1.2.3: not found (a search finds "
+                                 "no instance under it) (check the HOST URL and the UIDs in the "
+                                 "path)"]
+
+
+def test_a_terminal_is_not_asked_about_a_missing_study(local_server: LocalServer) -> None:
+    code, screen = _in_terminal([local_server.url, "delete", "studies/1.2.3"], b"y\n")
+    assert code == 4, screen
+    assert "[y/N]" not in screen
+    assert "delete studies/1.2.3: not found" in screen
+    assert [r.method for r in local_server.requests if r.method == "DELETE"] == []

@@ -565,6 +565,23 @@ def test_parallel_study_retrieve_goes_series_by_series(local_server: LocalServer
         == [f"/studies/{study}"]
 
 
+def test_parallel_study_retrieve_goes_series_by_series_on_orthanc(orthanc: Orthanc,
+                                                                  tmp_path: Path) -> None:
+    """Orthanc's instance counts add up: the split into series is kept (a count that
+    does not add up would fetch the whole study)."""
+    files = corpus.synthetic_files(tmp_path / "in", 6, series_per_study=3)
+    with Client(orthanc.url) as client:
+        assert {r.status for r in client.store(files)} == {"stored"}
+    study = uids_of(files[0])[0]
+    result = dcmweb("-v", "-m", orthanc.url, "retrieve", f"studies/{study}", "--output",
+                    str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    wado = re.findall(rf"GET \S+/studies/{re.escape(study)}(/series/[0-9.]+)? -> 200",
+                      result.stderr)
+    assert sorted(wado) == sorted(f"/series/{uids_of(f)[1]}" for f in files[:3])
+    assert files_under(tmp_path / "out") == {where(tmp_path / "out", p) for p in files}
+
+
 def test_leaving_the_loop_stops_the_retrieve(tmp_path: Path) -> None:
     """Old dcmweb went on fetching the studies queued for its threads after the caller
     left the loop, and left the half-written file of the one in flight."""

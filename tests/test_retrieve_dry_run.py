@@ -6,10 +6,13 @@ from pathlib import Path
 
 import pydicom
 from click.testing import CliRunner
+from hostile import Hostile, multipart
 
 from dcmweb import Client
 from dcmweb.cli import cli
+from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
 
 
 def test_retrieve_dry_run_lists_files_and_writes_nothing(local_server, tmp_path: Path  # type: ignore[no-untyped-def]
@@ -42,3 +45,60 @@ def test_retrieve_dry_run_applies_to_instances_only(local_server) -> None:  # ty
                                       "--dry-run"])
     assert result.exit_code == 2
     assert "--dry-run applies to" in result.stderr
+
+
+def _with_uids(source: Path, folder: Path, study: str, series: str, sop: str) -> Path:
+    dataset = pydicom.dcmread(source)
+    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study, series
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = sop
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{len(list(folder.iterdir()))}.dcm"
+    dataset.save_as(target)
+    return target
+
+
+def test_retrieve_dry_run_tells_what_the_real_run_would_refuse(tmp_path: Path) -> None:
+    """Unsafe UIDs and an instance of another study: the real run refuses them (exit 6);
+    the dry run lists only the file it would write, and exits as the real run does."""
+    good = corpus.synthetic_files(tmp_path / "in", 1)[0]
+    head = pydicom.dcmread(good, stop_before_pixels=True)
+    study, series = str(head.StudyInstanceUID), str(head.SeriesInstanceUID)
+    sources = [good, *(_with_uids(good, tmp_path / "bad", *uids) for uids in (
+        (study, series, "../../../etc/x"), (study, "..", "7.8"), ("9.9", "3.4", "7.7")))]
+    rows = [{tag: {"vr": "UI", "Value": [str(pydicom.dcmread(f, stop_before_pixels=True)
+                                              .get(keyword))]}
+             for tag, keyword in (("0020000D", "StudyInstanceUID"),
+                                  ("0020000E", "SeriesInstanceUID"),
+                                  ("00080018", "SOPInstanceUID"))} for f in sources]
+    body = multipart([f.read_bytes() for f in sources], "b")
+    out = tmp_path / "out"
+    with Hostile() as fake:
+        fake.route("GET", f"/studies/{study}/instances", lambda req: req.json(
+            200, rows if req.params.get("offset") == "0" else [], "application/dicom+json"))
+        fake.route("GET", f"/studies/{study}", lambda req: req.reply(
+            200, body, "multipart/related; boundary=b"))
+        dry = CliRunner().invoke(cli, [fake.url, "retrieve", f"studies/{study}", "-o", str(out),
+                                       "--dry-run"])
+        assert not out.exists()
+        real = CliRunner().invoke(cli, [fake.url, "retrieve", f"studies/{study}", "-o",
+                                        str(out)])
+    saved = sorted(str(p) for p in out.rglob("*") if p.is_file())
+    assert real.exit_code == 6, real.stderr
+    assert dry.exit_code == real.exit_code, dry.stderr
+    assert dry.stdout.splitlines() == saved == [f"{out}/{study}/{series}/{head.SOPInstanceUID}.dcm"]
+    refusals = [line for line in lines(dry.stderr) if line.startswith("dcmweb: error: ")]
+    assert len(refusals) == 4  # three refused instances, then the exit's message
+    assert any("StudyInstanceUID is 9.9" in line for line in refusals)
+    assert "would write 1 file under" in dry.stderr and "3 would fail" in dry.stderr
+
+
+def test_retrieve_dry_run_exits_as_the_real_run_would(local_server: LocalServer,
+                                                      tmp_path: Path) -> None:
+    for extra, code in ((["studies/1.2.3"], 4), (["studies/1.2.3", "--single-part"], 2)):
+        real = CliRunner().invoke(cli, [local_server.url, "retrieve", *extra, "-o",
+                                        str(tmp_path / "real")])
+        dry = CliRunner().invoke(cli, [local_server.url, "retrieve", *extra, "-o",
+                                       str(tmp_path / "dry"), "--dry-run"])
+        assert real.exit_code == code, real.stderr
+        assert dry.exit_code == code, dry.stderr
+        assert dry.stdout == ""

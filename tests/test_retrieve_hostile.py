@@ -563,3 +563,39 @@ def test_parts_of_another_study_or_series_are_refused_the_rest_saved(
                        for line in lines(result.stderr)), result.stderr
             assert "in 2 files; 1 failed" in result.stderr
             assert files_under(out) == {where(out, synth[0]), where(out, synth[1])}
+
+
+# -- a study split into series (-m) ------------------------------------------------------------
+def test_a_series_the_series_search_leaves_out_is_still_retrieved_with_workers(
+        tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "in", 3, series_per_study=3)
+    study = uids_of(files[0])[0]
+    listed = files[:2]  # the series search leaves the third series out
+
+    def count(tag: str, value: int) -> dict[str, dict[str, object]]:
+        return {tag: {"vr": "IS", "Value": [value]}}
+
+    series_rows = [{"0020000D": {"vr": "UI", "Value": [study]},
+                    "0020000E": {"vr": "UI", "Value": [uids_of(f)[1]]}, **count("00201209", 1)}
+                   for f in listed]
+    study_row = {"0020000D": {"vr": "UI", "Value": [study]}, **count("00201208", 3)}
+
+    def answer(sources: list[Path]) -> Callable[[Request], None]:
+        return lambda req: req.reply(200, multipart([f.read_bytes() for f in sources], "b"),
+                                     "multipart/related; boundary=b")
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.json(
+            200, [study_row] if req.params.get("offset", "0") == "0" else [],
+            "application/dicom+json"))
+        fake.route("GET", f"/studies/{study}/series", lambda req: req.json(
+            200, series_rows if req.params.get("offset") == "0" else [],
+            "application/dicom+json"))
+        fake.route("GET", f"/studies/{study}", answer(files))
+        for source in files:
+            fake.route("GET", f"/studies/{study}/series/{uids_of(source)[1]}", answer([source]))
+        out = tmp_path / "out"
+        result = dcmweb("-m", fake.url, "retrieve", f"studies/{study}", "--output", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert files_under(out) == {where(out, f) for f in files}
+    assert "in 3 files" in result.stderr
