@@ -222,11 +222,11 @@ class Client:
         """Expand files, directories and glob masks (a lone str or path is one); warn
         about masks matching nothing."""
         from .files import expand_masks  # store only: other commands skip its imports
-        from .inputs import as_masks
+        from .inputs import as_masks, unmatched_message
 
         expansion = expand_masks(as_masks(masks))
         for mask in expansion.unmatched:
-            log.warning("no files match %s", mask)
+            log.warning("%s", unmatched_message(mask))
         if not expansion.files:
             raise UsageError("no files to store", "check the paths and masks")
         return expansion.files

@@ -110,7 +110,7 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
       find /data -name '*.dcm' -print0 | dcmweb -m HOST store --files-from - -0
     """
     from .bulk import BulkOptions, BulkStore
-    from .inputs import BackgroundCount, InputSpec, Shard, check_lists
+    from .inputs import BackgroundCount, InputSpec, Shard, check_lists, unmatched_message
     from .store import StoreOptions
 
     pairs = _json_pairs((*masks, *files_from), metadata_files, jpeg_files, generate_uids)
@@ -161,7 +161,7 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
                 counter.stop()
             output.stop_progress()
             for mask in run.inputs.stats.unmatched:
-                output.warning(f"no files match {mask}")
+                output.warning(unmatched_message(mask))
             done = run.summary.done
             # When there was nothing to store (no files, none DICOM), the error alone says it.
             nothing = not run.summary.not_attempted and not run.summary.not_retried and (

@@ -295,6 +295,13 @@ class Inputs:
             yield Path(path)
 
 
+def unmatched_message(mask: str) -> str:
+    """What is said of an input that gave no file: an empty folder is not a mask."""
+    if os.path.isdir(os.path.expanduser(mask)):
+        return f"no files in the folder {mask}"
+    return f"no files match {mask}"
+
+
 def _unreadable_list(name: str, error: OSError) -> UsageError:
     return UsageError(f"cannot read the file list {name}: {error.strerror}")
 

@@ -449,9 +449,11 @@ def test_nothing_dicom_exits_2(local_server, pydicom_files: list[Path], tmp_path
     assert local_server.requests == []
 
 
-@pytest.mark.parametrize("target", ["empty-dir", "empty-dir/*.dcm"])
+@pytest.mark.parametrize(("target", "warning"), [
+    ("empty-dir", "no files in the folder {mask}"),  # was "no files match": not a mask
+    ("empty-dir/*.dcm", "no files match {mask}")])
 def test_no_files_exits_2_with_one_clear_error(local_server, tmp_path: Path,
-                                               target: str) -> None:
+                                               target: str, warning: str) -> None:
     (tmp_path / "empty-dir").mkdir()
     mask = str(tmp_path / target)
     result = run(local_server.url, "store", mask)
@@ -459,7 +461,7 @@ def test_no_files_exits_2_with_one_clear_error(local_server, tmp_path: Path,
     assert result.stdout == ""
     assert lines(result.stderr) == [
         f"dcmweb: info: store to {local_server.url} from {mask} (1 worker; batch-size 20)",
-        f"dcmweb: warning: no files match {mask}",
+        "dcmweb: warning: " + warning.format(mask=mask),
         "dcmweb: error: no files to store (check the paths and masks)",
     ]
     assert local_server.requests == []
