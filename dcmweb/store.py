@@ -419,6 +419,7 @@ class Uploader:
         while attempt < attempts:
             wait: float | None = None
             status: int | None = None  # of the answer, when one came
+            dropped = False  # sent, and the connection lost before an answer
             try:
                 reply = self._post(pending)
             except RedirectRefused as error:
@@ -430,7 +431,7 @@ class Uploader:
                 raise
             except AnswerLost as error:
                 reason = problem = error.message
-                unavailable = True
+                unavailable = dropped = True
             except (MultipartError, OSError) as error:
                 # A file deleted or changed since it was listed: the upload was cut, so
                 # nothing of it is stored. Find out which file, one request each.
@@ -471,6 +472,18 @@ class Uploader:
                 continue
             if outage:
                 note = self.http.outage_note()
+                if note is not None and dropped:
+                    # Dropped for the whole outage limit while every search was answered:
+                    # maybe not the server but one file that no request carrying it gets
+                    # past (a proxy resetting it, a file that breaks the handler). Split,
+                    # so that the other files are stored and that one fails alone; the run
+                    # goes on (a real outage fails the next batches too, and stops it).
+                    log.info("%s; the server answered every search meanwhile: giving up on "
+                             "this request%s", problem,
+                             ", split to find a file it never takes" if len(pending) > 1
+                             else "")
+                    attempt = attempts
+                    continue
                 if note is not None:
                     raise UnavailableError(f"{problem} ({note})", UNAVAILABLE_HINT)
                 # The shared backoff this failure set spaced the search and the resend

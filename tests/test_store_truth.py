@@ -809,3 +809,27 @@ def test_a_lost_answers_retry_after_never_waits_past_the_outage_limit(
     assert str(caught.value).startswith(
         f"store {ct} failed: HTTP 502 Bad Gateway: injected fault (the server was unavailable"
         " for 1 s, the outage limit)"), str(caught.value)
+
+
+# -- one file the way to the server always drops ---------------------------------------------
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_a_file_whose_requests_are_always_dropped_fails_alone(
+        local_server: LocalServer, tmp_path: Path, workers: str) -> None:
+    """A proxy that resets every request carrying one file (a size limit, a filter) while
+    searches are answered: the file's batch was taken for a server outage, the run waited
+    out the outage limit and stopped (exit 5) with the other files unconfirmed or never
+    sent, night after night. The searches show the server is up: the batch is split and
+    the one file fails."""
+    files = corpus.synthetic_files(tmp_path / "s", 10)
+    poison = files[6]
+    local_server.inject_fault(drop=True, count=10**6, method="POST",
+                              body_contains=sop_uid(poison))
+    report = tmp_path / "report.jsonl"
+    result = run("-m", "--workers", workers, "--outage-limit", "8", "--retries", "2",
+                 local_server.url, "store", "--batch-size", "5", "--report", str(report),
+                 str(tmp_path / "s"))
+    assert result.exit_code == 6, result.stderr[-3000:]
+    assert held(local_server) == {sop_uid(p) for p in files if p != poison}
+    rows = report_rows(report)
+    assert {path for path, row in rows.items() if row["status"] == "failed"} == {str(poison)}
+    assert {row["status"] for path, row in rows.items() if path != str(poison)} == {"stored"}

@@ -11,12 +11,15 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 
 @dataclass
 class Fault:
-    """What to do to the next `count` requests that match `method` and `path_contains`.
+    """What to do to the next `count` requests that match `method`, `path_contains` and
+    `body_contains` (text the request's body holds: a file's UID, to fail the requests
+    that carry that file, as a proxy refusing it would).
 
     `after=True` handles the request as usual and then drops the connection instead of
     answering: the work is done but the answer is lost. `cut=True` likewise, after
@@ -37,11 +40,15 @@ class Fault:
     cut: bool = False
     location: str | None = None
     stall: float = 0.0
+    body_contains: str | None = None
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, body: Path | None = None) -> bool:
         if self.method is not None and self.method.upper() != method.upper():
             return False
-        return self.path_contains is None or self.path_contains in path
+        if self.path_contains is not None and self.path_contains not in path:
+            return False
+        return self.body_contains is None or (
+            body is not None and self.body_contains.encode() in body.read_bytes())
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fault:
@@ -58,6 +65,7 @@ class Fault:
             "cut",
             "location",
             "stall",
+            "body_contains",
         }
         unknown = set(data) - known
         if unknown:
@@ -204,10 +212,10 @@ class FaultQueue:
         with self._lock:
             self._faults.clear()
 
-    def take(self, method: str, path: str) -> Fault | None:
+    def take(self, method: str, path: str, body: Path | None = None) -> Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.matches(method, path):
+                if fault.matches(method, path, body):
                     fault.count -= 1
                     if fault.count <= 0:
                         self._faults.remove(fault)

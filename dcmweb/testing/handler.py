@@ -206,7 +206,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error_json(429, quota.message, {"Retry-After": wait} if wait else None)
             return
         if not control:
-            fault = self.app.faults.take(req.method, req.target)
+            fault = self.app.faults.take(req.method, req.target, req.body_path)
             if fault is not None:
                 if fault.delay:
                     time.sleep(fault.delay)

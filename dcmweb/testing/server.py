@@ -152,12 +152,14 @@ class LocalServer:
         cut: bool = False,
         location: str | None = None,
         stall: float = 0.0,
+        body_contains: str | None = None,
     ) -> None:
         """Apply a fault to the next `count` matching requests (after reading their body).
 
         `after=True`: handle the request, then drop the connection (a lost answer).
         `cut=True`: handle it, then send half of the answer's body and close.
         `stall=S`: likewise, but hold the connection S seconds before closing it.
+        `body_contains`: only requests whose body holds this text (a file's UID).
         """
         self.faults.add(
             Fault(
@@ -172,6 +174,7 @@ class LocalServer:
                 cut=cut,
                 location=location,
                 stall=stall,
+                body_contains=body_contains,
             )
         )
 
