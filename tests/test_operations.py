@@ -139,6 +139,19 @@ def test_failed_instances_counted_make_a_failure_even_without_an_error() -> None
     assert "1 done, 0 failed, 2 pending" in result.stderr
 
 
+def test_a_done_operation_with_instances_pending_is_a_failure() -> None:
+    name = f"{DATASET}/operations/7"
+    with Hostile() as fake:
+        fake.route("GET", f"/v1/{name}", lambda req: req.json(200, {
+            "name": name, "done": True, "metadata": {"counter": {"success": "2",
+                                                                 "pending": "1"}}}))
+        result = dcmweb(fake.url, "operations", "wait", "7")
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: operation {name} failed on the server: done with 1 instance still "
+        f"pending (2 done, 0 failed, 1 pending) (operation {name})")
+
+
 @pytest.mark.parametrize("command", ["get", "wait"])
 @pytest.mark.parametrize("name", ["../x", "projects/p/../../x", "/etc/passwd", "", "a b",
                                   "https://evil/x", "x\ny"])
