@@ -88,7 +88,8 @@ class CutOffError(ValueError):
     """An answer ended before all its bytes arrived (asked for again)."""
 
 
-# What a response cut mid-stream raises (on the way, in the parser, or in the checks).
+# What a response cut mid-stream raises (on the way, in the parser, or in the checks);
+# parts_of takes a whole body without its boundary out of them.
 CUT_OFF = (TransportError, MultipartError, CutOffError, TooSlowError)
 
 
