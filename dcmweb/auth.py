@@ -8,6 +8,7 @@ itself (google-auth's own 401 replay resends a consumed body as 0 bytes).
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import re
 import threading
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 from .errors import AuthError, UsageError
 from .redact import hide
 
+log = logging.getLogger("dcmweb")
 GOOGLE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 ADC_HINT = (
     "run 'gcloud auth application-default login', or set GOOGLE_APPLICATION_CREDENTIALS "
@@ -208,6 +210,20 @@ def is_google_host(url: str) -> bool:
 
     host = (urlsplit(url).hostname or "").lower()
     return host == "googleapis.com" or host.endswith(".googleapis.com")
+
+
+def warn_if_header_overridden(auth: Auth, headers: Mapping[str, str]) -> None:
+    """Log a warning when a -H Authorization header is not sent because the chosen
+    credentials send their own (docs/auth.md: they come first); the user meant one."""
+    if not any(name.strip().lower() == "authorization" for name in headers):
+        return
+    if isinstance(auth, GoogleAuth):
+        log.warning("-H Authorization is not sent: Google Application Default Credentials "
+                    "are used instead (--no-google-auth sends the -H header)")
+    elif isinstance(auth, (BearerAuth, BasicAuth)):
+        given = "--token" if isinstance(auth, BearerAuth) else "--user"
+        log.warning("both %s and -H Authorization are given: %s is used, the -H header is "
+                    "not sent", given, given)
 
 
 def choose_auth(

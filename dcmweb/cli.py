@@ -441,8 +441,8 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
     """Delete a study, series or instance.
 
     On Google's API a study or series delete runs as an operation; dcmweb waits
-    until it is done (showing its counters) and fails if it ends with an error or
-    with failed instances.
+    until it is done (showing its counters) and fails if it ends with an error,
+    with failed instances, or with instances still pending.
 
     \b
     Example:

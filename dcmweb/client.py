@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from . import bounds
-from .auth import check_header_name, check_header_value, choose_auth, hide_credential_headers
+from .auth import (
+    check_header_name,
+    check_header_value,
+    choose_auth,
+    hide_credential_headers,
+    warn_if_header_overridden,
+)
 from .body import LowSpeed
 from .errors import DcmwebError, ServerError, UsageError
 from .http import Http, HttpConfig, RetryPolicy
@@ -166,6 +172,7 @@ class Client:
         hide_credential_headers(config.headers or {})
         auth = choose_auth(self.base_url, token=_optional_text("token", token, secret=True),
                            user=_optional_text("user", user, secret=True), google=google_auth)
+        warn_if_header_overridden(auth, config.headers or {})
         self._http = Http(auth, config)
         self._closed = False
         self._host_probe: HostProbe | None = None  # made by the first failure (explain)

@@ -240,8 +240,12 @@ class DcmwebGroup(click.Group):
         found after the command (and not one of the command's own) move to the front;
         ``--help`` before the command becomes the command's help.
         """
-        takes_value, global_names = _value_options(self)
-        global_names -= {"-h", "--help"}
+        # Before the command any command's option may come (its value is not HOST); after
+        # it, only the group's own options move to the front: another command's option is
+        # this command's mistake, for its --help to explain.
+        takes_value, _ = _value_options(self)
+        global_names = {name for param in self.params if isinstance(param, click.Option)
+                        for name in (*param.opts, *param.secondary_opts)} - {"-h", "--help"}
         words: list[str] = []
         hosts: list[str] = []
         index = 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from click.core import ParameterSource
 
 from . import bounds
 from .cligroup import Settings, bounded, pass_settings
@@ -79,7 +80,8 @@ def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
               help="Take share K of N (1 <= K <= N) by a stable hash of each path.")
 @click.option("--progress-every", type=bounded(bounds.PROGRESS_EVERY), default=60.0,
               show_default=True, metavar="SECONDS",
-              help="Without a terminal (cron, CI): a progress line this often; 0: never.")
+              help="Without a terminal (cron, CI): a progress line this often; 0: never. "
+                   "Given, its lines show even with -q.")
 @click.option("--dry-run", is_flag=True,
               help="Say what would be sent (files, bytes, studies, skips) and send nothing.")
 @pass_settings
@@ -136,8 +138,12 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
     counter = None
     if not pairs and (output.show_progress or settings.workers > 1 or progress_every):
         counter = BackgroundCount(spec)  # the progress total, and the job's size for shaping
+    # -q hides the default progress lines, not the ones --progress-every asks for.
+    every_asked = (click.get_current_context().get_parameter_source("progress_every")
+                   is not ParameterSource.DEFAULT)
     printer = StorePrinter(output, logging.getLogger("dcmweb").isEnabledFor(logging.DEBUG),
-                           lambda: counter.total if counter else None, progress_every)
+                           lambda: counter.total if counter else None, progress_every,
+                           every_asked=every_asked)
     with settings.client() as client:
         store_options = StoreOptions(single_part=single_part, batch_size=batch_size,
                                      storage_class=storage_class, study_uid=study_uid,

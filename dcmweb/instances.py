@@ -18,7 +18,7 @@ from . import wado
 from .dicomhead import HEAD_BYTES, ends_complete, read_uids
 from .errors import ServerError, UsageError
 from .http import Http
-from .multipart import iter_parts, parse_content_type
+from .multipart import parse_content_type
 from .paths import ResourcePath, parse_resource_path
 from .retrieve import DEFAULT_TYPE, accept_header, instance_problem, pydicom_uids
 from .wado import CUT_OFF, Answer, CutOffError, NoInstanceError, checked_answer
@@ -55,7 +55,7 @@ def _instances(answer: Answer, what: str) -> Iterator[bytes]:
         yield data
         return
     sent = False
-    for part in iter_parts(answer.chunks, answer.boundary):
+    for part in wado.parts_of(answer, answer.boundary, what):
         mime, _ = parse_content_type(part.content_type or DICOM)
         if mime != DICOM:
             raise ServerError(f"{what}: the server sent a {mime} part where {DICOM} "

@@ -3,11 +3,12 @@
 JSON is one array with an object per instance; XML comes as a multipart answer with one
 NativeDicomModel document per instance. The answer is checked before it is handed on (a
 200 may be a login page): JSON must parse to an array of objects, each XML part must be
-an XML document. Where only the bytes are wanted (the CLI writes them), a complete answer
-whose first and last bytes are those of an array of objects, and whose brackets and braces
-balance (a server that failed half-way may still end its chunked answer cleanly), is not
-parsed: building the rows cost a quarter of a 2,000-instance study's time
-(docs/performance.md, E). Anything else is parsed, and refused unless it is JSON.
+a well-formed XML document (xmlcheck.py). Where only the bytes are wanted (the CLI writes
+them), a complete answer whose first and last bytes are those of an array of objects, and
+whose brackets and braces balance (a server that failed half-way may still end its chunked
+answer cleanly), is not parsed: building the rows cost a quarter of a 2,000-instance
+study's time (docs/performance.md, E). Anything else is parsed, and refused unless it is
+JSON.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .record import field, record
 from .unexpected import describe_body, not_dicomweb
 from .wado import NoInstanceError, answer_parts, asking_again, framed, get
 from .wadopath import parse_wado_path
+from .xmlcheck import xml_problem
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -99,10 +101,13 @@ def _fetch_json(http: Http, url: str, what: str, parse: bool) -> Metadata:
 def _fetch_xml(http: Http, url: str, what: str) -> Metadata:
     documents = []
     with get(http, url, what, XML_TYPE) as response:
-        for mime, chunks in answer_parts(response, what, XML_PART):
+        for number, (mime, chunks) in enumerate(answer_parts(response, what, XML_PART), 1):
             document = b"".join(chunks)
             if not document.lstrip().startswith(b"<"):
                 raise ServerError(f"{what}: the server sent a part that is not XML ({mime})")
+            problem = xml_problem(document)
+            if problem:
+                raise ServerError(f"{what}: part {number} of the answer {problem}")
             documents.append(document)
     if not documents:
         raise NoInstanceError(what)

@@ -19,8 +19,8 @@ from typing import BinaryIO
 
 from .wire import FileSlice
 
-__all__ = ["Chunk", "MultipartBody", "MultipartError", "Part", "iter_parts", "new_boundary",
-           "parse_content_type"]
+__all__ = ["BoundaryNotFound", "Chunk", "MultipartBody", "MultipartError", "Part", "iter_parts",
+           "new_boundary", "parse_content_type"]
 
 Chunk = bytes | memoryview  # a piece of an answer: part bodies are views of what arrived
 
@@ -37,6 +37,11 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 class MultipartError(ValueError):
     """The multipart data is malformed or truncated, or a file changed while being sent."""
+
+
+class BoundaryNotFound(MultipartError):
+    """The data ended without a single delimiter: the body does not use the boundary
+    (or a stream with no length of its own was cut before its first one)."""
 
 
 def file_slice(file: BinaryIO, offset: int, size: int,
@@ -304,6 +309,7 @@ class _Parser:
 
     def __init__(self, chunks: Iterable[bytes], boundary: bytes) -> None:
         self._chunks = iter(chunks)
+        self._boundary = boundary.decode("ascii")
         self._delim = b"\r\n--" + boundary
         # The leading CRLF lets a boundary at the very start of the stream match the delimiter.
         self._buf = b"\r\n"
@@ -340,7 +346,9 @@ class _Parser:
         return _MISS, 0  # e.g. "--B" followed by more text: not a boundary, just data
 
     def parts(self) -> Iterator[Part]:
-        for _ in self._body("no multipart boundary found in the data"):
+        missing = (f"the body does not contain the boundary {self._boundary!r} its "
+                   "Content-Type names")
+        for _ in self._body(missing, BoundaryNotFound):
             pass  # the preamble is read like a part body, and thrown away
         kind, at = self._next
         while kind == _PART:
@@ -382,7 +390,8 @@ class _Parser:
             cr = buf.find(b"\r", cr + 1)
         return len(buf)
 
-    def _body(self, eof_error: str) -> Iterator[memoryview]:
+    def _body(self, eof_error: str, error: type[MultipartError] = MultipartError
+              ) -> Iterator[memoryview]:
         d = self._delim
         scan = 0  # relative to self._pos
         while True:
@@ -407,7 +416,7 @@ class _Parser:
                     yield self._view[pos:cut]
                 scan = 0
             if not self._fill():
-                raise MultipartError(eof_error)
+                raise error(eof_error)
 
 
 def iter_parts(chunks: Iterable[bytes], boundary: str) -> Iterator[Part]:

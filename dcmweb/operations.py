@@ -43,13 +43,29 @@ class Operation:
 
     @property
     def failed(self) -> bool:
-        return self.error is not None or bool(self.counter and self.counter["failure"] > 0)
+        return self.failure_reason() is not None
+
+    def failure_reason(self) -> str | None:
+        """Why the operation failed: its error, instances counted as failed, or, once
+        done, instances still counted as pending (work it never finished); None if not."""
+        if self.error is not None:
+            return self.error
+        counts = self.counter or {}
+        if counts.get("failure"):
+            return f"{_instances(counts['failure'])} failed"
+        if self.done and counts.get("pending"):
+            return f"done with {_instances(counts['pending'])} still pending"
+        return None
 
     def progress(self) -> str:
         if not self.counter:
             return "done" if self.done else "running"
         c = self.counter
         return f"{c['success']} done, {c['failure']} failed, {c['pending']} pending"
+
+
+def _instances(count: int) -> str:
+    return f"{count} instance{'' if count == 1 else 's'}"
 
 
 def is_operation_name(name: str) -> bool:
@@ -160,11 +176,8 @@ def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,
                               f"the wait's timeout ({timeout:g} s)", follow)
         operation = get_operation(http, base_url, name, poll_limit)
         if operation.done:
-            if operation.failed:
-                reason = operation.error
-                if reason is None and operation.counter:
-                    failures = operation.counter["failure"]
-                    reason = f"{failures} instance{'' if failures == 1 else 's'} failed"
+            reason = operation.failure_reason()
+            if reason is not None:
                 raise ServerError(f"{what} failed on the server: {reason} "
                                   f"({operation.progress()})", f"operation {name}")
             return operation

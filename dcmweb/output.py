@@ -323,16 +323,19 @@ class StorePrinter:
     Stored files get the old tool's 'uploaded as' line; files not sent because the
     journal or the server has them are listed only with -v. On a terminal the bar
     counts files and shows bytes and failures; without one (cron, CI) a plain progress
-    line every ``every`` seconds says how far the run is.
+    line every ``every`` seconds says how far the run is (with ``every_asked``, even
+    with --quiet: a long cron run asked for them).
     """
 
     def __init__(self, output: Output, verbose: bool = False,
                  total: Callable[[], int | None] = lambda: None, every: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *,
+                 every_asked: bool = False) -> None:
         self.output = output
         self.verbose = verbose
         self.total = total  # the progress total, once counted
         self.every = every
+        self.every_asked = every_asked
         self.clock = clock
         self.started = self.last = clock()
         self.files = self.failed = self.bytes = 0
@@ -369,7 +372,11 @@ class StorePrinter:
         now = self.clock()
         if self.every and not output.show_progress and now - self.last >= self.every:
             self.last = now
-            output.log(self.progress_line(total, now))
+            line = self.progress_line(total, now)
+            if self.every_asked:
+                output.line("info", line)  # not hidden by --quiet
+            else:
+                output.log(line)
 
     def progress_line(self, total: int | None, now: float) -> str:
         rate = self.files / max(now - self.started, 1e-9)

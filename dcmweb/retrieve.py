@@ -28,7 +28,7 @@ from .errors import (
     UsageError,
 )
 from .http import Http
-from .multipart import Chunk, iter_parts, parse_content_type
+from .multipart import Chunk, parse_content_type
 from .parallel import run_bounded
 from .paths import ResourcePath, parse_resource_path, safe_uid
 from .record import record
@@ -162,7 +162,8 @@ class Downloader:
                                   check_end=not answer.framed)
             return
         index = 0
-        for index, part in enumerate(iter_parts(answer.chunks, answer.boundary), start=1):
+        parts = wado.parts_of(answer, answer.boundary, f"retrieve {target.url_path()}")
+        for index, part in enumerate(parts, start=1):
             part_mime, _ = parse_content_type(part.content_type or self.part_type)
             if not wado.fits(part_mime, asked):
                 # e.g. a web page inside the multipart answer: never saved as part_N.bin

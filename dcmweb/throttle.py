@@ -54,6 +54,7 @@ PACE_GROWTH_NEAR_CEILING = 0.02
 NEAR_CEILING = 0.9
 PACE_IN_USE = 0.8
 PACE_MIN_SAMPLES = 10
+LONG_RATE_WAIT = 5.0  # a wait for the rate longer than this is logged at info, not debug
 
 
 class Outcome(Enum):
@@ -127,6 +128,7 @@ class Gate:
                 self._waiting -= 1
 
     def _enter(self, deadline: float) -> float | None:
+        told = False  # the wait for a rate token is logged once, not at every wake-up
         while True:
             if self._cancelled:
                 raise Cancelled()
@@ -144,6 +146,9 @@ class Gate:
                 if interval:
                     self._next_token = max(now, self._next_token) + interval
                 return now
+            if not told and now < self._next_token and self._next_token >= self._resume_at:
+                told = True
+                self._log_rate_wait(self._next_token - now)
             wake = deadline if self._in_flight >= self.limit else min(ready_at, deadline)
             self._cond.wait(max(0.0, min(wake - now, 1.0)))
 
@@ -224,6 +229,14 @@ class Gate:
         return self.stats.unavailable_seconds + self.outage_seconds()
 
     # -- internals (called under the lock) ----------------------------------------------
+    def _log_rate_wait(self, seconds: float) -> None:
+        """Say why a request waits: a long silent pause (--max-rate 1/m) looks like a hang."""
+        paced = 1.0 / self.pace if self.pace else 0.0
+        why = ("--max-rate" if self.interval >= paced
+               else "the pace learned from the server's 429 answers")
+        log.log(logging.INFO if seconds > LONG_RATE_WAIT else logging.DEBUG,
+                "waiting %.1f s before the next request, for %s", seconds, why)
+
     def _interval(self) -> float:
         paced = 1.0 / self.pace if self.pace else 0.0
         return max(self.interval, paced)

@@ -17,7 +17,7 @@ from typing import TypeVar
 from .body import TooSlowError
 from .errors import DcmwebError, ServerError
 from .http import Http, server_message
-from .multipart import Chunk, MultipartError, iter_parts, parse_content_type
+from .multipart import BoundaryNotFound, Chunk, MultipartError, Part, iter_parts, parse_content_type
 from .paths import ResourcePath
 from .record import record
 from .saving import CHUNK
@@ -88,7 +88,8 @@ class CutOffError(ValueError):
     """An answer ended before all its bytes arrived (asked for again)."""
 
 
-# What a response cut mid-stream raises (on the way, in the parser, or in the checks).
+# What a response cut mid-stream raises (on the way, in the parser, or in the checks);
+# parts_of takes a whole body without its boundary out of them.
 CUT_OFF = (TransportError, MultipartError, CutOffError, TooSlowError)
 
 
@@ -134,6 +135,17 @@ def framed(response: Response) -> bool:
             or "chunked" in response.headers.get("Transfer-Encoding", "").lower())
 
 
+def parts_of(answer: Answer, boundary: str, what: str) -> Iterator[Part]:
+    """The parts of a multipart answer. A framed body that arrived whole without the
+    boundary its Content-Type names is a server bug, not a cut: asking again is no use."""
+    try:
+        yield from iter_parts(answer.chunks, boundary)
+    except BoundaryNotFound as exc:
+        if not answer.framed:
+            raise  # the connection may have closed before the first boundary: a cut
+        raise ServerError(f"{what}: {exc}") from exc
+
+
 def answer_parts(response: Response, what: str, asked: str
                  ) -> Iterator[tuple[str, Iterator[Chunk]]]:
     """(part type, its chunks) for each part of a multipart answer, or the one body; a
@@ -143,7 +155,7 @@ def answer_parts(response: Response, what: str, asked: str
     if answer.boundary is None:
         yield mime, answer.chunks
         return
-    for part in iter_parts(answer.chunks, answer.boundary):
+    for part in parts_of(answer, answer.boundary, what):
         part_mime, _ = parse_content_type(part.content_type or asked)
         if not fits(part_mime, asked):
             raise ServerError(f"{what}: the server sent a {part_mime} part where {asked} "

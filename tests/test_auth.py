@@ -104,6 +104,40 @@ def test_choose_auth(url: str, kwargs: dict, kind: type) -> None:
     assert type(choose_auth(url, **kwargs)) is kind
 
 
+@pytest.mark.parametrize(("flags", "sent", "warning"), [
+    (["--token", "token-wins"], "Bearer token-wins",
+     "both --token and -H Authorization are given: --token is used, the -H header is not "
+     "sent"),
+    (["--user", "u:pw-wins"], "Basic " + base64.b64encode(b"u:pw-wins").decode(),
+     "both --user and -H Authorization are given: --user is used, the -H header is not sent"),
+    ([], "Bearer header-alone", None),
+])
+def test_a_header_authorization_that_loses_is_named_in_a_warning(
+        flags: list[str], sent: str, warning: str | None) -> None:
+    """Old dcmweb sent --token's credentials and dropped the -H header without a word."""
+    from hostile import Hostile
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.json(200, [], "application/dicom+json"))
+        header = "Authorization: Bearer header-alone" if not flags else "authorization: X y"
+        result = run(fake.url, *flags, "-H", header, "search")
+        [request] = fake.seen("GET")
+    assert result.exit_code == 0, result.stderr
+    assert request.headers["Authorization"] == sent
+    warnings = [line.split(": warning: ", 1)[1] for line in lines(result.stderr)
+                if ": warning: " in line]
+    assert warnings == ([warning] if warning else [])
+
+
+def test_a_header_authorization_under_google_auth_is_named_in_a_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="dcmweb"):
+        Client(GCP, headers={"Authorization": "Bearer mine-123"}).close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "-H Authorization is not sent: Google Application Default Credentials are used "
+        "instead (--no-google-auth sends the -H header)"]
+
+
 def test_is_google_host() -> None:
     assert is_google_host(GCP)
     assert not is_google_host("http://localhost:8080/googleapis.com")

@@ -883,6 +883,19 @@ def test_plain_progress_lines_without_a_terminal(files: list[Path]) -> None:
     assert "\r" not in stderr.getvalue()
 
 
+@pytest.mark.parametrize(("flags", "shown"), [([], False),
+                                              (["--progress-every", "0.000001"], True)])
+def test_quiet_hides_progress_lines_unless_progress_every_is_given(
+        local_server: LocalServer, files: list[Path], flags: list[str], shown: bool) -> None:
+    """Old dcmweb: -q silently cancelled an explicit --progress-every (a long cron run)."""
+    result = run("-q", local_server.url, "store", str(files[0].parent), *flags)
+    assert result.exit_code == 0, result.stderr
+    progress = [m for m in logs.messages(result.stderr, "info") if m.startswith("progress:")]
+    assert bool(progress) == shown, result.stderr
+    assert [m for m in logs.messages(result.stderr, "info") if not m.startswith("progress:")
+            ] == []  # -q still hides the per-file lines and the summary of a good run
+
+
 @pytest.mark.parametrize(("total", "expected"), [
     (None, "progress: 1 file, 1.0 MiB stored, 0 failed, 0.1 files/s"),
     (1, "progress: 1 of 1 file, 1.0 MiB stored, 0 failed, 0.1 files/s, about 0 s left"),

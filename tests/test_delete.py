@@ -183,6 +183,18 @@ def test_operation_done_with_error_is_exit_1() -> None:
     assert result.stdout == ""
 
 
+def test_operation_done_with_instances_pending_is_exit_1() -> None:
+    """Old dcmweb: "deleted studies/1.2 (0 instances)", exit 0: the work was never done."""
+    with Hostile() as fake:
+        name = operation_server(fake, [{"done": True, "metadata": {"counter": {"pending": "7"}}}])
+        result = dcmweb(fake.url, "delete", "studies/1.2")
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1] == (
+        "dcmweb: error: delete studies/1.2 failed on the server: done with 7 instances still "
+        f"pending (0 done, 0 failed, 7 pending) (operation {name})")
+    assert "deleted" not in result.stderr
+
+
 def test_operation_counter_as_strings() -> None:
     with Hostile() as fake:
         operation_server(fake, [{"done": True, "response": {},

@@ -95,6 +95,19 @@ def test_a_cut_multipart_answer_raises(pydicom_files: list[Path]) -> None:
             client.retrieve_instance(PATH)
 
 
+def test_parts_with_another_boundary_are_not_called_a_cut() -> None:
+    from hostile import Hostile, multipart
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1.2", lambda req: req.reply(
+            200, multipart([b"DICM"], "x"), 'multipart/related; type="application/dicom"; '
+            "boundary=b"))
+        with Client(fake.url, retries=0) as client, pytest.raises(
+                ServerError, match=r"^retrieve studies/1\.2: the body does not contain the "
+                "boundary 'b' its Content-Type names$"):
+            list(client.iter_instances("studies/1.2"))
+
+
 def test_an_empty_multipart_answer_raises() -> None:
     from hostile import Hostile, multipart
 

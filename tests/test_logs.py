@@ -73,6 +73,11 @@ def test_json_log_format(local_server: LocalServer, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "env", "message"), [
     (("--log-format", "json", HOST, "search", "--bogus"), {},
      "No such option '--bogus' (see 'dcmweb search --help')"),
+    # Another command's option: old dcmweb sent the user to 'dcmweb --help'.
+    (("--log-format", "json", HOST, "search", "--dry-run"), {},
+     "No such option '--dry-run' (see 'dcmweb search --help')"),
+    (("--log-format", "json", HOST, "search", "--output", "x"), {},
+     "No such option '--output' (see 'dcmweb search --help')"),
     # The variable is named only when the value came from it (old dcmweb: always).
     ((HOST, "search", "--limit", "0"), {"DCMWEB_LOG_FORMAT": "json"},
      "Invalid value for '--limit': 0 is not in the range x>=1 (see 'dcmweb search --help')"),

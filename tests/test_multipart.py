@@ -24,6 +24,7 @@ import requests
 
 from dcmweb.multipart import (
     MAX_HEADER_BYTES,
+    BoundaryNotFound,
     MultipartBody,
     MultipartError,
     iter_parts,
@@ -399,7 +400,8 @@ def test_empty_parts_and_no_headers() -> None:
     [b"", b"no boundary at all", b"--other\r\n\r\nx\r\n--other--", b"x--" + BB + b"\r\n\r\n"],
 )
 def test_no_boundary(data: bytes) -> None:
-    with pytest.raises(MultipartError, match="no multipart boundary"):
+    with pytest.raises(BoundaryNotFound, match=f"the body does not contain the boundary '{B}' "
+                       "its Content-Type names"):
         parse([data])
 
 
@@ -416,7 +418,7 @@ def test_truncation_anywhere_raises() -> None:
                     parse(chunks)
                 messages.add(str(err.value))
     assert messages == {  # every position class was hit
-        "no multipart boundary found in the data",
+        f"the body does not contain the boundary '{B}' its Content-Type names",
         "multipart stream truncated in part headers",
         "multipart stream truncated in a part body",
     }

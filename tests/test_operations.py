@@ -70,6 +70,22 @@ def test_no_wait_without_an_operation_prints_nothing_and_says_it_is_done(
         f"dcmweb: info: deleted {path} (done at once: no operation to wait for)")
 
 
+def test_the_docs_show_what_a_delete_done_at_once_says(gcp: LocalServer,
+                                                      synth: list[Path]) -> None:
+    """docs/usage.md showed "(done at once: ...)" for every such delete; only --no-wait
+    says it (to a script that expected a name on stdout)."""
+    usage = (Path(__file__).resolve().parent.parent / "docs" / "usage.md").read_text()
+    section = " ".join(usage.split("\n## delete", 1)[1].split("\n## ", 1)[0].split())
+    for file, flags in ((synth[0], []), (synth[1], ["--no-wait"])):
+        ds = pydicom.dcmread(file, stop_before_pixels=True)
+        path = (f"studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+                f"/instances/{ds.SOPInstanceUID}")
+        result = dcmweb(gcp.url, "delete", path, *flags)
+        assert result.exit_code == 0, result.stderr
+        said = lines(result.stderr)[-1].removeprefix("dcmweb: info: ").replace(path, "PATH")
+        assert f"stderr says `{said}`" in section, flags
+
+
 def test_no_wait_prints_the_name_then_wait_follows_it(gcp: LocalServer,
                                                       synth: list[Path]) -> None:
     study = study_of(synth[0])
@@ -137,6 +153,19 @@ def test_failed_instances_counted_make_a_failure_even_without_an_error() -> None
     assert result.exit_code == 1
     assert "1 instance failed" in result.stderr
     assert "1 done, 0 failed, 2 pending" in result.stderr
+
+
+def test_a_done_operation_with_instances_pending_is_a_failure() -> None:
+    name = f"{DATASET}/operations/7"
+    with Hostile() as fake:
+        fake.route("GET", f"/v1/{name}", lambda req: req.json(200, {
+            "name": name, "done": True, "metadata": {"counter": {"success": "2",
+                                                                 "pending": "1"}}}))
+        result = dcmweb(fake.url, "operations", "wait", "7")
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: operation {name} failed on the server: done with 1 instance still "
+        f"pending (2 done, 0 failed, 1 pending) (operation {name})")
 
 
 @pytest.mark.parametrize("command", ["get", "wait"])

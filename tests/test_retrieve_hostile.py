@@ -123,6 +123,35 @@ def test_a_missing_study_is_not_found_on_the_local_server(local_server: LocalSer
         assert result.exit_code == 4, result.stderr
 
 
+# -- a boundary the body does not use -----------------------------------------------------------
+def test_parts_with_another_boundary_are_a_server_error_asked_once(tmp_path: Path) -> None:
+    """Old dcmweb: "answer cut off (no multipart boundary found in the data)", asked 3 times."""
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1.2", lambda req: req.reply(
+            200, multipart([b"DICM" * 40], "other"), "multipart/related; boundary=b1"))
+        result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(tmp_path))
+        asked = len(fake.requests)
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1] == ("dcmweb: error: retrieve studies/1.2: the body does not "
+                                        "contain the boundary 'b1' its Content-Type names")
+    assert "cut off" not in result.stderr
+    assert asked == 1
+    assert files_under(tmp_path) == set()
+
+
+def test_an_unframed_answer_without_the_boundary_may_be_cut_and_is_asked_again(
+        tmp_path: Path) -> None:
+    """No length and no chunks: the connection may have closed before the first boundary."""
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1.2", lambda req: req.stream(
+            200, "multipart/related; boundary=b1", [b"DICM" * 40]))
+        result = dcmweb(fake.url, "retrieve", "studies/1.2", "--output", str(tmp_path))
+        asked = len(fake.requests)
+    assert result.exit_code == 1, result.stderr
+    assert "the answer was cut off: the body does not contain the boundary" in result.stderr
+    assert asked == 3
+
+
 # -- bodies that end early ----------------------------------------------------------------------
 def test_single_part_cut_without_content_length_is_not_saved(synth: list[Path],
                                                              tmp_path: Path) -> None:

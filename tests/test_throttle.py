@@ -224,6 +224,21 @@ def test_max_rate_spaces_requests() -> None:
     assert time.monotonic() - started >= 0.45  # ten intervals of 50 ms at least
 
 
+@pytest.mark.parametrize(("max_rate", "level", "seconds"), [(1 / 60, "INFO", "60.0"),
+                                                            (2.0, "DEBUG", "0.5")])
+def test_a_wait_for_max_rate_is_logged_once(caplog: pytest.LogCaptureFixture,
+                                            max_rate: float, level: str, seconds: str) -> None:
+    """Old dcmweb: --max-rate 1/m held each request a minute without a line, even at -vv."""
+    clock = Clock()
+    gate = Gate(max_in_flight=8, max_rate=max_rate, clock=clock)
+    gate._cond = VirtualWait(clock)
+    with caplog.at_level("DEBUG", logger="dcmweb"):
+        for _ in range(2):
+            gate.leave(Outcome.OK, gate.enter(float("inf")) or 0.0)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (level, f"waiting {seconds} s before the next request, for --max-rate")]
+
+
 def test_deadline_while_waiting_and_cancel() -> None:
     gate = Gate(max_in_flight=1)
     gate.enter(float("inf"))  # the only slot is taken

@@ -97,6 +97,34 @@ def test_metadata_xml_with_no_part_is_a_failure() -> None:
         "no instance"
 
 
+GOOD_XML = b'<?xml version="1.0"?>\n<NativeDicomModel xml:space="preserve"/>'
+BILLION_LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "ha"><!ENTITY b "&a;&a;&a;">]>'
+                  b"<NativeDicomModel>&b;</NativeDicomModel>")
+
+
+@pytest.mark.parametrize(("second", "problem"), [
+    (b"<NativeDicomModel><DicomAttribute", "is not well-formed XML (unclosed token: line 1, "
+     "column 18)"),
+    (GOOD_XML + b"<NativeDicomModel/>", "is not well-formed XML (junk after document element: "
+     "line 2, column 40)"),
+    (BILLION_LAUGHS, "holds a document type declaration (refused: it may declare entities)"),
+], ids=["cut", "two documents", "entities"])
+def test_metadata_xml_with_a_broken_part_is_a_failure(second: bytes, problem: str) -> None:
+    """Old dcmweb wrote any part that began with '<', exit 0."""
+    path = "studies/1/metadata"
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", lambda req: req.reply(
+            200, multipart([GOOD_XML, second], "b0", "application/dicom+xml"),
+            'multipart/related; type="application/dicom+xml"; boundary=b0'))
+        result = dcmweb(fake.url, "retrieve", path, "--format", "xml")
+        asked = len(fake.requests)
+    assert result.exit_code == 1, result.stderr
+    assert result.stdout == ""
+    assert lines(result.stderr)[-1] == f"dcmweb: error: metadata {path}: part 2 of the answer " \
+        f"{problem}"
+    assert asked == 1  # a server's bug, not a cut: not asked again
+
+
 def test_a_missing_study_is_not_found_on_orthanc(orthanc_files: Orthanc,
                                                  tmp_path: Path) -> None:
     for args in (["retrieve", "studies/9.9.9", "-o", str(tmp_path)],
