@@ -96,6 +96,9 @@ def _in_terminal(args: list[str], answer: bytes, timeout: float = 60) -> tuple[i
             screen += data
             if not answered and b"[y/N]" in screen:
                 if answer == CTRL_C:  # the pty is not the child's controlling terminal
+                    # Once it waits in read(): a signal just before that call would wait
+                    # for the read to end (Python runs handlers between bytecodes).
+                    time.sleep(0.5)
                     process.send_signal(signal.SIGINT)
                 else:
                     os.write(master, answer)
