@@ -563,7 +563,14 @@ class Uploader:
                 # Its reason, when the answer gives one (and its code, for the report).
                 lone = answer.lone_unnamed_failure
                 message = lone.describe() if lone else reply.message
-                results.extend(self._duplicates([(unnamed[0], message)]))
+                if (lone and lone.maybe_duplicate) or _says_duplicate(reply.message):
+                    results.extend(self._duplicates([(unnamed[0], message)]))
+                else:
+                    # A conflict the server did not call a duplicate: a search still
+                    # tells whether it holds the file, and the message says no more.
+                    results.extend(self._confirmed(unnamed, (
+                        f"the server answered {reply.message}, yet a search finds it on "
+                        "the server"), missing=message))
             else:
                 hint = ""
                 if status == 415 and self.options.single_part:
@@ -620,6 +627,11 @@ class Uploader:
         return StoreResult(item.path, status, item.size, sop, url,
                            message, confirmed_by, http_status=http_status,
                            study_instance_uid=study, series_instance_uid=series)
+
+
+def _says_duplicate(message: str) -> bool:
+    """Whether a refusal's own words call the file a duplicate (an empty 409 does not)."""
+    return any(word in message.lower() for word in ("duplicate", "already exists"))
 
 
 def _what(items: list[Part10File]) -> str:

@@ -809,3 +809,26 @@ def test_a_lost_answers_retry_after_never_waits_past_the_outage_limit(
     assert str(caught.value).startswith(
         f"store {ct} failed: HTTP 502 Bad Gateway: injected fault (the server was unavailable"
         " for 1 s, the outage limit)"), str(caught.value)
+
+
+@pytest.mark.parametrize("on_server", [True, False], ids=["held", "not-held"])
+def test_409_with_an_empty_body_is_not_called_a_duplicate(ct: Path, tmp_path: Path,
+                                                          on_server: bool) -> None:
+    """A first store answered 409 with no body: old dcmweb called a file the search found
+    "already on the server: a duplicate refused", which the server never said."""
+    report = tmp_path / "report.jsonl"
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.reply(409))
+        _series_route(fake, ct, [[_row(ct)] if on_server else []])
+        result = run(fake.url, "store", "--report", str(report), str(ct))
+    row = report_rows(report)[str(ct)]
+    assert "duplicate" not in result.stderr
+    assert row["http_status"] == 409
+    if on_server:
+        assert result.exit_code == 0, result.stderr
+        assert (row["status"], row["confirmed_by"]) == ("stored", "search")
+        assert row["message"] == ("the server answered HTTP 409 Conflict, yet a search "
+                                  "finds it on the server")
+    else:
+        assert result.exit_code == 1
+        assert lines(result)[0] == f"dcmweb: error: {ct} failed: HTTP 409 Conflict"
