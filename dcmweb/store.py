@@ -546,16 +546,11 @@ class Uploader:
                 results.extend(self._duplicates(duplicates))
             if not unnamed:
                 return results
-            if len(items) > 1 and not answer.names_nothing:
-                # The answer speaks of some files only: ask one file at a time.
-                results.extend(self._one_by_one(unnamed))
-            elif status < 300:
-                # A success that does not name these files proves nothing: ask the server.
-                others = ", ".join(answered[:3])  # one file, another instance named
-                named = f"naming {others}, not this file" if others else "naming no file"
-                results.extend(self._confirmed(unnamed, None, missing=(
-                    f"the server answered HTTP {status} with {answer.describe()} {named}, "
-                    "and a search does not find it")))
+            if status < 300:
+                # A success that does not name these files proves nothing: ask the server
+                # (a resend would only ask the same answer again).
+                found_note, missing = _left_out(len(items), answer, status)
+                results.extend(self._confirmed(unnamed, found_note, missing=missing))
             elif len(items) > 1:
                 # The answer does not say which files failed: ask one file at a time.
                 results.extend(self._one_by_one(unnamed))
@@ -627,6 +622,20 @@ class Uploader:
         return StoreResult(item.path, status, item.size, sop, url,
                            message, confirmed_by, http_status=http_status,
                            study_instance_uid=study, series_instance_uid=series)
+
+
+def _left_out(sent: int, answer: StowAnswer, status: int) -> tuple[str | None, str]:
+    """What a success says of a file it does not name: when a search finds it, and when
+    not."""
+    answered = [*answer.failed, *answer.stored]
+    if sent > 1 and answered:  # it named others sent with this file
+        return ("the server's answer did not name this file; found on the server by search",
+                f"the server's answer (HTTP {status}) did not name this file; not on the "
+                "server")
+    others = ", ".join(answered[:3])  # one file, another instance named
+    named = f"naming {others}, not this file" if others else "naming no file"
+    return None, (f"the server answered HTTP {status} with {answer.describe()} {named}, and "
+                  "a search does not find it")
 
 
 def _says_duplicate(message: str) -> bool:

@@ -832,3 +832,41 @@ def test_409_with_an_empty_body_is_not_called_a_duplicate(ct: Path, tmp_path: Pa
     else:
         assert result.exit_code == 1
         assert lines(result)[0] == f"dcmweb: error: {ct} failed: HTTP 409 Conflict"
+
+
+@pytest.mark.parametrize("on_server", [True, False], ids=["held", "not-held"])
+def test_a_file_the_answer_leaves_out_is_decided_by_search(tmp_path: Path,
+                                                           on_server: bool) -> None:
+    """A 200 naming 5 of the 6 files sent: old dcmweb resent the sixth alone, and said it
+    was "answered HTTP 200 with an empty answer naming no file" (the resend's answer)."""
+    files = corpus.synthetic_files(tmp_path / "s", 6)
+    left_out = files[5]
+    contents = {p: p.read_bytes() for p in files}
+
+    def stow(req: Request) -> None:
+        named = [p for p, data in contents.items() if data in req.seen.body and p != left_out]
+        refs = [{"00081155": {"vr": "UI", "Value": [sop_uid(p)]}} for p in named]
+        req.json(200, {"00081199": {"vr": "SQ", "Value": refs}} if refs else {},
+                 "application/dicom+json")
+
+    report = tmp_path / "report.jsonl"
+    with Hostile() as fake:
+        fake.route("POST", "/studies", stow)
+        _series_route(fake, left_out, [[_row(left_out)] if on_server else []])
+        result = run(fake.url, "store", "--report", str(report), str(tmp_path / "s"))
+        methods = [r.method for r in fake.requests]
+    assert methods == ["POST", "GET"]  # searched, not resent
+    row = report_rows(report)[str(left_out)]
+    assert row["http_status"] == 200
+    if on_server:
+        assert result.exit_code == 0, result.stderr
+        assert (row["status"], row["confirmed_by"]) == ("stored", "search")
+        assert row["message"] == ("the server's answer did not name this file; found on "
+                                  "the server by search")
+    else:
+        assert result.exit_code == 6, result.stderr
+        assert row["status"] == "failed"
+        assert row["message"] == ("the server's answer (HTTP 200) did not name this file; "
+                                  "not on the server")
+    assert {r["status"] for p, r in report_rows(report).items() if p != str(left_out)} == {
+        "stored"}
