@@ -510,6 +510,10 @@ class Uploader:
         if answer.kind == "foreign" and status < 300:
             message = (f"server answered {answer.describe()}, not a STOW answer "
                        f"(HTTP {status})")
+            # An error envelope's own words say why (a web page's markup would not).
+            said = "" if answer.web_page else body_message(answer.text)
+            if said:
+                message += f": {said[:200]}"
             return [self._result(item, "failed", message=message, hint=HOST_HINT)
                     for item in items]
         results: list[StoreResult] = []

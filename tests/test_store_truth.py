@@ -191,15 +191,17 @@ def test_200_with_a_web_page_is_a_failure_naming_what_came_back(ct: Path) -> Non
     assert [r.method for r in fake.requests] == ["POST"]
 
 
-def test_200_with_googles_error_envelope_is_a_failure(ct: Path) -> None:
-    envelope = {"error": {"code": 200, "message": "proxy says hello", "status": "OK"}}
+def test_200_with_googles_error_envelope_is_a_failure_with_its_message(ct: Path) -> None:
+    """Old dcmweb left the envelope's message out: the user saw no reason at all."""
+    envelope = {"error": {"code": 400, "message": "invalid STOW request: no parts",
+                          "status": "INVALID_ARGUMENT"}}
     with Hostile() as fake:
         fake.route("POST", "/studies", lambda req: req.json(200, envelope))
         result = run(fake.url, "store", str(ct))
     assert result.exit_code == 1
     assert lines(result)[0] == (
         f"dcmweb: error: {ct} failed: server answered application/json, not a STOW answer"
-        f" (HTTP 200) ({HOST_HINT})")
+        f" (HTTP 200): invalid STOW request: no parts ({HOST_HINT})")
 
 
 def _series_route(fake: Hostile, path: Path, rows: list[list[dict]]) -> None:
