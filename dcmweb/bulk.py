@@ -190,6 +190,9 @@ class BulkStore:
         self._holdings: ServerHoldings | None = None
         self._callback_error: Exception | None = None  # raised by on_outcome
         self.started = False  # the journal is ours and the run has begun
+        # The store has stopped (an error, Ctrl-C): what comes now is its files' fate,
+        # not progress.
+        self.stopped = False
 
     # -- the run ------------------------------------------------------------------------
     def run(self, results: Iterable[StoreResult] | None = None, total: int = 0) -> Summary:
@@ -214,7 +217,7 @@ class BulkStore:
             else:
                 if results is None:
                     results = store = iter_store(self.http, self.base_url, self._to_send(),
-                                                 self.shaped())
+                                                 self.shaped(), on_stop=self._note_stop)
                 for result in results:
                     self._finish(result)
                     if given and self._callback_error is not None:
@@ -251,6 +254,9 @@ class BulkStore:
         if self._callback_error is not None:
             raise self._callback_error
         return self.summary
+
+    def _note_stop(self) -> None:
+        self.stopped = True
 
     def _refuse_file_options(self) -> None:
         """The journal and --skip-existing decide by a file's path or the UIDs read from

@@ -137,7 +137,8 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
     if not pairs and (output.show_progress or settings.workers > 1 or progress_every):
         counter = BackgroundCount(spec)  # the progress total, and the job's size for shaping
     printer = StorePrinter(output, logging.getLogger("dcmweb").isEnabledFor(logging.DEBUG),
-                           lambda: counter.total if counter else None, progress_every)
+                           lambda: counter.total if counter else None, progress_every,
+                           stopped=lambda: run.stopped)  # run: the BulkStore made below
     with settings.client() as client:
         store_options = StoreOptions(single_part=single_part, batch_size=batch_size,
                                      storage_class=storage_class, study_uid=study_uid,

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -657,7 +657,9 @@ def _per_file(error: DcmwebError, items: list[Part10File]) -> str:
 
 
 def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
-               options: StoreOptions | None = None) -> Generator[StoreResult, None, None]:
+               options: StoreOptions | None = None, *,
+               on_stop: Callable[[], None] | None = None
+               ) -> Generator[StoreResult, None, None]:
     """Store files and yield one result per file as batches finish (a
     :class:`Part10File` is a file whose head the caller has read already).
 
@@ -665,7 +667,8 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
     results, not exceptions; errors that make going on pointless (credentials,
     an unreachable server) stop the run and are raised after the finished
     batches' results have been yielded, and those of the files sent without an
-    answer that decided them (``unconfirmed``: the server may hold them).
+    answer that decided them (``unconfirmed``: the server may hold them). ``on_stop`` is
+    called once the run has stopped, before those results.
     """
     options = options or StoreOptions()
     uploader = Uploader(http, base_url, options)
@@ -683,12 +686,16 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
         # Stopped: the files already decided are still told (what the server holds is
         # stored), and those sent without an answer (unconfirmed), so that only the
         # files never sent count as not attempted.
+        if on_stop:
+            on_stop()
         yield from skipped
         yield from uploader.stopped_results()
         raise
     except KeyboardInterrupt:
         # Ctrl-C or SIGTERM: the batches that finished were handed over (run_bounded);
         # those still running are not waited for, and their files are unconfirmed.
+        if on_stop:
+            on_stop()
         yield from skipped
         yield from uploader.interrupted_results()
         raise

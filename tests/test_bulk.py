@@ -883,6 +883,21 @@ def test_plain_progress_lines_without_a_terminal(files: list[Path]) -> None:
     assert "\r" not in stderr.getvalue()
 
 
+def test_no_progress_line_after_the_run_has_stopped(local_server: LocalServer,
+                                                     tmp_path: Path) -> None:
+    """The files a stopped run hands over (unconfirmed) came with a progress line among
+    the final warnings: "progress: 2 of 4 files, ..., about 1500 s left"."""
+    corpus.synthetic_files(tmp_path / "in", 4)
+    local_server.inject_fault(after=True, method="POST")  # stored, the answer lost
+    local_server.inject_fault(401, method="GET", count=10)  # the check search: stops
+    result = run(local_server.url, "store", "--batch-size", "2", "--progress-every",
+                 "0.000001", str(tmp_path / "in"))
+    assert result.exit_code == 3, result.stderr
+    messages = lines(result.stderr)
+    assert sum(" unconfirmed: " in m for m in messages) == 2
+    assert not [m for m in messages if "progress:" in m], messages
+
+
 @pytest.mark.parametrize(("total", "expected"), [
     (None, "progress: 1 file, 1.0 MiB stored, 0 failed, 0.1 files/s"),
     (1, "progress: 1 of 1 file, 1.0 MiB stored, 0 failed, 0.1 files/s, about 0 s left"),
