@@ -550,7 +550,11 @@ class Uploader:
                 results.extend(self._duplicates(duplicates))
             if not unnamed:
                 return results
-            if status < 300:
+            if len(items) > 1 and answer.failed:
+                # It lists failures, maybe of a file it could not name: sent alone, a
+                # file gets its own reason.
+                results.extend(self._one_by_one(unnamed))
+            elif status < 300:
                 # A success that does not name these files proves nothing: ask the server
                 # (a resend would only ask the same answer again).
                 found_note, missing = _left_out(len(items), answer, status)
