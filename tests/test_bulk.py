@@ -121,7 +121,9 @@ def test_report_attempts_after_a_sigterm_and_a_rerun(tmp_path: Path) -> None:
     corpus.synthetic_files(tmp_path / "in", 4, seed="attempts")
     journal, first, second = tmp_path / "j.db", tmp_path / "1.jsonl", tmp_path / "2.jsonl"
     with LocalServer(tmp_path / "server") as server:
-        server.inject_fault(delay=2, method="POST")  # the first batch: in flight
+        # Every answer comes late: the signal comes once the first one has (logged
+        # when it is done), while the second file is in flight.
+        server.inject_fault(delay=1, count=10**6, method="POST")
         command = [sys.executable, "-m", "dcmweb", server.url, "store", "--batch-size",
                    "1", "--journal", str(journal), str(tmp_path / "in")]
         process = subprocess.Popen([*command, "--report", str(first)],
@@ -132,7 +134,8 @@ def test_report_attempts_after_a_sigterm_and_a_rerun(tmp_path: Path) -> None:
             time.sleep(0.02)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 143
-        time.sleep(2.5)  # the server stores the request it was holding
+        time.sleep(1.5)  # the server stores the request it was holding
+        server.clear_faults()
         rerun = subprocess.run([*command, "--report", str(second)], capture_output=True,
                                text=True, timeout=60)
     assert rerun.returncode == 0, rerun.stderr
