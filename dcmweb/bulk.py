@@ -190,6 +190,9 @@ class BulkStore:
         self._holdings: ServerHoldings | None = None
         self._callback_error: Exception | None = None  # raised by on_outcome
         self.started = False  # the journal is ours and the run has begun
+        # The store has stopped (an error, Ctrl-C): what comes now is its files' fate,
+        # not progress.
+        self.stopped = False
 
     # -- the run ------------------------------------------------------------------------
     def run(self, results: Iterable[StoreResult] | None = None, total: int = 0) -> Summary:
@@ -214,7 +217,7 @@ class BulkStore:
             else:
                 if results is None:
                     results = store = iter_store(self.http, self.base_url, self._to_send(),
-                                                 self.shaped())
+                                                 self.shaped(), on_stop=self._note_stop)
                 for result in results:
                     self._finish(result)
                     if given and self._callback_error is not None:
@@ -251,6 +254,9 @@ class BulkStore:
         if self._callback_error is not None:
             raise self._callback_error
         return self.summary
+
+    def _note_stop(self) -> None:
+        self.stopped = True
 
     def _refuse_file_options(self) -> None:
         """The journal and --skip-existing decide by a file's path or the UIDs read from
@@ -377,7 +383,8 @@ class BulkStore:
             head = read_part10_head(path)
             if self._on_server(path, head, stat.st_size, "found on the server after an "
                                "interrupted run" if unsure else
-                               "already on the server (--skip-existing)"):
+                               "already on the server (--skip-existing)",
+                               entry.attempts if entry is not None and same else 0):
                 return None
             if head is not None:  # read once: the upload uses what was read here
                 item = Part10File(path, head)
@@ -391,8 +398,10 @@ class BulkStore:
             journal.mark_sending(key, stat.st_size, stat.st_mtime_ns, (None, None, None))
         return item
 
-    def _on_server(self, path: Path, head: Part10Head | None, size: int, why: str) -> bool:
-        """Whether the server holds the file's SOP Instance UID (then it is reported)."""
+    def _on_server(self, path: Path, head: Part10Head | None, size: int, why: str,
+                   attempts: int) -> bool:
+        """Whether the server holds the file's SOP Instance UID (then it is reported,
+        with the earlier runs that sent it)."""
         uids = head.uids if head else None
         if uids is None:
             return False  # not DICOM, or unreadable: the uploader says which
@@ -402,7 +411,8 @@ class BulkStore:
             self._holdings = ServerHoldings(self.http, self.base_url)
         if not self._holdings.holds(*uids):
             return False
-        self._emit(Outcome(path, "already stored", size, uids, message=why))
+        self._emit(Outcome(path, "already stored", size, uids, message=why,
+                           attempts=attempts))
         return True
 
     def _plan(self, entry: Path | Part10File) -> None:
@@ -479,7 +489,8 @@ class BulkStore:
             self._emit(kept, pending)
             return
         redone = self._outcome(again, pending)
-        self._emit(replace(redone, attempts=outcome.attempts + 1,
+        # A resend within the run: the attempts count runs, not requests.
+        self._emit(replace(redone, attempts=outcome.attempts,
                            message=_replacement_note(redone)), pending)
 
     def _delete_conflicting(self, outcome: Outcome) -> Outcome | None:
@@ -527,8 +538,12 @@ class BulkStore:
             summary.skip_reasons[outcome.message or "skipped"] += 1
         elif outcome.status == "failed":
             summary.failed_statuses.add(outcome.http_status)
-        if self._journal and record and outcome.status != "unconfirmed":
-            key = pending.key if pending else os.path.abspath(outcome.path)
+        key = pending.key if pending else os.path.abspath(outcome.path)
+        if self._journal and record and outcome.status == "unconfirmed":
+            # Sent (or maybe): this run counts for the next one's attempts.
+            self._journal.count_attempts(key, outcome.attempts)
+            self._journal.commit()
+        elif self._journal and record:
             try:
                 stat = os.stat(outcome.path)
                 size, mtime = stat.st_size, stat.st_mtime_ns
@@ -538,7 +553,8 @@ class BulkStore:
                 size, mtime = -1, -1  # changed while being sent: send it again next time
             self._journal.record(key, size, mtime, outcome.status, uids=outcome.uids,
                                  http_status=outcome.http_status,
-                                 reason=outcome.reason_code, message=outcome.message)
+                                 reason=outcome.reason_code, message=outcome.message,
+                                 attempts=outcome.attempts)
             self._journal.commit()
         if self._report:
             self._report.write(outcome.row())

@@ -143,7 +143,8 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
                    is not ParameterSource.DEFAULT)
     printer = StorePrinter(output, logging.getLogger("dcmweb").isEnabledFor(logging.DEBUG),
                            lambda: counter.total if counter else None, progress_every,
-                           every_asked=every_asked)
+                           every_asked=every_asked,
+                           stopped=lambda: run.stopped)  # run: the BulkStore made below
     with settings.client() as client:
         store_options = StoreOptions(single_part=single_part, batch_size=batch_size,
                                      storage_class=storage_class, study_uid=study_uid,

@@ -154,36 +154,45 @@ class Journal:
                      uids: tuple[str | None, str | None, str | None]) -> None:
         """The file is about to be sent; its outcome is unknown until :meth:`record`.
         Committed at once: a run killed after the request left must leave the mark, so
-        that the next run asks the server before sending the file again."""
+        that the next run asks the server before sending the file again. Not counted as
+        an attempt: a run stopped before sending it never did (see :meth:`record`)."""
         self._begin()
         self.db.execute(
             "INSERT INTO files (target, path, size, mtime_ns, status, study_uid, series_uid,"
-            " sop_uid, attempts, updated) VALUES (?, ?, ?, ?, 'sending', ?, ?, ?, 1, ?)"
+            " sop_uid, attempts, updated) VALUES (?, ?, ?, ?, 'sending', ?, ?, ?, 0, ?)"
             " ON CONFLICT (target, path) DO UPDATE SET size = excluded.size,"
             " mtime_ns = excluded.mtime_ns, status = 'sending', study_uid = excluded.study_uid,"
             " series_uid = excluded.series_uid, sop_uid = excluded.sop_uid,"
-            " attempts = attempts + 1, updated = excluded.updated",
+            " updated = excluded.updated",
             (self.target, _key(path), size, mtime_ns, *uids, time.time()))
         self.commit()
 
     def record(self, path: str, size: int, mtime_ns: int, status: str, *,
                uids: tuple[str | None, str | None, str | None] = (None, None, None),
                http_status: int | None = None, reason: int | None = None,
-               message: str | None = None) -> None:
-        """A file's outcome (kept uncommitted until :meth:`commit`)."""
+               message: str | None = None, attempts: int = 0) -> None:
+        """A file's outcome and the runs that sent it so far (kept uncommitted until
+        :meth:`commit`)."""
         self._begin()
         self.db.execute(
             "INSERT INTO files (target, path, size, mtime_ns, status, study_uid, series_uid,"
-            " sop_uid, http_status, reason, message, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " sop_uid, http_status, reason, message, attempts, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (target, path) DO UPDATE SET size = excluded.size,"
             " mtime_ns = excluded.mtime_ns, status = excluded.status,"
             " study_uid = coalesce(excluded.study_uid, study_uid),"
             " series_uid = coalesce(excluded.series_uid, series_uid),"
             " sop_uid = coalesce(excluded.sop_uid, sop_uid), http_status = excluded.http_status,"
-            " reason = excluded.reason, message = excluded.message, updated = excluded.updated",
+            " reason = excluded.reason, message = excluded.message,"
+            " attempts = excluded.attempts, updated = excluded.updated",
             (self.target, _key(path), size, mtime_ns, status, *uids, http_status, reason,
-             None if message is None else readable(message), time.time()))
+             None if message is None else readable(message), attempts, time.time()))
+
+    def count_attempts(self, path: str, attempts: int) -> None:
+        """The runs that sent a file whose outcome is still unknown (it keeps its mark)."""
+        self._begin()
+        self.db.execute("UPDATE files SET attempts = ? WHERE target = ? AND path = ?",
+                        (attempts, self.target, _key(path)))
 
     def commit(self) -> None:
         if self._in_transaction:

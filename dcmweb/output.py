@@ -330,10 +330,12 @@ class StorePrinter:
     def __init__(self, output: Output, verbose: bool = False,
                  total: Callable[[], int | None] = lambda: None, every: float = 60.0,
                  clock: Callable[[], float] = time.monotonic, *,
-                 every_asked: bool = False) -> None:
+                 every_asked: bool = False,
+                 stopped: Callable[[], bool] = lambda: False) -> None:
         self.output = output
         self.verbose = verbose
         self.total = total  # the progress total, once counted
+        self.stopped = stopped  # the run has ended: no more progress lines
         self.every = every
         self.every_asked = every_asked
         self.clock = clock
@@ -370,7 +372,8 @@ class StorePrinter:
         else:
             output.error(f"{outcome.path} failed: {outcome.message}")
         now = self.clock()
-        if self.every and not output.show_progress and now - self.last >= self.every:
+        if (self.every and not output.show_progress and now - self.last >= self.every
+                and not self.stopped()):
             self.last = now
             line = self.progress_line(total, now)
             if self.every_asked:

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -151,8 +151,17 @@ def triage(entry: Path | Part10File) -> Part10File | StoreResult:
         with open(path, "rb"):
             empty = os.path.getsize(path) == 0
     except OSError as exc:  # asked for but unreadable: a failure, not a skip
-        return StoreResult(path, "failed", message=f"cannot read: {exc.strerror}", sent=False)
+        return StoreResult(path, "failed", message=_cannot_read(path, exc), sent=False)
     return StoreResult(path, "skipped", message=EMPTY if empty else NOT_DICOM, sent=False)
+
+
+def _cannot_read(path: Path, error: OSError) -> str:
+    """Why a file cannot be opened; a dangling link says so and where it points (the
+    bare "No such file" would send the user looking for a file that is listed)."""
+    if isinstance(error, FileNotFoundError) and os.path.islink(path):
+        return (f"cannot read: a broken symbolic link to {os.readlink(path)} "
+                f"({error.strerror})")
+    return f"cannot read: {error.strerror}"
 
 
 def _unreadable_folder(path: Path) -> str | None:
@@ -514,6 +523,10 @@ class Uploader:
         if answer.kind == "foreign" and status < 300:
             message = (f"server answered {answer.describe()}, not a STOW answer "
                        f"(HTTP {status})")
+            # An error envelope's own words say why (a web page's markup would not).
+            said = "" if answer.web_page else body_message(answer.text)
+            if said:
+                message += f": {said[:200]}"
             return [self._result(item, "failed", message=message, hint=HOST_HINT)
                     for item in items]
         results: list[StoreResult] = []
@@ -550,16 +563,15 @@ class Uploader:
                 results.extend(self._duplicates(duplicates))
             if not unnamed:
                 return results
-            if len(items) > 1 and not answer.names_nothing:
-                # The answer speaks of some files only: ask one file at a time.
+            if len(items) > 1 and answer.failed:
+                # It lists failures, maybe of a file it could not name: sent alone, a
+                # file gets its own reason.
                 results.extend(self._one_by_one(unnamed))
             elif status < 300:
-                # A success that does not name these files proves nothing: ask the server.
-                others = ", ".join(answered[:3])  # one file, another instance named
-                named = f"naming {others}, not this file" if others else "naming no file"
-                results.extend(self._confirmed(unnamed, None, missing=(
-                    f"the server answered HTTP {status} with {answer.describe()} {named}, "
-                    "and a search does not find it")))
+                # A success that does not name these files proves nothing: ask the server
+                # (a resend would only ask the same answer again).
+                found_note, missing = _left_out(len(items), answer, status)
+                results.extend(self._confirmed(unnamed, found_note, missing=missing))
             elif len(items) > 1:
                 # The answer does not say which files failed: ask one file at a time.
                 results.extend(self._one_by_one(unnamed))
@@ -567,7 +579,14 @@ class Uploader:
                 # Its reason, when the answer gives one (and its code, for the report).
                 lone = answer.lone_unnamed_failure
                 message = lone.describe() if lone else reply.message
-                results.extend(self._duplicates([(unnamed[0], message)]))
+                if (lone and lone.maybe_duplicate) or _says_duplicate(reply.message):
+                    results.extend(self._duplicates([(unnamed[0], message)]))
+                else:
+                    # A conflict the server did not call a duplicate: a search still
+                    # tells whether it holds the file, and the message says no more.
+                    results.extend(self._confirmed(unnamed, (
+                        f"the server answered {reply.message}, yet a search finds it on "
+                        "the server"), missing=message))
             else:
                 hint = ""
                 if status == 415 and self.options.single_part:
@@ -626,6 +645,25 @@ class Uploader:
                            study_instance_uid=study, series_instance_uid=series)
 
 
+def _left_out(sent: int, answer: StowAnswer, status: int) -> tuple[str | None, str]:
+    """What a success says of a file it does not name: when a search finds it, and when
+    not."""
+    answered = [*answer.failed, *answer.stored]
+    if sent > 1 and answered:  # it named others sent with this file
+        return ("the server's answer did not name this file; found on the server by search",
+                f"the server's answer (HTTP {status}) did not name this file; not on the "
+                "server")
+    others = ", ".join(answered[:3])  # one file, another instance named
+    named = f"naming {others}, not this file" if others else "naming no file"
+    return None, (f"the server answered HTTP {status} with {answer.describe()} {named}, and "
+                  "a search does not find it")
+
+
+def _says_duplicate(message: str) -> bool:
+    """Whether a refusal's own words call the file a duplicate (an empty 409 does not)."""
+    return any(word in message.lower() for word in ("duplicate", "already exists"))
+
+
 def _what(items: list[Part10File]) -> str:
     return f"store {items[0].path}" if len(items) == 1 else f"store of {len(items)} files"
 
@@ -636,7 +674,9 @@ def _per_file(error: DcmwebError, items: list[Part10File]) -> str:
 
 
 def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
-               options: StoreOptions | None = None) -> Generator[StoreResult, None, None]:
+               options: StoreOptions | None = None, *,
+               on_stop: Callable[[], None] | None = None
+               ) -> Generator[StoreResult, None, None]:
     """Store files and yield one result per file as batches finish (a
     :class:`Part10File` is a file whose head the caller has read already).
 
@@ -644,7 +684,8 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
     results, not exceptions; errors that make going on pointless (credentials,
     an unreachable server) stop the run and are raised after the finished
     batches' results have been yielded, and those of the files sent without an
-    answer that decided them (``unconfirmed``: the server may hold them).
+    answer that decided them (``unconfirmed``: the server may hold them). ``on_stop`` is
+    called once the run has stopped, before those results.
     """
     options = options or StoreOptions()
     uploader = Uploader(http, base_url, options)
@@ -662,12 +703,16 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
         # Stopped: the files already decided are still told (what the server holds is
         # stored), and those sent without an answer (unconfirmed), so that only the
         # files never sent count as not attempted.
+        if on_stop:
+            on_stop()
         yield from skipped
         yield from uploader.stopped_results()
         raise
     except KeyboardInterrupt:
         # Ctrl-C or SIGTERM: the batches that finished were handed over (run_bounded);
         # those still running are not waited for, and their files are unconfirmed.
+        if on_stop:
+            on_stop()
         yield from skipped
         yield from uploader.interrupted_results()
         raise

@@ -89,14 +89,17 @@ class StowAnswer:
         [(uid, failure)] = self.failed.items()
         return failure if uid.startswith(_UNNAMED) else None
 
+    @property
+    def web_page(self) -> bool:
+        return self.content_type == "text/html" or self.text.lower().startswith(
+            ("<!doctype", "<html"))
+
     def describe(self) -> str:
         """What came back, for a message: 'text/html (a web page)'."""
         if self.kind == "empty":
             return "an empty answer"
         label = self.content_type or "no Content-Type"
-        if self.content_type == "text/html" or self.text.lower().startswith(("<!doctype", "<html")):
-            return f"{label} (a web page)"
-        return label
+        return f"{label} (a web page)" if self.web_page else label
 
 
 def _from_json(node: Any) -> Dataset:

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,6 +114,42 @@ def test_report_attempts_count_only_the_runs_that_sent_the_file(
     assert sent[files[0].name] == "1" and sent["notes.txt"] == "0"
 
 
+def test_report_attempts_after_a_sigterm_and_a_rerun(tmp_path: Path) -> None:
+    """Old dcmweb counted a run that took a file from the input, not one that sent it:
+    after a SIGTERM, the rerun gave attempts 0 to the files that were in flight (found
+    on the server) and 2 to the files the stopped run never sent."""
+    corpus.synthetic_files(tmp_path / "in", 4, seed="attempts")
+    journal, first, second = tmp_path / "j.db", tmp_path / "1.jsonl", tmp_path / "2.jsonl"
+    with LocalServer(tmp_path / "server") as server:
+        # Every answer comes late: the signal comes once the first one has (logged
+        # when it is done), while the second file is in flight.
+        server.inject_fault(delay=1, count=10**6, method="POST")
+        command = [sys.executable, "-m", "dcmweb", server.url, "store", "--batch-size",
+                   "1", "--journal", str(journal), str(tmp_path / "in")]
+        process = subprocess.Popen([*command, "--report", str(first)],
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not [r for r in server.requests if r.method == "POST"]:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 143
+        time.sleep(1.5)  # the server stores the request it was holding
+        server.clear_faults()
+        rerun = subprocess.run([*command, "--report", str(second)], capture_output=True,
+                               text=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    before = {row["path"]: row["status"] for row in rows(first)}
+    assert list(before.values()).count("unconfirmed") == 1  # in flight at the SIGTERM
+    attempts = {row["path"]: (row["status"], row["attempts"]) for row in rows(second)}
+    assert len(attempts) == 4
+    for path, (status, count) in attempts.items():
+        # The runs that sent it: the stopped one (stored, or in flight), and this one if
+        # it sent it; not the stopped one for a file it never sent.
+        sent_before = before.get(path) in ("stored", "unconfirmed")
+        assert count == sent_before + (status == "stored"), (path, status, count)
+
+
 def test_second_run_on_a_busy_journal_exits_7_and_sends_nothing(
         local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
     journal = tmp_path / "j.db"
@@ -172,7 +209,8 @@ def test_conflicts_fail_skip_overwrite(local_server: LocalServer, pydicom_files:
                       "--on-conflict", "overwrite")
     assert overwritten.exit_code == 0, overwritten.stderr
     row = rows(report)[0]
-    assert row["status"] == "stored" and row["attempts"] == 2
+    # One run sent it (old dcmweb: 2, counting the resend after the delete).
+    assert row["status"] == "stored" and row["attempts"] == 1
     assert row["message"].startswith("replaced the server's conflicting instance")
     (held,) = local_server.store.query("SELECT patient_name FROM instances")
     assert held["patient_name"] == "Conflict^Copy"
@@ -894,6 +932,21 @@ def test_quiet_hides_progress_lines_unless_progress_every_is_given(
     assert bool(progress) == shown, result.stderr
     assert [m for m in logs.messages(result.stderr, "info") if not m.startswith("progress:")
             ] == []  # -q still hides the per-file lines and the summary of a good run
+
+
+def test_no_progress_line_after_the_run_has_stopped(local_server: LocalServer,
+                                                     tmp_path: Path) -> None:
+    """The files a stopped run hands over (unconfirmed) came with a progress line among
+    the final warnings: "progress: 2 of 4 files, ..., about 1500 s left"."""
+    corpus.synthetic_files(tmp_path / "in", 4)
+    local_server.inject_fault(after=True, method="POST")  # stored, the answer lost
+    local_server.inject_fault(401, method="GET", count=10)  # the check search: stops
+    result = run(local_server.url, "store", "--batch-size", "2", "--progress-every",
+                 "0.000001", str(tmp_path / "in"))
+    assert result.exit_code == 3, result.stderr
+    messages = lines(result.stderr)
+    assert sum(" unconfirmed: " in m for m in messages) == 2
+    assert not [m for m in messages if "progress:" in m], messages
 
 
 @pytest.mark.parametrize(("total", "expected"), [

@@ -421,8 +421,8 @@ def test_non_dicom_and_empty_files_are_skipped(local_server, pydicom_files: list
     assert uploaded_lines(result.stderr) == {str(ct): instance_url(local_server.url, ct)}
 
 
-def test_unreadable_file_is_a_failure_not_a_skip(local_server, pydicom_files: list[Path],
-                                                 tmp_path: Path) -> None:
+def test_broken_link_is_a_failure_that_says_where_it_points(
+        local_server, pydicom_files: list[Path], tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     ct = by_name(pydicom_files, "CT_small.dcm")[0]
@@ -430,8 +430,10 @@ def test_unreadable_file_is_a_failure_not_a_skip(local_server, pydicom_files: li
     (folder / "gone.dcm").symlink_to(tmp_path / "deleted-meanwhile.dcm")  # lists, cannot open
     result = run(local_server.url, "store", str(folder))
     assert result.exit_code == 6, result.stderr
-    assert (f"dcmweb: error: {folder / 'gone.dcm'} failed: cannot read: No such file or"
-            " directory") in lines(result.stderr)
+    # Old dcmweb: "cannot read: No such file or directory", for a file the folder lists.
+    assert (f"dcmweb: error: {folder / 'gone.dcm'} failed: cannot read: a broken symbolic "
+            f"link to {tmp_path / 'deleted-meanwhile.dcm'} (No such file or directory)"
+            ) in lines(result.stderr)
     assert summary(result.stderr)["extras"] == "1 failed"
     assert list(uploaded_lines(result.stderr)) == [str(folder / "ct.dcm")]
 

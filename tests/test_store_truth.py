@@ -191,15 +191,17 @@ def test_200_with_a_web_page_is_a_failure_naming_what_came_back(ct: Path) -> Non
     assert [r.method for r in fake.requests] == ["POST"]
 
 
-def test_200_with_googles_error_envelope_is_a_failure(ct: Path) -> None:
-    envelope = {"error": {"code": 200, "message": "proxy says hello", "status": "OK"}}
+def test_200_with_googles_error_envelope_is_a_failure_with_its_message(ct: Path) -> None:
+    """Old dcmweb left the envelope's message out: the user saw no reason at all."""
+    envelope = {"error": {"code": 400, "message": "invalid STOW request: no parts",
+                          "status": "INVALID_ARGUMENT"}}
     with Hostile() as fake:
         fake.route("POST", "/studies", lambda req: req.json(200, envelope))
         result = run(fake.url, "store", str(ct))
     assert result.exit_code == 1
     assert lines(result)[0] == (
         f"dcmweb: error: {ct} failed: server answered application/json, not a STOW answer"
-        f" (HTTP 200) ({HOST_HINT})")
+        f" (HTTP 200): invalid STOW request: no parts ({HOST_HINT})")
 
 
 def _series_route(fake: Hostile, path: Path, rows: list[list[dict]]) -> None:
@@ -833,3 +835,64 @@ def test_a_file_whose_requests_are_always_dropped_fails_alone(
     rows = report_rows(report)
     assert {path for path, row in rows.items() if row["status"] == "failed"} == {str(poison)}
     assert {row["status"] for path, row in rows.items() if path != str(poison)} == {"stored"}
+
+
+@pytest.mark.parametrize("on_server", [True, False], ids=["held", "not-held"])
+def test_409_with_an_empty_body_is_not_called_a_duplicate(ct: Path, tmp_path: Path,
+                                                          on_server: bool) -> None:
+    """A first store answered 409 with no body: old dcmweb called a file the search found
+    "already on the server: a duplicate refused", which the server never said."""
+    report = tmp_path / "report.jsonl"
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.reply(409))
+        _series_route(fake, ct, [[_row(ct)] if on_server else []])
+        result = run(fake.url, "store", "--report", str(report), str(ct))
+    row = report_rows(report)[str(ct)]
+    assert "duplicate" not in result.stderr
+    assert row["http_status"] == 409
+    if on_server:
+        assert result.exit_code == 0, result.stderr
+        assert (row["status"], row["confirmed_by"]) == ("stored", "search")
+        assert row["message"] == ("the server answered HTTP 409 Conflict, yet a search "
+                                  "finds it on the server")
+    else:
+        assert result.exit_code == 1
+        assert lines(result)[0] == f"dcmweb: error: {ct} failed: HTTP 409 Conflict"
+
+
+@pytest.mark.parametrize("on_server", [True, False], ids=["held", "not-held"])
+def test_a_file_the_answer_leaves_out_is_decided_by_search(tmp_path: Path,
+                                                           on_server: bool) -> None:
+    """A 200 naming 5 of the 6 files sent: old dcmweb resent the sixth alone, and said it
+    was "answered HTTP 200 with an empty answer naming no file" (the resend's answer)."""
+    files = corpus.synthetic_files(tmp_path / "s", 6)
+    left_out = files[5]
+    contents = {p: p.read_bytes() for p in files}
+
+    def stow(req: Request) -> None:
+        named = [p for p, data in contents.items() if data in req.seen.body and p != left_out]
+        refs = [{"00081155": {"vr": "UI", "Value": [sop_uid(p)]}} for p in named]
+        req.json(200, {"00081199": {"vr": "SQ", "Value": refs}} if refs else {},
+                 "application/dicom+json")
+
+    report = tmp_path / "report.jsonl"
+    with Hostile() as fake:
+        fake.route("POST", "/studies", stow)
+        _series_route(fake, left_out, [[_row(left_out)] if on_server else []])
+        result = run(fake.url, "store", "--report", str(report), str(tmp_path / "s"))
+        methods = [r.method for r in fake.requests]
+    assert methods == ["POST", "GET"]  # searched, not resent
+    row = report_rows(report)[str(left_out)]
+    assert row["http_status"] == 200
+    if on_server:
+        assert result.exit_code == 0, result.stderr
+        assert (row["status"], row["confirmed_by"]) == ("stored", "search")
+        assert row["message"] == ("the server's answer did not name this file; found on "
+                                  "the server by search")
+    else:
+        assert result.exit_code == 6, result.stderr
+        assert row["status"] == "failed"
+        assert row["message"] == ("the server's answer (HTTP 200) did not name this file; "
+                                  "not on the server")
+    assert {r["status"] for p, r in report_rows(report).items() if p != str(left_out)} == {
+        "stored"}
