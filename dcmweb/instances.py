@@ -21,7 +21,7 @@ from .http import Http
 from .multipart import parse_content_type
 from .paths import ResourcePath, parse_resource_path
 from .retrieve import DEFAULT_TYPE, accept_header, instance_problem, pydicom_uids
-from .wado import CUT_OFF, Answer, CutOffError, NoInstanceError, checked_answer
+from .wado import CUT_OFF, Answer, CutOffError, checked_answer
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -54,16 +54,12 @@ def _instances(answer: Answer, what: str) -> Iterator[bytes]:
                               "the DICOM data")
         yield data
         return
-    sent = False
-    for part in wado.parts_of(answer, answer.boundary, what):
+    for part in wado.at_least_one(wado.parts_of(answer, answer.boundary, what), what):
         mime, _ = parse_content_type(part.content_type or DICOM)
         if mime != DICOM:
             raise ServerError(f"{what}: the server sent a {mime} part where {DICOM} "
                               "was asked for")
-        sent = True
         yield b"".join(part.iter_content())
-    if not sent:
-        raise NoInstanceError(what)
 
 
 def _checked(data: bytes, target: ResourcePath, what: str) -> bytes:

@@ -22,7 +22,7 @@ from .http import Http, read_limited
 from .multipart import parse_content_type
 from .record import field, record
 from .unexpected import describe_body, not_dicomweb
-from .wado import NoInstanceError, answer_parts, asking_again, framed, get
+from .wado import answer_parts, asking_again, at_least_one, framed, get
 from .wadopath import parse_wado_path
 from .xmlcheck import xml_problem
 
@@ -101,7 +101,8 @@ def _fetch_json(http: Http, url: str, what: str, parse: bool) -> Metadata:
 def _fetch_xml(http: Http, url: str, what: str) -> Metadata:
     documents = []
     with get(http, url, what, XML_TYPE) as response:
-        for number, (mime, chunks) in enumerate(answer_parts(response, what, XML_PART), 1):
+        parts = at_least_one(answer_parts(response, what, XML_PART), what)
+        for number, (mime, chunks) in enumerate(parts, 1):
             document = b"".join(chunks)
             if not document.lstrip().startswith(b"<"):
                 raise ServerError(f"{what}: the server sent a part that is not XML ({mime})")
@@ -109,8 +110,6 @@ def _fetch_xml(http: Http, url: str, what: str) -> Metadata:
             if problem:
                 raise ServerError(f"{what}: part {number} of the answer {problem}")
             documents.append(document)
-    if not documents:
-        raise NoInstanceError(what)
     raw = b"".join(doc if doc.endswith(b"\n") else doc + b"\n" for doc in documents)
     return Metadata(raw, documents=documents)
 

@@ -161,8 +161,8 @@ class Downloader:
             yield self._save_part(answer.chunks, asked, target, 1, saved,
                                   check_end=not answer.framed)
             return
-        index = 0
-        parts = wado.parts_of(answer, answer.boundary, f"retrieve {target.url_path()}")
+        what = f"retrieve {target.url_path()}"
+        parts = wado.at_least_one(wado.parts_of(answer, answer.boundary, what), what)
         for index, part in enumerate(parts, start=1):
             part_mime, _ = parse_content_type(part.content_type or self.part_type)
             if not wado.fits(part_mime, asked):
@@ -171,10 +171,6 @@ class Downloader:
                     f"the server sent a {part_mime} part where {asked} was asked for"))
                 continue  # the parser skips what was not read
             yield self._save_part(part.iter_content(), part_mime, target, index, saved)
-        if index == 0:
-            # A study, series or instance that exists holds one at least; a missing one
-            # is a 404 (Orthanc, the local server), so an empty answer is not success.
-            raise wado.NoInstanceError(f"retrieve {target.url_path()}")
 
     def _save_part(self, chunks: Iterable[Chunk], mime: str, target: ResourcePath,
                    index: int, saved: set[Path], *, check_end: bool = False

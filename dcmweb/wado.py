@@ -10,7 +10,7 @@ cause; it is asked once more (a 500 may be a hiccup) and then reported with a hi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -82,6 +82,19 @@ class NoInstanceError(ServerError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"{what}: the server sent no instance")
+
+
+def at_least_one(items: Iterable[T], what: str) -> Iterator[T]:
+    """``items`` (the parts of an answer for a study, series or instance path), then
+    NoInstanceError if there was none: a path that exists holds one instance at least, and
+    a missing one is a 404 on real servers (Orthanc, the local server), not an empty
+    answer."""
+    empty = True
+    for item in items:
+        empty = False
+        yield item
+    if empty:
+        raise NoInstanceError(what)
 
 
 class CutOffError(ValueError):
