@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import NotFoundError
 from .paths import parse_resource_path
+from .rows import value
 
 if TYPE_CHECKING:
     from .client import Client
@@ -52,7 +53,7 @@ def files_under(client: Client, path: str | None, output: str | os.PathLike[str]
     check_request(target, dicom_part_type(part_type, transfer_syntax), single_part)
     listed: set[Path] = set()
     for row in instances_under(client, path, "retrieve"):
-        uids = tuple(((row.get(tag) or {}).get("Value") or [None])[0] for tag in _UID_TAGS)
+        uids = tuple(value(row, tag) for tag in _UID_TAGS)
         final = dicom_path(Path(output), target, uids)
         if isinstance(final, Path):
             if final in listed:

@@ -81,11 +81,11 @@ def _targets(http: Http, base_url: str, target: WadoPath) -> Iterator[WadoPath]:
             yield WadoPath(resource, "rendered", (number,))
         return
     from .paths import safe_uid
+    from .rows import value
 
     for row in Searcher(http, base_url).iter_rows(f"{resource.url_path()}/instances",
                                                   first_page=FIRST_PAGE):
-        uids = [safe_uid(((row.get(tag) or {}).get("Value") or [None])[0])
-                for tag in ("0020000E", "00080018")]
+        uids = [safe_uid(value(row, tag)) for tag in ("0020000E", "00080018")]
         if None in uids:
             raise ServerError(f"render {resource.url_path()}: the server listed an instance "
                               "without safe series and SOP Instance UIDs")

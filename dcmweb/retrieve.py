@@ -32,6 +32,7 @@ from .multipart import Chunk, parse_content_type
 from .parallel import run_bounded
 from .paths import ResourcePath, parse_resource_path, safe_uid
 from .record import record
+from .rows import value
 from .saving import Saver
 from .transport import Response
 from .wado import CUT_OFF, STREAM_ATTEMPTS, CutOffError, checked_answer
@@ -284,29 +285,22 @@ def _listed(rows: Iterable[dict[str, Any]], search_path: str, tag: str, level: s
     """Each study or series a search lists; its UID is checked before it becomes a path."""
     listed: set[str] = set()
     for row in rows:
-        values = (row.get(tag) or {}).get("Value") or [None]
-        uid = safe_uid(values[0])
+        given = value(row, tag)
+        uid = safe_uid(given)
         if uid in listed:
             continue  # one study listed under two patients: its path is fetched once
         if uid is None:
-            reason = f"refused unsafe {level} UID {values[0]!r} from the server"
+            reason = f"refused unsafe {level} UID {given!r} from the server"
             yield RetrieveResult("failed", search_path, message=reason)
         else:
             listed.add(uid)
             yield make(uid)
 
 
-def _first_value(row: dict[str, Any], tag: str) -> Any:
-    """A search row's first value of ``tag``, or None (also for a malformed element)."""
-    element = row.get(tag)
-    values = element.get("Value") if isinstance(element, dict) else None
-    return values[0] if isinstance(values, list) and values else None
-
-
 def _count(row: dict[str, Any], tag: str) -> int | None:
     """A search row's whole-number attribute (e.g. NumberOfSeriesRelatedInstances), or None."""
     try:
-        return int(_first_value(row, tag))
+        return int(value(row, tag))
     except (TypeError, ValueError):
         return None
 
@@ -317,7 +311,7 @@ def _study_instances(searcher: Searcher, study: str) -> int | None:
     rows = searcher.page("studies", [("StudyInstanceUID", study),
                                      ("includefield", _STUDY_INSTANCES)])
     counts = {_count(row, _STUDY_INSTANCES) for row in rows
-              if _first_value(row, "0020000D") == study}
+              if value(row, "0020000D") == study}
     return counts.pop() if len(counts) == 1 else None
 
 

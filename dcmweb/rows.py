@@ -22,7 +22,9 @@ def values(row: Mapping[str, Any], keyword: str) -> list[Any]:
     element = row.get(tag_of(keyword))
     if not isinstance(element, Mapping):
         return []
-    found = element.get("Value") or []
+    found = element.get("Value")
+    if not isinstance(found, list):  # absent, or malformed: a string is not its values
+        return []
     if element.get("vr") == "PN":
         return [v.get("Alphabetic", "") if isinstance(v, Mapping) else v for v in found]
     return list(found)
