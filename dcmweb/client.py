@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from .store import StoreOptions, StoreResult
 
 log = logging.getLogger("dcmweb")
+# The library never prints: without a handler of its own, Python's last-resort handler
+# would write a program's warnings (retries, say) to stderr. The CLI adds its own.
+log.addHandler(logging.NullHandler())
 
 GCP_API = "https://healthcare.googleapis.com/v1"
 _STORE_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/datasets/[^/]+/dicomStores/[^/]+")

@@ -330,3 +330,16 @@ def test_waits_refuse_what_the_cli_refuses() -> None:
             client.delete("studies/1.2", timeout=-1)
         with pytest.raises(dcmweb.UsageError, match=r"^timeout must be at least 1, finite"):
             client.wait_operation("1", timeout=float("nan"))
+
+
+def test_the_library_writes_nothing_to_stderr_when_logging_is_not_set_up(
+        local_server: LocalServer) -> None:
+    """A retried request logs a warning; in a program that configured no logging,
+    Python's last-resort handler would print it, and the library never prints."""
+    local_server.inject_fault(503, count=1, retry_after="0")  # one retry: a warning
+    script = ("import sys; from dcmweb import Client\n"
+              "with Client(sys.argv[1], retries=2) as client:\n"
+              "    print(len(client.search('studies')))\n")
+    run = subprocess.run([sys.executable, "-c", script, local_server.url],
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert (run.stdout, run.stderr) == ("0\n", "")
