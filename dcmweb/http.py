@@ -68,6 +68,7 @@ from .neterrors import (
     TLSError,
     TransportError,
 )
+from .output import TRANSIENT
 from .record import field, record
 from .redact import redact_text, redact_url
 from .throttle import Cancelled, Gate, GateStats, Outcome
@@ -701,7 +702,7 @@ class _Exchange:
             self.http.last_retry_line = (key, now)
         # Every retry's line has this one shape, so one grep finds them all.
         log.log(level, "%s: %s; retrying%s (attempt %d)", self.what, reason, when,
-                self.attempt + 1)
+                self.attempt + 1, extra={TRANSIENT: True})
 
     def _deadline_note(self) -> str:
         elapsed = time.monotonic() - self.started

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 FORMATS = ("pretty", "compact", "jsonl")
 LOG_FORMATS = ("text", "json")
 TEXT_FORMATS = ("csv", "tsv", "uids")  # written by searchformat.py
+# Set on a log record that announces a retry: --quiet hides it (cron mails only trouble).
+TRANSIENT = "dcmweb_transient"
 _NOTHING = object()
 # C0 and C1 control characters as escapes, \n as the two characters '\' 'n'.
 _CONTROL_ESCAPES = {code: ({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(code))
@@ -306,6 +308,8 @@ class StderrLogHandler(logging.Handler):
         self.output = output
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self.output.quiet and getattr(record, TRANSIENT, False):
+            return  # a retry: if it does not get through, the error that follows says so
         message = record.getMessage()
         if record.levelno >= logging.ERROR:
             self.output.error(message)

@@ -1,6 +1,6 @@
 """Log lines: one shape for every line (timestamp with zone, level, message), JSON lines,
--q silent on success but never hiding warnings, errors, retries or the summary of a failed
-store or retrieve, plurals."""
+-q silent on success (retries a run got past included) but never hiding warnings, errors
+or the summary of a failed store or retrieve, plurals."""
 
 from __future__ import annotations
 
@@ -195,15 +195,30 @@ def test_no_files_given_is_not_blamed_on_dicom(local_server: LocalServer, tmp_pa
     assert lines(result.stderr)[1:] == [f"dcmweb: error: no files to store ({why})"]
 
 
-def test_retries_are_shown_with_quiet(local_server: LocalServer, tmp_path: Path) -> None:
+def test_quiet_hides_the_retries_of_a_run_that_succeeds(local_server: LocalServer,
+                                                        tmp_path: Path) -> None:
+    """Cron mails whatever a job prints: a 503 that a retry got past is not trouble. The
+    same retry is a warning without -q, and a run that gives up says so under -q."""
     corpus.synthetic_files(tmp_path / "f", 1)
+    env = {"DCMWEB_RETRIES": "2"}
     local_server.inject_fault(503, count=1, method="POST")
-    result = CliRunner().invoke(cli, ["-q", local_server.url, "store", str(tmp_path / "f")],
-                                env={"DCMWEB_RETRIES": "2"}, catch_exceptions=False)
-    assert result.exit_code == 0
-    [(level, message)] = parsed(result.stderr)
+    quiet = CliRunner().invoke(cli, ["-q", local_server.url, "store", str(tmp_path / "f")],
+                               env=env, catch_exceptions=False)
+    assert (quiet.exit_code, quiet.stderr) == (0, "")
+    local_server.inject_fault(503, count=1, method="POST")
+    shown = CliRunner().invoke(cli, [local_server.url, "store", str(tmp_path / "f")],
+                               env=env, catch_exceptions=False)
+    assert shown.exit_code == 0
+    [(level, message)] = [line for line in parsed(shown.stderr) if "retrying" in line[1]]
     assert level == "warning"
     assert "HTTP 503 Service Unavailable; retrying" in message
+    local_server.inject_fault(503, count=100_000, retry_after="0", method="POST")
+    failed = CliRunner().invoke(cli, ["-q", "--outage-limit", "0.5", local_server.url,
+                                      "store", str(tmp_path / "f")],
+                                env=env, catch_exceptions=False)
+    assert failed.exit_code != 0
+    assert [level for level, message in parsed(failed.stderr) if "retrying" in message] == []
+    assert "the outage limit" in failed.stderr
 
 
 def test_one_deleted_instance_is_singular(local_server: LocalServer, tmp_path: Path) -> None:
