@@ -112,6 +112,35 @@ def test_json_and_xml_metadata_carry_the_same_tags(srv: LocalServer) -> None:
     assert re.search(rb'keyword="BeamSequence"', body)
 
 
+@pytest.mark.filterwarnings("ignore:Found unknown escape sequence")  # the ESC, on reading
+def test_xml_metadata_is_well_formed_whatever_the_values_hold(srv: LocalServer) -> None:
+    """XML 1.0 forbids most C0 controls even as character references: the bytes 07, 1B
+    and 01 went out raw and no XML parser read the part. They are sent as U+FFFD; what
+    XML can hold (a CR, markup characters) parses back to the stored value."""
+    ds = pydicom.dcmread(real_file(CT))
+    ds.StudyDescription = "bell\x07 esc\x1b \x01 end"
+    ds.PatientName = "Ctrl^Char\x02"
+    ds.SeriesDescription = "]]> <tag> & \"q\" 'a'"
+    ds.ImageComments = "line one\r\nline two\rthree"
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    assert stow(srv, [out.getvalue()]).status_code == 200
+    study, series, sop = uids(out.getvalue())
+    url = f"{srv.url}/studies/{study}/series/{series}/instances/{sop}"
+    accept = 'multipart/related; type="application/dicom+xml"'
+    resp = requests.get(url + "/metadata", headers={"Accept": accept}, timeout=30)
+    [(_, body)] = split_multipart(resp)
+    root = ET.fromstring(body)  # expat: raises on a document that is not well-formed
+
+    def text(keyword: str, inner: str = "d:Value") -> str | None:
+        return root.find(f"d:DicomAttribute[@keyword='{keyword}']/{inner}", NS).text
+
+    assert text("StudyDescription") == "bell\ufffd esc\ufffd \ufffd end"
+    assert text("PatientName", "d:PersonName/d:Alphabetic/d:GivenName") == "Char\ufffd"
+    assert text("SeriesDescription") == "]]> <tag> & \"q\" 'a'"
+    assert text("ImageComments") == "line one\r\nline two\rthree"
+
+
 # -- frames and bulk data -----------------------------------------------------------------
 OCTET_MP = 'multipart/related; type="application/octet-stream"'
 
