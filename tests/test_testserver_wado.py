@@ -288,6 +288,49 @@ def test_compressed_instance_is_decoded_to_explicit_le(srv: LocalServer, accept:
     assert (ds.pixel_array == original.pixel_array).all()
 
 
+@pytest.mark.parametrize("accept", [None, "*/*"], ids=["no Accept", "*/*"])
+@pytest.mark.parametrize("level", ["study", "instance"])
+def test_no_accept_or_any_type_gets_googles_default(
+    srv: LocalServer, accept: str | None, level: str
+) -> None:
+    """Google transcodes to Explicit VR LE unless the request asks for transfer-syntax=*;
+    no Accept header, and curl's and requests' `*/*`, got the stored RLE bytes."""
+    url = put(srv, RLE_MULTI)
+    target = url if level == "instance" else url.split("/series/")[0]
+    resp = requests.get(target, headers={"Accept": accept}, timeout=30)  # None: not sent
+    assert resp.status_code == 200, resp.text
+    assert srv.requests[-1].headers.get("Accept") == accept
+    assert resp.headers["Content-Type"].startswith('multipart/related; type="application/dicom"')
+    [(head, body)] = split_multipart(resp)
+    assert head == f"Content-Type: application/dicom; transfer-syntax={EXPLICIT_LE}"
+    ds = pydicom.dcmread(io.BytesIO(body))
+    assert ds.file_meta.TransferSyntaxUID == EXPLICIT_LE
+    assert (ds.pixel_array == pydicom.dcmread(real_file(RLE_MULTI)).pixel_array).all()
+    stored = requests.get(target, headers={"Accept": "*/*; transfer-syntax=*"}, timeout=30)
+    assert split_multipart(stored)[0][1] == blob(RLE_MULTI)
+
+
+@pytest.mark.parametrize("accept", [None, "*/*"], ids=["no Accept", "*/*"])
+def test_other_routes_answer_their_default_type_to_no_accept_or_any(
+    srv: LocalServer, accept: str | None
+) -> None:
+    """Metadata as JSON, frames decoded as multipart octet-stream, bulk data as
+    multipart octet-stream, rendered as JPEG: each route's first type, as Google's."""
+    url = put(srv, RLE_MULTI)
+    headers = {"Accept": accept}
+    metadata = requests.get(url + "/metadata", headers=headers, timeout=30)
+    assert metadata.headers["Content-Type"] == "application/dicom+json"
+    frames = requests.get(url + "/frames/2", headers=headers, timeout=30)
+    assert frames.headers["Content-Type"].startswith(OCTET_MP)
+    [(head, frame)] = split_multipart(frames)
+    assert head == f"Content-Type: application/octet-stream; transfer-syntax={EXPLICIT_LE}"
+    assert frame == pydicom.dcmread(real_file(RLE_MULTI)).pixel_array[1].tobytes()
+    bulk = requests.get(url + "/bulkdata/7FE00010", headers=headers, timeout=30)
+    assert bulk.headers["Content-Type"].startswith(OCTET_MP)
+    image = requests.get(url + "/rendered", headers=headers, timeout=30)
+    assert image.headers["Content-Type"] == "image/jpeg"
+
+
 def test_undecodable_syntax_gets_406_before_the_answer(
     srv: LocalServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
