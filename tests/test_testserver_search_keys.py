@@ -230,6 +230,50 @@ def test_each_extended_key_finds_its_file_and_not_the_others(
     assert found(extended, path, params) == expected
 
 
+# Every key the server matches as a range, and a range of each form holding the value
+# dated_copy() has.
+RANGE_KEYS = {
+    "StudyDate": ("/studies", "20040101", "20041231"),
+    "StudyTime": ("/studies", "070000", "080000"),
+    "PatientBirthDate": ("/studies", "19700101", "19701231"),
+    "PerformedProcedureStepStartDate": ("/series", "20040101", "20041231"),
+    "PerformedProcedureStepStartTime": ("/series", "070000", "080000"),
+}
+
+
+@pytest.fixture(scope="module")
+def undated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """The dated copy, and two studies without any of its dates and times: one with the
+    attributes empty, one without them."""
+    with LocalServer(tmp_path_factory.mktemp("undated"), search_keys="extended") as server:
+        copies = []
+        for empty in (True, False):
+            ds = pydicom.dcmread(io.BytesIO(synthetic(dated_copy())))
+            for keyword in RANGE_KEYS:
+                if empty:
+                    setattr(ds, keyword, "")
+                elif keyword in ds:
+                    delattr(ds, keyword)
+            out = io.BytesIO()
+            ds.save_as(out, enforce_file_format=True)
+            copies.append(out.getvalue())
+        assert stow(server, [dated_copy(), *copies]).status_code == 200
+        yield server
+
+
+@pytest.mark.parametrize("form", ["START-END", "START-", "-END"])
+@pytest.mark.parametrize("keyword", RANGE_KEYS)
+def test_a_range_never_matches_a_missing_value(
+    undated: LocalServer, keyword: str, form: str
+) -> None:
+    """`StudyDate=-20041231` found every study without a StudyDate: the index keeps a
+    missing value as '', and '' <= '20041231'."""
+    path, start, end = RANGE_KEYS[keyword]
+    value = form.replace("START", start).replace("END", end)
+    rows = qido(undated, path, **{keyword: value})
+    assert [row["0020000D"]["Value"][0] for row in rows] == [DATED_STUDY]
+
+
 def test_extended_keys_keep_their_levels(extended: LocalServer) -> None:
     assert refused(extended, "/studies", {"SeriesNumber": "1"}) == (
         "SeriesNumber is not a supported study level attribute")

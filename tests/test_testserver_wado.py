@@ -112,6 +112,35 @@ def test_json_and_xml_metadata_carry_the_same_tags(srv: LocalServer) -> None:
     assert re.search(rb'keyword="BeamSequence"', body)
 
 
+@pytest.mark.filterwarnings("ignore:Found unknown escape sequence")  # the ESC, on reading
+def test_xml_metadata_is_well_formed_whatever_the_values_hold(srv: LocalServer) -> None:
+    """XML 1.0 forbids most C0 controls even as character references: the bytes 07, 1B
+    and 01 went out raw and no XML parser read the part. They are sent as U+FFFD; what
+    XML can hold (a CR, markup characters) parses back to the stored value."""
+    ds = pydicom.dcmread(real_file(CT))
+    ds.StudyDescription = "bell\x07 esc\x1b \x01 end"
+    ds.PatientName = "Ctrl^Char\x02"
+    ds.SeriesDescription = "]]> <tag> & \"q\" 'a'"
+    ds.ImageComments = "line one\r\nline two\rthree"
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    assert stow(srv, [out.getvalue()]).status_code == 200
+    study, series, sop = uids(out.getvalue())
+    url = f"{srv.url}/studies/{study}/series/{series}/instances/{sop}"
+    accept = 'multipart/related; type="application/dicom+xml"'
+    resp = requests.get(url + "/metadata", headers={"Accept": accept}, timeout=30)
+    [(_, body)] = split_multipart(resp)
+    root = ET.fromstring(body)  # expat: raises on a document that is not well-formed
+
+    def text(keyword: str, inner: str = "d:Value") -> str | None:
+        return root.find(f"d:DicomAttribute[@keyword='{keyword}']/{inner}", NS).text
+
+    assert text("StudyDescription") == "bell\ufffd esc\ufffd \ufffd end"
+    assert text("PatientName", "d:PersonName/d:Alphabetic/d:GivenName") == "Char\ufffd"
+    assert text("SeriesDescription") == "]]> <tag> & \"q\" 'a'"
+    assert text("ImageComments") == "line one\r\nline two\rthree"
+
+
 # -- frames and bulk data -----------------------------------------------------------------
 OCTET_MP = 'multipart/related; type="application/octet-stream"'
 
@@ -257,6 +286,49 @@ def test_compressed_instance_is_decoded_to_explicit_le(srv: LocalServer, accept:
     original = pydicom.dcmread(real_file(RLE_MULTI))
     assert ds.SOPInstanceUID == original.SOPInstanceUID
     assert (ds.pixel_array == original.pixel_array).all()
+
+
+@pytest.mark.parametrize("accept", [None, "*/*"], ids=["no Accept", "*/*"])
+@pytest.mark.parametrize("level", ["study", "instance"])
+def test_no_accept_or_any_type_gets_googles_default(
+    srv: LocalServer, accept: str | None, level: str
+) -> None:
+    """Google transcodes to Explicit VR LE unless the request asks for transfer-syntax=*;
+    no Accept header, and curl's and requests' `*/*`, got the stored RLE bytes."""
+    url = put(srv, RLE_MULTI)
+    target = url if level == "instance" else url.split("/series/")[0]
+    resp = requests.get(target, headers={"Accept": accept}, timeout=30)  # None: not sent
+    assert resp.status_code == 200, resp.text
+    assert srv.requests[-1].headers.get("Accept") == accept
+    assert resp.headers["Content-Type"].startswith('multipart/related; type="application/dicom"')
+    [(head, body)] = split_multipart(resp)
+    assert head == f"Content-Type: application/dicom; transfer-syntax={EXPLICIT_LE}"
+    ds = pydicom.dcmread(io.BytesIO(body))
+    assert ds.file_meta.TransferSyntaxUID == EXPLICIT_LE
+    assert (ds.pixel_array == pydicom.dcmread(real_file(RLE_MULTI)).pixel_array).all()
+    stored = requests.get(target, headers={"Accept": "*/*; transfer-syntax=*"}, timeout=30)
+    assert split_multipart(stored)[0][1] == blob(RLE_MULTI)
+
+
+@pytest.mark.parametrize("accept", [None, "*/*"], ids=["no Accept", "*/*"])
+def test_other_routes_answer_their_default_type_to_no_accept_or_any(
+    srv: LocalServer, accept: str | None
+) -> None:
+    """Metadata as JSON, frames decoded as multipart octet-stream, bulk data as
+    multipart octet-stream, rendered as JPEG: each route's first type, as Google's."""
+    url = put(srv, RLE_MULTI)
+    headers = {"Accept": accept}
+    metadata = requests.get(url + "/metadata", headers=headers, timeout=30)
+    assert metadata.headers["Content-Type"] == "application/dicom+json"
+    frames = requests.get(url + "/frames/2", headers=headers, timeout=30)
+    assert frames.headers["Content-Type"].startswith(OCTET_MP)
+    [(head, frame)] = split_multipart(frames)
+    assert head == f"Content-Type: application/octet-stream; transfer-syntax={EXPLICIT_LE}"
+    assert frame == pydicom.dcmread(real_file(RLE_MULTI)).pixel_array[1].tobytes()
+    bulk = requests.get(url + "/bulkdata/7FE00010", headers=headers, timeout=30)
+    assert bulk.headers["Content-Type"].startswith(OCTET_MP)
+    image = requests.get(url + "/rendered", headers=headers, timeout=30)
+    assert image.headers["Content-Type"] == "image/jpeg"
 
 
 def test_undecodable_syntax_gets_406_before_the_answer(

@@ -328,6 +328,9 @@ class _Matcher:
             return
         if not start and not end:
             raise QueryError(f"invalid {keyword} '-': give at least one end of the range")
+        # A missing value is in no range; the index stores it as '', which would sort
+        # before every `-END` bound.
+        where.append(f"{column} <> ''")
         if start:
             where.append(f"{column} >= ?")
             params.append(start)

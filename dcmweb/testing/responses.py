@@ -8,6 +8,7 @@ ask for JSON, so both encodings always carry the same content.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -42,6 +43,11 @@ _PRIVATE: dict[str, tuple[str, str]] = {
     # Named too: clients such as dicomweb-client need a keyword on every attribute.
     GOOGLE_CREATOR_TAG: ("PrivateCreator", "GOOGLE"),
 }
+
+# What XML 1.0 forbids in a document, even as a character reference: most C0 controls,
+# lone surrogates, U+FFFE and U+FFFF. Such characters are sent as U+FFFD.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_REPLACEMENT = "\ufffd"
 
 # Keywords of the few public tags the server ever emits; avoids importing pydicom's
 # dictionary just to label XML attributes.
@@ -124,9 +130,9 @@ def _xml_attributes(
             attrs += f' keyword="{name}"'
         out.append(f"<DicomAttribute {attrs}>")
         if "BulkDataURI" in el:
-            out.append(f"<BulkData uri={quoteattr(el['BulkDataURI'])}/>")
+            out.append(f"<BulkData uri={quoteattr(_xml_safe(el['BulkDataURI']))}/>")
         elif "InlineBinary" in el:
-            out.append(f"<InlineBinary>{escape(el['InlineBinary'])}</InlineBinary>")
+            out.append(f"<InlineBinary>{_xml_text(el['InlineBinary'])}</InlineBinary>")
         for number, value in enumerate(el.get("Value", []), start=1):
             if vr == "SQ":
                 out.append(f'<Item number="{number}">')
@@ -139,7 +145,7 @@ def _xml_attributes(
                         out.append(f"<{group}>{_xml_person_name(value[group])}</{group}>")
                 out.append("</PersonName>")
             else:
-                text = "" if value is None else escape(str(value))
+                text = "" if value is None else _xml_text(str(value))
                 out.append(f'<Value number="{number}">{text}</Value>')
         out.append("</DicomAttribute>")
 
@@ -148,7 +154,17 @@ def _xml_person_name(name: str) -> str:
     parts = name.split("^")
     labels = ["FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix"]
     return "".join(
-        f"<{label}>{escape(part)}</{label}>"
+        f"<{label}>{_xml_text(part)}</{label}>"
         for label, part in zip(labels, parts, strict=False)
         if part
     )
+
+
+def _xml_safe(text: str) -> str:
+    return _NOT_XML.sub(_REPLACEMENT, text)
+
+
+def _xml_text(text: str) -> str:
+    """Character data that parses back to the value: a CR as a reference, since a
+    parser turns a raw one into LF."""
+    return escape(_xml_safe(text), {"\r": "&#13;"})

@@ -1,10 +1,11 @@
 """WADO-RS: retrieve studies, series and instances, as stored or as Explicit VR LE.
 
 Stored bytes are streamed from disk in 64 KiB chunks. Like Google, a request without
-`transfer-syntax=*` gets Explicit VR Little Endian: files already in it are sent
-as-is, uncompressed ones are converted with pydicom, compressed ones are decoded
-with pydicom's pixel handlers (numpy, from the `testserver` extra). What cannot be
-decoded here, and any other target syntax, gets 406 before the answer starts.
+`transfer-syntax=*` (no Accept header and `*/*` included) gets Explicit VR Little
+Endian: files already in it are sent as-is, uncompressed ones are converted with
+pydicom, compressed ones are decoded with pydicom's pixel handlers (numpy, from the
+`testserver` extra). What cannot be decoded here, and any other target syntax, gets
+406 before the answer starts.
 """
 
 from __future__ import annotations
@@ -39,15 +40,16 @@ class Wanted:
 
 
 def negotiate(accept: str | None, instance_level: bool) -> Wanted:
-    """Pick the answer form from the Accept header; raise NotAcceptable."""
-    ranges = split_media_ranges(accept)
-    if not ranges:
-        return Wanted(True, None)
-    for media, params in ranges:
+    """Pick the answer form from the Accept header; raise NotAcceptable.
+
+    No Accept header, or `*/*` (curl's and requests' default), gets Google's default:
+    multipart, transcoded to Explicit VR LE unless `transfer-syntax=*` is asked for.
+    """
+    for media, params in split_media_ranges(accept) or [("*/*", {})]:
         ts = params.get("transfer-syntax")
         target = None if ts == "*" else (ts or EXPLICIT_LE)
         if media == "*/*":
-            return Wanted(True, None)
+            return Wanted(True, target)
         if media == "multipart/related":
             if params.get("type", "application/dicom").lower() == "application/dicom":
                 return Wanted(True, target)
