@@ -227,11 +227,22 @@ class DcmwebGroup(click.Group):
             try:
                 args = self._reorder(ctx, args)
                 ctx.default_map = self._profile_defaults(ctx, args)
-            except (click.UsageError, DcmwebError):
-                if not ctx.resilient_parsing:
+            except (click.UsageError, DcmwebError) as error:
+                if ctx.resilient_parsing:
+                    pass  # completing on TAB: complete what can be, never print into it
+                elif isinstance(error, DcmwebError) and self._needs_no_settings(args):
+                    # Help is what the user who broke the config file needs to fix it.
+                    Output().warning(f"{error.message} (ignored)")
+                else:
                     raise
-                # Completing on TAB: complete what can be, never print into the terminal.
         return super().parse_args(ctx, args)
+
+    def _needs_no_settings(self, words: list[str]) -> bool:
+        """Help, the version and the completion script: nothing a profile sets is used."""
+        command = next((word for word in words if word in self.commands), None)
+        before_end = words[:words.index("--")] if "--" in words else words
+        return (command in ("help", "completion")
+                or any(word in ("-h", "--help", "-V", "--version") for word in before_end))
 
     def _reorder(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Put the words in click's order: global options, --host HOST, command, its args.

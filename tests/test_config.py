@@ -214,6 +214,21 @@ def test_config_mistakes_are_usage_errors(tmp_path: Path, text: str, args: tuple
     assert lines(result.stderr) == ["dcmweb: error: " + message.format(config=config)]
 
 
+@pytest.mark.parametrize("words", [("--help",), ("-V",), ("help", "store"),
+                                   ("store", "--help"), ("completion", "bash")])
+def test_help_version_and_completion_work_with_a_broken_config(tmp_path: Path,
+                                                               words: tuple[str, ...]) -> None:
+    """The user who broke the config file needs --help to fix it; the mistake is still
+    named, as a warning."""
+    config = write_config(tmp_path, "[profiles.a\n")
+    result = dcmweb(*words, env={"DCMWEB_CONFIG": str(config)})
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout
+    [warning] = lines(result.stderr)
+    assert warning.startswith(f"dcmweb: warning: config file {config} is not valid TOML: ")
+    assert warning.endswith(" (ignored)")
+
+
 @pytest.mark.parametrize(("value", "expected"), [
     ("yes", "1"), ("true", "1"), ("1", "1"), ("2", "2"), ("no", "0"), ("0", "0")])
 def test_count_options_take_flag_words_from_the_environment(value: str, expected: str) -> None:
