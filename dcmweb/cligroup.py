@@ -242,7 +242,7 @@ class DcmwebGroup(click.Group):
         command = next((word for word in words if word in self.commands), None)
         before_end = words[:words.index("--")] if "--" in words else words
         return (command in ("help", "completion")
-                or any(word in ("-h", "--help", "-V", "--version") for word in before_end))
+                or any(word in (*HELP_NAMES, "-V", "--version") for word in before_end))
 
     def _reorder(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Put the words in click's order: global options, --host HOST, command, its args.
