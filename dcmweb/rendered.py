@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -72,7 +73,8 @@ class RenderOptions:
 
 
 def _targets(http: Http, base_url: str, target: WadoPath) -> Iterator[WadoPath]:
-    """One rendered request per instance or frame."""
+    """One rendered request per instance or frame; a study or series with no instance
+    under it is not found, as its retrieve is."""
     resource = target.resource
     if resource.level == "instance":
         if not target.frames:
@@ -81,10 +83,11 @@ def _targets(http: Http, base_url: str, target: WadoPath) -> Iterator[WadoPath]:
             yield WadoPath(resource, "rendered", (number,))
         return
     from .paths import safe_uid
+    from .preview import instances_under
     from .rows import value
 
-    for row in Searcher(http, base_url).iter_rows(f"{resource.url_path()}/instances",
-                                                  first_page=FIRST_PAGE):
+    search = partial(Searcher(http, base_url).iter_rows, first_page=FIRST_PAGE)
+    for row in instances_under(search, resource.url_path(), "render"):
         uids = [safe_uid(value(row, tag)) for tag in ("0020000E", "00080018")]
         if None in uids:
             raise ServerError(f"render {resource.url_path()}: the server listed an instance "

@@ -20,7 +20,7 @@ from test_transport import Scripted
 
 from dcmweb import Client
 from dcmweb.cli import cli
-from dcmweb.errors import ServerError, UsageError
+from dcmweb.errors import NotFoundError, ServerError, UsageError
 from dcmweb.testing import LocalServer
 from dcmweb.wadopath import parse_wado_path
 from dcmweb_devtools import corpus
@@ -408,6 +408,23 @@ def test_a_whole_series_renders_each_instance_in_parallel(orthanc_files: Orthanc
                     str(tmp_path))
     assert result.exit_code == 0, result.stderr
     assert len(list(tmp_path.rglob("*.jpg"))) == 1
+
+
+@pytest.mark.parametrize("server", ["local", "orthanc"])
+def test_rendering_a_study_or_series_with_no_instance_is_not_found(
+        server: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """As a retrieve of the same path: exit 4, NotFoundError, not 'Transferred 0 B'."""
+    url = request.getfixturevalue("local_server" if server == "local" else "orthanc_files").url
+    out = tmp_path / "out"
+    for path in ("studies/9.9", "studies/9.9/series/8.8"):
+        result = dcmweb(url, "retrieve", f"{path}/rendered", "-o", str(out))
+        assert result.exit_code == 4, result.stderr
+        assert lines(result.stderr)[-1] == (f"dcmweb: error: render {path}: not found (a search "
+                                            "finds no instance under it) (check the HOST URL "
+                                            "and the UIDs in the path)")
+        with Client(url) as client, pytest.raises(NotFoundError):
+            client.retrieve(f"{path}/rendered", out)
+    assert not out.exists()
 
 
 def test_library_rendered_returns_bytes(orthanc_files: Orthanc) -> None:
