@@ -157,6 +157,8 @@ def save_rendered(http: Http, base_url: str, path: str, output: Path,
     mime = options.accept()
     options.query()  # a bad option fails before the first request
     saver = Saver()
+    # One instance or frame asked for: its 404 is the run's (exit 4), not one item's.
+    single = target.resource.level == "instance" and len(target.frames) <= 1
 
     def one(item: WadoPath) -> list[RetrieveResult]:
         suffix = f"_frame_{item.frames[0]}" if item.frames else ""
@@ -165,7 +167,7 @@ def save_rendered(http: Http, base_url: str, path: str, output: Path,
             size = asking_again(f"render {item.url_path()}", lambda: saver.save(
                 _fetch(http, base_url, item, options), final))
         except (NotFoundError, ServerError) as error:
-            if item is target:
+            if single:
                 raise
             # One instance of many (deleted since the listing, or answered badly).
             return [RetrieveResult("failed", item.url_path(), message=item_message(

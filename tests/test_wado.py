@@ -594,6 +594,13 @@ def test_local_server_frames_rendered_and_bulk_data(local_server: LocalServer,
     assert result.exit_code == 0, result.stderr
     [jpg] = (tmp_path / "out").rglob("*.jpg")
     assert jpg.read_bytes()[:2] == b"\xff\xd8"
+    # A frame the instance does not have is not found, as the frame's retrieve is (exit 4),
+    # not one failed item of many (exit 1).
+    missing = f"{instance_path(multiframe)}/frames/{int(ds.NumberOfFrames) + 1}"
+    for path in (missing, f"{missing}/rendered"):
+        result = dcmweb(local_server.url, "retrieve", path, "-o", str(tmp_path / "gone"))
+        assert result.exit_code == 4, result.stderr
+    assert files_in(tmp_path / "gone") == []
 
 
 # -- answers that are not what was asked for, or are cut off ------------------------------------
