@@ -66,6 +66,8 @@ class RenderOptions:
                     or (len(parts) == 3 and parts[2] not in _WINDOW_FUNCTIONS):
                 raise UsageError(f"invalid window {self.window!r}",
                                  "write CENTER,WIDTH[,linear|linear-exact|sigmoid]")
+            if float(parts[1]) <= 0:  # the local server answers 400, Orthanc renders it
+                raise UsageError(f"invalid window {self.window!r}: the width must be positive")
             params.append(("window", self.window if len(parts) == 3 else self.window + ",linear"))
         if self.quality is not None:
             params.append(("quality", str(bounds.QUALITY.check("quality", self.quality))))

@@ -483,11 +483,20 @@ def test_a_rendered_image_cut_without_content_length_is_not_saved(
 
 @pytest.mark.parametrize("args", [["--viewport", "0,10"], ["--viewport", "10"],
                                   ["--window", "a,b"], ["--window", "1,2,cubic"],
+                                  ["--window", "40,0"], ["--window", "40,-0.5,sigmoid"],
                                   ["--format", "xml"]])
 def test_bad_render_options_are_usage_errors(args: list[str]) -> None:
     with Hostile() as fake:
         result = dcmweb(fake.url, "retrieve", "studies/1/series/2/instances/3/rendered", *args)
         assert result.exit_code == 2, result.stderr
+        assert fake.requests == []
+
+
+def test_a_window_width_that_is_not_positive_is_refused_by_the_library() -> None:
+    """Orthanc renders width 0, the local server answers 400: refused before asking."""
+    with Hostile() as fake, Client(fake.url) as client:
+        with pytest.raises(UsageError, match="the width must be positive"):
+            client.rendered(f"{INSTANCE}/rendered", window="40,0")
         assert fake.requests == []
 
 
