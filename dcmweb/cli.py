@@ -460,7 +460,7 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
     with settings.client() as client:
         if dry_run or ask:
             # Nothing under the path: not found (exit 4), as the DELETE would be, unasked.
-            rows = list(instances_under(client, path, "delete"))
+            rows = list(instances_under(client.iter_search, path, "delete"))
             what = f"{path} ({plural(len(rows), 'instance')})"
             if dry_run:
                 output.json_rows(rows, "jsonl")

@@ -5,39 +5,81 @@ real run would refuse is told as a failure, and a path with nothing under it is 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import NotFoundError
-from .paths import parse_resource_path
+from .errors import NotFoundError, ServerError
+from .paths import ResourcePath, parse_resource_path, safe_uid
 from .rows import value
+from .search import Params
 
 if TYPE_CHECKING:
     from .client import Client
 
 _UID_TAGS = ("0020000D", "0020000E", "00080018")
+Row = dict[str, Any]
+# A search: (path, params) to rows, as Client.iter_search and Searcher.iter_rows take them.
+Search = Callable[[str, Params], Iterable[Row]]
 
 
-def instances_under(client: Client, path: str | None, what: str) -> Iterator[dict[str, Any]]:
+def instances_under(search: Search, path: str | None, what: str) -> Iterator[Row]:
     """The search rows of every instance under a study, series or instance path (or the
     whole store when ``path`` is empty). A path under which the search finds none raises
-    NotFoundError once the rows are read: the real ``what`` (delete, retrieve) gets a 404."""
+    NotFoundError once the rows are read: the real ``what`` (delete, retrieve, render) gets
+    a 404."""
     target = parse_resource_path(path)
-    if target.level == "store":
-        yield from client.iter_search("instances")
-        return
-    series = f"studies/{target.study}/series/{target.series}/instances"
-    rows = (client.iter_search(f"studies/{target.study}/instances") if target.level == "study"
-            else client.iter_search(series) if target.level == "series"
-            else client.iter_search(series, [("SOPInstanceUID", target.instance or "")]))
     found = False
-    for row in rows:
+    for row in _instance_rows(search, target):
         found = True
         yield row
-    if not found:
+    if not found and target.level != "store":
         raise NotFoundError(f"{what} {target.url_path()}: not found (a search finds no "
                             "instance under it)", "check the HOST URL and the UIDs in the path")
+
+
+def _instance_rows(search: Search, target: ResourcePath) -> Iterator[Row]:
+    series = f"studies/{target.study}/series/{target.series}/instances"
+    if target.level == "series":
+        yield from search(series, [])
+    elif target.level == "instance":
+        yield from search(series, [("SOPInstanceUID", target.instance or "")])
+    else:
+        yield from _above_series(search, target)
+
+
+def _above_series(search: Search, target: ResourcePath) -> Iterator[Row]:
+    """Every instance of a study (or of the store). A server without an instance search
+    above a series (tiny-pacs answers 404) is walked as the real retrieve walks it: its
+    studies, their series, then each series' instances."""
+    rows = iter(search("instances" if target.level == "store"
+                       else f"studies/{target.study}/instances", []))
+    try:
+        first = next(rows, None)
+    except NotFoundError:
+        studies = [target.study] if target.study else _uids(search("studies", []), "study")
+        for study in studies:
+            for series in _uids(search(f"studies/{study}/series", []), "series"):
+                yield from search(f"studies/{study}/series/{series}/instances", [])
+        return
+    if first is not None:
+        yield first
+        yield from rows
+
+
+def _uids(rows: Iterable[Row], level: str) -> Iterator[str]:
+    """The study or series UIDs of a listing, each once (Orthanc lists a study once per
+    patient); one that cannot be part of a search path stops the listing."""
+    tag = "0020000D" if level == "study" else "0020000E"
+    listed: set[str] = set()
+    for row in rows:
+        uid = safe_uid(value(row, tag))
+        if uid is None:
+            raise ServerError(f"the server listed a {level} with an unsafe UID "
+                              f"{value(row, tag)!r}")
+        if uid not in listed:
+            listed.add(uid)
+            yield uid
 
 
 def files_under(client: Client, path: str | None, output: str | os.PathLike[str], *,
@@ -52,7 +94,7 @@ def files_under(client: Client, path: str | None, output: str | os.PathLike[str]
     target = parse_resource_path(path)
     check_request(target, dicom_part_type(part_type, transfer_syntax), single_part)
     listed: set[Path] = set()
-    for row in instances_under(client, path, "retrieve"):
+    for row in instances_under(client.iter_search, path, "retrieve"):
         uids = tuple(value(row, tag) for tag in _UID_TAGS)
         final = dicom_path(Path(output), target, uids)
         if isinstance(final, Path):

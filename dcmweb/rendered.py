@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -65,6 +66,8 @@ class RenderOptions:
                     or (len(parts) == 3 and parts[2] not in _WINDOW_FUNCTIONS):
                 raise UsageError(f"invalid window {self.window!r}",
                                  "write CENTER,WIDTH[,linear|linear-exact|sigmoid]")
+            if float(parts[1]) <= 0:  # the local server answers 400, Orthanc renders it
+                raise UsageError(f"invalid window {self.window!r}: the width must be positive")
             params.append(("window", self.window if len(parts) == 3 else self.window + ",linear"))
         if self.quality is not None:
             params.append(("quality", str(bounds.QUALITY.check("quality", self.quality))))
@@ -72,7 +75,8 @@ class RenderOptions:
 
 
 def _targets(http: Http, base_url: str, target: WadoPath) -> Iterator[WadoPath]:
-    """One rendered request per instance or frame."""
+    """One rendered request per instance or frame; a study or series with no instance
+    under it is not found, as its retrieve is."""
     resource = target.resource
     if resource.level == "instance":
         if not target.frames:
@@ -81,10 +85,11 @@ def _targets(http: Http, base_url: str, target: WadoPath) -> Iterator[WadoPath]:
             yield WadoPath(resource, "rendered", (number,))
         return
     from .paths import safe_uid
+    from .preview import instances_under
     from .rows import value
 
-    for row in Searcher(http, base_url).iter_rows(f"{resource.url_path()}/instances",
-                                                  first_page=FIRST_PAGE):
+    search = partial(Searcher(http, base_url).iter_rows, first_page=FIRST_PAGE)
+    for row in instances_under(search, resource.url_path(), "render"):
         uids = [safe_uid(value(row, tag)) for tag in ("0020000E", "00080018")]
         if None in uids:
             raise ServerError(f"render {resource.url_path()}: the server listed an instance "
@@ -154,6 +159,8 @@ def save_rendered(http: Http, base_url: str, path: str, output: Path,
     mime = options.accept()
     options.query()  # a bad option fails before the first request
     saver = Saver()
+    # One instance or frame asked for: its 404 is the run's (exit 4), not one item's.
+    single = target.resource.level == "instance" and len(target.frames) <= 1
 
     def one(item: WadoPath) -> list[RetrieveResult]:
         suffix = f"_frame_{item.frames[0]}" if item.frames else ""
@@ -162,7 +169,7 @@ def save_rendered(http: Http, base_url: str, path: str, output: Path,
             size = asking_again(f"render {item.url_path()}", lambda: saver.save(
                 _fetch(http, base_url, item, options), final))
         except (NotFoundError, ServerError) as error:
-            if item is target:
+            if single:
                 raise
             # One instance of many (deleted since the listing, or answered badly).
             return [RetrieveResult("failed", item.url_path(), message=item_message(

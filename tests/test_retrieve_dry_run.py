@@ -13,6 +13,7 @@ from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines
+from dcmweb_devtools.tinypacs import TinyPacs
 
 
 def test_retrieve_dry_run_lists_files_and_writes_nothing(local_server, tmp_path: Path  # type: ignore[no-untyped-def]
@@ -102,3 +103,33 @@ def test_retrieve_dry_run_exits_as_the_real_run_would(local_server: LocalServer,
         assert real.exit_code == code, real.stderr
         assert dry.exit_code == code, dry.stderr
         assert dry.stdout == ""
+
+
+def test_dry_runs_walk_series_where_the_server_lists_no_instances_above_them(
+        tinypacs_fresh: TinyPacs, tmp_path: Path) -> None:
+    """tiny-pacs answers 404 to /instances and /studies/S/instances: the dry run lists a
+    study's (and the store's) files through its series, as the real retrieve finds them,
+    and delete's count does too."""
+    files = corpus.synthetic_files(tmp_path / "in", 6, studies=2, series_per_study=2)
+    url = tinypacs_fresh.url
+    with Client(url) as client:
+        assert {r.status for r in client.store(files)} == {"stored"}
+    studies = [str(pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID) for f in files]
+    study = studies[0]
+    for path in ([f"studies/{study}"], []):
+        out = tmp_path / "out" / (path[0].replace("/", "_") if path else "store")
+        dry = CliRunner().invoke(cli, [url, "retrieve", *path, "-o", str(out), "--dry-run"])
+        assert dry.exit_code == 0, dry.stderr
+        assert not out.exists()
+        real = CliRunner().invoke(cli, [url, "retrieve", *path, "-o", str(out)])
+        assert real.exit_code == 0, real.stderr
+        saved = sorted(str(p) for p in out.rglob("*.dcm"))
+        assert len(saved) == (studies.count(study) if path else 6)
+        assert sorted(dry.stdout.splitlines()) == saved
+    delete = CliRunner().invoke(cli, [url, "delete", f"studies/{study}", "--dry-run"])
+    assert delete.exit_code == 0, delete.stderr
+    assert len(delete.stdout.splitlines()) == studies.count(study)
+    missing = CliRunner().invoke(cli, [url, "retrieve", "studies/9.9", "--dry-run"])
+    assert missing.exit_code == 4, missing.stderr
+    assert "retrieve studies/9.9: not found (a search finds no instance under it)" \
+        in missing.stderr

@@ -20,7 +20,7 @@ from test_transport import Scripted
 
 from dcmweb import Client
 from dcmweb.cli import cli
-from dcmweb.errors import ServerError, UsageError
+from dcmweb.errors import NotFoundError, ServerError, UsageError
 from dcmweb.testing import LocalServer
 from dcmweb.wadopath import parse_wado_path
 from dcmweb_devtools import corpus
@@ -410,6 +410,23 @@ def test_a_whole_series_renders_each_instance_in_parallel(orthanc_files: Orthanc
     assert len(list(tmp_path.rglob("*.jpg"))) == 1
 
 
+@pytest.mark.parametrize("server", ["local", "orthanc"])
+def test_rendering_a_study_or_series_with_no_instance_is_not_found(
+        server: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """As a retrieve of the same path: exit 4, NotFoundError, not 'Transferred 0 B'."""
+    url = request.getfixturevalue("local_server" if server == "local" else "orthanc_files").url
+    out = tmp_path / "out"
+    for path in ("studies/9.9", "studies/9.9/series/8.8"):
+        result = dcmweb(url, "retrieve", f"{path}/rendered", "-o", str(out))
+        assert result.exit_code == 4, result.stderr
+        assert lines(result.stderr)[-1] == (f"dcmweb: error: render {path}: not found (a search "
+                                            "finds no instance under it) (check the HOST URL "
+                                            "and the UIDs in the path)")
+        with Client(url) as client, pytest.raises(NotFoundError):
+            client.retrieve(f"{path}/rendered", out)
+    assert not out.exists()
+
+
 def test_library_rendered_returns_bytes(orthanc_files: Orthanc) -> None:
     with Client(orthanc_files.url) as client:
         data = client.rendered(instance_path(pydicom_file(SINGLE)), format="png",
@@ -466,11 +483,20 @@ def test_a_rendered_image_cut_without_content_length_is_not_saved(
 
 @pytest.mark.parametrize("args", [["--viewport", "0,10"], ["--viewport", "10"],
                                   ["--window", "a,b"], ["--window", "1,2,cubic"],
+                                  ["--window", "40,0"], ["--window", "40,-0.5,sigmoid"],
                                   ["--format", "xml"]])
 def test_bad_render_options_are_usage_errors(args: list[str]) -> None:
     with Hostile() as fake:
         result = dcmweb(fake.url, "retrieve", "studies/1/series/2/instances/3/rendered", *args)
         assert result.exit_code == 2, result.stderr
+        assert fake.requests == []
+
+
+def test_a_window_width_that_is_not_positive_is_refused_by_the_library() -> None:
+    """Orthanc renders width 0, the local server answers 400: refused before asking."""
+    with Hostile() as fake, Client(fake.url) as client:
+        with pytest.raises(UsageError, match="the width must be positive"):
+            client.rendered(f"{INSTANCE}/rendered", window="40,0")
         assert fake.requests == []
 
 
@@ -577,6 +603,13 @@ def test_local_server_frames_rendered_and_bulk_data(local_server: LocalServer,
     assert result.exit_code == 0, result.stderr
     [jpg] = (tmp_path / "out").rglob("*.jpg")
     assert jpg.read_bytes()[:2] == b"\xff\xd8"
+    # A frame the instance does not have is not found, as the frame's retrieve is (exit 4),
+    # not one failed item of many (exit 1).
+    missing = f"{instance_path(multiframe)}/frames/{int(ds.NumberOfFrames) + 1}"
+    for path in (missing, f"{missing}/rendered"):
+        result = dcmweb(local_server.url, "retrieve", path, "-o", str(tmp_path / "gone"))
+        assert result.exit_code == 4, result.stderr
+    assert files_in(tmp_path / "gone") == []
 
 
 # -- answers that are not what was asked for, or are cut off ------------------------------------
