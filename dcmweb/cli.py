@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from click.core import ParameterSource
 
 from . import __version__, bounds
 from .cligroup import (
@@ -75,6 +76,18 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
         return parse_rate(value) if value else None
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
+
+
+def _as_set(ctx: click.Context, name: str) -> str:
+    """A global option's flags, and the variable or profile that set it when no flag did."""
+    param = next(p for p in ctx.command.params if p.name == name)
+    flags = "/".join(param.opts)
+    source = ctx.get_parameter_source(name)
+    if source is ParameterSource.ENVIRONMENT:
+        return f"{flags} (set by {param.envvar})"
+    if source is ParameterSource.DEFAULT_MAP:
+        return f"{flags} (set by the profile)"
+    return flags
 
 
 def _headers(values: tuple[str, ...]) -> dict[str, str]:
@@ -183,7 +196,8 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
     output = Output(quiet=quiet, log_format=log_format)
     ctx.obj = Settings(given_host=host, output=output, traceback=show_traceback)
     if quiet and verbose:
-        raise UsageError("-q/--quiet and -v/--verbose cannot be used together")
+        raise UsageError(f"{_as_set(ctx, 'quiet')} and {_as_set(ctx, 'verbose')} cannot be "
+                         "used together")
     logger = logging.getLogger("dcmweb")
     logger.handlers[:] = [StderrLogHandler(output)]
     logger.propagate = False

@@ -167,6 +167,13 @@ def test_quiet_and_verbose_together_are_a_usage_error() -> None:
     assert (result.exit_code, result.stdout) == (2, "")
     assert lines(result.stderr) == [
         "dcmweb: error: -q/--quiet and -v/--verbose cannot be used together"]
+    # Set by a variable the user may have forgotten: the message names it.
+    result = dcmweb("-q", "http://127.0.0.1:9/dicom-web", "search",
+                    env={"DCMWEB_VERBOSE": "1"})
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr) == [
+        "dcmweb: error: -q/--quiet and -v/--verbose (set by DCMWEB_VERBOSE) cannot be used"
+        " together"]
 
 
 def test_no_summary_before_a_usage_error(local_server: LocalServer, tmp_path: Path) -> None:
