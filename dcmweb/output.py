@@ -218,7 +218,8 @@ class Output:
             return
         from tqdm import tqdm
 
-        self._bar = tqdm(total=total, unit=unit, file=self.stderr, leave=False,
+        # tqdm glues its unit to the count ("3file"); the space and plural read as words.
+        self._bar = tqdm(total=total, unit=f" {unit}s", file=self.stderr, leave=False,
                          dynamic_ncols=True)
 
     def progress_total(self, total: int) -> None:

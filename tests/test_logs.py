@@ -4,6 +4,7 @@ or the summary of a failed store or retrieve, plurals."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from datetime import datetime
@@ -281,3 +282,12 @@ def test_text_log_lines_escape_control_characters(tmp_path: Path) -> None:
         err.seek(0)
         [(_, message)] = parsed(err.read())
     assert message == "a\\nb\\r\\tc\\x00\\x7f\\x9b é ✓ \\n"
+
+
+def test_the_progress_bar_counts_in_words() -> None:
+    """tqdm glues its unit to the count: the bar read '3file [00:00, 3.33file/s]'."""
+    stderr = io.StringIO()
+    output = Output(stderr=stderr, progress=True)
+    output.start_progress(None, "file")
+    output.stop_progress()
+    assert re.search(r"\b0 files \[[0-9:]+, \? files/s\]", stderr.getvalue())
