@@ -170,12 +170,15 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
         show_traceback: bool) -> None:
     """Store, search, retrieve and delete DICOM on a DICOMweb server.
 
-    HOST is the DICOMweb base URL, for example
-    https://healthcare.googleapis.com/v1/projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb
-    or http://127.0.0.1:8042/dicom-web, or a Google store name
-    projects/P/locations/L/datasets/D/dicomStores/S. It may be left out when DCMWEB_HOST
-    is set or the profile has a host. Options go before HOST, between HOST and the
-    command, or after the command's arguments.
+    HOST is the DICOMweb base URL or a Google store name, for example:
+
+    \b
+      https://healthcare.googleapis.com/v1/projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb
+      http://127.0.0.1:8042/dicom-web
+      projects/P/locations/L/datasets/D/dicomStores/S
+
+    It may be left out when DCMWEB_HOST is set or the profile has a host. Options go
+    before HOST, between HOST and the command, or after the command's arguments.
 
     \b
     Examples:
