@@ -223,7 +223,8 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
               show_default=True, help="JSON array (pretty or compact), one JSON object per "
               "line (jsonl), a table (csv, tsv) or the found UIDs one per line (uids).")
 @click.option("--fields", metavar="F1,F2", help="Columns of csv/tsv (for them only), by keyword "
-              "or tag [default: a few per level]; every column is asked for with includefield.")
+              "or tag [default: a few per level]; every column is asked for with includefield; "
+              "control characters are escaped.")
 @click.option("--page-size", type=bounded(bounds.PAGE_SIZE), metavar="N",
               help="Rows per request when paging [default: the server's maximum].")
 @pass_settings
