@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode
 
+from . import bounds
 from .body import read_json
 from .errors import ServerError, UsageError
 from .http import Http
@@ -50,14 +52,24 @@ def parse_params(words: Iterable[str]) -> Params:
     return params
 
 
-def _int_param(params: Params, key: str) -> int | None:
+def _paging(params: Params) -> tuple[int | None, int]:
+    """``limit`` and ``offset`` among the query words (None and 0 when absent), checked
+    as the keywords and --limit/--offset are (bounds.py), whichever way they came: a
+    ``limit=0`` would show nothing, a ``limit=-1`` get a 500 that is retried."""
+    found: dict[str, int] = {}
     for name, value in params:
-        if name.lower() == key:
-            try:
-                return int(value)
-            except ValueError:
-                raise UsageError(f"{key} must be a whole number, not {value!r}") from None
-    return None
+        key = name.lower()
+        if key not in _PAGING_BOUNDS:
+            continue
+        if key in found:  # which one the server obeys is a guess
+            raise UsageError(f"{key} is given twice", "give it once")
+        if not re.fullmatch(r"-?[0-9]+", value):
+            raise UsageError(f"{key} must be a whole number, not {value!r}")
+        found[key] = _PAGING_BOUNDS[key].check(key, int(value))
+    return found.get("limit"), found.get("offset", 0)
+
+
+_PAGING_BOUNDS = {"limit": bounds.LIMIT, "offset": bounds.OFFSET}
 
 
 # One page's JSON: 50,000 instances with their default attributes take about 100 MB. An
@@ -134,23 +146,28 @@ class Searcher:
                   ) -> Iterator[dict[str, Any]]:
         """Every row, page after page. ``first_page`` asks for that many rows first, so
         that work on each row starts while the rest is listed (a server takes about as
-        long per row for a page of 50,000 as for one of 100)."""
+        long per row for a page of 50,000 as for one of 100).
+
+        The path, limit and offset are checked here, before any request."""
         url_path, level = parse_search_path(path)
         params = list(params or [])
-        limit = _int_param(params, "limit")
+        limit, offset = _paging(params)
         if limit is not None:  # the user asked for exactly this page
-            rows = self.page(url_path, params)
-            if 0 <= limit < len(rows):  # a server that ignores limit: "at most N rows"
-                log.warning("search %s: the server sent %s, more than the limit of %d; "
-                            "showing the first %d", url_path, plural(len(rows), "row"),
-                            limit, limit)
-                rows = rows[:limit]
-            yield from rows
-            return
-        offset = _int_param(params, "offset") or 0
+            return self._one_page(url_path, params, limit)
         rest = [(k, v) for k, v in params if k.lower() != "offset"]
-        size = page_size or PAGE_SIZES[level]
+        return self._pages(url_path, rest, offset, page_size or PAGE_SIZES[level], first_page)
 
+    def _one_page(self, url_path: str, params: Params, limit: int
+                  ) -> Iterator[dict[str, Any]]:
+        rows = self.page(url_path, params)
+        if limit < len(rows):  # a server that ignores limit: "at most N rows"
+            log.warning("search %s: the server sent %s, more than the limit of %d; "
+                        "showing the first %d", url_path, plural(len(rows), "row"),
+                        limit, limit)
+        yield from rows[:limit]
+
+    def _pages(self, url_path: str, rest: Params, offset: int, size: int,
+               first_page: int | None) -> Iterator[dict[str, Any]]:
         def fetch(at: int, limit: int = size) -> Callable[[], list[dict[str, Any]]]:
             return lambda: self.page(url_path, [*rest, ("limit", str(limit)),
                                                 ("offset", str(at))])

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request
 
-from dcmweb import Client
+from dcmweb import Client, UsageError
 from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
@@ -228,6 +228,28 @@ def test_invalid_limit_is_a_usage_error(srv: LocalServer) -> None:
     assert result.exit_code == 2
     assert "limit must be a whole number" in result.stderr
     assert result.stdout == ""
+    assert qido_requests(srv) == []
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    (["limit=0"], "limit must be at least 1, not 0"),
+    (["limit=-1"], "limit must be at least 1, not -1"),
+    (["offset=-1"], "offset must be at least 0, not -1"),
+    (["LIMIT=0"], "limit must be at least 1, not 0"),
+    (["limit=5&limit=6"], "limit is given twice (give it once)"),
+    (["offset=1", "--offset", "2"], "offset is given twice (give it once)"),
+    (["limit= 5"], "limit must be a whole number, not ' 5'"),
+])
+def test_limit_and_offset_words_are_checked_as_the_options_are(
+        srv: LocalServer, words: list[str], message: str) -> None:
+    """limit=0 showed nothing with exit 0; limit=-1 was sent (Orthanc's 500, retried)."""
+    result = dcmweb(srv.url, "search", "studies", *words)
+    assert result.exit_code == 2, result.stderr
+    assert lines(result.stderr) == [f"dcmweb: error: {message}"]
+    assert result.stdout == ""
+    with Client(srv.url) as client, pytest.raises(UsageError) as raised:
+        client.iter_search("studies", words[0], offset=2 if "--offset" in words else None)
+    assert str(raised.value) == message
     assert qido_requests(srv) == []
 
 
