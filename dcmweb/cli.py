@@ -217,7 +217,8 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
                    "repeatable.")
 @click.option("--fuzzy", is_flag=True, help="Fuzzy matching of person names (GCP).")
 @click.option("--limit", type=bounded(bounds.LIMIT), metavar="N",
-              help="Return at most N rows, in one request (no paging).")
+              help="Return at most N rows: one request, or pages when N is above the "
+                   "server's page cap or --page-size.")
 @click.option("--offset", type=bounded(bounds.OFFSET), metavar="N", help="Skip the first N rows.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS + TEXT_FORMATS), default="pretty",
               show_default=True, help="JSON array (pretty or compact), one JSON object per "
