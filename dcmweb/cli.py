@@ -234,13 +234,15 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
                    "repeatable.")
 @click.option("--fuzzy", is_flag=True, help="Fuzzy matching of person names (GCP).")
 @click.option("--limit", type=bounded(bounds.LIMIT), metavar="N",
-              help="Return at most N rows, in one request (no paging).")
+              help="Return at most N rows: one request, or pages when N is above the "
+                   "server's page cap or --page-size.")
 @click.option("--offset", type=bounded(bounds.OFFSET), metavar="N", help="Skip the first N rows.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS + TEXT_FORMATS), default="pretty",
               show_default=True, help="JSON array (pretty or compact), one JSON object per "
               "line (jsonl), a table (csv, tsv) or the found UIDs one per line (uids).")
 @click.option("--fields", metavar="F1,F2", help="Columns of csv/tsv (for them only), by keyword "
-              "or tag [default: a few per level]; every column is asked for with includefield.")
+              "or tag [default: a few per level]; every column is asked for with includefield; "
+              "control characters are escaped.")
 @click.option("--page-size", type=bounded(bounds.PAGE_SIZE), metavar="N",
               help="Rows per request when paging [default: the server's maximum].")
 @pass_settings

@@ -350,7 +350,7 @@ class Client:
                     include: str | Iterable[str] = (), fuzzy: bool = False,
                     limit: int | None = None, offset: int | None = None
                     ) -> Iterator[dict[str, Any]]:
-        """Every matching row, paging past the server's limits unless ``limit`` is given.
+        """Every matching row (at most ``limit``), paging past the server's page caps.
 
         The search command's options: ``filters=["PatientName=DOE^J*"]``
         (keywords or tags), ``include=["StudyDate"]`` or ``["all"]``, ``fuzzy=True``,
@@ -358,21 +358,19 @@ class Client:
         query words sent as they are: a dict (``{"PatientID": "P005"}``; a list value
         repeats the key), a list of ``(key, value)`` pairs, or a query string
         (``"PatientID=P005&limit=10"``). A value of None is refused (it would match
-        nothing, or everything); so is ``limit`` or ``offset`` given both ways.
+        nothing, or everything); so is ``limit`` or ``offset`` given twice or out of
+        bounds, as a keyword or a parameter.
         """
         from .params import to_pairs
         from .query import Query
         from .search import Searcher
 
-        raw = to_pairs(params)
-        paging = {"limit": limit, "offset": offset}
-        twice = next((key for key, _ in raw if paging.get(key.lower()) is not None), None)
-        if twice:  # which of the two the server (and the paging) obeyed was a guess
-            raise UsageError(f"{twice.lower()} is given twice: as a search parameter "
-                             f"({twice}=...) and as the {twice.lower()} option", "give it once")
+        # The keywords' types are checked here; the Searcher checks limit and offset
+        # (given twice, out of bounds) whichever way they came, before any request.
         query = Query(_texts("filters", filters), _texts("include", include), fuzzy,
             None if limit is None else bounds.LIMIT.check("limit", limit),
-            None if offset is None else bounds.OFFSET.check("offset", offset), raw)
+            None if offset is None else bounds.OFFSET.check("offset", offset),
+            to_pairs(params))
         if page_size is not None:
             bounds.PAGE_SIZE.check("page_size", page_size)
         return Searcher(self._session(), self.base_url).iter_rows(_optional_text("path", path),

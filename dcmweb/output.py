@@ -38,10 +38,11 @@ TEXT_FORMATS = ("csv", "tsv", "uids")  # written by searchformat.py
 # Set on a log record that announces a retry: --quiet hides it (cron mails only trouble).
 TRANSIENT = "dcmweb_transient"
 _NOTHING = object()
-# C0 and C1 control characters as escapes, \n as the two characters '\' 'n'.
-_CONTROL_ESCAPES = {code: ({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(code))
-                           or f"\\x{code:02x}")
-                    for code in (*range(0x20), *range(0x7F, 0xA0))}
+# C0 and C1 control characters (and DEL) as escapes, \n as the two characters '\' 'n':
+# a terminal shown them raw could be sent escape sequences by a server or a file name.
+CONTROL_ESCAPES = {code: ({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(code))
+                          or f"\\x{code:02x}")
+                   for code in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 def _devnull() -> IO[str]:
@@ -157,7 +158,7 @@ class Output:
         else:
             # Names and server messages come from outside: a line break in a file name
             # would start a forged line (a fake summary) in a grepped cron log.
-            text = f"{timestamp()} dcmweb: {level}: {message.translate(_CONTROL_ESCAPES)}"
+            text = f"{timestamp()} dcmweb: {level}: {message.translate(CONTROL_ESCAPES)}"
         self.write_err(text)
 
     def debug(self, message: str) -> None:

@@ -1,20 +1,23 @@
 """QIDO-RS: build the query, then page through every result.
 
 Servers cut results silently (GCP returns 100 studies or 1,000 series/instances
-when no limit is given; a PACS may cap pages lower than asked). So unless the user
-gave a limit, dcmweb asks for the largest page the server allows and keeps asking
-until a page comes back empty: a short page alone may be a cap, not the end.
+when no limit is given, and clamps a larger limit to 5,000 or 50,000; a PACS may cap
+pages lower than asked). So unless the user's limit fits in one page, dcmweb asks for
+the largest page the server allows and keeps asking until a page comes back empty (or
+the limit is reached): a short page alone may be a cap, not the end.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode
 
+from . import bounds
 from .body import read_json
 from .errors import ServerError, UsageError
 from .http import Http
@@ -50,14 +53,24 @@ def parse_params(words: Iterable[str]) -> Params:
     return params
 
 
-def _int_param(params: Params, key: str) -> int | None:
+def _paging(params: Params) -> tuple[int | None, int]:
+    """``limit`` and ``offset`` among the query words (None and 0 when absent), checked
+    as the keywords and --limit/--offset are (bounds.py), whichever way they came: a
+    ``limit=0`` would show nothing, a ``limit=-1`` get a 500 that is retried."""
+    found: dict[str, int] = {}
     for name, value in params:
-        if name.lower() == key:
-            try:
-                return int(value)
-            except ValueError:
-                raise UsageError(f"{key} must be a whole number, not {value!r}") from None
-    return None
+        key = name.lower()
+        if key not in _PAGING_BOUNDS:
+            continue
+        if key in found:  # which one the server obeys is a guess
+            raise UsageError(f"{key} is given twice", "give it once")
+        if not re.fullmatch(r"-?[0-9]+", value):
+            raise UsageError(f"{key} must be a whole number, not {value!r}")
+        found[key] = _PAGING_BOUNDS[key].check(key, int(value))
+    return found.get("limit"), found.get("offset", 0)
+
+
+_PAGING_BOUNDS = {"limit": bounds.LIMIT, "offset": bounds.OFFSET}
 
 
 # One page's JSON: 50,000 instances with their default attributes take about 100 MB. An
@@ -132,28 +145,37 @@ class Searcher:
     def iter_rows(self, path: str | None = "studies", params: Params | None = None,
                   page_size: int | None = None, first_page: int | None = None
                   ) -> Iterator[dict[str, Any]]:
-        """Every row, page after page. ``first_page`` asks for that many rows first, so
-        that work on each row starts while the rest is listed (a server takes about as
-        long per row for a page of 50,000 as for one of 100)."""
+        """Every row (at most ``limit`` of them), page after page. ``first_page`` asks for
+        that many rows first, so that work on each row starts while the rest is listed
+        (a server takes about as long per row for a page of 50,000 as for one of 100).
+
+        The path, limit and offset are checked here, before any request."""
         url_path, level = parse_search_path(path)
         params = list(params or [])
-        limit = _int_param(params, "limit")
-        if limit is not None:  # the user asked for exactly this page
-            rows = self.page(url_path, params)
-            if 0 <= limit < len(rows):  # a server that ignores limit: "at most N rows"
-                log.warning("search %s: the server sent %s, more than the limit of %d; "
-                            "showing the first %d", url_path, plural(len(rows), "row"),
-                            limit, limit)
-                rows = rows[:limit]
-            yield from rows
-            return
-        offset = _int_param(params, "offset") or 0
-        rest = [(k, v) for k, v in params if k.lower() != "offset"]
+        limit, offset = _paging(params)
         size = page_size or PAGE_SIZES[level]
+        if limit is not None and limit <= size:  # the user asked for exactly this page
+            return self._one_page(url_path, params, limit)
+        rest = [(k, v) for k, v in params if k.lower() not in _PAGING_BOUNDS]
+        return self._pages(url_path, rest, offset, size, first_page, limit)
 
-        def fetch(at: int, limit: int = size) -> Callable[[], list[dict[str, Any]]]:
-            return lambda: self.page(url_path, [*rest, ("limit", str(limit)),
+    def _one_page(self, url_path: str, params: Params, limit: int
+                  ) -> Iterator[dict[str, Any]]:
+        rows = self.page(url_path, params)
+        yield from rows[:_at_most(url_path, len(rows), limit, limit)]
+
+    def _pages(self, url_path: str, rest: Params, offset: int, size: int,
+               first_page: int | None, limit: int | None) -> Iterator[dict[str, Any]]:
+        """Pages of ``size`` rows from ``offset`` until an empty page or, with a limit
+        above the page size (a server clamps it to its cap, silently), ``limit`` rows."""
+        left = limit  # rows still to show; None: every row
+
+        def fetch(at: int, count: int) -> Callable[[], list[dict[str, Any]]]:
+            return lambda: self.page(url_path, [*rest, ("limit", str(count)),
                                                 ("offset", str(at))])
+
+        def next_count(count: int) -> int:
+            return count if left is None else min(count, left)
 
         # Every row shown from earlier pages: a server that ignores offset (or pages in
         # circles) would otherwise be followed forever. Rows of one page are all shown,
@@ -161,7 +183,8 @@ class Searcher:
         seen: set[int] = set()
         # One page is fetched ahead while the caller handles the current one: writing
         # pretty JSON costs about as much as the server's answer, so the two overlap.
-        upcoming = _in_background(fetch(offset, min(first_page or size, size)))
+        asked = next_count(min(first_page or size, size))
+        upcoming = _in_background(fetch(offset, asked))
         while True:
             rows = upcoming.result()
             if not rows:
@@ -182,8 +205,25 @@ class Searcher:
                             offset)
             seen.update(identities)
             offset += len(rows)
-            upcoming = _in_background(fetch(offset))
+            if left is not None:
+                fresh = fresh[:_at_most(url_path, len(rows), asked, left)]
+                left -= len(fresh)
+                if not left:
+                    yield from fresh
+                    return
+            asked = next_count(size)
+            upcoming = _in_background(fetch(offset, asked))
             yield from fresh
+
+
+def _at_most(url_path: str, sent: int, asked: int, left: int) -> int:
+    """How many of the ``sent`` rows of a page to show when ``left`` more may be shown;
+    a warning when the server sent more than the ``asked`` limit (it ignores limit)."""
+    if sent > asked:
+        log.warning("search %s: the server sent %s, more than the limit of %d%s", url_path,
+                    plural(sent, "row"), asked,
+                    f"; showing the first {left}" if sent > left else "")
+    return min(sent, left)
 
 
 def _json_kind(value: Any) -> str:

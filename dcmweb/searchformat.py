@@ -3,7 +3,10 @@
 Columns are chosen by keyword (``--fields PatientName,StudyDate``). Values are made
 readable: a person name ``DOE^JOHN`` becomes ``DOE, JOHN``, a date ``20200131`` becomes
 ``2020-01-31``, a time ``081500`` becomes ``08:15:00``; several values are joined
-with ``\\`` as in DICOM.
+with ``\\`` as in DICOM. Control characters are escaped (``\\x1b``) whether stdout is
+a terminal or not: a table reaches the terminal through ``column -t`` or ``less`` too,
+and a value from the server must not arrive there as an escape sequence. The JSON
+formats keep every value as it came.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from .errors import UsageError
 from .keywords import tag_of
+from .output import CONTROL_ESCAPES
 from .paths import safe_uid
 
 log = logging.getLogger("dcmweb")
@@ -144,7 +148,7 @@ def text_lines(rows: Iterable[dict[str, Any]], fmt: str, level: str,
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(names)
     for row in rows:
-        writer.writerow([readable(row.get(tag)) for tag in tags])
+        writer.writerow([readable(row.get(tag)).translate(_CSV_ESCAPES) for tag in tags])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
@@ -152,16 +156,18 @@ def text_lines(rows: Iterable[dict[str, Any]], fmt: str, level: str,
         yield buffer.getvalue()
 
 
-# TSV has no quoting: a tab or line break inside a value is written as \t, \n, \r, so
-# that each line is one row and `cut -f` finds every column.
-_TSV_ESCAPES = str.maketrans({"\t": "\\t", "\n": "\\n", "\r": "\\r"})
+# CSV quotes a value with a line break, and a reader gets it back; the other control
+# characters are escaped. TSV has no quoting: a tab or line break inside a value is
+# written as \t, \n, \r too, so that each line is one row and `cut -f` finds every column.
+_CSV_ESCAPES = {code: escape for code, escape in CONTROL_ESCAPES.items()
+                if chr(code) not in "\t\n\r"}
 
 
 def _tsv_lines(rows: Iterable[dict[str, Any]], names: list[str], tags: list[str]
                ) -> Iterator[str]:
     header = "\t".join(names) + "\n"  # written with the first row: a failed search prints nothing
     for row in rows:
-        yield header + "\t".join(readable(row.get(tag)).translate(_TSV_ESCAPES)
+        yield header + "\t".join(readable(row.get(tag)).translate(CONTROL_ESCAPES)
                                  for tag in tags) + "\n"
         header = ""
     if header:

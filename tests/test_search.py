@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request
 
-from dcmweb import Client
+from dcmweb import Client, UsageError
 from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
@@ -187,6 +187,54 @@ def test_user_limit_is_exactly_one_request(srv: LocalServer) -> None:
     assert qido_requests(srv) == [("instances", {"PatientID": PATIENT, "limit": "10"})]
 
 
+@pytest.fixture
+def capped(srv: LocalServer, monkeypatch: pytest.MonkeyPatch) -> LocalServer:
+    """Google with a page cap of 50 studies instead of 5,000 (the server clamps a larger
+    limit silently) that dcmweb knows, as it knows Google's: 120 studies are 3 pages."""
+    from dcmweb import search
+    from dcmweb.testing import qido
+
+    monkeypatch.setitem(qido.MAX_LIMIT, qido.STUDY, 50)
+    monkeypatch.setitem(search.PAGE_SIZES, "studies", 50)
+    return srv
+
+
+def test_a_limit_above_the_page_cap_is_fetched_in_pages(capped: LocalServer) -> None:
+    """--limit 70 on a server that caps pages at 50 showed 50 rows, exit 0."""
+    with Client(capped.url) as client:
+        everything = uids(client.search("studies"), STUDY_TAG)
+    capped.clear_requests()
+    result = dcmweb(capped.url, "search", "studies", "--limit", "70", "--format", "uids")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == everything[:70]
+    assert qido_requests(capped) == [("studies", {"limit": "50", "offset": "0"}),
+                                     ("studies", {"limit": "20", "offset": "50"})]
+
+
+def test_a_limit_above_the_page_cap_and_the_match_count_pages_to_the_end(
+        capped: LocalServer) -> None:
+    with Client(capped.url) as client:
+        everything = uids(client.search("studies"), STUDY_TAG)
+        capped.clear_requests()
+        rows = client.search("studies", "offset=10", limit=500)
+    assert uids(rows, STUDY_TAG) == everything[10:]
+    assert qido_requests(capped) == [("studies", {"limit": "50", "offset": str(offset)})
+                                     for offset in (10, 60, 110, 120)]
+
+
+def test_a_limit_above_the_page_size_is_fetched_in_pages(srv: LocalServer,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """--page-size names a cap dcmweb does not know (a PACS that clamps at 50)."""
+    from dcmweb.testing import qido
+
+    monkeypatch.setitem(qido.MAX_LIMIT, qido.STUDY, 50)
+    result = dcmweb(srv.url, "search", "studies", "limit=70", "--page-size", "50",
+                    "--format", "uids")
+    assert result.exit_code == 0, result.stderr
+    assert len(set(result.stdout.splitlines())) == 70
+    assert [q["limit"] for _, q in qido_requests(srv)] == ["50", "20"]
+
+
 def test_limit_and_offset_as_key_value_words(srv: LocalServer) -> None:
     with Client(srv.url) as client:
         everything = uids(client.search("instances"))
@@ -228,6 +276,28 @@ def test_invalid_limit_is_a_usage_error(srv: LocalServer) -> None:
     assert result.exit_code == 2
     assert "limit must be a whole number" in result.stderr
     assert result.stdout == ""
+    assert qido_requests(srv) == []
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    (["limit=0"], "limit must be at least 1, not 0"),
+    (["limit=-1"], "limit must be at least 1, not -1"),
+    (["offset=-1"], "offset must be at least 0, not -1"),
+    (["LIMIT=0"], "limit must be at least 1, not 0"),
+    (["limit=5&limit=6"], "limit is given twice (give it once)"),
+    (["offset=1", "--offset", "2"], "offset is given twice (give it once)"),
+    (["limit= 5"], "limit must be a whole number, not ' 5'"),
+])
+def test_limit_and_offset_words_are_checked_as_the_options_are(
+        srv: LocalServer, words: list[str], message: str) -> None:
+    """limit=0 showed nothing with exit 0; limit=-1 was sent (Orthanc's 500, retried)."""
+    result = dcmweb(srv.url, "search", "studies", *words)
+    assert result.exit_code == 2, result.stderr
+    assert lines(result.stderr) == [f"dcmweb: error: {message}"]
+    assert result.stdout == ""
+    with Client(srv.url) as client, pytest.raises(UsageError) as raised:
+        client.iter_search("studies", words[0], offset=2 if "--offset" in words else None)
+    assert str(raised.value) == message
     assert qido_requests(srv) == []
 
 

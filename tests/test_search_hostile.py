@@ -152,6 +152,23 @@ def test_a_server_that_ignores_limit_shows_at_most_limit_rows(asked: list[str]) 
         "limit of 5; showing the first 5" in lines(result.stderr)
 
 
+def test_a_server_that_ignores_limit_while_a_large_limit_is_paged() -> None:
+    """A limit above the page size is fetched in pages; a server that sends every row
+    for the first page is warned about, and at most the limit is shown."""
+    rows = [row(f"1.2.{n}") for n in range(1, 51)]
+    with Hostile() as fake:
+        fake.route("GET", "/instances", lambda req: req.json(200, rows,
+                                                             "application/dicom+json"))
+        result = dcmweb(fake.url, "search", "instances", "--limit", "30", "--page-size", "10",
+                        "--format", "jsonl")
+        assert [(r.params["limit"], r.params["offset"]) for r in fake.requests] == [("10", "0")]
+    assert result.exit_code == 0, result.stderr
+    printed = [json.loads(line)[SOP_TAG]["Value"][0] for line in result.stdout.splitlines()]
+    assert printed == [f"1.2.{n}" for n in range(1, 31)]
+    assert lines(result.stderr) == ["dcmweb: warning: search instances: the server sent 50 "
+                                    "rows, more than the limit of 10; showing the first 30"]
+
+
 def test_a_listing_that_starts_downloads_asks_for_a_small_page_first(tmp_path: Path) -> None:
     """Rendering a series of 150 instances: the first 100 are listed (and their images
     asked for) before the rest of the listing, which a server takes as long per row to

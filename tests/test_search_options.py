@@ -216,6 +216,47 @@ def test_series_and_instance_uids(local_filled: LocalServer, files: list[Path]) 
     assert result.stdout == f"{ds.SOPInstanceUID}\n"
 
 
+CONTROL_NAME = "Ctrl^Char\x02"
+CONTROL_TEXT = "bell\x07 esc\x1b[31m c1\x9b del\x7f tab\t line\nend"
+
+
+@pytest.fixture
+def local_with_control_characters(local_server: LocalServer, tmp_path: Path) -> LocalServer:
+    """A study whose name and description hold control characters (BEL, ESC, CSI, DEL)."""
+    [path] = corpus.synthetic_files(tmp_path / "ctrl", 1, patient_id="CTRL-1")
+    ds = pydicom.dcmread(path)
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: U+009B (CSI) can be written
+    ds.PatientName, ds.StudyDescription = CONTROL_NAME, CONTROL_TEXT
+    ds.save_as(path, enforce_file_format=True)
+    with Client(local_server.url) as client:
+        assert [r.status for r in client.store([path])] == ["stored"]
+    return local_server
+
+
+@pytest.mark.parametrize(("fmt", "row"), [
+    # CSV quotes the comma and the line break (a reader gets the break back); the rest is
+    # escaped. TSV escapes the tab and the line break as well.
+    ("csv", '"Ctrl, Char\\x02","bell\\x07 esc\\x1b[31m c1\\x9b del\\x7f tab\t line\nend"\n'),
+    ("tsv", "Ctrl, Char\\x02\tbell\\x07 esc\\x1b[31m c1\\x9b del\\x7f tab\\t line\\nend\n"),
+], ids=["csv", "tsv"])
+@pytest.mark.filterwarnings("ignore:Found unknown escape sequence")  # pydicom reads the ESC
+def test_text_formats_escape_control_characters(local_with_control_characters: LocalServer,
+                                                fmt: str, row: str) -> None:
+    """A server's value must not send a terminal an escape sequence: shown directly or
+    through a pipe (column -t, less), the table holds no control character but the
+    separators and CSV's quoted line break. JSON keeps the value as it came."""
+    url = local_with_control_characters.url
+    result = dcmweb(url, "search", "--format", fmt, "--fields", "PatientName,StudyDescription")
+    assert result.exit_code == 0, result.stderr
+    separator = "," if fmt == "csv" else "\t"
+    assert result.stdout == f"PatientName{separator}StudyDescription\n" + row
+    if fmt == "csv":
+        [_, cells] = csv.reader(io.StringIO(result.stdout))
+        assert cells[1] == "bell\\x07 esc\\x1b[31m c1\\x9b del\\x7f tab\t line\nend"
+    found = json.loads(dcmweb(url, "search", "--include", "StudyDescription").stdout)
+    assert found[0]["00081030"]["Value"] == [CONTROL_TEXT]
+
+
 def test_readable_values() -> None:
     assert readable({"vr": "PN", "Value": [{"Alphabetic": "DOE^JOHN"}, {"Alphabetic": "X"}]}) \
         == "DOE, JOHN\\X"
