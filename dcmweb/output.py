@@ -197,17 +197,32 @@ class Output:
         return self.stdin is not None and self.stdin.isatty()
 
     def confirm(self, question: str) -> bool:
-        """Ask on stderr, read y/N from stdin; no answer (end of input) is no."""
-        import click
-
+        """Ask on the terminal, read y/N from stdin; anything else, or no answer (end of
+        input), is no. With stderr sent to a log the question goes to stdin's terminal:
+        in the log no one would see it, and the run would seem to hang."""
         self.stop_progress()
+        with self._screen() as screen:
+            screen.write(f"{question} [y/N]: ")
+            screen.flush()
+            try:
+                answer = self.stdin.readline()
+            except KeyboardInterrupt:  # Ctrl-C, not "no": the error goes below the question
+                screen.write("\n")
+                raise
+        return answer.strip().lower() in ("y", "yes")
+
+    @contextlib.contextmanager
+    def _screen(self) -> Iterator[IO[str]]:
+        if getattr(self.stderr, "isatty", lambda: False)():
+            yield self.stderr
+            return
         try:
-            return click.confirm(question, default=False, err=True)
-        except click.Abort as stop:
-            if isinstance(stop.__context__, KeyboardInterrupt):  # Ctrl-C, not "no"
-                self.stderr.write("\n")  # the error goes below the question, not after it
-                raise KeyboardInterrupt from None
-            return False
+            terminal = open(os.ttyname(self.stdin.fileno()), "w")  # noqa: SIM115
+        except (OSError, ValueError):
+            yield self.stderr
+            return
+        with terminal:
+            yield terminal
 
     def text(self, text: str) -> None:
         """Plain text for the user to read or pipe (help, completion scripts, settings)."""

@@ -3,6 +3,7 @@ otherwise; --dry-run lists what would go and deletes nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -71,16 +72,19 @@ def test_no_terminal_never_asks(local_server: LocalServer, tmp_path: Path) -> No
 CTRL_C = b"\x03"
 
 
-def _in_terminal(args: list[str], answer: bytes, timeout: float = 60) -> tuple[int, str]:
-    """dcmweb with stdin and stderr on a pseudo-terminal; ``answer`` typed at the prompt."""
+def _in_terminal(args: list[str], answer: bytes, timeout: float = 60,
+                 log: Path | None = None) -> tuple[int, str]:
+    """dcmweb with stdin and stderr (or stdin alone, stderr to ``log``) on a
+    pseudo-terminal; ``answer`` typed at the prompt."""
     import pty
     import select
 
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "DCMWEB_HOST"}
-    process = subprocess.Popen([sys.executable, "-m", "dcmweb", *args], stdin=slave,
-                               stdout=subprocess.DEVNULL, stderr=slave, env=env,
-                               close_fds=True)
+    with open(log, "wb") if log else contextlib.nullcontext(slave) as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "dcmweb", *args], stdin=slave,
+                                   stdout=subprocess.DEVNULL, stderr=stderr, env=env,
+                                   close_fds=True)
     os.close(slave)
     screen, answered = b"", False
     deadline = time.monotonic() + timeout
@@ -128,6 +132,20 @@ def test_ctrl_c_at_the_question_is_an_interrupt(local_server: LocalServer,
     question = f"Delete studies/{study} (3 instances)? [y/N]: "
     assert question + "\r\n" in screen  # the error on a line of its own
     assert screen.rstrip().endswith("dcmweb: error: interrupted")
+    assert count(local_server) == 3
+
+
+def test_with_stderr_in_a_log_the_question_is_asked_on_the_terminal(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """`delete ... 2>log` at a terminal wrote the question into the log and waited."""
+    study = one_study(local_server, tmp_path)
+    log = tmp_path / "delete.log"
+    code, screen = _in_terminal([local_server.url, "delete", f"studies/{study}"], b"n\n",
+                                timeout=20, log=log)
+    assert code == 2, screen
+    assert f"Delete studies/{study} (3 instances)? [y/N]" in screen
+    assert "[y/N]" not in log.read_text()
+    assert f"studies/{study} not deleted" in log.read_text()
     assert count(local_server) == 3
 
 
