@@ -676,6 +676,9 @@ class _Exchange:
             note = (f"the server asks to wait {retry_after:.0f} s (Retry-After), past "
                     f"{self.deadline_name}")
             hint = self.deadline_hint
+        elif note is None and now + self.gate.wait_left()[0] >= self.deadline:
+            # The backoff's next try would come too late: give up now, announcing no retry.
+            note, hint = self._deadline_note(), self.deadline_hint
         if note is not None:
             if response is not None:
                 raise error_for_response(response, self.what, self.attempt, note, hint)

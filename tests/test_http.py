@@ -565,3 +565,17 @@ def test_a_long_retry_after_never_waits_past_the_outage_limit(local_server) -> N
         "dcmweb: error: search instances failed: HTTP 503 Service Unavailable: injected fault"
         " (the server was unavailable for 1 s, the outage limit)"), result.stderr
     assert "asks to wait 100000 s (Retry-After); waiting 1 s, the outage limit" in result.stderr
+
+
+def test_no_retry_is_announced_past_the_deadline(local_server) -> None:
+    """A retry the deadline would cut was announced anyway: '... retrying (attempt 4)' and,
+    in the same millisecond, '... failed: ... (gave up after 3 s and 3 attempts: ...)'."""
+    local_server.inject_fault(503, count=1000, method="GET")
+    result = run("--request-deadline", "3", local_server.url, "search")
+    assert result.exit_code == 5, result.stderr
+    announced = re.findall(r"retrying(?: in [0-9.]+ s)? \(attempt (\d+)\)", result.stderr)
+    made = re.search(r"gave up after \d+ s and (\d+) attempts", result.stderr)
+    assert made is not None, result.stderr
+    sent = [r for r in local_server.requests if r.method == "GET"]
+    assert len(sent) == int(made[1])
+    assert [int(n) for n in announced] == list(range(2, len(sent) + 1))
