@@ -396,6 +396,9 @@ def test_a_name_that_is_not_utf8_is_journaled_and_reported(
     table = rows(report)
     assert len(table) == len(files) and {r["status"] for r in table} == {"stored"}
     assert f"{folder}/bad\\xffname.dcm" in [r["path"] for r in table]
+    # The log line writes the name as the report does (old dcmweb: "bad\\udcffname.dcm").
+    assert any(line.startswith(f"dcmweb: info: {folder}/bad\\xffname.dcm uploaded as ")
+               for line in lines(first.stderr))
 
     again = run(local_server.url, "store", str(folder), "--journal", str(journal))
     assert again.exit_code == 0, again.stderr
