@@ -337,13 +337,25 @@ class BulkStore:
             if self._stop_error is not None:
                 self.summary.not_attempted += 1  # taken from the input, never sent
                 return
+            placed = self._placed
             try:
                 item = self._decide(path)
-            except DcmwebError:
-                self.summary.not_attempted += 1  # the check that stopped the run was its
+            except (DcmwebError, KeyboardInterrupt):
+                # Stopped while deciding the file (the search of a check that failed, its
+                # journal mark refused, Ctrl-C or SIGTERM), before it was sent or decided.
+                if self._placed == placed:
+                    self.summary.not_attempted += 1
                 raise
             if item is not None:
                 yield item
+
+    @property
+    def _placed(self) -> int:
+        """The files taken from the input that the summary counts: decided, in flight,
+        not retried, to send (a dry run) or not attempted."""
+        summary = self.summary
+        return (summary.done + len(self._pending) + summary.not_retried + summary.would_send
+                + summary.not_attempted)
 
     def _decide(self, path: Path) -> Path | Part10File | None:
         """The file (or its head, when read here) to send, or None when it was decided
