@@ -206,6 +206,7 @@ class BulkStore:
         if given:
             self._refuse_file_options()
         store: Generator[StoreResult, None, None] | None = None  # iter_store's, when ours
+        self._refuse_one_file_for_both()
         if self.options.journal:
             self._journal = Journal(self.options.journal, self.target)
         self.started = True
@@ -263,6 +264,15 @@ class BulkStore:
 
     def _note_stop(self) -> None:
         self.stopped = True
+
+    def _refuse_one_file_for_both(self) -> None:
+        """The journal and the report in one file: the report would overwrite the journal
+        (or the journal the report), and the run would lose one of them."""
+        report = self._report_target
+        if (self.options.journal and isinstance(report, (str, os.PathLike))
+                and _same_file(self.options.journal, report)):
+            raise UsageError(f"--report and --journal name the same file {os.fspath(report)}",
+                             "give each its own file")
 
     def _refuse_file_options(self) -> None:
         """The journal and --skip-existing decide by a file's path or the UIDs read from
@@ -613,6 +623,15 @@ class BulkStore:
         and the report as far as they can be written; then run() raises the first error."""
         if self._stop_error is None:
             self._stop_error = error
+
+
+def _same_file(first: str | os.PathLike[str], second: str | os.PathLike[str]) -> bool:
+    """Whether two names are one file: one inode when both exist (a link), else one
+    resolved path (neither created yet)."""
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return os.path.realpath(first) == os.path.realpath(second)
 
 
 def _replacement_note(redone: Outcome) -> str:

@@ -210,6 +210,25 @@ def test_a_journal_that_is_another_programs_database_is_refused_and_kept(
     assert posted_instances(local_server) == 0
 
 
+@pytest.mark.parametrize("spelling", ["same", "./same", "{tmp}/sub/../same"])
+def test_a_report_in_the_journals_file_is_refused(local_server: LocalServer,
+                                                  files: list[Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  spelling: str) -> None:
+    """--report and --journal naming one new file: old dcmweb made the journal, then wrote
+    the report over it, exit 0; the report was lost (and the next run refused it)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    report = spelling.format(tmp=tmp_path)
+    result = run(local_server.url, "store", str(files[0]), "--journal", "same",
+                 "--report", report)
+    assert result.exit_code == 2, result.stderr
+    assert lines(result.stderr)[-1] == (f"dcmweb: error: --report and --journal name the "
+                                        f"same file {report} (give each its own file)")
+    assert not (tmp_path / "same").exists()
+    assert posted_instances(local_server) == 0
+
+
 def _put_in_place(source: Path, target: Path) -> None:
     """Write `source` over `target` as ``cp -p`` or ``rsync -a`` do: a new file (a new
     inode) renamed into place, with the old file's modification time."""
