@@ -6,6 +6,8 @@ failed, --dry-run) into the STOW uploader. Every file ends as exactly one
 (the CLI prints it), in the caller's thread: the journal needs no locking. A run that
 stops early gives the files it sent without learning their fate the outcome
 "unconfirmed", and counts those it never sent as ``Summary.not_attempted`` (no outcome).
+A journal or report the disk refuses stops the run as a failing ``on_outcome`` does: no
+new file is sent, those in flight get their outcome, then the error is raised.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal
 
-from .errors import DcmwebError, UsageError
+from .errors import DcmwebError, LocalFileError, UsageError
 from .files import Part10Head, read_part10_head
 from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
-from .journal import DONE, Journal
+from .journal import DONE, GONE, Entry, Journal, Stamp
 from .record import field, record, replace
 from .signals import deferred, resumed
 from .store import Part10File, StoreOptions, StoreResult, iter_store, triage
@@ -147,8 +149,7 @@ class Summary:
 @record
 class _Pending:
     key: str
-    size: int
-    mtime_ns: int
+    stamp: Stamp  # the file as it was when it was handed to the uploader
     started: float
     attempts: int
 
@@ -188,7 +189,10 @@ class BulkStore:
         self._pending: dict[str, _Pending] = {}
         self._run_started = 0.0  # time.time(): journal entries since are this run's
         self._holdings: ServerHoldings | None = None
-        self._callback_error: Exception | None = None  # raised by on_outcome
+        # Why the run stops once the files in flight are done: on_outcome raised, or the
+        # journal or the report could not be written (see _stop).
+        self._stop_error: Exception | None = None
+        self._caller_failed = False  # on_outcome raised: it is not called again
         self.started = False  # the journal is ours and the run has begun
         # The store has stopped (an error, Ctrl-C): what comes now is its files' fate,
         # not progress.
@@ -202,6 +206,7 @@ class BulkStore:
         if given:
             self._refuse_file_options()
         store: Generator[StoreResult, None, None] | None = None  # iter_store's, when ours
+        self._refuse_one_file_for_both()
         if self.options.journal:
             self._journal = Journal(self.options.journal, self.target)
         self.started = True
@@ -220,9 +225,9 @@ class BulkStore:
                                                  self.shaped(), on_stop=self._note_stop)
                 for result in results:
                     self._finish(result)
-                    if given and self._callback_error is not None:
+                    if given and self._stop_error is not None:
                         break  # one instance at a time: none is in flight
-            if self._callback_error is not None:
+            if self._stop_error is not None:
                 self.summary.not_attempted += self._left_over(given, total)
         except DcmwebError as error:
             # Stopped early: what was listed but not sent, and the rest of the input.
@@ -251,12 +256,23 @@ class BulkStore:
                 self._report.close()
             if self._journal:
                 self._journal.close()
-        if self._callback_error is not None:
-            raise self._callback_error
+        if self._stop_error is not None:
+            if isinstance(self._stop_error, DcmwebError):
+                self._stop_error.summary = self.summary
+            raise self._stop_error
         return self.summary
 
     def _note_stop(self) -> None:
         self.stopped = True
+
+    def _refuse_one_file_for_both(self) -> None:
+        """The journal and the report in one file: the report would overwrite the journal
+        (or the journal the report), and the run would lose one of them."""
+        report = self._report_target
+        if (self.options.journal and isinstance(report, (str, os.PathLike))
+                and _same_file(self.options.journal, report)):
+            raise UsageError(f"--report and --journal name the same file {os.fspath(report)}",
+                             "give each its own file")
 
     def _refuse_file_options(self) -> None:
         """The journal and --skip-existing decide by a file's path or the UIDs read from
@@ -328,16 +344,28 @@ class BulkStore:
         """The files to send; the others get their outcome here, without a request."""
         for path in self._source:
             self._taken += 1
-            if self._callback_error is not None:
+            if self._stop_error is not None:
                 self.summary.not_attempted += 1  # taken from the input, never sent
                 return
+            placed = self._placed
             try:
                 item = self._decide(path)
-            except DcmwebError:
-                self.summary.not_attempted += 1  # the check that stopped the run was its
+            except (DcmwebError, KeyboardInterrupt):
+                # Stopped while deciding the file (the search of a check that failed, its
+                # journal mark refused, Ctrl-C or SIGTERM), before it was sent or decided.
+                if self._placed == placed:
+                    self.summary.not_attempted += 1
                 raise
             if item is not None:
                 yield item
+
+    @property
+    def _placed(self) -> int:
+        """The files taken from the input that the summary counts: decided, in flight,
+        not retried, to send (a dry run) or not attempted."""
+        summary = self.summary
+        return (summary.done + len(self._pending) + summary.not_retried + summary.would_send
+                + summary.not_attempted)
 
     def _decide(self, path: Path) -> Path | Part10File | None:
         """The file (or its head, when read here) to send, or None when it was decided
@@ -356,8 +384,10 @@ class BulkStore:
                                message=f"{NAMED_AGAIN}; sent once"), record=False)
             return None
         entry = journal.lookup(key) if journal else None
-        same = (entry is not None and entry.size == stat.st_size
-                and entry.mtime_ns == stat.st_mtime_ns)
+        stamp = Stamp.of(stat)
+        same = entry is not None and entry.stamp.same_size_and_mtime(stamp)
+        if entry is not None and same and entry.status in (*DONE, "skipped"):
+            same = self._still_the_file(key, path, entry, stamp)
         if entry is not None and same and entry.status in DONE:
             this_run = entry.updated >= self._run_started
             self._emit(Outcome(path, "already stored", stat.st_size,
@@ -392,11 +422,26 @@ class BulkStore:
             self._plan(item)
             return None
         attempts = (entry.attempts if entry is not None and same else 0) + 1
-        self._pending[key] = _Pending(key, stat.st_size, stat.st_mtime_ns, time.monotonic(),
-                                      attempts)
-        if journal:
-            journal.mark_sending(key, stat.st_size, stat.st_mtime_ns, (None, None, None))
+        if journal:  # a mark the journal refuses raises: the file is not sent
+            journal.mark_sending(key, stamp, (None, None, None))
+        self._pending[key] = _Pending(key, stamp, time.monotonic(), attempts)
         return item
+
+    def _still_the_file(self, key: str, path: Path, entry: Entry, stamp: Stamp) -> bool:
+        """Whether a file the journal decided (stored, skipped) and whose size and mtime
+        are unchanged is still the file it decided: the same inode and ctime, or else
+        (a copy put in its place: ``cp -p``, ``rsync -a``, ``tar x``; an entry of a
+        version 1 journal) the same UIDs, read from the file's head. Those keep its new
+        inode and ctime, so that the next run need not read it again."""
+        if entry.stamp.same_inode_and_ctime(stamp):
+            return True
+        head = read_part10_head(path)  # not DICOM (or a FIFO, not opened): no UIDs
+        uids = head.uids if head is not None and head.uids else (None, None, None)
+        if uids != (entry.study_uid, entry.series_uid, entry.sop_uid):
+            return False
+        if self._journal and not self.options.dry_run:
+            self._journal.restamp(key, stamp)
+        return True
 
     def _on_server(self, path: Path, head: Part10Head | None, size: int, why: str,
                    attempts: int) -> bool:
@@ -457,7 +502,7 @@ class BulkStore:
             study, series, sop = _file_uids(result.path)
             uids = (study, series, sop or result.sop_instance_uid)
         return Outcome(
-            result.path, result.status, result.size or (pending.size if pending else 0), uids,
+            result.path, result.status, result.size or (pending.stamp.size if pending else 0), uids,
             result.retrieve_url, message,
             http_status=result.http_status or (int(http_match[1]) if http_match else None),
             reason_code=int(reason_match[1], 16) if reason_match else None,
@@ -538,33 +583,55 @@ class BulkStore:
             summary.skip_reasons[outcome.message or "skipped"] += 1
         elif outcome.status == "failed":
             summary.failed_statuses.add(outcome.http_status)
-        key = pending.key if pending else os.path.abspath(outcome.path)
-        if self._journal and record and outcome.status == "unconfirmed":
-            # Sent (or maybe): this run counts for the next one's attempts.
-            self._journal.count_attempts(key, outcome.attempts)
-            self._journal.commit()
-        elif self._journal and record:
+        if self._journal and record:
             try:
-                stat = os.stat(outcome.path)
-                size, mtime = stat.st_size, stat.st_mtime_ns
-            except OSError:
-                size, mtime = -1, -1  # a vanished file: never matches a later one
-            if pending and (size, mtime) != (pending.size, pending.mtime_ns):
-                size, mtime = -1, -1  # changed while being sent: send it again next time
-            self._journal.record(key, size, mtime, outcome.status, uids=outcome.uids,
-                                 http_status=outcome.http_status,
-                                 reason=outcome.reason_code, message=outcome.message,
-                                 attempts=outcome.attempts)
-            self._journal.commit()
+                self._journal_outcome(self._journal, outcome, pending)
+            except LocalFileError as error:  # the file keeps its mark, if it has one
+                self._stop(error)
         if self._report:
-            self._report.write(outcome.row())
-        if self.on_outcome and self._callback_error is None:
+            try:
+                self._report.write(outcome.row())
+            except LocalFileError as error:
+                self._stop(error)
+        if self.on_outcome and not self._caller_failed:
             try:
                 self.on_outcome(outcome)
-            except Exception as error:
-                # The caller's bug, or its way to stop: no new file is sent, the files in
-                # flight still reach the journal and the report, then run() raises it.
-                self._callback_error = error
+            except Exception as error:  # the caller's bug, or its way to stop
+                self._caller_failed = True
+                self._stop(error)
+
+    def _journal_outcome(self, journal: Journal, outcome: Outcome,
+                         pending: _Pending | None) -> None:
+        key = pending.key if pending else os.path.abspath(outcome.path)
+        if outcome.status == "unconfirmed":
+            # Sent (or maybe): this run counts for the next one's attempts.
+            journal.count_attempts(key, outcome.attempts)
+        else:
+            try:
+                stamp = Stamp.of(os.stat(outcome.path))
+            except OSError:
+                stamp = GONE
+            if pending:  # the file as sent, unless it changed meanwhile: then sent again
+                stamp = pending.stamp if pending.stamp.same_size_and_mtime(stamp) else GONE
+            journal.record(key, stamp, outcome.status, uids=outcome.uids,
+                           http_status=outcome.http_status, reason=outcome.reason_code,
+                           message=outcome.message, attempts=outcome.attempts)
+        journal.commit()
+
+    def _stop(self, error: Exception) -> None:
+        """Send no new file; the files in flight still get their outcome, in the journal
+        and the report as far as they can be written; then run() raises the first error."""
+        if self._stop_error is None:
+            self._stop_error = error
+
+
+def _same_file(first: str | os.PathLike[str], second: str | os.PathLike[str]) -> bool:
+    """Whether two names are one file: one inode when both exist (a link), else one
+    resolved path (neither created yet)."""
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return os.path.realpath(first) == os.path.realpath(second)
 
 
 def _replacement_note(redone: Outcome) -> str:

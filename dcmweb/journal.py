@@ -1,7 +1,8 @@
 """A SQLite journal of per-file store outcomes, so a rerun sends only what is not stored.
 
 Each file is keyed by its absolute path and the store it went to, and remembered with
-its size and modification time: a file changed since is sent again. A file is marked
+its size and modification time (a file changed since is sent again), its inode number and
+its ctime (see :class:`Stamp`). A file is marked
 ``sending`` when its batch is handed to the pool and gets its outcome when the
 server's answer is read; a kill in between leaves ``sending``, which the next run
 checks with a search before it sends anything again.
@@ -17,23 +18,27 @@ the whole run and a second run stops at once with :class:`JournalBusy` (exit 7).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import IO
 
-from .errors import DcmwebError, ExitStatus, UsageError
+from .errors import DcmwebError, ExitStatus, LocalFileError, UsageError
 from .output import readable
 from .record import record
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DONE = ("stored", "already stored")  # statuses that mean the server holds the file
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
+CREATE TABLE files (
     target TEXT NOT NULL,           -- the STOW URL the file went to
     path TEXT NOT NULL,             -- absolute path
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
+    inode INTEGER,                  -- NULL: recorded by version 1, which did not keep it
+    ctime_ns INTEGER,
     status TEXT NOT NULL,           -- sending, stored, already stored, skipped, failed, conflict
     study_uid TEXT,
     series_uid TEXT,
@@ -46,6 +51,12 @@ CREATE TABLE IF NOT EXISTS files (
     PRIMARY KEY (target, path)
 ) WITHOUT ROWID;
 """
+# The step from each version to the next, run in one transaction with the new user_version.
+_MIGRATIONS = {
+    1: "ALTER TABLE files ADD COLUMN inode INTEGER; ALTER TABLE files ADD COLUMN ctime_ns INTEGER;",
+}
+# Columns every version has: a table "files" without them is another program's.
+_KEY_COLUMNS = {"target", "path", "size", "mtime_ns", "status"}
 
 
 class JournalBusy(DcmwebError):
@@ -55,9 +66,35 @@ class JournalBusy(DcmwebError):
 
 
 @record(frozen=True)
-class Entry:
+class Stamp:
+    """What the journal knows a file by besides its path, from one ``os.stat``. Size and
+    mtime say whether it changed; inode and ctime whether it is still the file the journal
+    saw: a copy put in its place with the same size and mtime (``cp -p``, ``rsync -a``,
+    ``tar x``) has another inode, or the ctime of its writing."""
+
     size: int
     mtime_ns: int
+    inode: int | None = None  # None: not known (a version 1 journal, a vanished file)
+    ctime_ns: int | None = None
+
+    @classmethod
+    def of(cls, status: os.stat_result) -> Stamp:
+        return cls(status.st_size, status.st_mtime_ns, status.st_ino, status.st_ctime_ns)
+
+    def same_size_and_mtime(self, other: Stamp) -> bool:
+        return (self.size, self.mtime_ns) == (other.size, other.mtime_ns)
+
+    def same_inode_and_ctime(self, other: Stamp) -> bool:
+        return self.inode is not None and (self.inode, self.ctime_ns) == (other.inode,
+                                                                           other.ctime_ns)
+
+
+GONE = Stamp(-1, -1)  # a vanished file, or one changed while sent: never matches a file
+
+
+@record(frozen=True)
+class Entry:
+    stamp: Stamp
     status: str
     study_uid: str | None
     series_uid: str | None
@@ -99,7 +136,11 @@ def _lock(path: str) -> IO[bytes]:
 
 
 class Journal:
-    """The outcomes of one store target in one journal file; used by one thread."""
+    """The outcomes of one store target in one journal file; used by one thread.
+
+    A write the disk refuses (full, gone) is a :class:`LocalFileError` naming the file; its
+    transaction is rolled back, so the journal holds what it held before that write.
+    """
 
     def __init__(self, path: str | os.PathLike[str], target: str) -> None:
         self.path = os.fspath(path)
@@ -115,22 +156,51 @@ class Journal:
 
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                raise UsageError(f"the journal {self.path} was written by a newer dcmweb")
-            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as error:
             self._lock.close()
             raise UsageError(f"{self.path} is not a dcmweb journal: {error}") from None
-        self._in_transaction = False
+        try:
+            version = self._version()  # before any change: another program's file is kept
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            steps = [_SCHEMA] if not version else [
+                _MIGRATIONS[step] for step in range(version, SCHEMA_VERSION)]
+            if steps:
+                self.db.executescript("BEGIN; " + " ".join(steps)
+                                      + f" PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        except sqlite3.DatabaseError as error:
+            self._close_files()
+            raise UsageError(f"{self.path} is not a dcmweb journal: {error}") from None
+        except UsageError:
+            self._close_files()
+            raise
 
-    def close(self) -> None:
-        self.commit()
+    def _version(self) -> int:
+        """The journal's schema version; 0 for an empty database (a new journal). A
+        database that holds anything else is refused (UsageError), before any change."""
+        objects = self.db.execute("SELECT type, name FROM sqlite_master").fetchall()
+        version: int = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if not objects and not version:
+            return 0
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(files)")}
+        keyed = columns >= _KEY_COLUMNS
+        if keyed and version > SCHEMA_VERSION:
+            raise UsageError(f"the journal {self.path} was written by a newer dcmweb")
+        if not keyed or version < 1 or objects != [("table", "files")]:
+            raise UsageError(f"{self.path} is not a dcmweb journal: it holds other tables "
+                             "(left as it is)", "give --journal a new file, or the journal "
+                             "of earlier runs")
+        return version
+
+    def _close_files(self) -> None:
         self.db.close()
         self._lock.close()
+
+    def close(self) -> None:
+        try:
+            self.commit()
+        finally:
+            self._close_files()
 
     def __enter__(self) -> Journal:
         return self
@@ -140,64 +210,92 @@ class Journal:
 
     def lookup(self, path: str) -> Entry | None:
         row = self.db.execute(
-            "SELECT size, mtime_ns, status, study_uid, series_uid, sop_uid, message, attempts,"
-            " updated"
+            "SELECT size, mtime_ns, inode, ctime_ns, status, study_uid, series_uid, sop_uid,"
+            " message, attempts, updated"
             " FROM files WHERE target = ? AND path = ?", (self.target, _key(path))).fetchone()
-        return Entry(*row) if row else None
+        return Entry(Stamp(*row[:4]), *row[4:]) if row else None
 
-    def _begin(self) -> None:
-        if not self._in_transaction:
-            self.db.execute("BEGIN")
-            self._in_transaction = True
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Open a transaction unless one is; on a write the disk refuses, roll it back and
+        raise a LocalFileError (SQLite may have rolled it back already: it is asked)."""
+        import sqlite3
 
-    def mark_sending(self, path: str, size: int, mtime_ns: int,
+        try:
+            if not self.db.in_transaction:
+                self.db.execute("BEGIN")
+            yield
+        except sqlite3.Error as error:
+            with contextlib.suppress(sqlite3.Error):
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+            raise LocalFileError(f"cannot write the journal {self.path}: {error}",
+                                 "free some space; the next run asks the server about the "
+                                 "files this one was sending") from None
+
+    def mark_sending(self, path: str, stamp: Stamp,
                      uids: tuple[str | None, str | None, str | None]) -> None:
         """The file is about to be sent; its outcome is unknown until :meth:`record`.
         Committed at once: a run killed after the request left must leave the mark, so
         that the next run asks the server before sending the file again. Not counted as
         an attempt: a run stopped before sending it never did (see :meth:`record`)."""
-        self._begin()
-        self.db.execute(
-            "INSERT INTO files (target, path, size, mtime_ns, status, study_uid, series_uid,"
-            " sop_uid, attempts, updated) VALUES (?, ?, ?, ?, 'sending', ?, ?, ?, 0, ?)"
-            " ON CONFLICT (target, path) DO UPDATE SET size = excluded.size,"
-            " mtime_ns = excluded.mtime_ns, status = 'sending', study_uid = excluded.study_uid,"
-            " series_uid = excluded.series_uid, sop_uid = excluded.sop_uid,"
-            " updated = excluded.updated",
-            (self.target, _key(path), size, mtime_ns, *uids, time.time()))
+        with self._writing():
+            self.db.execute(
+                "INSERT INTO files (target, path, size, mtime_ns, inode, ctime_ns, status,"
+                " study_uid, series_uid, sop_uid, attempts, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?, 0, ?)"
+                " ON CONFLICT (target, path) DO UPDATE SET size = excluded.size,"
+                " mtime_ns = excluded.mtime_ns, inode = excluded.inode,"
+                " ctime_ns = excluded.ctime_ns, status = 'sending',"
+                " study_uid = excluded.study_uid, series_uid = excluded.series_uid,"
+                " sop_uid = excluded.sop_uid, updated = excluded.updated",
+                (self.target, _key(path), stamp.size, stamp.mtime_ns, stamp.inode,
+                 stamp.ctime_ns, *uids, time.time()))
         self.commit()
 
-    def record(self, path: str, size: int, mtime_ns: int, status: str, *,
+    def record(self, path: str, stamp: Stamp, status: str, *,
                uids: tuple[str | None, str | None, str | None] = (None, None, None),
                http_status: int | None = None, reason: int | None = None,
                message: str | None = None, attempts: int = 0) -> None:
         """A file's outcome and the runs that sent it so far (kept uncommitted until
         :meth:`commit`)."""
-        self._begin()
-        self.db.execute(
-            "INSERT INTO files (target, path, size, mtime_ns, status, study_uid, series_uid,"
-            " sop_uid, http_status, reason, message, attempts, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (target, path) DO UPDATE SET size = excluded.size,"
-            " mtime_ns = excluded.mtime_ns, status = excluded.status,"
-            " study_uid = coalesce(excluded.study_uid, study_uid),"
-            " series_uid = coalesce(excluded.series_uid, series_uid),"
-            " sop_uid = coalesce(excluded.sop_uid, sop_uid), http_status = excluded.http_status,"
-            " reason = excluded.reason, message = excluded.message,"
-            " attempts = excluded.attempts, updated = excluded.updated",
-            (self.target, _key(path), size, mtime_ns, status, *uids, http_status, reason,
-             None if message is None else readable(message), attempts, time.time()))
+        with self._writing():
+            self.db.execute(
+                "INSERT INTO files (target, path, size, mtime_ns, inode, ctime_ns, status,"
+                " study_uid, series_uid, sop_uid, http_status, reason, message, attempts,"
+                " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (target, path) DO UPDATE SET size = excluded.size,"
+                " mtime_ns = excluded.mtime_ns, inode = excluded.inode,"
+                " ctime_ns = excluded.ctime_ns, status = excluded.status,"
+                " study_uid = coalesce(excluded.study_uid, study_uid),"
+                " series_uid = coalesce(excluded.series_uid, series_uid),"
+                " sop_uid = coalesce(excluded.sop_uid, sop_uid),"
+                " http_status = excluded.http_status, reason = excluded.reason,"
+                " message = excluded.message, attempts = excluded.attempts,"
+                " updated = excluded.updated",
+                (self.target, _key(path), stamp.size, stamp.mtime_ns, stamp.inode,
+                 stamp.ctime_ns, status, *uids, http_status, reason,
+                 None if message is None else readable(message), attempts, time.time()))
+
+    def restamp(self, path: str, stamp: Stamp) -> None:
+        """The file is still the one recorded (its UIDs say so) under a new inode or
+        ctime: keep them, so that the next run need not read it again."""
+        with self._writing():
+            self.db.execute("UPDATE files SET inode = ?, ctime_ns = ? WHERE target = ?"
+                            " AND path = ?", (stamp.inode, stamp.ctime_ns, self.target,
+                                              _key(path)))
+        self.commit()
 
     def count_attempts(self, path: str, attempts: int) -> None:
         """The runs that sent a file whose outcome is still unknown (it keeps its mark)."""
-        self._begin()
-        self.db.execute("UPDATE files SET attempts = ? WHERE target = ? AND path = ?",
-                        (attempts, self.target, _key(path)))
+        with self._writing():
+            self.db.execute("UPDATE files SET attempts = ? WHERE target = ? AND path = ?",
+                            (attempts, self.target, _key(path)))
 
     def commit(self) -> None:
-        if self._in_transaction:
-            self.db.execute("COMMIT")
-            self._in_transaction = False
+        if self.db.in_transaction:
+            with self._writing():
+                self.db.execute("COMMIT")
 
     def counts(self) -> dict[str, int]:
         """Files per status for this target (for --dry-run and the summary)."""

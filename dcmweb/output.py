@@ -153,6 +153,7 @@ class Output:
     def line(self, level: str, message: str) -> None:
         """One log line in the chosen format; every stderr line goes through here."""
         message = redact_text(message)  # a server may quote the credentials it was sent
+        message = readable(message)  # a name that is not UTF-8 as the report writes it
         if self.log_format == "json":
             text = json.dumps({"time": timestamp(), "level": level, "message": message})
         else:

@@ -7,13 +7,16 @@ every finished file in it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import stat
+from collections.abc import Sequence
 from typing import IO, Any
 
-from .errors import UsageError
+from .errors import LocalFileError, UsageError
 from .output import readable
 from .redact import redact_text
 
@@ -55,25 +58,31 @@ def _replaceable(name: str) -> bool:
 
 
 class ReportWriter:
-    """Writes report rows to a file: ``.csv`` gives CSV with a header, anything else JSONL."""
+    """Writes report rows to a file: ``.csv`` gives CSV with a header, anything else JSONL.
+
+    A row the disk refuses (full) is a :class:`LocalFileError` naming the report, and
+    what was written of it is cut off: the file keeps whole rows only.
+    """
 
     def __init__(self, target: str | os.PathLike[str] | IO[str]) -> None:
+        self._file: IO[bytes] | None = None
+        self._stream: IO[str] | None = None
         if isinstance(target, (str, os.PathLike)):
-            name = os.fspath(target)
+            self.name = os.fspath(target)
             try:
-                self._handle: IO[str] = open(name, "w", newline="", encoding="utf-8")  # noqa: SIM115
+                # Unbuffered: a row is written at once, and none waits in a buffer that
+                # close() would try to write again after a failure.
+                self._file = open(self.name, "wb", buffering=0)  # noqa: SIM115
             except OSError as error:
-                raise UsageError(f"cannot write the report {name}: {error.strerror}",
+                raise UsageError(f"cannot write the report {self.name}: {error.strerror}",
                                  "give another --report") from None
-            self._owned = True
         else:
-            self._handle = target
-            name = getattr(target, "name", "")
-            self._owned = False
-        self._csv = csv.writer(self._handle) if str(name).lower().endswith(".csv") else None
+            self._stream = target
+            self.name = str(getattr(target, "name", "the report stream"))
+        self._csv = self.name.lower().endswith(".csv")
+        self._whole = 0  # bytes of the whole rows written: where a cut row is cut off
         if self._csv:
-            self._csv.writerow(COLUMNS)
-            self._handle.flush()
+            self._put(_csv_line(COLUMNS))
 
     def write(self, row: dict[str, Any]) -> None:
         if row.get("message"):  # the server's words: it may quote the credentials sent
@@ -81,14 +90,42 @@ class ReportWriter:
         row = {key: readable(value) if isinstance(value, str) else value
                for key, value in row.items()}
         if self._csv:
-            self._csv.writerow(["" if row.get(key) is None else row[key] for key in COLUMNS])
+            self._put(_csv_line(["" if row.get(key) is None else row[key] for key in COLUMNS]))
         else:
-            self._handle.write(json.dumps({key: row.get(key) for key in COLUMNS},
-                                          ensure_ascii=False) + "\n")
-        self._handle.flush()
+            self._put(json.dumps({key: row.get(key) for key in COLUMNS},
+                                 ensure_ascii=False) + "\n")
+
+    def _put(self, line: str) -> None:
+        try:
+            if self._file is None:
+                assert self._stream is not None
+                self._stream.write(line)
+                self._stream.flush()
+                return
+            data = line.encode("utf-8")
+            written = 0
+            while written < len(data):
+                written += self._file.write(data[written:])
+            self._whole += written
+        except BrokenPipeError:
+            raise  # the reader of --report - went away, as for any output
+        except OSError as error:
+            if self._file is not None:
+                with contextlib.suppress(OSError):  # a FIFO or a device cannot be cut
+                    self._file.truncate(self._whole)
+                    self._file.seek(self._whole)
+            raise LocalFileError(f"cannot write the report {self.name}: "
+                                 f"{error.strerror or error}",
+                                 "free some space, or give --report another disk") from None
 
     def close(self) -> None:
-        if self._owned:
-            self._handle.close()
-        else:
-            self._handle.flush()
+        if self._file is not None:
+            self._file.close()
+        elif self._stream is not None:
+            self._stream.flush()
+
+
+def _csv_line(values: Sequence[object]) -> str:
+    line = io.StringIO()
+    csv.writer(line).writerow(values)
+    return line.getvalue()

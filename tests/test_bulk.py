@@ -27,7 +27,7 @@ from click.testing import CliRunner, Result
 from hostile import Hostile, Request
 
 from dcmweb.cli import cli
-from dcmweb.journal import Journal
+from dcmweb.journal import Journal, Stamp
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus, logs
 from dcmweb_devtools.logs import lines
@@ -183,6 +183,115 @@ def test_two_processes_on_one_journal(local_server: LocalServer, files: list[Pat
         holder.wait()
     assert done.returncode == 7, done.stderr
     assert "in use by another dcmweb run" in done.stderr
+
+
+@pytest.mark.parametrize("schema", [
+    "CREATE TABLE bookmarks (url TEXT); PRAGMA journal_mode=DELETE;",
+    "CREATE TABLE files (name TEXT, owner TEXT); PRAGMA user_version=1;"],
+    ids=["other-tables", "a-files-table"])
+def test_a_journal_that_is_another_programs_database_is_refused_and_kept(
+        local_server: LocalServer, files: list[Path], tmp_path: Path, schema: str) -> None:
+    """--journal naming another program's SQLite database (a slip): old dcmweb added its
+    table, stamped user_version and switched it to WAL for good; or, when it had a table
+    "files", stopped at the first file with "unexpected error: ... no such column"."""
+    journal = tmp_path / "places.sqlite"
+    with sqlite3.connect(journal) as db:
+        db.executescript(schema)
+    db.close()
+    before = journal.read_bytes()
+    result = run(local_server.url, "store", str(files[0]), "--journal", str(journal))
+    assert result.exit_code == 2, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: {journal} is not a dcmweb journal: it holds other tables (left as it "
+        "is) (give --journal a new file, or the journal of earlier runs)")
+    assert journal.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("places")) == [
+        "places.sqlite", "places.sqlite.lock"]
+    assert posted_instances(local_server) == 0
+
+
+@pytest.mark.parametrize("spelling", ["same", "./same", "{tmp}/sub/../same"])
+def test_a_report_in_the_journals_file_is_refused(local_server: LocalServer,
+                                                  files: list[Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  spelling: str) -> None:
+    """--report and --journal naming one new file: old dcmweb made the journal, then wrote
+    the report over it, exit 0; the report was lost (and the next run refused it)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    report = spelling.format(tmp=tmp_path)
+    result = run(local_server.url, "store", str(files[0]), "--journal", "same",
+                 "--report", report)
+    assert result.exit_code == 2, result.stderr
+    assert lines(result.stderr)[-1] == (f"dcmweb: error: --report and --journal name the "
+                                        f"same file {report} (give each its own file)")
+    assert not (tmp_path / "same").exists()
+    assert posted_instances(local_server) == 0
+
+
+def _put_in_place(source: Path, target: Path) -> None:
+    """Write `source` over `target` as ``cp -p`` or ``rsync -a`` do: a new file (a new
+    inode) renamed into place, with the old file's modification time."""
+    mtime = target.stat().st_mtime_ns
+    temporary = target.with_name(".incoming")
+    temporary.write_bytes(source.read_bytes())
+    os.utime(temporary, ns=(mtime, mtime))
+    os.replace(temporary, target)
+
+
+def test_a_file_replaced_with_the_same_size_and_mtime_is_sent_if_its_uids_differ(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """Another instance put in a stored file's place, with its size and mtime: old dcmweb
+    reported it "already stored" with the old instance's UIDs and never sent it. The same
+    instance copied in again (a new inode too) is still not sent."""
+    folder, journal, report = tmp_path / "mt", tmp_path / "j.db", tmp_path / "r.jsonl"
+    folder.mkdir()
+    target = folder / "x.dcm"
+    target.write_bytes(files[0].read_bytes())
+    assert files[0].stat().st_size == files[1].stat().st_size
+    store = [local_server.url, "store", str(folder), "--journal", str(journal),
+             "--report", str(report)]
+    assert run(*store).exit_code == 0
+
+    _put_in_place(files[0], target)
+    again = run(*store)
+    assert again.exit_code == 0, again.stderr
+    assert [(r["status"], r["message"]) for r in rows(report)] == [
+        ("already stored", "stored by an earlier run (journal)")]
+    with Journal(journal, f"{local_server.url}/studies") as entries:
+        entry = entries.lookup(str(target))
+    assert entry is not None and entry.stamp == Stamp.of(target.stat())  # read once only
+
+    _put_in_place(files[1], target)
+    other = run(*store)
+    assert other.exit_code == 0, other.stderr
+    uid = str(pydicom.dcmread(files[1], stop_before_pixels=True).SOPInstanceUID)
+    assert [(r["status"], r["sop_instance_uid"]) for r in rows(report)] == [("stored", uid)]
+    assert uid in server_uids(local_server)
+    assert posted_instances(local_server) == 2
+
+
+def test_a_journal_of_version_1_is_migrated_and_its_files_checked_once(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """A journal written before inodes were kept: it gains the columns, and the files it
+    holds as stored are known again by their UIDs (read once), not sent again."""
+    folder, journal = files[0].parent, tmp_path / "j.db"
+    assert run(local_server.url, "store", str(folder), "--journal", str(journal)
+               ).exit_code == 0
+    posts = posted_instances(local_server)
+    with sqlite3.connect(journal) as db:  # as version 1 wrote it
+        db.executescript("ALTER TABLE files DROP COLUMN inode;"
+                         " ALTER TABLE files DROP COLUMN ctime_ns; PRAGMA user_version=1;")
+    db.close()
+    again = run(local_server.url, "store", str(folder), "--journal", str(journal))
+    assert again.exit_code == 0, again.stderr
+    assert lines(again.stderr)[-1].endswith(f"in 0 files; {len(files)} already stored")
+    assert posted_instances(local_server) == posts
+    with sqlite3.connect(journal) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        inodes = dict(db.execute("SELECT path, inode FROM files"))
+    db.close()
+    assert inodes == {str(path): path.stat().st_ino for path in files}
 
 
 def test_conflicts_fail_skip_overwrite(local_server: LocalServer, pydicom_files: list[Path],
@@ -396,6 +505,9 @@ def test_a_name_that_is_not_utf8_is_journaled_and_reported(
     table = rows(report)
     assert len(table) == len(files) and {r["status"] for r in table} == {"stored"}
     assert f"{folder}/bad\\xffname.dcm" in [r["path"] for r in table]
+    # The log line writes the name as the report does (old dcmweb: "bad\\udcffname.dcm").
+    assert any(line.startswith(f"dcmweb: info: {folder}/bad\\xffname.dcm uploaded as ")
+               for line in lines(first.stderr))
 
     again = run(local_server.url, "store", str(folder), "--journal", str(journal))
     assert again.exit_code == 0, again.stderr
@@ -617,8 +729,7 @@ def test_a_check_that_stops_the_run_counts_its_file_as_not_attempted(tmp_path: P
     with LocalServer(tmp_path / "server", token="not-yours") as server:
         with Journal(journal, server.url + "/studies") as marks:
             for path in files:
-                stat = path.stat()
-                marks.mark_sending(os.path.abspath(path), stat.st_size, stat.st_mtime_ns,
+                marks.mark_sending(os.path.abspath(path), Stamp.of(path.stat()),
                                    (None, None, None))
         result = run(server.url, "store", str(tmp_path / "in"), "--journal", str(journal))
         assert [r.method for r in server.requests] == ["GET"]
@@ -635,8 +746,8 @@ def test_a_check_that_stops_the_run_lets_the_batches_in_flight_finish(tmp_path: 
     journal = tmp_path / "j.db"
     with LocalServer(tmp_path / "server") as server:
         with Journal(journal, server.url + "/studies") as marks:
-            stat = files[4].stat()  # checked when the third batch is listed
-            marks.mark_sending(os.path.abspath(files[4]), stat.st_size, stat.st_mtime_ns,
+            # checked when the third batch is listed
+            marks.mark_sending(os.path.abspath(files[4]), Stamp.of(files[4].stat()),
                                (None, None, None))
         server.inject_fault(delay=2, count=10**6, method="POST")  # answers come late
         server.inject_fault(401, count=10**6, method="GET")

@@ -13,14 +13,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pydicom
 import pytest
 from hostile import Hostile, Request, multipart
 
 from dcmweb import Client
+from dcmweb.journal import Journal, Stamp
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines
@@ -231,6 +234,40 @@ def test_a_stopped_store_reports_every_file_the_server_may_hold(
         f"dcmweb: info: Transferred {stderr[-2].split()[3]} {stderr[-2].split()[4]} in 1 "
         f"file; {unconfirmed} unconfirmed (sent, no answer: the server may hold "
         f"{'it' if unconfirmed == 1 else 'them'}), {not_attempted} not attempted")
+
+
+@pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
+def test_a_store_stopped_while_it_checks_a_file_counts_every_file(
+        tmp_path: Path, number: int, code: int, line: str) -> None:
+    """Files a killed run left "sending" are looked up on the server before they are sent
+    again; a signal during that search: old dcmweb counted 2 of the 3 files (the one being
+    checked was taken from the input, then counted nowhere)."""
+    files = corpus.synthetic_files(tmp_path / "in", 3, seed="unsure")
+    journal = tmp_path / "j.db"
+    searched, release = threading.Event(), threading.Event()
+
+    def hold(req: Request) -> None:
+        searched.set()
+        release.wait(HANG)
+        req.json(200, [])
+
+    with Hostile() as fake:
+        with Journal(journal, f"{fake.url}/studies") as marks:
+            for path in files:
+                marks.mark_sending(os.path.abspath(path), Stamp.of(path.stat()),
+                                   (None, None, None))
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+                fake.route("GET", f"/studies/{ds.StudyInstanceUID}/series/"
+                                  f"{ds.SeriesInstanceUID}/instances", hold)
+        process = start(fake.url, "store", str(tmp_path / "in"), "--journal", str(journal))
+        try:
+            wait_for(searched.is_set, process)
+            _, stderr, _ = stop(process, number)
+        finally:
+            release.set()
+        assert fake.seen("POST") == []
+    assert process.returncode == code, stderr
+    assert stderr[-2:] == ["dcmweb: info: Transferred 0 B in 0 files; 3 not attempted", line]
 
 
 # Run in a child: a stop leaves the "dcmweb" logger's handlers muted for other threads.

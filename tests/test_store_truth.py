@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -485,7 +487,7 @@ def test_lost_answers_in_an_outage_are_found_by_search_once_it_ends(
                      str(tmp_path / "s"))
     assert result.exit_code == 0, result.stderr[-3000:]
     assert held(refusing_server) == {sop_uid(p) for p in files}
-    assert refusing_server.duplicates == []  # nothing the server held was sent again
+    assert refusing_server.duplicates == []
     searches = [r.status for r in refusing_server.requests if r.method == "GET"]
     assert 502 in searches and 200 in searches
     rows = report_rows(report).values()
@@ -663,6 +665,77 @@ def test_a_stop_between_two_results_still_reports_the_files_in_flight(
     assert held(local_server) <= {sop_uid(Path(path)) for path in rows}
     assert {sop_uid(Path(path)) for path, row in rows.items()
             if row["status"] == "stored"} <= held(local_server)
+
+
+
+# -- a journal or report the disk refuses --------------------------------------------------------
+def test_a_journal_the_disk_refuses_stops_the_run_and_counts_every_file(
+        refusing_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal fills its disk mid-run (SQLite's own limit: its "database or disk is
+    full"). Old dcmweb: "unexpected error: OperationalError: cannot commit - no transaction
+    is active" (a second error, from closing the journal), no summary, and files the
+    server stored had no row."""
+    files = corpus.synthetic_files(tmp_path / "s", 30)
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    opened = Journal.__init__
+
+    def on_a_full_disk(self: Journal, *args: object) -> None:
+        opened(self, *args)  # type: ignore[arg-type]
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        self.db.execute(f"PRAGMA max_page_count = {pages + 1}")
+
+    monkeypatch.setattr(Journal, "__init__", on_a_full_disk)
+    result = run("-m", "--workers", "2", refusing_server.url, "store", "--batch-size", "2",
+                 "--journal", str(journal), "--report", str(report), str(tmp_path / "s"))
+    assert result.exit_code == 1, result.stderr[-3000:]
+    assert lines(result)[-1] == (
+        f"dcmweb: error: cannot write the journal {journal}: database or disk is full (free "
+        "some space; the next run asks the server about the files this one was sending)")
+    counts = summary_counts(lines(result)[-2])
+    rows = report_rows(report)
+    assert 0 < counts["stored"] < len(files)
+    assert {row["status"] for row in rows.values()} == {"stored"}
+    assert len(rows) == counts["stored"]
+    assert len(rows) + counts["not attempted"] == len(files)
+    assert held(refusing_server) == {row["sop_instance_uid"] for row in rows.values()}
+
+    monkeypatch.undo()  # space again: the journal is whole, and the rerun sends the rest
+    rerun = run(refusing_server.url, "store", "--journal", str(journal), str(tmp_path / "s"))
+    assert rerun.exit_code == 0, rerun.stderr[-3000:]
+    assert held(refusing_server) == {sop_uid(path) for path in files}
+    assert refusing_server.duplicates == []
+
+
+_LIMITED = """
+import resource, runpy, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+sys.argv = ["dcmweb", *sys.argv[2:]]
+runpy.run_module("dcmweb", run_name="__main__")
+"""
+
+
+def test_a_report_the_disk_refuses_stops_the_run_and_counts_every_file(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """The report reaches the most a process may write (RLIMIT_FSIZE: as a full disk, a
+    write cut short, then refused). Old dcmweb: "unexpected error: OSError ... report it",
+    no count of the files in flight or never sent, and the last row cut mid-line."""
+    files = corpus.synthetic_files(tmp_path / "s", 30)
+    report = tmp_path / "r.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", _LIMITED, "2000", "-m", "--workers", "2", local_server.url,
+         "store", "--batch-size", "2", "--report", str(report), str(tmp_path / "s")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    stderr = logs.lines(done.stderr)
+    assert done.returncode == 1, done.stderr
+    assert stderr[-1] == (f"dcmweb: error: cannot write the report {report}: File too large "
+                          "(free some space, or give --report another disk)")
+    rows = report_rows(report)  # whole rows only: each line is JSON
+    counts = summary_counts(stderr[-2])
+    assert 0 < len(rows) < counts["stored"]
+    assert counts["stored"] + counts["not attempted"] == len(files)
+    assert len(held(local_server)) == counts["stored"]
 
 
 # -- inputs -------------------------------------------------------------------------------------
