@@ -26,7 +26,7 @@ from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, Journal
 from .record import field, record, replace
 from .signals import deferred, resumed
-from .store import Part10File, StoreOptions, StoreResult, iter_store, triage
+from .store import OTHER_BYTES, Part10File, StoreOptions, StoreResult, iter_store, triage
 from .storecheck import dataset_uids
 
 if TYPE_CHECKING:
@@ -47,7 +47,8 @@ LARGE_JOB_BATCH_BYTES = 4 * 1024 * 1024  # a tree too big to count at once
 _HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
 _REASON = re.compile(r"\(0x([0-9A-Fa-f]{4})\)")
 # A refused duplicate: DICOM's 0x0111, or the 409/0x0110 "already exists" of Google's API.
-_CONFLICT = re.compile(r"0x0111|already exists|HTTP 409", re.IGNORECASE)
+_CONFLICT = re.compile(rf"0x0111|already exists|HTTP 409|{re.escape(OTHER_BYTES)}",
+                       re.IGNORECASE)
 UIDs = tuple[str | None, str | None, str | None]
 NAMED_AGAIN = "named again in the inputs"
 # --on-conflict overwrite: the server now holds neither the old copy nor this one.
