@@ -11,6 +11,7 @@ stops early gives the files it sent without learning their fate the outcome
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import time
@@ -27,7 +28,7 @@ from .journal import DONE, Journal
 from .record import field, record, replace
 from .signals import deferred, resumed
 from .store import OTHER_BYTES, Part10File, StoreOptions, StoreResult, iter_store, triage
-from .storecheck import dataset_uids
+from .storecheck import READ_BACK_FAILED, dataset_uids, holds_bytes, wanted
 
 if TYPE_CHECKING:
     from .existing import ServerHoldings
@@ -50,6 +51,7 @@ _REASON = re.compile(r"\(0x([0-9A-Fa-f]{4})\)")
 _CONFLICT = re.compile(rf"0x0111|already exists|HTTP 409|{re.escape(OTHER_BYTES)}",
                        re.IGNORECASE)
 UIDs = tuple[str | None, str | None, str | None]
+log = logging.getLogger("dcmweb")
 NAMED_AGAIN = "named again in the inputs"
 # --on-conflict overwrite: the server now holds neither the old copy nor this one.
 DELETED_NOT_STORED = "deleted the server's conflicting instance, then this file was not stored"
@@ -385,7 +387,8 @@ class BulkStore:
             if self._on_server(path, head, stat.st_size, "found on the server after an "
                                "interrupted run" if unsure else
                                "already on the server (--skip-existing)",
-                               entry.attempts if entry is not None and same else 0):
+                               entry.attempts if entry is not None and same else 0,
+                               read_back=unsure):
                 return None
             if head is not None:  # read once: the upload uses what was read here
                 item = Part10File(path, head)
@@ -400,9 +403,11 @@ class BulkStore:
         return item
 
     def _on_server(self, path: Path, head: Part10Head | None, size: int, why: str,
-                   attempts: int) -> bool:
+                   attempts: int, *, read_back: bool) -> bool:
         """Whether the server holds the file's SOP Instance UID (then it is reported,
-        with the earlier runs that sent it)."""
+        with the earlier runs that sent it). With ``read_back`` (a file an interrupted
+        run sent), the server's copy must also be the file's bytes: other bytes are a
+        conflict, reported as such; a copy that cannot be read back sends the file again."""
         uids = head.uids if head else None
         if uids is None:
             return False  # not DICOM, or unreadable: the uploader says which
@@ -412,6 +417,18 @@ class BulkStore:
             self._holdings = ServerHoldings(self.http, self.base_url)
         if not self._holdings.holds(*uids):
             return False
+        if read_back:
+            try:
+                same = holds_bytes(self.http, self.base_url, wanted(uids, uids[2]), path)
+            except READ_BACK_FAILED as error:
+                log.info("%s: %s, but its copy could not be read back to compare (%s): "
+                         "sending it again", path, why, error)
+                return False
+            if not same:
+                self._conclude(Outcome(path, "failed", size, uids,
+                                       message=f"sent by an interrupted run; {OTHER_BYTES}",
+                                       attempts=attempts), None)
+                return True
         self._emit(Outcome(path, "already stored", size, uids, message=why,
                            attempts=attempts))
         return True
@@ -437,14 +454,17 @@ class BulkStore:
         # out of the pending set with no row (see signals.deferred).
         with deferred():
             pending = self._pending.pop(os.path.abspath(result.path), None)
-            outcome = self._outcome(result, pending)
-            if outcome.status == "failed" and _CONFLICT.search(outcome.message or ""):
-                if self.options.on_conflict == "overwrite" and None not in outcome.uids:
-                    self._overwrite(outcome, pending)  # requests: not deferred
-                    return
-                if self.options.on_conflict == "skip":
-                    outcome = replace(outcome, status="conflict")
-            self._emit(outcome, pending)
+            self._conclude(self._outcome(result, pending), pending)
+
+    def _conclude(self, outcome: Outcome, pending: _Pending | None) -> None:
+        """Record the outcome; a conflict goes by --on-conflict."""
+        if outcome.status == "failed" and _CONFLICT.search(outcome.message or ""):
+            if self.options.on_conflict == "overwrite" and None not in outcome.uids:
+                self._overwrite(outcome, pending)  # requests: not deferred
+                return
+            if self.options.on_conflict == "skip":
+                outcome = replace(outcome, status="conflict")
+        self._emit(outcome, pending)
 
     def _outcome(self, result: StoreResult, pending: _Pending | None) -> Outcome:
         message = result.message

@@ -653,6 +653,65 @@ def test_a_check_that_stops_the_run_lets_the_batches_in_flight_finish(tmp_path: 
         assert server_uids(server) == {corpus.sop_instance_uid(p) for p in files[:2]}
 
 
+def mark_sending(journal: Path, server: LocalServer, *paths: Path) -> None:
+    """Leave the files "sending" in the journal, as a run killed with them in flight."""
+    with Journal(journal, server.url + "/studies") as marks:
+        for path in paths:
+            stat = path.stat()
+            marks.mark_sending(os.path.abspath(path), stat.st_size, stat.st_mtime_ns,
+                               (None, None, None))
+
+
+@pytest.mark.parametrize(("policy", "code", "status"), [
+    ("fail", 1, "failed"), ("skip", 0, "conflict"), ("overwrite", 0, "stored")])
+def test_a_conflict_in_flight_at_a_kill_is_not_found_already_stored(
+        local_server: LocalServer, pydicom_files: list[Path], tmp_path: Path, policy: str,
+        code: int, status: str) -> None:
+    """A killed run had sent a file whose UIDs the server holds with other bytes: old
+    dcmweb's rerun found the UID and reported it "already stored" (exit 0). Read back,
+    it is the conflict an uninterrupted run reports."""
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    assert run(local_server.url, "store", str(ct)).exit_code == 0
+    copy = conflicting_copy(ct, tmp_path / "copy.dcm")
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    mark_sending(journal, local_server, copy)
+    result = run(local_server.url, "store", str(copy), "--journal", str(journal),
+                 "--report", str(report), "--on-conflict", policy)
+    assert result.exit_code == code, result.stderr
+    [row] = rows(report)
+    assert row["status"] == status
+    (held,) = local_server.store.query("SELECT patient_name FROM instances")
+    if policy == "overwrite":
+        assert row["message"].startswith("replaced the server's conflicting instance")
+        assert held["patient_name"] == "Conflict^Copy"
+    else:
+        assert row["message"] == ("sent by an interrupted run; the server holds other bytes "
+                                  "under these UIDs")
+        assert held["patient_name"] != "Conflict^Copy"
+    with Journal(journal, local_server.url + "/studies") as marks:
+        entry = marks.lookup(os.path.abspath(copy))
+    assert entry is not None and entry.status == status
+
+
+def test_a_file_in_flight_at_a_kill_whose_copy_cannot_be_read_back_is_sent_again(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """The rerun finds the UID of a file a killed run sent, and every read-back of the
+    server's copy is cut: not proven, so it is sent again (the server's answer decides);
+    old dcmweb reported it "already stored" from the UID alone."""
+    assert run(local_server.url, "store", str(files[0])).exit_code == 0
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    mark_sending(journal, local_server, files[0])
+    local_server.inject_fault(cut=True, method="GET", count=10**6,
+                              path_contains=f"instances/{corpus.sop_instance_uid(files[0])}")
+    local_server.clear_requests()
+    result = run(local_server.url, "store", str(files[0]), "--journal", str(journal),
+                 "--report", str(report))
+    assert result.exit_code == 0, result.stderr
+    [row] = rows(report)
+    assert (row["status"], row["confirmed_by"]) == ("stored", "answer")
+    assert posted_instances(local_server) == 1
+
+
 def test_sigkill_mid_run_then_rerun_stores_everything_once(local_server: LocalServer,
                                                            tmp_path: Path) -> None:
     files = corpus.synthetic_files(tmp_path / "in", 1500, studies=10, seed="kill")
