@@ -242,7 +242,7 @@ class BulkStore:
                 if store is not None:
                     self._hand_over(store)
                 rest, counted = self._rest_of_input(INTERRUPT_COUNT_SECONDS)
-                self.summary.not_attempted += len(self._pending) + rest
+                self.summary.not_attempted += self._never_sent() + rest
                 self.summary.rest_uncounted = not counted
             raise
         finally:
@@ -292,7 +292,17 @@ class BulkStore:
         input (of given results, those that did not come)."""
         if given:
             return total - self.summary.done
-        return len(self._pending) + self._rest_of_input()[0]
+        return self._never_sent() + self._rest_of_input()[0]
+
+    def _never_sent(self) -> int:
+        """The files listed but not sent when the run stopped. Each was marked sending
+        with this run counted as an attempt (a kill leaves it so: the run may have sent
+        it); that count is taken back, the mark kept, so a rerun still checks them."""
+        if self._journal:
+            for pending in self._pending.values():
+                self._journal.count_attempts(pending.key, pending.attempts - 1)
+            self._journal.commit()
+        return len(self._pending)
 
     def _rest_of_input(self, seconds: float = float("inf")) -> tuple[int, bool]:
         """The files of the input not taken yet, and whether that is all of them: the
@@ -399,7 +409,8 @@ class BulkStore:
         self._pending[key] = _Pending(key, stat.st_size, stat.st_mtime_ns, time.monotonic(),
                                       attempts)
         if journal:
-            journal.mark_sending(key, stat.st_size, stat.st_mtime_ns, (None, None, None))
+            journal.mark_sending(key, stat.st_size, stat.st_mtime_ns, (None, None, None),
+                                 attempts=attempts)
         return item
 
     def _on_server(self, path: Path, head: Part10Head | None, size: int, why: str,

@@ -680,6 +680,7 @@ def test_a_conflict_in_flight_at_a_kill_is_not_found_already_stored(
     assert result.exit_code == code, result.stderr
     [row] = rows(report)
     assert row["status"] == status
+    assert row["attempts"] == 1  # the killed run
     (held,) = local_server.store.query("SELECT patient_name FROM instances")
     if policy == "overwrite":
         assert row["message"].startswith("replaced the server's conflicting instance")
@@ -708,8 +709,38 @@ def test_a_file_in_flight_at_a_kill_whose_copy_cannot_be_read_back_is_sent_again
                  "--report", str(report))
     assert result.exit_code == 0, result.stderr
     [row] = rows(report)
-    assert (row["status"], row["confirmed_by"]) == ("stored", "answer")
+    assert (row["status"], row["confirmed_by"], row["attempts"]) == ("stored", "answer", 2)
     assert posted_instances(local_server) == 1
+
+
+def test_attempts_count_a_run_killed_with_the_file_in_flight(tmp_path: Path) -> None:
+    """After kill -9, the rerun found the files in flight on the server and reported them
+    with attempts 0 (the journal's mark did not count the run that sent them)."""
+    corpus.synthetic_files(tmp_path / "in", 4, seed="killed-attempts")
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    with LocalServer(tmp_path / "server") as server:
+        server.inject_fault(delay=1, count=10**6, method="POST")  # stored, answered late
+        command = [sys.executable, "-m", "dcmweb", server.url, "store", "--batch-size",
+                   "2", "--journal", str(journal), str(tmp_path / "in")]
+        process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not [r for r in server.requests if r.method == "POST"]:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        time.sleep(1.5)  # the server stores the request it was holding
+        server.clear_faults()
+        rerun = subprocess.run([*command, "--report", str(report)], capture_output=True,
+                               text=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    table = {row["path"]: (row["status"], row["message"], row["attempts"])
+             for row in rows(report)}
+    found = [path for path, (_, message, _) in table.items()
+             if message == "found on the server after an interrupted run"]
+    assert len(found) == 2, table  # the batch in flight
+    for path in found:
+        assert table[path][2] == 1, table
 
 
 def test_sigkill_mid_run_then_rerun_stores_everything_once(local_server: LocalServer,
