@@ -13,6 +13,7 @@ new file is sent, those in flight get their outcome, then the error is raised.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import time
@@ -28,8 +29,8 @@ from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, GONE, Entry, Journal, Stamp
 from .record import field, record, replace
 from .signals import deferred, resumed
-from .store import Part10File, StoreOptions, StoreResult, iter_store, triage
-from .storecheck import dataset_uids
+from .store import OTHER_BYTES, Part10File, StoreOptions, StoreResult, iter_store, triage
+from .storecheck import READ_BACK_FAILED, dataset_uids, holds_bytes, wanted
 
 if TYPE_CHECKING:
     from .existing import ServerHoldings
@@ -49,8 +50,10 @@ LARGE_JOB_BATCH_BYTES = 4 * 1024 * 1024  # a tree too big to count at once
 _HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
 _REASON = re.compile(r"\(0x([0-9A-Fa-f]{4})\)")
 # A refused duplicate: DICOM's 0x0111, or the 409/0x0110 "already exists" of Google's API.
-_CONFLICT = re.compile(r"0x0111|already exists|HTTP 409", re.IGNORECASE)
+_CONFLICT = re.compile(rf"0x0111|already exists|HTTP 409|{re.escape(OTHER_BYTES)}",
+                       re.IGNORECASE)
 UIDs = tuple[str | None, str | None, str | None]
+log = logging.getLogger("dcmweb")
 NAMED_AGAIN = "named again in the inputs"
 # --on-conflict overwrite: the server now holds neither the old copy nor this one.
 DELETED_NOT_STORED = "deleted the server's conflicting instance, then this file was not stored"
@@ -244,7 +247,7 @@ class BulkStore:
                 if store is not None:
                     self._hand_over(store)
                 rest, counted = self._rest_of_input(INTERRUPT_COUNT_SECONDS)
-                self.summary.not_attempted += len(self._pending) + rest
+                self.summary.not_attempted += self._never_sent() + rest
                 self.summary.rest_uncounted = not counted
             raise
         finally:
@@ -305,7 +308,17 @@ class BulkStore:
         input (of given results, those that did not come)."""
         if given:
             return total - self.summary.done
-        return len(self._pending) + self._rest_of_input()[0]
+        return self._never_sent() + self._rest_of_input()[0]
+
+    def _never_sent(self) -> int:
+        """The files listed but not sent when the run stopped. Each was marked sending
+        with this run counted as an attempt (a kill leaves it so: the run may have sent
+        it); that count is taken back, the mark kept, so a rerun still checks them."""
+        if self._journal:
+            for pending in self._pending.values():
+                self._journal.count_attempts(pending.key, pending.attempts - 1)
+            self._journal.commit()
+        return len(self._pending)
 
     def _rest_of_input(self, seconds: float = float("inf")) -> tuple[int, bool]:
         """The files of the input not taken yet, and whether that is all of them: the
@@ -414,7 +427,8 @@ class BulkStore:
             if self._on_server(path, head, stat.st_size, "found on the server after an "
                                "interrupted run" if unsure else
                                "already on the server (--skip-existing)",
-                               entry.attempts if entry is not None and same else 0):
+                               entry.attempts if entry is not None and same else 0,
+                               read_back=unsure):
                 return None
             if head is not None:  # read once: the upload uses what was read here
                 item = Part10File(path, head)
@@ -423,7 +437,7 @@ class BulkStore:
             return None
         attempts = (entry.attempts if entry is not None and same else 0) + 1
         if journal:  # a mark the journal refuses raises: the file is not sent
-            journal.mark_sending(key, stamp, (None, None, None))
+            journal.mark_sending(key, stamp, (None, None, None), attempts=attempts)
         self._pending[key] = _Pending(key, stamp, time.monotonic(), attempts)
         return item
 
@@ -444,9 +458,11 @@ class BulkStore:
         return True
 
     def _on_server(self, path: Path, head: Part10Head | None, size: int, why: str,
-                   attempts: int) -> bool:
+                   attempts: int, *, read_back: bool) -> bool:
         """Whether the server holds the file's SOP Instance UID (then it is reported,
-        with the earlier runs that sent it)."""
+        with the earlier runs that sent it). With ``read_back`` (a file an interrupted
+        run sent), the server's copy must also be the file's bytes: other bytes are a
+        conflict, reported as such; a copy that cannot be read back sends the file again."""
         uids = head.uids if head else None
         if uids is None:
             return False  # not DICOM, or unreadable: the uploader says which
@@ -456,6 +472,18 @@ class BulkStore:
             self._holdings = ServerHoldings(self.http, self.base_url)
         if not self._holdings.holds(*uids):
             return False
+        if read_back:
+            try:
+                same = holds_bytes(self.http, self.base_url, wanted(uids, uids[2]), path)
+            except READ_BACK_FAILED as error:
+                log.info("%s: %s, but its copy could not be read back to compare (%s): "
+                         "sending it again", path, why, error)
+                return False
+            if not same:
+                self._conclude(Outcome(path, "failed", size, uids,
+                                       message=f"sent by an interrupted run; {OTHER_BYTES}",
+                                       attempts=attempts), None)
+                return True
         self._emit(Outcome(path, "already stored", size, uids, message=why,
                            attempts=attempts))
         return True
@@ -481,14 +509,17 @@ class BulkStore:
         # out of the pending set with no row (see signals.deferred).
         with deferred():
             pending = self._pending.pop(os.path.abspath(result.path), None)
-            outcome = self._outcome(result, pending)
-            if outcome.status == "failed" and _CONFLICT.search(outcome.message or ""):
-                if self.options.on_conflict == "overwrite" and None not in outcome.uids:
-                    self._overwrite(outcome, pending)  # requests: not deferred
-                    return
-                if self.options.on_conflict == "skip":
-                    outcome = replace(outcome, status="conflict")
-            self._emit(outcome, pending)
+            self._conclude(self._outcome(result, pending), pending)
+
+    def _conclude(self, outcome: Outcome, pending: _Pending | None) -> None:
+        """Record the outcome; a conflict goes by --on-conflict."""
+        if outcome.status == "failed" and _CONFLICT.search(outcome.message or ""):
+            if self.options.on_conflict == "overwrite" and None not in outcome.uids:
+                self._overwrite(outcome, pending)  # requests: not deferred
+                return
+            if self.options.on_conflict == "skip":
+                outcome = replace(outcome, status="conflict")
+        self._emit(outcome, pending)
 
     def _outcome(self, result: StoreResult, pending: _Pending | None) -> Outcome:
         message = result.message

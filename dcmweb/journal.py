@@ -234,23 +234,26 @@ class Journal:
                                  "files this one was sending") from None
 
     def mark_sending(self, path: str, stamp: Stamp,
-                     uids: tuple[str | None, str | None, str | None]) -> None:
+                     uids: tuple[str | None, str | None, str | None], *,
+                     attempts: int = 1) -> None:
         """The file is about to be sent; its outcome is unknown until :meth:`record`.
         Committed at once: a run killed after the request left must leave the mark, so
-        that the next run asks the server before sending the file again. Not counted as
-        an attempt: a run stopped before sending it never did (see :meth:`record`)."""
+        that the next run asks the server before sending the file again. ``attempts``
+        counts this run already (a killed run may have sent the file); a run that stops
+        knowing it never sent it takes that back (:meth:`count_attempts`)."""
         with self._writing():
             self.db.execute(
                 "INSERT INTO files (target, path, size, mtime_ns, inode, ctime_ns, status,"
                 " study_uid, series_uid, sop_uid, attempts, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?, 0, ?)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?, ?)"
                 " ON CONFLICT (target, path) DO UPDATE SET size = excluded.size,"
                 " mtime_ns = excluded.mtime_ns, inode = excluded.inode,"
                 " ctime_ns = excluded.ctime_ns, status = 'sending',"
                 " study_uid = excluded.study_uid, series_uid = excluded.series_uid,"
-                " sop_uid = excluded.sop_uid, updated = excluded.updated",
+                " sop_uid = excluded.sop_uid, attempts = excluded.attempts,"
+                " updated = excluded.updated",
                 (self.target, _key(path), stamp.size, stamp.mtime_ns, stamp.inode,
-                 stamp.ctime_ns, *uids, time.time()))
+                 stamp.ctime_ns, *uids, attempts, time.time()))
         self.commit()
 
     def record(self, path: str, stamp: Stamp, status: str, *,

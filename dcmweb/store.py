@@ -204,6 +204,9 @@ def _batches(paths: Iterable[Path | Part10File], options: StoreOptions,
 # HTTP status when there was one. The server may hold them until a search finds them.
 Doubts = dict[Path, tuple[str, int | None]]
 UNCONFIRMED = "the run stopped before the server's answer or a search confirmed it"
+# A search found the file's UIDs, and reading the instance back showed other bytes: a
+# conflict, like a 409 that says so (bulk's --on-conflict knows it by these words).
+OTHER_BYTES = "the server holds other bytes under these UIDs"
 
 
 class Stopped(Exception):
@@ -255,7 +258,9 @@ class Uploader:
     A file counts as stored only when the server's answer names it, or when a search
     by SOP Instance UID finds it (an answer that names nothing, a lost answer, a
     refused duplicate). A lost answer is never resent blindly: what the search finds
-    is not sent again, so a server that refuses duplicates sees no duplicate.
+    is not sent again, so a server that refuses duplicates sees no duplicate. Where no
+    success was answered, what the search finds is read back: other bytes under the
+    file's UIDs are a conflict, not the file stored.
     """
 
     def __init__(self, http: Http, base_url: str, options: StoreOptions) -> None:
@@ -571,7 +576,8 @@ class Uploader:
                 # A success that does not name these files proves nothing: ask the server
                 # (a resend would only ask the same answer again).
                 found_note, missing = _left_out(len(items), answer, status)
-                results.extend(self._confirmed(unnamed, found_note, missing=missing))
+                results.extend(self._confirmed(unnamed, found_note, missing=missing,
+                                               read_back=False))
             elif len(items) > 1:
                 # The answer does not say which files failed: ask one file at a time.
                 results.extend(self._one_by_one(unnamed))
@@ -597,26 +603,46 @@ class Uploader:
 
     def _duplicates(self, refused: list[tuple[Part10File, str]]) -> list[StoreResult]:
         """A refused duplicate is stored when a search finds it (a rerun, a resend)."""
-        found = self._confirmed([item for item, _ in refused],
-                                "already on the server: a duplicate refused")
-        stored = {result.path for result in found}
-        return found + [self._result(item, "failed", message=message)
-                        for item, message in refused if item.path not in stored]
+        return self._confirmed([item for item, _ in refused],
+                               "already on the server: a duplicate refused",
+                               missing={item.path: message for item, message in refused})
 
     def _confirmed(self, items: list[Part10File], note: str | None,
-                   missing: str | None = None) -> list[StoreResult]:
+                   missing: str | dict[Path, str] | None = None, *, read_back: bool = True
+                   ) -> list[StoreResult]:
         """Search for the items: found ones are stored (by search); the others fail with
-        ``missing``, or are left out when ``missing`` is None."""
+        ``missing`` (or their own reason in it), or are left out when it is None.
+
+        A search proves the SOP Instance UID, not the bytes: unless the server answered
+        success (``read_back`` False), a found instance is read back, and one whose bytes
+        are not the file's is a conflict; one that cannot be read back counts as not
+        found (resent, or failed with ``missing``)."""
         wanted = {item.path: storecheck.wanted(item.head.uids, item.sop_instance_uid)
                   for item in items}
         found = self.finder.held(wanted.values())
         results: list[StoreResult] = []
         for item in items:
             uid = wanted[item.path].sop_uid
+            unproven = ""
             if uid in found:
-                results.append(self._result(item, "stored", found[uid], note, "search"))
-            elif missing is not None:
-                results.append(self._result(item, "failed", message=missing))
+                try:
+                    same = not read_back or storecheck.holds_bytes(
+                        self.http, self.base_url, wanted[item.path], item.path)
+                except storecheck.READ_BACK_FAILED as error:
+                    unproven = _unproven(error)
+                else:
+                    if same:
+                        results.append(self._result(item, "stored", found[uid], note,
+                                                    "search"))
+                    else:
+                        results.append(self._result(item, "failed", message=(
+                            f"{note}; {OTHER_BYTES}" if note else OTHER_BYTES)))
+                    continue
+            if missing is not None:
+                why = missing if isinstance(missing, str) else missing[item.path]
+                results.append(self._result(item, "failed", message=why + unproven))
+            elif unproven:
+                log.info("%s%s: sending it again", item.path, unproven)
         return results
 
     def _one_by_one(self, items: list[Part10File]) -> list[StoreResult]:
@@ -657,6 +683,13 @@ def _left_out(sent: int, answer: StowAnswer, status: int) -> tuple[str | None, s
     named = f"naming {others}, not this file" if others else "naming no file"
     return None, (f"the server answered HTTP {status} with {answer.describe()} {named}, and "
                   "a search does not find it")
+
+
+def _unproven(error: DcmwebError | OSError) -> str:
+    """Why a file a search found is not proven stored: its copy could not be read back."""
+    reason = error.message if isinstance(error, DcmwebError) else (
+        f"cannot read the file: {error.strerror}")
+    return f"; found on the server, but its copy could not be read back to compare: {reason}"
 
 
 def _says_duplicate(message: str) -> bool:

@@ -1,5 +1,7 @@
 """Ask the server which instances it holds: the proof behind a success the STOW answer
-did not give (an empty 200, a lost answer, a refused duplicate).
+did not give (an empty 200, a lost answer, a refused duplicate). Where the server may
+hold other bytes under the file's UIDs (a lost answer, a refusal, an interrupted run),
+the instance is read back and compared with the file (:func:`holds_bytes`).
 
 One QIDO search per series with a UID list (``SOPInstanceUID=a,b,c``, PS3.18 UID list
 matching), so confirming a batch costs a request per series, not one per file; one
@@ -16,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .dicomhead import HEAD_BYTES, read_uids
-from .errors import ServerError
+from .errors import NotFoundError, ServerError
 from .http import Http
 from .record import record
 
@@ -138,6 +140,23 @@ def _value(row: object, tag: str) -> object:
         return None
     values = element.get("Value")
     return values[0] if isinstance(values, list) and values else None
+
+
+# A read-back that cannot tell (no copy to read, an answer that is not DICOM, the local
+# file gone): the file is not proven either way. Other errors stop like a search's.
+READ_BACK_FAILED = (NotFoundError, ServerError, OSError)
+
+
+def holds_bytes(http: Http, base_url: str, item: Wanted, path: Path) -> bool:
+    """Whether the server's copy of the instance (its stored bytes, read back) is the
+    file's: a search proves only that the server holds its SOP Instance UID. Raises one
+    of READ_BACK_FAILED when that cannot be told."""
+    from .instances import same_as_file  # the retrieve code: only on these rare paths
+
+    if item.series_path is None:
+        raise ServerError("the file's data set UIDs are unknown, so the server's copy "
+                          "cannot be read back")
+    return same_as_file(http, base_url, f"{item.series_path}/instances/{item.sop_uid}", path)
 
 
 def held(http: Http, base_url: str, items: Iterable[Wanted]) -> dict[str, str | None]:

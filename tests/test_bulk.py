@@ -764,6 +764,94 @@ def test_a_check_that_stops_the_run_lets_the_batches_in_flight_finish(tmp_path: 
         assert server_uids(server) == {corpus.sop_instance_uid(p) for p in files[:2]}
 
 
+def mark_sending(journal: Path, server: LocalServer, *paths: Path) -> None:
+    """Leave the files "sending" in the journal, as a run killed with them in flight."""
+    with Journal(journal, server.url + "/studies") as marks:
+        for path in paths:
+            marks.mark_sending(os.path.abspath(path), Stamp.of(path.stat()), (None, None, None))
+
+
+@pytest.mark.parametrize(("policy", "code", "status"), [
+    ("fail", 1, "failed"), ("skip", 0, "conflict"), ("overwrite", 0, "stored")])
+def test_a_conflict_in_flight_at_a_kill_is_not_found_already_stored(
+        local_server: LocalServer, pydicom_files: list[Path], tmp_path: Path, policy: str,
+        code: int, status: str) -> None:
+    """A killed run had sent a file whose UIDs the server holds with other bytes: old
+    dcmweb's rerun found the UID and reported it "already stored" (exit 0). Read back,
+    it is the conflict an uninterrupted run reports."""
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    assert run(local_server.url, "store", str(ct)).exit_code == 0
+    copy = conflicting_copy(ct, tmp_path / "copy.dcm")
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    mark_sending(journal, local_server, copy)
+    result = run(local_server.url, "store", str(copy), "--journal", str(journal),
+                 "--report", str(report), "--on-conflict", policy)
+    assert result.exit_code == code, result.stderr
+    [row] = rows(report)
+    assert row["status"] == status
+    assert row["attempts"] == 1  # the killed run
+    (held,) = local_server.store.query("SELECT patient_name FROM instances")
+    if policy == "overwrite":
+        assert row["message"].startswith("replaced the server's conflicting instance")
+        assert held["patient_name"] == "Conflict^Copy"
+    else:
+        assert row["message"] == ("sent by an interrupted run; the server holds other bytes "
+                                  "under these UIDs")
+        assert held["patient_name"] != "Conflict^Copy"
+    with Journal(journal, local_server.url + "/studies") as marks:
+        entry = marks.lookup(os.path.abspath(copy))
+    assert entry is not None and entry.status == status
+
+
+def test_a_file_in_flight_at_a_kill_whose_copy_cannot_be_read_back_is_sent_again(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """The rerun finds the UID of a file a killed run sent, and every read-back of the
+    server's copy is cut: not proven, so it is sent again (the server's answer decides);
+    old dcmweb reported it "already stored" from the UID alone."""
+    assert run(local_server.url, "store", str(files[0])).exit_code == 0
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    mark_sending(journal, local_server, files[0])
+    local_server.inject_fault(cut=True, method="GET", count=10**6,
+                              path_contains=f"instances/{corpus.sop_instance_uid(files[0])}")
+    local_server.clear_requests()
+    result = run(local_server.url, "store", str(files[0]), "--journal", str(journal),
+                 "--report", str(report))
+    assert result.exit_code == 0, result.stderr
+    [row] = rows(report)
+    assert (row["status"], row["confirmed_by"], row["attempts"]) == ("stored", "answer", 2)
+    assert posted_instances(local_server) == 1
+
+
+def test_attempts_count_a_run_killed_with_the_file_in_flight(tmp_path: Path) -> None:
+    """After kill -9, the rerun found the files in flight on the server and reported them
+    with attempts 0 (the journal's mark did not count the run that sent them)."""
+    corpus.synthetic_files(tmp_path / "in", 4, seed="killed-attempts")
+    journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+    with LocalServer(tmp_path / "server") as server:
+        server.inject_fault(delay=1, count=10**6, method="POST")  # stored, answered late
+        command = [sys.executable, "-m", "dcmweb", server.url, "store", "--batch-size",
+                   "2", "--journal", str(journal), str(tmp_path / "in")]
+        process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not [r for r in server.requests if r.method == "POST"]:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        time.sleep(1.5)  # the server stores the request it was holding
+        server.clear_faults()
+        rerun = subprocess.run([*command, "--report", str(report)], capture_output=True,
+                               text=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    table = {row["path"]: (row["status"], row["message"], row["attempts"])
+             for row in rows(report)}
+    found = [path for path, (_, message, _) in table.items()
+             if message == "found on the server after an interrupted run"]
+    assert len(found) == 2, table  # the batch in flight
+    for path in found:
+        assert table[path][2] == 1, table
+
+
 def test_sigkill_mid_run_then_rerun_stores_everything_once(local_server: LocalServer,
                                                            tmp_path: Path) -> None:
     files = corpus.synthetic_files(tmp_path / "in", 1500, studies=10, seed="kill")

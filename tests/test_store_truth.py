@@ -90,7 +90,8 @@ def test_lost_answer_is_found_by_search_and_never_resent(refusing_server: LocalS
     assert result.exit_code == 0, result.stderr
     assert held(refusing_server) == {sop_uid(p) for p in files}
     assert refusing_server.duplicates == []
-    assert [r.method for r in refusing_server.requests] == ["POST", "GET"]
+    # The search, then each instance read back: the server may hold other bytes.
+    assert [r.method for r in refusing_server.requests] == ["POST", "GET"] + ["GET"] * count
     assert lines(result)[0].endswith("connection dropped after the request was sent; "
                                      f"{count} of {count} found on the server by search")
     for path in files:
@@ -125,7 +126,8 @@ def test_a_cut_answer_to_the_check_search_is_asked_again(local_server: LocalServ
     assert held(local_server) == {sop_uid(p) for p in files}
     assert {row["status"] for row in report_rows(report).values()} == {"stored"}
     assert len(report_rows(report)) == 4
-    assert [r.method for r in local_server.requests] == ["POST", "GET", "GET", "POST"]
+    # The search (cut, asked again), the two instances read back, the other batch.
+    assert [r.method for r in local_server.requests] == ["POST"] + ["GET"] * 4 + ["POST"]
 
 
 def test_rerun_on_a_server_that_refuses_duplicates_is_safe(refusing_server: LocalServer,
@@ -152,6 +154,95 @@ def test_conflicting_bytes_are_still_a_failure(refusing_server: LocalServer,
     assert lines(result)[0] == (
         f"dcmweb: error: {other} failed: processing failure (0x0110): an instance with the"
         " same SOPInstanceUID already exists with different content")
+
+
+def other_bytes(ct: Path, target: Path) -> Path:
+    """A copy of ``ct`` under its UIDs, with other bytes (another PatientName)."""
+    ds = pydicom.dcmread(ct)
+    ds.PatientName = "Other^Bytes"
+    ds.save_as(target, enforce_file_format=True)
+    return target
+
+
+@pytest.mark.parametrize("fault", ["after", "cut"])
+@pytest.mark.parametrize(("policy", "code", "status"), [
+    ("fail", 1, "failed"), ("skip", 0, "conflict"), ("overwrite", 0, "stored")])
+def test_a_lost_answer_over_other_bytes_is_a_conflict_not_stored(
+        refusing_server: LocalServer, tmp_path: Path, ct: Path, fault: str, policy: str,
+        code: int, status: str) -> None:
+    """The server holds other bytes under the file's UIDs and the STOW answer is lost: the
+    search finds the UID, and old dcmweb reported the file stored (exit 0; overwrite never
+    overwrote). Reading the server's copy back shows the conflict."""
+    assert run(refusing_server.url, "store", str(ct)).exit_code == 0
+    other = other_bytes(ct, tmp_path / "other.dcm")
+    refusing_server.inject_fault(method="POST", **{fault: True})  # type: ignore[arg-type]
+    report = tmp_path / "report.jsonl"
+    result = run(refusing_server.url, "store", "--on-conflict", policy, "--report",
+                 str(report), str(other))
+    assert result.exit_code == code, result.stderr
+    row = report_rows(report)[str(other)]
+    assert row["status"] == status
+    [kept_row] = refusing_server.store.query("SELECT * FROM instances")
+    kept = pydicom.dcmread(refusing_server.store.file_path(kept_row))
+    if policy == "overwrite":
+        assert row["message"].startswith("replaced the server's conflicting instance")
+        assert kept.PatientName == "Other^Bytes"
+    else:
+        assert row["message"] == ("its answer was lost; the server holds other bytes under "
+                                  "these UIDs")
+        assert kept.PatientName != "Other^Bytes"
+
+
+def test_a_lost_answer_in_a_batch_fails_only_the_file_with_other_bytes(
+        refusing_server: LocalServer, tmp_path: Path) -> None:
+    """19 new files and one whose UIDs the server holds with other bytes, in one request
+    whose answer is lost: old dcmweb reported 20 stored."""
+    files = corpus.synthetic_files(tmp_path / "s", 20, seed="batch-conflict")
+    held_copy = other_bytes(files[7], tmp_path / "held.dcm")
+    assert run(refusing_server.url, "store", str(held_copy)).exit_code == 0
+    refusing_server.inject_fault(after=True, method="POST")
+    report = tmp_path / "report.jsonl"
+    result = run(refusing_server.url, "store", "--report", str(report), str(tmp_path / "s"))
+    assert result.exit_code == 6, result.stderr
+    statuses = {Path(path).name: row["status"] for path, row in report_rows(report).items()}
+    assert statuses == {path.name: "failed" if path == files[7] else "stored"
+                        for path in files}
+    assert f"dcmweb: error: {files[7]} failed: its answer was lost; the server holds other " \
+        "bytes under these UIDs" in lines(result)
+    assert refusing_server.duplicates == []
+
+
+def test_a_copy_that_cannot_be_read_back_is_never_reported_stored(
+        refusing_server: LocalServer, tmp_path: Path, ct: Path) -> None:
+    """The search finds the file's UID, and every read-back of the server's copy is cut:
+    the file is sent again (the server refuses it as a duplicate) and fails, saying why;
+    old dcmweb reported it stored by the search alone."""
+    refusing_server.inject_fault(after=True, method="POST")
+    refusing_server.inject_fault(cut=True, method="GET", count=10**6,
+                                 path_contains=f"instances/{sop_uid(ct)}")
+    report = tmp_path / "report.jsonl"
+    result = run(refusing_server.url, "store", "--report", str(report), str(ct))
+    assert result.exit_code == 1, result.stderr
+    row = report_rows(report)[str(ct)]
+    assert row["status"] == "failed"
+    assert "found on the server, but its copy could not be read back to compare" in (
+        row["message"])
+    assert [r.method for r in refusing_server.requests if r.method == "POST"] == ["POST"] * 2
+
+
+def test_a_lost_answer_over_the_same_bytes_is_stored(refusing_server: LocalServer,
+                                                     tmp_path: Path, ct: Path) -> None:
+    """The check reads the instance back once, and only when the answer was lost."""
+    refusing_server.inject_fault(after=True, method="POST")
+    result = run(refusing_server.url, "store", str(ct))
+    assert result.exit_code == 0, result.stderr
+    reads = [r for r in refusing_server.requests
+             if r.method == "GET" and f"instances/{sop_uid(ct)}" in r.path]
+    assert len(reads) == 1
+    refusing_server.clear_requests()
+    [other] = corpus.synthetic_files(tmp_path / "n", 1)
+    assert run(refusing_server.url, "store", str(other)).exit_code == 0
+    assert [r.method for r in refusing_server.requests] == ["POST"]  # a 200: no read-back
 
 
 def test_an_answer_naming_another_instance_proves_nothing(ct: Path, tmp_path: Path) -> None:
@@ -219,6 +310,14 @@ def _series_route(fake: Hostile, path: Path, rows: list[list[dict]]) -> None:
                search)
 
 
+def _instance_route(fake: Hostile, path: Path) -> None:
+    """Send the file back for its instance's retrieve: the server holds these bytes."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    fake.route("GET", f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+               f"/instances/{ds.SOPInstanceUID}",
+               lambda req: req.reply(200, path.read_bytes(), "application/dicom"))
+
+
 def _row(path: Path) -> dict:
     return {"00080018": {"vr": "UI", "Value": [sop_uid(path)]}}
 
@@ -265,10 +364,11 @@ def test_409_duplicate_after_a_lost_answer_is_stored(ct: Path, tmp_path: Path) -
     with Hostile() as fake:
         fake.route("POST", "/studies", stow)
         _series_route(fake, ct, [[], [_row(ct)]])
+        _instance_route(fake, ct)
         result = run("--retries", "2", fake.url, "store", str(ct))
         methods = [r.method for r in fake.requests]
     assert result.exit_code == 0, result.stderr  # old dcmweb: failed, exit 6
-    assert methods == ["POST", "GET", "POST", "GET"]
+    assert methods == ["POST", "GET", "POST", "GET", "GET"]
     assert lines(result)[-2].endswith(
         "(already on the server: a duplicate refused; confirmed by search)")
 
@@ -817,6 +917,43 @@ def test_search_by_uid_list_finds_exactly_what_is_held(server: str, tmp_path: Pa
         assert found[sop_uid(path)] is not None
 
 
+@pytest.mark.parametrize("server", ["local_server", "orthanc", "tinypacs_fresh"])
+def test_read_back_tells_the_files_bytes_from_other_bytes(
+        server: str, tmp_path: Path, ct: Path, request: pytest.FixtureRequest) -> None:
+    """The check behind a search's proof reads the stored bytes back: multipart from
+    Orthanc, single-part from tiny-pacs."""
+    from dcmweb import storecheck
+
+    srv = request.getfixturevalue(server)
+    other = other_bytes(ct, tmp_path / "other.dcm")
+    wanted = storecheck.wanted(storecheck.dataset_uids(ct), sop_uid(ct))
+    with Client(srv.url, backoff=0.01) as client:
+        assert {r.status for r in client.store([ct])} == {"stored"}
+        assert storecheck.holds_bytes(client.http, client.base_url, wanted, ct) is True
+        # The File Meta header is not the instance (tiny-pacs rewrites it): left out.
+        preamble = tmp_path / "preamble.dcm"
+        preamble.write_bytes(b"x" * 128 + ct.read_bytes()[128:])
+        assert storecheck.holds_bytes(client.http, client.base_url, wanted, preamble) is True
+        assert storecheck.holds_bytes(client.http, client.base_url, wanted, other) is False
+        missing = storecheck.wanted(("1.2.3", "1.2.3.4", "1.2.3.4.5"), "1.2.3.4.5")
+        with pytest.raises(storecheck.READ_BACK_FAILED):
+            storecheck.holds_bytes(client.http, client.base_url, missing, ct)
+
+
+def test_a_conflict_tiny_pacs_refuses_as_a_duplicate_fails(tinypacs_fresh, tmp_path: Path,
+                                                           ct: Path) -> None:
+    """tiny-pacs refuses other bytes under held UIDs with the bare 0x0110 it gives a
+    duplicate: old dcmweb found the UID by search and reported the file stored."""
+    assert run(tinypacs_fresh.url, "store", str(ct)).exit_code == 0
+    other = other_bytes(ct, tmp_path / "other.dcm")
+    report = tmp_path / "report.jsonl"
+    result = run(tinypacs_fresh.url, "store", "--report", str(report), str(other))
+    assert result.exit_code == 1, result.stderr
+    assert report_rows(report)[str(other)]["message"] == (
+        "already on the server: a duplicate refused; the server holds other bytes under "
+        "these UIDs")
+
+
 @pytest.mark.parametrize("server", ["orthanc", "tinypacs_fresh"])
 def test_rerun_of_a_batch_is_safe_on_real_servers(server: str, tmp_path: Path,
                                                   request: pytest.FixtureRequest) -> None:
@@ -919,6 +1056,7 @@ def test_409_with_an_empty_body_is_not_called_a_duplicate(ct: Path, tmp_path: Pa
     with Hostile() as fake:
         fake.route("POST", "/studies", lambda req: req.reply(409))
         _series_route(fake, ct, [[_row(ct)] if on_server else []])
+        _instance_route(fake, ct)
         result = run(fake.url, "store", "--report", str(report), str(ct))
     row = report_rows(report)[str(ct)]
     assert "duplicate" not in result.stderr
