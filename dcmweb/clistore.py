@@ -73,9 +73,12 @@ def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
 @click.option("-0", "--null", "null_separated", is_flag=True,
               help="Paths in --files-from are NUL-separated (find -print0).")
 @click.option("--include", metavar="GLOB", multiple=True,
-              help="Only files whose name (or path, if GLOB has '/') matches; repeatable.")
+              help="Only files whose name matches; with '/', whose path below the input "
+                   "folder matches ('*' crosses '/'); repeatable.")
 @click.option("--exclude", metavar="GLOB", multiple=True,
-              help="Leave out files (and folders) whose name or path matches; repeatable.")
+              help="Leave out files and folders (all below them) whose name matches; with "
+                   "'/', whose path below the input folder matches (2026/tmp); "
+                   "repeatable.")
 @click.option("--shard", metavar="K/N",
               help="Take share K of N (1 <= K <= N) by a stable hash of each path.")
 @click.option("--progress-every", type=bounded(bounds.PROGRESS_EVERY), default=60.0,
@@ -95,7 +98,8 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
     """Store files, directories (recursive), glob masks ('**' recurses) and file lists,
     or create instances from DICOM JSON metadata plus JPEG images (--metadata/--jpeg).
 
-    MASK '-' reads paths from stdin (like --files-from -). Files that are not DICOM
+    MASK '-' reads paths from stdin (like --files-from -). Symbolic links to folders
+    are followed, each folder once; a link loop is skipped. Files that are not DICOM
     Part-10 (and DICOMDIR, empty files) are skipped with a warning. Each stored file
     prints 'PATH uploaded as URL'; the run ends with 'Transferred SIZE in N files'.
     Files the journal (or the server) already holds are not sent again and are

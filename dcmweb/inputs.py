@@ -7,24 +7,29 @@ are walked the same way (``**`` recurses, as in Google's old tool: ``./**.dcm`` 
 every ``.dcm`` file below ``.``). Lists come from ``--files-from FILE`` or ``-``
 (stdin), one path per line or NUL-separated (``find -print0``).
 
-Filters apply to every source: ``--include``/``--exclude`` globs and ``--shard K/N``,
-a deterministic share of the paths (a stable hash), so N machines split one job
-without talking to each other.
+Symbolic links to folders are followed, each folder once (see :mod:`links`).
+
+Filters apply to every source: ``--include``/``--exclude`` globs (as aws s3 reads them:
+with '/', the path below the input folder, '*' crossing '/'; without, each name on the
+way, an excluded folder left unwalked) and ``--shard K/N``, a deterministic share of the
+paths (a stable hash), so N machines split one job without talking to each other.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import glob
 import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from .errors import DcmwebError, UsageError
+from .links import FolderLinks, inside
 from .record import field, record
 
 
@@ -66,6 +71,14 @@ class InputSpec:
     def __post_init__(self) -> None:
         if not self.masks and not self.files_from:
             raise UsageError("no files to store", "give paths, masks or --files-from")
+        for option, patterns in (("--include", self.include), ("--exclude", self.exclude)):
+            absolute = next((pattern for pattern in patterns if pattern.startswith("/")), None)
+            if absolute and self.masks:
+                # It matched the path as typed once: silently matching nothing now
+                # would store what a job meant to leave out.
+                raise UsageError(f"{option} {absolute} would match nothing: a GLOB with "
+                                 "'/' matches the path below the input folder",
+                                 "for 'store /data', /data/2026/tmp is '2026/tmp'")
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
@@ -116,43 +129,70 @@ def _sorted_entries(directory: str) -> list[os.DirEntry[str]] | None:
 
 
 def _kind(entry: os.DirEntry[str]) -> str:
-    """'dir' (walked), 'link-dir' (not walked: no link loops) or 'file' (anything else).
+    """'dir', 'link' (a symbolic link to a folder) or 'file' (anything else).
 
     Anything else is passed on, as os.walk does: the store skips FIFOs and devices with
     a reason and reports a dangling link as a file it cannot read.
     """
     try:
         if entry.is_dir():
-            return "link-dir" if entry.is_symlink() else "dir"
+            return "link" if entry.is_symlink() else "dir"
     except OSError:
         pass
     return "file"
 
 
-def walk(directory: str, prune: Callable[[str], bool] = lambda name: False) -> Iterator[str]:
-    """Every regular file below ``directory``, depth first, in name order, lazily."""
-    stack = [directory]
+class Found(NamedTuple):
+    """One item of a walk: a file, or a folder the store reports (unreadable, a loop)."""
+
+    path: str  # as walked: what the journal, the report and --shard know it by
+    relative: str | None  # below the input folder it was found under; None: given directly
+    folder: bool = False
+
+
+def _below(relative: str, name: str) -> str:
+    return f"{relative}/{name}" if relative else name
+
+
+def _nothing(relative: str) -> bool:
+    return False
+
+
+def walk(directory: str, prune: Callable[[str], bool] = _nothing,
+         links: FolderLinks | None = None, base: str = "", via_link: bool = False
+         ) -> Iterator[Found]:
+    """Every file below ``directory``, depth first, in name order, lazily, and the
+    folders the store reports (unreadable, a loop). ``prune`` gets a folder's path
+    relative to ``directory`` (prefixed by ``base``) and says whether to leave it out."""
+    links = links or FolderLinks()
+    links.walks_whole(directory)
+    stack = [(directory, base, via_link)]
     while stack:
-        folder = stack.pop()
-        subfolders = []
+        folder, relative, linked = stack.pop()
         entries = _sorted_entries(folder)
         if entries is None:
             # Passed on as a path: the store fails it with the reason (permission
             # denied), where skipping it would hide the files inside.
-            yield folder
+            yield Found(folder, relative, folder=True)
             continue
+        subfolders = []
         for entry in entries:
+            below = _below(relative, entry.name)
             kind = _kind(entry)
-            if kind == "dir":
-                if not prune(entry.name):
-                    subfolders.append(entry.path)
-            elif kind == "file":
-                yield entry.path
+            if kind == "file":
+                yield Found(entry.path, below)
+            elif not prune(below):
+                step = links.enter(entry.path, kind == "link", linked, whole=True)
+                if step == "loop":
+                    yield Found(entry.path, below, folder=True)
+                elif step == "walk":
+                    subfolders.append((entry.path, below, linked or kind == "link"))
         stack.extend(reversed(subfolders))
 
 
-def _expand_mask(mask: str, prune: Callable[[str], bool]) -> Iterator[str]:
-    """Files matched by a glob mask, walking only below its fixed leading folders."""
+def _expand_mask(mask: str, prune: Callable[[str], bool], links: FolderLinks) -> Iterator[Found]:
+    """Files matched by a glob mask, walking only below its fixed leading folders (the
+    input folder that ``prune`` and the relative paths start from)."""
     # The old tool's '**' matched files at any depth: 'a/**' is 'a/**/*' and './**.dcm'
     # is './**/*.dcm'.
     pattern = re.sub(r"\*\*(?![/\\])", "**/*", mask).replace(os.sep, "/")
@@ -166,32 +206,56 @@ def _expand_mask(mask: str, prune: Callable[[str], bool]) -> Iterator[str]:
     hidden = any(part.startswith(".") for part in rest)
     deep = any("**" in part for part in rest)
     top = root or "."
-    stack: list[tuple[str, int]] = [(top, 0)]
+    real_top = os.path.realpath(top)
+
+    def reached(real: str, link: str) -> bool:
+        """Whether the mask takes from the folder ``real`` under its own path what it
+        takes from it through the link at ``link`` (a path below ``top``)."""
+        below = inside(real, real_top)
+        if not below:
+            return False
+        names = below.split("/")
+        if not hidden and any(name.startswith(".") for name in names):
+            return False
+        if rest[:-1] == ["**"]:  # '**/NAME': every folder is walked, whatever its path
+            return True
+        return (not deep and len(names) == link.count("/") + 1
+                and all(map(fnmatch.fnmatchcase, names, rest)))
+
+    stack: list[tuple[str, str, int, bool]] = [(top, "", 0, False)]
     while stack:
-        folder, depth = stack.pop()
-        subfolders = []
+        folder, relative, depth, linked = stack.pop()
         entries = _sorted_entries(folder)
         if entries is None:
-            yield folder if root else os.path.relpath(folder, top)  # as walk() does
+            yield Found(folder if root else relative or ".", relative, folder=True)
             continue
+        subfolders = []
         for entry in entries:
             if entry.name.startswith(".") and not hidden:
                 continue  # like glob: '*' does not match hidden names
-            relative = os.path.relpath(entry.path, top).replace(os.sep, "/")
+            below = _below(relative, entry.name)
+            path = entry.path if root else below
             kind = _kind(entry)
-            if kind == "dir":
-                if prune(entry.name):
-                    continue
-                if not deep and depth + 1 >= len(rest):
-                    if regex.match(relative):  # a folder the mask names: walked, as when
-                        # the shell expands the mask and passes the folder on
-                        for path in walk(entry.path, prune):
-                            yield path if root else os.path.relpath(path, top)
-                    continue
-                if deep or fnmatch.fnmatchcase(entry.name, rest[depth]):
-                    subfolders.append((entry.path, depth + 1))
-            elif kind == "file" and regex.match(relative):
-                yield entry.path if root else relative
+            if kind == "file":
+                if regex.match(below):
+                    yield Found(path, below)
+                continue
+            # A folder the mask names is walked, as when the shell expands the mask
+            # and passes the folder on.
+            named = not deep and depth + 1 >= len(rest)
+            if (prune(below) or not (regex.match(below) if named else
+                                     deep or fnmatch.fnmatchcase(entry.name, rest[depth]))):
+                continue
+            step = links.enter(entry.path, kind == "link", linked, whole=named,
+                               reached=functools.partial(reached, link=below))
+            into_link = linked or kind == "link"
+            if step == "loop":
+                yield Found(path, below, folder=True)
+            elif step == "walk" and named:
+                for found in walk(entry.path, prune, links, below, into_link):
+                    yield found if root else found._replace(path=found.relative or found.path)
+            elif step == "walk":
+                subfolders.append((entry.path, below, depth + 1, into_link))
         stack.extend(reversed(subfolders))
 
 
@@ -236,50 +300,51 @@ class Inputs:
         self.stdin = stdin
         self.stats = InputStats()
 
-    def _excluded(self, path: str) -> bool:
-        def hit(patterns: tuple[str, ...]) -> bool:
-            name = os.path.basename(path)
-            return any(fnmatch.fnmatchcase(path if "/" in p else name, p) for p in patterns)
+    def _excluded(self, found: Found) -> bool:
+        if found.folder:
+            return False  # a folder the store reports: an --exclude would have pruned it
+        path = found.path if found.relative is None else found.relative
+        return bool((self.spec.include and not _matches(self.spec.include, path))
+                    or _matches(self.spec.exclude, path))
 
-        return bool((self.spec.include and not hit(self.spec.include))
-                    or (self.spec.exclude and hit(self.spec.exclude)))
+    def _pruned(self, relative: str) -> bool:
+        """A folder an --exclude names is not entered: everything below it is left out."""
+        return _matches(self.spec.exclude, relative)
 
-    def _pruned(self, name: str) -> bool:
-        """A folder named by an --exclude pattern (without '/') is not entered."""
-        return any("/" not in p and fnmatch.fnmatchcase(name, p) for p in self.spec.exclude)
-
-    def _sources(self) -> Iterator[str]:
+    def _sources(self) -> Iterator[Found]:
+        links = FolderLinks()  # shared: a folder met in two inputs is walked once
         for mask in self.spec.masks:
             expanded = os.path.expanduser(mask)
             if os.path.isdir(expanded) or (glob.has_magic(expanded)
                                            and not os.path.lexists(expanded)):
                 found = False
-                for path in (walk(expanded, self._pruned) if os.path.isdir(expanded)
-                             else _expand_mask(expanded, self._pruned)):
+                for item in (walk(expanded, self._pruned, links) if os.path.isdir(expanded)
+                             else _expand_mask(expanded, self._pruned, links)):
                     found = True
-                    yield path
+                    yield item
                 if not found:
                     self.stats.unmatched.append(mask)
             else:
                 # A plain path is passed on even when missing or unreadable: the store
                 # reports it as a failed file rather than dropping it silently.
-                yield expanded
+                yield Found(expanded, None)
         for name in self.spec.files_from:
             if name == "-":
                 stream = self.stdin or _stdin_bytes()
-                yield from read_list(stream, self.spec.null_separated)
+                yield from _given(read_list(stream, self.spec.null_separated))
                 continue
             try:
                 with open(name, "rb") as handle:
-                    yield from read_list(handle, self.spec.null_separated)
+                    yield from _given(read_list(handle, self.spec.null_separated))
             except OSError as error:
                 raise _unreadable_list(name, error) from None
 
     def __iter__(self) -> Iterator[Path]:
         several = len(self.spec.masks) + len(self.spec.files_from) > 1
         seen: set[int] = set()
-        for path in self._sources():
-            if self._excluded(path):
+        for found in self._sources():
+            path = found.path
+            if self._excluded(found):
                 self.stats.excluded += 1
                 continue
             if self.spec.shard and not self.spec.shard.holds(path):
@@ -293,6 +358,18 @@ class Inputs:
                     continue
                 seen.add(key)
             yield Path(path)
+
+
+def _given(paths: Iterable[str]) -> Iterator[Found]:
+    return (Found(path, None) for path in paths)
+
+
+def _matches(patterns: tuple[str, ...], path: str) -> bool:
+    """A GLOB with '/' matches the whole (relative) path, '*' crossing '/' as in aws s3
+    --exclude; one without '/' matches the last name."""
+    name = os.path.basename(path)
+    return any(fnmatch.fnmatchcase(path if "/" in pattern else name, pattern)
+               for pattern in patterns)
 
 
 def unmatched_message(mask: str) -> str:

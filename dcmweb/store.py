@@ -35,6 +35,7 @@ from .http import (
     body_message,
     parse_retry_after,
 )
+from .links import LINK_LOOP, loops_back
 from .multipart import MultipartBody, MultipartError, new_boundary
 from .parallel import run_bounded
 from .paths import safe_uid
@@ -124,12 +125,14 @@ NOT_DICOM = "not a DICOM Part-10 file (no DICM marker)"
 DICOMDIR = "a DICOMDIR index, not an image"
 # How the dry-run summary counts each reason: one, several ("1 empty file", "2 empty files").
 SKIP_COUNTS = {EMPTY: ("empty file", "empty files"), NOT_DICOM: ("not DICOM", "not DICOM"),
-               DICOMDIR: ("DICOMDIR index", "DICOMDIR indexes"), **NOT_REGULAR_COUNTS}
+               DICOMDIR: ("DICOMDIR index", "DICOMDIR indexes"),
+               LINK_LOOP: ("symbolic link loop", "symbolic link loops"), **NOT_REGULAR_COUNTS}
 
 
 def triage(entry: Path | Part10File) -> Part10File | StoreResult:
     """The file to send, or its outcome decided without sending (skipped: not DICOM, a
-    DICOMDIR, a FIFO; failed: missing or unreadable). A dry run decides the same way.
+    DICOMDIR, a FIFO, a symbolic link loop; failed: missing or unreadable). A dry run
+    decides the same way.
     A file whose head was read already is not read again."""
     head: Part10Head | None
     if isinstance(entry, Part10File):
@@ -140,6 +143,8 @@ def triage(entry: Path | Part10File) -> Part10File | StoreResult:
         unreadable = _unreadable_folder(path) if odd is not None else None
         if unreadable is not None:
             return StoreResult(path, "failed", message=unreadable, sent=False)
+        if odd is not None and loops_back(path):  # the walk passes loops on, to be told
+            return StoreResult(path, "skipped", message=LINK_LOOP, sent=False)
         if odd is not None:  # never opened: a FIFO would block the run forever
             return StoreResult(path, "skipped", message=odd, sent=False)
         head = read_part10_head(path, checked=True)

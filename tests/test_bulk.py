@@ -28,6 +28,7 @@ from hostile import Hostile, Request
 
 from dcmweb.cli import cli
 from dcmweb.journal import Journal, Stamp
+from dcmweb.output import human_size
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus, logs
 from dcmweb_devtools.logs import lines
@@ -539,6 +540,62 @@ def test_a_folder_that_cannot_be_read_fails_and_is_reported(
     assert table[str(locked)] == ("failed", "cannot read the folder: Permission denied")
     assert len(table) == len(files)  # the folder's row, and every other file stored
     assert len(server_uids(local_server)) == len(files) - 1
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_symlinked_folder_is_stored_and_a_loop_is_a_skipped_row(
+        local_server: LocalServer, files: list[Path], tmp_path: Path, dry_run: bool) -> None:
+    """A link to a folder (/data/2026 -> /mnt/disk2/2026) was left out without a word,
+    exit 0: a nightly job never uploaded that year."""
+    size = human_size(sum(path.stat().st_size for path in files))
+    folder = tmp_path / "tree"
+    (folder / "own").mkdir(parents=True)
+    os.rename(files[0], folder / "own" / files[0].name)
+    (folder / "2026").symlink_to(files[1].parent, target_is_directory=True)
+    (folder / "own" / "up").symlink_to(folder, target_is_directory=True)
+    report = tmp_path / "r.jsonl"
+    result = run(local_server.url, "-v", "store", str(folder), "--report", str(report),
+                 *(["--dry-run"] if dry_run else []))
+    assert result.exit_code == 0, result.stderr
+    loop = "a symbolic link loop (the folder is one of the folders it is in)"
+    if dry_run:  # counted, not listed, as every skip of a dry run
+        assert lines(result.stderr)[-1].endswith(
+            f"would send {len(files)} files ({size}, 3 studies); skipped: 1 symbolic link loop")
+        assert local_server.requests == []
+        return
+    assert f"dcmweb: warning: skipped {folder / 'own/up'}: {loop}" in lines(result.stderr)
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: info: Transferred {size} in {len(files)} files; 1 skipped")
+    assert len(server_uids(local_server)) == len(files)
+    table = {r["path"]: (r["status"], r["message"]) for r in rows(report)}
+    assert table[str(folder / "own/up")] == ("skipped", loop)
+    assert str(folder / "2026" / files[1].name) in table
+    assert len(table) == len(files) + 1
+
+
+@pytest.mark.parametrize("spelling", ["in", "./in", "ABSOLUTE"])
+def test_an_exclude_path_is_relative_to_the_input_folder_however_it_is_spelled(
+        local_server: LocalServer, files: list[Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, spelling: str) -> None:
+    """'--exclude skip/*' matched the path as typed: it excluded from 'in' but not from
+    './in' or '/abs/in', and '--exclude in/skip' (a folder) excluded nothing."""
+    folder = files[0].parent
+    for name in ("keep", "skip"):
+        (folder / name).mkdir()
+    kept = human_size(sum(path.stat().st_size for path in files[:10]))
+    for number, path in enumerate(files):
+        os.rename(path, folder / ("keep" if number < 10 else "skip") / path.name)
+    monkeypatch.chdir(tmp_path)
+    given = str(folder) if spelling == "ABSOLUTE" else spelling
+    dry = run(local_server.url, "store", given, "--exclude", "skip/*", "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert lines(dry.stderr)[-1].endswith(f"would send 10 files ({kept}, 3 studies); "
+                                          "20 excluded")
+    report = tmp_path / "r.csv"
+    real = run(local_server.url, "store", given, "--exclude", "skip", "--report", str(report))
+    assert real.exit_code == 0, real.stderr
+    assert {Path(row["path"]).parent.name for row in rows(report)} == {"keep"}
+    assert len(server_uids(local_server)) == 10
 
 
 def test_dry_run_sends_nothing_and_says_what_it_would_do(

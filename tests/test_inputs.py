@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,9 +32,44 @@ def listed(spec: InputSpec, stdin: bytes | None = None) -> list[str]:
 
 def test_folder_walk_is_depth_first_in_name_order(tmp_path: Path) -> None:
     root = tree(tmp_path / "t", "b/2.dcm", "a/1.dcm", "a/z/3.dcm", "top.dcm", ".hidden")
-    (root / "loop").symlink_to(root, target_is_directory=True)  # not followed: no loop
-    assert listed(InputSpec(masks=(str(root),))) == [
-        str(root / name) for name in (".hidden", "top.dcm", "a/1.dcm", "a/z/3.dcm", "b/2.dcm")]
+    (root / "loop").symlink_to(root, target_is_directory=True)  # passed on once: no loop
+    assert listed(InputSpec(masks=(str(root),))) == [str(root / name) for name in (
+        ".hidden", "loop", "top.dcm", "a/1.dcm", "a/z/3.dcm", "b/2.dcm")]
+
+
+def linked_tree(tmp_path: Path) -> Path:
+    outside = tree(tmp_path / "outside", "real/r1.dcm", "real/deep/r2.dcm", "other.dcm")
+    root = tree(tmp_path / "t", "own/o.dcm")
+    (root / "2026").symlink_to(outside / "real")  # followed
+    (root / "again").symlink_to(outside / "real")  # the same folder: walked once, as 2026
+    (root / "latest").symlink_to(root / "own")  # in the tree: its files taken as own/...
+    (root / "own" / "up").symlink_to(root)  # a loop: passed on once, to be reported
+    (outside / "real" / "back").symlink_to(root)  # a loop through a link
+    (root / "wide").symlink_to(outside)  # holds real, walked already as 2026
+    return root
+
+
+LINKED = ["2026/back", "2026/r1.dcm", "2026/deep/r2.dcm", "own/o.dcm", "own/up",
+          "wide/other.dcm"]
+
+
+def test_links_to_folders_are_followed_once_and_loops_passed_on(tmp_path: Path) -> None:
+    """Links to folders were left out without a word: /data/2026 -> /mnt/disk2/2026
+    never uploaded a year."""
+    root = linked_tree(tmp_path)
+    assert listed(InputSpec(masks=(str(root),))) == [str(root / name) for name in LINKED]
+
+
+def test_masks_follow_links_to_folders_once(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(linked_tree(tmp_path))
+    assert listed(InputSpec(masks=("**",))) == LINKED
+    assert listed(InputSpec(masks=("**.dcm",))) == [
+        name for name in LINKED if name.endswith(".dcm") or name.endswith(("back", "up"))]
+    # latest -> own: taken as own/o.dcm, once; unless the mask does not reach own
+    assert listed(InputSpec(masks=("*/*.dcm",))) == ["2026/r1.dcm", "own/o.dcm",
+                                                      "wide/other.dcm"]
+    assert listed(InputSpec(masks=("l*/*.dcm",))) == ["latest/o.dcm"]
 
 
 @pytest.mark.parametrize(("mask", "expected"), [
@@ -77,10 +113,86 @@ def test_overlapping_masks_give_each_file_once(tmp_path: Path) -> None:
 
 def test_include_exclude_and_folder_pruning(tmp_path: Path) -> None:
     root = tree(tmp_path, "a/1.dcm", "a/1.txt", ".snap/x.dcm", "b/keep.dcm", "b/skip.dcm")
-    spec = InputSpec(masks=(str(root),), include=("*.dcm",), exclude=(".snap", "*/b/skip*"))
+    spec = InputSpec(masks=(str(root),), include=("*.dcm",), exclude=(".snap", "b/skip*"))
     source = Inputs(spec)
     assert sorted(str(p) for p in source) == [str(root / "a/1.dcm"), str(root / "b/keep.dcm")]
     assert source.stats.excluded == 2  # 1.txt and skip.dcm; .snap was never entered
+
+
+@pytest.mark.parametrize(("patterns", "expected"), [
+    # A path pattern matched the path as typed: 't/skip' excluded nothing, and 'skip/*'
+    # excluded or not depending on how the folder was spelled.
+    ({"exclude": ("skip",)}, ["keep/a.dcm", "y/e.dcm", "y/tmp/d.dcm"]),
+    ({"exclude": ("skip/*",)}, ["keep/a.dcm", "y/e.dcm", "y/tmp/d.dcm"]),  # '*' crosses '/'
+    ({"exclude": ("y/tmp",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm"]),
+    ({"exclude": ("tmp",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm"]),
+    ({"exclude": ("t/skip",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm",
+                                "y/tmp/d.dcm"]),  # 't' is the input folder, not below it
+    ({"include": ("y/*",)}, ["y/e.dcm", "y/tmp/d.dcm"]),
+    ({"include": ("skip/*.dcm",), "exclude": ("deep",)}, ["skip/b.dcm"]),
+])
+@pytest.mark.parametrize("spelling", ["t", "./t", "t/", "ABSOLUTE"])
+def test_filter_paths_are_relative_to_the_input_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str,
+        patterns: dict[str, tuple[str, ...]], expected: list[str]) -> None:
+    root = tree(tmp_path / "t", "keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm",
+                "y/tmp/d.dcm", "y/e.dcm")
+    monkeypatch.chdir(tmp_path)
+    folder = str(root) if spelling == "ABSOLUTE" else spelling
+    found = [os.path.relpath(path, folder)
+             for path in listed(InputSpec(masks=(folder,), **patterns))]
+    assert sorted(found) == expected
+    masked = listed(InputSpec(masks=(os.path.join(folder, "**.dcm"),), **patterns))
+    assert sorted(os.path.relpath(path, folder) for path in masked) == expected
+
+
+def test_an_excluded_folder_is_not_walked(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tree(tmp_path, "y/tmp/deep/d.dcm", "y/e.dcm")
+    opened: list[str] = []
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> Any:
+        opened.append(os.path.relpath(path, root))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    source = Inputs(InputSpec(masks=(str(root),), exclude=("y/tmp",)))
+    assert [str(path) for path in source] == [str(root / "y/e.dcm")]
+    assert (opened, source.stats.excluded) == ([".", "y"], 0)
+
+
+def test_files_given_directly_match_by_name_or_by_their_path_as_given(tmp_path: Path) -> None:
+    root = tree(tmp_path, "keep/a.dcm", "keep/b.txt")
+    given = [str(root / "keep/a.dcm"), str(root / "keep/b.txt")]
+    assert listed(InputSpec(masks=tuple(given), exclude=("*.txt",))) == given[:1]
+    assert listed(InputSpec(masks=tuple(given), exclude=("*/keep/a*",))) == given[1:]
+
+
+def test_an_absolute_filter_with_folders_or_masks_is_refused(tmp_path: Path) -> None:
+    # It once matched the path as typed: it would now leave out nothing, silently.
+    with pytest.raises(UsageError, match="--exclude /data/tmp/\\* would match nothing"):
+        InputSpec(masks=("/data",), exclude=("*.txt", "/data/tmp/*"))
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{tmp_path}/a.dcm\n{tmp_path}/b.txt\n")
+    assert listed(InputSpec(files_from=(str(listing),), exclude=(f"{tmp_path}/b*",))) == [
+        f"{tmp_path}/a.dcm"]
+
+
+def test_a_folder_that_cannot_be_read_is_passed_on_whatever_include_says(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tree(tmp_path, "locked/a.dcm", "b.dcm")
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> Any:
+        if path == str(root / "locked"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    # --include '*.dcm' dropped the folder (its name does not match) without a word.
+    assert listed(InputSpec(masks=(str(root),), include=("*.dcm",))) == [
+        str(root / "b.dcm"), str(root / "locked")]
 
 
 NAMES = ["plain.dcm", "with space.dcm", "ünïcødé.dcm", "new\nline.dcm"]
