@@ -451,16 +451,16 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
       [ -z "$op" ] || dcmweb HOST operations wait "$op"
       dcmweb HOST delete studies/1.2.3 --dry-run | wc -l
     """
-    from .paths import parse_resource_path
+    from .delete import parse_delete_path
     from .preview import instances_under
 
     output = settings.output
-    ask = not yes and output.interactive and parse_resource_path(path).level in ("study",
-                                                                                 "series")
+    target = parse_delete_path(path)  # what the real delete refuses, its dry run refuses
+    ask = not yes and output.interactive and target.level in ("study", "series")
     with settings.client() as client:
         if dry_run or ask:
             # Nothing under the path: not found (exit 4), as the DELETE would be, unasked.
-            rows = list(instances_under(client, path, "delete"))
+            rows = list(instances_under(client, target, "delete"))
             what = f"{path} ({plural(len(rows), 'instance')})"
             if dry_run:
                 output.json_rows(rows, "jsonl")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import NotFoundError
-from .paths import parse_resource_path
+from .paths import ResourcePath, parse_resource_path
 from .rows import value
 
 if TYPE_CHECKING:
@@ -19,11 +19,12 @@ if TYPE_CHECKING:
 _UID_TAGS = ("0020000D", "0020000E", "00080018")
 
 
-def instances_under(client: Client, path: str | None, what: str) -> Iterator[dict[str, Any]]:
-    """The search rows of every instance under a study, series or instance path (or the
-    whole store when ``path`` is empty). A path under which the search finds none raises
-    NotFoundError once the rows are read: the real ``what`` (delete, retrieve) gets a 404."""
-    target = parse_resource_path(path)
+def instances_under(client: Client, target: ResourcePath, what: str
+                    ) -> Iterator[dict[str, Any]]:
+    """The search rows of every instance under a study, series or instance (or the whole
+    store: its caller decides whether ``what`` may take it). A path under which the search
+    finds none raises NotFoundError once the rows are read: the real ``what`` (delete,
+    retrieve) gets a 404."""
     if target.level == "store":
         yield from client.iter_search("instances")
         return
@@ -52,7 +53,7 @@ def files_under(client: Client, path: str | None, output: str | os.PathLike[str]
     target = parse_resource_path(path)
     check_request(target, dicom_part_type(part_type, transfer_syntax), single_part)
     listed: set[Path] = set()
-    for row in instances_under(client, path, "retrieve"):
+    for row in instances_under(client, target, "retrieve"):
         uids = tuple(value(row, tag) for tag in _UID_TAGS)
         final = dicom_path(Path(output), target, uids)
         if isinstance(final, Path):
