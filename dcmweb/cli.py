@@ -267,7 +267,7 @@ RETRIEVE_FORMATS = ("json", "xml", "jpeg", "png", "gif")
 
 
 @cli.command(short_help="Download DICOM, metadata, frames, rendered images, bulk data.")
-@click.argument("path", required=False, default="")
+@click.argument("path", required=False)
 @click.option("-o", "--output", "output_path", type=click.Path(), metavar="PATH",
               help="Folder to write STUDY/SERIES/SOP.dcm (frames, images, bulk data) into "
                    "[default: .]; for metadata, a file [default: stdout, also -].")
@@ -290,7 +290,7 @@ RETRIEVE_FORMATS = ("json", "xml", "jpeg", "png", "gif")
               help="Print the file each instance would be written to (found with a search) "
                    "and write nothing.")
 @pass_settings
-def retrieve(settings: Settings, path: str, output_path: str | None, part_type: str | None,
+def retrieve(settings: Settings, path: str | None, output_path: str | None, part_type: str | None,
              transfer_syntax: str | None, single_part: bool, fmt: str | None,
              viewport: str | None, window: str | None, quality: int | None,
              dry_run: bool) -> None:
@@ -331,9 +331,12 @@ def retrieve(settings: Settings, path: str, output_path: str | None, part_type: 
             if part_type or transfer_syntax or single_part:
                 raise UsageError("--type, --transfer-syntax and --single-part do not apply "
                                  "to metadata", "choose JSON or XML with --format")
-            if output_path is not None and Path(output_path).is_dir():
+            # A trailing slash means a folder too, made or not: never a file named md/.
+            if output_path is not None and (Path(output_path).is_dir()
+                                            or output_path.endswith(("/", os.sep))):
                 raise UsageError(f"--output {output_path} is a folder",
                                  "metadata goes to one file: give its name, or none for stdout")
+            assert path is not None  # a metadata path was given
             answer = client.fetch_metadata(path, fmt or "json", parse=False)
             if output_path in (None, "-"):  # '-' is stdout, as for --report
                 output.data(answer.raw)
@@ -356,7 +359,7 @@ def retrieve(settings: Settings, path: str, output_path: str | None, part_type: 
         _report_retrieve(output, results)
 
 
-def _dry_run_retrieve(output: Output, client: Client, path: str, folder: str, *,
+def _dry_run_retrieve(output: Output, client: Client, path: str | None, folder: str, *,
                       part_type: str | None, transfer_syntax: str | None,
                       single_part: bool) -> None:
     from .preview import files_under

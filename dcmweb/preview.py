@@ -49,9 +49,11 @@ def files_under(client: Client, path: str | None, output: str | os.PathLike[str]
     instance of another study); nothing is written. The options are checked as the real
     run checks them."""
     from .retrieve import check_request, dicom_part_type, dicom_path
+    from .saving import check_output_folder
 
     target = parse_resource_path(path)
     check_request(target, dicom_part_type(part_type, transfer_syntax), single_part)
+    check_output_folder(Path(output))
     listed: set[Path] = set()
     for row in instances_under(client, target, "retrieve"):
         uids = tuple(value(row, tag) for tag in _UID_TAGS)

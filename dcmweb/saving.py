@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .errors import LocalFileError, UnavailableError
+from .errors import LocalFileError, UnavailableError, UsageError
 from .neterrors import TransportError
 from .output import human_size
 
@@ -110,6 +110,16 @@ def remove_stale_parts(folder: Path) -> int:
 def temp_name(number: int) -> str:
     """The name of this process's temporary file ``number``."""
     return f"{_PREFIX}{_PID_SPACE or 'unknown'}-{os.getpid()}-{_TAG}-{number}{_SUFFIX}"
+
+
+def check_output_folder(folder: Path) -> None:
+    """Refuse, before any request, an output folder that is a file or lies under one:
+    nothing could be saved in it."""
+    existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UsageError(f"--output {folder} is not a folder",
+                         "choose a folder" if existing == folder
+                         else f"{existing} is a file: choose a folder")
 
 
 class DiskSpace:
