@@ -35,7 +35,7 @@ from .output import human_size
 KEEP_FREE_BYTES = 1024 ** 3
 KEEP_FREE_FRACTION = 0.05
 # A download's reads and writes: per-chunk overhead, not bytes, limits Python (64 KiB:
-# 390 MB/s, 1 MiB: 780 MB/s). The free-space margin below counts on chunks this large.
+# 390 MB/s, 1 MiB: 780 MB/s).
 CHUNK = 1024 * 1024
 SPACE_CHECK_BYTES = 8 * CHUNK  # written between two looks at the free space
 
@@ -123,13 +123,16 @@ def check_output_folder(folder: Path) -> None:
 
 
 class DiskSpace:
-    """Stops a download before it fills the disk (an endless answer, a huge study):
-    a full disk breaks other programs too, and dcmweb removes its partial file."""
+    """Stops a download before it eats into the space kept free (an endless answer, a
+    huge study): a full disk breaks other programs too, and dcmweb removes its partial
+    file. Only what is about to be written counts, so a small file fits on a small disk.
+    Used under the Saver's lock."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.unchecked = 0
-        self.check()
+        self.room = 0  # bytes that may be written before the next look
+        self.writing = 0  # bytes handed to writers (threads) and not yet written
+        self.check(0)
 
     def free(self) -> tuple[int, int]:
         """(bytes free for this user, size of the file system)."""
@@ -142,20 +145,31 @@ class DiskSpace:
         return found.f_bavail * found.f_frsize, found.f_blocks * found.f_frsize
 
     def use(self, size: int) -> None:
-        self.unchecked += size
-        if self.unchecked >= SPACE_CHECK_BYTES:
-            self.check()
+        """``size`` bytes are about to be written: refused if they would eat into the
+        space kept free. The disk is looked at every SPACE_CHECK_BYTES (other programs
+        write too), and sooner when the room left is smaller than the write."""
+        if size > self.room:
+            self.check(size)
+        self.room -= size
+        self.writing += size
 
-    def check(self) -> None:
-        self.unchecked = 0
+    def wrote(self, size: int) -> None:
+        self.writing -= size
+
+    def check(self, size: int) -> None:
         free, total = self.free()
+        free -= self.writing  # other threads' chunks, not on the disk yet
         keep = min(KEEP_FREE_BYTES, int(total * KEEP_FREE_FRACTION))
-        # Until the next look: SPACE_CHECK_BYTES, plus the chunks that cross it.
-        if free - SPACE_CHECK_BYTES - 2 * CHUNK < keep:
+        room = free - keep
+        if size > room:
+            kept = "(the smaller of 1 GiB and 5 % of the disk)"
             raise LocalFileError(
-                f"stopped writing in {self.folder}: {human_size(free)} free, and dcmweb "
-                f"keeps {human_size(keep)} free (the smaller of 1 GiB and 5 % of the disk)",
+                f"stopped writing in {self.folder}: {human_size(max(free, 0))} free, "
+                + (f"less than the {human_size(keep)} dcmweb keeps free {kept}" if room < 0
+                   else f"of which dcmweb keeps {human_size(keep)} {kept}: the next "
+                        f"{human_size(size)} would not fit in the {human_size(room)} left"),
                 "free some space or choose another output folder")
+        self.room = min(room, size + SPACE_CHECK_BYTES)
 
 
 @contextlib.contextmanager
@@ -177,6 +191,7 @@ class Saver:
 
     def __init__(self) -> None:
         self._folders: set[Path] = set()  # made already
+        self._made: list[Path] = []  # folders that did not exist before this run
         self._partial: set[str] = set()  # temporary files being written right now
         self._lock = threading.Lock()
         self._stopped = False
@@ -185,6 +200,10 @@ class Saver:
     def folder(self, path: Path) -> None:
         if path not in self._folders:
             with writing(path):
+                for missing in (path, *path.parents):
+                    if missing.is_dir():
+                        break
+                    self._made.append(missing)
                 path.mkdir(parents=True, exist_ok=True)
             remove_stale_parts(path)  # once per folder and run: a listing, not per file
             self._folders.add(path)
@@ -209,13 +228,18 @@ class Saver:
                 return handle, temp
 
     def write(self, handle: int, chunk: Chunk, folder: Path) -> None:
+        space = self._space
+        assert space is not None  # made by create()
         with writing(folder):
             with self._lock:
-                assert self._space is not None  # made by create()
-                self._space.use(len(chunk))
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(handle, view):]
+                space.use(len(chunk))
+            try:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(handle, view):]
+            finally:
+                with self._lock:
+                    space.wrote(len(chunk))
 
     def finish(self, temp: str, final: Path) -> None:
         with writing(final.parent):
@@ -229,13 +253,17 @@ class Saver:
         self._partial.discard(temp)
 
     def discard_partial(self) -> None:
-        """Remove the temporary files still being written, and create no more (after
-        Ctrl-C the threads writing them are not waited for)."""
+        """Remove the temporary files still being written, and the folders this run made
+        that hold nothing (a run stopped before its first file), and create no more
+        (after Ctrl-C the threads writing them are not waited for)."""
         with self._lock:
             self._stopped = True
             for temp in list(self._partial):
                 with contextlib.suppress(OSError):
                     os.unlink(temp)
+            for folder in sorted(self._made, key=lambda made: len(made.parts), reverse=True):
+                with contextlib.suppress(OSError):  # not empty: a file was saved in it
+                    folder.rmdir()
 
     def stage(self, chunks: Iterable[Chunk], folder: Path) -> tuple[str, int]:
         """Write chunks to a new temporary file in ``folder`` (removed if this fails):
