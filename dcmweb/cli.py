@@ -50,7 +50,7 @@ from .cligroup import (
 )
 from .climeta import completion_command, config_group, help_command
 from .clistore import store
-from .errors import AllFailed, ExitStatus, PartialFailure, UsageError
+from .errors import AllFailed, ExitStatus, LocalFileError, PartialFailure, UsageError
 from .output import (
     FORMATS,
     LOG_FORMATS,
@@ -399,6 +399,13 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
             else:
                 output.error(f"{result.source}: {result.message}")
         failed = bool(counts["failed"])
+    except LocalFileError as error:
+        if not counts["saved"]:
+            raise  # nothing saved: exit 1
+        # A full disk (or the space guard) stopped the run after files were saved: some
+        # items failed (exit 6), and the summary counts the one it stopped beside them.
+        counts["failed"] += 1
+        raise PartialFailure(error.message, error.hint) from error
     except UsageError:
         # Bad input found as the run began (the results are made lazily): the error
         # alone says it, as when the options are refused.

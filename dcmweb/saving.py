@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .errors import LocalFileError, UnavailableError, UsageError
+from .errors import LocalFileError, NameTaken, UnavailableError, UsageError
 from .neterrors import TransportError
 from .output import human_size
 
@@ -204,7 +204,13 @@ class Saver:
                     if missing.is_dir():
                         break
                     self._made.append(missing)
-                path.mkdir(parents=True, exist_ok=True)
+                try:
+                    path.mkdir(parents=True, exist_ok=True)
+                except (FileExistsError, NotADirectoryError):
+                    in_way = next((file for file in (path, *path.parents)
+                                   if file.exists() and not file.is_dir()), path)
+                    raise NameTaken(f"cannot make the folder {path}: {in_way} is a file",
+                                    "move or rename it") from None
             remove_stale_parts(path)  # once per folder and run: a listing, not per file
             self._folders.add(path)
 
@@ -243,7 +249,11 @@ class Saver:
 
     def finish(self, temp: str, final: Path) -> None:
         with writing(final.parent):
-            os.replace(temp, final)
+            try:
+                os.replace(temp, final)
+            except IsADirectoryError:
+                raise NameTaken(f"cannot save {final}: a folder of that name is in the way",
+                                "move or rename it") from None
         self._partial.discard(temp)
 
     def abandon(self, temp: str) -> None:
