@@ -298,8 +298,9 @@ def retrieve(settings: Settings, path: str | None, output_path: str | None, part
     metadata (or, with no PATH, the whole store).
 
     Files are written as OUTPUT/STUDY_UID/SERIES_UID/SOP_UID.dcm, each first to a
-    temporary name and renamed when complete. The stored bytes are asked for
-    (transfer-syntax=*). PATH may end in /metadata (printed on stdout),
+    temporary name and renamed when complete; a file of that name is replaced, whatever
+    it holds (a rerun gives the same files; --dry-run names the ones that exist). The
+    stored bytes are asked for (transfer-syntax=*). PATH may end in /metadata (printed on stdout),
     /rendered, /frames/1,3,5[/rendered] or /bulkdata/TAG, or be a BulkDataURI.
 
     \b
@@ -364,22 +365,26 @@ def _dry_run_retrieve(output: Output, client: Client, path: str | None, folder: 
                       single_part: bool) -> None:
     from .preview import files_under
 
-    failed = 0
+    failed = replaced = 0
 
     def lines() -> Iterator[str]:
-        nonlocal failed
+        nonlocal failed, replaced
         for item in files_under(client, path, folder, part_type=part_type,
                                 transfer_syntax=transfer_syntax, single_part=single_part):
             if isinstance(item, str):  # refused by the real run: a message, not a path
                 failed += 1
                 output.error(f"{path or 'the store'}: {item}")
-            else:
-                yield f"{item}\n"
+                continue
+            if item.replaces:
+                replaced += 1
+                output.log(f"{item.path} exists: the real run replaces it")
+            yield f"{item.path}\n"
 
     count = output.text_lines(lines())
+    replacing = f" ({plural(replaced, 'existing file')} replaced)" if replaced else ""
     failures = f"; {failed} would fail" if failed else ""
-    output.summary(f"would write {plural(count, 'file')} under {folder}{failures}; nothing "
-                   "written (--dry-run)", failed=bool(failed))
+    output.summary(f"would write {plural(count, 'file')} under {folder}{replacing}{failures}; "
+                   "nothing written (--dry-run)", failed=bool(failed))
     _raise_for_failures(count, failed, dry_run=True)
 
 

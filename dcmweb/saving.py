@@ -122,6 +122,29 @@ def check_output_folder(folder: Path) -> None:
                          else f"{existing} is a file: choose a folder")
 
 
+def _folder_in_the_way(final: Path) -> NameTaken:
+    return NameTaken(f"cannot save {final}: a folder of that name is in the way",
+                     "move or rename it")
+
+
+def _file_in_the_way(folder: Path) -> NameTaken | None:
+    """The error of making ``folder`` where it, or a folder above it, is a file; None
+    when the first entry found on its way is a folder."""
+    for path in (folder, *folder.parents):
+        if path.is_dir():
+            return None
+        if os.path.lexists(path):
+            return NameTaken(f"cannot make the folder {folder}: {path} is a file",
+                             "move or rename it")
+    return None
+
+
+def name_taken(final: Path) -> NameTaken | None:
+    """The error saving ``final`` would meet from a name taken by the other kind of entry
+    (a folder at the file's name, a file at a folder's), or None: a dry run's forecast."""
+    return _folder_in_the_way(final) if final.is_dir() else _file_in_the_way(final.parent)
+
+
 class DiskSpace:
     """Stops a download before it eats into the space kept free (an endless answer, a
     huge study): a full disk breaks other programs too, and dcmweb removes its partial
@@ -207,10 +230,10 @@ class Saver:
                 try:
                     path.mkdir(parents=True, exist_ok=True)
                 except (FileExistsError, NotADirectoryError):
-                    in_way = next((file for file in (path, *path.parents)
-                                   if file.exists() and not file.is_dir()), path)
-                    raise NameTaken(f"cannot make the folder {path}: {in_way} is a file",
-                                    "move or rename it") from None
+                    taken = _file_in_the_way(path)
+                    if taken is None:
+                        raise  # moved since: a write error like any other
+                    raise taken from None
             remove_stale_parts(path)  # once per folder and run: a listing, not per file
             self._folders.add(path)
 
@@ -252,8 +275,7 @@ class Saver:
             try:
                 os.replace(temp, final)
             except IsADirectoryError:
-                raise NameTaken(f"cannot save {final}: a folder of that name is in the way",
-                                "move or rename it") from None
+                raise _folder_in_the_way(final) from None
         self._partial.discard(temp)
 
     def abandon(self, temp: str) -> None:
