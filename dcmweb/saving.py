@@ -38,6 +38,9 @@ KEEP_FREE_FRACTION = 0.05
 # 390 MB/s, 1 MiB: 780 MB/s).
 CHUNK = 1024 * 1024
 SPACE_CHECK_BYTES = 8 * CHUNK  # written between two looks at the free space
+# What a new file costs beyond its bytes: its last block, partly used (4 KiB on most file
+# systems); counted, or a run of thousands of tiny files would take more than it counts.
+FILE_BLOCK = 4096
 
 Chunk = bytes | bytearray | memoryview
 # Temporary names: unique within this process by the counter, across processes (two
@@ -154,7 +157,7 @@ class DiskSpace:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.room = 0  # bytes that may be written before the next look
-        self.writing = 0  # bytes handed to writers (threads) and not yet written
+        self.writing = 0  # bytes handed to writers (threads) and not yet written: the Saver's
         self.check(0)
 
     def free(self) -> tuple[int, int]:
@@ -174,10 +177,6 @@ class DiskSpace:
         if size > self.room:
             self.check(size)
         self.room -= size
-        self.writing += size
-
-    def wrote(self, size: int) -> None:
-        self.writing -= size
 
     def check(self, size: int) -> None:
         free, total = self.free()
@@ -247,6 +246,7 @@ class Saver:
                 raise UnavailableError("cancelled")
             if self._space is None:
                 self._space = DiskSpace(folder)  # a nearly full disk: refused at once
+            self._space.use(FILE_BLOCK)
             while True:
                 temp = os.path.join(folder, temp_name(next(_NUMBERS)))
                 try:
@@ -262,13 +262,14 @@ class Saver:
         with writing(folder):
             with self._lock:
                 space.use(len(chunk))
+                space.writing += len(chunk)
             try:
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(handle, view):]
             finally:
                 with self._lock:
-                    space.wrote(len(chunk))
+                    space.writing -= len(chunk)
 
     def finish(self, temp: str, final: Path) -> None:
         with writing(final.parent):
