@@ -290,18 +290,19 @@ RETRIEVE_FORMATS = ("json", "xml", "jpeg", "png", "gif")
               help="Print the file each instance would be written to (found with a search) "
                    "and write nothing.")
 @pass_settings
-def retrieve(settings: Settings, path: str | None, output_path: str | None, part_type: str | None,
-             transfer_syntax: str | None, single_part: bool, fmt: str | None,
-             viewport: str | None, window: str | None, quality: int | None,
-             dry_run: bool) -> None:
+def retrieve(settings: Settings, path: str | None, output_path: str | None,
+             part_type: str | None, transfer_syntax: str | None, single_part: bool,
+             fmt: str | None, viewport: str | None, window: str | None,
+             quality: int | None, dry_run: bool) -> None:
     """Download a study, series, instance, frames, rendered images, bulk data or
     metadata (or, with no PATH, the whole store).
 
     Files are written as OUTPUT/STUDY_UID/SERIES_UID/SOP_UID.dcm, each first to a
     temporary name and renamed when complete; a file of that name is replaced, whatever
     it holds (a rerun gives the same files; --dry-run names the ones that exist). The
-    stored bytes are asked for (transfer-syntax=*). PATH may end in /metadata (printed on stdout),
-    /rendered, /frames/1,3,5[/rendered] or /bulkdata/TAG, or be a BulkDataURI.
+    stored bytes are asked for (transfer-syntax=*). PATH may end in /metadata (printed
+    on stdout), /rendered, /frames/1,3,5[/rendered] or /bulkdata/TAG, or be a
+    BulkDataURI.
 
     \b
     Example:

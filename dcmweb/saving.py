@@ -115,14 +115,25 @@ def temp_name(number: int) -> str:
     return f"{_PREFIX}{_PID_SPACE or 'unknown'}-{os.getpid()}-{_TAG}-{number}{_SUFFIX}"
 
 
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The file standing where ``folder``, or a folder above it, goes: the first entry
+    found going up, when it is not a folder."""
+    for path in (folder, *folder.parents):
+        if path.is_dir():
+            return None
+        if os.path.lexists(path):
+            return path
+    return None
+
+
 def check_output_folder(folder: Path) -> None:
     """Refuse, before any request, an output folder that is a file or lies under one:
     nothing could be saved in it."""
-    existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
-    if existing is not None and not existing.is_dir():
+    in_way = _file_in_the_way(folder)
+    if in_way is not None:
         raise UsageError(f"--output {folder} is not a folder",
-                         "choose a folder" if existing == folder
-                         else f"{existing} is a file: choose a folder")
+                         "choose a folder" if in_way == folder
+                         else f"{in_way} is a file: choose a folder")
 
 
 def _folder_in_the_way(final: Path) -> NameTaken:
@@ -130,22 +141,18 @@ def _folder_in_the_way(final: Path) -> NameTaken:
                      "move or rename it")
 
 
-def _file_in_the_way(folder: Path) -> NameTaken | None:
-    """The error of making ``folder`` where it, or a folder above it, is a file; None
-    when the first entry found on its way is a folder."""
-    for path in (folder, *folder.parents):
-        if path.is_dir():
-            return None
-        if os.path.lexists(path):
-            return NameTaken(f"cannot make the folder {folder}: {path} is a file",
-                             "move or rename it")
-    return None
+def _cannot_make(folder: Path, in_way: Path) -> NameTaken:
+    return NameTaken(f"cannot make the folder {folder}: {in_way} is a file",
+                     "move or rename it")
 
 
 def name_taken(final: Path) -> NameTaken | None:
     """The error saving ``final`` would meet from a name taken by the other kind of entry
     (a folder at the file's name, a file at a folder's), or None: a dry run's forecast."""
-    return _folder_in_the_way(final) if final.is_dir() else _file_in_the_way(final.parent)
+    if final.is_dir():
+        return _folder_in_the_way(final)
+    in_way = _file_in_the_way(final.parent)
+    return None if in_way is None else _cannot_make(final.parent, in_way)
 
 
 class DiskSpace:
@@ -229,10 +236,10 @@ class Saver:
                 try:
                     path.mkdir(parents=True, exist_ok=True)
                 except (FileExistsError, NotADirectoryError):
-                    taken = _file_in_the_way(path)
-                    if taken is None:
+                    in_way = _file_in_the_way(path)
+                    if in_way is None:
                         raise  # moved since: a write error like any other
-                    raise taken from None
+                    raise _cannot_make(path, in_way) from None
             remove_stale_parts(path)  # once per folder and run: a listing, not per file
             self._folders.add(path)
 
