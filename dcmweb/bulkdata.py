@@ -52,7 +52,7 @@ def _target(path: str) -> WadoPath:
     if target.bulk and urlsplit(target.bulk).scheme:
         # Name the file after what the URI's own path says, when it says it.
         below = urlsplit(target.bulk).path.partition("/studies/")[2]
-        inner = parse_wado_path(f"studies/{below}" if below else "")
+        inner = parse_wado_path(f"studies/{below}" if below else None)
         if inner.kind == "bulkdata":
             return WadoPath(inner.resource, "bulkdata", bulk=target.bulk)
     return target

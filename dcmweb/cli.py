@@ -51,7 +51,7 @@ from .cligroup import (
 )
 from .climeta import completion_command, config_group, help_command
 from .clistore import store
-from .errors import AllFailed, ExitStatus, PartialFailure, UsageError
+from .errors import AllFailed, ExitStatus, LocalFileError, PartialFailure, UsageError
 from .output import (
     FORMATS,
     LOG_FORMATS,
@@ -286,7 +286,7 @@ RETRIEVE_FORMATS = ("json", "xml", "jpeg", "png", "gif")
 
 
 @cli.command(short_help="Download DICOM, metadata, frames, rendered images, bulk data.")
-@click.argument("path", required=False, default="")
+@click.argument("path", required=False)
 @click.option("-o", "--output", "output_path", type=click.Path(), metavar="PATH",
               help="Folder to write STUDY/SERIES/SOP.dcm (frames, images, bulk data) into "
                    "[default: .]; for metadata, a file [default: stdout, also -].")
@@ -309,17 +309,19 @@ RETRIEVE_FORMATS = ("json", "xml", "jpeg", "png", "gif")
               help="Print the file each instance would be written to (found with a search) "
                    "and write nothing.")
 @pass_settings
-def retrieve(settings: Settings, path: str, output_path: str | None, part_type: str | None,
-             transfer_syntax: str | None, single_part: bool, fmt: str | None,
-             viewport: str | None, window: str | None, quality: int | None,
-             dry_run: bool) -> None:
+def retrieve(settings: Settings, path: str | None, output_path: str | None,
+             part_type: str | None, transfer_syntax: str | None, single_part: bool,
+             fmt: str | None, viewport: str | None, window: str | None,
+             quality: int | None, dry_run: bool) -> None:
     """Download a study, series, instance, frames, rendered images, bulk data or
     metadata (or, with no PATH, the whole store).
 
     Files are written as OUTPUT/STUDY_UID/SERIES_UID/SOP_UID.dcm, each first to a
-    temporary name and renamed when complete. The stored bytes are asked for
-    (transfer-syntax=*). PATH may end in /metadata (printed on stdout),
-    /rendered, /frames/1,3,5[/rendered] or /bulkdata/TAG, or be a BulkDataURI.
+    temporary name and renamed when complete; a file of that name is replaced, whatever
+    it holds (a rerun gives the same files; --dry-run names the ones that exist). The
+    stored bytes are asked for (transfer-syntax=*). PATH may end in /metadata (printed
+    on stdout), /rendered, /frames/1,3,5[/rendered] or /bulkdata/TAG, or be a
+    BulkDataURI.
 
     \b
     Example:
@@ -350,9 +352,12 @@ def retrieve(settings: Settings, path: str, output_path: str | None, part_type: 
             if part_type or transfer_syntax or single_part:
                 raise UsageError("--type, --transfer-syntax and --single-part do not apply "
                                  "to metadata", "choose JSON or XML with --format")
-            if output_path is not None and Path(output_path).is_dir():
+            # A trailing slash means a folder too, made or not: never a file named md/.
+            if output_path is not None and (Path(output_path).is_dir()
+                                            or output_path.endswith(("/", os.sep))):
                 raise UsageError(f"--output {output_path} is a folder",
                                  "metadata goes to one file: give its name, or none for stdout")
+            assert path is not None  # a metadata path was given
             answer = client.fetch_metadata(path, fmt or "json", parse=False)
             if output_path in (None, "-"):  # '-' is stdout, as for --report
                 output.data(answer.raw)
@@ -375,27 +380,31 @@ def retrieve(settings: Settings, path: str, output_path: str | None, part_type: 
         _report_retrieve(output, results)
 
 
-def _dry_run_retrieve(output: Output, client: Client, path: str, folder: str, *,
+def _dry_run_retrieve(output: Output, client: Client, path: str | None, folder: str, *,
                       part_type: str | None, transfer_syntax: str | None,
                       single_part: bool) -> None:
     from .preview import files_under
 
-    failed = 0
+    failed = replaced = 0
 
     def lines() -> Iterator[str]:
-        nonlocal failed
+        nonlocal failed, replaced
         for item in files_under(client, path, folder, part_type=part_type,
                                 transfer_syntax=transfer_syntax, single_part=single_part):
             if isinstance(item, str):  # refused by the real run: a message, not a path
                 failed += 1
                 output.error(f"{path or 'the store'}: {item}")
-            else:
-                yield f"{item}\n"
+                continue
+            if item.replaces:
+                replaced += 1
+                output.log(f"{item.path} exists: the real run replaces it")
+            yield f"{item.path}\n"
 
     count = output.text_lines(lines())
+    replacing = f" ({plural(replaced, 'existing file')} replaced)" if replaced else ""
     failures = f"; {failed} would fail" if failed else ""
-    output.summary(f"would write {plural(count, 'file')} under {folder}{failures}; nothing "
-                   "written (--dry-run)", failed=bool(failed))
+    output.summary(f"would write {plural(count, 'file')} under {folder}{replacing}{failures}; "
+                   "nothing written (--dry-run)", failed=bool(failed))
     _raise_for_failures(count, failed, dry_run=True)
 
 
@@ -415,6 +424,13 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
             else:
                 output.error(f"{result.source}: {result.message}")
         failed = bool(counts["failed"])
+    except LocalFileError as error:
+        if not counts["saved"]:
+            raise  # nothing saved: exit 1
+        # A full disk (or the space guard) stopped the run after files were saved: some
+        # items failed (exit 6), and the summary counts the one it stopped beside them.
+        counts["failed"] += 1
+        raise PartialFailure(error.message, error.hint) from error
     except UsageError:
         # Bad input found as the run began (the results are made lazily): the error
         # alone says it, as when the options are refused.
@@ -470,16 +486,16 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
       [ -z "$op" ] || dcmweb HOST operations wait "$op"
       dcmweb HOST delete studies/1.2.3 --dry-run | wc -l
     """
-    from .paths import parse_resource_path
+    from .delete import parse_delete_path
     from .preview import instances_under
 
     output = settings.output
-    ask = not yes and output.interactive and parse_resource_path(path).level in ("study",
-                                                                                 "series")
+    target = parse_delete_path(path)  # what the real delete refuses, its dry run refuses
+    ask = not yes and output.interactive and target.level in ("study", "series")
     with settings.client() as client:
         if dry_run or ask:
             # Nothing under the path: not found (exit 4), as the DELETE would be, unasked.
-            rows = list(instances_under(client.iter_search, path, "delete"))
+            rows = list(instances_under(client.iter_search, target, "delete"))
             what = f"{path} ({plural(len(rows), 'instance')})"
             if dry_run:
                 output.json_rows(rows, "jsonl")

@@ -399,10 +399,12 @@ class Client:
         shortcut for ``part_type``; ``single_part`` asks for one instance as a bare
         application/dicom body; ``render`` sets format, viewport, window and quality.
         """
+        from .saving import check_output_folder
         from .wadopath import parse_wado_path
 
         kind = parse_wado_path(None if path is None else _text("path", path)).kind
         out = Path(_path("output", output, "folder"))
+        check_output_folder(out)
         part_type = _optional_text("part_type", part_type)
         transfer_syntax = _optional_text("transfer_syntax", transfer_syntax)
         if render is not None and kind != "rendered":

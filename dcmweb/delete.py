@@ -49,6 +49,16 @@ class DeleteResult:
     answer_lost: bool = False
 
 
+def parse_delete_path(path: str) -> ResourcePath:
+    """A delete's study, series or instance; never the whole store (an empty or blank
+    path, or '/': a script's empty variable). Its dry run and question check it too."""
+    target = parse_resource_path(path)
+    if target.level == "store":
+        raise UsageError(f"invalid path {path!r}: delete needs at least a study",
+                         f"expected {RESOURCE_SHAPE}")
+    return target
+
+
 class Deleter:
     def __init__(self, http: Http, base_url: str, timeout: float = 600.0,
                  wait: bool = True) -> None:
@@ -58,10 +68,7 @@ class Deleter:
         self.wait = wait  # False: return the operation's name at once (--no-wait)
 
     def delete(self, path: str) -> DeleteResult:
-        target = parse_resource_path(path)
-        if target.level == "store":
-            raise UsageError(f"invalid path {path!r}: delete needs at least a study",
-                             f"expected {RESOURCE_SHAPE}")
+        target = parse_delete_path(path)
         url_path = target.url_path()
         response, lost = self._send(f"{self.base_url}/{url_path}", f"delete {url_path}",
                                     accept_status=(405,))

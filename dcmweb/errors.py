@@ -99,6 +99,11 @@ class LocalFileError(DcmwebError):
     exit_status = ExitStatus.ERROR
 
 
+class NameTaken(LocalFileError):
+    """A file's or folder's name is taken by an entry of the other kind (a folder where a
+    file goes, a file where a folder goes): that file fails, not the whole run."""
+
+
 class PartialFailure(DcmwebError):
     """Some items of a bulk operation failed; the others were done."""
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import NotFoundError, ServerError
 from .paths import ResourcePath, parse_resource_path, safe_uid
+from .record import record
 from .rows import value
 from .search import Params
 
@@ -23,12 +24,11 @@ Row = dict[str, Any]
 Search = Callable[[str, Params], Iterable[Row]]
 
 
-def instances_under(search: Search, path: str | None, what: str) -> Iterator[Row]:
-    """The search rows of every instance under a study, series or instance path (or the
-    whole store when ``path`` is empty). A path under which the search finds none raises
-    NotFoundError once the rows are read: the real ``what`` (delete, retrieve, render) gets
-    a 404."""
-    target = parse_resource_path(path)
+def instances_under(search: Search, target: ResourcePath, what: str) -> Iterator[Row]:
+    """The search rows of every instance under a study, series or instance (or the whole
+    store: its caller decides whether ``what`` may take it). A path under which the search
+    finds none raises NotFoundError once the rows are read: the real ``what`` (delete,
+    retrieve, render) gets a 404."""
     found = False
     for row in _instance_rows(search, target):
         found = True
@@ -82,23 +82,36 @@ def _uids(rows: Iterable[Row], level: str) -> Iterator[str]:
             yield uid
 
 
+@record(frozen=True)
+class PlannedFile:
+    """A file a retrieve would write."""
+
+    path: Path
+    replaces: bool = False  # a file of that name exists: the real run replaces it
+
+
 def files_under(client: Client, path: str | None, output: str | os.PathLike[str], *,
                 part_type: str | None = None, transfer_syntax: str | None = None,
-                single_part: bool = False) -> Iterator[Path | str]:
-    """Where retrieve would write each instance under ``path`` (OUTPUT/STUDY/SERIES/SOP.dcm,
-    from a search, each file once), or why the real run would refuse it (unsafe UIDs, an
-    instance of another study); nothing is written. The options are checked as the real
-    run checks them."""
+                single_part: bool = False) -> Iterator[PlannedFile | str]:
+    """Each file retrieve would write for the instances under ``path``
+    (OUTPUT/STUDY/SERIES/SOP.dcm, from a search, each once), or why the real run would
+    fail it (unsafe UIDs, an instance of another study, a folder at its name); nothing is
+    written. The options are checked as the real run checks them."""
     from .retrieve import check_request, dicom_part_type, dicom_path
+    from .saving import check_output_folder, name_taken
 
     target = parse_resource_path(path)
     check_request(target, dicom_part_type(part_type, transfer_syntax), single_part)
+    check_output_folder(Path(output))
     listed: set[Path] = set()
-    for row in instances_under(client.iter_search, path, "retrieve"):
+    for row in instances_under(client.iter_search, target, "retrieve"):
         uids = tuple(value(row, tag) for tag in _UID_TAGS)
         final = dicom_path(Path(output), target, uids)
-        if isinstance(final, Path):
-            if final in listed:
-                continue  # listed twice: the real run saves it once
-            listed.add(final)
-        yield final
+        if isinstance(final, str):
+            yield final
+            continue
+        if final in listed:
+            continue  # listed twice: the real run saves it once
+        listed.add(final)
+        taken = name_taken(final)
+        yield taken.headline if taken else PlannedFile(final, os.path.lexists(final))

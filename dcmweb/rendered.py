@@ -89,7 +89,7 @@ def _targets(http: Http, base_url: str, target: WadoPath) -> Iterator[WadoPath]:
     from .rows import value
 
     search = partial(Searcher(http, base_url).iter_rows, first_page=FIRST_PAGE)
-    for row in instances_under(search, resource.url_path(), "render"):
+    for row in instances_under(search, resource, "render"):
         uids = [safe_uid(value(row, tag)) for tag in ("0020000E", "00080018")]
         if None in uids:
             raise ServerError(f"render {resource.url_path()}: the server listed an instance "

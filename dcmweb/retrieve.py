@@ -23,6 +23,7 @@ from .body import TooSlowError
 from .dicomhead import HEAD_BYTES, ends_complete, read_uids
 from .errors import (
     DcmwebError,
+    NameTaken,
     NotFoundError,
     ServerError,
     UsageError,
@@ -176,6 +177,13 @@ class Downloader:
     def _save_part(self, chunks: Iterable[Chunk], mime: str, target: ResourcePath,
                    index: int, saved: set[Path], *, check_end: bool = False
                    ) -> RetrieveResult:
+        try:
+            return self._write_part(chunks, mime, target, index, saved, check_end)
+        except NameTaken as taken:  # one name in the way: that file fails, the run goes on
+            return RetrieveResult("failed", target.url_path(), message=taken.headline)
+
+    def _write_part(self, chunks: Iterable[Chunk], mime: str, target: ResourcePath,
+                    index: int, saved: set[Path], check_end: bool) -> RetrieveResult:
         source = target.url_path()
         stream = iter(chunks)
         first: list[Chunk] = []

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .errors import LocalFileError, UnavailableError
+from .errors import LocalFileError, NameTaken, UnavailableError, UsageError
 from .neterrors import TransportError
 from .output import human_size
 
@@ -35,9 +35,12 @@ from .output import human_size
 KEEP_FREE_BYTES = 1024 ** 3
 KEEP_FREE_FRACTION = 0.05
 # A download's reads and writes: per-chunk overhead, not bytes, limits Python (64 KiB:
-# 390 MB/s, 1 MiB: 780 MB/s). The free-space margin below counts on chunks this large.
+# 390 MB/s, 1 MiB: 780 MB/s).
 CHUNK = 1024 * 1024
 SPACE_CHECK_BYTES = 8 * CHUNK  # written between two looks at the free space
+# What a new file costs beyond its bytes: its last block, partly used (4 KiB on most file
+# systems); counted, or a run of thousands of tiny files would take more than it counts.
+FILE_BLOCK = 4096
 
 Chunk = bytes | bytearray | memoryview
 # Temporary names: unique within this process by the counter, across processes (two
@@ -112,14 +115,57 @@ def temp_name(number: int) -> str:
     return f"{_PREFIX}{_PID_SPACE or 'unknown'}-{os.getpid()}-{_TAG}-{number}{_SUFFIX}"
 
 
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The file standing where ``folder``, or a folder above it, goes: the first entry
+    found going up, when it is not a folder."""
+    for path in (folder, *folder.parents):
+        if path.is_dir():
+            return None
+        if os.path.lexists(path):
+            return path
+    return None
+
+
+def check_output_folder(folder: Path) -> None:
+    """Refuse, before any request, an output folder that is a file or lies under one:
+    nothing could be saved in it."""
+    in_way = _file_in_the_way(folder)
+    if in_way is not None:
+        raise UsageError(f"--output {folder} is not a folder",
+                         "choose a folder" if in_way == folder
+                         else f"{in_way} is a file: choose a folder")
+
+
+def _folder_in_the_way(final: Path) -> NameTaken:
+    return NameTaken(f"cannot save {final}: a folder of that name is in the way",
+                     "move or rename it")
+
+
+def _cannot_make(folder: Path, in_way: Path) -> NameTaken:
+    return NameTaken(f"cannot make the folder {folder}: {in_way} is a file",
+                     "move or rename it")
+
+
+def name_taken(final: Path) -> NameTaken | None:
+    """The error saving ``final`` would meet from a name taken by the other kind of entry
+    (a folder at the file's name, a file at a folder's), or None: a dry run's forecast."""
+    if final.is_dir():
+        return _folder_in_the_way(final)
+    in_way = _file_in_the_way(final.parent)
+    return None if in_way is None else _cannot_make(final.parent, in_way)
+
+
 class DiskSpace:
-    """Stops a download before it fills the disk (an endless answer, a huge study):
-    a full disk breaks other programs too, and dcmweb removes its partial file."""
+    """Stops a download before it eats into the space kept free (an endless answer, a
+    huge study): a full disk breaks other programs too, and dcmweb removes its partial
+    file. Only what is about to be written counts, so a small file fits on a small disk.
+    Used under the Saver's lock."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.unchecked = 0
-        self.check()
+        self.room = 0  # bytes that may be written before the next look
+        self.writing = 0  # bytes handed to writers (threads) and not yet written: the Saver's
+        self.check(0)
 
     def free(self) -> tuple[int, int]:
         """(bytes free for this user, size of the file system)."""
@@ -132,20 +178,27 @@ class DiskSpace:
         return found.f_bavail * found.f_frsize, found.f_blocks * found.f_frsize
 
     def use(self, size: int) -> None:
-        self.unchecked += size
-        if self.unchecked >= SPACE_CHECK_BYTES:
-            self.check()
+        """``size`` bytes are about to be written: refused if they would eat into the
+        space kept free. The disk is looked at every SPACE_CHECK_BYTES (other programs
+        write too), and sooner when the room left is smaller than the write."""
+        if size > self.room:
+            self.check(size)
+        self.room -= size
 
-    def check(self) -> None:
-        self.unchecked = 0
+    def check(self, size: int) -> None:
         free, total = self.free()
+        free -= self.writing  # other threads' chunks, not on the disk yet
         keep = min(KEEP_FREE_BYTES, int(total * KEEP_FREE_FRACTION))
-        # Until the next look: SPACE_CHECK_BYTES, plus the chunks that cross it.
-        if free - SPACE_CHECK_BYTES - 2 * CHUNK < keep:
+        room = free - keep
+        if size > room:
+            kept = "(the smaller of 1 GiB and 5 % of the disk)"
             raise LocalFileError(
-                f"stopped writing in {self.folder}: {human_size(free)} free, and dcmweb "
-                f"keeps {human_size(keep)} free (the smaller of 1 GiB and 5 % of the disk)",
+                f"stopped writing in {self.folder}: {human_size(max(free, 0))} free, "
+                + (f"less than the {human_size(keep)} dcmweb keeps free {kept}" if room < 0
+                   else f"of which dcmweb keeps {human_size(keep)} {kept}: the next "
+                        f"{human_size(size)} would not fit in the {human_size(room)} left"),
                 "free some space or choose another output folder")
+        self.room = min(room, size + SPACE_CHECK_BYTES)
 
 
 @contextlib.contextmanager
@@ -167,6 +220,7 @@ class Saver:
 
     def __init__(self) -> None:
         self._folders: set[Path] = set()  # made already
+        self._made: list[Path] = []  # folders that did not exist before this run
         self._partial: set[str] = set()  # temporary files being written right now
         self._lock = threading.Lock()
         self._stopped = False
@@ -175,7 +229,17 @@ class Saver:
     def folder(self, path: Path) -> None:
         if path not in self._folders:
             with writing(path):
-                path.mkdir(parents=True, exist_ok=True)
+                for missing in (path, *path.parents):
+                    if missing.is_dir():
+                        break
+                    self._made.append(missing)
+                try:
+                    path.mkdir(parents=True, exist_ok=True)
+                except (FileExistsError, NotADirectoryError):
+                    in_way = _file_in_the_way(path)
+                    if in_way is None:
+                        raise  # moved since: a write error like any other
+                    raise _cannot_make(path, in_way) from None
             remove_stale_parts(path)  # once per folder and run: a listing, not per file
             self._folders.add(path)
 
@@ -189,6 +253,7 @@ class Saver:
                 raise UnavailableError("cancelled")
             if self._space is None:
                 self._space = DiskSpace(folder)  # a nearly full disk: refused at once
+            self._space.use(FILE_BLOCK)
             while True:
                 temp = os.path.join(folder, temp_name(next(_NUMBERS)))
                 try:
@@ -199,17 +264,26 @@ class Saver:
                 return handle, temp
 
     def write(self, handle: int, chunk: Chunk, folder: Path) -> None:
+        space = self._space
+        assert space is not None  # made by create()
         with writing(folder):
             with self._lock:
-                assert self._space is not None  # made by create()
-                self._space.use(len(chunk))
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(handle, view):]
+                space.use(len(chunk))
+                space.writing += len(chunk)
+            try:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(handle, view):]
+            finally:
+                with self._lock:
+                    space.writing -= len(chunk)
 
     def finish(self, temp: str, final: Path) -> None:
         with writing(final.parent):
-            os.replace(temp, final)
+            try:
+                os.replace(temp, final)
+            except IsADirectoryError:
+                raise _folder_in_the_way(final) from None
         self._partial.discard(temp)
 
     def abandon(self, temp: str) -> None:
@@ -219,13 +293,17 @@ class Saver:
         self._partial.discard(temp)
 
     def discard_partial(self) -> None:
-        """Remove the temporary files still being written, and create no more (after
-        Ctrl-C the threads writing them are not waited for)."""
+        """Remove the temporary files still being written, and the folders this run made
+        that hold nothing (a run stopped before its first file), and create no more
+        (after Ctrl-C the threads writing them are not waited for)."""
         with self._lock:
             self._stopped = True
             for temp in list(self._partial):
                 with contextlib.suppress(OSError):
                     os.unlink(temp)
+            for folder in sorted(self._made, key=lambda made: len(made.parts), reverse=True):
+                with contextlib.suppress(OSError):  # not empty: a file was saved in it
+                    folder.rmdir()
 
     def stage(self, chunks: Iterable[Chunk], folder: Path) -> tuple[str, int]:
         """Write chunks to a new temporary file in ``folder`` (removed if this fails):

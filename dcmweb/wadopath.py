@@ -81,11 +81,15 @@ def _instance(words: list[str], path: str, what: str) -> ResourcePath:
 
 
 def parse_wado_path(path: str | None) -> WadoPath:
-    """Split a retrieve path into the resource and what is asked of it."""
+    """Split a retrieve path into the resource and what is asked of it; None is the whole
+    store, a path that names nothing ('', ' ', '/') is refused."""
     text = (path or "").strip()
     if urlsplit(text).scheme in ("http", "https"):
         return WadoPath(ResourcePath(), "bulkdata", bulk=text)
     words = [word for word in text.split("/") if word]
+    if path is not None and not words:  # a script's empty "$P": never the whole store
+        raise UsageError(f"invalid path {path!r}: it names no study",
+                         "leave PATH out to retrieve the whole store")
     if "bulkdata" in words or "bulk" in words:  # "bulk" is Orthanc's spelling
         at = words.index("bulkdata" if "bulkdata" in words else "bulk")
         bulk = "/".join(words[at + 1:])

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from dcmweb import Client
@@ -181,3 +182,19 @@ def test_a_terminal_is_not_asked_about_a_missing_study(local_server: LocalServer
     assert "[y/N]" not in screen
     assert "delete studies/1.2.3: not found" in screen
     assert [r.method for r in local_server.requests if r.method == "DELETE"] == []
+
+
+@pytest.mark.parametrize("path", ["", " ", "/"])
+def test_dry_run_refuses_a_store_level_path_as_the_real_delete_does(
+        local_server: LocalServer, tmp_path: Path, path: str) -> None:
+    """`delete "$EMPTY" --dry-run` as a safety check must not promise the whole store."""
+    one_study(local_server, tmp_path)
+    real = dcmweb(local_server.url, "delete", path, "--yes")
+    dry = dcmweb(local_server.url, "delete", path, "--dry-run")
+    assert real.exit_code == dry.exit_code == 2, dry.stderr
+    assert dry.stdout == ""
+    assert lines(dry.stderr) == lines(real.stderr) == [
+        f"dcmweb: error: invalid path {path!r}: delete needs at least a study "
+        "(expected studies/UID[/series/UID[/instances/UID]])"]
+    assert [r.path for r in local_server.requests if "instances" in r.path] == []
+    assert count(local_server) == 3

@@ -20,6 +20,7 @@ from hostile import Hostile, Request, multipart
 
 from dcmweb import Client
 from dcmweb.cli import cli
+from dcmweb.errors import UsageError
 from dcmweb.output import human_size, plural
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
@@ -133,6 +134,26 @@ def test_invalid_path_is_exit_2(filled: LocalServer, path: str, tmp_path: Path) 
     result = dcmweb(filled.url, "retrieve", path, "--output", str(tmp_path))
     assert result.exit_code == 2
     assert "invalid path" in result.stderr
+    assert filled.requests == []
+
+
+@pytest.mark.parametrize("path", ["", " ", "/", " / "])
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_a_path_that_names_nothing_is_not_the_whole_store(
+        filled: LocalServer, path: str, dry_run: list[str], tmp_path: Path) -> None:
+    """`retrieve "$P"` with an empty $P: refused, not a download of everything."""
+    result = dcmweb(filled.url, "retrieve", path, "--output", str(tmp_path / "out"), *dry_run)
+    assert result.exit_code == 2, result.stderr
+    assert lines(result.stderr) == [
+        f"dcmweb: error: invalid path {path!r}: it names no study (leave PATH out to "
+        "retrieve the whole store)"]
+    assert filled.requests == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_blank_path_is_refused_by_the_library_too(filled: LocalServer, tmp_path: Path) -> None:
+    with Client(filled.url) as client, pytest.raises(UsageError, match="names no study"):
+        client.retrieve(" ", tmp_path)
     assert filled.requests == []
 
 
@@ -524,8 +545,8 @@ def test_whole_store_goes_on_past_a_study_that_fails(synth: list[Path], tmp_path
     assert "studies/9.9.2: multipart answer without a boundary" in result.stderr
 
 
-def test_output_that_cannot_be_written_is_one_clear_error(synth: list[Path],
-                                                          tmp_path: Path) -> None:
+def test_a_file_where_the_study_folder_goes_is_one_clear_error(synth: list[Path],
+                                                               tmp_path: Path) -> None:
     study = uids_of(synth[0])[0]
     (tmp_path / study).write_text("a file where the study folder should go")
     body = multipart([synth[0].read_bytes()], "b1")
@@ -534,11 +555,29 @@ def test_output_that_cannot_be_written_is_one_clear_error(synth: list[Path],
                    lambda req: req.reply(200, body, "multipart/related; boundary=b1"))
         result = dcmweb(fake.url, "retrieve", f"studies/{study}", "--output", str(tmp_path))
     assert result.exit_code == 1
-    last = lines(result.stderr)[-1]
-    assert last.startswith(f"dcmweb: error: cannot write in {tmp_path / study}/")
-    assert last.endswith("(check the output folder: its permissions and free space)")
-    assert "Traceback" not in result.stderr
+    series_folder = where(tmp_path, synth[0]).parent
+    assert lines(result.stderr) == [
+        f"dcmweb: error: studies/{study}: cannot make the folder {series_folder}: "
+        f"{tmp_path / study} is a file (move or rename it)",
+        "dcmweb: info: Transferred 0 B in 0 files; 1 failed",
+        "dcmweb: error: nothing was retrieved (1 item failed)"]
     assert temp_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("below", ["", "/sub"])
+@pytest.mark.parametrize("options", [[], ["--dry-run"], ["-m"]])
+def test_an_output_that_is_a_file_is_a_usage_error(filled: LocalServer, synth: list[Path],
+                                                   tmp_path: Path, below: str,
+                                                   options: list[str]) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("notes")
+    output = f"{afile}{below}"
+    result = dcmweb(filled.url, "retrieve", study_of(synth[0]), "-o", output, *options)
+    assert result.exit_code == 2, result.stderr
+    hint = f"{afile} is a file: choose a folder" if below else "choose a folder"
+    assert lines(result.stderr) == [f"dcmweb: error: --output {output} is not a folder ({hint})"]
+    assert filled.requests == []
+    assert afile.read_text() == "notes"
 
 
 def test_parallel_study_retrieve_goes_series_by_series(local_server: LocalServer,

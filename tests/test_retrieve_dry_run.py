@@ -133,3 +133,31 @@ def test_dry_runs_walk_series_where_the_server_lists_no_instances_above_them(
     assert missing.exit_code == 4, missing.stderr
     assert "retrieve studies/9.9: not found (a search finds no instance under it)" \
         in missing.stderr
+
+
+def test_retrieve_dry_run_tells_which_files_would_be_replaced(local_server: LocalServer,
+                                                              tmp_path: Path) -> None:
+    """A rerun replaces the files of the same name (idempotent), whatever they hold: the
+    dry run says which exist, and predicts a folder at a file's name as a failure."""
+    files = corpus.synthetic_files(tmp_path / "in", 3)
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(files)} == {"stored"}
+    heads = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    out = tmp_path / "out"
+    notes, taken, fresh = (out / d.StudyInstanceUID / d.SeriesInstanceUID
+                           / f"{d.SOPInstanceUID}.dcm" for d in heads)
+    notes.parent.mkdir(parents=True)
+    notes.write_text("my precious notes")
+    taken.mkdir(parents=True)
+    dry = CliRunner().invoke(cli, [local_server.url, "retrieve", "-o", str(out), "--dry-run"])
+    assert dry.exit_code == 6, dry.stderr
+    assert sorted(dry.stdout.splitlines()) == sorted([str(notes), str(fresh)])
+    assert f"dcmweb: info: {notes} exists: the real run replaces it" in lines(dry.stderr)
+    assert f"dcmweb: error: the store: cannot save {taken}: a folder of that name is in " \
+        "the way (move or rename it)" in lines(dry.stderr)
+    assert f"dcmweb: info: would write 2 files under {out} (1 existing file replaced); " \
+        "1 would fail; nothing written (--dry-run)" in lines(dry.stderr)
+    assert notes.read_text() == "my precious notes"
+    real = CliRunner().invoke(cli, [local_server.url, "retrieve", "-o", str(out)])
+    assert real.exit_code == dry.exit_code, real.stderr
+    assert notes.read_bytes() == files[0].read_bytes()

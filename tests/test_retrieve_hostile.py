@@ -15,6 +15,7 @@ from test_retrieve import files_under, sha, study_of, temp_leftovers, uids_of, w
 
 from dcmweb import Client
 from dcmweb.cli import cli
+from dcmweb.output import human_size
 from dcmweb.saving import DiskSpace
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
@@ -292,7 +293,8 @@ def test_an_endless_part_stops_before_the_disk_is_full(synth: list[Path], tmp_pa
     assert result.exit_code == 1, result.stderr
     last = lines(result.stderr)[-1]
     assert last.startswith(f"dcmweb: error: stopped writing in {out}/")
-    assert "and dcmweb keeps 1.0 GiB free (the smaller of 1 GiB and 5 % of the disk)" in last
+    assert ", of which dcmweb keeps 1.0 GiB (the smaller of 1 GiB and 5 % of the disk): " \
+        "the next " in last
     assert last.endswith("(free some space or choose another output folder)")
     assert 30 * 1024 ** 2 < max(written) <= 40 * 1024 ** 2
     assert files_under(out) == set()
@@ -310,8 +312,56 @@ def test_a_nearly_full_disk_is_refused_before_writing(synth: list[Path], tmp_pat
                    lambda req: req.reply(200, body, "multipart/related; boundary=b"))
         result = dcmweb(fake.url, "retrieve", study, "--output", str(tmp_path))
     assert result.exit_code == 1
-    assert "500.0 MiB free, and dcmweb keeps 512.0 MiB free" in result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: stopped writing in {tmp_path}/{study.split('/')[1]}/"
+        f"{uids_of(synth[0])[1]}: 500.0 MiB free, less than the 512.0 MiB dcmweb keeps free "
+        "(the smaller of 1 GiB and 5 % of the disk) (free some space or choose another output "
+        "folder)")
     assert files_under(tmp_path) == set()
+
+
+NINE_MIB = 9 * 1024 ** 2  # a small tmpfs or USB stick: dcmweb keeps 5 % of it (460.8 KiB)
+
+
+@pytest.mark.parametrize("workers", ["1", "4"])
+def test_a_small_download_fits_on_a_small_disk(local_server: LocalServer, synth: list[Path],
+                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               workers: str) -> None:
+    """A few KiB on a 9 MiB disk with all of it free: only what would eat into the
+    460.8 KiB kept free is refused, not every download short of 10 MiB."""
+    monkeypatch.setattr(DiskSpace, "free", lambda self: (NINE_MIB, NINE_MIB))
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(synth)} == {"stored"}
+    out = tmp_path / "out"
+    result = dcmweb("--workers", workers, local_server.url, "retrieve", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert files_under(out) == {where(out, p) for p in synth}
+    result = dcmweb(local_server.url, "retrieve", f"{instance_path(synth[0])}/metadata",
+                    "-o", str(tmp_path / "m.json"))
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "m.json").stat().st_size > 0
+
+
+def test_a_refusal_names_the_bytes_that_do_not_fit(synth: list[Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Free space above the reserve but less than the next write: the message's numbers
+    say why (free, kept, what is left, what came)."""
+    data = synth[0].read_bytes()
+    keep = int(NINE_MIB * 0.05)
+    monkeypatch.setattr(DiskSpace, "free", lambda self: (keep + len(data) // 2, NINE_MIB))
+    body = multipart([data], "b")
+    out = tmp_path / "out"
+    with Hostile() as fake:
+        fake.route("GET", f"/{study_of(synth[0])}",
+                   lambda req: req.reply(200, body, "multipart/related; boundary=b"))
+        result = dcmweb(fake.url, "retrieve", study_of(synth[0]), "--output", str(out))
+    assert result.exit_code == 1, result.stderr
+    last = lines(result.stderr)[-1]
+    assert last.startswith(f"dcmweb: error: stopped writing in {out}/")
+    assert (f": {human_size(keep + len(data) // 2)} free, of which dcmweb keeps "
+            f"{human_size(keep)} (the smaller of 1 GiB and 5 % of the disk): the next ") in last
+    assert f" would not fit in the {human_size(len(data) // 2)} left (free some space" in last
+    assert not out.exists()  # no empty study and series folders left behind
 
 
 @pytest.mark.parametrize("workers", ["1", "4"])
@@ -462,19 +512,76 @@ def test_files_saved_before_an_outage_are_reported(synth: list[Path], tmp_path: 
     assert "in 2 files" in result.stderr
 
 
-def test_files_saved_before_a_write_error_are_reported(synth: list[Path],
-                                                       tmp_path: Path) -> None:
-    study = uids_of(synth[0])[0]
-    where(tmp_path, synth[1]).mkdir(parents=True)  # the second file cannot take its name
-    body = multipart([p.read_bytes() for p in synth], "w")
-    with Hostile() as fake:
-        fake.route("GET", f"/studies/{study}",
-                   lambda req: req.reply(200, body, "multipart/related; boundary=w"))
-        result = dcmweb(fake.url, "retrieve", f"studies/{study}", "--output", str(tmp_path))
+@pytest.mark.parametrize("workers", ["1", "4"])
+def test_a_folder_at_a_files_name_fails_that_file_alone(
+        local_server: LocalServer, synth: list[Path], tmp_path: Path, workers: str) -> None:
+    """`mkdir -p OUT/S/SE/I.dcm`: that file fails, named, with the real reason; the rest
+    of a whole-store retrieve goes on (exit 6)."""
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(synth)} == {"stored"}
+    out = tmp_path / "out"
+    taken = where(out, synth[1])
+    taken.mkdir(parents=True)
+    result = dcmweb("--workers", workers, local_server.url, "retrieve", "--output", str(out))
+    assert result.exit_code == 6, result.stderr
+    assert files_under(out) == {where(out, p) for p in synth if p != synth[1]}
+    assert f"dcmweb: error: {study_of(synth[1])}: cannot save {taken}: a folder of that name " \
+        "is in the way (move or rename it)" in lines(result.stderr)
+    assert f"in {len(synth) - 1} files; 1 failed" in lines(result.stderr)[-2]
+    assert lines(result.stderr)[-1] == "dcmweb: error: 1 item could not be retrieved"
+    assert temp_leftovers(out) == []
+
+
+def test_a_file_at_a_folders_name_fails_that_study_alone(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    two = corpus.synthetic_files(tmp_path / "in", 2, studies=2)
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(two)} == {"stored"}
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / uids_of(two[0])[0]).write_text("notes")
+    result = dcmweb(local_server.url, "retrieve", "--output", str(out))
+    assert result.exit_code == 6, result.stderr
+    assert files_under(out) == {out / uids_of(two[0])[0], where(out, two[1])}
+    series_folder = where(out, two[0]).parent
+    assert f"dcmweb: error: {study_of(two[0])}: cannot make the folder {series_folder}: " \
+        f"{series_folder.parent} is a file (move or rename it)" in lines(result.stderr)
+
+
+def test_files_saved_before_the_disk_fills_are_counted_beside_its_failure(
+        local_server: LocalServer, synth: list[Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The space guard stops the run after one file: exit 6, not 1 (which says nothing was
+    saved), and the summary counts the stop as a failure."""
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(synth)} == {"stored"}
+    out = tmp_path / "out"
+    keep = int(NINE_MIB * 0.05)
+    room = synth[0].stat().st_size * 3 // 2  # one file fits, not two
+
+    def pretend(self: DiskSpace) -> tuple[int, int]:
+        used = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+        return keep + room - used, NINE_MIB
+
+    monkeypatch.setattr(DiskSpace, "free", pretend)
+    result = dcmweb(local_server.url, "retrieve", study_of(synth[0]), "--output", str(out))
+    assert result.exit_code == 6, result.stderr
+    [saved] = files_under(out)
+    assert f"saved as {saved}" in result.stderr
+    assert lines(result.stderr)[-2].endswith(" in 1 file; 1 failed")
+    assert lines(result.stderr)[-1].startswith(f"dcmweb: error: stopped writing in {out}/")
+    assert temp_leftovers(out) == []
+
+
+def test_a_write_error_before_any_file_is_saved_is_exit_1(
+        local_server: LocalServer, synth: list[Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(synth)} == {"stored"}
+    monkeypatch.setattr(DiskSpace, "free", lambda self: (1024, NINE_MIB))
+    result = dcmweb(local_server.url, "retrieve", study_of(synth[0]), "-o", str(tmp_path / "o"))
     assert result.exit_code == 1, result.stderr
-    assert files_under(tmp_path) == {where(tmp_path, synth[0])}
-    assert "Transferred " in result.stderr and " in 1 file" in result.stderr
-    assert f"saved as {where(tmp_path, synth[0])}" in result.stderr
+    assert lines(result.stderr)[-2].endswith(" in 0 files")
 
 
 @pytest.mark.parametrize("workers", ["1", "4"])

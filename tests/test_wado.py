@@ -773,6 +773,22 @@ def test_metadata_to_a_folder_is_a_usage_error_without_a_request(tmp_path: Path)
     assert asked == 0
 
 
+@pytest.mark.parametrize("name", ["md/", "a/b/"])
+def test_metadata_to_a_missing_folder_is_a_usage_error_too(tmp_path: Path, name: str) -> None:
+    """A trailing slash means a folder, and metadata has no file name of its own: never
+    a file named like the folder."""
+    output = f"{tmp_path}/{name}"
+    with Hostile() as fake:
+        result = dcmweb(fake.url, "retrieve", f"{INSTANCE}/metadata", "-o", output)
+        asked = len(fake.requests)
+    assert result.exit_code == 2, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: --output {output} is a folder (metadata goes to one file: give its "
+        "name, or none for stdout)")
+    assert asked == 0
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bulk_data_is_logged_under_the_path_asked_for(tmp_path: Path) -> None:
     path = KINDS["bulk"][0]
     with Hostile() as fake:
