@@ -158,12 +158,12 @@ _HINTS = {
 }
 UNAVAILABLE_HINT = "the server is overloaded or down; try again later"
 DEADLINE_HINT = "raise --request-deadline for a server this slow"
-# Header values come from credentials, -H, and the Accept that --type and
-# --transfer-syntax make.
 # dcmweb sends Accept-Encoding: gzip, deflate; another coding comes from a server or
 # proxy that compresses regardless.
 _CODING_HINT = ("dcmweb decodes gzip and deflate only: have the server or proxy send those, "
                 "or no coding")
+# Header values come from credentials, -H, and the Accept that --type and
+# --transfer-syntax make.
 _HEADER_HINT = "check --type, --transfer-syntax, -H, --token, --user and their variables"
 
 

@@ -575,9 +575,8 @@ class Uploader:
                 results.extend(self._one_by_one(unnamed))
             elif status < 300:
                 # A success that does not name these files proves nothing: ask the server
-                # (a resend would only ask the same answer again).
-                # An answer it cannot read says nothing of the bytes: what the search
-                # finds is read back, as after a lost answer.
+                # (a resend would only ask the same answer again). An answer it cannot
+                # read is not even a success: what the search finds is read back.
                 found_note, missing = _left_out(len(items), answer, status)
                 results.extend(self._confirmed(unnamed, found_note, missing=missing,
                                                read_back=answer.kind == "foreign"))
