@@ -1,5 +1,6 @@
-"""An HTTP answer whose body is read on demand, decoded (gzip, deflate) and checked
-against its Content-Length; reading it to the end gives its connection back."""
+"""An HTTP answer whose body is read on demand, decoded (gzip, deflate; another coding
+is never read as if it were none) and checked against its Content-Length; reading it to
+the end gives its connection back."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .neterrors import ReadTimeout, TransportError
+from .neterrors import ReadTimeout, TransportError, UnknownCoding
 from .wire import Answer, Headers
 
 READ_CHUNK = 64 * 1024
@@ -65,11 +66,22 @@ class Response:
         self.reason: str = raw.reason
         self.headers: Headers = raw.headers
         self._release: Callable[[bool], None] | None = release
-        coding = (raw.headers.get("Content-Encoding") or "").strip().lower()
-        self._decoder = _Decoder("gzip" if coding == "x-gzip" else coding) if coding in (
-            "gzip", "x-gzip", "deflate") else None
+        self.unknown_coding: str | None = None  # a Content-Encoding not decoded here
+        self._decoder = self._decoder_for(", ".join(raw.headers.get_all("Content-Encoding")))
         self._content: bytes | None = None
         self.on_read: Callable[[int], None] | None = None  # a low-speed meter, say
+
+    def _decoder_for(self, header: str) -> _Decoder | None:
+        """gzip or deflate (identity is no coding); any other, or codings applied one on
+        another, make ``unknown_coding`` the header."""
+        codings = [word.strip().lower() for word in header.split(",")]
+        codings = [coding for coding in codings if coding not in ("", "identity")]
+        if not codings:
+            return None
+        if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
+            return _Decoder("gzip" if codings[0] == "x-gzip" else codings[0])
+        self.unknown_coding = header
+        return None
 
     def __enter__(self) -> Response:
         return self
@@ -89,6 +101,10 @@ class Response:
     def read1(self, size: int = READ_CHUNK) -> bytes:
         """Up to ``size`` bytes of the body as they arrive (decoded); b"" at its end."""
         decoder = self._decoder
+        if self.unknown_coding is not None:
+            self.close()
+            raise UnknownCoding(f"the answer's Content-Encoding {self.unknown_coding!r} is "
+                                "not one dcmweb decodes (gzip, deflate)")
         if decoder is None:
             return self._read_raw(size)
         while True:

@@ -17,6 +17,7 @@ from .http import Http
 from .multipart import Chunk
 from .retrieve import RetrieveResult
 from .saving import Saver
+from .valuelength import length_check
 from .wado import answer_parts, asking_again, get, instance_file
 from .wadopath import WadoPath, parse_wado_path
 
@@ -58,14 +59,24 @@ def _target(path: str) -> WadoPath:
     return target
 
 
-def _chunks(http: Http, url: str) -> Iterator[Chunk]:
+def _tag_path(target: WadoPath) -> list[str]:
+    """The words after bulkdata/ (Orthanc: bulk/): the value's tag path."""
+    tail = urlsplit(target.bulk or "").path.rstrip("/").split("/")
+    return tail[tail.index("bulkdata" if "bulkdata" in tail else "bulk") + 1:]
+
+
+def _chunks(http: Http, base_url: str, target: WadoPath, url: str) -> Iterator[Chunk]:
     """The value: exactly one part. The answer is read to its end, so that no part, a
-    second part or an answer cut after the first raises instead of passing for the value."""
+    second part or an answer cut after the first raises instead of passing for the value;
+    one body ended only by the connection's close needs its length confirmed."""
     what = f"retrieve bulk data {url}"
+    tag_path = _tag_path(target) if target.resource.instance else []
+    confirm = length_check(http, base_url, target.resource, "/".join(tag_path),
+                           f"value {'/'.join(tag_path) or url}")
     with get(http, url, what, ACCEPT) as response:
         count = 0
         for count, (_, chunks) in enumerate(
-                answer_parts(response, what, "application/octet-stream"), start=1):
+                answer_parts(response, what, "application/octet-stream", confirm), start=1):
             if count > 1:
                 raise ServerError(f"{what}: the server sent more than one part for one value")
             yield from chunks
@@ -74,23 +85,23 @@ def _chunks(http: Http, url: str) -> Iterator[Chunk]:
 
 
 def bulk_bytes(http: Http, base_url: str, path: str) -> bytes:
-    url = bulk_url(base_url, _target(path))
-    return asking_again(f"retrieve bulk data {url}", lambda: b"".join(_chunks(http, url)))
+    target = _target(path)
+    url = bulk_url(base_url, target)
+    return asking_again(f"retrieve bulk data {url}",
+                        lambda: b"".join(_chunks(http, base_url, target, url)))
 
 
 def save_bulk(http: Http, base_url: str, path: str, output: Path) -> RetrieveResult:
     """Write OUTPUT/STUDY/SERIES/SOP_TAG[_I_TAG].raw (or OUTPUT/bulkdata.raw when a
     BulkDataURI does not name its instance)."""
     target = _target(path)
-    tail = urlsplit(target.bulk or "").path.rstrip("/").split("/")
     if target.resource.instance:
-        words = tail[tail.index("bulkdata" if "bulkdata" in tail else "bulk") + 1:]
-        final = instance_file(output, target.resource, "_" + "_".join(words),
+        final = instance_file(output, target.resource, "_" + "_".join(_tag_path(target)),
                               "application/octet-stream")
     else:
         final = output / "bulkdata.raw"
     url = bulk_url(base_url, target)
     saver = Saver()
     size = asking_again(f"retrieve bulk data {url}",
-                        lambda: saver.save(_chunks(http, url), final))
+                        lambda: saver.save(_chunks(http, base_url, target, url), final))
     return RetrieveResult("saved", path, final, size)

@@ -17,6 +17,7 @@ from .multipart import Chunk, parse_content_type
 from .output import plural
 from .retrieve import RetrieveResult, accept_header
 from .saving import Saver
+from .valuelength import length_check
 from .wado import answer_parts, asking_again, get, instance_file, wants_transcoding
 from .wadopath import WadoPath, parse_wado_path
 
@@ -49,9 +50,13 @@ def iter_frames(http: Http, base_url: str, target: WadoPath, part_type: str
     response = get(http, f"{base_url}/{url_path}", what, accept_header(part_type),
                    transcoding=wants_transcoding(part_type))
     asked, _ = parse_content_type(part_type)
+    # One frame in one body ended by the connection's close: its length must be confirmed.
+    confirm = length_check(http, base_url, target.resource, None,
+                           f"frame {target.frames[0]}") if len(target.frames) == 1 else None
     with response:
         count = 0
-        for count, (mime, chunks) in enumerate(answer_parts(response, what, asked), start=1):
+        for count, (mime, chunks) in enumerate(answer_parts(response, what, asked, confirm),
+                                               start=1):
             if count > len(target.frames):
                 raise ServerError(f"{what}: the server sent more parts than the "
                                   f"{len(target.frames)} frames asked for")

@@ -158,6 +158,10 @@ _HINTS = {
 }
 UNAVAILABLE_HINT = "the server is overloaded or down; try again later"
 DEADLINE_HINT = "raise --request-deadline for a server this slow"
+# dcmweb sends Accept-Encoding: gzip, deflate; another coding comes from a server or
+# proxy that compresses regardless.
+_CODING_HINT = ("dcmweb decodes gzip and deflate only: have the server or proxy send those, "
+                "or no coding")
 # Header values come from credentials, -H, and the Accept that --type and
 # --transfer-syntax make.
 _HEADER_HINT = "check --type, --transfer-syntax, -H, --token, --user and their variables"
@@ -486,7 +490,8 @@ class _Exchange:
                 self.method, self.url, params=self.params, headers=merged, data=data,
                 timeout=timeout)
             set_low_speed(response, self.config.low_speed)
-            if not self.stream and not (300 <= response.status_code < 400):
+            if not (self.stream or 300 <= response.status_code < 400
+                    or response.unknown_coding):
                 # A cut or trickling body is retried like a drop.
                 read_all(response, self.max_body, self.what)
         except InvalidHeader:
@@ -583,6 +588,14 @@ class _Exchange:
                 self.outcome_unknown and status in self.accept_if_outcome_unknown):
             # An accepted 502 (the caller checks what happened) still tells the gate.
             self._leave(_outcome(status), sent_at, self._retry_after(response, sent_at))
+            if response.unknown_coding is not None:
+                # Every reader would misread the body (not JSON, no boundary, not an
+                # image); asking again gets the same coding.
+                coding = response.unknown_coding
+                response.close()
+                raise ServerError(f"{self.what} failed: the server sent its answer (HTTP "
+                                  f"{status}) with Content-Encoding {coding!r}, which dcmweb "
+                                  "cannot decode", _CODING_HINT, status=status)
             return response
         self.outcome_unknown = self.outcome_unknown or status in OUTCOME_UNKNOWN_STATUSES
         if status in THROTTLE_STATUSES or status in UNAVAILABLE_STATUSES:

@@ -39,3 +39,8 @@ class InvalidURL(TransportError):
 
 class InvalidHeader(TransportError):
     """A header value with a line break or leading whitespace (never quoted: a token)."""
+
+
+class UnknownCoding(TransportError):
+    """The answer's Content-Encoding is one dcmweb does not decode (br, compress): its
+    body read as it is would be misread. Http reports it for an answer it hands on."""

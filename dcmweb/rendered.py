@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from . import bounds
 from .errors import NotFoundError, ServerError, UsageError
 from .http import Http
+from .multipart import parse_content_type
 from .parallel import run_bounded
 from .paths import ResourcePath
 from .record import record
@@ -120,7 +121,11 @@ def _fetch(http: Http, base_url: str, target: WadoPath, options: RenderOptions
                 break
         if not head.startswith(_MAGIC[accept]):
             sent = response.headers.get("Content-Type", "nothing")
-            raise ServerError(f"{what}: the server did not send {accept} (it sent {sent})")
+            if parse_content_type(sent)[0] != accept:
+                raise ServerError(f"{what}: the server did not send {accept} (it sent {sent})")
+            name = accept.split("/")[1].upper()
+            raise ServerError(f"{what}: the server's {accept} answer does not start like a "
+                              f"{name} image (its first bytes: {head[:8].hex(' ')})")
         yield head
         if framed(response):
             yield from chunks

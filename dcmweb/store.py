@@ -530,13 +530,9 @@ class Uploader:
 
     def _interpret(self, items: list[Part10File], reply: _Reply) -> list[StoreResult]:
         status, answer = reply.status, reply.answer
-        if answer.kind == "foreign" and status < 300:
-            message = (f"server answered {answer.describe()}, not a STOW answer "
-                       f"(HTTP {status})")
-            # An error envelope's own words say why (a web page's markup would not).
-            said = "" if answer.web_page else body_message(answer.text)
-            if said:
-                message += f": {said[:200]}"
+        if answer.kind == "foreign" and status < 300 and answer.web_page:
+            # A login or viewer page: HOST is not a DICOMweb server (its markup says no more).
+            message = f"server answered {answer.describe()}, not a STOW answer (HTTP {status})"
             return [self._result(item, "failed", message=message, hint=HOST_HINT)
                     for item in items]
         results: list[StoreResult] = []
@@ -579,10 +575,11 @@ class Uploader:
                 results.extend(self._one_by_one(unnamed))
             elif status < 300:
                 # A success that does not name these files proves nothing: ask the server
-                # (a resend would only ask the same answer again).
+                # (a resend would only ask the same answer again). An answer it cannot
+                # read is not even a success: what the search finds is read back.
                 found_note, missing = _left_out(len(items), answer, status)
                 results.extend(self._confirmed(unnamed, found_note, missing=missing,
-                                               read_back=False))
+                                               read_back=answer.kind == "foreign"))
             elif len(items) > 1:
                 # The answer does not say which files failed: ask one file at a time.
                 results.extend(self._one_by_one(unnamed))
@@ -684,6 +681,11 @@ def _left_out(sent: int, answer: StowAnswer, status: int) -> tuple[str | None, s
         return ("the server's answer did not name this file; found on the server by search",
                 f"the server's answer (HTTP {status}) did not name this file; not on the "
                 "server")
+    if answer.kind == "foreign":  # a 2xx answer it cannot read (an error envelope)
+        said = body_message(answer.text)
+        return ("the server's answer could not be read; found on the server by search",
+                f"the server answered HTTP {status} with {answer.describe()}, not a STOW "
+                f"answer{f': {said[:200]}' if said else ''}, and a search does not find it")
     others = ", ".join(answered[:3])  # one file, another instance named
     named = f"naming {others}, not this file" if others else "naming no file"
     return None, (f"the server answered HTTP {status} with {answer.describe()} {named}, and "

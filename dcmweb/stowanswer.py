@@ -143,7 +143,8 @@ def parse_dataset(body: bytes) -> Dataset | None:
     JSON whose keys are not tags (Google's ``{"error": ...}``) and XML that is not a
     NativeDicomModel (an XHTML page) are not data sets.
     """
-    text = body.decode("utf-8", "replace").strip()
+    # utf-8-sig: a byte-order mark some servers put first is no part of the answer.
+    text = body.decode("utf-8-sig", "replace").strip()
     if text.startswith(("{", "[")):
         try:
             payload = json.loads(text)
@@ -203,7 +204,7 @@ def parse_stow_answer(body: bytes, content_type: str | None = None) -> StowAnswe
     dataset = None if media == "text/html" else parse_dataset(body)
     if dataset is None:
         answer.kind = "foreign"
-        answer.text = body.decode("utf-8", "replace").strip()[:300]
+        answer.text = body.decode("utf-8-sig", "replace").strip()[:300]
         return answer
     answer.retrieve_url = _first(dataset, RETRIEVE_URL)
     for item in dataset.get(REFERENCED_SOP_SEQUENCE, []):

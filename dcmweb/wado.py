@@ -159,14 +159,22 @@ def parts_of(answer: Answer, boundary: str, what: str) -> Iterator[Part]:
         raise ServerError(f"{what}: {exc}") from exc
 
 
-def answer_parts(response: Response, what: str, asked: str
+def answer_parts(response: Response, what: str, asked: str,
+                 confirm_end: Callable[[int], None] | None = None
                  ) -> Iterator[tuple[str, Iterator[Chunk]]]:
     """(part type, its chunks) for each part of a multipart answer, or the one body; a
-    body or part of another type than ``asked`` (a login page) raises ServerError."""
+    body or part of another type than ``asked`` (a login page) raises ServerError.
+
+    A single body that only the connection's close ended may be cut anywhere, and looks
+    whole: ``confirm_end`` gets its length after its last chunk, and raises CutOffError
+    unless something else (the instance's metadata) confirms it."""
     mime, _ = parse_content_type(response.headers.get("Content-Type", ""))
     answer = checked_answer(response, what, asked)
     if answer.boundary is None:
-        yield mime, answer.chunks
+        if answer.framed or confirm_end is None:
+            yield mime, answer.chunks
+        else:
+            yield mime, _confirmed(answer.chunks, confirm_end)
         return
     for part in parts_of(answer, answer.boundary, what):
         part_mime, _ = parse_content_type(part.content_type or asked)
@@ -174,6 +182,15 @@ def answer_parts(response: Response, what: str, asked: str
             raise ServerError(f"{what}: the server sent a {part_mime} part where {asked} "
                               "was asked for")
         yield part_mime, part.iter_content()
+
+
+def _confirmed(chunks: Iterator[bytes], confirm_end: Callable[[int], None]
+               ) -> Iterator[bytes]:
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        yield chunk
+    confirm_end(size)
 
 
 def asking_again(what: str, attempt: Callable[[], T]) -> T:

@@ -241,10 +241,12 @@ def silent(seconds: float) -> Route:
     return action
 
 
-def forward(root_url: str, *, answer: bool = True) -> Route:
+def forward(root_url: str, *, answer: bool = True,
+            alter: Callable[[bytes], bytes] | None = None) -> Route:
     """Pass the request on to a real server at ``root_url`` and relay its answer: a
     loopback forwarder. ``answer=False`` drops the answer after the server did the work
-    (the connection closes, as when a proxy or the network loses it)."""
+    (the connection closes, as when a proxy or the network loses it); ``alter`` changes
+    the answer's body on the way (the status and Content-Type stay)."""
     def action(req: Request) -> None:
         seen = req.seen
         connection = http.client.HTTPConnection(urlsplit(root_url).netloc, timeout=60)
@@ -260,7 +262,8 @@ def forward(root_url: str, *, answer: bool = True) -> Route:
         if not answer:
             req.handler.close_connection = True
             return
-        req.reply(response.status, body, response.getheader("Content-Type"))
+        req.reply(response.status, alter(body) if alter else body,
+                  response.getheader("Content-Type"))
     return action
 
 

@@ -16,11 +16,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pydicom
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile, Request
+from hostile import Hostile, Request, forward
 
 from dcmweb import Client, UnavailableError
 from dcmweb.bulk import Outcome
@@ -285,16 +286,51 @@ def test_200_with_a_web_page_is_a_failure_naming_what_came_back(ct: Path) -> Non
 
 
 def test_200_with_googles_error_envelope_is_a_failure_with_its_message(ct: Path) -> None:
-    """Old dcmweb left the envelope's message out: the user saw no reason at all."""
+    """Old dcmweb left the envelope's message out: the user saw no reason at all. A 2xx
+    answer that cannot be read is settled by a search, as an empty one is."""
     envelope = {"error": {"code": 400, "message": "invalid STOW request: no parts",
                           "status": "INVALID_ARGUMENT"}}
     with Hostile() as fake:
         fake.route("POST", "/studies", lambda req: req.json(200, envelope))
         result = run(fake.url, "store", str(ct))
+        searches = fake.seen("GET")
     assert result.exit_code == 1
     assert lines(result)[0] == (
-        f"dcmweb: error: {ct} failed: server answered application/json, not a STOW answer"
-        f" (HTTP 200): invalid STOW request: no parts ({HOST_HINT})")
+        f"dcmweb: error: {ct} failed: the server answered HTTP 200 with application/json, "
+        "not a STOW answer: invalid STOW request: no parts, and a search does not find it")
+    assert [s.params["SOPInstanceUID"] for s in searches] == [sop_uid(ct)]
+
+
+def with_byte_order_mark(body: bytes) -> bytes:
+    return b"\xef\xbb\xbf" + body
+
+
+@pytest.mark.parametrize("alter", [with_byte_order_mark, lambda body: b"stored, thanks"],
+                         ids=["byte-order-mark", "unreadable"])
+def test_a_2xx_answer_it_could_not_read_does_not_fail_a_stored_file(
+        local_server: LocalServer, ct: Path, tmp_path: Path, alter) -> None:
+    """Old dcmweb: "failed: server answered application/dicom+json, not a STOW answer" with
+    the HOST hint, exit 1, while the server held the file. An answer after a byte-order mark
+    is read; one that cannot be read is settled by a search and a read-back."""
+    report = tmp_path / "report.jsonl"
+    with Hostile() as fake:
+        fake.fallback = forward(local_server.root_url)
+        fake.route("POST", urlsplit(local_server.url).path + "/studies",
+                   forward(local_server.root_url, alter=alter))
+        result = run(fake.root_url + urlsplit(local_server.url).path, "store", "--report",
+                     str(report), str(ct))
+        reads = [seen.path for seen in fake.seen("GET")]
+    assert result.exit_code == 0, result.stderr
+    assert held(local_server) == {sop_uid(ct)}
+    row = report_rows(report)[str(ct)]
+    if alter is with_byte_order_mark:
+        assert (row["status"], row["confirmed_by"]) == ("stored", "answer")
+        assert reads == []
+    else:
+        assert (row["status"], row["confirmed_by"]) == ("stored", "search")
+        assert row["message"] == ("the server's answer could not be read; found on the "
+                                  "server by search")
+        assert reads[-1].endswith(f"/instances/{sop_uid(ct)}")  # its bytes read back
 
 
 def _series_route(fake: Hostile, path: Path, rows: list[list[dict]]) -> None:

@@ -101,6 +101,16 @@ def test_xml_and_json_answers_parse_to_the_same_result(
         "an instance with the same SOPInstanceUID already exists with different content"]
 
 
+@pytest.mark.parametrize("accept", [None, JSON], ids=["xml", "json"])
+def test_an_answer_after_a_byte_order_mark_is_read(local_server, pydicom_files: list[Path],
+                                                    accept: str | None) -> None:
+    """Old dcmweb read an answer starting with EF BB BF as foreign: "failed", though stored."""
+    answer = _post(local_server.url, [_file(pydicom_files, "CT_small.dcm")], accept).content
+    with_mark = parse_stow_answer(b"\xef\xbb\xbf" + answer)
+    assert with_mark.kind == "dataset"
+    assert with_mark == parse_stow_answer(answer) and len(with_mark.stored) == 1
+
+
 def test_not_dicom_part_has_no_uid_but_is_still_reported(local_server, tmp_path: Path) -> None:
     junk = tmp_path / "junk.dcm"
     junk.write_bytes(b"\0" * 128 + b"DICM" + b"garbage" * 10)

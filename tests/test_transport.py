@@ -14,6 +14,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -376,6 +377,51 @@ def test_coded_answers_are_decoded(coding: str) -> None:
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == json.loads(ROWS)
     assert fake.seen("GET", "/studies")[0].headers["Accept-Encoding"] == "gzip, deflate"
+
+
+def gzipped_rows(coding: str) -> Callable[[Request], None]:
+    """ROWS gzipped, labelled with ``coding``."""
+    def coded(req: Request) -> None:
+        if req.params.get("offset", "0") != "0":
+            return req.reply(200, b"[]", "application/dicom+json")
+        req.reply(200, zlib.compress(ROWS, wbits=16 + zlib.MAX_WBITS),
+                  "application/dicom+json", headers={"Content-Encoding": coding})
+    return coded
+
+
+def test_identity_beside_gzip_is_no_coding() -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", gzipped_rows("gzip, identity"))
+        result = run(fake.url, "search", "--format", "compact")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(ROWS)
+
+
+@pytest.mark.parametrize("coding", ["br", "compress", "gzip, gzip"])
+def test_a_coding_dcmweb_cannot_decode_is_named_and_not_asked_again(coding: str) -> None:
+    """Old dcmweb read the coded bytes as they came: "the answer is not JSON", asked 3 times
+    for a retrieve (as a cut), whatever the reader."""
+    with Hostile() as fake:
+        fake.route("GET", "/studies", gzipped_rows(coding))
+        result = run(fake.url, "search")
+        asked = len(fake.requests)
+    assert result.exit_code == 1
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: search studies failed: the server sent its answer (HTTP 200) with "
+        f"Content-Encoding {coding!r}, which dcmweb cannot decode (dcmweb decodes gzip and "
+        "deflate only: have the server or proxy send those, or no coding)")
+    assert asked == 1
+
+
+def test_an_error_answer_in_an_unknown_coding_keeps_its_status() -> None:
+    """Its status says what happened (404: exit 4); its body is not shown undecoded."""
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1.2/metadata", lambda req: req.reply(
+            404, zlib.compress(b"no such study", wbits=16 + zlib.MAX_WBITS), "text/plain",
+            headers={"Content-Encoding": "br"}))
+        result = run(fake.url, "retrieve", "studies/1.2/metadata")
+    assert result.exit_code == 4, result.stderr
+    assert "\\x1f" not in result.stderr and "Content-Encoding" not in result.stderr
 
 
 def test_https_to_a_plain_http_port_says_so() -> None:

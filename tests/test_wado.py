@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -444,6 +445,40 @@ def test_rendered_answer_that_is_not_an_image_is_a_failure(tmp_path: Path) -> No
         assert fake.requests[0].headers["Accept"] == "image/png"
     assert result.exit_code == 1
     assert "did not send image/png" in result.stderr
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_rendered_answer_of_the_asked_type_that_is_no_image_says_so(tmp_path: Path) -> None:
+    """Old dcmweb: "the server did not send image/jpeg (it sent image/jpeg)"."""
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1/series/2/instances/3/rendered",
+                   lambda req: req.reply(200, b"\x1f\x8b\x08\x00 not a JPEG", "image/jpeg"))
+        result = dcmweb(fake.url, "retrieve", "studies/1/series/2/instances/3/rendered",
+                        "-o", str(tmp_path))
+    assert result.exit_code == 1
+    assert lines(result.stderr)[-1] == (
+        "dcmweb: error: render studies/1/series/2/instances/3/rendered: the server's "
+        "image/jpeg answer does not start like a JPEG image (its first bytes: "
+        "1f 8b 08 00 20 6e 6f 74)")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_a_frame_in_a_coding_dcmweb_cannot_decode_is_named_and_not_asked_again(
+        tmp_path: Path) -> None:
+    """Old dcmweb: "answer cut off (the body does not contain the boundary ...)", 3 times."""
+    path = "studies/1/series/2/instances/3/frames/1"
+    body = multipart([b"\x00" * 64], "b1", "application/octet-stream")
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", lambda req: req.reply(
+            200, zlib.compress(body, wbits=16 + zlib.MAX_WBITS),
+            "multipart/related; boundary=b1", headers={"Content-Encoding": "br"}))
+        result = dcmweb(fake.url, "retrieve", path, "-o", str(tmp_path))
+        asked = len(fake.requests)
+    assert result.exit_code == 1
+    assert lines(result.stderr)[-1].startswith(
+        f"dcmweb: error: retrieve {path} failed: the server sent its answer (HTTP 200) with "
+        "Content-Encoding 'br', which dcmweb cannot decode")
+    assert asked == 1
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
