@@ -191,11 +191,17 @@ class Saver:
                 self._space = DiskSpace(folder)  # a nearly full disk: refused at once
             while True:
                 temp = os.path.join(folder, temp_name(next(_NUMBERS)))
+                # Known before it exists: Ctrl-C may come the moment os.open returns,
+                # and discard_partial() then still removes it (or, never made, skips it).
+                self._partial.add(temp)
                 try:
                     handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
                 except FileExistsError:  # a name left by another run: take the next
+                    self._partial.discard(temp)
                     continue
-                self._partial.add(temp)
+                except BaseException:  # Ctrl-C as it was made: the caller never gets it
+                    self.abandon(temp)
+                    raise
                 return handle, temp
 
     def write(self, handle: int, chunk: Chunk, folder: Path) -> None:

@@ -363,3 +363,28 @@ def test_the_parts_a_killed_retrieve_left_are_removed_by_the_next_run(
             "killed") in lines(again.stderr)
     assert not killed.exists()
     assert sorted(folder.iterdir()) == sorted([*kept, folder / f"{sop}.dcm"])
+
+
+def test_a_signal_as_a_temporary_file_is_made_leaves_no_part(
+        local_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C the moment os.open has made the .part file, before dcmweb has its name."""
+    files = corpus.synthetic_files(tmp_path / "in", 3)
+    with Client(local_server.url) as client:
+        client.store(files)
+    real_open = os.open
+    made: list[str] = []
+
+    def open_then_stop(path: str, flags: int, mode: int = 0o777) -> int:
+        handle = real_open(path, flags, mode)
+        if os.path.basename(path).startswith(".dcmweb-"):
+            made.append(path)
+            raise KeyboardInterrupt  # the signal handler runs as os.open returns
+        return handle
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(os, "open", open_then_stop)
+    with Client(local_server.url) as client, pytest.raises(KeyboardInterrupt):
+        list(client.iter_retrieve(None, out))
+    monkeypatch.undo()
+    assert made
+    assert not [path for path in out.rglob("*") if path.is_file()]
