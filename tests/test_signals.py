@@ -388,3 +388,18 @@ def test_a_signal_as_a_temporary_file_is_made_leaves_no_part(
     monkeypatch.undo()
     assert made
     assert not [path for path in out.rglob("*") if path.is_file()]
+
+
+@pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
+def test_delete_stopped_before_its_answer_says_the_server_may_have_deleted(
+        number: int, code: int, line: str) -> None:
+    with Hostile() as fake:
+        fake.route("DELETE", "/studies/1.2", lambda req: time.sleep(30))  # never answers
+        process = start(fake.url, "delete", "studies/1.2", "-y")
+        wait_for(lambda: len(fake.seen("DELETE")) >= 1, process)
+        _, stderr, _ = stop(process, number)
+    assert process.returncode == code, stderr
+    assert stderr[-1] == line
+    assert stderr[-2] == ("dcmweb: warning: delete studies/1.2: stopped before the server "
+                          "answered; the DELETE may have been sent, so its outcome is unknown "
+                          "(the server may have deleted it: search for it to see)")
