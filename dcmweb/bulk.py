@@ -188,7 +188,9 @@ class BulkStore:
         self._pending: dict[str, _Pending] = {}
         self._run_started = 0.0  # time.time(): journal entries since are this run's
         self._holdings: ServerHoldings | None = None
-        self._callback_error: Exception | None = None  # raised by on_outcome
+        # What stops the run once the files in flight are answered: an error raised by
+        # on_outcome, or the report that cannot be written (its reader went away).
+        self._stop_error: Exception | None = None
         self.started = False  # the journal is ours and the run has begun
         # The store has stopped (an error, Ctrl-C): what comes now is its files' fate,
         # not progress.
@@ -220,9 +222,9 @@ class BulkStore:
                                                  self.shaped(), on_stop=self._note_stop)
                 for result in results:
                     self._finish(result)
-                    if given and self._callback_error is not None:
+                    if given and self._stop_error is not None:
                         break  # one instance at a time: none is in flight
-            if self._callback_error is not None:
+            if self._stop_error is not None:
                 self.summary.not_attempted += self._left_over(given, total)
         except DcmwebError as error:
             # Stopped early: what was listed but not sent, and the rest of the input.
@@ -251,8 +253,8 @@ class BulkStore:
                 self._report.close()
             if self._journal:
                 self._journal.close()
-        if self._callback_error is not None:
-            raise self._callback_error
+        if self._stop_error is not None:
+            raise self._stop_error
         return self.summary
 
     def _note_stop(self) -> None:
@@ -328,7 +330,7 @@ class BulkStore:
         """The files to send; the others get their outcome here, without a request."""
         for path in self._source:
             self._taken += 1
-            if self._callback_error is not None:
+            if self._stop_error is not None:
                 self.summary.not_attempted += 1  # taken from the input, never sent
                 return
             try:
@@ -557,14 +559,20 @@ class BulkStore:
                                  attempts=outcome.attempts)
             self._journal.commit()
         if self._report:
-            self._report.write(outcome.row())
-        if self.on_outcome and self._callback_error is None:
+            try:
+                self._report.write(outcome.row())
+            except DcmwebError as error:
+                # store --report - | head: no new file is sent, the files in flight still
+                # reach the journal and the output, then run() raises it.
+                self._stop_error = self._stop_error or error
+        if self.on_outcome:
             try:
                 self.on_outcome(outcome)
             except Exception as error:
                 # The caller's bug, or its way to stop: no new file is sent, the files in
                 # flight still reach the journal and the report, then run() raises it.
-                self._callback_error = error
+                self.on_outcome = None  # not called again
+                self._stop_error = self._stop_error or error
 
 
 def _replacement_note(redone: Outcome) -> str:

@@ -7,13 +7,14 @@ every finished file in it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import stat
 from typing import IO, Any
 
-from .errors import UsageError
+from .errors import LocalFileError, UsageError
 from .output import readable
 from .redact import redact_text
 
@@ -70,12 +71,27 @@ class ReportWriter:
             self._handle = target
             name = getattr(target, "name", "")
             self._owned = False
+        self.name = str(name).strip("<>") or "its stream"  # <stdout>: stdout
+        self.lost = False  # its reader went away (a pipe): no more rows can reach it
         self._csv = csv.writer(self._handle) if str(name).lower().endswith(".csv") else None
         if self._csv:
             self._csv.writerow(COLUMNS)
             self._handle.flush()
 
     def write(self, row: dict[str, Any]) -> None:
+        """Write a row; a LocalFileError when the report's reader went away (--report -
+        | head), once: the rows after it are dropped."""
+        if self.lost:
+            return
+        try:
+            self._write(row)
+        except BrokenPipeError:
+            self.lost = True
+            raise LocalFileError(f"cannot write the report to {self.name}: its reader went "
+                                 "away (broken pipe); the run was stopped",
+                                 "read the whole report, or write it to a file") from None
+
+    def _write(self, row: dict[str, Any]) -> None:
         if row.get("message"):  # the server's words: it may quote the credentials sent
             row = {**row, "message": redact_text(row["message"])}
         row = {key: readable(value) if isinstance(value, str) else value
@@ -88,7 +104,8 @@ class ReportWriter:
         self._handle.flush()
 
     def close(self) -> None:
-        if self._owned:
-            self._handle.close()
-        else:
-            self._handle.flush()
+        with contextlib.suppress(BrokenPipeError) if self.lost else contextlib.nullcontext():
+            if self._owned:
+                self._handle.close()
+            else:
+                self._handle.flush()
