@@ -25,7 +25,7 @@ from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, Journal
 from .record import field, record, replace
-from .signals import deferred, resumed
+from .signals import deferred, handed_over, resumed
 from .store import Part10File, StoreOptions, StoreResult, iter_store, triage
 from .storecheck import dataset_uids
 
@@ -276,14 +276,11 @@ class BulkStore:
         unconfirmed). A signal that came while a result was being recorded here, not
         inside the store, is passed on to it first; one that came inside it has made it
         hand them over already, and throwing into it again only re-raises."""
-        with contextlib.suppress(KeyboardInterrupt, StopIteration):
-            result = store.throw(KeyboardInterrupt())
-            while True:
-                # A second signal does not cut the hand-over short: it records a few
-                # batches' files, without a request.
-                with contextlib.suppress(KeyboardInterrupt):
-                    self._finish(result)
-                result = next(store)
+        for result in handed_over(store):
+            # A second signal does not cut the hand-over short: it records a few
+            # batches' files, without a request.
+            with contextlib.suppress(KeyboardInterrupt):
+                self._finish(result)
 
     def _left_over(self, given: bool, total: int) -> int:
         """Not attempted, when the run stops early: what was listed but not sent (the

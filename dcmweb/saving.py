@@ -23,7 +23,7 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import LocalFileError, UnavailableError
@@ -213,10 +213,18 @@ class Saver:
             while view:
                 view = view[os.write(handle, view):]
 
-    def finish(self, temp: str, final: Path) -> None:
-        with writing(final.parent):
-            os.replace(temp, final)
-        self._partial.discard(temp)
+    def finish(self, temp: str, final: Path, then: Callable[[], None] | None = None) -> None:
+        """Give a complete file its final name; ``then`` (its bookkeeping) runs at once,
+        under the lock discard_partial() takes: a file named before the stop is known to
+        the run that stops, and none is named after it."""
+        with self._lock:
+            if self._stopped:
+                raise UnavailableError("cancelled")  # discard_partial() removed temp
+            with writing(final.parent):
+                os.replace(temp, final)
+            self._partial.discard(temp)
+            if then is not None:
+                then()
 
     def abandon(self, temp: str) -> None:
         """A truncated or interrupted file: never left behind."""

@@ -365,6 +365,47 @@ def test_the_parts_a_killed_retrieve_left_are_removed_by_the_next_run(
     assert sorted(folder.iterdir()) == sorted([*kept, folder / f"{sop}.dcm"])
 
 
+@pytest.mark.parametrize("threads", [[], ["-m", "--workers", "3"]], ids=["one-thread", "-m"])
+@pytest.mark.parametrize("at", [1, 5])
+def test_a_signal_while_a_file_is_reported_leaves_every_saved_file_in_the_summary(
+        local_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        threads: list[str], at: int) -> None:
+    """The signal lands in the printing of the at-th 'saved as' line (not in the
+    download): every file on disk has its line and is counted, whatever the threads had
+    saved and not handed out yet."""
+    from click.testing import CliRunner
+
+    from dcmweb.cli import cli
+    from dcmweb.output import Output, plural
+
+    files = corpus.synthetic_files(tmp_path / "in", 24, studies=3, series_per_study=2)
+    with Client(local_server.url) as client:
+        client.store(files)
+    printed = 0
+    log = Output.log
+
+    def interrupted_log(self: Output, message: str) -> None:
+        nonlocal printed
+        if " saved as " in message:
+            printed += 1
+            if printed == at:
+                signal.raise_signal(signal.SIGINT)  # as Ctrl-C lands in write_err
+        log(self, message)
+
+    monkeypatch.setattr(Output, "log", interrupted_log)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [*threads, local_server.url, "retrieve", "-o", str(out)])
+    stderr = lines(result.stderr)
+    assert result.exit_code == 130, stderr
+    assert stderr[-1] == "dcmweb: error: interrupted"
+    reported = {line.rsplit(" saved as ", 1)[1] for line in stderr if " saved as " in line}
+    on_disk = {str(path) for path in out.rglob("*.dcm")}
+    assert on_disk == reported
+    assert stderr[-2].startswith("dcmweb: info: Transferred ")
+    assert stderr[-2].endswith(f" in {plural(len(reported), 'file')}"), stderr
+    assert not list(out.rglob(".dcmweb-*"))
+
+
 def test_a_signal_as_a_temporary_file_is_made_leaves_no_part(
         local_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C the moment os.open has made the .part file, before dcmweb has its name."""
