@@ -6,8 +6,9 @@ failed, --dry-run) into the STOW uploader. Every file ends as exactly one
 (the CLI prints it), in the caller's thread: the journal needs no locking. A run that
 stops early gives the files it sent without learning their fate the outcome
 "unconfirmed", and counts those it never sent as ``Summary.not_attempted`` (no outcome).
-A journal or report the disk refuses stops the run as a failing ``on_outcome`` does: no
-new file is sent, those in flight get their outcome, then the error is raised.
+A journal or report the disk refuses, or a report whose reader went away (``--report -
+| head``), stops the run as a failing ``on_outcome`` does: no new file is sent, those in
+flight get their outcome, then the error is raised.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, GONE, Entry, Journal, Stamp
 from .record import field, record, replace
-from .signals import deferred, resumed
+from .signals import deferred, handed_over, resumed
 from .store import OTHER_BYTES, Part10File, StoreOptions, StoreResult, iter_store, triage
 from .storecheck import READ_BACK_FAILED, dataset_uids, holds_bytes, wanted
 
@@ -193,7 +194,8 @@ class BulkStore:
         self._run_started = 0.0  # time.time(): journal entries since are this run's
         self._holdings: ServerHoldings | None = None
         # Why the run stops once the files in flight are done: on_outcome raised, or the
-        # journal or the report could not be written (see _stop).
+        # journal or the report could not be written (a full disk, --report - whose
+        # reader went away): see _stop.
         self._stop_error: Exception | None = None
         self._caller_failed = False  # on_outcome raised: it is not called again
         self.started = False  # the journal is ours and the run has begun
@@ -293,14 +295,11 @@ class BulkStore:
         unconfirmed). A signal that came while a result was being recorded here, not
         inside the store, is passed on to it first; one that came inside it has made it
         hand them over already, and throwing into it again only re-raises."""
-        with contextlib.suppress(KeyboardInterrupt, StopIteration):
-            result = store.throw(KeyboardInterrupt())
-            while True:
-                # A second signal does not cut the hand-over short: it records a few
-                # batches' files, without a request.
-                with contextlib.suppress(KeyboardInterrupt):
-                    self._finish(result)
-                result = next(store)
+        for result in handed_over(store):
+            # A second signal does not cut the hand-over short: it records a few
+            # batches' files, without a request.
+            with contextlib.suppress(KeyboardInterrupt):
+                self._finish(result)
 
     def _left_over(self, given: bool, total: int) -> int:
         """Not attempted, when the run stops early: what was listed but not sent (the

@@ -340,7 +340,9 @@ class DcmwebGroup(click.Group):
             output.error(error)
             ctx.exit(int(error.exit_status))
         except BrokenPipeError:
-            # The reader went away (dcmweb ... | head): nothing left to say to it.
+            # stdout's reader went away (search | head): it took what it wanted of a
+            # listing. Only stdout gets here: without stderr a run goes on (Output), and a
+            # report that loses its reader is an error (ReportWriter).
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(0)

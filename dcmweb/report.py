@@ -61,7 +61,9 @@ class ReportWriter:
     """Writes report rows to a file: ``.csv`` gives CSV with a header, anything else JSONL.
 
     A row the disk refuses (full) is a :class:`LocalFileError` naming the report, and
-    what was written of it is cut off: the file keeps whole rows only.
+    what was written of it is cut off: the file keeps whole rows only. A report whose
+    reader went away (``--report - | head``) is a LocalFileError too, once: the rows
+    after it are dropped.
     """
 
     def __init__(self, target: str | os.PathLike[str] | IO[str]) -> None:
@@ -78,13 +80,17 @@ class ReportWriter:
                                  "give another --report") from None
         else:
             self._stream = target
-            self.name = str(getattr(target, "name", "the report stream"))
+            name = str(getattr(target, "name", "")).strip("<>")  # <stdout>: stdout
+            self.name = name or "the report stream"
+        self.lost = False  # its reader went away (a pipe): no more rows can reach it
         self._csv = self.name.lower().endswith(".csv")
         self._whole = 0  # bytes of the whole rows written: where a cut row is cut off
         if self._csv:
             self._put(_csv_line(COLUMNS))
 
     def write(self, row: dict[str, Any]) -> None:
+        if self.lost:
+            return
         if row.get("message"):  # the server's words: it may quote the credentials sent
             row = {**row, "message": redact_text(row["message"])}
         row = {key: readable(value) if isinstance(value, str) else value
@@ -108,7 +114,11 @@ class ReportWriter:
                 written += self._file.write(data[written:])
             self._whole += written
         except BrokenPipeError:
-            raise  # the reader of --report - went away, as for any output
+            # --report - | head: reported once, the rows after it are dropped.
+            self.lost = True
+            raise LocalFileError(f"cannot write the report to {self.name}: its reader went "
+                                 "away (broken pipe); the run was stopped",
+                                 "read the whole report, or write it to a file") from None
         except OSError as error:
             if self._file is not None:
                 with contextlib.suppress(OSError):  # a FIFO or a device cannot be cut
@@ -119,10 +129,12 @@ class ReportWriter:
                                  "free some space, or give --report another disk") from None
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        elif self._stream is not None:
-            self._stream.flush()
+        # A reader that went away may leave a row in the stream's buffer: dropped.
+        with contextlib.suppress(BrokenPipeError) if self.lost else contextlib.nullcontext():
+            if self._file is not None:
+                self._file.close()
+            elif self._stream is not None:
+                self._stream.flush()
 
 
 def _csv_line(values: Sequence[object]) -> str:

@@ -23,7 +23,7 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import LocalFileError, NameTaken, UnavailableError, UsageError
@@ -256,11 +256,17 @@ class Saver:
             self._space.use(FILE_BLOCK)
             while True:
                 temp = os.path.join(folder, temp_name(next(_NUMBERS)))
+                # Known before it exists: Ctrl-C may come the moment os.open returns,
+                # and discard_partial() then still removes it (or, never made, skips it).
+                self._partial.add(temp)
                 try:
                     handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
                 except FileExistsError:  # a name left by another run: take the next
+                    self._partial.discard(temp)
                     continue
-                self._partial.add(temp)
+                except BaseException:  # Ctrl-C as it was made: the caller never gets it
+                    self.abandon(temp)
+                    raise
                 return handle, temp
 
     def write(self, handle: int, chunk: Chunk, folder: Path) -> None:
@@ -278,13 +284,21 @@ class Saver:
                 with self._lock:
                     space.writing -= len(chunk)
 
-    def finish(self, temp: str, final: Path) -> None:
-        with writing(final.parent):
-            try:
-                os.replace(temp, final)
-            except IsADirectoryError:
-                raise _folder_in_the_way(final) from None
-        self._partial.discard(temp)
+    def finish(self, temp: str, final: Path, then: Callable[[], None] | None = None) -> None:
+        """Give a complete file its final name; ``then`` (its bookkeeping) runs at once,
+        under the lock discard_partial() takes: a file named before the stop is known to
+        the run that stops, and none is named after it."""
+        with self._lock:
+            if self._stopped:
+                raise UnavailableError("cancelled")  # discard_partial() removed temp
+            with writing(final.parent):
+                try:
+                    os.replace(temp, final)
+                except IsADirectoryError:
+                    raise _folder_in_the_way(final) from None
+            self._partial.discard(temp)
+            if then is not None:
+                then()
 
     def abandon(self, temp: str) -> None:
         """A truncated or interrupted file: never left behind."""
