@@ -217,7 +217,8 @@ class BulkStore:
             else:
                 if results is None:
                     results = store = iter_store(self.http, self.base_url, self._to_send(),
-                                                 self.shaped(), on_stop=self._note_stop)
+                                                 self.shaped(), on_stop=self._note_stop,
+                                                 halt=self._callback_failed)
                 for result in results:
                     self._finish(result)
                     if given and self._callback_error is not None:
@@ -257,6 +258,10 @@ class BulkStore:
 
     def _note_stop(self) -> None:
         self.stopped = True
+
+    def _callback_failed(self) -> bool:
+        """on_outcome raised: no other batch starts (those being sent finish)."""
+        return self._callback_error is not None
 
     def _refuse_file_options(self) -> None:
         """The journal and --skip-existing decide by a file's path or the UIDs read from

@@ -675,7 +675,8 @@ def _per_file(error: DcmwebError, items: list[Part10File]) -> str:
 
 def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
                options: StoreOptions | None = None, *,
-               on_stop: Callable[[], None] | None = None
+               on_stop: Callable[[], None] | None = None,
+               halt: Callable[[], bool] = lambda: False
                ) -> Generator[StoreResult, None, None]:
     """Store files and yield one result per file as batches finish (a
     :class:`Part10File` is a file whose head the caller has read already).
@@ -685,7 +686,9 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
     an unreachable server) stop the run and are raised after the finished
     batches' results have been yielded, and those of the files sent without an
     answer that decided them (``unconfirmed``: the server may hold them). ``on_stop`` is
-    called once the run has stopped, before those results.
+    called once the run has stopped, before those results. ``halt`` is asked after
+    each batch's results: once it says True, no other batch starts, and the batches
+    already being sent finish and are yielded.
     """
     options = options or StoreOptions()
     uploader = Uploader(http, base_url, options)
@@ -693,7 +696,7 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
     try:
         for results in run_bounded(uploader.send,
                                    uploader.until_stopped(_batches(paths, options, skipped)),
-                                   options.workers):
+                                   options.workers, halt=halt):
             uploader.landed(results)
             while skipped:
                 yield skipped.pop(0)
