@@ -596,25 +596,36 @@ class Uploader:
             return results
 
     def _duplicates(self, refused: list[tuple[Part10File, str]]) -> list[StoreResult]:
-        """A refused duplicate is stored when a search finds it (a rerun, a resend)."""
+        """A refused duplicate is stored when a search finds it (a rerun, a resend). Sent
+        to a study, only a file of that study can be one: Orthanc refuses a file of
+        another study with the same bare 0x0110 (and accepts real duplicates)."""
         found = self._confirmed([item for item, _ in refused],
                                 "already on the server: a duplicate refused")
         stored = {result.path for result in found}
-        return found + [self._result(item, "failed", message=message)
+        return found + [self._result(item, "failed", message=message,
+                                     hint=self._other_study(item))
                         for item, message in refused if item.path not in stored]
+
+    def _other_study(self, item: Part10File) -> str | None:
+        """Why a file sent to a study may be refused: it is of another study."""
+        asked, uids = self.options.study_uid, item.head.uids
+        if asked is None or uids is None or uids[0] == asked:
+            return None
+        return f"its Study Instance UID is {uids[0]}, not {asked}"
 
     def _confirmed(self, items: list[Part10File], note: str | None,
                    missing: str | None = None) -> list[StoreResult]:
         """Search for the items: found ones are stored (by search); the others fail with
         ``missing``, or are left out when ``missing`` is None."""
-        wanted = {item.path: storecheck.wanted(item.head.uids, item.sop_instance_uid)
-                  for item in items}
-        found = self.finder.held(wanted.values())
+        wanted = {item.path: storecheck.wanted(item.head.uids, item.sop_instance_uid,
+                                               self.options.study_uid) for item in items}
+        found = self.finder.held(filter(None, wanted.values()))
         results: list[StoreResult] = []
         for item in items:
-            uid = wanted[item.path].sop_uid
-            if uid in found:
-                results.append(self._result(item, "stored", found[uid], note, "search"))
+            looked_for = wanted[item.path]
+            if looked_for is not None and looked_for.sop_uid in found:
+                results.append(self._result(item, "stored", found[looked_for.sop_uid], note,
+                                            "search"))
             elif missing is not None:
                 results.append(self._result(item, "failed", message=missing))
         return results
