@@ -24,6 +24,7 @@ from .files import Part10Head, read_part10_head
 from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, Journal
+from .optionnames import option
 from .record import field, record, replace
 from .signals import deferred, resumed
 from .store import Part10File, StoreOptions, StoreResult, iter_store, triage
@@ -64,16 +65,17 @@ class BulkOptions:
 
     def __post_init__(self) -> None:
         if self.on_conflict not in CONFLICT_POLICIES:
-            raise UsageError(f"unknown --on-conflict {self.on_conflict!r}",
+            raise UsageError(f"unknown {option('on_conflict', self.on_conflict)}",
                              f"use one of {', '.join(CONFLICT_POLICIES)}")
         if self.skip_existing and self.on_conflict == "overwrite":
             # The search sees UIDs, not bytes: the conflicts would pass as already stored.
-            raise UsageError("--skip-existing cannot go with --on-conflict overwrite",
+            raise UsageError(f"{option('skip_existing')} cannot go with "
+                             f"{option('on_conflict', 'overwrite')}",
                              "it would report the conflicts to overwrite as already stored; "
-                             "without it, --journal still keeps a rerun from sending the "
-                             "files again")
+                             f"without it, {option('journal')} still keeps a rerun from "
+                             "sending the files again")
         if self.retry_failed and not self.journal:
-            raise UsageError("--retry-failed needs --journal",
+            raise UsageError(f"{option('retry_failed')} needs {option('journal')}",
                              "the journal is where the failures of earlier runs are")
 
 
@@ -267,10 +269,10 @@ class BulkStore:
         """The journal and --skip-existing decide by a file's path or the UIDs read from
         it: instances built from something else (JSON + JPEG, new UIDs on each run with
         --generate-uids) would be stored again on every run."""
-        for option, asked in (("--journal", self.options.journal),
-                              ("--skip-existing", self.options.skip_existing)):
+        for keyword, asked in (("journal", self.options.journal),
+                               ("skip_existing", self.options.skip_existing)):
             if asked:
-                raise UsageError(f"{option} works on DICOM files, not on --metadata/--jpeg "
+                raise UsageError(f"{option(keyword)} works on DICOM files, not on JSON + JPEG "
                                  "pairs", "a rerun would store the pairs again; store them "
                                  "without it")
 
@@ -388,7 +390,7 @@ class BulkStore:
             head = read_part10_head(path)
             if self._on_server(path, head, stat.st_size, "found on the server after an "
                                "interrupted run" if unsure else
-                               "already on the server (--skip-existing)",
+                               f"already on the server ({option('skip_existing')})",
                                entry.attempts if entry is not None and same else 0):
                 return None
             if head is not None:  # read once: the upload uses what was read here

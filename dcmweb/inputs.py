@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from .errors import DcmwebError, UsageError
+from .optionnames import option
 from .record import field, record
 
 
@@ -40,7 +41,7 @@ class Shard:
         match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
         if not match or not 1 <= int(match[1]) <= int(match[2]):
             raise UsageError(f"invalid shard {text!r}",
-                             "write K/N with 1 <= K <= N, e.g. --shard 2/8")
+                             f"write K/N with 1 <= K <= N, e.g. {option('shard', '2/8')}")
         return cls(int(match[1]), int(match[2]))
 
     def holds(self, path: str) -> bool:
@@ -65,7 +66,8 @@ class InputSpec:
 
     def __post_init__(self) -> None:
         if not self.masks and not self.files_from:
-            raise UsageError("no files to store", "give paths, masks or --files-from")
+            raise UsageError("no files to store",
+                             f"give paths, masks or {option('files_from')}")
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:

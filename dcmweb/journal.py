@@ -23,6 +23,7 @@ import time
 from typing import IO
 
 from .errors import DcmwebError, ExitStatus, UsageError
+from .optionnames import option
 from .output import readable
 from .record import record
 
@@ -108,7 +109,8 @@ class Journal:
             self._lock = _lock(self.path + ".lock")
         except BlockingIOError:
             raise JournalBusy(f"the journal {self.path} is in use by another dcmweb run",
-                              "wait for it to finish, or use another --journal") from None
+                              f"wait for it to finish, or use another {option('journal')}"
+                              ) from None
         except OSError as error:
             raise UsageError(f"cannot open the journal {self.path}: {error.strerror}") from None
         import sqlite3  # only with --journal: a store without one never loads it

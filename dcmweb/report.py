@@ -14,6 +14,7 @@ import stat
 from typing import IO, Any
 
 from .errors import UsageError
+from .optionnames import option
 from .output import readable
 from .redact import redact_text
 
@@ -29,14 +30,14 @@ def check_report_target(name: str) -> None:
     folder = os.path.dirname(name) or "."
     if not os.path.isdir(folder):
         raise UsageError(f"cannot write the report {name}: there is no folder {folder}",
-                         "create it, or give another --report")
+                         f"create it, or give another {option('report')}")
     if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(name)
                                                     and not os.access(name, os.W_OK)):
         raise UsageError(f"cannot write the report {name}: permission denied",
-                         "give a --report in a folder you can write to")
+                         f"give a {option('report')} in a folder you can write to")
     if not _replaceable(name):
-        raise UsageError(f"--report {name} is an existing file that is not a dcmweb report:"
-                         " not overwritten", "give a new file name: .csv or .jsonl")
+        raise UsageError(f"{option('report', name)} is an existing file that is not a dcmweb"
+                         " report: not overwritten", "give a new file name: .csv or .jsonl")
 
 
 def _replaceable(name: str) -> bool:
@@ -64,7 +65,7 @@ class ReportWriter:
                 self._handle: IO[str] = open(name, "w", newline="", encoding="utf-8")  # noqa: SIM115
             except OSError as error:
                 raise UsageError(f"cannot write the report {name}: {error.strerror}",
-                                 "give another --report") from None
+                                 f"give another {option('report')}") from None
             self._owned = True
         else:
             self._handle = target

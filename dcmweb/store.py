@@ -36,6 +36,7 @@ from .http import (
     parse_retry_after,
 )
 from .multipart import MultipartBody, MultipartError, new_boundary
+from .optionnames import option
 from .parallel import run_bounded
 from .paths import safe_uid
 from .record import record, replace
@@ -70,7 +71,8 @@ class StoreOptions:
             raise UsageError(f"unknown storage class {self.storage_class!r}",
                              f"use one of {', '.join(STORAGE_CLASSES)}")
         if self.batch_size < 1 or self.workers < 1:
-            raise UsageError("--batch-size and --workers must be at least 1")
+            raise UsageError(f"{option('batch_size')} and {option('workers')} must be at "
+                             "least 1")
         if self.study_uid is not None and safe_uid(self.study_uid) is None:
             # It goes into the URL: '../x' or '1.2?x=1' would post somewhere else.
             raise UsageError(f"invalid study UID {self.study_uid!r}",
@@ -590,7 +592,7 @@ class Uploader:
             else:
                 hint = ""
                 if status == 415 and self.options.single_part:
-                    hint = "this server needs multipart uploads: drop --single-part"
+                    hint = f"this server needs multipart uploads: drop {option('single_part')}"
                 results.append(self._result(unnamed[0], "failed", message=reply.message,
                                             hint=hint or None))
             return results
