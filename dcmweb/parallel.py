@@ -24,11 +24,11 @@ def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int, *,
 
     When a call raises, no new items start; the calls already running finish and
     their results are yielded; then the first exception is raised. ``halt`` is asked
-    after each result the caller has taken: once it says True, no new items start
-    either (none is taken from ``items``), and the calls already running finish and
-    their results are yielded. When the caller stops (``close()``, leaving its loop),
-    no new items start; the calls already running finish in their threads and their
-    results are dropped.
+    before each call (in the worker threads) and after each result: once it says True,
+    no new items start either (none is taken from ``items``), and the calls already
+    running finish and their results are yielded. When the caller stops (``close()``,
+    leaving its loop), no new items start; the calls already running finish in their
+    threads and their results are dropped.
     """
     if workers <= 1:
         for item in items:
@@ -37,10 +37,14 @@ def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int, *,
                 return
         return
     tasks: queue.Queue[Any] = queue.Queue()
-    results: queue.Queue[tuple[bool, Any]] = queue.Queue()
+    # (True, result), (False, exception), or (None, None): halted before it started.
+    results: queue.Queue[tuple[bool | None, Any]] = queue.Queue()
 
     def work() -> None:
         while (item := tasks.get()) is not _STOP:
+            if halt():  # the caller stopped while the item waited in the queue
+                results.put((None, None))
+                continue
             try:
                 results.put((True, func(item)))
             except BaseException as error:  # handed to the caller's thread
@@ -70,12 +74,12 @@ def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int, *,
             pending -= 1
             if ok:
                 yield value
-                if not halting and halt():
-                    halting = True
-                    pending -= _drop_queued(tasks)
-            elif failure is None:
+            elif ok is False and failure is None:
                 failure = value
                 pending -= _drop_queued(tasks)  # what has not started yet never will
+            if not halting and halt():
+                halting = True
+                pending -= _drop_queued(tasks)
         if failure is not None:
             raise failure
     except GeneratorExit:

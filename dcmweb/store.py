@@ -699,9 +699,10 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
     an unreachable server) stop the run and are raised after the finished
     batches' results have been yielded, and those of the files sent without an
     answer that decided them (``unconfirmed``: the server may hold them). ``on_stop`` is
-    called once the run has stopped, before those results. ``halt`` is asked after
-    each batch's results: once it says True, no other batch starts, and the batches
-    already being sent finish and are yielded.
+    called once the run has stopped, before those results. ``halt`` is asked before
+    each batch (in the worker threads) and after each batch's results: once it says
+    True, no other batch starts, and the batches already being sent finish and are
+    yielded.
     """
     options = options or StoreOptions()
     uploader = Uploader(http, base_url, options)
