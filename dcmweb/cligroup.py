@@ -326,10 +326,12 @@ class DcmwebGroup(click.Group):
         return _defaults_for(self, {**profile.values, **profile.commands}, profile, "")
 
     def invoke(self, ctx: click.Context) -> Any:
+        from .optionnames import as_flags
         from .signals import stop_on_signals
 
         try:
-            with stop_on_signals():
+            # The library's messages name its options as this command line's flags.
+            with stop_on_signals(), as_flags():
                 return super().invoke(ctx)
         except DcmwebError as error:
             settings = ctx.obj if isinstance(ctx.obj, Settings) else None

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from .errors import LocalFileError, UsageError
+from .optionnames import option
 from .output import readable
 from .redact import redact_text
 
@@ -32,14 +33,14 @@ def check_report_target(name: str) -> None:
     folder = os.path.dirname(name) or "."
     if not os.path.isdir(folder):
         raise UsageError(f"cannot write the report {name}: there is no folder {folder}",
-                         "create it, or give another --report")
+                         f"create it, or give another {option('report')}")
     if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(name)
                                                     and not os.access(name, os.W_OK)):
         raise UsageError(f"cannot write the report {name}: permission denied",
-                         "give a --report in a folder you can write to")
+                         f"give a {option('report')} in a folder you can write to")
     if not _replaceable(name):
-        raise UsageError(f"--report {name} is an existing file that is not a dcmweb report:"
-                         " not overwritten", "give a new file name: .csv or .jsonl")
+        raise UsageError(f"{option('report', name)} is an existing file that is not a dcmweb"
+                         " report: not overwritten", "give a new file name: .csv or .jsonl")
 
 
 def _replaceable(name: str) -> bool:
@@ -77,7 +78,7 @@ class ReportWriter:
                 self._file = open(self.name, "wb", buffering=0)  # noqa: SIM115
             except OSError as error:
                 raise UsageError(f"cannot write the report {self.name}: {error.strerror}",
-                                 "give another --report") from None
+                                 f"give another {option('report')}") from None
         else:
             self._stream = target
             name = str(getattr(target, "name", "")).strip("<>")  # <stdout>: stdout
@@ -126,7 +127,8 @@ class ReportWriter:
                     self._file.seek(self._whole)
             raise LocalFileError(f"cannot write the report {self.name}: "
                                  f"{error.strerror or error}",
-                                 "free some space, or give --report another disk") from None
+                                 f"free some space, or give {option('report')} another disk"
+                                 ) from None
 
     def close(self) -> None:
         # A reader that went away may leave a row in the stream's buffer: dropped.

@@ -30,6 +30,7 @@ from .errors import (
 )
 from .http import Http
 from .multipart import Chunk, parse_content_type
+from .optionnames import option
 from .parallel import run_bounded
 from .paths import ResourcePath, parse_resource_path, safe_uid
 from .record import record
@@ -81,7 +82,7 @@ def accept_header(part_type: str | None) -> str:
     """``multipart/related; type="X"; params`` from a part type like the old tool's --type."""
     mime, params = parse_content_type(part_type or DEFAULT_TYPE)
     if not mime or "/" not in mime:
-        raise UsageError(f"invalid --type {part_type!r}", "for example image/jpeg")
+        raise UsageError(f"invalid {option('part_type', part_type)}", "for example image/jpeg")
     extra = "".join(f"; {name}={value}" for name, value in params.items())
     return f'multipart/related; type="{mime}"{extra}'
 
@@ -275,7 +276,7 @@ def dicom_path(output: Path, target: ResourcePath, uids: tuple[str | None, ...]
 def check_request(target: ResourcePath, part_type: str | None, single_part: bool) -> None:
     """The usage errors of a retrieve, found before any request (a dry run finds them too)."""
     if single_part and target.level != "instance":
-        raise UsageError("--single-part retrieves one instance",
+        raise UsageError(f"{option('single_part')} retrieves one instance",
                          "give a path studies/S/series/R/instances/I")
     accept_header(part_type)
 
@@ -284,9 +285,15 @@ def dicom_part_type(part_type: str | None, transfer_syntax: str | None) -> str |
     """The part type asked for: ``transfer_syntax`` is a shortcut for one."""
     if not transfer_syntax:
         return part_type
-    if part_type:
-        raise UsageError("give --type or --transfer-syntax, not both")
+    refuse_both(part_type, transfer_syntax)
     return f"application/dicom; transfer-syntax={transfer_syntax}"
+
+
+def refuse_both(part_type: str | None, transfer_syntax: str | None) -> None:
+    """A part type and a transfer syntax each say what to ask for: one of them."""
+    if part_type and transfer_syntax:
+        raise UsageError(f"give {option('part_type')} or {option('transfer_syntax')}, "
+                         "not both")
 
 
 def dicom_file(output: Path, study: str | None, series: str | None,

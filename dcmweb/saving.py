@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .errors import LocalFileError, NameTaken, UnavailableError, UsageError
 from .neterrors import TransportError
+from .optionnames import option
 from .output import human_size
 
 # Free space a download leaves on the disk: the smaller of these, so that a small disk
@@ -131,7 +132,7 @@ def check_output_folder(folder: Path) -> None:
     nothing could be saved in it."""
     in_way = _file_in_the_way(folder)
     if in_way is not None:
-        raise UsageError(f"--output {folder} is not a folder",
+        raise UsageError(f"{option('output', str(folder))} is not a folder",
                          "choose a folder" if in_way == folder
                          else f"{in_way} is a file: choose a folder")
 
