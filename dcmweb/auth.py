@@ -16,14 +16,20 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .errors import AuthError, UsageError
+from .optionnames import option
 from .redact import hide
 
 log = logging.getLogger("dcmweb")
 GOOGLE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
-ADC_HINT = (
-    "run 'gcloud auth application-default login', or set GOOGLE_APPLICATION_CREDENTIALS "
-    "to a service-account key file, or pass --token"
-)
+
+
+def adc_hint() -> str:
+    """What to do when Google's Application Default Credentials fail."""
+    return ("run 'gcloud auth application-default login', or set "
+            "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or pass "
+            f"{option('token')}")
+
+
 # -H headers whose value is a credential (Authorization, X-Api-Key, Cookie, ...).
 _CREDENTIAL_NAME = re.compile(r"(?i)auth|token|key|secret|passw|cookie|session|signature")
 
@@ -46,7 +52,9 @@ class NoAuth:
         return False
 
 
-_CREDENTIALS_HINT = "check --token, --user, -H and their environment variables"
+def _credentials_hint() -> str:
+    """Where a header value that cannot be sent came from."""
+    return f"check {option('token')}, {option('user')} and {option('headers')}"
 
 
 def check_line_breaks(value: str, what: str) -> str:
@@ -54,7 +62,7 @@ def check_line_breaks(value: str, what: str) -> str:
     shows it (it may be a secret): a line break in a header injects another header, and
     one in a password (a file's last newline in DCMWEB_USER) only ever fails as a 401."""
     if any(c in value for c in "\r\n\0"):
-        raise UsageError(f"{what} has a line break in it", _CREDENTIALS_HINT)
+        raise UsageError(f"{what} has a line break in it", _credentials_hint())
     return value
 
 
@@ -86,7 +94,7 @@ def check_header_value(value: str, what: str) -> str:
         value.encode("latin-1")
     except UnicodeEncodeError:
         raise UsageError(f"{what} has characters that are not Latin-1 (e.g. typographic"
-                         " quotes or non-ASCII letters)", _CREDENTIALS_HINT) from None
+                         " quotes or non-ASCII letters)", _credentials_hint()) from None
     return value
 
 
@@ -169,7 +177,7 @@ class GoogleAuth:
                 if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
                     # google-auth says what is wrong with the file it was pointed at.
                     message += f": {str(exc).splitlines()[0]}"
-                raise AuthError(message, ADC_HINT) from exc
+                raise AuthError(message, adc_hint()) from exc
         return self._credentials
 
     def _refresh_locked(self) -> None:
@@ -182,7 +190,7 @@ class GoogleAuth:
         try:
             self._load().refresh(self._request)
         except google.auth.exceptions.GoogleAuthError as exc:
-            raise AuthError(f"could not get a Google access token: {exc}", ADC_HINT) from exc
+            raise AuthError(f"could not get a Google access token: {exc}", adc_hint()) from exc
         self._generation += 1
 
     def headers(self) -> dict[str, str]:
@@ -217,13 +225,14 @@ def warn_if_header_overridden(auth: Auth, headers: Mapping[str, str]) -> None:
     credentials send their own (docs/auth.md: they come first); the user meant one."""
     if not any(name.strip().lower() == "authorization" for name in headers):
         return
+    header = f"an Authorization header ({option('headers')})"
     if isinstance(auth, GoogleAuth):
-        log.warning("-H Authorization is not sent: Google Application Default Credentials "
-                    "are used instead (--no-google-auth sends the -H header)")
+        log.warning("%s is not sent: Google Application Default Credentials are used instead"
+                    " (%s sends it)", header, option("google_auth", False))
     elif isinstance(auth, (BearerAuth, BasicAuth)):
-        given = "--token" if isinstance(auth, BearerAuth) else "--user"
-        log.warning("both %s and -H Authorization are given: %s is used, the -H header is "
-                    "not sent", given, given)
+        given = option("token" if isinstance(auth, BearerAuth) else "user")
+        log.warning("both %s and %s are given: %s is used, the header is not sent", given,
+                    header, given)
 
 
 def choose_auth(

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from .errors import ServerError, UnavailableError
+from .optionnames import option
 from .record import record
 from .transport import Response, TransportError
 
@@ -60,8 +61,8 @@ class _Meter:
             raise TooSlowError(
                 f"the server sent {self.window_bytes} bytes in {elapsed:.0f} s, below the"
                 f" low-speed limit of {self.limit.limit:g} bytes/s",
-                "the server or the network is stalling; see --low-speed-limit and"
-                " --low-speed-time",
+                f"the server or the network is stalling; see {option('low_speed_limit')}"
+                f" and {option('low_speed_time')}",
             )
         self.window_start, self.window_bytes = now, 0
 

@@ -6,8 +6,9 @@ failed, --dry-run) into the STOW uploader. Every file ends as exactly one
 (the CLI prints it), in the caller's thread: the journal needs no locking. A run that
 stops early gives the files it sent without learning their fate the outcome
 "unconfirmed", and counts those it never sent as ``Summary.not_attempted`` (no outcome).
-A journal or report the disk refuses stops the run as a failing ``on_outcome`` does: no
-new file is sent, those in flight get their outcome, then the error is raised.
+A journal or report the disk refuses, or a report whose reader went away (``--report -
+| head``), stops the run as a failing ``on_outcome`` does: no new file is sent, those in
+flight get their outcome, then the error is raised.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from .files import Part10Head, read_part10_head
 from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, GONE, Entry, Journal, Stamp
+from .optionnames import option
 from .record import field, record, replace
-from .signals import deferred, resumed
+from .signals import deferred, handed_over, resumed
 from .store import OTHER_BYTES, Part10File, StoreOptions, StoreResult, iter_store, triage
 from .storecheck import READ_BACK_FAILED, dataset_uids, holds_bytes, wanted
 
@@ -69,16 +71,17 @@ class BulkOptions:
 
     def __post_init__(self) -> None:
         if self.on_conflict not in CONFLICT_POLICIES:
-            raise UsageError(f"unknown --on-conflict {self.on_conflict!r}",
+            raise UsageError(f"unknown {option('on_conflict', self.on_conflict)}",
                              f"use one of {', '.join(CONFLICT_POLICIES)}")
         if self.skip_existing and self.on_conflict == "overwrite":
             # The search sees UIDs, not bytes: the conflicts would pass as already stored.
-            raise UsageError("--skip-existing cannot go with --on-conflict overwrite",
+            raise UsageError(f"{option('skip_existing')} cannot go with "
+                             f"{option('on_conflict', 'overwrite')}",
                              "it would report the conflicts to overwrite as already stored; "
-                             "without it, --journal still keeps a rerun from sending the "
-                             "files again")
+                             f"without it, {option('journal')} still keeps a rerun from "
+                             "sending the files again")
         if self.retry_failed and not self.journal:
-            raise UsageError("--retry-failed needs --journal",
+            raise UsageError(f"{option('retry_failed')} needs {option('journal')}",
                              "the journal is where the failures of earlier runs are")
 
 
@@ -193,7 +196,8 @@ class BulkStore:
         self._run_started = 0.0  # time.time(): journal entries since are this run's
         self._holdings: ServerHoldings | None = None
         # Why the run stops once the files in flight are done: on_outcome raised, or the
-        # journal or the report could not be written (see _stop).
+        # journal or the report could not be written (a full disk, --report - whose
+        # reader went away): see _stop.
         self._stop_error: Exception | None = None
         self._caller_failed = False  # on_outcome raised: it is not called again
         self.started = False  # the journal is ours and the run has begun
@@ -225,7 +229,8 @@ class BulkStore:
             else:
                 if results is None:
                     results = store = iter_store(self.http, self.base_url, self._to_send(),
-                                                 self.shaped(), on_stop=self._note_stop)
+                                                 self.shaped(), on_stop=self._note_stop,
+                                                 halt=self._stopping)
                 for result in results:
                     self._finish(result)
                     if given and self._stop_error is not None:
@@ -274,17 +279,22 @@ class BulkStore:
         report = self._report_target
         if (self.options.journal and isinstance(report, (str, os.PathLike))
                 and _same_file(self.options.journal, report)):
-            raise UsageError(f"--report and --journal name the same file {os.fspath(report)}",
-                             "give each its own file")
+            raise UsageError(f"{option('report')} and {option('journal')} name the same file "
+                             f"{os.fspath(report)}", "give each its own file")
+
+    def _stopping(self) -> bool:
+        """The run is stopping (see _stop): no other batch starts, those being sent
+        finish."""
+        return self._stop_error is not None
 
     def _refuse_file_options(self) -> None:
         """The journal and --skip-existing decide by a file's path or the UIDs read from
         it: instances built from something else (JSON + JPEG, new UIDs on each run with
         --generate-uids) would be stored again on every run."""
-        for option, asked in (("--journal", self.options.journal),
-                              ("--skip-existing", self.options.skip_existing)):
+        for keyword, asked in (("journal", self.options.journal),
+                               ("skip_existing", self.options.skip_existing)):
             if asked:
-                raise UsageError(f"{option} works on DICOM files, not on --metadata/--jpeg "
+                raise UsageError(f"{option(keyword)} works on DICOM files, not on JSON + JPEG "
                                  "pairs", "a rerun would store the pairs again; store them "
                                  "without it")
 
@@ -293,14 +303,11 @@ class BulkStore:
         unconfirmed). A signal that came while a result was being recorded here, not
         inside the store, is passed on to it first; one that came inside it has made it
         hand them over already, and throwing into it again only re-raises."""
-        with contextlib.suppress(KeyboardInterrupt, StopIteration):
-            result = store.throw(KeyboardInterrupt())
-            while True:
-                # A second signal does not cut the hand-over short: it records a few
-                # batches' files, without a request.
-                with contextlib.suppress(KeyboardInterrupt):
-                    self._finish(result)
-                result = next(store)
+        for result in handed_over(store):
+            # A second signal does not cut the hand-over short: it records a few
+            # batches' files, without a request.
+            with contextlib.suppress(KeyboardInterrupt):
+                self._finish(result)
 
     def _left_over(self, given: bool, total: int) -> int:
         """Not attempted, when the run stops early: what was listed but not sent (the
@@ -426,7 +433,7 @@ class BulkStore:
             head = read_part10_head(path)
             if self._on_server(path, head, stat.st_size, "found on the server after an "
                                "interrupted run" if unsure else
-                               "already on the server (--skip-existing)",
+                               f"already on the server ({option('skip_existing')})",
                                entry.attempts if entry is not None and same else 0,
                                read_back=unsure):
                 return None
@@ -473,8 +480,11 @@ class BulkStore:
         if not self._holdings.holds(*uids):
             return False
         if read_back:
+            looked_for = wanted(uids, uids[2], self.store_options.study_uid)
+            if looked_for is None:
+                return False  # of another study than the one it goes to: not stored there
             try:
-                same = holds_bytes(self.http, self.base_url, wanted(uids, uids[2]), path)
+                same = holds_bytes(self.http, self.base_url, looked_for, path)
             except READ_BACK_FAILED as error:
                 log.info("%s: %s, but its copy could not be read back to compare (%s): "
                          "sending it again", path, why, error)

@@ -409,13 +409,16 @@ def _dry_run_retrieve(output: Output, client: Client, path: str | None, folder: 
 
 
 def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
+    from .signals import deferred, handed_over
+
     counts = {"saved": 0, "failed": 0}
     size = 0
     failed = True  # until the run ends well: -q shows the summary of a failed run
     summary = True
-    output.start_progress(None, "file")
-    try:
-        for result in results:
+
+    def report(result: RetrieveResult) -> None:
+        nonlocal size
+        with deferred():  # a file's line and its count: a signal waits for both
             counts[result.status] += 1
             output.advance()
             if result.status == "saved":
@@ -423,6 +426,18 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
                 output.log(f"{result.source} saved as {result.path}")
             else:
                 output.error(f"{result.source}: {result.message}")
+
+    output.start_progress(None, "file")
+    try:
+        try:
+            for result in results:
+                report(result)
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM here, between two files: the run still hands over the
+            # files it named meanwhile (other threads' ones too), for the summary.
+            for result in handed_over(results):
+                report(result)
+            raise
         failed = bool(counts["failed"])
     except LocalFileError as error:
         if not counts["saved"]:

@@ -22,6 +22,7 @@ from .auth import (
 from .body import LowSpeed
 from .errors import DcmwebError, ServerError, UsageError
 from .http import Http, HttpConfig, RetryPolicy
+from .optionnames import option
 from .tls import check_ca_bundle
 
 # Each operation's module is imported by its method: a command loads only its own.
@@ -148,11 +149,10 @@ class Client:
                for name in (headers or {})):
             # Each call picks its own Accept (and parses the answer by it): a global one
             # would be silently overridden, or break every other call.
-            raise UsageError("an Accept header cannot be set with -H: each command asks for "
-                             "the type it reads",
-                             "choose a search's output with --format, and what a retrieve "
-                             "asks for with --type, --transfer-syntax, --single-part or "
-                             "--format")
+            raise UsageError(f"an Accept header cannot be set with {option('headers')}: each "
+                             "command asks for the type it reads",
+                             f"choose what a retrieve asks for with {option('part_type')}, "
+                             f"{option('transfer_syntax')} or {option('single_part')}")
         config = HttpConfig(
             connect_timeout=bounds.CONNECT_TIMEOUT.check("connect_timeout", connect_timeout),
             read_timeout=bounds.READ_TIMEOUT.check("read_timeout", read_timeout),
@@ -163,7 +163,7 @@ class Client:
             if ca_bundle else True,
             headers={check_header_name(_text("a header name", name)):
                      check_header_value(_text(f"the header {name} value", value, secret=True),
-                                        f"the -H {name} value")
+                                        f"the {option('headers')} {name} value")
                      for name, value in (headers or {}).items()},
             pool_size=max(workers, 4),
             request_deadline=bounds.REQUEST_DEADLINE.check("request_deadline", request_deadline),
@@ -410,7 +410,7 @@ class Client:
         if render is not None and kind != "rendered":
             raise UsageError("rendering options apply to .../rendered paths")
         if single_part and kind != "dicom":
-            raise UsageError("--single-part applies to an instance path")
+            raise UsageError(f"{option('single_part')} applies to an instance path")
         if kind == "rendered":
             from .rendered import RenderOptions as Options
             from .rendered import save_rendered

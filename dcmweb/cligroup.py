@@ -326,10 +326,12 @@ class DcmwebGroup(click.Group):
         return _defaults_for(self, {**profile.values, **profile.commands}, profile, "")
 
     def invoke(self, ctx: click.Context) -> Any:
+        from .optionnames import as_flags
         from .signals import stop_on_signals
 
         try:
-            with stop_on_signals():
+            # The library's messages name its options as this command line's flags.
+            with stop_on_signals(), as_flags():
                 return super().invoke(ctx)
         except DcmwebError as error:
             settings = ctx.obj if isinstance(ctx.obj, Settings) else None
@@ -340,7 +342,9 @@ class DcmwebGroup(click.Group):
             output.error(error)
             ctx.exit(int(error.exit_status))
         except BrokenPipeError:
-            # The reader went away (dcmweb ... | head): nothing left to say to it.
+            # stdout's reader went away (search | head): it took what it wanted of a
+            # listing. Only stdout gets here: without stderr a run goes on (Output), and a
+            # report that loses its reader is an error (ReportWriter).
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(0)

@@ -107,6 +107,11 @@ class Deleter:
             except AnswerLost as error:
                 log.warning("%s; asking again", error.message)
                 lost = True
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the server is not told to stop
+                log.warning("%s: stopped before the server answered; the DELETE may have "
+                            "been sent, so its outcome is unknown (the server may have "
+                            "deleted it: search for it to see)", what)
+                raise
         raise UnavailableError(f"{what} failed: the answer was lost "
                                f"{LOST_ANSWER_RESENDS + 1} times", UNAVAILABLE_HINT)
 

@@ -15,7 +15,7 @@ from .errors import ServerError, UsageError
 from .http import Http
 from .multipart import Chunk, parse_content_type
 from .output import plural
-from .retrieve import RetrieveResult, accept_header
+from .retrieve import RetrieveResult, accept_header, refuse_both
 from .saving import Saver
 from .valuelength import length_check
 from .wado import answer_parts, asking_again, get, instance_file, wants_transcoding
@@ -25,9 +25,8 @@ DEFAULT_TYPE = "application/octet-stream; transfer-syntax=*"
 
 
 def frame_type(part_type: str | None, transfer_syntax: str | None) -> str:
-    """The part type asked for: --type, else octet-stream in --transfer-syntax (default *)."""
-    if part_type and transfer_syntax:
-        raise UsageError("give --type or --transfer-syntax, not both")
+    """The part type asked for, else octet-stream in ``transfer_syntax`` (default *)."""
+    refuse_both(part_type, transfer_syntax)
     if transfer_syntax:
         return f"application/octet-stream; transfer-syntax={transfer_syntax}"
     return part_type or DEFAULT_TYPE

@@ -68,6 +68,7 @@ from .neterrors import (
     TLSError,
     TransportError,
 )
+from .optionnames import option
 from .output import TRANSIENT
 from .record import field, record
 from .redact import redact_text, redact_url
@@ -151,20 +152,30 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 _HINTS = {
-    401: "check the credentials: --token, --user, or 'gcloud auth application-default login'",
     403: "the credentials are valid but lack permission on this store",
     400: "the server refused the request as malformed; check the path and parameters",
     404: "check the HOST URL and the UIDs in the path",
 }
 UNAVAILABLE_HINT = "the server is overloaded or down; try again later"
-DEADLINE_HINT = "raise --request-deadline for a server this slow"
 # dcmweb sends Accept-Encoding: gzip, deflate; another coding comes from a server or
 # proxy that compresses regardless.
 _CODING_HINT = ("dcmweb decodes gzip and deflate only: have the server or proxy send those, "
                 "or no coding")
-# Header values come from credentials, -H, and the Accept that --type and
-# --transfer-syntax make.
-_HEADER_HINT = "check --type, --transfer-syntax, -H, --token, --user and their variables"
+
+
+def _credentials_hint(google: bool) -> str:
+    """What to check after a 401 (gcloud helps at Google's hosts only)."""
+    given = f"{option('token')}, {option('user')}"
+    if google:
+        return f"check the credentials: {given}, or 'gcloud auth application-default login'"
+    return (f"check the credentials: {given}, an Authorization header ({option('headers')})"
+            " or ~/.netrc")
+
+
+def _header_hint() -> str:
+    """Header values come from credentials, headers, and the Accept of a part type."""
+    names = ("part_type", "transfer_syntax", "headers", "token", "user")
+    return f"check {', '.join(map(option, names))}"
 
 
 @record(frozen=True)
@@ -189,10 +200,8 @@ def error_for_response(response: Response, what: str, attempts: int = 1,
         message += f" ({note})"
     elif status in RETRY_STATUSES and attempts > 1:
         message += f" (after {attempts} attempts)"
-    status_hint = _HINTS.get(status)
-    if status == 401 and not is_google_host(response.url):  # gcloud cannot help there
-        status_hint = ("check the credentials: --token, --user, -H 'Authorization: ...' or"
-                       " ~/.netrc")
+    status_hint = (_credentials_hint(is_google_host(response.url)) if status == 401
+                   else _HINTS.get(status))
     kind: type[DcmwebError] = ServerError
     if status in (401, 403):
         kind = AuthError
@@ -441,7 +450,7 @@ class _Exchange:
         self.started = time.monotonic()
         if deadline is None or deadline.seconds >= self.config.request_deadline:
             deadline = Deadline(self.config.request_deadline, "the request deadline",
-                                DEADLINE_HINT)
+                                f"raise {option('request_deadline')} for a server this slow")
         self.deadline = self.started + deadline.seconds
         self.deadline_name, self.deadline_hint = deadline.name, deadline.hint
         self.attempt = 0  # sends, including redirects followed
@@ -498,12 +507,12 @@ class _Exchange:
             # Never show the header's value: it may be a token.
             raise UsageError(
                 f"{self.what} failed: a header value has a line break or leading whitespace",
-                _HEADER_HINT,
+                _header_hint(),
             ) from None
         except UnicodeEncodeError:
             raise UsageError(
                 f"{self.what} failed: a header value has characters that are not Latin-1",
-                _HEADER_HINT,
+                _header_hint(),
             ) from None
         except TLSError as exc:
             # WRONG_VERSION_NUMBER: the port answered without TLS (https:// to an http port).
@@ -511,7 +520,7 @@ class _Exchange:
             raise UnavailableError(
                 f"{self.what} failed: TLS error: {redact_text(str(exc))}",
                 "the port does not speak TLS: did you mean http://?" if plain else
-                "pass --ca-bundle FILE if the server uses a private certificate authority",
+                f"pass {option('ca_bundle')} if the server uses a private certificate authority",
             ) from exc
         except InvalidURL as exc:
             raise UsageError(f"{self.what} failed: {redact_text(str(exc))}",

@@ -30,6 +30,7 @@ from typing import IO, NamedTuple
 
 from .errors import DcmwebError, UsageError
 from .links import FolderLinks, inside
+from .optionnames import option
 from .record import field, record
 
 
@@ -45,7 +46,7 @@ class Shard:
         match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
         if not match or not 1 <= int(match[1]) <= int(match[2]):
             raise UsageError(f"invalid shard {text!r}",
-                             "write K/N with 1 <= K <= N, e.g. --shard 2/8")
+                             f"write K/N with 1 <= K <= N, e.g. {option('shard', '2/8')}")
         return cls(int(match[1]), int(match[2]))
 
     def holds(self, path: str) -> bool:
@@ -70,13 +71,14 @@ class InputSpec:
 
     def __post_init__(self) -> None:
         if not self.masks and not self.files_from:
-            raise UsageError("no files to store", "give paths, masks or --files-from")
-        for option, patterns in (("--include", self.include), ("--exclude", self.exclude)):
+            raise UsageError("no files to store",
+                             f"give paths, masks or {option('files_from')}")
+        for keyword, patterns in (("include", self.include), ("exclude", self.exclude)):
             absolute = next((pattern for pattern in patterns if pattern.startswith("/")), None)
             if absolute and self.masks:
                 # It matched the path as typed once: silently matching nothing now
                 # would store what a job meant to leave out.
-                raise UsageError(f"{option} {absolute} would match nothing: a GLOB with "
+                raise UsageError(f"{option(keyword, absolute)} would match nothing: a GLOB with "
                                  "'/' matches the path below the input folder",
                                  "for 'store /data', /data/2026/tmp is '2026/tmp'")
 

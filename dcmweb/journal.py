@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from .errors import DcmwebError, ExitStatus, LocalFileError, UsageError
+from .optionnames import option
 from .output import readable
 from .record import record
 
@@ -149,7 +150,8 @@ class Journal:
             self._lock = _lock(self.path + ".lock")
         except BlockingIOError:
             raise JournalBusy(f"the journal {self.path} is in use by another dcmweb run",
-                              "wait for it to finish, or use another --journal") from None
+                              f"wait for it to finish, or use another {option('journal')}"
+                              ) from None
         except OSError as error:
             raise UsageError(f"cannot open the journal {self.path}: {error.strerror}") from None
         import sqlite3  # only with --journal: a store without one never loads it
@@ -188,8 +190,8 @@ class Journal:
             raise UsageError(f"the journal {self.path} was written by a newer dcmweb")
         if not keyed or version < 1 or objects != [("table", "files")]:
             raise UsageError(f"{self.path} is not a dcmweb journal: it holds other tables "
-                             "(left as it is)", "give --journal a new file, or the journal "
-                             "of earlier runs")
+                             "(left as it is)", f"give {option('journal')} a new file, or the "
+                             "journal of earlier runs")
         return version
 
     def _close_files(self) -> None:

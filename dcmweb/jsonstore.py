@@ -33,6 +33,7 @@ from typing import Any, TypeGuard
 from .errors import AnswerLost, DcmwebError, UsageError
 from .http import Http, body_message
 from .multipart import new_boundary
+from .optionnames import option
 from .record import record
 from .store import LOST_STATUSES, UNCONFIRMED, ConfirmedBy, Status, Stopped, StoreResult
 from .storecheck import Wanted, held
@@ -118,7 +119,7 @@ def load(item: JsonInstance, generate_uids: bool) -> tuple[dict[str, Any], bytes
         if _uid(dataset, tag) is None:
             if not generate_uids:
                 raise UsageError(f"{item.metadata} has no {keyword} ({tag})",
-                                 "add it, or pass --generate-uids")
+                                 f"add it, or pass {option('generate_uids', True)}")
             value = f"2.25.{uuid.uuid4().int}"
             dataset[tag] = {"vr": "UI", "Value": [value]}
             generated.append(f"{keyword}={value}")

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .errors import NotFoundError, ServerError, UnavailableError, UsageError
 from .http import Deadline, Http
+from .optionnames import option
 from .record import field, record
 
 log = logging.getLogger("dcmweb")
@@ -167,7 +168,7 @@ def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,
     running = f"{what}: operation {name}" if what else f"operation {name}"
     what = what or f"operation {name}"
     follow = (f"it goes on on the server; follow it with 'dcmweb HOST operations wait {name}'"
-              " or raise --timeout")
+              f" or raise {option('timeout')}")
     deadline = time.monotonic() + timeout
     delay = POLL_FIRST
     while True:

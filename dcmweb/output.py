@@ -81,7 +81,8 @@ def timestamp() -> str:
 class _Guarded:
     """A stream whose failed writes (a full disk behind ``> FILE``) are a LocalFileError
     that names it, instead of an OSError taken for a bug. A closed pipe stays a
-    BrokenPipeError: the reader went away, which is not a failure (dcmweb ... | head)."""
+    BrokenPipeError: the reader went away, which ends a listing without a failure
+    (dcmweb ... search | head), and a report with one (report.py)."""
 
     def __init__(self, stream: Any, name: str) -> None:
         self._stream = stream
@@ -142,13 +143,18 @@ class Output:
 
     # stderr ----------------------------------------------------------------
     def write_err(self, text: str) -> None:
-        if self._bar is not None:
-            self._bar.write(text, file=self.stderr)
-        else:
-            # One write per line: worker threads log too, and print() writes the text
-            # and its newline separately, so two lines could run into each other.
-            self.stderr.write(text + "\n")
-            self.stderr.flush()
+        try:
+            if self._bar is not None:
+                self._bar.write(text, file=self.stderr)
+            else:
+                # One write per line: worker threads log too, and print() writes the text
+                # and its newline separately, so two lines could run into each other.
+                self.stderr.write(text + "\n")
+                self.stderr.flush()
+        except BrokenPipeError:
+            # stderr's reader went away (2>&1 | head, a log collector that died): the run
+            # goes on without its messages, and its exit status still says how it went.
+            self.stderr = _devnull()
 
     def line(self, level: str, message: str) -> None:
         """One log line in the chosen format; every stderr line goes through here."""

@@ -18,23 +18,33 @@ R = TypeVar("R")
 _STOP = object()
 
 
-def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int, *,
+                halt: Callable[[], bool] = lambda: False) -> Iterator[R]:
     """Yield ``func(item)`` for every item, using up to ``workers`` threads.
 
     When a call raises, no new items start; the calls already running finish and
-    their results are yielded; then the first exception is raised. When the caller
-    stops (``close()``, leaving its loop), no new items start either; the calls
-    already running finish in their threads and their results are dropped.
+    their results are yielded; then the first exception is raised. ``halt`` is asked
+    before each call (in the worker threads) and after each result: once it says True,
+    no new items start either (none is taken from ``items``), and the calls already
+    running finish and their results are yielded. When the caller stops (``close()``,
+    leaving its loop), no new items start; the calls already running finish in their
+    threads and their results are dropped.
     """
     if workers <= 1:
         for item in items:
             yield func(item)
+            if halt():
+                return
         return
     tasks: queue.Queue[Any] = queue.Queue()
-    results: queue.Queue[tuple[bool, Any]] = queue.Queue()
+    # (True, result), (False, exception), or (None, None): halted before it started.
+    results: queue.Queue[tuple[bool | None, Any]] = queue.Queue()
 
     def work() -> None:
         while (item := tasks.get()) is not _STOP:
+            if halt():  # the caller stopped while the item waited in the queue
+                results.put((None, None))
+                continue
             try:
                 results.put((True, func(item)))
             except BaseException as error:  # handed to the caller's thread
@@ -48,9 +58,11 @@ def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int) -> Ite
     exhausted = False
     pending = 0
     failure: BaseException | None = None
+    halting = False  # halt() said so: nothing new starts
     try:
         while True:
-            while failure is None and not exhausted and pending < workers * 2:
+            while (failure is None and not halting and not exhausted
+                   and pending < workers * 2):
                 try:
                     tasks.put(next(source))
                     pending += 1
@@ -62,9 +74,12 @@ def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int) -> Ite
             pending -= 1
             if ok:
                 yield value
-            elif failure is None:
+            elif ok is False and failure is None:
                 failure = value
                 pending -= _drop_queued(tasks)  # what has not started yet never will
+            if not halting and halt():
+                halting = True
+                pending -= _drop_queued(tasks)
         if failure is not None:
             raise failure
     except GeneratorExit:

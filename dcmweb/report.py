@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from .errors import LocalFileError, UsageError
+from .optionnames import option
 from .output import readable
 from .redact import redact_text
 
@@ -32,14 +33,14 @@ def check_report_target(name: str) -> None:
     folder = os.path.dirname(name) or "."
     if not os.path.isdir(folder):
         raise UsageError(f"cannot write the report {name}: there is no folder {folder}",
-                         "create it, or give another --report")
+                         f"create it, or give another {option('report')}")
     if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(name)
                                                     and not os.access(name, os.W_OK)):
         raise UsageError(f"cannot write the report {name}: permission denied",
-                         "give a --report in a folder you can write to")
+                         f"give a {option('report')} in a folder you can write to")
     if not _replaceable(name):
-        raise UsageError(f"--report {name} is an existing file that is not a dcmweb report:"
-                         " not overwritten", "give a new file name: .csv or .jsonl")
+        raise UsageError(f"{option('report', name)} is an existing file that is not a dcmweb"
+                         " report: not overwritten", "give a new file name: .csv or .jsonl")
 
 
 def _replaceable(name: str) -> bool:
@@ -61,7 +62,9 @@ class ReportWriter:
     """Writes report rows to a file: ``.csv`` gives CSV with a header, anything else JSONL.
 
     A row the disk refuses (full) is a :class:`LocalFileError` naming the report, and
-    what was written of it is cut off: the file keeps whole rows only.
+    what was written of it is cut off: the file keeps whole rows only. A report whose
+    reader went away (``--report - | head``) is a LocalFileError too, once: the rows
+    after it are dropped.
     """
 
     def __init__(self, target: str | os.PathLike[str] | IO[str]) -> None:
@@ -75,16 +78,20 @@ class ReportWriter:
                 self._file = open(self.name, "wb", buffering=0)  # noqa: SIM115
             except OSError as error:
                 raise UsageError(f"cannot write the report {self.name}: {error.strerror}",
-                                 "give another --report") from None
+                                 f"give another {option('report')}") from None
         else:
             self._stream = target
-            self.name = str(getattr(target, "name", "the report stream"))
+            name = str(getattr(target, "name", "")).strip("<>")  # <stdout>: stdout
+            self.name = name or "the report stream"
+        self.lost = False  # its reader went away (a pipe): no more rows can reach it
         self._csv = self.name.lower().endswith(".csv")
         self._whole = 0  # bytes of the whole rows written: where a cut row is cut off
         if self._csv:
             self._put(_csv_line(COLUMNS))
 
     def write(self, row: dict[str, Any]) -> None:
+        if self.lost:
+            return
         if row.get("message"):  # the server's words: it may quote the credentials sent
             row = {**row, "message": redact_text(row["message"])}
         row = {key: readable(value) if isinstance(value, str) else value
@@ -108,7 +115,11 @@ class ReportWriter:
                 written += self._file.write(data[written:])
             self._whole += written
         except BrokenPipeError:
-            raise  # the reader of --report - went away, as for any output
+            # --report - | head: reported once, the rows after it are dropped.
+            self.lost = True
+            raise LocalFileError(f"cannot write the report to {self.name}: its reader went "
+                                 "away (broken pipe); the run was stopped",
+                                 "read the whole report, or write it to a file") from None
         except OSError as error:
             if self._file is not None:
                 with contextlib.suppress(OSError):  # a FIFO or a device cannot be cut
@@ -116,13 +127,16 @@ class ReportWriter:
                     self._file.seek(self._whole)
             raise LocalFileError(f"cannot write the report {self.name}: "
                                  f"{error.strerror or error}",
-                                 "free some space, or give --report another disk") from None
+                                 f"free some space, or give {option('report')} another disk"
+                                 ) from None
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        elif self._stream is not None:
-            self._stream.flush()
+        # A reader that went away may leave a row in the stream's buffer: dropped.
+        with contextlib.suppress(BrokenPipeError) if self.lost else contextlib.nullcontext():
+            if self._file is not None:
+                self._file.close()
+            elif self._stream is not None:
+                self._stream.flush()
 
 
 def _csv_line(values: Sequence[object]) -> str:

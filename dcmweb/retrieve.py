@@ -30,6 +30,7 @@ from .errors import (
 )
 from .http import Http
 from .multipart import Chunk, parse_content_type
+from .optionnames import option
 from .parallel import run_bounded
 from .paths import ResourcePath, parse_resource_path, safe_uid
 from .record import record
@@ -81,7 +82,7 @@ def accept_header(part_type: str | None) -> str:
     """``multipart/related; type="X"; params`` from a part type like the old tool's --type."""
     mime, params = parse_content_type(part_type or DEFAULT_TYPE)
     if not mime or "/" not in mime:
-        raise UsageError(f"invalid --type {part_type!r}", "for example image/jpeg")
+        raise UsageError(f"invalid {option('part_type', part_type)}", "for example image/jpeg")
     extra = "".join(f"; {name}={value}" for name, value in params.items())
     return f'multipart/related; type="{mime}"{extra}'
 
@@ -112,6 +113,9 @@ def instance_problem(target: ResourcePath, uids: tuple[str | None, ...]) -> str 
     return None
 
 
+Named = Callable[[RetrieveResult], None]  # told of a file as it gets its final name
+
+
 class Downloader:
     def __init__(self, http: Http, base_url: str, output: Path, part_type: str | None,
                  single_part: bool = False) -> None:
@@ -124,20 +128,31 @@ class Downloader:
             self.accept = self.part_type
         self.saver = Saver()
 
-    def fetch(self, target: ResourcePath) -> Iterator[RetrieveResult]:
+    def fetch(self, target: ResourcePath, named: Named | None = None
+              ) -> Iterator[RetrieveResult]:
         """Download one study, series, instance or frame list; retry a cut stream.
 
         Each file is yielded as soon as it has its final name (once, however often the
-        answer is asked for again): an error or Ctrl-C later on leaves it reported."""
+        answer is asked for again): an error or Ctrl-C later on leaves it reported.
+        ``named`` is told of each file (once) the moment it gets its final name, under
+        the lock that stopping the run takes: a run stopped from another thread than
+        this one finds every file named before the stop there."""
         source = target.url_path()
         reported: set[Path] = set()
+        told: set[Path | None] = set()
+
+        def tell(result: RetrieveResult) -> None:
+            if named is not None and result.path not in told:
+                told.add(result.path)
+                named(result)
+
         for attempt in range(1, STREAM_ATTEMPTS + 1):
             try:
                 response = wado.get(self.http, f"{self.base_url}/{source}", f"retrieve {source}",
                                     self.accept, transcoding=wado.wants_transcoding(self.part_type))
                 with response:
                     failures = []
-                    for result in self._save_response(response, target):
+                    for result in self._save_response(response, target, tell):
                         if result.path is None:
                             failures.append(result)
                         elif result.path not in reported:
@@ -154,13 +169,13 @@ class Downloader:
                     yield RetrieveResult("failed", source,
                                          message=f"the answer was cut off: {exc}")
 
-    def _save_response(self, response: Response,
-                       target: ResourcePath) -> Iterator[RetrieveResult]:
+    def _save_response(self, response: Response, target: ResourcePath,
+                       named: Named) -> Iterator[RetrieveResult]:
         asked, _ = parse_content_type(self.part_type)
         answer = checked_answer(response, f"retrieve {target.url_path()}", asked)
         saved: set[Path] = set()  # by this answer
         if answer.boundary is None:
-            yield self._save_part(answer.chunks, asked, target, 1, saved,
+            yield self._save_part(answer.chunks, asked, target, 1, saved, named,
                                   check_end=not answer.framed)
             return
         what = f"retrieve {target.url_path()}"
@@ -172,18 +187,20 @@ class Downloader:
                 yield RetrieveResult("failed", target.url_path(), message=(
                     f"the server sent a {part_mime} part where {asked} was asked for"))
                 continue  # the parser skips what was not read
-            yield self._save_part(part.iter_content(), part_mime, target, index, saved)
+            yield self._save_part(part.iter_content(), part_mime, target, index, saved,
+                                  named)
 
     def _save_part(self, chunks: Iterable[Chunk], mime: str, target: ResourcePath,
-                   index: int, saved: set[Path], *, check_end: bool = False
-                   ) -> RetrieveResult:
+                   index: int, saved: set[Path], named: Named, *,
+                   check_end: bool = False) -> RetrieveResult:
         try:
-            return self._write_part(chunks, mime, target, index, saved, check_end)
+            return self._write_part(chunks, mime, target, index, saved, named, check_end)
         except NameTaken as taken:  # one name in the way: that file fails, the run goes on
             return RetrieveResult("failed", target.url_path(), message=taken.headline)
 
     def _write_part(self, chunks: Iterable[Chunk], mime: str, target: ResourcePath,
-                    index: int, saved: set[Path], check_end: bool) -> RetrieveResult:
+                    index: int, saved: set[Path], named: Named, check_end: bool
+                    ) -> RetrieveResult:
         source = target.url_path()
         stream = iter(chunks)
         first: list[Chunk] = []
@@ -225,11 +242,12 @@ class Downloader:
                     f"the server sent {final.name} twice in one answer, with different "
                     "bytes; the first was kept"))
             saved.add(final)
-            saver.finish(temp, final)
+            result = RetrieveResult("saved", source, final, size)
+            saver.finish(temp, final, then=lambda: named(result))
         except BaseException:
             saver.abandon(temp)  # truncated or interrupted: never left behind
             raise
-        return RetrieveResult("saved", source, final, size)
+        return result
 
     def _destination(self, head: bytes, mime: str, target: ResourcePath,
                      index: int) -> Path | str | None:
@@ -258,7 +276,7 @@ def dicom_path(output: Path, target: ResourcePath, uids: tuple[str | None, ...]
 def check_request(target: ResourcePath, part_type: str | None, single_part: bool) -> None:
     """The usage errors of a retrieve, found before any request (a dry run finds them too)."""
     if single_part and target.level != "instance":
-        raise UsageError("--single-part retrieves one instance",
+        raise UsageError(f"{option('single_part')} retrieves one instance",
                          "give a path studies/S/series/R/instances/I")
     accept_header(part_type)
 
@@ -267,9 +285,15 @@ def dicom_part_type(part_type: str | None, transfer_syntax: str | None) -> str |
     """The part type asked for: ``transfer_syntax`` is a shortcut for one."""
     if not transfer_syntax:
         return part_type
-    if part_type:
-        raise UsageError("give --type or --transfer-syntax, not both")
+    refuse_both(part_type, transfer_syntax)
     return f"application/dicom; transfer-syntax={transfer_syntax}"
+
+
+def refuse_both(part_type: str | None, transfer_syntax: str | None) -> None:
+    """A part type and a transfer syntax each say what to ask for: one of them."""
+    if part_type and transfer_syntax:
+        raise UsageError(f"give {option('part_type')} or {option('transfer_syntax')}, "
+                         "not both")
 
 
 def dicom_file(output: Path, study: str | None, series: str | None,
@@ -376,13 +400,13 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
             targets = _by_series(searcher, target)
     several = not isinstance(targets, list) or len(targets) > 1
 
-    def results_of(item: Target) -> Iterator[RetrieveResult]:
+    def results_of(item: Target, named: Named | None = None) -> Iterator[RetrieveResult]:
         if isinstance(item, RetrieveResult):
             yield item
             return
         saved = False
         try:
-            for result in downloader.fetch(item):
+            for result in downloader.fetch(item, named):
                 saved = saved or result.status == "saved"
                 yield result
         except (NotFoundError, ServerError) as error:
@@ -394,31 +418,42 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
             yield RetrieveResult("failed", item.url_path(), message=wado.item_message(
                 error, f"retrieve {item.url_path()}"))
 
-    # The results of the items still being fetched by the threads: when the run stops,
-    # the files they saved already are reported too.
+    # The results of each item the threads fetch, from its start until it is handed out
+    # below (running, done, or ended by an error): when the run stops, the files saved
+    # for the items not handed out yet are reported too.
     running: dict[int, list[RetrieveResult]] = {}
 
     def fetch(item: Target) -> list[RetrieveResult]:
         results: list[RetrieveResult] = []
         running[id(results)] = results
-        results.extend(results_of(item))  # appended one by one, as each is saved
-        del running[id(results)]  # kept when an error ends the item: reported below
+        # A saved file is in the list from the moment it has its final name (named).
+        for result in results_of(item, named=results.append):
+            if result.status != "saved":
+                results.append(result)
         return results
 
+    handing_out: Iterator[RetrieveResult] = iter(())  # the rest of the list being handed out
     try:
         if workers <= 1:
             for item in targets:
                 yield from results_of(item)
         else:
             for results in run_bounded(fetch, targets, workers):
-                yield from results
+                del running[id(results)]
+                handing_out = iter(results)
+                yield from handing_out
     except GeneratorExit:
         # The caller left its loop: nothing more is written, and no half file is left
         # (the threads' requests in flight may finish; what they fetch is not kept).
         downloader.saver.discard_partial()
         raise
     except BaseException:
+        # Stopped (an error, or Ctrl-C here or in the caller, who then hands it in with
+        # throw()): no file gets its final name from now on, and every file that has one
+        # is reported: the rest of the list being handed out, and the files of the items
+        # the threads were fetching or had done.
         downloader.saver.discard_partial()
+        yield from handing_out
         for results in list(running.values()):
             yield from [result for result in results if result.status == "saved"]
         raise

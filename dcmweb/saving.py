@@ -23,11 +23,12 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import LocalFileError, NameTaken, UnavailableError, UsageError
 from .neterrors import TransportError
+from .optionnames import option
 from .output import human_size
 
 # Free space a download leaves on the disk: the smaller of these, so that a small disk
@@ -131,7 +132,7 @@ def check_output_folder(folder: Path) -> None:
     nothing could be saved in it."""
     in_way = _file_in_the_way(folder)
     if in_way is not None:
-        raise UsageError(f"--output {folder} is not a folder",
+        raise UsageError(f"{option('output', str(folder))} is not a folder",
                          "choose a folder" if in_way == folder
                          else f"{in_way} is a file: choose a folder")
 
@@ -256,11 +257,17 @@ class Saver:
             self._space.use(FILE_BLOCK)
             while True:
                 temp = os.path.join(folder, temp_name(next(_NUMBERS)))
+                # Known before it exists: Ctrl-C may come the moment os.open returns,
+                # and discard_partial() then still removes it (or, never made, skips it).
+                self._partial.add(temp)
                 try:
                     handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
                 except FileExistsError:  # a name left by another run: take the next
+                    self._partial.discard(temp)
                     continue
-                self._partial.add(temp)
+                except BaseException:  # Ctrl-C as it was made: the caller never gets it
+                    self.abandon(temp)
+                    raise
                 return handle, temp
 
     def write(self, handle: int, chunk: Chunk, folder: Path) -> None:
@@ -278,13 +285,21 @@ class Saver:
                 with self._lock:
                     space.writing -= len(chunk)
 
-    def finish(self, temp: str, final: Path) -> None:
-        with writing(final.parent):
-            try:
-                os.replace(temp, final)
-            except IsADirectoryError:
-                raise _folder_in_the_way(final) from None
-        self._partial.discard(temp)
+    def finish(self, temp: str, final: Path, then: Callable[[], None] | None = None) -> None:
+        """Give a complete file its final name; ``then`` (its bookkeeping) runs at once,
+        under the lock discard_partial() takes: a file named before the stop is known to
+        the run that stops, and none is named after it."""
+        with self._lock:
+            if self._stopped:
+                raise UnavailableError("cancelled")  # discard_partial() removed temp
+            with writing(final.parent):
+                try:
+                    os.replace(temp, final)
+                except IsADirectoryError:
+                    raise _folder_in_the_way(final) from None
+            self._partial.discard(temp)
+            if then is not None:
+                then()
 
     def abandon(self, temp: str) -> None:
         """A truncated or interrupted file: never left behind."""

@@ -16,10 +16,13 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
+from typing import TypeVar
 
 from .errors import ExitStatus, Terminated
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -97,6 +100,22 @@ def resumed() -> Iterator[None]:
         yield
     finally:
         _deferral.depth = depth
+
+
+def handed_over(run: Iterator[T]) -> Iterator[T]:
+    """What a run (a generator) still hands over when a signal stopped its caller, not
+    the run itself (it came while the caller was recording a result): the signal is
+    passed on to the run, and the results it yields as it stops (the work it finished)
+    come out here. A run that the signal stopped itself has handed them over already;
+    an iterator that is not a generator has nothing to hand over."""
+    throw = getattr(run, "throw", None)
+    if throw is None:
+        return
+    with suppress(KeyboardInterrupt, StopIteration):
+        result = throw(KeyboardInterrupt())
+        while True:
+            yield result
+            result = next(run)
 
 
 def main_thread_only(record: logging.LogRecord) -> bool:

@@ -37,6 +37,7 @@ from .http import (
 )
 from .links import LINK_LOOP, loops_back
 from .multipart import MultipartBody, MultipartError, new_boundary
+from .optionnames import option
 from .parallel import run_bounded
 from .paths import safe_uid
 from .record import record, replace
@@ -71,7 +72,8 @@ class StoreOptions:
             raise UsageError(f"unknown storage class {self.storage_class!r}",
                              f"use one of {', '.join(STORAGE_CLASSES)}")
         if self.batch_size < 1 or self.workers < 1:
-            raise UsageError("--batch-size and --workers must be at least 1")
+            raise UsageError(f"{option('batch_size')} and {option('workers')} must be at "
+                             "least 1")
         if self.study_uid is not None and safe_uid(self.study_uid) is None:
             # It goes into the URL: '../x' or '1.2?x=1' would post somewhere else.
             raise UsageError(f"invalid study UID {self.study_uid!r}",
@@ -598,16 +600,26 @@ class Uploader:
             else:
                 hint = ""
                 if status == 415 and self.options.single_part:
-                    hint = "this server needs multipart uploads: drop --single-part"
+                    hint = f"this server needs multipart uploads: drop {option('single_part')}"
                 results.append(self._result(unnamed[0], "failed", message=reply.message,
                                             hint=hint or None))
             return results
 
     def _duplicates(self, refused: list[tuple[Part10File, str]]) -> list[StoreResult]:
-        """A refused duplicate is stored when a search finds it (a rerun, a resend)."""
+        """A refused duplicate is stored when a search finds it (a rerun, a resend). Sent
+        to a study, only a file of that study can be one: Orthanc refuses a file of
+        another study with the same bare 0x0110 (and accepts real duplicates)."""
         return self._confirmed([item for item, _ in refused],
                                "already on the server: a duplicate refused",
-                               missing={item.path: message for item, message in refused})
+                               missing={item.path: self._with_study(item, message)
+                                        for item, message in refused})
+
+    def _with_study(self, item: Part10File, message: str) -> str:
+        """A refusal's message; for a file sent to a study it is not of, why."""
+        asked, uids = self.options.study_uid, item.head.uids
+        if asked is None or uids is None or uids[0] == asked:
+            return message
+        return f"{message} (its Study Instance UID is {uids[0]}, not {asked})"
 
     def _confirmed(self, items: list[Part10File], note: str | None,
                    missing: str | dict[Path, str] | None = None, *, read_back: bool = True
@@ -619,23 +631,23 @@ class Uploader:
         success (``read_back`` False), a found instance is read back, and one whose bytes
         are not the file's is a conflict; one that cannot be read back counts as not
         found (resent, or failed with ``missing``)."""
-        wanted = {item.path: storecheck.wanted(item.head.uids, item.sop_instance_uid)
-                  for item in items}
-        found = self.finder.held(wanted.values())
+        wanted = {item.path: storecheck.wanted(item.head.uids, item.sop_instance_uid,
+                                               self.options.study_uid) for item in items}
+        found = self.finder.held(filter(None, wanted.values()))
         results: list[StoreResult] = []
         for item in items:
-            uid = wanted[item.path].sop_uid
+            looked_for = wanted[item.path]
             unproven = ""
-            if uid in found:
+            if looked_for is not None and looked_for.sop_uid in found:
                 try:
                     same = not read_back or storecheck.holds_bytes(
-                        self.http, self.base_url, wanted[item.path], item.path)
+                        self.http, self.base_url, looked_for, item.path)
                 except storecheck.READ_BACK_FAILED as error:
                     unproven = _unproven(error)
                 else:
                     if same:
-                        results.append(self._result(item, "stored", found[uid], note,
-                                                    "search"))
+                        results.append(self._result(item, "stored",
+                                                    found[looked_for.sop_uid], note, "search"))
                     else:
                         results.append(self._result(item, "failed", message=(
                             f"{note}; {OTHER_BYTES}" if note else OTHER_BYTES)))
@@ -715,7 +727,8 @@ def _per_file(error: DcmwebError, items: list[Part10File]) -> str:
 
 def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
                options: StoreOptions | None = None, *,
-               on_stop: Callable[[], None] | None = None
+               on_stop: Callable[[], None] | None = None,
+               halt: Callable[[], bool] = lambda: False
                ) -> Generator[StoreResult, None, None]:
     """Store files and yield one result per file as batches finish (a
     :class:`Part10File` is a file whose head the caller has read already).
@@ -725,7 +738,10 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
     an unreachable server) stop the run and are raised after the finished
     batches' results have been yielded, and those of the files sent without an
     answer that decided them (``unconfirmed``: the server may hold them). ``on_stop`` is
-    called once the run has stopped, before those results.
+    called once the run has stopped, before those results. ``halt`` is asked before
+    each batch (in the worker threads) and after each batch's results: once it says
+    True, no other batch starts, and the batches already being sent finish and are
+    yielded.
     """
     options = options or StoreOptions()
     uploader = Uploader(http, base_url, options)
@@ -733,7 +749,7 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
     try:
         for results in run_bounded(uploader.send,
                                    uploader.until_stopped(_batches(paths, options, skipped)),
-                                   options.workers):
+                                   options.workers, halt=halt):
             uploader.landed(results)
             while skipped:
                 yield skipped.pop(0)

@@ -46,9 +46,13 @@ def dataset_uids(path: Path) -> tuple[str, str, str] | None:
         return None
 
 
-def wanted(uids: tuple[str, str, str] | None, meta_sop_uid: str) -> Wanted:
+def wanted(uids: tuple[str, str, str] | None, meta_sop_uid: str,
+           study_uid: str | None = None) -> Wanted | None:
     """What to search for: the data set's UIDs when they were read, else the File Meta's
-    SOP Instance UID alone."""
+    SOP Instance UID alone. With ``study_uid`` (the study a store was sent to), None
+    unless the data set is of that study: the server holds it there or not at all."""
+    if study_uid is not None and (uids is None or uids[0] != study_uid):
+        return None
     if uids is None:
         return Wanted(meta_sop_uid, None)
     return Wanted(uids[2], f"studies/{uids[0]}/series/{uids[1]}")

@@ -34,6 +34,7 @@ from enum import Enum
 from itertools import takewhile
 
 from .bounds import MAX_RATE
+from .optionnames import option
 from .record import record
 
 log = logging.getLogger("dcmweb")
@@ -232,7 +233,7 @@ class Gate:
     def _log_rate_wait(self, seconds: float) -> None:
         """Say why a request waits: a long silent pause (--max-rate 1/m) looks like a hang."""
         paced = 1.0 / self.pace if self.pace else 0.0
-        why = ("--max-rate" if self.interval >= paced
+        why = (option("max_rate") if self.interval >= paced
                else "the pace learned from the server's 429 answers")
         log.log(logging.INFO if seconds > LONG_RATE_WAIT else logging.DEBUG,
                 "waiting %.1f s before the next request, for %s", seconds, why)

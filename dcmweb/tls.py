@@ -7,6 +7,7 @@ failure on the first request (exit 5, "unavailable"): it is a usage error.
 from __future__ import annotations
 
 from .errors import UsageError
+from .optionnames import option
 
 
 def check_ca_bundle(path: str) -> str:
@@ -17,10 +18,10 @@ def check_ca_bundle(path: str) -> str:
         context = ssl.create_default_context(cafile=path)
     except (ssl.SSLError, OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not PEM"
-        raise UsageError(f"--ca-bundle {path} cannot be used: {reason}",
+        raise UsageError(f"{option('ca_bundle', path)} cannot be used: {reason}",
                          "give a file of PEM certificates (-----BEGIN CERTIFICATE-----)"
                          ) from None
     if not context.get_ca_certs():
-        raise UsageError(f"--ca-bundle {path} holds no CA certificate",
+        raise UsageError(f"{option('ca_bundle', path)} holds no CA certificate",
                          "give a file of PEM certificates (-----BEGIN CERTIFICATE-----)")
     return path

@@ -18,6 +18,7 @@ from .body import TooSlowError
 from .errors import DcmwebError, ServerError
 from .http import Http, server_message
 from .multipart import BoundaryNotFound, Chunk, MultipartError, Part, iter_parts, parse_content_type
+from .optionnames import option
 from .paths import ResourcePath
 from .record import record
 from .saving import CHUNK
@@ -28,7 +29,6 @@ log = logging.getLogger("dcmweb")
 T = TypeVar("T")
 STREAM_ATTEMPTS = 3  # a response cut mid-stream is requested again this many times
 
-TRANSCODE_HINT = "ask for the stored bytes with --transfer-syntax '*'"
 _STORED = {"*"}
 EXTENSIONS = {
     "application/dicom": ".dcm",
@@ -72,7 +72,8 @@ def get(http: Http, url: str, what: str, accept: str, *, transcoding: bool = Fal
             detail = server_message(response)
         message = f"{what} failed: the server cannot send {accept} (HTTP {status}"
         message += f": {detail})" if detail else ")"
-        raise ServerError(message, TRANSCODE_HINT if transcoding else None, status=status)
+        hint = f"ask for the stored bytes with {option('transfer_syntax', '*')}"
+        raise ServerError(message, hint if transcoding else None, status=status)
     raise AssertionError("unreachable")
 
 

@@ -17,7 +17,6 @@ from click.testing import CliRunner, Result
 
 from dcmweb import Client
 from dcmweb.auth import (
-    ADC_HINT,
     BasicAuth,
     BearerAuth,
     GoogleAuth,
@@ -106,10 +105,11 @@ def test_choose_auth(url: str, kwargs: dict, kind: type) -> None:
 
 @pytest.mark.parametrize(("flags", "sent", "warning"), [
     (["--token", "token-wins"], "Bearer token-wins",
-     "both --token and -H Authorization are given: --token is used, the -H header is not "
-     "sent"),
+     "both --token and an Authorization header (-H) are given: --token is used, the header "
+     "is not sent"),
     (["--user", "u:pw-wins"], "Basic " + base64.b64encode(b"u:pw-wins").decode(),
-     "both --user and -H Authorization are given: --user is used, the -H header is not sent"),
+     "both --user and an Authorization header (-H) are given: --user is used, the header is "
+     "not sent"),
     ([], "Bearer header-alone", None),
 ])
 def test_a_header_authorization_that_loses_is_named_in_a_warning(
@@ -134,8 +134,8 @@ def test_a_header_authorization_under_google_auth_is_named_in_a_warning(
     with caplog.at_level("WARNING", logger="dcmweb"):
         Client(GCP, headers={"Authorization": "Bearer mine-123"}).close()
     assert [r.getMessage() for r in caplog.records] == [
-        "-H Authorization is not sent: Google Application Default Credentials are used "
-        "instead (--no-google-auth sends the -H header)"]
+        "an Authorization header (headers) is not sent: Google Application Default "
+        "Credentials are used instead (google_auth=False sends it)"]
 
 
 def test_is_google_host() -> None:
@@ -265,7 +265,7 @@ def test_token_endpoint_failure_is_an_auth_error(local_server, adc: Path, ct: Pa
     assert result.exit_code == 3
     last = lines(result.stderr)[-1]
     assert last.startswith("dcmweb: error: could not get a Google access token: ")
-    assert last.endswith(f"({ADC_HINT})")
+    assert last.endswith("or pass --token)")
     assert [r.path for r in local_server.requests] == ["/token"]
 
 

@@ -1094,14 +1094,46 @@ def test_a_callback_that_raises_stops_the_run_with_every_stored_file_reported(
                               on_outcome=callback)
         assert len(seen) == 2  # not called again once it raised
         held = server_uids(local_server)
-        # The batch in flight and the file read ahead for the next one; nothing after.
-        assert len(held) == 6
+        # The batch in flight; not the file read ahead for the next one (old dcmweb sent
+        # it as a batch of its own).
+        assert len(held) == 5
         assert {row["sop_instance_uid"] for row in rows(report)} == held
         assert {row["status"] for row in rows(report)} == {"stored"}
         with Journal(journal, f"{local_server.url}/studies") as entries:
-            assert entries.counts() == {"stored": 6}
+            # Taken from the input, never sent: a rerun asks the server before sending.
+            assert entries.counts() == {"stored": 5, "sending": 1}
         again = client.bulk_store(files[:10], batch_size=5, journal=journal)
-    assert again.counts == {"already stored": 6, "stored": 4}
+    assert again.counts == {"already stored": 5, "stored": 5}
+
+
+def test_a_callback_that_raises_lets_only_the_batches_in_flight_finish(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """Old dcmweb still sent the batches queued for the workers (up to two per worker):
+    4 workers, batches of 5 and a callback raising at the 5th outcome stored 41 files."""
+    from dcmweb import Client
+    from dcmweb.bulk import Outcome
+
+    files = corpus.synthetic_files(tmp_path / "in", 80, studies=8, seed="halt")
+    # Batch 1 is answered at once; the next four keep every worker busy meanwhile.
+    for first in files[5:25:5]:
+        local_server.inject_fault(delay=1.0, method="POST",
+                                  body_contains=str(pydicom.dcmread(first).SOPInstanceUID))
+    seen: list[Outcome] = []
+
+    def quota(outcome: Outcome) -> None:
+        seen.append(outcome)
+        if len(seen) == 5:
+            raise RuntimeError("quota reached")
+
+    report = tmp_path / "r.jsonl"
+    with (Client(local_server.url, workers=4) as client,
+          pytest.raises(RuntimeError, match="quota reached")):
+        client.bulk_store(files, batch_size=5, report=report, on_outcome=quota)
+    held = server_uids(local_server)
+    # Batch 1, the three being sent when the callback raised, and batch 5 if its worker
+    # took it before then; none of those queued behind them.
+    assert len(held) in (20, 25)
+    assert {row["sop_instance_uid"] for row in rows(report)} == held
 
 
 def test_a_file_named_twice_in_a_list_is_sent_once_and_labelled_so(

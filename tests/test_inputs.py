@@ -15,6 +15,7 @@ import pytest
 
 from dcmweb.errors import UsageError
 from dcmweb.inputs import BackgroundCount, Inputs, InputSpec, Shard
+from dcmweb.optionnames import as_flags
 
 
 def tree(root: Path, *names: str) -> Path:
@@ -171,8 +172,10 @@ def test_files_given_directly_match_by_name_or_by_their_path_as_given(tmp_path: 
 
 def test_an_absolute_filter_with_folders_or_masks_is_refused(tmp_path: Path) -> None:
     # It once matched the path as typed: it would now leave out nothing, silently.
-    with pytest.raises(UsageError, match="--exclude /data/tmp/\\* would match nothing"):
+    with pytest.raises(UsageError, match="exclude='/data/tmp/\\*' would match nothing"):
         InputSpec(masks=("/data",), exclude=("*.txt", "/data/tmp/*"))
+    with as_flags(), pytest.raises(UsageError, match="--exclude '/data/tmp/\\*' would match"):
+        InputSpec(masks=("/data",), exclude=("/data/tmp/*",))
     listing = tmp_path / "list.txt"
     listing.write_text(f"{tmp_path}/a.dcm\n{tmp_path}/b.txt\n")
     assert listed(InputSpec(files_from=(str(listing),), exclude=(f"{tmp_path}/b*",))) == [

@@ -123,6 +123,10 @@ def test_missing_uids_without_generate_is_a_usage_error(tmp_path: Path) -> None:
         assert fake.requests == []
     assert result.exit_code == 2
     assert "--generate-uids" in result.stderr
+    # From Python, the hint names the keyword (old dcmweb: the flag).
+    with Hostile() as fake, Client(fake.url) as client, pytest.raises(UsageError) as refused:
+        client.store_json((json_path, jpeg_path))
+    assert refused.value.hint == "add it, or pass generate_uids=True"
 
 
 def test_an_answer_that_names_nothing_is_checked_by_search(tmp_path: Path) -> None:
@@ -349,6 +353,6 @@ def test_journal_and_skip_existing_are_refused_with_pairs(local_server: LocalSer
                     str(jpeg_path), "--generate-uids", *words)
     assert result.exit_code == 2, result.stderr
     assert result.stderr.rstrip().endswith(
-        f"dcmweb: error: {option[0]} works on DICOM files, not on --metadata/--jpeg pairs "
+        f"dcmweb: error: {option[0]} works on DICOM files, not on JSON + JPEG pairs "
         "(a rerun would store the pairs again; store them without it)")
     assert local_server.requests == []

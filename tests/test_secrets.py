@@ -158,7 +158,8 @@ def test_401_hint_names_gcloud_only_for_google_hosts() -> None:
     assert result.exit_code == 3
     assert lines(result.stderr)[-1] == (
         "dcmweb: error: search studies failed: HTTP 401 Unauthorized: who are you"
-        " (check the credentials: --token, --user, -H 'Authorization: ...' or ~/.netrc)")
+        " (check the credentials: --token, --user, an Authorization header (-H) or"
+        " ~/.netrc)")
 
 
 def test_401_hint_names_gcloud_for_google_hosts() -> None:

@@ -400,3 +400,84 @@ def test_the_parts_a_killed_retrieve_left_are_removed_by_the_next_run(
             "killed") in lines(again.stderr)
     assert not killed.exists()
     assert sorted(folder.iterdir()) == sorted([*kept, folder / f"{sop}.dcm"])
+
+
+@pytest.mark.parametrize("threads", [[], ["-m", "--workers", "3"]], ids=["one-thread", "-m"])
+@pytest.mark.parametrize("at", [1, 5])
+def test_a_signal_while_a_file_is_reported_leaves_every_saved_file_in_the_summary(
+        local_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        threads: list[str], at: int) -> None:
+    """The signal lands in the printing of the at-th 'saved as' line (not in the
+    download): every file on disk has its line and is counted, whatever the threads had
+    saved and not handed out yet."""
+    from click.testing import CliRunner
+
+    from dcmweb.cli import cli
+    from dcmweb.output import Output, plural
+
+    files = corpus.synthetic_files(tmp_path / "in", 24, studies=3, series_per_study=2)
+    with Client(local_server.url) as client:
+        client.store(files)
+    printed = 0
+    log = Output.log
+
+    def interrupted_log(self: Output, message: str) -> None:
+        nonlocal printed
+        if " saved as " in message:
+            printed += 1
+            if printed == at:
+                signal.raise_signal(signal.SIGINT)  # as Ctrl-C lands in write_err
+        log(self, message)
+
+    monkeypatch.setattr(Output, "log", interrupted_log)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [*threads, local_server.url, "retrieve", "-o", str(out)])
+    stderr = lines(result.stderr)
+    assert result.exit_code == 130, stderr
+    assert stderr[-1] == "dcmweb: error: interrupted"
+    reported = {line.rsplit(" saved as ", 1)[1] for line in stderr if " saved as " in line}
+    on_disk = {str(path) for path in out.rglob("*.dcm")}
+    assert on_disk == reported
+    assert stderr[-2].startswith("dcmweb: info: Transferred ")
+    assert stderr[-2].endswith(f" in {plural(len(reported), 'file')}"), stderr
+    assert not list(out.rglob(".dcmweb-*"))
+
+
+def test_a_signal_as_a_temporary_file_is_made_leaves_no_part(
+        local_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C the moment os.open has made the .part file, before dcmweb has its name."""
+    files = corpus.synthetic_files(tmp_path / "in", 3)
+    with Client(local_server.url) as client:
+        client.store(files)
+    real_open = os.open
+    made: list[str] = []
+
+    def open_then_stop(path: str, flags: int, mode: int = 0o777) -> int:
+        handle = real_open(path, flags, mode)
+        if os.path.basename(path).startswith(".dcmweb-"):
+            made.append(path)
+            raise KeyboardInterrupt  # the signal handler runs as os.open returns
+        return handle
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(os, "open", open_then_stop)
+    with Client(local_server.url) as client, pytest.raises(KeyboardInterrupt):
+        list(client.iter_retrieve(None, out))
+    monkeypatch.undo()
+    assert made
+    assert not [path for path in out.rglob("*") if path.is_file()]
+
+
+@pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
+def test_delete_stopped_before_its_answer_says_the_server_may_have_deleted(
+        number: int, code: int, line: str) -> None:
+    with Hostile() as fake:
+        fake.route("DELETE", "/studies/1.2", lambda req: time.sleep(30))  # never answers
+        process = start(fake.url, "delete", "studies/1.2", "-y")
+        wait_for(lambda: len(fake.seen("DELETE")) >= 1, process)
+        _, stderr, _ = stop(process, number)
+    assert process.returncode == code, stderr
+    assert stderr[-1] == line
+    assert stderr[-2] == ("dcmweb: warning: delete studies/1.2: stopped before the server "
+                          "answered; the DELETE may have been sent, so its outcome is unknown "
+                          "(the server may have deleted it: search for it to see)")

@@ -3,6 +3,7 @@ GCP-like server, with real pydicom files: what is stored, what is reported, how 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import re
@@ -183,6 +184,28 @@ def test_orthanc_rejecting_one_file_keeps_the_rest_of_its_batch(
     bad = next(r for r in results if r.status == "failed")
     assert bad.message is not None and bad.message.startswith("HTTP 400 Bad Request")
     assert orthanc_instances(orthanc) == 2
+
+
+def test_a_file_orthanc_holds_sent_to_another_study_fails_and_is_no_duplicate(
+        orthanc, pydicom_files: list[Path], tmp_path: Path) -> None:
+    """Orthanc refuses a file posted to another study with a bare 0x0110 (409), and
+    answers 200 to duplicates. Old dcmweb found the file on the server by its SOP UID and
+    reported it 'stored', 'already on the server: a duplicate refused', exit 0."""
+    mr = by_name(pydicom_files, "MR_small.dcm")[0]
+    assert run(orthanc.url, "store", str(mr)).exit_code == 0
+    report = tmp_path / "r.csv"
+    result = run(orthanc.url, "store", "--study", "1.2.3.999", "--report", str(report),
+                 str(mr))
+    assert result.exit_code == 1, result.stderr
+    reason = f"processing failure (0x0110) (its Study Instance UID is {uids(mr)[0]}, not 1.2.3.999)"
+    assert f"dcmweb: error: {mr} failed: {reason}" in lines(result.stderr)
+    with report.open(newline="") as handle:
+        [row] = csv.DictReader(handle)
+    assert (row["status"], row["http_status"], row["message"]) == ("failed", "409", reason)
+    # Sent to its own study, the same file is the duplicate Orthanc answers 200 to.
+    again = run(orthanc.url, "store", "--study", uids(mr)[0], str(mr))
+    assert again.exit_code == 0, again.stderr
+    assert orthanc_instances(orthanc) == 1
 
 
 def test_single_part_to_orthanc_is_415_per_file_with_a_hint(

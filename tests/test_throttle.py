@@ -236,7 +236,7 @@ def test_a_wait_for_max_rate_is_logged_once(caplog: pytest.LogCaptureFixture,
         for _ in range(2):
             gate.leave(Outcome.OK, gate.enter(float("inf")) or 0.0)
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        (level, f"waiting {seconds} s before the next request, for --max-rate")]
+        (level, f"waiting {seconds} s before the next request, for max_rate")]
 
 
 def test_deadline_while_waiting_and_cancel() -> None:

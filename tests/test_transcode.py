@@ -13,7 +13,7 @@ from hostile import Hostile, Request, multipart
 
 from dcmweb import Client
 from dcmweb.cli import cli
-from dcmweb.errors import UsageError
+from dcmweb.errors import ServerError, UsageError
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
 from dcmweb_devtools.docexamples import run_example
@@ -150,8 +150,8 @@ def test_header_accept_is_refused_not_silently_overridden(command: tuple[str, ..
         # Old dcmweb: only 'choose what retrieve asks for ...', on a search too.
         assert lines(result.stderr) == [
             "dcmweb: error: an Accept header cannot be set with -H: each command asks for the"
-            " type it reads (choose a search's output with --format, and what a retrieve asks"
-            " for with --type, --transfer-syntax, --single-part or --format)"]
+            " type it reads (choose what a retrieve asks for with --type, --transfer-syntax or"
+            " --single-part)"]
         assert fake.requests == []
     with pytest.raises(UsageError):
         Client(fake.url, headers={"Accept": "image/png"})
@@ -182,6 +182,11 @@ def test_local_server_refuses_a_syntax_it_cannot_make_with_406(local_server: Loc
     assert result.exit_code == 1
     assert "HTTP 406" in result.stderr and "--transfer-syntax '*'" in result.stderr
     assert [r.status for r in local_server.requests] == [406]  # asked once, not retried
+    # From Python, the hint names the keyword (old dcmweb: the flag).
+    with Client(local_server.url) as client, pytest.raises(ServerError) as refused:
+        client.retrieve(instance_path(source), tmp_path / "lib",
+                        transfer_syntax="1.2.840.10008.1.2.4.50")
+    assert refused.value.hint == "ask for the stored bytes with transfer_syntax='*'"
     result = dcmweb(local_server.url, "retrieve", instance_path(source), "--single-part",
                     "-o", str(tmp_path / "out"))
     assert result.exit_code == 0, result.stderr
