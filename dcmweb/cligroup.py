@@ -180,11 +180,24 @@ def _option_value(words: Sequence[str], names: tuple[str, ...]) -> str | None:
 # command's first or its last (repeated) argument.
 _OLD_FIRST = {"search": "--path", "retrieve": "--path", "delete": "--path"}
 _OLD_LAST = {"search": "--parameters", "store": "--masks"}
+# python-fire took each named argument with one dash too (`-output=DIR`); click would read
+# `-o utput=DIR` and save into a folder named `utput=DIR`.
+_OLD_NAMES = {"search": ("-path", "-parameters"), "retrieve": ("-path", "-output", "-type"),
+              "delete": ("-path",), "store": ("-masks",)}
+
+
+def _two_dashes(command: str, words: list[str]) -> list[str]:
+    """The old tool's one-dash names of ``command`` given their two dashes (before ``--``)."""
+    names = _OLD_NAMES.get(command, ())
+    end = words.index("--") if "--" in words else len(words)
+    return [f"-{word}" if index < end and word.partition("=")[0] in names else word
+            for index, word in enumerate(words)]
 
 
 def _old_named_arguments(rest: list[str]) -> list[str]:
     """A command's words with the old tool's named arguments made positional."""
     command = rest[0]
+    rest = [command, *_two_dashes(command, rest[1:])]
     first, last = _OLD_FIRST.get(command), _OLD_LAST.get(command)
     if first is None and last is None:
         return rest

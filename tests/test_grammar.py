@@ -188,6 +188,27 @@ def test_the_old_tools_named_arguments(local_server: LocalServer, pydicom_files:
     assert dcmweb(local_server.url, "search", "--format", "uids").stdout == ""
 
 
+def test_the_old_tools_named_arguments_with_one_dash(local_server: LocalServer,
+                                                     pydicom_files: list[Path],
+                                                     tmp_path: Path) -> None:
+    """python-fire took `-output=DIR` as `--output=DIR`: read as `-o utput=DIR`, it saved
+    into a folder named `utput=DIR` with exit 0."""
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    assert dcmweb(local_server.url, "store", "-masks", str(ct)).exit_code == 0
+    study = pydicom.dcmread(ct, stop_before_pixels=True).StudyInstanceUID
+    found = dcmweb(local_server.url, "search", "-path", "instances", "-parameters",
+                   f"StudyInstanceUID={study}", "--format", "uids")
+    assert (found.exit_code, len(found.stdout.split())) == (0, 1), found.stderr
+    out = tmp_path / "out"
+    for words in ([f"studies/{study}", f"-output={out}"], [f"studies/{study}", "-output",
+                                                           str(out)],
+                  [f"-path=studies/{study}", f"-output={out}", "-type", "application/dicom"]):
+        saved = dcmweb(local_server.url, "retrieve", *words)
+        assert saved.exit_code == 0, saved.stderr
+        assert len(list(out.rglob("*.dcm"))) == 1
+        assert not Path(f"utput={out}").exists()
+
+
 def test_usage_errors_are_one_log_line() -> None:
     result = dcmweb(HOST, "search", "--format", "yaml")
     assert result.exit_code == 2
