@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
-from .neterrors import ReadTimeout, TransportError, UnknownCoding
+from .neterrors import Overdue, ReadTimeout, TransportError, UnknownCoding
 from .wire import Answer, Headers
 
 READ_CHUNK = 64 * 1024
@@ -53,6 +53,18 @@ class _Decoder:
         return self._zlib.flush()
 
 
+class Meter(Protocol):
+    """Watches how fast a body arrives (body.py's low-speed meter)."""
+
+    def add(self, count: int) -> None:
+        """``count`` more bytes arrived (0: a read waited until :meth:`judge_by` and got
+        nothing); raises to cut the transfer."""
+
+    def judge_by(self) -> float | None:
+        """The ``time.monotonic()`` at which the rate is judged next (no read waits past
+        it, so a total stall is judged too), or None when it never is."""
+
+
 class Response:
     """An answer whose body is read on demand: ``read1`` (one socket read),
     ``iter_content``, or ``content`` (all of it). Close it, or read it to the end, to give
@@ -69,7 +81,7 @@ class Response:
         self.unknown_coding: str | None = None  # a Content-Encoding not decoded here
         self._decoder = self._decoder_for(", ".join(raw.headers.get_all("Content-Encoding")))
         self._content: bytes | None = None
-        self.on_read: Callable[[int], None] | None = None  # a low-speed meter, say
+        self.meter: Meter | None = None
 
     def _decoder_for(self, header: str) -> _Decoder | None:
         """gzip or deflate (identity is no coding); any other, or codings applied one on
@@ -127,7 +139,7 @@ class Response:
         if self._release is None:
             return b""
         try:
-            data = raw.read1(size)
+            data = self._read_metered(size)
         except TimeoutError as exc:
             self.close()
             raise ReadTimeout("no bytes within the read timeout") from exc
@@ -139,8 +151,6 @@ class Response:
             # Callers say "the answer was cut off: ..." already: name the cause only.
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc)
             raise TransportError(f"the connection broke mid-answer ({reason})") from exc
-        if self.on_read is not None and data:
-            self.on_read(len(data))
         if data and raw.length != 0:
             return data
         if not data and raw.length:  # the server closed before its Content-Length
@@ -150,6 +160,22 @@ class Response:
                                  " Content-Length")
         self._finish()
         return data
+
+    def _read_metered(self, size: int) -> bytes:
+        """One read of the body, counted by the meter, which also judges a read that
+        waited its whole window with nothing."""
+        meter = self.meter
+        if meter is None:
+            return self._raw.read1(size)
+        while True:
+            try:
+                data = self._raw.read1(size, meter.judge_by())
+            except Overdue:
+                meter.add(0)  # raises when the window was too slow; else a new window
+                continue
+            if data:
+                meter.add(len(data))
+            return data
 
     def _finish(self) -> None:
         """The body is read: the connection goes back to the pool unless it closes."""

@@ -6,7 +6,9 @@ transfer rate, like curl's --speed-limit/--speed-time: fewer than ``limit`` byte
 per second over ``seconds`` seconds ends the transfer.
 
 Bodies are read with ``read1`` (whatever the socket has, up to the chunk size), so a
-trickle is seen as it trickles.
+trickle is seen as it trickles. No read waits past the end of the meter's window either,
+so an answer that stops altogether is judged (0 bytes/s) after ``seconds``, not after
+the read timeout.
 """
 
 from __future__ import annotations
@@ -40,17 +42,21 @@ class TooSlowError(UnavailableError):
 def set_low_speed(response: Response, limit: LowSpeed) -> None:
     """Read this response with ``limit``: whoever reads the body (store, retrieve,
     search, multipart parsing) is guarded without passing the limit around."""
-    response.on_read = _Meter(limit).add
+    response.meter = _Meter(limit)
 
 
 class _Meter:
     def __init__(self, limit: LowSpeed) -> None:
         self.limit = limit
+        self.on = bool(limit.limit and limit.seconds)
         self.window_start = time.monotonic()
         self.window_bytes = 0
 
+    def judge_by(self) -> float | None:
+        return self.window_start + self.limit.seconds if self.on else None
+
     def add(self, count: int) -> None:
-        if not self.limit.limit or not self.limit.seconds:
+        if not self.on:
             return
         self.window_bytes += count
         now = time.monotonic()
@@ -161,12 +167,20 @@ def _media_type(response: Response) -> str:
 
 
 def server_message(response: Response) -> str:
-    """The human part of an error body."""
+    """The human part of an error body; nothing from a web page (its markup says
+    nothing: a proxy's or a sign-in page)."""
     try:
         raw = read_limited(response, 64 * 1024)
     except (TransportError, UnavailableError):
         return ""
-    return body_message(raw.decode(response.encoding or "utf-8", "replace"))
+    text = raw.decode(response.encoding or "utf-8", "replace")
+    return "" if is_web_page(_media_type(response), text) else body_message(text)
+
+
+def is_web_page(media_type: str, text: str) -> bool:
+    """Whether an answer (its media type in lower case, and its text) is a web page."""
+    return media_type in ("text/html", "application/xhtml+xml") or text.lstrip()[:9].lower(
+        ).startswith(("<!doctype", "<html"))
 
 
 def body_message(text: str) -> str:

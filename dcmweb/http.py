@@ -18,7 +18,13 @@ The rules (docs/exit-codes.md says what the user sees):
   limited by ``retry.attempts``.
 - A 500 is retried twice, then reported with the server's message.
 - An unknown host name before the server ever answered is reported at once, a refused
-  connection after 3 tries 0.3 s apart (about a second): a wrong HOST or port.
+  connection (or one closed without a byte of answer: http:// to a TLS port) after 3
+  tries 0.3 s apart (about a second): a wrong HOST or port.
+- A proxy's refusal (407, or a CONNECT refused) is definite: said at once, 407 as a
+  credentials error; its 502/503/504 to a CONNECT are an outage.
+- The status line and headers must arrive whole by the request deadline, and within the
+  bounds of wire.py (lines, bytes, 1xx answers): a broken head is treated as an answer
+  that is not HTTP.
 - ``request_deadline`` bounds one request with all its retries and waits; it is longer
   than ``outage_limit`` by default so that outages are ridden out. It never cuts a
   transfer that makes progress (the low-speed limit judges those).
@@ -57,14 +63,19 @@ from .errors import (
     UnavailableError,
     UsageError,
 )
+from .netenv import userinfo_authorization
 from .neterrors import (
+    BrokenHead,
     ConnectError,
     ConnectTimeout,
     InvalidHeader,
     InvalidURL,
+    NoAnswer,
     NotHTTP,
     ProxyError,
+    ProxyRefused,
     ReadTimeout,
+    SlowHead,
     TLSError,
     TransportError,
 )
@@ -157,6 +168,10 @@ _HINTS = {
     404: "check the HOST URL and the UIDs in the path",
 }
 UNAVAILABLE_HINT = "the server is overloaded or down; try again later"
+PROXY_HINT = ("check the proxy (HTTPS_PROXY / HTTP_PROXY), or bypass it for this host with"
+              " NO_PROXY")
+# The answers of a proxy that is failing, not refusing: an outage, waited out.
+PROXY_OUTAGE_STATUSES = frozenset({502, 503, 504})
 # dcmweb sends Accept-Encoding: gzip, deflate; another coding comes from a server or
 # proxy that compresses regardless.
 _CODING_HINT = ("dcmweb decodes gzip and deflate only: have the server or proxy send those, "
@@ -203,7 +218,9 @@ def error_for_response(response: Response, what: str, attempts: int = 1,
     status_hint = (_credentials_hint(is_google_host(response.url)) if status == 401
                    else _HINTS.get(status))
     kind: type[DcmwebError] = ServerError
-    if status in (401, 403):
+    if status == 407:
+        kind, status_hint = AuthError, proxy_credentials_hint(response.url)
+    elif status in (401, 403):
         kind = AuthError
     elif status == 404:
         kind = NotFoundError
@@ -226,6 +243,9 @@ class _Failure:
     midway: bool = False  # the server answered, then its answer failed
     silent: bool = False  # connected and sent, and no answer came in time
     reached: bool = False  # something answered, but not with HTTP
+    dropped: bool = False  # the connection closed: on a pooled one, retried at once
+    hint: str | None = None  # what to try, when the failure has its own advice
+    said: str | None = None  # what the server did, in the final message (reason: retries)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -242,8 +262,9 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return found
 
 
-def classify(exc: BaseException) -> _Failure:
-    """A connection-level failure as an operator would name it."""
+def classify(exc: BaseException, answered: bool = True) -> _Failure:
+    """A connection-level failure as an operator would name it; ``answered``: whether
+    the server has answered before (a drop at the start may be a wrong port)."""
     for current in _chain(exc):
         if isinstance(current, TooSlowError):
             return _Failure(current.message, midway=True)
@@ -259,6 +280,23 @@ def classify(exc: BaseException) -> _Failure:
         if isinstance(current, NotHTTP):  # a wrong port, or http:// for https://
             return _Failure(f"answered with something that is not HTTP ({current})",
                             fatal_at_start=True, reached=True)
+        if isinstance(current, NoAnswer) and not answered:
+            # Accepted, then closed without a word, before the server ever answered: a
+            # port that speaks only TLS meets plain HTTP so (or a container whose server
+            # is not up yet). Counted as a refusal; once it has answered, a drop.
+            return _Failure("connection dropped", refused=True, fatal_at_start=True,
+                            dropped=True, said="closed the connection without an answer",
+                            hint=_PORT_HINT + " (a port that speaks only TLS closes plain"
+                            " HTTP without a word: did you mean https://?)")
+        if isinstance(current, BrokenHead):  # broken, as an answer that is not HTTP
+            return _Failure(f"sent an answer HTTP does not allow ({current})",
+                            fatal_at_start=True, reached=True,
+                            hint="the server, or a proxy in between, is broken; check HOST")
+        if isinstance(current, SlowHead):  # each byte came in time: not silent
+            return _Failure("sent its answer's status line and headers too slowly",
+                            reached=True, hint=UNAVAILABLE_HINT)
+        if isinstance(current, ProxyRefused):  # a 502, 503, 504: failing, not refusing
+            return _Failure(str(current), sent=False, reached=True)
         if isinstance(current, ConnectTimeout):
             return _Failure("connection timed out", sent=False)
         if isinstance(current, (ReadTimeout, socket.timeout)):
@@ -267,7 +305,7 @@ def classify(exc: BaseException) -> _Failure:
         return _Failure("host name not found", fatal_at_start=True, sent=False)
     if isinstance(exc, ConnectError):  # no connection, so nothing was sent
         return _Failure(f"cannot connect ({exc})", sent=False)
-    return _Failure("connection dropped")
+    return _Failure("connection dropped", dropped=True)
 
 
 def _outcome(status: int) -> Outcome:
@@ -313,6 +351,25 @@ def redirect_error(response: Response, method: str, url: str, what: str,
         " http://, or the right path)",
         status=response.status_code,
     )
+
+
+_PORT_HINT = "check the port in HOST, and http:// against https://"
+
+
+def proxy_credentials_hint(url: str) -> str:
+    """What to do about a 407: the proxy for ``url`` wants credentials (or other ones)."""
+    variable = f"{urlsplit(url).scheme.upper() or 'HTTP'}_PROXY"
+    try:
+        proxy = environ_proxy(*split_url(url)[:3])
+    except InvalidURL:
+        proxy = None
+    if proxy and userinfo_authorization(proxy):
+        return (f"the proxy refused the user and password in {variable}; check them"
+                " (percent-encode ':', '@' and '/' in them)")
+    where = urlsplit(proxy).netloc if proxy else "the proxy's address"
+    # Not written as one URL with user:password: messages hide such userinfo.
+    return (f"the proxy wants credentials: give them in {variable}, as USER:PASSWORD@"
+            f" between http:// and {where} (percent-encode ':', '@' and '/' in them)")
 
 
 def proxy_for(exc: BaseException, url: str) -> str | None:
@@ -497,7 +554,7 @@ class _Exchange:
         try:
             response = self.http.transport.request(
                 self.method, self.url, params=self.params, headers=merged, data=data,
-                timeout=timeout)
+                timeout=timeout, head_by=self.deadline)
             set_low_speed(response, self.config.low_speed)
             if not (self.stream or 300 <= response.status_code < 400
                     or response.unknown_coding):
@@ -525,6 +582,10 @@ class _Exchange:
         except InvalidURL as exc:
             raise UsageError(f"{self.what} failed: {redact_text(str(exc))}",
                              "check the HOST URL") from None
+        except ProxyRefused as exc:
+            if exc.status in PROXY_OUTAGE_STATUSES:
+                raise  # the proxy cannot reach the server now: an outage
+            raise self._proxy_refused(exc) from None
         finally:
             close = getattr(data, "close", None)
             if close is not None:
@@ -533,9 +594,16 @@ class _Exchange:
                   response.status_code, (time.monotonic() - sent) * 1000)
         return response
 
+    def _proxy_refused(self, exc: ProxyRefused) -> DcmwebError:
+        """The proxy answered the CONNECT with a refusal: definite, never waited out."""
+        message = f"{self.what} failed: the proxy {proxy_for(exc, self.url)} {exc}"
+        if exc.status == 407:
+            return AuthError(message, proxy_credentials_hint(self.url), status=407)
+        return ServerError(message, PROXY_HINT, status=exc.status)
+
     # -- no answer --------------------------------------------------------------------
     def _connection_failed(self, exc: Exception, sent_at: float) -> None:
-        failure = classify(exc)
+        failure = classify(exc, self.http._answered.is_set())
         host = urlsplit(self.url).hostname or ""
         if urlsplit(self.url).port:
             host += f":{urlsplit(self.url).port}"
@@ -547,30 +615,33 @@ class _Exchange:
                               else f"no answer from {who}" + (
                                   "" if self.deadline_cut else " within the read timeout")
                               if failure.silent
+                              else f"{who} {failure.said}" if failure.said
                               else f"{who} {failure.reason}" if failure.reached
                               else f"cannot reach {who}: {failure.reason}")
-        hint = ("check the proxy (HTTPS_PROXY / HTTP_PROXY), or bypass it for this host "
-                "with NO_PROXY" if proxy else
-                "check the port in HOST, and http:// against https://" if failure.reached
+        hint = (PROXY_HINT if proxy else failure.hint if failure.hint
+                else _PORT_HINT if failure.reached
                 else UNAVAILABLE_HINT if failure.silent  # it took the connection: it runs
                 else "check the HOST URL and that the server is running")
+        lost = failure.sent and not self.retry_sent  # the caller checks before a resend
         # Before the server ever answered: a wrong HOST or port, whatever was sent.
         if failure.fatal_at_start and not self.http._answered.is_set():
-            self.gate.leave(Outcome.NEUTRAL, sent_at)
             self.refused += failure.refused
             if not failure.refused or self.refused >= min(REFUSED_ATTEMPTS,
                                                            self.config.retry.attempts):
+                self.gate.leave(Outcome.NEUTRAL, sent_at)
                 tries = f" (after {self.attempt} attempts)" if self.attempt > 1 else ""
                 raise UnavailableError(f"{self.what} failed: {self._last_problem}{tries}",
                                        hint) from exc
-            self._wait(REFUSED_DELAY, failure.reason)
-            return
-        if failure.sent and not self.retry_sent:
+            if not lost:
+                self.gate.leave(Outcome.NEUTRAL, sent_at)
+                self._wait(REFUSED_DELAY, failure.reason)
+                return
+        if lost:
             self.gate.leave(Outcome.UNAVAILABLE, sent_at)
             raise AnswerLost(f"{self.what}: {failure.reason} after the request was sent"
                              ) from exc
         self.outcome_unknown = self.outcome_unknown or failure.sent
-        if self.attempt == 1 and failure.reason == "connection dropped":
+        if self.attempt == 1 and failure.dropped:
             # The first drop is often a stale pooled connection: retry at once.
             self.gate.leave(Outcome.NEUTRAL, sent_at)
             self._retrying(failure.reason, " at once")

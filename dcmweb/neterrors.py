@@ -44,3 +44,30 @@ class InvalidHeader(TransportError):
 class UnknownCoding(TransportError):
     """The answer's Content-Encoding is one dcmweb does not decode (br, compress): its
     body read as it is would be misread. Http reports it for an answer it hands on."""
+
+
+class NoAnswer(TransportError):
+    """The server closed (or reset) the connection before a single byte of an answer: a
+    stale pooled connection, or a port that speaks only TLS met with plain HTTP."""
+
+
+class BrokenHead(TransportError):
+    """The answer's status line and headers break the bounds of HTTP (endless header
+    lines, endless 1xx answers): a broken server or proxy, not a slow one."""
+
+
+class SlowHead(ReadTimeout):
+    """The answer's status line and headers did not arrive whole in time (a trickle each
+    byte of which came within the read timeout)."""
+
+
+class Overdue(TransportError):
+    """A read waited until the time its reader set (``until``) and got nothing."""
+
+
+class ProxyRefused(ProxyError):
+    """The proxy answered a CONNECT with something else than 200: it refused the tunnel."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status

@@ -14,6 +14,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
+from .body import is_web_page
 from .record import field, record
 
 if TYPE_CHECKING:
@@ -91,8 +92,7 @@ class StowAnswer:
 
     @property
     def web_page(self) -> bool:
-        return self.content_type == "text/html" or self.text.lower().startswith(
-            ("<!doctype", "<html"))
+        return is_web_page(self.content_type, self.text)
 
     def describe(self) -> str:
         """What came back, for a message: 'text/html (a web page)'."""

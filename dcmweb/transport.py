@@ -19,6 +19,7 @@ from __future__ import annotations
 import select
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -30,7 +31,9 @@ from .neterrors import (
     ConnectTimeout,
     InvalidHeader,
     InvalidURL,
+    NoAnswer,
     ProxyError,
+    ProxyRefused,
     ReadTimeout,
     TLSError,
     TransportError,
@@ -168,9 +171,14 @@ class Transport:
 
     def request(self, method: str, url: str, *, params: Any = None,
                 headers: Mapping[str, str] | None = None, data: Any = None,
-                timeout: Timeout = (10.0, 300.0)) -> Response:
+                timeout: Timeout = (10.0, 300.0), head_by: float | None = None
+                ) -> Response:
         """Send one request (no redirects followed) and return its answer once the status
-        line and headers arrived; the body is read from the :class:`Response`."""
+        line and headers arrived; the body is read from the :class:`Response`.
+        ``head_by`` (a ``time.monotonic()``): the status line and headers must have
+        arrived whole by then, or one read timeout after the body was sent when sending
+        took past it (:class:`~dcmweb.neterrors.SlowHead`): a server trickling them
+        would otherwise hold the request forever."""
         method = method.upper()
         scheme, host, port, target = split_url(url, params)
         if (scheme, host, port) not in self._proxies:
@@ -204,7 +212,7 @@ class Transport:
         key: Key = (scheme, host, port, proxy)
         connection = self._connection(key, timeout)
         try:
-            raw = self._exchange(connection, method, head, body, timeout[1])
+            raw = self._exchange(connection, method, head, body, timeout[1], head_by)
         except BaseException:
             connection.close()
             raise
@@ -257,7 +265,7 @@ class Transport:
             return connection
         try:
             if proxy is not None:
-                _tunnel(connection, host, port, proxy)
+                _tunnel(connection, host, port, proxy, timeout[0])
             assert connection.sock is not None
             return Connection(self._tls(connection.sock, host, timeout[0]))
         except BaseException:
@@ -281,9 +289,9 @@ class Transport:
     # -- one exchange ----------------------------------------------------------------------
     @staticmethod
     def _exchange(connection: Connection, method: str, head: bytes, body: Any,
-                  read_timeout: float) -> Answer:
+                  read_timeout: float, head_by: float | None) -> Answer:
         assert connection.sock is not None
-        connection.sock.settimeout(read_timeout)
+        connection.set_read_timeout(read_timeout)
         blocks = body_blocks(body, SEND_BLOCK,
                              zero_copy=type(connection.sock) is socket.socket)
         try:
@@ -298,12 +306,14 @@ class Transport:
         except _Closed as closed:
             # The server may have answered early (a 401, a 413) and closed: read it.
             try:
-                return connection.read_answer(method)
+                return connection.read_answer(method, _head_until(head_by, read_timeout))
+            except NoAnswer:
+                raise
             except OSError:
                 raise TransportError(f"the connection dropped while sending: {closed}"
                                      ) from closed.__cause__
         try:
-            return connection.read_answer(method)
+            return connection.read_answer(method, _head_until(head_by, read_timeout))
         except TransportError:
             raise
         except TimeoutError as exc:
@@ -312,8 +322,16 @@ class Transport:
             raise TransportError(f"the connection dropped: {exc!r}") from exc
 
 
-def _tunnel(connection: Connection, host: str, port: int, proxy: str) -> None:
-    """Ask an http:// proxy for a tunnel to host:port (CONNECT), for TLS through it."""
+def _head_until(head_by: float | None, read_timeout: float) -> float | None:
+    """When the answer's heads must have arrived (see ``head_by`` in Transport.request):
+    the server gets at least one read timeout after the request was sent."""
+    return None if head_by is None else max(head_by, time.monotonic() + read_timeout)
+
+
+def _tunnel(connection: Connection, host: str, port: int, proxy: str,
+            timeout: float) -> None:
+    """Ask an http:// proxy for a tunnel to host:port (CONNECT), for TLS through it; its
+    answer must arrive whole within the connect timeout."""
     target = host_field(host, port, default_port=0)
     fields = [("Host", target)]
     auth = userinfo_authorization(proxy)
@@ -321,12 +339,14 @@ def _tunnel(connection: Connection, host: str, port: int, proxy: str) -> None:
         fields.append(("Proxy-Authorization", auth))
     try:
         connection.send(request_head("CONNECT", target, fields))
-        answer = connection.read_answer("CONNECT")
+        answer = connection.read_answer("CONNECT", time.monotonic() + timeout)
     except OSError as exc:
         raise ProxyError(f"the proxy dropped the tunnel to {target}: {exc}") from exc
-    if answer.status != 200 or connection.has_unread_bytes:
-        raise ProxyError(f"the proxy refused a tunnel to {target}: HTTP {answer.status}"
-                         f" {answer.reason}".rstrip())
+    if answer.status != 200:
+        raise ProxyRefused(f"refused the tunnel to {target}: HTTP"
+                           f" {answer.status} {answer.reason}".rstrip(), answer.status)
+    if connection.has_unread_bytes:
+        raise ProxyError(f"the proxy sent more than its answer to the tunnel to {target}")
 
 
 class _Closed(TransportError):

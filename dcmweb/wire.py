@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, NamedTuple, overload
 
-from .neterrors import InvalidHeader, InvalidURL, NotHTTP, TransportError
+from .neterrors import (
+    BrokenHead,
+    InvalidHeader,
+    InvalidURL,
+    NoAnswer,
+    NotHTTP,
+    Overdue,
+    ReadTimeout,
+    SlowHead,
+    TransportError,
+)
 
 MAX_LINE = 65536  # one status or header line, as http.client allows
-MAX_FIELDS = 200
+MAX_FIELDS = 200  # physical lines of one head (folded ones too) or of a chunked trailer
+MAX_HEAD = 300 * 1024  # bytes of all the heads of one answer (1xx ones too), as curl
+MAX_INTERIM = 10  # informational (1xx) answers before the final one; Go's net/http: 5
 RECEIVE = 65536  # bytes asked of the socket when a head or a chunk line is read
 _NOT_IN_TARGET = re.compile("[\x00-\x20\x7f]")  # a space or control would split the line
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")  # a chunk size
@@ -118,6 +131,7 @@ class Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock: socket.socket | None = sock
         self._buffer = b""
+        self.read_timeout = sock.gettimeout()
 
     def close(self) -> None:
         sock, self.sock = self.sock, None
@@ -130,6 +144,12 @@ class Connection:
         """Bytes beyond the last answer: the server sent more than it framed."""
         return bool(self._buffer)
 
+    def set_read_timeout(self, seconds: float) -> None:
+        """The longest one read of the socket waits for a byte."""
+        assert self.sock is not None
+        self.read_timeout = seconds
+        self.sock.settimeout(seconds)
+
     def send(self, data: bytes | FileSlice) -> None:
         assert self.sock is not None
         if isinstance(data, bytes):
@@ -137,8 +157,9 @@ class Connection:
         else:
             data.after_send(self.sock.sendfile(data.file, data.offset, data.length))
 
-    def read_line(self) -> bytes:
-        """One line with its line end, or what came before the connection closed."""
+    def read_line(self, until: float | None = None) -> bytes:
+        """One line with its line end, or what came before the connection closed.
+        ``until``: a ``time.monotonic()`` no read waits past (:class:`Overdue`)."""
         while True:
             end = self._buffer.find(b"\n")
             if end >= 0:
@@ -146,38 +167,92 @@ class Connection:
                 return line
             if len(self._buffer) > MAX_LINE:
                 return self._buffer  # the caller sees it is too long
-            data = self._receive(RECEIVE)
+            data = self._receive(RECEIVE, until)
             if not data:
                 line, self._buffer = self._buffer, b""
                 return line
             self._buffer += data
 
-    def read_some(self, size: int) -> bytes:
+    def read_some(self, size: int, until: float | None = None) -> bytes:
         """Up to size bytes: what is buffered, else one read of the socket."""
         if self._buffer:
             data, self._buffer = self._buffer[:size], self._buffer[size:]
             return data
-        return self._receive(size)
+        return self._receive(size, until)
 
-    def _receive(self, size: int) -> bytes:
+    def _receive(self, size: int, until: float | None = None) -> bytes:
         if self.sock is None:
             return b""
-        return self.sock.recv(size)
+        if until is None:
+            return self.sock.recv(size)
+        # Bytes already there are taken even when until has passed.
+        wait = max(until - time.monotonic(), 0.001)
+        if self.read_timeout is not None and wait >= self.read_timeout:
+            return self.sock.recv(size)
+        self.sock.settimeout(wait)
+        try:
+            return self.sock.recv(size)
+        except TimeoutError:
+            raise Overdue("nothing came by the reader's time") from None
+        finally:
+            if self.sock is not None:
+                self.sock.settimeout(self.read_timeout)
 
-    def read_answer(self, method: str) -> Answer:
+    def read_answer(self, method: str, until: float | None = None) -> Answer:
         """The next final answer's status and headers (informational 1xx ones are
-        skipped); its body is read from the :class:`Answer`."""
-        while True:
-            status, reason, version = self._status_line()
-            fields = self._fields()
-            if not 100 <= status < 200 or status == 101:
-                return Answer(self, method, status, reason, version, Headers(fields))
+        skipped, up to MAX_INTERIM); its body is read from the :class:`Answer`. The
+        heads must arrive whole by ``until`` (a ``time.monotonic()``; :class:`SlowHead`)
+        and within MAX_HEAD bytes (:class:`BrokenHead`)."""
+        head = _HeadReader(self, until)
+        try:
+            for _ in range(MAX_INTERIM + 1):
+                status, reason, version = head.status_line()
+                fields = head.fields()
+                if not 100 <= status < 200 or status == 101:
+                    return Answer(self, method, status, reason, version, Headers(fields))
+        except Overdue:
+            if not head.started:
+                raise ReadTimeout("no answer in time") from None
+            raise SlowHead("the answer's status line and headers did not arrive whole in"
+                           " time") from None
+        raise BrokenHead(f"over {MAX_INTERIM} informational (1xx) answers and no final one")
 
-    def _status_line(self) -> tuple[int, str, str]:
-        line = self.read_line()
+
+class _HeadReader:
+    """Reads the lines of one answer's heads (or of a chunked body's trailer, which may
+    end where the connection closes) within MAX_HEAD bytes."""
+
+    def __init__(self, connection: Connection, until: float | None = None, *,
+                 trailer: bool = False) -> None:
+        self.connection = connection
+        self.until = until
+        self.trailer = trailer
+        self.left = MAX_HEAD
+
+    def _line(self) -> bytes:
+        line = self.connection.read_line(self.until)
+        self.left -= len(line)
+        if self.left < 0:
+            raise BrokenHead(f"its headers are over {MAX_HEAD // 1024} KiB")
+        return line
+
+    @property
+    def started(self) -> bool:
+        """Whether any byte of the answer came."""
+        return self.left < MAX_HEAD or self.connection.has_unread_bytes
+
+    def status_line(self) -> tuple[int, str, str]:
+        first = not self.started
+        try:
+            line = self._line()
+        except ConnectionResetError as exc:
+            if not first:
+                raise
+            raise NoAnswer("the server reset the connection without an answer") from exc
         if not line:
-            raise TransportError("the connection dropped: the server closed it without "
-                                 "an answer")
+            if first:
+                raise NoAnswer("the server closed the connection without an answer")
+            raise TransportError("the connection dropped after an informational answer")
         text = line.decode("latin-1")
         version, _, rest = text.rstrip("\r\n").partition(" ")
         code, _, reason = rest.partition(" ")
@@ -186,26 +261,27 @@ class Connection:
             raise NotHTTP(f"it starts with {text[:40]!r}")
         return int(code), reason.strip(), version
 
-    def _fields(self) -> list[tuple[str, str]]:
-        fields: list[tuple[str, str]] = []
-        while True:
-            line = self.read_line()
-            if line in (b"\r\n", b"\n"):
-                return fields
+    def fields(self) -> list[tuple[str, str]]:
+        """Header (or trailer) fields up to the blank line; an obsolete folded line
+        continues the field before it, and counts as a line of its own."""
+        fields: list[tuple[str, list[str]]] = []  # a value's pieces: joined once, at the end
+        for _ in range(MAX_FIELDS + 1):
+            line = self._line()
+            if line in (b"\r\n", b"\n") or (self.trailer and not line):
+                return [(name, " ".join(pieces)) for name, pieces in fields]
             if not line:
                 raise TransportError("the connection dropped inside the answer's headers")
-            if len(line) > MAX_LINE or len(fields) >= MAX_FIELDS:
-                raise TransportError("the answer's headers are too long (over 64 KiB in a"
-                                     f" line or over {MAX_FIELDS} lines)")
+            if len(line) > MAX_LINE:
+                raise BrokenHead(f"a header line is over {MAX_LINE // 1024} KiB")
             text = line.decode("latin-1").rstrip("\r\n")
-            if text[:1] in (" ", "\t"):  # an obsolete folded line continues the last one
+            if text[:1] in (" ", "\t"):
                 if fields:
-                    name, value = fields[-1]
-                    fields[-1] = (name, f"{value} {text.strip()}")
+                    fields[-1][1].append(text.strip())
                 continue
             name, colon, value = text.partition(":")
             if colon and name.strip():
-                fields.append((name.strip(), value.strip()))
+                fields.append((name.strip(), [value.strip()]))
+        raise BrokenHead(f"its headers run over {MAX_FIELDS} lines")
 
 
 class Answer:
@@ -233,26 +309,27 @@ class Answer:
             self.length = _content_length(headers.get("Content-Length"))
             self.will_close = self.will_close or self.length is None
 
-    def read1(self, size: int) -> bytes:
+    def read1(self, size: int, until: float | None = None) -> bytes:
         """Up to size bytes of the body as they come; b"" at its end (or, when a length
-        is left, where the connection closed early)."""
+        is left, where the connection closed early). ``until``: a ``time.monotonic()``
+        no read waits past (:class:`Overdue`)."""
         if self._chunked:
-            return self._read_chunked(size)
+            return self._read_chunked(size, until)
         if self.length is None:
-            return self._connection.read_some(size)
+            return self._connection.read_some(size, until)
         if self.length == 0:
             return b""
-        data = self._connection.read_some(min(size, self.length))
+        data = self._connection.read_some(min(size, self.length), until)
         self.length -= len(data)
         return data
 
-    def _read_chunked(self, size: int) -> bytes:
+    def _read_chunked(self, size: int, until: float | None) -> bytes:
         if self._chunk_left == 0:  # the line end after a chunk's data
-            if self._connection.read_line() not in (b"\r\n", b"\n"):
+            if self._connection.read_line(until) not in (b"\r\n", b"\n"):
                 raise TransportError("the chunked answer has no line end after a chunk")
             self._chunk_left = -1
         if self._chunk_left < 0:
-            line = self._connection.read_line()
+            line = self._connection.read_line(until)
             digits = line.split(b";", 1)[0].strip()
             if not _HEX.fullmatch(digits):  # int() would take '-5' and '1_0' too
                 raise TransportError(f"the chunked answer was cut off or broken (a chunk"
@@ -261,10 +338,13 @@ class Answer:
             if self._chunk_left == 0:
                 self._chunked = False
                 self.length = 0
-                while self._connection.read_line() not in (b"\r\n", b"\n", b""):
-                    pass  # trailer fields: nothing dcmweb reads
+                try:  # trailer fields: nothing dcmweb reads, but bounded as headers
+                    _HeadReader(self._connection, until, trailer=True).fields()
+                except BrokenHead as exc:
+                    raise TransportError(f"the chunked answer's trailer is broken: {exc}"
+                                         ) from None
                 return b""
-        data = self._connection.read_some(min(size, self._chunk_left))
+        data = self._connection.read_some(min(size, self._chunk_left), until)
         if not data:
             raise TransportError(f"the chunked answer ended {self._chunk_left} bytes into "
                                  "a chunk")

@@ -233,6 +233,15 @@ def trickle(status: int, content_type: str, body: bytes, every: float) -> Route:
     return lambda req: req.stream(status, content_type, chunks(), claimed_length=len(body))
 
 
+def stall(status: int, content_type: str, body: bytes, keep: int, seconds: float) -> Route:
+    """Promise ``body`` (Content-Length), send ``keep`` bytes of it, then send nothing
+    for ``seconds`` (the connection open) and close."""
+    def chunks() -> Iterable[bytes]:
+        yield body[:keep]
+        time.sleep(seconds)
+    return lambda req: req.stream(status, content_type, chunks(), claimed_length=len(body))
+
+
 def silent(seconds: float) -> Route:
     """Read the request, then say nothing for ``seconds`` and close."""
     def action(req: Request) -> None:

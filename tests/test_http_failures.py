@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile, Request, cut, once, silent, trickle
+from hostile import Hostile, Request, cut, once, silent, stall, trickle
 
 from dcmweb.body import read_json
 from dcmweb.cli import cli
@@ -168,6 +168,25 @@ def test_trickling_answer_is_cut_off_and_retried() -> None:
     assert "below the low-speed limit of 100 bytes/s; retrying (attempt 2)" in result.stderr
     assert len(first_pages(fake)) == 2
     assert elapsed < len(ROWS) * 0.3  # cut, not read to the end
+
+
+def test_a_body_that_stops_is_cut_by_the_low_speed_limit() -> None:
+    """0 bytes/s is slower than any limit: before, a body that stopped altogether was cut
+    only by --read-timeout (300 s, 3 times for a download), since the meter ran only when
+    bytes came."""
+    with Hostile() as fake:
+        fake.route("GET", "/studies",
+                   once(stall(200, "application/dicom+json", ROWS, 10, 20), rows))
+        started = time.monotonic()
+        result = run("--low-speed-limit", "100", "--low-speed-time", "1", "--read-timeout",
+                     "30", fake.url, "search", "--format", "compact")
+        elapsed = time.monotonic() - started
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(ROWS)
+    assert re.search(r"search studies: the server sent 10 bytes in 1 s, below the low-speed"
+                     r" limit of 100 bytes/s; retrying \(attempt 2\)", result.stderr), \
+        result.stderr
+    assert elapsed < 5
 
 
 def test_trickling_forever_ends_at_the_outage_limit() -> None:

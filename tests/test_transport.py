@@ -610,3 +610,192 @@ def test_a_status_code_of_other_digits_is_not_http() -> None:
     assert result.exit_code == 5, result.stderr
     assert "answered with something that is not HTTP (it starts with 'HTTP/1.1 \u00b200 OK" \
         in result.stderr
+
+
+# -- heads without end --------------------------------------------------------------------------
+class EndlessHead(RawServer):
+    """Answers every request with ``start``, then ``more`` again and again (each
+    ``every`` seconds apart) for at most ``seconds``, then ends the head and sends ROWS:
+    a hostile head that, before it was bounded, dcmweb read as long as it lasted."""
+
+    def __init__(self, start: bytes, more: bytes, every: float = 0.0,
+                 seconds: float = 10.0) -> None:
+        self.start, self.more, self.every, self.seconds = start, more, every, seconds
+        super().__init__()
+
+    def handle(self, connection: socket.socket) -> None:
+        read_head(connection)
+        until = time.monotonic() + self.seconds
+        try:
+            connection.sendall(self.start)
+            while time.monotonic() < until:
+                connection.sendall(self.more)
+                time.sleep(self.every)
+            connection.sendall(json_answer(b"Content-Length: LENGTH"))
+        except OSError:
+            pass  # dcmweb hung up: what the test wants
+
+
+@pytest.mark.parametrize(("start", "more", "said"), [
+    (b"HTTP/1.1 200 OK\r\nX-Fold: a\r\n", b" folded\r\n" * 1000, "its headers run over 200 lines"),
+    (b"", b"HTTP/1.1 100 Continue\r\n\r\n",
+     "over 10 informational (1xx) answers and no final one"),
+    (b"HTTP/1.1 200 OK\r\n", b"X-Big: " + b"b" * 60000 + b"\r\n", "its headers are over 300 KiB"),
+], ids=["folded lines", "100 Continue", "bytes"])
+def test_an_endless_head_is_a_broken_answer(start: bytes, more: bytes, said: str) -> None:
+    """Before, folded lines were not counted (and joined with quadratic copying), 1xx
+    answers were skipped without end, and only one line's length was bounded: the run
+    went on for as long as the server sent (the probe's ran 22 s, growing to 150 MB)."""
+    server = EndlessHead(start, more)
+    try:
+        started = time.monotonic()
+        result = run(f"http://127.0.0.1:{server.port}/dicomWeb", "search")
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert result.exit_code == 5, result.stderr
+    assert elapsed < 5
+    assert server.connections == 1  # at the start, reported at once: as an answer not HTTP
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: search studies failed: 127.0.0.1:{server.port} sent an answer HTTP"
+        f" does not allow ({said}) (the server, or a proxy in between, is broken; check HOST)")
+
+
+def test_an_endless_head_is_retried_once_the_server_answered() -> None:
+    """As for any broken answer: after the server answered, it is an outage."""
+    whole = json_answer(b"HTTP/1.1 200 OK\r\nContent-Length: LENGTH")
+    server = Scripted([(whole, True), (b"HTTP/1.1 100 Continue\r\n\r\n" * 11, True),
+                       (whole, True)])
+    http = Http(config=HttpConfig(retry=RetryPolicy(base=0.01)))
+    try:
+        for _ in range(2):
+            assert http.request("GET", f"http://127.0.0.1:{server.port}/studies").content == ROWS
+    finally:
+        http.close()
+        server.close()
+    assert len(server.requests) == 3
+
+
+@pytest.mark.parametrize(("start", "more", "every"), [
+    (b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a", 0.3),
+    (b"", b"HTTP/1.1 100 Continue\r\n\r\n", 0.5),  # fewer than 10 by the deadline
+], ids=["a header trickled", "100 Continue twice a second"])
+def test_a_trickled_head_ends_at_the_request_deadline(start: bytes, more: bytes,
+                                                      every: float) -> None:
+    """Each byte came within the read timeout, so before only --read-timeout was checked
+    and the run hung past --request-deadline and --outage-limit (killed at 60 s)."""
+    server = EndlessHead(start, more, every=every, seconds=15)
+    try:
+        started = time.monotonic()
+        result = run("--read-timeout", "2", "--request-deadline", "3",
+                     f"http://127.0.0.1:{server.port}/dicomWeb", "search")
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert result.exit_code == 5, result.stderr
+    assert elapsed < 6
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: search studies failed: 127.0.0.1:{server.port} sent its answer's"
+        " status line and headers too slowly (gave up after 3 s and 1 attempt: the request"
+        " deadline) (raise --request-deadline for a server this slow)")
+
+
+# -- a port that speaks only TLS -----------------------------------------------------------------
+@pytest.mark.parametrize("command", ["search", "store"])
+def test_http_to_a_port_that_speaks_only_tls_says_so(command: str, ct_file: Path,
+                                                     tmp_path: Path) -> None:
+    """The TLS server closes (resets) a plain-HTTP connection without a byte. Before,
+    that was 'cannot reach HOST: connection dropped', retried for the outage limit."""
+    cert, key = tls_certificate(tmp_path)
+    with Hostile(tls=(cert, key)) as fake:
+        url = fake.url.replace("https://", "http://")
+        started = time.monotonic()
+        result = run(url, command, *([str(ct_file)] if command == "store" else []))
+        elapsed = time.monotonic() - started
+    assert result.exit_code == 5, result.stderr
+    assert elapsed < 5
+    assert (f"127.0.0.1:{fake.port} closed the connection without an answer (after 3"
+            " attempts) (check the port in HOST, and http:// against https:// (a port that"
+            " speaks only TLS closes plain HTTP without a word: did you mean https://?))"
+            ) in result.stderr
+
+
+# -- proxies that refuse ------------------------------------------------------------------------
+class RefusingProxy(RawServer):
+    """Answers every request (a CONNECT too) with ``status`` and a web page."""
+
+    def __init__(self, status: bytes) -> None:
+        self.status = status
+        self.heads: list[bytes] = []
+        super().__init__()
+
+    def handle(self, connection: socket.socket) -> None:
+        self.heads.append(read_head(connection))
+        page = b"<html><body>Proxy says no</body></html>"
+        connection.sendall(b"HTTP/1.1 " + self.status + b"\r\nProxy-Authenticate: Basic"
+                           b' realm="corp"\r\nContent-Type: text/html\r\nContent-Length: '
+                           + str(len(page)).encode() + b"\r\n\r\n" + page)
+
+
+@pytest.mark.parametrize(("scheme", "status", "code"), [
+    ("https", b"407 Proxy Authentication Required", 3),
+    ("https", b"403 Forbidden", 1),
+    ("http", b"407 Proxy Authentication Required", 3),
+])
+def test_a_proxy_that_refuses_fails_at_once(monkeypatch: pytest.MonkeyPatch, scheme: str,
+                                            status: bytes, code: int) -> None:
+    """Before, a refused CONNECT was 'cannot reach the proxy ... cannot connect', waited
+    out for 5 minutes (exit 5); a plain proxy's 407 exit 1 with its HTML and no hint."""
+    proxy = RefusingProxy(status)
+    variable = f"{scheme.upper()}_PROXY"
+    monkeypatch.setenv(variable, f"http://127.0.0.1:{proxy.port}")
+    try:
+        started = time.monotonic()
+        result = run(f"{scheme}://127.0.0.1:9/dicomWeb", "search")
+        elapsed = time.monotonic() - started
+    finally:
+        proxy.close()
+    assert result.exit_code == code, result.stderr
+    assert elapsed < 3
+    assert proxy.connections == 1
+    assert "<html" not in result.stderr
+    said = (f"the proxy http://127.0.0.1:{proxy.port} refused the tunnel to 127.0.0.1:9: HTTP "
+            if scheme == "https" else "HTTP ") + status.decode()
+    hint = (f"the proxy wants credentials: give them in {variable}, as USER:PASSWORD@ between"
+            f" http:// and 127.0.0.1:{proxy.port} (percent-encode ':', '@' and '/' in them)"
+            if code == 3 else "check the proxy (HTTPS_PROXY / HTTP_PROXY), or bypass it for"
+            " this host with NO_PROXY")
+    assert lines(result.stderr)[-1] == f"dcmweb: error: search studies failed: {said} ({hint})"
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_proxy_refusing_given_credentials_says_so(monkeypatch: pytest.MonkeyPatch,
+                                                    scheme: str) -> None:
+    proxy = RefusingProxy(b"407 Proxy Authentication Required")
+    monkeypatch.setenv(f"{scheme}_proxy", f"http://pat:wrong@127.0.0.1:{proxy.port}")
+    try:
+        result = run(f"{scheme}://127.0.0.1:9/dicomWeb", "search")
+    finally:
+        proxy.close()
+    assert result.exit_code == 3, result.stderr
+    assert b"Proxy-Authorization: " + basic("pat", "wrong").encode() in proxy.heads[0]
+    assert result.stderr.rstrip().endswith(
+        f"(the proxy refused the user and password in {scheme.upper()}_PROXY; check them"
+        " (percent-encode ':', '@' and '/' in them))")
+    assert "wrong" not in result.stderr
+
+
+def test_a_proxy_failing_the_tunnel_is_an_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 502/503/504 to the CONNECT: the proxy cannot reach the server now, waited out."""
+    proxy = RefusingProxy(b"503 Service Unavailable")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+    try:
+        result = run("--outage-limit", "1", "https://127.0.0.1:9/dicomWeb", "search")
+    finally:
+        proxy.close()
+    assert result.exit_code == 5, result.stderr
+    assert proxy.connections >= 2
+    assert lines(result.stderr)[-1].startswith(
+        f"dcmweb: error: search studies failed: the proxy http://127.0.0.1:{proxy.port} (on"
+        " the way to 127.0.0.1:9) refused the tunnel to 127.0.0.1:9: HTTP 503 Service"
+        " Unavailable (the server was unavailable for")
