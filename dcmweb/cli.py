@@ -319,9 +319,10 @@ def retrieve(settings: Settings, path: str | None, output_path: str | None,
     Files are written as OUTPUT/STUDY_UID/SERIES_UID/SOP_UID.dcm, each first to a
     temporary name and renamed when complete; a file of that name is replaced, whatever
     it holds (a rerun gives the same files; --dry-run names the ones that exist). The
-    stored bytes are asked for (transfer-syntax=*). PATH may end in /metadata (printed
-    on stdout), /rendered, /frames/1,3,5[/rendered] or /bulkdata/TAG, or be a
-    BulkDataURI.
+    stored bytes are asked for (transfer-syntax=*). A --type other than DICOM (image/png)
+    asks for each instance alone and writes its parts as SOP_UID_frame_N.png. PATH may
+    end in /metadata (printed on stdout), /rendered, /frames/1,3,5[/rendered] or
+    /bulkdata/TAG, or be a BulkDataURI.
 
     \b
     Example:
@@ -384,8 +385,14 @@ def _dry_run_retrieve(output: Output, client: Client, path: str | None, folder: 
                       part_type: str | None, transfer_syntax: str | None,
                       single_part: bool) -> None:
     from .preview import files_under
+    from .retrieve import dicom_part_type, per_instance
 
     failed = replaced = 0
+    # How many parts an instance of another type than DICOM gets is the server's to say.
+    first_parts = per_instance(dicom_part_type(part_type, transfer_syntax))
+    if first_parts:
+        output.log("each instance is listed as its first part, SOP_frame_1: only the "
+                   "server's answer says how many it has (a multi-frame one: SOP_frame_2 ...)")
 
     def lines() -> Iterator[str]:
         nonlocal failed, replaced
@@ -403,8 +410,9 @@ def _dry_run_retrieve(output: Output, client: Client, path: str | None, folder: 
     count = output.text_lines(lines())
     replacing = f" ({plural(replaced, 'existing file')} replaced)" if replaced else ""
     failures = f"; {failed} would fail" if failed else ""
-    output.summary(f"would write {plural(count, 'file')} under {folder}{replacing}{failures}; "
-                   "nothing written (--dry-run)", failed=bool(failed))
+    at_least = "at least " if first_parts else ""
+    output.summary(f"would write {at_least}{plural(count, 'file')} under {folder}{replacing}"
+                   f"{failures}; nothing written (--dry-run)", failed=bool(failed))
     _raise_for_failures(count, failed, dry_run=True)
 
 

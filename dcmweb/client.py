@@ -393,11 +393,13 @@ class Client:
                       ) -> Iterator[RetrieveResult]:
         """Download to files under OUTPUT; one result per file.
 
-        Studies, series and instances go to OUTPUT/STUDY/SERIES/SOP.dcm; frames to
-        SOP_frame_N.raw (or the image type asked for), rendered images to SOP.jpg or
-        SOP_frame_N.png, bulk data to SOP_TAG.raw. ``transfer_syntax`` is a readable
-        shortcut for ``part_type``; ``single_part`` asks for one instance as a bare
-        application/dicom body; ``render`` sets format, viewport, window and quality.
+        Studies, series and instances go to OUTPUT/STUDY/SERIES/SOP.dcm (with a
+        ``part_type`` other than DICOM, each instance is asked for alone and its parts go
+        to SOP_frame_N.png); frames to SOP_frame_N.raw (or the image type asked for),
+        rendered images to SOP.jpg or SOP_frame_N.png, bulk data to SOP_TAG.raw.
+        ``transfer_syntax`` is a readable shortcut for ``part_type``; ``single_part`` asks
+        for one instance as a bare application/dicom body; ``render`` sets format,
+        viewport, window and quality.
         """
         from .saving import check_output_folder
         from .wadopath import parse_wado_path

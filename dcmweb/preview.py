@@ -67,6 +67,27 @@ def _above_series(search: Search, target: ResourcePath) -> Iterator[Row]:
         yield from rows
 
 
+def instance_paths(search: Search, target: ResourcePath, what: str
+                   ) -> Iterator[ResourcePath | str]:
+    """Each instance under ``target`` as its own path (each once; the UIDs ``target``
+    names, the others from the search rows), or why a listed one cannot be asked for
+    (UIDs that cannot be part of a path or name a folder). Not found as
+    :func:`instances_under` is."""
+    listed: set[ResourcePath] = set()
+    for row in instances_under(search, target, what):
+        given = (target.study or value(row, "0020000D"), target.series or value(row, "0020000E"),
+                 value(row, "00080018"))
+        study, series, sop = (safe_uid(uid) for uid in given)
+        if not (study and series and sop):
+            shown = ", ".join(repr(uid) for uid in given)
+            yield f"refused unsafe UIDs from the server ({shown})"
+            continue
+        path = ResourcePath(study, series, sop)
+        if path not in listed:  # listed twice (Orthanc: once per patient): asked for once
+            listed.add(path)
+            yield path
+
+
 def _uids(rows: Iterable[Row], level: str) -> Iterator[str]:
     """The study or series UIDs of a listing, each once (Orthanc lists a study once per
     patient); one that cannot be part of a search path stops the listing."""
@@ -96,13 +117,24 @@ def files_under(client: Client, path: str | None, output: str | os.PathLike[str]
     """Each file retrieve would write for the instances under ``path``
     (OUTPUT/STUDY/SERIES/SOP.dcm, from a search, each once), or why the real run would
     fail it (unsafe UIDs, an instance of another study, a folder at its name); nothing is
-    written. The options are checked as the real run checks them."""
-    from .retrieve import check_request, dicom_part_type, dicom_path
-    from .saving import check_output_folder, name_taken
+    written. The options are checked as the real run checks them. For a part type other
+    than DICOM each instance is listed by its first part's file, SOP_frame_1.png: how
+    many parts it gets is the server's answer to tell."""
+    from .multipart import parse_content_type
+    from .retrieve import check_request, dicom_part_type, dicom_path, per_instance
+    from .saving import check_output_folder
+    from .wado import instance_file
 
     target = parse_resource_path(path)
-    check_request(target, dicom_part_type(part_type, transfer_syntax), single_part)
+    part_type = dicom_part_type(part_type, transfer_syntax)
+    check_request(target, part_type, single_part)
     check_output_folder(Path(output))
+    if per_instance(part_type):
+        mime, _ = parse_content_type(part_type or "")
+        for item in instance_paths(client.iter_search, target, "retrieve"):
+            yield item if isinstance(item, str) else _planned(
+                instance_file(Path(output), item, "_frame_1", mime))
+        return
     listed: set[Path] = set()
     for row in instances_under(client.iter_search, target, "retrieve"):
         uids = tuple(value(row, tag) for tag in _UID_TAGS)
@@ -113,5 +145,12 @@ def files_under(client: Client, path: str | None, output: str | os.PathLike[str]
         if final in listed:
             continue  # listed twice: the real run saves it once
         listed.add(final)
-        taken = name_taken(final)
-        yield taken.headline if taken else PlannedFile(final, os.path.lexists(final))
+        yield _planned(final)
+
+
+def _planned(final: Path) -> PlannedFile | str:
+    """The file a real run would write there, or why it would fail (a folder at its name)."""
+    from .saving import name_taken
+
+    taken = name_taken(final)
+    return taken.headline if taken else PlannedFile(final, os.path.lexists(final))

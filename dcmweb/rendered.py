@@ -21,7 +21,6 @@ from .errors import NotFoundError, ServerError, UsageError
 from .http import Http
 from .multipart import parse_content_type
 from .parallel import run_bounded
-from .paths import ResourcePath
 from .record import record
 from .retrieve import RetrieveResult
 from .saving import Saver
@@ -85,17 +84,13 @@ def _targets(http: Http, base_url: str, target: WadoPath) -> Iterator[WadoPath]:
         for number in target.frames:
             yield WadoPath(resource, "rendered", (number,))
         return
-    from .paths import safe_uid
-    from .preview import instances_under
-    from .rows import value
+    from .preview import instance_paths
 
     search = partial(Searcher(http, base_url).iter_rows, first_page=FIRST_PAGE)
-    for row in instances_under(search, resource, "render"):
-        uids = [safe_uid(value(row, tag)) for tag in ("0020000E", "00080018")]
-        if None in uids:
-            raise ServerError(f"render {resource.url_path()}: the server listed an instance "
-                              "without safe series and SOP Instance UIDs")
-        yield WadoPath(ResourcePath(resource.study, uids[0], uids[1]), "rendered")
+    for item in instance_paths(search, resource, "render"):
+        if isinstance(item, str):
+            raise ServerError(f"render {resource.url_path()}: {item}")
+        yield WadoPath(item, "rendered")
 
 
 def render(http: Http, base_url: str, target: WadoPath, options: RenderOptions) -> bytes:

@@ -15,6 +15,7 @@ import logging
 import mmap
 import os
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
@@ -183,7 +184,7 @@ class Downloader:
         for index, part in enumerate(parts, start=1):
             part_mime, _ = parse_content_type(part.content_type or self.part_type)
             if not wado.fits(part_mime, asked):
-                # e.g. a web page inside the multipart answer: never saved as part_N.bin
+                # e.g. a web page inside the multipart answer: never saved as a part of that type
                 yield RetrieveResult("failed", target.url_path(), message=(
                     f"the server sent a {part_mime} part where {asked} was asked for"))
                 continue  # the parser skips what was not read
@@ -256,10 +257,8 @@ class Downloader:
         if mime in ("application/dicom", ""):
             uids = read_uids(head)
             return None if uids is None else self._dicom_path(target, uids)
-        extension = wado.EXTENSIONS.get(mime, ".bin")
-        folders = [uid for uid in (target.study, target.series) if uid]
-        stem = f"{target.instance}_frame_{index}" if target.instance else f"part_{index}"
-        return self.output.joinpath(*folders, stem + extension)
+        assert target.instance, "other types are asked for per instance (per_instance)"
+        return wado.instance_file(self.output, target, f"_frame_{index}", mime)
 
     def _dicom_path(self, target: ResourcePath, uids: tuple[str | None, ...]) -> Path | str:
         return dicom_path(self.output, target, uids)
@@ -271,6 +270,14 @@ def dicom_path(output: Path, target: ResourcePath, uids: tuple[str | None, ...]
     refused (unreadable or unsafe UIDs, told first; another study, series or instance)."""
     final = dicom_file(output, *uids)
     return final if isinstance(final, str) else instance_problem(target, uids) or final
+
+
+def per_instance(part_type: str | None) -> bool:
+    """Whether a retrieve asks for each instance on its own: the parts of a type other
+    than DICOM (image/png, ...) say nothing of their instance, so only an answer for one
+    instance can name them STUDY/SERIES/SOP_frame_N.png (as the old dcmweb did)."""
+    mime, _ = parse_content_type(part_type or DEFAULT_TYPE)
+    return mime != "application/dicom"
 
 
 def check_request(target: ResourcePath, part_type: str | None, single_part: bool) -> None:
@@ -375,23 +382,39 @@ def _by_series(searcher: Searcher, study: ResourcePath) -> list[Target]:
     return series
 
 
+def _instances(searcher: Searcher, target: ResourcePath) -> Iterator[Target]:
+    """Each instance under a study, series or the store, as its own path (found with
+    a search); an instance the listing names with unsafe UIDs fails alone."""
+    from .preview import instance_paths
+    from .search import FIRST_PAGE
+
+    search = partial(searcher.iter_rows, first_page=FIRST_PAGE)
+    for item in instance_paths(search, target, "retrieve"):
+        yield (RetrieveResult("failed", target.url_path() or "instances", message=item)
+               if isinstance(item, str) else item)
+
+
 def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.PathLike[str],
                   *, part_type: str | None = None, workers: int = 1, single_part: bool = False
                   ) -> Iterator[RetrieveResult]:
     """Retrieve a path (or, with no path, the whole store); yield one result per file.
 
     With several workers the store is fetched study by study and a study series by
-    series, in parallel.
+    series, in parallel. A part type other than DICOM is asked for instance by instance
+    (see :func:`per_instance`), in parallel with several workers.
     """
     target = parse_resource_path(path, allow_frames=True)
     check_request(target, part_type, single_part)
     downloader = Downloader(http, base_url, Path(output), part_type, single_part)
     targets: Iterable[Target] = [target]
-    if target.level == "store" or (target.level == "study" and workers > 1):
+    by_instance = target.level in ("store", "study", "series") and per_instance(part_type)
+    if by_instance or target.level == "store" or (target.level == "study" and workers > 1):
         from .search import FIRST_PAGE, Searcher  # a listing only: one study starts sooner
 
         searcher = Searcher(http, base_url)
-        if target.level == "store":
+        if by_instance:
+            targets = _instances(searcher, target)
+        elif target.level == "store":
             studies = searcher.iter_rows("studies", [("includefield", "0020000D")],
                                          first_page=FIRST_PAGE)
             targets = _listed(studies, "studies", "0020000D", "study",
