@@ -187,7 +187,7 @@ def _credentials_hint(google: bool) -> str:
             " or ~/.netrc")
 
 
-def _header_hint() -> str:
+def header_hint() -> str:
     """Header values come from credentials, headers, and the Accept of a part type."""
     names = ("part_type", "transfer_syntax", "headers", "token", "user")
     return f"check {', '.join(map(option, names))}"
@@ -564,12 +564,12 @@ class _Exchange:
             # Never show the header's value: it may be a token.
             raise UsageError(
                 f"{self.what} failed: a header value has a line break or leading whitespace",
-                _header_hint(),
+                header_hint(),
             ) from None
         except UnicodeEncodeError:
             raise UsageError(
                 f"{self.what} failed: a header value has characters that are not Latin-1",
-                _header_hint(),
+                header_hint(),
             ) from None
         except TLSError as exc:
             # WRONG_VERSION_NUMBER: the port answered without TLS (https:// to an http port).

@@ -29,7 +29,7 @@ from .errors import (
     ServerError,
     UsageError,
 )
-from .http import Http
+from .http import Http, header_hint
 from .multipart import Chunk, parse_content_type
 from .optionnames import option
 from .parallel import run_bounded
@@ -285,6 +285,10 @@ def check_request(target: ResourcePath, part_type: str | None, single_part: bool
     if single_part and target.level != "instance":
         raise UsageError(f"{option('single_part')} retrieves one instance",
                          "give a path studies/S/series/R/instances/I")
+    if part_type and any(char in part_type for char in "\r\n\0"):
+        # Refused before the listing that an image type starts with (a header would
+        # carry it only later, and the listing's 404 would hide the mistake).
+        raise UsageError("the part type has a line break in it", header_hint())
     accept_header(part_type)
 
 

@@ -134,8 +134,9 @@ def test_retrieve_stopped_mid_file_leaves_no_partial_file(tmp_path: Path, number
 
     out = tmp_path / "out"
     with Hostile() as fake:
-        fake.route("GET", "/studies/1.2", stalls)
-        process = start(fake.url, "retrieve", "studies/1.2", "--type", "image/jpeg",
+        instance = "studies/1.2/series/3.4/instances/5.6"  # image types: one per request
+        fake.route("GET", f"/{instance}", stalls)
+        process = start(fake.url, "retrieve", instance, "--type", "image/jpeg",
                         "--output", str(out))
         wait_for(lambda: any(out.rglob(".dcmweb-*")), process)  # writing the part
         _, stderr, _ = stop(process, number)
