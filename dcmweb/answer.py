@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from .neterrors import Overdue, ReadTimeout, TransportError, UnknownCoding
+from .neterrors import Overdue, ReadTimeout, TransportError, UndecodableBody, UnknownCoding
 from .wire import Answer, Headers
 
 READ_CHUNK = 64 * 1024
@@ -125,11 +125,11 @@ class Response:
                 out = decoder.decode(data, size) if data else decoder.flush()
             except zlib.error as exc:
                 self.close()
-                raise TransportError(f"the answer's {decoder.coding} body cannot be"
+                raise UndecodableBody(f"the answer's {decoder.coding} body cannot be"
                                      f" decoded: {exc}") from exc
             if not data and decoder.unfinished:
                 self.close()
-                raise TransportError(f"the answer's {decoder.coding} body ends before"
+                raise UndecodableBody(f"the answer's {decoder.coding} body ends before"
                                      " the end of its compressed data")
             if out or not data:
                 return out

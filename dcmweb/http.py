@@ -78,6 +78,7 @@ from .neterrors import (
     SlowHead,
     TLSError,
     TransportError,
+    UndecodableBody,
 )
 from .optionnames import option
 from .output import TRANSIENT
@@ -244,6 +245,7 @@ class _Failure:
     silent: bool = False  # connected and sent, and no answer came in time
     reached: bool = False  # something answered, but not with HTTP
     dropped: bool = False  # the connection closed: on a pooled one, retried at once
+    undecodable: bool = False  # answered with a body that cannot be decoded: no outage
     hint: str | None = None  # what to try, when the failure has its own advice
     said: str | None = None  # what the server did, in the final message (reason: retries)
 
@@ -268,6 +270,8 @@ def classify(exc: BaseException, answered: bool = True) -> _Failure:
     for current in _chain(exc):
         if isinstance(current, TooSlowError):
             return _Failure(current.message, midway=True)
+        if isinstance(current, UndecodableBody):
+            return _Failure(str(current), midway=True, undecodable=True)
         if isinstance(current, ConnectionRefusedError) or (
             isinstance(current, OSError) and current.errno == errno.ECONNREFUSED
         ):
@@ -641,12 +645,28 @@ class _Exchange:
             raise AnswerLost(f"{self.what}: {failure.reason} after the request was sent"
                              ) from exc
         self.outcome_unknown = self.outcome_unknown or failure.sent
+        if failure.undecodable:
+            self._undecodable(failure.reason, sent_at, exc)
+            return
         if self.attempt == 1 and failure.dropped:
             # The first drop is often a stale pooled connection: retry at once.
             self.gate.leave(Outcome.NEUTRAL, sent_at)
             self._retrying(failure.reason, " at once")
             return
         self._unavailable(Outcome.UNAVAILABLE, sent_at, None, hint, exc)
+
+    def _undecodable(self, reason: str, sent_at: float, exc: Exception) -> None:
+        """The server answered, with a body that cannot be decoded: asked again as a 500
+        is (a broken byte may be the network's), never waited out as an outage."""
+        self.http._answered.set()
+        self._leave(Outcome.ANSWERED, sent_at)
+        if self.server_errors < min(SERVER_ERROR_RETRIES, self.config.retry.attempts - 1):
+            self.server_errors += 1
+            self._wait(self.config.retry.backoff(self.server_errors), reason)
+            return
+        raise ServerError(f"{self.what} failed: {reason} ({_attempts(self.attempt)})",
+                          "the server, or a proxy in between, sends broken compressed"
+                          " answers; check HOST") from exc
 
     # -- an answer --------------------------------------------------------------------
     def _answered(self, response: Response, sent_at: float

@@ -46,6 +46,11 @@ class UnknownCoding(TransportError):
     body read as it is would be misread. Http reports it for an answer it hands on."""
 
 
+class UndecodableBody(TransportError):
+    """The answer's gzip or deflate body cannot be decoded (a changed byte, compressed
+    data that ends early): the server answered, so this is no outage."""
+
+
 class NoAnswer(TransportError):
     """The server closed (or reset) the connection before a single byte of an answer: a
     stale pooled connection, or a port that speaks only TLS met with plain HTTP."""

@@ -15,7 +15,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, unquote_plus, urlencode
 
 from . import bounds
 from .body import read_json
@@ -49,8 +49,21 @@ def parse_params(words: Iterable[str]) -> Params:
     for word in words:
         if "=" not in word:
             raise UsageError(f"invalid search parameter {word!r}", "write KEY=VALUE")
-        params.extend(parse_qsl(word.lstrip("?"), keep_blank_values=True))
+        query = word.lstrip("?")
+        for piece in query.split("&"):
+            # Checked here to quote the value as typed: decoded, limit=+3 reads ' 3'.
+            name, _, typed = piece.partition("=")
+            key = unquote_plus(name).lower()
+            if key in _PAGING_BOUNDS:
+                _whole_number(key, unquote_plus(typed), typed)
+        params.extend(parse_qsl(query, keep_blank_values=True))
     return params
+
+
+def _whole_number(key: str, value: str, typed: str) -> int:
+    if not re.fullmatch(r"-?[0-9]+", value):
+        raise UsageError(f"{key} must be a whole number, not {typed!r}")
+    return int(value)
 
 
 def _paging(params: Params) -> tuple[int | None, int]:
@@ -64,9 +77,7 @@ def _paging(params: Params) -> tuple[int | None, int]:
             continue
         if key in found:  # which one the server obeys is a guess
             raise UsageError(f"{key} is given twice", "give it once")
-        if not re.fullmatch(r"-?[0-9]+", value):
-            raise UsageError(f"{key} must be a whole number, not {value!r}")
-        found[key] = _PAGING_BOUNDS[key].check(key, int(value))
+        found[key] = _PAGING_BOUNDS[key].check(key, _whole_number(key, value, value))
     return found.get("limit"), found.get("offset", 0)
 
 

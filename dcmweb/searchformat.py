@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -148,7 +149,7 @@ def text_lines(rows: Iterable[dict[str, Any]], fmt: str, level: str,
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(names)
     for row in rows:
-        writer.writerow([readable(row.get(tag)).translate(_CSV_ESCAPES) for tag in tags])
+        writer.writerow([_csv_cell(readable(row.get(tag))) for tag in tags])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
@@ -156,11 +157,18 @@ def text_lines(rows: Iterable[dict[str, Any]], fmt: str, level: str,
         yield buffer.getvalue()
 
 
-# CSV quotes a value with a line break, and a reader gets it back; the other control
-# characters are escaped. TSV has no quoting: a tab or line break inside a value is
-# written as \t, \n, \r too, so that each line is one row and `cut -f` finds every column.
+# CSV quotes a value with a line break (\n or \r\n), and a reader gets it back; the other
+# control characters are escaped, a lone \r too: on a terminal it moves back to the start
+# of the line, and what follows overwrites the row. TSV has no quoting: a tab or line break
+# inside a value is written as \t, \n, \r too, so that each line is one row and `cut -f`
+# finds every column.
 _CSV_ESCAPES = {code: escape for code, escape in CONTROL_ESCAPES.items()
                 if chr(code) not in "\t\n\r"}
+_LONE_CR = re.compile(r"\r(?!\n)")
+
+
+def _csv_cell(text: str) -> str:
+    return _LONE_CR.sub(r"\\r", text).translate(_CSV_ESCAPES)
 
 
 def _tsv_lines(rows: Iterable[dict[str, Any]], names: list[str], tags: list[str]

@@ -8,6 +8,7 @@ import re
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,6 +154,42 @@ def test_a_store_retried_after_a_500_says_which_files_in_its_lines(local_server,
     assert result.exit_code == 0, result.stderr
     assert (f"store {ct} failed: HTTP 500 Internal Server Error: injected fault; 0 of 1 "
             "found on the server by search; retrying the other 1 in") in result.stderr
+
+
+def corrupt_gzip(req: Request) -> None:
+    """ROWS gzipped, with one byte of the compressed data flipped (as a broken proxy does)."""
+    body = bytearray(zlib.compress(ROWS, wbits=16 + zlib.MAX_WBITS))
+    body[-6] ^= 0xFF
+    req.reply(200, bytes(body), "application/dicom+json", headers={"Content-Encoding": "gzip"})
+
+
+def test_a_corrupt_gzip_answer_is_asked_again() -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", once(corrupt_gzip, rows))
+        result = run(fake.url, "search", "--format", "compact")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(ROWS)
+    assert "search studies: the answer's gzip body cannot be decoded: Error -3 while" \
+        " decompressing data: incorrect data check; retrying in" in result.stderr
+    assert len(first_pages(fake)) == 2
+
+
+def test_a_gzip_answer_always_corrupt_is_named_not_waited_out_as_an_outage() -> None:
+    """Old dcmweb: 'cannot reach HOST: connection dropped', waited out for the whole
+    outage limit (300 s), of a server that answered every request."""
+    with Hostile() as fake:
+        fake.route("GET", "/studies", corrupt_gzip)
+        started = time.monotonic()
+        result = run("--outage-limit", "30", fake.url, "search")
+        elapsed = time.monotonic() - started
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1] == (
+        "dcmweb: error: search studies failed: the answer's gzip body cannot be decoded:"
+        " Error -3 while decompressing data: incorrect data check (3 attempts) (the server,"
+        " or a proxy in between, sends broken compressed answers; check HOST)")
+    assert "connection dropped" not in result.stderr and "outage" not in result.stderr
+    assert len(first_pages(fake)) == 3
+    assert elapsed < 10
 
 
 # -- bounded waits ----------------------------------------------------------------------------

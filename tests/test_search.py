@@ -287,6 +287,9 @@ def test_invalid_limit_is_a_usage_error(srv: LocalServer) -> None:
     (["limit=5&limit=6"], "limit is given twice (give it once)"),
     (["offset=1", "--offset", "2"], "offset is given twice (give it once)"),
     (["limit= 5"], "limit must be a whole number, not ' 5'"),
+    # Quoted as typed: decoded, the '+' is a space (' 3').
+    (["limit=+3"], "limit must be a whole number, not '+3'"),
+    (["PatientID=X&OFFSET=1%2B1"], "offset must be a whole number, not '1%2B1'"),
 ])
 def test_limit_and_offset_words_are_checked_as_the_options_are(
         srv: LocalServer, words: list[str], message: str) -> None:

@@ -217,7 +217,7 @@ def test_series_and_instance_uids(local_filled: LocalServer, files: list[Path]) 
 
 
 CONTROL_NAME = "Ctrl^Char\x02"
-CONTROL_TEXT = "bell\x07 esc\x1b[31m c1\x9b del\x7f tab\t line\nend"
+CONTROL_TEXT = "bell\x07 esc\x1b[31m c1\x9b del\x7f tab\t line\nend real\rFAKE crlf\r\nend"
 
 
 @pytest.fixture
@@ -234,10 +234,13 @@ def local_with_control_characters(local_server: LocalServer, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("fmt", "row"), [
-    # CSV quotes the comma and the line break (a reader gets the break back); the rest is
-    # escaped. TSV escapes the tab and the line break as well.
-    ("csv", '"Ctrl, Char\\x02","bell\\x07 esc\\x1b[31m c1\\x9b del\\x7f tab\t line\nend"\n'),
-    ("tsv", "Ctrl, Char\\x02\tbell\\x07 esc\\x1b[31m c1\\x9b del\\x7f tab\\t line\\nend\n"),
+    # CSV quotes the comma and the line breaks (a reader gets them back); the rest is
+    # escaped, a lone carriage return too (on a terminal it would overwrite the row).
+    # TSV escapes the tab and the line breaks as well.
+    ("csv", '"Ctrl, Char\\x02","bell\\x07 esc\\x1b[31m c1\\x9b del\\x7f tab\t line\nend'
+            ' real\\rFAKE crlf\r\nend"\n'),
+    ("tsv", "Ctrl, Char\\x02\tbell\\x07 esc\\x1b[31m c1\\x9b del\\x7f tab\\t line\\nend"
+            " real\\rFAKE crlf\\r\\nend\n"),
 ], ids=["csv", "tsv"])
 @pytest.mark.filterwarnings("ignore:Found unknown escape sequence")  # pydicom reads the ESC
 def test_text_formats_escape_control_characters(local_with_control_characters: LocalServer,
@@ -249,10 +252,12 @@ def test_text_formats_escape_control_characters(local_with_control_characters: L
     result = dcmweb(url, "search", "--format", fmt, "--fields", "PatientName,StudyDescription")
     assert result.exit_code == 0, result.stderr
     separator = "," if fmt == "csv" else "\t"
-    assert result.stdout == f"PatientName{separator}StudyDescription\n" + row
+    written = result.stdout_bytes.decode()  # .stdout turns \r\n into \n
+    assert written == f"PatientName{separator}StudyDescription\n" + row
     if fmt == "csv":
-        [_, cells] = csv.reader(io.StringIO(result.stdout))
-        assert cells[1] == "bell\\x07 esc\\x1b[31m c1\\x9b del\\x7f tab\t line\nend"
+        [_, cells] = csv.reader(io.StringIO(written))
+        assert cells[1] == ("bell\\x07 esc\\x1b[31m c1\\x9b del\\x7f tab\t line\nend"
+                            " real\\rFAKE crlf\r\nend")
     found = json.loads(dcmweb(url, "search", "--include", "StudyDescription").stdout)
     assert found[0]["00081030"]["Value"] == [CONTROL_TEXT]
 
