@@ -168,6 +168,7 @@ def walk(directory: str, prune: Callable[[str], bool] = _nothing,
     relative to ``directory`` (prefixed by ``base``) and says whether to leave it out."""
     links = links or FolderLinks()
     links.walks_whole(directory)
+    via_link = via_link or os.path.islink(directory.rstrip(os.sep) or directory)
     stack = [(directory, base, via_link)]
     while stack:
         folder, relative, linked = stack.pop()
@@ -182,7 +183,8 @@ def walk(directory: str, prune: Callable[[str], bool] = _nothing,
             below = _below(relative, entry.name)
             kind = _kind(entry)
             if kind == "file":
-                yield Found(entry.path, below)
+                if not links.taken_again(entry.path, linked):
+                    yield Found(entry.path, below)
             elif not prune(below):
                 step = links.enter(entry.path, kind == "link", linked, whole=True)
                 if step == "loop":
@@ -239,7 +241,7 @@ def _expand_mask(mask: str, prune: Callable[[str], bool], links: FolderLinks) ->
             path = entry.path if root else below
             kind = _kind(entry)
             if kind == "file":
-                if regex.match(below):
+                if regex.match(below) and not links.taken_again(entry.path, linked):
                     yield Found(path, below)
                 continue
             # A folder the mask names is walked, as when the shell expands the mask
@@ -349,16 +351,17 @@ class Inputs:
             if self._excluded(found):
                 self.stats.excluded += 1
                 continue
-            if self.spec.shard and not self.spec.shard.holds(path):
-                self.stats.other_shards += 1
-                continue
             if several:
+                # Before the shard: every machine drops the same later mention.
                 # A 64-bit digest per file instead of the name: less memory, and
                 # a collision is as likely as a cosmic ray.
                 key = hash(os.path.realpath(path))
                 if key in seen:
                     continue
                 seen.add(key)
+            if self.spec.shard and not self.spec.shard.holds(path):
+                self.stats.other_shards += 1
+                continue
             yield Path(path)
 
 

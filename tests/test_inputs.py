@@ -308,3 +308,35 @@ def test_walk_of_200000_files_has_flat_memory_and_streams(tmp_path: Path) -> Non
     assert count == 200_000
     assert folders_at_first <= 2  # the root and the first folder, not 400
     assert grown_kib < 10 * 1024  # a list of 200,000 paths alone would take ~30 MB
+
+
+@pytest.mark.parametrize("mask", ["data", "data/*", "data/*/*", "data/**"])
+def test_a_link_into_the_tree_gives_each_file_once_whatever_the_mask(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mask: str) -> None:
+    """'data/*' with data/0link -> 2026/keep sent keep's file twice (once per path), and
+    --shard split the two paths across machines."""
+    monkeypatch.chdir(tree(tmp_path, "data/a.dcm", "data/2026/tmp/b.dcm",
+                           "data/2026/keep/c.dcm", "data/tmp/d.dcm"))
+    (tmp_path / "data/0link").symlink_to("2026/keep")  # sorts before its target
+    (tmp_path / "data/tmp/back").symlink_to("../2026")  # from one branch into another
+    (tmp_path / "data/2026/up").symlink_to("..")  # a loop: one row, however reached
+    found = listed(InputSpec(masks=(mask,)))
+    names = [os.path.basename(path) for path in found]
+    top = [] if mask == "data/*/*" else ["a.dcm"]  # two levels down only
+    assert sorted(names) == [*top, "b.dcm", "c.dcm", "d.dcm", "up"]
+    shares = [path for index in (1, 2, 3)
+              for path in listed(InputSpec(masks=(mask,), shard=Shard(index, 3)))]
+    assert sorted(shares) == sorted(found)
+
+
+def test_a_folder_given_twice_through_a_link_gives_each_file_once_per_shard(
+        tmp_path: Path) -> None:
+    names = [f"{index}.dcm" for index in range(10)]
+    root = tree(tmp_path, *(f"data/2026/keep/{name}" for name in names))
+    (root / "data/0link").symlink_to("2026/keep")
+    masks = (str(root / "data/0link"), str(root / "data/2026"))
+    everything = listed(InputSpec(masks=masks))
+    assert everything == [str(root / "data/0link" / name) for name in names]
+    shares = [path for index in (1, 2)
+              for path in listed(InputSpec(masks=masks, shard=Shard(index, 2)))]
+    assert sorted(shares) == everything
