@@ -10,8 +10,9 @@ every ``.dcm`` file below ``.``). Lists come from ``--files-from FILE`` or ``-``
 Symbolic links to folders are followed, each folder once (see :mod:`links`).
 
 Filters apply to every source: ``--include``/``--exclude`` globs (as aws s3 reads them:
-with '/', the path below the input folder, '*' crossing '/'; without, each name on the
-way, an excluded folder left unwalked) and ``--shard K/N``, a deterministic share of the
+with '/', the path below the input folder, '*' crossing '/', '**/' any folders or none;
+without, each name on the way; a trailing '/' for folders only; an excluded folder left
+unwalked and counted) and ``--shard K/N``, a deterministic share of the
 paths (a stable hash), so N machines split one job without talking to each other.
 """
 
@@ -74,23 +75,97 @@ class InputSpec:
             raise UsageError("no files to store",
                              f"give paths, masks or {option('files_from')}")
         for keyword, patterns in (("include", self.include), ("exclude", self.exclude)):
-            absolute = next((pattern for pattern in patterns if pattern.startswith("/")), None)
-            if absolute and self.masks:
-                # It matched the path as typed once: silently matching nothing now
-                # would store what a job meant to leave out.
-                raise UsageError(f"{option(keyword, absolute)} would match nothing: a GLOB with "
-                                 "'/' matches the path below the input folder",
-                                 "for 'store /data', /data/2026/tmp is '2026/tmp'")
+            for pattern in patterns:
+                _check_filter(keyword, pattern, self.masks)
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A regex for one glob: ``*``/``?``/``[..]`` stay in one folder, ``**/`` spans any."""
+def _check_filter(keyword: str, pattern: str, masks: tuple[str, ...]) -> None:
+    """Refuse a GLOB that could match nothing below the input folders: it matched the
+    path as typed once, and silently matching nothing now would store what a job meant
+    to leave out."""
+    why = "a GLOB with '/' matches the path below the input folder"
+    if pattern.startswith("/") and masks:
+        raise UsageError(f"{option(keyword, pattern)} would match nothing: {why}",
+                         "for 'store /data', /data/2026/tmp is '2026/tmp'")
+    body = _Glob.parse(pattern).body
+    if "/" not in body:
+        return
+    parts = body.split("/")
+    for folder in filter(None, map(_input_folder, masks)):
+        typed = os.path.normpath(folder)
+        name = os.path.basename(os.path.abspath(typed))
+        as_typed = typed not in (".", "..") and body.startswith(typed + "/")
+        if parts[0] == ".." or ((as_typed or parts[0] == name)
+                                and not os.path.lexists(os.path.join(folder, parts[0]))):
+            below = parts[parts.index(name) + 1:] if name in parts[:-1] else parts[1:]
+            raise UsageError(f"{option(keyword, pattern)} would match nothing: {why} "
+                             f"({folder}), without the folder's own name",
+                             "write it relative to the folder: "
+                             f"{option(keyword, '/'.join(below))}")
+
+
+def _input_folder(mask: str) -> str | None:
+    """The folder a filter's paths start below for the input ``mask``; None for a file
+    given directly."""
+    expanded = os.path.expanduser(mask)
+    if os.path.isdir(expanded):
+        return expanded
+    if glob.has_magic(expanded) and not os.path.lexists(expanded):
+        return _mask_parts(expanded)[0] or "."
+    return None
+
+
+def _mask_parts(mask: str) -> tuple[str, list[str]]:
+    """A mask's fixed leading folders ('' for none) and the parts of the rest."""
+    # The old tool's '**' matched files at any depth: 'a/**' is 'a/**/*' and './**.dcm'
+    # is './**/*.dcm'.
+    pattern = re.sub(r"\*\*(?![/\\])", "**/*", mask).replace(os.sep, "/")
+    parts = pattern.split("/")
+    fixed = 0
+    while fixed < len(parts) - 1 and not glob.has_magic(parts[fixed]):
+        fixed += 1
+    root = "/".join(parts[:fixed]) or ("/" if pattern.startswith("/") else "")
+    return root, parts[fixed:]
+
+
+class _Glob(NamedTuple):
+    """One --include/--exclude GLOB."""
+
+    body: str  # without a leading './' or a trailing '/'
+    regex: re.Pattern[str]
+    folders_only: bool  # written with a trailing '/': 'tmp/' is the folder tmp
+
+    @classmethod
+    def parse(cls, pattern: str) -> _Glob:
+        body = pattern.rstrip("/") or pattern  # '/' alone stays
+        folders_only = body != pattern
+        while body.startswith("./"):
+            body = body[2:].lstrip("/")
+        return cls(body, _glob_regex(body, across=True), folders_only)
+
+    def matches(self, path: str, folder: bool) -> bool:
+        """Whether the GLOB takes the file or folder ``path``: with '/', by the whole
+        path, else by its last name; a folder GLOB takes a file by a folder above it."""
+        if self.folders_only and not folder:
+            parts = path.split("/")[:-1]
+            return any(self._takes("/".join(parts[:end])) for end in range(1, len(parts) + 1))
+        return self._takes(path)
+
+    def _takes(self, path: str) -> bool:
+        return bool(self.regex.match(path if "/" in self.body else path.rsplit("/", 1)[-1]))
+
+
+def _glob_regex(pattern: str, across: bool = False) -> re.Pattern[str]:
+    """A regex for one glob: ``*``/``?``/``[..]`` stay in one folder (``across``: ``*``
+    and ``?`` match '/' too, as aws s3 filters do), ``**/`` spans any number of folders,
+    none included (as in .gitignore: ``**/tmp`` is also the top ``tmp``)."""
     out: list[str] = []
     index = 0
+    any_char = "." if across else "[^/]"
     while index < len(pattern):
         char = pattern[index]
         if pattern.startswith("**/", index):
-            out.append(r"(?:[^/]*/)*")
+            out.append(r"(?:.*/)?" if across else r"(?:[^/]*/)*")
             index += 3
             continue
         if pattern.startswith("**", index):
@@ -98,9 +173,9 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
             index += 2
             continue
         if char == "*":
-            out.append(r"[^/]*")
+            out.append(f"{any_char}*")
         elif char == "?":
-            out.append(r"[^/]")
+            out.append(any_char)
         elif char == "[":
             end = pattern.find("]", index + 2)
             if end < 0:
@@ -197,15 +272,7 @@ def walk(directory: str, prune: Callable[[str], bool] = _nothing,
 def _expand_mask(mask: str, prune: Callable[[str], bool], links: FolderLinks) -> Iterator[Found]:
     """Files matched by a glob mask, walking only below its fixed leading folders (the
     input folder that ``prune`` and the relative paths start from)."""
-    # The old tool's '**' matched files at any depth: 'a/**' is 'a/**/*' and './**.dcm'
-    # is './**/*.dcm'.
-    pattern = re.sub(r"\*\*(?![/\\])", "**/*", mask).replace(os.sep, "/")
-    parts = pattern.split("/")
-    fixed = 0
-    while fixed < len(parts) - 1 and not glob.has_magic(parts[fixed]):
-        fixed += 1
-    root = "/".join(parts[:fixed]) or ("/" if pattern.startswith("/") else "")
-    rest = parts[fixed:]
+    root, rest = _mask_parts(mask)
     regex = _glob_regex("/".join(rest))
     hidden = any(part.startswith(".") for part in rest)
     deep = any("**" in part for part in rest)
@@ -247,9 +314,9 @@ def _expand_mask(mask: str, prune: Callable[[str], bool], links: FolderLinks) ->
             # A folder the mask names is walked, as when the shell expands the mask
             # and passes the folder on.
             named = not deep and depth + 1 >= len(rest)
-            if (prune(below) or not (regex.match(below) if named else
-                                     deep or fnmatch.fnmatchcase(entry.name, rest[depth]))):
-                continue
+            if not (regex.match(below) if named else
+                    deep or fnmatch.fnmatchcase(entry.name, rest[depth])) or prune(below):
+                continue  # pruned only when the mask goes into it: counted as excluded
             step = links.enter(entry.path, kind == "link", linked, whole=named,
                                reached=functools.partial(reached, link=below))
             into_link = linked or kind == "link"
@@ -289,6 +356,7 @@ class InputStats:
 
     unmatched: list[str] = field(default_factory=list)  # masks that matched nothing
     excluded: int = 0  # left out by --include/--exclude
+    excluded_folders: int = 0  # left unwalked by --exclude: their files are not counted
     other_shards: int = 0  # left to the other --shard machines
 
 
@@ -303,17 +371,22 @@ class Inputs:
         self.spec = spec
         self.stdin = stdin
         self.stats = InputStats()
+        self._include = tuple(map(_Glob.parse, spec.include))
+        self._exclude = tuple(map(_Glob.parse, spec.exclude))
 
     def _excluded(self, found: Found) -> bool:
         if found.folder:
             return False  # a folder the store reports: an --exclude would have pruned it
-        path = found.path if found.relative is None else found.relative
-        return bool((self.spec.include and not _matches(self.spec.include, path))
-                    or _matches(self.spec.exclude, path))
+        path = _without_dot(found.path) if found.relative is None else found.relative
+        return bool((self._include and not _matches(self._include, path))
+                    or _matches(self._exclude, path))
 
     def _pruned(self, relative: str) -> bool:
-        """A folder an --exclude names is not entered: everything below it is left out."""
-        return _matches(self.spec.exclude, relative)
+        """A folder an --exclude names is not entered: everything below it is left out,
+        unread, and the folder is counted."""
+        pruned = _matches(self._exclude, relative, folder=True)
+        self.stats.excluded_folders += pruned
+        return pruned
 
     def _sources(self) -> Iterator[Found]:
         links = FolderLinks()  # shared: a folder met in two inputs is walked once
@@ -369,12 +442,15 @@ def _given(paths: Iterable[str]) -> Iterator[Found]:
     return (Found(path, None) for path in paths)
 
 
-def _matches(patterns: tuple[str, ...], path: str) -> bool:
-    """A GLOB with '/' matches the whole (relative) path, '*' crossing '/' as in aws s3
-    --exclude; one without '/' matches the last name."""
-    name = os.path.basename(path)
-    return any(fnmatch.fnmatchcase(path if "/" in pattern else name, pattern)
-               for pattern in patterns)
+def _matches(globs: tuple[_Glob, ...], path: str, folder: bool = False) -> bool:
+    return any(pattern.matches(path, folder) for pattern in globs)
+
+
+def _without_dot(path: str) -> str:
+    """A path as given, as a GLOB is read: without a leading './'."""
+    while path.startswith("./"):
+        path = path[2:].lstrip("/")
+    return path
 
 
 def unmatched_message(mask: str) -> str:

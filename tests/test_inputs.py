@@ -127,8 +127,17 @@ def test_include_exclude_and_folder_pruning(tmp_path: Path) -> None:
     ({"exclude": ("skip/*",)}, ["keep/a.dcm", "y/e.dcm", "y/tmp/d.dcm"]),  # '*' crosses '/'
     ({"exclude": ("y/tmp",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm"]),
     ({"exclude": ("tmp",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm"]),
-    ({"exclude": ("t/skip",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm",
-                                "y/tmp/d.dcm"]),  # 't' is the input folder, not below it
+    ({"exclude": ("y/tmp/",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm"]),
+    ({"exclude": ("./y/tmp",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm"]),
+    ({"exclude": ("**/tmp",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm"]),
+    ({"exclude": ("**/skip",)}, ["keep/a.dcm", "y/e.dcm", "y/tmp/d.dcm"]),  # none between
+    ({"exclude": ("y/**/d.dcm",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm"]),
+    ({"exclude": ("y/**/e.dcm",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm",
+                                    "y/tmp/d.dcm"]),
+    ({"include": ("skip/",)}, ["skip/b.dcm", "skip/deep/c.dcm"]),  # the files in it
+    ({"include": ("deep/",)}, ["skip/deep/c.dcm"]),
+    ({"exclude": ("*.dcm/",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm",
+                                "y/tmp/d.dcm"]),  # folders only: no file is taken by it
     ({"include": ("y/*",)}, ["y/e.dcm", "y/tmp/d.dcm"]),
     ({"include": ("skip/*.dcm",), "exclude": ("deep",)}, ["skip/b.dcm"]),
 ])
@@ -340,3 +349,43 @@ def test_a_folder_given_twice_through_a_link_gives_each_file_once_per_shard(
     shares = [path for index in (1, 2)
               for path in listed(InputSpec(masks=masks, shard=Shard(index, 2)))]
     assert sorted(shares) == everything
+
+
+@pytest.mark.parametrize(("pattern", "hint"), [
+    ("data/tmp/*", "tmp/*"),  # the path as typed: it matched yesterday
+    ("data/2026/tmp/", "2026/tmp"),
+    ("./data/tmp", "tmp"),
+    ("../x/data/tmp", "tmp"),
+])
+@pytest.mark.parametrize("keyword", ["include", "exclude"])
+@pytest.mark.parametrize("mask", ["data", "./data/", "data/**.dcm", "DATA_ABSOLUTE"])
+def test_a_filter_spelled_with_the_input_folder_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pattern: str, hint: str,
+        keyword: str, mask: str) -> None:
+    """'store data --exclude data/tmp/*' matched the path as typed before: it then
+    matched nothing, and the files it meant to leave out were stored (exit 0)."""
+    tree(tmp_path / "x", "data/a.dcm", "data/tmp/b.dcm", "data/2026/tmp/c.dcm")
+    monkeypatch.chdir(tmp_path / "x")
+    mask = mask.replace("DATA_ABSOLUTE", str(tmp_path / "x/data"))
+    with as_flags(), pytest.raises(UsageError) as raised:
+        InputSpec(masks=(mask,), **{keyword: ("*.txt", pattern)})
+    assert raised.value.message.startswith((f"--{keyword} '{pattern}' would match nothing",
+                                            f"--{keyword} {pattern} would match nothing"))
+    assert raised.value.hint.endswith((f"--{keyword} '{hint}'", f"--{keyword} {hint}"))
+
+
+def test_a_filter_naming_a_real_subfolder_of_the_same_name_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tree(tmp_path, "data/data/a.dcm", "data/b.dcm")
+    monkeypatch.chdir(root)
+    assert listed(InputSpec(masks=(str(root / "data"),), exclude=("data/*",))) == [
+        str(root / "data/b.dcm")]
+    # a file given directly is matched by its path as given, which names its folders
+    assert listed(InputSpec(masks=("./data/b.dcm",), exclude=("./data/*",))) == []
+
+
+def test_pruned_folders_are_counted(tmp_path: Path) -> None:
+    root = tree(tmp_path, "tmp/a.dcm", "x/tmp/b.dcm", "x/c.dcm", "x/d.txt")
+    source = Inputs(InputSpec(masks=(str(root),), exclude=("**/tmp", "*.txt")))
+    assert [str(path) for path in source] == [str(root / "x/c.dcm")]
+    assert (source.stats.excluded, source.stats.excluded_folders) == (1, 2)
