@@ -128,6 +128,7 @@ class Summary:
     # not_attempted were never sent.
     rest_uncounted: bool = False
     excluded: int = 0
+    excluded_folders: int = 0  # left unwalked: their files are not counted
     other_shards: int = 0
     unmatched: list[str] = field(default_factory=list)
     # --dry-run: what would be sent
@@ -258,6 +259,7 @@ class BulkStore:
         finally:
             stats = self.inputs.stats
             self.summary.excluded = stats.excluded
+            self.summary.excluded_folders = stats.excluded_folders
             self.summary.other_shards = stats.other_shards
             self.summary.unmatched = list(stats.unmatched)
             if self._report:

@@ -74,11 +74,12 @@ def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
               help="Paths in --files-from are NUL-separated (find -print0).")
 @click.option("--include", metavar="GLOB", multiple=True,
               help="Only files whose name matches; with '/', whose path below the input "
-                   "folder matches ('*' crosses '/'); repeatable.")
+                   "folder matches ('*' crosses '/', '**/' is any folders or none; "
+                   "'tmp/': the files in a folder tmp); repeatable.")
 @click.option("--exclude", metavar="GLOB", multiple=True,
               help="Leave out files and folders (all below them) whose name matches; with "
-                   "'/', whose path below the input folder matches (2026/tmp); "
-                   "repeatable.")
+                   "'/', whose path below the input folder matches (2026/tmp, not "
+                   "data/2026/tmp for 'store data'); repeatable.")
 @click.option("--shard", metavar="K/N",
               help="Take share K of N (1 <= K <= N) by a stable hash of each path.")
 @click.option("--progress-every", type=bounded(bounds.PROGRESS_EVERY), default=60.0,
@@ -212,7 +213,7 @@ def _store_verdict(summary: Summary, dry_run: bool) -> DcmwebError | None:
 def _why_no_files(summary: Summary) -> str:
     if summary.unmatched:
         return "check the paths and masks"
-    if summary.excluded:
+    if summary.excluded or summary.excluded_folders:
         return "--include/--exclude left out every file"
     if summary.other_shards:
         return "every file is left to the other shards"

@@ -10,8 +10,9 @@ every ``.dcm`` file below ``.``). Lists come from ``--files-from FILE`` or ``-``
 Symbolic links to folders are followed, each folder once (see :mod:`links`).
 
 Filters apply to every source: ``--include``/``--exclude`` globs (as aws s3 reads them:
-with '/', the path below the input folder, '*' crossing '/'; without, each name on the
-way, an excluded folder left unwalked) and ``--shard K/N``, a deterministic share of the
+with '/', the path below the input folder, '*' crossing '/', '**/' any folders or none;
+without, each name on the way; a trailing '/' for folders only; an excluded folder left
+unwalked and counted) and ``--shard K/N``, a deterministic share of the
 paths (a stable hash), so N machines split one job without talking to each other.
 """
 
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from .errors import DcmwebError, UsageError
+from .globs import Glob, check_filter, glob_regex, mask_parts, matches, without_dot
 from .links import FolderLinks, inside
 from .optionnames import option
 from .record import field, record
@@ -74,48 +76,8 @@ class InputSpec:
             raise UsageError("no files to store",
                              f"give paths, masks or {option('files_from')}")
         for keyword, patterns in (("include", self.include), ("exclude", self.exclude)):
-            absolute = next((pattern for pattern in patterns if pattern.startswith("/")), None)
-            if absolute and self.masks:
-                # It matched the path as typed once: silently matching nothing now
-                # would store what a job meant to leave out.
-                raise UsageError(f"{option(keyword, absolute)} would match nothing: a GLOB with "
-                                 "'/' matches the path below the input folder",
-                                 "for 'store /data', /data/2026/tmp is '2026/tmp'")
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A regex for one glob: ``*``/``?``/``[..]`` stay in one folder, ``**/`` spans any."""
-    out: list[str] = []
-    index = 0
-    while index < len(pattern):
-        char = pattern[index]
-        if pattern.startswith("**/", index):
-            out.append(r"(?:[^/]*/)*")
-            index += 3
-            continue
-        if pattern.startswith("**", index):
-            out.append(r".*")
-            index += 2
-            continue
-        if char == "*":
-            out.append(r"[^/]*")
-        elif char == "?":
-            out.append(r"[^/]")
-        elif char == "[":
-            end = pattern.find("]", index + 2)
-            if end < 0:
-                out.append(re.escape(char))
-            else:
-                body = pattern[index + 1:end]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body.replace(chr(92), chr(92) * 2)}]")
-                index = end + 1
-                continue
-        else:
-            out.append(re.escape(char))
-        index += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
+            for pattern in patterns:
+                check_filter(keyword, pattern, self.masks)
 
 
 def _sorted_entries(directory: str) -> list[os.DirEntry[str]] | None:
@@ -168,6 +130,7 @@ def walk(directory: str, prune: Callable[[str], bool] = _nothing,
     relative to ``directory`` (prefixed by ``base``) and says whether to leave it out."""
     links = links or FolderLinks()
     links.walks_whole(directory)
+    via_link = via_link or os.path.islink(directory.rstrip(os.sep) or directory)
     stack = [(directory, base, via_link)]
     while stack:
         folder, relative, linked = stack.pop()
@@ -182,7 +145,8 @@ def walk(directory: str, prune: Callable[[str], bool] = _nothing,
             below = _below(relative, entry.name)
             kind = _kind(entry)
             if kind == "file":
-                yield Found(entry.path, below)
+                if not links.taken_again(entry.path, linked):
+                    yield Found(entry.path, below)
             elif not prune(below):
                 step = links.enter(entry.path, kind == "link", linked, whole=True)
                 if step == "loop":
@@ -195,16 +159,8 @@ def walk(directory: str, prune: Callable[[str], bool] = _nothing,
 def _expand_mask(mask: str, prune: Callable[[str], bool], links: FolderLinks) -> Iterator[Found]:
     """Files matched by a glob mask, walking only below its fixed leading folders (the
     input folder that ``prune`` and the relative paths start from)."""
-    # The old tool's '**' matched files at any depth: 'a/**' is 'a/**/*' and './**.dcm'
-    # is './**/*.dcm'.
-    pattern = re.sub(r"\*\*(?![/\\])", "**/*", mask).replace(os.sep, "/")
-    parts = pattern.split("/")
-    fixed = 0
-    while fixed < len(parts) - 1 and not glob.has_magic(parts[fixed]):
-        fixed += 1
-    root = "/".join(parts[:fixed]) or ("/" if pattern.startswith("/") else "")
-    rest = parts[fixed:]
-    regex = _glob_regex("/".join(rest))
+    root, rest = mask_parts(mask)
+    regex = glob_regex("/".join(rest))
     hidden = any(part.startswith(".") for part in rest)
     deep = any("**" in part for part in rest)
     top = root or "."
@@ -239,15 +195,15 @@ def _expand_mask(mask: str, prune: Callable[[str], bool], links: FolderLinks) ->
             path = entry.path if root else below
             kind = _kind(entry)
             if kind == "file":
-                if regex.match(below):
+                if regex.match(below) and not links.taken_again(entry.path, linked):
                     yield Found(path, below)
                 continue
             # A folder the mask names is walked, as when the shell expands the mask
             # and passes the folder on.
             named = not deep and depth + 1 >= len(rest)
-            if (prune(below) or not (regex.match(below) if named else
-                                     deep or fnmatch.fnmatchcase(entry.name, rest[depth]))):
-                continue
+            if not (regex.match(below) if named else
+                    deep or fnmatch.fnmatchcase(entry.name, rest[depth])) or prune(below):
+                continue  # pruned only when the mask goes into it: counted as excluded
             step = links.enter(entry.path, kind == "link", linked, whole=named,
                                reached=functools.partial(reached, link=below))
             into_link = linked or kind == "link"
@@ -287,6 +243,7 @@ class InputStats:
 
     unmatched: list[str] = field(default_factory=list)  # masks that matched nothing
     excluded: int = 0  # left out by --include/--exclude
+    excluded_folders: int = 0  # left unwalked by --exclude: their files are not counted
     other_shards: int = 0  # left to the other --shard machines
 
 
@@ -301,17 +258,22 @@ class Inputs:
         self.spec = spec
         self.stdin = stdin
         self.stats = InputStats()
+        self._include = tuple(map(Glob.parse, spec.include))
+        self._exclude = tuple(map(Glob.parse, spec.exclude))
 
     def _excluded(self, found: Found) -> bool:
         if found.folder:
             return False  # a folder the store reports: an --exclude would have pruned it
-        path = found.path if found.relative is None else found.relative
-        return bool((self.spec.include and not _matches(self.spec.include, path))
-                    or _matches(self.spec.exclude, path))
+        path = without_dot(found.path) if found.relative is None else found.relative
+        return bool((self._include and not matches(self._include, path))
+                    or matches(self._exclude, path))
 
     def _pruned(self, relative: str) -> bool:
-        """A folder an --exclude names is not entered: everything below it is left out."""
-        return _matches(self.spec.exclude, relative)
+        """A folder an --exclude names is not entered: everything below it is left out,
+        unread, and the folder is counted."""
+        pruned = matches(self._exclude, relative, folder=True)
+        self.stats.excluded_folders += pruned
+        return pruned
 
     def _sources(self) -> Iterator[Found]:
         links = FolderLinks()  # shared: a folder met in two inputs is walked once
@@ -349,29 +311,22 @@ class Inputs:
             if self._excluded(found):
                 self.stats.excluded += 1
                 continue
-            if self.spec.shard and not self.spec.shard.holds(path):
-                self.stats.other_shards += 1
-                continue
             if several:
+                # Before the shard: every machine drops the same later mention.
                 # A 64-bit digest per file instead of the name: less memory, and
                 # a collision is as likely as a cosmic ray.
                 key = hash(os.path.realpath(path))
                 if key in seen:
                     continue
                 seen.add(key)
+            if self.spec.shard and not self.spec.shard.holds(path):
+                self.stats.other_shards += 1
+                continue
             yield Path(path)
 
 
 def _given(paths: Iterable[str]) -> Iterator[Found]:
     return (Found(path, None) for path in paths)
-
-
-def _matches(patterns: tuple[str, ...], path: str) -> bool:
-    """A GLOB with '/' matches the whole (relative) path, '*' crossing '/' as in aws s3
-    --exclude; one without '/' matches the last name."""
-    name = os.path.basename(path)
-    return any(fnmatch.fnmatchcase(path if "/" in pattern else name, pattern)
-               for pattern in patterns)
 
 
 def unmatched_message(mask: str) -> str:

@@ -461,6 +461,8 @@ def describe_summary(summary: Summary, *, dry_run: bool = False,
     for number, label in ((summary.not_attempted, not_attempted),
                           (summary.not_retried, "not retried (not failed in the journal)"),
                           (summary.excluded, "excluded"),
+                          (summary.excluded_folders, "folder" + "s" * (
+                              summary.excluded_folders != 1) + " excluded (not walked)"),
                           (summary.other_shards, "left to other shards")):
         if number:
             extras.append(f"{number} {label}")

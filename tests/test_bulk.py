@@ -598,6 +598,31 @@ def test_an_exclude_path_is_relative_to_the_input_folder_however_it_is_spelled(
     assert len(server_uids(local_server)) == 10
 
 
+def test_an_exclude_spelled_with_the_input_folder_is_refused_and_pruned_folders_counted(
+        local_server: LocalServer, files: list[Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """'store in --exclude in/skip/*' (the spelling that worked when patterns matched the
+    path as typed) matched nothing: the files were stored, exit 0. A pruned folder was
+    not counted anywhere, and '**/skip' missed a 'skip' at the top."""
+    folder = files[0].parent
+    (folder / "skip").mkdir()
+    for path in files[20:]:
+        os.rename(path, folder / "skip" / path.name)
+    monkeypatch.chdir(folder.parent)
+    for pattern in (f"{folder.name}/skip/*", f"./{folder.name}/skip/"):
+        refused = run(local_server.url, "store", folder.name, "--exclude", pattern)
+        assert refused.exit_code == 2, refused.stderr
+        assert "would match nothing" in refused.stderr
+        assert "write it relative to the folder: --exclude" in refused.stderr
+    assert local_server.requests == []
+    kept = human_size(sum(path.stat().st_size for path in files[:20]))
+    for pattern in ("**/skip", "skip/", "./skip"):
+        dry = run(local_server.url, "store", folder.name, "--exclude", pattern, "--dry-run")
+        assert dry.exit_code == 0, dry.stderr
+        assert lines(dry.stderr)[-1].endswith(
+            f"would send 20 files ({kept}, 3 studies); 1 folder excluded (not walked)")
+
+
 def test_dry_run_sends_nothing_and_says_what_it_would_do(
         local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
     folder = files[0].parent

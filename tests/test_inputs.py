@@ -127,8 +127,17 @@ def test_include_exclude_and_folder_pruning(tmp_path: Path) -> None:
     ({"exclude": ("skip/*",)}, ["keep/a.dcm", "y/e.dcm", "y/tmp/d.dcm"]),  # '*' crosses '/'
     ({"exclude": ("y/tmp",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm"]),
     ({"exclude": ("tmp",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm"]),
-    ({"exclude": ("t/skip",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm",
-                                "y/tmp/d.dcm"]),  # 't' is the input folder, not below it
+    ({"exclude": ("y/tmp/",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm"]),
+    ({"exclude": ("./y/tmp",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm"]),
+    ({"exclude": ("**/tmp",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm"]),
+    ({"exclude": ("**/skip",)}, ["keep/a.dcm", "y/e.dcm", "y/tmp/d.dcm"]),  # none between
+    ({"exclude": ("y/**/d.dcm",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm"]),
+    ({"exclude": ("y/**/e.dcm",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm",
+                                    "y/tmp/d.dcm"]),
+    ({"include": ("skip/",)}, ["skip/b.dcm", "skip/deep/c.dcm"]),  # the files in it
+    ({"include": ("deep/",)}, ["skip/deep/c.dcm"]),
+    ({"exclude": ("*.dcm/",)}, ["keep/a.dcm", "skip/b.dcm", "skip/deep/c.dcm", "y/e.dcm",
+                                "y/tmp/d.dcm"]),  # folders only: no file is taken by it
     ({"include": ("y/*",)}, ["y/e.dcm", "y/tmp/d.dcm"]),
     ({"include": ("skip/*.dcm",), "exclude": ("deep",)}, ["skip/b.dcm"]),
 ])
@@ -308,3 +317,75 @@ def test_walk_of_200000_files_has_flat_memory_and_streams(tmp_path: Path) -> Non
     assert count == 200_000
     assert folders_at_first <= 2  # the root and the first folder, not 400
     assert grown_kib < 10 * 1024  # a list of 200,000 paths alone would take ~30 MB
+
+
+@pytest.mark.parametrize("mask", ["data", "data/*", "data/*/*", "data/**"])
+def test_a_link_into_the_tree_gives_each_file_once_whatever_the_mask(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mask: str) -> None:
+    """'data/*' with data/0link -> 2026/keep sent keep's file twice (once per path), and
+    --shard split the two paths across machines."""
+    monkeypatch.chdir(tree(tmp_path, "data/a.dcm", "data/2026/tmp/b.dcm",
+                           "data/2026/keep/c.dcm", "data/tmp/d.dcm"))
+    (tmp_path / "data/0link").symlink_to("2026/keep")  # sorts before its target
+    (tmp_path / "data/tmp/back").symlink_to("../2026")  # from one branch into another
+    (tmp_path / "data/2026/up").symlink_to("..")  # a loop: one row, however reached
+    found = listed(InputSpec(masks=(mask,)))
+    names = [os.path.basename(path) for path in found]
+    top = [] if mask == "data/*/*" else ["a.dcm"]  # two levels down only
+    assert sorted(names) == [*top, "b.dcm", "c.dcm", "d.dcm", "up"]
+    shares = [path for index in (1, 2, 3)
+              for path in listed(InputSpec(masks=(mask,), shard=Shard(index, 3)))]
+    assert sorted(shares) == sorted(found)
+
+
+def test_a_folder_given_twice_through_a_link_gives_each_file_once_per_shard(
+        tmp_path: Path) -> None:
+    names = [f"{index}.dcm" for index in range(10)]
+    root = tree(tmp_path, *(f"data/2026/keep/{name}" for name in names))
+    (root / "data/0link").symlink_to("2026/keep")
+    masks = (str(root / "data/0link"), str(root / "data/2026"))
+    everything = listed(InputSpec(masks=masks))
+    assert everything == [str(root / "data/0link" / name) for name in names]
+    shares = [path for index in (1, 2)
+              for path in listed(InputSpec(masks=masks, shard=Shard(index, 2)))]
+    assert sorted(shares) == everything
+
+
+@pytest.mark.parametrize(("pattern", "hint"), [
+    ("data/tmp/*", "tmp/*"),  # the path as typed: it matched yesterday
+    ("data/2026/tmp/", "2026/tmp"),
+    ("./data/tmp", "tmp"),
+    ("../x/data/tmp", "tmp"),
+])
+@pytest.mark.parametrize("keyword", ["include", "exclude"])
+@pytest.mark.parametrize("mask", ["data", "./data/", "data/**.dcm", "DATA_ABSOLUTE"])
+def test_a_filter_spelled_with_the_input_folder_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pattern: str, hint: str,
+        keyword: str, mask: str) -> None:
+    """'store data --exclude data/tmp/*' matched the path as typed before: it then
+    matched nothing, and the files it meant to leave out were stored (exit 0)."""
+    tree(tmp_path / "x", "data/a.dcm", "data/tmp/b.dcm", "data/2026/tmp/c.dcm")
+    monkeypatch.chdir(tmp_path / "x")
+    mask = mask.replace("DATA_ABSOLUTE", str(tmp_path / "x/data"))
+    with as_flags(), pytest.raises(UsageError) as raised:
+        InputSpec(masks=(mask,), **{keyword: ("*.txt", pattern)})
+    assert raised.value.message.startswith((f"--{keyword} '{pattern}' would match nothing",
+                                            f"--{keyword} {pattern} would match nothing"))
+    assert raised.value.hint.endswith((f"--{keyword} '{hint}'", f"--{keyword} {hint}"))
+
+
+def test_a_filter_naming_a_real_subfolder_of_the_same_name_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tree(tmp_path, "data/data/a.dcm", "data/b.dcm")
+    monkeypatch.chdir(root)
+    assert listed(InputSpec(masks=(str(root / "data"),), exclude=("data/*",))) == [
+        str(root / "data/b.dcm")]
+    # a file given directly is matched by its path as given, which names its folders
+    assert listed(InputSpec(masks=("./data/b.dcm",), exclude=("./data/*",))) == []
+
+
+def test_pruned_folders_are_counted(tmp_path: Path) -> None:
+    root = tree(tmp_path, "tmp/a.dcm", "x/tmp/b.dcm", "x/c.dcm", "x/d.txt")
+    source = Inputs(InputSpec(masks=(str(root),), exclude=("**/tmp", "*.txt")))
+    assert [str(path) for path in source] == [str(root / "x/c.dcm")]
+    assert (source.stats.excluded, source.stats.excluded_folders) == (1, 2)
