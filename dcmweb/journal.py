@@ -143,6 +143,8 @@ class Journal:
     transaction is rolled back, so the journal holds what it held before that write.
     """
 
+    failed = False  # a write was refused: the disk refuses the next ones too
+
     def __init__(self, path: str | os.PathLike[str], target: str) -> None:
         self.path = os.fspath(path)
         self.target = target
@@ -228,6 +230,7 @@ class Journal:
                 self.db.execute("BEGIN")
             yield
         except sqlite3.Error as error:
+            self.failed = True
             with contextlib.suppress(sqlite3.Error):
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")

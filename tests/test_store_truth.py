@@ -1143,3 +1143,26 @@ def test_a_file_the_answer_leaves_out_is_decided_by_search(tmp_path: Path,
                                   "not on the server")
     assert {r["status"] for p, r in report_rows(report).items() if p != str(left_out)} == {
         "stored"}
+
+
+def test_a_journal_on_a_full_disk_counts_the_files_it_never_sent(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """The journal reaches the most a process may write (RLIMIT_FSIZE: as a full disk,
+    every write after the first refused one is refused too) with many batches to go. Old
+    dcmweb: the correction of the unsent files' attempts wrote to the refused journal, so
+    the files never sent were counted nowhere ("in 4 files" for a run of 60)."""
+    files = corpus.synthetic_files(tmp_path / "s", 60)
+    journal = tmp_path / "j.db"
+    done = subprocess.run(
+        [sys.executable, "-c", _LIMITED, "40000", local_server.url, "store", "--batch-size",
+         "4", "--journal", str(journal), str(tmp_path / "s")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    stderr = logs.lines(done.stderr)
+    assert done.returncode == 1, done.stderr
+    assert stderr[-1].startswith(f"dcmweb: error: cannot write the journal {journal}: ")
+    counts = summary_counts(stderr[-2])
+    assert counts.get("not attempted", 0) > 0, stderr[-2]
+    assert counts["stored"] + counts.get("unconfirmed", 0) + counts["not attempted"] == len(
+        files), stderr[-2]
+    assert len(held(local_server)) == counts["stored"]
