@@ -215,7 +215,8 @@ class BulkStore:
         store: Generator[StoreResult, None, None] | None = None  # iter_store's, when ours
         self._refuse_one_file_for_both()
         if self.options.journal:
-            self._journal = Journal(self.options.journal, self.target)
+            self._journal = Journal(self.options.journal, self.target,
+                                    read_only=self.options.dry_run)
         self.started = True
         self._run_started = time.time()
         try:
@@ -628,7 +629,7 @@ class BulkStore:
             summary.skip_reasons[outcome.message or "skipped"] += 1
         elif outcome.status == "failed":
             summary.failed_statuses.add(outcome.http_status)
-        if self._journal and record:
+        if self._journal and record and not self.options.dry_run:
             try:
                 self._journal_outcome(self._journal, outcome, pending)
             except LocalFileError as error:  # the file keeps its mark, if it has one
