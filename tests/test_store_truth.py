@@ -815,8 +815,8 @@ def test_a_journal_the_disk_refuses_stops_the_run_and_counts_every_file(
     journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
     opened = Journal.__init__
 
-    def on_a_full_disk(self: Journal, *args: object) -> None:
-        opened(self, *args)  # type: ignore[arg-type]
+    def on_a_full_disk(self: Journal, *args: object, **options: bool) -> None:
+        opened(self, *args, **options)  # type: ignore[arg-type]
         pages = self.db.execute("PRAGMA page_count").fetchone()[0]
         self.db.execute(f"PRAGMA max_page_count = {pages + 1}")
 
