@@ -1166,3 +1166,25 @@ def test_a_journal_on_a_full_disk_counts_the_files_it_never_sent(
     assert counts["stored"] + counts.get("unconfirmed", 0) + counts["not attempted"] == len(
         files), stderr[-2]
     assert len(held(local_server)) == counts["stored"]
+
+
+def test_a_lost_answer_whose_copy_cannot_be_read_back_is_told_in_one_line_not_as_an_outage(
+        local_server: LocalServer, tmp_path: Path, ct: Path) -> None:
+    """The answer is lost, the search finds the file, and its read-back is answered 404:
+    the file is sent again. Old dcmweb said "found on the server ... sending it again",
+    then "0 of 1 found on the server by search; the server is unavailable", and closed
+    with "server unavailable for 1 s", though the server answered every other request."""
+    local_server.inject_fault(after=True, method="POST")
+    local_server.inject_fault(404, method="GET", path_contains=f"instances/{sop_uid(ct)}")
+    result = run(local_server.url, "store", str(ct))
+    assert result.exit_code == 0, result.stderr
+    told = [line for line in lines(result) if "uploaded as" not in line]
+    instance = "/".join(f"{level}/{uid}" for level, uid in zip(
+        ("studies", "series", "instances"), read_part10_head(ct).uids or (), strict=True))
+    told[0] = re.sub(r"in \d+\.\d s$", "in N s", told[0])  # a random backoff
+    assert told == [
+        f"dcmweb: info: store {ct}: connection dropped after the request was sent; 1 of 1 "
+        f"found on the server by search, 1 not proven stored (its copy could not be read "
+        f"back: read back {instance} failed: HTTP 404 Not Found: injected fault); sending 1 "
+        "again in N s",
+        "dcmweb: info: Transferred 38.3 KiB in 1 file"], result.stderr
