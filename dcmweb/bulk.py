@@ -216,7 +216,8 @@ class BulkStore:
         store: Generator[StoreResult, None, None] | None = None  # iter_store's, when ours
         self._refuse_one_file_for_both()
         if self.options.journal:
-            self._journal = Journal(self.options.journal, self.target)
+            self._journal = Journal(self.options.journal, self.target,
+                                    read_only=self.options.dry_run)
         self.started = True
         self._run_started = time.time()
         try:
@@ -322,11 +323,15 @@ class BulkStore:
     def _never_sent(self) -> int:
         """The files listed but not sent when the run stopped. Each was marked sending
         with this run counted as an attempt (a kill leaves it so: the run may have sent
-        it); that count is taken back, the mark kept, so a rerun still checks them."""
-        if self._journal:
-            for pending in self._pending.values():
-                self._journal.count_attempts(pending.key, pending.attempts - 1)
-            self._journal.commit()
+        it); that count is taken back, the mark kept, so a rerun still checks them. A
+        journal that refused a write is left alone: the files are counted all the same,
+        and their attempts count this run once too often."""
+        journal = self._journal
+        if journal and not journal.failed:
+            with contextlib.suppress(LocalFileError):  # the run's error is raised instead
+                for pending in self._pending.values():
+                    journal.count_attempts(pending.key, pending.attempts - 1)
+                journal.commit()
         return len(self._pending)
 
     def _rest_of_input(self, seconds: float = float("inf")) -> tuple[int, bool]:
@@ -626,7 +631,7 @@ class BulkStore:
             summary.skip_reasons[outcome.message or "skipped"] += 1
         elif outcome.status == "failed":
             summary.failed_statuses.add(outcome.http_status)
-        if self._journal and record:
+        if self._journal and record and not self.options.dry_run:
             try:
                 self._journal_outcome(self._journal, outcome, pending)
             except LocalFileError as error:  # the file keeps its mark, if it has one

@@ -23,6 +23,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
 from .errors import DcmwebError, ExitStatus, LocalFileError, UsageError
@@ -143,9 +144,16 @@ class Journal:
     transaction is rolled back, so the journal holds what it held before that write.
     """
 
-    def __init__(self, path: str | os.PathLike[str], target: str) -> None:
+    failed = False  # a write was refused: the disk refuses the next ones too
+
+    def __init__(self, path: str | os.PathLike[str], target: str, *,
+                 read_only: bool = False) -> None:
+        """``read_only`` (--dry-run): the file is read as it is, never changed: not made
+        when missing (then it is empty), not switched to WAL, and a journal of an older
+        version is not migrated (the dcmweb that wrote it may still be running the job)."""
         self.path = os.fspath(path)
         self.target = target
+        self._stamp_columns = "inode, ctime_ns"
         try:
             self._lock = _lock(self.path + ".lock")
         except BlockingIOError:
@@ -157,12 +165,20 @@ class Journal:
         import sqlite3  # only with --journal: a store without one never loads it
 
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None)
+            if read_only and os.path.exists(self.path):
+                self.db = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro",
+                                          isolation_level=None, uri=True)
+            else:  # read only, a missing journal is an empty one (see _read_as_it_is)
+                self.db = sqlite3.connect(":memory:" if read_only else self.path,
+                                          isolation_level=None)
         except sqlite3.DatabaseError as error:
             self._lock.close()
             raise UsageError(f"{self.path} is not a dcmweb journal: {error}") from None
         try:
             version = self._version()  # before any change: another program's file is kept
+            if read_only:
+                self._read_as_it_is(version)
+                return
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             steps = [_SCHEMA] if not version else [
@@ -176,6 +192,18 @@ class Journal:
         except UsageError:
             self._close_files()
             raise
+
+    def _read_as_it_is(self, version: int) -> None:
+        """Read a journal of any version without a change: a new (empty) one as an empty
+        journal in memory; one of version 1 with its files' inodes and ctimes unknown."""
+        import sqlite3
+
+        if not version:
+            self.db.close()
+            self.db = sqlite3.connect(":memory:", isolation_level=None)
+            self.db.executescript(_SCHEMA)
+        elif version < 2:
+            self._stamp_columns = "NULL, NULL"
 
     def _version(self) -> int:
         """The journal's schema version; 0 for an empty database (a new journal). A
@@ -212,8 +240,8 @@ class Journal:
 
     def lookup(self, path: str) -> Entry | None:
         row = self.db.execute(
-            "SELECT size, mtime_ns, inode, ctime_ns, status, study_uid, series_uid, sop_uid,"
-            " message, attempts, updated"
+            f"SELECT size, mtime_ns, {self._stamp_columns}, status, study_uid, series_uid,"
+            " sop_uid, message, attempts, updated"
             " FROM files WHERE target = ? AND path = ?", (self.target, _key(path))).fetchone()
         return Entry(Stamp(*row[:4]), *row[4:]) if row else None
 
@@ -228,6 +256,7 @@ class Journal:
                 self.db.execute("BEGIN")
             yield
         except sqlite3.Error as error:
+            self.failed = True
             with contextlib.suppress(sqlite3.Error):
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")

@@ -441,6 +441,7 @@ class Uploader:
             wait: float | None = None
             status: int | None = None  # of the answer, when one came
             dropped = False  # sent, and the connection lost before an answer
+            posted = time.monotonic()  # the gate's clock
             try:
                 reply = self._post(pending)
             except RedirectRefused as error:
@@ -474,20 +475,24 @@ class Uploader:
                 unavailable = reply.status in UNAVAILABLE_STATUSES
                 if reply.status == 500:  # usually a verdict: tried twice more, as in Http
                     attempts = min(attempts, SERVER_ERROR_RETRIES + 1)
+            # The answer is lost: ask what the server holds before sending anything again.
+            doubts.update((item.path, (reason, status)) for item in pending)
+            unread: dict[Path, str] = {}
+            found = self._confirmed(pending, "its answer was lost", unread=unread)
+            done += found
+            stored = {result.path for result in found}
+            pending = [item for item in pending if item.path not in stored]
+            searched = _searched(len(found), unread, len(pending))
+            if found or unread:  # the server carried the request out: no outage
+                self.http.gate.carried_out(posted)
+                unavailable = False
             # Like Http: a failure is this request's own when the server stored something
             # since its last one; otherwise every store is failing (an outage, waited out).
             outage = unavailable and self.http.gate.last_ok <= last_failure
             last_failure = time.monotonic()
             attempt += not outage
-            # The answer is lost: ask what the server holds before sending anything again.
-            doubts.update((item.path, (reason, status)) for item in pending)
-            found = self._confirmed(pending, "its answer was lost")
-            done += found
-            stored = {result.path for result in found}
-            pending = [item for item in pending if item.path not in stored]
             if not pending or attempt == attempts:
-                log.info("%s; %d of %d found on the server by search", problem,
-                         len(found), len(found) + len(pending))
+                log.info("%s; %s", problem, searched)
                 if not pending:
                     return done, False
                 continue
@@ -509,15 +514,13 @@ class Uploader:
                     raise UnavailableError(f"{problem} ({note})", UNAVAILABLE_HINT)
                 # The shared backoff this failure set spaced the search and the resend
                 # (and holds every other worker's requests likewise).
-                log.info("%s; %d of %d found on the server by search; the server is "
-                         "unavailable: retrying the other %d", problem, len(found),
-                         len(found) + len(pending), len(pending))
+                log.info("%s; %s; the server is unavailable: %s", problem, searched,
+                         _resending(len(pending), unread))
                 continue
             delay = (min(wait, self.http.retry_after_limit(last_failure)[0])
                      if wait is not None else policy.backoff(attempt))
-            log.info("%s; %d of %d found on the server by search; retrying the other %d "
-                     "in %.1f s", problem, len(found), len(found) + len(pending),
-                     len(pending), delay)
+            log.info("%s; %s; %s in %.1f s", problem, searched,
+                     _resending(len(pending), unread), delay)
             self.http.sleep(delay)
         if len(pending) > 1 and split:
             half = len(pending) // 2
@@ -622,15 +625,15 @@ class Uploader:
         return f"{message} (its Study Instance UID is {uids[0]}, not {asked})"
 
     def _confirmed(self, items: list[Part10File], note: str | None,
-                   missing: str | dict[Path, str] | None = None, *, read_back: bool = True
-                   ) -> list[StoreResult]:
+                   missing: str | dict[Path, str] | None = None, *, read_back: bool = True,
+                   unread: dict[Path, str] | None = None) -> list[StoreResult]:
         """Search for the items: found ones are stored (by search); the others fail with
         ``missing`` (or their own reason in it), or are left out when it is None.
 
         A search proves the SOP Instance UID, not the bytes: unless the server answered
         success (``read_back`` False), a found instance is read back, and one whose bytes
         are not the file's is a conflict; one that cannot be read back counts as not
-        found (resent, or failed with ``missing``)."""
+        found (resent, or failed with ``missing``), and why goes in ``unread``."""
         wanted = {item.path: storecheck.wanted(item.head.uids, item.sop_instance_uid,
                                                self.options.study_uid) for item in items}
         found = self.finder.held(filter(None, wanted.values()))
@@ -644,6 +647,8 @@ class Uploader:
                         self.http, self.base_url, looked_for, item.path)
                 except storecheck.READ_BACK_FAILED as error:
                     unproven = _unproven(error)
+                    if unread is not None:
+                        unread[item.path] = _read_back_problem(error)
                 else:
                     if same:
                         results.append(self._result(item, "stored",
@@ -655,8 +660,6 @@ class Uploader:
             if missing is not None:
                 why = missing if isinstance(missing, str) else missing[item.path]
                 results.append(self._result(item, "failed", message=why + unproven))
-            elif unproven:
-                log.info("%s%s: sending it again", item.path, unproven)
         return results
 
     def _one_by_one(self, items: list[Part10File]) -> list[StoreResult]:
@@ -704,11 +707,29 @@ def _left_out(sent: int, answer: StowAnswer, status: int) -> tuple[str | None, s
                   "a search does not find it")
 
 
+def _read_back_problem(error: DcmwebError | OSError) -> str:
+    return error.message if isinstance(error, DcmwebError) else (
+        f"cannot read the file: {error.strerror}")
+
+
 def _unproven(error: DcmwebError | OSError) -> str:
     """Why a file a search found is not proven stored: its copy could not be read back."""
-    reason = error.message if isinstance(error, DcmwebError) else (
-        f"cannot read the file: {error.strerror}")
-    return f"; found on the server, but its copy could not be read back to compare: {reason}"
+    return ("; found on the server, but its copy could not be read back to compare: "
+            f"{_read_back_problem(error)}")
+
+
+def _searched(found: int, unread: dict[Path, str], left: int) -> str:
+    """What the search after a lost answer found, for the log: the files it proved
+    stored, and those found whose copy could not be read back (sent again)."""
+    told = f"{found + len(unread)} of {found + left} found on the server by search"
+    if unread:
+        told += (f", {len(unread)} not proven stored (its copy could not be read back: "
+                 f"{next(iter(unread.values()))})")
+    return told
+
+
+def _resending(left: int, unread: dict[Path, str]) -> str:
+    return f"sending {left} again" if unread else f"retrying the other {left}"
 
 
 def _says_duplicate(message: str) -> bool:

@@ -208,6 +208,17 @@ class Gate:
             self._cancelled = True
             self._cond.notify_all()
 
+    def carried_out(self, sent_at: float) -> None:
+        """A write sent at ``sent_at`` whose answer was lost was carried out (a search
+        finds what it sent): the server was working, and an outage that began with that
+        write's failure is none (its time is not counted as unavailable)."""
+        with self._cond:
+            if self._down_since is not None and self._down_since >= sent_at:
+                self._down_since = None
+                self._failures = 0
+                self._resume_at = self._asked_until
+                self._cond.notify_all()
+
     # -- what the loop asks -------------------------------------------------------------
     def outage_seconds(self) -> float:
         """How long the server has been answering nothing useful (0 when it is up)."""

@@ -295,6 +295,36 @@ def test_a_journal_of_version_1_is_migrated_and_its_files_checked_once(
     assert inodes == {str(path): path.stat().st_ino for path in files}
 
 
+def test_a_dry_run_reads_a_journal_of_version_1_and_leaves_it_as_it_is(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """--dry-run, the way to try a new version before the nightly job uses it: old dcmweb
+    migrated the journal to version 2, and the dcmweb still running the job then refused
+    it ("written by a newer dcmweb", exit 2) every night."""
+    folder, journal = files[0].parent, tmp_path / "j.db"
+    assert run(local_server.url, "store", str(folder), "--journal", str(journal)
+               ).exit_code == 0
+    with sqlite3.connect(journal) as db:  # as version 1 wrote it
+        db.executescript("ALTER TABLE files DROP COLUMN inode;"
+                         " ALTER TABLE files DROP COLUMN ctime_ns; PRAGMA user_version=1;")
+    db.close()
+    before = journal.read_bytes()
+    dry = run(local_server.url, "store", str(folder), "--journal", str(journal), "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert lines(dry.stderr)[-1].endswith(f"would send 0 files (0 B, 0 studies); {len(files)} "
+                                          "already stored")
+    assert journal.read_bytes() == before
+
+
+def test_a_dry_run_with_a_new_journal_makes_none(local_server: LocalServer,
+                                                 files: list[Path], tmp_path: Path) -> None:
+    journal = tmp_path / "j.db"
+    dry = run(local_server.url, "store", str(files[0]), "--journal", str(journal),
+              "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert lines(dry.stderr)[-1].endswith("would send 1 file (38.4 KiB, 1 study)")
+    assert not journal.exists()
+
+
 def test_conflicts_fail_skip_overwrite(local_server: LocalServer, pydicom_files: list[Path],
                                        tmp_path: Path) -> None:
     ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")

@@ -815,8 +815,8 @@ def test_a_journal_the_disk_refuses_stops_the_run_and_counts_every_file(
     journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
     opened = Journal.__init__
 
-    def on_a_full_disk(self: Journal, *args: object) -> None:
-        opened(self, *args)  # type: ignore[arg-type]
+    def on_a_full_disk(self: Journal, *args: object, **options: bool) -> None:
+        opened(self, *args, **options)  # type: ignore[arg-type]
         pages = self.db.execute("PRAGMA page_count").fetchone()[0]
         self.db.execute(f"PRAGMA max_page_count = {pages + 1}")
 
@@ -1143,3 +1143,48 @@ def test_a_file_the_answer_leaves_out_is_decided_by_search(tmp_path: Path,
                                   "not on the server")
     assert {r["status"] for p, r in report_rows(report).items() if p != str(left_out)} == {
         "stored"}
+
+
+def test_a_journal_on_a_full_disk_counts_the_files_it_never_sent(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """The journal reaches the most a process may write (RLIMIT_FSIZE: as a full disk,
+    every write after the first refused one is refused too) with many batches to go. Old
+    dcmweb: the correction of the unsent files' attempts wrote to the refused journal, so
+    the files never sent were counted nowhere ("in 4 files" for a run of 60)."""
+    files = corpus.synthetic_files(tmp_path / "s", 60)
+    journal = tmp_path / "j.db"
+    done = subprocess.run(
+        [sys.executable, "-c", _LIMITED, "40000", local_server.url, "store", "--batch-size",
+         "4", "--journal", str(journal), str(tmp_path / "s")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    stderr = logs.lines(done.stderr)
+    assert done.returncode == 1, done.stderr
+    assert stderr[-1].startswith(f"dcmweb: error: cannot write the journal {journal}: ")
+    counts = summary_counts(stderr[-2])
+    assert counts.get("not attempted", 0) > 0, stderr[-2]
+    assert counts["stored"] + counts.get("unconfirmed", 0) + counts["not attempted"] == len(
+        files), stderr[-2]
+    assert len(held(local_server)) == counts["stored"]
+
+
+def test_a_lost_answer_whose_copy_cannot_be_read_back_is_told_in_one_line_not_as_an_outage(
+        local_server: LocalServer, tmp_path: Path, ct: Path) -> None:
+    """The answer is lost, the search finds the file, and its read-back is answered 404:
+    the file is sent again. Old dcmweb said "found on the server ... sending it again",
+    then "0 of 1 found on the server by search; the server is unavailable", and closed
+    with "server unavailable for 1 s", though the server answered every other request."""
+    local_server.inject_fault(after=True, method="POST")
+    local_server.inject_fault(404, method="GET", path_contains=f"instances/{sop_uid(ct)}")
+    result = run(local_server.url, "store", str(ct))
+    assert result.exit_code == 0, result.stderr
+    told = [line for line in lines(result) if "uploaded as" not in line]
+    instance = "/".join(f"{level}/{uid}" for level, uid in zip(
+        ("studies", "series", "instances"), read_part10_head(ct).uids or (), strict=True))
+    told[0] = re.sub(r"in \d+\.\d s$", "in N s", told[0])  # a random backoff
+    assert told == [
+        f"dcmweb: info: store {ct}: connection dropped after the request was sent; 1 of 1 "
+        f"found on the server by search, 1 not proven stored (its copy could not be read "
+        f"back: read back {instance} failed: HTTP 404 Not Found: injected fault); sending 1 "
+        "again in N s",
+        "dcmweb: info: Transferred 38.3 KiB in 1 file"], result.stderr

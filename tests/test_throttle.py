@@ -162,6 +162,30 @@ def test_outage_time_is_measured_and_ended_by_any_answer() -> None:
     assert gate.unavailable_seconds == 60
 
 
+def test_a_write_the_server_carried_out_opens_no_outage() -> None:
+    """A STOW whose answer was lost, found on the server by the search after it: old
+    dcmweb counted the time from its sending to the resend's answer as an outage (a lone
+    lost answer closed the run with "server unavailable for 1 s")."""
+    clock = Clock()
+    gate = Gate(clock=clock, backoff_base=0.0)
+    sent_at = gate.enter(float("inf")) or 0.0
+    clock.now += 5
+    gate.leave(Outcome.UNAVAILABLE, sent_at)
+    clock.now += 2
+    gate.carried_out(sent_at)
+    assert gate.outage_seconds() == 0
+    gate.leave(Outcome.OK, gate.enter(float("inf")) or 0.0)
+    assert gate.unavailable_seconds == 0
+
+    clock.now += 10  # a failure before it (another worker's) began a real outage
+    gate.leave(Outcome.UNAVAILABLE, gate.enter(float("inf")) or 0.0)
+    clock.now += 3
+    later = gate.enter(float("inf")) or 0.0
+    gate.leave(Outcome.UNAVAILABLE, later)
+    gate.carried_out(later)
+    assert gate.outage_seconds() == 3
+
+
 def test_the_backoff_never_waits_past_the_outage_limit() -> None:
     """The last wait ends at the limit, for one more try there (a limit of 10 s gave up
     after 11-17 s: a whole backoff step past it)."""
