@@ -530,18 +530,23 @@ FRAMINGS = {
 }
 
 
-@pytest.mark.parametrize("framing", FRAMINGS)
-def test_every_framing_of_an_answer_is_read_whole(framing: str) -> None:
-    """Two GETs: each reads the whole body, and the connection is reused exactly when
-    the first answer left it clean and open."""
-    server = Scripted(list(FRAMINGS[framing]))
-    http = Http(config=HttpConfig(retry=RetryPolicy(attempts=1)))
+def _two_searches(server: Scripted, retry: RetryPolicy) -> None:
+    """Two GETs that must each read the scripted rows whole; then both ends closed."""
+    http = Http(config=HttpConfig(retry=retry))
     try:
         for _ in range(2):
             assert http.request("GET", f"http://127.0.0.1:{server.port}/studies").content == ROWS
     finally:
         http.close()
         server.close()
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_every_framing_of_an_answer_is_read_whole(framing: str) -> None:
+    """Two GETs: each reads the whole body, and the connection is reused exactly when
+    the first answer left it clean and open."""
+    server = Scripted(list(FRAMINGS[framing]))
+    _two_searches(server, RetryPolicy(attempts=1))
     reused = framing in ("content-length", "chunked, extensions and trailers",
                          "100 Continue first", "folded header line")
     assert server.connections == (1 if reused else 2)
@@ -666,13 +671,7 @@ def test_an_endless_head_is_retried_once_the_server_answered() -> None:
     whole = json_answer(b"HTTP/1.1 200 OK\r\nContent-Length: LENGTH")
     server = Scripted([(whole, True), (b"HTTP/1.1 100 Continue\r\n\r\n" * 11, True),
                        (whole, True)])
-    http = Http(config=HttpConfig(retry=RetryPolicy(base=0.01)))
-    try:
-        for _ in range(2):
-            assert http.request("GET", f"http://127.0.0.1:{server.port}/studies").content == ROWS
-    finally:
-        http.close()
-        server.close()
+    _two_searches(server, RetryPolicy(base=0.01))
     assert len(server.requests) == 3
 
 
