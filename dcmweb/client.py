@@ -429,7 +429,12 @@ class Client:
         if kind == "bulkdata":
             from .bulkdata import save_bulk
 
-            return iter([save_bulk(self._session(), self.base_url, str(path), out)])
+            def bulk_value() -> Iterator[RetrieveResult]:
+                # Saved as the result is asked for, as the other kinds are: a failure
+                # comes out of the loop that reports, which then closes with its summary.
+                yield save_bulk(self._session(), self.base_url, str(path), out)
+
+            return bulk_value()
         if kind == "metadata":
             raise UsageError("metadata is not written as files here",
                              "use Client.metadata() (the CLI prints it)")
