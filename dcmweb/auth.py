@@ -57,12 +57,13 @@ def _credentials_hint() -> str:
     return f"check {option('token')}, {option('user')} and {option('headers')}"
 
 
-def check_line_breaks(value: str, what: str) -> str:
+def check_line_breaks(value: str, what: str, hint: str | None = None) -> str:
     """``value`` if it has no line break (nor NUL), else a :class:`UsageError` that never
     shows it (it may be a secret): a line break in a header injects another header, and
-    one in a password (a file's last newline in DCMWEB_USER) only ever fails as a 401."""
+    one in a password (a file's last newline in DCMWEB_USER) only ever fails as a 401.
+    ``hint`` says where the value came from (default: the credentials)."""
     if any(c in value for c in "\r\n\0"):
-        raise UsageError(f"{what} has a line break in it", _credentials_hint())
+        raise UsageError(f"{what} has a line break in it", hint or _credentials_hint())
     return value
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from . import wado
+from .auth import check_line_breaks
 from .body import TooSlowError
 from .dicomhead import HEAD_BYTES, ends_complete, read_uids
 from .errors import (
@@ -285,10 +286,10 @@ def check_request(target: ResourcePath, part_type: str | None, single_part: bool
     if single_part and target.level != "instance":
         raise UsageError(f"{option('single_part')} retrieves one instance",
                          "give a path studies/S/series/R/instances/I")
-    if part_type and any(char in part_type for char in "\r\n\0"):
+    if part_type:
         # Refused before the listing that an image type starts with (a header would
         # carry it only later, and the listing's 404 would hide the mistake).
-        raise UsageError("the part type has a line break in it", header_hint())
+        check_line_breaks(part_type, "the part type", header_hint())
     accept_header(part_type)
 
 
