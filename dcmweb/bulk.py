@@ -66,6 +66,7 @@ class BulkOptions:
     journal: str | os.PathLike[str] | None = None
     retry_failed: bool = False  # send only what the journal says failed
     skip_existing: bool = False  # ask the server (per study) before sending
+    verify_journal: bool = False  # ask the server whether it still holds what the journal says
     on_conflict: ConflictPolicy = "fail"
     dry_run: bool = False
 
@@ -83,6 +84,10 @@ class BulkOptions:
         if self.retry_failed and not self.journal:
             raise UsageError(f"{option('retry_failed')} needs {option('journal')}",
                              "the journal is where the failures of earlier runs are")
+        if self.verify_journal and not self.journal:
+            raise UsageError(f"{option('verify_journal')} needs {option('journal')}",
+                             f"without a journal, {option('skip_existing')} asks the "
+                             "server about every file")
 
 
 @record(frozen=True)
@@ -121,6 +126,9 @@ class Summary:
     stored_bytes: int = 0
     skip_reasons: Counter[str] = field(default_factory=Counter)
     not_retried: int = 0  # --retry-failed: files the journal does not list as failed
+    # --verify-journal: files the journal lists as stored that the server no longer holds
+    # (deleted since): sent again.
+    gone_from_server: int = 0
     # The run stopped early (server unreachable, credentials, Ctrl-C or SIGTERM): files
     # never sent. Those sent without a deciding answer are "unconfirmed" (see below).
     not_attempted: int = 0
@@ -415,8 +423,13 @@ class BulkStore:
         same = entry is not None and entry.stamp.same_size_and_mtime(stamp)
         if entry is not None and same and entry.status in (*DONE, "skipped"):
             same = self._still_the_file(key, path, entry, stamp)
-        if entry is not None and same and entry.status in DONE:
-            this_run = entry.updated >= self._run_started
+        this_run = entry is not None and entry.updated >= self._run_started
+        if (entry is not None and same and entry.status in DONE and not this_run
+                and self.options.verify_journal and not self._still_held(path, entry)):
+            self.summary.gone_from_server += 1
+            log.info("%s: stored by an earlier run (journal), but the server no longer "
+                     "holds it", path)
+        elif entry is not None and same and entry.status in DONE:
             self._emit(Outcome(path, "already stored", stat.st_size,
                                (entry.study_uid, entry.series_uid, entry.sop_uid),
                                message=f"{NAMED_AGAIN}; stored earlier in this run" if this_run
@@ -471,6 +484,24 @@ class BulkStore:
             self._journal.restamp(key, stamp)
         return True
 
+    def _still_held(self, path: Path, entry: Entry) -> bool:
+        """--verify-journal: whether the server still holds the instance the journal
+        says this file was stored as (its UIDs, else those of the file's head)."""
+        uids = (entry.study_uid, entry.series_uid, entry.sop_uid)
+        if None in uids:
+            head = read_part10_head(path)
+            uids = head.uids if head is not None and head.uids else uids
+        if None in uids:
+            return True  # nothing to ask about: the journal's word stands
+        return self._server_holdings().holds(*uids)  # type: ignore[arg-type]
+
+    def _server_holdings(self) -> ServerHoldings:
+        if self._holdings is None:
+            from .existing import ServerHoldings  # the search pager too
+
+            self._holdings = ServerHoldings(self.http, self.base_url)
+        return self._holdings
+
     def _on_server(self, path: Path, head: Part10Head | None, size: int, why: str,
                    attempts: int, *, read_back: bool) -> bool:
         """Whether the server holds the file's SOP Instance UID (then it is reported,
@@ -480,11 +511,7 @@ class BulkStore:
         uids = head.uids if head else None
         if uids is None:
             return False  # not DICOM, or unreadable: the uploader says which
-        if self._holdings is None:
-            from .existing import ServerHoldings  # --skip-existing: the search pager too
-
-            self._holdings = ServerHoldings(self.http, self.base_url)
-        if not self._holdings.holds(*uids):
+        if not self._server_holdings().holds(*uids):
             return False
         if read_back:
             looked_for = wanted(uids, uids[2], self.store_options.study_uid)

@@ -316,14 +316,17 @@ class Client:
 
     def bulk_store(self, inputs: InputSpec | PathsLike, *,
                    journal: str | os.PathLike[str] | None = None, retry_failed: bool = False,
-                   skip_existing: bool = False, on_conflict: str = "fail",
-                   dry_run: bool = False, report: str | os.PathLike[str] | None = None,
+                   skip_existing: bool = False, verify_journal: bool = False,
+                   on_conflict: str = "fail", dry_run: bool = False,
+                   report: str | os.PathLike[str] | None = None,
                    on_outcome: Callable[[Outcome], None] | None = None,
                    single_part: bool = False, batch_size: int = 20,
                    batch_bytes: int = 16 * 1024 * 1024, workers: int | None = None,
                    storage_class: str | None = None, study_uid: str | None = None) -> Summary:
         """What ``dcmweb store`` does: walk the inputs lazily, skip what the journal (or,
         with ``skip_existing``, the server) holds, store the rest, write the report.
+        ``verify_journal`` asks the server whether it still holds what the journal
+        lists as stored, and sends again what it no longer holds.
 
         ``inputs`` is an :class:`~dcmweb.inputs.InputSpec` or paths, folders and masks.
         ``on_outcome`` is called with each file's :class:`~dcmweb.bulk.Outcome` as it
@@ -339,7 +342,8 @@ class Client:
         options = self._store_options(single_part, batch_size, batch_bytes, workers,
                                       storage_class, study_uid)
         bulk = BulkOptions(journal=journal, retry_failed=retry_failed,
-                           skip_existing=skip_existing, dry_run=dry_run,
+                           skip_existing=skip_existing, verify_journal=verify_journal,
+                           dry_run=dry_run,
                            on_conflict=on_conflict)  # type: ignore[arg-type]
         return BulkStore(self._session(), self.base_url, spec, options, bulk,
                          report=report, on_outcome=on_outcome).run()

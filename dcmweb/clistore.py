@@ -64,6 +64,9 @@ def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
               help="With --journal: send only the files that failed before.")
 @click.option("--skip-existing", is_flag=True,
               help="Ask the server (one search per series) and send only what it lacks.")
+@click.option("--verify-journal", is_flag=True,
+              help="With --journal: ask the server (one search per series) whether it "
+                   "still holds what the journal lists as stored; send again what it lost.")
 @click.option("--on-conflict", type=click.Choice(("fail", "skip", "overwrite")), default="fail",
               show_default=True,
               help="Same UIDs, other bytes on the server: fail, skip (record it) or "
@@ -93,7 +96,7 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
           jpeg_files: tuple[str, ...], generate_uids: bool, single_part: bool,
           batch_size: int, storage_class: str | None, study_uid: str | None,
           report: str | None, journal: str | None, retry_failed: bool, skip_existing: bool,
-          on_conflict: str, files_from: tuple[str, ...], null_separated: bool,
+          verify_journal: bool, on_conflict: str, files_from: tuple[str, ...], null_separated: bool,
           include: tuple[str, ...], exclude: tuple[str, ...], shard: str | None,
           progress_every: float, dry_run: bool) -> None:
     """Store files, directories (recursive), glob masks ('**' recurses) and file lists,
@@ -137,7 +140,7 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
         shard=Shard.parse(shard) if shard else None)
     check_lists(spec)
     options = BulkOptions(journal=journal, retry_failed=retry_failed,
-                          skip_existing=skip_existing,
+                          skip_existing=skip_existing, verify_journal=verify_journal,
                           on_conflict=on_conflict, dry_run=dry_run)  # type: ignore[arg-type]
     output = settings.output
     counter = None

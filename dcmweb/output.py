@@ -439,6 +439,7 @@ def describe_start(url: str, spec: InputSpec, store: StoreOptions, bulk: BulkOpt
         ("storage-class", store.storage_class), ("study", store.study_uid)) if value]
     settings += [flag for flag, on in (("retry-failed", bulk.retry_failed),
                                        ("skip-existing", bulk.skip_existing),
+                                       ("verify-journal", bulk.verify_journal),
                                        ("dry-run", bulk.dry_run)) if on]
     return f"store to {redact_url(url)} from {', '.join(inputs)} ({'; '.join(settings)})"
 
@@ -460,6 +461,8 @@ def describe_summary(summary: Summary, *, dry_run: bool = False,
         summary.rest_uncounted) else "not attempted"
     for number, label in ((summary.not_attempted, not_attempted),
                           (summary.not_retried, "not retried (not failed in the journal)"),
+                          (summary.gone_from_server, ("to send again" if dry_run else "sent again")
+                           + " (stored by an earlier run, gone from the server)"),
                           (summary.excluded, "excluded"),
                           (summary.excluded_folders, "folder" + "s" * (
                               summary.excluded_folders != 1) + " excluded (not walked)"),

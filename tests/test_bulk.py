@@ -56,6 +56,11 @@ def rows(report: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in report.read_text().splitlines()]
 
 
+def uids(path: Path) -> tuple[str, str, str]:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+
+
 def conflicting_copy(source: Path, target: Path) -> Path:
     ds = pydicom.dcmread(source)
     ds.PatientName = "Conflict^Copy"
@@ -94,6 +99,64 @@ def test_rerun_with_journal_sends_nothing_and_reports_already_stored(
     assert third.exit_code == 0
     assert lines(third.stderr)[-1].endswith(
         f"Transferred {files[5].stat().st_size / 1024:.1f} KiB in 1 file; 29 already stored")
+
+
+def test_verify_journal_sends_again_what_the_server_lost(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    journal, report = tmp_path / "j.db", tmp_path / "r.csv"
+    first = run(local_server.url, "store", str(files[0].parent), "--journal", str(journal))
+    assert first.exit_code == 0, first.stderr
+    study = uids(files[0])[0]
+    gone = local_server.store.delete(study, unblock=False)
+    lone = files[-1]
+    assert uids(lone)[0] != study
+    local_server.store.delete(uids(lone)[0], sop=uids(lone)[2], unblock=False)
+    assert len(server_uids(local_server)) == 30 - gone - 1
+    trusting = run(local_server.url, "store", str(files[0].parent), "--journal", str(journal))
+    assert trusting.exit_code == 0
+    assert lines(trusting.stderr)[-1].endswith("in 0 files; 30 already stored")
+    local_server.clear_requests()
+
+    verified = run("-v", local_server.url, "store", str(files[0].parent), "--journal",
+                   str(journal), "--verify-journal", "--report", str(report))
+    assert verified.exit_code == 0, verified.stderr
+    assert len(server_uids(local_server)) == 30
+    assert lines(verified.stderr)[-1].endswith(
+        f"in {gone + 1} files; {29 - gone} already stored, {gone + 1} sent again "
+        "(stored by an earlier run, gone from the server)")
+    assert f"{lone}: stored by an earlier run (journal), but the server no longer holds it" \
+        in verified.stderr
+    table = {Path(r["path"]): r for r in rows(report)}
+    assert (table[lone]["status"], table[lone]["attempts"]) == ("stored", "2")
+    series = {uids(path)[1] for path in files}
+    searches = [r for r in local_server.requests if r.method == "GET"]
+    # One search per series (and the pager's look past a short page), not one per file.
+    assert len(searches) <= 2 * len(series)
+
+
+def test_verify_journal_on_orthanc_restores_a_cleared_store(
+        orthanc: Orthanc, pydicom_files: list[Path], tmp_path: Path) -> None:
+    journal = tmp_path / "j.db"
+    folder = tmp_path / "real"
+    folder.mkdir()
+    for path in corpus.unique_by_sop(pydicom_files)[:12]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    first = run(orthanc.url, "store", str(folder), "--journal", str(journal))
+    assert first.exit_code in (0, 6), first.stderr  # a file Orthanc cannot read fails
+    held = orthanc.instance_count()
+    orthanc.clear()
+    again = run(orthanc.url, "store", str(folder), "--journal", str(journal),
+                "--verify-journal")
+    assert again.exit_code == first.exit_code, again.stderr
+    assert orthanc.instance_count() == held
+    summary = next(line for line in lines(again.stderr) if "Transferred" in line)
+    assert f"{held} sent again" in summary
+
+
+def test_verify_journal_needs_a_journal() -> None:
+    result = run("http://127.0.0.1:9/", "store", ".", "--verify-journal")
+    assert result.exit_code == 2
+    assert "--verify-journal needs --journal" in result.stderr
 
 
 def test_report_attempts_count_only_the_runs_that_sent_the_file(
