@@ -231,15 +231,15 @@ class Client:
     def files_to_store(self, masks: PathsLike) -> list[Path]:
         """Expand files, directories and glob masks (a lone str or path is one); warn
         about masks matching nothing."""
-        from .files import expand_masks  # store only: other commands skip its imports
-        from .inputs import as_masks, unmatched_message
+        from .inputs import Inputs, from_paths, unmatched_message  # store only
 
-        expansion = expand_masks(as_masks(masks))
-        for mask in expansion.unmatched:
+        inputs = Inputs(from_paths(masks))  # the walk of the CLI and bulk_store
+        files = list(inputs)
+        for mask in inputs.stats.unmatched:
             log.warning("%s", unmatched_message(mask))
-        if not expansion.files:
+        if not files:
             raise UsageError("no files to store", "check the paths and masks")
-        return expansion.files
+        return files
 
     def iter_store(self, paths: PathsLike, *, single_part: bool = False,
                    batch_size: int = 20, batch_bytes: int = 16 * 1024 * 1024,

@@ -1,18 +1,13 @@
-"""Find the files to store: paths, directories (recursive) and glob masks.
-
-Also the cheap Part-10 check: 128-byte preamble + ``DICM``, then the group 0002
-meta elements read by hand (see dicomhead), which gives the SOP Instance UID
-needed to match a store answer back to its file.
+"""Which files are DICOM Part-10, and what their heads say: the cheap check (the
+128-byte preamble + ``DICM``, then the group 0002 meta elements read by hand, see
+dicomhead), which gives the SOP Instance UID needed to match a store answer back to
+its file. The walk of paths, folders and masks is in inputs.py.
 """
 
 from __future__ import annotations
 
-import glob
 import os
-import re
 import stat
-from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from .dicomhead import HEAD_BYTES, read_meta, read_uids
 from .record import record
@@ -96,55 +91,3 @@ def read_part10_info(path: str | os.PathLike[str]) -> Part10Info | None:
     """The File Meta Information of a Part-10 file, or None if it is not one."""
     head = read_part10_head(path)
     return head.info if head else None
-
-
-def _walk(directory: str) -> Iterator[str]:
-    for root, dirs, names in os.walk(directory):
-        dirs.sort()
-        for name in sorted(names):
-            yield os.path.join(root, name)
-
-
-def _expand_one(mask: str) -> list[str]:
-    if os.path.isdir(mask):
-        return list(_walk(mask))
-    if not glob.has_magic(mask):
-        # An explicit path is an item even when it is missing or not a regular file:
-        # the store reports it (failed, or skipped with the reason), never drops it.
-        return [mask]
-    # The old tool's '**' matched files at any depth: 'a/**' is 'a/**/*' and './**.dcm'
-    # is './**/*.dcm' (Python's glob alone treats '**.dcm' like '*.dcm').
-    pattern = re.sub(r"\*\*(?![/\\])", "**/*", mask)
-    found: list[str] = []
-    for match in sorted(glob.glob(pattern, recursive=True)):
-        if os.path.isdir(match):
-            continue
-        found.append(match)
-    return found
-
-
-@record
-class Expansion:
-    files: list[Path]  # with explicit paths that do not exist: they fail when read
-    unmatched: list[str]  # glob masks that matched no file at all
-
-
-def expand_masks(masks: Iterable[str]) -> Expansion:
-    """Every file named by the masks, each once, in a stable order.
-
-    Folders and globs also yield FIFOs, sockets and devices: the store skips them with
-    a reason (see :func:`not_regular`) instead of opening them.
-    """
-    seen: set[str] = set()
-    files: list[Path] = []
-    unmatched: list[str] = []
-    for mask in masks:
-        matches = _expand_one(os.path.expanduser(mask))
-        if not matches:
-            unmatched.append(mask)
-        for match in matches:
-            key = os.path.realpath(match)
-            if key not in seen:
-                seen.add(key)
-                files.append(Path(match))
-    return Expansion(files, unmatched)

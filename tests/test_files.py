@@ -1,4 +1,5 @@
-"""files.py: the cheap Part-10 reader and the expansion of paths, directories and masks."""
+"""files.py: the cheap Part-10 reader; and the expansion of paths, directories and masks
+(inputs.py) as the library's store sees it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from pydicom.filereader import read_file_meta_info
 
 from dcmweb import Client
 from dcmweb.errors import UsageError
-from dcmweb.files import Part10Info, expand_masks, not_regular, read_part10_info
+from dcmweb.files import Part10Info, not_regular, read_part10_info
+from dcmweb.inputs import Inputs, InputSpec
+from dcmweb.record import record
 from dcmweb_devtools import corpus
 
 
@@ -94,7 +97,19 @@ def test_unreadable_paths(tmp_path: Path) -> None:
     assert read_part10_info(tmp_path) is None  # a directory
 
 
-# -- expand_masks ----------------------------------------------------------------------------
+# -- expanding masks ------------------------------------------------------------------------
+@record
+class Expansion:
+    files: list[Path]
+    unmatched: list[str]
+
+
+def expand_masks(masks: list[str]) -> Expansion:
+    inputs = Inputs(InputSpec(masks=tuple(masks)))
+    files = list(inputs)
+    return Expansion(files, inputs.stats.unmatched)
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """root/a.dcm root/b.txt root/sub/c.dcm root/sub/deeper/d.dcm root/empty/"""
@@ -139,9 +154,10 @@ def test_double_star_with_suffix_crosses_directories(tree: Path) -> None:
     assert _rel(expand_masks([str(tree / "sub/**/*.txt")]).files, tree) == ["sub/deeper/e.txt"]
 
 
-def test_glob_never_returns_directories(tree: Path) -> None:
+def test_a_glob_walks_the_folders_it_matches_as_the_cli_does(tree: Path) -> None:
     result = expand_masks([str(tree / "*")])
-    assert _rel(result.files, tree) == ["a.dcm", "b.txt"]
+    assert _rel(result.files, tree) == [
+        "a.dcm", "b.txt", "sub/c.dcm", "sub/deeper/d.dcm", "sub/deeper/e.txt"]
 
 
 def test_unmatched_masks_are_listed_and_the_rest_kept(tree: Path) -> None:
@@ -191,6 +207,20 @@ def test_relative_masks(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = expand_masks(["sub", "*.txt"])
     assert [p.as_posix() for p in result.files] == [
         "sub/c.dcm", "sub/deeper/d.dcm", "sub/deeper/e.txt", "b.txt"]
+
+
+def test_client_files_to_store_follows_a_linked_folder_once(tree: Path) -> None:
+    """As the CLI and bulk_store do: the library's store once walked with os.walk,
+    which leaves symbolic links to folders out."""
+    other = tree.parent / "other"
+    other.mkdir()
+    (other / "x.dcm").write_text("x")
+    (tree / "sub" / "to-other").symlink_to(other)
+    (tree / "sub" / "again").symlink_to(other)
+    client = Client("http://127.0.0.1:9/dicom-web")  # never contacted
+    files = client.files_to_store([tree / "sub"])
+    assert _rel(files, tree) == ["sub/c.dcm", "sub/again/x.dcm", "sub/deeper/d.dcm",
+                                 "sub/deeper/e.txt"]
 
 
 def test_client_files_to_store(tree: Path, caplog: pytest.LogCaptureFixture) -> None:
