@@ -30,8 +30,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from .body import body_message
 from .errors import AnswerLost, DcmwebError, UsageError
-from .http import Http, body_message
+from .http import Http
 from .multipart import new_boundary
 from .optionnames import option
 from .record import record

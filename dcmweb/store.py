@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from . import storecheck
+from .body import body_message
 from .errors import (
     AnswerLost,
     DcmwebError,
@@ -25,16 +26,10 @@ from .errors import (
     UnavailableError,
     UsageError,
 )
+from .failures import UNAVAILABLE_HINT, UNAVAILABLE_STATUSES, parse_retry_after
 from .filebody import SizedFileBody
 from .files import NOT_REGULAR_COUNTS, Part10Head, not_regular, read_part10_head
-from .http import (
-    SERVER_ERROR_RETRIES,
-    UNAVAILABLE_HINT,
-    UNAVAILABLE_STATUSES,
-    Http,
-    body_message,
-    parse_retry_after,
-)
+from .http import SERVER_ERROR_RETRIES, Http
 from .links import LINK_LOOP, loops_back
 from .multipart import MultipartBody, MultipartError, new_boundary
 from .optionnames import option
