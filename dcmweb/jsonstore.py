@@ -36,8 +36,9 @@ from .http import Http
 from .multipart import new_boundary
 from .optionnames import option
 from .record import record
-from .store import LOST_STATUSES, UNCONFIRMED, ConfirmedBy, Status, Stopped, StoreResult
+from .store import LOST_STATUSES, UNCONFIRMED, Stopped
 from .storecheck import Wanted, held
+from .storefiles import ConfirmedBy, Status, StoreResult
 from .stowanswer import parse_stow_answer
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
