@@ -1,8 +1,8 @@
 """What a failed request means: the status sets, the error an answer maps to, the hints,
 the classification of connection failures, and the redirect and proxy decisions.
 
-Pure decisions, with no I/O and no waiting: the loop in http.py asks them and acts on
-the answer (retries, waits on the shared backoff, raises). docs/exit-codes.md says what
+Pure decisions, with no network and no waiting: the loop in http.py asks them and acts
+on the answer (retries, waits on the shared backoff, raises). docs/exit-codes.md says what
 the user sees.
 
 The rules:
