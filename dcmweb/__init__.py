@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .operations import Operation
     from .rendered import RenderOptions
     from .retrieve import RetrieveResult
-    from .store import StoreResult
+    from .storefiles import StoreResult
 
 __version__ = "0.1.0"
 
@@ -57,7 +57,7 @@ __all__ = [
 
 
 # Imported on first use (they pull in the HTTP stack): name -> module.
-_LAZY = {"Client": "client", "StoreResult": "store", "RetrieveResult": "retrieve",
+_LAZY = {"Client": "client", "StoreResult": "storefiles", "RetrieveResult": "retrieve",
          "DeleteResult": "delete", "Operation": "operations", "RenderOptions": "rendered"}
 
 

@@ -31,8 +31,9 @@ from .journal import DONE, GONE, Entry, Journal, Stamp
 from .optionnames import option
 from .record import field, record, replace
 from .signals import deferred, handed_over, resumed
-from .store import OTHER_BYTES, Part10File, StoreOptions, StoreResult, iter_store, triage
+from .store import OTHER_BYTES, iter_store
 from .storecheck import READ_BACK_FAILED, dataset_uids, holds_bytes, wanted
+from .storefiles import Part10File, StoreOptions, StoreResult, triage
 
 if TYPE_CHECKING:
     from .existing import ServerHoldings
@@ -104,7 +105,7 @@ class Outcome:
     reason_code: int | None = None
     attempts: int = 0
     seconds: float | None = None
-    confirmed_by: str | None = None  # stored: "answer" or "search" (see store.StoreResult)
+    confirmed_by: str | None = None  # stored: "answer" or "search" (see storefiles.StoreResult)
 
     def row(self) -> dict[str, object]:
         return {

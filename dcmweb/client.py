@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .params import ParamsLike
     from .rendered import RenderOptions
     from .retrieve import RetrieveResult
-    from .store import StoreOptions, StoreResult
+    from .storefiles import StoreOptions, StoreResult
 
 log = logging.getLogger("dcmweb")
 # The library never prints: without a handler of its own, Python's last-resort handler
@@ -245,7 +245,7 @@ class Client:
                    batch_size: int = 20, batch_bytes: int = 16 * 1024 * 1024,
                    workers: int | None = None, storage_class: str | None = None,
                    study_uid: str | None = None) -> Iterator[StoreResult]:
-        """Store DICOM files; one :class:`~dcmweb.store.StoreResult` per file, "stored"
+        """Store DICOM files; one :class:`~dcmweb.storefiles.StoreResult` per file, "stored"
         only when the answer or a search proves it.
 
         ``batch_size`` instances (at most ``batch_bytes``) travel in one multipart
@@ -266,7 +266,7 @@ class Client:
                        workers: int | None, storage_class: str | None,
                        study_uid: str | None) -> StoreOptions:
         from .paths import safe_uid
-        from .store import StoreOptions
+        from .storefiles import StoreOptions
 
         if study_uid is not None and safe_uid(study_uid) is None:
             # It becomes part of the URL: studies/../x would post elsewhere.

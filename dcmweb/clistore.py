@@ -121,7 +121,7 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
     """
     from .bulk import BulkOptions, BulkStore
     from .inputs import BackgroundCount, InputSpec, Shard, check_lists, unmatched_message
-    from .store import StoreOptions
+    from .storefiles import StoreOptions
 
     pairs = _json_pairs((*masks, *files_from), metadata_files, jpeg_files, generate_uids)
     if pairs:

@@ -20,7 +20,8 @@ from .errors import (
     UnavailableError,
     UsageError,
 )
-from .http import UNAVAILABLE_HINT, Http
+from .failures import UNAVAILABLE_HINT
+from .http import Http
 from .operations import is_operation_name, wait_operation
 from .paths import RESOURCE_SHAPE, ResourcePath, parse_resource_path
 from .record import record

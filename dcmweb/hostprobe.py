@@ -24,8 +24,9 @@ import threading
 from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
+from .body import read_limited
 from .errors import DcmwebError
-from .http import Http, read_limited
+from .http import Http
 from .redact import redact_url
 
 log = logging.getLogger("dcmweb")

@@ -30,13 +30,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from .body import body_message
 from .errors import AnswerLost, DcmwebError, UsageError
-from .http import Http, body_message
+from .http import Http
 from .multipart import new_boundary
 from .optionnames import option
 from .record import record
-from .store import LOST_STATUSES, UNCONFIRMED, ConfirmedBy, Status, Stopped, StoreResult
+from .store import LOST_STATUSES, UNCONFIRMED, Stopped
 from .storecheck import Wanted, held
+from .storefiles import ConfirmedBy, Status, StoreResult
 from .stowanswer import parse_stow_answer
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"

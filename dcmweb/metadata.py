@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from .body import NotAJsonNumber, loads
+from .body import NotAJsonNumber, loads, read_limited
 from .errors import ServerError, UsageError
-from .http import Http, read_limited
+from .http import Http
 from .multipart import parse_content_type
 from .record import field, record
 from .unexpected import describe_body, not_dicomweb

@@ -30,7 +30,7 @@ from .redact import redact_text
 if TYPE_CHECKING:
     from .bulk import BulkOptions, Outcome, Summary
     from .inputs import InputSpec
-    from .store import StoreOptions
+    from .storefiles import StoreOptions
 
 FORMATS = ("pretty", "compact", "jsonl")
 LOG_FORMATS = ("text", "json")
@@ -488,7 +488,7 @@ def describe_summary(summary: Summary, *, dry_run: bool = False,
 def _count_skipped(reason: str, number: int) -> str:
     """``2 empty files``, ``1 not DICOM``; a reason without nouns (an old journal's) as
     ``REASON: N``, which reads right for any number."""
-    from .store import SKIP_COUNTS
+    from .storefiles import SKIP_COUNTS
 
     nouns = SKIP_COUNTS.get(reason)
     return plural(number, *nouns) if nouns else f"{reason}: {number}"

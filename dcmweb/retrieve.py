@@ -30,7 +30,8 @@ from .errors import (
     ServerError,
     UsageError,
 )
-from .http import Http, header_hint
+from .failures import header_hint
+from .http import Http
 from .multipart import Chunk, parse_content_type
 from .optionnames import option
 from .parallel import run_bounded

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
+from .body import body_message, read_limited
 from .errors import ServerError
-from .http import body_message, read_limited
 from .multipart import parse_content_type
 from .transport import Response, TransportError
 

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from .body import TooSlowError
+from .body import TooSlowError, server_message
 from .errors import DcmwebError, ServerError
-from .http import Http, server_message
+from .http import Http
 from .multipart import BoundaryNotFound, Chunk, MultipartError, Part, iter_parts, parse_content_type
 from .optionnames import option
 from .paths import ResourcePath

@@ -20,7 +20,8 @@ from click.testing import CliRunner, Result
 from dcmweb import Client, __version__
 from dcmweb.cli import cli
 from dcmweb.errors import AuthError, NotFoundError, UnavailableError
-from dcmweb.http import Http, HttpConfig, RetryPolicy, parse_retry_after
+from dcmweb.failures import parse_retry_after
+from dcmweb.http import Http, HttpConfig, RetryPolicy
 from dcmweb.multipart import MultipartBody
 from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines, messages
@@ -358,7 +359,7 @@ def test_401_without_refresh_exit_3_with_hint(local_server, ct: Path) -> None:
 def test_401_hint_fits_the_host_kind(url: str, hint: str) -> None:
     import requests
 
-    from dcmweb.http import error_for_response
+    from dcmweb.failures import error_for_response
 
     response = requests.Response()
     response.status_code, response.reason, response.url = 401, "Unauthorized", url

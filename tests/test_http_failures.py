@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request, cut, once, silent, stall, trickle
 
-from dcmweb.body import read_json
+from dcmweb.body import LowSpeed, read_json
 from dcmweb.cli import cli
 from dcmweb.errors import ServerError, UnavailableError
-from dcmweb.http import Http, HttpConfig, LowSpeed, RetryPolicy
+from dcmweb.http import Http, HttpConfig, RetryPolicy
 from dcmweb_devtools.logs import lines
 
 ROWS = json.dumps([{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}]).encode()

@@ -60,7 +60,7 @@ def test_rows_by_keyword() -> None:
 def test_exported_types() -> None:
     from dcmweb.delete import DeleteResult
     from dcmweb.retrieve import RetrieveResult
-    from dcmweb.store import StoreResult
+    from dcmweb.storefiles import StoreResult
 
     assert (dcmweb.StoreResult, dcmweb.RetrieveResult, dcmweb.DeleteResult) == (
         StoreResult, RetrieveResult, DeleteResult)

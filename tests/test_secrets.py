@@ -165,7 +165,7 @@ def test_401_hint_names_gcloud_only_for_google_hosts() -> None:
 def test_401_hint_names_gcloud_for_google_hosts() -> None:
     import requests
 
-    from dcmweb.http import error_for_response
+    from dcmweb.failures import error_for_response
 
     response = requests.Response()
     response.status_code, response.reason = 401, "Unauthorized"

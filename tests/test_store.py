@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from dcmweb import Client
 from dcmweb.cli import cli
 from dcmweb.multipart import MultipartBody
-from dcmweb.store import StoreResult
+from dcmweb.storefiles import StoreResult
 from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines
 

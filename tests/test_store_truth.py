@@ -31,7 +31,8 @@ from dcmweb.files import read_part10_head
 from dcmweb.http import Http, HttpConfig, RetryPolicy
 from dcmweb.journal import Journal
 from dcmweb.output import describe_summary
-from dcmweb.store import Part10File, StoreOptions, Uploader, iter_store
+from dcmweb.store import Uploader, iter_store
+from dcmweb.storefiles import Part10File, StoreOptions
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus, logs
 

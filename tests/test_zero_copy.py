@@ -22,7 +22,8 @@ from dcmweb.cli import cli
 from dcmweb.filebody import SizedFileBody
 from dcmweb.files import read_part10_head
 from dcmweb.multipart import SLICE_MIN, MultipartBody, MultipartError
-from dcmweb.store import Part10File, StoreOptions, Uploader
+from dcmweb.store import Uploader
+from dcmweb.storefiles import Part10File, StoreOptions
 from dcmweb.testing import LocalServer
 from dcmweb.wire import Connection, FileSlice, body_blocks
 
