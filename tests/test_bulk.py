@@ -186,20 +186,25 @@ def test_report_attempts_after_a_sigterm_and_a_rerun(tmp_path: Path) -> None:
     corpus.synthetic_files(tmp_path / "in", 4, seed="attempts")
     journal, first, second = tmp_path / "j.db", tmp_path / "1.jsonl", tmp_path / "2.jsonl"
     with LocalServer(tmp_path / "server") as server:
-        # Every answer comes late: the signal comes once the first one has (logged
-        # when it is done), while the second file is in flight.
-        server.inject_fault(delay=1, count=10**6, method="POST")
+        # The first answer comes soon, the others late: the signal comes once the first
+        # has come (a request is logged when answered), while the second file is in
+        # flight, however slow the machine.
+        server.inject_fault(delay=0.2, count=1, method="POST")
+        server.inject_fault(delay=4, count=10**6, method="POST")
         command = [sys.executable, "-m", "dcmweb", server.url, "store", "--batch-size",
                    "1", "--journal", str(journal), str(tmp_path / "in")]
         process = subprocess.Popen([*command, "--report", str(first)],
                                    stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
-        while not [r for r in server.requests if r.method == "POST"]:
+        # The journal's mark after the first answer: the second file is being sent.
+        while not ([r for r in server.requests if r.method == "POST"]
+                   and _marked_sending(journal) == 1):
             assert time.monotonic() < deadline and process.poll() is None
             time.sleep(0.02)
+        time.sleep(0.5)  # its request on the wire (answered 4 s later)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 143
-        time.sleep(1.5)  # the server stores the request it was holding
+        time.sleep(4)  # the server stores the request it was holding
         server.clear_faults()
         rerun = subprocess.run([*command, "--report", str(second)], capture_output=True,
                                text=True, timeout=60)
