@@ -14,6 +14,8 @@ import zlib
 from operator import itemgetter
 from typing import Any
 
+from .record import record
+
 # Explicit-VR elements with these VRs have 2 reserved bytes and a 4-byte length.
 LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
                       b"UR", b"UT", b"UV"})
@@ -31,6 +33,8 @@ HEAD_BYTES = 64 * 1024
 STUDY_UID = 0x0020000D
 SERIES_UID = 0x0020000E
 SOP_UID = 0x00080018
+
+Meta = tuple[dict[int, str], int]  # read_meta's answer: File Meta texts, data set start
 
 
 class _Reader:
@@ -108,7 +112,7 @@ def _explicit_le_value(buf: bytes, pos: int, vr: int, short_length: int) -> tupl
     return pos + 8, short_length
 
 
-def read_meta(head: bytes) -> tuple[dict[int, str], int] | None:
+def read_meta(head: bytes) -> Meta | None:
     """File Meta text elements by tag, and where the data set starts; None if not Part-10."""
     if len(head) < 132 or head[128:132] != b"DICM":
         return None
@@ -133,7 +137,7 @@ def read_meta(head: bytes) -> tuple[dict[int, str], int] | None:
     return values, pos
 
 
-def read_uids(head: bytes, meta: tuple[dict[int, str], int] | None = None
+def read_uids(head: bytes, meta: Meta | None = None
               ) -> tuple[str, str, str] | None:
     """(StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID) from the data set, or None.
     ``meta`` is what :func:`read_meta` gave for the same bytes, when the caller has it."""
@@ -226,6 +230,22 @@ def _find_explicit_le(reader: _Reader, pos: int, found: dict[int, str]) -> None:
         _last_layout = _Layout(first, headers, where, buf)
 
 
+class MoreBytesNeeded(Exception):
+    """The first bytes of a file were not enough to walk it to its end."""
+
+
+@record(frozen=True)
+class DataSetWalk:
+    """What walking a Part-10 file's top-level elements to its end found."""
+
+    complete: bool | None  # as ends_complete says
+    repeated: str | None = None  # a Study/Series/SOP Instance UID element given twice
+
+
+_UID_NAMES = {STUDY_UID: "StudyInstanceUID", SERIES_UID: "SeriesInstanceUID",
+              SOP_UID: "SOPInstanceUID"}
+
+
 def ends_complete(data: Any) -> bool | None:
     """Whether a Part-10 file's elements run exactly to its end (False: it was cut off
     inside an element or an open sequence); None when it cannot tell (not Part-10, no
@@ -235,30 +255,74 @@ def ends_complete(data: Any) -> bool | None:
     ``data`` may be an mmap: values are skipped, never read, so this costs a few
     microseconds per element whatever the file size.
     """
-    meta = read_meta(data)
+    return walk_data_set(data).complete
+
+
+def walk_data_set(data: Any, size: int | None = None,
+                  meta: Meta | None = None) -> DataSetWalk:
+    """Walk a Part-10 file's top-level elements to its end: whether they end with it
+    (:func:`ends_complete`), and whether a Study, Series or SOP Instance UID element comes
+    twice (readers disagree on which one counts: DCMTK keeps the first, pydicom the last).
+
+    ``data`` may be the file's first bytes only and ``size`` its length: an uncompressed
+    image's last element (its pixel data) is then skipped to the end without reading the
+    file again. MoreBytesNeeded when an element header lies past ``data``. ``meta`` is
+    what :func:`read_meta` gave for the same bytes, when the caller has it."""
+    size = len(data) if size is None else size
+    try:
+        return _walk(data, size, meta or read_meta(data))
+    except (struct.error, ValueError):
+        if len(data) < size:
+            raise MoreBytesNeeded from None
+        return DataSetWalk(False)
+
+
+def _walk(data: Any, size: int, meta: Meta | None) -> DataSetWalk:
     if meta is None:
-        return None
+        return DataSetWalk(None)
     values, pos = meta
-    if pos < 0 or pos + 8 > len(data):  # cut inside the File Meta, or right after it
-        return False
+    if pos < 0 and len(data) < size:
+        raise MoreBytesNeeded
+    if pos < 0 or pos + 8 > size:  # cut inside the File Meta, or right after it
+        return DataSetWalk(False)
     syntax = values.get(0x00020010)
     if not syntax:
-        return None
+        return DataSetWalk(None)
     if syntax in DEFLATED:
+        if len(data) < size:
+            raise MoreBytesNeeded
         inflate = zlib.decompressobj(-zlib.MAX_WBITS)
         try:
             for start in range(pos, len(data), 1 << 20):
                 inflate.decompress(data[start:start + (1 << 20)])
         except zlib.error:
-            return False
-        return inflate.eof
+            return DataSetWalk(False)
+        return DataSetWalk(inflate.eof)
+    global _last_whole
+    known = _last_whole
+    if known is not None and known[0] == size and known[1].holds(data, pos):
+        return DataSetWalk(True)
     reader = _Reader(data, explicit=syntax != IMPLICIT_LE, little=syntax != EXPLICIT_BE)
-    try:
-        while pos < len(data):
-            _, vr, start, length = reader.element(pos)
-            if length == UNDEFINED and vr not in (None, b"SQ", b"UN", b"OB", b"OW"):
-                return False
-            pos = reader.skip_value(start, length, vr)
-    except (struct.error, ValueError):
-        return False
-    return pos == len(data)
+    first, headers = pos, []
+    seen: set[int] = set()
+    repeated = None
+    while pos < size:
+        tag, vr, start, length = reader.element(pos)
+        headers.append(slice(pos, start))
+        if tag in _UID_NAMES:
+            if tag in seen:
+                repeated = repeated or _UID_NAMES[tag]
+            seen.add(tag)
+        if length == UNDEFINED:
+            if vr not in (None, b"SQ", b"UN", b"OB", b"OW"):
+                return DataSetWalk(False, repeated)
+            headers = []  # items walked one by one: this layout is not remembered
+        pos = reader.skip_value(start, length, vr)
+    if pos == size and not repeated and headers:
+        _last_whole = (size, _Layout(first, headers, {}, data))
+    return DataSetWalk(pos == size, repeated)
+
+
+# The last whole file's size and layout: a file of that size with the same element headers
+# at the same places is walked the same way (see _Layout), in one comparison.
+_last_whole: tuple[int, _Layout] | None = None

@@ -21,8 +21,9 @@ from .dicomhead import HEAD_BYTES, ends_complete, read_meta, read_uids
 from .errors import ServerError, UsageError
 from .http import Http
 from .multipart import Chunk, parse_content_type
+from .partcheck import NOT_DICOM, instance_problem, pydicom_uids
 from .paths import ResourcePath, parse_resource_path
-from .retrieve import DEFAULT_TYPE, NOT_DICOM, accept_header, instance_problem, pydicom_uids
+from .retrieve import DEFAULT_TYPE, accept_header
 from .wado import CUT_OFF, Answer, CutOffError, checked_answer
 
 if TYPE_CHECKING:

@@ -121,7 +121,8 @@ def files_under(client: Client, path: str | None, output: str | os.PathLike[str]
     than DICOM each instance is listed by its first part's file, SOP_frame_1.png: how
     many parts it gets is the server's answer to tell."""
     from .multipart import parse_content_type
-    from .retrieve import check_request, dicom_part_type, dicom_path, per_instance
+    from .partcheck import dicom_path
+    from .retrieve import check_request, dicom_part_type, per_instance
     from .saving import check_output_folder
     from .wado import instance_file
 

@@ -22,7 +22,7 @@ from .http import Http
 from .multipart import parse_content_type
 from .parallel import run_bounded
 from .record import record
-from .retrieve import RetrieveResult
+from .retrieve import RetrieveResult, listed_items
 from .saving import Saver
 from .search import FIRST_PAGE, Searcher
 from .wado import CutOffError, asking_again, framed, get, instance_file, item_message
@@ -74,9 +74,12 @@ class RenderOptions:
         return urlencode(params, safe=",")
 
 
-def _targets(http: Http, base_url: str, target: WadoPath) -> Iterator[WadoPath]:
+def _targets(http: Http, base_url: str, target: WadoPath
+             ) -> Iterator[WadoPath | RetrieveResult]:
     """One rendered request per instance or frame; a study or series with no instance
-    under it is not found, as its retrieve is."""
+    under it is not found, as its retrieve is. A listed instance whose UIDs cannot name a
+    file, or a listing that breaks after some rows, is one failed item: the others are
+    still rendered."""
     resource = target.resource
     if resource.level == "instance":
         if not target.frames:
@@ -87,10 +90,14 @@ def _targets(http: Http, base_url: str, target: WadoPath) -> Iterator[WadoPath]:
     from .preview import instance_paths
 
     search = partial(Searcher(http, base_url).iter_rows, first_page=FIRST_PAGE)
-    for item in instance_paths(search, resource, "render"):
-        if isinstance(item, str):
-            raise ServerError(f"render {resource.url_path()}: {item}")
-        yield WadoPath(item, "rendered")
+    source = target.url_path()
+
+    def failed(message: str) -> RetrieveResult:
+        return RetrieveResult("failed", source, message=message)
+
+    paths = (failed(item) if isinstance(item, str) else WadoPath(item, "rendered")
+             for item in instance_paths(search, resource, "render"))
+    yield from listed_items(paths, f"render {source}", failed)
 
 
 def render(http: Http, base_url: str, target: WadoPath, options: RenderOptions) -> bytes:
@@ -162,7 +169,9 @@ def save_rendered(http: Http, base_url: str, path: str, output: Path,
     # One instance or frame asked for: its 404 is the run's (exit 4), not one item's.
     single = target.resource.level == "instance" and len(target.frames) <= 1
 
-    def one(item: WadoPath) -> list[RetrieveResult]:
+    def one(item: WadoPath | RetrieveResult) -> list[RetrieveResult]:
+        if isinstance(item, RetrieveResult):
+            return [item]
         suffix = f"_frame_{item.frames[0]}" if item.frames else ""
         final = instance_file(output, item.resource, suffix, mime)
         try:

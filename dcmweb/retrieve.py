@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import filecmp
 import logging
-import mmap
 import os
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import wado
 from .auth import check_line_breaks
 from .body import TooSlowError
-from .dicomhead import HEAD_BYTES, ends_complete, read_uids
+from .dicomhead import HEAD_BYTES, Meta, read_meta, read_uids
 from .errors import (
     DcmwebError,
     NameTaken,
@@ -35,6 +34,14 @@ from .http import Http
 from .multipart import Chunk, parse_content_type
 from .optionnames import option
 from .parallel import run_bounded
+from .partcheck import (
+    DICOM_TYPES,
+    dicom_path,
+    pydicom_uids,
+    syntax_problem,
+    walk_part,
+    whole_problem,
+)
 from .paths import ResourcePath, parse_resource_path, safe_uid
 from .record import record
 from .rows import value
@@ -45,14 +52,13 @@ from .wado import CUT_OFF, STREAM_ATTEMPTS, CutOffError, checked_answer
 if TYPE_CHECKING:
     from .search import Searcher
 
+T = TypeVar("T")
+
 log = logging.getLogger("dcmweb")
 
 DEFAULT_TYPE = "application/dicom; transfer-syntax=*"
-_UID_TAGS = (0x0020000D, 0x0020000E, 0x00080018)  # study, series, SOP instance
-_UID_NAMES = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 _STUDY_INSTANCES = "00201208"  # NumberOfStudyRelatedInstances
 _SERIES_INSTANCES = "00201209"  # NumberOfSeriesRelatedInstances
-NOT_DICOM = "the server sent a part that is not a readable DICOM file"
 
 
 def _head(chunks: list[Chunk]) -> bytes:
@@ -61,15 +67,6 @@ def _head(chunks: list[Chunk]) -> bytes:
     if len(chunks) == 1:
         return bytes(memoryview(chunks[0])[:HEAD_BYTES])
     return b"".join(chunks)[:HEAD_BYTES]
-
-
-def _ends_early(path: str) -> bool:
-    """Whether a saved Part-10 file stops inside an element (False when it cannot tell)."""
-    with open(path, "rb") as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            return True
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return ends_complete(data) is False
 
 
 @record(frozen=True)
@@ -90,32 +87,6 @@ def accept_header(part_type: str | None) -> str:
     return f'multipart/related; type="{mime}"{extra}'
 
 
-def pydicom_uids(source: str | BinaryIO) -> tuple[str | None, ...]:
-    """Study, series and SOP UIDs of a file (or bytes) dicomhead could not read (e.g.
-    deflated)."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        dataset = pydicom.dcmread(source, stop_before_pixels=True,
-                                  specific_tags=list(_UID_TAGS))
-    except (InvalidDicomError, OSError, ValueError, EOFError):
-        return (None, None, None)
-    return tuple(str(dataset[tag].value) if tag in dataset else None for tag in _UID_TAGS)
-
-
-def instance_problem(target: ResourcePath, uids: tuple[str | None, ...]) -> str | None:
-    """Why a part whose data set holds these UIDs is not an instance ``target`` asks for
-    (not readable DICOM, or of another study, series or SOP instance), or None."""
-    if not all(uids):
-        return NOT_DICOM
-    for name, asked, sent in zip(_UID_NAMES, (target.study, target.series, target.instance),
-                                 uids, strict=True):
-        if asked and sent != asked:
-            return f"the server sent an instance whose {name} is {sent}, not {asked} as asked"
-    return None
-
-
 Named = Callable[[RetrieveResult], None]  # told of a file as it gets its final name
 
 
@@ -127,6 +98,8 @@ class Downloader:
         self.output = output
         self.part_type = part_type or DEFAULT_TYPE
         self.accept = accept_header(part_type)
+        syntax = parse_content_type(self.part_type)[1].get("transfer-syntax")
+        self.syntax = None if syntax in (None, "*") else syntax  # asked for: checked per part
         if single_part:  # one instance as a bare application/dicom body (GCP, tiny-pacs)
             self.accept = self.part_type
         self.saver = Saver()
@@ -152,9 +125,13 @@ class Downloader:
         for attempt in range(1, STREAM_ATTEMPTS + 1):
             try:
                 response = wado.get(self.http, f"{self.base_url}/{source}", f"retrieve {source}",
-                                    self.accept, transcoding=wado.wants_transcoding(self.part_type))
+                                    self.accept, transcoding=wado.wants_transcoding(self.part_type),
+                                    partial_counted=True)
                 with response:
-                    failures = []
+                    # What the server says is missing fails the item, beside what it sent.
+                    partial = wado.partial_message(response)
+                    failures = [] if partial is None else [
+                        RetrieveResult("failed", source, message=partial)]
                     for result in self._save_response(response, target, tell):
                         if result.path is None:
                             failures.append(result)
@@ -213,7 +190,9 @@ class Downloader:
             size += len(chunk)
             if size >= HEAD_BYTES:
                 break
-        final = self._destination(_head(first), mime, target, index)
+        head = _head(first)
+        meta = read_meta(head) if mime in DICOM_TYPES else None
+        final = self._destination(head, meta, mime, target, index)
         if isinstance(final, str):
             return RetrieveResult("failed", source, message=final)
         # Written beside its final name: renaming within a folder is cheap, while a
@@ -230,9 +209,16 @@ class Downloader:
                     size += len(chunk)
             finally:
                 os.close(handle)
-            if check_end and mime == "application/dicom" and _ends_early(temp):
-                raise CutOffError(f"the connection closed after {size} bytes, inside "
-                                  "the DICOM data")
+            problem = None
+            if mime in DICOM_TYPES:
+                walk = walk_part(head, meta, size, temp)
+                if walk.complete is False and check_end:
+                    raise CutOffError(f"the connection closed after {size} bytes, inside "
+                                      "the DICOM data")
+                problem = whole_problem(walk, final, size)
+            if problem:
+                saver.abandon(temp)  # a framed answer vouches for its bytes, not its file
+                return RetrieveResult("failed", source, message=problem)
             if final is None:
                 final = self._dicom_path(target, pydicom_uids(temp))
                 if isinstance(final, str):
@@ -252,26 +238,21 @@ class Downloader:
             raise
         return result
 
-    def _destination(self, head: bytes, mime: str, target: ResourcePath,
+    def _destination(self, head: bytes, meta: Meta | None, mime: str, target: ResourcePath,
                      index: int) -> Path | str | None:
         """Where a part goes, a message saying why it cannot be kept, or None when
         only the whole file can tell."""
-        if mime in ("application/dicom", ""):
-            uids = read_uids(head)
-            return None if uids is None else self._dicom_path(target, uids)
+        if mime in DICOM_TYPES:
+            uids = read_uids(head, meta)
+            final = None if uids is None else self._dicom_path(target, uids)
+            if meta is None or isinstance(final, str) or self.syntax is None:
+                return final
+            return syntax_problem(meta, final, self.syntax) or final
         assert target.instance, "other types are asked for per instance (per_instance)"
         return wado.instance_file(self.output, target, f"_frame_{index}", mime)
 
     def _dicom_path(self, target: ResourcePath, uids: tuple[str | None, ...]) -> Path | str:
         return dicom_path(self.output, target, uids)
-
-
-def dicom_path(output: Path, target: ResourcePath, uids: tuple[str | None, ...]
-               ) -> Path | str:
-    """Where an instance with these UIDs, retrieved for ``target``, is saved, or why it is
-    refused (unreadable or unsafe UIDs, told first; another study, series or instance)."""
-    final = dicom_file(output, *uids)
-    return final if isinstance(final, str) else instance_problem(target, uids) or final
 
 
 def per_instance(part_type: str | None) -> bool:
@@ -307,19 +288,6 @@ def refuse_both(part_type: str | None, transfer_syntax: str | None) -> None:
     if part_type and transfer_syntax:
         raise UsageError(f"give {option('part_type')} or {option('transfer_syntax')}, "
                          "not both")
-
-
-def dicom_file(output: Path, study: str | None, series: str | None,
-               sop: str | None) -> Path | str:
-    """OUTPUT/STUDY/SERIES/SOP.dcm, or why the UIDs cannot name a file."""
-    if not (study and series and sop):
-        return NOT_DICOM
-    safe = [safe_uid(study), safe_uid(series), safe_uid(sop)]
-    names = [name for name in safe if name is not None]
-    if len(names) < 3:
-        shown = ", ".join(repr(uid) for uid in (study, series, sop))
-        return f"refused unsafe UIDs from the server ({shown})"
-    return output.joinpath(names[0], names[1], f"{names[2]}.dcm")
 
 
 Target = ResourcePath | RetrieveResult
@@ -400,6 +368,35 @@ def _instances(searcher: Searcher, target: ResourcePath) -> Iterator[Target]:
                if isinstance(item, str) else item)
 
 
+def listed_items(items: Iterable[T], what: str, failed: Callable[[str], T]) -> Iterator[T]:
+    """The items a listing gives (studies, instances), each handed on as it comes. A
+    listing that breaks after giving some is one failed item (``failed(message)``) after
+    them: what was listed is still fetched and counted (exit 6, not 1). A server that
+    ignores offset, and sent every row it holds on each page, has listed everything:
+    a warning. Credentials and outages still stop the run; so does a listing that fails
+    before its first row (the run's error, as for a single item)."""
+    from .search import RepeatedPage  # loaded with the listing's searcher already
+
+    count = 0
+    try:
+        for item in items:
+            count += 1
+            yield item
+    except RepeatedPage as repeated:
+        if not count:
+            raise
+        if repeated.whole:
+            log.warning("%s: the server ignores 'offset' and lists everything on every page; "
+                        "each of the %d items it listed was asked for once", what, count)
+            return
+        yield failed(f"the listing stopped after {count} items: {repeated.message}; the "
+                     "server ignores 'offset' or pages in circles: it may hold more")
+    except (NotFoundError, ServerError) as error:
+        if not count:
+            raise
+        yield failed(f"the listing stopped after {count} items: {error.message}")
+
+
 def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.PathLike[str],
                   *, part_type: str | None = None, workers: int = 1, single_part: bool = False
                   ) -> Iterator[RetrieveResult]:
@@ -418,13 +415,15 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
         from .search import FIRST_PAGE, Searcher  # a listing only: one study starts sooner
 
         searcher = Searcher(http, base_url)
-        if by_instance:
-            targets = _instances(searcher, target)
-        elif target.level == "store":
-            studies = searcher.iter_rows("studies", [("includefield", "0020000D")],
-                                         first_page=FIRST_PAGE)
-            targets = _listed(studies, "studies", "0020000D", "study",
-                              lambda uid: ResourcePath(study=uid))
+        if by_instance or target.level == "store":
+            listing = target.url_path() or ("instances" if by_instance else "studies")
+            targets = listed_items(
+                _instances(searcher, target) if by_instance else _listed(
+                    searcher.iter_rows("studies", [("includefield", "0020000D")],
+                                       first_page=FIRST_PAGE),
+                    "studies", "0020000D", "study", lambda uid: ResourcePath(study=uid)),
+                f"retrieve {listing}",
+                lambda message: RetrieveResult("failed", listing, message=message))
         else:
             targets = _by_series(searcher, target)
     several = not isinstance(targets, list) or len(targets) > 1

@@ -128,6 +128,16 @@ def _in_background(func: Callable[[], T]) -> Future[T]:
     return future
 
 
+class RepeatedPage(ServerError):
+    """A page that holds only rows of earlier pages: the server ignores offset (or pages
+    in circles). ``whole``: the page was shorter than the limit asked for, so the server
+    listed everything it holds on every page, and every row has been seen."""
+
+    def __init__(self, message: str, hint: str, *, whole: bool) -> None:
+        super().__init__(message, hint)
+        self.whole = whole
+
+
 class Searcher:
     def __init__(self, http: Http, base_url: str) -> None:
         self.http = http
@@ -204,9 +214,10 @@ class Searcher:
             fresh = [row for row, identity in zip(rows, identities, strict=True)
                      if identity not in seen]
             if not fresh:
-                raise ServerError(f"search {url_path}: the page at offset {offset} holds only "
-                                  "rows that came before: the server ignores 'offset' or "
-                                  "pages in circles", "add a limit")
+                raise RepeatedPage(f"search {url_path}: the page at offset {offset} holds only "
+                                   "rows that came before: the server ignores 'offset' or "
+                                   "pages in circles", "add a limit",
+                                   whole=len(rows) < asked)
             if len(fresh) < len(rows):
                 # The data changed while paging (an insert shifts the offsets): a row of
                 # an earlier page came back, and is shown once.

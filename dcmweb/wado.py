@@ -10,6 +10,7 @@ cause; it is asked once more (a 500 may be a hiccup) and then reported with a hi
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -55,15 +56,23 @@ def wants_transcoding(part_type: str) -> bool:
 
 
 def get(http: Http, url: str, what: str, accept: str, *, transcoding: bool = False,
-        stream: bool = True) -> Response:
+        stream: bool = True, partial_counted: bool = False) -> Response:
     """GET with this Accept; a 406 (and, when transcoding, a 500 twice) is reported as
-    the server being unable to send that type, not as an outage."""
+    the server being unable to send that type, not as an outage. What the server says
+    of its answer (a Warning header, a 206) is logged as a warning, except a 206 when
+    the caller counts it (``partial_counted``: see :func:`partial_message`)."""
     refused = (406, 500) if transcoding else (406,)
     for attempt in (1, 2):
         response = http.request("GET", url, what=what, headers={"Accept": accept},
                                 stream=stream, accept_status=refused)
         status = response.status_code
         if status not in refused:
+            if status != 206:
+                warning = server_warning(response)
+                if warning:
+                    log.warning("%s: the server warns: %s", what, warning)
+            elif not partial_counted:
+                log.warning("%s: %s", what, partial_message(response))
             return response
         if status == 500 and attempt == 1:
             response.close()
@@ -75,6 +84,30 @@ def get(http: Http, url: str, what: str, accept: str, *, transcoding: bool = Fal
         hint = f"ask for the stored bytes with {option('transfer_syntax', '*')}"
         raise ServerError(message, hint if transcoding else None, status=status)
     raise AssertionError("unreachable")
+
+
+_WARN_TEXT = re.compile(r'\d{3} +\S+ +"((?:[^"\\]|\\.)*)"')
+
+
+def server_warning(response: Response) -> str | None:
+    """The text of the answer's Warning headers (``299 agent "text"``, as PS3.18 has
+    servers say that an answer is incomplete or a parameter ignored), or None."""
+    values = response.headers.get_all("Warning")
+    if not values:
+        return None
+    texts = [text for value in values for text in _WARN_TEXT.findall(value)]
+    return "; ".join(texts) if texts else ", ".join(values)
+
+
+def partial_message(response: Response) -> str | None:
+    """Why an answer is only part of what was asked for: a 206 (dcmweb never asks for a
+    range, so the server says that some of the instances are missing), with the server's
+    Warning text; None for any other status."""
+    if response.status_code != 206:
+        return None
+    warning = server_warning(response)
+    return "the server answered 206 Partial Content: " + (
+        warning or "it sent only part of what was asked for")
 
 
 class NoInstanceError(ServerError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
@@ -9,7 +10,15 @@ import pydicom
 import pytest
 
 from dcmweb import dicomhead
-from dcmweb.dicomhead import ends_complete, read_meta, read_uids
+from dcmweb.dicomhead import (
+    HEAD_BYTES,
+    DataSetWalk,
+    MoreBytesNeeded,
+    ends_complete,
+    read_meta,
+    read_uids,
+    walk_data_set,
+)
 
 
 def _pydicom_uids(path: Path) -> tuple[str, str, str] | None:
@@ -93,6 +102,35 @@ def test_ends_complete_on_truncated_corpus_files(pydicom_files: list[Path], name
 
 def test_ends_complete_cannot_tell_without_part10_or_syntax() -> None:
     assert ends_complete(b"\0" * 300) is None
+
+
+def test_the_walk_from_the_first_bytes_agrees_with_the_whole_file(
+        pydicom_files: list[Path]) -> None:
+    """Walked from its first 64 KiB and its size, a file gets the answer its whole bytes
+    give, or asks for them (MoreBytesNeeded): never another answer."""
+    for path in pydicom_files:
+        data = path.read_bytes()
+        whole = walk_data_set(data)
+        for size in (len(data), len(data) - 3):
+            try:
+                from_head = walk_data_set(data[:HEAD_BYTES], size)
+            except MoreBytesNeeded:
+                continue
+            assert from_head == walk_data_set(data[:size]), (path.name, size)
+        assert whole.complete == ends_complete(data)
+
+
+def test_the_walk_finds_a_uid_given_twice(pydicom_files: list[Path]) -> None:
+    """Study, Series or SOP Instance UID twice at the top level (DCMTK reads the first,
+    pydicom the last); in a sequence item they are other instances' UIDs."""
+    data = next(p for p in pydicom_files if p.name == "CT_small.dcm").read_bytes()
+    assert walk_data_set(data).repeated is None
+    at = data.index(b"\x20\x00\x0e\x00UI")
+    (length,) = struct.unpack_from("<H", data, at + 6)
+    end = at + 8 + length
+    twice = data[:end] + b"\x20\x00\x0d\x00UI\x04\x009.9\0" + data[end:]
+    assert walk_data_set(twice) == DataSetWalk(True, "StudyInstanceUID")
+    assert walk_data_set(twice[:HEAD_BYTES], len(twice)).repeated == "StudyInstanceUID"
 
 
 # -- the remembered layout (dicomhead._Layout) ------------------------------------------------
