@@ -278,7 +278,10 @@ class BulkStore:
             if self._report:
                 self._report.close()
             if self._journal:
-                self._journal.close()
+                try:
+                    self._journal.close()
+                except LocalFileError as error:  # the last outcomes, or all, are lost
+                    self._stop(error)
         if self._stop_error is not None:
             if isinstance(self._stop_error, DcmwebError):
                 self._stop_error.summary = self.summary

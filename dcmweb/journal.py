@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import sqlite3
 
 SCHEMA_VERSION = 2
+LOOK_EVERY_SECONDS = 1.0  # how often a commit checks that the path still names the journal
 DONE = ("stored", "already stored")  # statuses that mean the server holds the file
 _SCHEMA = """
 CREATE TABLE files (
@@ -121,6 +122,10 @@ def _key(path: str) -> str | bytes:
     return path
 
 
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
+
+
 def _why_unwritable(path: str) -> str | None:
     """Why the file system refuses to let the journal be written, when it says so."""
     folder = os.path.dirname(os.path.realpath(path))
@@ -178,6 +183,8 @@ class Journal:
         self.path = os.fspath(path)
         self.target = target
         self._stamp_columns = "inode, ctime_ns"
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file written
+        self._looked = time.monotonic()  # when the path was last seen naming that file
         self._lock = None if read_only else self._take_lock()
         try:
             self.db = self._connect(read_only)
@@ -196,6 +203,8 @@ class Journal:
         except UsageError:
             self._close_files()
             raise
+        with contextlib.suppress(OSError):
+            self._identity = _identity(os.stat(self.path))
 
     def _take_lock(self) -> IO[bytes]:
         """The writer's lock, on the file the path resolves to (a link, another relative
@@ -296,8 +305,11 @@ class Journal:
         self._release_lock()
 
     def close(self) -> None:
+        """Commit and close; a :class:`LocalFileError` when the outcomes cannot be kept
+        (see :meth:`commit`)."""
         try:
             self.commit()
+            self._check_still_there()
         finally:
             self._close_files()
 
@@ -399,9 +411,36 @@ class Journal:
                             (attempts, self.target, _key(path)))
 
     def commit(self) -> None:
+        """Commit; a :class:`LocalFileError` when the disk refuses it, or when the path
+        no longer names the file written (looked at once a second at most)."""
         if self.db.in_transaction:
             with self._writing():
                 self.db.execute("COMMIT")
+        if time.monotonic() - self._looked >= LOOK_EVERY_SECONDS:
+            self._check_still_there()
+
+    def _check_still_there(self) -> None:
+        """Raise when the path no longer names the file written, deleted or replaced
+        (a clean-up script, a restore): what this run wrote goes into a file no run will
+        read, and the next run would send again every file it stored."""
+        self._looked = time.monotonic()
+        if self._identity is None or self.failed:
+            return  # read only; or the run already stops on the journal's first failure
+        try:
+            what = ("replaced by another file"
+                    if _identity(os.stat(self.path)) != self._identity else None)
+        except FileNotFoundError:
+            what = "deleted"
+        except OSError:
+            return  # the path cannot be looked at: nothing says the file changed
+        if what is None:
+            return
+        self.failed = True
+        raise LocalFileError(f"the journal {self.path} was {what} during the run: this "
+                             "run's outcomes are lost",
+                             f"the next run does not know what this one stored: give it "
+                             f"{option('skip_existing')} to ask the server instead of "
+                             "sending those files again")
 
     def counts(self) -> dict[str, int]:
         """Files per status for this target (for --dry-run and the summary)."""

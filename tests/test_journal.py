@@ -1,11 +1,12 @@
 """The journal's file as a nightly job meets it: an empty name from an unset variable,
 a folder or file the job cannot write, other names for the same journal (the lock),
-and dry runs beside the job."""
+dry runs beside the job, and the journal deleted or replaced while a run writes it."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from dcmweb import Client, UsageError
+from dcmweb import Client, LocalFileError, UsageError
+from dcmweb.bulk import Outcome
 from dcmweb.cli import cli
 from dcmweb.journal import Journal
 from dcmweb.testing import LocalServer
@@ -207,3 +209,46 @@ def test_a_dry_run_takes_no_lock(local_server: LocalServer, tmp_path: Path) -> N
                "--dry-run").exit_code == 0
     assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith("never")
                   ) == []
+
+
+# -- the journal deleted or replaced during a run ----------------------------------------
+@pytest.mark.parametrize("what", ["deleted", "replaced by another file"])
+def test_a_journal_deleted_or_replaced_during_the_run_is_reported(
+        local_server: LocalServer, tmp_path: Path, what: str) -> None:
+    """A clean-up script or a restore during the night: old dcmweb wrote the outcomes
+    into the deleted file, exited 0 in silence, and the next night sent everything again."""
+    files = corpus.synthetic_files(tmp_path / "in", 4, seed="gone")
+    journal = tmp_path / "n.db"
+
+    def take_away(outcome: Outcome) -> None:
+        if outcome.path == files[0]:
+            for name in ("n.db", "n.db-wal", "n.db-shm"):
+                (tmp_path / name).unlink(missing_ok=True)
+            if what != "deleted":
+                sqlite3.connect(journal).close()  # an (empty) journal put in its place
+
+    with Client(local_server.url) as client, pytest.raises(LocalFileError) as lost:
+        client.bulk_store(files, journal=journal, batch_size=1, workers=1,
+                          on_outcome=take_away)
+    assert lost.value.message == (f"the journal {journal} was {what} during the run: this "
+                               "run's outcomes are lost")
+    assert lost.value.exit_status == 1
+    assert lost.value.hint is not None and "skip_existing" in lost.value.hint
+    assert lost.value.summary is not None and lost.value.summary.counts["stored"] >= 1
+
+
+def test_a_journal_deleted_early_stops_the_run(local_server: LocalServer, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen at a commit (at most once a second), the loss stops the run as a full disk
+    does: sending the rest would store files no journal will remember."""
+    monkeypatch.setattr("dcmweb.journal.LOOK_EVERY_SECONDS", 0.0)
+    files = corpus.synthetic_files(tmp_path / "in", 10, seed="gone")
+    journal = tmp_path / "n.db"
+
+    def delete(outcome: Outcome) -> None:
+        if outcome.path == files[0]:
+            journal.unlink()
+
+    with Client(local_server.url) as client, pytest.raises(LocalFileError, match="deleted"):
+        client.bulk_store(files, journal=journal, batch_size=1, workers=1, on_outcome=delete)
+    assert posts(local_server) < len(files)
