@@ -82,6 +82,7 @@ class BulkOptions:
                              "it would report the conflicts to overwrite as already stored; "
                              f"without it, {option('journal')} still keeps a rerun from "
                              "sending the files again")
+        _check_named("journal", self.journal)
         if self.retry_failed and not self.journal:
             raise UsageError(f"{option('retry_failed')} needs {option('journal')}",
                              "the journal is where the failures of earlier runs are")
@@ -197,6 +198,8 @@ class BulkStore:
         self.target = f"{base_url}/studies"
         if self.store_options.study_uid:
             self.target += f"/{self.store_options.study_uid}"
+        if isinstance(report, (str, os.PathLike)):
+            _check_named("report", report)
         self._report_target = report
         self._report: ReportWriter | None = None
         self._journal: Journal | None = None
@@ -275,7 +278,10 @@ class BulkStore:
             if self._report:
                 self._report.close()
             if self._journal:
-                self._journal.close()
+                try:
+                    self._journal.close()
+                except LocalFileError as error:  # the last outcomes, or all, are lost
+                    self._stop(error)
         if self._stop_error is not None:
             if isinstance(self._stop_error, DcmwebError):
                 self._stop_error.summary = self.summary
@@ -699,6 +705,14 @@ class BulkStore:
         and the report as far as they can be written; then run() raises the first error."""
         if self._stop_error is None:
             self._stop_error = error
+
+
+def _check_named(keyword: str, path: str | os.PathLike[str] | None) -> None:
+    """Refuse an empty file name (a script's unset variable: ``--journal "$JOURNAL"``),
+    which would otherwise mean no journal (every file sent again) or no report."""
+    if path is not None and not os.fspath(path):
+        raise UsageError(f"{option(keyword, '')} names no file",
+                         f"give the {keyword}'s path; a variable in the command may be unset")
 
 
 def _same_file(first: str | os.PathLike[str], second: str | os.PathLike[str]) -> bool:

@@ -12,8 +12,10 @@ data is in the WAL file, in the OS's page cache); a power cut may lose the last
 commits, never the database, and a lost outcome only means that file is checked or
 sent again. Each outcome is committed as it arrives.
 
-Two runs cannot share a journal: an exclusive ``flock`` on ``FILE.lock`` is held for
-the whole run and a second run stops at once with :class:`JournalBusy` (exit 7).
+Two runs cannot share a journal: an exclusive ``flock`` on ``FILE.lock``, beside the file
+the path resolves to (so a symbolic link to the journal finds the same lock), is held for
+the whole run and a second run stops at once with :class:`JournalBusy` (exit 7). A read
+only look (--dry-run) takes no lock: WAL lets it read beside the run that writes.
 """
 
 from __future__ import annotations
@@ -24,14 +26,18 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from .errors import DcmwebError, ExitStatus, LocalFileError, UsageError
 from .optionnames import option
 from .output import readable
 from .record import record
 
+if TYPE_CHECKING:
+    import sqlite3
+
 SCHEMA_VERSION = 2
+LOOK_EVERY_SECONDS = 1.0  # how often a commit checks that the path still names the journal
 DONE = ("stored", "already stored")  # statuses that mean the server holds the file
 _SCHEMA = """
 CREATE TABLE files (
@@ -116,6 +122,26 @@ def _key(path: str) -> str | bytes:
     return path
 
 
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
+
+
+def _why_unwritable(path: str) -> str | None:
+    """Why the file system refuses to let the journal be written, when it says so."""
+    folder = os.path.dirname(os.path.realpath(path))
+    if hasattr(os, "statvfs"):  # not on Windows
+        with contextlib.suppress(OSError):
+            if os.statvfs(folder).f_flag & os.ST_RDONLY:
+                return f"its folder {folder} is on a read-only file system"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        name = os.path.basename(path)
+        return (f"its folder {folder} is not writable (SQLite needs {name}-wal and "
+                f"{name}-shm there)")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return "the file is read-only"
+    return None
+
+
 def _lock(path: str) -> IO[bytes]:
     """An exclusive lock on ``path`` for as long as the returned file stays open."""
     handle = open(path, "a+b")  # noqa: SIM115 - held open for the whole run
@@ -149,49 +175,97 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str], target: str, *,
                  read_only: bool = False) -> None:
         """``read_only`` (--dry-run): the file is read as it is, never changed: not made
-        when missing (then it is empty), not switched to WAL, and a journal of an older
-        version is not migrated (the dcmweb that wrote it may still be running the job)."""
+        when missing (then it is empty), not switched to WAL, not locked (the nightly run
+        may start meanwhile), and a journal of an older version is not migrated (the
+        dcmweb that wrote it may still be running the job)."""
+        import sqlite3  # only with --journal: a store without one never loads it
+
         self.path = os.fspath(path)
         self.target = target
         self._stamp_columns = "inode, ctime_ns"
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file written
+        self._looked = time.monotonic()  # when the path was last seen naming that file
+        self._lock = None if read_only else self._take_lock()
         try:
-            self._lock = _lock(self.path + ".lock")
-        except BlockingIOError:
-            raise JournalBusy(f"the journal {self.path} is in use by another dcmweb run",
-                              f"wait for it to finish, or use another {option('journal')}"
-                              ) from None
-        except OSError as error:
-            raise UsageError(f"cannot open the journal {self.path}: {error.strerror}") from None
-        import sqlite3  # only with --journal: a store without one never loads it
-
-        try:
-            if read_only and os.path.exists(self.path):
-                self.db = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro",
-                                          isolation_level=None, uri=True)
-            else:  # read only, a missing journal is an empty one (see _read_as_it_is)
-                self.db = sqlite3.connect(":memory:" if read_only else self.path,
-                                          isolation_level=None)
-        except sqlite3.DatabaseError as error:
-            self._lock.close()
-            raise UsageError(f"{self.path} is not a dcmweb journal: {error}") from None
+            self.db = self._connect(read_only)
+        except sqlite3.Error as error:
+            self._release_lock()
+            raise self._refused(error, read_only) from None
         try:
             version = self._version()  # before any change: another program's file is kept
             if read_only:
                 self._read_as_it_is(version)
                 return
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            steps = [_SCHEMA] if not version else [
-                _MIGRATIONS[step] for step in range(version, SCHEMA_VERSION)]
-            if steps:
-                self.db.executescript("BEGIN; " + " ".join(steps)
-                                      + f" PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
-        except sqlite3.DatabaseError as error:
+            self._prepare(version)
+        except sqlite3.Error as error:
             self._close_files()
-            raise UsageError(f"{self.path} is not a dcmweb journal: {error}") from None
+            raise self._refused(error, read_only) from None
         except UsageError:
             self._close_files()
             raise
+        with contextlib.suppress(OSError):
+            self._identity = _identity(os.stat(self.path))
+
+    def _take_lock(self) -> IO[bytes]:
+        """The writer's lock, on the file the path resolves to (a link, another relative
+        path: the same lock)."""
+        try:
+            return _lock(os.path.realpath(self.path) + ".lock")
+        except BlockingIOError:
+            raise JournalBusy(f"the journal {self.path} is in use by another dcmweb run",
+                              f"wait for it to finish, or use another {option('journal')}"
+                              ) from None
+        except (FileNotFoundError, NotADirectoryError) as error:  # a wrong path
+            raise UsageError(f"cannot open the journal {self.path}: {error.strerror}") from None
+        except OSError as error:
+            raise LocalFileError(f"cannot write the journal {self.path}: "
+                                 f"{_why_unwritable(self.path) or error.strerror}") from None
+
+    def _connect(self, read_only: bool) -> sqlite3.Connection:
+        import sqlite3
+
+        if not read_only:
+            return sqlite3.connect(self.path, isolation_level=None)
+        if not os.path.exists(self.path):
+            return sqlite3.connect(":memory:", isolation_level=None)  # see _read_as_it_is
+        uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+        db = sqlite3.connect(uri, isolation_level=None, uri=True)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master")
+        except sqlite3.OperationalError:
+            # A WAL journal is read through its -shm file, which a reader who cannot
+            # write the folder cannot make after the last run removed it: read what that
+            # run left in the file itself.
+            db.close()
+            db = sqlite3.connect(f"{uri}&immutable=1", isolation_level=None, uri=True)
+        return db
+
+    def _prepare(self, version: int) -> None:
+        """Switch to WAL, make or migrate the schema, and make sure the file can be
+        written: SQLite opens a file it cannot write read-only without a word, and the
+        run would learn it at its first outcome."""
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        steps = [_SCHEMA] if not version else [
+            _MIGRATIONS[step] for step in range(version, SCHEMA_VERSION)]
+        if steps:
+            self.db.executescript("BEGIN; " + " ".join(steps)
+                                  + f" PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        else:
+            self.db.executescript(f"BEGIN IMMEDIATE; PRAGMA user_version={SCHEMA_VERSION};"
+                                  " ROLLBACK;")
+
+    def _refused(self, error: sqlite3.Error, read_only: bool) -> DcmwebError:
+        """The error for a journal SQLite cannot open: the file system's refusal, or a
+        file that is not a journal."""
+        import sqlite3
+
+        if not isinstance(error, sqlite3.OperationalError):  # not a database, or damaged
+            return UsageError(f"{self.path} is not a dcmweb journal: {error}")
+        if read_only:
+            return LocalFileError(f"cannot read the journal {self.path}: {error}")
+        return LocalFileError(f"cannot write the journal {self.path}: "
+                              f"{_why_unwritable(self.path) or error}")
 
     def _read_as_it_is(self, version: int) -> None:
         """Read a journal of any version without a change: a new (empty) one as an empty
@@ -222,13 +296,20 @@ class Journal:
                              "journal of earlier runs")
         return version
 
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+
     def _close_files(self) -> None:
         self.db.close()
-        self._lock.close()
+        self._release_lock()
 
     def close(self) -> None:
+        """Commit and close; a :class:`LocalFileError` when the outcomes cannot be kept
+        (see :meth:`commit`)."""
         try:
             self.commit()
+            self._check_still_there()
         finally:
             self._close_files()
 
@@ -260,9 +341,12 @@ class Journal:
             with contextlib.suppress(sqlite3.Error):
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
-            raise LocalFileError(f"cannot write the journal {self.path}: {error}",
-                                 "free some space; the next run asks the server about the "
-                                 "files this one was sending") from None
+            full = "disk is full" in str(error)  # SQLITE_FULL, whatever the version
+            raise LocalFileError(
+                f"cannot write the journal {self.path}: "
+                f"{(not full and _why_unwritable(self.path)) or error}",
+                ("free some space; " if full else "") + "the next run asks the server about "
+                "the files this one was sending") from None
 
     def mark_sending(self, path: str, stamp: Stamp,
                      uids: tuple[str | None, str | None, str | None], *,
@@ -327,9 +411,36 @@ class Journal:
                             (attempts, self.target, _key(path)))
 
     def commit(self) -> None:
+        """Commit; a :class:`LocalFileError` when the disk refuses it, or when the path
+        no longer names the file written (looked at once a second at most)."""
         if self.db.in_transaction:
             with self._writing():
                 self.db.execute("COMMIT")
+        if time.monotonic() - self._looked >= LOOK_EVERY_SECONDS:
+            self._check_still_there()
+
+    def _check_still_there(self) -> None:
+        """Raise when the path no longer names the file written, deleted or replaced
+        (a clean-up script, a restore): what this run wrote goes into a file no run will
+        read, and the next run would send again every file it stored."""
+        self._looked = time.monotonic()
+        if self._identity is None or self.failed:
+            return  # read only; or the run already stops on the journal's first failure
+        try:
+            what = ("replaced by another file"
+                    if _identity(os.stat(self.path)) != self._identity else None)
+        except FileNotFoundError:
+            what = "deleted"
+        except OSError:
+            return  # the path cannot be looked at: nothing says the file changed
+        if what is None:
+            return
+        self.failed = True
+        raise LocalFileError(f"the journal {self.path} was {what} during the run: this "
+                             "run's outcomes are lost",
+                             f"the next run does not know what this one stored: give it "
+                             f"{option('skip_existing')} to ask the server instead of "
+                             "sending those files again")
 
     def counts(self) -> dict[str, int]:
         """Files per status for this target (for --dry-run and the summary)."""
