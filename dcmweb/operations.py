@@ -16,7 +16,16 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import NotFoundError, ServerError, UnavailableError, UsageError
+from .auth import is_google_host
+from .errors import (
+    AuthError,
+    DcmwebError,
+    NotFoundError,
+    ServerError,
+    UnavailableError,
+    UsageError,
+)
+from .failures import credentials_hint
 from .http import Deadline, Http
 from .optionnames import option
 from .record import field, record
@@ -142,12 +151,35 @@ def get_operation(http: Http, base_url: str, name: str,
             payload = None
     if not isinstance(payload, dict):
         raise ServerError(f"check operation {name}: the answer is not an operation (JSON)")
+    refusal = _not_an_operation(payload, f"check operation {name}", response.url)
+    if refusal is not None:
+        raise refusal
     done = payload.get("done", False)  # Google leaves it out until it is true
     if not isinstance(done, bool):  # "false" (a string) is truthy: never take it as done
         raise ServerError(f'check operation {name}: "done" is {json.dumps(done)[:80]}, not '
                           "true or false", "the answer is not an operation")
     return Operation(name, done, _counter(payload.get("metadata"), name),
                      _failure(payload.get("error")), payload)
+
+
+def _not_an_operation(payload: dict[str, Any], what: str, url: str) -> DcmwebError | None:
+    """Why an object is not an operation, or None: an operation has a name, and carries
+    an error only once done (a gateway's error envelope, {"error": {"code": 401, ...}},
+    would otherwise be polled as "still running" until the timeout)."""
+    name, said = payload.get("name"), _failure(payload.get("error"))
+    if not (isinstance(name, str) and name):
+        why = "no operation name"
+    elif said is not None and payload.get("done") is not True:
+        why = "an error, and not done"
+    else:
+        return None
+    message = f"{what}: the answer is not an operation ({why})"
+    if said is not None:
+        message += f": {said[:200]}"
+    error = payload.get("error")
+    if isinstance(error, dict) and error.get("code") in (401, 403):
+        return AuthError(message, credentials_hint(is_google_host(url)), url=url)
+    return ServerError(message, url=url)
 
 
 def _failure(error: Any) -> str | None:
