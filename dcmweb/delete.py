@@ -25,9 +25,12 @@ from .errors import (
 )
 from .failures import UNAVAILABLE_HINT, same_origin
 from .http import Http
-from .operations import is_operation_name, wait_operation
+from .operations import OutcomeUnknown, is_operation_name, wait_operation
+from .output import plural
 from .paths import RESOURCE_SHAPE, ResourcePath, parse_resource_path
+from .preview import instances_under
 from .record import record
+from .search import Searcher
 from .transport import Response
 from .unexpected import HOST_HINT, describe_answer
 
@@ -91,10 +94,15 @@ class Deleter:
             return DeleteResult(url_path, name, answer_lost=lost)
         try:
             operation = wait_operation(self.http, self.base_url, name, self.timeout,
-                                       what=f"delete {url_path}")
+                                       what=f"delete {url_path}", started=True)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the server is not told to stop
             log.warning("delete %s: stopped waiting; operation %s goes on on the server",
                         url_path, name)
+            raise
+        except OutcomeUnknown as error:
+            left = self._left(target)
+            if left is not None:
+                error.add_line(left)
             raise
         return DeleteResult(url_path, operation.name, operation.counter, lost)
 
@@ -121,6 +129,23 @@ class Deleter:
                 raise
         raise UnavailableError(f"{what} failed: the answer was lost "
                                f"{LOST_ANSWER_RESENDS + 1} times", UNAVAILABLE_HINT)
+
+    def _left(self, target: ResourcePath) -> str | None:
+        """What a search finds under a path whose delete's outcome is unknown, or None
+        when the search cannot tell (it fails too: the same credentials, the same
+        outage)."""
+        try:
+            count = sum(1 for _ in instances_under(Searcher(self.http, self.base_url).iter_rows,
+                                                   target, "delete"))
+        except NotFoundError as error:
+            if error.status is not None:  # a 404 to the search itself tells nothing
+                return None
+            count = 0
+        except DcmwebError:
+            return None
+        if not count:
+            return f"a search finds nothing left under {target.url_path()}"
+        return f"a search finds {plural(count, 'instance')} left under {target.url_path()}"
 
     @staticmethod
     def _operation_name(response: Response, url_path: str) -> str | None:
