@@ -351,3 +351,40 @@ def test_an_error_envelope_while_polling_is_not_waited_out() -> None:
         f"dcmweb: error: delete studies/1.2: the server accepted it (operation {name}), then "
         f"check operation {name}: the answer is not an operation (no operation name): "
         "session expired; its outcome is unknown")
+
+
+@pytest.mark.parametrize("fault", [{"after": True}, {"cut": True}], ids=["lost", "cut"])
+def test_after_a_lost_answer_the_count_is_not_taken_for_the_whole(
+        tmp_path: Path, synth: list[Path], fault: dict) -> None:
+    """Was: `deleted studies/S (3 instances; answer lost: ...)`: the resend's operation's
+    count, while the first (unseen) operation had deleted the fourth."""
+    srv = start(tmp_path, synth, delete_delay=1)
+    try:
+        study = uids_of(synth[0])[0]
+        srv.inject_fault(method="DELETE", **fault)
+        result = dcmweb(srv.url, "delete", f"studies/{study}")
+        left = sops(srv.url)
+    finally:
+        srv.stop()
+    assert result.exit_code == 0, result.stderr
+    assert re.fullmatch(
+        rf"dcmweb: info: deleted studies/{re.escape(study)} \(the last operation deleted "
+        r"\d+ instances?; an earlier DELETE, whose answer was lost, may have deleted others\)",
+        lines(result.stderr)[-1])
+    assert left == {uids_of(p)[2] for p in synth if uids_of(p)[0] != study}
+
+
+def test_no_wait_after_a_lost_answer_says_another_operation_may_run(
+        tmp_path: Path, synth: list[Path]) -> None:
+    srv = start(tmp_path, synth, delete_delay=1)
+    try:
+        study = uids_of(synth[0])[0]
+        srv.inject_fault(method="DELETE", after=True)
+        result = dcmweb(srv.url, "delete", f"studies/{study}", "--no-wait")
+    finally:
+        srv.stop()
+    name = result.stdout.strip()
+    assert result.exit_code == 0, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: info: deleting studies/{study}: operation {name} started (an earlier "
+        "DELETE, whose answer was lost, may have started another)")
