@@ -527,12 +527,21 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
             if not output.confirm(f"Delete {what}?"):
                 raise UsageError(f"{path} not deleted", "answer y, or give --yes")
         result = client.delete(path, timeout=timeout, wait=not no_wait)
+    # An earlier DELETE whose answer was lost ran unseen: its work is in no count.
+    unseen = "an earlier DELETE, whose answer was lost, may have "
     if no_wait and result.operation:
         settings.output.text_lines([result.operation + "\n"])
-        settings.output.summary(f"deleting {result.path}: operation {result.operation} started")
+        settings.output.summary(f"deleting {result.path}: operation {result.operation} started"
+                                + (f" ({unseen}started another)" if result.answer_lost else ""))
         return
-    notes = [plural(result.counter["success"], "instance")] if result.counter else []
-    if result.answer_lost:
+    notes = []
+    count = plural(result.counter["success"], "instance") if result.counter else None
+    if result.answer_lost and result.operation:
+        notes.append((f"the last operation deleted {count}; " if count else "")
+                     + f"{unseen}deleted others")
+    elif count:
+        notes.append(count)
+    elif result.answer_lost:
         notes.append("answer lost: the server no longer has it")
     if no_wait:  # stdout stays empty: say why, for the script that expected a name
         notes.append("done at once: no operation to wait for")

@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from urllib.parse import urlsplit, urlunsplit
 
 from .body import read_json
 from .errors import (
     AnswerLost,
     DcmwebError,
     NotFoundError,
+    PartialFailure,
     ServerError,
     UnavailableError,
     UsageError,
 )
-from .failures import UNAVAILABLE_HINT
+from .failures import UNAVAILABLE_HINT, same_origin
 from .http import Http
-from .operations import is_operation_name, wait_operation
+from .operations import OutcomeUnknown, is_operation_name, wait_operation
+from .output import plural
 from .paths import RESOURCE_SHAPE, ResourcePath, parse_resource_path
+from .preview import instances_under
 from .record import record
+from .search import Searcher
 from .transport import Response
 from .unexpected import HOST_HINT, describe_answer
 
@@ -36,6 +42,9 @@ ANSWER_LIMIT = 1024 * 1024
 DONE_AT_ONCE = (200, 204)  # statuses whose empty answer (or {}) means deleted
 LOST_ANSWER_RESENDS = 3  # DELETEs sent again after an answer was lost on the way
 _ORTHANC_LEVELS = {"studies": "study", "series": "series", "instances": "instance"}
+# The only paths taken from Orthanc's answers: /studies/ID and the like, an ID of hex and
+# dashes. Anything else could move the request (and its credentials) to another host.
+_ORTHANC_PATH = re.compile(r"/(studies|series|instances)/[0-9a-fA-F]+(?:-[0-9a-fA-F]+)*")
 _UID_TAGS = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID",
              "instance": "SOPInstanceUID"}
 _PARENTS = {"instance": ("ParentSeries", "series"), "series": ("ParentStudy", "study")}
@@ -85,10 +94,15 @@ class Deleter:
             return DeleteResult(url_path, name, answer_lost=lost)
         try:
             operation = wait_operation(self.http, self.base_url, name, self.timeout,
-                                       what=f"delete {url_path}")
+                                       what=f"delete {url_path}", started=True)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the server is not told to stop
             log.warning("delete %s: stopped waiting; operation %s goes on on the server",
                         url_path, name)
+            raise
+        except OutcomeUnknown as error:
+            left = self._left(target)
+            if left is not None:
+                error.add_line(left)
             raise
         return DeleteResult(url_path, operation.name, operation.counter, lost)
 
@@ -115,6 +129,23 @@ class Deleter:
                 raise
         raise UnavailableError(f"{what} failed: the answer was lost "
                                f"{LOST_ANSWER_RESENDS + 1} times", UNAVAILABLE_HINT)
+
+    def _left(self, target: ResourcePath) -> str | None:
+        """What a search finds under a path whose delete's outcome is unknown, or None
+        when the search cannot tell (it fails too: the same credentials, the same
+        outage)."""
+        try:
+            count = sum(1 for _ in instances_under(Searcher(self.http, self.base_url).iter_rows,
+                                                   target, "delete"))
+        except NotFoundError as error:
+            if error.status is not None:  # a 404 to the search itself tells nothing
+                return None
+            count = 0
+        except DcmwebError:
+            return None
+        if not count:
+            return f"a search finds nothing left under {target.url_path()}"
+        return f"a search finds {plural(count, 'instance')} left under {target.url_path()}"
 
     @staticmethod
     def _operation_name(response: Response, url_path: str) -> str | None:
@@ -149,8 +180,11 @@ class Deleter:
             "operation); nothing shows that anything was deleted", HOST_HINT, status=status)
 
     def _orthanc_root(self) -> str | None:
-        """Orthanc's REST root (one level above /dicom-web), if this server is Orthanc."""
-        root = self.base_url.rstrip("/").rsplit("/", 1)[0]
+        """Orthanc's REST root (one level above /dicom-web, on HOST's scheme and
+        authority), if this server is Orthanc."""
+        parts = urlsplit(self.base_url)
+        above = parts.path.rstrip("/").rsplit("/", 1)[0]
+        root = urlunsplit((parts.scheme, parts.netloc, above, "", ""))
         try:
             response = self.http.request("GET", f"{root}/system", what="identify the server")
             with response:
@@ -159,6 +193,19 @@ class Deleter:
             return None
         is_orthanc = isinstance(system, dict) and "ApiVersion" in system and "DicomAet" in system
         return root if is_orthanc else None
+
+    def _orthanc_url(self, root: str, path: object, level: str, what: str) -> str:
+        """The URL of an Orthanc resource path from the server's answer: only
+        /studies/ID, /series/ID or /instances/ID of the expected level, on HOST's
+        origin; anything else is refused before any request is sent."""
+        url = f"{root}{path}" if isinstance(path, str) else ""
+        match = _ORTHANC_PATH.fullmatch(path) if isinstance(path, str) else None
+        if (match is None or _ORTHANC_LEVELS[match.group(1)] != level
+                or not same_origin(url, self.base_url)):
+            raise ServerError(f"{what}: the server named the {level} {str(path)[:80]!r}, not "
+                              f"an Orthanc {level} path on HOST's server; nothing was "
+                              "deleted", HOST_HINT)
+        return url
 
     def _orthanc_fallback(self, target: ResourcePath) -> DeleteResult:
         """Delete through Orthanc's REST API: DICOMweb DELETE is not in its plugin.
@@ -177,27 +224,49 @@ class Deleter:
                                      body=lambda: str(uid).encode(), max_body=ANSWER_LIMIT)
         with response:
             found = read_json(response, ANSWER_LIMIT, what, expected="application/json")
-        matches = [m for m in found if isinstance(m, dict) and m.get("Type") == level
-                   and isinstance(m.get("Path"), str)] if isinstance(found, list) else []
-        matches = [m for m in matches if self._orthanc_uids(root, m["Path"]) == _uids(target)]
+        listed = [m["Path"] for m in found if isinstance(m, dict) and m.get("Type") == level
+                  and "Path" in m] if isinstance(found, list) else []
+        urls = [self._orthanc_url(root, path, target.level, what) for path in listed]
+        matches = [url for url in urls
+                   if self._orthanc_uids(root, url, target.level) == _uids(target)]
         if not matches:
             raise NotFoundError(f"delete {target.url_path()} failed: not found on the server",
                                 "check the UIDs: each must be inside the one before it")
-        lost = False
-        for match in matches:
-            response, _ = self._send(f"{root}{match['Path']}", f"delete {target.url_path()}")
-            with response:
-                lost = _gone_after_lost_answer(response, target.url_path()) or lost
-        return DeleteResult(target.url_path(), answer_lost=lost)
+        return DeleteResult(target.url_path(),
+                            answer_lost=self._delete_orthanc(target.url_path(), matches))
 
-    def _orthanc_uids(self, root: str, path: str) -> dict[str, str | None]:
-        """The UIDs of an Orthanc resource (e.g. /series/ID) and of its parents."""
+    def _delete_orthanc(self, url_path: str, urls: list[str]) -> bool:
+        """Delete the Orthanc resources a path names (one UID may be several: one study
+        per patient); whether an answer was lost. A 404 means gone: the lookup just
+        listed it. A failure after some were deleted says which (exit 6)."""
+        lost = False
+        for done, url in enumerate(urls):
+            try:
+                response, resent = self._send(url, f"delete {url_path}", accept_status=(404,))
+            except DcmwebError as error:
+                if not done:
+                    raise
+                left = len(urls) - done
+                raise PartialFailure(
+                    f"delete {url_path}: deleted {done} of {len(urls)} Orthanc resources "
+                    f"under it; {left} not deleted: {error.message}",
+                    f"the server holds part of {url_path}: delete it again for the rest "
+                    "(a search shows what is left)", status=error.status) from error
+            with response:
+                if response.status_code == 404 and not resent:
+                    log.info("delete %s: %s is gone already (deleted since the lookup)",
+                             url_path, urlsplit(url).path)
+                elif _gone_after_lost_answer(response, url_path):
+                    lost = True
+        return lost
+
+    def _orthanc_uids(self, root: str, url: str, level: str | None
+                      ) -> dict[str, str | None]:
+        """The UIDs of an Orthanc resource (its URL, checked) and of its parents."""
         uids: dict[str, str | None] = {}
-        level = _ORTHANC_LEVELS.get(path.split("/")[1] if path.count("/") == 2 else "")
         while level is not None:
-            what = f"look up {path}"
-            response = self.http.request("GET", f"{root}{path}", what=what,
-                                         max_body=ANSWER_LIMIT)
+            what = f"look up {url.removeprefix(root)}"
+            response = self.http.request("GET", url, what=what, max_body=ANSWER_LIMIT)
             with response:
                 resource = read_json(response, ANSWER_LIMIT, what, expected="application/json")
             if not isinstance(resource, dict):
@@ -207,7 +276,9 @@ class Deleter:
             parent_key, parent_level = _PARENTS.get(level, ("", None))
             parent = resource.get(parent_key) if parent_level else None
             level = parent_level if isinstance(parent, str) else None
-            path = f"/{'studies' if level == 'study' else 'series'}/{parent}"  # Orthanc IDs
+            if level is not None:
+                path = f"/{'studies' if level == 'study' else 'series'}/{parent}"
+                url = self._orthanc_url(root, path, level, what)
         return uids
 
 

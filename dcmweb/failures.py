@@ -107,7 +107,7 @@ CODING_HINT = ("dcmweb decodes gzip and deflate only: have the server or proxy s
                 "or no coding")
 
 
-def _credentials_hint(google: bool) -> str:
+def credentials_hint(google: bool) -> str:
     """What to check after a 401 (gcloud helps at Google's hosts only)."""
     given = f"{option('token')}, {option('user')}"
     if google:
@@ -135,7 +135,7 @@ def error_for_response(response: Response, what: str, attempts: int = 1,
         message += f" ({note})"
     elif status in RETRY_STATUSES and attempts > 1:
         message += f" (after {attempts} attempts)"
-    status_hint = (_credentials_hint(is_google_host(response.url)) if status == 401
+    status_hint = (credentials_hint(is_google_host(response.url)) if status == 401
                    else _HINTS.get(status))
     kind: type[DcmwebError] = ServerError
     if status == 407:

@@ -24,19 +24,22 @@ search finds it. ``generate_uids`` fills missing Study, Series and SOP Instance 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from .body import body_message
-from .errors import AnswerLost, DcmwebError, UsageError
+from .errors import AnswerLost, DcmwebError, UnavailableError, UsageError
+from .failures import UNAVAILABLE_HINT, parse_retry_after
 from .http import Http
 from .multipart import new_boundary
 from .optionnames import option
 from .record import record
-from .store import LOST_STATUSES, UNCONFIRMED, Stopped
+from .store import LOST_STATUSES, UNCONFIRMED, Resends, Stopped
 from .storecheck import Wanted, held
 from .storefiles import ConfirmedBy, Status, StoreResult
 from .stowanswer import parse_stow_answer
@@ -48,6 +51,7 @@ UID_TAGS = {"StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E",
             "SOPInstanceUID": "00080018"}
 SOP_CLASS = "00080016"
 PIXEL_DATA = "7FE00010"
+log = logging.getLogger("dcmweb")
 
 
 @record(frozen=True)
@@ -170,36 +174,55 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
                            text, confirmed_by, http_status=answered,
                            study_instance_uid=study, series_instance_uid=series)
 
-    lost = None
-    try:
-        response = http.request("POST", f"{base_url}/studies", what=f"store {item.metadata}",
-                                headers=headers, body=lambda: payload, retry_sent=False,
-                                accept_status=(400, 409, 415, 422, *LOST_STATUSES),
-                                max_body=ANSWER_LIMIT)
-    except AnswerLost as error:  # dropped, or cut half-way: the server may hold it
-        lost = error.message
-    else:
-        answered = response.status_code
-        answer = parse_stow_answer(response.content, response.headers.get("Content-Type"))
-        if sop in answer.stored:
-            return result("stored", answer.stored[sop] or answer.retrieve_url,
-                          confirmed_by="answer")
-        if sop in answer.failed:
-            return result("failed", message=answer.failed[sop].describe())
-        detail = body_message(answer.text) if answer.kind == "foreign" else ""
-        lost = f"HTTP {answered}" + (f": {detail}" if detail else "")
-        if 300 <= answered < 500:
-            return result("failed", message=lost)
-    # No word on this instance (lost answer, 5xx, an answer naming nothing): ask.
-    try:
-        found = held(http, base_url, [Wanted(sop, f"studies/{study}/series/{series}")])
-    except DcmwebError as error:  # it stops the run: the pair was sent, its fate unknown
-        raise Stopped(error, [result("unconfirmed", message=f"{lost}; {UNCONFIRMED}")],
-                      {}) from error
-    if sop in found:
-        return result("stored", found[sop], f"{lost}; found on the server by search",
-                      "search")
-    return result("failed", message=f"{lost}; not on the server")
+    resends = Resends(http, http.config.retry.attempts)
+    while True:
+        posted = time.monotonic()  # the gate's clock
+        retry_after: float | None = None
+        answered = None
+        try:
+            response = http.request("POST", f"{base_url}/studies", what=f"store {item.metadata}",
+                                    headers=headers, body=lambda: payload, retry_sent=False,
+                                    accept_status=(400, 409, 415, 422, *LOST_STATUSES),
+                                    max_body=ANSWER_LIMIT)
+        except AnswerLost as error:  # dropped, or cut half-way: the server may hold it
+            lost = error.message
+        else:
+            answered = response.status_code
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            answer = parse_stow_answer(response.content, response.headers.get("Content-Type"))
+            if sop in answer.stored:
+                return result("stored", answer.stored[sop] or answer.retrieve_url,
+                              confirmed_by="answer")
+            if sop in answer.failed:
+                return result("failed", message=answer.failed[sop].describe())
+            detail = body_message(answer.text) if answer.kind == "foreign" else ""
+            lost = f"HTTP {answered}" + (f": {detail}" if detail else "")
+            if 300 <= answered < 500:
+                return result("failed", message=lost)
+        # No word on this instance (lost answer, 5xx, an answer naming nothing): ask.
+        try:
+            found = held(http, base_url, [Wanted(sop, f"studies/{study}/series/{series}")])
+        except DcmwebError as error:  # it stops the run: the pair was sent, its fate unknown
+            raise Stopped(error, [result("unconfirmed", message=f"{lost}; {UNCONFIRMED}")],
+                          {}) from error
+        if sop in found:
+            return result("stored", found[sop], f"{lost}; found on the server by search",
+                          "search")
+        if answered is not None and answered < 300:  # a resend would get the same answer
+            return result("failed", message=f"{lost}; not on the server")
+        outage = resends.failed(answered, posted, carried_out=False)
+        if not resends.left:
+            return result("failed", message=f"{lost}; not on the server{resends.tries()}")
+        note = http.outage_note() if outage else None
+        if note is not None:
+            raise Stopped(UnavailableError(f"store {item.metadata} failed: {lost} ({note})",
+                                           UNAVAILABLE_HINT),
+                          [result("unconfirmed", message=f"{lost}; {UNCONFIRMED}")], {})
+        # Not on the server: the same body again, with the same (generated) UIDs.
+        delay = 0.0 if outage else resends.delay(retry_after)
+        log.info("store %s: %s; not on the server: sending it again in %.1f s",
+                 item.metadata, lost, delay)
+        http.sleep(delay)
 
 
 def iter_store_json(http: Http, base_url: str, items: PairsLike,

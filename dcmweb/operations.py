@@ -16,7 +16,17 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import NotFoundError, ServerError, UnavailableError, UsageError
+from .auth import is_google_host
+from .errors import (
+    AuthError,
+    DcmwebError,
+    ExitStatus,
+    NotFoundError,
+    ServerError,
+    UnavailableError,
+    UsageError,
+)
+from .failures import credentials_hint
 from .http import Deadline, Http
 from .optionnames import option
 from .record import field, record
@@ -63,6 +73,24 @@ class Operation:
             return "done" if self.done else "running"
         c = self.counter
         return f"{c['success']} done, {c['failure']} failed, {c['pending']} pending"
+
+
+class OutcomeUnknown(DcmwebError):
+    """A poll of an operation this run started (``what``) failed: the server accepted the
+    work, and what became of it is unknown. The exit code is the poll failure's: 3 for
+    credentials, 1 for an answer that is not an operation, 5 for the rest (an operation
+    the server no longer knows is not a path that was not found)."""
+
+    def __init__(self, cause: DcmwebError, what: str, name: str) -> None:
+        follow = f"follow it with 'dcmweb HOST operations wait {name}'"
+        hint = f"{cause.hint}, then {follow}" if isinstance(cause, AuthError) else follow
+        if isinstance(cause, NotFoundError):
+            hint = "the server no longer knows the operation: search later to see what is left"
+        super().__init__(f"{what}: the server accepted it (operation {name}), then "
+                         f"{cause.message}; its outcome is unknown: it may go on on the server",
+                         hint, status=cause.status, url=cause.url)
+        self.exit_status = (ExitStatus.UNAVAILABLE if isinstance(cause, NotFoundError)
+                            else cause.exit_status)
 
 
 def _instances(count: int) -> str:
@@ -142,12 +170,35 @@ def get_operation(http: Http, base_url: str, name: str,
             payload = None
     if not isinstance(payload, dict):
         raise ServerError(f"check operation {name}: the answer is not an operation (JSON)")
+    refusal = _not_an_operation(payload, f"check operation {name}", response.url)
+    if refusal is not None:
+        raise refusal
     done = payload.get("done", False)  # Google leaves it out until it is true
     if not isinstance(done, bool):  # "false" (a string) is truthy: never take it as done
         raise ServerError(f'check operation {name}: "done" is {json.dumps(done)[:80]}, not '
                           "true or false", "the answer is not an operation")
     return Operation(name, done, _counter(payload.get("metadata"), name),
                      _failure(payload.get("error")), payload)
+
+
+def _not_an_operation(payload: dict[str, Any], what: str, url: str) -> DcmwebError | None:
+    """Why an object is not an operation, or None: an operation has a name, and carries
+    an error only once done (a gateway's error envelope, {"error": {"code": 401, ...}},
+    would otherwise be polled as "still running" until the timeout)."""
+    name, said = payload.get("name"), _failure(payload.get("error"))
+    if not (isinstance(name, str) and name):
+        why = "no operation name"
+    elif said is not None and payload.get("done") is not True:
+        why = "an error, and not done"
+    else:
+        return None
+    message = f"{what}: the answer is not an operation ({why})"
+    if said is not None:
+        message += f": {said[:200]}"
+    error = payload.get("error")
+    if isinstance(error, dict) and error.get("code") in (401, 403):
+        return AuthError(message, credentials_hint(is_google_host(url)), url=url)
+    return ServerError(message, url=url)
 
 
 def _failure(error: Any) -> str | None:
@@ -162,8 +213,10 @@ def _failure(error: Any) -> str | None:
 
 
 def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,
-                   what: str | None = None) -> Operation:
-    """Poll until done; raise if it failed or is still running after ``timeout`` seconds."""
+                   what: str | None = None, *, started: bool = False) -> Operation:
+    """Poll until done; raise if it failed or is still running after ``timeout`` seconds.
+    ``started``: this run's ``what`` started it, so a poll that fails raises
+    :class:`OutcomeUnknown` (the work was accepted), not the poll's own error."""
     name = full_name(base_url, name)
     running = f"{what}: operation {name}" if what else f"operation {name}"
     what = what or f"operation {name}"
@@ -175,7 +228,12 @@ def wait_operation(http: Http, base_url: str, name: str, timeout: float = 600.0,
         # A poll's retries end with the wait: a Retry-After must not keep it going.
         poll_limit = Deadline(max(LAST_POLL_TIME, deadline - time.monotonic()),
                               f"the wait's timeout ({timeout:g} s)", follow)
-        operation = get_operation(http, base_url, name, poll_limit)
+        try:
+            operation = get_operation(http, base_url, name, poll_limit)
+        except DcmwebError as error:
+            if not started:
+                raise
+            raise OutcomeUnknown(error, what, name) from error
         if operation.done:
             reason = operation.failure_reason()
             if reason is not None:

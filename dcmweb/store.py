@@ -79,6 +79,50 @@ def _keeping(decided: list[StoreResult], doubts: Doubts | None = None) -> Iterat
         raise Stopped(error, list(decided), dict(doubts or {})) from error
 
 
+class Resends:
+    """The attempts of one write whose answers are lost (a drop, a 500, 502 or 504, each
+    checked by a search before the next): which failures are its own (counted) and which
+    an outage's (every request failing: waited out on the shared gate, not counted), a
+    500 tried twice more (as in Http), and the wait before the next attempt."""
+
+    def __init__(self, http: Http, attempts: int) -> None:
+        self.http = http
+        self.attempts = attempts
+        self.attempt = 0  # this request's own failures (not an outage's)
+        self.last_failure = float("-inf")
+
+    @property
+    def left(self) -> bool:
+        return self.attempt < self.attempts
+
+    def failed(self, status: int | None, posted: float, carried_out: bool) -> bool:
+        """Count a failure of the request sent at ``posted`` (``status`` None: its answer
+        lost); whether it is an outage's. ``carried_out``: a search found that the server
+        did (some of) it, so the server is up."""
+        if status == 500:  # usually a verdict: tried twice more, as in Http
+            self.attempts = min(self.attempts, SERVER_ERROR_RETRIES + 1)
+        unavailable = status is None or status in UNAVAILABLE_STATUSES
+        if carried_out:
+            self.http.gate.carried_out(posted)
+            unavailable = False
+        # Like Http: a failure is this request's own when the server did something since
+        # its last one; otherwise every request is failing (an outage, waited out).
+        outage = unavailable and self.http.gate.last_ok <= self.last_failure
+        self.last_failure = time.monotonic()
+        self.attempt += not outage
+        return outage
+
+    def delay(self, retry_after: float | None) -> float:
+        """The wait before the next attempt: the server's Retry-After (within the
+        limits), or the backoff."""
+        if retry_after is not None:
+            return min(retry_after, self.http.retry_after_limit(self.last_failure)[0])
+        return self.http.config.retry.backoff(self.attempt)
+
+    def tries(self) -> str:
+        return f" (after {self.attempt} attempts)" if self.attempt > 1 else ""
+
+
 class _Reply:
     """A STOW answer that arrived (any status the Uploader reads itself)."""
 
@@ -270,10 +314,8 @@ class Uploader:
         each file sent without a deciding answer to ``doubts``."""
         pending = items
         reason = ""
-        policy = self.http.config.retry
-        attempt = 0  # this request's own failures (not an outage's)
-        last_failure = float("-inf")
-        while attempt < attempts:
+        resends = Resends(self.http, attempts)
+        while resends.left:
             wait: float | None = None
             status: int | None = None  # of the answer, when one came
             dropped = False  # sent, and the connection lost before an answer
@@ -289,7 +331,7 @@ class Uploader:
                 raise
             except AnswerLost as error:
                 reason = problem = error.message
-                unavailable = dropped = True
+                dropped = True
             except (MultipartError, OSError) as error:
                 # A file deleted or changed since it was listed: the upload was cut, so
                 # nothing of it is stored. Find out which file, one request each.
@@ -308,9 +350,6 @@ class Uploader:
                                    for result in self._interpret(pending, reply)], foreign
                 reason, wait, status = reply.message, reply.retry_after, reply.status
                 problem = f"{_what(pending)} failed: {reason}"
-                unavailable = reply.status in UNAVAILABLE_STATUSES
-                if reply.status == 500:  # usually a verdict: tried twice more, as in Http
-                    attempts = min(attempts, SERVER_ERROR_RETRIES + 1)
             # The answer is lost: ask what the server holds before sending anything again.
             doubts.update((item.path, (reason, status)) for item in pending)
             unread: dict[Path, str] = {}
@@ -319,15 +358,8 @@ class Uploader:
             stored = {result.path for result in found}
             pending = [item for item in pending if item.path not in stored]
             searched = _searched(len(found), unread, len(pending))
-            if found or unread:  # the server carried the request out: no outage
-                self.http.gate.carried_out(posted)
-                unavailable = False
-            # Like Http: a failure is this request's own when the server stored something
-            # since its last one; otherwise every store is failing (an outage, waited out).
-            outage = unavailable and self.http.gate.last_ok <= last_failure
-            last_failure = time.monotonic()
-            attempt += not outage
-            if not pending or attempt == attempts:
+            outage = resends.failed(status, posted, carried_out=bool(found or unread))
+            if not pending or not resends.left:
                 log.info("%s; %s", problem, searched)
                 if not pending:
                     return done, False
@@ -344,7 +376,7 @@ class Uploader:
                              "this request%s", problem,
                              ", split to find a file it never takes" if len(pending) > 1
                              else "")
-                    attempt = attempts
+                    resends.attempt = resends.attempts
                     continue
                 if note is not None:
                     raise UnavailableError(f"{problem} ({note})", UNAVAILABLE_HINT)
@@ -353,8 +385,7 @@ class Uploader:
                 log.info("%s; %s; the server is unavailable: %s", problem, searched,
                          _resending(len(pending), unread))
                 continue
-            delay = (min(wait, self.http.retry_after_limit(last_failure)[0])
-                     if wait is not None else policy.backoff(attempt))
+            delay = resends.delay(wait)
             log.info("%s; %s; %s in %.1f s", problem, searched,
                      _resending(len(pending), unread), delay)
             self.http.sleep(delay)
@@ -365,8 +396,7 @@ class Uploader:
             whole = first_failed and not any(r.status == "stored" for r in first)
             second, second_failed = self._send(pending[half:], SPLIT_ATTEMPTS, split=not whole)
             return done + second, first_failed and second_failed
-        tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-        return done + [self._result(item, "failed", message=reason + tries)
+        return done + [self._result(item, "failed", message=reason + resends.tries())
                        for item in pending], True
 
     def _interpret(self, items: list[Part10File], reply: _Reply) -> list[StoreResult]:

@@ -3,6 +3,7 @@ errors and timeouts with their exit codes, and Orthanc through its REST API."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -301,3 +302,89 @@ def test_the_wait_log_names_the_operation_once() -> None:
     [running] = [line for line in result.stderr.splitlines() if "still running" in line]
     assert running.endswith(f"info: delete studies/1.2: operation {name} still running: "
                             "1 done, 0 failed, 2 pending")
+
+
+# -- the server accepted the delete, then its operation could not be followed -------------------
+@pytest.mark.parametrize(("status", "exit_code", "said"), [
+    (404, 5, "check operation {name} failed: HTTP 404 Not Found: injected fault"),
+    (401, 3, "check operation {name} failed: HTTP 401 Unauthorized: injected fault"),
+])
+def test_a_poll_that_fails_after_the_delete_was_accepted_says_so(
+        tmp_path: Path, synth: list[Path], status: int, exit_code: int, said: str) -> None:
+    """Was: exit 4 `not found` with a hint about an operation name the user never gave
+    (404), or `check operation ... failed: HTTP 401` as if the delete had failed, while
+    the server deleted the whole study."""
+    srv = start(tmp_path, synth, delete_delay=30)
+    try:
+        study = uids_of(synth[0])[0]
+        srv.inject_fault(status, count=1000, method="GET", path_contains="operations")
+        result = dcmweb(srv.url, "delete", f"studies/{study}")
+        [name] = {path.removeprefix("/v1/") for path in operation_gets(srv)}
+    finally:
+        srv.stop()
+    assert result.exit_code == exit_code, result.stderr
+    error, left = lines(result.stderr)[-2:]
+    assert error.startswith(
+        f"dcmweb: error: delete studies/{study}: the server accepted it (operation {name}), "
+        f"then {said.format(name=name)}; its outcome is unknown: it may go on on the server (")
+    assert error.endswith("(the server no longer knows the operation: search later to see "
+                          "what is left)" if status == 404 else
+                          f"then follow it with 'dcmweb HOST operations wait {name}')")
+    assert ("check the credentials" in error) == (status == 401)
+    assert re.fullmatch(rf"dcmweb: error: a search finds [1-6] instances? left under "
+                        rf"studies/{re.escape(study)}", left)
+
+
+def test_an_error_envelope_while_polling_is_not_waited_out() -> None:
+    """A gateway's JSON error where the operation should be: was polled as "still running"
+    until --timeout (10 minutes by default), then "it goes on on the server", exit 5."""
+    with Hostile() as fake:
+        name = f"{DATASET}/operations/42"
+        fake.route("DELETE", "/studies/1.2", lambda req: req.json(200, {"name": name}))
+        fake.route("GET", f"/v1/{name}", lambda req: req.json(
+            200, {"error": {"code": 401, "message": "session expired"}}))
+        result = dcmweb(fake.url, "delete", "studies/1.2", "--timeout", "5")
+        polls = fake.seen("GET", f"/v1/{name}")
+    assert result.exit_code == 3, result.stderr
+    assert len(polls) == 1
+    assert lines(result.stderr)[-1].startswith(
+        f"dcmweb: error: delete studies/1.2: the server accepted it (operation {name}), then "
+        f"check operation {name}: the answer is not an operation (no operation name): "
+        "session expired; its outcome is unknown")
+
+
+@pytest.mark.parametrize("fault", [{"after": True}, {"cut": True}], ids=["lost", "cut"])
+def test_after_a_lost_answer_the_count_is_not_taken_for_the_whole(
+        tmp_path: Path, synth: list[Path], fault: dict) -> None:
+    """Was: `deleted studies/S (3 instances; answer lost: ...)`: the resend's operation's
+    count, while the first (unseen) operation had deleted the fourth."""
+    srv = start(tmp_path, synth, delete_delay=1)
+    try:
+        study = uids_of(synth[0])[0]
+        srv.inject_fault(method="DELETE", **fault)
+        result = dcmweb(srv.url, "delete", f"studies/{study}")
+        left = sops(srv.url)
+    finally:
+        srv.stop()
+    assert result.exit_code == 0, result.stderr
+    assert re.fullmatch(
+        rf"dcmweb: info: deleted studies/{re.escape(study)} \(the last operation deleted "
+        r"\d+ instances?; an earlier DELETE, whose answer was lost, may have deleted others\)",
+        lines(result.stderr)[-1])
+    assert left == {uids_of(p)[2] for p in synth if uids_of(p)[0] != study}
+
+
+def test_no_wait_after_a_lost_answer_says_another_operation_may_run(
+        tmp_path: Path, synth: list[Path]) -> None:
+    srv = start(tmp_path, synth, delete_delay=1)
+    try:
+        study = uids_of(synth[0])[0]
+        srv.inject_fault(method="DELETE", after=True)
+        result = dcmweb(srv.url, "delete", f"studies/{study}", "--no-wait")
+    finally:
+        srv.stop()
+    name = result.stdout.strip()
+    assert result.exit_code == 0, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: info: deleting studies/{study}: operation {name} started (an earlier "
+        "DELETE, whose answer was lost, may have started another)")

@@ -3,12 +3,13 @@ lost after the server did the work, and Orthanc paths whose parents do not match
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile, Request, forward, once, silent
+from hostile import Hostile, Request, Route, forward, once, silent, status
 
 from dcmweb import Client
 from dcmweb.cli import cli
@@ -245,3 +246,109 @@ def test_an_orthanc_rest_answer_that_is_not_json_is_a_failure(lookup: bytes, sho
             f"web page titled \"Sign in\"), not DICOMweb data (application/json) "
             f"({HOST_HINT})")
     assert [d.path for d in deletes] == ["/studies/1.2/series/3.4"]  # nothing through REST
+
+
+# -- Orthanc: the REST paths come from the server, and must stay on HOST's server ----------------
+def orthanc_like(lookup: list[dict[str, str]]) -> Callable[[Request], None]:
+    """Orthanc's REST API as far as a delete needs it, with the lookup answer given."""
+    def answer(req: Request) -> None:
+        path = req.seen.path
+        if path.endswith("/system"):
+            req.json(200, {"ApiVersion": 18, "DicomAet": "ORTHANC"})
+        elif path.endswith("/tools/lookup"):
+            req.json(200, lookup)
+        elif req.seen.method == "GET":
+            req.json(200, {"MainDicomTags": {"StudyInstanceUID": "1.2.3"}})
+        else:
+            req.json(200, {})
+    return answer
+
+
+@pytest.mark.parametrize("path", [
+    "@127.0.0.1:{port}/studies/5e1",  # HOST's authority would become userinfo
+    ".evil.example/studies/5e1",
+    "//127.0.0.1:{port}/studies/5e1",
+    "/studies/5e1/../../../x",
+    "/series/5e1",  # not a study
+    "/studies/not-hex",
+], ids=["userinfo", "host-suffix", "scheme-relative", "dot-dot", "level", "id"])
+def test_an_orthanc_path_that_could_leave_host_is_refused(path: str) -> None:
+    """Was: `f"{root}{Path}"` sent the token, the -H headers and a DELETE to another host,
+    and said "deleted" (exit 0)."""
+    with Hostile() as other, Hostile() as fake:
+        other.fallback = orthanc_like([])
+        lookup = [{"Type": "Study", "ID": "5e1", "Path": path.format(port=other.port)}]
+        fake.fallback = orthanc_like(lookup)
+        fake.route("DELETE", "/dicom-web/studies/1.2.3", lambda req: req.reply(405))
+        result = dcmweb("--token", "SecretTok123", "-H", "X-Api-Key: KeyVal98765",
+                        fake.root_url + "/dicom-web", "delete", "studies/1.2.3")
+        elsewhere = other.seen()
+        sent = [(r.method, r.path) for r in fake.seen()]
+    assert elsewhere == []
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1].startswith(
+        "dcmweb: error: delete studies/1.2.3: look up 1.2.3: the server named the study ")
+    assert "not an Orthanc study path on HOST's server; nothing was deleted" in result.stderr
+    assert sent == [("DELETE", "/dicom-web/studies/1.2.3"), ("GET", "/system"),
+                    ("POST", "/tools/lookup")]
+
+
+def test_the_orthanc_root_of_a_host_without_a_path_is_that_host() -> None:
+    """Was: `http://127.0.0.1:PORT`.rsplit("/") gave `http:/`, and the token went to
+    `http://system/` (any host named `system` on the search domains)."""
+    with Hostile() as fake:
+        fake.route("DELETE", "/studies/1.2.3", lambda req: req.reply(405))
+        result = dcmweb("--token", "SecretTok123", "--outage-limit", "1", fake.root_url,
+                        "delete", "studies/1.2.3")
+        sent = [(r.method, r.path) for r in fake.seen()]
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1] == ("dcmweb: error: delete studies/1.2.3: the server does "
+                                        "not support DICOMweb DELETE (HTTP 405)")
+    assert sent == [("DELETE", "/studies/1.2.3"), ("GET", "/system")]
+
+
+@pytest.fixture
+def one_study_two_patients(tmp_path: Path, orthanc: Orthanc, synth: list[Path]
+                           ) -> tuple[str, list[str]]:
+    """One Study Instance UID under two patients: two Orthanc studies (their REST paths)."""
+    other = pydicom.dcmread(synth[1])
+    other.StudyInstanceUID = uids_of(synth[0])[0]
+    other.PatientID = "OTHERPAT"
+    other.save_as(tmp_path / "other.dcm")
+    with Client(orthanc.url) as client:
+        assert {r.status for r in client.store([synth[0], tmp_path / "other.dcm"])} == \
+            {"stored"}
+    study = uids_of(synth[0])[0]
+    with http_session() as session:
+        found = session.post(f"{orthanc.rest_url}/tools/lookup", data=study, timeout=10).json()
+    assert len(found) == 2
+    return study, [match["Path"] for match in found]
+
+
+@pytest.mark.parametrize(("second", "exit_code", "last_line"), [
+    (status(500, body=b"injected"), 6, "dcmweb: error: delete studies/{study}: deleted 1 of 2 "
+     "Orthanc resources under it; 1 not deleted: delete studies/{study} failed: HTTP 500 "
+     "Internal Server Error: injected (after 3 attempts) (the server holds part of "
+     "studies/{study}: delete it again for the rest (a search shows what is left))"),
+    (status(400, body=b"injected"), 6, "dcmweb: error: delete studies/{study}: deleted 1 of 2 "
+     "Orthanc resources under it; 1 not deleted: delete studies/{study} failed: HTTP 400 Bad "
+     "Request: injected (the server holds part of studies/{study}: delete it again for the "
+     "rest (a search shows what is left))"),
+    (lambda req: req.json(404, {}), 0, "dcmweb: info: deleted studies/{study}"),
+], ids=["500", "400", "404"])
+def test_an_orthanc_delete_that_fails_half_way_says_what_it_deleted(
+        orthanc: Orthanc, one_study_two_patients: tuple[str, list[str]], second: Route,
+        exit_code: int, last_line: str) -> None:
+    """Was: exit 1 (or 2, or 4 "not found") and nothing said that one of the two Orthanc
+    studies was deleted. A 404 for what the lookup just listed: it is gone."""
+    study, (first, other) = one_study_two_patients
+    with Hostile() as forwarder:
+        forwarder.fallback = forward(orthanc.rest_url)
+        forwarder.route("DELETE", other, second)
+        result = dcmweb(forwarder.root_url + "/dicom-web", "delete", f"studies/{study}")
+    with http_session() as session:
+        held = {path: session.get(orthanc.rest_url + path, timeout=10).status_code
+                for path in (first, other)}
+    assert result.exit_code == exit_code, result.stderr
+    assert lines(result.stderr)[-1] == last_line.format(study=study)
+    assert held == {first: 404, other: 200}  # the fake's 404 kept the other one

@@ -356,3 +356,32 @@ def test_journal_and_skip_existing_are_refused_with_pairs(local_server: LocalSer
         f"dcmweb: error: {option[0]} works on DICOM files, not on JSON + JPEG pairs "
         "(a rerun would store the pairs again; store them without it)")
     assert local_server.requests == []
+
+
+@pytest.mark.parametrize(("fault", "posts"), [
+    ({"drop": True}, 2), ({"status": 500}, 2), ({"status": 502}, 2),
+    ({"status": 500, "count": 3}, 3),
+], ids=["dropped", "500", "502", "500-every-time"])
+def test_a_pair_whose_answer_is_lost_is_searched_then_resent_with_the_same_uids(
+        local_server: LocalServer, tmp_path: Path, fault: dict, posts: int) -> None:
+    """As for DICOM files. Was: one dropped connection or one 500 failed the pair at once
+    (`not on the server`, exit 1), and a rerun generated other UIDs."""
+    json_path, jpeg_path = write_pair(tmp_path, "a", uids=False)
+    local_server.inject_fault(method="POST", **fault)
+    report = tmp_path / "report.jsonl"
+    result = dcmweb(local_server.url, "store", "--metadata", str(json_path), "--jpeg",
+                    str(jpeg_path), "--generate-uids", "--report", str(report))
+    [row] = map(json.loads, report.read_text().splitlines())
+    held = [r["sop_uid"] for r in local_server.store.query("SELECT sop_uid FROM instances")]
+    posted = [r for r in local_server.requests if r.method == "POST"]
+    assert len(posted) == posts
+    assert len({r.body_sha256 for r in posted}) == 1  # the same body: the same generated UIDs
+    if posts == 3:  # a 500 is tried twice more, then the pair fails
+        assert result.exit_code == 1, result.stderr
+        assert (row["status"], held) == ("failed", [])
+        assert row["message"].startswith(
+            "HTTP 500: injected fault; not on the server (after 3 attempts)")
+    else:
+        assert result.exit_code == 0, result.stderr
+        assert (row["status"], row["confirmed_by"]) == ("stored", "answer")
+        assert held == [row["sop_instance_uid"]]

@@ -267,3 +267,33 @@ def test_an_operation_that_vanishes_while_waited_for_says_so(gcp: LocalServer) -
         f"dcmweb: error: check operation {PREFIX}nosuch failed: HTTP 404")
     assert lines(result.stderr)[-1].endswith(
         "(no such operation: check its name, and that HOST is the store it ran in)")
+
+
+@pytest.mark.parametrize(("answer", "exit_code", "shown"), [
+    ({"error": {"code": 401, "message": "login required"}}, 3,
+     "(no operation name): login required (check the credentials"),
+    ({"error": "session expired"}, 1, "(no operation name): session expired"),
+    ({}, 1, "(no operation name)"),
+    ({"name": f"{DATASET}/operations/7", "error": {"code": 403, "message": "denied"}}, 3,
+     "(an error, and not done): denied (check the credentials"),
+    ({"name": f"{DATASET}/operations/7", "done": False, "error": {"code": 13,
+                                                                  "message": "x"}}, 1,
+     "(an error, and not done): x"),
+], ids=["envelope-401", "envelope-text", "empty", "named-403", "not-done-error"])
+@pytest.mark.parametrize("command", ["get", "wait"])
+def test_an_answer_that_is_not_an_operation_is_refused_at_once(
+        command: str, answer: dict, exit_code: int, shown: str) -> None:
+    """A gateway's error envelope: was exit 0 for `get` (printed as the operation), and
+    polled as "still running" by `wait` until --timeout (then exit 5)."""
+    name = f"{DATASET}/operations/7"
+    with Hostile() as fake:
+        fake.route("GET", f"/v1/{name}", lambda req: req.json(200, answer))
+        started = time.monotonic()
+        result = dcmweb(fake.url, "operations", command, "7", *(
+            ["--timeout", "5"] if command == "wait" else []))
+        polls = len(fake.seen("GET"))
+    assert result.exit_code == exit_code, result.stderr
+    assert result.stdout == ""
+    assert lines(result.stderr)[-1].startswith(
+        f"dcmweb: error: check operation {name}: the answer is not an operation {shown}")
+    assert polls == 1 and time.monotonic() - started < 3
