@@ -195,6 +195,11 @@ class Response:
         while chunk := self.read1(size):
             yield chunk
 
+    @property
+    def has_content(self) -> bool:
+        """Whether the whole body was read already (``content`` then costs no copy)."""
+        return self._content is not None
+
     def keep(self, content: bytes) -> None:
         """Keep ``content`` (read by the caller) as the whole body: later reads serve it."""
         self._content = content

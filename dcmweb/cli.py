@@ -254,7 +254,9 @@ def search(settings: Settings, path: str, params: tuple[str, ...], filters: tupl
     PATH is studies (default), series, instances, studies/UID/series,
     studies/UID/instances or studies/UID/series/UID/instances. PARAMS is a query
     string ("PatientName=Sally%20Zhang&limit=10") or KEY=VALUE words. Without
-    a limit, every page is fetched, past the server's silent caps.
+    a limit, every page is fetched, past the server's silent caps. What the server
+    warns of (a result it cut, a key it ignored) is shown on stderr; -v logs
+    patient names and IDs in the query as ***.
 
     \b
     Example:
@@ -321,7 +323,8 @@ def retrieve(settings: Settings, path: str | None, output_path: str | None,
     it holds (a rerun gives the same files; --dry-run names the ones that exist). The
     stored bytes are asked for (transfer-syntax=*). A --type other than DICOM (image/png)
     asks for each instance alone and writes its parts as SOP_UID_frame_N.png. PATH may
-    end in /metadata (printed on stdout), /rendered, /frames/1,3,5[/rendered] or
+    end in /metadata (printed on stdout once all of it is checked), /rendered,
+    /frames/1,3,5[/rendered] or
     /bulkdata/TAG, or be a BulkDataURI.
 
     \b

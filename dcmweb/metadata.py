@@ -2,43 +2,46 @@
 
 JSON is one array with an object per instance; XML comes as a multipart answer with one
 NativeDicomModel document per instance. The answer is checked before it is handed on (a
-200 may be a login page): JSON must parse to an array of objects, each XML part must be
-a well-formed XML document (xmlcheck.py). Where only the bytes are wanted (the CLI writes
-them), a complete answer whose first and last bytes are those of an array of objects, and
-whose brackets and braces balance (a server that failed half-way may still end its chunked
-answer cleanly), is not parsed: building the rows cost a quarter of a 2,000-instance
-study's time (docs/performance.md, E). Anything else is parsed, and refused unless it is
-JSON.
+200 may be a login page): JSON must parse to an array of at least one object, each XML
+part must be a well-formed XML document (xmlcheck.py). Where only the bytes are wanted
+(the CLI writes them), the JSON is still parsed whole, one row at a time, but no row is
+kept: half the time of building them, and no memory for them (docs/performance.md, E).
+A shape test of the first and last bytes, used before, let NaN and missing commas
+through.
+
+An answer larger than MAX_ANSWER is refused as it arrives: a 2,000-instance study is
+4-7 MB of JSON, a study of enhanced multi-frame images with per-frame attributes some
+tens of MB; a larger one can be asked for series by series.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .body import NotAJsonNumber, loads, read_limited
+from .body import NotAJsonNumber, NotRows, object_rows, read_bounded
 from .errors import ServerError, UsageError
 from .http import Http
 from .multipart import parse_content_type
 from .record import field, record
 from .unexpected import describe_body, not_dicomweb
-from .wado import answer_parts, asking_again, at_least_one, framed, get
+from .wado import NoInstanceError, answer_parts, asking_again, at_least_one, get
 from .wadopath import parse_wado_path
 from .xmlcheck import xml_problem
 
 if TYPE_CHECKING:
     from pydicom import Dataset
 
+    from .multipart import Chunk
     from .transport import Response
 
 JSON_TYPE = "application/dicom+json"
 XML_PART = "application/dicom+xml"
 XML_TYPE = f'multipart/related; type="{XML_PART}"'
 FORMATS = ("json", "xml")
-MAX_JSON = 4 * 1024**3  # about a million instances' metadata; more is an endless answer
-# The first and last bytes of a JSON array of objects (or of an empty one).
-_OPENS = re.compile(rb"\s*\[\s*[{\]]")
-_CLOSES = re.compile(rb"[}\[]\s*\]\s*\Z")
+MAX_ANSWER = 256 * 1024**2  # JSON, or XML documents together (each part: at most this too)
+_TOO_LARGE_HINT = ("ask for each series (studies/S/series/R/metadata); an endless answer "
+                   "is a server fault: check HOST")
 # What pydicom's Dataset.from_json raises for an element it cannot read (a value that is
 # not an object, a key that is not a tag, no "vr", a number that is text, deep nesting).
 _FROM_JSON_ERRORS = (TypeError, ValueError, LookupError, AttributeError, RecursionError)
@@ -70,8 +73,8 @@ class Metadata:
 
 def fetch_metadata(http: Http, base_url: str, path: str, fmt: str = "json", *,
                    parse: bool = True) -> Metadata:
-    """The answer, checked; ``parse=False`` leaves ``rows`` empty when the bytes alone
-    show a complete array of objects."""
+    """The answer, checked; ``parse=False`` leaves ``rows`` empty (the JSON is still
+    proven to be an array of objects)."""
     target = parse_wado_path(path if path.rstrip("/").endswith("/metadata")
                              else path.rstrip("/") + "/metadata")
     if target.kind != "metadata":
@@ -89,21 +92,18 @@ def fetch_metadata(http: Http, base_url: str, path: str, fmt: str = "json", *,
 def _fetch_json(http: Http, url: str, what: str, parse: bool) -> Metadata:
     with get(http, url, what, JSON_TYPE) as response:
         # Read through the body reader: low-speed limit, and a bound on the size.
-        raw = read_limited(response, MAX_JSON + 1)
-        if len(raw) > MAX_JSON:
-            raise ServerError(f"{what}: the answer is larger than {MAX_JSON} bytes")
-        complete = framed(response)
-    if not parse and complete and _looks_whole(raw):
-        return Metadata(raw if raw.endswith(b"\n") else raw + b"\n")
-    return _json(raw, what, response)
+        raw = read_bounded(response, MAX_ANSWER, what, _TOO_LARGE_HINT)
+    return _json(raw, what, response, keep=None if parse else 0)
 
 
 def _fetch_xml(http: Http, url: str, what: str) -> Metadata:
     documents = []
+    size = 0
     with get(http, url, what, XML_TYPE) as response:
         parts = at_least_one(answer_parts(response, what, XML_PART), what)
         for number, (mime, chunks) in enumerate(parts, 1):
-            document = b"".join(chunks)
+            document = b"".join(_bounded(chunks, MAX_ANSWER - size, what))
+            size += len(document)
             if not document.lstrip().startswith(b"<"):
                 raise ServerError(f"{what}: the server sent a part that is not XML ({mime})")
             problem = xml_problem(document)
@@ -114,16 +114,23 @@ def _fetch_xml(http: Http, url: str, what: str) -> Metadata:
     return Metadata(raw, documents=documents)
 
 
-def _looks_whole(raw: bytes) -> bool:
-    """An array of objects by its first and last bytes, its brackets and braces paired
-    (a bracket inside a string makes this False: the answer is then parsed)."""
-    return bool(_OPENS.match(raw) and _CLOSES.search(raw[-64:])
-                and raw.count(b"[") == raw.count(b"]") and raw.count(b"{") == raw.count(b"}"))
+def _bounded(chunks: Iterable[Chunk], room: int, what: str) -> Iterator[Chunk]:
+    """The chunks of a part, until they pass ``room`` bytes: then ServerError (a part, or
+    the parts together, larger than MAX_ANSWER)."""
+    for chunk in chunks:
+        room -= len(chunk)
+        if room < 0:
+            raise ServerError(f"{what} failed: the server's answer is larger than "
+                              f"{MAX_ANSWER} bytes", _TOO_LARGE_HINT)
+        yield chunk
 
 
-def _json(raw: bytes, what: str, response: Response) -> Metadata:
+def _json(raw: bytes, what: str, response: Response, keep: int | None) -> Metadata:
+    """The answer's rows (the first ``keep``; all: None), each proven to be an object."""
     try:
-        rows = loads(raw)
+        rows, count = object_rows(raw, keep)
+    except NotRows as exc:
+        raise ServerError(f"{what}: expected a JSON array of objects, {exc}") from None
     except NotAJsonNumber as exc:
         raise ServerError(f"{what}: the answer holds {exc}", "check HOST") from None
     except RecursionError:
@@ -136,6 +143,6 @@ def _json(raw: bytes, what: str, response: Response) -> Metadata:
             raise not_dicomweb(what, response.status_code, describe_body(content_type, raw),
                                JSON_TYPE) from None
         raise ServerError(f"{what}: the server's answer is not JSON") from None  # cut off
-    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-        raise ServerError(f"{what}: expected a JSON array of objects")
+    if not count:
+        raise NoInstanceError(what)  # as an empty XML answer: a study has an instance
     return Metadata(raw if raw.endswith(b"\n") else raw + b"\n", rows=rows)

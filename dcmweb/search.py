@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote_plus, urlencode
 
 from . import bounds
-from .body import read_json
+from .body import read_rows, warning_texts
 from .errors import ServerError, UsageError
 from .http import Http
+from .optionnames import option
 from .output import plural
 from .paths import parse_search_path
 
@@ -142,8 +143,18 @@ class Searcher:
     def __init__(self, http: Http, base_url: str) -> None:
         self.http = http
         self.base_url = base_url
+        # What the server warned of (a result cut at its cap, a key or fuzzy matching it
+        # ignored), each once, in the order it came.
+        self.warnings: list[str] = []
 
     def page(self, url_path: str, params: Params) -> list[dict[str, Any]]:
+        """One page's rows, as the server sent them."""
+        return self._page(url_path, params)[0]
+
+    def _page(self, url_path: str, params: Params, keep: int | None = None
+              ) -> tuple[list[dict[str, Any]], int]:
+        """The first ``keep`` rows of one page (all: None), and how many it holds: a
+        server that ignores limit may send millions, and each row built costs memory."""
         query = urlencode(params, safe=_QUERY_SAFE, quote_via=quote)
         what = f"search {url_path}"
         # The query is part of the URL (not params=) so that -v logs the whole request line.
@@ -151,17 +162,17 @@ class Searcher:
             "GET", f"{self.base_url}/{url_path}" + (f"?{query}" if query else ""),
             what=what, headers={"Accept": "application/dicom+json"}, max_body=ANSWER_LIMIT,
         )
+        self._note_warnings(url_path, response.headers.get_all("Warning"))
         with response:  # no match: [], or 204 (or 200) with an empty body
-            rows = read_json(response, ANSWER_LIMIT, what, if_empty=[])
-        if not isinstance(rows, list):
-            raise ServerError(f"{what}: expected a JSON array of objects, got "
-                              f"{_json_kind(rows)}", status=response.status_code)
-        for index, row in enumerate(rows):
-            if not isinstance(row, dict):
-                raise ServerError(f"{what}: expected a JSON array of objects, but row "
-                                  f"{index + 1} is {_json_kind(row)}",
-                                  status=response.status_code)
-        return rows
+            return read_rows(response, ANSWER_LIMIT, what, keep)
+
+    def _note_warnings(self, url_path: str, headers: list[str]) -> None:
+        """Each warning the server sent, logged the first time it comes: a server caps a
+        result or ignores a filter and says so on every page."""
+        for message in warning_texts(headers):
+            if message and message not in self.warnings:
+                self.warnings.append(message)
+                log.warning("search %s: the server warns: %s", url_path, message)
 
     def iter_rows(self, path: str | None = "studies", params: Params | None = None,
                   page_size: int | None = None, first_page: int | None = None
@@ -182,8 +193,8 @@ class Searcher:
 
     def _one_page(self, url_path: str, params: Params, limit: int
                   ) -> Iterator[dict[str, Any]]:
-        rows = self.page(url_path, params)
-        yield from rows[:_at_most(url_path, len(rows), limit, limit)]
+        rows, sent = self._page(url_path, params, keep=limit)
+        yield from rows[:_at_most(url_path, sent, limit, limit)]
 
     def _pages(self, url_path: str, rest: Params, offset: int, size: int,
                first_page: int | None, limit: int | None) -> Iterator[dict[str, Any]]:
@@ -191,9 +202,12 @@ class Searcher:
         above the page size (a server clamps it to its cap, silently), ``limit`` rows."""
         left = limit  # rows still to show; None: every row
 
-        def fetch(at: int, count: int) -> Callable[[], list[dict[str, Any]]]:
-            return lambda: self.page(url_path, [*rest, ("limit", str(count)),
-                                                ("offset", str(at))])
+        def fetch(at: int, count: int) -> Callable[[], tuple[list[dict[str, Any]], int]]:
+            # Rows beyond what may still be shown (or, with no limit, beyond the page
+            # asked for) are read but not kept: the next page asks for them again.
+            keep = count if left is None else left
+            return lambda: self._page(url_path, [*rest, ("limit", str(count)),
+                                                 ("offset", str(at))], keep)
 
         def next_count(count: int) -> int:
             return count if left is None else min(count, left)
@@ -202,14 +216,28 @@ class Searcher:
         # circles) would otherwise be followed forever. Rows of one page are all shown,
         # even alike ones: the server sent them as distinct rows.
         seen: set[int] = set()
+        cut = False  # a page held more rows than asked for (told once)
+        held_to = 0  # the offset up to which pages showed that the server holds rows
         # One page is fetched ahead while the caller handles the current one: writing
         # pretty JSON costs about as much as the server's answer, so the two overlap.
         asked = next_count(min(first_page or size, size))
         upcoming = _in_background(fetch(offset, asked))
         while True:
-            rows = upcoming.result()
+            rows, sent = upcoming.result()
             if not rows:
+                if offset < held_to:
+                    raise ServerError(
+                        f"search {url_path}: the page at offset {offset} is empty, but an "
+                        f"earlier page held rows up to offset {held_to}: the server ignores "
+                        "'limit', and sends the rest on the first page only",
+                        f"give {option('page_size', held_to)} to read that page whole")
                 return
+            if left is None and sent > asked and not cut:
+                cut = True
+                log.warning("search %s: the server sent %s, more than the limit of %d; "
+                            "the rows after them are asked for again, page by page",
+                            url_path, plural(sent, "row"), asked)
+            held_to = max(held_to, offset + sent)
             identities = [_row_identity(row) for row in rows]
             fresh = [row for row, identity in zip(rows, identities, strict=True)
                      if identity not in seen]
@@ -228,7 +256,7 @@ class Searcher:
             seen.update(identities)
             offset += len(rows)
             if left is not None:
-                fresh = fresh[:_at_most(url_path, len(rows), asked, left)]
+                fresh = fresh[:_at_most(url_path, sent, asked, left)]
                 left -= len(fresh)
                 if not left:
                     yield from fresh
@@ -247,8 +275,3 @@ def _at_most(url_path: str, sent: int, asked: int, left: int) -> int:
                     f"; showing the first {left}" if sent > left else "")
     return min(sent, left)
 
-
-def _json_kind(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "true or false",
-             int: "a number", float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -67,11 +68,17 @@ def _person_name(value: Any) -> str:
     if isinstance(value, dict):
         groups = [value.get(form) for form in ("Alphabetic", "Ideographic", "Phonetic")]
     else:
-        groups = str(value).split("=")  # the DICOM text form: Alphabetic=Ideographic=Phonetic
+        groups = _text(value).split("=")  # the DICOM text form: Alphabetic=Ideographic=Phonetic
     text = next((group for group in groups if isinstance(group, str) and group), "")
     family, _, rest = text.partition("^")
     given = " ".join(part for part in rest.split("^") if part)
     return f"{family}, {given}" if family and given else family or given
+
+
+def _text(value: Any) -> str:
+    """A value as text: a string as it is, anything else (a number, true, an object where
+    the server should have sent a string) in JSON notation, never as Python writes it."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _date(text: str) -> str:
@@ -101,15 +108,15 @@ def readable(element: Any) -> str:
         elif vr == "PN":
             cells.append(_person_name(value))
         elif vr == "DA":
-            cells.append(_date(str(value)))
+            cells.append(_date(_text(value)))
         elif vr == "TM":
-            cells.append(_time(str(value)))
+            cells.append(_time(_text(value)))
         elif isinstance(value, (dict, list)):
             cells.append("(sequence)")
         else:
-            cells.append(str(value))
+            cells.append(_text(value))
     if not values and "BulkDataURI" in element:
-        cells.append(str(element["BulkDataURI"]))
+        cells.append(_text(element["BulkDataURI"]))
     return "\\".join(cells)
 
 

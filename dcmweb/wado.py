@@ -10,12 +10,11 @@ cause; it is asked once more (a 500 may be a hiccup) and then reported with a hi
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from .body import TooSlowError, server_message
+from .body import TooSlowError, server_message, warning_texts
 from .errors import DcmwebError, ServerError
 from .http import Http
 from .multipart import BoundaryNotFound, Chunk, MultipartError, Part, iter_parts, parse_content_type
@@ -86,16 +85,13 @@ def get(http: Http, url: str, what: str, accept: str, *, transcoding: bool = Fal
     raise AssertionError("unreachable")
 
 
-_WARN_TEXT = re.compile(r'\d{3} +\S+ +"((?:[^"\\]|\\.)*)"')
-
-
 def server_warning(response: Response) -> str | None:
     """The text of the answer's Warning headers (``299 agent "text"``, as PS3.18 has
     servers say that an answer is incomplete or a parameter ignored), or None."""
     values = response.headers.get_all("Warning")
     if not values:
         return None
-    texts = [text for value in values for text in _WARN_TEXT.findall(value)]
+    texts = warning_texts(values)
     return "; ".join(texts) if texts else ", ".join(values)
 
 

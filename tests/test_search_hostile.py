@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from hostile import Hostile, Request
 
 from dcmweb import search
 from dcmweb.cli import cli
+from dcmweb.http import Http
+from dcmweb.search import Searcher
 from dcmweb_devtools.logs import lines
 
 SOP_TAG, STUDY_TAG = "00080018", "0020000D"
@@ -290,3 +293,109 @@ def test_an_empty_web_page_is_not_an_empty_result() -> None:
     assert result.exit_code == 1
     assert result.stdout == ""
     assert "an empty text/html answer (a web page), not DICOMweb data" in result.stderr
+
+
+def test_values_that_are_not_strings_are_shown_in_json_notation() -> None:
+    """A table showed a value the server sent as an object or true as Python writes it
+    ({'x': 1}, True)."""
+    rows = [{**row("1.2.1", STUDY_TAG), "00080020": {"vr": "DA", "Value": [{"x": 1}]},
+             "00081030": {"vr": "LO", "Value": [True, 2.5, "é"]}}]
+    for fmt, separator in (("csv", ","), ("tsv", "\t")):
+        result = serve(rows, "--format", fmt, "--fields",
+                       "StudyInstanceUID,StudyDate,StudyDescription")
+        assert result.exit_code == 0, result.stderr
+        cells = ['"{""x"": 1}"', "true\\2.5\\é"] if fmt == "csv" else ['{"x": 1}', "true\\2.5\\é"]
+        assert result.stdout.splitlines()[1] == separator.join(["1.2.1", *cells])
+
+
+# -- the server's warnings ------------------------------------------------------------------------
+CAPPED = ('299 dcmweb-probe: "The number of results exceeded the maximum supported by the '
+          'server. Additional results can be requested."')
+IGNORED_KEY = '299 probe "The following attributes are not supported as query parameters: ' \
+              'PatientSex", 199 - "a \\"quoted\\" word"'
+
+
+def test_the_server_s_warnings_are_shown_once_each() -> None:
+    """PS3.18 has a server say in a Warning header that it cut the result or ignored a
+    filter; dcmweb read the rows only, and a script acted on all of them."""
+    pages = {"0": [row("1.2.1"), row("1.2.2")], "2": [row("1.2.3")], "3": []}
+
+    def warning(req: Request) -> None:
+        h = req.handler
+        body = json.dumps(pages[req.params["offset"]]).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/dicom+json")
+        h.send_header("Warning", CAPPED)
+        h.send_header("Warning", IGNORED_KEY)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    with Hostile() as fake:
+        fake.route("GET", "/instances", warning)
+        result = dcmweb(fake.url, "search", "instances", "PatientSex=F", "--page-size", "2",
+                        "--format", "uids")
+        searcher = Searcher(Http(), fake.url)  # the library: the warnings are kept too
+        assert len(list(searcher.iter_rows("instances", [("PatientSex", "F")], 2))) == 3
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "1.2.1\n1.2.2\n1.2.3\n"
+    assert lines(result.stderr) == [
+        "dcmweb: warning: search instances: the server warns: The number of results exceeded "
+        "the maximum supported by the server. Additional results can be requested.",
+        "dcmweb: warning: search instances: the server warns: The following attributes are "
+        "not supported as query parameters: PatientSex",
+        'dcmweb: warning: search instances: the server warns: a "quoted" word']
+    assert searcher.warnings == [
+        "The number of results exceeded the maximum supported by the server. Additional "
+        "results can be requested.",
+        "The following attributes are not supported as query parameters: PatientSex",
+        'a "quoted" word']
+
+
+# -- what a page costs ----------------------------------------------------------------------------
+def test_a_page_far_larger_than_the_limit_is_read_without_building_every_row() -> None:
+    """--limit 5 against a server that ignores limit and sends 300,000 small rows: the
+    page is read whole (it must be JSON) but only 5 rows are built. Built whole, the rows
+    took 30 times the answer's size (a 751 KB gzip answer cost 4.4 GB)."""
+    body = b"[" + b",".join([b"{}"] * 300_000) + b"]"
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.reply(200, body, "application/dicom+json"))
+        tracemalloc.start()
+        try:
+            result = dcmweb(fake.url, "search", "--limit", "5", "--format", "jsonl")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "{}\n" * 5
+    assert lines(result.stderr) == ["dcmweb: warning: search studies: the server sent 300000 "
+                                    "rows, more than the limit of 5; showing the first 5"]
+    assert peak < 6 * len(body), peak  # the body, a copy and its text; not 300,000 dicts
+
+
+def test_a_page_with_more_rows_than_asked_is_read_page_by_page() -> None:
+    """Without a limit, rows past the page size are asked for again from the next offset
+    (not built: a page may hold millions); a server that then sends nothing although its
+    first page held them is an error, not a short result with exit 0."""
+    rows = [row(f"1.2.{n}") for n in range(1, 8)]
+    honest = {"0": rows, "3": rows[3:], "6": rows[6:], "7": []}
+    first_only = {"0": rows, "3": []}
+    with Hostile() as fake:
+        fake.route("GET", "/instances", lambda req: req.json(
+            200, honest[req.params["offset"]], "application/dicom+json"))
+        paged = dcmweb(fake.url, "search", "instances", "--page-size", "3", "--format", "uids")
+    with Hostile() as fake:
+        fake.route("GET", "/instances", lambda req: req.json(
+            200, first_only[req.params["offset"]], "application/dicom+json"))
+        cut = dcmweb(fake.url, "search", "instances", "--page-size", "3", "--format", "uids")
+    assert paged.exit_code == 0, paged.stderr
+    assert paged.stdout == "".join(f"1.2.{n}\n" for n in range(1, 8))
+    assert lines(paged.stderr) == [
+        "dcmweb: warning: search instances: the server sent 7 rows, more than the limit of 3; "
+        "the rows after them are asked for again, page by page"]
+    assert cut.exit_code == 1
+    assert cut.stdout == "1.2.1\n1.2.2\n1.2.3\n"
+    assert lines(cut.stderr)[-1] == (
+        "dcmweb: error: search instances: the page at offset 3 is empty, but an earlier page "
+        "held rows up to offset 7: the server ignores 'limit', and sends the rest on the "
+        "first page only (give --page-size 7 to read that page whole)")

@@ -104,12 +104,17 @@ def test_unescape_caret(target: str, sent: str) -> None:
     assert unescape_caret(target) == sent
 
 
-def test_verbose_logs_the_whole_request_line(local_filled: LocalServer) -> None:
-    result = dcmweb("-v", local_filled.url, "search", "--filter", "PatientID=OPT-1",
-                    "--format", "uids")
+def test_verbose_logs_the_whole_request_line_without_patient_values(
+        local_filled: LocalServer) -> None:
+    """The request's shape is logged, the patient it looks for is not (usage.md: log
+    lines never carry patient names or IDs; -v logged them as typed)."""
+    result = dcmweb("-v", local_filled.url, "search", "PatientID=OPT-1", "--filter",
+                    "PatientName=DOE^JOHN", "--include", "PatientID", "--format", "uids")
     assert result.exit_code == 0, result.stderr
-    assert f"GET {local_filled.url}/studies?PatientID=OPT-1&limit=5000&offset=0 -> 200" \
-        in result.stderr
+    assert result.stdout, result.stderr  # the search found the patient
+    assert f"GET {local_filled.url}/studies?PatientID=***&PatientName=***&" \
+        "includefield=PatientID&limit=5000&offset=0 -> 200" in result.stderr
+    assert "OPT" not in result.stderr and "DOE" not in result.stderr
 
 
 # -- options ------------------------------------------------------------------------------------

@@ -44,6 +44,21 @@ def test_redact_url(url: str, shown: str) -> None:
     assert redact_text(f"error with url: {url} (more)") == f"error with url: {shown} (more)"
 
 
+@pytest.mark.parametrize(("query", "shown"), [
+    ("PatientName=DOE%5EJ*&StudyDate=2020&limit=5", "PatientName=***&StudyDate=2020&limit=5"),
+    ("00100020=P1&patientbirthdate=1970&includefield=PatientName",
+     "00100020=***&patientbirthdate=***&includefield=PatientName"),
+    ("OtherPatientIDsSequence.PatientID=X9&00101002.00100020=X9&PatientID=",
+     "OtherPatientIDsSequence.PatientID=***&00101002.00100020=***&PatientID="),
+    ("Patient%4eame=DOE", "Patient%4eame=***"),
+])
+def test_patient_values_in_a_query_are_hidden(query: str, shown: str) -> None:
+    """A URL shown (a -v request line, a redirect) gives the query's shape, not the
+    patient looked for."""
+    assert redact_url(f"http://h/dicom-web/studies?{query}") == \
+        f"http://h/dicom-web/studies?{shown}"
+
+
 def test_userinfo_is_hidden_whatever_the_scheme_s_case() -> None:
     assert redact_text(f"at HTTPS://alice:{SECRET}@h/ and Http://b:{SECRET}@g/") == (
         "at HTTPS://***@h/ and Http://***@g/")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import tracemalloc
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Callable
@@ -126,6 +127,60 @@ def test_metadata_xml_with_a_broken_part_is_a_failure(second: bytes, problem: st
     assert asked == 1  # a server's bug, not a cut: not asked again
 
 
+def test_metadata_json_with_no_instance_is_a_failure() -> None:
+    """As for XML (exit-codes.md, 1): the library returned [] and the CLI printed it."""
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1/metadata",
+                   lambda req: req.reply(200, b"[]", "application/dicom+json"))
+        with Client(fake.url) as client, pytest.raises(ServerError) as caught:
+            client.metadata("studies/1")
+    assert caught.value.message == "metadata studies/1/metadata: the server sent no instance"
+
+
+XML_ELEMENT = b'<DicomAttribute tag="00081030" vr="LO"><Value number="1">x</Value>' \
+              b"</DicomAttribute>"
+
+
+def xml_parts(count: int, size: int) -> Callable[[Request], None]:
+    """An answer of ``count`` well-formed documents of about ``size`` bytes each, sent a
+    piece at a time (built whole, the server's copy would count in the client's memory)."""
+    head = b'--b0\r\nContent-Type: application/dicom+xml\r\n\r\n<NativeDicomModel>'
+    part = [head, *[XML_ELEMENT] * (size // len(XML_ELEMENT)), b"</NativeDicomModel>\r\n"]
+    return lambda req: req.stream(
+        200, 'multipart/related; type="application/dicom+xml"; boundary=b0',
+        [*part * count, b"--b0--\r\n"])
+
+
+def endless_json(req: Request) -> None:
+    row = json.dumps({"00081030": {"vr": "LO", "Value": ["x" * 1000]}}).encode()
+    req.stream(200, "application/dicom+json", [b"[", *[row + b","] * 100_000])
+
+
+@pytest.mark.parametrize(("body", "fmt"), [
+    (endless_json, "json"), (xml_parts(1, 6 * 2**20), "xml"), (xml_parts(6, 2**20), "xml"),
+], ids=["json endless", "xml part", "xml parts together"])
+def test_metadata_larger_than_the_bound_is_refused_as_it_arrives(
+        body: Callable[[Request], None], fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JSON answer was read whole up to 4 GiB (a 3 MB gzip answer took 6 GB of memory),
+    an XML one without any bound."""
+    monkeypatch.setattr("dcmweb.metadata.MAX_ANSWER", 4 * 2**20, raising=False)
+    with Hostile() as fake:
+        fake.route("GET", "/studies/1/metadata", body)
+        tracemalloc.start()
+        try:
+            result = dcmweb(fake.url, "retrieve", "studies/1/metadata", "--format", fmt)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert result.exit_code == 1, result.stderr
+    assert result.stdout == ""
+    assert lines(result.stderr)[-1] == (
+        "dcmweb: error: metadata studies/1/metadata failed: the server's answer is larger "
+        "than 4194304 bytes (ask for each series (studies/S/series/R/metadata); an endless "
+        "answer is a server fault: check HOST)")
+    assert peak < 3 * 4 * 2**20, peak
+
+
 def test_a_missing_study_is_not_found_on_orthanc(orthanc_files: Orthanc,
                                                  tmp_path: Path) -> None:
     for args in (["retrieve", "studies/9.9.9", "-o", str(tmp_path)],
@@ -199,17 +254,29 @@ def test_metadata_that_is_not_json_is_an_error_not_data() -> None:
 
 @pytest.mark.parametrize(("body", "error"), [
     (b'[{"00080018": {"vr": "UI", "Value": ["1.2"]}}]', None),
-    (b' [ ]\n', None),
-    (b'{"rows": []}', "expected a JSON array of objects"),
-    (b'[{"00080018": {"vr": "UI"}}, "x"]', "expected a JSON array of objects"),
-    (b'["x", {"00080018": {"vr": "UI"}}]', "expected a JSON array of objects"),
+    (b' [ {"00280030": {"vr": "DS", "Value": [0.5, 1e-300, 1.0E+99]}} , {} ]\n', None),
+    (b'{"rows": []}', "expected a JSON array of objects, got an object"),
+    (b'[{"00080018": {"vr": "UI"}}, "x"]', "expected a JSON array of objects, but row 2 is a "
+                                           "string"),
+    (b'["x", {"00080018": {"vr": "UI"}}]', "but row 1 is a string"),
     (b'[{"00080018": {"vr": "UI", "Value": []', "not JSON"),
+    # Shaped like an array of objects, brackets paired, framed: written with exit 0 before.
+    (b'[{"00280030": {"vr": "DS", "Value": [NaN, 1]}}]', "the answer holds NaN, which is not "
+                                                        "JSON"),
+    (b'[{"00100010": {"vr": "PN"}} {"00100020": {"vr": "LO"}}]', "not JSON"),
+    (b'[{}}{{}]', "not JSON"),
+    (b'[{"00280010": {"vr": "US", "Value": [' + b"9" * 5001 + b']}}]', "not JSON"),
+    (b'[{"00280030": {"vr": "DS", "Value": [1e400]}}]', "the number 1e400, too large"),
+    (b'[{"00280030": {"vr": "DS", "Value": [' + b"9" * 400 + b'.5]}}]', "too large to be read"),
+    (b'[{}] []', "not JSON"),
+    (b'[{},]', "not JSON"),
+    (b' [ ]\n', "metadata studies/1/metadata: the server sent no instance"),
 ])
-def test_metadata_the_cli_writes_is_checked_by_its_shape(body: bytes, error: str | None,
-                                                         tmp_path: Path) -> None:
-    """The CLI writes the bytes as sent, without building the rows, when the first and
-    last bytes are an array of objects and its brackets pair up; anything else is parsed
-    and refused."""
+def test_metadata_the_cli_writes_is_proven_json(body: bytes, error: str | None,
+                                                tmp_path: Path) -> None:
+    """The CLI writes the bytes as sent, and only once they parse as a JSON array of at
+    least one object (it wrote any framed answer shaped like one: NaN, a missing comma,
+    unpaired braces, a number no reader takes, and an empty array, with exit 0)."""
     with Hostile() as fake:
         fake.route("GET", "/studies/1/metadata",
                    lambda req: req.reply(200, body, "application/dicom+json"))
