@@ -7,17 +7,16 @@ itself (google-auth's own 401 replay resends a consumed body as 0 bytes).
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
-import re
 import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .errors import AuthError, UsageError
+from .netenv import basic_authorization
 from .optionnames import option
-from .redact import hide
+from .redact import hide, is_credential_header
 
 log = logging.getLogger("dcmweb")
 GOOGLE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
@@ -28,10 +27,6 @@ def adc_hint() -> str:
     return ("run 'gcloud auth application-default login', or set "
             "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or pass "
             f"{option('token')}")
-
-
-# -H headers whose value is a credential (Authorization, X-Api-Key, Cookie, ...).
-_CREDENTIAL_NAME = re.compile(r"(?i)auth|token|key|secret|passw|cookie|session|signature")
 
 
 class Auth(Protocol):
@@ -105,9 +100,10 @@ def bearer_value(token: str, what: str = "the token") -> str:
 
 
 def hide_credential_headers(headers: Mapping[str, str]) -> None:
-    """Never show the value of a -H header whose name says it carries a credential."""
+    """Never show the value of a -H header that carries a credential (by its name, or a
+    JWT whatever the name)."""
     for name, value in headers.items():
-        if _CREDENTIAL_NAME.search(name):
+        if is_credential_header(name, value):
             hide(value)
 
 
@@ -133,11 +129,7 @@ class BasicAuth:
     def __init__(self, user: str, password: str) -> None:
         check_line_breaks(user, "the user name")
         check_line_breaks(password, "the password")
-        raw = f"{user}:{password}".encode()
-        encoded = base64.b64encode(raw).decode("ascii")
-        hide(password)
-        hide(encoded)
-        self._value = "Basic " + encoded
+        self._value = basic_authorization(user, password)
         self.user = user
 
     def headers(self) -> dict[str, str]:
