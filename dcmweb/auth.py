@@ -241,6 +241,9 @@ def choose_auth(
     ``google=False`` turns it off even for Google hosts.
     """
     if token:
+        if user:  # the user meant one: say which (a DCMWEB_TOKEN left set beats --user)
+            log.warning("both %s and %s are given: %s is used, the user and password are not"
+                        " sent", option("token"), option("user"), option("token"))
         return BearerAuth(token)
     if user:
         name, _, password = user.partition(":")

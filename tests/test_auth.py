@@ -298,3 +298,23 @@ def test_no_adc_anywhere_is_an_auth_error(tmp_path: Path, monkeypatch: pytest.Mo
     assert info.value.exit_status == 3
     assert info.value.message == "no Google credentials found"
     assert "gcloud auth application-default login" in str(info.value)
+
+
+@pytest.mark.parametrize("token_from", ["flag", "env"])
+def test_user_with_a_token_is_named_in_a_warning(token_from: str) -> None:
+    from hostile import Hostile
+
+    flags, env = (["--token", "TokenWins-123"], {}) if token_from == "flag" else (
+        [], {"DCMWEB_TOKEN": "TokenWins-123"})
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.json(200, [], "application/dicom+json"))
+        result = CliRunner().invoke(cli, [*flags, "--user", "carol:pw", fake.url, "search"],
+                                    env=env)
+        [request] = fake.seen("GET")
+    assert result.exit_code == 0, result.stderr
+    assert request.headers["Authorization"] == "Bearer TokenWins-123"
+    assert [line.split(": warning: ", 1)[1] for line in lines(result.stderr)
+            if ": warning: " in line] == [
+        "both --token and --user are given: --token is used, the user and password are not"
+        " sent"]
+
