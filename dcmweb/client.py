@@ -196,7 +196,9 @@ class Client:
         )
         hide_credential_headers(config.headers or {})
         auth = choose_auth(self.base_url, token=_optional_text("token", token, secret=True),
-                           user=_optional_text("user", user, secret=True), google=google_auth)
+                           user=_optional_text("user", user, secret=True), google=google_auth,
+                           timeout=(config.connect_timeout,
+                                    min(config.read_timeout, config.request_deadline)))
         warn_if_header_overridden(auth, config.headers or {})
         self._http = Http(auth, config)
         self._closed = False
