@@ -162,7 +162,7 @@ class GoogleAuth:
         self._request: Any = None
         self._generation = 0
         self._sent = threading.local()  # the generation this thread last sent
-        self._attempts = 0  # refreshes tried
+        self._attempts = 0  # refreshes ended (failed or not)
         self._failure: DcmwebError | None = None  # why the last one failed
     def _load(self) -> Any:
         if self._credentials is None:
@@ -180,7 +180,7 @@ class GoogleAuth:
         return self._credentials
 
     def _refresh_locked(self, attempts_seen: int) -> None:
-        """Refresh (the lock held). ``attempts_seen``: the refreshes tried when this
+        """Refresh (the lock held). ``attempts_seen``: the refreshes ended when this
         thread began to wait for the lock."""
         import google.auth.exceptions
 
@@ -191,7 +191,6 @@ class GoogleAuth:
             raise type(self._failure)(self._failure.message, self._failure.hint)
         if self._request is None:
             self._request = TokenRequest(self._timeout)
-        self._attempts += 1
         try:
             self._load().refresh(self._request)
         except DcmwebError as exc:  # the token endpoint down, or not JSON (tokenrequest)
@@ -201,6 +200,8 @@ class GoogleAuth:
             self._failure = AuthError(f"could not get a Google access token: {exc}",
                                       adc_hint())
             raise self._failure from exc
+        finally:
+            self._attempts += 1
         self._failure = None
         self._generation += 1
 

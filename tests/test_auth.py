@@ -320,15 +320,31 @@ def test_user_with_a_token_is_named_in_a_warning(token_from: str) -> None:
 
 
 # -- a Google token endpoint that fails --------------------------------------------------------
-@pytest.fixture
-def token_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A fake token endpoint (hostile.py) that ADC (a workload-identity file) asks."""
+def _service_account_key(token_uri: str) -> dict[str, str]:
+    """A throwaway service-account key (its own RSA key) whose token_uri is ``token_uri``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    return {"type": "service_account", "project_id": "demo", "private_key_id": "k1",
+            "private_key": pem, "client_email": "sa@demo.iam.gserviceaccount.com",
+            "client_id": "1", "token_uri": token_uri}
+
+
+@pytest.fixture(params=["service_account", "external_account"])
+def token_endpoint(request: pytest.FixtureRequest, tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch):
+    """A fake token endpoint (hostile.py) that ADC asks: a service-account key's
+    token_uri, or a workload-identity file's token_url."""
     from hostile import Hostile
 
     with Hostile() as fake:
         subject = tmp_path / "subject-token"
         subject.write_text("a-subject-jwt")
-        config = {
+        config = _service_account_key(fake.root_url + "/token") if (
+            request.param == "service_account") else {
             "type": "external_account",
             "audience": "//iam.googleapis.com/projects/1/locations/global/"
                         "workloadIdentityPools/p/providers/local",
