@@ -56,9 +56,10 @@ def redact_url(url: str) -> str:
     its scheme too: everything before its last '@')."""
     if "@" not in url:
         return url
-    if "://" not in url:
-        return f"{HIDDEN}@{url.rpartition('@')[2]}"
-    return _USERINFO.sub(rf"\1{HIDDEN}@", url)
+    # Everything between '://' and the last '@' (the whole text before it, without '://').
+    scheme, sep, rest = url.partition("://") if "://" in url.partition("@")[0] else (
+        "", "", url)
+    return f"{scheme}{sep}{HIDDEN}@{rest.rpartition('@')[2]}"
 
 
 def without_userinfo(url: str) -> str:

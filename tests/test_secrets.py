@@ -41,11 +41,13 @@ def with_password(url: str) -> str:
      # ... so an '@' later in the URL hides more than the userinfo: the safe side.
      (f"https://alice:{SECRET}@h/x?u=a@b", "https://***@b"),
      ("http://h/a@b", "http://***@b"),
-     ("http://h/a", "http://h/a")],
+     ("http://h/a", "http://h/a"),
+     (f"http://alice:Pa'ss{SECRET}@h/x", "http://***@h/x")],
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
-    assert redact_text(f"error with url: {url} (more)") == f"error with url: {shown} (more)"
+    if "'" not in url:  # in text, a quote ends a URL (the registered password is hidden)
+        assert redact_text(f"error with url: {url} (more)") == f"error with url: {shown} (more)"
 
 
 def test_userinfo_is_hidden_whatever_the_scheme_s_case() -> None:
