@@ -7,17 +7,16 @@ itself (google-auth's own 401 replay resends a consumed body as 0 bytes).
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
-import re
 import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .errors import AuthError, UsageError
+from .errors import AuthError, DcmwebError, UsageError
+from .netenv import basic_authorization
 from .optionnames import option
-from .redact import hide
+from .redact import hide, is_credential_header
 
 log = logging.getLogger("dcmweb")
 GOOGLE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
@@ -28,10 +27,6 @@ def adc_hint() -> str:
     return ("run 'gcloud auth application-default login', or set "
             "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or pass "
             f"{option('token')}")
-
-
-# -H headers whose value is a credential (Authorization, X-Api-Key, Cookie, ...).
-_CREDENTIAL_NAME = re.compile(r"(?i)auth|token|key|secret|passw|cookie|session|signature")
 
 
 class Auth(Protocol):
@@ -105,9 +100,10 @@ def bearer_value(token: str, what: str = "the token") -> str:
 
 
 def hide_credential_headers(headers: Mapping[str, str]) -> None:
-    """Never show the value of a -H header whose name says it carries a credential."""
+    """Never show the value of a -H header that carries a credential (by its name, or a
+    JWT whatever the name)."""
     for name, value in headers.items():
-        if _CREDENTIAL_NAME.search(name):
+        if is_credential_header(name, value):
             hide(value)
 
 
@@ -133,11 +129,7 @@ class BasicAuth:
     def __init__(self, user: str, password: str) -> None:
         check_line_breaks(user, "the user name")
         check_line_breaks(password, "the password")
-        raw = f"{user}:{password}".encode()
-        encoded = base64.b64encode(raw).decode("ascii")
-        hide(password)
-        hide(encoded)
-        self._value = "Basic " + encoded
+        self._value = basic_authorization(user, password)
         self.user = user
 
     def headers(self) -> dict[str, str]:
@@ -156,16 +148,22 @@ class GoogleAuth:
     google-auth itself takes no lock: 16 threads with no token make 16 token calls.
     A generation counter makes eight threads that see a 401 at once cause one refresh:
     each thread remembers the generation of the token it sent, and a thread whose token
-    was already replaced just uses the new one.
+    was already replaced just uses the new one. Likewise a refresh that fails fails the
+    threads that waited for it at once, each with its own copy of the error, instead of
+    each trying (and waiting) again. ``timeout`` (connect, read seconds) bounds each
+    token request.
     """
 
-    def __init__(self, credentials: Any = None) -> None:
+    def __init__(self, credentials: Any = None,
+                 timeout: tuple[float, float] = (10.0, 300.0)) -> None:
         self._credentials = credentials
+        self._timeout = timeout
         self._lock = threading.Lock()
         self._request: Any = None
         self._generation = 0
         self._sent = threading.local()  # the generation this thread last sent
-
+        self._attempts = 0  # refreshes ended (failed or not)
+        self._failure: DcmwebError | None = None  # why the last one failed
     def _load(self) -> Any:
         if self._credentials is None:
             import google.auth
@@ -181,32 +179,48 @@ class GoogleAuth:
                 raise AuthError(message, adc_hint()) from exc
         return self._credentials
 
-    def _refresh_locked(self) -> None:
+    def _refresh_locked(self, attempts_seen: int) -> None:
+        """Refresh (the lock held). ``attempts_seen``: the refreshes ended when this
+        thread began to wait for the lock."""
         import google.auth.exceptions
 
         from .tokenrequest import TokenRequest
 
+        if self._failure is not None and self._attempts != attempts_seen:
+            # Another thread's refresh failed while this one waited for it.
+            raise type(self._failure)(self._failure.message, self._failure.hint)
         if self._request is None:
-            self._request = TokenRequest()
+            self._request = TokenRequest(self._timeout)
         try:
             self._load().refresh(self._request)
+        except DcmwebError as exc:  # the token endpoint down, or not JSON (tokenrequest)
+            self._failure = exc
+            raise
         except google.auth.exceptions.GoogleAuthError as exc:
-            raise AuthError(f"could not get a Google access token: {exc}", adc_hint()) from exc
+            self._failure = AuthError(f"could not get a Google access token: {exc}",
+                                      adc_hint())
+            raise self._failure from exc
+        finally:
+            self._attempts += 1
+        self._failure = None
         self._generation += 1
 
     def headers(self) -> dict[str, str]:
+        attempts_seen = self._attempts
         with self._lock:
             credentials = self._load()
-            if not credentials.valid:
-                self._refresh_locked()
+            # After a failed refresh the old token is not sent again: it was refused.
+            if not credentials.valid or self._failure is not None:
+                self._refresh_locked(attempts_seen)
             token = credentials.token
             self._sent.generation = self._generation
         return {"Authorization": bearer_value(str(token), "the Google access token")}
 
     def refresh(self) -> bool:
+        attempts_seen = self._attempts
         with self._lock:
             if getattr(self._sent, "generation", self._generation) == self._generation:
-                self._refresh_locked()
+                self._refresh_locked(attempts_seen)
             # else another thread refreshed after this one sent its request: reuse it
         return True
 
@@ -242,17 +256,22 @@ def choose_auth(
     token: str | None = None,
     user: str | None = None,
     google: bool | None = None,
+    timeout: tuple[float, float] = (10.0, 300.0),
 ) -> Auth:
     """Pick credentials: an explicit token or user wins; Google hosts get ADC.
 
     ``google=True`` forces ADC for any host (a proxy in front of Google, tests);
-    ``google=False`` turns it off even for Google hosts.
+    ``google=False`` turns it off even for Google hosts. ``timeout`` (connect, read
+    seconds) bounds each Google token request.
     """
     if token:
+        if user:  # the user meant one: say which (a DCMWEB_TOKEN left set beats --user)
+            log.warning("both %s and %s are given: %s is used, the user and password are not"
+                        " sent", option("token"), option("user"), option("token"))
         return BearerAuth(token)
     if user:
         name, _, password = user.partition(":")
         return BasicAuth(name, password)
     if google or (google is None and is_google_host(url)):
-        return GoogleAuth()
+        return GoogleAuth(timeout=timeout)
     return NoAuth()

@@ -25,6 +25,7 @@ from typing import Any
 from .errors import ServerError, UnavailableError
 from .optionnames import option
 from .record import record
+from .redact import shorten
 from .transport import Response, TransportError
 
 CHUNK = 64 * 1024
@@ -280,7 +281,7 @@ def json_errors(response: Response, data: bytes, what: str, expected: str) -> It
 
             raise not_dicomweb(f"{what} failed", response.status_code, describe_body(
                 response.headers.get("Content-Type", ""), data), expected) from None
-        start = data[:60].decode("utf-8", "replace")
+        start = shorten(data[:200].decode("utf-8", "replace"), 60)
         raise ServerError(f"{what} failed: the answer is not JSON ({exc.__class__.__name__}:"
                           f" starts with {start!r})", "check HOST",
                           status=response.status_code) from None
@@ -340,4 +341,4 @@ def body_message(text: str) -> str:
         if payload is not None:
             return ""  # JSON with nothing readable (e.g. a DICOM data set)
     first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return first_line[:300]
+    return shorten(first_line, 300)

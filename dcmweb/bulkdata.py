@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import ServerError, UsageError
+from .failures import same_origin
 from .http import Http
 from .multipart import Chunk
 from .retrieve import RetrieveResult
@@ -37,8 +38,9 @@ def beta_base(base_url: str) -> str:
 
 def bulk_url(base_url: str, target: WadoPath) -> str:
     if target.bulk and urlsplit(target.bulk).scheme:
-        given, home = urlsplit(target.bulk), urlsplit(base_url)
-        if (given.scheme, given.netloc) != (home.scheme, home.netloc):
+        # Scheme, host (any case) and port (the default one filled in): HOST's own
+        # user:password@ is no part of where its server is.
+        if not same_origin(target.bulk, base_url):
             raise UsageError(f"the BulkDataURI {target.bulk!r} is not on HOST's server",
                              "dcmweb sends credentials only to HOST: give HOST for that server")
         return target.bulk

@@ -23,6 +23,7 @@ from .body import LowSpeed
 from .errors import DcmwebError, ServerError, UsageError
 from .http import Http, HttpConfig, RetryPolicy
 from .optionnames import option
+from .redact import redact_url
 from .tls import check_ca_bundle
 
 # Each operation's module is imported by its method: a command loads only its own.
@@ -55,17 +56,33 @@ def normalize_host(host: str) -> str:
     host = host.strip().rstrip("/")
     if _STORE_NAME.fullmatch(host):
         return f"{GCP_API}/{host}/dicomWeb"
+    shown = redact_url(host)  # never a password, however mistyped
+    after_scheme = host.partition("://")[2]
+    if "@" in after_scheme[_authority_end(after_scheme):]:
+        # The host would be read from inside the password: 'Pa#ss@host' is a fragment.
+        raise UsageError(f"invalid HOST {shown!r}: a character in its password (before the"
+                         " last '@') ends the host part of a URL",
+                         "percent-encode '#', '?', '/' and '@' in a password in HOST (%23,"
+                         f" %3F, %2F, %40), or give it with {option('user')}")
     try:
         parts = urlsplit(host)
         parts.port  # noqa: B018 - a port out of range or not a number raises here
     except ValueError as error:  # a broken IPv6 literal, a bad port
-        raise UsageError(f"invalid HOST {host!r}: {error}", _host_hint(host)) from None
+        raise UsageError(f"invalid HOST {shown!r}: {error}", _host_hint(shown)) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"invalid HOST {host!r}", _host_hint(host))
+        raise UsageError(f"invalid HOST {shown!r}", _host_hint(shown))
+    if parts.query or parts.fragment or host.endswith(("?", "#")):
+        # Every path would be added after it (and a key in it logged with -v).
+        what = "query string ('?...')" if "?" in host.partition("#")[0] else "fragment ('#...')"
+        base = redact_url(host.partition("?")[0].partition("#")[0])
+        key_hint = (f"; send an API key as a header ({option('headers')} 'X-Api-Key: KEY', or"
+                    " the name the server wants)" if what.startswith("query") else "")
+        raise UsageError(f"invalid HOST {base!r} with a {what}: dcmweb adds its own paths and"
+                         " queries to HOST", f"give HOST without it{key_hint}")
     resource = _RESOURCE_TAIL.search(parts.path)
     if resource:
-        raise UsageError(f"invalid HOST {host!r}: it names a resource, not the DICOMweb base",
-                         f"did you mean {host[:len(host) - len(resource.group(0))]}?")
+        raise UsageError(f"invalid HOST {shown!r}: it names a resource, not the DICOMweb base",
+                         f"did you mean {shown[:len(shown) - len(resource.group(0))]}?")
     return host
 
 
@@ -75,6 +92,11 @@ _RESOURCE_TAIL = re.compile(r"(/(studies|series|instances)(/[^/]+)?)+$")
 
 _NO_SCHEME = re.compile(r"[A-Za-z0-9.-]+(:[0-9]+)?(/.*)?")
 _LOCAL_NAMES = re.compile(r"(localhost|127(\.[0-9]+){3}|\[::1\])(:[0-9]+)?(/.*)?")
+
+
+def _authority_end(after_scheme: str) -> int:
+    """Where a URL's host part ends (its first '/', '?' or '#'), given what follows '://'."""
+    return min((i for i in map(after_scheme.find, "/?#") if i >= 0), default=len(after_scheme))
 
 
 def _host_hint(host: str) -> str:
@@ -174,7 +196,9 @@ class Client:
         )
         hide_credential_headers(config.headers or {})
         auth = choose_auth(self.base_url, token=_optional_text("token", token, secret=True),
-                           user=_optional_text("user", user, secret=True), google=google_auth)
+                           user=_optional_text("user", user, secret=True), google=google_auth,
+                           timeout=(config.connect_timeout,
+                                    min(config.read_timeout, config.request_deadline)))
         warn_if_header_overridden(auth, config.headers or {})
         self._http = Http(auth, config)
         self._closed = False

@@ -28,6 +28,7 @@ from typing import Any
 
 from .errors import UsageError
 from .record import field, record
+from .redact import is_credential_header, redact_url
 
 
 def default_path() -> Path:
@@ -111,24 +112,12 @@ def redact(name: str, value: Any) -> Any:
     if name == "header":
         return tuple(_redact_header(header) for header in value)
     if name == "host":
-        return _redact_userinfo(str(value))
+        return redact_url(str(value))
     return value
 
 
-_SECRET_HEADER_WORDS = ("authorization", "cookie", "token", "key", "secret", "password")
-
-
 def _redact_header(header: str) -> str:
-    header_name, sep, _ = header.partition(":")
-    if sep and any(word in header_name.lower() for word in _SECRET_HEADER_WORDS):
+    header_name, sep, value = header.partition(":")
+    if sep and is_credential_header(header_name, value):
         return f"{header_name}: ***"
     return header
-
-
-def _redact_userinfo(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, hostpart = rest.partition("@")
-    if not sep or not at or "/" in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{hostpart}"

@@ -82,6 +82,11 @@ class UnavailableError(DcmwebError):
     exit_status = ExitStatus.UNAVAILABLE
 
 
+class TokenUnavailable(UnavailableError):
+    """The endpoint that gives access tokens (Google's) did not answer, or answered 5xx
+    or 429: an outage, waited out by the request that needs the token."""
+
+
 class ServerError(DcmwebError):
     """The server answered with an error that is not one of the above (e.g. 400, 409)."""
 

@@ -44,6 +44,7 @@ from .errors import (
     AuthError,
     DcmwebError,
     ServerError,
+    TokenUnavailable,
     UnavailableError,
     UsageError,
 )
@@ -286,6 +287,9 @@ class _Exchange:
             except (TransportError, TooSlowError) as exc:
                 self._connection_failed(exc, sent_at)
                 continue
+            except TokenUnavailable as exc:
+                self._token_unavailable(exc, sent_at)
+                continue
             result = self._answered(response, sent_at)
             if result is not None:
                 return result
@@ -293,9 +297,9 @@ class _Exchange:
     _last_problem = "no answer"
 
     def _send(self) -> Response:
-        data = self.body() if self.body is not None else None
         merged = dict(self.headers or {})
-        merged.update(self.http.auth.headers())
+        merged.update(self.http.auth.headers())  # before the body: it may raise
+        data = self.body() if self.body is not None else None
         remaining = max(self.deadline - time.monotonic(), 0.1)
         timeout = (min(self.config.connect_timeout, remaining),
                    min(self.config.read_timeout, remaining))
@@ -401,6 +405,13 @@ class _Exchange:
             return
         self._unavailable(Outcome.UNAVAILABLE, sent_at, None, hint, exc)
 
+    def _token_unavailable(self, exc: TokenUnavailable, sent_at: float) -> None:
+        """No token: its endpoint did not answer, or answered 5xx. Waited out like the
+        server's own outage (the shared backoff, --outage-limit, the request deadline)."""
+        self._last_problem = exc.message
+        self._unavailable(Outcome.UNAVAILABLE, sent_at, None, exc.hint or UNAVAILABLE_HINT,
+                          exc)
+
     def _undecodable(self, reason: str, sent_at: float, exc: Exception) -> None:
         """The server answered, with a body that cannot be decoded: asked again as a 500
         is (a broken byte may be the network's), never waited out as an outage."""
@@ -424,8 +435,17 @@ class _Exchange:
             self._follow(response)
             return None
         if status == 401 and not self.refreshed:
+            try:
+                refreshed = self.http.auth.refresh()
+            except TokenUnavailable as exc:
+                response.close()
+                self._token_unavailable(exc, sent_at)  # leaves the gate: an outage
+                return None
+            except BaseException:
+                self._leave(Outcome.ANSWERED, sent_at)
+                raise
             self._leave(Outcome.ANSWERED, sent_at)
-            if self.http.auth.refresh():
+            if refreshed:
                 self.refreshed = True
                 response.close()
                 return None

@@ -12,6 +12,9 @@ import os
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from .errors import UsageError
+from .redact import hide
+
 if TYPE_CHECKING:
     import ssl
 
@@ -19,9 +22,15 @@ if TYPE_CHECKING:
 def _environ(name: str) -> str | None:
     """``name`` from the environment, lowercase first (as urllib reads them); HTTP_PROXY
     is ignored under CGI, where a client's Proxy header would land in it."""
-    if name == "http_proxy" and "REQUEST_METHOD" in os.environ:
-        return os.environ.get(name) or None
-    return os.environ.get(name) or os.environ.get(name.upper()) or None
+    found = _environ_named(name)
+    return found[1] if found else None
+
+
+def _environ_named(name: str) -> tuple[str, str] | None:
+    """(the variable's name as set, its value) for :func:`_environ`."""
+    names = (name,) if name == "http_proxy" and "REQUEST_METHOD" in os.environ else (
+        name, name.upper())
+    return next(((n, os.environ[n]) for n in names if os.environ.get(n)), None)
 
 
 def _bypassed(host: str, port: int) -> bool:
@@ -52,15 +61,39 @@ def _bypassed(host: str, port: int) -> bool:
 
 
 def environ_proxy(scheme: str, host: str, port: int) -> str | None:
-    """The proxy URL the environment names for this scheme and host, if any."""
-    proxy = _environ(f"{scheme}_proxy") or _environ("all_proxy")
-    if not proxy or _bypassed(host, port):
+    """The proxy URL the environment names for this scheme and host, if any; a
+    :class:`UsageError` naming the variable (never its value, which may hold a password)
+    when it is no http:// proxy URL: every request would fail alike."""
+    found = _environ_named(f"{scheme}_proxy") or _environ_named("all_proxy")
+    if not found or _bypassed(host, port):
         return None
-    return proxy if "://" in proxy else f"http://{proxy}"
+    variable, proxy = found
+    proxy = proxy.strip()
+    proxy = proxy if "://" in proxy else f"http://{proxy}"
+    scheme_given = proxy.partition("://")[0]
+    if scheme_given.lower() != "http":
+        raise UsageError(f"{variable} names a {scheme_given}:// proxy, which dcmweb does not"
+                         " support", f"use an http:// proxy, or set NO_PROXY={host}")
+    try:
+        parts = urlsplit(proxy)
+        parts.port  # noqa: B018 - a port out of range or not a number raises here
+    except ValueError:
+        parts = None
+    if parts is None or not parts.hostname or parts.path.strip("/") or parts.query or (
+            parts.fragment):
+        raise UsageError(f"{variable} is not a valid proxy URL",
+                         "write it as http://[USER:PASSWORD@]HOST:PORT, with '#', '?', '/'"
+                         " and '@' in the password percent-encoded (%23, %3F, %2F, %40)")
+    return proxy
 
 
 def basic_authorization(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode("latin-1")).decode()
+    """The Basic credentials for ``user`` and ``password``, sent as UTF-8 (RFC 7617, as
+    curl sends them); the password and its encoding are never shown (redact.hide)."""
+    encoded = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    hide(password)
+    hide(encoded)
+    return "Basic " + encoded
 
 
 def netrc_authorization(host: str) -> str | None:

@@ -4,20 +4,34 @@ sends become ``***``, and so do the values of a query's patient keys (PatientNam
 A HOST such as ``http://alice:PW@host/dicom-web`` works (the userinfo becomes basic
 authentication), but the URL is what error messages, ``-v`` logs, reports and tracebacks
 print. A server or proxy may also quote the credentials it was sent in its error body,
-which dcmweb shows. Every message passes through :func:`redact_text`.
+which dcmweb shows. Every message passes through :func:`redact_text`; server text that
+is shortened passes through :func:`shorten`, which redacts before it cuts.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from urllib.parse import unquote_plus
 
-# scheme://userinfo@ : the userinfo is everything up to the last '@' before the path.
+# scheme://userinfo@ : the userinfo is everything up to the LAST '@' of the URL, since a
+# password pasted without percent-encoding may hold '/', '?', '#' and '@' (a query value
+# with an '@' in it is hidden too: the safe side). A URL ends at a space or a quote.
 # Letters spelled in both cases: with (?i) the pattern takes 0.5 ms to compile, not 0.1.
-_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>`]*@")
 HIDDEN = "***"
 MIN_SECRET = 6  # a shorter value would be found inside ordinary words and hidden there
+# A secret's beginning this long, left at the end of a cut text, is hidden too.
+MIN_SECRET_PREFIX = 3
+# -H header names that say their value is a credential (Authorization, X-Api-Key,
+# Cookie, X-Goog-IAP-JWT-Assertion, X-Amz-Signature, X-Sig, ...): one list for what
+# messages hide and what ``config show`` hides.
+CREDENTIAL_NAME = re.compile(
+    r"(?i)auth|token|key|secret|passw|cookie|session|signature|sig(?![a-z])|jwt|assertion"
+    r"|credential|bearer")
+# A JSON Web Token (header.payload.signature, the header's base64 starting '{"'): a
+# credential whatever the header that carries it is called.
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.")
 # Query keys whose values name or identify a patient, by keyword or tag (also as a step of
 # an attribute path: OtherPatientIDsSequence.PatientID): a -v log or a message shows the
 # request's shape, not who it looked for.
@@ -42,20 +56,27 @@ def hide(secret: str) -> None:
                 _secrets = (*_secrets, secret)
 
 
+def is_credential_header(name: str, value: str) -> bool:
+    """Whether a header's value is a credential: by its name, or a JWT whatever its name."""
+    return bool(CREDENTIAL_NAME.search(name) or _JWT.search(value))
+
+
 def redact_url(url: str) -> str:
-    """The URL with any user name and password, and the value of each patient key in its
-    query, replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an invalid IPv6 literal: fall back to the text rule
-        return redact_text(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{HIDDEN}@{netloc.rpartition('@')[2]}"
-    query = "&".join(_hide_patient_value(field) for field in parts.query.split("&"))
-    if (netloc, query) == (parts.netloc, parts.query):
+    """The URL with any user name and password (a URL typed without its scheme too:
+    everything before its last '@'), and the value of each patient key in its query,
+    replaced by ``***``."""
+    if "@" in url:
+        # Everything between '://' and the last '@' (the whole text before it, without
+        # '://').
+        scheme, sep, rest = url.partition("://") if "://" in url.partition("@")[0] else (
+            "", "", url)
+        url = f"{scheme}{sep}{HIDDEN}@{rest.rpartition('@')[2]}"
+    head, mark, tail = url.partition("?")
+    if not mark:
         return url
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    query, hash_mark, fragment = tail.partition("#")
+    query = "&".join(_hide_patient_value(field) for field in query.split("&"))
+    return f"{head}?{query}{hash_mark}{fragment}"
 
 
 def _hide_patient_value(field: str) -> str:
@@ -68,6 +89,16 @@ def _hide_patient_value(field: str) -> str:
     return field
 
 
+def without_userinfo(url: str) -> str:
+    """``url`` with no user name and password: a URL built from HOST that a result or a
+    report carries (the credentials travel as a header, never in the URL)."""
+    scheme, sep, rest = url.partition("://")
+    authority_end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    if not sep or "@" not in rest[:authority_end]:
+        return url
+    return f"{scheme}://{rest[:authority_end].rpartition('@')[2]}{rest[authority_end:]}"
+
+
 def redact_text(text: str) -> str:
     """Any text (an exception message, a log line) with URL userinfo and every secret
     given to :func:`hide` hidden."""
@@ -76,4 +107,16 @@ def redact_text(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, HIDDEN)
+    return text
+
+
+def shorten(text: str, limit: int) -> str:
+    """At most ``limit`` characters of server text, redacted before the cut (a cut secret
+    would no longer be found whole); a secret's beginning that ends the text (cut
+    earlier, when it was read) is hidden as well."""
+    text = redact_text(text)[:limit]
+    for secret in _secrets:
+        for length in range(min(len(secret) - 1, len(text)), MIN_SECRET_PREFIX - 1, -1):
+            if text.endswith(secret[:length]):
+                return text[:-length] + HIDDEN
     return text

@@ -92,8 +92,9 @@ class ReportWriter:
     def write(self, row: dict[str, Any]) -> None:
         if self.lost:
             return
-        if row.get("message"):  # the server's words: it may quote the credentials sent
-            row = {**row, "message": redact_text(row["message"])}
+        # The server's words may quote the credentials sent, and a URL may carry them.
+        row = {**row, **{key: redact_text(row[key]) for key in ("message", "retrieve_url")
+                         if row.get(key)}}
         row = {key: readable(value) if isinstance(value, str) else value
                for key, value in row.items()}
         if self._csv:

@@ -30,6 +30,7 @@ from .multipart import MultipartBody, MultipartError, new_boundary
 from .optionnames import option
 from .parallel import run_bounded
 from .record import replace
+from .redact import shorten
 from .storefiles import ConfirmedBy, Part10File, Status, StoreOptions, StoreResult, batches
 from .stowanswer import StowAnswer, parse_stow_answer
 from .unexpected import HOST_HINT
@@ -202,7 +203,7 @@ class Uploader:
         if answer.kind == "foreign":
             detail = body_message(answer.text) or detail
         if detail:
-            message += f": {detail[:200]}"
+            message += f": {shorten(detail, 200)}"
         elif response.status_code == 400:
             message += " (the server could not read or accept the file)"
         return _Reply(response.status_code, answer, message,
@@ -566,7 +567,7 @@ def _left_out(sent: int, answer: StowAnswer, status: int) -> tuple[str | None, s
         said = body_message(answer.text)
         return ("the server's answer could not be read; found on the server by search",
                 f"the server answered HTTP {status} with {answer.describe()}, not a STOW "
-                f"answer{f': {said[:200]}' if said else ''}, and a search does not find it")
+                f"answer{f': {shorten(said, 200)}' if said else ''}, and a search does not find it")
     others = ", ".join(answered[:3])  # one file, another instance named
     named = f"naming {others}, not this file" if others else "naming no file"
     return None, (f"the server answered HTTP {status} with {answer.describe()} {named}, and "

@@ -21,6 +21,7 @@ from .dicomhead import HEAD_BYTES, read_uids
 from .errors import NotFoundError, ServerError
 from .http import Http
 from .record import record
+from .redact import without_userinfo
 
 UIDS_PER_SEARCH = 50  # keeps the URL far below the 8 KiB that proxies accept
 ANSWER_LIMIT = 16 * 1024 * 1024
@@ -82,7 +83,8 @@ class Finder:
             url = f"{self.base_url}/{series}/instances" if series else f"{self.base_url}/instances"
             for uid, retrieve_url in self._series(url, uids).items():
                 # Where the server does not say, the instance's URL is known anyway.
-                found[uid] = retrieve_url or (f"{url}/{uid}" if series else None)
+                found[uid] = retrieve_url or (
+                    f"{without_userinfo(url)}/{uid}" if series else None)
         return found
 
     def _series(self, url: str, uids: list[str]) -> dict[str, str | None]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .body import is_web_page
 from .record import field, record
+from .redact import shorten
 
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
@@ -204,7 +205,7 @@ def parse_stow_answer(body: bytes, content_type: str | None = None) -> StowAnswe
     dataset = None if media == "text/html" else parse_dataset(body)
     if dataset is None:
         answer.kind = "foreign"
-        answer.text = body.decode("utf-8-sig", "replace").strip()[:300]
+        answer.text = shorten(body.decode("utf-8-sig", "replace").strip(), 300)
         return answer
     answer.retrieve_url = _first(dataset, RETRIEVE_URL)
     for item in dataset.get(REFERENCED_SOP_SEQUENCE, []):

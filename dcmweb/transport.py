@@ -246,10 +246,7 @@ class Transport:
     def _connect(self, key: Key, timeout: Timeout) -> Connection:
         scheme, host, port, proxy = key
         if proxy is not None:
-            proxy_parts = urlsplit(proxy)
-            if proxy_parts.scheme.lower() not in ("http", ""):
-                raise ProxyError(f"the proxy scheme {proxy_parts.scheme!r} is not supported"
-                                 " (only http:// proxies)")
+            proxy_parts = urlsplit(proxy)  # an http:// URL: netenv.environ_proxy checked it
             where = (proxy_parts.hostname or "", proxy_parts.port or 80)
         else:
             where = (host, port)

@@ -12,6 +12,7 @@ import re
 from .body import body_message, read_limited
 from .errors import ServerError
 from .multipart import parse_content_type
+from .redact import shorten
 from .transport import Response, TransportError
 
 HOST_HINT = ("HOST must be the DICOMweb base URL, e.g. https://healthcare.googleapis.com/v1/"
@@ -55,4 +56,4 @@ def describe_body(content_type: str, head: bytes | None) -> str:
     if not (mime.startswith("text/") or mime.endswith(("json", "xml"))):
         return what  # binary: nothing readable to quote
     detail = body_message(head.decode("utf-8", "replace"))
-    return f"{what}: {detail[:200]}" if detail else what
+    return f"{what}: {shorten(detail, 200)}" if detail else what

@@ -298,3 +298,127 @@ def test_no_adc_anywhere_is_an_auth_error(tmp_path: Path, monkeypatch: pytest.Mo
     assert info.value.exit_status == 3
     assert info.value.message == "no Google credentials found"
     assert "gcloud auth application-default login" in str(info.value)
+
+
+@pytest.mark.parametrize("token_from", ["flag", "env"])
+def test_user_with_a_token_is_named_in_a_warning(token_from: str) -> None:
+    from hostile import Hostile
+
+    flags, env = (["--token", "TokenWins-123"], {}) if token_from == "flag" else (
+        [], {"DCMWEB_TOKEN": "TokenWins-123"})
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.json(200, [], "application/dicom+json"))
+        result = CliRunner().invoke(cli, [*flags, "--user", "carol:pw", fake.url, "search"],
+                                    env=env)
+        [request] = fake.seen("GET")
+    assert result.exit_code == 0, result.stderr
+    assert request.headers["Authorization"] == "Bearer TokenWins-123"
+    assert [line.split(": warning: ", 1)[1] for line in lines(result.stderr)
+            if ": warning: " in line] == [
+        "both --token and --user are given: --token is used, the user and password are not"
+        " sent"]
+
+
+# -- a Google token endpoint that fails --------------------------------------------------------
+def _service_account_key(token_uri: str) -> dict[str, str]:
+    """A throwaway service-account key (its own RSA key) whose token_uri is ``token_uri``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    return {"type": "service_account", "project_id": "demo", "private_key_id": "k1",
+            "private_key": pem, "client_email": "sa@demo.iam.gserviceaccount.com",
+            "client_id": "1", "token_uri": token_uri}
+
+
+@pytest.fixture(params=["service_account", "external_account"])
+def token_endpoint(request: pytest.FixtureRequest, tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch):
+    """A fake token endpoint (hostile.py) that ADC asks: a service-account key's
+    token_uri, or a workload-identity file's token_url."""
+    from hostile import Hostile
+
+    with Hostile() as fake:
+        subject = tmp_path / "subject-token"
+        subject.write_text("a-subject-jwt")
+        config = _service_account_key(fake.root_url + "/token") if (
+            request.param == "service_account") else {
+            "type": "external_account",
+            "audience": "//iam.googleapis.com/projects/1/locations/global/"
+                        "workloadIdentityPools/p/providers/local",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": fake.root_url + "/token",
+            "credential_source": {"file": str(subject)},
+        }
+        (tmp_path / "adc.json").write_text(json.dumps(config))
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "adc.json"))
+        monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo")
+        yield fake
+
+
+@pytest.mark.parametrize("failure", ["hang", "500"])
+def test_a_token_endpoint_that_hangs_or_fails_is_an_outage(token_endpoint, failure: str
+                                                           ) -> None:
+    import time
+
+    from hostile import silent, status
+
+    token_endpoint.route("POST", "/token", silent(30) if failure == "hang" else status(500))
+    started = time.monotonic()
+    result = run("--google-auth", "--read-timeout", "1", "--outage-limit", "3",
+                 token_endpoint.url, "search")
+    took = time.monotonic() - started
+    assert result.exit_code == 5, result.stderr
+    assert took < 15  # google-auth's own limit was 120 s a token request
+    said = lines(result.stderr)
+    endpoint = token_endpoint.root_url + "/token"
+    assert any("could not get a Google access token" in line and "; retrying" in line
+               for line in said), result.stderr
+    assert said[-1].startswith("dcmweb: error: search studies failed: could not get a Google"
+                               " access token: ")
+    assert said[-1].endswith(f"(the token endpoint {endpoint} is unreachable or failing:"
+                             " check the network (and HTTPS_PROXY) to it, or try again later)")
+    assert "gcloud auth" not in result.stderr and "report it" not in result.stderr
+    assert all(r.path == "/token" for r in token_endpoint.requests)
+
+
+def test_a_token_endpoint_answering_a_web_page_is_one_clear_line(token_endpoint) -> None:
+    token_endpoint.route("POST", "/token", lambda req: req.reply(
+        200, b"<html><body>Sign in to the Wi-Fi</body></html>", "text/html"))
+    result = run("--google-auth", token_endpoint.url, "search")
+    assert result.exit_code == 3, result.stderr
+    assert lines(result.stderr) == [
+        f"dcmweb: error: could not get a Google access token: the token endpoint "
+        f"{token_endpoint.root_url}/token answered HTTP 200 with text/html, not a token (a"
+        " proxy or a sign-in page may be answering instead of it: check the network (and"
+        " HTTPS_PROXY) to it)"]
+
+
+def test_one_failed_refresh_fails_the_threads_that_waited_for_it(token_endpoint) -> None:
+    import time
+
+    from hostile import silent
+
+    token_endpoint.route("POST", "/token", silent(3))
+    auth = GoogleAuth(timeout=(1.0, 1.0))  # time for all four to wait on the first
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        barrier.wait()
+        try:
+            auth.headers()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert time.monotonic() - started < 2.5  # one wait of 1 s, not four
+    assert len(token_endpoint.seen("POST", "/token")) == 1
+    assert [e.exit_status for e in errors] == [5] * 4  # type: ignore[attr-defined]

@@ -143,7 +143,7 @@ def test_config_show_hides_secrets_and_lists_command_settings(tmp_path: Path) ->
     result = dcmweb("-p", "prod", "config", "show", "--user", "me:pw",
                     env={"DCMWEB_CONFIG": str(config)})
     settings = shown(result)
-    assert settings["host"] == '"http://user:***@127.0.0.1:9/dicom-web"  # profile'
+    assert settings["host"] == '"http://***@127.0.0.1:9/dicom-web"  # profile'
     assert settings["token"] == '"***"  # profile'
     assert settings["user"] == '"me:***"  # flag'
     assert settings["read-timeout"] == "600.0  # profile"
@@ -299,3 +299,20 @@ def test_the_xdg_config_file_is_read(tmp_path: Path) -> None:
     (tmp_path / "dcmweb" / "config.toml").write_text(PROFILES)
     settings = shown(dcmweb("config", "show", env={"XDG_CONFIG_HOME": str(tmp_path)}))
     assert settings["workers"] == "2  # profile"
+
+
+def test_config_show_hides_what_the_logs_hide(tmp_path: Path) -> None:
+    headers = "\n".join(["X-Auth: XAuthSecret123", "X-Session-Id: SessSecret456",
+                         "X-Amz-Signature: SigSecret789", "Authentication: Bearer AuthnSecret0",
+                         "X-Goog-IAP-JWT-Assertion: AssertSecret1",
+                         "X-Other: eyJhbGciOiJI.eyJz.c2ln",
+                         "X-Trace: visible-value"])
+    result = dcmweb("--host", "http://erin:HostPw@Secret444/x@127.0.0.1:9/x", "config", "show",
+                    env={"DCMWEB_HEADER": headers, "XDG_CONFIG_HOME": str(tmp_path)})
+    settings = shown(result)
+    assert settings["host"] == '"http://***@127.0.0.1:9/x"  # flag'
+    assert settings["header"] == (
+        '["X-Auth: ***", "X-Session-Id: ***", "X-Amz-Signature: ***", "Authentication: ***",'
+        ' "X-Goog-IAP-JWT-Assertion: ***", "X-Other: ***", "X-Trace: visible-value"]'
+        "  # env DCMWEB_HEADER")
+    assert "Secret" not in result.stdout and "eyJ" not in result.stdout

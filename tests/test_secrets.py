@@ -35,13 +35,19 @@ def with_password(url: str) -> str:
 @pytest.mark.parametrize(
     ("url", "shown"),
     [(f"http://alice:{SECRET}@h:8042/dicom-web", "http://***@h:8042/dicom-web"),
-     (f"https://alice:{SECRET}@h/x?u=a@b", "https://***@h/x?u=a@b"),
      (f"http://a:{SECRET}@weird@h/", "http://***@h/"),
-     ("http://h/a@b", "http://h/a@b")],
+     # A password pasted without percent-encoding: everything up to the last '@' is hidden
+     (f"http://alice:Pa#ss/w?rd@{SECRET}@h:8042/x", "http://***@h:8042/x"),
+     # ... so an '@' later in the URL hides more than the userinfo: the safe side.
+     (f"https://alice:{SECRET}@h/x?u=a@b", "https://***@b"),
+     ("http://h/a@b", "http://***@b"),
+     ("http://h/a", "http://h/a"),
+     (f"http://alice:Pa'ss{SECRET}@h/x", "http://***@h/x")],
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
-    assert redact_text(f"error with url: {url} (more)") == f"error with url: {shown} (more)"
+    if "'" not in url:  # in text, a quote ends a URL (the registered password is hidden)
+        assert redact_text(f"error with url: {url} (more)") == f"error with url: {shown} (more)"
 
 
 @pytest.mark.parametrize(("query", "shown"), [
@@ -227,3 +233,230 @@ def test_hidden_secrets_are_replaced_whole_and_short_ones_not_at_all() -> None:
     hide("abc")  # too short: it would be found inside ordinary words
     assert redact_text("got s3cr3t-Hidden-Value twice: s3cr3t-Hidden-Value; abc") == (
         "got *** twice: ***; abc")
+
+
+# -- Basic credentials dcmweb builds itself: HOST's, ~/.netrc's, the proxy's -----------------
+def _quote_authorization(req: Request) -> None:
+    """A gateway that quotes the Authorization (or Proxy-Authorization) it got."""
+    sent = req.seen.headers.get("Proxy-Authorization") or req.seen.headers.get("Authorization")
+    req.json(407 if "Proxy-Authorization" in req.seen.headers else 401,
+             {"error": {"message": f"bad credentials {sent}"}})
+
+
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc of the machine
+
+
+@pytest.mark.parametrize("source", ["host", "netrc", "proxy"])
+def test_basic_credentials_from_host_netrc_and_proxy_are_never_shown(
+        source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_proxy_env(monkeypatch, tmp_path)
+    password = f"{source.capitalize()}Passw0rd-4e1b"
+    report = tmp_path / "report.csv"
+    with Hostile() as fake:
+        fake.route("GET", "/studies", _quote_authorization)
+        host = fake.url
+        if source == "host":
+            host = fake.url.replace("://", f"://alice:{password}@", 1)
+        elif source == "netrc":
+            (tmp_path / "netrc").write_text(f"machine 127.0.0.1 login bob password {password}\n")
+            monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+        else:  # the fake is the proxy too: HOST's port has nothing listening
+            monkeypatch.setenv("HTTP_PROXY", f"http://puser:{password}@127.0.0.1:{fake.port}")
+            host = fake.url.replace(f":{fake.port}/", ":9/")
+        result = run("--log-format", "json", host, "search", "studies")
+    assert result.exit_code == 3, result.stderr
+    sent = fake.requests[0].headers.get("Proxy-Authorization") or fake.requests[0].headers[
+        "Authorization"]
+    assert sent.startswith("Basic ") and "bad credentials Basic ***" in result.stderr
+    assert password not in result.stderr and sent[6:] not in result.stderr
+    assert not report.exists() or password not in report.read_text()
+
+
+def test_a_host_or_netrc_password_beyond_latin_1_is_sent_as_utf8(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_proxy_env(monkeypatch, tmp_path)
+    password = "\u043f\u0430\u0440\u043e\u043b\u044c"  # Russian for password
+    (tmp_path / "netrc").write_text(f"machine 127.0.0.1 login bob password {password}99\n")
+    with Hostile() as fake:
+        fake.route("GET", "/studies", rows)
+        from_host = run(fake.url.replace("://", "://alice:%D0%BF%D0%B0%D1%80%D0%BE%D0%BB%D1%8C@"),
+                        "search")
+        monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+        from_netrc = run(fake.url, "search")
+    assert from_host.exit_code == from_netrc.exit_code == 0, from_host.stderr + from_netrc.stderr
+    import base64
+
+    assert [base64.b64decode(r.headers["Authorization"][6:]).decode() for r in fake.requests
+            if r.params.get("offset", "0") == "0"] == [f"alice:{password}", f"bob:{password}99"]
+
+
+# -- a password with '#', '?', '/' or '@' typed as it is ---------------------------------------
+@pytest.mark.parametrize("host", [
+    "http://alice:Pa#ss99word@127.0.0.1:9/dicom-web",
+    "http://alice:Pa?ss99word@127.0.0.1:9/dicom-web",
+    "http://alice:Pa/ss99word@127.0.0.1:9/dicom-web",
+    "http://alice:Pa@ss/99word@127.0.0.1:9/dicom-web",
+])
+def test_a_host_password_with_url_characters_is_never_echoed(host: str) -> None:
+    result = run(host, "search")
+    assert result.exit_code == 2
+    assert "ss99word" not in result.stderr and "99word" not in result.stderr
+    assert lines(result.stderr) == [
+        "dcmweb: error: invalid HOST 'http://***@127.0.0.1:9/dicom-web': a character in its"
+        " password (before the last '@') ends the host part of a URL (percent-encode '#', '?',"
+        " '/' and '@' in a password in HOST (%23, %3F, %2F, %40), or give it with --user)"]
+
+
+def test_a_password_in_a_host_without_scheme_is_never_echoed() -> None:
+    result = run("alice:Pa#ss99word@127.0.0.1:9/dicom-web", "search")
+    assert result.exit_code == 2
+    assert "ss99word" not in result.stderr
+    assert lines(result.stderr)[0].startswith("dcmweb: error: invalid HOST '***@127.0.0.1:9/")
+
+
+@pytest.mark.parametrize(("suffix", "what"), [
+    ("?key=QuerySecret12345", "a query string ('?...')"),
+    ("#QuerySecret12345", "a fragment ('#...')"),
+])
+def test_a_host_with_a_query_or_fragment_is_a_usage_error(suffix: str, what: str) -> None:
+    with Hostile() as fake:
+        fake.route("GET", "/studies", rows)
+        result = run("-v", fake.url + suffix, "search")
+    assert result.exit_code == 2, result.stderr
+    assert "QuerySecret12345" not in result.stderr
+    assert lines(result.stderr)[0].startswith(
+        f"dcmweb: error: invalid HOST '{fake.url}' with {what}: dcmweb adds its own paths and"
+        " queries to HOST (give HOST without it")
+    assert fake.requests == []
+
+
+# -- a proxy URL in the environment that cannot work --------------------------------------------
+@pytest.mark.parametrize(("proxy", "message"), [
+    ("http://pu:Pr0xy#Secret77@127.0.0.1:9", "HTTP_PROXY is not a valid proxy URL"),
+    ("http://pu:Pr0xySecret77@[::1", "HTTP_PROXY is not a valid proxy URL"),
+    ("http://pu:Pr0xySecret77@127.0.0.1:99999", "HTTP_PROXY is not a valid proxy URL"),
+    ("socks5://pu:Pr0xySecret77@127.0.0.1:9",
+     "HTTP_PROXY names a socks5:// proxy, which dcmweb does not support"),
+])
+def test_a_broken_or_unsupported_proxy_is_a_usage_error_at_once(
+        proxy: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_proxy_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    result = run("--outage-limit", "30", "http://127.0.0.1:9/dicom-web", "search")
+    assert result.exit_code == 2, result.stderr
+    assert "Pr0xy" not in result.stderr and "Secret77" not in result.stderr
+    assert lines(result.stderr)[0].startswith(f"dcmweb: error: {message} (")
+
+
+# -- server text cut where a credential is -----------------------------------------------------
+@pytest.mark.parametrize("credentials", [
+    ["--token", "ya29.a0AfB_byC8xQ3kL9mN2pR7sT4vW6yZ1aB3cD5eF7gH9"],
+    ["--user", "carol:CutPassw0rd-a81f5e"],
+], ids=["token", "user"])
+def test_a_credential_cut_by_a_shortened_message_shows_no_part_of_it(
+        credentials: list[str]) -> None:
+    def quote_at_the_cut(req: Request) -> None:
+        sent = req.seen.headers["Authorization"]
+        text = "denied: " + "x" * (300 - len("denied: ") - len(sent) // 2) + f"{sent} refused"
+        req.reply(401, text.encode(), "text/plain")
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies", quote_at_the_cut)
+        result = run(*credentials, fake.url, "search")
+    assert result.exit_code == 3, result.stderr
+    sent = fake.requests[0].headers["Authorization"].split(" ", 1)[1]
+    assert "xxxxBearer ***" in result.stderr or "xxxxBasic ***" in result.stderr
+    assert all(sent[:n] not in result.stderr for n in range(4, len(sent)))
+
+
+# -- -H headers that carry credentials, by name or by look --------------------------------------
+def test_jwt_assertion_credential_and_signature_headers_are_hidden() -> None:
+    values = {"X-Goog-IAP-JWT-Assertion": "eyJhbGciOiJFUzI1NiJ9.IapJwtSecret.sig",
+              "X-Credential": "CredSecret777", "X-Jwt": "JwtSecret888",
+              "X-Sig": "SigSecret999", "X-Bearer-Thing": "BearerSecret000",
+              "X-Forwarded-Identity": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl"}
+
+    def quote_headers(req: Request) -> None:
+        req.json(401, {"error": {"message": json.dumps(
+            {name: req.seen.headers.get(name) for name in values})}})
+
+    with Hostile() as fake:
+        fake.route("GET", "/studies", quote_headers)
+        result = run(*[arg for name, value in values.items() for arg in
+                       ("-H", f"{name}: {value}")], fake.url, "search")
+    assert result.exit_code == 3, result.stderr
+    assert '\\"X-Jwt\\": \\"***\\"' in result.stderr or '"X-Jwt": "***"' in result.stderr
+    assert not [value for value in values.values() if value in result.stderr]
+
+
+# -- --report's retrieve_url ---------------------------------------------------------------------
+def test_report_retrieve_url_built_from_host_carries_no_password(
+        pydicom_files: list[Path], tmp_path: Path) -> None:
+    import pydicom
+
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    data = pydicom.dcmread(ct, stop_before_pixels=True)
+    row = {"0020000E": {"vr": "UI", "Value": [data.SeriesInstanceUID]},
+           "00080018": {"vr": "UI", "Value": [data.SOPInstanceUID]}}  # no RetrieveURL
+    report = tmp_path / "report.csv"
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.reply(200, b""))  # a doubtful answer
+        fake.fallback = lambda req: req.json(200, [row], "application/dicom+json")  # searches
+        result = run(with_password(fake.url), "store", "--report", str(report), str(ct))
+    written = report.read_text()
+    assert SECRET not in written + result.stderr, written
+    assert f"http://127.0.0.1:{fake.port}/" in written and "stored" in written, (
+        written + result.stderr)
+
+
+# -- a BulkDataURI of HOST's own server -----------------------------------------------------------
+@pytest.mark.parametrize(("home", "uri"), [
+    ("http://alice:pw@127.0.0.1:8042/dicom-web", "http://127.0.0.1:8042/dicom-web/x/bulkdata/1"),
+    ("http://LOCALHOST:8042/dicom-web", "http://localhost:8042/dicom-web/x/bulkdata/1"),
+    ("http://example.org/dicom-web", "HTTP://Example.org:80/dicom-web/x/bulkdata/1"),
+    ("https://example.org/dicom-web", "https://example.org:443/dicom-web/x/bulkdata/1"),
+])
+def test_a_bulkdata_uri_on_host_s_own_server_is_accepted(home: str, uri: str) -> None:
+    from dcmweb.bulkdata import bulk_url
+    from dcmweb.wadopath import WadoPath, parse_wado_path
+
+    target = WadoPath(parse_wado_path("studies/1").resource, "bulkdata", bulk=uri)
+    assert bulk_url(home, target) == uri
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:8043/dicom-web/x/bulkdata/1",
+                                 "https://127.0.0.1:8042/dicom-web/x/bulkdata/1",
+                                 "http://127.0.0.2:8042/dicom-web/x/bulkdata/1"])
+def test_a_bulkdata_uri_elsewhere_is_still_refused(uri: str) -> None:
+    from dcmweb.bulkdata import bulk_url
+    from dcmweb.errors import UsageError
+    from dcmweb.wadopath import WadoPath, parse_wado_path
+
+    target = WadoPath(parse_wado_path("studies/1").resource, "bulkdata", bulk=uri)
+    with pytest.raises(UsageError, match="is not on HOST's server"):
+        bulk_url("http://alice:pw@127.0.0.1:8042/dicom-web", target)
+
+
+def test_a_host_with_a_password_retrieves_its_own_bulkdata_uri(
+        local_server, pydicom_files: list[Path], tmp_path: Path) -> None:
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    host = with_password(local_server.url)
+    assert run(host, "store", str(ct)).exit_code == 0
+    import pydicom
+
+    data = pydicom.dcmread(ct)
+    path = (f"studies/{data.StudyInstanceUID}/series/{data.SeriesInstanceUID}/instances/"
+            f"{data.SOPInstanceUID}")
+    import requests
+
+    metadata = requests.get(f"{local_server.url}/{path}/metadata", timeout=30).json()
+    uri = metadata[0]["7FE00010"]["BulkDataURI"]
+    assert uri.startswith(local_server.url)  # the server writes it without the password
+    result = run(host, "retrieve", uri, "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    [saved] = (tmp_path / "out").rglob("*.raw")
+    assert saved.read_bytes() == data.PixelData
