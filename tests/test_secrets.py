@@ -212,3 +212,22 @@ def test_hidden_secrets_are_replaced_whole_and_short_ones_not_at_all() -> None:
     hide("abc")  # too short: it would be found inside ordinary words
     assert redact_text("got s3cr3t-Hidden-Value twice: s3cr3t-Hidden-Value; abc") == (
         "got *** twice: ***; abc")
+
+
+def test_a_store_result_s_message_never_carries_what_the_server_quotes(
+        pydicom_files: list[Path]) -> None:
+    """A STOW answered 200 with a JSON error quoting the token: the library's result
+    message showed it in clear (the CLI's line and report hid it)."""
+    from dcmweb import Client
+
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    token = "LibTokenSecret-4d2f"
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.json(200, {
+            "error": f"session of {req.seen.headers.get('Authorization')} expired"}))
+        with Client(fake.url, token=token) as client:
+            [result] = client.store([ct])
+    assert result.status == "failed"
+    assert result.message is not None
+    assert "session of Bearer *** expired" in result.message
+    assert token not in result.message and token not in repr(result)
