@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from .body import body_message
-from .errors import AnswerLost, DcmwebError, UsageError
+from .errors import AnswerLost, AuthError, DcmwebError, RedirectRefused, UsageError
 from .http import Http
 from .multipart import new_boundary
 from .optionnames import option
@@ -171,13 +171,24 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
                            study_instance_uid=study, series_instance_uid=series)
 
     lost = None
+    what = f"store {item.metadata}"
+    redirected: RedirectRefused | None = None  # settled by search below, then the run stops
     try:
-        response = http.request("POST", f"{base_url}/studies", what=f"store {item.metadata}",
+        response = http.request("POST", f"{base_url}/studies", what=what,
                                 headers=headers, body=lambda: payload, retry_sent=False,
                                 accept_status=(400, 409, 415, 422, *LOST_STATUSES),
                                 max_body=ANSWER_LIMIT)
     except AnswerLost as error:  # dropped, or cut half-way: the server may hold it
         lost = error.message
+    except RedirectRefused as error:  # the server may have stored it, then redirected
+        redirected, answered = error, error.status
+        lost = error.message.removeprefix(f"{what} failed: ")
+    except AuthError as error:
+        if error.status is None:  # refused before it was sent (no token to send)
+            raise
+        answered = error.status  # sent and refused: nothing stored; the run stops
+        raise Stopped(error, [result("failed", message=error.message.removeprefix(
+            f"{what} failed: "))], {}) from None
     else:
         answered = response.status_code
         answer = parse_stow_answer(response.content, response.headers.get("Content-Type"))
@@ -194,12 +205,16 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
     try:
         found = held(http, base_url, [Wanted(sop, f"studies/{study}/series/{series}")])
     except DcmwebError as error:  # it stops the run: the pair was sent, its fate unknown
-        raise Stopped(error, [result("unconfirmed", message=f"{lost}; {UNCONFIRMED}")],
-                      {}) from error
+        raise Stopped(redirected or error,
+                      [result("unconfirmed", message=f"{lost}; {UNCONFIRMED}")], {}) from error
     if sop in found:
-        return result("stored", found[sop], f"{lost}; found on the server by search",
-                      "search")
-    return result("failed", message=f"{lost}; not on the server")
+        settled = result("stored", found[sop], f"{lost}; found on the server by search",
+                         "search")
+    else:
+        settled = result("failed", message=f"{lost}; not on the server")
+    if redirected is not None:  # every other request would be redirected too
+        raise Stopped(redirected, [settled], {})
+    return settled
 
 
 def iter_store_json(http: Http, base_url: str, items: PairsLike,
