@@ -153,8 +153,9 @@ class Summary:
 
     @property
     def unconfirmed(self) -> int:
-        """Files sent when the run stopped early, whose answer never decided them and a
-        search did not find (or could not run): the server may hold them."""
+        """Files sent whose answer never decided them and a search did not find (or
+        could not run: the run stopped early, or the search failed): the server may
+        hold them."""
         return self.counts["unconfirmed"]
 
     @property
@@ -574,7 +575,10 @@ class BulkStore:
 
     def _outcome(self, result: StoreResult, pending: _Pending | None) -> Outcome:
         message = result.message
-        http_match = _HTTP_STATUS.search(message or "")
+        # An unconfirmed file's message may quote the status of the search that failed,
+        # which is not its request's.
+        http_match = (_HTTP_STATUS.search(message or "") if result.status != "unconfirmed"
+                      else None)
         reason_match = _REASON.search(message or "")
         uids: UIDs = (None, None, result.sop_instance_uid)
         if result.study_instance_uid:

@@ -16,6 +16,7 @@ from click.core import ParameterSource
 from . import bounds
 from .cligroup import Settings, bounded, pass_settings
 from .errors import AllFailed, DcmwebError, PartialFailure, UsageError
+from .optionnames import option
 from .output import StorePrinter, describe_start, describe_summary, plural
 
 if TYPE_CHECKING:
@@ -107,10 +108,11 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
     Part-10 (and DICOMDIR, empty files) are skipped with a warning. Each stored file
     prints 'PATH uploaded as URL'; the run ends with 'Transferred SIZE in N files'.
     Files the journal (or the server) already holds are not sent again and are
-    listed only with -v. A run that stops early (exit 5, or 3 for credentials)
-    reports the files it sent without learning their fate as 'unconfirmed' (the
-    server may hold them; a rerun with --journal asks it first) and counts those
-    it never sent as 'not attempted'.
+    listed only with -v. Files sent without learning their fate (a run that stops
+    early: exit 5, or 3 for credentials; a search that cannot settle a lost answer)
+    are reported 'unconfirmed' (the server may hold them; a rerun with --journal
+    asks it first); a run that stops counts the files it never sent as 'not
+    attempted'.
 
     \b
     Example:
@@ -196,15 +198,28 @@ def _store_verdict(summary: Summary, dry_run: bool) -> DcmwebError | None:
     would_send = summary.would_send if dry_run else 0
     total = summary.done + would_send
     failed = f"{counts['failed']} of {plural(total, 'file')}"
-    if counts["failed"] and not (counts["stored"] or counts["already stored"]
-                                 or counts["conflict"] or would_send):
+    done_some = counts["stored"] or counts["already stored"] or counts["conflict"] or would_send
+    if summary.unconfirmed:
+        # Sent, and neither an answer nor a search decided them: never "nothing stored".
+        them = "it" if summary.unconfirmed == 1 else "them"
+        unsure = f"unconfirmed (the server may hold {them})"
+        if counts["failed"]:
+            told = f"{failed} failed, {summary.unconfirmed} {unsure}"
+        else:
+            told = f"{summary.unconfirmed} of {plural(total, 'file')} {unsure}"
+        hint = (f"rerun with {option('skip_existing')} (or this run's {option('journal')}) "
+                f"to ask the server about {them} before sending {them} again")
+        if done_some:
+            return PartialFailure(told, hint)
+        return AllFailed(f"nothing confirmed stored: {told}", hint)
+    if counts["failed"] and not done_some:
         return AllFailed(f"dry run: nothing would be stored: {failed} would fail" if dry_run
                          else f"nothing stored: {failed} failed",
                          status=summary.failure_status)
     if counts["failed"]:
         return PartialFailure(f"dry run: {failed} would fail" if dry_run
                               else f"{failed} failed to store")
-    if counts["stored"] or counts["already stored"] or counts["conflict"] or would_send:
+    if done_some:
         return None
     if summary.not_retried and not summary.done:
         return None  # --retry-failed with nothing left to retry

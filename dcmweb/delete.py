@@ -19,6 +19,7 @@ from .errors import (
     DcmwebError,
     NotFoundError,
     PartialFailure,
+    RedirectRefused,
     ServerError,
     UnavailableError,
     UsageError,
@@ -122,6 +123,12 @@ class Deleter:
             except AnswerLost as error:
                 log.warning("%s; asking again", error.message)
                 lost = True
+            except RedirectRefused as error:
+                # Never followed; yet the server may have deleted, then redirected.
+                raise RedirectRefused(f"{error.message}; the server may have carried it "
+                                      "out before redirecting: search for it to see",
+                                      error.hint, status=error.status, url=error.url
+                                      ) from None
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the server is not told to stop
                 log.warning("%s: stopped before the server answered; the DELETE may have "
                             "been sent, so its outcome is unknown (the server may have "

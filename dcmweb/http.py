@@ -510,11 +510,12 @@ class _Exchange:
         location = response.headers.get("Location")
         response.close()
         if self.method not in READ_METHODS:
+            # Not "nothing was done": the server may have done it, then redirected (a 303
+            # is the answer to a POST carried out). The caller checks, or says so.
             why = ("its body would be dropped or sent elsewhere" if self.body is not None
                    else "it acts only on HOST, never where a redirect points")
             raise redirect_error(response, self.method, self.url, self.what,
-                                 f"a {self.method} is never redirected ({why}); nothing was"
-                                 " done")
+                                 f"a {self.method} is never redirected ({why})")
         if not location:
             raise redirect_error(response, self.method, self.url, self.what,
                                  "the redirect names no Location")

@@ -33,7 +33,14 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from .body import body_message
-from .errors import AnswerLost, DcmwebError, UnavailableError, UsageError
+from .errors import (
+    AnswerLost,
+    AuthError,
+    DcmwebError,
+    RedirectRefused,
+    UnavailableError,
+    UsageError,
+)
 from .failures import UNAVAILABLE_HINT, parse_retry_after
 from .http import Http
 from .multipart import new_boundary
@@ -175,17 +182,28 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
                            study_instance_uid=study, series_instance_uid=series)
 
     resends = Resends(http, http.config.retry.attempts)
+    what = f"store {item.metadata}"
     while True:
         posted = time.monotonic()  # the gate's clock
         retry_after: float | None = None
         answered = None
+        redirected: RedirectRefused | None = None  # settled by search, then the run stops
         try:
-            response = http.request("POST", f"{base_url}/studies", what=f"store {item.metadata}",
+            response = http.request("POST", f"{base_url}/studies", what=what,
                                     headers=headers, body=lambda: payload, retry_sent=False,
                                     accept_status=(400, 409, 415, 422, *LOST_STATUSES),
                                     max_body=ANSWER_LIMIT)
         except AnswerLost as error:  # dropped, or cut half-way: the server may hold it
             lost = error.message
+        except RedirectRefused as error:  # the server may have stored it, then redirected
+            redirected, answered = error, error.status
+            lost = error.message.removeprefix(f"{what} failed: ")
+        except AuthError as error:
+            if error.status is None:  # refused before it was sent (no token to send)
+                raise
+            # Sent and refused: nothing stored; the run stops.
+            raise Stopped(error, [result("failed", message=error.message.removeprefix(
+                f"{what} failed: "))], {}) from None
         else:
             answered = response.status_code
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -199,29 +217,36 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
             lost = f"HTTP {answered}" + (f": {detail}" if detail else "")
             if 300 <= answered < 500:
                 return result("failed", message=lost)
-        # No word on this instance (lost answer, 5xx, an answer naming nothing): ask.
+        # No word on this instance (lost answer, 5xx, an answer naming nothing, a
+        # redirect): ask.
         try:
             found = held(http, base_url, [Wanted(sop, f"studies/{study}/series/{series}")])
         except DcmwebError as error:  # it stops the run: the pair was sent, its fate unknown
-            raise Stopped(error, [result("unconfirmed", message=f"{lost}; {UNCONFIRMED}")],
+            raise Stopped(redirected or error,
+                          [result("unconfirmed", message=f"{lost}; {UNCONFIRMED}")],
                           {}) from error
+        settled: StoreResult | None = None
         if sop in found:
-            return result("stored", found[sop], f"{lost}; found on the server by search",
-                          "search")
-        if answered is not None and answered < 300:  # a resend would get the same answer
-            return result("failed", message=f"{lost}; not on the server")
+            settled = result("stored", found[sop], f"{lost}; found on the server by search",
+                             "search")
+        elif redirected is not None or (answered is not None and answered < 300):
+            # A resend would be redirected too, or would get the same answer.
+            settled = result("failed", message=f"{lost}; not on the server")
+        if redirected is not None and settled is not None:  # so would every other request
+            raise Stopped(redirected, [settled], {})
+        if settled is not None:
+            return settled
         outage = resends.failed(answered, posted, carried_out=False)
         if not resends.left:
             return result("failed", message=f"{lost}; not on the server{resends.tries()}")
         note = http.outage_note() if outage else None
         if note is not None:
-            raise Stopped(UnavailableError(f"store {item.metadata} failed: {lost} ({note})",
+            raise Stopped(UnavailableError(f"{what} failed: {lost} ({note})",
                                            UNAVAILABLE_HINT),
                           [result("unconfirmed", message=f"{lost}; {UNCONFIRMED}")], {})
         # Not on the server: the same body again, with the same (generated) UIDs.
         delay = 0.0 if outage else resends.delay(retry_after)
-        log.info("store %s: %s; not on the server: sending it again in %.1f s",
-                 item.metadata, lost, delay)
+        log.info("%s: %s; not on the server: sending it again in %.1f s", what, lost, delay)
         http.sleep(delay)
 
 

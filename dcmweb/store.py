@@ -18,6 +18,7 @@ from . import storecheck
 from .body import body_message
 from .errors import (
     AnswerLost,
+    AuthError,
     DcmwebError,
     RedirectRefused,
     ServerError,
@@ -46,7 +47,8 @@ log = logging.getLogger("dcmweb")
 
 # Files sent without an answer that decided them (lost, a 5xx, not named): why, and the
 # HTTP status when there was one. The server may hold them until a search finds them.
-Doubts = dict[Path, tuple[str, int | None]]
+Doubt = tuple[str, int | None]
+Doubts = dict[Path, Doubt]
 UNCONFIRMED = "the run stopped before the server's answer or a search confirmed it"
 # A search found the file's UIDs, and reading the instance back showed other bytes: a
 # conflict, like a 409 that says so (bulk's --on-conflict knows it by these words).
@@ -221,12 +223,10 @@ class Uploader:
         except Stopped as stopped:
             error = stopped.error
             decided = {result.path for result in stopped.decided}
-            if not isinstance(error, (AnswerLost, ServerError)) or isinstance(
-                    error, RedirectRefused):
-                # Unreachable or overloaded for every retry, credentials, a HOST that
-                # redirects: stop now (no batch starts after this); what this batch
-                # decided is reported with the error (see stopped_results), and so are
-                # the files it sent without learning their fate.
+            if _stops_the_run(error):
+                # Stop now (no batch starts after this); what this batch decided is
+                # reported with the error (see stopped_results), and so are the files it
+                # sent without learning their fate.
                 unconfirmed = [self._unconfirmed(item, *stopped.doubts[item.path])
                                for item in items
                                if item.path in stopped.doubts and item.path not in decided]
@@ -324,11 +324,17 @@ class Uploader:
             try:
                 reply = self._post(pending)
             except RedirectRefused as error:
-                # Sent, and answered by a redirect: not stored (the run stops, as every
-                # other request would be redirected too).
-                reason = _per_file(error, pending)
-                done += [self._result(item, "failed", message=reason, http_status=error.status)
-                         for item in pending]
+                # Sent, and answered by a redirect: never followed, and the run stops, as
+                # every other request would be redirected too. The server may have stored
+                # before redirecting (a 303 is the answer to a POST carried out).
+                done += self._redirected(pending, error)
+                raise self._redirect_stop(pending, error, done) from None
+            except AuthError as error:
+                if error.status is not None:
+                    # Sent, and refused (401, 403; 407 by a proxy): nothing of it is
+                    # stored. The run stops, as every other request would be refused.
+                    done += [self._result(item, "failed", message=_per_file(error, pending),
+                                          http_status=error.status) for item in pending]
                 raise
             except AnswerLost as error:
                 reason = problem = error.message
@@ -354,8 +360,11 @@ class Uploader:
             # The answer is lost: ask what the server holds before sending anything again.
             doubts.update((item.path, (reason, status)) for item in pending)
             unread: dict[Path, str] = {}
-            found = self._confirmed(pending, "its answer was lost", unread=unread)
+            found = self._confirmed(pending, "its answer was lost", unread=unread,
+                                    doubt=(reason, status))
             done += found
+            if any(result.status == "unconfirmed" for result in found):
+                return done, True  # the search failed: a resend might store a second copy
             stored = {result.path for result in found}
             pending = [item for item in pending if item.path not in stored]
             searched = _searched(len(found), unread, len(pending))
@@ -436,9 +445,10 @@ class Uploader:
                 unnamed.append(item)
         # A search or resend below may stop the run: the server may hold what it did not
         # name (or refused as a duplicate).
-        with _keeping(results, {item.path: (reply.message, status) for item in items}):
+        doubt = (reply.message, status)
+        with _keeping(results, {item.path: doubt for item in items}):
             if duplicates:
-                results.extend(self._duplicates(duplicates))
+                results.extend(self._duplicates(duplicates, doubt))
             if not unnamed:
                 return results
             if len(items) > 1 and answer.failed:
@@ -451,7 +461,8 @@ class Uploader:
                 # read is not even a success: what the search finds is read back.
                 found_note, missing = _left_out(len(items), answer, status)
                 results.extend(self._confirmed(unnamed, found_note, missing=missing,
-                                               read_back=answer.kind == "foreign"))
+                                               read_back=answer.kind == "foreign",
+                                               doubt=doubt))
             elif len(items) > 1:
                 # The answer does not say which files failed: ask one file at a time.
                 results.extend(self._one_by_one(unnamed))
@@ -460,13 +471,13 @@ class Uploader:
                 lone = answer.lone_unnamed_failure
                 message = lone.describe() if lone else reply.message
                 if (lone and lone.maybe_duplicate) or _says_duplicate(reply.message):
-                    results.extend(self._duplicates([(unnamed[0], message)]))
+                    results.extend(self._duplicates([(unnamed[0], message)], doubt))
                 else:
                     # A conflict the server did not call a duplicate: a search still
                     # tells whether it holds the file, and the message says no more.
                     results.extend(self._confirmed(unnamed, (
                         f"the server answered {reply.message}, yet a search finds it on "
-                        "the server"), missing=message))
+                        "the server"), missing=message, doubt=doubt))
             else:
                 hint = ""
                 if status == 415 and self.options.single_part:
@@ -475,14 +486,46 @@ class Uploader:
                                             hint=hint or None))
             return results
 
-    def _duplicates(self, refused: list[tuple[Part10File, str]]) -> list[StoreResult]:
+    def _duplicates(self, refused: list[tuple[Part10File, str]],
+                    doubt: Doubt) -> list[StoreResult]:
         """A refused duplicate is stored when a search finds it (a rerun, a resend). Sent
         to a study, only a file of that study can be one: Orthanc refuses a file of
         another study with the same bare 0x0110 (and accepts real duplicates)."""
         return self._confirmed([item for item, _ in refused],
                                "already on the server: a duplicate refused",
                                missing={item.path: self._with_study(item, message)
-                                        for item, message in refused})
+                                        for item, message in refused}, doubt=doubt)
+
+    def _redirected(self, items: list[Part10File], error: RedirectRefused
+                    ) -> list[StoreResult]:
+        """The files of a request answered by a redirect, settled by a search: stored when
+        it finds them, failed when not, unconfirmed when it cannot tell."""
+        reason = _per_file(error, items)
+        doubt = (reason, error.status)
+        try:
+            results = self._confirmed(items, f"{reason}; found on the server by search",
+                                      missing=f"{reason}; a search does not find it",
+                                      doubt=doubt)
+        except DcmwebError as failure:
+            # Redirected too (http:// for an https:// server), or refused: the redirect
+            # stops the run all the same, and says what HOST should be.
+            results = [self._undecided(item, doubt, failure) for item in items]
+        return [replace(result, http_status=error.status) for result in results]
+
+    @staticmethod
+    def _redirect_stop(items: list[Part10File], error: RedirectRefused,
+                       done: list[StoreResult]) -> RedirectRefused:
+        """The error that stops the run, saying what the search found."""
+        paths = {item.path for item in items}
+        settled = [result for result in done if result.path in paths]
+        if any(result.status == "unconfirmed" for result in settled):
+            them = "it" if len(items) == 1 else "them"
+            found = f"a search could not tell whether the server holds {them}"
+        else:
+            stored = sum(result.status == "stored" for result in settled)
+            found = f"{stored} of {len(items)} found on the server by search"
+        return RedirectRefused(f"{_what(items)}: {_per_file(error, items)}; {found}",
+                               error.hint, status=error.status, url=error.url)
 
     def _with_study(self, item: Part10File, message: str) -> str:
         """A refusal's message; for a file sent to a study it is not of, why."""
@@ -493,9 +536,12 @@ class Uploader:
 
     def _confirmed(self, items: list[Part10File], note: str | None,
                    missing: str | dict[Path, str] | None = None, *, read_back: bool = True,
-                   unread: dict[Path, str] | None = None) -> list[StoreResult]:
+                   unread: dict[Path, str] | None = None,
+                   doubt: Doubt) -> list[StoreResult]:
         """Search for the items: found ones are stored (by search); the others fail with
-        ``missing`` (or their own reason in it), or are left out when it is None.
+        ``missing`` (or their own reason in it), or are left out when it is None. A
+        search that fails (a sign-in page, a 500) decides nothing: every item is then
+        unconfirmed, with ``doubt`` (what its request got, and that status).
 
         A search proves the SOP Instance UID, not the bytes: unless the server answered
         success (``read_back`` False), a found instance is read back, and one whose bytes
@@ -503,7 +549,12 @@ class Uploader:
         found (resent, or failed with ``missing``), and why goes in ``unread``."""
         wanted = {item.path: storecheck.wanted(item.head.uids, item.sop_instance_uid,
                                                self.options.study_uid) for item in items}
-        found = self.finder.held(filter(None, wanted.values()))
+        try:
+            found = self.finder.held(filter(None, wanted.values()))
+        except DcmwebError as error:
+            if _stops_the_run(error):
+                raise
+            return [self._undecided(item, doubt, error) for item in items]
         results: list[StoreResult] = []
         for item in items:
             looked_for = wanted[item.path]
@@ -540,6 +591,15 @@ class Uploader:
     def _unconfirmed(cls, item: Part10File, reason: str, status: int | None) -> StoreResult:
         return cls._result(item, "unconfirmed", message=f"{reason}; {UNCONFIRMED}",
                            http_status=status)
+
+    @classmethod
+    def _undecided(cls, item: Part10File, doubt: Doubt,
+                   error: DcmwebError) -> StoreResult:
+        """A file its request's answer did not decide, and the search failed."""
+        reason, status = doubt
+        return cls._result(item, "unconfirmed", message=(
+            f"{reason}; {error.message}; the server may hold it"), hint=error.hint,
+            http_status=status)
 
     @staticmethod
     def _result(item: Part10File, status: Status, url: str | None = None,
@@ -606,6 +666,13 @@ def _says_duplicate(message: str) -> bool:
 
 def _what(items: list[Part10File]) -> str:
     return f"store {items[0].path}" if len(items) == 1 else f"store of {len(items)} files"
+
+
+def _stops_the_run(error: DcmwebError) -> bool:
+    """Whether an error ends the run, not one batch: unreachable or overloaded for every
+    retry, credentials, a HOST that redirects (every other request would fail alike)."""
+    return not isinstance(error, (AnswerLost, ServerError)) or isinstance(
+        error, RedirectRefused)
 
 
 def _per_file(error: DcmwebError, items: list[Part10File]) -> str:

@@ -20,6 +20,7 @@ from .links import LINK_LOOP, loops_back
 from .optionnames import option
 from .paths import safe_uid
 from .record import record
+from .redact import redact_text
 
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory: no server stores it
@@ -65,6 +66,12 @@ class StoreResult:
     study_instance_uid: str | None = None
     series_instance_uid: str | None = None
     sent: bool = True  # False: decided from the file alone (not DICOM, unreadable)
+
+    def __post_init__(self) -> None:
+        # Messages quote the server, which may quote the credentials it was sent: hidden
+        # here as in error messages, for library callers that log results.
+        if self.message:
+            object.__setattr__(self, "message", redact_text(self.message))
 
 
 @record(frozen=True)

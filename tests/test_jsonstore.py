@@ -181,6 +181,26 @@ def test_an_answer_cut_half_way_is_found_by_search(local_server: LocalServer,
     assert [r.method for r in local_server.requests] == ["POST", "GET"]
 
 
+@pytest.mark.parametrize("done", [True, False], ids=["stored-then-303", "303-only"])
+def test_an_answer_by_a_redirect_is_settled_by_search_and_stops_the_run(
+        local_server: LocalServer, tmp_path: Path, done: bool) -> None:
+    """Old dcmweb: no row for the pair ("not attempted") and "nothing was done", though a
+    303 may answer a POST carried out."""
+    pairs = [write_pair(tmp_path, name) for name in "ab"]
+    local_server.inject_fault(303, after=done, method="POST")
+    report = tmp_path / "report.jsonl"
+    args = [a for j, p in pairs for a in ("--metadata", str(j), "--jpeg", str(p))]
+    result = dcmweb(local_server.url, "store", "--report", str(report), *args)
+    assert result.exit_code == 1, result.stderr
+    [row] = map(json.loads, report.read_text().splitlines())
+    assert (row["status"], row["http_status"], row["confirmed_by"]) == (
+        ("stored", 303, "search") if done else ("failed", 303, None))
+    assert row["message"].startswith(f"HTTP 303 redirect to {local_server.url}/studies: a POST"
+                                     " is never redirected")
+    assert [r.method for r in local_server.requests] == ["POST", "GET"]  # b: not attempted
+    assert "1 not attempted" in result.stderr
+
+
 def test_refusal_names_the_reason(tmp_path: Path) -> None:
     json_path, jpeg_path = write_pair(tmp_path, "a")
     failed = {"00081198": {"vr": "SQ", "Value": [{
@@ -337,8 +357,12 @@ def test_a_run_stopped_half_way_counts_only_the_rest_as_not_attempted(tmp_path: 
         args = [a for j, p in pairs for a in ("--metadata", str(j), "--jpeg", str(p))]
         result = dcmweb(fake.url, "store", *args)
     assert result.exit_code == 3, result.stderr
-    # Old dcmweb: "Transferred 1.1 kB in 1 file; 3 not attempted" for three pairs.
-    assert re.search(r"Transferred \S+ \S+ in 1 file; 2 not attempted\n", result.stderr)
+    # Old dcmweb: "Transferred 1.1 kB in 1 file; 3 not attempted" for three pairs; then
+    # "2 not attempted", the pair sent and refused (401) among them.
+    assert re.search(r"Transferred \S+ \S+ in 1 file; 1 failed, 1 not attempted\n",
+                     result.stderr)
+    assert f"dcmweb: error: {pairs[1][0]} failed: HTTP 401 Unauthorized: who are you?" \
+        in result.stderr
 
 
 @pytest.mark.parametrize("option", [["--journal", "{journal}"], ["--skip-existing"]])

@@ -460,3 +460,22 @@ def test_a_host_with_a_password_retrieves_its_own_bulkdata_uri(
     assert result.exit_code == 0, result.stderr
     [saved] = (tmp_path / "out").rglob("*.raw")
     assert saved.read_bytes() == data.PixelData
+
+
+def test_a_store_result_s_message_never_carries_what_the_server_quotes(
+        pydicom_files: list[Path]) -> None:
+    """A STOW answered 200 with a JSON error quoting the token: the library's result
+    message showed it in clear (the CLI's line and report hid it)."""
+    from dcmweb import Client
+
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    token = "LibTokenSecret-4d2f"
+    with Hostile() as fake:
+        fake.route("POST", "/studies", lambda req: req.json(200, {
+            "error": f"session of {req.seen.headers.get('Authorization')} expired"}))
+        with Client(fake.url, token=token) as client:
+            [result] = client.store([ct])
+    assert result.status == "failed"
+    assert result.message is not None
+    assert "session of Bearer *** expired" in result.message
+    assert token not in result.message and token not in repr(result)

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -1008,14 +1009,27 @@ def test_rerun_of_a_batch_is_safe_on_real_servers(server: str, tmp_path: Path,
     assert lines(again)[-1].endswith(" in 8 files")
 
 
-def test_report_file_exists_even_when_no_file_finished(local_server: LocalServer,
-                                                       tmp_path: Path, ct: Path) -> None:
+def test_report_file_exists_even_when_no_file_finished(tmp_path: Path, ct: Path) -> None:
+    with socket.socket() as closed:  # a port nothing listens on: nothing is ever sent
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    report = tmp_path / "report.jsonl"
+    result = run("--retries", "0", f"http://127.0.0.1:{port}/dicom-web", "store", "--report",
+                 str(report), str(ct))
+    assert result.exit_code == 5, result.stderr
+    assert report.read_text() == ""  # old dcmweb: no file at all
+
+
+def test_a_file_refused_for_its_credentials_has_its_report_row(
+        local_server: LocalServer, tmp_path: Path, ct: Path) -> None:
     local_server.token = "right"
     report = tmp_path / "report.jsonl"
     result = run("--token", "wrong", local_server.url, "store", "--report", str(report),
                  str(ct))
     assert result.exit_code == 3
-    assert report.read_text() == ""  # old dcmweb: no file at all
+    # Old dcmweb: an empty report, and "1 not attempted" for the file it sent.
+    row = report_rows(report)[str(ct)]
+    assert (row["status"], row["http_status"]) == ("failed", 401)
 
 
 def test_two_files_of_one_instance_with_other_file_meta_go_in_two_requests(
@@ -1189,3 +1203,106 @@ def test_a_lost_answer_whose_copy_cannot_be_read_back_is_told_in_one_line_not_as
         f"back: read back {instance} failed: HTTP 404 Not Found: injected fault); sending 1 "
         "again in N s",
         "dcmweb: info: Transferred 38.3 KiB in 1 file"], result.stderr
+
+
+# -- a search that cannot decide -------------------------------------------------------------
+def _sign_in_page(req: Request) -> None:
+    req.reply(200, b"<html><body><form>Sign in</form></body></html>", "text/html")
+
+
+def _json_error(req: Request) -> None:
+    req.json(200, {"error": "session expired"})
+
+
+@pytest.mark.parametrize(("answer", "search"), [
+    ("lost", "sign-in page"), ("lost", "json error"), ("lost", "500"), ("200 {}", "500")])
+def test_files_a_failing_search_cannot_decide_are_unconfirmed_not_failed(
+        local_server: LocalServer, tmp_path: Path, answer: str, search: str) -> None:
+    """The server stores, its answer is lost (or is a 200 naming no file), and the search
+    that should settle it fails: a sign-in page, a JSON error object, HTTP 500 three
+    times. Old dcmweb: every file "failed", "nothing stored: 2 of 2 files failed", exit 1,
+    while the server held them all (a resend of "failed" files floods a server that
+    refuses duplicates)."""
+    files = corpus.synthetic_files(tmp_path / "s", 2)
+    base = urlsplit(local_server.url).path
+    searches = {"sign-in page": _sign_in_page, "json error": _json_error,
+                "500": forward(local_server.root_url)}
+    if search == "500":
+        local_server.inject_fault(500, count=10**6, method="GET")
+    report = tmp_path / "report.jsonl"
+    with Hostile() as fake:
+        relay = forward(local_server.root_url)
+        fake.fallback = lambda req: (searches[search] if req.seen.method == "GET"
+                                     else relay)(req)
+        fake.route("POST", base + "/studies",
+                   forward(local_server.root_url, answer=False) if answer == "lost"
+                   else forward(local_server.root_url, alter=lambda body: b"{}"))
+        result = run(fake.root_url + base, "store", "--report", str(report),
+                     str(tmp_path / "s"))
+        posts = len(fake.seen("POST"))
+    assert held(local_server) == {sop_uid(p) for p in files}
+    assert posts == 1  # never resent: the server may hold them
+    assert result.exit_code == 1, result.stderr
+    assert "nothing stored" not in result.stderr
+    assert lines(result)[-2].startswith(
+        "dcmweb: info: Transferred 0 B in 0 files; 2 unconfirmed (sent, no answer: the server "
+        "may hold them)")  # then, after a lost answer, "server unavailable for N s"
+    assert lines(result)[-1] == (
+        "dcmweb: error: nothing confirmed stored: 2 of 2 files unconfirmed (the server may "
+        "hold them) (rerun with --skip-existing (or this run's --journal) to ask the server "
+        "about them before sending them again)")
+    doubt = ("store of 2 files: connection dropped after the request was sent"
+             if answer == "lost" else "HTTP 200 OK")
+    why = {"sign-in page": "the answer is not a JSON list", "json error":
+           "the answer is not a JSON list", "500": "HTTP 500 Internal Server Error"}[search]
+    for path in files:
+        row = report_rows(report)[str(path)]
+        assert (row["status"], row["http_status"]) == (
+            "unconfirmed", None if answer == "lost" else 200)
+        assert row["message"].startswith(
+            f"{doubt}; search for stored instances failed: {why}"), row["message"]
+        assert "; the server may hold it" in row["message"]
+        assert f"dcmweb: warning: {path} unconfirmed: {row['message']}" in lines(result)
+
+
+def test_a_batch_a_failing_search_cannot_decide_leaves_the_others_stored(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """One batch's answer lost and its search failing: that batch is unconfirmed, the run
+    goes on, and the exit is 6 (some stored), not 1 with "failed"."""
+    files = corpus.synthetic_files(tmp_path / "s", 4)
+    local_server.inject_fault(after=True, method="POST")
+    local_server.inject_fault(500, count=3, method="GET")  # the search, and its 2 retries
+    report = tmp_path / "report.jsonl"
+    result = run(local_server.url, "store", "--batch-size", "2", "--report", str(report),
+                 str(tmp_path / "s"))
+    assert result.exit_code == 6, result.stderr
+    assert held(local_server) == {sop_uid(p) for p in files}
+    statuses = [row["status"] for row in report_rows(report).values()]
+    assert sorted(statuses) == ["stored", "stored", "unconfirmed", "unconfirmed"]
+    assert lines(result)[-1] == (
+        "dcmweb: error: 2 of 4 files unconfirmed (the server may hold them) (rerun with "
+        "--skip-existing (or this run's --journal) to ask the server about them before "
+        "sending them again)")
+
+
+@pytest.mark.parametrize("status", [401, 403, 407])
+def test_files_sent_and_refused_by_credentials_are_failed_not_unattempted(
+        local_server: LocalServer, tmp_path: Path, status: int) -> None:
+    """The server (or a proxy: 407) refuses the credentials of a batch it was sent: its
+    files are failed rows with that status, the run still stops at once (exit 3), and only
+    the files never sent are not attempted. Old dcmweb: "0 files; 3 not attempted", and a
+    report with no row for the refused files."""
+    corpus.synthetic_files(tmp_path / "s", 3)
+    local_server.inject_fault(status, count=10**6, method="POST")
+    report = tmp_path / "report.jsonl"
+    result = run(local_server.url, "store", "--batch-size", "2", "--report", str(report),
+                 str(tmp_path / "s"))
+    assert result.exit_code == 3, result.stderr
+    assert [r.method for r in local_server.requests] == ["POST"]
+    rows = report_rows(report)
+    assert len(rows) == 2
+    assert {(row["status"], row["http_status"]) for row in rows.values()} == {
+        ("failed", status)}
+    assert lines(result)[-2] == ("dcmweb: info: Transferred 0 B in 0 files; 2 failed, "
+                                 "1 not attempted")
+    assert held(local_server) == set()

@@ -22,7 +22,8 @@ class Fault:
     that carry that file, as a proxy refusing it would).
 
     `after=True` handles the request as usual and then drops the connection instead of
-    answering: the work is done but the answer is lost. `cut=True` likewise, after
+    answering: the work is done but the answer is lost; with a `status` too, it answers
+    that status instead (a redirect after the work is done). `cut=True` likewise, after
     sending the status line, the header fields and the first half of the body. `stall=S`
     sends that half too, then holds the connection open S seconds before closing it (a
     server that stops sending mid-answer). A 3xx `status` sends `location` (default: the

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from .faults import FaultQueue, Quota, RequestLog, RequestRecord, WindowQuota
+from .faults import Fault, FaultQueue, Quota, RequestLog, RequestRecord, WindowQuota
 from .multipart import CHUNK
 from .operations import Operations
 from .responses import error_body
@@ -212,16 +212,14 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(fault.delay)
                 if fault.after or fault.cut or fault.stall:
                     self._lose_answer(req, cut=fault.cut or bool(fault.stall),
-                                      stall=fault.stall)
+                                      stall=fault.stall,
+                                      instead=fault)
                     return
                 if fault.drop:
                     self._drop()
                     return
                 if fault.status is not None:
-                    headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                    if 300 <= fault.status < 400:
-                        headers["Location"] = fault.location or req.target
-                    self.send_error_json(fault.status, "injected fault", headers)
+                    self._send_fault(fault.status, fault, req)
                     return
         if not control and req.path != "/token" and not self._authorized():
             self.send_error_json(
@@ -233,16 +231,28 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.server.route(self, req)
 
-    def _lose_answer(self, req: Request, cut: bool = False, stall: float = 0.0) -> None:
+    def _send_fault(self, status: int, fault: Fault, req: Request) -> None:
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+        if 300 <= status < 400:
+            headers["Location"] = fault.location or req.target
+        self.send_error_json(status, "injected fault", headers)
+
+    def _lose_answer(self, req: Request, cut: bool = False, stall: float = 0.0,
+                     instead: Fault | None = None) -> None:
         """Handle the request, then drop the connection instead of sending the answer;
         with ``cut``, close it (a clean end) after the answer's head and half its body,
-        ``stall`` seconds after sending them (cut short when the server stops)."""
+        ``stall`` seconds after sending them (cut short when the server stops); with
+        ``instead`` a fault with a status, send that status (a 303 after the work is
+        done)."""
         answer, written = self.wfile, io.BytesIO()
         self.wfile = written  # the answer is written here and thrown away
         try:
             self.server.route(self, req)
         finally:
             self.wfile = answer
+        if instead is not None and instead.status is not None and not cut:
+            self._send_fault(instead.status, instead, req)
+            return
         if not cut:
             self._drop()
             return
