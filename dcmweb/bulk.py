@@ -302,13 +302,25 @@ class BulkStore:
     def _refuse_file_options(self) -> None:
         """The journal and --skip-existing decide by a file's path or the UIDs read from
         it: instances built from something else (JSON + JPEG, new UIDs on each run with
-        --generate-uids) would be stored again on every run."""
+        --generate-uids) would be stored again on every run. Overwrite would delete the
+        server's instance and then resend a file: given results have none to resend.
+        A study to store into is not where given results went."""
         for keyword, asked in (("journal", self.options.journal),
                                ("skip_existing", self.options.skip_existing)):
             if asked:
                 raise UsageError(f"{option(keyword)} works on DICOM files, not on JSON + JPEG "
                                  "pairs", "a rerun would store the pairs again; store them "
                                  "without it")
+        if self.options.on_conflict == "overwrite":
+            raise UsageError(f"{option('on_conflict', 'overwrite')} works on DICOM files, "
+                             "not on JSON + JPEG pairs",
+                             "it would delete the server's instance without storing the "
+                             "pair again; delete it first (dcmweb HOST delete studies/S/"
+                             "series/R/instances/I), then store the pair")
+        if self.store_options.study_uid:
+            raise UsageError(f"{option('study_uid')} works on DICOM files, not on JSON + "
+                             "JPEG pairs", "a pair goes to the study its JSON names "
+                             "(0020000D)")
 
     def _hand_over(self, store: Generator[StoreResult, None, None]) -> None:
         """Record the results a stopped store hands over (its files in flight, as
