@@ -23,7 +23,15 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal
 
-from .errors import DcmwebError, LocalFileError, UsageError
+from .errors import (
+    AnswerLost,
+    AuthError,
+    DcmwebError,
+    LocalFileError,
+    RedirectRefused,
+    UnavailableError,
+    UsageError,
+)
 from .files import Part10Head, read_part10_head
 from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
@@ -170,10 +178,18 @@ class _Pending:
     stamp: Stamp  # the file as it was when it was handed to the uploader
     started: float
     attempts: int
+    sop_uid: str | None = None  # read when a conflict asks ("": none)
 
 
 def _file_uids(path: Path) -> UIDs:
     return dataset_uids(path) or (None, None, None)
+
+
+def _stops_the_run(error: DcmwebError) -> bool:
+    """Whether every other request of the run would fail the same way: credentials
+    refused, a HOST that redirects, the server down past the outage limit."""
+    return (isinstance(error, (AuthError, RedirectRefused, UnavailableError))
+            and not isinstance(error, AnswerLost))
 
 
 class BulkStore:
@@ -209,6 +225,9 @@ class BulkStore:
         self._pending: dict[str, _Pending] = {}
         self._run_started = 0.0  # time.time(): journal entries since are this run's
         self._holdings: ServerHoldings | None = None
+        # --on-conflict overwrite: SOP Instance UID -> the file of this run the server
+        # holds under it (stored, already stored), whose copy it must not delete.
+        self._held: dict[str, str] = {}
         # Why the run stops once the files in flight are done: on_outcome raised, or the
         # journal or the report could not be written (a full disk, --report - whose
         # reader went away): see _stop.
@@ -309,13 +328,25 @@ class BulkStore:
     def _refuse_file_options(self) -> None:
         """The journal and --skip-existing decide by a file's path or the UIDs read from
         it: instances built from something else (JSON + JPEG, new UIDs on each run with
-        --generate-uids) would be stored again on every run."""
+        --generate-uids) would be stored again on every run. Overwrite would delete the
+        server's instance and then resend a file: given results have none to resend.
+        A study to store into is not where given results went."""
         for keyword, asked in (("journal", self.options.journal),
                                ("skip_existing", self.options.skip_existing)):
             if asked:
                 raise UsageError(f"{option(keyword)} works on DICOM files, not on JSON + JPEG "
                                  "pairs", "a rerun would store the pairs again; store them "
                                  "without it")
+        if self.options.on_conflict == "overwrite":
+            raise UsageError(f"{option('on_conflict', 'overwrite')} works on DICOM files, "
+                             "not on JSON + JPEG pairs",
+                             "it would delete the server's instance without storing the "
+                             "pair again; delete it first (dcmweb HOST delete studies/S/"
+                             "series/R/instances/I), then store the pair")
+        if self.store_options.study_uid:
+            raise UsageError(f"{option('study_uid')} works on DICOM files, not on JSON + "
+                             "JPEG pairs", "a pair goes to the study its JSON names "
+                             "(0020000D)")
 
     def _hand_over(self, store: Generator[StoreResult, None, None]) -> None:
         """Record the results a stopped store hands over (its files in flight, as
@@ -600,34 +631,95 @@ class BulkStore:
     def _overwrite(self, outcome: Outcome, pending: _Pending | None) -> None:
         """--on-conflict overwrite: delete the server's instance and store the file again.
         A delete that fails fails this file alone, its row saying whether the server
-        still holds its instance. Ctrl-C is not held back for these requests; the file
-        is then unconfirmed (the server may hold either instance, or neither)."""
+        still holds its instance. What stops a run (credentials, the server down past
+        the outage limit) stops it here too: the file gets its row, then no other file
+        is sent (see _stop). Ctrl-C is not held back for these requests; the file is
+        then unconfirmed (the server may hold either instance, or neither)."""
+        if self._stopping():  # no new request once the run stops
+            self._emit(replace(outcome, message=f"not overwritten, the run is stopping; "
+                                                f"{outcome.message}"), pending)
+            return
+        rival = self._rival(outcome)
+        if rival is not None:
+            # The server's instance may be that file's copy: deleting it would undo
+            # this run's own store, and the two files would take turns on every run.
+            self._emit(replace(outcome, message=f"{rival}: not overwritten; "
+                                                f"{outcome.message}"), pending)
+            return
         try:
             with resumed():
                 kept = self._delete_conflicting(outcome)
-                if kept is None:
-                    again = next(iter(iter_store(self.http, self.base_url, [outcome.path],
-                                                 replace(self.store_options, workers=1))))
         except KeyboardInterrupt:
             self._emit(replace(outcome, status="unconfirmed", message=(
-                "interrupted while replacing the server's conflicting instance")), pending)
+                "interrupted while deleting the server's conflicting instance (it may "
+                "hold it, or neither copy)")), pending)
             raise
-        except DcmwebError as error:  # the store stopped the run before sending the file
-            self._emit(replace(outcome, message=f"{DELETED_NOT_STORED}; {error.headline}",
-                               http_status=error.status, reason_code=None), pending)
-            raise
+        except DcmwebError as error:  # see _delete_conflicting: it stops the run
+            self._emit(replace(outcome, message=(
+                f"the run stopped while deleting the server's conflicting instance (it "
+                f"may hold it, or neither copy): {error.headline}"),
+                http_status=error.status, reason_code=None), pending)
+            self._stop(error)
+            return
         if kept is not None:
             self._emit(kept, pending)
             return
+        self._store_again(outcome, pending)
+
+    def _store_again(self, outcome: Outcome, pending: _Pending | None) -> None:
+        """Store the file of ``outcome`` once its conflicting instance is deleted. The
+        store is run to its end: one that stops (Ctrl-C, the server down, credentials)
+        yields the file's result first, then raises, and that stops this run too."""
+        again: StoreResult | None = None
+        stop: DcmwebError | None = None
+        try:
+            with resumed():
+                for result in iter_store(self.http, self.base_url, [outcome.path],
+                                         replace(self.store_options, workers=1)):
+                    again = result  # one file, one result
+        except KeyboardInterrupt:
+            self._emit(self._replaced(outcome, again, pending) if again is not None else replace(
+                outcome, status="unconfirmed", message="deleted the server's conflicting "
+                "instance, then interrupted before this file's store was answered (the "
+                "server may hold it, or neither copy)"), pending)
+            raise
+        except DcmwebError as error:
+            stop = error
+        if again is not None:
+            self._emit(self._replaced(outcome, again, pending), pending)
+        elif stop is not None:  # the store stopped the run before sending the file
+            self._emit(replace(outcome, message=f"{DELETED_NOT_STORED}; {stop.headline}",
+                               http_status=stop.status, reason_code=None), pending)
+        if stop is not None:
+            self._stop(stop)
+
+    def _replaced(self, outcome: Outcome, again: StoreResult, pending: _Pending | None
+                  ) -> Outcome:
         redone = self._outcome(again, pending)
         # A resend within the run: the attempts count runs, not requests.
-        self._emit(replace(redone, attempts=outcome.attempts,
-                           message=_replacement_note(redone)), pending)
+        return replace(redone, attempts=outcome.attempts, message=_replacement_note(redone))
+
+    def _rival(self, outcome: Outcome) -> str | None:
+        """Which other file of this run is stored, or in flight, under the SOP Instance
+        UID of this conflict, if one is."""
+        sop = outcome.uids[2] or ""
+        held = self._held.get(sop)
+        if held is not None and held != str(outcome.path):
+            return f"another file of this run, {held}, was stored under these UIDs"
+        for other in self._pending.values():
+            if other.sop_uid is None:  # read once per file, and only on a conflict
+                other.sop_uid = _file_uids(Path(other.key))[2] or ""
+            if other.sop_uid == sop:
+                return f"another file of this run, {other.key}, was sent under these UIDs"
+        return None
 
     def _delete_conflicting(self, outcome: Outcome) -> Outcome | None:
         """Delete the server's instance under the file's UIDs: None once it is gone, else
         the file's failed outcome. A failed delete may have been done all the same (its
-        answer lost, a 500 sent after the work): a search tells."""
+        answer lost, a 500 sent after the work), or may have found nothing there (the
+        server holds the SOP Instance UID in another series): a search tells. Raises what
+        stops the run: credentials refused, or the server down for the delete and the
+        search alike."""
         from .delete import Deleter
         from .existing import ServerHoldings
 
@@ -637,19 +729,29 @@ class BulkStore:
             Deleter(self.http, self.base_url, 600.0).delete(
                 f"studies/{study}/series/{series}/instances/{sop}")
             return None
+        except (AuthError, RedirectRefused):
+            raise  # every other request would meet it too
         except DcmwebError as error:
             failure = error
+        # A fresh search: a --skip-existing answer remembered earlier is stale now.
+        holdings = ServerHoldings(self.http, self.base_url)
         try:
-            # A fresh search: a --skip-existing answer remembered earlier is stale now.
-            held = ServerHoldings(self.http, self.base_url).holds(study, series, sop)
+            if holdings.holds(study, series, sop):
+                why = (f"could not delete the server's conflicting instance (it still "
+                       f"holds it): {failure.headline}")
+            else:
+                elsewhere = [path for path in holdings.series_holding(sop)
+                             if path != f"studies/{study}/series/{series}"]
+                if not elsewhere:
+                    return None
+                why = (f"the server holds this SOP Instance UID under another study or "
+                       f"series ({', '.join(elsewhere)}), not this file's; nothing was "
+                       f"deleted: {failure.headline}")
         except DcmwebError as error:
+            if _stops_the_run(error):
+                raise failure if _stops_the_run(failure) else error from None
             why = (f"could not delete the server's conflicting instance, nor search whether "
                    f"it still holds it: {failure.headline}; {error.headline}")
-        else:
-            if not held:
-                return None
-            why = (f"could not delete the server's conflicting instance (it still holds "
-                   f"it): {failure.headline}")
         return replace(outcome, message=why, http_status=failure.status, reason_code=None)
 
     def _emit(self, outcome: Outcome, pending: _Pending | None = None, *,
@@ -665,6 +767,9 @@ class BulkStore:
         summary.counts[outcome.status] += 1
         if outcome.status == "stored":
             summary.stored_bytes += outcome.size
+        if (outcome.status in DONE and outcome.uids[2]
+                and self.options.on_conflict == "overwrite"):
+            self._held.setdefault(outcome.uids[2], str(outcome.path))
         elif outcome.status == "skipped":
             summary.skip_reasons[outcome.message or "skipped"] += 1
         elif outcome.status == "failed":

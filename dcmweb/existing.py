@@ -17,6 +17,8 @@ from .http import Http
 from .search import Searcher
 
 SOP_INSTANCE_UID = "00080018"
+STUDY_INSTANCE_UID = "0020000D"
+SERIES_INSTANCE_UID = "0020000E"
 
 
 class ServerHoldings:
@@ -38,6 +40,19 @@ class ServerHoldings:
             self._series.move_to_end(path)
         return sop_uid in held
 
+    def series_holding(self, sop_uid: str) -> list[str]:
+        """Where in the store the server holds this SOP Instance UID, as
+        ``studies/S/series/R`` paths (one search of all instances: not remembered)."""
+        self.searches += 1
+        tags = (STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID)
+        found = set()
+        for row in self.searcher.iter_rows("instances", [(SOP_INSTANCE_UID, sop_uid),
+                                                         ("includefield", ",".join(tags))]):
+            study, series, sop = (_value(row, tag) for tag in tags)
+            if study and series and sop == sop_uid:
+                found.add(f"studies/{study}/series/{series}")
+        return sorted(found)
+
     def _ask(self, series_path: str) -> set[str]:
         self.searches += 1
         rows = self.searcher.iter_rows(f"{series_path}/instances",
@@ -45,10 +60,18 @@ class ServerHoldings:
         held: set[str] = set()
         try:
             for row in rows:
-                element = row.get(SOP_INSTANCE_UID) if isinstance(row, dict) else None
-                values = element.get("Value") if isinstance(element, dict) else None
-                if isinstance(values, list) and values and isinstance(values[0], str):
-                    held.add(values[0])
+                sop_uid = _value(row, SOP_INSTANCE_UID)
+                if sop_uid is not None:
+                    held.add(sop_uid)
         except NotFoundError:
             return set()  # the series is not on the server
         return held
+
+
+def _value(row: object, tag: str) -> str | None:
+    """A row's first value of ``tag``, when it is a string."""
+    element = row.get(tag) if isinstance(row, dict) else None
+    values = element.get("Value") if isinstance(element, dict) else None
+    if isinstance(values, list) and values and isinstance(values[0], str):
+        return values[0]
+    return None

@@ -436,10 +436,10 @@ def conflicts(local_server: LocalServer, tmp_path: Path) -> list[Path]:
             for n, path in enumerate(sorted(held))]
 
 
-def overwrite(server: LocalServer, folder: Path, tmp_path: Path) -> Result:
+def overwrite(server: LocalServer, folder: Path, tmp_path: Path, *more: str) -> Result:
     return run(server.url, "store", str(folder), "--on-conflict", "overwrite",
                "--batch-size", "1", "--report", str(tmp_path / "r8.jsonl"),
-               "--journal", str(tmp_path / "j8.db"))
+               "--journal", str(tmp_path / "j8.db"), *more)
 
 
 def patient_names(server: LocalServer) -> dict[str, str]:
@@ -526,6 +526,159 @@ def test_skip_existing_with_overwrite_is_refused_before_anything_is_sent(
         "report the conflicts to overwrite as already stored; without it, --journal still "
         "keeps a rerun from sending the files again)")
     assert local_server.requests == []
+
+
+def deleting_then(server: LocalServer, monkeypatch: pytest.MonkeyPatch,
+                  *faults: dict[str, Any]) -> None:
+    """Once overwrite's DELETE is done, the server meets these faults (the re-store's)."""
+    from dcmweb.delete import Deleter
+
+    delete = Deleter.delete
+
+    def delete_then_fault(self: Deleter, path: str) -> Any:
+        done = delete(self, path)
+        for fault in faults:
+            server.inject_fault(**fault)
+        return done
+
+    monkeypatch.setattr(Deleter, "delete", delete_then_fault)
+
+
+LOST_THEN_DOWN = ({"drop": True, "method": "POST"},  # the re-store, lost
+                  {"status": 503, "count": 10**6, "method": "GET"})  # and its search
+
+
+def test_an_outage_during_the_overwrites_store_stops_the_run(
+        local_server: LocalServer, conflicts: list[Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The re-store's answer is lost and the search that would decide it meets an outage:
+    old dcmweb took the file's unconfirmed result and dropped the error that came after
+    it ("no DICOM files to store", exit 2), while the server held neither copy."""
+    deleting_then(local_server, monkeypatch, *LOST_THEN_DOWN)
+    result = overwrite(local_server, conflicts[0], tmp_path, "--outage-limit", "1")
+    assert result.exit_code == 5, result.stderr
+    assert lines(result.stderr)[-1].startswith(
+        "dcmweb: error: search for stored instances failed: HTTP 503")
+    (row,) = rows(tmp_path / "r8.jsonl")
+    assert row["status"] == "unconfirmed"
+    assert row["message"].startswith("deleted the server's conflicting instance, then sent "
+                                     "this file without learning whether it was stored; ")
+    assert corpus.sop_instance_uid(conflicts[0]) not in server_uids(local_server)
+
+
+def test_the_library_raises_for_a_stop_during_the_overwrites_store(
+        local_server: LocalServer, conflicts: list[Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """bulk_store returned normally (counts {'unconfirmed': 1}, two files never sent)."""
+    from dcmweb import Client, UnavailableError
+
+    deleting_then(local_server, monkeypatch, *LOST_THEN_DOWN)
+    with Client(local_server.url, outage_limit=1) as client, \
+            pytest.raises(UnavailableError) as stopped:
+        client.bulk_store(conflicts[0].parent, on_conflict="overwrite", batch_size=1)
+    summary = stopped.value.summary
+    assert summary is not None
+    assert (dict(summary.counts), summary.not_attempted) == ({"unconfirmed": 1}, 2)
+
+
+@pytest.mark.parametrize(("fault", "code"), [
+    ({"status": 401, "method": "DELETE"}, 3),
+    ({"status": 503, "count": 10**6}, 5)], ids=["401", "outage"])
+def test_credentials_or_an_outage_during_the_overwrites_delete_stop_the_run(
+        local_server: LocalServer, conflicts: list[Path], tmp_path: Path,
+        fault: dict[str, Any], code: int) -> None:
+    """Like any other request of the run (old dcmweb: that file failed, exit 1 or, with
+    files after it, 6 or the next file's stop)."""
+    local_server.inject_fault(delay=0.01, method="POST")  # faults apply in order: c0's store
+    local_server.inject_fault(**fault)  # then, the DELETE (and everything after it)
+    result = overwrite(local_server, conflicts[0].parent, tmp_path, "--outage-limit", "1")
+    assert result.exit_code == code, result.stderr
+    assert lines(result.stderr)[-2] == (
+        "dcmweb: info: Transferred 0 B in 0 files; 1 failed, 2 not attempted"
+        + (", server unavailable for 1 s" if code == 5 else ""))
+    (row,) = rows(tmp_path / "r8.jsonl")
+    study, series, sop = uids(conflicts[0])
+    assert row["status"] == "failed"
+    assert row["message"].startswith(
+        "the run stopped while deleting the server's conflicting instance (it may hold it, "
+        f"or neither copy): delete studies/{study}/series/{series}/instances/{sop} failed: "
+        f"HTTP {fault['status']}"), row["message"]
+    local_server.clear_faults()
+    assert "Conflict^Copy" not in patient_names(local_server).values()
+
+
+@pytest.mark.parametrize("threads", [[], ["-m"]], ids=["one-thread", "-m"])
+def test_two_files_of_one_run_under_one_uid_do_not_overwrite_each_other(
+        local_server: LocalServer, pydicom_files: list[Path], tmp_path: Path,
+        threads: list[str]) -> None:
+    """Old dcmweb reported both stored (exit 0): the second deleted the copy the run had
+    just stored from the first, and every rerun swapped them again."""
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    (tmp_path / "in").mkdir()
+    first = tmp_path / "in" / "a.dcm"
+    first.write_bytes(ct.read_bytes())
+    conflicting_copy(ct, tmp_path / "in" / "b.dcm")
+    report, journal = tmp_path / "r.jsonl", tmp_path / "j.db"
+    for _ in range(2):  # a rerun with the journal: the same truth, nothing deleted
+        result = run(*threads, local_server.url, "store", str(tmp_path / "in"),
+                     "--on-conflict", "overwrite", "--report", str(report),
+                     "--journal", str(journal))
+        assert result.exit_code == 6, result.stderr
+        table = {row["status"]: row for row in rows(report)}
+        assert set(table) in ({"stored", "failed"}, {"already stored", "failed"})
+        kept = table.get("stored", table.get("already stored"))
+        assert kept is not None
+        assert table["failed"]["message"].startswith(
+            f"another file of this run, {kept['path']}, was stored under these UIDs: "
+            "not overwritten; ") or table["failed"]["message"].startswith(
+            f"another file of this run, {os.path.abspath(kept['path'])}, was sent under "
+            "these UIDs: not overwritten; "), table["failed"]["message"]
+        (held,) = local_server.store.query("SELECT patient_name FROM instances")
+        assert (held["patient_name"] == "Conflict^Copy") == kept["path"].endswith("b.dcm")
+    assert not [r for r in local_server.requests if r.method == "DELETE"]
+
+
+def test_overwrite_of_an_instance_held_under_another_study_deletes_nothing(
+        local_server: LocalServer, pydicom_files: list[Path], tmp_path: Path) -> None:
+    """The server holds the SOP Instance UID in another study: the DELETE of the file's
+    path answers 404. Old dcmweb took that for done and reported "deleted the server's
+    conflicting instance, then this file was not stored"."""
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    assert run(local_server.url, "store", str(ct)).exit_code == 0
+    moved = pydicom.dcmread(ct)
+    moved.StudyInstanceUID, moved.SeriesInstanceUID = "1.2.826.0.1.99", "1.2.826.0.1.99.1"
+    moved.PatientName = "Conflict^Copy"
+    moved.save_as(tmp_path / "moved.dcm", enforce_file_format=True)
+    result = overwrite(local_server, tmp_path / "moved.dcm", tmp_path)
+    assert result.exit_code == 1, result.stderr
+    (row,) = rows(tmp_path / "r8.jsonl")
+    study, series, sop = uids(ct)
+    assert row["status"] == "failed"
+    assert row["message"].startswith(
+        f"the server holds this SOP Instance UID under another study or series "
+        f"(studies/{study}/series/{series}), not this file's; nothing was deleted: "
+        f"delete studies/1.2.826.0.1.99/series/1.2.826.0.1.99.1/instances/{sop} failed: "
+        "HTTP 404"), row["message"]
+    (held,) = local_server.store.query("SELECT patient_name FROM instances")
+    assert held["patient_name"] != "Conflict^Copy"
+
+
+def test_the_series_holding_a_sop_instance_uid_are_found_on_orthanc(
+        orthanc: Orthanc, pydicom_files: list[Path], tmp_path: Path) -> None:
+    """The store-wide search overwrite makes after a DELETE that found nothing: Orthanc
+    keeps one SOP Instance UID in two studies, and names both."""
+    from dcmweb import Client
+    from dcmweb.existing import ServerHoldings
+
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    moved = pydicom.dcmread(ct)
+    moved.StudyInstanceUID, moved.SeriesInstanceUID = "1.2.826.0.1.99", "1.2.826.0.1.99.1"
+    moved.save_as(tmp_path / "moved.dcm", enforce_file_format=True)
+    with Client(orthanc.url) as client:
+        client.store([ct, tmp_path / "moved.dcm"])
+        study, series, sop = uids(ct)
+        assert ServerHoldings(client.http, client.base_url).series_holding(sop) == sorted([
+            f"studies/{study}/series/{series}", "studies/1.2.826.0.1.99/series/1.2.826.0.1.99.1"])
 
 
 def test_retry_failed_sends_only_the_failures(local_server: LocalServer, files: list[Path],

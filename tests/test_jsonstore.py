@@ -409,3 +409,24 @@ def test_a_pair_whose_answer_is_lost_is_searched_then_resent_with_the_same_uids(
         assert result.exit_code == 0, result.stderr
         assert (row["status"], row["confirmed_by"]) == ("stored", "answer")
         assert held == [row["sop_instance_uid"]]
+
+
+@pytest.mark.parametrize(("option", "named", "hint"), [
+    (["--on-conflict", "overwrite"], "--on-conflict overwrite", "it would delete the "
+     "server's instance without storing the pair again; delete it first (dcmweb HOST "
+     "delete studies/S/series/R/instances/I), then store the pair"),
+    (["--study", STUDY], "--study", "a pair goes to the study its JSON names (0020000D)")],
+    ids=["overwrite", "study"])
+def test_overwrite_and_study_are_refused_with_pairs(local_server: LocalServer,
+                                                   tmp_path: Path, option: list[str],
+                                                   named: str, hint: str) -> None:
+    """Overwrite deleted the server's instance, then re-sent the JSON as a DICOM file
+    (skipped: not DICOM), so the server held neither copy (exit 2, "no DICOM files").
+    --study was ignored: the pair went to the study its JSON names."""
+    json_path, jpeg_path = write_pair(tmp_path, "a")
+    result = dcmweb(local_server.url, "store", "--metadata", str(json_path), "--jpeg",
+                    str(jpeg_path), *option)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.rstrip().endswith(
+        f"dcmweb: error: {named} works on DICOM files, not on JSON + JPEG pairs ({hint})")
+    assert local_server.requests == []

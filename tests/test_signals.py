@@ -482,3 +482,38 @@ def test_delete_stopped_before_its_answer_says_the_server_may_have_deleted(
     assert stderr[-2] == ("dcmweb: warning: delete studies/1.2: stopped before the server "
                           "answered; the DELETE may have been sent, so its outcome is unknown "
                           "(the server may have deleted it: search for it to see)")
+
+
+@pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
+def test_a_stop_during_the_overwrites_store_stops_the_run(local_server: LocalServer,
+                                                         tmp_path: Path, number: int,
+                                                         code: int, line: str) -> None:
+    """--on-conflict overwrite deleted the server's copy and re-sends the file, which the
+    server keeps answering 503: old dcmweb took the file's unconfirmed result and went on
+    with the next files, ignoring the signal (exit 0, or 2 "no DICOM files")."""
+    held = corpus.synthetic_files(tmp_path / "held", 1, seed="overwrite")[0]
+    with Client(local_server.url) as client:
+        client.store(held)
+    copy = pydicom.dcmread(held)
+    copy.PatientName = "Conflict^Copy"
+    (tmp_path / "in").mkdir()
+    copy.save_as(tmp_path / "in" / "0.dcm", enforce_file_format=True)
+    corpus.synthetic_files(tmp_path / "in" / "new", 2, seed="others")
+    report = tmp_path / "r.jsonl"
+    local_server.inject_fault(delay=0.01, method="POST")  # faults apply in order: 0.dcm's
+    local_server.inject_fault(503, count=1000, retry_after="1", method="POST")  # the re-store
+    process = start(local_server.url, "store", str(tmp_path / "in"), "--on-conflict",
+                    "overwrite", "--batch-size", "1", "--report", str(report))
+    wait_for(lambda: len(posts(local_server)) >= 3, process)  # the re-store, retried
+    _, stderr, _ = stop(process, number)
+    assert process.returncode == code, stderr
+    assert stderr[-2:] == ["dcmweb: info: Transferred 0 B in 0 files; 1 unconfirmed (sent, "
+                           "no answer: the server may hold it), 2 not attempted", line]
+    (row,) = [json.loads(row) for row in report.read_text().splitlines()]
+    assert row["status"] == "unconfirmed" and row["path"].endswith("0.dcm")
+    assert row["message"].startswith("deleted the server's conflicting instance, then sent "
+                                     "this file without learning whether it was stored; ")
+    assert [r.method for r in local_server.requests].count("DELETE") == 1
+    local_server.clear_faults()
+    with Client(local_server.url) as client:  # the old copy deleted, no other file sent
+        assert client.search("instances") == []
