@@ -151,9 +151,10 @@ class Output:
                 # and its newline separately, so two lines could run into each other.
                 self.stderr.write(text + "\n")
                 self.stderr.flush()
-        except BrokenPipeError:
-            # stderr's reader went away (2>&1 | head, a log collector that died): the run
-            # goes on without its messages, and its exit status still says how it went.
+        except OSError:
+            # stderr's reader went away (2>&1 | head, a log collector that died), or its
+            # log cannot be written (a full disk, EIO): the run goes on without its
+            # messages, and its exit status still says how it went.
             self.stderr = _devnull()
 
     def line(self, level: str, message: str) -> None:
