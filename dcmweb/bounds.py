@@ -87,3 +87,4 @@ PAGE_SIZE = Whole(1)
 TIMEOUT = Number(1)  # delete and operations wait
 QUALITY = Whole(1, 100)  # rendered JPEG
 PROGRESS_EVERY = Number(0)
+MIN_AGE = Number(0)  # seconds since a file was last modified (store --min-age)

@@ -21,8 +21,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
+from stat import S_ISREG
 from typing import IO, TYPE_CHECKING, Literal
 
+from . import bounds
 from .errors import (
     AnswerLost,
     AuthError,
@@ -48,8 +50,9 @@ if TYPE_CHECKING:
     from .report import ReportWriter
 
 # unconfirmed: sent, then the run stopped before an answer or a search decided it.
+# too new: modified less than --min-age ago (maybe still being written): left for later.
 OutcomeStatus = Literal["stored", "already stored", "skipped", "failed", "conflict",
-                        "unconfirmed"]
+                        "unconfirmed", "too new"]
 ConflictPolicy = Literal["fail", "skip", "overwrite"]
 CONFLICT_POLICIES: tuple[ConflictPolicy, ...] = ("fail", "skip", "overwrite")
 # A stopped run counts the input it did not reach, for at most this long: a signal
@@ -78,8 +81,11 @@ class BulkOptions:
     verify_journal: bool = False  # ask the server whether it still holds what the journal says
     on_conflict: ConflictPolicy = "fail"
     dry_run: bool = False
+    # Seconds: a file modified less long ago is left for a later run (still being written?)
+    min_age: float = 0.0
 
     def __post_init__(self) -> None:
+        bounds.MIN_AGE.check(option("min_age"), self.min_age)
         if self.on_conflict not in CONFLICT_POLICIES:
             raise UsageError(f"unknown {option('on_conflict', self.on_conflict)}",
                              f"use one of {', '.join(CONFLICT_POLICIES)}")
@@ -115,6 +121,9 @@ class Outcome:
     attempts: int = 0
     seconds: float | None = None
     confirmed_by: str | None = None  # stored: "answer" or "search" (see storefiles.StoreResult)
+    # The journal holds this very outcome from an earlier run (a file skipped for the same
+    # reason): the report has its row, the log need not tell it every night.
+    known: bool = False
 
     def row(self) -> dict[str, object]:
         return {
@@ -179,6 +188,9 @@ class _Pending:
     started: float
     attempts: int
     sop_uid: str | None = None  # read when a conflict asks ("": none)
+    # Why the journal says an earlier run skipped this path (a symbolic link loop, whose
+    # folder changes; a file still not DICOM after a change): the same skip is not news.
+    skipped_before: str | None = None
 
 
 def _file_uids(path: Path) -> UIDs:
@@ -228,6 +240,12 @@ class BulkStore:
         # --on-conflict overwrite: SOP Instance UID -> the file of this run the server
         # holds under it (stored, already stored), whose copy it must not delete.
         self._held: dict[str, str] = {}
+        self._own: set[tuple[int, int]] = set()  # see _own_files
+        # Folders by journal key: whether the journal lists it, or a folder above it, as
+        # failed (unreadable on an earlier run); and those listed whose files this run
+        # has seen, forgotten when it ends well (see _in_failed_folder).
+        self._failed_folders: dict[str, bool] = {}
+        self._read_again: set[str] = set()
         # Why the run stops once the files in flight are done: on_outcome raised, or the
         # journal or the report could not be written (a full disk, --report - whose
         # reader went away): see _stop.
@@ -257,6 +275,7 @@ class BulkStore:
                 from .report import ReportWriter  # csv: only for --report
 
                 self._report = ReportWriter(self._report_target)
+            self._own = self._own_files()
             if self.options.dry_run:
                 for _ in self._to_send():
                     pass
@@ -271,6 +290,8 @@ class BulkStore:
                         break  # one instance at a time: none is in flight
             if self._stop_error is not None:
                 self.summary.not_attempted += self._left_over(given, total)
+            elif self._journal and not self.options.dry_run:
+                self._forget_folders_read_again(self._journal)
         except DcmwebError as error:
             # Stopped early: what was listed but not sent, and the rest of the input.
             self.summary.not_attempted += self._left_over(given, total)
@@ -307,6 +328,26 @@ class BulkStore:
                 self._stop_error.summary = self.summary
             raise self._stop_error
         return self.summary
+
+    def _own_files(self) -> set[tuple[int, int]]:
+        """This run's journal (with SQLite's -wal and -shm files, and its lock) and
+        report, as (device, inode): a walked tree that holds them (state kept on the data
+        volume) is not sent them, nor warned about them every night."""
+        names: list[str] = []
+        if self.options.journal:
+            journal = os.fspath(self.options.journal)
+            # The lock, and (for SQLite that follows links) -wal and -shm, are beside the
+            # file the path resolves to.
+            names += [base + suffix for base in {journal, os.path.realpath(journal)}
+                      for suffix in ("", "-wal", "-shm", ".lock")]
+        if isinstance(self._report_target, (str, os.PathLike)):
+            names.append(os.fspath(self._report_target))
+        own: set[tuple[int, int]] = set()
+        for name in names:
+            with contextlib.suppress(OSError):  # not made (yet): nothing to leave out
+                status = os.stat(name)
+                own.add((status.st_dev, status.st_ino))
+        return own
 
     def _note_stop(self) -> None:
         self.stopped = True
@@ -453,6 +494,9 @@ class BulkStore:
                 self._plan(path)  # fails it, as the upload would
                 return None
             return path  # the uploader reports why it cannot be read
+        if (stat.st_dev, stat.st_ino) in self._own:
+            log.debug("%s: left out: this run's own journal or report", path)
+            return None
         if key in self._pending:  # named again (a list with 'a' and './a'): sent once
             self._emit(Outcome(path, "skipped", stat.st_size,
                                message=f"{NAMED_AGAIN}; sent once"), record=False)
@@ -476,13 +520,18 @@ class BulkStore:
                                attempts=entry.attempts), record=False)
             return None
         if entry is not None and same and entry.status == "skipped":
-            self._emit(Outcome(path, "skipped", stat.st_size, message=entry.message),
-                       record=False)
+            self._emit(Outcome(path, "skipped", stat.st_size, message=entry.message,
+                               known=True), record=False)
             return None
-        # A failed file fixed since (its size or mtime changed) is retried all the same.
+        # A failed file fixed since (its size or mtime changed) is retried all the same, and
+        # so are the files of a folder that could not be read (fixed since: they are seen).
         unfinished = entry is not None and entry.status in ("failed", "sending")
+        if journal and self._in_failed_folder(journal, os.path.dirname(key)):
+            unfinished = True
         if self.options.retry_failed and not (same or unfinished):
             self.summary.not_retried += 1
+            return None
+        if self._too_new(path, stat):
             return None
         # A killed run never learned these files' outcome; --skip-existing asks
         # about every file the journal does not know.
@@ -504,8 +553,46 @@ class BulkStore:
         attempts = (entry.attempts if entry is not None and same else 0) + 1
         if journal:  # a mark the journal refuses raises: the file is not sent
             journal.mark_sending(key, stamp, (None, None, None), attempts=attempts)
-        self._pending[key] = _Pending(key, stamp, time.monotonic(), attempts)
+        self._pending[key] = _Pending(
+            key, stamp, time.monotonic(), attempts,
+            skipped_before=entry.message if entry and entry.status == "skipped" else None)
         return item
+
+    def _in_failed_folder(self, journal: Journal, folder: str) -> bool:
+        """Whether the journal lists ``folder`` (a file's, by its journal key) or a folder
+        above it as failed: unreadable on an earlier run, whose files it never saw. One
+        lookup per folder a run sees."""
+        failed = self._failed_folders.get(folder)
+        if failed is None:
+            entry = journal.lookup(folder)
+            listed = entry is not None and entry.status == "failed"
+            if listed:
+                self._read_again.add(folder)
+            parent = os.path.dirname(folder)
+            failed = listed or (parent != folder and self._in_failed_folder(journal, parent))
+            self._failed_folders[folder] = failed
+        return failed
+
+    def _forget_folders_read_again(self, journal: Journal) -> None:
+        """A run that ended well saw every file of the folders it read that the journal
+        listed as failed: each file has its own entry now, and the folders' go."""
+        for folder in self._read_again:
+            journal.forget(folder)
+        journal.commit()
+
+    def _too_new(self, path: Path, stat: os.stat_result) -> bool:
+        """--min-age: a file modified moments ago may still be being copied in (a
+        modality, rsync, an SMB copy): it gets a row, and no journal entry, so that a
+        later run sends it whole. Its mtime within that much of the clock either way: a
+        file server's clock a little ahead counts too, a file dated years ahead does not."""
+        min_age = self.options.min_age
+        age = time.time() - stat.st_mtime
+        if not min_age or abs(age) >= min_age or not S_ISREG(stat.st_mode):
+            return False  # a folder (unreadable, a loop) is not being copied in
+        self._emit(Outcome(path, "too new", stat.st_size, message=(
+            f"modified {max(age, 0):.0f} s ago, less than the minimum age of {min_age:g} s: "
+            "left for a later run")), record=False)
+        return True
 
     def _still_the_file(self, key: str, path: Path, entry: Entry, stamp: Stamp) -> bool:
         """Whether a file the journal decided (stored, skipped) and whose size and mtime
@@ -763,6 +850,9 @@ class BulkStore:
             self._emitting(outcome, pending, record)
 
     def _emitting(self, outcome: Outcome, pending: _Pending | None, record: bool) -> None:
+        if (outcome.status == "skipped" and pending is not None
+                and pending.skipped_before == outcome.message):
+            outcome = replace(outcome, known=True)
         summary = self.summary
         summary.counts[outcome.status] += 1
         if outcome.status == "stored":

@@ -632,6 +632,7 @@ def _flushed(code: int) -> int:
         except BrokenPipeError:
             pass  # the reader went away (dcmweb ... | head), as during the command
         except (OSError, ValueError) as error:
+            # stderr that cannot be written (a full log disk) lost messages, not work.
             if stream is sys.stdout:
                 Output().error(f"cannot write to stdout: {error}")
                 code = code or int(ExitStatus.ERROR)

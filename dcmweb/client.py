@@ -341,7 +341,7 @@ class Client:
     def bulk_store(self, inputs: InputSpec | PathsLike, *,
                    journal: str | os.PathLike[str] | None = None, retry_failed: bool = False,
                    skip_existing: bool = False, verify_journal: bool = False,
-                   on_conflict: str = "fail", dry_run: bool = False,
+                   on_conflict: str = "fail", dry_run: bool = False, min_age: float = 0.0,
                    report: str | os.PathLike[str] | None = None,
                    on_outcome: Callable[[Outcome], None] | None = None,
                    single_part: bool = False, batch_size: int = 20,
@@ -350,7 +350,9 @@ class Client:
         """What ``dcmweb store`` does: walk the inputs lazily, skip what the journal (or,
         with ``skip_existing``, the server) holds, store the rest, write the report.
         ``verify_journal`` asks the server whether it still holds what the journal
-        lists as stored, and sends again what it no longer holds.
+        lists as stored, and sends again what it no longer holds. ``min_age`` (seconds)
+        leaves files modified less long ago (maybe still being copied in) for a later
+        run: their outcome is ``too new``, and the journal does not record them.
 
         ``inputs`` is an :class:`~dcmweb.inputs.InputSpec` or paths, folders and masks.
         ``on_outcome`` is called with each file's :class:`~dcmweb.bulk.Outcome` as it
@@ -367,7 +369,7 @@ class Client:
                                       storage_class, study_uid)
         bulk = BulkOptions(journal=journal, retry_failed=retry_failed,
                            skip_existing=skip_existing, verify_journal=verify_journal,
-                           dry_run=dry_run,
+                           dry_run=dry_run, min_age=min_age,
                            on_conflict=on_conflict)  # type: ignore[arg-type]
         return BulkStore(self._session(), self.base_url, spec, options, bulk,
                          report=report, on_outcome=on_outcome).run()

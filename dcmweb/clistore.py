@@ -72,6 +72,9 @@ def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
               show_default=True,
               help="Same UIDs, other bytes on the server: fail, skip (record it) or "
                    "overwrite (delete the instance, store it again).")
+@click.option("--min-age", type=bounded(bounds.MIN_AGE), default=0.0, metavar="SECONDS",
+              help="Leave files modified less than SECONDS ago (maybe still being "
+                   "copied in) for a later run, e.g. 60 for a nightly job.")
 @click.option("--files-from", metavar="FILE", multiple=True, shell_complete=_file_names,
               help="Read paths from FILE ('-': stdin), one per line; repeatable.")
 @click.option("-0", "--null", "null_separated", is_flag=True,
@@ -97,16 +100,18 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
           jpeg_files: tuple[str, ...], generate_uids: bool, single_part: bool,
           batch_size: int, storage_class: str | None, study_uid: str | None,
           report: str | None, journal: str | None, retry_failed: bool, skip_existing: bool,
-          verify_journal: bool, on_conflict: str, files_from: tuple[str, ...], null_separated: bool,
-          include: tuple[str, ...], exclude: tuple[str, ...], shard: str | None,
+          verify_journal: bool, on_conflict: str, min_age: float, files_from: tuple[str, ...],
+          null_separated: bool, include: tuple[str, ...], exclude: tuple[str, ...],
+          shard: str | None,
           progress_every: float, dry_run: bool) -> None:
     """Store files, directories (recursive), glob masks ('**' recurses) and file lists,
     or create instances from DICOM JSON metadata plus JPEG images (--metadata/--jpeg).
 
     MASK '-' reads paths from stdin (like --files-from -). Symbolic links to folders
     are followed, each folder once; a link loop is skipped. Files that are not DICOM
-    Part-10 (and DICOMDIR, empty files) are skipped with a warning. Each stored file
-    prints 'PATH uploaded as URL'; the run ends with 'Transferred SIZE in N files'.
+    Part-10 (and DICOMDIR, empty files) are skipped with a warning (with --journal,
+    not again on later runs). Each stored file prints 'PATH uploaded as URL'; the
+    run ends with 'Transferred SIZE in N files'.
     Files the journal (or the server) already holds are not sent again and are
     listed only with -v. Files sent without learning their fate (a run that stops
     early: exit 5, or 3 for credentials; a search that cannot settle a lost answer)
@@ -143,7 +148,8 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
     check_lists(spec)
     options = BulkOptions(journal=journal, retry_failed=retry_failed,
                           skip_existing=skip_existing, verify_journal=verify_journal,
-                          on_conflict=on_conflict, dry_run=dry_run)  # type: ignore[arg-type]
+                          on_conflict=on_conflict,  # type: ignore[arg-type]
+                          dry_run=dry_run, min_age=min_age)
     output = settings.output
     counter = None
     if not pairs and (output.show_progress or settings.workers > 1 or progress_every):
@@ -219,7 +225,7 @@ def _store_verdict(summary: Summary, dry_run: bool) -> DcmwebError | None:
     if counts["failed"]:
         return PartialFailure(f"dry run: {failed} would fail" if dry_run
                               else f"{failed} failed to store")
-    if done_some:
+    if done_some or counts["too new"]:  # too new: nothing to do until a later run
         return None
     if summary.not_retried and not summary.done:
         return None  # --retry-failed with nothing left to retry

@@ -2,7 +2,9 @@
 
 requests would stream an open file to its end, past the Content-Length it announced, if
 the file grew meanwhile; the server then reads a different instance than the one counted.
-This body stops at the measured size and fails when the file changed size.
+This body stops at the measured size and fails when the file changed size or (given its
+listed mtime) was written since: before its last byte goes out, so that the server never
+gets a whole body of a file still being written.
 """
 
 from __future__ import annotations
@@ -11,33 +13,41 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .multipart import SLICE_MIN, MultipartError, file_slice
+from .multipart import SLICE_MIN, FileChanged, check_unchanged, file_slice
 from .wire import FileSlice
 
 _CHUNK = 1024 * 1024
 
 
-class FileChanged(MultipartError):
-    """The file changed size between listing and sending."""
-
-
 class SizedFileBody:
-    """Rewindable file body of a fixed size; requests sends Content-Length = len(body)."""
+    """Rewindable file body of a fixed size; requests sends Content-Length = len(body).
+    ``modified``: the file's mtime (ns) when it was listed."""
 
-    def __init__(self, path: Path, size: int) -> None:
+    def __init__(self, path: Path, size: int, modified: int | None = None) -> None:
         self.path = path
         self._size = size
+        self._modified = modified
         self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
-        self._check(os.fstat(self._file.fileno()).st_size)
+        self._check_unchanged()
 
     def __len__(self) -> int:
         return self._size  # requests subtracts tell() itself
 
-    def _check(self, actual: int) -> None:
-        if actual != self._size:
+    def _check_unchanged(self) -> None:
+        """One fstat: the open file still has its listed size and mtime."""
+        try:
+            check_unchanged(self.path, os.fstat(self._file.fileno()), self._size,
+                            self._modified)
+        except FileChanged:
             self.close()
-            raise FileChanged(f"{self.path} changed size while being sent "
-                              f"({self._size} -> {actual})")
+            raise
+
+    def _check_reached(self, reached: int, end: int) -> None:
+        """A read (or a send) that stopped at ``reached``, short of ``end``: it shrank."""
+        if reached < end:
+            self.close()
+            raise FileChanged(self.path, f"changed size while being sent "
+                                         f"({self._size} -> {reached})")
 
     def tell(self) -> int:
         return self._file.tell()
@@ -53,20 +63,24 @@ class SizedFileBody:
         while len(data) < size:  # a raw read may be short; b"" means the file shrank
             more = self._file.read(size - len(data))
             if not more:
-                self._check(self._file.tell())
+                self._check_reached(self._file.tell(), self._size)
             data += more
-        if self._file.tell() >= self._size:  # the end: a file that grew must not pass
-            self._check(os.fstat(self._file.fileno()).st_size)
+        if self._file.tell() >= self._size:  # the end: a file that changed must not pass
+            self._check_unchanged()
         return data
 
     def read_or_slice(self, size: int) -> bytes | FileSlice:
         """:meth:`read`, except that the rest of a file of at least SLICE_MIN bytes comes as
-        a :class:`FileSlice`, which the kernel sends without a copy in memory."""
+        a :class:`FileSlice`, which the kernel sends without a copy in memory. Its last
+        byte is left to :meth:`read`, which checks the file first: the server must not
+        have the whole body before the check."""
         offset = self._file.tell()
         if self._size - offset < SLICE_MIN:
             return self.read(size)
-        self._file.seek(self._size)
-        return file_slice(self._file, offset, self._size, self._check)
+        end = self._size - 1
+        self._file.seek(end)
+        return file_slice(self._file, offset, end,
+                          lambda reached: self._check_reached(reached, end))
 
     def __iter__(self) -> Iterator[bytes]:
         while chunk := self.read(_CHUNK):

@@ -49,11 +49,13 @@ def not_regular(path: str | os.PathLike[str]) -> str | None:
 @record(frozen=True)
 class Part10Head:
     """What one read of a file's first bytes tells: its File Meta, the UIDs of its data
-    set (None when they lie past the bytes read, or the encoding is unusual) and its size."""
+    set (None when they lie past the bytes read, or the encoding is unusual), its size
+    and its mtime (ns): the upload fails a file that has changed since."""
 
     info: Part10Info
     uids: tuple[str, str, str] | None
     size: int
+    modified: int
 
 
 def read_part10_head(path: str | os.PathLike[str], *, checked: bool = False
@@ -84,7 +86,7 @@ def read_part10_head(path: str | os.PathLike[str], *, checked: bool = False
     values = meta[0]
     info = Part10Info(values.get(0x00020002, ""), values.get(0x00020003, ""),
                       values.get(0x00020010, ""))
-    return Part10Head(info, read_uids(head, meta), status.st_size)
+    return Part10Head(info, read_uids(head, meta), status.st_size, status.st_mtime_ns)
 
 
 def read_part10_info(path: str | os.PathLike[str]) -> Part10Info | None:

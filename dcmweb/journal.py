@@ -410,6 +410,12 @@ class Journal:
             self.db.execute("UPDATE files SET attempts = ? WHERE target = ? AND path = ?",
                             (attempts, self.target, _key(path)))
 
+    def forget(self, path: str) -> None:
+        """Drop a path's entry (a folder that failed, read since: its files have theirs)."""
+        with self._writing():
+            self.db.execute("DELETE FROM files WHERE target = ? AND path = ?",
+                            (self.target, _key(path)))
+
     def commit(self) -> None:
         """Commit; a :class:`LocalFileError` when the disk refuses it, or when the path
         no longer names the file written (looked at once a second at most)."""

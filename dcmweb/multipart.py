@@ -19,8 +19,8 @@ from typing import BinaryIO
 
 from .wire import FileSlice
 
-__all__ = ["BoundaryNotFound", "Chunk", "MultipartBody", "MultipartError", "Part", "iter_parts",
-           "new_boundary", "parse_content_type"]
+__all__ = ["BoundaryNotFound", "Chunk", "FileChanged", "MultipartBody", "MultipartError", "Part",
+           "iter_parts", "new_boundary", "parse_content_type"]
 
 Chunk = bytes | memoryview  # a piece of an answer: part bodies are views of what arrived
 
@@ -44,14 +44,31 @@ class BoundaryNotFound(MultipartError):
     (or a stream with no length of its own was cut before its first one)."""
 
 
-def file_slice(file: BinaryIO, offset: int, size: int,
-               check: Callable[[int], None]) -> FileSlice:
-    """The rest of ``file`` (``size`` bytes when it was measured) from ``offset``, for the
-    transport to send; once sent, ``check`` gets the size the file turned out to have."""
-    def after_send(sent: int) -> None:
-        check(offset + sent if offset + sent < size else os.fstat(file.fileno()).st_size)
+class FileChanged(MultipartError):
+    """A file changed (its size or its mtime) between listing and sending: maybe it is
+    still being written. The request is cut before its last bytes, so that the server
+    never gets a whole body holding a half-written file."""
 
-    return FileSlice(file, offset, size - offset, after_send)
+    def __init__(self, path: str | os.PathLike[str], detail: str) -> None:
+        super().__init__(f"{os.fspath(path)} {detail}")
+        self.path = os.fspath(path)
+
+
+def file_slice(file: BinaryIO, offset: int, end: int,
+               reached: Callable[[int], None]) -> FileSlice:
+    """Bytes ``offset`` to ``end`` of ``file``, for the transport to send; once sent,
+    ``reached`` gets the offset the send reached (short of ``end``: the file shrank)."""
+    return FileSlice(file, offset, end - offset, lambda sent: reached(offset + sent))
+
+
+def check_unchanged(path: str | os.PathLike[str], status: os.stat_result, size: int,
+                    modified: int | None) -> None:
+    """Raise :class:`FileChanged` unless the file (``status``: an fstat of it, open) still
+    has the size and, when known, the mtime (ns) it was listed with."""
+    if status.st_size != size:
+        raise FileChanged(path, f"changed size while being sent ({size} -> {status.st_size})")
+    if modified is not None and status.st_mtime_ns != modified:
+        raise FileChanged(path, "changed while being sent (modified since it was listed)")
 
 
 def new_boundary() -> str:
@@ -86,8 +103,9 @@ class MultipartBody:
     can send and re-send).
 
     Only the sizes are read upfront; file bytes are read lazily, one file open at a time.
-    ``sizes``, when given, are the files' sizes when they were listed: a file that has
-    changed since fails here (:class:`MultipartError`), not after it was sent.
+    ``sizes``, when given, are the files' sizes when they were listed, and ``modified``
+    their mtimes (ns): a file that has changed since fails here (:class:`FileChanged`),
+    before the body's last bytes (its closing delimiter) are read.
     requests sends Content-Length = len(body) - body.tell(): call seek(0) before re-sending.
     """
 
@@ -97,6 +115,7 @@ class MultipartBody:
         part_type: str = "application/dicom",
         boundary: str | None = None,
         sizes: Sequence[int] | None = None,
+        modified: Sequence[int] | None = None,
     ) -> None:
         if not paths:
             raise ValueError("a multipart body needs at least one file")
@@ -119,6 +138,7 @@ class MultipartBody:
         # The body is a list of segments: constant bytes, or a file path read on demand.
         self._items: list[bytes | str] = []
         self._lens: list[int] = []
+        self._modified: dict[int, int] = {}  # a file item's mtime (ns) when it was listed
         for n, p in enumerate(paths):
             path = os.fspath(p)
             st = os.stat(path)
@@ -126,6 +146,8 @@ class MultipartBody:
                 raise MultipartError(f"not a regular file: {path}")
             if sizes is not None:  # measured when listed: the file must still be that
                 self._check_size(path, st.st_size, sizes[n])
+            if modified is not None:
+                self._modified[len(self._items) + 1] = modified[n]
             self._items += [head, path, b"\r\n"]
             self._lens += [len(head), st.st_size, 2]
         self._items.append(b"--" + b + b"--\r\n")
@@ -196,14 +218,15 @@ class MultipartBody:
             self._file_pos = -1  # the kernel moves the file's offset: seek before a read
             offset, self._pos = self._pos - (self._ends[i] - length), self._ends[i]
             return file_slice(file, offset, length,
-                              lambda actual: self._sent(path, actual, length))
+                              lambda reached: self._sent(i, path, reached))
         following = bisect_right(self._large_starts, self._pos)
         stop = (self._large_starts[following] if following < len(self._large_starts)
                 else self._length)
         return self.read(min(size, stop - self._pos))
 
-    def _sent(self, path: str, actual: int, size: int) -> None:
-        self._check_size(path, actual, size)
+    def _sent(self, i: int, path: str, reached: int) -> None:
+        self._check_size(path, reached, self._lens[i])
+        self._check_unchanged(i, path)
         self._close_file()
 
     def __iter__(self) -> Iterator[bytes]:
@@ -217,7 +240,7 @@ class MultipartBody:
             self._close_file()
             self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - open across read()s
             self._file_index, self._file_pos = i, 0
-            self._check_size(path, os.fstat(self._file.fileno()).st_size, self._lens[i])
+            self._check_unchanged(i, path)
         assert self._file is not None
         return self._file
 
@@ -234,15 +257,26 @@ class MultipartBody:
             data += more
         self._file_pos = off + n
         if off + n == size:
-            # A file that grew would otherwise go out cut to the promised Content-Length.
-            self._check_size(path, os.fstat(f.fileno()).st_size, size)
+            # A file that grew would otherwise go out cut to the promised Content-Length,
+            # and one written in place (preallocated) would go out half written.
+            self._check_unchanged(i, path)
             self._close_file()
         return data
 
     def _check_size(self, path: str, actual: int, expected: int) -> None:
         if actual != expected:
             self._close_file()
-            raise MultipartError(f"{path} changed size while being sent ({expected} -> {actual})")
+            raise FileChanged(path, f"changed size while being sent ({expected} -> {actual})")
+
+    def _check_unchanged(self, i: int, path: str) -> None:
+        """The open file of item ``i`` still has its listed size and mtime (one fstat)."""
+        assert self._file is not None
+        try:
+            check_unchanged(path, os.fstat(self._file.fileno()), self._lens[i],
+                            self._modified.get(i))
+        except FileChanged:
+            self._close_file()
+            raise
 
     def _close_file(self) -> None:
         if self._file is not None:

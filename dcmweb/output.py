@@ -151,9 +151,10 @@ class Output:
                 # and its newline separately, so two lines could run into each other.
                 self.stderr.write(text + "\n")
                 self.stderr.flush()
-        except BrokenPipeError:
-            # stderr's reader went away (2>&1 | head, a log collector that died): the run
-            # goes on without its messages, and its exit status still says how it went.
+        except OSError:
+            # stderr's reader went away (2>&1 | head, a log collector that died), or its
+            # log cannot be written (a full disk, EIO): the run goes on without its
+            # messages, and its exit status still says how it went.
             self.stderr = _devnull()
 
     def line(self, level: str, message: str) -> None:
@@ -391,12 +392,17 @@ class StorePrinter:
             if self.verbose:
                 output.log(f"{outcome.path} already stored{note}")
         elif outcome.status == "skipped":
-            output.warning(f"skipped {outcome.path}: {outcome.message}")
+            if not outcome.known:
+                output.warning(f"skipped {outcome.path}: {outcome.message}")
+            elif self.verbose:  # the journal has it from an earlier run: not news
+                output.log(f"skipped {outcome.path}: {outcome.message} (as on earlier runs)")
         elif outcome.status == "conflict":
             output.warning(f"{outcome.path} not stored, the server holds other bytes under "
                            f"its UIDs (--on-conflict skip){note}")
         elif outcome.status == "unconfirmed":
             output.warning(f"{outcome.path} unconfirmed: {outcome.message}")
+        elif outcome.status == "too new":  # not trouble: a later run sends it
+            output.log(f"{outcome.path} not sent yet: {outcome.message}")
         else:
             output.error(f"{outcome.path} failed: {outcome.message}")
         now = self.clock()
@@ -433,6 +439,7 @@ def describe_start(url: str, spec: InputSpec, store: StoreOptions, bulk: BulkOpt
     settings += [f"{name} {value}" for name, value in (
         ("max-rate", max_rate and f"{max_rate:.3g}/s"),
         ("journal", bulk.journal), ("report", report),
+        ("min-age", bulk.min_age and f"{bulk.min_age:g} s"),
         ("shard", spec.shard and f"{spec.shard.index}/{spec.shard.count}"),
         ("on-conflict", bulk.on_conflict if bulk.on_conflict != "fail" else None),
         ("include", ",".join(spec.include)), ("exclude", ",".join(spec.exclude)),
@@ -454,6 +461,8 @@ def describe_summary(summary: Summary, *, dry_run: bool = False,
             extras.append(f"{counts[status]} {status}")
     if counts["conflict"]:
         extras.append(plural(counts["conflict"], "conflict"))
+    if counts["too new"]:
+        extras.append(f"{counts['too new']} too new (left for a later run)")
     if summary.unconfirmed:
         extras.append(f"{summary.unconfirmed} unconfirmed (sent, no answer: the server may "
                       f"hold {'it' if summary.unconfirmed == 1 else 'them'})")

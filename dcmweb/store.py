@@ -8,6 +8,7 @@ storefiles.py decides.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -27,7 +28,7 @@ from .errors import (
 from .failures import UNAVAILABLE_HINT, UNAVAILABLE_STATUSES, parse_retry_after
 from .filebody import SizedFileBody
 from .http import SERVER_ERROR_RETRIES, Http
-from .multipart import MultipartBody, MultipartError, new_boundary
+from .multipart import FileChanged, MultipartBody, MultipartError, new_boundary
 from .optionnames import option
 from .parallel import run_bounded
 from .record import replace
@@ -53,6 +54,10 @@ UNCONFIRMED = "the run stopped before the server's answer or a search confirmed 
 # A search found the file's UIDs, and reading the instance back showed other bytes: a
 # conflict, like a 409 that says so (bulk's --on-conflict knows it by these words).
 OTHER_BYTES = "the server holds other bytes under these UIDs"
+# A file whose size or mtime changed between its listing and the end of its read: the
+# request was cut before its last bytes, so the server stored none of it.
+CHANGED_WHILE_SENT = ("changed while being sent (still being written?): not stored; a later "
+                      "run sends it")
 
 
 class Stopped(Exception):
@@ -180,7 +185,8 @@ class Uploader:
             item = items[0]
 
             def body() -> object:
-                return SizedFileBody(item.path, item.size)  # Http closes it after sending
+                # Http closes it after sending
+                return SizedFileBody(item.path, item.size, item.head.modified)
         else:
             boundary = new_boundary()
             headers["Content-Type"] = (
@@ -188,7 +194,8 @@ class Uploader:
 
             def body() -> object:
                 return MultipartBody(paths, boundary=boundary,
-                                     sizes=[item.size for item in items])
+                                     sizes=[item.size for item in items],
+                                     modified=[item.head.modified for item in items])
 
         what = _what(items)
         # retry_sent=False: a lost answer (a drop, or a body cut half-way) comes back here,
@@ -339,6 +346,18 @@ class Uploader:
             except AnswerLost as error:
                 reason = problem = error.message
                 dropped = True
+            except FileChanged as error:
+                # Maybe still being written: this file fails, the others go again.
+                changed = [item for item in pending if os.fspath(item.path) == error.path]
+                rest = [item for item in pending if item not in changed]
+                log.info("%s; the request was cut before its end%s", error,
+                         f"; sending the other {len(rest)} files again" if rest else "")
+                done += [self._result(item, "failed", message=CHANGED_WHILE_SENT)
+                         for item in changed]
+                if not rest:
+                    return done, False
+                again, failed = self._send(rest, attempts, split)
+                return done + again, failed
             except (MultipartError, OSError) as error:
                 # A file deleted or changed since it was listed: the upload was cut, so
                 # nothing of it is stored. Find out which file, one request each.

@@ -85,6 +85,27 @@ def test_failed_store_without_stderr_still_exits_with_its_code(
     assert code == 6
 
 
+@pytest.mark.parametrize("quiet", [[], ["-q"]], ids=["verbose", "-q"])
+def test_store_with_its_log_on_a_full_disk_does_all_its_work(
+        local_server: LocalServer, tmp_path: Path, quiet: list[str]) -> None:
+    """cron's `>> dcmweb.log 2>&1` on a full disk (/dev/full: every write is ENOSPC): as
+    without stderr, the messages are lost, the work and the exit code are not."""
+    files = corpus.synthetic_files(tmp_path / "in", 6)
+    missing = str(tmp_path / "missing.dcm")
+    journal = str(tmp_path / "j.db")
+    with open("/dev/full", "w") as full:
+        def night(*inputs: str) -> int:
+            return subprocess.run(
+                [sys.executable, "-m", "dcmweb", *quiet, local_server.url, "store",
+                 "--batch-size", "1", "--journal", journal, *inputs, *map(str, files)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=full,
+                timeout=120).returncode
+
+        assert night(missing) == 6  # the missing file failed first; the others were sent
+        assert held(local_server) == len(files)
+        assert night() == 0  # a good night: nothing to send
+
+
 def test_delete_without_stderr_waits_for_its_operation(local_server: LocalServer,
                                                       stored: list[Path]) -> None:
     with Client(local_server.url) as client:

@@ -22,9 +22,11 @@ import pydicom.data
 import pytest
 import requests
 
+from dcmweb.filebody import SizedFileBody
 from dcmweb.multipart import (
     MAX_HEADER_BYTES,
     BoundaryNotFound,
+    FileChanged,
     MultipartBody,
     MultipartError,
     iter_parts,
@@ -209,6 +211,30 @@ def test_file_grew_while_being_read(tmp_path: Path) -> None:
         f.write(b"more")
     with pytest.raises(MultipartError, match="changed size"):
         body.read()
+
+
+@pytest.mark.parametrize("single_part", [False, True], ids=["multipart", "single part"])
+def test_a_file_written_in_place_while_being_read_fails_before_the_body_ends(
+        tmp_path: Path, single_part: bool) -> None:
+    """A copy that sets the size first and fills the file in (rsync --preallocate, SMB):
+    the size stays, the mtime moves. The body must fail before its last bytes, so the
+    server never gets a whole body of a half-written file."""
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 1000 + b"\0" * 99_000)
+    listed = os.stat(path)
+    body: MultipartBody | SizedFileBody = (
+        SizedFileBody(path, listed.st_size, listed.st_mtime_ns) if single_part else
+        MultipartBody([path], sizes=[listed.st_size], modified=[listed.st_mtime_ns]))
+    sent = body.read(2000)  # the file is open now
+    with open(path, "r+b") as f:
+        f.seek(1000)
+        f.write(b"y" * 1000)  # the copy goes on
+    os.utime(path, ns=(listed.st_atime_ns, listed.st_mtime_ns + 1_000_000))
+    with pytest.raises(FileChanged, match="changed while being sent") as raised:
+        while data := body.read(1000):
+            sent += data
+    assert raised.value.path == str(path)
+    assert len(sent) < len(body)  # the server gets a cut body: it stores nothing
 
 
 def test_encoder_memory_is_bounded(tmp_path: Path) -> None:
