@@ -72,6 +72,21 @@ def answer(*parts: bytes) -> tuple[bytes, str]:
 
 
 # -- a file cut inside its data, in an answer framed as whole ---------------------------------
+def retrieve_study(good: Path, parts: tuple[bytes, str], out: Path, *options: str,
+                   status: int = 200, headers: dict[str, str] | None = None,
+                   again: Path | None = None) -> tuple[Result, Result | None]:
+    """Retrieve the study of ``good`` from a server answering it with ``parts`` (and
+    ``status``, ``headers``) into ``out``; ``again``: a second retrieve, without the
+    options, into that folder."""
+    body, content_type = parts
+    with Hostile() as fake:
+        fake.route("GET", f"/{study_of(good)}", lambda req: req.reply(
+            status, body, content_type, headers or {}))
+        first = dcmweb(fake.url, "retrieve", study_of(good), *options, "-o", str(out))
+        second = dcmweb(fake.url, "retrieve", study_of(good), "-o", str(again)) if again else None
+    return first, second
+
+
 def test_a_file_cut_inside_its_data_fails_alone_on_the_local_server(
         local_server: LocalServer, synth: list[Path], tmp_path: Path) -> None:
     """The local server keeps what it is given: a short file comes back framed (a
@@ -103,11 +118,8 @@ def test_a_boundary_inside_a_files_data_keeps_no_piece_of_it(synth: list[Path],
     good = synth[0]
     evil = rewritten(synth[1], tmp_path, "ImageComments",
                      "x\r\n--b1\r\nContent-Type: application/dicom\r\n\r\n")
-    body, content_type = answer(evil.read_bytes(), good.read_bytes())
     out = tmp_path / "out"
-    with Hostile() as fake:
-        fake.route("GET", f"/{study_of(good)}", lambda req: req.reply(200, body, content_type))
-        result = dcmweb(fake.url, "retrieve", study_of(good), "-o", str(out))
+    result, _ = retrieve_study(good, answer(evil.read_bytes(), good.read_bytes()), out)
     assert result.exit_code == 6, result.stderr
     assert files_under(out) == {where(out, good)}
     assert f"the server sent {where(out, evil).name} cut inside its data" in result.stderr
@@ -121,12 +133,10 @@ def test_a_file_in_another_transfer_syntax_than_asked_fails_alone(
         synth: list[Path], tmp_path: Path, asking: list[str]) -> None:
     good = synth[0]
     implicit = in_implicit_vr(synth[1], tmp_path)
-    body, content_type = answer(good.read_bytes(), implicit.read_bytes())
     out = tmp_path / "out"
-    with Hostile() as fake:
-        fake.route("GET", f"/{study_of(good)}", lambda req: req.reply(200, body, content_type))
-        result = dcmweb(fake.url, "retrieve", study_of(good), *asking, "-o", str(out))
-        stored = dcmweb(fake.url, "retrieve", study_of(good), "-o", str(tmp_path / "any"))
+    result, stored = retrieve_study(good, answer(good.read_bytes(), implicit.read_bytes()),
+                                    out, *asking, again=tmp_path / "any")
+    assert stored is not None
     assert result.exit_code == 6, result.stderr
     assert files_under(out) == {where(out, good)}
     assert (f"{study_of(good)}: the server sent {where(out, implicit).name} in transfer "
@@ -140,11 +150,8 @@ def test_a_file_with_its_study_uid_given_twice_is_refused(synth: list[Path],
     good = synth[0]
     twice = with_study_uid_twice(synth[1], "9.9")
     assert pydicom.dcmread(io.BytesIO(twice)).StudyInstanceUID == "9.9"  # pydicom: the last
-    body, content_type = answer(good.read_bytes(), twice)
     out = tmp_path / "out"
-    with Hostile() as fake:
-        fake.route("GET", f"/{study_of(good)}", lambda req: req.reply(200, body, content_type))
-        result = dcmweb(fake.url, "retrieve", study_of(good), "-o", str(out))
+    result, _ = retrieve_study(good, answer(good.read_bytes(), twice), out)
     assert result.exit_code == 6, result.stderr
     assert files_under(out) == {where(out, good)}
     assert (f"the server sent {where(out, synth[1]).name} with its StudyInstanceUID given "
@@ -159,11 +166,8 @@ WARNING = ('299 example: "Some instances could not be converted to the requested
 def test_a_206_answer_keeps_its_files_and_fails_the_item(synth: list[Path],
                                                          tmp_path: Path) -> None:
     good = synth[0]
-    body, content_type = answer(good.read_bytes())
-    with Hostile() as fake:
-        fake.route("GET", f"/{study_of(good)}", lambda req: req.reply(
-            206, body, content_type, {"Warning": WARNING}))
-        result = dcmweb(fake.url, "retrieve", study_of(good), "-o", str(tmp_path))
+    result, _ = retrieve_study(good, answer(good.read_bytes()), tmp_path, status=206,
+                               headers={"Warning": WARNING})
     assert result.exit_code == 6, result.stderr
     assert files_under(tmp_path) == {where(tmp_path, good)}
     assert (f"dcmweb: error: {study_of(good)}: the server answered 206 Partial Content: Some "
@@ -174,11 +178,8 @@ def test_a_206_answer_keeps_its_files_and_fails_the_item(synth: list[Path],
 
 def test_a_warning_on_a_whole_answer_is_shown(synth: list[Path], tmp_path: Path) -> None:
     good = synth[0]
-    body, content_type = answer(good.read_bytes())
-    with Hostile() as fake:
-        fake.route("GET", f"/{study_of(good)}", lambda req: req.reply(
-            200, body, content_type, {"Warning": '299 example: "Served from a stale copy."'}))
-        result = dcmweb(fake.url, "retrieve", study_of(good), "-o", str(tmp_path))
+    result, _ = retrieve_study(good, answer(good.read_bytes()), tmp_path, headers={
+        "Warning": '299 example: "Served from a stale copy."'})
     assert result.exit_code == 0, result.stderr
     assert files_under(tmp_path) == {where(tmp_path, good)}
     assert (f"dcmweb: warning: retrieve {study_of(good)}: the server warns: Served from a "
