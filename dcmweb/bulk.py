@@ -18,13 +18,12 @@ import logging
 import os
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from stat import S_ISREG
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING
 
-from . import bounds
+from .bulkrecords import BulkOptions, Outcome, Pending, Summary, check_named, file_uids, outcome_of
 from .errors import (
     AnswerLost,
     AuthError,
@@ -39,162 +38,29 @@ from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, GONE, Entry, Journal, Stamp
 from .optionnames import option
-from .record import field, record, replace
+from .record import replace
 from .signals import deferred, handed_over, resumed
 from .store import OTHER_BYTES, iter_store
-from .storecheck import READ_BACK_FAILED, dataset_uids, holds_bytes, wanted
+from .storecheck import READ_BACK_FAILED, holds_bytes, wanted
 from .storefiles import Part10File, StoreOptions, StoreResult, triage
 
 if TYPE_CHECKING:
     from .existing import ServerHoldings
     from .report import ReportWriter
 
-# unconfirmed: sent, then the run stopped before an answer or a search decided it.
-# too new: modified less than --min-age ago (maybe still being written): left for later.
-OutcomeStatus = Literal["stored", "already stored", "skipped", "failed", "conflict",
-                        "unconfirmed", "too new"]
-ConflictPolicy = Literal["fail", "skip", "overwrite"]
-CONFLICT_POLICIES: tuple[ConflictPolicy, ...] = ("fail", "skip", "overwrite")
 # A stopped run counts the input it did not reach, for at most this long: a signal
 # must not wait on the walk of a large tree (the background count usually has it).
 INTERRUPT_COUNT_SECONDS = 1.0
 SHAPING_WAIT = 0.2  # seconds the first request may wait for the job's size to be known
 MIN_BATCH_BYTES = 1024 * 1024
 LARGE_JOB_BATCH_BYTES = 4 * 1024 * 1024  # a tree too big to count at once
-_HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
-_REASON = re.compile(r"\(0x([0-9A-Fa-f]{4})\)")
 # A refused duplicate: DICOM's 0x0111, or the 409/0x0110 "already exists" of Google's API.
 _CONFLICT = re.compile(rf"0x0111|already exists|HTTP 409|{re.escape(OTHER_BYTES)}",
                        re.IGNORECASE)
-UIDs = tuple[str | None, str | None, str | None]
 log = logging.getLogger("dcmweb")
 NAMED_AGAIN = "named again in the inputs"
 # --on-conflict overwrite: the server now holds neither the old copy nor this one.
 DELETED_NOT_STORED = "deleted the server's conflicting instance, then this file was not stored"
-
-
-@record(frozen=True)
-class BulkOptions:
-    journal: str | os.PathLike[str] | None = None
-    retry_failed: bool = False  # send only what the journal says failed
-    skip_existing: bool = False  # ask the server (per study) before sending
-    verify_journal: bool = False  # ask the server whether it still holds what the journal says
-    on_conflict: ConflictPolicy = "fail"
-    dry_run: bool = False
-    # Seconds: a file modified less long ago is left for a later run (still being written?)
-    min_age: float = 0.0
-
-    def __post_init__(self) -> None:
-        bounds.MIN_AGE.check(option("min_age"), self.min_age)
-        if self.on_conflict not in CONFLICT_POLICIES:
-            raise UsageError(f"unknown {option('on_conflict', self.on_conflict)}",
-                             f"use one of {', '.join(CONFLICT_POLICIES)}")
-        if self.skip_existing and self.on_conflict == "overwrite":
-            # The search sees UIDs, not bytes: the conflicts would pass as already stored.
-            raise UsageError(f"{option('skip_existing')} cannot go with "
-                             f"{option('on_conflict', 'overwrite')}",
-                             "it would report the conflicts to overwrite as already stored; "
-                             f"without it, {option('journal')} still keeps a rerun from "
-                             "sending the files again")
-        _check_named("journal", self.journal)
-        if self.retry_failed and not self.journal:
-            raise UsageError(f"{option('retry_failed')} needs {option('journal')}",
-                             "the journal is where the failures of earlier runs are")
-        if self.verify_journal and not self.journal:
-            raise UsageError(f"{option('verify_journal')} needs {option('journal')}",
-                             f"without a journal, {option('skip_existing')} asks the "
-                             "server about every file")
-
-
-@record(frozen=True)
-class Outcome:
-    """What happened to one file, as the report and the journal record it."""
-
-    path: Path
-    status: OutcomeStatus
-    size: int = 0
-    uids: UIDs = (None, None, None)  # Study, Series, SOP Instance UID
-    retrieve_url: str | None = None
-    message: str | None = None
-    http_status: int | None = None
-    reason_code: int | None = None
-    attempts: int = 0
-    seconds: float | None = None
-    confirmed_by: str | None = None  # stored: "answer" or "search" (see storefiles.StoreResult)
-    # The journal holds this very outcome from an earlier run (a file skipped for the same
-    # reason): the report has its row, the log need not tell it every night.
-    known: bool = False
-
-    def row(self) -> dict[str, object]:
-        return {
-            "path": str(self.path), "status": self.status,
-            "study_instance_uid": self.uids[0], "series_instance_uid": self.uids[1],
-            "sop_instance_uid": self.uids[2], "http_status": self.http_status,
-            "reason_code": None if self.reason_code is None else f"0x{self.reason_code:04X}",
-            "message": self.message, "attempts": self.attempts, "size": self.size,
-            "seconds": None if self.seconds is None else round(self.seconds, 3),
-            "retrieve_url": self.retrieve_url, "confirmed_by": self.confirmed_by,
-        }
-
-
-@record
-class Summary:
-    """Counts for the closing line and the exit code."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    stored_bytes: int = 0
-    skip_reasons: Counter[str] = field(default_factory=Counter)
-    not_retried: int = 0  # --retry-failed: files the journal does not list as failed
-    # --verify-journal: files the journal lists as stored that the server no longer holds
-    # (deleted since): sent again.
-    gone_from_server: int = 0
-    # The run stopped early (server unreachable, credentials, Ctrl-C or SIGTERM): files
-    # never sent. Those sent without a deciding answer are "unconfirmed" (see below).
-    not_attempted: int = 0
-    # Stopped by Ctrl-C or SIGTERM before the input was counted: more files than
-    # not_attempted were never sent.
-    rest_uncounted: bool = False
-    excluded: int = 0
-    excluded_folders: int = 0  # left unwalked: their files are not counted
-    other_shards: int = 0
-    unmatched: list[str] = field(default_factory=list)
-    # --dry-run: what would be sent
-    would_send: int = 0
-    would_send_bytes: int = 0
-    studies: set[str] = field(default_factory=set)
-    failed_statuses: set[int | None] = field(default_factory=set)  # of the failed files
-
-    @property
-    def done(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def unconfirmed(self) -> int:
-        """Files sent whose answer never decided them and a search did not find (or
-        could not run: the run stopped early, or the search failed): the server may
-        hold them."""
-        return self.counts["unconfirmed"]
-
-    @property
-    def failure_status(self) -> int | None:
-        """The HTTP status every failed file got, when they all got the same one."""
-        return next(iter(self.failed_statuses)) if len(self.failed_statuses) == 1 else None
-
-
-@record
-class _Pending:
-    key: str
-    stamp: Stamp  # the file as it was when it was handed to the uploader
-    started: float
-    attempts: int
-    sop_uid: str | None = None  # read when a conflict asks ("": none)
-    # Why the journal says an earlier run skipped this path (a symbolic link loop, whose
-    # folder changes; a file still not DICOM after a change): the same skip is not news.
-    skipped_before: str | None = None
-
-
-def _file_uids(path: Path) -> UIDs:
-    return dataset_uids(path) or (None, None, None)
 
 
 def _stops_the_run(error: DcmwebError) -> bool:
@@ -228,13 +94,13 @@ class BulkStore:
         if self.store_options.study_uid:
             self.target += f"/{self.store_options.study_uid}"
         if isinstance(report, (str, os.PathLike)):
-            _check_named("report", report)
+            check_named("report", report)
         self._report_target = report
         self._report: ReportWriter | None = None
         self._journal: Journal | None = None
         # The files sent and not yet answered, by absolute path: a file named twice
         # ('a', './a') is never in flight twice.
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, Pending] = {}
         self._run_started = 0.0  # time.time(): journal entries since are this run's
         self._holdings: ServerHoldings | None = None
         # --on-conflict overwrite: SOP Instance UID -> the file of this run the server
@@ -553,7 +419,7 @@ class BulkStore:
         attempts = (entry.attempts if entry is not None and same else 0) + 1
         if journal:  # a mark the journal refuses raises: the file is not sent
             journal.mark_sending(key, stamp, (None, None, None), attempts=attempts)
-        self._pending[key] = _Pending(
+        self._pending[key] = Pending(
             key, stamp, time.monotonic(), attempts,
             skipped_before=entry.message if entry and entry.status == "skipped" else None)
         return item
@@ -664,7 +530,7 @@ class BulkStore:
         item = triage(entry)
         if isinstance(item, StoreResult):
             if item.status == "failed":
-                self._emit(self._outcome(item, None), record=False)
+                self._emit(outcome_of(item, None), record=False)
             else:
                 self.summary.counts["skipped"] += 1
                 self.summary.skip_reasons[item.message or "skipped"] += 1
@@ -679,9 +545,9 @@ class BulkStore:
         # out of the pending set with no row (see signals.deferred).
         with deferred():
             pending = self._pending.pop(os.path.abspath(result.path), None)
-            self._conclude(self._outcome(result, pending), pending)
+            self._conclude(outcome_of(result, pending), pending)
 
-    def _conclude(self, outcome: Outcome, pending: _Pending | None) -> None:
+    def _conclude(self, outcome: Outcome, pending: Pending | None) -> None:
         """Record the outcome; a conflict goes by --on-conflict."""
         if outcome.status == "failed" and _CONFLICT.search(outcome.message or ""):
             if self.options.on_conflict == "overwrite" and None not in outcome.uids:
@@ -691,31 +557,7 @@ class BulkStore:
                 outcome = replace(outcome, status="conflict")
         self._emit(outcome, pending)
 
-    def _outcome(self, result: StoreResult, pending: _Pending | None) -> Outcome:
-        message = result.message
-        # An unconfirmed file's message may quote the status of the search that failed,
-        # which is not its request's.
-        http_match = (_HTTP_STATUS.search(message or "") if result.status != "unconfirmed"
-                      else None)
-        reason_match = _REASON.search(message or "")
-        uids: UIDs = (None, None, result.sop_instance_uid)
-        if result.study_instance_uid:
-            uids = (result.study_instance_uid, result.series_instance_uid,
-                    result.sop_instance_uid)
-        elif result.status != "skipped":  # a file read before sending knows its UIDs
-            study, series, sop = _file_uids(result.path)
-            uids = (study, series, sop or result.sop_instance_uid)
-        return Outcome(
-            result.path, result.status, result.size or (pending.stamp.size if pending else 0), uids,
-            result.retrieve_url, message,
-            http_status=result.http_status or (int(http_match[1]) if http_match else None),
-            reason_code=int(reason_match[1], 16) if reason_match else None,
-            # Runs that sent the file: this one only if a request carried it.
-            attempts=(pending.attempts if pending else 1) - (not result.sent),
-            seconds=time.monotonic() - pending.started if pending else None,
-            confirmed_by=result.confirmed_by)
-
-    def _overwrite(self, outcome: Outcome, pending: _Pending | None) -> None:
+    def _overwrite(self, outcome: Outcome, pending: Pending | None) -> None:
         """--on-conflict overwrite: delete the server's instance and store the file again.
         A delete that fails fails this file alone, its row saying whether the server
         still holds its instance. What stops a run (credentials, the server down past
@@ -753,7 +595,7 @@ class BulkStore:
             return
         self._store_again(outcome, pending)
 
-    def _store_again(self, outcome: Outcome, pending: _Pending | None) -> None:
+    def _store_again(self, outcome: Outcome, pending: Pending | None) -> None:
         """Store the file of ``outcome`` once its conflicting instance is deleted. The
         store is run to its end: one that stops (Ctrl-C, the server down, credentials)
         yields the file's result first, then raises, and that stops this run too."""
@@ -780,9 +622,9 @@ class BulkStore:
         if stop is not None:
             self._stop(stop)
 
-    def _replaced(self, outcome: Outcome, again: StoreResult, pending: _Pending | None
+    def _replaced(self, outcome: Outcome, again: StoreResult, pending: Pending | None
                   ) -> Outcome:
-        redone = self._outcome(again, pending)
+        redone = outcome_of(again, pending)
         # A resend within the run: the attempts count runs, not requests.
         return replace(redone, attempts=outcome.attempts, message=_replacement_note(redone))
 
@@ -795,7 +637,7 @@ class BulkStore:
             return f"another file of this run, {held}, was stored under these UIDs"
         for other in self._pending.values():
             if other.sop_uid is None:  # read once per file, and only on a conflict
-                other.sop_uid = _file_uids(Path(other.key))[2] or ""
+                other.sop_uid = file_uids(Path(other.key))[2] or ""
             if other.sop_uid == sop:
                 return f"another file of this run, {other.key}, was sent under these UIDs"
         return None
@@ -841,7 +683,7 @@ class BulkStore:
                    f"it still holds it: {failure.headline}; {error.headline}")
         return replace(outcome, message=why, http_status=failure.status, reason_code=None)
 
-    def _emit(self, outcome: Outcome, pending: _Pending | None = None, *,
+    def _emit(self, outcome: Outcome, pending: Pending | None = None, *,
               record: bool = True) -> None:
         """Count, journal (unless the journal itself decided), report, tell the caller.
         An unconfirmed file keeps its journal mark "sending": a rerun asks the server
@@ -849,7 +691,7 @@ class BulkStore:
         with deferred():
             self._emitting(outcome, pending, record)
 
-    def _emitting(self, outcome: Outcome, pending: _Pending | None, record: bool) -> None:
+    def _emitting(self, outcome: Outcome, pending: Pending | None, record: bool) -> None:
         if (outcome.status == "skipped" and pending is not None
                 and pending.skipped_before == outcome.message):
             outcome = replace(outcome, known=True)
@@ -882,7 +724,7 @@ class BulkStore:
                 self._stop(error)
 
     def _journal_outcome(self, journal: Journal, outcome: Outcome,
-                         pending: _Pending | None) -> None:
+                         pending: Pending | None) -> None:
         key = pending.key if pending else os.path.abspath(outcome.path)
         if outcome.status == "unconfirmed":
             # Sent (or maybe): this run counts for the next one's attempts.
@@ -904,14 +746,6 @@ class BulkStore:
         and the report as far as they can be written; then run() raises the first error."""
         if self._stop_error is None:
             self._stop_error = error
-
-
-def _check_named(keyword: str, path: str | os.PathLike[str] | None) -> None:
-    """Refuse an empty file name (a script's unset variable: ``--journal "$JOURNAL"``),
-    which would otherwise mean no journal (every file sent again) or no report."""
-    if path is not None and not os.fspath(path):
-        raise UsageError(f"{option(keyword, '')} names no file",
-                         f"give the {keyword}'s path; a variable in the command may be unset")
 
 
 def _same_file(first: str | os.PathLike[str], second: str | os.PathLike[str]) -> bool:
