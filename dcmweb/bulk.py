@@ -16,21 +16,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from stat import S_ISREG
 from typing import IO, TYPE_CHECKING
 
-from .bulkrecords import BulkOptions, Outcome, Pending, Summary, check_named, file_uids, outcome_of
+from .bulkrecords import BulkOptions, Outcome, Pending, Summary, check_named, outcome_of
+from .conflicts import Overwriter, is_conflict
 from .errors import (
-    AnswerLost,
-    AuthError,
     DcmwebError,
     LocalFileError,
-    RedirectRefused,
-    UnavailableError,
     UsageError,
 )
 from .files import Part10Head, read_part10_head
@@ -39,7 +35,7 @@ from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, GONE, Entry, Journal, Stamp
 from .optionnames import option
 from .record import replace
-from .signals import deferred, handed_over, resumed
+from .signals import deferred, handed_over
 from .store import OTHER_BYTES, iter_store
 from .storecheck import READ_BACK_FAILED, holds_bytes, wanted
 from .storefiles import Part10File, StoreOptions, StoreResult, triage
@@ -54,20 +50,8 @@ INTERRUPT_COUNT_SECONDS = 1.0
 SHAPING_WAIT = 0.2  # seconds the first request may wait for the job's size to be known
 MIN_BATCH_BYTES = 1024 * 1024
 LARGE_JOB_BATCH_BYTES = 4 * 1024 * 1024  # a tree too big to count at once
-# A refused duplicate: DICOM's 0x0111, or the 409/0x0110 "already exists" of Google's API.
-_CONFLICT = re.compile(rf"0x0111|already exists|HTTP 409|{re.escape(OTHER_BYTES)}",
-                       re.IGNORECASE)
 log = logging.getLogger("dcmweb")
 NAMED_AGAIN = "named again in the inputs"
-# --on-conflict overwrite: the server now holds neither the old copy nor this one.
-DELETED_NOT_STORED = "deleted the server's conflicting instance, then this file was not stored"
-
-
-def _stops_the_run(error: DcmwebError) -> bool:
-    """Whether every other request of the run would fail the same way: credentials
-    refused, a HOST that redirects, the server down past the outage limit."""
-    return (isinstance(error, (AuthError, RedirectRefused, UnavailableError))
-            and not isinstance(error, AnswerLost))
 
 
 class BulkStore:
@@ -103,9 +87,8 @@ class BulkStore:
         self._pending: dict[str, Pending] = {}
         self._run_started = 0.0  # time.time(): journal entries since are this run's
         self._holdings: ServerHoldings | None = None
-        # --on-conflict overwrite: SOP Instance UID -> the file of this run the server
-        # holds under it (stored, already stored), whose copy it must not delete.
-        self._held: dict[str, str] = {}
+        self._overwriter = (Overwriter(http, base_url, self.store_options)
+                            if self.options.on_conflict == "overwrite" else None)
         self._own: set[tuple[int, int]] = set()  # see _own_files
         # Folders by journal key: whether the journal lists it, or a folder above it, as
         # failed (unreadable on an earlier run); and those listed whose files this run
@@ -549,139 +532,26 @@ class BulkStore:
 
     def _conclude(self, outcome: Outcome, pending: Pending | None) -> None:
         """Record the outcome; a conflict goes by --on-conflict."""
-        if outcome.status == "failed" and _CONFLICT.search(outcome.message or ""):
-            if self.options.on_conflict == "overwrite" and None not in outcome.uids:
-                self._overwrite(outcome, pending)  # requests: not deferred
+        if is_conflict(outcome):
+            if self._overwriter is not None and None not in outcome.uids:
+                self._overwrite(self._overwriter, outcome, pending)  # requests: not deferred
                 return
             if self.options.on_conflict == "skip":
                 outcome = replace(outcome, status="conflict")
         self._emit(outcome, pending)
 
-    def _overwrite(self, outcome: Outcome, pending: Pending | None) -> None:
-        """--on-conflict overwrite: delete the server's instance and store the file again.
-        A delete that fails fails this file alone, its row saying whether the server
-        still holds its instance. What stops a run (credentials, the server down past
-        the outage limit) stops it here too: the file gets its row, then no other file
-        is sent (see _stop). Ctrl-C is not held back for these requests; the file is
-        then unconfirmed (the server may hold either instance, or neither)."""
+    def _overwrite(self, overwriter: Overwriter, outcome: Outcome, pending: Pending | None
+                   ) -> None:
+        """--on-conflict overwrite (see conflicts.Overwriter.overwrite): what stops the
+        run there stops it here too, once the file has its row (see _stop)."""
         if self._stopping():  # no new request once the run stops
             self._emit(replace(outcome, message=f"not overwritten, the run is stopping; "
                                                 f"{outcome.message}"), pending)
             return
-        rival = self._rival(outcome)
-        if rival is not None:
-            # The server's instance may be that file's copy: deleting it would undo
-            # this run's own store, and the two files would take turns on every run.
-            self._emit(replace(outcome, message=f"{rival}: not overwritten; "
-                                                f"{outcome.message}"), pending)
-            return
-        try:
-            with resumed():
-                kept = self._delete_conflicting(outcome)
-        except KeyboardInterrupt:
-            self._emit(replace(outcome, status="unconfirmed", message=(
-                "interrupted while deleting the server's conflicting instance (it may "
-                "hold it, or neither copy)")), pending)
-            raise
-        except DcmwebError as error:  # see _delete_conflicting: it stops the run
-            self._emit(replace(outcome, message=(
-                f"the run stopped while deleting the server's conflicting instance (it "
-                f"may hold it, or neither copy): {error.headline}"),
-                http_status=error.status, reason_code=None), pending)
-            self._stop(error)
-            return
-        if kept is not None:
-            self._emit(kept, pending)
-            return
-        self._store_again(outcome, pending)
-
-    def _store_again(self, outcome: Outcome, pending: Pending | None) -> None:
-        """Store the file of ``outcome`` once its conflicting instance is deleted. The
-        store is run to its end: one that stops (Ctrl-C, the server down, credentials)
-        yields the file's result first, then raises, and that stops this run too."""
-        again: StoreResult | None = None
-        stop: DcmwebError | None = None
-        try:
-            with resumed():
-                for result in iter_store(self.http, self.base_url, [outcome.path],
-                                         replace(self.store_options, workers=1)):
-                    again = result  # one file, one result
-        except KeyboardInterrupt:
-            self._emit(self._replaced(outcome, again, pending) if again is not None else replace(
-                outcome, status="unconfirmed", message="deleted the server's conflicting "
-                "instance, then interrupted before this file's store was answered (the "
-                "server may hold it, or neither copy)"), pending)
-            raise
-        except DcmwebError as error:
-            stop = error
-        if again is not None:
-            self._emit(self._replaced(outcome, again, pending), pending)
-        elif stop is not None:  # the store stopped the run before sending the file
-            self._emit(replace(outcome, message=f"{DELETED_NOT_STORED}; {stop.headline}",
-                               http_status=stop.status, reason_code=None), pending)
+        stop = overwriter.overwrite(outcome, pending, self._pending.values(),
+                                    lambda done: self._emit(done, pending))
         if stop is not None:
             self._stop(stop)
-
-    def _replaced(self, outcome: Outcome, again: StoreResult, pending: Pending | None
-                  ) -> Outcome:
-        redone = outcome_of(again, pending)
-        # A resend within the run: the attempts count runs, not requests.
-        return replace(redone, attempts=outcome.attempts, message=_replacement_note(redone))
-
-    def _rival(self, outcome: Outcome) -> str | None:
-        """Which other file of this run is stored, or in flight, under the SOP Instance
-        UID of this conflict, if one is."""
-        sop = outcome.uids[2] or ""
-        held = self._held.get(sop)
-        if held is not None and held != str(outcome.path):
-            return f"another file of this run, {held}, was stored under these UIDs"
-        for other in self._pending.values():
-            if other.sop_uid is None:  # read once per file, and only on a conflict
-                other.sop_uid = file_uids(Path(other.key))[2] or ""
-            if other.sop_uid == sop:
-                return f"another file of this run, {other.key}, was sent under these UIDs"
-        return None
-
-    def _delete_conflicting(self, outcome: Outcome) -> Outcome | None:
-        """Delete the server's instance under the file's UIDs: None once it is gone, else
-        the file's failed outcome. A failed delete may have been done all the same (its
-        answer lost, a 500 sent after the work), or may have found nothing there (the
-        server holds the SOP Instance UID in another series): a search tells. Raises what
-        stops the run: credentials refused, or the server down for the delete and the
-        search alike."""
-        from .delete import Deleter
-        from .existing import ServerHoldings
-
-        study, series, sop = outcome.uids
-        assert study and series and sop  # _finish overwrites only files with all three
-        try:
-            Deleter(self.http, self.base_url, 600.0).delete(
-                f"studies/{study}/series/{series}/instances/{sop}")
-            return None
-        except (AuthError, RedirectRefused):
-            raise  # every other request would meet it too
-        except DcmwebError as error:
-            failure = error
-        # A fresh search: a --skip-existing answer remembered earlier is stale now.
-        holdings = ServerHoldings(self.http, self.base_url)
-        try:
-            if holdings.holds(study, series, sop):
-                why = (f"could not delete the server's conflicting instance (it still "
-                       f"holds it): {failure.headline}")
-            else:
-                elsewhere = [path for path in holdings.series_holding(sop)
-                             if path != f"studies/{study}/series/{series}"]
-                if not elsewhere:
-                    return None
-                why = (f"the server holds this SOP Instance UID under another study or "
-                       f"series ({', '.join(elsewhere)}), not this file's; nothing was "
-                       f"deleted: {failure.headline}")
-        except DcmwebError as error:
-            if _stops_the_run(error):
-                raise failure if _stops_the_run(failure) else error from None
-            why = (f"could not delete the server's conflicting instance, nor search whether "
-                   f"it still holds it: {failure.headline}; {error.headline}")
-        return replace(outcome, message=why, http_status=failure.status, reason_code=None)
 
     def _emit(self, outcome: Outcome, pending: Pending | None = None, *,
               record: bool = True) -> None:
@@ -699,10 +569,9 @@ class BulkStore:
         summary.counts[outcome.status] += 1
         if outcome.status == "stored":
             summary.stored_bytes += outcome.size
-        if (outcome.status in DONE and outcome.uids[2]
-                and self.options.on_conflict == "overwrite"):
-            self._held.setdefault(outcome.uids[2], str(outcome.path))
-        elif outcome.status == "skipped":
+        if self._overwriter is not None:
+            self._overwriter.remember(outcome)
+        if outcome.status == "skipped":
             summary.skip_reasons[outcome.message or "skipped"] += 1
         elif outcome.status == "failed":
             summary.failed_statuses.add(outcome.http_status)
@@ -755,12 +624,3 @@ def _same_file(first: str | os.PathLike[str], second: str | os.PathLike[str]) ->
         return os.path.samefile(first, second)
     except OSError:
         return os.path.realpath(first) == os.path.realpath(second)
-
-
-def _replacement_note(redone: Outcome) -> str:
-    """The row's message after --on-conflict overwrite deleted the server's instance."""
-    note = {"stored": "replaced the server's conflicting instance",
-            "unconfirmed": "deleted the server's conflicting instance, then sent this file "
-                           "without learning whether it was stored"}.get(redone.status,
-                                                                         DELETED_NOT_STORED)
-    return f"{note}; {redone.message}" if redone.message else note
