@@ -9,6 +9,10 @@ stops early gives the files it sent without learning their fate the outcome
 A journal or report the disk refuses, or a report whose reader went away (``--report -
 | head``), stops the run as a failing ``on_outcome`` does: no new file is sent, those in
 flight get their outcome, then the error is raised.
+
+The run's records (options, outcomes, summary) are in :mod:`bulkrecords`; the questions
+to the server before a file is sent in :mod:`onserver`; ``--on-conflict overwrite`` in
+:mod:`conflicts`.
 """
 
 from __future__ import annotations
@@ -29,19 +33,18 @@ from .errors import (
     LocalFileError,
     UsageError,
 )
-from .files import Part10Head, read_part10_head
+from .files import read_part10_head
 from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, GONE, Entry, Journal, Stamp
+from .onserver import OnServer
 from .optionnames import option
 from .record import replace
 from .signals import deferred, handed_over
-from .store import OTHER_BYTES, iter_store
-from .storecheck import READ_BACK_FAILED, holds_bytes, wanted
+from .store import iter_store
 from .storefiles import Part10File, StoreOptions, StoreResult, triage
 
 if TYPE_CHECKING:
-    from .existing import ServerHoldings
     from .report import ReportWriter
 
 # A stopped run counts the input it did not reach, for at most this long: a signal
@@ -86,7 +89,7 @@ class BulkStore:
         # ('a', './a') is never in flight twice.
         self._pending: dict[str, Pending] = {}
         self._run_started = 0.0  # time.time(): journal entries since are this run's
-        self._holdings: ServerHoldings | None = None
+        self._on_server = OnServer(http, base_url, self.store_options.study_uid)
         self._overwriter = (Overwriter(http, base_url, self.store_options)
                             if self.options.on_conflict == "overwrite" else None)
         self._own: set[tuple[int, int]] = set()  # see _own_files
@@ -357,7 +360,7 @@ class BulkStore:
             same = self._still_the_file(key, path, entry, stamp)
         this_run = entry is not None and entry.updated >= self._run_started
         if (entry is not None and same and entry.status in DONE and not this_run
-                and self.options.verify_journal and not self._still_held(path, entry)):
+                and self.options.verify_journal and not self._on_server.still_held(path, entry)):
             self.summary.gone_from_server += 1
             log.info("%s: stored by an earlier run (journal), but the server no longer "
                      "holds it", path)
@@ -388,11 +391,13 @@ class BulkStore:
         item: Path | Part10File = path
         if unsure or (self.options.skip_existing and not same):
             head = read_part10_head(path)
-            if self._on_server(path, head, stat.st_size, "found on the server after an "
-                               "interrupted run" if unsure else
-                               f"already on the server ({option('skip_existing')})",
-                               entry.attempts if entry is not None and same else 0,
-                               read_back=unsure):
+            found = self._on_server.found(path, head, stat.st_size, "found on the server "
+                                          "after an interrupted run" if unsure else
+                                          f"already on the server ({option('skip_existing')})",
+                                          entry.attempts if entry is not None and same else 0,
+                                          read_back=unsure)
+            if found is not None:  # other bytes (failed) are a conflict
+                self._conclude(found, None)
                 return None
             if head is not None:  # read once: the upload uses what was read here
                 item = Part10File(path, head)
@@ -457,54 +462,6 @@ class BulkStore:
             return False
         if self._journal and not self.options.dry_run:
             self._journal.restamp(key, stamp)
-        return True
-
-    def _still_held(self, path: Path, entry: Entry) -> bool:
-        """--verify-journal: whether the server still holds the instance the journal
-        says this file was stored as (its UIDs, else those of the file's head)."""
-        uids = (entry.study_uid, entry.series_uid, entry.sop_uid)
-        if None in uids:
-            head = read_part10_head(path)
-            uids = head.uids if head is not None and head.uids else uids
-        if None in uids:
-            return True  # nothing to ask about: the journal's word stands
-        return self._server_holdings().holds(*uids)  # type: ignore[arg-type]
-
-    def _server_holdings(self) -> ServerHoldings:
-        if self._holdings is None:
-            from .existing import ServerHoldings  # the search pager too
-
-            self._holdings = ServerHoldings(self.http, self.base_url)
-        return self._holdings
-
-    def _on_server(self, path: Path, head: Part10Head | None, size: int, why: str,
-                   attempts: int, *, read_back: bool) -> bool:
-        """Whether the server holds the file's SOP Instance UID (then it is reported,
-        with the earlier runs that sent it). With ``read_back`` (a file an interrupted
-        run sent), the server's copy must also be the file's bytes: other bytes are a
-        conflict, reported as such; a copy that cannot be read back sends the file again."""
-        uids = head.uids if head else None
-        if uids is None:
-            return False  # not DICOM, or unreadable: the uploader says which
-        if not self._server_holdings().holds(*uids):
-            return False
-        if read_back:
-            looked_for = wanted(uids, uids[2], self.store_options.study_uid)
-            if looked_for is None:
-                return False  # of another study than the one it goes to: not stored there
-            try:
-                same = holds_bytes(self.http, self.base_url, looked_for, path)
-            except READ_BACK_FAILED as error:
-                log.info("%s: %s, but its copy could not be read back to compare (%s): "
-                         "sending it again", path, why, error)
-                return False
-            if not same:
-                self._conclude(Outcome(path, "failed", size, uids,
-                                       message=f"sent by an interrupted run; {OTHER_BYTES}",
-                                       attempts=attempts), None)
-                return True
-        self._emit(Outcome(path, "already stored", size, uids, message=why,
-                           attempts=attempts))
         return True
 
     def _plan(self, entry: Path | Part10File) -> None:
