@@ -74,8 +74,7 @@ class Overwriter:
         if rival is not None:
             # The server's instance may be that file's copy: deleting it would undo
             # this run's own store, and the two files would take turns on every run.
-            emit(replace(outcome, message=f"{rival}: not overwritten; "
-                                                f"{outcome.message}"))
+            emit(replace(outcome, message=f"{rival}: not overwritten; {outcome.message}"))
             return None
         try:
             with resumed():
@@ -121,7 +120,7 @@ class Overwriter:
             emit(self._replaced(outcome, again, pending))
         elif stop is not None:  # the store stopped the run before sending the file
             emit(replace(outcome, message=f"{DELETED_NOT_STORED}; {stop.headline}",
-                               http_status=stop.status, reason_code=None))
+                         http_status=stop.status, reason_code=None))
         return stop
 
     def _replaced(self, outcome: Outcome, again: StoreResult, pending: Pending | None
