@@ -149,7 +149,6 @@ class Summary:
 class Pending:
     """A file handed to the uploader, not yet answered."""
 
-
     key: str
     stamp: Stamp  # the file as it was when it was handed to the uploader
     started: float
