@@ -9,6 +9,10 @@ stops early gives the files it sent without learning their fate the outcome
 A journal or report the disk refuses, or a report whose reader went away (``--report -
 | head``), stops the run as a failing ``on_outcome`` does: no new file is sent, those in
 flight get their outcome, then the error is raised.
+
+The run's records (options, outcomes, summary) are in :mod:`bulkrecords`; the questions
+to the server before a file is sent in :mod:`onserver`; ``--on-conflict overwrite`` in
+:mod:`conflicts`.
 """
 
 from __future__ import annotations
@@ -16,192 +20,41 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import time
-from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from stat import S_ISREG
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING
 
-from . import bounds
+from .bulkrecords import BulkOptions, Outcome, Pending, Summary, check_named, outcome_of
+from .conflicts import Overwriter, is_conflict
 from .errors import (
-    AnswerLost,
-    AuthError,
     DcmwebError,
     LocalFileError,
-    RedirectRefused,
-    UnavailableError,
     UsageError,
 )
-from .files import Part10Head, read_part10_head
+from .files import read_part10_head
 from .http import Http
 from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, GONE, Entry, Journal, Stamp
+from .onserver import OnServer
 from .optionnames import option
-from .record import field, record, replace
-from .signals import deferred, handed_over, resumed
-from .store import OTHER_BYTES, iter_store
-from .storecheck import READ_BACK_FAILED, dataset_uids, holds_bytes, wanted
+from .record import replace
+from .signals import deferred, handed_over
+from .store import iter_store
 from .storefiles import Part10File, StoreOptions, StoreResult, triage
 
 if TYPE_CHECKING:
-    from .existing import ServerHoldings
     from .report import ReportWriter
 
-# unconfirmed: sent, then the run stopped before an answer or a search decided it.
-# too new: modified less than --min-age ago (maybe still being written): left for later.
-OutcomeStatus = Literal["stored", "already stored", "skipped", "failed", "conflict",
-                        "unconfirmed", "too new"]
-ConflictPolicy = Literal["fail", "skip", "overwrite"]
-CONFLICT_POLICIES: tuple[ConflictPolicy, ...] = ("fail", "skip", "overwrite")
 # A stopped run counts the input it did not reach, for at most this long: a signal
 # must not wait on the walk of a large tree (the background count usually has it).
 INTERRUPT_COUNT_SECONDS = 1.0
 SHAPING_WAIT = 0.2  # seconds the first request may wait for the job's size to be known
 MIN_BATCH_BYTES = 1024 * 1024
 LARGE_JOB_BATCH_BYTES = 4 * 1024 * 1024  # a tree too big to count at once
-_HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
-_REASON = re.compile(r"\(0x([0-9A-Fa-f]{4})\)")
-# A refused duplicate: DICOM's 0x0111, or the 409/0x0110 "already exists" of Google's API.
-_CONFLICT = re.compile(rf"0x0111|already exists|HTTP 409|{re.escape(OTHER_BYTES)}",
-                       re.IGNORECASE)
-UIDs = tuple[str | None, str | None, str | None]
 log = logging.getLogger("dcmweb")
 NAMED_AGAIN = "named again in the inputs"
-# --on-conflict overwrite: the server now holds neither the old copy nor this one.
-DELETED_NOT_STORED = "deleted the server's conflicting instance, then this file was not stored"
-
-
-@record(frozen=True)
-class BulkOptions:
-    journal: str | os.PathLike[str] | None = None
-    retry_failed: bool = False  # send only what the journal says failed
-    skip_existing: bool = False  # ask the server (per study) before sending
-    verify_journal: bool = False  # ask the server whether it still holds what the journal says
-    on_conflict: ConflictPolicy = "fail"
-    dry_run: bool = False
-    # Seconds: a file modified less long ago is left for a later run (still being written?)
-    min_age: float = 0.0
-
-    def __post_init__(self) -> None:
-        bounds.MIN_AGE.check(option("min_age"), self.min_age)
-        if self.on_conflict not in CONFLICT_POLICIES:
-            raise UsageError(f"unknown {option('on_conflict', self.on_conflict)}",
-                             f"use one of {', '.join(CONFLICT_POLICIES)}")
-        if self.skip_existing and self.on_conflict == "overwrite":
-            # The search sees UIDs, not bytes: the conflicts would pass as already stored.
-            raise UsageError(f"{option('skip_existing')} cannot go with "
-                             f"{option('on_conflict', 'overwrite')}",
-                             "it would report the conflicts to overwrite as already stored; "
-                             f"without it, {option('journal')} still keeps a rerun from "
-                             "sending the files again")
-        _check_named("journal", self.journal)
-        if self.retry_failed and not self.journal:
-            raise UsageError(f"{option('retry_failed')} needs {option('journal')}",
-                             "the journal is where the failures of earlier runs are")
-        if self.verify_journal and not self.journal:
-            raise UsageError(f"{option('verify_journal')} needs {option('journal')}",
-                             f"without a journal, {option('skip_existing')} asks the "
-                             "server about every file")
-
-
-@record(frozen=True)
-class Outcome:
-    """What happened to one file, as the report and the journal record it."""
-
-    path: Path
-    status: OutcomeStatus
-    size: int = 0
-    uids: UIDs = (None, None, None)  # Study, Series, SOP Instance UID
-    retrieve_url: str | None = None
-    message: str | None = None
-    http_status: int | None = None
-    reason_code: int | None = None
-    attempts: int = 0
-    seconds: float | None = None
-    confirmed_by: str | None = None  # stored: "answer" or "search" (see storefiles.StoreResult)
-    # The journal holds this very outcome from an earlier run (a file skipped for the same
-    # reason): the report has its row, the log need not tell it every night.
-    known: bool = False
-
-    def row(self) -> dict[str, object]:
-        return {
-            "path": str(self.path), "status": self.status,
-            "study_instance_uid": self.uids[0], "series_instance_uid": self.uids[1],
-            "sop_instance_uid": self.uids[2], "http_status": self.http_status,
-            "reason_code": None if self.reason_code is None else f"0x{self.reason_code:04X}",
-            "message": self.message, "attempts": self.attempts, "size": self.size,
-            "seconds": None if self.seconds is None else round(self.seconds, 3),
-            "retrieve_url": self.retrieve_url, "confirmed_by": self.confirmed_by,
-        }
-
-
-@record
-class Summary:
-    """Counts for the closing line and the exit code."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    stored_bytes: int = 0
-    skip_reasons: Counter[str] = field(default_factory=Counter)
-    not_retried: int = 0  # --retry-failed: files the journal does not list as failed
-    # --verify-journal: files the journal lists as stored that the server no longer holds
-    # (deleted since): sent again.
-    gone_from_server: int = 0
-    # The run stopped early (server unreachable, credentials, Ctrl-C or SIGTERM): files
-    # never sent. Those sent without a deciding answer are "unconfirmed" (see below).
-    not_attempted: int = 0
-    # Stopped by Ctrl-C or SIGTERM before the input was counted: more files than
-    # not_attempted were never sent.
-    rest_uncounted: bool = False
-    excluded: int = 0
-    excluded_folders: int = 0  # left unwalked: their files are not counted
-    other_shards: int = 0
-    unmatched: list[str] = field(default_factory=list)
-    # --dry-run: what would be sent
-    would_send: int = 0
-    would_send_bytes: int = 0
-    studies: set[str] = field(default_factory=set)
-    failed_statuses: set[int | None] = field(default_factory=set)  # of the failed files
-
-    @property
-    def done(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def unconfirmed(self) -> int:
-        """Files sent whose answer never decided them and a search did not find (or
-        could not run: the run stopped early, or the search failed): the server may
-        hold them."""
-        return self.counts["unconfirmed"]
-
-    @property
-    def failure_status(self) -> int | None:
-        """The HTTP status every failed file got, when they all got the same one."""
-        return next(iter(self.failed_statuses)) if len(self.failed_statuses) == 1 else None
-
-
-@record
-class _Pending:
-    key: str
-    stamp: Stamp  # the file as it was when it was handed to the uploader
-    started: float
-    attempts: int
-    sop_uid: str | None = None  # read when a conflict asks ("": none)
-    # Why the journal says an earlier run skipped this path (a symbolic link loop, whose
-    # folder changes; a file still not DICOM after a change): the same skip is not news.
-    skipped_before: str | None = None
-
-
-def _file_uids(path: Path) -> UIDs:
-    return dataset_uids(path) or (None, None, None)
-
-
-def _stops_the_run(error: DcmwebError) -> bool:
-    """Whether every other request of the run would fail the same way: credentials
-    refused, a HOST that redirects, the server down past the outage limit."""
-    return (isinstance(error, (AuthError, RedirectRefused, UnavailableError))
-            and not isinstance(error, AnswerLost))
 
 
 class BulkStore:
@@ -228,18 +81,17 @@ class BulkStore:
         if self.store_options.study_uid:
             self.target += f"/{self.store_options.study_uid}"
         if isinstance(report, (str, os.PathLike)):
-            _check_named("report", report)
+            check_named("report", report)
         self._report_target = report
         self._report: ReportWriter | None = None
         self._journal: Journal | None = None
         # The files sent and not yet answered, by absolute path: a file named twice
         # ('a', './a') is never in flight twice.
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, Pending] = {}
         self._run_started = 0.0  # time.time(): journal entries since are this run's
-        self._holdings: ServerHoldings | None = None
-        # --on-conflict overwrite: SOP Instance UID -> the file of this run the server
-        # holds under it (stored, already stored), whose copy it must not delete.
-        self._held: dict[str, str] = {}
+        self._on_server = OnServer(http, base_url, self.store_options.study_uid)
+        self._overwriter = (Overwriter(http, base_url, self.store_options)
+                            if self.options.on_conflict == "overwrite" else None)
         self._own: set[tuple[int, int]] = set()  # see _own_files
         # Folders by journal key: whether the journal lists it, or a folder above it, as
         # failed (unreadable on an earlier run); and those listed whose files this run
@@ -508,7 +360,7 @@ class BulkStore:
             same = self._still_the_file(key, path, entry, stamp)
         this_run = entry is not None and entry.updated >= self._run_started
         if (entry is not None and same and entry.status in DONE and not this_run
-                and self.options.verify_journal and not self._still_held(path, entry)):
+                and self.options.verify_journal and not self._on_server.still_held(path, entry)):
             self.summary.gone_from_server += 1
             log.info("%s: stored by an earlier run (journal), but the server no longer "
                      "holds it", path)
@@ -539,11 +391,13 @@ class BulkStore:
         item: Path | Part10File = path
         if unsure or (self.options.skip_existing and not same):
             head = read_part10_head(path)
-            if self._on_server(path, head, stat.st_size, "found on the server after an "
-                               "interrupted run" if unsure else
-                               f"already on the server ({option('skip_existing')})",
-                               entry.attempts if entry is not None and same else 0,
-                               read_back=unsure):
+            found = self._on_server.found(path, head, stat.st_size, "found on the server "
+                                          "after an interrupted run" if unsure else
+                                          f"already on the server ({option('skip_existing')})",
+                                          entry.attempts if entry is not None and same else 0,
+                                          read_back=unsure)
+            if found is not None:  # other bytes (failed) are a conflict
+                self._conclude(found, None)
                 return None
             if head is not None:  # read once: the upload uses what was read here
                 item = Part10File(path, head)
@@ -553,7 +407,7 @@ class BulkStore:
         attempts = (entry.attempts if entry is not None and same else 0) + 1
         if journal:  # a mark the journal refuses raises: the file is not sent
             journal.mark_sending(key, stamp, (None, None, None), attempts=attempts)
-        self._pending[key] = _Pending(
+        self._pending[key] = Pending(
             key, stamp, time.monotonic(), attempts,
             skipped_before=entry.message if entry and entry.status == "skipped" else None)
         return item
@@ -610,61 +464,13 @@ class BulkStore:
             self._journal.restamp(key, stamp)
         return True
 
-    def _still_held(self, path: Path, entry: Entry) -> bool:
-        """--verify-journal: whether the server still holds the instance the journal
-        says this file was stored as (its UIDs, else those of the file's head)."""
-        uids = (entry.study_uid, entry.series_uid, entry.sop_uid)
-        if None in uids:
-            head = read_part10_head(path)
-            uids = head.uids if head is not None and head.uids else uids
-        if None in uids:
-            return True  # nothing to ask about: the journal's word stands
-        return self._server_holdings().holds(*uids)  # type: ignore[arg-type]
-
-    def _server_holdings(self) -> ServerHoldings:
-        if self._holdings is None:
-            from .existing import ServerHoldings  # the search pager too
-
-            self._holdings = ServerHoldings(self.http, self.base_url)
-        return self._holdings
-
-    def _on_server(self, path: Path, head: Part10Head | None, size: int, why: str,
-                   attempts: int, *, read_back: bool) -> bool:
-        """Whether the server holds the file's SOP Instance UID (then it is reported,
-        with the earlier runs that sent it). With ``read_back`` (a file an interrupted
-        run sent), the server's copy must also be the file's bytes: other bytes are a
-        conflict, reported as such; a copy that cannot be read back sends the file again."""
-        uids = head.uids if head else None
-        if uids is None:
-            return False  # not DICOM, or unreadable: the uploader says which
-        if not self._server_holdings().holds(*uids):
-            return False
-        if read_back:
-            looked_for = wanted(uids, uids[2], self.store_options.study_uid)
-            if looked_for is None:
-                return False  # of another study than the one it goes to: not stored there
-            try:
-                same = holds_bytes(self.http, self.base_url, looked_for, path)
-            except READ_BACK_FAILED as error:
-                log.info("%s: %s, but its copy could not be read back to compare (%s): "
-                         "sending it again", path, why, error)
-                return False
-            if not same:
-                self._conclude(Outcome(path, "failed", size, uids,
-                                       message=f"sent by an interrupted run; {OTHER_BYTES}",
-                                       attempts=attempts), None)
-                return True
-        self._emit(Outcome(path, "already stored", size, uids, message=why,
-                           attempts=attempts))
-        return True
-
     def _plan(self, entry: Path | Part10File) -> None:
         """--dry-run: decide as the store would (skip, fail or send), and count; a file
         that would fail is reported as failed, as in a real run."""
         item = triage(entry)
         if isinstance(item, StoreResult):
             if item.status == "failed":
-                self._emit(self._outcome(item, None), record=False)
+                self._emit(outcome_of(item, None), record=False)
             else:
                 self.summary.counts["skipped"] += 1
                 self.summary.skip_reasons[item.message or "skipped"] += 1
@@ -679,169 +485,32 @@ class BulkStore:
         # out of the pending set with no row (see signals.deferred).
         with deferred():
             pending = self._pending.pop(os.path.abspath(result.path), None)
-            self._conclude(self._outcome(result, pending), pending)
+            self._conclude(outcome_of(result, pending), pending)
 
-    def _conclude(self, outcome: Outcome, pending: _Pending | None) -> None:
+    def _conclude(self, outcome: Outcome, pending: Pending | None) -> None:
         """Record the outcome; a conflict goes by --on-conflict."""
-        if outcome.status == "failed" and _CONFLICT.search(outcome.message or ""):
-            if self.options.on_conflict == "overwrite" and None not in outcome.uids:
-                self._overwrite(outcome, pending)  # requests: not deferred
+        if is_conflict(outcome):
+            if self._overwriter is not None and None not in outcome.uids:
+                self._overwrite(self._overwriter, outcome, pending)  # requests: not deferred
                 return
             if self.options.on_conflict == "skip":
                 outcome = replace(outcome, status="conflict")
         self._emit(outcome, pending)
 
-    def _outcome(self, result: StoreResult, pending: _Pending | None) -> Outcome:
-        message = result.message
-        # An unconfirmed file's message may quote the status of the search that failed,
-        # which is not its request's.
-        http_match = (_HTTP_STATUS.search(message or "") if result.status != "unconfirmed"
-                      else None)
-        reason_match = _REASON.search(message or "")
-        uids: UIDs = (None, None, result.sop_instance_uid)
-        if result.study_instance_uid:
-            uids = (result.study_instance_uid, result.series_instance_uid,
-                    result.sop_instance_uid)
-        elif result.status != "skipped":  # a file read before sending knows its UIDs
-            study, series, sop = _file_uids(result.path)
-            uids = (study, series, sop or result.sop_instance_uid)
-        return Outcome(
-            result.path, result.status, result.size or (pending.stamp.size if pending else 0), uids,
-            result.retrieve_url, message,
-            http_status=result.http_status or (int(http_match[1]) if http_match else None),
-            reason_code=int(reason_match[1], 16) if reason_match else None,
-            # Runs that sent the file: this one only if a request carried it.
-            attempts=(pending.attempts if pending else 1) - (not result.sent),
-            seconds=time.monotonic() - pending.started if pending else None,
-            confirmed_by=result.confirmed_by)
-
-    def _overwrite(self, outcome: Outcome, pending: _Pending | None) -> None:
-        """--on-conflict overwrite: delete the server's instance and store the file again.
-        A delete that fails fails this file alone, its row saying whether the server
-        still holds its instance. What stops a run (credentials, the server down past
-        the outage limit) stops it here too: the file gets its row, then no other file
-        is sent (see _stop). Ctrl-C is not held back for these requests; the file is
-        then unconfirmed (the server may hold either instance, or neither)."""
+    def _overwrite(self, overwriter: Overwriter, outcome: Outcome, pending: Pending | None
+                   ) -> None:
+        """--on-conflict overwrite (see conflicts.Overwriter.overwrite): what stops the
+        run there stops it here too, once the file has its row (see _stop)."""
         if self._stopping():  # no new request once the run stops
             self._emit(replace(outcome, message=f"not overwritten, the run is stopping; "
                                                 f"{outcome.message}"), pending)
             return
-        rival = self._rival(outcome)
-        if rival is not None:
-            # The server's instance may be that file's copy: deleting it would undo
-            # this run's own store, and the two files would take turns on every run.
-            self._emit(replace(outcome, message=f"{rival}: not overwritten; "
-                                                f"{outcome.message}"), pending)
-            return
-        try:
-            with resumed():
-                kept = self._delete_conflicting(outcome)
-        except KeyboardInterrupt:
-            self._emit(replace(outcome, status="unconfirmed", message=(
-                "interrupted while deleting the server's conflicting instance (it may "
-                "hold it, or neither copy)")), pending)
-            raise
-        except DcmwebError as error:  # see _delete_conflicting: it stops the run
-            self._emit(replace(outcome, message=(
-                f"the run stopped while deleting the server's conflicting instance (it "
-                f"may hold it, or neither copy): {error.headline}"),
-                http_status=error.status, reason_code=None), pending)
-            self._stop(error)
-            return
-        if kept is not None:
-            self._emit(kept, pending)
-            return
-        self._store_again(outcome, pending)
-
-    def _store_again(self, outcome: Outcome, pending: _Pending | None) -> None:
-        """Store the file of ``outcome`` once its conflicting instance is deleted. The
-        store is run to its end: one that stops (Ctrl-C, the server down, credentials)
-        yields the file's result first, then raises, and that stops this run too."""
-        again: StoreResult | None = None
-        stop: DcmwebError | None = None
-        try:
-            with resumed():
-                for result in iter_store(self.http, self.base_url, [outcome.path],
-                                         replace(self.store_options, workers=1)):
-                    again = result  # one file, one result
-        except KeyboardInterrupt:
-            self._emit(self._replaced(outcome, again, pending) if again is not None else replace(
-                outcome, status="unconfirmed", message="deleted the server's conflicting "
-                "instance, then interrupted before this file's store was answered (the "
-                "server may hold it, or neither copy)"), pending)
-            raise
-        except DcmwebError as error:
-            stop = error
-        if again is not None:
-            self._emit(self._replaced(outcome, again, pending), pending)
-        elif stop is not None:  # the store stopped the run before sending the file
-            self._emit(replace(outcome, message=f"{DELETED_NOT_STORED}; {stop.headline}",
-                               http_status=stop.status, reason_code=None), pending)
+        stop = overwriter.overwrite(outcome, pending, self._pending.values(),
+                                    lambda done: self._emit(done, pending))
         if stop is not None:
             self._stop(stop)
 
-    def _replaced(self, outcome: Outcome, again: StoreResult, pending: _Pending | None
-                  ) -> Outcome:
-        redone = self._outcome(again, pending)
-        # A resend within the run: the attempts count runs, not requests.
-        return replace(redone, attempts=outcome.attempts, message=_replacement_note(redone))
-
-    def _rival(self, outcome: Outcome) -> str | None:
-        """Which other file of this run is stored, or in flight, under the SOP Instance
-        UID of this conflict, if one is."""
-        sop = outcome.uids[2] or ""
-        held = self._held.get(sop)
-        if held is not None and held != str(outcome.path):
-            return f"another file of this run, {held}, was stored under these UIDs"
-        for other in self._pending.values():
-            if other.sop_uid is None:  # read once per file, and only on a conflict
-                other.sop_uid = _file_uids(Path(other.key))[2] or ""
-            if other.sop_uid == sop:
-                return f"another file of this run, {other.key}, was sent under these UIDs"
-        return None
-
-    def _delete_conflicting(self, outcome: Outcome) -> Outcome | None:
-        """Delete the server's instance under the file's UIDs: None once it is gone, else
-        the file's failed outcome. A failed delete may have been done all the same (its
-        answer lost, a 500 sent after the work), or may have found nothing there (the
-        server holds the SOP Instance UID in another series): a search tells. Raises what
-        stops the run: credentials refused, or the server down for the delete and the
-        search alike."""
-        from .delete import Deleter
-        from .existing import ServerHoldings
-
-        study, series, sop = outcome.uids
-        assert study and series and sop  # _finish overwrites only files with all three
-        try:
-            Deleter(self.http, self.base_url, 600.0).delete(
-                f"studies/{study}/series/{series}/instances/{sop}")
-            return None
-        except (AuthError, RedirectRefused):
-            raise  # every other request would meet it too
-        except DcmwebError as error:
-            failure = error
-        # A fresh search: a --skip-existing answer remembered earlier is stale now.
-        holdings = ServerHoldings(self.http, self.base_url)
-        try:
-            if holdings.holds(study, series, sop):
-                why = (f"could not delete the server's conflicting instance (it still "
-                       f"holds it): {failure.headline}")
-            else:
-                elsewhere = [path for path in holdings.series_holding(sop)
-                             if path != f"studies/{study}/series/{series}"]
-                if not elsewhere:
-                    return None
-                why = (f"the server holds this SOP Instance UID under another study or "
-                       f"series ({', '.join(elsewhere)}), not this file's; nothing was "
-                       f"deleted: {failure.headline}")
-        except DcmwebError as error:
-            if _stops_the_run(error):
-                raise failure if _stops_the_run(failure) else error from None
-            why = (f"could not delete the server's conflicting instance, nor search whether "
-                   f"it still holds it: {failure.headline}; {error.headline}")
-        return replace(outcome, message=why, http_status=failure.status, reason_code=None)
-
-    def _emit(self, outcome: Outcome, pending: _Pending | None = None, *,
+    def _emit(self, outcome: Outcome, pending: Pending | None = None, *,
               record: bool = True) -> None:
         """Count, journal (unless the journal itself decided), report, tell the caller.
         An unconfirmed file keeps its journal mark "sending": a rerun asks the server
@@ -849,7 +518,7 @@ class BulkStore:
         with deferred():
             self._emitting(outcome, pending, record)
 
-    def _emitting(self, outcome: Outcome, pending: _Pending | None, record: bool) -> None:
+    def _emitting(self, outcome: Outcome, pending: Pending | None, record: bool) -> None:
         if (outcome.status == "skipped" and pending is not None
                 and pending.skipped_before == outcome.message):
             outcome = replace(outcome, known=True)
@@ -857,10 +526,9 @@ class BulkStore:
         summary.counts[outcome.status] += 1
         if outcome.status == "stored":
             summary.stored_bytes += outcome.size
-        if (outcome.status in DONE and outcome.uids[2]
-                and self.options.on_conflict == "overwrite"):
-            self._held.setdefault(outcome.uids[2], str(outcome.path))
-        elif outcome.status == "skipped":
+        if self._overwriter is not None:
+            self._overwriter.remember(outcome)
+        if outcome.status == "skipped":
             summary.skip_reasons[outcome.message or "skipped"] += 1
         elif outcome.status == "failed":
             summary.failed_statuses.add(outcome.http_status)
@@ -882,7 +550,7 @@ class BulkStore:
                 self._stop(error)
 
     def _journal_outcome(self, journal: Journal, outcome: Outcome,
-                         pending: _Pending | None) -> None:
+                         pending: Pending | None) -> None:
         key = pending.key if pending else os.path.abspath(outcome.path)
         if outcome.status == "unconfirmed":
             # Sent (or maybe): this run counts for the next one's attempts.
@@ -906,14 +574,6 @@ class BulkStore:
             self._stop_error = error
 
 
-def _check_named(keyword: str, path: str | os.PathLike[str] | None) -> None:
-    """Refuse an empty file name (a script's unset variable: ``--journal "$JOURNAL"``),
-    which would otherwise mean no journal (every file sent again) or no report."""
-    if path is not None and not os.fspath(path):
-        raise UsageError(f"{option(keyword, '')} names no file",
-                         f"give the {keyword}'s path; a variable in the command may be unset")
-
-
 def _same_file(first: str | os.PathLike[str], second: str | os.PathLike[str]) -> bool:
     """Whether two names are one file: one inode when both exist (a link), else one
     resolved path (neither created yet)."""
@@ -921,12 +581,3 @@ def _same_file(first: str | os.PathLike[str], second: str | os.PathLike[str]) ->
         return os.path.samefile(first, second)
     except OSError:
         return os.path.realpath(first) == os.path.realpath(second)
-
-
-def _replacement_note(redone: Outcome) -> str:
-    """The row's message after --on-conflict overwrite deleted the server's instance."""
-    note = {"stored": "replaced the server's conflicting instance",
-            "unconfirmed": "deleted the server's conflicting instance, then sent this file "
-                           "without learning whether it was stored"}.get(redone.status,
-                                                                         DELETED_NOT_STORED)
-    return f"{note}; {redone.message}" if redone.message else note

@@ -28,7 +28,7 @@ from .tls import check_ca_bundle
 
 # Each operation's module is imported by its method: a command loads only its own.
 if TYPE_CHECKING:
-    from .bulk import Outcome, Summary
+    from .bulkrecords import Outcome, Summary
     from .delete import DeleteResult
     from .hostprobe import HostProbe
     from .inputs import InputSpec, PathsLike
@@ -355,11 +355,12 @@ class Client:
         run: their outcome is ``too new``, and the journal does not record them.
 
         ``inputs`` is an :class:`~dcmweb.inputs.InputSpec` or paths, folders and masks.
-        ``on_outcome`` is called with each file's :class:`~dcmweb.bulk.Outcome` as it
-        is decided; the returned :class:`~dcmweb.bulk.Summary` has the counts. The
+        ``on_outcome`` is called with each file's :class:`~dcmweb.bulkrecords.Outcome` as it
+        is decided; the returned :class:`~dcmweb.bulkrecords.Summary` has the counts. The
         other options are those of :meth:`iter_store`.
         """
-        from .bulk import BulkOptions, BulkStore
+        from .bulk import BulkStore
+        from .bulkrecords import BulkOptions
         from .inputs import InputSpec, from_paths
 
         spec = inputs if isinstance(inputs, InputSpec) else from_paths(inputs)

@@ -22,7 +22,7 @@ from .output import StorePrinter, describe_start, describe_summary, plural
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
-    from .bulk import Summary
+    from .bulkrecords import Summary
     from .jsonstore import JsonInstance
 
 
@@ -126,7 +126,8 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
       dcmweb -m HOST store /data --journal /var/lib/dcmweb/j.db --report r.csv -q
       find /data -name '*.dcm' -print0 | dcmweb -m HOST store --files-from - -0
     """
-    from .bulk import BulkOptions, BulkStore
+    from .bulk import BulkStore
+    from .bulkrecords import BulkOptions
     from .inputs import BackgroundCount, InputSpec, Shard, check_lists, unmatched_message
     from .storefiles import StoreOptions
 

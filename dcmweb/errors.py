@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .redact import redact_text
 
 if TYPE_CHECKING:
-    from .bulk import Summary
+    from .bulkrecords import Summary
 
 
 class ExitStatus(IntEnum):

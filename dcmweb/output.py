@@ -28,7 +28,7 @@ from .errors import DcmwebError, LocalFileError
 from .redact import redact_text
 
 if TYPE_CHECKING:
-    from .bulk import BulkOptions, Outcome, Summary
+    from .bulkrecords import BulkOptions, Outcome, Summary
     from .inputs import InputSpec
     from .storefiles import StoreOptions
 

@@ -903,7 +903,7 @@ def test_dry_run_sends_nothing_and_says_what_it_would_do(
 ])
 def test_dry_run_summary_counts_skip_reasons_in_good_english(number: int,
                                                              expected: str) -> None:
-    from dcmweb.bulk import Summary
+    from dcmweb.bulkrecords import Summary
     from dcmweb.output import describe_summary
 
     reasons = ["empty file", "not a DICOM Part-10 file (no DICM marker)",
@@ -1352,7 +1352,7 @@ def test_skip_existing_reads_a_file_no_more_than_a_plain_run(
 def test_library_bulk_store_with_journal(local_server: LocalServer, files: list[Path],
                                          tmp_path: Path) -> None:
     from dcmweb import Client
-    from dcmweb.bulk import Outcome
+    from dcmweb.bulkrecords import Outcome
 
     seen: list[Outcome] = []
     with Client(local_server.url, workers=3) as client:
@@ -1370,7 +1370,7 @@ def test_a_callback_that_raises_stops_the_run_with_every_stored_file_reported(
     """Old dcmweb raised at once: the report had 2 rows while the server held the whole
     batch of 5, and the journal still said 'sending' for 3 of them."""
     from dcmweb import Client
-    from dcmweb.bulk import Outcome
+    from dcmweb.bulkrecords import Outcome
 
     seen: list[Outcome] = []
 
@@ -1403,7 +1403,7 @@ def test_a_callback_that_raises_lets_only_the_batches_in_flight_finish(
     """Old dcmweb still sent the batches queued for the workers (up to two per worker):
     4 workers, batches of 5 and a callback raising at the 5th outcome stored 41 files."""
     from dcmweb import Client
-    from dcmweb.bulk import Outcome
+    from dcmweb.bulkrecords import Outcome
 
     files = corpus.synthetic_files(tmp_path / "in", 80, studies=8, seed="halt")
     # Batch 1 is answered at once; the next four keep every worker busy meanwhile.
@@ -1482,7 +1482,7 @@ def test_batches_are_cut_so_every_worker_has_work(local_server: LocalServer,
 def test_plain_progress_lines_without_a_terminal(files: list[Path]) -> None:
     import io
 
-    from dcmweb.bulk import Outcome
+    from dcmweb.bulkrecords import Outcome
     from dcmweb.output import Output, StorePrinter
 
     stderr = io.StringIO()
@@ -1537,7 +1537,7 @@ def test_plain_progress_line_of_one_file_is_singular(files: list[Path], total: i
                                                      expected: str) -> None:
     import io
 
-    from dcmweb.bulk import Outcome
+    from dcmweb.bulkrecords import Outcome
     from dcmweb.output import Output, StorePrinter
 
     stderr = io.StringIO()

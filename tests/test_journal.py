@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from dcmweb import Client, LocalFileError, UsageError
-from dcmweb.bulk import Outcome
+from dcmweb.bulkrecords import Outcome
 from dcmweb.cli import cli
 from dcmweb.journal import Journal
 from dcmweb.testing import LocalServer

@@ -37,7 +37,8 @@ with open(report, "w") as out:
 """
 
 HEAVY = ("pydicom", "numpy", "google.auth", "sqlite3", "dcmweb.testing", "dcmweb.store",
-         "dcmweb.bulk", "dcmweb.journal", "dcmweb.files", "dcmweb.inputs", "tqdm",
+         "dcmweb.bulk", "dcmweb.bulkrecords", "dcmweb.conflicts", "dcmweb.onserver",
+         "dcmweb.journal", "dcmweb.files", "dcmweb.inputs", "tqdm",
          "requests_toolbelt", "pytest")
 
 

@@ -25,7 +25,7 @@ from click.testing import CliRunner, Result
 from hostile import Hostile, Request, forward
 
 from dcmweb import Client, UnavailableError
-from dcmweb.bulk import Outcome
+from dcmweb.bulkrecords import Outcome
 from dcmweb.cli import cli
 from dcmweb.filebody import FileChanged, SizedFileBody
 from dcmweb.files import read_part10_head

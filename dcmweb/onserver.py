@@ -1,0 +1,78 @@
+"""Whether the server already holds a file, asked before a bulk run sends it:
+``--skip-existing``, ``--verify-journal``, and the files a killed run left ``sending``
+in the journal (whose copy on the server must also be the file's bytes).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .bulkrecords import Outcome
+from .files import Part10Head, read_part10_head
+from .store import OTHER_BYTES
+from .storecheck import READ_BACK_FAILED, holds_bytes, wanted
+
+if TYPE_CHECKING:
+    from .existing import ServerHoldings
+    from .http import Http
+    from .journal import Entry
+
+log = logging.getLogger("dcmweb")
+
+
+class OnServer:
+    """The server's holdings for one run, searched per series on first use."""
+
+    def __init__(self, http: Http, base_url: str, study_uid: str | None) -> None:
+        self.http = http
+        self.base_url = base_url
+        self.study_uid = study_uid  # --study-uid: where the run stores
+        self._holdings: ServerHoldings | None = None
+
+    def still_held(self, path: Path, entry: Entry) -> bool:
+        """--verify-journal: whether the server still holds the instance the journal
+        says this file was stored as (its UIDs, else those of the file's head)."""
+        uids = (entry.study_uid, entry.series_uid, entry.sop_uid)
+        if None in uids:
+            head = read_part10_head(path)
+            uids = head.uids if head is not None and head.uids else uids
+        if None in uids:
+            return True  # nothing to ask about: the journal's word stands
+        return self._server_holdings().holds(*uids)  # type: ignore[arg-type]
+
+    def _server_holdings(self) -> ServerHoldings:
+        if self._holdings is None:
+            from .existing import ServerHoldings  # the search pager too
+
+            self._holdings = ServerHoldings(self.http, self.base_url)
+        return self._holdings
+
+    def found(self, path: Path, head: Part10Head | None, size: int, why: str,
+              attempts: int, *, read_back: bool) -> Outcome | None:
+        """The file's outcome when the server holds its SOP Instance UID ("already
+        stored", with the earlier runs that sent it), else None: send it. With
+        ``read_back`` (a file an interrupted run sent), the server's copy must also be
+        the file's bytes: other bytes are a conflict, its outcome failed; a copy that
+        cannot be read back sends the file again."""
+        uids = head.uids if head else None
+        if uids is None:
+            return None  # not DICOM, or unreadable: the uploader says which
+        if not self._server_holdings().holds(*uids):
+            return None
+        if read_back:
+            looked_for = wanted(uids, uids[2], self.study_uid)
+            if looked_for is None:
+                return None  # of another study than the one it goes to: not stored there
+            try:
+                same = holds_bytes(self.http, self.base_url, looked_for, path)
+            except READ_BACK_FAILED as error:
+                log.info("%s: %s, but its copy could not be read back to compare (%s): "
+                         "sending it again", path, why, error)
+                return None
+            if not same:
+                return Outcome(path, "failed", size, uids,
+                               message=f"sent by an interrupted run; {OTHER_BYTES}",
+                               attempts=attempts)
+        return Outcome(path, "already stored", size, uids, message=why, attempts=attempts)
