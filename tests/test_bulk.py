@@ -236,21 +236,28 @@ def test_second_run_on_a_busy_journal_exits_7_and_sends_nothing(
                str(journal)).exit_code == 0
 
 
-def test_two_processes_on_one_journal(local_server: LocalServer, files: list[Path],
-                                      tmp_path: Path) -> None:
-    journal = tmp_path / "j.db"
+@contextmanager
+def held_by_another_process(journal: Path) -> Iterator[None]:
+    """The journal opened (and locked) by another process for as long as the block runs."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from dcmweb.journal import Journal; "
+        [sys.executable, "-c", "import time; from dcmweb.journal import Journal; "
          f"j = Journal({str(journal)!r}, 'x'); print('held', flush=True); time.sleep(30)"],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        done = subprocess.run([sys.executable, "-m", "dcmweb", local_server.url, "store",
-                               str(files[0]), "--journal", str(journal)],
-                              capture_output=True, text=True, timeout=60)
+        yield
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_two_processes_on_one_journal(local_server: LocalServer, files: list[Path],
+                                      tmp_path: Path) -> None:
+    journal = tmp_path / "j.db"
+    with held_by_another_process(journal):
+        done = subprocess.run([sys.executable, "-m", "dcmweb", local_server.url, "store",
+                               str(files[0]), "--journal", str(journal)],
+                              capture_output=True, text=True, timeout=60)
     assert done.returncode == 7, done.stderr
     assert "in use by another dcmweb run" in done.stderr
 

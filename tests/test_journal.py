@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from test_bulk import held_by_another_process
 
 from dcmweb import Client, LocalFileError, UsageError
 from dcmweb.bulkrecords import Outcome
@@ -173,18 +174,10 @@ def test_two_runs_through_a_symbolic_link_the_second_exits_7(
     files = corpus.synthetic_files(tmp_path / "in", 1, seed="link")
     journal, link = tmp_path / "n.db", tmp_path / "link.db"
     link.symlink_to(journal)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from dcmweb.journal import Journal; "
-         f"j = Journal({str(journal)!r}, 'x'); print('held', flush=True); time.sleep(30)"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with held_by_another_process(journal):
         second = subprocess.run([sys.executable, "-m", "dcmweb", local_server.url, "store",
                                  str(files[0]), "--journal", str(link), "-q"],
                                 capture_output=True, text=True, timeout=60)
-    finally:
-        holder.kill()
-        holder.wait()
     assert second.returncode == 7, second.stderr
     assert "in use by another dcmweb run" in second.stderr
 
