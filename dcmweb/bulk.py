@@ -98,6 +98,9 @@ class BulkStore:
         # has seen, forgotten when it ends well (see _in_failed_folder).
         self._failed_folders: dict[str, bool] = {}
         self._read_again: set[str] = set()
+        # Folders of files left for a later run (--min-age): no entry of their own yet,
+        # so a failed folder above them stays listed.
+        self._left_for_later: set[str] = set()
         # Why the run stops once the files in flight are done: on_outcome raised, or the
         # journal or the report could not be written (a full disk, --report - whose
         # reader went away): see _stop.
@@ -384,6 +387,7 @@ class BulkStore:
             self.summary.not_retried += 1
             return None
         if self._too_new(path, stat):
+            self._left_for_later.add(os.path.dirname(key))
             return None
         # A killed run never learned these files' outcome; --skip-existing asks
         # about every file the journal does not know.
@@ -429,9 +433,12 @@ class BulkStore:
 
     def _forget_folders_read_again(self, journal: Journal) -> None:
         """A run that ended well saw every file of the folders it read that the journal
-        listed as failed: each file has its own entry now, and the folders' go."""
+        listed as failed: each file has its own entry now, and the folders' go (unless a
+        file below one was left for a later run by --min-age)."""
         for folder in self._read_again:
-            journal.forget(folder)
+            if not any(left == folder or left.startswith(folder + os.sep)
+                       for left in self._left_for_later):
+                journal.forget(folder)
         journal.commit()
 
     def _too_new(self, path: Path, stat: os.stat_result) -> bool:

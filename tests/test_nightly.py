@@ -183,6 +183,36 @@ def test_retry_failed_after_an_unreadable_folder_was_fixed_sends_its_files(
                                        "5 already stored")
 
 
+def test_retry_failed_keeps_a_fixed_folder_whose_file_was_too_new(
+        local_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fixed folder's row was forgotten although its file, too new, got no entry of
+    its own: every later --retry-failed said `not retried` and never sent it."""
+    tree = tmp_path / "tree"
+    for path in corpus.synthetic_files(tree, 1, seed="open"):
+        age(path, 3600)
+    locked = tree / "locked"
+    [landing] = corpus.synthetic_files(locked, 1, seed="landing")
+    real_scandir = os.scandir
+
+    def scandir(path: Any = ".") -> Any:  # root reads every folder: refused here
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    journal = tmp_path / "j.db"
+    night = (local_server.url, "store", str(tree), "--journal", str(journal), "--min-age", "60")
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "scandir", scandir)
+        assert run(*night).exit_code == 6  # "tree/locked failed: cannot read the folder"
+    fixed = run(*night, "--retry-failed")  # the folder's file is still landing
+    assert fixed.exit_code == 0, fixed.stderr
+    assert "1 too new" in lines(fixed.stderr)[-1]
+    age(landing, 3600)
+    later = run("-q", *night, "--retry-failed")
+    assert (later.exit_code, later.stderr) == (0, "")
+    assert held(local_server) == 2
+
+
 def test_library_min_age(local_server: LocalServer, tmp_path: Path) -> None:
     files = corpus.synthetic_files(tmp_path / "tree", 2)
     age(files[1], 3600)
