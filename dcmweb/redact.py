@@ -61,22 +61,27 @@ def is_credential_header(name: str, value: str) -> bool:
     return bool(CREDENTIAL_NAME.search(name) or _JWT.search(value))
 
 
+# A query field (after '?', '&' or ';'), wherever it is in a URL.
+_FIELD = re.compile(r"(?<=[?&;])[^?&;=#]*=[^&;#]*")
+# What follows the '@' that ends a URL's userinfo: a host name or [IPv6] literal, an
+# optional port, then the path, query or fragment (or the end). An '@' inside a query
+# value (`AccessionNumber=a@b&...`) is not followed by that.
+_HOST_AFTER = re.compile(r"@(?:[\w.~%-]+|\[[0-9A-Fa-f:.]+\])(?::\d*)?(?=[/?#]|$)")
+
+
 def redact_url(url: str) -> str:
-    """The URL with any user name and password (a URL typed without its scheme too:
-    everything before its last '@'), and the value of each patient key in its query,
-    replaced by ``***``."""
-    if "@" in url:
-        # Everything between '://' and the last '@' (the whole text before it, without
-        # '://').
-        scheme, sep, rest = url.partition("://") if "://" in url.partition("@")[0] else (
-            "", "", url)
-        url = f"{scheme}{sep}{HIDDEN}@{rest.rpartition('@')[2]}"
-    head, mark, tail = url.partition("?")
-    if not mark:
+    """The URL with the value of each patient key in its query, and any user name and
+    password (everything before the last '@' that a host follows: a password with an
+    unencoded '#', '?', '/' or '@' too; a URL typed without its scheme too), replaced
+    by ``***``."""
+    url = _FIELD.sub(lambda field: _hide_patient_value(field.group()), url)
+    ends = [match.start() for match in _HOST_AFTER.finditer(url)]
+    if not ends:
         return url
-    query, hash_mark, fragment = tail.partition("#")
-    query = "&".join(_hide_patient_value(field) for field in query.split("&"))
-    return f"{head}?{query}{hash_mark}{fragment}"
+    scheme, sep, _ = url.partition("://")
+    if not sep or len(scheme) > ends[-1]:  # no scheme before the userinfo
+        scheme, sep = "", ""
+    return f"{scheme}{sep}{HIDDEN}{url[ends[-1]:]}"
 
 
 def _hide_patient_value(field: str) -> str:

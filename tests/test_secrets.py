@@ -65,6 +65,21 @@ def test_patient_values_in_a_query_are_hidden(query: str, shown: str) -> None:
         f"http://h/dicom-web/studies?{shown}"
 
 
+@pytest.mark.parametrize(("url", "shown"), [
+    ("http://h/studies?AccessionNumber=a@b&PatientName=Doe%5EJohn",
+     "http://h/studies?AccessionNumber=a@b&PatientName=***"),
+    ("http://h/studies?StudyDescription=x&PatientName=Doe@clinic",
+     "http://h/studies?StudyDescription=x&PatientName=***"),
+    ("http://alice:Pa@ss/99word@h:9/x?PatientID=12", "http://***@h:9/x?PatientID=***"),
+])
+def test_an_at_sign_in_a_query_value_hides_neither_less_nor_the_host(url: str,
+                                                                     shown: str) -> None:
+    """The last-'@' rule for passwords took an '@' in a query value (a server's redirect)
+    for the end of a password: the host and '?' went, and the patient values after it
+    were shown in clear."""
+    assert redact_url(url) == shown
+
+
 def test_userinfo_is_hidden_whatever_the_scheme_s_case() -> None:
     assert redact_text(f"at HTTPS://alice:{SECRET}@h/ and Http://b:{SECRET}@g/") == (
         "at HTTPS://***@h/ and Http://***@g/")
