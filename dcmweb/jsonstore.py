@@ -46,7 +46,7 @@ from .http import Http
 from .multipart import new_boundary
 from .optionnames import option
 from .record import record
-from .store import LOST_STATUSES, UNCONFIRMED, Resends, Stopped
+from .store import LOST_STATUSES, UNCONFIRMED, Resends, Stopped, stops_the_run
 from .storecheck import Wanted, held
 from .storefiles import ConfirmedBy, Status, StoreResult
 from .stowanswer import parse_stow_answer
@@ -221,7 +221,14 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
         # redirect): ask.
         try:
             found = held(http, base_url, [Wanted(sop, f"studies/{study}/series/{series}")])
-        except DcmwebError as error:  # it stops the run: the pair was sent, its fate unknown
+        except DcmwebError as error:
+            if redirected is None and not stops_the_run(error):
+                # A search that failed alone (a sign-in page, 500s): this pair is
+                # undecided, the run goes on, as for files.
+                message = f"{lost}; {error.message}; the server may hold it"
+                return result("unconfirmed", message=f"{message} ({error.hint})"
+                              if error.hint else message)
+            # It stops the run: the pair was sent, its fate unknown.
             raise Stopped(redirected or error,
                           [result("unconfirmed", message=f"{lost}; {UNCONFIRMED}")],
                           {}) from error
@@ -239,9 +246,9 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
         outage = resends.failed(answered, posted, carried_out=False)
         if not resends.left:
             return result("failed", message=f"{lost}; not on the server{resends.tries()}")
-        note = http.outage_note() if outage else None
-        if note is not None:
-            raise Stopped(UnavailableError(f"{what} failed: {lost} ({note})",
+        outage_note = http.outage_note() if outage else None
+        if outage_note is not None:
+            raise Stopped(UnavailableError(f"{what} failed: {lost} ({outage_note})",
                                            UNAVAILABLE_HINT),
                           [result("unconfirmed", message=f"{lost}; {UNCONFIRMED}")], {})
         # Not on the server: the same body again, with the same (generated) UIDs.

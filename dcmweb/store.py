@@ -230,7 +230,7 @@ class Uploader:
         except Stopped as stopped:
             error = stopped.error
             decided = {result.path for result in stopped.decided}
-            if _stops_the_run(error):
+            if stops_the_run(error):
                 # Stop now (no batch starts after this); what this batch decided is
                 # reported with the error (see stopped_results), and so are the files it
                 # sent without learning their fate.
@@ -571,7 +571,7 @@ class Uploader:
         try:
             found = self.finder.held(filter(None, wanted.values()))
         except DcmwebError as error:
-            if _stops_the_run(error):
+            if stops_the_run(error):
                 raise
             return [self._undecided(item, doubt, error) for item in items]
         results: list[StoreResult] = []
@@ -687,7 +687,7 @@ def _what(items: list[Part10File]) -> str:
     return f"store {items[0].path}" if len(items) == 1 else f"store of {len(items)} files"
 
 
-def _stops_the_run(error: DcmwebError) -> bool:
+def stops_the_run(error: DcmwebError) -> bool:
     """Whether an error ends the run, not one batch: unreachable or overloaded for every
     retry, credentials, a HOST that redirects (every other request would fail alike)."""
     return not isinstance(error, (AnswerLost, ServerError)) or isinstance(

@@ -409,6 +409,28 @@ def test_a_pair_whose_answer_is_lost_is_searched_then_resent_with_the_same_uids(
         assert result.exit_code == 0, result.stderr
         assert (row["status"], row["confirmed_by"]) == ("stored", "answer")
         assert held == [row["sop_instance_uid"]]
+        assert "generated StudyInstanceUID=" in row["message"]  # kept after the resend
+
+
+def test_a_pair_whose_check_search_fails_is_unconfirmed_and_the_run_goes_on(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """As for files: the search that should settle a lost answer failed (500s), so the
+    pair is undecided, alone. Was: the run stopped with the search's error (exit 1),
+    the pairs after it never sent."""
+    pairs = [write_pair(tmp_path, name) for name in ("a", "b", "c")]
+    local_server.inject_fault(after=True, method="POST", body_contains=sop_of("b"))
+    local_server.inject_fault(500, count=10**6, method="GET")
+    report = tmp_path / "report.jsonl"
+    result = dcmweb("--retries", "2", local_server.url, "store", "--report", str(report),
+                    *[arg for json_path, jpeg_path in pairs
+                      for arg in ("--metadata", str(json_path), "--jpeg", str(jpeg_path))])
+    assert result.exit_code == 6, result.stderr
+    statuses = {row["path"]: row["status"] for row in map(json.loads,
+                                                          report.read_text().splitlines())}
+    assert statuses == {str(pairs[0][0]): "stored", str(pairs[1][0]): "unconfirmed",
+                        str(pairs[2][0]): "stored"}
+    held = {r["sop_uid"] for r in local_server.store.query("SELECT sop_uid FROM instances")}
+    assert held == {sop_of("a"), sop_of("b"), sop_of("c")}  # b was stored: its answer lost
 
 
 @pytest.mark.parametrize(("option", "named", "hint"), [
