@@ -156,7 +156,6 @@ class Failure:
     """A request that got no usable answer: why, and how to treat it."""
 
     reason: str
-    outcome: Outcome = Outcome.UNAVAILABLE
     refused: bool = False
     sent: bool = True  # the request may have reached the server
     fatal_at_start: bool = False  # a wrong HOST or port, unless the server answered before
