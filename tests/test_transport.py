@@ -15,6 +15,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,13 @@ def ct_file(pydicom_files: list[Path]) -> Path:
 
 def run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
+
+
+def timed_run(*args: str) -> tuple[Result, float]:
+    """:func:`run`, and how many seconds it took."""
+    started = time.monotonic()
+    result = run(*args)
+    return result, time.monotonic() - started
 
 
 def rows(req: Request) -> None:
@@ -225,14 +233,9 @@ class NotHttp(RawServer):
 def test_a_port_that_does_not_speak_http_fails_at_once(command: str, ct_file: Path) -> None:
     """Before, every attempt counted as a dropped connection and the run waited out the
     outage limit (5 minutes) before it said so."""
-    other = NotHttp(b"SSH-2.0-OpenSSH_9.2\r\n")
-    try:
-        started = time.monotonic()
-        args = [str(ct_file)] if command == "store" else []
-        result = run(f"http://127.0.0.1:{other.port}/dicomWeb", command, *args)
-        elapsed = time.monotonic() - started
-    finally:
-        other.close()
+    args = [str(ct_file)] if command == "store" else []
+    with closing(NotHttp(b"SSH-2.0-OpenSSH_9.2\r\n")) as other:
+        result, elapsed = timed_run(f"http://127.0.0.1:{other.port}/dicomWeb", command, *args)
     assert result.exit_code == 5, result.stderr
     assert elapsed < 5
     assert other.connections == 1  # not retried
@@ -651,13 +654,8 @@ def test_an_endless_head_is_a_broken_answer(start: bytes, more: bytes, said: str
     """Before, folded lines were not counted (and joined with quadratic copying), 1xx
     answers were skipped without end, and only one line's length was bounded: the run
     went on for as long as the server sent (the probe's ran 22 s, growing to 150 MB)."""
-    server = EndlessHead(start, more)
-    try:
-        started = time.monotonic()
-        result = run(f"http://127.0.0.1:{server.port}/dicomWeb", "search")
-        elapsed = time.monotonic() - started
-    finally:
-        server.close()
+    with closing(EndlessHead(start, more)) as server:
+        result, elapsed = timed_run(f"http://127.0.0.1:{server.port}/dicomWeb", "search")
     assert result.exit_code == 5, result.stderr
     assert elapsed < 5
     assert server.connections == 1  # at the start, reported at once: as an answer not HTTP
@@ -683,14 +681,9 @@ def test_a_trickled_head_ends_at_the_request_deadline(start: bytes, more: bytes,
                                                       every: float) -> None:
     """Each byte came within the read timeout, so before only --read-timeout was checked
     and the run hung past --request-deadline and --outage-limit (killed at 60 s)."""
-    server = EndlessHead(start, more, every=every, seconds=15)
-    try:
-        started = time.monotonic()
-        result = run("--read-timeout", "2", "--request-deadline", "3",
-                     f"http://127.0.0.1:{server.port}/dicomWeb", "search")
-        elapsed = time.monotonic() - started
-    finally:
-        server.close()
+    with closing(EndlessHead(start, more, every=every, seconds=15)) as server:
+        result, elapsed = timed_run("--read-timeout", "2", "--request-deadline", "3",
+                                    f"http://127.0.0.1:{server.port}/dicomWeb", "search")
     assert result.exit_code == 5, result.stderr
     assert elapsed < 6
     assert lines(result.stderr)[-1] == (
@@ -708,9 +701,8 @@ def test_http_to_a_port_that_speaks_only_tls_says_so(command: str, ct_file: Path
     cert, key = tls_certificate(tmp_path)
     with Hostile(tls=(cert, key)) as fake:
         url = fake.url.replace("https://", "http://")
-        started = time.monotonic()
-        result = run(url, command, *([str(ct_file)] if command == "store" else []))
-        elapsed = time.monotonic() - started
+        result, elapsed = timed_run(url, command,
+                                    *([str(ct_file)] if command == "store" else []))
     assert result.exit_code == 5, result.stderr
     assert elapsed < 5
     assert (f"127.0.0.1:{fake.port} closed the connection without an answer (after 3"
@@ -748,12 +740,8 @@ def test_a_proxy_that_refuses_fails_at_once(monkeypatch: pytest.MonkeyPatch, sch
     proxy = RefusingProxy(status)
     variable = f"{scheme.upper()}_PROXY"
     monkeypatch.setenv(variable, f"http://127.0.0.1:{proxy.port}")
-    try:
-        started = time.monotonic()
-        result = run(f"{scheme}://127.0.0.1:9/dicomWeb", "search")
-        elapsed = time.monotonic() - started
-    finally:
-        proxy.close()
+    with closing(proxy):
+        result, elapsed = timed_run(f"{scheme}://127.0.0.1:9/dicomWeb", "search")
     assert result.exit_code == code, result.stderr
     assert elapsed < 3
     assert proxy.connections == 1
