@@ -107,17 +107,17 @@ def read_bounded(response: Response, limit: int, what: str,
     if response.has_content:
         data = response.content
         if len(data) > limit:
-            raise _too_large(what, limit, hint)
+            raise too_large(what, limit, hint)
         return data
     buffer = bytearray()
     for chunk in response.iter_content():
         buffer += chunk
         if len(buffer) > limit:
-            raise _too_large(what, limit, hint)
+            raise too_large(what, limit, hint)
     return bytes(buffer)
 
 
-def _too_large(what: str, limit: int, hint: str) -> ServerError:
+def too_large(what: str, limit: int, hint: str) -> ServerError:
     return ServerError(f"{what} failed: the server's answer is larger than {limit} bytes", hint)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .body import NotAJsonNumber, NotRows, object_rows, read_bounded
+from .body import NotAJsonNumber, NotRows, object_rows, read_bounded, too_large
 from .errors import ServerError, UsageError
 from .http import Http
 from .multipart import parse_content_type
@@ -120,8 +120,7 @@ def _bounded(chunks: Iterable[Chunk], room: int, what: str) -> Iterator[Chunk]:
     for chunk in chunks:
         room -= len(chunk)
         if room < 0:
-            raise ServerError(f"{what} failed: the server's answer is larger than "
-                              f"{MAX_ANSWER} bytes", _TOO_LARGE_HINT)
+            raise too_large(what, MAX_ANSWER, _TOO_LARGE_HINT)
         yield chunk
 
 
