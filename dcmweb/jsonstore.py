@@ -46,7 +46,7 @@ from .http import Http
 from .multipart import new_boundary
 from .optionnames import option
 from .record import record
-from .store import LOST_STATUSES, UNCONFIRMED, Resends, Stopped, stops_the_run
+from .store import LOST_STATUSES, UNCONFIRMED, Resends, Stopped, stops_the_run, undecided
 from .storecheck import Wanted, held
 from .storefiles import ConfirmedBy, Status, StoreResult
 from .stowanswer import parse_stow_answer
@@ -225,9 +225,7 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
             if redirected is None and not stops_the_run(error):
                 # A search that failed alone (a sign-in page, 500s): this pair is
                 # undecided, the run goes on, as for files.
-                message = f"{lost}; {error.message}; the server may hold it"
-                return result("unconfirmed", message=f"{message} ({error.hint})"
-                              if error.hint else message)
+                return result("unconfirmed", message=undecided(lost, error))
             # It stops the run: the pair was sent, its fate unknown.
             raise Stopped(redirected or error,
                           [result("unconfirmed", message=f"{lost}; {UNCONFIRMED}")],

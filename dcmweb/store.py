@@ -616,9 +616,8 @@ class Uploader:
                    error: DcmwebError) -> StoreResult:
         """A file its request's answer did not decide, and the search failed."""
         reason, status = doubt
-        return cls._result(item, "unconfirmed", message=(
-            f"{reason}; {error.message}; the server may hold it"), hint=error.hint,
-            http_status=status)
+        return cls._result(item, "unconfirmed", message=undecided(reason, error),
+                           http_status=status)
 
     @staticmethod
     def _result(item: Part10File, status: Status, url: str | None = None,
@@ -685,6 +684,13 @@ def _says_duplicate(message: str) -> bool:
 
 def _what(items: list[Part10File]) -> str:
     return f"store {items[0].path}" if len(items) == 1 else f"store of {len(items)} files"
+
+
+def undecided(reason: str, error: DcmwebError) -> str:
+    """Why an item its answer did not decide is unconfirmed: the search that should
+    settle it failed too (a sign-in page, 500s)."""
+    message = f"{reason}; {error.message}; the server may hold it"
+    return f"{message} ({error.hint})" if error.hint else message
 
 
 def stops_the_run(error: DcmwebError) -> bool:
