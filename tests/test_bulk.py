@@ -134,6 +134,25 @@ def test_verify_journal_sends_again_what_the_server_lost(
     assert len(searches) <= 2 * len(series)
 
 
+def test_verify_journal_whose_search_fails_sends_nothing_and_claims_nothing(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """A search that cannot say whether the server still holds a file: the journal's word
+    is neither confirmed nor overturned, so nothing is sent and no row says stored."""
+    journal, report = tmp_path / "j.db", tmp_path / "r.csv"
+    assert run(local_server.url, "store", str(files[0].parent), "--journal",
+               str(journal)).exit_code == 0
+    local_server.inject_fault(500, count=10**6, method="GET")
+    local_server.clear_requests()
+    result = run("--retries", "1", local_server.url, "store", str(files[0].parent),
+                 "--journal", str(journal), "--verify-journal", "--report", str(report))
+    assert result.exit_code == 1, result.stderr
+    assert [r for r in local_server.requests if r.method == "POST"] == []
+    assert rows(report) == []
+    assert lines(result.stderr)[-2].endswith("Transferred 0 B in 0 files; 30 not attempted")
+    with Journal(journal, f"{local_server.url}/studies") as entries:
+        assert entries.counts() == {"stored": 30}
+
+
 def test_verify_journal_on_orthanc_restores_a_cleared_store(
         orthanc: Orthanc, pydicom_files: list[Path], tmp_path: Path) -> None:
     journal = tmp_path / "j.db"
