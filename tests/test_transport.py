@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile, Request, once, tls_certificate
+from hostile import BASE_PATH, Hostile, Request, once, tls_certificate
 
 from dcmweb.cli import cli
 from dcmweb.errors import UsageError
@@ -379,7 +379,33 @@ def test_coded_answers_are_decoded(coding: str) -> None:
         result = run(fake.url, "search", "--format", "compact")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == json.loads(ROWS)
-    assert fake.seen("GET", "/studies")[0].headers["Accept-Encoding"] == "gzip, deflate"
+
+
+@pytest.mark.parametrize("where", ["127.0.0.1", "localhost"])
+def test_a_server_on_this_machine_is_not_asked_to_compress(where: str) -> None:
+    """Compressing costs the server's CPU and saves nothing on loopback; a coded answer
+    is still decoded (test above), and -H asks for it when a user wants it."""
+    with Hostile() as fake:
+        fake.route("GET", "/studies", rows)
+        url = fake.url.replace("127.0.0.1", where)
+        assert run(url, "search").exit_code == 0
+        plain = [r.headers for r in fake.seen("GET", "/studies")]
+        assert run("-H", "Accept-Encoding: gzip", url, "search").exit_code == 0
+        asked = [r.headers for r in fake.seen("GET", "/studies")][len(plain):]
+    assert plain and all("Accept-Encoding" not in h and h["Connection"] == "keep-alive"
+                         for h in plain)
+    assert asked and all(h["Accept-Encoding"] == "gzip" for h in asked)
+
+
+def test_a_server_elsewhere_or_behind_a_proxy_is_asked_for_gzip(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with Hostile() as fake:  # the proxy: nothing goes past it
+        fake.route("GET", "/studies", rows)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{fake.port}")
+        for host in (f"http://pacs.example:8042{BASE_PATH}", fake.url):
+            assert run(host, "search").exit_code == 0
+    seen = [r.headers.get("Accept-Encoding") for r in fake.seen("GET", "/studies")]
+    assert len(seen) >= 2 and set(seen) == {"gzip, deflate"}
 
 
 def gzipped_rows(coding: str) -> Callable[[Request], None]:
