@@ -838,6 +838,48 @@ def test_concurrent_stows_keep_every_instance(srv: LocalServer) -> None:
     assert len(qido(srv, "/instances")) == 24
 
 
+def test_a_stow_racing_a_delete_of_its_instance_leaves_the_file_retrievable(
+        srv: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The STOW of the same bytes lands between the delete's index change and its file
+    removal (old server: answered 200, listed, but its file gone: WADO 404, for good)."""
+    import threading
+
+    data = blob(MR)
+    study, series, sop = uids(data)
+    url = f"{srv.url}/studies/{study}/series/{series}/instances/{sop}"
+    assert stow(srv, [data]).status_code == 200
+    codes: list[int] = []
+    racer = threading.Thread(target=lambda: codes.append(stow(srv, [data]).status_code))
+    real_file_path = srv.store.file_path
+
+    def store_meanwhile(row: Any) -> Path:  # the delete is about to remove the file
+        monkeypatch.setattr(srv.store, "file_path", real_file_path)
+        racer.start()
+        racer.join(timeout=0.5)  # done at once unless the delete holds the store
+        return real_file_path(row)
+
+    monkeypatch.setattr(srv.store, "file_path", store_meanwhile)
+    assert requests.delete(url).status_code == 200
+    racer.join()
+    assert codes == [200]
+    assert [value(i, "00080018") for i in qido(srv, "/instances")] == [sop]
+    got = requests.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"})
+    assert got.status_code == 200 and got.content == data
+
+
+def test_a_duplicate_stow_puts_back_a_file_missing_from_the_store(srv: LocalServer) -> None:
+    data = blob(CT)
+    study, series, sop = uids(data)
+    assert stow(srv, [data]).status_code == 200
+    (stored,) = srv.store.instances(study, series, sop)
+    srv.store.file_path(stored).unlink()
+    assert stow(srv, [data]).status_code == 200  # a duplicate: still the same instance
+    url = f"{srv.url}/studies/{study}/series/{series}/instances/{sop}"
+    got = requests.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"})
+    assert got.status_code == 200 and got.content == data
+    assert srv.duplicates == [sop]
+
+
 # -- the console script -------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as sock:
