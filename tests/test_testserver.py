@@ -771,7 +771,29 @@ def test_bearer_token_401_and_runtime_change(tmp_path: Path) -> None:
         }
         headers = {"Authorization": f"Bearer {token['access_token']}"}
         assert requests.get(srv.url + "/studies", headers=headers).status_code == 204
-        assert requests.get(srv.root_url + "/_control/requests").status_code == 200
+
+
+def test_with_a_token_the_control_paths_need_it_and_credentials_are_not_shown(
+        tmp_path: Path) -> None:
+    """Old server: /_control answered anyone, and its request log quoted every
+    Authorization header, real Google tokens a client sent included."""
+    with LocalServer(tmp_path, token="s3cret", token_endpoint=False) as srv:
+        google = {"Authorization": "Bearer ya29.REAL-LOOKING-ACCESS-TOKEN"}
+        assert requests.get(srv.url + "/studies", headers=google).status_code == 401
+        control = srv.root_url + "/_control"
+        assert requests.get(control + "/requests").status_code == 401
+        assert requests.post(control + "/faults", json={"status": 500}).status_code == 401
+        assert requests.delete(control + "/requests", headers=google).status_code == 401
+        assert len(srv.faults) == 0
+        assert requests.post(srv.token_url, data={"grant_type": "x"}).status_code == 404
+        ours = {"Authorization": "Bearer s3cret"}
+        listed = requests.get(control + "/requests", headers=ours)
+        assert listed.status_code == 200
+        shown = [r["headers"].get("Authorization") for r in listed.json()]
+        assert shown == ["Bearer ***", None, None, "Bearer ***", None]
+        assert "REAL-LOOKING" not in listed.text and "s3cret" not in listed.text
+        # In the test's own process the records keep what arrived, to be checked.
+        assert srv.requests[0].headers["Authorization"] == google["Authorization"]
 
 
 def test_unknown_path_404_and_wrong_method_405(srv: LocalServer) -> None:

@@ -26,7 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=None, metavar="DIR",
                         help="data directory (default: a temp dir removed on exit)")  # fmt: skip
     parser.add_argument("--token", default=None, metavar="T",
-                        help="require this bearer token (default: none)")  # fmt: skip
+                        help="require this bearer token, also on /_control (default: "
+                        "none)")  # fmt: skip
+    parser.add_argument(
+        "--token-endpoint", action="store_true",
+        help="with --token, also answer POST /token with it (for google-auth tests): any "
+        "caller can then get the token; without --token, /token always answers",
+    )  # fmt: skip
     parser.add_argument(
         "--delete-delay", type=float, default=1.0, metavar="S",
         help="seconds a study or series delete's operation runs, its instances removed "
@@ -66,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         args.host,
         args.port,
         token=args.token,
+        token_endpoint=args.token is None or args.token_endpoint,
         delete_delay=args.delete_delay,
         no_match_status=args.no_match_status,
         verbose=args.verbose,

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..redact import HIDDEN, is_credential_header
+
 
 @dataclass
 class Fault:
@@ -245,7 +247,18 @@ class RequestRecord:
         return getattr(self, key)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as ``GET /_control/requests`` shows it: credentials are hidden
+        (``Bearer ***``), since a client may send a real Google token to a test server."""
+        shown = asdict(self)
+        shown["headers"] = {name: _hidden(name, value) for name, value in self.headers.items()}
+        return shown
+
+
+def _hidden(name: str, value: str) -> str:
+    if not is_credential_header(name, value):
+        return value
+    scheme, space, _ = value.partition(" ")
+    return f"{scheme} {HIDDEN}" if space and name.lower().endswith("authorization") else HIDDEN
 
 
 class RequestLog:

@@ -7,7 +7,8 @@ and the server on top.
 
 Every request body is first streamed to a temp file (so it can be recorded and
 hashed, and never held in memory), then injected faults are applied, then the
-bearer token is checked, and only then is the request routed.
+bearer token is checked (on every path but /token, the control paths included), and
+only then is the request routed.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class App(Protocol):
     host: str
     base_path: str
     token: str | None
+    token_endpoint: bool
     verbose: bool
     no_match_status: int
     search_keys: str
@@ -221,7 +223,8 @@ class Handler(BaseHTTPRequestHandler):
                 if fault.status is not None:
                     self._send_fault(fault.status, fault, req)
                     return
-        if not control and req.path != "/token" and not self._authorized():
+        # /_control too: its request log and faults are no one else's business.
+        if req.path != "/token" and not self._authorized():
             self.send_error_json(
                 401,
                 "Request had invalid authentication credentials. Expected OAuth 2 access"
