@@ -773,6 +773,25 @@ def test_bearer_token_401_and_runtime_change(tmp_path: Path) -> None:
         assert requests.get(srv.url + "/studies", headers=headers).status_code == 204
 
 
+@pytest.mark.parametrize(("fault", "message"), [
+    ({"method": 5}, "method must be a string, not 5"),
+    ({"status": "503"}, 'status must be an integer, not "503"'),
+    ({"delay": "2"}, 'delay must be a number, not "2"'),
+    ({"drop": "false"}, 'drop must be true or false, not "false"'),
+    ({"count": True}, "count must be an integer, not true"),
+    ({"body_contains": ["1.2.3"]}, 'body_contains must be a string, not ["1.2.3"]'),
+])  # fmt: skip
+def test_a_fault_of_the_wrong_type_is_refused(srv: LocalServer, fault: dict,
+                                              message: str) -> None:
+    """Old server: 200, then a 500 for every request it met (or a drop for "false")."""
+    resp = requests.post(srv.root_url + "/_control/faults", json=fault)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["message"] == f"invalid fault: {message}"
+    assert len(srv.faults) == 0
+    assert requests.post(srv.url + "/studies", data=b"x", timeout=5,
+                         headers={"Content-Type": "application/dicom"}).status_code == 409
+
+
 def test_with_a_token_the_control_paths_need_it_and_credentials_are_not_shown(
         tmp_path: Path) -> None:
     """Old server: /_control answered anyone, and its request log quoted every

@@ -5,12 +5,13 @@ Both are shared by all handler threads, so every change happens under a lock.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +79,32 @@ class Fault:
         return fault
 
     def validate(self) -> None:
-        if self.status is not None and not (100 <= int(self.status) <= 599):
+        # The JSON of /_control/faults brings any type: a string status or a "false"
+        # drop must be refused here, not fail (or act) on every request it meets.
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is None and item.default is None:
+                continue
+            kinds = _FIELD_TYPES[item.name]
+            if isinstance(value, bool) != (kinds == (bool,)) or not isinstance(value, kinds):
+                shown = json.dumps(value, default=repr)
+                raise ValueError(f"{item.name} must be {_TYPE_NAMES[kinds]}, not {shown}")
+        if self.status is not None and not (100 <= self.status <= 599):
             raise ValueError("status must be an HTTP status code")
-        if int(self.count) < 1:
+        if self.count < 1:
             raise ValueError("count must be at least 1")
-        if float(self.delay) < 0 or float(self.stall) < 0:
+        if self.delay < 0 or self.stall < 0:
             raise ValueError("delay and stall must not be negative")
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "status": (int,), "count": (int,), "retry_after": (str,), "drop": (bool,),
+    "delay": (int, float), "method": (str,), "path_contains": (str,), "after": (bool,),
+    "cut": (bool,), "location": (str,), "stall": (int, float), "body_contains": (str,),
+}  # fmt: skip
+_TYPE_NAMES: dict[tuple[type, ...], str] = {
+    (int,): "an integer", (int, float): "a number", (str,): "a string", (bool,): "true or false",
+}  # fmt: skip
 
 
 class Quota:
