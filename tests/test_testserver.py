@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import signal
 import socket
@@ -703,6 +704,31 @@ def test_fault_matching_count_and_fifo(srv: LocalServer) -> None:
     assert requests.get(srv.url + "/studies").status_code == 204
 
 
+@pytest.mark.parametrize("status", [204, 304])
+def test_an_injected_status_without_body_sends_none(srv: LocalServer, status: int) -> None:
+    """Old server: the JSON envelope went out with a 204, and the client on the same
+    connection read it as the status line of its next answer."""
+    srv.inject_fault(status=status)
+    with requests.Session() as session:
+        first = session.get(srv.url + "/studies", timeout=5)
+        assert first.status_code == status and first.content == b""
+        assert "Content-Length" not in first.headers
+        assert session.get(srv.url + "/studies", timeout=5).status_code == 204
+
+
+def test_chaos_matches_its_method_in_any_case(srv: LocalServer) -> None:
+    """Old server: Chaos(method="post") injected nothing, so a chaos test passed idle."""
+    from dcmweb.testing.faults import Chaos
+
+    srv.faults.set_chaos(Chaos(seed=1, rates={"500": 1.0}, method="post"))
+    codes = [requests.post(srv.url + "/studies", data=b"x", timeout=5,
+                           headers={"Content-Type": "application/dicom"}).status_code
+             for _ in range(3)]  # fmt: skip
+    assert codes == [500] * 3 and srv.faults.chaos is not None
+    assert srv.faults.chaos.injected == {"500": 3}
+    assert requests.get(srv.url + "/studies", timeout=5).status_code == 204
+
+
 def test_fault_drop_closes_the_connection(srv: LocalServer) -> None:
     srv.inject_fault(drop=True, method="POST")
     body, ctype = multipart([blob(MR)])
@@ -813,6 +839,20 @@ def test_with_a_token_the_control_paths_need_it_and_credentials_are_not_shown(
         assert "REAL-LOOKING" not in listed.text and "s3cret" not in listed.text
         # In the test's own process the records keep what arrived, to be checked.
         assert srv.requests[0].headers["Authorization"] == google["Authorization"]
+
+
+def test_a_streamed_answer_to_http_1_0_is_not_chunked(loaded: LocalServer) -> None:
+    """HTTP/1.0 has no chunked encoding (old server: chunk sizes inside the body)."""
+    study = uids(blob(CT))[0]
+    path = loaded.url.split(str(loaded.port), 1)[1] + f"/studies/{study}/metadata"
+    with socket.create_connection(("127.0.0.1", loaded.port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        answer = b""
+        while data := sock.recv(65536):  # the server closes: the end of the body
+            answer += data
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"transfer-encoding" not in head.lower()
+    assert [obj["00080018"]["Value"][0] for obj in json.loads(body)] == [uids(blob(CT))[2]]
 
 
 def test_unknown_path_404_and_wrong_method_405(srv: LocalServer) -> None:

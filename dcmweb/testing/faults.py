@@ -198,7 +198,7 @@ class Chaos:
             raise ValueError("chaos rates add up to more than 1")
         self.random = random.Random(seed)
         self.rates = rates
-        self.method = method
+        self.method = method.upper() if method else None  # matched in any case, as Fault's
         self.injected: Counter[str] = Counter()
 
     def pick(self, method: str) -> Fault | None:

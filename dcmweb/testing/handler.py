@@ -402,6 +402,11 @@ class Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
     ) -> None:
         all_headers = dict(headers or {})
+        if status < 200 or status in (204, 304):
+            # No body, whatever was meant (an injected fault's envelope): a client reads
+            # none, so its bytes would be taken for the next answer on the connection.
+            self._start(status, all_headers)
+            return
         if content_type:
             all_headers["Content-Type"] = content_type
         all_headers["Content-Length"] = str(len(body))
@@ -428,7 +433,15 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(chunk)
 
     def send_stream(self, status: int, content_type: str, chunks: Iterable[bytes]) -> None:
-        """Stream an answer of unknown length with chunked transfer encoding."""
+        """Stream an answer of unknown length with chunked transfer encoding; to an
+        HTTP/1.0 request, which cannot take it (RFC 9112 6.1), as it comes, its end
+        being the connection's close."""
+        if self.request_version != "HTTP/1.1":
+            self.close_connection = True
+            self._start(status, {"Content-Type": content_type})
+            for chunk in chunks:
+                self.wfile.write(chunk)
+            return
         self._start(status, {"Content-Type": content_type, "Transfer-Encoding": "chunked"})
         for chunk in chunks:
             if chunk:
