@@ -1002,6 +1002,50 @@ def test_console_script_prints_url_serves_and_stops_on_sigterm(tmp_path: Path, h
     assert (tmp_path / "data" / "index.sqlite").exists()
 
 
+def run_testserver(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dcmweb.testing", *args],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+
+
+def test_console_script_names_a_bad_port_or_data_folder_and_has_a_version(
+        tmp_path: Path) -> None:
+    """Old dcmweb-testserver: --port 99999 a traceback, --data naming a file 'cannot
+    listen on 127.0.0.1:0: ...', no --version."""
+    bad_port = run_testserver("--port", "99999")
+    assert bad_port.returncode == 2
+    assert bad_port.stderr.splitlines()[-1] == (
+        "dcmweb-testserver: error: argument --port: port 99999 is not between 0 and 65535")
+    (tmp_path / "afile").write_text("")
+    bad_data = run_testserver("--port", "0", "--data", str(tmp_path / "afile"))
+    assert (bad_data.returncode, bad_data.stdout) == (1, "")
+    assert bad_data.stderr == (
+        f"dcmweb-testserver: cannot use --data {tmp_path / 'afile'}: [Errno 20] Not a"
+        f" directory: '{tmp_path / 'afile' / 'objects'}'\n")
+    from dcmweb import __version__
+
+    version = run_testserver("--version")
+    assert (version.returncode, version.stdout) == (0, f"dcmweb-testserver {__version__}\n")
+
+
+@pytest.mark.parametrize("endpoint", [False, True])
+def test_console_script_token_guards_everything_unless_the_endpoint_hands_it_out(
+        tmp_path: Path, endpoint: bool) -> None:
+    command = [sys.executable, "-m", "dcmweb.testing", "--port", "0", "--token", "s3cret"]
+    command += ["--token-endpoint"] if endpoint else []
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        root = proc.stdout.readline().strip().split("/v1/")[0]
+        token = requests.post(root + "/token", data={"grant_type": "x"}, timeout=5)
+        assert token.status_code == (200 if endpoint else 404)
+        control = requests.get(root + "/_control/requests", timeout=5)
+        assert control.status_code == 401
+        assert control.headers["Server"] == "dcmweb-testserver"  # no trailing space
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0
+
+
 def stow_url(url: str, data: bytes) -> requests.Response:
     headers = {"Content-Type": "application/dicom"}
     return requests.post(url + "/studies", data=data, headers=headers, timeout=10)

@@ -118,7 +118,6 @@ class HTTPServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
     server_version = "dcmweb-testserver"
-    sys_version = ""
     timeout = 120  # idle keep-alive or stalled upload
     # Headers and body go out in separate writes; with Nagle on, each small answer
     # would wait for the client's delayed ACK (~40 ms per request).
@@ -134,6 +133,9 @@ class Handler(BaseHTTPRequestHandler):
         self.server.connections.discard(self.connection)
         with contextlib.suppress(OSError):
             super().finish()
+
+    def version_string(self) -> str:
+        return self.server_version  # not "dcmweb-testserver Python/3.x"
 
     @property
     def app(self) -> App:

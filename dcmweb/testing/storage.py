@@ -100,9 +100,19 @@ _ADDED_COLUMNS = (
 AddOutcome = Literal["stored", "duplicate", "conflict", "deleting"]
 
 
+class DataDirError(OSError):
+    """The data folder cannot hold a store (not a folder, not writable, a bad index)."""
+
+
 class Store:
     def __init__(self, data_dir: str | Path) -> None:
-        self.data_dir = Path(data_dir)
+        try:
+            self._open(Path(data_dir))
+        except (OSError, sqlite3.Error) as exc:
+            raise DataDirError(str(exc)) from exc
+
+    def _open(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
         self.objects_dir = self.data_dir / "objects"
         self.tmp_dir = self.data_dir / "tmp"
         self.objects_dir.mkdir(parents=True, exist_ok=True)
