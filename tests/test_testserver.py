@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import signal
 import socket
@@ -703,6 +704,31 @@ def test_fault_matching_count_and_fifo(srv: LocalServer) -> None:
     assert requests.get(srv.url + "/studies").status_code == 204
 
 
+@pytest.mark.parametrize("status", [204, 304])
+def test_an_injected_status_without_body_sends_none(srv: LocalServer, status: int) -> None:
+    """Old server: the JSON envelope went out with a 204, and the client on the same
+    connection read it as the status line of its next answer."""
+    srv.inject_fault(status=status)
+    with requests.Session() as session:
+        first = session.get(srv.url + "/studies", timeout=5)
+        assert first.status_code == status and first.content == b""
+        assert "Content-Length" not in first.headers
+        assert session.get(srv.url + "/studies", timeout=5).status_code == 204
+
+
+def test_chaos_matches_its_method_in_any_case(srv: LocalServer) -> None:
+    """Old server: Chaos(method="post") injected nothing, so a chaos test passed idle."""
+    from dcmweb.testing.faults import Chaos
+
+    srv.faults.set_chaos(Chaos(seed=1, rates={"500": 1.0}, method="post"))
+    codes = [requests.post(srv.url + "/studies", data=b"x", timeout=5,
+                           headers={"Content-Type": "application/dicom"}).status_code
+             for _ in range(3)]  # fmt: skip
+    assert codes == [500] * 3 and srv.faults.chaos is not None
+    assert srv.faults.chaos.injected == {"500": 3}
+    assert requests.get(srv.url + "/studies", timeout=5).status_code == 204
+
+
 def test_fault_drop_closes_the_connection(srv: LocalServer) -> None:
     srv.inject_fault(drop=True, method="POST")
     body, ctype = multipart([blob(MR)])
@@ -771,7 +797,62 @@ def test_bearer_token_401_and_runtime_change(tmp_path: Path) -> None:
         }
         headers = {"Authorization": f"Bearer {token['access_token']}"}
         assert requests.get(srv.url + "/studies", headers=headers).status_code == 204
-        assert requests.get(srv.root_url + "/_control/requests").status_code == 200
+
+
+@pytest.mark.parametrize(("fault", "message"), [
+    ({"method": 5}, "method must be a string, not 5"),
+    ({"status": "503"}, 'status must be an integer, not "503"'),
+    ({"delay": "2"}, 'delay must be a number, not "2"'),
+    ({"drop": "false"}, 'drop must be true or false, not "false"'),
+    ({"count": True}, "count must be an integer, not true"),
+    ({"body_contains": ["1.2.3"]}, 'body_contains must be a string, not ["1.2.3"]'),
+])  # fmt: skip
+def test_a_fault_of_the_wrong_type_is_refused(srv: LocalServer, fault: dict,
+                                              message: str) -> None:
+    """Old server: 200, then a 500 for every request it met (or a drop for "false")."""
+    resp = requests.post(srv.root_url + "/_control/faults", json=fault)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["message"] == f"invalid fault: {message}"
+    assert len(srv.faults) == 0
+    assert requests.post(srv.url + "/studies", data=b"x", timeout=5,
+                         headers={"Content-Type": "application/dicom"}).status_code == 409
+
+
+def test_with_a_token_the_control_paths_need_it_and_credentials_are_not_shown(
+        tmp_path: Path) -> None:
+    """Old server: /_control answered anyone, and its request log quoted every
+    Authorization header, real Google tokens a client sent included."""
+    with LocalServer(tmp_path, token="s3cret", token_endpoint=False) as srv:
+        google = {"Authorization": "Bearer ya29.REAL-LOOKING-ACCESS-TOKEN"}
+        assert requests.get(srv.url + "/studies", headers=google).status_code == 401
+        control = srv.root_url + "/_control"
+        assert requests.get(control + "/requests").status_code == 401
+        assert requests.post(control + "/faults", json={"status": 500}).status_code == 401
+        assert requests.delete(control + "/requests", headers=google).status_code == 401
+        assert len(srv.faults) == 0
+        assert requests.post(srv.token_url, data={"grant_type": "x"}).status_code == 404
+        ours = {"Authorization": "Bearer s3cret"}
+        listed = requests.get(control + "/requests", headers=ours)
+        assert listed.status_code == 200
+        shown = [r["headers"].get("Authorization") for r in listed.json()]
+        assert shown == ["Bearer ***", None, None, "Bearer ***", None]
+        assert "REAL-LOOKING" not in listed.text and "s3cret" not in listed.text
+        # In the test's own process the records keep what arrived, to be checked.
+        assert srv.requests[0].headers["Authorization"] == google["Authorization"]
+
+
+def test_a_streamed_answer_to_http_1_0_is_not_chunked(loaded: LocalServer) -> None:
+    """HTTP/1.0 has no chunked encoding (old server: chunk sizes inside the body)."""
+    study = uids(blob(CT))[0]
+    path = loaded.url.split(str(loaded.port), 1)[1] + f"/studies/{study}/metadata"
+    with socket.create_connection(("127.0.0.1", loaded.port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        answer = b""
+        while data := sock.recv(65536):  # the server closes: the end of the body
+            answer += data
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"transfer-encoding" not in head.lower()
+    assert [obj["00080018"]["Value"][0] for obj in json.loads(body)] == [uids(blob(CT))[2]]
 
 
 def test_unknown_path_404_and_wrong_method_405(srv: LocalServer) -> None:
@@ -838,6 +919,48 @@ def test_concurrent_stows_keep_every_instance(srv: LocalServer) -> None:
     assert len(qido(srv, "/instances")) == 24
 
 
+def test_a_stow_racing_a_delete_of_its_instance_leaves_the_file_retrievable(
+        srv: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The STOW of the same bytes lands between the delete's index change and its file
+    removal (old server: answered 200, listed, but its file gone: WADO 404, for good)."""
+    import threading
+
+    data = blob(MR)
+    study, series, sop = uids(data)
+    url = f"{srv.url}/studies/{study}/series/{series}/instances/{sop}"
+    assert stow(srv, [data]).status_code == 200
+    codes: list[int] = []
+    racer = threading.Thread(target=lambda: codes.append(stow(srv, [data]).status_code))
+    real_file_path = srv.store.file_path
+
+    def store_meanwhile(row: Any) -> Path:  # the delete is about to remove the file
+        monkeypatch.setattr(srv.store, "file_path", real_file_path)
+        racer.start()
+        racer.join(timeout=0.5)  # done at once unless the delete holds the store
+        return real_file_path(row)
+
+    monkeypatch.setattr(srv.store, "file_path", store_meanwhile)
+    assert requests.delete(url).status_code == 200
+    racer.join()
+    assert codes == [200]
+    assert [value(i, "00080018") for i in qido(srv, "/instances")] == [sop]
+    got = requests.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"})
+    assert got.status_code == 200 and got.content == data
+
+
+def test_a_duplicate_stow_puts_back_a_file_missing_from_the_store(srv: LocalServer) -> None:
+    data = blob(CT)
+    study, series, sop = uids(data)
+    assert stow(srv, [data]).status_code == 200
+    (stored,) = srv.store.instances(study, series, sop)
+    srv.store.file_path(stored).unlink()
+    assert stow(srv, [data]).status_code == 200  # a duplicate: still the same instance
+    url = f"{srv.url}/studies/{study}/series/{series}/instances/{sop}"
+    got = requests.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"})
+    assert got.status_code == 200 and got.content == data
+    assert srv.duplicates == [sop]
+
+
 # -- the console script -------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as sock:
@@ -877,6 +1000,50 @@ def test_console_script_prints_url_serves_and_stops_on_sigterm(tmp_path: Path, h
     assert out == ""  # the URL was the only line
     assert err == ""  # no request log without --verbose
     assert (tmp_path / "data" / "index.sqlite").exists()
+
+
+def run_testserver(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dcmweb.testing", *args],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+
+
+def test_console_script_names_a_bad_port_or_data_folder_and_has_a_version(
+        tmp_path: Path) -> None:
+    """Old dcmweb-testserver: --port 99999 a traceback, --data naming a file 'cannot
+    listen on 127.0.0.1:0: ...', no --version."""
+    bad_port = run_testserver("--port", "99999")
+    assert bad_port.returncode == 2
+    assert bad_port.stderr.splitlines()[-1] == (
+        "dcmweb-testserver: error: argument --port: port 99999 is not between 0 and 65535")
+    (tmp_path / "afile").write_text("")
+    bad_data = run_testserver("--port", "0", "--data", str(tmp_path / "afile"))
+    assert (bad_data.returncode, bad_data.stdout) == (1, "")
+    assert bad_data.stderr == (
+        f"dcmweb-testserver: cannot use --data {tmp_path / 'afile'}: [Errno 20] Not a"
+        f" directory: '{tmp_path / 'afile' / 'objects'}'\n")
+    from dcmweb import __version__
+
+    version = run_testserver("--version")
+    assert (version.returncode, version.stdout) == (0, f"dcmweb-testserver {__version__}\n")
+
+
+@pytest.mark.parametrize("endpoint", [False, True])
+def test_console_script_token_guards_everything_unless_the_endpoint_hands_it_out(
+        tmp_path: Path, endpoint: bool) -> None:
+    command = [sys.executable, "-m", "dcmweb.testing", "--port", "0", "--token", "s3cret"]
+    command += ["--token-endpoint"] if endpoint else []
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        root = proc.stdout.readline().strip().split("/v1/")[0]
+        token = requests.post(root + "/token", data={"grant_type": "x"}, timeout=5)
+        assert token.status_code == (200 if endpoint else 404)
+        control = requests.get(root + "/_control/requests", timeout=5)
+        assert control.status_code == 401
+        assert control.headers["Server"] == "dcmweb-testserver"  # no trailing space
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0
 
 
 def stow_url(url: str, data: bytes) -> requests.Response:

@@ -15,7 +15,7 @@ import pytest
 import requests
 from PIL import Image
 from pydicom.encaps import generate_frames
-from test_testserver import blob, real_file, split_multipart, stow, uids
+from test_testserver import RAW_MP, blob, real_file, split_multipart, stow, uids
 
 from dcmweb.testing import LocalServer
 
@@ -445,3 +445,41 @@ def _in_study(data: bytes, study: str) -> bytes:
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
+
+
+@pytest.mark.parametrize("level", ["study", "instance"])
+def test_an_instance_that_cannot_be_rewritten_gets_406_not_500(srv: LocalServer,
+                                                              level: str) -> None:
+    """pydicom's SC_rgb_jpeg.dcm (JPEG baseline, its dataset in implicit VR) decodes but
+    cannot be written as Explicit VR LE (old server: 500 with a traceback)."""
+    url = put(srv, "SC_rgb_jpeg.dcm")
+    target = url.split("/series/")[0] if level == "study" else url
+    resp = requests.get(target, timeout=30)
+    assert resp.status_code == 406, resp.status_code
+    message = resp.json()["error"]["message"]
+    assert message.startswith("cannot write the instance as Explicit VR Little Endian: ")
+    assert message.endswith("; ask for transfer-syntax=* to get the stored bytes")
+    stored = requests.get(target, headers={"Accept": RAW_MP}, timeout=30)
+    assert stored.status_code == 200
+
+
+@pytest.mark.parametrize("value", [
+    {"00280002": {"vr": "US", "Value": [70000]}},
+    {"00200013": {"vr": "SS", "Value": [-70000]}},
+    {"00080020": {"vr": "DA", "Value": [20240101]}},
+    {"00280010": {"vr": "US", "Value": [24, 2]}},
+])  # fmt: skip
+def test_json_value_that_cannot_be_written_fails_that_instance(srv: LocalServer,
+                                                               value: dict) -> None:
+    """pydicom takes these values but cannot write them (old server: a 500 for the whole
+    request, the objects before it stored all the same)."""
+    good, bad = json_metadata(), json_metadata(**value)
+    resp = post_json(srv, [good, bad], {"jpeg-image": jpeg_image()})
+    assert resp.status_code == 202, resp.text
+    [failure] = resp.json()["00081198"]["Value"]
+    assert failure["00081155"]["Value"] == bad["00080018"]["Value"]
+    assert failure["00081197"]["Value"] == [0xC000]
+    detail = failure["00090097"]["Value"][0]
+    assert detail.startswith("the metadata has a value that cannot be written: "), detail
+    [stored] = resp.json()["00081199"]["Value"]
+    assert stored["00081155"]["Value"] == good["00080018"]["Value"]

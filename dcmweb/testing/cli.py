@@ -12,6 +12,18 @@ import tempfile
 import threading
 from types import FrameType
 
+from .. import __version__
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not between 0 and 65535")
+    return port
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -21,12 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--port", type=int, default=8080,
+    parser.add_argument("--port", type=_port, default=8080,
                         help="port (default: %(default)s); 0 picks a free one")  # fmt: skip
     parser.add_argument("--data", default=None, metavar="DIR",
                         help="data directory (default: a temp dir removed on exit)")  # fmt: skip
     parser.add_argument("--token", default=None, metavar="T",
-                        help="require this bearer token (default: none)")  # fmt: skip
+                        help="require this bearer token, also on /_control (default: "
+                        "none)")  # fmt: skip
+    parser.add_argument(
+        "--token-endpoint", action="store_true",
+        help="with --token, also answer POST /token with it (for google-auth tests): any "
+        "caller can then get the token; without --token, /token always answers",
+    )  # fmt: skip
     parser.add_argument(
         "--delete-delay", type=float, default=1.0, metavar="S",
         help="seconds a study or series delete's operation runs, its instances removed "
@@ -42,12 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="search keys: the ones Google documents (default), or more with wildcards",
     )  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"%(prog)s {__version__}")  # fmt: skip
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .server import LocalServer
+    from .storage import DataDirError
 
     temp_dir = None
     data = args.data
@@ -66,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         args.host,
         args.port,
         token=args.token,
+        token_endpoint=args.token is None or args.token_endpoint,
         delete_delay=args.delete_delay,
         no_match_status=args.no_match_status,
         verbose=args.verbose,
@@ -73,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         server.start()
+    except DataDirError as exc:
+        print(f"dcmweb-testserver: cannot use --data {data}: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     except OSError as exc:
         print(f"dcmweb-testserver: cannot listen on {args.host}:{args.port}: {exc}",
               file=sys.stderr)  # fmt: skip

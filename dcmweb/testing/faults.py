@@ -5,14 +5,17 @@ Both are shared by all handler threads, so every change happens under a lock.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from ..redact import HIDDEN, is_credential_header
 
 
 @dataclass
@@ -76,12 +79,32 @@ class Fault:
         return fault
 
     def validate(self) -> None:
-        if self.status is not None and not (100 <= int(self.status) <= 599):
+        # The JSON of /_control/faults brings any type: a string status or a "false"
+        # drop must be refused here, not fail (or act) on every request it meets.
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is None and item.default is None:
+                continue
+            kinds = _FIELD_TYPES[item.name]
+            if isinstance(value, bool) != (kinds == (bool,)) or not isinstance(value, kinds):
+                shown = json.dumps(value, default=repr)
+                raise ValueError(f"{item.name} must be {_TYPE_NAMES[kinds]}, not {shown}")
+        if self.status is not None and not (100 <= self.status <= 599):
             raise ValueError("status must be an HTTP status code")
-        if int(self.count) < 1:
+        if self.count < 1:
             raise ValueError("count must be at least 1")
-        if float(self.delay) < 0 or float(self.stall) < 0:
+        if self.delay < 0 or self.stall < 0:
             raise ValueError("delay and stall must not be negative")
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "status": (int,), "count": (int,), "retry_after": (str,), "drop": (bool,),
+    "delay": (int, float), "method": (str,), "path_contains": (str,), "after": (bool,),
+    "cut": (bool,), "location": (str,), "stall": (int, float), "body_contains": (str,),
+}  # fmt: skip
+_TYPE_NAMES: dict[tuple[type, ...], str] = {
+    (int,): "an integer", (int, float): "a number", (str,): "a string", (bool,): "true or false",
+}  # fmt: skip
 
 
 class Quota:
@@ -175,7 +198,7 @@ class Chaos:
             raise ValueError("chaos rates add up to more than 1")
         self.random = random.Random(seed)
         self.rates = rates
-        self.method = method
+        self.method = method.upper() if method else None  # matched in any case, as Fault's
         self.injected: Counter[str] = Counter()
 
     def pick(self, method: str) -> Fault | None:
@@ -245,7 +268,18 @@ class RequestRecord:
         return getattr(self, key)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as ``GET /_control/requests`` shows it: credentials are hidden
+        (``Bearer ***``), since a client may send a real Google token to a test server."""
+        shown = asdict(self)
+        shown["headers"] = {name: _hidden(name, value) for name, value in self.headers.items()}
+        return shown
+
+
+def _hidden(name: str, value: str) -> str:
+    if not is_credential_header(name, value):
+        return value
+    scheme, space, _ = value.partition(" ")
+    return f"{scheme} {HIDDEN}" if space and name.lower().endswith("authorization") else HIDDEN
 
 
 class RequestLog:

@@ -7,7 +7,8 @@ and the server on top.
 
 Every request body is first streamed to a temp file (so it can be recorded and
 hashed, and never held in memory), then injected faults are applied, then the
-bearer token is checked, and only then is the request routed.
+bearer token is checked (on every path but /token, the control paths included), and
+only then is the request routed.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class App(Protocol):
     host: str
     base_path: str
     token: str | None
+    token_endpoint: bool
     verbose: bool
     no_match_status: int
     search_keys: str
@@ -116,7 +118,6 @@ class HTTPServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
     server_version = "dcmweb-testserver"
-    sys_version = ""
     timeout = 120  # idle keep-alive or stalled upload
     # Headers and body go out in separate writes; with Nagle on, each small answer
     # would wait for the client's delayed ACK (~40 ms per request).
@@ -132,6 +133,9 @@ class Handler(BaseHTTPRequestHandler):
         self.server.connections.discard(self.connection)
         with contextlib.suppress(OSError):
             super().finish()
+
+    def version_string(self) -> str:
+        return self.server_version  # not "dcmweb-testserver Python/3.x"
 
     @property
     def app(self) -> App:
@@ -221,7 +225,8 @@ class Handler(BaseHTTPRequestHandler):
                 if fault.status is not None:
                     self._send_fault(fault.status, fault, req)
                     return
-        if not control and req.path != "/token" and not self._authorized():
+        # /_control too: its request log and faults are no one else's business.
+        if req.path != "/token" and not self._authorized():
             self.send_error_json(
                 401,
                 "Request had invalid authentication credentials. Expected OAuth 2 access"
@@ -399,6 +404,11 @@ class Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
     ) -> None:
         all_headers = dict(headers or {})
+        if status < 200 or status in (204, 304):
+            # No body, whatever was meant (an injected fault's envelope): a client reads
+            # none, so its bytes would be taken for the next answer on the connection.
+            self._start(status, all_headers)
+            return
         if content_type:
             all_headers["Content-Type"] = content_type
         all_headers["Content-Length"] = str(len(body))
@@ -425,7 +435,15 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(chunk)
 
     def send_stream(self, status: int, content_type: str, chunks: Iterable[bytes]) -> None:
-        """Stream an answer of unknown length with chunked transfer encoding."""
+        """Stream an answer of unknown length with chunked transfer encoding; to an
+        HTTP/1.0 request, which cannot take it (RFC 9112 6.1), as it comes, its end
+        being the connection's close."""
+        if self.request_version != "HTTP/1.1":
+            self.close_connection = True
+            self._start(status, {"Content-Type": content_type})
+            for chunk in chunks:
+                self.wfile.write(chunk)
+            return
         self._start(status, {"Content-Type": content_type, "Transfer-Encoding": "chunked"})
         for chunk in chunks:
             if chunk:

@@ -46,6 +46,15 @@ def datasets(document: bytes) -> list[dict[str, Any]]:
 
 def build(obj: dict[str, Any], parts: dict[str, BulkPart]) -> bytes:
     """One Part-10 instance (bytes) from a DICOM JSON object and the bulk parts."""
+    try:
+        return _build(obj, parts)
+    except BuildError:
+        raise
+    except Exception as exc:  # values pydicom takes but cannot write (US 70000, Rows 24\2)
+        raise BuildError(f"the metadata has a value that cannot be written: {exc}") from None
+
+
+def _build(obj: dict[str, Any], parts: dict[str, BulkPart]) -> bytes:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.encaps import encapsulate
     from pydicom.uid import UID

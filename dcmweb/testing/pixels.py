@@ -127,7 +127,6 @@ def decoding_problem(transfer_syntax: str) -> str | None:
 def decode_instance(path: Path) -> bytes:
     """A compressed instance rewritten as Explicit VR Little Endian (in memory)."""
     from pydicom import dcmread
-    from pydicom.uid import UID
 
     _need("numpy")
     ds = dcmread(path)
@@ -137,9 +136,26 @@ def decode_instance(path: Path) -> bytes:
         raise CannotDecode(
             f"cannot decode {ds.file_meta.TransferSyntaxUID.name} pixel data: {exc}"
         ) from exc
+    return write_explicit_le(ds)
+
+
+def write_explicit_le(ds: Dataset) -> bytes:
+    """The dataset as a Part-10 file in Explicit VR Little Endian (in memory).
+
+    Raises CannotDecode when a value cannot be written in it: an implicit VR dataset
+    under a compressed syntax (pydicom's SC_rgb_jpeg.dcm) keeps values of unknown VR
+    that explicit VR cannot encode.
+    """
+    from pydicom import dcmwrite
+    from pydicom.uid import UID
+
     ds.file_meta.TransferSyntaxUID = UID(EXPLICIT_LE)
     out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
+    try:  # dcmwrite, not save_as: save_as refuses to turn big endian into little
+        dcmwrite(out, ds, enforce_file_format=True)
+    except Exception as exc:  # pydicom raises many types for a value it cannot write
+        raise CannotDecode(
+            f"cannot write the instance as Explicit VR Little Endian: {exc}") from exc
     return out.getvalue()
 
 

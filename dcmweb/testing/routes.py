@@ -79,6 +79,9 @@ def _operation(h: Handler, req: Request, op_id: str) -> None:
 
 
 def _token(h: Handler, req: Request) -> None:
+    if not h.app.token_endpoint:
+        h.send_error_json(404, "this server hands out no token (its token endpoint is off)")
+        return
     h.send_json(
         200,
         {

@@ -31,6 +31,7 @@ class LocalServer:
         port: int = 0,
         *,
         token: str | None = None,
+        token_endpoint: bool = True,
         delete_delay: float = 1.0,
         no_match_status: int = 204,  # Google's answer to a search without results
         verbose: bool = False,
@@ -45,6 +46,9 @@ class LocalServer:
         self.host = host
         self._requested_port = port
         self.token = token  # settable at runtime, read on every request
+        # POST /token hands the token to any caller (google-auth tests need it); off,
+        # the token really guards the store and /_control.
+        self.token_endpoint = token_endpoint
         self.delete_delay = delete_delay
         self.no_match_status = no_match_status
         self.verbose = verbose

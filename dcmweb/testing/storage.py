@@ -100,9 +100,19 @@ _ADDED_COLUMNS = (
 AddOutcome = Literal["stored", "duplicate", "conflict", "deleting"]
 
 
+class DataDirError(OSError):
+    """The data folder cannot hold a store (not a folder, not writable, a bad index)."""
+
+
 class Store:
     def __init__(self, data_dir: str | Path) -> None:
-        self.data_dir = Path(data_dir)
+        try:
+            self._open(Path(data_dir))
+        except (OSError, sqlite3.Error) as exc:
+            raise DataDirError(str(exc)) from exc
+
+    def _open(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
         self.objects_dir = self.data_dir / "objects"
         self.tmp_dir = self.data_dir / "tmp"
         self.objects_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +157,8 @@ class Store:
     ) -> AddOutcome:
         """Move temp_path into the store unless the instance is a duplicate or conflict.
 
-        The caller still owns temp_path when the outcome is not "stored".
+        The caller still owns temp_path when the outcome is not "stored" (a
+        "duplicate" whose file had gone missing takes it to put the file back).
         """
         with self._lock:
             if (
@@ -158,10 +169,15 @@ class Store:
             row = self._db.execute(
                 "SELECT sha256 FROM instances WHERE sop_uid = ?", (info.sop_uid,)
             ).fetchone()
-            if row is not None:
-                return "duplicate" if row["sha256"] == sha256 else "conflict"
             rel = Path(sha256[:2]) / f"{sha256}.dcm"
             target = self.objects_dir / rel
+            if row is not None:
+                if row["sha256"] != sha256:
+                    return "conflict"
+                if not target.exists():  # an indexed file must be there to be retrieved
+                    target.parent.mkdir(exist_ok=True)
+                    os.replace(temp_path, target)
+                return "duplicate"
             target.parent.mkdir(exist_ok=True)
             os.replace(temp_path, target)
             values = asdict(info)
@@ -210,19 +226,24 @@ class Store:
     def delete(
         self, study: str, series: str | None = None, sop: str | None = None, *, unblock: bool
     ) -> int:
-        """Remove rows and files; with unblock, also end one block on (study, series)."""
+        """Remove rows and files; with unblock, also end one block on (study, series).
+
+        The files go under the lock too: files are named by their bytes, so a STOW of
+        the same bytes right after the rows went would be stored at the very path a
+        late unlink removes.
+        """
         with self._lock:
             rows = self.instances(study, series, sop)
             self._db.executemany(
                 "DELETE FROM instances WHERE id = ?", [(row["id"],) for row in rows]
             )
+            for row in rows:
+                self.file_path(row).unlink(missing_ok=True)
             if unblock:
                 key = (study, series)
                 self._blocked[key] -= 1
                 if self._blocked[key] <= 0:
                     del self._blocked[key]
-        for row in rows:
-            self.file_path(row).unlink(missing_ok=True)
         return len(rows)
 
 

@@ -10,7 +10,6 @@ pydicom, compressed ones are decoded with pydicom's pixel handlers (numpy, from 
 
 from __future__ import annotations
 
-import io
 import sqlite3
 import tempfile
 import uuid
@@ -176,8 +175,7 @@ def _multipart_chunks(
 
 def transcode_to_explicit_le(path: Path, stored: str) -> bytes:
     """Rewrite an uncompressed instance as Explicit VR Little Endian (in memory)."""
-    from pydicom import dcmread, dcmwrite
-    from pydicom.uid import UID
+    from pydicom import dcmread
 
     ds = dcmread(path)
     if stored == _BIG_ENDIAN:
@@ -187,10 +185,7 @@ def transcode_to_explicit_le(path: Path, stored: str) -> bytes:
             width = widths.get(elem.VR)
             if width and isinstance(elem.value, bytes):
                 elem.value = _swap(elem.value, width)
-    ds.file_meta.TransferSyntaxUID = UID(EXPLICIT_LE)
-    out = io.BytesIO()
-    dcmwrite(out, ds, enforce_file_format=True)
-    return out.getvalue()
+    return pixels.write_explicit_le(ds)
 
 
 def _swap(data: bytes, width: int) -> bytes:
