@@ -63,7 +63,7 @@ from .output import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from .client import Client
     from .retrieve import RetrieveResult
@@ -381,7 +381,8 @@ def retrieve(settings: Settings, path: str | None, output_path: str | None,
         results = client.iter_retrieve(path, output_path or ".", part_type=part_type,
                                        transfer_syntax=transfer_syntax,
                                        single_part=single_part, render=render)
-        _report_retrieve(output, results)
+        traffic = client.http.transport.traffic
+        _report_retrieve(output, results, lambda: traffic.received)
 
 
 def _dry_run_retrieve(output: Output, client: Client, path: str | None, folder: str, *,
@@ -419,7 +420,10 @@ def _dry_run_retrieve(output: Output, client: Client, path: str | None, folder: 
     _raise_for_failures(count, failed, dry_run=True)
 
 
-def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
+def _report_retrieve(output: Output, results: Iterator[RetrieveResult],
+                     received: Callable[[], int]) -> None:
+    """Each file's line as it is saved, the summary, the exit; on a terminal a bar of the
+    bytes ``received`` (the files saved after it)."""
     from .signals import deferred, handed_over
 
     counts = {"saved": 0, "failed": 0}
@@ -431,14 +435,14 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult]) -> None:
         nonlocal size
         with deferred():  # a file's line and its count: a signal waits for both
             counts[result.status] += 1
-            output.advance()
             if result.status == "saved":
                 size += result.size
                 output.log(f"{result.source} saved as {result.path}")
             else:
                 output.error(f"{result.source}: {result.message}")
 
-    output.start_progress(None, "file")
+    output.start_progress(received, note=lambda: plural(counts["saved"], "file") + (
+        f", {counts['failed']} failed" if counts["failed"] else ""))
     try:
         try:
             for result in results:

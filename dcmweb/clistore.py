@@ -17,7 +17,8 @@ from . import bounds
 from .cligroup import Settings, bounded, pass_settings
 from .errors import AllFailed, DcmwebError, PartialFailure, UsageError
 from .optionnames import option
-from .output import StorePrinter, describe_start, describe_summary, plural
+from .output import describe_start, describe_summary, plural
+from .progress import StorePrinter
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -158,11 +159,16 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
     # -q hides the default progress lines, not the ones --progress-every asks for.
     every_asked = (click.get_current_context().get_parameter_source("progress_every")
                    is not ParameterSource.DEFAULT)
-    printer = StorePrinter(output, logging.getLogger("dcmweb").isEnabledFor(logging.DEBUG),
-                           lambda: counter.total if counter else None, progress_every,
-                           every_asked=every_asked,
-                           stopped=lambda: run.stopped)  # run: the BulkStore made below
     with settings.client() as client:
+        traffic = client.http.transport.traffic
+        printer = StorePrinter(
+            output, logging.getLogger("dcmweb").isEnabledFor(logging.DEBUG),
+            lambda: len(pairs) if pairs else counter.total if counter else None,
+            progress_every,
+            every_asked=every_asked, stopped=lambda: run.stopped,  # run: made below
+            sent=lambda: traffic.sent,
+            total_bytes=lambda: counter.total_bytes if counter and counter.total is not None
+            else None)
         store_options = StoreOptions(single_part=single_part, batch_size=batch_size,
                                      storage_class=storage_class, study_uid=study_uid,
                                      workers=client.workers)
@@ -172,7 +178,7 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
         # Hidden by -q (cron runs stay silent on success), like every info line.
         output.log(describe_start(client.base_url, spec, store_options, options,
                                   None if dry_run else report, client.http.config.max_rate))
-        output.start_progress(len(pairs) if pairs else None, "file")
+        printer.start()
         verdict: DcmwebError | None = None
         failed = True  # until the run ends well: -q shows the summary of a failed run
         try:
@@ -183,7 +189,7 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
         finally:
             if counter:
                 counter.stop()
-            output.stop_progress()
+            printer.stop()
             for mask in run.inputs.stats.unmatched:
                 output.warning(unmatched_message(mask))
             done = run.summary.done

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -28,8 +27,9 @@ from .errors import DcmwebError, LocalFileError
 from .redact import redact_text
 
 if TYPE_CHECKING:
-    from .bulkrecords import BulkOptions, Outcome, Summary
+    from .bulkrecords import BulkOptions, Summary
     from .inputs import InputSpec
+    from .progress import Ticker
     from .storefiles import StoreOptions
 
 FORMATS = ("pretty", "compact", "jsonl")
@@ -38,6 +38,7 @@ TEXT_FORMATS = ("csv", "tsv", "uids")  # written by searchformat.py
 # Set on a log record that announces a retry: --quiet hides it (cron mails only trouble).
 TRANSIENT = "dcmweb_transient"
 _NOTHING = object()
+BAR_SECONDS = 0.5  # how often the progress bar is redrawn
 # C0 and C1 control characters (and DEL) as escapes, \n as the two characters '\' 'n':
 # a terminal shown them raw could be sent escape sequences by a server or a file name.
 CONTROL_ESCAPES = {code: ({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(code))
@@ -133,6 +134,8 @@ class Output:
         isatty = getattr(self.stderr, "isatty", lambda: False)()
         self.show_progress = (not quiet and isatty) if progress is None else progress
         self._bar: Any = None
+        self._ticker: Ticker | None = None  # redraws the bar
+        self._redraw: Callable[[], None] = lambda: None
 
     @property
     def stdout(self) -> IO[str]:
@@ -237,31 +240,42 @@ class Output:
         self.stdout.write(text if text.endswith("\n") else text + "\n")
         self.stdout.flush()
 
-    def start_progress(self, total: int | None, unit: str) -> None:
+    def start_progress(self, done: Callable[[], int], *,
+                       total: Callable[[], int | None] = lambda: None,
+                       note: Callable[[], str] = lambda: "") -> None:
+        """On a terminal, a bar in bytes (``done`` so far, of ``total`` once known, with
+        rate and ETA) and ``note`` after it (files, failures). A thread redraws it twice
+        a second from these: its clock and bytes move while one large file is on its way."""
         if not self.show_progress:
             return
         from tqdm import tqdm
 
-        # tqdm glues its unit to the count ("3file"); the space and plural read as words.
-        self._bar = tqdm(total=total, unit=f" {unit}s", file=self.stderr, leave=False,
-                         dynamic_ncols=True)
+        from .progress import Ticker
 
-    def progress_total(self, total: int) -> None:
-        """The total became known (counted in the background)."""
-        if self._bar is not None and self._bar.total != total:
-            self._bar.total = total
-            self._bar.refresh()
+        self._bar = tqdm(total=None, unit="B", unit_scale=True, file=self.stderr,
+                         leave=False, dynamic_ncols=True)
+        self._redraw = lambda: self._draw(done, total, note)
+        self._ticker = Ticker(BAR_SECONDS, self._redraw)
 
-    def progress_note(self, text: str) -> None:
-        """Extra text after the bar's counts (bytes, failures)."""
-        if self._bar is not None:
-            self._bar.set_postfix_str(text, refresh=False)
-
-    def advance(self, count: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.update(count)
+    def _draw(self, done: Callable[[], int], total: Callable[[], int | None],
+              note: Callable[[], str]) -> None:
+        bar = self._bar
+        if bar is None:
+            return
+        size = total()
+        if size is not None and bar.total != size:
+            bar.total = size
+        bar.set_postfix_str(note(), refresh=False)
+        now = done()
+        if now > bar.n:
+            bar.update(now - bar.n)  # for the rate; it may skip drawing (mininterval)
+        bar.refresh()
 
     def stop_progress(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+            self._redraw()  # the last counts: a run shorter than a redraw shows them too
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -344,86 +358,6 @@ class StderrLogHandler(logging.Handler):
             self.output.log(message)
         else:
             self.output.debug(message)
-
-
-class StorePrinter:
-    """The store command's per-file lines and progress.
-
-    Stored files get the old tool's 'uploaded as' line; files not sent because the
-    journal or the server has them are listed only with -v. On a terminal the bar
-    counts files and shows bytes and failures; without one (cron, CI) a plain progress
-    line every ``every`` seconds says how far the run is (with ``every_asked``, even
-    with --quiet: a long cron run asked for them).
-    """
-
-    def __init__(self, output: Output, verbose: bool = False,
-                 total: Callable[[], int | None] = lambda: None, every: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic, *,
-                 every_asked: bool = False,
-                 stopped: Callable[[], bool] = lambda: False) -> None:
-        self.output = output
-        self.verbose = verbose
-        self.total = total  # the progress total, once counted
-        self.stopped = stopped  # the run has ended: no more progress lines
-        self.every = every
-        self.every_asked = every_asked
-        self.clock = clock
-        self.started = self.last = clock()
-        self.files = self.failed = self.bytes = 0
-
-    def __call__(self, outcome: Outcome) -> None:
-        output = self.output
-        self.files += 1
-        self.failed += outcome.status == "failed"
-        self.bytes += outcome.size if outcome.status == "stored" else 0
-        total = self.total()
-        if total is not None:
-            output.progress_total(total)
-        output.advance()
-        output.progress_note(f"{human_size(self.bytes)}"
-                             + (f", {self.failed} failed" if self.failed else ""))
-        notes = [n for n in (outcome.message, outcome.confirmed_by == "search"
-                             and "confirmed by search") if n]
-        note = f" ({'; '.join(notes)})" if notes else ""
-        if outcome.status == "stored":
-            where = outcome.retrieve_url or outcome.uids[2]
-            output.log(f"{outcome.path} uploaded as {where}{note}")
-        elif outcome.status == "already stored":
-            if self.verbose:
-                output.log(f"{outcome.path} already stored{note}")
-        elif outcome.status == "skipped":
-            if not outcome.known:
-                output.warning(f"skipped {outcome.path}: {outcome.message}")
-            elif self.verbose:  # the journal has it from an earlier run: not news
-                output.log(f"skipped {outcome.path}: {outcome.message} (as on earlier runs)")
-        elif outcome.status == "conflict":
-            output.warning(f"{outcome.path} not stored, the server holds other bytes under "
-                           f"its UIDs (--on-conflict skip){note}")
-        elif outcome.status == "unconfirmed":
-            output.warning(f"{outcome.path} unconfirmed: {outcome.message}")
-        elif outcome.status == "too new":  # not trouble: a later run sends it
-            output.log(f"{outcome.path} not sent yet: {outcome.message}")
-        else:
-            output.error(f"{outcome.path} failed: {outcome.message}")
-        now = self.clock()
-        if (self.every and not output.show_progress and now - self.last >= self.every
-                and not self.stopped()):
-            self.last = now
-            line = self.progress_line(total, now)
-            if self.every_asked:
-                output.line("info", line)  # not hidden by --quiet
-            else:
-                output.log(line)
-
-    def progress_line(self, total: int | None, now: float) -> str:
-        rate = self.files / max(now - self.started, 1e-9)
-        files = (plural(self.files, "file") if total is None
-                 else f"{self.files} of {plural(total, 'file')}")
-        line = (f"progress: {files}, {human_size(self.bytes)} stored, "
-                f"{self.failed} failed, {rate:.1f} files/s")
-        if total is not None and rate > 0:
-            line += f", about {(total - self.files) / rate:.0f} s left"
-        return line
 
 
 def describe_start(url: str, spec: InputSpec, store: StoreOptions, bulk: BulkOptions,

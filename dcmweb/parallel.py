@@ -16,11 +16,30 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _STOP = object()
+_VALUE = object()  # a value a streaming call yielded on its way
+_DONE = object()  # a streaming call has ended
 
 
 def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int, *,
                 halt: Callable[[], bool] = lambda: False) -> Iterator[R]:
-    """Yield ``func(item)`` for every item, using up to ``workers`` threads.
+    """Yield ``func(item)`` for every item, using up to ``workers`` threads (see
+    :func:`_run`)."""
+    return _run(func, items, workers, halt, streams=False)
+
+
+def run_bounded_streams(func: Callable[[T], Iterable[R]], items: Iterable[T], workers: int
+                        ) -> Iterator[R]:
+    """Yield what ``func(item)`` yields, for every item, using up to ``workers``
+    threads: each value as soon as its thread has it, not when its item is done (a
+    series' files as each is saved, not when the whole series is). Stops as
+    :func:`run_bounded` does."""
+    return _run(func, items, workers, lambda: False, streams=True)
+
+
+def _run(func: Callable[[T], Any], items: Iterable[T], workers: int,
+         halt: Callable[[], bool], *, streams: bool) -> Iterator[Any]:
+    """Yield ``func(item)`` for every item (with ``streams``, each value it yields),
+    using up to ``workers`` threads.
 
     When a call raises, no new items start; the calls already running finish and
     their results are yielded; then the first exception is raised. ``halt`` is asked
@@ -32,13 +51,17 @@ def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int, *,
     """
     if workers <= 1:
         for item in items:
-            yield func(item)
+            if streams:
+                yield from func(item)
+            else:
+                yield func(item)
             if halt():
                 return
         return
     tasks: queue.Queue[Any] = queue.Queue()
-    # (True, result), (False, exception), or (None, None): halted before it started.
-    results: queue.Queue[tuple[bool | None, Any]] = queue.Queue()
+    # (True, result), (False, exception), or (None, None): halted before it started;
+    # with streams, (_VALUE, value) for each value, then (True, _DONE).
+    results: queue.Queue[tuple[bool | object | None, Any]] = queue.Queue()
 
     def work() -> None:
         while (item := tasks.get()) is not _STOP:
@@ -46,7 +69,12 @@ def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int, *,
                 results.put((None, None))
                 continue
             try:
-                results.put((True, func(item)))
+                if streams:
+                    for value in func(item):
+                        results.put((_VALUE, value))
+                    results.put((True, _DONE))
+                else:
+                    results.put((True, func(item)))
             except BaseException as error:  # handed to the caller's thread
                 results.put((False, error))
 
@@ -71,8 +99,11 @@ def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int, *,
             if not pending:
                 break
             ok, value = results.get()
+            if ok is _VALUE:
+                yield value
+                continue
             pending -= 1
-            if ok:
+            if ok and value is not _DONE:
                 yield value
             elif ok is False and failure is None:
                 failure = value
@@ -93,7 +124,7 @@ def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int, *,
                 ok, value = results.get_nowait()
             except queue.Empty:
                 break
-            if ok:
+            if ok and value is not _DONE:
                 yield value
         raise
     finally:

@@ -33,7 +33,7 @@ from .failures import header_hint
 from .http import Http
 from .multipart import Chunk, parse_content_type
 from .optionnames import option
-from .parallel import run_bounded
+from .parallel import run_bounded_streams
 from .partcheck import (
     DICOM_TYPES,
     dicom_path,
@@ -446,30 +446,23 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
             yield RetrieveResult("failed", item.url_path(), message=wado.item_message(
                 error, f"retrieve {item.url_path()}"))
 
-    # The results of each item the threads fetch, from its start until it is handed out
-    # below (running, done, or ended by an error): when the run stops, the files saved
-    # for the items not handed out yet are reported too.
-    running: dict[int, list[RetrieveResult]] = {}
+    # The files the threads have named and the caller has not had yet, by path: when the
+    # run stops, they are reported too. Each is handed out as soon as it is saved, not
+    # when its series is done (run_bounded_streams): its line and the progress come then.
+    unreported: dict[Path | None, RetrieveResult] = {}
 
-    def fetch(item: Target) -> list[RetrieveResult]:
-        results: list[RetrieveResult] = []
-        running[id(results)] = results
-        # A saved file is in the list from the moment it has its final name (named).
-        for result in results_of(item, named=results.append):
-            if result.status != "saved":
-                results.append(result)
-        return results
+    def named(result: RetrieveResult) -> None:
+        unreported[result.path] = result
 
-    handing_out: Iterator[RetrieveResult] = iter(())  # the rest of the list being handed out
     try:
         if workers <= 1:
             for item in targets:
                 yield from results_of(item)
         else:
-            for results in run_bounded(fetch, targets, workers):
-                del running[id(results)]
-                handing_out = iter(results)
-                yield from handing_out
+            for result in run_bounded_streams(
+                    partial(results_of, named=named), targets, workers):
+                unreported.pop(result.path, None)
+                yield result
     except GeneratorExit:
         # The caller left its loop: nothing more is written, and no half file is left
         # (the threads' requests in flight may finish; what they fetch is not kept).
@@ -478,10 +471,7 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
     except BaseException:
         # Stopped (an error, or Ctrl-C here or in the caller, who then hands it in with
         # throw()): no file gets its final name from now on, and every file that has one
-        # is reported: the rest of the list being handed out, and the files of the items
-        # the threads were fetching or had done.
+        # is reported: those the threads named and the caller has not had.
         downloader.saver.discard_partial()
-        yield from handing_out
-        for results in list(running.values()):
-            yield from [result for result in results if result.status == "saved"]
+        yield from list(unreported.values())
         raise

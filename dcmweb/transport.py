@@ -45,6 +45,7 @@ from .wire import (
     Answer,
     Connection,
     FileSlice,
+    Traffic,
     body_blocks,
     host_field,
     open_socket,
@@ -178,6 +179,7 @@ class Transport:
         # requests, and a stat (and parse) of ~/.netrc each time would be waste.
         self._proxies: dict[tuple[str, str, int], str | None] = {}
         self._netrc: dict[str, str | None] = {}
+        self.traffic = Traffic()  # bytes sent and received, for progress
 
     def close(self) -> None:
         with self._lock:
@@ -269,7 +271,7 @@ class Transport:
         else:
             where = (host, port)
         try:
-            connection = Connection(open_socket(*where, timeout[0]))
+            connection = Connection(open_socket(*where, timeout[0]), self.traffic)
         except TimeoutError as exc:
             timed_out: type[ConnectError] = ProxyError if proxy is not None else ConnectTimeout
             raise timed_out(f"no connection within {timeout[0]:g} s") from exc
@@ -282,7 +284,7 @@ class Transport:
             if proxy is not None:
                 _tunnel(connection, host, port, proxy, timeout[0])
             assert connection.sock is not None
-            return Connection(self._tls(connection.sock, host, timeout[0]))
+            return Connection(self._tls(connection.sock, host, timeout[0]), self.traffic)
         except BaseException:
             connection.close()
             raise

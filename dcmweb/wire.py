@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, NamedTuple, overload
@@ -31,6 +32,9 @@ MAX_FIELDS = 200  # physical lines of one head (folded ones too) or of a chunked
 MAX_HEAD = 300 * 1024  # bytes of all the heads of one answer (1xx ones too), as curl
 MAX_INTERIM = 10  # informational (1xx) answers before the final one; Go's net/http: 5
 RECEIVE = 65536  # bytes asked of the socket when a head or a chunk line is read
+# A file slice goes to the kernel this much at a time, so that the bytes sent so far are
+# known while a large file is on its way (progress); a call costs some 20 us.
+SENDFILE_STEP = 1024 * 1024
 _NOT_IN_TARGET = re.compile("[\x00-\x20\x7f]")  # a space or control would split the line
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")  # a chunk size
 
@@ -44,6 +48,25 @@ class FileSlice(NamedTuple):
     offset: int
     length: int
     after_send: Callable[[int], None]
+
+
+class Traffic:
+    """Bytes sent and received on a transport's connections, for progress: request
+    bodies count as they go out (a file slice by SENDFILE_STEP), answers as they come in.
+    Shared by the threads."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.received = 0
+        self._lock = threading.Lock()
+
+    def add_sent(self, count: int) -> None:
+        with self._lock:
+            self.sent += count
+
+    def add_received(self, count: int) -> None:
+        with self._lock:
+            self.received += count
 
 
 class Headers:
@@ -128,10 +151,11 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
 class Connection:
     """One connection's socket and what was received on it but not yet read."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, traffic: Traffic | None = None) -> None:
         self.sock: socket.socket | None = sock
         self._buffer = b""
         self.read_timeout = sock.gettimeout()
+        self.traffic = traffic or Traffic()
 
     def close(self) -> None:
         sock, self.sock = self.sock, None
@@ -154,8 +178,17 @@ class Connection:
         assert self.sock is not None
         if isinstance(data, bytes):
             self.sock.sendall(data)
-        else:
-            data.after_send(self.sock.sendfile(data.file, data.offset, data.length))
+            self.traffic.add_sent(len(data))
+            return
+        sent = 0
+        while sent < data.length:
+            step = min(SENDFILE_STEP, data.length - sent)
+            done = self.sock.sendfile(data.file, data.offset + sent, step)
+            sent += done
+            self.traffic.add_sent(done)
+            if done < step:  # the file ended early: after_send says it shrank
+                break
+        data.after_send(sent)
 
     def read_line(self, until: float | None = None) -> bytes:
         """One line with its line end, or what came before the connection closed.
@@ -183,6 +216,12 @@ class Connection:
     def _receive(self, size: int, until: float | None = None) -> bytes:
         if self.sock is None:
             return b""
+        data = self._recv(size, until)
+        self.traffic.add_received(len(data))
+        return data
+
+    def _recv(self, size: int, until: float | None) -> bytes:
+        assert self.sock is not None
         if until is None:
             return self.sock.recv(size)
         # Bytes already there are taken even when until has passed.

@@ -17,3 +17,14 @@ def messages(stderr: str, level: str) -> list[str]:
     """The messages of one level (``info``, ``warning``, ``error``, ``debug``)."""
     prefix = f"dcmweb: {level}: "
     return [line[len(prefix):] for line in lines(stderr) if line.startswith(prefix)]
+
+
+def timed(stderr: str) -> list[tuple[float, str]]:
+    """(when, message) of each log line: what came when, in a test of progress."""
+    from datetime import datetime
+
+    out = []
+    for line in stderr.splitlines():
+        stamp, _, rest = line.partition(" dcmweb: ")
+        out.append((datetime.fromisoformat(stamp).timestamp(), rest.partition(": ")[2]))
+    return out

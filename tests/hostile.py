@@ -112,7 +112,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path.startswith(BASE_PATH):
             path = path[len(BASE_PATH):] or "/"
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self._read_body(length, self.server.fake.read_rate)
         seen = Seen(self.command, path, parse_qsl(parts.query, keep_blank_values=True),
                     dict(self.headers.items()), body, parts.query, self.path,
                     self.client_address[1])
@@ -128,6 +128,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_DELETE = do_PUT = _dispatch
 
+    def _read_body(self, length: int, rate: float | None) -> bytes:
+        """The request body; with ``rate`` (bytes/s) read slowly from a small receive
+        buffer, as over a slow link: the client's send waits for it."""
+        if not rate:
+            return self.rfile.read(length) if length else b""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        body = bytearray()
+        while len(body) < length:
+            piece = self.rfile.read(min(64 * 1024, length - len(body)))
+            if not piece:
+                break
+            body += piece
+            time.sleep(len(piece) / rate)
+        return bytes(body)
+
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
@@ -141,9 +156,12 @@ class _Server(http.server.ThreadingHTTPServer):
 class Hostile:
     """The fake server; a context manager that starts and stops it."""
 
-    def __init__(self, port: int = 0, tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(self, port: int = 0, tls: tuple[Path, Path] | None = None, *,
+                 read_rate: float | None = None) -> None:
         """``port`` 0 picks a free one; a given port lets a test "restart" a server.
-        ``tls`` (certificate, key) serves HTTPS (see :func:`tls_certificate`)."""
+        ``tls`` (certificate, key) serves HTTPS (see :func:`tls_certificate`).
+        ``read_rate``: request bodies are read at this many bytes/s (a slow uplink)."""
+        self.read_rate = read_rate
         self.routes: dict[tuple[str, str], Route] = {}
         self.fallback: Route | None = None  # for requests no route matches (default 404)
         self.requests: list[Seen] = []

@@ -1509,21 +1509,29 @@ def test_plain_progress_lines_without_a_terminal(files: list[Path]) -> None:
     import io
 
     from dcmweb.bulkrecords import Outcome
-    from dcmweb.output import Output, StorePrinter
+    from dcmweb.output import Output
+    from dcmweb.progress import StorePrinter
 
     stderr = io.StringIO()
     now = [0.0]
+    sent = [0]
     printer = StorePrinter(Output(stderr=stderr), total=lambda: 30, every=10,
-                           clock=lambda: now[0])
+                           clock=lambda: now[0], sent=lambda: sent[0],
+                           total_bytes=lambda: 30 * 1024 * 1024)
     for index, path in enumerate(files):
         now[0] = index * 1.0
+        sent[0] = (index + 1) * 1024 * 1024  # the next file is on its way
         printer(Outcome(path, "failed" if index == 3 else "stored", 1024 * 1024,
                         message="x"))
+        if index in (10, 20):
+            printer.tick()  # the timer's thread
     progress = [m for m in logs.messages(stderr.getvalue(), "info")
                 if m.startswith("progress:")]
     assert progress == [
-        "progress: 11 of 30 files, 10.0 MiB stored, 1 failed, 1.1 files/s, about 17 s left",
-        "progress: 21 of 30 files, 20.0 MiB stored, 1 failed, 1.1 files/s, about 9 s left"]
+        "progress: 11 of 30 files, 10.0 MiB stored, 1 failed, 1.1 files/s, 11.0 MiB sent "
+        "at 1.1 MiB/s, about 17 s left",
+        "progress: 21 of 30 files, 20.0 MiB stored, 1 failed, 1.1 files/s, 21.0 MiB sent "
+        "at 1.1 MiB/s, about 9 s left"]
     assert "\r" not in stderr.getvalue()
 
 
@@ -1532,6 +1540,7 @@ def test_plain_progress_lines_without_a_terminal(files: list[Path]) -> None:
 def test_quiet_hides_progress_lines_unless_progress_every_is_given(
         local_server: LocalServer, files: list[Path], flags: list[str], shown: bool) -> None:
     """Old dcmweb: -q silently cancelled an explicit --progress-every (a long cron run)."""
+    local_server.inject_fault(delay=0.5, method="POST")  # a run the timer's lines outlast
     result = run("-q", local_server.url, "store", str(files[0].parent), *flags)
     assert result.exit_code == 0, result.stderr
     progress = [m for m in logs.messages(result.stderr, "info") if m.startswith("progress:")]
@@ -1552,25 +1561,31 @@ def test_no_progress_line_after_the_run_has_stopped(local_server: LocalServer,
     assert result.exit_code == 3, result.stderr
     messages = lines(result.stderr)
     assert sum(" unconfirmed: " in m for m in messages) == 2
-    assert not [m for m in messages if "progress:" in m], messages
+    stop = next(n for n, m in enumerate(messages) if " unconfirmed: " in m)
+    assert not [m for m in messages[stop:] if "progress:" in m], messages
 
 
 @pytest.mark.parametrize(("total", "expected"), [
-    (None, "progress: 1 file, 1.0 MiB stored, 0 failed, 0.1 files/s"),
-    (1, "progress: 1 of 1 file, 1.0 MiB stored, 0 failed, 0.1 files/s, about 0 s left"),
+    (None, "progress: 1 file, 1.0 MiB stored, 0 failed, 6.0 files/min, 1.0 MiB sent at "
+           "102.4 KiB/s"),
+    (1, "progress: 1 of 1 file, 1.0 MiB stored, 0 failed, 6.0 files/min, 1.0 MiB sent at "
+        "102.4 KiB/s, about 0 s left"),
 ])
 def test_plain_progress_line_of_one_file_is_singular(files: list[Path], total: int | None,
                                                      expected: str) -> None:
     import io
 
     from dcmweb.bulkrecords import Outcome
-    from dcmweb.output import Output, StorePrinter
+    from dcmweb.output import Output
+    from dcmweb.progress import StorePrinter
 
     stderr = io.StringIO()
     printer = StorePrinter(Output(stderr=stderr), total=lambda: total, every=10,
-                           clock=iter([0.0, 10.0]).__next__)
+                           clock=iter([0.0, 10.0]).__next__, sent=lambda: 1024 * 1024,
+                           total_bytes=lambda: total and 1024 * 1024)
     printer(Outcome(files[0], "stored", 1024 * 1024))
-    # Old dcmweb: "progress: 1 files, ...".
+    printer.tick()
+    # Old dcmweb: "progress: 1 files, ..."; then "0.1 files/s" for one file in 10 s.
     assert [m for m in logs.messages(stderr.getvalue(), "info")
             if m.startswith("progress:")] == [expected]
 

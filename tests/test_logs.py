@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -288,6 +289,7 @@ def test_the_progress_bar_counts_in_words() -> None:
     """tqdm glues its unit to the count: the bar read '3file [00:00, 3.33file/s]'."""
     stderr = io.StringIO()
     output = Output(stderr=stderr, progress=True)
-    output.start_progress(None, "file")
+    output.start_progress(lambda: 0, note=lambda: "3 files")
+    time.sleep(0.6)  # one redraw
     output.stop_progress()
-    assert re.search(r"\b0 files \[[0-9:]+, \? files/s\]", stderr.getvalue())
+    assert re.search(r"\b0\.00B \[[0-9:]+, \?B/s, 3 files\]", stderr.getvalue())

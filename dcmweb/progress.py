@@ -1,0 +1,180 @@
+"""Progress as the user sees it: the store's per-file lines, a bar on a terminal, and
+plain progress lines on a timer in a cron log; part of the output layer (it writes only
+through :class:`~dcmweb.output.Output`).
+
+The counts come from the run (a callback per file) and the bytes from the transport
+(:class:`~dcmweb.wire.Traffic`), read by a thread on a timer: a line or a redraw comes
+while one large file is still on its way, not only when a file finishes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .output import Output, human_size, plural
+
+if TYPE_CHECKING:
+    from .bulkrecords import Outcome
+
+# Files the run decided without sending them: their bytes count as done at once.
+UNSENT = ("already stored", "skipped", "too new")
+MIN_TICK = 0.1  # seconds: --progress-every 0.000001 must not spin a core
+
+
+class Ticker:
+    """Calls ``tick`` every ``seconds`` in a daemon thread until :meth:`stop`."""
+
+    def __init__(self, seconds: float, tick: Callable[[], None]) -> None:
+        self._seconds = max(seconds, MIN_TICK)
+        self._tick = tick
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dcmweb-progress",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._seconds):
+            self._tick()
+
+    def stop(self) -> None:
+        """No tick after this returns (one under way is waited for)."""
+        self._stopped.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+def per_time(count: float, seconds: float, unit: str) -> str:
+    """A rate in a unit that shows it: ``1.1 files/s``, ``6.0 files/min``, ``2.0
+    files/h`` (never ``0.0 files/s`` for one file a minute)."""
+    rate = count / max(seconds, 1e-9)
+    for per, scale in (("s", 1), ("min", 60), ("h", 3600)):
+        if rate * scale >= 1 or per == "h":
+            return f"{rate * scale:.1f} {unit}/{per}"
+    raise AssertionError("unreachable")
+
+
+def duration(seconds: float) -> str:
+    """``17 s``, ``3 min``, ``2.5 h``: as precise as an estimate deserves."""
+    if seconds < 100:
+        return f"{seconds:.0f} s"
+    if seconds < 100 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class StorePrinter:
+    """The store command's per-file lines and progress.
+
+    Stored files get the old tool's 'uploaded as' line; files not sent because the
+    journal or the server has them are listed only with -v. On a terminal a bar counts
+    bytes (with rate, ETA, files and failures); without one (cron, CI) a plain progress
+    line comes every ``every`` seconds while the run lasts (with ``every_asked``, even
+    with --quiet: a long cron run asked for them). Bytes ``sent`` include the bodies
+    still on their way; the ETA is reckoned in bytes once ``total_bytes`` is known.
+    """
+
+    def __init__(self, output: Output, verbose: bool = False,
+                 total: Callable[[], int | None] = lambda: None, every: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic, *,
+                 every_asked: bool = False,
+                 stopped: Callable[[], bool] = lambda: False,
+                 sent: Callable[[], int] = lambda: 0,
+                 total_bytes: Callable[[], int | None] = lambda: None) -> None:
+        self.output = output
+        self.verbose = verbose
+        self.total = total  # the progress total in files, once counted
+        self.total_bytes = total_bytes  # and in bytes
+        self.sent = sent  # request body bytes sent so far
+        self.stopped = stopped  # the run has ended: no more progress lines
+        self.every = every
+        self.every_asked = every_asked
+        self.clock = clock
+        self.started = clock()
+        self.files = self.failed = self.bytes = self.unsent = 0
+        self._ticker: Ticker | None = None
+
+    def start(self) -> None:
+        """The bar on a terminal, else the timer of the plain lines (``every`` 0: none)."""
+        output = self.output
+        if output.show_progress:
+            output.start_progress(self.done_bytes, total=self.total_bytes, note=self.note)
+        elif self.every and (self.every_asked or not output.quiet):
+            self._ticker = Ticker(self.every, self.tick)
+
+    def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        self.output.stop_progress()
+
+    def done_bytes(self) -> int:
+        """Bytes of the job done: sent (in flight too), and the files not to be sent."""
+        done = self.sent() + self.unsent
+        total = self.total_bytes()
+        return done if total is None else min(done, total)
+
+    def note(self) -> str:
+        total = self.total()
+        files = f"{self.files}/{total} files" if total is not None else plural(
+            self.files, "file")
+        return files + (f", {self.failed} failed" if self.failed else "")
+
+    def tick(self) -> None:
+        """The plain progress line, unless the run has stopped (what comes then is the
+        files' fate, not progress)."""
+        if self.stopped():
+            return
+        line = self.progress_line(self.clock())
+        if self.every_asked:
+            self.output.line("info", line)  # not hidden by --quiet
+        else:
+            self.output.log(line)
+
+    def __call__(self, outcome: Outcome) -> None:
+        output = self.output
+        self.files += 1
+        self.failed += outcome.status == "failed"
+        self.bytes += outcome.size if outcome.status == "stored" else 0
+        self.unsent += outcome.size if outcome.status in UNSENT else 0
+        notes = [n for n in (outcome.message, outcome.confirmed_by == "search"
+                             and "confirmed by search") if n]
+        note = f" ({'; '.join(notes)})" if notes else ""
+        if outcome.status == "stored":
+            where = outcome.retrieve_url or outcome.uids[2]
+            output.log(f"{outcome.path} uploaded as {where}{note}")
+        elif outcome.status == "already stored":
+            if self.verbose:
+                output.log(f"{outcome.path} already stored{note}")
+        elif outcome.status == "skipped":
+            if not outcome.known:
+                output.warning(f"skipped {outcome.path}: {outcome.message}")
+            elif self.verbose:  # the journal has it from an earlier run: not news
+                output.log(f"skipped {outcome.path}: {outcome.message} (as on earlier runs)")
+        elif outcome.status == "conflict":
+            output.warning(f"{outcome.path} not stored, the server holds other bytes under "
+                           f"its UIDs (--on-conflict skip){note}")
+        elif outcome.status == "unconfirmed":
+            output.warning(f"{outcome.path} unconfirmed: {outcome.message}")
+        elif outcome.status == "too new":  # not trouble: a later run sends it
+            output.log(f"{outcome.path} not sent yet: {outcome.message}")
+        else:
+            output.error(f"{outcome.path} failed: {outcome.message}")
+
+    def progress_line(self, now: float) -> str:
+        elapsed = now - self.started
+        total = self.total()
+        files = (plural(self.files, "file") if total is None
+                 else f"{self.files} of {plural(total, 'file')}")
+        sent = self.sent()
+        # No file rate before the first file: "0 of 3 files" says it.
+        rate = f"{per_time(self.files, elapsed, 'files')}, " if self.files else ""
+        line = (f"progress: {files}, {human_size(self.bytes)} stored, {self.failed} failed, "
+                f"{rate}{human_size(sent)} sent at {human_size(sent / max(elapsed, 1e-9))}/s")
+        total_bytes = self.total_bytes()
+        done = self.done_bytes()
+        if total_bytes is not None and done > 0 and elapsed > 0:
+            line += f", about {duration((total_bytes - done) * elapsed / done)} left"
+        return line

@@ -1,0 +1,134 @@
+"""Progress over slow links: store lines on a timer with bytes in flight and an ETA in
+bytes; -m retrieve files reported as each is saved; a bar whose clock moves."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pydicom
+import pytest
+from click.testing import CliRunner, Result
+from hostile import Hostile, Request, forward
+
+from dcmweb.cli import cli
+from dcmweb.output import Output
+from dcmweb.progress import duration, per_time
+from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import timed
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+def large_file(path: Path, side: int) -> Path:
+    """A DICOM file of side x side 16-bit pixels (random: nothing compresses it)."""
+    ds = pydicom.dcmread(corpus.pydicom_test_files_dir() / "CT_small.dcm")
+    ds.Rows = ds.Columns = side
+    ds.PixelData = os.urandom(side * side * 2)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_store_progress_lines_come_on_a_timer_while_a_large_file_is_sent(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """Probe 4: a 97 s upload of one file with --progress-every 10 printed no line until
+    it ended, then 'progress: 1 of 1 file, 22.9 MiB stored, 0 failed, 0.0 files/s,
+    about 0 s left'. Now a line comes every N seconds, with the bytes sent so far (the
+    body in flight too) and an ETA reckoned in bytes."""
+    big = large_file(tmp_path / "in" / "big.dcm", 2048)  # 8 MiB
+    with Hostile(read_rate=2.5e6) as slow:  # about 3 s for the body
+        slow.fallback = forward(local_server.root_url)
+        result = run(slow.root_url + urlsplit(local_server.url).path, "store", str(big),
+                     "--progress-every", "0.5")
+    assert result.exit_code == 0, result.stderr
+    entries = timed(result.stderr)
+    [uploaded] = [at for at, message in entries if " uploaded as " in message]
+    before = [message for at, message in entries
+              if message.startswith("progress:") and at < uploaded]
+    assert len(before) >= 2, result.stderr
+    sent = [float(re.search(r"([\d.]+) MiB sent at ", m).group(1)) for m in before
+            if " MiB sent at " in m]
+    assert sent and sent[-1] > sent[0] and sent[-1] <= 8.1, before
+    assert all(re.fullmatch(
+        r"progress: 0 of 1 file, 0 B stored, 0 failed, [\d.]+ [KM]iB sent at "
+        r"[\d.]+ [KM]iB/s, about \d+ s left", m) for m in before[1:]), before
+
+
+def test_quiet_store_prints_no_progress(local_server: LocalServer, tmp_path: Path) -> None:
+    big = large_file(tmp_path / "in" / "big.dcm", 1024)
+    with Hostile(read_rate=2e6) as slow:  # about 1 s
+        slow.fallback = forward(local_server.root_url)
+        result = run("-q", slow.root_url + urlsplit(local_server.url).path, "store", str(big))
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_retrieve_with_workers_reports_each_file_as_it_is_saved(tmp_path: Path) -> None:
+    """Probe 4: with -m, a study's files were held back until its whole answer ended
+    (its series' request, here the study's): no 'saved as' line for minutes while the
+    first file was on the disk."""
+    files = corpus.synthetic_files(tmp_path / "in", 2, seed="progress")
+    study = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    first = b"--b1\r\nContent-Type: application/dicom\r\n\r\n" + files[0].read_bytes()
+    second = (b"\r\n--b1\r\nContent-Type: application/dicom\r\n\r\n" + files[1].read_bytes()
+              + b"\r\n--b1--\r\n")
+
+    def study_answer(req: Request) -> None:
+        def chunks() -> Iterator[bytes]:
+            yield first + second[:200]
+            time.sleep(2)  # the second file trickles in
+            yield second[200:]
+        req.stream(200, 'multipart/related; type="application/dicom"; boundary=b1',
+                   chunks(), claimed_length=len(first) + len(second))
+
+    rows = [{"0020000D": {"vr": "UI", "Value": [study]}}]
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.json(
+            200, rows if req.params.get("offset", "0") == "0" else [],
+            "application/dicom+json"))
+        fake.route("GET", f"/studies/{study}", study_answer)
+        result = run("-m", fake.url, "retrieve", "--output", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    saved = [at for at, message in timed(result.stderr) if " saved as " in message]
+    assert len(saved) == 2, result.stderr
+    assert saved[1] - saved[0] > 1.5, result.stderr
+
+
+def test_the_bar_counts_bytes_and_its_clock_moves_between_files() -> None:
+    """The bar counted files only and was redrawn only when one finished: '0 files
+    [00:00, ? files/s]' for the minutes one large file took."""
+    stderr = io.StringIO()
+    output = Output(stderr=stderr, progress=True)
+    received = [0]
+    output.start_progress(lambda: received[0], note=lambda: "0 files")
+    received[0] = 3_000_000
+    time.sleep(1.3)
+    output.stop_progress()
+    screen = stderr.getvalue()
+    assert "3.00MB [00:01" in screen and "0 files" in screen, screen
+    assert not re.search(r"\b\d+ files \[", screen)  # tqdm's own unit is bytes now
+
+
+@pytest.mark.parametrize(("count", "seconds", "expected"), [
+    (11, 10, "1.1 files/s"), (1, 60, "1.0 files/min"), (1, 97, "37.1 files/h"),
+    (0, 5, "0.0 files/h")])
+def test_a_rate_is_shown_in_a_unit_that_shows_it(count: int, seconds: float,
+                                                 expected: str) -> None:
+    assert per_time(count, seconds, "files") == expected
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [(17.4, "17 s"), (150, "2 min"),
+                                                   (9000, "2.5 h")])
+def test_an_estimate_is_as_precise_as_it_deserves(seconds: float, expected: str) -> None:
+    assert duration(seconds) == expected
+
