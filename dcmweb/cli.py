@@ -255,8 +255,10 @@ def search(settings: Settings, path: str, params: tuple[str, ...], filters: tupl
     studies/UID/instances or studies/UID/series/UID/instances. PARAMS is a query
     string ("PatientName=Sally%20Zhang&limit=10") or KEY=VALUE words. Without
     a limit, every page is fetched, past the server's silent caps. What the server
-    warns of (a result it cut, a key it ignored) is shown on stderr; -v logs
-    patient names and IDs in the query as ***.
+    warns of (a result it cut, a key it ignored) is shown on stderr. A row that
+    contradicts a filter of one exact value (the server ignored the key) is left
+    out, with a warning (a person name: only the warning). -v logs patient names
+    and IDs in the query as ***.
 
     \b
     Example:

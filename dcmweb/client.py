@@ -390,7 +390,9 @@ class Client:
         repeats the key), a list of ``(key, value)`` pairs, or a query string
         (``"PatientID=P005&limit=10"``). A value of None is refused (it would match
         nothing, or everything); so is ``limit`` or ``offset`` given twice or out of
-        bounds, as a keyword or a parameter.
+        bounds, as a keyword or a parameter. A row that contradicts a filter of one
+        exact value (the server ignored the key) is left out, with a warning on the
+        ``dcmweb`` logger; ``limit`` and ``offset`` count the rows the server sent.
         """
         from .params import to_pairs
         from .query import Query

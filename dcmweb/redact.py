@@ -74,7 +74,7 @@ def redact_url(url: str) -> str:
     password (everything before the last '@' that a host follows: a password with an
     unencoded '#', '?', '/' or '@' too; a URL typed without its scheme too), replaced
     by ``***``."""
-    url = _FIELD.sub(lambda field: _hide_patient_value(field.group()), url)
+    url = _FIELD.sub(lambda field: hide_patient_value(field.group()), url)
     ends = [match.start() for match in _HOST_AFTER.finditer(url)]
     if not ends:
         return url
@@ -84,7 +84,7 @@ def redact_url(url: str) -> str:
     return f"{scheme}{sep}{HIDDEN}{url[ends[-1]:]}"
 
 
-def _hide_patient_value(field: str) -> str:
+def hide_patient_value(field: str) -> str:
     """``key=value`` with the value hidden when the key (or a step of its path) is a
     patient key."""
     name, equals, value = field.partition("=")

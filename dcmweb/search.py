@@ -21,6 +21,7 @@ from . import bounds
 from .body import read_rows, warning_texts
 from .errors import ServerError, UsageError
 from .http import Http
+from .matching import FilterCheck, exact_filters
 from .optionnames import option
 from .output import plural
 from .paths import parse_search_path
@@ -187,9 +188,27 @@ class Searcher:
         limit, offset = _paging(params)
         size = page_size or PAGE_SIZES[level]
         if limit is not None and limit <= size:  # the user asked for exactly this page
-            return self._one_page(url_path, params, limit)
-        rest = [(k, v) for k, v in params if k.lower() not in _PAGING_BOUNDS]
-        return self._pages(url_path, rest, offset, size, first_page, limit)
+            rows = self._one_page(url_path, params, limit)
+        else:
+            rest = [(k, v) for k, v in params if k.lower() not in _PAGING_BOUNDS]
+            rows = self._pages(url_path, rest, offset, size, first_page, limit)
+        filters = exact_filters(params)
+        if not filters:
+            return rows
+        paging = " and ".join(option(key) for key, given in (("limit", limit is not None),
+                                                             ("offset", offset > 0)) if given)
+        return self._checked(url_path, rows, FilterCheck(filters), paging)
+
+    def _checked(self, url_path: str, rows: Iterator[dict[str, Any]], check: FilterCheck,
+                 paging: str) -> Iterator[dict[str, Any]]:
+        """The rows that do not contradict an exact filter (matching.py); what the
+        server ignored is told once the rows are read, or reading them stopped."""
+        try:
+            yield from filter(check.keep, rows)
+        finally:
+            for message in check.messages(paging):
+                self.warnings.append(message)
+                log.warning("search %s: %s", url_path, message)
 
     def _one_page(self, url_path: str, params: Params, limit: int
                   ) -> Iterator[dict[str, Any]]:
