@@ -124,3 +124,24 @@ def test_checks_run_on_the_workers(local_server: LocalServer, series_of_one: lis
     per_file = 2 if check == "resume" else 1  # a search, and the read-back of the copy
     assert took < 12 * per_file * DELAY / 2, took
     assert len(gets(local_server)) == 12 * per_file
+
+
+def test_a_server_that_ignores_offset_lists_the_series_once(
+        local_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every page is the first one: the second page repeats it, so the first held all
+    there is. Old dcmweb stopped the run ("the server ignores 'offset' or pages in
+    circles") before sending anything."""
+    from dcmweb.testing import qido
+
+    files = corpus.synthetic_files(tmp_path / "in", 3, seed="offset")
+    for path in files[:2]:
+        assert run(local_server.url, "store", str(path)).exit_code == 0
+    read = qido._int_param
+    monkeypatch.setattr(qido, "_int_param",
+                        lambda key, value: 0 if key.lower() == "offset" else read(key, value))
+    local_server.clear_requests()
+    result = run(local_server.url, "store", str(tmp_path / "in"), "--skip-existing")
+    assert result.exit_code == 0, result.stderr
+    assert lines(result.stderr)[-1].endswith("in 1 file; 2 already stored")
+    assert posts(local_server) == 1
+    assert len(gets(local_server)) == 2
