@@ -39,6 +39,7 @@ from .inputs import BackgroundCount, Inputs, InputSpec
 from .journal import DONE, GONE, Entry, Journal, Stamp
 from .onserver import OnServer
 from .optionnames import option
+from .parallel import Step, run_ahead
 from .record import replace
 from .signals import deferred, handed_over
 from .store import iter_store
@@ -53,6 +54,9 @@ INTERRUPT_COUNT_SECONDS = 1.0
 SHAPING_WAIT = 0.2  # seconds the first request may wait for the job's size to be known
 MIN_BATCH_BYTES = 1024 * 1024
 LARGE_JOB_BATCH_BYTES = 4 * 1024 * 1024  # a tree too big to count at once
+# Files decided ahead of the one whose turn it is, per worker: enough for each worker to
+# search another series while the files of a few series wait in line.
+LOOK_AHEAD = 4
 log = logging.getLogger("dcmweb")
 NAMED_AGAIN = "named again in the inputs"
 
@@ -75,6 +79,7 @@ class BulkStore:
         self.count = count  # the job's size, counted in the background (shaping, progress)
         self._source = iter(self.inputs)
         self._taken = 0  # files taken from the input so far
+        self._left_out = 0  # of them, this run's own journal or report (see _own_files)
         self.on_outcome = on_outcome
         self.summary = Summary()
         self.target = f"{base_url}/studies"
@@ -162,7 +167,7 @@ class BulkStore:
                 if store is not None:
                     self._hand_over(store)
                 rest, counted = self._rest_of_input(INTERRUPT_COUNT_SECONDS)
-                self.summary.not_attempted += self._never_sent() + rest
+                self.summary.not_attempted += self._never_sent() + self._undecided() + rest
                 self.summary.rest_uncounted = not counted
             raise
         finally:
@@ -261,7 +266,7 @@ class BulkStore:
         input (of given results, those that did not come)."""
         if given:
             return total - self.summary.done
-        return self._never_sent() + self._rest_of_input()[0]
+        return self._never_sent() + self._undecided() + self._rest_of_input()[0]
 
     def _never_sent(self) -> int:
         """The files listed but not sent when the run stopped. Each was marked sending
@@ -311,23 +316,29 @@ class BulkStore:
                            options.batch_bytes, self.count.total_bytes // requests)))
 
     def _to_send(self) -> Iterator[Path | Part10File]:
-        """The files to send; the others get their outcome here, without a request."""
+        """The files to send; the others get their outcome here, without a request.
+
+        A file is decided in its turn, in the input's order; the searches (and read-
+        backs) of the next files run meanwhile on up to --workers threads, so that over
+        a slow link checking a file before sending it costs no more than sending it.
+        """
+        workers = self.store_options.workers
+        for item in run_ahead(self._deciding(), workers, LOOK_AHEAD * workers,
+                              halt=self._stopping):
+            if item is not None:
+                yield item
+
+    def _deciding(self) -> Iterator[tuple[str, Step[Path | Part10File | None]]]:
         for path in self._source:
             self._taken += 1
             if self._stop_error is not None:
-                self.summary.not_attempted += 1  # taken from the input, never sent
-                return
-            placed = self._placed
-            try:
-                item = self._decide(path)
-            except (DcmwebError, KeyboardInterrupt):
-                # Stopped while deciding the file (the search of a check that failed, its
-                # journal mark refused, Ctrl-C or SIGTERM), before it was sent or decided.
-                if self._placed == placed:
-                    self.summary.not_attempted += 1
-                raise
-            if item is not None:
-                yield item
+                return  # taken from the input, never sent: counted as undecided
+            yield os.path.abspath(path), self._decide(path)
+
+    def _undecided(self) -> int:
+        """The files taken from the input that were neither decided nor left out: the
+        run stopped before their turn (the search of a check that failed, Ctrl-C)."""
+        return self._taken - self._left_out - self._placed
 
     @property
     def _placed(self) -> int:
@@ -337,9 +348,10 @@ class BulkStore:
         return (summary.done + len(self._pending) + summary.not_retried + summary.would_send
                 + summary.not_attempted)
 
-    def _decide(self, path: Path) -> Path | Part10File | None:
+    def _decide(self, path: Path) -> Step[Path | Part10File | None]:
         """The file (or its head, when read here) to send, or None when it was decided
-        without a request (journal, --skip-existing, --dry-run)."""
+        here (journal, --skip-existing, --dry-run). What the server must be asked is
+        yielded, as a Question, and the answer comes back (see parallel.run_ahead)."""
         journal = self._journal
         key = os.path.abspath(path)
         try:
@@ -351,6 +363,7 @@ class BulkStore:
             return path  # the uploader reports why it cannot be read
         if (stat.st_dev, stat.st_ino) in self._own:
             log.debug("%s: left out: this run's own journal or report", path)
+            self._left_out += 1
             return None
         if key in self._pending:  # named again (a list with 'a' and './a'): sent once
             self._emit(Outcome(path, "skipped", stat.st_size,
@@ -363,7 +376,8 @@ class BulkStore:
             same = self._still_the_file(key, path, entry, stamp)
         this_run = entry is not None and entry.updated >= self._run_started
         if (entry is not None and same and entry.status in DONE and not this_run
-                and self.options.verify_journal and not self._on_server.still_held(path, entry)):
+                and self.options.verify_journal
+                and not (yield self._on_server.still_held(path, entry))):
             self.summary.gone_from_server += 1
             log.info("%s: stored by an earlier run (journal), but the server no longer "
                      "holds it", path)
@@ -395,11 +409,10 @@ class BulkStore:
         item: Path | Part10File = path
         if unsure or (self.options.skip_existing and not same):
             head = read_part10_head(path)
-            found = self._on_server.found(path, head, stat.st_size, "found on the server "
-                                          "after an interrupted run" if unsure else
-                                          f"already on the server ({option('skip_existing')})",
-                                          entry.attempts if entry is not None and same else 0,
-                                          read_back=unsure)
+            found = yield self._on_server.found(
+                path, head, stat.st_size, "found on the server after an interrupted run"
+                if unsure else f"already on the server ({option('skip_existing')})",
+                entry.attempts if entry is not None and same else 0, read_back=unsure)
             if found is not None:  # other bytes (failed) are a conflict
                 self._conclude(found, None)
                 return None

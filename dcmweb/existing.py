@@ -1,24 +1,77 @@
-"""Which instances the server already holds, asked per series (``--skip-existing``, and
-the check of files a killed run left ``sending`` in the journal).
+"""Which instances the server already holds, asked per series (``--skip-existing``,
+``--verify-journal``, and the check of files a killed run left ``sending`` in the journal).
 
-One QIDO search lists a series' SOP Instance UIDs (paged past the server's caps), and
-the answer is remembered for the last few series: trees are usually laid out by study
-and series, so a series costs one search per run, not one per file. The series level
-is the one every server can list (tiny-pacs answers 404 to a study-level instance
-search, which must not read as "the study is not there").
+One QIDO search lists a series' SOP Instance UIDs, and the answer is remembered for the
+last few series: trees are usually laid out by study and series, so a series costs one
+search per run, not one per file. The series level is the one every server can list
+(tiny-pacs answers 404 to a study-level instance search, which must not read as "the
+study is not there").
+
+A page with fewer rows than asked does not prove that the listing is whole (a server may
+cap its pages lower than asked, or ignore limit), so paging ends on an empty page. That
+page is asked for only when it matters: an instance on the first page is held whatever
+the rest says, so the next page is read only for an instance not found yet. A series the
+server holds whole, or not at all, costs one request.
+
+Safe to share between threads: the bulk run asks about several series at once (one search
+each), and files of one series wait for its search.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
 
 from .errors import NotFoundError
 from .http import Http
-from .search import Searcher
+from .search import RepeatedPage, Searcher
 
 SOP_INSTANCE_UID = "00080018"
 STUDY_INSTANCE_UID = "0020000D"
 SERIES_INSTANCE_UID = "0020000E"
+
+
+class _Listing:
+    """A series' SOP Instance UIDs as far as its pages have been read."""
+
+    def __init__(self, pages: Iterator[list[dict[str, Any]]]) -> None:
+        self.held: set[str] = set()
+        self.pages: Iterator[list[dict[str, Any]]] | None = pages  # None: all read
+        # The error that cut the listing: a file of the series that waited for it must
+        # not take the rows read so far for all of them.
+        self.failed: BaseException | None = None
+        self.lock = threading.Lock()
+
+    def holds(self, sop_uid: str) -> bool:
+        with self.lock:
+            while sop_uid not in self.held and self.pages is not None:
+                if self.failed is not None:
+                    raise self.failed
+                try:
+                    self._read_page(self.pages)
+                except BaseException as error:
+                    self.failed = error
+                    raise
+            return sop_uid in self.held
+
+    def _read_page(self, pages: Iterator[list[dict[str, Any]]]) -> None:
+        try:
+            rows = next(pages)
+        except (StopIteration, NotFoundError):  # the end; 404: the series is not there
+            self.pages = None
+            return
+        except RepeatedPage as repeated:
+            if not repeated.whole:
+                raise
+            # The server ignores offset and sent every row it holds on each page.
+            self.pages = None
+            return
+        for row in rows:
+            sop_uid = _value(row, SOP_INSTANCE_UID)
+            if sop_uid is not None:
+                self.held.add(sop_uid)
 
 
 class ServerHoldings:
@@ -26,19 +79,29 @@ class ServerHoldings:
         self.searcher = Searcher(http, base_url)
         self.series_kept = series_kept
         self.searches = 0
-        self._series: OrderedDict[str, set[str]] = OrderedDict()
+        self._series: OrderedDict[str, _Listing] = OrderedDict()
+        self._lock = threading.Lock()
 
     def holds(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
         path = f"studies/{study_uid}/series/{series_uid}"
-        held = self._series.get(path)
-        if held is None:
-            held = self._ask(path)
-            self._series[path] = held
-            if len(self._series) > self.series_kept:
-                self._series.popitem(last=False)
-        else:
-            self._series.move_to_end(path)
-        return sop_uid in held
+        with self._lock:
+            listing = self._series.get(path)
+            if listing is None:
+                self.searches += 1
+                listing = self._series[path] = _Listing(self.searcher.iter_pages(
+                    f"{path}/instances", [("includefield", SOP_INSTANCE_UID)]))
+                if len(self._series) > self.series_kept:
+                    self._series.popitem(last=False)
+            else:
+                self._series.move_to_end(path)
+        try:
+            return listing.holds(sop_uid)
+        except BaseException:
+            # A listing cut by an error cannot be read on: a later file asks again.
+            with self._lock:
+                if self._series.get(path) is listing:
+                    del self._series[path]
+            raise
 
     def series_holding(self, sop_uid: str) -> list[str]:
         """Where in the store the server holds this SOP Instance UID, as
@@ -52,20 +115,6 @@ class ServerHoldings:
             if study and series and sop == sop_uid:
                 found.add(f"studies/{study}/series/{series}")
         return sorted(found)
-
-    def _ask(self, series_path: str) -> set[str]:
-        self.searches += 1
-        rows = self.searcher.iter_rows(f"{series_path}/instances",
-                                       [("includefield", SOP_INSTANCE_UID)])
-        held: set[str] = set()
-        try:
-            for row in rows:
-                sop_uid = _value(row, SOP_INSTANCE_UID)
-                if sop_uid is not None:
-                    held.add(sop_uid)
-        except NotFoundError:
-            return set()  # the series is not on the server
-        return held
 
 
 def _value(row: object, tag: str) -> str | None:

@@ -1,16 +1,22 @@
 """Whether the server already holds a file, asked before a bulk run sends it:
 ``--skip-existing``, ``--verify-journal``, and the files a killed run left ``sending``
 in the journal (whose copy on the server must also be the file's bytes).
+
+Each is a :class:`~dcmweb.parallel.Question` grouped by the file's series, answered on
+a worker thread (see :func:`~dcmweb.parallel.run_ahead`): the series is searched once,
+by the first file of it, and the other files of it find the answer remembered.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .bulkrecords import Outcome
 from .files import Part10Head, read_part10_head
+from .parallel import Question
 from .store import OTHER_BYTES
 from .storecheck import READ_BACK_FAILED, holds_bytes, wanted
 
@@ -31,9 +37,15 @@ class OnServer:
         self.study_uid = study_uid  # --study-uid: where the run stores
         self._holdings: ServerHoldings | None = None
 
-    def still_held(self, path: Path, entry: Entry) -> bool:
-        """--verify-journal: whether the server still holds the instance the journal
-        says this file was stored as (its UIDs, else those of the file's head)."""
+    def still_held(self, path: Path, entry: Entry) -> Question:
+        """--verify-journal: asks whether the server still holds the instance the
+        journal says this file was stored as (its UIDs, else those of the file's head)."""
+        self._server_holdings()  # made here, not by two workers at once
+        series = (entry.study_uid, entry.series_uid)
+        return Question(partial(self._still_held, path, entry),
+                        None if None in series else series)
+
+    def _still_held(self, path: Path, entry: Entry) -> bool:
         uids = (entry.study_uid, entry.series_uid, entry.sop_uid)
         if None in uids:
             head = read_part10_head(path)
@@ -50,13 +62,19 @@ class OnServer:
         return self._holdings
 
     def found(self, path: Path, head: Part10Head | None, size: int, why: str,
-              attempts: int, *, read_back: bool) -> Outcome | None:
-        """The file's outcome when the server holds its SOP Instance UID ("already
+              attempts: int, *, read_back: bool) -> Question:
+        """Asks for the file's outcome when the server holds its SOP Instance UID ("already
         stored", with the earlier runs that sent it), else None: send it. With
         ``read_back`` (a file an interrupted run sent), the server's copy must also be
         the file's bytes: other bytes are a conflict, its outcome failed; a copy that
         cannot be read back sends the file again."""
         uids = head.uids if head else None
+        self._server_holdings()  # made here, not by two workers at once
+        return Question(partial(self._found, path, uids, size, why, attempts, read_back),
+                        uids[:2] if uids else None)
+
+    def _found(self, path: Path, uids: tuple[str, str, str] | None, size: int, why: str,
+               attempts: int, read_back: bool) -> Outcome | None:
         if uids is None:
             return None  # not DICOM, or unreadable: the uploader says which
         if not self._server_holdings().holds(*uids):

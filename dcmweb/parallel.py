@@ -3,14 +3,22 @@
 Bounded, because the items may be millions of files: only a few batches are queued at
 once. Results come back in completion order as soon as each is done. The threads are
 daemons: on Ctrl-C the process ends at once instead of waiting for uploads in flight.
+
+:func:`run_ahead` is the other shape: steps decided in order on the caller's thread,
+whose questions to the server (a series search before a file is sent) are answered on
+the threads while the steps before them are decided.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from collections import Counter, deque
+from collections.abc import Callable, Generator, Hashable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
+
+from .record import record
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -144,3 +152,154 @@ def _drop_queued(tasks: queue.Queue[Any]) -> int:
         except queue.Empty:
             return dropped
         dropped += 1
+
+
+@record(frozen=True)
+class Question:
+    """What a step asks (a request to the server): ``ask()`` answers it. Questions of one
+    ``group`` (a series) share their work: the first runs alone, the others once it has
+    ended, so that one thread searches the series and the others find it remembered."""
+
+    ask: Callable[[], Any]
+    group: Hashable = None
+
+
+# A step: a generator that does its local work, yields a Question whenever it needs an
+# answer (sent back into it), and returns its result.
+Step = Generator[Question, Any, R]
+
+
+def run_ahead(steps: Iterable[tuple[Hashable, Step[R]]], workers: int, ahead: int, *,
+              halt: Callable[[], bool] = lambda: False) -> Iterator[R]:
+    """Yield each step's result, in the order of ``steps``, each step run on the caller's
+    thread; the questions of up to ``ahead`` steps taken ahead are answered meanwhile on
+    up to ``workers`` threads. A step starts (its local work up to its first question)
+    when it is taken, and goes on with the answer when its turn comes; a step whose key
+    is that of a step not yet done waits to be taken until that one is (a file named
+    twice is decided once the first is). A question that raised raises in its step's
+    turn; the steps taken after it stay where they are, as they do once ``halt()`` says
+    True (asked before each turn). With one worker, each question is answered on the
+    caller's thread in its step's turn, and nothing is taken ahead.
+    """
+    if workers <= 1:
+        for _, step in steps:
+            yield _answered_inline(step)
+        return
+    helpers = _Helpers(workers)
+    window: deque[_Turn[R]] = deque()
+    keys: Counter[Hashable] = Counter()  # the keys of the steps in the window
+    source = iter(steps)
+    held: tuple[Hashable, Step[R]] | None = None  # taken, waiting for its key's turn
+    try:
+        while True:
+            while len(window) < ahead:
+                held = held or next(source, None)
+                if held is None or keys[held[0]]:
+                    break
+                turn = _Turn(*held)
+                held = None
+                keys[turn.key] += 1
+                window.append(turn)
+                turn.go_on(helpers, None)
+            if not window or halt():
+                return
+            turn = window[0]
+            value = turn.result(helpers)
+            window.popleft()
+            keys[turn.key] -= 1
+            if not keys[turn.key]:
+                del keys[turn.key]  # millions of files: only the window's keys are kept
+            yield value
+    finally:
+        helpers.close()
+
+
+def _answered_inline(step: Step[R]) -> R:
+    answer = None
+    while True:
+        try:
+            question = step.send(answer)
+        except StopIteration as end:
+            return end.value  # type: ignore[no-any-return]
+        answer = question.ask()
+
+
+class _Turn(Generic[R]):
+    """A step in the window, and the answer it waits for."""
+
+    def __init__(self, key: Hashable, step: Step[R]) -> None:
+        self.key = key
+        self.step = step
+        self.asked: Future[Any] | None = None  # None: done
+        self.value: R | None = None
+
+    def go_on(self, helpers: _Helpers, answer: Any) -> None:
+        try:
+            question = self.step.send(answer)
+        except StopIteration as end:
+            self.asked, self.value = None, end.value
+        else:
+            self.asked = helpers.ask(question)
+
+    def result(self, helpers: _Helpers) -> R:
+        while self.asked is not None:
+            self.go_on(helpers, self.asked.result())
+        return self.value  # type: ignore[return-value]  # set when the step returned
+
+
+class _Helpers:
+    """Up to ``workers`` daemon threads (started as questions come) that answer questions:
+    Ctrl-C does not wait for them."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.threads = 0
+        self.tasks: queue.Queue[Any] = queue.Queue()
+        self.lock = threading.Lock()
+        # The groups whose first question is being answered: the questions waiting for it.
+        self.waiting: dict[Hashable, list[tuple[Question, Future[Any]]]] = {}
+        self.closed = False
+
+    def ask(self, question: Question) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self.lock:
+            group = question.group
+            if group is not None:
+                if group in self.waiting:
+                    self.waiting[group].append((question, future))
+                    return future
+                self.waiting[group] = []
+                future.add_done_callback(lambda _: self._release(group))
+            self._put(question, future)
+        return future
+
+    def _release(self, group: Hashable) -> None:
+        with self.lock:
+            for question, future in self.waiting.pop(group, []):
+                self._put(question, future)
+
+    def _put(self, question: Question, future: Future[Any]) -> None:
+        if self.closed:
+            return
+        self.tasks.put((question, future))
+        if self.threads < self.workers:
+            self.threads += 1
+            threading.Thread(target=self._work, name=f"dcmweb-ask-{self.threads}",
+                             daemon=True).start()
+
+    def _work(self) -> None:
+        while (task := self.tasks.get()) is not _STOP:
+            question, future = task
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(question.ask())
+                except BaseException as error:  # handed to the step, in its turn
+                    future.set_exception(error)
+
+    def close(self) -> None:
+        """Questions not started never are; those being answered end unread."""
+        with self.lock:
+            self.closed = True
+            _drop_queued(self.tasks)
+            for _ in range(self.threads):
+                self.tasks.put(_STOP)

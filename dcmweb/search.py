@@ -14,6 +14,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote_plus, urlencode
 
@@ -191,7 +192,8 @@ class Searcher:
             rows = self._one_page(url_path, params, limit)
         else:
             rest = [(k, v) for k, v in params if k.lower() not in _PAGING_BOUNDS]
-            rows = self._pages(url_path, rest, offset, size, first_page, limit)
+            rows = (row for page in self._pages(url_path, rest, offset, size, first_page, limit)
+                    for row in page)
         filters = exact_filters(params)
         if not filters:
             return rows
@@ -210,23 +212,34 @@ class Searcher:
                 self.warnings.append(message)
                 log.warning("search %s: %s", url_path, message)
 
+    def iter_pages(self, path: str, params: Params | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Every row, a page at a time, each page asked for only when the caller wants
+        it: a caller that finds what it needs on the first page (its rows fewer than
+        asked do not prove that it is the last: a server may cap pages) asks no more."""
+        url_path, level = parse_search_path(path)
+        return self._pages(url_path, list(params or []), 0, PAGE_SIZES[level], None, None,
+                           ahead=False)
+
     def _one_page(self, url_path: str, params: Params, limit: int
                   ) -> Iterator[dict[str, Any]]:
         rows, sent = self._page(url_path, params, keep=limit)
         yield from rows[:_at_most(url_path, sent, limit, limit)]
 
     def _pages(self, url_path: str, rest: Params, offset: int, size: int,
-               first_page: int | None, limit: int | None) -> Iterator[dict[str, Any]]:
+               first_page: int | None, limit: int | None, *, ahead: bool = True
+               ) -> Iterator[list[dict[str, Any]]]:
         """Pages of ``size`` rows from ``offset`` until an empty page or, with a limit
-        above the page size (a server clamps it to its cap, silently), ``limit`` rows."""
+        above the page size (a server clamps it to its cap, silently), ``limit`` rows.
+        ``ahead``: the next page is asked for while the caller handles this one."""
         left = limit  # rows still to show; None: every row
 
         def fetch(at: int, count: int) -> Callable[[], tuple[list[dict[str, Any]], int]]:
             # Rows beyond what may still be shown (or, with no limit, beyond the page
             # asked for) are read but not kept: the next page asks for them again.
             keep = count if left is None else left
-            return lambda: self._page(url_path, [*rest, ("limit", str(count)),
-                                                 ("offset", str(at))], keep)
+            page = partial(self._page, url_path, [*rest, ("limit", str(count)),
+                                                  ("offset", str(at))], keep)
+            return _in_background(page).result if ahead else page
 
         def next_count(count: int) -> int:
             return count if left is None else min(count, left)
@@ -240,9 +253,9 @@ class Searcher:
         # One page is fetched ahead while the caller handles the current one: writing
         # pretty JSON costs about as much as the server's answer, so the two overlap.
         asked = next_count(min(first_page or size, size))
-        upcoming = _in_background(fetch(offset, asked))
+        upcoming = fetch(offset, asked)
         while True:
-            rows, sent = upcoming.result()
+            rows, sent = upcoming()
             if not rows:
                 if offset < held_to:
                     raise ServerError(
@@ -278,11 +291,11 @@ class Searcher:
                 fresh = fresh[:_at_most(url_path, sent, asked, left)]
                 left -= len(fresh)
                 if not left:
-                    yield from fresh
+                    yield fresh
                     return
             asked = next_count(size)
-            upcoming = _in_background(fetch(offset, asked))
-            yield from fresh
+            upcoming = fetch(offset, asked)
+            yield fresh
 
 
 def _at_most(url_path: str, sent: int, asked: int, left: int) -> int:
