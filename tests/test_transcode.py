@@ -152,11 +152,13 @@ def test_header_accept_is_refused_not_silently_overridden(command: tuple[str, ..
         # Old dcmweb: only 'choose what retrieve asks for ...', on a search too.
         assert lines(result.stderr) == [
             "dcmweb: error: an Accept header cannot be set with -H: each command asks for the"
-            " type it reads (choose what a retrieve asks for with --type, --transfer-syntax or"
-            " --single-part)"]
+            " type it reads (a search's output: --format; a retrieve's type: --type,"
+            " --transfer-syntax or --single-part)"]
         assert fake.requests == []
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError) as refused:
         Client(fake.url, headers={"Accept": "image/png"})
+    # Python's search gives rows: no format to name.
+    assert refused.value.hint == "a retrieve's type: part_type, transfer_syntax or single_part"
 
 
 def test_docs_example_runs(orthanc: Orthanc, tmp_path: Path,
