@@ -397,6 +397,17 @@ def test_every_testserver_option_shows_its_default() -> None:
     assert "(default: 1.0)" in shown
 
 
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_testserver_says_its_version_as_dcmweb_does(flag: str) -> None:
+    """Old dcmweb-testserver: 'unrecognized arguments: --version', exit 2."""
+    from dcmweb import __version__
+
+    result = subprocess.run([sys.executable, "-m", "dcmweb.testing", flag],
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0, f"dcmweb-testserver, version {__version__}\n", "")
+
+
 @pytest.mark.filterwarnings("ignore:Invalid value for VR")
 def test_a_value_its_vr_cannot_hold_is_answered_as_text(srv: LocalServer) -> None:
     """pydicom's badVR.dcm (NumberOfFrames IS "1A") is accepted; old dcmweb then answered

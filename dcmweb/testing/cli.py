@@ -12,6 +12,8 @@ import tempfile
 import threading
 from types import FrameType
 
+from .. import __version__
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -42,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="search keys: the ones Google documents (default), or more with wildcards",
     )  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"%(prog)s, version {__version__}",
+                        help="show the version and exit")  # as dcmweb's
     return parser
 
 
