@@ -51,7 +51,14 @@ from .cligroup import (
 )
 from .climeta import completion_command, config_group, help_command
 from .clistore import store
-from .errors import AllFailed, ExitStatus, LocalFileError, PartialFailure, UsageError
+from .errors import (
+    EXIT_MEANINGS,
+    AllFailed,
+    ExitStatus,
+    LocalFileError,
+    PartialFailure,
+    UsageError,
+)
 from .output import (
     FORMATS,
     LOG_FORMATS,
@@ -103,8 +110,16 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
     return headers
 
 
+def _exit_codes() -> str:
+    """The exit codes for the end of ``--help``: a wheel has no docs/exit-codes.md."""
+    rows = "\n".join(f"  {int(status):<4} {meaning}"
+                     for status, meaning in EXIT_MEANINGS.items())
+    return f"\b\nExit codes:\n{rows}"
+
+
 @click.group("dcmweb", cls=DcmwebGroup, subcommand_metavar="[HOST] COMMAND [ARGS]...",
-             context_settings={"help_option_names": list(HELP_NAMES), "max_content_width": 100})
+             context_settings={"help_option_names": list(HELP_NAMES), "max_content_width": 100},
+             epilog=_exit_codes())
 @click.option("--host", metavar="HOST", help="The DICOMweb base URL or Google store name; "
               "also accepted as the first word before the command.")
 @click.option("-p", "--profile", metavar="NAME",
@@ -190,11 +205,8 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
       dcmweb help store
 
     Every option has an environment variable (shown below) and may be set in a profile
-    of the config file; a flag beats its variable, which beats the profile.
-
-    Exit codes: 0 done, 1 failed, 2 usage, 3 auth, 4 not found, 5 unavailable,
-    6 some items failed, 7 journal busy, 130 interrupted, 143 terminated
-    (details: docs/exit-codes.md in the source).
+    of the config file; a flag beats its variable, which beats the profile. The exit
+    codes are listed at the end.
     """
     output = Output(quiet=quiet, log_format=log_format)
     ctx.obj = Settings(given_host=host, output=output, traceback=show_traceback)

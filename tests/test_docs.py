@@ -42,3 +42,19 @@ def test_every_exit_code_is_in_exit_codes_md() -> None:
     table = (DOCS / "exit-codes.md").read_text()
     for status in ExitStatus:
         assert f"| {int(status)} | {status.name} |" in table
+
+
+def test_help_lists_every_exit_code_without_the_source_tree() -> None:
+    """A wheel has no docs/: old dcmweb's --help ended with "details: docs/exit-codes.md
+    in the source", and the codes had a word each."""
+    from click.testing import CliRunner
+
+    from dcmweb.errors import ExitStatus
+
+    result = CliRunner().invoke(cli, ["--help"], terminal_width=80)
+    assert result.exit_code == 0
+    listed = result.output.split("\n  Exit codes:\n", 1)[1].splitlines()
+    assert [line.split()[0] for line in listed] == [str(int(status)) for status in ExitStatus]
+    assert "    4    the study, series, instance or store does not exist (HTTP 404)" in listed
+    assert max(map(len, listed)) <= 80
+    assert "docs/" not in result.output
