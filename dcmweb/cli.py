@@ -128,7 +128,7 @@ def _exit_codes() -> str:
               help="Config file [default: $XDG_CONFIG_HOME/dcmweb/config.toml].")
 @click.option("-m", "--multithreading", is_flag=True,
               help="Run transfers in parallel (a thread pool).")
-@click.option("--workers", type=bounded(bounds.WORKERS),
+@click.option("--workers", type=bounded(bounds.WORKERS), metavar="N",
               help=f"Parallel transfers with -m [default: {GOOGLE_WORKERS} for Google, "
                    f"{LOCAL_WORKERS} otherwise].")
 @click.option("--token", envvar="DCMWEB_TOKEN", metavar="TOKEN",
@@ -143,11 +143,12 @@ def _exit_codes() -> str:
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
               help="CA certificates to verify TLS with.")
 @click.option("--connect-timeout", type=bounded(bounds.CONNECT_TIMEOUT), default=10.0,
-              show_default=True, help="Seconds to wait for a connection.")
+              show_default=True, metavar="SECONDS", help="Seconds to wait for a connection.")
 @click.option("--read-timeout", type=bounded(bounds.READ_TIMEOUT), default=300.0,
-              show_default=True, help="Seconds without a byte before giving up "
+              show_default=True, metavar="SECONDS", help="Seconds without a byte before giving up "
               "(an idle limit, never a whole-transfer deadline).")
 @click.option("--retries", type=bounded(bounds.RETRIES), default=5, show_default=True,
+              metavar="N",
               help="Retries of one request that keeps failing (408, 502, 504, drops) "
                    "while the server answers others; outages: see --outage-limit.")
 @click.option("--request-deadline", type=bounded(bounds.REQUEST_DEADLINE), default=900.0,
@@ -498,6 +499,7 @@ def _raise_for_failures(saved: int, failed: int, *, dry_run: bool = False) -> No
 @cli.command()
 @click.argument("path")
 @click.option("--timeout", type=bounded(bounds.TIMEOUT), default=600.0, show_default=True,
+              metavar="SECONDS",
               help="Seconds to wait for Google's long-running delete operation.")
 @click.option("--no-wait", is_flag=True,
               help="Do not wait for Google's operation: print its name on stdout and exit 0 "
@@ -596,6 +598,7 @@ def operations_get(settings: Settings, name: str) -> None:
 @operations.command("wait", short_help="Wait until the operation is done.")
 @click.argument("name")
 @click.option("--timeout", type=bounded(bounds.TIMEOUT), default=600.0, show_default=True,
+              metavar="SECONDS",
               help="Seconds to wait before giving up (the operation goes on; exit 5).")
 @pass_settings
 def operations_wait(settings: Settings, name: str, timeout: float) -> None:
