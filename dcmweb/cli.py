@@ -51,7 +51,14 @@ from .cligroup import (
 )
 from .climeta import completion_command, config_group, help_command
 from .clistore import store
-from .errors import AllFailed, ExitStatus, LocalFileError, PartialFailure, UsageError
+from .errors import (
+    EXIT_MEANINGS,
+    AllFailed,
+    ExitStatus,
+    LocalFileError,
+    PartialFailure,
+    UsageError,
+)
 from .output import (
     FORMATS,
     LOG_FORMATS,
@@ -103,8 +110,16 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
     return headers
 
 
+def _exit_codes() -> str:
+    """The exit codes for the end of ``--help``: a wheel has no docs/exit-codes.md."""
+    rows = "\n".join(f"  {int(status):<4} {meaning}"
+                     for status, meaning in EXIT_MEANINGS.items())
+    return f"\b\nExit codes:\n{rows}"
+
+
 @click.group("dcmweb", cls=DcmwebGroup, subcommand_metavar="[HOST] COMMAND [ARGS]...",
-             context_settings={"help_option_names": list(HELP_NAMES), "max_content_width": 100})
+             context_settings={"help_option_names": list(HELP_NAMES), "max_content_width": 100},
+             epilog=_exit_codes())
 @click.option("--host", metavar="HOST", help="The DICOMweb base URL or Google store name; "
               "also accepted as the first word before the command.")
 @click.option("-p", "--profile", metavar="NAME",
@@ -113,7 +128,7 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
               help="Config file [default: $XDG_CONFIG_HOME/dcmweb/config.toml].")
 @click.option("-m", "--multithreading", is_flag=True,
               help="Run transfers in parallel (a thread pool).")
-@click.option("--workers", type=bounded(bounds.WORKERS),
+@click.option("--workers", type=bounded(bounds.WORKERS), metavar="N",
               help=f"Parallel transfers with -m [default: {GOOGLE_WORKERS} for Google, "
                    f"{LOCAL_WORKERS} otherwise].")
 @click.option("--token", envvar="DCMWEB_TOKEN", metavar="TOKEN",
@@ -128,11 +143,12 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
               help="CA certificates to verify TLS with.")
 @click.option("--connect-timeout", type=bounded(bounds.CONNECT_TIMEOUT), default=10.0,
-              show_default=True, help="Seconds to wait for a connection.")
+              show_default=True, metavar="SECONDS", help="Seconds to wait for a connection.")
 @click.option("--read-timeout", type=bounded(bounds.READ_TIMEOUT), default=300.0,
-              show_default=True, help="Seconds without a byte before giving up "
+              show_default=True, metavar="SECONDS", help="Seconds without a byte before giving up "
               "(an idle limit, never a whole-transfer deadline).")
 @click.option("--retries", type=bounded(bounds.RETRIES), default=5, show_default=True,
+              metavar="N",
               help="Retries of one request that keeps failing (408, 502, 504, drops) "
                    "while the server answers others; outages: see --outage-limit.")
 @click.option("--request-deadline", type=bounded(bounds.REQUEST_DEADLINE), default=900.0,
@@ -190,11 +206,8 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
       dcmweb help store
 
     Every option has an environment variable (shown below) and may be set in a profile
-    of the config file; a flag beats its variable, which beats the profile.
-
-    Exit codes: 0 done, 1 failed, 2 usage, 3 auth, 4 not found, 5 unavailable,
-    6 some items failed, 7 journal busy, 130 interrupted, 143 terminated
-    (details: docs/exit-codes.md in the source).
+    of the config file; a flag beats its variable, which beats the profile. The exit
+    codes are listed at the end.
     """
     output = Output(quiet=quiet, log_format=log_format)
     ctx.obj = Settings(given_host=host, output=output, traceback=show_traceback)
@@ -492,6 +505,7 @@ def _raise_for_failures(saved: int, failed: int, *, dry_run: bool = False) -> No
 @cli.command()
 @click.argument("path")
 @click.option("--timeout", type=bounded(bounds.TIMEOUT), default=600.0, show_default=True,
+              metavar="SECONDS",
               help="Seconds to wait for Google's long-running delete operation.")
 @click.option("--no-wait", is_flag=True,
               help="Do not wait for Google's operation: print its name on stdout and exit 0 "
@@ -590,6 +604,7 @@ def operations_get(settings: Settings, name: str) -> None:
 @operations.command("wait", short_help="Wait until the operation is done.")
 @click.argument("name")
 @click.option("--timeout", type=bounded(bounds.TIMEOUT), default=600.0, show_default=True,
+              metavar="SECONDS",
               help="Seconds to wait before giving up (the operation goes on; exit 5).")
 @pass_settings
 def operations_wait(settings: Settings, name: str, timeout: float) -> None:

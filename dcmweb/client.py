@@ -22,7 +22,7 @@ from .auth import (
 from .body import LowSpeed
 from .errors import DcmwebError, ServerError, UsageError
 from .http import Http, HttpConfig, RetryPolicy
-from .optionnames import option
+from .optionnames import on_command_line, option
 from .redact import redact_url
 from .tls import check_ca_bundle
 
@@ -171,10 +171,12 @@ class Client:
                for name in (headers or {})):
             # Each call picks its own Accept (and parses the answer by it): a global one
             # would be silently overridden, or break every other call.
+            choose = (f"a retrieve's type: {option('part_type')}, "
+                      f"{option('transfer_syntax')} or {option('single_part')}")
+            if on_command_line():  # a search writes what --format says (in Python: rows)
+                choose = f"a search's output: {option('format')}; {choose}"
             raise UsageError(f"an Accept header cannot be set with {option('headers')}: each "
-                             "command asks for the type it reads",
-                             f"choose what a retrieve asks for with {option('part_type')}, "
-                             f"{option('transfer_syntax')} or {option('single_part')}")
+                             "command asks for the type it reads", choose)
         config = HttpConfig(
             connect_timeout=bounds.CONNECT_TIMEOUT.check("connect_timeout", connect_timeout),
             read_timeout=bounds.READ_TIMEOUT.check("read_timeout", read_timeout),

@@ -51,6 +51,7 @@ def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
               help="Send each file alone as Content-Type: application/dicom "
                    "(GCP accepts it; Orthanc does not).")
 @click.option("--batch-size", type=bounded(bounds.BATCH_SIZE), default=20, show_default=True,
+              metavar="N",
               help="Files per multipart request.")
 @click.option("--storage-class", metavar="CLASS",
               help="GCP storage class: STANDARD, NEARLINE, COLDLINE or ARCHIVE.")
@@ -74,8 +75,9 @@ def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
               help="Same UIDs, other bytes on the server: fail, skip (record it) or "
                    "overwrite (delete the instance, store it again).")
 @click.option("--min-age", type=bounded(bounds.MIN_AGE), default=0.0, metavar="SECONDS",
+              show_default=True,
               help="Leave files modified less than SECONDS ago (maybe still being "
-                   "copied in) for a later run, e.g. 60 for a nightly job.")
+                   "copied in) for a later run, e.g. 60 for a nightly job; 0: off.")
 @click.option("--files-from", metavar="FILE", multiple=True, shell_complete=_file_names,
               help="Read paths from FILE ('-': stdin), one per line; repeatable.")
 @click.option("-0", "--null", "null_separated", is_flag=True,

@@ -238,6 +238,7 @@ class Deleter:
                    if self._orthanc_uids(root, url, target.level) == _uids(target)]
         if not matches:
             raise NotFoundError(f"delete {target.url_path()} failed: not found on the server",
+                                "check the UID" if target.level == "study" else
                                 "check the UIDs: each must be inside the one before it")
         return DeleteResult(target.url_path(),
                             answer_lost=self._delete_orthanc(target.url_path(), matches))

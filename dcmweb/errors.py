@@ -17,18 +17,34 @@ if TYPE_CHECKING:
 
 
 class ExitStatus(IntEnum):
-    """Process exit codes, documented in docs/exit-codes.md."""
+    """Process exit codes: one line each in :data:`EXIT_MEANINGS` (``dcmweb --help``
+    lists them), the details in docs/exit-codes.md."""
 
     OK = 0
-    ERROR = 1  # unexpected error (a bug): rerun with --traceback and report it
-    USAGE = 2  # bad arguments or input
-    AUTH = 3  # 401/403: credentials missing, expired or not allowed
-    NOT_FOUND = 4  # 404: the study, series, instance or store does not exist
-    UNAVAILABLE = 5  # server or network unavailable after retries, or timed out
-    PARTIAL = 6  # some items failed, the rest were done
-    BUSY = 7  # another run holds the --journal (overlapping cron runs)
-    INTERRUPTED = 130  # Ctrl-C / SIGINT
-    TERMINATED = 143  # SIGTERM (timeout, systemd, Kubernetes)
+    ERROR = 1
+    USAGE = 2
+    AUTH = 3
+    NOT_FOUND = 4
+    UNAVAILABLE = 5
+    PARTIAL = 6
+    BUSY = 7
+    INTERRUPTED = 130
+    TERMINATED = 143
+
+
+# One line each, under 72 characters: the end of `dcmweb --help`.
+EXIT_MEANINGS = {
+    ExitStatus.OK: "everything asked for was done",
+    ExitStatus.ERROR: "failed: nothing was done; a bug: rerun with --traceback",
+    ExitStatus.USAGE: "bad arguments or input, or HTTP 400 (the server calls it malformed)",
+    ExitStatus.AUTH: "credentials missing, expired or not allowed (HTTP 401, 403, 407)",
+    ExitStatus.NOT_FOUND: "the study, series, instance or store does not exist (HTTP 404)",
+    ExitStatus.UNAVAILABLE: "server or network unavailable after retries, or too slow",
+    ExitStatus.PARTIAL: "some items failed, the others were done",
+    ExitStatus.BUSY: "another run holds the --journal; nothing was sent",
+    ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitStatus.TERMINATED: "terminated (SIGTERM: timeout, systemd, Kubernetes)",
+}
 
 
 class DcmwebError(Exception):

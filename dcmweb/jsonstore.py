@@ -35,7 +35,6 @@ from typing import Any, TypeGuard
 from .body import body_message
 from .errors import (
     AnswerLost,
-    AuthError,
     DcmwebError,
     RedirectRefused,
     UnavailableError,
@@ -46,7 +45,15 @@ from .http import Http
 from .multipart import new_boundary
 from .optionnames import option
 from .record import record
-from .store import LOST_STATUSES, UNCONFIRMED, Resends, Stopped, stops_the_run, undecided
+from .store import (
+    LOST_STATUSES,
+    UNCONFIRMED,
+    Resends,
+    Stopped,
+    refused,
+    stops_the_run,
+    undecided,
+)
 from .storecheck import Wanted, held
 from .storefiles import ConfirmedBy, Status, StoreResult
 from .stowanswer import parse_stow_answer
@@ -198,10 +205,11 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
         except RedirectRefused as error:  # the server may have stored it, then redirected
             redirected, answered = error, error.status
             lost = error.message.removeprefix(f"{what} failed: ")
-        except AuthError as error:
-            if error.status is None:  # refused before it was sent (no token to send)
+        except DcmwebError as error:
+            if not refused(error):  # e.g. refused before it was sent (no token to send)
                 raise
-            # Sent and refused: nothing stored; the run stops.
+            # Sent and refused (credentials, no such store): nothing stored; the run stops.
+            answered = error.status
             raise Stopped(error, [result("failed", message=error.message.removeprefix(
                 f"{what} failed: "))], {}) from None
         else:

@@ -31,6 +31,12 @@ def option(keyword: str, value: object = _NO_VALUE) -> str:
     return f"{flag} {shlex.quote(str(value))}"
 
 
+def on_command_line() -> bool:
+    """Whether messages are the command line's: a hint may then name a flag that has no
+    keyword in Python (``--format``)."""
+    return _as_flags
+
+
 @contextmanager
 def as_flags() -> Iterator[None]:
     """Name options as flags inside this block: the command line's run."""

@@ -205,13 +205,17 @@ class DiskSpace:
 @contextlib.contextmanager
 def writing(folder: Path) -> Iterator[None]:
     """Local write failures (permissions, a full disk) end the run with a clear message;
-    network errors, which the transport also derives from OSError, pass through."""
+    network errors, which the transport also derives from OSError, pass through.
+
+    The message names the folder the failing entry was to be made in: for a folder
+    mkdir could not make (``folder`` or one above it), its parent, the one refusing."""
     try:
         yield
     except OSError as error:
         if isinstance(error, TransportError):
             raise
-        raise LocalFileError(f"cannot write in {folder}: {error.strerror or error}",
+        where = Path(os.fsdecode(error.filename)).parent if error.filename else folder
+        raise LocalFileError(f"cannot write in {where}: {error.strerror or error}",
                              "check the output folder: its permissions and free space"
                              ) from error
 

@@ -19,7 +19,6 @@ from . import storecheck
 from .body import body_message
 from .errors import (
     AnswerLost,
-    AuthError,
     DcmwebError,
     RedirectRefused,
     ServerError,
@@ -336,16 +335,16 @@ class Uploader:
                 # before redirecting (a 303 is the answer to a POST carried out).
                 done += self._redirected(pending, error)
                 raise self._redirect_stop(pending, error, done) from None
-            except AuthError as error:
-                if error.status is not None:
-                    # Sent, and refused (401, 403; 407 by a proxy): nothing of it is
-                    # stored. The run stops, as every other request would be refused.
-                    done += [self._result(item, "failed", message=_per_file(error, pending),
-                                          http_status=error.status) for item in pending]
-                raise
             except AnswerLost as error:
                 reason = problem = error.message
                 dropped = True
+            except DcmwebError as error:
+                if refused(error):
+                    # Nothing of it is stored: failed, not "not attempted", even when the
+                    # run stops (every other request would be refused alike).
+                    done += [self._result(item, "failed", message=_per_file(error, pending),
+                                          http_status=error.status) for item in pending]
+                raise
             except FileChanged as error:
                 # Maybe still being written: this file fails, the others go again.
                 changed = [item for item in pending if os.fspath(item.path) == error.path]
@@ -691,6 +690,14 @@ def undecided(reason: str, error: DcmwebError) -> str:
     settle it failed too (a sign-in page, 500s)."""
     message = f"{reason}; {error.message}; the server may hold it"
     return f"{message} ({error.hint})" if error.hint else message
+
+
+def refused(error: DcmwebError) -> bool:
+    """Whether a write's error is an answer that refused it whole (401, 403, 404; 407 by a
+    proxy; 429 or 503 until the retries or the outage limit ran out): nothing of it is
+    stored. The statuses whose answers may come after the server did the work are read
+    by the caller, not raised."""
+    return error.status is not None and error.status >= 400
 
 
 def stops_the_run(error: DcmwebError) -> bool:

@@ -80,9 +80,18 @@ def get(http: Http, url: str, what: str, accept: str, *, transcoding: bool = Fal
             detail = server_message(response)
         message = f"{what} failed: the server cannot send {accept} (HTTP {status}"
         message += f": {detail})" if detail else ")"
-        hint = f"ask for the stored bytes with {option('transfer_syntax', '*')}"
-        raise ServerError(message, hint if transcoding else None, status=status)
+        raise ServerError(message, _stored_bytes_hint(accept) if transcoding else None,
+                          status=status)
     raise AssertionError("unreachable")
+
+
+def _stored_bytes_hint(accept: str) -> str:
+    """How to get the stored bytes: without the option that asked for others. A type
+    without a transfer syntax came from the part type; one with it, from either."""
+    given = option("part_type")
+    if "transfer-syntax" in parse_content_type(accept)[1]:
+        given += f" or {option('transfer_syntax')}"
+    return f"leave out {given}: the stored bytes are the default"
 
 
 def server_warning(response: Response) -> str | None:

@@ -255,6 +255,19 @@ def test_orthanc_delete_through_rest(orthanc: Orthanc, synth: list[Path]) -> Non
     assert "not found" in again.stderr
 
 
+@pytest.mark.parametrize(("path", "hint"), [
+    ("studies/1.2.3.999", "check the UID"),
+    ("studies/1.2.3.999/series/1.2.3.998", "check the UIDs: each must be inside the one before it"),
+])
+def test_orthanc_not_found_hint_fits_the_path(orthanc_session: Orthanc, path: str,
+                                               hint: str) -> None:
+    """Old dcmweb: 'each must be inside the one before it' for a study alone too."""
+    result = dcmweb(orthanc_session.url, "delete", path)
+    assert result.exit_code == 4, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: delete {path} failed: not found on the server ({hint})")
+
+
 def test_server_without_delete_is_exit_1(tinypacs: TinyPacs) -> None:
     """tiny-pacs answers 405 and is not Orthanc: no fallback, a clear failure."""
     result = dcmweb(tinypacs.url, "delete", "studies/1.2")

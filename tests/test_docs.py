@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from dcmweb.cli import cli
 
@@ -19,6 +21,37 @@ def _long_names(command: click.Command) -> list[str]:
             longs = [o for o in param.opts + param.secondary_opts if o.startswith("--")]
             names.extend(longs[:1] or param.opts[:1])
     return [n for n in names if n != "--help"]
+
+
+def _options(command: click.Command = cli, path: str = "dcmweb"
+             ) -> Iterator[tuple[click.Context, click.Option]]:
+    """Every option of every command, with a context to render its help in."""
+    ctx = click.Context(command, info_name=path)
+    yield from ((ctx, p) for p in command.params if isinstance(p, click.Option))
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _options(sub, f"{path} {name}")
+
+
+def test_every_number_has_a_word_for_its_placeholder() -> None:
+    """Old --help: '--connect-timeout FLOAT RANGE' and '--workers INTEGER RANGE' beside
+    '--outage-limit SECONDS'."""
+    words = {(ctx.info_name, param.opts[-1]): (param.type, param.metavar)
+             for ctx, param in _options()
+             if isinstance(param.type, (click.IntRange, click.FloatRange)) and not param.count}
+    odd = {key: word for key, (kind, word) in words.items()
+           if word not in (("SECONDS", "BYTES/S") if isinstance(kind, click.FloatRange)
+                           else ("N", "Q"))}
+    assert odd == {}
+    assert "RANGE" not in CliRunner().invoke(cli, ["--help"]).output
+
+
+def test_every_option_with_a_default_shows_it() -> None:
+    """Old store --help: '--min-age SECONDS' without its default (0: off)."""
+    hidden = [(ctx.info_name, param.opts[-1]) for ctx, param in _options()
+              if not (param.is_flag or param.count) and type(param.default) in (int, float, str)
+              and "default" not in (param.get_help_record(ctx) or ("", ""))[1]]
+    assert hidden == []
 
 
 def test_every_global_option_is_in_usage_md() -> None:
@@ -42,3 +75,17 @@ def test_every_exit_code_is_in_exit_codes_md() -> None:
     table = (DOCS / "exit-codes.md").read_text()
     for status in ExitStatus:
         assert f"| {int(status)} | {status.name} |" in table
+
+
+def test_help_lists_every_exit_code_without_the_source_tree() -> None:
+    """A wheel has no docs/: old dcmweb's --help ended with "details: docs/exit-codes.md
+    in the source", and the codes had a word each."""
+    from dcmweb.errors import ExitStatus
+
+    result = CliRunner().invoke(cli, ["--help"], terminal_width=80)
+    assert result.exit_code == 0
+    listed = result.output.split("\n  Exit codes:\n", 1)[1].splitlines()
+    assert [line.split()[0] for line in listed] == [str(int(status)) for status in ExitStatus]
+    assert "    4    the study, series, instance or store does not exist (HTTP 404)" in listed
+    assert max(map(len, listed)) <= 80
+    assert "docs/" not in result.output

@@ -365,6 +365,20 @@ def test_a_run_stopped_half_way_counts_only_the_rest_as_not_attempted(tmp_path: 
         in result.stderr
 
 
+def test_a_pair_sent_to_no_store_is_a_failed_row_with_the_404(local_server: LocalServer,
+                                                             tmp_path: Path) -> None:
+    """A mistyped store name: old dcmweb wrote no row for the pair it sent."""
+    pairs = [write_pair(tmp_path, name) for name in "ab"]
+    report = tmp_path / "r.jsonl"
+    args = [a for j, p in pairs for a in ("--metadata", str(j), "--jpeg", str(p))]
+    url = local_server.url.replace("/dicomStores/store/", "/dicomStores/nostore/")
+    result = dcmweb(url, "store", *args, "--report", str(report))
+    assert result.exit_code == 4, result.stderr
+    assert "Transferred 0 B in 0 files; 1 failed, 1 not attempted\n" in result.stderr
+    (row,) = map(json.loads, report.read_text().splitlines())
+    assert (row["path"], row["status"], row["http_status"]) == (str(pairs[0][0]), "failed", 404)
+
+
 @pytest.mark.parametrize("option", [["--journal", "{journal}"], ["--skip-existing"]])
 def test_journal_and_skip_existing_are_refused_with_pairs(local_server: LocalServer,
                                                           tmp_path: Path,

@@ -17,6 +17,7 @@ import pydicom
 import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request, multipart
+from test_journal import as_job
 
 from dcmweb import Client
 from dcmweb.cli import cli
@@ -562,6 +563,24 @@ def test_a_file_where_the_study_folder_goes_is_one_clear_error(synth: list[Path]
         "dcmweb: info: Transferred 0 B in 0 files; 1 failed",
         "dcmweb: error: nothing was retrieved (1 item failed)"]
     assert temp_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("locked", ["out", "out/{study}"])
+def test_a_folder_the_job_cannot_write_is_the_one_named(filled: LocalServer, synth: list[Path],
+                                                        tmp_path: Path, locked: str) -> None:
+    """Old dcmweb named the series folder it meant to make (never made): "cannot write in
+    out/STUDY/SERIES", whichever folder refused."""
+    study, series, _ = uids_of(synth[0])
+    folder = tmp_path / locked.format(study=study)
+    folder.mkdir(parents=True)
+    folder.chmod(0o555)
+    result = as_job(filled.url, "retrieve", f"studies/{study}/series/{series}", "-o",
+                    str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: cannot write in {folder}: Permission denied (check the output "
+        "folder: its permissions and free space)")
+    assert files_under(tmp_path / "out") == set()
 
 
 @pytest.mark.parametrize("below", ["", "/sub"])

@@ -704,6 +704,54 @@ def test_a_run_that_gives_up_reports_the_files_in_flight_as_unconfirmed(
         set(uids) - set(rows)
 
 
+@pytest.fixture(params=["local", "orthanc"])
+def no_store(request: pytest.FixtureRequest) -> str:
+    """A HOST that is a server, but no store: a mistyped store name or path."""
+    if request.param == "local":
+        server = request.getfixturevalue("local_server")
+        return server.url.replace("/dicomStores/store/", "/dicomStores/nostore/")
+    return request.getfixturevalue("orthanc_session").url + "/x"
+
+
+def test_files_sent_to_no_store_are_failed_rows_with_the_404(no_store: str,
+                                                           tmp_path: Path) -> None:
+    """A wrong store name or path: the batch sent and answered 404 stored nothing. Old
+    dcmweb: "in 0 files; 5 not attempted", no row, and the journal kept them "sending"."""
+    files = corpus.synthetic_files(tmp_path / "s", 5)
+    report, journal = tmp_path / "report.jsonl", tmp_path / "j.db"
+    result = run(no_store, "store", "--batch-size", "2", "--report", str(report),
+                 "--journal", str(journal), str(tmp_path / "s"))
+    assert result.exit_code == 4, result.stderr
+    assert lines(result)[-2] == ("dcmweb: info: Transferred 0 B in 0 files; 2 failed, 3 not "
+                                 "attempted")
+    rows = report_rows(report)
+    assert {(path, row["status"], row["http_status"]) for path, row in rows.items()} == {
+        (str(path), "failed", 404) for path in files[:2]}
+    assert all(row["message"].startswith("HTTP 404 Not Found") for row in rows.values())
+    # Not "sending": a rerun need not ask the server whether it holds them.
+    with Journal(journal, no_store + "/studies") as marks:
+        entries = [marks.lookup(str(path)) for path in files[:2]]
+    assert [entry and entry.status for entry in entries] == ["failed"] * 2
+
+
+def test_files_refused_until_the_outage_limit_are_failed_rows_with_the_503(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """Every POST answered 503 (the server took nothing on): the batch sent is failed,
+    only the files never sent are "not attempted" (old dcmweb: "3 not attempted")."""
+    files = corpus.synthetic_files(tmp_path / "s", 3)
+    local_server.inject_fault(503, count=10**6, method="POST")
+    report = tmp_path / "report.jsonl"
+    result = run("--outage-limit", "1", local_server.url, "store", "--batch-size", "2",
+                 "--report", str(report), str(tmp_path / "s"))
+    assert result.exit_code == 5, result.stderr
+    assert re.fullmatch(r"dcmweb: info: Transferred 0 B in 0 files; 2 failed, 1 not "
+                        r"attempted, server unavailable for \d+ s", lines(result)[-2])
+    assert {(path, row["status"], row["http_status"])
+            for path, row in report_rows(report).items()} == {
+        (str(path), "failed", 503) for path in files[:2]}
+    assert held(local_server) == set()
+
+
 def test_files_a_success_did_not_name_are_unconfirmed_when_the_search_stops_the_run(
         tmp_path: Path) -> None:
     """HTTP 200 naming no file, then the search that should prove them is refused

@@ -398,6 +398,17 @@ def test_every_testserver_option_shows_its_default() -> None:
     assert "(default: 1.0)" in shown
 
 
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_testserver_says_its_version_as_dcmweb_does(flag: str) -> None:
+    """Old dcmweb-testserver: 'unrecognized arguments: --version', exit 2."""
+    from dcmweb import __version__
+
+    result = subprocess.run([sys.executable, "-m", "dcmweb.testing", flag],
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0, f"dcmweb-testserver, version {__version__}\n", "")
+
+
 @pytest.mark.filterwarnings("ignore:Invalid value for VR")
 def test_a_value_its_vr_cannot_hold_is_answered_as_text(srv: LocalServer) -> None:
     """pydicom's badVR.dcm (NumberOfFrames IS "1A") is accepted; old dcmweb then answered
@@ -1024,7 +1035,8 @@ def test_console_script_names_a_bad_port_or_data_folder_and_has_a_version(
     from dcmweb import __version__
 
     version = run_testserver("--version")
-    assert (version.returncode, version.stdout) == (0, f"dcmweb-testserver {__version__}\n")
+    assert (version.returncode, version.stdout) == (
+        0, f"dcmweb-testserver, version {__version__}\n")
 
 
 @pytest.mark.parametrize("endpoint", [False, True])

@@ -44,7 +44,8 @@ def test_orthanc_without_gdcm_cannot_transcode_jpeg2000(orthanc: Orthanc, tmp_pa
                     "--transfer-syntax", EXPLICIT_LE, "-o", str(tmp_path))
     assert result.exit_code == 1
     assert "cannot send" in result.stderr and "HTTP 500" in result.stderr
-    assert "--transfer-syntax '*'" in result.stderr
+    assert "(leave out --type or --transfer-syntax: the stored bytes are the default)" \
+        in result.stderr
     assert "overloaded" not in result.stderr
     assert result.stderr.count(" -> 500 ") == 2  # asked twice, not six times
     # The stored bytes come whole with the default.
@@ -78,7 +79,8 @@ def test_406_is_one_request_and_a_clear_error(tmp_path: Path) -> None:
                                       f"transfer-syntax={EXPLICIT_LE}")
     assert result.exit_code == 1
     assert "transcoding is not supported" in result.stderr
-    assert "--transfer-syntax '*'" in result.stderr
+    assert "(leave out --type or --transfer-syntax: the stored bytes are the default)" \
+        in result.stderr
 
 
 def test_one_500_then_success_is_success(tmp_path: Path) -> None:
@@ -150,11 +152,13 @@ def test_header_accept_is_refused_not_silently_overridden(command: tuple[str, ..
         # Old dcmweb: only 'choose what retrieve asks for ...', on a search too.
         assert lines(result.stderr) == [
             "dcmweb: error: an Accept header cannot be set with -H: each command asks for the"
-            " type it reads (choose what a retrieve asks for with --type, --transfer-syntax or"
-            " --single-part)"]
+            " type it reads (a search's output: --format; a retrieve's type: --type,"
+            " --transfer-syntax or --single-part)"]
         assert fake.requests == []
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError) as refused:
         Client(fake.url, headers={"Accept": "image/png"})
+    # Python's search gives rows: no format to name.
+    assert refused.value.hint == "a retrieve's type: part_type, transfer_syntax or single_part"
 
 
 def test_docs_example_runs(orthanc: Orthanc, tmp_path: Path,
@@ -180,15 +184,36 @@ def test_local_server_refuses_a_syntax_it_cannot_make_with_406(local_server: Loc
     result = dcmweb(local_server.url, "retrieve", instance_path(source), "--transfer-syntax",
                     "1.2.840.10008.1.2.4.50", "-o", str(tmp_path / "out"))
     assert result.exit_code == 1
-    assert "HTTP 406" in result.stderr and "--transfer-syntax '*'" in result.stderr
+    assert "HTTP 406" in result.stderr
+    assert lines(result.stderr)[-1].endswith(
+        "(leave out --type or --transfer-syntax: the stored bytes are the default)")
     assert [r.status for r in local_server.requests] == [406]  # asked once, not retried
     # From Python, the hint names the keyword (old dcmweb: the flag).
     with Client(local_server.url) as client, pytest.raises(ServerError) as refused:
         client.retrieve(instance_path(source), tmp_path / "lib",
                         transfer_syntax="1.2.840.10008.1.2.4.50")
-    assert refused.value.hint == "ask for the stored bytes with transfer_syntax='*'"
+    assert refused.value.hint == ("leave out part_type or transfer_syntax: the stored bytes "
+                                  "are the default")
     result = dcmweb(local_server.url, "retrieve", instance_path(source), "--single-part",
                     "-o", str(tmp_path / "out"))
     assert result.exit_code == 0, result.stderr
     [saved] = (tmp_path / "out").rglob("*.dcm")
     assert saved.read_bytes() == source.read_bytes()
+
+
+def test_a_refused_type_hints_to_leave_out_type(local_server: LocalServer,
+                                                 tmp_path: Path) -> None:
+    """Frames of CT_small (not JPEG) asked for as image/jpeg: 406. Old dcmweb hinted at
+    --transfer-syntax '*', a usage error next to --type (give one, not both)."""
+    source = corpus.pydicom_test_files_dir() / "CT_small.dcm"
+    with Client(local_server.url) as client:
+        client.store([source])
+    result = dcmweb(local_server.url, "retrieve", instance_path(source) + "/frames/1",
+                    "--type", "image/jpeg", "-o", str(tmp_path / "f"))
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1].endswith(
+        "(HTTP 406: frames are multipart/related; type=\"application/octet-stream\") "
+        "(leave out --type: the stored bytes are the default)")
+    result = dcmweb(local_server.url, "retrieve", instance_path(source) + "/frames/1",
+                    "-o", str(tmp_path / "f"))
+    assert result.exit_code == 0, result.stderr

@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
     parser.add_argument("-V", "--version", action="version",
-                        version=f"%(prog)s {__version__}")  # fmt: skip
+                        version=f"%(prog)s, version {__version__}",
+                        help="show the version and exit")  # as dcmweb's
     return parser
 
 
