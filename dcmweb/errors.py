@@ -118,7 +118,15 @@ class PartialFailure(DcmwebError):
 class AnswerLost(UnavailableError):
     """A write was sent but its answer never came (connection dropped, read timeout):
     the server may have done the work. Raised instead of a blind resend when the caller
-    asked to check first (``Http.request(..., retry_sent=False)``)."""
+    asked to check first (``Http.request(..., retry_sent=False)``).
+
+    ``cut``: the request deadline ended the wait before the read timeout did. The
+    server took the request and may still be working on it: a resend would be cut
+    alike, and might store a second copy."""
+
+    def __init__(self, message: str, hint: str | None = None, *, cut: bool = False) -> None:
+        super().__init__(message, hint)
+        self.cut = cut
 
 
 class AllFailed(DcmwebError):
