@@ -93,6 +93,11 @@ class ServerError(DcmwebError):
     exit_status = ExitStatus.ERROR
 
 
+class Unserved(ServerError):
+    """A 404 to a kind of request the server does not serve (a top-level /series, a
+    study's /metadata): a search finds what the path names (see unserved.py)."""
+
+
 class RedirectRefused(ServerError):
     """A redirect dcmweb does not follow (a write, or to another origin): HOST is not the
     server's address, so every other request of the run would be redirected too."""
