@@ -20,6 +20,7 @@ from .errors import (
     RedirectRefused,
     ServerError,
     UnavailableError,
+    Unserved,
     UsageError,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "ServerError",
     "StoreResult",
     "UnavailableError",
+    "Unserved",
     "UsageError",
     "__version__",
 ]

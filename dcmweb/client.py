@@ -249,9 +249,24 @@ class Client:
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         try:
             if isinstance(exc, DcmwebError):
+                clearer = self.unserved(exc)
+                if clearer is not None:
+                    raise clearer from exc
                 self.explain(exc)
         finally:
             self.close()
+
+    def unserved(self, error: DcmwebError) -> DcmwebError | None:
+        """After a 404 to a request below a study, series or instance (its /metadata,
+        /rendered, frames, ...) or to a top-level /series or /instances, one search asks
+        whether what the path names is there; when it is, the error to report instead:
+        :class:`~dcmweb.errors.Unserved` (the server does not serve that kind of
+        request), or for frames and bulk data a 404 that says so. None keeps the error;
+        never raises. Leaving a ``with Client(...)`` block with such a 404 raises it."""
+        from .unserved import check  # only a failed run needs it
+
+        verdict = check(self._http, self.base_url, error)
+        return verdict.error(error) if verdict is not None else None
 
     # store -----------------------------------------------------------------
     def files_to_store(self, masks: PathsLike) -> list[Path]:

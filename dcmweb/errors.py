@@ -109,6 +109,11 @@ class ServerError(DcmwebError):
     exit_status = ExitStatus.ERROR
 
 
+class Unserved(ServerError):
+    """A 404 to a kind of request the server does not serve (a top-level /series, a
+    study's /metadata): a search finds what the path names (see unserved.py)."""
+
+
 class RedirectRefused(ServerError):
     """A redirect dcmweb does not follow (a write, or to another origin): HOST is not the
     server's address, so every other request of the run would be redirected too."""
@@ -134,7 +139,15 @@ class PartialFailure(DcmwebError):
 class AnswerLost(UnavailableError):
     """A write was sent but its answer never came (connection dropped, read timeout):
     the server may have done the work. Raised instead of a blind resend when the caller
-    asked to check first (``Http.request(..., retry_sent=False)``)."""
+    asked to check first (``Http.request(..., retry_sent=False)``).
+
+    ``cut``: the request deadline ended the wait before the read timeout did. The
+    server took the request and may still be working on it: a resend would be cut
+    alike, and might store a second copy."""
+
+    def __init__(self, message: str, hint: str | None = None, *, cut: bool = False) -> None:
+        super().__init__(message, hint)
+        self.cut = cut
 
 
 class AllFailed(DcmwebError):

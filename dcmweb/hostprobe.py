@@ -25,7 +25,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from .body import read_limited
-from .errors import DcmwebError
+from .errors import DcmwebError, Unserved
 from .http import Http
 from .redact import redact_url
 
@@ -65,40 +65,55 @@ def guess(host: str) -> Guess | None:
 
 
 def worth_probing(error: DcmwebError) -> bool:
-    """A status a wrong HOST gets: 400/404/405, or a 2xx that was not DICOMweb."""
+    """A status a wrong HOST gets: 400/404/405, or a 2xx that was not DICOMweb (not a
+    404 a search at HOST has explained already: see unserved.py)."""
     status = error.status
-    return status is not None and (status in PROBE_STATUSES or 200 <= status < 300)
+    return status is not None and not isinstance(error, Unserved) and (
+        status in PROBE_STATUSES or 200 <= status < 300)
+
+
+def _rows(status: int, content_type: str, body: bytes) -> list[dict] | None:
+    """A search answer's rows (no content: none), or None when it is not one."""
+    if status == 204 or (200 <= status < 300 and not body.strip()):
+        return []
+    if not 200 <= status < 300 or "json" not in content_type.lower():
+        return None
+    try:
+        rows = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(rows, list) and all(isinstance(row, dict) for row in rows):
+        return rows
+    return None
 
 
 def answers_dicomweb(status: int, content_type: str, body: bytes) -> bool:
     """A search answer: no content, or a JSON array of objects."""
-    if status == 204 or (200 <= status < 300 and not body.strip()):
-        return True
-    if not 200 <= status < 300 or "json" not in content_type.lower():
-        return False
-    try:
-        rows = json.loads(body)
-    except (ValueError, RecursionError):
-        return False
-    return isinstance(rows, list) and all(isinstance(row, dict) for row in rows)
+    return _rows(status, content_type, body) is not None
 
 
-def probe(http: Http, base: str) -> bool:
-    """One GET of a one-row study search at ``base``, through the run's session (its
-    credentials, TLS settings and proxies); True when it answers like DICOMweb."""
-    url = f"{base}/studies?limit=1"
+def ask(http: Http, url: str, limit: int = PROBE_BYTES) -> list[dict] | None:
+    """One GET of a search through the run's session (its credentials, TLS settings and
+    proxies), never retried nor waited for long; its rows, or None when the answer is
+    not a search answer of at most ``limit`` bytes, or there is none."""
     try:
         headers = {"Accept": "application/dicom+json", **http.auth.headers()}
         with http.transport.request("GET", url, headers=headers,
                                     timeout=(PROBE_TIMEOUT, PROBE_TIMEOUT)) as response:
-            body = read_limited(response, PROBE_BYTES + 1)
-            found = len(body) <= PROBE_BYTES and answers_dicomweb(
-                response.status_code, response.headers.get("Content-Type", ""), body)
-            log.debug("HOST probe: GET %s -> %s", redact_url(url), response.status_code)
-            return found
+            body = read_limited(response, limit + 1)
+            log.debug("probe: GET %s -> %s", redact_url(url), response.status_code)
+            if len(body) > limit:
+                return None
+            return _rows(response.status_code, response.headers.get("Content-Type", ""), body)
     except Exception as exc:  # anything: a probe must never replace the real error
-        log.debug("HOST probe: GET %s failed: %s", redact_url(url), type(exc).__name__)
-        return False
+        log.debug("probe: GET %s failed: %s", redact_url(url), type(exc).__name__)
+        return None
+
+
+def probe(http: Http, base: str) -> bool:
+    """One GET of a one-row study search at ``base``; True when it answers like
+    DICOMweb."""
+    return ask(http, f"{base}/studies?limit=1") is not None
 
 
 class HostProbe:

@@ -261,6 +261,7 @@ class _Exchange:
                                 f"raise {option('request_deadline')} for a server this slow")
         self.deadline = self.started + deadline.seconds
         self.deadline_name, self.deadline_hint = deadline.name, deadline.hint
+        self.deadline_seconds = deadline.seconds
         self.attempt = 0  # sends, including redirects followed
         self.deadline_cut = False  # the last send's read timeout was the deadline's rest
         self.own_failures = 0  # failures while the server answered other requests
@@ -377,6 +378,9 @@ class _Exchange:
                 else UNAVAILABLE_HINT if failure.silent  # it took the connection: it runs
                 else "check the HOST URL and that the server is running")
         lost = failure.sent and not self.retry_sent  # the caller checks before a resend
+        # Cut by the deadline before the read timeout: the server took the request and
+        # may be at work on it, which says nothing of an outage.
+        cut = failure.silent and self.deadline_cut
         # Before the server ever answered: a wrong HOST or port, whatever was sent.
         if failure.fatal_at_start and not self.http._answered.is_set():
             self.refused += failure.refused
@@ -391,9 +395,11 @@ class _Exchange:
                 self._wait(REFUSED_DELAY, failure.reason)
                 return
         if lost:
-            self.gate.leave(Outcome.UNAVAILABLE, sent_at)
-            raise AnswerLost(f"{self.what}: {failure.reason} after the request was sent"
-                             ) from exc
+            self.gate.leave(Outcome.NEUTRAL if cut else Outcome.UNAVAILABLE, sent_at)
+            reason = (f"no answer within {self.deadline_name} ({self.deadline_seconds:g} s)"
+                      if cut else failure.reason)
+            raise AnswerLost(f"{self.what}: {reason} after the request was sent",
+                             self.deadline_hint if cut else None, cut=cut) from exc
         self.outcome_unknown = self.outcome_unknown or failure.sent
         if failure.undecodable:
             self._undecodable(failure.reason, sent_at, exc)
@@ -403,6 +409,10 @@ class _Exchange:
             self.gate.leave(Outcome.NEUTRAL, sent_at)
             self._retrying(failure.reason, " at once")
             return
+        if cut:  # no time is left for another try
+            self.gate.leave(Outcome.NEUTRAL, sent_at)
+            raise UnavailableError(f"{self.what} failed: {self._last_problem} "
+                                   f"({self._deadline_note()})", self.deadline_hint) from exc
         self._unavailable(Outcome.UNAVAILABLE, sent_at, None, hint, exc)
 
     def _token_unavailable(self, exc: TokenUnavailable, sent_at: float) -> None:

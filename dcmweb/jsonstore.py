@@ -50,6 +50,7 @@ from .store import (
     UNCONFIRMED,
     Resends,
     Stopped,
+    not_resent,
     refused,
     stops_the_run,
     undecided,
@@ -195,6 +196,7 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
         retry_after: float | None = None
         answered = None
         redirected: RedirectRefused | None = None  # settled by search, then the run stops
+        cut: str | None = None  # the request deadline ended the wait: what to try
         try:
             response = http.request("POST", f"{base_url}/studies", what=what,
                                     headers=headers, body=lambda: payload, retry_sent=False,
@@ -202,6 +204,7 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
                                     max_body=ANSWER_LIMIT)
         except AnswerLost as error:  # dropped, or cut half-way: the server may hold it
             lost = error.message
+            cut = error.hint if error.cut else None
         except RedirectRefused as error:  # the server may have stored it, then redirected
             redirected, answered = error, error.status
             lost = error.message.removeprefix(f"{what} failed: ")
@@ -249,6 +252,9 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
             raise Stopped(redirected, [settled], {})
         if settled is not None:
             return settled
+        if cut is not None:
+            return result("unconfirmed", message=(
+                f"{not_resent(lost, '0 of 1 found on the server by search')} ({cut})"))
         outage = resends.failed(answered, posted, carried_out=False)
         if not resends.left:
             return result("failed", message=f"{lost}; not on the server{resends.tries()}")

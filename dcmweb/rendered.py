@@ -25,6 +25,7 @@ from .record import record
 from .retrieve import RetrieveResult, listed_items
 from .saving import Saver
 from .search import FIRST_PAGE, Searcher
+from .unserved import Streak
 from .wado import CutOffError, asking_again, framed, get, instance_file, item_message
 from .wadopath import WadoPath, parse_wado_path
 
@@ -168,10 +169,14 @@ def save_rendered(http: Http, base_url: str, path: str, output: Path,
     saver = Saver()
     # One instance or frame asked for: its 404 is the run's (exit 4), not one item's.
     single = target.resource.level == "instance" and len(target.frames) <= 1
+    # The instances a listing named: a few 404s in a row may say the server renders none.
+    streak = Streak(http, base_url, f"render {target.url_path()}")
 
     def one(item: WadoPath | RetrieveResult) -> list[RetrieveResult]:
         if isinstance(item, RetrieveResult):
             return [item]
+        if target.resource.level != "instance":
+            streak.before_next()
         suffix = f"_frame_{item.frames[0]}" if item.frames else ""
         final = instance_file(output, item.resource, suffix, mime)
         try:
@@ -180,9 +185,11 @@ def save_rendered(http: Http, base_url: str, path: str, output: Path,
         except (NotFoundError, ServerError) as error:
             if single:
                 raise
+            streak.failed(error)
             # One instance of many (deleted since the listing, or answered badly).
             return [RetrieveResult("failed", item.url_path(), message=item_message(
                 error, f"render {item.url_path()}"))]
+        streak.saved()
         return [RetrieveResult("saved", item.url_path(), final, size)]
 
     try:

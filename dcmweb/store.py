@@ -326,6 +326,7 @@ class Uploader:
             wait: float | None = None
             status: int | None = None  # of the answer, when one came
             dropped = False  # sent, and the connection lost before an answer
+            cut: str | None = None  # the request deadline ended the wait: what to try
             posted = time.monotonic()  # the gate's clock
             try:
                 reply = self._post(pending)
@@ -338,6 +339,7 @@ class Uploader:
             except AnswerLost as error:
                 reason = problem = error.message
                 dropped = True
+                cut = error.hint if error.cut else None
             except DcmwebError as error:
                 if refused(error):
                     # Nothing of it is stored: failed, not "not attempted", even when the
@@ -386,6 +388,10 @@ class Uploader:
             stored = {result.path for result in found}
             pending = [item for item in pending if item.path not in stored]
             searched = _searched(len(found), unread, len(pending))
+            if cut is not None and pending:
+                return done + [self._result(item, "unconfirmed", hint=cut,
+                                            message=not_resent(reason, searched))
+                               for item in pending], True
             outage = resends.failed(status, posted, carried_out=bool(found or unread))
             if not pending or not resends.left:
                 log.info("%s; %s", problem, searched)
@@ -698,6 +704,13 @@ def refused(error: DcmwebError) -> bool:
     stored. The statuses whose answers may come after the server did the work are read
     by the caller, not raised."""
     return error.status is not None and error.status >= 400
+
+
+def not_resent(reason: str, searched: str) -> str:
+    """Why an item whose request the deadline cut (see AnswerLost) is unconfirmed: a
+    search that does not find it yet proves nothing, as the server may still be at work
+    on it, and a resend would be cut alike."""
+    return f"{reason}; {searched}; not sent again: the server may still store it"
 
 
 def stops_the_run(error: DcmwebError) -> bool:

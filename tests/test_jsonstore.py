@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,6 +180,30 @@ def test_an_answer_cut_half_way_is_found_by_search(local_server: LocalServer,
     [row] = map(json.loads, report.read_text().splitlines())
     assert (row["status"], row["confirmed_by"]) == ("stored", "search")
     assert [r.method for r in local_server.requests] == ["POST", "GET"]
+
+
+def test_a_pair_the_request_deadline_cuts_is_unconfirmed_and_not_sent_again(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """As for files: the server stores after 3 s, the request deadline (1 s) cut the wait.
+    Old dcmweb sent the pair again (and again), named the read timeout and stopped the run
+    as "unavailable" (exit 5)."""
+    json_path, jpeg_path = write_pair(tmp_path, "a")
+    local_server.inject_fault(method="POST", delay=3, count=10)  # then it stores
+    report = tmp_path / "report.jsonl"
+    result = dcmweb("--request-deadline", "1", local_server.url, "store", "--metadata",
+                    str(json_path), "--jpeg", str(jpeg_path), "--report", str(report))
+    assert result.exit_code == 1, result.stderr
+    [row] = map(json.loads, report.read_text().splitlines())
+    assert (row["status"], row["message"]) == ("unconfirmed", (
+        f"store {json_path}: no answer within the request deadline (1 s) after the request "
+        "was sent; 0 of 1 found on the server by search; not sent again: the server may "
+        "still store it (raise --request-deadline for a server this slow)"))
+    for _ in range(50):  # the server finishes the store it was at
+        if local_server.store.query("SELECT sop_uid FROM instances"):
+            break
+        time.sleep(0.1)
+    assert [r.method for r in local_server.requests].count("POST") == 1
+    assert "unavailable" not in result.stderr
 
 
 @pytest.mark.parametrize("done", [True, False], ids=["stored-then-303", "303-only"])

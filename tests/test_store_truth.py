@@ -103,6 +103,38 @@ def test_lost_answer_is_found_by_search_and_never_resent(refusing_server: LocalS
         assert report_rows(report)[str(path)]["message"] == "its answer was lost"
 
 
+def test_a_store_the_request_deadline_cuts_is_unconfirmed_and_not_sent_again(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """A slow server that stores the file after 3 s, cut by --request-deadline 1 while it
+    works. Old dcmweb said "no answer within the read timeout" (300 s, never reached),
+    "the server is unavailable" (it answered every search at once), sent the body 3
+    times and counted "server unavailable for 8 s" in the summary."""
+    [path] = corpus.synthetic_files(tmp_path / "s", 1)
+    local_server.inject_fault(method="POST", delay=3, count=10)  # then it stores
+    report = tmp_path / "report.jsonl"
+    result = run("--request-deadline", "1", local_server.url, "store", "--report",
+                 str(report), str(path))
+    reason = (f"store {path}: no answer within the request deadline (1 s) after the request "
+              "was sent; 0 of 1 found on the server by search; not sent again: the server "
+              "may still store it (raise --request-deadline for a server this slow)")
+    assert lines(result) == [
+        f"dcmweb: warning: {path} unconfirmed: {reason}",
+        "dcmweb: info: Transferred 0 B in 0 files; 1 unconfirmed (sent, no answer: the "
+        "server may hold it)",
+        "dcmweb: error: nothing confirmed stored: 1 of 1 file unconfirmed (the server may "
+        "hold it) (rerun with --skip-existing (or this run's --journal) to ask the server "
+        "about it before sending it again)"], result.stderr
+    assert result.exit_code == 1
+    row = report_rows(report)[str(path)]
+    assert (row["status"], row["message"]) == ("unconfirmed", reason)
+    for _ in range(50):  # the server finishes the store it was at
+        if held(local_server):
+            break
+        time.sleep(0.1)
+    assert held(local_server) == {sop_uid(path)}
+    assert [r.method for r in local_server.requests].count("POST") == 1
+
+
 def test_lost_answer_then_only_the_missing_files_are_resent(local_server: LocalServer,
                                                             tmp_path: Path) -> None:
     files = corpus.synthetic_files(tmp_path / "s", 4)
