@@ -22,6 +22,7 @@ from .errors import (
     RedirectRefused,
     ServerError,
     UnavailableError,
+    UnreadableAnswer,
     UsageError,
 )
 from .failures import UNAVAILABLE_HINT, same_origin
@@ -81,8 +82,12 @@ class Deleter:
     def delete(self, path: str) -> DeleteResult:
         target = parse_delete_path(path)
         url_path = target.url_path()
-        response, lost = self._send(f"{self.base_url}/{url_path}", f"delete {url_path}",
-                                    accept_status=(405,))
+        what = f"delete {url_path}"
+        try:
+            response, lost = self._send(f"{self.base_url}/{url_path}", what,
+                                        accept_status=(405,))
+        except UnreadableAnswer as error:
+            raise self._unread(target, what, error) from None
         with response:
             if response.status_code == 405:
                 return self._orthanc_fallback(target)
@@ -136,6 +141,22 @@ class Deleter:
                 raise
         raise UnavailableError(f"{what} failed: the answer was lost "
                                f"{LOST_ANSWER_RESENDS + 1} times", UNAVAILABLE_HINT)
+
+    def _unread(self, target: ResourcePath, what: str, error: UnreadableAnswer
+                ) -> DcmwebError:
+        """A DELETE answered in words that cannot be read: done, or not, or an operation
+        started; never "failed". Says what a search finds left, as after a poll that
+        failed (see OutcomeUnknown)."""
+        if error.status is None or error.status >= 300:  # a refusal, by its status
+            return error
+        said = error.message.removeprefix(f"{what} failed: ")
+        unknown = ServerError(f"{what}: {said}; its outcome is unknown: the server may have "
+                              "deleted it", f"search for it to see; {error.hint}",
+                              status=error.status, url=error.url)
+        left = self._left(target)
+        if left is not None:
+            unknown.add_line(left)
+        return unknown
 
     def _left(self, target: ResourcePath) -> str | None:
         """What a search finds under a path whose delete's outcome is unknown, or None

@@ -119,6 +119,12 @@ class RedirectRefused(ServerError):
     server's address, so every other request of the run would be redirected too."""
 
 
+class UnreadableAnswer(ServerError):
+    """An answer in a Content-Encoding dcmweb does not decode, or (to a write) a gzip or
+    deflate body that cannot be decoded: its status came, its words cannot be read. A
+    write's caller settles it as a doubtful answer: the server may have done the work."""
+
+
 class LocalFileError(DcmwebError):
     """A file or folder on this machine cannot be written (permissions, disk full)."""
 

@@ -105,6 +105,8 @@ PROXY_OUTAGE_STATUSES = frozenset({502, 503, 504})
 # proxy that compresses regardless.
 CODING_HINT = ("dcmweb decodes gzip and deflate only: have the server or proxy send those, "
                 "or no coding")
+BROKEN_CODING_HINT = ("the server, or a proxy in between, sends broken compressed answers;"
+                      " check HOST")
 
 
 def credentials_hint(google: bool) -> str:

@@ -46,9 +46,11 @@ from .errors import (
     ServerError,
     TokenUnavailable,
     UnavailableError,
+    UnreadableAnswer,
     UsageError,
 )
 from .failures import (
+    BROKEN_CODING_HINT,
     CODING_HINT,
     OUTCOME_UNKNOWN_STATUSES,
     PORT_HINT,
@@ -68,7 +70,14 @@ from .failures import (
     same_origin,
     status_outcome,
 )
-from .neterrors import InvalidHeader, InvalidURL, ProxyRefused, TLSError, TransportError
+from .neterrors import (
+    InvalidHeader,
+    InvalidURL,
+    ProxyRefused,
+    TLSError,
+    TransportError,
+    UndecodableBody,
+)
 from .optionnames import option
 from .output import TRANSIENT
 from .record import field, record
@@ -270,6 +279,8 @@ class _Exchange:
         self.refused = 0
         self.refreshed = False
         self.redirects = 0
+        # Why a write's accepted answer could not be decoded (see _read), or None.
+        self.broken: str | None = None
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> Response:
@@ -313,8 +324,7 @@ class _Exchange:
             set_low_speed(response, self.config.low_speed)
             if not (self.stream or 300 <= response.status_code < 400
                     or response.unknown_coding):
-                # A cut or trickling body is retried like a drop.
-                read_all(response, self.max_body, self.what)
+                self._read(response)
         except InvalidHeader:
             # Never show the header's value: it may be a token.
             raise UsageError(
@@ -348,6 +358,23 @@ class _Exchange:
         log.debug("%s %s -> %s in %.0f ms", self.method, redact_url(self.url),
                   response.status_code, (time.monotonic() - sent) * 1000)
         return response
+
+    def _read(self, response: Response) -> None:
+        """Read the whole body: a cut or trickling one is retried like a drop. A broken
+        gzip body of an answer a write's caller reads is kept for :meth:`_answered`: the
+        server answered, and may have done the work (a resend could do it twice)."""
+        self.broken = None
+        try:
+            read_all(response, self.max_body, self.what)
+        except UndecodableBody as exc:
+            if self.retry_sent or not self._accepts(response.status_code):
+                raise
+            self.broken = str(exc)
+
+    def _accepts(self, status: int) -> bool:
+        """Whether an answer with this status is handed to the caller."""
+        return 200 <= status < 300 or status in self.accept_status or (
+            self.outcome_unknown and status in self.accept_if_outcome_unknown)
 
     def _proxy_refused(self, exc: ProxyRefused) -> DcmwebError:
         """The proxy answered the CONNECT with a refusal: definite, never waited out."""
@@ -432,8 +459,7 @@ class _Exchange:
             self._wait(self.config.retry.backoff(self.server_errors), reason)
             return
         raise ServerError(f"{self.what} failed: {reason} ({_attempts(self.attempt)})",
-                          "the server, or a proxy in between, sends broken compressed"
-                          " answers; check HOST") from exc
+                          BROKEN_CODING_HINT) from exc
 
     # -- an answer --------------------------------------------------------------------
     def _answered(self, response: Response, sent_at: float
@@ -460,8 +486,7 @@ class _Exchange:
                 response.close()
                 return None
             raise self._error(response)
-        if 200 <= status < 300 or status in self.accept_status or (
-                self.outcome_unknown and status in self.accept_if_outcome_unknown):
+        if self._accepts(status):
             # An accepted 502 (the caller checks what happened) still tells the gate.
             self._leave(status_outcome(status), sent_at, self._retry_after(response, sent_at))
             if response.unknown_coding is not None:
@@ -469,9 +494,13 @@ class _Exchange:
                 # image); asking again gets the same coding.
                 coding = response.unknown_coding
                 response.close()
-                raise ServerError(f"{self.what} failed: the server sent its answer (HTTP "
-                                  f"{status}) with Content-Encoding {coding!r}, which dcmweb "
-                                  "cannot decode", CODING_HINT, status=status)
+                raise UnreadableAnswer(f"{self.what} failed: the server sent its answer "
+                                       f"(HTTP {status}) with Content-Encoding {coding!r}, "
+                                       "which dcmweb cannot decode", CODING_HINT, status=status)
+            if self.broken is not None:
+                raise UnreadableAnswer(f"{self.what} failed: the server sent its answer "
+                                       f"(HTTP {status}), but {self.broken}",
+                                       BROKEN_CODING_HINT, status=status)
             return response
         self.outcome_unknown = self.outcome_unknown or status in OUTCOME_UNKNOWN_STATUSES
         if status in THROTTLE_STATUSES or status in UNAVAILABLE_STATUSES:

@@ -38,6 +38,7 @@ from .errors import (
     DcmwebError,
     RedirectRefused,
     UnavailableError,
+    UnreadableAnswer,
     UsageError,
 )
 from .failures import UNAVAILABLE_HINT, parse_retry_after
@@ -197,6 +198,7 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
         answered = None
         redirected: RedirectRefused | None = None  # settled by search, then the run stops
         cut: str | None = None  # the request deadline ended the wait: what to try
+        hint = ""  # what to do about an answer that could not be read
         try:
             response = http.request("POST", f"{base_url}/studies", what=what,
                                     headers=headers, body=lambda: payload, retry_sent=False,
@@ -205,6 +207,10 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
         except AnswerLost as error:  # dropped, or cut half-way: the server may hold it
             lost = error.message
             cut = error.hint if error.cut else None
+        except UnreadableAnswer as error:  # its status came, its words cannot be read
+            answered = error.status
+            lost = error.message.removeprefix(f"{what} failed: ")
+            hint = f" ({error.hint})"
         except RedirectRefused as error:  # the server may have stored it, then redirected
             redirected, answered = error, error.status
             lost = error.message.removeprefix(f"{what} failed: ")
@@ -226,8 +232,8 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
                 return result("failed", message=answer.failed[sop].describe())
             detail = body_message(answer.text) if answer.kind == "foreign" else ""
             lost = f"HTTP {answered}" + (f": {detail}" if detail else "")
-            if 300 <= answered < 500:
-                return result("failed", message=lost)
+        if redirected is None and answered is not None and 300 <= answered < 500:
+            return result("failed", message=lost + hint)
         # No word on this instance (lost answer, 5xx, an answer naming nothing, a
         # redirect): ask.
         try:
@@ -247,7 +253,7 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
                              "search")
         elif redirected is not None or (answered is not None and answered < 300):
             # A resend would be redirected too, or would get the same answer.
-            settled = result("failed", message=f"{lost}; not on the server")
+            settled = result("failed", message=f"{lost}; not on the server{hint}")
         if redirected is not None and settled is not None:  # so would every other request
             raise Stopped(redirected, [settled], {})
         if settled is not None:

@@ -23,6 +23,7 @@ from .errors import (
     RedirectRefused,
     ServerError,
     UnavailableError,
+    UnreadableAnswer,
 )
 from .failures import UNAVAILABLE_HINT, UNAVAILABLE_STATUSES, parse_retry_after
 from .filebody import SizedFileBody
@@ -134,11 +135,12 @@ class _Reply:
     """A STOW answer that arrived (any status the Uploader reads itself)."""
 
     def __init__(self, status: int, answer: StowAnswer, message: str,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, hint: str | None = None) -> None:
         self.status = status
         self.answer = answer
         self.message = message
         self.retry_after = retry_after
+        self.hint = hint  # what to do about an answer that could not be read
 
     @property
     def lost(self) -> bool:
@@ -200,9 +202,17 @@ class Uploader:
         # retry_sent=False: a lost answer (a drop, or a body cut half-way) comes back here,
         # to be checked before a resend; 5xx likewise (accepted here), since the server may
         # have stored before failing.
-        response = self.http.request("POST", self.url, what=what, headers=headers, body=body,
-                                     accept_status=(400, 409, 413, 415, 422, *LOST_STATUSES),
-                                     retry_sent=False, max_body=ANSWER_LIMIT)
+        try:
+            response = self.http.request("POST", self.url, what=what, headers=headers,
+                                         body=body, retry_sent=False, max_body=ANSWER_LIMIT,
+                                         accept_status=(400, 409, 413, 415, 422,
+                                                        *LOST_STATUSES))
+        except UnreadableAnswer as error:
+            # Its status came, its words cannot be read: a doubtful answer, settled as
+            # one that is not a STOW answer (see _interpret).
+            assert error.status is not None  # Http raises it for an answer only
+            return _Reply(error.status, StowAnswer(kind="foreign", unreadable=True),
+                          _per_file(error, items), hint=error.hint)
         content = response.content
         answer = parse_stow_answer(content, response.headers.get("Content-Type"))
         message = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
@@ -483,7 +493,7 @@ class Uploader:
                 # A success that does not name these files proves nothing: ask the server
                 # (a resend would only ask the same answer again). An answer it cannot
                 # read is not even a success: what the search finds is read back.
-                found_note, missing = _left_out(len(items), answer, status)
+                found_note, missing = _left_out(len(items), reply)
                 results.extend(self._confirmed(unnamed, found_note, missing=missing,
                                                read_back=answer.kind == "foreign",
                                                doubt=doubt))
@@ -507,7 +517,7 @@ class Uploader:
                 if status == 415 and self.options.single_part:
                     hint = f"this server needs multipart uploads: drop {option('single_part')}"
                 results.append(self._result(unnamed[0], "failed", message=reply.message,
-                                            hint=hint or None))
+                                            hint=hint or reply.hint))
             return results
 
     def _duplicates(self, refused: list[tuple[Part10File, str]],
@@ -638,14 +648,18 @@ class Uploader:
                            study_instance_uid=study, series_instance_uid=series)
 
 
-def _left_out(sent: int, answer: StowAnswer, status: int) -> tuple[str | None, str]:
+def _left_out(sent: int, reply: _Reply) -> tuple[str | None, str]:
     """What a success says of a file it does not name: when a search finds it, and when
     not."""
+    answer, status = reply.answer, reply.status
     answered = [*answer.failed, *answer.stored]
     if sent > 1 and answered:  # it named others sent with this file
         return ("the server's answer did not name this file; found on the server by search",
                 f"the server's answer (HTTP {status}) did not name this file; not on the "
                 "server")
+    if answer.unreadable:  # a coding it cannot decode: what the server said is unknown
+        return ("the server's answer could not be read; found on the server by search",
+                f"{reply.message}, and a search does not find it ({reply.hint})")
     if answer.kind == "foreign":  # a 2xx answer it cannot read (an error envelope)
         said = body_message(answer.text)
         return ("the server's answer could not be read; found on the server by search",

@@ -77,6 +77,8 @@ class StowAnswer:
     text: str = ""  # a body that was neither XML nor JSON (for error messages)
     kind: AnswerKind = "dataset"
     content_type: str = ""  # as the server labelled it, without parameters
+    # Its body could not be decoded: it says nothing, not even whether it is a web page.
+    unreadable: bool = False
 
     @property
     def names_nothing(self) -> bool:
@@ -93,7 +95,7 @@ class StowAnswer:
 
     @property
     def web_page(self) -> bool:
-        return is_web_page(self.content_type, self.text)
+        return not self.unreadable and is_web_page(self.content_type, self.text)
 
     def describe(self) -> str:
         """What came back, for a message: 'text/html (a web page)'."""

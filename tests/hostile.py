@@ -269,19 +269,20 @@ def silent(seconds: float) -> Route:
 
 
 def forward(root_url: str, *, answer: bool = True,
-            alter: Callable[[bytes], bytes] | None = None) -> Route:
+            alter: Callable[[bytes], bytes] | None = None,
+            headers: dict[str, str] | None = None) -> Route:
     """Pass the request on to a real server at ``root_url`` and relay its answer: a
     loopback forwarder. ``answer=False`` drops the answer after the server did the work
     (the connection closes, as when a proxy or the network loses it); ``alter`` changes
-    the answer's body on the way (the status and Content-Type stay)."""
+    the answer's body on the way (the status and Content-Type stay), ``headers`` are
+    added to it (a ``Content-Encoding`` for what ``alter`` made of it)."""
     def action(req: Request) -> None:
         seen = req.seen
         connection = http.client.HTTPConnection(urlsplit(root_url).netloc, timeout=60)
         hop_by_hop = ("host", "connection", "content-length", "accept-encoding")
-        headers = {k: v for k, v in seen.headers.items() if k.lower() not in hop_by_hop}
+        sent = {k: v for k, v in seen.headers.items() if k.lower() not in hop_by_hop}
         try:
-            connection.request(seen.method, seen.target, body=seen.body or None,
-                               headers=headers)
+            connection.request(seen.method, seen.target, body=seen.body or None, headers=sent)
             response = connection.getresponse()
             body = response.read()
         finally:
@@ -290,7 +291,7 @@ def forward(root_url: str, *, answer: bool = True,
             req.handler.close_connection = True
             return
         req.reply(response.status, alter(body) if alter else body,
-                  response.getheader("Content-Type"))
+                  response.getheader("Content-Type"), headers)
     return action
 
 
