@@ -5,8 +5,9 @@ fixed cost, and a 500 MB study.
   `Client.metadata` against one curl GET to a file and dicomweb-client's
   `retrieve_study_metadata`;
 - 1,000 rendered 64x64 thumbnails: `dcmweb -m retrieve studies/S/series/R/rendered
-  --viewport 64,64` against curl --parallel 4 (handed the instance list), and against
-  the curl script that does the same job (lists the series, then fetches in parallel);
+  --viewport 64,64`, and `dcmweb -m retrieve --paths-from LIST` handed the instance list,
+  against curl --parallel 4 (handed the same list), and against the curl script that
+  does the same job (lists the series, then fetches in parallel);
 - search 10,000 instances as CSV: `dcmweb search instances --format csv --fields ...`
   against curl's pages piped to `jq -r ... @csv`;
 - a whole retrieve process for a 5 MB study against curl (the fixed cost);
@@ -53,6 +54,18 @@ def _series_of(dataset: DataSet) -> dict[str, list[str]]:
                              specific_tags=["SeriesInstanceUID", "SOPInstanceUID"])
         series.setdefault(str(ds.SeriesInstanceUID), []).append(str(ds.SOPInstanceUID))
     return series
+
+
+def cli_handed(paths: Callable[[Ctx], list[str]], *args: str) -> Callable[[Ctx], Sample]:
+    """The dcmweb command handed a list of paths: a file, written before the run (not
+    timed), whose name replaces LIST in ``args``."""
+
+    def run(ctx: Ctx) -> Sample:
+        listed = ctx.scratch / "paths.txt"
+        listed.write_text("".join(f"{path}\n" for path in paths(ctx)))
+        return cli(*(str(listed) if arg == "LIST" else arg for arg in args))(ctx)
+
+    return run
 
 
 def curl_rendered_script(study: str, series: str, parallel: int = 4
@@ -185,6 +198,13 @@ def build_issue10_cases(s: Sets, run_dir: Path) -> list[Case]:
                    cli("-m", "--workers", "4", "HOST", "retrieve",
                        f"studies/{study}/series/{thumbs_series}/rendered", "--viewport",
                        "64,64", "-o", "OUT"), check_images(len(thumbs))),
+            Client("dcmweb-cli-list", "dcmweb -m --workers 4 retrieve --paths-from LIST "
+                   "--viewport 64,64 (CLI, handed the list)", "dcmweb-cli",
+                   cli_handed(lambda ctx: [path.partition("?")[0]
+                                           for path, _ in rendered_paths(ctx)],
+                              "-m", "--workers", "4", "HOST", "retrieve", "--paths-from",
+                              "LIST", "--viewport", "64,64", "-o", "OUT"),
+                   check_images(len(thumbs))),
             Client("curl-p4", "curl --parallel --parallel-max 4 (instance list given)", "curl",
                    curl_get(rendered_paths, "image/jpeg", parallel=4),
                    check_images(len(thumbs))),
@@ -193,9 +213,10 @@ def build_issue10_cases(s: Sets, run_dir: Path) -> list[Case]:
                    check_images(len(thumbs))),
         ],
         shared_server=read_meta,
-        notes=["dcmweb lists the series' instances itself (one search); the first curl row "
-               "is handed the list, the script (benchmarks/curl-rendered-series.sh) lists "
-               "the series as dcmweb does."],
+        notes=["dcmweb's first row lists the series' instances itself (one search); its "
+               "second row and the first curl row are handed the same list of instance "
+               "rendered paths, the script (benchmarks/curl-rendered-series.sh) lists the "
+               "series as dcmweb's first row does."],
     )
     n_search = s.search.count
     page = 1000

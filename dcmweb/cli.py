@@ -33,8 +33,6 @@ gc.set_threshold(20_000, 10, 10)
 import logging
 import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
@@ -50,13 +48,11 @@ from .cligroup import (
     pass_settings,
 )
 from .climeta import completion_command, config_group, help_command
+from .cliretrieve import retrieve
 from .clistore import store
 from .errors import (
     EXIT_MEANINGS,
-    AllFailed,
     ExitStatus,
-    LocalFileError,
-    PartialFailure,
     UsageError,
 )
 from .output import (
@@ -65,15 +61,8 @@ from .output import (
     TEXT_FORMATS,
     Output,
     StderrLogHandler,
-    human_size,
     plural,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-
-    from .client import Client
-    from .retrieve import RetrieveResult
 
 
 def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -252,7 +241,8 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
 @click.option("--offset", type=bounded(bounds.OFFSET), metavar="N", help="Skip the first N rows.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS + TEXT_FORMATS), default="pretty",
               show_default=True, help="JSON array (pretty or compact), one JSON object per "
-              "line (jsonl), a table (csv, tsv) or the found UIDs one per line (uids).")
+              "line (jsonl), a table (csv, tsv), the found UIDs one per line (uids), or "
+              "their retrieve paths one per line (paths: studies/S/series/R/instances/I).")
 @click.option("--fields", metavar="F1,F2", help="Columns of csv/tsv (for them only), by keyword "
               "or tag [default: a few per level]; every column is asked for with includefield; "
               "control characters are escaped.")
@@ -278,15 +268,18 @@ def search(settings: Settings, path: str, params: tuple[str, ...], filters: tupl
       dcmweb HOST search instances StudyInstanceUID=1.2.3 includefield=all
       dcmweb HOST search --filter PatientName=DOE^JOHN --format csv --fields PatientName,StudyDate
       dcmweb HOST search series --format uids | xargs -n1 echo
+      dcmweb HOST search instances StudyDate=20240101 --format paths > list.txt
     """
     from .paths import parse_search_path
     from .search import parse_params
-    from .searchformat import table_columns, text_lines
+    from .searchformat import path_fields, table_columns, text_lines
 
     if "=" in path:  # the old tool allowed: search "PatientName=X" (path omitted)
         path, params = "studies", (path, *params)
-    level = parse_search_path(path)[1]
-    columns = table_columns(level, fields, fmt)
+    url_path, level = parse_search_path(path)
+    known = url_path.split("/")[1:-1:2]  # the UIDs the path names: studies/S/series/R/...
+    columns = table_columns(level, fields, fmt) or (
+        list(path_fields(level)[len(known):]) if fmt == "paths" else [])
     if columns:
         # Servers leave out StudyDescription and others unless asked for.
         include = (*include, *columns) if "all" not in (i.lower() for i in include) else include
@@ -294,212 +287,9 @@ def search(settings: Settings, path: str, params: tuple[str, ...], filters: tupl
         rows = client.iter_search(path, parse_params(params), page_size, filters=filters,
                                   include=include, fuzzy=fuzzy, limit=limit, offset=offset)
         if fmt in TEXT_FORMATS:
-            settings.output.text_lines(text_lines(rows, fmt, level, columns))
+            settings.output.text_lines(text_lines(rows, fmt, level, columns, known))
         else:
             settings.output.json_rows(rows, fmt)
-
-
-RETRIEVE_FORMATS = ("json", "xml", "jpeg", "png", "gif")
-
-
-@cli.command(short_help="Download DICOM, metadata, frames, rendered images, bulk data.")
-@click.argument("path", required=False)
-@click.option("-o", "--output", "output_path", type=click.Path(), metavar="PATH",
-              help="Folder to write STUDY/SERIES/SOP.dcm (frames, images, bulk data) into "
-                   "[default: .]; for metadata, a file [default: stdout, also -].")
-@click.option("--type", "part_type", metavar="TYPE",
-              help="Part type to ask for [default: application/dicom; transfer-syntax=*, "
-                   "frames: application/octet-stream; transfer-syntax=*].")
-@click.option("--transfer-syntax", metavar="UID",
-              help="Ask for this transfer syntax ('*' = as stored, the default); "
-                   "a shortcut for --type.")
-@click.option("--single-part", is_flag=True,
-              help="Ask for one instance as a bare application/dicom body (not multipart).")
-@click.option("--format", "fmt", type=click.Choice(RETRIEVE_FORMATS), metavar="FORMAT",
-              help="metadata: json (default) or xml; rendered: jpeg (default), png or gif.")
-@click.option("--viewport", metavar="W,H", help="rendered: image size in pixels.")
-@click.option("--window", metavar="C,W[,FN]",
-              help="rendered: window center and width [, linear|linear-exact|sigmoid].")
-@click.option("--quality", type=bounded(bounds.QUALITY), metavar="Q",
-              help="rendered: JPEG quality, 1-100.")
-@click.option("--dry-run", is_flag=True,
-              help="Print the file each instance would be written to (found with a search) "
-                   "and write nothing.")
-@pass_settings
-def retrieve(settings: Settings, path: str | None, output_path: str | None,
-             part_type: str | None, transfer_syntax: str | None, single_part: bool,
-             fmt: str | None, viewport: str | None, window: str | None,
-             quality: int | None, dry_run: bool) -> None:
-    """Download a study, series, instance, frames, rendered images, bulk data or
-    metadata (or, with no PATH, the whole store).
-
-    Files are written as OUTPUT/STUDY_UID/SERIES_UID/SOP_UID.dcm, each first to a
-    temporary name and renamed when complete; a file of that name is replaced, whatever
-    it holds (a rerun gives the same files; --dry-run names the ones that exist). The
-    stored bytes are asked for (transfer-syntax=*). A --type other than DICOM (image/png)
-    asks for each instance alone and writes its parts as SOP_UID_frame_N.png. PATH may
-    end in /metadata (printed on stdout once all of it is checked), /rendered,
-    /frames/1,3,5[/rendered] or
-    /bulkdata/TAG, or be a BulkDataURI.
-
-    \b
-    Example:
-      dcmweb -m HOST retrieve studies/1.2.3 --output ./downloads
-      dcmweb HOST retrieve studies/1.2.3/metadata > metadata.json
-      dcmweb HOST retrieve studies/1.2.3/series/4.5/instances/6.7/frames/1,3 -o frames
-      dcmweb HOST retrieve studies/1.2.3/series/4.5/rendered --format png --viewport 128,128
-      dcmweb HOST retrieve studies/1.2.3 --output ./downloads --dry-run
-    """
-    from .wadopath import parse_wado_path
-
-    output = settings.output
-    kind = parse_wado_path(path).kind
-    if fmt and fmt not in {"metadata": ("json", "xml"), "rendered": ("jpeg", "png", "gif")
-                           }.get(kind, ()):
-        raise UsageError(f"--format {fmt} does not apply to this path",
-                         "json|xml for .../metadata, jpeg|png|gif for .../rendered")
-    if kind != "rendered" and (viewport or window or quality is not None):
-        raise UsageError("--viewport, --window and --quality apply to .../rendered paths")
-    if dry_run and kind != "dicom":
-        raise UsageError("--dry-run applies to the store, a study, series or instance path")
-    with settings.client() as client:
-        if dry_run:
-            _dry_run_retrieve(output, client, path, output_path or ".", part_type=part_type,
-                              transfer_syntax=transfer_syntax, single_part=single_part)
-            return
-        if kind == "metadata":
-            if part_type or transfer_syntax or single_part:
-                raise UsageError("--type, --transfer-syntax and --single-part do not apply "
-                                 "to metadata", "choose JSON or XML with --format")
-            # A trailing slash means a folder too, made or not: never a file named md/.
-            if output_path is not None and (Path(output_path).is_dir()
-                                            or output_path.endswith(("/", os.sep))):
-                raise UsageError(f"--output {output_path} is a folder",
-                                 "metadata goes to one file: give its name, or none for stdout")
-            assert path is not None  # a metadata path was given
-            answer = client.fetch_metadata(path, fmt or "json", parse=False)
-            if output_path in (None, "-"):  # '-' is stdout, as for --report
-                output.data(answer.raw)
-                return
-            from .saving import Saver
-
-            size = Saver().save([answer.raw], Path(output_path))
-            output.summary(f"Transferred {human_size(size)} of metadata to {output_path}")
-            return
-        render = None
-        if kind == "rendered":
-            from .rendered import RenderOptions
-
-            render = RenderOptions(fmt or "jpeg", viewport, window, quality)
-        elif viewport or window or quality:
-            raise UsageError("--viewport, --window and --quality apply to .../rendered paths")
-        results = client.iter_retrieve(path, output_path or ".", part_type=part_type,
-                                       transfer_syntax=transfer_syntax,
-                                       single_part=single_part, render=render)
-        traffic = client.http.transport.traffic
-        _report_retrieve(output, results, lambda: traffic.received)
-
-
-def _dry_run_retrieve(output: Output, client: Client, path: str | None, folder: str, *,
-                      part_type: str | None, transfer_syntax: str | None,
-                      single_part: bool) -> None:
-    from .preview import files_under
-    from .retrieve import dicom_part_type, per_instance
-
-    failed = replaced = 0
-    # How many parts an instance of another type than DICOM gets is the server's to say.
-    first_parts = per_instance(dicom_part_type(part_type, transfer_syntax))
-    if first_parts:
-        output.log("each instance is listed as its first part, SOP_frame_1: only the "
-                   "server's answer says how many it has (a multi-frame one: SOP_frame_2 ...)")
-
-    def lines() -> Iterator[str]:
-        nonlocal failed, replaced
-        for item in files_under(client, path, folder, part_type=part_type,
-                                transfer_syntax=transfer_syntax, single_part=single_part):
-            if isinstance(item, str):  # refused by the real run: a message, not a path
-                failed += 1
-                output.error(f"{path or 'the store'}: {item}")
-                continue
-            if item.replaces:
-                replaced += 1
-                output.log(f"{item.path} exists: the real run replaces it")
-            yield f"{item.path}\n"
-
-    count = output.text_lines(lines())
-    replacing = f" ({plural(replaced, 'existing file')} replaced)" if replaced else ""
-    failures = f"; {failed} would fail" if failed else ""
-    at_least = "at least " if first_parts else ""
-    output.summary(f"would write {at_least}{plural(count, 'file')} under {folder}{replacing}"
-                   f"{failures}; nothing written (--dry-run)", failed=bool(failed))
-    _raise_for_failures(count, failed, dry_run=True)
-
-
-def _report_retrieve(output: Output, results: Iterator[RetrieveResult],
-                     received: Callable[[], int]) -> None:
-    """Each file's line as it is saved, the summary, the exit; on a terminal a bar of the
-    bytes ``received`` (the files saved after it)."""
-    from .signals import deferred, handed_over
-
-    counts = {"saved": 0, "failed": 0}
-    size = 0
-    failed = True  # until the run ends well: -q shows the summary of a failed run
-    summary = True
-
-    def report(result: RetrieveResult) -> None:
-        nonlocal size
-        with deferred():  # a file's line and its count: a signal waits for both
-            counts[result.status] += 1
-            if result.status == "saved":
-                size += result.size
-                output.log(f"{result.source} saved as {result.path}")
-            else:
-                output.error(f"{result.source}: {result.message}")
-
-    output.start_progress(received, note=lambda: plural(counts["saved"], "file") + (
-        f", {counts['failed']} failed" if counts["failed"] else ""))
-    try:
-        try:
-            for result in results:
-                report(result)
-        except KeyboardInterrupt:
-            # Ctrl-C or SIGTERM here, between two files: the run still hands over the
-            # files it named meanwhile (other threads' ones too), for the summary.
-            for result in handed_over(results):
-                report(result)
-            raise
-        failed = bool(counts["failed"])
-    except LocalFileError as error:
-        if not counts["saved"]:
-            raise  # nothing saved: exit 1
-        # A full disk (or the space guard) stopped the run after files were saved: some
-        # items failed (exit 6), and the summary counts the one it stopped beside them.
-        counts["failed"] += 1
-        raise PartialFailure(error.message, error.hint) from error
-    except UsageError:
-        # Bad input found as the run began (the results are made lazily): the error
-        # alone says it, as when the options are refused.
-        summary = bool(counts["saved"] or counts["failed"])
-        raise
-    finally:
-        output.stop_progress()
-        failures = f"; {counts['failed']} failed" if counts["failed"] else ""
-        if summary:
-            output.summary(f"Transferred {human_size(size)} in "
-                           f"{plural(counts['saved'], 'file')}{failures}", failed=failed)
-    _raise_for_failures(counts["saved"], counts["failed"])
-
-
-def _raise_for_failures(saved: int, failed: int, *, dry_run: bool = False) -> None:
-    """A retrieve's exit: 1 when every item failed, 6 when some did (a dry run, as its
-    real run would)."""
-    items = plural(failed, "item")
-    if failed and not saved:
-        raise AllFailed(f"dry run: nothing would be retrieved ({items} would fail)" if dry_run
-                        else f"nothing was retrieved ({items} failed)")
-    if failed:
-        raise PartialFailure(f"dry run: {items} would fail" if dry_run
-                             else f"{items} could not be retrieved")
 
 
 @cli.command()
@@ -619,6 +409,7 @@ def operations_wait(settings: Settings, name: str, timeout: float) -> None:
     settings.output.summary(f"operation {operation.name} done: {operation.progress()}")
 
 
+cli.add_command(retrieve)
 cli.add_command(store)
 cli.add_command(help_command)
 cli.add_command(config_group)

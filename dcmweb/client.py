@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .metadata import Metadata
     from .operations import Operation
     from .params import ParamsLike
+    from .pathlist import PathList
     from .rendered import RenderOptions
     from .retrieve import RetrieveResult
     from .storefiles import StoreOptions, StoreResult
@@ -437,11 +438,17 @@ class Client:
                                      include=include, fuzzy=fuzzy, limit=limit, offset=offset))
 
     # retrieve --------------------------------------------------------------
-    def iter_retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".", *,
+    def iter_retrieve(self, path: str | Iterable[str] | PathList | None = None,
+                      output: str | os.PathLike[str] = ".", *,
                       part_type: str | None = None, transfer_syntax: str | None = None,
                       single_part: bool = False, render: RenderOptions | None = None
                       ) -> Iterator[RetrieveResult]:
         """Download to files under OUTPUT; one result per file.
+
+        ``path`` may be several paths (a list, or any iterable: a file's lines): they
+        are all checked before the first request, then fetched in one run whose pool
+        (``workers``) takes the items of every path; a path that fails is one failed
+        result. Metadata and bulk data are retrieved one path at a time.
 
         Studies, series and instances go to OUTPUT/STUDY/SERIES/SOP.dcm (with a
         ``part_type`` other than DICOM, each instance is asked for alone and its parts go
@@ -454,11 +461,22 @@ class Client:
         from .saving import check_output_folder
         from .wadopath import parse_wado_path
 
-        kind = parse_wado_path(None if path is None else _text("path", path)).kind
         out = Path(_path("output", output, "folder"))
-        check_output_folder(out)
         part_type = _optional_text("part_type", part_type)
         transfer_syntax = _optional_text("transfer_syntax", transfer_syntax)
+        if isinstance(path, Iterable) and not isinstance(path, (str, bytes, bytearray)):
+            from .pathlist import PathList
+
+            paths = path if isinstance(path, PathList) else PathList(
+                (f"path {number}", given) for number, given in enumerate(path, start=1))
+            if render is not None:
+                paths.render_all()
+            if len(paths) > 1:
+                return self._retrieve_many(paths, out, part_type, transfer_syntax,
+                                           single_part, render)
+            path = paths.first
+        kind = parse_wado_path(None if path is None else _text("path", path)).kind
+        check_output_folder(out)
         if render is not None and kind != "rendered":
             raise UsageError("rendering options apply to .../rendered paths")
         if single_part and kind != "dicom":
@@ -494,7 +512,23 @@ class Client:
                              part_type=dicom_part_type(part_type, transfer_syntax),
                              workers=self.workers, single_part=single_part)
 
-    def retrieve(self, path: str | None = None, output: str | os.PathLike[str] = ".", *,
+    def _retrieve_many(self, paths: PathList, output: Path, part_type: str | None,
+                       transfer_syntax: str | None, single_part: bool,
+                       render: RenderOptions | None) -> Iterator[RetrieveResult]:
+        from .rendered import RenderOptions as Options
+        from .retrievemany import ManyOptions, check_paths, iter_retrieve_many
+        from .saving import check_output_folder
+
+        if render is not None and not isinstance(render, Options):
+            raise UsageError(f"render must be a RenderOptions, not {render!r}")
+        options = ManyOptions(part_type, transfer_syntax, single_part, render)
+        check_paths(paths, options)  # before any request, as for one path
+        check_output_folder(output)
+        return iter_retrieve_many(self._session(), self.base_url, paths, output, options,
+                                  self.workers)
+
+    def retrieve(self, path: str | Iterable[str] | PathList | None = None,
+                 output: str | os.PathLike[str] = ".", *,
                  part_type: str | None = None, transfer_syntax: str | None = None,
                  single_part: bool = False, render: RenderOptions | None = None
                  ) -> list[RetrieveResult]:

@@ -76,8 +76,8 @@ def frames_bytes(http: Http, base_url: str, path: str, part_type: str | None = N
 
 
 def save_frames(http: Http, base_url: str, path: str, output: Path,
-                part_type: str | None = None, transfer_syntax: str | None = None
-                ) -> Iterator[RetrieveResult]:
+                part_type: str | None = None, transfer_syntax: str | None = None,
+                saver: Saver | None = None) -> Iterator[RetrieveResult]:
     """Write OUTPUT/STUDY/SERIES/SOP_frame_N.raw (or .jpg, ... by the part's type).
 
     The parts are written to temporary files and named only once the whole answer has
@@ -85,7 +85,7 @@ def save_frames(http: Http, base_url: str, path: str, output: Path,
     target = frames_target(path)
     kind = frame_type(part_type, transfer_syntax)
     fallback, _ = parse_content_type(kind)
-    saver = Saver()
+    saver = saver or Saver()
 
     def attempt() -> list[RetrieveResult]:
         staged: list[tuple[str, RetrieveResult]] = []

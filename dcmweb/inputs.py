@@ -219,22 +219,31 @@ def _expand_mask(mask: str, prune: Callable[[str], bool], links: FolderLinks) ->
 
 def read_list(stream: IO[bytes], null_separated: bool) -> Iterator[str]:
     """Paths from a list, one per line (or per NUL), read as it arrives."""
+    return (text for _, text in numbered_list(stream, null_separated))
+
+
+def numbered_list(stream: IO[bytes], null_separated: bool) -> Iterator[tuple[int, str]]:
+    """(line or entry number, text) of each entry of a list that is not blank, read as
+    it arrives: a message can name the line of a bad one."""
     separator = b"\0" if null_separated else b"\n"
     pending = b""
+    number = 0
     read = getattr(stream, "read1", stream.read)  # read1: a pipe's lines as they arrive
     while chunk := read(65536):
         pending += chunk
         *complete, pending = pending.split(separator)
         for raw in complete:
-            yield from _list_entry(raw, null_separated)
-    yield from _list_entry(pending, null_separated)
+            number += 1
+            yield from _list_entry(number, raw, null_separated)
+    yield from _list_entry(number + 1, pending, null_separated)
 
 
-def _list_entry(raw: bytes, null_separated: bool) -> Iterator[str]:
+def _list_entry(number: int, raw: bytes, null_separated: bool
+                ) -> Iterator[tuple[int, str]]:
     if not null_separated:
         raw = raw.rstrip(b"\r")
     if raw.strip():
-        yield os.fsdecode(raw)
+        yield number, os.fsdecode(raw)
 
 
 @record
@@ -294,14 +303,14 @@ class Inputs:
                 yield Found(expanded, None)
         for name in self.spec.files_from:
             if name == "-":
-                stream = self.stdin or _stdin_bytes()
+                stream = self.stdin or stdin_bytes()
                 yield from _given(read_list(stream, self.spec.null_separated))
                 continue
             try:
                 with open(name, "rb") as handle:
                     yield from _given(read_list(handle, self.spec.null_separated))
             except OSError as error:
-                raise _unreadable_list(name, error) from None
+                raise unreadable_list(name, error) from None
 
     def __iter__(self) -> Iterator[Path]:
         several = len(self.spec.masks) + len(self.spec.files_from) > 1
@@ -336,7 +345,7 @@ def unmatched_message(mask: str) -> str:
     return f"no files match {mask}"
 
 
-def _unreadable_list(name: str, error: OSError) -> UsageError:
+def unreadable_list(name: str, error: OSError) -> UsageError:
     return UsageError(f"cannot read the file list {name}: {error.strerror}")
 
 
@@ -345,15 +354,15 @@ def check_lists(spec: InputSpec) -> None:
     read lazily, once the files before them are sent)."""
     for name in spec.files_from:
         if name == "-":
-            _stdin_bytes()
+            stdin_bytes()
         else:
             try:
                 open(name, "rb").close()
             except OSError as error:
-                raise _unreadable_list(name, error) from None
+                raise unreadable_list(name, error) from None
 
 
-def _stdin_bytes() -> IO[bytes]:
+def stdin_bytes() -> IO[bytes]:
     import sys
 
     if sys.stdin is None:  # started with fd 0 closed

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 FORMATS = ("pretty", "compact", "jsonl")
 LOG_FORMATS = ("text", "json")
-TEXT_FORMATS = ("csv", "tsv", "uids")  # written by searchformat.py
+TEXT_FORMATS = ("csv", "tsv", "uids", "paths")  # written by searchformat.py
 # Set on a log record that announces a retry: --quiet hides it (cron mails only trouble).
 TRANSIENT = "dcmweb_transient"
 _NOTHING = object()

@@ -149,6 +149,33 @@ def files_under(client: Client, path: str | None, output: str | os.PathLike[str]
         yield _planned(final)
 
 
+def files_under_each(client: Client, paths: Iterable[str | None],
+                     output: str | os.PathLike[str], *, part_type: str | None = None,
+                     transfer_syntax: str | None = None, single_part: bool = False
+                     ) -> Iterator[tuple[str | None, PlannedFile | str]]:
+    """(path, what :func:`files_under` gives) for each path. Several paths (a
+    :class:`~dcmweb.pathlist.PathList`, checked whole first) end as their real run
+    would: a path not found, or whose search fails, is one failure and the others go on."""
+    from .pathlist import PathList
+    from .retrievemany import ManyOptions, check_paths
+    from .wado import item_message
+
+    several = isinstance(paths, PathList) and len(paths) > 1
+    if several:
+        assert isinstance(paths, PathList)
+        check_paths(paths, ManyOptions(part_type, transfer_syntax, single_part))
+    for path in paths:
+        try:
+            for item in files_under(client, path, output, part_type=part_type,
+                                    transfer_syntax=transfer_syntax, single_part=single_part):
+                yield path, item
+        except (NotFoundError, ServerError) as error:
+            if not several:
+                raise
+            what = f"retrieve {parse_resource_path(path).url_path()}"
+            yield path, item_message(error, what)
+
+
 def _planned(final: Path) -> PlannedFile | str:
     """The file a real run would write there, or why it would fail (a folder at its name)."""
     from .saving import name_taken

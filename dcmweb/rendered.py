@@ -160,41 +160,63 @@ def rendered_target(path: str) -> WadoPath:
     return target
 
 
+class Renderer:
+    """Writes OUTPUT/STUDY/SERIES/SOP.png (or SOP_frame_N.jpg) per instance or frame; the
+    options are checked when it is made (a bad one fails before the first request)."""
+
+    def __init__(self, http: Http, base_url: str, output: Path, options: RenderOptions,
+                 saver: Saver) -> None:
+        self.http = http
+        self.base_url = base_url
+        self.output = output
+        self.options = options
+        self.mime = options.accept()
+        options.query()
+        self.saver = saver
+
+    def targets(self, target: WadoPath) -> Iterator[WadoPath | RetrieveResult]:
+        return _targets(self.http, self.base_url, target)
+
+    def one(self, item: WadoPath | RetrieveResult, *, single: bool = False,
+            streak: Streak | None = None) -> list[RetrieveResult]:
+        """One instance or frame; ``single``: the run's only one, whose 404 is the
+        run's (exit 4), not one item's; ``streak``: the 404s of the instances a listing
+        named, a few of which in a row may say the server renders none."""
+        if isinstance(item, RetrieveResult):
+            return [item]
+        if streak is not None:
+            streak.before_next()
+        suffix = f"_frame_{item.frames[0]}" if item.frames else ""
+        final = instance_file(self.output, item.resource, suffix, self.mime)
+        try:
+            size = asking_again(f"render {item.url_path()}", lambda: self.saver.save(
+                _fetch(self.http, self.base_url, item, self.options), final))
+        except (NotFoundError, ServerError) as error:
+            if single:
+                raise
+            if streak is not None:
+                streak.failed(error)
+            # One instance of many (deleted since the listing, or answered badly).
+            return [RetrieveResult("failed", item.url_path(), message=item_message(
+                error, f"render {item.url_path()}"))]
+        if streak is not None:
+            streak.saved()
+        return [RetrieveResult("saved", item.url_path(), final, size)]
+
+
 def save_rendered(http: Http, base_url: str, path: str, output: Path,
                   options: RenderOptions, workers: int = 1) -> Iterator[RetrieveResult]:
     """Write OUTPUT/STUDY/SERIES/SOP.png (or SOP_frame_N.jpg) per instance or frame."""
     target = rendered_target(path)
-    mime = options.accept()
-    options.query()  # a bad option fails before the first request
-    saver = Saver()
+    renderer = Renderer(http, base_url, output, options, Saver())
     # One instance or frame asked for: its 404 is the run's (exit 4), not one item's.
     single = target.resource.level == "instance" and len(target.frames) <= 1
-    # The instances a listing named: a few 404s in a row may say the server renders none.
-    streak = Streak(http, base_url, f"render {target.url_path()}")
-
-    def one(item: WadoPath | RetrieveResult) -> list[RetrieveResult]:
-        if isinstance(item, RetrieveResult):
-            return [item]
-        if target.resource.level != "instance":
-            streak.before_next()
-        suffix = f"_frame_{item.frames[0]}" if item.frames else ""
-        final = instance_file(output, item.resource, suffix, mime)
-        try:
-            size = asking_again(f"render {item.url_path()}", lambda: saver.save(
-                _fetch(http, base_url, item, options), final))
-        except (NotFoundError, ServerError) as error:
-            if single:
-                raise
-            streak.failed(error)
-            # One instance of many (deleted since the listing, or answered badly).
-            return [RetrieveResult("failed", item.url_path(), message=item_message(
-                error, f"render {item.url_path()}"))]
-        streak.saved()
-        return [RetrieveResult("saved", item.url_path(), final, size)]
-
+    listed = target.resource.level != "instance"
+    streak = Streak(http, base_url, f"render {target.url_path()}") if listed else None
     try:
-        for results in run_bounded(one, _targets(http, base_url, target), workers):
+        for results in run_bounded(partial(renderer.one, single=single, streak=streak),
+                                   renderer.targets(target), workers):
             yield from results
     except BaseException:
-        saver.discard_partial()  # Ctrl-C: the threads still writing are not waited for
+        renderer.saver.discard_partial()  # Ctrl-C: the threads still writing are not waited for
         raise

@@ -409,46 +409,63 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
     target = parse_resource_path(path, allow_frames=True)
     check_request(target, part_type, single_part)
     downloader = Downloader(http, base_url, Path(output), part_type, single_part)
-    targets: Iterable[Target] = [target]
-    by_instance = target.level in ("store", "study", "series") and per_instance(part_type)
-    if by_instance or target.level == "store" or (target.level == "study" and workers > 1):
-        from .search import FIRST_PAGE, Searcher  # a listing only: one study starts sooner
-
-        searcher = Searcher(http, base_url)
-        if by_instance or target.level == "store":
-            listing = target.url_path() or ("instances" if by_instance else "studies")
-            targets = listed_items(
-                _instances(searcher, target) if by_instance else _listed(
-                    searcher.iter_rows("studies", [("includefield", "0020000D")],
-                                       first_page=FIRST_PAGE),
-                    "studies", "0020000D", "study", lambda uid: ResourcePath(study=uid)),
-                f"retrieve {listing}",
-                lambda message: RetrieveResult("failed", listing, message=message))
-        else:
-            targets = _by_series(searcher, target)
+    targets = dicom_targets(http, base_url, target, part_type, split=workers > 1)
     several = not isinstance(targets, list) or len(targets) > 1
+    yield from run_items(partial(fetch_item, downloader, several=several), targets, workers,
+                         downloader.saver)
 
-    def results_of(item: Target, named: Named | None = None) -> Iterator[RetrieveResult]:
-        if isinstance(item, RetrieveResult):
-            yield item
-            return
-        saved = False
-        try:
-            for result in downloader.fetch(item, named):
-                saved = saved or result.status == "saved"
-                yield result
-        except (NotFoundError, ServerError) as error:
-            if not (several or saved):
-                raise
-            # One study or series of many (deleted since the listing, or answered
-            # badly), or the rest of one whose files are saved already, fails on its
-            # own; credentials and outages still stop the run.
-            yield RetrieveResult("failed", item.url_path(), message=wado.item_message(
-                error, f"retrieve {item.url_path()}"))
 
+def dicom_targets(http: Http, base_url: str, target: ResourcePath, part_type: str | None,
+                  *, split: bool) -> Iterable[Target]:
+    """What is asked for to retrieve ``target``: itself, each study of the store, each
+    instance (a part type other than DICOM), or (``split``) each series of a study."""
+    by_instance = target.level in ("store", "study", "series") and per_instance(part_type)
+    if not (by_instance or target.level == "store" or (target.level == "study" and split)):
+        return [target]
+    from .search import FIRST_PAGE, Searcher  # a listing only: one study starts sooner
+
+    searcher = Searcher(http, base_url)
+    if not (by_instance or target.level == "store"):
+        return _by_series(searcher, target)
+    listing = target.url_path() or ("instances" if by_instance else "studies")
+    return listed_items(
+        _instances(searcher, target) if by_instance else _listed(
+            searcher.iter_rows("studies", [("includefield", "0020000D")],
+                               first_page=FIRST_PAGE),
+            "studies", "0020000D", "study", lambda uid: ResourcePath(study=uid)),
+        f"retrieve {listing}",
+        lambda message: RetrieveResult("failed", listing, message=message))
+
+
+def fetch_item(downloader: Downloader, item: Target, named: Named | None = None, *,
+               several: bool) -> Iterator[RetrieveResult]:
+    """The files of one study, series or instance (or a listing's failure, as it is)."""
+    if isinstance(item, RetrieveResult):
+        yield item
+        return
+    saved = False
+    try:
+        for result in downloader.fetch(item, named):
+            saved = saved or result.status == "saved"
+            yield result
+    except (NotFoundError, ServerError) as error:
+        if not (several or saved):
+            raise
+        # One study or series of many (deleted since the listing, or answered
+        # badly), or the rest of one whose files are saved already, fails on its
+        # own; credentials and outages still stop the run.
+        yield RetrieveResult("failed", item.url_path(), message=wado.item_message(
+            error, f"retrieve {item.url_path()}"))
+
+
+def run_items(results_of: Callable[[T, Named | None], Iterable[RetrieveResult]],
+              items: Iterable[T], workers: int, saver: Saver) -> Iterator[RetrieveResult]:
+    """The results of every item, ``workers`` items at a time (one pool, however many
+    paths the items come from); each file as soon as it is saved, not when its item is
+    done. ``results_of(item, named)`` tells ``named`` of each file the moment it is
+    named: a run that stops reports those too."""
     # The files the threads have named and the caller has not had yet, by path: when the
-    # run stops, they are reported too. Each is handed out as soon as it is saved, not
-    # when its series is done (run_bounded_streams): its line and the progress come then.
+    # run stops, they are reported too.
     unreported: dict[Path | None, RetrieveResult] = {}
 
     def named(result: RetrieveResult) -> None:
@@ -456,22 +473,22 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
 
     try:
         if workers <= 1:
-            for item in targets:
-                yield from results_of(item)
+            for item in items:
+                yield from results_of(item, None)
         else:
-            for result in run_bounded_streams(
-                    partial(results_of, named=named), targets, workers):
+            for result in run_bounded_streams(lambda item: results_of(item, named), items,
+                                              workers):
                 unreported.pop(result.path, None)
                 yield result
     except GeneratorExit:
         # The caller left its loop: nothing more is written, and no half file is left
         # (the threads' requests in flight may finish; what they fetch is not kept).
-        downloader.saver.discard_partial()
+        saver.discard_partial()
         raise
     except BaseException:
         # Stopped (an error, or Ctrl-C here or in the caller, who then hands it in with
         # throw()): no file gets its final name from now on, and every file that has one
         # is reported: those the threads named and the caller has not had.
-        downloader.saver.discard_partial()
+        saver.discard_partial()
         yield from list(unreported.values())
         raise

@@ -1,4 +1,5 @@
-"""Search rows as text a shell pipeline can use without jq: CSV, TSV, or UIDs one per line.
+"""Search rows as text a shell pipeline can use without jq: CSV, TSV, UIDs or retrieve
+paths (studies/S/series/R/instances/I) one per line.
 
 Columns are chosen by keyword (``--fields PatientName,StudyDate``). Values are made
 readable: a person name ``DOE^JOHN`` becomes ``DOE, JOHN``, a date ``20200131`` becomes
@@ -16,13 +17,13 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import UsageError
 from .keywords import tag_of
 from .output import CONTROL_ESCAPES
-from .paths import safe_uid
+from .paths import SEARCH_LEVELS, safe_uid
 
 log = logging.getLogger("dcmweb")
 
@@ -37,6 +38,7 @@ DEFAULT_FIELDS = {
 }
 UID_FIELD = {"studies": "StudyInstanceUID", "series": "SeriesInstanceUID",
              "instances": "SOPInstanceUID"}
+PATH_FIELDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 
 
 def table_columns(level: str, fields: str | None, fmt: str) -> list[str]:
@@ -120,32 +122,54 @@ def readable(element: Any) -> str:
     return "\\".join(cells)
 
 
-def _uid_lines(rows: Iterable[dict[str, Any]], level: str) -> Iterator[str]:
-    """One UID a line. A row without a UID that retrieve would take (missing, null,
+def _uid_lines(rows: Iterable[dict[str, Any]], keywords: Sequence[str],
+               known: Sequence[str], line: Callable[[list[str]], str]) -> Iterator[str]:
+    """``line(uids)`` for each row: its UIDs of ``keywords`` (``known`` ones, from the
+    search path, first). A row without a UID that retrieve would take (missing, null,
     several values, spaces, control characters) is left out and counted: printed, it
     would break the line or send xargs a path that cannot work."""
-    keyword = UID_FIELD[level]
-    tag = tag_of(keyword)
-    left_out, example = 0, ""
+    tags = [tag_of(keyword) for keyword in keywords]
+    left_out, example, lacking = 0, "", ""
     for row in rows:
-        element = row.get(tag)
-        values = element.get("Value") if isinstance(element, dict) else None
-        uid = safe_uid(values[0]) if isinstance(values, list) and len(values) == 1 else None
-        if uid is not None:
-            yield uid + "\n"
-            continue
-        left_out += 1
-        example = example or (ascii(values) if values else "none")
+        uids: list[str] = list(known[:len(tags)])
+        for keyword, tag in zip(keywords[len(uids):], tags[len(uids):], strict=True):
+            element = row.get(tag)
+            values = element.get("Value") if isinstance(element, dict) else None
+            uid = safe_uid(values[0]) if isinstance(values, list) and len(values) == 1 else None
+            if uid is None:
+                left_out += 1
+                if not example:
+                    example, lacking = ascii(values) if values else "none", keyword
+                break
+            uids.append(uid)
+        else:
+            yield line(uids)
     if left_out:
         log.warning("search: %d %s without a usable %s left out (first: %s)", left_out,
-                    "row" if left_out == 1 else "rows", keyword, example)
+                    "row" if left_out == 1 else "rows", lacking, example)
+
+
+def _path(uids: list[str]) -> str:
+    """studies/S[/series/R[/instances/I]]: a path retrieve takes."""
+    return "/".join(f"{word}/{uid}" for word, uid in zip(
+        ("studies", "series", "instances"), uids, strict=False)) + "\n"
+
+
+def path_fields(level: str) -> tuple[str, ...]:
+    """The UIDs a path of the level is made of, study first."""
+    return PATH_FIELDS[:SEARCH_LEVELS.index(level) + 1]
 
 
 def text_lines(rows: Iterable[dict[str, Any]], fmt: str, level: str,
-               fields: Sequence[str] | None = None) -> Iterator[str]:
-    """Lines (each ending in a newline) for the csv, tsv or uids format."""
+               fields: Sequence[str] | None = None, known: Sequence[str] = ()
+               ) -> Iterator[str]:
+    """Lines (each ending in a newline) for the csv, tsv, uids or paths format; ``known``:
+    the UIDs the search path names (studies/S/series/R/instances: S, R)."""
     if fmt == "uids":
-        yield from _uid_lines(rows, level)
+        yield from _uid_lines(rows, [UID_FIELD[level]], (), lambda uids: uids[0] + "\n")
+        return
+    if fmt == "paths":
+        yield from _uid_lines(rows, path_fields(level), known, _path)
         return
     names = list(fields or DEFAULT_FIELDS[level])
     tags = field_tags(names)

@@ -320,7 +320,7 @@ def test_bash_completion_after_a_url_host() -> None:
     words = ["dcmweb", "http", ":", "//127.0.0.1", ":", "9/dicom-web", "search", "--format", ""]
     done = complete_in_bash(words, f"dcmweb {HOST} search --format ")
     assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout.split() == ["pretty", "compact", "jsonl", "csv", "tsv", "uids"]
+    assert done.stdout.split() == ["pretty", "compact", "jsonl", "csv", "tsv", "uids", "paths"]
 
 
 @pytest.mark.parametrize("words", [

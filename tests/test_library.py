@@ -271,7 +271,8 @@ def test_search_arguments(local_server: LocalServer, tmp_path: Path) -> None:
     lambda c: c.rendered(None), lambda c: c.frames(None), lambda c: c.bulkdata(None),
     lambda c: c.retrieve_instance(None), lambda c: list(c.iter_instances(None)),
     lambda c: c.delete(None), lambda c: c.operation(None), lambda c: c.wait_operation(None),
-    lambda c: list(c.iter_retrieve(["studies/1"], ".")), lambda c: c.retrieve("studies/1", None),
+    lambda c: list(c.iter_retrieve([None], ".")), lambda c: c.retrieve("studies/1", None),
+    lambda c: c.retrieve(["studies/1", b"studies/2"]),
 ])
 def test_a_path_that_is_not_text_is_a_usage_error(call: Any) -> None:
     with Client("http://127.0.0.1:9") as client, pytest.raises(dcmweb.UsageError):
@@ -293,6 +294,8 @@ _SHAPES = "a dict, a list of (key, value) pairs or a query string"
     (lambda c: c.bulkdata(5), "uri must be a str, not 5"),
     (lambda c: c.delete(5), "path must be a str, not 5"),
     (lambda c: c.retrieve_instance(5), "path must be a str, not 5"),
+    (lambda c: c.retrieve(5), "path must be a str, not 5"),
+    (lambda c: c.retrieve(["studies/1", 5]), "path 2: a path must be a str, not 5"),
     (lambda c: c.retrieve("studies/1.2", ".", part_type=5), "part_type must be a str, not 5"),
     (lambda c: c.frames("studies/1/series/2/instances/3/frames/1", transfer_syntax=1.2),
      "transfer_syntax must be a str, not 1.2"),

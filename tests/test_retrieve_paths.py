@@ -1,0 +1,226 @@
+"""retrieve PATH... and --paths-from FILE: several paths in one run and one pool, against
+the local server and Orthanc; search --format paths to feed it."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from test_retrieve import files_under, uids_of, where
+
+from dcmweb import Client, RenderOptions
+from dcmweb.cli import cli
+from dcmweb.errors import UsageError
+from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
+from dcmweb_devtools.orthanc import Orthanc
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def dcmweb(*args: str, stdin: str | bytes | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=stdin, catch_exceptions=False)
+
+
+def instance(source: Path) -> str:
+    study, series, sop = uids_of(source)
+    return f"studies/{study}/series/{series}/instances/{sop}"
+
+
+@pytest.fixture
+def stored(local_server: LocalServer, pydicom_files: list[Path], tmp_path: Path
+           ) -> list[Path]:
+    """pydicom's CT and MR files and 4 synthetic instances (2 studies), on the server."""
+    files = [p for p in pydicom_files if p.name in ("CT_small.dcm", "MR_small.dcm")]
+    files += corpus.synthetic_files(tmp_path / "synth", 4, studies=2)
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(files)} == {"stored"}
+    local_server.clear_requests()
+    return files
+
+
+def test_several_paths_are_one_run(local_server: LocalServer, stored: list[Path],
+                                   tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ct, mr = stored[:2]
+    result = dcmweb(local_server.url, "retrieve", instance(ct), instance(mr), "-o", str(out))
+    assert (result.exit_code, result.stdout) == (0, ""), result.stderr
+    assert files_under(out) == {where(out, ct), where(out, mr)}
+    assert where(out, ct).read_bytes() == ct.read_bytes()
+    # Each file's line as a retrieve of its path alone writes it, then one summary.
+    assert sorted(lines(result.stderr)[:2]) == sorted(
+        f"dcmweb: info: {instance(p)} saved as {where(out, p)}" for p in (ct, mr))
+    assert lines(result.stderr)[2].startswith("dcmweb: info: Transferred ")
+    assert lines(result.stderr)[2].endswith(" in 2 files")
+
+
+def test_a_list_on_stdin_with_a_bad_line_is_refused_before_any_request(
+        local_server: LocalServer, stored: list[Path], tmp_path: Path) -> None:
+    listed = f"# from the PACS\n{instance(stored[0])}\n\nstudies/1.2/series\n"
+    result = dcmweb(local_server.url, "retrieve", "--paths-from", "-", "-o",
+                    str(tmp_path / "out"), stdin=listed)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert lines(result.stderr) == [
+        "dcmweb: error: stdin line 4: invalid path 'studies/1.2/series' (expected "
+        "studies/UID[/series/UID[/instances/UID]], optionally ending in /metadata or "
+        "/rendered; an instance's /frames/N[/rendered] or /bulkdata/TAG)"]
+    assert local_server.requests == []
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("words", "listed", "message"), [
+    ((), "studies/1.2/metadata\nstudies/1.3\n",
+     "stdin line 1: metadata is retrieved alone, not with other paths"),
+    (("studies/1.3",), "studies/1.2/metadata\n",
+     "stdin line 1: metadata is retrieved alone, not with other paths"),
+    ((), "studies/1.2/metadata\nstudies/1.3/metadata\n",
+     "stdin line 1: metadata is retrieved alone, not with other paths"),
+    ((), "studies/1.2\nstudies/1/series/2/instances/3/bulkdata/7FE00010\n",
+     "stdin line 2: bulk data is retrieved alone, not with other paths"),
+    # An empty list is never "no PATH", the whole store.
+    ((), "# nothing found\n\n", "no paths to retrieve"),
+])
+def test_what_cannot_share_a_run_is_refused(local_server: LocalServer, tmp_path: Path,
+                                            words: tuple[str, ...], listed: str,
+                                            message: str) -> None:
+    result = dcmweb(local_server.url, "retrieve", *words, "--paths-from", "-", "-o",
+                    str(tmp_path / "out"), stdin=listed)
+    assert (result.exit_code, result.stdout) == (2, "")
+    [line] = lines(result.stderr)
+    assert line.startswith(f"dcmweb: error: {message} (")
+    assert local_server.requests == []
+
+
+def test_a_list_file_names_its_line(local_server: LocalServer, tmp_path: Path) -> None:
+    listed = tmp_path / "paths.txt"
+    listed.write_text("studies/1.2\nstudies/1.2/series/3/instances/4/frames/0\n")
+    result = dcmweb(local_server.url, "retrieve", "--paths-from", str(listed))
+    assert result.exit_code == 2
+    assert lines(result.stderr)[0].startswith(
+        f"dcmweb: error: {listed} line 2: invalid path 'studies/1.2/series/3/instances/4/"
+        "frames/0' (frames are numbered from 1")
+
+
+def test_a_path_that_fails_among_good_ones_is_exit_6(local_server: LocalServer,
+                                                     stored: list[Path], tmp_path: Path
+                                                     ) -> None:
+    out = tmp_path / "out"
+    ct, mr = stored[:2]
+    listed = f"{instance(ct)}\nstudies/1.2.3.404\n{instance(mr)}\n"
+    result = dcmweb("-m", local_server.url, "retrieve", "--paths-from", "-", "-o", str(out),
+                    stdin=listed)
+    assert result.exit_code == 6, result.stderr
+    assert files_under(out) == {where(out, ct), where(out, mr)}
+    errors = [line for line in lines(result.stderr) if ": error: " in line]
+    assert errors[0].startswith("dcmweb: error: studies/1.2.3.404: ")
+    assert errors[-1] == "dcmweb: error: 1 item could not be retrieved"
+    assert "in 2 files; 1 failed" in result.stderr
+
+
+def test_every_path_failing_is_exit_1(local_server: LocalServer, tmp_path: Path) -> None:
+    result = dcmweb(local_server.url, "retrieve", "studies/1.2.3.404", "studies/1.2.3.405",
+                    "-o", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert lines(result.stderr)[-1] == ("dcmweb: error: nothing was retrieved (2 items "
+                                        "failed)")
+
+
+def test_search_paths_feeds_rendered_thumbnails(local_server: LocalServer,
+                                                stored: list[Path], tmp_path: Path) -> None:
+    """search --format paths | retrieve --paths-from - --format png: the listed instances
+    rendered, in one run."""
+    found = dcmweb(local_server.url, "search", "instances", "--format", "paths")
+    assert found.exit_code == 0, found.stderr
+    assert sorted(found.stdout.splitlines()) == sorted(instance(p) for p in stored)
+    out = tmp_path / "thumbs"
+    result = dcmweb("-m", "--workers", "3", local_server.url, "retrieve", "--paths-from", "-",
+                    "--format", "png", "--viewport", "64,64", "-o", str(out),
+                    stdin=found.stdout)
+    assert result.exit_code == 0, result.stderr
+    images = {p: p.read_bytes() for p in files_under(out)}
+    assert set(images) == {where(out, p).with_suffix(".png") for p in stored}
+    for data in images.values():
+        assert data.startswith(PNG)
+        width, height = struct.unpack(">II", data[16:24])
+        assert max(width, height) == 64
+    assert f"{instance(stored[0])}/rendered saved as " in result.stderr
+
+
+def test_search_paths_at_each_level(local_server: LocalServer, stored: list[Path]) -> None:
+    study, series, _ = uids_of(stored[0])
+    expected = {
+        ("studies",): {f"studies/{uids_of(p)[0]}" for p in stored},
+        ("series",): {f"studies/{uids_of(p)[0]}/series/{uids_of(p)[1]}" for p in stored},
+        (f"studies/{study}/series",): {f"studies/{study}/series/{series}"},
+        (f"studies/{study}/series/{series}/instances",): {instance(stored[0])},
+    }
+    for words, paths in expected.items():
+        found = dcmweb(local_server.url, "search", *words, "--format", "paths")
+        assert (found.exit_code, found.stderr) == (0, "")
+        assert set(found.stdout.splitlines()) == paths
+        assert len(found.stdout.splitlines()) == len(paths)
+
+
+def test_m_with_a_mix_of_study_and_instance_paths_on_orthanc(orthanc: Orthanc,
+                                                             tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "in", 6, studies=3)
+    with Client(orthanc.url) as client:
+        assert {r.status for r in client.store(files)} == {"stored"}
+    by_study: dict[str, list[Path]] = {}
+    for path in files:
+        by_study.setdefault(uids_of(path)[0], []).append(path)
+    (first, in_first), (second, in_second), (_, in_third) = by_study.items()
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"studies/{first}\n{instance(in_third[0])}\n")
+    out = tmp_path / "out"
+    result = dcmweb("-m", "--workers", "3", orthanc.url, "retrieve", f"studies/{second}",
+                    "--paths-from", str(listed), "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert files_under(out) == {where(out, p) for p in (*in_first, *in_second, in_third[0])}
+    assert f"in {len(in_first) + len(in_second) + 1} files" in result.stderr
+
+
+def test_a_nul_separated_list_and_frames(orthanc: Orthanc, pydicom_files: list[Path],
+                                         tmp_path: Path) -> None:
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    mr = next(p for p in pydicom_files if p.name == "MR_small.dcm")
+    with Client(orthanc.url) as client:
+        assert {r.status for r in client.store([ct, mr])} == {"stored"}
+    out = tmp_path / "out"
+    listed = f"{instance(ct)}/frames/1\0{instance(mr)}\0".encode()
+    result = dcmweb(orthanc.url, "retrieve", "--paths-from", "-", "-0", "-o", str(out),
+                    stdin=listed)
+    assert result.exit_code == 0, result.stderr
+    study, series, sop = uids_of(ct)
+    assert files_under(out) == {out / study / series / f"{sop}_frame_1.raw", where(out, mr)}
+    assert (out / study / series / f"{sop}_frame_1.raw").stat().st_size == 128 * 128 * 2
+
+
+def test_a_dry_run_of_several_paths(local_server: LocalServer, stored: list[Path],
+                                    tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ct, mr = stored[:2]
+    result = dcmweb(local_server.url, "retrieve", instance(ct), "studies/1.2.3.404",
+                    instance(mr), "-o", str(out), "--dry-run")
+    assert result.exit_code == 6
+    assert result.stdout.splitlines() == [str(where(out, ct)), str(where(out, mr))]
+    assert ("dcmweb: error: studies/1.2.3.404: not found (a search finds no instance under "
+            "it)") in lines(result.stderr)
+    assert not out.exists()
+
+
+def test_the_library_takes_a_list(local_server: LocalServer, stored: list[Path],
+                                  tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with Client(local_server.url, workers=2) as client:
+        results = client.retrieve([instance(p) for p in stored[:3]], out)
+        assert sorted(r.path for r in results) == sorted(where(out, p) for p in stored[:3])
+        thumbs = client.retrieve((instance(p) for p in stored[:2]), tmp_path / "thumbs",
+                                 render=RenderOptions(format="png", viewport="32,32"))
+        assert {r.status for r in thumbs} == {"saved"}
+        assert len(thumbs) == 2
+        with pytest.raises(UsageError, match="path 2: invalid path"):
+            client.retrieve([instance(stored[0]), "series/1"], out)
