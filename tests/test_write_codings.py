@@ -5,7 +5,6 @@ The writes go through a loopback forwarder to the local test server, which does 
 
 from __future__ import annotations
 
-import json
 import time
 import zlib
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, forward
 from test_jsonstore import sop_of, write_pair
+from test_store_truth import held, report_rows, sop_uid
 
 from dcmweb.cli import cli
 from dcmweb.testing import LocalServer
@@ -61,18 +61,6 @@ def coded(root_url: str, coding: str) -> Callable:
     """Forward to the real server, and code its answer so that dcmweb cannot read it."""
     alter, label = CODINGS[coding][:2]
     return forward(root_url, alter=alter, headers={"Content-Encoding": label})
-
-
-def sop_uid(path: Path) -> str:
-    return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
-
-
-def held(server: LocalServer) -> set[str]:
-    return {row[0] for row in server.store.query("SELECT sop_uid FROM instances")}
-
-
-def report_rows(path: Path) -> dict[str, dict]:
-    return {r["path"]: r for r in map(json.loads, path.read_text().splitlines())}
 
 
 @pytest.fixture
