@@ -53,6 +53,7 @@ from .store import (
     Stopped,
     not_resent,
     refused,
+    sent_undecided,
     stops_the_run,
     undecided,
 )
@@ -215,12 +216,16 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
             redirected, answered = error, error.status
             lost = error.message.removeprefix(f"{what} failed: ")
         except DcmwebError as error:
-            if not refused(error):  # e.g. refused before it was sent (no token to send)
-                raise
-            # Sent and refused (credentials, no such store): nothing stored; the run stops.
             answered = error.status
-            raise Stopped(error, [result("failed", message=error.message.removeprefix(
-                f"{what} failed: "))], {}) from None
+            reason = error.message.removeprefix(f"{what} failed: ")
+            if refused(error):
+                # Sent and refused (credentials, no such store): nothing stored; the run
+                # stops.
+                raise Stopped(error, [result("failed", message=reason)], {}) from None
+            if sent_undecided(error):  # 5xx to the end: the server may hold it
+                raise Stopped(error, [result("unconfirmed", message=f"{reason}; {UNCONFIRMED}")],
+                              {}) from None
+            raise  # e.g. refused before it was sent (no token to send)
         else:
             answered = response.status_code
             retry_after = parse_retry_after(response.headers.get("Retry-After"))

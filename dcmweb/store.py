@@ -356,6 +356,9 @@ class Uploader:
                     # run stops (every other request would be refused alike).
                     done += [self._result(item, "failed", message=_per_file(error, pending),
                                           http_status=error.status) for item in pending]
+                elif sent_undecided(error):
+                    done += [self._unconfirmed(item, _per_file(error, pending), error.status)
+                             for item in pending]
                 raise
             except FileChanged as error:
                 # Maybe still being written: this file fails, the others go again.
@@ -714,10 +717,16 @@ def undecided(reason: str, error: DcmwebError) -> str:
 
 def refused(error: DcmwebError) -> bool:
     """Whether a write's error is an answer that refused it whole (401, 403, 404; 407 by a
-    proxy; 429 or 503 until the retries or the outage limit ran out): nothing of it is
-    stored. The statuses whose answers may come after the server did the work are read
-    by the caller, not raised."""
-    return error.status is not None and error.status >= 400
+    proxy; 429 until the retries or the outage limit ran out): nothing of it is stored.
+    A 5xx is no refusal: a gateway or the server may have given up after the work was
+    done (503 to the outage limit, Cloudflare's 524), see :func:`sent_undecided`."""
+    return error.status is not None and 400 <= error.status < 500
+
+
+def sent_undecided(error: DcmwebError) -> bool:
+    """Whether a write's error is a 5xx that ended the retries: the request was sent and
+    the server may hold what it carried, so it is unconfirmed, never failed."""
+    return error.status is not None and error.status >= 500
 
 
 def not_resent(reason: str, searched: str) -> str:

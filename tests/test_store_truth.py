@@ -766,22 +766,28 @@ def test_files_sent_to_no_store_are_failed_rows_with_the_404(no_store: str,
     assert [entry and entry.status for entry in entries] == ["failed"] * 2
 
 
-def test_files_refused_until_the_outage_limit_are_failed_rows_with_the_503(
-        local_server: LocalServer, tmp_path: Path) -> None:
-    """Every POST answered 503 (the server took nothing on): the batch sent is failed,
-    only the files never sent are "not attempted" (old dcmweb: "3 not attempted")."""
+@pytest.mark.parametrize(("status", "after"), [(503, False), (503, True), (524, True)])
+def test_files_answered_5xx_to_the_end_are_unconfirmed_rows_not_failed(
+        local_server: LocalServer, tmp_path: Path, status: int, after: bool) -> None:
+    """Every POST answered 503 until the outage limit, or a 5xx dcmweb does not know
+    (Cloudflare's 524: the origin kept working): a gateway may answer so after the server
+    stored (``after``), so the batch sent is unconfirmed, never failed; only the files
+    never sent are "not attempted" (old dcmweb: "3 not attempted", then "2 failed")."""
     files = corpus.synthetic_files(tmp_path / "s", 3)
-    local_server.inject_fault(503, count=10**6, method="POST")
+    local_server.inject_fault(status, count=10**6, method="POST", after=after)
     report = tmp_path / "report.jsonl"
     result = run("--outage-limit", "1", local_server.url, "store", "--batch-size", "2",
                  "--report", str(report), str(tmp_path / "s"))
-    assert result.exit_code == 5, result.stderr
-    assert re.fullmatch(r"dcmweb: info: Transferred 0 B in 0 files; 2 failed, 1 not "
-                        r"attempted, server unavailable for \d+ s", lines(result)[-2])
+    # 503 is an outage: the run stops at its limit. 524 fails each batch alone.
+    sent = files[:2] if status == 503 else files
+    assert result.exit_code == (5 if status == 503 else 1), result.stderr
+    assert (f"Transferred 0 B in 0 files; {len(sent)} unconfirmed (sent, no answer: the "
+            "server may hold them)" + (", 1 not attempted" if status == 503 else "")
+            ) in lines(result)[-2]
     assert {(path, row["status"], row["http_status"])
             for path, row in report_rows(report).items()} == {
-        (str(path), "failed", 503) for path in files[:2]}
-    assert held(local_server) == set()
+        (str(path), "unconfirmed", status) for path in sent}
+    assert held(local_server) == ({sop_uid(path) for path in sent} if after else set())
 
 
 def test_files_a_success_did_not_name_are_unconfirmed_when_the_search_stops_the_run(
