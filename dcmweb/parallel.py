@@ -15,10 +15,12 @@ import queue
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Generator, Hashable, Iterable, Iterator
-from concurrent.futures import Future
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .record import record
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future  # only run_ahead makes them: not for a retrieve
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -261,6 +263,8 @@ class _Helpers:
         self.closed = False
 
     def ask(self, question: Question) -> Future[Any]:
+        from concurrent.futures import Future
+
         future: Future[Any] = Future()
         with self.lock:
             group = question.group
