@@ -95,6 +95,17 @@ def redact_url(url: str) -> str:
     return f"{scheme}{sep}{HIDDEN}{url[ends[-1]:]}"
 
 
+def hide_query_credentials(url: str) -> str:
+    """``url`` with the value of each query field named like a credential
+    (``access_token=``, ``key=``, ``X-Amz-Signature=``) replaced by ``***``."""
+    def hidden(field: re.Match[str]) -> str:
+        name, _, value = field.group().partition("=")
+        return f"{name}={HIDDEN}" if value and CREDENTIAL_NAME.search(unquote_plus(name)) \
+            else field.group()
+
+    return _FIELD.sub(hidden, url)
+
+
 def hide_patient_value(field: str) -> str:
     """``key=value`` with the value hidden when the key (or a step of its path) is a
     patient key."""
