@@ -262,7 +262,8 @@ class Client:
         /rendered, frames, ...) or to a top-level /series or /instances, one search asks
         whether what the path names is there; when it is, the error to report instead:
         :class:`~dcmweb.errors.Unserved` (the server does not serve that kind of
-        request), or for frames and bulk data a 404 that says so. None keeps the error;
+        request), or for frames, bulk data and an image whose search row lacks Rows a
+        404 that says so. None keeps the error;
         never raises. Leaving a ``with Client(...)`` block with such a 404 raises it."""
         from .unserved import check  # only a failed run needs it
 

@@ -26,7 +26,7 @@ from typing import Any
 from .errors import UsageError
 from .keywords import tag_of
 from .output import plural
-from .redact import hide_patient_value
+from .redact import shown_filter
 
 # Query words that are not matching keys.
 _NOT_KEYS = frozenset({"limit", "offset", "includefield", "fuzzymatching"})
@@ -70,7 +70,7 @@ class ExactFilter:
                 f" ({paging} counted the rows the server sent)" if paging else "")
         else:
             shown = "shown all the same (servers match names loosely)"
-        return (f"the server ignored the filter {hide_patient_value(self.key + '=' + self.value)}"
+        return (f"the server ignored the filter {shown_filter(self.key, self.tag, self.value)}"
                 f": {plural(count, 'row')} {'does' if count == 1 else 'do'} not match it; "
                 f"{shown}")
 

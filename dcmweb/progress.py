@@ -175,6 +175,10 @@ class StorePrinter:
                 f"{rate}{human_size(sent)} sent at {human_size(sent / max(elapsed, 1e-9))}/s")
         total_bytes = self.total_bytes()
         done = self.done_bytes()
-        if total_bytes is not None and done > 0 and elapsed > 0:
+        undecided = (total or 0) - self.files - self.failed
+        if total_bytes is not None and done >= total_bytes and undecided > 0:
+            # Every byte sent: the time left is the server's to take, not "0 s".
+            line += ", waiting for the server's answers"
+        elif total_bytes is not None and done > 0 and elapsed > 0:
             line += f", about {duration((total_bytes - done) * elapsed / done)} left"
         return line

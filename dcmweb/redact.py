@@ -1,5 +1,7 @@
 """Keep secrets out of everything dcmweb shows: userinfo in URLs and the credentials it
-sends become ``***``, and so do the values of a query's patient keys (PatientName=***).
+sends become ``***``, and so do the values of a query's patient keys (PatientName=***,
+AccessionNumber=***), and in a warning about a filter every value that may identify
+someone.
 
 A HOST such as ``http://alice:PW@host/dicom-web`` works (the userinfo becomes basic
 authentication), but the URL is what error messages, ``-v`` logs, reports and tracebacks
@@ -40,7 +42,16 @@ _PATIENT_KEYS = frozenset(key.lower() for key in (
     "PatientBirthTime", "00100032", "OtherPatientIDs", "00101000", "OtherPatientNames",
     "00101001", "PatientBirthName", "00101005", "PatientMotherBirthName", "00101060",
     "PatientAddress", "00101040", "PatientTelephoneNumbers", "00102154",
-    "MedicalRecordLocator", "00102180"))
+    "MedicalRecordLocator", "00102180", "AccessionNumber", "00080050"))
+# Besides: every key of the patient group (0010,xxxx) or whose keyword names the patient
+# (PatientAge, PatientSex, PatientWeight, IssuerOfPatientID, ...).
+_PATIENT_GROUP = re.compile(r"0010[0-9a-f]{4}|.*patient.*")
+# The attributes whose filter values a warning may show: not about the patient, and the
+# UIDs dcmweb names in paths and reports anyway. Any other value (a description, a date,
+# a number the site gives) may identify someone: a warning shows the key alone.
+_SHOWN_FILTER_TAGS = frozenset({
+    "00080060", "00080061", "00200013", "00200011", "00080016", "00080018", "0020000D",
+    "0020000E"})  # Modality(ies in study), Instance/Series Number, SOP Class and the UIDs
 # Replaced whole (never changed in place): a thread may be reading it meanwhile.
 _secrets: tuple[str, ...] = ()
 _secrets_lock = threading.Lock()
@@ -84,14 +95,32 @@ def redact_url(url: str) -> str:
     return f"{scheme}{sep}{HIDDEN}{url[ends[-1]:]}"
 
 
+def hide_query_credentials(url: str) -> str:
+    """``url`` with the value of each query field named like a credential
+    (``access_token=``, ``key=``, ``X-Amz-Signature=``) replaced by ``***``."""
+    def hidden(field: re.Match[str]) -> str:
+        name, _, value = field.group().partition("=")
+        return f"{name}={HIDDEN}" if value and CREDENTIAL_NAME.search(unquote_plus(name)) \
+            else field.group()
+
+    return _FIELD.sub(hidden, url)
+
+
 def hide_patient_value(field: str) -> str:
     """``key=value`` with the value hidden when the key (or a step of its path) is a
     patient key."""
     name, equals, value = field.partition("=")
     steps = unquote_plus(name).lower().split(".")
-    if value and any(step in _PATIENT_KEYS for step in steps):
+    if value and any(step in _PATIENT_KEYS or _PATIENT_GROUP.fullmatch(step)
+                     for step in steps):
         return f"{name}{equals}{HIDDEN}"
     return field
+
+
+def shown_filter(key: str, tag: str, value: str) -> str:
+    """``key=value`` for a message about a filter, the value hidden unless the attribute
+    (``tag``, 8 hex digits in upper case) is one known to identify no one."""
+    return f"{key}={value if tag in _SHOWN_FILTER_TAGS else HIDDEN}"
 
 
 def without_userinfo(url: str) -> str:

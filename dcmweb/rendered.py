@@ -24,8 +24,8 @@ from .parallel import run_bounded
 from .record import record
 from .retrieve import RetrieveResult, listed_items
 from .saving import Saver
-from .search import FIRST_PAGE, Searcher
-from .unserved import Streak
+from .search import FIRST_PAGE, Params, Searcher
+from .unserved import ROWS, Streak
 from .wado import CutOffError, asking_again, framed, get, instance_file, item_message
 from .wadopath import WadoPath, parse_wado_path
 
@@ -75,12 +75,13 @@ class RenderOptions:
         return urlencode(params, safe=",")
 
 
-def _targets(http: Http, base_url: str, target: WadoPath
+def _targets(http: Http, base_url: str, target: WadoPath, streak: Streak | None = None
              ) -> Iterator[WadoPath | RetrieveResult]:
     """One rendered request per instance or frame; a study or series with no instance
     under it is not found, as its retrieve is. A listed instance whose UIDs cannot name a
     file, or a listing that breaks after some rows, is one failed item: the others are
-    still rendered."""
+    still rendered. The listing asks for Rows and hands its rows to ``streak``: which
+    instances are images."""
     resource = target.resource
     if resource.level == "instance":
         if not target.frames:
@@ -90,7 +91,17 @@ def _targets(http: Http, base_url: str, target: WadoPath
         return
     from .preview import instance_paths
 
-    search = partial(Searcher(http, base_url).iter_rows, first_page=FIRST_PAGE)
+    rows = partial(Searcher(http, base_url).iter_rows, first_page=FIRST_PAGE)
+
+    def search(path: str, params: Params) -> Iterator[dict]:
+        if not path.endswith("instances"):  # tiny-pacs' walk lists studies and series too
+            yield from rows(path, params)
+            return
+        for row in rows(path, [*params, ("includefield", ROWS)]):
+            if streak is not None:
+                streak.listed(row)
+            yield row
+
     source = target.url_path()
 
     def failed(message: str) -> RetrieveResult:
@@ -174,8 +185,9 @@ class Renderer:
         options.query()
         self.saver = saver
 
-    def targets(self, target: WadoPath) -> Iterator[WadoPath | RetrieveResult]:
-        return _targets(self.http, self.base_url, target)
+    def targets(self, target: WadoPath, streak: Streak | None = None
+                ) -> Iterator[WadoPath | RetrieveResult]:
+        return _targets(self.http, self.base_url, target, streak)
 
     def one(self, item: WadoPath | RetrieveResult, *, single: bool = False,
             streak: Streak | None = None) -> list[RetrieveResult]:
@@ -195,7 +207,7 @@ class Renderer:
             if single:
                 raise
             if streak is not None:
-                streak.failed(error)
+                streak.failed(error, item.resource.instance)
             # One instance of many (deleted since the listing, or answered badly).
             return [RetrieveResult("failed", item.url_path(), message=item_message(
                 error, f"render {item.url_path()}"))]
@@ -215,7 +227,7 @@ def save_rendered(http: Http, base_url: str, path: str, output: Path,
     streak = Streak(http, base_url, f"render {target.url_path()}") if listed else None
     try:
         for results in run_bounded(partial(renderer.one, single=single, streak=streak),
-                                   renderer.targets(target), workers):
+                                   renderer.targets(target, streak), workers):
             yield from results
     except BaseException:
         renderer.saver.discard_partial()  # Ctrl-C: the threads still writing are not waited for

@@ -9,13 +9,17 @@ search asks whether that resource is there: a search by its UID whose row carrie
 UID (a server may ignore a key), or, for a top-level path, a one-row search of studies.
 When it is, the server does not serve that kind of request: :class:`Unserved` (exit 1),
 not "check the UIDs" (exit 4). Frames and bulk data may really be missing under an
-instance that is there: they stay a 404 that says what the search found. A 404 to a
+instance that is there: they stay a 404 that says what the search found. So does an
+image: an instance without one (SR, KO, PR, no pixel data) has nothing to render, so
+only an instance known to be an image (its search row carries Rows) that answers 404
+shows the server does not render. A 404 to a
 resource itself (``retrieve studies/UID``) is never checked: it is missing. A check that
 fails in any way keeps the 404.
 
 A loop over instances a listing just named (a series' rendered images) asks once, after
-:data:`STREAK` of them answered 404 with none saved, and stops there when the server
-does not serve them: the other instances are not asked for.
+:data:`STREAK` of them its listing showed as images (with Rows) answered 404 with none
+saved, and stops there when the server does not serve them: the other instances are not
+asked for. The 404 of an instance without an image is that item's own failure.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from .record import record
 
 STREAK = 3  # instances a listing named, each answered 404, before the loop asks why
 ROWS_BYTES = 1024 * 1024  # a server that ignores the UID key lists the whole level
+ROWS = "00280010"  # Rows: a search row that carries it is an image's
 
 # The search for a resource by its UID: the collection above it, the key, the tag.
 _SEARCH = {"study": ("studies", "StudyInstanceUID", "0020000D"),
@@ -45,6 +50,7 @@ class Kind:
     name: str
     hint: str | None = None
     part: str | None = None  # what may really be missing under the resource (a frame)
+    image: bool = False  # not missing, unless the instance's search row lacks Rows
 
 
 @record(frozen=True)
@@ -57,7 +63,7 @@ class Verdict:
     def error(self, original: DcmwebError) -> DcmwebError:
         """The error to report instead of ``original`` (the 404)."""
         if self.kind.part is not None:
-            return NotFoundError(f"{original.message}; {self.found}: it has no such "
+            return NotFoundError(f"{original.message}; {self.found}: it has no "
                                  f"{self.kind.part}, or the server does not serve "
                                  f"{self.kind.name}", self.kind.hint, status=404,
                                  url=original.url)
@@ -95,30 +101,36 @@ def _kind(resource: ResourcePath, rest: str) -> Kind | None:
     if rest == "metadata":
         return Kind("metadata", "retrieve the instances instead: their files hold it")
     if rest == "rendered":
-        return Kind("rendered images")
+        return Kind("rendered images", part="image", image=True)
     if rest.startswith("frames/"):
-        return Kind("frames", "check the frame numbers", part="frame")
+        return Kind("frames", "check the frame numbers", part="such frame")
     if rest.startswith(("bulkdata/", "bulk/")):
         return Kind("bulk data", "take the path from the instance's metadata (BulkDataURI)",
-                    part="bulk data")
+                    part="such bulk data")
     return None
 
 
-def _holds(http: Http, base_url: str, resource: ResourcePath) -> str | None:
-    """How a search shows the resource is there, or None (not found, or no answer)."""
+def _holds(http: Http, base_url: str, resource: ResourcePath, kind: Kind
+           ) -> Verdict | None:
+    """What a search shows of the resource, or None (not found, or no answer)."""
     if resource.level == "store":
-        return "a search of studies answers" if ask(http, f"{base_url}/studies?limit=1"
-                                                    ) is not None else None
+        return Verdict(kind, "a search of studies answers") if ask(
+            http, f"{base_url}/studies?limit=1") is not None else None
     collection, key, tag = _SEARCH[resource.level]
     uid = {"study": resource.study, "series": resource.series,
            "instance": resource.instance}[resource.level]
     parent = {"study": ResourcePath(), "series": ResourcePath(resource.study),
               "instance": ResourcePath(resource.study, resource.series)}[resource.level]
     above = f"{parent.url_path()}/" if parent.study else ""
-    rows = ask(http, f"{base_url}/{above}{collection}?{urlencode({key: uid})}", ROWS_BYTES)
-    if not rows or not any(_value(row, tag) == uid for row in rows):
+    query = {key: uid, **({"includefield": ROWS} if kind.image else {})}
+    rows = ask(http, f"{base_url}/{above}{collection}?{urlencode(query)}", ROWS_BYTES)
+    found = [row for row in rows or [] if _value(row, tag) == uid]
+    if not found:
         return None
-    return f"the {resource.level} is on the server (a search finds it)"
+    if kind.image and any(_value(row, ROWS) is not None for row in found):
+        return Verdict(Kind(kind.name, kind.hint), f"the {resource.level} is on the server "
+                       "and is an image (a search finds it, with Rows)")
+    return Verdict(kind, f"the {resource.level} is on the server (a search finds it)")
 
 
 def _value(row: dict, tag: str) -> object:
@@ -139,8 +151,7 @@ def check(http: Http, base_url: str, error: DcmwebError) -> Verdict | None:
     kind = _kind(resource, rest)
     if kind is None:
         return None
-    found = _holds(http, base_url, resource)
-    return Verdict(kind, found) if found is not None else None
+    return _holds(http, base_url, resource, kind)
 
 
 class Streak:
@@ -150,6 +161,7 @@ class Streak:
     def __init__(self, http: Http, base_url: str, what: str) -> None:
         self.http, self.base_url, self.what = http, base_url, what
         self._lock = threading.Lock()
+        self._images: set[str] = set()
         self._missing = 0
         self._saved = False
         self._last: DcmwebError | None = None
@@ -159,9 +171,19 @@ class Streak:
         with self._lock:
             self._saved = True
 
-    def failed(self, error: DcmwebError) -> None:
+    def listed(self, row: dict) -> None:
+        """A listing's row: an instance whose row carries Rows is an image."""
+        if _value(row, ROWS) is not None:
+            with self._lock:
+                self._images.add(str(_value(row, "00080018")))
+
+    def failed(self, error: DcmwebError, instance: str | None) -> None:
+        """The request for ``instance`` failed: a 404 counts when the listing showed it
+        as an image (one without has nothing to render)."""
         if isinstance(error, NotFoundError) and error.status == 404:
             with self._lock:
+                if instance not in self._images:
+                    return
                 self._missing += 1
                 self._last = error
 
@@ -176,7 +198,7 @@ class Streak:
         assert last is not None
         verdict = check(self.http, self.base_url, last)
         if verdict is None or verdict.kind.part is not None:
-            return  # deleted since the listing, maybe: each is asked for and told
+            return  # deleted since the listing, maybe, or no image: each is asked for
         raise Unserved(f"{self.what}: stopped after HTTP 404 to every instance asked for, "
                        f"the others not asked for: {verdict.found}, so the server does not "
                        f"serve {verdict.kind.name}", verdict.kind.hint, status=404,

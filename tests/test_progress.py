@@ -61,7 +61,21 @@ def test_store_progress_lines_come_on_a_timer_while_a_large_file_is_sent(
     assert sent and sent[-1] > sent[0] and sent[-1] <= 8.1, before
     assert all(re.fullmatch(
         r"progress: 0 of 1 file, 0 B stored, 0 failed, [\d.]+ [KM]iB sent at "
-        r"[\d.]+ [KM]iB/s, about \d+ s left", m) for m in before[1:]), before
+        r"[\d.]+ [KM]iB/s, (about \d+ s left|waiting for the server's answers)", m)
+        for m in before[1:]), before
+    assert "s left" in before[1], before
+
+
+def test_once_every_byte_is_sent_progress_waits_for_the_answer(local_server: LocalServer,
+                                                               tmp_path: Path) -> None:
+    """Probe 4b: a server slow to answer made every line say 'about 0 s left'."""
+    files = corpus.synthetic_files(tmp_path / "in", 2)
+    local_server.inject_fault(delay=1.5, method="POST")
+    result = run(local_server.url, "store", *map(str, files), "--progress-every", "0.2")
+    assert result.exit_code == 0, result.stderr
+    lines = [message for _, message in timed(result.stderr) if message.startswith("progress:")]
+    assert any(line.endswith("/s, waiting for the server's answers") for line in lines), lines
+    assert not any("0 s left" in line for line in lines), lines
 
 
 def test_quiet_store_prints_no_progress(local_server: LocalServer, tmp_path: Path) -> None:

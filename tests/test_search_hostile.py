@@ -399,3 +399,18 @@ def test_a_page_with_more_rows_than_asked_is_read_page_by_page() -> None:
         "dcmweb: error: search instances: the page at offset 3 is empty, but an earlier page "
         "held rows up to offset 7: the server ignores 'limit', and sends the rest on the "
         "first page only (give --page-size 7 to read that page whole)")
+
+
+def test_an_ignored_accession_number_is_not_shown_in_the_warning() -> None:
+    """Was: "the server ignored the filter AccessionNumber=A20261202-0042" at default
+    verbosity: an accession number identifies a patient's exam."""
+    rows = [{"0020000D": {"vr": "UI", "Value": ["1.2.3"]},
+             "00080050": {"vr": "SH", "Value": ["OTHER"]}}]
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda r: r.json(200, rows, "application/dicom+json"))
+        result = CliRunner().invoke(cli, [fake.url, "search", "studies",
+                                          "AccessionNumber=A20261202-0042", "limit=10"])
+    assert result.exit_code == 0, result.stderr
+    assert "A20261202" not in result.stderr
+    assert "the server ignored the filter AccessionNumber=***: 1 row does not match it" \
+        in result.stderr

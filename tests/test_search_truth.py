@@ -84,7 +84,7 @@ def test_tinypacs_rows_contradicting_an_ignored_key_are_left_out(
     nothing = dcmweb(url, "search", "--filter", "StudyDescription=nomatch", "--format", "uids")
     assert (nothing.exit_code, nothing.stdout) == (0, "")
     assert warning_lines(nothing) == [
-        "search studies: the server ignored the filter StudyDescription=nomatch: 2 rows do "
+        "search studies: the server ignored the filter StudyDescription=***: 2 rows do "
         "not match it; dcmweb left them out"]
     # Text is compared without case and surrounding spaces: no server ignored a key
     # because it matched "chest ct" to "Chest CT".
@@ -92,7 +92,7 @@ def test_tinypacs_rows_contradicting_an_ignored_key_are_left_out(
                    "--fields", "StudyDescription")
     assert chest.stdout.splitlines() == ["StudyDescription", "Chest CT"]
     assert warning_lines(chest) == [
-        "search studies: the server ignored the filter StudyDescription=chest ct: 1 row does "
+        "search studies: the server ignored the filter StudyDescription=***: 1 row does "
         "not match it; dcmweb left it out"]
 
 
@@ -125,7 +125,7 @@ def test_tinypacs_names_are_warned_of_never_left_out(
     assert result.exit_code == 0, result.stderr
     assert len(result.stdout.split()) == 2
     assert warning_lines(result) == [
-        "search studies: the server ignored the filter ReferringPhysicianName=zzz: 2 rows do "
+        "search studies: the server ignored the filter ReferringPhysicianName=***: 2 rows do "
         "not match it; shown all the same (servers match names loosely)"]
     loose = dcmweb(url, "search", "--filter", "ReferringPhysicianName=alice", "--format", "uids")
     assert (len(loose.stdout.split()), loose.stderr) == (2, "")
@@ -238,6 +238,27 @@ def test_a_row_lacking_the_attribute_or_its_value_is_kept() -> None:
     assert check.keep({"00200013": {"vr": "IS"}})
     assert check.keep({"00200013": {"vr": "IS", "Value": []}})
     assert check.messages("") == []
+
+
+@pytest.mark.parametrize(("key", "value", "vr", "shown"), [
+    ("AccessionNumber", "A20261202-0042", "SH", "***"),  # was shown
+    ("00080050", "A20261202-0042", "SH", "***"),
+    ("PatientAge", "099Y", "AS", "***"),
+    ("PatientSex", "O", "CS", "***"),
+    ("PatientWeight", "12.5", "DS", "***"),
+    ("PatientSize", "1.55", "DS", "***"),
+    ("StudyDate", "20261202", "DA", "***"),
+    ("Modality", "CT", "CS", "CT"),
+    ("SeriesNumber", "3", "IS", "3"),
+    ("SOPInstanceUID", "1.2.3", "UI", "1.2.3"),
+])
+def test_a_warning_shows_only_values_that_identify_no_one(key: str, value: str, vr: str,
+                                                          shown: str) -> None:
+    check = FilterCheck(exact_filters([(key, value)]))
+    tag = exact_filters([(key, value)])[0].tag
+    assert not check.keep({tag: {"vr": vr, "Value": ["7" if vr in ("DS", "IS") else "OTHER"]}})
+    assert check.messages("") == [f"the server ignored the filter {key}={shown}: 1 row does "
+                                  "not match it; dcmweb left it out"]
 
 
 def test_a_patient_key_is_hidden_in_the_warning() -> None:

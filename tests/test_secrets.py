@@ -57,6 +57,12 @@ def test_redact_url(url: str, shown: str) -> None:
     ("OtherPatientIDsSequence.PatientID=X9&00101002.00100020=X9&PatientID=",
      "OtherPatientIDsSequence.PatientID=***&00101002.00100020=***&PatientID="),
     ("Patient%4eame=DOE", "Patient%4eame=***"),
+    # Was shown: an accession number identifies a patient's exam; so do their age, sex,
+    # weight and size, with the rest of the row.
+    ("AccessionNumber=A20261202-0042&00080050=A1&PatientSex=O&PatientAge=099Y"
+     "&00101030=12.5&PatientSize=1.55&IssuerOfPatientID=H1&Modality=CT",
+     "AccessionNumber=***&00080050=***&PatientSex=***&PatientAge=***"
+     "&00101030=***&PatientSize=***&IssuerOfPatientID=***&Modality=CT"),
 ])
 def test_patient_values_in_a_query_are_hidden(query: str, shown: str) -> None:
     """A URL shown (a -v request line, a redirect) gives the query's shape, not the
@@ -66,8 +72,8 @@ def test_patient_values_in_a_query_are_hidden(query: str, shown: str) -> None:
 
 
 @pytest.mark.parametrize(("url", "shown"), [
-    ("http://h/studies?AccessionNumber=a@b&PatientName=Doe%5EJohn",
-     "http://h/studies?AccessionNumber=a@b&PatientName=***"),
+    ("http://h/studies?StudyID=a@b&PatientName=Doe%5EJohn",
+     "http://h/studies?StudyID=a@b&PatientName=***"),
     ("http://h/studies?StudyDescription=x&PatientName=Doe@clinic",
      "http://h/studies?StudyDescription=x&PatientName=***"),
     ("http://alice:Pa@ss/99word@h:9/x?PatientID=12", "http://***@h:9/x?PatientID=***"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import re
 import signal
 import socket
@@ -817,11 +818,16 @@ def test_bearer_token_401_and_runtime_change(tmp_path: Path) -> None:
     ({"drop": "false"}, 'drop must be true or false, not "false"'),
     ({"count": True}, "count must be an integer, not true"),
     ({"body_contains": ["1.2.3"]}, 'body_contains must be a string, not ["1.2.3"]'),
+    # Was 200, then 500 "timestamp out of range" to the next request.
+    ({"delay": math.nan}, "delay must be a finite number of seconds, at least 0, not nan"),
+    ({"stall": math.inf}, "stall must be a finite number of seconds, at least 0, not inf"),
+    ({"delay": -1}, "delay must be a finite number of seconds, at least 0, not -1"),
 ])  # fmt: skip
 def test_a_fault_of_the_wrong_type_is_refused(srv: LocalServer, fault: dict,
                                               message: str) -> None:
     """Old server: 200, then a 500 for every request it met (or a drop for "false")."""
-    resp = requests.post(srv.root_url + "/_control/faults", json=fault)
+    resp = requests.post(srv.root_url + "/_control/faults", data=json.dumps(fault),  # NaN too
+                         headers={"Content-Type": "application/json"})
     assert resp.status_code == 400
     assert resp.json()["error"]["message"] == f"invalid fault: {message}"
     assert len(srv.faults) == 0
@@ -850,6 +856,16 @@ def test_with_a_token_the_control_paths_need_it_and_credentials_are_not_shown(
         assert "REAL-LOOKING" not in listed.text and "s3cret" not in listed.text
         # In the test's own process the records keep what arrived, to be checked.
         assert srv.requests[0].headers["Authorization"] == google["Authorization"]
+
+
+def test_credentials_in_a_query_are_not_shown(srv: LocalServer) -> None:
+    """Was: /_control/requests listed ?access_token=s3cr3t&key=AIza... as sent."""
+    query = "access_token=s3cr3t-token&key=AIzaSyFAKE&X-Amz-Signature=ab12&limit=5"
+    requests.get(f"{srv.url}/studies?{query}", timeout=5)
+    listed = requests.get(srv.root_url + "/_control/requests", timeout=5)
+    assert listed.json()[0]["path"].endswith(
+        "/studies?access_token=***&key=***&X-Amz-Signature=***&limit=5")
+    assert "s3cr3t" not in listed.text and "AIza" not in listed.text
 
 
 def test_a_streamed_answer_to_http_1_0_is_not_chunked(loaded: LocalServer) -> None:

@@ -1,6 +1,10 @@
 """A 404 to a kind of request the server does not serve (tiny-pacs: no top-level /series,
 no /metadata, no rendered images) is said so, exit 1; a 404 to what may really be missing
-keeps exit 4 and "check the UIDs"; a loop over a series' instances stops after a few."""
+keeps exit 4 and "check the UIDs"; a loop over a series' images stops after a few.
+
+tiny-pacs' search rows carry no Rows (not even with includefield), so nothing shows its
+instances are images: an instance without one has nothing to render, and its 404 stays
+one (exit 4, or one failed item of a series)."""
 
 from __future__ import annotations
 
@@ -70,10 +74,11 @@ def test_requests_below_a_study_tiny_pacs_lacks(tinypacs: TinyPacs, stored: tupl
          f"{found.format('study')}, so the server does not serve metadata (retrieve the "
          "instances instead: their files hold it)"),
         (["retrieve", f"{instance}/rendered", "-o", str(tmp_path)], f"render {instance}/rendered",
-         f"{found.format('instance')}, so the server does not serve rendered images"),
+         f"{found.format('instance')}: it has no image, or the server does not serve "
+         "rendered images"),
     ]:
         result = dcmweb(tinypacs.url, *args)
-        assert result.exit_code == 1, result.stderr
+        assert result.exit_code == (4 if "image" in told else 1), result.stderr
         path = args[1]
         assert last_line(result) == (f"dcmweb: error: {what} failed: HTTP 404 Not Found: Not "
                                      f"found: '/{path}'; {told}")
@@ -103,32 +108,18 @@ def test_what_a_search_does_not_find_is_still_not_found(tinypacs: TinyPacs, stor
     assert last_line(result).endswith(f"Not found: '/{path}' {STUDY_HINT}")
 
 
-def test_a_series_rendered_stops_after_a_few_404s(tinypacs: TinyPacs, stored: tuple,
-                                                  tmp_path: Path) -> None:
-    """Was: one request and one identical 404 line per instance (50 for 50), exit 1."""
+def test_a_series_rendered_without_rows_asks_every_instance(tinypacs: TinyPacs,
+                                                             stored: tuple,
+                                                             tmp_path: Path) -> None:
+    """Nothing shows tiny-pacs' instances are images: each is asked for and fails alone
+    (was: stopped after 3, the rule that stopped a series of SR then images)."""
     study, series, _ = stored
     result = dcmweb(tinypacs.url, "retrieve", f"studies/{study}/series/{series}/rendered",
                     "-o", str(tmp_path))
-    assert result.exit_code == 1, result.stderr
     found = logs.lines(result.stderr)
-    assert len([line for line in found if line.endswith("/rendered'")]) == 3
-    assert found[-2:] == [
-        "dcmweb: info: Transferred 0 B in 0 files; 3 failed",
-        f"dcmweb: error: render studies/{study}/series/{series}/rendered: stopped after HTTP "
-        "404 to every instance asked for, the others not asked for: the instance is on the "
-        "server (a search finds it), so the server does not serve rendered images"]
-    assert not list(tmp_path.iterdir())
-
-
-def test_with_workers_the_loop_stops_too(tinypacs: TinyPacs, stored: tuple,
-                                         tmp_path: Path) -> None:
-    study, series, _ = stored
-    result = dcmweb("--workers", "2", tinypacs.url, "retrieve",
-                    f"studies/{study}/series/{series}/rendered", "-o", str(tmp_path))
-    assert result.exit_code == 1, result.stderr
-    failed = [line for line in logs.lines(result.stderr) if line.endswith("/rendered'")]
-    assert 3 <= len(failed) < 8
-    assert "so the server does not serve rendered images" in last_line(result)
+    assert len([line for line in found if line.endswith("/rendered'")]) == 8
+    assert "does not serve" not in result.stderr
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()]
 
 
 # -- what the check must not conclude (hostile servers) ------------------------------------------
@@ -175,3 +166,82 @@ def test_orthanc_keeps_exit_4_for_a_missing_study(orthanc: Orthanc) -> None:
     result = dcmweb(orthanc.url, "retrieve", "studies/1.2.3/metadata")
     assert result.exit_code == 4, result.stderr
     assert last_line(result).endswith(STUDY_HINT)
+
+
+# -- an instance without an image (SR, KO, PR, no pixel data) has nothing to render ------------
+_IMAGE_KEYS = ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
+               "PixelRepresentation", "SamplesPerPixel", "PhotometricInterpretation")
+
+
+def _mixed_series(local_server: LocalServer, folder: Path, images: int) -> list[str]:
+    """A series of 3 instances without an image, then ``images`` with one, stored on the
+    local server (which lists them in that order); their study, series and SOP UIDs."""
+    files = corpus.synthetic_files(folder, 3 + images)
+    for number, path in enumerate(files[:3]):
+        ds = pydicom.dcmread(path)
+        ds.InstanceNumber = number + 1
+        for keyword in _IMAGE_KEYS:
+            delattr(ds, keyword)
+        ds.save_as(path)
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(files)} == {"stored"}
+    heads = [pydicom.dcmread(path, stop_before_pixels=True) for path in files]
+    return [str(heads[0].StudyInstanceUID), str(heads[0].SeriesInstanceUID),
+            *(str(head.SOPInstanceUID) for head in heads)]
+
+
+def _rendered_gets(local_server: LocalServer) -> list[int]:
+    return [r.status for r in local_server.requests if r.path.endswith("/rendered")]
+
+
+def test_instances_without_an_image_do_not_stop_a_series(local_server: LocalServer,
+                                                         tmp_path: Path) -> None:
+    """Was: exit 1 "the server does not serve rendered images" after the 3 listed first
+    (the local server answers 404 "the instance has 0" frames), the images never asked."""
+    study, series, *_ = _mixed_series(local_server, tmp_path / "in", 2)
+    result = dcmweb(local_server.url, "retrieve", f"studies/{study}/series/{series}/rendered",
+                    "-o", str(tmp_path / "out"))
+    assert result.exit_code == 6, result.stderr
+    assert sorted(_rendered_gets(local_server)) == [200, 200, 404, 404, 404]
+    assert len(list((tmp_path / "out").rglob("*.jpg"))) == 2
+    assert "does not serve" not in result.stderr
+
+
+def test_one_instance_without_an_image_is_not_found(local_server: LocalServer,
+                                                    tmp_path: Path) -> None:
+    """Was: exit 1, "...the instance has 0; ..., so the server does not serve rendered
+    images"; the docs promise exit 4 for one instance that has no such frame."""
+    study, series, sop, *_ = _mixed_series(local_server, tmp_path / "in", 0)
+    path = f"studies/{study}/series/{series}/instances/{sop}/rendered"
+    result = dcmweb(local_server.url, "retrieve", path, "-o", str(tmp_path / "out"))
+    assert result.exit_code == 4, result.stderr
+    assert last_line(result).endswith(
+        "the instance is on the server (a search finds it): it has no image, or the server "
+        "does not serve rendered images")
+
+
+def test_images_that_answer_404_still_stop_a_series(local_server: LocalServer,
+                                                    tmp_path: Path) -> None:
+    """Images (their rows carry Rows) answered 404: the server does not render; the
+    instances without one do not count toward the 3."""
+    study, series, *_ = _mixed_series(local_server, tmp_path / "in", 5)
+    local_server.inject_fault(404, method="GET", path_contains="/rendered", count=100)
+    result = dcmweb(local_server.url, "retrieve", f"studies/{study}/series/{series}/rendered",
+                    "-o", str(tmp_path / "out"))
+    assert result.exit_code == 1, result.stderr
+    assert _rendered_gets(local_server) == [404] * 6
+    assert not [path for path in tmp_path.rglob("*.jpg")]
+    assert last_line(result).endswith(
+        "stopped after HTTP 404 to every instance asked for, the others not asked for: the "
+        "instance is on the server and is an image (a search finds it, with Rows), so the "
+        "server does not serve rendered images")
+
+
+def test_with_workers_the_loop_stops_too(local_server: LocalServer, tmp_path: Path) -> None:
+    study, series, *_ = _mixed_series(local_server, tmp_path / "in", 12)
+    local_server.inject_fault(404, method="GET", path_contains="/rendered", count=100)
+    result = dcmweb("--workers", "2", local_server.url, "retrieve",
+                    f"studies/{study}/series/{series}/rendered", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 1, result.stderr
+    assert 6 <= len(_rendered_gets(local_server)) < 15
+    assert "so the server does not serve rendered images" in last_line(result)

@@ -6,6 +6,7 @@ Both are shared by all handler threads, so every change happens under a lock.
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..redact import HIDDEN, is_credential_header
+from ..redact import HIDDEN, hide_query_credentials, is_credential_header
 
 
 @dataclass
@@ -93,8 +94,10 @@ class Fault:
             raise ValueError("status must be an HTTP status code")
         if self.count < 1:
             raise ValueError("count must be at least 1")
-        if self.delay < 0 or self.stall < 0:
-            raise ValueError("delay and stall must not be negative")
+        for name in ("delay", "stall"):  # NaN and Infinity too: JSON brings them
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be a finite number of seconds, at least 0, not "
+                                 f"{getattr(self, name)}")
 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
@@ -269,8 +272,10 @@ class RequestRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The record as ``GET /_control/requests`` shows it: credentials are hidden
-        (``Bearer ***``), since a client may send a real Google token to a test server."""
+        (``Bearer ***``, ``?access_token=***``), since a client may send a real Google
+        token to a test server."""
         shown = asdict(self)
+        shown["path"] = hide_query_credentials(self.path)
         shown["headers"] = {name: _hidden(name, value) for name, value in self.headers.items()}
         return shown
 
