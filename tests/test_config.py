@@ -204,7 +204,7 @@ format = "jsonl"
      "config file {config}: profile 'a': workers: 'many' is not a valid integer range"),
     ("[profiles.a.search]\nformat = 'xml'\n", ("-p", "a"),
      "config file {config}: profile 'a': search.format: 'xml' is not one of 'pretty', "
-     "'compact', 'jsonl', 'csv', 'tsv', 'uids'"),
+     "'compact', 'jsonl', 'csv', 'tsv', 'uids', 'paths'"),
 ])
 def test_config_mistakes_are_usage_errors(tmp_path: Path, text: str, args: tuple[str, ...],
                                           message: str) -> None:
