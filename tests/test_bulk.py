@@ -9,6 +9,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -1099,29 +1100,33 @@ def test_a_check_that_stops_the_run_counts_its_file_as_not_attempted(tmp_path: P
 
 def test_a_check_that_stops_the_run_lets_the_batches_in_flight_finish(tmp_path: Path) -> None:
     """The journal's check of a file a killed run left "sending" fails (credentials)
-    while two batches are on their way: they finish and are reported. Old dcmweb
-    stopped at once and counted them "not attempted", and the server stored them after
-    the run had ended."""
-    files = corpus.synthetic_files(tmp_path / "in", 8, seed="in-flight")
+    while batches are on their way: they finish and are reported. Old dcmweb stopped at
+    once and counted them "not attempted", and the server stored them after the run had
+    ended. With -m the checks run ahead on the workers (4 files each), so the file is
+    far enough down the list to be checked only once the first batches are answered;
+    how many more left before it failed is the threads' timing: the report must hold
+    what was sent, and the server no more."""
+    files = corpus.synthetic_files(tmp_path / "in", 24, seed="in-flight")
     journal = tmp_path / "j.db"
     with LocalServer(tmp_path / "server") as server:
         with Journal(journal, server.url + "/studies") as marks:
-            # checked when the third batch is listed
-            marks.mark_sending(os.path.abspath(files[4]), Stamp.of(files[4].stat()),
+            # checked once the first answers came (1 s each)
+            marks.mark_sending(os.path.abspath(files[20]), Stamp.of(files[20].stat()),
                                (None, None, None))
-        server.inject_fault(delay=2, count=10**6, method="POST")  # answers come late
+        server.inject_fault(delay=1, count=10**6, method="POST")  # answers come late
         server.inject_fault(401, count=10**6, method="GET")
         report = tmp_path / "r.jsonl"
         result = run("-m", "--workers", "2", server.url, "store", str(tmp_path / "in"),
                      "--batch-size", "1", "--journal", str(journal), "--report", str(report))
         assert result.exit_code == 3, result.stderr
         report_rows = {row["path"]: row["status"] for row in rows(report)}
-        assert report_rows == {str(files[0]): "stored", str(files[1]): "stored"}
-        assert "dcmweb: info: Transferred 76.7 KiB in 2 files; 6 not attempted" in lines(
-            result.stderr)
+        sent = files[:len(report_rows)]
+        assert len(sent) >= 2 and report_rows == {str(p): "stored" for p in sent}
+        assert re.search(rf"Transferred [0-9.]+ KiB in {len(sent)} files; "
+                         rf"{24 - len(sent)} not attempted", result.stderr)
         # Nothing still on its way: the server holds what the report says, no more.
-        assert [r.method for r in server.requests].count("POST") == 2
-        assert server_uids(server) == {corpus.sop_instance_uid(p) for p in files[:2]}
+        assert [r.method for r in server.requests].count("POST") == len(sent)
+        assert server_uids(server) == {corpus.sop_instance_uid(p) for p in sent}
 
 
 def mark_sending(journal: Path, server: LocalServer, *paths: Path) -> None:
