@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 
 from .errors import UsageError
-from .inputs import numbered_list, stdin_bytes, unreadable_list
+from .inputs import numbered_list, read_list, stdin_bytes, unreadable_list
 from .optionnames import option
 from .wadopath import Kind, parse_wado_path
 
@@ -23,7 +23,6 @@ from .wadopath import Kind, parse_wado_path
 # listing of instances), saved under a name of its own.
 SHARED_KINDS: tuple[Kind, ...] = ("dicom", "rendered", "frames")
 _SPOOL_IN_MEMORY = 1 << 20  # bytes of paths held in memory before the file is used
-_READ = 65536
 
 
 def listed_paths(paths: Iterable[str], lists: Iterable[str], null_separated: bool = False
@@ -110,13 +109,8 @@ class PathList:
 
     def __iter__(self) -> Iterator[str]:
         self._spool.seek(0)
-        pending = b""
-        while chunk := self._spool.read(_READ):
-            pending += chunk
-            *complete, pending = pending.split(b"\0")
-            for raw in complete:
-                path = os.fsdecode(raw)
-                yield path.rstrip("/") + self._suffix if self._suffix else path
+        for path in read_list(self._spool, null_separated=True):
+            yield path.rstrip("/") + self._suffix if self._suffix else path
 
     def close(self) -> None:
         self._spool.close()
