@@ -54,6 +54,8 @@ INTERRUPT_COUNT_SECONDS = 1.0
 SHAPING_WAIT = 0.2  # seconds the first request may wait for the job's size to be known
 MIN_BATCH_BYTES = 1024 * 1024
 LARGE_JOB_BATCH_BYTES = 4 * 1024 * 1024  # a tree too big to count at once
+# The most files read ahead to send the largest first (their heads stay in memory).
+LARGEST_FIRST_WINDOW = 2000
 # Files decided ahead of the one whose turn it is, per worker: enough for each worker to
 # search another series while the files of a few series wait in line.
 LOOK_AHEAD = 4
@@ -301,19 +303,24 @@ class BulkStore:
         job's size is known in time, and never one worker holding a few huge batches.
 
         Small files still share requests (per-request overhead dominates them); large
-        files travel alone, as before. Without a count in time the tree is large, so
+        files travel alone, as before, and a file larger than a request's share of the
+        job is sent first: last in the input, it would leave the other workers
+        idle while it alone is sent. Without a count in time the tree is large, so
         there are many batches anyway and only their bytes are capped.
         """
         options = self.store_options
         if options.workers <= 1 or options.single_part:
             return options
-        if self.count is None or not self.count.wait(SHAPING_WAIT) or not self.count.total:
+        count = self.count
+        if count is None or not count.wait(SHAPING_WAIT) or not count.total:
             return replace(options, batch_bytes=min(options.batch_bytes, LARGE_JOB_BATCH_BYTES))
         requests = 2 * options.workers
-        per_request = -(-self.count.total // requests)  # ceiling division
+        per_request = -(-count.total // requests)  # ceiling division
+        share = count.total_bytes // requests
+        uneven = count.largest > share
         return replace(options, batch_size=max(1, min(options.batch_size, per_request)),
-                       batch_bytes=max(MIN_BATCH_BYTES, min(
-                           options.batch_bytes, self.count.total_bytes // requests)))
+                       batch_bytes=max(MIN_BATCH_BYTES, min(options.batch_bytes, share)),
+                       largest_first=min(count.total, LARGEST_FIRST_WINDOW) if uneven else 0)
 
     def _to_send(self) -> Iterator[Path | Part10File]:
         """The files to send; the others get their outcome here, without a request.

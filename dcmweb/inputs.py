@@ -380,6 +380,7 @@ class BackgroundCount:
     def __init__(self, spec: InputSpec) -> None:
         self.total: int | None = None
         self.total_bytes = 0
+        self.largest = 0  # bytes of the largest file
         self.done = threading.Event()
         self._spec = spec
         self._stop = threading.Event()
@@ -397,7 +398,9 @@ class BackgroundCount:
                     return
                 count += 1
                 with contextlib.suppress(OSError):  # the store reports an unreadable file
-                    self.total_bytes += os.stat(path).st_size
+                    size = os.stat(path).st_size
+                    self.total_bytes += size
+                    self.largest = max(self.largest, size)
             self.total = count
         except (DcmwebError, OSError):
             # The store walks the same inputs and reports this in one line (a list that

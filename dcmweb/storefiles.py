@@ -9,6 +9,7 @@ instances.
 
 from __future__ import annotations
 
+import heapq
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -37,6 +38,9 @@ class StoreOptions:
     workers: int = 1
     storage_class: str | None = None
     study_uid: str | None = None  # POST to /studies/{uid} instead of /studies
+    # With several workers, how many files may be read ahead to send the largest first,
+    # so that a run ends on small requests, not on one worker sending a large file.
+    largest_first: int = 0
 
     def __post_init__(self) -> None:
         if self.storage_class and self.storage_class.upper() not in STORAGE_CLASSES:
@@ -161,17 +165,16 @@ def _unreadable_folder(path: Path) -> str | None:
 
 
 def batches(paths: Iterable[Path | Part10File], options: StoreOptions,
-             skipped: list[StoreResult]) -> Iterator[list[Part10File]]:
+            skipped: list[StoreResult]) -> Iterator[list[Part10File]]:
     """Group DICOM files into requests; files decided without sending go to ``skipped``."""
     limit = 1 if options.single_part else options.batch_size
+    files = _triaged(paths, skipped)
+    if options.workers > 1 and options.largest_first > 1:
+        files = _largest_first(files, options.largest_first)
     batch: list[Part10File] = []
     batch_bytes = 0
     uids: set[str] = set()
-    for entry in paths:
-        item = triage(entry)
-        if isinstance(item, StoreResult):
-            skipped.append(item)
-            continue
+    for item in files:
         # One UID per request: the answer is matched to files by SOP Instance UID.
         if batch and (len(batch) >= limit or batch_bytes + item.size > options.batch_bytes
                       or not uids.isdisjoint(item.names)):
@@ -182,3 +185,26 @@ def batches(paths: Iterable[Path | Part10File], options: StoreOptions,
         uids |= item.names
     if batch:
         yield batch
+
+
+def _triaged(paths: Iterable[Path | Part10File], skipped: list[StoreResult]
+             ) -> Iterator[Part10File]:
+    for entry in paths:
+        item = triage(entry)
+        if isinstance(item, StoreResult):
+            skipped.append(item)
+        else:
+            yield item
+
+
+def _largest_first(files: Iterable[Part10File], window: int) -> Iterator[Part10File]:
+    """The files, the largest of the next ``window`` first (files of one size keep their
+    order). Parallel requests then end together: a large file last in the input would
+    otherwise be sent alone after the others are done (longest-first scheduling)."""
+    waiting: list[tuple[int, int, Part10File]] = []
+    for position, item in enumerate(files):
+        heapq.heappush(waiting, (-item.size, position, item))
+        if len(waiting) >= window:
+            yield heapq.heappop(waiting)[2]
+    while waiting:
+        yield heapq.heappop(waiting)[2]
