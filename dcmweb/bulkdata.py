@@ -16,6 +16,7 @@ from .errors import ServerError, UsageError
 from .failures import same_origin
 from .http import Http
 from .multipart import Chunk
+from .redact import redact_url
 from .retrieve import RetrieveResult
 from .saving import Saver
 from .valuelength import length_check
@@ -41,10 +42,17 @@ def bulk_url(base_url: str, target: WadoPath) -> str:
         # Scheme, host (any case) and port (the default one filled in): HOST's own
         # user:password@ is no part of where its server is.
         if not same_origin(target.bulk, base_url):
-            raise UsageError(f"the BulkDataURI {target.bulk!r} is not on HOST's server",
+            raise UsageError(f"the BulkDataURI {redact_url(target.bulk)!r} is not on HOST's "
+                             "server",
                              "dcmweb sends credentials only to HOST: give HOST for that server")
         return target.bulk
     return f"{beta_base(base_url)}/{target.url_path()}"
+
+
+def _what(url: str) -> str:
+    """What messages call the retrieve: a BulkDataURI may carry a credential in its query
+    (a signed URL), shown hidden as in -v lines."""
+    return f"retrieve bulk data {redact_url(url)}"
 
 
 def _target(path: str) -> WadoPath:
@@ -71,7 +79,7 @@ def _chunks(http: Http, base_url: str, target: WadoPath, url: str) -> Iterator[C
     """The value: exactly one part. The answer is read to its end, so that no part, a
     second part or an answer cut after the first raises instead of passing for the value;
     one body ended only by the connection's close needs its length confirmed."""
-    what = f"retrieve bulk data {url}"
+    what = _what(url)
     tag_path = _tag_path(target) if target.resource.instance else []
     confirm = length_check(http, base_url, target.resource, "/".join(tag_path),
                            f"value {'/'.join(tag_path) or url}")
@@ -89,7 +97,7 @@ def _chunks(http: Http, base_url: str, target: WadoPath, url: str) -> Iterator[C
 def bulk_bytes(http: Http, base_url: str, path: str) -> bytes:
     target = _target(path)
     url = bulk_url(base_url, target)
-    return asking_again(f"retrieve bulk data {url}",
+    return asking_again(_what(url),
                         lambda: b"".join(_chunks(http, base_url, target, url)))
 
 
@@ -104,6 +112,6 @@ def save_bulk(http: Http, base_url: str, path: str, output: Path) -> RetrieveRes
         final = output / "bulkdata.raw"
     url = bulk_url(base_url, target)
     saver = Saver()
-    size = asking_again(f"retrieve bulk data {url}",
+    size = asking_again(_what(url),
                         lambda: saver.save(_chunks(http, base_url, target, url), final))
     return RetrieveResult("saved", path, final, size)

@@ -17,6 +17,7 @@ from . import bounds
 from .cligroup import Settings, bounded, pass_settings
 from .errors import AllFailed, LocalFileError, PartialFailure, UsageError
 from .output import Output, human_size, plural
+from .redact import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -213,11 +214,12 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult],
         nonlocal size
         with deferred():  # a file's line and its count: a signal waits for both
             counts[result.status] += 1
+            source = redact_url(result.source)  # a BulkDataURI may be a signed URL
             if result.status == "saved":
                 size += result.size
-                output.log(f"{result.source} saved as {result.path}")
+                output.log(f"{source} saved as {result.path}")
             else:
-                output.error(f"{result.source}: {result.message}")
+                output.error(f"{source}: {result.message}")
 
     output.start_progress(received, note=lambda: plural(counts["saved"], "file") + (
         f", {counts['failed']} failed" if counts["failed"] else ""))

@@ -25,7 +25,7 @@ from .errors import (
     UnreadableAnswer,
     UsageError,
 )
-from .failures import UNAVAILABLE_HINT, same_origin
+from .failures import UNAVAILABLE_HINT, same_origin, sent_undecided
 from .http import Http
 from .operations import OutcomeUnknown, is_operation_name, wait_operation
 from .output import plural
@@ -88,6 +88,12 @@ class Deleter:
                                         accept_status=(405,))
         except UnreadableAnswer as error:
             raise self._unread(target, what, error) from None
+        except DcmwebError as error:
+            if not sent_undecided(error):
+                raise
+            # A 5xx that ended the retries (a gateway's 524, a 503 at the outage limit):
+            # the server may have deleted it all the same.
+            raise self._unknown(target, what, error, "search for it to see") from None
         with response:
             if response.status_code == 405:
                 return self._orthanc_fallback(target)
@@ -145,14 +151,20 @@ class Deleter:
     def _unread(self, target: ResourcePath, what: str, error: UnreadableAnswer
                 ) -> DcmwebError:
         """A DELETE answered in words that cannot be read: done, or not, or an operation
-        started; never "failed". Says what a search finds left, as after a poll that
-        failed (see OutcomeUnknown)."""
+        started; never "failed"."""
         if error.status is None or error.status >= 300:  # a refusal, by its status
             return error
+        return self._unknown(target, what, error, f"search for it to see; {error.hint}")
+
+    def _unknown(self, target: ResourcePath, what: str, error: DcmwebError, hint: str
+                 ) -> DcmwebError:
+        """A DELETE sent whose answer does not say whether it was done: never "failed".
+        Says what a search finds left, as after a poll that failed (see OutcomeUnknown);
+        an outage stays one (exit 5, and it stops an --on-conflict overwrite run)."""
         said = error.message.removeprefix(f"{what} failed: ")
-        unknown = ServerError(f"{what}: {said}; its outcome is unknown: the server may have "
-                              "deleted it", f"search for it to see; {error.hint}",
-                              status=error.status, url=error.url)
+        kind = UnavailableError if isinstance(error, UnavailableError) else ServerError
+        unknown = kind(f"{what}: {said}; its outcome is unknown: the server may have deleted "
+                       "it", hint, status=error.status, url=error.url)
         left = self._left(target)
         if left is not None:
             unknown.add_line(left)

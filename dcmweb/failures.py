@@ -10,6 +10,8 @@ The rules:
   failing), dropped or cut connections, read timeouts, temporary DNS failures and (once
   the server has answered) refused connections mean "unavailable": an outage, waited out.
 - After a 500, 502, 503 or 504 the outcome is unknown: the server may have done the work.
+  So it is after any other 5xx that ends a write (a gateway's: Cloudflare's 524 comes
+  when the server took longer than 100 s), which a search settles (see sent_undecided).
 - An unknown host name, a refused connection (or one closed without a byte of answer:
   http:// to a TLS port) and an answer that is not HTTP are a wrong HOST or port, unless
   the server has answered before. A broken status line or headers (past the bounds of
@@ -68,6 +70,12 @@ OUTCOME_UNKNOWN_STATUSES = frozenset({500, 502, 503, 504})
 
 
 _DIGITS = re.compile(r"[0-9]{1,10}")
+
+
+def sent_undecided(error: DcmwebError) -> bool:
+    """Whether a write's error is a 5xx that ended the retries: the request was sent and
+    the server may have done it (stored, deleted), so a search settles it; never failed."""
+    return error.status is not None and error.status >= 500
 
 
 def parse_retry_after(value: str | None) -> float | None:

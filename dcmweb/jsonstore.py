@@ -41,7 +41,7 @@ from .errors import (
     UnreadableAnswer,
     UsageError,
 )
-from .failures import UNAVAILABLE_HINT, parse_retry_after
+from .failures import UNAVAILABLE_HINT, parse_retry_after, sent_undecided
 from .http import Http
 from .multipart import new_boundary
 from .optionnames import option
@@ -53,7 +53,6 @@ from .store import (
     Stopped,
     not_resent,
     refused,
-    sent_undecided,
     stops_the_run,
     undecided,
 )
@@ -199,6 +198,7 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
         answered = None
         redirected: RedirectRefused | None = None  # settled by search, then the run stops
         cut: str | None = None  # the request deadline ended the wait: what to try
+        ended: DcmwebError | None = None  # a 5xx that ended the retries: none is left
         hint = ""  # what to do about an answer that could not be read
         try:
             response = http.request("POST", f"{base_url}/studies", what=what,
@@ -222,10 +222,9 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
                 # Sent and refused (credentials, no such store): nothing stored; the run
                 # stops.
                 raise Stopped(error, [result("failed", message=reason)], {}) from None
-            if sent_undecided(error):  # 5xx to the end: the server may hold it
-                raise Stopped(error, [result("unconfirmed", message=f"{reason}; {UNCONFIRMED}")],
-                              {}) from None
-            raise  # e.g. refused before it was sent (no token to send)
+            if not sent_undecided(error):
+                raise  # e.g. refused before it was sent (no token to send)
+            lost, ended = reason, error  # the server may hold it: a search settles it
         else:
             answered = response.status_code
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -240,16 +239,17 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
         if redirected is None and answered is not None and 300 <= answered < 500:
             return result("failed", message=lost + hint)
         # No word on this instance (lost answer, 5xx, an answer naming nothing, a
-        # redirect): ask.
+        # redirect): ask. A redirect, or a 503 to the outage limit, stops the run after.
+        stopping = redirected or (ended if ended and stops_the_run(ended) else None)
         try:
             found = held(http, base_url, [Wanted(sop, f"studies/{study}/series/{series}")])
         except DcmwebError as error:
-            if redirected is None and not stops_the_run(error):
+            if stopping is None and not stops_the_run(error):
                 # A search that failed alone (a sign-in page, 500s): this pair is
                 # undecided, the run goes on, as for files.
                 return result("unconfirmed", message=undecided(lost, error))
             # It stops the run: the pair was sent, its fate unknown.
-            raise Stopped(redirected or error,
+            raise Stopped(stopping or error,
                           [result("unconfirmed", message=f"{lost}; {UNCONFIRMED}")],
                           {}) from error
         settled: StoreResult | None = None
@@ -261,6 +261,12 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
             settled = result("failed", message=f"{lost}; not on the server{hint}")
         if redirected is not None and settled is not None:  # so would every other request
             raise Stopped(redirected, [settled], {})
+        if ended is not None:
+            # Not found: no retry is left, and the server may still be at work (as for files).
+            settled = settled or result(
+                "unconfirmed", message=not_resent(lost, "0 of 1 found on the server by search"))
+            if stopping is not None:
+                raise Stopped(stopping, [settled], {})
         if settled is not None:
             return settled
         if cut is not None:

@@ -1,7 +1,7 @@
 """Keep secrets out of everything dcmweb shows: userinfo in URLs and the credentials it
 sends become ``***``, and so do the values of a query's patient keys (PatientName=***,
-AccessionNumber=***), and in a warning about a filter every value that may identify
-someone.
+AccessionNumber=***) and credential fields (access_token=***, key=***), and in a warning
+about a filter every value that may identify someone.
 
 A HOST such as ``http://alice:PW@host/dicom-web`` works (the userinfo becomes basic
 authentication), but the URL is what error messages, ``-v`` logs, reports and tracebacks
@@ -81,11 +81,12 @@ _HOST_AFTER = re.compile(r"@(?:[\w.~%-]+|\[[0-9A-Fa-f:.]+\])(?::\d*)?(?=[/?#]|$)
 
 
 def redact_url(url: str) -> str:
-    """The URL with the value of each patient key in its query, and any user name and
-    password (everything before the last '@' that a host follows: a password with an
-    unencoded '#', '?', '/' or '@' too; a URL typed without its scheme too), replaced
-    by ``***``."""
-    url = _FIELD.sub(lambda field: hide_patient_value(field.group()), url)
+    """The URL with the value of each patient key and credential field in its query
+    (see :func:`hide_query_credentials`), and any user name and password (everything
+    before the last '@' that a host follows: a password with an unencoded '#', '?', '/'
+    or '@' too; a URL typed without its scheme too), replaced by ``***``."""
+    url = hide_query_credentials(_FIELD.sub(lambda field: hide_patient_value(field.group()),
+                                            url))
     ends = [match.start() for match in _HOST_AFTER.finditer(url)]
     if not ends:
         return url

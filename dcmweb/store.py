@@ -25,7 +25,12 @@ from .errors import (
     UnavailableError,
     UnreadableAnswer,
 )
-from .failures import UNAVAILABLE_HINT, UNAVAILABLE_STATUSES, parse_retry_after
+from .failures import (
+    UNAVAILABLE_HINT,
+    UNAVAILABLE_STATUSES,
+    parse_retry_after,
+    sent_undecided,
+)
 from .filebody import SizedFileBody
 from .http import SERVER_ERROR_RETRIES, Http
 from .multipart import FileChanged, MultipartBody, MultipartError, new_boundary
@@ -39,7 +44,9 @@ from .unexpected import HOST_HINT
 
 ANSWER_LIMIT = 16 * 1024 * 1024  # a STOW answer lists each instance: far less than this
 # These may come after the server stored the files: checked by search before a resend.
-# 503 and 429 (retried by Http) say the server did not take the request on at all.
+# 503 and 429 (retried by Http) say the server did not take the request on at all. Any
+# other 5xx ends the request at once, and 503 does at the outage limit: their files are
+# settled by one search (see Uploader._ended).
 LOST_STATUSES = (500, 502, 504)
 FAILED_BATCHES_LIMIT = 5  # batches in a row the server fails before the run stops
 SPLIT_ATTEMPTS = 2  # attempts per half when a failing batch is split
@@ -357,8 +364,14 @@ class Uploader:
                     done += [self._result(item, "failed", message=_per_file(error, pending),
                                           http_status=error.status) for item in pending]
                 elif sent_undecided(error):
-                    done += [self._unconfirmed(item, _per_file(error, pending), error.status)
-                             for item in pending]
+                    # The server may hold the files: a search settles them, and the run
+                    # goes on (a 503 at the outage limit stops it all the same).
+                    doubts.update((item.path, (_per_file(error, pending), error.status))
+                                  for item in pending)
+                    ended = self._ended(pending, error)
+                    done += ended
+                    if not stops_the_run(error):
+                        return done, any(result.status == "unconfirmed" for result in ended)
                 raise
             except FileChanged as error:
                 # Maybe still being written: this file fails, the others go again.
@@ -445,6 +458,28 @@ class Uploader:
             return done + second, first_failed and second_failed
         return done + [self._result(item, "failed", message=reason + resends.tries())
                        for item in pending], True
+
+    def _ended(self, items: list[Part10File], error: DcmwebError) -> list[StoreResult]:
+        """The files of a request a 5xx ended (503 to the outage limit; a 5xx Http does
+        not retry, such as Cloudflare's 524 after the server stored), settled by one
+        search: found, stored. Not found, unconfirmed and not sent again, as after the
+        request deadline (see not_resent): no retry is left, and a gateway's 5xx may come
+        while the server is still at work, so a search that does not find a file yet does
+        not show that the server will never hold it."""
+        reason, status = _per_file(error, items), error.status
+        unread: dict[Path, str] = {}
+        found = self._confirmed(items, "its answer was lost", unread=unread,
+                                doubt=(reason, status))
+        if any(result.status == "unconfirmed" for result in found):
+            return found  # the search failed: it decided nothing
+        settled = {result.path for result in found}
+        left = [item for item in items if item.path not in settled]
+        searched = _searched(len(found), unread, len(left))
+        if not left:
+            log.info("%s; %s", error.message, searched)
+        return [replace(result, http_status=status) for result in found] + [
+            self._result(item, "unconfirmed", message=not_resent(reason, searched),
+                         http_status=status) for item in left]
 
     def _interpret(self, items: list[Part10File], reply: _Reply) -> list[StoreResult]:
         status, answer = reply.status, reply.answer
@@ -719,14 +754,8 @@ def refused(error: DcmwebError) -> bool:
     """Whether a write's error is an answer that refused it whole (401, 403, 404; 407 by a
     proxy; 429 until the retries or the outage limit ran out): nothing of it is stored.
     A 5xx is no refusal: a gateway or the server may have given up after the work was
-    done (503 to the outage limit, Cloudflare's 524), see :func:`sent_undecided`."""
+    done (503 to the outage limit, Cloudflare's 524), see :func:`failures.sent_undecided`."""
     return error.status is not None and 400 <= error.status < 500
-
-
-def sent_undecided(error: DcmwebError) -> bool:
-    """Whether a write's error is a 5xx that ended the retries: the request was sent and
-    the server may hold what it carried, so it is unconfirmed, never failed."""
-    return error.status is not None and error.status >= 500
 
 
 def not_resent(reason: str, searched: str) -> str:

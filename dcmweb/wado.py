@@ -55,15 +55,18 @@ def wants_transcoding(part_type: str) -> bool:
 
 
 def get(http: Http, url: str, what: str, accept: str, *, transcoding: bool = False,
-        stream: bool = True, partial_counted: bool = False) -> Response:
+        stream: bool = True, partial_counted: bool = False,
+        ends_outage: bool = True) -> Response:
     """GET with this Accept; a 406 (and, when transcoding, a 500 twice) is reported as
     the server being unable to send that type, not as an outage. What the server says
     of its answer (a Warning header, a 206) is logged as a warning, except a 206 when
-    the caller counts it (``partial_counted``: see :func:`partial_message`)."""
+    the caller counts it (``partial_counted``: see :func:`partial_message`).
+    ``ends_outage``: as in :meth:`Http.request`."""
     refused = (406, 500) if transcoding else (406,)
     for attempt in (1, 2):
         response = http.request("GET", url, what=what, headers={"Accept": accept},
-                                stream=stream, accept_status=refused)
+                                stream=stream, accept_status=refused,
+                                ends_outage=ends_outage)
         status = response.status_code
         if status not in refused:
             if status != 206:

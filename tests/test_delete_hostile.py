@@ -162,6 +162,35 @@ def test_a_lost_answer_on_the_local_server_is_deleted(tmp_path: Path, synth: lis
     assert sop not in left and len(left) == len(synth) - 1
 
 
+@pytest.mark.parametrize(("status", "after", "exit_code"), [
+    (524, True, 1), (524, False, 1), (530, True, 1), (503, True, 5)])
+def test_a_delete_a_5xx_ends_says_its_outcome_is_unknown_and_what_is_left(
+        tmp_path: Path, synth: list[Path], status: int, after: bool, exit_code: int) -> None:
+    """A gateway's 524 (the server took over 100 s) or 530, which dcmweb does not retry,
+    or a 503 to the outage limit, after the server deleted the instance (``after``) or
+    not. Old dcmweb: `delete ... failed: HTTP 524: injected fault`, though the server
+    had deleted it, and no search."""
+    with LocalServer(tmp_path / "store") as srv:
+        with Client(srv.url) as client:
+            assert {r.status for r in client.store(synth)} == {"stored"}
+        study, series, sop = uids_of(synth[0])
+        path = f"studies/{study}/series/{series}/instances/{sop}"
+        srv.inject_fault(status, count=10**6, method="DELETE", after=after)
+        result = dcmweb("--outage-limit", "1", srv.url, "delete", path)
+        with Client(srv.url) as client:
+            left = {row["00080018"]["Value"][0] for row in client.search("instances")}
+    assert (sop in left) is not after and len(left) == len(synth) - after
+    assert result.exit_code == exit_code, result.stderr
+    told, found = lines(result.stderr)[-2:]
+    assert told.startswith(f"dcmweb: error: delete {path}: HTTP {status}")
+    assert told.endswith("injected fault; its outcome is unknown: the server may have deleted "
+                         "it (search for it to see)" if status != 503 else
+                         "the outage limit); its outcome is unknown: the server may have "
+                         "deleted it (search for it to see)")
+    assert found == (f"dcmweb: error: a search finds {'nothing' if after else '1 instance'} "
+                     f"left under {path}")
+
+
 # -- Orthanc: every UID of the path is checked ----------------------------------------------------
 def test_orthanc_delete_checks_every_uid_of_the_path(orthanc: Orthanc, synth: list[Path]) -> None:
     with Client(orthanc.url) as client:

@@ -340,6 +340,32 @@ def test_a_pair_sent_when_the_run_gives_up_is_unconfirmed(local_server: LocalSer
         == [sop_of("a")]
 
 
+@pytest.mark.parametrize("after", [True, False], ids=["stored-then-524", "524-only"])
+def test_a_pair_answered_524_is_settled_by_one_search_and_the_run_goes_on(
+        local_server: LocalServer, tmp_path: Path, after: bool) -> None:
+    """As for files: Cloudflare's 524 (the server took over 100 s), which dcmweb does not
+    retry. Old dcmweb called the pair unconfirmed without asking, though the server held
+    it, and stopped the run: the next pair "not attempted"."""
+    pairs = [write_pair(tmp_path, name) for name in "ab"]
+    local_server.inject_fault(524, method="POST", after=after)  # the first pair's
+    report = tmp_path / "report.jsonl"
+    args = [a for j, p in pairs for a in ("--metadata", str(j), "--jpeg", str(p))]
+    result = dcmweb(local_server.url, "store", "--report", str(report), *args)
+    rows = {row["path"]: row for row in map(json.loads, report.read_text().splitlines())}
+    held = {r["sop_uid"] for r in local_server.store.query("SELECT sop_uid FROM instances")}
+    assert held == {sop_of("a"), sop_of("b")} if after else {sop_of("b")}
+    first = rows[str(pairs[0][0])]
+    assert (first["status"], first["http_status"], first["confirmed_by"]) == (
+        ("stored", 524, "search") if after else ("unconfirmed", 524, None))
+    assert first["message"] == ("HTTP 524: injected fault; found on the server by search"
+                                if after else
+                                "HTTP 524: injected fault; 0 of 1 found on the server by "
+                                "search; not sent again: the server may still store it")
+    assert rows[str(pairs[1][0])]["status"] == "stored"
+    assert [r.method for r in local_server.requests].count("POST") == 2
+    assert result.exit_code == (0 if after else 6), result.stderr
+
+
 def test_iter_store_json_takes_the_pairs_store_json_takes(local_server: LocalServer,
                                                           tmp_path: Path) -> None:
     """Old dcmweb: AttributeError ('tuple' object has no attribute 'metadata') for the

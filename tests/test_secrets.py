@@ -71,6 +71,58 @@ def test_patient_values_in_a_query_are_hidden(query: str, shown: str) -> None:
         f"http://h/dicom-web/studies?{shown}"
 
 
+@pytest.mark.parametrize(("query", "shown"), [
+    (f"access_token={SECRET}&limit=5", "access_token=***&limit=5"),
+    (f"key={SECRET}&X-Amz-Signature={SECRET}&X-Goog-Credential=a%2Fb&token=",
+     "key=***&X-Amz-Signature=***&X-Goog-Credential=***&token="),
+    (f"StudyDate=2020&api%5Fkey={SECRET}&PatientID=P1",
+     "StudyDate=2020&api%5Fkey=***&PatientID=***"),
+])
+def test_credential_values_in_a_query_are_hidden(query: str, shown: str) -> None:
+    """As in the test server's request log (one helper): a -v line or a redirect's
+    message showed them."""
+    assert redact_url(f"http://h/dicom-web/studies?{query}") == \
+        f"http://h/dicom-web/studies?{shown}"
+
+
+@pytest.fixture(params=["local", "orthanc"])
+def real_server(request: pytest.FixtureRequest) -> str:
+    if request.param == "local":
+        return str(request.getfixturevalue("local_server").url)
+    return str(request.getfixturevalue("orthanc_session").url)
+
+
+def test_a_credential_in_a_search_query_is_hidden_in_verbose_lines(real_server: str) -> None:
+    """`-v` printed `GET .../instances?access_token=PW-...&limit=...` (the local server
+    refuses the unknown key with a 400, Orthanc ignores it and answers)."""
+    result = run("-v", real_server, "search", "instances",
+                 f"access_token={SECRET}&key={SECRET}&limit=1")
+    assert result.exit_code in (0, 2), result.stderr  # 2: the local server's 400
+    assert SECRET not in result.stdout + result.stderr
+    assert "/instances?access_token=***&key=***&limit=1" in result.stderr
+
+
+def test_a_credential_in_a_bulkdata_uri_is_hidden_in_every_line(
+        local_server, pydicom_files: list[Path], tmp_path: Path) -> None:
+    """A BulkDataURI signed in its query: `saved as` and the error showed it whole."""
+    ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
+    assert run(local_server.url, "store", str(ct)).exit_code == 0
+    import pydicom
+
+    data = pydicom.dcmread(ct)
+    uri = (f"{local_server.url}/studies/{data.StudyInstanceUID}/series/"
+           f"{data.SeriesInstanceUID}/instances/{data.SOPInstanceUID}/bulkdata/{{tag}}"
+           f"?access_token={SECRET}")
+    saved = run("-v", local_server.url, "retrieve", uri.format(tag="7FE00010"), "-o",
+                str(tmp_path / "out"))
+    missing = run("-v", local_server.url, "retrieve", uri.format(tag="7FE00011"), "-o",
+                  str(tmp_path / "out"))
+    assert (saved.exit_code, missing.exit_code) == (0, 4), saved.stderr + missing.stderr
+    for result in (saved, missing):
+        assert SECRET not in result.stdout + result.stderr
+        assert "/bulkdata/7FE0001" in result.stderr and "?access_token=***" in result.stderr
+
+
 @pytest.mark.parametrize(("url", "shown"), [
     ("http://h/studies?StudyID=a@b&PatientName=Doe%5EJohn",
      "http://h/studies?StudyID=a@b&PatientName=***"),
