@@ -15,7 +15,7 @@ import click
 
 from . import bounds
 from .cligroup import Settings, bounded, pass_settings
-from .errors import AllFailed, LocalFileError, PartialFailure, UsageError
+from .errors import AllFailed, DcmwebError, LocalFileError, PartialFailure, UsageError
 from .output import Output, human_size, plural
 from .redact import redact_url
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from .client import Client
+    from .leftover import Leftover
     from .pathlist import PathList
     from .retrieve import RetrieveResult
 
@@ -209,6 +210,7 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult],
     size = 0
     failed = True  # until the run ends well: -q shows the summary of a failed run
     summary = True
+    left: Leftover | None = None  # what the error that stopped the run left undone
 
     def report(result: RetrieveResult) -> None:
         nonlocal size
@@ -233,6 +235,9 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult],
             for result in handed_over(results):
                 report(result)
             raise
+        except DcmwebError as error:
+            left = error.leftover
+            raise
         failed = bool(counts["failed"])
     except LocalFileError as error:
         if not counts["saved"]:
@@ -248,11 +253,35 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult],
         raise
     finally:
         output.stop_progress()
-        failures = f"; {counts['failed']} failed" if counts["failed"] else ""
+        extras = [f"{counts['failed']} failed"] if counts["failed"] else []
+        if left is not None and (counts["saved"] or left.never or left.uncounted):
+            # (Not for the one item of a run that failed whole: its error says it all.)
+            extras.append(_describe_leftover(left))
         if summary:
             output.summary(f"Transferred {human_size(size)} in "
-                           f"{plural(counts['saved'], 'file')}{failures}", failed=failed)
+                           f"{plural(counts['saved'], 'file')}"
+                           + (f"; {', '.join(extras)}" if extras else ""), failed=failed)
     _raise_for_failures(counts["saved"], counts["failed"])
+
+
+_UNITS = {"study": "studies", "series": "series"}  # plurals that are not the noun + s
+
+
+def _describe_leftover(left: Leftover) -> str:
+    """``9 studies not retrieved (stopped, 2 of them cut off)``: what a stopped run never
+    asked for or cut off, in the units it knows (a listing's or the paths given)."""
+    items = left.items
+    cut = sum(left.cut_off.values())
+    notes = ["stopped"]
+    if cut:
+        notes.append("cut off" if cut == sum(items.values()) else f"{cut} of them cut off")
+    text = " and ".join(plural(count, unit, _UNITS.get(unit))
+                        for unit, count in items.items() if count)
+    if not left.uncounted:
+        return f"{text} not retrieved ({', '.join(notes)})"
+    if not text:  # every item taken was done: the listing broke, or the run stopped it
+        return "the rest of the listing not retrieved (stopped)"
+    return f"{text} not retrieved ({', '.join(notes)}; the rest of the listing not counted)"
 
 
 def _raise_for_failures(saved: int, failed: int, *, dry_run: bool = False) -> None:

@@ -14,6 +14,7 @@ from .redact import redact_text
 
 if TYPE_CHECKING:
     from .bulkrecords import Summary
+    from .leftover import Leftover
 
 
 class ExitStatus(IntEnum):
@@ -66,6 +67,8 @@ class DcmwebError(Exception):
         # The counts of the bulk store this error stopped (stored, unconfirmed, not
         # attempted, ...): bulk_store returns no Summary when it raises.
         self.summary: Summary | None = None
+        # The items of the retrieve this error stopped that it never asked for or cut off.
+        self.leftover: Leftover | None = None
 
     def add_line(self, note: str) -> None:
         """Add a line that explains the failure (shown after the message)."""

@@ -19,10 +19,10 @@ from urllib.parse import urlencode
 from . import bounds
 from .errors import NotFoundError, ServerError, UsageError
 from .http import Http
+from .leftover import Tally
 from .multipart import parse_content_type
-from .parallel import run_bounded
 from .record import record
-from .retrieve import RetrieveResult, listed_items
+from .retrieve import RetrieveResult, listed_items, run_items, unit_of
 from .saving import Saver
 from .search import FIRST_PAGE, Params, Searcher
 from .unserved import ROWS, Streak
@@ -225,10 +225,7 @@ def save_rendered(http: Http, base_url: str, path: str, output: Path,
     single = target.resource.level == "instance" and len(target.frames) <= 1
     listed = target.resource.level != "instance"
     streak = Streak(http, base_url, f"render {target.url_path()}") if listed else None
-    try:
-        for results in run_bounded(partial(renderer.one, single=single, streak=streak),
-                                   renderer.targets(target, streak), workers):
-            yield from results
-    except BaseException:
-        renderer.saver.discard_partial()  # Ctrl-C: the threads still writing are not waited for
-        raise
+    tally = Tally()
+    yield from run_items(lambda item, _: renderer.one(item, single=single, streak=streak),
+                         tally.each(renderer.targets(target, streak), unit_of), workers,
+                         renderer.saver, tally)

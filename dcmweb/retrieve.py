@@ -24,6 +24,7 @@ from .body import TooSlowError
 from .dicomhead import HEAD_BYTES, Meta, read_meta, read_uids
 from .errors import (
     DcmwebError,
+    LocalFileError,
     NameTaken,
     NotFoundError,
     ServerError,
@@ -31,6 +32,7 @@ from .errors import (
 )
 from .failures import header_hint
 from .http import Http
+from .leftover import Taken, Tally
 from .multipart import Chunk, parse_content_type
 from .optionnames import option
 from .parallel import run_bounded_streams
@@ -51,6 +53,7 @@ from .wado import CUT_OFF, STREAM_ATTEMPTS, CutOffError, checked_answer
 
 if TYPE_CHECKING:
     from .search import Searcher
+    from .wadopath import WadoPath
 
 T = TypeVar("T")
 
@@ -411,8 +414,9 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
     downloader = Downloader(http, base_url, Path(output), part_type, single_part)
     targets = dicom_targets(http, base_url, target, part_type, split=workers > 1)
     several = not isinstance(targets, list) or len(targets) > 1
-    yield from run_items(partial(fetch_item, downloader, several=several), targets, workers,
-                         downloader.saver)
+    tally = Tally()
+    yield from run_items(partial(fetch_item, downloader, several=several),
+                         tally.each(targets, unit_of), workers, downloader.saver, tally)
 
 
 def dicom_targets(http: Http, base_url: str, target: ResourcePath, part_type: str | None,
@@ -458,12 +462,24 @@ def fetch_item(downloader: Downloader, item: Target, named: Named | None = None,
             error, f"retrieve {item.url_path()}"))
 
 
+def unit_of(item: ResourcePath | WadoPath | RetrieveResult) -> str | None:
+    """What an item of a run is, as a stopped run counts it: a study, series or instance,
+    a rendered instance or frame; None for a listing's failure, a result already."""
+    if isinstance(item, RetrieveResult):
+        return None
+    if isinstance(item, ResourcePath):
+        return item.level
+    return "frame" if item.frames else "instance"
+
+
 def run_items(results_of: Callable[[T, Named | None], Iterable[RetrieveResult]],
-              items: Iterable[T], workers: int, saver: Saver) -> Iterator[RetrieveResult]:
+              items: Iterable[Taken[T]], workers: int, saver: Saver, tally: Tally
+              ) -> Iterator[RetrieveResult]:
     """The results of every item, ``workers`` items at a time (one pool, however many
     paths the items come from); each file as soon as it is saved, not when its item is
     done. ``results_of(item, named)`` tells ``named`` of each file the moment it is
-    named: a run that stops reports those too."""
+    named: a run that stops reports those too. ``tally`` follows the items (taken from
+    it): a DcmwebError that stops the run carries what it left undone (``leftover``)."""
     # The files the threads have named and the caller has not had yet, by path: when the
     # run stops, they are reported too.
     unreported: dict[Path | None, RetrieveResult] = {}
@@ -471,12 +487,17 @@ def run_items(results_of: Callable[[T, Named | None], Iterable[RetrieveResult]],
     def named(result: RetrieveResult) -> None:
         unreported[result.path] = result
 
+    def tallied(taken: Taken[T], named: Named | None) -> Iterator[RetrieveResult]:
+        tally.begin(taken)
+        yield from results_of(taken.item, named)
+        tally.finish(taken)
+
     try:
         if workers <= 1:
-            for item in items:
-                yield from results_of(item, None)
+            for taken in items:
+                yield from tallied(taken, None)
         else:
-            for result in run_bounded_streams(lambda item: results_of(item, named), items,
+            for result in run_bounded_streams(lambda taken: tallied(taken, named), items,
                                               workers):
                 unreported.pop(result.path, None)
                 yield result
@@ -485,10 +506,14 @@ def run_items(results_of: Callable[[T, Named | None], Iterable[RetrieveResult]],
         # (the threads' requests in flight may finish; what they fetch is not kept).
         saver.discard_partial()
         raise
-    except BaseException:
+    except BaseException as stop:
         # Stopped (an error, or Ctrl-C here or in the caller, who then hands it in with
         # throw()): no file gets its final name from now on, and every file that has one
         # is reported: those the threads named and the caller has not had.
         saver.discard_partial()
+        if isinstance(stop, DcmwebError):
+            # A local write error leaves the server answering: the rest of a listing
+            # is read to count what was never asked for.
+            stop.leftover = tally.left(count_rest=isinstance(stop, LocalFileError))
         yield from list(unreported.values())
         raise

@@ -16,6 +16,7 @@ from pathlib import Path
 from .errors import NotFoundError, ServerError, UsageError
 from .frames import frame_type, save_frames
 from .http import Http
+from .leftover import Taken, Tally
 from .optionnames import option
 from .pathlist import PathList
 from .paths import ResourcePath
@@ -74,22 +75,29 @@ def iter_retrieve_many(http: Http, base_url: str, paths: PathList, output: Path,
     renderer = Renderer(http, base_url, output, options.render or RenderOptions(), saver) \
         if "rendered" in paths.kinds else None
 
-    def items() -> Iterator[Item]:
+    # A stopped run counts what it left in paths, the unit of the list it was given.
+    tally = Tally()
+    tally.expect(len(paths), "path")
+
+    def items() -> Iterator[Taken[Item]]:
         for path in paths:
+            group = tally.group("path")
             target = parse_wado_path(path)
             try:
                 # A study is one item: the list is what runs in parallel.
-                yield from (renderer.targets(target) if renderer and target.kind == "rendered"
-                            else dicom_targets(http, base_url, target.resource, part_type,
-                                               split=False)
-                            if target.kind == "dicom" else [target])
+                for item in (renderer.targets(target) if renderer and target.kind == "rendered"
+                             else dicom_targets(http, base_url, target.resource, part_type,
+                                                split=False)
+                             if target.kind == "dicom" else [target]):
+                    yield tally.take(item, group)
             except (NotFoundError, ServerError) as error:
                 # A listing (the instances of a series to render) that fails before its
                 # first row: that path fails, the others go on.
                 what = ("render " if target.kind == "rendered" else "retrieve ") + (
                     target.resource.url_path())
-                yield RetrieveResult("failed", target.url_path(),
-                                     message=item_message(error, what))
+                yield tally.take(RetrieveResult("failed", target.url_path(),
+                                                message=item_message(error, what)), group)
+            tally.close(group)
 
     def results_of(item: Item, named: Named | None) -> Iterable[RetrieveResult]:
         if not isinstance(item, WadoPath):
@@ -99,7 +107,7 @@ def iter_retrieve_many(http: Http, base_url: str, paths: PathList, output: Path,
             return renderer.one(item)
         return _frames(http, base_url, item, output, options, downloader)
 
-    yield from run_items(results_of, items(), workers, saver)
+    yield from run_items(results_of, items(), workers, saver, tally)
 
 
 def _frames(http: Http, base_url: str, target: WadoPath, output: Path,

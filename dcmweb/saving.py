@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import LocalFileError, NameTaken, UnavailableError, UsageError
+from .limits import limit_hint
 from .neterrors import TransportError
 from .optionnames import option
 from .output import human_size
@@ -216,7 +217,8 @@ def writing(folder: Path) -> Iterator[None]:
             raise
         where = Path(os.fsdecode(error.filename)).parent if error.filename else folder
         raise LocalFileError(f"cannot write in {where}: {error.strerror or error}",
-                             "check the output folder: its permissions and free space"
+                             limit_hint(error.errno)
+                             or "check the output folder: its permissions and free space"
                              ) from error
 
 

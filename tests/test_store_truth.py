@@ -9,9 +9,8 @@ import json
 import logging
 import os
 import re
+import resource
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import pydicom
 import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request, forward
+from ulimits import run_limited
 
 from dcmweb import Client, UnavailableError
 from dcmweb.bulkrecords import Outcome
@@ -952,15 +952,6 @@ def test_a_journal_the_disk_refuses_stops_the_run_and_counts_every_file(
     assert refusing_server.duplicates == []
 
 
-_LIMITED = """
-import resource, runpy, signal, sys
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
-resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
-sys.argv = ["dcmweb", *sys.argv[2:]]
-runpy.run_module("dcmweb", run_name="__main__")
-"""
-
-
 def test_a_report_the_disk_refuses_stops_the_run_and_counts_every_file(
         local_server: LocalServer, tmp_path: Path) -> None:
     """The report reaches the most a process may write (RLIMIT_FSIZE: as a full disk, a
@@ -968,11 +959,9 @@ def test_a_report_the_disk_refuses_stops_the_run_and_counts_every_file(
     no count of the files in flight or never sent, and the last row cut mid-line."""
     files = corpus.synthetic_files(tmp_path / "s", 30)
     report = tmp_path / "r.jsonl"
-    done = subprocess.run(
-        [sys.executable, "-c", _LIMITED, "2000", "-m", "--workers", "2", local_server.url,
-         "store", "--batch-size", "2", "--report", str(report), str(tmp_path / "s")],
-        capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    done = run_limited({resource.RLIMIT_FSIZE: 2000}, "-m", "--workers", "2",
+                       local_server.url, "store", "--batch-size", "2", "--report",
+                       str(report), str(tmp_path / "s"))
     stderr = logs.lines(done.stderr)
     assert done.returncode == 1, done.stderr
     assert stderr[-1] == (f"dcmweb: error: cannot write the report {report}: File too large "
@@ -1274,11 +1263,8 @@ def test_a_journal_on_a_full_disk_counts_the_files_it_never_sent(
     the files never sent were counted nowhere ("in 4 files" for a run of 60)."""
     files = corpus.synthetic_files(tmp_path / "s", 60)
     journal = tmp_path / "j.db"
-    done = subprocess.run(
-        [sys.executable, "-c", _LIMITED, "40000", local_server.url, "store", "--batch-size",
-         "4", "--journal", str(journal), str(tmp_path / "s")],
-        capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    done = run_limited({resource.RLIMIT_FSIZE: 40000}, local_server.url, "store",
+                       "--batch-size", "4", "--journal", str(journal), str(tmp_path / "s"))
     stderr = logs.lines(done.stderr)
     assert done.returncode == 1, done.stderr
     assert stderr[-1].startswith(f"dcmweb: error: cannot write the journal {journal}: ")

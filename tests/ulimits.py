@@ -1,0 +1,24 @@
+"""dcmweb as a process under the limits ``ulimit`` sets (open files, file size): the
+operating system's own refusals (EMFILE, EFBIG), without root or a mount."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+
+
+def run_limited(limits: dict[int, int], *args: str, env: dict[str, str] | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m dcmweb ARGS`` with each of ``limits`` (resource.RLIMIT_*: value) set
+    before it starts. Python ignores SIGXFSZ: a write past RLIMIT_FSIZE fails (EFBIG)."""
+
+    def apply() -> None:
+        for which, value in limits.items():
+            resource.setrlimit(which, (value, value))
+
+    return subprocess.run([sys.executable, "-m", "dcmweb", *args], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
+                          preexec_fn=apply)
