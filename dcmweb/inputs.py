@@ -31,6 +31,7 @@ from typing import IO, NamedTuple
 
 from .errors import DcmwebError, UsageError
 from .globs import Glob, check_filter, glob_regex, mask_parts, matches, without_dot
+from .limits import ThreadLimit, start_thread
 from .links import FolderLinks, inside
 from .optionnames import option
 from .record import field, record
@@ -386,9 +387,10 @@ class BackgroundCount:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if "-" not in spec.files_from:
-            self._thread = threading.Thread(target=self._count, name="dcmweb-count",
-                                            daemon=True)
-            self._thread.start()
+            # Only an estimate: under a memory or process limit the run goes without it.
+            with contextlib.suppress(ThreadLimit):
+                self._thread = start_thread(self._count, "dcmweb-count",
+                                            what="the thread that counts the files")
 
     def _count(self) -> None:
         count = 0

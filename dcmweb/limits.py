@@ -1,13 +1,38 @@
-"""The limits of the process and of the system (``ulimit``): hints that name the limit,
-not a folder, nor a bug: ``ulimit -n`` and ``ulimit -f`` refuse files (EMFILE, EFBIG)
-that a message would otherwise blame on their folder.
+"""The limits of the process and of the system (``ulimit``): errors and hints that name
+the limit, not a folder, nor a bug.
+
+``ulimit -v`` too small for the threads' stacks, or ``ulimit -u`` reached, makes
+``Thread.start`` raise ``RuntimeError: can't start new thread``, which would otherwise end
+the run as an unexpected error (a bug to report). ``ulimit -n`` and ``ulimit -f`` refuse
+files (EMFILE, EFBIG) that a message would otherwise blame on their folder.
 """
 
 from __future__ import annotations
 
 import errno
+import threading
+from collections.abc import Callable
 
+from .errors import DcmwebError
 from .optionnames import option
+
+
+class ThreadLimit(DcmwebError):
+    """Threads the run needs could not be started (a memory or process limit): exit 1."""
+
+
+def start_thread(target: Callable[[], object], name: str, *, what: str = "a thread"
+                 ) -> threading.Thread:
+    """Start ``target`` in a daemon thread (Ctrl-C never waits for it); ``what`` it is,
+    for the message when a limit refuses it."""
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    try:
+        thread.start()
+    except RuntimeError as error:  # "can't start new thread"
+        raise ThreadLimit(f"could not start {what}: {error}",
+                          "a memory or process limit, ulimit -v or ulimit -u: use fewer "
+                          f"{option('workers')}, or raise it") from None
+    return thread
 
 
 def limit_hint(number: int | None) -> str | None:

@@ -17,6 +17,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Generator, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .limits import ThreadLimit, start_thread
 from .record import record
 
 if TYPE_CHECKING:
@@ -88,10 +89,18 @@ def _run(func: Callable[[T], Any], items: Iterable[T], workers: int,
             except BaseException as error:  # handed to the caller's thread
                 results.put((False, error))
 
-    threads = [threading.Thread(target=work, name=f"dcmweb-{n}", daemon=True)
-               for n in range(workers)]
-    for thread in threads:
-        thread.start()
+    # Started before any item is taken: a limit that refuses them stops the run before
+    # anything of it is sent.
+    threads = 0
+    try:
+        for number in range(workers):
+            start_thread(work, f"dcmweb-{number}", what=f"{workers} worker threads" + (
+                f" (only {threads} started)" if threads else ""))
+            threads += 1
+    except ThreadLimit:
+        for _ in range(threads):
+            tasks.put(_STOP)
+        raise
     source = iter(items)
     exhausted = False
     pending = 0
@@ -141,7 +150,7 @@ def _run(func: Callable[[T], Any], items: Iterable[T], workers: int,
         # However the run ends (an error, Ctrl-C, the caller leaving its loop: close()),
         # queued items never start; calls already running finish unread.
         _drop_queued(tasks)
-        for _ in threads:
+        for _ in range(threads):
             tasks.put(_STOP)
 
 
@@ -287,9 +296,15 @@ class _Helpers:
             return
         self.tasks.put((question, future))
         if self.threads < self.workers:
+            try:
+                start_thread(self._work, f"dcmweb-ask-{self.threads + 1}",
+                             what=f"{self.workers} worker threads")
+            except ThreadLimit:
+                if not self.threads:
+                    raise  # no thread would ever answer it
+                self.workers = self.threads  # a limit: the threads there are answer it
+                return
             self.threads += 1
-            threading.Thread(target=self._work, name=f"dcmweb-ask-{self.threads}",
-                             daemon=True).start()
 
     def _work(self) -> None:
         while (task := self.tasks.get()) is not _STOP:

@@ -9,15 +9,19 @@ while one large file is still on its way, not only when a file finishes.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .limits import ThreadLimit, start_thread
 from .output import Output, human_size, plural
 
 if TYPE_CHECKING:
     from .bulkrecords import Outcome
+
+log = logging.getLogger("dcmweb")
 
 # Files the run decided without sending them: their bytes count as done at once.
 UNSENT = ("already stored", "skipped", "too new")
@@ -31,9 +35,13 @@ class Ticker:
         self._seconds = max(seconds, MIN_TICK)
         self._tick = tick
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dcmweb-progress",
-                                        daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        try:
+            self._thread = start_thread(self._run, "dcmweb-progress",
+                                        what="the thread that shows progress")
+        except ThreadLimit as error:  # the run itself needs no thread of its own
+            log.warning("%s (a memory or process limit): no progress is shown",
+                        error.message)
 
     def _run(self) -> None:
         while not self._stopped.wait(self._seconds):
@@ -42,7 +50,7 @@ class Ticker:
     def stop(self) -> None:
         """No tick after this returns (one under way is waited for)."""
         self._stopped.set()
-        if self._thread is not threading.current_thread():
+        if self._thread not in (None, threading.current_thread()):
             self._thread.join()
 
 

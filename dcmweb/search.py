@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,6 +21,7 @@ from . import bounds
 from .body import read_rows, warning_texts
 from .errors import ServerError, UsageError
 from .http import Http
+from .limits import ThreadLimit, start_thread
 from .matching import FilterCheck, exact_filters
 from .optionnames import option
 from .output import plural
@@ -113,9 +113,11 @@ def _row_identity(row: dict[str, Any]) -> int:
         return hash(json.dumps(values, sort_keys=True))
 
 
-def _in_background(func: Callable[[], T]) -> Future[T]:
+def _in_background(func: Callable[[], T]) -> Callable[[], T]:
     """Run func in a daemon thread: Ctrl-C and SIGTERM never wait for it (a page fetch
-    may be retrying a 503 for minutes), unlike a ThreadPoolExecutor's threads."""
+    may be retrying a 503 for minutes), unlike a ThreadPoolExecutor's threads. What
+    gives its result; under a limit that refuses the thread, func itself: run when
+    its result is asked for (a page ahead is only a speed-up)."""
     from concurrent.futures import Future  # paging only: a single page never waits
 
     future: Future[T] = Future()
@@ -127,8 +129,11 @@ def _in_background(func: Callable[[], T]) -> Future[T]:
             except BaseException as error:  # handed to the thread that waits for it
                 future.set_exception(error)
 
-    threading.Thread(target=run, name="dcmweb-search", daemon=True).start()
-    return future
+    try:
+        start_thread(run, "dcmweb-search", what="a thread to list the next page")
+    except ThreadLimit:
+        return func
+    return future.result
 
 
 class RepeatedPage(ServerError):
@@ -239,7 +244,7 @@ class Searcher:
             keep = count if left is None else left
             page = partial(self._page, url_path, [*rest, ("limit", str(count)),
                                                   ("offset", str(at))], keep)
-            return _in_background(page).result if ahead else page
+            return _in_background(page) if ahead else page
 
         def next_count(count: int) -> int:
             return count if left is None else min(count, left)

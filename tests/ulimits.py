@@ -1,5 +1,6 @@
-"""dcmweb as a process under the limits ``ulimit`` sets (open files, file size): the
-operating system's own refusals (EMFILE, EFBIG), without root or a mount."""
+"""dcmweb as a process under the limits ``ulimit`` sets (open files, file size, stack and
+address space): the operating system's own refusals (EMFILE, EFBIG, "can't start new
+thread"), without root or a mount."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import os
 import resource
 import subprocess
 import sys
+
+GIB = 1 << 30
+# No thread can start, the main thread runs: every thread's stack (glibc sizes it by
+# RLIMIT_STACK) is as large as the whole address space allowed (RLIMIT_AS), which the
+# main thread's stack only takes as it grows.
+NO_THREADS = {resource.RLIMIT_STACK: GIB, resource.RLIMIT_AS: GIB}
 
 
 def run_limited(limits: dict[int, int], *args: str, env: dict[str, str] | None = None,

@@ -1,0 +1,63 @@
+"""dcmweb under a memory limit too small for its worker threads (``ulimit -v``): the run
+names the limit and the remedy, sends nothing, and runs with one worker; threads that
+only speed a run up (listing the next page, counting the files, the progress lines) are
+done without."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ulimits import NO_THREADS, run_limited
+
+from dcmweb import Client
+from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
+
+REFUSED = ("dcmweb: error: could not start 4 worker threads: can't start new thread (a "
+           "memory or process limit, ulimit -v or ulimit -u: use fewer --workers, or raise it)")
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> list[Path]:
+    return corpus.synthetic_files(tmp_path / "in", 4, studies=2)
+
+
+def test_a_store_whose_workers_cannot_start_sends_nothing(local_server: LocalServer,
+                                                          files: list[Path]) -> None:
+    """Old dcmweb: "unexpected error: RuntimeError: can't start new thread (rerun with
+    --traceback and report it)"."""
+    folder = str(files[0].parent)
+    done = run_limited(NO_THREADS, "-m", "--workers", "4", local_server.url, "store", folder)
+    assert done.returncode == 1, done.stderr
+    assert lines(done.stderr)[-2:] == [
+        "dcmweb: info: Transferred 0 B in 0 files; 4 not attempted", REFUSED]
+    assert [r for r in local_server.requests if r.method == "POST"] == []
+    # The remedy works: one worker needs no thread (nor do the progress lines).
+    done = run_limited(NO_THREADS, "--workers", "1", local_server.url, "store",
+                       "--progress-every", "60", folder)
+    assert done.returncode == 0, done.stderr
+    assert ("dcmweb: warning: could not start the thread that shows progress: can't start "
+            "new thread (a memory or process limit): no progress is shown"
+            ) in lines(done.stderr)
+    assert lines(done.stderr)[-1].endswith(" in 4 files")
+
+
+def test_a_retrieve_whose_workers_cannot_start_asks_nothing(local_server: LocalServer,
+                                                            files: list[Path],
+                                                            tmp_path: Path) -> None:
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store(files)} == {"stored"}
+    local_server.clear_requests()
+    out = tmp_path / "out"
+    done = run_limited(NO_THREADS, "-m", "--workers", "4", local_server.url, "retrieve",
+                       "-o", str(out))
+    assert done.returncode == 1, done.stderr
+    assert lines(done.stderr)[-2:] == ["dcmweb: info: Transferred 0 B in 0 files", REFUSED]
+    assert local_server.requests == []
+    assert not out.exists()
+    # One worker: the store's listing is read page by page without a thread of its own.
+    done = run_limited(NO_THREADS, local_server.url, "retrieve", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert len(list(out.rglob("*.dcm"))) == 4
