@@ -14,8 +14,9 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 
-from .errors import UsageError
+from .errors import LocalFileError, UsageError
 from .inputs import numbered_list, read_list, stdin_bytes, unreadable_list
+from .limits import limit_hint
 from .optionnames import option
 from .wadopath import Kind, parse_wado_path
 
@@ -93,7 +94,16 @@ class PathList:
             self.levels.add(target.resource.level)
         if self._count == 1:
             self.first = path
-        self._spool.write(os.fsencode(path) + b"\0")
+        try:
+            self._spool.write(os.fsencode(path) + b"\0")
+        except OSError as error:  # past _SPOOL_IN_MEMORY, a file in TMPDIR: full, read-only
+            # tempfile.tempdir: the folder it chose (None when it found none usable).
+            folder = f" {tempfile.tempdir}" if tempfile.tempdir else ""
+            raise LocalFileError(
+                f"cannot keep the list of paths in the temporary folder{folder}"
+                + (" (TMPDIR)" if folder and os.environ.get("TMPDIR") else "")
+                + f": {error.strerror or error}", limit_hint(error.errno)
+                or "free some space there, or set TMPDIR to another folder") from None
 
     def render_all(self) -> None:
         """Read every path as PATH/rendered when all are studies, series or instances

@@ -3,12 +3,14 @@ the local server and Orthanc; search --format paths to feed it."""
 
 from __future__ import annotations
 
+import resource
 import struct
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from test_retrieve import files_under, uids_of, where
+from ulimits import run_limited
 
 from dcmweb import Client, RenderOptions
 from dcmweb.cli import cli
@@ -197,6 +199,28 @@ def test_a_nul_separated_list_and_frames(orthanc: Orthanc, pydicom_files: list[P
     study, series, sop = uids_of(ct)
     assert files_under(out) == {out / study / series / f"{sop}_frame_1.raw", where(out, mr)}
     assert (out / study / series / f"{sop}_frame_1.raw").stat().st_size == 128 * 128 * 2
+
+
+def test_a_long_list_the_temporary_folder_refuses_names_it(tmp_path: Path) -> None:
+    """A list over 1 MiB is kept in a file in TMPDIR; a write refused there (a full
+    TMPDIR; here ulimit -f, which needs no mount) is named with its folder, exit 1 before
+    any request. Old dcmweb: "unexpected error: OSError: [Errno 28] No space left on device
+    (rerun with --traceback and report it)"."""
+    uid = "1.2." + "3" * 54  # with ".N": valid UIDs, at most 64 characters
+    listing = tmp_path / "paths.txt"
+    listing.write_text("".join(f"studies/{uid}/series/{uid}.{n}/instances/{uid}.{n}\n"
+                               for n in range(10000)))
+    assert listing.stat().st_size > 1.5 * 1024 ** 2  # the first MiB is kept in memory
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    done = run_limited({resource.RLIMIT_FSIZE: 512 * 1024}, "http://127.0.0.1:9/dicom-web",
+                       "retrieve", "--paths-from", str(listing), "--dry-run",
+                       env={"TMPDIR": str(temp)})
+    assert done.returncode == 1, done.stderr
+    assert lines(done.stderr) == [
+        f"dcmweb: error: cannot keep the list of paths in the temporary folder {temp} "
+        "(TMPDIR): File too large (a limit on the size of a file: this process's, set with "
+        "ulimit -f, or the largest file the file system holds)"]
 
 
 def test_a_dry_run_of_several_paths(local_server: LocalServer, stored: list[Path],
