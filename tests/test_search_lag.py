@@ -1,0 +1,152 @@
+"""What dcmweb reports when searches lag behind deletes, as Google's do for a few seconds
+(a deleted instance still shows in searches; a retrieve answers 404 at once), against
+the test server's --search-lag: each report is set beside what the server holds (its
+index, not a search)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from click.testing import CliRunner, Result
+
+from dcmweb.cli import cli
+from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
+from dcmweb_devtools.logs import lines
+
+LAG = 2.0  # longer than any test below takes from its delete to its last search
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture
+def lagging(tmp_path: Path, quick_operation_polls: None) -> Iterator[LocalServer]:
+    with LocalServer(tmp_path / "store", delete_delay=0.1, search_lag=LAG) as server:
+        yield server
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> list[Path]:
+    """Four instances: two studies of one series, two instances each."""
+    return sorted(corpus.synthetic_files(tmp_path / "in", 4, studies=2, seed="lag"),
+                  key=lambda path: uids(path))
+
+
+def uids(path: Path) -> tuple[str, str, str]:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+
+
+def held(server: LocalServer) -> set[str]:
+    """The SOP Instance UIDs the server holds: its index, not a search."""
+    return {row["sop_uid"] for row in server.store.query("SELECT sop_uid FROM instances")}
+
+
+def listed(server: LocalServer) -> set[str]:
+    """The SOP Instance UIDs a search finds."""
+    result = run(server.url, "search", "instances", "--format", "uids")
+    assert result.exit_code == 0, result.stderr
+    return set(result.stdout.split())
+
+
+def report(path: Path) -> dict[str, tuple[str, str | None]]:
+    """File name -> (status, message) of a --report JSONL."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {Path(row["path"]).name: (row["status"], row["message"]) for row in rows}
+
+
+def delete_study(server: LocalServer, path: Path) -> None:
+    """Delete the file's study with dcmweb; a search still lists it (the lag is on)."""
+    study = uids(path)[0]
+    result = run(server.url, "delete", f"studies/{study}", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert uids(path)[2] in listed(server) - held(server)
+
+
+# -- store ---------------------------------------------------------------------------------
+def test_skip_existing_right_after_a_delete_sends_what_the_server_no_longer_holds(
+        lagging: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """Was: '0 files; 4 already stored', exit 0, and the server held 2 of the 4."""
+    assert run(lagging.url, "store", str(tmp_path / "in")).exit_code == 0
+    delete_study(lagging, files[0])
+    result = run(lagging.url, "store", str(tmp_path / "in"), "--skip-existing",
+                 "--report", str(tmp_path / "r.jsonl"))
+    assert result.exit_code == 0, result.stderr
+    assert lines(result.stderr)[-1].endswith("in 2 files; 2 already stored")
+    skipped = ("already stored", "already on the server (--skip-existing)")
+    assert report(tmp_path / "r.jsonl") == {
+        files[0].name: ("stored", None), files[1].name: ("stored", None),
+        files[2].name: skipped, files[3].name: skipped}
+    assert held(lagging) == {uids(path)[2] for path in files}
+
+
+def test_verify_journal_right_after_a_delete_sends_again_what_the_server_lost(
+        lagging: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """Was: '0 files; 4 already stored', exit 0, and the server held 2 of the 4."""
+    journal = str(tmp_path / "j.db")
+    assert run(lagging.url, "store", str(tmp_path / "in"), "--journal", journal).exit_code == 0
+    delete_study(lagging, files[0])
+    result = run(lagging.url, "store", str(tmp_path / "in"), "--journal", journal,
+                 "--verify-journal")
+    assert result.exit_code == 0, result.stderr
+    assert lines(result.stderr)[-1].endswith(
+        "in 2 files; 2 already stored, 2 sent again (stored by an earlier run, gone from "
+        "the server)")
+    assert held(lagging) == {uids(path)[2] for path in files}
+
+
+@pytest.fixture
+def conflict(lagging: LocalServer, files: list[Path], tmp_path: Path) -> Path:
+    """A file whose UIDs the server holds with other bytes (files[0] is held)."""
+    assert run(lagging.url, "store", str(files[0])).exit_code == 0
+    ds = pydicom.dcmread(files[0])
+    ds.PatientName = "Conflict^Copy"
+    (tmp_path / "new").mkdir()
+    ds.save_as(tmp_path / "new" / "c0.dcm", enforce_file_format=True)
+    lagging.clear_requests()
+    return tmp_path / "new" / "c0.dcm"
+
+
+def patient_names(server: LocalServer) -> list[str]:
+    return [row["patient_name"] for row in server.store.query(
+        "SELECT patient_name FROM instances")]
+
+
+def overwrite(server: LocalServer, path: Path, tmp_path: Path) -> Result:
+    return run(server.url, "store", str(path), "--on-conflict", "overwrite",
+               "--report", str(tmp_path / "r.jsonl"))
+
+
+def test_overwrite_whose_delete_fails_after_it_was_done_stores_the_file(
+        lagging: LocalServer, conflict: Path, tmp_path: Path) -> None:
+    """The DELETE is done, then answered 400 (a proxy's error after the server's work):
+    a search still lists the deleted instance. Was: 'could not delete the server's
+    conflicting instance (it still holds it)', exit 1, and the server held neither copy."""
+    lagging.inject_fault(400, after=True, method="DELETE")
+    result = overwrite(lagging, conflict, tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert report(tmp_path / "r.jsonl") == {
+        "c0.dcm": ("stored", "replaced the server's conflicting instance")}
+    assert patient_names(lagging) == ["Conflict^Copy"]
+
+
+def test_overwrite_whose_store_answer_is_lost_after_the_delete_sends_the_file_again(
+        lagging: LocalServer, conflict: Path, tmp_path: Path) -> None:
+    """Regression: the store after the delete is dropped before the server reads it; the
+    search that follows lists the deleted copy, whose read-back answers 404: the file is
+    sent again, not taken for stored."""
+    lagging.inject_fault(method="POST")  # the first store, refused as a conflict: as it is
+    lagging.inject_fault(drop=True, method="POST")  # the store after the delete
+    result = overwrite(lagging, conflict, tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert report(tmp_path / "r.jsonl") == {
+        "c0.dcm": ("stored", "replaced the server's conflicting instance")}
+    assert patient_names(lagging) == ["Conflict^Copy"]
+    assert [r.method for r in lagging.requests if r.method != "GET"] == [
+        "POST", "DELETE", "POST", "POST"]
