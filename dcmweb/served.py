@@ -10,8 +10,13 @@ connection is not reused). Every server answers it: Google, Orthanc and tiny-pac
 
 from __future__ import annotations
 
+import logging
+
 from .http import Http
 from .paths import ResourcePath
+from .redact import redact_url
+
+log = logging.getLogger("dcmweb")
 
 # A retrieve of the stored bytes: no server converts anything before it answers.
 _ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
@@ -26,3 +31,21 @@ def served(http: Http, base_url: str, resource: ResourcePath) -> bool:
                             headers={"Accept": _ACCEPT}, stream=True, accept_status=(404,))
     with response:
         return response.status_code != 404
+
+
+def served_probe(http: Http, base_url: str, resource: ResourcePath) -> bool | None:
+    """:func:`served` asked as the probes after an error are (``hostprobe.ask``: the run's
+    session, a 3 s timeout, never retried): None when no answer tells."""
+    from .hostprobe import PROBE_TIMEOUT
+
+    url = f"{base_url}/{resource.url_path()}"
+    try:
+        with http.transport.request("GET", url, timeout=(PROBE_TIMEOUT, PROBE_TIMEOUT),
+                                    headers={"Accept": _ACCEPT, **http.auth.headers()}
+                                    ) as response:
+            status = response.status_code
+    except Exception as exc:  # anything: a probe must never replace the real error
+        log.debug("probe: GET %s failed: %s", redact_url(url), type(exc).__name__)
+        return None
+    log.debug("probe: GET %s -> %s", redact_url(url), status)
+    return True if 200 <= status < 300 else False if status == 404 else None

@@ -150,3 +150,37 @@ def test_overwrite_whose_store_answer_is_lost_after_the_delete_sends_the_file_ag
     assert patient_names(lagging) == ["Conflict^Copy"]
     assert [r.method for r in lagging.requests if r.method != "GET"] == [
         "POST", "DELETE", "POST", "POST"]
+
+
+# -- retrieve ------------------------------------------------------------------------------
+@pytest.fixture
+def deleted(lagging: LocalServer, files: list[Path], tmp_path: Path) -> Path:
+    """files[0] and [1] stored, then their study deleted: a search still lists them."""
+    assert run(lagging.url, "store", str(files[0]), str(files[1])).exit_code == 0
+    delete_study(lagging, files[0])
+    return files[0]
+
+
+def instance_path(path: Path) -> str:
+    study, series, sop = uids(path)
+    return f"studies/{study}/series/{series}/instances/{sop}"
+
+
+@pytest.mark.parametrize("below", ["metadata", "instance metadata", "frames/1", "rendered"])
+def test_what_is_below_a_resource_just_deleted_is_not_found(
+        lagging: LocalServer, deleted: Path, tmp_path: Path, below: str) -> None:
+    """A 404 below a resource makes dcmweb search for the resource, to tell a server that
+    does not serve that kind of request (tiny-pacs) from a missing resource. Was: exit 1
+    'the study is on the server (a search finds it), so the server does not serve
+    metadata'; for frames and rendered, exit 4 saying 'the instance is on the server (a
+    search finds it)'."""
+    study, _, sop = uids(deleted)
+    path, missing = {"metadata": (f"studies/{study}/metadata", f"study not found: {study}"),
+                     "instance metadata": (f"{instance_path(deleted)}/metadata",
+                                           f"instance not found: {sop}")}.get(
+        below, (f"{instance_path(deleted)}/{below}", f"instance not found: {sop}"))
+    result = run(lagging.url, "retrieve", path, "--output", str(tmp_path / "out"))
+    assert result.exit_code == 4, result.stderr
+    assert lines(result.stderr)[-1].endswith(
+        f"/{below.split()[-1]} failed: HTTP 404 Not Found: {missing} (check the HOST URL "
+        "and the UIDs in the path)")
