@@ -322,8 +322,11 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
       [ -z "$op" ] || dcmweb HOST operations wait "$op"
       dcmweb HOST delete studies/1.2.3 --dry-run | wc -l
     """
+    from functools import partial
+
     from .delete import parse_delete_path
     from .preview import instances_under
+    from .served import served
 
     output = settings.output
     target = parse_delete_path(path)  # what the real delete refuses, its dry run refuses
@@ -331,7 +334,8 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
     with settings.client() as client:
         if dry_run or ask:
             # Nothing under the path: not found (exit 4), as the DELETE would be, unasked.
-            rows = list(instances_under(client.iter_search, target, "delete"))
+            rows = list(instances_under(client.iter_search, target, "delete",
+                                        served=partial(served, client.http, client.base_url)))
             what = f"{path} ({plural(len(rows), 'instance')})"
             if dry_run:
                 output.json_rows(rows, "jsonl")

@@ -184,3 +184,83 @@ def test_what_is_below_a_resource_just_deleted_is_not_found(
     assert lines(result.stderr)[-1].endswith(
         f"/{below.split()[-1]} failed: HTTP 404 Not Found: {missing} (check the HOST URL "
         "and the UIDs in the path)")
+
+
+@pytest.fixture
+def two_series(lagging: LocalServer, tmp_path: Path) -> str:
+    """A study of two series stored, then deleted: a search still lists it. Its UID."""
+    files = corpus.synthetic_files(tmp_path / "two", 4, series_per_study=2, seed="two")
+    assert run(lagging.url, "store", str(tmp_path / "two")).exit_code == 0
+    delete_study(lagging, files[0])
+    return uids(files[0])[0]
+
+
+@pytest.mark.parametrize("multithreading", [[], ["-m"]])
+def test_retrieve_of_a_study_just_deleted_is_not_found(
+        lagging: LocalServer, two_series: str, tmp_path: Path,
+        multithreading: list[str]) -> None:
+    """-m splits a study by the series a search lists. Was: with -m, 'nothing was
+    retrieved (2 items failed)', exit 1; without, exit 4 (kept as a regression test)."""
+    result = run(*multithreading, lagging.url, "retrieve", f"studies/{two_series}",
+                 "--output", str(tmp_path / "out"))
+    assert result.exit_code == 4, result.stderr
+    assert lines(result.stderr)[-1].endswith(
+        f"retrieve studies/{two_series} failed: HTTP 404 Not Found: study not found: "
+        f"{two_series} (check the HOST URL and the UIDs in the path)")
+    assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
+@pytest.mark.parametrize("args", [
+    ["retrieve", "{path}", "--dry-run", "--output", "{out}"],
+    ["retrieve", "{path}/rendered", "--output", "{out}"],
+    ["retrieve", "{path}", "--type", "image/png", "--output", "{out}"],
+    ["delete", "{path}", "--dry-run"]])
+def test_what_a_listing_of_a_study_just_deleted_would_touch_is_not_found(
+        lagging: LocalServer, two_series: str, tmp_path: Path, args: list[str]) -> None:
+    """A dry run, a delete's question, rendered images and other part types list the
+    study's instances by search. Was: exit 0, 'would write 4 files' or 'would delete
+    studies/S (4 instances)' while the real run is not found (exit 4); rendered images
+    exit 1, 'nothing was retrieved (4 items failed)'."""
+    path = f"studies/{two_series}"
+    what = "render" if "rendered" in args[1] else args[0]
+    result = run(lagging.url, *[arg.format(path=path, out=tmp_path / "out") for arg in args])
+    assert result.exit_code == 4, result.stderr
+    assert lines(result.stderr)[-1].endswith(
+        f"{what} {path}: not found (a search still lists instances under it, but a "
+        "retrieve of it answers 404: deleted moments ago; searches lag behind deletes) "
+        "(check the HOST URL and the UIDs in the path)")
+    assert result.stdout == ""
+
+
+# -- delete --------------------------------------------------------------------------------
+def test_a_delete_then_its_repeat_report_the_servers_truth(
+        lagging: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """Regression: dcmweb's delete trusts the operation, never a search, so the lag does
+    not change what it says; the same delete again is not found."""
+    assert run(lagging.url, "store", str(tmp_path / "in")).exit_code == 0
+    study = uids(files[0])[0]
+    done = run(lagging.url, "delete", f"studies/{study}", "--yes")
+    assert done.exit_code == 0, done.stderr
+    assert lines(done.stderr)[-1].endswith(f"deleted studies/{study} (2 instances)")
+    again = run(lagging.url, "delete", f"studies/{study}", "--yes")
+    assert again.exit_code == 4, again.stderr
+    assert held(lagging) == {uids(path)[2] for path in files[2:]}
+    assert {uids(path)[2] for path in files[:2]} <= listed(lagging)
+
+
+def test_a_delete_whose_outcome_is_unknown_says_what_a_retrieve_finds_left(
+        lagging: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """The operation's polls fail (404, after the operation is done): dcmweb says what a
+    search finds left. Was: 'a search finds 2 instances left under studies/S', and the
+    server held none of them."""
+    assert run(lagging.url, "store", str(files[0]), str(files[1])).exit_code == 0
+    study = uids(files[0])[0]
+    lagging.inject_fault(404, delay=0.5, method="GET", path_contains="/operations/",
+                         count=100)
+    result = run(lagging.url, "delete", f"studies/{study}", "--yes")
+    assert result.exit_code == 5, result.stderr
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: a search finds 2 instances left under studies/{study}, but a "
+        "retrieve of it answers 404: nothing is left (searches lag behind deletes)")
+    assert held(lagging) == set()
+
