@@ -264,3 +264,32 @@ def test_a_delete_whose_outcome_is_unknown_says_what_a_retrieve_finds_left(
         "retrieve of it answers 404: nothing is left (searches lag behind deletes)")
     assert held(lagging) == set()
 
+
+def write_pair(folder: Path) -> tuple[Path, Path]:
+    """A DICOM JSON + JPEG pair with its own UIDs (store --metadata --jpeg)."""
+    from test_jsonstore import write_pair as pair
+
+    folder.mkdir()
+    return pair(folder, "a")
+
+
+def test_a_pair_stored_again_after_a_delete_whose_answer_is_lost_is_sent_again(
+        lagging: LocalServer, tmp_path: Path) -> None:
+    """The pair's instance deleted, then the pair stored again and its request dropped
+    before the server read it: a search still finds the deleted instance. Was: 'stored'
+    (confirmed by search), exit 0, and the server held nothing."""
+    from test_jsonstore import SERIES, STUDY, sop_of
+
+    json_path, jpeg_path = write_pair(tmp_path / "pair")
+    pair = ["store", "--metadata", str(json_path), "--jpeg", str(jpeg_path),
+            "--report", str(tmp_path / "r.jsonl")]
+    assert run(lagging.url, *pair).exit_code == 0
+    instance = f"studies/{STUDY}/series/{SERIES}/instances/{sop_of('a')}"
+    assert run(lagging.url, "delete", instance).exit_code == 0
+    lagging.inject_fault(drop=True, method="POST")
+    result = run(lagging.url, *pair)
+    assert result.exit_code == 0, result.stderr
+    [row] = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert (row["status"], row["confirmed_by"]) == ("stored", "answer")
+    assert held(lagging) == {sop_of("a")}
+    assert sum(r.method == "POST" for r in lagging.requests) == 3  # stored, dropped, resent
