@@ -322,11 +322,9 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
       [ -z "$op" ] || dcmweb HOST operations wait "$op"
       dcmweb HOST delete studies/1.2.3 --dry-run | wc -l
     """
-    from functools import partial
-
     from .delete import parse_delete_path
     from .preview import instances_under
-    from .served import served
+    from .served import served_on
 
     output = settings.output
     target = parse_delete_path(path)  # what the real delete refuses, its dry run refuses
@@ -335,7 +333,7 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
         if dry_run or ask:
             # Nothing under the path: not found (exit 4), as the DELETE would be, unasked.
             rows = list(instances_under(client.iter_search, target, "delete",
-                                        served=partial(served, client.http, client.base_url)))
+                                        served=served_on(client.http, client.base_url)))
             what = f"{path} ({plural(len(rows), 'instance')})"
             if dry_run:
                 output.json_rows(rows, "jsonl")

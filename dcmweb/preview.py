@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,7 @@ from .paths import ResourcePath, parse_resource_path, safe_uid
 from .record import record
 from .rows import value
 from .search import Params
-from .served import GONE, served
+from .served import GONE, served_on
 
 if TYPE_CHECKING:
     from .client import Client
@@ -24,7 +23,7 @@ _UID_TAGS = ("0020000D", "0020000E", "00080018")
 Row = dict[str, Any]
 # A search: (path, params) to rows, as Client.iter_search and Searcher.iter_rows take them.
 Search = Callable[[str, Params], Iterable[Row]]
-# Whether the server serves a study, series or instance: served.served, bound to a session.
+# Whether the server serves a study, series or instance: served.served_on(http, base_url).
 Served = Callable[[ResourcePath], bool]
 
 
@@ -100,10 +99,6 @@ def instance_paths(search: Search, target: ResourcePath, what: str, *,
             yield path
 
 
-def _served(client: Client) -> Served:
-    return partial(served, client.http, client.base_url)
-
-
 def _uids(rows: Iterable[Row], level: str) -> Iterator[str]:
     """The study or series UIDs of a listing, each once (Orthanc lists a study once per
     patient); one that cannot be part of a search path stops the listing."""
@@ -149,13 +144,13 @@ def files_under(client: Client, path: str | None, output: str | os.PathLike[str]
     if per_instance(part_type):
         mime, _ = parse_content_type(part_type or "")
         for item in instance_paths(client.iter_search, target, "retrieve",
-                                   served=_served(client)):
+                                   served=served_on(client.http, client.base_url)):
             yield item if isinstance(item, str) else _planned(
                 instance_file(Path(output), item, "_frame_1", mime))
         return
     listed: set[Path] = set()
     for row in instances_under(client.iter_search, target, "retrieve",
-                               served=_served(client)):
+                               served=served_on(client.http, client.base_url)):
         uids = tuple(value(row, tag) for tag in _UID_TAGS)
         final = dicom_path(Path(output), target, uids)
         if isinstance(final, str):

@@ -367,11 +367,11 @@ def _instances(searcher: Searcher, target: ResourcePath) -> Iterator[Target]:
     a search); an instance the listing names with unsafe UIDs fails alone."""
     from .preview import instance_paths
     from .search import FIRST_PAGE
-    from .served import served
+    from .served import served_on
 
     search = partial(searcher.iter_rows, first_page=FIRST_PAGE)
     for item in instance_paths(search, target, "retrieve",
-                               served=partial(served, searcher.http, searcher.base_url)):
+                               served=served_on(searcher.http, searcher.base_url)):
         yield (RetrieveResult("failed", target.url_path() or "instances", message=item)
                if isinstance(item, str) else item)
 

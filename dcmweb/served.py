@@ -11,6 +11,8 @@ connection is not reused). Every server answers it: Google, Orthanc and tiny-pac
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 
 from .http import Http
 from .paths import ResourcePath
@@ -31,6 +33,11 @@ def served(http: Http, base_url: str, resource: ResourcePath) -> bool:
                             headers={"Accept": _ACCEPT}, stream=True, accept_status=(404,))
     with response:
         return response.status_code != 404
+
+
+def served_on(http: Http, base_url: str) -> Callable[[ResourcePath], bool]:
+    """:func:`served` bound to a session: what a listing checks the path it lists with."""
+    return partial(served, http, base_url)
 
 
 def served_probe(http: Http, base_url: str, resource: ResourcePath) -> bool | None:
