@@ -324,6 +324,7 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
     """
     from .delete import parse_delete_path
     from .preview import instances_under
+    from .served import served_on
 
     output = settings.output
     target = parse_delete_path(path)  # what the real delete refuses, its dry run refuses
@@ -331,7 +332,8 @@ def delete(settings: Settings, path: str, timeout: float, no_wait: bool, yes: bo
     with settings.client() as client:
         if dry_run or ask:
             # Nothing under the path: not found (exit 4), as the DELETE would be, unasked.
-            rows = list(instances_under(client.iter_search, target, "delete"))
+            rows = list(instances_under(client.iter_search, target, "delete",
+                                        served=served_on(client.http, client.base_url)))
             what = f"{path} ({plural(len(rows), 'instance')})"
             if dry_run:
                 output.json_rows(rows, "jsonl")

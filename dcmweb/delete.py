@@ -33,6 +33,7 @@ from .paths import RESOURCE_SHAPE, ResourcePath, parse_resource_path
 from .preview import instances_under
 from .record import record
 from .search import Searcher
+from .served import GONE, served
 from .transport import Response
 from .unexpected import HOST_HINT, describe_answer
 
@@ -173,10 +174,11 @@ class Deleter:
     def _left(self, target: ResourcePath) -> str | None:
         """What a search finds under a path whose delete's outcome is unknown, or None
         when the search cannot tell (it fails too: the same credentials, the same
-        outage)."""
+        outage). What it finds is checked by a retrieve: searches lag behind deletes
+        (Google: a deleted instance still shows for a few seconds)."""
         try:
             count = sum(1 for _ in instances_under(Searcher(self.http, self.base_url).iter_rows,
-                                                   target, "delete"))
+                                                   target, "delete", served=None))
         except NotFoundError as error:
             if error.status is not None:  # a 404 to the search itself tells nothing
                 return None
@@ -185,7 +187,13 @@ class Deleter:
             return None
         if not count:
             return f"a search finds nothing left under {target.url_path()}"
-        return f"a search finds {plural(count, 'instance')} left under {target.url_path()}"
+        listed = f"a search finds {plural(count, 'instance')} left under {target.url_path()}"
+        try:
+            if not served(self.http, self.base_url, target):
+                return f"{listed}, but a retrieve of it answers 404: nothing is left ({GONE})"
+        except DcmwebError:
+            pass  # the search's word, as it is
+        return listed
 
     @staticmethod
     def _operation_name(response: Response, url_path: str) -> str | None:

@@ -11,7 +11,18 @@ A page with fewer rows than asked does not prove that the listing is whole (a se
 cap its pages lower than asked, or ignore limit), so paging ends on an empty page. That
 page is asked for only when it matters: an instance on the first page is held whatever
 the rest says, so the next page is read only for an instance not found yet. A series the
-server holds whole, or not at all, costs one request.
+server holds whole costs two requests (the search, and the retrieve below); one it does
+not hold at all, one.
+
+Searches lag behind deletes (Google: "a deleted instance can still show in searches for a
+few seconds"): a listing made moments after a delete may hold instances the server no
+longer has. So the first instance a listing is found to hold is retrieved (its status
+only, see served.py): when the server serves it, the listing is taken as it is for the
+series' other files (one request more a series); when it answers 404, the listing shows
+instances deleted moments ago, and each instance it holds is retrieved before it counts
+as held. An instance deleted alone from a series whose other instances stay, in the
+seconds before the series was listed, still counts as held when it is not the one
+retrieved.
 
 Safe to share between threads: the bulk run asks about several series at once (one search
 each), and files of one series wait for its search.
@@ -26,7 +37,9 @@ from typing import Any
 
 from .errors import NotFoundError
 from .http import Http
+from .paths import ResourcePath
 from .search import RepeatedPage, Searcher
+from .served import served
 
 SOP_INSTANCE_UID = "00080018"
 STUDY_INSTANCE_UID = "0020000D"
@@ -43,6 +56,9 @@ class _Listing:
         # not take the rows read so far for all of them.
         self.failed: BaseException | None = None
         self.lock = threading.Lock()
+        # Whether the first instance found in it was served when retrieved: None until
+        # one was; False: the listing holds instances deleted moments ago.
+        self.trusted: bool | None = None
 
     def holds(self, sop_uid: str) -> bool:
         with self.lock:
@@ -76,13 +92,19 @@ class _Listing:
 
 class ServerHoldings:
     def __init__(self, http: Http, base_url: str, series_kept: int = 64) -> None:
+        self.http = http
+        self.base_url = base_url
         self.searcher = Searcher(http, base_url)
         self.series_kept = series_kept
         self.searches = 0
         self._series: OrderedDict[str, _Listing] = OrderedDict()
         self._lock = threading.Lock()
 
-    def holds(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
+    def holds(self, study_uid: str, series_uid: str, sop_uid: str, *,
+              confirm: bool = True) -> bool:
+        """Whether the server holds the instance: its series' listing holds it and, unless
+        ``confirm`` is False (the caller retrieves it anyway), a retrieve shows that the
+        listing is not of instances deleted moments ago (see the module docstring)."""
         path = f"studies/{study_uid}/series/{series_uid}"
         with self._lock:
             listing = self._series.get(path)
@@ -95,13 +117,26 @@ class ServerHoldings:
             else:
                 self._series.move_to_end(path)
         try:
-            return listing.holds(sop_uid)
+            return listing.holds(sop_uid) and (not confirm or self._served(
+                listing, study_uid, series_uid, sop_uid))
         except BaseException:
             # A listing cut by an error cannot be read on: a later file asks again.
             with self._lock:
                 if self._series.get(path) is listing:
                     del self._series[path]
             raise
+
+    def _served(self, listing: _Listing, study_uid: str, series_uid: str, sop_uid: str
+                ) -> bool:
+        """Whether the server serves an instance its series' listing holds: retrieved when
+        it is the listing's first, or when that one was not served (see the module
+        docstring)."""
+        instance = ResourcePath(study_uid, series_uid, sop_uid)
+        with listing.lock:  # the series' other files wait for the first one's answer
+            if listing.trusted is None:
+                listing.trusted = served(self.http, self.base_url, instance)
+                return listing.trusted
+        return listing.trusted or served(self.http, self.base_url, instance)
 
     def series_holding(self, sop_uid: str) -> list[str]:
         """Where in the store the server holds this SOP Instance UID, as

@@ -45,7 +45,9 @@ from .failures import UNAVAILABLE_HINT, parse_retry_after, sent_undecided
 from .http import Http
 from .multipart import new_boundary
 from .optionnames import option
+from .paths import ResourcePath
 from .record import record
+from .served import served
 from .store import (
     LOST_STATUSES,
     UNCONFIRMED,
@@ -243,6 +245,10 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
         stopping = redirected or (ended if ended and stops_the_run(ended) else None)
         try:
             found = held(http, base_url, [Wanted(sop, f"studies/{study}/series/{series}")])
+            # Searches lag behind deletes (Google): the same UIDs stored again just after
+            # a delete are found whether or not this request stored them; a retrieve knows.
+            if sop in found and not served(http, base_url, ResourcePath(study, series, sop)):
+                del found[sop]
         except DcmwebError as error:
             if stopping is None and not stops_the_run(error):
                 # A search that failed alone (a sign-in page, 500s): this pair is

@@ -77,7 +77,8 @@ class OnServer:
                attempts: int, read_back: bool) -> Outcome | None:
         if uids is None:
             return None  # not DICOM, or unreadable: the uploader says which
-        if not self._server_holdings().holds(*uids):
+        # A read-back retrieves the instance: a listing lagging behind a delete fails it.
+        if not self._server_holdings().holds(*uids, confirm=not read_back):
             return None
         if read_back:
             looked_for = wanted(uids, uids[2], self.study_uid)

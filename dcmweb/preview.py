@@ -14,6 +14,7 @@ from .paths import ResourcePath, parse_resource_path, safe_uid
 from .record import record
 from .rows import value
 from .search import Params
+from .served import GONE, served_on
 
 if TYPE_CHECKING:
     from .client import Client
@@ -22,15 +23,25 @@ _UID_TAGS = ("0020000D", "0020000E", "00080018")
 Row = dict[str, Any]
 # A search: (path, params) to rows, as Client.iter_search and Searcher.iter_rows take them.
 Search = Callable[[str, Params], Iterable[Row]]
+# Whether the server serves a study, series or instance: served.served_on(http, base_url).
+Served = Callable[[ResourcePath], bool]
 
 
-def instances_under(search: Search, target: ResourcePath, what: str) -> Iterator[Row]:
+def instances_under(search: Search, target: ResourcePath, what: str, *,
+                    served: Served | None) -> Iterator[Row]:
     """The search rows of every instance under a study, series or instance (or the whole
     store: its caller decides whether ``what`` may take it). A path under which the search
     finds none raises NotFoundError once the rows are read: the real ``what`` (delete,
-    retrieve, render) gets a 404."""
+    retrieve, render) gets a 404. So does one that a retrieve finds missing (``served``,
+    asked before the first row): searches lag behind deletes (Google: a deleted instance
+    still shows in searches for a few seconds)."""
     found = False
     for row in _instance_rows(search, target):
+        if not found and served is not None and target.level != "store" and not served(target):
+            raise NotFoundError(f"{what} {target.url_path()}: not found (a search still lists "
+                                f"instances under it, but a retrieve of it answers 404: "
+                                f"deleted moments ago; {GONE})",
+                                "check the HOST URL and the UIDs in the path")
         found = True
         yield row
     if not found and target.level != "store":
@@ -67,14 +78,14 @@ def _above_series(search: Search, target: ResourcePath) -> Iterator[Row]:
         yield from rows
 
 
-def instance_paths(search: Search, target: ResourcePath, what: str
-                   ) -> Iterator[ResourcePath | str]:
+def instance_paths(search: Search, target: ResourcePath, what: str, *,
+                   served: Served | None) -> Iterator[ResourcePath | str]:
     """Each instance under ``target`` as its own path (each once; the UIDs ``target``
     names, the others from the search rows), or why a listed one cannot be asked for
     (UIDs that cannot be part of a path or name a folder). Not found as
     :func:`instances_under` is."""
     listed: set[ResourcePath] = set()
-    for row in instances_under(search, target, what):
+    for row in instances_under(search, target, what, served=served):
         given = (target.study or value(row, "0020000D"), target.series or value(row, "0020000E"),
                  value(row, "00080018"))
         study, series, sop = (safe_uid(uid) for uid in given)
@@ -132,12 +143,14 @@ def files_under(client: Client, path: str | None, output: str | os.PathLike[str]
     check_output_folder(Path(output))
     if per_instance(part_type):
         mime, _ = parse_content_type(part_type or "")
-        for item in instance_paths(client.iter_search, target, "retrieve"):
+        for item in instance_paths(client.iter_search, target, "retrieve",
+                                   served=served_on(client.http, client.base_url)):
             yield item if isinstance(item, str) else _planned(
                 instance_file(Path(output), item, "_frame_1", mime))
         return
     listed: set[Path] = set()
-    for row in instances_under(client.iter_search, target, "retrieve"):
+    for row in instances_under(client.iter_search, target, "retrieve",
+                               served=served_on(client.http, client.base_url)):
         uids = tuple(value(row, tag) for tag in _UID_TAGS)
         final = dicom_path(Path(output), target, uids)
         if isinstance(final, str):

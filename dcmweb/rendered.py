@@ -25,6 +25,7 @@ from .record import record
 from .retrieve import RetrieveResult, listed_items, run_items, unit_of
 from .saving import Saver
 from .search import FIRST_PAGE, Params, Searcher
+from .served import served_on
 from .unserved import ROWS, Streak
 from .wado import CutOffError, asking_again, framed, get, instance_file, item_message
 from .wadopath import WadoPath, parse_wado_path
@@ -108,7 +109,8 @@ def _targets(http: Http, base_url: str, target: WadoPath, streak: Streak | None 
         return RetrieveResult("failed", source, message=message)
 
     paths = (failed(item) if isinstance(item, str) else WadoPath(item, "rendered")
-             for item in instance_paths(search, resource, "render"))
+             for item in instance_paths(search, resource, "render",
+                                        served=served_on(http, base_url)))
     yield from listed_items(paths, f"render {source}", failed)
 
 

@@ -333,10 +333,12 @@ def _study_instances(searcher: Searcher, study: str) -> int | None:
 
 def _by_series(searcher: Searcher, study: ResourcePath) -> list[Target]:
     """A study as its series, so that -m downloads them side by side; the study itself
-    when it has one series or the listing is not usable. The split is only a speed-up:
+    when it has one series, the listing is not usable, or a retrieve of the study finds
+    it missing (a listing made moments after a delete). The split is only a speed-up:
     unless the series' instance counts add up to the study's, a series the listing left
     out would be lost, so the whole study is asked for."""
     from .search import FIRST_PAGE  # loaded with the searcher already
+    from .served import served
 
     path = f"studies/{study.study}/series"
     try:
@@ -346,6 +348,10 @@ def _by_series(searcher: Searcher, study: ResourcePath) -> list[Target]:
         if len(rows) < 2:
             return [study]
         total = _study_instances(searcher, str(study.study))
+        if not served(searcher.http, searcher.base_url, study):
+            # Deleted moments ago, still listed (searches lag behind deletes): asked
+            # whole, it is not found, as without -m.
+            return [study]
     except DcmwebError:
         return [study]
     series = list(_listed(rows, path, "0020000E", "series",
@@ -364,9 +370,11 @@ def _instances(searcher: Searcher, target: ResourcePath) -> Iterator[Target]:
     a search); an instance the listing names with unsafe UIDs fails alone."""
     from .preview import instance_paths
     from .search import FIRST_PAGE
+    from .served import served_on
 
     search = partial(searcher.iter_rows, first_page=FIRST_PAGE)
-    for item in instance_paths(search, target, "retrieve"):
+    for item in instance_paths(search, target, "retrieve",
+                               served=served_on(searcher.http, searcher.base_url)):
         yield (RetrieveResult("failed", target.url_path() or "instances", message=item)
                if isinstance(item, str) else item)
 

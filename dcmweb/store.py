@@ -38,6 +38,7 @@ from .optionnames import option
 from .parallel import run_bounded
 from .record import replace
 from .redact import shorten
+from .served import GONE
 from .storefiles import ConfirmedBy, Part10File, Status, StoreOptions, StoreResult, batches
 from .stowanswer import StowAnswer, parse_stow_answer
 from .unexpected import HOST_HINT
@@ -618,7 +619,9 @@ class Uploader:
         A search proves the SOP Instance UID, not the bytes: unless the server answered
         success (``read_back`` False), a found instance is read back, and one whose bytes
         are not the file's is a conflict; one that cannot be read back counts as not
-        found (resent, or failed with ``missing``), and why goes in ``unread``."""
+        found (resent, or failed with ``missing``), and why goes in ``unread``. After a
+        success, a found instance is retrieved instead (its status only): searches lag
+        behind deletes, so one deleted moments ago is found; a 404 counts as not found."""
         wanted = {item.path: storecheck.wanted(item.head.uids, item.sop_instance_uid,
                                                self.options.study_uid) for item in items}
         try:
@@ -633,8 +636,9 @@ class Uploader:
             unproven = ""
             if looked_for is not None and looked_for.sop_uid in found:
                 try:
-                    same = not read_back or storecheck.holds_bytes(
-                        self.http, self.base_url, looked_for, item.path)
+                    same = (storecheck.holds_bytes(self.http, self.base_url, looked_for,
+                                                   item.path) if read_back else
+                            storecheck.served_now(self.http, self.base_url, looked_for))
                 except storecheck.READ_BACK_FAILED as error:
                     unproven = _unproven(error)
                     if unread is not None:
@@ -643,10 +647,12 @@ class Uploader:
                     if same:
                         results.append(self._result(item, "stored",
                                                     found[looked_for.sop_uid], note, "search"))
-                    else:
+                        continue
+                    if read_back:
                         results.append(self._result(item, "failed", message=(
                             f"{note}; {OTHER_BYTES}" if note else OTHER_BYTES)))
-                    continue
+                        continue
+                    unproven = LISTED_NOT_SERVED
             if missing is not None:
                 why = missing if isinstance(missing, str) else missing[item.path]
                 results.append(self._result(item, "failed", message=why + unproven))
@@ -712,6 +718,11 @@ def _left_out(sent: int, reply: _Reply) -> tuple[str | None, str]:
 def _read_back_problem(error: DcmwebError | OSError) -> str:
     return error.message if isinstance(error, DcmwebError) else (
         f"cannot read the file: {error.strerror}")
+
+
+# A file a search found after a success that did not name it, whose retrieve is a 404.
+LISTED_NOT_SERVED = (f"; found by a search, but a retrieve of it answers 404 (deleted moments "
+                     f"ago: {GONE})")
 
 
 def _unproven(error: DcmwebError | OSError) -> str:

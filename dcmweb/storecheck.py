@@ -20,8 +20,10 @@ from pathlib import Path
 from .dicomhead import HEAD_BYTES, read_uids
 from .errors import NotFoundError, ServerError
 from .http import Http
+from .paths import parse_resource_path
 from .record import record
 from .redact import without_userinfo
+from .served import served
 
 UIDS_PER_SEARCH = 50  # keeps the URL far below the 8 KiB that proxies accept
 ANSWER_LIMIT = 16 * 1024 * 1024
@@ -163,6 +165,17 @@ def holds_bytes(http: Http, base_url: str, item: Wanted, path: Path) -> bool:
         raise ServerError("the file's data set UIDs are unknown, so the server's copy "
                           "cannot be read back")
     return same_as_file(http, base_url, f"{item.series_path}/instances/{item.sop_uid}", path)
+
+
+def served_now(http: Http, base_url: str, item: Wanted) -> bool:
+    """Whether the server serves an instance a search found (a retrieve's status, see
+    served.py): searches lag behind deletes (Google: a few seconds), so the UIDs of an
+    instance deleted moments ago are still found. True when its place is unknown (the
+    search's word stands)."""
+    if item.series_path is None:
+        return True
+    return served(http, base_url,
+                  parse_resource_path(f"{item.series_path}/instances/{item.sop_uid}"))
 
 
 def held(http: Http, base_url: str, items: Iterable[Wanted]) -> dict[str, str | None]:

@@ -6,15 +6,17 @@ rendered images, and answers each with 404 as it would a wrong UID. So only afte
 to a request below a resource (its ``/series``, ``/instances``, ``/metadata``,
 ``/rendered``, frames or bulk data) or to a top-level ``/series`` or ``/instances``, one
 search asks whether that resource is there: a search by its UID whose row carries the
-UID (a server may ignore a key), or, for a top-level path, a one-row search of studies.
-When it is, the server does not serve that kind of request: :class:`Unserved` (exit 1),
-not "check the UIDs" (exit 4). Frames and bulk data may really be missing under an
-instance that is there: they stay a 404 that says what the search found. So does an
-image: an instance without one (SR, KO, PR, no pixel data) has nothing to render, so
-only an instance known to be an image (its search row carries Rows) that answers 404
-shows the server does not render. A 404 to a
-resource itself (``retrieve studies/UID``) is never checked: it is missing. A check that
-fails in any way keeps the 404.
+UID (a server may ignore a key), or, for a top-level path, a one-row search of studies;
+then, since searches lag behind deletes (Google: a deleted instance still shows in
+searches for a few seconds), a retrieve of the resource itself (its status only), which
+every server serves. When it is there, the server does not serve that kind of request:
+:class:`Unserved` (exit 1), not "check the UIDs" (exit 4). Frames and bulk data may
+really be missing under an instance that is there: they stay a 404 that says what the
+search found. So does an image: an instance without one (SR, KO, PR, no pixel data) has
+nothing to render, so only an instance known to be an image (its search row carries
+Rows) that answers 404 shows the server does not render. A 404 to a resource itself
+(``retrieve studies/UID``) is never checked: it is missing. A check that fails in any way
+keeps the 404.
 
 A loop over instances a listing just named (a series' rendered images) asks once, after
 :data:`STREAK` of them its listing showed as images (with Rows) answered 404 with none
@@ -32,6 +34,7 @@ from .hostprobe import ask
 from .http import Http
 from .paths import ResourcePath
 from .record import record
+from .served import served_probe
 
 STREAK = 3  # instances a listing named, each answered 404, before the loop asks why
 ROWS_BYTES = 1024 * 1024  # a server that ignores the UID key lists the whole level
@@ -125,7 +128,9 @@ def _holds(http: Http, base_url: str, resource: ResourcePath, kind: Kind
     query = {key: uid, **({"includefield": ROWS} if kind.image else {})}
     rows = ask(http, f"{base_url}/{above}{collection}?{urlencode(query)}", ROWS_BYTES)
     found = [row for row in rows or [] if _value(row, tag) == uid]
-    if not found:
+    # Searches lag behind deletes (Google: a deleted instance still shows for a few
+    # seconds): one deleted moments ago is found, and missing all the same.
+    if not found or served_probe(http, base_url, resource) is not True:
         return None
     if kind.image and any(_value(row, ROWS) is not None for row in found):
         return Verdict(Kind(kind.name, kind.hint), f"the {resource.level} is on the server "

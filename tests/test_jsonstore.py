@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile, Request
+from hostile import Hostile, Request, status
 from PIL import Image
 
 from dcmweb import Client, UsageError
@@ -150,6 +150,8 @@ def test_a_lost_answer_found_by_search_is_stored(tmp_path: Path) -> None:
         fake.route("POST", "/studies", lambda req: req.reply(502, b"bad gateway", "text/plain"))
         fake.route("GET", f"/studies/{STUDY}/series/{SERIES}/instances",
                    lambda req: req.json(200, [row], "application/dicom+json"))
+        fake.route("GET", f"/studies/{STUDY}/series/{SERIES}/instances/{sop_of('a')}",
+                   status(200))  # served: not deleted moments ago
         with Client(fake.url) as client:
             [result] = client.store_json([(json_path, jpeg_path)])
     assert (result.status, result.confirmed_by) == ("stored", "search")
@@ -179,7 +181,8 @@ def test_an_answer_cut_half_way_is_found_by_search(local_server: LocalServer,
     assert result.exit_code == 0, result.stderr
     [row] = map(json.loads, report.read_text().splitlines())
     assert (row["status"], row["confirmed_by"]) == ("stored", "search")
-    assert [r.method for r in local_server.requests] == ["POST", "GET"]
+    # The search, and a retrieve of what it found (searches lag behind deletes).
+    assert [r.method for r in local_server.requests] == ["POST", "GET", "GET"]
 
 
 def test_a_pair_the_request_deadline_cuts_is_unconfirmed_and_not_sent_again(
@@ -222,7 +225,8 @@ def test_an_answer_by_a_redirect_is_settled_by_search_and_stops_the_run(
         ("stored", 303, "search") if done else ("failed", 303, None))
     assert row["message"].startswith(f"HTTP 303 redirect to {local_server.url}/studies: a POST"
                                      " is never redirected")
-    assert [r.method for r in local_server.requests] == ["POST", "GET"]  # b: not attempted
+    # The search (and, when it finds the pair, a retrieve of it); b: not attempted.
+    assert [r.method for r in local_server.requests] == ["POST", "GET"] + ["GET"] * done
     assert "1 not attempted" in result.stderr
 
 

@@ -26,13 +26,22 @@ def test_store_and_search(dcmweb_server):
 
 def test_each_test_gets_an_empty_server(dcmweb_server):
     assert dcmweb_server.client.search("instances") == []
+
+
+def test_searches_may_lag_behind_deletes_as_on_google(dcmweb_server):
+    dcmweb_server.server.search_lag = 5
+    ct = get_testdata_file("CT_small.dcm", download=False)
+    [result] = dcmweb_server.client.store([ct])
+    dcmweb_server.client.delete(f"studies/{result.study_instance_uid}/series/"
+                                f"{result.series_instance_uid}/instances/{result.sop_instance_uid}")
+    assert len(dcmweb_server.client.search("instances")) == 1
 '''
 
 
 def test_the_fixture_in_a_user_project(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_example=EXAMPLE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
 
 
 def test_the_plugin_is_registered_by_its_entry_point(pytester: pytest.Pytester) -> None:

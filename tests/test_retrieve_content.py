@@ -12,7 +12,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile, Request, multipart
+from hostile import Hostile, Request, multipart, status
 from test_retrieve import files_under, study_of, uids_of, where
 
 from dcmweb import Client, search
@@ -271,6 +271,7 @@ def test_a_listed_instance_with_unsafe_uids_fails_alone_when_rendering(
     with Hostile() as fake:
         fake.route("GET", f"/{path}/instances", lambda req: req.json(
             200, rows if req.params.get("offset") == "0" else [], "application/dicom+json"))
+        fake.route("GET", f"/{path}", status(200))  # served: not deleted moments ago
         for sop in ("5.6", "5.7"):
             fake.route("GET", f"/studies/1.2/series/3.4/instances/{sop}/rendered",
                        lambda req: req.reply(200, PNG, "image/png"))
@@ -289,6 +290,7 @@ def test_rendering_fails_with_exit_1_when_every_listed_instance_is_refused(
         fake.route("GET", "/studies/1.2/instances", lambda req: req.json(
             200, [instance_row("1.2", "3.4", "CON")] if req.params.get("offset") == "0"
             else [], "application/dicom+json"))
+        fake.route("GET", "/studies/1.2", status(200))  # served: not deleted moments ago
         result = dcmweb(fake.url, "retrieve", "studies/1.2/rendered", "-o", str(tmp_path))
     assert result.exit_code == 1, result.stderr
     assert "nothing was retrieved (1 item failed)" in result.stderr

@@ -1004,7 +1004,7 @@ def test_console_script_prints_url_serves_and_stops_on_sigterm(tmp_path: Path, h
     port = free_port()
     command += ["--port", str(port), "--data", str(tmp_path / "data"), "--delete-delay", "0.1"]
     extended = how == "module"  # one of the two runs takes the wider set of search keys
-    command += ["--search-keys", "extended"] if extended else []
+    command += ["--search-keys", "extended", "--search-lag", "0.5"] if extended else []
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()
@@ -1016,6 +1016,8 @@ def test_console_script_prints_url_serves_and_stops_on_sigterm(tmp_path: Path, h
         assert len(requests.get(url + "/studies", timeout=5).json()) == 1
         by_sex = requests.get(url + "/instances", params={"PatientSex": "O"}, timeout=5)
         assert by_sex.status_code == (200 if extended else 400)
+        lag = requests.get(url.split("/v1/")[0] + "/_control/search-lag", timeout=5).json()
+        assert lag == {"seconds": 0.5 if extended else 0.0}
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

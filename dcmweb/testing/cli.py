@@ -25,6 +25,15 @@ def _port(text: str) -> int:
     return port
 
 
+def _seconds(text: str) -> float:
+    from .operations import check_search_lag
+
+    try:
+        return check_search_lag(float(text))
+    except ValueError as exc:  # float's own: "could not convert string to float: 'x'"
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dcmweb-testserver",
@@ -49,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--delete-delay", type=float, default=1.0, metavar="S",
         help="seconds a study or series delete's operation runs, its instances removed "
         "one by one (default: %(default)s); an instance delete is immediate",
+    )  # fmt: skip
+    parser.add_argument(
+        "--search-lag", type=_seconds, default=0.0, metavar="S",
+        help="seconds a deleted instance still shows in searches, as on Google, while "
+        "retrieve and metadata answer 404 (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
         "--no-match-status", type=int, choices=(200, 204), default=204,
@@ -93,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         no_match_status=args.no_match_status,
         verbose=args.verbose,
         search_keys=args.search_keys,
+        search_lag=args.search_lag,
     )
     try:
         server.start()

@@ -75,6 +75,7 @@ class App(Protocol):
     verbose: bool
     no_match_status: int
     search_keys: str
+    search_lag: float
     refuse_duplicates: bool
     duplicates: list[str]
     faults: FaultQueue

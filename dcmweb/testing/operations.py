@@ -3,12 +3,15 @@
 A delete blocks inserts into its study/series at once, then removes its instances one
 by one spread over `delay` seconds, so the counters move while it runs (success up,
 pending down, like Google's); then it becomes done. Operations live in memory only.
+With a search lag, searches still list each removed instance that long after it went.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -65,10 +68,21 @@ class Operation:
         return body
 
 
+def check_search_lag(seconds: object) -> float:
+    """A search lag in seconds, or ValueError (the JSON of /_control brings any type)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ValueError(f"search_lag must be a number of seconds, not {seconds!r}")
+    if not 0 <= seconds < math.inf:
+        raise ValueError(f"search_lag must be a finite number of seconds, at least 0, "
+                         f"not {seconds}")
+    return float(seconds)
+
+
 class Operations:
-    def __init__(self, store: Store, delay: float) -> None:
+    def __init__(self, store: Store, delay: float, lag: Callable[[], float]) -> None:
         self.store = store
         self.delay = delay
+        self.lag = lag  # the server's search lag, read at each removal
         self._lock = threading.Lock()
         self._ops: dict[str, Operation] = {}
         self._stop = threading.Event()
@@ -102,12 +116,14 @@ class Operations:
                 if self._stop.wait(step):
                     return
                 # An instance deleted meanwhile by its own request is gone all the same.
-                self.store.delete(op.study, op.series, row["sop_uid"], unblock=False)
+                self.store.delete(op.study, op.series, row["sop_uid"], unblock=False,
+                                  linger=self.lag())
                 with self._lock:
                     op.deleted += 1
         finally:
             if not self._stop.is_set():
-                late = self.store.delete(op.study, op.series, unblock=True)
+                late = self.store.delete(op.study, op.series, unblock=True,
+                                         linger=self.lag())
                 with self._lock:
                     op.deleted = min(op.total, op.deleted + late)
                     op.end_time = _now()

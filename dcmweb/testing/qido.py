@@ -127,14 +127,20 @@ class QueryError(ValueError):
 def handle_qido(
     h: Handler, req: Request, level: str, study: str | None = None, series: str | None = None
 ) -> None:
-    try:
+    fields: list[str] = []
+
+    def query(table: str) -> tuple[str, list[Any]]:
+        nonlocal fields
         sql, params, fields = build_query(
-            req.query, level, study, series, search_keys=h.app.search_keys
+            req.query, level, study, series, search_keys=h.app.search_keys, table=table
         )
+        return sql, params
+
+    try:
+        rows = h.app.store.search(query)
     except QueryError as exc:
         h.send_bytes(400, (str(exc) + "\n").encode(), "text/plain; charset=utf-8")
         return
-    rows = h.app.store.query(sql, params)
     if not rows:
         if h.app.no_match_status == 204:
             h.send_bytes(204, b"", None)
@@ -158,8 +164,11 @@ def build_query(
     series: str | None,
     *,
     search_keys: str = GOOGLE,
+    table: str = "instances",
 ) -> tuple[str, list[Any], list[str]]:
     """Turn query parameters into SQL over the index and the list of fields to return.
+    The SQL reads `table`: "instances", or "searchable" (the live instances and the
+    deleted ones a search still lists, see Store.search).
 
     search_keys is "google" (the keys and matching Google documents) or "extended".
     """
@@ -202,31 +211,31 @@ def build_query(
     cond = " AND ".join(where) if where else "1"
     if level == STUDY:
         sql = (
-            "WITH m AS (SELECT study_uid AS k, MIN(id) AS first FROM instances"
+            f"WITH m AS (SELECT study_uid AS k, MIN(id) AS first FROM {table}"
             f" WHERE {cond} GROUP BY study_uid ORDER BY first LIMIT ? OFFSET ?)"
             " SELECT i.*,"
-            " (SELECT COUNT(DISTINCT series_uid) FROM instances x WHERE x.study_uid = m.k)"
+            f" (SELECT COUNT(DISTINCT series_uid) FROM {table} x WHERE x.study_uid = m.k)"
             " AS n_series,"
-            " (SELECT COUNT(*) FROM instances x WHERE x.study_uid = m.k) AS n_instances,"
-            " (SELECT GROUP_CONCAT(DISTINCT modality) FROM instances x"
+            f" (SELECT COUNT(*) FROM {table} x WHERE x.study_uid = m.k) AS n_instances,"
+            f" (SELECT GROUP_CONCAT(DISTINCT modality) FROM {table} x"
             "  WHERE x.study_uid = m.k) AS modalities"
-            " FROM m JOIN instances i ON i.id = m.first ORDER BY m.first"
+            f" FROM m JOIN {table} i ON i.id = m.first ORDER BY m.first"
         )
     elif level == SERIES:
         sql = (
-            "WITH m AS (SELECT series_uid AS k, MIN(id) AS first FROM instances"
+            f"WITH m AS (SELECT series_uid AS k, MIN(id) AS first FROM {table}"
             f" WHERE {cond} GROUP BY series_uid ORDER BY first LIMIT ? OFFSET ?)"
             " SELECT i.*,"
-            " (SELECT COUNT(*) FROM instances x WHERE x.series_uid = m.k) AS n_instances,"
-            " (SELECT GROUP_CONCAT(DISTINCT modality) FROM instances x"
+            f" (SELECT COUNT(*) FROM {table} x WHERE x.series_uid = m.k) AS n_instances,"
+            f" (SELECT GROUP_CONCAT(DISTINCT modality) FROM {table} x"
             "  WHERE x.study_uid = i.study_uid) AS modalities"
-            " FROM m JOIN instances i ON i.id = m.first ORDER BY m.first"
+            f" FROM m JOIN {table} i ON i.id = m.first ORDER BY m.first"
         )
     else:
         sql = (
-            "SELECT i.*, (SELECT GROUP_CONCAT(DISTINCT modality) FROM instances x"
+            f"SELECT i.*, (SELECT GROUP_CONCAT(DISTINCT modality) FROM {table} x"
             "  WHERE x.study_uid = i.study_uid) AS modalities"
-            f" FROM instances i WHERE {cond} ORDER BY i.id LIMIT ? OFFSET ?"
+            f" FROM {table} i WHERE {cond} ORDER BY i.id LIMIT ? OFFSET ?"
         )
     return sql, [*params, limit, offset], fields
 
@@ -361,7 +370,10 @@ def _stored_attributes(
     the computed ones."""
     from pydicom.datadict import tag_for_keyword
 
-    stored = instance_attributes(store, row)
+    try:
+        stored = instance_attributes(store, row)
+    except FileNotFoundError:  # deleted, still listed (search_lag): only the index is left
+        return {}
     everything = "all" in names
     tags = set(stored) if everything else {f"{tag_for_keyword(n):08X}" for n in names}
     return {

@@ -12,7 +12,7 @@ from .faults import Fault
 from .frames import handle_bulkdata, handle_frames
 from .handler import Handler, Request
 from .metadata import handle_metadata
-from .operations import DATASET_NAME
+from .operations import DATASET_NAME, check_search_lag
 from .rendered import handle_rendered
 from .stow import handle_stow
 from .wado import handle_wado
@@ -64,7 +64,7 @@ def _delete(h: Handler, req: Request, study: str, series: str | None = None) -> 
 
 
 def _delete_instance(h: Handler, req: Request, study: str, series: str, sop: str) -> None:
-    if h.app.store.delete(study, series, sop, unblock=False) == 0:
+    if h.app.store.delete(study, series, sop, unblock=False, linger=h.app.search_lag) == 0:
         h.send_error_json(404, f"instance {sop} not found")
         return
     h.send_json(200, {})
@@ -112,6 +112,20 @@ def _clear_faults(h: Handler, req: Request) -> None:
     h.send_json(200, {})
 
 
+def _search_lag(h: Handler, req: Request) -> None:
+    """GET: the search lag; PUT {"seconds": S}: set it (for deletes from then on)."""
+    if req.method == "PUT":
+        try:
+            data = json.loads(req.read_body() or b"{}")
+            if not isinstance(data, dict) or set(data) != {"seconds"}:
+                raise ValueError('the body must be {"seconds": S}')
+            h.app.search_lag = check_search_lag(data["seconds"])
+        except ValueError as exc:
+            h.send_error_json(400, f"invalid search lag: {exc}")
+            return
+    h.send_json(200, {"seconds": h.app.search_lag})
+
+
 def _list_requests(h: Handler, req: Request) -> None:
     h.send_json(200, [r.to_dict() for r in h.app.records.snapshot()])
 
@@ -145,6 +159,7 @@ _TABLE: list[tuple[str, dict[str, Action]]] = [
     (r"/token", {"POST": _token}),
     (r"/_control/faults", {"POST": _add_fault, "DELETE": _clear_faults}),
     (r"/_control/requests", {"GET": _list_requests, "DELETE": _clear_requests}),
+    (r"/_control/search-lag", {"GET": _search_lag, "PUT": _search_lag}),
 ]
 ROUTES = [(re.compile(pattern), actions) for pattern, actions in _TABLE]
 

@@ -8,7 +8,7 @@ from types import TracebackType
 
 from .faults import Fault, FaultQueue, Quota, RequestLog, RequestRecord, WindowQuota
 from .handler import HTTPServer
-from .operations import Operations
+from .operations import Operations, check_search_lag
 from .qido import GOOGLE, SEARCH_KEYS
 from .routes import BASE_PATH, route
 from .storage import Store
@@ -37,6 +37,7 @@ class LocalServer:
         verbose: bool = False,
         refuse_duplicates: bool = False,
         search_keys: str = GOOGLE,
+        search_lag: float = 0.0,
     ) -> None:
         if no_match_status not in (200, 204):
             raise ValueError("no_match_status must be 200 or 204")
@@ -60,6 +61,7 @@ class LocalServer:
         # "google": only the search keys Google documents, at the levels it allows, with
         # its matching; "extended": more keys and PS3.4 wildcards (docs/testserver.md).
         self.search_keys = search_keys
+        self.search_lag = search_lag
         self.faults = FaultQueue()
         # A request quota (429 above it), per second or per window; settable at runtime.
         self.quota: Quota | WindowQuota | None = None
@@ -69,12 +71,23 @@ class LocalServer:
         self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
+    @property
+    def search_lag(self) -> float:
+        """Seconds a deleted instance still shows in searches (Google: "a few seconds");
+        retrieve, metadata and the rest answer 404 at once. Settable at runtime: it
+        applies to deletes from then on."""
+        return self._search_lag
+
+    @search_lag.setter
+    def search_lag(self, seconds: float) -> None:
+        self._search_lag = check_search_lag(seconds)
+
     # --- lifecycle --------------------------------------------------------------
     def start(self) -> LocalServer:
         if self._thread is not None:
             raise RuntimeError("server already started")
         self.store = Store(self.data_dir)
-        self.operations = Operations(self.store, self.delete_delay)
+        self.operations = Operations(self.store, self.delete_delay, lambda: self.search_lag)
         try:
             self._httpd = HTTPServer((self.host, self._requested_port), self, route)
         except BaseException:

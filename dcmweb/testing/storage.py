@@ -14,8 +14,10 @@ import re
 import sqlite3
 import tempfile
 import threading
+import time
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -135,6 +137,15 @@ class Store:
             if column not in present:
                 self._db.execute(f"ALTER TABLE instances ADD COLUMN {column} TEXT")
         self._db.create_function("dcm_match", 3, dcm_match, deterministic=True)
+        # Deleted instances a search still lists (search_lag), until `until` (monotonic
+        # clock): their index rows, kept in memory only. Searches read the view, which
+        # shows them beside the live rows; everything else reads `instances`.
+        columns = ", ".join(row["name"] for row in
+                            self._db.execute("PRAGMA table_info(instances)"))
+        self._db.execute("CREATE TEMP TABLE ghosts AS SELECT *, 0.0 AS until"
+                         " FROM instances WHERE 0")
+        self._db.execute(f"CREATE TEMP VIEW searchable AS SELECT {columns} FROM instances"
+                         f" UNION ALL SELECT {columns} FROM ghosts")
         # (study, series or None) -> number of running deletes; STOW into them fails.
         self._blocked: Counter[tuple[str, str | None]] = Counter()
 
@@ -150,6 +161,16 @@ class Store:
 
     def query(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def search(self, query: Callable[[str], tuple[str, list[Any]]]) -> list[sqlite3.Row]:
+        """Run a search: ``query(table)`` gives its SQL over `table`, which is
+        `searchable` (the live rows and the deleted ones a search still lists) while there
+        are such rows, else `instances` (the view is slower: its indexes go unused)."""
+        with self._lock:
+            self._db.execute("DELETE FROM ghosts WHERE until <= ?", (time.monotonic(),))
+            lagging = self._db.execute("SELECT 1 FROM ghosts LIMIT 1").fetchone()
+            sql, params = query("searchable" if lagging else "instances")
             return self._db.execute(sql, params).fetchall()
 
     def add(
@@ -197,6 +218,8 @@ class Store:
             except BaseException:
                 target.unlink(missing_ok=True)
                 raise
+            # Stored again while its deleted copy still shows: a search lists it once.
+            self._db.execute("DELETE FROM ghosts WHERE sop_uid = ?", (info.sop_uid,))
             return "stored"
 
     def file_path(self, row: sqlite3.Row) -> Path:
@@ -224,9 +247,16 @@ class Store:
             self._blocked[(study, series)] += 1
 
     def delete(
-        self, study: str, series: str | None = None, sop: str | None = None, *, unblock: bool
+        self,
+        study: str,
+        series: str | None = None,
+        sop: str | None = None,
+        *,
+        unblock: bool,
+        linger: float = 0.0,
     ) -> int:
         """Remove rows and files; with unblock, also end one block on (study, series).
+        With `linger` seconds, searches still list the removed rows that long.
 
         The files go under the lock too: files are named by their bytes, so a STOW of
         the same bytes right after the rows went would be stored at the very path a
@@ -234,6 +264,13 @@ class Store:
         """
         with self._lock:
             rows = self.instances(study, series, sop)
+            if linger > 0 and rows:
+                until = time.monotonic() + linger
+                marks = ", ".join("?" for _ in rows)
+                self._db.execute(
+                    f"INSERT INTO ghosts SELECT *, ? FROM instances WHERE id IN ({marks})",
+                    [until, *(row["id"] for row in rows)],
+                )
             self._db.executemany(
                 "DELETE FROM instances WHERE id = ?", [(row["id"],) for row in rows]
             )
