@@ -33,7 +33,7 @@ from .paths import RESOURCE_SHAPE, ResourcePath, parse_resource_path
 from .preview import instances_under
 from .record import record
 from .search import Searcher
-from .served import GONE, served
+from .served import GONE, listed_instance, served
 from .transport import Response
 from .unexpected import HOST_HINT, describe_answer
 
@@ -174,11 +174,16 @@ class Deleter:
     def _left(self, target: ResourcePath) -> str | None:
         """What a search finds under a path whose delete's outcome is unknown, or None
         when the search cannot tell (it fails too: the same credentials, the same
-        outage). What it finds is checked by a retrieve: searches lag behind deletes
-        (Google: a deleted instance still shows for a few seconds)."""
+        outage). The first instance it lists is checked (served.py): searches lag behind
+        deletes (Google: a deleted instance still shows for a few seconds)."""
+        rows = instances_under(Searcher(self.http, self.base_url).iter_rows, target,
+                               "delete", served=None)
+        first: ResourcePath | None = None
+        count = 0
         try:
-            count = sum(1 for _ in instances_under(Searcher(self.http, self.base_url).iter_rows,
-                                                   target, "delete", served=None))
+            for row in rows:
+                count += 1
+                first = first or listed_instance(target, row)
         except NotFoundError as error:
             if error.status is not None:  # a 404 to the search itself tells nothing
                 return None
@@ -189,7 +194,7 @@ class Deleter:
             return f"a search finds nothing left under {target.url_path()}"
         listed = f"a search finds {plural(count, 'instance')} left under {target.url_path()}"
         try:
-            if not served(self.http, self.base_url, target):
+            if first is not None and not served(self.http, self.base_url, first):
                 return f"{listed}, but a retrieve of it answers 404: nothing is left ({GONE})"
         except DcmwebError:
             pass  # the search's word, as it is
