@@ -28,6 +28,7 @@ class ExitStatus(IntEnum):
     UNAVAILABLE = 5
     PARTIAL = 6
     BUSY = 7
+    HANGUP = 129
     INTERRUPTED = 130
     TERMINATED = 143
 
@@ -42,6 +43,7 @@ EXIT_MEANINGS = {
     ExitStatus.UNAVAILABLE: "server or network unavailable after retries, or too slow",
     ExitStatus.PARTIAL: "some items failed, the others were done",
     ExitStatus.BUSY: "another run holds the --journal; nothing was sent",
+    ExitStatus.HANGUP: "hung up (SIGHUP: the terminal or ssh session went away)",
     ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitStatus.TERMINATED: "terminated (SIGTERM: timeout, systemd, Kubernetes)",
 }
@@ -166,3 +168,14 @@ class AllFailed(DcmwebError):
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread by the CLI: a KeyboardInterrupt, so every
     cleanup for Ctrl-C runs for it too; the exit status tells them apart."""
+
+    signal_name = "SIGTERM"
+    exit_status = ExitStatus.TERMINATED
+
+
+class HungUp(Terminated):
+    """SIGHUP: the terminal went away (ssh dropped, its window closed); stopped as for
+    SIGTERM."""
+
+    signal_name = "SIGHUP"
+    exit_status = ExitStatus.HANGUP
