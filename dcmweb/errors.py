@@ -49,6 +49,13 @@ EXIT_MEANINGS = {
 }
 
 
+def quoted(text: str | None) -> str:
+    """``'text'`` in a message (None as ``''``), escaped once, by the output (see
+    output.shown): repr() would write a byte that is not UTF-8 as \\udcff, and the log
+    line double its backslash."""
+    return f"'{text or ''}'"
+
+
 class DcmwebError(Exception):
     """Base class of every error dcmweb expects and reports without a traceback."""
 

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from .errors import LocalFileError, UsageError
 from .optionnames import option
-from .output import readable
+from .output import shown
 from .redact import redact_text
 
 COLUMNS = ("path", "status", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
@@ -95,13 +95,17 @@ class ReportWriter:
         # The server's words may quote the credentials sent, and a URL may carry them.
         row = {**row, **{key: redact_text(row[key]) for key in ("message", "retrieve_url")
                          if row.get(key)}}
-        row = {key: readable(value) if isinstance(value, str) else value
-               for key, value in row.items()}
         if self._csv:
-            self._put(_csv_line(["" if row.get(key) is None else row[key] for key in COLUMNS]))
+            # As the log lines show them: unambiguous, and no escape sequence for `cat`.
+            self._put(_csv_line([shown(value) if isinstance(value, str) else
+                                 "" if value is None else value
+                                 for value in (row.get(key) for key in COLUMNS)]))
         else:
-            self._put(json.dumps({key: row.get(key) for key in COLUMNS},
-                                 ensure_ascii=False) + "\n")
+            # Every value as it is, so a script finds the file again by its path: a byte
+            # of a name that is not UTF-8 (a lone surrogate) as the JSON escape \udcXX,
+            # which Python's json module reads back into that name.
+            line = json.dumps({key: row.get(key) for key in COLUMNS}, ensure_ascii=False)
+            self._put(line.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
 
     def _put(self, line: str) -> None:
         try:
