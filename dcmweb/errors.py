@@ -42,7 +42,7 @@ EXIT_MEANINGS = {
     ExitStatus.NOT_FOUND: "the study, series, instance or store does not exist (HTTP 404)",
     ExitStatus.UNAVAILABLE: "server or network unavailable after retries, or too slow",
     ExitStatus.PARTIAL: "some items failed, the others were done",
-    ExitStatus.BUSY: "another run holds the --journal; nothing was sent",
+    ExitStatus.BUSY: "another run holds the --journal or --report; nothing was sent",
     ExitStatus.HANGUP: "hung up (SIGHUP: the terminal or ssh session went away)",
     ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitStatus.TERMINATED: "terminated (SIGTERM: timeout, systemd, Kubernetes)",
@@ -163,6 +163,12 @@ class AnswerLost(UnavailableError):
     def __init__(self, message: str, hint: str | None = None, *, cut: bool = False) -> None:
         super().__init__(message, hint)
         self.cut = cut
+
+
+class Busy(DcmwebError):
+    """Another run holds a file this one would write (its --journal or --report)."""
+
+    exit_status = ExitStatus.BUSY
 
 
 class AllFailed(DcmwebError):
