@@ -24,6 +24,7 @@ from .errors import (
     UnavailableError,
     UnreadableAnswer,
     UsageError,
+    quoted,
 )
 from .failures import UNAVAILABLE_HINT, same_origin, sent_undecided
 from .http import Http
@@ -67,7 +68,7 @@ def parse_delete_path(path: str) -> ResourcePath:
     path, or '/': a script's empty variable). Its dry run and question check it too."""
     target = parse_resource_path(path)
     if target.level == "store":
-        raise UsageError(f"invalid path {path!r}: delete needs at least a study",
+        raise UsageError(f"invalid path {quoted(path)}: delete needs at least a study",
                          f"expected {RESOURCE_SHAPE}")
     return target
 
@@ -226,7 +227,7 @@ class Deleter:
             return name
         if isinstance(name, str) and name:  # polled on HOST's host and printed by --no-wait
             raise ServerError(f"delete {url_path}: the server started an operation with an "
-                              f"odd name {name!r}; it was not followed", status=status)
+                              f"odd name {quoted(name)}; it was not followed", status=status)
         raise ServerError(
             f"delete {url_path}: the server answered HTTP {status} with "
             f"{describe_answer(response)}, not a DICOMweb delete answer (empty, {{}} or an "
@@ -255,9 +256,9 @@ class Deleter:
         match = _ORTHANC_PATH.fullmatch(path) if isinstance(path, str) else None
         if (match is None or _ORTHANC_LEVELS[match.group(1)] != level
                 or not same_origin(url, self.base_url)):
-            raise ServerError(f"{what}: the server named the {level} {str(path)[:80]!r}, not "
-                              f"an Orthanc {level} path on HOST's server; nothing was "
-                              "deleted", HOST_HINT)
+            raise ServerError(f"{what}: the server named the {level} "
+                              f"{quoted(str(path)[:80])}, not an Orthanc {level} path on "
+                              "HOST's server; nothing was deleted", HOST_HINT)
         return url
 
     def _orthanc_fallback(self, target: ResourcePath) -> DeleteResult:
