@@ -195,7 +195,7 @@ class Deleter:
             return f"a search finds nothing left under {target.url_path()}"
         listed = f"a search finds {plural(count, 'instance')} left under {target.url_path()}"
         try:
-            if first is not None and not served(self.http, self.base_url, first):
+            if first is not None and not served(self.http, self.base_url, first, target):
                 return f"{listed}, but a retrieve of it answers 404: nothing is left ({GONE})"
         except DcmwebError:
             pass  # the search's word, as it is

@@ -23,8 +23,9 @@ _UID_TAGS = ("0020000D", "0020000E", "00080018")
 Row = dict[str, Any]
 # A search: (path, params) to rows, as Client.iter_search and Searcher.iter_rows take them.
 Search = Callable[[str, Params], Iterable[Row]]
-# Whether the server serves an instance: served.served_on(http, base_url).
-Served = Callable[[ResourcePath], bool]
+# Whether the server serves an instance (and, when it is gone, the path whose listing
+# named it): served.served_on(http, base_url).
+Served = Callable[[ResourcePath, ResourcePath | None], bool]
 
 
 def instances_under(search: Search, target: ResourcePath, what: str, *,
@@ -33,8 +34,9 @@ def instances_under(search: Search, target: ResourcePath, what: str, *,
     store: its caller decides whether ``what`` may take it). A path under which the search
     finds none raises NotFoundError once the rows are read: the real ``what`` (delete,
     retrieve, render) gets a 404. So does one whose first listed instance the server does
-    not serve (``served``, asked before any row is given): searches lag behind deletes
-    (Google: a deleted instance still shows in searches for a few seconds)."""
+    not serve, nor the path itself (``served``, asked before any row is given): searches
+    lag behind deletes (Google: a deleted instance still shows in searches for a few
+    seconds)."""
     found = False
     check = served if target.level != "store" else None
     held: list[Row] = []  # rows before the first that names an instance (rare: none)
@@ -45,7 +47,7 @@ def instances_under(search: Search, target: ResourcePath, what: str, *,
             instance = listed_instance(target, row)
             if instance is None:
                 continue
-            if not check(instance):
+            if not check(instance, target):
                 raise NotFoundError(f"{what} {target.url_path()}: not found (a search still "
                                     f"lists instances under it, but a retrieve of it answers "
                                     f"404: deleted moments ago; {GONE})",

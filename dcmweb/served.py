@@ -40,10 +40,17 @@ METADATA_BOUND = 1 << 20
 _NO_METADATA = (400, 404, 405, 406, 415, 501)
 
 
-def served(http: Http, base_url: str, instance: ResourcePath) -> bool:
+def served(http: Http, base_url: str, instance: ResourcePath,
+           listed: ResourcePath | None = None) -> bool:
     """True when the server serves the instance (its metadata, or else its retrieve, is
     answered), False when both answer 404; anything else raises as the retrieve would
-    (a DcmwebError)."""
+    (a DcmwebError).
+
+    With ``listed``, the study or series whose listing named the instance: the question
+    is whether the server still holds that. An instance gone alone (deleted moments ago
+    from a series whose other instances stay) does not show it gone, so the listed path
+    itself is asked then, once: only on this rare path does a retrieve of a whole study
+    or series start (and is closed unread)."""
     assert instance.level == "instance", instance  # never a whole study or series
     path = instance.url_path()
     response = http.request("GET", f"{base_url}/{path}/metadata",
@@ -55,9 +62,19 @@ def served(http: Http, base_url: str, instance: ResourcePath) -> bool:
         _drain(response)
     if status not in _NO_METADATA:
         return True
+    if _retrieved(http, base_url, instance):
+        return True
+    return listed is not None and listed.level != "instance" and _retrieved(
+        http, base_url, listed)
+
+
+def _retrieved(http: Http, base_url: str, resource: ResourcePath) -> bool:
+    """Whether a retrieve of the resource is answered (not 404); its answer is closed
+    unread: only the status tells."""
+    path = resource.url_path()
     response = http.request("GET", f"{base_url}/{path}", what=f"retrieve {path}",
                             headers={"Accept": _ACCEPT}, stream=True, accept_status=(404,))
-    with response:  # closed unread: only the status tells
+    with response:
         return response.status_code != 404
 
 
@@ -80,7 +97,8 @@ def listed_instance(target: ResourcePath, row: Mapping[str, Any]) -> ResourcePat
     return ResourcePath(study, series, sop) if study and series and sop else None
 
 
-def served_on(http: Http, base_url: str) -> Callable[[ResourcePath], bool]:
+def served_on(http: Http, base_url: str
+              ) -> Callable[[ResourcePath, ResourcePath | None], bool]:
     """:func:`served` bound to a session: what a listing checks an instance it lists with."""
     return partial(served, http, base_url)
 

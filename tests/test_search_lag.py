@@ -236,6 +236,28 @@ def test_what_a_listing_of_a_study_just_deleted_would_touch_is_not_found(
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("args", [
+    ["retrieve", "{path}", "--dry-run", "--output", "{out}"],
+    ["delete", "{path}", "--dry-run"]])
+def test_a_listing_whose_first_instance_alone_was_just_deleted_still_lists_the_rest(
+        lagging: LocalServer, files: list[Path], tmp_path: Path, args: list[str]) -> None:
+    """The check asks one listed instance; gone alone, it does not show its study gone.
+    Was: 'not found (... deleted moments ago)', exit 4, while the server held the other
+    instance of the study."""
+    assert run(lagging.url, "store", str(tmp_path / "in")).exit_code == 0
+    study = uids(files[0])[0]
+    order = run(lagging.url, "search", f"studies/{study}/instances", "--format", "uids")
+    first, other = order.stdout.split()  # the study's two, as its listing names them
+    by_uid = {uids(path)[2]: path for path in files}
+    result = run(lagging.url, "delete", instance_path(by_uid[first]), "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert first in listed(lagging) - held(lagging)
+    path = f"studies/{study}"
+    result = run(lagging.url, *[arg.format(path=path, out=tmp_path / "out") for arg in args])
+    assert result.exit_code == 0, result.stderr
+    assert other in result.stdout
+
+
 # -- delete --------------------------------------------------------------------------------
 def test_a_delete_then_its_repeat_report_the_servers_truth(
         lagging: LocalServer, files: list[Path], tmp_path: Path) -> None:
