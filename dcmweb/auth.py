@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .errors import AuthError, DcmwebError, UsageError
+from .errors import AuthError, DcmwebError, UsageError, quoted
 from .netenv import basic_authorization
 from .optionnames import option
 from .redact import hide, is_credential_header
@@ -76,8 +76,8 @@ def check_header_name(name: str) -> str:
     bad = next((char for char in name if char not in _NAME_CHARS), None)
     if bad is not None:
         what = ("a space" if bad == " " else "a control character" if not bad.isprintable()
-                else f"the character {bad!r}")
-        raise UsageError(f"the -H header name {name!r} has {what} in it", HEADER_HINT)
+                else f"the character {quoted(bad)}")
+        raise UsageError(f"the -H header name {quoted(name)} has {what} in it", HEADER_HINT)
     return name
 
 

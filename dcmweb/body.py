@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import ServerError, UnavailableError
+from .errors import ServerError, UnavailableError, quoted
 from .optionnames import option
 from .record import record
 from .redact import shorten
@@ -283,7 +283,7 @@ def json_errors(response: Response, data: bytes, what: str, expected: str) -> It
                 response.headers.get("Content-Type", ""), data), expected) from None
         start = shorten(data[:200].decode("utf-8", "replace"), 60)
         raise ServerError(f"{what} failed: the answer is not JSON ({exc.__class__.__name__}:"
-                          f" starts with {start!r})", "check HOST",
+                          f" starts with {quoted(start)})", "check HOST",
                           status=response.status_code) from None
 
 

@@ -130,13 +130,10 @@ class BulkStore:
         if self.options.journal:
             self._journal = Journal(self.options.journal, self.target,
                                     read_only=self.options.dry_run)
+        self._open_report()
         self.started = True
         self._run_started = time.time()
         try:
-            if self._report_target is not None and not self.options.dry_run:
-                from .report import ReportWriter  # csv: only for --report
-
-                self._report = ReportWriter(self._report_target)
             self._own = self._own_files()
             if self.options.dry_run:
                 for _ in self._to_send():
@@ -178,18 +175,33 @@ class BulkStore:
             self.summary.excluded_folders = stats.excluded_folders
             self.summary.other_shards = stats.other_shards
             self.summary.unmatched = list(stats.unmatched)
-            if self._report:
-                self._report.close()
-            if self._journal:
-                try:
-                    self._journal.close()
-                except LocalFileError as error:  # the last outcomes, or all, are lost
-                    self._stop(error)
+            for kept in (self._report, self._journal):
+                if kept:
+                    try:
+                        kept.close()
+                    except LocalFileError as error:  # the last outcomes, or all, are lost
+                        self._stop(error)
         if self._stop_error is not None:
             if isinstance(self._stop_error, DcmwebError):
                 self._stop_error.summary = self.summary
             raise self._stop_error
         return self.summary
+
+    def _open_report(self) -> None:
+        """Open (and lock) the report once the journal is this run's: a report another
+        run writes (exit 7) or that cannot be made stops the run before it starts, and
+        leaves the journal as it was."""
+        if self._report_target is None or self.options.dry_run:
+            return
+        from .report import ReportWriter  # csv: only for --report
+
+        try:
+            self._report = ReportWriter(self._report_target)
+        except DcmwebError:
+            if self._journal:
+                with contextlib.suppress(LocalFileError):  # the report's error is the one
+                    self._journal.close()
+            raise
 
     def _own_files(self) -> set[tuple[int, int]]:
         """This run's journal (with SQLite's -wal and -shm files, and its lock) and

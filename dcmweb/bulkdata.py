@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import ServerError, UsageError
+from .errors import ServerError, UsageError, quoted
 from .failures import same_origin
 from .http import Http
 from .multipart import Chunk
@@ -58,7 +58,7 @@ def _what(url: str) -> str:
 def _target(path: str) -> WadoPath:
     target = parse_wado_path(path)
     if target.kind != "bulkdata":
-        raise UsageError(f"invalid bulk data path {path!r}",
+        raise UsageError(f"invalid bulk data path {quoted(path)}",
                          "studies/S/series/R/instances/I/bulkdata/TAG or a BulkDataURI")
     if target.bulk and urlsplit(target.bulk).scheme:
         # Name the file after what the URI's own path says, when it says it.

@@ -361,12 +361,14 @@ class DcmwebGroup(click.Group):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(0)
-        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated)
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM or SIGHUP (Terminated)
             output = output_of(ctx)
             output.stop_progress()
-            terminated = isinstance(stop, Terminated)
-            output.error("terminated (SIGTERM)" if terminated else "interrupted")
-            ctx.exit(int(ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED))
+            if isinstance(stop, Terminated):
+                output.error(f"terminated ({stop.signal_name})")
+                ctx.exit(int(stop.exit_status))
+            output.error("interrupted")
+            ctx.exit(int(ExitStatus.INTERRUPTED))
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as error:  # a bug: say so, and how to report it

@@ -24,6 +24,7 @@ from .errors import (
     UnavailableError,
     UnreadableAnswer,
     UsageError,
+    quoted,
 )
 from .failures import UNAVAILABLE_HINT, same_origin, sent_undecided
 from .http import Http
@@ -33,7 +34,7 @@ from .paths import RESOURCE_SHAPE, ResourcePath, parse_resource_path
 from .preview import instances_under
 from .record import record
 from .search import Searcher
-from .served import GONE, served
+from .served import GONE, listed_instance, served
 from .transport import Response
 from .unexpected import HOST_HINT, describe_answer
 
@@ -67,7 +68,7 @@ def parse_delete_path(path: str) -> ResourcePath:
     path, or '/': a script's empty variable). Its dry run and question check it too."""
     target = parse_resource_path(path)
     if target.level == "store":
-        raise UsageError(f"invalid path {path!r}: delete needs at least a study",
+        raise UsageError(f"invalid path {quoted(path)}: delete needs at least a study",
                          f"expected {RESOURCE_SHAPE}")
     return target
 
@@ -174,11 +175,16 @@ class Deleter:
     def _left(self, target: ResourcePath) -> str | None:
         """What a search finds under a path whose delete's outcome is unknown, or None
         when the search cannot tell (it fails too: the same credentials, the same
-        outage). What it finds is checked by a retrieve: searches lag behind deletes
-        (Google: a deleted instance still shows for a few seconds)."""
+        outage). The first instance it lists is checked (served.py): searches lag behind
+        deletes (Google: a deleted instance still shows for a few seconds)."""
+        rows = instances_under(Searcher(self.http, self.base_url).iter_rows, target,
+                               "delete", served=None)
+        first: ResourcePath | None = None
+        count = 0
         try:
-            count = sum(1 for _ in instances_under(Searcher(self.http, self.base_url).iter_rows,
-                                                   target, "delete", served=None))
+            for row in rows:
+                count += 1
+                first = first or listed_instance(target, row)
         except NotFoundError as error:
             if error.status is not None:  # a 404 to the search itself tells nothing
                 return None
@@ -189,7 +195,7 @@ class Deleter:
             return f"a search finds nothing left under {target.url_path()}"
         listed = f"a search finds {plural(count, 'instance')} left under {target.url_path()}"
         try:
-            if not served(self.http, self.base_url, target):
+            if first is not None and not served(self.http, self.base_url, first, target):
                 return f"{listed}, but a retrieve of it answers 404: nothing is left ({GONE})"
         except DcmwebError:
             pass  # the search's word, as it is
@@ -221,7 +227,7 @@ class Deleter:
             return name
         if isinstance(name, str) and name:  # polled on HOST's host and printed by --no-wait
             raise ServerError(f"delete {url_path}: the server started an operation with an "
-                              f"odd name {name!r}; it was not followed", status=status)
+                              f"odd name {quoted(name)}; it was not followed", status=status)
         raise ServerError(
             f"delete {url_path}: the server answered HTTP {status} with "
             f"{describe_answer(response)}, not a DICOMweb delete answer (empty, {{}} or an "
@@ -250,9 +256,9 @@ class Deleter:
         match = _ORTHANC_PATH.fullmatch(path) if isinstance(path, str) else None
         if (match is None or _ORTHANC_LEVELS[match.group(1)] != level
                 or not same_origin(url, self.base_url)):
-            raise ServerError(f"{what}: the server named the {level} {str(path)[:80]!r}, not "
-                              f"an Orthanc {level} path on HOST's server; nothing was "
-                              "deleted", HOST_HINT)
+            raise ServerError(f"{what}: the server named the {level} "
+                              f"{quoted(str(path)[:80])}, not an Orthanc {level} path on "
+                              "HOST's server; nothing was deleted", HOST_HINT)
         return url
 
     def _orthanc_fallback(self, target: ResourcePath) -> DeleteResult:

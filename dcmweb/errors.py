@@ -29,6 +29,7 @@ class ExitStatus(IntEnum):
     UNAVAILABLE = 5
     PARTIAL = 6
     BUSY = 7
+    HANGUP = 129
     INTERRUPTED = 130
     TERMINATED = 143
 
@@ -42,10 +43,18 @@ EXIT_MEANINGS = {
     ExitStatus.NOT_FOUND: "the study, series, instance or store does not exist (HTTP 404)",
     ExitStatus.UNAVAILABLE: "server or network unavailable after retries, or too slow",
     ExitStatus.PARTIAL: "some items failed, the others were done",
-    ExitStatus.BUSY: "another run holds the --journal; nothing was sent",
+    ExitStatus.BUSY: "another run holds the --journal or --report; nothing was sent",
+    ExitStatus.HANGUP: "hung up (SIGHUP: the terminal or ssh session went away)",
     ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitStatus.TERMINATED: "terminated (SIGTERM: timeout, systemd, Kubernetes)",
 }
+
+
+def quoted(text: str | None) -> str:
+    """``'text'`` in a message (None as ``''``), escaped once, by the output (see
+    output.shown): repr() would write a byte that is not UTF-8 as \\udcff, and the log
+    line double its backslash."""
+    return f"'{text or ''}'"
 
 
 class DcmwebError(Exception):
@@ -159,6 +168,12 @@ class AnswerLost(UnavailableError):
         self.cut = cut
 
 
+class Busy(DcmwebError):
+    """Another run holds a file this one would write (its --journal or --report)."""
+
+    exit_status = ExitStatus.BUSY
+
+
 class AllFailed(DcmwebError):
     """Every item of a bulk operation failed: exit 1, never 6 (a CI script may take 6 for
     a warning)."""
@@ -169,3 +184,14 @@ class AllFailed(DcmwebError):
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread by the CLI: a KeyboardInterrupt, so every
     cleanup for Ctrl-C runs for it too; the exit status tells them apart."""
+
+    signal_name = "SIGTERM"
+    exit_status = ExitStatus.TERMINATED
+
+
+class HungUp(Terminated):
+    """SIGHUP: the terminal went away (ssh dropped, its window closed); stopped as for
+    SIGTERM."""
+
+    signal_name = "SIGHUP"
+    exit_status = ExitStatus.HANGUP

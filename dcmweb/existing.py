@@ -11,18 +11,18 @@ A page with fewer rows than asked does not prove that the listing is whole (a se
 cap its pages lower than asked, or ignore limit), so paging ends on an empty page. That
 page is asked for only when it matters: an instance on the first page is held whatever
 the rest says, so the next page is read only for an instance not found yet. A series the
-server holds whole costs two requests (the search, and the retrieve below); one it does
+server holds whole costs two requests (the search, and the check below); one it does
 not hold at all, one.
 
-Searches lag behind deletes (Google: "a deleted instance can still show in searches for a
-few seconds"): a listing made moments after a delete may hold instances the server no
-longer has. So the first instance a listing is found to hold is retrieved (its status
-only, see served.py): when the server serves it, the listing is taken as it is for the
-series' other files (one request more a series); when it answers 404, the listing shows
-instances deleted moments ago, and each instance it holds is retrieved before it counts
-as held. An instance deleted alone from a series whose other instances stay, in the
-seconds before the series was listed, still counts as held when it is not the one
-retrieved.
+Searches lag behind deletes (Google: "a deleted instance can still show in searches for
+a few seconds"): a listing made moments after a delete may hold instances the server no
+longer has. So the server is asked whether it serves the first instance a listing is
+found to hold (its metadata, a few KB over the same connection: see served.py): when the
+server serves it, the listing is taken as it is for the series' other files (one request
+more a series); when it does not, the listing shows instances deleted moments ago, and
+each instance it holds is checked before it counts as held. An instance deleted alone
+from a series whose other instances stay, in the seconds before the series was listed,
+still counts as held when it is not the one checked.
 
 Safe to share between threads: the bulk run asks about several series at once (one search
 each), and files of one series wait for its search.
@@ -56,7 +56,7 @@ class _Listing:
         # not take the rows read so far for all of them.
         self.failed: BaseException | None = None
         self.lock = threading.Lock()
-        # Whether the first instance found in it was served when retrieved: None until
+        # Whether the first instance found in it was served when checked: None until
         # one was; False: the listing holds instances deleted moments ago.
         self.trusted: bool | None = None
 
@@ -103,7 +103,7 @@ class ServerHoldings:
     def holds(self, study_uid: str, series_uid: str, sop_uid: str, *,
               confirm: bool = True) -> bool:
         """Whether the server holds the instance: its series' listing holds it and, unless
-        ``confirm`` is False (the caller retrieves it anyway), a retrieve shows that the
+        ``confirm`` is False (the caller retrieves it anyway), served.py's check shows that the
         listing is not of instances deleted moments ago (see the module docstring)."""
         path = f"studies/{study_uid}/series/{series_uid}"
         with self._lock:
@@ -128,7 +128,7 @@ class ServerHoldings:
 
     def _served(self, listing: _Listing, study_uid: str, series_uid: str, sop_uid: str
                 ) -> bool:
-        """Whether the server serves an instance its series' listing holds: retrieved when
+        """Whether the server serves an instance its series' listing holds: checked when
         it is the listing's first, or when that one was not served (see the module
         docstring)."""
         instance = ResourcePath(study_uid, series_uid, sop_uid)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ServerError, UsageError
+from .errors import ServerError, UsageError, quoted
 from .http import Http
 from .multipart import Chunk, parse_content_type
 from .output import plural
@@ -35,7 +35,7 @@ def frame_type(part_type: str | None, transfer_syntax: str | None) -> str:
 def frames_target(path: str) -> WadoPath:
     target = parse_wado_path(path)
     if target.kind != "frames":
-        raise UsageError(f"invalid frames path {path!r}",
+        raise UsageError(f"invalid frames path {quoted(path)}",
                          "studies/S/series/R/instances/I/frames/1,3,5")
     return target
 

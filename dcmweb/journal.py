@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from .errors import DcmwebError, ExitStatus, LocalFileError, UsageError
+from .errors import Busy, DcmwebError, LocalFileError, UsageError
+from .locks import open_locked
 from .optionnames import option
 from .output import readable
 from .record import record
@@ -67,10 +67,8 @@ _MIGRATIONS = {
 _KEY_COLUMNS = {"target", "path", "size", "mtime_ns", "status"}
 
 
-class JournalBusy(DcmwebError):
+class JournalBusy(Busy):
     """Another run holds the journal (an overlapping cron run)."""
-
-    exit_status = ExitStatus.BUSY
 
 
 @record(frozen=True)
@@ -142,27 +140,6 @@ def _why_unwritable(path: str) -> str | None:
     return None
 
 
-def _lock(path: str) -> IO[bytes]:
-    """An exclusive lock on ``path`` for as long as the returned file stays open."""
-    handle = open(path, "a+b")  # noqa: SIM115 - held open for the whole run
-    try:
-        if sys.platform == "win32":
-            import msvcrt
-
-            try:
-                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-            except OSError:
-                raise BlockingIOError from None
-        else:
-            import fcntl
-
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise
-    return handle
-
-
 class Journal:
     """The outcomes of one store target in one journal file; used by one thread.
 
@@ -210,7 +187,7 @@ class Journal:
         """The writer's lock, on the file the path resolves to (a link, another relative
         path: the same lock)."""
         try:
-            return _lock(os.path.realpath(self.path) + ".lock")
+            return open_locked(os.path.realpath(self.path) + ".lock")
         except BlockingIOError:
             raise JournalBusy(f"the journal {self.path} is in use by another dcmweb run",
                               f"wait for it to finish, or use another {option('journal')}"

@@ -25,6 +25,7 @@ from .errors import (
     ServerError,
     UnavailableError,
     UsageError,
+    quoted,
 )
 from .failures import credentials_hint
 from .http import Deadline, Http
@@ -108,13 +109,13 @@ def full_name(base_url: str, name: str) -> str:
     projects/P/locations/L/datasets/D/operations/ID, the dataset taken from HOST."""
     name = name.strip()
     if not is_operation_name(name):
-        raise UsageError(f"odd operation name {name!r}",
+        raise UsageError(f"odd operation name {quoted(name)}",
                          "expected projects/P/locations/L/datasets/D/operations/ID, or the ID")
     if "/" in name:
         return name
     dataset = _DATASET.search(urlsplit(base_url).path)
     if dataset is None:
-        raise UsageError(f"operation {name!r} needs its full name",
+        raise UsageError(f"operation {quoted(name)} needs its full name",
                          "projects/P/locations/L/datasets/D/operations/ID")
     return f"{dataset.group(0)}/operations/{name}"
 
@@ -129,7 +130,7 @@ def operation_url(base_url: str, name: str) -> str:
             root = "/".join(words[: index + 1])
             return urlunsplit((parts.scheme, parts.netloc, f"{root}/{name}", "", ""))
     raise ServerError(
-        f"operation {name!r} cannot be read: HOST has no API version segment "
+        f"operation {quoted(name)} cannot be read: HOST has no API version segment "
         f"({'/'.join(API_VERSIONS)}) to find it under"
     )
 
@@ -147,7 +148,7 @@ def _counter(metadata: Any, name: str) -> dict[str, int] | None:
         if (isinstance(value, bool) or not isinstance(value, (int, str))
                 or not (text.isascii() and text.isdigit())):
             raise ServerError(f'check operation {name}: the counter\'s "{key}" is '
-                              f"{json.dumps(value)[:80]}, not a count",
+                              f"{json.dumps(value, ensure_ascii=False)[:80]}, not a count",
                               "the answer is not an operation")
         counts[key] = int(text)
     return counts
@@ -175,8 +176,10 @@ def get_operation(http: Http, base_url: str, name: str,
         raise refusal
     done = payload.get("done", False)  # Google leaves it out until it is true
     if not isinstance(done, bool):  # "false" (a string) is truthy: never take it as done
-        raise ServerError(f'check operation {name}: "done" is {json.dumps(done)[:80]}, not '
-                          "true or false", "the answer is not an operation")
+        # The value's characters as they are: the log line escapes what must be.
+        raise ServerError(f'check operation {name}: "done" is '
+                          f'{json.dumps(done, ensure_ascii=False)[:80]}, not true or false',
+                          "the answer is not an operation")
     return Operation(name, done, _counter(payload.get("metadata"), name),
                      _failure(payload.get("error")), payload)
 

@@ -58,9 +58,28 @@ def human_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
+# How a line of text shows a name or a server's words, as ``ls -b`` does: a backslash
+# doubled, control characters escaped (C1 ones by their UTF-8 bytes, \xc2\x85), a byte
+# of a name that is not UTF-8 (Python keeps it as a lone surrogate, U+DC80 to U+DCFF) as
+# \xNN, any other lone surrogate (JSON allows "\ud800") as \uNNNN. Each shown text reads
+# back one way only: the name a\xff (four characters) is shown a\\xff, the name with
+# the byte 0xFF a\xff; \xNN is always the byte NN.
+_SHOWN = {**CONTROL_ESCAPES, ord("\\"): "\\\\",
+          **{code: "".join(f"\\x{byte:02x}" for byte in chr(code).encode())
+             for code in range(0x80, 0xA0)},
+          **{code: (f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}")
+             for code in range(0xD800, 0xE000)}}
+
+
+def shown(text: str) -> str:
+    """``text`` as a text line (a log line, a CSV report's cell) shows it, unambiguous
+    and safe for a terminal (see _SHOWN)."""
+    return text.translate(_SHOWN)
+
+
 def readable(text: str) -> str:
     """Text that can be written as UTF-8: the bytes of a file name that are not UTF-8
-    (which Python keeps as lone surrogates) become \\xNN escapes, as ``ls -b`` shows them."""
+    (which Python keeps as lone surrogates) become \\xNN escapes."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -163,13 +182,15 @@ class Output:
     def line(self, level: str, message: str) -> None:
         """One log line in the chosen format; every stderr line goes through here."""
         message = redact_text(message)  # a server may quote the credentials it was sent
-        message = readable(message)  # a name that is not UTF-8 as the report writes it
         if self.log_format == "json":
+            # JSON escapes by itself: the message as it is (a byte of a name that is not
+            # UTF-8 as \udcXX), as JSON lines reports write names.
             text = json.dumps({"time": timestamp(), "level": level, "message": message})
         else:
             # Names and server messages come from outside: a line break in a file name
-            # would start a forged line (a fake summary) in a grepped cron log.
-            text = f"{timestamp()} dcmweb: {level}: {message.translate(CONTROL_ESCAPES)}"
+            # would start a forged line (a fake summary) in a grepped cron log; shown as
+            # a CSV report shows them.
+            text = f"{timestamp()} dcmweb: {level}: {shown(message)}"
         self.write_err(text)
 
     def debug(self, message: str) -> None:

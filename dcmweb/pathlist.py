@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 
-from .errors import LocalFileError, UsageError
+from .errors import LocalFileError, UsageError, quoted
 from .inputs import numbered_list, read_list, stdin_bytes, unreadable_list
 from .limits import limit_hint
 from .optionnames import option
@@ -76,7 +76,7 @@ class PathList:
             raise UsageError(f"{where}: a path must be a str, not {path!r}")
         try:
             if "\0" in path:  # the separator of the stored list
-                raise UsageError(f"invalid path {path!r}: it holds a NUL character")
+                raise UsageError(f"invalid path {quoted(path)}: it holds a NUL character")
             target = parse_wado_path(path)
         except UsageError as error:
             raise UsageError(f"{where}: {error.message}", error.hint) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import UsageError
+from .errors import UsageError, quoted
 from .record import record
 
 # Real UIDs are digits and dots; a little more is tolerated from servers, but never
@@ -78,7 +78,7 @@ def parse_resource_path(path: str | None, *, allow_frames: bool = False) -> Reso
     if len(words) % 2 == 0 and all(valid(i, word) for i, word in enumerate(words)):
         return ResourcePath(*words[1::2])
     shape = FRAMES_SHAPE if allow_frames else RESOURCE_SHAPE
-    raise UsageError(f"invalid path {path!r}", f"expected {shape}")
+    raise UsageError(f"invalid path {quoted(path)}", f"expected {shape}")
 
 
 SEARCH_LEVELS = ("studies", "series", "instances")
@@ -97,7 +97,7 @@ def parse_search_path(path: str | None) -> tuple[str, str]:
     )
     if not valid_scope or any(safe_uid(uid) is None for uid in scope[1::2]):
         raise UsageError(
-            f"invalid search path {path!r}",
+            f"invalid search path {quoted(path)}",
             "expected studies, series, instances, studies/UID/series, studies/UID/instances "
             "or studies/UID/series/UID/instances",
         )

@@ -14,7 +14,7 @@ from .paths import ResourcePath, parse_resource_path, safe_uid
 from .record import record
 from .rows import value
 from .search import Params
-from .served import GONE, served_on
+from .served import GONE, listed_instance, served_on
 
 if TYPE_CHECKING:
     from .client import Client
@@ -23,8 +23,9 @@ _UID_TAGS = ("0020000D", "0020000E", "00080018")
 Row = dict[str, Any]
 # A search: (path, params) to rows, as Client.iter_search and Searcher.iter_rows take them.
 Search = Callable[[str, Params], Iterable[Row]]
-# Whether the server serves a study, series or instance: served.served_on(http, base_url).
-Served = Callable[[ResourcePath], bool]
+# Whether the server serves an instance (and, when it is gone, the path whose listing
+# named it): served.served_on(http, base_url).
+Served = Callable[[ResourcePath, ResourcePath | None], bool]
 
 
 def instances_under(search: Search, target: ResourcePath, what: str, *,
@@ -32,18 +33,29 @@ def instances_under(search: Search, target: ResourcePath, what: str, *,
     """The search rows of every instance under a study, series or instance (or the whole
     store: its caller decides whether ``what`` may take it). A path under which the search
     finds none raises NotFoundError once the rows are read: the real ``what`` (delete,
-    retrieve, render) gets a 404. So does one that a retrieve finds missing (``served``,
-    asked before the first row): searches lag behind deletes (Google: a deleted instance
-    still shows in searches for a few seconds)."""
+    retrieve, render) gets a 404. So does one whose first listed instance the server does
+    not serve, nor the path itself (``served``, asked before any row is given): searches
+    lag behind deletes (Google: a deleted instance still shows in searches for a few
+    seconds)."""
     found = False
+    check = served if target.level != "store" else None
+    held: list[Row] = []  # rows before the first that names an instance (rare: none)
     for row in _instance_rows(search, target):
-        if not found and served is not None and target.level != "store" and not served(target):
-            raise NotFoundError(f"{what} {target.url_path()}: not found (a search still lists "
-                                f"instances under it, but a retrieve of it answers 404: "
-                                f"deleted moments ago; {GONE})",
-                                "check the HOST URL and the UIDs in the path")
         found = True
-        yield row
+        held.append(row)
+        if check is not None:
+            instance = listed_instance(target, row)
+            if instance is None:
+                continue
+            if not check(instance, target):
+                raise NotFoundError(f"{what} {target.url_path()}: not found (a search still "
+                                    f"lists instances under it, but a retrieve of it answers "
+                                    f"404: deleted moments ago; {GONE})",
+                                    "check the HOST URL and the UIDs in the path")
+            check = None
+        yield from held
+        held.clear()
+    yield from held  # no row named an instance: the search's word stands
     if not found and target.level != "store":
         raise NotFoundError(f"{what} {target.url_path()}: not found (a search finds no "
                             "instance under it)", "check the HOST URL and the UIDs in the path")

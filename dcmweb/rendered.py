@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from . import bounds
-from .errors import NotFoundError, ServerError, UsageError
+from .errors import NotFoundError, ServerError, UsageError, quoted
 from .http import Http
 from .leftover import Tally
 from .multipart import parse_content_type
@@ -168,7 +168,7 @@ def rendered_target(path: str) -> WadoPath:
     target = parse_wado_path(path if path.rstrip("/").endswith("/rendered")
                              else path.rstrip("/") + "/rendered")
     if target.kind != "rendered":
-        raise UsageError(f"invalid rendered path {path!r}",
+        raise UsageError(f"invalid rendered path {quoted(path)}",
                          "studies/S[/series/R[/instances/I[/frames/N]]]/rendered")
     return target
 

@@ -333,12 +333,11 @@ def _study_instances(searcher: Searcher, study: str) -> int | None:
 
 def _by_series(searcher: Searcher, study: ResourcePath) -> list[Target]:
     """A study as its series, so that -m downloads them side by side; the study itself
-    when it has one series, the listing is not usable, or a retrieve of the study finds
-    it missing (a listing made moments after a delete). The split is only a speed-up:
-    unless the series' instance counts add up to the study's, a series the listing left
-    out would be lost, so the whole study is asked for."""
+    when it has one series, the listing is not usable, or the server does not serve an
+    instance it lists (a listing made moments after a delete). The split is only a
+    speed-up: unless the series' instance counts add up to the study's, a series the
+    listing left out would be lost, so the whole study is asked for."""
     from .search import FIRST_PAGE  # loaded with the searcher already
-    from .served import served
 
     path = f"studies/{study.study}/series"
     try:
@@ -348,10 +347,6 @@ def _by_series(searcher: Searcher, study: ResourcePath) -> list[Target]:
         if len(rows) < 2:
             return [study]
         total = _study_instances(searcher, str(study.study))
-        if not served(searcher.http, searcher.base_url, study):
-            # Deleted moments ago, still listed (searches lag behind deletes): asked
-            # whole, it is not found, as without -m.
-            return [study]
     except DcmwebError:
         return [study]
     series = list(_listed(rows, path, "0020000E", "series",
@@ -362,7 +357,29 @@ def _by_series(searcher: Searcher, study: ResourcePath) -> list[Target]:
         log.debug("retrieve %s: the series search does not account for every instance "
                   "of the study; asking for the whole study", study.url_path())
         return [study]
+    first = series[0]
+    assert isinstance(first, ResourcePath)
+    if not _instance_served(searcher, first):
+        # Deleted moments ago, still listed (searches lag behind deletes): asked
+        # whole, it is not found, as without -m.
+        return [study]
     return series
+
+
+def _instance_served(searcher: Searcher, series: ResourcePath) -> bool:
+    """Whether the server serves the first instance a search of the series lists (a
+    search of one row, then served.py's check of it; never a retrieve of the study,
+    which would make the server start sending all of it). False when that cannot be
+    told: the caller then asks for the whole study."""
+    from .served import listed_instance, served
+
+    try:
+        rows = searcher.page(f"{series.url_path()}/instances",
+                             [("limit", "1")])
+        instance = listed_instance(series, rows[0]) if rows else None
+        return instance is not None and served(searcher.http, searcher.base_url, instance)
+    except DcmwebError:
+        return False
 
 
 def _instances(searcher: Searcher, target: ResourcePath) -> Iterator[Target]:

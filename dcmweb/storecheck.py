@@ -168,7 +168,7 @@ def holds_bytes(http: Http, base_url: str, item: Wanted, path: Path) -> bool:
 
 
 def served_now(http: Http, base_url: str, item: Wanted) -> bool:
-    """Whether the server serves an instance a search found (a retrieve's status, see
+    """Whether the server serves an instance a search found (its metadata, see
     served.py): searches lag behind deletes (Google: a few seconds), so the UIDs of an
     instance deleted moments ago are still found. True when its place is unknown (the
     search's word stands)."""

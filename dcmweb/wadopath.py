@@ -12,7 +12,7 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from .errors import UsageError
+from .errors import UsageError, quoted
 from .paths import RESOURCE_SHAPE, ResourcePath, parse_resource_path
 from .record import record
 
@@ -49,7 +49,7 @@ class WadoPath:
 
 def _frames(word: str, path: str) -> tuple[int, ...]:
     if not _FRAME_LIST.fullmatch(word):
-        raise UsageError(f"invalid path {path!r}",
+        raise UsageError(f"invalid path {quoted(path)}",
                          "frames are numbered from 1: frames/1 or frames/1,3,5")
     numbers = tuple(int(n) for n in word.split(","))
     if len(numbers) > MAX_FRAMES_LISTED:
@@ -59,7 +59,7 @@ def _frames(word: str, path: str) -> tuple[int, ...]:
     listed: set[int] = set()
     for number in numbers:
         if number in listed:
-            raise UsageError(f"invalid path {path!r}",
+            raise UsageError(f"invalid path {quoted(path)}",
                              f"frame {number} is listed twice: give each frame number once")
         listed.add(number)
     return numbers
@@ -69,13 +69,13 @@ def _resource(words: list[str], path: str) -> ResourcePath:
     try:
         return parse_resource_path("/".join(words))
     except UsageError:
-        raise UsageError(f"invalid path {path!r}", f"expected {SHAPES}") from None
+        raise UsageError(f"invalid path {quoted(path)}", f"expected {SHAPES}") from None
 
 
 def _instance(words: list[str], path: str, what: str) -> ResourcePath:
     resource = _resource(words, path)
     if resource.level != "instance":
-        raise UsageError(f"invalid path {path!r}",
+        raise UsageError(f"invalid path {quoted(path)}",
                          f"{what} belong to an instance: studies/S/series/R/instances/I/{what}")
     return resource
 
@@ -88,13 +88,13 @@ def parse_wado_path(path: str | None) -> WadoPath:
         return WadoPath(ResourcePath(), "bulkdata", bulk=text)
     words = [word for word in text.split("/") if word]
     if path is not None and not words:  # a script's empty "$P": never the whole store
-        raise UsageError(f"invalid path {path!r}: it names no study",
+        raise UsageError(f"invalid path {quoted(path)}: it names no study",
                          "leave PATH out to retrieve the whole store")
     if "bulkdata" in words or "bulk" in words:  # "bulk" is Orthanc's spelling
         at = words.index("bulkdata" if "bulkdata" in words else "bulk")
         bulk = "/".join(words[at + 1:])
         if not _BULK_PATH.fullmatch(bulk) or ".." in bulk.split("/"):
-            raise UsageError(f"invalid bulk data path {path!r}",
+            raise UsageError(f"invalid bulk data path {quoted(path)}",
                              "expected .../instances/I/bulkdata/TAG[/INDEX/TAG...]")
         return WadoPath(_instance(words[:at], text, "bulkdata"), "bulkdata",
                         bulk=f"{words[at]}/{bulk}")
@@ -102,7 +102,8 @@ def parse_wado_path(path: str | None) -> WadoPath:
     if last == "metadata":
         resource = _resource(words[:-1], text)
         if resource.level == "store":
-            raise UsageError(f"invalid path {path!r}", "metadata of a study, series or instance")
+            raise UsageError(f"invalid path {quoted(path)}",
+                             "metadata of a study, series or instance")
         return WadoPath(resource, "metadata")
     if last == "rendered":
         words = words[:-1]
@@ -111,7 +112,7 @@ def parse_wado_path(path: str | None) -> WadoPath:
             return WadoPath(_instance(words[:-2], text, "frames"), "rendered", frames)
         resource = _resource(words, text)
         if resource.level == "store":
-            raise UsageError(f"invalid path {path!r}", "render a study, series or instance")
+            raise UsageError(f"invalid path {quoted(path)}", "render a study, series or instance")
         return WadoPath(resource, "rendered")
     if len(words) >= 2 and words[-2] == "frames":
         return WadoPath(_instance(words[:-2], text, "frames"), "frames",

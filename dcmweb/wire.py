@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, NamedTuple, overload
 
+from .errors import quoted
 from .neterrors import (
     BrokenHead,
     InvalidHeader,
@@ -297,7 +298,7 @@ class _HeadReader:
         code, _, reason = rest.partition(" ")
         if (len(line) > MAX_LINE or not version.startswith("HTTP/") or len(code) != 3
                 or not (code.isascii() and code.isdigit())):  # '\u00b2' is a digit too
-            raise NotHTTP(f"it starts with {text[:40]!r}")
+            raise NotHTTP(f"it starts with {quoted(text[:40])}")
         return int(code), reason.strip(), version
 
     def fields(self) -> list[tuple[str, str]]:

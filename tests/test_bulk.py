@@ -773,6 +773,36 @@ def test_files_from_stdin_nul_separated_with_odd_names(local_server: LocalServer
     assert lines(dash.stderr)[-1].endswith("in 2 files")
 
 
+def test_every_name_has_its_own_row_and_line(local_server: LocalServer, files: list[Path],
+                                             tmp_path: Path) -> None:
+    """A name holding the byte 0xFF and one holding the four characters \\xff: old dcmweb
+    gave both the same report row and log line, so a failed row could not be traced to
+    its file; and it wrote an escape sequence in a name raw into the CSV, where `cat`
+    ran it. Text (CSV, log lines) shows names as `ls -b` does, a backslash doubled; JSON
+    lines carry each name exactly, a byte that is not UTF-8 as \\udcXX, which Python's
+    json module reads back into the name open() takes."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    names = [b"a\xff.dcm", b"a\\xff.dcm", b"b\x1b[31m.dcm"]
+    for source, name in zip(files, names, strict=False):
+        os.rename(source, os.fsencode(folder) + b"/" + name)
+    shown = [f"{folder}/a\\xff.dcm", f"{folder}/a\\\\xff.dcm", f"{folder}/b\\x1b[31m.dcm"]
+    csv_report, jsonl_report = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    result = run(local_server.url, "store", str(folder), "--report", str(csv_report))
+    assert result.exit_code == 0, result.stderr
+    assert sorted(r["path"] for r in rows(csv_report)) == sorted(shown)
+    assert b"\x1b" not in csv_report.read_bytes()
+    logged = sorted(line.split(" uploaded as ")[0] for line in lines(result.stderr)
+                    if " uploaded as " in line)
+    assert logged == sorted(f"dcmweb: info: {name}" for name in shown)
+    again = run(local_server.url, "store", str(folder), "--report", str(jsonl_report))
+    assert again.exit_code == 0, again.stderr
+    exact = sorted(r["path"] for r in rows(jsonl_report))
+    assert exact == sorted(os.fsdecode(os.fsencode(folder) + b"/" + name) for name in names)
+    for path in exact:
+        assert Path(path).read_bytes()[128:132] == b"DICM"  # found again from its row
+
+
 @pytest.mark.parametrize("report_name", ["r.csv", "r.jsonl"])
 def test_a_name_that_is_not_utf8_is_journaled_and_reported(
         local_server: LocalServer, files: list[Path], tmp_path: Path, report_name: str) -> None:
@@ -788,8 +818,10 @@ def test_a_name_that_is_not_utf8_is_journaled_and_reported(
     assert len(server_uids(local_server)) == len(files)
     table = rows(report)
     assert len(table) == len(files) and {r["status"] for r in table} == {"stored"}
-    assert f"{folder}/bad\\xffname.dcm" in [r["path"] for r in table]
-    # The log line writes the name as the report does (old dcmweb: "bad\\udcffname.dcm").
+    # CSV shows the byte as ls -b does; JSON lines carry the name itself (see below).
+    assert (f"{folder}/bad\\xffname.dcm" if report_name.endswith(".csv")
+            else os.fsdecode(odd)) in [r["path"] for r in table]
+    # The log line writes the name as the CSV does (old dcmweb: "bad\\udcffname.dcm").
     assert any(line.startswith(f"dcmweb: info: {folder}/bad\\xffname.dcm uploaded as ")
                for line in lines(first.stderr))
 

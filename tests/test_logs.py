@@ -279,10 +279,13 @@ def test_a_file_name_cannot_forge_a_log_line(local_server: LocalServer, tmp_path
 
 def test_text_log_lines_escape_control_characters(tmp_path: Path) -> None:
     with (tmp_path / "err").open("w+") as err:
-        Output(stderr=err).warning("a\nb\r\tc\x00\x7f\x9b é ✓ \\n")
+        Output(stderr=err).warning("a\nb\r\tc\x00\x7f\x9b é ✓ \\n \udcff \\xff")
         err.seek(0)
         [(_, message)] = parsed(err.read())
-    assert message == "a\\nb\\r\\tc\\x00\\x7f\\x9b é ✓ \\n"
+    # As ls -b: a backslash is doubled, so a line break (\n) and the two characters \n
+    # (\\n), a byte 0xFF (\xff) and the four characters \xff (\\xff) differ.
+    # \xNN is always the byte NN: a C1 control is shown by its UTF-8 bytes.
+    assert message == "a\\nb\\r\\tc\\x00\\x7f\\xc2\\x9b é ✓ \\\\n \\xff \\\\xff"
 
 
 def test_the_progress_bar_counts_in_words() -> None:

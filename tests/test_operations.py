@@ -207,7 +207,8 @@ def test_a_counter_that_is_not_a_count_is_a_server_error(failure: object) -> Non
     assert result.exit_code == 1, result.stderr
     assert lines(result.stderr)[-1] == (
         f"dcmweb: error: check operation {name}: the counter's \"failure\" is "
-        f"{json.dumps(failure)}, not a count (the answer is not an operation)")
+        f"{json.dumps(failure, ensure_ascii=False)}, not a count (the answer is not an "
+        "operation)")
 
 
 def test_an_id_alone_needs_a_google_shaped_host() -> None:

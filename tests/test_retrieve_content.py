@@ -271,7 +271,8 @@ def test_a_listed_instance_with_unsafe_uids_fails_alone_when_rendering(
     with Hostile() as fake:
         fake.route("GET", f"/{path}/instances", lambda req: req.json(
             200, rows if req.params.get("offset") == "0" else [], "application/dicom+json"))
-        fake.route("GET", f"/{path}", status(200))  # served: not deleted moments ago
+        # Served (not deleted moments ago): the first instance listed has metadata.
+        fake.route("GET", "/studies/1.2/series/3.4/instances/5.6/metadata", status(200))
         for sop in ("5.6", "5.7"):
             fake.route("GET", f"/studies/1.2/series/3.4/instances/{sop}/rendered",
                        lambda req: req.reply(200, PNG, "image/png"))
@@ -290,7 +291,6 @@ def test_rendering_fails_with_exit_1_when_every_listed_instance_is_refused(
         fake.route("GET", "/studies/1.2/instances", lambda req: req.json(
             200, [instance_row("1.2", "3.4", "CON")] if req.params.get("offset") == "0"
             else [], "application/dicom+json"))
-        fake.route("GET", "/studies/1.2", status(200))  # served: not deleted moments ago
         result = dcmweb(fake.url, "retrieve", "studies/1.2/rendered", "-o", str(tmp_path))
     assert result.exit_code == 1, result.stderr
     assert "nothing was retrieved (1 item failed)" in result.stderr

@@ -78,6 +78,9 @@ def test_retrieve_dry_run_tells_what_the_real_run_would_refuse(tmp_path: Path) -
             200, rows if req.params.get("offset") == "0" else [], "application/dicom+json"))
         fake.route("GET", f"/studies/{study}", lambda req: req.reply(
             200, body, "multipart/related; boundary=b"))
+        # Served (not deleted moments ago): the first instance listed has metadata.
+        fake.route("GET", f"/studies/{study}/series/{series}/instances/{head.SOPInstanceUID}"
+                   "/metadata", lambda req: req.json(200, rows[:1], "application/dicom+json"))
         dry = CliRunner().invoke(cli, [fake.url, "retrieve", f"studies/{study}", "-o", str(out),
                                        "--dry-run"])
         assert not out.exists()

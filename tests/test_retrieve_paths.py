@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import resource
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,6 +96,17 @@ def test_what_cannot_share_a_run_is_refused(local_server: LocalServer, tmp_path:
     [line] = lines(result.stderr)
     assert line.startswith(f"dcmweb: error: {message} (")
     assert local_server.requests == []
+
+
+@pytest.mark.parametrize("command", ["retrieve", "delete"])
+def test_a_path_with_a_byte_that_is_not_utf8_is_shown_as_store_shows_it(command: str) -> None:
+    """Old dcmweb wrote repr()'s \\udcff where store's lines and report write \\xff."""
+    done = subprocess.run([sys.executable, "-m", "dcmweb", "http://127.0.0.1:9/dicomWeb",
+                           command, b"studies/1.2\xff"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert lines(done.stderr)[0].startswith(
+        "dcmweb: error: invalid path 'studies/1.2\\xff' (expected studies/UID")
 
 
 def test_a_list_file_names_its_line(local_server: LocalServer, tmp_path: Path) -> None:

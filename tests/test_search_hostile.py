@@ -191,6 +191,8 @@ def test_a_listing_that_starts_downloads_asks_for_a_small_page_first(tmp_path: P
         for index in range(150):
             fake.route("GET", f"/studies/{study}/series/{series}/instances/1.2.3.{index}/"
                        "rendered", lambda req: req.reply(200, b"\xff\xd8 a JPEG", "image/jpeg"))
+        fake.route("GET", f"/studies/{study}/series/{series}/instances/1.2.3.0/metadata",
+                   lambda req: req.json(200, [rows[0]], "application/dicom+json"))
         result = dcmweb("-m", fake.url, "retrieve", f"studies/{study}/series/{series}/rendered",
                         "--output", str(tmp_path))
         rendered = [r for r in fake.seen("GET") if r.path.endswith("/rendered")]

@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pydicom
 import pytest
 from click.testing import CliRunner, Result
 
+from dcmweb import Client
 from dcmweb.cli import cli
+from dcmweb.paths import ResourcePath
+from dcmweb.served import served
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines
@@ -232,6 +236,28 @@ def test_what_a_listing_of_a_study_just_deleted_would_touch_is_not_found(
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("args", [
+    ["retrieve", "{path}", "--dry-run", "--output", "{out}"],
+    ["delete", "{path}", "--dry-run"]])
+def test_a_listing_whose_first_instance_alone_was_just_deleted_still_lists_the_rest(
+        lagging: LocalServer, files: list[Path], tmp_path: Path, args: list[str]) -> None:
+    """The check asks one listed instance; gone alone, it does not show its study gone.
+    Was: 'not found (... deleted moments ago)', exit 4, while the server held the other
+    instance of the study."""
+    assert run(lagging.url, "store", str(tmp_path / "in")).exit_code == 0
+    study = uids(files[0])[0]
+    order = run(lagging.url, "search", f"studies/{study}/instances", "--format", "uids")
+    first, other = order.stdout.split()  # the study's two, as its listing names them
+    by_uid = {uids(path)[2]: path for path in files}
+    result = run(lagging.url, "delete", instance_path(by_uid[first]), "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert first in listed(lagging) - held(lagging)
+    path = f"studies/{study}"
+    result = run(lagging.url, *[arg.format(path=path, out=tmp_path / "out") for arg in args])
+    assert result.exit_code == 0, result.stderr
+    assert other in result.stdout
+
+
 # -- delete --------------------------------------------------------------------------------
 def test_a_delete_then_its_repeat_report_the_servers_truth(
         lagging: LocalServer, files: list[Path], tmp_path: Path) -> None:
@@ -293,3 +319,57 @@ def test_a_pair_stored_again_after_a_delete_whose_answer_is_lost_is_sent_again(
     assert (row["status"], row["confirmed_by"]) == ("stored", "answer")
     assert held(lagging) == {sop_of("a")}
     assert sum(r.method == "POST" for r in lagging.requests) == 3  # stored, dropped, resent
+
+
+# -- what the check costs ------------------------------------------------------------------
+def wado_gets(server: LocalServer) -> list[str]:
+    """The paths below HOST of the GETs the server got that are not searches."""
+    base = urlsplit(server.url).path
+    return [r.path.removeprefix(base) for r in server.requests
+            if r.method == "GET" and "?" not in r.path]
+
+
+def test_checks_of_served_instances_read_their_metadata_over_one_connection(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """Was: each check a retrieve of the instance, closed unread, so every check opened
+    a new connection (on Google a new TLS handshake each)."""
+    assert run(local_server.url, "store", str(tmp_path / "in")).exit_code == 0
+    local_server.clear_requests()
+    with Client(local_server.url) as client:
+        assert [served(client.http, client.base_url, ResourcePath(*uids(path)))
+                for path in files] == [True] * 4
+    assert wado_gets(local_server) == [f"/{instance_path(path)}/metadata" for path in files]
+    assert len({r.client_port for r in local_server.requests}) == 1
+
+
+def test_a_parallel_retrieve_of_a_study_never_asks_for_the_whole_study(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """-m splits a study into its series and checks the listing by one instance's
+    metadata. Was: a GET of the whole study first, closed once its status came (the
+    server had started sending all of it)."""
+    files = corpus.synthetic_files(tmp_path / "two", 4, series_per_study=2, seed="two")
+    assert run(local_server.url, "store", str(tmp_path / "two")).exit_code == 0
+    local_server.clear_requests()
+    study = uids(files[0])[0]
+    result = run("-m", local_server.url, "retrieve", f"studies/{study}",
+                 "--output", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    series = sorted({f"/studies/{study}/series/{uids(path)[1]}" for path in files})
+    asked = wado_gets(local_server)
+    assert sorted(path for path in asked if not path.endswith("/metadata")) == series
+    assert [path.rsplit("/instances/", 1)[0] for path in asked
+            if path.endswith("/metadata")] in ([series[0]], [series[1]])
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 4
+
+
+@pytest.mark.parametrize("kind", ["local_server", "orthanc", "tinypacs_fresh"])
+def test_the_check_tells_a_served_instance_from_a_missing_one_on_every_server(
+        request: pytest.FixtureRequest, files: list[Path], kind: str) -> None:
+    """Orthanc and the test server answer an instance's metadata; tiny-pacs answers it
+    404 for every instance, and the instance's retrieve decides."""
+    server = request.getfixturevalue(kind)
+    assert run(server.url, "store", str(files[0])).exit_code == 0
+    study, series, sop = uids(files[0])
+    with Client(server.url) as client:
+        assert served(client.http, client.base_url, ResourcePath(study, series, sop))
+        assert not served(client.http, client.base_url, ResourcePath(study, series, "1.2.9"))

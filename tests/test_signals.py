@@ -1,5 +1,5 @@
-"""Ctrl-C (SIGINT) and SIGTERM stop every command promptly, in a real process: the summary
-so far, one closing line, no partial files, exit 130 / 143.
+"""Ctrl-C (SIGINT), SIGTERM and SIGHUP stop every command promptly, in a real process: the
+summary so far, one closing line, no partial files, exit 130 / 143 / 129.
 
 Each test starts `python -m dcmweb` against a fake that stalls or keeps answering 503,
 waits until dcmweb is provably waiting (the fake has seen the retries), sends the signal
@@ -8,6 +8,8 @@ and checks what the process said and left behind. The time bound only catches a 
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import os
 import signal
@@ -30,8 +32,9 @@ from dcmweb_devtools.logs import lines
 
 HANG = 10.0  # seconds: far more than the < 1 s dcmweb takes; only a hang goes past it
 STOPS = [(signal.SIGINT, 130, "dcmweb: error: interrupted"),
-         (signal.SIGTERM, 143, "dcmweb: error: terminated (SIGTERM)")]
-STOP_IDS = ["SIGINT", "SIGTERM"]
+         (signal.SIGTERM, 143, "dcmweb: error: terminated (SIGTERM)"),
+         (signal.SIGHUP, 129, "dcmweb: error: terminated (SIGHUP)")]
+STOP_IDS = ["SIGINT", "SIGTERM", "SIGHUP"]
 
 
 def start(*args: str) -> subprocess.Popen[str]:
@@ -237,6 +240,70 @@ def test_a_stopped_store_reports_every_file_the_server_may_hold(
         f"{'it' if unconfirmed == 1 else 'them'}), {not_attempted} not attempted")
 
 
+def test_a_store_whose_terminal_hangs_up_completes_its_report_and_journal(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """The ssh session drops under a `-m` store run by hand: the terminal is gone (every
+    write to it fails, EIO, the progress bar's too) and SIGHUP comes, from the kernel and
+    again from the shell. Old dcmweb died at once (exit 129): no summary, and no report
+    row for files the server held."""
+    files = corpus.synthetic_files(tmp_path / "in", 12)
+    report, journal = tmp_path / "r.csv", tmp_path / "j.db"
+    local_server.inject_fault(delay=0.01, method="POST")  # faults apply in order: this one
+    local_server.inject_fault(stall=30, count=1000, method="POST")  # stored, then silence
+    terminal, its_end = os.openpty()
+    os.set_blocking(terminal, False)
+
+    def read_terminal() -> None:  # what a terminal shows; a full one would block dcmweb
+        with contextlib.suppress(BlockingIOError):
+            while os.read(terminal, 65536):
+                pass
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DCMWEB_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dcmweb", "-m", local_server.url, "store", "--batch-size",
+         "1", "--report", str(report), "--journal", str(journal), *map(str, files)],
+        stdin=subprocess.DEVNULL, stdout=its_end, stderr=its_end, env=env)
+    os.close(its_end)
+    try:
+        wait_for(lambda: read_terminal() or len(posts(local_server)) >= 4, process)
+        time.sleep(0.3)  # the stalled requests' files are stored by now
+        read_terminal()
+    finally:
+        os.close(terminal)  # hung up
+    process.send_signal(signal.SIGHUP)  # the kernel's
+    process.send_signal(signal.SIGHUP)  # the shell's, passed on to its jobs
+    assert process.wait(timeout=HANG) == 129
+    statuses = {row["path"]: row["status"] for row in csv.DictReader(report.open())}
+    with Client(local_server.url) as client:
+        held = {row["00080018"]["Value"][0] for row in client.search("instances")}
+    reported = {corpus_uids(Path(path))[2] for path in statuses}
+    assert held <= reported, "a file the server holds has no report row"
+    assert list(statuses.values()).count("stored") == 1
+    with Journal(journal, f"{local_server.url}/studies") as kept:
+        for path, status in statuses.items():
+            entry = kept.lookup(os.path.abspath(path))
+            assert entry is not None
+            assert entry.status == ("sending" if status == "unconfirmed" else status)
+
+
+def test_a_store_run_under_nohup_ignores_sighup(local_server: LocalServer,
+                                               tmp_path: Path) -> None:
+    """`nohup dcmweb ... &` asks for the run to outlive the terminal: SIGHUP stays
+    ignored."""
+    files = corpus.synthetic_files(tmp_path / "in", 3)
+    local_server.inject_fault(delay=1, count=1, method="POST")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DCMWEB_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dcmweb", local_server.url, "store", *map(str, files)],
+        stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    wait_for(lambda: bool(local_server.requests), process)
+    process.send_signal(signal.SIGHUP)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert lines(stderr)[-1].endswith(" in 3 files")
+
+
 @pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
 def test_a_store_stopped_while_it_checks_a_file_counts_every_file(
         tmp_path: Path, number: int, code: int, line: str) -> None:
@@ -305,6 +372,35 @@ def test_a_signal_waits_for_the_bookkeeping_it_lands_in(how: str, steps: str) ->
     done = subprocess.run([sys.executable, "-c", _DEFERRED, how], capture_output=True,
                           text=True, timeout=60)
     assert done.stdout.strip() == steps, done.stderr
+
+
+_HANGUPS = """
+import signal
+from dcmweb.signals import deferred, stop_on_signals
+try:
+    with stop_on_signals():
+        try:
+            with deferred():
+                signal.raise_signal(signal.SIGHUP)  # the kernel's
+                signal.raise_signal(signal.SIGHUP)  # the shell's, passed on to its jobs
+        except KeyboardInterrupt:
+            signal.raise_signal(signal.SIGHUP)  # while stopping
+            raise
+except KeyboardInterrupt as stop:
+    print(type(stop).__name__, stop.exit_status)
+signal.raise_signal(signal.SIGHUP)  # after the block, before the closing line
+print("still here")
+"""
+
+
+def test_a_hang_up_that_comes_again_does_not_cut_the_stop_short() -> None:
+    """A terminal's hang-up brings SIGHUP twice, from the kernel and from the shell; a
+    second SIGINT or SIGTERM ends the process at once (the user insists), a second SIGHUP
+    must not: the report and the journal are being completed."""
+    done = subprocess.run([sys.executable, "-c", _HANGUPS], capture_output=True, text=True,
+                          timeout=60)
+    assert (done.returncode, done.stdout.split("\n")) == (0, ["HungUp 129", "still here", ""]
+                                                          ), done.stderr
 
 
 def posts(server: LocalServer) -> list[object]:

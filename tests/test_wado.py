@@ -838,6 +838,9 @@ def test_a_series_renders_the_other_instances_when_one_is_gone(tmp_path: Path) -
                    lambda req: req.json(404, {"error": {"code": 404, "message": "gone"}}))
         fake.route("GET", "/studies/1/series/2/instances/4/rendered",
                    lambda req: req.reply(200, PNG, "image/png"))
+        # The series is served: the instance it lists first is gone alone.
+        fake.route("GET", "/studies/1/series/2",
+                   lambda req: req.reply(200, b"", 'multipart/related; type="application/dicom"'))
         result = dcmweb(fake.url, "retrieve", "studies/1/series/2/rendered", "--format", "png",
                         "-o", str(tmp_path))
     assert result.exit_code == 6, result.stderr

@@ -266,6 +266,8 @@ class RequestRecord:
     status: int | None = None
     complete: bool = True  # False when the client went away mid-body
     time: float = field(default=0.0)
+    # The client's TCP port: requests with the same one came over one connection.
+    client_port: int = 0
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)

@@ -175,6 +175,7 @@ class Handler(BaseHTTPRequestHandler):
                 body_length=length,
                 body_sha256=digest,
                 time=time.time(),
+            client_port=self.client_address[1],
             )
             req = self._request(body_path, length, digest)
             self._dispatch(req)
@@ -376,6 +377,7 @@ class Handler(BaseHTTPRequestHandler):
             status=status,
             complete=complete,
             time=time.time(),
+            client_port=self.client_address[1],
         )
         if pending:
             self._record = record  # completed by the answer that follows
