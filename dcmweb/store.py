@@ -32,6 +32,7 @@ from .failures import (
     sent_undecided,
 )
 from .filebody import SizedFileBody
+from .files import not_regular
 from .http import SERVER_ERROR_RETRIES, Http
 from .multipart import FileChanged, MultipartBody, MultipartError, new_boundary
 from .optionnames import option
@@ -39,7 +40,15 @@ from .parallel import run_bounded
 from .record import replace
 from .redact import shorten
 from .served import GONE
-from .storefiles import ConfirmedBy, Part10File, Status, StoreOptions, StoreResult, batches
+from .storefiles import (
+    ConfirmedBy,
+    Part10File,
+    Status,
+    StoreOptions,
+    StoreResult,
+    batches,
+    cannot_read,
+)
 from .stowanswer import StowAnswer, parse_stow_answer
 from .unexpected import HOST_HINT
 
@@ -387,12 +396,14 @@ class Uploader:
                 again, failed = self._send(rest, attempts, split)
                 return done + again, failed
             except (MultipartError, OSError) as error:
-                # A file deleted or changed since it was listed: the upload was cut, so
-                # nothing of it is stored. Find out which file, one request each.
+                # A file deleted, made unreadable or a folder since it was listed: its
+                # body could not be built or read, so nothing of it is stored. Find out
+                # which file, one request each.
                 if len(pending) > 1:
                     return done + self._one_by_one(pending), False
                 return [*done, self._result(pending[0], "failed",
-                                            message=f"cannot send: {error}")], False
+                                            message=_unreadable(pending[0].path, error))
+                        ], False
             else:
                 if not reply.lost:
                     # A web page where an answer should be is the request failing, not a
@@ -713,6 +724,14 @@ def _left_out(sent: int, reply: _Reply) -> tuple[str | None, str]:
     named = f"naming {others}, not this file" if others else "naming no file"
     return None, (f"the server answered HTTP {status} with {answer.describe()} {named}, and "
                   "a search does not find it")
+
+
+def _unreadable(path: Path, error: MultipartError | OSError) -> str:
+    """Why a file listed as DICOM could not be sent: as the listing says it of a file it
+    cannot read ("cannot read: No such file or directory")."""
+    if isinstance(error, OSError):
+        return cannot_read(path, error)
+    return f"cannot read: {not_regular(path) or error}"
 
 
 def _read_back_problem(error: DcmwebError | OSError) -> str:
