@@ -191,6 +191,9 @@ class Uploader:
         # The files of batches a worker has taken whose results the caller has not had
         # yet (see landed): what Ctrl-C or SIGTERM leaves without an answer.
         self._in_flight: dict[Path, Part10File] = {}
+        # Those of them a request has carried (or is about to): the others still wait for
+        # their turn (the gate: a Retry-After, the slots), and the server cannot hold them.
+        self._sent: set[Path] = set()
         self.finder = storecheck.Finder(http, base_url)
 
     def _post(self, items: list[Part10File]) -> _Reply:
@@ -202,7 +205,7 @@ class Uploader:
             headers["Content-Type"] = "application/dicom"
             item = items[0]
 
-            def body() -> object:
+            def build() -> object:
                 # Http closes it after sending
                 return SizedFileBody(item.path, item.size, item.head.modified)
         else:
@@ -210,10 +213,17 @@ class Uploader:
             headers["Content-Type"] = (
                 f'multipart/related; type="application/dicom"; boundary={boundary}')
 
-            def body() -> object:
+            def build() -> object:
                 return MultipartBody(paths, boundary=boundary,
                                      sizes=[item.size for item in items],
                                      modified=[item.head.modified for item in items])
+
+        def body() -> object:
+            built = build()
+            # Built once its turn came (Http calls this past the gate): it goes out now.
+            with self._lock:
+                self._sent.update(paths)
+            return built
 
         what = _what(items)
         # retry_sent=False: a lost answer (a drop, or a body cut half-way) comes back here,
@@ -297,13 +307,16 @@ class Uploader:
         with self._lock:
             for result in results:
                 self._in_flight.pop(result.path, None)
+                self._sent.discard(result.path)
 
     def interrupted_results(self) -> list[StoreResult]:
         """Unconfirmed results for the files in flight when Ctrl-C or SIGTERM stopped the
-        run: taken by a worker, maybe sent, and never answered to the caller (the server
-        may hold them). Taken once."""
+        run: taken by a worker, sent (their body was built), and never answered to the
+        caller (the server may hold them). Those whose request still waited for its turn
+        get none: the caller counts them not attempted. Taken once."""
         with self._lock:
-            flying, self._in_flight = list(self._in_flight.values()), {}
+            flying = [item for path, item in self._in_flight.items() if path in self._sent]
+            self._in_flight, self._sent = {}, set()
         return [self._result(item, "unconfirmed", message=f"in flight when the run was "
                              f"interrupted; {UNCONFIRMED}") for item in flying]
 
@@ -848,7 +861,7 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
         raise
     except KeyboardInterrupt:
         # Ctrl-C or SIGTERM: the batches that finished were handed over (run_bounded);
-        # those still running are not waited for, and their files are unconfirmed.
+        # those still running are not waited for, and their files sent are unconfirmed.
         if on_stop:
             on_stop()
         yield from skipped
