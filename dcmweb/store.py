@@ -207,7 +207,7 @@ class Uploader:
 
             def build() -> object:
                 # Http closes it after sending
-                return SizedFileBody(item.path, item.size, item.head.modified)
+                return SizedFileBody(item.path, item.head.stamp)
         else:
             boundary = new_boundary()
             headers["Content-Type"] = (
@@ -215,8 +215,7 @@ class Uploader:
 
             def build() -> object:
                 return MultipartBody(paths, boundary=boundary,
-                                     sizes=[item.size for item in items],
-                                     modified=[item.head.modified for item in items])
+                                     listed=[item.head.stamp for item in items])
 
         def body() -> object:
             built = build()
