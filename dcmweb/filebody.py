@@ -2,9 +2,9 @@
 
 requests would stream an open file to its end, past the Content-Length it announced, if
 the file grew meanwhile; the server then reads a different instance than the one counted.
-This body stops at the measured size and fails when the file changed size or (given its
-listed mtime) was written since: before its last byte goes out, so that the server never
-gets a whole body of a file still being written.
+This body stops at the measured size and fails when the file changed size, was written
+or was replaced since it was listed: before its last byte goes out, so that the server
+never gets a whole body of a file still being written, or of another file.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from .files import Stamp
 from .multipart import SLICE_MIN, FileChanged, check_unchanged, file_slice
 from .wire import FileSlice
 
@@ -20,13 +21,13 @@ _CHUNK = 1024 * 1024
 
 
 class SizedFileBody:
-    """Rewindable file body of a fixed size; requests sends Content-Length = len(body).
-    ``modified``: the file's mtime (ns) when it was listed."""
+    """Rewindable file body of the size ``listed`` (the file's stamp when it was listed);
+    requests sends Content-Length = len(body)."""
 
-    def __init__(self, path: Path, size: int, modified: int | None = None) -> None:
+    def __init__(self, path: Path, listed: Stamp) -> None:
         self.path = path
-        self._size = size
-        self._modified = modified
+        self._size = listed.size
+        self._listed = listed
         self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         self._check_unchanged()
 
@@ -34,10 +35,10 @@ class SizedFileBody:
         return self._size  # requests subtracts tell() itself
 
     def _check_unchanged(self) -> None:
-        """One fstat: the open file still has its listed size and mtime."""
+        """One fstat: the open file is still the one listed, unchanged."""
         try:
             check_unchanged(self.path, os.fstat(self._file.fileno()), self._size,
-                            self._modified)
+                            self._listed)
         except FileChanged:
             self.close()
             raise

@@ -47,15 +47,44 @@ def not_regular(path: str | os.PathLike[str]) -> str | None:
 
 
 @record(frozen=True)
+class Stamp:
+    """What a file is known by besides its path, from one ``os.stat`` (the journal's, and
+    the upload's check that it sends the file it listed). Size and mtime say whether it
+    changed; inode and ctime whether it is still the file seen: a copy put in its place
+    with the same size and mtime (``cp -p``, ``rsync -a``, ``tar x``) has another inode,
+    or the ctime of its writing."""
+
+    size: int
+    mtime_ns: int
+    inode: int | None = None  # None: not known (a version 1 journal, a vanished file)
+    ctime_ns: int | None = None
+
+    @classmethod
+    def of(cls, status: os.stat_result) -> Stamp:
+        return cls(status.st_size, status.st_mtime_ns, status.st_ino, status.st_ctime_ns)
+
+    def same_size_and_mtime(self, other: Stamp) -> bool:
+        return (self.size, self.mtime_ns) == (other.size, other.mtime_ns)
+
+    def same_inode_and_ctime(self, other: Stamp) -> bool:
+        return self.inode is not None and (self.inode, self.ctime_ns) == (other.inode,
+                                                                           other.ctime_ns)
+
+
+@record(frozen=True)
 class Part10Head:
     """What one read of a file's first bytes tells: its File Meta, the UIDs of its data
-    set (None when they lie past the bytes read, or the encoding is unusual), its size
-    and its mtime (ns): the upload fails a file that has changed since."""
+    set (None when they lie past the bytes read, or the encoding is unusual), and the
+    file's stamp (the fstat of that read): the upload fails a file that has changed, or
+    was replaced, since."""
 
     info: Part10Info
     uids: tuple[str, str, str] | None
-    size: int
-    modified: int
+    stamp: Stamp
+
+    @property
+    def size(self) -> int:
+        return self.stamp.size
 
 
 def read_part10_head(path: str | os.PathLike[str], *, checked: bool = False
@@ -86,7 +115,7 @@ def read_part10_head(path: str | os.PathLike[str], *, checked: bool = False
     values = meta[0]
     info = Part10Info(values.get(0x00020002, ""), values.get(0x00020003, ""),
                       values.get(0x00020010, ""))
-    return Part10Head(info, read_uids(head, meta), status.st_size, status.st_mtime_ns)
+    return Part10Head(info, read_uids(head, meta), Stamp.of(status))
 
 
 def read_part10_info(path: str | os.PathLike[str]) -> Part10Info | None:

@@ -272,6 +272,7 @@ class _Exchange:
         self.deadline_name, self.deadline_hint = deadline.name, deadline.hint
         self.deadline_seconds = deadline.seconds
         self.attempt = 0  # sends, including redirects followed
+        self._slot: float | None = None  # the send time of the attempt holding a slot
         self.deadline_cut = False  # the last send's read timeout was the deadline's rest
         self.own_failures = 0  # failures while the server answered other requests
         self.last_failure = float("-inf")
@@ -294,17 +295,32 @@ class _Exchange:
                 raise UnavailableError(f"{self.what} failed: {problem}{self._deadline_note()})",
                                        self.deadline_hint)
             self.attempt += 1
+            self._slot = sent_at
             try:
-                response = self._send()
-            except (TransportError, TooSlowError) as exc:
-                self._connection_failed(exc, sent_at)
-                continue
-            except TokenUnavailable as exc:
-                self._token_unavailable(exc, sent_at)
-                continue
-            result = self._answered(response, sent_at)
+                result = self._attempt(sent_at)
+            finally:
+                # Whatever ended the attempt without an outcome for the gate (a body that
+                # cannot be built or read: a file deleted, changed or made a folder since
+                # it was listed; a header refused; Ctrl-C) gives its slot back all the
+                # same: a slot kept by each such exit made every later request wait in
+                # the gate for ever once they reached its limit.
+                if self._slot is not None:
+                    self._leave(Outcome.NEUTRAL, sent_at)
             if result is not None:
                 return result
+
+    def _attempt(self, sent_at: float) -> Response | None:
+        """One send and what its outcome decides: the answer to hand over, or None to try
+        again. Every path that ends normally gives the slot back (see :meth:`_leave`)."""
+        try:
+            response = self._send()
+        except (TransportError, TooSlowError) as exc:
+            self._connection_failed(exc, sent_at)
+            return None
+        except TokenUnavailable as exc:
+            self._token_unavailable(exc, sent_at)
+            return None
+        return self._answered(response, sent_at)
 
     _last_problem = "no answer"
 
@@ -413,16 +429,16 @@ class _Exchange:
             self.refused += failure.refused
             if not failure.refused or self.refused >= min(REFUSED_ATTEMPTS,
                                                            self.config.retry.attempts):
-                self.gate.leave(Outcome.NEUTRAL, sent_at)
+                self._leave(Outcome.NEUTRAL, sent_at)
                 tries = f" (after {self.attempt} attempts)" if self.attempt > 1 else ""
                 raise UnavailableError(f"{self.what} failed: {self._last_problem}{tries}",
                                        hint) from exc
             if not lost:
-                self.gate.leave(Outcome.NEUTRAL, sent_at)
+                self._leave(Outcome.NEUTRAL, sent_at)
                 self._wait(REFUSED_DELAY, failure.reason)
                 return
         if lost:
-            self.gate.leave(Outcome.NEUTRAL if cut else Outcome.UNAVAILABLE, sent_at)
+            self._leave(Outcome.NEUTRAL if cut else Outcome.UNAVAILABLE, sent_at)
             reason = (f"no answer within {self.deadline_name} ({self.deadline_seconds:g} s)"
                       if cut else failure.reason)
             raise AnswerLost(f"{self.what}: {reason} after the request was sent",
@@ -433,11 +449,11 @@ class _Exchange:
             return
         if self.attempt == 1 and failure.dropped:
             # The first drop is often a stale pooled connection: retry at once.
-            self.gate.leave(Outcome.NEUTRAL, sent_at)
+            self._leave(Outcome.NEUTRAL, sent_at)
             self._retrying(failure.reason, " at once")
             return
         if cut:  # no time is left for another try
-            self.gate.leave(Outcome.NEUTRAL, sent_at)
+            self._leave(Outcome.NEUTRAL, sent_at)
             raise UnavailableError(f"{self.what} failed: {self._last_problem} "
                                    f"({self._deadline_note()})", self.deadline_hint) from exc
         self._unavailable(Outcome.UNAVAILABLE, sent_at, None, hint, exc)
@@ -534,8 +550,10 @@ class _Exchange:
 
     def _leave(self, outcome: Outcome, sent_at: float, retry_after: float | None = None
                ) -> None:
+        """Give the attempt's slot back, telling the gate what the outcome says."""
         if not self.ends_outage and outcome in (Outcome.OK, Outcome.ANSWERED):
             outcome = Outcome.NEUTRAL  # see ends_outage in Http.request
+        self._slot = None
         self.gate.leave(outcome, sent_at, retry_after)
 
     def _error(self, response: Response) -> DcmwebError:
@@ -583,7 +601,7 @@ class _Exchange:
         # A failure while the server answered other requests is this request's own.
         own = outcome is Outcome.UNAVAILABLE and self.gate.last_ok > self.last_failure
         self.last_failure = now
-        self.gate.leave(outcome, sent_at, retry_after)
+        self._leave(outcome, sent_at, retry_after)
         if own:
             self.own_failures += 1
         note = (f"after {_attempts(self.attempt)}"

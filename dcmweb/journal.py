@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from .errors import Busy, DcmwebError, LocalFileError, UsageError
+from .files import Stamp
 from .locks import open_locked
 from .optionnames import option
 from .output import readable
@@ -69,30 +70,6 @@ _KEY_COLUMNS = {"target", "path", "size", "mtime_ns", "status"}
 
 class JournalBusy(Busy):
     """Another run holds the journal (an overlapping cron run)."""
-
-
-@record(frozen=True)
-class Stamp:
-    """What the journal knows a file by besides its path, from one ``os.stat``. Size and
-    mtime say whether it changed; inode and ctime whether it is still the file the journal
-    saw: a copy put in its place with the same size and mtime (``cp -p``, ``rsync -a``,
-    ``tar x``) has another inode, or the ctime of its writing."""
-
-    size: int
-    mtime_ns: int
-    inode: int | None = None  # None: not known (a version 1 journal, a vanished file)
-    ctime_ns: int | None = None
-
-    @classmethod
-    def of(cls, status: os.stat_result) -> Stamp:
-        return cls(status.st_size, status.st_mtime_ns, status.st_ino, status.st_ctime_ns)
-
-    def same_size_and_mtime(self, other: Stamp) -> bool:
-        return (self.size, self.mtime_ns) == (other.size, other.mtime_ns)
-
-    def same_inode_and_ctime(self, other: Stamp) -> bool:
-        return self.inode is not None and (self.inode, self.ctime_ns) == (other.inode,
-                                                                           other.ctime_ns)
 
 
 GONE = Stamp(-1, -1)  # a vanished file, or one changed while sent: never matches a file

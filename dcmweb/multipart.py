@@ -15,9 +15,12 @@ import stat
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .wire import FileSlice
+
+if TYPE_CHECKING:  # files.py reads DICOM heads: not imported by a retrieve
+    from .files import Stamp
 
 __all__ = ["BoundaryNotFound", "Chunk", "FileChanged", "MultipartBody", "MultipartError", "Part",
            "iter_parts", "new_boundary", "parse_content_type"]
@@ -62,13 +65,21 @@ def file_slice(file: BinaryIO, offset: int, end: int,
 
 
 def check_unchanged(path: str | os.PathLike[str], status: os.stat_result, size: int,
-                    modified: int | None) -> None:
+                    listed: Stamp | None) -> None:
     """Raise :class:`FileChanged` unless the file (``status``: an fstat of it, open) still
-    has the size and, when known, the mtime (ns) it was listed with."""
+    has ``size`` and, when ``listed`` is known, the mtime, inode and ctime it was listed
+    with: a file put in its place since (same size and mtime, as ``cp -p`` or ``rsync -a``
+    leave it) holds other UIDs than those its answer is matched by."""
     if status.st_size != size:
         raise FileChanged(path, f"changed size while being sent ({size} -> {status.st_size})")
-    if modified is not None and status.st_mtime_ns != modified:
+    if listed is None:
+        return
+    if status.st_mtime_ns != listed.mtime_ns:
         raise FileChanged(path, "changed while being sent (modified since it was listed)")
+    if listed.inode is not None and (status.st_ino, status.st_ctime_ns) != (listed.inode,
+                                                                           listed.ctime_ns):
+        raise FileChanged(path, "changed while being sent (replaced or rewritten since it "
+                                "was listed: another inode or ctime)")
 
 
 def new_boundary() -> str:
@@ -103,8 +114,8 @@ class MultipartBody:
     can send and re-send).
 
     Only the sizes are read upfront; file bytes are read lazily, one file open at a time.
-    ``sizes``, when given, are the files' sizes when they were listed, and ``modified``
-    their mtimes (ns): a file that has changed since fails here (:class:`FileChanged`),
+    ``listed``, when given, are the files' stamps when they were listed: a file that has
+    changed since (its size, mtime, inode or ctime) fails here (:class:`FileChanged`),
     before the body's last bytes (its closing delimiter) are read.
     requests sends Content-Length = len(body) - body.tell(): call seek(0) before re-sending.
     """
@@ -114,8 +125,7 @@ class MultipartBody:
         paths: Sequence[str | os.PathLike[str]],
         part_type: str = "application/dicom",
         boundary: str | None = None,
-        sizes: Sequence[int] | None = None,
-        modified: Sequence[int] | None = None,
+        listed: Sequence[Stamp] | None = None,
     ) -> None:
         if not paths:
             raise ValueError("a multipart body needs at least one file")
@@ -138,16 +148,15 @@ class MultipartBody:
         # The body is a list of segments: constant bytes, or a file path read on demand.
         self._items: list[bytes | str] = []
         self._lens: list[int] = []
-        self._modified: dict[int, int] = {}  # a file item's mtime (ns) when it was listed
+        self._listed: dict[int, Stamp] = {}  # a file item's stamp when it was listed
         for n, p in enumerate(paths):
             path = os.fspath(p)
             st = os.stat(path)
             if not stat.S_ISREG(st.st_mode):
                 raise MultipartError(f"not a regular file: {path}")
-            if sizes is not None:  # measured when listed: the file must still be that
-                self._check_size(path, st.st_size, sizes[n])
-            if modified is not None:
-                self._modified[len(self._items) + 1] = modified[n]
+            if listed is not None:  # measured when listed: the file must still be that
+                check_unchanged(path, st, listed[n].size, listed[n])
+                self._listed[len(self._items) + 1] = listed[n]
             self._items += [head, path, b"\r\n"]
             self._lens += [len(head), st.st_size, 2]
         self._items.append(b"--" + b + b"--\r\n")
@@ -269,11 +278,11 @@ class MultipartBody:
             raise FileChanged(path, f"changed size while being sent ({expected} -> {actual})")
 
     def _check_unchanged(self, i: int, path: str) -> None:
-        """The open file of item ``i`` still has its listed size and mtime (one fstat)."""
+        """The open file of item ``i`` is still the one listed, unchanged (one fstat)."""
         assert self._file is not None
         try:
             check_unchanged(path, os.fstat(self._file.fileno()), self._lens[i],
-                            self._modified.get(i))
+                            self._listed.get(i))
         except FileChanged:
             self._close_file()
             raise

@@ -32,6 +32,7 @@ from .failures import (
     sent_undecided,
 )
 from .filebody import SizedFileBody
+from .files import not_regular
 from .http import SERVER_ERROR_RETRIES, Http
 from .multipart import FileChanged, MultipartBody, MultipartError, new_boundary
 from .optionnames import option
@@ -39,7 +40,15 @@ from .parallel import run_bounded
 from .record import replace
 from .redact import shorten
 from .served import GONE
-from .storefiles import ConfirmedBy, Part10File, Status, StoreOptions, StoreResult, batches
+from .storefiles import (
+    ConfirmedBy,
+    Part10File,
+    Status,
+    StoreOptions,
+    StoreResult,
+    batches,
+    cannot_read,
+)
 from .stowanswer import StowAnswer, parse_stow_answer
 from .unexpected import HOST_HINT
 
@@ -182,6 +191,9 @@ class Uploader:
         # The files of batches a worker has taken whose results the caller has not had
         # yet (see landed): what Ctrl-C or SIGTERM leaves without an answer.
         self._in_flight: dict[Path, Part10File] = {}
+        # Those of them a request has carried (or is about to): the others still wait for
+        # their turn (the gate: a Retry-After, the slots), and the server cannot hold them.
+        self._sent: set[Path] = set()
         self.finder = storecheck.Finder(http, base_url)
 
     def _post(self, items: list[Part10File]) -> _Reply:
@@ -193,18 +205,24 @@ class Uploader:
             headers["Content-Type"] = "application/dicom"
             item = items[0]
 
-            def body() -> object:
+            def build() -> object:
                 # Http closes it after sending
-                return SizedFileBody(item.path, item.size, item.head.modified)
+                return SizedFileBody(item.path, item.head.stamp)
         else:
             boundary = new_boundary()
             headers["Content-Type"] = (
                 f'multipart/related; type="application/dicom"; boundary={boundary}')
 
-            def body() -> object:
+            def build() -> object:
                 return MultipartBody(paths, boundary=boundary,
-                                     sizes=[item.size for item in items],
-                                     modified=[item.head.modified for item in items])
+                                     listed=[item.head.stamp for item in items])
+
+        def body() -> object:
+            built = build()
+            # Built once its turn came (Http calls this past the gate): it goes out now.
+            with self._lock:
+                self._sent.update(paths)
+            return built
 
         what = _what(items)
         # retry_sent=False: a lost answer (a drop, or a body cut half-way) comes back here,
@@ -288,13 +306,16 @@ class Uploader:
         with self._lock:
             for result in results:
                 self._in_flight.pop(result.path, None)
+                self._sent.discard(result.path)
 
     def interrupted_results(self) -> list[StoreResult]:
         """Unconfirmed results for the files in flight when Ctrl-C or SIGTERM stopped the
-        run: taken by a worker, maybe sent, and never answered to the caller (the server
-        may hold them). Taken once."""
+        run: taken by a worker, sent (their body was built), and never answered to the
+        caller (the server may hold them). Those whose request still waited for its turn
+        get none: the caller counts them not attempted. Taken once."""
         with self._lock:
-            flying, self._in_flight = list(self._in_flight.values()), {}
+            flying = [item for path, item in self._in_flight.items() if path in self._sent]
+            self._in_flight, self._sent = {}, set()
         return [self._result(item, "unconfirmed", message=f"in flight when the run was "
                              f"interrupted; {UNCONFIRMED}") for item in flying]
 
@@ -387,12 +408,14 @@ class Uploader:
                 again, failed = self._send(rest, attempts, split)
                 return done + again, failed
             except (MultipartError, OSError) as error:
-                # A file deleted or changed since it was listed: the upload was cut, so
-                # nothing of it is stored. Find out which file, one request each.
+                # A file deleted, made unreadable or a folder since it was listed: its
+                # body could not be built or read, so nothing of it is stored. Find out
+                # which file, one request each.
                 if len(pending) > 1:
                     return done + self._one_by_one(pending), False
                 return [*done, self._result(pending[0], "failed",
-                                            message=f"cannot send: {error}")], False
+                                            message=_unreadable(pending[0].path, error))
+                        ], False
             else:
                 if not reply.lost:
                     # A web page where an answer should be is the request failing, not a
@@ -715,6 +738,14 @@ def _left_out(sent: int, reply: _Reply) -> tuple[str | None, str]:
                   "a search does not find it")
 
 
+def _unreadable(path: Path, error: MultipartError | OSError) -> str:
+    """Why a file listed as DICOM could not be sent: as the listing says it of a file it
+    cannot read ("cannot read: No such file or directory")."""
+    if isinstance(error, OSError):
+        return cannot_read(path, error)
+    return f"cannot read: {not_regular(path) or error}"
+
+
 def _read_back_problem(error: DcmwebError | OSError) -> str:
     return error.message if isinstance(error, DcmwebError) else (
         f"cannot read the file: {error.strerror}")
@@ -829,7 +860,7 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
         raise
     except KeyboardInterrupt:
         # Ctrl-C or SIGTERM: the batches that finished were handed over (run_bounded);
-        # those still running are not waited for, and their files are unconfirmed.
+        # those still running are not waited for, and their files sent are unconfirmed.
         if on_stop:
             on_stop()
         yield from skipped

@@ -139,11 +139,11 @@ def triage(entry: Path | Part10File) -> Part10File | StoreResult:
         with open(path, "rb"):
             empty = os.path.getsize(path) == 0
     except OSError as exc:  # asked for but unreadable: a failure, not a skip
-        return StoreResult(path, "failed", message=_cannot_read(path, exc), sent=False)
+        return StoreResult(path, "failed", message=cannot_read(path, exc), sent=False)
     return StoreResult(path, "skipped", message=EMPTY if empty else NOT_DICOM, sent=False)
 
 
-def _cannot_read(path: Path, error: OSError) -> str:
+def cannot_read(path: Path, error: OSError) -> str:
     """Why a file cannot be opened; a dangling link says so and where it points (the
     bare "No such file" would send the user looking for a file that is listed)."""
     if isinstance(error, FileNotFoundError) and os.path.islink(path):

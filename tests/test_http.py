@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import os
 import re
 import socket
 import time
@@ -19,10 +20,10 @@ from click.testing import CliRunner, Result
 
 from dcmweb import Client, __version__
 from dcmweb.cli import cli
-from dcmweb.errors import AuthError, NotFoundError, UnavailableError
+from dcmweb.errors import AuthError, NotFoundError, UnavailableError, UsageError
 from dcmweb.failures import parse_retry_after
 from dcmweb.http import Http, HttpConfig, RetryPolicy
-from dcmweb.multipart import MultipartBody
+from dcmweb.multipart import FileChanged, MultipartBody
 from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines, messages
 
@@ -581,3 +582,41 @@ def test_no_retry_is_announced_past_the_deadline(local_server) -> None:
     sent = [r for r in local_server.requests if r.method == "GET"]
     assert len(sent) == int(made[1])
     assert [int(n) for n in announced] == list(range(2, len(sent) + 1))
+
+
+# -- the gate: every attempt gives its slot back ------------------------------------------------
+EXITS = ["the body cannot be built", "the body fails while sent", "a header is refused",
+         "interrupted"]
+
+
+@pytest.mark.parametrize("way", EXITS)
+def test_every_way_an_attempt_ends_gives_its_slot_back(local_server, tmp_path: Path,
+                                                       way: str) -> None:
+    """Was: an attempt that ended past the loop's own handling kept its slot in the gate
+    (a file deleted since it was listed, one that changed while sent); once the kept
+    slots reached the gate's limit, every later request waited there for ever (a store
+    hung with its journal locked). One slot here: the next request must get it."""
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 200_000)
+
+    def body() -> MultipartBody:
+        if way == "the body cannot be built":
+            return MultipartBody([tmp_path / "deleted since it was listed"])
+        if way == "interrupted":
+            raise KeyboardInterrupt  # Ctrl-C while the body is built
+        built = MultipartBody([big])
+        os.truncate(big, 1000)  # read once the request is under way: it shrank
+        return built
+
+    expected = {"the body cannot be built": FileNotFoundError,
+                "the body fails while sent": FileChanged, "a header is refused": UsageError,
+                "interrupted": KeyboardInterrupt}[way]
+    headers = {"X-Note": "a\nb"} if way == "a header is refused" else None
+    http = Http(config=HttpConfig(pool_size=1, request_deadline=2))
+    try:
+        with pytest.raises(expected):
+            http.request("POST", local_server.url + "/studies", headers=headers, body=body)
+        # Before: "waited 2 s for a free slot: the request deadline".
+        assert http.request("GET", local_server.url + "/studies").status_code == 204
+    finally:
+        http.close()

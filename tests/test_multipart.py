@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from dcmweb.filebody import SizedFileBody
+from dcmweb.files import Stamp
 from dcmweb.multipart import (
     MAX_HEADER_BYTES,
     BoundaryNotFound,
@@ -223,8 +224,8 @@ def test_a_file_written_in_place_while_being_read_fails_before_the_body_ends(
     path.write_bytes(b"x" * 1000 + b"\0" * 99_000)
     listed = os.stat(path)
     body: MultipartBody | SizedFileBody = (
-        SizedFileBody(path, listed.st_size, listed.st_mtime_ns) if single_part else
-        MultipartBody([path], sizes=[listed.st_size], modified=[listed.st_mtime_ns]))
+        SizedFileBody(path, Stamp.of(listed)) if single_part else
+        MultipartBody([path], listed=[Stamp.of(listed)]))
     sent = body.read(2000)  # the file is open now
     with open(path, "r+b") as f:
         f.seek(1000)
@@ -235,6 +236,35 @@ def test_a_file_written_in_place_while_being_read_fails_before_the_body_ends(
             sent += data
     assert raised.value.path == str(path)
     assert len(sent) < len(body)  # the server gets a cut body: it stores nothing
+
+
+@pytest.mark.parametrize(("single_part", "when"), [(False, "listed"), (False, "built"),
+                                                   (True, "listed")],
+                         ids=["multipart", "multipart, built", "single part"])
+def test_a_file_replaced_with_the_same_size_and_mtime_fails(tmp_path: Path, when: str,
+                                                            single_part: bool) -> None:
+    """Another file renamed over a listed one with its size and mtime (``rsync -a``): its
+    UIDs are not those the answer is matched by, so the body must not carry it, whether
+    it came before the body was built or before its file was opened (a single part's is
+    opened as the body is built)."""
+    first, path, other = tmp_path / "a", tmp_path / "f", tmp_path / "g"
+    first.write_bytes(b"a" * 1000)
+    path.write_bytes(b"x" * 1000)
+    listed = [Stamp.of(first.stat()), Stamp.of(path.stat())]
+    other.write_bytes(b"y" * 1000)
+    os.utime(other, ns=(listed[1].mtime_ns, listed[1].mtime_ns))
+
+    def build() -> MultipartBody | SizedFileBody:
+        return (SizedFileBody(path, listed[1]) if single_part else
+                MultipartBody([first, path], listed=listed))
+
+    body = build() if when == "built" else None
+    other.rename(path)
+    with pytest.raises(FileChanged, match=r"^.*/f changed while being sent \(replaced or "
+                                          r"rewritten since it was listed"):
+        body = body or build()
+        while body.read(100):
+            pass
 
 
 def test_encoder_memory_is_bounded(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -302,6 +303,31 @@ def test_a_store_run_under_nohup_ignores_sighup(local_server: LocalServer,
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert lines(stderr)[-1].endswith(" in 3 files")
+
+
+@pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)
+def test_a_file_stopped_while_it_waits_for_its_turn_is_not_attempted(
+        local_server: LocalServer, tmp_path: Path, number: int, code: int, line: str) -> None:
+    """With -m, one request answered 503 with a long Retry-After, one stored; the third
+    file's request waits for the Retry-After (every worker does) when the signal comes.
+    Was: reported "unconfirmed (sent, no answer: the server may hold it)", never sent."""
+    files = corpus.synthetic_files(tmp_path / "in", 3)
+    report = tmp_path / "report.jsonl"
+    local_server.inject_fault(503, retry_after="30", method="POST")
+    process = start("-m", "--workers", "2", local_server.url, "store", "--batch-size", "1",
+                    "--report", str(report), *map(str, files))
+    wait_for(lambda: len(posts(local_server)) >= 2, process)
+    time.sleep(0.5)  # the worker that was answered 200 takes the third file meanwhile
+    _, stderr, _ = stop(process, number)
+    assert process.returncode == code, stderr
+    rows = [json.loads(row) for row in report.read_text().splitlines()]
+    assert sorted(row["status"] for row in rows) == ["stored", "unconfirmed"]  # those sent
+    assert len(posts(local_server)) == 2
+    assert stderr[-1] == line
+    # The 503 is a real outage: it is counted once it lasted a second (a slow machine).
+    assert re.fullmatch(r"dcmweb: info: Transferred 38\.4 KiB in 1 file; 1 unconfirmed \(sent, "
+                        r"no answer: the server may hold it\), 1 not attempted"
+                        r"(, server unavailable for \d+ s)?", stderr[-2]), stderr
 
 
 @pytest.mark.parametrize(("number", "code", "line"), STOPS, ids=STOP_IDS)

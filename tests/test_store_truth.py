@@ -13,7 +13,7 @@ import resource
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,7 +28,7 @@ from dcmweb import Client, UnavailableError
 from dcmweb.bulkrecords import Outcome
 from dcmweb.cli import cli
 from dcmweb.filebody import FileChanged, SizedFileBody
-from dcmweb.files import read_part10_head
+from dcmweb.files import Stamp, read_part10_head
 from dcmweb.http import Http, HttpConfig, RetryPolicy
 from dcmweb.journal import Journal
 from dcmweb.output import describe_summary
@@ -1029,15 +1029,118 @@ def test_single_part_never_sends_more_than_the_measured_size(local_server: Local
 def test_sized_body_reads_exactly_its_size(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"x" * 100)
-    body = SizedFileBody(path, 100)
+    body = SizedFileBody(path, Stamp.of(path.stat()))
     assert len(body) == 100
     assert body.read(60) == b"x" * 60
     with path.open("ab") as handle:
         handle.write(b"y")
     with pytest.raises(FileChanged):
         body.read()
-    body = SizedFileBody(path, 101)
+    body = SizedFileBody(path, Stamp.of(path.stat()))  # listed as it is now
     assert b"".join(body) == b"x" * 100 + b"y"
+
+
+# -- files that change after their head was read ----------------------------------------------
+# How a run waits while the files of its next requests are listed already: one thread, a
+# 503 with Retry-After to its first batch; -m, the first two requests answered slowly
+# (the batches after them are queued, their heads read). The files changed then are
+# those of the batches sent after the wait.
+WAITS = {"one thread": ([], {"status": 503, "retry_after": "2"}, [0]),
+         "-m": (["-m", "--workers", "2"], {"delay": 1.5, "count": 2}, [4, 6])}
+
+
+def store_while_waiting(server: LocalServer, files: list[Path], wait: str, report: Path,
+                        change: Callable[[Path], None]) -> tuple[Result, list[Path]]:
+    """Store ``files`` (2 a request) while ``wait`` holds the run: once the server has
+    taken the faults, ``change`` the files of the later batches; the run's result, and
+    the files changed. A run that hangs fails the test, instead of hanging the suite."""
+    threads, fault, changed = WAITS[wait]
+    server.inject_fault(method="POST", **fault)  # type: ignore[arg-type]
+    outcome: list[Result] = []
+    worker = threading.Thread(target=lambda: outcome.append(run(
+        *threads, server.url, "store", "--batch-size", "2", "--report", str(report),
+        *map(str, files))), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while len(server.faults):
+        assert worker.is_alive() and time.monotonic() < deadline, "the faults never came"
+        time.sleep(0.01)
+    for n in changed:
+        change(files[n])
+    worker.join(60)
+    if not outcome:
+        pytest.fail("the store hung")
+    return outcome[0], [files[n] for n in changed]
+
+
+def a_folder(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+@pytest.mark.parametrize("wait", list(WAITS))
+@pytest.mark.parametrize(("change", "reason"), [
+    (Path.unlink, "cannot read: No such file or directory"),
+    (a_folder, "cannot read: not a regular file: a directory")], ids=["deleted", "a folder"])
+def test_a_file_gone_after_its_head_was_read_fails_alone(
+        local_server: LocalServer, tmp_path: Path, wait: str,
+        change: Callable[[Path], None], reason: str) -> None:
+    """Was: the request whose body could not be built kept its slot in the gate, and so
+    did each one-file request that then looked for the file: the run hung for ever (its
+    journal locked, so every later cron run exited 7), and a killed one said "server
+    unavailable" and "unconfirmed (sent, no answer)" of files never sent."""
+    files = corpus.synthetic_files(tmp_path / "in", 12)
+    uids = {path: sop_uid(path) for path in files}
+    report = tmp_path / "report.jsonl"
+    result, gone = store_while_waiting(local_server, files, wait, report, change)
+    assert result.exit_code == 6, result.stderr
+    rows = report_rows(report)
+    assert {path: (row["status"], row["message"]) for path, row in rows.items()} == {
+        str(path): ("failed", reason) if path in gone else ("stored", None) for path in files}
+    assert held(local_server) == {uids[path] for path in files if path not in gone}
+    for path in gone:
+        assert f"dcmweb: error: {path} failed: {reason}" in lines(result)
+    summary = lines(result)[-2]
+    assert summary.startswith("dcmweb: info: Transferred ")
+    assert summary.endswith(f"in {len(files) - len(gone)} files; {len(gone)} failed" + (
+        ", server unavailable for 2 s" if wait == "one thread" else "")), summary
+
+
+def put_in_place(others: Iterator[Path], how: str) -> Callable[[Path], None]:
+    """Put the next of ``others`` (another instance of the same size) where a file is, with
+    the file's mtime: renamed over it (``rsync -a``) or written into it (``cp -p``)."""
+
+    def change(path: Path) -> None:
+        other, listed = next(others), path.stat()
+        assert other.stat().st_size == listed.st_size
+        if how == "renamed over":
+            other.rename(path)
+        else:
+            path.write_bytes(other.read_bytes())
+        os.utime(path, ns=(listed.st_atime_ns, listed.st_mtime_ns))
+
+    return change
+
+
+@pytest.mark.parametrize("wait", list(WAITS))
+@pytest.mark.parametrize("how", ["renamed over", "written in place"])
+def test_a_file_replaced_after_its_head_was_read_is_not_sent(
+        local_server: LocalServer, tmp_path: Path, wait: str, how: str) -> None:
+    """Another instance put in a listed file's place, with its size and mtime: was sent
+    and stored, while the file was reported "failed ... not on the server" (its answer
+    named other UIDs): the server held an instance no row named."""
+    files = corpus.synthetic_files(tmp_path / "in", 12)
+    others = corpus.synthetic_files(tmp_path / "others", 12, seed="others")
+    uids = {path: sop_uid(path) for path in files}
+    report = tmp_path / "report.jsonl"
+    result, replaced = store_while_waiting(local_server, files, wait, report,
+                                           put_in_place(iter(others), how))
+    assert result.exit_code == 6, result.stderr  # docs/exit-codes.md: changed while sent
+    rows = report_rows(report)
+    assert {path: (row["status"], row["message"]) for path, row in rows.items()} == {
+        str(path): ("failed", CHANGED_WHILE_SENT) if path in replaced else ("stored", None)
+        for path in files}
+    assert held(local_server) == {uids[path] for path in files if path not in replaced}
 
 
 # -- the search that proves a store, on every server -----------------------------------------

@@ -20,7 +20,7 @@ from hostile import Hostile, Request, tls_certificate
 from dcmweb import Client
 from dcmweb.cli import cli
 from dcmweb.filebody import SizedFileBody
-from dcmweb.files import read_part10_head
+from dcmweb.files import Stamp, read_part10_head
 from dcmweb.multipart import SLICE_MIN, MultipartBody, MultipartError
 from dcmweb.store import CHANGED_WHILE_SENT, Uploader
 from dcmweb.storefiles import Part10File, StoreOptions
@@ -123,10 +123,11 @@ def test_a_file_changed_while_the_kernel_sends_it_fails(tmp_path: Path, change: 
                                                         after: int, kind: str) -> None:
     path = tmp_path / "big"
     path.write_bytes(b"x" * 200_000)
-    mtime = os.stat(path).st_mtime_ns
+    listed = Stamp.of(os.stat(path))
+    mtime = listed.mtime_ns
     body: MultipartBody | SizedFileBody = (
-        MultipartBody([path], sizes=[200_000], modified=[mtime]) if kind == "multipart"
-        else SizedFileBody(path, 200_000, mtime))
+        MultipartBody([path], listed=[listed]) if kind == "multipart"
+        else SizedFileBody(path, listed))
     if kind == "multipart":
         assert isinstance(body.read_or_slice(1 << 20), bytes)  # the part's head
     piece = body.read_or_slice(1 << 20)
