@@ -39,7 +39,7 @@ from .parallel import run_bounded
 from .record import replace
 from .redact import shorten
 from .served import GONE
-from .storefiles import ConfirmedBy, Part10File, Status, StoreOptions, StoreResult, batches
+from .storefiles import Batch, ConfirmedBy, Part10File, Status, StoreOptions, StoreResult, batches
 from .stowanswer import StowAnswer, parse_stow_answer
 from .unexpected import HOST_HINT
 
@@ -267,8 +267,7 @@ class Uploader:
         self._count(results, request_failed)
         return results
 
-    def until_stopped(self, batches: Iterable[list[Part10File]]
-                      ) -> Iterator[list[Part10File]]:
+    def until_stopped(self, batches: Iterable[Batch]) -> Iterator[Batch]:
         """The batches, until listing them raises (a check of the inputs that failed:
         credentials, an outage): then no other batch starts, and those already sent
         finish, so what they stored is reported (see :meth:`raise_if_listing_failed`)."""
@@ -287,7 +286,8 @@ class Uploader:
         """The caller has these results: their files are no longer in flight."""
         with self._lock:
             for result in results:
-                self._in_flight.pop(result.path, None)
+                if result.sent:  # one decided unsent is no mention in flight
+                    self._in_flight.pop(result.path, None)
 
     def interrupted_results(self) -> list[StoreResult]:
         """Unconfirmed results for the files in flight when Ctrl-C or SIGTERM stopped the
@@ -808,14 +808,11 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
     """
     options = options or StoreOptions()
     uploader = Uploader(http, base_url, options)
-    skipped: list[StoreResult] = []
     try:
         for results in run_bounded(uploader.send,
-                                   uploader.until_stopped(batches(paths, options, skipped)),
+                                   uploader.until_stopped(batches(paths, options)),
                                    options.workers, halt=halt):
             uploader.landed(results)
-            while skipped:
-                yield skipped.pop(0)
             yield from results
         uploader.raise_if_listing_failed()
     except DcmwebError:
@@ -824,7 +821,6 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
         # files never sent count as not attempted.
         if on_stop:
             on_stop()
-        yield from skipped
         yield from uploader.stopped_results()
         raise
     except KeyboardInterrupt:
@@ -832,9 +828,5 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
         # those still running are not waited for, and their files are unconfirmed.
         if on_stop:
             on_stop()
-        yield from skipped
         yield from uploader.interrupted_results()
         raise
-    while skipped:
-        yield skipped.pop(0)
-
