@@ -796,7 +796,9 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
     """Store files and yield one result per file as batches finish (a
     :class:`Part10File` is a file whose head the caller has read already).
 
-    Files that are not DICOM are yielded as ``skipped``. Per-file failures are
+    Files that are not DICOM are yielded as ``skipped``, and those missing or
+    unreadable as ``failed``, as soon as they are read (not held until a batch is
+    sent: a list may name millions of them). Per-file failures are
     results, not exceptions; errors that make going on pointless (credentials,
     an unreachable server) stop the run and are raised after the finished
     batches' results have been yielded, and those of the files sent without an
