@@ -247,7 +247,8 @@ def cli(ctx: click.Context, host: str | None, profile: str | None, config_file: 
               "or tag [default: a few per level]; every column is asked for with includefield; "
               "control characters are escaped.")
 @click.option("--page-size", type=bounded(bounds.PAGE_SIZE), metavar="N",
-              help="Rows per request when paging [default: the server's maximum].")
+              help="Rows per request when paging, up to the server's cap [default: 2,000; two "
+              "pages are held, each row as 5-10 KB of memory].")
 @pass_settings
 def search(settings: Settings, path: str, params: tuple[str, ...], filters: tuple[str, ...],
            include: tuple[str, ...], fuzzy: bool, limit: int | None, offset: int | None,

@@ -31,10 +31,19 @@ _VALUE = object()  # a value a streaming call yielded on its way
 _DONE = object()  # a streaming call has ended
 
 
-def run_bounded(func: Callable[[T], R], items: Iterable[T], workers: int, *,
+@record(frozen=True)
+class Ready(Generic[R]):
+    """An item whose result is known without calling the function (a file decided
+    without sending): :func:`run_bounded` yields ``result`` as soon as it takes the item,
+    so that such results are not held until the next call finishes."""
+
+    result: R
+
+
+def run_bounded(func: Callable[[T], R], items: Iterable[T | Ready[R]], workers: int, *,
                 halt: Callable[[], bool] = lambda: False) -> Iterator[R]:
     """Yield ``func(item)`` for every item, using up to ``workers`` threads (see
-    :func:`_run`)."""
+    :func:`_run`); a :class:`Ready` item's result is yielded when it is taken."""
     return _run(func, items, workers, halt, streams=False)
 
 
@@ -47,7 +56,7 @@ def run_bounded_streams(func: Callable[[T], Iterable[R]], items: Iterable[T], wo
     return _run(func, items, workers, lambda: False, streams=True)
 
 
-def _run(func: Callable[[T], Any], items: Iterable[T], workers: int,
+def _run(func: Callable[[T], Any], items: Iterable[Any], workers: int,
          halt: Callable[[], bool], *, streams: bool) -> Iterator[Any]:
     """Yield ``func(item)`` for every item (with ``streams``, each value it yields),
     using up to ``workers`` threads.
@@ -62,7 +71,9 @@ def _run(func: Callable[[T], Any], items: Iterable[T], workers: int,
     """
     if workers <= 1:
         for item in items:
-            if streams:
+            if isinstance(item, Ready):
+                yield item.result
+            elif streams:
                 yield from func(item)
             else:
                 yield func(item)
@@ -110,11 +121,14 @@ def _run(func: Callable[[T], Any], items: Iterable[T], workers: int,
         while True:
             while (failure is None and not halting and not exhausted
                    and pending < workers * 2):
-                try:
-                    tasks.put(next(source))
-                    pending += 1
-                except StopIteration:
+                item = next(source, _STOP)
+                if item is _STOP:
                     exhausted = True
+                elif isinstance(item, Ready):
+                    yield item.result
+                else:
+                    tasks.put(item)
+                    pending += 1
             if not pending:
                 break
             ok, value = results.get()

@@ -90,12 +90,19 @@ class StorePrinter:
                  every_asked: bool = False,
                  stopped: Callable[[], bool] = lambda: False,
                  sent: Callable[[], int] = lambda: 0,
-                 total_bytes: Callable[[], int | None] = lambda: None) -> None:
+                 total_bytes: Callable[[], int | None] = lambda: None,
+                 outage: Callable[[], float] = lambda: 0.0,
+                 outage_limit: float | None = None) -> None:
         self.output = output
         self.verbose = verbose
         self.total = total  # the progress total in files, once counted
         self.total_bytes = total_bytes  # and in bytes
         self.sent = sent  # request body bytes sent so far
+        # Seconds the server has refused or not answered in a row (0: up), and when the
+        # run gives up on it: with -q the retry lines are hidden, and a progress line
+        # with a frozen count and a climbing ETA would not say that the server refuses.
+        self.outage = outage
+        self.outage_limit = outage_limit
         self.stopped = stopped  # the run has ended: no more progress lines
         self.every = every
         self.every_asked = every_asked
@@ -128,7 +135,17 @@ class StorePrinter:
         total = self.total()
         files = f"{self.files}/{total} files" if total is not None else plural(
             self.files, "file")
-        return files + (f", {self.failed} failed" if self.failed else "")
+        return files + (f", {self.failed} failed" if self.failed else "") + (
+            f", {down}" if (down := self.outage_note()) else "")
+
+    def outage_note(self) -> str | None:
+        """``server unavailable for 2 min, retrying up to 5 min``, or None (the server is
+        up, or failed for less than a second: one retry is no news)."""
+        down = self.outage()
+        if down < 1:
+            return None
+        limit = f" up to {duration(self.outage_limit)}" if self.outage_limit else ""
+        return f"server unavailable for {duration(down)}, retrying{limit}"
 
     def tick(self) -> None:
         """The plain progress line, unless the run has stopped (what comes then is the
@@ -184,7 +201,9 @@ class StorePrinter:
         total_bytes = self.total_bytes()
         done = self.done_bytes()
         undecided = (total or 0) - self.files - self.failed
-        if total_bytes is not None and done >= total_bytes and undecided > 0:
+        if down := self.outage_note():
+            line += f", {down}"  # no time left to tell: it is the server's to decide
+        elif total_bytes is not None and done >= total_bytes and undecided > 0:
             # Every byte sent: the time left is the server's to take, not "0 s".
             line += ", waiting for the server's answers"
         elif total_bytes is not None and done > 0 and elapsed > 0:

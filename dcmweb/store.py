@@ -41,6 +41,7 @@ from .record import replace
 from .redact import shorten
 from .served import GONE
 from .storefiles import (
+    Batch,
     ConfirmedBy,
     Part10File,
     Status,
@@ -285,8 +286,7 @@ class Uploader:
         self._count(results, request_failed)
         return results
 
-    def until_stopped(self, batches: Iterable[list[Part10File]]
-                      ) -> Iterator[list[Part10File]]:
+    def until_stopped(self, batches: Iterable[Batch]) -> Iterator[Batch]:
         """The batches, until listing them raises (a check of the inputs that failed:
         credentials, an outage): then no other batch starts, and those already sent
         finish, so what they stored is reported (see :meth:`raise_if_listing_failed`)."""
@@ -305,8 +305,9 @@ class Uploader:
         """The caller has these results: their files are no longer in flight."""
         with self._lock:
             for result in results:
-                self._in_flight.pop(result.path, None)
-                self._sent.discard(result.path)
+                if result.sent:  # one decided unsent is no mention in flight
+                    self._in_flight.pop(result.path, None)
+                    self._sent.discard(result.path)
 
     def interrupted_results(self) -> list[StoreResult]:
         """Unconfirmed results for the files in flight when Ctrl-C or SIGTERM stopped the
@@ -827,7 +828,9 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
     """Store files and yield one result per file as batches finish (a
     :class:`Part10File` is a file whose head the caller has read already).
 
-    Files that are not DICOM are yielded as ``skipped``. Per-file failures are
+    Files that are not DICOM are yielded as ``skipped``, and those missing or
+    unreadable as ``failed``, as soon as they are read (not held until a batch is
+    sent: a list may name millions of them). Per-file failures are
     results, not exceptions; errors that make going on pointless (credentials,
     an unreachable server) stop the run and are raised after the finished
     batches' results have been yielded, and those of the files sent without an
@@ -839,14 +842,11 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
     """
     options = options or StoreOptions()
     uploader = Uploader(http, base_url, options)
-    skipped: list[StoreResult] = []
     try:
         for results in run_bounded(uploader.send,
-                                   uploader.until_stopped(batches(paths, options, skipped)),
+                                   uploader.until_stopped(batches(paths, options)),
                                    options.workers, halt=halt):
             uploader.landed(results)
-            while skipped:
-                yield skipped.pop(0)
             yield from results
         uploader.raise_if_listing_failed()
     except DcmwebError:
@@ -855,7 +855,6 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
         # files never sent count as not attempted.
         if on_stop:
             on_stop()
-        yield from skipped
         yield from uploader.stopped_results()
         raise
     except KeyboardInterrupt:
@@ -863,9 +862,5 @@ def iter_store(http: Http, base_url: str, paths: Iterable[Path | Part10File],
         # those still running are not waited for, and their files sent are unconfirmed.
         if on_stop:
             on_stop()
-        yield from skipped
         yield from uploader.interrupted_results()
         raise
-    while skipped:
-        yield skipped.pop(0)
-

@@ -19,6 +19,7 @@ from .errors import UsageError
 from .files import NOT_REGULAR_COUNTS, Part10Head, not_regular, read_part10_head
 from .links import LINK_LOOP, loops_back
 from .optionnames import option
+from .parallel import Ready
 from .paths import safe_uid
 from .record import record
 from .redact import redact_text
@@ -164,17 +165,25 @@ def _unreadable_folder(path: Path) -> str | None:
     return None
 
 
-def batches(paths: Iterable[Path | Part10File], options: StoreOptions,
-            skipped: list[StoreResult]) -> Iterator[list[Part10File]]:
-    """Group DICOM files into requests; files decided without sending go to ``skipped``."""
+# A request's files, or the outcome of a file decided without sending.
+Batch = list[Part10File] | Ready[list[StoreResult]]
+
+
+def batches(paths: Iterable[Path | Part10File], options: StoreOptions) -> Iterator[Batch]:
+    """Group DICOM files into requests; the outcome of a file decided without sending
+    comes as soon as it is decided, :class:`Ready` (not held until a batch is sent: a
+    rerun may send nothing, and a list may name millions of such files)."""
     limit = 1 if options.single_part else options.batch_size
-    files = _triaged(paths, skipped)
+    files = _triaged(paths)
     if options.workers > 1 and options.largest_first > 1:
         files = _largest_first(files, options.largest_first)
     batch: list[Part10File] = []
     batch_bytes = 0
     uids: set[str] = set()
     for item in files:
+        if isinstance(item, Ready):
+            yield item
+            continue
         # One UID per request: the answer is matched to files by SOP Instance UID.
         if batch and (len(batch) >= limit or batch_bytes + item.size > options.batch_bytes
                       or not uids.isdisjoint(item.names)):
@@ -187,22 +196,25 @@ def batches(paths: Iterable[Path | Part10File], options: StoreOptions,
         yield batch
 
 
-def _triaged(paths: Iterable[Path | Part10File], skipped: list[StoreResult]
-             ) -> Iterator[Part10File]:
+Triaged = Iterator[Part10File | Ready[list[StoreResult]]]
+
+
+def _triaged(paths: Iterable[Path | Part10File]) -> Triaged:
     for entry in paths:
         item = triage(entry)
-        if isinstance(item, StoreResult):
-            skipped.append(item)
-        else:
-            yield item
+        yield Ready([item]) if isinstance(item, StoreResult) else item
 
 
-def _largest_first(files: Iterable[Part10File], window: int) -> Iterator[Part10File]:
+def _largest_first(files: Triaged, window: int) -> Triaged:
     """The files, the largest of the next ``window`` first (files of one size keep their
     order). Parallel requests then end together: a large file last in the input would
-    otherwise be sent alone after the others are done (longest-first scheduling)."""
+    otherwise be sent alone after the others are done (longest-first scheduling).
+    Outcomes decided without sending pass at once."""
     waiting: list[tuple[int, int, Part10File]] = []
     for position, item in enumerate(files):
+        if isinstance(item, Ready):
+            yield item
+            continue
         heapq.heappush(waiting, (-item.size, position, item))
         if len(waiting) >= window:
             yield heapq.heappop(waiting)[2]

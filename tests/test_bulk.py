@@ -1519,6 +1519,27 @@ def test_a_file_named_twice_in_a_list_is_sent_once_and_labelled_so(
         (b, "stored", None, 1)]
 
 
+@pytest.mark.parametrize("journal", [True, False])
+def test_a_file_not_dicom_named_again_is_not_said_to_be_sent(
+        local_server: LocalServer, files: list[Path], tmp_path: Path, journal: bool) -> None:
+    """Probe 5: a text file listed 1,000 times was 'named again in the inputs; sent once'
+    (never sent) for the mentions that came while its first was held, unreported."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not DICOM")
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{notes}\n{path}\n" for path in files[:20]))
+    report = tmp_path / "r.jsonl"
+    kept = ["--journal", str(tmp_path / "j.db")] if journal else []
+    result = run("-m", local_server.url, "store", "--files-from", str(listing),
+                 "--report", str(report), *kept)
+    assert result.exit_code == 0, result.stderr
+    said = [row["message"] for row in rows(report) if row["path"] == str(notes)]
+    assert len(said) == 20
+    assert said[0] == "not a DICOM Part-10 file (no DICM marker)"
+    assert not [message for message in said if "sent" in message], said
+    assert len(server_uids(local_server)) == 20
+
+
 def test_docs_example_runs_twice_as_a_nightly_job(local_server: LocalServer,
                                                   files: list[Path], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:

@@ -146,3 +146,18 @@ def test_a_rate_is_shown_in_a_unit_that_shows_it(count: int, seconds: float,
 def test_an_estimate_is_as_precise_as_it_deserves(seconds: float, expected: str) -> None:
     assert duration(seconds) == expected
 
+
+
+def test_progress_lines_tell_an_outage(local_server: LocalServer, tmp_path: Path) -> None:
+    """Probe 5: with -q (no retry lines), 300 s of 429s showed only a frozen count and an
+    ETA climbing to hours, as if the run were merely slow."""
+    files = corpus.synthetic_files(tmp_path / "in", 2)
+    local_server.inject_fault(429, count=1000, retry_after="1", method="POST")
+    result = run("-q", "--outage-limit", "3", local_server.url, "store", *map(str, files),
+                 "--progress-every", "0.2")
+    assert result.exit_code == 5, result.stderr
+    lines = [message for _, message in timed(result.stderr) if message.startswith("progress:")]
+    told = [line for line in lines if "server unavailable for" in line]
+    assert told and all(re.search(r", server unavailable for [123] s, retrying up to 3 s$", line)
+                        for line in told), lines
+    assert not any("left" in line for line in told), lines

@@ -197,7 +197,7 @@ def test_a_listing_that_starts_downloads_asks_for_a_small_page_first(tmp_path: P
                         "--output", str(tmp_path))
         rendered = [r for r in fake.seen("GET") if r.path.endswith("/rendered")]
     assert result.exit_code == 0, result.stderr
-    assert listed == [("0", "100"), ("100", "50000"), ("150", "50000")]
+    assert listed == [("0", "100"), ("100", "2000"), ("150", "2000")]
     assert len(rendered) == 150 and len({r.target for r in rendered}) == 150
     assert len(list(tmp_path.rglob("*.jpg"))) == 150
 

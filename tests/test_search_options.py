@@ -113,7 +113,7 @@ def test_verbose_logs_the_whole_request_line_without_patient_values(
     assert result.exit_code == 0, result.stderr
     assert result.stdout, result.stderr  # the search found the patient
     assert f"GET {local_filled.url}/studies?PatientID=***&PatientName=***&" \
-        "includefield=PatientID&limit=5000&offset=0 -> 200" in result.stderr
+        "includefield=PatientID&limit=2000&offset=0 -> 200" in result.stderr
     assert "OPT" not in result.stderr and "DOE" not in result.stderr
 
 

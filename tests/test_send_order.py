@@ -11,6 +11,7 @@ import pytest
 
 from dcmweb.bulk import BulkStore
 from dcmweb.inputs import BackgroundCount, InputSpec
+from dcmweb.parallel import Ready
 from dcmweb.storefiles import StoreOptions, StoreResult, batches
 from dcmweb_devtools import corpus
 
@@ -36,9 +37,10 @@ def small_and_one_large(tmp_path: Path, pydicom_files: list[Path]) -> list[Path]
 
 
 def sent_order(paths: list[Path], options: StoreOptions) -> list[list[Path]]:
-    skipped: list[StoreResult] = []
-    sent = [[item.path for item in batch] for batch in batches(paths, options, skipped)]
-    assert not skipped
+    sent = []
+    for batch in batches(paths, options):
+        assert isinstance(batch, list)  # no file decided without sending
+        sent.append([item.path for item in batch])
     return sent
 
 
@@ -97,3 +99,19 @@ def test_a_parallel_store_sends_a_large_share_of_the_job_first(
     even = corpus.synthetic_files(tmp_path / "even", 30, studies=3, seed="even")
     assert shaped(even[0].parent, workers=3).largest_first == 0  # nothing to gain
     assert shaped(small_and_one_large[0].parent, workers=1).largest_first == 0
+
+
+def test_files_decided_without_sending_pass_the_window_at_once(
+        small_and_one_large: list[Path], tmp_path: Path) -> None:
+    # The window holds files to send the largest first; an outcome decided without
+    # sending is not held with them (it would wait for a batch, in memory, unreported).
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not DICOM")
+    paths = [*small_and_one_large[:5], notes, *small_and_one_large[5:]]
+    options = StoreOptions(workers=3, batch_size=5, batch_bytes=200_000, largest_first=100)
+    first, *rest = batches(paths, options)
+    assert isinstance(first, Ready)
+    assert [(r.path, r.status) for r in first.result] == [(notes, "skipped")]
+    assert isinstance(first.result[0], StoreResult)
+    assert sorted(item.path for batch in rest if isinstance(batch, list) for item in batch
+                  ) == sorted(small_and_one_large)

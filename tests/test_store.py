@@ -9,6 +9,7 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -582,3 +583,31 @@ def test_leaving_the_loop_starts_no_new_upload(local_server, tmp_path: Path) -> 
     # The first, and one more per worker already sending when the loop was left.
     assert posts <= 1 + workers
     assert local_server.store.query("SELECT count(*) FROM instances")[0][0] == posts
+
+
+def counted(paths: list[Path], taken: list[Path]) -> Iterator[Path]:
+    """``paths``, each noted in ``taken`` when the run takes it."""
+    for path in paths:
+        taken.append(path)
+        yield path
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_files_decided_without_sending_are_told_at_once(
+        local_server, tmp_path: Path, workers: int) -> None:
+    # A nightly rerun of a list naming many gone or non-DICOM files: their outcomes come
+    # as they are decided, not held (in memory, unreported) until a batch is sent.
+    real = corpus.synthetic_files(tmp_path / "s", 2)
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    gone = [tmp_path / f"gone-{n}.dcm" for n in range(2000)]
+    paths = [*gone, tmp_path / "notes.txt", *real]
+    taken: list[Path] = []
+    with Client(local_server.url, backoff=0.01) as client:
+        results = client.iter_store(counted(paths, taken), batch_size=1, workers=workers)
+        first = next(results)
+        assert (first.path, first.status) == (gone[0], "failed")
+        assert len(taken) == 1  # none held back
+        assert not [r for r in local_server.requests if r.method == "POST"]
+        rest = [first, *results]
+    assert [r.status for r in rest] == ["failed"] * 2000 + ["skipped"] + ["stored"] * 2
+    assert [r.path for r in rest[:2001]] == paths[:2001]
