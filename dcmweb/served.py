@@ -26,7 +26,6 @@ from .answer import Response
 from .http import Http
 from .paths import ResourcePath, safe_uid
 from .redact import redact_url
-from .rows import value
 
 log = logging.getLogger("dcmweb")
 
@@ -91,6 +90,8 @@ def _drain(response: Response) -> None:
 def listed_instance(target: ResourcePath, row: Mapping[str, Any]) -> ResourcePath | None:
     """The instance a search row under ``target`` names (the UIDs the target gives, the
     others from the row), or None when the row names none that can be asked for."""
+    from .rows import value  # listings only: a store's start-up does without it
+
     uids = (target.study or value(row, "0020000D"), target.series or value(row, "0020000E"),
             value(row, "00080018"))
     study, series, sop = (safe_uid(uid) for uid in uids)
