@@ -256,13 +256,19 @@ def test_second_run_on_a_busy_journal_exits_7_and_sends_nothing(
                str(journal)).exit_code == 0
 
 
-@contextmanager
-def held_by_another_process(journal: Path) -> Iterator[None]:
+def held_by_another_process(journal: Path) -> contextlib.AbstractContextManager[None]:
     """The journal opened (and locked) by another process for as long as the block runs."""
+    return held_in_another_process(
+        f"from dcmweb.journal import Journal; j = Journal({str(journal)!r}, 'x')")
+
+
+@contextmanager
+def held_in_another_process(opening: str) -> Iterator[None]:
+    """What ``opening`` (Python statements) opens, and locks, held by another process for
+    as long as the block runs."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from dcmweb.journal import Journal; "
-         f"j = Journal({str(journal)!r}, 'x'); print('held', flush=True); time.sleep(30)"],
-        stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-c", f"import time; {opening}; print('held', flush=True); "
+         "time.sleep(30)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         yield

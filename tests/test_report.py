@@ -9,12 +9,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_bulk import held_in_another_process
 
 from dcmweb import Client, LocalFileError
 from dcmweb.bulkrecords import Outcome
@@ -112,19 +112,10 @@ def test_a_report_emptied_during_the_run_goes_on_from_its_start(
 
 
 # -- two runs, one report -----------------------------------------------------------------
-@contextmanager
-def held_by_another_run(report: Path) -> Iterator[None]:
-    """The report opened (and locked) by another process for as long as the block runs."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from dcmweb.report import ReportWriter; "
-         f"r = ReportWriter({str(report)!r}); print('held', flush=True); time.sleep(30)"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        yield
-    finally:
-        holder.kill()
-        holder.wait()
+def held_by_another_run(report: Path) -> AbstractContextManager[None]:
+    """The report opened (and locked) by another run for as long as the block runs."""
+    return held_in_another_process(
+        f"from dcmweb.report import ReportWriter; r = ReportWriter({str(report)!r})")
 
 
 @pytest.mark.parametrize("spelling", ["{tmp}/r.csv", "{tmp}/link.csv"])
