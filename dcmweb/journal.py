@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING
 
 from .errors import Busy, DcmwebError, LocalFileError, UsageError
 from .files import Stamp
-from .locks import open_locked
+from .locks import file_identity, open_locked, what_became_of
 from .optionnames import option
 from .output import readable
 from .record import record
@@ -97,10 +97,6 @@ def _key(path: str) -> str | bytes:
     return path
 
 
-def _identity(status: os.stat_result) -> tuple[int, int]:
-    return status.st_dev, status.st_ino
-
-
 def _why_unwritable(path: str) -> str | None:
     """Why the file system refuses to let the journal be written, when it says so."""
     folder = os.path.dirname(os.path.realpath(path))
@@ -158,7 +154,7 @@ class Journal:
             self._close_files()
             raise
         with contextlib.suppress(OSError):
-            self._identity = _identity(os.stat(self.path))
+            self._identity = file_identity(os.stat(self.path))
 
     def _take_lock(self) -> IO[bytes]:
         """The writer's lock, on the file the path resolves to (a link, another relative
@@ -386,13 +382,7 @@ class Journal:
         self._looked = time.monotonic()
         if self._identity is None or self.failed:
             return  # read only; or the run already stops on the journal's first failure
-        try:
-            what = ("replaced by another file"
-                    if _identity(os.stat(self.path)) != self._identity else None)
-        except FileNotFoundError:
-            what = "deleted"
-        except OSError:
-            return  # the path cannot be looked at: nothing says the file changed
+        what = what_became_of(self.path, self._identity)
         if what is None:
             return
         self.failed = True

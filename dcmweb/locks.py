@@ -1,9 +1,11 @@
-"""The exclusive locks a run holds on its files, so that two runs never write one: the
-journal's (``FILE.lock`` beside it) and the report's (the report file itself). A lock is
-held for as long as its file stays open, and goes with the process, however it ends."""
+"""The files a run writes for itself, the journal and the report: locked, so that two
+runs never write one (the journal's ``FILE.lock`` beside it, the report file itself; a
+lock is held for as long as its file stays open, and goes with the process, however it
+ends), and watched, so that a run knows when its file was deleted or replaced."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import IO
 
@@ -32,3 +34,21 @@ def open_locked(path: str) -> IO[bytes]:
         handle.close()
         raise
     return handle
+
+
+def file_identity(status: os.stat_result) -> tuple[int, int]:
+    """Which file a stat describes: its device and inode."""
+    return status.st_dev, status.st_ino
+
+
+def what_became_of(path: str, identity: tuple[int, int]) -> str | None:
+    """What became of the file ``path`` named when ``identity`` was taken: "deleted",
+    "replaced by another file" (a clean-up script, a restore, a rename), or None: still
+    there, or the path cannot be looked at (nothing says that the file changed)."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return "deleted"
+    except OSError:
+        return None
+    return None if file_identity(status) == identity else "replaced by another file"

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from .errors import Busy, LocalFileError, UsageError
-from .locks import lock
+from .locks import file_identity, lock, what_became_of
 from .optionnames import option
 from .output import shown
 from .redact import redact_text
@@ -125,7 +125,7 @@ class ReportWriter:
             handle.close()
             raise UsageError(f"cannot write the report {self.name}: {error.strerror}",
                              f"give another {option('report')}") from None
-        self._identity = (status.st_dev, status.st_ino)
+        self._identity = file_identity(status)
         return handle
 
     def write(self, row: dict[str, Any]) -> None:
@@ -193,18 +193,9 @@ class ReportWriter:
                 self._stream.flush()
 
     def _check_still_there(self) -> None:
-        if self._identity is None:
+        what = None if self._identity is None else what_became_of(self.name, self._identity)
+        if what is None:
             return
-        try:
-            status = os.stat(self.name)
-        except FileNotFoundError:
-            what = "deleted"
-        except OSError:
-            return  # the name cannot be looked at: nothing says the file changed
-        else:
-            if (status.st_dev, status.st_ino) == self._identity:
-                return
-            what = "replaced by another file"
         raise LocalFileError(f"the report {self.name} was {what} during the run: this run's "
                              "rows are not in it",
                              f"the server holds what the summary counts; a rerun with this "
