@@ -1,5 +1,5 @@
 """The test server's search lag: a deleted instance still shows in searches for a few
-seconds, as on Google (../shared/docs/servers.md), while retrieve and metadata answer 404."""
+seconds, as on Google, while retrieve and metadata answer 404."""
 
 from __future__ import annotations
 
