@@ -88,14 +88,10 @@ class Deleter:
         try:
             response, lost = self._send(f"{self.base_url}/{url_path}", what,
                                         accept_status=(405,))
-        except UnreadableAnswer as error:
-            raise self._unread(target, what, error) from None
         except DcmwebError as error:
-            if not sent_undecided(error):
+            if not _undecided(error):
                 raise
-            # A 5xx that ended the retries (a gateway's 524, a 503 at the outage limit):
-            # the server may have deleted it all the same.
-            raise self._unknown(target, what, error, "search for it to see") from None
+            raise self._unknown(target, what, error) from None
         with response:
             if response.status_code == 405:
                 return self._orthanc_fallback(target)
@@ -147,26 +143,23 @@ class Deleter:
                             "been sent, so its outcome is unknown (the server may have "
                             "deleted it: search for it to see)", what)
                 raise
-        raise UnavailableError(f"{what} failed: the answer was lost "
-                               f"{LOST_ANSWER_RESENDS + 1} times", UNAVAILABLE_HINT)
+        # Every DELETE reached the server, and each may have been done: see _undecided.
+        raise AnswerLost(f"{what} failed: the answer was lost {LOST_ANSWER_RESENDS + 1} "
+                         "times", UNAVAILABLE_HINT)
 
-    def _unread(self, target: ResourcePath, what: str, error: UnreadableAnswer
-                ) -> DcmwebError:
-        """A DELETE answered in words that cannot be read: done, or not, or an operation
-        started; never "failed"."""
-        if error.status is None or error.status >= 300:  # a refusal, by its status
-            return error
-        return self._unknown(target, what, error, f"search for it to see; {error.hint}")
-
-    def _unknown(self, target: ResourcePath, what: str, error: DcmwebError, hint: str
+    def _unknown(self, target: ResourcePath, what: str, error: DcmwebError
                  ) -> DcmwebError:
-        """A DELETE sent whose answer does not say whether it was done: never "failed".
-        Says what a search finds left, as after a poll that failed (see OutcomeUnknown);
-        an outage stays one (exit 5, and it stops an --on-conflict overwrite run)."""
+        """A DELETE sent whose answer does not say whether it was done (see _undecided):
+        never "failed". Says what a search finds left, as after a poll that failed (see
+        OutcomeUnknown); an outage stays one (exit 5, and it stops an --on-conflict
+        overwrite run)."""
         said = error.message.removeprefix(f"{what} failed: ")
         kind = UnavailableError if isinstance(error, UnavailableError) else ServerError
+        # An answer that cannot be read says why (its Content-Encoding) in its hint.
+        unread = f"; {error.hint}" if isinstance(error, UnreadableAnswer) and error.hint else ""
         unknown = kind(f"{what}: {said}; its outcome is unknown: the server may have deleted "
-                       "it", hint, status=error.status, url=error.url)
+                       "it", f"search for it to see{unread}", status=error.status,
+                       url=error.url)
         left = self._left(target)
         if left is not None:
             unknown.add_line(left)
@@ -345,6 +338,16 @@ def _gone_after_lost_answer(response: Response, url_path: str) -> bool:
     log.info("delete %s: an earlier attempt's outcome is unknown (its answer lost, or a "
              "server error), and the server no longer has it", url_path)
     return True
+
+
+def _undecided(error: DcmwebError) -> bool:
+    """Whether a DELETE's error leaves its outcome unknown: it reached the server, which
+    may have deleted all the same. Its answer lost every time (Deleter._send), a 5xx that
+    ended the retries (a gateway's 524, a 503 at the outage limit), a 2xx in words that
+    cannot be read (done, or not, or an operation started)."""
+    if isinstance(error, UnreadableAnswer):
+        return error.status is not None and error.status < 300  # else a refusal
+    return isinstance(error, AnswerLost) or sent_undecided(error)
 
 
 def _uids(target: ResourcePath) -> dict[str, str | None]:

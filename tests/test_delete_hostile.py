@@ -191,6 +191,33 @@ def test_a_delete_a_5xx_ends_says_its_outcome_is_unknown_and_what_is_left(
                      f"left under {path}")
 
 
+@pytest.mark.parametrize("after", [True, False], ids=["deleted", "not-deleted"])
+def test_a_delete_whose_answer_is_always_lost_says_its_outcome_is_unknown_and_what_is_left(
+        tmp_path: Path, synth: list[Path], after: bool) -> None:
+    """Every answer to the DELETE and its 3 resends lost, after the server deleted the
+    instance (``after``: the first DELETE did it) or before it read any. Was: `delete
+    ... failed: the answer was lost 4 times`, no search, while the server had deleted it."""
+    with LocalServer(tmp_path / "store") as srv:
+        with Client(srv.url) as client:
+            assert {r.status for r in client.store(synth)} == {"stored"}
+        study, series, sop = uids_of(synth[0])
+        path = f"studies/{study}/series/{series}/instances/{sop}"
+        srv.inject_fault(count=4, method="DELETE", after=after, drop=not after)
+        result = dcmweb(srv.url, "delete", path)
+        deletes = [r for r in srv.requests if r.method == "DELETE"]
+        with Client(srv.url) as client:
+            left = {row["00080018"]["Value"][0] for row in client.search("instances")}
+    assert len(deletes) == 4
+    assert (sop in left) is not after and len(left) == len(synth) - after
+    assert result.exit_code == 5, result.stderr
+    told, found = lines(result.stderr)[-2:]
+    assert told == (f"dcmweb: error: delete {path}: the answer was lost 4 times; its outcome "
+                    "is unknown: the server may have deleted it (search for it to see)")
+    assert "failed" not in told
+    assert found == (f"dcmweb: error: a search finds {'nothing' if after else '1 instance'} "
+                     f"left under {path}")
+
+
 # -- Orthanc: every UID of the path is checked ----------------------------------------------------
 def test_orthanc_delete_checks_every_uid_of_the_path(orthanc: Orthanc, synth: list[Path]) -> None:
     with Client(orthanc.url) as client:
