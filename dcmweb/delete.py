@@ -281,25 +281,42 @@ class Deleter:
                                 "check the UID" if target.level == "study" else
                                 "check the UIDs: each must be inside the one before it")
         return DeleteResult(target.url_path(),
-                            answer_lost=self._delete_orthanc(target.url_path(), matches))
+                            answer_lost=self._delete_orthanc(root, target, matches))
 
-    def _delete_orthanc(self, url_path: str, urls: list[str]) -> bool:
+    def _delete_orthanc(self, root: str, target: ResourcePath, urls: list[str]) -> bool:
         """Delete the Orthanc resources a path names (one UID may be several: one study
         per patient); whether an answer was lost. A 404 means gone: the lookup just
-        listed it. A failure after some were deleted says which (exit 6)."""
+        listed it; so does a 404 to the resource itself after a DELETE whose outcome is
+        unknown (see _undecided), and a resource still there failed. A failure after some
+        were deleted says which (exit 6)."""
+        url_path = target.url_path()
+        what = f"delete {url_path}"
         lost = False
         for done, url in enumerate(urls):
             try:
-                response, resent = self._send(url, f"delete {url_path}", accept_status=(404,))
+                response, resent = self._send(url, what, accept_status=(404,))
             except DcmwebError as error:
+                held = self._orthanc_holds(root, url, target) if _undecided(error) else True
+                if held is False:
+                    log.info("%s: %s; its outcome was unknown, and the server no longer "
+                             "has %s", what, error.message.removeprefix(f"{what} failed: "),
+                             urlsplit(url).path)
+                    lost = True
+                    continue
+                failure = error if held else self._unknown(target, what, error)
                 if not done:
-                    raise
+                    raise failure from None
                 left = len(urls) - done
-                raise PartialFailure(
-                    f"delete {url_path}: deleted {done} of {len(urls)} Orthanc resources "
-                    f"under it; {left} not deleted: {error.message}",
-                    f"the server holds part of {url_path}: delete it again for the rest "
-                    "(a search shows what is left)", status=error.status) from error
+                partial = PartialFailure(
+                    f"{what}: deleted {done} of {len(urls)} Orthanc resources under it; "
+                    f"{left} not {'deleted' if held else 'known to be deleted'}: "
+                    f"{failure.message}",
+                    f"the server {'holds' if held else 'may hold'} part of {url_path}: delete "
+                    "it again for the rest (a search shows what is left)",
+                    status=error.status)
+                for line in failure.notes:
+                    partial.add_line(line)
+                raise partial from error
             with response:
                 if response.status_code == 404 and not resent:
                     log.info("delete %s: %s is gone already (deleted since the lookup)",
@@ -307,6 +324,17 @@ class Deleter:
                 elif _gone_after_lost_answer(response, url_path):
                     lost = True
         return lost
+
+    def _orthanc_holds(self, root: str, url: str, target: ResourcePath) -> bool | None:
+        """Whether Orthanc still holds a resource the lookup listed (its REST answer,
+        with the UIDs of the path): False for a 404, None when no answer tells (it fails
+        too, or names other UIDs)."""
+        try:
+            return self._orthanc_uids(root, url, target.level) == _uids(target) or None
+        except NotFoundError as error:
+            return None if error.status != 404 else False
+        except DcmwebError:
+            return None
 
     def _orthanc_uids(self, root: str, url: str, level: str | None
                       ) -> dict[str, str | None]:
