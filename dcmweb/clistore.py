@@ -172,7 +172,7 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
             sent=lambda: traffic.sent,
             total_bytes=lambda: counter.total_bytes if counter and counter.total is not None
             else None,
-            outage=client.http.gate.outage_seconds, outage_limit=client.http.config.outage_limit)
+            outage=client.http.gate.outage, outage_limit=client.http.config.outage_limit)
         store_options = StoreOptions(single_part=single_part, batch_size=batch_size,
                                      storage_class=storage_class, study_uid=study_uid,
                                      workers=client.workers)

@@ -438,7 +438,8 @@ class _Exchange:
                 self._wait(REFUSED_DELAY, failure.reason)
                 return
         if lost:
-            self._leave(Outcome.NEUTRAL if cut else Outcome.UNAVAILABLE, sent_at)
+            self._leave(Outcome.NEUTRAL if cut else Outcome.UNAVAILABLE, sent_at,
+                        why=failure.reason)
             reason = (f"no answer within {self.deadline_name} ({self.deadline_seconds:g} s)"
                       if cut else failure.reason)
             raise AnswerLost(f"{self.what}: {reason} after the request was sent",
@@ -456,14 +457,14 @@ class _Exchange:
             self._leave(Outcome.NEUTRAL, sent_at)
             raise UnavailableError(f"{self.what} failed: {self._last_problem} "
                                    f"({self._deadline_note()})", self.deadline_hint) from exc
-        self._unavailable(Outcome.UNAVAILABLE, sent_at, None, hint, exc)
+        self._unavailable(Outcome.UNAVAILABLE, sent_at, None, hint, exc, why=failure.reason)
 
     def _token_unavailable(self, exc: TokenUnavailable, sent_at: float) -> None:
         """No token: its endpoint did not answer, or answered 5xx. Waited out like the
         server's own outage (the shared backoff, --outage-limit, the request deadline)."""
         self._last_problem = exc.message
         self._unavailable(Outcome.UNAVAILABLE, sent_at, None, exc.hint or UNAVAILABLE_HINT,
-                          exc)
+                          exc, why="no access token")
 
     def _undecodable(self, reason: str, sent_at: float, exc: Exception) -> None:
         """The server answered, with a body that cannot be decoded: asked again as a 500
@@ -504,7 +505,8 @@ class _Exchange:
             raise self._error(response)
         if self._accepts(status):
             # An accepted 502 (the caller checks what happened) still tells the gate.
-            self._leave(status_outcome(status), sent_at, self._retry_after(response, sent_at))
+            self._leave(status_outcome(status), sent_at, self._retry_after(response, sent_at),
+                        f"HTTP {status}")
             if response.unknown_coding is not None:
                 # Every reader would misread the body (not JSON, no boundary, not an
                 # image); asking again gets the same coding.
@@ -524,7 +526,8 @@ class _Exchange:
             wait = self._retry_after(response, sent_at)
             self._last_problem = f"HTTP {status} {response.reason or ''}".rstrip()
             try:
-                self._unavailable(outcome, sent_at, wait, UNAVAILABLE_HINT, None, response)
+                self._unavailable(outcome, sent_at, wait, UNAVAILABLE_HINT, None, response,
+                                  why=f"HTTP {status}")
             finally:
                 response.close()
             return None
@@ -548,13 +551,14 @@ class _Exchange:
                  self.what, response.status_code, wait, limit, why)
         return limit
 
-    def _leave(self, outcome: Outcome, sent_at: float, retry_after: float | None = None
-               ) -> None:
-        """Give the attempt's slot back, telling the gate what the outcome says."""
+    def _leave(self, outcome: Outcome, sent_at: float, retry_after: float | None = None,
+               why: str | None = None) -> None:
+        """Give the attempt's slot back, telling the gate what the outcome says (and
+        ``why`` it failed, for the progress lines: ``HTTP 503``, ``connection refused``)."""
         if not self.ends_outage and outcome in (Outcome.OK, Outcome.ANSWERED):
             outcome = Outcome.NEUTRAL  # see ends_outage in Http.request
         self._slot = None
-        self.gate.leave(outcome, sent_at, retry_after)
+        self.gate.leave(outcome, sent_at, retry_after, why)
 
     def _error(self, response: Response) -> DcmwebError:
         try:
@@ -595,13 +599,13 @@ class _Exchange:
     # -- retry decisions --------------------------------------------------------------
     def _unavailable(self, outcome: Outcome, sent_at: float, retry_after: float | None,
                      hint: str, exc: BaseException | None,
-                     response: Response | None = None) -> None:
+                     response: Response | None = None, *, why: str) -> None:
         """Wait on the shared backoff, or give up with the right message."""
         now = time.monotonic()
         # A failure while the server answered other requests is this request's own.
         own = outcome is Outcome.UNAVAILABLE and self.gate.last_ok > self.last_failure
         self.last_failure = now
-        self._leave(outcome, sent_at, retry_after)
+        self._leave(outcome, sent_at, retry_after, why)
         if own:
             self.own_failures += 1
         note = (f"after {_attempts(self.attempt)}"

@@ -91,16 +91,17 @@ class StorePrinter:
                  stopped: Callable[[], bool] = lambda: False,
                  sent: Callable[[], int] = lambda: 0,
                  total_bytes: Callable[[], int | None] = lambda: None,
-                 outage: Callable[[], float] = lambda: 0.0,
+                 outage: Callable[[], tuple[float, str | None]] = lambda: (0.0, None),
                  outage_limit: float | None = None) -> None:
         self.output = output
         self.verbose = verbose
         self.total = total  # the progress total in files, once counted
         self.total_bytes = total_bytes  # and in bytes
         self.sent = sent  # request body bytes sent so far
-        # Seconds the server has refused or not answered in a row (0: up), and when the
-        # run gives up on it: with -q the retry lines are hidden, and a progress line
-        # with a frozen count and a climbing ETA would not say that the server refuses.
+        # Seconds the server has refused or not answered in a row (0: up) with what it
+        # answered last, and when the run gives up on it: with -q the retry lines are
+        # hidden, and a progress line with a frozen count and a climbing ETA would not say
+        # that the server refuses.
         self.outage = outage
         self.outage_limit = outage_limit
         self.stopped = stopped  # the run has ended: no more progress lines
@@ -139,13 +140,14 @@ class StorePrinter:
             f", {down}" if (down := self.outage_note()) else "")
 
     def outage_note(self) -> str | None:
-        """``server unavailable for 2 min, retrying up to 5 min``, or None (the server is
-        up, or failed for less than a second: one retry is no news)."""
-        down = self.outage()
+        """``server unavailable (HTTP 503) for 2 min, retrying up to 5 min``, or None (the
+        server is up, or failed for less than a second: one retry is no news)."""
+        down, why = self.outage()
         if down < 1:
             return None
+        answered = f" ({why})" if why else ""
         limit = f" up to {duration(self.outage_limit)}" if self.outage_limit else ""
-        return f"server unavailable for {duration(down)}, retrying{limit}"
+        return f"server unavailable{answered} for {duration(down)}, retrying{limit}"
 
     def tick(self) -> None:
         """The plain progress line, unless the run has stopped (what comes then is the

@@ -111,6 +111,7 @@ class Gate:
         self._successes = 0
         self._down_since: float | None = None
         self._last_failed = 0.0  # when the latest failure came back
+        self._failed_why: str | None = None  # and what it was: "HTTP 503", "connection refused"
         self.last_ok = float("-inf")
         self._accepted: deque[float] = deque()  # when recent 2xx answers came back
         self._first_sent: float | None = None
@@ -177,8 +178,10 @@ class Gate:
             now = self._clock()
             return max(0.0, self._resume_at - now), self._asked_until >= self._resume_at > now
 
-    def leave(self, outcome: Outcome, sent_at: float, retry_after: float | None = None) -> None:
-        """Give the slot back and learn from the outcome."""
+    def leave(self, outcome: Outcome, sent_at: float, retry_after: float | None = None,
+              why: str | None = None) -> None:
+        """Give the slot back and learn from the outcome (``why``: a failure's cause, for
+        :meth:`outage`)."""
         with self._cond:
             self._in_flight -= 1
             now = self._clock()
@@ -200,6 +203,7 @@ class Gate:
                         self._last_change = now
             else:
                 self._server_failed(outcome, sent_at, now, retry_after)
+                self._failed_why = why
             self._cond.notify_all()
 
     def cancel(self) -> None:
@@ -220,10 +224,17 @@ class Gate:
                 self._cond.notify_all()
 
     # -- what the loop asks -------------------------------------------------------------
-    def outage_seconds(self) -> float:
-        """How long the server has been answering nothing useful (0 when it is up)."""
+    def outage(self) -> tuple[float, str | None]:
+        """How long the server has been answering nothing useful (0 when it is up), and
+        what the latest request got instead (``HTTP 503``, ``connection refused``; None
+        when up or not known)."""
         with self._cond:
-            return 0.0 if self._down_since is None else self._clock() - self._down_since
+            if self._down_since is None:
+                return 0.0, None
+            return self._clock() - self._down_since, self._failed_why
+
+    def outage_seconds(self) -> float:
+        return self.outage()[0]
 
     def outage_over_limit(self) -> bool:
         return self.outage_seconds() >= self.outage_limit

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,7 +158,35 @@ def test_progress_lines_tell_an_outage(local_server: LocalServer, tmp_path: Path
                  "--progress-every", "0.2")
     assert result.exit_code == 5, result.stderr
     lines = [message for _, message in timed(result.stderr) if message.startswith("progress:")]
-    told = [line for line in lines if "server unavailable for" in line]
-    assert told and all(re.search(r", server unavailable for [123] s, retrying up to 3 s$", line)
-                        for line in told), lines
+    told = [line for line in lines if "server unavailable" in line]
+    # The answer is named: a quota (429) is not a server down (503) or unreachable.
+    assert told and all(re.search(r", server unavailable \(HTTP 429\) for [123] s, retrying "
+                                  r"up to 3 s$", line) for line in told), lines
     assert not any("left" in line for line in told), lines
+
+
+def test_progress_lines_tell_a_server_that_refuses_connections(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """The server stops after the first file: the lines say the connection is refused,
+    not 'server unavailable' alone (a cron log then tells a crash from a quota)."""
+    files = corpus.synthetic_files(tmp_path / "in", 2)
+
+    def stop_once_answered() -> None:
+        deadline = time.monotonic() + 30
+        while not any(r.method == "POST" and r.status for r in local_server.requests):
+            assert time.monotonic() < deadline, "the first file never came"
+            time.sleep(0.02)
+        local_server.stop()
+
+    stopped = threading.Thread(target=stop_once_answered)
+    stopped.start()
+    # --max-rate 1: the second file goes a second after the first, to a stopped server.
+    result = run("--max-rate", "1", "--outage-limit", "3", local_server.url, "store",
+                 "--batch-size", "1", *map(str, files), "--progress-every", "0.2")
+    stopped.join()
+    assert result.exit_code == 5, result.stderr
+    lines = [message for _, message in timed(result.stderr) if message.startswith("progress:")]
+    told = [line for line in lines if "server unavailable" in line]
+    assert told and all(re.search(r", server unavailable \(connection refused\) for \d s, "
+                                  r"retrying up to 3 s$", line) for line in told), lines
+
