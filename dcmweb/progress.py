@@ -202,7 +202,7 @@ class StorePrinter:
                 f"{rate}{human_size(sent)} sent at {human_size(sent / max(elapsed, 1e-9))}/s")
         total_bytes = self.total_bytes()
         done = self.done_bytes()
-        undecided = (total or 0) - self.files - self.failed
+        undecided = (total or 0) - self.files  # self.files counts the failed ones too
         if down := self.outage_note():
             line += f", {down}"  # no time left to tell: it is the server's to decide
         elif total_bytes is not None and done >= total_bytes and undecided > 0:

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request, forward
 
+from dcmweb import Client
 from dcmweb.cli import cli
 from dcmweb.output import Output
 from dcmweb.progress import duration, per_time
@@ -189,4 +190,27 @@ def test_progress_lines_tell_a_server_that_refuses_connections(
     told = [line for line in lines if "server unavailable" in line]
     assert told and all(re.search(r", server unavailable \(connection refused\) for \d s, "
                                   r"retrying up to 3 s$", line) for line in told), lines
+
+
+def test_a_failed_file_leaves_the_others_waiting_for_the_server(local_server: LocalServer,
+                                                                tmp_path: Path) -> None:
+    """A failure was taken away twice from the files left: with one file failed (the
+    server holds other bytes under its UIDs) and the other's answer slow, the lines said
+    'about 0 s left' instead of waiting for the server."""
+    conflicting, slow = corpus.synthetic_files(tmp_path / "in", 2)
+    ds = pydicom.dcmread(conflicting)
+    with Client(local_server.url) as client:
+        ds.PatientName = "Other^Bytes"
+        ds.save_as(tmp_path / "other.dcm")
+        assert [r.status for r in client.store([tmp_path / "other.dcm"])] == ["stored"]
+    local_server.inject_fault(delay=1.5, method="POST",
+                              body_contains=pydicom.dcmread(slow).SOPInstanceUID)
+    result = run(local_server.url, "store", str(conflicting), str(slow), "--batch-size", "1",
+                 "--progress-every", "0.2")
+    assert result.exit_code == 6, result.stderr
+    lines = [message for _, message in timed(result.stderr) if message.startswith("progress:")]
+    after = [line for line in lines if line.startswith("progress: 1 of 2 files, 0 B stored, "
+                                                       "1 failed, ")]
+    assert after and all(line.endswith("/s, waiting for the server's answers")
+                         for line in after), lines
 
