@@ -90,6 +90,7 @@ class StorePrinter:
                  every_asked: bool = False,
                  stopped: Callable[[], bool] = lambda: False,
                  sent: Callable[[], int] = lambda: 0,
+                 awaiting: Callable[[], int] = lambda: 0,
                  total_bytes: Callable[[], int | None] = lambda: None,
                  outage: Callable[[], tuple[float, str | None]] = lambda: (0.0, None),
                  outage_limit: float | None = None) -> None:
@@ -98,6 +99,7 @@ class StorePrinter:
         self.total = total  # the progress total in files, once counted
         self.total_bytes = total_bytes  # and in bytes
         self.sent = sent  # request body bytes sent so far
+        self.awaiting = awaiting  # requests sent whole whose answer has not begun
         # Seconds the server has refused or not answered in a row (0: up) with what it
         # answered last, and when the run gives up on it: with -q the retry lines are
         # hidden, and a progress line with a frozen count and a climbing ETA would not say
@@ -206,8 +208,11 @@ class StorePrinter:
         if down := self.outage_note():
             line += f", {down}"  # no time left to tell: it is the server's to decide
         elif total_bytes is not None and done >= total_bytes and undecided > 0:
-            # Every byte sent: the time left is the server's to take, not "0 s".
-            line += ", waiting for the server's answers"
+            # Every byte counted: the time left is not "0 s". It is the server's to take
+            # while requests wait for its answers; else a retry waits for its turn, or a
+            # body goes again (counted twice), and there is nothing true to estimate.
+            if self.awaiting():
+                line += ", waiting for the server's answers"
         elif total_bytes is not None and done > 0 and elapsed > 0:
             line += f", about {duration((total_bytes - done) * elapsed / done)} left"
         return line

@@ -329,6 +329,7 @@ class Transport:
             except OSError:
                 raise TransportError(f"the connection dropped while sending: {closed}"
                                      ) from closed.__cause__
+        connection.traffic.add_awaiting(1)  # sent whole: the server's turn
         try:
             return connection.read_answer(method, _head_until(head_by, read_timeout))
         except TransportError:
@@ -337,6 +338,8 @@ class Transport:
             raise ReadTimeout("no answer within the read timeout") from exc
         except OSError as exc:
             raise TransportError(f"the connection dropped: {exc!r}") from exc
+        finally:
+            connection.traffic.add_awaiting(-1)
 
 
 def _head_until(head_by: float | None, read_timeout: float) -> float | None:

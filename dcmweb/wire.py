@@ -53,13 +53,19 @@ class FileSlice(NamedTuple):
 
 class Traffic:
     """Bytes sent and received on a transport's connections, for progress: request
-    bodies count as they go out (a file slice by SENDFILE_STEP), answers as they come in.
+    bodies count as they go out (a file slice by SENDFILE_STEP), answers as they come in;
+    and the requests sent whole that wait for their answer's head (``awaiting``).
     Shared by the threads."""
 
     def __init__(self) -> None:
         self.sent = 0
         self.received = 0
+        self.awaiting = 0
         self._lock = threading.Lock()
+
+    def add_awaiting(self, count: int) -> None:
+        with self._lock:
+            self.awaiting += count
 
     def add_sent(self, count: int) -> None:
         with self._lock:

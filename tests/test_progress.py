@@ -214,3 +214,19 @@ def test_a_failed_file_leaves_the_others_waiting_for_the_server(local_server: Lo
     assert after and all(line.endswith("/s, waiting for the server's answers")
                          for line in after), lines
 
+
+def test_a_retry_waiting_for_its_turn_is_not_waiting_for_the_server(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """A 503 with Retry-After: 2: every byte was counted as sent, and the lines of the
+    wait said 'waiting for the server's answers' while no request was at the server."""
+    [file] = corpus.synthetic_files(tmp_path / "in", 1)
+    local_server.inject_fault(503, retry_after="2", method="POST")
+    result = run(local_server.url, "store", str(file), "--progress-every", "0.2")
+    assert result.exit_code == 0, result.stderr
+    entries = timed(result.stderr)
+    [refused] = [at for at, message in entries if "; retrying" in message]
+    during = [message for at, message in entries
+              if message.startswith("progress:") and refused < at < refused + 1.8]
+    assert len(during) >= 5, entries
+    assert all(re.search(r"/s(, server unavailable \(HTTP 503\) for [12] s, retrying up to "
+                         r"5 min)?$", line) for line in during), during
