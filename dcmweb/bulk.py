@@ -164,7 +164,7 @@ class BulkStore:
                 self.summary.not_attempted += self._left_over(given, total)
             else:
                 if store is not None:
-                    self._hand_over(store)
+                    self._hand_over(store, stop)
                 rest, counted = self._rest_of_input(INTERRUPT_COUNT_SECONDS)
                 self.summary.not_attempted += self._never_sent() + self._undecided() + rest
                 self.summary.rest_uncounted = not counted
@@ -263,12 +263,13 @@ class BulkStore:
                              "JPEG pairs", "a pair goes to the study its JSON names "
                              "(0020000D)")
 
-    def _hand_over(self, store: Generator[StoreResult, None, None]) -> None:
+    def _hand_over(self, store: Generator[StoreResult, None, None],
+                   stop: KeyboardInterrupt) -> None:
         """Record the results a stopped store hands over (its files in flight, as
         unconfirmed). A signal that came while a result was being recorded here, not
         inside the store, is passed on to it first; one that came inside it has made it
         hand them over already, and throwing into it again only re-raises."""
-        for result in handed_over(store):
+        for result in handed_over(store, stop):
             # A second signal does not cut the hand-over short: it records a few
             # batches' files, without a request.
             with contextlib.suppress(KeyboardInterrupt):

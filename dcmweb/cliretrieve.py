@@ -235,11 +235,13 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult],
         try:
             for result in results:
                 report(result)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             # Ctrl-C or SIGTERM here, between two files: the run still hands over the
-            # files it named meanwhile (other threads' ones too), for the summary.
-            for result in handed_over(results):
+            # files it named meanwhile (other threads' ones too), for the summary; in the
+            # run, it notes what it left undone on the stop (run_items).
+            for result in handed_over(results, stop):
                 report(result)
+            left = getattr(stop, "leftover", None)
             raise
         except DcmwebError as error:
             left = error.leftover
@@ -265,8 +267,10 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult],
                                  for unit, count in gone.items())
             extras.append(f"{units} gone since {'it was' if counts['gone'] == 1 else 'they were'}"
                           " listed")
-        if left is not None and (counts["saved"] or left.never or left.uncounted):
-            # (Not for the one item of a run that failed whole: its error says it all.)
+        if left is not None and (left.never or left.uncounted
+                                 or (counts["saved"] and left.cut_off)):
+            # (Not for the one item of a run that failed whole: its error says it all;
+            # nor for a run stopped once every item was done.)
             extras.append(_describe_leftover(left))
         if summary:
             output.summary(f"Transferred {human_size(size)} in "

@@ -139,7 +139,8 @@ class Tally:
                 (left.cut_off if group.begun else left.never)[group.unit] += 1
             if self._expected is not None:
                 count, unit = self._expected
-                left.never[unit] += count - self._opened
+                if count > self._opened:  # a count of 0 would read as something left
+                    left.never[unit] += count - self._opened
         left.uncounted = not self._exhausted
         if self._rest is not None and left.uncounted and count_rest:
             left.uncounted = not self._count_rest(left.never)

@@ -538,7 +538,8 @@ def run_items(results_of: Callable[[T, Named | None], Iterable[RetrieveResult]],
     paths the items come from); each file as soon as it is saved, not when its item is
     done. ``results_of(item, named)`` tells ``named`` of each file the moment it is
     named: a run that stops reports those too. ``tally`` follows the items (taken from
-    it): a DcmwebError that stops the run carries what it left undone (``leftover``)."""
+    it): a DcmwebError or a KeyboardInterrupt (Ctrl-C, SIGTERM) that stops the run
+    carries what it left undone (``leftover``)."""
     # The files the threads have named and the caller has not had yet, by path: when the
     # run stops, they are reported too.
     unreported: dict[Path | None, RetrieveResult] = {}
@@ -574,5 +575,7 @@ def run_items(results_of: Callable[[T, Named | None], Iterable[RetrieveResult]],
             # A local write error leaves the server answering: the rest of a listing
             # is read to count what was never asked for.
             stop.leftover = tally.left(count_rest=isinstance(stop, LocalFileError))
+        elif isinstance(stop, KeyboardInterrupt):  # never waits on the listing's rest
+            stop.leftover = tally.left()  # type: ignore[attr-defined]  # as error.leftover
         yield from list(unreported.values())
         raise

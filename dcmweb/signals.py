@@ -128,17 +128,18 @@ def resumed() -> Iterator[None]:
         _deferral.depth = depth
 
 
-def handed_over(run: Iterator[T]) -> Iterator[T]:
+def handed_over(run: Iterator[T], stop: KeyboardInterrupt) -> Iterator[T]:
     """What a run (a generator) still hands over when a signal stopped its caller, not
-    the run itself (it came while the caller was recording a result): the signal is
-    passed on to the run, and the results it yields as it stops (the work it finished)
-    come out here. A run that the signal stopped itself has handed them over already;
-    an iterator that is not a generator has nothing to hand over."""
+    the run itself (it came while the caller was recording a result): the signal's
+    ``stop`` is passed on to the run (which may note on it what it left undone), and the
+    results it yields as it stops (the work it finished) come out here. A run that the
+    signal stopped itself has handed them over already; an iterator that is not a
+    generator has nothing to hand over."""
     throw = getattr(run, "throw", None)
     if throw is None:
         return
     with suppress(KeyboardInterrupt, StopIteration):
-        result = throw(KeyboardInterrupt())
+        result = throw(stop)
         while True:
             yield result
             result = next(run)

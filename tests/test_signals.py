@@ -24,6 +24,8 @@ from pathlib import Path
 import pydicom
 import pytest
 from hostile import Hostile, Request, multipart
+from test_retrieve import files_under, study_of
+from test_retrieve_stopped import complete_studies
 
 from dcmweb import Client
 from dcmweb.journal import Journal, Stamp
@@ -119,7 +121,8 @@ def test_whole_store_retrieve_stops_while_the_listing_is_retried(
     assert process.returncode == code, stderr
     assert stderr[-1] == line
     assert stderr[-2].startswith("dcmweb: info: Transferred ")
-    assert stderr[-2].endswith(" in 1 file")  # the one saved before the signal
+    # The one saved before the signal, and the listing it never finished.
+    assert stderr[-2].endswith(" in 1 file; the rest of the listing not retrieved (stopped)")
     assert [p.name for p in out.rglob("*") if p.is_file()] == [f"{corpus_uids(instance)[2]}.dcm"]
 
 
@@ -182,7 +185,7 @@ def test_retrieve_stopped_mid_study_reports_the_files_saved(
     assert process.returncode == code, stderr
     assert stderr[-1] == line
     assert stderr[-2].startswith("dcmweb: info: Transferred ")
-    assert stderr[-2].endswith(" in 1 file"), stderr
+    assert stderr[-2].endswith(" in 1 file; 1 study not retrieved (stopped, cut off)"), stderr
     assert [p for p in out.rglob("*") if p.is_file()] == [saved]
 
 
@@ -561,9 +564,78 @@ def test_a_signal_while_a_file_is_reported_leaves_every_saved_file_in_the_summar
     reported = {line.rsplit(" saved as ", 1)[1] for line in stderr if " saved as " in line}
     on_disk = {str(path) for path in out.rglob("*.dcm")}
     assert on_disk == reported
-    assert stderr[-2].startswith("dcmweb: info: Transferred ")
-    assert stderr[-2].endswith(f" in {plural(len(reported), 'file')}"), stderr
+    # And what it never retrieved: the studies it cut off or never asked for, or the rest
+    # of the listing when it had not read it all (none left when every file was saved).
+    left = (r"; (\d+ stud(y|ies) not retrieved \(stopped, [^)]*\)"
+            r"|the rest of the listing not retrieved \(stopped\))")
+    assert re.fullmatch(
+        rf"dcmweb: info: Transferred .* in {plural(len(reported), 'file')}"
+        + (left if len(reported) < len(files) else f"({left})?"), stderr[-2]), stderr
     assert not list(out.rglob(".dcmweb-*"))
+
+
+@pytest.mark.parametrize("threads", [[], ["-m", "--workers", "2"]], ids=["one-thread", "-m"])
+@pytest.mark.parametrize("where", ["run", "report"])
+def test_a_retrieve_stopped_by_a_signal_counts_what_it_never_retrieved(
+        local_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        threads: list[str], where: str) -> None:
+    """Ctrl-C in the run (a download) or in the report of a saved file: old dcmweb said
+    'Transferred 38.4 KiB in 1 file' alone, though 3 of the 4 studies asked for were never
+    retrieved; a full disk's stop counted them (test_retrieve_stopped)."""
+    from click.testing import CliRunner
+
+    from dcmweb.cli import cli
+    from dcmweb.output import Output
+    from dcmweb.saving import Saver
+
+    files = corpus.synthetic_files(tmp_path / "in", 8, studies=4)
+    with Client(local_server.url) as client:
+        client.store(files)
+    signalled = False
+
+    def interrupt_once() -> None:
+        nonlocal signalled
+        if not signalled:
+            signalled = True
+            signal.raise_signal(signal.SIGINT)
+
+    if where == "run":  # as the second file is about to be written (by a worker with -m)
+        create = Saver.create
+        created = 0
+
+        def interrupted_create(self: Saver, folder: Path) -> tuple[int, str]:
+            nonlocal created
+            created += 1
+            if created == 2:
+                interrupt_once()
+            if signalled and threading.current_thread() is not threading.main_thread():
+                time.sleep(0.5)  # the main thread stops the run before more is saved
+            return create(self, folder)
+
+        monkeypatch.setattr(Saver, "create", interrupted_create)
+    else:  # as the first 'saved as' line is written
+        log = Output.log
+
+        def interrupted_log(self: Output, message: str) -> None:
+            if " saved as " in message:
+                interrupt_once()
+            log(self, message)
+
+        monkeypatch.setattr(Output, "log", interrupted_log)
+    out = tmp_path / "out"
+    studies = sorted({study_of(path) for path in files})
+    result = CliRunner().invoke(cli, [*threads, local_server.url, "retrieve", *studies,
+                                      "-o", str(out)])
+    stderr = lines(result.stderr)
+    assert result.exit_code == 130, stderr
+    summary = re.fullmatch(r"dcmweb: info: Transferred .* in (\d+) files?; (\d+) paths? not "
+                           r"retrieved \(stopped, (cut off|\d+ of them cut off)\)", stderr[-2])
+    assert summary, stderr
+    assert int(summary[1]) == len(files_under(out)) < len(files)
+    # Every study is either saved whole or counted. With -m, a study whose last file a
+    # worker saved as the stop came may be both: its answer was not read to its end.
+    told = complete_studies(out, files) + int(summary[2])
+    assert told >= len(studies) if threads else told == len(studies)
 
 
 def test_a_signal_as_a_temporary_file_is_made_leaves_no_part(
