@@ -90,12 +90,9 @@ class Deleter:
                                         accept_status=(405,))
         except UnreadableAnswer as error:
             raise self._unread(target, what, error) from None
-        except DcmwebError as error:
-            if not sent_undecided(error):
-                raise
-            # A 5xx that ended the retries (a gateway's 524, a 503 at the outage limit):
-            # the server may have deleted it all the same.
-            raise self._unknown(target, what, error, "search for it to see") from None
+        except _SentUndecided as undecided:
+            raise self._unknown(target, what, undecided.error, "search for it to see"
+                                ) from None
         with response:
             if response.status_code == 405:
                 return self._orthanc_fallback(target)
@@ -124,7 +121,8 @@ class Deleter:
               ) -> tuple[Response, bool]:
         """The DELETE's answer, and whether an earlier answer was lost. A DELETE whose
         answer is lost (a drop, a timeout after sending) or a 5xx may have been done: it
-        is sent again, and then a 404 means it was, not that the path never existed."""
+        is sent again, and then a 404 means it was, not that the path never existed.
+        When nothing settles it, :class:`_SentUndecided` says why."""
         lost = False
         for _ in range(LOST_ANSWER_RESENDS + 1):
             try:
@@ -136,6 +134,8 @@ class Deleter:
             except AnswerLost as error:
                 log.warning("%s; asking again", error.message)
                 lost = True
+            except UnreadableAnswer:
+                raise  # the caller reads what its status says
             except RedirectRefused as error:
                 # Never followed; yet the server may have deleted, then redirected.
                 raise RedirectRefused(f"{error.message}; the server may have carried it "
@@ -147,8 +147,17 @@ class Deleter:
                             "been sent, so its outcome is unknown (the server may have "
                             "deleted it: search for it to see)", what)
                 raise
-        raise UnavailableError(f"{what} failed: the answer was lost "
-                               f"{LOST_ANSWER_RESENDS + 1} times", UNAVAILABLE_HINT)
+            except DcmwebError as error:
+                # A 5xx that ended the retries (a gateway's 524, a 503 at the outage
+                # limit), or a resend that failed after a lost answer (the server
+                # crashed with the DELETE in hand and stayed down): it may have been done.
+                if not (sent_undecided(error)
+                        or (lost and isinstance(error, UnavailableError))):
+                    raise
+                raise _SentUndecided(error) from None
+        raise _SentUndecided(UnavailableError(
+            f"{what} failed: the answer was lost {LOST_ANSWER_RESENDS + 1} times",
+            UNAVAILABLE_HINT))
 
     def _unread(self, target: ResourcePath, what: str, error: UnreadableAnswer
                 ) -> DcmwebError:
@@ -288,25 +297,33 @@ class Deleter:
                                 "check the UID" if target.level == "study" else
                                 "check the UIDs: each must be inside the one before it")
         return DeleteResult(target.url_path(),
-                            answer_lost=self._delete_orthanc(target.url_path(), matches))
+                            answer_lost=self._delete_orthanc(target, matches))
 
-    def _delete_orthanc(self, url_path: str, urls: list[str]) -> bool:
+    def _delete_orthanc(self, target: ResourcePath, urls: list[str]) -> bool:
         """Delete the Orthanc resources a path names (one UID may be several: one study
         per patient); whether an answer was lost. A 404 means gone: the lookup just
         listed it. A failure after some were deleted says which (exit 6)."""
+        url_path = target.url_path()
+        what = f"delete {url_path}"
         lost = False
         for done, url in enumerate(urls):
             try:
-                response, resent = self._send(url, f"delete {url_path}", accept_status=(404,))
-            except DcmwebError as error:
+                response, resent = self._send(url, what, accept_status=(404,))
+            except (DcmwebError, _SentUndecided) as error:
+                failure = (self._unknown(target, what, error.error, "search for it to see")
+                           if isinstance(error, _SentUndecided) else error)
                 if not done:
-                    raise
+                    raise failure from None
+                undecided = failure is not error
                 left = len(urls) - done
-                raise PartialFailure(
+                partial = PartialFailure(
                     f"delete {url_path}: deleted {done} of {len(urls)} Orthanc resources "
-                    f"under it; {left} not deleted: {error.message}",
-                    f"the server holds part of {url_path}: delete it again for the rest "
-                    "(a search shows what is left)", status=error.status) from error
+                    f"under it; {left} {'of unknown outcome' if undecided else 'not deleted'}: "
+                    f"{failure.message}", f"the server {'may hold' if undecided else 'holds'} "
+                    f"part of {url_path}: delete it again for the rest (a search shows what "
+                    "is left)", status=failure.status)
+                partial.notes = failure.notes
+                raise partial from failure
             with response:
                 if response.status_code == 404 and not resent:
                     log.info("delete %s: %s is gone already (deleted since the lookup)",
@@ -335,6 +352,14 @@ class Deleter:
                 path = f"/{'studies' if level == 'study' else 'series'}/{parent}"
                 url = self._orthanc_url(root, path, level, what)
         return uids
+
+
+class _SentUndecided(Exception):
+    """A DELETE was sent, and nothing settled whether it was done: ``error`` ended it."""
+
+    def __init__(self, error: DcmwebError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 def _gone_after_lost_answer(response: Response, url_path: str) -> bool:
