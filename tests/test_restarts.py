@@ -197,3 +197,35 @@ def test_an_orthanc_killed_with_the_delete_in_hand_leaves_its_outcome_unknown(
     assert lines(stderr)[-1].endswith(
         "; its outcome is unknown: the server may have deleted it (search for it to see)")
     assert again.returncode == 0, again.stderr
+
+
+# -- a restart that lost what the server had acknowledged ------------------------------------------
+def test_verify_journal_after_a_server_restarted_empty_sends_everything_again(
+        pydicom_files: list[Path], tmp_path: Path) -> None:
+    """A server restarted without the data it had acknowledged (an in-memory store, a
+    restore from an older backup): the journal still says stored, and --verify-journal
+    sends each file again, a deflated one too, whose series dcmweb cannot read from the
+    file (old dcmweb kept its journal's word: `already stored`, not on the server)."""
+    corpus.synthetic_files(tmp_path / "in", 4, seed="empty")
+    deflated = next(p for p in pydicom_files if p.name == "image_dfl.dcm")
+    (tmp_path / "in" / deflated.name).write_bytes(deflated.read_bytes())
+    files = sorted((tmp_path / "in").iterdir())
+    journal, report = tmp_path / "j.db", tmp_path / "r.csv"
+
+    def store(url: str, *options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*DCMWEB, url, "store", str(tmp_path / "in"), "--journal",
+                               str(journal), *options], capture_output=True, text=True,
+                              timeout=60)
+
+    with LocalServer(tmp_path / "before") as server:
+        assert store(server.url).returncode == 0
+        port = server.port
+    with LocalServer(tmp_path / "after", port=port) as server:  # empty
+        result = store(server.url, "--verify-journal", "--report", str(report))
+        held = {row["sop_uid"] for row in server.store.query("SELECT sop_uid FROM instances")}
+    assert result.returncode == 0, result.stderr
+    assert {row["status"] for row in report_rows(report).values()} == {"stored"}
+    assert held == {corpus.sop_instance_uid(p) for p in files}
+    assert lines(result.stderr)[-1].endswith(
+        f"in {len(files)} files; {len(files)} sent again (stored by an earlier run, gone "
+        "from the server)")
