@@ -8,6 +8,7 @@ the rules for adding an option are in cli.py.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from . import bounds
 from .cligroup import Settings, bounded, pass_settings
 from .errors import AllFailed, DcmwebError, LocalFileError, PartialFailure, UsageError
 from .output import Output, human_size, plural
+from .paths import parse_resource_path
 from .redact import redact_url
 
 if TYPE_CHECKING:
@@ -206,7 +208,8 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult],
     bytes ``received`` (the files saved after it)."""
     from .signals import deferred, handed_over
 
-    counts = {"saved": 0, "failed": 0}
+    counts = {"saved": 0, "failed": 0, "gone": 0}
+    gone: Counter[str] = Counter()  # listed, then no longer on the server: by unit
     size = 0
     failed = True  # until the run ends well: -q shows the summary of a failed run
     summary = True
@@ -220,6 +223,9 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult],
             if result.status == "saved":
                 size += result.size
                 output.log(f"{source} saved as {result.path}")
+            elif result.status == "gone":  # not lost by this run: nothing was there
+                gone[parse_resource_path(result.source).level] += 1
+                output.warning(f"{source}: {result.message}")
             else:
                 output.error(f"{source}: {result.message}")
 
@@ -254,6 +260,11 @@ def _report_retrieve(output: Output, results: Iterator[RetrieveResult],
     finally:
         output.stop_progress()
         extras = [f"{counts['failed']} failed"] if counts["failed"] else []
+        if gone:
+            units = " and ".join(plural(count, unit, _UNITS.get(unit))
+                                 for unit, count in gone.items())
+            extras.append(f"{units} gone since {'it was' if counts['gone'] == 1 else 'they were'}"
+                          " listed")
         if left is not None and (counts["saved"] or left.never or left.uncounted):
             # (Not for the one item of a run that failed whole: its error says it all.)
             extras.append(_describe_leftover(left))

@@ -88,11 +88,10 @@ class Deleter:
         try:
             response, lost = self._send(f"{self.base_url}/{url_path}", what,
                                         accept_status=(405,))
-        except UnreadableAnswer as error:
-            raise self._unread(target, what, error) from None
-        except _SentUndecided as undecided:
-            raise self._unknown(target, what, undecided.error, "search for it to see"
-                                ) from None
+        except DcmwebError as error:
+            if not _undecided(error):
+                raise
+            raise self._unknown(target, what, error) from None
         with response:
             if response.status_code == 405:
                 return self._orthanc_fallback(target)
@@ -121,8 +120,8 @@ class Deleter:
               ) -> tuple[Response, bool]:
         """The DELETE's answer, and whether an earlier answer was lost. A DELETE whose
         answer is lost (a drop, a timeout after sending) or a 5xx may have been done: it
-        is sent again, and then a 404 means it was, not that the path never existed.
-        When nothing settles it, :class:`_SentUndecided` says why."""
+        is sent again, and then a 404 means it was, not that the path never existed. A
+        resend that cannot reach the server leaves it unknown (:class:`AnswerLost`)."""
         lost = False
         for _ in range(LOST_ANSWER_RESENDS + 1):
             try:
@@ -134,8 +133,12 @@ class Deleter:
             except AnswerLost as error:
                 log.warning("%s; asking again", error.message)
                 lost = True
-            except UnreadableAnswer:
-                raise  # the caller reads what its status says
+            except UnavailableError as error:
+                if not lost:
+                    raise
+                # The server went down with the DELETE in hand (a crash, a restart) and
+                # stayed down: that DELETE may have been done, as after a lost answer.
+                raise AnswerLost(error.message, error.hint) from error
             except RedirectRefused as error:
                 # Never followed; yet the server may have deleted, then redirected.
                 raise RedirectRefused(f"{error.message}; the server may have carried it "
@@ -147,35 +150,23 @@ class Deleter:
                             "been sent, so its outcome is unknown (the server may have "
                             "deleted it: search for it to see)", what)
                 raise
-            except DcmwebError as error:
-                # A 5xx that ended the retries (a gateway's 524, a 503 at the outage
-                # limit), or a resend that failed after a lost answer (the server
-                # crashed with the DELETE in hand and stayed down): it may have been done.
-                if not (sent_undecided(error)
-                        or (lost and isinstance(error, UnavailableError))):
-                    raise
-                raise _SentUndecided(error) from None
-        raise _SentUndecided(UnavailableError(
-            f"{what} failed: the answer was lost {LOST_ANSWER_RESENDS + 1} times",
-            UNAVAILABLE_HINT))
+        # Every DELETE reached the server, and each may have been done: see _undecided.
+        raise AnswerLost(f"{what} failed: the answer was lost {LOST_ANSWER_RESENDS + 1} "
+                         "times", UNAVAILABLE_HINT)
 
-    def _unread(self, target: ResourcePath, what: str, error: UnreadableAnswer
-                ) -> DcmwebError:
-        """A DELETE answered in words that cannot be read: done, or not, or an operation
-        started; never "failed"."""
-        if error.status is None or error.status >= 300:  # a refusal, by its status
-            return error
-        return self._unknown(target, what, error, f"search for it to see; {error.hint}")
-
-    def _unknown(self, target: ResourcePath, what: str, error: DcmwebError, hint: str
+    def _unknown(self, target: ResourcePath, what: str, error: DcmwebError
                  ) -> DcmwebError:
-        """A DELETE sent whose answer does not say whether it was done: never "failed".
-        Says what a search finds left, as after a poll that failed (see OutcomeUnknown);
-        an outage stays one (exit 5, and it stops an --on-conflict overwrite run)."""
+        """A DELETE sent whose answer does not say whether it was done (see _undecided):
+        never "failed". Says what a search finds left, as after a poll that failed (see
+        OutcomeUnknown); an outage stays one (exit 5, and it stops an --on-conflict
+        overwrite run)."""
         said = error.message.removeprefix(f"{what} failed: ")
         kind = UnavailableError if isinstance(error, UnavailableError) else ServerError
+        # An answer that cannot be read says why (its Content-Encoding) in its hint.
+        unread = f"; {error.hint}" if isinstance(error, UnreadableAnswer) and error.hint else ""
         unknown = kind(f"{what}: {said}; its outcome is unknown: the server may have deleted "
-                       "it", hint, status=error.status, url=error.url)
+                       "it", f"search for it to see{unread}", status=error.status,
+                       url=error.url)
         left = self._left(target)
         if left is not None:
             unknown.add_line(left)
@@ -297,33 +288,42 @@ class Deleter:
                                 "check the UID" if target.level == "study" else
                                 "check the UIDs: each must be inside the one before it")
         return DeleteResult(target.url_path(),
-                            answer_lost=self._delete_orthanc(target, matches))
+                            answer_lost=self._delete_orthanc(root, target, matches))
 
-    def _delete_orthanc(self, target: ResourcePath, urls: list[str]) -> bool:
+    def _delete_orthanc(self, root: str, target: ResourcePath, urls: list[str]) -> bool:
         """Delete the Orthanc resources a path names (one UID may be several: one study
         per patient); whether an answer was lost. A 404 means gone: the lookup just
-        listed it. A failure after some were deleted says which (exit 6)."""
+        listed it; so does a 404 to the resource itself after a DELETE whose outcome is
+        unknown (see _undecided), and a resource still there failed. A failure after some
+        were deleted says which (exit 6)."""
         url_path = target.url_path()
         what = f"delete {url_path}"
         lost = False
         for done, url in enumerate(urls):
             try:
                 response, resent = self._send(url, what, accept_status=(404,))
-            except (DcmwebError, _SentUndecided) as error:
-                failure = (self._unknown(target, what, error.error, "search for it to see")
-                           if isinstance(error, _SentUndecided) else error)
+            except DcmwebError as error:
+                held = self._orthanc_holds(root, url, target) if _undecided(error) else True
+                if held is False:
+                    log.info("%s: %s; its outcome was unknown, and the server no longer "
+                             "has %s", what, error.message.removeprefix(f"{what} failed: "),
+                             urlsplit(url).path)
+                    lost = True
+                    continue
+                failure = error if held else self._unknown(target, what, error)
                 if not done:
                     raise failure from None
-                undecided = failure is not error
                 left = len(urls) - done
                 partial = PartialFailure(
-                    f"delete {url_path}: deleted {done} of {len(urls)} Orthanc resources "
-                    f"under it; {left} {'of unknown outcome' if undecided else 'not deleted'}: "
-                    f"{failure.message}", f"the server {'may hold' if undecided else 'holds'} "
-                    f"part of {url_path}: delete it again for the rest (a search shows what "
-                    "is left)", status=failure.status)
-                partial.notes = failure.notes
-                raise partial from failure
+                    f"{what}: deleted {done} of {len(urls)} Orthanc resources under it; "
+                    f"{left} not {'deleted' if held else 'known to be deleted'}: "
+                    f"{failure.message}",
+                    f"the server {'holds' if held else 'may hold'} part of {url_path}: delete "
+                    "it again for the rest (a search shows what is left)",
+                    status=error.status)
+                for line in failure.notes:
+                    partial.add_line(line)
+                raise partial from error
             with response:
                 if response.status_code == 404 and not resent:
                     log.info("delete %s: %s is gone already (deleted since the lookup)",
@@ -331,6 +331,17 @@ class Deleter:
                 elif _gone_after_lost_answer(response, url_path):
                     lost = True
         return lost
+
+    def _orthanc_holds(self, root: str, url: str, target: ResourcePath) -> bool | None:
+        """Whether Orthanc still holds a resource the lookup listed (its REST answer,
+        with the UIDs of the path): False for a 404, None when no answer tells (it fails
+        too, or names other UIDs)."""
+        try:
+            return self._orthanc_uids(root, url, target.level) == _uids(target) or None
+        except NotFoundError as error:
+            return None if error.status != 404 else False
+        except DcmwebError:
+            return None
 
     def _orthanc_uids(self, root: str, url: str, level: str | None
                       ) -> dict[str, str | None]:
@@ -354,14 +365,6 @@ class Deleter:
         return uids
 
 
-class _SentUndecided(Exception):
-    """A DELETE was sent, and nothing settled whether it was done: ``error`` ended it."""
-
-    def __init__(self, error: DcmwebError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
 def _gone_after_lost_answer(response: Response, url_path: str) -> bool:
     """A 404 reaches here only as the answer to a resend (see Deleter._send): the earlier
     DELETE, whose outcome is unknown, did the work."""
@@ -370,6 +373,16 @@ def _gone_after_lost_answer(response: Response, url_path: str) -> bool:
     log.info("delete %s: an earlier attempt's outcome is unknown (its answer lost, or a "
              "server error), and the server no longer has it", url_path)
     return True
+
+
+def _undecided(error: DcmwebError) -> bool:
+    """Whether a DELETE's error leaves its outcome unknown: it reached the server, which
+    may have deleted all the same. Its answer lost every time (Deleter._send), a 5xx that
+    ended the retries (a gateway's 524, a 503 at the outage limit), a 2xx in words that
+    cannot be read (done, or not, or an operation started)."""
+    if isinstance(error, UnreadableAnswer):
+        return error.status is not None and error.status < 300  # else a refusal
+    return isinstance(error, AnswerLost) or sent_undecided(error)
 
 
 def _uids(target: ResourcePath) -> dict[str, str | None]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .files import Stamp
-from .multipart import SLICE_MIN, FileChanged, check_unchanged, file_slice
+from .multipart import SLICE_MIN, FileChanged, check_unchanged, file_slice, open_unblocked
 from .wire import FileSlice
 
 _CHUNK = 1024 * 1024
@@ -28,7 +28,7 @@ class SizedFileBody:
         self.path = path
         self._size = listed.size
         self._listed = listed
-        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        self._file = open_unblocked(path)  # closed by close()
         self._check_unchanged()
 
     def __len__(self) -> int:

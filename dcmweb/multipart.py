@@ -64,6 +64,17 @@ def file_slice(file: BinaryIO, offset: int, end: int,
     return FileSlice(file, offset, end - offset, lambda sent: reached(offset + sent))
 
 
+def open_unblocked(path: str | os.PathLike[str]) -> io.FileIO:
+    """``path`` opened to be read without waiting: a FIFO put where a listed file was
+    would otherwise wait for a writer for ever (the caller checks what it opened against
+    the listing)."""
+    return open(path, "rb", buffering=0, opener=_unblocked)
+
+
+def _unblocked(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
 def check_unchanged(path: str | os.PathLike[str], status: os.stat_result, size: int,
                     listed: Stamp | None) -> None:
     """Raise :class:`FileChanged` unless the file (``status``: an fstat of it, open) still
@@ -247,7 +258,7 @@ class MultipartBody:
         """Item ``i``'s file, opened (and its size checked) when it is not the open one."""
         if self._file_index != i:
             self._close_file()
-            self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - open across read()s
+            self._file = open_unblocked(path)  # open across read()s
             self._file_index, self._file_pos = i, 0
             self._check_unchanged(i, path)
         assert self._file is not None

@@ -48,6 +48,7 @@ from .paths import ResourcePath, parse_resource_path, safe_uid
 from .record import record
 from .rows import value
 from .saving import Saver
+from .served import GONE, served_on
 from .transport import Response
 from .wado import CUT_OFF, STREAM_ATTEMPTS, CutOffError, checked_answer
 
@@ -74,7 +75,9 @@ def _head(chunks: list[Chunk]) -> bytes:
 
 @record(frozen=True)
 class RetrieveResult:
-    status: Literal["saved", "failed"]
+    # gone: a study, series or instance a listing named that the server no longer holds
+    # (deleted since: searches lag behind deletes); nothing of it was there to retrieve.
+    status: Literal["saved", "failed", "gone"]
     source: str  # what was asked for, e.g. studies/1.2/series/3.4
     path: Path | None = None
     size: int = 0
@@ -438,9 +441,10 @@ def iter_retrieve(http: Http, base_url: str, path: str | None, output: str | os.
     check_request(target, part_type, single_part)
     downloader = Downloader(http, base_url, Path(output), part_type, single_part)
     targets = dicom_targets(http, base_url, target, part_type, split=workers > 1)
+    # Several items come from a listing (the store's studies, a study's series, ...).
     several = not isinstance(targets, list) or len(targets) > 1
     tally = Tally()
-    yield from run_items(partial(fetch_item, downloader, several=several),
+    yield from run_items(partial(fetch_item, downloader, several=several, listed=several),
                          tally.each(targets, unit_of), workers, downloader.saver, tally)
 
 
@@ -467,8 +471,10 @@ def dicom_targets(http: Http, base_url: str, target: ResourcePath, part_type: st
 
 
 def fetch_item(downloader: Downloader, item: Target, named: Named | None = None, *,
-               several: bool) -> Iterator[RetrieveResult]:
-    """The files of one study, series or instance (or a listing's failure, as it is)."""
+               several: bool, listed: bool = False) -> Iterator[RetrieveResult]:
+    """The files of one study, series or instance (or a listing's failure, as it is).
+    ``listed``: a search named the item, not the user; answered 404 and gone from the
+    server (see :func:`_gone`), it is ``gone``, not failed."""
     if isinstance(item, RetrieveResult):
         yield item
         return
@@ -480,11 +486,39 @@ def fetch_item(downloader: Downloader, item: Target, named: Named | None = None,
     except (NotFoundError, ServerError) as error:
         if not (several or saved):
             raise
-        # One study or series of many (deleted since the listing, or answered
-        # badly), or the rest of one whose files are saved already, fails on its
-        # own; credentials and outages still stop the run.
+        if (listed and not saved and isinstance(error, NotFoundError)
+                and _gone(downloader.http, downloader.base_url, item)):
+            yield RetrieveResult("gone", item.url_path(), message=GONE_SINCE_LISTED)
+            return
+        # One study or series of many (answered badly, or 404 while the server serves
+        # it), or the rest of one whose files are saved already, fails on its own;
+        # credentials and outages still stop the run.
         yield RetrieveResult("failed", item.url_path(), message=wado.item_message(
             error, f"retrieve {item.url_path()}"))
+
+
+GONE_SINCE_LISTED = ("gone since it was listed (the search listed it, but the server no "
+                     f"longer holds it: deleted moments ago; {GONE})")
+
+
+def _gone(http: Http, base_url: str, item: ResourcePath) -> bool:
+    """Whether a study, series or instance a listing named, whose retrieve answered 404,
+    is gone from the server: a search finds no instance under it, or the first one it
+    lists is not served, nor the item (served.py; Google's searches list a deleted
+    instance for a few seconds). A 404 alone proves nothing: False when the server
+    serves it, or when nothing tells (the check fails)."""
+    from .preview import instances_under
+    from .search import Searcher
+
+    rows = instances_under(partial(Searcher(http, base_url).iter_rows, first_page=1), item,
+                           "retrieve", served=served_on(http, base_url))
+    try:
+        next(rows, None)  # the check comes before the first row
+    except NotFoundError as error:
+        return error.status is None  # the check's word, not a 404 to the search itself
+    except DcmwebError:
+        return False
+    return False
 
 
 def unit_of(item: ResourcePath | WadoPath | RetrieveResult) -> str | None:

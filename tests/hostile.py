@@ -270,12 +270,13 @@ def silent(seconds: float) -> Route:
 
 def forward(root_url: str, *, answer: bool = True,
             alter: Callable[[bytes], bytes] | None = None,
-            headers: dict[str, str] | None = None) -> Route:
+            headers: dict[str, str] | None = None, answer_status: int | None = None) -> Route:
     """Pass the request on to a real server at ``root_url`` and relay its answer: a
     loopback forwarder. ``answer=False`` drops the answer after the server did the work
     (the connection closes, as when a proxy or the network loses it); ``alter`` changes
     the answer's body on the way (the status and Content-Type stay), ``headers`` are
-    added to it (a ``Content-Encoding`` for what ``alter`` made of it)."""
+    added to it (a ``Content-Encoding`` for what ``alter`` made of it); ``answer_status``
+    replaces the server's (a gateway's 500 after the server did the work)."""
     def action(req: Request) -> None:
         seen = req.seen
         connection = http.client.HTTPConnection(urlsplit(root_url).netloc, timeout=60)
@@ -290,7 +291,7 @@ def forward(root_url: str, *, answer: bool = True,
         if not answer:
             req.handler.close_connection = True
             return
-        req.reply(response.status, alter(body) if alter else body,
+        req.reply(answer_status or response.status, alter(body) if alter else body,
                   response.getheader("Content-Type"), headers)
     return action
 

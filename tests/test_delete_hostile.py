@@ -191,6 +191,33 @@ def test_a_delete_a_5xx_ends_says_its_outcome_is_unknown_and_what_is_left(
                      f"left under {path}")
 
 
+@pytest.mark.parametrize("after", [True, False], ids=["deleted", "not-deleted"])
+def test_a_delete_whose_answer_is_always_lost_says_its_outcome_is_unknown_and_what_is_left(
+        tmp_path: Path, synth: list[Path], after: bool) -> None:
+    """Every answer to the DELETE and its 3 resends lost, after the server deleted the
+    instance (``after``: the first DELETE did it) or before it read any. Was: `delete
+    ... failed: the answer was lost 4 times`, no search, while the server had deleted it."""
+    with LocalServer(tmp_path / "store") as srv:
+        with Client(srv.url) as client:
+            assert {r.status for r in client.store(synth)} == {"stored"}
+        study, series, sop = uids_of(synth[0])
+        path = f"studies/{study}/series/{series}/instances/{sop}"
+        srv.inject_fault(count=4, method="DELETE", after=after, drop=not after)
+        result = dcmweb(srv.url, "delete", path)
+        deletes = [r for r in srv.requests if r.method == "DELETE"]
+        with Client(srv.url) as client:
+            left = {row["00080018"]["Value"][0] for row in client.search("instances")}
+    assert len(deletes) == 4
+    assert (sop in left) is not after and len(left) == len(synth) - after
+    assert result.exit_code == 5, result.stderr
+    told, found = lines(result.stderr)[-2:]
+    assert told == (f"dcmweb: error: delete {path}: the answer was lost 4 times; its outcome "
+                    "is unknown: the server may have deleted it (search for it to see)")
+    assert "failed" not in told
+    assert found == (f"dcmweb: error: a search finds {'nothing' if after else '1 instance'} "
+                     f"left under {path}")
+
+
 # -- Orthanc: every UID of the path is checked ----------------------------------------------------
 def test_orthanc_delete_checks_every_uid_of_the_path(orthanc: Orthanc, synth: list[Path]) -> None:
     with Client(orthanc.url) as client:
@@ -243,6 +270,51 @@ def test_an_orthanc_delete_whose_answer_is_lost_is_deleted(orthanc: Orthanc,
     assert result.exit_code == 0, result.stderr
     assert lines(result.stderr)[-1] == \
         f"dcmweb: info: deleted studies/{study} (answer lost: the server no longer has it)"
+
+
+@pytest.mark.parametrize(("deleted", "answer", "exit_code", "told"), [
+    (True, "500", 0, ["dcmweb: info: deleted studies/{study} (answer lost: the server no "
+                      "longer has it)"]),
+    (True, "lost", 0, ["dcmweb: info: deleted studies/{study} (answer lost: the server no "
+                       "longer has it)"]),
+    (False, "500", 1, ["dcmweb: error: delete studies/{study} failed: HTTP 500 Internal "
+                       "Server Error: injected (after 3 attempts)"]),
+    (False, "lost", 5, ["dcmweb: error: delete studies/{study} failed: the answer was lost 4 "
+                        "times (the server is overloaded or down; try again later)"]),
+    (True, "500, then the check 500", 1, [
+        "dcmweb: error: delete studies/{study}: HTTP 500 Internal Server Error (after 3 "
+        "attempts); its outcome is unknown: the server may have deleted it (search "
+        "for it to see)", "dcmweb: error: a search finds nothing left under studies/{study}"]),
+], ids=["500-deleted", "lost-deleted", "500-kept", "lost-kept", "unknown"])
+def test_an_orthanc_delete_whose_outcome_is_unknown_is_settled_by_asking_orthanc(
+        orthanc: Orthanc, synth: list[Path], deleted: bool, answer: str, exit_code: int,
+        told: list[str]) -> None:
+    """Orthanc's REST DELETE is answered 500 every time, or its answer lost 4 times,
+    after Orthanc deleted the study (``deleted``: a forwarder passes it on first) or
+    without it. Orthanc is asked for the study then: gone, it was deleted; held, the
+    delete failed; that check failing too, the outcome is unknown. Was: `failed`
+    (exit 1, or 5 when lost) with no check, while Orthanc had deleted the study."""
+    with Client(orthanc.url) as client:
+        assert {r.status for r in client.store(synth)} == {"stored"}
+    study = uids_of(synth[0])[0]
+    with http_session() as session:
+        [found] = session.post(f"{orthanc.rest_url}/tools/lookup", data=study, timeout=10).json()
+    injected = {"lost": forward(orthanc.rest_url, answer=False) if deleted else silent(0)}.get(
+        answer, forward(orthanc.rest_url, answer_status=500) if deleted
+        else status(500, body=b"injected"))
+    with Hostile() as forwarder:
+        forwarder.fallback = forward(orthanc.rest_url)
+        forwarder.route("DELETE", found["Path"], injected)
+        if answer.endswith("the check 500"):  # the lookup's check passes, the later fails
+            forwarder.route("GET", found["Path"], once(forward(orthanc.rest_url),
+                                                       status(500, body=b"injected")))
+        result = dcmweb(forwarder.root_url + "/dicom-web", "delete", f"studies/{study}")
+        rest_deletes = forwarder.seen("DELETE", found["Path"])
+    with http_session() as session:
+        held = session.get(orthanc.rest_url + found["Path"], timeout=10).status_code
+    assert (held, len(rest_deletes)) == (404 if deleted else 200, 4 if answer == "lost" else 3)
+    assert result.exit_code == exit_code, result.stderr
+    assert lines(result.stderr)[-len(told):] == [line.format(study=study) for line in told]
 
 
 @pytest.mark.parametrize(("lookup", "shown"), [
@@ -355,34 +427,47 @@ def one_study_two_patients(tmp_path: Path, orthanc: Orthanc, synth: list[Path]
 
 
 @pytest.mark.parametrize(("second", "exit_code", "last_line"), [
-    # A 500 may come after the work was done: the outcome is unknown, and searched for.
     (status(500, body=b"injected"), 6, "dcmweb: error: delete studies/{study}: deleted 1 of 2 "
-     "Orthanc resources under it; 1 of unknown outcome: delete studies/{study}: HTTP 500 "
-     "Internal Server Error: injected (after 3 attempts); its outcome is unknown: the server "
-     "may have deleted it (the server may hold part of studies/{study}: delete it again for "
-     "the rest (a search shows what is left))\n"
-     "dcmweb: error: a search finds 1 instance left under studies/{study}"),
+     "Orthanc resources under it; 1 not deleted: delete studies/{study} failed: HTTP 500 "
+     "Internal Server Error: injected (after 3 attempts) (the server holds part of "
+     "studies/{study}: delete it again for the rest (a search shows what is left))"),
     (status(400, body=b"injected"), 6, "dcmweb: error: delete studies/{study}: deleted 1 of 2 "
      "Orthanc resources under it; 1 not deleted: delete studies/{study} failed: HTTP 400 Bad "
      "Request: injected (the server holds part of studies/{study}: delete it again for the "
      "rest (a search shows what is left))"),
     (lambda req: req.json(404, {}), 0, "dcmweb: info: deleted studies/{study}"),
-], ids=["500", "400", "404"])
+    ("500 after the work", 0, "dcmweb: info: deleted studies/{study} (answer lost: the "
+     "server no longer has it)"),
+    ("500 after the work, then the check 500", 6, "dcmweb: error: delete studies/{study}: "
+     "deleted 1 of 2 Orthanc resources under it; 1 not known to be deleted: delete "
+     "studies/{study}: HTTP 500 Internal Server Error (after 3 attempts); its outcome is "
+     "unknown: the server may have deleted it (the server may hold part of studies/{study}: "
+     "delete it again for the rest (a search shows what is left))\n"
+     "dcmweb: error: a search finds nothing left under studies/{study}"),
+], ids=["500", "400", "404", "500-deleted", "unknown"])
 def test_an_orthanc_delete_that_fails_half_way_says_what_it_deleted(
-        orthanc: Orthanc, one_study_two_patients: tuple[str, list[str]], second: Route,
-        exit_code: int, last_line: str) -> None:
+        orthanc: Orthanc, one_study_two_patients: tuple[str, list[str]],
+        second: Route | str, exit_code: int, last_line: str) -> None:
     """Was: exit 1 (or 2, or 4 "not found") and nothing said that one of the two Orthanc
-    studies was deleted. A 404 for what the lookup just listed: it is gone. A 500 was
-    "1 not deleted", though Orthanc may have deleted it before failing."""
+    studies was deleted. A 404 for what the lookup just listed: it is gone. A 500 after
+    Orthanc deleted the second (a forwarder passes it on first) is settled by asking
+    Orthanc for it; was: `1 not deleted: ... HTTP 500`, exit 6, and both were deleted."""
     study, (first, other) = one_study_two_patients
     with Hostile() as forwarder:
         forwarder.fallback = forward(orthanc.rest_url)
-        forwarder.route("DELETE", other, second)
+        if isinstance(second, str):
+            forwarder.route("DELETE", other, forward(orthanc.rest_url, answer_status=500))
+            if second.endswith("the check 500"):  # the lookup's check passes, the later fails
+                forwarder.route("GET", other, once(forward(orthanc.rest_url),
+                                                   status(500, body=b"injected")))
+        else:
+            forwarder.route("DELETE", other, second)
         result = dcmweb(forwarder.root_url + "/dicom-web", "delete", f"studies/{study}")
     with http_session() as session:
         held = {path: session.get(orthanc.rest_url + path, timeout=10).status_code
                 for path in (first, other)}
     assert result.exit_code == exit_code, result.stderr
-    expected = last_line.format(study=study).split("\n")
-    assert lines(result.stderr)[-len(expected):] == expected
-    assert held == {first: 404, other: 200}  # the fake's 404 kept the other one
+    told = last_line.format(study=study).splitlines()
+    assert lines(result.stderr)[-len(told):] == told
+    # The fake's 404, 500 or 400 kept the other one; a forwarded DELETE did not.
+    assert held == {first: 404, other: 404 if isinstance(second, str) else 200}

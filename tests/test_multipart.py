@@ -267,6 +267,39 @@ def test_a_file_replaced_with_the_same_size_and_mtime_fails(tmp_path: Path, when
             pass
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+@pytest.mark.parametrize("single_part", [False, True], ids=["multipart", "single part"])
+def test_a_listed_file_replaced_by_a_fifo_fails_without_waiting_for_a_writer(
+        tmp_path: Path, single_part: bool) -> None:
+    """A FIFO put where a listed file was: opening it for reading would wait for a writer
+    for ever (a cron run hung, holding its journal), so it is opened without waiting and
+    fails as a file that changed since it was listed."""
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 1000)
+    listed = Stamp.of(path.stat())
+    # A multipart body opens its files as it reaches them; a single part's as it is built.
+    built = None if single_part else MultipartBody([path], listed=[listed])
+    path.unlink()
+    os.mkfifo(path)
+    failed: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            body = built or SizedFileBody(path, listed)
+            while body.read(100):
+                pass
+        except FileChanged as error:
+            failed.append(error)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    sender.join(10)
+    if sender.is_alive():  # unblock the open, so the test process can end
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    assert not sender.is_alive()
+    assert [str(error.path) for error in failed] == [str(path)]
+
+
 def test_encoder_memory_is_bounded(tmp_path: Path) -> None:
     path = tmp_path / "big"
     with open(path, "wb") as f:

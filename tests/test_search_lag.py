@@ -214,6 +214,50 @@ def test_retrieve_of_a_study_just_deleted_is_not_found(
     assert not list((tmp_path / "out").rglob("*.dcm"))
 
 
+@pytest.mark.parametrize("multithreading", [[], ["-m"]])
+def test_a_whole_store_retrieve_right_after_a_delete_names_the_study_gone_not_failed(
+        lagging: LocalServer, files: list[Path], tmp_path: Path,
+        multithreading: list[str]) -> None:
+    """The search of the store's studies lists the study just deleted, and its retrieve
+    answers 404: the server no longer holds it, and nothing of what it holds was missed.
+    Was: 'studies/S: HTTP 404 Not Found: study not found', '1 failed', exit 6."""
+    assert run(lagging.url, "store", str(tmp_path / "in")).exit_code == 0
+    delete_study(lagging, files[0])
+    study = uids(files[0])[0]
+    result = run(*multithreading, lagging.url, "retrieve", "--output", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    assert (f"dcmweb: warning: studies/{study}: gone since it was listed (the search listed "
+            "it, but the server no longer holds it: deleted moments ago; searches lag behind "
+            "deletes)") in lines(result.stderr)
+    assert lines(result.stderr)[-1].endswith(" in 2 files; 1 study gone since it was listed")
+    assert {path.stem for path in (tmp_path / "out").rglob("*.dcm")} == held(lagging)
+
+
+def test_a_whole_store_retrieve_right_after_a_delete_gives_the_library_a_gone_result(
+        lagging: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    assert run(lagging.url, "store", str(tmp_path / "in")).exit_code == 0
+    delete_study(lagging, files[0])
+    with Client(lagging.url) as client:
+        results = client.retrieve(None, tmp_path / "out")
+    assert sorted((r.status, r.source) for r in results if r.status != "saved") == [
+        ("gone", f"studies/{uids(files[0])[0]}")]
+    assert sorted(r.path.stem for r in results if r.path) == sorted(held(lagging))
+
+
+def test_a_listed_study_answered_404_while_the_server_serves_it_still_fails(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """A 404 alone proves nothing: the server serves an instance of the study (its
+    metadata answers), so the study was not deleted, and the run lost it."""
+    assert run(local_server.url, "store", str(tmp_path / "in")).exit_code == 0
+    study = uids(files[0])[0]
+    local_server.inject_fault(404, method="GET", path_contains=f"/studies/{study}")
+    result = run(local_server.url, "retrieve", "--output", str(tmp_path / "out"))
+    assert result.exit_code == 6, result.stderr
+    assert f"dcmweb: error: studies/{study}: HTTP 404 Not Found: injected fault" in \
+        lines(result.stderr)
+    assert lines(result.stderr)[-2].endswith(" in 2 files; 1 failed")
+
+
 @pytest.mark.parametrize("args", [
     ["retrieve", "{path}", "--dry-run", "--output", "{out}"],
     ["retrieve", "{path}/rendered", "--output", "{out}"],
