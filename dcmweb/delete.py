@@ -120,7 +120,8 @@ class Deleter:
               ) -> tuple[Response, bool]:
         """The DELETE's answer, and whether an earlier answer was lost. A DELETE whose
         answer is lost (a drop, a timeout after sending) or a 5xx may have been done: it
-        is sent again, and then a 404 means it was, not that the path never existed."""
+        is sent again, and then a 404 means it was, not that the path never existed. A
+        resend that cannot reach the server leaves it unknown (:class:`AnswerLost`)."""
         lost = False
         for _ in range(LOST_ANSWER_RESENDS + 1):
             try:
@@ -132,6 +133,12 @@ class Deleter:
             except AnswerLost as error:
                 log.warning("%s; asking again", error.message)
                 lost = True
+            except UnavailableError as error:
+                if not lost:
+                    raise
+                # The server went down with the DELETE in hand (a crash, a restart) and
+                # stayed down: that DELETE may have been done, as after a lost answer.
+                raise AnswerLost(error.message, error.hint) from error
             except RedirectRefused as error:
                 # Never followed; yet the server may have deleted, then redirected.
                 raise RedirectRefused(f"{error.message}; the server may have carried it "

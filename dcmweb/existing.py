@@ -141,6 +141,18 @@ class ServerHoldings:
     def series_holding(self, sop_uid: str) -> list[str]:
         """Where in the store the server holds this SOP Instance UID, as
         ``studies/S/series/R`` paths (one search of all instances: not remembered)."""
+        return sorted(f"studies/{study}/series/{series}"
+                      for study, series in self._listed_in(sop_uid))
+
+    def holds_anywhere(self, sop_uid: str) -> bool:
+        """Whether the server holds this SOP Instance UID in any series, as :meth:`holds`
+        decides it: for a file whose series is not known (a deflated data set)."""
+        return any(self.holds(study, series, sop_uid)
+                   for study, series in sorted(self._listed_in(sop_uid)))
+
+    def _listed_in(self, sop_uid: str) -> set[tuple[str, str]]:
+        """The (study, series) UIDs a search of all instances lists this SOP Instance UID
+        under."""
         self.searches += 1
         tags = (STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID)
         found = set()
@@ -148,8 +160,8 @@ class ServerHoldings:
                                                          ("includefield", ",".join(tags))]):
             study, series, sop = (_value(row, tag) for tag in tags)
             if study and series and sop == sop_uid:
-                found.add(f"studies/{study}/series/{series}")
-        return sorted(found)
+                found.add((study, series))
+        return found
 
 
 def _value(row: object, tag: str) -> str | None:

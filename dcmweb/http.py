@@ -419,6 +419,8 @@ class _Exchange:
         hint = (PROXY_HINT if proxy else failure.hint if failure.hint
                 else PORT_HINT if failure.reached
                 else UNAVAILABLE_HINT if failure.silent  # it took the connection: it runs
+                # It answered earlier in the run: HOST is right, the server went down.
+                else UNAVAILABLE_HINT if self.http._answered.is_set()
                 else "check the HOST URL and that the server is running")
         lost = failure.sent and not self.retry_sent  # the caller checks before a resend
         # Cut by the deadline before the read timeout: the server took the request and

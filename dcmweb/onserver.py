@@ -39,7 +39,8 @@ class OnServer:
 
     def still_held(self, path: Path, entry: Entry) -> Question:
         """--verify-journal: asks whether the server still holds the instance the
-        journal says this file was stored as (its UIDs, else those of the file's head)."""
+        journal says this file was stored as (its UIDs, else those of the file's head;
+        its SOP Instance UID in any series when neither gives its series)."""
         self._server_holdings()  # made here, not by two workers at once
         series = (entry.study_uid, entry.series_uid)
         return Question(partial(self._still_held, path, entry),
@@ -50,9 +51,12 @@ class OnServer:
         if None in uids:
             head = read_part10_head(path)
             uids = head.uids if head is not None and head.uids else uids
-        if None in uids:
+        study, series, sop = uids
+        if sop is None:
             return True  # nothing to ask about: the journal's word stands
-        return self._server_holdings().holds(*uids)  # type: ignore[arg-type]
+        if study is None or series is None:  # a data set dcmweb does not read (deflated)
+            return self._server_holdings().holds_anywhere(sop)
+        return self._server_holdings().holds(study, series, sop)
 
     def _server_holdings(self) -> ServerHoldings:
         if self._holdings is None:

@@ -268,13 +268,16 @@ class ServerProcess:
     def returncode(self) -> int | None:
         return None if self._proc is None else self._proc.poll()
 
-    def start(self: S) -> S:
+    def start(self: S, *, port: int | None = None) -> S:
+        """Start the server on a free port, or on ``port``: a restart on the port of a
+        server stopped or killed before (same workdir, same data), whose clients keep
+        its URL. A given port another process took fails the start."""
         if self._finalizer is not None:
             raise RuntimeError(f"{self.name} already started (pid {self.pid})")
         shim = compile_shim(self.cache_dir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, self.start_attempts + 1):
-            self.port = free_port()
+            self.port = port or free_port()
             argv = list(self._prepare())
             env = dict(os.environ)
             env["LD_PRELOAD"] = " ".join(p for p in (str(shim), env.get("LD_PRELOAD")) if p)
@@ -301,11 +304,11 @@ class ServerProcess:
                 return self
             # Someone else grabbed the port between free_port() and our bind: try another.
             self.stop()
-            if attempt == self.start_attempts:
+            if attempt == self.start_attempts or port:
+                times = "" if port else f" {self.start_attempts} times in a row"
                 raise ServerStartError(
-                    f"{self.name}: port {self.port} taken by another process "
-                    f"{self.start_attempts} times in a row; log {self.log_path}:\n"
-                    + log_tail(self.log_path)
+                    f"{self.name}: port {self.port} taken by another process{times}; "
+                    f"log {self.log_path}:\n" + log_tail(self.log_path)
                 )
         raise AssertionError("unreachable")
 
@@ -324,6 +327,18 @@ class ServerProcess:
         else:
             finalizer.detach()
             stop_in_background(proc)
+
+    def kill(self) -> None:
+        """SIGKILL to our own PID, as a crash (nothing answered, flushed or closed
+        cleanly), and reap it; ``start(port=self.port)`` brings it back on the same URL."""
+        proc, finalizer = self._proc, self._finalizer
+        self._finalizer = None
+        if finalizer is None or proc is None:
+            return
+        finalizer.detach()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
     def __enter__(self: S) -> S:
         if self._finalizer is None:
