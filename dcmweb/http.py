@@ -554,13 +554,14 @@ class _Exchange:
         return limit
 
     def _leave(self, outcome: Outcome, sent_at: float, retry_after: float | None = None,
-               why: str | None = None) -> None:
+               why: str | None = None) -> bool:
         """Give the attempt's slot back, telling the gate what the outcome says (and
-        ``why`` it failed, for the progress lines: ``HTTP 503``, ``connection refused``)."""
+        ``why`` it failed, for the progress lines: ``HTTP 503``, ``connection refused``);
+        whether the failure is this request's own (see Gate.leave)."""
         if not self.ends_outage and outcome in (Outcome.OK, Outcome.ANSWERED):
             outcome = Outcome.NEUTRAL  # see ends_outage in Http.request
         self._slot = None
-        self.gate.leave(outcome, sent_at, retry_after, why)
+        return self.gate.leave(outcome, sent_at, retry_after, why)
 
     def _error(self, response: Response) -> DcmwebError:
         try:
@@ -602,12 +603,13 @@ class _Exchange:
     def _unavailable(self, outcome: Outcome, sent_at: float, retry_after: float | None,
                      hint: str, exc: BaseException | None,
                      response: Response | None = None, *, why: str) -> None:
-        """Wait on the shared backoff, or give up with the right message."""
+        """Wait on the shared backoff (or, for a failure the gate holds no one for, this
+        request's own), or give up with the right message."""
         now = time.monotonic()
         # A failure while the server answered other requests is this request's own.
         own = outcome is Outcome.UNAVAILABLE and self.gate.last_ok > self.last_failure
         self.last_failure = now
-        self._leave(outcome, sent_at, retry_after, why)
+        waits_alone = self._leave(outcome, sent_at, retry_after, why)
         if own:
             self.own_failures += 1
         note = (f"after {_attempts(self.attempt)}"
@@ -627,6 +629,9 @@ class _Exchange:
                 raise error_for_response(response, self.what, self.attempt, note, hint)
             raise UnavailableError(f"{self.what} failed: {self._last_problem} ({note})",
                                    hint) from exc
+        if waits_alone:
+            self._wait(self.config.retry.backoff(self.attempt), self._last_problem)
+            return
         self.gate.stats.retries += 1
         self._retrying(self._last_problem)  # the shared backoff's wait is the gate's
 

@@ -103,6 +103,47 @@ def test_a_503_cuts_concurrency_but_learns_no_pace() -> None:
     assert gate.pace is None and gate.limit == 4
 
 
+def test_a_lone_failure_holds_no_other_request() -> None:
+    """A drop or a 503 among successes is that request's own: the others go on at once,
+    and no outage begins (every worker had paused 0.5-1 s for each one: 8 % of uploads
+    dropped cost a bulk store 70 % of its rate). A second failure in a row is an
+    outage's, counted from the first one's sending."""
+    clock = Clock()
+    gate = Gate(max_in_flight=6, clock=clock)
+    gate._cond = VirtualWait(clock)  # a wait moves the clock: enter's answer shows it
+    for outcome in (Outcome.UNAVAILABLE, Outcome.THROTTLED):
+        accept(gate, clock, 20, 1.0)
+        sent = [gate.enter(float("inf")) or 0.0 for _ in range(3)]
+        clock.now += 0.01
+        own = gate.leave(outcome, sent[0])
+        assert gate.wait_left() == (0.0, False)
+        now = clock.now
+        assert gate.enter(now + 5) == now  # another request goes out at once
+        assert gate.outage_seconds() == 0
+        assert own  # the failed request waits its own backoff (see Http)
+        clock.now += 0.01
+        for sent_at in [*sent[1:], now]:
+            gate.leave(Outcome.OK, sent_at)
+    assert gate.limit == 3  # a 503 still halves the concurrency
+    assert gate.unavailable_seconds == 0
+
+    first, second = gate.enter(float("inf")) or 0.0, gate.enter(float("inf")) or 0.0
+    clock.now += 0.5
+    assert gate.leave(Outcome.UNAVAILABLE, first)
+    assert not gate.leave(Outcome.UNAVAILABLE, second)  # the next news is a failure too
+    assert gate.wait_left()[0] >= 0.5  # the shared backoff: every worker waits
+    assert gate.outage_seconds() == 0.5  # since the first one was sent
+
+
+def test_a_429_among_successes_holds_every_request() -> None:
+    """A 429 is the quota every worker shares: never one request's own."""
+    clock = Clock()
+    gate = Gate(max_in_flight=6, clock=clock)
+    accept(gate, clock, 40, 2.0)
+    assert not gate.leave(Outcome.OVER_QUOTA, gate.enter(float("inf")) or 0.0)
+    assert gate.wait_left()[0] >= 0.5
+
+
 class VirtualWait(threading.Condition):
     """The gate's condition with waits that move the fake clock instead of sleeping."""
 
@@ -307,6 +348,29 @@ def test_outage_at_the_start_of_a_bulk_store_is_ridden_out(local_server, tmp_pat
     statuses = [r.status for r in local_server.requests if r.method == "POST"]
     assert statuses.count(503) == 50
     assert "failed" not in result.stderr
+
+
+def test_lone_failures_in_a_store_hold_no_other_worker(local_server, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture
+                                                       ) -> None:
+    """A drop, a 503 and a drop, each to one upload far from the others, while six
+    workers store: each failed request waits its own backoff, and the server is never
+    counted unavailable (each had held every worker 0.5-1 s, an outage from its sending
+    to the next success)."""
+    files = sorted(corpus.synthetic_files(tmp_path / "in", 600, studies=3, seed="lone"))
+    # Past the first batches: a failure before any success may be an outage's.
+    for index, fault in ((150, {"drop": True}), (350, {"status": 503}), (550, {"drop": True})):
+        local_server.inject_fault(**fault, method="POST",
+                                  body_contains=corpus.sop_instance_uid(files[index]))
+    with caplog.at_level("INFO", logger="dcmweb"), Client(local_server.url, workers=6) as client:
+        results = client.store(files)
+        stats = client.http.stats
+    assert [r.status for r in results] == ["stored"] * 600
+    statuses = [r.status for r in local_server.requests if r.method == "POST"]
+    assert statuses.count(None) == 2 and statuses.count(503) == 1  # each fault hit once
+    assert stats.unavailable_seconds == 0
+    # The 503's request waited its own backoff, not the one every worker shares.
+    assert re.search(r"HTTP 503 Service Unavailable; retrying in \d", caplog.text)
 
 
 def quota_route(limit: int, hits: list[int]) -> tuple[object, list[int]]:
