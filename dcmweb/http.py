@@ -610,6 +610,8 @@ class _Exchange:
         own = outcome is Outcome.UNAVAILABLE and self.gate.last_ok > self.last_failure
         self.last_failure = now
         waits_alone = self._leave(outcome, sent_at, retry_after, why)
+        wait = (self.config.retry.backoff(self.attempt) if waits_alone
+                else self.gate.wait_left()[0])
         if own:
             self.own_failures += 1
         note = (f"after {_attempts(self.attempt)}"
@@ -621,7 +623,7 @@ class _Exchange:
             note = (f"the server asks to wait {retry_after:.0f} s (Retry-After), past "
                     f"{self.deadline_name}")
             hint = self.deadline_hint
-        elif note is None and now + self.gate.wait_left()[0] >= self.deadline:
+        elif note is None and now + wait >= self.deadline:
             # The backoff's next try would come too late: give up now, announcing no retry.
             note, hint = self._deadline_note(), self.deadline_hint
         if note is not None:
@@ -629,11 +631,12 @@ class _Exchange:
                 raise error_for_response(response, self.what, self.attempt, note, hint)
             raise UnavailableError(f"{self.what} failed: {self._last_problem} ({note})",
                                    hint) from exc
-        if waits_alone:
-            self._wait(self.config.retry.backoff(self.attempt), self._last_problem)
-            return
         self.gate.stats.retries += 1
-        self._retrying(self._last_problem)  # the shared backoff's wait is the gate's
+        if waits_alone:
+            self._retrying(self._last_problem, f" in {wait:.1f} s")
+            self.http.sleep(wait)
+        else:
+            self._retrying(self._last_problem)  # the shared backoff's wait is the gate's
 
     def _wait(self, seconds: float, reason: str) -> None:
         if time.monotonic() + seconds >= self.deadline:

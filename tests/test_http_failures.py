@@ -4,6 +4,7 @@ cut bodies, DNS failures, restarts, 500s, garbage Retry-After, trickles and sile
 from __future__ import annotations
 
 import json
+import random
 import re
 import socket
 import threading
@@ -144,6 +145,25 @@ def test_500_is_retried_twice_then_reported_with_its_message(local_server) -> No
         " (after 3 attempts)")
     assert "overloaded" not in result.stderr
     assert [r.status for r in local_server.requests] == [500] * 3
+
+
+def test_a_lone_503_whose_own_backoff_ends_past_the_deadline_is_said_now(local_server
+                                                                         ) -> None:
+    """A 503 among successes waits its own backoff, not every worker's; one that would end
+    past the request deadline gives up at once with the 503 (a store then settles its
+    files by search), as the shared backoff does."""
+    random.seed(7)  # a wait of 0-1000 s: far past the deadline
+    session = Http(config=HttpConfig(retry=RetryPolicy(base=1000, cap=1000),
+                                     request_deadline=5))
+    url = local_server.url + "/studies"
+    session.request("GET", url)  # a success: the server works
+    local_server.inject_fault(503, method="GET")
+    with pytest.raises(UnavailableError) as raised:
+        session.request("GET", url)
+    session.close()
+    assert raised.value.status == 503
+    assert raised.value.message.endswith("attempt: the request deadline)"), raised.value.message
+    assert [r.status for r in local_server.requests] == [204, 503]
 
 
 def test_a_store_retried_after_a_500_says_which_files_in_its_lines(local_server,
