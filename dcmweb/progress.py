@@ -154,13 +154,18 @@ class StorePrinter:
 
     def outage_note(self) -> str | None:
         """``server unavailable (HTTP 503) for 2 min, retrying up to 5 min``, or None (the
-        server is up, or failed for less than a second: one retry is no news)."""
+        server is up, or failed for less than a second: one retry is no news). Past the
+        limit no request is retried (a search may still settle what one left):
+        ``..., past the outage limit (5 min)``."""
         down, why = self.outage()
         if down < 1:
             return None
-        answered = f" ({why})" if why else ""
-        limit = f" up to {duration(self.outage_limit)}" if self.outage_limit else ""
-        return f"server unavailable{answered} for {duration(down)}, retrying{limit}"
+        answered = f"server unavailable{f' ({why})' if why else ''} for {duration(down)}"
+        if not self.outage_limit:
+            return f"{answered}, retrying"
+        if down >= self.outage_limit:
+            return f"{answered}, past the outage limit ({duration(self.outage_limit)})"
+        return f"{answered}, retrying up to {duration(self.outage_limit)}"
 
     def tick(self) -> None:
         """The plain progress line, unless the run has stopped (what comes then is the

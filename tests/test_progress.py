@@ -161,8 +161,10 @@ def test_progress_lines_tell_an_outage(local_server: LocalServer, tmp_path: Path
     lines = [message for _, message in timed(result.stderr) if message.startswith("progress:")]
     told = [line for line in lines if "server unavailable" in line]
     # The answer is named: a quota (429) is not a server down (503) or unreachable.
-    assert told and all(re.search(r", server unavailable \(HTTP 429\) for [123] s, retrying "
-                                  r"up to 3 s$", line) for line in told), lines
+    # At the limit the last try goes, and then no other.
+    assert told and all(re.search(r", server unavailable \(HTTP 429\) for [123] s, (retrying "
+                                  r"up to 3 s|past the outage limit \(3 s\))$", line)
+                        for line in told), lines
     assert not any("left" in line for line in told), lines
 
 
@@ -189,7 +191,11 @@ def test_progress_lines_tell_a_server_that_refuses_connections(
     lines = [message for _, message in timed(result.stderr) if message.startswith("progress:")]
     told = [line for line in lines if "server unavailable" in line]
     assert told and all(re.search(r", server unavailable \(connection refused\) for \d s, "
-                                  r"retrying up to 3 s$", line) for line in told), lines
+                                  r"(retrying up to 3 s|past the outage limit \(3 s\))$", line)
+                        for line in told), lines
+    # Once the run gave up, it retries nothing (a search still settles the file sent):
+    # the lines of that search's wait for --max-rate said "for 4 s, retrying up to 3 s".
+    assert not [line for line in told if re.search(r"for [4-9] s, retrying", line)], told
 
 
 def test_a_failed_file_leaves_the_others_waiting_for_the_server(local_server: LocalServer,
