@@ -88,6 +88,7 @@ class Outcome:
     # The journal holds this very outcome from an earlier run (a file skipped for the same
     # reason): the report has its row, the log need not tell it every night.
     known: bool = False
+    sent: bool = False  # a request of this run carried it (see storefiles.StoreResult)
 
     def row(self) -> dict[str, object]:
         return {
@@ -187,7 +188,7 @@ def outcome_of(result: StoreResult, pending: Pending | None) -> Outcome:
         # Runs that sent the file: this one only if a request carried it.
         attempts=(pending.attempts if pending else 1) - (not result.sent),
         seconds=time.monotonic() - pending.started if pending else None,
-        confirmed_by=result.confirmed_by)
+        confirmed_by=result.confirmed_by, sent=result.sent)
 
 
 def check_named(keyword: str, path: str | os.PathLike[str] | None) -> None:

@@ -169,7 +169,7 @@ def store(settings: Settings, masks: tuple[str, ...], metadata_files: tuple[str,
             lambda: len(pairs) if pairs else counter.total if counter else None,
             progress_every,
             every_asked=every_asked, stopped=lambda: run.stopped,  # run: made below
-            sent=lambda: traffic.sent, awaiting=lambda: traffic.awaiting,
+            sending=lambda: traffic.sending, awaiting=lambda: traffic.awaiting,
             total_bytes=lambda: counter.total_bytes if counter and counter.total is not None
             else None,
             outage=client.http.gate.outage, outage_limit=client.http.config.outage_limit)

@@ -189,11 +189,16 @@ class Http:
 
     def outage_note(self) -> str | None:
         """Why to give up once the server has been unavailable for ``outage_limit``
-        seconds in a row; None while the outage may still be waited out."""
-        if not self.gate.outage_over_limit():
+        seconds in a row, or once the request rate holds the next try past that; None
+        while the outage may still be waited out."""
+        down = f"the server was unavailable for {self.gate.outage_seconds():.0f} s"
+        if self.gate.outage_over_limit():
+            return f"{down}, the outage limit"
+        held = self.gate.rate_past_outage_limit()
+        if held is None:
             return None
-        return (f"the server was unavailable for {self.gate.outage_seconds():.0f} s,"
-                " the outage limit")
+        return (f"{down}, and {held} allows no other try within the outage limit of "
+                f"{self.config.outage_limit:g} s")
 
     def sleep(self, seconds: float) -> None:
         """Wait, unless the session is closed meanwhile (Ctrl-C in another thread)."""
@@ -234,7 +239,8 @@ class Http:
 
         ``ends_outage=False`` is for a check of what a failed write left behind (a search
         after a lost STOW answer): searches may be answered while every store fails, so
-        its answer does not end an outage on the shared clock (its failures still count).
+        its answer does not end an outage on the shared clock (its failures still count);
+        and it still goes once the outage limit has passed, to settle the write's files.
 
         ``accept_if_outcome_unknown`` statuses are returned only when an earlier attempt of
         this call may have done the work (a 5xx, a lost answer): a DELETE's 404 then says
@@ -276,6 +282,7 @@ class _Exchange:
         self.deadline_cut = False  # the last send's read timeout was the deadline's rest
         self.own_failures = 0  # failures while the server answered other requests
         self.last_failure = float("-inf")
+        self.last_status: int | None = None  # of the last failure waited out, if answered
         self.server_errors = 0
         self.refused = 0
         self.refreshed = False
@@ -287,13 +294,11 @@ class _Exchange:
     def run(self) -> Response:
         while True:
             try:
-                sent_at = self.gate.enter(self.deadline)
+                sent_at = self.gate.enter(self.deadline, within_outage_limit=self.ends_outage)
             except Cancelled:
                 raise UnavailableError("cancelled") from None
             if sent_at is None:
-                problem = f"{self._last_problem} (" if self.attempt else "not sent ("
-                raise UnavailableError(f"{self.what} failed: {problem}{self._deadline_note()})",
-                                       self.deadline_hint)
+                raise self._not_sent()
             self.attempt += 1
             self._slot = sent_at
             try:
@@ -609,6 +614,7 @@ class _Exchange:
         # A failure while the server answered other requests is this request's own.
         own = outcome is Outcome.UNAVAILABLE and self.gate.last_ok > self.last_failure
         self.last_failure = now
+        self.last_status = response.status_code if response is not None else None
         waits_alone = self._leave(outcome, sent_at, retry_after, why)
         wait = (self.config.retry.backoff(self.attempt) if waits_alone
                 else self.gate.wait_left()[0])
@@ -637,6 +643,18 @@ class _Exchange:
             self.http.sleep(wait)
         else:
             self._retrying(self._last_problem)  # the shared backoff's wait is the gate's
+
+    def _not_sent(self) -> UnavailableError:
+        """Why the gate let no (more) try go: the outage limit came (the next try would
+        have come past it), or the request deadline. The status of the last answer says
+        that the request may have been carried out (a 503 to a STOW)."""
+        problem = self._last_problem if self.attempt else "not sent"
+        note = self.http.outage_note()
+        if note is not None:
+            return UnavailableError(f"{self.what} failed: {problem} ({note})",
+                                    UNAVAILABLE_HINT, status=self.last_status)
+        return UnavailableError(f"{self.what} failed: {problem} ({self._deadline_note()})",
+                                self.deadline_hint)
 
     def _wait(self, seconds: float, reason: str) -> None:
         if time.monotonic() + seconds >= self.deadline:

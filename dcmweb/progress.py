@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dcmweb")
 
-# Files the run decided without sending them: their bytes count as done at once.
-UNSENT = ("already stored", "skipped", "too new")
 MIN_TICK = 0.1  # seconds: --progress-every 0.000001 must not spin a core
 
 
@@ -80,8 +78,13 @@ class StorePrinter:
     journal or the server has them are listed only with -v. On a terminal a bar counts
     bytes (with rate, ETA, files and failures); without one (cron, CI) a plain progress
     line comes every ``every`` seconds while the run lasts (with ``every_asked``, even
-    with --quiet: a long cron run asked for them). Bytes ``sent`` include the bodies
-    still on their way; the ETA is reckoned in bytes once ``total_bytes`` is known.
+    with --quiet: a long cron run asked for them).
+
+    Bytes done (the bar, the ETA once ``total_bytes`` is known): each file decided counts
+    whole, whatever its fate (a file that fails unsent too: else the job never ends),
+    and the requests on their way count what went out of them (``sending``). Bytes
+    ``sent``: the same less the files decided without a request. Each file counts once:
+    a body sent again (a retry, a batch split) counts only while it goes.
     """
 
     def __init__(self, output: Output, verbose: bool = False,
@@ -89,7 +92,7 @@ class StorePrinter:
                  clock: Callable[[], float] = time.monotonic, *,
                  every_asked: bool = False,
                  stopped: Callable[[], bool] = lambda: False,
-                 sent: Callable[[], int] = lambda: 0,
+                 sending: Callable[[], int] = lambda: 0,
                  awaiting: Callable[[], int] = lambda: 0,
                  total_bytes: Callable[[], int | None] = lambda: None,
                  outage: Callable[[], tuple[float, str | None]] = lambda: (0.0, None),
@@ -98,7 +101,7 @@ class StorePrinter:
         self.verbose = verbose
         self.total = total  # the progress total in files, once counted
         self.total_bytes = total_bytes  # and in bytes
-        self.sent = sent  # request body bytes sent so far
+        self.sending = sending  # bytes of the requests on their way (see wire.Traffic)
         self.awaiting = awaiting  # requests sent whole whose answer has not begun
         # Seconds the server has refused or not answered in a row (0: up) with what it
         # answered last, and when the run gives up on it: with -q the retry lines are
@@ -111,7 +114,9 @@ class StorePrinter:
         self.every_asked = every_asked
         self.clock = clock
         self.started = clock()
-        self.files = self.failed = self.bytes = self.unsent = 0
+        self.files = self.failed = self.bytes = 0
+        self.decided_bytes = 0  # of the files decided, whatever their fate
+        self.unsent = 0  # of those decided without a request carrying them
         self._ticker: Ticker | None = None
 
     def start(self) -> None:
@@ -128,9 +133,15 @@ class StorePrinter:
             self._ticker = None
         self.output.stop_progress()
 
+    def sent(self) -> int:
+        """Bytes of the job sent: the files decided after a request carried them, and
+        what went out of the requests on their way."""
+        return self.decided_bytes - self.unsent + self.sending()
+
     def done_bytes(self) -> int:
-        """Bytes of the job done: sent (in flight too), and the files not to be sent."""
-        done = self.sent() + self.unsent
+        """Bytes of the job done: the files decided, and what went out of the requests on
+        their way."""
+        done = self.decided_bytes + self.sending()
         total = self.total_bytes()
         return done if total is None else min(done, total)
 
@@ -143,13 +154,18 @@ class StorePrinter:
 
     def outage_note(self) -> str | None:
         """``server unavailable (HTTP 503) for 2 min, retrying up to 5 min``, or None (the
-        server is up, or failed for less than a second: one retry is no news)."""
+        server is up, or failed for less than a second: one retry is no news). Past the
+        limit no request is retried (a search may still settle what one left):
+        ``..., past the outage limit (5 min)``."""
         down, why = self.outage()
         if down < 1:
             return None
-        answered = f" ({why})" if why else ""
-        limit = f" up to {duration(self.outage_limit)}" if self.outage_limit else ""
-        return f"server unavailable{answered} for {duration(down)}, retrying{limit}"
+        answered = f"server unavailable{f' ({why})' if why else ''} for {duration(down)}"
+        if not self.outage_limit:
+            return f"{answered}, retrying"
+        if down >= self.outage_limit:
+            return f"{answered}, past the outage limit ({duration(self.outage_limit)})"
+        return f"{answered}, retrying up to {duration(self.outage_limit)}"
 
     def tick(self) -> None:
         """The plain progress line, unless the run has stopped (what comes then is the
@@ -167,7 +183,8 @@ class StorePrinter:
         self.files += 1
         self.failed += outcome.status == "failed"
         self.bytes += outcome.size if outcome.status == "stored" else 0
-        self.unsent += outcome.size if outcome.status in UNSENT else 0
+        self.decided_bytes += outcome.size
+        self.unsent += 0 if outcome.sent else outcome.size
         notes = [n for n in (outcome.message, outcome.confirmed_by == "search"
                              and "confirmed by search") if n]
         note = f" ({'; '.join(notes)})" if notes else ""
@@ -209,8 +226,9 @@ class StorePrinter:
             line += f", {down}"  # no time left to tell: it is the server's to decide
         elif total_bytes is not None and done >= total_bytes and undecided > 0:
             # Every byte counted: the time left is not "0 s". It is the server's to take
-            # while requests wait for its answers; else a retry waits for its turn, or a
-            # body goes again (counted twice), and there is nothing true to estimate.
+            # while requests wait for its answers; else the last bodies are still going
+            # (their heads and multipart boundaries counted past the files' bytes), and
+            # there is nothing true to estimate.
             if self.awaiting():
                 line += ", waiting for the server's answers"
         elif total_bytes is not None and done > 0 and elapsed > 0:

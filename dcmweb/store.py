@@ -414,9 +414,7 @@ class Uploader:
                 # which file, one request each.
                 if len(pending) > 1:
                     return done + self._one_by_one(pending), False
-                return [*done, self._result(pending[0], "failed",
-                                            message=_unreadable(pending[0].path, error))
-                        ], False
+                return [*done, self._unsendable(pending[0], error)], False
             else:
                 if not reply.lost:
                     # A web page where an answer should be is the request failing, not a
@@ -688,6 +686,15 @@ class Uploader:
             for item in items:
                 results += self._send([item], self.http.config.retry.attempts)[0]
         return results
+
+    def _unsendable(self, item: Part10File, error: MultipartError | OSError) -> StoreResult:
+        """A file whose own body could not be built or read: failed, and sent by no
+        request (the attempts it counts, the progress), so no longer in flight either."""
+        with self._lock:
+            self._in_flight.pop(item.path, None)
+            self._sent.discard(item.path)
+        return replace(self._result(item, "failed", message=_unreadable(item.path, error)),
+                       sent=False)
 
     @classmethod
     def _unconfirmed(cls, item: Part10File, reason: str, status: int | None) -> StoreResult:

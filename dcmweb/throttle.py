@@ -33,6 +33,7 @@ streamed body is read (the caller reads it at its own pace).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -129,26 +130,33 @@ class Gate:
         self._ceiling: float | None = None  # the accepted rate when the last 429 came
 
     # -- waiting ------------------------------------------------------------------------
-    def enter(self, deadline: float) -> float | None:
+    def enter(self, deadline: float, *, within_outage_limit: bool = True) -> float | None:
         """Wait for a slot, the shared backoff and a rate token; the send time, or None
-        when ``deadline`` comes first. Raises :class:`Cancelled` after :meth:`cancel`."""
+        when ``deadline`` comes first, or the outage limit before the token (unless not
+        ``within_outage_limit``: a check that settles what a write left once the run gave
+        up). Raises :class:`Cancelled` after :meth:`cancel`."""
         with self._cond:
             self._waiting += 1
             try:
-                return self._enter(deadline)
+                return self._enter(deadline, within_outage_limit)
             finally:
                 self._waiting -= 1
 
-    def _enter(self, deadline: float) -> float | None:
+    def _enter(self, deadline: float, within_outage_limit: bool) -> float | None:
         told = False  # the wait for a rate token is logged once, not at every wake-up
         while True:
             if self._cancelled:
                 raise Cancelled()
             now = self._clock()
             ready_at = max(self._resume_at, self._next_token)
+            # One try at the outage limit, none past it: the backoff ends there, but a
+            # rate token may come later (--max-rate 1: a limit of 3 s gave up at 3.8 s).
+            # Such a request waits for the limit only (the outage may end meanwhile).
+            limit = self._give_up_at() if within_outage_limit else math.inf
+            give_up_at = limit if self._next_token > limit else math.inf
             # A shared wait that ends past the deadline: waiting for it would only end
             # in the same failure later (the wait is only ever lengthened meanwhile).
-            if now >= deadline or self._resume_at >= deadline:
+            if now >= deadline or self._resume_at >= deadline or now >= give_up_at:
                 return None
             if now >= ready_at and self._in_flight < self.limit:
                 self._in_flight += 1
@@ -158,11 +166,12 @@ class Gate:
                 if interval:
                     self._next_token = max(now, self._next_token) + interval
                 return now
-            if not told and now < self._next_token and self._next_token >= self._resume_at:
+            if (not told and now < self._next_token and self._next_token >= self._resume_at
+                    and give_up_at == math.inf):
                 told = True
                 self._log_rate_wait(self._next_token - now)
             wake = deadline if self._in_flight >= self.limit else min(ready_at, deadline)
-            self._cond.wait(max(0.0, min(wake - now, 1.0)))
+            self._cond.wait(max(0.0, min(wake - now, give_up_at - now, 1.0)))
 
     def new_call(self) -> None:
         """A library call begins: when no other request is in flight or waiting, an
@@ -256,6 +265,13 @@ class Gate:
     def outage_over_limit(self) -> bool:
         return self.outage_seconds() >= self.outage_limit
 
+    def rate_past_outage_limit(self) -> str | None:
+        """What holds the next try past the limit of the outage going on (``--max-rate``,
+        or the pace learned from 429s), when it does: the run gives up there, as no try
+        can come in time (see _enter). None while one can."""
+        with self._cond:
+            return self._rate_holder() if self._next_token > self._give_up_at() else None
+
     def outage_left(self, started: float) -> float:
         """Seconds until the run gives up on the outage going on, or on one that a failure
         sent at ``started`` begins."""
@@ -269,13 +285,20 @@ class Gate:
         return self.stats.unavailable_seconds + self.outage_seconds()
 
     # -- internals (called under the lock) ----------------------------------------------
+    def _give_up_at(self) -> float:
+        """When the run gives up on the outage going on (never while the server is up)."""
+        return math.inf if self._down_since is None else self._down_since + self.outage_limit
+
     def _log_rate_wait(self, seconds: float) -> None:
         """Say why a request waits: a long silent pause (--max-rate 1/m) looks like a hang."""
-        paced = 1.0 / self.pace if self.pace else 0.0
-        why = (option("max_rate") if self.interval >= paced
-               else "the pace learned from the server's 429 answers")
         log.log(logging.INFO if seconds > LONG_RATE_WAIT else logging.DEBUG,
-                "waiting %.1f s before the next request, for %s", seconds, why)
+                "waiting %.1f s before the next request, for %s", seconds, self._rate_holder())
+
+    def _rate_holder(self) -> str:
+        """What spaces the requests: ``--max-rate``, or the pace learned from 429s."""
+        paced = 1.0 / self.pace if self.pace else 0.0
+        return (option("max_rate") if self.interval >= paced
+                else "the pace learned from the server's 429 answers")
 
     def _interval(self) -> float:
         paced = 1.0 / self.pace if self.pace else 0.0
@@ -364,9 +387,8 @@ class Gate:
 
             # Never past the outage limit: one more try at the limit, not a full step later
             # (a limit of 10 s gave up after 11-17 s).
-            give_up_at = self._down_since + self.outage_limit
             self._resume_at = max(self._resume_at, min(
-                now + random.uniform(ceiling / 2, ceiling), give_up_at))
+                now + random.uniform(ceiling / 2, ceiling), self._give_up_at()))
         return False
 
 

@@ -179,7 +179,7 @@ class Transport:
         # requests, and a stat (and parse) of ~/.netrc each time would be waste.
         self._proxies: dict[tuple[str, str, int], str | None] = {}
         self._netrc: dict[str, str | None] = {}
-        self.traffic = Traffic()  # bytes sent and received, for progress
+        self.traffic = Traffic()  # bytes on their way and received, for progress
 
     def close(self) -> None:
         with self._lock:
@@ -236,6 +236,8 @@ class Transport:
         except BaseException:
             connection.close()
             raise
+        finally:
+            connection.request_ended()
 
         def release(reusable: bool) -> None:
             self._give_back(key, connection, reusable)
@@ -362,6 +364,8 @@ def _tunnel(connection: Connection, host: str, port: int, proxy: str,
         answer = connection.read_answer("CONNECT", time.monotonic() + timeout)
     except OSError as exc:
         raise ProxyError(f"the proxy dropped the tunnel to {target}: {exc}") from exc
+    finally:
+        connection.request_ended()
     if answer.status != 200:
         raise ProxyRefused(f"refused the tunnel to {target}: HTTP"
                            f" {answer.status} {answer.reason}".rstrip(), answer.status)

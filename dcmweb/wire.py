@@ -52,13 +52,15 @@ class FileSlice(NamedTuple):
 
 
 class Traffic:
-    """Bytes sent and received on a transport's connections, for progress: request
-    bodies count as they go out (a file slice by SENDFILE_STEP), answers as they come in;
-    and the requests sent whole that wait for their answer's head (``awaiting``).
-    Shared by the threads."""
+    """Bytes on a transport's connections, for progress. ``sending``: those of the
+    requests on their way, counted as they go out (a file slice by SENDFILE_STEP) and
+    taken back when the request ends (its answer's head came, or it failed): a body sent
+    again is counted while it goes, never twice. ``received``: the answers', as they come
+    in. ``awaiting``: the requests sent whole that wait for their answer's head. Shared by
+    the threads."""
 
     def __init__(self) -> None:
-        self.sent = 0
+        self.sending = 0
         self.received = 0
         self.awaiting = 0
         self._lock = threading.Lock()
@@ -67,9 +69,9 @@ class Traffic:
         with self._lock:
             self.awaiting += count
 
-    def add_sent(self, count: int) -> None:
+    def add_sending(self, count: int) -> None:
         with self._lock:
-            self.sent += count
+            self.sending += count
 
     def add_received(self, count: int) -> None:
         with self._lock:
@@ -163,6 +165,7 @@ class Connection:
         self._buffer = b""
         self.read_timeout = sock.gettimeout()
         self.traffic = traffic or Traffic()
+        self._unanswered = 0  # bytes of the request on its way here (see request_ended)
 
     def close(self) -> None:
         sock, self.sock = self.sock, None
@@ -185,17 +188,27 @@ class Connection:
         assert self.sock is not None
         if isinstance(data, bytes):
             self.sock.sendall(data)
-            self.traffic.add_sent(len(data))
+            self._count_sent(len(data))
             return
         sent = 0
         while sent < data.length:
             step = min(SENDFILE_STEP, data.length - sent)
             done = self.sock.sendfile(data.file, data.offset + sent, step)
             sent += done
-            self.traffic.add_sent(done)
+            self._count_sent(done)
             if done < step:  # the file ended early: after_send says it shrank
                 break
         data.after_send(sent)
+
+    def _count_sent(self, count: int) -> None:
+        self._unanswered += count
+        self.traffic.add_sending(count)
+
+    def request_ended(self) -> None:
+        """The request sent here got its answer's head, or never will: its bytes are no
+        longer on their way (see :attr:`Traffic.sending`)."""
+        self.traffic.add_sending(-self._unanswered)
+        self._unanswered = 0
 
     def read_line(self, until: float | None = None) -> bytes:
         """One line with its line end, or what came before the connection closed.

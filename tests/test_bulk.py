@@ -1584,15 +1584,12 @@ def test_plain_progress_lines_without_a_terminal(files: list[Path]) -> None:
 
     stderr = io.StringIO()
     now = [0.0]
-    sent = [0]
     printer = StorePrinter(Output(stderr=stderr), total=lambda: 30, every=10,
-                           clock=lambda: now[0], sent=lambda: sent[0],
-                           total_bytes=lambda: 30 * 1024 * 1024)
+                           clock=lambda: now[0], total_bytes=lambda: 30 * 1024 * 1024)
     for index, path in enumerate(files):
         now[0] = index * 1.0
-        sent[0] = (index + 1) * 1024 * 1024  # the next file is on its way
         printer(Outcome(path, "failed" if index == 3 else "stored", 1024 * 1024,
-                        message="x"))
+                        message="x", sent=True))
         if index in (10, 20):
             printer.tick()  # the timer's thread
     progress = [m for m in logs.messages(stderr.getvalue(), "info")
@@ -1651,9 +1648,9 @@ def test_plain_progress_line_of_one_file_is_singular(files: list[Path], total: i
 
     stderr = io.StringIO()
     printer = StorePrinter(Output(stderr=stderr), total=lambda: total, every=10,
-                           clock=iter([0.0, 10.0]).__next__, sent=lambda: 1024 * 1024,
+                           clock=iter([0.0, 10.0]).__next__,
                            total_bytes=lambda: total and 1024 * 1024)
-    printer(Outcome(files[0], "stored", 1024 * 1024))
+    printer(Outcome(files[0], "stored", 1024 * 1024, sent=True))
     printer.tick()
     # Old dcmweb: "progress: 1 files, ..."; then "0.1 files/s" for one file in 10 s.
     assert [m for m in logs.messages(stderr.getvalue(), "info")

@@ -243,6 +243,24 @@ def test_an_outage_limit_ends_the_run_near_it_not_a_backoff_step_later(local_ser
     assert int(said[1]) <= 4  # was 5-6 s: the backoff's last step waited past the limit
 
 
+def test_max_rate_holds_no_try_past_the_outage_limit(local_server, ct: Path) -> None:
+    """--max-rate 1 --outage-limit 3: the backoff's last wait ended at the limit, and the
+    rate's token a second after the last try; that try went at 3-4 s, a progress line
+    said "for 4 s, retrying up to 3 s". Tries at about 0, 1 and 2-3 s (the backoff's
+    second step); the next token is past the limit: the run gives up there."""
+    local_server.inject_fault(503, count=1000, method="POST")
+    result = run("--max-rate", "1", "--outage-limit", "3", local_server.url, "store",
+                 str(ct), "--progress-every", "0.2")
+    assert result.exit_code == 5, result.stderr
+    assert len(posts(local_server)) == 3, result.stderr
+    assert re.search(r"\(the server was unavailable for \d s(, the outage limit|, and "
+                     r"--max-rate allows no other try within the outage limit of 3 s)\)",
+                     lines(result.stderr)[-1]), result.stderr
+    assert "retrying (attempt 4)" not in result.stderr  # none comes
+    told = [m for m in messages(result.stderr, "info") if "server unavailable" in m]
+    assert told and not [m for m in told if re.search(r"for [4-9] s, retrying", m)], told
+
+
 def test_retries_do_not_end_an_outage_that_ends(local_server, ct: Path) -> None:
     """--retries 1 used to end this run after two 503s; the server came back after ten."""
     local_server.inject_fault(503, count=10, retry_after="0", method="POST")

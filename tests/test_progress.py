@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request, forward
 
-from dcmweb import Client
+from dcmweb import Client, multipart
 from dcmweb.cli import cli
 from dcmweb.output import Output
 from dcmweb.progress import duration, per_time
@@ -161,8 +161,10 @@ def test_progress_lines_tell_an_outage(local_server: LocalServer, tmp_path: Path
     lines = [message for _, message in timed(result.stderr) if message.startswith("progress:")]
     told = [line for line in lines if "server unavailable" in line]
     # The answer is named: a quota (429) is not a server down (503) or unreachable.
-    assert told and all(re.search(r", server unavailable \(HTTP 429\) for [123] s, retrying "
-                                  r"up to 3 s$", line) for line in told), lines
+    # At the limit the last try goes, and then no other.
+    assert told and all(re.search(r", server unavailable \(HTTP 429\) for [123] s, (retrying "
+                                  r"up to 3 s|past the outage limit \(3 s\))$", line)
+                        for line in told), lines
     assert not any("left" in line for line in told), lines
 
 
@@ -189,7 +191,11 @@ def test_progress_lines_tell_a_server_that_refuses_connections(
     lines = [message for _, message in timed(result.stderr) if message.startswith("progress:")]
     told = [line for line in lines if "server unavailable" in line]
     assert told and all(re.search(r", server unavailable \(connection refused\) for \d s, "
-                                  r"retrying up to 3 s$", line) for line in told), lines
+                                  r"(retrying up to 3 s|past the outage limit \(3 s\))$", line)
+                        for line in told), lines
+    # Once the run gave up, it retries nothing (a search still settles the file sent):
+    # the lines of that search's wait for --max-rate said "for 4 s, retrying up to 3 s".
+    assert not [line for line in told if re.search(r"for [4-9] s, retrying", line)], told
 
 
 def test_a_failed_file_leaves_the_others_waiting_for_the_server(local_server: LocalServer,
@@ -230,3 +236,58 @@ def test_a_retry_waiting_for_its_turn_is_not_waiting_for_the_server(
     assert len(during) >= 5, entries
     assert all(re.search(r"/s(, server unavailable \(HTTP 503\) for [12] s, retrying up to "
                          r"5 min)?$", line) for line in during), during
+
+
+def sent_sizes(lines: list[str]) -> list[float]:
+    """The bytes each progress line says were sent."""
+    units = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2}
+    found = [re.search(r", ([\d.]+) (B|KiB|MiB) sent at ", line) for line in lines]
+    return [float(m[1]) * units[m[2]] for m in found if m]
+
+
+def test_a_body_sent_again_is_not_counted_twice(local_server: LocalServer,
+                                                tmp_path: Path) -> None:
+    """A 503, then the resend waits for its answer: the lines said '1.0 MiB sent' of a
+    512 KiB file (the refused body and the resend), and the time left believed it."""
+    big = large_file(tmp_path / "in" / "big.dcm", 512)
+    size = big.stat().st_size
+    local_server.inject_fault(503, retry_after="1", method="POST")
+    local_server.inject_fault(delay=1.5, method="POST")
+    result = run(local_server.url, "store", str(big), "--progress-every", "0.2")
+    assert result.exit_code == 0, result.stderr
+    entries = timed(result.stderr)
+    [refused] = [at for at, message in entries if "; retrying" in message]
+    sent = sent_sizes([message for at, message in entries
+                       if message.startswith("progress:") and at > refused + 1.2])
+    assert len(sent) >= 3, entries  # the lines of the resend's wait for its answer
+    # The resend's body, once: its request head and multipart boundaries are extra.
+    assert all(size <= bytes_sent < 1.01 * size for bytes_sent in sent), (size, sent)
+
+
+def test_a_file_failed_unsent_counts_as_done(local_server: LocalServer, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file made unreadable after its head was read, then another file slow to be
+    answered: the failed file's bytes were never counted as done, so the lines said
+    'about 1 s left' instead of waiting for the server."""
+    unreadable, slow = corpus.synthetic_files(tmp_path / "in", 2)
+    opener = multipart._unblocked
+
+    def refused(path: str, flags: int) -> int:  # root reads every file: refused here
+        if path == str(unreadable):
+            raise PermissionError(13, "Permission denied", path)
+        return opener(path, flags)
+
+    monkeypatch.setattr(multipart, "_unblocked", refused)
+    local_server.inject_fault(delay=1.5, method="POST")
+    result = run(local_server.url, "store", str(unreadable), str(slow), "--batch-size", "1",
+                 "--progress-every", "0.2")
+    assert result.exit_code == 6, result.stderr
+    assert f"{unreadable} failed: cannot read: Permission denied" in result.stderr
+    lines = [message for _, message in timed(result.stderr) if message.startswith("progress:")]
+    after = [line for line in lines if line.startswith("progress: 1 of 2 files, 0 B stored, "
+                                                       "1 failed, ")]
+    assert after and all(line.endswith("/s, waiting for the server's answers")
+                         for line in after), lines
+    # Sent: the slow file's bytes only (and its request's head and boundaries).
+    size = slow.stat().st_size
+    assert all(size <= bytes_sent < 1.02 * size for bytes_sent in sent_sizes(after)), after

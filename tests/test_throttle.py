@@ -241,6 +241,30 @@ def test_the_backoff_never_waits_past_the_outage_limit() -> None:
     assert gate.outage_over_limit()
 
 
+@pytest.mark.parametrize(("max_rate", "tries", "token"), [
+    (1 / 1.5, [100.0, 101.5, 103.0], 104.5), (0.5, [100.0, 102.0], 104.0)])
+def test_the_rate_never_holds_a_try_past_the_outage_limit(max_rate: float, tries: list[float],
+                                                         token: float) -> None:
+    """A try the rate's token allows at the limit goes (one more try there, as for the
+    backoff); one it would hold past the limit waits for the limit only, and is not sent
+    (--max-rate 1, --outage-limit 3: the last try went at 3.8 s)."""
+    clock = Clock()
+    gate = Gate(clock=clock, outage_limit=3, max_rate=max_rate, backoff_base=0.0)
+    gate._cond = VirtualWait(clock)
+    sent: list[float] = []
+    for _ in range(len(tries) + 2):
+        sent_at = gate.enter(float("inf"))  # down since 100, the first failure's sending
+        if sent_at is None:
+            break
+        sent.append(sent_at)
+        gate.leave(Outcome.UNAVAILABLE, sent_at)
+    assert sent == tries
+    assert clock.now == 103.0  # the limit: not the next token's time
+    assert gate.rate_past_outage_limit() == "max_rate"  # Http gives up on it at once
+    # A check of what a write left (a search) still goes, at the token's time.
+    assert gate.enter(float("inf"), within_outage_limit=False) == token
+
+
 def test_a_new_call_ends_the_outage_clock_only_when_nothing_else_is_under_way() -> None:
     clock = Clock()
     gate = Gate(clock=clock, outage_limit=60, backoff_base=10.0)
