@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -346,3 +348,33 @@ def test_the_library_writes_nothing_to_stderr_when_logging_is_not_set_up(
     run = subprocess.run([sys.executable, "-c", script, local_server.url],
                          capture_output=True, text=True, timeout=60, check=True)
     assert (run.stdout, run.stderr) == ("0\n", "")
+
+
+# Runs that stop, loops left, threads -------------------------------------------------------
+def dcmweb_threads() -> list[str]:
+    return [t.name for t in threading.enumerate()
+            if t.name.startswith("dcmweb-") and not t.name.startswith("dcmweb-testserver")]
+
+
+def test_leaving_a_retrieve_loop_leaves_no_empty_folder(local_server: LocalServer,
+                                                        tmp_path: Path) -> None:
+    """The studies in flight when the loop was left made their folders when their
+    answers came, after the stop had removed the empty ones: left behind, empty."""
+    files = corpus.synthetic_files(tmp_path / "in", 6, studies=3)
+    with Client(local_server.url) as client:
+        client.store(files)
+        studies = [value(row, "StudyInstanceUID") for row in client.search("studies")]
+    for slow in studies[1:]:
+        local_server.inject_fault(delay=0.5, method="GET", path_contains=slow)
+    out = tmp_path / "out"
+    with Client(local_server.url, workers=3) as client:
+        results = client.iter_retrieve([f"studies/{uid}" for uid in studies], out)
+        first = next(results)
+        results.close()
+        deadline = time.monotonic() + 10
+        while dcmweb_threads() and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the slow answers came, and their threads ended
+    assert dcmweb_threads() == []
+    assert first.path is not None and first.path.is_file()
+    assert [p for p in out.rglob("*") if p.is_dir() and not any(p.iterdir())] == []
+    assert {p.parent.parent for p in out.rglob("*.dcm")} == {first.path.parent.parent}
