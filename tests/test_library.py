@@ -378,3 +378,18 @@ def test_leaving_a_retrieve_loop_leaves_no_empty_folder(local_server: LocalServe
     assert first.path is not None and first.path.is_file()
     assert [p for p in out.rglob("*") if p.is_dir() and not any(p.iterdir())] == []
     assert {p.parent.parent for p in out.rglob("*.dcm")} == {first.path.parent.parent}
+
+
+def test_a_call_leaves_no_thread_behind(local_server: LocalServer, tmp_path: Path) -> None:
+    """The worker threads were told to end as the call returned, and some still ran."""
+    files = corpus.synthetic_files(tmp_path / "in", 12, studies=4)
+    with Client(local_server.url, workers=4) as client:
+        for call in (lambda: client.store(files, batch_size=1),
+                     lambda: client.retrieve(None, tmp_path / "all"),
+                     lambda: client.retrieve([f"studies/{value(row, 'StudyInstanceUID')}"
+                                              for row in client.search("studies")],
+                                             tmp_path / "some"),
+                     lambda: client.bulk_store(files, skip_existing=True)):
+            for _ in range(5):
+                call()
+                assert dcmweb_threads() == []
