@@ -351,6 +351,38 @@ def test_the_library_writes_nothing_to_stderr_when_logging_is_not_set_up(
 
 
 # Runs that stop, loops left, threads -------------------------------------------------------
+def test_a_store_that_stops_carries_the_results_it_had(local_server: LocalServer,
+                                                       tmp_path: Path) -> None:
+    """store() returns a list: a run stopped by an error (credentials here) raised with
+    nothing, and the caller never learnt of the files the server already held."""
+    files = corpus.synthetic_files(tmp_path / "in", 6)
+    local_server.inject_fault(401, count=10**6, body_contains=corpus.sop_instance_uid(files[2]))
+    with Client(local_server.url) as client:
+        with pytest.raises(dcmweb.AuthError) as caught:
+            client.store(files, batch_size=2)
+        results = caught.value.results
+        assert results is not None
+        assert [(r.path, r.status) for r in results] == [
+            (files[0], "stored"), (files[1], "stored"), (files[2], "failed"), (files[3], "failed")]
+        held = {value(row, "SOPInstanceUID") for row in client.search("instances")}
+    assert held == {r.sop_instance_uid for r in results if r.status == "stored"}
+
+
+def test_a_retrieve_that_stops_carries_the_files_it_saved(local_server: LocalServer,
+                                                          tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "in", 6, studies=3)
+    with Client(local_server.url) as client:
+        client.store(files)
+        studies = sorted({value(row, "StudyInstanceUID") for row in client.search("studies")})
+        local_server.inject_fault(401, count=10**6, path_contains=studies[1])
+        with pytest.raises(dcmweb.AuthError) as caught:
+            client.retrieve([f"studies/{uid}" for uid in studies], tmp_path / "out")
+    results = caught.value.results
+    assert results is not None and {r.status for r in results} == {"saved"}
+    assert {r.path for r in results} == {p for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert len(results) == 2
+
+
 def dcmweb_threads() -> list[str]:
     return [t.name for t in threading.enumerate()
             if t.name.startswith("dcmweb-") and not t.name.startswith("dcmweb-testserver")]
