@@ -402,6 +402,10 @@ class Client:
         from .bulkrecords import BulkOptions
         from .inputs import InputSpec, from_paths
 
+        if on_outcome is not None and not callable(on_outcome):
+            # Called only once a file is decided: the files would be sent first.
+            raise UsageError("on_outcome must be a function that takes an Outcome, not "
+                             f"{on_outcome!r}")
         spec = inputs if isinstance(inputs, InputSpec) else from_paths(inputs)
         journal = None if journal is None else _path("journal", journal)
         report = None if report is None else _path("report", report)

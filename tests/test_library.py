@@ -425,3 +425,13 @@ def test_a_call_leaves_no_thread_behind(local_server: LocalServer, tmp_path: Pat
             for _ in range(5):
                 call()
                 assert dcmweb_threads() == []
+
+
+def test_an_on_outcome_that_cannot_be_called_is_refused_before_sending(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """It was a TypeError once the first file was decided: after the files were sent."""
+    files = corpus.synthetic_files(tmp_path / "in", 3)
+    refused = r"^on_outcome must be a function that takes an Outcome, not 'print'$"
+    with Client(local_server.url) as client, pytest.raises(dcmweb.UsageError, match=refused):
+        client.bulk_store(files, on_outcome="print")  # type: ignore[arg-type]
+    assert [r.method for r in local_server.requests] == []
