@@ -7,13 +7,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import dcmweb
-from dcmweb import Client, NotFoundError
+from dcmweb import Client, NotFoundError, StoreResult
 from dcmweb.params import to_pairs
 from dcmweb.rows import as_dataset, value, values
 from dcmweb.testing import LocalServer
@@ -435,3 +436,27 @@ def test_an_on_outcome_that_cannot_be_called_is_refused_before_sending(
     with Client(local_server.url) as client, pytest.raises(dcmweb.UsageError, match=refused):
         client.bulk_store(files, on_outcome="print")  # type: ignore[arg-type]
     assert [r.method for r in local_server.requests] == []
+
+
+def test_paths_that_fail_while_listed_stop_the_store_after_its_batches_in_flight(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """The caller's own iterable raising (a listing of its own that broke) ended the run
+    at once: the batches in flight were stored, and never reported."""
+    files = corpus.synthetic_files(tmp_path / "in", 8)
+
+    def listing() -> Iterator[Path]:
+        yield from files[:5]
+        deadline = time.monotonic() + 10
+        while not local_server.requests and time.monotonic() < deadline:
+            time.sleep(0.01)  # until a batch is on its way
+        raise RuntimeError("the listing broke")
+
+    local_server.inject_fault(delay=0.3, count=10, method="POST")  # in flight as it breaks
+    seen: list[StoreResult] = []
+    with Client(local_server.url, workers=3) as client:
+        with pytest.raises(RuntimeError, match="the listing broke"):
+            seen.extend(client.iter_store(listing(), batch_size=1))
+        held = {value(row, "SOPInstanceUID") for row in client.search("instances")}
+    assert dcmweb_threads() == []
+    assert held and {r.status for r in seen} == {"stored"}
+    assert {r.sop_instance_uid for r in seen} == held
