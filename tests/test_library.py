@@ -73,14 +73,18 @@ def test_exported_types() -> None:
 
 def test_the_types_the_docs_name_are_exported_and_import_dcmweb_stays_light() -> None:
     """usage.md names RenderOptions and Operation; old dcmweb had them only in
-    dcmweb.rendered and dcmweb.operations (ImportError from dcmweb)."""
-    from dcmweb import Operation, RenderOptions
+    dcmweb.rendered and dcmweb.operations (ImportError from dcmweb). python.md names
+    bulk_store's Summary and Outcome, which were only in dcmweb.bulkrecords."""
+    from dcmweb import Operation, Outcome, RenderOptions, Summary
+    from dcmweb.bulkrecords import Outcome as OutcomeItself
+    from dcmweb.bulkrecords import Summary as SummaryItself
     from dcmweb.operations import Operation as OperationItself
     from dcmweb.rendered import RenderOptions as RenderOptionsItself
 
     assert (Operation, RenderOptions) == (OperationItself, RenderOptionsItself)
+    assert (Summary, Outcome) == (SummaryItself, OutcomeItself)
     code = ("import sys, dcmweb; print(sorted(m for m in sys.modules if m in "
-            "('dcmweb.rendered', 'dcmweb.operations', 'dcmweb.client')))")
+            "('dcmweb.rendered', 'dcmweb.operations', 'dcmweb.client', 'dcmweb.bulkrecords')))")
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True, timeout=60)
     assert fresh.stdout.strip() == "[]"  # imported on first use, like Client
