@@ -464,3 +464,29 @@ def test_paths_that_fail_while_listed_stop_the_store_after_its_batches_in_flight
     assert dcmweb_threads() == []
     assert held and {r.status for r in seen} == {"stored"}
     assert {r.sop_instance_uid for r in seen} == held
+
+
+def test_a_call_whose_client_is_closed_meanwhile_says_so(local_server: LocalServer) -> None:
+    """A web service closing its client at shutdown: the call in flight in another
+    thread raised a bare 'cancelled'."""
+    local_server.inject_fault(503, retry_after="30")  # a wait that close() ends
+    client = Client(local_server.url)
+    failed: list[dcmweb.DcmwebError] = []
+
+    def search() -> None:
+        try:
+            client.search("studies")
+        except dcmweb.DcmwebError as error:
+            failed.append(error)
+
+    thread = threading.Thread(target=search)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not local_server.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    [error] = failed
+    assert isinstance(error, dcmweb.UnavailableError)
+    assert str(error) == "cancelled: the client was closed during the call"
