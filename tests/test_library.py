@@ -3,6 +3,7 @@ types, errors with status and url, clear TypeErrors."""
 
 from __future__ import annotations
 
+import _thread
 import subprocess
 import sys
 import threading
@@ -490,3 +491,29 @@ def test_a_call_whose_client_is_closed_meanwhile_says_so(local_server: LocalServ
     [error] = failed
     assert isinstance(error, dcmweb.UnavailableError)
     assert str(error) == "cancelled: the client was closed during the call"
+
+
+def test_a_store_interrupted_carries_the_results_it_had(local_server: LocalServer,
+                                                        tmp_path: Path) -> None:
+    """Ctrl-C in a script's store(): the files stored so far went with the list."""
+    files = corpus.synthetic_files(tmp_path / "in", 8)
+    local_server.inject_fault(delay=0.2, count=100, method="POST")
+
+    def interrupt_after_three_posts() -> None:
+        deadline = time.monotonic() + 10
+        while (sum(r.method == "POST" for r in local_server.requests) < 3
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_after_three_posts, daemon=True).start()
+    with Client(local_server.url) as client:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            client.store(files, batch_size=1)
+        time.sleep(0.5)  # the request in flight ends
+        local_server.clear_faults()
+        held = {value(row, "SOPInstanceUID") for row in client.search("instances")}
+    results = caught.value.results  # type: ignore[attr-defined]
+    stored = {r.sop_instance_uid for r in results if r.status == "stored"}
+    unsure = {r.sop_instance_uid for r in results if r.status == "unconfirmed"}
+    assert len(stored) >= 2 and stored <= held <= stored | unsure
