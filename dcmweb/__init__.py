@@ -25,6 +25,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .bulkrecords import Outcome, Summary
     from .client import Client
     from .delete import DeleteResult
     from .operations import Operation
@@ -45,12 +46,14 @@ __all__ = [
     "LocalFileError",
     "NotFoundError",
     "Operation",
+    "Outcome",
     "PartialFailure",
     "RedirectRefused",
     "RenderOptions",
     "RetrieveResult",
     "ServerError",
     "StoreResult",
+    "Summary",
     "UnavailableError",
     "Unserved",
     "UsageError",
@@ -60,7 +63,8 @@ __all__ = [
 
 # Imported on first use (they pull in the HTTP stack): name -> module.
 _LAZY = {"Client": "client", "StoreResult": "storefiles", "RetrieveResult": "retrieve",
-         "DeleteResult": "delete", "Operation": "operations", "RenderOptions": "rendered"}
+         "DeleteResult": "delete", "Operation": "operations", "RenderOptions": "rendered",
+         "Summary": "bulkrecords", "Outcome": "bulkrecords"}
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from . import bounds
@@ -47,6 +47,7 @@ log = logging.getLogger("dcmweb")
 log.addHandler(logging.NullHandler())
 
 GCP_API = "https://healthcare.googleapis.com/v1"
+T = TypeVar("T")
 _STORE_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/datasets/[^/]+/dicomStores/[^/]+")
 
 
@@ -130,6 +131,23 @@ def _texts(name: str, value: object) -> list[str]:
     if isinstance(value, (bytes, bytearray)) or not isinstance(value, Iterable):
         raise UsageError(f"{name} must be a str or a list of str, not {value!r}")
     return [_text(f"an item of {name}", item) for item in value]
+
+
+def _listed(results: Iterable[T]) -> list[T]:
+    """Every result of a run, as a list. A run that stops raises after yielding what it
+    knows (the files stored or saved so far, those sent without an answer): they go
+    with the error as its ``results``, else the caller would not learn of them."""
+    listed: list[T] = []
+    try:
+        for result in results:
+            listed.append(result)
+    except DcmwebError as error:
+        error.results = listed
+        raise
+    except KeyboardInterrupt as stop:
+        stop.results = listed  # type: ignore[attr-defined]  # as error.results
+        raise
+    return listed
 
 
 def _path(name: str, value: object, kind: str = "file") -> str | os.PathLike[str]:
@@ -338,24 +356,26 @@ class Client:
                    ) -> list[StoreResult]:
         """``store_json([("photo.json", "photo.jpg")], generate_uids=True)``; one pair
         may be given alone. Every pair is read first: one that cannot be sent raises a
-        :class:`~dcmweb.UsageError` before anything is sent."""
+        :class:`~dcmweb.UsageError` before anything is sent. An error that stops the run
+        carries the results it had as ``error.results``."""
         from .jsonstore import check_pairs, json_pairs
 
         pairs = json_pairs(items)
         check_pairs(pairs, generate_uids)
-        return list(self.iter_store_json(pairs, generate_uids=generate_uids))
+        return _listed(self.iter_store_json(pairs, generate_uids=generate_uids))
 
     def store(self, masks: PathsLike, *, single_part: bool = False,
               batch_size: int = 20, batch_bytes: int = 16 * 1024 * 1024,
               workers: int | None = None, storage_class: str | None = None,
               study_uid: str | None = None) -> list[StoreResult]:
         """Store files, folders and glob masks (a lone str or path is one); the results
-        as a list (the options are those of :meth:`iter_store`). For journals, reports
-        and skipping what is there already, see :meth:`bulk_store`."""
-        return list(self.iter_store(self.files_to_store(masks), single_part=single_part,
-                                    batch_size=batch_size, batch_bytes=batch_bytes,
-                                    workers=workers, storage_class=storage_class,
-                                    study_uid=study_uid))
+        as a list (the options are those of :meth:`iter_store`). An error that stops the
+        run carries the results it had as ``error.results`` (files stored, unconfirmed).
+        For journals, reports and skipping what is there already, see :meth:`bulk_store`."""
+        return _listed(self.iter_store(self.files_to_store(masks), single_part=single_part,
+                                       batch_size=batch_size, batch_bytes=batch_bytes,
+                                       workers=workers, storage_class=storage_class,
+                                       study_uid=study_uid))
 
     def bulk_store(self, inputs: InputSpec | PathsLike, *,
                    journal: str | os.PathLike[str] | None = None, retry_failed: bool = False,
@@ -382,6 +402,10 @@ class Client:
         from .bulkrecords import BulkOptions
         from .inputs import InputSpec, from_paths
 
+        if on_outcome is not None and not callable(on_outcome):
+            # Called only once a file is decided: the files would be sent first.
+            raise UsageError("on_outcome must be a function that takes an Outcome, not "
+                             f"{on_outcome!r}")
         spec = inputs if isinstance(inputs, InputSpec) else from_paths(inputs)
         journal = None if journal is None else _path("journal", journal)
         report = None if report is None else _path("report", report)
@@ -534,10 +558,12 @@ class Client:
                  single_part: bool = False, render: RenderOptions | None = None
                  ) -> list[RetrieveResult]:
         """Download to files under OUTPUT; the results as a list (see
-        :meth:`iter_retrieve`). For instances in memory see :meth:`retrieve_instance`."""
-        return list(self.iter_retrieve(path, output, part_type=part_type,
-                                       transfer_syntax=transfer_syntax,
-                                       single_part=single_part, render=render))
+        :meth:`iter_retrieve`). An error that stops the run carries the files saved
+        before it as ``error.results``. For instances in memory see
+        :meth:`retrieve_instance`."""
+        return _listed(self.iter_retrieve(path, output, part_type=part_type,
+                                          transfer_syntax=transfer_syntax,
+                                          single_part=single_part, render=render))
 
     def iter_instances(self, path: str, *, dataset: bool = False) -> Iterator[Any]:
         """Each instance of a study, series or instance path, in memory, as the answer

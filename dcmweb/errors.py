@@ -8,7 +8,7 @@ them into output in one place.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .redact import redact_text
 
@@ -78,6 +78,10 @@ class DcmwebError(Exception):
         self.summary: Summary | None = None
         # The items of the retrieve this error stopped that it never asked for or cut off.
         self.leftover: Leftover | None = None
+        # The results a list-returning call (Client.store, store_json, retrieve) had when
+        # this error stopped it: the files already stored or saved, which the list that
+        # was never returned would have told.
+        self.results: list[Any] | None = None
 
     def add_line(self, note: str) -> None:
         """Add a line that explains the failure (shown after the message)."""

@@ -96,6 +96,8 @@ SERVER_ERROR_RETRIES = 2  # a 500 is usually a verdict ("cannot transcode"); try
 REFUSED_ATTEMPTS = 3
 REFUSED_DELAY = 0.3
 MAX_REDIRECTS = 10
+# What a call meets when Client.close() (in another thread) ends the waits it was in.
+CLOSED = "cancelled: the client was closed during the call"
 READ_METHODS = frozenset({"GET", "HEAD"})
 
 BodyFactory = Callable[[], Any]
@@ -203,7 +205,7 @@ class Http:
     def sleep(self, seconds: float) -> None:
         """Wait, unless the session is closed meanwhile (Ctrl-C in another thread)."""
         if self._closed.wait(seconds):
-            raise UnavailableError("cancelled")
+            raise UnavailableError(CLOSED)
 
     def request(
         self,
@@ -296,7 +298,7 @@ class _Exchange:
             try:
                 sent_at = self.gate.enter(self.deadline, within_outage_limit=self.ends_outage)
             except Cancelled:
-                raise UnavailableError("cancelled") from None
+                raise UnavailableError(CLOSED) from None
             if sent_at is None:
                 raise self._not_sent()
             self.attempt += 1

@@ -102,14 +102,14 @@ def _run(func: Callable[[T], Any], items: Iterable[Any], workers: int,
 
     # Started before any item is taken: a limit that refuses them stops the run before
     # anything of it is sent.
-    threads = 0
+    threads: list[threading.Thread] = []
     try:
         for number in range(workers):
-            start_thread(work, f"dcmweb-{number}", what=f"{workers} worker threads" + (
-                f" (only {threads} started)" if threads else ""))
-            threads += 1
+            threads.append(start_thread(work, f"dcmweb-{number}", what=(
+                f"{workers} worker threads" + (f" (only {len(threads)} started)"
+                                               if threads else ""))))
     except ThreadLimit:
-        for _ in range(threads):
+        for _ in threads:
             tasks.put(_STOP)
         raise
     source = iter(items)
@@ -163,9 +163,14 @@ def _run(func: Callable[[T], Any], items: Iterable[Any], workers: int,
     finally:
         # However the run ends (an error, Ctrl-C, the caller leaving its loop: close()),
         # queued items never start; calls already running finish unread.
-        _drop_queued(tasks)
-        for _ in range(threads):
+        pending -= _drop_queued(tasks)
+        for _ in threads:
             tasks.put(_STOP)
+        if not pending:
+            # Every call has ended: the threads are idle, and end at once. A library
+            # call leaves none behind (calls still running are not waited for).
+            for thread in threads:
+                thread.join()
 
 
 def _drop_queued(tasks: queue.Queue[Any]) -> int:
@@ -280,15 +285,20 @@ class _Helpers:
         self.workers = workers
         self.threads = 0
         self.tasks: queue.Queue[Any] = queue.Queue()
+        self.started: list[threading.Thread] = []
         self.lock = threading.Lock()
         # The groups whose first question is being answered: the questions waiting for it.
         self.waiting: dict[Hashable, list[tuple[Question, Future[Any]]]] = {}
         self.closed = False
+        self.unanswered = 0  # questions asked and not answered yet
 
     def ask(self, question: Question) -> Future[Any]:
         from concurrent.futures import Future
 
         future: Future[Any] = Future()
+        with self.lock:
+            self.unanswered += 1
+        future.add_done_callback(self._answered)
         with self.lock:
             group = question.group
             if group is not None:
@@ -299,6 +309,10 @@ class _Helpers:
                 future.add_done_callback(lambda _: self._release(group))
             self._put(question, future)
         return future
+
+    def _answered(self, _: Future[Any]) -> None:
+        with self.lock:
+            self.unanswered -= 1
 
     def _release(self, group: Hashable) -> None:
         with self.lock:
@@ -311,8 +325,8 @@ class _Helpers:
         self.tasks.put((question, future))
         if self.threads < self.workers:
             try:
-                start_thread(self._work, f"dcmweb-ask-{self.threads + 1}",
-                             what=f"{self.workers} worker threads")
+                self.started.append(start_thread(self._work, f"dcmweb-ask-{self.threads + 1}",
+                                                 what=f"{self.workers} worker threads"))
             except ThreadLimit:
                 if not self.threads:
                     raise  # no thread would ever answer it
@@ -330,9 +344,15 @@ class _Helpers:
                     future.set_exception(error)
 
     def close(self) -> None:
-        """Questions not started never are; those being answered end unread."""
+        """Questions not started never are; those being answered end unread. When every
+        question was answered, the threads are idle: they are waited for (a library call
+        leaves none behind)."""
         with self.lock:
             self.closed = True
             _drop_queued(self.tasks)
             for _ in range(self.threads):
                 self.tasks.put(_STOP)
+            idle = not self.unanswered
+        if idle:
+            for thread in self.started:
+                thread.join()

@@ -234,21 +234,26 @@ class Saver:
         self._space: DiskSpace | None = None
 
     def folder(self, path: Path) -> None:
-        if path not in self._folders:
-            with writing(path):
-                for missing in (path, *path.parents):
-                    if missing.is_dir():
-                        break
-                    self._made.append(missing)
-                try:
-                    path.mkdir(parents=True, exist_ok=True)
-                except (FileExistsError, NotADirectoryError):
-                    in_way = _file_in_the_way(path)
-                    if in_way is None:
-                        raise  # moved since: a write error like any other
-                    raise _cannot_make(path, in_way) from None
-            remove_stale_parts(path)  # once per folder and run: a listing, not per file
-            self._folders.add(path)
+        if path in self._folders:
+            return
+        # Under the lock discard_partial() takes: a thread whose answer comes after the
+        # stop makes no folder, which would be left behind empty.
+        with self._lock, writing(path):
+            if self._stopped:
+                raise UnavailableError("cancelled")
+            for missing in (path, *path.parents):
+                if missing.is_dir():
+                    break
+                self._made.append(missing)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                in_way = _file_in_the_way(path)
+                if in_way is None:
+                    raise  # moved since: a write error like any other
+                raise _cannot_make(path, in_way) from None
+        remove_stale_parts(path)  # once per folder and run: a listing, not per file
+        self._folders.add(path)
 
     def create(self, folder: Path) -> tuple[int, str]:
         """A new, empty temporary file in folder (made if need be): its handle and path.

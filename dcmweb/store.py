@@ -186,8 +186,10 @@ class Uploader:
             self.url += f"/{options.study_uid}"
         self._lock = threading.Lock()
         self._failed_in_row = 0  # batches in a row of which the server stored nothing
-        self._gave_up: DcmwebError | None = None
-        self._listing_failed: DcmwebError | None = None  # see until_stopped
+        # What stops the run: no batch starts once it is set. A DcmwebError, or whatever
+        # the caller's own iterable of paths raised (see until_stopped).
+        self._gave_up: Exception | None = None
+        self._listing_failed: Exception | None = None  # see until_stopped
         self._decided_at_stop: list[StoreResult] = []  # in batches an error stopped
         # The files of batches a worker has taken whose results the caller has not had
         # yet (see landed): what Ctrl-C or SIGTERM leaves without an answer.
@@ -288,11 +290,12 @@ class Uploader:
 
     def until_stopped(self, batches: Iterable[Batch]) -> Iterator[Batch]:
         """The batches, until listing them raises (a check of the inputs that failed:
-        credentials, an outage): then no other batch starts, and those already sent
-        finish, so what they stored is reported (see :meth:`raise_if_listing_failed`)."""
+        credentials, an outage; or the caller's own iterable of paths): then no other
+        batch starts, and those already sent finish, so what they stored is reported (see
+        :meth:`raise_if_listing_failed`). Ctrl-C is not waited out."""
         try:
             yield from batches
-        except DcmwebError as error:
+        except Exception as error:
             with self._lock:
                 self._listing_failed = error
                 self._gave_up = self._gave_up or error

@@ -3,15 +3,19 @@ types, errors with status and url, clear TypeErrors."""
 
 from __future__ import annotations
 
+import _thread
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import dcmweb
-from dcmweb import Client, NotFoundError
+from dcmweb import Client, NotFoundError, StoreResult
 from dcmweb.params import to_pairs
 from dcmweb.rows import as_dataset, value, values
 from dcmweb.testing import LocalServer
@@ -70,14 +74,18 @@ def test_exported_types() -> None:
 
 def test_the_types_the_docs_name_are_exported_and_import_dcmweb_stays_light() -> None:
     """usage.md names RenderOptions and Operation; old dcmweb had them only in
-    dcmweb.rendered and dcmweb.operations (ImportError from dcmweb)."""
-    from dcmweb import Operation, RenderOptions
+    dcmweb.rendered and dcmweb.operations (ImportError from dcmweb). python.md names
+    bulk_store's Summary and Outcome, which were only in dcmweb.bulkrecords."""
+    from dcmweb import Operation, Outcome, RenderOptions, Summary
+    from dcmweb.bulkrecords import Outcome as OutcomeItself
+    from dcmweb.bulkrecords import Summary as SummaryItself
     from dcmweb.operations import Operation as OperationItself
     from dcmweb.rendered import RenderOptions as RenderOptionsItself
 
     assert (Operation, RenderOptions) == (OperationItself, RenderOptionsItself)
+    assert (Summary, Outcome) == (SummaryItself, OutcomeItself)
     code = ("import sys, dcmweb; print(sorted(m for m in sys.modules if m in "
-            "('dcmweb.rendered', 'dcmweb.operations', 'dcmweb.client')))")
+            "('dcmweb.rendered', 'dcmweb.operations', 'dcmweb.client', 'dcmweb.bulkrecords')))")
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True, timeout=60)
     assert fresh.stdout.strip() == "[]"  # imported on first use, like Client
@@ -346,3 +354,166 @@ def test_the_library_writes_nothing_to_stderr_when_logging_is_not_set_up(
     run = subprocess.run([sys.executable, "-c", script, local_server.url],
                          capture_output=True, text=True, timeout=60, check=True)
     assert (run.stdout, run.stderr) == ("0\n", "")
+
+
+# Runs that stop, loops left, threads -------------------------------------------------------
+def test_a_store_that_stops_carries_the_results_it_had(local_server: LocalServer,
+                                                       tmp_path: Path) -> None:
+    """store() returns a list: a run stopped by an error (credentials here) raised with
+    nothing, and the caller never learnt of the files the server already held."""
+    files = corpus.synthetic_files(tmp_path / "in", 6)
+    local_server.inject_fault(401, count=10**6, body_contains=corpus.sop_instance_uid(files[2]))
+    with Client(local_server.url) as client:
+        with pytest.raises(dcmweb.AuthError) as caught:
+            client.store(files, batch_size=2)
+        results = caught.value.results
+        assert results is not None
+        assert [(r.path, r.status) for r in results] == [
+            (files[0], "stored"), (files[1], "stored"), (files[2], "failed"), (files[3], "failed")]
+        held = {value(row, "SOPInstanceUID") for row in client.search("instances")}
+    assert held == {r.sop_instance_uid for r in results if r.status == "stored"}
+
+
+def test_a_retrieve_that_stops_carries_the_files_it_saved(local_server: LocalServer,
+                                                          tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "in", 6, studies=3)
+    with Client(local_server.url) as client:
+        client.store(files)
+        studies = sorted({value(row, "StudyInstanceUID") for row in client.search("studies")})
+        local_server.inject_fault(401, count=10**6, path_contains=studies[1])
+        with pytest.raises(dcmweb.AuthError) as caught:
+            client.retrieve([f"studies/{uid}" for uid in studies], tmp_path / "out")
+    results = caught.value.results
+    assert results is not None and {r.status for r in results} == {"saved"}
+    assert {r.path for r in results} == {p for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert len(results) == 2
+
+
+def dcmweb_threads() -> list[str]:
+    return [t.name for t in threading.enumerate()
+            if t.name.startswith("dcmweb-") and not t.name.startswith("dcmweb-testserver")]
+
+
+def test_leaving_a_retrieve_loop_leaves_no_empty_folder(local_server: LocalServer,
+                                                        tmp_path: Path) -> None:
+    """The studies in flight when the loop was left made their folders when their
+    answers came, after the stop had removed the empty ones: left behind, empty."""
+    files = corpus.synthetic_files(tmp_path / "in", 6, studies=3)
+    with Client(local_server.url) as client:
+        client.store(files)
+        studies = [value(row, "StudyInstanceUID") for row in client.search("studies")]
+    for slow in studies[1:]:
+        local_server.inject_fault(delay=0.5, method="GET", path_contains=slow)
+    out = tmp_path / "out"
+    with Client(local_server.url, workers=3) as client:
+        results = client.iter_retrieve([f"studies/{uid}" for uid in studies], out)
+        first = next(results)
+        results.close()
+        deadline = time.monotonic() + 10
+        while dcmweb_threads() and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the slow answers came, and their threads ended
+    assert dcmweb_threads() == []
+    assert first.path is not None and first.path.is_file()
+    assert [p for p in out.rglob("*") if p.is_dir() and not any(p.iterdir())] == []
+    assert {p.parent.parent for p in out.rglob("*.dcm")} == {first.path.parent.parent}
+
+
+def test_a_call_leaves_no_thread_behind(local_server: LocalServer, tmp_path: Path) -> None:
+    """The worker threads were told to end as the call returned, and some still ran."""
+    files = corpus.synthetic_files(tmp_path / "in", 12, studies=4)
+    with Client(local_server.url, workers=4) as client:
+        for call in (lambda: client.store(files, batch_size=1),
+                     lambda: client.retrieve(None, tmp_path / "all"),
+                     lambda: client.retrieve([f"studies/{value(row, 'StudyInstanceUID')}"
+                                              for row in client.search("studies")],
+                                             tmp_path / "some"),
+                     lambda: client.bulk_store(files, skip_existing=True)):
+            for _ in range(5):
+                call()
+                assert dcmweb_threads() == []
+
+
+def test_an_on_outcome_that_cannot_be_called_is_refused_before_sending(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """It was a TypeError once the first file was decided: after the files were sent."""
+    files = corpus.synthetic_files(tmp_path / "in", 3)
+    refused = r"^on_outcome must be a function that takes an Outcome, not 'print'$"
+    with Client(local_server.url) as client, pytest.raises(dcmweb.UsageError, match=refused):
+        client.bulk_store(files, on_outcome="print")  # type: ignore[arg-type]
+    assert [r.method for r in local_server.requests] == []
+
+
+def test_paths_that_fail_while_listed_stop_the_store_after_its_batches_in_flight(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """The caller's own iterable raising (a listing of its own that broke) ended the run
+    at once: the batches in flight were stored, and never reported."""
+    files = corpus.synthetic_files(tmp_path / "in", 8)
+
+    def listing() -> Iterator[Path]:
+        yield from files[:5]
+        deadline = time.monotonic() + 10
+        while not local_server.requests and time.monotonic() < deadline:
+            time.sleep(0.01)  # until a batch is on its way
+        raise RuntimeError("the listing broke")
+
+    local_server.inject_fault(delay=0.3, count=10, method="POST")  # in flight as it breaks
+    seen: list[StoreResult] = []
+    with Client(local_server.url, workers=3) as client:
+        with pytest.raises(RuntimeError, match="the listing broke"):
+            seen.extend(client.iter_store(listing(), batch_size=1))
+        held = {value(row, "SOPInstanceUID") for row in client.search("instances")}
+    assert dcmweb_threads() == []
+    assert held and {r.status for r in seen} == {"stored"}
+    assert {r.sop_instance_uid for r in seen} == held
+
+
+def test_a_call_whose_client_is_closed_meanwhile_says_so(local_server: LocalServer) -> None:
+    """A web service closing its client at shutdown: the call in flight in another
+    thread raised a bare 'cancelled'."""
+    local_server.inject_fault(503, retry_after="30")  # a wait that close() ends
+    client = Client(local_server.url)
+    failed: list[dcmweb.DcmwebError] = []
+
+    def search() -> None:
+        try:
+            client.search("studies")
+        except dcmweb.DcmwebError as error:
+            failed.append(error)
+
+    thread = threading.Thread(target=search)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not local_server.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    [error] = failed
+    assert isinstance(error, dcmweb.UnavailableError)
+    assert str(error) == "cancelled: the client was closed during the call"
+
+
+def test_a_store_interrupted_carries_the_results_it_had(local_server: LocalServer,
+                                                        tmp_path: Path) -> None:
+    """Ctrl-C in a script's store(): the files stored so far went with the list."""
+    files = corpus.synthetic_files(tmp_path / "in", 8)
+    local_server.inject_fault(delay=0.2, count=100, method="POST")
+
+    def interrupt_after_three_posts() -> None:
+        deadline = time.monotonic() + 10
+        while (sum(r.method == "POST" for r in local_server.requests) < 3
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_after_three_posts, daemon=True).start()
+    with Client(local_server.url) as client:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            client.store(files, batch_size=1)
+        time.sleep(0.5)  # the request in flight ends
+        local_server.clear_faults()
+        held = {value(row, "SOPInstanceUID") for row in client.search("instances")}
+    results = caught.value.results  # type: ignore[attr-defined]
+    stored = {r.sop_instance_uid for r in results if r.status == "stored"}
+    unsure = {r.sop_instance_uid for r in results if r.status == "unconfirmed"}
+    assert len(stored) >= 2 and stored <= held <= stored | unsure
