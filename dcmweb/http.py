@@ -82,7 +82,7 @@ from .optionnames import option
 from .output import TRANSIENT
 from .record import field, record
 from .redact import redact_text, redact_url
-from .throttle import Cancelled, Gate, GateStats, Outcome
+from .throttle import Cancelled, Gate, GateStats, Outcome, jitter
 from .transport import Response, Transport
 
 __all__ = ["SERVER_ERROR_RETRIES", "Deadline", "Http", "HttpConfig", "RetryPolicy"]
@@ -113,9 +113,7 @@ class RetryPolicy:
     retry_after_cap: float = 300.0
 
     def backoff(self, attempt: int) -> float:
-        import random  # only a retried run needs it
-
-        return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
+        return jitter(0, min(self.cap, self.base * 2 ** (attempt - 1)))
 
 
 @record(frozen=True)

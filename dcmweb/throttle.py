@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -383,13 +384,18 @@ class Gate:
             self._failures += 1
             self._wave_started = now
             ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (self._failures - 1))
-            import random  # only a throttled run needs it
-
             # Never past the outage limit: one more try at the limit, not a full step later
             # (a limit of 10 s gave up after 11-17 s).
             self._resume_at = max(self._resume_at, min(
-                now + random.uniform(ceiling / 2, ceiling), self._give_up_at()))
+                now + jitter(ceiling / 2, ceiling), self._give_up_at()))
         return False
+
+
+def jitter(low: float, high: float) -> float:
+    """A random point between ``low`` and ``high``, from os.urandom: the getrandom system
+    call opens no file, where importing ``random`` on the first retry does (random.py),
+    and a run out of descriptors (ulimit -n) crashed on it instead of retrying."""
+    return low + (high - low) * int.from_bytes(os.urandom(7), "big") / (1 << 56)
 
 
 class Cancelled(Exception):

@@ -4,7 +4,6 @@ cut bodies, DNS failures, restarts, 500s, garbage Retry-After, trickles and sile
 from __future__ import annotations
 
 import json
-import random
 import re
 import socket
 import threading
@@ -21,6 +20,7 @@ from dcmweb.body import LowSpeed, read_json
 from dcmweb.cli import cli
 from dcmweb.errors import ServerError, UnavailableError
 from dcmweb.http import Http, HttpConfig, RetryPolicy
+from dcmweb.testing import LocalServer
 from dcmweb_devtools.logs import lines
 
 ROWS = json.dumps([{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}]).encode()
@@ -147,12 +147,13 @@ def test_500_is_retried_twice_then_reported_with_its_message(local_server) -> No
     assert [r.status for r in local_server.requests] == [500] * 3
 
 
-def test_a_lone_503_whose_own_backoff_ends_past_the_deadline_is_said_now(local_server
-                                                                         ) -> None:
+def test_a_lone_503_whose_own_backoff_ends_past_the_deadline_is_said_now(
+        local_server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """A 503 among successes waits its own backoff, not every worker's; one that would end
     past the request deadline gives up at once with the 503 (a store then settles its
     files by search), as the shared backoff does."""
-    random.seed(7)  # a wait of 0-1000 s: far past the deadline
+    # The longest wait of 0-1000 s: far past the deadline.
+    monkeypatch.setattr("dcmweb.http.jitter", lambda low, high: high)
     session = Http(config=HttpConfig(retry=RetryPolicy(base=1000, cap=1000),
                                      request_deadline=5))
     url = local_server.url + "/studies"

@@ -1,14 +1,14 @@
 """dcmweb under a memory limit too small for its worker threads (``ulimit -v``): the run
 names the limit and the remedy, sends nothing, and runs with one worker; threads that
 only speed a run up (listing the next page, counting the files, the progress lines) are
-done without."""
+done without. And dcmweb out of file descriptors (``ulimit -n``) mid-run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from ulimits import NO_THREADS, run_limited
+from ulimits import NO_THREADS, run_limited, run_out_of_descriptors
 
 from dcmweb import Client
 from dcmweb.testing import LocalServer
@@ -61,3 +61,15 @@ def test_a_retrieve_whose_workers_cannot_start_asks_nothing(local_server: LocalS
     done = run_limited(NO_THREADS, local_server.url, "retrieve", "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert len(list(out.rglob("*.dcm"))) == 4
+
+
+def test_a_retry_needs_no_descriptor(local_server: LocalServer) -> None:
+    """The one descriptor left is the search's connection; the 503 is retried. Old
+    dcmweb imported ``random`` for the backoff's jitter on the first retry: "unexpected
+    error: OSError: [Errno 24] Too many open files: '.../random.py'", exit 1."""
+    local_server.inject_fault(503, count=1)
+    done = run_out_of_descriptors(1, local_server.url, "search")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
+    assert lines(done.stderr) == [
+        "dcmweb: warning: search studies: HTTP 503 Service Unavailable; retrying (attempt 2)"]

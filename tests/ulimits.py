@@ -29,3 +29,32 @@ def run_limited(limits: dict[int, int], *args: str, env: dict[str, str] | None =
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL,
                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
                           preexec_fn=apply)
+
+
+# Takes every descriptor (ulimit -n 64) but ``headroom`` once dcmweb's start-up imports are
+# done, then runs the command: a run that met its limit on open files mid-way.
+_OUT_OF_DESCRIPTORS = """
+import os, resource, sys
+from dcmweb.cli import main
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+for _ in range(int(sys.argv[1])):
+    os.close(held.pop())
+sys.argv[:2] = ["dcmweb"]
+main()
+"""
+
+
+def run_out_of_descriptors(headroom: int, *args: str, timeout: float = 120
+                           ) -> subprocess.CompletedProcess[str]:
+    """``dcmweb ARGS`` with only ``headroom`` file descriptors left to open: EMFILE for
+    the next one (a connection, a file, a module imported late)."""
+    return subprocess.run([sys.executable, "-c", _OUT_OF_DESCRIPTORS, str(headroom), *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
