@@ -18,6 +18,9 @@ from click.core import ParameterSource
 
 from .bounds import LARGEST, Number, Whole
 from .errors import DcmwebError, ExitStatus, Terminated, UsageError
+
+# Imported now: out of descriptors, a late import of it would fail as well.
+from .limits import late_import_refused
 from .output import LOG_FORMATS, Output
 from .record import field, record
 from .redact import redact_text
@@ -347,13 +350,7 @@ class DcmwebGroup(click.Group):
             with stop_on_signals(), as_flags():
                 return super().invoke(ctx)
         except DcmwebError as error:
-            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
-            output = settings.output if settings else Output()
-            output.stop_progress()
-            if settings and settings.traceback:
-                output.stderr.write(redact_text(traceback.format_exc()))
-            output.error(error)
-            ctx.exit(int(error.exit_status))
+            _failed(ctx, error)
         except BrokenPipeError:
             # stdout's reader went away (search | head): it took what it wanted of a
             # listing. Only stdout gets here: without stderr a run goes on (Output), and a
@@ -372,6 +369,10 @@ class DcmwebGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as error:  # a bug: say so, and how to report it
+            with as_flags():
+                limit = late_import_refused(error)
+            if limit is not None:  # no bug: a limit met mid-run
+                _failed(ctx, limit)
             settings = ctx.obj if isinstance(ctx.obj, Settings) else None
             if settings and settings.traceback:
                 raise
@@ -453,6 +454,17 @@ def _early_output(words: Sequence[str], ctx: click.Context | None = None) -> Out
     log_format = (_option_value(words, ("--log-format",))
                   or os.environ.get(f"{ENV_PREFIX}_LOG_FORMAT"))
     return Output(log_format=log_format if log_format in LOG_FORMATS else "text")
+
+
+def _failed(ctx: click.Context, error: DcmwebError) -> None:
+    """End the run with the error's message and exit status."""
+    settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+    output = settings.output if settings else Output()
+    output.stop_progress()
+    if settings and settings.traceback:
+        output.stderr.write(redact_text(traceback.format_exc()))
+    output.error(error)
+    ctx.exit(int(error.exit_status))
 
 
 def output_of(ctx: click.Context) -> Output:

@@ -34,6 +34,7 @@ from .failures import (
 from .filebody import SizedFileBody
 from .files import not_regular
 from .http import SERVER_ERROR_RETRIES, Http
+from .limits import out_of_descriptors
 from .multipart import FileChanged, MultipartBody, MultipartError, new_boundary
 from .optionnames import option
 from .parallel import run_bounded
@@ -412,6 +413,11 @@ class Uploader:
                 again, failed = self._send(rest, attempts, split)
                 return done + again, failed
             except (MultipartError, OSError) as error:
+                # Out of descriptors, every file would fail "cannot read" alike.
+                limit = (out_of_descriptors(error, f"cannot open {error.filename}")
+                         if isinstance(error, OSError) else None)
+                if limit is not None:
+                    raise limit from error
                 # A file deleted, made unreadable or a folder since it was listed: its
                 # body could not be built or read, so nothing of it is stored. Find out
                 # which file, one request each.

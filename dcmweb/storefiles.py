@@ -17,6 +17,7 @@ from typing import Literal
 
 from .errors import UsageError
 from .files import NOT_REGULAR_COUNTS, Part10Head, not_regular, read_part10_head
+from .limits import out_of_descriptors
 from .links import LINK_LOOP, loops_back
 from .optionnames import option
 from .parallel import Ready
@@ -140,6 +141,9 @@ def triage(entry: Path | Part10File) -> Part10File | StoreResult:
         with open(path, "rb"):
             empty = os.path.getsize(path) == 0
     except OSError as exc:  # asked for but unreadable: a failure, not a skip
+        limit = out_of_descriptors(exc, f"cannot open {path}")
+        if limit is not None:  # the file is not at fault: no other could be opened
+            raise limit from exc
         return StoreResult(path, "failed", message=cannot_read(path, exc), sent=False)
     return StoreResult(path, "skipped", message=EMPTY if empty else NOT_DICOM, sent=False)
 
@@ -161,6 +165,9 @@ def _unreadable_folder(path: Path) -> str | None:
     try:
         os.scandir(path).close()
     except OSError as exc:
+        limit = out_of_descriptors(exc, f"cannot open the folder {path}")
+        if limit is not None:
+            raise limit from exc
         return f"cannot read the folder: {exc.strerror}"
     return None
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from .answer import Response
+from .limits import out_of_descriptors
 from .netenv import environ_proxy, netrc_authorization, tls_context, userinfo_authorization
 from .neterrors import (
     ConnectError,
@@ -278,6 +279,11 @@ class Transport:
             timed_out: type[ConnectError] = ProxyError if proxy is not None else ConnectTimeout
             raise timed_out(f"no connection within {timeout[0]:g} s") from exc
         except OSError as exc:
+            # No socket for lack of descriptors: retried as the server's outage, the run
+            # ended "server unavailable" after --outage-limit.
+            limit = out_of_descriptors(exc, f"cannot open a connection to {where[0]}:{where[1]}")
+            if limit is not None:
+                raise limit from exc
             failed: type[ConnectError] = ProxyError if proxy is not None else ConnectError
             raise failed(str(exc) or type(exc).__name__) from exc
         if scheme != "https":

@@ -5,6 +5,7 @@ done without. And dcmweb out of file descriptors (``ulimit -n``) mid-run."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,47 @@ def test_a_retry_needs_no_descriptor(local_server: LocalServer) -> None:
     assert done.stdout == "[]\n"
     assert lines(done.stderr) == [
         "dcmweb: warning: search studies: HTTP 503 Service Unavailable; retrying (attempt 2)"]
+
+
+LIMIT_HINT = ("Too many open files (this process may open no more files: use fewer "
+              "--workers, or raise its limit with ulimit -n)")
+
+
+@pytest.mark.parametrize("mode", ["multipart", "single-part"])
+def test_a_store_out_of_descriptors_stops_and_names_the_limit(
+        local_server: LocalServer, files: list[Path], mode: str) -> None:
+    """One descriptor left: a multipart store's connection takes it, and its first file
+    finds none; a single-part store's file takes it, and its connection finds none.
+    Neither the files nor the server is at fault. Old dcmweb failed every file "cannot
+    read: Too many open files" (multipart), or retried the connection as the server's
+    outage and ended "server unavailable" (exit 5) at --outage-limit (single-part)."""
+    folder = files[0].parent
+    single = ["--single-part"] if mode == "single-part" else []
+    done = run_out_of_descriptors(1, "--outage-limit", "3", local_server.url, "store",
+                                  *single, str(folder))
+    assert done.returncode == 1, done.stderr
+    summary, error = lines(done.stderr)[-2:]
+    assert summary == "dcmweb: info: Transferred 0 B in 0 files; 4 not attempted"
+    where = (rf"{re.escape(str(folder))}/\S+\.dcm" if mode == "multipart" else
+             rf"a connection to 127\.0\.0\.1:{local_server.port}")
+    assert re.fullmatch(rf"dcmweb: error: cannot open {where}: {re.escape(LIMIT_HINT)}",
+                        error), error
+    assert [r for r in local_server.requests if r.method == "POST"] == []
+    # The remedy works: with descriptors to spare, all 4 are stored.
+    done = run_out_of_descriptors(3, local_server.url, "store", *single, str(folder))
+    assert done.returncode == 0, done.stderr
+    assert lines(done.stderr)[-1].endswith(" in 4 files")
+
+
+def test_a_module_imported_late_out_of_descriptors_names_the_limit(
+        local_server: LocalServer, files: list[Path], tmp_path: Path) -> None:
+    """The report file takes the last descriptor; the module that locks it, imported
+    only by runs with a report, finds none. Old dcmweb: "unexpected error: ImportError:
+    .../fcntl...so: cannot open shared object file: Too many open files (rerun with
+    --traceback and report it)"."""
+    done = run_out_of_descriptors(1, local_server.url, "store", str(files[0].parent),
+                                  "--report", str(tmp_path / "report.csv"))
+    assert done.returncode == 1, done.stderr
+    assert lines(done.stderr)[-1].endswith(f": {LIMIT_HINT}"), done.stderr
+    assert "unexpected" not in done.stderr
+    assert local_server.requests == []
