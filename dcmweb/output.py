@@ -131,8 +131,17 @@ class _Guarded:
         except BrokenPipeError:
             raise
         except OSError as error:
+            self._discard()
             raise LocalFileError(f"cannot write to {self._name}: "
                                  f"{error.strerror or error}") from None
+
+    def _discard(self) -> None:
+        """Send the rest to /dev/null: said once, what is still buffered must not fail
+        again at exit ("cannot write to stdout: [Errno 28] ..." a second time)."""
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
 
 
 class Output:
