@@ -38,6 +38,7 @@ RECEIVE = 65536  # bytes asked of the socket when a head or a chunk line is read
 SENDFILE_STEP = 1024 * 1024
 _NOT_IN_TARGET = re.compile("[\x00-\x20\x7f]")  # a space or control would split the line
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")  # a chunk size
+_DECIMAL = re.compile("[0-9]{1,19}")  # a Content-Length (int() would take '+5', '1_0', ' 5')
 
 
 class FileSlice(NamedTuple):
@@ -365,7 +366,7 @@ class Answer:
             self._chunked = coding.rsplit(",", 1)[-1].strip() == "chunked"
             self.will_close = self.will_close or not self._chunked
         else:
-            self.length = _content_length(headers.get("Content-Length"))
+            self.length = _content_length(headers.get_all("Content-Length"))
             self.will_close = self.will_close or self.length is None
 
     def read1(self, size: int, until: float | None = None) -> bytes:
@@ -414,10 +415,22 @@ class Answer:
         """Nothing more is read; whether the connection is reused is the pool's call."""
 
 
-def _content_length(value: str | None) -> int | None:
-    """The Content-Length, or None (read to the close) when missing or not one number."""
-    digits = (value or "").strip()
-    return int(digits) if digits.isascii() and digits.isdigit() else None
+def _content_length(values: list[str]) -> int | None:
+    """The Content-Length of its fields (one number, given once or repeated alike), or
+    None (read to the close) when there is none. Any other is :class:`BrokenHead`
+    (RFC 9112 6.3): read to the close instead, the body of a server that keeps the
+    connection open ended only at the low-speed limit, minutes later, as an outage."""
+    given = [value.strip() for field in values for value in field.split(",")]
+    if not given:
+        return None
+    if not all(_DECIMAL.fullmatch(value) for value in given):
+        bad = next(value for value in given if not _DECIMAL.fullmatch(value))
+        raise BrokenHead(f"its Content-Length {quoted(bad[:40])} is not a number of bytes")
+    lengths = sorted({int(value) for value in given})
+    if len(lengths) > 1:
+        raise BrokenHead(f"it gives Content-Lengths that disagree: {lengths[0]} and "
+                         f"{lengths[-1]}")
+    return lengths[0]
 
 
 def body_blocks(body: Any, block: int, *, zero_copy: bool = False

@@ -604,6 +604,42 @@ def test_an_answer_cut_anywhere_is_retried_not_taken(cut: bytes) -> None:
     assert (server.connections, len(server.requests)) == (2, 2)
 
 
+@pytest.mark.parametrize(("length", "said"), [
+    (b"Content-Length: -5", "its Content-Length '-5' is not a number of bytes"),
+    (b"Content-Length: abc", "its Content-Length 'abc' is not a number of bytes"),
+    (b"Content-Length: +LENGTH", "its Content-Length '+48' is not a number of bytes"),
+    (b"Content-Length: LENGTH, 10", "it gives Content-Lengths that disagree: 10 and 48"),
+    (b"Content-Length: 200\r\nContent-Length: LENGTH",
+     "it gives Content-Lengths that disagree: 48 and 200"),
+])
+def test_a_content_length_that_is_not_one_number_is_a_broken_answer(length: bytes,
+                                                                    said: str) -> None:
+    """Before, the body was read to the close, which a server keeping the connection
+    open never came to: each try ended at the low-speed limit (2 minutes by default), and
+    the run as an outage ('the server sent 48 bytes in 120 s, below the low-speed
+    limit'), minutes later; a first Content-Length shorter than the body was taken."""
+    answer = json_answer(b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\n"
+                         + length)
+    with closing(Scripted([(answer, False)] * 3)) as server:
+        result, elapsed = timed_run("--low-speed-time", "2", "--outage-limit", "4",
+                                    f"http://127.0.0.1:{server.port}/dicomWeb", "search")
+    assert result.exit_code == 5, result.stderr
+    assert elapsed < 5
+    assert result.stdout == ""
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: search studies failed: 127.0.0.1:{server.port} sent an answer HTTP"
+        f" does not allow ({said}) (the server, or a proxy in between, is broken; check HOST)")
+
+
+@pytest.mark.parametrize("length", [b"Content-Length: LENGTH, LENGTH",
+                                    b"Content-Length: LENGTH\r\nContent-Length: LENGTH"])
+def test_a_content_length_repeated_alike_is_that_length(length: bytes) -> None:
+    answer = json_answer(b"HTTP/1.1 200 OK\r\n" + length)
+    server = Scripted([(answer, False)] * 2)
+    _two_searches(server, RetryPolicy(attempts=1))
+    assert server.connections == 1
+
+
 def test_the_request_head_is_plain_http_1_1() -> None:
     server = Scripted([(json_answer(b"HTTP/1.1 200 OK\r\nContent-Length: LENGTH"), False)])
     http = Http()
