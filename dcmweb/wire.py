@@ -364,7 +364,10 @@ class Answer:
             self.length = 0
         elif coding:
             self._chunked = coding.rsplit(",", 1)[-1].strip() == "chunked"
-            self.will_close = self.will_close or not self._chunked
+            # Beside a Content-Length (or in HTTP/1.0) the coding wins, but the framing is
+            # suspect (RFC 9112 6.1): what follows on the connection is no answer to trust.
+            self.will_close = (self.will_close or not self._chunked
+                               or "Content-Length" in headers or version == "HTTP/1.0")
         else:
             self.length = _content_length(headers.get_all("Content-Length"))
             self.will_close = self.will_close or self.length is None

@@ -556,6 +556,11 @@ FRAMINGS = {
         b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: LENGTH"), True)] * 2,
     "bytes beyond the length": [(json_answer(
         b"HTTP/1.1 200 OK\r\nContent-Length: LENGTH") + b"junk", False)] * 2,
+    # The coding wins, and the connection is not trusted with another answer.
+    "chunked beside a Content-Length": [(CHUNKED.replace(
+        b"Transfer-Encoding", b"Content-Length: 5\r\nTransfer-Encoding"), False)] * 2,
+    "chunked in HTTP/1.0": [(CHUNKED.replace(b"HTTP/1.1", b"HTTP/1.0").replace(
+        b"Transfer-Encoding", b"Connection: keep-alive\r\nTransfer-Encoding"), False)] * 2,
 }
 
 
