@@ -290,12 +290,15 @@ class Searcher:
                                    "pages in circles", "add a limit",
                                    whole=len(rows) < asked)
             if len(fresh) < len(rows):
-                # The data changed while paging (an insert shifts the offsets): a row of
-                # an earlier page came back, and is shown once.
+                # A row of an earlier page came back, and is shown once. It took the place
+                # of another: a row inserted while paging (which shifts the offsets), or,
+                # from a server whose order changes between pages, one never shown.
                 again = len(rows) - len(fresh)
-                log.warning("search %s: %d %s at offset %d came back from an earlier page; "
-                            "shown once", url_path, again, "row" if again == 1 else "rows",
-                            offset)
+                log.warning("search %s: %s at offset %d came back from an earlier page "
+                            "(shown once): rows moved between pages (added while paging, or "
+                            "the server does not keep its order), so as many others may be "
+                            "missing; search again to be sure", url_path,
+                            plural(again, "row"), offset)
             seen.update(identities)
             offset += len(rows)
             if left is not None:

@@ -136,8 +136,27 @@ def test_a_row_shifted_onto_the_next_page_is_shown_once() -> None:
     assert result.exit_code == 0, result.stderr
     printed = [json.loads(line)[SOP_TAG]["Value"][0] for line in result.stdout.splitlines()]
     assert printed == ["1.2.1", "1.2.2", "1.2.3", "1.2.4"]
-    assert "search instances: 1 row at offset 2 came back from an earlier page; shown " \
-        "once" in result.stderr
+    assert "search instances: 1 row at offset 2 came back from an earlier page (shown " \
+        "once): rows moved between pages" in result.stderr
+
+
+def test_rows_a_server_pages_in_another_order_each_time_are_said_to_be_missing() -> None:
+    """A server whose order is not the same from page to page (no stable sort) sends a
+    row again where another belonged: that one is never shown. Before, the warning said
+    only 'came back from an earlier page; shown once', and the run ended 0 as if the
+    listing were whole."""
+    rows = [row(f"1.2.{n}") for n in range(10)]
+    order = {"0": [0, 1, 2], "3": [2, 4, 5], "6": [6, 7, 8], "9": [9], "10": []}  # 3 never
+    with Hostile() as fake:
+        fake.route("GET", "/instances", lambda req: req.json(
+            200, [rows[n] for n in order[req.params["offset"]]], "application/dicom+json"))
+        result = dcmweb(fake.url, "search", "instances", "--format", "uids", "--page-size", "3")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.split() == [f"1.2.{n}" for n in (0, 1, 2, 4, 5, 6, 7, 8, 9)]
+    assert lines(result.stderr) == [
+        "dcmweb: warning: search instances: 1 row at offset 3 came back from an earlier page"
+        " (shown once): rows moved between pages (added while paging, or the server does"
+        " not keep its order), so as many others may be missing; search again to be sure"]
 
 
 @pytest.mark.parametrize("asked", [["--limit", "5"], ["limit=5"]])
