@@ -359,11 +359,10 @@ class Answer:
         self.length: int | None = None  # body bytes still to come, when the length is known
         self._chunked = False
         self._chunk_left = -1  # -1: a chunk-size line comes next; 0: a chunk's line end
-        coding = (headers.get("Transfer-Encoding") or "").lower()
         if method in ("HEAD", "CONNECT") or status in (204, 304):
             self.length = 0
-        elif coding:
-            self._chunked = coding.rsplit(",", 1)[-1].strip() == "chunked"
+        elif (chunked := _chunked(headers.get_all("Transfer-Encoding"))) is not None:
+            self._chunked = chunked
             # Beside a Content-Length (or in HTTP/1.0) the coding wins, but the framing is
             # suspect (RFC 9112 6.1): what follows on the connection is no answer to trust.
             self.will_close = (self.will_close or not self._chunked
@@ -416,6 +415,21 @@ class Answer:
 
     def close(self) -> None:
         """Nothing more is read; whether the connection is reused is the pool's call."""
+
+
+def _chunked(fields: list[str]) -> bool | None:
+    """Whether a Transfer-Encoding makes the body chunked (False: ``identity`` alone, read
+    to the close), or None without one. Any other coding is :class:`BrokenHead`: dcmweb
+    sends no TE, so a server may apply none (RFC 9112 7.4), and read as the body its
+    bytes were misread ('the answer is not JSON' and a gzip header)."""
+    given = [coding.strip().lower() for field in fields for coding in field.split(",")]
+    if not any(given):
+        return None
+    codings = [coding for coding in given if coding not in ("", "identity")]
+    if codings not in ([], ["chunked"]):
+        raise BrokenHead(f"its Transfer-Encoding {quoted(', '.join(fields)[:80])} is not "
+                         "chunked coding, the only one dcmweb reads")
+    return bool(codings)
 
 
 def _content_length(values: list[str]) -> int | None:

@@ -636,6 +636,29 @@ def test_a_content_length_that_is_not_one_number_is_a_broken_answer(length: byte
         f" does not allow ({said}) (the server, or a proxy in between, is broken; check HOST)")
 
 
+@pytest.mark.parametrize(("coding", "said"), [
+    (b"Transfer-Encoding: gzip, chunked", "'gzip, chunked'"),
+    (b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked", "'gzip, chunked'"),
+    (b"Transfer-Encoding: chunked, chunked", "'chunked, chunked'"),
+    (b"Transfer-Encoding: chunked, gzip", "'chunked, gzip'"),
+])
+def test_a_transfer_coding_other_than_chunked_is_a_broken_answer(coding: bytes,
+                                                                  said: str) -> None:
+    """Before, the coded bytes were taken as the body: 'the answer is not JSON
+    (UnicodeDecodeError: starts with '\\x1f...')', or a retrieve's 'not a readable
+    DICOM file'."""
+    answer = CHUNKED.replace(b"Transfer-Encoding: chunked", coding)
+    with closing(Scripted([(answer, True)] * 3)) as server:
+        result, elapsed = timed_run("--low-speed-time", "2", "--outage-limit", "4",
+                                    f"http://127.0.0.1:{server.port}/dicomWeb", "search")
+    assert result.exit_code == 5, result.stderr
+    assert elapsed < 5
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: search studies failed: 127.0.0.1:{server.port} sent an answer HTTP"
+        f" does not allow (its Transfer-Encoding {said} is not chunked coding, the only one"
+        " dcmweb reads) (the server, or a proxy in between, is broken; check HOST)")
+
+
 @pytest.mark.parametrize("length", [b"Content-Length: LENGTH, LENGTH",
                                     b"Content-Length: LENGTH\r\nContent-Length: LENGTH"])
 def test_a_content_length_repeated_alike_is_that_length(length: bytes) -> None:
