@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, quote, unquote_plus, urlencode
 
 from . import bounds
 from .body import read_rows, warning_texts
-from .errors import ServerError, UsageError
+from .errors import DcmwebError, ServerError, UsageError
 from .http import Http
 from .limits import ThreadLimit, start_thread
 from .matching import FilterCheck, exact_filters
@@ -272,8 +272,16 @@ class Searcher:
         # pretty JSON costs about as much as the server's answer, so the two overlap.
         asked = next_count(min(first_page or size, size))
         upcoming = fetch(offset, asked)
+        shown = 0  # rows handed on
         while True:
-            rows, sent = upcoming()
+            try:
+                rows, sent = upcoming()
+            except DcmwebError as error:
+                if shown:  # the output holds the rows before: not the whole result
+                    error.add_line(f"search {url_path}: the listing stopped at offset "
+                                   f"{offset}, after {plural(shown, 'row')}; the rest were "
+                                   "not listed")
+                raise
             if not rows:
                 if offset < held_to:
                     raise ServerError(
@@ -318,6 +326,7 @@ class Searcher:
                     return
             asked = next_count(size)
             upcoming = fetch(offset, asked)
+            shown += len(fresh)
             yield fresh
 
 
