@@ -422,8 +422,8 @@ def listed_items(items: Iterable[T], what: str, failed: Callable[[str], T],
             again = searcher.came_back - came_back
             yield failed(f"the listing may have left out {plural(again, 'item')}: as many "
                          "came back from earlier pages in their place (added while it was "
-                         "listed, or the server does not keep its order); the ones listed "
-                         "were retrieved, the others would be in a new run")
+                         "listed, or the server does not keep its order): a new run would "
+                         "retrieve them")
     except RepeatedPage as repeated:
         if not count:
             raise
