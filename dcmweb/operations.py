@@ -171,7 +171,7 @@ def get_operation(http: Http, base_url: str, name: str,
             payload = None
     if not isinstance(payload, dict):
         raise ServerError(f"check operation {name}: the answer is not an operation (JSON)")
-    refusal = _not_an_operation(payload, f"check operation {name}", response.url)
+    refusal = _not_an_operation(payload, name, f"check operation {name}", response.url)
     if refusal is not None:
         raise refusal
     done = payload.get("done", False)  # Google leaves it out until it is true
@@ -184,13 +184,18 @@ def get_operation(http: Http, base_url: str, name: str,
                      _failure(payload.get("error")), payload)
 
 
-def _not_an_operation(payload: dict[str, Any], what: str, url: str) -> DcmwebError | None:
-    """Why an object is not an operation, or None: an operation has a name, and carries
-    an error only once done (a gateway's error envelope, {"error": {"code": 401, ...}},
-    would otherwise be polled as "still running" until the timeout)."""
+def _not_an_operation(payload: dict[str, Any], asked: str, what: str, url: str
+                      ) -> DcmwebError | None:
+    """Why an object is not the operation ``asked`` for, or None: an operation has a name,
+    the one asked for (another one's "done", from a cache or a proxy that routes by
+    host, would report work not done), and carries an error only once done (a gateway's
+    error envelope, {"error": {"code": 401, ...}}, would otherwise be polled as "still
+    running" until the timeout)."""
     name, said = payload.get("name"), _failure(payload.get("error"))
     if not (isinstance(name, str) and name):
         why = "no operation name"
+    elif name != asked:
+        why = f"it is operation {quoted(name[:200])}"
     elif said is not None and payload.get("done") is not True:
         why = "an error, and not done"
     else:

@@ -92,7 +92,8 @@ def _targets(http: Http, base_url: str, target: WadoPath, streak: Streak | None 
         return
     from .preview import instance_paths
 
-    rows = partial(Searcher(http, base_url).iter_rows, first_page=FIRST_PAGE)
+    searcher = Searcher(http, base_url)
+    rows = partial(searcher.iter_rows, first_page=FIRST_PAGE)
 
     def search(path: str, params: Params) -> Iterator[dict]:
         if not path.endswith("instances"):  # tiny-pacs' walk lists studies and series too
@@ -111,7 +112,7 @@ def _targets(http: Http, base_url: str, target: WadoPath, streak: Streak | None 
     paths = (failed(item) if isinstance(item, str) else WadoPath(item, "rendered")
              for item in instance_paths(search, resource, "render",
                                         served=served_on(http, base_url)))
-    yield from listed_items(paths, f"render {source}", failed)
+    yield from listed_items(paths, f"render {source}", failed, searcher)
 
 
 def render(http: Http, base_url: str, target: WadoPath, options: RenderOptions) -> bytes:

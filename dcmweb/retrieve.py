@@ -35,6 +35,7 @@ from .http import Http
 from .leftover import Taken, Tally
 from .multipart import Chunk, parse_content_type
 from .optionnames import option
+from .output import plural
 from .parallel import run_bounded_streams
 from .partcheck import (
     DICOM_TYPES,
@@ -399,20 +400,30 @@ def _instances(searcher: Searcher, target: ResourcePath) -> Iterator[Target]:
                if isinstance(item, str) else item)
 
 
-def listed_items(items: Iterable[T], what: str, failed: Callable[[str], T]) -> Iterator[T]:
+def listed_items(items: Iterable[T], what: str, failed: Callable[[str], T],
+                 searcher: Searcher | None = None) -> Iterator[T]:
     """The items a listing gives (studies, instances), each handed on as it comes. A
     listing that breaks after giving some is one failed item (``failed(message)``) after
-    them: what was listed is still fetched and counted (exit 6, not 1). A server that
-    ignores offset, and sent every row it holds on each page, has listed everything:
-    a warning. Credentials and outages still stop the run; so does a listing that fails
-    before its first row (the run's error, as for a single item)."""
+    them: what was listed is still fetched and counted (exit 6, not 1). So is one whose
+    ``searcher`` met rows that came back on later pages: each took the place of a row
+    that may never have been listed. A server that ignores offset, and sent every row it
+    holds on each page, has listed everything: a warning. Credentials and outages still
+    stop the run; so does a listing that fails before its first row (the run's error, as
+    for a single item)."""
     from .search import RepeatedPage  # loaded with the listing's searcher already
 
     count = 0
+    came_back = searcher.came_back if searcher is not None else 0
     try:
         for item in items:
             count += 1
             yield item
+        if searcher is not None and searcher.came_back > came_back:
+            again = searcher.came_back - came_back
+            yield failed(f"the listing may have left out {plural(again, 'item')}: as many "
+                         "came back from earlier pages in their place (added while it was "
+                         "listed, or the server does not keep its order): a new run would "
+                         "retrieve them")
     except RepeatedPage as repeated:
         if not count:
             raise
@@ -467,7 +478,7 @@ def dicom_targets(http: Http, base_url: str, target: ResourcePath, part_type: st
                                first_page=FIRST_PAGE),
             "studies", "0020000D", "study", lambda uid: ResourcePath(study=uid)),
         f"retrieve {listing}",
-        lambda message: RetrieveResult("failed", listing, message=message))
+        lambda message: RetrieveResult("failed", listing, message=message), searcher)
 
 
 def fetch_item(downloader: Downloader, item: Target, named: Named | None = None, *,

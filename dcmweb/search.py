@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, quote, unquote_plus, urlencode
 
 from . import bounds
 from .body import read_rows, warning_texts
-from .errors import ServerError, UsageError
+from .errors import DcmwebError, ServerError, UsageError
 from .http import Http
 from .limits import ThreadLimit, start_thread
 from .matching import FilterCheck, exact_filters
@@ -144,8 +144,10 @@ def _in_background(func: Callable[[], T]) -> Callable[[], T]:
 
 class RepeatedPage(ServerError):
     """A page that holds only rows of earlier pages: the server ignores offset (or pages
-    in circles). ``whole``: the page was shorter than the limit asked for, so the server
-    listed everything it holds on every page, and every row has been seen."""
+    in circles). ``whole``: the page was shorter than the limit asked for and held the
+    rows of the page before, so the server listed everything it holds on every page, and
+    every row has been seen (a page of some rows of the one before is a server whose
+    order changed: the rest may never have been listed)."""
 
     def __init__(self, message: str, hint: str, *, whole: bool) -> None:
         super().__init__(message, hint)
@@ -159,6 +161,9 @@ class Searcher:
         # What the server warned of (a result cut at its cap, a key or fuzzy matching it
         # ignored), each once, in the order it came.
         self.warnings: list[str] = []
+        # Rows that came back on a later page, each in the place of a row that may then
+        # never have been listed (see _pages): a listing that feeds a run counts them.
+        self.came_back = 0
 
     def page(self, url_path: str, params: Params) -> list[dict[str, Any]]:
         """One page's rows, as the server sent them."""
@@ -259,14 +264,24 @@ class Searcher:
         # circles) would otherwise be followed forever. Rows of one page are all shown,
         # even alike ones: the server sent them as distinct rows.
         seen: set[int] = set()
+        # The rows of the page before: a server that ignores offset sends them again.
+        previous: set[int] = set()
         cut = False  # a page held more rows than asked for (told once)
         held_to = 0  # the offset up to which pages showed that the server holds rows
         # One page is fetched ahead while the caller handles the current one: writing
         # pretty JSON costs about as much as the server's answer, so the two overlap.
         asked = next_count(min(first_page or size, size))
         upcoming = fetch(offset, asked)
+        shown = 0  # rows handed on
         while True:
-            rows, sent = upcoming()
+            try:
+                rows, sent = upcoming()
+            except DcmwebError as error:
+                if shown:  # the output holds the rows before: not the whole result
+                    error.add_line(f"search {url_path}: the listing stopped at offset "
+                                   f"{offset}, after {plural(shown, 'row')}; the rest were "
+                                   "not listed")
+                raise
             if not rows:
                 if offset < held_to:
                     raise ServerError(
@@ -288,15 +303,20 @@ class Searcher:
                 raise RepeatedPage(f"search {url_path}: the page at offset {offset} holds only "
                                    "rows that came before: the server ignores 'offset' or "
                                    "pages in circles", "add a limit",
-                                   whole=len(rows) < asked)
+                                   whole=len(rows) < asked and set(identities) == previous)
             if len(fresh) < len(rows):
-                # The data changed while paging (an insert shifts the offsets): a row of
-                # an earlier page came back, and is shown once.
+                # A row of an earlier page came back, and is shown once. It took the place
+                # of another: a row inserted while paging (which shifts the offsets), or,
+                # from a server whose order changes between pages, one never shown.
                 again = len(rows) - len(fresh)
-                log.warning("search %s: %d %s at offset %d came back from an earlier page; "
-                            "shown once", url_path, again, "row" if again == 1 else "rows",
-                            offset)
+                self.came_back += again
+                log.warning("search %s: %s at offset %d came back from an earlier page "
+                            "(shown once): rows moved between pages (added while paging, or "
+                            "the server does not keep its order), so as many others may be "
+                            "missing; search again to be sure", url_path,
+                            plural(again, "row"), offset)
             seen.update(identities)
+            previous = set(identities)
             offset += len(rows)
             if left is not None:
                 fresh = fresh[:_at_most(url_path, sent, asked, left)]
@@ -306,6 +326,7 @@ class Searcher:
                     return
             asked = next_count(size)
             upcoming = fetch(offset, asked)
+            shown += len(fresh)
             yield fresh
 
 

@@ -38,6 +38,7 @@ RECEIVE = 65536  # bytes asked of the socket when a head or a chunk line is read
 SENDFILE_STEP = 1024 * 1024
 _NOT_IN_TARGET = re.compile("[\x00-\x20\x7f]")  # a space or control would split the line
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")  # a chunk size
+_DECIMAL = re.compile("[0-9]{1,19}")  # a Content-Length (int() would take '+5', '1_0', ' 5')
 
 
 class FileSlice(NamedTuple):
@@ -358,14 +359,16 @@ class Answer:
         self.length: int | None = None  # body bytes still to come, when the length is known
         self._chunked = False
         self._chunk_left = -1  # -1: a chunk-size line comes next; 0: a chunk's line end
-        coding = (headers.get("Transfer-Encoding") or "").lower()
         if method in ("HEAD", "CONNECT") or status in (204, 304):
             self.length = 0
-        elif coding:
-            self._chunked = coding.rsplit(",", 1)[-1].strip() == "chunked"
-            self.will_close = self.will_close or not self._chunked
+        elif (chunked := _chunked(headers.get_all("Transfer-Encoding"))) is not None:
+            self._chunked = chunked
+            # Beside a Content-Length (or in HTTP/1.0) the coding wins, but the framing is
+            # suspect (RFC 9112 6.1): what follows on the connection is no answer to trust.
+            self.will_close = (self.will_close or not self._chunked
+                               or "Content-Length" in headers or version == "HTTP/1.0")
         else:
-            self.length = _content_length(headers.get("Content-Length"))
+            self.length = _content_length(headers.get_all("Content-Length"))
             self.will_close = self.will_close or self.length is None
 
     def read1(self, size: int, until: float | None = None) -> bytes:
@@ -414,10 +417,37 @@ class Answer:
         """Nothing more is read; whether the connection is reused is the pool's call."""
 
 
-def _content_length(value: str | None) -> int | None:
-    """The Content-Length, or None (read to the close) when missing or not one number."""
-    digits = (value or "").strip()
-    return int(digits) if digits.isascii() and digits.isdigit() else None
+def _chunked(fields: list[str]) -> bool | None:
+    """Whether a Transfer-Encoding makes the body chunked (False: ``identity`` alone, read
+    to the close), or None without one. Any other coding is :class:`BrokenHead`: dcmweb
+    sends no TE, so a server may apply none (RFC 9112 7.4), and read as the body its
+    bytes were misread ('the answer is not JSON' and a gzip header)."""
+    given = [coding.strip().lower() for field in fields for coding in field.split(",")]
+    if not any(given):
+        return None
+    codings = [coding for coding in given if coding not in ("", "identity")]
+    if codings not in ([], ["chunked"]):
+        raise BrokenHead(f"its Transfer-Encoding {quoted(', '.join(fields)[:80])} is not "
+                         "chunked coding, the only one dcmweb reads")
+    return bool(codings)
+
+
+def _content_length(values: list[str]) -> int | None:
+    """The Content-Length of its fields (one number, given once or repeated alike), or
+    None (read to the close) when there is none. Any other is :class:`BrokenHead`
+    (RFC 9112 6.3): read to the close instead, the body of a server that keeps the
+    connection open ended only at the low-speed limit, minutes later, as an outage."""
+    given = [value.strip() for field in values for value in field.split(",")]
+    if not given:
+        return None
+    if not all(_DECIMAL.fullmatch(value) for value in given):
+        bad = next(value for value in given if not _DECIMAL.fullmatch(value))
+        raise BrokenHead(f"its Content-Length {quoted(bad[:40])} is not a number of bytes")
+    lengths = sorted({int(value) for value in given})
+    if len(lengths) > 1:
+        raise BrokenHead(f"it gives Content-Lengths that disagree: {lengths[0]} and "
+                         f"{lengths[-1]}")
+    return lengths[0]
 
 
 def body_blocks(body: Any, block: int, *, zero_copy: bool = False

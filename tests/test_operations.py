@@ -280,7 +280,11 @@ def test_an_operation_that_vanishes_while_waited_for_says_so(gcp: LocalServer) -
     ({"name": f"{DATASET}/operations/7", "done": False, "error": {"code": 13,
                                                                   "message": "x"}}, 1,
      "(an error, and not done): x"),
-], ids=["envelope-401", "envelope-text", "empty", "named-403", "not-done-error"])
+    # Was exit 0 ("deleted" after a delete): another operation's "done" taken as this one's.
+    ({"name": f"{DATASET}/operations/8", "done": True}, 1,
+     f"(it is operation '{DATASET}/operations/8')"),
+], ids=["envelope-401", "envelope-text", "empty", "named-403", "not-done-error",
+        "another-operation"])
 @pytest.mark.parametrize("command", ["get", "wait"])
 def test_an_answer_that_is_not_an_operation_is_refused_at_once(
         command: str, answer: dict, exit_code: int, shown: str) -> None:

@@ -256,6 +256,50 @@ def test_a_full_page_that_comes_again_may_hide_more_studies(
     assert "add a limit" not in result.stderr
 
 
+@pytest.mark.parametrize("workers", [[], ["-m"]])
+def test_a_study_listing_whose_order_changes_between_pages_is_one_failed_item(
+        studies: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        workers: list[str]) -> None:
+    """The second page repeats a study of the first in the place of another (a study
+    stored while listing, or a server whose order is not stable): that one is never
+    listed. Before, a warning, and exit 0 as if the store had been retrieved whole."""
+    monkeypatch.setattr(search, "FIRST_PAGE", 2)
+    monkeypatch.setitem(search.PAGE_SIZES, "studies", 2)
+    rows = [study_row(uids_of(path)[0]) for path in studies]
+    pages = {"0": rows[:2], "2": rows[1:3], "4": []}
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.json(
+            200, pages[req.params["offset"]], "application/dicom+json"))
+        serve_studies(fake, studies)
+        result = dcmweb(*workers, fake.url, "retrieve", "-o", str(tmp_path))
+    assert result.exit_code == 6, result.stderr
+    assert files_under(tmp_path) == {where(tmp_path, path) for path in studies}
+    assert "dcmweb: error: studies: the listing may have left out 1 item: as many came " \
+        "back from earlier pages in their place" in result.stderr
+    assert "in 3 files; 1 failed" in result.stderr
+
+
+def test_a_short_page_of_some_rows_of_the_page_before_is_no_whole_listing(
+        studies: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that ignores offset sends the page before again; one whose order changed
+    sends some of its rows, in the place of others: before, 'the server ignores offset
+    and lists everything on every page', exit 0, and the third study never retrieved."""
+    monkeypatch.setattr(search, "FIRST_PAGE", 2)
+    monkeypatch.setitem(search.PAGE_SIZES, "studies", 2)
+    rows = [study_row(uids_of(path)[0]) for path in studies]
+    pages = {"0": rows[:2], "2": rows[1:2]}
+    with Hostile() as fake:
+        fake.route("GET", "/studies", lambda req: req.json(
+            200, pages[req.params["offset"]], "application/dicom+json"))
+        serve_studies(fake, studies)
+        result = dcmweb(fake.url, "retrieve", "-o", str(tmp_path))
+    assert result.exit_code == 6, result.stderr
+    assert files_under(tmp_path) == {where(tmp_path, path) for path in studies[:2]}
+    assert "lists everything" not in result.stderr
+    assert "the listing stopped after 2 items" in result.stderr
+    assert "it may hold more" in result.stderr
+
+
 # -- rendered: listed rows that cannot name a file ------------------------------------------------
 def instance_row(study: str, series: str, sop: str) -> dict[str, object]:
     return {tag: {"vr": "UI", "Value": [uid]} for tag, uid in

@@ -169,8 +169,10 @@ def test_a_failed_later_page_leaves_the_rows_shown_and_no_closing_bracket(
     srv.inject_fault(403, path_contains="offset=50")
     result = dcmweb(srv.url, "search", "studies", "--page-size", "50", "--format", fmt)
     assert result.exit_code == 3
-    assert lines(result.stderr)[-1].startswith(
+    assert lines(result.stderr)[-2].startswith(
         "dcmweb: error: search studies failed: HTTP 403 Forbidden")
+    assert lines(result.stderr)[-1] == ("dcmweb: error: search studies: the listing stopped "
+                                        "at offset 50, after 50 rows; the rest were not listed")
     if fmt == "jsonl":
         assert len([json.loads(line) for line in result.stdout.splitlines()]) == 50
         return

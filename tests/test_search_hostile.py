@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -136,8 +137,57 @@ def test_a_row_shifted_onto_the_next_page_is_shown_once() -> None:
     assert result.exit_code == 0, result.stderr
     printed = [json.loads(line)[SOP_TAG]["Value"][0] for line in result.stdout.splitlines()]
     assert printed == ["1.2.1", "1.2.2", "1.2.3", "1.2.4"]
-    assert "search instances: 1 row at offset 2 came back from an earlier page; shown " \
-        "once" in result.stderr
+    assert "search instances: 1 row at offset 2 came back from an earlier page (shown " \
+        "once): rows moved between pages" in result.stderr
+
+
+@pytest.mark.parametrize(("answer", "said"), [
+    (lambda req: req.reply(200, b"<html><title>Sign in</title></html>", "text/html"),
+     'the server answered HTTP 200 with text/html (a web page titled "Sign in")'),
+    (lambda req: req.reply(302, b"", headers={"Location": "https://sso.example/login"}),
+     "HTTP 302 redirect to https://sso.example/login"),
+], ids=["login page", "redirect"])
+def test_a_page_that_fails_after_rows_were_shown_says_the_rest_were_not(
+        answer: Callable[[Request], None], said: str) -> None:
+    """A session that expires while paging (a sign-in page or a redirect to one): the
+    rows before it are on stdout, and the error said only what HOST must be, as if
+    nothing had been listed."""
+    rows = [row(f"1.2.{n}") for n in range(10)]
+
+    def pages(req: Request) -> None:
+        offset = int(req.params["offset"])
+        if offset >= 6:
+            answer(req)
+        else:
+            req.json(200, rows[offset:offset + 3], "application/dicom+json")
+
+    with Hostile() as fake:
+        fake.route("GET", "/instances", pages)
+        result = dcmweb(fake.url, "search", "instances", "--format", "uids", "--page-size", "3")
+    assert result.exit_code == 1, result.stderr
+    assert result.stdout.split() == [f"1.2.{n}" for n in range(6)]
+    assert said in lines(result.stderr)[-2]
+    assert lines(result.stderr)[-1] == ("dcmweb: error: search instances: the listing stopped "
+                                        "at offset 6, after 6 rows; the rest were not listed")
+
+
+def test_rows_a_server_pages_in_another_order_each_time_are_said_to_be_missing() -> None:
+    """A server whose order is not the same from page to page (no stable sort) sends a
+    row again where another belonged: that one is never shown. Before, the warning said
+    only 'came back from an earlier page; shown once', and the run ended 0 as if the
+    listing were whole."""
+    rows = [row(f"1.2.{n}") for n in range(10)]
+    order = {"0": [0, 1, 2], "3": [2, 4, 5], "6": [6, 7, 8], "9": [9], "10": []}  # 3 never
+    with Hostile() as fake:
+        fake.route("GET", "/instances", lambda req: req.json(
+            200, [rows[n] for n in order[req.params["offset"]]], "application/dicom+json"))
+        result = dcmweb(fake.url, "search", "instances", "--format", "uids", "--page-size", "3")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.split() == [f"1.2.{n}" for n in (0, 1, 2, 4, 5, 6, 7, 8, 9)]
+    assert lines(result.stderr) == [
+        "dcmweb: warning: search instances: 1 row at offset 3 came back from an earlier page"
+        " (shown once): rows moved between pages (added while paging, or the server does"
+        " not keep its order), so as many others may be missing; search again to be sure"]
 
 
 @pytest.mark.parametrize("asked", [["--limit", "5"], ["limit=5"]])

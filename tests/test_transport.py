@@ -556,6 +556,11 @@ FRAMINGS = {
         b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: LENGTH"), True)] * 2,
     "bytes beyond the length": [(json_answer(
         b"HTTP/1.1 200 OK\r\nContent-Length: LENGTH") + b"junk", False)] * 2,
+    # The coding wins, and the connection is not trusted with another answer.
+    "chunked beside a Content-Length": [(CHUNKED.replace(
+        b"Transfer-Encoding", b"Content-Length: 5\r\nTransfer-Encoding"), False)] * 2,
+    "chunked in HTTP/1.0": [(CHUNKED.replace(b"HTTP/1.1", b"HTTP/1.0").replace(
+        b"Transfer-Encoding", b"Connection: keep-alive\r\nTransfer-Encoding"), False)] * 2,
 }
 
 
@@ -602,6 +607,65 @@ def test_an_answer_cut_anywhere_is_retried_not_taken(cut: bytes) -> None:
         http.close()
         server.close()
     assert (server.connections, len(server.requests)) == (2, 2)
+
+
+@pytest.mark.parametrize(("length", "said"), [
+    (b"Content-Length: -5", "its Content-Length '-5' is not a number of bytes"),
+    (b"Content-Length: abc", "its Content-Length 'abc' is not a number of bytes"),
+    (b"Content-Length: +LENGTH", "its Content-Length '+48' is not a number of bytes"),
+    (b"Content-Length: LENGTH, 10", "it gives Content-Lengths that disagree: 10 and 48"),
+    (b"Content-Length: 200\r\nContent-Length: LENGTH",
+     "it gives Content-Lengths that disagree: 48 and 200"),
+])
+def test_a_content_length_that_is_not_one_number_is_a_broken_answer(length: bytes,
+                                                                    said: str) -> None:
+    """Before, the body was read to the close, which a server keeping the connection
+    open never came to: each try ended at the low-speed limit (2 minutes by default), and
+    the run as an outage ('the server sent 48 bytes in 120 s, below the low-speed
+    limit'), minutes later; a first Content-Length shorter than the body was taken."""
+    answer = json_answer(b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\n"
+                         + length)
+    with closing(Scripted([(answer, False)] * 3)) as server:
+        result, elapsed = timed_run("--low-speed-time", "2", "--outage-limit", "4",
+                                    f"http://127.0.0.1:{server.port}/dicomWeb", "search")
+    assert result.exit_code == 5, result.stderr
+    assert elapsed < 5
+    assert result.stdout == ""
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: search studies failed: 127.0.0.1:{server.port} sent an answer HTTP"
+        f" does not allow ({said}) (the server, or a proxy in between, is broken; check HOST)")
+
+
+@pytest.mark.parametrize(("coding", "said"), [
+    (b"Transfer-Encoding: gzip, chunked", "'gzip, chunked'"),
+    (b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked", "'gzip, chunked'"),
+    (b"Transfer-Encoding: chunked, chunked", "'chunked, chunked'"),
+    (b"Transfer-Encoding: chunked, gzip", "'chunked, gzip'"),
+])
+def test_a_transfer_coding_other_than_chunked_is_a_broken_answer(coding: bytes,
+                                                                  said: str) -> None:
+    """Before, the coded bytes were taken as the body: 'the answer is not JSON
+    (UnicodeDecodeError: starts with '\\x1f...')', or a retrieve's 'not a readable
+    DICOM file'."""
+    answer = CHUNKED.replace(b"Transfer-Encoding: chunked", coding)
+    with closing(Scripted([(answer, True)] * 3)) as server:
+        result, elapsed = timed_run("--low-speed-time", "2", "--outage-limit", "4",
+                                    f"http://127.0.0.1:{server.port}/dicomWeb", "search")
+    assert result.exit_code == 5, result.stderr
+    assert elapsed < 5
+    assert lines(result.stderr)[-1] == (
+        f"dcmweb: error: search studies failed: 127.0.0.1:{server.port} sent an answer HTTP"
+        f" does not allow (its Transfer-Encoding {said} is not chunked coding, the only one"
+        " dcmweb reads) (the server, or a proxy in between, is broken; check HOST)")
+
+
+@pytest.mark.parametrize("length", [b"Content-Length: LENGTH, LENGTH",
+                                    b"Content-Length: LENGTH\r\nContent-Length: LENGTH"])
+def test_a_content_length_repeated_alike_is_that_length(length: bytes) -> None:
+    answer = json_answer(b"HTTP/1.1 200 OK\r\n" + length)
+    server = Scripted([(answer, False)] * 2)
+    _two_searches(server, RetryPolicy(attempts=1))
+    assert server.connections == 1
 
 
 def test_the_request_head_is_plain_http_1_1() -> None:
