@@ -565,10 +565,8 @@ class _Exchange:
         """Give the attempt's slot back, telling the gate what the outcome says (and
         ``why`` it failed, for the progress lines: ``HTTP 503``, ``connection refused``);
         whether the failure is this request's own (see Gate.leave)."""
-        if not self.ends_outage and outcome in (Outcome.OK, Outcome.ANSWERED):
-            outcome = Outcome.NEUTRAL  # see ends_outage in Http.request
         self._slot = None
-        return self.gate.leave(outcome, sent_at, retry_after, why)
+        return self.gate.leave(outcome, sent_at, retry_after, why, ends_outage=self.ends_outage)
 
     def _error(self, response: Response) -> DcmwebError:
         try:

@@ -8,21 +8,28 @@ nothing for ``outage_limit`` seconds in a row.
 
 The gate also shapes the load (issue 8):
 - AIMD concurrency: at most ``limit`` requests in flight; the limit starts at the
-  worker count, halves on a 429/503 to a request sent after the last cut (a burst of
-  refusals to requests already in flight is one cut), and grows by one after ``limit``
-  successes in a row, at most once per ``GROW_INTERVAL`` (a quota needs time to show).
-- A learned pace on 429 (a quota counts requests per second, not in flight): on the
-  first 429 of a wave the pace becomes a little under the rate the server accepted
-  over the last ``RATE_WINDOW``; while requests go out at that pace it grows, quickly
-  until it nears the rate measured at the last 429 and slowly after that.
+  worker count, halves on a 429/503 that follows another (no success between them) to
+  a request sent after the last cut (a burst of refusals to requests already in flight
+  is one cut), and grows by one after ``limit`` successes in a row, at most once per
+  ``GROW_INTERVAL`` (a quota needs time to show).
+- A learned pace on such a 429 (a quota counts requests per second, not in flight):
+  the pace becomes a little under the rate the server accepted (every 2xx, searches
+  included: the quota counts them) over the last ``RATE_WINDOW``; while requests go
+  out at that pace it grows, quickly until it nears the rate measured at the last 429
+  and slowly after that.
+- A lone 429 or 503, one whose news before it was a success, is noise, not a quota or
+  an overload: it cuts nothing and teaches no pace. Each had halved the concurrency
+  and cut the pace to 95 % of a rate the waits themselves had lowered: random 429s to
+  2 % of a chaos run's uploads drove the pace to 1/s, and 2,000 files took 425 s
+  instead of 10. A real quota or overload refuses many requests, so two come in a row
+  soon (a quota also grows the pace past it until they do).
 - ``Retry-After`` is shared: every worker waits until then, not only the one that got it.
 - A lone failure without Retry-After (a drop, a 502, a 503), one whose news before it was
   a success, is that request's own: the server works, so it neither pauses the other
   workers nor starts an outage; the request waits its own backoff (http.py). A second
-  failure in a row is an outage's, waited out together. A lone 503 still halves the
-  concurrency. (Every worker had paused 0.5-1 s for each failure: 8 % of uploads
-  dropped cost a bulk store 70 % of its rate.) A 429 is never one request's own: it
-  is the quota every worker shares.
+  failure in a row is an outage's, waited out together. (Every worker had paused
+  0.5-1 s for each failure: 8 % of uploads dropped cost a bulk store 70 % of its rate.)
+  A 429 is never one request's own: every worker waits, for the quota they share.
 - ``max_rate``: a token bucket (one token at a time) to stay under a project quota; a
   learned pace never goes above it.
 
@@ -122,6 +129,7 @@ class Gate:
         # outage, but when another follows, the outage began with it.
         self._failing_since: float | None = None
         self._last_failed = 0.0  # when the latest failure came back (own or not)
+        self._last_throttled = float("-inf")  # when the latest 429 or 503 came back
         self._failed_why: str | None = None  # and what it was: "HTTP 503", "connection refused"
         self.last_ok = float("-inf")
         self._accepted: deque[float] = deque()  # when recent 2xx answers came back
@@ -199,25 +207,30 @@ class Gate:
             return max(0.0, self._resume_at - now), self._asked_until >= self._resume_at > now
 
     def leave(self, outcome: Outcome, sent_at: float, retry_after: float | None = None,
-              why: str | None = None) -> bool:
+              why: str | None = None, *, ends_outage: bool = True) -> bool:
         """Give the slot back and learn from the outcome (``why``: a failure's cause, for
         :meth:`outage`). True for a failure that is this request's own (see the module's
         doc): the gate holds no one for it, and the caller waits its own backoff before
-        a retry."""
+        a retry. An answer of a request that may not end an outage (``ends_outage``
+        False, see Http.request) is neutral, but a 2xx still counts for the rate that got
+        in: the searches after lost answers were half of what a paced run sent, and
+        leaving them out of the rate cut the pace to half of it."""
         own = False
         with self._cond:
             self._in_flight -= 1
             now = self._clock()
-            if outcome is Outcome.NEUTRAL:
+            if outcome is Outcome.OK:
+                self._accepted.append(now)
+                while self._accepted[0] < now - RATE_WINDOW:
+                    self._accepted.popleft()
+                self._grow_pace(now)
+            if outcome is Outcome.NEUTRAL or (
+                    not ends_outage and outcome in (Outcome.OK, Outcome.ANSWERED)):
                 pass
             elif outcome in (Outcome.OK, Outcome.ANSWERED):
                 self._server_answered(now)
                 if outcome is Outcome.OK:
                     self.last_ok = now
-                    self._accepted.append(now)
-                    while self._accepted[0] < now - RATE_WINDOW:
-                        self._accepted.popleft()
-                    self._grow_pace(now)
                     self._successes += 1
                     if (self._successes >= self.limit and self.limit < self.max_in_flight
                             and now - self._last_change >= GROW_INTERVAL):
@@ -358,7 +371,10 @@ class Gate:
         self._successes = 0
         if outcome in (Outcome.THROTTLED, Outcome.OVER_QUOTA):
             self.stats.throttled += 1
-            if sent_at >= self._last_cut:
+            # No success since the last 429/503: the server pushes back (see the doc).
+            in_a_row = self._last_throttled >= self.last_ok
+            self._last_throttled = now
+            if in_a_row and sent_at >= self._last_cut:
                 if outcome is Outcome.OVER_QUOTA:
                     self._learn_pace(now)
                 self.limit = max(1, self.limit // 2)

@@ -61,12 +61,20 @@ def accept(gate: Gate, clock: Clock, count: int, seconds: float) -> None:
         gate.leave(Outcome.OK, sent_at or 0.0)
 
 
+def refuse(gate: Gate, outcome: Outcome = Outcome.OVER_QUOTA) -> None:
+    """Two 429s (or 503s) in a row, to requests in flight together: the server pushes
+    back (a lone one after successes is noise; see the next tests)."""
+    sent = [gate.enter(float("inf")) or 0.0 for _ in range(2)]
+    for sent_at in sent:
+        gate.leave(outcome, sent_at)
+
+
 def test_a_429_paces_requests_a_little_under_what_got_in() -> None:
     clock = Clock()
     gate = Gate(max_in_flight=8, clock=clock, backoff_base=0.0)
     accept(gate, clock, 40, 2.0)  # 20 requests/s got in
     assert gate.pace is None
-    gate.leave(Outcome.OVER_QUOTA, gate.enter(float("inf")) or 0.0)
+    refuse(gate)
     assert gate.pace == pytest.approx(0.95 * 20, rel=0.06)
     first = gate.enter(float("inf"))
     assert first is not None
@@ -79,7 +87,7 @@ def test_the_pace_grows_only_while_in_use_and_slowly_near_the_ceiling() -> None:
     clock = Clock()
     gate = Gate(max_in_flight=8, clock=clock, backoff_base=0.0)
     accept(gate, clock, 20, 1.0)
-    gate.leave(Outcome.OVER_QUOTA, gate.enter(float("inf")) or 0.0)
+    refuse(gate)
     learned = gate.pace or 0.0
     accept(gate, clock, 5, 5.0)  # far under the pace: nothing learned from it
     assert gate.pace == learned
@@ -91,16 +99,48 @@ def test_a_429_before_enough_answers_learns_no_pace() -> None:
     clock = Clock()
     gate = Gate(max_in_flight=8, clock=clock, backoff_base=0.0)
     accept(gate, clock, 3, 1.0)
-    gate.leave(Outcome.OVER_QUOTA, gate.enter(float("inf")) or 0.0)
+    refuse(gate)
     assert gate.pace is None and gate.limit == 4  # concurrency still halves
 
 
-def test_a_503_cuts_concurrency_but_learns_no_pace() -> None:
+def test_503s_in_a_row_cut_concurrency_but_learn_no_pace() -> None:
     clock = Clock()
     gate = Gate(max_in_flight=8, clock=clock, backoff_base=0.0)
     accept(gate, clock, 40, 1.0)
-    gate.leave(Outcome.THROTTLED, gate.enter(float("inf")) or 0.0)
+    refuse(gate, Outcome.THROTTLED)
     assert gate.pace is None and gate.limit == 4
+
+
+@pytest.mark.parametrize("outcome", [Outcome.OVER_QUOTA, Outcome.THROTTLED])
+def test_lone_429s_and_503s_among_successes_cut_nothing(outcome: Outcome) -> None:
+    """Random 429s or 503s, each after a success, are noise: each had halved the
+    concurrency and cut the pace to 95 % of a rate its own waits had lowered, so 2 % of
+    a chaos run's uploads refused drove the pace to 1/s (2,000 files: 425 s, not 10)."""
+    clock = Clock()
+    gate = Gate(max_in_flight=8, clock=clock, backoff_base=0.0)
+    for _ in range(30):
+        accept(gate, clock, 20, 0.5)
+        gate.leave(outcome, gate.enter(float("inf")) or 0.0)
+    assert gate.pace is None and gate.limit == 8
+    assert gate.stats.throttled == 30
+    gate.leave(outcome, gate.enter(float("inf")) or 0.0)  # a second in a row: pushed back
+    assert gate.limit == 4
+    assert (gate.pace is not None) == (outcome is Outcome.OVER_QUOTA)
+
+
+def test_searches_that_settle_lost_answers_count_in_the_rate_that_got_in() -> None:
+    """A search after a lost answer does not end an outage, but the quota counts it, and
+    the pace spaces it: left out of the rate, half of what a paced run sent was missing
+    from it, and each 429 cut the pace by half again."""
+    clock = Clock()
+    gate = Gate(max_in_flight=8, clock=clock, backoff_base=0.0)
+    for _ in range(20):  # 20 requests/s got in: half of them searches
+        clock.now += 0.05
+        gate.leave(Outcome.OK, gate.enter(float("inf")) or 0.0)
+        clock.now += 0.05
+        gate.leave(Outcome.OK, gate.enter(float("inf")) or 0.0, ends_outage=False)
+    refuse(gate)
+    assert gate.pace == pytest.approx(0.95 * 20, rel=0.06)
 
 
 def test_a_lone_failure_holds_no_other_request() -> None:
@@ -124,7 +164,7 @@ def test_a_lone_failure_holds_no_other_request() -> None:
         clock.now += 0.01
         for sent_at in [*sent[1:], now]:
             gate.leave(Outcome.OK, sent_at)
-    assert gate.limit == 3  # a 503 still halves the concurrency
+    assert gate.limit == 6  # nor does a lone 503 cut the concurrency
     assert gate.unavailable_seconds == 0
 
     first, second = gate.enter(float("inf")) or 0.0, gate.enter(float("inf")) or 0.0
