@@ -170,6 +170,11 @@ class Http:
         self.gate.stats.unavailable_seconds = self.gate.unavailable_seconds
         return self.gate.stats
 
+    def retried(self) -> None:
+        """A request goes again: counted in :attr:`stats` (also a write its caller resends
+        after a lost answer, once a search found the server without it)."""
+        self.gate.stats.retries += 1
+
     def close(self) -> None:
         """Stop waiting in backoff sleeps and release pooled connections."""
         self._closed.set()
@@ -637,7 +642,7 @@ class _Exchange:
                 raise error_for_response(response, self.what, self.attempt, note, hint)
             raise UnavailableError(f"{self.what} failed: {self._last_problem} ({note})",
                                    hint) from exc
-        self.gate.stats.retries += 1
+        self.http.retried()
         if waits_alone:
             self._retrying(self._last_problem, f" in {wait:.1f} s")
             self.http.sleep(wait)
@@ -660,7 +665,7 @@ class _Exchange:
         if time.monotonic() + seconds >= self.deadline:
             raise UnavailableError(f"{self.what} failed: {reason} ({self._deadline_note()})",
                                    self.deadline_hint)
-        self.gate.stats.retries += 1
+        self.http.retried()
         self._retrying(reason, f" in {seconds:.1f} s")
         self.http.sleep(seconds)
 

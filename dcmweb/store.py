@@ -365,7 +365,11 @@ class Uploader:
         pending = items
         reason = ""
         resends = Resends(self.http, attempts)
+        first = True
         while resends.left:
+            if not first:
+                self.http.retried()
+            first = False
             wait: float | None = None
             status: int | None = None  # of the answer, when one came
             dropped = False  # sent, and the connection lost before an answer

@@ -118,6 +118,7 @@ def test_lone_429s_and_503s_among_successes_cut_nothing(outcome: Outcome) -> Non
     a chaos run's uploads refused drove the pace to 1/s (2,000 files: 425 s, not 10)."""
     clock = Clock()
     gate = Gate(max_in_flight=8, clock=clock, backoff_base=0.0)
+    gate._cond = VirtualWait(clock)  # a pace wait moves the clock
     for _ in range(30):
         accept(gate, clock, 20, 0.5)
         gate.leave(outcome, gate.enter(float("inf")) or 0.0)
@@ -507,3 +508,18 @@ def test_store_summary_says_how_long_the_server_was_unavailable(local_server, tm
     assert result.exit_code == 0, result.stderr
     summary = result.stderr.splitlines()[-1]
     assert re.search(r"in 2 files; server unavailable for [23] s$", summary), summary
+
+
+def test_stats_count_a_store_resent_after_a_lost_answer_as_a_retry(local_server, tmp_path: Path
+                                                                   ) -> None:
+    """A batch whose answer was lost is resent by the store, not by Http: its resends were
+    missing from ``stats.retries`` (0 after three resends)."""
+    files = corpus.synthetic_files(tmp_path / "in", 4)
+    local_server.inject_fault(drop=True, count=3, method="POST")  # before the server stores
+    with Client(local_server.url, backoff=0.01) as client:
+        results = client.store(files)
+        stats = client.http.stats
+    assert [r.status for r in results] == ["stored"] * 4
+    posts = [r.status for r in local_server.requests if r.method == "POST"]
+    assert posts == [None, None, None, 200]  # one batch, sent four times
+    assert stats.retries == 3
