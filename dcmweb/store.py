@@ -365,11 +365,11 @@ class Uploader:
         pending = items
         reason = ""
         resends = Resends(self.http, attempts)
-        again = False  # every pass after the first resends what the search did not find
+        resending = False  # every pass after the first resends what the search did not find
         while resends.left:
-            if again:
+            if resending:
                 self.http.retried()
-            again = True
+            resending = True
             wait: float | None = None
             status: int | None = None  # of the answer, when one came
             dropped = False  # sent, and the connection lost before an answer
