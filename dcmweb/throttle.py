@@ -8,21 +8,25 @@ nothing for ``outage_limit`` seconds in a row.
 
 The gate also shapes the load (issue 8):
 - AIMD concurrency: at most ``limit`` requests in flight; the limit starts at the
-  worker count, halves on a 429/503 that follows another (no success between them) to
-  a request sent after the last cut (a burst of refusals to requests already in flight
-  is one cut), and grows by one after ``limit`` successes in a row, at most once per
-  ``GROW_INTERVAL`` (a quota needs time to show).
+  worker count, halves when the server pushes back (below) on a request sent after the
+  last cut (a burst of refusals to requests already in flight is one cut), and grows by
+  one after ``limit`` successes in a row, at most once per ``GROW_INTERVAL`` (a quota
+  needs time to show).
 - A learned pace on such a 429 (a quota counts requests per second, not in flight):
   the pace becomes a little under the rate the server accepted (every 2xx, searches
   included: the quota counts them) over the last ``RATE_WINDOW``; while requests go
   out at that pace it grows, quickly until it nears the rate measured at the last 429
   and slowly after that.
-- A lone 429 or 503, one whose news before it was a success, is noise, not a quota or
-  an overload: it cuts nothing and teaches no pace. Each had halved the concurrency
-  and cut the pace to 95 % of a rate the waits themselves had lowered: random 429s to
-  2 % of a chaos run's uploads drove the pace to 1/s, and 2,000 files took 425 s
-  instead of 10. A real quota or overload refuses many requests, so two come in a row
-  soon (a quota also grows the pace past it until they do).
+- The server pushes back when ``PUSHBACK_COUNT`` of the last ``PUSHBACK_WINDOW`` answers
+  (2xx, 429 and 503) are 429s or 503s. A sparse 429 or 503 among successes is noise,
+  not a quota or an overload: it cuts nothing and teaches no pace. Each had halved the
+  concurrency and cut the pace to 95 % of a rate the waits themselves had lowered:
+  random 429s to 2 % of a chaos run's uploads drove the pace to 1/s, and 2,000 files
+  took 425 s instead of 10. Not "two in a row" either: a refusal comes back in
+  milliseconds, before the successes sent with it, so one of eight requests sent
+  together after a shared wait was "in a row" a fifth of the time. A quota or an
+  overload refuses most requests in flight (a quota also grows the pace past itself
+  until it does).
 - ``Retry-After`` is shared: every worker waits until then, not only the one that got it.
 - A lone failure without Retry-After (a drop, a 502, a 503), one whose news before it was
   a success, is that request's own: the server works, so it neither pauses the other
@@ -70,6 +74,9 @@ PACE_GROWTH_NEAR_CEILING = 0.02
 NEAR_CEILING = 0.9
 PACE_IN_USE = 0.8
 PACE_MIN_SAMPLES = 10
+# The server pushes back: so many of the last answers are 429/503 (see the module's doc).
+PUSHBACK_WINDOW = 8
+PUSHBACK_COUNT = 3
 LONG_RATE_WAIT = 5.0  # a wait for the rate longer than this is logged at info, not debug
 
 
@@ -129,7 +136,8 @@ class Gate:
         # outage, but when another follows, the outage began with it.
         self._failing_since: float | None = None
         self._last_failed = 0.0  # when the latest failure came back (own or not)
-        self._last_throttled = float("-inf")  # when the latest 429 or 503 came back
+        # The last answers, newest last: True for a 429 or 503, False for a 2xx.
+        self._recent: deque[bool] = deque(maxlen=PUSHBACK_WINDOW)
         self._failed_why: str | None = None  # and what it was: "HTTP 503", "connection refused"
         self.last_ok = float("-inf")
         self._accepted: deque[float] = deque()  # when recent 2xx answers came back
@@ -220,6 +228,7 @@ class Gate:
             self._in_flight -= 1
             now = self._clock()
             if outcome is Outcome.OK:
+                self._recent.append(False)
                 self._accepted.append(now)
                 while self._accepted[0] < now - RATE_WINDOW:
                     self._accepted.popleft()
@@ -371,10 +380,9 @@ class Gate:
         self._successes = 0
         if outcome in (Outcome.THROTTLED, Outcome.OVER_QUOTA):
             self.stats.throttled += 1
-            # No success since the last 429/503: the server pushes back (see the doc).
-            in_a_row = self._last_throttled >= self.last_ok
-            self._last_throttled = now
-            if in_a_row and sent_at >= self._last_cut:
+            self._recent.append(True)
+            pushed_back = sum(self._recent) >= PUSHBACK_COUNT
+            if pushed_back and sent_at >= self._last_cut:
                 if outcome is Outcome.OVER_QUOTA:
                     self._learn_pace(now)
                 self.limit = max(1, self.limit // 2)

@@ -62,9 +62,9 @@ def accept(gate: Gate, clock: Clock, count: int, seconds: float) -> None:
 
 
 def refuse(gate: Gate, outcome: Outcome = Outcome.OVER_QUOTA) -> None:
-    """Two 429s (or 503s) in a row, to requests in flight together: the server pushes
-    back (a lone one after successes is noise; see the next tests)."""
-    sent = [gate.enter(float("inf")) or 0.0 for _ in range(2)]
+    """Three 429s (or 503s) to requests in flight together: the server pushes back (one
+    now and then among successes is noise; see the next tests)."""
+    sent = [gate.enter(float("inf")) or 0.0 for _ in range(3)]
     for sent_at in sent:
         gate.leave(outcome, sent_at)
 
@@ -112,19 +112,33 @@ def test_503s_in_a_row_cut_concurrency_but_learn_no_pace() -> None:
 
 
 @pytest.mark.parametrize("outcome", [Outcome.OVER_QUOTA, Outcome.THROTTLED])
-def test_lone_429s_and_503s_among_successes_cut_nothing(outcome: Outcome) -> None:
-    """Random 429s or 503s, each after a success, are noise: each had halved the
-    concurrency and cut the pace to 95 % of a rate its own waits had lowered, so 2 % of
-    a chaos run's uploads refused drove the pace to 1/s (2,000 files: 425 s, not 10)."""
+def send_together(gate: Gate, clock: Clock, refused: int, outcome: Outcome) -> None:
+    """Eight requests sent together, ``refused`` of them refused: the refusals come back
+    first (in milliseconds), then the successes."""
+    sent = [gate.enter(float("inf")) or 0.0 for _ in range(8)]
+    clock.now += 0.005
+    for sent_at in sent[:refused]:
+        gate.leave(outcome, sent_at)
+    clock.now += 0.3
+    for sent_at in sent[refused:]:
+        gate.leave(Outcome.OK, sent_at)
+
+
+@pytest.mark.parametrize("outcome", [Outcome.OVER_QUOTA, Outcome.THROTTLED])
+def test_sparse_429s_and_503s_among_successes_cut_nothing(outcome: Outcome) -> None:
+    """Random 429s or 503s among successes are noise: each had halved the concurrency
+    and cut the pace to 95 % of a rate its own waits had lowered, so 2 % of a chaos
+    run's uploads refused drove the pace to 1/s (2,000 files: 425 s, not 10). Two
+    refusals among eight requests sent together are noise too (a refusal overtakes the
+    successes sent with it: "two in a row" still cut the pace)."""
     clock = Clock()
     gate = Gate(max_in_flight=8, clock=clock, backoff_base=0.0)
     gate._cond = VirtualWait(clock)  # a pace wait moves the clock
-    for _ in range(30):
-        accept(gate, clock, 20, 0.5)
-        gate.leave(outcome, gate.enter(float("inf")) or 0.0)
+    for refused in [1, 0, 2, 0, 0, 1] * 5:
+        send_together(gate, clock, refused, outcome)
     assert gate.pace is None and gate.limit == 8
-    assert gate.stats.throttled == 30
-    gate.leave(outcome, gate.enter(float("inf")) or 0.0)  # a second in a row: pushed back
+    assert gate.stats.throttled == 20
+    send_together(gate, clock, 3, outcome)  # three of eight: the server pushes back
     assert gate.limit == 4
     assert (gate.pace is not None) == (outcome is Outcome.OVER_QUOTA)
 
