@@ -621,8 +621,8 @@ class _Exchange:
         self.last_failure = now
         self.last_status = response.status_code if response is not None else None
         waits_alone = self._leave(outcome, sent_at, retry_after, why)
-        wait = (self.config.retry.backoff(self.attempt) if waits_alone
-                else self.gate.wait_left()[0])
+        own_wait = self.config.retry.backoff(self.attempt) if retry_after is None else retry_after
+        wait = own_wait if waits_alone else self.gate.wait_left()[0]
         if own:
             self.own_failures += 1
         note = (f"after {_attempts(self.attempt)}"

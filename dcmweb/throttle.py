@@ -27,13 +27,16 @@ The gate also shapes the load (issue 8):
   together after a shared wait was "in a row" a fifth of the time. A quota or an
   overload refuses most requests in flight (a quota also grows the pace past itself
   until it does).
-- ``Retry-After`` is shared: every worker waits until then, not only the one that got it.
-- A lone failure without Retry-After (a drop, a 502, a 503), one whose news before it was
-  a success, is that request's own: the server works, so it neither pauses the other
-  workers nor starts an outage; the request waits its own backoff (http.py). A second
-  failure in a row is an outage's, waited out together. (Every worker had paused
-  0.5-1 s for each failure: 8 % of uploads dropped cost a bulk store 70 % of its rate.)
-  A 429 is never one request's own: every worker waits, for the quota they share.
+- ``Retry-After`` is shared: every worker waits until then, not only the one that got it
+  (but for a request's own 429 or 503, below).
+- A lone failure (a drop or a 502 without Retry-After; a 429 or 503, see below), one
+  whose news before it was a success, is that request's own: the server works, so it
+  neither pauses the other workers nor starts an outage; the request waits its own
+  backoff (http.py). A second failure in a row is an outage's, waited out together.
+  (Every worker had paused 0.5-1 s for each failure: 8 % of uploads dropped cost a bulk
+  store 70 % of its rate.) A lone 429 or 503 is the request's own while the server does
+  not push back (above), Retry-After or not: that request waits it alone. Once it
+  pushes back, every worker waits, for the quota or the capacity they share.
 - ``max_rate``: a token bucket (one token at a time) to stay under a project quota; a
   learned pace never goes above it.
 
@@ -378,7 +381,9 @@ class Gate:
                        retry_after: float | None) -> bool:
         """Learn from a failure; True when it is the request's own (nobody waits)."""
         self._successes = 0
-        if outcome in (Outcome.THROTTLED, Outcome.OVER_QUOTA):
+        throttled = outcome in (Outcome.THROTTLED, Outcome.OVER_QUOTA)
+        pushed_back = False
+        if throttled:
             self.stats.throttled += 1
             self._recent.append(True)
             pushed_back = sum(self._recent) >= PUSHBACK_COUNT
@@ -388,9 +393,11 @@ class Gate:
                 self.limit = max(1, self.limit // 2)
                 self._last_cut = self._last_change = now
         # The news before this failure was a success: the server works (a failure that
-        # follows another, or comes first, may be an outage's).
-        own = (retry_after is None and outcome is not Outcome.OVER_QUOTA
-               and self.last_ok > self._last_failed)
+        # follows another, or comes first, may be an outage's). A 429 or 503 is then the
+        # request's own unless the server pushes back, even with a Retry-After: the
+        # request waits it alone (every worker had waited each random 429's 1 s).
+        own = self.last_ok > self._last_failed and (
+            not pushed_back if throttled else retry_after is None)
         self._last_failed = now
         if self._failing_since is None:
             self._failing_since = sent_at
