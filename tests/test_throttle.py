@@ -195,7 +195,7 @@ def test_a_lone_failure_holds_no_other_request() -> None:
 def test_a_lone_429_holds_its_request_and_a_quota_every_request(retry_after: float | None
                                                                 ) -> None:
     """A 429 among successes is its request's own, Retry-After or not: every worker had
-    waited for each (3 % random 429s cost a 5,000-file store 60-85 % of its rate). When
+    waited for each (3 % random 429s cost a 5,000-file store 80 % of its rate). When
     the server pushes back (3 of the last 8 answers), it is the quota every worker
     shares: they all wait, for its Retry-After or the shared backoff."""
     clock = Clock()
@@ -464,7 +464,7 @@ def test_lone_failures_in_a_store_hold_no_other_worker(local_server, tmp_path: P
 def test_a_lone_429_in_a_store_holds_no_other_worker(local_server, tmp_path: Path) -> None:
     """A 429 with Retry-After: 1 to one upload among successes: only that batch waits its
     second; the other workers go on storing meanwhile (every worker had waited it: 3 %
-    random 429s cost a 5,000-file store 60-85 % of its rate)."""
+    random 429s cost a 5,000-file store 80 % of its rate)."""
     files = sorted(corpus.synthetic_files(tmp_path / "in", 300, studies=3, seed="lone429"))
     local_server.inject_fault(429, retry_after="1", method="POST",
                               body_contains=corpus.sop_instance_uid(files[100]))
