@@ -566,3 +566,17 @@ def test_stats_count_a_store_resent_after_a_lost_answer_as_a_retry(local_server,
     posts = [r.status for r in local_server.requests if r.method == "POST"]
     assert posts == [None, None, None, 200]  # one batch, sent four times
     assert stats.retries == 3
+
+
+def test_stats_count_a_delete_resent_after_a_lost_answer_as_a_retry(local_server,
+                                                                    tmp_path: Path) -> None:
+    files = corpus.synthetic_files(tmp_path / "in", 1)
+    with Client(local_server.url) as client:
+        [stored] = client.store(files)
+        local_server.inject_fault(after=True, method="DELETE")  # deleted, answer lost
+        client.delete(f"studies/{stored.study_instance_uid}/series/"
+                      f"{stored.series_instance_uid}/instances/{stored.sop_instance_uid}")
+        stats = client.http.stats
+    deletes = [r.status for r in local_server.requests if r.method == "DELETE"]
+    assert deletes == [200, 404]  # answered 200, the answer dropped; the resend: 404
+    assert stats.retries == 1
