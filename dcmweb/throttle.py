@@ -22,7 +22,7 @@ The gate also shapes the load (issue 8):
   not a quota or an overload: it cuts nothing and teaches no pace. Each had halved the
   concurrency and cut the pace to 95 % of a rate the waits themselves had lowered:
   random 429s to 2 % of a chaos run's uploads drove the pace to 1/s, and 2,000 files
-  took 425 s instead of 10. Not "two in a row" either: a refusal comes back in
+  took 425 s instead of 12. Not "two in a row" either: a refusal comes back in
   milliseconds, before the successes sent with it, so one of eight requests sent
   together after a shared wait was "in a row" a fifth of the time. A quota or an
   overload refuses most requests in flight (a quota also grows the pace past itself
