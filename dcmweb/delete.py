@@ -133,6 +133,7 @@ class Deleter:
             except AnswerLost as error:
                 log.warning("%s; asking again", error.message)
                 lost = True
+                self.http.retried()
             except UnavailableError as error:
                 if not lost:
                     raise

@@ -168,6 +168,11 @@ class Http:
         self.gate.stats.unavailable_seconds = self.gate.unavailable_seconds
         return self.gate.stats
 
+    def retried(self) -> None:
+        """A request goes again: counted in :attr:`stats` (also a write its caller resends
+        after a lost answer, once a search found the server without it)."""
+        self.gate.stats.retries += 1
+
     def close(self) -> None:
         """Stop waiting in backoff sleeps and release pooled connections."""
         self._closed.set()
@@ -563,10 +568,8 @@ class _Exchange:
         """Give the attempt's slot back, telling the gate what the outcome says (and
         ``why`` it failed, for the progress lines: ``HTTP 503``, ``connection refused``);
         whether the failure is this request's own (see Gate.leave)."""
-        if not self.ends_outage and outcome in (Outcome.OK, Outcome.ANSWERED):
-            outcome = Outcome.NEUTRAL  # see ends_outage in Http.request
         self._slot = None
-        return self.gate.leave(outcome, sent_at, retry_after, why)
+        return self.gate.leave(outcome, sent_at, retry_after, why, ends_outage=self.ends_outage)
 
     def _error(self, response: Response) -> DcmwebError:
         try:
@@ -616,8 +619,8 @@ class _Exchange:
         self.last_failure = now
         self.last_status = response.status_code if response is not None else None
         waits_alone = self._leave(outcome, sent_at, retry_after, why)
-        wait = (self.config.retry.backoff(self.attempt) if waits_alone
-                else self.gate.wait_left()[0])
+        own_wait = self.config.retry.backoff(self.attempt) if retry_after is None else retry_after
+        wait = own_wait if waits_alone else self.gate.wait_left()[0]
         if own:
             self.own_failures += 1
         note = (f"after {_attempts(self.attempt)}"
@@ -637,7 +640,7 @@ class _Exchange:
                 raise error_for_response(response, self.what, self.attempt, note, hint)
             raise UnavailableError(f"{self.what} failed: {self._last_problem} ({note})",
                                    hint) from exc
-        self.gate.stats.retries += 1
+        self.http.retried()
         if waits_alone:
             self._retrying(self._last_problem, f" in {wait:.1f} s")
             self.http.sleep(wait)
@@ -660,7 +663,7 @@ class _Exchange:
         if time.monotonic() + seconds >= self.deadline:
             raise UnavailableError(f"{self.what} failed: {reason} ({self._deadline_note()})",
                                    self.deadline_hint)
-        self.gate.stats.retries += 1
+        self.http.retried()
         self._retrying(reason, f" in {seconds:.1f} s")
         self.http.sleep(seconds)
 

@@ -290,6 +290,7 @@ def store_one(http: Http, base_url: str, item: JsonInstance, generate_uids: bool
         delay = 0.0 if outage else resends.delay(retry_after)
         log.info("%s: %s; not on the server: sending it again in %.1f s", what, lost, delay)
         http.sleep(delay)
+        http.retried()
 
 
 def iter_store_json(http: Http, base_url: str, items: PairsLike,

@@ -366,7 +366,11 @@ class Uploader:
         pending = items
         reason = ""
         resends = Resends(self.http, attempts)
+        resending = False  # every pass after the first resends what the search did not find
         while resends.left:
+            if resending:
+                self.http.retried()
+            resending = True
             wait: float | None = None
             status: int | None = None  # of the answer, when one came
             dropped = False  # sent, and the connection lost before an answer

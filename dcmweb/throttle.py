@@ -8,21 +8,35 @@ nothing for ``outage_limit`` seconds in a row.
 
 The gate also shapes the load (issue 8):
 - AIMD concurrency: at most ``limit`` requests in flight; the limit starts at the
-  worker count, halves on a 429/503 to a request sent after the last cut (a burst of
-  refusals to requests already in flight is one cut), and grows by one after ``limit``
-  successes in a row, at most once per ``GROW_INTERVAL`` (a quota needs time to show).
-- A learned pace on 429 (a quota counts requests per second, not in flight): on the
-  first 429 of a wave the pace becomes a little under the rate the server accepted
-  over the last ``RATE_WINDOW``; while requests go out at that pace it grows, quickly
-  until it nears the rate measured at the last 429 and slowly after that.
-- ``Retry-After`` is shared: every worker waits until then, not only the one that got it.
-- A lone failure without Retry-After (a drop, a 502, a 503), one whose news before it was
-  a success, is that request's own: the server works, so it neither pauses the other
-  workers nor starts an outage; the request waits its own backoff (http.py). A second
-  failure in a row is an outage's, waited out together. A lone 503 still halves the
-  concurrency. (Every worker had paused 0.5-1 s for each failure: 8 % of uploads
-  dropped cost a bulk store 70 % of its rate.) A 429 is never one request's own: it
-  is the quota every worker shares.
+  worker count, halves when the server pushes back (below) on a request sent after the
+  last cut (a burst of refusals to requests already in flight is one cut), and grows by
+  one after ``limit`` successes in a row, at most once per ``GROW_INTERVAL`` (a quota
+  needs time to show).
+- A learned pace on such a 429 (a quota counts requests per second, not in flight):
+  the pace becomes a little under the rate the server accepted (every 2xx, searches
+  included: the quota counts them) over the last ``RATE_WINDOW``; while requests go
+  out at that pace it grows, quickly until it nears the rate measured at the last 429
+  and slowly after that.
+- The server pushes back when ``PUSHBACK_COUNT`` of the last ``PUSHBACK_WINDOW`` answers
+  (2xx, 429 and 503) are 429s or 503s. A sparse 429 or 503 among successes is noise,
+  not a quota or an overload: it cuts nothing and teaches no pace. Each had halved the
+  concurrency and cut the pace to 95 % of a rate the waits themselves had lowered:
+  random 429s to 2 % of a chaos run's uploads drove the pace to 1/s, and 2,000 files
+  took 425 s instead of 12. Not "two in a row" either: a refusal comes back in
+  milliseconds, before the successes sent with it, so one of eight requests sent
+  together after a shared wait was "in a row" a fifth of the time. A quota or an
+  overload refuses most requests in flight (a quota also grows the pace past itself
+  until it does).
+- ``Retry-After`` is shared: every worker waits until then, not only the one that got it
+  (but for a request's own 429 or 503, below).
+- A lone failure (a drop or a 502 without Retry-After; a 429 or 503, see below), one
+  whose news before it was a success, is that request's own: the server works, so it
+  neither pauses the other workers nor starts an outage; the request waits its own
+  backoff (http.py). A second failure in a row is an outage's, waited out together.
+  (Every worker had paused 0.5-1 s for each failure: 8 % of uploads dropped cost a bulk
+  store 70 % of its rate.) A lone 429 or 503 is the request's own while the server does
+  not push back (above), Retry-After or not: that request waits it alone. Once it
+  pushes back, every worker waits, for the quota or the capacity they share.
 - ``max_rate``: a token bucket (one token at a time) to stay under a project quota; a
   learned pace never goes above it.
 
@@ -64,6 +78,9 @@ PACE_GROWTH_NEAR_CEILING = 0.02
 NEAR_CEILING = 0.9
 PACE_IN_USE = 0.8
 PACE_MIN_SAMPLES = 10
+# The server pushes back: so many of the last answers are 429/503 (see the module's doc).
+PUSHBACK_WINDOW = 8
+PUSHBACK_COUNT = 3
 LONG_RATE_WAIT = 5.0  # a wait for the rate longer than this is logged at info, not debug
 
 
@@ -123,6 +140,8 @@ class Gate:
         # outage, but when another follows, the outage began with it.
         self._failing_since: float | None = None
         self._last_failed = 0.0  # when the latest failure came back (own or not)
+        # The last answers, newest last: True for a 429 or 503, False for a 2xx.
+        self._recent: deque[bool] = deque(maxlen=PUSHBACK_WINDOW)
         self._failed_why: str | None = None  # and what it was: "HTTP 503", "connection refused"
         self.last_ok = float("-inf")
         self._accepted: deque[float] = deque()  # when recent 2xx answers came back
@@ -200,25 +219,31 @@ class Gate:
             return max(0.0, self._resume_at - now), self._asked_until >= self._resume_at > now
 
     def leave(self, outcome: Outcome, sent_at: float, retry_after: float | None = None,
-              why: str | None = None) -> bool:
+              why: str | None = None, *, ends_outage: bool = True) -> bool:
         """Give the slot back and learn from the outcome (``why``: a failure's cause, for
         :meth:`outage`). True for a failure that is this request's own (see the module's
         doc): the gate holds no one for it, and the caller waits its own backoff before
-        a retry."""
+        a retry. An answer of a request that may not end an outage (``ends_outage``
+        False, see Http.request) is neutral, but a 2xx still counts for the rate that got
+        in: the searches after lost answers were half of what a paced run sent, and
+        leaving them out of the rate cut the pace to half of it."""
         own = False
         with self._cond:
             self._in_flight -= 1
             now = self._clock()
-            if outcome is Outcome.NEUTRAL:
+            if outcome is Outcome.OK:
+                self._recent.append(False)
+                self._accepted.append(now)
+                while self._accepted[0] < now - RATE_WINDOW:
+                    self._accepted.popleft()
+                self._grow_pace(now)
+            if outcome is Outcome.NEUTRAL or (
+                    not ends_outage and outcome in (Outcome.OK, Outcome.ANSWERED)):
                 pass
             elif outcome in (Outcome.OK, Outcome.ANSWERED):
                 self._server_answered(now)
                 if outcome is Outcome.OK:
                     self.last_ok = now
-                    self._accepted.append(now)
-                    while self._accepted[0] < now - RATE_WINDOW:
-                        self._accepted.popleft()
-                    self._grow_pace(now)
                     self._successes += 1
                     if (self._successes >= self.limit and self.limit < self.max_in_flight
                             and now - self._last_change >= GROW_INTERVAL):
@@ -357,17 +382,23 @@ class Gate:
                        retry_after: float | None) -> bool:
         """Learn from a failure; True when it is the request's own (nobody waits)."""
         self._successes = 0
-        if outcome in (Outcome.THROTTLED, Outcome.OVER_QUOTA):
+        throttled = outcome in (Outcome.THROTTLED, Outcome.OVER_QUOTA)
+        pushed_back = False
+        if throttled:
             self.stats.throttled += 1
-            if sent_at >= self._last_cut:
+            self._recent.append(True)
+            pushed_back = sum(self._recent) >= PUSHBACK_COUNT
+            if pushed_back and sent_at >= self._last_cut:
                 if outcome is Outcome.OVER_QUOTA:
                     self._learn_pace(now)
                 self.limit = max(1, self.limit // 2)
                 self._last_cut = self._last_change = now
         # The news before this failure was a success: the server works (a failure that
-        # follows another, or comes first, may be an outage's).
-        own = (retry_after is None and outcome is not Outcome.OVER_QUOTA
-               and self.last_ok > self._last_failed)
+        # follows another, or comes first, may be an outage's). A 429 or 503 is then the
+        # request's own unless the server pushes back, even with a Retry-After: the
+        # request waits it alone (every worker had waited each random 429's 1 s).
+        own = self.last_ok > self._last_failed and (
+            not pushed_back if throttled else retry_after is None)
         self._last_failed = now
         if self._failing_since is None:
             self._failing_since = sent_at
