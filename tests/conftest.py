@@ -13,6 +13,7 @@ down, so per-test instances are stopped in the background), tiny-pacs starts in 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -53,6 +54,15 @@ def _no_user_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _signals_as_at_a_terminal() -> None:
+    """Started under nohup, or as a background job of a script, the tests inherit an ignored
+    SIGHUP or SIGINT, which dcmweb rightly keeps ignoring: the stop tests need the signals a
+    terminal delivers, in this process and in the dcmweb processes it starts."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1106,13 +1106,26 @@ def test_a_file_gone_after_its_head_was_read_fails_alone(
         ", server unavailable for 2 s" if wait == "one thread" else "")), summary
 
 
-def put_in_place(others: Iterator[Path], how: str) -> Callable[[Path], None]:
-    """Put the next of ``others`` (another instance of the same size) where a file is, with
-    the file's mtime: renamed over it (``rsync -a``) or written into it (``cp -p``)."""
+def another_instance_of_the_same_size(path: Path, target: Path) -> Path:
+    """``path`` under another SOP Instance UID of the same length, so the same size (fresh
+    UIDs differ in length by a digit now and then)."""
+    ds = pydicom.dcmread(path)
+    uid = str(ds.SOPInstanceUID)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
+        uid[:-1] + str((int(uid[-1]) + 1) % 10))
+    ds.save_as(target, enforce_file_format=True)
+    assert target.stat().st_size == path.stat().st_size
+    return target
+
+
+def put_in_place(others: Path, how: str) -> Callable[[Path], None]:
+    """Put another instance of the same size where a file is, with the file's mtime:
+    renamed over it (``rsync -a``) or written into it (``cp -p``)."""
+    others.mkdir()
 
     def change(path: Path) -> None:
-        other, listed = next(others), path.stat()
-        assert other.stat().st_size == listed.st_size
+        listed = path.stat()
+        other = another_instance_of_the_same_size(path, others / path.name)
         if how == "renamed over":
             other.rename(path)
         else:
@@ -1130,11 +1143,10 @@ def test_a_file_replaced_after_its_head_was_read_is_not_sent(
     and stored, while the file was reported "failed ... not on the server" (its answer
     named other UIDs): the server held an instance no row named."""
     files = corpus.synthetic_files(tmp_path / "in", 12)
-    others = corpus.synthetic_files(tmp_path / "others", 12, seed="others")
     uids = {path: sop_uid(path) for path in files}
     report = tmp_path / "report.jsonl"
     result, replaced = store_while_waiting(local_server, files, wait, report,
-                                           put_in_place(iter(others), how))
+                                           put_in_place(tmp_path / "others", how))
     assert result.exit_code == 6, result.stderr  # docs/exit-codes.md: changed while sent
     rows = report_rows(report)
     assert {path: (row["status"], row["message"]) for path, row in rows.items()} == {
