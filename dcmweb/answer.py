@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from .neterrors import Overdue, ReadTimeout, TransportError, UndecodableBody, UnknownCoding
+from .speed import SpeedMeter
 from .wire import Answer, Headers
 
 READ_CHUNK = 64 * 1024
@@ -53,18 +54,6 @@ class _Decoder:
         return self._zlib.flush()
 
 
-class Meter(Protocol):
-    """Watches how fast a body arrives (body.py's low-speed meter)."""
-
-    def add(self, count: int) -> None:
-        """``count`` more bytes arrived (0: a read waited until :meth:`judge_by` and got
-        nothing); raises to cut the transfer."""
-
-    def judge_by(self) -> float | None:
-        """The ``time.monotonic()`` at which the rate is judged next (no read waits past
-        it, so a total stall is judged too), or None when it never is."""
-
-
 class Response:
     """An answer whose body is read on demand: ``read1`` (one socket read),
     ``iter_content``, or ``content`` (all of it). Close it, or read it to the end, to give
@@ -81,7 +70,7 @@ class Response:
         self.unknown_coding: str | None = None  # a Content-Encoding not decoded here
         self._decoder = self._decoder_for(", ".join(raw.headers.get_all("Content-Encoding")))
         self._content: bytes | None = None
-        self.meter: Meter | None = None
+        self.meter: SpeedMeter | None = None
 
     def _decoder_for(self, header: str) -> _Decoder | None:
         """gzip or deflate (identity is no coding); any other, or codings applied one on

@@ -2,8 +2,7 @@
 
 A server that trickles one byte every two seconds is never cut off by a read
 timeout (each read gets a byte in time), so every body read here also checks the
-transfer rate, like curl's --speed-limit/--speed-time: fewer than ``limit`` bytes
-per second over ``seconds`` seconds ends the transfer.
+transfer rate (speed.py's low-speed limit).
 
 Bodies are read with ``read1`` (whatever the socket has, up to the chunk size), so a
 trickle is seen as it trickles. No read waits past the end of the meter's window either,
@@ -17,27 +16,18 @@ import json
 import json.scanner
 import math
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from .errors import ServerError, UnavailableError, quoted
 from .optionnames import option
-from .record import record
 from .redact import shorten
+from .speed import LowSpeed, SpeedMeter
 from .transport import Response, TransportError
 
 CHUNK = 64 * 1024
 _REQUIRED = object()
-
-
-@record(frozen=True)
-class LowSpeed:
-    """Cut a transfer slower than ``limit`` bytes/s for ``seconds`` seconds (0: never)."""
-
-    limit: float = 1024.0
-    seconds: float = 120.0
 
 
 class TooSlowError(UnavailableError):
@@ -47,35 +37,18 @@ class TooSlowError(UnavailableError):
 def set_low_speed(response: Response, limit: LowSpeed) -> None:
     """Read this response with ``limit``: whoever reads the body (store, retrieve,
     search, multipart parsing) is guarded without passing the limit around."""
-    response.meter = _Meter(limit)
+
+    def too_slow(count: int, seconds: float) -> TooSlowError:
+        return TooSlowError(
+            f"the server sent {count} bytes in {seconds:.0f} s, below the low-speed limit"
+            f" of {limit.limit:g} bytes/s", low_speed_hint())
+
+    response.meter = SpeedMeter(limit, too_slow)
 
 
-class _Meter:
-    def __init__(self, limit: LowSpeed) -> None:
-        self.limit = limit
-        self.on = bool(limit.limit and limit.seconds)
-        self.window_start = time.monotonic()
-        self.window_bytes = 0
-
-    def judge_by(self) -> float | None:
-        return self.window_start + self.limit.seconds if self.on else None
-
-    def add(self, count: int) -> None:
-        if not self.on:
-            return
-        self.window_bytes += count
-        now = time.monotonic()
-        elapsed = now - self.window_start
-        if elapsed < self.limit.seconds:
-            return
-        if self.window_bytes / elapsed < self.limit.limit:
-            raise TooSlowError(
-                f"the server sent {self.window_bytes} bytes in {elapsed:.0f} s, below the"
-                f" low-speed limit of {self.limit.limit:g} bytes/s",
-                f"the server or the network is stalling; see {option('low_speed_limit')}"
-                f" and {option('low_speed_time')}",
-            )
-        self.window_start, self.window_bytes = now, 0
+def low_speed_hint() -> str:
+    return (f"the server or the network is stalling; see {option('low_speed_limit')} and "
+            f"{option('low_speed_time')}")
 
 
 def read_all(response: Response, limit: int | None = None, what: str = "") -> None:

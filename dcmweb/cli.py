@@ -145,10 +145,11 @@ def _exit_codes() -> str:
               help="Give up one request after this long, all retries and waits included.")
 @click.option("--low-speed-limit", type=bounded(bounds.LOW_SPEED_LIMIT), default=1024.0,
               show_default=True, metavar="BYTES/S",
-              help="Cut off an answer slower than this over --low-speed-time (0: never).")
+              help="Cut off an answer, or a request's body, slower than this over "
+                   "--low-speed-time (0: never).")
 @click.option("--low-speed-time", type=bounded(bounds.LOW_SPEED_TIME), default=120.0,
               show_default=True, metavar="SECONDS",
-              help="How long an answer may stay under --low-speed-limit.")
+              help="How long a transfer may stay under --low-speed-limit.")
 @click.option("--outage-limit", type=bounded(bounds.OUTAGE_LIMIT), default=300.0,
               show_default=True, metavar="SECONDS",
               help="Wait this long for a server that is down or answers 429/503 "

@@ -19,11 +19,11 @@ from .auth import (
     hide_credential_headers,
     warn_if_header_overridden,
 )
-from .body import LowSpeed
 from .errors import DcmwebError, ServerError, UsageError
 from .http import Http, HttpConfig, RetryPolicy
 from .optionnames import on_command_line, option
 from .redact import redact_url
+from .speed import LowSpeed
 from .tls import check_ca_bundle
 
 # Each operation's module is imported by its method: a command loads only its own.

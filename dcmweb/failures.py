@@ -31,7 +31,7 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 from .auth import is_google_host
-from .body import TooSlowError, server_message
+from .body import TooSlowError, low_speed_hint, server_message
 from .errors import (
     AuthError,
     DcmwebError,
@@ -52,6 +52,7 @@ from .neterrors import (
     ProxyError,
     ProxyRefused,
     ReadTimeout,
+    SendStalled,
     SlowHead,
     UndecodableBody,
 )
@@ -170,6 +171,7 @@ class Failure:
     sent: bool = True  # the request may have reached the server
     fatal_at_start: bool = False  # a wrong HOST or port, unless the server answered before
     midway: bool = False  # the server answered, then its answer failed
+    sending: bool = False  # cut while the request was on its way: the server never had it all
     silent: bool = False  # connected and sent, and no answer came in time
     reached: bool = False  # something answered, but not with HTTP
     dropped: bool = False  # the connection closed: on a pooled one, retried at once
@@ -198,6 +200,9 @@ def classify(exc: BaseException, answered: bool = True) -> Failure:
     for current in _chain(exc):
         if isinstance(current, TooSlowError):
             return Failure(current.message, midway=True)
+        if isinstance(current, SendStalled):
+            return Failure(str(current), midway=True, sending=True,
+                           hint=low_speed_hint() if current.too_slow else UNAVAILABLE_HINT)
         if isinstance(current, UndecodableBody):
             return Failure(str(current), midway=True, undecodable=True)
         if isinstance(current, ConnectionRefusedError) or (

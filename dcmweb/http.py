@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from . import __version__
 from .auth import Auth, NoAuth
-from .body import LowSpeed, TooSlowError, read_all, set_low_speed
+from .body import TooSlowError, read_all, set_low_speed
 from .errors import (
     AnswerLost,
     AuthError,
@@ -82,6 +82,7 @@ from .optionnames import option
 from .output import TRANSIENT
 from .record import field, record
 from .redact import redact_text, redact_url
+from .speed import LowSpeed
 from .throttle import Cancelled, Gate, GateStats, Outcome, jitter
 from .transport import Response, Transport
 
@@ -346,7 +347,7 @@ class _Exchange:
         try:
             response = self.http.transport.request(
                 self.method, self.url, params=self.params, headers=merged, data=data,
-                timeout=timeout, head_by=self.deadline)
+                timeout=timeout, head_by=self.deadline, low_speed=self.config.low_speed)
             set_low_speed(response, self.config.low_speed)
             if not (self.stream or 300 <= response.status_code < 400
                     or response.unknown_coding):
@@ -454,7 +455,9 @@ class _Exchange:
                         why=failure.reason)
             reason = (f"no answer within {self.deadline_name} ({self.deadline_seconds:g} s)"
                       if cut else failure.reason)
-            raise AnswerLost(f"{self.what}: {reason} after the request was sent",
+            when = (" while the request was sent" if failure.sending
+                    else " after the request was sent")
+            raise AnswerLost(f"{self.what}: {reason}{when}",
                              self.deadline_hint if cut else None, cut=cut) from exc
         self.outcome_unknown = self.outcome_unknown or failure.sent
         if failure.undecodable:

@@ -28,6 +28,16 @@ class ReadTimeout(TransportError):
     """The server sent nothing for the read timeout."""
 
 
+class SendStalled(TransportError):
+    """The server took the request's body too slowly: no byte for the read timeout, or
+    (``too_slow``) fewer than the low-speed limit over its window. It never had the
+    whole request."""
+
+    def __init__(self, message: str, *, too_slow: bool = False) -> None:
+        super().__init__(message)
+        self.too_slow = too_slow
+
+
 class NotHTTP(TransportError):
     """The answer does not start like HTTP: another service on that port, or TLS met with
     plain HTTP."""

@@ -22,7 +22,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -38,13 +38,16 @@ from .neterrors import (
     ProxyError,
     ProxyRefused,
     ReadTimeout,
+    SendStalled,
     TLSError,
     TransportError,
 )
 from .rawquery import unescape_caret
+from .speed import LowSpeed, SpeedMeter
 from .wire import (
     Answer,
     Connection,
+    EarlyAnswer,
     FileSlice,
     Traffic,
     body_blocks,
@@ -191,14 +194,15 @@ class Transport:
 
     def request(self, method: str, url: str, *, params: Any = None,
                 headers: Mapping[str, str] | None = None, data: Any = None,
-                timeout: Timeout = (10.0, 300.0), head_by: float | None = None
-                ) -> Response:
+                timeout: Timeout = (10.0, 300.0), head_by: float | None = None,
+                low_speed: LowSpeed | None = None) -> Response:
         """Send one request (no redirects followed) and return its answer once the status
         line and headers arrived; the body is read from the :class:`Response`.
         ``head_by`` (a ``time.monotonic()``): the status line and headers must have
         arrived whole by then, or one read timeout after the body was sent when sending
         took past it (:class:`~dcmweb.neterrors.SlowHead`): a server trickling them
-        would otherwise hold the request forever."""
+        would otherwise hold the request forever. ``low_speed``: the body is cut
+        (:class:`~dcmweb.neterrors.SendStalled`) when the server takes it slower."""
         method = method.upper()
         scheme, host, port, target = split_url(url, params)
         if (scheme, host, port) not in self._proxies:
@@ -233,7 +237,8 @@ class Transport:
         key: Key = (scheme, host, port, proxy)
         connection = self._connection(key, timeout)
         try:
-            raw = self._exchange(connection, method, head, body, timeout[1], head_by)
+            raw = self._exchange(connection, method, head, body, timeout[1], head_by,
+                                 low_speed)
         except BaseException:
             connection.close()
             raise
@@ -314,29 +319,34 @@ class Transport:
     # -- one exchange ----------------------------------------------------------------------
     @staticmethod
     def _exchange(connection: Connection, method: str, head: bytes, body: Any,
-                  read_timeout: float, head_by: float | None) -> Answer:
+                  read_timeout: float, head_by: float | None,
+                  low_speed: LowSpeed | None) -> Answer:
         assert connection.sock is not None
         connection.set_read_timeout(read_timeout)
         blocks = body_blocks(body, SEND_BLOCK,
                              zero_copy=type(connection.sock) is socket.socket)
+        meter = None if low_speed is None else SpeedMeter(low_speed, _took_too_slowly(low_speed))
         try:
             first = next(blocks, b"")
             if isinstance(first, bytes):
-                _write(connection, head + first)  # a small request is one packet
+                _write(connection, head + first, meter)  # a small request is one packet
             else:
-                _write(connection, head)
-                _write(connection, first)
+                _write(connection, head, meter)
+                _write(connection, first, meter)
             for block in blocks:
-                _write(connection, block)
-        except _Closed as closed:
-            # The server may have answered early (a 401, a 413) and closed: read it.
+                _write(connection, block, meter)
+        except (_Closed, EarlyAnswer) as stopped:
+            # The server answered early (a 401, a 413) and stopped reading, or closed:
+            # read its answer. The rest of the request is not sent: never reuse it.
             try:
-                return connection.read_answer(method, _head_until(head_by, read_timeout))
+                answer = connection.read_answer(method, _head_until(head_by, read_timeout))
             except NoAnswer:
                 raise
             except OSError:
-                raise TransportError(f"the connection dropped while sending: {closed}"
-                                     ) from closed.__cause__
+                raise TransportError(f"the connection dropped while sending: {stopped}"
+                                     ) from stopped.__cause__
+            answer.will_close = True
+            return answer
         connection.traffic.add_awaiting(1)  # sent whole: the server's turn
         try:
             return connection.read_answer(method, _head_until(head_by, read_timeout))
@@ -383,15 +393,25 @@ class _Closed(TransportError):
     """The server closed the connection while the request was being sent."""
 
 
-def _write(connection: Connection, data: bytes | FileSlice) -> None:
+def _write(connection: Connection, data: bytes | FileSlice, meter: SpeedMeter | None
+           ) -> None:
     try:
-        connection.send(data)
-    except TimeoutError as exc:
-        raise ReadTimeout("the server took no bytes within the read timeout") from exc
+        connection.send(data, meter)
     except (BrokenPipeError, ConnectionResetError) as exc:
         raise _Closed(repr(exc)) from exc
+    except TransportError:
+        raise
     except OSError as exc:
         raise TransportError(f"the connection dropped while sending: {exc!r}") from exc
+
+
+def _took_too_slowly(limit: LowSpeed) -> Callable[[int, float], SendStalled]:
+    def too_slow(count: int, seconds: float) -> SendStalled:
+        return SendStalled(f"the server took {count} bytes of the request in {seconds:.0f} s,"
+                           f" below the low-speed limit of {limit.limit:g} bytes/s",
+                           too_slow=True)
+
+    return too_slow
 
 
 def _body(data: Any) -> tuple[Any, int | None]:

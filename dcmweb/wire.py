@@ -8,8 +8,12 @@ answer's headers with the email parser. Here ssl is imported only for https (net
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,9 +28,11 @@ from .neterrors import (
     NotHTTP,
     Overdue,
     ReadTimeout,
+    SendStalled,
     SlowHead,
     TransportError,
 )
+from .speed import SpeedMeter
 
 MAX_LINE = 65536  # one status or header line, as http.client allows
 MAX_FIELDS = 200  # physical lines of one head (folded ones too) or of a chunked trailer
@@ -50,6 +56,20 @@ class FileSlice(NamedTuple):
     offset: int
     length: int
     after_send: Callable[[int], None]
+
+
+class EarlyAnswer(Exception):
+    """The server answered, or closed, before it took the whole request."""
+
+
+def _would_block(error: OSError) -> bool:
+    """Whether a non-blocking call found the socket full, or empty (TLS says it its own
+    way; ssl is loaded only for https)."""
+    if isinstance(error, BlockingIOError):
+        return True
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(error, (ssl.SSLWantReadError,
+                                                  ssl.SSLWantWriteError))
 
 
 class Traffic:
@@ -185,21 +205,85 @@ class Connection:
         self.read_timeout = seconds
         self.sock.settimeout(seconds)
 
-    def send(self, data: bytes | FileSlice) -> None:
+    def send(self, data: bytes | FileSlice, meter: SpeedMeter | None = None) -> None:
+        """Send ``data`` whole. No wait for the server to take more goes past the read
+        timeout (:class:`SendStalled`: it took no byte) or past the ``meter``'s window
+        (which judges the rate). An answer that comes meanwhile (an early 401 or 413 of a
+        server that reads no more, or a close) ends the send: :class:`EarlyAnswer`."""
         assert self.sock is not None
-        if isinstance(data, bytes):
-            self.sock.sendall(data)
-            self._count_sent(len(data))
-            return
+        sock = self.sock
+        sock.settimeout(0.0)  # the waits are _wait_to_send's
+        try:
+            if isinstance(data, bytes):
+                view = memoryview(data)
+                self._push(len(data), lambda at: sock.send(view[at:]), meter)
+                return
+            into, source = sock.fileno(), data.file.fileno()
+            sent = self._push(data.length, lambda at: os.sendfile(
+                into, source, data.offset + at, min(SENDFILE_STEP, data.length - at)), meter)
+        finally:
+            if self.sock is not None:
+                self.sock.settimeout(self.read_timeout)
+        data.after_send(sent)
+
+    def _push(self, length: int, push: Callable[[int], int], meter: SpeedMeter | None
+              ) -> int:
+        """Bytes sent by ``push(offset)`` (what the socket takes now) until ``length``, or
+        until a file gives no more (it shrank)."""
         sent = 0
-        while sent < data.length:
-            step = min(SENDFILE_STEP, data.length - sent)
-            done = self.sock.sendfile(data.file, data.offset + sent, step)
+        last_taken = time.monotonic()
+        while sent < length:
+            try:
+                done = push(sent)
+            except OSError as exc:
+                if not _would_block(exc):
+                    raise
+                self._wait_to_send(last_taken, meter)
+                continue
+            if not done:
+                break
             sent += done
             self._count_sent(done)
-            if done < step:  # the file ended early: after_send says it shrank
-                break
-        data.after_send(sent)
+            last_taken = time.monotonic()
+            if meter is not None:
+                meter.add(done)
+        return sent
+
+    def _wait_to_send(self, last_taken: float, meter: SpeedMeter | None) -> None:
+        """Wait until the socket takes more, the server answers, or a limit is passed."""
+        assert self.sock is not None
+        poller = select.poll()
+        poller.register(self.sock, select.POLLOUT | select.POLLIN)
+        while True:
+            stalled_at = last_taken + (self.read_timeout or math.inf)
+            judge_at = meter.judge_by() if meter is not None else None
+            until = stalled_at if judge_at is None else min(stalled_at, judge_at)
+            wait = None if until == math.inf else max(until - time.monotonic(), 0) * 1000
+            events = poller.poll(wait)
+            flags = events[0][1] if events else 0
+            if flags & select.POLLIN and self._answer_came():
+                raise EarlyAnswer("the server answered before it took the whole request")
+            if flags & ~select.POLLIN:  # it takes more, or the send fails by itself
+                return
+            now = time.monotonic()
+            if judge_at is not None and now >= judge_at:
+                assert meter is not None
+                meter.add(0)  # raises for a window too slow; else a new one
+            elif now >= stalled_at:
+                raise SendStalled(f"the server took no byte of the request for"
+                                  f" {self.read_timeout:g} s (the read timeout)")
+
+    def _answer_came(self) -> bool:
+        """Whether the server sent bytes (kept for the answer's read) or closed."""
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(RECEIVE)
+        except OSError as exc:
+            # TLS bytes that held no data (a session ticket); a reset is the read's.
+            return not _would_block(exc)
+        self._buffer += data
+        self.traffic.add_received(len(data))
+        return True
 
     def _count_sent(self, count: int) -> None:
         self._unanswered += count

@@ -4,6 +4,7 @@
 - `pydicom_data_files()`: the `pydicom-data` package (module `data_store`, data_store/data).
 - `ORTHANC_REJECTS`, `orthanc_safe()`, `unique_by_sop()`: what a server keeps.
 - `synthetic_files()`: many small valid instances with fresh UIDs, for volume tests.
+- `large_instance()`: one instance of random pixels, as large as asked.
 
 pydicom's `get_testdata_file()` can fetch missing files from the network; nothing here
 calls it.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import importlib.util
+import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -221,3 +223,15 @@ def synthetic_files(
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def large_instance(path: Path, side: int) -> Path:
+    """Write a copy of CT_small.dcm with ``side`` x ``side`` 16-bit pixels of random values
+    (nothing compresses them) and a new SOP Instance UID to ``path``."""
+    ds = pydicom.dcmread(pydicom_test_files_dir() / DEFAULT_TEMPLATE)
+    ds.Rows = ds.Columns = side
+    ds.PixelData = os.urandom(side * side * 2)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -10,17 +10,20 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile, Request, cut, once, silent, stall, trickle
+from hostile import Hostile, Request, cut, forward, once, silent, stall, trickle
 
 from dcmweb.body import LowSpeed, read_json
 from dcmweb.cli import cli
 from dcmweb.errors import ServerError, UnavailableError
 from dcmweb.http import Http, HttpConfig, RetryPolicy
 from dcmweb.testing import LocalServer
+from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines
 
 ROWS = json.dumps([{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}]).encode()
@@ -256,6 +259,86 @@ def test_trickling_forever_ends_at_the_outage_limit() -> None:
     last = lines(result.stderr)[-1]
     assert "below the low-speed limit of 100 bytes/s (the server was unavailable for" in last
     assert 2 <= len(first_pages(fake)) <= 4
+
+
+def test_a_server_taking_a_body_too_slowly_is_cut_by_the_low_speed_limit(
+        local_server: LocalServer, tmp_path: Path) -> None:
+    """A server (or a link) taking a store's body at 20 KB/s held an 8 MiB file for 7
+    minutes a try: the low-speed limit judged answers only, and each byte went in time."""
+    big = corpus.large_instance(tmp_path / "big.dcm", 2048)
+    with Hostile(read_rate=20_000) as slow:
+        slow.fallback = forward(local_server.root_url)
+        started = time.monotonic()
+        result = run("--low-speed-limit", "100000", "--low-speed-time", "2", "--outage-limit",
+                     "3", slow.root_url + urlsplit(local_server.url).path, "store", str(big))
+        elapsed = time.monotonic() - started
+    assert elapsed < 40, result.stderr
+    assert re.search(r"the server took \d+ bytes of the request in 2 s, below the low-speed "
+                     r"limit of 100000 bytes/s while the request was sent", result.stderr), \
+        result.stderr
+    assert "after the request was sent" not in result.stderr
+    assert result.exit_code in (1, 5), result.stderr
+    assert local_server.store.query("SELECT sop_uid FROM instances") == []
+
+
+@contextmanager
+def reading_heads_only(answer: bytes | None) -> Iterator[str]:
+    """A server that reads a request's head, never its body (a small receive buffer, so
+    the client's send fills up), and sends ``answer`` at once, or nothing; it keeps each
+    connection open. The URL is yielded."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            held.append(connection)
+            head = b""
+            while b"\r\n\r\n" not in head and (piece := connection.recv(1)):
+                head += piece
+            if answer is not None:
+                connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web"
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()
+
+
+def test_an_early_refusal_ends_the_send_at_once(tmp_path: Path) -> None:
+    """A 413 sent before the server read the body, on a connection it kept open: dcmweb
+    went on sending into a full socket until the read timeout, then called it silent."""
+    big = corpus.large_instance(tmp_path / "big.dcm", 2048)
+    refusal = (b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain\r\n"
+               b"Content-Length: 22\r\n\r\nthe body is over 1 MiB")
+    with reading_heads_only(refusal) as url:
+        started = time.monotonic()
+        result = run("--read-timeout", "20", url, "store", str(big))
+        elapsed = time.monotonic() - started
+    assert elapsed < 10, result.stderr
+    assert result.exit_code == 1, result.stderr
+    assert "413" in result.stderr and "the body is over 1 MiB" in result.stderr
+    assert "read timeout" not in result.stderr
+
+
+def test_a_server_that_takes_no_more_of_the_body_is_named_so(tmp_path: Path) -> None:
+    """Was: 'no answer from HOST within the read timeout ... after the request was sent',
+    of a request the server never had whole."""
+    big = corpus.large_instance(tmp_path / "big.dcm", 2048)
+    with reading_heads_only(None) as url:
+        result = run("--read-timeout", "1", "--low-speed-limit", "0", "--outage-limit", "2",
+                     url, "store", str(big))
+    assert result.exit_code in (1, 5), result.stderr
+    assert "the server took no byte of the request for 1 s (the read timeout) while the " \
+           "request was sent" in result.stderr, result.stderr
+    assert "after the request was sent" not in result.stderr
 
 
 def test_silent_server_ends_at_the_request_deadline() -> None:

@@ -4,7 +4,6 @@ bytes; -m retrieve files reported as each is saved; a bar whose clock moves."""
 from __future__ import annotations
 
 import io
-import os
 import re
 import threading
 import time
@@ -30,24 +29,13 @@ def run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
 
 
-def large_file(path: Path, side: int) -> Path:
-    """A DICOM file of side x side 16-bit pixels (random: nothing compresses it)."""
-    ds = pydicom.dcmread(corpus.pydicom_test_files_dir() / "CT_small.dcm")
-    ds.Rows = ds.Columns = side
-    ds.PixelData = os.urandom(side * side * 2)
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def test_store_progress_lines_come_on_a_timer_while_a_large_file_is_sent(
         local_server: LocalServer, tmp_path: Path) -> None:
     """Probe 4: a 97 s upload of one file with --progress-every 10 printed no line until
     it ended, then 'progress: 1 of 1 file, 22.9 MiB stored, 0 failed, 0.0 files/s,
     about 0 s left'. Now a line comes every N seconds, with the bytes sent so far (the
     body in flight too) and an ETA reckoned in bytes."""
-    big = large_file(tmp_path / "in" / "big.dcm", 2048)  # 8 MiB
+    big = corpus.large_instance(tmp_path / "in" / "big.dcm", 2048)  # 8 MiB
     with Hostile(read_rate=2.5e6) as slow:  # about 3 s for the body
         slow.fallback = forward(local_server.root_url)
         result = run(slow.root_url + urlsplit(local_server.url).path, "store", str(big),
@@ -81,7 +69,7 @@ def test_once_every_byte_is_sent_progress_waits_for_the_answer(local_server: Loc
 
 
 def test_quiet_store_prints_no_progress(local_server: LocalServer, tmp_path: Path) -> None:
-    big = large_file(tmp_path / "in" / "big.dcm", 1024)
+    big = corpus.large_instance(tmp_path / "in" / "big.dcm", 1024)
     with Hostile(read_rate=2e6) as slow:  # about 1 s
         slow.fallback = forward(local_server.root_url)
         result = run("-q", slow.root_url + urlsplit(local_server.url).path, "store", str(big))
@@ -249,7 +237,7 @@ def test_a_body_sent_again_is_not_counted_twice(local_server: LocalServer,
                                                 tmp_path: Path) -> None:
     """A 503, then the resend waits for its answer: the lines said '1.0 MiB sent' of a
     512 KiB file (the refused body and the resend), and the time left believed it."""
-    big = large_file(tmp_path / "in" / "big.dcm", 512)
+    big = corpus.large_instance(tmp_path / "in" / "big.dcm", 512)
     size = big.stat().st_size
     local_server.inject_fault(503, retry_after="1", method="POST")
     local_server.inject_fault(delay=1.5, method="POST")

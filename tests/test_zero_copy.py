@@ -8,14 +8,15 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import ssl
+import stat
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pydicom
 import pytest
 from click.testing import CliRunner
-from hostile import Hostile, Request, tls_certificate
+from hostile import Hostile, Request, forward, tls_certificate
 
 from dcmweb import Client
 from dcmweb.cli import cli
@@ -26,6 +27,7 @@ from dcmweb.store import CHANGED_WHILE_SENT, Uploader
 from dcmweb.storefiles import Part10File, StoreOptions
 from dcmweb.testing import LocalServer
 from dcmweb.wire import Connection, FileSlice, body_blocks
+from dcmweb_devtools import corpus
 
 LARGE = ("examples_jpeg2k.dcm", "SC_rgb_jpeg_dcmd.dcm", "waveform_ecg.dcm")  # 150-290 KB
 SMALL = ("CT_small.dcm", "MR_small.dcm")
@@ -33,21 +35,25 @@ SMALL = ("CT_small.dcm", "MR_small.dcm")
 
 @pytest.fixture
 def sendfile_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The byte counts of every sendfile on a plain socket (and none expected on TLS)."""
-    calls: list[int] = []
-    plain = socket.socket.sendfile
+    """The bytes of each file slice the kernel sent to a socket (os.sendfile): calls that go on
+    where the one before ended are one slice (a full socket takes a slice in pieces)."""
+    slices: list[int] = []
+    last: list[tuple[int, int, int]] = []  # (socket, file, the offset it ended at)
+    plain = os.sendfile
 
-    def spy(self: socket.socket, file, offset: int = 0, count: int | None = None) -> int:
-        sent = plain(self, file, offset, count)
-        calls.append(sent)
+    def spy(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        sent = plain(out_fd, in_fd, offset, count)
+        if not stat.S_ISSOCK(os.fstat(out_fd).st_mode):  # shutil's copies (the server's)
+            return sent
+        if last and last[0] == (out_fd, in_fd, offset):
+            slices[-1] += sent
+        else:
+            slices.append(sent)
+        last[:] = [(out_fd, in_fd, offset + sent)]
         return sent
 
-    def refused(*args: object, **kwargs: object) -> int:
-        raise AssertionError("sendfile on a TLS socket sends 8 KiB at a time: read instead")
-
-    monkeypatch.setattr(socket.socket, "sendfile", spy)
-    monkeypatch.setattr(ssl.SSLSocket, "sendfile", refused)
-    return calls
+    monkeypatch.setattr(os, "sendfile", spy)
+    return slices
 
 
 def pick(pydicom_files: list[Path], names: tuple[str, ...], folder: Path) -> list[Path]:
@@ -188,3 +194,18 @@ def test_tls_bodies_are_read_not_sent_by_the_kernel(
     assert result.exit_code == 0, result.stderr
     assert len(bodies) == 1 and all(p.read_bytes() in bodies[0] for p in files)
     assert sendfile_calls == []
+
+
+def test_a_large_tls_body_to_a_slow_reader_arrives_whole(local_server: LocalServer,
+                                                         tmp_path: Path) -> None:
+    """TLS sends from Python without blocking: a full socket says so its own way
+    (SSLWantWriteError), and the send waits and goes on where it stopped."""
+    big = corpus.large_instance(tmp_path / "in" / "big.dcm", 2048)  # 8 MiB: about 2 s
+    cert, key = tls_certificate(tmp_path)
+    with Hostile(tls=(cert, key), read_rate=4e6) as slow:  # the sender waits
+        slow.fallback = forward(local_server.root_url)
+        result = CliRunner().invoke(cli, ["--ca-bundle", str(cert), slow.root_url
+                                          + urlsplit(local_server.url).path, "store", str(big)])
+    assert result.exit_code == 0, result.stderr
+    with Client(local_server.url) as client:
+        assert client.retrieve_instance(instance_path(big)) == big.read_bytes()
