@@ -142,6 +142,14 @@ def _in_background(func: Callable[[], T]) -> Callable[[], T]:
     return future.result
 
 
+def later_page_refused(error: UsageError) -> ServerError:
+    """A 400 to a later page of a query the server served until then: its own limit
+    (Google's offset goes to 1,000,000), which the command line cannot fix."""
+    return ServerError(error.message, "the server lists this query only so far: narrow the"
+                       " query (a range of StudyDate, say) to list the rest",
+                       status=error.status, url=error.url)
+
+
 class RepeatedPage(ServerError):
     """A page that holds only rows of earlier pages: the server ignores offset (or pages
     in circles). ``whole``: the page was shorter than the limit asked for and held the
@@ -277,10 +285,16 @@ class Searcher:
             try:
                 rows, sent = upcoming()
             except DcmwebError as error:
-                if shown:  # the output holds the rows before: not the whole result
-                    error.add_line(f"search {url_path}: the listing stopped at offset "
-                                   f"{offset}, after {plural(shown, 'row')}; the rest were "
-                                   "not listed")
+                if not shown:
+                    raise
+                # The output holds the rows before: not the whole result.
+                stopped = (f"search {url_path}: the listing stopped at offset {offset}, after"
+                           f" {plural(shown, 'row')}; the rest were not listed")
+                if isinstance(error, UsageError):
+                    refused = later_page_refused(error)
+                    refused.add_line(stopped)
+                    raise refused from error
+                error.add_line(stopped)
                 raise
             if not rows:
                 if offset < held_to:

@@ -171,6 +171,30 @@ def test_a_page_that_fails_after_rows_were_shown_says_the_rest_were_not(
                                         "at offset 6, after 6 rows; the rest were not listed")
 
 
+def test_a_later_page_refused_as_malformed_is_the_servers_refusal_not_a_usage_error() -> None:
+    """Google answers 400 past offset 1,000,000 of a query whose first pages it served:
+    dcmweb ended exit 2, "fix the command line", of a command line that was right."""
+    rows = [row(f"1.2.{n}") for n in range(6)]
+
+    def pages(req: Request) -> None:
+        offset = int(req.params["offset"])
+        if offset >= 3:
+            req.json(400, {"error": {"code": 400, "message": "offset must be at most 3"}})
+        else:
+            req.json(200, rows[offset:offset + 3], "application/dicom+json")
+
+    with Hostile() as fake:
+        fake.route("GET", "/instances", pages)
+        result = dcmweb(fake.url, "search", "instances", "--format", "uids", "--page-size", "3")
+    assert result.exit_code == 1, result.stderr
+    assert result.stdout.split() == [f"1.2.{n}" for n in range(3)]
+    assert "HTTP 400" in lines(result.stderr)[-2] and "offset must be at most 3" in \
+        lines(result.stderr)[-2]
+    assert "narrow the query" in lines(result.stderr)[-2]
+    assert lines(result.stderr)[-1] == ("dcmweb: error: search instances: the listing stopped "
+                                        "at offset 3, after 3 rows; the rest were not listed")
+
+
 def test_rows_a_server_pages_in_another_order_each_time_are_said_to_be_missing() -> None:
     """A server whose order is not the same from page to page (no stable sort) sends a
     row again where another belonged: that one is never shown. Before, the warning said
