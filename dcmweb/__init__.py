@@ -12,6 +12,7 @@ from .errors import (
     AllFailed,
     AnswerLost,
     AuthError,
+    Busy,
     DcmwebError,
     ExitStatus,
     LocalFileError,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .bulkrecords import Outcome, Summary
     from .client import Client
     from .delete import DeleteResult
+    from .limits import DescriptorLimit, ThreadLimit
     from .operations import Operation
     from .rendered import RenderOptions
     from .retrieve import RetrieveResult
@@ -39,9 +41,11 @@ __all__ = [
     "AllFailed",
     "AnswerLost",
     "AuthError",
+    "Busy",
     "Client",
     "DcmwebError",
     "DeleteResult",
+    "DescriptorLimit",
     "ExitStatus",
     "LocalFileError",
     "NotFoundError",
@@ -54,6 +58,7 @@ __all__ = [
     "ServerError",
     "StoreResult",
     "Summary",
+    "ThreadLimit",
     "UnavailableError",
     "Unserved",
     "UsageError",
@@ -64,7 +69,8 @@ __all__ = [
 # Imported on first use (they pull in the HTTP stack): name -> module.
 _LAZY = {"Client": "client", "StoreResult": "storefiles", "RetrieveResult": "retrieve",
          "DeleteResult": "delete", "Operation": "operations", "RenderOptions": "rendered",
-         "Summary": "bulkrecords", "Outcome": "bulkrecords"}
+         "Summary": "bulkrecords", "Outcome": "bulkrecords", "DescriptorLimit": "limits",
+         "ThreadLimit": "limits"}
 
 
 def __getattr__(name: str) -> Any:

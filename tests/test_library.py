@@ -70,6 +70,12 @@ def test_exported_types() -> None:
         StoreResult, RetrieveResult, DeleteResult)
     for name in dcmweb.__all__:
         assert getattr(dcmweb, name) is not None
+    # Errors a script may catch by name: a journal another run holds, a process limit.
+    from dcmweb.errors import Busy
+    from dcmweb.limits import DescriptorLimit, ThreadLimit
+
+    assert (dcmweb.Busy, dcmweb.DescriptorLimit, dcmweb.ThreadLimit) == (
+        Busy, DescriptorLimit, ThreadLimit)
 
 
 def test_the_types_the_docs_name_are_exported_and_import_dcmweb_stays_light() -> None:
