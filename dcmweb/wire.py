@@ -45,6 +45,9 @@ SENDFILE_STEP = 1024 * 1024
 _NOT_IN_TARGET = re.compile("[\x00-\x20\x7f]")  # a space or control would split the line
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")  # a chunk size
 _DECIMAL = re.compile("[0-9]{1,19}")  # a Content-Length (int() would take '+5', '1_0', ' 5')
+# An informational answer's status (not 101, which switches protocols), and a whole one.
+_INTERIM_STATUS = re.compile(rb"HTTP/1\.[01] 1(?!01)[0-9]{2}")
+_INTERIM = re.compile(_INTERIM_STATUS.pattern + rb"[^\n]*\n(?:[^\r\n][^\n]*\n)*\r?\n")
 
 
 class FileSlice(NamedTuple):
@@ -70,6 +73,14 @@ def _would_block(error: OSError) -> bool:
     ssl = sys.modules.get("ssl")
     return ssl is not None and isinstance(error, (ssl.SSLWantReadError,
                                                   ssl.SSLWantWriteError))
+
+
+def _interim_coming(data: bytes) -> bool:
+    """Whether ``data`` may be an informational answer whose blank line is still to come
+    (whole ones were taken off): its status so far is 1xx, within the bounds of a head."""
+    status = data[:12]
+    return (bool(_INTERIM_STATUS.fullmatch(status + b"HTTP/1.1 100"[len(status):]))
+            and len(data) <= MAX_HEAD)
 
 
 class Traffic:
@@ -274,16 +285,22 @@ class Connection:
                                   f" {self.read_timeout:g} s (the read timeout)")
 
     def _answer_came(self) -> bool:
-        """Whether the server sent bytes (kept for the answer's read) or closed."""
+        """Whether the server closed, or sent bytes (kept for the answer's read) that may
+        be its answer: an informational answer (``100 Continue``, which a server may send
+        unasked before it reads the body) is dropped, and the send goes on."""
         assert self.sock is not None
         try:
             data = self.sock.recv(RECEIVE)
         except OSError as exc:
             # TLS bytes that held no data (a session ticket); a reset is the read's.
             return not _would_block(exc)
-        self._buffer += data
+        if not data:
+            return True
         self.traffic.add_received(len(data))
-        return True
+        self._buffer += data
+        while interim := _INTERIM.match(self._buffer):
+            self._buffer = self._buffer[interim.end():]
+        return bool(self._buffer) and not _interim_coming(self._buffer)
 
     def _count_sent(self, count: int) -> None:
         self._unanswered += count

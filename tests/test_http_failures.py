@@ -9,11 +9,12 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pydicom
 import pytest
 from click.testing import CliRunner, Result
 from hostile import Hostile, Request, cut, forward, once, silent, stall, trickle
@@ -282,10 +283,10 @@ def test_a_server_taking_a_body_too_slowly_is_cut_by_the_low_speed_limit(
 
 
 @contextmanager
-def reading_heads_only(answer: bytes | None) -> Iterator[str]:
-    """A server that reads a request's head, never its body (a small receive buffer, so
-    the client's send fills up), and sends ``answer`` at once, or nothing; it keeps each
-    connection open. The URL is yielded."""
+def raw_server(handle: Callable[[socket.socket, bytes], None]) -> Iterator[str]:
+    """A server that reads each request's head and hands the connection and the head to
+    ``handle``, with a small receive buffer (a client's send fills up while the server
+    does not read); connections stay open until the end. The URL is yielded."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
     held: list[socket.socket] = []
@@ -300,8 +301,7 @@ def reading_heads_only(answer: bytes | None) -> Iterator[str]:
             head = b""
             while b"\r\n\r\n" not in head and (piece := connection.recv(1)):
                 head += piece
-            if answer is not None:
-                connection.sendall(answer)
+            handle(connection, head)
 
     threading.Thread(target=serve, daemon=True).start()
     try:
@@ -310,6 +310,11 @@ def reading_heads_only(answer: bytes | None) -> Iterator[str]:
         listener.close()
         for connection in held:
             connection.close()
+
+
+def reading_heads_only(answer: bytes | None) -> AbstractContextManager[str]:
+    """A server that never reads a body: it sends ``answer`` at once, or nothing."""
+    return raw_server(lambda connection, head: answer and connection.sendall(answer))
 
 
 def test_an_early_refusal_ends_the_send_at_once(tmp_path: Path) -> None:
@@ -326,6 +331,36 @@ def test_an_early_refusal_ends_the_send_at_once(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.stderr
     assert "413" in result.stderr and "the body is over 1 MiB" in result.stderr
     assert "read timeout" not in result.stderr
+
+
+def test_a_100_continue_while_the_body_is_sent_is_no_answer(tmp_path: Path) -> None:
+    """A server may send 100 Continue unasked (RFC 9110 15.2.1); one that sends it and
+    only then reads the body is not answering early: the send goes on."""
+    big = corpus.large_instance(tmp_path / "big.dcm", 2048)  # 8 MiB: more than buffers hold
+    ds = pydicom.dcmread(big, stop_before_pixels=True)
+    stored = json.dumps({"00081199": {"vr": "SQ", "Value": [{
+        "00081150": {"vr": "UI", "Value": [str(ds.SOPClassUID)]},
+        "00081155": {"vr": "UI", "Value": [str(ds.SOPInstanceUID)]}}]}}).encode()
+    bodies: list[int] = []
+
+    def continue_then_read(connection: socket.socket, head: bytes) -> None:
+        connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        time.sleep(0.5)  # the client's send fills the buffers meanwhile
+        length = int(re.search(rb"Content-Length: (\d+)", head, re.I).group(1))
+        received = 0
+        while received < length and (piece := connection.recv(1 << 16)):
+            received += len(piece)
+        bodies.append(received)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(stored), stored))
+
+    with raw_server(continue_then_read) as url:
+        # Was: the send stopped at the 100 and waited for an answer that the server, still
+        # waiting for the body, never sent: read timeouts until the outage limit.
+        result = run("--read-timeout", "5", "--outage-limit", "10", url, "store", str(big))
+    assert result.exit_code == 0, result.stderr
+    assert bodies and bodies[0] > big.stat().st_size
+    assert " uploaded as " in result.stderr
 
 
 def test_a_server_that_takes_no_more_of_the_body_is_named_so(tmp_path: Path) -> None:
