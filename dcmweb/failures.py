@@ -46,6 +46,7 @@ from .neterrors import (
     BrokenHead,
     ConnectError,
     ConnectTimeout,
+    EarlySuccess,
     InvalidURL,
     NoAnswer,
     NotHTTP,
@@ -200,6 +201,9 @@ def classify(exc: BaseException, answered: bool = True) -> Failure:
     for current in _chain(exc):
         if isinstance(current, TooSlowError):
             return Failure(current.message, midway=True)
+        if isinstance(current, EarlySuccess):
+            return Failure(str(current), midway=True, sending=True,
+                           hint="the server, or a proxy in between, is broken; check HOST")
         if isinstance(current, SendStalled):
             return Failure(str(current), midway=True, sending=True,
                            hint=low_speed_hint() if current.too_slow else UNAVAILABLE_HINT)

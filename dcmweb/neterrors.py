@@ -38,6 +38,11 @@ class SendStalled(TransportError):
         self.too_slow = too_slow
 
 
+class EarlySuccess(TransportError):
+    """The server answered 2xx before it took the whole request: it cannot have done
+    the work with a body it never had, so the answer is not believed."""
+
+
 class NotHTTP(TransportError):
     """The answer does not start like HTTP: another service on that port, or TLS met with
     plain HTTP."""

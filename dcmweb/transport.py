@@ -32,6 +32,7 @@ from .netenv import environ_proxy, netrc_authorization, tls_context, userinfo_au
 from .neterrors import (
     ConnectError,
     ConnectTimeout,
+    EarlySuccess,
     InvalidHeader,
     InvalidURL,
     NoAnswer,
@@ -345,6 +346,9 @@ class Transport:
             except OSError:
                 raise TransportError(f"the connection dropped while sending: {stopped}"
                                      ) from stopped.__cause__
+            if 200 <= answer.status < 300:  # it cannot have done the work
+                raise EarlySuccess(f"the server answered HTTP {answer.status} {answer.reason} "
+                                   "early".replace("  ", " ")) from None
             answer.will_close = True
             return answer
         connection.traffic.add_awaiting(1)  # sent whole: the server's turn

@@ -333,14 +333,42 @@ def test_an_early_refusal_ends_the_send_at_once(tmp_path: Path) -> None:
     assert "read timeout" not in result.stderr
 
 
+def test_a_success_answered_before_the_body_was_taken_is_not_believed(tmp_path: Path) -> None:
+    """A server that answers 200, naming the file's instance, before it read the body
+    cannot have stored it: the file is settled by a search, never reported stored."""
+    big = corpus.large_instance(tmp_path / "big.dcm", 2048)  # 8 MiB: more than buffers hold
+    early = stow_answer(big)
+
+    def answer_early(connection: socket.socket, head: bytes) -> None:
+        post = head.startswith(b"POST")
+        body = early if post else b"[]"  # a search finds nothing
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\n"
+                           b"Content-Length: %d\r\n%s\r\n%s" % (
+                               len(body), b"" if post else b"Connection: close\r\n", body))
+        if not post:
+            connection.close()
+
+    with raw_server(answer_early) as url:
+        result = run("--read-timeout", "5", "--outage-limit", "10", url, "store", str(big))
+    assert result.exit_code == 1, result.stderr
+    assert " uploaded as " not in result.stderr
+    assert "the server answered HTTP 200 OK early while the request was sent" in \
+        result.stderr, result.stderr
+
+
+def stow_answer(path: Path) -> bytes:
+    """A STOW-RS answer that says ``path``'s instance was stored."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return json.dumps({"00081199": {"vr": "SQ", "Value": [{
+        "00081150": {"vr": "UI", "Value": [str(ds.SOPClassUID)]},
+        "00081155": {"vr": "UI", "Value": [str(ds.SOPInstanceUID)]}}]}}).encode()
+
+
 def test_a_100_continue_while_the_body_is_sent_is_no_answer(tmp_path: Path) -> None:
     """A server may send 100 Continue unasked (RFC 9110 15.2.1); one that sends it and
     only then reads the body is not answering early: the send goes on."""
     big = corpus.large_instance(tmp_path / "big.dcm", 2048)  # 8 MiB: more than buffers hold
-    ds = pydicom.dcmread(big, stop_before_pixels=True)
-    stored = json.dumps({"00081199": {"vr": "SQ", "Value": [{
-        "00081150": {"vr": "UI", "Value": [str(ds.SOPClassUID)]},
-        "00081155": {"vr": "UI", "Value": [str(ds.SOPInstanceUID)]}}]}}).encode()
+    stored = stow_answer(big)
     bodies: list[int] = []
 
     def continue_then_read(connection: socket.socket, head: bytes) -> None:
