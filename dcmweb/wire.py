@@ -42,6 +42,7 @@ RECEIVE = 65536  # bytes asked of the socket when a head or a chunk line is read
 # A file slice goes to the kernel this much at a time, so that the bytes sent so far are
 # known while a large file is on its way (progress); a call costs some 20 us.
 SENDFILE_STEP = 1024 * 1024
+TLS_RECORD = 16 * 1024  # the most one TLS record holds
 _NOT_IN_TARGET = re.compile("[\x00-\x20\x7f]")  # a space or control would split the line
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")  # a chunk size
 _DECIMAL = re.compile("[0-9]{1,19}")  # a Content-Length (int() would take '+5', '1_0', ' 5')
@@ -227,7 +228,10 @@ class Connection:
         try:
             if isinstance(data, bytes):
                 view = memoryview(data)
-                self._push(len(data), lambda at: sock.send(view[at:]), meter)
+                # TLS takes a piece whole or not at all: a piece of one record each keeps
+                # the progress of a slow send in sight of the meter.
+                piece = len(data) if type(sock) is socket.socket else TLS_RECORD
+                self._push(len(data), lambda at: sock.send(view[at:at + piece]), meter)
                 return
             into, source = sock.fileno(), data.file.fileno()
             sent = self._push(data.length, lambda at: os.sendfile(

@@ -12,18 +12,21 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pydicom
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile, Request, cut, forward, once, silent, stall, trickle
+from hostile import Hostile, Request, cut, forward, once, silent, stall, tls_certificate, trickle
 
+from dcmweb import transport
 from dcmweb.body import LowSpeed, read_json
 from dcmweb.cli import cli
 from dcmweb.errors import ServerError, UnavailableError
 from dcmweb.http import Http, HttpConfig, RetryPolicy
 from dcmweb.testing import LocalServer
+from dcmweb.wire import open_socket
 from dcmweb_devtools import corpus
 from dcmweb_devtools.logs import lines
 
@@ -280,6 +283,29 @@ def test_a_server_taking_a_body_too_slowly_is_cut_by_the_low_speed_limit(
     assert "after the request was sent" not in result.stderr
     assert result.exit_code in (1, 5), result.stderr
     assert local_server.store.query("SELECT sop_uid FROM instances") == []
+
+
+def test_a_tls_body_taken_above_the_low_speed_limit_is_not_cut(
+        local_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TLS takes a piece of a body whole or not at all: in pieces of 256 KiB, a server
+    taking 150 KB/s showed no progress for 1.7 s at a time, and a limit of 60 KB/s over
+    1 s would cut a send that was never below it."""
+    big = corpus.large_instance(tmp_path / "big.dcm", 512)  # 512 KiB
+    cert, key = tls_certificate(tmp_path)
+
+    def small_send_buffer(*args: Any) -> socket.socket:
+        """The kernel's send buffer would take most of the body at once."""
+        sock = open_socket(*args)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+        return sock
+
+    monkeypatch.setattr(transport, "open_socket", small_send_buffer)
+    with Hostile(tls=(cert, key), read_rate=150_000) as slow:
+        slow.fallback = forward(local_server.root_url)
+        result = run("--ca-bundle", str(cert), "--low-speed-limit", "60000", "--low-speed-time",
+                     "1", slow.root_url + urlsplit(local_server.url).path, "store", str(big))
+    assert result.exit_code == 0, result.stderr
+    assert "low-speed" not in result.stderr
 
 
 @contextmanager
