@@ -78,10 +78,10 @@ def _would_block(error: OSError) -> bool:
 
 def _interim_coming(data: bytes) -> bool:
     """Whether ``data`` may be an informational answer whose blank line is still to come
-    (whole ones were taken off): its status so far is 1xx, within the bounds of a head."""
+    (whole ones were taken off): its status so far is 1xx, within the bounds of a line."""
     status = data[:12]
     return (bool(_INTERIM_STATUS.fullmatch(status + b"HTTP/1.1 100"[len(status):]))
-            and len(data) <= MAX_HEAD)
+            and len(data) <= MAX_LINE)
 
 
 class Traffic:
@@ -302,7 +302,9 @@ class Connection:
             return True
         self.traffic.add_received(len(data))
         self._buffer += data
-        while interim := _INTERIM.match(self._buffer):
+        # A whole interim answer ends with a blank line: no regex on a trickle without one.
+        while (b"\n\n" in self._buffer or b"\n\r\n" in self._buffer) and (
+                interim := _INTERIM.match(self._buffer)):
             self._buffer = self._buffer[interim.end():]
         return bool(self._buffer) and not _interim_coming(self._buffer)
 
