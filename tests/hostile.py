@@ -22,7 +22,8 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,42 @@ def forward(root_url: str, *, answer: bool = True,
 
 def status(code: int, headers: dict[str, str] | None = None, body: bytes = b"") -> Route:
     return lambda req: req.reply(code, body, "text/plain", headers=headers)
+
+
+# -- raw sockets: what http.server cannot do (answer before the body is read) ------------
+@contextmanager
+def raw_server(handle: Callable[[socket.socket, bytes], None]) -> Iterator[str]:
+    """A server that reads each request's head and hands the connection and the head to
+    ``handle``, with a small receive buffer (a client's send fills up while the server
+    does not read); connections stay open until the end. The URL is yielded."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            held.append(connection)
+            head = b""
+            while b"\r\n\r\n" not in head and (piece := connection.recv(1)):
+                head += piece
+            handle(connection, head)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web"
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()
+
+
+def reading_heads_only(answer: bytes | None) -> AbstractContextManager[str]:
+    """A server that never reads a body: it sends ``answer`` at once, or nothing."""
+    return raw_server(lambda connection, head: answer and connection.sendall(answer))
 
 
 def tls_certificate(folder: Path) -> tuple[Path, Path]:

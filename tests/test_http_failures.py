@@ -9,8 +9,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +17,19 @@ from urllib.parse import urlsplit
 import pydicom
 import pytest
 from click.testing import CliRunner, Result
-from hostile import Hostile, Request, cut, forward, once, silent, stall, tls_certificate, trickle
+from hostile import (
+    Hostile,
+    Request,
+    cut,
+    forward,
+    once,
+    raw_server,
+    reading_heads_only,
+    silent,
+    stall,
+    tls_certificate,
+    trickle,
+)
 
 from dcmweb import transport
 from dcmweb.body import LowSpeed, read_json
@@ -306,41 +317,6 @@ def test_a_tls_body_taken_above_the_low_speed_limit_is_not_cut(
                      "1", slow.root_url + urlsplit(local_server.url).path, "store", str(big))
     assert result.exit_code == 0, result.stderr
     assert "low-speed" not in result.stderr
-
-
-@contextmanager
-def raw_server(handle: Callable[[socket.socket, bytes], None]) -> Iterator[str]:
-    """A server that reads each request's head and hands the connection and the head to
-    ``handle``, with a small receive buffer (a client's send fills up while the server
-    does not read); connections stay open until the end. The URL is yielded."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        while True:
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return
-            held.append(connection)
-            head = b""
-            while b"\r\n\r\n" not in head and (piece := connection.recv(1)):
-                head += piece
-            handle(connection, head)
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web"
-    finally:
-        listener.close()
-        for connection in held:
-            connection.close()
-
-
-def reading_heads_only(answer: bytes | None) -> AbstractContextManager[str]:
-    """A server that never reads a body: it sends ``answer`` at once, or nothing."""
-    return raw_server(lambda connection, head: answer and connection.sendall(answer))
 
 
 def test_an_early_refusal_ends_the_send_at_once(tmp_path: Path) -> None:
