@@ -299,7 +299,7 @@ def test_a_server_taking_a_body_too_slowly_is_cut_by_the_low_speed_limit(
 def test_a_tls_body_taken_above_the_low_speed_limit_is_not_cut(
         local_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """TLS takes a piece of a body whole or not at all: in pieces of 256 KiB, a server
-    taking 150 KB/s showed no progress for 1.7 s at a time, and a limit of 60 KB/s over
+    taking 150 KB/s showed no progress for 1.7 s at a time, and a limit of 20 KB/s over
     1 s would cut a send that was never below it."""
     big = corpus.large_instance(tmp_path / "big.dcm", 512)  # 512 KiB
     cert, key = tls_certificate(tmp_path)
@@ -313,7 +313,7 @@ def test_a_tls_body_taken_above_the_low_speed_limit_is_not_cut(
     monkeypatch.setattr(transport, "open_socket", small_send_buffer)
     with Hostile(tls=(cert, key), read_rate=150_000) as slow:
         slow.fallback = forward(local_server.root_url)
-        result = run("--ca-bundle", str(cert), "--low-speed-limit", "60000", "--low-speed-time",
+        result = run("--ca-bundle", str(cert), "--low-speed-limit", "20000", "--low-speed-time",
                      "1", slow.root_url + urlsplit(local_server.url).path, "store", str(big))
     assert result.exit_code == 0, result.stderr
     assert "low-speed" not in result.stderr
