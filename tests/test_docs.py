@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,3 +90,36 @@ def test_help_lists_every_exit_code_without_the_source_tree() -> None:
     assert "    4    the study, series, instance or store does not exist (HTTP 404)" in listed
     assert max(map(len, listed)) <= 80
     assert "docs/" not in result.output
+
+
+def _anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown page."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    anchors: set[str] = set()
+    for heading in re.findall(r"^#+ (.+)$", text, flags=re.M):
+        anchor = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        suffix = 1
+        while anchor in anchors:  # a repeated heading gets -1, -2 ...
+            anchor = f"{anchor.rstrip('-0123456789')}-{suffix}"
+            suffix += 1
+        anchors.add(anchor)
+    return anchors
+
+
+def test_every_link_and_named_file_of_the_docs_exists() -> None:
+    """Old docs/testserver.md named `../shared/docs/servers.md`, a file outside the
+    repository."""
+    pages = [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]
+    broken = []
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        links = re.findall(r"\]\(([^)\s]+)\)", text) + re.findall(r"`([\w./-]+\.md)`", text)
+        for link in links:
+            if link.startswith(("http://", "https://")):
+                continue
+            target, _, anchor = link.partition("#")
+            path = (page.parent / target).resolve() if target else page
+            if not path.is_relative_to(DOCS.parent) or not path.exists() or (
+                    anchor and anchor not in _anchors(path)):
+                broken.append(f"{page.name}: {link}")
+    assert broken == []
