@@ -66,8 +66,8 @@ def _file_names(ctx: click.Context, param: click.Parameter, incomplete: str
 @click.option("--retry-failed", is_flag=True,
               help="With --journal: send only the files that failed before.")
 @click.option("--skip-existing", is_flag=True,
-              help="Ask the server (one search per series, checked by a retrieve: "
-                   "searches may lag behind deletes) and send only what it lacks.")
+              help="Ask the server (one search per series, checked by an instance's "
+                   "metadata: searches may lag behind deletes) and send only what it lacks.")
 @click.option("--verify-journal", is_flag=True,
               help="With --journal: ask the server (one search per series) whether it "
                    "still holds what the journal lists as stored; send again what it lost.")

@@ -81,9 +81,11 @@ def environ_proxy(scheme: str, host: str, port: int) -> str | None:
         parts = None
     if parts is None or not parts.hostname or parts.path.strip("/") or parts.query or (
             parts.fragment):
+        # No "http://USER:PASSWORD@HOST" here: messages hide a URL's userinfo.
         raise UsageError(f"{variable} is not a valid proxy URL",
-                         "write it as http://[USER:PASSWORD@]HOST:PORT, with '#', '?', '/'"
-                         " and '@' in the password percent-encoded (%23, %3F, %2F, %40)")
+                         "write it as http://HOST:PORT, with credentials as USER:PASSWORD@"
+                         " before HOST; '#', '?', '/' and '@' in the password percent-encoded"
+                         " (%23, %3F, %2F, %40)")
     return proxy
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,3 +91,93 @@ def test_help_lists_every_exit_code_without_the_source_tree() -> None:
     assert "    4    the study, series, instance or store does not exist (HTTP 404)" in listed
     assert max(map(len, listed)) <= 80
     assert "docs/" not in result.output
+
+
+def _anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown page."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    anchors: set[str] = set()
+    for heading in re.findall(r"^#+ (.+)$", text, flags=re.M):
+        anchor = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        suffix = 1
+        while anchor in anchors:  # a repeated heading gets -1, -2 ...
+            anchor = f"{anchor.rstrip('-0123456789')}-{suffix}"
+            suffix += 1
+        anchors.add(anchor)
+    return anchors
+
+
+def test_every_link_and_named_file_of_the_docs_exists() -> None:
+    """Old docs/testserver.md named `../shared/docs/servers.md`, a file outside the
+    repository."""
+    pages = [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]
+    broken = []
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        links = re.findall(r"\]\(([^)\s]+)\)", text) + re.findall(r"`([\w./-]+\.md)`", text)
+        for link in links:
+            if link.startswith(("http://", "https://")):
+                continue
+            target, _, anchor = link.partition("#")
+            path = (page.parent / target).resolve() if target else page
+            if not path.is_relative_to(DOCS.parent) or not path.exists() or (
+                    anchor and anchor not in _anchors(path)):
+                broken.append(f"{page.name}: {link}")
+    assert broken == []
+
+
+def _documented_commands() -> Iterator[tuple[str, str]]:
+    """(page, command line) of every dcmweb command in a code block of the docs (the
+    examples of --help are in cli-reference.md); synopses and prose are left out."""
+    for page in [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]:
+        for block in re.findall(r"```[a-z]*\n(.*?)```", page.read_text(), flags=re.S):
+            # a line continued, and the quotes of a command inside a YAML string
+            for line in re.sub(r"\s*\\\n\s*", " ", block).replace('\\"', '"').splitlines():
+                line = re.sub(r"\s#\s.*$", "", line)  # a comment
+                for found in re.finditer(r"(?<![\w.-])dcmweb ((?:\$\(\(.*?\)\)|\$\(.*?\)|"
+                                         r"\"[^\"]*\"|(?!\s\s)[^|;&)\"])*)", line):
+                    words = found.group(1).split()
+                    if "[OPTIONS]" not in words and set(words) & {*cli.commands, "help"}:
+                        yield page.name, found.group(0).strip()
+
+
+def _shell_words(command: str) -> list[str]:
+    """The words the shell would pass: HOST a URL, expansions a value, no redirection."""
+    command = re.sub(r"\$\(\(.*?\)\)|\$\(.*?\)|\$\{?\w+\}?|\{\}", "1", command)
+    words = shlex.split(command.replace("HOST", "http://127.0.0.1:1/dicom-web"))[1:]
+    redirected = [i for i, word in enumerate(words) if word[:1] in "<>" or word[:2] == "2>"]
+    return words[:redirected[0]] if redirected else words
+
+
+def test_every_documented_command_parses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    """An option renamed or dropped, a value out of its choices or range, or a command
+    that no longer exists fails here, in whichever page shows it. The profiles are
+    usage.md's example config file."""
+    usage = (DOCS / "usage.md").read_text()
+    [toml] = re.findall(r"```toml\n(.*?)```", usage, flags=re.S)
+    (tmp_path / "config.toml").write_text(toml)
+    monkeypatch.setenv("DCMWEB_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.chdir(tmp_path)
+    commands = list(_documented_commands())
+    assert len(commands) > 80
+    refused = []
+    for page, command in commands:
+        words = _shell_words(command)
+        for name in words:
+            if name.endswith((".json", ".jpg")):  # --metadata and --jpeg must exist
+                (tmp_path / name).touch()
+        try:
+            group: click.Command = cli
+            ctx = cli.make_context("dcmweb", words)
+            args = [*ctx._protected_args, *ctx.args]
+            while isinstance(group, click.Group) and args:
+                group = group.commands[args[0]]
+                ctx = group.make_context(args[0], args[1:], parent=ctx)
+                args = [*ctx._protected_args, *ctx.args] if isinstance(group, click.Group) \
+                    else []
+        except click.exceptions.Exit:  # --help
+            pass
+        except (click.ClickException, KeyError) as error:
+            refused.append(f"{page}: {command}: {error}")
+    assert refused == []

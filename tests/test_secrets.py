@@ -425,6 +425,20 @@ def test_a_broken_or_unsupported_proxy_is_a_usage_error_at_once(
     assert lines(result.stderr)[0].startswith(f"dcmweb: error: {message} (")
 
 
+def test_the_hint_for_a_broken_proxy_url_shows_its_shape_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Was: 'write it as http://***@]HOST:PORT': the hint's own USER:PASSWORD@ was hidden
+    as if it were a password in a URL."""
+    _no_proxy_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("HTTP_PROXY", "http://pu:Pr0xy#Secret77@127.0.0.1:9")
+    result = run("http://127.0.0.1:9/dicom-web", "search")
+    assert result.exit_code == 2, result.stderr
+    assert lines(result.stderr) == [
+        "dcmweb: error: HTTP_PROXY is not a valid proxy URL (write it as http://HOST:PORT, with"
+        " credentials as USER:PASSWORD@ before HOST; '#', '?', '/' and '@' in the password"
+        " percent-encoded (%23, %3F, %2F, %40))"]
+
+
 # -- server text cut where a credential is -----------------------------------------------------
 @pytest.mark.parametrize("credentials", [
     ["--token", "ya29.a0AfB_byC8xQ3kL9mN2pR7sT4vW6yZ1aB3cD5eF7gH9"],
