@@ -500,6 +500,10 @@ class Client:
                 return self._retrieve_many(paths, out, part_type, transfer_syntax,
                                            single_part, render)
             path = paths.first
+        elif render is not None and path is not None:
+            from .pathlist import rendered_path
+
+            path = rendered_path(_text("path", path))  # as a list of one is
         kind = parse_wado_path(None if path is None else _text("path", path)).kind
         check_output_folder(out)
         if render is not None and kind != "rendered":

@@ -95,17 +95,21 @@ def retrieve(settings: Settings, paths: tuple[str, ...], output_path: str | None
       dcmweb HOST search instances StudyDate=20240101 --format paths \\
         | dcmweb -m HOST retrieve --paths-from - --format png --viewport 64,64 -o thumbs
     """
+    from .pathlist import rendered_path
     from .wadopath import parse_wado_path
 
     output = settings.output
     if null_separated and not paths_from:
         raise UsageError("-0 reads the lists of --paths-from", "give --paths-from FILE")
+    rendering = fmt in _FORMATS["rendered"] or viewport or window or quality is not None
     many = _path_list(paths, paths_from, null_separated)
-    if many and (fmt in _FORMATS["rendered"] or viewport or window or quality is not None):
-        many.render_all()  # a list of instances (search --format paths) to render
+    if many and rendering:
+        many.render_all()  # studies, series or instances (search --format paths) to render
     path = many.first if many and len(many) == 1 else paths[0] if paths else None
     if many and len(many) == 1:
         many = None  # one path, from a list or not: a retrieve of that path
+    elif not many and path and rendering:
+        path = rendered_path(path)  # as a list of one is
     kinds = many.kinds if many else {parse_wado_path(path).kind}
     these = "these paths" if many else "this path"
     if fmt and not kinds & {kind for kind, formats in _FORMATS.items() if fmt in formats}:

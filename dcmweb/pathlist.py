@@ -109,7 +109,7 @@ class PathList:
         """Read every path as PATH/rendered when all are studies, series or instances
         (rendering options given for a list of them, as ``search --format paths``
         prints it); a list that holds other kinds is left as it is."""
-        if self.kinds == {"dicom"} and "store" not in self.levels:
+        if _renders(self.kinds, self.levels):
             self.kinds = {"rendered"}
             self._suffix = "/rendered"
             self.first = self.first.rstrip("/") + self._suffix
@@ -124,3 +124,16 @@ class PathList:
 
     def close(self) -> None:
         self._spool.close()
+
+
+def rendered_path(path: str) -> str:
+    """PATH/rendered for one study, series or instance given rendering options, as a list
+    of one is read (:meth:`PathList.render_all`); any other path as it is."""
+    target = parse_wado_path(path)
+    levels = {target.resource.level} if target.kind == "dicom" else set()
+    return path.rstrip("/") + "/rendered" if _renders({target.kind}, levels) else path
+
+
+def _renders(kinds: set[Kind], levels: set[str]) -> bool:
+    """Whether paths of these kinds and levels are rendered (studies, series, instances)."""
+    return kinds == {"dicom"} and "store" not in levels

@@ -164,6 +164,29 @@ def test_search_paths_feeds_rendered_thumbnails(local_server: LocalServer,
     assert f"{instance(stored[0])}/rendered saved as " in result.stderr
 
 
+@pytest.mark.parametrize("given", ["argument", "one-line list"])
+def test_one_study_with_rendering_options_renders_as_a_list_of_one_does(
+        local_server: LocalServer, stored: list[Path], tmp_path: Path, given: str) -> None:
+    """`retrieve studies/S --format png` was refused (exit 2, '--format png does not
+    apply to this path') while the same path as a one-line --paths-from list rendered."""
+    study = uids_of(stored[-1])[0]
+    in_study = [p for p in stored if uids_of(p)[0] == study]
+    out = tmp_path / "thumbs"
+    where_paths = (["--paths-from", "-"] if given == "one-line list"
+                   else [f"studies/{study}"])
+    result = dcmweb(local_server.url, "retrieve", *where_paths, "--format", "png",
+                    "--viewport", "32,32", "-o", str(out), stdin=f"studies/{study}\n")
+    assert result.exit_code == 0, result.stderr
+    assert set(files_under(out)) == {where(out, p).with_suffix(".png") for p in in_study}
+    assert all(p.read_bytes().startswith(PNG) for p in files_under(out))
+    with Client(local_server.url) as client:  # the library alike
+        results = client.retrieve(f"studies/{study}", tmp_path / "lib",
+                                  render=RenderOptions(format="png"))
+    assert {r.status for r in results} == {"saved"}
+    assert set(files_under(tmp_path / "lib")) == {
+        where(tmp_path / "lib", p).with_suffix(".png") for p in in_study}
+
+
 def test_search_paths_at_each_level(local_server: LocalServer, stored: list[Path]) -> None:
     study, series, _ = uids_of(stored[0])
     expected = {

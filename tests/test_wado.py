@@ -602,10 +602,14 @@ def test_a_window_width_that_is_not_positive_is_refused_by_the_library() -> None
         assert fake.requests == []
 
 
-def test_render_options_on_a_dicom_path_are_usage_errors() -> None:
+@pytest.mark.parametrize("path", ["studies/1/metadata", "studies/1/series/2/instances/3/frames/1",
+                                  "studies/1/bulk/x"])
+def test_render_options_on_a_path_that_cannot_render_are_usage_errors(path: str) -> None:
+    """A study, series or instance renders (test_retrieve_paths); metadata, frames and
+    bulk data cannot."""
     with Hostile() as fake:
-        result = dcmweb(fake.url, "retrieve", "studies/1", "--viewport", "10,10")
-        assert result.exit_code == 2
+        result = dcmweb(fake.url, "retrieve", path, "--viewport", "10,10")
+        assert result.exit_code == 2, result.stderr
         assert fake.requests == []
 
 
