@@ -95,7 +95,6 @@ def retrieve(settings: Settings, paths: tuple[str, ...], output_path: str | None
       dcmweb HOST search instances StudyDate=20240101 --format paths \\
         | dcmweb -m HOST retrieve --paths-from - --format png --viewport 64,64 -o thumbs
     """
-    from .pathlist import rendered_path
     from .wadopath import parse_wado_path
 
     output = settings.output
@@ -109,6 +108,8 @@ def retrieve(settings: Settings, paths: tuple[str, ...], output_path: str | None
     if many and len(many) == 1:
         many = None  # one path, from a list or not: a retrieve of that path
     elif not many and path and rendering:
+        from .pathlist import rendered_path
+
         path = rendered_path(path)  # as a list of one is
     kinds = many.kinds if many else {parse_wado_path(path).kind}
     these = "these paths" if many else "this path"
