@@ -142,7 +142,7 @@ def _in_background(func: Callable[[], T]) -> Callable[[], T]:
     return future.result
 
 
-def later_page_refused(error: UsageError) -> ServerError:
+def _later_page_refused(error: UsageError) -> ServerError:
     """A 400 to a later page of a query the server served until then: its own limit
     (Google's offset goes to 1,000,000), which the command line cannot fix."""
     return ServerError(error.message, "the server lists this query only so far: narrow the"
@@ -291,7 +291,7 @@ class Searcher:
                 stopped = (f"search {url_path}: the listing stopped at offset {offset}, after"
                            f" {plural(shown, 'row')}; the rest were not listed")
                 if isinstance(error, UsageError):
-                    refused = later_page_refused(error)
+                    refused = _later_page_refused(error)
                     refused.add_line(stopped)
                     raise refused from error
                 error.add_line(stopped)
