@@ -107,6 +107,7 @@ _HINTS = {
     404: "check the HOST URL and the UIDs in the path",
 }
 UNAVAILABLE_HINT = "the server is overloaded or down; try again later"
+BROKEN_HINT = "the server, or a proxy in between, is broken; check HOST"
 PROXY_HINT = ("check the proxy (HTTPS_PROXY / HTTP_PROXY), or bypass it for this host with"
               " NO_PROXY")
 # The answers of a proxy that is failing, not refusing: an outage, waited out.
@@ -203,7 +204,7 @@ def classify(exc: BaseException, answered: bool = True) -> Failure:
             return Failure(current.message, midway=True)
         if isinstance(current, EarlySuccess):
             return Failure(str(current), midway=True, sending=True,
-                           hint="the server, or a proxy in between, is broken; check HOST")
+                           hint=BROKEN_HINT)
         if isinstance(current, SendStalled):
             return Failure(str(current), midway=True, sending=True,
                            hint=low_speed_hint() if current.too_slow else UNAVAILABLE_HINT)
@@ -232,7 +233,7 @@ def classify(exc: BaseException, answered: bool = True) -> Failure:
         if isinstance(current, BrokenHead):  # broken, as an answer that is not HTTP
             return Failure(f"sent an answer HTTP does not allow ({current})",
                             fatal_at_start=True, reached=True,
-                            hint="the server, or a proxy in between, is broken; check HOST")
+                            hint=BROKEN_HINT)
         if isinstance(current, SlowHead):  # each byte came in time: not silent
             return Failure("sent its answer's status line and headers too slowly",
                             reached=True, hint=UNAVAILABLE_HINT)

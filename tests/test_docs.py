@@ -108,8 +108,8 @@ def _anchors(page: Path) -> set[str]:
 
 
 def test_every_link_and_named_file_of_the_docs_exists() -> None:
-    """Old docs/testserver.md named `../shared/docs/servers.md`, a file outside the
-    repository."""
+    """Old docs/testserver.md named a servers.md of the developers' workplace, a file
+    outside the repository that a user's clone does not have."""
     pages = [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]
     broken = []
     for page in pages:
