@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from hostile import Hostile, Request, multipart
+from hostile import Hostile, Request, forward, multipart
 from test_retrieve import files_under, study_of
 from test_retrieve_stopped import complete_studies
 
@@ -313,19 +313,43 @@ def test_a_file_stopped_while_it_waits_for_its_turn_is_not_attempted(
         local_server: LocalServer, tmp_path: Path, number: int, code: int, line: str) -> None:
     """With -m, one request answered 503 with a long Retry-After, one stored; the third
     file's request waits for the Retry-After (every worker does) when the signal comes.
-    Was: reported "unconfirmed (sent, no answer: the server may hold it)", never sent."""
+    Was: reported "unconfirmed (sent, no answer: the server may hold it)", never sent.
+
+    A forwarder orders the answers: the 503 goes out once the second request is in, and
+    that one is stored only after the 503 was heard (a timed fault raced on a busy CI
+    machine: the second request came after the 503, or its 200 before it)."""
     files = corpus.synthetic_files(tmp_path / "in", 3)
+    refused = corpus.sop_instance_uid(files[0]).encode()
     report = tmp_path / "report.jsonl"
-    local_server.inject_fault(503, retry_after="30", method="POST")
-    process = start("-m", "--workers", "2", local_server.url, "store", "--batch-size", "1",
-                    "--report", str(report), *map(str, files))
-    wait_for(lambda: len(posts(local_server)) >= 2, process)
-    time.sleep(0.5)  # the worker that was answered 200 takes the third file meanwhile
-    _, stderr, _ = stop(process, number)
+    second_in, refusal_sent = threading.Event(), threading.Event()
+    store = forward(local_server.root_url)
+
+    def ordered(req: Request) -> None:
+        if req.seen.method == "POST" and refused in req.seen.body:
+            second_in.wait(30)
+            req.reply(503, b"busy", "text/plain", headers={"Retry-After": "30"})
+            refusal_sent.set()
+            return
+        if req.seen.method == "POST":
+            second_in.set()
+            refusal_sent.wait(30)
+            time.sleep(0.5)  # the client reads the 503 first
+        store(req)
+
+    with Hostile() as forwarder:
+        forwarder.fallback = ordered
+        process = start("-m", "--workers", "2",
+                        forwarder.root_url + local_server.url.removeprefix(local_server.root_url),
+                        "store", "--batch-size", "1", "--report", str(report),
+                        *map(str, files))
+        wait_for(lambda: len(posts(local_server)) == 1, process)
+        time.sleep(0.5)  # the worker that was answered 200 takes the third file meanwhile
+        _, stderr, _ = stop(process, number)
+        sent = len(forwarder.seen("POST"))
     assert process.returncode == code, stderr
     rows = [json.loads(row) for row in report.read_text().splitlines()]
     assert sorted(row["status"] for row in rows) == ["stored", "unconfirmed"]  # those sent
-    assert len(posts(local_server)) == 2
+    assert sent == 2 and len(posts(local_server)) == 1
     assert stderr[-1] == line
     # The 503 is a real outage: it is counted once it lasted a second (a slow machine).
     assert re.fullmatch(r"dcmweb: info: Transferred 38\.4 KiB in 1 file; 1 unconfirmed \(sent, "
