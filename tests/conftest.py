@@ -46,10 +46,14 @@ def missing_dependency(message: str) -> NoReturn:
 @pytest.fixture(scope="session", autouse=True)
 def _no_user_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every option has a DCMWEB_* variable and a config file may set it: the tests run
-    with neither from the machine they run on (a test sets what it needs)."""
+    with neither from the machine they run on (a test sets what it needs), nor with the
+    machine's PYTHONUNBUFFERED."""
     saved = dict(os.environ)
     for name in [name for name in os.environ if name.startswith("DCMWEB_")]:
         del os.environ[name]
+    # A CI machine may set PYTHONUNBUFFERED; a user's shell does not: the dcmweb processes
+    # the tests start write to pipes block-buffered, as they do under cron.
+    os.environ.pop("PYTHONUNBUFFERED", None)
     os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
     yield
     os.environ.clear()
