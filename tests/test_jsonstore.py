@@ -521,3 +521,18 @@ def test_overwrite_and_study_are_refused_with_pairs(local_server: LocalServer,
     assert result.stderr.rstrip().endswith(
         f"dcmweb: error: {named} works on DICOM files, not on JSON + JPEG pairs ({hint})")
     assert local_server.requests == []
+
+
+def test_stats_count_a_pair_resent_after_lost_answers_as_retries(local_server: LocalServer,
+                                                                  tmp_path: Path) -> None:
+    """As for files (test_throttle): the JSON store resends a pair itself after a lost
+    answer that a search found not stored; each resend counts in ``stats.retries``."""
+    pair = write_pair(tmp_path, "a")
+    local_server.inject_fault(drop=True, count=2, method="POST")  # before the server stores
+    with Client(local_server.url, backoff=0.01) as client:
+        [result] = client.store_json([pair])
+        stats = client.http.stats
+    assert (result.status, result.sop_instance_uid) == ("stored", sop_of("a"))
+    posts = [r.status for r in local_server.requests if r.method == "POST"]
+    assert posts == [None, None, 200]  # one pair, sent three times
+    assert stats.retries == 2
