@@ -197,6 +197,10 @@ def after_store(expected: int) -> Callable[[servers.Orthanc, Sample], None]:
             if errors:
                 top = max(errors, key=lambda name: errors[name])
                 why = f"; {sum(errors.values())} calls raised, most often {top} ({errors[top]}x)"
+            failures: dict[str, int] = sample.extra.get("failures") or {}
+            if failures:
+                top = max(failures, key=lambda reason: failures[reason])
+                why += f"; most often {top} ({failures[top]}x)"
             sample.note = (sample.note + "; " if sample.note else "") + (
                 f"server holds {count} of {expected} instances{why}")
         else:
