@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import os
 import re
@@ -315,22 +316,25 @@ def test_a_file_stopped_while_it_waits_for_its_turn_is_not_attempted(
     file's request waits for the Retry-After (every worker does) when the signal comes.
     Was: reported "unconfirmed (sent, no answer: the server may hold it)", never sent.
 
-    A forwarder orders the answers: the 503 goes out once the second request is in, and
-    that one is stored only after the 503 was heard (a timed fault raced on a busy CI
-    machine: the second request came after the 503, or its 200 before it)."""
+    A forwarder orders the answers: the first request is answered 503 once the second is
+    in, and that one is stored only after the 503 was heard (a timed fault raced on a busy
+    CI machine: the second request came after the 503, or its 200 before it). Which file
+    goes first is dcmweb's choice (the largest first, and the copies differ by a UID
+    digit), so the order of arrival decides, not the file."""
     files = corpus.synthetic_files(tmp_path / "in", 3)
-    refused = corpus.sop_instance_uid(files[0]).encode()
     report = tmp_path / "report.jsonl"
     second_in, refusal_sent = threading.Event(), threading.Event()
+    arrivals = itertools.count()
     store = forward(local_server.root_url)
 
     def ordered(req: Request) -> None:
-        if req.seen.method == "POST" and refused in req.seen.body:
+        turn = next(arrivals) if req.seen.method == "POST" else None
+        if turn == 0:
             second_in.wait(30)
             req.reply(503, b"busy", "text/plain", headers={"Retry-After": "30"})
             refusal_sent.set()
             return
-        if req.seen.method == "POST":
+        if turn == 1:
             second_in.set()
             refusal_sent.wait(30)
             time.sleep(0.5)  # the client reads the 503 first
