@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -420,29 +419,25 @@ def test_a_page_far_larger_than_the_limit_is_read_without_building_every_row(
     other tests' threads allocate too."""
     body = b"[" + b",".join([b"{}"] * 300_000) + b"]"
     peak_file = tmp_path / "peak"
-    measuring = """
-import os, tracemalloc
-from dcmweb import cli, client, search  # the modules are not the page's cost
-
-def leave(status, end=os._exit):  # dcmweb ends with os._exit, or SystemExit
-    with open(os.environ["PEAK_FILE"], "w") as out:
-        out.write(str(tracemalloc.get_traced_memory()[1]))
-    end(status)
-
-os._exit = leave
+    # As test_retrieve's PEAK_SCRIPT, but Python's allocations (tracemalloc), not the RSS;
+    # to a file, since stderr is checked line by line.
+    measuring = f"""
+import sys, tracemalloc
+sys.argv[0] = "dcmweb"
+from dcmweb import client, search  # the modules are not the page's cost
+from dcmweb.cli import cli
 tracemalloc.start()
 try:
-    cli.main()
-except SystemExit as stop:
-    leave(stop.code if isinstance(stop.code, int) else 1)
+    cli.main(prog_name="dcmweb")  # dcmweb.cli.main would end the process without the finally
+finally:
+    with open({str(peak_file)!r}, "w") as out:
+        out.write(str(tracemalloc.get_traced_memory()[1]))
 """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DCMWEB_")}
     with Hostile() as fake:
         fake.route("GET", "/studies", lambda req: req.reply(200, body, "application/dicom+json"))
         result = subprocess.run([sys.executable, "-c", measuring, fake.url, "search", "--limit",
                                  "5", "--format", "jsonl"], capture_output=True, text=True,
-                                env={**env, "PEAK_FILE": str(peak_file)}, timeout=120,
-                                check=False)
+                                timeout=120, check=False)
     peak = int(peak_file.read_text())
     assert result.returncode == 0, result.stderr
     assert result.stdout == "{}\n" * 5
