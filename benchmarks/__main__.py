@@ -113,7 +113,11 @@ def run_case(case: Case, reps: int, run_dir: Path, results: Results) -> None:
                     url = server.url if server is not None else ""
                     try:
                         ctx = Ctx(url, scratch, output)
+                        server_before = _cpu_of(server.pid) if server is not None else None
                         sample = client.run(ctx)
+                        server_after = _cpu_of(server.pid) if server is not None else None
+                        if server_before is not None and server_after is not None:
+                            sample.extra["server_cpu"] = server_after - server_before
                         if case.after_run is not None and server is not None:
                             case.after_run(server, sample)
                         if client.check is not None and sample.ok:
@@ -128,6 +132,15 @@ def run_case(case: Case, reps: int, run_dir: Path, results: Results) -> None:
             shared.stop()
         remove(output)
         remove(spent)
+
+
+def _cpu_of(pid: int) -> float | None:
+    """The user+sys seconds a process has used so far (Linux's /proc), None if unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _set_aside(output: Path, spent: Path) -> None:

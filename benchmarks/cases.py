@@ -280,6 +280,12 @@ def python_floor(ctx: Ctx) -> Sample:
     return run_sample([sys.executable, "-c", "pass"])
 
 
+def click_floor(ctx: Ctx) -> Sample:
+    """The interpreter and click alone: what any command line built on click pays before
+    its own code runs (issue 8's store targets are judged against it)."""
+    return run_sample([sys.executable, "-c", "import click"])
+
+
 # -- the cases ---------------------------------------------------------------------------------
 @dataclass
 class Sets:
@@ -502,6 +508,8 @@ def build_cases(s: Sets, run_dir: Path) -> list[Case]:
             Client("version", "dcmweb --version", "dcmweb-cli", cli("--version")),
             Client("python", "python -c pass (the interpreter's floor)", "baseline",
                    python_floor),
+            Client("click", "python -c 'import click' (a click CLI's floor)", "baseline",
+                   click_floor),
         ],
         repeat=7,
     )
