@@ -61,6 +61,30 @@ def test_an_answer_that_is_not_dicomweb_data_is_a_failure(
     assert files_under(tmp_path) == set()  # no part_1.bin
 
 
+@pytest.mark.parametrize(("path", "content_type", "what", "expected"), [
+    ("studies/1.2", 'multipart/related; type="application/dicom"; boundary=x',
+     "retrieve studies/1.2", "multipart/related"),
+    ("studies/1.2/metadata", "application/dicom+json", "metadata studies/1.2/metadata",
+     "application/dicom+json"),
+])
+def test_a_204_with_a_content_type_is_no_data_and_not_asked_again(
+        tmp_path: Path, path: str, content_type: str, what: str, expected: str) -> None:
+    """A 204 has no body whatever its Content-Type says: the multipart type made the
+    missing boundary look like a cut answer, asked for twice more, and said 'cut off'."""
+    with Hostile() as fake:
+        fake.route("GET", f"/{path}", lambda req: req.stream(204, content_type, []))
+        result = dcmweb(fake.url, "retrieve", path,
+                        *([] if path.endswith("metadata") else ["--output", str(tmp_path)]))
+        asked = len(fake.seen("GET", f"/{path}"))
+    assert result.exit_code == 1, result.stderr
+    assert lines(result.stderr)[-1].startswith(
+        f"dcmweb: error: {what}: the server answered HTTP 204 with no content, not DICOMweb "
+        f"data ({expected}) (HOST must be the DICOMweb base URL"), result.stderr
+    assert "cut off" not in result.stderr
+    assert asked == 1
+    assert files_under(tmp_path) == set()
+
+
 def test_a_web_page_in_a_whole_store_retrieve_fails_that_study_only(
         synth: list[Path], tmp_path: Path) -> None:
     good = synth[0]
