@@ -10,7 +10,8 @@ import math
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -141,6 +142,30 @@ def give_envvars(command: click.Command, prefix: str) -> None:
             give_envvars(sub, f"{prefix}_{name.replace('-', '_').upper()}")
 
 
+class _Context(click.Context):
+    """A context that owns the usage errors its parsing raises without one: click's
+    parser leaves an option's missing value (`retrieve --output` last) without its
+    command, and the message then pointed to 'dcmweb --help', which does not list it."""
+
+    @contextmanager
+    def scope(self, cleanup: bool = True) -> Iterator[click.Context]:
+        try:
+            with super().scope(cleanup) as ctx:
+                yield ctx
+        except click.UsageError as error:
+            if error.ctx is None:
+                error.ctx = self
+            raise
+
+
+def give_contexts(command: click.Command) -> None:
+    """Every command makes a _Context (recursively)."""
+    command.context_class = _Context
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            give_contexts(sub)
+
+
 def _value_options(command: click.Command) -> tuple[set[str], set[str]]:
     """(names of options that take a value, names of all options) of a command and,
     for a group, of its subcommands."""
@@ -236,6 +261,7 @@ class DcmwebGroup(click.Group):
                      parent: click.Context | None = None, **extra: Any) -> click.Context:
         if parent is None:
             give_envvars(self, ENV_PREFIX)
+            give_contexts(self)
         return super().make_context(info_name, args, parent, **extra)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:

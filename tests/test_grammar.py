@@ -228,6 +228,23 @@ def test_a_global_option_without_its_value_at_the_end_says_so(option: str) -> No
         f"dcmweb: error: Option '{option}' requires an argument (see 'dcmweb --help')"]
 
 
+@pytest.mark.parametrize(("args", "where"), [
+    (("retrieve", "--output"), "dcmweb retrieve"),
+    (("search", "--limit"), "dcmweb search"),
+    (("store", "a.dcm", "--batch-size"), "dcmweb store"),
+    (("delete", "studies/1", "--timeout"), "dcmweb delete"),
+    (("operations", "wait", "1", "--timeout"), "dcmweb operations wait"),
+])
+def test_a_command_option_without_its_value_points_to_the_command_help(
+        args: tuple[str, ...], where: str) -> None:
+    """click's parser raises this error without its command: it sent the user to
+    'dcmweb --help', which does not list the option."""
+    result = dcmweb(HOST, *args)
+    assert result.exit_code == 2
+    assert lines(result.stderr) == [
+        f"dcmweb: error: Option '{args[-1]}' requires an argument (see '{where} --help')"]
+
+
 # -- where options go -----------------------------------------------------------------------
 @pytest.mark.parametrize(("args", "expected"), [
     # the old tool's order

@@ -95,6 +95,9 @@ def test_json_log_format(local_server: LocalServer, tmp_path: Path) -> None:
      "config file /nonexistent.toml not found"),
     (("--config", "{config}", HOST, "search", "--limit", "0"), {},
      "Invalid value for '--limit': 0 is not in the range x>=1 (see 'dcmweb search --help')"),
+    # click raises a missing value without its command: the profile's format was lost.
+    (("--config", "{config}", HOST, "search", "--limit"), {},
+     "Option '--limit' requires an argument (see 'dcmweb search --help')"),
 ])
 def test_usage_errors_follow_the_log_format(args: tuple[str, ...], env: dict[str, str],
                                             message: str, tmp_path: Path) -> None:
