@@ -228,7 +228,10 @@ def save_rendered(http: Http, base_url: str, path: str, output: Path,
     single = target.resource.level == "instance" and len(target.frames) <= 1
     listed = target.resource.level != "instance"
     streak = Streak(http, base_url, f"render {target.url_path()}") if listed else None
+    targets = renderer.targets(target, streak)
+    # An instance's images are no listing: a list, so that a run stopped by one of them
+    # counts what is left, not "the rest of the listing" (as retrieve's targets).
     tally = Tally()
     yield from run_items(lambda item, _: renderer.one(item, single=single, streak=streak),
-                         tally.each(renderer.targets(target, streak), unit_of), workers,
+                         tally.each(targets if listed else list(targets), unit_of), workers,
                          renderer.saver, tally)

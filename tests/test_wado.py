@@ -495,6 +495,23 @@ def test_rendering_a_study_or_series_with_no_instance_is_not_found(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("server", ["local", "orthanc"])
+@pytest.mark.parametrize("asked", ["rendered", "frames/1/rendered"])
+def test_rendering_a_missing_instance_says_only_that(
+        server: str, asked: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The one image asked for, answered 404: the summary said '1 instance not retrieved
+    (stopped, cut off; the rest of the listing not counted)', of a run with no listing
+    that cut nothing off."""
+    url = request.getfixturevalue("local_server" if server == "local" else "orthanc_files").url
+    path = f"studies/9.9/series/8.8/instances/7.7/{asked}"
+    result = dcmweb(url, "retrieve", path, "-o", str(tmp_path / "out"))
+    assert result.exit_code == 4, result.stderr
+    messages = lines(result.stderr)
+    assert messages[0] == "dcmweb: info: Transferred 0 B in 0 files", messages
+    assert messages[1].startswith(f"dcmweb: error: render {path} failed: HTTP 404 "), messages
+    assert len(messages) == 2, messages
+
+
 def test_library_rendered_returns_bytes(orthanc_files: Orthanc) -> None:
     with Client(orthanc_files.url) as client:
         data = client.rendered(instance_path(pydicom_file(SINGLE)), format="png",
