@@ -10,13 +10,14 @@ or (a list of paths) by the path they come from, the unit the user gave.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any, Generic, TypeVar
 
-from .errors import DcmwebError
+from .errors import DcmwebError, NotFoundError
 from .record import field, record
 
 T = TypeVar("T")
@@ -119,7 +120,17 @@ class Tally:
         # A list is known whole once its last item is taken; a listing when it has ended.
         size = len(items) if isinstance(items, Sized) else None
         self._exhausted = size == 0
-        for number, item in enumerate(source, start=1):
+        try:
+            first = next(source)
+        except StopIteration:
+            self._exhausted = True
+            return
+        except NotFoundError:
+            # A listing that finds nothing under its path (a study with no instance):
+            # nothing of it is left, the error says it all.
+            self._exhausted = True
+            raise
+        for number, item in enumerate(itertools.chain([first], source), start=1):
             kind = unit(item)
             group = None if kind is None else self.group(kind)
             taken = self.take(item, group)

@@ -150,6 +150,20 @@ def test_an_instance_the_server_cannot_send_fails_alone(
                    lines(result.stderr)), result.stderr
 
 
+@pytest.mark.parametrize("workers", [[], ["-m"]], ids=["1", "m"])
+def test_a_study_with_no_instance_is_not_found_and_nothing_is_left(
+        local_server: LocalServer, tmp_path: Path, workers: list[str]) -> None:
+    """Its listing found nothing: the summary said 'the rest of the listing not retrieved
+    (stopped)' before the error."""
+    result = dcmweb(*workers, local_server.url, "retrieve", "studies/9.9", "--type",
+                    "image/png", "--output", str(tmp_path / "out"))
+    assert result.exit_code == 4, result.stderr
+    assert lines(result.stderr) == [
+        "dcmweb: info: Transferred 0 B in 0 files",
+        "dcmweb: error: retrieve studies/9.9: not found (a search finds no instance under it) "
+        "(check the HOST URL and the UIDs in the path)"]
+
+
 def test_dicom_is_still_asked_for_in_one_request_per_study(
         filled: LocalServer, synth: list[Path], tmp_path: Path) -> None:
     study = uids_of(synth[0])[0]

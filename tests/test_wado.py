@@ -487,9 +487,12 @@ def test_rendering_a_study_or_series_with_no_instance_is_not_found(
     for path in ("studies/9.9", "studies/9.9/series/8.8"):
         result = dcmweb(url, "retrieve", f"{path}/rendered", "-o", str(out))
         assert result.exit_code == 4, result.stderr
-        assert lines(result.stderr)[-1] == (f"dcmweb: error: render {path}: not found (a search "
-                                            "finds no instance under it) (check the HOST URL "
-                                            "and the UIDs in the path)")
+        # Nothing listed, nothing left: the summary said "the rest of the listing not
+        # retrieved (stopped)".
+        assert lines(result.stderr) == [
+            "dcmweb: info: Transferred 0 B in 0 files",
+            f"dcmweb: error: render {path}: not found (a search finds no instance under it) "
+            "(check the HOST URL and the UIDs in the path)"]
         with Client(url) as client, pytest.raises(NotFoundError):
             client.retrieve(f"{path}/rendered", out)
     assert not out.exists()
