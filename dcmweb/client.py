@@ -649,14 +649,16 @@ class Client:
     # long-running operations ---------------------------------------------------
     def operation(self, name: str) -> Operation:
         """Google's operation NAME (or its ID, the dataset taken from HOST), as it is now."""
-        from .operations import get_operation
+        from .operations import get_operation, users_name
 
-        return get_operation(self._session(), self.base_url, _text("name", name))
+        return get_operation(self._session(), self.base_url,
+                             users_name(self.base_url, _text("name", name)))
 
     def wait_operation(self, name: str, *, timeout: float = 600.0) -> Operation:
         """Wait until the operation is done; raise if it failed (an error, or failed
         instances counted) or is still running after ``timeout`` seconds."""
-        from .operations import wait_operation
+        from .operations import users_name, wait_operation
 
-        return wait_operation(self._session(), self.base_url, _text("name", name),
-                              bounds.TIMEOUT.check("timeout", timeout))
+        timeout = bounds.TIMEOUT.check("timeout", timeout)
+        return wait_operation(self._session(), self.base_url,
+                              users_name(self.base_url, _text("name", name)), timeout)

@@ -120,19 +120,39 @@ def full_name(base_url: str, name: str) -> str:
     return f"{dataset.group(0)}/operations/{name}"
 
 
-def operation_url(base_url: str, name: str) -> str:
-    """GCP serves operations at the API root: https://host/v1/{name} (a name checked by
-    full_name or is_operation_name)."""
+def users_name(base_url: str, name: str) -> str:
+    """An operation NAME the user gave (operations get, wait), checked as full_name does,
+    on a HOST that can serve it: one without an API version is a usage error, as an ID
+    alone on it is, not a server's."""
+    name = full_name(base_url, name)
+    if _api_root(base_url) is None:
+        raise UsageError(f"operation {quoted(name)} cannot be read: HOST has no API version "
+                         f"segment ({'/'.join(API_VERSIONS)}) to find it under",
+                         "operations are Google's: give the Google store's URL as HOST")
+    return name
+
+
+def _api_root(base_url: str) -> str | None:
+    """https://host/v1 of a HOST with an API version in its path, else None."""
     parts = urlsplit(base_url)
     words = parts.path.split("/")
     for index, word in enumerate(words):
         if word in API_VERSIONS:
-            root = "/".join(words[: index + 1])
-            return urlunsplit((parts.scheme, parts.netloc, f"{root}/{name}", "", ""))
-    raise ServerError(
-        f"operation {quoted(name)} cannot be read: HOST has no API version segment "
-        f"({'/'.join(API_VERSIONS)}) to find it under"
-    )
+            return urlunsplit((parts.scheme, parts.netloc, "/".join(words[: index + 1]), "",
+                               ""))
+    return None
+
+
+def operation_url(base_url: str, name: str) -> str:
+    """GCP serves operations at the API root: https://host/v1/{name} (a name checked by
+    full_name or is_operation_name)."""
+    root = _api_root(base_url)
+    if root is None:
+        raise ServerError(
+            f"operation {quoted(name)} cannot be read: HOST has no API version segment "
+            f"({'/'.join(API_VERSIONS)}) to find it under"
+        )
+    return f"{root}/{name}"
 
 
 def _counter(metadata: Any, name: str) -> dict[str, int] | None:

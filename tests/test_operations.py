@@ -16,10 +16,12 @@ from hostile import DATASET, Hostile, Request
 
 from dcmweb import Client
 from dcmweb.cli import cli
+from dcmweb.errors import UsageError
 from dcmweb.testing import LocalServer
 from dcmweb_devtools import corpus
 from dcmweb_devtools.docexamples import run_example
 from dcmweb_devtools.logs import lines
+from dcmweb_devtools.orthanc import Orthanc
 
 PREFIX = "projects/demo/locations/local/datasets/ds/operations/"
 
@@ -178,6 +180,20 @@ def test_odd_names_on_the_command_line_are_usage_errors(command: str, name: str)
         assert result.exit_code == 2, result.stderr
         assert lines(result.stderr)[-1].startswith(f"dcmweb: error: odd operation name {name!r}")
         assert fake.requests == []
+
+
+@pytest.mark.parametrize("command", ["get", "wait"])
+@pytest.mark.parametrize("name", ["7", f"{DATASET}/operations/7"])
+def test_a_host_that_cannot_serve_operations_is_a_usage_error(
+        orthanc_session: Orthanc, command: str, name: str) -> None:
+    """Orthanc's HOST has no API version to find an operation under: the ID alone was
+    exit 2, the full name exit 1 (a 'server error' before any request)."""
+    result = dcmweb(orthanc_session.url, "operations", command, name)
+    assert result.exit_code == 2, result.stderr
+    [line] = lines(result.stderr)
+    assert line.startswith(f"dcmweb: error: operation {name!r} ")
+    with Client(orthanc_session.url) as client, pytest.raises(UsageError):
+        client.operation(name)
 
 
 @pytest.mark.parametrize("done", ["false", "true", 1, None, {}])
