@@ -11,6 +11,7 @@ is refused, never saved as if it were the one asked for.
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -543,17 +544,44 @@ def unit_of(item: ResourcePath | WadoPath | RetrieveResult) -> str | None:
 
 
 def run_items(results_of: Callable[[T, Named | None], Iterable[RetrieveResult]],
-              items: Iterable[Taken[T]], workers: int, saver: Saver, tally: Tally
-              ) -> Iterator[RetrieveResult]:
+              items: Iterable[Taken[T]], workers: int, saver: Saver, tally: Tally,
+              *, overlap: bool = False) -> Iterator[RetrieveResult]:
     """The results of every item, ``workers`` items at a time (one pool, however many
     paths the items come from); each file as soon as it is saved, not when its item is
     done. ``results_of(item, named)`` tells ``named`` of each file the moment it is
     named: a run that stops reports those too. ``tally`` follows the items (taken from
     it): a DcmwebError or a KeyboardInterrupt (Ctrl-C, SIGTERM) that stops the run
-    carries what it left undone (``leftover``)."""
+    carries what it left undone (``leftover``). ``overlap``: items may hold the same
+    file (paths given by the user: a study and one of its instances, a path twice); a
+    file saved again is reported once, as it is on disk once."""
     # The files the threads have named and the caller has not had yet, by path: when the
     # run stops, they are reported too.
     unreported: dict[Path | None, RetrieveResult] = {}
+    reported: set[bytes] = set()  # digests of the files reported (with overlap)
+
+    def key_of(result: RetrieveResult) -> bytes | None:
+        """What tells a file saved again (with overlap), or None."""
+        if not overlap or result.status != "saved" or result.path is None:
+            return None
+        return hashlib.blake2b(os.fsencode(result.path), digest_size=16).digest()
+
+    def again(result: RetrieveResult, key: bytes | None) -> bool:
+        if key is None or key not in reported:
+            return False
+        log.debug("%s saved %s again (another path of the run holds it too); counted once",
+                  result.source, result.path)
+        return True
+
+    def first_time(results: Iterable[RetrieveResult]) -> Iterator[RetrieveResult]:
+        for result in results:
+            key = key_of(result)  # before the file leaves unreported: a stop may come
+            if again(result, key):
+                unreported.pop(result.path, None)
+                continue
+            unreported.pop(result.path, None)
+            if key is not None:
+                reported.add(key)
+            yield result
 
     def named(result: RetrieveResult) -> None:
         unreported[result.path] = result
@@ -566,12 +594,10 @@ def run_items(results_of: Callable[[T, Named | None], Iterable[RetrieveResult]],
     try:
         if workers <= 1:
             for taken in items:
-                yield from tallied(taken, None)
+                yield from first_time(tallied(taken, None))
         else:
-            for result in run_bounded_streams(lambda taken: tallied(taken, named), items,
-                                              workers):
-                unreported.pop(result.path, None)
-                yield result
+            yield from first_time(run_bounded_streams(lambda taken: tallied(taken, named),
+                                                      items, workers))
     except GeneratorExit:
         # The caller left its loop: nothing more is written, and no half file is left
         # (the threads' requests in flight may finish; what they fetch is not kept).
@@ -588,5 +614,6 @@ def run_items(results_of: Callable[[T, Named | None], Iterable[RetrieveResult]],
             stop.leftover = tally.left(count_rest=isinstance(stop, LocalFileError))
         elif isinstance(stop, KeyboardInterrupt):  # never waits on the listing's rest
             stop.leftover = tally.left()  # type: ignore[attr-defined]  # as error.leftover
-        yield from list(unreported.values())
+        yield from [result for result in list(unreported.values())
+                    if not again(result, key_of(result))]
         raise

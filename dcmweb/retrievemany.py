@@ -107,7 +107,7 @@ def iter_retrieve_many(http: Http, base_url: str, paths: PathList, output: Path,
             return renderer.one(item)
         return _frames(http, base_url, item, output, options, downloader)
 
-    yield from run_items(results_of, items(), workers, saver, tally)
+    yield from run_items(results_of, items(), workers, saver, tally, overlap=True)
 
 
 def _frames(http: Http, base_url: str, target: WadoPath, output: Path,

@@ -135,6 +135,31 @@ def test_a_path_that_fails_among_good_ones_is_exit_6(local_server: LocalServer,
     assert "in 2 files; 1 failed" in result.stderr
 
 
+@pytest.mark.parametrize("workers", [[], ["-m", "--workers", "3"]])
+def test_a_file_two_paths_hold_is_counted_once(local_server: LocalServer, stored: list[Path],
+                                               tmp_path: Path, workers: list[str]) -> None:
+    """The same study twice, and one of its instances beside it: each file is on disk
+    once, and so in the summary and the library's results (it said 5 files for 2)."""
+    out = tmp_path / "out"
+    synthetic = stored[2:]
+    study = uids_of(synthetic[0])[0]
+    in_study = [p for p in synthetic if uids_of(p)[0] == study]
+    assert len(in_study) == 2
+    listed = f"studies/{study}\n{instance(in_study[1])}\nstudies/{study}\n"
+    result = dcmweb(*workers, local_server.url, "retrieve", "--paths-from", "-", "-o",
+                    str(out), stdin=listed)
+    assert result.exit_code == 0, result.stderr
+    assert files_under(out) == {where(out, p) for p in in_study}
+    saved = [line for line in lines(result.stderr) if " saved as " in line]
+    assert sorted(line.split(" saved as ")[1] for line in saved) == sorted(
+        str(where(out, p)) for p in in_study)
+    assert lines(result.stderr)[-1].endswith(" in 2 files")
+    with Client(local_server.url) as client:
+        results = client.retrieve(listed.split(), tmp_path / "again")
+    assert sorted(r.path for r in results) == sorted(
+        where(tmp_path / "again", p) for p in in_study)
+
+
 def test_every_path_failing_is_exit_1(local_server: LocalServer, tmp_path: Path) -> None:
     result = dcmweb(local_server.url, "retrieve", "studies/1.2.3.404", "studies/1.2.3.405",
                     "-o", str(tmp_path / "out"))
