@@ -119,6 +119,26 @@ def test_a_list_file_names_its_line(local_server: LocalServer, tmp_path: Path) -
         "frames/0' (frames are numbered from 1")
 
 
+def test_a_list_with_a_byte_order_mark_and_crlf_lines(local_server: LocalServer,
+                                                      stored: list[Path], tmp_path: Path
+                                                      ) -> None:
+    """A list saved by Notepad or PowerShell: a UTF-8 byte order mark, CRLF line ends.
+    The mark was read as part of the first path: `invalid path 'studies/...'` (exit 2),
+    the mark invisible in the message."""
+    ct, mr = stored[:2]
+    listed = tmp_path / "paths.txt"
+    listed.write_bytes(f"\ufeff{instance(ct)}\r\n\r\n# done\r\n{instance(mr)}\r\n"
+                       .encode())
+    out = tmp_path / "out"
+    result = dcmweb(local_server.url, "retrieve", "--paths-from", str(listed), "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert files_under(out) == {where(out, ct), where(out, mr)}
+    # A mark alone on the first line is a blank line.
+    listed.write_bytes(f"\ufeff\n{instance(ct)}\n{instance(mr)}\n".encode())
+    result = dcmweb(local_server.url, "retrieve", "--paths-from", str(listed), "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+
+
 def test_a_path_that_fails_among_good_ones_is_exit_6(local_server: LocalServer,
                                                      stored: list[Path], tmp_path: Path
                                                      ) -> None:
