@@ -9,13 +9,14 @@ frames were asked for; a count that differs is a failure, never a guess.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from .errors import ServerError, UsageError, quoted
 from .http import Http
 from .multipart import Chunk, parse_content_type
 from .output import plural
-from .retrieve import RetrieveResult, accept_header, refuse_both
+from .retrieve import Named, RetrieveResult, accept_header, refuse_both
 from .saving import Saver
 from .valuelength import length_check
 from .wado import answer_parts, asking_again, get, instance_file, wants_transcoding
@@ -77,11 +78,14 @@ def frames_bytes(http: Http, base_url: str, path: str, part_type: str | None = N
 
 def save_frames(http: Http, base_url: str, path: str, output: Path,
                 part_type: str | None = None, transfer_syntax: str | None = None,
-                saver: Saver | None = None) -> Iterator[RetrieveResult]:
+                saver: Saver | None = None, named: Named | None = None
+                ) -> Iterator[RetrieveResult]:
     """Write OUTPUT/STUDY/SERIES/SOP_frame_N.raw (or .jpg, ... by the part's type).
 
     The parts are written to temporary files and named only once the whole answer has
-    come with one part per frame asked for: a part is never named after a guess."""
+    come with one part per frame asked for: a part is never named after a guess.
+    ``named`` is told of each file as it gets its name (a run stopped meanwhile
+    reports it)."""
     target = frames_target(path)
     kind = frame_type(part_type, transfer_syntax)
     fallback, _ = parse_content_type(kind)
@@ -98,7 +102,8 @@ def save_frames(http: Http, base_url: str, path: str, output: Path,
                     "saved", f"{target.resource.url_path()}/frames/{number}", final, size)))
             for temp, result in staged:
                 assert result.path is not None
-                saver.finish(temp, result.path)
+                saver.finish(temp, result.path,
+                             then=None if named is None else partial(named, result))
         except BaseException:
             for temp, _ in staged:
                 saver.abandon(temp)  # a frame already named keeps its name (a rename failed)

@@ -22,7 +22,7 @@ from .http import Http
 from .leftover import Tally
 from .multipart import parse_content_type
 from .record import record
-from .retrieve import RetrieveResult, listed_items, run_items, unit_of
+from .retrieve import Named, RetrieveResult, listed_items, run_items, unit_of
 from .saving import Saver
 from .search import FIRST_PAGE, Params, Searcher
 from .served import served_on
@@ -193,19 +193,26 @@ class Renderer:
         return _targets(self.http, self.base_url, target, streak)
 
     def one(self, item: WadoPath | RetrieveResult, *, single: bool = False,
-            streak: Streak | None = None) -> list[RetrieveResult]:
+            streak: Streak | None = None, named: Named | None = None
+            ) -> list[RetrieveResult]:
         """One instance or frame; ``single``: the run's only one, whose 404 is the
         run's (exit 4), not one item's; ``streak``: the 404s of the instances a listing
-        named, a few of which in a row may say the server renders none."""
+        named, a few of which in a row may say the server renders none; ``named`` is
+        told of the file as it gets its name (a run stopped meanwhile reports it)."""
         if isinstance(item, RetrieveResult):
             return [item]
         if streak is not None:
             streak.before_next()
         suffix = f"_frame_{item.frames[0]}" if item.frames else ""
         final = instance_file(self.output, item.resource, suffix, self.mime)
+
+        def told(size: int) -> None:
+            if named is not None:
+                named(RetrieveResult("saved", item.url_path(), final, size))
+
         try:
             size = asking_again(f"render {item.url_path()}", lambda: self.saver.save(
-                _fetch(self.http, self.base_url, item, self.options), final))
+                _fetch(self.http, self.base_url, item, self.options), final, told))
         except (NotFoundError, ServerError) as error:
             if single:
                 raise
@@ -232,6 +239,7 @@ def save_rendered(http: Http, base_url: str, path: str, output: Path,
     # An instance's images are no listing: a list, so that a run stopped by one of them
     # counts what is left, not "the rest of the listing" (as retrieve's targets).
     tally = Tally()
-    yield from run_items(lambda item, _: renderer.one(item, single=single, streak=streak),
+    yield from run_items(lambda item, named: renderer.one(item, single=single, streak=streak,
+                                                          named=named),
                          tally.each(targets if listed else list(targets), unit_of), workers,
                          renderer.saver, tally)

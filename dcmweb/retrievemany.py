@@ -104,18 +104,19 @@ def iter_retrieve_many(http: Http, base_url: str, paths: PathList, output: Path,
             return fetch_item(downloader, item, named, several=True)
         if item.kind == "rendered":
             assert renderer is not None  # made when a path is rendered
-            return renderer.one(item)
-        return _frames(http, base_url, item, output, options, downloader)
+            return renderer.one(item, named=named)
+        return _frames(http, base_url, item, output, options, downloader, named)
 
     yield from run_items(results_of, items(), workers, saver, tally, overlap=True)
 
 
 def _frames(http: Http, base_url: str, target: WadoPath, output: Path,
-            options: ManyOptions, downloader: Downloader) -> Iterator[RetrieveResult]:
+            options: ManyOptions, downloader: Downloader, named: Named | None
+            ) -> Iterator[RetrieveResult]:
     """One path's frames; its failure is one failed item."""
     try:
         yield from save_frames(http, base_url, target.url_path(), output, options.part_type,
-                               options.transfer_syntax, saver=downloader.saver)
+                               options.transfer_syntax, saver=downloader.saver, named=named)
     except (NotFoundError, ServerError) as error:
         yield RetrieveResult("failed", target.url_path(), message=item_message(
             error, f"retrieve {target.url_path()}"))

@@ -348,11 +348,13 @@ class Saver:
             raise
         return temp, size
 
-    def save(self, chunks: Iterable[Chunk], final: Path) -> int:
-        """Write chunks to ``final`` whole or not at all; the size."""
+    def save(self, chunks: Iterable[Chunk], final: Path,
+             named: Callable[[int], None] | None = None) -> int:
+        """Write chunks to ``final`` whole or not at all; the size. ``named`` is told
+        the size as the file gets its name (see :meth:`finish`)."""
         temp, size = self.stage(chunks, final.parent)
         try:
-            self.finish(temp, final)
+            self.finish(temp, final, then=None if named is None else lambda: named(size))
         except BaseException:
             self.abandon(temp)
             raise

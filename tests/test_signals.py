@@ -740,3 +740,47 @@ def test_a_stop_during_the_overwrites_store_stops_the_run(local_server: LocalSer
     local_server.clear_faults()
     with Client(local_server.url) as client:  # the old copy deleted, no other file sent
         assert client.search("instances") == []
+
+
+@pytest.mark.parametrize("kind", ["frames/1", "rendered"])
+def test_a_frame_or_image_another_thread_named_as_the_stop_came_is_reported(
+        local_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        kind: str) -> None:
+    """-m with a list of frames or rendered paths, Ctrl-C as a worker has just given a
+    file its final name and before the main thread has its result: the file is on disk,
+    and the summary said `Transferred 0 B in 0 files` (DICOM files are handed over by
+    the run as it stops; frames and rendered images were not)."""
+    from click.testing import CliRunner
+
+    from dcmweb.cli import cli
+    from dcmweb.saving import Saver
+
+    files = corpus.synthetic_files(tmp_path / "in", 2)
+    with Client(local_server.url) as client:
+        client.store(files)
+    finish = Saver.finish
+    signalled = False
+
+    def finish_then_stop(self: Saver, temp: str, final: Path, *args: object,
+                         **kwargs: object) -> None:
+        nonlocal signalled
+        finish(self, temp, final, *args, **kwargs)  # type: ignore[arg-type]
+        if not signalled and threading.current_thread() is not threading.main_thread():
+            signalled = True
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(0.5)  # the main thread stops the run before it has this file
+
+    monkeypatch.setattr(Saver, "finish", finish_then_stop)
+    paths = [f"{study_of(p)}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/"
+             f"{kind}" for p in files for ds in [pydicom.dcmread(p)]]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["-m", "--workers", "2", local_server.url, "retrieve",
+                                      *paths, "-o", str(out)])
+    stderr = lines(result.stderr)
+    assert result.exit_code == 130, stderr
+    saved = files_under(out)
+    assert saved
+    assert {Path(line.split(" saved as ")[1]) for line in stderr if " saved as " in line
+            } == saved
+    assert re.match(rf"dcmweb: info: Transferred \S+ \S+ in {len(saved)} files?\b",
+                    stderr[-2]), stderr
