@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-from .errors import ServerError, UsageError, quoted
+from .errors import NameTaken, ServerError, UsageError, quoted
 from .http import Http
 from .multipart import Chunk, parse_content_type
 from .output import plural
@@ -100,14 +100,20 @@ def save_frames(http: Http, base_url: str, path: str, output: Path,
                 temp, size = saver.stage(chunks, final.parent)
                 staged.append((temp, RetrieveResult(
                     "saved", f"{target.resource.url_path()}/frames/{number}", final, size)))
+            results = []
             for temp, result in staged:
                 assert result.path is not None
-                saver.finish(temp, result.path,
-                             then=None if named is None else partial(named, result))
+                try:
+                    saver.finish(temp, result.path,
+                                 then=None if named is None else partial(named, result))
+                except NameTaken as taken:  # a folder in its way: that frame fails alone
+                    saver.abandon(temp)
+                    result = RetrieveResult("failed", result.source, message=taken.headline)
+                results.append(result)
         except BaseException:
             for temp, _ in staged:
                 saver.abandon(temp)  # a frame already named keeps its name (a rename failed)
             raise
-        return [result for _, result in staged]
+        return results
 
     yield from asking_again(f"retrieve {target.url_path()}", attempt)

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from . import bounds
-from .errors import NotFoundError, ServerError, UsageError, quoted
+from .errors import NameTaken, NotFoundError, ServerError, UsageError, quoted
 from .http import Http
 from .leftover import Tally
 from .multipart import parse_content_type
@@ -213,6 +213,8 @@ class Renderer:
         try:
             size = asking_again(f"render {item.url_path()}", lambda: self.saver.save(
                 _fetch(self.http, self.base_url, item, self.options), final, told))
+        except NameTaken as taken:  # a folder where the image goes: it fails alone
+            return [RetrieveResult("failed", item.url_path(), message=taken.headline)]
         except (NotFoundError, ServerError) as error:
             if single:
                 raise

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .errors import NotFoundError, ServerError, UsageError
+from .errors import NameTaken, NotFoundError, ServerError, UsageError
 from .frames import frame_type, save_frames
 from .http import Http
 from .leftover import Taken, Tally
@@ -117,6 +117,6 @@ def _frames(http: Http, base_url: str, target: WadoPath, output: Path,
     try:
         yield from save_frames(http, base_url, target.url_path(), output, options.part_type,
                                options.transfer_syntax, saver=downloader.saver, named=named)
-    except (NotFoundError, ServerError) as error:
+    except (NotFoundError, ServerError, NameTaken) as error:  # NameTaken: a file in the way
         yield RetrieveResult("failed", target.url_path(), message=item_message(
             error, f"retrieve {target.url_path()}"))

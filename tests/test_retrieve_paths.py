@@ -180,6 +180,34 @@ def test_a_file_two_paths_hold_is_counted_once(local_server: LocalServer, stored
         where(tmp_path / "again", p) for p in in_study)
 
 
+@pytest.mark.parametrize(("suffix", "in_the_way"), [
+    ("/frames/1", "{sop}_frame_1.raw/"), ("/rendered", "{sop}.png/"), ("/frames/1", "")],
+    ids=["frame", "rendered", "series-folder"])
+def test_a_name_taken_fails_that_frame_or_image_alone(
+        local_server: LocalServer, stored: list[Path], tmp_path: Path, suffix: str,
+        in_the_way: str) -> None:
+    """A folder where a frame or rendered image goes (or a file where its series folder
+    goes) fails that path alone, as it does a DICOM file. Was: the run stopped at once,
+    `Transferred 0 B in 0 files; 2 paths not retrieved`, exit 1, the other path never
+    asked for (and a frame already named left on disk, unreported)."""
+    ct, mr = stored[:2]
+    study, series, sop = uids_of(ct)
+    out = tmp_path / "out"
+    if in_the_way:
+        (out / study / series / in_the_way.format(sop=sop)).mkdir(parents=True)
+    else:
+        (out / study).mkdir(parents=True)
+        (out / study / series).write_bytes(b"")
+    args = ["--format", "png"] if suffix == "/rendered" else []
+    result = dcmweb("-m", local_server.url, "retrieve", instance(ct) + suffix, instance(mr),
+                    *args, "-o", str(out))
+    assert result.exit_code == 6, result.stderr
+    assert files_under(out) == {where(out, mr)} | (set() if in_the_way else {out / study / series})
+    errors = [line for line in lines(result.stderr) if ": error: " in line]
+    assert errors[0].startswith(f"dcmweb: error: {instance(ct)}{suffix}: cannot ")
+    assert lines(result.stderr)[-2].endswith(" in 1 file; 1 failed")
+
+
 def test_every_path_failing_is_exit_1(local_server: LocalServer, tmp_path: Path) -> None:
     result = dcmweb(local_server.url, "retrieve", "studies/1.2.3.404", "studies/1.2.3.405",
                     "-o", str(tmp_path / "out"))
