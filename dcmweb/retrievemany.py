@@ -35,7 +35,17 @@ from .retrieve import (
 from .wado import item_message
 from .wadopath import WadoPath, parse_wado_path
 
-Item = ResourcePath | WadoPath | RetrieveResult
+
+@record(frozen=True)
+class Listed:
+    """A study, series or instance that a listing named, not the user (the instances of
+    a study asked for one by one): answered 404 and no longer on the server, it is
+    ``gone``, as in a retrieve of that one path (see :func:`fetch_item`)."""
+
+    resource: ResourcePath
+
+
+Item = ResourcePath | Listed | WadoPath | RetrieveResult
 
 
 @record(frozen=True)
@@ -85,11 +95,14 @@ def iter_retrieve_many(http: Http, base_url: str, paths: PathList, output: Path,
             target = parse_wado_path(path)
             try:
                 # A study is one item: the list is what runs in parallel.
-                for item in (renderer.targets(target) if renderer and target.kind == "rendered"
-                             else dicom_targets(http, base_url, target.resource, part_type,
-                                                split=False)
-                             if target.kind == "dicom" else [target]):
-                    yield tally.take(item, group)
+                targets = (renderer.targets(target) if renderer and target.kind == "rendered"
+                           else dicom_targets(http, base_url, target.resource, part_type,
+                                              split=False)
+                           if target.kind == "dicom" else [target])
+                listing = target.kind == "dicom" and not isinstance(targets, list)
+                for item in targets:
+                    yield tally.take(Listed(item) if listing and isinstance(
+                        item, ResourcePath) else item, group)
             except (NotFoundError, ServerError) as error:
                 # A listing (the instances of a series to render) that fails before its
                 # first row: that path fails, the others go on.
@@ -100,6 +113,8 @@ def iter_retrieve_many(http: Http, base_url: str, paths: PathList, output: Path,
             tally.close(group)
 
     def results_of(item: Item, named: Named | None) -> Iterable[RetrieveResult]:
+        if isinstance(item, Listed):
+            return fetch_item(downloader, item.resource, named, several=True, listed=True)
         if not isinstance(item, WadoPath):
             return fetch_item(downloader, item, named, several=True)
         if item.kind == "rendered":

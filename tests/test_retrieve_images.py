@@ -192,3 +192,37 @@ def test_an_instance_listed_with_unsafe_uids_fails_alone(tmp_path: Path) -> None
     assert files_under(tmp_path) == {tmp_path / "1.2" / "3.4" / "5.6_frame_1.png"}
     assert "dcmweb: error: instances: refused unsafe UIDs from the server " \
         "('1.2', '3.4', '../../x')" in lines(result.stderr)
+
+
+@pytest.mark.parametrize("others", [[], ["studies/1.2.3.404"]], ids=["one-path", "a-list"])
+def test_an_instance_listed_then_deleted_is_gone_in_a_list_of_paths_too(
+        tmp_path: Path, synth: list[Path], quick_operation_polls: None,
+        others: list[str]) -> None:
+    """A study's instances asked for one by one (--type image/png) are named by a
+    search, not by the user: one deleted moments ago (searches lag behind deletes) is
+    `gone since it was listed`, not a failure. Was so for one path; in a list, the same
+    study's instance was a failed item (exit 6, or 1)."""
+    study = uids_of(synth[0])[0]
+    under = sorted((p for p in synth if uids_of(p)[0] == study), key=uids_of)
+    with LocalServer(tmp_path / "store", delete_delay=0.1, search_lag=60) as server:
+        with Client(server.url) as client:
+            assert {r.status for r in client.store(under)} == {"stored"}
+            # Not the first instance a search lists: the listing checks that one.
+            listed = client.search("instances", f"StudyInstanceUID={study}")
+            _, series, sop = next((s, r, i) for s, r, i in map(uids_of, under)
+                                  if i != listed[0]["00080018"]["Value"][0])
+            client.delete(f"studies/{study}/series/{series}/instances/{sop}")
+        with images(server, {}) as fake:
+            fake.route("GET", f"{urlsplit(server.url).path}/studies/{study}/series/{series}/"
+                       f"instances/{sop}", lambda req: req.json(404, {"error": {
+                           "code": 404, "message": "instance not found"}}))
+            out = tmp_path / "out"
+            result = dcmweb(through(fake, server), "retrieve", f"studies/{study}", *others,
+                            "--type", "image/png", "--output", str(out))
+    assert result.exit_code == (6 if others else 0), result.stderr
+    assert (f"dcmweb: warning: studies/{study}/series/{series}/instances/{sop}: gone since "
+            "it was listed") in "\n".join(lines(result.stderr))
+    assert len(files_under(out)) == len(under) - 1
+    assert lines(result.stderr)[-1 - bool(others)].endswith(
+        f" in {len(under) - 1} files; " + ("1 failed, " if others else "")
+        + "1 instance gone since it was listed")
