@@ -189,10 +189,15 @@ def files_under_each(client: Client, paths: Iterable[str | None],
     if several:
         assert isinstance(paths, PathList)
         check_paths(paths, ManyOptions(part_type, transfer_syntax, single_part))
+    listed: set[Path] = set()  # a file two paths hold is listed once, as the run counts it
     for path in paths:
         try:
             for item in files_under(client, path, output, part_type=part_type,
                                     transfer_syntax=transfer_syntax, single_part=single_part):
+                if isinstance(item, PlannedFile):
+                    if item.path in listed:
+                        continue
+                    listed.add(item.path)
                 yield path, item
         except (NotFoundError, ServerError) as error:
             if not several:

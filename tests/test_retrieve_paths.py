@@ -178,6 +178,12 @@ def test_a_file_two_paths_hold_is_counted_once(local_server: LocalServer, stored
         results = client.retrieve(listed.split(), tmp_path / "again")
     assert sorted(r.path for r in results) == sorted(
         where(tmp_path / "again", p) for p in in_study)
+    # Its dry run lists each file once too (it said `would write 5 files`).
+    result = dcmweb(local_server.url, "retrieve", "--paths-from", "-", "-o", str(out),
+                    "--dry-run", stdin=listed)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == sorted(str(where(out, p)) for p in in_study)
+    assert lines(result.stderr)[-1].startswith("dcmweb: info: would write 2 files under ")
 
 
 @pytest.mark.parametrize(("suffix", "in_the_way"), [
