@@ -187,6 +187,7 @@ class Renderer:
         self.mime = options.accept()
         options.query()
         self.saver = saver
+        self._rendered = False  # an image of the run was rendered: the options are served
 
     def targets(self, target: WadoPath, streak: Streak | None = None
                 ) -> Iterator[WadoPath | RetrieveResult]:
@@ -215,14 +216,19 @@ class Renderer:
                 _fetch(self.http, self.base_url, item, self.options), final, told))
         except NameTaken as taken:  # a folder where the image goes: it fails alone
             return [RetrieveResult("failed", item.url_path(), message=taken.headline)]
-        except (NotFoundError, ServerError) as error:
-            if single:
+        except (NotFoundError, ServerError, UsageError) as error:
+            # A 400 once an image was rendered with the same options is about this
+            # instance (Orthanc's to an image it cannot decode: "Parameter out of
+            # range"): it fails alone. Before any, the options may be what it refuses.
+            if single or (isinstance(error, UsageError) and not (
+                    error.status == 400 and self._rendered)):
                 raise
             if streak is not None:
                 streak.failed(error, item.resource.instance)
             # One instance of many (deleted since the listing, or answered badly).
             return [RetrieveResult("failed", item.url_path(), message=item_message(
                 error, f"render {item.url_path()}"))]
+        self._rendered = True
         if streak is not None:
             streak.saved()
         return [RetrieveResult("saved", item.url_path(), final, size)]

@@ -300,6 +300,33 @@ def test_m_with_a_mix_of_study_and_instance_paths_on_orthanc(orthanc: Orthanc,
     assert f"in {len(in_first) + len(in_second) + 1} files" in result.stderr
 
 
+def test_an_image_orthanc_cannot_render_fails_alone(orthanc: Orthanc,
+                                                  pydicom_files: list[Path],
+                                                  tmp_path: Path) -> None:
+    """Orthanc (without its GDCM plugin) answers 400 `Parameter out of range` to the
+    rendered image of a JPEG 2000 instance, and renders the others with the same
+    options: that image fails alone. Was: the run stopped there with exit 2 (a usage
+    error), `1 failed, 2 paths not retrieved`, the paths after it never asked for."""
+    by_name = {p.name: p for p in pydicom_files}
+    ct, j2k, mr = (by_name[name] for name in ("CT_small.dcm", "GDCMJ2K_TextGBR.dcm",
+                                              "MR_small.dcm"))
+    with Client(orthanc.url) as client:
+        assert {r.status for r in client.store([ct, j2k, mr])} == {"stored"}
+    out = tmp_path / "out"
+    listed = f"{instance(ct)}/rendered\n{instance(j2k)}/rendered\n{instance(mr)}\n"
+    result = dcmweb(orthanc.url, "retrieve", "--paths-from", "-", "-o", str(out),
+                    stdin=listed)
+    if result.exit_code == 0:
+        pytest.skip("this Orthanc renders JPEG 2000 (its GDCM plugin is installed)")
+    assert result.exit_code == 6, result.stderr
+    study, series, sop = uids_of(ct)
+    assert files_under(out) == {out / study / series / f"{sop}.jpg", where(out, mr)}
+    errors = [line for line in lines(result.stderr) if ": error: " in line]
+    assert errors[0].startswith(f"dcmweb: error: {instance(j2k)}/rendered: HTTP 400 Bad "
+                                "Request: Parameter out of range")
+    assert lines(result.stderr)[-2].endswith(" in 2 files; 1 failed")
+
+
 def test_a_nul_separated_list_and_frames(orthanc: Orthanc, pydicom_files: list[Path],
                                          tmp_path: Path) -> None:
     ct = next(p for p in pydicom_files if p.name == "CT_small.dcm")
