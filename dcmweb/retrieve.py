@@ -592,12 +592,11 @@ def run_items(results_of: Callable[[T, Named | None], Iterable[RetrieveResult]],
         tally.finish(taken)
 
     try:
-        if workers <= 1:
-            for taken in items:
-                yield from first_time(tallied(taken, None))
-        else:
-            yield from first_time(run_bounded_streams(lambda taken: tallied(taken, named),
-                                                      items, workers))
+        # One worker names files too: an item may name several before it yields them
+        # (the frames of one answer), and a stop between them must not lose those.
+        yield from first_time(
+            (result for taken in items for result in tallied(taken, named)) if workers <= 1
+            else run_bounded_streams(lambda taken: tallied(taken, named), items, workers))
     except GeneratorExit:
         # The caller left its loop: nothing more is written, and no half file is left
         # (the threads' requests in flight may finish; what they fetch is not kept).

@@ -784,3 +784,44 @@ def test_a_frame_or_image_another_thread_named_as_the_stop_came_is_reported(
             } == saved
     assert re.match(rf"dcmweb: info: Transferred \S+ \S+ in {len(saved)} files?\b",
                     stderr[-2]), stderr
+
+
+def test_a_frame_named_as_the_stop_came_is_reported_without_m(
+        local_server: LocalServer, pydicom_files: list[Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frames of one answer are named one after the other once all have come:
+    Ctrl-C after the first got its name left it on disk, unreported (`Transferred 0 B
+    in 0 files`), in a run of one worker too."""
+    from click.testing import CliRunner
+
+    from dcmweb.cli import cli
+    from dcmweb.saving import Saver
+
+    dose, ct = (next(p for p in pydicom_files if p.name == name)
+                for name in ("rtdose.dcm", "CT_small.dcm"))
+    with Client(local_server.url) as client:
+        assert {r.status for r in client.store([dose, ct])} == {"stored"}
+    finish = Saver.finish
+    signalled = False
+
+    def finish_then_stop(self: Saver, temp: str, final: Path, *args: object,
+                         **kwargs: object) -> None:
+        nonlocal signalled
+        finish(self, temp, final, *args, **kwargs)  # type: ignore[arg-type]
+        if not signalled:
+            signalled = True
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(Saver, "finish", finish_then_stop)
+    paths = [f"{study_of(p)}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+             for p in (dose, ct) for ds in [pydicom.dcmread(p, stop_before_pixels=True)]]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [local_server.url, "retrieve", f"{paths[0]}/frames/1,2",
+                                      paths[1], "-o", str(out)])
+    stderr = lines(result.stderr)
+    assert result.exit_code == 130, stderr
+    saved = files_under(out)
+    assert [path.name.rsplit("_", 1)[1] for path in saved] == ["1.raw"]
+    assert stderr[0] == f"dcmweb: info: {paths[0]}/frames/1 saved as {next(iter(saved))}"
+    assert stderr[-2] == ("dcmweb: info: Transferred 400 B in 1 file; 2 paths not "
+                          "retrieved (stopped, 1 of them cut off)")
