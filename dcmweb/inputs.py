@@ -218,6 +218,9 @@ def _expand_mask(mask: str, prune: Callable[[str], bool], links: FolderLinks) ->
         stack.extend(reversed(subfolders))
 
 
+_BOM = "\ufeff".encode()
+
+
 def read_list(stream: IO[bytes], null_separated: bool) -> Iterator[str]:
     """Paths from a list, one per line (or per NUL), read as it arrives."""
     return (text for _, text in numbered_list(stream, null_separated))
@@ -241,6 +244,10 @@ def numbered_list(stream: IO[bytes], null_separated: bool) -> Iterator[tuple[int
 
 def _list_entry(number: int, raw: bytes, null_separated: bool
                 ) -> Iterator[tuple[int, str]]:
+    if number == 1:
+        # A UTF-8 byte order mark (a list saved by Notepad or PowerShell) is no part of
+        # the first path: no file name starts with it.
+        raw = raw.removeprefix(_BOM)
     if not null_separated:
         raw = raw.rstrip(b"\r")
     if raw.strip():

@@ -24,7 +24,6 @@ from .wadopath import Kind, parse_wado_path
 # listing of instances), saved under a name of its own.
 SHARED_KINDS: tuple[Kind, ...] = ("dicom", "rendered", "frames")
 _SPOOL_IN_MEMORY = 1 << 20  # bytes of paths held in memory before the file is used
-_BOM = "\ufeff"  # no path holds it: one that starts a list is no part of its first path
 
 
 def listed_paths(paths: Iterable[str], lists: Iterable[str], null_separated: bool = False
@@ -43,9 +42,7 @@ def listed_paths(paths: Iterable[str], lists: Iterable[str], null_separated: boo
                 handle = stdin_bytes() if name == "-" else opened.enter_context(
                     open(name, "rb"))
                 for number, text in numbered_list(handle, null_separated):
-                    if number == 1:  # a UTF-8 byte order mark (Notepad, PowerShell)
-                        text = text.removeprefix(_BOM)
-                    if text.strip() and not text.lstrip().startswith("#"):
+                    if not text.lstrip().startswith("#"):
                         yield f"{shown} {unit} {number}", text.strip()
         except OSError as error:
             raise unreadable_list(name, error) from None

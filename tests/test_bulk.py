@@ -779,6 +779,22 @@ def test_files_from_stdin_nul_separated_with_odd_names(local_server: LocalServer
     assert lines(dash.stderr)[-1].endswith("in 2 files")
 
 
+def test_a_list_saved_by_notepad_is_read_whole(local_server: LocalServer, files: list[Path],
+                                               tmp_path: Path) -> None:
+    """A UTF-8 byte order mark before the first path and CRLF line ends: the mark was
+    read as part of the first name, which then failed as a missing file."""
+    listing = tmp_path / "list.txt"
+    listing.write_bytes("\ufeff".encode() + b"".join(os.fsencode(p) + b"\r\n"
+                                                    for p in files[:3]))
+    report = tmp_path / "r.jsonl"
+    result = run(local_server.url, "store", "--files-from", str(listing), "--report",
+                 str(report))
+    assert result.exit_code == 0, result.stderr
+    assert sorted(r["path"] for r in rows(report)) == sorted(map(str, files[:3]))
+    assert {r["status"] for r in rows(report)} == {"stored"}
+    assert len(server_uids(local_server)) == 3
+
+
 def test_every_name_has_its_own_row_and_line(local_server: LocalServer, files: list[Path],
                                              tmp_path: Path) -> None:
     """A name holding the byte 0xFF and one holding the four characters \\xff: old dcmweb
