@@ -65,7 +65,10 @@ def whole_problem(walk: DataSetWalk, final: Path | None, size: int) -> str | Non
     names its study, series or instance twice (which readers take differs)."""
     name = final.name if final else "an instance"
     if walk.complete is False:
-        return f"the server sent {name} cut inside its data (after {size} bytes)"
+        # The file may have been stored short (pydicom's rtplan_truncated.dcm is stored
+        # as sent): the message must not blame the transfer alone.
+        return (f"the server sent {name} cut inside its data (after {size} bytes: an "
+                "answer cut short, or a file stored so)")
     if walk.repeated:
         return (f"the server sent {name} with its {walk.repeated} given twice (readers "
                 "differ on which one counts)")

@@ -6,6 +6,7 @@ rows that cannot name a file."""
 from __future__ import annotations
 
 import io
+import re
 import struct
 from pathlib import Path
 
@@ -101,7 +102,10 @@ def test_a_file_cut_inside_its_data_fails_alone_on_the_local_server(
     assert result.exit_code == 6, result.stderr
     assert files_under(out) == {where(out, good)}
     name = where(out, short).name
-    assert f"the server sent {name} cut inside its data" in result.stderr
+    # The server holds the file as it was stored, short: the message does not blame
+    # the transfer alone.
+    assert re.search(rf"the server sent {re.escape(name)} cut inside its data \(after \d+ "
+                     r"bytes: an answer cut short, or a file stored so\)", result.stderr)
     study, series, sop = uids_of(short)
     result = dcmweb(local_server.url, "retrieve",
                     f"studies/{study}/series/{series}/instances/{sop}", "--single-part",
