@@ -126,10 +126,14 @@ def users_name(base_url: str, name: str) -> str:
     alone on it is, not a server's."""
     name = full_name(base_url, name)
     if _api_root(base_url) is None:
-        raise UsageError(f"operation {quoted(name)} cannot be read: HOST has no API version "
-                         f"segment ({'/'.join(API_VERSIONS)}) to find it under",
+        raise UsageError(_no_api_version(name),
                          "operations are Google's: give the Google store's URL as HOST")
     return name
+
+
+def _no_api_version(name: str) -> str:
+    return (f"operation {quoted(name)} cannot be read: HOST has no API version segment "
+            f"({'/'.join(API_VERSIONS)}) to find it under")
 
 
 def _api_root(base_url: str) -> str | None:
@@ -148,10 +152,7 @@ def operation_url(base_url: str, name: str) -> str:
     full_name or is_operation_name)."""
     root = _api_root(base_url)
     if root is None:
-        raise ServerError(
-            f"operation {quoted(name)} cannot be read: HOST has no API version segment "
-            f"({'/'.join(API_VERSIONS)}) to find it under"
-        )
+        raise ServerError(_no_api_version(name))
     return f"{root}/{name}"
 
 

@@ -11,7 +11,6 @@ is refused, never saved as if it were the one asked for.
 from __future__ import annotations
 
 import filecmp
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -557,15 +556,17 @@ def run_items(results_of: Callable[[T, Named | None], Iterable[RetrieveResult]],
     # The files the threads have named and the caller has not had yet, by path: when the
     # run stops, they are reported too.
     unreported: dict[Path | None, RetrieveResult] = {}
-    reported: set[bytes] = set()  # digests of the files reported (with overlap)
+    # The files reported (with overlap), by a 64-bit digest of the name, as inputs.py
+    # keeps the files of a store's lists: less memory than the names.
+    reported: set[int] = set()
 
-    def key_of(result: RetrieveResult) -> bytes | None:
+    def key_of(result: RetrieveResult) -> int | None:
         """What tells a file saved again (with overlap), or None."""
         if not overlap or result.status != "saved" or result.path is None:
             return None
-        return hashlib.blake2b(os.fsencode(result.path), digest_size=16).digest()
+        return hash(os.fspath(result.path))
 
-    def again(result: RetrieveResult, key: bytes | None) -> bool:
+    def again(result: RetrieveResult, key: int | None) -> bool:
         if key is None or key not in reported:
             return False
         log.debug("%s saved %s again (another path of the run holds it too); counted once",
@@ -575,10 +576,10 @@ def run_items(results_of: Callable[[T, Named | None], Iterable[RetrieveResult]],
     def first_time(results: Iterable[RetrieveResult]) -> Iterator[RetrieveResult]:
         for result in results:
             key = key_of(result)  # before the file leaves unreported: a stop may come
-            if again(result, key):
-                unreported.pop(result.path, None)
-                continue
+            repeated = again(result, key)
             unreported.pop(result.path, None)
+            if repeated:
+                continue
             if key is not None:
                 reported.add(key)
             yield result

@@ -99,10 +99,10 @@ def iter_retrieve_many(http: Http, base_url: str, paths: PathList, output: Path,
                            else dicom_targets(http, base_url, target.resource, part_type,
                                               split=False)
                            if target.kind == "dicom" else [target])
-                listing = target.kind == "dicom" and not isinstance(targets, list)
                 for item in targets:
-                    yield tally.take(Listed(item) if listing and isinstance(
-                        item, ResourcePath) else item, group)
+                    # A study or instance other than the path itself: a search named it.
+                    yield tally.take(Listed(item) if isinstance(item, ResourcePath)
+                                     and item != target.resource else item, group)
             except (NotFoundError, ServerError) as error:
                 # A listing (the instances of a series to render) that fails before its
                 # first row: that path fails, the others go on.

@@ -70,8 +70,10 @@ def get(http: Http, url: str, what: str, accept: str, *, transcoding: bool = Fal
         status = response.status_code
         if status not in refused:
             if status == 204:
+                # No body whatever its Content-Type says (a multipart type with it made
+                # the missing boundary look like a cut, asked for again).
                 response.close()
-                raise no_content(what, parse_content_type(accept)[0])
+                raise not_dicomweb(what, 204, "no content", parse_content_type(accept)[0])
             if status != 206:
                 warning = server_warning(response)
                 if warning:
@@ -184,12 +186,6 @@ def checked_answer(response: Response, what: str, asked: str) -> Answer:
     if not boundary:
         raise ServerError(f"{what}: multipart answer without a boundary")
     return Answer(chunks, boundary, framed(response))
-
-
-def no_content(what: str, expected: str) -> ServerError:
-    """A 204 to a GET of data: it has no body whatever its Content-Type says (a multipart
-    type with it made the missing boundary look like a cut, asked for again)."""
-    return not_dicomweb(what, 204, "no content", expected)
 
 
 def framed(response: Response) -> bool:
